@@ -1,0 +1,48 @@
+# synthocr: two commands do all the set-up.
+#   make report   set up, then run the main job on the default config
+#   make test     set up, then run the test suite (what CI runs)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= configs/config.yaml
+CORES ?= all
+# Installed environment is keyed on the pins: editing pyproject.toml re-installs.
+STAMP := $(VENV)/.synthocr-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: setup system-deps report smoke test test-fast lint format dag clean
+
+setup: $(STAMP) system-deps
+
+$(STAMP): pyproject.toml workflow/setup/install_python.sh
+	PYTHON=$(PYTHON) VENV=$(VENV) bash workflow/setup/install_python.sh
+	touch $@
+
+system-deps:
+	@bash workflow/setup/install_system.sh
+
+report: setup
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) results/crnn_report.csv
+
+smoke: setup
+	$(BIN)/snakemake --cores $(CORES) --configfile configs/smoke.yaml --directory $(or $(DIR),results-smoke) all
+
+test: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
+
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow" tests
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/snakefmt --check Snakefile workflow/rules
+
+format: setup
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix . && $(BIN)/snakefmt Snakefile workflow/rules
+
+dag: setup
+	$(BIN)/snakemake --configfile $(CONFIG) -n results/crnn_report.csv
+
+clean:
+	rm -rf results logs .snakemake

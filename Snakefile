@@ -1,0 +1,30 @@
+# synthocr: fonts in, trained and evaluated text recognizers out.
+#
+#   snakemake --cores all results/crnn_report.csv            default config (configs/config.yaml)
+#   snakemake --cores all --configfile configs/smoke.yaml    another config instead of the default
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# A --configfile replaces the default config rather than being merged into it, so each config
+# file is complete on its own (missing keys take the schema's defaults).
+if not workflow.overwrite_configfiles:
+
+    configfile: "configs/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+report: "workflow/report/workflow.rst"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

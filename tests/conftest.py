@@ -1,0 +1,86 @@
+"""Shared fixtures: real fonts from the Debian packages `make test` installs, the repo root."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Real fonts, installed by `make test` (workflow/setup/install_system.sh).
+NOTO_SANS = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
+WQY_MICROHEI = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+WQY_ZENHEI = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
+UKAI = Path("/usr/share/fonts/truetype/arphic/ukai.ttc")
+LXGW = Path("/usr/share/fonts/truetype/lxgw-wenkai/LXGWWenKai-Regular.ttf")
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # Latin only: lacks every hanzi
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(
+            f"test font {path} is missing: run `make test` (it installs the Debian font packages)"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def cjk_font() -> Path:
+    """A CJK font covering GB2312 (WenQuanYi Micro Hei, a single-face-per-family collection)."""
+    return _require(WQY_MICROHEI)
+
+
+@pytest.fixture(scope="session")
+def cjk_fonts() -> list[Path]:
+    return [_require(p) for p in (WQY_MICROHEI, LXGW, NOTO_SANS)]
+
+
+@pytest.fixture(scope="session")
+def heldout_font() -> Path:
+    return _require(UKAI)
+
+
+@pytest.fixture(scope="session")
+def latin_font() -> Path:
+    """A font with no hanzi at all, for coverage tests."""
+    return _require(DEJAVU)
+
+
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+
+def run_snakemake(workdir: Path, *args: str, config: Path | None = None, check: bool = True):
+    """Run the real Snakemake CLI on this repository's Snakefile in `workdir`."""
+    cmd = [
+        str(SNAKEMAKE),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config or REPO / "configs" / "smoke.yaml"),
+        *args,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n"
+            f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+        )
+    return proc
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """The whole smoke DAG run once for real, in a temporary folder; returns that folder."""
+    workdir = tmp_path_factory.mktemp("smoke")
+    run_snakemake(workdir, "--cores", "2", "all")
+    return workdir

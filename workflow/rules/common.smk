@@ -1,0 +1,83 @@
+# Shared by every rule file: config validation, the names of things, and small input functions.
+# Paths are the contract between rules: every rule reads and writes through these functions.
+from snakemake.utils import validate
+
+from models.registry import validate_experiment
+
+validate(config, "../schemas/config.schema.yaml", set_default=True)
+
+TASKS = ["hanzi", "expr", "line", "short"]
+SPLITS = ["train", "val", "test_seen", "test_heldout"]
+TEST_SPLITS = ["test_seen", "test_heldout"]
+EXPERIMENTS = sorted(config["experiments"])
+for _name in EXPERIMENTS:
+    # Unknown model kwargs, or a CTC output shorter than 2 * max label + 1, fail at parse time.
+    _exp = config["experiments"][_name]
+    validate_experiment(_name, _exp, config["tasks"][_exp["task"]])
+
+
+wildcard_constraints:
+    task="|".join(TASKS),
+    split="|".join(SPLITS),
+    shard=r"\d{6}",
+    experiment="|".join(EXPERIMENTS) if EXPERIMENTS else "(?!)",
+
+
+def task_config(task):
+    """The task's settings without its split sizes: what every shard of the task depends on."""
+    return {k: v for k, v in config["tasks"][task].items() if k != "splits"}
+
+
+def experiment_config(experiment):
+    return config["experiments"][experiment]
+
+
+def experiment_task(experiment):
+    return config["experiments"][experiment]["task"]
+
+
+def experiments_for(tasks):
+    return [e for e in EXPERIMENTS if experiment_task(e) in tasks]
+
+
+def charset_path(task):
+    return f"results/charsets/{task}.txt"
+
+
+COVERAGE = "results/fonts/coverage.tsv"
+
+
+def shard_paths(task, split):
+    n = config["tasks"][task]["splits"][split]["shards"]
+    return [f"results/shards/{task}/{split}-{i:06d}.tar" for i in range(n)]
+
+
+def all_shard_paths(task):
+    return [p for split in SPLITS for p in shard_paths(task, split)]
+
+
+def model_path(experiment):
+    return f"results/models/{experiment}/model.pt"
+
+
+def eval_dir(experiment, split):
+    return f"results/eval/{experiment}/{split}"
+
+
+def tesseract_dir(task, split):
+    return f"results/eval/tesseract/{task}/{split}"
+
+
+def train_threads(wildcards, threads):
+    return threads
+
+
+def all_targets():
+    return [
+        "results/crnn_report.csv",
+        "results/hanzi_report.csv",
+        "results/reader_report.csv",
+        "results/summary.md",
+        *[f"results/samples/{task}.png" for task in TASKS],
+        *[f"results/shards/{task}/manifest.tsv" for task in TASKS],
+    ]

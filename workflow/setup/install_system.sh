@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install the Debian CJK fonts and Tesseract the default config uses, when missing.
+# Quick when already done; prints what to install when it cannot install (not root, no apt).
+set -euo pipefail
+PKGS=(fonts-noto-cjk fonts-wqy-microhei fonts-wqy-zenhei fonts-arphic-uming fonts-arphic-ukai
+      fonts-lxgw-wenkai fonts-droid-fallback fonts-dejavu-core tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng)
+missing=()
+if command -v dpkg-query >/dev/null 2>&1; then
+    for p in "${PKGS[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+else
+    missing=("${PKGS[@]}")
+fi
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+    echo "synthocr: please install these Debian packages (or the same fonts by hand): ${missing[*]}" >&2
+    echo "  sudo apt-get install ${missing[*]}" >&2
+    echo "  Without them the default fonts are missing; you can list your own fonts in the config instead." >&2
+fi
