@@ -10,7 +10,7 @@ CORES ?= all
 # Installed environment is keyed on the pins: editing pyproject.toml re-installs.
 STAMP := $(VENV)/.synthocr-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: setup system-deps report smoke test test-fast lint format dag clean
+.PHONY: setup system-deps system-deps-test report smoke test test-fast lint format dag clean
 
 setup: $(STAMP) system-deps
 
@@ -21,13 +21,16 @@ $(STAMP): pyproject.toml workflow/setup/install_python.sh
 system-deps:
 	@bash workflow/setup/install_system.sh
 
+system-deps-test:
+	@bash workflow/setup/install_system.sh --test
+
 report: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) results/crnn_report.csv
 
 smoke: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile configs/smoke.yaml --directory $(or $(DIR),results-smoke) all
 
-test: setup
+test: $(STAMP) system-deps-test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
