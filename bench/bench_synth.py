@@ -1,0 +1,183 @@
+"""Synthesis throughput: our renderer vs trdg, same texts, same fonts, same run, one core each.
+
+    python bench/bench_synth.py [--n 1000] [--trdg-python /tmp/trdgvenv/bin/python]
+
+Measures images/s of one process (one core) for 32-px Chinese lines and 64x64 single hanzi:
+
+- ours (config): render + the degradations of configs/config.yaml for that task;
+- ours (heavy): render + background noise and blur on every image (what trdg does to each image
+  with background_type=0 and random blur);
+- trdg 1.8.0 ``FakeTextDataGenerator.generate`` on the same texts and font files (face 0), with a
+  Gaussian-noise background, random blur and skew, in memory (no file written);
+- shard overhead: the time to write the rendered samples as a shard (PNG + tar), as a share of
+  the time to render them.
+
+trdg needs OpenCV and pillow<10, so it runs in its own virtualenv (``--trdg-python``), never in
+the project's .venv; without it, its rows say so and the rest still runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from synth.augment import degrade, resolve
+from synth.charset import build_charset
+from synth.fonts import Face
+from synth.render import render_hanzi, render_line
+from synth.shards import Sample, write_samples
+from synth.text import LineSampler
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Font files whose face 0 is a Simplified Chinese face (trdg opens face 0 only).
+FONTS = [
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/truetype/lxgw-wenkai/LXGWWenKai-Regular.ttf",
+    "/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc",
+]
+HEAVY = {"gaussian_noise": {"p": 1.0, "sigma": [8, 12]}, "blur": {"p": 1.0, "radius": [0.3, 1.0]}}
+
+TRDG_DRIVER = r"""
+import json, sys, time, random
+from trdg.data_generator import FakeTextDataGenerator
+job = json.load(open(sys.argv[1]))
+random.seed(0)
+def run(items, size, width):
+    t = time.perf_counter()
+    for text, font in items:
+        FakeTextDataGenerator.generate(
+            0, text, font, None, size, "png", 2, True, 1, True, 0, 0, 0, False, 0, width, 1,
+            "#282828", 0, 1.0, 0, (2, 2, 2, 2), False, 0, 0, "", 0, "#282828", "L")
+    return len(items) / (time.perf_counter() - t)
+run(job["line"][:50], 32, -1)  # warm-up: font loading
+out = {"line": run(job["line"], 32, -1), "hanzi": run(job["hanzi"], 64, 64)}
+print(json.dumps(out))
+"""
+
+
+def _faces():
+    return [Face(p, 0, Path(p).stem, "", frozenset()) for p in FONTS]
+
+
+def _best_seconds(fn, repeats: int) -> float:
+    """Best of ``repeats`` wall-clock timings: the figure least disturbed by other processes."""
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def bench_ours(lines, chars, faces, cfg, repeats):
+    line_deg = resolve(cfg["tasks"]["line"]["degrade"])
+    hanzi_deg = resolve(cfg["tasks"]["hanzi"]["degrade"])
+    heavy = resolve(HEAVY)
+    line_items = [(t, faces[i % len(faces)]) for i, t in enumerate(lines)]
+    hanzi_items = [(c, faces[i % len(faces)]) for i, c in enumerate(chars)]
+
+    def samples(task, items, deg):
+        rng = np.random.default_rng(1)
+        for i, (text, face) in enumerate(items):
+            if task == "line":
+                img = render_line(text, face, 32, rng)
+            else:
+                img = render_hanzi(text, face, 64, rng)
+            yield Sample(f"k_{i:06d}", degrade(img, deg, rng), {"text": text})
+
+    def render_only(task, items, deg):
+        return lambda: sum(1 for _ in samples(task, items, deg))
+
+    render_only("line", line_items[:50], line_deg)()  # warm-up: font loading
+    render_only("hanzi", hanzi_items[:50], hanzi_deg)()
+    out = {}
+    for task, items, deg in (("line", line_items, line_deg), ("hanzi", hanzi_items, hanzi_deg)):
+        n = len(items)
+        render_s = _best_seconds(render_only(task, items, deg), repeats)
+        out[f"{task} config"] = n / render_s
+        out[f"{task} heavy"] = n / _best_seconds(render_only(task, items, heavy), repeats)
+        # Writing cost alone: the same samples, already rendered, encoded and written.
+        rendered = list(samples(task, items, deg))
+        with tempfile.TemporaryDirectory() as tmp:
+            write_s = _best_seconds(
+                lambda: write_samples(Path(tmp) / "s.tar", iter(rendered)),  # noqa: B023
+                repeats,
+            )
+        out[f"{task} shard overhead"] = write_s / render_s
+    return out
+
+
+def bench_trdg(python, lines, chars, faces):
+    if not python or not Path(python).exists():
+        return None, f"trdg skipped: no trdg interpreter at {python!r} (see --trdg-python)"
+    job = {
+        "line": [[t, faces[i % len(faces)].path] for i, t in enumerate(lines)],
+        "hanzi": [[c, faces[i % len(faces)].path] for i, c in enumerate(chars)],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "job.json").write_text(json.dumps(job, ensure_ascii=False))
+        (Path(tmp) / "driver.py").write_text(TRDG_DRIVER)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENCV_FOR_THREADS_NUM": "1"}
+        proc = subprocess.run(
+            [python, str(Path(tmp) / "driver.py"), str(Path(tmp) / "job.json")],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+    if proc.returncode != 0:
+        return None, f"trdg skipped: it failed to run ({proc.stderr.strip().splitlines()[-1:]})"
+    return json.loads(proc.stdout.strip().splitlines()[-1]), ""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=1000, help="images per measurement")
+    ap.add_argument("--repeats", type=int, default=3, help="best of this many timings (ours)")
+    ap.add_argument("--trdg-python", default="/tmp/trdgvenv/bin/python")
+    args = ap.parse_args()
+    cfg = yaml.safe_load((REPO / "configs" / "config.yaml").read_text())
+    charset = build_charset("line")
+    rng = np.random.default_rng(42)
+    sampler = LineSampler(charset, (1, 20), 0.6, 0.0)
+    lines = [sampler.sample(rng) for _ in range(args.n)]  # hanzi only: every font covers them
+    hanzi = build_charset("gb2312_level1")
+    chars = [hanzi[i] for i in rng.integers(0, len(hanzi), size=args.n)]
+    faces = _faces()
+    ours = bench_ours(lines, chars, faces, cfg, args.repeats)
+    theirs, why = bench_trdg(args.trdg_python, lines, chars, faces)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; one process; {args.n} images each, "
+        f"best of {args.repeats} (ours); "
+        f"mean line length {np.mean([len(t) for t in lines]):.1f} chars"
+    )
+    print(f"{'measurement':32s} {'images/s':>10s}")
+    for k, v in ours.items():
+        if "overhead" in k:
+            print(f"{k:32s} {100 * v:9.1f}%")
+        else:
+            print(f"{'ours ' + k:32s} {v:10.0f}")
+    if theirs is None:
+        print(why)
+        return
+    for k, v in theirs.items():
+        print(f"{'trdg ' + k:32s} {v:10.0f}")
+    for k in ("line", "hanzi"):
+        print(
+            f"ratio ours/trdg {k:16s} config {ours[k + ' config'] / theirs[k]:.1f}x, "
+            f"heavy {ours[k + ' heavy'] / theirs[k]:.1f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Degradations after rendering, each with its own probability, from an explicit generator.
+
+Implemented with numpy and PIL only. augraphy was considered and not used: it depends on OpenCV,
+scikit-image, numba and friends (hundreds of MB for a 2-core laptop install), draws from the global
+``random``/``numpy.random`` state (so shards would not be reproducible from our per-shard
+generators), and its document-scan effects (ink bleed, folds, bad photocopies) are not the
+degradations the reference systems used. What we need (noise of four kinds, blur, affine and
+perspective warps, brightness/contrast, gradient and texture backgrounds, JPEG, inversion) is a few
+lines each here.
+
+The order is fixed: warps, background, blur, brightness/contrast, noises, JPEG, inversion. Each
+degradation draws one uniform number for its gate whether or not it applies, so the random stream
+stays aligned when one probability changes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+# Defaults of each degradation's parameters (mirrors definitions.degrade in the config schema).
+DEFAULTS: dict[str, dict] = {
+    "affine": {"p": 0.0, "shear": 0.15, "scale": (0.9, 1.05)},
+    "perspective": {"p": 0.0, "strength": 0.05},
+    "background": {"p": 0.0, "strength": (0.1, 0.4)},
+    "blur": {"p": 0.0, "radius": (0.3, 1.2)},
+    "brightness_contrast": {"p": 0.0, "brightness": 0.3, "contrast": (0.8, 1.2)},
+    "gaussian_noise": {"p": 0.0, "sigma": (3, 15)},
+    "poisson_noise": {"p": 0.0, "photons": (20, 120)},
+    "gamma_noise": {"p": 0.0, "shape": (20, 80)},
+    "uniform_noise": {"p": 0.0, "amplitude": (5, 25)},
+    "jpeg": {"p": 0.0, "quality": (30, 90)},
+    "invert": {"p": 0.0},
+}
+ORDER = tuple(DEFAULTS)
+
+
+def resolve(cfg: Mapping[str, Mapping] | None) -> dict[str, dict]:
+    """Fill defaults; reject unknown degradations or parameters, naming them."""
+    cfg = cfg or {}
+    unknown = set(cfg) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown degradation(s) {sorted(unknown)}; valid: {', '.join(ORDER)}")
+    out = {}
+    for name, defaults in DEFAULTS.items():
+        given = dict(cfg.get(name) or {})
+        bad = set(given) - set(defaults)
+        if bad:
+            raise ValueError(f"degrade.{name}: unknown parameter(s) {sorted(bad)}")
+        out[name] = {**defaults, **given}
+    return out
+
+
+def _border_level(img: np.ndarray) -> int:
+    """Background grey level estimated from the border pixels (fill for warps)."""
+    border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
+    return int(np.median(border))
+
+
+def affine(img: np.ndarray, rng: np.random.Generator, shear: float, scale) -> np.ndarray:
+    """Horizontal shear and isotropic scale about the image centre."""
+    h, w = img.shape
+    s = float(rng.uniform(-shear, shear))
+    k = float(rng.uniform(scale[0], scale[1]))
+    cx, cy = w / 2, h / 2
+    # PIL maps output (x, y) to input (a x + b y + c, d x + e y + f).
+    a, b, d, e = 1 / k, s / k, 0.0, 1 / k
+    c = cx - a * cx - b * cy
+    f = cy - d * cx - e * cy
+    out = Image.fromarray(img).transform(
+        (w, h),
+        Image.Transform.AFFINE,
+        (a, b, c, d, e, f),
+        resample=Image.Resampling.BILINEAR,
+        fillcolor=_border_level(img),
+    )
+    return np.asarray(out)
+
+
+def perspective(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Move the four corners independently by up to ``strength`` x the image size."""
+    h, w = img.shape
+    src = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64)
+    dst = src + rng.uniform(-strength, strength, size=(4, 2)) * np.array([w, h])
+    # Coefficients mapping output (dst) to input (src) points.
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(dst, src, strict=True):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+        rhs += [u, v]
+    coeffs = np.linalg.solve(np.asarray(rows), np.asarray(rhs))
+    out = Image.fromarray(img).transform(
+        (w, h),
+        Image.Transform.PERSPECTIVE,
+        tuple(float(c) for c in coeffs),
+        resample=Image.Resampling.BILINEAR,
+        fillcolor=_border_level(img),
+    )
+    return np.asarray(out)
+
+
+def background(img: np.ndarray, rng: np.random.Generator, strength) -> np.ndarray:
+    """Darken the page with a linear gradient or a smooth blotchy texture (text stays dark)."""
+    h, w = img.shape
+    s = float(rng.uniform(strength[0], strength[1]))
+    if rng.random() < 0.5:
+        theta = float(rng.uniform(0, 2 * np.pi))
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        ramp = xx * np.cos(theta) / max(w, 1) + yy * np.sin(theta) / max(h, 1)
+        field = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+    else:
+        gh, gw = (int(v) for v in rng.integers(2, 7, size=2))
+        coarse = (rng.random((gh, gw)) * 255).astype(np.uint8)
+        field = np.asarray(
+            Image.fromarray(coarse).resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32
+        )
+        field /= 255.0
+    return img.astype(np.float32) * (1.0 - s * field)
+
+
+def degrade(img: np.ndarray, cfg: Mapping[str, Mapping], rng: np.random.Generator) -> np.ndarray:
+    """Apply the configured degradations to a grayscale image.
+
+    Args:
+        img: ``uint8`` array ``(H, W)``.
+        cfg: degradation name -> parameters with ``p``; missing ones are off (see :data:`DEFAULTS`).
+            Pass the result of :func:`resolve` to skip re-validation in a loop.
+        rng: the shard's generator.
+
+    Returns:
+        ``uint8`` array of the same shape.
+    """
+    c = cfg if cfg.keys() == DEFAULTS.keys() else resolve(cfg)
+    shape = img.shape
+    out: np.ndarray = img
+    if rng.random() < c["affine"]["p"]:
+        out = affine(out, rng, c["affine"]["shear"], c["affine"]["scale"])
+    if rng.random() < c["perspective"]["p"]:
+        out = perspective(out, rng, c["perspective"]["strength"])
+    if rng.random() < c["background"]["p"]:
+        out = _u8(background(out, rng, c["background"]["strength"]))
+    if rng.random() < c["blur"]["p"]:
+        r = float(rng.uniform(*c["blur"]["radius"]))
+        out = np.asarray(Image.fromarray(out).filter(ImageFilter.GaussianBlur(r)))
+    f = None  # float32 working copy for the pixel-wise steps
+    if rng.random() < c["brightness_contrast"]["p"]:
+        p = c["brightness_contrast"]
+        shift = float(rng.uniform(-p["brightness"], p["brightness"])) * 255
+        gain = float(rng.uniform(*p["contrast"]))
+        f = out.astype(np.float32)
+        f = (f - float(f.mean())) * gain + float(f.mean()) + shift
+    if rng.random() < c["gaussian_noise"]["p"]:
+        sigma = float(rng.uniform(*c["gaussian_noise"]["sigma"]))
+        f = (out.astype(np.float32) if f is None else f) + sigma * rng.standard_normal(
+            shape, dtype=np.float32
+        )
+    if rng.random() < c["poisson_noise"]["p"]:
+        lam = float(rng.uniform(*c["poisson_noise"]["photons"]))
+        base = np.clip(out.astype(np.float32) if f is None else f, 0, 255)
+        f = rng.poisson(base * (lam / 255.0)).astype(np.float32) * (255.0 / lam)
+    if rng.random() < c["gamma_noise"]["p"]:
+        k = float(rng.uniform(*c["gamma_noise"]["shape"]))
+        f = (out.astype(np.float32) if f is None else f) * rng.gamma(k, 1.0 / k, shape).astype(
+            np.float32
+        )
+    if rng.random() < c["uniform_noise"]["p"]:
+        a = float(rng.uniform(*c["uniform_noise"]["amplitude"]))
+        f = (out.astype(np.float32) if f is None else f) + rng.uniform(-a, a, shape).astype(
+            np.float32
+        )
+    if f is not None:
+        out = _u8(f)
+    if rng.random() < c["jpeg"]["p"]:
+        q = int(rng.integers(int(c["jpeg"]["quality"][0]), int(c["jpeg"]["quality"][1]) + 1))
+        buf = io.BytesIO()
+        Image.fromarray(out).save(buf, format="JPEG", quality=q)
+        out = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("L"))
+    if rng.random() < c["invert"]["p"]:
+        out = 255 - out
+    return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+def _u8(f: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(f), 0, 255).astype(np.uint8)

@@ -1,0 +1,352 @@
+"""Font faces: which files to use, what each face covers, and the coverage table.
+
+A face is one (file, index) pair: a ``.ttc`` collection contributes every face. What a face
+*covers* is the set of characters its best cmap maps to a glyph that draws something: a cmap entry
+pointing to an empty glyph (a TrueType glyph with no data, a CFF charstring without bounds) counts
+as missing, because drawing it would give a blank where the label says there is a character. The
+check reads the glyph tables, not rendered pixels, so scanning ~20 faces against 4000 characters
+takes a few seconds.
+
+A font file fontTools or FreeType cannot read is reported with its path and the reason and left
+out; when the user named that file explicitly (a path, not a glob), it is an error instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import logging
+import re
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fontTools.ttLib import TTCollection, TTFont, TTLibError
+from PIL import ImageFont
+
+from synth.charset import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+FONT_SUFFIXES = {".ttf", ".otf", ".ttc", ".otc"}
+GLOB_CHARS = set("*?[")
+# What fontTools and FreeType raise on a damaged file (fontTools has no single base class for it).
+FONT_ERRORS = (
+    TTLibError,
+    OSError,
+    struct.error,
+    ValueError,
+    KeyError,
+    IndexError,
+    AssertionError,
+    EOFError,
+)
+# Charstrings at least this long always draw something in practice; shorter ones are checked
+# exactly.
+_CFF_SHORT = 8
+
+
+class FontError(ValueError):
+    """A font the user named explicitly cannot be used."""
+
+
+@dataclass(frozen=True)
+class FontFile:
+    """A font file to scan; ``explicit`` when the user named it (not matched by a glob)."""
+
+    path: str
+    explicit: bool
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """One row of the coverage table.
+
+    Attributes:
+        path: the font file, as resolved from the config.
+        index: face index inside the file (0 for a plain .ttf/.otf).
+        family: family name from the name table ('' when unreadable).
+        style: subfamily name.
+        role: ``train`` or ``test`` (held out).
+        status: ``ok``, ``excluded`` (family matched ``exclude_families``) or ``error``.
+        reason: why the face is excluded or unreadable.
+        covered: characters (of those scanned) the face draws.
+    """
+
+    path: str
+    index: int
+    family: str
+    style: str
+    role: str
+    status: str = "ok"
+    reason: str = ""
+    covered: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def name(self) -> str:
+        return f"{self.family} {self.style}".strip()
+
+
+@dataclass(frozen=True)
+class Face:
+    """A usable face: enough to render with it and to know what it can draw."""
+
+    path: str
+    index: int
+    family: str
+    style: str
+    covered: frozenset[str]
+
+    @property
+    def name(self) -> str:
+        return f"{self.family} {self.style}".strip()
+
+    def covers(self, text: str) -> bool:
+        return self.covered.issuperset(text)
+
+
+def resolve_font_files(patterns: Sequence[str]) -> list[FontFile]:
+    """Expand globs, directories and paths into sorted, de-duplicated font files.
+
+    A glob that matches nothing is skipped with a warning; an explicit path that does not exist is a
+    :class:`FontError`. Glob and directory matches keep only font suffixes (.ttf .otf .ttc .otc).
+    """
+    out: dict[str, FontFile] = {}
+    for pattern in patterns:
+        if GLOB_CHARS & set(pattern) or Path(pattern).is_dir():
+            base = str(Path(pattern) / "*") if Path(pattern).is_dir() else pattern
+            matches = sorted(p for p in glob.glob(base) if Path(p).suffix.lower() in FONT_SUFFIXES)
+            if not matches:
+                log.warning("font pattern %s matches no font file; skipped", pattern)
+            for p in matches:
+                out.setdefault(str(Path(p).resolve()), FontFile(p, False))
+        else:
+            if not Path(pattern).is_file():
+                raise FontError(f"font file {pattern} does not exist (fonts.paths / test_fonts)")
+            out[str(Path(pattern).resolve())] = FontFile(pattern, True)
+    return sorted(out.values(), key=lambda f: f.path)
+
+
+def _open_faces(path: str) -> list[TTFont]:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == b"ttcf":
+        return list(TTCollection(path, lazy=True).fonts)
+    return [TTFont(path, lazy=True)]
+
+
+def _drawn_chars(font: TTFont, chars: Iterable[str]) -> set[str]:
+    """Characters the face maps to a glyph that draws something."""
+    cmap = font.getBestCmap() or {}
+    mapped = [(c, cmap[ord(c)]) for c in chars if ord(c) in cmap]
+    if "glyf" in font:
+        glyf = font["glyf"]
+        raw = getattr(glyf, "glyphs", None)
+        out = set()
+        for c, name in mapped:
+            g = raw.get(name) if raw is not None else None
+            if g is None:
+                g = glyf[name]
+            data = getattr(g, "data", None)
+            # A glyph with no outline data has numberOfContours 0; composites are -1.
+            if (data is not None and len(data) > 0) or (
+                data is None and getattr(g, "numberOfContours", 0) != 0
+            ):
+                out.add(c)
+        return out
+    if "CFF " in font or "CFF2" in font:
+        table = font["CFF "] if "CFF " in font else font["CFF2"]
+        cff = table.cff
+        charstrings = cff[cff.fontNames[0]].CharStrings
+        out = set()
+        for c, name in mapped:
+            cs = charstrings[name]
+            code = cs.bytecode
+            if (code is not None and len(code) >= _CFF_SHORT) or cs.calcBounds(charstrings):
+                out.add(c)
+        return out
+    raise TTLibError("neither a glyf nor a CFF table")
+
+
+def scan_fonts(
+    train: Sequence[str],
+    test: Sequence[str],
+    chars: Iterable[str],
+    exclude_families: Sequence[str] = (),
+) -> list[FaceRecord]:
+    """Read every face of the training and held-out fonts and what it covers of ``chars``.
+
+    Args:
+        train: globs or paths of training fonts (``fonts.paths``).
+        test: globs or paths of held-out fonts (``fonts.test_fonts``); a file in both lists is
+        held out.
+        chars: the characters to check (the union of the charsets).
+        exclude_families: regexes searched in the family name; matching faces get status
+        ``excluded``.
+
+    Returns:
+        One record per face (and one per unreadable file, status ``error``), sorted by role and
+        path.
+
+    Raises:
+        FontError: an explicitly named file is missing or unreadable.
+    """
+    chars = sorted(set(chars))
+    patterns = [re.compile(p) for p in exclude_families]
+    test_files = resolve_font_files(test)
+    test_paths = {str(Path(f.path).resolve()) for f in test_files}
+    train_files = []
+    for f in resolve_font_files(train):
+        if str(Path(f.path).resolve()) in test_paths:
+            log.warning("font %s is both a training and a held-out font; held out", f.path)
+        else:
+            train_files.append(f)
+    records = []
+    for role, files in (("train", train_files), ("test", test_files)):
+        for f in files:
+            records += _scan_file(f, role, chars, patterns)
+    return records
+
+
+def _scan_file(f: FontFile, role: str, chars: list[str], patterns) -> list[FaceRecord]:
+    try:
+        faces = _open_faces(f.path)
+        out = []
+        for index, font in enumerate(faces):
+            name = font["name"]
+            family = name.getBestFamilyName() or ""
+            style = name.getBestSubFamilyName() or ""
+            hit = next((p.pattern for p in patterns if p.search(family)), None)
+            if hit is not None:
+                out.append(
+                    FaceRecord(
+                        f.path, index, family, style, role, "excluded", f"family matches {hit}"
+                    )
+                )
+                continue
+            covered = frozenset(_drawn_chars(font, chars))
+            # FreeType must open it too: a font fontTools accepts can still fail in PIL.
+            ImageFont.truetype(f.path, 16, index=index)
+            out.append(FaceRecord(f.path, index, family, style, role, "ok", "", covered))
+        return out
+    except FONT_ERRORS as e:
+        reason = f"{type(e).__name__}: {e}".replace("\t", " ").replace("\n", " ")
+        if f.explicit:
+            raise FontError(f"font file {f.path} cannot be read: {reason}") from None
+        log.warning("font file %s cannot be read (%s); left out", f.path, reason)
+        return [FaceRecord(f.path, -1, "", "", role, "error", reason)]
+
+
+COLUMNS = ["path", "face", "family", "style", "role", "status", "reason"]
+
+
+def write_coverage(
+    records: Sequence[FaceRecord], charsets: Mapping[str, Sequence[str]], path
+) -> None:
+    """Write the coverage table: one row per face; per charset ``{name}_covered`` and
+    ``{name}_missing``.
+
+    ``{name}_missing`` holds the missing characters concatenated (charsets hold no whitespace).
+    """
+    names = sorted(charsets)
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    w.writerow(COLUMNS + [f"{n}_{k}" for n in names for k in ("covered", "missing")])
+    for r in records:
+        row = [r.path, r.index, r.family, r.style, r.role, r.status, r.reason]
+        for n in names:
+            if r.status == "ok":
+                missing = "".join(c for c in charsets[n] if c not in r.covered)
+                row += [len(charsets[n]) - len(missing), missing]
+            else:
+                row += ["", ""]
+        w.writerow(row)
+    write_text_atomic(path, buf.getvalue())
+
+
+def read_coverage(path, task: str, charset: Sequence[str], role: str) -> list[Face]:
+    """The usable faces of ``role`` (``train`` or ``test``) from the coverage table, for one task.
+
+    A face's ``covered`` set is the task's charset minus the characters the table lists as missing.
+    """
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    col = f"{task}_missing"
+    if rows and col not in rows[0]:
+        raise KeyError(f"coverage table {path} has no column {col}: rerun the coverage rule")
+    faces = []
+    for r in rows:
+        if r["role"] != role or r["status"] != "ok":
+            continue
+        missing = set(r[col])
+        covered = frozenset(c for c in charset if c not in missing)
+        faces.append(Face(r["path"], int(r["face"]), r["family"], r["style"], covered))
+    return faces
+
+
+def uncovered_chars(charset: Sequence[str], faces: Sequence[Face | FaceRecord]) -> list[str]:
+    """Characters of ``charset`` that none of ``faces`` draws, in charset order."""
+    covered = set().union(*(f.covered for f in faces)) if faces else set()
+    return [c for c in charset if c not in covered]
+
+
+def apply_uncovered_policy(
+    charset: Sequence[str], faces: Sequence[Face | FaceRecord], policy: str, what: str
+) -> list[str]:
+    """Check that the training faces cover the charset.
+
+    Args:
+        charset: the characters.
+        faces: the usable training faces.
+        policy: ``error`` (raise, listing the characters) or ``drop`` (remove them, logged).
+        what: a name for messages (the task).
+
+    Returns:
+        The charset, without the uncovered characters when ``policy`` is ``drop``.
+    """
+    missing = uncovered_chars(charset, faces)
+    if not missing:
+        return list(charset)
+    listing = "".join(missing[:200]) + (" ..." if len(missing) > 200 else "")
+    if policy == "drop":
+        log.warning(
+            "%s: dropping %d characters no training font covers: %s", what, len(missing), listing
+        )
+        gone = set(missing)
+        kept = [c for c in charset if c not in gone]
+        if not kept:
+            raise ValueError(f"{what}: no character of the charset is covered by a training font")
+        return kept
+    if policy != "error":
+        raise ValueError(f"fonts.uncovered must be error or drop, got {policy!r}")
+    if not faces:
+        raise ValueError(
+            f"{what}: no usable training font (check fonts.paths and exclude_families)"
+        )
+    raise ValueError(
+        f"{what}: {len(missing)} characters are covered by no training font: {listing} "
+        "(add a font that has them, or set fonts.uncovered: drop)"
+    )
+
+
+def covered_charset(
+    chars: Sequence[str],
+    paths: Sequence[str],
+    exclude_families: Sequence[str],
+    policy: str,
+    what: str,
+) -> list[str]:
+    """A charset checked against the training fonts (see :func:`apply_uncovered_policy`).
+
+    Args:
+        chars: the charset as built from its source.
+        paths: training font globs or paths (``fonts.paths``).
+        exclude_families: family regexes to skip.
+        policy: ``error`` or ``drop``.
+        what: a name for messages (the task).
+    """
+    records = scan_fonts(paths, (), chars, exclude_families)
+    faces = [r for r in records if r.status == "ok"]
+    return apply_uncovered_policy(chars, faces, policy, what)

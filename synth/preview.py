@@ -1,0 +1,156 @@
+"""Look at the data: a contact sheet of samples from shards, with their labels.
+
+    python -m synth.preview results/shards/line/train-000000.tar -n 48 -o line.png
+
+Labels are drawn with a CJK font (``--font``, else the first of a few common system fonts found),
+so hanzi labels are legible. Samples are taken round-robin from the given shards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import math
+import os
+import tarfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from synth.charset import write_bytes_atomic
+from synth.render import FontFace, FontRef, load_font
+
+log = logging.getLogger(__name__)
+
+# Tried in order when no label font is given: (path, face index).
+LABEL_FONTS = (
+    ("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc", 0),
+    ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc", 2),
+    ("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf", 0),
+    ("/usr/share/fonts/truetype/arphic/uming.ttc", 0),
+)
+CELL_H = 64  # px: every sample is scaled to this height on the sheet (at most 2x)
+MAX_CELL_W = 360
+SHEET_W = 1200
+
+
+def iter_shard(path: str | os.PathLike) -> Iterator[tuple[str, Image.Image, dict]]:
+    """(key, image, metadata) of each sample of a shard, in order."""
+    parts: dict[str, dict[str, bytes]] = {}
+    order: list[str] = []
+    with tarfile.open(path) as tar:
+        for m in tar:
+            if not m.isfile():
+                continue
+            key, _, ext = m.name.partition(".")
+            if key not in parts:
+                parts[key] = {}
+                order.append(key)
+            parts[key][ext] = tar.extractfile(m).read()
+    for key in order:
+        p = parts[key]
+        if "png" not in p or "json" not in p:
+            raise ValueError(f"shard {path}: sample {key!r} lacks its .png or .json")
+        yield key, Image.open(io.BytesIO(p["png"])), json.loads(p["json"])
+
+
+def take(shards: Sequence[str | os.PathLike], n: int) -> list[tuple[str, Image.Image, dict]]:
+    """Up to ``n`` samples, round-robin over the shards."""
+    its = [iter_shard(s) for s in shards]
+    out: list[tuple[str, Image.Image, dict]] = []
+    while its and len(out) < n:
+        for it in list(its):
+            try:
+                out.append(next(it))
+            except StopIteration:
+                its.remove(it)
+            if len(out) >= n:
+                break
+    return out
+
+
+def default_label_font() -> FontRef | None:
+    for path, index in LABEL_FONTS:
+        if Path(path).is_file():
+            return FontFace(path, index)
+    return None
+
+
+def contact_sheet(
+    shards: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    n: int = 48,
+    label_font: FontRef | None = None,
+) -> int:
+    """Write a PNG grid of the first ``n`` samples of ``shards`` with their labels.
+
+    Each cell shows the image (scaled to a common height), its label (and value for expressions)
+    and the font it was drawn with.
+
+    Returns:
+        The number of samples shown.
+    """
+    samples = take(shards, n)
+    if not samples:
+        raise ValueError(f"no samples in {', '.join(map(str, shards))}")
+    label_font = label_font or default_label_font()
+    if label_font is None:
+        log.warning("no CJK font found for the labels; hanzi labels may show as boxes")
+        big = small = ImageFont.load_default()
+    else:
+        big = load_font(label_font.path, label_font.index, 16)
+        small = load_font(label_font.path, label_font.index, 11)
+    scaled = []
+    for _, img, _ in samples:
+        k = min(2.0, CELL_H / img.height, MAX_CELL_W / img.width)
+        size = (max(1, round(img.width * k)), max(1, round(img.height * k)))
+        scaled.append(img.convert("L").resize(size, Image.Resampling.NEAREST))
+    cell_w = max(max(im.width for im in scaled), 120) + 8
+    cell_h = CELL_H + 44
+    cols = max(1, min(len(samples), SHEET_W // cell_w))
+    rows = math.ceil(len(samples) / cols)
+    sheet = Image.new("RGB", (cols * cell_w, rows * cell_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, ((_, _, meta), im) in enumerate(zip(samples, scaled, strict=True)):
+        x, y = (i % cols) * cell_w + 4, (i // cols) * cell_h + 4
+        sheet.paste(im.convert("RGB"), (x, y))
+        label = meta.get("text", "?")
+        if "value" in meta:
+            label += f" = {meta['value']}"
+        draw.text((x, y + CELL_H + 2), _fit(label, big, cell_w - 8), font=big, fill=(0, 0, 160))
+        font_name = _fit(str(meta.get("font", "")), small, cell_w - 8)
+        draw.text((x, y + CELL_H + 22), font_name, font=small, fill=(110, 110, 110))
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    write_bytes_atomic(out, buf.getvalue())
+    return len(samples)
+
+
+def _fit(text: str, font, width: int) -> str:
+    """``text``, shortened with an ellipsis to fit ``width`` px (labels must not overlap)."""
+    if font.getlength(text) <= width:
+        return text
+    while text and font.getlength(text + "...") > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m synth.preview", description=__doc__.split("\n")[0])
+    ap.add_argument("shards", nargs="+", help="WebDataset shard files")
+    ap.add_argument("-n", type=int, default=48, help="samples to show (default 48)")
+    ap.add_argument("-o", "--output", required=True, help="PNG file to write")
+    ap.add_argument("--font", help="font for the labels (default: a CJK system font)")
+    ap.add_argument("--face", type=int, default=0, help="face index in --font (default 0)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    font = FontFace(args.font, args.face) if args.font else None
+    shown = contact_sheet(args.shards, args.output, n=args.n, label_font=font)
+    print(f"{args.output}: {shown} samples")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""Renderers (pure): text + font face + size + explicit generator -> grayscale image.
+
+Each returns a ``uint8`` array of shape ``(H, W)``, dark text on a light flat background; the
+degradations of :mod:`synth.augment` (noise, blur, warps, backgrounds, inversion) come after. The
+text must be covered by the face (see :class:`synth.fonts.Face`): callers pick faces that draw
+every character, so no missing-glyph box is ever rendered.
+
+All draws from ``rng`` happen in a fixed order, so a given generator state gives the same pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Protocol
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+
+class FontRef(Protocol):
+    """Anything naming a face: :class:`synth.fonts.Face` or ``FontFace(path, index)``."""
+
+    path: str
+    index: int
+
+
+class FontFace:
+    """A plain (path, face index) reference."""
+
+    def __init__(self, path, index: int = 0):
+        self.path = str(path)
+        self.index = int(index)
+
+
+@lru_cache(maxsize=512)
+def load_font(path: str, index: int, size: int) -> ImageFont.FreeTypeFont:
+    """A FreeType font object, cached per (path, face index, pixel size) within the process."""
+    return ImageFont.truetype(path, size=size, index=index, layout_engine=ImageFont.Layout.BASIC)
+
+
+@lru_cache(maxsize=65536)
+def _advance(path: str, index: int, size: int, ch: str) -> float:
+    return load_font(path, index, size).getlength(ch)
+
+
+def _ink(fg_bg_rng: np.random.Generator, mask: Image.Image) -> np.ndarray:
+    """Compose a coverage mask (255 = ink) into dark text on a light background."""
+    bg = int(fg_bg_rng.integers(200, 256))
+    fg = int(fg_bg_rng.integers(0, 80))
+    m = np.asarray(mask, dtype=np.uint16)
+    return (bg - (m * (bg - fg) + 127) // 255).astype(np.uint8)
+
+
+def render_hanzi(
+    text: str,
+    font: FontRef,
+    size: int,
+    rng: np.random.Generator,
+    *,
+    font_size: Sequence[float] = (40, 58),
+    rotate: float = 15.0,
+    offset: float = 0.08,
+    stroke: float = 0.15,
+    morph: float = 0.2,
+) -> np.ndarray:
+    """One character in a ``size`` x ``size`` image.
+
+    Random font size, rotation (up to ``rotate`` degrees), centre offset (up to ``offset`` x size),
+    a 1-px stroke with probability ``stroke``, erosion or dilation with probability ``morph``.
+    The glyph is scaled down if it would not fit, so it is never clipped.
+
+    Returns:
+        ``uint8`` array ``(size, size)``.
+    """
+    fs = int(rng.integers(int(font_size[0]), int(font_size[1]) + 1))
+    angle = float(rng.uniform(-rotate, rotate)) if rotate > 0 else 0.0
+    dx, dy = (rng.uniform(-offset, offset, size=2) * size) if offset > 0 else (0.0, 0.0)
+    sw = 1 if rng.random() < stroke else 0
+    m = rng.random()
+    morph_kind = 0 if m >= morph else (1 if rng.random() < 0.5 else 2)
+    f = load_font(font.path, font.index, fs)
+    left, top, right, bottom = f.getbbox(text, stroke_width=sw)
+    w, h = max(right - left, 1), max(bottom - top, 1)
+    pad = 4
+    side = int(np.ceil(np.hypot(w, h))) + 2 * pad
+    mask = Image.new("L", (side, side), 0)
+    ImageDraw.Draw(mask).text(
+        ((side - w) / 2 - left, (side - h) / 2 - top),
+        text,
+        font=f,
+        fill=255,
+        stroke_width=sw,
+        stroke_fill=255,
+    )
+    if angle:
+        mask = mask.rotate(angle, resample=Image.Resampling.BILINEAR)
+    if morph_kind:
+        mask = mask.filter(
+            ImageFilter.MinFilter(3) if morph_kind == 1 else ImageFilter.MaxFilter(3)
+        )
+    box = mask.getbbox() or (0, 0, side, side)
+    glyph = mask.crop(box)
+    gw, gh = glyph.size
+    limit = size - 2
+    if gw > limit or gh > limit:
+        k = limit / max(gw, gh)
+        glyph = glyph.resize(
+            (max(1, round(gw * k)), max(1, round(gh * k))), Image.Resampling.BILINEAR
+        )
+        gw, gh = glyph.size
+    x = round((size - gw) / 2 + dx)
+    y = round((size - gh) / 2 + dy)
+    x = min(max(x, 1), size - gw - 1) if size - gw >= 2 else (size - gw) // 2
+    y = min(max(y, 1), size - gh - 1) if size - gh >= 2 else (size - gh) // 2
+    canvas = Image.new("L", (size, size), 0)
+    canvas.paste(glyph, (x, y))
+    return _ink(rng, canvas)
+
+
+def render_line(
+    text: str,
+    font: FontRef,
+    height: int,
+    rng: np.random.Generator,
+    *,
+    font_size: Sequence[float] = (0.7, 0.95),
+    min_char_width: int = 16,
+) -> np.ndarray:
+    """A text line of height ``height``; the width follows the text.
+
+    Font size is a random fraction ``font_size`` of the height (reduced if the ink would not fit);
+    margins are random; the width is at least ``min_char_width * len(text)`` (the text then sits
+    at a
+    random position), which keeps a CTC model's output length above ``2 * len + 1``.
+
+    Returns:
+        ``uint8`` array ``(height, W)``.
+    """
+    fs = max(4, round(height * float(rng.uniform(font_size[0], font_size[1]))))
+    f = load_font(font.path, font.index, fs)
+    left, top, right, bottom = f.getbbox(text)
+    if bottom - top > height - 2:
+        fs = max(4, int(fs * (height - 2) / (bottom - top)))
+        f = load_font(font.path, font.index, fs)
+        left, top, right, bottom = f.getbbox(text)
+    w, h = max(right - left, 1), max(bottom - top, 1)
+    ml, mr = (int(v) for v in rng.integers(1, max(2, fs // 3), size=2))
+    width = max(w + ml + mr, min_char_width * len(text))
+    x = int(rng.integers(ml, width - w - mr + 1))
+    slack = max(0, height - h)
+    y = int(rng.integers(0, slack + 1)) if slack else 0
+    y = y if slack <= 2 else min(max(y, 1), slack - 1)
+    mask = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask).text((x - left, y - top), text, font=f, fill=255)
+    return _ink(rng, mask)
+
+
+def render_expr(
+    text: str,
+    font: FontRef,
+    size: Sequence[int],
+    rng: np.random.Generator,
+    *,
+    font_size: Sequence[float] = (26, 40),
+    spacing: Sequence[float] = (-1, 4),
+) -> np.ndarray:
+    """An expression on one line, fitted in ``size = (height, width)``, with varied spacing.
+
+    Each character is placed on a common baseline with its own random extra spacing; the font is
+    scaled down until the line fits with a 2-px margin.
+
+    Returns:
+        ``uint8`` array ``(height, width)``.
+    """
+    height, width = int(size[0]), int(size[1])
+    fs = int(rng.integers(int(font_size[0]), int(font_size[1]) + 1))
+    gaps = rng.uniform(spacing[0], spacing[1], size=max(len(text) - 1, 0))
+    for _ in range(8):
+        f = load_font(font.path, font.index, fs)
+        adv = [_advance(font.path, font.index, fs, c) for c in text]
+        k = fs / 32.0  # spacing is given for a 32-px font
+        total = sum(adv) + float(np.sum(gaps)) * k
+        _, top, _, bottom = f.getbbox(text, anchor="ls")
+        ink_h = bottom - top
+        if (total <= width - 4 and ink_h <= height - 4) or fs <= 6:
+            break
+        fs = max(6, int(fs * min((width - 4) / max(total, 1), (height - 4) / max(ink_h, 1))))
+    x0 = float(rng.uniform(2, max(2.0, width - 2 - total)))
+    yc = float(rng.uniform(2 + ink_h / 2, max(2 + ink_h / 2, height - 2 - ink_h / 2)))
+    baseline = yc - (top + bottom) / 2
+    mask = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(mask)
+    x = x0
+    for i, c in enumerate(text):
+        draw.text((x, baseline), c, font=f, fill=255, anchor="ls")
+        x += adv[i] + (gaps[i] * k if i < len(gaps) else 0.0)
+    return _ink(rng, mask)
+
+
+def render_short(
+    text: str,
+    font: FontRef,
+    size: int,
+    rng: np.random.Generator,
+    *,
+    font_size: Sequence[float] = (10, 14),
+) -> np.ndarray:
+    """Up to a few characters at a random position in a ``size`` x ``size`` image (deep_reader).
+
+    Returns:
+        ``uint8`` array ``(size, size)``.
+    """
+    fs = int(rng.integers(int(font_size[0]), int(font_size[1]) + 1))
+    f = load_font(font.path, font.index, fs)
+    left, top, right, bottom = f.getbbox(text)
+    while (right - left > size - 2 or bottom - top > size - 2) and fs > 4:
+        fs -= 1
+        f = load_font(font.path, font.index, fs)
+        left, top, right, bottom = f.getbbox(text)
+    w, h = right - left, bottom - top
+    x = int(rng.integers(1, max(2, size - w)))
+    y = int(rng.integers(1, max(2, size - h)))
+    mask = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(mask).text((x - left, y - top), text, font=f, fill=255)
+    return _ink(rng, mask)

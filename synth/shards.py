@@ -1,0 +1,385 @@
+"""One shard: a task's samples rendered and written as a WebDataset tar, deterministically.
+
+Randomness: the shard's generator is ``PCG64(SeedSequence([seed, task_id, split_id, shard]))`` and
+nothing else is random, so the same config and seed give the same bytes on any machine and in any
+job order. The tar is written to a temporary file in the same folder, then renamed.
+
+The tar bytes are exactly what ``webdataset.TarWriter(f, encoder=False, mtime=MTIME, user=OWNER,
+group=OWNER)`` writes (ustar headers, members in sorted-extension order, 10 KiB records; a test
+compares the two byte for byte), produced by :class:`ShardWriter`, a 40-line ustar writer, for two
+measured reasons: ``import webdataset`` imports torch (3 s per shard job on 2 cores, more than
+rendering a smoke shard), and Python's ``tarfile`` header building costs about 200 us per sample (a
+quarter of rendering a 64x64 hanzi). WebDataset, ``tarfile`` and GNU tar read the shards.
+
+Each sample is ``{key}.png`` (8-bit grayscale) and ``{key}.json``; the key is
+``{task}_{split}_{shard:06d}_{index:06d}`` (no dots, which WebDataset would split on). JSON fields:
+
+- ``text``: the label (NFKC), e.g. ``(7+5)*4``.
+- ``task``, ``split``: as in the path.
+- ``font``: the face's family and style, ``font_file``: the file's base name, ``face``: face index.
+- ``width``, ``height``: the image size in px.
+- ``value`` (expr only): the expression's integer value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import struct
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from synth.augment import degrade
+from synth.charset import write_text_atomic
+from synth.fonts import Face
+from synth.render import render_expr, render_hanzi, render_line, render_short
+from synth.specs import (
+    SPLIT_IDS,
+    TASK_IDS,
+    ExprSpec,
+    HanziSpec,
+    LineSpec,
+    ShardSpec,
+    ShortSpec,
+    TaskSpec,
+)
+from synth.text import LineSampler, balanced_index, evaluate, expression, short_text
+
+log = logging.getLogger(__name__)
+
+MTIME = 1_500_000_000  # fixed tar member mtime (2017-07-14), so a rerun writes identical bytes
+MAX_TRIES = 200  # text re-draws when no face covers a sampled text
+# zlib level of images that compress (1 is about 2x faster than 6 and barely larger). Images whose
+# filtered rows are mostly non-zero (noise was added) are stored uncompressed (level 0): deflate
+# saves only ~12% on them and costs as much as a quarter of rendering the sample.
+PNG_LEVEL = 1
+PNG_STORE_ABOVE = 0.6  # fraction of non-zero filtered bytes above which deflate is skipped
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A rendered sample: key, ``uint8`` image ``(H, W)`` and its JSON metadata."""
+
+    key: str
+    image: np.ndarray
+    meta: dict
+
+
+def _pick_face(text: str, faces: Sequence[Face], rng: np.random.Generator) -> Face | None:
+    candidates = [f for f in faces if f.covers(text)]
+    if not candidates:
+        return None
+    return candidates[int(rng.integers(0, len(candidates)))]
+
+
+def generate(
+    spec: TaskSpec,
+    shard: ShardSpec,
+    charset: Sequence[str],
+    faces: Sequence[Face],
+) -> Iterator[Sample]:
+    """Render a shard's samples in order.
+
+    Args:
+        spec: the task's spec (:func:`synth.specs.task_spec`).
+        shard: which shard (its seed words and sample count).
+        charset: the task's charset; every label uses only these characters.
+        faces: the faces this split may use (training faces, or held-out ones for test_heldout);
+            each sample is drawn with a face that covers every character of its text.
+
+    Yields:
+        :class:`Sample` objects, ``shard.samples`` of them.
+
+    Raises:
+        ValueError: no face can draw any text of the task (a charset no face covers).
+    """
+    if not faces:
+        raise ValueError(f"{shard.task}/{shard.split}: no usable font face for this split")
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(shard.entropy)))
+    charset = list(charset)
+    sampler = None
+    if isinstance(spec, LineSpec):
+        sampler = LineSampler(charset, spec.length, spec.corpus_fraction, spec.mix_fraction)
+    base = shard.shard * shard.samples  # position of the shard's first sample within the split
+    perm_seed = [shard.seed, TASK_IDS[shard.task], SPLIT_IDS[shard.split]]
+    skipped: set[str] = set()
+    for i in range(shard.samples):
+        face = None
+        for attempt in range(MAX_TRIES):
+            if isinstance(spec, HanziSpec):
+                # Balanced classes; a character no face of this split covers is skipped over.
+                text = charset[balanced_index(base + i + attempt, len(charset), perm_seed)]
+            elif isinstance(spec, ExprSpec):
+                text = expression(rng, spec.baidu_fraction, spec.operands, spec.max_digits)
+            elif isinstance(spec, LineSpec):
+                text = sampler.sample(rng)
+            elif isinstance(spec, ShortSpec):
+                text = short_text(rng, charset, spec.length)
+            else:
+                raise TypeError(f"not a task spec: {spec!r}")
+            face = _pick_face(text, faces, rng)
+            if face is not None:
+                break
+            skipped.add(text)
+        if face is None:
+            raise ValueError(
+                f"{shard.task}/{shard.split}: no font face covers texts like "
+                f"{sorted(skipped)[:5]!r} "
+                f"after {MAX_TRIES} tries; check the fonts and the charset"
+            )
+        image = render(spec, text, face, rng)
+        image = degrade(image, spec.degrade, rng)
+        meta = {
+            "text": text,
+            "task": shard.task,
+            "split": shard.split,
+            "font": face.name,
+            "font_file": Path(face.path).name,
+            "face": face.index,
+            "height": int(image.shape[0]),
+            "width": int(image.shape[1]),
+        }
+        if isinstance(spec, ExprSpec):
+            meta["value"] = evaluate(text)
+        yield Sample(f"{shard.key_prefix}_{i:06d}", image, meta)
+    if skipped:
+        log.info(
+            "%s/%s: %d texts redrawn (no face covered them)", shard.task, shard.split, len(skipped)
+        )
+
+
+def render(spec: TaskSpec, text: str, face: Face, rng: np.random.Generator) -> np.ndarray:
+    """Render one text with the task's renderer (before degradations)."""
+    if isinstance(spec, HanziSpec):
+        return render_hanzi(
+            text,
+            face,
+            spec.size,
+            rng,
+            font_size=spec.font_size,
+            rotate=spec.rotate,
+            offset=spec.offset,
+            stroke=spec.stroke,
+            morph=spec.morph,
+        )
+    if isinstance(spec, ExprSpec):
+        return render_expr(
+            text,
+            face,
+            (spec.height, spec.width),
+            rng,
+            font_size=spec.font_size,
+            spacing=spec.spacing,
+        )
+    if isinstance(spec, LineSpec):
+        return render_line(
+            text,
+            face,
+            spec.height,
+            rng,
+            font_size=spec.font_size,
+            min_char_width=spec.min_char_width,
+        )
+    if isinstance(spec, ShortSpec):
+        return render_short(text, face, spec.size, rng, font_size=spec.font_size)
+    raise TypeError(f"not a task spec: {spec!r}")
+
+
+def _chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+def encode_png(image: np.ndarray, level: int = PNG_LEVEL) -> bytes:
+    """8-bit grayscale PNG bytes of a ``uint8`` array ``(H, W)``.
+
+    A minimal encoder (IHDR, one IDAT, IEND; the "Up" filter on every row but the first) written
+    here because PIL's PNG writer costs about 3x more per small image, most of it Python plumbing,
+    which would make writing a shard a visible share of rendering it. Noisy images are stored
+    without compression (see ``PNG_STORE_ABOVE``). Deterministic: no timestamps, and the zlib level
+    depends only on the pixels.
+    """
+    if image.dtype != np.uint8 or image.ndim != 2:
+        raise ValueError(f"encode_png wants a uint8 (H, W) array, got {image.dtype} {image.shape}")
+    h, w = image.shape
+    raw = np.empty((h, w + 1), dtype=np.uint8)
+    raw[0, 0] = 0
+    raw[1:, 0] = 2
+    raw[0, 1:] = image[0]
+    np.subtract(image[1:], image[:-1], out=raw[1:, 1:])
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    compressible = np.count_nonzero(raw) <= PNG_STORE_ABOVE * raw.size
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(raw.tobytes(), level if compressible else 0))
+        + _chunk(b"IEND", b"")
+    )
+
+
+def encode_json(meta: dict) -> bytes:
+    return json.dumps(meta, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+
+
+OWNER = "synthocr"  # uname and gname of every member
+_BLOCK = 512
+_RECORD = 20 * _BLOCK
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\0" % (width - 1, value)
+
+
+def _field(text: str, width: int) -> bytes:
+    raw = text.encode("utf-8")
+    if len(raw) >= width:
+        raise ValueError(f"tar member name too long: {text!r}")
+    return raw + b"\0" * (width - len(raw))
+
+
+class ShardWriter:
+    """Writes WebDataset samples as a ustar stream, byte-identical to ``webdataset.TarWriter``.
+
+    Args:
+        fileobj: a binary file open for writing.
+        mtime: the mtime of every member.
+    """
+
+    def __init__(self, fileobj, mtime: int = MTIME):
+        self.f = fileobj
+        self.mtime = mtime
+        self.offset = 0
+        self._owner = _field(OWNER, 32)
+
+    def _header(self, name: str, size: int) -> bytes:
+        head = (
+            _field(name, 100)
+            + _octal(0o444, 8)
+            + _octal(0, 8)
+            + _octal(0, 8)
+            + _octal(size, 12)
+            + _octal(self.mtime, 12)
+            + b" " * 8  # checksum placeholder
+            + b"0"  # regular file
+            + b"\0" * 100
+            + b"ustar\x0000"
+            + self._owner
+            + self._owner
+            + b"\0" * 16  # devmajor, devminor: empty for a regular file, as tarfile writes them
+            + b"\0" * 155
+        )
+        head += b"\0" * (_BLOCK - len(head))
+        chksum = b"%06o\0" % sum(head)
+        return head[:148] + chksum + head[155:]
+
+    def write(self, key: str, parts: dict[str, bytes]) -> None:
+        """Write one sample: ``{key}.{ext}`` for each part, in sorted extension order."""
+        if "." in key:
+            raise ValueError(f"sample key {key!r} contains a dot")
+        chunks = []
+        for ext in sorted(parts):
+            data = parts[ext]
+            chunks.append(self._header(f"{key}.{ext}", len(data)))
+            chunks.append(data)
+            pad = -len(data) % _BLOCK
+            if pad:
+                chunks.append(b"\0" * pad)
+        buf = b"".join(chunks)
+        self.f.write(buf)
+        self.offset += len(buf)
+
+    def close(self) -> None:
+        """End of archive (two zero blocks), padded to a whole 10 KiB record like ``tarfile``."""
+        end = 2 * _BLOCK
+        end += -(self.offset + end) % _RECORD
+        self.f.write(b"\0" * end)
+        self.offset += end
+
+
+def write_samples(path: str | os.PathLike, samples: Iterator[Sample]) -> int:
+    """Write samples to a WebDataset tar atomically; returns the number written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    n = 0
+    try:
+        with os.fdopen(fd, "wb") as f:
+            writer = ShardWriter(f)
+            for s in samples:
+                writer.write(s.key, {"png": encode_png(s.image), "json": encode_json(s.meta)})
+                n += 1
+            writer.close()
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return n
+
+
+def write_shard(
+    path: str | os.PathLike,
+    spec: TaskSpec,
+    shard: ShardSpec,
+    charset: Sequence[str],
+    faces: Sequence[Face],
+) -> int:
+    """Render and write one shard; returns the number of samples."""
+    n = write_samples(path, generate(spec, shard, charset, faces))
+    log.info("wrote %s: %d samples", path, n)
+    return n
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def count_samples(path: str | os.PathLike) -> int:
+    """Samples in a shard (distinct keys), read from the tar headers."""
+    with tarfile.open(path) as tar:
+        return len({m.name.split(".", 1)[0] for m in tar.getmembers() if m.isfile()})
+
+
+MANIFEST_COLUMNS = ["split", "shard", "path", "samples", "bytes", "sha256"]
+
+
+def write_manifest(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> None:
+    """A task's manifest: one row per shard (split, shard file name, path, samples, bytes, sha256).
+
+    ``path`` is relative to the manifest's folder.
+    """
+    rows = ["\t".join(MANIFEST_COLUMNS)]
+    out = Path(out)
+    for p in sorted(Path(p) for p in paths):
+        split = p.name.rsplit("-", 1)[0]
+        rel = os.path.relpath(p, out.parent)
+        rows.append(
+            "\t".join(
+                [split, p.name, rel, str(count_samples(p)), str(p.stat().st_size), sha256_file(p)]
+            )
+        )
+    write_text_atomic(out, "\n".join(rows) + "\n")
+
+
+def read_manifest(path: str | os.PathLike) -> list[dict]:
+    """Rows of a manifest as dicts (``samples`` and ``bytes`` as int)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    header = lines[0].split("\t")
+    rows = []
+    for line in lines[1:]:
+        row = dict(zip(header, line.split("\t"), strict=True))
+        row["samples"] = int(row["samples"])
+        row["bytes"] = int(row["bytes"])
+        rows.append(row)
+    return rows

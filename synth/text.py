@@ -1,0 +1,256 @@
+"""Text samplers: what each sample says. Every sampler takes an explicit ``numpy.random.Generator``.
+
+- hanzi: one character, balanced over the charset (see :func:`balanced_index`).
+- expr: arithmetic expressions as in the Baidu 2017 competition (3 single-digit operands, 2
+  operators, 0 or 1 pair of parentheses) and longer ones; their value comes from :func:`evaluate`,
+  a small recursive-descent parser (never ``eval``).
+- line: Chinese lines drawn from a word-frequency corpus (jieba's dictionary) mixed with uniform
+  characters, so rare classes are seen often, with digits, Latin and punctuation mixed in.
+- short: a few characters drawn uniformly from the charset (the deep_reader setting).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+
+from synth.charset import ASCII_LETTERS, ASCII_PUNCT, CJK_PUNCT, DIGITS, nfkc
+
+log = logging.getLogger(__name__)
+
+OPERATORS = "+-*"
+
+
+class ExpressionError(ValueError):
+    """A malformed arithmetic expression."""
+
+
+def evaluate(expr: str) -> int:
+    """Value of an expression over non-negative integers, ``+ - *`` and parentheses.
+
+    Grammar: ``expr := term (('+'|'-') term)*``, ``term := factor ('*' factor)*``,
+    ``factor := digits | '(' expr ')'``. Usual precedence, left associative. No unary minus.
+
+    Raises:
+        ExpressionError: an unexpected character, an unbalanced parenthesis, a missing operand.
+    """
+    pos = 0
+    n = len(expr)
+
+    def peek() -> str:
+        return expr[pos] if pos < n else ""
+
+    def parse_expr() -> int:
+        nonlocal pos
+        value = parse_term()
+        while peek() in ("+", "-"):
+            op = expr[pos]
+            pos += 1
+            rhs = parse_term()
+            value = value + rhs if op == "+" else value - rhs
+        return value
+
+    def parse_term() -> int:
+        nonlocal pos
+        value = parse_factor()
+        while peek() == "*":
+            pos += 1
+            value *= parse_factor()
+        return value
+
+    def parse_factor() -> int:
+        nonlocal pos
+        c = peek()
+        if c == "(":
+            pos += 1
+            value = parse_expr()
+            if peek() != ")":
+                raise ExpressionError(f"expected ')' at position {pos} in {expr!r}")
+            pos += 1
+            return value
+        start = pos
+        while pos < n and expr[pos] in DIGITS:
+            pos += 1
+        if start == pos:
+            what = repr(c) if c else "end of input"
+            raise ExpressionError(
+                f"expected a number or '(' at position {pos} in {expr!r}, got {what}"
+            )
+        return int(expr[start:pos])
+
+    if not expr:
+        raise ExpressionError("empty expression")
+    value = parse_expr()
+    if pos != n:
+        raise ExpressionError(f"unexpected {expr[pos]!r} at position {pos} in {expr!r}")
+    return value
+
+
+def baidu_expression(rng: np.random.Generator) -> str:
+    """Three single-digit operands, two operators, 0 or 1 pair of parentheses around two
+    operands."""
+    a, b, c = (str(d) for d in rng.integers(0, 10, size=3))
+    op1, op2 = (OPERATORS[i] for i in rng.integers(0, 3, size=2))
+    form = int(rng.integers(0, 3))
+    if form == 0:
+        return f"{a}{op1}{b}{op2}{c}"
+    if form == 1:
+        return f"({a}{op1}{b}){op2}{c}"
+    return f"{a}{op1}({b}{op2}{c})"
+
+
+def long_expression(
+    rng: np.random.Generator, operands: Sequence[int] = (2, 5), max_digits: int = 2
+) -> str:
+    """A longer expression: ``operands`` (inclusive range) operands of 1..``max_digits`` digits,
+    optionally one pair of parentheses around a run of at least two (not all) operands."""
+    k = int(rng.integers(operands[0], operands[1] + 1))
+    nums = []
+    for _ in range(k):
+        digits = int(rng.integers(1, max_digits + 1))
+        lo = 0 if digits == 1 else 10 ** (digits - 1)
+        nums.append(str(int(rng.integers(lo, 10**digits))))
+    ops = [OPERATORS[i] for i in rng.integers(0, 3, size=k - 1)]
+    open_at = close_at = -1
+    if k >= 3 and rng.random() < 0.5:
+        span = int(rng.integers(2, k))  # 2..k-1 operands inside
+        open_at = int(rng.integers(0, k - span + 1))
+        close_at = open_at + span - 1
+    parts = []
+    for i, num in enumerate(nums):
+        parts.append(("(" if i == open_at else "") + num + (")" if i == close_at else ""))
+        if i < k - 1:
+            parts.append(ops[i])
+    return "".join(parts)
+
+
+def expression(
+    rng: np.random.Generator,
+    baidu_fraction: float = 0.7,
+    operands: Sequence[int] = (2, 5),
+    max_digits: int = 2,
+) -> str:
+    """A Baidu-style expression with probability ``baidu_fraction``, else a longer one."""
+    if rng.random() < baidu_fraction:
+        return baidu_expression(rng)
+    return long_expression(rng, operands, max_digits)
+
+
+def balanced_index(position: int, n: int, seed_words: Sequence[int]) -> int:
+    """Class index of the ``position``-th sample of a split: a fixed shuffle of ``range(n)``,
+    repeated.
+
+    Every class appears ``samples / n`` times (plus or minus one) in a split, whatever the shard
+    layout,
+    and consecutive samples are of unrelated classes.
+    """
+    return int(_permutation(n, tuple(seed_words))[position % n])
+
+
+@lru_cache(maxsize=16)
+def _permutation(n: int, seed_words: tuple[int, ...]) -> np.ndarray:
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(list(seed_words))))
+    return rng.permutation(n)
+
+
+def short_text(rng: np.random.Generator, charset: Sequence[str], length: Sequence[int]) -> str:
+    """``length`` (inclusive range) characters drawn uniformly from ``charset``."""
+    k = int(rng.integers(length[0], length[1] + 1))
+    return "".join(charset[i] for i in rng.integers(0, len(charset), size=k))
+
+
+def jieba_dict_path() -> str:
+    """The word-frequency dictionary shipped with the installed jieba package (``word freq
+    tag``)."""
+    import jieba
+
+    return os.path.join(os.path.dirname(jieba.__file__), "dict.txt")
+
+
+@lru_cache(maxsize=4)
+def _corpus(path: str, charset: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
+    allowed = set(charset)
+    words, freqs = [], []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) < 2:
+                continue
+            word = nfkc(parts[0])
+            if word and all(c in allowed for c in word):
+                words.append(word)
+                freqs.append(float(parts[1]))
+    if not words:
+        return (), np.zeros(0)
+    cdf = np.cumsum(np.asarray(freqs))
+    return tuple(words), cdf / cdf[-1]
+
+
+class LineSampler:
+    """Chinese text lines from a word-frequency corpus mixed with uniform characters.
+
+    Args:
+        charset: the task's charset; every line uses only its characters.
+        length: inclusive range of characters per line.
+        corpus_fraction: share of lines made of corpus words (sampled by frequency); the rest are
+            uniform over the charset's hanzi.
+        mix_fraction: probability of mixing in a number, a Latin word or punctuation.
+        corpus: a ``word freq [tag]`` file; default jieba's dictionary.
+    """
+
+    def __init__(
+        self,
+        charset: Sequence[str],
+        length: Sequence[int] = (1, 20),
+        corpus_fraction: float = 0.6,
+        mix_fraction: float = 0.15,
+        corpus: str | None = None,
+    ):
+        self.length = (int(length[0]), int(length[1]))
+        self.corpus_fraction = corpus_fraction
+        self.mix_fraction = mix_fraction
+        allowed = set(charset)
+        self.hanzi = [c for c in charset if "\u4e00" <= c <= "\u9fff"] or list(charset)
+        self.digits = [c for c in DIGITS if c in allowed]
+        self.letters = [c for c in ASCII_LETTERS if c in allowed]
+        punct = {nfkc(c) for c in CJK_PUNCT + ASCII_PUNCT}
+        self.punct = [c for c in charset if c in punct]
+        self.words, self.cdf = _corpus(corpus or jieba_dict_path(), tuple(charset))
+        if len(self.words) == 0:
+            log.warning("no corpus word fits the charset; lines are uniform over the charset")
+
+    def sample(self, rng: np.random.Generator) -> str:
+        """One line of ``length`` characters (NFKC, no spaces)."""
+        n = int(rng.integers(self.length[0], self.length[1] + 1))
+        if len(self.words) and rng.random() < self.corpus_fraction:
+            text = ""
+            while len(text) < n:
+                text += self.words[int(np.searchsorted(self.cdf, rng.random(), side="right"))]
+        else:
+            text = "".join(self.hanzi[i] for i in rng.integers(0, len(self.hanzi), size=n))
+        if rng.random() < self.mix_fraction:
+            text = self._mix(text, rng)
+        return text[:n] if len(text) > n else text
+
+    def _mix(self, text: str, rng: np.random.Generator) -> str:
+        kind = int(rng.integers(0, 3))
+        if kind == 0 and self.digits:
+            k = int(rng.integers(1, 5))
+            insert = "".join(self.digits[i] for i in rng.integers(0, len(self.digits), size=k))
+        elif kind == 1 and self.letters:
+            k = int(rng.integers(1, 6))
+            insert = "".join(self.letters[i] for i in rng.integers(0, len(self.letters), size=k))
+        elif self.punct:
+            insert = self.punct[int(rng.integers(0, len(self.punct)))]
+        else:
+            return text
+        at = int(rng.integers(0, len(text) + 1))
+        # Keep the mixed-in part: cut the line around it rather than dropping it at the end.
+        out = text[:at] + insert + text[at:]
+        n = max(len(text), 1)
+        start = max(0, min(at, len(out) - n))
+        return out[start : start + n]

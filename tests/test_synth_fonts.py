@@ -1,0 +1,125 @@
+"""Fonts: coverage of real fonts, empty glyphs, corrupt files, exclusions, the uncovered policy."""
+
+from __future__ import annotations
+
+import csv
+import logging
+
+import pytest
+from fontTools.ttLib import TTFont
+
+from synth.charset import build_charset, gb2312_hanzi
+from synth.fonts import (
+    FontError,
+    apply_uncovered_policy,
+    read_coverage,
+    resolve_font_files,
+    scan_fonts,
+    write_coverage,
+)
+
+HANZI = gb2312_hanzi()
+EXPR = list("0123456789+-*()")
+
+
+def _rows(path):
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def test_coverage_table_of_real_fonts(tmp_path, cjk_font, latin_font, heldout_font):
+    charsets = {"hanzi": HANZI, "expr": EXPR}
+    records = scan_fonts([str(cjk_font), str(latin_font)], [str(heldout_font)], HANZI + EXPR)
+    out = tmp_path / "coverage.tsv"
+    write_coverage(records, charsets, out)
+    rows = _rows(out)
+    by = {(r["path"], r["face"]): r for r in rows}
+    wqy = by[(str(cjk_font), "0")]
+    assert wqy["family"] == "WenQuanYi Micro Hei" and wqy["role"] == "train"
+    assert wqy["status"] == "ok" and wqy["hanzi_covered"] == "3755" and wqy["hanzi_missing"] == ""
+    dejavu = by[(str(latin_font), "0")]
+    assert dejavu["hanzi_covered"] == "0" and dejavu["hanzi_missing"] == "".join(HANZI)
+    assert dejavu["expr_covered"] == "15" and dejavu["expr_missing"] == ""
+    ukai = [r for r in rows if r["path"] == str(heldout_font)]
+    assert {r["role"] for r in ukai} == {"test"} and len(ukai) == 4  # every face of the .ttc
+    faces = read_coverage(out, "hanzi", HANZI, "train")
+    assert {f.family for f in faces} == {
+        "WenQuanYi Micro Hei",
+        "WenQuanYi Micro Hei Mono",
+        "DejaVu Sans",
+    }
+    assert next(f for f in faces if f.family == "DejaVu Sans").covered == frozenset()
+
+
+def test_exclude_families_by_regex(heldout_font):
+    records = scan_fonts([], [str(heldout_font)], EXPR, [r"\b(HK|TW)\b"])
+    status = {r.family: r.status for r in records}
+    assert status["AR PL UKai CN"] == "ok"
+    assert status["AR PL UKai TW"] == "excluded" and status["AR PL UKai HK"] == "excluded"
+
+
+def test_empty_glyph_counts_as_missing(tmp_path, latin_font):
+    # A cmap entry pointing to an empty glyph: map "A" to the (empty) space glyph.
+    font = TTFont(latin_font)
+    for table in font["cmap"].tables:
+        if table.isUnicode():
+            table.cmap[ord("A")] = table.cmap[ord(" ")]
+    broken = tmp_path / "blankA.ttf"
+    font.save(broken)
+    (record,) = scan_fonts([str(broken)], [], "AB")
+    assert record.covered == frozenset("B")
+
+
+def test_corrupt_font_is_reported_with_path_and_reason(tmp_path, cjk_font, caplog):
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    bad = fonts / "garbage.ttf"
+    bad.write_bytes(b"\x00\x01\x00\x00 this is not a font" * 10)
+    (fonts / "README.md").write_text("not a font, not matched")
+    charsets = {"expr": EXPR}
+    with caplog.at_level(logging.WARNING):
+        records = scan_fonts([str(cjk_font), f"{fonts}/*"], [], EXPR)
+    assert str(bad) in caplog.text
+    (err,) = [r for r in records if r.status == "error"]
+    assert err.path == str(bad) and err.reason
+    out = tmp_path / "coverage.tsv"
+    write_coverage(records, charsets, out)
+    row = next(r for r in _rows(out) if r["path"] == str(bad))
+    assert row["status"] == "error" and row["reason"] == err.reason
+    assert all(f.path != str(bad) for f in read_coverage(out, "expr", EXPR, "train"))
+    # Named explicitly (not a glob), the same file is a clear error naming it.
+    with pytest.raises(FontError, match=r"garbage\.ttf"):
+        scan_fonts([str(bad)], [], EXPR)
+
+
+def test_missing_explicit_font_is_an_error_and_empty_glob_a_warning(tmp_path, caplog):
+    with pytest.raises(FontError, match=r"nothere\.ttf"):
+        resolve_font_files([str(tmp_path / "nothere.ttf")])
+    with caplog.at_level(logging.WARNING):
+        assert resolve_font_files([f"{tmp_path}/*.ttf"]) == []
+    assert "matches no font" in caplog.text
+
+
+def test_held_out_wins_over_training(heldout_font):
+    records = scan_fonts([str(heldout_font)], [str(heldout_font)], EXPR)
+    assert {r.role for r in records} == {"test"}
+
+
+def test_uncovered_characters_error_or_drop(latin_font, cjk_font):
+    charset = build_charset("chars", chars="AB啊座")
+    latin = [r for r in scan_fonts([str(latin_font)], [], charset) if r.status == "ok"]
+    with pytest.raises(ValueError, match="啊座"):
+        apply_uncovered_policy(charset, latin, "error", "line")
+    assert apply_uncovered_policy(charset, latin, "drop", "line") == ["A", "B"]
+    both = [r for r in scan_fonts([str(latin_font), str(cjk_font)], [], charset)]
+    assert apply_uncovered_policy(charset, both, "error", "line") == charset
+
+
+def test_scanning_is_fast(cjk_fonts):
+    import time
+
+    chars = build_charset("line")
+    t = time.perf_counter()
+    records = scan_fonts([str(p) for p in cjk_fonts], [], chars)
+    assert time.perf_counter() - t < 20
+    assert sum(r.status == "ok" for r in records) >= 12

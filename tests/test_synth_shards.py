@@ -1,0 +1,197 @@
+"""Shards: same bytes from the same seed, WebDataset-readable, covering faces, manifests."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+
+import numpy as np
+import pytest
+import webdataset as wds
+from PIL import Image
+
+from synth.charset import build_charset
+from synth.fonts import read_coverage, scan_fonts, write_coverage
+from synth.preview import contact_sheet
+from synth.shards import (
+    MTIME,
+    OWNER,
+    ShardWriter,
+    generate,
+    read_manifest,
+    write_manifest,
+    write_shard,
+)
+from synth.specs import ShardSpec, task_spec
+from synth.text import evaluate
+
+SMALL = {
+    "hanzi": {"charset": {"source": "gb2312_level1", "limit": 50}},
+    "expr": {"degrade": {k: {"p": 0.3} for k in ("gaussian_noise", "affine", "jpeg", "invert")}},
+    "line": {"charset": {"source": "line", "limit": 80}, "length": [1, 8]},
+    "short": {"charset": {"source": "chars", "chars": "AB啊座0123"}},
+}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, cjk_font, latin_font, heldout_font):
+    """Charsets of the small tasks; coverage of WenQuanYi + DejaVu (train), UKai (test)."""
+    tmp = tmp_path_factory.mktemp("cov")
+    charsets = {}
+    for task, cfg in SMALL.items():
+        spec = task_spec(task, cfg)
+        c = spec.charset
+        charsets[task] = build_charset(c.source, c.chars, c.files, c.limit)
+    chars = set().union(*charsets.values())
+    records = scan_fonts(
+        [str(cjk_font), str(latin_font)], [str(heldout_font)], chars, [r"\b(HK|TW)\b"]
+    )
+    write_coverage(records, charsets, tmp / "coverage.tsv")
+    return charsets, tmp / "coverage.tsv"
+
+
+def _faces(setup, task, role="train"):
+    charsets, coverage = setup
+    return read_coverage(coverage, task, charsets[task], role)
+
+
+def _write(setup, tmp_path, task, split="train", shard=0, samples=24, seed=11, name="a.tar"):
+    charsets, _ = setup
+    role = "test" if split == "test_heldout" else "train"
+    path = tmp_path / task / name
+    write_shard(
+        path,
+        task_spec(task, SMALL[task]),
+        ShardSpec(task, split, shard, samples, seed),
+        charsets[task],
+        _faces(setup, task, role),
+    )
+    return path
+
+
+@pytest.mark.parametrize("task", ["hanzi", "expr", "line", "short"])
+def test_same_seed_same_bytes(setup, tmp_path, task):
+    a = _write(setup, tmp_path, task, name="a.tar")
+    _write(setup, tmp_path, task, shard=1, name="other.tar")  # another job in between
+    b = _write(setup, tmp_path, task, name="b.tar")
+    assert a.read_bytes() == b.read_bytes()
+    c = _write(setup, tmp_path, task, seed=12, name="c.tar")
+    assert a.read_bytes() != c.read_bytes()
+
+
+def test_splits_and_shards_differ(setup, tmp_path):
+    a = _write(setup, tmp_path, "line", split="train", name="a.tar")
+    b = _write(setup, tmp_path, "line", split="test_seen", name="b.tar")
+    c = _write(setup, tmp_path, "line", shard=1, name="c.tar")
+    assert len({a.read_bytes(), b.read_bytes(), c.read_bytes()}) == 3
+
+
+@pytest.mark.parametrize("task", ["hanzi", "expr", "line", "short"])
+def test_shard_reads_back_with_webdataset(setup, tmp_path, task):
+    path = _write(setup, tmp_path, task, samples=12)
+    samples = list(wds.WebDataset(str(path), shardshuffle=False))
+    assert len(samples) == 12
+    charset = set(setup[0][task])
+    for s in samples:
+        assert "." not in s["__key__"] and s["__key__"].startswith(f"{task}_train_000000_")
+        meta = json.loads(s["json"])
+        assert {"text", "task", "split", "font", "font_file", "face", "width", "height"} <= set(
+            meta
+        )
+        assert meta["task"] == task and meta["split"] == "train"
+        assert set(meta["text"]) <= charset
+        img = Image.open(io.BytesIO(s["png"]))
+        assert img.mode == "L" and img.size == (meta["width"], meta["height"])
+        if task == "expr":
+            assert meta["value"] == evaluate(meta["text"])
+        if task == "hanzi":
+            assert img.size == (64, 64)
+
+
+def test_held_out_split_uses_only_held_out_faces(setup, tmp_path):
+    path = _write(setup, tmp_path, "line", split="test_heldout", samples=30)
+    fonts = {json.loads(s["json"])["font"] for s in wds.WebDataset(str(path), shardshuffle=False)}
+    assert fonts == {"AR PL UKai CN Book"}
+
+
+def test_no_sample_is_drawn_with_a_face_lacking_a_character(setup):
+    # DejaVu Sans (a training face here) has A, B and digits but no hanzi.
+    charsets, _ = setup
+    faces = _faces(setup, "short")
+    dejavu = next(f for f in faces if f.family == "DejaVu Sans")
+    assert "啊" not in dejavu.covered and "A" in dejavu.covered
+    by_name = {f.name: f for f in faces}
+    spec = task_spec("short", SMALL["short"])
+    used = set()
+    for s in generate(spec, ShardSpec("short", "train", 0, 300, 3), charsets["short"], faces):
+        face = by_name[s.meta["font"]]
+        assert set(s.meta["text"]) <= face.covered, (s.meta["text"], face.name)
+        used.add(face.family)
+    assert "DejaVu Sans" in used  # it is used, for the texts it covers
+
+
+def test_hanzi_classes_are_balanced(setup):
+    charsets, _ = setup
+    spec = task_spec("hanzi", SMALL["hanzi"])
+    texts = []
+    for shard in range(2):
+        gen = generate(
+            spec,
+            ShardSpec("hanzi", "train", shard, 50, 1),
+            charsets["hanzi"],
+            _faces(setup, "hanzi"),
+        )
+        texts += [s.meta["text"] for s in gen]
+    assert sorted(texts) == sorted(charsets["hanzi"] * 2)
+
+
+def test_writer_matches_webdataset_tarwriter_bytes():
+    rng = np.random.default_rng(0)
+    samples = [
+        (f"k_{i:06d}", {"png": rng.bytes(int(rng.integers(1, 3000))), "json": b'{"text":"x"}'})
+        for i in range(40)
+    ]
+    ours, theirs = io.BytesIO(), io.BytesIO()
+    w = ShardWriter(ours)
+    t = wds.TarWriter(theirs, encoder=False, mtime=MTIME, user=OWNER, group=OWNER)
+    for key, parts in samples:
+        w.write(key, parts)
+        t.write({"__key__": key, **parts})
+    w.close()
+    t.tarstream.close()
+    assert ours.getvalue() == theirs.getvalue()
+
+
+def test_manifest_lists_shards_with_counts_and_sha256(setup, tmp_path):
+    paths = [
+        _write(setup, tmp_path, "expr", split="train", shard=0, samples=7, name="train-000000.tar"),
+        _write(setup, tmp_path, "expr", split="val", shard=0, samples=5, name="val-000000.tar"),
+    ]
+    out = tmp_path / "expr" / "manifest.tsv"
+    write_manifest(paths, out)
+    rows = read_manifest(out)
+    assert [(r["split"], r["shard"], r["samples"]) for r in rows] == [
+        ("train", "train-000000.tar", 7),
+        ("val", "val-000000.tar", 5),
+    ]
+    for r in rows:
+        data = (out.parent / r["path"]).read_bytes()
+        assert r["sha256"] == hashlib.sha256(data).hexdigest() and r["bytes"] == len(data)
+
+
+def test_contact_sheet_is_written(setup, tmp_path, cjk_font):
+    shard = _write(setup, tmp_path, "line", samples=10)
+    out = tmp_path / "sheet.png"
+    assert contact_sheet([shard], out, n=8) == 8
+    with Image.open(out) as img:
+        assert img.width > 100 and img.height > 64
+
+
+def test_preview_command(setup, tmp_path, capsys):
+    from synth.preview import main
+
+    shard = _write(setup, tmp_path, "expr", samples=6)
+    main([str(shard), "-n", "4", "-o", str(tmp_path / "p.png")])
+    assert "4 samples" in capsys.readouterr().out
+    assert (tmp_path / "p.png").stat().st_size > 0

@@ -1,0 +1,115 @@
+"""Text samplers: the safe expression parser, expression shapes, lines, balanced classes."""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+import pytest
+
+from synth.charset import build_charset
+from synth.text import (
+    ExpressionError,
+    LineSampler,
+    baidu_expression,
+    balanced_index,
+    evaluate,
+    long_expression,
+    short_text,
+)
+
+
+@pytest.mark.parametrize(
+    ("expr", "value"),
+    [
+        ("7", 7),
+        ("(7+5)+4", 16),
+        ("2+3*4", 14),
+        ("(2+3)*4", 20),
+        ("9-8-7", -6),
+        ("2*(3-9)*4", -48),
+        ("12*(34+5)-67", 401),
+        ("((1))", 1),
+    ],
+)
+def test_evaluate_values(expr, value):
+    assert evaluate(expr) == value
+
+
+@pytest.mark.parametrize(
+    "expr", ["", "1+", "+1", "(1+2", "1+2)", "1**2", "1/2", "-1", "1 + 2", "()", "__import__('os')"]
+)
+def test_evaluate_rejects_malformed(expr):
+    with pytest.raises(ExpressionError):
+        evaluate(expr)
+
+
+def test_evaluate_never_calls_eval(monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("eval/exec called")
+
+    monkeypatch.setattr(builtins, "eval", forbidden)
+    monkeypatch.setattr(builtins, "exec", forbidden)
+    assert evaluate("(1+2)*3") == 9
+
+
+def test_baidu_expressions_have_the_competition_shape():
+    rng = np.random.default_rng(0)
+    forms = set()
+    for _ in range(300):
+        e = baidu_expression(rng)
+        digits = [c for c in e if c.isdigit()]
+        ops = [c for c in e if c in "+-*"]
+        assert len(digits) == 3 and len(ops) == 2
+        assert e.count("(") == e.count(")") <= 1
+        assert set(e) <= set("0123456789+-*()")
+        forms.add(e.count("("))
+        evaluate(e)
+    assert forms == {0, 1}
+
+
+def test_long_expressions_follow_operands_and_digits():
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        e = long_expression(rng, operands=(2, 6), max_digits=3)
+        nums = [
+            n
+            for n in e.replace("(", " ")
+            .replace(")", " ")
+            .replace("+", " ")
+            .replace("-", " ")
+            .replace("*", " ")
+            .split()
+        ]
+        assert 2 <= len(nums) <= 6
+        assert all(1 <= len(n) <= 3 and (n == "0" or not n.startswith("0")) for n in nums)
+        evaluate(e)
+
+
+def test_line_sampler_lengths_charset_and_mixing():
+    charset = build_charset("line")
+    sampler = LineSampler(charset, length=(1, 20), corpus_fraction=0.6, mix_fraction=0.5)
+    rng = np.random.default_rng(2)
+    lines = [sampler.sample(rng) for _ in range(500)]
+    allowed = set(charset)
+    assert all(1 <= len(t) <= 20 and set(t) <= allowed for t in lines)
+    joined = "".join(lines)
+    assert any(c.isdigit() for c in joined) and any(c.isascii() and c.isalpha() for c in joined)
+    assert len(set(joined)) > 1500  # uniform sampling reaches the rare classes
+    assert len(sampler.words) > 100_000  # jieba's dictionary was loaded
+
+
+def test_line_sampler_respects_a_small_charset():
+    charset = build_charset("line", limit=60)
+    sampler = LineSampler(charset, length=(1, 8))
+    rng = np.random.default_rng(3)
+    assert all(set(sampler.sample(rng)) <= set(charset) for _ in range(200))
+
+
+def test_short_text_and_balanced_classes():
+    rng = np.random.default_rng(4)
+    assert all(1 <= len(short_text(rng, "0123456789", (1, 4))) <= 4 for _ in range(100))
+    n = 37
+    seen = [balanced_index(i, n, [1, 0, 0]) for i in range(3 * n)]
+    assert sorted(seen) == sorted(list(range(n)) * 3)
+    assert seen[:n] != list(range(n))  # shuffled, not code order

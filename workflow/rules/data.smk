@@ -1,0 +1,87 @@
+# Data: fonts -> charsets -> coverage table -> shards (one job each) -> manifests and contact sheets.
+# Each rule passes its script only the config slice it needs, so changing one task's settings
+# reruns only that task's shards.
+
+
+from synth.specs import canonical
+
+
+rule charset:
+    input:
+        lambda w: config["tasks"][w.task]["charset"]["files"],
+    output:
+        charset_path("{task}"),
+    log:
+        "logs/charset/{task}.log",
+    conda:
+        "../../environment.yml"
+    params:
+        charset=lambda w: canonical(config["tasks"][w.task]["charset"]),
+        fonts=canonical(config["fonts"]),
+    script:
+        "../scripts/charset.py"
+
+
+rule coverage:
+    input:
+        **{task: charset_path(task) for task in TASKS},
+    output:
+        COVERAGE,
+    log:
+        "logs/coverage.log",
+    conda:
+        "../../environment.yml"
+    params:
+        fonts=canonical(config["fonts"]),
+    script:
+        "../scripts/coverage.py"
+
+
+rule shard:
+    input:
+        charset=charset_path("{task}"),
+        coverage=COVERAGE,
+    output:
+        "results/shards/{task}/{split}-{shard}.tar",
+    log:
+        "logs/shard/{task}/{split}-{shard}.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    params:
+        task=lambda w: canonical(task_config(w.task)),
+        samples=lambda w: config["tasks"][w.task]["splits"][w.split]["samples"],
+        seed=config["seed"],
+    script:
+        "../scripts/shard.py"
+
+
+rule manifest:
+    input:
+        lambda w: all_shard_paths(w.task),
+    output:
+        "results/shards/{task}/manifest.tsv",
+    log:
+        "logs/manifest/{task}.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/manifest.py"
+
+
+rule contact_sheet:
+    input:
+        shards=lambda w: shard_paths(w.task, "train")[:1]
+        + shard_paths(w.task, "test_heldout")[:1],
+        charset=charset_path("{task}"),
+        coverage=COVERAGE,
+    output:
+        "results/samples/{task}.png",
+    log:
+        "logs/contact_sheet/{task}.log",
+    conda:
+        "../../environment.yml"
+    params:
+        n=config["report"]["contact_sheet_samples"],
+    script:
+        "../scripts/contact_sheet.py"
