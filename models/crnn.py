@@ -1,0 +1,180 @@
+"""CTC line recognizers: CRNN (on a VGG or a GRCNN backbone) and the Baidu-competition model.
+
+All of them return raw logits ``T, N, num_classes + 1`` (index 0 is the CTC blank); log-softmax
+and the CTC loss are `models.families.CTCFamily`'s job. The number of frames of a ``W`` px wide
+image is ``models.registry.output_length(name, W, **kwargs)``; for a padded batch the family
+computes each sample's length from its own width.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from models.backbones import ExprBody, GRCNNBackbone, VGGBackbone
+
+CRNN_HEIGHT = 32
+
+
+class CRNN(nn.Module):
+    """CRNN head (Shi, Bai and Yao 2015): a height-collapsing CNN, two BiLSTM layers, a linear map.
+
+    The backbone is passed in (any module ``N, 1, 32, W -> N, C, 1, T`` with ``out_channels``),
+    so the GRCNN recognizer is this head on another backbone.
+
+    Args:
+        backbone: The feature extractor.
+        num_classes: Charset size; the output has one more class, the blank (index 0).
+        hidden: Hidden units per direction of each BiLSTM layer.
+    """
+
+    def __init__(self, backbone: nn.Module, num_classes: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.rnn = nn.LSTM(backbone.out_channels, hidden, num_layers=2, bidirectional=True)
+        self.classifier = nn.Linear(2 * hidden, num_classes + 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Transcribe text lines.
+
+        Args:
+            x: Images ``N, 1, 32, W`` (W >= 8; pad a batch on the right to its widest image).
+
+        Returns:
+            Logits ``T, N, num_classes + 1`` with ``T = W // 4 + 1``; class 0 is the blank.
+        """
+        if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != CRNN_HEIGHT:
+            raise ValueError(
+                f"CRNN expects images N,1,{CRNN_HEIGHT},W (height {CRNN_HEIGHT}), "
+                f"got {tuple(x.shape)}"
+            )
+        features = self.backbone(x)  # N, C, 1, T
+        if features.shape[2] != 1:
+            raise ValueError(f"CRNN backbone must give feature height 1, got {features.shape[2]}")
+        seq = features.squeeze(2).permute(2, 0, 1)  # T, N, C
+        out, _ = self.rnn(seq)
+        return self.classifier(out)
+
+
+def _crnn(
+    backbone_fn: Callable[..., nn.Module],
+    num_classes: int,
+    hidden: int,
+    **backbone_kwargs: object,
+) -> CRNN:
+    return CRNN(backbone_fn(**backbone_kwargs), num_classes, hidden=hidden)
+
+
+def crnn_vgg(num_classes: int, *, width: float = 1.0, hidden: int = 256) -> CRNN:
+    """CRNN with its original VGG backbone: ``N, 1, 32, W -> T, N, num_classes + 1``."""
+    return _crnn(VGGBackbone, num_classes, hidden, width=width)
+
+
+def crnn_grcnn(
+    num_classes: int, *, width: float = 1.0, hidden: int = 256, iterations: int = 5
+) -> CRNN:
+    """CRNN head on a GRCNN backbone (Wang and Hu 2017): ``N, 1, 32, W -> T, N, num_classes + 1``.
+
+    Fewer parameters than `crnn_vgg` at equal ``width``/``hidden``; ``iterations`` is the number
+    of unrolled steps of each GRCL (5 in the paper).
+    """
+    return _crnn(GRCNNBackbone, num_classes, hidden, width=width, iterations=iterations)
+
+
+class ExprCRNN(nn.Module):
+    """The Baidu 2017 competition winner's recognizer for arithmetic expressions.
+
+    Three conv modules (`ExprBody`), a dense layer (+BN, ReLU) applied to each column over
+    channels x height, two bidirectional GRU layers (the first one's directions summed, the
+    second's concatenated, as in the winner's Keras model), dropout, a linear map to classes +
+    blank. The first ``drop_frames`` frames are dropped (the winner dropped 2: edge artefacts).
+
+    Args:
+        num_classes: Charset size; the output has one more class, the blank (index 0).
+        width: Channel multiplier of the convolutions.
+        hidden: GRU units per direction.
+        dense: Units of the per-column dense layer.
+        dropout: Drop probability before the classifier.
+        drop_frames: Leading frames removed from the output.
+        input_height: Image height in px (the task's ``height``).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        width: float = 1.0,
+        hidden: int = 128,
+        dense: int = 128,
+        dropout: float = 0.2,
+        drop_frames: int = 2,
+        input_height: int = 60,
+    ) -> None:
+        super().__init__()
+        if ExprBody.output_height(input_height) < 1:
+            raise ValueError(f"expr_crnn input_height must be >= 8, got {input_height}")
+        if drop_frames < 0:
+            raise ValueError(f"expr_crnn drop_frames must be >= 0, got {drop_frames}")
+        self.input_height = input_height
+        self.drop_frames = drop_frames
+        self.hidden = hidden
+        self.body = ExprBody(width)
+        features = self.body.out_channels * ExprBody.output_height(input_height)
+        self.dense = nn.Linear(features, dense, bias=False)
+        self.dense_bn = nn.BatchNorm1d(dense)
+        self.rnn1 = nn.GRU(dense, hidden, bidirectional=True)
+        self.rnn2 = nn.GRU(hidden, hidden, bidirectional=True)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(2 * hidden, num_classes + 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Transcribe expressions.
+
+        Args:
+            x: Images ``N, 1, input_height, W``.
+
+        Returns:
+            Logits ``T, N, num_classes + 1`` with ``T = W // 4 - drop_frames``; class 0 is the
+            blank.
+        """
+        if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != self.input_height:
+            raise ValueError(
+                f"expr_crnn expects images N,1,{self.input_height},W, got {tuple(x.shape)}"
+            )
+        f = self.body(x)  # N, C, h, T
+        n, c, h, t = f.shape
+        if t <= self.drop_frames:
+            raise ValueError(
+                f"expr_crnn: image width {x.shape[3]} gives {t} frames, "
+                f"not more than drop_frames={self.drop_frames}"
+            )
+        seq = f.permute(3, 0, 1, 2).reshape(t * n, c * h)
+        seq = torch.relu(self.dense_bn(self.dense(seq))).reshape(t, n, -1)  # T, N, dense
+        out, _ = self.rnn1(seq)
+        out = out[..., : self.hidden] + out[..., self.hidden :]
+        out, _ = self.rnn2(out)
+        logits = self.classifier(self.dropout(out))
+        return logits[self.drop_frames :]
+
+
+def expr_crnn(
+    num_classes: int,
+    *,
+    width: float = 1.0,
+    hidden: int = 128,
+    dense: int = 128,
+    dropout: float = 0.2,
+    drop_frames: int = 2,
+    input_height: int = 60,
+) -> ExprCRNN:
+    """Build the Baidu-competition recognizer: ``N, 1, 60, W -> T, N, num_classes + 1``."""
+    return ExprCRNN(
+        num_classes,
+        width=width,
+        hidden=hidden,
+        dense=dense,
+        dropout=dropout,
+        drop_frames=drop_frames,
+        input_height=input_height,
+    )

@@ -1,0 +1,553 @@
+"""Label codecs, losses and decoders of the three task families.
+
+A model's family (``models.registry.family_of``) says how its labels are encoded, how its output
+is scored and how it is read back:
+
+- ``classification`` (`ClassificationFamily`): one character per image; class ``i`` is
+  ``charset[i]``; cross-entropy; softmax top-k.
+- ``ctc`` (`CTCFamily`): class 0 is the blank, class ``i`` is ``charset[i - 1]``; CTC loss in
+  fp32 with ``zero_infinity``; greedy or prefix-beam-search decoding with an n-best list.
+- ``attention`` (`AttentionFamily`): class 0 is the terminal symbol, class ``i`` is
+  ``charset[i - 1]``; per-step cross-entropy up to and including the terminal symbol, the steps
+  after it ignored; greedy decoding until the terminal symbol.
+
+Usage (one interface for every family)::
+
+    family = make_family(model_name, charset, model_kwargs)
+    model = build_model(model_name, family.num_classes, **model_kwargs)
+    targets = family.encode(texts).to(device)
+    loss = family.loss(model(images), targets, widths)     # widths: N image widths (CTC)
+    predictions = family.decode(model(images), widths)     # list of Prediction
+
+``widths`` are the widths in px of the images before they were padded into the batch; CTC
+models return only logits, and the family turns widths into each sample's number of frames with
+``models.registry.output_length``. Without widths every sample uses all ``T`` frames.
+Label errors are never silent: a character outside the charset raises `LabelError`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.registry import MODELS, family_of, get_entry, output_length
+
+BLANK = 0  # CTC blank class
+EOS = 0  # attention terminal symbol
+IGNORE_INDEX = -100  # attention targets after the terminal symbol
+DECODERS = ("greedy", "beam")
+
+
+class LabelError(ValueError):
+    """A label the charset cannot encode (or that the family cannot represent).
+
+    Attributes:
+        text: The label.
+        char: The offending character, if one is at fault.
+    """
+
+    def __init__(self, text: str, char: str | None = None, reason: str | None = None) -> None:
+        self.text = text
+        self.char = char
+        if reason is None:
+            reason = f"character {char!r} (U+{ord(char):04X}) is not in the charset" if char else ""
+        super().__init__(f"label {text!r}: {reason}")
+
+
+@dataclass
+class Prediction:
+    """One decoded sample.
+
+    Attributes:
+        text: The best transcription.
+        confidence: Its probability in [0, 1] (see each family's ``decode`` for what it means).
+        top_k: ``(text, probability)`` alternatives, best first; ``top_k[0][0] == text``.
+        value: The value of an arithmetic expression, filled in by whoever evaluates it.
+    """
+
+    text: str
+    confidence: float
+    top_k: list[tuple[str, float]] = field(default_factory=list)
+    value: int | None = None
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Encoded labels of a batch.
+
+    Attributes:
+        indices: classification ``N``; CTC ``sum(lengths)`` (labels concatenated);
+            attention ``N, S`` padded with ``IGNORE_INDEX`` after the terminal symbol.
+        lengths: ``N`` label lengths (classification: ones; attention: including the terminal).
+    """
+
+    indices: torch.Tensor
+    lengths: torch.Tensor
+
+    def to(self, device: torch.device | str) -> Targets:
+        return Targets(self.indices.to(device), self.lengths.to(device))
+
+
+def _logits(outputs: Any) -> torch.Tensor:
+    """The logits tensor of a model output (the reader returns ``(logits, masks)``)."""
+    return outputs[0] if isinstance(outputs, tuple | list) else outputs
+
+
+class Family:
+    """Base class: the charset and its codec. Subclasses define encode, loss and decode.
+
+    Args:
+        charset: The characters, each a single code point, no duplicates.
+    """
+
+    kind: ClassVar[str]
+    offset: ClassVar[int] = 0  # class index of charset[0]
+
+    def __init__(self, charset: Sequence[str]) -> None:
+        if not charset:
+            raise ValueError("charset is empty")
+        index: dict[str, int] = {}
+        for i, ch in enumerate(charset):
+            if not isinstance(ch, str) or len(ch) != 1:
+                raise ValueError(f"charset entry {i} ({ch!r}) is not a single character")
+            if ch in index:
+                raise ValueError(f"charset has {ch!r} (U+{ord(ch):04X}) twice")
+            index[ch] = i + self.offset
+        self.charset = tuple(charset)
+        self.num_classes = len(self.charset)  # what build_model takes
+        self._index = index
+
+    def label_indices(self, text: str) -> list[int]:
+        """Class indices of ``text``'s characters; `LabelError` naming the first unknown one."""
+        try:
+            return [self._index[ch] for ch in text]
+        except KeyError as e:
+            raise LabelError(text, e.args[0]) from None
+
+    def text_of(self, indices: Sequence[int]) -> str:
+        """Inverse of `label_indices` (indices must be character classes)."""
+        return "".join(self.charset[i - self.offset] for i in indices)
+
+    def encode(self, texts: Sequence[str]) -> Targets:
+        raise NotImplementedError
+
+    def loss(
+        self, outputs: Any, targets: Targets, widths: torch.Tensor | Sequence[int] | None = None
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(
+        self,
+        outputs: Any,
+        widths: torch.Tensor | Sequence[int] | None = None,
+        *,
+        decoder: str = "greedy",
+        beam_width: int = 5,
+        k: int = 5,
+    ) -> list[Prediction]:
+        raise NotImplementedError
+
+
+class ClassificationFamily(Family):
+    """One character per image; the model gives logits ``N, num_classes``."""
+
+    kind = "classification"
+
+    def encode(self, texts: Sequence[str]) -> Targets:
+        """``N`` labels of exactly one character -> `Targets` (indices ``N``)."""
+        out = []
+        for text in texts:
+            if len(text) != 1:
+                raise LabelError(text, reason=f"expected one character, got {len(text)}")
+            out.extend(self.label_indices(text))
+        indices = torch.tensor(out, dtype=torch.long)
+        return Targets(indices, torch.ones_like(indices))
+
+    def loss(
+        self, outputs: Any, targets: Targets, widths: torch.Tensor | Sequence[int] | None = None
+    ) -> torch.Tensor:
+        """Mean cross-entropy (fp32) of logits ``N, C``; ``widths`` is ignored."""
+        logits = _logits(outputs).float()
+        return F.cross_entropy(logits, targets.indices.to(logits.device))
+
+    def decode(
+        self,
+        outputs: Any,
+        widths: torch.Tensor | Sequence[int] | None = None,
+        *,
+        decoder: str = "greedy",
+        beam_width: int = 5,
+        k: int = 5,
+    ) -> list[Prediction]:
+        """Softmax top-``k``: ``confidence`` is the top-1 probability."""
+        probs = _logits(outputs).detach().float().softmax(-1).cpu()
+        values, indices = probs.topk(min(k, probs.shape[-1]), dim=-1)
+        preds = []
+        for vals, idx in zip(values.tolist(), indices.tolist(), strict=True):
+            top = [(self.charset[i], p) for i, p in zip(idx, vals, strict=True)]
+            preds.append(Prediction(top[0][0], top[0][1], top))
+        return preds
+
+
+class CTCFamily(Family):
+    """CTC: the model gives logits ``T, N, num_classes + 1``, class 0 the blank.
+
+    Args:
+        charset: The characters.
+        model_name: The CTC model (its `output_length` turns widths into frame counts).
+        model_kwargs: The model's keyword arguments (the frame count may depend on them).
+    """
+
+    kind = "ctc"
+    offset = 1
+
+    def __init__(
+        self,
+        charset: Sequence[str],
+        model_name: str,
+        model_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(charset)
+        self.model_name = model_name
+        self.model_kwargs = dict(model_kwargs or {})
+        if get_entry(model_name).output_length is None:
+            raise ValueError(f"model {model_name!r} is not a CTC model")
+
+    def encode(self, texts: Sequence[str]) -> Targets:
+        """Labels -> `Targets` (indices concatenated, lengths ``N``); empty labels are errors."""
+        flat: list[int] = []
+        lengths = []
+        for text in texts:
+            if not text:
+                raise LabelError(text, reason="empty labels cannot be trained with CTC")
+            ids = self.label_indices(text)
+            flat.extend(ids)
+            lengths.append(len(ids))
+        return Targets(
+            torch.tensor(flat, dtype=torch.long), torch.tensor(lengths, dtype=torch.long)
+        )
+
+    def input_lengths(
+        self, widths: torch.Tensor | Sequence[int] | None, frames: int, batch: int
+    ) -> torch.Tensor:
+        """Frames of each sample (``N`` long tensor): from the image widths, or all ``frames``."""
+        if widths is None:
+            return torch.full((batch,), frames, dtype=torch.long)
+        w = torch.as_tensor(widths, dtype=torch.long).cpu()
+        if w.shape != (batch,):
+            raise ValueError(f"widths has shape {tuple(w.shape)}, expected ({batch},)")
+        lengths = output_length(self.model_name, w, **self.model_kwargs)
+        if int(lengths.max()) > frames or int(lengths.min()) < 1:
+            raise ValueError(
+                f"widths {w.tolist()} give frame counts {lengths.tolist()} outside 1..{frames}: "
+                "pass the widths in px of the images as fed to the model, before padding"
+            )
+        return lengths
+
+    def loss(
+        self, outputs: Any, targets: Targets, widths: torch.Tensor | Sequence[int] | None = None
+    ) -> torch.Tensor:
+        """CTC loss (fp32, ``zero_infinity=True``, mean over the batch of per-length losses).
+
+        Args:
+            outputs: Logits ``T, N, C + 1``.
+            targets: From `encode`.
+            widths: ``N`` image widths before padding (None: every sample uses all T frames).
+        """
+        log_probs = _logits(outputs).float().log_softmax(-1)
+        frames, batch = log_probs.shape[:2]
+        lengths = self.input_lengths(widths, frames, batch)
+        return F.ctc_loss(
+            log_probs,
+            targets.indices.to(log_probs.device),
+            lengths.to(log_probs.device),
+            targets.lengths.to(log_probs.device),
+            blank=BLANK,
+            reduction="mean",
+            zero_infinity=True,
+        )
+
+    def decode(
+        self,
+        outputs: Any,
+        widths: torch.Tensor | Sequence[int] | None = None,
+        *,
+        decoder: str = "greedy",
+        beam_width: int = 5,
+        k: int = 5,
+    ) -> list[Prediction]:
+        """Decode logits ``T, N, C + 1``.
+
+        ``greedy``: best class per frame, repeats collapsed, blanks dropped; ``confidence`` is the
+        probability of that best path (the product of the per-frame maxima); ``top_k`` holds it
+        alone. ``beam``: prefix beam search; ``confidence`` is the total probability of the best
+        prefix (summed over its alignments); ``top_k`` the ``min(k, beam_width)`` best prefixes.
+        """
+        if decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {decoder!r}; valid: {', '.join(DECODERS)}")
+        log_probs = _logits(outputs).detach().float().log_softmax(-1).cpu()
+        frames, batch = log_probs.shape[:2]
+        lengths = self.input_lengths(widths, frames, batch).tolist()
+        lp = log_probs.numpy()
+        preds = []
+        for i, n in enumerate(lengths):
+            if decoder == "greedy":
+                labels, logp = ctc_greedy_decode(lp[:n, i])
+                text = self.text_of(labels)
+                preds.append(Prediction(text, math.exp(logp), [(text, math.exp(logp))]))
+            else:
+                beams = ctc_beam_search(lp[:n, i], beam_width)[: max(1, k)]
+                top = [(self.text_of(labels), math.exp(logp)) for labels, logp in beams]
+                preds.append(Prediction(top[0][0], top[0][1], top))
+        return preds
+
+
+def ctc_greedy_decode(log_probs: np.ndarray, blank: int = BLANK) -> tuple[list[int], float]:
+    """Best-path decoding of one sample.
+
+    Args:
+        log_probs: ``T, C`` log-probabilities.
+        blank: The blank class.
+
+    Returns:
+        The class indices (repeats collapsed, blanks dropped) and the log-probability of the path.
+    """
+    best = log_probs.argmax(-1)
+    logp = float(log_probs[np.arange(len(best)), best].sum())
+    labels = []
+    prev = blank
+    for c in best.tolist():
+        if c != blank and c != prev:
+            labels.append(c)
+        prev = c
+    return labels, logp
+
+
+def _logaddexp(a: float, b: float) -> float:
+    """``log(exp(a) + exp(b))`` on Python floats (numpy scalars are slow in this inner loop)."""
+    if a == -math.inf:
+        return b
+    if b == -math.inf:
+        return a
+    return max(a, b) + math.log1p(math.exp(-abs(a - b)))
+
+
+def ctc_beam_search(
+    log_probs: np.ndarray, beam_width: int = 5, blank: int = BLANK, prune: float = 1e-4
+) -> list[tuple[tuple[int, ...], float]]:
+    """Prefix beam search of one sample (no language model).
+
+    Each prefix keeps the log-probabilities of its alignments ending in a blank and in a
+    character, so two alignments of the same text add up. At each frame only the ``beam_width``
+    most likely characters with probability >= ``prune`` are tried as extensions (and each
+    prefix's own last character): on a trained model most frames then try one character or none.
+
+    Args:
+        log_probs: ``T, C`` log-probabilities.
+        beam_width: Prefixes kept after each frame.
+        blank: The blank class.
+        prune: Characters less likely than this in a frame do not start a new prefix there
+            (0 keeps the top ``beam_width`` regardless).
+
+    Returns:
+        Up to ``beam_width`` ``(labels, log_probability)`` pairs, most likely first.
+    """
+    if beam_width < 1:
+        raise ValueError(f"beam_width must be >= 1, got {beam_width}")
+    neg_inf = -math.inf
+    log_prune = math.log(prune) if prune > 0 else neg_inf
+    lp = np.asarray(log_probs, dtype=np.float64)
+    frames, num_classes = lp.shape
+    # Candidate extensions of every frame at once: the most likely characters, blank excluded.
+    n_cand = min(beam_width, num_classes - 1)
+    masked = lp.copy()
+    masked[:, blank] = neg_inf
+    top = np.argpartition(-masked, n_cand - 1, axis=1)[:, :n_cand]
+    top_lp = np.take_along_axis(lp, top, axis=1)
+    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, neg_inf)}
+    for t in range(frames):
+        row = lp[t]
+        p_blank_frame = float(row[blank])
+        cand = [
+            (c, v)
+            for c, v in zip(top[t].tolist(), top_lp[t].tolist(), strict=True)
+            if v >= log_prune
+        ]
+        nxt: dict[tuple[int, ...], list[float]] = {}
+        for prefix, (p_blank, p_char) in beams.items():
+            total = _logaddexp(p_blank, p_char)
+            cur = nxt.setdefault(prefix, [neg_inf, neg_inf])
+            cur[0] = _logaddexp(cur[0], total + p_blank_frame)
+            if prefix:
+                # the last character again, not separated by a blank: same prefix
+                cur[1] = _logaddexp(cur[1], p_char + float(row[prefix[-1]]))
+            for c, v in cand:
+                # a repeated character needs a blank in between
+                value = (p_blank if prefix and c == prefix[-1] else total) + v
+                ext = nxt.setdefault((*prefix, c), [neg_inf, neg_inf])
+                ext[1] = _logaddexp(ext[1], value)
+        scored = [(_logaddexp(*p), prefix, p) for prefix, p in nxt.items()]
+        scored = sorted((x for x in scored if x[0] > neg_inf), key=lambda x: -x[0])[:beam_width]
+        beams = {prefix: (p[0], p[1]) for _, prefix, p in scored}
+    return [(prefix, _logaddexp(*p)) for prefix, p in beams.items()]
+
+
+class AttentionFamily(Family):
+    """The reader: logits ``N, S, num_classes + 1`` (``S = max_len + 1`` steps), class 0 the
+    terminal symbol.
+
+    Args:
+        charset: The characters.
+        max_len: The model's ``max_len`` (it runs ``max_len + 1`` steps).
+    """
+
+    kind = "attention"
+    offset = 1
+
+    def __init__(self, charset: Sequence[str], max_len: int) -> None:
+        super().__init__(charset)
+        self.max_len = max_len
+        self.steps = max_len + 1
+
+    def encode(self, texts: Sequence[str]) -> Targets:
+        """Labels -> indices ``N, max_len + 1``: characters, the terminal symbol, then
+        ``IGNORE_INDEX``; lengths include the terminal symbol."""
+        indices = torch.full((len(texts), self.steps), IGNORE_INDEX, dtype=torch.long)
+        lengths = []
+        for row, text in enumerate(texts):
+            if len(text) > self.max_len:
+                raise LabelError(
+                    text, reason=f"{len(text)} characters, the reader reads at most {self.max_len}"
+                )
+            ids = [*self.label_indices(text), EOS]
+            indices[row, : len(ids)] = torch.tensor(ids)
+            lengths.append(len(ids))
+        return Targets(indices, torch.tensor(lengths, dtype=torch.long))
+
+    def loss(
+        self, outputs: Any, targets: Targets, widths: torch.Tensor | Sequence[int] | None = None
+    ) -> torch.Tensor:
+        """Mean cross-entropy (fp32) over the steps up to and including the terminal symbol."""
+        logits = _logits(outputs).float()
+        if logits.shape[1] != targets.indices.shape[1]:
+            raise ValueError(
+                f"reader gave {logits.shape[1]} steps, targets have {targets.indices.shape[1]}: "
+                "family and model disagree on max_len"
+            )
+        return F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]),
+            targets.indices.to(logits.device).reshape(-1),
+            ignore_index=IGNORE_INDEX,
+        )
+
+    def decode(
+        self,
+        outputs: Any,
+        widths: torch.Tensor | Sequence[int] | None = None,
+        *,
+        decoder: str = "greedy",
+        beam_width: int = 5,
+        k: int = 5,
+    ) -> list[Prediction]:
+        """Best class per step until the terminal symbol; ``confidence`` is the product of the
+        chosen probabilities up to and including it (all steps if it never comes).
+
+        The reader does not feed its own characters back, so the steps are independent given
+        the image and the ``k`` most likely texts are exact: ``top_k`` holds them with either
+        ``decoder`` (``top_k[0]`` is the greedy reading).
+        """
+        if decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {decoder!r}; valid: {', '.join(DECODERS)}")
+        log_probs = _logits(outputs).detach().float().log_softmax(-1).cpu().numpy()
+        preds = []
+        for lp in log_probs:
+            greedy, greedy_logp = attention_greedy_decode(lp)
+            top = [
+                (self.text_of(labels), math.exp(logp)) for labels, logp in attention_nbest(lp, k)
+            ]
+            text = self.text_of(greedy)
+            if top[0][0] != text:  # a tie broken the other way: keep greedy first
+                top = [(text, math.exp(greedy_logp)), *[t for t in top if t[0] != text]][:k]
+            preds.append(Prediction(text, math.exp(greedy_logp), top))
+        return preds
+
+
+def attention_greedy_decode(log_probs: np.ndarray, eos: int = EOS) -> tuple[list[int], float]:
+    """Best class per step until the terminal symbol, for one sample.
+
+    Args:
+        log_probs: ``S, C`` log-probabilities.
+        eos: The terminal symbol.
+
+    Returns:
+        The character classes and the log-probability of the chosen steps (terminal included).
+    """
+    labels: list[int] = []
+    logp = 0.0
+    for row in log_probs:
+        c = int(row.argmax())
+        logp += float(row[c])
+        if c == eos:
+            break
+        labels.append(c)
+    return labels, logp
+
+
+def attention_nbest(
+    log_probs: np.ndarray, k: int = 5, eos: int = EOS
+) -> list[tuple[tuple[int, ...], float]]:
+    """The ``k`` most likely texts of one sample whose steps are independent.
+
+    A text of ``L < S`` characters has probability ``prod_{s<L} p_s(c_s) * p_L(eos)``; one of
+    ``S`` characters (no terminal symbol) ``prod_s p_s(c_s)``. Keeping the ``k`` best prefixes
+    at each step is exact, because the best texts extend the best prefixes.
+
+    Args:
+        log_probs: ``S, C`` log-probabilities.
+        k: How many texts.
+        eos: The terminal symbol.
+
+    Returns:
+        Up to ``k`` ``(labels, log_probability)`` pairs, most likely first.
+    """
+    k = max(1, k)
+    chars = np.array([c for c in range(log_probs.shape[1]) if c != eos], dtype=np.int64)
+    n_cand = min(k, len(chars))
+    finished: list[tuple[tuple[int, ...], float]] = []
+    alive: list[tuple[tuple[int, ...], float]] = [((), 0.0)]
+    for row in np.asarray(log_probs, dtype=np.float64):
+        finished += [(labels, logp + float(row[eos])) for labels, logp in alive]
+        top = chars[np.argpartition(-row[chars], n_cand - 1)[:n_cand]].tolist()
+        grown = [((*labels, c), logp + float(row[c])) for labels, logp in alive for c in top]
+        alive = sorted(grown, key=lambda x: -x[1])[:k]
+    finished += alive
+    return sorted(finished, key=lambda x: -x[1])[:k]
+
+
+def make_family(
+    model_name: str, charset: Sequence[str], model_kwargs: Mapping[str, Any] | None = None
+) -> Family:
+    """The family of model ``model_name`` over ``charset``.
+
+    Args:
+        model_name: Registered model name.
+        charset: The task's characters (the lines of ``results/charsets/{task}.txt``).
+        model_kwargs: The model's keyword arguments (CTC frame counts and the reader's
+            ``max_len`` depend on them); defaults when None.
+    """
+    kind = family_of(model_name)
+    kwargs = dict(model_kwargs or {})
+    if kind == "classification":
+        return ClassificationFamily(charset)
+    if kind == "ctc":
+        return CTCFamily(charset, model_name, kwargs)
+    if kind == "attention":
+        max_len = kwargs.get("max_len", MODELS[model_name].kwargs["max_len"])
+        return AttentionFamily(charset, max_len)
+    raise ValueError(f"model {model_name!r} has unknown family {kind!r}")

@@ -1,0 +1,335 @@
+"""The model registry: a name maps to a factory, its task family, its input geometry and, for CTC
+models, the number of output frames of an image of a given width.
+
+The Snakefile imports this module at parse time (`validate_experiment`), so it must not import
+torch: factories are named as ``"module:function"`` and imported on first build, and each entry
+declares its factory's keyword arguments (``tests/test_models.py`` checks them against the real
+signatures, so the two cannot drift apart).
+
+Conventions shared by every model (``build_model(name, num_classes=len(charset), **kwargs)``):
+
+- ``classification``: ``N, 1, S, S -> logits N, num_classes``.
+- ``ctc``: ``N, 1, H, W -> logits T, N, num_classes + 1``, class 0 the blank. Models return only
+  the logits; the per-sample frame counts of a padded batch come from the image widths through
+  `output_length` (`models.families.CTCFamily` does this when given ``widths``).
+- ``attention``: ``N, 1, S, S -> ReaderOutput(logits N, max_len + 1, num_classes + 1,
+  masks N, max_len + 1, S, S)``, class 0 the terminal symbol.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import nn
+
+FAMILIES = ("classification", "ctc", "attention")
+
+# The family each task's labels call for, and the geometry of its images.
+TASK_FAMILY = {"hanzi": "classification", "expr": "ctc", "line": "ctc", "short": "attention"}
+TASK_INPUT = {"hanzi": "square", "short": "square", "expr": "line", "line": "line"}
+
+# Baidu-style expressions: 3 single-digit operands, 2 operators, at most one pair of parentheses.
+BAIDU_EXPR_LEN = 7
+
+
+# The positional argument is not called ``width``: that name is the models' channel multiplier,
+# and the model kwargs are passed alongside it.
+def _crnn_length(image_width: Any, **_: Any) -> Any:
+    """Frames of `models.crnn.CRNN` (both backbones) for images ``image_width`` px wide."""
+    return image_width // 4 + 1
+
+
+def _expr_length(image_width: Any, drop_frames: int = 2, **_: Any) -> Any:
+    """Frames of `models.crnn.ExprCRNN` for images ``image_width`` px wide."""
+    return image_width // 4 - drop_frames
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered model.
+
+    Attributes:
+        target: ``"module:function"`` of the factory, ``factory(num_classes, **kwargs)``.
+        family: ``classification``, ``ctc`` or ``attention`` (see `models.families`).
+        input: Default input geometry: ``{"kind": "square", "size": S}`` or
+            ``{"kind": "line", "height": H}`` (lines take any width); see `input_spec`.
+        kwargs: The factory's keyword arguments and their defaults.
+        output_length: CTC only: ``output_length(image_width, **model_kwargs) -> T``; works on ints
+            and on integer tensors of widths.
+        min_batch: Smallest training batch (a batch norm over one value per channel fails).
+    """
+
+    target: str
+    family: str
+    input: Mapping[str, Any]
+    kwargs: Mapping[str, Any]
+    output_length: Callable[..., Any] | None = field(default=None)
+    min_batch: int = 1
+
+    @property
+    def factory(self) -> Callable[..., nn.Module]:
+        """The factory function (imports its module, and torch, on first use)."""
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+MODELS: dict[str, ModelEntry] = {
+    "hanzi_cnn": ModelEntry(
+        "models.hanzi_cnn:hanzi_cnn",
+        "classification",
+        {"kind": "square", "size": 64},
+        {"width": 1.0, "dropout": 0.2, "input_size": 64},
+        min_batch=2,  # BatchNorm1d after the hidden FC layer
+    ),
+    "expr_crnn": ModelEntry(
+        "models.crnn:expr_crnn",
+        "ctc",
+        {"kind": "line", "height": 60},
+        {
+            "width": 1.0,
+            "hidden": 128,
+            "dense": 128,
+            "dropout": 0.2,
+            "drop_frames": 2,
+            "input_height": 60,
+        },
+        _expr_length,
+    ),
+    "crnn_vgg": ModelEntry(
+        "models.crnn:crnn_vgg",
+        "ctc",
+        {"kind": "line", "height": 32},
+        {"width": 1.0, "hidden": 256},
+        _crnn_length,
+    ),
+    "crnn_grcnn": ModelEntry(
+        "models.crnn:crnn_grcnn",
+        "ctc",
+        {"kind": "line", "height": 32},
+        {"width": 1.0, "hidden": 256, "iterations": 5},
+        _crnn_length,
+    ),
+    "reader": ModelEntry(
+        "models.reader:reader",
+        "attention",
+        {"kind": "square", "size": 40},
+        {"width": 1.0, "hidden": 128, "max_len": 4, "input_size": 40},
+    ),
+}
+
+# Model kwargs that set the input geometry, per input kind.
+_GEOMETRY_KWARG = {"square": ("size", "input_size"), "line": ("height", "input_height")}
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry of ``name``; a `ValueError` listing the valid names otherwise."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}"
+        ) from None
+
+
+def family_of(name: str) -> str:
+    """The task family (``classification``, ``ctc`` or ``attention``) of model ``name``."""
+    return get_entry(name).family
+
+
+def check_kwargs(name: str, kwargs: Mapping[str, Any], where: str | None = None) -> None:
+    """Raise `ValueError` if ``kwargs`` has a key the factory of ``name`` does not take, or a
+    value of the wrong type (numbers where the default is a number, integers where it is one).
+
+    Args:
+        name: Registered model name.
+        kwargs: Keyword arguments for the factory.
+        where: How to name the mapping in messages (default ``model_kwargs``).
+    """
+    entry = get_entry(name)
+    where = where or "model_kwargs"
+    valid = ", ".join(entry.kwargs)
+    for key, value in kwargs.items():
+        if key not in entry.kwargs:
+            raise ValueError(
+                f"{where}.{key}: model {name!r} takes no argument {key!r}; valid: {valid}"
+            )
+        default = entry.kwargs[key]
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        else:
+            ok = True
+        if not ok:
+            raise ValueError(
+                f"{where}.{key}: expected {type(default).__name__} "
+                f"(default {default!r}), got {value!r}"
+            )
+
+
+def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
+    """Build a registered model.
+
+    Args:
+        name: Registered model name (see `MODELS`).
+        num_classes: Charset size (blank / terminal symbols are added by the model).
+        **kwargs: The factory's keyword arguments (see ``MODELS[name].kwargs``).
+
+    Raises:
+        ValueError: Unknown name (lists the valid ones) or unknown keyword argument (names it).
+    """
+    entry = get_entry(name)
+    check_kwargs(name, kwargs)
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    return entry.factory(num_classes, **kwargs)
+
+
+def input_spec(name: str, **kwargs: Any) -> dict[str, Any]:
+    """The input geometry of model ``name`` built with ``kwargs``.
+
+    Returns:
+        ``{"kind": "square", "size": S}`` (images must be ``S x S``) or
+        ``{"kind": "line", "height": H}`` (any width).
+    """
+    entry = get_entry(name)
+    spec = dict(entry.input)
+    key, kwarg = _GEOMETRY_KWARG[spec["kind"]]
+    if kwarg in kwargs:
+        spec[key] = kwargs[kwarg]
+    return spec
+
+
+def output_length(name: str, image_width: Any, **kwargs: Any) -> Any:
+    """Output frames ``T`` of CTC model ``name`` for images ``image_width`` px wide.
+
+    Args:
+        name: A CTC model.
+        image_width: Width in px: an int, or an integer tensor of widths.
+        **kwargs: The model's keyword arguments.
+    """
+    entry = get_entry(name)
+    if entry.output_length is None:
+        raise ValueError(f"model {name!r} is not a CTC model (family {entry.family})")
+    return entry.output_length(image_width, **kwargs)
+
+
+def max_label_length(task: str, task_cfg: Mapping[str, Any]) -> int:
+    """The longest label a task's samples can carry (from the validated task config)."""
+    if task == "hanzi":
+        return 1
+    if task == "expr":
+        lengths = []
+        if task_cfg["baidu_fraction"] > 0:
+            lengths.append(BAIDU_EXPR_LEN)
+        if task_cfg["baidu_fraction"] < 1:
+            ops = task_cfg["operands"][1]
+            # operands, operators between them, one pair of parentheses
+            lengths.append(ops * task_cfg["max_digits"] + (ops - 1) + 2)
+        return max(lengths)
+    if task in ("line", "short"):
+        return int(task_cfg["length"][1])
+    raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASK_FAMILY)}")
+
+
+def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping[str, Any]) -> None:
+    """Check an experiment before any job runs (the Snakefile calls it at parse time).
+
+    Checks that the model exists, that its family and input geometry fit the task, that every
+    ``model_kwargs`` key is a factory argument, that the training batch is large enough for its
+    batch norms, and for CTC models that the output is long enough
+    for the longest label (``T >= 2 * max_len + 1`` at the narrowest image that label can have);
+    for the reader, that ``max_len`` covers the task's longest text.
+
+    Args:
+        name: Experiment name (the key under ``experiments``).
+        exp_cfg: The experiment's validated config (``task``, ``model``, ``model_kwargs``...).
+        task_cfg: The validated config of the experiment's task (``tasks.<task>``).
+
+    Raises:
+        ValueError: Naming ``experiments.<name>...`` (or the task key) at fault.
+    """
+    where = f"experiments.{name}"
+    model, task = exp_cfg["model"], exp_cfg["task"]
+    kwargs = dict(exp_cfg.get("model_kwargs") or {})
+    try:
+        entry = get_entry(model)
+    except ValueError as e:
+        raise ValueError(f"{where}.model: {e}") from None
+    if task not in TASK_FAMILY:
+        raise ValueError(f"{where}.task: unknown task {task!r}; valid: {', '.join(TASK_FAMILY)}")
+    check_kwargs(model, kwargs, where=f"{where}.model_kwargs")
+    params = {**entry.kwargs, **kwargs}
+
+    spec = input_spec(model, **kwargs)
+    if spec["kind"] != TASK_INPUT[task]:
+        raise ValueError(
+            f"{where}: model {model!r} reads {spec['kind']} images but task {task!r} has "
+            f"{TASK_INPUT[task]} images; use a model of family {TASK_FAMILY[task]!r}: "
+            + ", ".join(n for n, e in MODELS.items() if e.family == TASK_FAMILY[task])
+        )
+    key, kwarg = _GEOMETRY_KWARG[spec["kind"]]
+    if task_cfg[key] != spec[key]:
+        hint = (
+            f"set {where}.model_kwargs.{kwarg}: {task_cfg[key]}"
+            if kwarg in entry.kwargs
+            else f"set tasks.{task}.{key}: {spec[key]}"
+        )
+        raise ValueError(
+            f"{where}: model {model!r} expects {key} {spec[key]} px but tasks.{task}.{key} is "
+            f"{task_cfg[key]}; {hint}"
+        )
+
+    batch_size = (exp_cfg.get("train") or {}).get("batch_size", entry.min_batch)
+    if batch_size < entry.min_batch:
+        raise ValueError(
+            f"{where}.train.batch_size: model {model!r} trains on batches of at least "
+            f"{entry.min_batch}, got {batch_size}"
+        )
+
+    max_len = max_label_length(task, task_cfg)
+    if entry.family == "classification" and max_len != 1:
+        raise ValueError(
+            f"{where}: model {model!r} classifies single characters but task {task!r} has "
+            f"labels of up to {max_len} characters"
+        )
+    if entry.family == "attention" and params["max_len"] < max_len:
+        raise ValueError(
+            f"{where}.model_kwargs.max_len: {params['max_len']} is shorter than the longest "
+            f"tasks.{task} label ({max_len} characters); set it to at least {max_len}"
+        )
+    if entry.family == "ctc":
+        _check_ctc_length(where, model, task, task_cfg, params)
+
+
+def _check_ctc_length(
+    where: str, model: str, task: str, task_cfg: Mapping[str, Any], params: Mapping[str, Any]
+) -> None:
+    """T >= 2L + 1 for every label length L at the narrowest image it can have."""
+    if task == "expr":
+        # Fixed-size images: the longest label is the worst case.
+        cases = [(max_label_length(task, task_cfg), task_cfg["width"], f"tasks.{task}.width")]
+    elif task == "line":
+        # Lines are at least min_char_width px per character.
+        low, high = task_cfg["length"]
+        mcw = task_cfg["min_char_width"]
+        cases = [
+            (n, mcw * n, f"tasks.{task}.min_char_width ({mcw}) x {n} characters")
+            for n in range(max(1, low), high + 1)
+        ]
+    else:
+        raise ValueError(f"{where}: no CTC length rule for task {task!r}")
+    for n, width, what in cases:
+        frames = output_length(model, width, **params)
+        if frames < 2 * n + 1:
+            raise ValueError(
+                f"{where}: model {model!r} gives T={frames} output frames for a {width} px "
+                f"wide image ({what}), but a {n}-character label needs T >= 2*{n}+1 = "
+                f"{2 * n + 1} for CTC; use wider images or shorter labels"
+            )

@@ -1,0 +1,350 @@
+"""Label codecs, losses and decoders: exact strings on hand-made outputs, and overfitting."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models.families import (
+    EOS,
+    IGNORE_INDEX,
+    AttentionFamily,
+    ClassificationFamily,
+    CTCFamily,
+    LabelError,
+    Prediction,
+    attention_nbest,
+    ctc_beam_search,
+    ctc_greedy_decode,
+    make_family,
+)
+from models.registry import build_model, input_spec
+
+DIGITS = list("0123456789")
+EXPR = list("0123456789+-*()")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and a busy machine (parallel jobs, CI) does not
+    slow them down by orders of magnitude through OpenMP oversubscription."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def ctc_outputs(frames: list[dict[str, float]], charset: list[str]) -> torch.Tensor:
+    """Log-probs ``T, 1, C + 1`` from per-frame probabilities by character ('' = blank)."""
+    out = torch.full((len(frames), 1, len(charset) + 1), 1e-6)
+    for t, probs in enumerate(frames):
+        for ch, p in probs.items():
+            out[t, 0, 0 if ch == "" else charset.index(ch) + 1] = p
+    return (out / out.sum(-1, keepdim=True)).log()
+
+
+# --- CTC -----------------------------------------------------------------------------------------
+
+
+def test_ctc_greedy_collapses_repeats_and_drops_blanks() -> None:
+    family = make_family("crnn_vgg", EXPR)
+    frames = ["1", "1", "", "1", "+", "+", "", "", "(", "(", "7", ")", ""]
+    out = ctc_outputs([{ch: 0.9} for ch in frames], EXPR)
+    [pred] = family.decode(out)
+    assert pred.text == "11+(7)"
+    expected = 0.9 / (0.9 + 1e-6 * 15)  # each frame's best class, renormalised
+    assert pred.confidence == pytest.approx(expected ** len(frames), rel=1e-5)
+    assert pred.top_k == [(pred.text, pred.confidence)]
+
+
+def test_ctc_beam_sums_alignments_where_greedy_does_not() -> None:
+    # Two frames, blank 0.55 and "7" 0.45 each: the best path is "" (0.3025), but "7" has three
+    # alignments (7 7, 7 -, - 7) worth 0.2025 + 0.2475 + 0.2475 = 0.6975.
+    family = make_family("crnn_vgg", EXPR)
+    out = ctc_outputs([{"": 0.55, "7": 0.45}] * 2, EXPR)
+    [greedy] = family.decode(out, decoder="greedy")
+    [beam] = family.decode(out, decoder="beam", beam_width=3, k=3)
+    assert greedy.text == "" and greedy.confidence == pytest.approx(0.3025, rel=1e-3)
+    assert beam.text == "7" and beam.confidence == pytest.approx(0.6975, rel=1e-3)
+    assert [t for t, _ in beam.top_k[:2]] == ["7", ""]
+    assert beam.top_k[1][1] == pytest.approx(0.3025, rel=1e-3)
+
+
+def test_ctc_beam_nbest_is_ordered_and_exact() -> None:
+    family = make_family("expr_crnn", EXPR)
+    frames = [
+        {"1": 0.7, "7": 0.3},
+        {"": 1.0},
+        {"+": 0.6, "-": 0.4},
+        {"": 1.0},
+        {"2": 0.8, "": 0.2},
+    ]
+    out = ctc_outputs(frames, EXPR)
+    [pred] = family.decode(out, decoder="beam", beam_width=8, k=8)
+    texts = [t for t, _ in pred.top_k]
+    probs = [p for _, p in pred.top_k]
+    assert texts[:5] == ["1+2", "1-2", "7+2", "7-2", "1+"]
+    assert probs == sorted(probs, reverse=True)
+    assert probs[0] == pytest.approx(0.7 * 0.6 * 0.8, rel=1e-3)
+    assert probs[3] == pytest.approx(0.3 * 0.4 * 0.8, rel=1e-3)
+    assert probs[4] == pytest.approx(0.7 * 0.6 * 0.2, rel=1e-3)
+    assert sum(probs) <= 1.0 + 1e-6
+    [greedy] = family.decode(out)
+    assert greedy.text == pred.text == "1+2"
+
+
+def test_ctc_repeated_characters_need_a_blank() -> None:
+    lp = ctc_outputs([{"1": 1}, {"": 1}, {"1": 1}, {"1": 1}], DIGITS)[:, 0].numpy()
+    labels, _ = ctc_greedy_decode(lp)
+    assert labels == [2, 2]  # "11": class 2 is "1"
+    [(best, logp), *_] = ctc_beam_search(lp, beam_width=4)
+    assert best == (2, 2) and math.exp(logp) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_ctc_widths_trim_padding_frames() -> None:
+    family = make_family("crnn_vgg", DIGITS)
+    # Two samples padded to 40 px (T = 11); the first is 16 px wide (T = 5), then "9" in padding.
+    frames = torch.full((11, 2, 11), -20.0)
+    frames[:, :, 0] = 0.0
+    frames[1, 0, 4], frames[1, 1, 6] = 5.0, 5.0  # "3" and "5" in the real frames
+    frames[8, 0, 10] = 5.0  # "9" beyond the first sample's width
+    untrimmed, _ = family.decode(frames)
+    trimmed, other = family.decode(frames, widths=[16, 40])
+    assert untrimmed.text == "39" and trimmed.text == "3" and other.text == "5"
+    with pytest.raises(ValueError, match="before padding"):
+        family.decode(frames, widths=[16, 80])
+
+
+def test_ctc_loss_uses_per_sample_lengths() -> None:
+    torch.manual_seed(0)
+    family = make_family("crnn_vgg", DIGITS)
+    logits = torch.randn(11, 2, 11)
+    targets = family.encode(["12", "3"])
+    batch = family.loss(logits, targets, widths=torch.tensor([24, 40]))
+    one = F.ctc_loss(
+        logits[:7, :1].log_softmax(-1), torch.tensor([[2, 3]]), [7], [2], reduction="mean"
+    )
+    two = F.ctc_loss(logits[:, 1:].log_softmax(-1), torch.tensor([[4]]), [11], [1])
+    assert batch.item() == pytest.approx(((one + two) / 2).item(), rel=1e-5)
+
+
+def test_ctc_loss_is_fp32_and_never_inf() -> None:
+    family = make_family("crnn_vgg", DIGITS)
+    logits = torch.randn(3, 2, 11, dtype=torch.bfloat16, requires_grad=True)
+    loss = family.loss(logits, family.encode(["1234567", "1"]))  # 7 chars cannot fit 3 frames
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(logits.grad.float()).all()
+
+
+def test_ctc_encode_layout_and_errors() -> None:
+    family = make_family("expr_crnn", EXPR)
+    targets = family.encode(["1+2", "(9)"])
+    assert targets.indices.tolist() == [2, 11, 3, 14, 10, 15]
+    assert targets.lengths.tolist() == [3, 3]
+    with pytest.raises(LabelError, match=r"label '': empty"):
+        family.encode(["1", ""])
+    with pytest.raises(LabelError, match=r"label '3/4': character '/' \(U\+002F\)") as e:
+        family.encode(["3/4"])
+    assert e.value.text == "3/4" and e.value.char == "/"
+
+
+def test_ctc_unknown_decoder() -> None:
+    with pytest.raises(ValueError, match="greedy, beam"):
+        make_family("crnn_vgg", DIGITS).decode(torch.zeros(3, 1, 11), decoder="viterbi")
+
+
+# --- classification and attention ----------------------------------------------------------------
+
+
+def test_classification_top_k() -> None:
+    family = make_family("hanzi_cnn", list("啊阿埃挨哎"))
+    assert isinstance(family, ClassificationFamily) and family.num_classes == 5
+    logits = torch.tensor([[0.0, 3.0, 1.0, -1.0, 2.0]])
+    [pred] = family.decode(logits, k=3)
+    probs = logits.softmax(-1)[0]
+    assert pred.text == "阿" and pred.confidence == pytest.approx(probs[1].item())
+    assert [t for t, _ in pred.top_k] == ["阿", "哎", "埃"]
+    assert family.encode(["埃", "啊"]).indices.tolist() == [2, 0]
+    with pytest.raises(LabelError, match="one character"):
+        family.encode(["啊阿"])
+    with pytest.raises(LabelError, match="'吖'"):
+        family.encode(["吖"])
+
+
+def test_attention_encode_layout() -> None:
+    family = make_family("reader", DIGITS)
+    assert isinstance(family, AttentionFamily) and family.steps == 5
+    targets = family.encode(["12", "3456", ""])
+    i = IGNORE_INDEX
+    assert targets.indices.tolist() == [
+        [2, 3, EOS, i, i],
+        [4, 5, 6, 7, EOS],
+        [EOS, i, i, i, i],
+    ]
+    assert targets.lengths.tolist() == [3, 5, 1]
+    with pytest.raises(LabelError, match="at most 4"):
+        family.encode(["12345"])
+    assert make_family("reader", DIGITS, {"max_len": 6}).encode(["123456"]).indices.shape == (1, 7)
+
+
+def test_attention_decode_stops_at_terminal_symbol() -> None:
+    family = make_family("reader", DIGITS)
+    probs = torch.full((2, 5, 11), 0.01)
+    for row, seq in enumerate([[8, 10, EOS, 3, 3], [2, 2, 2, 2, 2]]):
+        for step, c in enumerate(seq):
+            probs[row, step, c] = 0.9
+    logits = probs.log()
+    masks = torch.ones(2, 5, 40, 40)
+    first, second = family.decode((logits, masks))
+    p = (probs / probs.sum(-1, keepdim=True))[0, 0, 8].item()
+    assert first.text == "79" and first.confidence == pytest.approx(p**3, rel=1e-5)
+    assert second.text == "11111" and second.confidence == pytest.approx(p**5, rel=1e-5)
+    assert family.decode(logits)[0].text == "79"  # a bare logits tensor (ONNX) works too
+
+
+def test_attention_loss_ignores_steps_after_terminal() -> None:
+    family = make_family("reader", DIGITS)
+    targets = family.encode(["7"])
+    logits = torch.zeros(1, 5, 11, requires_grad=True)
+    family.loss(logits, targets).backward()
+    assert logits.grad[0, :2].abs().sum() > 0
+    assert logits.grad[0, 2:].abs().sum() == 0
+    with pytest.raises(ValueError, match="max_len"):
+        family.loss(torch.zeros(1, 7, 11), targets)
+
+
+def test_charset_is_checked() -> None:
+    with pytest.raises(ValueError, match="twice"):
+        make_family("crnn_vgg", list("0120"))
+    with pytest.raises(ValueError, match="single character"):
+        make_family("crnn_vgg", ["0", "ab"])
+    with pytest.raises(ValueError, match="empty"):
+        make_family("hanzi_cnn", [])
+    with pytest.raises(ValueError, match="unknown model"):
+        make_family("transformer", DIGITS)
+    assert isinstance(make_family("crnn_grcnn", DIGITS), CTCFamily)
+
+
+def test_prediction_fields() -> None:
+    pred = Prediction("1+2", 0.5, [("1+2", 0.5)])
+    assert pred.value is None
+    pred.value = 3
+    assert pred == Prediction("1+2", 0.5, [("1+2", 0.5)], 3)
+
+
+# --- every family learns a handful of fixed samples ---------------------------------------------
+
+OVERFIT = {
+    "hanzi_cnn": ({"width": 0.125, "dropout": 0.0}, 64, ["7", "(", "+", "3", "0"]),
+    "crnn_vgg": ({"width": 0.125, "hidden": 32}, 64, ["12+3", "4", "99", "(1)", "7*8"]),
+    "reader": ({"width": 0.25, "hidden": 64}, 40, ["12", "3+45", "7", "00", "(8)"]),
+    "crnn_grcnn": (
+        {"width": 0.125, "hidden": 32, "iterations": 2},
+        64,
+        ["12+3", "4", "99", "(1)", "7*8"],
+    ),
+    "expr_crnn": (
+        {"width": 0.25, "hidden": 32, "dense": 32, "dropout": 0.0},
+        96,
+        ["(7+5)*4", "12-3", "9*9", "1+2+3", "8"],
+    ),
+}
+
+
+def overfit(name: str, max_steps: int = 600) -> tuple[int, list[str]]:
+    """Train on 5 fixed noise images until eval-mode decoding gets every label exactly."""
+    kwargs, width, labels = OVERFIT[name]
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    spec = input_spec(name, **kwargs)
+    height = spec.get("size", spec.get("height"))
+    x = torch.rand(len(labels), 1, height, width, generator=g)
+    model = build_model(name, len(EXPR), **kwargs)
+    family = make_family(name, EXPR, kwargs)
+    targets = family.encode(labels)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    got: list[str] = []
+    for step in range(1, max_steps + 1):
+        model.train()
+        loss = family.loss(model(x), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 25 == 0:
+            model.eval()
+            with torch.no_grad():
+                got = [p.text for p in family.decode(model(x))]
+            if got == labels:
+                return step, got
+    return max_steps, got
+
+
+@pytest.mark.parametrize("name", ["hanzi_cnn", "crnn_vgg", "reader"])  # one per family
+def test_overfit_each_family(name: str) -> None:
+    _, got = overfit(name)
+    assert got == OVERFIT[name][2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["crnn_grcnn", "expr_crnn"])
+def test_overfit_slow_models(name: str) -> None:
+    _, got = overfit(name)
+    assert got == OVERFIT[name][2]
+
+
+def test_beam_search_matches_brute_force_on_random_outputs() -> None:
+    # With a beam wide enough to keep everything, the n-best probabilities are exact: compare with
+    # summing every alignment of a 3-class, 4-frame output.
+    rng = np.random.default_rng(0)
+    lp = np.log(rng.dirichlet(np.ones(3), size=4))
+    totals: dict[tuple[int, ...], float] = {}
+    for path in np.ndindex(*(3,) * 4):
+        labels, _ = ctc_greedy_decode(np.eye(3)[list(path)])  # one-hot: the path itself
+        totals[tuple(labels)] = totals.get(tuple(labels), 0.0) + math.exp(
+            sum(lp[t, c] for t, c in enumerate(path))
+        )
+    beams = ctc_beam_search(lp, beam_width=100, prune=0)
+    assert len(beams) == len(totals)
+    for labels, logp in beams:
+        assert math.exp(logp) == pytest.approx(totals[labels], rel=1e-9)
+
+
+def test_attention_nbest_matches_brute_force() -> None:
+    # Three steps over {EOS, a, b}: every text of up to 2 characters ends with EOS at its step,
+    # texts of 3 characters have none.
+    rng = np.random.default_rng(1)
+    lp = np.log(rng.dirichlet(np.ones(3), size=3))
+    totals: dict[tuple[int, ...], float] = {}
+    for path in np.ndindex(3, 3, 3):
+        labels = []
+        logp = 0.0
+        for step, c in enumerate(path):
+            logp += lp[step, c]
+            if c == EOS:
+                break  # the steps after the terminal symbol do not change the text
+            labels.append(c)
+        totals[tuple(labels)] = math.exp(logp)
+    best = sorted(totals.items(), key=lambda kv: -kv[1])[:6]
+    got = attention_nbest(lp, k=6)
+    assert [labels for labels, _ in got] == [labels for labels, _ in best]
+    for (_, logp), (_, p) in zip(got, best, strict=True):
+        assert math.exp(logp) == pytest.approx(p, rel=1e-9)
+    assert sum(totals.values()) == pytest.approx(1.0)  # the texts partition the paths
+
+
+def test_attention_decode_top_k() -> None:
+    family = make_family("reader", DIGITS)
+    probs = torch.full((1, 5, 11), 0.001)
+    probs[0, 0, 2], probs[0, 0, 8] = 0.7, 0.29  # "1" or "7"
+    probs[0, 1, EOS] = 0.99
+    [pred] = family.decode(probs.log(), k=3)
+    assert pred.text == "1"
+    assert [t for t, _ in pred.top_k[:2]] == ["1", "7"]
+    scale = 1 / probs[0, 0].sum().item() / probs[0, 1].sum().item()
+    assert pred.top_k[1][1] == pytest.approx(0.29 * 0.99 * scale, rel=1e-5)
+    assert family.decode(probs.log(), decoder="beam", k=3)[0].top_k == pred.top_k

@@ -1,0 +1,300 @@
+"""The recognizers and the registry: every model builds, runs and learns; configs are checked."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from models.families import make_family
+from models.registry import (
+    MODELS,
+    build_model,
+    family_of,
+    input_spec,
+    output_length,
+    validate_experiment,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+# Small enough to run in milliseconds on a CPU.
+TINY = {
+    "hanzi_cnn": {"width": 0.125},
+    "expr_crnn": {"width": 0.25, "hidden": 16, "dense": 16},
+    "crnn_vgg": {"width": 0.125, "hidden": 16},
+    "crnn_grcnn": {"width": 0.125, "hidden": 16, "iterations": 2},
+    "reader": {"width": 0.25, "hidden": 32},
+}
+CHARSET = list("0123456789+-*()")
+LABELS = {
+    "hanzi_cnn": ["7", "("],
+    "expr_crnn": ["(7+5)*4", "12-3"],
+    "crnn_vgg": ["12+3", "4"],
+    "crnn_grcnn": ["12+3", "4"],
+    "reader": ["12", "3+45"],
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and a busy machine (parallel jobs, CI) does not
+    slow them down by orders of magnitude through OpenMP oversubscription."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def images(name: str, batch: int = 2, width: int = 72) -> torch.Tensor:
+    spec = input_spec(name, **TINY[name])
+    g = torch.Generator().manual_seed(0)
+    if spec["kind"] == "square":
+        return torch.rand(batch, 1, spec["size"], spec["size"], generator=g)
+    return torch.rand(batch, 1, spec["height"], width, generator=g)
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_forward_loss_backward(name: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(name, len(CHARSET), **TINY[name])
+    family = make_family(name, CHARSET, TINY[name])
+    x = images(name)
+    out = model(x)
+    loss = family.loss(out, family.encode(LABELS[name]))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"{name}.{pname} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{name}.{pname} has a non-finite gradient"
+    assert any(p.grad.abs().sum() > 0 for p in model.parameters())
+    model.eval()
+    with torch.no_grad():
+        preds = family.decode(model(x[:1]))
+    assert len(preds) == 1 and 0.0 <= preds[0].confidence <= 1.0
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_output_shapes(name: str) -> None:
+    model = build_model(name, len(CHARSET), **TINY[name]).eval()
+    family = family_of(name)
+    with torch.no_grad():
+        if family == "classification":
+            assert model(images(name, 3)).shape == (3, len(CHARSET))
+        elif family == "attention":
+            logits, masks = model(images(name, 3))
+            steps = TINY[name].get("max_len", 4) + 1
+            assert logits.shape == (3, steps, len(CHARSET) + 1)
+            assert masks.shape == (3, steps, 40, 40)
+            assert torch.equal(masks[:, 0], torch.ones(3, 40, 40))
+            assert masks.min() >= 0 and masks.max() <= 1
+        else:
+            for width in (16, 61, 100, 183):
+                out = model(images(name, 2, width))
+                t = output_length(name, width, **TINY[name])
+                assert out.shape == (t, 2, len(CHARSET) + 1), (width, t)
+
+
+def test_expr_drop_frames_changes_length() -> None:
+    kwargs = {**TINY["expr_crnn"], "drop_frames": 0}
+    model = build_model("expr_crnn", 15, **kwargs).eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 1, 60, 180))
+    assert out.shape[0] == 45 == output_length("expr_crnn", 180, **kwargs)
+    assert output_length("expr_crnn", 180) == 43  # the winner's two dropped frames by default
+    widths = torch.tensor([180, 100])
+    assert output_length("crnn_vgg", widths).tolist() == [46, 26]
+
+
+def test_registry_kwargs_match_factory_signatures() -> None:
+    for name, entry in MODELS.items():
+        params = inspect.signature(entry.factory).parameters
+        assert next(iter(params)) == "num_classes"
+        declared = {
+            k: p.default for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+        assert declared == dict(entry.kwargs), name
+        assert "width" in declared, f"{name} has no width multiplier"
+        assert input_spec(name) == dict(entry.input)
+
+
+@pytest.mark.parametrize("name", ["crnn_vgg", "crnn_grcnn"])
+def test_crnn_requires_height_32(name: str) -> None:
+    model = build_model(name, 10, **TINY[name])
+    with pytest.raises(ValueError, match="height 32"):
+        model(torch.rand(2, 1, 48, 100))
+    with pytest.raises(ValueError, match="N,1,32,W"):
+        model(torch.rand(2, 3, 32, 100))
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [("hanzi_cnn", (2, 1, 48, 48)), ("reader", (2, 1, 40, 41)), ("expr_crnn", (2, 1, 32, 180))],
+)
+def test_geometry_is_checked(name: str, shape: tuple[int, ...]) -> None:
+    model = build_model(name, 10, **TINY[name])
+    with pytest.raises(ValueError, match="expects images"):
+        model(torch.rand(*shape))
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"width": 0.5, "hidden": 128}, {"width": 0.125, "hidden": 32}]
+)
+def test_grcnn_no_larger_than_vgg(kwargs: dict) -> None:
+    vgg = n_params(build_model("crnn_vgg", 100, **kwargs))
+    grcnn = n_params(build_model("crnn_grcnn", 100, **kwargs))
+    assert grcnn <= vgg, (grcnn, vgg)
+
+
+def test_unknown_model_lists_valid_names() -> None:
+    with pytest.raises(ValueError, match="unknown model 'crnn'") as e:
+        build_model("crnn", 10)
+    for name in MODELS:
+        assert name in str(e.value)
+
+
+def test_unknown_kwarg_names_the_key() -> None:
+    with pytest.raises(ValueError, match="hiden") as e:
+        build_model("crnn_vgg", 10, hiden=64)
+    assert "hidden" in str(e.value)  # the valid ones are listed
+    with pytest.raises(ValueError, match="width: expected float"):
+        build_model("crnn_vgg", 10, width="0.5")
+
+
+def test_registry_does_not_import_torch() -> None:
+    code = "import sys, models.registry; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+# --- validate_experiment: the parse-time checks -------------------------------------------------
+
+
+def load_config(name: str) -> dict:
+    """A config file validated (and filled with defaults) exactly as the Snakefile does."""
+    from snakemake.utils import validate
+
+    config = yaml.safe_load((REPO / "configs" / name).read_text())
+    validate(config, str(SCHEMA), set_default=True)
+    return config
+
+
+@pytest.fixture(scope="module")
+def default_config() -> dict:
+    return load_config("config.yaml")
+
+
+@pytest.mark.parametrize("config_file", ["config.yaml", "smoke.yaml"])
+def test_shipped_configs_validate(config_file: str) -> None:
+    config = load_config(config_file)
+    assert config["experiments"]
+    for name, exp in config["experiments"].items():
+        validate_experiment(name, exp, config["tasks"][exp["task"]])
+
+
+def check(config: dict, name: str) -> None:
+    exp = config["experiments"][name]
+    validate_experiment(name, exp, config["tasks"][exp["task"]])
+
+
+def test_rejects_ctc_output_too_short_for_expr(default_config: dict) -> None:
+    config = copy.deepcopy(default_config)
+    config["tasks"]["expr"].update(operands=[2, 8], max_digits=3)  # 8*3 + 7 + 2 = 33 chars
+    with pytest.raises(ValueError, match=r"experiments\.expr_crnn.*T=43.*2\*33\+1"):
+        check(config, "expr_crnn")
+    config["tasks"]["expr"]["width"] = 300  # 75 - 2 frames >= 67
+    check(config, "expr_crnn")
+
+
+def test_rejects_ctc_output_too_short_for_lines(default_config: dict) -> None:
+    config = copy.deepcopy(default_config)
+    config["tasks"]["line"]["min_char_width"] = 6  # 6L // 4 + 1 < 2L + 1
+    with pytest.raises(ValueError, match=r"experiments\.line_crnn_vgg.*min_char_width"):
+        check(config, "line_crnn_vgg")
+    config["tasks"]["line"]["min_char_width"] = 8  # 8L // 4 + 1 = 2L + 1 exactly
+    check(config, "line_crnn_vgg")
+
+
+def test_rejects_unknown_model_kwarg(default_config: dict) -> None:
+    config = copy.deepcopy(default_config)
+    config["experiments"]["line_crnn_grcnn"]["model_kwargs"]["depth"] = 3
+    with pytest.raises(ValueError, match=r"experiments\.line_crnn_grcnn\.model_kwargs\.depth") as e:
+        check(config, "line_crnn_grcnn")
+    assert "iterations" in str(e.value)
+
+
+def test_rejects_model_that_does_not_fit_the_task(default_config: dict) -> None:
+    config = copy.deepcopy(default_config)
+    config["experiments"]["bad"] = {"task": "hanzi", "model": "crnn_vgg", "model_kwargs": {}}
+    with pytest.raises(ValueError, match=r"experiments\.bad: .*line images.*hanzi_cnn"):
+        check(config, "bad")
+    config["experiments"]["bad"] = {"task": "short", "model": "hanzi_cnn", "model_kwargs": {}}
+    with pytest.raises(ValueError, match=r"experiments\.bad: .*input_size: 40"):
+        check(config, "bad")
+    config["experiments"]["bad"]["model_kwargs"] = {"input_size": 48}
+    config["tasks"]["short"]["size"] = 48
+    with pytest.raises(ValueError, match="single characters"):
+        check(config, "bad")
+
+
+def test_rejects_geometry_mismatch(default_config: dict) -> None:
+    config = copy.deepcopy(default_config)
+    config["tasks"]["line"]["height"] = 48
+    with pytest.raises(ValueError, match=r"tasks\.line\.height is 48; set tasks\.line\.height: 32"):
+        check(config, "line_crnn_vgg")
+    config["tasks"]["hanzi"]["size"] = 48
+    with pytest.raises(ValueError, match=r"model_kwargs\.input_size: 48"):
+        check(config, "hanzi_cnn")
+    config["experiments"]["hanzi_cnn"]["model_kwargs"]["input_size"] = 48
+    check(config, "hanzi_cnn")
+
+
+def test_rejects_reader_shorter_than_task(default_config: dict) -> None:
+    config = copy.deepcopy(default_config)
+    config["tasks"]["short"]["length"] = [1, 6]
+    with pytest.raises(ValueError, match=r"experiments\.short_reader\.model_kwargs\.max_len"):
+        check(config, "short_reader")
+    config["experiments"]["short_reader"]["model_kwargs"] = {"max_len": 6}
+    check(config, "short_reader")
+
+
+def test_expr_max_label_length_matches_the_generator(default_config: dict) -> None:
+    import numpy as np
+
+    from models.registry import max_label_length
+    from synth.text import baidu_expression, long_expression
+
+    task = default_config["tasks"]["expr"]
+    rng = np.random.default_rng(0)
+    longest = max(
+        len(long_expression(rng, task["operands"], task["max_digits"])) for _ in range(5000)
+    )
+    assert longest == max_label_length("expr", task) == 16
+    assert max(len(baidu_expression(rng)) for _ in range(500)) == 7
+    assert max_label_length("expr", {**task, "baidu_fraction": 1.0}) == 7
+
+
+def test_input_spec_follows_kwargs() -> None:
+    assert input_spec("hanzi_cnn", input_size=48) == {"kind": "square", "size": 48}
+    assert input_spec("expr_crnn", width=0.5) == {"kind": "line", "height": 60}
+    assert input_spec("crnn_grcnn") == {"kind": "line", "height": 32}
+    assert input_spec("reader", input_size=32)["size"] == 32
+
+
+def test_rejects_batch_of_one_for_hanzi_cnn(default_config: dict) -> None:
+    config = copy.deepcopy(default_config)
+    config["experiments"]["hanzi_cnn"]["train"]["batch_size"] = 1
+    with pytest.raises(ValueError, match=r"experiments\.hanzi_cnn\.train\.batch_size"):
+        check(config, "hanzi_cnn")
+    config["experiments"]["short_reader"]["train"]["batch_size"] = 1
+    check(config, "short_reader")
