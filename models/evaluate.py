@@ -1,0 +1,478 @@
+"""Evaluation: a checkpoint and a task's test shards -> ``predictions.csv`` and ``metrics.json``.
+
+The shards are streamed in order (no shuffling), so row ``i`` of ``predictions.csv`` is sample
+``i`` of the split, and Tesseract (`models.tesseract`) reads the same samples in the same order.
+
+``metrics.json`` (every report is built from these files, never from logs)::
+
+    {"experiment": "line_crnn_vgg", "model": "crnn_vgg", "backbone": "vgg", "family": "ctc",
+     "task": "line", "split": "test_heldout", "n": 1000,
+     "seq_acc": 0.91, "cer": 0.012, "ned": 0.011,        # every family
+     "top1": ..., "top5": ...,                           # classification
+     "value_acc": ...,                                   # expr
+     "per_font": {"WenQuanYi Zen Hei": {"n": 500, "seq_acc": ..., ...}, ...},
+     "eval_img_per_s": 812.0, "eval_wall_s": 1.2, "device": "cuda", "decoder": "greedy",
+     "batch_size": 128, "params_m": 4.2, "train_steps": 3000, "train_wall_s": 610.0}
+
+Undefined numbers (a metric of zero samples, a training time the checkpoint does not record)
+are ``null``. ``predictions.csv`` has one row per sample: ``index, key, font, label, reading,
+confidence, correct, edit_distance, top_k`` (JSON ``[[text, probability], ...]``), and for
+``expr`` also ``value, reading_value, value_correct``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from models import metrics
+
+log = logging.getLogger(__name__)
+
+TEXT_METRICS = ("seq_acc", "cer", "ned")
+PREDICTION_COLUMNS = (
+    "index",
+    "key",
+    "font",
+    "label",
+    "reading",
+    "confidence",
+    "correct",
+    "edit_distance",
+    "top_k",
+)
+EXPR_COLUMNS = ("value", "reading_value", "value_correct")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One test sample read back from a shard.
+
+    Attributes:
+        key: The sample's key in its shard.
+        image: The grayscale image (mode ``L``).
+        label: Its text (NFKC, as written).
+        font: The face it was rendered with (``""`` when the shard does not say).
+        value: For expressions, the label's value (from the shard, else computed).
+        meta: The whole JSON record.
+    """
+
+    key: str
+    image: Image.Image
+    label: str
+    font: str
+    value: int | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _tar_records(shard: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """A WebDataset tar's samples in file order: ``{"__key__": key, ext: bytes, ...}``.
+
+    Members that share a key (the file name up to its first dot, as WebDataset splits it) and
+    follow each other form one sample. Read with `tarfile`: no torch import, so the Tesseract
+    and plot jobs start fast.
+    """
+    current: dict[str, Any] | None = None
+    with tarfile.open(shard, mode="r|*") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            folder, _, name = member.name.rpartition("/")
+            stem, dot, ext = name.partition(".")
+            if not dot:
+                continue
+            key = f"{folder}/{stem}" if folder else stem
+            if current is not None and current["__key__"] != key:
+                yield current
+                current = None
+            if current is None:
+                current = {"__key__": key}
+            f = tar.extractfile(member)
+            current[ext] = f.read() if f is not None else b""
+    if current is not None:
+        yield current
+
+
+def iter_samples(
+    shards: Sequence[str | os.PathLike], limit: int | None = None, task: str | None = None
+) -> Iterator[Sample]:
+    """Stream a split's samples in shard order, then in order within each shard.
+
+    Args:
+        shards: Shard paths (WebDataset tars of ``{key}.png`` + ``{key}.json``, the JSON with
+            ``text``, ``font`` and for expressions ``value``; see `synth.shards`).
+        limit: Stop after this many samples (None: all).
+        task: ``expr`` fills in `Sample.value` from the label when the record lacks it.
+
+    Raises:
+        ValueError: A record without an image or a ``text`` (naming the shard and key).
+    """
+    if limit is not None and limit <= 0:
+        return
+    count = 0
+    for shard in shards:
+        for record in _tar_records(shard):
+            key = record["__key__"]
+            if "png" not in record or "json" not in record:
+                raise ValueError(f"shard {shard}: sample {key!r} lacks its .png or .json member")
+            meta = json.loads(record["json"])
+            if "text" not in meta:
+                raise ValueError(f"shard {shard}: sample {key!r} has no 'text' in its JSON")
+            image = Image.open(io.BytesIO(record["png"]))
+            image.load()
+            if image.mode != "L":
+                image = image.convert("L")
+            label = str(meta["text"])
+            value = meta.get("value")
+            if value is None and task == "expr":
+                value = metrics.reading_value(label)
+            yield Sample(
+                key=key,
+                image=image,
+                label=label,
+                font=str(meta.get("font", "")),
+                value=None if value is None else int(value),
+                meta=meta,
+            )
+            count += 1
+            if limit is not None and count >= limit:
+                return
+
+
+@dataclass
+class Reading:
+    """What a recognizer (ours or Tesseract) made of one sample."""
+
+    text: str
+    confidence: float | None = None
+    top_k: list[tuple[str, float]] = field(default_factory=list)
+
+
+def sample_metrics(
+    samples: Sequence[Sample],
+    readings: Sequence[Reading],
+    task: str,
+    with_topk: bool,
+) -> dict[str, Any]:
+    """Metrics of one set of readings, overall and per font.
+
+    Args:
+        samples: The samples, in order.
+        readings: One reading per sample.
+        task: The data task (``expr`` adds ``value_acc``).
+        with_topk: Add ``top1``/``top5`` from the readings' candidate lists (classification).
+
+    Returns:
+        ``{"n", "seq_acc", "cer", "ned"[, "top1", "top5"][, "value_acc"], "per_font": {...}}``.
+    """
+    if len(samples) != len(readings):
+        raise ValueError(f"{len(samples)} samples but {len(readings)} readings")
+
+    def compute(idx: Sequence[int]) -> dict[str, Any]:
+        texts = [readings[i].text for i in idx]
+        refs = [samples[i].label for i in idx]
+        cands = None
+        if with_topk:
+            cands = [[t for t, _ in readings[i].top_k] or [readings[i].text] for i in idx]
+        values = None
+        if task == "expr":
+            values = [samples[i].value for i in idx]
+        return metrics.text_metrics(texts, refs, candidates=cands, values=values)
+
+    out = compute(range(len(samples)))
+    out["per_font"] = metrics.grouped_metrics((s.font for s in samples), compute)
+    return out
+
+
+def prediction_rows(
+    samples: Sequence[Sample], readings: Sequence[Reading], task: str
+) -> list[dict[str, Any]]:
+    """The rows of ``predictions.csv`` (see the module docstring)."""
+    rows = []
+    for i, (s, r) in enumerate(zip(samples, readings, strict=True)):
+        row: dict[str, Any] = {
+            "index": i,
+            "key": s.key,
+            "font": s.font,
+            "label": s.label,
+            "reading": r.text,
+            "confidence": "" if r.confidence is None else f"{r.confidence:.6g}",
+            "correct": int(r.text == s.label),
+            "edit_distance": metrics.edit_distance(r.text, s.label),
+            "top_k": json.dumps([[t, round(float(p), 6)] for t, p in r.top_k], ensure_ascii=False),
+        }
+        if task == "expr":
+            got = metrics.reading_value(r.text)
+            row["value"] = "" if s.value is None else s.value
+            row["reading_value"] = "" if got is None else got
+            row["value_correct"] = int(got is not None and got == s.value)
+        rows.append(row)
+    return rows
+
+
+def _clean(obj: Any) -> Any:
+    """NaN -> None (JSON has no NaN), recursively."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, Mapping):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def _atomic_write(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_metrics(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
+    """Write ``metrics.json`` atomically (NaN written as null, keys in insertion order)."""
+    _atomic_write(path, json.dumps(_clean(dict(record)), indent=2, ensure_ascii=False) + "\n")
+
+
+def read_metrics(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a ``metrics.json`` (naming the file when it is not valid JSON)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"metrics file {path} is not valid JSON: {e}") from None
+
+
+def write_predictions(
+    path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], task: str
+) -> None:
+    """Write ``predictions.csv`` atomically."""
+    columns = list(PREDICTION_COLUMNS) + (list(EXPR_COLUMNS) if task == "expr" else [])
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_write(path, buf.getvalue())
+
+
+def read_predictions(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Rows of a ``predictions.csv`` as strings."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """How to evaluate one experiment on one split (from the experiment's ``eval`` slice).
+
+    Attributes:
+        experiment: The experiment's name (recorded in ``metrics.json``).
+        split: ``test_seen`` or ``test_heldout``.
+        batch_size: Images per forward pass.
+        decoder: CTC decoder, ``greedy`` or ``beam``.
+        beam_width: Beam width when ``decoder`` is ``beam``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        chunk: Samples read ahead per `models.predict.predict` call (lines are grouped by width
+            within a chunk).
+    """
+
+    experiment: str
+    split: str
+    batch_size: int = 128
+    decoder: str = "greedy"
+    beam_width: int = 5
+    device: str = "auto"
+    chunk: int = 1024
+
+    @classmethod
+    def from_config(
+        cls, experiment: str, split: str, eval_cfg: Mapping[str, Any] | None, device: str
+    ) -> EvalSpec:
+        """Build from an experiment's validated ``eval`` slice and the config's ``device``."""
+        cfg = dict(eval_cfg or {})
+        unknown = set(cfg) - {"batch_size", "decoder", "beam_width"}
+        if unknown:
+            raise ValueError(f"experiments.{experiment}.eval: unknown keys {sorted(unknown)}")
+        spec = cls(experiment=experiment, split=split, device=device, **cfg)
+        if spec.decoder not in ("greedy", "beam"):
+            raise ValueError(
+                f"experiments.{experiment}.eval.decoder: {spec.decoder!r} is not greedy or beam"
+            )
+        return spec
+
+
+def backbone_name(model: Any) -> str:
+    """A short name of a model's feature extractor, from its class (``VGGBackbone`` -> ``vgg``,
+    ``GRCNNBackbone`` -> ``grcnn``, ``ExprBody`` -> ``expr``); the model's class otherwise."""
+    part = getattr(model, "backbone", None) or getattr(model, "body", None) or model
+    name = type(part).__name__
+    for suffix in ("Backbone", "Body"):
+        if name.endswith(suffix) and name != suffix:
+            name = name[: -len(suffix)]
+    return name.lower()
+
+
+def training_record(meta: Any, train_info: str | os.PathLike | None = None) -> dict[str, Any]:
+    """``train_steps`` (from the checkpoint) and ``train_wall_s`` (from the run's ``train.json``,
+    `models.train`; None without it).
+
+    Args:
+        meta: The checkpoint's `models.checkpoint.ModelMeta`.
+        train_info: ``results/models/{experiment}/train.json``, if known.
+    """
+    steps = getattr(meta, "step", None)
+    wall = None
+    if train_info is not None:
+        path = Path(train_info)
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"training record {path} is not valid JSON: {e}") from None
+        if info.get("wall_s") is not None:
+            wall = float(info["wall_s"])
+        if info.get("steps") is not None:
+            steps = int(info["steps"])
+    return {"train_steps": steps, "train_wall_s": wall}
+
+
+def evaluate(
+    model_path: str | os.PathLike,
+    shards: Sequence[str | os.PathLike],
+    metrics_path: str | os.PathLike,
+    predictions_path: str | os.PathLike,
+    spec: EvalSpec,
+    train_info: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on a split and write ``metrics.json`` and ``predictions.csv``.
+
+    Args:
+        model_path: ``results/models/{experiment}/model.pt``.
+        shards: The split's shards, in order.
+        metrics_path: Where ``metrics.json`` goes.
+        predictions_path: Where ``predictions.csv`` goes.
+        spec: Batch size, decoder, device.
+        train_info: The run's ``train.json`` (training wall time and steps), if any.
+
+    Returns:
+        The ``metrics.json`` record.
+    """
+    import torch
+
+    from models.checkpoint import load_model
+    from models.devices import resolve_device
+    from models.predict import predict
+
+    device = resolve_device(spec.device)
+    model, meta = load_model(model_path, device=device)
+    family = _family_of(meta.model)
+    with_topk = family == "classification"
+    log.info(
+        "evaluating %s (%s) on %s: %d shard(s), device %s",
+        spec.experiment,
+        meta.model,
+        spec.split,
+        len(shards),
+        device,
+    )
+
+    samples: list[Sample] = []
+    readings: list[Reading] = []
+    predict_s = 0.0
+    warm = False
+    start = time.perf_counter()
+    chunk: list[Sample] = []
+
+    def flush() -> None:
+        nonlocal predict_s, warm
+        images = [s.image for s in chunk]
+        if not warm:
+            # The first call pays for kernel selection and allocator growth: keep it untimed.
+            predict(model, meta, images[: spec.batch_size], batch_size=spec.batch_size)
+            warm = True
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        preds = predict(
+            model,
+            meta,
+            images,
+            batch_size=spec.batch_size,
+            decoder=spec.decoder,
+            beam_width=spec.beam_width,
+        )
+        predict_s += time.perf_counter() - t0
+        for p in preds:
+            readings.append(Reading(p.text, float(p.confidence), list(p.top_k)))
+        samples.extend(chunk)
+        chunk.clear()
+
+    for sample in iter_samples(shards, task=meta.task):
+        chunk.append(sample)
+        if len(chunk) >= spec.chunk:
+            flush()
+    if chunk:
+        flush()
+    wall = time.perf_counter() - start
+    if not samples:
+        raise ValueError(f"no samples in the shards of {spec.split}: {', '.join(map(str, shards))}")
+
+    record: dict[str, Any] = {
+        "experiment": spec.experiment,
+        "model": meta.model,
+        "backbone": backbone_name(model),
+        "family": family,
+        "task": meta.task,
+        "split": spec.split,
+    }
+    scores = sample_metrics(samples, readings, meta.task, with_topk)
+    per_font = scores.pop("per_font")
+    record.update(scores)
+    training = training_record(meta, train_info)
+    record.update(
+        {
+            "per_font": per_font,
+            "eval_img_per_s": len(samples) / predict_s if predict_s > 0 else None,
+            "eval_wall_s": wall,
+            "device": device.type,
+            "decoder": spec.decoder if family == "ctc" else "greedy",
+            "batch_size": spec.batch_size,
+            "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+            **training,
+        }
+    )
+    write_predictions(predictions_path, prediction_rows(samples, readings, meta.task), meta.task)
+    write_metrics(metrics_path, record)
+    log.info(
+        "%s %s: n=%d seq_acc=%.4f cer=%.4f (%.0f img/s)",
+        spec.experiment,
+        spec.split,
+        record["n"],
+        record["seq_acc"],
+        record["cer"],
+        record["eval_img_per_s"] or 0.0,
+    )
+    return record
+
+
+def _family_of(model_name: str) -> str:
+    from models.registry import family_of
+
+    return family_of(model_name)

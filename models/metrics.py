@@ -1,0 +1,178 @@
+"""Recognition metrics: accuracy, top-k, character error rate, normalised edit distance, the value
+accuracy of arithmetic readings, and per-group (per-font) breakdowns.
+
+Every function takes plain strings (already NFKC-normalised, as labels and decoded readings are)
+and returns plain floats, so reports and tests use them without a model. Edit distances come from
+``rapidfuzz`` (unit-cost Levenshtein).
+
+Definitions (``d`` is the edit distance between a reading and its reference):
+
+- ``seq_acc``: share of readings exactly equal to their reference (whole-word accuracy).
+- ``cer``: ``sum(d) / sum(len(reference))`` over the whole split (a corpus-level rate, so long
+  lines weigh more; it can exceed 1 when readings are longer than references).
+- ``ned``: mean over samples of ``d / max(len(reading), len(reference))`` (0 when both are empty),
+  the normalised edit distance of the ICDAR 2019 reading challenges; always in [0, 1].
+- ``top1`` / ``top5``: share of samples whose reference is among the first 1 / 5 candidates.
+- ``value_acc``: share of expression readings that parse (`synth.text.evaluate`) and
+  evaluate to the reference's value; an unparsable reading counts as wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from rapidfuzz.distance import Levenshtein
+
+from synth.text import ExpressionError
+from synth.text import evaluate as evaluate_expression
+
+
+def _check_lengths(a: Sequence[Any], b: Sequence[Any], what: str) -> None:
+    if len(a) != len(b):
+        raise ValueError(f"{what}: {len(a)} readings but {len(b)} references")
+
+
+def edit_distance(reading: str, reference: str) -> int:
+    """Unit-cost Levenshtein distance between two strings."""
+    return Levenshtein.distance(reading, reference)
+
+
+def sequence_accuracy(readings: Sequence[str], references: Sequence[str]) -> float:
+    """Share of readings exactly equal to their reference (NaN for no samples)."""
+    _check_lengths(readings, references, "sequence_accuracy")
+    if not references:
+        return math.nan
+    return sum(r == t for r, t in zip(readings, references, strict=True)) / len(references)
+
+
+def character_error_rate(readings: Sequence[str], references: Sequence[str]) -> float:
+    """Total edit distance over total reference length (NaN for no samples).
+
+    Raises:
+        ValueError: The references are all empty (the rate is undefined).
+    """
+    _check_lengths(readings, references, "character_error_rate")
+    if not references:
+        return math.nan
+    total = sum(len(t) for t in references)
+    if total == 0:
+        raise ValueError("character_error_rate: every reference is empty")
+    errors = sum(edit_distance(r, t) for r, t in zip(readings, references, strict=True))
+    return errors / total
+
+
+def normalized_edit_distance(readings: Sequence[str], references: Sequence[str]) -> float:
+    """Mean of ``d / max(len(reading), len(reference))`` over samples (NaN for no samples)."""
+    _check_lengths(readings, references, "normalized_edit_distance")
+    if not references:
+        return math.nan
+    return sum(
+        Levenshtein.normalized_distance(r, t) for r, t in zip(readings, references, strict=True)
+    ) / len(references)
+
+
+def topk_accuracy(candidates: Sequence[Sequence[str]], references: Sequence[str], k: int) -> float:
+    """Share of samples whose reference is among their first ``k`` candidates.
+
+    Args:
+        candidates: Per sample, the model's candidates, best first (at least one each).
+        references: The true labels.
+        k: How many candidates count (``k >= 1``).
+    """
+    if k < 1:
+        raise ValueError(f"topk_accuracy: k must be >= 1, got {k}")
+    _check_lengths(candidates, references, "topk_accuracy")
+    if not references:
+        return math.nan
+    return sum(t in list(c)[:k] for c, t in zip(candidates, references, strict=True)) / len(
+        references
+    )
+
+
+def reading_value(reading: str) -> int | None:
+    """The value of an expression reading, or None when it does not parse."""
+    try:
+        return evaluate_expression(reading)
+    except ExpressionError:
+        return None
+
+
+def value_accuracy(readings: Sequence[str], values: Sequence[int]) -> float:
+    """Share of expression readings that parse and evaluate to the reference value.
+
+    Args:
+        readings: Recognised expressions (``"3+4*2"``).
+        values: The labels' values (``11``).
+    """
+    _check_lengths(readings, values, "value_accuracy")
+    if not values:
+        return math.nan
+    hits = 0
+    for reading, value in zip(readings, values, strict=True):
+        got = reading_value(reading)
+        hits += got is not None and got == value
+    return hits / len(values)
+
+
+def text_metrics(
+    readings: Sequence[str],
+    references: Sequence[str],
+    candidates: Sequence[Sequence[str]] | None = None,
+    values: Sequence[int] | None = None,
+) -> dict[str, float]:
+    """All metrics that apply to one set of readings.
+
+    Args:
+        readings: Best readings.
+        references: True labels.
+        candidates: Top-k candidates per sample (classification): adds ``top1`` and ``top5``.
+        values: Reference values (expressions): adds ``value_acc``.
+
+    Returns:
+        ``{"n", "seq_acc", "cer", "ned"[, "top1", "top5"][, "value_acc"]}``; ``n`` is an int.
+    """
+    out: dict[str, Any] = {"n": len(references)}
+    out["seq_acc"] = sequence_accuracy(readings, references)
+    out["cer"] = character_error_rate(readings, references) if references else math.nan
+    out["ned"] = normalized_edit_distance(readings, references)
+    if candidates is not None:
+        out["top1"] = topk_accuracy(candidates, references, 1)
+        out["top5"] = topk_accuracy(candidates, references, 5)
+    if values is not None:
+        out["value_acc"] = value_accuracy(readings, values)
+    return out
+
+
+def grouped_metrics(
+    groups: Iterable[str],
+    compute: Callable[[list[int]], Mapping[str, float]],
+) -> dict[str, dict[str, float]]:
+    """Metrics per group (e.g. per font), groups sorted by name.
+
+    Args:
+        groups: The group of each sample, in sample order.
+        compute: Given the indices of a group's samples, its metrics.
+    """
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, g in enumerate(groups):
+        members[g].append(i)
+    return {g: dict(compute(idx)) for g, idx in sorted(members.items())}
+
+
+def confused_pairs(
+    readings: Sequence[str], references: Sequence[str], top: int = 20
+) -> list[tuple[str, str, int]]:
+    """The most frequent (reference, reading) pairs among wrong readings, most frequent first.
+
+    Ties are broken by the pair itself, so the order is deterministic.
+    """
+    _check_lengths(readings, references, "confused_pairs")
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for r, t in zip(readings, references, strict=True):
+        if r != t:
+            counts[(t, r)] += 1
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [(t, r, n) for (t, r), n in ranked[:top]]

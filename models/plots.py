@@ -1,0 +1,421 @@
+"""Report plots (matplotlib, Agg backend, PNG; the reader's attention as animated GIFs).
+
+Every plot is drawn from the structured files the workflow writes (``history.csv``,
+``predictions.csv``, ``metrics.json``, the test shards), never from logs. CJK text is drawn with
+a CJK font found on the system (`cjk_font`), so hanzi labels never show as boxes.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib import font_manager
+from PIL import Image
+
+from models import metrics
+from models.evaluate import iter_samples, read_metrics, read_predictions
+
+log = logging.getLogger(__name__)
+
+# Simplified-Chinese faces first: a JP/KR default face of a collection draws some hanzi differently.
+CJK_FONT_FILES = (
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+)
+OK_COLOR = "#1a7f37"
+ERROR_COLOR = "#cf222e"
+DPI = 110
+
+
+@lru_cache(maxsize=1)
+def cjk_font() -> str | None:
+    """The family name of a CJK font registered with matplotlib, or None (with a warning).
+
+    Tries `CJK_FONT_FILES`, then any font matplotlib already knows whose name says CJK SC.
+    """
+    for path in CJK_FONT_FILES:
+        if os.path.exists(path):
+            font_manager.fontManager.addfont(path)
+            return font_manager.FontProperties(fname=path).get_name()
+    for entry in font_manager.fontManager.ttflist:
+        if "CJK SC" in entry.name or "WenQuanYi" in entry.name:
+            return entry.name
+    log.warning("no CJK font found: hanzi in plots will show as boxes")
+    return None
+
+
+@contextmanager
+def _style() -> Iterator[None]:
+    family = [f for f in (cjk_font(), "DejaVu Sans") if f]
+    with plt.rc_context(
+        {
+            "font.family": "sans-serif",
+            "font.sans-serif": family,
+            "axes.unicode_minus": False,
+            "figure.dpi": DPI,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+        }
+    ):
+        yield
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
+    """Save a figure as PNG atomically and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+
+
+def _empty(ax: plt.Axes, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+
+
+# ----------------------------------------------------------------------------- training curves
+
+
+def plot_curves(history_csv: str | os.PathLike, out: str | os.PathLike, title: str = "") -> None:
+    """Training and validation curves from ``history.csv``.
+
+    The x axis is the ``step`` column; columns with ``loss`` in their name share the left panel
+    (log scale), score columns (``*acc*``, ``*cer*``, ``*ned*``, ``top1``/``top5``) the right
+    one; the learning rate, gradient norm, throughput and times are left out. Validation
+    columns are only filled on validation rows: each column is drawn over its own rows.
+    """
+    history = pd.read_csv(history_csv)
+    if "step" not in history.columns:
+        raise ValueError(f"{history_csv}: no 'step' column (columns: {list(history.columns)})")
+    numeric = [c for c in history.columns if pd.api.types.is_numeric_dtype(history[c])]
+    losses = [c for c in numeric if "loss" in c]
+    scores = [
+        c
+        for c in numeric
+        if c not in losses and any(m in c for m in ("acc", "cer", "ned", "top1", "top5"))
+    ]
+    with _style():
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+        for ax, cols, ylabel in ((axes[0], losses, "loss"), (axes[1], scores, "score")):
+            drawn = False
+            for col in cols:
+                part = history[["step", col]].dropna()
+                if part.empty:
+                    continue
+                marker = "o" if len(part) < 30 else None
+                ax.plot(part["step"], part[col], label=col, marker=marker, markersize=3)
+                drawn = True
+            if not drawn:
+                _empty(ax, f"no {ylabel} columns")
+                continue
+            if ylabel == "loss" and (history[cols].dropna(how="all") > 0).all().all():
+                ax.set_yscale("log")
+            ax.set_xlabel("step")
+            ax.set_ylabel(ylabel)
+            ax.legend(fontsize=8)
+        fig.suptitle(title or Path(history_csv).parent.name)
+        _save(fig, out)
+
+
+# ----------------------------------------------------------------------------- prediction grid
+
+
+def plot_prediction_grid(
+    shards: Sequence[str | os.PathLike],
+    predictions_csv: str | os.PathLike,
+    out: str | os.PathLike,
+    n: int = 32,
+    title: str = "",
+    columns: int | None = None,
+) -> None:
+    """A grid of the first ``n`` test samples with their label and reading; errors in red.
+
+    Args:
+        shards: The split's shards (the same order evaluation read them in).
+        predictions_csv: The split's ``predictions.csv`` (ours or Tesseract's).
+        out: The PNG.
+        n: Samples shown.
+        title: Figure title.
+        columns: Grid columns (default: 4 for wide images, 8 for square ones).
+    """
+    rows = read_predictions(predictions_csv)[:n]
+    samples = list(iter_samples(shards, limit=len(rows)))
+    for r, s in zip(rows, samples, strict=False):
+        if r["key"] != s.key:
+            raise ValueError(
+                f"{predictions_csv} row {r['index']} is sample {r['key']!r} but the shards "
+                f"give {s.key!r}: predictions and shards do not match"
+            )
+    with _style():
+        if not samples:
+            fig, ax = plt.subplots(figsize=(6, 2))
+            _empty(ax, "no predictions")
+            _save(fig, out)
+            return
+        wide = samples[0].image.width > 1.5 * samples[0].image.height
+        cols = columns or (4 if wide else 8)
+        nrows = math.ceil(len(samples) / cols)
+        cell = (3.0, 1.3) if wide else (1.5, 1.8)
+        fig, axes = plt.subplots(
+            nrows, cols, figsize=(cell[0] * cols, cell[1] * nrows), squeeze=False
+        )
+        errors = 0
+        for ax, row, sample in zip(axes.flat, rows, samples, strict=False):
+            ax.imshow(np.asarray(sample.image), cmap="gray", vmin=0, vmax=255)
+            ok = row["reading"] == row["label"]
+            errors += not ok
+            ax.set_title(
+                f"{row['label']}\n→ {row['reading'] or '∅'}",
+                color=OK_COLOR if ok else ERROR_COLOR,
+                fontsize=9,
+            )
+            for spine in ax.spines.values():
+                spine.set_edgecolor(OK_COLOR if ok else ERROR_COLOR)
+                spine.set_linewidth(0 if ok else 2)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+        for ax in list(axes.flat)[len(samples) :]:
+            ax.set_axis_off()
+        fig.suptitle(f"{title}  ({errors} of {len(samples)} wrong, in red)".strip())
+        fig.tight_layout()
+        _save(fig, out)
+
+
+# ----------------------------------------------------------------------------- confusions
+
+
+def plot_confusions(
+    predictions_csvs: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    top: int = 20,
+    title: str = "",
+) -> list[tuple[str, str, int]]:
+    """The most confused (true, read) character pairs over the given splits, as bars.
+
+    Returns:
+        The pairs drawn, ``(true, read, count)``, most frequent first.
+    """
+    readings: list[str] = []
+    references: list[str] = []
+    for path in predictions_csvs:
+        for row in read_predictions(path):
+            readings.append(row["reading"])
+            references.append(row["label"])
+    pairs = metrics.confused_pairs(readings, references, top=top)
+    with _style():
+        fig, ax = plt.subplots(figsize=(6, 0.32 * max(len(pairs), 4) + 1.2))
+        if not pairs:
+            _empty(ax, "no errors")
+        else:
+            labels = [f"{t} → {r or '∅'}" for t, r, _ in pairs]
+            counts = [c for _, _, c in pairs]
+            y = np.arange(len(pairs))
+            ax.barh(y, counts, color=ERROR_COLOR)
+            ax.set_yticks(y, labels, fontsize=11)
+            ax.invert_yaxis()
+            ax.set_xlabel("count (true → read)")
+        ax.set_title(title or "most confused pairs")
+        fig.tight_layout()
+        _save(fig, out)
+    return pairs
+
+
+# ----------------------------------------------------------------------------- accuracy by font
+
+
+def _headline(record: Mapping[str, Any]) -> tuple[str, float | None]:
+    """The metric a record is compared on: top-1 for classification, sequence accuracy else."""
+    if record.get("top1") is not None:
+        return "top1", record["top1"]
+    return "seq_acc", record.get("seq_acc")
+
+
+def font_accuracy_table(metrics_files: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """One row per (experiment, task, split, font): ``n`` and the headline metric."""
+    rows = []
+    for path in metrics_files:
+        record = read_metrics(path)
+        for font, scores in (record.get("per_font") or {}).items():
+            name, value = _headline(scores)
+            rows.append(
+                {
+                    "experiment": record["experiment"],
+                    "task": record["task"],
+                    "split": record["split"],
+                    "font": font,
+                    "n": scores.get("n"),
+                    "metric": name,
+                    "value": value,
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["experiment", "task", "split", "font", "n", "metric", "value"]
+    )
+
+
+def plot_accuracy_by_font(
+    metrics_files: Sequence[str | os.PathLike], out: str | os.PathLike
+) -> pd.DataFrame:
+    """Accuracy per font (top-1 for hanzi, sequence accuracy otherwise), one panel per
+    experiment and task, bars coloured by split (held-out fonts are only in ``test_heldout``).
+
+    Returns:
+        The table drawn (`font_accuracy_table`).
+    """
+    table = font_accuracy_table(metrics_files)
+    with _style():
+        if table.empty:
+            fig, ax = plt.subplots(figsize=(6, 2))
+            _empty(ax, "no per-font metrics")
+            _save(fig, out)
+            return table
+        groups = list(table.groupby(["experiment", "task"], sort=True))
+        fig, axes = plt.subplots(len(groups), 1, figsize=(9, 2.6 * len(groups)), squeeze=False)
+        colors = {"test_seen": "#0969da", "test_heldout": "#bf8700"}
+        for ax, ((experiment, task), part) in zip(axes[:, 0], groups, strict=True):
+            part = part.sort_values(["split", "font"], ascending=[False, True])
+            labels = list(part["font"])
+            values = part["value"].astype(float).fillna(0.0).to_numpy()
+            x = np.arange(len(part))
+            ax.bar(x, values, color=[colors.get(s, "gray") for s in part["split"]])
+            ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
+            ax.set_ylim(0, 1.18)
+            ax.set_ylabel(part["metric"].iloc[0])
+            ax.set_title(f"{experiment} ({task})", fontsize=10)
+            for xi, v, n in zip(x, values, part["n"], strict=True):
+                ax.text(xi, v + 0.02, f"{v:.2f}\nn={n}", ha="center", fontsize=7)
+        handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
+        fig.legend(handles, list(colors), loc="upper right", fontsize=8)
+        fig.tight_layout()
+        _save(fig, out)
+    return table
+
+
+# ----------------------------------------------------------------------------- reader attention
+
+
+def _frame(fig: plt.Figure) -> Image.Image:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+
+def reader_attention_gifs(
+    model_path: str | os.PathLike,
+    shards: Sequence[str | os.PathLike],
+    outs: Sequence[str | os.PathLike],
+    frame_ms: int = 700,
+) -> list[str]:
+    """Animated GIFs of the reader's attention: one per sample, one frame per step.
+
+    Each frame shows the sample, the mask the reader multiplied it with at that step (the first
+    is all ones) and the character it emitted (``⏹`` for the terminal symbol), like
+    deep_reader's visualisations.
+
+    Args:
+        model_path: The reader's ``model.pt`` (an attention-family model).
+        shards: Test shards; the first ``len(outs)`` samples are drawn.
+        outs: The GIF paths.
+        frame_ms: Duration of each frame.
+
+    Returns:
+        The reading of each sample.
+    """
+    import torch
+
+    from models.checkpoint import load_model
+    from models.families import EOS, make_family
+    from models.preprocess import to_tensor_batch
+
+    model, meta = load_model(model_path, device="cpu")
+    family = make_family(meta.model, meta.charset, meta.model_kwargs)
+    if family.kind != "attention":
+        raise ValueError(f"{model_path}: model {meta.model!r} has no attention masks")
+    samples = list(iter_samples(shards, limit=len(outs)))
+    if len(samples) < len(outs):
+        raise ValueError(f"{len(outs)} GIFs asked for but the shards hold {len(samples)} samples")
+    if not samples:
+        return []
+    batch, _ = to_tensor_batch([s.image for s in samples], meta.input)
+    with torch.inference_mode():
+        logits, masks = model(batch)
+    probs = logits.float().softmax(-1)
+    best_p, best = probs.max(-1)
+    readings = [p.text for p in family.decode((logits, masks))]
+    inputs = batch[:, 0].numpy()
+    with _style():
+        for i, (sample, out) in enumerate(zip(samples, outs, strict=True)):
+            frames = []
+            for step in range(masks.shape[1]):
+                cls = int(best[i, step])
+                char = "⏹" if cls == EOS else family.text_of([cls])
+                fig, axes = plt.subplots(1, 2, figsize=(4.4, 2.6))
+                axes[0].imshow(inputs[i], cmap="gray")
+                axes[0].imshow(masks[i, step].numpy(), cmap="magma", alpha=0.55, vmin=0, vmax=1)
+                axes[0].set_title(f"step {step + 1}: {char!r}  p={float(best_p[i, step]):.2f}")
+                axes[1].imshow(masks[i, step].numpy(), cmap="magma", vmin=0, vmax=1)
+                axes[1].set_title("mask")
+                for ax in axes:
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                    ax.grid(False)
+                fig.suptitle(
+                    f"label {sample.label!r}  read {readings[i]!r}",
+                    color=OK_COLOR if readings[i] == sample.label else ERROR_COLOR,
+                    fontsize=10,
+                )
+                fig.tight_layout()
+                frames.append(_frame(fig))
+                if cls == EOS:
+                    break  # the steps after the terminal symbol are ignored
+            _save_gif(frames, out, frame_ms)
+    return readings
+
+
+def _save_gif(frames: Sequence[Image.Image], out: str | os.PathLike, frame_ms: int) -> None:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            frames[0].save(
+                f,
+                format="GIF",
+                save_all=True,
+                append_images=list(frames[1:]),
+                duration=frame_ms,
+                loop=0,
+            )
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,318 @@
+"""Report tables and the summary, built only from the ``metrics.json`` files evaluation writes.
+
+- `crnn_table`: ``results/crnn_report.csv``, one row per CTC experiment (and Tesseract) and split.
+- `hanzi_table`: ``results/hanzi_report.csv``, top-1/top-5 per split, overall (``font = all``)
+  and per font, Tesseract (single-character page segmentation) beside ours.
+- `reader_table`: ``results/reader_report.csv``, the attention reader per split and font.
+- `summary_markdown`: ``results/summary.md``, the three tables and the published figures of the
+  reference systems beside ours (config ``report.references``).
+
+Rows are ordered experiments first (by name), Tesseract last, then by split (``test_seen``,
+``test_heldout``). Undefined values (a metric that does not apply, a time not recorded, Tesseract
+not installed) are empty cells.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from models.evaluate import read_metrics
+
+TEST_SPLITS = ("test_seen", "test_heldout")
+TESSERACT = "tesseract"
+
+CRNN_COLUMNS = (
+    "experiment",
+    "model",
+    "backbone",
+    "task",
+    "split",
+    "n",
+    "seq_acc",
+    "cer",
+    "ned",
+    "value_acc",
+    "params_m",
+    "train_steps",
+    "train_wall_s",
+    "eval_img_per_s",
+    "device",
+)
+HANZI_COLUMNS = (
+    "experiment",
+    "model",
+    "task",
+    "split",
+    "font",
+    "n",
+    "top1",
+    "top5",
+    "params_m",
+    "train_steps",
+    "train_wall_s",
+    "eval_img_per_s",
+    "device",
+)
+READER_COLUMNS = (
+    "experiment",
+    "model",
+    "task",
+    "split",
+    "font",
+    "n",
+    "seq_acc",
+    "cer",
+    "ned",
+    "params_m",
+    "train_steps",
+    "train_wall_s",
+    "eval_img_per_s",
+    "device",
+)
+ALL_FONTS = "all"
+
+
+def load_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
+    """Read ``metrics.json`` files (their order does not matter: tables sort their rows)."""
+    return [read_metrics(p) for p in paths]
+
+
+def _order(record: Mapping[str, Any]) -> tuple:
+    split = record.get("split", "")
+    split_rank = TEST_SPLITS.index(split) if split in TEST_SPLITS else len(TEST_SPLITS)
+    return (record["experiment"] == TESSERACT, record["experiment"], record["task"], split_rank)
+
+
+def _row(record: Mapping[str, Any], columns: Sequence[str], **override: Any) -> dict[str, Any]:
+    row = {c: record.get(c) for c in columns}
+    row.update(override)
+    return row
+
+
+def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
+    # object dtype: integers stay integers and missing values stay None (no NaN upcasting)
+    return pd.DataFrame(rows, columns=list(columns), dtype=object)
+
+
+def crnn_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """The CTC report: one row per record, columns `CRNN_COLUMNS` (``value_acc`` empty but for
+    expressions)."""
+    return _frame([_row(r, CRNN_COLUMNS) for r in sorted(records, key=_order)], CRNN_COLUMNS)
+
+
+def _with_fonts(
+    records: Iterable[Mapping[str, Any]], columns: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Per record, an overall row (``font = all``) then one row per font."""
+    rows = []
+    for record in sorted(records, key=_order):
+        rows.append(_row(record, columns, font=ALL_FONTS))
+        for font, scores in sorted((record.get("per_font") or {}).items()):
+            rows.append(_row({**record, **scores}, columns, font=font))
+    return rows
+
+
+def hanzi_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """The hanzi report: top-1/top-5 per split, overall and per font (`HANZI_COLUMNS`)."""
+    return _frame(_with_fonts(records, HANZI_COLUMNS), HANZI_COLUMNS)
+
+
+def reader_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """The reader report: whole-word accuracy, CER and NED per split, overall and per font."""
+    return _frame(_with_fonts(records, READER_COLUMNS), READER_COLUMNS)
+
+
+def _format(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def _atomic_write(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a report table as CSV atomically (empty cells for undefined values, floats to six
+    significant digits)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(frame.columns)
+    for row in frame.itertuples(index=False):
+        writer.writerow([_csv_cell(v) for v in row])
+    _atomic_write(path, buf.getvalue())
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
+    """A GitHub-flavoured markdown table (``|`` in cells escaped)."""
+    if frame.empty:
+        return "_no rows_\n"
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in frame.iterrows():
+        cells = [_format(row[c], digits).replace("|", "\\|") for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def references_table(
+    references: Sequence[Mapping[str, Any]], records: Iterable[Mapping[str, Any]]
+) -> pd.DataFrame:
+    """The reference systems' published figures beside ours.
+
+    Args:
+        references: Config ``report.references``: ``{experiment, metric, value, source}``.
+        records: All ``metrics.json`` records.
+
+    Returns:
+        Columns ``experiment, metric, published, source, test_seen, test_heldout``; ours are empty
+        when the experiment did not run (absent from the config) or lacks the metric.
+    """
+    ours: dict[tuple[str, str], Mapping[str, Any]] = {
+        (r["experiment"], r["split"]): r for r in records
+    }
+    rows = []
+    for ref in references:
+        row = {
+            "experiment": ref["experiment"],
+            "metric": ref["metric"],
+            "published": ref["value"],
+            "source": ref["source"],
+        }
+        for split in TEST_SPLITS:
+            record = ours.get((ref["experiment"], split))
+            row[split] = None if record is None else record.get(ref["metric"])
+        rows.append(row)
+    columns = ["experiment", "metric", "published", "source", *TEST_SPLITS]
+    return _frame(rows, columns)
+
+
+def summary_markdown(
+    crnn: pd.DataFrame,
+    hanzi: pd.DataFrame,
+    reader: pd.DataFrame,
+    references: pd.DataFrame,
+    plots: Sequence[str] = (),
+    base: str | os.PathLike | None = None,
+) -> str:
+    """``results/summary.md``: the reference comparison, the three reports and links to plots.
+
+    Args:
+        crnn: `crnn_table`.
+        hanzi: `hanzi_table` (only the overall rows are shown; per-font rows are in the CSV).
+        reader: `reader_table` (likewise).
+        references: `references_table`.
+        plots: Plot files to link.
+        base: Folder the links are relative to (the summary's folder).
+    """
+    hanzi_all = hanzi[hanzi["font"] == ALL_FONTS].drop(columns="font") if len(hanzi) else hanzi
+    reader_all = reader[reader["font"] == ALL_FONTS].drop(columns="font") if len(reader) else reader
+    tesseract_notes = sorted(
+        {
+            str(m)
+            for frame in (crnn, hanzi)
+            for e, m in zip(frame.get("experiment", []), frame.get("model", []), strict=True)
+            if e == TESSERACT and m and "not installed" in str(m)
+        }
+    )
+    parts = [
+        "# synthocr results\n",
+        "Built from the `metrics.json` files of `results/eval/`. Splits: `test_seen` uses the "
+        "training fonts (unseen samples), `test_heldout` only fonts training never saw. "
+        "Tesseract reads the first `tesseract.max_samples` samples of each split.\n",
+    ]
+    if tesseract_notes:
+        parts.append("**Tesseract is not installed here: its rows are empty.**\n")
+    parts += [
+        "## Published figures of the reference systems beside ours\n",
+        "The published figures were measured on the reference systems' own data and fonts; "
+        "ours on synthocr's test splits.\n",
+        markdown_table(references),
+        "## CTC recognizers (`crnn_report.csv`)\n",
+        markdown_table(crnn),
+        "## Printed hanzi (`hanzi_report.csv`, per-font rows in the CSV)\n",
+        markdown_table(hanzi_all),
+        "## Attention reader (`reader_report.csv`, per-font rows in the CSV)\n",
+        markdown_table(reader_all),
+    ]
+    if plots:
+        parts.append("## Plots\n")
+        for p in plots:
+            rel = os.path.relpath(p, base) if base is not None else str(p)
+            parts.append(f"- [{Path(p).name}]({rel}) ({Path(p).parent.name})")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def build_reports(
+    crnn_metrics: Sequence[str | os.PathLike],
+    hanzi_metrics: Sequence[str | os.PathLike],
+    reader_metrics: Sequence[str | os.PathLike],
+    references: Sequence[Mapping[str, Any]],
+    out_summary: str | os.PathLike,
+    plots: Sequence[str] = (),
+) -> str:
+    """Write ``summary.md`` from the three groups of metrics files (the tables are rebuilt
+    from the same files, so the summary never disagrees with the CSVs)."""
+    crnn_records = load_records(crnn_metrics)
+    hanzi_records = load_records(hanzi_metrics)
+    reader_records = load_records(reader_metrics)
+    everything = crnn_records + hanzi_records + reader_records
+    text = summary_markdown(
+        crnn_table(crnn_records),
+        hanzi_table(hanzi_records),
+        reader_table(reader_records),
+        references_table(references, everything),
+        plots=plots,
+        base=Path(out_summary).parent,
+    )
+    _atomic_write(out_summary, text)
+    return text
+
+
+TABLES = {"crnn": crnn_table, "hanzi": hanzi_table, "reader": reader_table}
+
+
+def build_table(kind: str, metrics_files: Sequence[str | os.PathLike], out: str | os.PathLike):
+    """Build and write one report table (``kind``: crnn, hanzi or reader).
+
+    Returns:
+        The table.
+    """
+    try:
+        builder = TABLES[kind]
+    except KeyError:
+        raise ValueError(f"unknown report {kind!r}; valid: {', '.join(TABLES)}") from None
+    frame = builder(load_records(metrics_files))
+    write_table(frame, out)
+    return frame

@@ -1,0 +1,373 @@
+"""Tesseract 5 as the peer baseline, on the same test shards as our models.
+
+The ``tesseract`` command line is run through `subprocess` (argument lists, no shell) on the
+first ``max_samples`` samples of a split, in shard order. Several images go to one call: they are
+written as PNG files (padded with their own background, which Tesseract's layout analysis needs)
+and named in a list file, and the ``tsv`` output, one page per image, gives each image's words
+and their confidences. Calls run in parallel, one thread each (``OMP_THREAD_LIMIT=1``).
+
+Readings are normalised as our labels are: NFKC (Tesseract's chi_sim model emits full-width
+punctuation), and the spaces it puts between hanzi are removed; when the task's charset has no
+space (every task here), every space goes.
+
+Without the ``tesseract`` binary (or its language data) the files are still written, with
+``n = 0``, empty metrics and a ``status`` saying why, so the reports say so and the DAG completes.
+``metrics.json`` and ``predictions.csv`` have the layout of `models.evaluate`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import unicodedata
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from models.evaluate import (
+    Reading,
+    Sample,
+    iter_samples,
+    prediction_rows,
+    sample_metrics,
+    write_metrics,
+    write_predictions,
+)
+
+log = logging.getLogger(__name__)
+
+TASKS = ("hanzi", "expr", "line")  # the tasks Tesseract has a setting for (config tesseract.*)
+TSV_COLUMNS = (
+    "level",
+    "page_num",
+    "block_num",
+    "par_num",
+    "line_num",
+    "word_num",
+    "left",
+    "top",
+    "width",
+    "height",
+    "conf",
+    "text",
+)
+WORD_LEVEL = 5
+
+
+class TesseractError(RuntimeError):
+    """A tesseract call that failed (names the command and its stderr)."""
+
+
+@dataclass(frozen=True)
+class TesseractSpec:
+    """How Tesseract reads one task's split.
+
+    Attributes:
+        task: ``hanzi``, ``expr`` or ``line``.
+        split: The test split.
+        lang: Language model (``chi_sim``, ``eng``).
+        psm: Page segmentation mode (10 single character, 7 single line).
+        whitelist: Characters Tesseract may output (empty: all).
+        max_samples: Samples read from the start of the split.
+        enabled: False writes the "disabled" files without running anything.
+        executable: The ``tesseract`` command.
+        images_per_call: Images per tesseract process.
+        threads: Tesseract processes at once.
+        pad: Border in px added around each image.
+        timeout_s: Limit per call.
+    """
+
+    task: str
+    split: str
+    lang: str
+    psm: int
+    whitelist: str = ""
+    max_samples: int = 300
+    enabled: bool = True
+    executable: str = "tesseract"
+    images_per_call: int = 25
+    threads: int = 1
+    pad: int = 10
+    timeout_s: float = 600.0
+
+    @classmethod
+    def from_config(
+        cls, task: str, split: str, cfg: Mapping[str, Any], threads: int = 1
+    ) -> TesseractSpec:
+        """Build from the validated ``tesseract`` config section.
+
+        Raises:
+            ValueError: ``task`` has no ``tesseract.<task>`` settings.
+        """
+        if task not in TASKS:
+            raise ValueError(f"tesseract: no settings for task {task!r}; valid: {', '.join(TASKS)}")
+        task_cfg = dict(cfg.get(task) or {})
+        return cls(
+            task=task,
+            split=split,
+            lang=str(task_cfg.get("lang", "eng" if task == "expr" else "chi_sim")),
+            psm=int(task_cfg.get("psm", 10 if task == "hanzi" else 7)),
+            whitelist=str(task_cfg.get("whitelist", "")),
+            max_samples=int(cfg.get("max_samples", 300)),
+            images_per_call=int(cfg.get("images_per_call", 25)),
+            enabled=bool(cfg.get("enabled", True)),
+            threads=max(1, int(threads)),
+        )
+
+
+def tesseract_version(executable: str = "tesseract") -> str | None:
+    """``"5.3.0"`` (the first line of ``tesseract --version``), or None when it is not installed."""
+    path = shutil.which(executable)
+    if path is None:
+        return None
+    proc = subprocess.run(
+        [path, "--version"], capture_output=True, text=True, check=False, timeout=60
+    )
+    text = (proc.stdout or proc.stderr).strip()
+    m = re.search(r"tesseract\s+v?(\S+)", text)
+    return m.group(1) if m else (text.splitlines()[0] if text else "unknown")
+
+
+def available_languages(executable: str = "tesseract") -> set[str]:
+    """The language models Tesseract has (``tesseract --list-langs``); empty if not installed."""
+    path = shutil.which(executable)
+    if path is None:
+        return set()
+    proc = subprocess.run(
+        [path, "--list-langs"], capture_output=True, text=True, check=False, timeout=60
+    )
+    lines = (proc.stdout + "\n" + proc.stderr).splitlines()
+    return {ln.strip() for ln in lines if ln.strip() and " " not in ln.strip()}
+
+
+def _is_wide(ch: str) -> bool:
+    """A character that is written without spaces around it (CJK ideographs, kana, full width)."""
+    return unicodedata.east_asian_width(ch) in ("W", "F")
+
+
+def normalize_reading(text: str, keep_spaces: bool = False) -> str:
+    """A Tesseract reading normalised like our labels.
+
+    NFKC; whitespace next to a wide (CJK) character removed (chi_sim separates hanzi with
+    spaces); then every other whitespace run removed, or with ``keep_spaces`` collapsed to one
+    space. Leading and trailing whitespace goes.
+
+    Examples:
+        ``"中 国 ， 你好"`` -> ``"中国,你好"``; ``"１２ + 3\\n"`` -> ``"12+3"``.
+    """
+    text = unicodedata.normalize("NFKC", text).strip()
+    text = re.sub(r"\s+", " ", text)
+    chars = list(text)
+    out = []
+    for i, ch in enumerate(chars):
+        if ch == " ":
+            prev = chars[i - 1] if i > 0 else ""
+            nxt = chars[i + 1] if i + 1 < len(chars) else ""
+            if not keep_spaces or (prev and _is_wide(prev)) or (nxt and _is_wide(nxt)):
+                continue
+        out.append(ch)
+    return "".join(out)
+
+
+def _padded(image: Image.Image, pad: int) -> Image.Image:
+    """The image with a border of its own background level (median of its border pixels)."""
+    if pad <= 0:
+        return image
+    arr = np.asarray(image.convert("L"))
+    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
+    level = int(np.median(border)) if border.size else 255
+    canvas = Image.new("L", (image.width + 2 * pad, image.height + 2 * pad), level)
+    canvas.paste(image.convert("L"), (pad, pad))
+    return canvas
+
+
+def parse_tsv(tsv: str, pages: int) -> list[tuple[str, float | None]]:
+    """Tesseract ``tsv`` output -> ``(raw text, confidence in [0, 1])`` per page.
+
+    Words of a page are joined by spaces in output order (reading order); a page without words
+    reads ``""`` with confidence None.
+    """
+    words: list[list[tuple[str, float]]] = [[] for _ in range(pages)]
+    for line in tsv.splitlines():
+        cols = line.split("\t")
+        if len(cols) < len(TSV_COLUMNS) or not cols[0].isdigit():
+            continue  # the header, or a stray line
+        if int(cols[0]) != WORD_LEVEL:
+            continue
+        text = "\t".join(cols[len(TSV_COLUMNS) - 1 :]).strip()
+        if not text:
+            continue
+        page = int(cols[1]) - 1
+        if not 0 <= page < pages:
+            raise TesseractError(f"tesseract tsv names page {page + 1} of {pages}")
+        words[page].append((text, float(cols[10])))
+    out: list[tuple[str, float | None]] = []
+    for ws in words:
+        if not ws:
+            out.append(("", None))
+            continue
+        conf = sum(max(c, 0.0) for _, c in ws) / len(ws) / 100.0
+        out.append((" ".join(t for t, _ in ws), conf))
+    return out
+
+
+def _command(spec: TesseractSpec, executable: str, list_file: str) -> list[str]:
+    cmd = [executable, list_file, "stdout", "--psm", str(spec.psm), "-l", spec.lang]
+    if spec.whitelist:
+        cmd += ["-c", f"tessedit_char_whitelist={spec.whitelist}"]
+    return [*cmd, "tsv"]
+
+
+def read_images(
+    images: Sequence[Image.Image], spec: TesseractSpec, keep_spaces: bool = False
+) -> list[Reading]:
+    """Run Tesseract on images (several per call, calls in parallel).
+
+    Returns:
+        One normalised `models.evaluate.Reading` per image (confidence: mean word confidence).
+
+    Raises:
+        TesseractError: A call failed or timed out (naming the command and its stderr).
+    """
+    executable = shutil.which(spec.executable)
+    if executable is None:
+        raise TesseractError(f"{spec.executable!r} is not installed")
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+    step = max(1, spec.images_per_call)
+    chunks = [list(range(i, min(i + step, len(images)))) for i in range(0, len(images), step)]
+
+    with tempfile.TemporaryDirectory(prefix="synthocr-tesseract-") as tmp:
+
+        def run(chunk_id: int) -> list[tuple[str, float | None]]:
+            names = []
+            for i in chunks[chunk_id]:
+                name = os.path.join(tmp, f"{i:06d}.png")
+                _padded(images[i], spec.pad).save(name)
+                names.append(name)
+            list_file = os.path.join(tmp, f"chunk-{chunk_id:06d}.txt")
+            Path(list_file).write_text("\n".join(names) + "\n", encoding="utf-8")
+            cmd = _command(spec, executable, list_file)
+            try:
+                proc = subprocess.run(
+                    cmd, capture_output=True, text=True, env=env, timeout=spec.timeout_s
+                )
+            except subprocess.TimeoutExpired:
+                raise TesseractError(
+                    f"{' '.join(cmd)} timed out after {spec.timeout_s} s"
+                ) from None
+            if proc.returncode != 0:
+                raise TesseractError(
+                    f"{' '.join(cmd)} exited with {proc.returncode}: {proc.stderr.strip()[-2000:]}"
+                )
+            return parse_tsv(proc.stdout, len(names))
+
+        with ThreadPoolExecutor(max_workers=spec.threads) as pool:
+            results = list(pool.map(run, range(len(chunks))))
+    readings = []
+    for chunk_result in results:
+        for raw, conf in chunk_result:
+            readings.append(Reading(normalize_reading(raw, keep_spaces), conf, []))
+    return readings
+
+
+def _base_record(spec: TesseractSpec, model: str, status: str) -> dict[str, Any]:
+    return {
+        "experiment": "tesseract",
+        "model": model,
+        "backbone": "lstm",
+        "family": "tesseract",
+        "task": spec.task,
+        "split": spec.split,
+        "status": status,
+        "lang": spec.lang,
+        "psm": spec.psm,
+    }
+
+
+def evaluate_tesseract(
+    shards: Sequence[str | os.PathLike],
+    metrics_path: str | os.PathLike,
+    predictions_path: str | os.PathLike,
+    spec: TesseractSpec,
+    charset: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Read the first ``spec.max_samples`` samples of a split with Tesseract; write
+    ``metrics.json`` and ``predictions.csv`` like `models.evaluate.evaluate`.
+
+    Args:
+        shards: The split's shards, in order.
+        metrics_path: Where ``metrics.json`` goes.
+        predictions_path: Where ``predictions.csv`` goes.
+        spec: Language, page segmentation, whitelist, sample count.
+        charset: The task's charset: spaces in readings are kept only if it has a space.
+
+    Returns:
+        The ``metrics.json`` record (``status`` is ``ok``, or says why nothing ran).
+    """
+    version = tesseract_version(spec.executable) if spec.enabled else None
+    status = "ok"
+    if not spec.enabled:
+        status = "disabled in the config (tesseract.enabled: false)"
+    elif version is None:
+        status = f"not installed ({spec.executable!r} is not on PATH)"
+    elif spec.lang not in available_languages(spec.executable):
+        status = f"language data {spec.lang!r} not installed"
+    if status != "ok":
+        log.warning("tesseract %s/%s: %s", spec.task, spec.split, status)
+        label = "tesseract (disabled)" if not spec.enabled else "tesseract (not installed)"
+        record = _base_record(spec, label, status)
+        record.update({"n": 0, "device": "cpu", "eval_img_per_s": None, "per_font": {}})
+        write_predictions(predictions_path, [], spec.task)
+        write_metrics(metrics_path, record)
+        return record
+
+    samples: list[Sample] = list(iter_samples(shards, limit=spec.max_samples, task=spec.task))
+    if not samples:
+        raise ValueError(f"no samples in the shards of {spec.task}/{spec.split}")
+    keep_spaces = charset is not None and " " in charset
+    start = time.perf_counter()
+    readings = read_images([s.image for s in samples], spec, keep_spaces=keep_spaces)
+    wall = time.perf_counter() - start
+
+    record = _base_record(spec, f"tesseract {version}", status)
+    scores = sample_metrics(samples, readings, spec.task, with_topk=spec.task == "hanzi")
+    per_font = scores.pop("per_font")
+    if spec.task == "hanzi":
+        # One reading per image: a top-5 figure would only repeat top-1.
+        scores["top5"] = None
+        for font_scores in per_font.values():
+            font_scores["top5"] = None
+    record.update(scores)
+    record.update(
+        {
+            "per_font": per_font,
+            "eval_img_per_s": len(samples) / wall if wall > 0 else None,
+            "eval_wall_s": wall,
+            "device": "cpu",
+            "threads": spec.threads,
+            "params_m": None,
+            "train_steps": None,
+            "train_wall_s": None,
+        }
+    )
+    write_predictions(predictions_path, prediction_rows(samples, readings, spec.task), spec.task)
+    write_metrics(metrics_path, record)
+    log.info(
+        "tesseract %s/%s: n=%d seq_acc=%.4f (%.1f img/s)",
+        spec.task,
+        spec.split,
+        record["n"],
+        record["seq_acc"],
+        record["eval_img_per_s"] or 0.0,
+    )
+    return record

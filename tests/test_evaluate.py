@@ -1,0 +1,190 @@
+"""Evaluation: real shards and a real checkpoint in, predictions.csv and metrics.json out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from models.checkpoint import ModelMeta, save_model
+from models.evaluate import (
+    EvalSpec,
+    Reading,
+    Sample,
+    backbone_name,
+    evaluate,
+    iter_samples,
+    read_predictions,
+    sample_metrics,
+)
+from models.registry import build_model
+from synth.shards import Sample as ShardSample
+from synth.shards import write_samples
+from synth.text import evaluate as evaluate_expression
+
+# (model, kwargs, charset, task, image size (w, h), texts)
+CASES = {
+    "line": (
+        "crnn_vgg",
+        {"width": 0.125, "hidden": 16},
+        list("中国人abc"),
+        "line",
+        (96, 32),
+        ["中国", "人a", "abc", "中", "国人", "c"],
+    ),
+    "expr": (
+        "expr_crnn",
+        {"width": 0.25},
+        list("0123456789+-*()"),
+        "expr",
+        (180, 60),
+        ["1+2", "(3+4)*5", "9-8", "7*6"],
+    ),
+    "hanzi": (
+        "hanzi_cnn",
+        {"width": 0.125},
+        list("一二三四五六七"),
+        "hanzi",
+        (64, 64),
+        ["一", "二", "三", "四", "五"],
+    ),
+    "short": ("reader", {"width": 0.25}, list("0123"), "short", (40, 40), ["01", "3", "2"]),
+}
+FONTS = ["Font A", "Font B"]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models: one thread is several times faster than contending for busy cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def render(text: str, font: Path, size: tuple[int, int]) -> np.ndarray:
+    h = size[1]
+    image = Image.new("L", size, 255)
+    face = ImageFont.truetype(str(font), max(8, int(h * 0.6)))
+    ImageDraw.Draw(image).text((2, h // 8), text, font=face, fill=0)
+    return np.asarray(image)
+
+
+def make_shard(path: Path, task: str, split: str, texts, font: Path, size) -> Path:
+    """A real shard in `synth.shards` format; fonts alternate between two names."""
+    samples = []
+    for i, text in enumerate(texts):
+        meta = {"text": text, "task": task, "split": split, "font": FONTS[i % 2]}
+        if task == "expr":
+            meta["value"] = evaluate_expression(text)
+        key = f"{task}_{split}_000000_{i:06d}"
+        samples.append(ShardSample(key, render(text, font, size), meta))
+    write_samples(path, iter(samples))
+    return path
+
+
+def make_checkpoint(path: Path, case: str, steps: int = 6) -> Path:
+    name, kwargs, charset, task, _, _ = CASES[case]
+    torch.manual_seed(0)
+    model = build_model(name, len(charset), **kwargs)
+    meta = ModelMeta(name, kwargs, charset, task, train={"steps": steps}, step=steps)
+    save_model(path, model, meta)
+    return path
+
+
+def test_iter_samples_streams_in_order_with_limit(tmp_path, cjk_font):
+    _, _, _, task, size, texts = CASES["line"]
+    a = make_shard(tmp_path / "a.tar", task, "test_seen", texts[:4], cjk_font, size)
+    b = make_shard(tmp_path / "b.tar", task, "test_seen", texts[4:], cjk_font, size)
+    got = list(iter_samples([a, b]))
+    assert [s.label for s in got] == texts
+    assert [s.font for s in got] == [FONTS[i % 2] for i in range(4)] + FONTS
+    assert all(s.image.mode == "L" and s.image.size == size for s in got)
+    assert [s.label for s in iter_samples([a, b], limit=5)] == texts[:5]
+
+
+def test_sample_metrics_overall_and_per_font():
+    image = Image.new("L", (4, 4))
+    samples = [
+        Sample("k0", image, "1+2", "A", 3),
+        Sample("k1", image, "3*4", "B", 12),
+        Sample("k2", image, "5-1", "A", 4),
+    ]
+    readings = [Reading("1+2", 0.9), Reading("3*3", 0.5), Reading("5-", 0.2)]
+    out = sample_metrics(samples, readings, "expr", with_topk=False)
+    assert out["n"] == 3
+    assert out["seq_acc"] == pytest.approx(1 / 3)
+    assert out["cer"] == pytest.approx(2 / 9)
+    assert out["value_acc"] == pytest.approx(1 / 3)
+    assert out["per_font"]["A"]["n"] == 2
+    assert out["per_font"]["A"]["seq_acc"] == 0.5
+    assert out["per_font"]["A"]["cer"] == pytest.approx(1 / 6)
+    assert out["per_font"]["B"]["value_acc"] == 0.0
+
+
+def test_backbone_names():
+    assert backbone_name(build_model("crnn_vgg", 3, width=0.125, hidden=8)) == "vgg"
+    assert backbone_name(build_model("crnn_grcnn", 3, width=0.125, hidden=8)) == "grcnn"
+    assert backbone_name(build_model("expr_crnn", 3, width=0.25)) == "expr"
+
+
+def test_eval_spec_from_config():
+    spec = EvalSpec.from_config("x", "test_seen", {"batch_size": 4, "decoder": "beam"}, "cpu")
+    assert (spec.batch_size, spec.decoder, spec.device) == (4, "beam", "cpu")
+    with pytest.raises(ValueError, match="decoder"):
+        EvalSpec.from_config("x", "test_seen", {"decoder": "viterbi"}, "cpu")
+    with pytest.raises(ValueError, match="unknown keys"):
+        EvalSpec.from_config("x", "test_seen", {"batchsize": 4}, "cpu")
+
+
+@pytest.mark.parametrize(
+    ("case", "decoder"),
+    [*((case, "greedy") for case in sorted(CASES)), ("line", "beam"), ("expr", "beam")],
+)
+def test_evaluate_writes_metrics_and_predictions(tmp_path, cjk_font, case, decoder):
+    name, _, _, task, size, texts = CASES[case]
+    shard = make_shard(tmp_path / "test_seen-000000.tar", task, "test_seen", texts, cjk_font, size)
+    ckpt = make_checkpoint(tmp_path / "model.pt", case)
+    train_info = tmp_path / "train.json"
+    train_info.write_text(json.dumps({"steps": 6, "wall_s": 12.5, "device": "cpu"}))
+    spec = EvalSpec(f"{case}_exp", "test_seen", batch_size=2, decoder=decoder, device="cpu")
+    out = tmp_path / "eval"
+    record = evaluate(
+        ckpt, [shard], out / "metrics.json", out / "predictions.csv", spec, train_info=train_info
+    )
+
+    assert json.loads((out / "metrics.json").read_text()) == record
+    assert record["experiment"] == f"{case}_exp"
+    assert record["model"] == name and record["task"] == task and record["split"] == "test_seen"
+    assert record["n"] == len(texts)
+    assert record["device"] == "cpu"
+    assert record["eval_img_per_s"] > 0
+    assert record["train_steps"] == 6
+    assert record["train_wall_s"] == 12.5
+    assert record["params_m"] > 0
+    for key in ("seq_acc", "ned"):
+        assert 0.0 <= record[key] <= 1.0
+    assert record["cer"] >= 0.0
+    assert ("value_acc" in record) == (task == "expr")
+    assert ("top1" in record and "top5" in record) == (task == "hanzi")
+    if task == "hanzi":
+        assert record["top1"] <= record["top5"]
+    assert sorted(record["per_font"]) == FONTS
+    assert sum(f["n"] for f in record["per_font"].values()) == len(texts)
+
+    rows = read_predictions(out / "predictions.csv")
+    assert [r["label"] for r in rows] == texts  # streamed in order
+    assert [int(r["index"]) for r in rows] == list(range(len(texts)))
+    for r in rows:
+        assert 0.0 <= float(r["confidence"]) <= 1.0
+        assert r["correct"] == str(int(r["reading"] == r["label"]))
+        top_k = json.loads(r["top_k"])
+        assert top_k and top_k[0][0] == r["reading"]
+        if task == "hanzi":
+            assert len(top_k) == 5
+    if task == "expr":
+        assert [int(r["value"]) for r in rows] == [3, 35, 1, 42]

@@ -1,0 +1,138 @@
+"""Recognition metrics on hand-made readings with exact expected values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from models import metrics
+
+
+def test_edit_distance_of_known_strings():
+    assert metrics.edit_distance("kitten", "sitting") == 3
+    assert metrics.edit_distance("", "中国") == 2
+    assert metrics.edit_distance("中国人", "中国") == 1
+    assert metrics.edit_distance("abc", "abc") == 0
+
+
+def test_cer_is_total_distance_over_total_reference_length():
+    readings = ["kitten", "中国", "", "abc"]
+    references = ["sitting", "中国人", "xy", "abc"]
+    # distances 3 + 1 + 2 + 0 = 6 over lengths 7 + 3 + 2 + 3 = 15
+    assert metrics.character_error_rate(readings, references) == pytest.approx(6 / 15)
+
+
+def test_cer_can_exceed_one_for_long_readings():
+    assert metrics.character_error_rate(["abcd"], ["x"]) == pytest.approx(4.0)
+
+
+def test_cer_of_empty_references_is_an_error():
+    with pytest.raises(ValueError, match="empty"):
+        metrics.character_error_rate(["a"], [""])
+
+
+def test_ned_is_mean_of_distance_over_longer_length():
+    readings = ["kitten", "中国", "", ""]
+    references = ["sitting", "中国人", "xy", ""]
+    expected = (3 / 7 + 1 / 3 + 2 / 2 + 0.0) / 4
+    assert metrics.normalized_edit_distance(readings, references) == pytest.approx(expected)
+
+
+def test_sequence_accuracy():
+    assert metrics.sequence_accuracy(["ab", "c", "中"], ["ab", "d", "中"]) == pytest.approx(2 / 3)
+
+
+def test_empty_inputs_give_nan():
+    assert math.isnan(metrics.sequence_accuracy([], []))
+    assert math.isnan(metrics.character_error_rate([], []))
+    assert math.isnan(metrics.normalized_edit_distance([], []))
+
+
+def test_length_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="2 readings but 1 references"):
+        metrics.sequence_accuracy(["a", "b"], ["a"])
+
+
+def test_topk_accuracy():
+    candidates = [
+        ["啊", "阿", "呵"],
+        ["阿", "啊", "呵", "吖", "嗄"],
+        ["埃", "挨", "哎", "唉", "哀", "皑"],  # reference at rank 6: outside the top 5
+        ["爱"],
+    ]
+    references = ["啊", "啊", "皑", "碍"]
+    assert metrics.topk_accuracy(candidates, references, 1) == pytest.approx(1 / 4)
+    assert metrics.topk_accuracy(candidates, references, 5) == pytest.approx(2 / 4)
+    assert metrics.topk_accuracy(candidates, references, 6) == pytest.approx(3 / 4)
+    with pytest.raises(ValueError, match="k must be"):
+        metrics.topk_accuracy(candidates, references, 0)
+
+
+@pytest.mark.parametrize(
+    ("reading", "value"),
+    [("(7+5)+4", 16), ("3*4-2", 10), ("12", 12), ("2*(3+4)", 14)],
+)
+def test_reading_value_of_valid_expressions(reading, value):
+    assert metrics.reading_value(reading) == value
+
+
+@pytest.mark.parametrize("reading", ["", "3+", "(7+5", "7+5)", "3**4", "+3", "3 + 4", "a+1"])
+def test_reading_value_of_unparsable_readings_is_none(reading):
+    assert metrics.reading_value(reading) is None
+
+
+def test_value_accuracy_counts_unparsable_readings_as_wrong():
+    readings = [
+        "(7+5)+4",  # right expression, right value
+        "4+(5+7)",  # wrong expression, same value: counts
+        "(7+5)+5",  # wrong value
+        "(7+5+4",  # unparsable
+        "",  # empty
+    ]
+    values = [16, 16, 16, 16, 16]
+    assert metrics.value_accuracy(readings, values) == pytest.approx(2 / 5)
+
+
+def test_text_metrics_adds_topk_and_value_acc_on_request():
+    readings = ["1+2", "3*3"]
+    references = ["1+2", "3*4"]
+    out = metrics.text_metrics(readings, references, values=[3, 12])
+    assert out == {
+        "n": 2,
+        "seq_acc": 0.5,
+        "cer": pytest.approx(1 / 6),
+        "ned": pytest.approx((0 + 1 / 3) / 2),
+        "value_acc": 0.5,
+    }
+    out = metrics.text_metrics(["中"], ["中"], candidates=[["中", "申"]])
+    assert out["top1"] == 1.0 and out["top5"] == 1.0
+
+
+def test_grouped_metrics_per_font():
+    fonts = ["B", "A", "B", "A", "A"]
+    readings = ["x", "y", "z", "y", "n"]
+    references = ["x", "y", "q", "y", "m"]
+
+    def compute(idx):
+        return {
+            "n": len(idx),
+            "seq_acc": metrics.sequence_accuracy(
+                [readings[i] for i in idx], [references[i] for i in idx]
+            ),
+        }
+
+    out = metrics.grouped_metrics(fonts, compute)
+    assert list(out) == ["A", "B"]
+    assert out["A"] == {"n": 3, "seq_acc": pytest.approx(2 / 3)}
+    assert out["B"] == {"n": 2, "seq_acc": 0.5}
+
+
+def test_confused_pairs_most_frequent_first():
+    readings = ["未", "未", "末", "土", "士", "中"]
+    references = ["末", "末", "未", "士", "土", "中"]
+    assert metrics.confused_pairs(readings, references, top=3) == [
+        ("末", "未", 2),
+        ("土", "士", 1),
+        ("士", "土", 1),
+    ]

@@ -1,0 +1,333 @@
+"""Report tables, summary and plots, built from fixture metrics.json / predictions.csv files."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from PIL import Image
+from test_evaluate import CASES, make_checkpoint, make_shard, one_torch_thread  # noqa: F401
+
+from models import plots, report
+from models.evaluate import write_metrics
+
+
+def _record(experiment, model, task, split, **extra):
+    base = {
+        "experiment": experiment,
+        "model": model,
+        "backbone": {"crnn_vgg": "vgg", "expr_crnn": "expr"}.get(model, "lstm"),
+        "family": "ctc",
+        "task": task,
+        "split": split,
+        "n": 20,
+        "seq_acc": 0.5,
+        "cer": 0.25,
+        "ned": 0.2,
+        "per_font": {"Font B": {"n": 12, "seq_acc": 0.25}, "Font A": {"n": 8, "seq_acc": 0.875}},
+        "eval_img_per_s": 100.0,
+        "device": "cpu",
+        "params_m": 1.5,
+        "train_steps": 6,
+        "train_wall_s": 3.25,
+    }
+    base.update(extra)
+    return base
+
+
+@pytest.fixture
+def metrics_files(tmp_path):
+    """Fixture metrics.json files as evaluation and the tesseract rule write them."""
+    records = {
+        "crnn": [
+            _record("line_crnn_vgg", "crnn_vgg", "line", "test_heldout", seq_acc=0.4),
+            _record("line_crnn_vgg", "crnn_vgg", "line", "test_seen"),
+            _record("expr_crnn", "expr_crnn", "expr", "test_seen", value_acc=0.75),
+            _record("expr_crnn", "expr_crnn", "expr", "test_heldout", value_acc=0.5),
+            _record(
+                "tesseract",
+                "tesseract 5.3.0",
+                "expr",
+                "test_seen",
+                value_acc=0.6,
+                params_m=None,
+                train_steps=None,
+                train_wall_s=None,
+            ),
+            {
+                "experiment": "tesseract",
+                "model": "tesseract (not installed)",
+                "backbone": "lstm",
+                "task": "line",
+                "split": "test_seen",
+                "status": "not installed ('tesseract' is not on PATH)",
+                "n": 0,
+                "device": "cpu",
+                "eval_img_per_s": None,
+                "per_font": {},
+            },
+        ],
+        "hanzi": [
+            _record(
+                "hanzi_cnn",
+                "hanzi_cnn",
+                "hanzi",
+                "test_seen",
+                top1=0.9,
+                top5=0.95,
+                per_font={
+                    "Font A": {"n": 10, "top1": 1.0, "top5": 1.0},
+                    "Font B": {"n": 10, "top1": 0.8, "top5": 0.9},
+                },
+            ),
+            _record(
+                "tesseract",
+                "tesseract 5.3.0",
+                "hanzi",
+                "test_seen",
+                top1=0.3,
+                top5=None,
+                per_font={"Font A": {"n": 10, "top1": 0.3, "top5": None}},
+            ),
+        ],
+        "reader": [
+            _record("short_reader", "reader", "short", "test_heldout", seq_acc=0.125),
+            _record("short_reader", "reader", "short", "test_seen", seq_acc=0.875),
+        ],
+    }
+    files = {}
+    for kind, recs in records.items():
+        files[kind] = []
+        for i, rec in enumerate(recs):
+            path = tmp_path / "eval" / kind / f"{i}" / "metrics.json"
+            write_metrics(path, rec)
+            files[kind].append(path)
+    return files
+
+
+def _read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        return header, [dict(zip(header, row, strict=True)) for row in reader]
+
+
+def test_crnn_report_columns_and_rows(tmp_path, metrics_files):
+    out = tmp_path / "crnn_report.csv"
+    report.build_table("crnn", metrics_files["crnn"], out)
+    header, rows = _read_csv(out)
+    assert header == [
+        "experiment",
+        "model",
+        "backbone",
+        "task",
+        "split",
+        "n",
+        "seq_acc",
+        "cer",
+        "ned",
+        "value_acc",
+        "params_m",
+        "train_steps",
+        "train_wall_s",
+        "eval_img_per_s",
+        "device",
+    ]
+    # experiments by name, Tesseract last, test_seen before test_heldout
+    assert [(r["experiment"], r["task"], r["split"]) for r in rows] == [
+        ("expr_crnn", "expr", "test_seen"),
+        ("expr_crnn", "expr", "test_heldout"),
+        ("line_crnn_vgg", "line", "test_seen"),
+        ("line_crnn_vgg", "line", "test_heldout"),
+        ("tesseract", "expr", "test_seen"),
+        ("tesseract", "line", "test_seen"),
+    ]
+    assert rows[0]["value_acc"] == "0.75"
+    assert rows[2]["value_acc"] == ""  # lines have no value
+    assert rows[3]["seq_acc"] == "0.4"
+    assert rows[0]["train_steps"] == "6" and rows[0]["train_wall_s"] == "3.25"
+    assert rows[4]["params_m"] == "" and rows[4]["model"] == "tesseract 5.3.0"
+    missing = rows[5]
+    assert missing["model"] == "tesseract (not installed)"
+    assert missing["n"] == "0" and missing["seq_acc"] == ""
+
+
+def test_hanzi_report_has_overall_and_per_font_rows(tmp_path, metrics_files):
+    out = tmp_path / "hanzi_report.csv"
+    report.build_table("hanzi", metrics_files["hanzi"], out)
+    header, rows = _read_csv(out)
+    assert header == list(report.HANZI_COLUMNS)
+    assert header[:8] == ["experiment", "model", "task", "split", "font", "n", "top1", "top5"]
+    assert [(r["experiment"], r["font"], r["n"], r["top1"], r["top5"]) for r in rows] == [
+        ("hanzi_cnn", "all", "20", "0.9", "0.95"),
+        ("hanzi_cnn", "Font A", "10", "1", "1"),
+        ("hanzi_cnn", "Font B", "10", "0.8", "0.9"),
+        ("tesseract", "all", "20", "0.3", ""),
+        ("tesseract", "Font A", "10", "0.3", ""),
+    ]
+
+
+def test_reader_report_columns(tmp_path, metrics_files):
+    out = tmp_path / "reader_report.csv"
+    frame = report.build_table("reader", metrics_files["reader"], out)
+    header, rows = _read_csv(out)
+    assert header == list(report.READER_COLUMNS)
+    assert [(r["split"], r["font"], r["seq_acc"]) for r in rows] == [
+        ("test_seen", "all", "0.875"),
+        ("test_seen", "Font A", "0.875"),
+        ("test_seen", "Font B", "0.25"),
+        ("test_heldout", "all", "0.125"),
+        ("test_heldout", "Font A", "0.875"),
+        ("test_heldout", "Font B", "0.25"),
+    ]
+    assert len(frame) == 6
+
+
+def test_empty_report_has_header_only(tmp_path):
+    out = tmp_path / "reader_report.csv"
+    report.build_table("reader", [], out)
+    assert out.read_text().strip() == ",".join(report.READER_COLUMNS)
+    with pytest.raises(ValueError, match="valid: crnn, hanzi, reader"):
+        report.build_table("ocr", [], out)
+
+
+def test_summary_puts_references_beside_ours(tmp_path, metrics_files):
+    references = [
+        {"experiment": "expr_crnn", "metric": "value_acc", "value": 0.999925, "source": "Baidu"},
+        {"experiment": "hanzi_cnn", "metric": "top5", "value": 0.99989, "source": "CPS"},
+        {"experiment": "line_crnn_grcnn", "metric": "seq_acc", "value": 0.9, "source": "absent"},
+    ]
+    refs = report.references_table(
+        references, report.load_records([p for v in metrics_files.values() for p in v])
+    )
+    assert list(refs.columns) == [
+        "experiment",
+        "metric",
+        "published",
+        "source",
+        "test_seen",
+        "test_heldout",
+    ]
+    assert refs.iloc[0].to_dict() == {
+        "experiment": "expr_crnn",
+        "metric": "value_acc",
+        "published": 0.999925,
+        "source": "Baidu",
+        "test_seen": 0.75,
+        "test_heldout": 0.5,
+    }
+    assert refs.iloc[1]["test_seen"] == 0.95 and refs.iloc[1]["test_heldout"] is None
+    assert refs.iloc[2]["test_seen"] is None  # experiment not in the config: empty, no failure
+
+    out = tmp_path / "results" / "summary.md"
+    plot = tmp_path / "results" / "plots" / "expr_crnn" / "curves.png"
+    text = report.build_reports(
+        metrics_files["crnn"],
+        metrics_files["hanzi"],
+        metrics_files["reader"],
+        references,
+        out,
+        plots=[str(plot)],
+    )
+    assert out.read_text(encoding="utf-8") == text
+    assert "| expr_crnn | value_acc | 0.9999 | Baidu | 0.7500 | 0.5000 |" in text
+    assert "Tesseract is not installed here" in text
+    assert "(plots/expr_crnn/curves.png)" in text
+    assert "## CTC recognizers" in text and "| line_crnn_vgg | crnn_vgg | vgg |" in text
+
+
+def test_markdown_table_escapes_pipes():
+    import pandas as pd
+
+    text = report.markdown_table(pd.DataFrame([{"a": "x|y", "b": 0.5, "c": None}]))
+    assert text.splitlines() == ["| a | b | c |", "|---|---|---|", "| x\\|y | 0.5000 |  |"]
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _is_png(path):
+    with Image.open(path) as im:
+        return im.format == "PNG" and im.width > 50 and im.height > 50
+
+
+def test_cjk_font_is_found():
+    assert plots.cjk_font() is not None
+
+
+def test_plot_curves(tmp_path):
+    history = tmp_path / "history.csv"
+    history.write_text(
+        "step,lr,train_loss,val_loss,val_acc,grad_norm,images_per_s,elapsed_s\n"
+        "1,0.001,3.2,,,1.0,50,0.1\n"
+        "2,0.002,2.9,,,1.0,55,0.2\n"
+        "3,0.002,2.5,2.7,0.1,1.0,55,0.3\n"
+        "4,0.001,2.1,,,1.0,55,0.4\n"
+        "6,0.0001,1.8,2.2,0.3,1.0,60,0.6\n"
+    )
+    out = tmp_path / "plots" / "curves.png"
+    plots.plot_curves(history, out, title="line_crnn_vgg")
+    assert _is_png(out)
+
+
+def test_prediction_grid_and_confusions(tmp_path, cjk_font):
+    from models.evaluate import EvalSpec, evaluate
+
+    _, _, _, task, size, texts = CASES["hanzi"]
+    shard = make_shard(tmp_path / "test_seen-000000.tar", task, "test_seen", texts, cjk_font, size)
+    ckpt = make_checkpoint(tmp_path / "model.pt", "hanzi")
+    preds = tmp_path / "predictions.csv"
+    evaluate(ckpt, [shard], tmp_path / "metrics.json", preds, EvalSpec("h", "test_seen"))
+
+    out = tmp_path / "grid.png"
+    plots.plot_prediction_grid([shard], preds, out, n=4, title="hanzi_cnn on test_seen")
+    assert _is_png(out)
+
+    pairs = plots.plot_confusions([preds, preds], tmp_path / "conf.png", top=3)
+    assert _is_png(tmp_path / "conf.png")
+    assert len(pairs) <= 3
+    assert all(count % 2 == 0 for _, _, count in pairs)  # the same file twice
+
+    plots.plot_accuracy_by_font([tmp_path / "metrics.json"], tmp_path / "fonts.png")
+    assert _is_png(tmp_path / "fonts.png")
+
+
+def test_prediction_grid_refuses_mismatched_shards(tmp_path, cjk_font):
+    _, _, _, task, size, texts = CASES["line"]
+    shard = make_shard(tmp_path / "a.tar", task, "test_seen", texts, cjk_font, size)
+    preds = tmp_path / "predictions.csv"
+    preds.write_text("index,key,font,label,reading\n0,other_key,F,中国,中国\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="do not match"):
+        plots.plot_prediction_grid([shard], preds, tmp_path / "grid.png")
+
+
+def test_accuracy_by_font_from_fixture_metrics(tmp_path, metrics_files):
+    files = [p for v in metrics_files.values() for p in v]
+    table = plots.plot_accuracy_by_font(files, tmp_path / "fonts.png")
+    assert _is_png(tmp_path / "fonts.png")
+    hanzi = table[(table["experiment"] == "hanzi_cnn") & (table["font"] == "Font B")]
+    assert hanzi[["metric", "value"]].values.tolist() == [["top1", 0.8]]
+
+
+def test_reader_attention_gifs(tmp_path, cjk_font):
+    _, _, _, task, size, texts = CASES["short"]
+    shard = make_shard(tmp_path / "test_seen-000000.tar", task, "test_seen", texts, cjk_font, size)
+    ckpt = make_checkpoint(tmp_path / "model.pt", "short")
+    outs = [tmp_path / "gifs" / f"attention_{i}.gif" for i in range(2)]
+    readings = plots.reader_attention_gifs(ckpt, [shard], outs, frame_ms=100)
+    assert len(readings) == 2
+    for out in outs:
+        with Image.open(out) as im:
+            assert im.format == "GIF"
+            assert 1 <= im.n_frames <= 5  # max_len 4: at most 5 steps
+            assert im.is_animated == (im.n_frames > 1)
+
+
+def test_metrics_files_are_plain_json(metrics_files):
+    # NaN is not JSON: undefined values must be null.
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    for path in metrics_files["crnn"]:
+        json.loads(path.read_text(), parse_constant=refuse)

@@ -1,0 +1,114 @@
+"""Snakemake's HTML report of the smoke run, rendered in headless Chromium.
+
+Slow: it reuses the session's real smoke run (`smoke_run` in conftest.py). Skipped only when
+Chromium is absent and the CI environment variable is unset; in CI a missing Chromium fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+from conftest import run_snakemake
+from PIL import Image
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TABLES = {
+    "crnn_report.csv": "experiment,model,backbone,task,split,n,seq_acc,cer,ned,value_acc,"
+    "params_m,train_steps,train_wall_s,eval_img_per_s,device",
+    "hanzi_report.csv": "experiment,model,task,split,font,n,top1,top5,"
+    "params_m,train_steps,train_wall_s,eval_img_per_s,device",
+    "reader_report.csv": "experiment,model,task,split,font,n,seq_acc,cer,ned,"
+    "params_m,train_steps,train_wall_s,eval_img_per_s,device",
+}
+CATEGORIES = ["Tables", "Training curves", "Test predictions", "Accuracy by font"]
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    if os.environ.get("CI"):
+        pytest.fail("chromium is not installed (CI must have it: apt-get install chromium)")
+    pytest.skip("chromium is not installed")
+
+
+def _run_chromium(chromium: str, tmp_path, *args: str) -> subprocess.CompletedProcess:
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir(exist_ok=True)
+    return subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+
+
+def _visible_text(dom: str) -> str:
+    dom = re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+
+
+@pytest.fixture(scope="module")
+def report_html(smoke_run):
+    out = smoke_run / "results" / "report.html"
+    run_snakemake(smoke_run, "--cores", "1", "--report", str(out))
+    return out
+
+
+@pytest.mark.slow
+def test_report_embeds_the_tables(report_html):
+    html = report_html.read_text(encoding="utf-8")
+    for name, header in TABLES.items():
+        m = re.search(
+            rf"data:text/csv;charset=utf8;filename={re.escape(name)};base64,([A-Za-z0-9+/=]+)", html
+        )
+        assert m, f"{name} is not in the report"
+        table = base64.b64decode(m.group(1)).decode("utf-8")
+        assert table.splitlines()[0] == header
+    crnn = base64.b64decode(
+        re.search(r"filename=crnn_report\.csv;base64,([A-Za-z0-9+/=]+)", html).group(1)
+    ).decode()
+    for experiment in ("expr_crnn", "line_crnn_vgg", "line_crnn_grcnn", "tesseract"):
+        assert f"\n{experiment}," in crnn
+    assert "summary.md" in html
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(report_html, tmp_path):
+    chromium = _chromium()
+    url = report_html.resolve().as_uri()
+    proc = _run_chromium(chromium, tmp_path, "--virtual-time-budget=15000", "--dump-dom", url)
+    text = _visible_text(proc.stdout)
+    # Rendered by the report's JavaScript: the menu of result categories and our captions.
+    for category in CATEGORIES:
+        assert category in text, f"category {category!r} not rendered: {text[:2000]}"
+    assert "synthocr renders synthetic OCR data" in text
+
+    shot = tmp_path / "report.png"
+    _run_chromium(
+        chromium,
+        tmp_path,
+        "--virtual-time-budget=15000",
+        "--window-size=1280,900",
+        f"--screenshot={shot}",
+        url,
+    )
+    with Image.open(shot) as im:
+        lo, hi = im.convert("L").getextrema()
+    assert hi - lo > 100, "the screenshot is blank"

@@ -1,0 +1,158 @@
+"""Tesseract baseline: reading normalisation, tsv parsing, a real tesseract run, missing binary."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from models import tesseract
+from models.evaluate import read_predictions
+from synth.shards import Sample as ShardSample
+from synth.shards import write_samples
+
+
+def _require_tesseract(lang: str = "eng") -> None:
+    if shutil.which("tesseract") is None or lang not in tesseract.available_languages():
+        if os.environ.get("CI"):
+            pytest.fail(f"tesseract with {lang} is not installed (CI must have it)")
+        pytest.skip(f"tesseract with {lang} is not installed")
+
+
+def _render(text: str, font, size: int, box: tuple[int, int]) -> Image.Image:
+    image = Image.new("L", box, 255)
+    face = ImageFont.truetype(str(font), size)
+    ImageDraw.Draw(image).text((6, 4), text, font=face, fill=0)
+    return image
+
+
+@pytest.mark.parametrize(
+    ("raw", "keep_spaces", "expected"),
+    [
+        ("中 国 人", False, "中国人"),
+        ("中 国 人", True, "中国人"),
+        ("你 好 ， 世 界 ！\n", False, "你好,世界!"),  # NFKC: full-width punctuation to ASCII
+        ("１２ ＋ ３", False, "12+3"),  # full-width digits
+        ("12 + 3", False, "12+3"),
+        ("ab  cd", True, "ab cd"),  # Latin words keep one space when the charset has one
+        ("ab 中 cd", True, "ab中cd"),
+        ("  \n", False, ""),
+        ("ﬁ", False, "fi"),  # NFKC ligature
+    ],
+)
+def test_normalize_reading(raw, keep_spaces, expected):
+    assert tesseract.normalize_reading(raw, keep_spaces=keep_spaces) == expected
+
+
+def test_parse_tsv_groups_words_by_page():
+    header = "\t".join(tesseract.TSV_COLUMNS)
+    rows = [
+        "1\t1\t0\t0\t0\t0\t0\t0\t64\t64\t-1\t",
+        "5\t1\t1\t1\t1\t1\t1\t1\t9\t9\t90.0\t中",
+        "5\t1\t1\t1\t1\t2\t1\t1\t9\t9\t70.0\t国",
+        "1\t2\t0\t0\t0\t0\t0\t0\t64\t64\t-1\t",  # page 2: no words
+        "5\t3\t1\t1\t1\t1\t1\t1\t9\t9\t50.0\t12+3",
+    ]
+    out = tesseract.parse_tsv("\n".join([header, *rows]), pages=3)
+    assert out[0] == ("中 国", pytest.approx(0.8))
+    assert out[1] == ("", None)
+    assert out[2] == ("12+3", pytest.approx(0.5))
+
+
+def test_spec_from_config_uses_task_settings():
+    cfg = {
+        "enabled": True,
+        "max_samples": 7,
+        "expr": {"lang": "eng", "psm": 7, "whitelist": "0123456789+-*()"},
+        "hanzi": {"lang": "chi_sim", "psm": 10},
+    }
+    spec = tesseract.TesseractSpec.from_config("expr", "test_seen", cfg, threads=3)
+    assert (spec.lang, spec.psm, spec.whitelist, spec.max_samples, spec.threads) == (
+        "eng",
+        7,
+        "0123456789+-*()",
+        7,
+        3,
+    )
+    assert tesseract.TesseractSpec.from_config("hanzi", "test_seen", cfg).psm == 10
+    with pytest.raises(ValueError, match="short"):
+        tesseract.TesseractSpec.from_config("short", "test_seen", cfg)
+
+
+def test_real_tesseract_reads_a_rendered_expression(latin_font):
+    _require_tesseract("eng")
+    image = _render("12+3", latin_font, 36, (180, 60))
+    spec = tesseract.TesseractSpec(
+        task="expr", split="test_seen", lang="eng", psm=7, whitelist="0123456789+-*()"
+    )
+    (reading,) = tesseract.read_images([image], spec)
+    assert reading.text != ""
+    assert set(reading.text) <= set("0123456789+-*()")
+    assert reading.text == "12+3"
+    assert 0.0 < reading.confidence <= 1.0
+
+
+def _expr_shard(path, font, texts_values):
+    samples = []
+    for i, (text, value) in enumerate(texts_values):
+        image = np.asarray(_render(text, font, 36, (180, 60)))
+        meta = {"text": text, "task": "expr", "split": "test_seen", "font": "DejaVu Sans"}
+        meta["value"] = value
+        samples.append(ShardSample(f"expr_test_seen_000000_{i:06d}", image, meta))
+    write_samples(path, iter(samples))
+    return path
+
+
+def test_evaluate_tesseract_on_a_shard(tmp_path, latin_font):
+    _require_tesseract("eng")
+    shard = _expr_shard(
+        tmp_path / "test_seen-000000.tar",
+        latin_font,
+        [("12+3", 15), ("(7+5)*4", 48), ("9-2", 7), ("8*8", 64)],
+    )
+    spec = tesseract.TesseractSpec(
+        task="expr",
+        split="test_seen",
+        lang="eng",
+        psm=7,
+        whitelist="0123456789+-*()",
+        max_samples=3,  # only the first three samples are read
+        images_per_call=2,  # two calls, run on two threads
+        threads=2,
+    )
+    record = tesseract.evaluate_tesseract(
+        [shard], tmp_path / "metrics.json", tmp_path / "predictions.csv", spec
+    )
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk == record
+    assert record["experiment"] == "tesseract"
+    assert record["status"] == "ok"
+    assert record["model"].startswith("tesseract 5")
+    assert record["n"] == 3
+    assert record["eval_img_per_s"] > 0
+    for key in ("seq_acc", "cer", "ned", "value_acc"):
+        assert 0.0 <= record[key] <= 1.0
+    assert record["value_acc"] >= 2 / 3  # clean renders: Tesseract gets most of them
+    assert list(record["per_font"]) == ["DejaVu Sans"]
+    rows = read_predictions(tmp_path / "predictions.csv")
+    assert [r["label"] for r in rows] == ["12+3", "(7+5)*4", "9-2"]
+    assert rows[0]["value"] == "15"
+
+
+def test_missing_tesseract_writes_rows_that_say_so(tmp_path, latin_font):
+    shard = _expr_shard(tmp_path / "s.tar", latin_font, [("1+1", 2)])
+    spec = tesseract.TesseractSpec(
+        task="expr", split="test_heldout", lang="eng", psm=7, executable="no-such-tesseract-5"
+    )
+    record = tesseract.evaluate_tesseract(
+        [shard], tmp_path / "metrics.json", tmp_path / "predictions.csv", spec
+    )
+    assert record["n"] == 0
+    assert "not installed" in record["status"]
+    assert record["model"] == "tesseract (not installed)"
+    assert read_predictions(tmp_path / "predictions.csv") == []
+    assert tesseract.tesseract_version("no-such-tesseract-5") is None

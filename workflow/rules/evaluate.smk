@@ -1,0 +1,69 @@
+# Evaluation: each experiment's checkpoint on its task's test shards, and Tesseract on the same
+# shards. Both write results/eval/.../{metrics.json, predictions.csv}, the only inputs of reports.
+# Threads are given as functions: `workflow.cores` is read only when a job is scheduled, so
+# `snakemake --report` (no --cores) still works.
+import os
+
+from synth.specs import canonical
+
+# Tasks Tesseract has settings for (config tesseract.<task>).
+TESSERACT_TASKS = ["hanzi", "expr", "line"]
+EVAL_DIR = eval_dir("{experiment}", "{split}")
+TESSERACT_DIR = tesseract_dir("{task}", "{split}")
+
+
+rule evaluate:
+    input:
+        model=lambda w: model_path(w.experiment),
+        # training wall time and steps, written by the train rule beside model.pt
+        train=lambda w: os.path.join(
+            os.path.dirname(model_path(w.experiment)), "train.json"
+        ),
+        shards=lambda w: shard_paths(experiment_task(w.experiment), w.split),
+    output:
+        metrics=os.path.join(EVAL_DIR, "metrics.json"),
+        predictions=os.path.join(EVAL_DIR, "predictions.csv"),
+    log:
+        "logs/evaluate/{experiment}/{split}.log",
+    wildcard_constraints:
+        split="|".join(TEST_SPLITS),
+    conda:
+        "../../environment.yml"
+    threads: lambda wildcards: workflow.cores
+    resources:
+        gpu=1,
+    params:
+        eval=lambda w: canonical(experiment_config(w.experiment).get("eval", {})),
+        device=config["device"],
+    script:
+        "../scripts/evaluate.py"
+
+
+rule tesseract:
+    input:
+        shards=lambda w: shard_paths(w.task, w.split),
+        charset=lambda w: charset_path(w.task),
+    output:
+        metrics=os.path.join(TESSERACT_DIR, "metrics.json"),
+        predictions=os.path.join(TESSERACT_DIR, "predictions.csv"),
+    log:
+        "logs/tesseract/{task}/{split}.log",
+    wildcard_constraints:
+        task="|".join(TESSERACT_TASKS),
+        split="|".join(TEST_SPLITS),
+    conda:
+        "../../environment.yml"
+    threads: lambda wildcards: workflow.cores
+    params:
+        # only what this task's run depends on: other tasks' settings never rerun it
+        tesseract=lambda w: canonical(
+            {
+                **{
+                    k: config["tesseract"][k]
+                    for k in ("enabled", "max_samples", "images_per_call")
+                },
+                w.task: config["tesseract"][w.task],
+            }
+        ),
+    script:
+        "../scripts/tesseract.py"

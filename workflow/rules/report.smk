@@ -1,0 +1,265 @@
+# Reports: tables, summary and plots, built only from the structured files evaluation and
+# training write (metrics.json, predictions.csv, history.csv), never from logs.
+# Each report holds the experiments of one model family; an experiment absent from the config
+# has no rows. Tesseract runs on the tasks of a report's experiments that it has settings for
+# (its rows say so when it is not installed).
+import os
+
+from models.registry import family_of
+from synth.specs import canonical
+
+FAMILY = {e: family_of(experiment_config(e)["model"]) for e in EXPERIMENTS}
+REPORT_FAMILIES = {"crnn": "ctc", "hanzi": "classification", "reader": "attention"}
+REPORT_EXPERIMENTS = {
+    kind: [e for e in EXPERIMENTS if FAMILY[e] == family]
+    for kind, family in REPORT_FAMILIES.items()
+}
+REPORT_TESSERACT_TASKS = {
+    kind: (
+        sorted({experiment_task(e) for e in exps} & set(TESSERACT_TASKS))
+        if config["tesseract"]["enabled"]
+        else []
+    )
+    for kind, exps in REPORT_EXPERIMENTS.items()
+}
+REPORT_METRICS = {
+    kind: [
+        os.path.join(eval_dir(e, s), "metrics.json")
+        for e in REPORT_EXPERIMENTS[kind]
+        for s in TEST_SPLITS
+    ]
+    + [
+        os.path.join(tesseract_dir(t, s), "metrics.json")
+        for t in REPORT_TESSERACT_TASKS[kind]
+        for s in TEST_SPLITS
+    ]
+    for kind in REPORT_FAMILIES
+}
+ALL_METRICS = [p for kind in REPORT_FAMILIES for p in REPORT_METRICS[kind]]
+READER_GIFS = config["report"]["reader_gifs"]
+# The rule always names at least one GIF (a rule needs an output); PLOTS asks for none when
+# report.reader_gifs is 0.
+ATTENTION_GIFS = [
+    f"results/plots/{{experiment}}/attention_{i}.gif"
+    for i in range(max(1, READER_GIFS))
+]
+PLOTS = ["results/plots/accuracy_by_font.png"] + [
+    f"results/plots/{e}/{name}"
+    for e in EXPERIMENTS
+    for name in [
+        "curves.png",
+        *(f"predictions_{s}.png" for s in TEST_SPLITS),
+        *(["confusions.png"] if FAMILY[e] == "classification" else []),
+        *(
+            [f"attention_{i}.gif" for i in range(READER_GIFS)]
+            if FAMILY[e] == "attention"
+            else []
+        ),
+    ]
+]
+
+
+rule crnn_report:
+    input:
+        REPORT_METRICS["crnn"],
+    output:
+        report(
+            "results/crnn_report.csv",
+            caption="../report/crnn_report.rst",
+            category="Tables",
+            labels={"table": "CTC recognizers"},
+        ),
+    log:
+        "logs/report/crnn_report.log",
+    conda:
+        "../../environment.yml"
+    params:
+        kind="crnn",
+    script:
+        "../scripts/report_table.py"
+
+
+rule hanzi_report:
+    input:
+        REPORT_METRICS["hanzi"],
+    output:
+        report(
+            "results/hanzi_report.csv",
+            caption="../report/hanzi_report.rst",
+            category="Tables",
+            labels={"table": "printed hanzi"},
+        ),
+    log:
+        "logs/report/hanzi_report.log",
+    conda:
+        "../../environment.yml"
+    params:
+        kind="hanzi",
+    script:
+        "../scripts/report_table.py"
+
+
+rule reader_report:
+    input:
+        REPORT_METRICS["reader"],
+    output:
+        report(
+            "results/reader_report.csv",
+            caption="../report/reader_report.rst",
+            category="Tables",
+            labels={"table": "attention reader"},
+        ),
+    log:
+        "logs/report/reader_report.log",
+    conda:
+        "../../environment.yml"
+    params:
+        kind="reader",
+    script:
+        "../scripts/report_table.py"
+
+
+rule summary:
+    input:
+        tables=[
+            "results/crnn_report.csv",
+            "results/hanzi_report.csv",
+            "results/reader_report.csv",
+        ],
+        crnn=REPORT_METRICS["crnn"],
+        hanzi=REPORT_METRICS["hanzi"],
+        reader=REPORT_METRICS["reader"],
+        plots=PLOTS,
+    output:
+        report(
+            "results/summary.md",
+            caption="../report/summary.rst",
+            category="Tables",
+            labels={"table": "summary"},
+        ),
+    log:
+        "logs/report/summary.log",
+    conda:
+        "../../environment.yml"
+    params:
+        references=canonical(config["report"]["references"]),
+    script:
+        "../scripts/report_summary.py"
+
+
+rule plot_curves:
+    input:
+        "results/models/{experiment}/history.csv",
+    output:
+        report(
+            "results/plots/{experiment}/curves.png",
+            caption="../report/curves.rst",
+            category="Training curves",
+            labels={"experiment": "{experiment}"},
+        ),
+    log:
+        "logs/plots/{experiment}/curves.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/plots_curves.py"
+
+
+rule plot_predictions:
+    input:
+        predictions=[
+            os.path.join(eval_dir("{experiment}", s), "predictions.csv")
+            for s in TEST_SPLITS
+        ],
+        shards=lambda w: [
+            p
+            for s in TEST_SPLITS
+            for p in shard_paths(experiment_task(w.experiment), s)
+        ],
+    output:
+        [
+            report(
+                f"results/plots/{{experiment}}/predictions_{s}.png",
+                caption="../report/predictions.rst",
+                category="Test predictions",
+                subcategory="{experiment}",
+                labels={"experiment": "{experiment}", "split": s},
+            )
+            for s in TEST_SPLITS
+        ],
+    log:
+        "logs/plots/{experiment}/predictions.log",
+    conda:
+        "../../environment.yml"
+    params:
+        splits=TEST_SPLITS,
+        # which of the input shards belong to which split, in TEST_SPLITS order
+        shards=lambda w: [
+            shard_paths(experiment_task(w.experiment), s) for s in TEST_SPLITS
+        ],
+        n=config["report"]["prediction_grid_samples"],
+    script:
+        "../scripts/plots_predictions.py"
+
+
+rule plot_confusions:
+    input:
+        [
+            os.path.join(eval_dir("{experiment}", s), "predictions.csv")
+            for s in TEST_SPLITS
+        ],
+    output:
+        report(
+            "results/plots/{experiment}/confusions.png",
+            caption="../report/confusions.rst",
+            category="Confused hanzi",
+            labels={"experiment": "{experiment}"},
+        ),
+    log:
+        "logs/plots/{experiment}/confusions.log",
+    conda:
+        "../../environment.yml"
+    params:
+        top=config["report"]["confused_pairs"],
+    script:
+        "../scripts/plots_confusions.py"
+
+
+rule plot_attention:
+    input:
+        model=lambda w: model_path(w.experiment),
+        shards=lambda w: shard_paths(experiment_task(w.experiment), "test_seen"),
+    output:
+        [
+            report(
+                path,
+                caption="../report/attention.rst",
+                category="Reader attention",
+                labels={"experiment": "{experiment}", "sample": str(i)},
+            )
+            for i, path in enumerate(ATTENTION_GIFS)
+        ],
+    log:
+        "logs/plots/{experiment}/attention.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/plots_attention.py"
+
+
+rule plot_fonts:
+    input:
+        ALL_METRICS,
+    output:
+        report(
+            "results/plots/accuracy_by_font.png",
+            caption="../report/accuracy_by_font.rst",
+            category="Accuracy by font",
+            labels={"figure": "all experiments"},
+        ),
+    log:
+        "logs/plots/accuracy_by_font.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/plots_fonts.py"
