@@ -1,0 +1,300 @@
+"""Recognition throughput and accuracy on the CPU: our model in PyTorch and in onnxruntime, side by
+side with Tesseract (chi_sim, psm 7), on the same line images, in one run.
+
+    .venv/bin/python bench/bench_recognize.py                      # defaults below
+    .venv/bin/python bench/bench_recognize.py --threads 2 --limit 1000 --json bench/out/rec.json
+    # before the workflow has run: the config's model with random weights, rendered lines
+    .venv/bin/python bench/bench_recognize.py --untrained line_crnn_vgg --synthetic 300 --rounds 20
+
+Every engine reads the same decoded images (the first ``--limit`` samples of the shards, in
+order) with the same number of CPU threads: PyTorch intra-op threads, onnxruntime intra-op
+threads, and that many single-threaded Tesseract processes (``OMP_THREAD_LIMIT=1``, 25 images
+per call, so its start-up is amortised as in ``models.tesseract``). Our time covers the whole
+path of `models.recognize`: loading to grayscale (polarity check included), resizing, padding,
+batching, the forward pass and decoding; both of ours get a warm-up batch first. Tesseract's
+readings are normalised as in the evaluation (NFKC, no spaces between hanzi).
+
+Prints a Markdown table (lines/s, speed-up over Tesseract, sequence accuracy, CER) and the
+machine; ``--json`` also writes the figures. The engines take turns on ``--rounds`` consecutive
+parts of the images, so a change in the load of a shared machine hits them alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import glob
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from fontTools.ttLib import TTFont
+from PIL import Image
+
+from models.checkpoint import CheckpointError, ModelMeta, save_model
+from models.evaluate import Reading, Sample, iter_samples, sample_metrics
+from models.export import ExportError, export_onnx
+from models.recognize import Recognizer, load_recognizer
+from models.registry import build_model
+from models.tesseract import (
+    TesseractError,
+    TesseractSpec,
+    available_languages,
+    read_images,
+    tesseract_version,
+)
+from synth.charset import build_charset
+from synth.render import FontFace, render_line
+from synth.text import LineSampler
+
+log = logging.getLogger("bench_recognize")
+
+DEFAULT_CHECKPOINT = "results/models/line_crnn_vgg/model.pt"
+DEFAULT_SHARDS = "results/shards/line/test_heldout-*.tar"
+WARMUP = 8
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (or what `platform` knows)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+Engine = Callable[[list[Image.Image]], list[Reading]]
+
+
+def our_engine(recognizer: Recognizer) -> Engine:
+    def read(images: list[Image.Image]) -> list[Reading]:
+        return [Reading(p.text, p.confidence, p.top_k) for p in recognizer(images)]
+
+    return read
+
+
+def tesseract_engine(lang: str, threads: int) -> Engine:
+    spec = TesseractSpec(task="line", split="bench", lang=lang, psm=7, threads=threads)
+    return lambda images: read_images(images, spec)
+
+
+def measure(
+    engines: dict[str, Engine], images: list[Image.Image], rounds: int
+) -> dict[str, tuple[list[Reading], float]]:
+    """Each engine's readings of all images and its total wall seconds.
+
+    The images are split into ``rounds`` consecutive parts and the engines take turns on each
+    part, so a change in the machine's load during the run hits every engine alike.
+    """
+    for read in engines.values():
+        read(images[:WARMUP])  # lazy initialisation, first-call allocations
+    out: dict[str, tuple[list[Reading], float]] = {name: ([], 0.0) for name in engines}
+    step = -(-len(images) // max(1, rounds))
+    for start in range(0, len(images), step):
+        part = images[start : start + step]
+        for name, read in engines.items():
+            t0 = time.perf_counter()
+            readings = read(part)
+            wall = time.perf_counter() - t0
+            done, total = out[name]
+            out[name] = (done + readings, total + wall)
+    return out
+
+
+@functools.cache
+def _codepoints(path: str) -> frozenset[int]:
+    """The code points of the first face of a font file."""
+    return frozenset(TTFont(path, fontNumber=0, lazy=True).getBestCmap())
+
+
+def _covers(path: str, text: str) -> bool:
+    return all(ord(ch) in _codepoints(path) for ch in text)
+
+
+def synthetic_samples(cfg: dict[str, Any], n: int) -> list[Sample]:
+    """``n`` clean lines of the config's line task (its charset, text sampler, height and font
+    sizes), drawn in turn with the first face of each held-out font, each line redrawn until
+    the font covers it."""
+    task = cfg["tasks"]["line"]
+    charset = build_charset(**task["charset"])
+    sampler = LineSampler(charset, task["length"], task["corpus_fraction"], task["mix_fraction"])
+    fonts = sorted(p for pattern in cfg["fonts"]["test_fonts"] for p in glob.glob(pattern))
+    if not fonts:
+        raise FileNotFoundError(f"none of fonts.test_fonts exists: {cfg['fonts']['test_fonts']}")
+    rng = np.random.default_rng(cfg["seed"])
+    samples = []
+    for i in range(n):
+        font = fonts[i % len(fonts)]
+        text = sampler.sample(rng)
+        while not _covers(font, text):
+            text = sampler.sample(rng)
+        image = render_line(
+            text,
+            FontFace(font),
+            task["height"],
+            rng,
+            font_size=task["font_size"],
+            min_char_width=task["min_char_width"],
+        )
+        samples.append(Sample(f"{i:06d}", Image.fromarray(image), text, Path(font).stem))
+    return samples
+
+
+def untrained_checkpoint(cfg: dict[str, Any], experiment: str, path: Path) -> Path:
+    """The config's ``experiment`` model with random weights (seeded), saved to ``path``."""
+    exp = cfg["experiments"][experiment]
+    kwargs = dict(exp.get("model_kwargs") or {})
+    charset = build_charset(**cfg["tasks"][exp["task"]]["charset"])
+    torch.manual_seed(cfg["seed"])
+    model = build_model(exp["model"], len(charset), **kwargs)
+    save_model(path, model, ModelMeta(exp["model"], kwargs, charset, exp["task"]))
+    return path
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Measure every engine; returns one row per engine (Tesseract last, the speed-up base)."""
+    cfg = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
+    if args.synthetic:
+        samples = synthetic_samples(cfg, args.synthetic)
+    else:
+        shards = sorted(glob.glob(args.shards))
+        if not shards:
+            raise FileNotFoundError(
+                f"no shards match {args.shards!r}; build them first, e.g. "
+                "`snakemake --cores all results/shards/line/test_heldout-000000.tar`, "
+                "or use --synthetic N"
+            )
+        samples = list(iter_samples(shards, limit=args.limit, task="line"))
+    if not samples:
+        raise ValueError(f"no samples in {args.shards}")
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="bench-recognize-") as tmp:
+        checkpoint = args.checkpoint
+        if args.untrained:
+            checkpoint = untrained_checkpoint(cfg, args.untrained, Path(tmp) / "untrained.pt")
+        recognizer = load_recognizer(checkpoint, device="cpu", batch_size=args.batch_size)
+        onnx_path = export_onnx(checkpoint, Path(tmp) / "model.onnx")
+        onnx_rec = load_recognizer(onnx_path, threads=args.threads, batch_size=args.batch_size)
+    engines = {
+        "synthocr PyTorch": our_engine(recognizer),
+        "synthocr onnxruntime": our_engine(onnx_rec),
+    }
+    version = tesseract_version()
+    if args.no_tesseract:
+        log.warning("tesseract skipped (--no-tesseract)")
+    elif version is None:
+        log.warning("tesseract is not installed: no baseline")
+    elif args.lang not in available_languages():
+        log.warning("tesseract has no %r language data: no baseline", args.lang)
+    else:
+        engines[f"Tesseract {version} ({args.lang}, psm 7)"] = tesseract_engine(
+            args.lang, args.threads
+        )
+
+    results = measure(engines, [s.image for s in samples], args.rounds)
+    rows = []
+    for engine, (readings, wall) in results.items():
+        scores = sample_metrics(samples, readings, "line", with_topk=False)
+        rows.append(
+            {
+                "engine": engine,
+                "n": len(samples),
+                "wall_s": wall,
+                "lines_per_s": len(samples) / wall if wall > 0 else None,
+                "seq_acc": scores["seq_acc"],
+                "cer": scores["cer"],
+            }
+        )
+    base = rows[-1]["lines_per_s"] if rows[-1]["engine"].startswith("Tesseract") else None
+    for row in rows:
+        row["speedup"] = row["lines_per_s"] / base if base and row["lines_per_s"] else None
+    return rows
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    lines = [
+        "| engine | lines | wall s | lines/s | x Tesseract | seq_acc | CER |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['engine']} | {r['n']} | {r['wall_s']:.2f} | {_fmt(r['lines_per_s'], '.1f')} "
+            f"| {_fmt(r.get('speedup'), '.1f')} | {_fmt(r['seq_acc'], '.4f')} "
+            f"| {_fmt(r['cer'], '.4f')} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
+    parser.add_argument(
+        "--shards", default=DEFAULT_SHARDS, help=f"a glob or a file (default {DEFAULT_SHARDS})"
+    )
+    parser.add_argument("--limit", type=int, default=300, help="samples read (default 300)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads per engine")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="turns the engines take on parts of the images"
+    )
+    parser.add_argument("--lang", default="chi_sim", help="Tesseract language (default chi_sim)")
+    parser.add_argument("--no-tesseract", action="store_true")
+    parser.add_argument(
+        "--synthetic",
+        type=int,
+        metavar="N",
+        help="instead of shards, render N lines of the config's line task with its held-out "
+        "fonts (fonts.test_fonts), for a run before the workflow has made any shard",
+    )
+    parser.add_argument(
+        "--untrained",
+        metavar="EXPERIMENT",
+        help="instead of a checkpoint, the config's EXPERIMENT with random weights: its speed is "
+        "a trained model's, its accuracy means nothing",
+    )
+    parser.add_argument("--config", default="configs/config.yaml", help="for the two above")
+    parser.add_argument("--json", help="also write the rows and the machine here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        rows = run(args)
+    except (CheckpointError, ExportError, FileNotFoundError, ValueError, TesseractError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    machine = (
+        f"{cpu_name()}, {os.cpu_count()} logical CPUs, {args.threads} thread(s) per engine; "
+        f"Python {platform.python_version()}, PyTorch {torch.__version__}"
+    )
+    model = f"untrained {args.untrained}" if args.untrained else f"checkpoint {args.checkpoint}"
+    data = f"{args.synthetic} synthetic held-out-font lines" if args.synthetic else args.shards
+    print(f"{model}; {data}; {rows[0]['n']} lines, {args.rounds} rounds")
+    print(f"machine: {machine}\n")
+    print(table(rows))
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        record = {"model": model, "data": data, "machine": machine}
+        out.write_text(
+            json.dumps({**record, "rows": rows}, ensure_ascii=False, indent=2) + "\n",
+            encoding="utf-8",
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""Checkpoint -> self-describing ONNX file, and ONNX file -> a model `models.predict` can run.
+
+``python -m models.export CHECKPOINT OUT.onnx`` writes a graph whose input ``image`` is the
+preprocessed batch (``N, 1, H, W`` float32, as `models.preprocess.to_tensor_batch` makes it:
+grayscale in [0, 1], normalised to ``(x - 0.5) / 0.5``) and whose outputs are
+
+- ``logits`` and ``log_probs`` (log-softmax over classes): ``T, N, C + 1`` for CTC models
+  (class 0 the blank), ``N, C`` for the hanzi classifier, ``N, S, C + 1`` for the reader
+  (class 0 the terminal symbol);
+- the reader also gives ``masks`` ``N, S, H, W``: where it looked at each step. It runs a fixed
+  number of steps, so its graph is unrolled.
+
+The batch axis is dynamic for every model; the width axis too for line models (CTC), whose
+frame axis follows it. The checkpoint's meta (model, kwargs, charset, task, input geometry,
+training step), the family, the axes and the normalisation are stored as JSON in the model's
+``metadata_props`` under ``synthocr``, so the file alone says how to feed it and read its output
+(`read_onnx_meta`). The TorchScript-based exporter (``dynamo=False``) is used: it needs no extra
+package and exports LSTM/GRU layers as single ONNX ops with dynamic batch and length.
+
+The file is written atomically and, by default, checked against PyTorch on a random batch
+(`check_parity`) before it is moved into place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from google.protobuf.message import DecodeError
+from torch import nn
+
+from models.checkpoint import CheckpointError, ModelMeta, load_model
+from models.preprocess import MEAN, STD, min_width
+from models.registry import family_of
+
+log = logging.getLogger(__name__)
+
+META_KEY = "synthocr"
+OPSET = 17
+INPUT_NAME = "image"
+PARITY_TOLERANCE = 1e-4
+
+
+class ExportError(RuntimeError):
+    """An export that failed or disagrees with PyTorch, or an ONNX file that is unreadable or not
+    a synthocr export (names the file)."""
+
+
+class _ExportWrapper(nn.Module):
+    """The model with its outputs named and a log-softmax added: ``image -> logits, log_probs
+    [, masks]``."""
+
+    def __init__(self, model: nn.Module, family: str) -> None:
+        super().__init__()
+        self.model = model
+        self.family = family
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(image)
+        if self.family == "attention":
+            logits, masks = out
+            return logits, logits.log_softmax(-1), masks
+        return out, out.log_softmax(-1)
+
+
+def output_names(family: str) -> list[str]:
+    """The ONNX output names of a model of ``family``."""
+    names = ["logits", "log_probs"]
+    return [*names, "masks"] if family == "attention" else names
+
+
+def dynamic_axes(family: str, geometry: Mapping[str, Any]) -> dict[str, dict[int, str]]:
+    """The dynamic axes of each input and output: batch always, width for line models."""
+    line = geometry["kind"] == "line"
+    image = {0: "batch", 3: "width"} if line else {0: "batch"}
+    # CTC logits are T, N, C (frames follow the width); the others are batch-first.
+    out = {0: "frames", 1: "batch"} if family == "ctc" else {0: "batch"}
+    axes: dict[str, dict[int, str]] = {INPUT_NAME: image}
+    for name in output_names(family):
+        axes[name] = out if name != "masks" else {0: "batch"}
+    return axes
+
+
+def example_batch(
+    geometry: Mapping[str, Any], batch: int = 2, width: int | None = None, seed: int = 0
+) -> torch.Tensor:
+    """A random normalised batch ``N, 1, H, W`` for a model's geometry (line width: ``width``,
+    default four times the height)."""
+    if geometry["kind"] == "line":
+        h = int(geometry["height"])
+        w = max(width or 4 * h, min_width(geometry))
+    else:
+        h = w = int(geometry["size"])
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 1, h, w, generator=g).sub_(MEAN).div_(STD)
+
+
+def onnx_metadata(meta: ModelMeta) -> dict[str, Any]:
+    """What the ONNX file says about itself (stored as JSON under `META_KEY`)."""
+    family = family_of(meta.model)
+    return {
+        "format": "synthocr-onnx",
+        "version": 1,
+        "meta": meta.to_dict(),
+        "family": family,
+        # class i of the outputs is charset[i - class_offset]; for CTC class 0 is the blank,
+        # for the reader the terminal symbol
+        "class_offset": 0 if family == "classification" else 1,
+        "input": {"name": INPUT_NAME, "layout": "N,1,H,W", "mean": MEAN, "std": STD},
+        "outputs": output_names(family),
+        "dynamic_axes": {
+            k: {str(a): n for a, n in v.items()}
+            for k, v in dynamic_axes(family, meta.input).items()
+        },
+    }
+
+
+def read_onnx_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The `onnx_metadata` dict stored in an exported file.
+
+    Raises:
+        ExportError: The file is not ONNX, or has no synthocr metadata.
+    """
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (OSError, DecodeError) as e:
+        raise ExportError(f"{path}: not a readable ONNX file: {e}") from None
+    props = {p.key: p.value for p in model.metadata_props}
+    if META_KEY not in props:
+        raise ExportError(f"{path}: no {META_KEY!r} entry in metadata_props: not a synthocr export")
+    return json.loads(props[META_KEY])
+
+
+def _atomic_tmp(path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(tmp)
+
+
+def export_onnx(
+    checkpoint: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    opset: int = OPSET,
+    check: bool = True,
+) -> Path:
+    """Export a checkpoint to ONNX (see the module docstring for the graph's contract).
+
+    Args:
+        checkpoint: A synthocr checkpoint (``model.pt``).
+        out: The ``.onnx`` file to write (atomically; its folder is created).
+        opset: ONNX opset version.
+        check: Compare onnxruntime with PyTorch on random batches before writing
+            (`check_parity`).
+
+    Returns:
+        ``out`` as a `Path`.
+
+    Raises:
+        CheckpointError: The checkpoint cannot be loaded (or is refused).
+        ExportError: The export fails or disagrees with PyTorch.
+    """
+    out = Path(out)
+    model, meta = load_model(checkpoint, device="cpu")
+    family = family_of(meta.model)
+    wrapper = _ExportWrapper(model, family).eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _atomic_tmp(out)
+    try:
+        with warnings.catch_warnings():
+            # Shape checks in forward become constants in the trace: expected, and harmless.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            # The legacy exporter is chosen on purpose (see the module docstring).
+            warnings.filterwarnings("ignore", "You are using the legacy", DeprecationWarning)
+            warnings.filterwarnings("ignore", "The feature will be removed", DeprecationWarning)
+            # Without initial states the RNN ops take any batch size (check_parity and
+            # tests/test_export.py run other batch sizes than the traced one).
+            warnings.filterwarnings(
+                "ignore", "Exporting a model to ONNX with a batch_size", UserWarning
+            )
+            torch.onnx.export(
+                wrapper,
+                (example_batch(meta.input),),
+                str(tmp),
+                input_names=[INPUT_NAME],
+                output_names=output_names(family),
+                dynamic_axes=dynamic_axes(family, meta.input),
+                opset_version=opset,
+                dynamo=False,
+            )
+        proto = onnx.load(str(tmp))
+        entry = proto.metadata_props.add()
+        entry.key = META_KEY
+        entry.value = json.dumps(onnx_metadata(meta), ensure_ascii=False)
+        proto.producer_name = "synthocr"
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+        if check:
+            diff = check_parity(model, meta, tmp)
+            log.info("onnxruntime vs PyTorch: max abs logit difference %.2e", diff)
+        os.replace(tmp, out)
+    except (RuntimeError, ValueError, onnx.checker.ValidationError) as e:
+        raise ExportError(f"exporting {checkpoint} to {out} failed: {e}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def parity_widths(geometry: Mapping[str, Any]) -> list[int | None]:
+    """Widths to check a model at: two different ones for line models, the fixed one else."""
+    if geometry["kind"] != "line":
+        return [None]
+    h = int(geometry["height"])
+    return [3 * h, 7 * h + 4]
+
+
+def check_parity(
+    model: nn.Module,
+    meta: ModelMeta,
+    onnx_path: str | os.PathLike,
+    widths: Sequence[int | None] | None = None,
+    tolerance: float = PARITY_TOLERANCE,
+) -> float:
+    """Run PyTorch and onnxruntime on random batches of 2 and compare every output.
+
+    Returns:
+        The largest absolute difference seen.
+
+    Raises:
+        ExportError: A difference above ``tolerance`` (naming the output and the width).
+    """
+    family = family_of(meta.model)
+    onnx_model = OnnxModel(onnx_path)
+    worst = 0.0
+    for width in widths if widths is not None else parity_widths(meta.input):
+        x = example_batch(meta.input, batch=2, width=width, seed=1)
+        with torch.inference_mode():
+            expected = _ExportWrapper(model, family).eval()(x)
+        got = onnx_model.run(x.numpy())
+        for name, e, g in zip(output_names(family), expected, got, strict=True):
+            if tuple(e.shape) != g.shape:
+                raise ExportError(
+                    f"{onnx_path}: output {name} has shape {g.shape}, PyTorch {tuple(e.shape)} "
+                    f"(input {tuple(x.shape)})"
+                )
+            diff = float(np.abs(e.numpy() - g).max())
+            if diff > tolerance:
+                raise ExportError(
+                    f"{onnx_path}: output {name} differs from PyTorch by {diff:.2e} "
+                    f"(> {tolerance:.0e}) on input {tuple(x.shape)}"
+                )
+            worst = max(worst, diff)
+    return worst
+
+
+class OnnxModel(nn.Module):
+    """An exported file run by onnxruntime, callable like the PyTorch model it came from.
+
+    ``model(images)`` takes the ``N, 1, H, W`` tensor and returns the logits tensor (a
+    ``(logits, masks)`` tuple for the reader), so `models.predict.predict` and the families'
+    decoders use it unchanged. It has no parameters and runs on the CPU.
+
+    Args:
+        path: The ``.onnx`` file.
+        threads: onnxruntime intra-op threads (0: its default).
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int = 0) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.path = str(path)
+        self.session = ort.InferenceSession(
+            self.path, sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self.family = json.loads(
+            self.session.get_modelmeta().custom_metadata_map.get(META_KEY, "{}")
+        ).get("family")
+
+    def run(self, images: np.ndarray) -> list[np.ndarray]:
+        """All outputs, in `output_names` order, for a float32 ``N, 1, H, W`` array."""
+        return self.session.run(None, {INPUT_NAME: np.ascontiguousarray(images, np.float32)})
+
+    def forward(self, images: torch.Tensor) -> Any:
+        outputs = [torch.from_numpy(o) for o in self.run(images.detach().cpu().numpy())]
+        if self.family == "attention":
+            return outputs[0], outputs[2]
+        return outputs[0]
+
+
+def load_onnx(path: str | os.PathLike, threads: int = 0) -> tuple[OnnxModel, ModelMeta]:
+    """An exported file and its `ModelMeta` (from its metadata), ready for `models.predict`."""
+    info = read_onnx_meta(path)
+    return OnnxModel(path, threads=threads), ModelMeta.from_dict(info["meta"], where=str(path))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m models.export CHECKPOINT OUT.onnx``: returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m models.export",
+        description="Export a synthocr checkpoint to a self-describing ONNX file "
+        "(dynamic batch; dynamic width for line models).",
+    )
+    parser.add_argument("checkpoint", help="model.pt written by training")
+    parser.add_argument("out", help="the .onnx file to write")
+    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
+    parser.add_argument(
+        "--no-check",
+        action="store_true",
+        help="skip the onnxruntime-vs-PyTorch comparison on random batches",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        path = export_onnx(args.checkpoint, args.out, opset=args.opset, check=not args.no_check)
+    except (CheckpointError, ExportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

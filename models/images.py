@@ -1,0 +1,310 @@
+"""Users' images -> 8-bit grayscale, dark text on a light background.
+
+The recognizers are trained on synthetic renders: mode ``L``, dark ink on a light page. Real
+images come in every shape, so `load_gray` brings any of them to that form before
+`models.preprocess` resizes and pads them to the model's geometry:
+
+- Files of any format Pillow reads; the EXIF orientation is applied (`PIL.ImageOps.exif_transpose`),
+  so phone photos are upright. Multi-frame files (GIF, TIFF) give their first frame.
+- Every mode: ``1``, ``L``, ``P`` and ``PA`` (through RGBA, so a transparent palette entry is
+  white), ``RGB``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``, modes with alpha (``LA``, ``RGBA``,
+  ``PA``..., composited on white: transparent means page, not ink; but when the opaque pixels
+  are light on average, i.e. white text on a transparent background, on black, so the text
+  stays visible and the polarity step makes it dark-on-light), 16-bit ``I;16*`` (scaled by
+  1/257), 32-bit ``I`` (as 8-bit when every value fits in 0..255, else as 16-bit), float ``F``
+  (as 0..1 when every value does, else clipped to 0..255).
+- numpy arrays ``H, W`` or ``H, W, C`` (C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA) of ``bool``,
+  ``uint8``, ``uint16`` or other integers (scaled as the ``I`` mode above), or floats (as the
+  ``F`` mode above).
+- Polarity (`POLARITIES`): ``auto`` estimates the background as the median of a thin border ring
+  and calls the image light-on-dark when that background is darker than the image's mean
+  brightness (ink is the minority of pixels, so the mean leans towards the background; an
+  image whose border is mostly ink, e.g. a crop that cuts through the text, can fool it: say
+  the polarity then). ``dark-on-light`` never inverts, ``light-on-dark`` always does.
+- Decompression bombs: a file of more than ``max_pixels`` pixels (`DEFAULT_MAX_PIXELS`) is
+  refused from its header, before it is decoded.
+
+Every failure is an `ImageLoadError` naming the image (its path, or what the caller calls it).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import TypeAlias
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ImageSource: TypeAlias = str | os.PathLike | Image.Image | np.ndarray
+
+DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: a 7000 x 7000 page scan fits, a decompression bomb not
+POLARITIES = ("auto", "dark-on-light", "light-on-dark")
+IMAGE_EXTENSIONS = (
+    ".bmp",
+    ".gif",
+    ".jpeg",
+    ".jpg",
+    ".pbm",
+    ".pgm",
+    ".png",
+    ".pnm",
+    ".ppm",
+    ".tga",
+    ".tif",
+    ".tiff",
+    ".webp",
+)
+
+_ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
+_BORDER_FRACTION = 0.06  # of the shorter side: the ring whose median estimates the background
+
+
+class ImageLoadError(ValueError):
+    """An image that cannot be read or is refused.
+
+    Attributes:
+        name: The image's path, or the caller's name for it.
+        reason: What went wrong.
+    """
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"{name}: {reason}")
+
+
+def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode an image file, upright (EXIF orientation applied), in its own mode.
+
+    Args:
+        path: The file.
+        max_pixels: Refuse images of more pixels than this (checked from the header, before
+            decoding); None for no limit of our own (Pillow's ``Image.MAX_IMAGE_PIXELS`` still
+            applies).
+
+    Raises:
+        ImageLoadError: Missing, empty, truncated, not an image, or too large; names the file.
+    """
+    name = str(path)
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above its own limit; our limit (or its error) decides instead.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+                if max_pixels is not None and width * height > max_pixels:
+                    raise ImageLoadError(
+                        name,
+                        f"{width} x {height} = {width * height:,} pixels exceeds the limit of "
+                        f"{max_pixels:,} (a decompression bomb?); raise max_pixels "
+                        "(--max-pixels) if the image is genuine",
+                    )
+                im.load()
+                return ImageOps.exif_transpose(im)
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageLoadError(name, f"refused as a decompression bomb: {e}") from None
+    except FileNotFoundError:
+        raise ImageLoadError(name, "no such file") from None
+    except IsADirectoryError:
+        raise ImageLoadError(name, "is a directory") from None
+    except PermissionError:
+        raise ImageLoadError(name, "permission denied") from None
+    except UnidentifiedImageError:
+        size = _file_size(path)
+        what = "empty file" if size == 0 else f"not an image Pillow can read ({size} bytes)"
+        raise ImageLoadError(name, what) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        # Truncated or corrupt data (Pillow raises OSError, and SyntaxError from some plugins).
+        raise ImageLoadError(name, f"corrupt image: {e}") from None
+
+
+def _file_size(path: str | os.PathLike) -> int | None:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return None
+
+
+def _integer_to_uint8(values: np.ndarray, sixteen_bit: bool) -> np.ndarray:
+    """Integer samples -> uint8: 16-bit ones scaled by 1/257 (65535 -> 255), else clipped."""
+    if sixteen_bit:
+        v = np.clip(values.astype(np.int64), 0, 65535)
+        return ((v + 128) // 257).astype(np.uint8)
+    return np.clip(values, 0, 255).astype(np.uint8)
+
+
+def _array_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Samples of any numeric dtype -> uint8 (see the module docstring for the rules)."""
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        return _integer_to_uint8(arr, sixteen_bit=True)
+    if np.issubdtype(arr.dtype, np.integer):
+        return _integer_to_uint8(arr, sixteen_bit=arr.size > 0 and int(arr.max()) > 255)
+    if np.issubdtype(arr.dtype, np.floating):
+        a = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if a.size and a.min() >= 0.0 and a.max() <= 1.0:
+            a = a * 255.0
+        return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    raise ValueError(f"unsupported array dtype {arr.dtype}")
+
+
+def array_to_image(arr: np.ndarray) -> Image.Image:
+    """A numpy image (``H, W`` or ``H, W, C``, C in 1..4) -> a PIL image (``L``, ``LA``,
+    ``RGB`` or ``RGBA``), samples scaled to 8 bits.
+
+    Raises:
+        ValueError: Another shape, an empty image or a non-numeric dtype.
+    """
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 2:
+        mode = "L"
+    elif arr.ndim == 3 and arr.shape[2] in (2, 3, 4):
+        mode = {2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
+    else:
+        raise ValueError(f"expected an array H,W or H,W,C with C in 1..4, got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"empty image (shape {arr.shape})")
+    return Image.fromarray(np.ascontiguousarray(_array_to_uint8(arr)), mode=mode)
+
+
+def _composite(rgba: Image.Image) -> Image.Image:
+    """An RGBA image flattened to ``L`` on white, or on black when its opaque pixels are light
+    (white text on a transparent background would vanish on white)."""
+    luma, alpha = (np.asarray(band, dtype=np.float64) for band in rgba.convert("LA").split())
+    weight = alpha.sum()
+    light = weight > 0 and float((luma * alpha).sum() / weight) > 127.5
+    page = (0, 0, 0, 255) if light else (255, 255, 255, 255)
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, page), rgba).convert("L")
+
+
+def to_gray(img: Image.Image) -> Image.Image:
+    """Any PIL image -> mode ``L`` of the same size (see the module docstring for each mode).
+
+    Raises:
+        ValueError: A mode Pillow cannot convert, or an empty image.
+    """
+    if img.width == 0 or img.height == 0:
+        raise ValueError(f"empty image ({img.width} x {img.height})")
+    mode = img.mode
+    if mode == "L":
+        return img
+    if mode.startswith("I;16"):
+        return Image.fromarray(_integer_to_uint8(np.asarray(img), sixteen_bit=True), mode="L")
+    if mode in ("I", "F"):
+        return Image.fromarray(_array_to_uint8(np.asarray(img)), mode="L")
+    if mode == "P" or mode in _ALPHA_MODES:
+        return _composite(img.convert("RGBA"))
+    if mode in ("1", "RGB"):
+        return img.convert("L")
+    return img.convert("RGB").convert("L")
+
+
+def is_light_on_dark(gray: np.ndarray) -> bool:
+    """Whether a grayscale image shows light text on a dark background.
+
+    The background is estimated as the median of a border ring (6% of the shorter side, at
+    least 1 px); the image is light-on-dark when that is darker than the mean brightness.
+
+    Args:
+        gray: ``H, W`` uint8 samples.
+    """
+    g = np.asarray(gray, dtype=np.float64)
+    h, w = g.shape
+    b = max(1, round(_BORDER_FRACTION * min(h, w)))
+    if 2 * b >= min(h, w):
+        border = g.ravel()
+    else:
+        border = np.concatenate(
+            [g[:b].ravel(), g[-b:].ravel(), g[b:-b, :b].ravel(), g[b:-b, -b:].ravel()]
+        )
+    return float(np.median(border)) < float(g.mean())
+
+
+def normalize_polarity(gray: Image.Image, polarity: str = "auto") -> tuple[Image.Image, bool]:
+    """Make a mode ``L`` image dark-on-light.
+
+    Args:
+        gray: Mode ``L`` image.
+        polarity: One of `POLARITIES`: ``auto`` (`is_light_on_dark`), ``dark-on-light`` (keep),
+            ``light-on-dark`` (invert).
+
+    Returns:
+        The dark-on-light image and whether it was inverted.
+    """
+    if polarity not in POLARITIES:
+        raise ValueError(f"unknown polarity {polarity!r}; valid: {', '.join(POLARITIES)}")
+    invert = polarity == "light-on-dark" or (
+        polarity == "auto" and is_light_on_dark(np.asarray(gray))
+    )
+    return (ImageOps.invert(gray), True) if invert else (gray, False)
+
+
+def load_gray(
+    source: ImageSource,
+    *,
+    polarity: str = "auto",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
+) -> Image.Image:
+    """Any image -> mode ``L``, dark text on a light background, its own size.
+
+    Args:
+        source: A path, a PIL image (its EXIF orientation is applied) or a numpy array.
+        polarity: One of `POLARITIES` (see `normalize_polarity`).
+        max_pixels: Files of more pixels are refused (see `open_image`).
+        name: How errors name the image (default: its path, or ``<array>``/``<PIL image>``).
+
+    Raises:
+        ImageLoadError: The image cannot be read or converted; names it.
+    """
+    if isinstance(source, str | os.PathLike):
+        label = name or str(source)
+        img = open_image(source, max_pixels=max_pixels)
+    elif isinstance(source, Image.Image):
+        label = name or "<PIL image>"
+        img = ImageOps.exif_transpose(source)
+    elif isinstance(source, np.ndarray):
+        label = name or "<array>"
+        try:
+            img = array_to_image(source)
+        except ValueError as e:
+            raise ImageLoadError(label, str(e)) from None
+    else:
+        raise ImageLoadError(
+            name or repr(type(source).__name__),
+            f"expected a path, a PIL image or a numpy array, got {type(source).__name__}",
+        )
+    try:
+        gray = to_gray(img)
+    except (ValueError, OSError) as e:
+        raise ImageLoadError(label, f"cannot convert mode {img.mode} to grayscale: {e}") from None
+    return normalize_polarity(gray, polarity)[0]
+
+
+def find_images(paths: list[str | os.PathLike]) -> list[Path]:
+    """Expand files and folders into a list of image paths.
+
+    Files are kept as given, whatever their extension, and so are paths that do not exist (so
+    that loading reports them and the others go on); folders are walked recursively, in sorted
+    order, for files with an image extension (`IMAGE_EXTENSIONS`, case-insensitive).
+    """
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(
+                f
+                for f in sorted(p.rglob("*"))
+                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+            )
+        else:
+            out.append(p)
+    return out

@@ -1,0 +1,190 @@
+"""ONNX export: every registered model runs in onnxruntime with the same logits and the same
+decoded text as in PyTorch (batch 2, two widths for line models); the file describes itself."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from models.checkpoint import ModelMeta, load_model, save_model
+from models.export import (
+    META_KEY,
+    ExportError,
+    OnnxModel,
+    check_parity,
+    export_onnx,
+    main,
+    read_onnx_meta,
+)
+from models.families import make_family
+from models.preprocess import to_tensor_batch
+from models.recognize import load_recognizer
+from models.registry import MODELS, build_model, family_of
+
+# Small enough to export in a second or two; each registered model must have an entry.
+TINY = {
+    "hanzi_cnn": ({"width": 0.125}, "hanzi", "一二三四五六七八九十"),
+    "expr_crnn": ({"width": 0.25, "hidden": 16, "dense": 16}, "expr", "0123456789+-*()"),
+    "crnn_vgg": ({"width": 0.125, "hidden": 16}, "line", "中文识别字体一二三0123"),
+    "crnn_grcnn": ({"width": 0.125, "hidden": 16, "iterations": 2}, "line", "中文识别字体一二三"),
+    "reader": ({"width": 0.25, "hidden": 16}, "short", "0123456789ABC"),
+}
+
+
+class Payload:
+    """A custom class: pickling it puts a code reference into the file."""
+
+
+def tiny_checkpoint(path, name: str, seed: int = 0):
+    """An untrained tiny ``name`` saved as a real checkpoint; returns its `ModelMeta`."""
+    kwargs, task, chars = TINY[name]
+    torch.manual_seed(seed)
+    model = build_model(name, len(chars), **kwargs)
+    meta = ModelMeta(name, kwargs, list(chars), task, train={"steps": 0}, step=0)
+    save_model(path, model, meta)
+    return meta
+
+
+def _images(meta: ModelMeta, font_path) -> list[Image.Image]:
+    """Two rendered images: for line models of clearly different widths."""
+    font = ImageFont.truetype(str(font_path), 24)
+    texts = [meta.charset[0] * 2, "".join(meta.charset[:4]) * 2]
+    out = []
+    for text in texts:
+        width = 12 + int(font.getlength(text))
+        im = Image.new("L", (width, 36), 240)
+        ImageDraw.Draw(im).text((6, 4), text, font=font, fill=15)
+        out.append(im)
+    return out
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One intra-op thread: these tiny models gain nothing from more, and on a busy CI box
+    OpenMP threads waiting at every op's barrier for a descheduled sibling make a forward pass
+    of milliseconds take seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """name -> (checkpoint, onnx file), each registered model exported once."""
+    folder = tmp_path_factory.mktemp("export")
+    out = {}
+    for name in MODELS:
+        ckpt = folder / f"{name}.pt"
+        tiny_checkpoint(ckpt, name)
+        # check=False: the parity test below runs the same check, and more
+        out[name] = (ckpt, export_onnx(ckpt, folder / name / "model.onnx", check=False))
+    return out
+
+
+def test_every_registered_model_has_a_tiny_config():
+    assert sorted(TINY) == sorted(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_onnxruntime_matches_pytorch(exported, name, cjk_font):
+    ckpt, onnx_path = exported[name]
+    model, meta = load_model(ckpt)
+    ort_model = OnnxModel(onnx_path)
+    family = make_family(meta.model, meta.charset, meta.model_kwargs)
+    images = _images(meta, cjk_font)
+    # Batch 2 (the traced size), then batch 3; for line models the widths differ within a
+    # batch (the narrower images are padded) and between the two batches.
+    wide = images[1].resize((images[1].width * 3 // 2, 36))
+    batches = [images, [images[1], wide, images[0]]]
+    seen_widths = set()
+    for batch in batches:
+        x, widths = to_tensor_batch(batch, meta.input)
+        seen_widths.add(x.shape[-1])
+        with torch.inference_mode():
+            expected = model(x)
+        got = ort_model(x)
+        attention = family.kind == "attention"  # (logits, masks)
+        e_logits, g_logits = (expected[0], got[0]) if attention else (expected, got)
+        assert e_logits.shape == g_logits.shape
+        assert float((e_logits - g_logits).abs().max()) < 1e-4
+        if attention:
+            assert float((expected[1] - got[1]).abs().max()) < 1e-4  # masks
+        e_pred = family.decode(expected, widths, k=3)
+        g_pred = family.decode(got, widths, k=3)
+        assert [p.text for p in g_pred] == [p.text for p in e_pred]
+        assert [p.confidence for p in g_pred] == pytest.approx([p.confidence for p in e_pred])
+    if meta.input["kind"] == "line":
+        assert len(seen_widths) == 2
+    # the export's own check, at the widths it picks
+    assert check_parity(model, meta, onnx_path) < 1e-4
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_onnx_file_describes_itself(exported, name):
+    ckpt, onnx_path = exported[name]
+    _, meta = load_model(ckpt)
+    info = read_onnx_meta(onnx_path)
+    assert ModelMeta.from_dict(info["meta"]) == meta
+    assert info["meta"]["charset"] == list(TINY[name][2])
+    assert info["class_offset"] == (0 if family_of(name) == "classification" else 1)
+    proto = onnx.load(str(onnx_path))
+    raw = {p.key: p.value for p in proto.metadata_props}[META_KEY]
+    assert json.loads(raw) == info
+    assert [i.name for i in proto.graph.input] == ["image"]
+    outputs = [o.name for o in proto.graph.output]
+    attention = family_of(name) == "attention"
+    assert outputs == ["logits", "log_probs", *(["masks"] if attention else [])]
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    line = meta.input["kind"] == "line"
+    assert dims[0] == "batch"
+    assert isinstance(dims[3], str) if line else dims[2:] == [meta.input["size"]] * 2
+    # log_probs are normalised: each row sums to one in probability
+    x = np.zeros((3, 1, dims[2], 50 if line else dims[3]), np.float32)
+    logits, log_probs = OnnxModel(onnx_path).run(x)[:2]
+    assert np.allclose(np.exp(log_probs).sum(-1), 1.0, atol=1e-5)
+    assert logits.shape == log_probs.shape
+
+
+def test_recognizer_on_onnx_reads_like_pytorch(exported, cjk_font):
+    ckpt, onnx_path = exported["crnn_vgg"]
+    torch_rec = load_recognizer(ckpt, device="cpu")
+    onnx_rec = load_recognizer(onnx_path)
+    images = _images(torch_rec.meta, cjk_font) * 3
+    a, b = torch_rec(images), onnx_rec(images)
+    assert [p.text for p in a] == [p.text for p in b]
+    assert [p.confidence for p in a] == pytest.approx([p.confidence for p in b], rel=1e-4)
+
+
+def test_cli_writes_atomically_and_refuses_untrusted(tmp_path, capsys):
+    ckpt = tmp_path / "model.pt"
+    tiny_checkpoint(ckpt, "hanzi_cnn")
+    out = tmp_path / "out" / "hanzi.onnx"
+    assert main([str(ckpt), str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["hanzi.onnx"]  # no temporary left
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "synthocr-checkpoint", "version": 1, "x": Payload()}, evil)
+    bad_out = tmp_path / "out" / "evil.onnx"
+    assert main([str(evil), str(bad_out)]) == 1
+    err = capsys.readouterr().err
+    assert "evil.pt" in err and "pickled code" in err
+    assert sorted(p.name for p in out.parent.iterdir()) == ["hanzi.onnx"]
+
+
+@pytest.mark.filterwarnings("ignore:You are using the legacy:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:The feature will be removed:DeprecationWarning")
+def test_not_an_export_is_named(tmp_path):
+    bogus = tmp_path / "bogus.onnx"
+    bogus.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ExportError, match=r"bogus\.onnx: not a readable ONNX file"):
+        read_onnx_meta(bogus)
+    plain = tmp_path / "plain.onnx"
+    torch.onnx.export(torch.nn.Identity(), (torch.zeros(1),), str(plain), dynamo=False)
+    with pytest.raises(ExportError, match=r"plain\.onnx: no 'synthocr' entry"):
+        read_onnx_meta(plain)

@@ -1,0 +1,296 @@
+"""Recognition of users' images: the command line (a real subprocess) and `load_recognizer`."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image, ImageDraw, ImageFont
+
+from models.checkpoint import ModelMeta, save_model
+from models.images import ImageLoadError
+from models.recognize import EXIT_SOME_FAILED, load_recognizer, main
+from models.registry import build_model
+
+CASES = {
+    "line": ("crnn_vgg", {"width": 0.125, "hidden": 16}, "line", "中文识别字体一二三0123"),
+    "hanzi": ("hanzi_cnn", {"width": 0.125}, "hanzi", "一二三四五六七八九十"),
+    "expr": ("expr_crnn", {"width": 0.25, "hidden": 16, "dense": 16}, "expr", "0123456789+-*()"),
+}
+
+
+class Payload:
+    """A custom class: pickling it puts a code reference into the file."""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One intra-op thread: these tiny models gain nothing from more, and on a busy CI box
+    OpenMP threads waiting at every op's barrier for a descheduled sibling make a forward pass
+    of milliseconds take seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """task -> an untrained tiny checkpoint of that task (plumbing, not accuracy)."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    out = {}
+    for task, (name, kwargs, task_name, chars) in CASES.items():
+        torch.manual_seed(0)
+        model = build_model(name, len(chars), **kwargs)
+        path = folder / f"{task}.pt"
+        save_model(path, model, ModelMeta(name, kwargs, list(chars), task_name))
+        out[task] = path
+    return out
+
+
+def _line(font_path, text="中文识别 123", width=220) -> Image.Image:
+    font = ImageFont.truetype(str(font_path), 26)
+    im = Image.new("L", (width, 40), 240)
+    ImageDraw.Draw(im).text((6, 4), text, font=font, fill=10)
+    return im
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory, cjk_font):
+    """Good images of several modes in nested folders, and bad ones beside them."""
+    root = tmp_path_factory.mktemp("images")
+    line = _line(cjk_font)
+    (root / "sub" / "deeper").mkdir(parents=True)
+    line.save(root / "a_gray.png")
+    line.convert("RGBA").save(root / "sub" / "b_rgba.png")
+    Image.eval(line, lambda v: 255 - v).save(root / "sub" / "c_negative.png")
+    line.convert("RGB").save(root / "sub" / "deeper" / "d_photo.jpg", quality=90)
+    (root / "e_empty.png").write_bytes(b"")
+    good_png = (root / "a_gray.png").read_bytes()
+    (root / "f_truncated.png").write_bytes(good_png[: len(good_png) // 3])
+    (root / "readme.txt").write_text("not an image, and not walked\n", encoding="utf-8")
+    return root
+
+
+GOOD = ["a_gray.png", "sub/b_rgba.png", "sub/c_negative.png", "sub/deeper/d_photo.jpg"]
+BAD = ["e_empty.png", "f_truncated.png"]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "models.recognize", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cli_reads_folders_and_reports_bad_files(checkpoints, image_folder, tmp_path):
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("hello\n", encoding="utf-8")
+    proc = _cli(
+        str(checkpoints["line"]),
+        str(image_folder),
+        str(text_file),
+        "--batch-size",
+        "2",
+        "--threads",
+        "1",
+    )
+    assert proc.returncode == EXIT_SOME_FAILED, proc.stderr
+    rows = [line.split("\t") for line in proc.stdout.splitlines()]
+    # good images in sorted walk order, each path, text, confidence
+    assert [r[0] for r in rows] == [str(image_folder / g) for g in GOOD]
+    for row in rows:
+        assert len(row) == 3
+        assert 0.0 <= float(row[2]) <= 1.0
+    # the four images hold the same line, so the polarity fix makes the negative read the same
+    assert rows[2][1:] == rows[0][1:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 3
+    for bad, reason in zip(BAD, ("empty file", "corrupt image"), strict=True):
+        assert any(str(image_folder / bad) in e and reason in e for e in errors), errors
+    assert any(str(text_file) in e and "not an image" in e for e in errors)
+    assert "3 of 7 images could not be read" in proc.stderr
+
+
+def test_cli_refuses_untrusted_checkpoint_in_one_line(tmp_path, image_folder):
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "synthocr-checkpoint", "version": 1, "x": Payload()}, evil)
+    proc = _cli(str(evil), str(image_folder / "a_gray.png"))
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: checkpoint ") and str(evil) in lines[0]
+    assert "pickled code" in lines[0]
+
+
+def test_cli_json_with_top_k_for_hanzi(checkpoints, image_folder, capsys, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # main sets it
+    paths = [str(image_folder / "a_gray.png"), str(image_folder / "e_empty.png")]
+    status = main([str(checkpoints["hanzi"]), *paths, "--format", "json", "--top-k", "4"])
+    assert status == EXIT_SOME_FAILED
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["path"] for r in records] == paths
+    good, bad = records
+    assert len(good["top_k"]) == 4
+    probs = [p for _, p in good["top_k"]]
+    assert probs == sorted(probs, reverse=True)
+    assert good["top_k"][0] == [good["text"], good["confidence"]]
+    assert {t for t, _ in good["top_k"]} <= set(CASES["hanzi"][3])
+    assert "value" not in good
+    assert set(bad) == {"path", "error"} and bad["error"] == "empty file"
+
+
+def test_cli_tsv_top_k_and_expr_value(checkpoints, image_folder, capsys, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    path = str(image_folder / "a_gray.png")
+    assert main([str(checkpoints["hanzi"]), path]) == 0
+    row = capsys.readouterr().out.rstrip("\n").split("\t")
+    assert len(row) == 3 + 2 * 3  # path, text, confidence, then the top 3 as text, probability
+    assert row[3] == row[1]
+    assert main([str(checkpoints["expr"]), path, "--format", "json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert "value" in record and (record["value"] is None or isinstance(record["value"], int))
+    assert main([str(checkpoints["expr"]), path]) == 0
+    assert len(capsys.readouterr().out.rstrip("\n").split("\t")) == 4  # path, text, conf, value
+
+
+def test_cli_refuses_decompression_bomb(checkpoints, image_folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (3000, 2000), 1).save(bomb)
+    good = str(image_folder / "a_gray.png")
+    status = main([str(checkpoints["line"]), str(bomb), good, "--max-pixels", "1000000"])
+    assert status == EXIT_SOME_FAILED
+    out, err = capsys.readouterr()
+    assert out.startswith(good + "\t")
+    assert f"error: {bomb}: 3000 x 2000 = 6,000,000 pixels exceeds the limit of 1,000,000" in err
+
+
+def test_recognizer_api_takes_paths_pil_and_arrays(checkpoints, image_folder, cjk_font):
+    rec = load_recognizer(checkpoints["line"], device="cpu", batch_size=3)
+    line = _line(cjk_font)
+    arr = np.asarray(line)
+    inputs = [
+        image_folder / "a_gray.png",
+        str(image_folder / "a_gray.png"),
+        line,
+        line.convert("RGBA"),
+        arr,
+        arr.astype(np.float32) / 255.0,
+        arr.astype(np.uint16) * 257,
+        np.stack([arr] * 3, axis=-1),
+        255 - arr,  # light on dark: detected and inverted
+    ]
+    results = rec(inputs)
+    assert len(results) == len(inputs)
+    first = results[0]
+    for r in results:
+        assert (r.text, r.top_k) == (first.text, first.top_k)
+        assert r.confidence == pytest.approx(first.confidence)
+        assert r.value is None
+    # a long line is read at its own width (never squashed to a fixed one)
+    [long_line] = rec(_line(cjk_font, "中文识别字体一二三0123" * 6, width=2400))
+    assert 0.0 <= long_line.confidence <= 1.0
+    # one image alone gives a one-element list
+    [alone] = rec.recognize(line)
+    assert alone.text == first.text
+    # polarity forced the wrong way changes what the model sees
+    forced = load_recognizer(checkpoints["line"], device="cpu", polarity="dark-on-light")
+    assert forced.load(255 - arr).getpixel((0, 0)) < 30
+
+
+def test_recognizer_api_errors_name_the_image(checkpoints, image_folder):
+    rec = load_recognizer(checkpoints["hanzi"], device="auto", top_k=5)
+    with pytest.raises(ImageLoadError, match=r"e_empty\.png: empty file"):
+        rec([image_folder / "a_gray.png", image_folder / "e_empty.png"])
+    with pytest.raises(ImageLoadError, match=r"image 1: expected an array"):
+        rec([np.zeros((4, 4), np.uint8), np.zeros((2, 2, 2, 2), np.uint8)])
+    [result] = rec(image_folder / "sub" / "b_rgba.png")
+    assert len(result.top_k) == 5
+    with pytest.raises(ValueError, match="unknown polarity"):
+        load_recognizer(checkpoints["hanzi"], polarity="sideways")
+
+
+@pytest.mark.slow
+def test_bench_runs_on_a_shard(checkpoints, tmp_path, cjk_font, repo_root):
+    from synth.shards import Sample, write_samples
+
+    texts = ["中文识别", "一二三", "字体123"]
+    shard = tmp_path / "test_heldout-000000.tar"
+    write_samples(
+        shard,
+        (
+            Sample(f"{i:06d}", np.asarray(_line(cjk_font, t)), {"text": t, "font": "WQY"})
+            for i, t in enumerate(texts * 2)
+        ),
+    )
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(repo_root / "bench" / "bench_recognize.py"),
+            "--checkpoint",
+            str(checkpoints["line"]),
+            "--shards",
+            str(tmp_path / "test_heldout-*.tar"),
+            "--limit",
+            "5",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text(encoding="utf-8"))["rows"]
+    engines = [r["engine"] for r in rows]
+    assert engines[:2] == ["synthocr PyTorch", "synthocr onnxruntime"]
+    assert len(rows) == 3 and engines[2].startswith("Tesseract")  # make test installs it
+    for row in rows:
+        assert row["n"] == 5 and row["lines_per_s"] > 0 and 0 <= row["seq_acc"] <= 1
+        assert row["speedup"] > 0
+    assert rows[2]["speedup"] == 1.0
+    assert "| synthocr onnxruntime | 5 |" in proc.stdout
+
+
+def _bench_module(repo_root):
+    spec = importlib.util.spec_from_file_location(
+        "bench_recognize", repo_root / "bench" / "bench_recognize.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_bench_names_missing_inputs(tmp_path, repo_root, capsys):
+    bench = _bench_module(repo_root)
+    assert bench.main(["--shards", str(tmp_path / "none-*.tar")]) == 1
+    err = capsys.readouterr().err
+    assert "no shards match" in err and "none-*.tar" in err
+
+
+def test_bench_synthetic_lines_and_untrained_model(tmp_path, repo_root):
+    bench = _bench_module(repo_root)
+    cfg = yaml.safe_load((repo_root / "configs" / "config.yaml").read_text(encoding="utf-8"))
+    samples = bench.synthetic_samples(cfg, 3)
+    fonts = {Path(p).stem: p for p in cfg["fonts"]["test_fonts"]}
+    assert sorted(s.font for s in samples) == sorted(fonts)  # each held-out font in turn
+    for s in samples:
+        assert s.image.mode == "L" and s.image.height == cfg["tasks"]["line"]["height"]
+        assert bench._covers(fonts[s.font], s.label)
+    path = bench.untrained_checkpoint(cfg, "line_crnn_vgg", tmp_path / "u.pt")
+    rec = load_recognizer(path, device="cpu")
+    assert rec.meta.model == cfg["experiments"]["line_crnn_vgg"]["model"]
+    assert rec.meta.model_kwargs == cfg["experiments"]["line_crnn_vgg"]["model_kwargs"]
+    assert len(rec([s.image for s in samples])) == 3
