@@ -15,6 +15,15 @@ if not workflow.overwrite_configfiles:
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    task="|".join(TASKS),
+    split="|".join(SPLITS),
+    shard=r"\d{6}",
+    experiment="|".join(EXPERIMENTS) if EXPERIMENTS else "(?!)",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
@@ -25,6 +34,6 @@ report: "workflow/report/workflow.rst"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

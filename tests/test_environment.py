@@ -7,7 +7,6 @@ import tomllib
 from pathlib import Path
 
 import yaml
-
 from conftest import REPO
 
 

@@ -1,8 +1,9 @@
-# Shared by every rule file: config validation, the names of things, and small input functions.
+# Shared by all the rule files. Config validation, the names of things, small input functions.
 # Paths are the contract between rules: every rule reads and writes through these functions.
 from snakemake.utils import validate
 
 from models.registry import validate_experiment
+from synth.specs import canonical
 
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 
@@ -14,13 +15,6 @@ for _name in EXPERIMENTS:
     # Unknown model kwargs, or a CTC output shorter than 2 * max label + 1, fail at parse time.
     _exp = config["experiments"][_name]
     validate_experiment(_name, _exp, config["tasks"][_exp["task"]])
-
-
-wildcard_constraints:
-    task="|".join(TASKS),
-    split="|".join(SPLITS),
-    shard=r"\d{6}",
-    experiment="|".join(EXPERIMENTS) if EXPERIMENTS else "(?!)",
 
 
 def task_config(task):
@@ -81,3 +75,17 @@ def all_targets():
         *[f"results/samples/{task}.png" for task in TASKS],
         *[f"results/shards/{task}/manifest.tsv" for task in TASKS],
     ]
+
+
+def train_params(wildcards):
+    exp = experiment_config(wildcards.experiment)
+    task = config["tasks"][exp["task"]]
+    # mem_mb is a resource, not a setting of the run: editing it must not rerun training.
+    train = {k: v for k, v in exp["train"].items() if k != "mem_mb"}
+    return {
+        "experiment": {
+            **{k: exp[k] for k in ("task", "model", "model_kwargs")},
+            "train": train,
+        },
+        "geometry": {k: task[k] for k in ("size", "height", "width") if k in task},
+    }

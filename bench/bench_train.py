@@ -1,0 +1,195 @@
+"""Training throughput: does the data pipeline keep each model fed?
+
+For every experiment of a config, in one run: training images/s through the real pipeline
+(shards -> `models.data.TrainStream` -> DataLoader workers -> step) and on batches already in
+memory (the same step, no data loading), and their ratio. The pipeline should reach >= 90% of
+the in-memory rate.
+
+Rounds alternate the two modes and each rate is the median over rounds, so a change in the
+machine's load affects both alike; before each pipeline round the batches the workers
+prefetched meanwhile are discarded, so the pipeline gets no head start. Shards: real ones
+rendered by ``synth`` for the config's tasks (one font, WenQuanYi Micro Hei, ``--samples`` per
+shard; written once under bench/out/shards and reused).
+
+    python bench/bench_train.py --threads 2 --steps 4 --rounds 3
+    python bench/bench_train.py --config configs/config.yaml --experiments line_crnn_vgg
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from models.data import PREFETCH, TrainStream, train_loader
+from models.devices import autocast, resolve_device
+from models.families import make_family
+from models.registry import build_model, input_spec
+from models.specs import TrainSpec
+from models.train import param_groups
+from synth.charset import build_charset
+from synth.fonts import Face, covered_charset
+from synth.shards import write_shard
+from synth.specs import ShardSpec, task_spec
+
+FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def make_shards(
+    config: dict, name: str, task: str, samples: int, shards: int
+) -> tuple[list[str], list[str]]:
+    """Render (once) ``shards`` training shards of ``task`` of config ``name`` with synth;
+    returns their paths and the charset."""
+    cfg = config["tasks"][task]
+    spec = task_spec(task, cfg)
+    c = spec.charset
+    chars = build_charset(c.source, c.chars, c.files, c.limit)
+    chars = covered_charset(chars, [FONT], [], "drop", task)
+    face = Face(FONT, 0, "WenQuanYi Micro Hei", "Regular", frozenset(chars))
+    folder = OUT / "shards" / name / task
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(shards):
+        path = folder / f"train-{i:06d}-{samples}.tar"
+        if not path.exists():
+            shard = ShardSpec(task, "train", i, samples, int(config.get("seed", 0)))
+            write_shard(path, spec, shard, chars, [face])
+        paths.append(str(path))
+    return paths, chars
+
+
+def train_steps(model, family, optimizer, batches, device, clip: float, pixels: list) -> int:
+    """The training step of `models.train` (forward, family loss, backward, clip, step).
+    Returns the images trained on; adds the padded pixels fed to ``pixels[0]``."""
+    n = 0
+    for batch in batches:
+        pixels[0] += batch.images.numel()
+        images = batch.images.to(device, non_blocking=True)
+        targets = family.encode(batch.texts)
+        with autocast(device, True):
+            outputs = model(images)
+        loss = family.loss(outputs, targets, batch.widths)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        loss.item()  # the loop syncs on the loss every step
+        n += len(batch.texts)
+    return n
+
+
+def bench_experiment(name, exp, config, args, device) -> dict:
+    task = exp["task"]
+    spec = TrainSpec.from_config(exp.get("train"))
+    kwargs = dict(exp.get("model_kwargs") or {})
+    workers = args.workers if args.workers is not None else spec.num_workers
+    paths, charset = make_shards(config, Path(args.config).stem, task, args.samples, args.shards)
+    family = make_family(exp["model"], charset, kwargs)
+    geometry = input_spec(exp["model"], **kwargs)
+    torch.manual_seed(0)
+    model = build_model(exp["model"], family.num_classes, **kwargs).to(device).train()
+    optimizer = torch.optim.AdamW(param_groups(model, spec.weight_decay), lr=1e-4)
+    clip = spec.clip_grad
+
+    def stream(steps: int) -> TrainStream:
+        return TrainStream(
+            paths,
+            geometry,
+            family,
+            batch_size=spec.batch_size,
+            seed=1,
+            steps=steps,
+            segment_steps=spec.checkpoint_every,
+            lanes=max(1, workers),
+            shuffle_buffer=spec.shuffle_buffer,
+        )
+
+    # In memory: distinct batches from the same pipeline, collected first.
+    held = list(train_loader(stream(8), 0))
+    memory = itertools.cycle(held)
+    # Through the pipeline: one loader for the whole run (worker start-up is the warm-up).
+    prefetched = PREFETCH * workers  # what the workers hold ready after a memory round
+    total = args.warmup + args.rounds * (args.steps + prefetched)
+    piped = iter(train_loader(stream(total), workers))
+    px = [0]
+    train_steps(model, family, optimizer, itertools.islice(memory, args.warmup), device, clip, px)
+    train_steps(model, family, optimizer, itertools.islice(piped, args.warmup), device, clip, px)
+    # Rounds alternate the two modes, so a change in machine load hits both alike.
+    rates: dict[str, list[float]] = {"memory": [], "pipeline": []}
+    px_rates: dict[str, list[float]] = {"memory": [], "pipeline": []}
+    for _ in range(args.rounds):
+        for mode, source in (("memory", memory), ("pipeline", piped)):
+            if mode == "pipeline":
+                for _ in itertools.islice(piped, prefetched):
+                    pass
+            px = [0]
+            t = time.perf_counter()
+            batches = itertools.islice(source, args.steps)
+            n = train_steps(model, family, optimizer, batches, device, clip, px)
+            dt = time.perf_counter() - t
+            rates[mode].append(n / dt)
+            px_rates[mode].append(px[0] / dt)
+    mem_rate = statistics.median(rates["memory"])
+    pipe_rate = statistics.median(rates["pipeline"])
+    return {
+        "experiment": name,
+        "model": exp["model"],
+        "batch_size": spec.batch_size,
+        "workers": workers,
+        "pipeline_img_s": round(pipe_rate, 1),
+        "memory_img_s": round(mem_rate, 1),
+        "ratio": round(pipe_rate / mem_rate, 3),
+        # line batches differ in width: the pipeline's share of the pixel rate is the fair ratio
+        "pixel_ratio": round(
+            statistics.median(px_rates["pipeline"]) / statistics.median(px_rates["memory"]), 3
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="configs/config.yaml")
+    parser.add_argument("--experiments", nargs="*", help="default: all of the config's")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--workers", type=int, help="DataLoader workers (default: config's)")
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per mode and round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per mode")
+    parser.add_argument("--samples", type=int, default=1000, help="samples per shard")
+    parser.add_argument("--shards", type=int, default=2, help="training shards per task")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    config = yaml.safe_load(Path(args.config).read_text())
+    names = args.experiments or sorted(config["experiments"])
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
+        f"torch {torch.__version__}, {args.threads} threads, device {device}, "
+        f"median of {args.rounds} alternating rounds of {args.steps} steps per mode"
+    )
+    header = "experiment model batch workers pipeline_img_s memory_img_s ratio pixel_ratio"
+    print(header.replace(" ", "\t"))
+    rows = []
+    for name in names:
+        row = bench_experiment(name, config["experiments"][name], config, args, device)
+        rows.append(row)
+        print("\t".join(str(v) for v in row.values()), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Checkpoints: written atomically, read with ``torch.load(weights_only=True)``, and
+self-describing, so a model can be rebuilt from the file alone.
+
+A checkpoint is a plain dict (only tensors, numbers, strings, lists, tuples and dicts: nothing
+pickled as code)::
+
+    {
+        "format": "synthocr-checkpoint", "version": 1,
+        "meta": {"model": "crnn_vgg", "model_kwargs": {...}, "charset": ["a", ...],
+                 "task": "line", "input": {"kind": "line", "height": 32},
+                 "train": {...training spec...}, "step": 3000},
+        "state_dict": {...model weights...},
+        # resumable checkpoints only (results/models/{experiment}/resume/...):
+        "resume": {"optimizer": ..., "rng": ..., "history": [...], ...},
+    }
+
+``model.pt`` (the final artefact) has no ``resume`` entry: it holds the weights in float32 on
+the CPU and is a few megabytes. Evaluation, recognition and export all load through
+`load_model`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.registry import build_model, input_spec
+
+log = logging.getLogger(__name__)
+
+FORMAT = "synthocr-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, truncated or not a synthocr checkpoint (names the file)."""
+
+
+class UntrustedCheckpointError(CheckpointError):
+    """A checkpoint that holds pickled code (objects of custom classes): refused, never run."""
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What a checkpoint says about its model: enough to rebuild it and feed it.
+
+    Attributes:
+        model: Registered model name (`models.registry.MODELS`).
+        model_kwargs: The factory's keyword arguments used at training time.
+        charset: The classes, in class-index order (``charset[i]`` is class ``i``; CTC blank
+            and attention terminal symbols are added by the model on top).
+        task: The data task it was trained on (``hanzi``, ``expr``, ``line``, ``short``).
+        input: Input geometry, as `models.registry.input_spec` gives it:
+            ``{"kind": "square", "size": S}`` or ``{"kind": "line", "height": H}``.
+        train: The training spec (plain dict), for the record.
+        step: Optimizer steps taken when the checkpoint was written.
+    """
+
+    model: str
+    model_kwargs: dict[str, Any]
+    charset: list[str]
+    task: str
+    input: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    step: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.input:
+            object.__setattr__(self, "input", input_spec(self.model, **self.model_kwargs))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["charset"] = list(self.charset)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "checkpoint") -> ModelMeta:
+        missing = [k for k in ("model", "model_kwargs", "charset", "task") if k not in d]
+        if missing:
+            raise CheckpointError(f"{where}: meta lacks {', '.join(missing)}")
+        return cls(
+            model=str(d["model"]),
+            model_kwargs=dict(d["model_kwargs"]),
+            charset=list(d["charset"]),
+            task=str(d["task"]),
+            input=dict(d.get("input") or {}),
+            train=dict(d.get("train") or {}),
+            step=int(d.get("step", 0)),
+        )
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside DistributedDataParallel and/or ``torch.compile`` wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename into place.
+
+    A reader (or a rerun after SIGKILL) sees the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def make_checkpoint(
+    model: nn.Module,
+    meta: ModelMeta,
+    resume: Mapping[str, Any] | None = None,
+    cpu_float: bool = False,
+) -> dict[str, Any]:
+    """The checkpoint dict for ``model`` (unwrapped from DDP/compile).
+
+    Args:
+        model: The model (its ``state_dict`` is stored).
+        meta: What the file says about the model.
+        resume: Optimizer, RNG, history... for a resumable checkpoint; None for ``model.pt``.
+        cpu_float: Store weights on the CPU, floating tensors as float32 (portable ``model.pt``).
+    """
+    state = unwrap(model).state_dict()
+    if cpu_float:
+        state = {
+            k: (v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu())
+            for k, v in state.items()
+        }
+    ckpt: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "meta": meta.to_dict(),
+        "state_dict": state,
+    }
+    if resume is not None:
+        ckpt["resume"] = dict(resume)
+    return ckpt
+
+
+def save_model(path: str | os.PathLike, model: nn.Module, meta: ModelMeta) -> None:
+    """Write the final, small ``model.pt``: weights (CPU, float32) and meta, no optimizer."""
+    save_atomic(make_checkpoint(model, meta, cpu_float=True), path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely (``torch.load(weights_only=True)``).
+
+    Raises:
+        UntrustedCheckpointError: The file holds pickled code (an object of a custom class).
+        CheckpointError: Missing, truncated or not a synthocr checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
+        raise UntrustedCheckpointError(
+            f"checkpoint {path} holds pickled code{what}: refused, since only tensors and plain "
+            "containers are trusted (torch.load(weights_only=True)); re-save it as a state dict"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupt): {e}") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(
+            f"checkpoint {path} is not a {FORMAT} file (format={_format_of(ckpt)!r})"
+        )
+    if ckpt.get("version") != VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has version {ckpt.get('version')!r}; this code reads {VERSION}"
+        )
+    for key in ("meta", "state_dict"):
+        if key not in ckpt:
+            raise CheckpointError(f"checkpoint {path} lacks {key!r}")
+    return ckpt
+
+
+def _format_of(obj: Any) -> Any:
+    return obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+
+
+def read_meta(path: str | os.PathLike) -> ModelMeta:
+    """The `ModelMeta` of a checkpoint file."""
+    return ModelMeta.from_dict(load_checkpoint(path)["meta"], where=str(path))
+
+
+def model_from_checkpoint(ckpt: Mapping[str, Any], where: str = "checkpoint") -> nn.Module:
+    """Rebuild the model of a loaded checkpoint dict (registry + weights), in eval mode, on CPU."""
+    meta = ModelMeta.from_dict(ckpt["meta"], where=where)
+    try:
+        model = build_model(meta.model, len(meta.charset), **meta.model_kwargs)
+    except ValueError as e:
+        raise CheckpointError(f"{where}: cannot rebuild model {meta.model!r}: {e}") from e
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{where}: weights do not fit model {meta.model!r}: {e}") from e
+    return model.eval()
+
+
+def load_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, ModelMeta]:
+    """Rebuild a model from a checkpoint file alone.
+
+    Args:
+        path: ``model.pt`` (or a resumable checkpoint).
+        device: Where to put the model.
+
+    Returns:
+        The model in eval mode on ``device``, and its `ModelMeta`.
+    """
+    ckpt = load_checkpoint(path)
+    model = model_from_checkpoint(ckpt, where=str(path))
+    return model.to(device), ModelMeta.from_dict(ckpt["meta"], where=str(path))

@@ -1,0 +1,458 @@
+"""WebDataset pipelines: shards -> decoded, checked, preprocessed, width-grouped batches.
+
+Sample format (``synth.shards``): ``{key}.png`` (8-bit grayscale) and ``{key}.json`` with the
+label in ``"text"``. Shards are indexed from their tar headers (`index_shard`: truncation is
+detected, and skipped samples are never read), then a WebDataset pipeline shuffles, decodes and
+batches. Errors are never silent: an unreadable shard names the shard (and the last key read), an
+undecodable image names shard and key, and a label the charset cannot encode names shard, key and
+character. Nothing is dropped.
+
+Training stream (`TrainStream`): a deterministic function of ``(seed, rank, step)``, so a resumed
+run sees exactly the batches an uninterrupted one would.
+
+- Steps are grouped in *segments* of ``segment_steps`` (the checkpoint interval) and *lanes*
+  (``max(1, num_workers)``): step ``s`` belongs to segment ``s // segment_steps`` and lane
+  ``s % lanes``. Each (segment, lane) has its own pipeline, seeded by
+  ``SeedSequence([seed, rank, segment, lane])``: shards resampled with replacement (the explicit
+  form of ``shardshuffle``; each shard read from a random sample offset, so short segments still
+  see whole shards), a sample shuffle buffer, decode, then batches.
+- DataLoader worker ``w`` serves one lane, and the DataLoader hands out its workers' batches
+  round-robin, so batches arrive in step order. Resuming mid-segment replays that segment up to
+  the step.
+- Ranks differ by seed (split by DDP rank); lanes by seed and worker (split by worker).
+
+Line images (``{"kind": "line"}``) are batched with neighbours of similar width (`batched`) and
+padded, never squashed to one width; square images are batched as they come.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import logging
+import os
+import random
+import tarfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import webdataset as wds
+from PIL import Image, UnidentifiedImageError
+
+from models.families import Family, LabelError
+from models.preprocess import pad_batch, prepare_image
+
+log = logging.getLogger(__name__)
+
+
+PREFETCH = 4  # batches each DataLoader worker prepares ahead
+
+
+class DataError(ValueError):
+    """A shard, image or label that cannot be used (names the shard and the key)."""
+
+
+class ShardError(DataError):
+    """A shard that cannot be read (missing, truncated, not a tar)."""
+
+
+class SampleLabelError(DataError):
+    """A label the charset (or the model family) cannot encode."""
+
+
+class Batch(NamedTuple):
+    """One batch.
+
+    Attributes:
+        images: ``N, 1, H, W`` float32, normalised (`models.preprocess`).
+        widths: ``N`` int64 image widths before padding (CTC input lengths).
+        texts: ``N`` labels.
+        keys: ``N`` sample keys.
+        shards: ``N`` shard paths (where each sample came from).
+    """
+
+    images: torch.Tensor
+    widths: torch.Tensor
+    texts: list[str]
+    keys: list[str]
+    shards: list[str]
+
+
+@dataclass(frozen=True)
+class Example:
+    """A decoded, checked and preprocessed sample (``image`` is ``H, W`` uint8)."""
+
+    key: str
+    shard: str
+    image: np.ndarray
+    text: str
+
+
+# ---------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class ShardIndex:
+    """Where each sample's parts lie in a shard: ``samples[i] = (key, ((ext, offset, size),
+    ...))``, in file order. Built from the tar headers alone (data is skipped, not read)."""
+
+    url: str
+    samples: tuple[tuple[str, tuple[tuple[str, int, int], ...]], ...]
+
+
+def index_shard(url: str) -> ShardIndex:
+    """Index a shard and check it is whole.
+
+    Python's tarfile ends quietly at a truncated header, so the end-of-archive marker (two zero
+    blocks) is checked explicitly: a shard cut short by a crash or a full disk is an error.
+
+    Raises:
+        ShardError: Missing, not a tar, truncated, or holding no samples (names the shard).
+    """
+    try:
+        size = os.path.getsize(url)
+        with tarfile.open(url, "r:") as tf:
+            members = tf.getmembers()
+            end = tf.offset
+        with open(url, "rb") as f:
+            f.seek(end)
+            tail = f.read(2 * tarfile.BLOCKSIZE)
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ShardError(f"shard {url}: unreadable: {e}") from e
+    order: list[str] = []
+    parts: dict[str, list[tuple[str, int, int]]] = {}
+    for m in members:
+        if not m.isreg():
+            continue
+        key, dot, ext = m.name.partition(".")
+        if not dot:
+            raise ShardError(f"shard {url}: member {m.name!r} has no extension")
+        if m.offset_data + m.size > size:
+            raise ShardError(f"shard {url}: truncated inside sample {key!r}")
+        if key not in parts:
+            order.append(key)
+            parts[key] = []
+        parts[key].append((ext.lower(), m.offset_data, m.size))
+    if tail != bytes(2 * tarfile.BLOCKSIZE):
+        after = f"after sample {order[-1]!r}" if order else "before its first sample"
+        raise ShardError(f"shard {url}: truncated {after} (no end-of-archive marker)")
+    if not order:
+        raise ShardError(f"shard {url}: holds no samples")
+    return ShardIndex(url, tuple((k, tuple(parts[k])) for k in order))
+
+
+def read_shard(
+    url: str, offset: int = 0, index: ShardIndex | None = None
+) -> Iterator[dict[str, Any]]:
+    """Raw samples of one shard, in order: ``{"__key__", "__url__", "png": bytes, ...}``
+    (the sample dicts of ``webdataset.tarfile_samples``).
+
+    Args:
+        url: Shard path.
+        offset: Samples to skip first (their data is not read).
+        index: The shard's `ShardIndex` (built when not given).
+
+    Raises:
+        ShardError: The shard is missing, truncated or unreadable (names it and the key).
+    """
+    index = index or index_shard(url)
+    try:
+        with open(url, "rb") as f:
+            for key, entries in index.samples[offset:]:
+                sample: dict[str, Any] = {"__key__": key, "__url__": url}
+                for ext, start, size in entries:
+                    f.seek(start)
+                    data = f.read(size)
+                    if len(data) != size:
+                        raise ShardError(f"shard {url}: truncated inside sample {key!r}")
+                    sample[ext] = data
+                yield sample
+    except OSError as e:
+        raise ShardError(f"shard {url}: unreadable: {e}") from e
+
+
+def count_samples(url: str) -> int:
+    """Samples in a shard (from its tar headers)."""
+    return len(index_shard(url).samples)
+
+
+def decode_sample(
+    sample: Mapping[str, Any], geometry: Mapping[str, Any], family: Family | None
+) -> Example:
+    """Raw sample -> `Example`: PNG decoded and prepared for the model, label checked.
+
+    Raises:
+        DataError: Missing part, undecodable image or JSON (names shard and key).
+        SampleLabelError: The label has a character outside the charset, or a length the
+            family cannot take (names shard, key and the character).
+    """
+    key, url = sample.get("__key__"), sample.get("__url__")
+    where = f"shard {url}: sample {key!r}"
+    for part in ("png", "json"):
+        if part not in sample:
+            raise DataError(f"{where}: has no .{part} (parts: {sorted(sample)})")
+    try:
+        meta = json.loads(sample["json"])
+        text = meta["text"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{where}: bad .json (needs a 'text' field): {e}") from e
+    if not isinstance(text, str):
+        raise DataError(f"{where}: 'text' is {type(text).__name__}, not a string")
+    if family is not None:
+        try:
+            family.encode([text])
+        except LabelError as e:
+            raise SampleLabelError(f"{where}: {e}") from None
+    try:
+        with Image.open(io.BytesIO(sample["png"])) as img:
+            img.load()
+            image = prepare_image(img, geometry)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{where}: cannot decode .png: {e}") from e
+    return Example(key, url, image, text)
+
+
+def iter_examples(
+    urls: Sequence[str], geometry: Mapping[str, Any], family: Family | None = None
+) -> Iterator[Example]:
+    """Every sample of ``urls`` in order (shards in the given order, no shuffling)."""
+    for url in urls:
+        for sample in read_shard(str(url)):
+            yield decode_sample(sample, geometry, family)
+
+
+# ---------------------------------------------------------------- batching
+
+
+def collate(examples: Sequence[Example], geometry: Mapping[str, Any]) -> Batch:
+    """Pad a list of examples into a `Batch`."""
+    images, widths = pad_batch([e.image for e in examples], geometry)
+    return Batch(
+        images,
+        widths,
+        [e.text for e in examples],
+        [e.key for e in examples],
+        [e.shard for e in examples],
+    )
+
+
+POOL_BATCHES = 8  # batches of line images formed together, sorted by width
+
+
+def batched(
+    examples: Iterable[Example],
+    batch_size: int,
+    geometry: Mapping[str, Any],
+    rng: np.random.Generator | None = None,
+    pool_batches: int = POOL_BATCHES,
+    partial: bool = True,
+    max_batches: int | None = None,
+) -> Iterator[Batch]:
+    """Group examples into batches; line images into width buckets.
+
+    Line images are taken ``pool_batches * batch_size`` at a time, sorted by width and cut into
+    ``pool_batches`` batches of neighbouring widths (emitted in an order shuffled by ``rng``, in
+    width order without one), so a batch pads little, and, unlike fixed buckets that wait to fill,
+    no width is held back: every sample read is used, long lines as often as short ones.
+    Square images are batched as they come.
+
+    Args:
+        examples: The stream.
+        batch_size: Samples per batch.
+        geometry: Input geometry (``kind`` line or square).
+        rng: Shuffles the batch order within a pool (training); None keeps width order.
+        pool_batches: Batches per pool (line images).
+        partial: Emit the last, smaller batch of a finite stream.
+        max_batches: Stop after this many batches; the last pool shrinks to what is still
+            needed, so no sample is decoded in vain.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    per_pool = pool_batches if geometry["kind"] == "line" else 1
+    remaining = max_batches if max_batches is not None else -1
+    it = iter(examples)
+    while remaining != 0:
+        pool_size = batch_size * (min(per_pool, remaining) if remaining > 0 else per_pool)
+        pool = list(itertools.islice(it, pool_size))
+        if not pool:
+            return
+        if geometry["kind"] == "line":
+            pool.sort(key=lambda e: e.image.shape[1])  # stable: ties keep stream order
+        groups = [pool[i : i + batch_size] for i in range(0, len(pool), batch_size)]
+        if not partial and len(groups[-1]) < batch_size:
+            groups.pop()
+        order = rng.permutation(len(groups)) if rng is not None else range(len(groups))
+        for i in order:
+            yield collate(groups[i], geometry)
+        if remaining > 0:
+            remaining -= len(groups)
+        if len(pool) < pool_size:
+            return
+
+
+def eval_batches(
+    urls: Sequence[str],
+    geometry: Mapping[str, Any],
+    batch_size: int,
+    family: Family | None = None,
+    max_batches: int | None = None,
+) -> Iterator[Batch]:
+    """Deterministic batches of a finite split (validation, evaluation): every sample once.
+
+    Shards are read in the given order (``shardshuffle`` off); line images are grouped by
+    width (`batched`), so the sample order differs from the shard order (batches carry keys).
+    """
+    # max_batches also bounds the pools, so a short validation set is the first samples of the
+    # split, not the narrowest of a larger pool
+    return batched(
+        iter_examples(urls, geometry, family), batch_size, geometry, max_batches=max_batches
+    )
+
+
+# ---------------------------------------------------------------- training stream
+
+
+def _seed_of(ss: np.random.SeedSequence) -> int:
+    return int(ss.generate_state(1, dtype=np.uint64)[0])
+
+
+class TrainStream(torch.utils.data.IterableDataset):
+    """Infinite, resampled, deterministic training batches for steps ``start_step..steps-1``.
+
+    Use with ``DataLoader(stream, batch_size=None, num_workers=lanes)`` (``num_workers`` 0 or
+    exactly ``lanes``): the loader yields one `Batch` per step, in step order.
+
+    Args:
+        urls: Training shards.
+        geometry: Model input geometry (``models.registry.input_spec``).
+        family: The model's family (labels are checked against it in the workers).
+        batch_size: Samples per batch (per process).
+        seed: Root seed of the run.
+        steps: Last step (exclusive).
+        start_step: First step (a resumed run starts at its checkpoint's step).
+        segment_steps: Steps per segment (a fresh, freshly seeded pipeline each).
+        lanes: Independent sub-streams, one per DataLoader worker (``max(1, num_workers)``).
+        shuffle_buffer: Raw samples held by the shuffle buffer (0: no sample shuffling).
+        rank, world_size: This process's DDP rank and the number of processes.
+    """
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        geometry: Mapping[str, Any],
+        family: Family | None,
+        batch_size: int,
+        seed: int,
+        steps: int,
+        start_step: int = 0,
+        segment_steps: int = 100,
+        lanes: int = 1,
+        shuffle_buffer: int = 1000,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        super().__init__()
+        if not urls:
+            raise DataError("no training shards given")
+        self.urls = [str(u) for u in urls]
+        self.indexes = [index_shard(u) for u in self.urls]
+        self.geometry = dict(geometry)
+        self.family = family
+        self.batch_size = batch_size
+        self.seed = seed
+        self.steps = steps
+        self.start_step = start_step
+        self.segment_steps = max(1, segment_steps)
+        self.lanes = max(1, lanes)
+        self.shuffle_buffer = shuffle_buffer
+        self.rank = rank
+        self.world_size = world_size
+
+    def _shards(self, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
+        """Shards drawn with replacement, each read from a random sample offset."""
+        while True:
+            i = int(rng.integers(len(self.urls)))
+            index = self.indexes[i]
+            offset = int(rng.integers(len(index.samples)))
+            yield from read_shard(index.url, offset, index)
+
+    def lane_steps_in(self, segment: int, lane: int) -> range:
+        """The steps of ``lane`` in ``segment`` (before ``steps``)."""
+        start = segment * self.segment_steps
+        end = min(start + self.segment_steps, self.steps)
+        return range(start + (lane - start) % self.lanes, end, self.lanes)
+
+    def segment_batches(self, segment: int, lane: int) -> Iterator[Batch]:
+        """The batches of one (segment, lane), one per step of the lane: a WebDataset pipeline
+        (whose input, resampled shards, never ends)."""
+        ss = np.random.SeedSequence([self.seed, self.rank, segment, lane])
+        shard_ss, shuffle_ss, batch_ss = ss.spawn(3)
+        shard_rng = np.random.default_rng(shard_ss)
+        stages: list[Any] = [lambda: self._shards(shard_rng)]
+        if self.shuffle_buffer > 1:
+            # Raw bytes are shuffled before decoding: a segment's leftover buffer costs no decoding.
+            stages.append(
+                wds.shuffle(
+                    self.shuffle_buffer,
+                    initial=min(self.shuffle_buffer, 4 * self.batch_size),
+                    rng=random.Random(_seed_of(shuffle_ss)),
+                )
+            )
+        stages.append(wds.map(lambda s: decode_sample(s, self.geometry, self.family)))
+        pipeline = wds.DataPipeline(*stages)
+        batch_rng = np.random.default_rng(batch_ss)
+        return batched(
+            pipeline,
+            self.batch_size,
+            self.geometry,
+            batch_rng,
+            partial=False,
+            max_batches=len(self.lane_steps_in(segment, lane)),
+        )
+
+    def lane_steps(self, lane: int) -> Iterator[tuple[int, Batch]]:
+        """``(step, batch)`` for this lane's steps from ``start_step`` on."""
+        first = self.start_step + (lane - self.start_step) % self.lanes
+        segment = -1
+        stream: Iterator[Batch] = iter(())
+        for step in range(first, self.steps, self.lanes):
+            if step // self.segment_steps != segment:
+                segment = step // self.segment_steps
+                stream = self.segment_batches(segment, lane)
+                # a resume mid-segment replays the segment's earlier steps of this lane
+                for _ in range(self.lane_steps_in(segment, lane).index(step)):
+                    next(stream)
+            yield step, next(stream)
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = torch.utils.data.get_worker_info()
+        workers = info.num_workers if info is not None else 1
+        if workers != self.lanes:
+            raise ValueError(
+                f"TrainStream has {self.lanes} lanes but runs on {workers} DataLoader "
+                "worker(s); use num_workers = lanes (or 0 with lanes = 1)"
+            )
+        worker = info.id if info is not None else 0
+        # The loader takes batches round-robin from its workers starting at worker 0, and
+        # step start_step is worker 0's first: worker w serves lane (start_step + w) % lanes.
+        lane = (self.start_step + worker) % self.lanes
+        for _, batch in self.lane_steps(lane):
+            yield batch
+
+
+def train_loader(
+    stream: TrainStream, num_workers: int, pin_memory: bool = False
+) -> torch.utils.data.DataLoader:
+    """The DataLoader of a `TrainStream` (one worker per lane; batches already formed)."""
+    return torch.utils.data.DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=num_workers,
+        prefetch_factor=PREFETCH if num_workers > 0 else None,
+        persistent_workers=False,
+        pin_memory=pin_memory,
+    )

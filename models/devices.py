@@ -1,0 +1,127 @@
+"""Where tensors live: device choice, the one autocast path, and the process's place in a
+distributed (``torchrun``) run.
+
+Nothing here is global state: each function takes what it needs and returns a value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def resolve_device(name: str | torch.device | None = "auto", local_rank: int = 0) -> torch.device:
+    """The device to run on.
+
+    Args:
+        name: ``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``;
+            a `torch.device` is returned as is.
+        local_rank: Under ``torchrun``, this process's GPU index on its node (``auto`` and
+            ``cuda`` pick ``cuda:local_rank``).
+
+    Raises:
+        ValueError: An unknown name, or a device that is not available here (naming it).
+    """
+    if isinstance(name, torch.device):
+        return name
+    name = (name or "auto").lower()
+    base = name.split(":")[0]
+    if base not in DEVICES:
+        raise ValueError(f"unknown device {name!r}; valid: {', '.join(DEVICES)} (or cuda:N)")
+    if base == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if base == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {name!r} asked for, but CUDA is not available "
+                f"(torch {torch.__version__}); use device: auto or cpu"
+            )
+        if ":" in name:
+            return torch.device(name)
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if base == "mps" and not _mps_available():
+        raise ValueError("device 'mps' asked for, but MPS is not available; use auto or cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
+    """The one mixed-precision path: bf16 autocast on CUDA, nothing elsewhere.
+
+    On CPU, autocast would change numerics and rarely speeds up small convnets, and CPU runs
+    must be bit-reproducible; MPS bf16 support varies by OS version. Losses that need fp32 (CTC)
+    cast their inputs themselves.
+    """
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """This process's place in a run: ``world_size`` 1 outside ``torchrun``.
+
+    Attributes:
+        rank: Global rank (0 writes files).
+        world_size: Number of processes.
+        local_rank: Rank on this node (picks the GPU).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_env(environ: Mapping[str, str] | None = None) -> DistEnv:
+    """Read ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (set by ``torchrun``)."""
+    env = os.environ if environ is None else environ
+    try:
+        return DistEnv(
+            rank=int(env.get("RANK", "0")),
+            world_size=int(env.get("WORLD_SIZE", "1")),
+            local_rank=int(env.get("LOCAL_RANK", "0")),
+        )
+    except ValueError as e:
+        raise ValueError(f"bad torchrun environment (RANK/WORLD_SIZE/LOCAL_RANK): {e}") from None
+
+
+def init_distributed(env: DistEnv, device: torch.device) -> None:
+    """Join the process group when running under ``torchrun`` (nccl on CUDA, gloo otherwise)."""
+    if not env.distributed or torch.distributed.is_initialized():
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch.distributed.init_process_group(backend=backend)
+    log.info("rank %d/%d joined the %s process group", env.rank, env.world_size, backend)
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group if this process joined one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

@@ -1,0 +1,79 @@
+"""Images -> `Prediction`s with a loaded model: the inference path shared by evaluation and
+recognition (batching, preprocessing, the family's decoder, expression values)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.checkpoint import ModelMeta
+from models.devices import resolve_device
+from models.families import Prediction, make_family
+from models.preprocess import ImageLike, pad_batch, prepare_image
+from synth.text import ExpressionError
+from synth.text import evaluate as evaluate_expression
+
+
+def expression_value(text: str) -> int | None:
+    """The value of a read arithmetic expression, or None when it does not parse."""
+    try:
+        return evaluate_expression(text)
+    except ExpressionError:
+        return None
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    meta: ModelMeta,
+    images: Sequence[ImageLike],
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    top_k: int = 5,
+    *,
+    decoder: str = "greedy",
+    beam_width: int = 5,
+) -> list[Prediction]:
+    """Read images with a model.
+
+    Line images are grouped by width before batching (in input order within equal widths), so
+    a batch pads as little as possible; the predictions come back in input order.
+
+    Args:
+        model: The model (eval mode is set here).
+        meta: Its checkpoint meta (charset, geometry, model name and kwargs).
+        images: PIL images (any mode) or ``H, W`` arrays, any size.
+        batch_size: Images per forward pass.
+        device: Where to run (default: where the model's parameters are).
+        top_k: Alternatives per prediction (classification and CTC beam search).
+        decoder: CTC decoder, ``greedy`` or ``beam``.
+        beam_width: CTC beam width.
+
+    Returns:
+        One `Prediction` per image; for the ``expr`` task ``value`` holds the value of the read
+        expression (None when it does not parse).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if device is None:
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
+    device = resolve_device(device)
+    model.eval()
+    family = make_family(meta.model, meta.charset, meta.model_kwargs)
+    arrays = [prepare_image(im, meta.input) for im in images]
+    order = np.argsort([a.shape[1] for a in arrays], kind="stable")
+    out: list[Prediction | None] = [None] * len(arrays)
+    for start in range(0, len(arrays), batch_size):
+        idx = order[start : start + batch_size]
+        batch, widths = pad_batch([arrays[i] for i in idx], meta.input)
+        outputs = model(batch.to(device))
+        preds = family.decode(outputs, widths, decoder=decoder, beam_width=beam_width, k=top_k)
+        for i, p in zip(idx.tolist(), preds, strict=True):
+            if meta.task == "expr":
+                p.value = expression_value(p.text)
+            out[i] = p
+    return out  # type: ignore[return-value]

@@ -1,0 +1,158 @@
+"""Images -> model input: the one preprocessing path of training, evaluation, recognition and
+export.
+
+Every image becomes grayscale and is resized to the model's geometry (``models.registry.
+input_spec``) without ever being squashed:
+
+- ``{"kind": "square", "size": S}`` (hanzi, reader): an image that is not square is first padded
+  to a square with its own background, then resized to ``S x S``.
+- ``{"kind": "line", "height": H}`` (CRNNs): resized to height ``H`` keeping the aspect ratio,
+  so the width follows the text; a batch is padded on the right to its widest image with each
+  image's own background (the median of its border pixels), and the widths before padding are
+  returned so CTC input lengths can be computed.
+
+Pixels are then scaled to [0, 1] and normalised as ``(x - MEAN) / STD`` (to [-1, 1]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+MEAN = 0.5
+STD = 0.5
+RESAMPLE = Image.Resampling.BILINEAR
+
+ImageLike = Image.Image | np.ndarray
+
+
+def _as_gray(image: ImageLike) -> Image.Image:
+    """A PIL image in mode ``L`` (RGB/RGBA/P/I;16/float arrays are converted)."""
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+        if arr.dtype != np.uint8:
+            if np.issubdtype(arr.dtype, np.floating) and arr.size and float(arr.max()) <= 1.0:
+                arr = arr * 255.0
+            arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        image = Image.fromarray(arr)
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"expected a PIL image or a numpy array, got {type(image).__name__}")
+    if image.mode == "L":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent pixels become white paper, not black.
+        rgba = image.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(paper, rgba).convert("L")
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        hi = float(arr.max()) if arr.size else 1.0
+        return Image.fromarray(np.clip(arr * (255.0 / max(hi, 1.0)), 0, 255).astype(np.uint8))
+    return image.convert("L")
+
+
+def background_level(arr: np.ndarray) -> int:
+    """The image's background grey level: the median of its border pixels (``H, W`` uint8)."""
+    if arr.size == 0:
+        return 255
+    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
+    return int(np.median(border))
+
+
+def prepare_image(image: ImageLike, geometry: Mapping[str, Any]) -> np.ndarray:
+    """One image -> ``H, W`` uint8 array at the model's geometry (not yet padded or normalised).
+
+    Args:
+        image: A PIL image (any mode) or an ``H, W`` / ``H, W, 1`` array (uint8, or float in
+            [0, 1]).
+        geometry: ``{"kind": "square", "size": S}`` or ``{"kind": "line", "height": H}``.
+
+    Returns:
+        ``S, S`` for square models; ``H, W'`` with ``W' = round(W * H / h)`` for line models.
+    """
+    img = _as_gray(image)
+    w, h = img.size
+    if w < 1 or h < 1:
+        raise ValueError(f"empty image ({w}x{h})")
+    kind = geometry["kind"]
+    if kind == "square":
+        size = int(geometry["size"])
+        if w != h:
+            side = max(w, h)
+            canvas = Image.new("L", (side, side), background_level(np.asarray(img)))
+            canvas.paste(img, ((side - w) // 2, (side - h) // 2))
+            img = canvas
+        if img.size != (size, size):
+            img = img.resize((size, size), RESAMPLE)
+    elif kind == "line":
+        height = int(geometry["height"])
+        if h != height:
+            new_w = max(1, round(w * height / h))
+            img = img.resize((new_w, height), RESAMPLE)
+    else:
+        raise ValueError(f"unknown input kind {kind!r}; valid: square, line")
+    return np.asarray(img, dtype=np.uint8)
+
+
+def min_width(geometry: Mapping[str, Any]) -> int:
+    """Narrowest batch a line model is fed (narrower images are padded): half the height, so
+    every CTC model yields at least a few frames even for a one-character crop."""
+    if geometry["kind"] == "line":
+        return max(1, int(geometry["height"]) // 2)
+    return int(geometry["size"])
+
+
+def pad_batch(
+    arrays: Sequence[np.ndarray], geometry: Mapping[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prepared ``H, W_i`` uint8 arrays -> a normalised batch.
+
+    Each image is padded on the right, with its own background level, to the batch's widest
+    image (at least `min_width`).
+
+    Returns:
+        ``images`` float32 ``N, 1, H, W_max`` normalised to [-1, 1], and ``widths`` int64 ``N``:
+        each image's width before padding (at least `min_width`), for CTC input lengths.
+    """
+    if not arrays:
+        raise ValueError("empty batch")
+    height = arrays[0].shape[0]
+    floor = min_width(geometry)
+    widths = [max(a.shape[1], floor) for a in arrays]
+    width = max(widths)
+    out = np.empty((len(arrays), 1, height, width), dtype=np.uint8)
+    for i, a in enumerate(arrays):
+        if a.shape[0] != height:
+            raise ValueError(f"image {i} has height {a.shape[0]}, the batch has {height}")
+        w = a.shape[1]
+        out[i, 0, :, :w] = a
+        if w < width:
+            out[i, 0, :, w:] = background_level(a)
+    # In numpy: single-threaded, where torch's intra-op threads would contend with the model's.
+    images = out.astype(np.float32)
+    images *= 1.0 / (255.0 * STD)
+    images -= MEAN / STD
+    return torch.from_numpy(images), torch.tensor(widths, dtype=torch.long)
+
+
+def to_tensor_batch(
+    images: Sequence[ImageLike], geometry: Mapping[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images -> model input (`prepare_image` each, then `pad_batch`).
+
+    Args:
+        images: PIL images (any mode) or arrays, any size.
+        geometry: The model's input geometry (``ModelMeta.input`` or
+            ``models.registry.input_spec``).
+
+    Returns:
+        ``images`` float32 ``N, 1, H, W`` in [-1, 1] and ``widths`` int64 ``N`` (pre-padding
+        widths; all ``S`` for square models).
+    """
+    return pad_batch([prepare_image(im, geometry) for im in images], geometry)

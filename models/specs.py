@@ -1,0 +1,137 @@
+"""Typed specs of a training run, built from config slices (the ``train`` rule's ``params``, the
+CLI's config file, or a JSON spec). Unknown keys are rejected, naming them. Defaults mirror
+``definitions.train`` of ``workflow/schemas/config.schema.yaml`` (a test checks they agree).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+SCHEDULES = ("cosine", "onecycle", "constant")
+# Settings that change neither the weights nor the history: editing them resumes the same run.
+NOT_HASHED = ("mem_mb", "tensorboard")
+
+
+def _unknown(cls: type, cfg: Mapping[str, Any], where: str) -> None:
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(cfg) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; valid: {sorted(names)}")
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """The training loop's settings (``experiments.<name>.train``); see the schema for each."""
+
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 0.001
+    weight_decay: float = 0.0001
+    warmup_steps: int = 100
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.05
+    clip_grad: float = 5.0
+    val_every: int = 250
+    val_batches: int = 10
+    early_stop_patience: int = 0
+    checkpoint_every: int = 100
+    log_every: int = 50
+    num_workers: int = 1
+    shuffle_buffer: int = 1000
+    amp: bool = True
+    tensorboard: bool = False
+    mem_mb: int = 4000
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"train.schedule: {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
+        for name in ("steps", "batch_size", "val_every", "val_batches", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | None, where: str = "train") -> TrainSpec:
+        cfg = dict(cfg or {})
+        _unknown(cls, cfg, where)
+        return cls(**cfg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Everything one training run needs: what to train, on what, and where to write.
+
+    Attributes:
+        experiment: Experiment name (for logs and ``train.json``).
+        task: Data task (``hanzi``, ``expr``, ``line``, ``short``).
+        model: Registered model name.
+        model_kwargs: Its factory's keyword arguments.
+        train: The loop's settings.
+        seed: Root seed of the run.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        charset: Path of the task's charset file.
+        train_shards: Training shard paths.
+        val_shards: Validation shard paths.
+        out_dir: Folder of ``model.pt``, ``history.csv``, ``train.json`` and ``resume/``.
+    """
+
+    experiment: str
+    task: str
+    model: str
+    model_kwargs: Mapping[str, Any]
+    train: TrainSpec
+    seed: int
+    device: str
+    charset: str
+    train_shards: tuple[str, ...]
+    val_shards: tuple[str, ...]
+    out_dir: str
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainJob:
+        """From a plain dict (``--spec`` JSON): ``train`` is a dict, shard lists are lists."""
+        d = dict(d)
+        _unknown(cls, d, "spec")
+        missing = [f.name for f in fields(cls) if f.name not in d]
+        if missing:
+            raise ValueError(f"spec: missing key(s) {missing}")
+        d["train"] = TrainSpec.from_config(d["train"])
+        d["model_kwargs"] = dict(d["model_kwargs"] or {})
+        d["train_shards"] = tuple(str(p) for p in d["train_shards"])
+        d["val_shards"] = tuple(str(p) for p in d["val_shards"])
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["model_kwargs"] = dict(self.model_kwargs)
+        d["train_shards"] = list(self.train_shards)
+        d["val_shards"] = list(self.val_shards)
+        return d
+
+
+def run_hash(job: TrainJob, charset: Sequence[str]) -> str:
+    """Key of a run's resume state: what the weights depend on (model, training spec but
+    `NOT_HASHED`, seed, charset, shard names). An edited config gets a fresh key, so it never
+    resumes a stale run; output folders and the device are left out (a run may resume on
+    another machine)."""
+    train = {k: v for k, v in job.train.to_dict().items() if k not in NOT_HASHED}
+    key = {
+        "task": job.task,
+        "model": job.model,
+        "model_kwargs": dict(sorted(job.model_kwargs.items())),
+        "train": train,
+        "seed": job.seed,
+        "charset": "".join(charset),
+        "train_shards": [s.rsplit("/", 1)[-1] for s in job.train_shards],
+        "val_shards": [s.rsplit("/", 1)[-1] for s in job.val_shards],
+    }
+    blob = json.dumps(key, sort_keys=True, ensure_ascii=False).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,608 @@
+"""The training loop: one for every model, readable top to bottom (after nanoGPT's ``train.py``).
+
+    seed -> data stream -> model, AdamW -> resume? -> for each step: lr(step), forward (bf16
+    autocast on GPU), family loss (fp32), finite check, backward, clip, step -> log, validate,
+    early stop, checkpoint -> model.pt, history.csv, train.json
+
+Resuming: a checkpoint holding the weights, optimizer, RNG state, history and early-stopping
+state is written atomically every ``checkpoint_every`` steps under
+``{out_dir}/resume/{run_hash}/last.pt``. A rerun (after SIGKILL, a crash, a pre-empted node)
+continues from it, and on CPU ends with the same weights as an uninterrupted run: the data
+stream and the dropout RNG are functions of ``(seed, rank, step)`` (`models.data.TrainStream`;
+the global torch RNG is reseeded every step), and the learning rate is a pure function of step.
+
+Several GPUs or nodes: run this module under ``torchrun`` (it reads RANK, WORLD_SIZE and
+LOCAL_RANK); every rank trains on its own resampled stream, gradients are averaged by DDP,
+and rank 0 validates and writes every file::
+
+    # one machine, 4 GPUs (shards and charset already built by snakemake under results/)
+    torchrun --standalone --nproc_per_node 4 -m models.train \\
+        --config configs/config.yaml --experiment line_crnn_vgg
+    # two nodes (run on each; results/ on a shared file system)
+    torchrun --nnodes 2 --nproc_per_node 4 --rdzv_backend c10d --rdzv_endpoint HOST:29500 \\
+        -m models.train --config configs/config.yaml --experiment line_crnn_vgg
+
+``batch_size`` is per process. The outputs are the ones the ``train`` rule declares, and the
+run's resume state is keyed by the same hash, so should Snakemake rerun the rule later it
+finds the run finished and only rewrites them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.checkpoint import (
+    ModelMeta,
+    load_checkpoint,
+    make_checkpoint,
+    save_atomic,
+    save_model,
+    unwrap,
+)
+from models.data import Batch, TrainStream, eval_batches, train_loader
+from models.devices import (
+    DistEnv,
+    autocast,
+    dist_env,
+    init_distributed,
+    resolve_device,
+    shutdown_distributed,
+)
+from models.families import Family, make_family
+from models.registry import build_model, input_spec
+from models.specs import TrainJob, TrainSpec, run_hash
+from synth.charset import read_charset, write_bytes_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = (
+    "step",
+    "lr",
+    "train_loss",
+    "val_loss",
+    "val_acc",
+    "grad_norm",
+    "images_per_s",
+    "elapsed_s",
+)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss (or the gradient norm) became NaN or infinite; training stopped."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run reports (also written to ``train.json``)."""
+
+    steps: int
+    stopped_early: bool
+    resumed_from: int
+    best_val_loss: float | None
+    best_step: int | None
+    final_val_loss: float | None
+    final_val_acc: float | None
+    wall_s: float
+    images_per_s: float
+    params: int
+    device: str
+    world_size: int
+    run_hash: str
+
+
+def lr_at(step: int, spec: TrainSpec) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): a pure function of the step.
+
+    Linear warm-up over ``warmup_steps``, then ``cosine`` (to ``lr * min_lr_ratio`` at the last
+    step), ``onecycle`` (linear down to ``lr * min_lr_ratio``; warm-up defaults to 30% of the
+    steps when ``warmup_steps`` is 0), or ``constant``.
+    """
+    peak, low = spec.lr, spec.lr * spec.min_lr_ratio
+    warmup = spec.warmup_steps
+    if spec.schedule == "onecycle" and warmup == 0:
+        warmup = max(1, round(0.3 * spec.steps))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if spec.schedule == "constant":
+        return peak
+    span = max(1, spec.steps - 1 - warmup)
+    progress = min(1.0, (step - warmup) / span)
+    if spec.schedule == "cosine":
+        return low + 0.5 * (1.0 + math.cos(math.pi * progress)) * (peak - low)
+    return peak - progress * (peak - low)  # onecycle: linear down
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """Seed of the global torch RNG (dropout) at ``step`` on ``rank``."""
+    ss = np.random.SeedSequence([seed, rank, step, 0x7EED])
+    return int(ss.generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on weight matrices and kernels, none on biases and norms."""
+    decay, no_decay = [], []
+    for _, p in sorted(model.named_parameters()):
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _write_history(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt(row.get(k)) for k in HISTORY_COLUMNS})
+    write_text_atomic(path, buf.getvalue())
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module,
+    family: Family,
+    batches: Sequence[Batch],
+    device: torch.device,
+    amp: bool,
+) -> tuple[float, float]:
+    """Mean loss and exact-match accuracy (greedy decoding) over ``batches``."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    for batch in batches:
+        images = batch.images.to(device, non_blocking=True)
+        with autocast(device, amp):
+            outputs = model(images)
+        targets = family.encode(batch.texts)
+        total_loss += float(family.loss(outputs, targets, batch.widths)) * len(batch.texts)
+        preds = family.decode(outputs, batch.widths)
+        correct += sum(p.text == t for p, t in zip(preds, batch.texts, strict=True))
+        count += len(batch.texts)
+    model.train(was_training)
+    return total_loss / max(1, count), correct / max(1, count)
+
+
+def _broadcast_floats(values: Sequence[float], env: DistEnv, device: torch.device) -> list[float]:
+    """Rank 0's values on every rank (validation results drive early stopping everywhere)."""
+    if not env.distributed:
+        return list(values)
+    t = torch.tensor(list(values), dtype=torch.float64, device=device)
+    torch.distributed.broadcast(t, src=0)
+    return t.tolist()
+
+
+def _progress(total: int, initial: int, enabled: bool) -> Any:
+    """A tqdm bar on a terminal; nothing otherwise (logs and CSVs carry the numbers)."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+
+
+def _tensorboard(enabled: bool, folder: Path) -> Any:
+    """A SummaryWriter when asked for and installed (``pip install '.[tensorboard]'``)."""
+    if not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log.warning("train.tensorboard is on but tensorboard is not installed; skipping its logs")
+        return None
+    return SummaryWriter(log_dir=str(folder))
+
+
+def train(job: TrainJob) -> TrainResult:
+    """Train one experiment; write ``model.pt``, ``history.csv`` and ``train.json``.
+
+    Resumes from ``{out_dir}/resume/{run_hash}/last.pt`` when it exists. Under ``torchrun`` every
+    rank runs this function; rank 0 writes the files.
+
+    Raises:
+        NonFiniteLossError: The loss or gradient norm became NaN/inf (the last good checkpoint
+            is kept, so a fixed rerun can resume from it).
+        models.data.DataError: A shard, image or label that cannot be used (named).
+    """
+    spec = job.train
+    env = dist_env()
+    device = resolve_device(job.device, env.local_rank)
+    init_distributed(env, device)
+    try:
+        return _train(job, spec, env, device)
+    finally:
+        shutdown_distributed()
+
+
+def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -> TrainResult:
+    t_start = time.perf_counter()
+    out_dir = Path(job.out_dir)
+    charset = read_charset(job.charset)
+    family = make_family(job.model, charset, job.model_kwargs)
+    geometry = input_spec(job.model, **job.model_kwargs)
+    key = run_hash(job, charset)
+    resume_dir = out_dir / "resume" / key
+    resume_path = resume_dir / "last.pt"
+    amp = spec.amp and device.type == "cuda"
+    log.info(
+        "experiment %s: model %s on %s (rank %d/%d), run %s",
+        job.experiment,
+        job.model,
+        device,
+        env.rank,
+        env.world_size,
+        key,
+    )
+
+    # Model: the same initial weights on every rank (DDP also broadcasts rank 0's).
+    torch.manual_seed(job.seed)
+    model = build_model(job.model, family.num_classes, **job.model_kwargs).to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    optimizer = torch.optim.AdamW(
+        param_groups(model, spec.weight_decay), lr=lr_at(0, spec), betas=(0.9, 0.999)
+    )
+    meta = ModelMeta(
+        model=job.model,
+        model_kwargs=dict(job.model_kwargs),
+        charset=list(charset),
+        task=job.task,
+        input=geometry,
+        train=spec.to_dict(),
+    )
+
+    # Resume state.
+    step, history = 0, []
+    best_loss, best_step, bad_vals, elapsed_before = math.inf, None, 0, 0.0
+    stopped_early = False
+    last_val: tuple[float, float] | None = None
+    if resume_path.exists():
+        ckpt = load_checkpoint(resume_path, map_location=device)
+        unwrap(model).load_state_dict(ckpt["state_dict"])
+        state = ckpt["resume"]
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"], device)
+        step, history = int(state["step"]), list(state["history"])
+        best_loss = float(state["best_val_loss"])
+        best_step = state["best_step"]
+        bad_vals = int(state["bad_validations"])
+        stopped_early = bool(state["stopped_early"])
+        elapsed_before = float(state["elapsed_s"])
+        last_val = tuple(state["last_val"]) if state["last_val"] is not None else None
+        log.info("resuming run %s from step %d (%s)", key, step, resume_path)
+    resumed_from = step
+    if env.distributed:
+        _check_same_step(step, env, device, resume_path)
+    if env.is_main:
+        _remove_stale_runs(out_dir / "resume", keep=key)
+
+    ddp_model: nn.Module = model
+    if env.distributed:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    # Data: a deterministic function of (seed, rank, step); validation batches held in memory.
+    stream = TrainStream(
+        job.train_shards,
+        geometry,
+        family,
+        batch_size=spec.batch_size,
+        seed=job.seed,
+        steps=spec.steps,
+        start_step=step,
+        segment_steps=spec.checkpoint_every,
+        lanes=max(1, spec.num_workers),
+        shuffle_buffer=spec.shuffle_buffer,
+        rank=env.rank,
+        world_size=env.world_size,
+    )
+    val_set: list[Batch] = []
+    if env.is_main:
+        val_set = list(
+            eval_batches(job.val_shards, geometry, spec.batch_size, family, spec.val_batches)
+        )
+
+    def save_resume() -> None:
+        resume = {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            # The schedule is a pure function of the step: its state is the step and the spec.
+            "scheduler": {
+                "schedule": spec.schedule,
+                "next_lr": lr_at(min(step, spec.steps - 1), spec),
+            },
+            "rng": _rng_state(device),
+            "history": history,
+            "best_val_loss": best_loss,
+            "best_step": best_step,
+            "bad_validations": bad_vals,
+            "stopped_early": stopped_early,
+            "elapsed_s": elapsed_before + time.perf_counter() - t_start,
+            "last_val": list(last_val) if last_val is not None else None,
+            "run_hash": key,
+        }
+        ckpt = make_checkpoint(model, _with_step(meta, step), resume)
+        save_atomic(ckpt, resume_path)
+
+    bar = _progress(spec.steps, step, env.is_main)
+    writer = _tensorboard(spec.tensorboard and env.is_main, out_dir / "tb")
+    # Throughput counts the steps (data wait included), not validation or checkpoint writing.
+    loss_sum, norm_sum, n_logged, images_seen, busy = 0.0, 0.0, 0, 0, 0.0
+    ddp_model.train()
+    loader = train_loader(stream, spec.num_workers, pin_memory=device.type == "cuda")
+    batches: Iterator[Batch] = iter(loader)
+    while step < spec.steps and not stopped_early:
+        t_step = time.perf_counter()
+        batch = next(batches)
+        lr = lr_at(step, spec)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(step_seed(job.seed, env.rank, step))  # dropout: a function of step
+
+        images = batch.images.to(device, non_blocking=True)
+        targets = family.encode(batch.texts)
+        with autocast(device, amp):
+            outputs = ddp_model(images)
+        loss = family.loss(outputs, targets, batch.widths)  # fp32 inside the family
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = spec.clip_grad if spec.clip_grad > 0 else math.inf
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        stats = torch.stack([loss.detach().float(), grad_norm.detach().float()])
+        if env.distributed:
+            torch.distributed.all_reduce(stats)  # a NaN on any rank stops every rank
+            stats /= env.world_size
+        loss_value, norm_value = stats.tolist()
+        if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+            kept = f"{resume_path} (step {_saved_step(resume_path)})"
+            raise NonFiniteLossError(
+                f"{job.experiment}: loss {loss_value} / gradient norm {norm_value} at step "
+                f"{step} (lr {lr:.3g}; batch keys {batch.keys[:4]}...): training stopped. "
+                f"Last good checkpoint: {kept if resume_path.exists() else 'none'}. "
+                "Lower train.lr, raise warmup_steps or set clip_grad, then rerun."
+            )
+        optimizer.step()
+        step += 1
+        loss_sum, norm_sum, n_logged = loss_sum + loss_value, norm_sum + norm_value, n_logged + 1
+        images_seen += len(batch.texts) * env.world_size
+        busy += time.perf_counter() - t_step
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
+
+        row: dict[str, Any] = {}
+        last = step == spec.steps
+        if step % spec.log_every == 0 or last:
+            row.update(
+                train_loss=loss_sum / n_logged,
+                grad_norm=norm_sum / n_logged,
+                images_per_s=images_seen / max(1e-9, busy),
+            )
+            loss_sum, norm_sum, n_logged, images_seen, busy = 0.0, 0.0, 0, 0, 0.0
+        if step % spec.val_every == 0 or last:
+            if env.is_main:
+                last_val = validate(model, family, val_set, device, amp)
+            val_loss, val_acc = _broadcast_floats(last_val or (0.0, 0.0), env, device)
+            last_val = (val_loss, val_acc)
+            row.update(val_loss=val_loss, val_acc=val_acc)
+            if val_loss < best_loss:
+                best_loss, best_step, bad_vals = val_loss, step, 0
+            else:
+                bad_vals += 1
+                if spec.early_stop_patience and bad_vals >= spec.early_stop_patience:
+                    stopped_early = True
+                    log.info("early stop at step %d: best val loss at step %s", step, best_step)
+        if row:
+            row.update(
+                step=step,
+                lr=lr,
+                elapsed_s=elapsed_before + time.perf_counter() - t_start,
+            )
+            history.append(row)
+            if env.is_main:
+                log.info(
+                    "step %d/%d %s",
+                    step,
+                    spec.steps,
+                    " ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "step"),
+                )
+                if writer is not None:
+                    for k, v in row.items():
+                        if k != "step" and v is not None:
+                            writer.add_scalar(k, v, step)
+        if env.is_main and (step % spec.checkpoint_every == 0 or last or stopped_early):
+            save_resume()
+    if bar is not None:
+        bar.close()
+    if writer is not None:
+        writer.close()
+
+    wall = elapsed_before + time.perf_counter() - t_start
+    train_rows = [r for r in history if r.get("images_per_s")]
+    result = TrainResult(
+        steps=step,
+        stopped_early=stopped_early,
+        resumed_from=resumed_from,
+        best_val_loss=best_loss if math.isfinite(best_loss) else None,
+        best_step=best_step,
+        final_val_loss=last_val[0] if last_val else None,
+        final_val_acc=last_val[1] if last_val else None,
+        wall_s=wall,
+        images_per_s=float(np.median([r["images_per_s"] for r in train_rows]))
+        if train_rows
+        else 0.0,
+        params=n_params,
+        device=str(device),
+        world_size=env.world_size,
+        run_hash=key,
+    )
+    if env.is_main:
+        save_model(out_dir / "model.pt", model, _with_step(meta, step))
+        _write_history(out_dir / "history.csv", history)
+        info = {
+            "experiment": job.experiment,
+            "task": job.task,
+            "model": job.model,
+            "model_kwargs": dict(job.model_kwargs),
+            "params": n_params,
+            "seed": job.seed,
+            "train": spec.to_dict(),
+            **result.__dict__,
+        }
+        write_bytes_atomic(
+            out_dir / "train.json", (json.dumps(info, indent=2, sort_keys=True) + "\n").encode()
+        )
+        log.info("wrote %s (%d steps, %.1f s)", out_dir / "model.pt", step, wall)
+    if env.distributed:
+        torch.distributed.barrier()
+    return result
+
+
+def _with_step(meta: ModelMeta, step: int) -> ModelMeta:
+    return ModelMeta(
+        meta.model, meta.model_kwargs, meta.charset, meta.task, meta.input, meta.train, step
+    )
+
+
+def _saved_step(path: Path) -> int | None:
+    try:
+        return int(load_checkpoint(path)["resume"]["step"])
+    except (ValueError, KeyError):
+        return None
+
+
+def _check_same_step(step: int, env: DistEnv, device: torch.device, path: Path) -> None:
+    """Every rank must resume from the same step (the resume folder must be shared by all
+    nodes); otherwise each rank raises, rather than hanging in a collective."""
+    t = torch.tensor([step, -step], dtype=torch.int64, device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    high, low = int(t[0]), -int(t[1])
+    if high != low:
+        raise RuntimeError(
+            f"ranks found different resume states in {path.parent} (steps {low} to {high}): "
+            "put results/ on a file system every node shares, or remove the resume folder"
+        )
+
+
+def _remove_stale_runs(folder: Path, keep: str) -> None:
+    """Delete resume state of runs with another hash (an edited config): never resumed."""
+    if not folder.is_dir():
+        return
+    for child in sorted(folder.iterdir()):
+        if child.is_dir() and child.name != keep:
+            log.info("removing stale resume state %s (config changed)", child)
+            shutil.rmtree(child)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def job_from_config(
+    config: Mapping[str, Any],
+    experiment: str,
+    results: str | os.PathLike = "results",
+    device: str | None = None,
+) -> TrainJob:
+    """A `TrainJob` from a whole config file (the CLI): the same paths the workflow uses."""
+    try:
+        exp = config["experiments"][experiment]
+    except KeyError:
+        names = ", ".join(sorted(config.get("experiments") or {}))
+        raise ValueError(f"unknown experiment {experiment!r}; the config has: {names}") from None
+    task = exp["task"]
+    splits = config["tasks"][task].get("splits", {})
+    results = Path(results)
+
+    def shards(split: str) -> tuple[str, ...]:
+        n = int(splits.get(split, {}).get("shards", 1))
+        return tuple(str(results / "shards" / task / f"{split}-{i:06d}.tar") for i in range(n))
+
+    return TrainJob(
+        experiment=experiment,
+        task=task,
+        model=exp["model"],
+        model_kwargs=dict(exp.get("model_kwargs") or {}),
+        train=TrainSpec.from_config(exp.get("train"), where=f"experiments.{experiment}.train"),
+        seed=int(config.get("seed", 20171204)),
+        device=device or config.get("device", "auto"),
+        charset=str(results / "charsets" / f"{task}.txt"),
+        train_shards=shards("train"),
+        val_shards=shards("val"),
+        out_dir=str(results / "models" / experiment),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m models.train --config C --experiment E`` or ``--spec JSON`` (also under
+    ``torchrun``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m models.train", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--config", help="config YAML (configs/*.yaml); with --experiment")
+    parser.add_argument("--experiment", help="experiment name in the config")
+    parser.add_argument("--results", default="results", help="results folder (default: results)")
+    parser.add_argument("--spec", help="a TrainJob as JSON (a string, or @file.json)")
+    parser.add_argument("--device", help="override the config's device (auto, cpu, cuda, mps)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.spec:
+        text = Path(args.spec[1:]).read_text() if args.spec.startswith("@") else args.spec
+        job = TrainJob.from_dict(json.loads(text))
+        if args.device:
+            job = replace(job, device=args.device)
+    elif args.config and args.experiment:
+        import yaml
+
+        config = yaml.safe_load(Path(args.config).read_text())
+        job = job_from_config(config, args.experiment, args.results, args.device)
+    else:
+        parser.error("give --config and --experiment, or --spec")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train(job)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Checkpoints: atomic, self-describing, safe to load; and the predict path built on them."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from models.checkpoint import (
+    CheckpointError,
+    ModelMeta,
+    UntrustedCheckpointError,
+    load_checkpoint,
+    load_model,
+    make_checkpoint,
+    read_meta,
+    save_atomic,
+    save_model,
+)
+from models.predict import expression_value, predict
+from models.registry import build_model
+
+CASES = [
+    ("crnn_vgg", {"width": 0.125, "hidden": 16}, list("abc中文"), "line"),
+    ("expr_crnn", {"width": 0.25}, list("0123456789+-*()"), "expr"),
+    ("hanzi_cnn", {"width": 0.125}, list("一二三"), "hanzi"),
+    ("reader", {"width": 0.25}, list("0123"), "short"),
+]
+
+
+class Payload:
+    """A custom class: pickling it puts code references into the file."""
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tests share a small machine: one torch thread avoids oversubscription."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _meta(name, kwargs, charset, task):
+    return ModelMeta(name, kwargs, charset, task, train={"steps": 5, "lr": 0.001}, step=5)
+
+
+@pytest.mark.parametrize(("name", "kwargs", "charset", "task"), CASES)
+def test_model_round_trip(tmp_path, name, kwargs, charset, task):
+    torch.manual_seed(0)
+    model = build_model(name, len(charset), **kwargs)
+    meta = _meta(name, kwargs, charset, task)
+    path = tmp_path / "model.pt"
+    save_model(path, model, meta)
+    loaded, meta2 = load_model(path)
+    assert meta2 == meta
+    assert meta2.input["kind"] in ("square", "line")
+    assert not loaded.training
+    ref = model.state_dict()
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, ref[key]), key
+    ckpt = load_checkpoint(path)
+    assert "resume" not in ckpt  # model.pt holds no optimizer state
+    assert read_meta(path) == meta
+    assert list(tmp_path.iterdir()) == [path]  # no temporary left behind
+
+
+def test_untrusted_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "synthocr-checkpoint", "version": 1, "x": Payload()}, path)
+    with pytest.raises(UntrustedCheckpointError, match=r"evil\.pt.*Payload"):
+        load_checkpoint(path)
+    with pytest.raises(UntrustedCheckpointError, match=r"evil\.pt"):
+        load_model(path)
+
+
+def test_truncated_and_foreign_checkpoints(tmp_path):
+    model = build_model("hanzi_cnn", 3, width=0.125)
+    good = tmp_path / "good.pt"
+    save_model(good, model, _meta("hanzi_cnn", {"width": 0.125}, list("abc"), "hanzi"))
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=r"cut\.pt"):
+        load_checkpoint(cut)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(CheckpointError, match=r"foreign\.pt.*not a synthocr-checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_weights_must_fit_the_model(tmp_path):
+    model = build_model("hanzi_cnn", 3, width=0.125)
+    ckpt = make_checkpoint(model, _meta("hanzi_cnn", {"width": 0.125}, list("abcd"), "hanzi"))
+    path = tmp_path / "wrong.pt"
+    save_atomic(ckpt, path)
+    with pytest.raises(CheckpointError, match=r"wrong\.pt.*do not fit"):
+        load_model(path)
+
+
+def test_save_atomic_keeps_the_old_file_on_failure(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    save_atomic({"format": "x", "n": torch.arange(3)}, path)
+    before = path.read_bytes()
+    with pytest.raises((pickle.PicklingError, AttributeError)):
+        save_atomic({"bad": lambda: 0}, path)  # lambdas cannot be pickled
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
+
+
+def test_resume_payload_loads_with_weights_only(tmp_path):
+    model = build_model("crnn_vgg", 3, width=0.125, hidden=16)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.zeros(2, 1, 32, 40)).sum().backward()
+    opt.step()
+    resume = {
+        "optimizer": opt.state_dict(),
+        "rng": {"torch": torch.get_rng_state()},
+        "history": [{"step": 1, "loss": 0.5}],
+    }
+    ckpt = make_checkpoint(
+        model, _meta("crnn_vgg", {"width": 0.125, "hidden": 16}, list("abc"), "line"), resume
+    )
+    path = tmp_path / "resume.pt"
+    save_atomic(ckpt, path)
+    back = load_checkpoint(path)
+    opt2 = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    opt2.load_state_dict(back["resume"]["optimizer"])
+    assert torch.equal(back["resume"]["rng"]["torch"], ckpt["resume"]["rng"]["torch"])
+
+
+def _text_image(width: int, height: int) -> Image.Image:
+    img = Image.new("L", (width, height), 235)
+    ImageDraw.Draw(img).rectangle([2, 2, width // 2, height - 3], fill=20)
+    return img
+
+
+@pytest.mark.parametrize(("name", "kwargs", "charset", "task"), CASES)
+def test_predict_keeps_input_order(name, kwargs, charset, task):
+    torch.manual_seed(0)
+    model = build_model(name, len(charset), **kwargs)
+    meta = _meta(name, kwargs, charset, task)
+    sizes = [(120, 32), (40, 32), (300, 64), (64, 64), (90, 60)]
+    images = [_text_image(w, h) for w, h in sizes]
+    together = predict(model, meta, images, batch_size=2, device="cpu", top_k=2)
+    assert len(together) == len(images)
+    # Batch by batch equals one image at a time for square models; for line models the batches
+    # are grouped by width, and an image alone must give the same text as within its group.
+    alone = [predict(model, meta, [im], batch_size=1, device="cpu")[0] for im in images]
+    if meta.input["kind"] == "square":
+        assert [p.text for p in together] == [p.text for p in alone]
+    for p in together:
+        assert 0.0 <= p.confidence <= 1.0
+        assert p.top_k and p.top_k[0][0] == p.text
+        assert set(p.text) <= set(charset)
+        if task == "expr":
+            assert p.value == expression_value(p.text)
+
+
+def test_expression_value():
+    assert expression_value("(7+5)+4") == 16
+    assert expression_value("3*") is None
+    assert expression_value("") is None

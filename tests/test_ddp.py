@@ -1,0 +1,83 @@
+"""Distributed training: a real `torchrun --nproc_per_node 2` on CPU (gloo backend)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from test_data import LINE, write_shards
+
+from models.checkpoint import load_model
+from models.specs import TrainJob, TrainSpec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_and_rank0_writes_once(tmp_path):
+    shards = write_shards(tmp_path / "shards", "train", 2, 16, "0123", LINE, seed=1)
+    val = write_shards(tmp_path / "shards", "val", 1, 8, "0123", LINE, seed=2)
+    charset = tmp_path / "charset.txt"
+    charset.write_text("0\n1\n2\n3\n", encoding="utf-8")
+    out = tmp_path / "out"
+    job = TrainJob(
+        experiment="ddp",
+        task="line",
+        model="crnn_vgg",
+        model_kwargs={"width": 0.125, "hidden": 16},
+        train=TrainSpec(
+            steps=6,
+            batch_size=4,
+            warmup_steps=1,
+            val_every=3,
+            val_batches=1,
+            checkpoint_every=3,
+            log_every=3,
+            num_workers=0,
+            shuffle_buffer=8,
+        ),
+        seed=5,
+        device="cpu",
+        charset=str(charset),
+        train_shards=tuple(shards),
+        val_shards=tuple(val),
+        out_dir=str(out),
+    )
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps(job.to_dict()))
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "models.train",
+        "--spec",
+        f"@{spec}",
+        "--threads",
+        "1",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=170, check=False
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log
+    for rank in (0, 1):
+        assert f"rank {rank}/2 joined the gloo process group" in log, log
+        assert f"on cpu (rank {rank}/2)" in log, log
+    assert log.count("wrote ") == 1, log  # rank 0 alone writes the outputs
+    info = json.loads((out / "train.json").read_text())
+    assert info["world_size"] == 2 and info["steps"] == 6
+    checkpoints = sorted((out / "resume").rglob("*.pt"))
+    assert len(checkpoints) == 1, checkpoints
+    assert not list(out.rglob("*.tmp"))
+    model, meta = load_model(out / "model.pt")
+    assert meta.step == 6
+    assert all(torch.isfinite(p).all() for p in model.parameters())

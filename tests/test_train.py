@@ -1,0 +1,371 @@
+"""The training loop: schedules, outputs, resume (in-process and after a real SIGKILL), errors."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import itertools
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from test_data import LINE, write_shards
+
+import models.train as train_module
+from models.checkpoint import load_checkpoint, load_model
+from models.data import SampleLabelError
+from models.devices import dist_env, resolve_device
+from models.families import CTCFamily
+from models.specs import TrainJob, TrainSpec, run_hash
+from models.train import HISTORY_COLUMNS, NonFiniteLossError, job_from_config, lr_at, main, train
+
+REPO = Path(__file__).resolve().parents[1]
+SQUARE64 = {"kind": "square", "size": 64}
+TINY_CRNN = {"width": 0.125, "hidden": 16}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tests share a small machine: one torch thread avoids oversubscription."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def line_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("line")
+    train_shards = write_shards(root / "shards", "train", 2, 24, "0123", LINE, seed=1)
+    val_shards = write_shards(root / "shards", "val", 1, 8, "0123", LINE, seed=2)
+    charset = root / "charset.txt"
+    charset.write_text("0\n1\n2\n3\n", encoding="utf-8")
+    return root, train_shards, val_shards, str(charset)
+
+
+def line_job(line_data, out_dir, **train_kw) -> TrainJob:
+    _, train_shards, val_shards, charset = line_data
+    spec = dict(
+        steps=8,
+        batch_size=4,
+        warmup_steps=2,
+        val_every=4,
+        val_batches=1,
+        checkpoint_every=3,
+        log_every=2,
+        num_workers=0,
+        shuffle_buffer=16,
+    )
+    spec.update(train_kw)
+    return TrainJob(
+        experiment="line_tiny",
+        task="line",
+        model="crnn_vgg",
+        model_kwargs=TINY_CRNN,
+        train=TrainSpec(**spec),
+        seed=11,
+        device="cpu",
+        charset=charset,
+        train_shards=tuple(train_shards),
+        val_shards=tuple(val_shards),
+        out_dir=str(out_dir),
+    )
+
+
+# ---------------------------------------------------------------- pure parts
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle", "constant"])
+def test_lr_schedules(schedule):
+    spec = TrainSpec(steps=100, lr=0.01, warmup_steps=10, schedule=schedule, min_lr_ratio=0.1)
+    lrs = [lr_at(s, spec) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.001)  # warm-up: linear from lr / warmup
+    assert lrs[9] == pytest.approx(0.01)
+    assert all(a <= b + 1e-12 for a, b in itertools.pairwise(lrs[:10]))
+    assert max(lrs) == pytest.approx(0.01)
+    if schedule == "constant":
+        assert lrs[-1] == pytest.approx(0.01)
+    else:
+        assert lrs[-1] == pytest.approx(0.001)  # lr * min_lr_ratio at the last step
+        assert all(a >= b - 1e-12 for a, b in itertools.pairwise(lrs[10:]))
+    assert lrs == [lr_at(s, spec) for s in range(100)]  # a pure function of the step
+
+
+def test_onecycle_without_warmup_uses_30_percent():
+    spec = TrainSpec(steps=100, lr=1.0, warmup_steps=0, schedule="onecycle")
+    lrs = [lr_at(s, spec) for s in range(100)]
+    assert max(range(100), key=lrs.__getitem__) == 29
+
+
+def test_train_spec_defaults_match_the_schema():
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    props = schema["definitions"]["train"]["properties"]
+    defaults = TrainSpec().to_dict()
+    assert set(props) == set(defaults)
+    for key, prop in props.items():
+        assert prop["default"] == defaults[key], key
+        assert prop.get("description"), key
+    with pytest.raises(ValueError, match=r"unknown key.*'stpes'"):
+        TrainSpec.from_config({"stpes": 3})
+
+
+def test_run_hash_follows_what_the_weights_depend_on(line_data, tmp_path):
+    job = line_job(line_data, tmp_path)
+    charset = list("0123")
+    same = replace(job, out_dir="elsewhere", device="cuda", train=replace(job.train, mem_mb=9))
+    assert run_hash(same, charset) == run_hash(job, charset)
+    assert run_hash(replace(job, seed=12), charset) != run_hash(job, charset)
+    assert run_hash(job, list("01234")) != run_hash(job, charset)
+    assert run_hash(replace(job, train=replace(job.train, lr=0.5)), charset) != run_hash(
+        job, charset
+    )
+
+
+def test_devices():
+    assert resolve_device("cpu") == torch.device("cpu")
+    auto = resolve_device("auto")
+    assert auto.type == ("cuda" if torch.cuda.is_available() else auto.type)
+    with pytest.raises(ValueError, match=r"unknown device 'tpu'"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+    env = dist_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"})
+    assert env.distributed and not env.is_main and env.local_rank == 1
+    assert not dist_env({}).distributed
+
+
+# ---------------------------------------------------------------- a run
+
+
+def test_training_writes_its_outputs_and_resumes(line_data, tmp_path):
+    out = tmp_path / "exp"
+    job = line_job(line_data, out, tensorboard=True)
+    result = train(job)
+    # TensorBoard logs only when it is installed (an optional extra); never an error.
+    assert (out / "tb").is_dir() == (importlib.util.find_spec("tensorboard") is not None)
+    assert result.steps == 8 and result.resumed_from == 0
+    model, meta = load_model(out / "model.pt")
+    assert meta.model == "crnn_vgg" and meta.charset == list("0123") and meta.step == 8
+    assert meta.train["steps"] == 8 and meta.input == LINE
+    assert "resume" not in load_checkpoint(out / "model.pt")
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert tuple(rows[0]) == HISTORY_COLUMNS
+    assert [int(r["step"]) for r in rows] == [2, 4, 6, 8]
+    assert [bool(r["val_loss"]) for r in rows] == [False, True, False, True]
+    assert all(math.isfinite(float(r["train_loss"])) for r in rows)
+    info = json.loads((out / "train.json").read_text())
+    for key in ("steps", "wall_s", "params", "device", "final_val_acc", "model", "task"):
+        assert key in info, key
+    assert info["params"] == sum(p.numel() for p in model.parameters())
+
+    # A rerun with the same spec finds the finished run and does not train again.
+    resume_dir = out / "resume" / result.run_hash
+    assert (resume_dir / "last.pt").is_file()
+    again = train(job)
+    assert again.resumed_from == 8 and again.steps == 8
+    assert again.final_val_loss == pytest.approx(result.final_val_loss)
+    # An edited config starts afresh and removes the stale run's state.
+    edited = train(replace(job, train=replace(job.train, lr=0.002)))
+    assert edited.resumed_from == 0 and edited.run_hash != result.run_hash
+    assert sorted(p.name for p in (out / "resume").iterdir()) == [edited.run_hash]
+
+
+def test_resume_in_process_gives_identical_weights(line_data, tmp_path, monkeypatch):
+    full = train(line_job(line_data, tmp_path / "full", steps=7))
+    # The same run, interrupted at step 5 (after the checkpoint at step 3), then rerun.
+    real_lr_at = train_module.lr_at
+
+    def interrupting(step, spec):
+        if step == 5:
+            raise KeyboardInterrupt
+        return real_lr_at(step, spec)
+
+    monkeypatch.setattr(train_module, "lr_at", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        train(line_job(line_data, tmp_path / "part", steps=7))
+    monkeypatch.setattr(train_module, "lr_at", real_lr_at)
+    resumed = train(line_job(line_data, tmp_path / "part", steps=7))
+    assert resumed.resumed_from == 3 and resumed.run_hash == full.run_hash
+    a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "part" / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "full" / "history.csv").read_text().split("\n")[0] == (
+        tmp_path / "part" / "history.csv"
+    ).read_text().split("\n")[0]
+
+
+def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(line_data, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_loss = CTCFamily.loss
+
+    def poisoned(self, outputs, targets, widths=None):
+        loss = real_loss(self, outputs, targets, widths)
+        if torch.is_grad_enabled():
+            calls["n"] += 1
+            if calls["n"] == 5:  # the 5th training step
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(CTCFamily, "loss", poisoned)
+    out = tmp_path / "nan"
+    job = line_job(line_data, out)
+    with pytest.raises(NonFiniteLossError, match=r"nan.*step 4.*Last good checkpoint.*step 3"):
+        train(job)
+    assert not (out / "model.pt").exists()
+    key = run_hash(job, list("0123"))
+    ckpt = load_checkpoint(out / "resume" / key / "last.pt")
+    assert ckpt["resume"]["step"] == 3
+    assert all(
+        torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point()
+    )
+
+
+def test_early_stopping(line_data, tmp_path, monkeypatch):
+    losses = iter([1.0, 0.9, 0.95, 0.97, 0.5])
+    monkeypatch.setattr(train_module, "validate", lambda *a, **k: (next(losses), 0.0))
+    job = line_job(line_data, tmp_path / "early", steps=10, val_every=2, early_stop_patience=2)
+    result = train(job)
+    # validations at steps 2, 4, 6, 8: best at 4, no gain at 6 and 8 -> stop at 8
+    assert result.stopped_early and result.steps == 8 and result.best_step == 4
+    assert json.loads((tmp_path / "early" / "train.json").read_text())["stopped_early"]
+
+
+def test_label_outside_the_charset_stops_training(line_data, tmp_path):
+    root = line_data[0]
+    bad = write_shards(tmp_path / "bad", "train", 1, 6, "0129", LINE, length=(4, 4), seed=5)
+    job = replace(line_job(line_data, tmp_path / "out"), train_shards=tuple(bad))
+    with pytest.raises(SampleLabelError, match=r"train-000000\.tar: sample 't_train.*'9'"):
+        train(job)
+    assert root.exists()
+
+
+def test_overfits_a_handful_of_samples(tmp_path):
+    shards = write_shards(tmp_path, "train", 1, 8, "0123", SQUARE64, length=(1, 1), seed=3)
+    charset = tmp_path / "charset.txt"
+    charset.write_text("0\n1\n2\n3\n", encoding="utf-8")
+    job = TrainJob(
+        experiment="fit",
+        task="hanzi",
+        model="hanzi_cnn",
+        model_kwargs={"width": 0.125, "dropout": 0.0},
+        train=TrainSpec(
+            steps=100,
+            batch_size=8,
+            lr=0.002,
+            warmup_steps=5,
+            val_every=100,
+            val_batches=1,
+            checkpoint_every=100,
+            log_every=10,
+            num_workers=0,
+            shuffle_buffer=8,
+        ),
+        seed=1,
+        device="cpu",
+        charset=str(charset),
+        train_shards=tuple(shards),
+        val_shards=tuple(shards),
+        out_dir=str(tmp_path / "out"),
+    )
+    result = train(job)
+    assert result.final_val_acc >= 0.9
+
+
+def test_cli_reads_a_config(line_data, tmp_path):
+    _, train_shards, val_shards, charset = line_data
+    results = tmp_path / "results"
+    (results / "shards" / "line").mkdir(parents=True)
+    for i, p in enumerate(train_shards):
+        os.symlink(p, results / "shards" / "line" / f"train-{i:06d}.tar")
+    os.symlink(val_shards[0], results / "shards" / "line" / "val-000000.tar")
+    (results / "charsets").mkdir()
+    os.symlink(charset, results / "charsets" / "line.txt")
+    config = {
+        "seed": 3,
+        "device": "cpu",
+        "tasks": {"line": {"splits": {"train": {"shards": 2}, "val": {"shards": 1}}}},
+        "experiments": {
+            "tiny": {
+                "task": "line",
+                "model": "crnn_vgg",
+                "model_kwargs": TINY_CRNN,
+                "train": {"steps": 2, "batch_size": 4, "val_every": 2, "num_workers": 0},
+            }
+        },
+    }
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    job = job_from_config(config, "tiny", results)
+    assert job.train_shards == tuple(
+        str(results / f"shards/line/train-{i:06d}.tar") for i in (0, 1)
+    )
+    with pytest.raises(ValueError, match=r"unknown experiment 'nope'.*tiny"):
+        job_from_config(config, "nope", results)
+    main(["--config", str(cfg), "--experiment", "tiny", "--results", str(results)])
+    assert (results / "models" / "tiny" / "model.pt").is_file()
+
+
+# ---------------------------------------------------------------- SIGKILL, then resume
+
+
+def _run(spec_file: Path, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "models.train", "--spec", f"@{spec_file}", "--threads", "1"],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_ends_with_the_same_weights(line_data, tmp_path):
+    steps = 16
+    jobs = {}
+    for name in ("straight", "killed"):
+        job = line_job(line_data, tmp_path / name, steps=steps, checkpoint_every=4, log_every=4)
+        jobs[name] = tmp_path / f"{name}.json"
+        jobs[name].write_text(json.dumps(job.to_dict()))
+    key = run_hash(
+        line_job(line_data, tmp_path, steps=steps, checkpoint_every=4, log_every=4), list("0123")
+    )
+
+    # The interrupted run: SIGKILL as soon as a checkpoint exists, mid-training.
+    ckpt = tmp_path / "killed" / "resume" / key / "last.pt"
+    proc = _run(jobs["killed"], tmp_path / "killed-1.log")
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, (tmp_path / "killed-1.log").read_text()
+    killed_at = load_checkpoint(ckpt)["resume"]["step"]
+    assert 0 < killed_at < steps
+    assert not (tmp_path / "killed" / "model.pt").exists()
+
+    # Rerun it to the end, and run an uninterrupted one beside it.
+    for name, log in (("killed", "killed-2.log"), ("straight", "straight.log")):
+        proc = _run(jobs[name], tmp_path / log)
+        assert proc.wait(timeout=300) == 0, (tmp_path / log).read_text()
+    assert f"resuming run {key} from step {killed_at}" in (tmp_path / "killed-2.log").read_text()
+
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "killed" / "model.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ha = (tmp_path / "straight" / "history.csv").read_text().splitlines()
+    hb = (tmp_path / "killed" / "history.csv").read_text().splitlines()
+    loss_col = HISTORY_COLUMNS.index("train_loss")
+    assert [r.split(",")[loss_col] for r in ha] == [r.split(",")[loss_col] for r in hb]

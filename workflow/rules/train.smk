@@ -1,0 +1,29 @@
+# Training: one job per experiment, on its task's train and val shards. The job gets only the
+# experiment's slice of the config (plus the task geometry, seed and device), so editing another
+# experiment or task never reruns it. A killed job resumes from results/models/{experiment}/resume/
+# (not an output: Snakemake leaves it alone); see models/train.py.
+
+
+rule train:
+    input:
+        charset=lambda w: charset_path(experiment_task(w.experiment)),
+        train=lambda w: shard_paths(experiment_task(w.experiment), "train"),
+        val=lambda w: shard_paths(experiment_task(w.experiment), "val"),
+    output:
+        model=model_path("{experiment}"),
+        history="results/models/{experiment}/history.csv",
+        info="results/models/{experiment}/train.json",
+    log:
+        "logs/train/{experiment}.log",
+    conda:
+        "../../environment.yml"
+    threads: lambda wildcards: workflow.cores
+    resources:
+        gpu=1,
+        mem_mb=lambda w: experiment_config(w.experiment)["train"]["mem_mb"],
+    params:
+        spec=lambda w: canonical(train_params(w)),
+        seed=config["seed"],
+        device=config["device"],
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,39 @@
+"""Snakemake adapter: train one experiment (models.train)."""
+
+import logging
+from pathlib import Path
+
+import torch
+
+from models.registry import input_spec
+from models.specs import TrainJob, TrainSpec
+from models.train import train
+
+logging.basicConfig(
+    filename=snakemake.log[0],
+    level=logging.INFO,
+    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+)
+torch.set_num_threads(snakemake.threads)
+exp = snakemake.params.spec["experiment"]
+name = snakemake.wildcards.experiment
+geometry = input_spec(exp["model"], **exp["model_kwargs"])
+for key, value in snakemake.params.spec["geometry"].items():
+    if key in geometry and geometry[key] != value:
+        raise ValueError(
+            f"experiments.{name}: model input {geometry} but tasks.{exp['task']}.{key} is {value}"
+        )
+job = TrainJob(
+    experiment=name,
+    task=exp["task"],
+    model=exp["model"],
+    model_kwargs=exp["model_kwargs"],
+    train=TrainSpec.from_config(exp["train"], where=f"experiments.{name}.train"),
+    seed=snakemake.params.seed,
+    device=snakemake.params.device,
+    charset=snakemake.input.charset,
+    train_shards=tuple(snakemake.input.train),
+    val_shards=tuple(snakemake.input.val),
+    out_dir=str(Path(snakemake.output.model).parent),
+)
+train(job)
