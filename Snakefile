@@ -11,7 +11,7 @@ min_version("9.0")
 # file is complete on its own (missing keys take the schema's defaults).
 if not workflow.overwrite_configfiles:
 
-    configfile: "configs/config.yaml"
+    configfile: f"{workflow.basedir}/configs/config.yaml"
 
 
 include: "workflow/rules/common.smk"
