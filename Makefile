@@ -25,10 +25,10 @@ system-deps-test:
 	@bash workflow/setup/install_system.sh --test
 
 report: setup
-	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) results/crnn_report.csv
+	$(BIN)/snakemake results/crnn_report.csv --profile workflow/profiles/local --cores $(CORES) --configfile $(CONFIG)
 
 smoke: setup
-	$(BIN)/snakemake --cores $(CORES) --configfile configs/smoke.yaml --directory $(or $(DIR),results-smoke) all
+	$(BIN)/snakemake all --profile workflow/profiles/local --cores $(CORES) --configfile configs/smoke.yaml --directory $(or $(DIR),smoke-run)
 
 test: $(STAMP) system-deps-test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -45,7 +45,7 @@ format: setup
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix . && $(BIN)/snakefmt Snakefile workflow/rules
 
 dag: setup
-	$(BIN)/snakemake --configfile $(CONFIG) -n results/crnn_report.csv
+	$(BIN)/snakemake -n results/crnn_report.csv --configfile $(CONFIG)
 
 clean:
 	rm -rf results logs .snakemake

@@ -127,3 +127,20 @@ def test_changing_one_task_reruns_only_that_task(smoke_run, tmp_path):
             assert wildcards["experiment"] == "expr_crnn", (rule, wildcards)
     assert any(rule == "shard" for rule, _ in jobs)
     assert any(rule == "train" for rule, _ in jobs)
+
+
+def test_gpu_jobs_declare_one_gpu_and_every_core(tmp_path):
+    # Under --cores 8 on one machine two GPU jobs never run at once: each asks for gpu=1 and
+    # for all 8 cores, and the local profile caps gpu at 1.
+    proc = run_snakemake(tmp_path, "-n", "--cores", "8", "all")
+    blocks = re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule )", proc.stdout)
+    seen = set()
+    for block in blocks:
+        m = re.search(r"rule (\w+):", block)
+        if m and m.group(1) in {"train", "evaluate"}:
+            seen.add(m.group(1))
+            assert re.search(r"threads: 8\b", block), block
+            assert re.search(r"\bgpu=1\b", block), block
+    assert seen == {"train", "evaluate"}
+    profile = yaml.safe_load((REPO / "workflow/profiles/local/config.yaml").read_text())
+    assert profile["resources"]["gpu"] == 1

@@ -62,10 +62,6 @@ def tesseract_dir(task, split):
     return f"results/eval/tesseract/{task}/{split}"
 
 
-def train_threads(wildcards, threads):
-    return threads
-
-
 def all_targets():
     return [
         "results/crnn_report.csv",

@@ -15,6 +15,9 @@ rule charset:
         "logs/charset/{task}.log",
     conda:
         "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1000,
     params:
         charset=lambda w: canonical(config["tasks"][w.task]["charset"]),
         fonts=canonical(config["fonts"]),
@@ -31,6 +34,9 @@ rule coverage:
         "logs/coverage.log",
     conda:
         "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=2000,
     params:
         fonts=canonical(config["fonts"]),
     script:
@@ -48,6 +54,8 @@ rule shard:
     conda:
         "../../environment.yml"
     threads: 1
+    resources:
+        mem_mb=1500,
     params:
         task=lambda w: canonical(task_config(w.task)),
         samples=lambda w: config["tasks"][w.task]["splits"][w.split]["samples"],
@@ -65,6 +73,9 @@ rule manifest:
         "logs/manifest/{task}.log",
     conda:
         "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=500,
     script:
         "../scripts/manifest.py"
 
@@ -81,6 +92,9 @@ rule contact_sheet:
         "logs/contact_sheet/{task}.log",
     conda:
         "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1000,
     params:
         n=config["report"]["contact_sheet_samples"],
     script:

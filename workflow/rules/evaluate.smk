@@ -31,6 +31,7 @@ rule evaluate:
         "../../environment.yml"
     threads: lambda wildcards: workflow.cores
     resources:
+        mem_mb=4000,
         gpu=1,
     params:
         eval=lambda w: canonical(experiment_config(w.experiment).get("eval", {})),
@@ -54,6 +55,8 @@ rule tesseract:
     conda:
         "../../environment.yml"
     threads: lambda wildcards: workflow.cores
+    resources:
+        mem_mb=2000,
     params:
         # only what this task's run depends on: other tasks' settings never rerun it
         tesseract=lambda w: canonical(

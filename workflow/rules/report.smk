@@ -73,6 +73,9 @@ rule crnn_report:
         "logs/report/crnn_report.log",
     conda:
         "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1000,
     params:
         kind="crnn",
     script:
@@ -93,6 +96,9 @@ rule hanzi_report:
         "logs/report/hanzi_report.log",
     conda:
         "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1000,
     params:
         kind="hanzi",
     script:
@@ -113,6 +119,9 @@ rule reader_report:
         "logs/report/reader_report.log",
     conda:
         "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1000,
     params:
         kind="reader",
     script:
@@ -141,6 +150,9 @@ rule summary:
         "logs/report/summary.log",
     conda:
         "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1000,
     params:
         references=canonical(config["report"]["references"]),
     script:
@@ -161,6 +173,9 @@ rule plot_curves:
         "logs/plots/{experiment}/curves.log",
     conda:
         "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1000,
     script:
         "../scripts/plots_curves.py"
 
@@ -191,6 +206,9 @@ rule plot_predictions:
         "logs/plots/{experiment}/predictions.log",
     conda:
         "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=2000,
     params:
         splits=TEST_SPLITS,
         # which of the input shards belong to which split, in TEST_SPLITS order
@@ -219,6 +237,9 @@ rule plot_confusions:
         "logs/plots/{experiment}/confusions.log",
     conda:
         "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1000,
     params:
         top=config["report"]["confused_pairs"],
     script:
@@ -243,6 +264,9 @@ rule plot_attention:
         "logs/plots/{experiment}/attention.log",
     conda:
         "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=2000,
     script:
         "../scripts/plots_attention.py"
 
@@ -261,5 +285,8 @@ rule plot_fonts:
         "logs/plots/accuracy_by_font.log",
     conda:
         "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1000,
     script:
         "../scripts/plots_fonts.py"
