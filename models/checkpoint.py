@@ -25,7 +25,6 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch
 from torch import nn
 
 from models.registry import build_model, input_spec
+from synth.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -115,18 +115,8 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
 
     A reader (or a rerun after SIGKILL) sees the old file or the new one, never half of one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb", fsync=True) as f:
+        torch.save(obj, f)
 
 
 def make_checkpoint(

@@ -29,7 +29,6 @@ import logging
 import math
 import os
 import tarfile
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from typing import Any
 from PIL import Image
 
 from models import metrics
+from synth.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -235,16 +235,7 @@ def _clean(obj: Any) -> Any:
 
 
 def _atomic_write(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text, newline="")
 
 
 def write_metrics(path: str | os.PathLike, record: Mapping[str, Any]) -> None:

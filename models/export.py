@@ -43,6 +43,7 @@ from torch import nn
 from models.checkpoint import CheckpointError, ModelMeta, load_model
 from models.preprocess import MEAN, STD, min_width
 from models.registry import family_of
+from synth.atomic import publish
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ def export_onnx(
         if check:
             diff = check_parity(model, meta, tmp)
             log.info("onnxruntime vs PyTorch: max abs logit difference %.2e", diff)
-        os.replace(tmp, out)
+        publish(tmp, out)
     except (RuntimeError, ValueError, onnx.checker.ValidationError) as e:
         raise ExportError(f"exporting {checkpoint} to {out} failed: {e}") from e
     finally:

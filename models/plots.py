@@ -11,7 +11,6 @@ import io
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+
+from synth.atomic import atomic_write
 
 matplotlib.use("Agg")
 
@@ -80,16 +81,9 @@ def _style() -> Iterator[None]:
 
 def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
     """Save a figure as PNG atomically and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path, "wb") as f:
             fig.savefig(f, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     finally:
         plt.close(fig)
 
@@ -402,20 +396,12 @@ def reader_attention_gifs(
 
 
 def _save_gif(frames: Sequence[Image.Image], out: str | os.PathLike, frame_ms: int) -> None:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            frames[0].save(
-                f,
-                format="GIF",
-                save_all=True,
-                append_images=list(frames[1:]),
-                duration=frame_ms,
-                loop=0,
-            )
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(out, "wb") as f:
+        frames[0].save(
+            f,
+            format="GIF",
+            save_all=True,
+            append_images=list(frames[1:]),
+            duration=frame_ms,
+            loop=0,
+        )

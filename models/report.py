@@ -18,7 +18,6 @@ import csv
 import io
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from models.evaluate import read_metrics
+from synth.atomic import write_text_atomic
 
 TEST_SPLITS = ("test_seen", "test_heldout")
 TESSERACT = "tesseract"
@@ -142,16 +142,7 @@ def _format(value: Any, digits: int = 4) -> str:
 
 
 def _atomic_write(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text, newline="")
 
 
 def _csv_cell(value: Any) -> str:

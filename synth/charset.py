@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from synth.atomic import write_bytes_atomic, write_text_atomic  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -130,22 +131,3 @@ def read_charset(path: str | os.PathLike) -> list[str]:
     if bad:
         raise ValueError(f"charset {path}: lines must hold one character each, got {bad[:5]!r}")
     return chars
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write UTF-8 text to a temporary file in the same folder, then rename it into place."""
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes to a temporary file in the same folder, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -29,7 +29,6 @@ import logging
 import os
 import struct
 import tarfile
-import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from synth.atomic import atomic_write
 from synth.augment import degrade
 from synth.charset import write_text_atomic
 from synth.fonts import Face
@@ -305,22 +305,13 @@ class ShardWriter:
 
 def write_samples(path: str | os.PathLike, samples: Iterator[Sample]) -> int:
     """Write samples to a WebDataset tar atomically; returns the number written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     n = 0
-    try:
-        with os.fdopen(fd, "wb") as f:
-            writer = ShardWriter(f)
-            for s in samples:
-                writer.write(s.key, {"png": encode_png(s.image), "json": encode_json(s.meta)})
-                n += 1
-            writer.close()
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as f:
+        writer = ShardWriter(f)
+        for s in samples:
+            writer.write(s.key, {"png": encode_png(s.image), "json": encode_json(s.meta)})
+            n += 1
+        writer.close()
     return n
 
 

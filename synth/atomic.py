@@ -1,0 +1,81 @@
+"""Atomic file writes: a reader, or a rerun after a kill, sees the old file or the new one.
+
+Every artefact of the workflow (charsets, shards, checkpoints, metrics, tables, plots) is written
+through `atomic_write`: a temporary file in the same folder, flushed (and optionally fsynced), given
+the permissions a plain ``open`` would (``mkstemp`` makes it 0600), then renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Give a finished temporary file the usual permissions and rename it onto ``path``."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
+@contextmanager
+def atomic_write(
+    path: str | os.PathLike,
+    mode: str = "wb",
+    *,
+    encoding: str | None = None,
+    newline: str | None = None,
+    fsync: bool = False,
+) -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; on a clean exit rename it onto ``path``.
+
+    Args:
+        path: The file to write; its folder is created.
+        mode: ``"wb"`` or ``"w"``.
+        encoding: Text encoding for mode ``"w"`` (UTF-8 when not given).
+        newline: As for `open` (``""`` for CSV writers).
+        fsync: Also fsync before the rename (checkpoints: survive a power cut, not only a kill).
+
+    Yields:
+        The open temporary file. On an exception it is removed and ``path`` is left untouched.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write mode must be 'w' or 'wb', not {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        if mode == "w":
+            f = os.fdopen(fd, "w", encoding=encoding or "utf-8", newline=newline)
+        else:
+            f = os.fdopen(fd, "wb")
+        with f:
+            yield f
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        publish(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write bytes to ``path`` atomically."""
+    with atomic_write(path, "wb") as f:
+        f.write(data)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, *, newline: str | None = "") -> None:
+    """Write UTF-8 text to ``path`` atomically (newlines written as given by default)."""
+    with atomic_write(path, "w", newline=newline) as f:
+        f.write(text)
