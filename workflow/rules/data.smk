@@ -87,7 +87,12 @@ rule contact_sheet:
         charset=charset_path("{task}"),
         coverage=COVERAGE,
     output:
-        "results/samples/{task}.png",
+        report(
+            "results/samples/{task}.png",
+            caption="../report/samples.rst",
+            category="Data",
+            labels={"task": "{task}"},
+        ),
     log:
         "logs/contact_sheet/{task}.log",
     conda:
