@@ -84,3 +84,16 @@ def smoke_run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("smoke")
     run_snakemake(workdir, "--cores", "2", "all")
     return workdir
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """One torch intra-op thread for the whole session: the tests' tiny models gain nothing from
+    more, and on a busy 2-core box OpenMP threads waiting at every op's barrier for a descheduled
+    sibling make a forward pass of milliseconds take seconds. Subprocesses are not affected."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

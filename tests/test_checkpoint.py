@@ -34,15 +34,6 @@ class Payload:
     """A custom class: pickling it puts code references into the file."""
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tests share a small machine: one torch thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _meta(name, kwargs, charset, task):
     return ModelMeta(name, kwargs, charset, task, train={"steps": 5, "lr": 0.001}, step=5)
 

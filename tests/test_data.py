@@ -76,15 +76,6 @@ def write_shards(
     return paths
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tests share a small machine: one torch thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ---------------------------------------------------------------- preprocessing
 
 

@@ -57,15 +57,6 @@ CASES = {
 FONTS = ["Font A", "Font B"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models: one thread is several times faster than contending for busy cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def render(text: str, font: Path, size: tuple[int, int]) -> np.ndarray:
     h = size[1]
     image = Image.new("L", size, 255)

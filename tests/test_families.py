@@ -28,16 +28,6 @@ DIGITS = list("0123456789")
 EXPR = list("0123456789+-*()")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and a busy machine (parallel jobs, CI) does not
-    slow them down by orders of magnitude through OpenMP oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def ctc_outputs(frames: list[dict[str, float]], charset: list[str]) -> torch.Tensor:
     """Log-probs ``T, 1, C + 1`` from per-frame probabilities by character ('' = blank)."""
     out = torch.full((len(frames), 1, len(charset) + 1), 1e-6)

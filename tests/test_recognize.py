@@ -30,17 +30,6 @@ class Payload:
     """A custom class: pickling it puts a code reference into the file."""
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: these tiny models gain nothing from more, and on a busy CI box
-    OpenMP threads waiting at every op's barrier for a descheduled sibling make a forward pass
-    of milliseconds take seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     """task -> an untrained tiny checkpoint of that task (plumbing, not accuracy)."""

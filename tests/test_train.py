@@ -33,15 +33,6 @@ SQUARE64 = {"kind": "square", "size": 64}
 TINY_CRNN = {"width": 0.125, "hidden": 16}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tests share a small machine: one torch thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def line_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("line")
