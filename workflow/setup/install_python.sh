@@ -9,7 +9,18 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     echo "synthocr needs Python >= 3.11; $PYTHON is $("$PYTHON" --version 2>&1)" >&2
     exit 1
 fi
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+if [ ! -x "$VENV/bin/python" ]; then
+    # Debian and Ubuntu ship venv/ensurepip separately (python3-venv).
+    if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
+        if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        else
+            echo "synthocr: $PYTHON cannot create virtual environments; install python3-venv" >&2
+            exit 1
+        fi
+    fi
+    "$PYTHON" -m venv "$VENV"
+fi
 PIP=("$VENV/bin/python" -m pip)
 TORCH=torch==2.13.0
 if "$VENV/bin/python" -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null; then
