@@ -208,6 +208,40 @@ def references_table(
     return _frame(rows, columns)
 
 
+def targets_table(
+    targets: Sequence[Mapping[str, Any]], records: Iterable[Mapping[str, Any]]
+) -> pd.DataFrame:
+    """The project's accuracy targets for this config, what was reached, and by how much.
+
+    Args:
+        targets: Config ``report.targets``: ``{experiment, metric, split, value}``.
+        records: All ``metrics.json`` records.
+
+    Returns:
+        Columns ``experiment, metric, split, target, reached, gap, met``; ``gap`` is reached minus
+        target (negative when missed); ``reached``, ``gap`` and ``met`` are empty when the
+        experiment did not run or lacks the metric.
+    """
+    ours = {(r["experiment"], r["split"]): r for r in records}
+    rows = []
+    for t in targets:
+        record = ours.get((t["experiment"], t["split"]))
+        reached = None if record is None else record.get(t["metric"])
+        rows.append(
+            {
+                "experiment": t["experiment"],
+                "metric": t["metric"],
+                "split": t["split"],
+                "target": t["value"],
+                "reached": reached,
+                "gap": None if reached is None else reached - t["value"],
+                "met": None if reached is None else ("yes" if reached >= t["value"] else "no"),
+            }
+        )
+    columns = ["experiment", "metric", "split", "target", "reached", "gap", "met"]
+    return _frame(rows, columns)
+
+
 def summary_markdown(
     crnn: pd.DataFrame,
     hanzi: pd.DataFrame,
@@ -215,6 +249,7 @@ def summary_markdown(
     references: pd.DataFrame,
     plots: Sequence[str] = (),
     base: str | os.PathLike | None = None,
+    targets: pd.DataFrame | None = None,
 ) -> str:
     """``results/summary.md``: the reference comparison, the three reports and links to plots.
 
@@ -225,6 +260,7 @@ def summary_markdown(
         references: `references_table`.
         plots: Plot files to link.
         base: Folder the links are relative to (the summary's folder).
+        targets: `targets_table` (the section is left out when it is None or empty).
     """
     hanzi_all = hanzi[hanzi["font"] == ALL_FONTS].drop(columns="font") if len(hanzi) else hanzi
     reader_all = reader[reader["font"] == ALL_FONTS].drop(columns="font") if len(reader) else reader
@@ -244,6 +280,12 @@ def summary_markdown(
     ]
     if tesseract_notes:
         parts.append("**Tesseract is not installed here: its rows are empty.**\n")
+    if targets is not None and len(targets):
+        parts += [
+            "## Targets for this configuration\n",
+            "From `report.targets` in the config; `gap` is reached minus target.\n",
+            markdown_table(targets),
+        ]
     parts += [
         "## Published figures of the reference systems beside ours\n",
         "The published figures were measured on the reference systems' own data and fonts; "
@@ -272,6 +314,7 @@ def build_reports(
     references: Sequence[Mapping[str, Any]],
     out_summary: str | os.PathLike,
     plots: Sequence[str] = (),
+    targets: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """Write ``summary.md`` from the three groups of metrics files (the tables are rebuilt
     from the same files, so the summary never disagrees with the CSVs)."""
@@ -286,6 +329,7 @@ def build_reports(
         references_table(references, everything),
         plots=plots,
         base=Path(out_summary).parent,
+        targets=targets_table(targets, everything),
     )
     _atomic_write(out_summary, text)
     return text

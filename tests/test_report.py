@@ -7,7 +7,7 @@ import json
 
 import pytest
 from PIL import Image
-from test_evaluate import CASES, make_checkpoint, make_shard, one_torch_thread  # noqa: F401
+from test_evaluate import CASES, make_checkpoint, make_shard
 
 from models import plots, report
 from models.evaluate import write_metrics
@@ -331,3 +331,29 @@ def test_metrics_files_are_plain_json(metrics_files):
 
     for path in metrics_files["crnn"]:
         json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_targets_table_shows_the_gap():
+    records = [
+        {"experiment": "expr_crnn", "split": "test_heldout", "seq_acc": 0.985},
+        {"experiment": "hanzi_cnn", "split": "test_heldout", "top1": 0.975},
+    ]
+    targets = [
+        {"experiment": "expr_crnn", "metric": "seq_acc", "split": "test_heldout", "value": 0.99},
+        {"experiment": "hanzi_cnn", "metric": "top1", "split": "test_heldout", "value": 0.97},
+        {"experiment": "short_reader", "metric": "seq_acc", "split": "test_heldout", "value": 0.9},
+    ]
+    table = report.targets_table(targets, records)
+    assert list(table["met"][:2]) == ["no", "yes"]
+    assert table["gap"][0] == pytest.approx(-0.005)
+    assert table["gap"][1] == pytest.approx(0.005)
+    assert table["reached"].isna()[2]  # the reader did not run: no figure, no verdict
+    text = report.summary_markdown(
+        report.crnn_table([]),
+        report.hanzi_table([]),
+        report.reader_table([]),
+        report.references_table([], []),
+        targets=table,
+    )
+    assert "## Targets for this configuration" in text
+    assert "-0.0050" in text

@@ -155,6 +155,7 @@ rule summary:
         mem_mb=1000,
     params:
         references=canonical(config["report"]["references"]),
+        targets=canonical(config["report"]["targets"]),
     script:
         "../scripts/report_summary.py"
 

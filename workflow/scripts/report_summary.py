@@ -14,4 +14,5 @@ build_reports(
     snakemake.params.references,
     snakemake.output[0],
     plots=list(snakemake.input.plots),
+    targets=snakemake.params.targets,
 )
