@@ -175,11 +175,6 @@ def read_shard(
         raise ShardError(f"shard {url}: unreadable: {e}") from e
 
 
-def count_samples(url: str) -> int:
-    """Samples in a shard (from its tar headers)."""
-    return len(index_shard(url).samples)
-
-
 def decode_sample(
     sample: Mapping[str, Any], geometry: Mapping[str, Any], family: Family | None
 ) -> Example:

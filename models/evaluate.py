@@ -28,7 +28,6 @@ import json
 import logging
 import math
 import os
-import tarfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from PIL import Image
 
 from models import metrics
 from synth.atomic import write_text_atomic
+from synth.shards import iter_records
 
 log = logging.getLogger(__name__)
 
@@ -78,34 +78,6 @@ class Sample:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _tar_records(shard: str | os.PathLike) -> Iterator[dict[str, Any]]:
-    """A WebDataset tar's samples in file order: ``{"__key__": key, ext: bytes, ...}``.
-
-    Members that share a key (the file name up to its first dot, as WebDataset splits it) and
-    follow each other form one sample. Read with `tarfile`: no torch import, so the Tesseract
-    and plot jobs start fast.
-    """
-    current: dict[str, Any] | None = None
-    with tarfile.open(shard, mode="r|*") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            folder, _, name = member.name.rpartition("/")
-            stem, dot, ext = name.partition(".")
-            if not dot:
-                continue
-            key = f"{folder}/{stem}" if folder else stem
-            if current is not None and current["__key__"] != key:
-                yield current
-                current = None
-            if current is None:
-                current = {"__key__": key}
-            f = tar.extractfile(member)
-            current[ext] = f.read() if f is not None else b""
-    if current is not None:
-        yield current
-
-
 def iter_samples(
     shards: Sequence[str | os.PathLike], limit: int | None = None, task: str | None = None
 ) -> Iterator[Sample]:
@@ -124,7 +96,7 @@ def iter_samples(
         return
     count = 0
     for shard in shards:
-        for record in _tar_records(shard):
+        for record in iter_records(shard):
             key = record["__key__"]
             if "png" not in record or "json" not in record:
                 raise ValueError(f"shard {shard}: sample {key!r} lacks its .png or .json member")
@@ -234,13 +206,9 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def _atomic_write(path: str | os.PathLike, text: str) -> None:
-    write_text_atomic(path, text, newline="")
-
-
 def write_metrics(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
     """Write ``metrics.json`` atomically (NaN written as null, keys in insertion order)."""
-    _atomic_write(path, json.dumps(_clean(dict(record)), indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(path, json.dumps(_clean(dict(record)), indent=2, ensure_ascii=False) + "\n")
 
 
 def read_metrics(path: str | os.PathLike) -> dict[str, Any]:
@@ -261,7 +229,7 @@ def write_predictions(
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write(path, buf.getvalue())
+    write_text_atomic(path, buf.getvalue())
 
 
 def read_predictions(path: str | os.PathLike) -> list[dict[str, str]]:

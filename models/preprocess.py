@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from models.images import array_to_image, to_gray
+
 MEAN = 0.5
 STD = 0.5
 RESAMPLE = Image.Resampling.BILINEAR
@@ -31,30 +33,12 @@ ImageLike = Image.Image | np.ndarray
 
 
 def _as_gray(image: ImageLike) -> Image.Image:
-    """A PIL image in mode ``L`` (RGB/RGBA/P/I;16/float arrays are converted)."""
+    """A PIL image in mode ``L``: the same conversion `models.images` gives users' images."""
     if isinstance(image, np.ndarray):
-        arr = image
-        if arr.ndim == 3 and arr.shape[2] == 1:
-            arr = arr[:, :, 0]
-        if arr.dtype != np.uint8:
-            if np.issubdtype(arr.dtype, np.floating) and arr.size and float(arr.max()) <= 1.0:
-                arr = arr * 255.0
-            arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
-        image = Image.fromarray(arr)
+        image = array_to_image(image)
     if not isinstance(image, Image.Image):
         raise TypeError(f"expected a PIL image or a numpy array, got {type(image).__name__}")
-    if image.mode == "L":
-        return image
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # Transparent pixels become white paper, not black.
-        rgba = image.convert("RGBA")
-        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(paper, rgba).convert("L")
-    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
-        arr = np.asarray(image, dtype=np.float64)
-        hi = float(arr.max()) if arr.size else 1.0
-        return Image.fromarray(np.clip(arr * (255.0 / max(hi, 1.0)), 0, 255).astype(np.uint8))
-    return image.convert("L")
+    return to_gray(image)
 
 
 def background_level(arr: np.ndarray) -> int:

@@ -141,10 +141,6 @@ def _format(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _atomic_write(path: str | os.PathLike, text: str) -> None:
-    write_text_atomic(path, text, newline="")
-
-
 def _csv_cell(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -161,7 +157,7 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     writer.writerow(frame.columns)
     for row in frame.itertuples(index=False):
         writer.writerow([_csv_cell(v) for v in row])
-    _atomic_write(path, buf.getvalue())
+    write_text_atomic(path, buf.getvalue())
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
@@ -331,7 +327,7 @@ def build_reports(
         base=Path(out_summary).parent,
         targets=targets_table(targets, everything),
     )
-    _atomic_write(out_summary, text)
+    write_text_atomic(out_summary, text)
     return text
 
 

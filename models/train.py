@@ -68,7 +68,8 @@ from models.devices import (
 from models.families import Family, make_family
 from models.registry import build_model, input_spec
 from models.specs import TrainJob, TrainSpec, run_hash
-from synth.charset import read_charset, write_bytes_atomic, write_text_atomic
+from synth.atomic import write_bytes_atomic, write_text_atomic
+from synth.charset import read_charset
 
 log = logging.getLogger(__name__)
 

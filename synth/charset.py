@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from synth.atomic import write_bytes_atomic, write_text_atomic  # noqa: F401 (re-exported)
+from synth.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 

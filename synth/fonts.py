@@ -26,7 +26,7 @@ from pathlib import Path
 from fontTools.ttLib import TTCollection, TTFont, TTLibError
 from PIL import ImageFont
 
-from synth.charset import write_text_atomic
+from synth.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 

@@ -14,14 +14,14 @@ import json
 import logging
 import math
 import os
-import tarfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from synth.charset import write_bytes_atomic
+from synth.atomic import write_bytes_atomic
 from synth.render import FontFace, FontRef, load_font
+from synth.shards import iter_records
 
 log = logging.getLogger(__name__)
 
@@ -39,22 +39,11 @@ SHEET_W = 1200
 
 def iter_shard(path: str | os.PathLike) -> Iterator[tuple[str, Image.Image, dict]]:
     """(key, image, metadata) of each sample of a shard, in order."""
-    parts: dict[str, dict[str, bytes]] = {}
-    order: list[str] = []
-    with tarfile.open(path) as tar:
-        for m in tar:
-            if not m.isfile():
-                continue
-            key, _, ext = m.name.partition(".")
-            if key not in parts:
-                parts[key] = {}
-                order.append(key)
-            parts[key][ext] = tar.extractfile(m).read()
-    for key in order:
-        p = parts[key]
-        if "png" not in p or "json" not in p:
+    for record in iter_records(path):
+        key = record["__key__"]
+        if "png" not in record or "json" not in record:
             raise ValueError(f"shard {path}: sample {key!r} lacks its .png or .json")
-        yield key, Image.open(io.BytesIO(p["png"])), json.loads(p["json"])
+        yield key, Image.open(io.BytesIO(record["png"])), json.loads(record["json"])
 
 
 def take(shards: Sequence[str | os.PathLike], n: int) -> list[tuple[str, Image.Image, dict]]:

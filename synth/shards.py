@@ -33,12 +33,12 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from synth.atomic import atomic_write
+from synth.atomic import atomic_write, write_text_atomic
 from synth.augment import degrade
-from synth.charset import write_text_atomic
 from synth.fonts import Face
 from synth.render import render_expr, render_hanzi, render_line, render_short
 from synth.specs import (
@@ -334,6 +334,34 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def iter_records(shard: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """A WebDataset tar's samples in file order: ``{"__key__": key, ext: bytes, ...}``.
+
+    Members that share a key (the file name up to its first dot, as WebDataset splits it) and
+    follow each other form one sample. Read with `tarfile`, streaming: no torch import (as
+    `webdataset` would bring), so evaluation, Tesseract, plot and preview jobs start fast.
+    """
+    current: dict[str, Any] | None = None
+    with tarfile.open(shard, mode="r|*") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            folder, _, name = member.name.rpartition("/")
+            stem, dot, ext = name.partition(".")
+            if not dot:
+                continue
+            key = f"{folder}/{stem}" if folder else stem
+            if current is not None and current["__key__"] != key:
+                yield current
+                current = None
+            if current is None:
+                current = {"__key__": key}
+            f = tar.extractfile(member)
+            current[ext] = f.read() if f is not None else b""
+    if current is not None:
+        yield current
 
 
 def count_samples(path: str | os.PathLike) -> int:

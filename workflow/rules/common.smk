@@ -75,7 +75,6 @@ def all_targets():
 
 def train_params(wildcards):
     exp = experiment_config(wildcards.experiment)
-    task = config["tasks"][exp["task"]]
     # mem_mb is a resource, not a setting of the run: editing it must not rerun training.
     train = {k: v for k, v in exp["train"].items() if k != "mem_mb"}
     return {
@@ -83,5 +82,4 @@ def train_params(wildcards):
             **{k: exp[k] for k in ("task", "model", "model_kwargs")},
             "train": train,
         },
-        "geometry": {k: task[k] for k in ("size", "height", "width") if k in task},
     }

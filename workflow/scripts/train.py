@@ -5,7 +5,6 @@ from pathlib import Path
 
 import torch
 
-from models.registry import input_spec
 from models.specs import TrainJob, TrainSpec
 from models.train import train
 
@@ -17,12 +16,6 @@ logging.basicConfig(
 torch.set_num_threads(snakemake.threads)
 exp = snakemake.params.spec["experiment"]
 name = snakemake.wildcards.experiment
-geometry = input_spec(exp["model"], **exp["model_kwargs"])
-for key, value in snakemake.params.spec["geometry"].items():
-    if key in geometry and geometry[key] != value:
-        raise ValueError(
-            f"experiments.{name}: model input {geometry} but tasks.{exp['task']}.{key} is {value}"
-        )
 job = TrainJob(
     experiment=name,
     task=exp["task"],
