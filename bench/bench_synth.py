@@ -10,7 +10,9 @@ Measures images/s of one process (one core) for 32-px Chinese lines and 64x64 si
 - trdg 1.8.0 ``FakeTextDataGenerator.generate`` on the same texts and font files (face 0), with a
   Gaussian-noise background, random blur and skew, in memory (no file written);
 - shard overhead: the time to write the rendered samples as a shard (PNG + tar), as a share of
-  the time to render them.
+  the time to render them; once with our `synth.shards.ShardWriter` (what the shard rule uses)
+  and once with ``webdataset.TarWriter`` writing the same bytes (a test checks the two files are
+  byte-identical), to show what the writer costs.
 
 trdg needs OpenCV and pillow<10, so it runs in its own virtualenv (``--trdg-python``), never in
 the project's .venv; without it, its rows say so and the rest still runs.
@@ -34,7 +36,8 @@ from synth.augment import degrade, resolve
 from synth.charset import build_charset
 from synth.fonts import Face
 from synth.render import render_hanzi, render_line
-from synth.shards import Sample, write_samples
+from synth.shards import MTIME, OWNER, Sample, encode_json, encode_png, write_samples
+from synth.specs import task_spec
 from synth.text import LineSampler
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,15 +109,37 @@ def bench_ours(lines, chars, faces, cfg, repeats):
         render_s = _best_seconds(render_only(task, items, deg), repeats)
         out[f"{task} config"] = n / render_s
         out[f"{task} heavy"] = n / _best_seconds(render_only(task, items, heavy), repeats)
-        # Writing cost alone: the same samples, already rendered, encoded and written.
+        # Writing cost alone: the same samples, already rendered, encoded (at the task's PNG
+        # level) and written.
+        level = task_spec(task, cfg["tasks"][task]).png_level
         rendered = list(samples(task, items, deg))
         with tempfile.TemporaryDirectory() as tmp:
             write_s = _best_seconds(
-                lambda: write_samples(Path(tmp) / "s.tar", iter(rendered)),  # noqa: B023
+                lambda: write_samples(Path(tmp) / "s.tar", iter(rendered), level),  # noqa: B023
                 repeats,
             )
         out[f"{task} shard overhead"] = write_s / render_s
+        with tempfile.TemporaryDirectory() as tmp:
+            wds_s = _best_seconds(
+                lambda: _write_with_webdataset(Path(tmp) / "s.tar", rendered, level),  # noqa: B023
+                repeats,
+            )
+        out[f"{task} shard overhead (webdataset.TarWriter)"] = wds_s / render_s
     return out
+
+
+def _write_with_webdataset(path: Path, samples: list[Sample], level: int) -> None:
+    """The same shard as `write_samples`, written by ``webdataset.TarWriter``."""
+    import webdataset  # imported here: it pulls in torch, which the rest of the bench avoids
+
+    with (
+        open(path, "wb") as f,
+        webdataset.TarWriter(f, encoder=False, mtime=MTIME, user=OWNER, group=OWNER) as sink,
+    ):
+        for s in samples:
+            sink.write(
+                {"__key__": s.key, "png": encode_png(s.image, level), "json": encode_json(s.meta)}
+            )
 
 
 def bench_trdg(python, lines, chars, faces):
@@ -161,17 +186,17 @@ def main() -> None:
         f"best of {args.repeats} (ours); "
         f"mean line length {np.mean([len(t) for t in lines]):.1f} chars"
     )
-    print(f"{'measurement':32s} {'images/s':>10s}")
+    print(f"{'measurement':50s} {'images/s':>10s}")
     for k, v in ours.items():
         if "overhead" in k:
-            print(f"{k:32s} {100 * v:9.1f}%")
+            print(f"{k:50s} {100 * v:9.1f}%")
         else:
-            print(f"{'ours ' + k:32s} {v:10.0f}")
+            print(f"{'ours ' + k:50s} {v:10.0f}")
     if theirs is None:
         print(why)
         return
     for k, v in theirs.items():
-        print(f"{'trdg ' + k:32s} {v:10.0f}")
+        print(f"{'trdg ' + k:50s} {v:10.0f}")
     for k in ("line", "hanzi"):
         print(
             f"ratio ours/trdg {k:16s} config {ours[k + ' config'] / theirs[k]:.1f}x, "

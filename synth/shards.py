@@ -203,23 +203,28 @@ def encode_png(image: np.ndarray, level: int = PNG_LEVEL) -> bytes:
     A minimal encoder (IHDR, one IDAT, IEND; the "Up" filter on every row but the first) written
     here because PIL's PNG writer costs about 3x more per small image, most of it Python plumbing,
     which would make writing a shard a visible share of rendering it. Noisy images are stored
-    without compression (see ``PNG_STORE_ABOVE``). Deterministic: no timestamps, and the zlib level
-    depends only on the pixels.
+    without compression (see ``PNG_STORE_ABOVE``), and ``level=0`` stores every row unfiltered.
+    Deterministic: no timestamps, and the zlib level depends only on the pixels and ``level``.
     """
     if image.dtype != np.uint8 or image.ndim != 2:
         raise ValueError(f"encode_png wants a uint8 (H, W) array, got {image.dtype} {image.shape}")
     h, w = image.shape
     raw = np.empty((h, w + 1), dtype=np.uint8)
-    raw[0, 0] = 0
-    raw[1:, 0] = 2
-    raw[0, 1:] = image[0]
-    np.subtract(image[1:], image[:-1], out=raw[1:, 1:])
+    if level == 0:  # stored: no filter, nothing to gain from one
+        raw[:, 0] = 0
+        raw[:, 1:] = image
+    else:
+        raw[0, 0] = 0
+        raw[1:, 0] = 2
+        raw[0, 1:] = image[0]
+        np.subtract(image[1:], image[:-1], out=raw[1:, 1:])
+        if np.count_nonzero(raw) > PNG_STORE_ABOVE * raw.size:
+            level = 0
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    compressible = np.count_nonzero(raw) <= PNG_STORE_ABOVE * raw.size
     return (
         b"\x89PNG\r\n\x1a\n"
         + _chunk(b"IHDR", ihdr)
-        + _chunk(b"IDAT", zlib.compress(raw.tobytes(), level if compressible else 0))
+        + _chunk(b"IDAT", zlib.compress(raw.tobytes(), level))
         + _chunk(b"IEND", b"")
     )
 
@@ -303,13 +308,19 @@ class ShardWriter:
         self.offset += end
 
 
-def write_samples(path: str | os.PathLike, samples: Iterator[Sample]) -> int:
-    """Write samples to a WebDataset tar atomically; returns the number written."""
+def write_samples(
+    path: str | os.PathLike, samples: Iterator[Sample], png_level: int = PNG_LEVEL
+) -> int:
+    """Write samples to a WebDataset tar atomically; returns the number written.
+
+    ``png_level`` is the zlib level of the PNGs (the task's ``png_level``; 0 stores them).
+    """
     n = 0
     with atomic_write(path, "wb") as f:
         writer = ShardWriter(f)
         for s in samples:
-            writer.write(s.key, {"png": encode_png(s.image), "json": encode_json(s.meta)})
+            png = encode_png(s.image, png_level)
+            writer.write(s.key, {"png": png, "json": encode_json(s.meta)})
             n += 1
         writer.close()
     return n
@@ -323,7 +334,7 @@ def write_shard(
     faces: Sequence[Face],
 ) -> int:
     """Render and write one shard; returns the number of samples."""
-    n = write_samples(path, generate(spec, shard, charset, faces))
+    n = write_samples(path, generate(spec, shard, charset, faces), spec.png_level)
     log.info("wrote %s: %d samples", path, n)
     return n
 

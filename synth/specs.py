@@ -90,6 +90,7 @@ class HanziSpec:
     stroke: float = 0.15
     morph: float = 0.2
     degrade: Mapping[str, Mapping] = field(default_factory=dict)
+    png_level: int = 0
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class ExprSpec:
     max_digits: int = 2
     spacing: tuple[float, float] = (-1, 4)
     degrade: Mapping[str, Mapping] = field(default_factory=dict)
+    png_level: int = 1
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ class LineSpec:
     mix_fraction: float = 0.15
     font_size: tuple[float, float] = (0.7, 0.95)
     degrade: Mapping[str, Mapping] = field(default_factory=dict)
+    png_level: int = 1
 
 
 @dataclass(frozen=True)
@@ -126,14 +129,13 @@ class ShortSpec:
     """Up to a few characters anywhere in a ``size`` x ``size`` image."""
 
     charset: CharsetSpec = field(
-        default_factory=lambda: CharsetSpec(
-            "chars", "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-        )
+        default_factory=lambda: CharsetSpec("chars", "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
     )
     size: int = 40
     length: tuple[int, int] = (1, 4)
     font_size: tuple[float, float] = (10, 14)
     degrade: Mapping[str, Mapping] = field(default_factory=dict)
+    png_level: int = 0
 
 
 TaskSpec = HanziSpec | ExprSpec | LineSpec | ShortSpec

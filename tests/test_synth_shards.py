@@ -18,6 +18,7 @@ from synth.shards import (
     MTIME,
     OWNER,
     ShardWriter,
+    encode_png,
     generate,
     read_manifest,
     write_manifest,
@@ -195,3 +196,46 @@ def test_preview_command(setup, tmp_path, capsys):
     main([str(shard), "-n", "4", "-o", str(tmp_path / "p.png")])
     assert "4 samples" in capsys.readouterr().out
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("level", [0, 1, 9])
+def test_png_levels_decode_to_the_same_pixels(level):
+    """Every ``png_level`` is lossless; 0 stores, so it is the largest; noise is stored raw."""
+    rng = np.random.default_rng(0)
+    clean = np.full((64, 64), 255, np.uint8)
+    clean[20:40, 10:50] = 0
+    noisy = rng.integers(0, 256, (32, 90), dtype=np.uint8)
+    for image in (clean, noisy):
+        png = encode_png(image, level)
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), image)
+    assert len(encode_png(clean, level)) <= len(encode_png(clean, 0))
+    if level:
+        assert len(encode_png(clean, level)) < len(encode_png(clean, 0)) / 4
+
+
+def test_png_level_is_a_task_setting():
+    assert task_spec("hanzi", {}).png_level == 0
+    assert task_spec("line", {"png_level": 6}).png_level == 6
+
+
+@pytest.mark.parametrize("task", ["hanzi", "expr", "line", "short"])
+def test_task_spec_defaults_match_the_schema(task):
+    """A library caller (`task_spec(task, {})`) gets the defaults the workflow's schema gives."""
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    schema_path = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
+    schema = yaml.safe_load(schema_path.read_text())
+    props = schema["properties"]["tasks"]["properties"][task]["properties"]
+    spec = task_spec(task, {})
+    fields = {f.name for f in dataclasses.fields(spec)}
+    assert set(props) - {"splits"} == fields
+    for key in fields - {"degrade"}:
+        default = props[key]["default"]
+        if key == "charset":
+            assert spec.charset == task_spec(task, {"charset": default}).charset, task
+        else:
+            ours = getattr(spec, key)
+            assert (list(ours) if isinstance(ours, tuple) else ours) == default, (task, key)
