@@ -288,3 +288,21 @@ def test_rejects_batch_of_one_for_hanzi_cnn(default_config: dict) -> None:
         check(config, "hanzi_cnn")
     config["experiments"]["short_reader"]["train"]["batch_size"] = 1
     check(config, "short_reader")
+
+
+def test_reader_reads_ink_of_either_polarity() -> None:
+    """The reader masks ink, not pixels: dark-on-light and its inverse give the same input, and
+    the background maps to 0, so a masked-out region reads as background."""
+    from models.reader import ink
+
+    page = torch.ones(1, 1, 40, 40)  # white, normalised to +1
+    page[..., 10:20, 12:16] = -1.0  # a dark stroke
+    assert torch.equal(ink(page), ink(-page))
+    assert ink(page)[..., 0, 0].item() == pytest.approx(0.0, abs=0.05)
+    assert ink(page)[..., 15, 14].item() == pytest.approx(1.0, abs=0.05)
+    torch.manual_seed(0)
+    model = build_model("reader", 10, **TINY["reader"]).eval()
+    with torch.no_grad():
+        a, b = model(page), model(-page)
+    torch.testing.assert_close(a.logits, b.logits)
+    assert torch.all(a.masks[:, 0] == 1)
