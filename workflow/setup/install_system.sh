@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Install the Debian CJK fonts and Tesseract the default config uses, when missing.
+# Install the Debian CJK and Latin fonts and Tesseract the default config uses, when missing.
 # Quick when already done; prints what to install when it cannot install (not root, no apt).
 #   install_system.sh          fonts + Tesseract (what the workflow uses)
 #   install_system.sh --test   also headless Chromium (the HTML report test renders the report in it)
 set -euo pipefail
-PKGS=(fonts-noto-cjk fonts-wqy-microhei fonts-wqy-zenhei fonts-arphic-uming fonts-arphic-ukai
-      fonts-lxgw-wenkai fonts-droid-fallback fonts-dejavu-core tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng)
+PKGS=(fonts-noto-cjk fonts-noto-cjk-extra fonts-wqy-microhei fonts-wqy-zenhei fonts-arphic-uming fonts-arphic-ukai
+      fonts-lxgw-wenkai fonts-droid-fallback fonts-dejavu-core fonts-dejavu-extra fonts-urw-base35
+      fonts-liberation2 fonts-freefont-ttf tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng)
 if [ "${1:-}" = "--test" ]; then
     PKGS+=(chromium)
 fi
