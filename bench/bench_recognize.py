@@ -3,6 +3,9 @@ side with Tesseract (chi_sim, psm 7), on the same line images, in one run.
 
     .venv/bin/python bench/bench_recognize.py                      # defaults below
     .venv/bin/python bench/bench_recognize.py --threads 2 --limit 1000 --json bench/out/rec.json
+    # arithmetic lines: the expr model against Tesseract (eng, limited to the expr characters)
+    .venv/bin/python bench/bench_recognize.py --checkpoint results/models/expr_crnn/model.pt \
+        --shards 'results/shards/expr/test_heldout-*.tar' --lang eng --whitelist '0123456789+-*()'
     # before the workflow has run: the config's model with random weights, rendered lines
     .venv/bin/python bench/bench_recognize.py --untrained line_crnn_vgg --synthetic 300 --rounds 20
 
@@ -84,8 +87,10 @@ def our_engine(recognizer: Recognizer) -> Engine:
     return read
 
 
-def tesseract_engine(lang: str, threads: int) -> Engine:
-    spec = TesseractSpec(task="line", split="bench", lang=lang, psm=7, threads=threads)
+def tesseract_engine(lang: str, threads: int, whitelist: str = "") -> Engine:
+    spec = TesseractSpec(
+        task="line", split="bench", lang=lang, psm=7, whitelist=whitelist, threads=threads
+    )
     return lambda images: read_images(images, spec)
 
 
@@ -198,8 +203,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     elif args.lang not in available_languages():
         log.warning("tesseract has no %r language data: no baseline", args.lang)
     else:
-        engines[f"Tesseract {version} ({args.lang}, psm 7)"] = tesseract_engine(
-            args.lang, args.threads
+        allowed = f", whitelist {args.whitelist}" if args.whitelist else ""
+        engines[f"Tesseract {version} ({args.lang}, psm 7{allowed})"] = tesseract_engine(
+            args.lang, args.threads, args.whitelist
         )
 
     results = measure(engines, [s.image for s in samples], args.rounds)
@@ -253,6 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rounds", type=int, default=5, help="turns the engines take on parts of the images"
     )
     parser.add_argument("--lang", default="chi_sim", help="Tesseract language (default chi_sim)")
+    parser.add_argument(
+        "--whitelist", default="", help="characters Tesseract may output (expr: 0123456789+-*())"
+    )
     parser.add_argument("--no-tesseract", action="store_true")
     parser.add_argument(
         "--synthetic",
