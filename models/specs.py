@@ -117,11 +117,18 @@ class TrainJob:
         return d
 
 
+def file_digest(path: str) -> str:
+    """sha256 of a file's bytes (streamed)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def run_hash(job: TrainJob, charset: Sequence[str]) -> str:
     """Key of a run's resume state: what the weights depend on (model, training spec but
-    `NOT_HASHED`, seed, charset, shard names). An edited config gets a fresh key, so it never
-    resumes a stale run; output folders and the device are left out (a run may resume on
-    another machine)."""
+    `NOT_HASHED`, seed, charset, and the shards: their names and the sha256 of their bytes). An
+    edited config or regenerated data (new fonts, say) gets a fresh key, so it never resumes, or
+    reuses the finished weights of, a stale run; output folders and the device are left out (a run
+    may resume on another machine). Hashing the shards reads them once, about 1 s per GB."""
     train = {k: v for k, v in job.train.to_dict().items() if k not in NOT_HASHED}
     key = {
         "task": job.task,
@@ -130,8 +137,8 @@ def run_hash(job: TrainJob, charset: Sequence[str]) -> str:
         "train": train,
         "seed": job.seed,
         "charset": "".join(charset),
-        "train_shards": [s.rsplit("/", 1)[-1] for s in job.train_shards],
-        "val_shards": [s.rsplit("/", 1)[-1] for s in job.val_shards],
+        "train_shards": [[s.rsplit("/", 1)[-1], file_digest(s)] for s in job.train_shards],
+        "val_shards": [[s.rsplit("/", 1)[-1], file_digest(s)] for s in job.val_shards],
     }
     blob = json.dumps(key, sort_keys=True, ensure_ascii=False).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

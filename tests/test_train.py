@@ -119,6 +119,18 @@ def test_run_hash_follows_what_the_weights_depend_on(line_data, tmp_path):
     assert run_hash(replace(job, train=replace(job.train, lr=0.5)), charset) != run_hash(
         job, charset
     )
+    # Regenerated data under the same names (new fonts, say) is a new run, not a finished one.
+    before = run_hash(job, charset)
+    copies = []
+    for i, shard in enumerate(job.train_shards):
+        copy = tmp_path / "copy" / Path(shard).name
+        copy.parent.mkdir(exist_ok=True)
+        data = Path(shard).read_bytes()
+        copy.write_bytes(data if i else data[:-1024] + b"\1" + data[-1023:])
+        copies.append(str(copy))
+    assert run_hash(replace(job, train_shards=tuple(copies)), charset) != before
+    copies[0] = job.train_shards[0]
+    assert run_hash(replace(job, train_shards=tuple(copies)), charset) == before
 
 
 def test_devices():
