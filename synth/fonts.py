@@ -107,17 +107,48 @@ class Face:
         return self.covered.issuperset(text)
 
 
-def resolve_font_files(patterns: Sequence[str]) -> list[FontFile]:
-    """Expand globs, directories and paths into sorted, de-duplicated font files.
+def expand_braces(pattern: str) -> list[str]:
+    """Expand shell-style alternatives: ``a/{b,c}.ttf`` gives ``a/b.ttf`` and ``a/c.ttf``.
 
-    A glob that matches nothing is skipped with a warning; an explicit path that does not exist is a
-    :class:`FontError`. Glob and directory matches keep only font suffixes (.ttf .otf .ttc .otc).
+    Nested and repeated groups expand left to right; a brace group without a comma is kept as is.
+    """
+    start = pattern.find("{")
+    while start != -1:
+        depth = 0
+        for end in range(start, len(pattern)):
+            depth += {"{": 1, "}": -1}.get(pattern[end], 0)
+            if depth == 0:
+                break
+        else:
+            return [pattern]  # unbalanced: literal
+        parts, depth, last = [], 0, start + 1
+        for i in range(start + 1, end):
+            depth += {"{": 1, "}": -1}.get(pattern[i], 0)
+            if pattern[i] == "," and depth == 0:
+                parts.append(pattern[last:i])
+                last = i + 1
+        if parts:
+            parts.append(pattern[last:end])
+            head, tail = pattern[:start], pattern[end + 1 :]
+            return [x for part in parts for x in expand_braces(head + part + tail)]
+        start = pattern.find("{", end + 1)
+    return [pattern]
+
+
+def resolve_font_files(patterns: Sequence[str]) -> list[FontFile]:
+    """Expand globs, brace alternatives, directories and paths into sorted, de-duplicated font files.
+
+    A glob (``*``, ``?``, ``[...]`` or ``{a,b}``) that matches nothing is skipped with a warning; an
+    explicit path that does not exist is a :class:`FontError`. Glob and directory matches keep only
+    font suffixes (.ttf .otf .ttc .otc).
     """
     out: dict[str, FontFile] = {}
     for pattern in patterns:
-        if GLOB_CHARS & set(pattern) or Path(pattern).is_dir():
-            base = str(Path(pattern) / "*") if Path(pattern).is_dir() else pattern
-            matches = sorted(p for p in glob.glob(base) if Path(p).suffix.lower() in FONT_SUFFIXES)
+        alternatives = expand_braces(pattern)
+        if len(alternatives) > 1 or GLOB_CHARS & set(pattern) or Path(pattern).is_dir():
+            bases = [str(Path(a) / "*") if Path(a).is_dir() else a for a in alternatives]
+            found = {p for base in bases for p in glob.glob(base)}
+            matches = sorted(p for p in found if Path(p).suffix.lower() in FONT_SUFFIXES)
             if not matches:
                 log.warning("font pattern %s matches no font file; skipped", pattern)
             for p in matches:

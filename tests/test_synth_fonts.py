@@ -12,6 +12,7 @@ from synth.charset import build_charset, gb2312_hanzi
 from synth.fonts import (
     FontError,
     apply_uncovered_policy,
+    expand_braces,
     read_coverage,
     resolve_font_files,
     scan_fonts,
@@ -97,6 +98,22 @@ def test_missing_explicit_font_is_an_error_and_empty_glob_a_warning(tmp_path, ca
         resolve_font_files([str(tmp_path / "nothere.ttf")])
     with caplog.at_level(logging.WARNING):
         assert resolve_font_files([f"{tmp_path}/*.ttf"]) == []
+    assert "matches no font" in caplog.text
+
+
+def test_brace_alternatives_expand_like_the_shell(tmp_path, caplog):
+    assert expand_braces("a/F-{Light,Bold}.ttf") == ["a/F-Light.ttf", "a/F-Bold.ttf"]
+    assert expand_braces("{a,b}{1,2}") == ["a1", "a2", "b1", "b2"]
+    assert expand_braces("x{a,{b,c}}y") == ["xay", "xby", "xcy"]
+    assert expand_braces("plain{}.ttf") == ["plain{}.ttf"]
+    assert expand_braces("open{a,b") == ["open{a,b"]
+    for name in ("F-Light.ttf", "F-Bold.ttf", "F-Thin.ttf", "F-Light.txt"):
+        (tmp_path / name).write_bytes(b"")
+    found = resolve_font_files([f"{tmp_path}/F-{{Light,Bold,Black}}.{{ttf,txt}}"])
+    assert [p.path for p in found] == [str(tmp_path / "F-Bold.ttf"), str(tmp_path / "F-Light.ttf")]
+    assert not any(p.explicit for p in found)
+    with caplog.at_level(logging.WARNING):
+        assert resolve_font_files([f"{tmp_path}/G-{{Light,Bold}}.ttf"]) == []
     assert "matches no font" in caplog.text
 
 
