@@ -136,7 +136,7 @@ def expand_braces(pattern: str) -> list[str]:
 
 
 def resolve_font_files(patterns: Sequence[str]) -> list[FontFile]:
-    """Expand globs, brace alternatives, directories and paths into sorted, de-duplicated font files.
+    """Expand globs, brace alternatives, directories and paths into sorted, unique font files.
 
     A glob (``*``, ``?``, ``[...]`` or ``{a,b}``) that matches nothing is skipped with a warning; an
     explicit path that does not exist is a :class:`FontError`. Glob and directory matches keep only
