@@ -140,3 +140,16 @@ def test_scanning_is_fast(cjk_fonts):
     records = scan_fonts([str(p) for p in cjk_fonts], [], chars)
     assert time.perf_counter() - t < 20
     assert sum(r.status == "ok" for r in records) >= 12
+
+
+@pytest.mark.parametrize("config", ["configs/config.yaml", "configs/gpu.yaml"])
+def test_every_default_font_pattern_finds_fonts_after_setup(config):
+    # The configs and workflow/setup/install_system.sh stay in step: every system font the
+    # shipped configs name is installed by the set-up (fonts/ is the user's own folder).
+    import yaml
+
+    with open(config, encoding="utf-8") as f:
+        fonts = yaml.safe_load(f)["fonts"]
+    patterns = [p for p in fonts["paths"] + fonts["test_fonts"] if not p.startswith("fonts/")]
+    empty = [p for p in patterns if not resolve_font_files([p])]
+    assert not empty, f"{config}: no font file matches {empty}; see install_system.sh"
