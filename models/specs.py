@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from synth.shards import sha256_file
+
 SCHEDULES = ("cosine", "onecycle", "constant")
 # Settings that change neither the weights nor the history: editing them resumes the same run.
 NOT_HASHED = ("mem_mb", "tensorboard")
@@ -117,12 +119,6 @@ class TrainJob:
         return d
 
 
-def file_digest(path: str) -> str:
-    """sha256 of a file's bytes (streamed)."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def run_hash(job: TrainJob, charset: Sequence[str]) -> str:
     """Key of a run's resume state: what the weights depend on (model, training spec but
     `NOT_HASHED`, seed, charset, and the shards: their names and the sha256 of their bytes). An
@@ -137,8 +133,8 @@ def run_hash(job: TrainJob, charset: Sequence[str]) -> str:
         "train": train,
         "seed": job.seed,
         "charset": "".join(charset),
-        "train_shards": [[s.rsplit("/", 1)[-1], file_digest(s)] for s in job.train_shards],
-        "val_shards": [[s.rsplit("/", 1)[-1], file_digest(s)] for s in job.val_shards],
+        "train_shards": [[s.rsplit("/", 1)[-1], sha256_file(s)] for s in job.train_shards],
+        "val_shards": [[s.rsplit("/", 1)[-1], sha256_file(s)] for s in job.val_shards],
     }
     blob = json.dumps(key, sort_keys=True, ensure_ascii=False).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from braceexpand import UnbalancedBracesError, braceexpand
 from fontTools.ttLib import TTCollection, TTFont, TTLibError
 from PIL import ImageFont
 
@@ -108,31 +109,12 @@ class Face:
 
 
 def expand_braces(pattern: str) -> list[str]:
-    """Expand shell-style alternatives: ``a/{b,c}.ttf`` gives ``a/b.ttf`` and ``a/c.ttf``.
-
-    Nested and repeated groups expand left to right; a brace group without a comma is kept as is.
-    """
-    start = pattern.find("{")
-    while start != -1:
-        depth = 0
-        for end in range(start, len(pattern)):
-            depth += {"{": 1, "}": -1}.get(pattern[end], 0)
-            if depth == 0:
-                break
-        else:
-            return [pattern]  # unbalanced: literal
-        parts, depth, last = [], 0, start + 1
-        for i in range(start + 1, end):
-            depth += {"{": 1, "}": -1}.get(pattern[i], 0)
-            if pattern[i] == "," and depth == 0:
-                parts.append(pattern[last:i])
-                last = i + 1
-        if parts:
-            parts.append(pattern[last:end])
-            head, tail = pattern[:start], pattern[end + 1 :]
-            return [x for part in parts for x in expand_braces(head + part + tail)]
-        start = pattern.find("{", end + 1)
-    return [pattern]
+    """Expand shell-style alternatives (``a/{b,c}.ttf`` gives ``a/b.ttf`` and ``a/c.ttf``; ranges
+    like ``{1..3}`` too), with `braceexpand`; unbalanced braces are kept as literal text."""
+    try:
+        return list(braceexpand(pattern))
+    except UnbalancedBracesError:
+        return [pattern]
 
 
 def resolve_font_files(patterns: Sequence[str]) -> list[FontFile]:

@@ -6,6 +6,7 @@ import csv
 import logging
 
 import pytest
+import yaml
 from fontTools.ttLib import TTFont
 
 from synth.charset import build_charset, gb2312_hanzi
@@ -146,8 +147,6 @@ def test_scanning_is_fast(cjk_fonts):
 def test_every_default_font_pattern_finds_fonts_after_setup(config):
     # The configs and workflow/setup/install_system.sh stay in step: every system font the
     # shipped configs name is installed by the set-up (fonts/ is the user's own folder).
-    import yaml
-
     with open(config, encoding="utf-8") as f:
         fonts = yaml.safe_load(f)["fonts"]
     patterns = [p for p in fonts["paths"] + fonts["test_fonts"] if not p.startswith("fonts/")]
