@@ -15,6 +15,8 @@ runs as a slim CPU model (0.5) or a tiny smoke-test model (0.125).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -79,20 +81,35 @@ class HanziBody(nn.Module):
 class ExprBody(nn.Module):
     """The Baidu-competition winner's CNN: three modules of (conv3x3-BN-ReLU twice, max-pool).
 
-    Filters 32, 64, 128 (times ``width``). The pools are (2, 2), (2, 2), (2, 1): the winner's
-    three 2 x 2 pools leave 19 frames for a 180 px image, too few for CTC on the longer
-    expressions (16 characters need T >= 33); keeping the third pool vertical gives W/4 frames.
-    Shapes: ``N, 1, H, W -> N, 128*width, H // 8, W // 4``.
+    Filters 32, 64, 128 (times ``width``), or the three given as ``filters``. The pools are
+    (2, 2), (2, 2), (2, 1): the winner's three 2 x 2 pools leave 19 frames for a 180 px image,
+    too few for CTC on the longer expressions (16 characters need T >= 33); keeping the third
+    pool vertical gives W/4 frames. Shapes: ``N, 1, H, W -> N, C, H // 8, W // 4`` with ``C``
+    the last module's filters.
+
+    Args:
+        width: Channel multiplier of the winner's 32, 64, 128.
+        filters: The three modules' channels, instead of ``width`` (the first module runs at
+            full resolution, so its channels cost the most per parameter).
     """
 
     POOLS = ((2, 2), (2, 2), (2, 1))
 
-    def __init__(self, width: float = 1.0) -> None:
+    def __init__(self, width: float = 1.0, filters: Sequence[int] | None = None) -> None:
         super().__init__()
+        if filters is None:
+            filters = [scaled(f, width) for f in (32, 64, 128)]
+        elif (
+            not isinstance(filters, list | tuple)
+            or len(filters) != len(self.POOLS)
+            or not all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in filters)
+        ):
+            raise ValueError(
+                f"expr_crnn filters must be three channel counts >= 1, got {filters!r}"
+            )
         layers: list[nn.Module] = []
         cin = 1
-        for filters, pool in zip((32, 64, 128), self.POOLS, strict=True):
-            cout = scaled(filters, width)
+        for cout, pool in zip(filters, self.POOLS, strict=True):
             layers += [conv_bn_relu(cin, cout), conv_bn_relu(cout, cout), nn.MaxPool2d(pool)]
             cin = cout
         self.out_channels = cin

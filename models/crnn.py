@@ -8,7 +8,7 @@ computes each sample's length from its own width.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -96,6 +96,7 @@ class ExprCRNN(nn.Module):
         width: Channel multiplier of the convolutions.
         hidden: GRU units per direction.
         dense: Units of the per-column dense layer.
+        filters: The three conv modules' channels, instead of ``width`` (`ExprBody`).
         dropout: Drop probability before the classifier.
         drop_frames: Leading frames removed from the output.
         input_height: Image height in px (the task's ``height``).
@@ -110,6 +111,7 @@ class ExprCRNN(nn.Module):
         dropout: float = 0.2,
         drop_frames: int = 2,
         input_height: int = 60,
+        filters: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if ExprBody.output_height(input_height) < 1:
@@ -119,7 +121,7 @@ class ExprCRNN(nn.Module):
         self.input_height = input_height
         self.drop_frames = drop_frames
         self.hidden = hidden
-        self.body = ExprBody(width)
+        self.body = ExprBody(width, filters)
         features = self.body.out_channels * ExprBody.output_height(input_height)
         self.dense = nn.Linear(features, dense, bias=False)
         self.dense_bn = nn.BatchNorm1d(dense)
@@ -167,6 +169,7 @@ def expr_crnn(
     dropout: float = 0.2,
     drop_frames: int = 2,
     input_height: int = 60,
+    filters: Sequence[int] | None = None,
 ) -> ExprCRNN:
     """Build the Baidu-competition recognizer: ``N, 1, 60, W -> T, N, num_classes + 1``."""
     return ExprCRNN(
@@ -177,4 +180,5 @@ def expr_crnn(
         dropout=dropout,
         drop_frames=drop_frames,
         input_height=input_height,
+        filters=filters,
     )

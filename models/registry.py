@@ -96,6 +96,7 @@ MODELS: dict[str, ModelEntry] = {
             "dropout": 0.2,
             "drop_frames": 2,
             "input_height": 60,
+            "filters": None,  # three channel counts instead of width, e.g. [8, 32, 64]
         },
         _expr_length,
     ),

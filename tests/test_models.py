@@ -107,6 +107,25 @@ def test_expr_drop_frames_changes_length() -> None:
     assert output_length("crnn_vgg", widths).tolist() == [46, 26]
 
 
+def test_expr_filters_set_each_module() -> None:
+    model = build_model("expr_crnn", 15, filters=[8, 32, 64], hidden=16, dense=16, input_height=32)
+    convs = [m for m in model.body.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 8, 32, 32, 64, 64]
+    assert model.dense.in_features == 64 * 4  # channels x height 32 // 8
+    with torch.no_grad():
+        out = model(torch.rand(2, 1, 32, 128))
+    assert out.shape == (output_length("expr_crnn", 128), 2, 16)
+    # filters replace width: the width multiplier is ignored when both are given
+    same = build_model("expr_crnn", 15, filters=[8, 32, 64], width=2.0, input_height=32)
+    assert same.body.out_channels == 64
+
+
+@pytest.mark.parametrize("bad", [[8, 32], [8, 0, 64], [8, 32.0, 64], "abc", [True, 8, 8]])
+def test_expr_filters_rejected(bad: object) -> None:
+    with pytest.raises(ValueError, match="filters must be three channel counts"):
+        build_model("expr_crnn", 15, filters=bad)
+
+
 def test_registry_kwargs_match_factory_signatures() -> None:
     for name, entry in MODELS.items():
         params = inspect.signature(entry.factory).parameters
