@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from models.registry import check_expr_filters
+
 
 def scaled(channels: int, width: float) -> int:
     """``channels * width`` rounded, at least 1.
@@ -99,14 +101,8 @@ class ExprBody(nn.Module):
         super().__init__()
         if filters is None:
             filters = [scaled(f, width) for f in (32, 64, 128)]
-        elif (
-            not isinstance(filters, list | tuple)
-            or len(filters) != len(self.POOLS)
-            or not all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in filters)
-        ):
-            raise ValueError(
-                f"expr_crnn filters must be three channel counts >= 1, got {filters!r}"
-            )
+        else:
+            check_expr_filters(filters)
         layers: list[nn.Module] = []
         cin = 1
         for cout, pool in zip(filters, self.POOLS, strict=True):

@@ -43,6 +43,16 @@ def _crnn_length(image_width: Any, **_: Any) -> Any:
     return image_width // 4 + 1
 
 
+def check_expr_filters(filters: Any) -> None:
+    """Raise `ValueError` unless ``filters`` is three channel counts >= 1 (`expr_crnn`)."""
+    if (
+        not isinstance(filters, list | tuple)
+        or len(filters) != 3
+        or not all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in filters)
+    ):
+        raise ValueError(f"expr_crnn filters must be three channel counts >= 1, got {filters!r}")
+
+
 def _expr_length(image_width: Any, drop_frames: int = 2, **_: Any) -> Any:
     """Frames of `models.crnn.ExprCRNN` for images ``image_width`` px wide."""
     return image_width // 4 - drop_frames
@@ -61,6 +71,8 @@ class ModelEntry:
         output_length: CTC only: ``output_length(image_width, **model_kwargs) -> T``; works on ints
             and on integer tensors of widths.
         min_batch: Smallest training batch (a batch norm over one value per channel fails).
+        checks: Kwargs whose values need more than the type check of `check_kwargs`: name ->
+            a function raising `ValueError` for a bad value (not called for None).
     """
 
     target: str
@@ -69,6 +81,7 @@ class ModelEntry:
     kwargs: Mapping[str, Any]
     output_length: Callable[..., Any] | None = field(default=None)
     min_batch: int = 1
+    checks: Mapping[str, Callable[[Any], None]] = field(default_factory=dict)
 
     @property
     def factory(self) -> Callable[..., nn.Module]:
@@ -99,6 +112,7 @@ MODELS: dict[str, ModelEntry] = {
             "filters": None,  # three channel counts instead of width, e.g. [8, 32, 64]
         },
         _expr_length,
+        checks={"filters": check_expr_filters},
     ),
     "crnn_vgg": ModelEntry(
         "models.crnn:crnn_vgg",
@@ -142,8 +156,9 @@ def family_of(name: str) -> str:
 
 
 def check_kwargs(name: str, kwargs: Mapping[str, Any], where: str | None = None) -> None:
-    """Raise `ValueError` if ``kwargs`` has a key the factory of ``name`` does not take, or a
-    value of the wrong type (numbers where the default is a number, integers where it is one).
+    """Raise `ValueError` if ``kwargs`` has a key the factory of ``name`` does not take, a
+    value of the wrong type (numbers where the default is a number, integers where it is one),
+    or a value its entry's ``checks`` reject.
 
     Args:
         name: Registered model name.
@@ -172,6 +187,11 @@ def check_kwargs(name: str, kwargs: Mapping[str, Any], where: str | None = None)
                 f"{where}.{key}: expected {type(default).__name__} "
                 f"(default {default!r}), got {value!r}"
             )
+        if key in entry.checks and value is not None:
+            try:
+                entry.checks[key](value)
+            except ValueError as e:
+                raise ValueError(f"{where}.{key}: {e}") from None
 
 
 def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:

@@ -225,6 +225,16 @@ def test_rejects_ctc_output_too_short_for_expr(default_config: dict) -> None:
     check(config, "expr_crnn")
 
 
+def test_rejects_bad_expr_filters_at_parse_time(default_config: dict) -> None:
+    config = copy.deepcopy(default_config)
+    config["experiments"]["expr_crnn"]["model_kwargs"]["filters"] = [8, 32]
+    with pytest.raises(
+        ValueError,
+        match=r"experiments\.expr_crnn\.model_kwargs\.filters: .*three channel counts",
+    ):
+        check(config, "expr_crnn")
+
+
 def test_rejects_ctc_output_too_short_for_lines(default_config: dict) -> None:
     config = copy.deepcopy(default_config)
     config["tasks"]["line"]["min_char_width"] = 6  # 6L // 4 + 1 < 2L + 1
