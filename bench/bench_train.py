@@ -36,7 +36,6 @@ from models.families import make_family
 from models.registry import build_model, input_spec
 from models.specs import TrainSpec
 from models.train import param_groups
-from synth.charset import build_charset
 from synth.fonts import Face, covered_charset
 from synth.shards import write_shard
 from synth.specs import ShardSpec, task_spec
@@ -53,7 +52,7 @@ def make_shards(
     cfg = config["tasks"][task]
     spec = task_spec(task, cfg)
     c = spec.charset
-    chars = build_charset(c.source, c.chars, c.files, c.limit)
+    chars = c.build()
     chars = covered_charset(chars, [FONT], [], "drop", task)
     face = Face(FONT, 0, "WenQuanYi Micro Hei", "Regular", frozenset(chars))
     folder = OUT / "shards" / name / task

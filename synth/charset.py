@@ -66,6 +66,58 @@ def unique_nfkc(chars: Iterable[str]) -> list[str]:
     return list(out)
 
 
+def jieba_dict_path() -> str:
+    """The word-frequency dictionary shipped with the installed jieba package (``word freq
+    tag``): the line task's corpus."""
+    import jieba
+
+    return os.path.join(os.path.dirname(jieba.__file__), "dict.txt")
+
+
+def corpus_char_frequencies(path: str | os.PathLike) -> dict[str, float]:
+    """How often each character occurs in a word-frequency corpus (``word freq [tag]`` lines):
+    the sum of the frequencies of the words it occurs in, once per occurrence (NFKC)."""
+    freq: dict[str, float] = {}
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"corpus {path} does not exist") from None
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            weight = float(parts[1])
+        except (IndexError, ValueError):
+            raise ValueError(
+                f"corpus {path} line {n}: expected 'word frequency [tag]', got {line.strip()!r}"
+            ) from None
+        for c in nfkc(parts[0]):
+            freq[c] = freq.get(c, 0.0) + weight
+    return freq
+
+
+def most_frequent_hanzi(
+    chars: Sequence[str], n: int, corpus: str | os.PathLike | None = None
+) -> list[str]:
+    """Keep the ``n`` hanzi of ``chars`` that occur most in ``corpus`` (default jieba's
+    dictionary) and every character that is not a hanzi, in the order of ``chars``.
+
+    A CPU-sized line model learns a thousand frequent characters (88% of the corpus's running
+    text) far sooner than all 3755 of GB2312 level 1. Ties keep the order of ``chars``.
+    """
+    freq = corpus_char_frequencies(corpus or jieba_dict_path())
+    hanzi = [c for c in chars if is_hanzi(c)]
+    ranked = sorted(range(len(hanzi)), key=lambda i: -freq.get(hanzi[i], 0.0))
+    keep = {hanzi[i] for i in ranked[:n]}
+    return [c for c in chars if not is_hanzi(c) or c in keep]
+
+
+def is_hanzi(c: str) -> bool:
+    """A CJK unified ideograph of the basic block (every GB2312 hanzi is one)."""
+    return "\u4e00" <= c <= "\u9fff"
+
+
 def read_chars_file(path: str | os.PathLike) -> list[str]:
     """Characters of a UTF-8 file (one or more per line; whitespace ignored)."""
     path = Path(path)
@@ -83,6 +135,8 @@ def build_charset(
     chars: str = "",
     files: Sequence[str | os.PathLike] = (),
     limit: int = 0,
+    most_frequent: int = 0,
+    corpus: str | os.PathLike | None = None,
 ) -> list[str]:
     """Build a task's charset.
 
@@ -93,6 +147,10 @@ def build_charset(
         chars: extra characters (for ``chars``, the whole set).
         files: UTF-8 files whose characters are added.
         limit: keep only the first ``limit`` characters (0 = all).
+        most_frequent: keep only the source's ``most_frequent`` hanzi that occur most in
+            ``corpus`` (0 = all; see :func:`most_frequent_hanzi`); ``chars`` and ``files`` are
+            added after, whole.
+        corpus: a ``word freq [tag]`` file for ``most_frequent``; default jieba's dictionary.
 
     Returns:
         The NFKC-normalised characters, unique, in order.
@@ -107,6 +165,8 @@ def build_charset(
         base = []
     else:
         raise ValueError(f"unknown charset source {source!r}; valid: {', '.join(SOURCES)}")
+    if most_frequent:
+        base = most_frequent_hanzi(base, most_frequent, corpus)
     extra = list(chars)
     for f in files:
         extra += read_chars_file(f)

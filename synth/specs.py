@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from synth.augment import resolve
+from synth.charset import build_charset
 
 TASK_IDS = {"hanzi": 0, "expr": 1, "line": 2, "short": 3}
 SPLIT_IDS = {"train": 0, "val": 1, "test_seen": 2, "test_heldout": 3}
@@ -72,10 +73,17 @@ class CharsetSpec:
     chars: str = ""
     files: tuple[str, ...] = ()
     limit: int = 0
+    most_frequent: int = 0
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None, where: str = "charset") -> CharsetSpec:
         return _build(cls, cfg, where, files=tuple)
+
+    def build(self) -> list[str]:
+        """The characters this spec describes (before the font coverage check)."""
+        return build_charset(
+            self.source, self.chars, self.files, self.limit, most_frequent=self.most_frequent
+        )
 
 
 @dataclass(frozen=True)

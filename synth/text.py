@@ -12,13 +12,20 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
 
-from synth.charset import ASCII_LETTERS, ASCII_PUNCT, CJK_PUNCT, DIGITS, nfkc
+from synth.charset import (
+    ASCII_LETTERS,
+    ASCII_PUNCT,
+    CJK_PUNCT,
+    DIGITS,
+    is_hanzi,
+    jieba_dict_path,
+    nfkc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -163,14 +170,6 @@ def short_text(rng: np.random.Generator, charset: Sequence[str], length: Sequenc
     return "".join(charset[i] for i in rng.integers(0, len(charset), size=k))
 
 
-def jieba_dict_path() -> str:
-    """The word-frequency dictionary shipped with the installed jieba package (``word freq
-    tag``)."""
-    import jieba
-
-    return os.path.join(os.path.dirname(jieba.__file__), "dict.txt")
-
-
 @lru_cache(maxsize=4)
 def _corpus(path: str, charset: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
     allowed = set(charset)
@@ -214,7 +213,7 @@ class LineSampler:
         self.corpus_fraction = corpus_fraction
         self.mix_fraction = mix_fraction
         allowed = set(charset)
-        self.hanzi = [c for c in charset if "\u4e00" <= c <= "\u9fff"] or list(charset)
+        self.hanzi = [c for c in charset if is_hanzi(c)] or list(charset)
         self.digits = [c for c in DIGITS if c in allowed]
         self.letters = [c for c in ASCII_LETTERS if c in allowed]
         punct = {nfkc(c) for c in CJK_PUNCT + ASCII_PUNCT}

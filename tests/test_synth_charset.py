@@ -65,3 +65,33 @@ def test_charset_file_round_trip(tmp_path):
     assert read_charset(path) == chars
     assert path.read_text(encoding="utf-8").count("\n") == len(chars)
     assert [p.name for p in path.parent.iterdir()] == ["line.txt"]  # no temporary left behind
+
+
+def test_most_frequent_keeps_the_corpus_commonest_hanzi_in_source_order(tmp_path):
+    corpus = tmp_path / "dict.txt"
+    # 的 occurs in two words (100 + 7), 国 in one (50), 啊 once (3): the two commonest are 的, 国.
+    corpus.write_text("的 100 u\n中国 50 ns\n目的 7 n\n啊 3 e\nABC 999 eng\n", encoding="utf-8")
+    chars = build_charset("line", most_frequent=2, corpus=corpus)
+    hanzi = [c for c in chars if "\u4e00" <= c <= "\u9fff"]
+    assert hanzi == ["的", "国"]  # the source's (GB2312 code) order, not the frequency order
+    # Digits, Latin and punctuation stay whole, and extra chars are added after the ranking.
+    assert "0" in chars and "Z" in chars and "。" in chars
+    assert "啊" in build_charset("line", chars="啊", most_frequent=2, corpus=corpus)
+
+
+def test_most_frequent_with_jieba_covers_the_common_characters():
+    chars = build_charset("line", most_frequent=1000)
+    hanzi = [c for c in chars if "\u4e00" <= c <= "\u9fff"]
+    assert len(hanzi) == 1000
+    for c in "的一是不了人我在有他这中大来上国":
+        assert c in hanzi, c
+    assert len(chars) == 1000 + len(build_charset("line")) - 3755
+
+
+def test_most_frequent_corpus_errors_name_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("的 100\n国 lots\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad\.txt line 2"):
+        build_charset("line", most_frequent=10, corpus=bad)
+    with pytest.raises(FileNotFoundError, match=r"missing\.txt"):
+        build_charset("line", most_frequent=10, corpus=tmp_path / "missing.txt")

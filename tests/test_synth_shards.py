@@ -11,7 +11,6 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from synth.charset import build_charset
 from synth.fonts import read_coverage, scan_fonts, write_coverage
 from synth.preview import contact_sheet
 from synth.shards import (
@@ -43,7 +42,7 @@ def setup(tmp_path_factory, cjk_font, latin_font, heldout_font):
     for task, cfg in SMALL.items():
         spec = task_spec(task, cfg)
         c = spec.charset
-        charsets[task] = build_charset(c.source, c.chars, c.files, c.limit)
+        charsets[task] = c.build()
     chars = set().union(*charsets.values())
     records = scan_fonts(
         [str(cjk_font), str(latin_font)], [str(heldout_font)], chars, [r"\b(HK|TW)\b"]
@@ -232,6 +231,8 @@ def test_task_spec_defaults_match_the_schema(task):
     spec = task_spec(task, {})
     fields = {f.name for f in dataclasses.fields(spec)}
     assert set(props) - {"splits"} == fields
+    charset_keys = set(schema["definitions"]["charset"]["properties"])
+    assert charset_keys == {f.name for f in dataclasses.fields(spec.charset)}
     for key in fields - {"degrade"}:
         default = props[key]["default"]
         if key == "charset":

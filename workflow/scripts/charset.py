@@ -2,7 +2,7 @@
 
 import logging
 
-from synth.charset import build_charset, write_charset
+from synth.charset import write_charset
 from synth.fonts import covered_charset
 from synth.specs import CharsetSpec, FontsSpec
 
@@ -12,7 +12,7 @@ logging.basicConfig(
 task = snakemake.wildcards.task
 spec = CharsetSpec.from_config(snakemake.params.charset, f"tasks.{task}.charset")
 fonts = FontsSpec.from_config(snakemake.params.fonts)
-chars = build_charset(spec.source, spec.chars, spec.files, spec.limit)
+chars = spec.build()
 chars = covered_charset(chars, fonts.paths, fonts.exclude_families, fonts.uncovered, task)
 write_charset(chars, snakemake.output[0])
 logging.getLogger(__name__).info("%s: %d characters", task, len(chars))
