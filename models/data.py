@@ -311,6 +311,29 @@ def eval_batches(
 # ---------------------------------------------------------------- training stream
 
 
+def curriculum_max_len(step: int, curriculum_steps: int) -> int:
+    """The longest label a length curriculum lets through at ``step`` (0: no limit).
+
+    One character for the first ``curriculum_steps`` steps, two for the next ``curriculum_steps``,
+    and so on, until the limit passes the task's longest label and the curriculum ends by itself.
+    A reader that first learns to name one character, then to move its mask to the next, leaves
+    its initial plateau sooner than one shown every length at once. `TrainStream` applies it per
+    segment (the limit of a segment's first step holds for the whole segment), so a resumed run
+    draws the same samples.
+    """
+    return step // curriculum_steps + 1 if curriculum_steps > 0 else 0
+
+
+def label_length(sample: Mapping[str, Any]) -> int:
+    """Characters in a raw sample's label, read from its JSON without decoding the image; 0
+    when the JSON is missing or bad (`decode_sample` then raises the error that names it)."""
+    try:
+        text = json.loads(sample["json"])["text"]
+    except (KeyError, ValueError, TypeError):
+        return 0
+    return len(text) if isinstance(text, str) else 0
+
+
 def _seed_of(ss: np.random.SeedSequence) -> int:
     return int(ss.generate_state(1, dtype=np.uint64)[0])
 
@@ -333,6 +356,9 @@ class TrainStream(torch.utils.data.IterableDataset):
         lanes: Independent sub-streams, one per DataLoader worker (``max(1, num_workers)``).
         shuffle_buffer: Raw samples held by the shuffle buffer (0: no sample shuffling).
         rank, world_size: This process's DDP rank and the number of processes.
+        curriculum_steps: Length curriculum (0: none): the longest label drawn is one
+            character in the first ``curriculum_steps`` steps, two in the next, and so on (see
+            `curriculum_max_len`); samples with longer labels are skipped before decoding.
     """
 
     def __init__(
@@ -349,6 +375,7 @@ class TrainStream(torch.utils.data.IterableDataset):
         shuffle_buffer: int = 1000,
         rank: int = 0,
         world_size: int = 1,
+        curriculum_steps: int = 0,
     ) -> None:
         super().__init__()
         if not urls:
@@ -366,6 +393,7 @@ class TrainStream(torch.utils.data.IterableDataset):
         self.shuffle_buffer = shuffle_buffer
         self.rank = rank
         self.world_size = world_size
+        self.curriculum_steps = curriculum_steps
 
     def _shards(self, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
         """Shards drawn with replacement, each read from a random sample offset."""
@@ -388,6 +416,9 @@ class TrainStream(torch.utils.data.IterableDataset):
         shard_ss, shuffle_ss, batch_ss = ss.spawn(3)
         shard_rng = np.random.default_rng(shard_ss)
         stages: list[Any] = [lambda: self._shards(shard_rng)]
+        max_len = curriculum_max_len(segment * self.segment_steps, self.curriculum_steps)
+        if max_len:
+            stages.append(wds.select(lambda s: label_length(s) <= max_len))
         if self.shuffle_buffer > 1:
             # Raw bytes are shuffled before decoding: a segment's leftover buffer costs no decoding.
             stages.append(

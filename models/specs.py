@@ -44,6 +44,7 @@ class TrainSpec:
     log_every: int = 50
     num_workers: int = 1
     shuffle_buffer: int = 1000
+    curriculum_steps: int = 0
     amp: bool = True
     tensorboard: bool = False
     mem_mb: int = 4000
@@ -54,6 +55,8 @@ class TrainSpec:
         for name in ("steps", "batch_size", "val_every", "val_batches", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.curriculum_steps < 0:
+            raise ValueError(f"train.curriculum_steps must be >= 0, got {self.curriculum_steps}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
 

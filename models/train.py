@@ -335,6 +335,7 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
         shuffle_buffer=spec.shuffle_buffer,
         rank=env.rank,
         world_size=env.world_size,
+        curriculum_steps=spec.curriculum_steps,
     )
     val_set: list[Batch] = []
     if env.is_main:

@@ -17,8 +17,10 @@ from models.data import (
     SampleLabelError,
     ShardError,
     TrainStream,
+    curriculum_max_len,
     eval_batches,
     iter_examples,
+    label_length,
     train_loader,
 )
 from models.families import make_family
@@ -237,3 +239,29 @@ def test_stream_reaches_every_sample(line_shards):
     # 160 draws of 60 samples in 13 short segments: reading every shard from its start would
     # see at most the first ~16 samples of each (32); random offsets reach most of them.
     assert len(seen) >= 45
+
+
+def test_curriculum_max_len_grows_one_character_per_stage():
+    assert [curriculum_max_len(s, 5) for s in (0, 4, 5, 9, 10, 23)] == [1, 1, 2, 2, 3, 5]
+    assert curriculum_max_len(10**6, 0) == 0  # no curriculum: no limit
+
+
+def test_length_curriculum_draws_short_labels_first_and_resumes(line_shards):
+    # Labels of 1-4 characters; stages of 5 steps = one segment each.
+    stream = _stream(line_shards, steps=20, curriculum_steps=5)
+    batches = list(train_loader(stream, 0))
+    lengths = [max(len(t) for t in b.texts) for b in batches]
+    for step, longest in enumerate(lengths):
+        assert longest <= step // 5 + 1, (step, longest)
+    assert lengths[:5] == [1] * 5  # the first stage holds only one-character labels
+    assert max(lengths[15:]) == 4  # by the fourth stage every length is back
+    keys = [tuple(b.keys) for b in batches]
+    assert _keys(_stream(line_shards, steps=20, curriculum_steps=5, start_step=7)) == keys[7:]
+    assert keys != _keys(_stream(line_shards, steps=20))
+
+
+def test_label_length_reads_the_json_without_decoding():
+    assert label_length({"json": b'{"text": "12+3"}', "png": b"not decoded"}) == 4
+    # A bad or missing JSON passes as 0: decode_sample raises the error that names it.
+    assert label_length({"json": b"{oops"}) == 0
+    assert label_length({"png": b""}) == 0

@@ -107,6 +107,8 @@ def test_train_spec_defaults_match_the_schema():
         assert prop.get("description"), key
     with pytest.raises(ValueError, match=r"unknown key.*'stpes'"):
         TrainSpec.from_config({"stpes": 3})
+    with pytest.raises(ValueError, match=r"train\.curriculum_steps must be >= 0, got -1"):
+        TrainSpec(curriculum_steps=-1)
 
 
 def test_run_hash_follows_what_the_weights_depend_on(line_data, tmp_path):
