@@ -334,6 +334,32 @@ def label_length(sample: Mapping[str, Any]) -> int:
     return len(text) if isinstance(text, str) else 0
 
 
+CURRICULUM_PATIENCE = 10_000  # consecutive samples too long for the curriculum before giving up
+
+
+def within_length(samples: Iterable[dict[str, Any]], max_len: int) -> Iterator[dict[str, Any]]:
+    """The raw samples whose label has at most ``max_len`` characters.
+
+    Raises:
+        DataError: `CURRICULUM_PATIENCE` samples in a row are longer (the task's labels are
+            never that short, e.g. expressions under a length curriculum): names the limit and
+            the last shard, rather than searching for ever.
+    """
+    skipped = 0
+    for sample in samples:
+        if label_length(sample) <= max_len:
+            skipped = 0
+            yield sample
+            continue
+        skipped += 1
+        if skipped >= CURRICULUM_PATIENCE:
+            raise DataError(
+                f"length curriculum: {skipped} samples in a row (the last from shard "
+                f"{sample.get('__url__')}) have labels longer than {max_len} characters; this "
+                "task's labels are never that short: set train.curriculum_steps to 0"
+            )
+
+
 def _seed_of(ss: np.random.SeedSequence) -> int:
     return int(ss.generate_state(1, dtype=np.uint64)[0])
 
@@ -418,7 +444,7 @@ class TrainStream(torch.utils.data.IterableDataset):
         stages: list[Any] = [lambda: self._shards(shard_rng)]
         max_len = curriculum_max_len(segment * self.segment_steps, self.curriculum_steps)
         if max_len:
-            stages.append(wds.select(lambda s: label_length(s) <= max_len))
+            stages.append(lambda samples: within_length(samples, max_len))
         if self.shuffle_buffer > 1:
             # Raw bytes are shuffled before decoding: a segment's leftover buffer costs no decoding.
             stages.append(
