@@ -1,7 +1,8 @@
 """Charsets: the ordered sets of characters a task's labels are drawn from.
 
 A charset is an artefact of the DAG (``results/charsets/{task}.txt``, one character per line),
-built here from codecs and user files, never a literal copied into model code. Every character is
+built here from codecs and user files (optionally ranked by a word-frequency corpus, the line
+task's), never a literal copied into model code. Every character is
 NFKC-normalised, like every label: a character whose NFKC form is several characters (``…`` ->
 ``...``) contributes those characters, and a full-width form (``，`` U+FF0C) becomes its canonical
 form (``,``). Order is kept (first occurrence wins), so class indices are stable.
@@ -74,25 +75,43 @@ def jieba_dict_path() -> str:
     return os.path.join(os.path.dirname(jieba.__file__), "dict.txt")
 
 
-def corpus_char_frequencies(path: str | os.PathLike) -> dict[str, float]:
-    """How often each character occurs in a word-frequency corpus (``word freq [tag]`` lines):
-    the sum of the frequencies of the words it occurs in, once per occurrence (NFKC)."""
-    freq: dict[str, float] = {}
+def is_hanzi(c: str) -> bool:
+    """A CJK unified ideograph of the basic block (every GB2312 hanzi is one)."""
+    return "\u4e00" <= c <= "\u9fff"
+
+
+def read_corpus(path: str | os.PathLike) -> list[tuple[str, float]]:
+    """The ``(word, frequency)`` pairs of a word-frequency corpus (``word freq [tag]`` lines, as
+    in jieba's dictionary), words NFKC-normalised, in file order; blank lines are skipped.
+
+    Raises:
+        FileNotFoundError: No such file (names it).
+        ValueError: A line without a numeric frequency (names the file and the line number).
+    """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise FileNotFoundError(f"corpus {path} does not exist") from None
+    entries = []
     for n, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
         try:
-            weight = float(parts[1])
+            entries.append((nfkc(parts[0]), float(parts[1])))
         except (IndexError, ValueError):
             raise ValueError(
                 f"corpus {path} line {n}: expected 'word frequency [tag]', got {line.strip()!r}"
             ) from None
-        for c in nfkc(parts[0]):
+    return entries
+
+
+def corpus_char_frequencies(path: str | os.PathLike) -> dict[str, float]:
+    """How often each character occurs in a word-frequency corpus: the sum of the frequencies
+    of the words it occurs in, once per occurrence (see :func:`read_corpus`)."""
+    freq: dict[str, float] = {}
+    for word, weight in read_corpus(path):
+        for c in word:
             freq[c] = freq.get(c, 0.0) + weight
     return freq
 
@@ -111,11 +130,6 @@ def most_frequent_hanzi(
     ranked = sorted(range(len(hanzi)), key=lambda i: -freq.get(hanzi[i], 0.0))
     keep = {hanzi[i] for i in ranked[:n]}
     return [c for c in chars if not is_hanzi(c) or c in keep]
-
-
-def is_hanzi(c: str) -> bool:
-    """A CJK unified ideograph of the basic block (every GB2312 hanzi is one)."""
-    return "\u4e00" <= c <= "\u9fff"
 
 
 def read_chars_file(path: str | os.PathLike) -> list[str]:

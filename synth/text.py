@@ -25,6 +25,7 @@ from synth.charset import (
     is_hanzi,
     jieba_dict_path,
     nfkc,
+    read_corpus,
 )
 
 log = logging.getLogger(__name__)
@@ -174,15 +175,10 @@ def short_text(rng: np.random.Generator, charset: Sequence[str], length: Sequenc
 def _corpus(path: str, charset: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
     allowed = set(charset)
     words, freqs = [], []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) < 2:
-                continue
-            word = nfkc(parts[0])
-            if word and all(c in allowed for c in word):
-                words.append(word)
-                freqs.append(float(parts[1]))
+    for word, freq in read_corpus(path):
+        if word and all(c in allowed for c in word):
+            words.append(word)
+            freqs.append(freq)
     if not words:
         return (), np.zeros(0)
     cdf = np.cumsum(np.asarray(freqs))

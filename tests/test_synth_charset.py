@@ -6,7 +6,14 @@ import unicodedata
 
 import pytest
 
-from synth.charset import build_charset, gb2312_hanzi, read_charset, unique_nfkc, write_charset
+from synth.charset import (
+    build_charset,
+    gb2312_hanzi,
+    is_hanzi,
+    read_charset,
+    unique_nfkc,
+    write_charset,
+)
 
 
 def test_gb2312_level1_is_3755_in_code_order():
@@ -72,7 +79,7 @@ def test_most_frequent_keeps_the_corpus_commonest_hanzi_in_source_order(tmp_path
     # 的 occurs in two words (100 + 7), 国 in one (50), 啊 once (3): the two commonest are 的, 国.
     corpus.write_text("的 100 u\n中国 50 ns\n目的 7 n\n啊 3 e\nABC 999 eng\n", encoding="utf-8")
     chars = build_charset("line", most_frequent=2, corpus=corpus)
-    hanzi = [c for c in chars if "\u4e00" <= c <= "\u9fff"]
+    hanzi = [c for c in chars if is_hanzi(c)]
     assert hanzi == ["的", "国"]  # the source's (GB2312 code) order, not the frequency order
     # Digits, Latin and punctuation stay whole, and extra chars are added after the ranking.
     assert "0" in chars and "Z" in chars and "。" in chars
@@ -81,7 +88,7 @@ def test_most_frequent_keeps_the_corpus_commonest_hanzi_in_source_order(tmp_path
 
 def test_most_frequent_with_jieba_covers_the_common_characters():
     chars = build_charset("line", most_frequent=1000)
-    hanzi = [c for c in chars if "\u4e00" <= c <= "\u9fff"]
+    hanzi = [c for c in chars if is_hanzi(c)]
     assert len(hanzi) == 1000
     for c in "的一是不了人我在有他这中大来上国":
         assert c in hanzi, c

@@ -113,3 +113,10 @@ def test_short_text_and_balanced_classes():
     seen = [balanced_index(i, n, [1, 0, 0]) for i in range(3 * n)]
     assert sorted(seen) == sorted(list(range(n)) * 3)
     assert seen[:n] != list(range(n))  # shuffled, not code order
+
+
+def test_line_corpus_errors_name_the_file_and_line(tmp_path):
+    bad = tmp_path / "words.txt"
+    bad.write_text("中国 50 ns\n人民\n", encoding="utf-8")  # line 2 has no frequency
+    with pytest.raises(ValueError, match=r"words\.txt line 2"):
+        LineSampler(build_charset("line"), corpus=str(bad))
