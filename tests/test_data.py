@@ -268,9 +268,7 @@ def test_label_length_reads_the_json_without_decoding():
 
 
 def test_a_curriculum_shorter_than_every_label_is_an_error_not_a_hang(tmp_path, monkeypatch):
-    import models.data
-
-    monkeypatch.setattr(models.data, "CURRICULUM_PATIENCE", 50)
+    monkeypatch.setattr("models.data.CURRICULUM_PATIENCE", 50)
     paths = write_shards(tmp_path, "train", 1, 20, "0123", LINE, length=(3, 3), seed=5)
     stream = _stream(paths, steps=4, curriculum_steps=10)
     with pytest.raises(DataError, match=r"shard \S*train-000000\.tar\) have labels longer than 1"):
