@@ -34,6 +34,7 @@ TASK_INPUT = {"hanzi": "square", "short": "square", "expr": "line", "line": "lin
 
 # Baidu-style expressions: 3 single-digit operands, 2 operators, at most one pair of parentheses.
 BAIDU_EXPR_LEN = 7
+BAIDU_EXPR_MIN_LEN = 5  # a+b*c: no parentheses
 
 
 # The positional argument is not called ``width``: that name is the models' channel multiplier,
@@ -259,6 +260,22 @@ def max_label_length(task: str, task_cfg: Mapping[str, Any]) -> int:
     raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASK_FAMILY)}")
 
 
+def min_label_length(task: str, task_cfg: Mapping[str, Any]) -> int:
+    """The shortest label a task's samples can carry (from the validated task config)."""
+    if task == "hanzi":
+        return 1
+    if task == "expr":
+        lengths = []
+        if task_cfg["baidu_fraction"] > 0:
+            lengths.append(BAIDU_EXPR_MIN_LEN)
+        if task_cfg["baidu_fraction"] < 1:
+            lengths.append(2 * task_cfg["operands"][0] - 1)  # one-digit operands, no parentheses
+        return min(lengths)
+    if task in ("line", "short"):
+        return int(task_cfg["length"][0])
+    raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASK_FAMILY)}")
+
+
 def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping[str, Any]) -> None:
     """Check an experiment before any job runs (the Snakefile calls it at parse time).
 
@@ -314,6 +331,14 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
             f"{entry.min_batch}, got {batch_size}"
         )
 
+    curriculum = (exp_cfg.get("train") or {}).get("curriculum_steps", 0)
+    min_len = min_label_length(task, task_cfg)
+    if curriculum and min_len > 1:
+        raise ValueError(
+            f"{where}.train.curriculum_steps: a length curriculum starts with labels of one "
+            f"character, but tasks.{task} labels have at least {min_len}, so its first stages "
+            "would draw no sample; set it to 0"
+        )
     max_len = max_label_length(task, task_cfg)
     if entry.family == "classification" and max_len != 1:
         raise ValueError(

@@ -303,6 +303,33 @@ def test_expr_max_label_length_matches_the_generator(default_config: dict) -> No
     assert max_label_length("expr", {**task, "baidu_fraction": 1.0}) == 7
 
 
+def test_rejects_a_curriculum_no_label_can_pass(default_config: dict) -> None:
+    """Expressions have 3 characters or more: a length curriculum would stall on its start."""
+    import numpy as np
+
+    from models.registry import min_label_length
+    from synth.text import baidu_expression, long_expression
+
+    task = default_config["tasks"]["expr"]
+    rng = np.random.default_rng(0)
+    shortest = min(len(long_expression(rng, task["operands"], 2)) for _ in range(2000))
+    assert shortest == min_label_length("expr", task) == 3
+    assert min(len(baidu_expression(rng)) for _ in range(500)) == 5
+    assert min_label_length("expr", {**task, "baidu_fraction": 1.0}) == 5
+
+    config = copy.deepcopy(default_config)
+    config["experiments"]["expr_crnn"]["train"]["curriculum_steps"] = 100
+    with pytest.raises(
+        ValueError, match=r"experiments\.expr_crnn\.train\.curriculum_steps: .*at least 3"
+    ):
+        check(config, "expr_crnn")
+    config["tasks"]["short"]["length"] = [2, 4]
+    with pytest.raises(ValueError, match=r"tasks\.short labels have at least 2"):
+        check(config, "short_reader")
+    config["tasks"]["short"]["length"] = [1, 4]
+    check(config, "short_reader")  # the default curriculum passes
+
+
 def test_input_spec_follows_kwargs() -> None:
     assert input_spec("hanzi_cnn", input_size=48) == {"kind": "square", "size": 48}
     assert input_spec("expr_crnn", width=0.5) == {"kind": "line", "height": 60}
