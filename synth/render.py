@@ -5,6 +5,10 @@ degradations of :mod:`synth.augment` (noise, blur, warps, backgrounds, inversion
 text must be covered by the face (see :class:`synth.fonts.Face`): callers pick faces that draw
 every character, so no missing-glyph box is ever rendered.
 
+``aliased=True`` draws the text without anti-aliasing (FreeType's monochrome rendering), as bitmap
+fonts, the embedded bitmap strikes of many CJK fonts at small sizes (AR PL UMing at 11-16 px,
+WenQuanYi Zen Hei Sharp at 12-16 px) and unsmoothed screen text look.
+
 All draws from ``rng`` happen in a fixed order, so a given generator state gives the same pixels.
 """
 
@@ -44,6 +48,14 @@ def _advance(path: str, index: int, size: int, ch: str) -> float:
     return load_font(path, index, size).getlength(ch)
 
 
+def _draw(mask: Image.Image, aliased: bool) -> ImageDraw.ImageDraw:
+    """A drawing context on ``mask``; ``aliased`` turns anti-aliasing off (1-bit glyphs)."""
+    draw = ImageDraw.Draw(mask)
+    if aliased:
+        draw.fontmode = "1"
+    return draw
+
+
 def _ink(fg_bg_rng: np.random.Generator, mask: Image.Image) -> np.ndarray:
     """Compose a coverage mask (255 = ink) into dark text on a light background."""
     bg = int(fg_bg_rng.integers(200, 256))
@@ -63,6 +75,7 @@ def render_hanzi(
     offset: float = 0.08,
     stroke: float = 0.15,
     morph: float = 0.2,
+    aliased: bool = False,
 ) -> np.ndarray:
     """One character in a ``size`` x ``size`` image.
 
@@ -85,7 +98,7 @@ def render_hanzi(
     pad = 4
     side = int(np.ceil(np.hypot(w, h))) + 2 * pad
     mask = Image.new("L", (side, side), 0)
-    ImageDraw.Draw(mask).text(
+    _draw(mask, aliased).text(
         ((side - w) / 2 - left, (side - h) / 2 - top),
         text,
         font=f,
@@ -126,6 +139,7 @@ def render_line(
     *,
     font_size: Sequence[float] = (0.7, 0.95),
     min_char_width: int = 16,
+    aliased: bool = False,
 ) -> np.ndarray:
     """A text line of height ``height``; the width follows the text.
 
@@ -152,7 +166,7 @@ def render_line(
     y = int(rng.integers(0, slack + 1)) if slack else 0
     y = y if slack <= 2 else min(max(y, 1), slack - 1)
     mask = Image.new("L", (width, height), 0)
-    ImageDraw.Draw(mask).text((x - left, y - top), text, font=f, fill=255)
+    _draw(mask, aliased).text((x - left, y - top), text, font=f, fill=255)
     return _ink(rng, mask)
 
 
@@ -164,6 +178,7 @@ def render_expr(
     *,
     font_size: Sequence[float] = (26, 40),
     spacing: Sequence[float] = (-1, 4),
+    aliased: bool = False,
 ) -> np.ndarray:
     """An expression on one line, fitted in ``size = (height, width)``, with varied spacing.
 
@@ -190,7 +205,7 @@ def render_expr(
     yc = float(rng.uniform(2 + ink_h / 2, max(2 + ink_h / 2, height - 2 - ink_h / 2)))
     baseline = yc - (top + bottom) / 2
     mask = Image.new("L", (width, height), 0)
-    draw = ImageDraw.Draw(mask)
+    draw = _draw(mask, aliased)
     x = x0
     for i, c in enumerate(text):
         draw.text((x, baseline), c, font=f, fill=255, anchor="ls")
@@ -205,6 +220,7 @@ def render_short(
     rng: np.random.Generator,
     *,
     font_size: Sequence[float] = (10, 14),
+    aliased: bool = False,
 ) -> np.ndarray:
     """Up to a few characters at a random position in a ``size`` x ``size`` image (deep_reader).
 
@@ -222,5 +238,5 @@ def render_short(
     x = int(rng.integers(1, max(2, size - w)))
     y = int(rng.integers(1, max(2, size - h)))
     mask = Image.new("L", (size, size), 0)
-    ImageDraw.Draw(mask).text((x - left, y - top), text, font=f, fill=255)
+    _draw(mask, aliased).text((x - left, y - top), text, font=f, fill=255)
     return _ink(rng, mask)

@@ -157,7 +157,12 @@ def generate(
 
 
 def render(spec: TaskSpec, text: str, face: Face, rng: np.random.Generator) -> np.ndarray:
-    """Render one text with the task's renderer (before degradations)."""
+    """Render one text with the task's renderer (before degradations).
+
+    With ``spec.aliased > 0`` one uniform number decides whether the text is drawn without
+    anti-aliasing; at 0 nothing is drawn, so configs without the option keep their bytes.
+    """
+    aliased = spec.aliased > 0 and bool(rng.random() < spec.aliased)
     if isinstance(spec, HanziSpec):
         return render_hanzi(
             text,
@@ -169,6 +174,7 @@ def render(spec: TaskSpec, text: str, face: Face, rng: np.random.Generator) -> n
             offset=spec.offset,
             stroke=spec.stroke,
             morph=spec.morph,
+            aliased=aliased,
         )
     if isinstance(spec, ExprSpec):
         return render_expr(
@@ -178,6 +184,7 @@ def render(spec: TaskSpec, text: str, face: Face, rng: np.random.Generator) -> n
             rng,
             font_size=spec.font_size,
             spacing=spec.spacing,
+            aliased=aliased,
         )
     if isinstance(spec, LineSpec):
         return render_line(
@@ -187,9 +194,10 @@ def render(spec: TaskSpec, text: str, face: Face, rng: np.random.Generator) -> n
             rng,
             font_size=spec.font_size,
             min_char_width=spec.min_char_width,
+            aliased=aliased,
         )
     if isinstance(spec, ShortSpec):
-        return render_short(text, face, spec.size, rng, font_size=spec.font_size)
+        return render_short(text, face, spec.size, rng, font_size=spec.font_size, aliased=aliased)
     raise TypeError(f"not a task spec: {spec!r}")
 
 

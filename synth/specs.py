@@ -97,6 +97,7 @@ class HanziSpec:
     offset: float = 0.08
     stroke: float = 0.15
     morph: float = 0.2
+    aliased: float = 0.0
     degrade: Mapping[str, Mapping] = field(default_factory=dict)
     png_level: int = 0
 
@@ -113,6 +114,7 @@ class ExprSpec:
     operands: tuple[int, int] = (2, 5)
     max_digits: int = 2
     spacing: tuple[float, float] = (-1, 4)
+    aliased: float = 0.0
     degrade: Mapping[str, Mapping] = field(default_factory=dict)
     png_level: int = 1
 
@@ -128,6 +130,7 @@ class LineSpec:
     corpus_fraction: float = 0.6
     mix_fraction: float = 0.15
     font_size: tuple[float, float] = (0.7, 0.95)
+    aliased: float = 0.0
     degrade: Mapping[str, Mapping] = field(default_factory=dict)
     png_level: int = 1
 
@@ -142,6 +145,7 @@ class ShortSpec:
     size: int = 40
     length: tuple[int, int] = (1, 4)
     font_size: tuple[float, float] = (10, 14)
+    aliased: float = 0.0
     degrade: Mapping[str, Mapping] = field(default_factory=dict)
     png_level: int = 0
 

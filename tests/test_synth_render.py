@@ -52,6 +52,23 @@ def test_renderers_are_pure_functions_of_the_generator(face):
     assert np.array_equal(a, b)
 
 
+def test_aliased_text_has_two_grey_levels(face):
+    """``aliased=True`` draws 1-bit glyphs (ink or background); the default anti-aliases."""
+    draws = {
+        "hanzi": lambda al: render_hanzi(
+            "啊", face, 64, _rng(3), rotate=0, morph=0, stroke=0, aliased=al
+        ),
+        "line": lambda al: render_line("中文OCR", face, 32, _rng(3), aliased=al),
+        "expr": lambda al: render_expr("(7+5)*4-12", face, (32, 128), _rng(3), aliased=al),
+        "short": lambda al: render_short("B8Q3", face, 40, _rng(3), aliased=al),
+    }
+    for task, draw in draws.items():
+        smooth, aliased = draw(False), draw(True)
+        assert len(np.unique(aliased)) == 2, task
+        assert len(np.unique(smooth)) > 2, task
+        assert aliased.shape == smooth.shape, task
+
+
 def test_every_degradation_runs_and_keeps_shape(face):
     img = render_line("因为天监", face, 32, _rng())
     for name in DEFAULTS:

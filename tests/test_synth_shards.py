@@ -109,6 +109,46 @@ def test_shard_reads_back_with_webdataset(setup, tmp_path, task):
             assert img.size == (64, 64)
 
 
+def test_aliased_shards_hold_one_bit_glyphs(setup, tmp_path):
+    """``aliased: 1`` draws every sample without anti-aliasing; ``aliased: 0`` is the default."""
+    charsets, _ = setup
+    cfg = {**SMALL["short"], "aliased": 1.0}
+    path = tmp_path / "aliased.tar"
+    write_shard(
+        path,
+        task_spec("short", cfg),
+        ShardSpec("short", "train", 0, 12, 11),
+        charsets["short"],
+        _faces(setup, "short"),
+    )
+    for s in wds.WebDataset(str(path), shardshuffle=False):
+        assert len(np.unique(np.asarray(Image.open(io.BytesIO(s["png"]))))) == 2
+    default = _write(setup, tmp_path, "short", name="default.tar")
+    explicit = tmp_path / "zero.tar"
+    write_shard(
+        explicit,
+        task_spec("short", {**SMALL["short"], "aliased": 0.0}),
+        ShardSpec("short", "train", 0, 24, 11),
+        charsets["short"],
+        _faces(setup, "short"),
+    )
+    assert explicit.read_bytes() == default.read_bytes()
+
+
+def test_aliased_zero_draws_nothing_from_the_generator(cjk_font):
+    """A config without ``aliased`` renders the same pixels as before the option existed."""
+    from synth.fonts import Face
+    from synth.render import render_short
+    from synth.shards import render
+
+    face = Face(str(cjk_font), 0, "WenQuanYi", "Regular", frozenset("AB3"))
+    a, b = np.random.default_rng(4), np.random.default_rng(4)
+    ours = render(task_spec("short", {}), "AB3", face, a)
+    plain = render_short("AB3", face, 40, b, font_size=(10, 14))
+    assert np.array_equal(ours, plain)
+    assert a.random() == b.random()  # the streams are still aligned
+
+
 def test_held_out_split_uses_only_held_out_faces(setup, tmp_path):
     path = _write(setup, tmp_path, "line", split="test_heldout", samples=30)
     fonts = {json.loads(s["json"])["font"] for s in wds.WebDataset(str(path), shardshuffle=False)}
