@@ -279,11 +279,16 @@ def write_coverage(
     write_text_atomic(path, buf.getvalue())
 
 
-def read_coverage(path, task: str, charset: Sequence[str], role: str) -> list[Face]:
+def read_coverage(
+    path, task: str, charset: Sequence[str], role: str, exclude_families: Sequence[str] = ()
+) -> list[Face]:
     """The usable faces of ``role`` (``train`` or ``test``) from the coverage table, for one task.
 
     A face's ``covered`` set is the task's charset minus the characters the table lists as missing.
+    Faces whose family matches one of the ``exclude_families`` regexes (the task's own, see
+    ``tasks.<task>.exclude_families``) are left out.
     """
+    patterns = [re.compile(p) for p in exclude_families]
     with open(path, encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     col = f"{task}_missing"
@@ -292,6 +297,8 @@ def read_coverage(path, task: str, charset: Sequence[str], role: str) -> list[Fa
     faces = []
     for r in rows:
         if r["role"] != role or r["status"] != "ok":
+            continue
+        if any(p.search(r["family"]) for p in patterns):
             continue
         missing = set(r[col])
         covered = frozenset(c for c in charset if c not in missing)

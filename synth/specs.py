@@ -98,6 +98,7 @@ class HanziSpec:
     stroke: float = 0.15
     morph: float = 0.2
     aliased: float = 0.0
+    exclude_families: tuple[str, ...] = ()
     degrade: Mapping[str, Mapping] = field(default_factory=dict)
     png_level: int = 0
 
@@ -115,6 +116,7 @@ class ExprSpec:
     max_digits: int = 2
     spacing: tuple[float, float] = (-1, 4)
     aliased: float = 0.0
+    exclude_families: tuple[str, ...] = ()
     degrade: Mapping[str, Mapping] = field(default_factory=dict)
     png_level: int = 1
 
@@ -131,6 +133,7 @@ class LineSpec:
     mix_fraction: float = 0.15
     font_size: tuple[float, float] = (0.7, 0.95)
     aliased: float = 0.0
+    exclude_families: tuple[str, ...] = ()
     degrade: Mapping[str, Mapping] = field(default_factory=dict)
     png_level: int = 1
 
@@ -146,6 +149,7 @@ class ShortSpec:
     length: tuple[int, int] = (1, 4)
     font_size: tuple[float, float] = (10, 14)
     aliased: float = 0.0
+    exclude_families: tuple[str, ...] = ()
     degrade: Mapping[str, Mapping] = field(default_factory=dict)
     png_level: int = 0
 
@@ -172,6 +176,7 @@ def task_spec(task: str, cfg: Mapping[str, Any] | None) -> TaskSpec:
     convert: dict[str, Any] = {
         "degrade": resolve,
         "charset": lambda c: CharsetSpec.from_config(c, f"tasks.{task}.charset"),
+        "exclude_families": tuple,
     }
     for f in fields(cls):
         if f.name in ("font_size", "operands", "length", "spacing"):

@@ -149,6 +149,21 @@ def test_aliased_zero_draws_nothing_from_the_generator(cjk_font):
     assert a.random() == b.random()  # the streams are still aligned
 
 
+def test_a_task_can_exclude_font_families(setup, tmp_path):
+    """``tasks.<task>.exclude_families`` keeps matching faces out of that task's shards only."""
+    charsets, coverage = setup
+    every = {f.family for f in read_coverage(coverage, "expr", charsets["expr"], "train")}
+    assert {"DejaVu Sans", "WenQuanYi Micro Hei"} <= every
+    kept = read_coverage(coverage, "expr", charsets["expr"], "train", [r"^DejaVu"])
+    assert {f.family for f in kept} == every - {"DejaVu Sans"}
+    spec = task_spec("expr", {**SMALL["expr"], "exclude_families": ["^DejaVu"]})
+    assert spec.exclude_families == ("^DejaVu",)
+    path = tmp_path / "expr.tar"
+    write_shard(path, spec, ShardSpec("expr", "train", 0, 24, 11), charsets["expr"], kept)
+    fonts = {json.loads(s["json"])["font"] for s in wds.WebDataset(str(path), shardshuffle=False)}
+    assert fonts and not any(f.startswith("DejaVu") for f in fonts)
+
+
 def test_held_out_split_uses_only_held_out_faces(setup, tmp_path):
     path = _write(setup, tmp_path, "line", split="test_heldout", samples=30)
     fonts = {json.loads(s["json"])["font"] for s in wds.WebDataset(str(path), shardshuffle=False)}

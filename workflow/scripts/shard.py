@@ -15,5 +15,5 @@ spec = task_spec(w.task, snakemake.params.task)
 shard = ShardSpec(w.task, w.split, int(w.shard), snakemake.params.samples, snakemake.params.seed)
 charset = read_charset(snakemake.input.charset)
 role = "test" if w.split == "test_heldout" else "train"
-faces = read_coverage(snakemake.input.coverage, w.task, charset, role)
+faces = read_coverage(snakemake.input.coverage, w.task, charset, role, spec.exclude_families)
 write_shard(snakemake.output[0], spec, shard, charset, faces)
