@@ -6,7 +6,8 @@
 set -euo pipefail
 PKGS=(fonts-noto-cjk fonts-noto-cjk-extra fonts-wqy-microhei fonts-wqy-zenhei fonts-arphic-uming fonts-arphic-ukai
       fonts-lxgw-wenkai fonts-droid-fallback fonts-dejavu-core fonts-dejavu-extra fonts-urw-base35
-      fonts-liberation2 fonts-freefont-ttf fonts-cns11643-kai fonts-smiley-sans fonts-jetbrains-mono
+      fonts-liberation2 fonts-freefont-ttf fonts-cns11643-kai fonts-cns11643-sung fonts-cwtex-ming
+      fonts-cwtex-kai fonts-cwtex-fs fonts-cwtex-heib fonts-smiley-sans fonts-jetbrains-mono
       fonts-firacode fonts-inconsolata fonts-hack fonts-noto-mono fonts-go fonts-oxygen fonts-lato
       fonts-quicksand fonts-comic-neue fonts-open-sans fonts-cantarell fonts-roboto-unhinted
       fonts-crosextra-carlito fonts-linuxlibertine tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng)
