@@ -33,8 +33,7 @@ TASK_FAMILY = {"hanzi": "classification", "expr": "ctc", "line": "ctc", "short":
 TASK_INPUT = {"hanzi": "square", "short": "square", "expr": "line", "line": "line"}
 
 # Baidu-style expressions: 3 single-digit operands, 2 operators, at most one pair of parentheses.
-BAIDU_EXPR_LEN = 7
-BAIDU_EXPR_MIN_LEN = 5  # a+b*c: no parentheses
+BAIDU_EXPR_LENGTHS = (5, 7)  # a+b*c to (a+b)*c
 
 
 # The positional argument is not called ``width``: that name is the models' channel multiplier,
@@ -242,37 +241,22 @@ def output_length(name: str, image_width: Any, **kwargs: Any) -> Any:
     return entry.output_length(image_width, **kwargs)
 
 
-def max_label_length(task: str, task_cfg: Mapping[str, Any]) -> int:
-    """The longest label a task's samples can carry (from the validated task config)."""
+def label_lengths(task: str, task_cfg: Mapping[str, Any]) -> tuple[int, int]:
+    """The shortest and the longest label a task's samples can carry (from the validated config)."""
     if task == "hanzi":
-        return 1
+        return 1, 1
     if task == "expr":
-        lengths = []
+        ranges = []
         if task_cfg["baidu_fraction"] > 0:
-            lengths.append(BAIDU_EXPR_LEN)
+            ranges.append(BAIDU_EXPR_LENGTHS)
         if task_cfg["baidu_fraction"] < 1:
-            ops = task_cfg["operands"][1]
-            # operands, operators between them, one pair of parentheses
-            lengths.append(ops * task_cfg["max_digits"] + (ops - 1) + 2)
-        return max(lengths)
+            low, high = task_cfg["operands"]
+            # Shortest: one-digit operands, no parentheses. Longest: every operand of max_digits
+            # digits, the operators between them and one pair of parentheses.
+            ranges.append((2 * low - 1, high * task_cfg["max_digits"] + (high - 1) + 2))
+        return min(r[0] for r in ranges), max(r[1] for r in ranges)
     if task in ("line", "short"):
-        return int(task_cfg["length"][1])
-    raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASK_FAMILY)}")
-
-
-def min_label_length(task: str, task_cfg: Mapping[str, Any]) -> int:
-    """The shortest label a task's samples can carry (from the validated task config)."""
-    if task == "hanzi":
-        return 1
-    if task == "expr":
-        lengths = []
-        if task_cfg["baidu_fraction"] > 0:
-            lengths.append(BAIDU_EXPR_MIN_LEN)
-        if task_cfg["baidu_fraction"] < 1:
-            lengths.append(2 * task_cfg["operands"][0] - 1)  # one-digit operands, no parentheses
-        return min(lengths)
-    if task in ("line", "short"):
-        return int(task_cfg["length"][0])
+        return int(task_cfg["length"][0]), int(task_cfg["length"][1])
     raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASK_FAMILY)}")
 
 
@@ -324,22 +308,21 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
             f"{task_cfg[key]}; {hint}"
         )
 
-    batch_size = (exp_cfg.get("train") or {}).get("batch_size", entry.min_batch)
+    train = exp_cfg.get("train") or {}
+    batch_size = train.get("batch_size", entry.min_batch)
     if batch_size < entry.min_batch:
         raise ValueError(
             f"{where}.train.batch_size: model {model!r} trains on batches of at least "
             f"{entry.min_batch}, got {batch_size}"
         )
 
-    curriculum = (exp_cfg.get("train") or {}).get("curriculum_steps", 0)
-    min_len = min_label_length(task, task_cfg)
-    if curriculum and min_len > 1:
+    min_len, max_len = label_lengths(task, task_cfg)
+    if train.get("curriculum_steps", 0) and min_len > 1:
         raise ValueError(
             f"{where}.train.curriculum_steps: a length curriculum starts with labels of one "
             f"character, but tasks.{task} labels have at least {min_len}, so its first stages "
             "would draw no sample; set it to 0"
         )
-    max_len = max_label_length(task, task_cfg)
     if entry.family == "classification" and max_len != 1:
         raise ValueError(
             f"{where}: model {model!r} classifies single characters but task {task!r} has "
@@ -360,7 +343,7 @@ def _check_ctc_length(
     """T >= 2L + 1 for every label length L at the narrowest image it can have."""
     if task == "expr":
         # Fixed-size images: the longest label is the worst case.
-        cases = [(max_label_length(task, task_cfg), task_cfg["width"], f"tasks.{task}.width")]
+        cases = [(label_lengths(task, task_cfg)[1], task_cfg["width"], f"tasks.{task}.width")]
     elif task == "line":
         # Lines are at least min_char_width px per character.
         low, high = task_cfg["length"]

@@ -287,10 +287,10 @@ def test_rejects_reader_shorter_than_task(default_config: dict) -> None:
     check(config, "short_reader")
 
 
-def test_expr_max_label_length_matches_the_generator(default_config: dict) -> None:
+def test_expr_longest_label_matches_the_generator(default_config: dict) -> None:
     import numpy as np
 
-    from models.registry import max_label_length
+    from models.registry import label_lengths
     from synth.text import baidu_expression, long_expression
 
     task = {**default_config["tasks"]["expr"], "operands": [2, 5], "max_digits": 2}
@@ -298,24 +298,24 @@ def test_expr_max_label_length_matches_the_generator(default_config: dict) -> No
     longest = max(
         len(long_expression(rng, task["operands"], task["max_digits"])) for _ in range(5000)
     )
-    assert longest == max_label_length("expr", task) == 16  # 5 * 2 digits + 4 operators + ()
+    assert longest == label_lengths("expr", task)[1] == 16  # 5 * 2 digits + 4 operators + ()
     assert max(len(baidu_expression(rng)) for _ in range(500)) == 7
-    assert max_label_length("expr", {**task, "baidu_fraction": 1.0}) == 7
+    assert label_lengths("expr", {**task, "baidu_fraction": 1.0})[1] == 7
 
 
 def test_rejects_a_curriculum_no_label_can_pass(default_config: dict) -> None:
     """Expressions have 3 characters or more: a length curriculum would stall on its start."""
     import numpy as np
 
-    from models.registry import min_label_length
+    from models.registry import label_lengths
     from synth.text import baidu_expression, long_expression
 
     task = default_config["tasks"]["expr"]
     rng = np.random.default_rng(0)
     shortest = min(len(long_expression(rng, task["operands"], 2)) for _ in range(2000))
-    assert shortest == min_label_length("expr", task) == 3
+    assert shortest == label_lengths("expr", task)[0] == 3
     assert min(len(baidu_expression(rng)) for _ in range(500)) == 5
-    assert min_label_length("expr", {**task, "baidu_fraction": 1.0}) == 5
+    assert label_lengths("expr", {**task, "baidu_fraction": 1.0})[0] == 5
 
     config = copy.deepcopy(default_config)
     config["experiments"]["expr_crnn"]["train"]["curriculum_steps"] = 100

@@ -56,13 +56,14 @@ def _faces(setup, task, role="train"):
     return read_coverage(coverage, task, charsets[task], role)
 
 
-def _write(setup, tmp_path, task, split="train", shard=0, samples=24, seed=11, name="a.tar"):
+def _write(setup, tmp_path, task, split="train", shard=0, samples=24, seed=11, name="a.tar", **cfg):
+    """A shard of the small task, with ``cfg`` keys overriding its config."""
     charsets, _ = setup
     role = "test" if split == "test_heldout" else "train"
     path = tmp_path / task / name
     write_shard(
         path,
-        task_spec(task, SMALL[task]),
+        task_spec(task, {**SMALL[task], **cfg}),
         ShardSpec(task, split, shard, samples, seed),
         charsets[task],
         _faces(setup, task, role),
@@ -111,27 +112,11 @@ def test_shard_reads_back_with_webdataset(setup, tmp_path, task):
 
 def test_aliased_shards_hold_one_bit_glyphs(setup, tmp_path):
     """``aliased: 1`` draws every sample without anti-aliasing; ``aliased: 0`` is the default."""
-    charsets, _ = setup
-    cfg = {**SMALL["short"], "aliased": 1.0}
-    path = tmp_path / "aliased.tar"
-    write_shard(
-        path,
-        task_spec("short", cfg),
-        ShardSpec("short", "train", 0, 12, 11),
-        charsets["short"],
-        _faces(setup, "short"),
-    )
+    path = _write(setup, tmp_path, "short", samples=12, name="aliased.tar", aliased=1.0)
     for s in wds.WebDataset(str(path), shardshuffle=False):
         assert len(np.unique(np.asarray(Image.open(io.BytesIO(s["png"]))))) == 2
     default = _write(setup, tmp_path, "short", name="default.tar")
-    explicit = tmp_path / "zero.tar"
-    write_shard(
-        explicit,
-        task_spec("short", {**SMALL["short"], "aliased": 0.0}),
-        ShardSpec("short", "train", 0, 24, 11),
-        charsets["short"],
-        _faces(setup, "short"),
-    )
+    explicit = _write(setup, tmp_path, "short", name="zero.tar", aliased=0.0)
     assert explicit.read_bytes() == default.read_bytes()
 
 

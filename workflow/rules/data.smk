@@ -20,7 +20,7 @@ rule charset:
         mem_mb=1000,
     params:
         charset=lambda w: canonical(config["tasks"][w.task]["charset"]),
-        exclude=lambda w: config["tasks"][w.task]["exclude_families"],
+        exclude_families=lambda w: config["tasks"][w.task]["exclude_families"],
         fonts=canonical(config["fonts"]),
     script:
         "../scripts/charset.py"

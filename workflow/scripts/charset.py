@@ -13,7 +13,7 @@ task = snakemake.wildcards.task
 spec = CharsetSpec.from_config(snakemake.params.charset, f"tasks.{task}.charset")
 fonts = FontsSpec.from_config(snakemake.params.fonts)
 chars = spec.build()
-exclude = (*fonts.exclude_families, *snakemake.params.exclude)  # and the task's own
+exclude = (*fonts.exclude_families, *snakemake.params.exclude_families)  # and the task's own
 chars = covered_charset(chars, fonts.paths, exclude, fonts.uncovered, task)
 write_charset(chars, snakemake.output[0])
 logging.getLogger(__name__).info("%s: %d characters", task, len(chars))
