@@ -22,6 +22,7 @@ from models.data import (
     iter_examples,
     label_length,
     train_loader,
+    within_length,
 )
 from models.families import make_family
 from models.preprocess import MEAN, STD, background_level, pad_batch, prepare_image, to_tensor_batch
@@ -258,6 +259,22 @@ def test_length_curriculum_draws_short_labels_first_and_resumes(line_shards):
     keys = [tuple(b.keys) for b in batches]
     assert _keys(_stream(line_shards, steps=20, curriculum_steps=5, start_step=7)) == keys[7:]
     assert keys != _keys(_stream(line_shards, steps=20))
+
+
+def test_curriculum_filter_stops_once_every_label_passes(line_shards, monkeypatch):
+    """With the task's longest label known (4 here), segments whose limit lets every label
+    through read no JSON for lengths, and draw exactly the samples of the filtered stream."""
+    keys = _keys(_stream(line_shards, steps=20, curriculum_steps=5))
+    limits = []
+    filter_ = within_length
+
+    def counting(samples, max_len):
+        limits.append(max_len)
+        return filter_(samples, max_len)
+
+    monkeypatch.setattr("models.data.within_length", counting)
+    assert _keys(_stream(line_shards, steps=20, curriculum_steps=5, longest_label=4)) == keys
+    assert limits == [1, 2, 3]  # segments 0-2 filter; segment 3 (limit 4) does not
 
 
 def test_label_length_reads_the_json_without_decoding():
