@@ -4,12 +4,12 @@ A model's family (``models.registry.family_of``) says how its labels are encoded
 is scored and how it is read back:
 
 - ``classification`` (`ClassificationFamily`): one character per image; class ``i`` is
-  ``charset[i]``; cross-entropy; softmax top-k.
+  ``charset[i]``; cross-entropy (optionally label-smoothed); softmax top-k.
 - ``ctc`` (`CTCFamily`): class 0 is the blank, class ``i`` is ``charset[i - 1]``; CTC loss in
   fp32 with ``zero_infinity``; greedy or prefix-beam-search decoding with an n-best list.
 - ``attention`` (`AttentionFamily`): class 0 is the terminal symbol, class ``i`` is
   ``charset[i - 1]``; per-step cross-entropy up to and including the terminal symbol, the steps
-  after it ignored; greedy decoding until the terminal symbol.
+  after it ignored (optionally label-smoothed); greedy decoding until the terminal symbol.
 
 Usage (one interface for every family)::
 
@@ -138,7 +138,12 @@ class Family:
         raise NotImplementedError
 
     def loss(
-        self, outputs: Any, targets: Targets, widths: torch.Tensor | Sequence[int] | None = None
+        self,
+        outputs: Any,
+        targets: Targets,
+        widths: torch.Tensor | Sequence[int] | None = None,
+        *,
+        label_smoothing: float = 0.0,
     ) -> torch.Tensor:
         raise NotImplementedError
 
@@ -170,11 +175,19 @@ class ClassificationFamily(Family):
         return Targets(indices, torch.ones_like(indices))
 
     def loss(
-        self, outputs: Any, targets: Targets, widths: torch.Tensor | Sequence[int] | None = None
+        self,
+        outputs: Any,
+        targets: Targets,
+        widths: torch.Tensor | Sequence[int] | None = None,
+        *,
+        label_smoothing: float = 0.0,
     ) -> torch.Tensor:
-        """Mean cross-entropy (fp32) of logits ``N, C``; ``widths`` is ignored."""
+        """Mean cross-entropy (fp32) of logits ``N, C``, ``label_smoothing`` as in
+        `torch.nn.functional.cross_entropy`; ``widths`` is ignored."""
         logits = _logits(outputs).float()
-        return F.cross_entropy(logits, targets.indices.to(logits.device))
+        return F.cross_entropy(
+            logits, targets.indices.to(logits.device), label_smoothing=label_smoothing
+        )
 
     def decode(
         self,
@@ -251,7 +264,12 @@ class CTCFamily(Family):
         return lengths
 
     def loss(
-        self, outputs: Any, targets: Targets, widths: torch.Tensor | Sequence[int] | None = None
+        self,
+        outputs: Any,
+        targets: Targets,
+        widths: torch.Tensor | Sequence[int] | None = None,
+        *,
+        label_smoothing: float = 0.0,
     ) -> torch.Tensor:
         """CTC loss (fp32, ``zero_infinity=True``, mean over the batch of per-length losses).
 
@@ -259,7 +277,10 @@ class CTCFamily(Family):
             outputs: Logits ``T, N, C + 1``.
             targets: From `encode`.
             widths: ``N`` image widths before padding (None: every sample uses all T frames).
+            label_smoothing: Must be 0: CTC has no per-class target to smooth.
         """
+        if label_smoothing:
+            raise ValueError(f"label_smoothing {label_smoothing}: CTC losses take no smoothing")
         log_probs = _logits(outputs).float().log_softmax(-1)
         frames, batch = log_probs.shape[:2]
         lengths = self.input_lengths(widths, frames, batch)
@@ -431,9 +452,15 @@ class AttentionFamily(Family):
         return Targets(indices, torch.tensor(lengths, dtype=torch.long))
 
     def loss(
-        self, outputs: Any, targets: Targets, widths: torch.Tensor | Sequence[int] | None = None
+        self,
+        outputs: Any,
+        targets: Targets,
+        widths: torch.Tensor | Sequence[int] | None = None,
+        *,
+        label_smoothing: float = 0.0,
     ) -> torch.Tensor:
-        """Mean cross-entropy (fp32) over the steps up to and including the terminal symbol."""
+        """Mean cross-entropy (fp32) over the steps up to and including the terminal symbol,
+        ``label_smoothing`` as in `torch.nn.functional.cross_entropy`."""
         logits = _logits(outputs).float()
         if logits.shape[1] != targets.indices.shape[1]:
             raise ValueError(
@@ -444,6 +471,7 @@ class AttentionFamily(Family):
             logits.reshape(-1, logits.shape[-1]),
             targets.indices.to(logits.device).reshape(-1),
             ignore_index=IGNORE_INDEX,
+            label_smoothing=label_smoothing,
         )
 
     def decode(

@@ -266,8 +266,9 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
     Checks that the model exists, that its family and input geometry fit the task, that every
     ``model_kwargs`` key is a factory argument, that the training batch is large enough for its
     batch norms, and for CTC models that the output is long enough
-    for the longest label (``T >= 2 * max_len + 1`` at the narrowest image that label can have);
-    for the reader, that ``max_len`` covers the task's longest text.
+    for the longest label (``T >= 2 * max_len + 1`` at the narrowest image that label can have)
+    and that no label smoothing is asked for; for the reader, that ``max_len`` covers the
+    task's longest text.
 
     Args:
         name: Experiment name (the key under ``experiments``).
@@ -334,6 +335,11 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
             f"tasks.{task} label ({max_len} characters); set it to at least {max_len}"
         )
     if entry.family == "ctc":
+        if train.get("label_smoothing", 0):
+            raise ValueError(
+                f"{where}.train.label_smoothing: model {model!r} trains with CTC, which has no "
+                "per-class target to smooth; set it to 0 (it applies to hanzi_cnn and reader)"
+            )
         _check_ctc_length(where, model, task, task_cfg, params)
 
 

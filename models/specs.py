@@ -16,6 +16,9 @@ from synth.shards import sha256_file
 SCHEDULES = ("cosine", "onecycle", "constant")
 # Settings that change neither the weights nor the history: editing them resumes the same run.
 NOT_HASHED = ("mem_mb", "tensorboard")
+# Settings added after runs were first keyed: hashed only when set, so a run keeps its key (and
+# its finished weights) when an upgrade adds a setting it did not use.
+HASHED_WHEN_SET = {"label_smoothing": 0.0}
 
 
 def _unknown(cls: type, cfg: Mapping[str, Any], where: str) -> None:
@@ -45,6 +48,7 @@ class TrainSpec:
     num_workers: int = 1
     shuffle_buffer: int = 1000
     curriculum_steps: int = 0
+    label_smoothing: float = 0.0
     amp: bool = True
     tensorboard: bool = False
     mem_mb: int = 4000
@@ -57,6 +61,8 @@ class TrainSpec:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.curriculum_steps < 0:
             raise ValueError(f"train.curriculum_steps must be >= 0, got {self.curriculum_steps}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
 
@@ -122,13 +128,23 @@ class TrainJob:
         return d
 
 
+def hashed_settings(spec: TrainSpec) -> dict[str, Any]:
+    """The training settings that key a run: all but `NOT_HASHED`, and the `HASHED_WHEN_SET`
+    ones only when they differ from their default."""
+    return {
+        k: v
+        for k, v in spec.to_dict().items()
+        if k not in NOT_HASHED and not (k in HASHED_WHEN_SET and v == HASHED_WHEN_SET[k])
+    }
+
+
 def run_hash(job: TrainJob, charset: Sequence[str]) -> str:
     """Key of a run's resume state: what the weights depend on (model, training spec but
     `NOT_HASHED`, seed, charset, and the shards: their names and the sha256 of their bytes). An
     edited config or regenerated data (new fonts, say) gets a fresh key, so it never resumes, or
     reuses the finished weights of, a stale run; output folders and the device are left out (a run
     may resume on another machine). Hashing the shards reads them once, about 1 s per GB."""
-    train = {k: v for k, v in job.train.to_dict().items() if k not in NOT_HASHED}
+    train = hashed_settings(job.train)
     key = {
         "task": job.task,
         "model": job.model,

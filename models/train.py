@@ -385,7 +385,8 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
         targets = family.encode(batch.texts)
         with autocast(device, amp):
             outputs = ddp_model(images)
-        loss = family.loss(outputs, targets, batch.widths)  # fp32 inside the family
+        # fp32 inside the family; validation losses (eval_batches) are never smoothed
+        loss = family.loss(outputs, targets, batch.widths, label_smoothing=spec.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = spec.clip_grad if spec.clip_grad > 0 else math.inf

@@ -208,6 +208,33 @@ def test_attention_loss_ignores_steps_after_terminal() -> None:
         family.loss(torch.zeros(1, 7, 11), targets)
 
 
+def test_label_smoothing_mixes_in_the_uniform_target() -> None:
+    """loss = (1 - e) * NLL(label) + e * mean over classes of NLL(class), for the classifier and
+    the reader (whose steps after the terminal symbol stay ignored); CTC refuses it."""
+    logits = torch.tensor([[2.0, 0.5, -1.0, 0.0]])
+    nll = -logits.log_softmax(-1)[0]
+    family = ClassificationFamily(list("abcd"))
+    targets = family.encode(["b"])
+    assert float(family.loss(logits, targets)) == pytest.approx(float(nll[1]))
+    expected = 0.9 * nll[1] + 0.1 * nll.mean()
+    smoothed = family.loss(logits, targets, label_smoothing=0.1)
+    assert float(smoothed) == pytest.approx(float(expected), rel=1e-6)
+
+    reader = make_family("reader", DIGITS)
+    steps = torch.randn(1, 5, 11, requires_grad=True)
+    reader.loss(steps, reader.encode(["7"]), label_smoothing=0.2).backward()
+    assert steps.grad[0, :2].abs().sum() > 0 and steps.grad[0, 2:].abs().sum() == 0
+    step_nll = -steps.detach()[0, :2].log_softmax(-1)
+    gold = step_nll[0, 8] + step_nll[1, EOS]  # "7" is class 8, then the terminal symbol
+    expected = (0.8 * gold + 0.2 * step_nll.mean(-1).sum()) / 2
+    assert float(reader.loss(steps, reader.encode(["7"]), label_smoothing=0.2)) == pytest.approx(
+        float(expected), rel=1e-5
+    )
+    ctc = make_family("crnn_vgg", DIGITS)
+    with pytest.raises(ValueError, match="CTC losses take no smoothing"):
+        ctc.loss(torch.zeros(9, 1, 11), ctc.encode(["7"]), label_smoothing=0.1)
+
+
 def test_charset_is_checked() -> None:
     with pytest.raises(ValueError, match="twice"):
         make_family("crnn_vgg", list("0120"))

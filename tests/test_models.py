@@ -330,6 +330,19 @@ def test_rejects_a_curriculum_no_label_can_pass(default_config: dict) -> None:
     check(config, "short_reader")  # the default curriculum passes
 
 
+def test_rejects_label_smoothing_on_ctc_models(default_config: dict) -> None:
+    config = copy.deepcopy(default_config)
+    for name in ("hanzi_cnn", "short_reader", "expr_crnn", "line_crnn_vgg"):
+        config["experiments"][name]["train"]["label_smoothing"] = 0.1
+    check(config, "hanzi_cnn")
+    check(config, "short_reader")
+    for name in ("expr_crnn", "line_crnn_vgg"):
+        with pytest.raises(
+            ValueError, match=rf"experiments\.{name}\.train\.label_smoothing: .*CTC"
+        ):
+            check(config, name)
+
+
 def test_input_spec_follows_kwargs() -> None:
     assert input_spec("hanzi_cnn", input_size=48) == {"kind": "square", "size": 48}
     assert input_spec("expr_crnn", width=0.5) == {"kind": "line", "height": 60}

@@ -25,7 +25,7 @@ from models.checkpoint import load_checkpoint, load_model
 from models.data import SampleLabelError
 from models.devices import dist_env, resolve_device
 from models.families import CTCFamily
-from models.specs import TrainJob, TrainSpec, run_hash
+from models.specs import TrainJob, TrainSpec, hashed_settings, run_hash
 from models.train import HISTORY_COLUMNS, NonFiniteLossError, job_from_config, lr_at, main, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,6 +109,8 @@ def test_train_spec_defaults_match_the_schema():
         TrainSpec.from_config({"stpes": 3})
     with pytest.raises(ValueError, match=r"train\.curriculum_steps must be >= 0, got -1"):
         TrainSpec(curriculum_steps=-1)
+    with pytest.raises(ValueError, match=r"train\.label_smoothing must be in \[0, 1\), got 1"):
+        TrainSpec(label_smoothing=1)
 
 
 def test_run_hash_follows_what_the_weights_depend_on(line_data, tmp_path):
@@ -121,6 +123,11 @@ def test_run_hash_follows_what_the_weights_depend_on(line_data, tmp_path):
     assert run_hash(replace(job, train=replace(job.train, lr=0.5)), charset) != run_hash(
         job, charset
     )
+    # A setting added later keys only the runs that set it: older runs keep their key.
+    smoothed = replace(job, train=replace(job.train, label_smoothing=0.1))
+    assert run_hash(smoothed, charset) != run_hash(job, charset)
+    assert "label_smoothing" not in hashed_settings(job.train)
+    assert hashed_settings(smoothed.train)["label_smoothing"] == 0.1
     # Regenerated data under the same names (new fonts, say) is a new run, not a finished one.
     before = run_hash(job, charset)
     copies = []
