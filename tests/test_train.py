@@ -220,8 +220,8 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(line_data, tmp_
     calls = {"n": 0}
     real_loss = CTCFamily.loss
 
-    def poisoned(self, outputs, targets, widths=None):
-        loss = real_loss(self, outputs, targets, widths)
+    def poisoned(self, outputs, targets, widths=None, **kwargs):
+        loss = real_loss(self, outputs, targets, widths, **kwargs)
         if torch.is_grad_enabled():
             calls["n"] += 1
             if calls["n"] == 5:  # the 5th training step
