@@ -385,8 +385,8 @@ class TrainStream(torch.utils.data.IterableDataset):
         curriculum_steps: Length curriculum (0: none): the longest label drawn is one
             character in the first ``curriculum_steps`` steps, two in the next, and so on (see
             `curriculum_max_len`); samples with longer labels are skipped before decoding.
-        longest_label: The task's longest label, when known (0: unknown): once the curriculum
-            lets it through, the stream stops reading each sample's JSON for its length.
+            Once the limit reaches the family's `longest_label` (when it has one), the stream
+            stops reading each sample's JSON for its length.
     """
 
     def __init__(
@@ -404,7 +404,6 @@ class TrainStream(torch.utils.data.IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         curriculum_steps: int = 0,
-        longest_label: int = 0,
     ) -> None:
         super().__init__()
         if not urls:
@@ -423,7 +422,6 @@ class TrainStream(torch.utils.data.IterableDataset):
         self.rank = rank
         self.world_size = world_size
         self.curriculum_steps = curriculum_steps
-        self.longest_label = longest_label
 
     def _shards(self, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
         """Shards drawn with replacement, each read from a random sample offset."""
@@ -447,7 +445,8 @@ class TrainStream(torch.utils.data.IterableDataset):
         shard_rng = np.random.default_rng(shard_ss)
         stages: list[Any] = [lambda: self._shards(shard_rng)]
         max_len = curriculum_max_len(segment * self.segment_steps, self.curriculum_steps)
-        if max_len and not (self.longest_label and max_len >= self.longest_label):
+        longest = self.family.longest_label if self.family is not None else 0
+        if max_len and not (longest and max_len >= longest):
             stages.append(lambda samples: within_length(samples, max_len))
         if self.shuffle_buffer > 1:
             # Raw bytes are shuffled before decoding: a segment's leftover buffer costs no decoding.

@@ -108,6 +108,7 @@ class Family:
 
     kind: ClassVar[str]
     offset: ClassVar[int] = 0  # class index of charset[0]
+    longest_label: int = 0  # the longest label `encode` accepts (0: no bound)
 
     def __init__(self, charset: Sequence[str]) -> None:
         if not charset:
@@ -163,6 +164,7 @@ class ClassificationFamily(Family):
     """One character per image; the model gives logits ``N, num_classes``."""
 
     kind = "classification"
+    longest_label = 1
 
     def encode(self, texts: Sequence[str]) -> Targets:
         """``N`` labels of exactly one character -> `Targets` (indices ``N``)."""
@@ -434,6 +436,7 @@ class AttentionFamily(Family):
     def __init__(self, charset: Sequence[str], max_len: int) -> None:
         super().__init__(charset)
         self.max_len = max_len
+        self.longest_label = max_len
         self.steps = max_len + 1
 
     def encode(self, texts: Sequence[str]) -> Targets:

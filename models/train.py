@@ -336,7 +336,6 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
         rank=env.rank,
         world_size=env.world_size,
         curriculum_steps=spec.curriculum_steps,
-        longest_label=getattr(family, "max_len", 0),  # the reader's; CTC labels have no bound
     )
     val_set: list[Batch] = []
     if env.is_main:

@@ -199,10 +199,10 @@ def test_truncated_and_missing_shards_are_named(tmp_path, line_shards):
 # ---------------------------------------------------------------- the training stream
 
 
-def _stream(paths, **kw):
+def _stream(paths, family=None, **kw):
     args = dict(batch_size=4, seed=3, steps=12, segment_steps=5, shuffle_buffer=16)
     args.update(kw)
-    return TrainStream(paths, LINE, make_family("crnn_vgg", list("0123")), **args)
+    return TrainStream(paths, LINE, family or make_family("crnn_vgg", list("0123")), **args)
 
 
 def _keys(stream, workers=0):
@@ -262,9 +262,11 @@ def test_length_curriculum_draws_short_labels_first_and_resumes(line_shards):
 
 
 def test_curriculum_filter_stops_once_every_label_passes(line_shards, monkeypatch):
-    """With the task's longest label known (4 here), segments whose limit lets every label
-    through read no JSON for lengths, and draw exactly the samples of the filtered stream."""
+    """With the family's longest label known (the reader's 4), segments whose limit lets every
+    label through read no JSON for lengths, and draw exactly the samples of the filtered stream."""
     keys = _keys(_stream(line_shards, steps=20, curriculum_steps=5))
+    reader = make_family("reader", list("0123"))
+    assert reader.longest_label == 4 and _stream(line_shards).family.longest_label == 0  # CTC
     limits = []
     filter_ = within_length
 
@@ -273,7 +275,7 @@ def test_curriculum_filter_stops_once_every_label_passes(line_shards, monkeypatc
         return filter_(samples, max_len)
 
     monkeypatch.setattr("models.data.within_length", counting)
-    assert _keys(_stream(line_shards, steps=20, curriculum_steps=5, longest_label=4)) == keys
+    assert _keys(_stream(line_shards, steps=20, curriculum_steps=5, family=reader)) == keys
     assert limits == [1, 2, 3]  # segments 0-2 filter; segment 3 (limit 4) does not
 
 
