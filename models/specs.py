@@ -16,9 +16,9 @@ from synth.shards import sha256_file
 SCHEDULES = ("cosine", "onecycle", "constant")
 # Settings that change neither the weights nor the history: editing them resumes the same run.
 NOT_HASHED = ("mem_mb", "tensorboard")
-# Settings added after runs were first keyed: hashed only when set, so a run keeps its key (and
-# its finished weights) when an upgrade adds a setting it did not use.
-HASHED_WHEN_SET = {"label_smoothing": 0.0}
+# Settings added after runs were first keyed: hashed only when they differ from their default, so
+# a run keeps its key (and its finished weights) when an upgrade adds a setting it did not use.
+HASHED_WHEN_SET = ("label_smoothing",)
 
 
 def _unknown(cls: type, cfg: Mapping[str, Any], where: str) -> None:
@@ -131,10 +131,11 @@ class TrainJob:
 def hashed_settings(spec: TrainSpec) -> dict[str, Any]:
     """The training settings that key a run: all but `NOT_HASHED`, and the `HASHED_WHEN_SET`
     ones only when they differ from their default."""
+    defaults = {f.name: f.default for f in fields(TrainSpec)}
     return {
         k: v
         for k, v in spec.to_dict().items()
-        if k not in NOT_HASHED and not (k in HASHED_WHEN_SET and v == HASHED_WHEN_SET[k])
+        if k not in NOT_HASHED and not (k in HASHED_WHEN_SET and v == defaults[k])
     }
 
 
