@@ -57,17 +57,14 @@ def _faces(setup, task, role="train"):
 
 
 def _write(setup, tmp_path, task, split="train", shard=0, samples=24, seed=11, name="a.tar", **cfg):
-    """A shard of the small task, with ``cfg`` keys overriding its config."""
-    charsets, _ = setup
+    """A shard of the small task, with ``cfg`` keys overriding its config; faces picked as
+    workflow/scripts/shard.py picks them (the split's role, the task's exclude_families)."""
+    charsets, coverage = setup
     role = "test" if split == "test_heldout" else "train"
+    spec = task_spec(task, {**SMALL[task], **cfg})
+    faces = read_coverage(coverage, task, charsets[task], role, spec.exclude_families)
     path = tmp_path / task / name
-    write_shard(
-        path,
-        task_spec(task, {**SMALL[task], **cfg}),
-        ShardSpec(task, split, shard, samples, seed),
-        charsets[task],
-        _faces(setup, task, role),
-    )
+    write_shard(path, spec, ShardSpec(task, split, shard, samples, seed), charsets[task], faces)
     return path
 
 
@@ -143,8 +140,7 @@ def test_a_task_can_exclude_font_families(setup, tmp_path):
     assert {f.family for f in kept} == every - {"DejaVu Sans"}
     spec = task_spec("expr", {**SMALL["expr"], "exclude_families": ["^DejaVu"]})
     assert spec.exclude_families == ("^DejaVu",)
-    path = tmp_path / "expr.tar"
-    write_shard(path, spec, ShardSpec("expr", "train", 0, 24, 11), charsets["expr"], kept)
+    path = _write(setup, tmp_path, "expr", exclude_families=["^DejaVu"])
     fonts = {json.loads(s["json"])["font"] for s in wds.WebDataset(str(path), shardshuffle=False)}
     assert fonts and not any(f.startswith("DejaVu") for f in fonts)
 
