@@ -246,8 +246,8 @@ class EvalSpec:
         experiment: The experiment's name (recorded in ``metrics.json``).
         split: ``test_seen`` or ``test_heldout``.
         batch_size: Images per forward pass.
-        decoder: CTC decoder, ``greedy`` or ``beam``.
-        beam_width: Beam width when ``decoder`` is ``beam``.
+        decoder: CTC decoder, ``greedy``, ``beam`` or ``grammar`` (`models.predict.predict`).
+        beam_width: Beam width when ``decoder`` is ``beam`` or ``grammar``.
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         chunk: Samples read ahead per `models.predict.predict` call (lines are grouped by width
             within a chunk).
@@ -271,9 +271,12 @@ class EvalSpec:
         if unknown:
             raise ValueError(f"experiments.{experiment}.eval: unknown keys {sorted(unknown)}")
         spec = cls(experiment=experiment, split=split, device=device, **cfg)
-        if spec.decoder not in ("greedy", "beam"):
+        from models.families import DECODERS  # imports torch: only when evaluating
+
+        if spec.decoder not in DECODERS:
             raise ValueError(
-                f"experiments.{experiment}.eval.decoder: {spec.decoder!r} is not greedy or beam"
+                f"experiments.{experiment}.eval.decoder: {spec.decoder!r} is not one of "
+                + ", ".join(DECODERS)
             )
         return spec
 

@@ -6,7 +6,8 @@ is scored and how it is read back:
 - ``classification`` (`ClassificationFamily`): one character per image; class ``i`` is
   ``charset[i]``; cross-entropy (optionally label-smoothed); softmax top-k.
 - ``ctc`` (`CTCFamily`): class 0 is the blank, class ``i`` is ``charset[i - 1]``; CTC loss in
-  fp32 with ``zero_infinity``; greedy or prefix-beam-search decoding with an n-best list.
+  fp32 with ``zero_infinity``; greedy or prefix-beam-search decoding with an n-best list, the
+  beam optionally held to a `Grammar` (``grammar``: only readings the task's grammar accepts).
 - ``attention`` (`AttentionFamily`): class 0 is the terminal symbol, class ``i`` is
   ``charset[i - 1]``; per-step cross-entropy up to and including the terminal symbol, the steps
   after it ignored (optionally label-smoothed); greedy decoding until the terminal symbol.
@@ -30,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -41,7 +42,21 @@ from models.registry import MODELS, family_of, get_entry, output_length
 BLANK = 0  # CTC blank class
 EOS = 0  # attention terminal symbol
 IGNORE_INDEX = -100  # attention targets after the terminal symbol
-DECODERS = ("greedy", "beam")
+DECODERS = ("greedy", "beam", "grammar")
+
+
+class Grammar(Protocol):
+    """What the ``grammar`` decoder needs of a grammar (`synth.text.ExpressionGrammar`): states
+    that are hashable values, advanced one character at a time."""
+
+    def start(self) -> Any:
+        """The state before any character."""
+
+    def advance(self, state: Any, char: str) -> Any | None:
+        """The state after ``char``, or None when no text of the grammar continues this way."""
+
+    def accepts(self, state: Any) -> bool:
+        """Whether the text read so far is a whole text of the grammar."""
 
 
 class LabelError(ValueError):
@@ -156,6 +171,7 @@ class Family:
         decoder: str = "greedy",
         beam_width: int = 5,
         k: int = 5,
+        grammar: Grammar | None = None,
     ) -> list[Prediction]:
         raise NotImplementedError
 
@@ -199,8 +215,10 @@ class ClassificationFamily(Family):
         decoder: str = "greedy",
         beam_width: int = 5,
         k: int = 5,
+        grammar: Grammar | None = None,
     ) -> list[Prediction]:
         """Softmax top-``k``: ``confidence`` is the top-1 probability."""
+        _check_decoder(decoder, self.kind)
         probs = _logits(outputs).detach().float().softmax(-1).cpu()
         values, indices = probs.topk(min(k, probs.shape[-1]), dim=-1)
         preds = []
@@ -304,6 +322,7 @@ class CTCFamily(Family):
         decoder: str = "greedy",
         beam_width: int = 5,
         k: int = 5,
+        grammar: Grammar | None = None,
     ) -> list[Prediction]:
         """Decode logits ``T, N, C + 1``.
 
@@ -311,9 +330,14 @@ class CTCFamily(Family):
         probability of that best path (the product of the per-frame maxima); ``top_k`` holds it
         alone. ``beam``: prefix beam search; ``confidence`` is the total probability of the best
         prefix (summed over its alignments); ``top_k`` the ``min(k, beam_width)`` best prefixes.
+        ``grammar``: the same search, extending only prefixes ``grammar`` can continue and
+        ending on texts it accepts (`ctc_beam_search`).
         """
         if decoder not in DECODERS:
             raise ValueError(f"unknown decoder {decoder!r}; valid: {', '.join(DECODERS)}")
+        if decoder == "grammar" and grammar is None:
+            raise ValueError("decoder 'grammar' needs a grammar (this task has none)")
+        symbols = [None, *self.charset] if decoder == "grammar" else None
         log_probs = _logits(outputs).detach().float().log_softmax(-1).cpu()
         frames, batch = log_probs.shape[:2]
         lengths = self.input_lengths(widths, frames, batch).tolist()
@@ -325,10 +349,24 @@ class CTCFamily(Family):
                 text = self.text_of(labels)
                 preds.append(Prediction(text, math.exp(logp), [(text, math.exp(logp))]))
             else:
-                beams = ctc_beam_search(lp[:n, i], beam_width)[: max(1, k)]
+                beams = ctc_beam_search(
+                    lp[:n, i],
+                    beam_width,
+                    grammar=grammar if decoder == "grammar" else None,
+                    symbols=symbols,
+                )[: max(1, k)]
                 top = [(self.text_of(labels), math.exp(logp)) for labels, logp in beams]
                 preds.append(Prediction(top[0][0], top[0][1], top))
         return preds
+
+
+def _check_decoder(decoder: str, kind: str) -> None:
+    """Classifiers and the reader decode greedily: ``beam`` gives them the same result,
+    ``grammar`` (a CTC search) is refused."""
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; valid: {', '.join(DECODERS)}")
+    if decoder == "grammar":
+        raise ValueError(f"decoder 'grammar' constrains CTC decoding; {kind} models have none")
 
 
 def ctc_greedy_decode(log_probs: np.ndarray, blank: int = BLANK) -> tuple[list[int], float]:
@@ -362,14 +400,25 @@ def _logaddexp(a: float, b: float) -> float:
 
 
 def ctc_beam_search(
-    log_probs: np.ndarray, beam_width: int = 5, blank: int = BLANK, prune: float = 1e-4
+    log_probs: np.ndarray,
+    beam_width: int = 5,
+    blank: int = BLANK,
+    prune: float = 1e-4,
+    *,
+    grammar: Grammar | None = None,
+    symbols: Sequence[str | None] | None = None,
 ) -> list[tuple[tuple[int, ...], float]]:
-    """Prefix beam search of one sample (no language model).
+    """Prefix beam search of one sample, optionally held to a grammar (no language model).
 
     Each prefix keeps the log-probabilities of its alignments ending in a blank and in a
     character, so two alignments of the same text add up. At each frame only the ``beam_width``
     most likely characters with probability >= ``prune`` are tried as extensions (and each
     prefix's own last character): on a trained model most frames then try one character or none.
+
+    With a ``grammar``, a prefix is extended only by characters the grammar allows after it
+    (the ``beam_width`` most likely of those), and the texts returned are those it accepts as
+    whole; when no prefix left at the last frame is whole, the best prefixes are returned as
+    they are (the caller sees a text the grammar rejects).
 
     Args:
         log_probs: ``T, C`` log-probabilities.
@@ -377,6 +426,8 @@ def ctc_beam_search(
         blank: The blank class.
         prune: Characters less likely than this in a frame do not start a new prefix there
             (0 keeps the top ``beam_width`` regardless).
+        grammar: A `Grammar` the texts must follow (None: any text).
+        symbols: With ``grammar``: the character of each class (``symbols[blank]`` unused).
 
     Returns:
         Up to ``beam_width`` ``(labels, log_probability)`` pairs, most likely first.
@@ -387,13 +438,21 @@ def ctc_beam_search(
     log_prune = math.log(prune) if prune > 0 else neg_inf
     lp = np.asarray(log_probs, dtype=np.float64)
     frames, num_classes = lp.shape
-    # Candidate extensions of every frame at once: the most likely characters, blank excluded.
-    n_cand = min(beam_width, num_classes - 1)
+    if grammar is not None and (symbols is None or len(symbols) != num_classes):
+        raise ValueError(f"a grammar needs the symbols of all {num_classes} classes")
     masked = lp.copy()
     masked[:, blank] = neg_inf
-    top = np.argpartition(-masked, n_cand - 1, axis=1)[:, :n_cand]
+    # Candidate extensions of every frame at once, blank excluded: without a grammar the
+    # beam_width most likely characters; with one, every character in the order of likelihood
+    # (each prefix then takes the first beam_width it allows).
+    if grammar is None:
+        n_cand = min(beam_width, num_classes - 1)
+        top = np.argpartition(-masked, n_cand - 1, axis=1)[:, :n_cand]
+    else:
+        top = np.argsort(-masked, axis=1, kind="stable")[:, : num_classes - 1]
     top_lp = np.take_along_axis(lp, top, axis=1)
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, neg_inf)}
+    states: dict[tuple[int, ...], Any] = {(): grammar.start() if grammar is not None else None}
     for t in range(frames):
         row = lp[t]
         p_blank_frame = float(row[blank])
@@ -410,7 +469,7 @@ def ctc_beam_search(
             if prefix:
                 # the last character again, not separated by a blank: same prefix
                 cur[1] = _logaddexp(cur[1], p_char + float(row[prefix[-1]]))
-            for c, v in cand:
+            for c, v in _extensions(cand, prefix, states, grammar, symbols, beam_width):
                 # a repeated character needs a blank in between
                 value = (p_blank if prefix and c == prefix[-1] else total) + v
                 ext = nxt.setdefault((*prefix, c), [neg_inf, neg_inf])
@@ -418,7 +477,35 @@ def ctc_beam_search(
         scored = [(_logaddexp(*p), prefix, p) for prefix, p in nxt.items()]
         scored = sorted((x for x in scored if x[0] > neg_inf), key=lambda x: -x[0])[:beam_width]
         beams = {prefix: (p[0], p[1]) for _, prefix, p in scored}
-    return [(prefix, _logaddexp(*p)) for prefix, p in beams.items()]
+    out = [(prefix, _logaddexp(*p)) for prefix, p in beams.items()]
+    if grammar is not None:
+        whole = [x for x in out if grammar.accepts(states[x[0]])]
+        out = whole or out
+    return out
+
+
+def _extensions(
+    cand: list[tuple[int, float]],
+    prefix: tuple[int, ...],
+    states: dict[tuple[int, ...], Any],
+    grammar: Grammar | None,
+    symbols: Sequence[str | None] | None,
+    limit: int,
+) -> list[tuple[int, float]]:
+    """The characters that may extend ``prefix`` (best first, at most ``limit`` with a
+    grammar); records the grammar state of each extended prefix in ``states``."""
+    if grammar is None:
+        return cand
+    allowed = []
+    state = states[prefix]
+    for c, v in cand:
+        after = grammar.advance(state, symbols[c])  # type: ignore[index]
+        if after is not None:
+            states[(*prefix, c)] = after
+            allowed.append((c, v))
+            if len(allowed) == limit:
+                break
+    return allowed
 
 
 class AttentionFamily(Family):
@@ -485,6 +572,7 @@ class AttentionFamily(Family):
         decoder: str = "greedy",
         beam_width: int = 5,
         k: int = 5,
+        grammar: Grammar | None = None,
     ) -> list[Prediction]:
         """Best class per step until the terminal symbol; ``confidence`` is the product of the
         chosen probabilities up to and including it (all steps if it never comes).
@@ -493,8 +581,7 @@ class AttentionFamily(Family):
         the image and the ``k`` most likely texts are exact: ``top_k`` holds them with either
         ``decoder`` (``top_k[0]`` is the greedy reading).
         """
-        if decoder not in DECODERS:
-            raise ValueError(f"unknown decoder {decoder!r}; valid: {', '.join(DECODERS)}")
+        _check_decoder(decoder, self.kind)
         log_probs = _logits(outputs).detach().float().log_softmax(-1).cpu().numpy()
         preds = []
         for lp in log_probs:

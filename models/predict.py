@@ -13,7 +13,7 @@ from models.checkpoint import ModelMeta
 from models.devices import resolve_device
 from models.families import Prediction, make_family
 from models.preprocess import ImageLike, pad_batch, prepare_image
-from synth.text import ExpressionError
+from synth.text import ExpressionError, task_grammar
 from synth.text import evaluate as evaluate_expression
 
 
@@ -49,7 +49,8 @@ def predict(
         batch_size: Images per forward pass.
         device: Where to run (default: where the model's parameters are).
         top_k: Alternatives per prediction (classification and CTC beam search).
-        decoder: CTC decoder, ``greedy`` or ``beam``.
+        decoder: CTC decoder: ``greedy``, ``beam``, or ``grammar`` (the beam held to the
+            task's grammar, `synth.text.task_grammar`: for ``expr``, readings that evaluate).
         beam_width: CTC beam width.
 
     Returns:
@@ -64,6 +65,9 @@ def predict(
     device = resolve_device(device)
     model.eval()
     family = make_family(meta.model, meta.charset, meta.model_kwargs)
+    grammar = task_grammar(meta.task)
+    if decoder == "grammar" and grammar is None:
+        raise ValueError(f"decoder 'grammar': task {meta.task!r} has no grammar (expr has one)")
     arrays = [prepare_image(im, meta.input) for im in images]
     order = np.argsort([a.shape[1] for a in arrays], kind="stable")
     out: list[Prediction | None] = [None] * len(arrays)
@@ -71,7 +75,9 @@ def predict(
         idx = order[start : start + batch_size]
         batch, widths = pad_batch([arrays[i] for i in idx], meta.input)
         outputs = model(batch.to(device))
-        preds = family.decode(outputs, widths, decoder=decoder, beam_width=beam_width, k=top_k)
+        preds = family.decode(
+            outputs, widths, decoder=decoder, beam_width=beam_width, k=top_k, grammar=grammar
+        )
         for i, p in zip(idx.tolist(), preds, strict=True):
             if meta.task == "expr":
                 p.value = expression_value(p.text)

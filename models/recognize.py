@@ -7,7 +7,8 @@ Command line::
 prints one tab-separated line per image, in input order (folders are walked recursively, in
 sorted order, for image files): ``path, text, confidence``; for the ``expr`` task also the
 expression's value (empty when the reading does not parse); for the hanzi classifier (and the
-CTC beam decoder) also the ``--top-k`` alternatives as ``text, probability`` pairs.
+CTC beam decoders) also the ``--top-k`` alternatives as ``text, probability`` pairs.
+``--decoder grammar`` (``expr`` models) keeps only readings that evaluate.
 ``--format json`` prints JSON lines instead (``path``, ``text``, ``confidence``, ``top_k``,
 ``value``). An image that cannot be read (missing, empty, corrupt, not an image, too many
 pixels) gets ``error: PATH: reason`` on stderr, and in JSON mode a ``{"path", "error"}``
@@ -58,6 +59,7 @@ from models.images import (
 )
 from models.predict import predict
 from models.registry import family_of
+from synth.text import task_grammar
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +78,12 @@ class Recognizer:
         meta: Its checkpoint meta.
         device: Where the model runs.
         batch_size: Images per forward pass.
-        top_k: Alternatives per result (the hanzi classifier; CTC with ``decoder="beam"``).
+        top_k: Alternatives per result (the hanzi classifier; CTC with ``decoder="beam"`` or
+            ``"grammar"``).
         polarity: ``auto``, ``dark-on-light`` or ``light-on-dark`` (`models.images`).
         max_pixels: Image files of more pixels are refused (None: no limit of ours).
-        decoder: CTC decoder, ``greedy`` or ``beam`` (prefix beam search, n-best in ``top_k``).
+        decoder: CTC decoder, ``greedy``, ``beam`` (prefix beam search, n-best in ``top_k``) or
+            ``grammar`` (the beam search held to the task's grammar: ``expr`` models only).
     """
 
     def __init__(
@@ -102,6 +106,13 @@ class Recognizer:
             raise ValueError(f"unknown polarity {polarity!r}; valid: {', '.join(POLARITIES)}")
         if decoder not in DECODERS:
             raise ValueError(f"unknown decoder {decoder!r}; valid: {', '.join(DECODERS)}")
+        if decoder == "grammar" and (
+            family_of(meta.model) != "ctc" or task_grammar(meta.task) is None
+        ):
+            raise ValueError(
+                f"decoder 'grammar' reads CTC models of a task with a grammar (expr); this is "
+                f"{meta.model!r} on task {meta.task!r}"
+            )
         self.model = model
         self.meta = meta
         self.device = device
@@ -119,7 +130,9 @@ class Recognizer:
     @property
     def has_alternatives(self) -> bool:
         """Whether results carry ``top_k`` alternatives (not only the best reading)."""
-        return self.family == "classification" or (self.family == "ctc" and self.decoder == "beam")
+        return self.family == "classification" or (
+            self.family == "ctc" and self.decoder in ("beam", "grammar")
+        )
 
     def load(self, source: ImageSource, name: str | None = None) -> Image.Image:
         """One image as the model wants it before resizing: mode ``L``, dark-on-light.
@@ -268,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--top-k",
         type=_positive_int,
         default=DEFAULT_TOP_K,
-        help=f"alternatives to print for the hanzi classifier and the beam decoder "
+        help=f"alternatives to print for the hanzi classifier and the beam decoders "
         f"(default {DEFAULT_TOP_K})",
     )
     parser.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE)
@@ -291,7 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
         "dark-on-light never inverts; light-on-dark always does",
     )
     parser.add_argument(
-        "--decoder", choices=DECODERS, default="greedy", help="CTC decoder (default greedy)"
+        "--decoder",
+        choices=DECODERS,
+        default="greedy",
+        help="CTC decoder: greedy (default), beam, or grammar (expr models: only readings "
+        "that evaluate)",
     )
     parser.add_argument(
         "--max-pixels",

@@ -268,7 +268,8 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
     batch norms, and for CTC models that the output is long enough
     for the longest label (``T >= 2 * max_len + 1`` at the narrowest image that label can have)
     and that no label smoothing is asked for; for the reader, that ``max_len`` covers the
-    task's longest text.
+    task's longest text; that the ``grammar`` decoder is asked for only by a CTC model of a task
+    with a grammar (``expr``).
 
     Args:
         name: Experiment name (the key under ``experiments``).
@@ -334,6 +335,15 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
             f"{where}.model_kwargs.max_len: {params['max_len']} is shorter than the longest "
             f"tasks.{task} label ({max_len} characters); set it to at least {max_len}"
         )
+    if (exp_cfg.get("eval") or {}).get("decoder") == "grammar":
+        from synth.text import task_grammar
+
+        if entry.family != "ctc" or task_grammar(task) is None:
+            raise ValueError(
+                f"{where}.eval.decoder: 'grammar' holds a CTC model's readings to its task's "
+                f"grammar, and {model!r} on task {task!r} has none (expr_crnn on expr has); "
+                "use greedy or beam"
+            )
     if entry.family == "ctc":
         if train.get("label_smoothing", 0):
             raise ValueError(

@@ -98,6 +98,43 @@ def evaluate(expr: str) -> int:
     return value
 
 
+class ExpressionGrammar:
+    """`evaluate`'s grammar read one character at a time, for decoding constrained to readings
+    that evaluate (``models.families.ctc_beam_search``).
+
+    A state is ``(depth, last)``: open parentheses and what the last character was (``start``,
+    ``open``, ``op``, ``num`` or ``close``).
+    ``advance`` returns None when the character cannot continue any expression;
+    ``accepts`` says whether the text read so far is a whole expression. A text is accepted
+    exactly when `evaluate` returns a value for it (tested).
+    """
+
+    def start(self) -> tuple[int, str]:
+        return (0, "start")
+
+    def advance(self, state: tuple[int, str], char: str) -> tuple[int, str] | None:
+        depth, last = state
+        operand_next = last in ("start", "open", "op")
+        if char in DIGITS:
+            return (depth, "num") if operand_next or last == "num" else None
+        if char in OPERATORS:
+            return (depth, "op") if last in ("num", "close") else None
+        if char == "(":
+            return (depth + 1, "open") if operand_next else None
+        if char == ")":
+            return (depth - 1, "close") if depth > 0 and last in ("num", "close") else None
+        return None
+
+    def accepts(self, state: tuple[int, str]) -> bool:
+        depth, last = state
+        return depth == 0 and last in ("num", "close")
+
+
+def task_grammar(task: str) -> ExpressionGrammar | None:
+    """The grammar readings of ``task`` follow (``expr``: `ExpressionGrammar`), or None."""
+    return ExpressionGrammar() if task == "expr" else None
+
+
 def baidu_expression(rng: np.random.Generator) -> str:
     """Three single-digit operands, two operators, 0 or 1 pair of parentheses around two
     operands."""

@@ -126,6 +126,9 @@ def test_backbone_names():
 def test_eval_spec_from_config():
     spec = EvalSpec.from_config("x", "test_seen", {"batch_size": 4, "decoder": "beam"}, "cpu")
     assert (spec.batch_size, spec.decoder, spec.device) == (4, "beam", "cpu")
+    assert (
+        EvalSpec.from_config("x", "test_seen", {"decoder": "grammar"}, "cpu").decoder == "grammar"
+    )
     with pytest.raises(ValueError, match="decoder"):
         EvalSpec.from_config("x", "test_seen", {"decoder": "viterbi"}, "cpu")
     with pytest.raises(ValueError, match="unknown keys"):
@@ -134,7 +137,12 @@ def test_eval_spec_from_config():
 
 @pytest.mark.parametrize(
     ("case", "decoder"),
-    [*((case, "greedy") for case in sorted(CASES)), ("line", "beam"), ("expr", "beam")],
+    [
+        *((case, "greedy") for case in sorted(CASES)),
+        ("line", "beam"),
+        ("expr", "beam"),
+        ("expr", "grammar"),
+    ],
 )
 def test_evaluate_writes_metrics_and_predictions(tmp_path, cjk_font, case, decoder):
     name, _, _, task, size, texts = CASES[case]
@@ -153,6 +161,7 @@ def test_evaluate_writes_metrics_and_predictions(tmp_path, cjk_font, case, decod
     assert record["model"] == name and record["task"] == task and record["split"] == "test_seen"
     assert record["n"] == len(texts)
     assert record["device"] == "cpu"
+    assert record["decoder"] == (decoder if task in ("expr", "line") else "greedy")
     assert record["eval_img_per_s"] > 0
     assert record["train_steps"] == 6
     assert record["train_wall_s"] == 12.5

@@ -23,6 +23,7 @@ from models.families import (
     make_family,
 )
 from models.registry import build_model, input_spec
+from synth.text import ExpressionGrammar, evaluate
 
 DIGITS = list("0123456789")
 EXPR = list("0123456789+-*()")
@@ -85,6 +86,57 @@ def test_ctc_beam_nbest_is_ordered_and_exact() -> None:
     assert sum(probs) <= 1.0 + 1e-6
     [greedy] = family.decode(out)
     assert greedy.text == pred.text == "1+2"
+
+
+def test_ctc_grammar_decoder_keeps_readings_that_evaluate() -> None:
+    # The best path reads "3+" (a dangling operator) and the beam's best text is "3+" too; held
+    # to the expression grammar the decoder reads "3+4", with the probability the unconstrained
+    # beam gives that same text.
+    family = make_family("expr_crnn", EXPR)
+    frames = [{"3": 0.8, "8": 0.2}, {"": 1.0}, {"+": 0.95, "-": 0.05}, {"": 0.6, "4": 0.4}]
+    out = ctc_outputs(frames, EXPR)
+    [greedy] = family.decode(out)
+    [beam] = family.decode(out, decoder="beam", beam_width=8, k=8)
+    [held] = family.decode(out, decoder="grammar", beam_width=8, k=8, grammar=ExpressionGrammar())
+    assert greedy.text == beam.text == "3+"
+    assert held.text == "3+4"
+    assert held.confidence == pytest.approx(dict(beam.top_k)["3+4"], rel=1e-6)
+    assert [t for t, _ in held.top_k] == ["3+4", "8+4", "3-4", "8-4"]  # all whole, best first
+    for text, _ in held.top_k:
+        evaluate(text)  # each one parses
+
+
+def test_ctc_grammar_never_extends_a_prefix_it_refuses() -> None:
+    # ")" is likelier than "(" in the first frame, but no expression starts with ")": the
+    # search reads "(1)" where the plain beam reads ")1)".
+    family = make_family("expr_crnn", EXPR)
+    frames = [{")": 0.6, "(": 0.4}, {"": 1.0}, {"1": 1.0}, {"": 1.0}, {")": 1.0}]
+    out = ctc_outputs(frames, EXPR)
+    assert family.decode(out, decoder="beam")[0].text == ")1)"
+    [held] = family.decode(out, decoder="grammar", grammar=ExpressionGrammar())
+    assert held.text == "(1)" and held.confidence == pytest.approx(0.4, rel=1e-3)
+
+
+def test_ctc_grammar_without_a_whole_text_returns_the_best_prefixes() -> None:
+    # Every frame says "(" for sure: no whole expression is reachable, so the decoder returns
+    # the likeliest prefixes as they are (the caller sees a reading that does not parse).
+    family = make_family("expr_crnn", EXPR)
+    out = ctc_outputs([{"(": 1.0}, {"": 1.0}, {"(": 1.0}], EXPR)
+    [held] = family.decode(out, decoder="grammar", grammar=ExpressionGrammar())
+    assert held.text == "(("
+
+
+def test_grammar_decoder_needs_a_grammar_and_a_ctc_model() -> None:
+    out = ctc_outputs([{"1": 1.0}], EXPR)
+    with pytest.raises(ValueError, match="needs a grammar"):
+        make_family("expr_crnn", EXPR).decode(out, decoder="grammar")
+    with pytest.raises(ValueError, match="constrains CTC decoding"):
+        make_family("hanzi_cnn", DIGITS).decode(torch.zeros(1, 10), decoder="grammar")
+    with pytest.raises(ValueError, match="constrains CTC decoding"):
+        make_family("reader", DIGITS).decode(torch.zeros(1, 5, 11), decoder="grammar")
+    lp = out[:, 0].numpy()
+    with pytest.raises(ValueError, match="symbols of all 16 classes"):
+        ctc_beam_search(lp, grammar=ExpressionGrammar(), symbols=EXPR)  # blank missing
 
 
 def test_ctc_repeated_characters_need_a_blank() -> None:

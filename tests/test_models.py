@@ -343,6 +343,16 @@ def test_rejects_label_smoothing_on_ctc_models(default_config: dict) -> None:
             check(config, name)
 
 
+def test_grammar_decoder_only_where_the_task_has_a_grammar(default_config: dict) -> None:
+    config = copy.deepcopy(default_config)
+    for name in config["experiments"]:
+        config["experiments"][name].setdefault("eval", {})["decoder"] = "grammar"
+    check(config, "expr_crnn")
+    for name in ("hanzi_cnn", "short_reader", "line_crnn_vgg", "line_crnn_grcnn"):
+        with pytest.raises(ValueError, match=rf"experiments\.{name}\.eval\.decoder: 'grammar'"):
+            check(config, name)
+
+
 def test_input_spec_follows_kwargs() -> None:
     assert input_spec("hanzi_cnn", input_size=48) == {"kind": "square", "size": 48}
     assert input_spec("expr_crnn", width=0.5) == {"kind": "line", "height": 60}

@@ -18,6 +18,7 @@ from models.checkpoint import ModelMeta, save_model
 from models.images import ImageLoadError
 from models.recognize import EXIT_SOME_FAILED, load_recognizer, main
 from models.registry import build_model
+from synth.text import evaluate
 
 CASES = {
     "line": ("crnn_vgg", {"width": 0.125, "hidden": 16}, "line", "中文识别字体一二三0123"),
@@ -151,6 +152,19 @@ def test_cli_tsv_top_k_and_expr_value(checkpoints, image_folder, capsys, monkeyp
     assert "value" in record and (record["value"] is None or isinstance(record["value"], int))
     assert main([str(checkpoints["expr"]), path]) == 0
     assert len(capsys.readouterr().out.rstrip("\n").split("\t")) == 4  # path, text, conf, value
+
+
+def test_cli_grammar_decoder_for_expr_models(checkpoints, image_folder, capsys, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    path = str(image_folder / "a_gray.png")
+    args = [path, "--decoder", "grammar", "--top-k", "2", "--format", "json"]
+    assert main([str(checkpoints["expr"]), *args]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert 1 <= len(record["top_k"]) <= 2 and record["top_k"][0][0] == record["text"]
+    assert record["value"] == evaluate(record["text"])  # even an untrained model's reading parses
+    assert main([str(checkpoints["line"]), *args]) == 1
+    err = capsys.readouterr().err
+    assert "decoder 'grammar'" in err and "'crnn_vgg' on task 'line'" in err
 
 
 def test_cli_refuses_decompression_bomb(checkpoints, image_folder, tmp_path, capsys, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import itertools
 
 import numpy as np
 import pytest
@@ -10,12 +11,14 @@ import pytest
 from synth.charset import build_charset
 from synth.text import (
     ExpressionError,
+    ExpressionGrammar,
     LineSampler,
     baidu_expression,
     balanced_index,
     evaluate,
     long_expression,
     short_text,
+    task_grammar,
 )
 
 
@@ -51,6 +54,38 @@ def test_evaluate_never_calls_eval(monkeypatch):
     monkeypatch.setattr(builtins, "eval", forbidden)
     monkeypatch.setattr(builtins, "exec", forbidden)
     assert evaluate("(1+2)*3") == 9
+
+
+def _grammar_reads(grammar: ExpressionGrammar, text: str) -> bool:
+    state = grammar.start()
+    for ch in text:
+        state = grammar.advance(state, ch)
+        if state is None:
+            return False
+    return grammar.accepts(state)
+
+
+def test_expression_grammar_accepts_exactly_what_evaluate_evaluates():
+    # Every text of up to 6 characters over digits, the operators, parentheses and one stranger:
+    # the grammar, read one character at a time, accepts a text iff evaluate gives it a value.
+    # (A refusal mid-text is then final: no continuation of a refused prefix evaluates.)
+    grammar = task_grammar("expr")
+    assert isinstance(grammar, ExpressionGrammar)
+    alphabet = "07+-*()/"
+    accepted = 0
+    for n in range(7):
+        for chars in itertools.product(alphabet, repeat=n):
+            text = "".join(chars)
+            try:
+                evaluate(text)
+                ok = True
+            except ExpressionError:
+                ok = False
+            assert _grammar_reads(grammar, text) == ok, text
+            accepted += ok
+    assert accepted > 1000  # the enumeration reaches real expressions, nested ones included
+    assert _grammar_reads(grammar, "12*(34+5)-67") and _grammar_reads(grammar, "((1))")
+    assert task_grammar("line") is None and task_grammar("short") is None
 
 
 def test_baidu_expressions_have_the_competition_shape():
