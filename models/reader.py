@@ -67,6 +67,8 @@ class Reader(nn.Module):
         hidden: LSTM cell units (128 in the original).
         max_len: Longest text it reads; it runs ``max_len + 1`` steps.
         input_size: Image side in px (the task's ``size``).
+        convs: Convolutions (3 in the original: 3x3, strides 1, 2, 2); each one more is a 3x3,
+            stride-1 convolution on the last feature map, widening what each column sees.
     """
 
     def __init__(
@@ -76,12 +78,15 @@ class Reader(nn.Module):
         hidden: int = 128,
         max_len: int = 4,
         input_size: int = 40,
+        convs: int = 3,
     ) -> None:
         super().__init__()
         if max_len < 1:
             raise ValueError(f"reader max_len must be >= 1, got {max_len}")
         if input_size < 8:
             raise ValueError(f"reader input_size must be >= 8, got {input_size}")
+        if convs < 3:
+            raise ValueError(f"reader convs must be >= 3, got {convs}")
         self.input_size = input_size
         self.steps = max_len + 1
         self.hidden = hidden
@@ -96,6 +101,15 @@ class Reader(nn.Module):
             nn.Conv2d(c[1], c[2], 3, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(c[2]),
             nn.ReLU(inplace=True),
+            *(
+                layer
+                for _ in range(convs - 3)
+                for layer in (
+                    nn.Conv2d(c[2], c[2], 3, padding=1, bias=False),
+                    nn.BatchNorm2d(c[2]),
+                    nn.ReLU(inplace=True),
+                )
+            ),
         )
         side = _strided_side(_strided_side(input_size))
         self.rnn = nn.LSTMCell(c[2] * side, hidden)
@@ -138,6 +152,14 @@ def reader(
     hidden: int = 128,
     max_len: int = 4,
     input_size: int = 40,
+    convs: int = 3,
 ) -> Reader:
     """Build the attention reader: ``N, 1, 40, 40 -> (N, S, num_classes + 1), (N, S, 40, 40)``."""
-    return Reader(num_classes, width=width, hidden=hidden, max_len=max_len, input_size=input_size)
+    return Reader(
+        num_classes,
+        width=width,
+        hidden=hidden,
+        max_len=max_len,
+        input_size=input_size,
+        convs=convs,
+    )

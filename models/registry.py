@@ -132,7 +132,7 @@ MODELS: dict[str, ModelEntry] = {
         "models.reader:reader",
         "attention",
         {"kind": "square", "size": 40},
-        {"width": 1.0, "hidden": 128, "max_len": 4, "input_size": 40},
+        {"width": 1.0, "hidden": 128, "max_len": 4, "input_size": 40, "convs": 3},
     ),
 }
 

@@ -385,3 +385,27 @@ def test_reader_reads_ink_of_either_polarity() -> None:
         a, b = model(page), model(-page)
     torch.testing.assert_close(a.logits, b.logits)
     assert torch.all(a.masks[:, 0] == 1)
+
+
+def test_reader_convs_widen_each_columns_view() -> None:
+    """``convs`` adds stride-1 convolutions after deep_reader's three: the output shapes stay,
+    and a pixel now reaches feature columns further away (the receptive field grows by 8 px)."""
+    torch.manual_seed(0)
+    three = build_model("reader", 10, **TINY["reader"]).eval()
+    four = build_model("reader", 10, **TINY["reader"], convs=4).eval()
+    convs = [sum(isinstance(m, torch.nn.Conv2d) for m in r.features) for r in (three, four)]
+    assert convs == [3, 4]
+    page = torch.ones(2, 1, 40, 40)
+    out = four(page)
+    assert out.logits.shape == three(page).logits.shape == (2, 5, 11)
+    assert out.masks.shape == (2, 5, 40, 40)
+
+    def columns_reached(model: torch.nn.Module) -> int:
+        torch.manual_seed(1)
+        x = torch.rand(1, 1, 40, 40, requires_grad=True)
+        model.features(x)[0, :, :, 5].sum().backward()  # the feature column mid-image
+        return int((x.grad.abs().sum(dim=(0, 1, 2)) > 0).sum())  # image columns it sees
+
+    assert columns_reached(four) == columns_reached(three) + 8
+    with pytest.raises(ValueError, match="convs must be >= 3"):
+        build_model("reader", 10, convs=2)
