@@ -18,6 +18,7 @@ shard; written once under bench/out/shards and reused).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import logging
@@ -48,14 +49,16 @@ def make_shards(
     config: dict, name: str, task: str, samples: int, shards: int
 ) -> tuple[list[str], list[str]]:
     """Render (once) ``shards`` training shards of ``task`` of config ``name`` with synth;
-    returns their paths and the charset."""
+    returns their paths and the charset. They are kept under a digest of the task's settings and
+    the seed, so an edited task (another charset, say) renders new ones."""
     cfg = config["tasks"][task]
     spec = task_spec(task, cfg)
     c = spec.charset
     chars = c.build()
     chars = covered_charset(chars, [FONT], [], "drop", task)
     face = Face(FONT, 0, "WenQuanYi Micro Hei", "Regular", frozenset(chars))
-    folder = OUT / "shards" / name / task
+    settings = json.dumps([cfg, config.get("seed", 0), FONT], sort_keys=True, default=str)
+    folder = OUT / "shards" / name / f"{task}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(shards):
