@@ -37,6 +37,7 @@ from typing import Any
 from PIL import Image
 
 from models import metrics
+from models.registry import DECODERS
 from synth.atomic import write_text_atomic
 from synth.shards import iter_records
 
@@ -271,8 +272,6 @@ class EvalSpec:
         if unknown:
             raise ValueError(f"experiments.{experiment}.eval: unknown keys {sorted(unknown)}")
         spec = cls(experiment=experiment, split=split, device=device, **cfg)
-        from models.families import DECODERS  # imports torch: only when evaluating
-
         if spec.decoder not in DECODERS:
             raise ValueError(
                 f"experiments.{experiment}.eval.decoder: {spec.decoder!r} is not one of "

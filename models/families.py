@@ -37,12 +37,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.registry import MODELS, family_of, get_entry, output_length
+from models.registry import DECODERS, MODELS, family_of, get_entry, output_length
 
 BLANK = 0  # CTC blank class
 EOS = 0  # attention terminal symbol
 IGNORE_INDEX = -100  # attention targets after the terminal symbol
-DECODERS = ("greedy", "beam", "grammar")
 
 
 class Grammar(Protocol):
@@ -333,11 +332,12 @@ class CTCFamily(Family):
         ``grammar``: the same search, extending only prefixes ``grammar`` can continue and
         ending on texts it accepts (`ctc_beam_search`).
         """
-        if decoder not in DECODERS:
-            raise ValueError(f"unknown decoder {decoder!r}; valid: {', '.join(DECODERS)}")
+        _check_decoder(decoder, self.kind)
         if decoder == "grammar" and grammar is None:
             raise ValueError("decoder 'grammar' needs a grammar (this task has none)")
-        symbols = [None, *self.charset] if decoder == "grammar" else None
+        if decoder != "grammar":
+            grammar = None
+        symbols = [None, *self.charset] if grammar is not None else None
         log_probs = _logits(outputs).detach().float().log_softmax(-1).cpu()
         frames, batch = log_probs.shape[:2]
         lengths = self.input_lengths(widths, frames, batch).tolist()
@@ -349,23 +349,19 @@ class CTCFamily(Family):
                 text = self.text_of(labels)
                 preds.append(Prediction(text, math.exp(logp), [(text, math.exp(logp))]))
             else:
-                beams = ctc_beam_search(
-                    lp[:n, i],
-                    beam_width,
-                    grammar=grammar if decoder == "grammar" else None,
-                    symbols=symbols,
-                )[: max(1, k)]
+                beams = ctc_beam_search(lp[:n, i], beam_width, grammar=grammar, symbols=symbols)
+                beams = beams[: max(1, k)]
                 top = [(self.text_of(labels), math.exp(logp)) for labels, logp in beams]
                 preds.append(Prediction(top[0][0], top[0][1], top))
         return preds
 
 
 def _check_decoder(decoder: str, kind: str) -> None:
-    """Classifiers and the reader decode greedily: ``beam`` gives them the same result,
-    ``grammar`` (a CTC search) is refused."""
+    """A known decoder for this family: classifiers and the reader decode greedily (``beam``
+    gives them the same result), and ``grammar``, a CTC search, is refused for them."""
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; valid: {', '.join(DECODERS)}")
-    if decoder == "grammar":
+    if decoder == "grammar" and kind != "ctc":
         raise ValueError(f"decoder 'grammar' constrains CTC decoding; {kind} models have none")
 
 

@@ -13,7 +13,8 @@ from models.checkpoint import ModelMeta
 from models.devices import resolve_device
 from models.families import Prediction, make_family
 from models.preprocess import ImageLike, pad_batch, prepare_image
-from synth.text import ExpressionError, task_grammar
+from models.registry import grammar_for
+from synth.text import ExpressionError
 from synth.text import evaluate as evaluate_expression
 
 
@@ -50,7 +51,7 @@ def predict(
         device: Where to run (default: where the model's parameters are).
         top_k: Alternatives per prediction (classification and CTC beam search).
         decoder: CTC decoder: ``greedy``, ``beam``, or ``grammar`` (the beam held to the
-            task's grammar, `synth.text.task_grammar`: for ``expr``, readings that evaluate).
+            task's grammar, `models.registry.grammar_for`: for ``expr``, readings that evaluate).
         beam_width: CTC beam width.
 
     Returns:
@@ -65,9 +66,7 @@ def predict(
     device = resolve_device(device)
     model.eval()
     family = make_family(meta.model, meta.charset, meta.model_kwargs)
-    grammar = task_grammar(meta.task)
-    if decoder == "grammar" and grammar is None:
-        raise ValueError(f"decoder 'grammar': task {meta.task!r} has no grammar (expr has one)")
+    grammar = grammar_for(meta.model, meta.task) if decoder == "grammar" else None
     arrays = [prepare_image(im, meta.input) for im in images]
     order = np.argsort([a.shape[1] for a in arrays], kind="stable")
     out: list[Prediction | None] = [None] * len(arrays)

@@ -48,7 +48,7 @@ from torch import nn
 from models.checkpoint import CheckpointError, ModelMeta, load_model
 from models.devices import resolve_device
 from models.export import ExportError, load_onnx
-from models.families import DECODERS, Prediction
+from models.families import Prediction
 from models.images import (
     DEFAULT_MAX_PIXELS,
     POLARITIES,
@@ -58,8 +58,7 @@ from models.images import (
     load_gray,
 )
 from models.predict import predict
-from models.registry import family_of
-from synth.text import task_grammar
+from models.registry import DECODERS, family_of, grammar_for
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +105,8 @@ class Recognizer:
             raise ValueError(f"unknown polarity {polarity!r}; valid: {', '.join(POLARITIES)}")
         if decoder not in DECODERS:
             raise ValueError(f"unknown decoder {decoder!r}; valid: {', '.join(DECODERS)}")
-        if decoder == "grammar" and (
-            family_of(meta.model) != "ctc" or task_grammar(meta.task) is None
-        ):
-            raise ValueError(
-                f"decoder 'grammar' reads CTC models of a task with a grammar (expr); this is "
-                f"{meta.model!r} on task {meta.task!r}"
-            )
+        if decoder == "grammar":
+            grammar_for(meta.model, meta.task)  # refuses a model or task without one
         self.model = model
         self.meta = meta
         self.device = device

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from torch import nn
 
 FAMILIES = ("classification", "ctc", "attention")
+# How outputs are read back (`models.families`): best class per step or frame, CTC prefix beam
+# search, or that search held to the task's grammar (`grammar_for`).
+DECODERS = ("greedy", "beam", "grammar")
 
 # The family each task's labels call for, and the geometry of its images.
 TASK_FAMILY = {"hanzi": "classification", "expr": "ctc", "line": "ctc", "short": "attention"}
@@ -336,14 +339,7 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
             f"tasks.{task} label ({max_len} characters); set it to at least {max_len}"
         )
     if (exp_cfg.get("eval") or {}).get("decoder") == "grammar":
-        from synth.text import task_grammar
-
-        if entry.family != "ctc" or task_grammar(task) is None:
-            raise ValueError(
-                f"{where}.eval.decoder: 'grammar' holds a CTC model's readings to its task's "
-                f"grammar, and {model!r} on task {task!r} has none (expr_crnn on expr has); "
-                "use greedy or beam"
-            )
+        grammar_for(model, task, where=f"{where}.eval.decoder")
     if entry.family == "ctc":
         if train.get("label_smoothing", 0):
             raise ValueError(
@@ -351,6 +347,25 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
                 "per-class target to smooth; set it to 0 (it applies to hanzi_cnn and reader)"
             )
         _check_ctc_length(where, model, task, task_cfg, params)
+
+
+def grammar_for(model: str, task: str, where: str = "decoder") -> Any:
+    """The grammar the ``grammar`` decoder holds ``model``'s readings of ``task`` to
+    (`synth.text.task_grammar`).
+
+    Raises:
+        ValueError: ``model`` is not a CTC model, or ``task`` has no grammar (message starts
+            with ``where``).
+    """
+    from synth.text import task_grammar  # the registry stays light: the Snakefile imports it
+
+    grammar = task_grammar(task) if family_of(model) == "ctc" else None
+    if grammar is None:
+        raise ValueError(
+            f"{where}: 'grammar' holds a CTC model's readings to its task's grammar, and "
+            f"{model!r} on task {task!r} has none (expr_crnn on expr has); use greedy or beam"
+        )
+    return grammar
 
 
 def _check_ctc_length(

@@ -164,7 +164,7 @@ def test_cli_grammar_decoder_for_expr_models(checkpoints, image_folder, capsys, 
     assert record["value"] == evaluate(record["text"])  # even an untrained model's reading parses
     assert main([str(checkpoints["line"]), *args]) == 1
     err = capsys.readouterr().err
-    assert "decoder 'grammar'" in err and "'crnn_vgg' on task 'line'" in err
+    assert "decoder: 'grammar'" in err and "'crnn_vgg' on task 'line'" in err
 
 
 def test_cli_refuses_decompression_bomb(checkpoints, image_folder, tmp_path, capsys, monkeypatch):
