@@ -62,6 +62,7 @@ from models.devices import (
     autocast,
     dist_env,
     init_distributed,
+    memory_format,
     resolve_device,
     shutdown_distributed,
 )
@@ -191,7 +192,7 @@ def validate(
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
     for batch in batches:
-        images = batch.images.to(device, non_blocking=True)
+        images = batch.images.to(device, non_blocking=True, memory_format=memory_format(device))
         with autocast(device, amp):
             outputs = model(images)
         targets = family.encode(batch.texts)
@@ -276,7 +277,9 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
 
     # Model: the same initial weights on every rank (DDP also broadcasts rank 0's).
     torch.manual_seed(job.seed)
-    model = build_model(job.model, family.num_classes, **job.model_kwargs).to(device)
+    layout = memory_format(device)
+    model = build_model(job.model, family.num_classes, **job.model_kwargs)
+    model = model.to(device, memory_format=layout)
     n_params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.AdamW(
         param_groups(model, spec.weight_decay), lr=lr_at(0, spec), betas=(0.9, 0.999)
@@ -380,7 +383,7 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
             group["lr"] = lr
         torch.manual_seed(step_seed(job.seed, env.rank, step))  # dropout: a function of step
 
-        images = batch.images.to(device, non_blocking=True)
+        images = batch.images.to(device, non_blocking=True, memory_format=layout)
         targets = family.encode(batch.texts)
         with autocast(device, amp):
             outputs = ddp_model(images)

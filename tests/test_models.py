@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from models.devices import memory_format
 from models.families import make_family
 from models.registry import (
     MODELS,
@@ -94,6 +95,31 @@ def test_output_shapes(name: str) -> None:
                 out = model(images(name, 2, width))
                 t = output_length(name, width, **TINY[name])
                 assert out.shape == (t, 2, len(CHARSET) + 1), (width, t)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_channels_last_changes_only_the_layout(name: str) -> None:
+    # Training runs in channels_last on the CPU (models.devices.memory_format); recognition,
+    # evaluation and export load the same weights into a model in the default layout.
+    torch.manual_seed(0)
+    model = build_model(name, len(CHARSET), **TINY[name]).eval()
+    x = images(name, 3)
+    with torch.no_grad():
+        ref = model(x)
+        model = model.to(memory_format=memory_format(torch.device("cpu")))
+        assert any(
+            p.dim() == 4
+            and p.is_contiguous(memory_format=torch.channels_last)
+            and p.stride()[1] == 1
+            for p in model.parameters()
+        )
+        out = model(x.contiguous(memory_format=torch.channels_last))
+    for a, b in zip(
+        ref if isinstance(ref, tuple) else [ref],
+        out if isinstance(out, tuple) else [out],
+        strict=True,
+    ):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
 
 
 def test_expr_drop_frames_changes_length() -> None:
