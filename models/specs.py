@@ -15,7 +15,7 @@ from synth.shards import sha256_file
 
 SCHEDULES = ("cosine", "onecycle", "constant")
 # Settings that change neither the weights nor the history: editing them resumes the same run.
-NOT_HASHED = ("mem_mb", "tensorboard")
+NOT_HASHED = ("mem_mb", "threads", "tensorboard")
 # Settings added after runs were first keyed: hashed only when they differ from their default, so
 # a run keeps its key (and its finished weights) when an upgrade adds a setting it did not use.
 HASHED_WHEN_SET = ("label_smoothing",)
@@ -52,6 +52,7 @@ class TrainSpec:
     amp: bool = True
     tensorboard: bool = False
     mem_mb: int = 4000
+    threads: int = 0
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -59,6 +60,8 @@ class TrainSpec:
         for name in ("steps", "batch_size", "val_every", "val_batches", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.threads < 0:
+            raise ValueError(f"train.threads must be >= 0 (0 = every core), got {self.threads}")
         if self.curriculum_steps < 0:
             raise ValueError(f"train.curriculum_steps must be >= 0, got {self.curriculum_steps}")
         if not 0 <= self.label_smoothing < 1:

@@ -111,12 +111,16 @@ def test_train_spec_defaults_match_the_schema():
         TrainSpec(curriculum_steps=-1)
     with pytest.raises(ValueError, match=r"train\.label_smoothing must be in \[0, 1\), got 1"):
         TrainSpec(label_smoothing=1)
+    with pytest.raises(ValueError, match=r"train\.threads must be >= 0 \(0 = every core\), got -1"):
+        TrainSpec(threads=-1)
 
 
 def test_run_hash_follows_what_the_weights_depend_on(line_data, tmp_path):
     job = line_job(line_data, tmp_path)
     charset = list("0123")
-    same = replace(job, out_dir="elsewhere", device="cuda", train=replace(job.train, mem_mb=9))
+    same = replace(
+        job, out_dir="elsewhere", device="cuda", train=replace(job.train, mem_mb=9, threads=1)
+    )
     assert run_hash(same, charset) == run_hash(job, charset)
     assert run_hash(replace(job, seed=12), charset) != run_hash(job, charset)
     assert run_hash(job, list("01234")) != run_hash(job, charset)

@@ -129,18 +129,56 @@ def test_changing_one_task_reruns_only_that_task(smoke_run, tmp_path):
     assert any(rule == "train" for rule, _ in jobs)
 
 
-def test_gpu_jobs_declare_one_gpu_and_every_core(tmp_path):
-    # Under --cores 8 on one machine two GPU jobs never run at once: each asks for gpu=1 and
-    # for all 8 cores, and the local profile caps gpu at 1.
-    proc = run_snakemake(tmp_path, "-n", "--cores", "8", "all")
-    blocks = re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule )", proc.stdout)
-    seen = set()
+def _resources(dry_run_stdout: str, rules: set[str]) -> list[tuple[str, str]]:
+    """(rule, job block) for each job of ``rules`` a dry run lists."""
+    blocks = re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule )", dry_run_stdout)
+    found = []
     for block in blocks:
         m = re.search(r"rule (\w+):", block)
-        if m and m.group(1) in {"train", "evaluate"}:
-            seen.add(m.group(1))
-            assert re.search(r"threads: 8\b", block), block
-            assert re.search(r"\bgpu=1\b", block), block
-    assert seen == {"train", "evaluate"}
+        if m and m.group(1) in rules:
+            found.append((m.group(1), block))
+    return found
+
+
+def test_gpu_jobs_declare_one_gpu_and_every_core(tmp_path):
+    # On a GPU, under --cores 8 on one machine two GPU jobs never run at once: each asks for
+    # gpu=1 and (train.threads 0) for all 8 cores, and the local profile caps gpu at 1.
+    def edit(c):
+        c["device"] = "cuda"
+        for exp in c["experiments"].values():
+            exp["train"].pop("threads", None)  # the default, 0
+
+    proc = run_snakemake(
+        tmp_path, "-n", "--cores", "8", "all", config=_write_config(tmp_path, edit)
+    )
+    jobs = _resources(proc.stdout, {"train", "evaluate"})
+    assert {rule for rule, _ in jobs} == {"train", "evaluate"}
+    for _, block in jobs:
+        assert re.search(r"threads: 8\b", block), block
+        assert re.search(r"\bgpu=1\b", block), block
     profile = yaml.safe_load((REPO / "workflow/profiles/local/config.yaml").read_text())
     assert profile["resources"]["gpu"] == 1
+
+
+def test_cpu_training_jobs_take_their_threads_and_no_gpu(tmp_path):
+    # On the CPU the jobs declare no GPU, so the profile's gpu cap does not serialise them, and
+    # a train job takes experiments.<name>.train.threads cores: with 1, two train side by side
+    # under --cores 2. threads is a resource, not a setting: it is not in the job's params.
+    def edit(c):
+        c["device"] = "cpu"
+        for exp in c["experiments"].values():
+            exp["train"].pop("threads", None)  # the default, 0: every core
+        c["experiments"]["expr_crnn"]["train"]["threads"] = 1
+        c["experiments"]["hanzi_cnn"]["train"]["threads"] = 4  # capped at --cores
+
+    proc = run_snakemake(
+        tmp_path, "-n", "--cores", "2", "all", config=_write_config(tmp_path, edit)
+    )
+    jobs = _resources(proc.stdout, {"train", "evaluate"})
+    assert jobs
+    for rule, block in jobs:
+        assert re.search(r"\bgpu=0\b", block), block
+        if rule == "train" and "experiment=expr_crnn" in block:
+            assert "threads:" not in block, block  # Snakemake lists threads above 1 only
+        else:
+            assert re.search(r"threads: 2\b", block), block

@@ -1,5 +1,7 @@
 # Shared by all the rule files. Config validation, the names of things, small input functions.
 # Paths are the contract between rules: every rule reads and writes through these functions.
+import functools
+
 from snakemake.utils import validate
 
 from models.registry import validate_experiment
@@ -73,10 +75,29 @@ def all_targets():
     ]
 
 
+def train_threads(wildcards):
+    """Cores of a train job: experiments.<name>.train.threads, 0 meaning every core."""
+    threads = experiment_config(wildcards.experiment)["train"]["threads"]
+    return min(threads, workflow.cores) if threads else workflow.cores
+
+
+@functools.cache
+def accelerator_jobs():
+    """1 when training and evaluation run on a GPU (or MPS), else 0: the `gpu` resource they
+    declare, which the local profile caps at 1 so two never share one GPU. On a CPU-only machine
+    they declare none, and their threads alone decide how many share the cores. torch is imported
+    (to resolve device: auto) only when such a job is scheduled."""
+    if config["device"] != "auto":
+        return int(config["device"] != "cpu")
+    from models.devices import resolve_device
+
+    return int(resolve_device("auto").type != "cpu")
+
+
 def train_params(wildcards):
     exp = experiment_config(wildcards.experiment)
-    # mem_mb is a resource, not a setting of the run: editing it must not rerun training.
-    train = {k: v for k, v in exp["train"].items() if k != "mem_mb"}
+    # mem_mb and threads are resources, not settings of the run: editing them must not rerun training.
+    train = {k: v for k, v in exp["train"].items() if k not in ("mem_mb", "threads")}
     return {
         "experiment": {
             **{k: exp[k] for k in ("task", "model", "model_kwargs")},

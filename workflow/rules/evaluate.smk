@@ -32,7 +32,7 @@ rule evaluate:
     threads: lambda wildcards: workflow.cores
     resources:
         mem_mb=4000,
-        gpu=1,
+        gpu=lambda w: accelerator_jobs(),
     params:
         eval=lambda w: canonical(experiment_config(w.experiment).get("eval", {})),
         device=config["device"],

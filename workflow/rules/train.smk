@@ -17,9 +17,9 @@ rule train:
         "logs/train/{experiment}.log",
     conda:
         "../../environment.yml"
-    threads: lambda wildcards: workflow.cores
+    threads: train_threads
     resources:
-        gpu=1,
+        gpu=lambda w: accelerator_jobs(),
         mem_mb=lambda w: experiment_config(w.experiment)["train"]["mem_mb"],
     params:
         spec=lambda w: canonical(train_params(w)),
