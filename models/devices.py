@@ -65,7 +65,7 @@ def resolve_device(name: str | torch.device | None = "auto", local_rank: int = 0
 def memory_format(device: torch.device) -> torch.memory_format:
     """The layout training keeps images and convolution weights in on ``device``.
 
-    channels_last (NHWC) on the CPU, where oneDNN's convolutions run faster in it (1.05-1.3x per
+    channels_last (NHWC) on the CPU, where oneDNN's convolutions run faster in it (1.09-1.24x per
     model on 2 cores; ``bench/bench_cpu.py``, BENCHMARKS.md); the default layout elsewhere, where
     it has not been measured. Only the speed depends on it: a checkpoint's weights load into a
     model of either layout.

@@ -588,7 +588,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--results", default="results", help="results folder (default: results)")
     parser.add_argument("--spec", help="a TrainJob as JSON (a string, or @file.json)")
     parser.add_argument("--device", help="override the config's device (auto, cpu, cuda, mps)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: the config's train.threads)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -605,8 +607,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         job = job_from_config(config, args.experiment, args.results, args.device)
     else:
         parser.error("give --config and --experiment, or --spec")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = args.threads or job.train.threads  # the config's train.threads, 0 = torch's default
+    if threads:
+        torch.set_num_threads(threads)
     train(job)
 
 
