@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from bench_train import make_shards, train_steps
+from bench_train import emit, make_shards, train_steps
 
 from models.data import TrainStream, train_loader
 from models.families import make_family
@@ -71,12 +71,12 @@ def worker(args: argparse.Namespace) -> None:
     optimizer = torch.optim.AdamW(param_groups(model, spec.weight_decay), lr=1e-4)
     device = torch.device("cpu")
     px = [0]
-    train_steps(model, family, optimizer, itertools.islice(batches, 2), device, 5.0, px)
+    train_steps(model, family, optimizer, itertools.islice(batches, 2), device, 5.0, px, fmt)
     print("ready", flush=True)
     sys.stdin.readline()
     images, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < args.seconds:
-        images += train_steps(model, family, optimizer, [next(batches)], device, 5.0, px)
+        images += train_steps(model, family, optimizer, [next(batches)], device, 5.0, px, fmt)
     print(json.dumps({"images": images, "seconds": time.perf_counter() - t0}), flush=True)
 
 
@@ -145,28 +145,28 @@ def main() -> None:
         f"{args.seconds:g} s; images/s on batches in memory"
     )
     print("experiment\t" + "\t".join(LAYOUTS) + "\tchannels_last_gain\tside_by_side_gain\toverall")
-    rows = []
-    for name in names:
-        # render the bench shards once, before the workers read them
-        task = config["experiments"][name]["task"]
-        make_shards(config, Path(args.config).stem, task, args.samples, 2)
-        rates: dict[str, list[float]] = {layout: [] for layout in LAYOUTS}
-        for _ in range(args.rounds):
-            for layout, (fmt, side_by_side) in LAYOUTS.items():
-                threads = [1] * args.cores if side_by_side else [args.cores]
-                rates[layout].append(sum(run_together(name, threads, fmt, args)))
-        row: dict[str, object] = {"experiment": name}
-        row.update({k: round(statistics.median(v), 1) for k, v in rates.items()})
-        old, cl, sbs = (float(row[k]) for k in LAYOUTS)
-        row.update(
-            channels_last_gain=round(cl / old, 2),
-            side_by_side_gain=round(sbs / cl, 2),
-            overall=round(sbs / old, 2),
-        )
-        rows.append(row)
-        print("\t".join(str(v) for v in row.values()), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    emit((measure(name, config, args) for name in names), args.json)
+
+
+def measure(name: str, config: dict, args: argparse.Namespace) -> dict:
+    """One experiment's row: the median rate of each layout, and their ratios."""
+    # render the bench shards once, before the workers read them
+    task = config["experiments"][name]["task"]
+    make_shards(config, Path(args.config).stem, task, args.samples, 2)
+    rates: dict[str, list[float]] = {layout: [] for layout in LAYOUTS}
+    for _ in range(args.rounds):
+        for layout, (fmt, side_by_side) in LAYOUTS.items():
+            threads = [1] * args.cores if side_by_side else [args.cores]
+            rates[layout].append(sum(run_together(name, threads, fmt, args)))
+    row: dict[str, object] = {"experiment": name}
+    row.update({k: round(statistics.median(v), 1) for k, v in rates.items()})
+    old, cl, sbs = (float(row[k]) for k in LAYOUTS)
+    row.update(
+        channels_last_gain=round(cl / old, 2),
+        side_by_side_gain=round(sbs / cl, 2),
+        overall=round(sbs / old, 2),
+    )
+    return row
 
 
 if __name__ == "__main__":

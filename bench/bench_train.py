@@ -26,13 +26,14 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 import yaml
 
 from models.data import PREFETCH, TrainStream, train_loader
-from models.devices import autocast, resolve_device
+from models.devices import autocast, memory_format, resolve_device
 from models.families import make_family
 from models.registry import build_model, input_spec
 from models.specs import TrainSpec
@@ -70,13 +71,28 @@ def make_shards(
     return paths, chars
 
 
-def train_steps(model, family, optimizer, batches, device, clip: float, pixels: list) -> int:
-    """The training step of `models.train` (forward, family loss, backward, clip, step).
-    Returns the images trained on; adds the padded pixels fed to ``pixels[0]``."""
+def emit(rows: Iterable[dict], json_path: str | None) -> None:
+    """Print each row as a tab-separated line as it is measured; then write them all as JSON to
+    ``json_path`` (if given)."""
+    done = []
+    for row in rows:
+        done.append(row)
+        print("\t".join(str(v) for v in row.values()), flush=True)
+    if json_path:
+        Path(json_path).write_text(json.dumps(done, indent=2) + "\n")
+
+
+def train_steps(
+    model, family, optimizer, batches, device, clip: float, pixels: list, layout=None
+) -> int:
+    """The training step of `models.train` (forward, family loss, backward, clip, step), images
+    in ``layout`` (default: `models.devices.memory_format`, as training uses; the model must be
+    in it too). Returns the images trained on; adds the padded pixels fed to ``pixels[0]``."""
+    layout = memory_format(device) if layout is None else layout
     n = 0
     for batch in batches:
         pixels[0] += batch.images.numel()
-        images = batch.images.to(device, non_blocking=True)
+        images = batch.images.to(device, non_blocking=True, memory_format=layout)
         targets = family.encode(batch.texts)
         with autocast(device, True):
             outputs = model(images)
@@ -99,7 +115,8 @@ def bench_experiment(name, exp, config, args, device) -> dict:
     family = make_family(exp["model"], charset, kwargs)
     geometry = input_spec(exp["model"], **kwargs)
     torch.manual_seed(0)
-    model = build_model(exp["model"], family.num_classes, **kwargs).to(device).train()
+    model = build_model(exp["model"], family.num_classes, **kwargs)
+    model = model.to(device, memory_format=memory_format(device)).train()
     optimizer = torch.optim.AdamW(param_groups(model, spec.weight_decay), lr=1e-4)
     clip = spec.clip_grad
 
@@ -184,13 +201,13 @@ def main() -> None:
     )
     header = "experiment model batch workers pipeline_img_s memory_img_s ratio pixel_ratio"
     print(header.replace(" ", "\t"))
-    rows = []
-    for name in names:
-        row = bench_experiment(name, config["experiments"][name], config, args, device)
-        rows.append(row)
-        print("\t".join(str(v) for v in row.values()), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    emit(
+        (
+            bench_experiment(name, config["experiments"][name], config, args, device)
+            for name in names
+        ),
+        args.json,
+    )
 
 
 if __name__ == "__main__":
