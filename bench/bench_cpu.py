@@ -11,8 +11,8 @@ contiguous, side by side against one job, and the new layout against the old one
 Each process trains the experiment's model (the training step of `models.train`: forward,
 family loss, backward, clip, AdamW step) on batches already in memory, read from real shards
 rendered by ``synth`` (those of ``bench_train.py``), for ``--seconds`` after a warm-up; all
-processes start their timed window together. Rounds alternate the two layouts and each rate is
-the median over rounds, so a change in the machine's load hits both alike.
+processes start their timed window together. Each round runs the three layouts in turn and each
+rate is the median over rounds, so a change in the machine's load hits both alike.
 
     python bench/bench_cpu.py --cores 2 --seconds 20 --rounds 3
 """

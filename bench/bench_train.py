@@ -201,13 +201,9 @@ def main() -> None:
     )
     header = "experiment model batch workers pipeline_img_s memory_img_s ratio pixel_ratio"
     print(header.replace(" ", "\t"))
-    emit(
-        (
-            bench_experiment(name, config["experiments"][name], config, args, device)
-            for name in names
-        ),
-        args.json,
-    )
+    experiments = config["experiments"]
+    rows = (bench_experiment(name, experiments[name], config, args, device) for name in names)
+    emit(rows, args.json)
 
 
 if __name__ == "__main__":
