@@ -86,3 +86,98 @@ def test_unknown_degradation_is_named():
         resolve({"sparkle": {"p": 1}})
     with pytest.raises(ValueError, match="sigm"):
         resolve({"gaussian_noise": {"sigm": [1, 2]}})
+
+
+def _levels(img) -> tuple[float, float]:
+    """(contrast, noise-free) as :func:`synth.augment.legible` measures them: paper minus ink."""
+    from synth.augment import INK_PERCENTILE, PAPER_PERCENTILE
+
+    x = np.clip(np.asarray(img, dtype=np.float32), 0, 255)
+    return float(np.percentile(x, PAPER_PERCENTILE) - np.percentile(x, INK_PERCENTILE))
+
+
+def test_legible_stretches_faint_ink_to_the_contrast_floor(face):
+    from synth.augment import legible
+
+    img = render_expr("(7+5)*4-12", face, (32, 128), _rng(2)).astype(np.float32)
+    faint = 230 - (230 - img) * 0.1  # ink 10% of the way to black
+    assert _levels(faint) < 30
+    out = legible(faint, None, 64, 3)
+    assert out is not None and abs(_levels(out) - 64) < 1
+    # a stretch about the paper: the same picture, darker ink
+    assert np.corrcoef(out.ravel(), faint.ravel())[0, 1] > 0.999
+    # ink so close to black that the stretch would go below 0: the image moves up instead
+    dark = 50 - (50 - img * 50 / 255) * 0.2
+    out = legible(dark, None, 64, 3)
+    assert out.min() >= -1e-3 and abs(_levels(out) - 64) < 1
+
+
+def test_legible_scales_strong_noise_down_to_the_snr_floor(face):
+    from synth.augment import legible
+
+    clean = render_expr("(7+5)*4-12", face, (32, 128), _rng(2)).astype(np.float32)
+    clean = 200 - (200 - clean) * 0.5  # paper 200, ink about 100 levels darker
+    noise = 60 * _rng(5).standard_normal(clean.shape).astype(np.float32)
+    out = legible(clean, clean + noise, 64, 3)
+    assert out is not None
+    shown = np.clip(out, 0, 255) - np.clip(clean, 0, 255)
+    assert 3 <= _levels(clean) / shown.std() < 3.5
+    assert np.corrcoef((out - clean).ravel(), noise.ravel())[0, 1] > 0.999  # same noise, weaker
+
+
+def test_legible_leaves_readable_images_byte_for_byte(face):
+    from synth.augment import legible
+
+    img = render_expr("(7+5)*4-12", face, (32, 128), _rng(2))
+    noisy = img.astype(np.float32) + 5 * _rng(1).standard_normal(img.shape).astype(np.float32)
+    assert legible(img, None, 64, 3) is None and legible(img, noisy, 64, 3) is None
+    cfg = {"gaussian_noise": {"p": 1.0, "sigma": [3, 8]}, "blur": {"p": 0.5}}
+    off = {**cfg, "legible": {"min_contrast": 0, "min_snr": 0}}
+    for seed in range(10):
+        assert np.array_equal(degrade(img, cfg, _rng(seed)), degrade(img, off, _rng(seed)))
+
+
+def test_degrade_holds_every_image_to_the_floors(face):
+    """Faint, blurred, noisy: without the floors text drowns; with them every image keeps both."""
+    img = render_expr("(7+5)*4-12", face, (32, 128), _rng(2))
+    harsh = {
+        "brightness_contrast": {"p": 1.0, "brightness": 0.0, "contrast": [0.1, 0.3]},
+        "gaussian_noise": {"p": 1.0, "sigma": [30, 60]},
+    }
+    off = {**harsh, "legible": {"min_contrast": 0, "min_snr": 0}}
+    on = {**harsh, "legible": {"min_contrast": 64, "min_snr": 3}}
+
+    def snr(cfg, seed):
+        # the same draws as degrade makes: contrast from the noise-free image, noise as it shows
+        noisy = degrade(img, cfg, _rng(seed)).astype(np.float32)
+        clean = degrade(img, {**cfg, "gaussian_noise": {"p": 1.0, "sigma": [0, 0]}}, _rng(seed))
+        return _levels(clean), _levels(clean) / max(float((noisy - clean).std()), 1e-6)
+
+    drowned = [snr(off, s) for s in range(8)]
+    held = [snr(on, s) for s in range(8)]
+    assert max(c for c, _ in drowned) < 64 and max(r for _, r in drowned) < 3
+    assert all(c >= 63 and r >= 2.8 for c, r in held), held
+
+
+def test_legible_settings_are_checked_and_named():
+    assert resolve({})["legible"] == {"min_contrast": 64.0, "min_snr": 3.0}
+    with pytest.raises(ValueError, match=r"degrade\.legible\.min_snr"):
+        resolve({"legible": {"min_snr": -1}})
+    with pytest.raises(ValueError, match="snr_floor"):
+        resolve({"legible": {"snr_floor": 3}})
+
+
+def test_degradation_defaults_match_the_schema():
+    from pathlib import Path
+
+    import yaml
+
+    from synth.augment import LEGIBLE
+
+    schema_path = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
+    props = yaml.safe_load(schema_path.read_text())["definitions"]["degrade"]["properties"]
+    ours = {**DEFAULTS, "legible": LEGIBLE}
+    assert set(props) == set(ours)
+    for name, params in ours.items():
+        schema = {k: v["default"] for k, v in props[name]["properties"].items()}
+        assert schema == {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}, name
