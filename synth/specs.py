@@ -143,7 +143,7 @@ class ShortSpec:
     """Up to a few characters anywhere in a ``size`` x ``size`` image."""
 
     charset: CharsetSpec = field(
-        default_factory=lambda: CharsetSpec("chars", "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+        default_factory=lambda: CharsetSpec("chars", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
     )
     size: int = 40
     length: tuple[int, int] = (1, 4)
