@@ -6,7 +6,8 @@ Measures images/s of one process (one core) for 32-px Chinese lines and 64x64 si
 
 - ours (config): render + the degradations of configs/config.yaml for that task;
 - ours (heavy): render + background noise and blur on every image (what trdg does to each image
-  with background_type=0 and random blur);
+  with background_type=0 and random blur); and the same without ``degrade.legible``'s floors,
+  whose check runs on every image (noise on every image is its dearest case);
 - trdg 1.8.0 ``FakeTextDataGenerator.generate`` on the same texts and font files (face 0), with a
   Gaussian-noise background, random blur and skew, in memory (no file written);
 - shard overhead: the time to write the rendered samples as a shard (PNG + tar), as a share of
@@ -86,6 +87,7 @@ def bench_ours(lines, chars, faces, cfg, repeats):
     line_deg = resolve(cfg["tasks"]["line"]["degrade"])
     hanzi_deg = resolve(cfg["tasks"]["hanzi"]["degrade"])
     heavy = resolve(HEAVY)
+    unfloored = resolve({**HEAVY, "legible": {"min_contrast": 0, "min_snr": 0}})
     line_items = [(t, faces[i % len(faces)]) for i, t in enumerate(lines)]
     hanzi_items = [(c, faces[i % len(faces)]) for i, c in enumerate(chars)]
 
@@ -109,6 +111,9 @@ def bench_ours(lines, chars, faces, cfg, repeats):
         render_s = _best_seconds(render_only(task, items, deg), repeats)
         out[f"{task} config"] = n / render_s
         out[f"{task} heavy"] = n / _best_seconds(render_only(task, items, heavy), repeats)
+        out[f"{task} heavy, no legibility floors"] = n / _best_seconds(
+            render_only(task, items, unfloored), repeats
+        )
         # Writing cost alone: the same samples, already rendered, encoded (at the task's PNG
         # level) and written.
         level = task_spec(task, cfg["tasks"][task]).png_level
@@ -192,6 +197,9 @@ def main() -> None:
             print(f"{k:50s} {100 * v:9.1f}%")
         else:
             print(f"{'ours ' + k:50s} {v:10.0f}")
+    for k in ("line", "hanzi"):
+        floors = ours[k + " heavy"] / ours[k + " heavy, no legibility floors"]
+        print(f"degrade.legible floors, {k}: {floors:.3f}x the images/s without them (heavy)")
     if theirs is None:
         print(why)
         return

@@ -16,9 +16,9 @@ the feature map's maximum over its rows (``C x W/4`` values) rather than the who
 original feeds it 4,608 values for a 30 px image). Text may sit at any height, so the maximum
 over rows makes the features the same wherever the line is, and the LSTM only has to learn
 where along the line each character is, which it must know to read them in order. On the
-default config's data (digits and capitals at 10-14 px, 40x40) the whole-map reader was still at
-chance after 1,200 batches of 32, and this one had begun to read (8.6% whole words on held-out
-fonts after 2,400 batches, 17% after 3,000); see BENCHMARKS.md.
+default config's data of the time (digits and capitals at 10-14 px, 40x40) the whole-map
+reader was at chance after 1,200 batches of 32, and this one had begun to read (8.6% whole
+words on held-out fonts after 2,400 batches, 17% after 3,000); see BENCHMARKS.md.
 
 The maximum over rows keeps only what each column of the last map saw, and after three
 convolutions that is a 9 px square, less than one of the default config's glyphs. ``convs``

@@ -180,4 +180,22 @@ def test_degradation_defaults_match_the_schema():
     assert set(props) == set(ours)
     for name, params in ours.items():
         schema = {k: v["default"] for k, v in props[name]["properties"].items()}
-        assert schema == {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}, name
+        expected = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+        assert schema == expected, name
+
+
+def test_percentiles_are_numpys_bit_for_bit():
+    """legible's fast percentiles: what np.percentile gives, so shards are the same bytes."""
+    from synth.augment import _percentiles
+
+    rng = _rng(7)
+    for i in range(600):
+        shape = [(40, 40), (32, 128), (64, 64), (32, 201), (2, 3), (1, 1)][i % 6]
+        if i % 3 == 0:
+            x = rng.integers(0, 256, shape).astype(np.float32)  # an untouched uint8 image
+        elif i % 3 == 1:
+            x = np.clip(200 + 40 * rng.standard_normal(shape), 0, 255).astype(np.float32)
+        else:
+            x = np.clip(rng.random(shape) * 300 - 20, 0, 255).astype(np.float32)
+        qs = (0.5, 80, 0, 100, 33.3)
+        assert _percentiles(x, qs) == [float(np.percentile(x, q)) for q in qs], (i, shape)
