@@ -51,12 +51,13 @@ ORDER = tuple(DEFAULTS)
 LEGIBLE = {"min_contrast": 64.0, "min_snr": 3.0}
 PAPER_PERCENTILE = 80  # grey level of the paper: text covers less than a fifth of any task's image
 INK_PERCENTILE = 0.5  # grey level of the ink: its darkest 0.5% of pixels (8 of a 40x40 image)
+_RESOLVED = {*DEFAULTS, "legible"}  # the keys of a resolved config
 
 
 def resolve(cfg: Mapping[str, Mapping] | None) -> dict[str, dict]:
     """Fill defaults; reject unknown degradations or parameters, naming them."""
     cfg = cfg or {}
-    unknown = set(cfg) - set(DEFAULTS) - {"legible"}
+    unknown = set(cfg) - _RESOLVED
     if unknown:
         raise ValueError(
             f"unknown degradation(s) {sorted(unknown)}; valid: {', '.join(ORDER)}, legible"
@@ -83,8 +84,7 @@ def legible(
     light before inversion). Ink closer than ``min_contrast`` grey levels to the paper is stretched
     away from it (the image moves up if the ink would go below 0); noise whose standard deviation
     (as it shows, clipped to 0..255) is above the contrast / ``min_snr`` is scaled down to that
-    or a little below.
-    The noise keeps its pattern and kind.
+    or a little below. The noise keeps its pattern and kind.
 
     Args:
         clean: the noise-free image (``uint8``, or ``float32`` that may leave 0..255).
@@ -96,8 +96,8 @@ def legible(
         The corrected ``float32`` image, or None when the image is above both floors (so the
         caller keeps what it had, byte for byte).
     """
-    base = clean.astype(np.float32)
-    levels = np.clip(base, 0, 255)
+    base = original = clean.astype(np.float32)
+    levels = np.clip(original, 0, 255)
     ink, paper = _percentiles(levels, (INK_PERCENTILE, PAPER_PERCENTILE))
     contrast = paper - ink
     changed = False
@@ -107,7 +107,7 @@ def legible(
         contrast, changed = min_contrast, True
     if noisy is None:
         return base if changed else None
-    noise = noisy - clean.astype(np.float32)
+    noise = noisy - original
     sigma = float((np.clip(noisy, 0, 255) - levels).std())  # the noise as it shows (clipped)
     if min_snr and sigma > 0 and 0 < contrast < min_snr * sigma:
         # Scaled so the unclipped noise has the floor's deviation: clipped, it shows no more.
@@ -271,9 +271,6 @@ def degrade(img: np.ndarray, cfg: Mapping[str, Mapping], rng: np.random.Generato
     if rng.random() < c["invert"]["p"]:
         out = 255 - out
     return np.ascontiguousarray(out, dtype=np.uint8)
-
-
-_RESOLVED = {*DEFAULTS, "legible"}
 
 
 def _u8(f: np.ndarray) -> np.ndarray:
