@@ -88,8 +88,8 @@ def test_unknown_degradation_is_named():
         resolve({"gaussian_noise": {"sigm": [1, 2]}})
 
 
-def _levels(img) -> tuple[float, float]:
-    """(contrast, noise-free) as :func:`synth.augment.legible` measures them: paper minus ink."""
+def _contrast(img) -> float:
+    """Paper minus ink, in grey levels, as :func:`synth.augment.legible` measures it."""
     from synth.augment import INK_PERCENTILE, PAPER_PERCENTILE
 
     x = np.clip(np.asarray(img, dtype=np.float32), 0, 255)
@@ -101,15 +101,15 @@ def test_legible_stretches_faint_ink_to_the_contrast_floor(face):
 
     img = render_expr("(7+5)*4-12", face, (32, 128), _rng(2)).astype(np.float32)
     faint = 230 - (230 - img) * 0.1  # ink 10% of the way to black
-    assert _levels(faint) < 30
+    assert _contrast(faint) < 30
     out = legible(faint, None, 64, 3)
-    assert out is not None and abs(_levels(out) - 64) < 1
+    assert out is not None and abs(_contrast(out) - 64) < 1
     # a stretch about the paper: the same picture, darker ink
     assert np.corrcoef(out.ravel(), faint.ravel())[0, 1] > 0.999
     # ink so close to black that the stretch would go below 0: the image moves up instead
     dark = 50 - (50 - img * 50 / 255) * 0.2
     out = legible(dark, None, 64, 3)
-    assert out.min() >= -1e-3 and abs(_levels(out) - 64) < 1
+    assert out.min() >= -1e-3 and abs(_contrast(out) - 64) < 1
 
 
 def test_legible_scales_strong_noise_down_to_the_snr_floor(face):
@@ -121,7 +121,7 @@ def test_legible_scales_strong_noise_down_to_the_snr_floor(face):
     out = legible(clean, clean + noise, 64, 3)
     assert out is not None
     shown = np.clip(out, 0, 255) - np.clip(clean, 0, 255)
-    assert 3 <= _levels(clean) / shown.std() < 3.5
+    assert 3 <= _contrast(clean) / shown.std() < 3.5
     assert np.corrcoef((out - clean).ravel(), noise.ravel())[0, 1] > 0.999  # same noise, weaker
 
 
@@ -151,7 +151,7 @@ def test_degrade_holds_every_image_to_the_floors(face):
         # the same draws as degrade makes: contrast from the noise-free image, noise as it shows
         noisy = degrade(img, cfg, _rng(seed)).astype(np.float32)
         clean = degrade(img, {**cfg, "gaussian_noise": {"p": 1.0, "sigma": [0, 0]}}, _rng(seed))
-        return _levels(clean), _levels(clean) / max(float((noisy - clean).std()), 1e-6)
+        return _contrast(clean), _contrast(clean) / max(float((noisy - clean).std()), 1e-6)
 
     drowned = [snr(off, s) for s in range(8)]
     held = [snr(on, s) for s in range(8)]
