@@ -71,7 +71,7 @@ class FaceRecord:
         family: family name from the name table ('' when unreadable).
         style: subfamily name.
         role: ``train`` or ``test`` (held out).
-        status: ``ok``, ``excluded`` (family matched ``exclude_families``) or ``error``.
+        status: ``ok``, ``excluded`` (matched ``exclude_families``: see `excluded_by`) or ``error``.
         reason: why the face is excluded or unreadable.
         covered: characters (of those scanned) the face draws.
     """
@@ -183,6 +183,16 @@ def _drawn_chars(font: TTFont, chars: Iterable[str]) -> set[str]:
     raise TTLibError("neither a glyf nor a CFF table")
 
 
+def excluded_by(patterns: Sequence[re.Pattern], family: str, style: str) -> str | None:
+    """The first of ``patterns`` found in the family name or the face's full name, or None.
+
+    The full name is the family and the style, ``"Lato Thin"`` for the Thin face of family
+    ``Lato``, so a pattern can leave out one weight of a family and keep the others.
+    """
+    full = f"{family} {style}".strip()
+    return next((p.pattern for p in patterns if p.search(family) or p.search(full)), None)
+
+
 def scan_fonts(
     train: Sequence[str],
     test: Sequence[str],
@@ -196,8 +206,8 @@ def scan_fonts(
         test: globs or paths of held-out fonts (``fonts.test_fonts``); a file in both lists is
         held out.
         chars: the characters to check (the union of the charsets).
-        exclude_families: regexes searched in the family name; matching faces get status
-        ``excluded``.
+        exclude_families: regexes searched in the family name and the full name (family and
+        style; `excluded_by`); matching faces get status ``excluded``.
 
     Returns:
         One record per face (and one per unreadable file, status ``error``), sorted by role and
@@ -231,11 +241,11 @@ def _scan_file(f: FontFile, role: str, chars: list[str], patterns) -> list[FaceR
             name = font["name"]
             family = name.getBestFamilyName() or ""
             style = name.getBestSubFamilyName() or ""
-            hit = next((p.pattern for p in patterns if p.search(family)), None)
+            hit = excluded_by(patterns, family, style)
             if hit is not None:
                 out.append(
                     FaceRecord(
-                        f.path, index, family, style, role, "excluded", f"family matches {hit}"
+                        f.path, index, family, style, role, "excluded", f"name matches {hit}"
                     )
                 )
                 continue
@@ -285,8 +295,8 @@ def read_coverage(
     """The usable faces of ``role`` (``train`` or ``test``) from the coverage table, for one task.
 
     A face's ``covered`` set is the task's charset minus the characters the table lists as missing.
-    Faces whose family matches one of the ``exclude_families`` regexes (the task's own, see
-    ``tasks.<task>.exclude_families``) are left out.
+    Faces matching one of the ``exclude_families`` regexes (the task's own, see
+    ``tasks.<task>.exclude_families``; matched as in `excluded_by`) are left out.
     """
     patterns = [re.compile(p) for p in exclude_families]
     with open(path, encoding="utf-8", newline="") as f:
@@ -298,7 +308,7 @@ def read_coverage(
     for r in rows:
         if r["role"] != role or r["status"] != "ok":
             continue
-        if any(p.search(r["family"]) for p in patterns):
+        if excluded_by(patterns, r["family"], r["style"]) is not None:
             continue
         missing = set(r[col])
         covered = frozenset(c for c in charset if c not in missing)
@@ -363,7 +373,7 @@ def covered_charset(
     Args:
         chars: the charset as built from its source.
         paths: training font globs or paths (``fonts.paths``).
-        exclude_families: family regexes to skip.
+        exclude_families: regexes of the families or faces to skip (`excluded_by`).
         policy: ``error`` or ``drop``.
         what: a name for messages (the task).
     """

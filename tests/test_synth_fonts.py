@@ -58,6 +58,19 @@ def test_exclude_families_by_regex(heldout_font):
     status = {r.family: r.status for r in records}
     assert status["AR PL UKai CN"] == "ok"
     assert status["AR PL UKai TW"] == "excluded" and status["AR PL UKai HK"] == "excluded"
+    excluded = next(r for r in records if r.family == "AR PL UKai TW")
+    assert excluded.reason == r"name matches \b(HK|TW)\b"
+
+
+def test_exclude_one_face_of_a_family_by_its_full_name(heldout_font):
+    """A pattern can name a face (family and style) and keep the family's other faces."""
+    records = scan_fonts([], [str(heldout_font)], EXPR, [r"^AR PL UKai CN Book$"])
+    status = {r.name: r.status for r in records}
+    assert status["AR PL UKai CN Book"] == "excluded"
+    assert status["AR PL UKai TW Book"] == status["AR PL UKai HK Book"] == "ok"
+    # Patterns written for family names keep matching them (anchored at the family's end).
+    records = scan_fonts([], [str(heldout_font)], EXPR, [r"UKai CN$"])
+    assert {r.status for r in records} == {"excluded", "ok"}
 
 
 def test_empty_glyph_counts_as_missing(tmp_path, latin_font):

@@ -138,6 +138,13 @@ def test_a_task_can_exclude_font_families(setup, tmp_path):
     assert {"DejaVu Sans", "WenQuanYi Micro Hei"} <= every
     kept = read_coverage(coverage, "expr", charsets["expr"], "train", [r"^DejaVu"])
     assert {f.family for f in kept} == every - {"DejaVu Sans"}
+    dejavu = next(
+        f
+        for f in read_coverage(coverage, "expr", charsets["expr"], "train")
+        if f.family == "DejaVu Sans"
+    )
+    by_face = read_coverage(coverage, "expr", charsets["expr"], "train", [f"^{dejavu.name}$"])
+    assert {f.name for f in by_face} == {f.name for f in kept}  # the face, by family and style
     spec = task_spec("expr", {**SMALL["expr"], "exclude_families": ["^DejaVu"]})
     assert spec.exclude_families == ("^DejaVu",)
     path = _write(setup, tmp_path, "expr", exclude_families=["^DejaVu"])
