@@ -10,7 +10,8 @@ PKGS=(fonts-noto-cjk fonts-noto-cjk-extra fonts-wqy-microhei fonts-wqy-zenhei fo
       fonts-cwtex-kai fonts-cwtex-fs fonts-cwtex-heib fonts-smiley-sans fonts-jetbrains-mono
       fonts-firacode fonts-inconsolata fonts-hack fonts-noto-mono fonts-go fonts-oxygen fonts-lato
       fonts-quicksand fonts-comic-neue fonts-open-sans fonts-cantarell fonts-roboto-unhinted
-      fonts-crosextra-carlito fonts-linuxlibertine tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng)
+      fonts-crosextra-carlito fonts-linuxlibertine fonts-cmu fonts-sil-gentium fonts-stix fonts-sil-charis
+      tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng)
 if [ "${1:-}" = "--test" ]; then
     PKGS+=(chromium)
 fi
