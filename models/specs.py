@@ -18,7 +18,7 @@ SCHEDULES = ("cosine", "onecycle", "constant")
 NOT_HASHED = ("mem_mb", "threads", "tensorboard")
 # Settings added after runs were first keyed: hashed only when they differ from their default, so
 # a run keeps its key (and its finished weights) when an upgrade adds a setting it did not use.
-HASHED_WHEN_SET = ("label_smoothing",)
+HASHED_WHEN_SET = ("label_smoothing", "ema_decay")
 
 
 def _unknown(cls: type, cfg: Mapping[str, Any], where: str) -> None:
@@ -49,6 +49,7 @@ class TrainSpec:
     shuffle_buffer: int = 1000
     curriculum_steps: int = 0
     label_smoothing: float = 0.0
+    ema_decay: float = 0.0
     amp: bool = True
     tensorboard: bool = False
     mem_mb: int = 4000
@@ -66,6 +67,8 @@ class TrainSpec:
             raise ValueError(f"train.curriculum_steps must be >= 0, got {self.curriculum_steps}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
 

@@ -1,8 +1,12 @@
 """The training loop: one for every model, readable top to bottom (after nanoGPT's ``train.py``).
 
-    seed -> data stream -> model, AdamW -> resume? -> for each step: lr(step), forward (bf16
-    autocast on GPU), family loss (fp32), finite check, backward, clip, step -> log, validate,
-    early stop, checkpoint -> model.pt, history.csv, train.json
+    seed -> data stream -> model, AdamW, weight average? -> resume? -> for each step: lr(step),
+    forward (bf16 autocast on GPU), family loss (fp32), finite check, backward, clip, step,
+    average -> log, validate, early stop, checkpoint -> model.pt, history.csv, train.json
+
+With ``ema_decay`` set, an exponential moving average of the weights (and batch-norm statistics)
+follows the trained ones (`torch.optim.swa_utils.AveragedModel`); it is the model that is
+validated and written to ``model.pt``.
 
 Resuming: a checkpoint holding the weights, optimizer, RNG state, history and early-stopping
 state is written atomically every ``checkpoint_every`` steps under
@@ -47,6 +51,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from models.checkpoint import (
     ModelMeta,
@@ -129,6 +134,25 @@ def lr_at(step: int, spec: TrainSpec) -> float:
     if spec.schedule == "cosine":
         return low + 0.5 * (1.0 + math.cos(math.pi * progress)) * (peak - low)
     return peak - progress * (peak - low)  # onecycle: linear down
+
+
+def ema_update(decay: float) -> Any:
+    """`AveragedModel`'s update for an exponential moving average with a warm-up: after ``n``
+    updates the average moves ``1 - min(decay, (1 + n) / (10 + n))`` of the way to the weights
+    (as TensorFlow's ``ExponentialMovingAverage`` with ``num_updates``), so the random initial
+    weights are soon forgotten instead of weighing ``decay ** steps`` at the end."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
+        n_updates = float(n)
+        weight = 1 - min(decay, (1 + n_updates) / (10 + n_updates))
+        for avg, cur in zip(averaged, current, strict=True):
+            if avg.is_floating_point():
+                avg.lerp_(cur, weight)
+            else:  # counters such as batch norm's num_batches_tracked
+                avg.copy_(cur)
+
+    return update
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
@@ -284,6 +308,13 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
     optimizer = torch.optim.AdamW(
         param_groups(model, spec.weight_decay), lr=lr_at(0, spec), betas=(0.9, 0.999)
     )
+    # The weight average, when set, is what is validated and shipped.
+    ema = (
+        AveragedModel(model, multi_avg_fn=ema_update(spec.ema_decay), use_buffers=True)
+        if spec.ema_decay > 0
+        else None
+    )
+    shipped = ema.module if ema is not None else model
     meta = ModelMeta(
         model=job.model,
         model_kwargs=dict(job.model_kwargs),
@@ -303,6 +334,8 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
         unwrap(model).load_state_dict(ckpt["state_dict"])
         state = ckpt["resume"]
         optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         _set_rng_state(state["rng"], device)
         step, history = int(state["step"]), list(state["history"])
         best_loss = float(state["best_val_loss"])
@@ -350,6 +383,7 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
         resume = {
             "step": step,
             "optimizer": optimizer.state_dict(),
+            "ema": ema.state_dict() if ema is not None else None,
             # The schedule is a pure function of the step: its state is the step and the spec.
             "scheduler": {
                 "schedule": spec.schedule,
@@ -407,6 +441,8 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
                 "Lower train.lr, raise warmup_steps or set clip_grad, then rerun."
             )
         optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
         step += 1
         loss_sum, norm_sum, n_logged = loss_sum + loss_value, norm_sum + norm_value, n_logged + 1
         images_seen += len(batch.texts) * env.world_size
@@ -426,7 +462,7 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
             loss_sum, norm_sum, n_logged, images_seen, busy = 0.0, 0.0, 0, 0, 0.0
         if step % spec.val_every == 0 or last:
             if env.is_main:
-                last_val = validate(model, family, val_set, device, amp)
+                last_val = validate(shipped, family, val_set, device, amp)
             val_loss, val_acc = _broadcast_floats(last_val or (0.0, 0.0), env, device)
             last_val = (val_loss, val_acc)
             row.update(val_loss=val_loss, val_acc=val_acc)
@@ -482,7 +518,7 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
         run_hash=key,
     )
     if env.is_main:
-        save_model(out_dir / "model.pt", model, _with_step(meta, step))
+        save_model(out_dir / "model.pt", shipped, _with_step(meta, step))
         _write_history(out_dir / "history.csv", history)
         info = {
             "experiment": job.experiment,

@@ -19,6 +19,7 @@ import pytest
 import torch
 import yaml
 from test_data import LINE, write_shards
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import models.train as train_module
 from models.checkpoint import load_checkpoint, load_model
@@ -26,7 +27,15 @@ from models.data import SampleLabelError
 from models.devices import dist_env, resolve_device
 from models.families import CTCFamily
 from models.specs import TrainJob, TrainSpec, hashed_settings, run_hash
-from models.train import HISTORY_COLUMNS, NonFiniteLossError, job_from_config, lr_at, main, train
+from models.train import (
+    HISTORY_COLUMNS,
+    NonFiniteLossError,
+    ema_update,
+    job_from_config,
+    lr_at,
+    main,
+    train,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SQUARE64 = {"kind": "square", "size": 64}
@@ -95,6 +104,37 @@ def test_onecycle_without_warmup_uses_30_percent():
     spec = TrainSpec(steps=100, lr=1.0, warmup_steps=0, schedule="onecycle")
     lrs = [lr_at(s, spec) for s in range(100)]
     assert max(range(100), key=lrs.__getitem__) == 29
+
+
+def test_weight_average_warms_up():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    average = AveragedModel(model, multi_avg_fn=ema_update(0.9), use_buffers=True)
+    average.update_parameters(model)  # the first update copies the weights
+    expected = model[0].weight.detach().clone()
+    for n in range(1, 30):
+        with torch.no_grad():
+            model[0].weight.add_(1.0)
+        model(torch.randn(4, 2))  # batch norm statistics and counter move too
+        average.update_parameters(model)
+        decay = min(0.9, (1 + n) / (10 + n))
+        expected = decay * expected + (1 - decay) * model[0].weight.detach()
+    assert torch.allclose(average.module[0].weight, expected)
+    assert int(average.module[1].num_batches_tracked) == 29
+
+    # The initial weights are soon forgotten: after 29 updates to weights of 0 they keep a share
+    # of 2/11 * 3/12 * ... * 30/39 < 1e-6, where a fixed decay of 0.9 keeps 0.9**29 = 4.7%.
+    linear = torch.nn.Linear(2, 2)
+    torch.nn.init.constant_(linear.weight, 1.0)
+    warm = AveragedModel(linear, multi_avg_fn=ema_update(0.9))
+    fixed = AveragedModel(linear, multi_avg_fn=get_ema_multi_avg_fn(0.9))
+    for n in range(30):
+        warm.update_parameters(linear)
+        fixed.update_parameters(linear)
+        if n == 0:
+            torch.nn.init.constant_(linear.weight, 0.0)
+    with torch.no_grad():
+        assert float(warm.module.weight.max()) < 1e-6
+        assert float(fixed.module.weight.min()) == pytest.approx(0.9**29, rel=1e-4)
 
 
 def test_train_spec_defaults_match_the_schema():
@@ -196,8 +236,9 @@ def test_training_writes_its_outputs_and_resumes(line_data, tmp_path):
     assert sorted(p.name for p in (out / "resume").iterdir()) == [edited.run_hash]
 
 
-def test_resume_in_process_gives_identical_weights(line_data, tmp_path, monkeypatch):
-    full = train(line_job(line_data, tmp_path / "full", steps=7))
+@pytest.mark.parametrize("ema_decay", [0.0, 0.8], ids=["plain", "weight-average"])
+def test_resume_in_process_gives_identical_weights(line_data, tmp_path, monkeypatch, ema_decay):
+    full = train(line_job(line_data, tmp_path / "full", steps=7, ema_decay=ema_decay))
     # The same run, interrupted at step 5 (after the checkpoint at step 3), then rerun.
     real_lr_at = train_module.lr_at
 
@@ -208,9 +249,9 @@ def test_resume_in_process_gives_identical_weights(line_data, tmp_path, monkeypa
 
     monkeypatch.setattr(train_module, "lr_at", interrupting)
     with pytest.raises(KeyboardInterrupt):
-        train(line_job(line_data, tmp_path / "part", steps=7))
+        train(line_job(line_data, tmp_path / "part", steps=7, ema_decay=ema_decay))
     monkeypatch.setattr(train_module, "lr_at", real_lr_at)
-    resumed = train(line_job(line_data, tmp_path / "part", steps=7))
+    resumed = train(line_job(line_data, tmp_path / "part", steps=7, ema_decay=ema_decay))
     assert resumed.resumed_from == 3 and resumed.run_hash == full.run_hash
     a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "part" / "model.pt", weights_only=True)["state_dict"]
@@ -218,6 +259,30 @@ def test_resume_in_process_gives_identical_weights(line_data, tmp_path, monkeypa
     assert (tmp_path / "full" / "history.csv").read_text().split("\n")[0] == (
         tmp_path / "part" / "history.csv"
     ).read_text().split("\n")[0]
+
+
+def test_the_weight_average_is_validated_and_shipped(line_data, tmp_path):
+    plain = train(line_job(line_data, tmp_path / "plain"))
+    averaged = train(line_job(line_data, tmp_path / "ema", ema_decay=0.5))
+    assert averaged.run_hash != plain.run_hash
+    # Unset, the setting leaves a run's key as it was before the setting existed.
+    assert "ema_decay" not in hashed_settings(line_job(line_data, tmp_path).train)
+    last = load_checkpoint(tmp_path / "ema" / "resume" / averaged.run_hash / "last.pt")
+    trained = last["state_dict"]
+    average = {k.removeprefix("module."): v for k, v in last["resume"]["ema"].items()}
+    plain_weights = torch.load(tmp_path / "plain" / "model.pt", weights_only=True)["state_dict"]
+    shipped = torch.load(tmp_path / "ema" / "model.pt", weights_only=True)["state_dict"]
+    # The average only follows the training: the trained weights are those of the plain run.
+    assert all(torch.equal(plain_weights[k], trained[k]) for k in plain_weights)
+    # model.pt holds the average, batch-norm statistics included, not the trained weights.
+    assert all(torch.equal(shipped[k], average[k]) for k in shipped)
+    for name in ("running_mean", "weight"):
+        key = next(k for k in shipped if k.endswith(name))
+        assert not torch.allclose(shipped[key], trained[key]), key
+    # Validation reads the average too.
+    assert averaged.final_val_loss != pytest.approx(plain.final_val_loss)
+    with pytest.raises(ValueError, match=r"train\.ema_decay must be in \[0, 1\), got 1"):
+        TrainSpec(ema_decay=1)
 
 
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(line_data, tmp_path, monkeypatch):
