@@ -112,6 +112,33 @@ def test_legible_stretches_faint_ink_to_the_contrast_floor(face):
     assert out.min() >= -1e-3 and abs(_contrast(out) - 64) < 1
 
 
+def test_legible_can_measure_the_strokes_rather_than_their_darkest_pixels(face):
+    """A thin face drawn small: pale strokes, darker where they cross. Measured at its darkest
+    pixels it passes both floors; measured at its strokes it is stretched until they pass."""
+    from synth.augment import legible
+
+    img = render_expr("(7+5)*4-12", face, (32, 128), _rng(2))
+    strokes = img < np.percentile(img, 80) - 64
+    pale = np.where(strokes, 230 - 45, 230).astype(np.float32)  # strokes 45 levels from the paper
+    crossings = np.flatnonzero(strokes.ravel())[::10]
+    pale.ravel()[crossings] = 230 - 80  # where they cross: darker
+    strokes.ravel()[crossings] = False
+    noisy = pale + 18 * _rng(3).standard_normal(pale.shape).astype(np.float32)
+
+    def stroke_contrast(x):
+        x = np.clip(x, 0, 255)
+        return float(np.percentile(x, 80) - np.median(x[strokes]))
+
+    assert _contrast(pale) > 64 and stroke_contrast(pale) < 50
+    assert legible(pale, noisy, 64, 3) is None  # its darkest pixels pass both floors
+    out = legible(pale, noisy, 64, 3, ink="stroke")
+    clean_out = legible(pale, None, 64, 3, ink="stroke")
+    assert out is not None and clean_out is not None
+    assert 62 < stroke_contrast(clean_out) < 70  # the strokes stretched to the floor
+    shown = np.clip(out, 0, 255) - np.clip(clean_out, 0, 255)
+    assert stroke_contrast(clean_out) / shown.std() >= 2.9  # the noise scaled to the strokes
+
+
 def test_legible_scales_strong_noise_down_to_the_snr_floor(face):
     from synth.augment import legible
 
@@ -160,11 +187,14 @@ def test_degrade_holds_every_image_to_the_floors(face):
 
 
 def test_legible_settings_are_checked_and_named():
-    assert resolve({})["legible"] == {"min_contrast": 64.0, "min_snr": 3.0}
+    assert resolve({})["legible"] == {"min_contrast": 64.0, "min_snr": 3.0, "ink": "darkest"}
     with pytest.raises(ValueError, match=r"degrade\.legible\.min_snr"):
         resolve({"legible": {"min_snr": -1}})
     with pytest.raises(ValueError, match="snr_floor"):
         resolve({"legible": {"snr_floor": 3}})
+    assert resolve({"legible": {"ink": "stroke"}})["legible"]["ink"] == "stroke"
+    with pytest.raises(ValueError, match=r"degrade\.legible\.ink: 'strokes'; valid: 'darkest'"):
+        resolve({"legible": {"ink": "strokes"}})
 
 
 def test_degradation_defaults_match_the_schema():
