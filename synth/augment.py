@@ -28,7 +28,8 @@ the rest of each stroke a pale grey, so an image can pass both floors with strok
 from the paper and 1.5 noise deviations: in session 12's held-out expr split, the 38 images whose
 strokes stood under 48 grey levels from the paper (2% of the split) made 8 of the recognizer's 22
 errors. ``ink: stroke`` measures the strokes themselves: the median of the pixels nearer the
-darkest level than the paper.
+darkest level than the paper. The default config holds expr's test splits to it
+(``tasks.expr.splits.<split>.degrade``) and trains on the laxer floor, which read better.
 """
 
 from __future__ import annotations
@@ -100,10 +101,11 @@ def legible(
 
     The paper's grey level is the image's 80th percentile, the ink's its 0.5th (text is dark on
     light before inversion), or with ``ink="stroke"`` the median of the pixels nearer that
-    darkest level than the paper: the strokes' own grey, not where they cross. Ink closer than ``min_contrast`` grey levels to the paper is stretched
-    away from it (the image moves up if the ink would go below 0); noise whose standard deviation
-    (as it shows, clipped to 0..255) is above the contrast / ``min_snr`` is scaled down to that
-    or a little below. The noise keeps its pattern and kind.
+    darkest level than the paper: the strokes' own grey, not where they cross. Ink closer than
+    ``min_contrast`` grey levels to the paper is stretched away from it (the image moves up if
+    the ink would go below 0); noise whose standard deviation (as it shows, clipped to 0..255)
+    is above the contrast / ``min_snr`` is scaled down to that or a little below. The noise
+    keeps its pattern and kind.
 
     Args:
         clean: the noise-free image (``uint8``, or ``float32`` that may leave 0..255).

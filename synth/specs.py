@@ -163,6 +163,30 @@ TASK_SPECS: dict[str, type] = {
 }
 
 
+def split_config(task: str, cfg: Mapping[str, Any], split: str) -> dict[str, Any]:
+    """The settings one split's shards are drawn with: the task's, without ``splits``, and with
+    the split's ``degrade`` merged over the task's, degradation by degradation and parameter by
+    parameter. A split without ``degrade`` gets the task's settings unchanged (so its shards, and
+    the Snakemake params that key them, stay the same).
+
+    Raises:
+        ValueError: an unknown degradation or parameter in the split's ``degrade``, naming it.
+    """
+    out = {k: v for k, v in cfg.items() if k != "splits"}
+    override = ((cfg.get("splits") or {}).get(split) or {}).get("degrade")
+    if not override:
+        return out
+    degrade = {name: dict(params or {}) for name, params in (out.get("degrade") or {}).items()}
+    for name, params in override.items():
+        degrade[name] = {**degrade.get(name, {}), **(params or {})}
+    try:
+        resolve(degrade)
+    except ValueError as e:
+        raise ValueError(f"tasks.{task}.splits.{split}: {e}") from None
+    out["degrade"] = degrade
+    return out
+
+
 def task_spec(task: str, cfg: Mapping[str, Any] | None) -> TaskSpec:
     """Build a task's spec from its config slice (``splits`` is ignored if present).
 

@@ -23,7 +23,7 @@ from synth.shards import (
     write_manifest,
     write_shard,
 )
-from synth.specs import ShardSpec, task_spec
+from synth.specs import ShardSpec, split_config, task_spec
 from synth.text import evaluate
 
 SMALL = {
@@ -283,3 +283,34 @@ def test_task_spec_defaults_match_the_schema(task):
         else:
             ours = getattr(spec, key)
             assert (list(ours) if isinstance(ours, tuple) else ours) == default, (task, key)
+
+
+def test_a_split_can_override_its_tasks_degradations():
+    task = {
+        "height": 32,
+        "degrade": {"blur": {"p": 0.3, "radius": [0.3, 1.2]}, "legible": {"min_snr": 2}},
+        "splits": {
+            "train": {"shards": 2, "samples": 10},
+            "test_heldout": {
+                "shards": 1,
+                "samples": 5,
+                "degrade": {"legible": {"ink": "stroke"}, "jpeg": {"p": 0.5}},
+            },
+        },
+    }
+    # No override: the task's settings as they are, so the shards' keys do not change.
+    assert split_config("expr", task, "train") == {k: v for k, v in task.items() if k != "splits"}
+    merged = split_config("expr", task, "test_heldout")
+    assert merged["degrade"] == {
+        "blur": {"p": 0.3, "radius": [0.3, 1.2]},
+        "legible": {"min_snr": 2, "ink": "stroke"},  # parameter by parameter
+        "jpeg": {"p": 0.5},
+    }
+    assert task["degrade"]["legible"] == {"min_snr": 2}  # the task's own settings untouched
+    assert task_spec("expr", merged).degrade["legible"]["ink"] == "stroke"
+    bad = {**task, "splits": {"val": {"degrade": {"legible": {"inks": "stroke"}}}}}
+    with pytest.raises(ValueError, match=r"tasks\.expr\.splits\.val: degrade\.legible.*'inks'"):
+        split_config("expr", bad, "val")
+    bad = {**task, "splits": {"val": {"degrade": {"sparkle": {"p": 1}}}}}
+    with pytest.raises(ValueError, match=r"tasks\.expr\.splits\.val: .*sparkle"):
+        split_config("expr", bad, "val")

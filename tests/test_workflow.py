@@ -70,6 +70,12 @@ def test_lint_is_clean(tmp_path):
         (lambda c: c["experiments"]["expr_crnn"]["train"].update(steps="many"), "many"),
         (lambda c: c.update(tasks_typo={}), "tasks_typo"),
         (lambda c: c["experiments"]["line_crnn_vgg"]["model_kwargs"].update(hiden=3), "hiden"),
+        (
+            lambda c: c["tasks"]["expr"]["splits"]["test_heldout"].update(
+                degrade={"legible": {"inks": "stroke"}}
+            ),
+            "inks",
+        ),
     ],
 )
 def test_config_typo_fails_at_parse_time_naming_the_key(tmp_path, edit, key):
@@ -127,6 +133,23 @@ def test_changing_one_task_reruns_only_that_task(smoke_run, tmp_path):
             assert wildcards["experiment"] == "expr_crnn", (rule, wildcards)
     assert any(rule == "shard" for rule, _ in jobs)
     assert any(rule == "train" for rule, _ in jobs)
+
+
+@pytest.mark.slow
+def test_changing_one_splits_degradations_reruns_only_that_split(smoke_run, tmp_path):
+    def edit(c):
+        c["tasks"]["expr"]["splits"]["test_heldout"]["degrade"] = {"legible": {"ink": "stroke"}}
+
+    proc = run_snakemake(
+        smoke_run, "-n", "--cores", "2", "all", config=_write_config(tmp_path, edit)
+    )
+    jobs = _jobs(proc.stdout)
+    shards = [w for rule, w in jobs if rule == "shard"]
+    assert shards and all((w["task"], w["split"]) == ("expr", "test_heldout") for w in shards)
+    assert not any(rule == "train" for rule, _ in jobs)  # training data unchanged
+    for rule, wildcards in jobs:
+        if "split" in wildcards:
+            assert wildcards["split"] == "test_heldout", (rule, wildcards)
 
 
 def _resources(dry_run_stdout: str, rules: set[str]) -> list[tuple[str, str]]:

@@ -5,13 +5,17 @@ import functools
 from snakemake.utils import validate
 
 from models.registry import validate_experiment
-from synth.specs import canonical
+from synth.specs import canonical, split_config
 
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 
 TASKS = ["hanzi", "expr", "line", "short"]
 SPLITS = ["train", "val", "test_seen", "test_heldout"]
 TEST_SPLITS = ["test_seen", "test_heldout"]
+for _task in TASKS:
+    # A split's degrade (merged over its task's) with an unknown name fails at parse time too.
+    for _split in config["tasks"][_task]["splits"]:
+        split_config(_task, config["tasks"][_task], _split)
 EXPERIMENTS = sorted(config["experiments"])
 for _name in EXPERIMENTS:
     # Unknown model kwargs, or a CTC output shorter than 2 * max label + 1, fail at parse time.
@@ -19,9 +23,9 @@ for _name in EXPERIMENTS:
     validate_experiment(_name, _exp, config["tasks"][_exp["task"]])
 
 
-def task_config(task):
-    """The task's settings without its split sizes: what every shard of the task depends on."""
-    return {k: v for k, v in config["tasks"][task].items() if k != "splits"}
+def shard_config(task, split):
+    """What one split's shards depend on: the task's settings, the split's degrade merged in."""
+    return split_config(task, config["tasks"][task], split)
 
 
 def experiment_config(experiment):

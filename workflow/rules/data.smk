@@ -58,7 +58,7 @@ rule shard:
     resources:
         mem_mb=1500,
     params:
-        task=lambda w: canonical(task_config(w.task)),
+        task=lambda w: canonical(shard_config(w.task, w.split)),
         samples=lambda w: config["tasks"][w.task]["splits"][w.split]["samples"],
         seed=config["seed"],
     script:
