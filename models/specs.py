@@ -15,7 +15,7 @@ from synth.shards import sha256_file
 
 SCHEDULES = ("cosine", "onecycle", "constant")
 # Settings that change neither the weights nor the history: editing them resumes the same run.
-NOT_HASHED = ("mem_mb", "threads", "tensorboard")
+NOT_HASHED = ("mem_mb", "threads", "priority", "tensorboard")
 # Settings added after runs were first keyed: hashed only when they differ from their default, so
 # a run keeps its key (and its finished weights) when an upgrade adds a setting it did not use.
 HASHED_WHEN_SET = ("label_smoothing", "ema_decay")
@@ -54,6 +54,7 @@ class TrainSpec:
     tensorboard: bool = False
     mem_mb: int = 4000
     threads: int = 0
+    priority: int = 0
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:

@@ -159,7 +159,10 @@ def test_run_hash_follows_what_the_weights_depend_on(line_data, tmp_path):
     job = line_job(line_data, tmp_path)
     charset = list("0123")
     same = replace(
-        job, out_dir="elsewhere", device="cuda", train=replace(job.train, mem_mb=9, threads=1)
+        job,
+        out_dir="elsewhere",
+        device="cuda",
+        train=replace(job.train, mem_mb=9, threads=1, priority=5),
     )
     assert run_hash(same, charset) == run_hash(job, charset)
     assert run_hash(replace(job, seed=12), charset) != run_hash(job, charset)

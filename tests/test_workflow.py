@@ -183,6 +183,50 @@ def test_gpu_jobs_declare_one_gpu_and_every_core(tmp_path):
     assert profile["resources"]["gpu"] == 1
 
 
+def test_the_longest_training_job_and_its_shards_start_first(tmp_path):
+    # train.priority is Snakemake's rule priority for the train job and its task's train and val
+    # shards (the highest of the task's experiments); test shards and evaluations keep 0.
+    def edit(c):
+        for exp in c["experiments"].values():
+            exp["train"].pop("priority", None)
+        c["experiments"]["short_reader"]["train"]["priority"] = 4
+        c["experiments"]["line_crnn_grcnn"]["train"]["priority"] = 1
+
+    proc = run_snakemake(
+        tmp_path, "-n", "--cores", "2", "all", config=_write_config(tmp_path, edit)
+    )
+    jobs = _resources(proc.stdout, {"train", "shard", "evaluate"})
+    seen = set()
+    for rule, block in jobs:
+        m = re.search(r"\bpriority: (\d+)", block)
+        got = int(m.group(1)) if m else 0  # Snakemake lists a priority only when it is not 0
+        wildcards = dict(
+            kv.split("=", 1) for kv in re.search(r"wildcards: (.*)", block).group(1).split(", ")
+        )
+        if rule == "train":
+            want = {"short_reader": 4, "line_crnn_grcnn": 1}.get(wildcards["experiment"], 0)
+        elif rule == "shard" and wildcards["split"] in ("train", "val"):
+            want = {"short": 4, "line": 1}.get(wildcards["task"], 0)
+        else:
+            want = 0
+        assert got == want, block
+        seen.add((rule, want))
+    assert {("train", 4), ("train", 1), ("train", 0), ("shard", 4), ("shard", 1)} <= seen
+
+
+@pytest.mark.slow
+def test_editing_scheduling_hints_reruns_nothing(smoke_run, tmp_path):
+    # threads, mem_mb and priority say how to schedule a job, not what it makes.
+    def edit(c):
+        for exp in c["experiments"].values():
+            exp["train"].update(threads=1, mem_mb=1234, priority=7)
+
+    proc = run_snakemake(
+        smoke_run, "-n", "--cores", "2", "all", config=_write_config(tmp_path, edit)
+    )
+    assert not _jobs(proc.stdout), proc.stdout
+
+
 def test_cpu_training_jobs_take_their_threads_and_no_gpu(tmp_path):
     # On the CPU the jobs declare no GPU, so the profile's gpu cap does not serialise them, and
     # a train job takes experiments.<name>.train.threads cores: with 1, two train side by side

@@ -85,6 +85,21 @@ def train_threads(wildcards):
     return min(threads, workflow.cores) if threads else workflow.cores
 
 
+def train_priority(wildcards):
+    """experiments.<name>.train.priority: among the jobs ready to run, Snakemake starts the
+    highest first."""
+    return experiment_config(wildcards.experiment)["train"]["priority"]
+
+
+def shard_priority(wildcards):
+    """A train or val shard takes the highest train priority of its task's experiments, so the
+    shards of the first model to train render first; test shards wait."""
+    if wildcards.split in TEST_SPLITS:
+        return 0
+    exps = experiments_for([wildcards.task])
+    return max((experiment_config(e)["train"]["priority"] for e in exps), default=0)
+
+
 @functools.cache
 def accelerator_jobs():
     """1 when training and evaluation run on a GPU (or MPS), else 0: the `gpu` resource they
@@ -100,8 +115,13 @@ def accelerator_jobs():
 
 def train_params(wildcards):
     exp = experiment_config(wildcards.experiment)
-    # mem_mb and threads are resources, not settings of the run: editing them must not rerun training.
-    train = {k: v for k, v in exp["train"].items() if k not in ("mem_mb", "threads")}
+    # mem_mb, threads and priority say how to schedule the job, not how to train: editing them must
+    # not rerun training.
+    train = {
+        k: v
+        for k, v in exp["train"].items()
+        if k not in ("mem_mb", "threads", "priority")
+    }
     return {
         "experiment": {
             **{k: exp[k] for k in ("task", "model", "model_kwargs")},

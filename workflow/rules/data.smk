@@ -52,6 +52,7 @@ rule shard:
         "results/shards/{task}/{split}-{shard}.tar",
     log:
         "logs/shard/{task}/{split}-{shard}.log",
+    priority: shard_priority
     conda:
         "../../environment.yml"
     threads: 1

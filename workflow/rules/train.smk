@@ -15,6 +15,7 @@ rule train:
         info="results/models/{experiment}/train.json",
     log:
         "logs/train/{experiment}.log",
+    priority: train_priority
     conda:
         "../../environment.yml"
     threads: train_threads
