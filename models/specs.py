@@ -14,8 +14,10 @@ from typing import Any
 from synth.shards import sha256_file
 
 SCHEDULES = ("cosine", "onecycle", "constant")
+# How the workflow schedules a train job (Snakemake resources and priority), not how it trains.
+SCHEDULING = ("mem_mb", "threads", "priority")
 # Settings that change neither the weights nor the history: editing them resumes the same run.
-NOT_HASHED = ("mem_mb", "threads", "priority", "tensorboard")
+NOT_HASHED = (*SCHEDULING, "tensorboard")
 # Settings added after runs were first keyed: hashed only when they differ from their default, so
 # a run keeps its key (and its finished weights) when an upgrade adds a setting it did not use.
 HASHED_WHEN_SET = ("label_smoothing", "ema_decay")

@@ -5,6 +5,7 @@ import functools
 from snakemake.utils import validate
 
 from models.registry import validate_experiment
+from models.specs import SCHEDULING
 from synth.specs import canonical, split_config
 
 validate(config, "../schemas/config.schema.yaml", set_default=True)
@@ -117,11 +118,7 @@ def train_params(wildcards):
     exp = experiment_config(wildcards.experiment)
     # mem_mb, threads and priority say how to schedule the job, not how to train: editing them must
     # not rerun training.
-    train = {
-        k: v
-        for k, v in exp["train"].items()
-        if k not in ("mem_mb", "threads", "priority")
-    }
+    train = {k: v for k, v in exp["train"].items() if k not in SCHEDULING}
     return {
         "experiment": {
             **{k: exp[k] for k in ("task", "model", "model_kwargs")},
