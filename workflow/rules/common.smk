@@ -13,10 +13,6 @@ validate(config, "../schemas/config.schema.yaml", set_default=True)
 TASKS = ["hanzi", "expr", "line", "short"]
 SPLITS = ["train", "val", "test_seen", "test_heldout"]
 TEST_SPLITS = ["test_seen", "test_heldout"]
-for _task in TASKS:
-    # A split's degrade (merged over its task's) with an unknown name fails at parse time too.
-    for _split in config["tasks"][_task]["splits"]:
-        split_config(_task, config["tasks"][_task], _split)
 EXPERIMENTS = sorted(config["experiments"])
 for _name in EXPERIMENTS:
     # Unknown model kwargs, or a CTC output shorter than 2 * max label + 1, fail at parse time.
@@ -27,6 +23,12 @@ for _name in EXPERIMENTS:
 def shard_config(task, split):
     """What one split's shards depend on: the task's settings, the split's degrade merged in."""
     return split_config(task, config["tasks"][task], split)
+
+
+for _task in TASKS:
+    # A split's degrade (merged over its task's) with an unknown name fails at parse time too.
+    for _split in config["tasks"][_task]["splits"]:
+        shard_config(_task, _split)
 
 
 def experiment_config(experiment):
@@ -86,10 +88,14 @@ def train_threads(wildcards):
     return min(threads, workflow.cores) if threads else workflow.cores
 
 
-def train_priority(wildcards):
+def experiment_priority(experiment):
     """experiments.<name>.train.priority: among the jobs ready to run, Snakemake starts the
     highest first."""
-    return experiment_config(wildcards.experiment)["train"]["priority"]
+    return experiment_config(experiment)["train"]["priority"]
+
+
+def train_priority(wildcards):
+    return experiment_priority(wildcards.experiment)
 
 
 def shard_priority(wildcards):
@@ -97,8 +103,7 @@ def shard_priority(wildcards):
     shards of the first model to train render first; test shards wait."""
     if wildcards.split in TEST_SPLITS:
         return 0
-    exps = experiments_for([wildcards.task])
-    return max((experiment_config(e)["train"]["priority"] for e in exps), default=0)
+    return max(map(experiment_priority, experiments_for([wildcards.task])), default=0)
 
 
 @functools.cache
