@@ -117,12 +117,12 @@ def expand_braces(pattern: str) -> list[str]:
         return [pattern]
 
 
-def resolve_font_files(patterns: Sequence[str]) -> list[FontFile]:
+def resolve_font_files(patterns: Sequence[str], warn: bool = True) -> list[FontFile]:
     """Expand globs, brace alternatives, directories and paths into sorted, unique font files.
 
-    A glob (``*``, ``?``, ``[...]`` or ``{a,b}``) that matches nothing is skipped with a warning; an
-    explicit path that does not exist is a :class:`FontError`. Glob and directory matches keep only
-    font suffixes (.ttf .otf .ttc .otc).
+    A glob (``*``, ``?``, ``[...]`` or ``{a,b}``) that matches nothing is skipped with a warning
+    (none when ``warn`` is false); an explicit path that does not exist is a :class:`FontError`.
+    Glob and directory matches keep only font suffixes (.ttf .otf .ttc .otc).
     """
     out: dict[str, FontFile] = {}
     for pattern in patterns:
@@ -131,7 +131,7 @@ def resolve_font_files(patterns: Sequence[str]) -> list[FontFile]:
             bases = [str(Path(a) / "*") if Path(a).is_dir() else a for a in alternatives]
             found = {p for base in bases for p in glob.glob(base)}
             matches = sorted(p for p in found if Path(p).suffix.lower() in FONT_SUFFIXES)
-            if not matches:
+            if not matches and warn:
                 log.warning("font pattern %s matches no font file; skipped", pattern)
             for p in matches:
                 out.setdefault(str(Path(p).resolve()), FontFile(p, False))
@@ -140,6 +140,13 @@ def resolve_font_files(patterns: Sequence[str]) -> list[FontFile]:
                 raise FontError(f"font file {pattern} does not exist (fonts.paths / test_fonts)")
             out[str(Path(pattern).resolve())] = FontFile(pattern, True)
     return sorted(out.values(), key=lambda f: f.path)
+
+
+def font_file_paths(patterns: Sequence[str]) -> list[str]:
+    """The font files ``patterns`` match now, as paths: the workflow's inputs for the jobs that read
+    fonts, so that adding, replacing or removing a file under a glob reruns them. Quiet: the jobs
+    themselves warn about a pattern that matches nothing."""
+    return [f.path for f in resolve_font_files(patterns, warn=False)]
 
 
 def _open_faces(path: str) -> list[TTFont]:

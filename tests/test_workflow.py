@@ -111,6 +111,42 @@ def test_smoke_dag_runs_end_to_end(smoke_run):
         assert "sha256" in manifest
 
 
+def test_a_missing_font_file_fails_at_parse_time_naming_it(tmp_path):
+    def edit(c):
+        c["fonts"]["paths"].append("/usr/share/fonts/nowhere/Missing-Regular.ttf")
+
+    proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
+    assert proc.returncode != 0
+    assert "Missing-Regular.ttf" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_a_font_file_added_or_removed_under_a_glob_reruns_the_jobs_that_read_fonts(
+    tmp_path, latin_font
+):
+    """The config is unchanged (its `fonts/*` pattern already there): dropping a font file into
+    fonts/, or taking one out, reruns the charsets and the coverage table (and so every shard)."""
+    workdir = tmp_path / "run"
+    (workdir / "fonts").mkdir(parents=True)
+    config = _write_config(tmp_path, lambda c: c["fonts"]["paths"].append("fonts/*"))
+    coverage = ["--cores", "2", "results/fonts/coverage.tsv"]
+
+    def rerun():
+        proc = run_snakemake(workdir, "-n", *coverage, config=config)
+        return sorted(rule for rule, _ in _jobs(proc.stdout))
+
+    run_snakemake(workdir, *coverage, config=config)
+    assert rerun() == []
+    added = workdir / "fonts" / latin_font.name
+    added.write_bytes(latin_font.read_bytes())
+    assert rerun() == ["charset"] * 4 + ["coverage"]
+    run_snakemake(workdir, *coverage, config=config)
+    assert f"fonts/{latin_font.name}" in (workdir / "results/fonts/coverage.tsv").read_text()
+    assert rerun() == []
+    added.unlink()
+    assert rerun() == ["charset"] * 4 + ["coverage"]
+
+
 @pytest.mark.slow
 def test_rerun_with_nothing_changed_runs_nothing(smoke_run):
     proc = run_snakemake(smoke_run, "-n", "--cores", "2", "all")

@@ -6,6 +6,7 @@ from snakemake.utils import validate
 
 from models.registry import validate_experiment
 from models.specs import SCHEDULING
+from synth.fonts import font_file_paths
 from synth.specs import canonical, split_config
 
 validate(config, "../schemas/config.schema.yaml", set_default=True)
@@ -48,6 +49,13 @@ def charset_path(task):
 
 
 COVERAGE = "results/fonts/coverage.tsv"
+# The font files the config's paths and globs match now: inputs of the jobs that read fonts, so
+# that adding, replacing or removing a font file (e.g. in fonts/) reruns them, and the shards
+# after them. An explicitly named file that does not exist fails here, naming it.
+TRAIN_FONT_FILES = font_file_paths(config["fonts"]["paths"])
+FONT_FILES = sorted(
+    {*TRAIN_FONT_FILES, *font_file_paths(config["fonts"]["test_fonts"])}
+)
 
 
 def shard_paths(task, split):

@@ -8,7 +8,8 @@ from synth.specs import canonical
 
 rule charset:
     input:
-        lambda w: config["tasks"][w.task]["charset"]["files"],
+        files=lambda w: config["tasks"][w.task]["charset"]["files"],
+        fonts=TRAIN_FONT_FILES,
     output:
         charset_path("{task}"),
     log:
@@ -28,7 +29,8 @@ rule charset:
 
 rule coverage:
     input:
-        **{task: charset_path(task) for task in TASKS},
+        charsets=[charset_path(task) for task in TASKS],
+        fonts=FONT_FILES,
     output:
         COVERAGE,
     log:
@@ -39,6 +41,7 @@ rule coverage:
     resources:
         mem_mb=2000,
     params:
+        tasks=TASKS,
         fonts=canonical(config["fonts"]),
     script:
         "../scripts/coverage.py"

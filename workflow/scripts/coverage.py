@@ -10,7 +10,8 @@ logging.basicConfig(
     filename=snakemake.log[0], level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
 )
 fonts = FontsSpec.from_config(snakemake.params.fonts)
-charsets = {task: read_charset(path) for task, path in snakemake.input.items()}
+tasks = snakemake.params.tasks
+charsets = {t: read_charset(p) for t, p in zip(tasks, snakemake.input.charsets, strict=True)}
 chars = set().union(*charsets.values())
 records = scan_fonts(fonts.paths, fonts.test_fonts, chars, fonts.exclude_families)
 write_coverage(records, charsets, snakemake.output[0])
