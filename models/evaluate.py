@@ -40,6 +40,8 @@ from models import metrics
 from models.registry import DECODERS
 from synth.atomic import write_text_atomic
 from synth.shards import iter_records
+from synth.text import ExpressionError, Value, expression_value, value_json
+from synth.text import evaluate as evaluate_expression
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,8 @@ class Sample:
         image: The grayscale image (mode ``L``).
         label: Its text (NFKC, as written).
         font: The face it was rendered with (``""`` when the shard does not say).
-        value: For expressions, the label's value (from the shard, else computed).
+        value: For expressions, the label's value (computed from the label, and checked against
+            the shard's ``value`` when it has one).
         meta: The whole JSON record.
     """
 
@@ -75,7 +78,7 @@ class Sample:
     image: Image.Image
     label: str
     font: str
-    value: int | None = None
+    value: Value | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -88,10 +91,12 @@ def iter_samples(
         shards: Shard paths (WebDataset tars of ``{key}.png`` + ``{key}.json``, the JSON with
             ``text``, ``font`` and for expressions ``value``; see `synth.shards`).
         limit: Stop after this many samples (None: all).
-        task: ``expr`` fills in `Sample.value` from the label when the record lacks it.
+        task: ``expr`` fills in `Sample.value`, the label's value.
 
     Raises:
-        ValueError: A record without an image or a ``text`` (naming the shard and key).
+        ValueError: A record without an image or a ``text``; for ``expr``, a label that does not
+            evaluate (malformed, or dividing by zero) or whose value differs from the record's
+            ``value`` (naming the shard and key).
     """
     if limit is not None and limit <= 0:
         return
@@ -109,20 +114,32 @@ def iter_samples(
             if image.mode != "L":
                 image = image.convert("L")
             label = str(meta["text"])
-            value = meta.get("value")
-            if value is None and task == "expr":
-                value = metrics.reading_value(label)
+            value = _label_value(shard, key, label, meta.get("value")) if task == "expr" else None
             yield Sample(
                 key=key,
                 image=image,
                 label=label,
                 font=str(meta.get("font", "")),
-                value=None if value is None else int(value),
+                value=value,
                 meta=meta,
             )
             count += 1
             if limit is not None and count >= limit:
                 return
+
+
+def _label_value(shard: str, key: str, label: str, recorded: Any) -> Value:
+    """The value of an expression label, checked against the one its record holds (if any)."""
+    try:
+        value = evaluate_expression(label)
+    except ExpressionError as e:
+        raise ValueError(f"shard {shard}: sample {key!r}: label {label!r}: {e}") from None
+    if recorded is not None and value_json(value) != recorded:
+        raise ValueError(
+            f"shard {shard}: sample {key!r}: label {label!r} evaluates to {value_json(value)!r},"
+            f" its record says {recorded!r}"
+        )
+    return value
 
 
 @dataclass
@@ -188,7 +205,7 @@ def prediction_rows(
             "top_k": json.dumps([[t, round(float(p), 6)] for t, p in r.top_k], ensure_ascii=False),
         }
         if task == "expr":
-            got = metrics.reading_value(r.text)
+            got = expression_value(r.text)
             row["value"] = "" if s.value is None else s.value
             row["reading_value"] = "" if got is None else got
             row["value_correct"] = int(got is not None and got == s.value)

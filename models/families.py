@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from models.registry import DECODERS, MODELS, family_of, get_entry, output_length
+from synth.text import Value
 
 BLANK = 0  # CTC blank class
 EOS = 0  # attention terminal symbol
@@ -88,7 +89,7 @@ class Prediction:
     text: str
     confidence: float
     top_k: list[tuple[str, float]] = field(default_factory=list)
-    value: int | None = None
+    value: Value | None = None
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,7 @@ from typing import Any
 
 from rapidfuzz.distance import Levenshtein
 
-from synth.text import ExpressionError
-from synth.text import evaluate as evaluate_expression
+from synth.text import Value, expression_value
 
 
 def _check_lengths(a: Sequence[Any], b: Sequence[Any], what: str) -> None:
@@ -92,15 +91,7 @@ def topk_accuracy(candidates: Sequence[Sequence[str]], references: Sequence[str]
     )
 
 
-def reading_value(reading: str) -> int | None:
-    """The value of an expression reading, or None when it does not parse."""
-    try:
-        return evaluate_expression(reading)
-    except ExpressionError:
-        return None
-
-
-def value_accuracy(readings: Sequence[str], values: Sequence[int]) -> float:
+def value_accuracy(readings: Sequence[str], values: Sequence[Value]) -> float:
     """Share of expression readings that parse and evaluate to the reference value.
 
     Args:
@@ -112,7 +103,7 @@ def value_accuracy(readings: Sequence[str], values: Sequence[int]) -> float:
         return math.nan
     hits = 0
     for reading, value in zip(readings, values, strict=True):
-        got = reading_value(reading)
+        got = expression_value(reading)
         hits += got is not None and got == value
     return hits / len(values)
 
@@ -121,7 +112,7 @@ def text_metrics(
     readings: Sequence[str],
     references: Sequence[str],
     candidates: Sequence[Sequence[str]] | None = None,
-    values: Sequence[int] | None = None,
+    values: Sequence[Value] | None = None,
 ) -> dict[str, float]:
     """All metrics that apply to one set of readings.
 

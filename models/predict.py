@@ -14,16 +14,7 @@ from models.devices import resolve_device
 from models.families import Prediction, make_family
 from models.preprocess import ImageLike, pad_batch, prepare_image
 from models.registry import grammar_for
-from synth.text import ExpressionError
-from synth.text import evaluate as evaluate_expression
-
-
-def expression_value(text: str) -> int | None:
-    """The value of a read arithmetic expression, or None when it does not parse."""
-    try:
-        return evaluate_expression(text)
-    except ExpressionError:
-        return None
+from synth.text import expression_value
 
 
 @torch.inference_mode()

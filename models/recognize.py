@@ -59,6 +59,7 @@ from models.images import (
 )
 from models.predict import predict
 from models.registry import DECODERS, family_of, grammar_for
+from synth.text import value_json
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ def format_json(path: str, pred: Prediction, with_value: bool) -> str:
         "top_k": [[t, round(p, 6)] for t, p in pred.top_k],
     }
     if with_value:
-        record["value"] = pred.value
+        record["value"] = value_json(pred.value)  # an int, or "p/q" after a division
     return json.dumps(record, ensure_ascii=False)
 
 

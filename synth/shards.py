@@ -51,7 +51,14 @@ from synth.specs import (
     ShortSpec,
     TaskSpec,
 )
-from synth.text import LineSampler, balanced_index, evaluate, expression, short_text
+from synth.text import (
+    LineSampler,
+    balanced_index,
+    evaluate,
+    expression,
+    short_text,
+    value_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +106,16 @@ def generate(
         :class:`Sample` objects, ``shard.samples`` of them.
 
     Raises:
-        ValueError: no face can draw any text of the task (a charset no face covers).
+        ValueError: no face can draw any text of the task (a charset no face covers), or an
+            expr operator the charset lacks.
     """
     if not faces:
         raise ValueError(f"{shard.task}/{shard.split}: no usable font face for this split")
+    if isinstance(spec, ExprSpec) and (missing := [c for c in spec.operators if c not in charset]):
+        raise ValueError(
+            f"tasks.{shard.task}.operators: {''.join(missing)!r} not in the task's charset "
+            f"({''.join(charset)!r}); add it to tasks.{shard.task}.charset"
+        )
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(shard.entropy)))
     charset = list(charset)
     sampler = None
@@ -118,7 +131,9 @@ def generate(
                 # Balanced classes; a character no face of this split covers is skipped over.
                 text = charset[balanced_index(base + i + attempt, len(charset), perm_seed)]
             elif isinstance(spec, ExprSpec):
-                text = expression(rng, spec.baidu_fraction, spec.operands, spec.max_digits)
+                text = expression(
+                    rng, spec.baidu_fraction, spec.operands, spec.max_digits, spec.operators
+                )
             elif isinstance(spec, LineSpec):
                 text = sampler.sample(rng)
             elif isinstance(spec, ShortSpec):
@@ -148,7 +163,7 @@ def generate(
             "width": int(image.shape[1]),
         }
         if isinstance(spec, ExprSpec):
-            meta["value"] = evaluate(text)
+            meta["value"] = value_json(evaluate(text))
         yield Sample(f"{shard.key_prefix}_{i:06d}", image, meta)
     if skipped:
         log.info(

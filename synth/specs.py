@@ -13,6 +13,7 @@ from typing import Any
 
 from synth.augment import resolve
 from synth.charset import build_charset
+from synth.text import OPERATORS, check_operators
 
 TASK_IDS = {"hanzi": 0, "expr": 1, "line": 2, "short": 3}
 SPLIT_IDS = {"train": 0, "val": 1, "test_seen": 2, "test_heldout": 3}
@@ -114,11 +115,15 @@ class ExprSpec:
     baidu_fraction: float = 0.7
     operands: tuple[int, int] = (2, 5)
     max_digits: int = 2
+    operators: str = OPERATORS
     spacing: tuple[float, float] = (-1, 4)
     aliased: float = 0.0
     exclude_families: tuple[str, ...] = ()
     degrade: Mapping[str, Mapping] = field(default_factory=dict)
     png_level: int = 1
+
+    def __post_init__(self) -> None:
+        check_operators(self.operators)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 - hanzi: one character, balanced over the charset (see :func:`balanced_index`).
 - expr: arithmetic expressions as in the Baidu 2017 competition (3 single-digit operands, 2
   operators, 0 or 1 pair of parentheses) and longer ones; their value comes from :func:`evaluate`,
-  a small recursive-descent parser (never ``eval``).
+  a small recursive-descent parser (never ``eval``). ``+ - *`` by default; with ``/`` among the
+  operators, only expressions whose value is a whole number are drawn.
 - line: Chinese lines drawn from a word-frequency corpus (jieba's dictionary) mixed with uniform
   characters, so rare classes are seen often, with digits, Latin and punctuation mixed in.
 - short: a few characters drawn uniformly from the charset (the deep_reader setting).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
@@ -30,29 +32,39 @@ from synth.charset import (
 
 log = logging.getLogger(__name__)
 
-OPERATORS = "+-*"
+OPERATORS = "+-*"  # what the expr task draws by default (tasks.expr.operators)
+ALL_OPERATORS = "+-*/"  # what `evaluate` and `ExpressionGrammar` read
+
+Value = int | Fraction
 
 
 class ExpressionError(ValueError):
-    """A malformed arithmetic expression."""
+    """A malformed arithmetic expression, or one that divides by zero."""
 
 
-def evaluate(expr: str) -> int:
-    """Value of an expression over non-negative integers, ``+ - *`` and parentheses.
+class DivisionByZeroError(ExpressionError):
+    """A well-formed expression that divides by zero: it has no value."""
 
-    Grammar: ``expr := term (('+'|'-') term)*``, ``term := factor ('*' factor)*``,
+
+def evaluate(expr: str) -> Value:
+    """Value of an expression over non-negative integers, ``+ - * /`` and parentheses.
+
+    Grammar: ``expr := term (('+'|'-') term)*``, ``term := factor (('*'|'/') factor)*``,
     ``factor := digits | '(' expr ')'``. Usual precedence, left associative. No unary minus.
+    Division is exact: the value is an ``int`` when it is a whole number, else a ``Fraction``.
 
     Raises:
-        ExpressionError: an unexpected character, an unbalanced parenthesis, a missing operand.
+        ExpressionError: an unexpected character, an unbalanced parenthesis, a missing operand,
+            a division by zero (naming the expression and the position of the ``/``).
     """
     pos = 0
     n = len(expr)
+    zero_division: list[int] = []  # positions of the slashes that divide by zero
 
     def peek() -> str:
         return expr[pos] if pos < n else ""
 
-    def parse_expr() -> int:
+    def parse_expr() -> Value:
         nonlocal pos
         value = parse_term()
         while peek() in ("+", "-"):
@@ -62,15 +74,23 @@ def evaluate(expr: str) -> int:
             value = value + rhs if op == "+" else value - rhs
         return value
 
-    def parse_term() -> int:
+    def parse_term() -> Value:
         nonlocal pos
         value = parse_factor()
-        while peek() == "*":
+        while peek() in ("*", "/"):
+            op, at = expr[pos], pos
             pos += 1
-            value *= parse_factor()
+            rhs = parse_factor()
+            if op == "*":
+                value *= rhs
+            elif rhs != 0:
+                value = Fraction(value) / rhs
+            else:  # reported once the whole text has parsed: a malformed text is malformed first
+                zero_division.append(at)
+                value = 0
         return value
 
-    def parse_factor() -> int:
+    def parse_factor() -> Value:
         nonlocal pos
         c = peek()
         if c == "(":
@@ -95,7 +115,24 @@ def evaluate(expr: str) -> int:
     value = parse_expr()
     if pos != n:
         raise ExpressionError(f"unexpected {expr[pos]!r} at position {pos} in {expr!r}")
+    if zero_division:
+        raise DivisionByZeroError(f"division by zero at position {zero_division[0]} in {expr!r}")
+    if isinstance(value, Fraction) and value.denominator == 1:
+        return int(value)
     return value
+
+
+def expression_value(text: str) -> Value | None:
+    """The value of a read expression, or None when it does not evaluate (see `evaluate`)."""
+    try:
+        return evaluate(text)
+    except ExpressionError:
+        return None
+
+
+def value_json(value: Value | None) -> int | str | None:
+    """A value as JSON holds it: an int, a fraction as ``"p/q"``, or None."""
+    return str(value) if isinstance(value, Fraction) else value
 
 
 class ExpressionGrammar:
@@ -106,7 +143,8 @@ class ExpressionGrammar:
     ``open``, ``op``, ``num`` or ``close``).
     ``advance`` returns None when the character cannot continue any expression;
     ``accepts`` says whether the text read so far is a whole expression. A text is accepted
-    exactly when `evaluate` returns a value for it (tested).
+    exactly when `evaluate` parses it (tested): it then has a value, unless it divides by zero,
+    which no grammar of characters can see (``(1-1)``).
     """
 
     def start(self) -> tuple[int, str]:
@@ -117,7 +155,7 @@ class ExpressionGrammar:
         operand_next = last in ("start", "open", "op")
         if char in DIGITS:
             return (depth, "num") if operand_next or last == "num" else None
-        if char in OPERATORS:
+        if char in ALL_OPERATORS:
             return (depth, "op") if last in ("num", "close") else None
         if char == "(":
             return (depth + 1, "open") if operand_next else None
@@ -135,11 +173,11 @@ def task_grammar(task: str) -> ExpressionGrammar | None:
     return ExpressionGrammar() if task == "expr" else None
 
 
-def baidu_expression(rng: np.random.Generator) -> str:
+def baidu_expression(rng: np.random.Generator, operators: str = OPERATORS) -> str:
     """Three single-digit operands, two operators, 0 or 1 pair of parentheses around two
     operands."""
     a, b, c = (str(d) for d in rng.integers(0, 10, size=3))
-    op1, op2 = (OPERATORS[i] for i in rng.integers(0, 3, size=2))
+    op1, op2 = (operators[i] for i in rng.integers(0, len(operators), size=2))
     form = int(rng.integers(0, 3))
     if form == 0:
         return f"{a}{op1}{b}{op2}{c}"
@@ -149,7 +187,10 @@ def baidu_expression(rng: np.random.Generator) -> str:
 
 
 def long_expression(
-    rng: np.random.Generator, operands: Sequence[int] = (2, 5), max_digits: int = 2
+    rng: np.random.Generator,
+    operands: Sequence[int] = (2, 5),
+    max_digits: int = 2,
+    operators: str = OPERATORS,
 ) -> str:
     """A longer expression: ``operands`` (inclusive range) operands of 1..``max_digits`` digits,
     optionally one pair of parentheses around a run of at least two (not all) operands."""
@@ -159,7 +200,7 @@ def long_expression(
         digits = int(rng.integers(1, max_digits + 1))
         lo = 0 if digits == 1 else 10 ** (digits - 1)
         nums.append(str(int(rng.integers(lo, 10**digits))))
-    ops = [OPERATORS[i] for i in rng.integers(0, 3, size=k - 1)]
+    ops = [operators[i] for i in rng.integers(0, len(operators), size=k - 1)]
     open_at = close_at = -1
     if k >= 3 and rng.random() < 0.5:
         span = int(rng.integers(2, k))  # 2..k-1 operands inside
@@ -173,16 +214,48 @@ def long_expression(
     return "".join(parts)
 
 
+MAX_REDRAWS = 1000
+
+
 def expression(
     rng: np.random.Generator,
     baidu_fraction: float = 0.7,
     operands: Sequence[int] = (2, 5),
     max_digits: int = 2,
+    operators: str = OPERATORS,
 ) -> str:
-    """A Baidu-style expression with probability ``baidu_fraction``, else a longer one."""
-    if rng.random() < baidu_fraction:
-        return baidu_expression(rng)
-    return long_expression(rng, operands, max_digits)
+    """A Baidu-style expression with probability ``baidu_fraction``, else a longer one, over
+    ``operators`` (a non-empty string of distinct characters of ``+-*/``).
+
+    With ``/``, an expression that divides by zero or whose value is not a whole number is drawn
+    again, so every label has an integer value. Without it nothing is redrawn (and the draws are
+    those of ``+-*`` alone).
+
+    Raises:
+        ValueError: ``operators`` is empty, repeats a character or holds another one.
+    """
+    check_operators(operators)
+    for _ in range(MAX_REDRAWS):
+        if rng.random() < baidu_fraction:
+            text = baidu_expression(rng, operators)
+        else:
+            text = long_expression(rng, operands, max_digits, operators)
+        if "/" not in operators or isinstance(expression_value(text), int):
+            return text
+    raise ValueError(
+        f"no expression over {operators!r} with a whole-number value in {MAX_REDRAWS} draws"
+    )
+
+
+def check_operators(operators: str, where: str = "tasks.expr.operators") -> None:
+    """Raise a ValueError naming ``where`` unless ``operators`` is a non-empty string of distinct
+    characters of ``+-*/``."""
+    bad = sorted(set(operators) - set(ALL_OPERATORS))
+    if not operators or bad or len(set(operators)) != len(operators):
+        raise ValueError(
+            f"{where}: {operators!r} must be distinct characters of {ALL_OPERATORS!r}"
+            + (f"; {''.join(bad)!r} is not an operator" if bad else "")
+        )
 
 
 def balanced_index(position: int, n: int, seed_words: Sequence[int]) -> int:

@@ -19,8 +19,9 @@ from models.checkpoint import (
     save_atomic,
     save_model,
 )
-from models.predict import expression_value, predict
+from models.predict import predict
 from models.registry import build_model
+from synth.text import expression_value
 
 CASES = [
     ("crnn_vgg", {"width": 0.125, "hidden": 16}, list("abc中文"), "line"),
@@ -149,9 +150,3 @@ def test_predict_keeps_input_order(name, kwargs, charset, task):
         assert set(p.text) <= set(charset)
         if task == "expr":
             assert p.value == expression_value(p.text)
-
-
-def test_expression_value():
-    assert expression_value("(7+5)+4") == 16
-    assert expression_value("3*") is None
-    assert expression_value("") is None

@@ -98,6 +98,31 @@ def test_iter_samples_streams_in_order_with_limit(tmp_path, cjk_font):
     assert [s.label for s in iter_samples([a, b], limit=5)] == texts[:5]
 
 
+@pytest.mark.parametrize(
+    ("label", "recorded", "error"),
+    [
+        ("3/(2-2)", None, r"'3/\(2-2\)': division by zero at position 1"),
+        ("3+", None, r"'3\+': expected a number"),
+        ("7*6", 41, r"'7\*6' evaluates to 42, its record says 41"),
+    ],
+)
+def test_an_expr_label_without_its_value_is_an_error_naming_the_sample(
+    tmp_path, cjk_font, label, recorded, error
+):
+    _, _, _, task, size, _ = CASES["expr"]
+    meta = {"text": label, "task": task, "split": "test_seen", "font": "F"}
+    if recorded is not None:
+        meta["value"] = recorded
+    good = {"text": "7/2*2", "task": task, "split": "test_seen", "font": "F", "value": 7}
+    path = tmp_path / "bad.tar"
+    image = render("1", cjk_font, size)
+    write_samples(path, iter([ShardSample("k0", image, good), ShardSample("k1", image, meta)]))
+    samples = iter_samples([path], task="expr")
+    assert next(samples).value == 7  # a division that comes out whole reads as it is labelled
+    with pytest.raises(ValueError, match=rf"shard .*bad\.tar: sample 'k1': label {error}"):
+        next(samples)
+
+
 def test_sample_metrics_overall_and_per_font():
     image = Image.new("L", (4, 4))
     samples = [

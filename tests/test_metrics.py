@@ -69,19 +69,6 @@ def test_topk_accuracy():
         metrics.topk_accuracy(candidates, references, 0)
 
 
-@pytest.mark.parametrize(
-    ("reading", "value"),
-    [("(7+5)+4", 16), ("3*4-2", 10), ("12", 12), ("2*(3+4)", 14)],
-)
-def test_reading_value_of_valid_expressions(reading, value):
-    assert metrics.reading_value(reading) == value
-
-
-@pytest.mark.parametrize("reading", ["", "3+", "(7+5", "7+5)", "3**4", "+3", "3 + 4", "a+1"])
-def test_reading_value_of_unparsable_readings_is_none(reading):
-    assert metrics.reading_value(reading) is None
-
-
 def test_value_accuracy_counts_unparsable_readings_as_wrong():
     readings = [
         "(7+5)+4",  # right expression, right value

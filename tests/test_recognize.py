@@ -6,6 +6,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,9 @@ import yaml
 from PIL import Image, ImageDraw, ImageFont
 
 from models.checkpoint import ModelMeta, save_model
+from models.families import Prediction
 from models.images import ImageLoadError
-from models.recognize import EXIT_SOME_FAILED, load_recognizer, main
+from models.recognize import EXIT_SOME_FAILED, format_json, format_tsv, load_recognizer, main
 from models.registry import build_model
 from synth.text import evaluate
 
@@ -297,3 +299,12 @@ def test_bench_synthetic_lines_and_untrained_model(tmp_path, repo_root):
     assert rec.meta.model == cfg["experiments"]["line_crnn_vgg"]["model"]
     assert rec.meta.model_kwargs == cfg["experiments"]["line_crnn_vgg"]["model_kwargs"]
     assert len(rec([s.image for s in samples])) == 3
+
+
+@pytest.mark.parametrize(("value", "shown"), [(Fraction(7, 2), "7/2"), (12, 12), (None, None)])
+def test_expression_values_print_exactly(value, shown):
+    pred = Prediction("7/2" if value != 12 else "3*4", 0.5, [("7/2", 0.5)], value)
+    assert json.loads(format_json("a.png", pred, with_value=True))["value"] == shown
+    assert format_tsv("a.png", pred, with_value=True, with_top_k=False).split("\t")[3] == (
+        "" if shown is None else str(shown)
+    )

@@ -255,6 +255,26 @@ def test_png_levels_decode_to_the_same_pixels(level):
         assert len(encode_png(clean, level)) < len(encode_png(clean, 0)) / 4
 
 
+def test_expr_shards_with_division_label_whole_number_values(tmp_path, cjk_font):
+    charset = list("0123456789+-*/()")
+    write_coverage(scan_fonts([str(cjk_font)], [], charset), {"expr": charset}, tmp_path / "c.tsv")
+    faces = read_coverage(tmp_path / "c.tsv", "expr", charset, "train")
+    spec = task_spec("expr", {"charset": {"chars": "".join(charset)}, "operators": "+-*/"})
+    path = tmp_path / "div.tar"
+    write_shard(path, spec, ShardSpec("expr", "train", 0, 40, 5), charset, faces)
+    records = [json.loads(r["json"]) for r in wds.WebDataset(str(path), shardshuffle=False)]
+    assert any("/" in r["text"] for r in records)
+    for r in records:
+        assert isinstance(r["value"], int) and r["value"] == evaluate(r["text"]), r
+
+
+def test_an_operator_the_charset_lacks_is_an_error_naming_it(setup, tmp_path):
+    with pytest.raises(ValueError, match=r"tasks\.expr\.operators: '/' not in the task's charset"):
+        _write(setup, tmp_path, "expr", operators="+/")
+    with pytest.raises(ValueError, match=r"tasks\.expr\.operators"):
+        task_spec("expr", {"operators": "+%"})
+
+
 def test_png_level_is_a_task_setting():
     assert task_spec("hanzi", {}).png_level == 0
     assert task_spec("line", {"png_level": 6}).png_level == 6

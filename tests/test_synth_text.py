@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import builtins
+import hashlib
 import itertools
+import re
+from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from synth.charset import build_charset
 from synth.text import (
+    DivisionByZeroError,
     ExpressionError,
     ExpressionGrammar,
     LineSampler,
     baidu_expression,
     balanced_index,
+    check_operators,
     evaluate,
+    expression,
+    expression_value,
     long_expression,
     short_text,
     task_grammar,
+    value_json,
 )
 
 
@@ -33,18 +41,81 @@ from synth.text import (
         ("2*(3-9)*4", -48),
         ("12*(34+5)-67", 401),
         ("((1))", 1),
+        ("8/2*3", 12),  # / and * bind alike, left to right
+        ("1+6/(1+2)", 3),
+        ("7/2", Fraction(7, 2)),
+        ("1/3*3", 1),  # exact: no rounding on the way
+        ("0/5", 0),
     ],
 )
 def test_evaluate_values(expr, value):
-    assert evaluate(expr) == value
+    got = evaluate(expr)
+    assert got == value and type(got) is type(value)  # whole numbers come back as int
+    assert expression_value(expr) == value
 
 
 @pytest.mark.parametrize(
-    "expr", ["", "1+", "+1", "(1+2", "1+2)", "1**2", "1/2", "-1", "1 + 2", "()", "__import__('os')"]
+    "expr",
+    [
+        "",
+        "1+",
+        "+1",
+        "(1+2",
+        "1+2)",
+        "1**2",
+        "1//2",
+        "0/0+",
+        "-1",
+        "1 + 2",
+        "()",
+        "__import__('os')",
+    ],
 )
 def test_evaluate_rejects_malformed(expr):
-    with pytest.raises(ExpressionError):
+    with pytest.raises(ExpressionError) as e:
         evaluate(expr)
+    assert not isinstance(e.value, DivisionByZeroError)
+    assert expression_value(expr) is None
+
+
+@pytest.mark.parametrize(("expr", "at"), [("3/0", 1), ("1+2/(1-1)", 3), ("(4*0)/(0*2)+1", 5)])
+def test_division_by_zero_is_an_error_naming_the_expression_and_the_slash(expr, at):
+    with pytest.raises(DivisionByZeroError, match=rf"division by zero at position {at} in "):
+        evaluate(expr)
+    with pytest.raises(ExpressionError, match=re.escape(repr(expr))):
+        evaluate(expr)
+    assert expression_value(expr) is None
+
+
+def test_values_as_json_hold_ints_and_fractions():
+    assert value_json(12) == 12 and value_json(Fraction(7, 2)) == "7/2" and value_json(None) is None
+
+
+def test_drawn_expressions_with_division_have_whole_number_values():
+    rng = np.random.default_rng(3)
+    texts = [expression(rng, operands=(2, 5), max_digits=2, operators="+-*/") for _ in range(500)]
+    assert sum("/" in t for t in texts) > 50
+    for t in texts:
+        assert isinstance(evaluate(t), int), t  # never a fraction, never a division by zero
+    only = [expression(rng, operands=(2, 3), max_digits=1, operators="/") for _ in range(50)]
+    assert all(set(t) <= set("0123456789/()") and isinstance(evaluate(t), int) for t in only)
+
+
+def test_the_default_operators_draw_what_they_always_drew():
+    # Adding "/" to what the sampler can draw left the default draws (and so the shards) alone:
+    # these 200 are what the sampler drew before it knew "/" (sha256 of the texts joined by "|").
+    rng = np.random.default_rng(4)
+    texts = [expression(rng, operators="+-*") for _ in range(200)]
+    assert texts[:4] == ["94*97-4+35*6", "4*(48*7-98)*43", "28-18-5", "41-2-5"]
+    assert hashlib.sha256("|".join(texts).encode()).hexdigest()[:16] == "56fba627b91b2a67"
+
+
+@pytest.mark.parametrize("operators", ["", "+-+", "+^", "+ -"])
+def test_operators_must_be_distinct_characters_of_the_four(operators):
+    with pytest.raises(ValueError, match=r"tasks\.expr\.operators"):
+        check_operators(operators)
+    with pytest.raises(ValueError, match=r"tasks\.expr\.operators"):
+        expression(np.random.default_rng(0), operators=operators)
 
 
 def test_evaluate_never_calls_eval(monkeypatch):
@@ -67,23 +138,28 @@ def _grammar_reads(grammar: ExpressionGrammar, text: str) -> bool:
 
 def test_expression_grammar_accepts_exactly_what_evaluate_evaluates():
     # Every text of up to 6 characters over digits, the operators, parentheses and one stranger:
-    # the grammar, read one character at a time, accepts a text iff evaluate gives it a value.
+    # the grammar, read one character at a time, accepts a text iff evaluate parses it (it then
+    # has a value, or divides by zero, which no grammar of characters sees: "(1-1)").
     # (A refusal mid-text is then final: no continuation of a refused prefix evaluates.)
     grammar = task_grammar("expr")
     assert isinstance(grammar, ExpressionGrammar)
-    alphabet = "07+-*()/"
-    accepted = 0
+    alphabet = "07+*/()x"
+    accepted = divides_by_zero = 0
     for n in range(7):
         for chars in itertools.product(alphabet, repeat=n):
             text = "".join(chars)
             try:
                 evaluate(text)
                 ok = True
+            except DivisionByZeroError:
+                ok = True
+                divides_by_zero += 1
             except ExpressionError:
                 ok = False
             assert _grammar_reads(grammar, text) == ok, text
             accepted += ok
     assert accepted > 1000  # the enumeration reaches real expressions, nested ones included
+    assert divides_by_zero > 10
     assert _grammar_reads(grammar, "12*(34+5)-67") and _grammar_reads(grammar, "((1))")
     assert task_grammar("line") is None and task_grammar("short") is None
 

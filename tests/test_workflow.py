@@ -70,6 +70,8 @@ def test_lint_is_clean(tmp_path):
         (lambda c: c["experiments"]["expr_crnn"]["train"].update(steps="many"), "many"),
         (lambda c: c.update(tasks_typo={}), "tasks_typo"),
         (lambda c: c["experiments"]["line_crnn_vgg"]["model_kwargs"].update(hiden=3), "hiden"),
+        (lambda c: c["tasks"]["expr"].update(operators="+^"), "operators"),
+        (lambda c: c["tasks"]["expr"].update(operators="+-+"), "operators"),
         (
             lambda c: c["tasks"]["expr"]["splits"]["test_heldout"].update(
                 degrade={"legible": {"inks": "stroke"}}

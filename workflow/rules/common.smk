@@ -7,7 +7,7 @@ from snakemake.utils import validate
 from models.registry import validate_experiment
 from models.specs import SCHEDULING
 from synth.fonts import font_file_paths
-from synth.specs import canonical, split_config
+from synth.specs import canonical, split_config, task_spec
 
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 
@@ -27,9 +27,10 @@ def shard_config(task, split):
 
 
 for _task in TASKS:
-    # A split's degrade (merged over its task's) with an unknown name fails at parse time too.
+    # A split's settings (its degrade merged over its task's) that no spec accepts fail at parse
+    # time too: an unknown degradation, repeated expr operators.
     for _split in config["tasks"][_task]["splits"]:
-        shard_config(_task, _split)
+        task_spec(_task, shard_config(_task, _split))
 
 
 def experiment_config(experiment):
