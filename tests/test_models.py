@@ -122,6 +122,29 @@ def test_channels_last_changes_only_the_layout(name: str) -> None:
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_bf16_autocast_forward_and_fp32_loss(name: str) -> None:
+    # On a GPU, training runs the forward under bf16 autocast (models.devices.autocast) and the
+    # family's loss in fp32. The same autocast on the CPU checks the dtypes of that path (the
+    # families' casts, the reader's masks, the GRCL gates), though not CUDA's kernels.
+    torch.manual_seed(0)
+    model = build_model(name, len(CHARSET), **TINY[name])
+    family = make_family(name, CHARSET, TINY[name])
+    x = images(name)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = model(x)
+    logits = out.logits if isinstance(out, tuple) else out
+    assert logits.dtype == torch.bfloat16
+    loss = family.loss(out, family.encode(LABELS[name]))
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    for pname, p in model.named_parameters():
+        assert p.dtype == torch.float32, f"{name}.{pname} is {p.dtype}"
+        assert p.grad is not None and torch.isfinite(p.grad).all(), f"{name}.{pname}"
+    preds = family.decode(out)
+    assert len(preds) == 2 and all(0.0 <= p.confidence <= 1.0 for p in preds)
+
+
 def test_expr_drop_frames_changes_length() -> None:
     kwargs = {**TINY["expr_crnn"], "drop_frames": 0}
     model = build_model("expr_crnn", 15, **kwargs).eval()

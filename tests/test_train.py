@@ -324,6 +324,27 @@ def test_early_stopping(line_data, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "early" / "train.json").read_text())["stopped_early"]
 
 
+def test_the_loop_runs_under_bf16_autocast(line_data, tmp_path, monkeypatch):
+    # The GPU path (train.amp on CUDA) enters models.devices.autocast around each forward, in
+    # training and validation. Here that context is the CPU's bf16 autocast: the loop's losses,
+    # gradient norms, validation and checkpoints must cope with bf16 outputs.
+    entered = []
+
+    def bf16(device, enabled=True):
+        entered.append(device.type)
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+
+    monkeypatch.setattr(train_module, "autocast", bf16)
+    out = tmp_path / "bf16"
+    result = train(line_job(line_data, out))
+    assert len(entered) >= 8 + 2  # every training step, and the validation batches
+    assert result.steps == 8 and math.isfinite(result.final_val_loss)
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert all(math.isfinite(float(r["train_loss"])) for r in rows)
+    model, _ = load_model(out / "model.pt")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
 def test_label_outside_the_charset_stops_training(line_data, tmp_path):
     root = line_data[0]
     bad = write_shards(tmp_path / "bad", "train", 1, 6, "0129", LINE, length=(4, 4), seed=5)
