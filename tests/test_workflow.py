@@ -208,6 +208,7 @@ def test_gpu_jobs_declare_one_gpu_and_every_core(tmp_path):
         c["device"] = "cuda"
         for exp in c["experiments"].values():
             exp["train"].pop("threads", None)  # the default, 0
+            exp.get("eval", {}).pop("threads", None)
 
     proc = run_snakemake(
         tmp_path, "-n", "--cores", "8", "all", config=_write_config(tmp_path, edit)
@@ -254,10 +255,15 @@ def test_the_longest_training_job_and_its_shards_start_first(tmp_path):
 
 @pytest.mark.slow
 def test_editing_scheduling_hints_reruns_nothing(smoke_run, tmp_path):
-    # threads, mem_mb and priority say how to schedule a job, not what it makes.
+    # threads, mem_mb and priority say how to schedule a job, not what it makes. An eval block
+    # left out is its defaults in full, the same as one that spells them out.
     def edit(c):
         for exp in c["experiments"].values():
-            exp["train"].update(threads=1, mem_mb=1234, priority=7)
+            exp["train"].update(threads=2, mem_mb=1234, priority=7)
+            exp.setdefault("eval", {})["threads"] = 0
+        del c["experiments"]["hanzi_cnn"]["eval"]
+        c["experiments"]["short_reader"]["eval"].update(batch_size=128, beam_width=5)
+        c["tesseract"]["threads"] = 0
 
     proc = run_snakemake(
         smoke_run, "-n", "--cores", "2", "all", config=_write_config(tmp_path, edit)
@@ -265,25 +271,37 @@ def test_editing_scheduling_hints_reruns_nothing(smoke_run, tmp_path):
     assert not _jobs(proc.stdout), proc.stdout
 
 
-def test_cpu_training_jobs_take_their_threads_and_no_gpu(tmp_path):
+def test_cpu_jobs_take_their_threads_and_no_gpu(tmp_path):
     # On the CPU the jobs declare no GPU, so the profile's gpu cap does not serialise them, and
-    # a train job takes experiments.<name>.train.threads cores: with 1, two train side by side
-    # under --cores 2. threads is a resource, not a setting: it is not in the job's params.
+    # a train job takes experiments.<name>.train.threads cores, an evaluate job
+    # experiments.<name>.eval.threads and a tesseract job tesseract.threads: with 1, two run side
+    # by side under --cores 2. threads is a resource, not a setting: it is not in the job's params.
     def edit(c):
         c["device"] = "cpu"
         for exp in c["experiments"].values():
             exp["train"].pop("threads", None)  # the default, 0: every core
+            exp.get("eval", {}).pop("threads", None)
         c["experiments"]["expr_crnn"]["train"]["threads"] = 1
         c["experiments"]["hanzi_cnn"]["train"]["threads"] = 4  # capped at --cores
+        c["experiments"]["short_reader"]["eval"] = {"threads": 1}
+        c["tesseract"].pop("threads", None)
 
     proc = run_snakemake(
         tmp_path, "-n", "--cores", "2", "all", config=_write_config(tmp_path, edit)
     )
-    jobs = _resources(proc.stdout, {"train", "evaluate"})
-    assert jobs
+    jobs = _resources(proc.stdout, {"train", "evaluate", "tesseract"})
+    assert {rule for rule, _ in jobs} == {"train", "evaluate", "tesseract"}
+    one_thread = {("train", "expr_crnn"), ("evaluate", "short_reader")}
     for rule, block in jobs:
-        assert re.search(r"\bgpu=0\b", block), block
-        if rule == "train" and "experiment=expr_crnn" in block:
+        if rule != "tesseract":
+            assert re.search(r"\bgpu=0\b", block), block
+        experiment = re.search(r"experiment=(\w+)", block)
+        if (rule, experiment and experiment.group(1)) in one_thread:
             assert "threads:" not in block, block  # Snakemake lists threads above 1 only
         else:
             assert re.search(r"threads: 2\b", block), block
+    # The shipped smoke config gives every evaluate and tesseract job one thread.
+    proc = run_snakemake(tmp_path, "-n", "--cores", "2", "all", config=SMOKE)
+    shipped = _resources(proc.stdout, {"evaluate", "tesseract"})
+    assert {rule for rule, _ in shipped} == {"evaluate", "tesseract"}
+    assert all("threads:" not in block for _, block in shipped), shipped

@@ -9,6 +9,12 @@ from models.specs import SCHEDULING
 from synth.fonts import font_file_paths
 from synth.specs import canonical, split_config, task_spec
 
+# The schema's defaults fill the objects a config writes, but not an experiment's train or eval
+# block that is left out: start those empty, so every experiment has them in full.
+for _exp in (config.get("experiments") or {}).values():
+    if isinstance(_exp, dict):
+        _exp.setdefault("train", {})
+        _exp.setdefault("eval", {})
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 
 TASKS = ["hanzi", "expr", "line", "short"]
@@ -91,10 +97,32 @@ def all_targets():
     ]
 
 
+def _cores(threads):
+    """A job's cores from a config's threads: 0 means every core of --cores."""
+    return min(threads, workflow.cores) if threads else workflow.cores
+
+
 def train_threads(wildcards):
     """Cores of a train job: experiments.<name>.train.threads, 0 meaning every core."""
-    threads = experiment_config(wildcards.experiment)["train"]["threads"]
-    return min(threads, workflow.cores) if threads else workflow.cores
+    return _cores(experiment_config(wildcards.experiment)["train"]["threads"])
+
+
+def eval_threads(wildcards):
+    """Cores of an evaluate job: experiments.<name>.eval.threads, 0 meaning every core."""
+    return _cores(experiment_config(wildcards.experiment)["eval"]["threads"])
+
+
+def tesseract_threads(wildcards):
+    """Cores (Tesseract processes at once) of a tesseract job: tesseract.threads, 0 meaning
+    every core."""
+    return _cores(config["tesseract"]["threads"])
+
+
+def eval_params(wildcards):
+    """An experiment's eval settings that its metrics depend on: not its threads, so editing
+    them reruns nothing."""
+    exp_eval = experiment_config(wildcards.experiment)["eval"]
+    return canonical({k: v for k, v in exp_eval.items() if k not in SCHEDULING})
 
 
 def experiment_priority(experiment):

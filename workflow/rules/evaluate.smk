@@ -1,7 +1,8 @@
 # Evaluation: each experiment's checkpoint on its task's test shards, and Tesseract on the same
 # shards. Both write results/eval/.../{metrics.json, predictions.csv}, the only inputs of reports.
-# Threads are given as functions: `workflow.cores` is read only when a job is scheduled, so
-# `snakemake --report` (no --cores) still works.
+# Threads are given as functions (experiments.<name>.eval.threads, tesseract.threads; 0 = every
+# core): `workflow.cores` is read only when a job is scheduled, so `snakemake --report` (no
+# --cores) still works.
 import os
 
 from synth.specs import canonical
@@ -29,12 +30,12 @@ rule evaluate:
         split="|".join(TEST_SPLITS),
     conda:
         "../../environment.yml"
-    threads: lambda wildcards: workflow.cores
+    threads: eval_threads
     resources:
         mem_mb=4000,
         gpu=lambda w: accelerator_jobs(),
     params:
-        eval=lambda w: canonical(experiment_config(w.experiment).get("eval", {})),
+        eval=eval_params,
         device=config["device"],
     script:
         "../scripts/evaluate.py"
@@ -54,7 +55,7 @@ rule tesseract:
         split="|".join(TEST_SPLITS),
     conda:
         "../../environment.yml"
-    threads: lambda wildcards: workflow.cores
+    threads: tesseract_threads
     resources:
         mem_mb=2000,
     params:
