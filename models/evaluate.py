@@ -283,7 +283,8 @@ class EvalSpec:
     def from_config(
         cls, experiment: str, split: str, eval_cfg: Mapping[str, Any] | None, device: str
     ) -> EvalSpec:
-        """Build from an experiment's validated ``eval`` slice and the config's ``device``."""
+        """Build from an experiment's validated ``eval`` slice, less ``threads`` (the cores the
+        job takes, which the workflow keeps out of the settings), and the config's ``device``."""
         cfg = dict(eval_cfg or {})
         unknown = set(cfg) - {"batch_size", "decoder", "beam_width"}
         if unknown:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import subprocess
@@ -56,22 +57,35 @@ def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _precision(dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    # On a GPU, training runs the forward under bf16 autocast (models.devices.autocast) and the
+    # family's loss in fp32. The same autocast on the CPU checks the dtypes of that path (the
+    # families' casts, the reader's masks, the GRCL gates), though not CUDA's kernels.
+    if dtype == torch.bfloat16:
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16-autocast"])
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_forward_loss_backward(name: str) -> None:
+def test_forward_loss_backward(name: str, dtype: torch.dtype) -> None:
     torch.manual_seed(0)
     model = build_model(name, len(CHARSET), **TINY[name])
     family = make_family(name, CHARSET, TINY[name])
     x = images(name)
-    out = model(x)
+    with _precision(dtype):
+        out = model(x)
+    assert (out.logits if isinstance(out, tuple) else out).dtype == dtype
     loss = family.loss(out, family.encode(LABELS[name]))
-    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert loss.ndim == 0 and loss.dtype == torch.float32 and torch.isfinite(loss)
     loss.backward()
     for pname, p in model.named_parameters():
+        assert p.dtype == torch.float32, f"{name}.{pname} is {p.dtype}"
         assert p.grad is not None, f"{name}.{pname} got no gradient"
         assert torch.isfinite(p.grad).all(), f"{name}.{pname} has a non-finite gradient"
     assert any(p.grad.abs().sum() > 0 for p in model.parameters())
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), _precision(dtype):
         preds = family.decode(model(x[:1]))
     assert len(preds) == 1 and 0.0 <= preds[0].confidence <= 1.0
 
@@ -120,29 +134,6 @@ def test_channels_last_changes_only_the_layout(name: str) -> None:
         strict=True,
     ):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_bf16_autocast_forward_and_fp32_loss(name: str) -> None:
-    # On a GPU, training runs the forward under bf16 autocast (models.devices.autocast) and the
-    # family's loss in fp32. The same autocast on the CPU checks the dtypes of that path (the
-    # families' casts, the reader's masks, the GRCL gates), though not CUDA's kernels.
-    torch.manual_seed(0)
-    model = build_model(name, len(CHARSET), **TINY[name])
-    family = make_family(name, CHARSET, TINY[name])
-    x = images(name)
-    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
-        out = model(x)
-    logits = out.logits if isinstance(out, tuple) else out
-    assert logits.dtype == torch.bfloat16
-    loss = family.loss(out, family.encode(LABELS[name]))
-    assert loss.dtype == torch.float32 and torch.isfinite(loss)
-    loss.backward()
-    for pname, p in model.named_parameters():
-        assert p.dtype == torch.float32, f"{name}.{pname} is {p.dtype}"
-        assert p.grad is not None and torch.isfinite(p.grad).all(), f"{name}.{pname}"
-    preds = family.decode(out)
-    assert len(preds) == 2 and all(0.0 <= p.confidence <= 1.0 for p in preds)
 
 
 def test_expr_drop_frames_changes_length() -> None:
