@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from models.checkpoint import ModelMeta
 from models.devices import resolve_device
 from models.families import Prediction, make_family
-from models.preprocess import ImageLike, pad_batch, prepare_image
+from models.preprocess import ImageLike, bucket_width, pad_batch, prepare_image
 from models.registry import grammar_for
 from synth.text import expression_value
 
@@ -31,8 +30,9 @@ def predict(
 ) -> list[Prediction]:
     """Read images with a model.
 
-    Line images are grouped by width before batching (in input order within equal widths), so
-    a batch pads as little as possible; the predictions come back in input order.
+    Line images are batched by width bucket (`models.preprocess.bucket_width`, in input order
+    within a bucket) and padded to their bucket's width, so an image's reading does not depend
+    on the other images read with it; the predictions come back in input order.
 
     Args:
         model: The model (eval mode is set here).
@@ -59,17 +59,21 @@ def predict(
     family = make_family(meta.model, meta.charset, meta.model_kwargs)
     grammar = grammar_for(meta.model, meta.task) if decoder == "grammar" else None
     arrays = [prepare_image(im, meta.input) for im in images]
-    order = np.argsort([a.shape[1] for a in arrays], kind="stable")
+    buckets: dict[int, list[int]] = {}
+    for i, a in enumerate(arrays):
+        bucket = bucket_width(a.shape[1], meta.input) if meta.input["kind"] == "line" else 0
+        buckets.setdefault(bucket, []).append(i)
     out: list[Prediction | None] = [None] * len(arrays)
-    for start in range(0, len(arrays), batch_size):
-        idx = order[start : start + batch_size]
-        batch, widths = pad_batch([arrays[i] for i in idx], meta.input)
-        outputs = model(batch.to(device))
-        preds = family.decode(
-            outputs, widths, decoder=decoder, beam_width=beam_width, k=top_k, grammar=grammar
-        )
-        for i, p in zip(idx.tolist(), preds, strict=True):
-            if meta.task == "expr":
-                p.value = expression_value(p.text)
-            out[i] = p
+    for bucket, members in sorted(buckets.items()):
+        for start in range(0, len(members), batch_size):
+            idx = members[start : start + batch_size]
+            batch, widths = pad_batch([arrays[i] for i in idx], meta.input, width=bucket)
+            outputs = model(batch.to(device))
+            preds = family.decode(
+                outputs, widths, decoder=decoder, beam_width=beam_width, k=top_k, grammar=grammar
+            )
+            for i, p in zip(idx, preds, strict=True):
+                if meta.task == "expr":
+                    p.value = expression_value(p.text)
+                out[i] = p
     return out  # type: ignore[return-value]

@@ -92,13 +92,26 @@ def min_width(geometry: Mapping[str, Any]) -> int:
     return int(geometry["size"])
 
 
+def bucket_width(width: int, geometry: Mapping[str, Any]) -> int:
+    """The width a line image of ``width`` px is padded to when it is read on its own merits:
+    at least `min_width`, rounded up to a multiple of it (16 px at height 32).
+
+    Recognition batches only images of one bucket together (`models.predict.predict`), so an
+    image's input, and its reading, never depend on the other images read with it: a
+    bidirectional RNN reads padding too, and a short line padded to the width of a long one
+    would be read differently than alone. Square images need no bucket: their width is fixed.
+    """
+    step = min_width(geometry)
+    return max(step, -(-int(width) // step) * step)
+
+
 def pad_batch(
-    arrays: Sequence[np.ndarray], geometry: Mapping[str, Any]
+    arrays: Sequence[np.ndarray], geometry: Mapping[str, Any], width: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Prepared ``H, W_i`` uint8 arrays -> a normalised batch.
 
     Each image is padded on the right, with its own background level, to the batch's widest
-    image (at least `min_width`).
+    image (at least `min_width`, and at least ``width``).
 
     Returns:
         ``images`` float32 ``N, 1, H, W_max`` normalised to [-1, 1], and ``widths`` int64 ``N``:
@@ -109,7 +122,7 @@ def pad_batch(
     height = arrays[0].shape[0]
     floor = min_width(geometry)
     widths = [max(a.shape[1], floor) for a in arrays]
-    width = max(widths)
+    width = max(*widths, width)
     out = np.empty((len(arrays), 1, height, width), dtype=np.uint8)
     for i, a in enumerate(arrays):
         if a.shape[0] != height:
