@@ -41,21 +41,26 @@ ImageSource: TypeAlias = str | os.PathLike | Image.Image | np.ndarray
 
 DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: a 7000 x 7000 page scan fits, a decompression bomb not
 POLARITIES = ("auto", "dark-on-light", "light-on-dark")
-IMAGE_EXTENSIONS = (
-    ".bmp",
-    ".gif",
-    ".jpeg",
-    ".jpg",
-    ".pbm",
-    ".pgm",
-    ".png",
-    ".pnm",
-    ".ppm",
-    ".tga",
-    ".tif",
-    ".tiff",
-    ".webp",
-)
+# Formats Pillow registers but cannot decode on its own here: stubs that need a handler
+# installed (BUFR, GRIB, HDF5), PostScript (Ghostscript), WMF/EMF (Windows only), MPEG (it only
+# identifies the stream) and IPTC.
+_UNDECODABLE_FORMATS = {"BUFR", "EPS", "GRIB", "HDF5", "IPTC", "MPEG", "WMF"}
+
+
+def _readable_extensions() -> tuple[str, ...]:
+    Image.init()
+    return tuple(
+        sorted(
+            ext
+            for ext, fmt in Image.registered_extensions().items()
+            if fmt in Image.OPEN and fmt not in _UNDECODABLE_FORMATS
+        )
+    )
+
+
+# The extensions a folder is searched for: every one Pillow opens (.png, .jpg, .jfif, .tif,
+# .webp, .jp2, .ico, .pgm, ...); a file named outright is read whatever its name.
+IMAGE_EXTENSIONS = _readable_extensions()
 
 _ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
 _BORDER_FRACTION = 0.06  # of the shorter side: the ring whose median estimates the background

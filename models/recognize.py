@@ -6,8 +6,11 @@ Command line::
 
 prints one tab-separated line per image, in input order (folders are walked recursively, in
 sorted order, for image files): ``path, text, confidence``; for the ``expr`` task also the
-expression's value (empty when the reading does not parse); for the hanzi classifier (and the
-CTC beam decoders) also the ``--top-k`` alternatives as ``text, probability`` pairs.
+expression's value (empty when the reading does not parse); for the hanzi classifier (and,
+with ``--decoder beam``, the CTC models and the reader) also the ``--top-k`` alternatives as
+``text, probability`` pairs. Confidences and probabilities print with four decimals, or in
+exponent notation below 0.001 (a long line's greedy confidence, the product of its frames'
+best probabilities, can be that small).
 ``--decoder grammar`` (``expr`` models) keeps only readings that evaluate.
 ``--format json`` prints JSON lines instead (``path``, ``text``, ``confidence``, ``top_k``,
 ``value``). An image that cannot be read (missing, empty, corrupt, not an image, too many
@@ -15,7 +18,7 @@ pixels) gets ``error: PATH: reason`` on stderr, and in JSON mode a ``{"path", "e
 record; the others go on.
 
 Exit status: 0 when every image was read, 2 when some failed, 1 when nothing could run (a
-missing, corrupt or untrusted checkpoint; an unavailable device).
+bad argument; a missing, corrupt or untrusted checkpoint; an unavailable device).
 
 Python::
 
@@ -38,7 +41,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import numpy as np
 import torch
@@ -79,7 +82,7 @@ class Recognizer:
         device: Where the model runs.
         batch_size: Images per forward pass.
         top_k: Alternatives per result (the hanzi classifier; CTC with ``decoder="beam"`` or
-            ``"grammar"``).
+            ``"grammar"``; the reader with ``"beam"``).
         polarity: ``auto``, ``dark-on-light`` or ``light-on-dark`` (`models.images`).
         max_pixels: Image files of more pixels are refused (None: no limit of ours).
         decoder: CTC decoder, ``greedy``, ``beam`` (prefix beam search, n-best in ``top_k``) or
@@ -126,7 +129,7 @@ class Recognizer:
     def has_alternatives(self) -> bool:
         """Whether results carry ``top_k`` alternatives (not only the best reading)."""
         return self.family == "classification" or (
-            self.family == "ctc" and self.decoder in ("beam", "grammar")
+            self.family in ("ctc", "attention") and self.decoder in ("beam", "grammar")
         )
 
     def load(self, source: ImageSource, name: str | None = None) -> Image.Image:
@@ -233,13 +236,19 @@ def load_recognizer(
 
 def format_tsv(path: str, pred: Prediction, with_value: bool, with_top_k: bool) -> str:
     """One output line: ``path, text, confidence[, value][, text_1, p_1, ...]``."""
-    fields = [path, pred.text, f"{pred.confidence:.4f}"]
+    fields = [path, pred.text, format_probability(pred.confidence)]
     if with_value:
         fields.append("" if pred.value is None else str(pred.value))
     if with_top_k:
         for text, prob in pred.top_k:
-            fields += [text, f"{prob:.4f}"]
+            fields += [text, format_probability(prob)]
     return "\t".join(fields)
+
+
+def format_probability(p: float) -> str:
+    """Four decimals, or three significant digits in exponent notation below 0.001, so a small
+    confidence never prints as ``0.0000``."""
+    return f"{p:.4f}" if p >= 1e-3 or p == 0 else f"{p:.2e}"
 
 
 def format_json(path: str, pred: Prediction, with_value: bool) -> str:
@@ -262,8 +271,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument exits with 1 (nothing could run), not argparse's 2, which
+    here means that some images could not be read."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_FATAL, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m models.recognize",
         description="Read text from images with a synthocr checkpoint (or its ONNX export). "
         "Prints one line per image: path, text, confidence (tab-separated, or JSON lines).",
@@ -276,8 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--top-k",
         type=_positive_int,
         default=DEFAULT_TOP_K,
-        help=f"alternatives to print for the hanzi classifier and the beam decoders "
-        f"(default {DEFAULT_TOP_K})",
+        help=f"alternatives to print for the hanzi classifier and, with --decoder beam, the "
+        f"CTC models and the reader (default {DEFAULT_TOP_K})",
     )
     parser.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument(
@@ -287,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=_non_negative_int,
         default=0,
         help="CPU threads (PyTorch and onnxruntime; default 0: their defaults, one per core)",
     )
@@ -302,12 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--decoder",
         choices=DECODERS,
         default="greedy",
-        help="CTC decoder: greedy (default), beam, or grammar (expr models: only readings "
-        "that evaluate)",
+        help="CTC decoder: greedy (default), beam (n-best readings; the reader's too), or "
+        "grammar (expr models: only readings that evaluate)",
     )
     parser.add_argument(
         "--max-pixels",
-        type=int,
+        type=_non_negative_int,
         default=DEFAULT_MAX_PIXELS,
         help=f"refuse images of more pixels (decompression bombs; default {DEFAULT_MAX_PIXELS:,};"
         " 0: no limit)",
@@ -328,7 +353,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         recognizer = load_recognizer(
             args.checkpoint,
             device=args.device,
-            threads=max(0, args.threads),
+            threads=args.threads,
             batch_size=args.batch_size,
             top_k=args.top_k,
             polarity=args.polarity,

@@ -215,7 +215,8 @@ def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
 
 
 def test_find_images_walks_folders_sorted(tmp_path):
-    for rel in ("b/2.png", "b/1.JPG", "a.tif", "c/d/e.webp", "c/readme.txt", "z.gif"):
+    rels = ("b/2.png", "b/1.JPG", "a.tif", "c/d/e.webp", "c/readme.txt", "z.gif", "c/f.eps")
+    for rel in (*rels, "../more/g.jfif", "../more/h.jp2", "../more/i.ico", "../more/j.pgm"):
         path = tmp_path / "in" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"")
@@ -230,3 +231,7 @@ def test_find_images_walks_folders_sorted(tmp_path):
         "in/z.gif",
         "notes.txt",
     ]
+    # every extension Pillow opens is walked, beyond the common ones; PostScript, which needs
+    # Ghostscript, is not
+    found = [p.name for p in find_images([tmp_path / "more"])]
+    assert found == ["g.jfif", "h.jp2", "i.ico", "j.pgm"]

@@ -26,6 +26,7 @@ CASES = {
     "line": ("crnn_vgg", {"width": 0.125, "hidden": 16}, "line", "中文识别字体一二三0123"),
     "hanzi": ("hanzi_cnn", {"width": 0.125}, "hanzi", "一二三四五六七八九十"),
     "expr": ("expr_crnn", {"width": 0.25, "hidden": 16, "dense": 16}, "expr", "0123456789+-*()"),
+    "short": ("reader", {"width": 0.25}, "short", "ABCD"),
 }
 
 
@@ -154,6 +155,44 @@ def test_cli_tsv_top_k_and_expr_value(checkpoints, image_folder, capsys, monkeyp
     assert "value" in record and (record["value"] is None or isinstance(record["value"], int))
     assert main([str(checkpoints["expr"]), path]) == 0
     assert len(capsys.readouterr().out.rstrip("\n").split("\t")) == 4  # path, text, conf, value
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--batch-size", "0"), ("--top-k", "0"), ("--threads", "-1"), ("--max-pixels", "-5")],
+)
+def test_cli_bad_arguments_exit_1_naming_the_option(
+    checkpoints, image_folder, capsys, option, value
+):
+    # 2 means that some images could not be read: a bad argument is "nothing could run"
+    with pytest.raises(SystemExit) as exc:
+        main([str(checkpoints["line"]), str(image_folder), option, value])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and value in err
+
+
+@pytest.mark.parametrize(
+    ("task", "decoder", "pairs"),
+    [("line", "greedy", 0), ("line", "beam", 2), ("short", "greedy", 0), ("short", "beam", 2)],
+)
+def test_cli_prints_alternatives_with_the_beam_decoder(
+    checkpoints, image_folder, capsys, monkeypatch, task, decoder, pairs
+):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    path = str(image_folder / "a_gray.png")
+    assert main([str(checkpoints[task]), path, "--decoder", decoder, "--top-k", "2"]) == 0
+    row = capsys.readouterr().out.rstrip("\n").split("\t")
+    assert len(row) == 3 + 2 * pairs
+    if pairs:
+        assert row[3] == row[1]  # the best alternative is the reading
+
+
+def test_small_confidences_never_print_as_zero():
+    line = format_tsv(
+        "x.png", Prediction("abc", 3.2e-9, [("abc", 3.2e-9), ("ab", 0.25)]), False, True
+    )
+    assert line.split("\t") == ["x.png", "abc", "3.20e-09", "abc", "3.20e-09", "ab", "0.2500"]
 
 
 def test_cli_grammar_decoder_for_expr_models(checkpoints, image_folder, capsys, monkeypatch):
