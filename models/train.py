@@ -613,6 +613,18 @@ def job_from_config(
     )
 
 
+def _build_hint(args: argparse.Namespace, job: TrainJob) -> str:
+    """The Snakemake command that builds a task's charset and shards, for the CLI's error."""
+    results = Path(args.results)
+    if not args.config or results.name != "results":
+        return "; build them with the workflow first (rule shard)"
+    where = "" if results.parent == Path() else f" --directory {results.parent}"
+    return (
+        f"; build them first: snakemake --cores all --configfile {args.config}{where} "
+        f"results/shards/{job.task}/manifest.tsv"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m models.train --config C --experiment E`` or ``--spec JSON`` (also under
     ``torchrun``)."""
@@ -639,10 +651,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.config and args.experiment:
         import yaml
 
-        config = yaml.safe_load(Path(args.config).read_text())
-        job = job_from_config(config, args.experiment, args.results, args.device)
+        try:
+            config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
+            job = job_from_config(config, args.experiment, args.results, args.device)
+        except (OSError, yaml.YAMLError, ValueError) as e:
+            parser.exit(1, f"{parser.prog}: error: {args.config}: {e}\n")
     else:
         parser.error("give --config and --experiment, or --spec")
+    missing = [
+        f for f in (job.charset, *job.train_shards, *job.val_shards) if not Path(f).is_file()
+    ]
+    if missing:
+        listed = ", ".join(missing[:3]) + (
+            f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        )
+        parser.exit(
+            1, f"{parser.prog}: error: {job.experiment} needs {listed}{_build_hint(args, job)}\n"
+        )
     threads = args.threads or job.train.threads  # the config's train.threads, 0 = torch's default
     if threads:
         torch.set_num_threads(threads)

@@ -420,6 +420,32 @@ def test_cli_reads_a_config(line_data, tmp_path):
     assert (results / "models" / "tiny" / "model.pt").is_file()
 
 
+def test_cli_names_what_is_missing_before_training(tmp_path, capsys, monkeypatch):
+    config = {
+        "tasks": {"line": {"splits": {"train": {"shards": 2}, "val": {"shards": 1}}}},
+        "experiments": {"tiny": {"task": "line", "model": "crnn_vgg", "train": {"steps": 2}}},
+    }
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(tmp_path)  # the default --results folder, results/, holds nothing here
+    for argv, expected in [
+        (["--config", str(cfg), "--experiment", "tiny"], "tiny needs results/charsets/line.txt"),
+        (["--config", str(cfg), "--experiment", "tiny"], "train-000001.tar and 1 more"),
+        (["--config", str(cfg), "--experiment", "tiny"], "results/shards/line/manifest.tsv"),
+        (
+            ["--config", str(cfg), "--experiment", "tiny", "--results", "x/results"],
+            "--directory x ",
+        ),
+        (["--config", str(cfg), "--experiment", "nope"], "unknown experiment 'nope'"),
+        (["--config", "missing.yaml", "--experiment", "tiny"], "missing.yaml"),
+    ]:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 1
+        assert expected in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()  # nothing written
+
+
 # ---------------------------------------------------------------- SIGKILL, then resume
 
 
