@@ -87,6 +87,29 @@ def test_config_typo_fails_at_parse_time_naming_the_key(tmp_path, edit, key):
     assert key in proc.stdout + proc.stderr
 
 
+def test_every_config_problem_is_listed_by_its_key_without_the_schema(tmp_path):
+    def edit(c):
+        c["sed"] = c.pop("seed")
+        c["tasks"]["expr"]["heigth"] = 60
+        c["tasks"]["hanzi"]["splits"]["train"]["samples"] = -3
+        c["experiments"]["expr_crnn"]["train"]["lr"] = "fast"
+        c["experiments"]["hanzi_cnn"]["train"]["zzz"] = 1
+
+    proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "invalid config (5 problems):" in out
+    for line in [
+        "sed: unknown key (did you mean 'seed'?)",
+        "tasks.expr.heigth: unknown key (did you mean 'height'?)",
+        "tasks.hanzi.splits.train.samples: -3 is less than the minimum of 1",
+        "experiments.expr_crnn.train.lr: 'fast' is not of type 'number'",
+        "experiments.hanzi_cnn.train.zzz: unknown key (valid: amp, batch_size,",
+    ]:
+        assert line in out
+    assert "$schema" not in out and len(out.splitlines()) < 40  # not the 2000-line schema
+
+
 def test_ctc_output_shorter_than_labels_is_rejected(tmp_path):
     def edit(c):
         c["tasks"]["line"]["min_char_width"] = 2  # T = W/4 would be < 2L+1

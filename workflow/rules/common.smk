@@ -7,6 +7,7 @@ from snakemake.utils import validate
 from models.registry import validate_experiment
 from models.specs import SCHEDULING
 from synth.fonts import font_file_paths
+from synth.schema import check_config
 from synth.specs import canonical, split_config, task_spec
 
 # The schema's defaults fill the objects a config writes, but not an experiment's train or eval
@@ -15,6 +16,8 @@ for _exp in (config.get("experiments") or {}).values():
     if isinstance(_exp, dict):
         _exp.setdefault("train", {})
         _exp.setdefault("eval", {})
+# Every problem at once, each naming its key; then the defaults.
+check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 
 TASKS = ["hanzi", "expr", "line", "short"]

@@ -1,0 +1,66 @@
+"""The config checked against its JSON schema, with messages that name the key at fault.
+
+Snakemake's ``validate`` stops at the first problem and prints the whole schema after it (2000
+lines for a top-level typo). The workflow first runs `config_problems` and stops with one line
+per problem, each naming the key by its dotted path, and for an unknown key the closest valid
+one (or, when none is close, all of them)::
+
+    invalid config (2 problems):
+      experiments.hanzi_cnn.train.stepz: unknown key (did you mean 'steps'?)
+      tasks.hanzi.splits.train.samples: -3 is less than the minimum of 1
+
+Then ``validate`` fills in the schema's defaults.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jsonschema
+import yaml
+
+
+def load_schema(path: str | os.PathLike) -> dict[str, Any]:
+    """The schema file (YAML)."""
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def _where(path: list[Any]) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _unknown_keys(error: jsonschema.ValidationError) -> list[str]:
+    """An ``additionalProperties`` error as one line per unknown key, with the valid ones."""
+    known = sorted((error.schema.get("properties") or {}).keys())
+    lines = []
+    for key in sorted(set(error.instance) - set(known), key=str):
+        where = _where([*error.absolute_path, key])
+        close = difflib.get_close_matches(str(key), known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(known)}"
+        lines.append(f"{where}: unknown key ({hint})")
+    return lines
+
+
+def config_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
+    """Every way ``config`` breaks ``schema``, one line each, in key order (empty: valid)."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    problems: list[str] = []
+    for error in errors:
+        if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+            problems.extend(_unknown_keys(error))
+        else:
+            problems.append(f"{_where(list(error.absolute_path))}: {error.message}")
+    return problems
+
+
+def check_config(config: Mapping[str, Any], schema_path: str | os.PathLike) -> None:
+    """Raise `ValueError` listing every problem of ``config`` (see `config_problems`)."""
+    problems = config_problems(config, load_schema(schema_path))
+    if problems:
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        raise ValueError(f"invalid config ({count}):\n  " + "\n  ".join(problems))
