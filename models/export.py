@@ -170,9 +170,14 @@ def export_onnx(
 
     Raises:
         CheckpointError: The checkpoint cannot be loaded (or is refused).
-        ExportError: The export fails or disagrees with PyTorch.
+        ExportError: ``out`` does not end in ``.onnx`` or is the checkpoint itself; the export
+            fails or disagrees with PyTorch (or gives non-finite outputs).
     """
     out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise ExportError(f"{out}: the output must be an .onnx file")
+    if out.exists() and Path(checkpoint).exists() and out.resolve() == Path(checkpoint).resolve():
+        raise ExportError(f"{out} is the checkpoint being exported: give another output path")
     model, meta = load_model(checkpoint, device="cpu")
     family = family_of(meta.model)
     wrapper = _ExportWrapper(model, family).eval()
@@ -254,6 +259,11 @@ def check_parity(
                 raise ExportError(
                     f"{onnx_path}: output {name} has shape {g.shape}, PyTorch {tuple(e.shape)} "
                     f"(input {tuple(x.shape)})"
+                )
+            if not (np.isfinite(e.numpy()).all() and np.isfinite(g).all()):
+                raise ExportError(
+                    f"{onnx_path}: output {name} is not finite on input {tuple(x.shape)} "
+                    "(a checkpoint with NaN or infinite weights?)"
                 )
             diff = float(np.abs(e.numpy() - g).max())
             if diff > tolerance:

@@ -177,3 +177,27 @@ def test_not_an_export_is_named(tmp_path):
     torch.onnx.export(torch.nn.Identity(), (torch.zeros(1),), str(plain), dynamo=False)
     with pytest.raises(ExportError, match=r"plain\.onnx: no 'synthocr' entry"):
         read_onnx_meta(plain)
+
+
+def test_export_never_writes_over_its_checkpoint_or_a_non_onnx_path(tmp_path, capsys):
+    ckpt = tmp_path / "model.pt"
+    tiny_checkpoint(ckpt, "hanzi_cnn")
+    before = ckpt.read_bytes()
+    for out in (ckpt, tmp_path / "model.bin"):
+        assert main([str(ckpt), str(out)]) == 1
+        assert str(out) in capsys.readouterr().err
+    assert ckpt.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_non_finite_outputs_fail_the_parity_check(tmp_path):
+    ckpt = tmp_path / "model.pt"
+    tiny_checkpoint(ckpt, "expr_crnn")
+    model, meta = load_model(ckpt)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    save_model(ckpt, model, meta)
+    with pytest.raises(ExportError, match="not finite"):
+        export_onnx(ckpt, tmp_path / "nan.onnx")
+    assert not (tmp_path / "nan.onnx").exists()
