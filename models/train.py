@@ -76,6 +76,7 @@ from models.registry import build_model, input_spec
 from models.specs import TrainJob, TrainSpec, run_hash
 from synth.atomic import write_bytes_atomic, write_text_atomic
 from synth.charset import read_charset
+from synth.schema import check_config
 
 log = logging.getLogger(__name__)
 
@@ -613,6 +614,13 @@ def job_from_config(
     )
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _build_hint(args: argparse.Namespace, job: TrainJob) -> str:
     """The Snakemake command that builds a task's charset and shards, for the CLI's error."""
     results = Path(args.results)
@@ -637,15 +645,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--spec", help="a TrainJob as JSON (a string, or @file.json)")
     parser.add_argument("--device", help="override the config's device (auto, cpu, cuda, mps)")
     parser.add_argument(
-        "--threads", type=int, help="torch CPU threads (default: the config's train.threads)"
+        "--threads",
+        type=_non_negative_int,
+        help="torch CPU threads (default: the config's train.threads)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if args.spec:
-        text = Path(args.spec[1:]).read_text() if args.spec.startswith("@") else args.spec
-        job = TrainJob.from_dict(json.loads(text))
+        try:
+            text = Path(args.spec[1:]).read_text() if args.spec.startswith("@") else args.spec
+            job = TrainJob.from_dict(json.loads(text))
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            parser.exit(1, f"{parser.prog}: error: --spec {args.spec[:60]}: {e}\n")
         if args.device:
             job = replace(job, device=args.device)
     elif args.config and args.experiment:
@@ -653,6 +666,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         try:
             config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
+            check_config(config)  # the workflow's schema: a typo never trains a wrong model
             job = job_from_config(config, args.experiment, args.results, args.device)
         except (OSError, yaml.YAMLError, ValueError) as e:
             parser.exit(1, f"{parser.prog}: error: {args.config}: {e}\n")

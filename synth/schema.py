@@ -17,10 +17,14 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
+
+# The workflow's schema (in the repository, beside the rules that validate with it).
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def load_schema(path: str | os.PathLike) -> dict[str, Any]:
@@ -58,7 +62,7 @@ def config_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> lis
     return problems
 
 
-def check_config(config: Mapping[str, Any], schema_path: str | os.PathLike) -> None:
+def check_config(config: Mapping[str, Any], schema_path: str | os.PathLike = SCHEMA_PATH) -> None:
     """Raise `ValueError` listing every problem of ``config`` (see `config_problems`)."""
     problems = config_problems(config, load_schema(schema_path))
     if problems:

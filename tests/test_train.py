@@ -438,12 +438,26 @@ def test_cli_names_what_is_missing_before_training(tmp_path, capsys, monkeypatch
         ),
         (["--config", str(cfg), "--experiment", "nope"], "unknown experiment 'nope'"),
         (["--config", "missing.yaml", "--experiment", "tiny"], "missing.yaml"),
+        (["--spec", "{not json"], "--spec {not json"),
     ]:
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 1
         assert expected in capsys.readouterr().err
     assert not (tmp_path / "results").exists()  # nothing written
+    # A typo the workflow refuses is refused here too, before anything is trained or written.
+    config["experiments"]["tiny"]["modle_kwargs"] = {"width": 0.25}
+    config["sead"] = 1
+    cfg.write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit) as exc:
+        main(["--config", str(cfg), "--experiment", "tiny"])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert "experiments.tiny.modle_kwargs: unknown key (did you mean 'model_kwargs'?)" in err
+    assert "sead: unknown key (did you mean 'seed'?)" in err
+    with pytest.raises(SystemExit) as exc:
+        main(["--config", str(cfg), "--experiment", "tiny", "--threads", "-3"])
+    assert exc.value.code == 2 and "--threads" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- SIGKILL, then resume
