@@ -22,7 +22,8 @@ images come in every shape, so `load_gray` brings any of them to that form befor
   image whose border is mostly ink, e.g. a crop that cuts through the text, can fool it: say
   the polarity then). ``dark-on-light`` never inverts, ``light-on-dark`` always does.
 - Decompression bombs: a file of more than ``max_pixels`` pixels (`DEFAULT_MAX_PIXELS`) is
-  refused from its header, before it is decoded.
+  refused from its header, before it is decoded; so is an image whose one side is more than
+  `MAX_ASPECT` times the other (scaled to a model's height, a thin strip becomes enormous).
 
 Every failure is an `ImageLoadError` naming the image (its path, or what the caller calls it).
 """
@@ -40,6 +41,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 ImageSource: TypeAlias = str | os.PathLike | Image.Image | np.ndarray
 
 DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: a 7000 x 7000 page scan fits, a decompression bomb not
+# A side longer than this many times the other is refused: a 60000 x 1 strip scaled to a line
+# model's 32 px would be 1.9 million px wide (tens of GB of activations). 200:1 is a line of
+# about 200 hanzi, or 400 Latin letters.
+MAX_ASPECT = 200
 POLARITIES = ("auto", "dark-on-light", "light-on-dark")
 # Formats Pillow registers but cannot decode on its own here: stubs that need a handler
 # installed (BUFR, GRIB, HDF5), PostScript (Ghostscript), WMF/EMF (Windows only), MPEG (it only
@@ -253,6 +258,17 @@ def normalize_polarity(gray: Image.Image, polarity: str = "auto") -> tuple[Image
     return (ImageOps.invert(gray), True) if invert else (gray, False)
 
 
+def check_aspect(width: int, height: int) -> str | None:
+    """Why an image of this size is refused (one side over `MAX_ASPECT` times the other), or
+    None."""
+    if min(width, height) > 0 and max(width, height) > MAX_ASPECT * min(width, height):
+        return (
+            f"{width}x{height} px: one side is over {MAX_ASPECT} times the other; "
+            "crop it to a line of text or a character"
+        )
+    return None
+
+
 def load_gray(
     source: ImageSource,
     *,
@@ -288,6 +304,9 @@ def load_gray(
             name or repr(type(source).__name__),
             f"expected a path, a PIL image or a numpy array, got {type(source).__name__}",
         )
+    aspect_problem = check_aspect(*img.size)
+    if aspect_problem:
+        raise ImageLoadError(label, aspect_problem)
     try:
         gray = to_gray(img)
     except (ValueError, OSError) as e:

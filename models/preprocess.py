@@ -4,8 +4,8 @@ export.
 Every image becomes grayscale and is resized to the model's geometry (``models.registry.
 input_spec``) without ever being squashed:
 
-- ``{"kind": "square", "size": S}`` (hanzi, reader): an image that is not square is first padded
-  to a square with its own background, then resized to ``S x S``.
+- ``{"kind": "square", "size": S}`` (hanzi, reader): an image that is not square is resized so
+  that its longer side is ``S``, then centred on an ``S x S`` square of its own background.
 - ``{"kind": "line", "height": H}`` (CRNNs): resized to height ``H`` keeping the aspect ratio,
   so the width follows the text; a batch is padded on the right to its widest image with each
   image's own background (the median of its border pixels), and the widths before padding are
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.images import array_to_image, to_gray
+from models.images import array_to_image, check_aspect, to_gray
 
 MEAN = 0.5
 STD = 0.5
@@ -64,15 +64,21 @@ def prepare_image(image: ImageLike, geometry: Mapping[str, Any]) -> np.ndarray:
     w, h = img.size
     if w < 1 or h < 1:
         raise ValueError(f"empty image ({w}x{h})")
+    aspect_problem = check_aspect(w, h)
+    if aspect_problem:
+        raise ValueError(aspect_problem)
     kind = geometry["kind"]
     if kind == "square":
         size = int(geometry["size"])
         if w != h:
-            side = max(w, h)
-            canvas = Image.new("L", (side, side), background_level(np.asarray(img)))
-            canvas.paste(img, ((side - w) // 2, (side - h) // 2))
+            # Scaled first, then padded: padding a long strip to a square first would make an
+            # image of its longer side squared.
+            scale = size / max(w, h)
+            small = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), RESAMPLE)
+            canvas = Image.new("L", (size, size), background_level(np.asarray(img)))
+            canvas.paste(small, ((size - small.width) // 2, (size - small.height) // 2))
             img = canvas
-        if img.size != (size, size):
+        elif img.size != (size, size):
             img = img.resize((size, size), RESAMPLE)
     elif kind == "line":
         height = int(geometry["height"])

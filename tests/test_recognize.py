@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from models.checkpoint import ModelMeta, save_model
 from models.families import Prediction
 from models.images import ImageLoadError
+from models.preprocess import prepare_image
 from models.recognize import EXIT_SOME_FAILED, format_json, format_tsv, load_recognizer, main
 from models.registry import build_model
 from synth.text import evaluate
@@ -347,3 +348,27 @@ def test_expression_values_print_exactly(value, shown):
     assert format_tsv("a.png", pred, with_value=True, with_top_k=False).split("\t")[3] == (
         "" if shown is None else str(shown)
     )
+
+
+def test_a_thin_strip_is_refused_and_the_others_are_read(checkpoints, image_folder, tmp_path):
+    # 60 KB on disk, far under --max-pixels: scaled to 32 px high it would be 1.9 million px wide
+    folder = tmp_path / "strips"
+    folder.mkdir()
+    Image.new("L", (60000, 1), 255).save(folder / "wide.png")
+    Image.new("L", (1, 9000), 255).save(folder / "tall.png")
+    (folder / "good.png").write_bytes((image_folder / "a_gray.png").read_bytes())
+    for task in ("line", "hanzi"):
+        proc = _cli(str(checkpoints[task]), str(folder), "--threads", "1")
+        assert proc.returncode == EXIT_SOME_FAILED, proc.stderr
+        assert [r.split("\t")[0] for r in proc.stdout.splitlines()] == [str(folder / "good.png")]
+        for name, size in (("wide.png", "60000x1"), ("tall.png", "1x9000")):
+            assert f"error: {folder / name}: {size} px: one side is over 200 times" in proc.stderr
+
+
+def test_a_long_image_is_scaled_before_it_is_padded_to_a_square():
+    strip = Image.new("L", (6000, 40), 250)
+    ImageDraw.Draw(strip).rectangle([100, 10, 5900, 30], fill=0)
+    square = prepare_image(strip, {"kind": "square", "size": 64})
+    assert square.shape == (64, 64)
+    assert (square[:, 2:62].min(axis=1) < 128).sum() in (0, 1)  # the bar is one row thin
+    assert square[0, 0] == 250  # padded with the image's own background
