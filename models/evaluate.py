@@ -29,12 +29,12 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from models import metrics
 from models.registry import DECODERS
@@ -83,7 +83,10 @@ class Sample:
 
 
 def iter_samples(
-    shards: Sequence[str | os.PathLike], limit: int | None = None, task: str | None = None
+    shards: Sequence[str | os.PathLike],
+    limit: int | None = None,
+    task: str | None = None,
+    charset: Collection[str] | None = None,
 ) -> Iterator[Sample]:
     """Stream a split's samples in shard order, then in order within each shard.
 
@@ -92,11 +95,15 @@ def iter_samples(
             ``text``, ``font`` and for expressions ``value``; see `synth.shards`).
         limit: Stop after this many samples (None: all).
         task: ``expr`` fills in `Sample.value`, the label's value.
+        charset: When given, a label with a character outside it is an error: a model cannot
+            read what it has no class for, and scoring it as a miss would hide a wrong shard.
 
     Raises:
-        ValueError: A record without an image or a ``text``; for ``expr``, a label that does not
-            evaluate (malformed, or dividing by zero) or whose value differs from the record's
-            ``value`` (naming the shard and key).
+        ValueError: A record without an image or a ``text``, an image or JSON that cannot be
+            decoded, a label outside ``charset``; for ``expr``, a label that does not evaluate
+            (malformed, or dividing by zero) or whose value differs from the record's ``value``
+            (each naming the shard and key). `synth.shards.ShardReadError` (a ValueError): a
+            shard that is not a readable tar.
     """
     if limit is not None and limit <= 0:
         return
@@ -106,14 +113,28 @@ def iter_samples(
             key = record["__key__"]
             if "png" not in record or "json" not in record:
                 raise ValueError(f"shard {shard}: sample {key!r} lacks its .png or .json member")
-            meta = json.loads(record["json"])
-            if "text" not in meta:
-                raise ValueError(f"shard {shard}: sample {key!r} has no 'text' in its JSON")
-            image = Image.open(io.BytesIO(record["png"]))
-            image.load()
+            where = f"shard {shard}: sample {key!r}"
+            try:
+                meta = json.loads(record["json"])
+            except ValueError as e:
+                raise ValueError(f"{where}: cannot decode .json: {e}") from None
+            if not isinstance(meta, dict) or "text" not in meta:
+                raise ValueError(f"{where} has no 'text' in its JSON")
+            try:
+                image = Image.open(io.BytesIO(record["png"]))
+                image.load()
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+                raise ValueError(f"{where}: cannot decode .png: {e}") from None
             if image.mode != "L":
                 image = image.convert("L")
             label = str(meta["text"])
+            if charset is not None:
+                unknown = sorted(set(label) - set(charset))
+                if unknown:
+                    chars = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unknown)
+                    raise ValueError(
+                        f"{where}: label {label!r} has {chars}, not in the model's charset"
+                    )
             value = _label_value(shard, key, label, meta.get("value")) if task == "expr" else None
             yield Sample(
                 key=key,
@@ -403,7 +424,7 @@ def evaluate(
         samples.extend(chunk)
         chunk.clear()
 
-    for sample in iter_samples(shards, task=meta.task):
+    for sample in iter_samples(shards, task=meta.task, charset=meta.charset):
         chunk.append(sample)
         if len(chunk) >= spec.chunk:
             flush()

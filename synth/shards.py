@@ -370,38 +370,59 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+class ShardReadError(ValueError):
+    """A shard that is not a readable tar (empty, truncated, corrupt): names it, and the last
+    sample read before the damage."""
+
+
 def iter_records(shard: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """A WebDataset tar's samples in file order: ``{"__key__": key, ext: bytes, ...}``.
 
     Members that share a key (the file name up to its first dot, as WebDataset splits it) and
     follow each other form one sample. Read with `tarfile`, streaming: no torch import (as
     `webdataset` would bring), so evaluation, Tesseract, plot and preview jobs start fast.
+
+    Raises:
+        ShardReadError: The tar is unreadable (naming the shard and where it broke).
     """
     current: dict[str, Any] | None = None
-    with tarfile.open(shard, mode="r|*") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            folder, _, name = member.name.rpartition("/")
-            stem, dot, ext = name.partition(".")
-            if not dot:
-                continue
-            key = f"{folder}/{stem}" if folder else stem
-            if current is not None and current["__key__"] != key:
-                yield current
-                current = None
-            if current is None:
-                current = {"__key__": key}
-            f = tar.extractfile(member)
-            current[ext] = f.read() if f is not None else b""
+    last = None
+    try:
+        with tarfile.open(shard, mode="r|*") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                folder, _, name = member.name.rpartition("/")
+                stem, dot, ext = name.partition(".")
+                if not dot:
+                    continue
+                key = f"{folder}/{stem}" if folder else stem
+                if current is not None and current["__key__"] != key:
+                    last = current["__key__"]
+                    yield current
+                    current = None
+                if current is None:
+                    current = {"__key__": key}
+                f = tar.extractfile(member)
+                current[ext] = f.read() if f is not None else b""
+    except (tarfile.TarError, EOFError, zlib.error) as e:
+        after = f" after sample {last!r}" if last is not None else ""
+        raise ShardReadError(f"shard {shard}: not a readable tar{after}: {e}") from e
     if current is not None:
         yield current
 
 
 def count_samples(path: str | os.PathLike) -> int:
-    """Samples in a shard (distinct keys), read from the tar headers."""
-    with tarfile.open(path) as tar:
-        return len({m.name.split(".", 1)[0] for m in tar.getmembers() if m.isfile()})
+    """Samples in a shard (distinct keys), read from the tar headers.
+
+    Raises:
+        ShardReadError: The tar is unreadable (naming it).
+    """
+    try:
+        with tarfile.open(path) as tar:
+            return len({m.name.split(".", 1)[0] for m in tar.getmembers() if m.isfile()})
+    except (tarfile.TarError, EOFError, zlib.error) as e:
+        raise ShardReadError(f"shard {path}: not a readable tar: {e}") from e
 
 
 MANIFEST_COLUMNS = ["split", "shard", "path", "samples", "bytes", "sha256"]

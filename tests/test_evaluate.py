@@ -123,6 +123,54 @@ def test_an_expr_label_without_its_value_is_an_error_naming_the_sample(
         next(samples)
 
 
+def _rewrite_member(src: Path, dst: Path, key: str, ext: str, data: bytes) -> Path:
+    """A copy of a shard with one member's bytes replaced."""
+    import io
+    import tarfile
+
+    with tarfile.open(src) as tin, tarfile.open(dst, "w") as tout:
+        for member in tin.getmembers():
+            body = tin.extractfile(member).read()
+            if member.name == f"{key}.{ext}":
+                body = data
+                member.size = len(data)
+            tout.addfile(member, io.BytesIO(body))
+    return dst
+
+
+def test_a_damaged_test_shard_is_an_error_naming_the_shard_and_the_sample(tmp_path, cjk_font):
+    _, _, _, task, size, texts = CASES["line"]
+    good = make_shard(tmp_path / "good.tar", task, "test_seen", texts[:3], cjk_font, size)
+    key = f"{task}_test_seen_000000_000001"
+    data = good.read_bytes()
+    cases = {
+        "empty.tar": (b"", r"shard .*empty\.tar: not a readable tar"),
+        # cut between members the last sample lacks one; cut inside one the tar is unreadable
+        "cut.tar": (data[: len(data) // 2 + 100], r"shard .*cut\.tar: (not a readable|sample)"),
+    }
+    for name, (body, error) in cases.items():
+        (tmp_path / name).write_bytes(body)
+        with pytest.raises(ValueError, match=error):
+            list(iter_samples([tmp_path / name]))
+    png = _rewrite_member(good, tmp_path / "png.tar", key, "png", b"garbage")
+    json_ = _rewrite_member(good, tmp_path / "json.tar", key, "json", b"{oops")
+    for path, what in ((png, "png"), (json_, "json")):
+        with pytest.raises(
+            ValueError, match=rf"{path.name}: sample '{key}': cannot decode \.{what}"
+        ):
+            list(iter_samples([path]))
+
+
+def test_a_test_label_outside_the_models_charset_is_an_error(tmp_path, cjk_font):
+    _, _, charset, task, size, texts = CASES["line"]
+    shard = make_shard(tmp_path / "s.tar", task, "test_seen", [texts[0], "aΩ"], cjk_font, size)
+    assert len(list(iter_samples([shard]))) == 2  # without a charset (Tesseract) it is read
+    with pytest.raises(
+        ValueError, match=r"sample '.*_000001': label 'aΩ' has 'Ω' \(U\+03A9\), not in"
+    ):
+        list(iter_samples([shard], charset=charset))
+
+
 def test_sample_metrics_overall_and_per_font():
     image = Image.new("L", (4, 4))
     samples = [
