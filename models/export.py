@@ -43,7 +43,7 @@ from torch import nn
 from models.checkpoint import CheckpointError, ModelMeta, load_model
 from models.preprocess import MEAN, STD, min_width
 from models.registry import family_of
-from synth.atomic import publish
+from synth.atomic import publish, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,7 @@ def read_onnx_meta(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _atomic_tmp(path: Path) -> Path:
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     return Path(tmp)

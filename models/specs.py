@@ -148,12 +148,14 @@ def hashed_settings(spec: TrainSpec) -> dict[str, Any]:
     }
 
 
-def run_hash(job: TrainJob, charset: Sequence[str]) -> str:
+def run_hash(job: TrainJob, charset: Sequence[str], world_size: int = 1) -> str:
     """Key of a run's resume state: what the weights depend on (model, training spec but
-    `NOT_HASHED`, seed, charset, and the shards: their names and the sha256 of their bytes). An
-    edited config or regenerated data (new fonts, say) gets a fresh key, so it never resumes, or
-    reuses the finished weights of, a stale run; output folders and the device are left out (a run
-    may resume on another machine). Hashing the shards reads them once, about 1 s per GB."""
+    `NOT_HASHED`, seed, charset, the shards: their names and the sha256 of their bytes, and the
+    number of processes under ``torchrun``, which splits the data stream). An edited config,
+    regenerated data (new fonts, say) or another process count gets a fresh key, so it never
+    resumes, or reuses the finished weights of, a stale run; output folders and the device are
+    left out (a run may resume on another machine). Hashing the shards reads them once, about
+    1 s per GB."""
     train = hashed_settings(job.train)
     key = {
         "task": job.task,
@@ -165,5 +167,7 @@ def run_hash(job: TrainJob, charset: Sequence[str]) -> str:
         "train_shards": [[s.rsplit("/", 1)[-1], sha256_file(s)] for s in job.train_shards],
         "val_shards": [[s.rsplit("/", 1)[-1], sha256_file(s)] for s in job.val_shards],
     }
+    if world_size > 1:  # one process keeps the key it had before this entry existed
+        key["world_size"] = world_size
     blob = json.dumps(key, sort_keys=True, ensure_ascii=False).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

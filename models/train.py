@@ -54,6 +54,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from models.checkpoint import (
+    CheckpointError,
     ModelMeta,
     load_checkpoint,
     make_checkpoint,
@@ -286,7 +287,7 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
     charset = read_charset(job.charset)
     family = make_family(job.model, charset, job.model_kwargs)
     geometry = input_spec(job.model, **job.model_kwargs)
-    key = run_hash(job, charset)
+    key = run_hash(job, charset, env.world_size)
     resume_dir = out_dir / "resume" / key
     resume_path = resume_dir / "last.pt"
     amp = spec.amp and device.type == "cuda"
@@ -330,9 +331,11 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
     best_loss, best_step, bad_vals, elapsed_before = math.inf, None, 0, 0.0
     stopped_early = False
     last_val: tuple[float, float] | None = None
-    if resume_path.exists():
-        ckpt = load_checkpoint(resume_path, map_location=device)
-        unwrap(model).load_state_dict(ckpt["state_dict"])
+    # The log window (sums since the last history row), so rows match an uninterrupted run's
+    # when log_every does not divide checkpoint_every.
+    loss_sum, norm_sum, n_logged, images_seen, busy = 0.0, 0.0, 0, 0, 0.0
+    ckpt = _load_resume(resume_path, model, device)
+    if ckpt is not None:
         state = ckpt["resume"]
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None:
@@ -345,7 +348,18 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
         stopped_early = bool(state["stopped_early"])
         elapsed_before = float(state["elapsed_s"])
         last_val = tuple(state["last_val"]) if state["last_val"] is not None else None
+        if "log_window" in state:
+            loss_sum, norm_sum, n_logged, images_seen, busy = state["log_window"]
         log.info("resuming run %s from step %d (%s)", key, step, resume_path)
+        threads = state.get("threads")
+        if device.type == "cpu" and threads and threads != torch.get_num_threads():
+            log.warning(
+                "run %s started with %d CPU threads and resumes with %d: its weights will "
+                "differ from an uninterrupted run's (CPU kernels sum in another order)",
+                key,
+                threads,
+                torch.get_num_threads(),
+            )
     resumed_from = step
     if env.distributed:
         _check_same_step(step, env, device, resume_path)
@@ -398,6 +412,8 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
             "stopped_early": stopped_early,
             "elapsed_s": elapsed_before + time.perf_counter() - t_start,
             "last_val": list(last_val) if last_val is not None else None,
+            "log_window": [loss_sum, norm_sum, n_logged, images_seen, busy],
+            "threads": torch.get_num_threads(),
             "run_hash": key,
         }
         ckpt = make_checkpoint(model, _with_step(meta, step), resume)
@@ -406,7 +422,6 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
     bar = _progress(spec.steps, step, env.is_main)
     writer = _tensorboard(spec.tensorboard and env.is_main, out_dir / "tb")
     # Throughput counts the steps (data wait included), not validation or checkpoint writing.
-    loss_sum, norm_sum, n_logged, images_seen, busy = 0.0, 0.0, 0, 0, 0.0
     ddp_model.train()
     loader = train_loader(stream, spec.num_workers, pin_memory=device.type == "cuda")
     batches: Iterator[Batch] = iter(loader)
@@ -538,6 +553,27 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
     if env.distributed:
         torch.distributed.barrier()
     return result
+
+
+def _load_resume(path: Path, model: nn.Module, device: torch.device) -> dict[str, Any] | None:
+    """The resume checkpoint, its weights loaded into ``model``; None when there is none.
+
+    State whose weights do not fit the model (the model's code changed under an unchanged
+    config) is stale: it is removed with a warning and the run starts afresh.
+    """
+    if not path.exists():
+        return None
+    try:
+        ckpt = load_checkpoint(path, map_location=device)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; delete {path.parent} to train this run afresh") from e
+    try:
+        unwrap(model).load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        log.warning("%s does not fit the model (%s): starting afresh", path, str(e)[:300])
+        shutil.rmtree(path.parent)
+        return None
+    return ckpt
 
 
 def _with_step(meta: ModelMeta, step: int) -> ModelMeta:

@@ -2,11 +2,13 @@
 
 Every artefact of the workflow (charsets, shards, checkpoints, metrics, tables, plots) is written
 through `atomic_write`: a temporary file in the same folder, flushed (and optionally fsynced), given
-the permissions a plain ``open`` would (``mkstemp`` makes it 0600), then renamed into place.
+the permissions a plain ``open`` would (``mkstemp`` makes it 0600), then renamed into place. The
+next write of the same file removes the temporaries a kill left behind.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -25,6 +27,15 @@ def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     """Give a finished temporary file the usual permissions and rename it onto ``path``."""
     os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> None:
+    """Delete the temporaries (``.{name}.*.tmp``) of earlier writes of ``path`` that were killed
+    before their rename: each output has one writer at a time, so they are garbage, each as
+    large as a checkpoint or a shard."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -52,6 +63,7 @@ def atomic_write(
         raise ValueError(f"atomic_write mode must be 'w' or 'wb', not {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         if mode == "w":

@@ -26,3 +26,14 @@ def test_failure_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         raise RuntimeError("disk full")
     assert path.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_a_killed_writes_temporary_is_removed_by_the_next_write(tmp_path):
+    path = tmp_path / "train-000000.tar"
+    left = [tmp_path / ".train-000000.tar.ab12cd34.tmp", tmp_path / ".train-000000.tar.x.tmp"]
+    for p in left:
+        p.write_bytes(b"half a shard")
+    other = tmp_path / ".val-000000.tar.ab12cd34.tmp"  # another file's: not ours to remove
+    other.write_bytes(b"x")
+    write_text_atomic(path, "whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, path.name]
