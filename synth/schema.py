@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +49,27 @@ def _unknown_keys(error: jsonschema.ValidationError) -> list[str]:
     return lines
 
 
+def _ordered(validator: Any, ordered: bool, instance: Any, schema: Any) -> Iterator[Any]:
+    """The schema's own keyword ``ordered``: a ``[low, high]`` pair with low <= high (a reversed
+    range passes JSON Schema, then fails deep in numpy when the first shard is drawn)."""
+    if (
+        ordered
+        and validator.is_type(instance, "array")
+        and len(instance) == 2
+        and all(validator.is_type(x, "number") for x in instance)
+        and instance[0] > instance[1]
+    ):
+        yield jsonschema.ValidationError(f"{list(instance)}: low is above high (give [low, high])")
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator, {"ordered": _ordered}
+)
+
+
 def config_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
     """Every way ``config`` breaks ``schema``, one line each, in key order (empty: valid)."""
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _Validator(schema, format_checker=_Validator.FORMAT_CHECKER)  # regexes compile
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     problems: list[str] = []
     for error in errors:

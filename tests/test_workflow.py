@@ -72,6 +72,8 @@ def test_lint_is_clean(tmp_path):
         (lambda c: c["experiments"]["line_crnn_vgg"]["model_kwargs"].update(hiden=3), "hiden"),
         (lambda c: c["tasks"]["expr"].update(operators="+^"), "operators"),
         (lambda c: c["tasks"]["expr"].update(operators="+-+"), "operators"),
+        (lambda c: c["tasks"]["line"].update(length=[5, 2]), "tasks.line.length: [5, 2]: low is"),
+        (lambda c: c["fonts"].update(exclude_families=["(x"]), "exclude_families.0: '(x' is not"),
         (
             lambda c: c["tasks"]["expr"]["splits"]["test_heldout"].update(
                 degrade={"legible": {"inks": "stroke"}}
