@@ -163,12 +163,22 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         CheckpointError: Missing, truncated or not a synthocr checkpoint.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder (give its model.pt)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        if not found and not re.search(r"GLOBAL|[Rr]educe|BUILD", str(e)):
+            # Not a pickle of objects at all: a text file, an ONNX export, random bytes.
+            why = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(e))
+            reason = why.group(1) if why else str(e).strip().splitlines()[0]
+            raise CheckpointError(
+                f"checkpoint {path} is not a PyTorch checkpoint (an .onnx export, or another "
+                f"file?): {reason}"
+            ) from None
         what = f" ({found.group(1)})" if found else ""
         raise UntrustedCheckpointError(
             f"checkpoint {path} holds pickled code{what}: refused, since only tensors and plain "
@@ -199,9 +209,35 @@ def read_meta(path: str | os.PathLike) -> ModelMeta:
     return ModelMeta.from_dict(load_checkpoint(path)["meta"], where=str(path))
 
 
+TASKS = ("hanzi", "expr", "line", "short")
+
+
+def check_meta(meta: ModelMeta, where: str = "checkpoint") -> None:
+    """Refuse meta that no trained model has: an unknown task, a charset the model's family
+    cannot use (a repeated or multi-character entry), an input geometry other than the model's.
+
+    Raises:
+        CheckpointError: Naming ``where`` and the problem.
+    """
+    from models.families import make_family
+
+    if meta.task not in TASKS:
+        raise CheckpointError(f"{where}: unknown task {meta.task!r}; valid: {', '.join(TASKS)}")
+    try:
+        make_family(meta.model, meta.charset, meta.model_kwargs)
+        expected = input_spec(meta.model, **meta.model_kwargs)
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{where}: model {meta.model!r} with this meta: {e}") from None
+    if meta.input and meta.input != expected:
+        raise CheckpointError(
+            f"{where}: input geometry {meta.input} is not model {meta.model!r}'s {expected}"
+        )
+
+
 def model_from_checkpoint(ckpt: Mapping[str, Any], where: str = "checkpoint") -> nn.Module:
     """Rebuild the model of a loaded checkpoint dict (registry + weights), in eval mode, on CPU."""
     meta = ModelMeta.from_dict(ckpt["meta"], where=where)
+    check_meta(meta, where)
     try:
         model = build_model(meta.model, len(meta.charset), **meta.model_kwargs)
     except ValueError as e:

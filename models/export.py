@@ -40,7 +40,7 @@ import torch
 from google.protobuf.message import DecodeError
 from torch import nn
 
-from models.checkpoint import CheckpointError, ModelMeta, load_model
+from models.checkpoint import CheckpointError, ModelMeta, check_meta, load_model
 from models.preprocess import MEAN, STD, min_width
 from models.registry import family_of
 from synth.atomic import publish, remove_stale_temporaries
@@ -140,7 +140,13 @@ def read_onnx_meta(path: str | os.PathLike) -> dict[str, Any]:
     props = {p.key: p.value for p in model.metadata_props}
     if META_KEY not in props:
         raise ExportError(f"{path}: no {META_KEY!r} entry in metadata_props: not a synthocr export")
-    return json.loads(props[META_KEY])
+    try:
+        info = json.loads(props[META_KEY])
+    except ValueError as e:
+        raise ExportError(f"{path}: its {META_KEY!r} metadata is not JSON: {e}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("meta"), dict):
+        raise ExportError(f"{path}: its {META_KEY!r} metadata has no 'meta' object")
+    return info
 
 
 def _atomic_tmp(path: Path) -> Path:
@@ -316,7 +322,28 @@ class OnnxModel(nn.Module):
 def load_onnx(path: str | os.PathLike, threads: int = 0) -> tuple[OnnxModel, ModelMeta]:
     """An exported file and its `ModelMeta` (from its metadata), ready for `models.predict`."""
     info = read_onnx_meta(path)
-    return OnnxModel(path, threads=threads), ModelMeta.from_dict(info["meta"], where=str(path))
+    try:
+        meta = ModelMeta.from_dict(info["meta"], where=str(path))
+        check_meta(meta, str(path))
+    except CheckpointError as e:
+        raise ExportError(str(e)) from None
+    model = OnnxModel(path, threads=threads)
+    # The graph must be the one the meta describes: its classes and its input's fixed sides.
+    classes = len(meta.charset) + (family_of(meta.model) != "classification")  # + blank/stop
+    got = model.session.get_outputs()[0].shape[-1]
+    if isinstance(got, int) and got != classes:
+        raise ExportError(
+            f"{path}: the graph has {got} output classes, its metadata's charset gives {classes}"
+        )
+    fixed = {"line": ("height",), "square": ("size", "size")}.get(meta.input.get("kind"), ())
+    sides = model.session.get_inputs()[0].shape[2 : 2 + len(fixed)]
+    for side, key in zip(sides, fixed, strict=False):
+        if isinstance(side, int) and side != int(meta.input[key]):
+            raise ExportError(
+                f"{path}: the graph takes images {side} px {key}, its metadata says "
+                f"{meta.input[key]}"
+            )
+    return model, meta
 
 
 def main(argv: Sequence[str] | None = None) -> int:

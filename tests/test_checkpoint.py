@@ -167,3 +167,33 @@ def test_predict_keeps_input_order(name, kwargs, charset, task):
         assert set(p.text) <= set(charset)
         if task == "expr":
             assert p.value == expression_value(p.text)
+
+
+@pytest.mark.parametrize(
+    ("edit", "error"),
+    [
+        (lambda m: m.update(charset=[*m["charset"][:-1], m["charset"][0]]), "twice"),
+        (lambda m: m.update(charset=[*m["charset"][:-1], "ab"]), "not a single character"),
+        (lambda m: m.update(task="nosuch"), "unknown task 'nosuch'"),
+        (lambda m: m.update(input={"kind": "line", "height": 0}), "input geometry"),
+    ],
+)
+def test_a_checkpoint_whose_meta_no_model_has_is_refused(tmp_path, edit, error):
+    name, kwargs, charset, task = CASES[0]
+    path = tmp_path / "model.pt"
+    save_model(path, build_model(name, len(charset), **kwargs), _meta(name, kwargs, charset, task))
+    ckpt = load_checkpoint(path)
+    edit(ckpt["meta"])
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match=rf"{path}: .*{error}"):
+        load_model(path)
+
+
+def test_files_that_are_no_checkpoint_are_named_for_what_they_are(tmp_path):
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint\n")
+    with pytest.raises(CheckpointError, match=r"notes\.pt is not a PyTorch checkpoint") as exc:
+        load_checkpoint(text)
+    assert not isinstance(exc.value, UntrustedCheckpointError)
+    with pytest.raises(CheckpointError, match=r"is a folder \(give its model\.pt\)"):
+        load_checkpoint(tmp_path)

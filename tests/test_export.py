@@ -201,3 +201,34 @@ def test_non_finite_outputs_fail_the_parity_check(tmp_path):
     with pytest.raises(ExportError, match="not finite"):
         export_onnx(ckpt, tmp_path / "nan.onnx")
     assert not (tmp_path / "nan.onnx").exists()
+
+
+def test_an_export_whose_metadata_does_not_describe_its_graph_is_refused(tmp_path):
+    ckpt = tmp_path / "model.pt"
+    tiny_checkpoint(ckpt, "expr_crnn")
+    good = export_onnx(ckpt, tmp_path / "good.onnx")
+
+    def tampered(name, edit):
+        proto = onnx.load(str(good))
+        entry = next(p for p in proto.metadata_props if p.key == META_KEY)
+        entry.value = edit(json.loads(entry.value))
+        onnx.save(proto, str(tmp_path / name))
+        return tmp_path / name
+
+    def shorter(info):
+        info["meta"]["charset"] = info["meta"]["charset"][:-1]
+        return json.dumps(info)
+
+    def taller(info):
+        info["meta"]["input"]["height"] += 4
+        info["meta"]["model_kwargs"]["input_height"] = info["meta"]["input"]["height"]
+        return json.dumps(info)
+
+    for path, error in [
+        (tampered("text.onnx", lambda info: "{oops"), "metadata is not JSON"),
+        (tampered("empty.onnx", lambda info: "{}"), "has no 'meta' object"),
+        (tampered("short.onnx", shorter), "output classes, its metadata's charset gives"),
+        (tampered("tall.onnx", taller), "px height, its metadata says"),
+    ]:
+        with pytest.raises(ExportError, match=rf"{path.name}: .*{error}"):
+            load_recognizer(path)
