@@ -7,8 +7,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/config.yaml
 CORES ?= all
-# Installed environment is keyed on the pins: editing pyproject.toml re-installs.
-STAMP := $(VENV)/.synthocr-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+# PyTorch build: cpu (default), or cuda on a GPU machine (`make report TORCH=cuda`).
+TORCH ?= cpu
+export TORCH
+# Installed environment is keyed on the pins and the build: editing pyproject.toml re-installs.
+STAMP := $(VENV)/.synthocr-$(TORCH)-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
 .PHONY: setup system-deps system-deps-test report smoke test test-fast lint format dag clean
 

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Create the virtual environment and install the pinned packages.
-# PyTorch is installed first, CPU build only: a CUDA build is several GB and never wanted here
-# (GPU machines install their own CUDA build on purpose, see README "Scaling").
+# PyTorch is installed first. TORCH=cpu (the default) installs the CPU build, never a CUDA one
+# (several GB, of no use without a GPU). TORCH=cuda, asked for on a GPU machine
+# (`make setup TORCH=cuda`), installs the CUDA build of the same version: PyPI's default Linux
+# wheel, or the one from TORCH_INDEX_URL (e.g. https://download.pytorch.org/whl/cu128).
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
+TORCH_BUILD=${TORCH:-cpu}
+case "$TORCH_BUILD" in
+    cpu | cuda) ;;
+    *) echo "synthocr: TORCH=$TORCH_BUILD: give cpu (the default) or cuda" >&2; exit 1 ;;
+esac
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     echo "synthocr needs Python >= 3.11; $PYTHON is $("$PYTHON" --version 2>&1)" >&2
     exit 1
@@ -22,19 +29,31 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip)
-TORCH=torch==2.13.0
-if "$VENV/bin/python" -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null; then
+TORCH_PIN=torch==2.13.0
+# The installed torch is kept when it is the pinned version of the asked-for build.
+have_torch() {
+    TORCH_BUILD=$TORCH_BUILD "$VENV/bin/python" - 2>/dev/null <<'PY'
+import os, sys, torch
+build = "cuda" if torch.version.cuda is not None else "cpu"
+sys.exit(torch.__version__.split("+")[0] != "2.13.0" or build != os.environ["TORCH_BUILD"])
+PY
+}
+if have_torch; then
     :  # already there
-elif "${PIP[@]}" download -q --no-deps --no-index -d "$(mktemp -d)" "$TORCH" >/dev/null 2>&1; then
-    "${PIP[@]}" install -q "$TORCH"          # a local CPU wheel is configured (find-links)
+elif [ "$TORCH_BUILD" = cuda ]; then
+    "${PIP[@]}" install -q --force-reinstall --no-deps "$TORCH_PIN" \
+        ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL" --extra-index-url https://pypi.org/simple}
+    "${PIP[@]}" install -q "$TORCH_PIN" ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"}
+elif "${PIP[@]}" download -q --no-deps --no-index -d "$(mktemp -d)" "$TORCH_PIN" >/dev/null 2>&1; then
+    "${PIP[@]}" install -q "$TORCH_PIN"      # a local CPU wheel is configured (find-links)
 else
-    "${PIP[@]}" install -q "$TORCH" --index-url https://download.pytorch.org/whl/cpu \
+    "${PIP[@]}" install -q "$TORCH_PIN" --index-url https://download.pytorch.org/whl/cpu \
         --extra-index-url https://pypi.org/simple
 fi
 "${PIP[@]}" install -q -e '.[dev]'
-"$VENV/bin/python" - <<'PY'
-import torch
-if torch.version.cuda is not None:
-    raise SystemExit(f"a CUDA build of torch was installed ({torch.__version__}); expected the CPU build")
-print(f"torch {torch.__version__} (CPU build) ready")
-PY
+if ! have_torch; then
+    echo "synthocr: expected the $TORCH_BUILD build of $TORCH_PIN, got: $("$VENV/bin/python" -c \
+        'import torch; print(torch.__version__, "CUDA", torch.version.cuda)' 2>&1)" >&2
+    exit 1
+fi
+echo "torch 2.13.0 ($TORCH_BUILD build) ready"
