@@ -62,9 +62,7 @@ def _ordered(validator: Any, ordered: bool, instance: Any, schema: Any) -> Itera
         yield jsonschema.ValidationError(f"{list(instance)}: low is above high (give [low, high])")
 
 
-_Validator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator, {"ordered": _ordered}
-)
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"ordered": _ordered})
 
 
 def config_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
