@@ -559,7 +559,9 @@ def _load_resume(path: Path, model: nn.Module, device: torch.device) -> dict[str
     """The resume checkpoint, its weights loaded into ``model``; None when there is none.
 
     State whose weights do not fit the model (the model's code changed under an unchanged
-    config) is stale: it is removed with a warning and the run starts afresh.
+    config) is stale: it is ignored with a warning, the run starts afresh from the model's fresh
+    weights, and its first checkpoint replaces the file (every rank decides alike, from the same
+    file, and none deletes anything another may still be reading).
     """
     if not path.exists():
         return None
@@ -567,12 +569,20 @@ def _load_resume(path: Path, model: nn.Module, device: torch.device) -> dict[str
         ckpt = load_checkpoint(path, map_location=device)
     except CheckpointError as e:
         raise CheckpointError(f"{e}; delete {path.parent} to train this run afresh") from e
-    try:
-        unwrap(model).load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
-        log.warning("%s does not fit the model (%s): starting afresh", path, str(e)[:300])
-        shutil.rmtree(path.parent)
+    target = unwrap(model).state_dict()
+    saved = ckpt["state_dict"]
+    misfits = sorted(set(target) ^ set(saved)) or [
+        k for k in target if tuple(target[k].shape) != tuple(saved[k].shape)
+    ]
+    if misfits:
+        log.warning(
+            "%s does not fit the model (%d tensors differ, e.g. %s): starting afresh",
+            path,
+            len(misfits),
+            ", ".join(misfits[:3]),
+        )
         return None
+    unwrap(model).load_state_dict(saved)
     return ckpt
 
 

@@ -207,6 +207,11 @@ def test_resume_state_that_does_not_fit_the_model_starts_afresh(line_data, tmp_p
     again = train(line_job(line_data, tmp_path, steps=3))
     assert again.resumed_from == 0 and again.steps == 3
     assert "does not fit the model" in caplog.text and "starting afresh" in caplog.text
+    # afresh means the fresh weights, not the stale tensors that still fitted
+    fresh = train(line_job(line_data, tmp_path / "fresh", steps=3))
+    a = torch.load(tmp_path / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "fresh" / "model.pt", weights_only=True)["state_dict"]
+    assert fresh.run_hash == again.run_hash and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_devices():
