@@ -25,6 +25,7 @@ import logging
 import os
 import pickle
 import re
+import struct
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -167,6 +168,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         raise CheckpointError(f"checkpoint {path} is a folder (give its model.pt)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (PK..), or in the legacy format a pickle (protocol 2+)
+    if head and not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise CheckpointError(
+            f"checkpoint {path} is not a PyTorch checkpoint (an .onnx export, or another file?)"
+        )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -184,7 +192,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             f"checkpoint {path} holds pickled code{what}: refused, since only tensors and plain "
             "containers are trusted (torch.load(weights_only=True)); re-save it as a state dict"
         ) from None
-    except (RuntimeError, EOFError, OSError) as e:
+    except (RuntimeError, EOFError, OSError, KeyError, IndexError, ValueError, struct.error) as e:
         raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupt): {e}") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(

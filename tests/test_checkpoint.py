@@ -190,10 +190,13 @@ def test_a_checkpoint_whose_meta_no_model_has_is_refused(tmp_path, edit, error):
 
 
 def test_files_that_are_no_checkpoint_are_named_for_what_they_are(tmp_path):
-    text = tmp_path / "notes.pt"
-    text.write_text("not a checkpoint\n")
-    with pytest.raises(CheckpointError, match=r"notes\.pt is not a PyTorch checkpoint") as exc:
-        load_checkpoint(text)
-    assert not isinstance(exc.value, UntrustedCheckpointError)
+    for i, body in enumerate(["not a checkpoint\n", "tasks:\n a: 1\n", "hello", "char count\n"]):
+        text = tmp_path / f"notes{i}.pt"
+        text.write_text(body)
+        with pytest.raises(
+            CheckpointError, match=rf"notes{i}\.pt is not a PyTorch checkpoint"
+        ) as e:
+            load_checkpoint(text)
+        assert not isinstance(e.value, UntrustedCheckpointError)
     with pytest.raises(CheckpointError, match=r"is a folder \(give its model\.pt\)"):
         load_checkpoint(tmp_path)
