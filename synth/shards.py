@@ -405,11 +405,25 @@ def iter_records(shard: str | os.PathLike) -> Iterator[dict[str, Any]]:
                     current = {"__key__": key}
                 f = tar.extractfile(member)
                 current[ext] = f.read() if f is not None else b""
+            end = tar.offset
     except (tarfile.TarError, EOFError, zlib.error) as e:
         after = f" after sample {last!r}" if last is not None else ""
         raise ShardReadError(f"shard {shard}: not a readable tar{after}: {e}") from e
+    _check_complete(shard, end, current["__key__"] if current else None)
     if current is not None:
         yield current
+
+
+def _check_complete(shard: str | os.PathLike, end: int, last: str | None) -> None:
+    """A tar cut exactly between members reads as a shorter archive: only the two zero blocks
+    that close every tar tell it from a whole one. Checked for plain (uncompressed) tars."""
+    with open(shard, "rb") as f:
+        compressed = f.read(3)[:2] in (b"\x1f\x8b", b"BZ") or f.name.endswith(".xz")
+    if not compressed and os.path.getsize(shard) < end + 2 * tarfile.BLOCKSIZE:
+        after = f" after sample {last!r}" if last is not None else ""
+        raise ShardReadError(
+            f"shard {shard}: ends{after} without the blocks that close a tar: cut short?"
+        )
 
 
 def count_samples(path: str | os.PathLike) -> int:
@@ -420,9 +434,12 @@ def count_samples(path: str | os.PathLike) -> int:
     """
     try:
         with tarfile.open(path) as tar:
-            return len({m.name.split(".", 1)[0] for m in tar.getmembers() if m.isfile()})
+            keys = [m.name.split(".", 1)[0] for m in tar.getmembers() if m.isfile()]
+            end = tar.offset
     except (tarfile.TarError, EOFError, zlib.error) as e:
         raise ShardReadError(f"shard {path}: not a readable tar: {e}") from e
+    _check_complete(path, end, keys[-1] if keys else None)
+    return len(set(keys))
 
 
 MANIFEST_COLUMNS = ["split", "shard", "path", "samples", "bytes", "sha256"]

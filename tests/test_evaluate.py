@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -125,9 +127,6 @@ def test_an_expr_label_without_its_value_is_an_error_naming_the_sample(
 
 def _rewrite_member(src: Path, dst: Path, key: str, ext: str, data: bytes) -> Path:
     """A copy of a shard with one member's bytes replaced."""
-    import io
-    import tarfile
-
     with tarfile.open(src) as tin, tarfile.open(dst, "w") as tout:
         for member in tin.getmembers():
             body = tin.extractfile(member).read()
@@ -143,10 +142,13 @@ def test_a_damaged_test_shard_is_an_error_naming_the_shard_and_the_sample(tmp_pa
     good = make_shard(tmp_path / "good.tar", task, "test_seen", texts[:3], cjk_font, size)
     key = f"{task}_test_seen_000000_000001"
     data = good.read_bytes()
+    with tarfile.open(good) as tar:
+        boundary = tar.getmembers()[2].offset  # where sample 1's first member begins
     cases = {
         "empty.tar": (b"", r"shard .*empty\.tar: not a readable tar"),
-        # cut between members the last sample lacks one; cut inside one the tar is unreadable
-        "cut.tar": (data[: len(data) // 2 + 100], r"shard .*cut\.tar: (not a readable|sample)"),
+        # cut inside a member the tar is unreadable; cut between two, it lacks its closing blocks
+        "cut.tar": (data[: len(data) // 2 + 100], r"shard .*cut\.tar: (not a readable|ends)"),
+        "between.tar": (data[:boundary], rf"between\.tar: ends after sample '{key[:-1]}0' without"),
     }
     for name, (body, error) in cases.items():
         (tmp_path / name).write_bytes(body)
