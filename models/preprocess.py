@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.images import array_to_image, check_aspect, to_gray
+from models.images import array_to_image, to_gray
 
 MEAN = 0.5
 STD = 0.5
@@ -64,9 +64,6 @@ def prepare_image(image: ImageLike, geometry: Mapping[str, Any]) -> np.ndarray:
     w, h = img.size
     if w < 1 or h < 1:
         raise ValueError(f"empty image ({w}x{h})")
-    aspect_problem = check_aspect(w, h)
-    if aspect_problem:
-        raise ValueError(aspect_problem)
     kind = geometry["kind"]
     if kind == "square":
         size = int(geometry["size"])

@@ -34,7 +34,8 @@ def remove_stale_temporaries(path: str | os.PathLike) -> None:
     before their rename: each output has one writer at a time, so they are garbage, each as
     large as a checkpoint or a shard."""
     path = Path(path)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+    # mkstemp's names: the prefix, 8 random characters, the suffix (not another file's: a.tar.gz)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.????????.tmp"):
         stale.unlink(missing_ok=True)
 
 

@@ -30,10 +30,20 @@ def test_failure_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
 
 def test_a_killed_writes_temporary_is_removed_by_the_next_write(tmp_path):
     path = tmp_path / "train-000000.tar"
-    left = [tmp_path / ".train-000000.tar.ab12cd34.tmp", tmp_path / ".train-000000.tar.x.tmp"]
+    left = [
+        tmp_path / ".train-000000.tar.ab12cd34.tmp",
+        tmp_path / ".train-000000.tar.x_9y8z7w.tmp",
+    ]
     for p in left:
         p.write_bytes(b"half a shard")
-    other = tmp_path / ".val-000000.tar.ab12cd34.tmp"  # another file's: not ours to remove
-    other.write_bytes(b"x")
+    # other files' temporaries: not ours to remove
+    others = [
+        tmp_path / ".val-000000.tar.ab12cd34.tmp",
+        tmp_path / ".train-000000.tar.gz.ab12cd34.tmp",
+    ]
+    for p in others:
+        p.write_bytes(b"x")
     write_text_atomic(path, "whole")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, path.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [p.name for p in others] + [path.name]
+    )
