@@ -40,10 +40,18 @@ PY
 }
 if have_torch; then
     :  # already there
+else
+    # Another version or build (CPU for CUDA, or the reverse): pip would take 2.13.0 of either
+    # build as satisfying the pin, so it goes first.
+    if "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
+        "${PIP[@]}" uninstall -q -y torch
+    fi
+fi
+if have_torch; then
+    :
 elif [ "$TORCH_BUILD" = cuda ]; then
-    "${PIP[@]}" install -q --force-reinstall --no-deps "$TORCH_PIN" \
+    "${PIP[@]}" install -q "$TORCH_PIN" \
         ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL" --extra-index-url https://pypi.org/simple}
-    "${PIP[@]}" install -q "$TORCH_PIN" ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"}
 elif "${PIP[@]}" download -q --no-deps --no-index -d "$(mktemp -d)" "$TORCH_PIN" >/dev/null 2>&1; then
     "${PIP[@]}" install -q "$TORCH_PIN"      # a local CPU wheel is configured (find-links)
 else
