@@ -107,6 +107,7 @@ def iter_samples(
     """
     if limit is not None and limit <= 0:
         return
+    known = set(charset) if charset is not None else None
     count = 0
     for shard in shards:
         for record in iter_records(shard):
@@ -128,8 +129,8 @@ def iter_samples(
             if image.mode != "L":
                 image = image.convert("L")
             label = str(meta["text"])
-            if charset is not None:
-                unknown = sorted(set(label) - set(charset))
+            if known is not None:
+                unknown = sorted(set(label) - known)
                 if unknown:
                     chars = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unknown)
                     raise ValueError(

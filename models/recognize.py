@@ -49,6 +49,7 @@ from PIL import Image
 from torch import nn
 
 from models.checkpoint import CheckpointError, ModelMeta, load_model
+from models.cli import non_negative_int, positive_int
 from models.devices import resolve_device
 from models.export import ExportError, load_onnx
 from models.families import Prediction
@@ -264,20 +265,6 @@ def format_json(path: str, pred: Prediction, with_value: bool) -> str:
     return json.dumps(record, ensure_ascii=False)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad argument exits with 1 (nothing could run), not argparse's 2, which
     here means that some images could not be read."""
@@ -299,12 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=("tsv", "json"), default="tsv")
     parser.add_argument(
         "--top-k",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_TOP_K,
         help=f"alternatives to print for the hanzi classifier and, with --decoder beam, the "
         f"CTC models and the reader (default {DEFAULT_TOP_K})",
     )
-    parser.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument(
         "--device",
         default="auto",
@@ -312,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--threads",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=0,
         help="CPU threads (PyTorch and onnxruntime; default 0: their defaults, one per core)",
     )
@@ -332,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-pixels",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=DEFAULT_MAX_PIXELS,
         help=f"refuse images of more pixels (decompression bombs; default {DEFAULT_MAX_PIXELS:,};"
         " 0: no limit)",

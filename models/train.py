@@ -62,6 +62,7 @@ from models.checkpoint import (
     save_model,
     unwrap,
 )
+from models.cli import non_negative_int
 from models.data import Batch, TrainStream, eval_batches, train_loader
 from models.devices import (
     DistEnv,
@@ -660,13 +661,6 @@ def job_from_config(
     )
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def _build_hint(args: argparse.Namespace, job: TrainJob) -> str:
     """The Snakemake command that builds a task's charset and shards, for the CLI's error."""
     results = Path(args.results)
@@ -692,7 +686,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", help="override the config's device (auto, cpu, cuda, mps)")
     parser.add_argument(
         "--threads",
-        type=_non_negative_int,
+        type=non_negative_int,
         help="torch CPU threads (default: the config's train.threads)",
     )
     args = parser.parse_args(argv)
