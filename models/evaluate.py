@@ -1,5 +1,10 @@
 """Evaluation: a checkpoint and a task's test shards -> ``predictions.csv`` and ``metrics.json``.
 
+The workflow's ``evaluate`` rule calls `evaluate`; so does the command line, for a checkpoint on
+any shards of its task (your own fonts' shards, say)::
+
+    python -m models.evaluate results/models/expr_crnn/model.pt my/test-*.tar --out my/eval
+
 The shards are streamed in order (no shuffling), so row ``i`` of ``predictions.csv`` is sample
 ``i`` of the split, and Tesseract (`models.tesseract`) reads the same samples in the same order.
 
@@ -28,6 +33,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -477,3 +483,66 @@ def _family_of(model_name: str) -> str:
     from models.registry import family_of
 
     return family_of(model_name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m models.evaluate CHECKPOINT SHARD... --out DIR``: returns the exit status."""
+    import argparse
+
+    import torch
+
+    from models.checkpoint import CheckpointError
+    from models.cli import non_negative_int, positive_int
+
+    parser = argparse.ArgumentParser(
+        prog="python -m models.evaluate",
+        description="Evaluate a synthocr checkpoint on WebDataset shards of its task: writes "
+        "metrics.json and predictions.csv, prints the headline metrics.",
+    )
+    parser.add_argument("checkpoint", help="model.pt written by training")
+    parser.add_argument("shards", nargs="+", help="shard files (.tar), read in the order given")
+    parser.add_argument("--out", required=True, help="folder for metrics.json and predictions.csv")
+    parser.add_argument("--decoder", choices=DECODERS, default="greedy")
+    parser.add_argument("--batch-size", type=positive_int, default=128)
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda[:N] or mps")
+    parser.add_argument("--threads", type=non_negative_int, default=0, help="CPU threads (0: all)")
+    parser.add_argument(
+        "--split", help="name recorded in metrics.json (default: the first shard's, test_heldout)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    checkpoint = Path(args.checkpoint)
+    split = args.split or Path(args.shards[0]).name.rsplit("-", 1)[0]
+    spec = EvalSpec(
+        experiment=checkpoint.parent.name or checkpoint.stem,
+        split=split,
+        batch_size=args.batch_size,
+        decoder=args.decoder,
+        device=args.device,
+    )
+    missing = [s for s in args.shards if not Path(s).is_file()]
+    out = Path(args.out)
+    try:
+        if missing:
+            raise ValueError(f"no such shard: {', '.join(missing)}")
+        train_info = checkpoint.parent / "train.json"
+        record = evaluate(
+            checkpoint,
+            args.shards,
+            out / "metrics.json",
+            out / "predictions.csv",
+            spec,
+            train_info=train_info if train_info.is_file() else None,
+        )
+    except (CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    shown = ("n", "seq_acc", "cer", "top1", "top5", "value_acc")
+    print(" ".join(f"{k}={record[k]:.4g}" for k in shown if record.get(k) is not None))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

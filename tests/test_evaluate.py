@@ -263,3 +263,20 @@ def test_evaluate_writes_metrics_and_predictions(tmp_path, cjk_font, case, decod
             assert len(top_k) == 5
     if task == "expr":
         assert [int(r["value"]) for r in rows] == [3, 35, 1, 42]
+
+
+def test_cli_evaluates_a_checkpoint_on_any_shards_of_its_task(tmp_path, cjk_font, capsys):
+    from models.evaluate import main
+
+    _, _, _, task, size, texts = CASES["expr"]
+    shard = make_shard(tmp_path / "mine-000000.tar", task, "mine", texts, cjk_font, size)
+    ckpt = make_checkpoint(tmp_path / "expr_tiny" / "model.pt", "expr")
+    out = tmp_path / "eval"
+    assert main([str(ckpt), str(shard), "--out", str(out), "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["experiment"] == "expr_tiny" and metrics["split"] == "mine"
+    assert metrics["n"] == len(texts) == len(read_predictions(out / "predictions.csv"))
+    assert printed.startswith(f"n={len(texts)} seq_acc=") and "value_acc=" in printed
+    assert main([str(ckpt), str(tmp_path / "nope.tar"), "--out", str(out)]) == 1
+    assert "no such shard" in capsys.readouterr().err
