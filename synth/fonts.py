@@ -17,6 +17,7 @@ import csv
 import glob
 import io
 import logging
+import os
 import re
 import struct
 from collections.abc import Iterable, Mapping, Sequence
@@ -122,7 +123,8 @@ def resolve_font_files(patterns: Sequence[str], warn: bool = True) -> list[FontF
 
     A glob (``*``, ``?``, ``[...]`` or ``{a,b}``) that matches nothing is skipped with a warning
     (none when ``warn`` is false); an explicit path that does not exist is a :class:`FontError`.
-    Glob and directory matches keep only font suffixes (.ttf .otf .ttc .otc).
+    Glob and directory matches keep only font suffixes (.ttf .otf .ttc .otc); a folder a glob
+    matches is searched recursively, and a broken link is skipped with a warning.
     """
     out: dict[str, FontFile] = {}
     for pattern in patterns:
@@ -130,7 +132,19 @@ def resolve_font_files(patterns: Sequence[str], warn: bool = True) -> list[FontF
         if len(alternatives) > 1 or GLOB_CHARS & set(pattern) or Path(pattern).is_dir():
             bases = [str(Path(a) / "*") if Path(a).is_dir() else a for a in alternatives]
             found = {p for base in bases for p in glob.glob(base)}
-            matches = sorted(p for p in found if Path(p).suffix.lower() in FONT_SUFFIXES)
+            # A folder among the matches (a family unzipped into fonts/) is searched too.
+            found |= {
+                str(q) for p in found if Path(p).is_dir() for q in Path(p).rglob("*") if q.is_file()
+            }
+            matches = []
+            for p in sorted(found):
+                if Path(p).suffix.lower() not in FONT_SUFFIXES or Path(p).is_dir():
+                    continue
+                if not Path(p).is_file():  # a link to nothing
+                    if warn:
+                        log.warning("font %s is a broken link; skipped", p)
+                    continue
+                matches.append(p)
             if not matches and warn:
                 log.warning("font pattern %s matches no font file; skipped", pattern)
             for p in matches:
@@ -225,6 +239,16 @@ def scan_fonts(
     """
     chars = sorted(set(chars))
     patterns = [re.compile(p) for p in exclude_families]
+    train_files, test_files = split_roles(train, test)
+    records = []
+    for role, files in (("train", train_files), ("test", test_files)):
+        for f in files:
+            records += _scan_file(f, role, chars, patterns)
+    return records
+
+
+def split_roles(train: Sequence[str], test: Sequence[str]) -> tuple[list[FontFile], list[FontFile]]:
+    """The training and held-out font files; a file in both lists is held out (with a warning)."""
     test_files = resolve_font_files(test)
     test_paths = {str(Path(f.path).resolve()) for f in test_files}
     train_files = []
@@ -233,11 +257,7 @@ def scan_fonts(
             log.warning("font %s is both a training and a held-out font; held out", f.path)
         else:
             train_files.append(f)
-    records = []
-    for role, files in (("train", train_files), ("test", test_files)):
-        for f in files:
-            records += _scan_file(f, role, chars, patterns)
-    return records
+    return train_files, test_files
 
 
 def _scan_file(f: FontFile, role: str, chars: list[str], patterns) -> list[FaceRecord]:
@@ -269,7 +289,12 @@ def _scan_file(f: FontFile, role: str, chars: list[str], patterns) -> list[FaceR
         return [FaceRecord(f.path, -1, "", "", role, "error", reason)]
 
 
-COLUMNS = ["path", "face", "family", "style", "role", "status", "reason"]
+COLUMNS = ["path", "face", "family", "style", "role", "status", "reason", "bytes", "mtime_ns"]
+
+
+def _file_stamp(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
 
 
 def write_coverage(
@@ -285,7 +310,8 @@ def write_coverage(
     w = csv.writer(buf, delimiter="\t", lineterminator="\n")
     w.writerow(COLUMNS + [f"{n}_{k}" for n in names for k in ("covered", "missing")])
     for r in records:
-        row = [r.path, r.index, r.family, r.style, r.role, r.status, r.reason]
+        size, mtime = _file_stamp(r.path) if os.path.exists(r.path) else ("", "")
+        row = [r.path, r.index, r.family, r.style, r.role, r.status, r.reason, size, mtime]
         for n in names:
             if r.status == "ok":
                 missing = "".join(c for c in charsets[n] if c not in r.covered)
@@ -304,6 +330,11 @@ def read_coverage(
     A face's ``covered`` set is the task's charset minus the characters the table lists as missing.
     Faces matching one of the ``exclude_families`` regexes (the task's own, see
     ``tasks.<task>.exclude_families``; matched as in `excluded_by`) are left out.
+
+    Raises:
+        FontError: A face's file is no longer the one the table describes (its size or mtime
+            changed: replaced by a copy keeping an older mtime, which Snakemake does not see),
+            so what it covers is unknown: drawing with it could show missing-glyph boxes.
     """
     patterns = [re.compile(p) for p in exclude_families]
     with open(path, encoding="utf-8", newline="") as f:
@@ -317,6 +348,15 @@ def read_coverage(
             continue
         if excluded_by(patterns, r["family"], r["style"]) is not None:
             continue
+        if r.get("bytes"):  # tables written before these columns existed are taken as they are
+            stamp = (int(r["bytes"]), int(r["mtime_ns"]))
+            now = _file_stamp(r["path"]) if os.path.exists(r["path"]) else None
+            if now != stamp:
+                raise FontError(
+                    f"font file {r['path']} changed after {path} was written (size, mtime "
+                    f"{stamp} -> {now}): what it draws is unknown; rebuild the table with "
+                    "snakemake --forcerun coverage"
+                )
         missing = set(r[col])
         covered = frozenset(c for c in charset if c not in missing)
         faces.append(Face(r["path"], int(r["face"]), r["family"], r["style"], covered))
@@ -374,6 +414,7 @@ def covered_charset(
     exclude_families: Sequence[str],
     policy: str,
     what: str,
+    test_paths: Sequence[str] = (),
 ) -> list[str]:
     """A charset checked against the training fonts (see :func:`apply_uncovered_policy`).
 
@@ -383,7 +424,11 @@ def covered_charset(
         exclude_families: regexes of the families or faces to skip (`excluded_by`).
         policy: ``error`` or ``drop``.
         what: a name for messages (the task).
+        test_paths: held-out font globs or paths (``fonts.test_fonts``): a file also listed
+            there is held out, so it covers nothing for training.
     """
-    records = scan_fonts(paths, (), chars, exclude_families)
+    train_files, _ = split_roles(paths, test_paths)
+    patterns = [re.compile(p) for p in exclude_families]
+    records = [r for f in train_files for r in _scan_file(f, "train", sorted(set(chars)), patterns)]
     faces = [r for r in records if r.status == "ok"]
     return apply_uncovered_policy(chars, faces, policy, what)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from pathlib import Path
 
 import pytest
 import yaml
@@ -13,6 +14,7 @@ from synth.charset import build_charset, gb2312_hanzi
 from synth.fonts import (
     FontError,
     apply_uncovered_policy,
+    covered_charset,
     expand_braces,
     read_coverage,
     resolve_font_files,
@@ -134,6 +136,49 @@ def test_brace_alternatives_expand_like_the_shell(tmp_path, caplog):
 def test_held_out_wins_over_training(heldout_font):
     records = scan_fonts([str(heldout_font)], [str(heldout_font)], EXPR)
     assert {r.role for r in records} == {"test"}
+
+
+def test_a_held_out_font_covers_nothing_for_training(latin_font, cjk_font):
+    charset = build_charset("chars", chars="AB啊")
+    # listed in both: held out, so the hanzi is covered by no training font
+    with pytest.raises(ValueError, match="啊"):
+        covered_charset(
+            charset, [str(latin_font), str(cjk_font)], (), "error", "line", [str(cjk_font)]
+        )
+    assert (
+        covered_charset(charset, [str(latin_font), str(cjk_font)], (), "error", "line") == charset
+    )
+
+
+def test_a_font_replaced_behind_snakemakes_back_stops_its_shards(tmp_path, latin_font, cjk_font):
+    import os
+    import shutil
+
+    font = tmp_path / "fonts" / "Mine.ttf"
+    font.parent.mkdir()
+    shutil.copy(latin_font, font)
+    out = tmp_path / "coverage.tsv"
+    write_coverage(scan_fonts([str(font)], [], EXPR), {"expr": EXPR}, out)
+    assert len(read_coverage(out, "expr", EXPR, "train")) == 1
+    # another font copied over it, keeping the old mtime (cp -p, an unzipped older download)
+    stat = font.stat()
+    shutil.copy(cjk_font, font)
+    os.utime(font, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(FontError, match=r"Mine\.ttf changed after .*--forcerun coverage"):
+        read_coverage(out, "expr", EXPR, "train")
+
+
+def test_fonts_in_subfolders_are_found_and_broken_links_skipped(tmp_path, latin_font, caplog):
+    import os
+    import shutil
+
+    (tmp_path / "fonts" / "Family").mkdir(parents=True)
+    shutil.copy(latin_font, tmp_path / "fonts" / "Family" / "Nested.ttf")
+    os.symlink(tmp_path / "nowhere.ttf", tmp_path / "fonts" / "broken.ttf")
+    with caplog.at_level(logging.WARNING):
+        found = resolve_font_files([f"{tmp_path}/fonts/*"])
+    assert [Path(f.path).name for f in found] == ["Nested.ttf"]
+    assert "broken.ttf is a broken link; skipped" in caplog.text
 
 
 def test_uncovered_characters_error_or_drop(latin_font, cjk_font):

@@ -14,6 +14,6 @@ spec = CharsetSpec.from_config(snakemake.params.charset, f"tasks.{task}.charset"
 fonts = FontsSpec.from_config(snakemake.params.fonts)
 chars = spec.build()
 exclude = (*fonts.exclude_families, *snakemake.params.exclude_families)  # and the task's own
-chars = covered_charset(chars, fonts.paths, exclude, fonts.uncovered, task)
+chars = covered_charset(chars, fonts.paths, exclude, fonts.uncovered, task, fonts.test_fonts)
 write_charset(chars, snakemake.output[0])
 logging.getLogger(__name__).info("%s: %d characters", task, len(chars))
