@@ -291,20 +291,29 @@ def plot_accuracy_by_font(
             _save(fig, out)
             return table
         groups = list(table.groupby(["experiment", "task"], sort=True))
-        fig, axes = plt.subplots(len(groups), 1, figsize=(9, 2.6 * len(groups)), squeeze=False)
+        # Horizontal bars, a row per font and split: readable with 80 fonts in a panel too.
+        rows = [len(part) for _, part in groups]
+        fig, axes = plt.subplots(
+            len(groups),
+            1,
+            figsize=(9, sum(0.8 + 0.2 * n for n in rows)),
+            squeeze=False,
+            gridspec_kw={"height_ratios": [0.8 + 0.2 * n for n in rows]},
+        )
         colors = {"test_seen": "#0969da", "test_heldout": "#bf8700"}
         for ax, ((experiment, task), part) in zip(axes[:, 0], groups, strict=True):
             part = part.sort_values(["split", "font"], ascending=[False, True])
             labels = list(part["font"])
             values = part["value"].astype(float).fillna(0.0).to_numpy()
-            x = np.arange(len(part))
-            ax.bar(x, values, color=[colors.get(s, "gray") for s in part["split"]])
-            ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
-            ax.set_ylim(0, 1.18)
-            ax.set_ylabel(part["metric"].iloc[0])
+            y = np.arange(len(part))
+            ax.barh(y, values, color=[colors.get(s, "gray") for s in part["split"]])
+            ax.set_yticks(y, labels, fontsize=7)
+            ax.set_ylim(len(part) - 0.5, -0.5)  # first font on top, no margins
+            ax.set_xlim(0, 1.25)
+            ax.set_xlabel(part["metric"].iloc[0])
             ax.set_title(f"{experiment} ({task})", fontsize=10)
-            for xi, v, n in zip(x, values, part["n"], strict=True):
-                ax.text(xi, v + 0.02, f"{v:.2f}\nn={n}", ha="center", fontsize=7)
+            for yi, v, n in zip(y, values, part["n"], strict=True):
+                ax.text(v + 0.01, yi, f"{v:.2f} (n={n})", va="center", fontsize=6)
         handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
         fig.legend(handles, list(colors), loc="upper right", fontsize=8)
         fig.tight_layout()
