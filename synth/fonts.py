@@ -45,9 +45,9 @@ FONT_ERRORS = (
     AssertionError,
     EOFError,
 )
-# Charstrings at least this long always draw something in practice; shorter ones are checked
-# exactly.
-_CFF_SHORT = 8
+# Charstrings at least this long always draw something in practice; shorter ones (hints alone,
+# a path of no area) are run to find their bounds (the default fonts: no coverage changes).
+_CFF_SHORT = 32
 
 
 class FontError(ValueError):
@@ -184,11 +184,18 @@ def _drawn_chars(font: TTFont, chars: Iterable[str]) -> set[str]:
             if g is None:
                 g = glyf[name]
             data = getattr(g, "data", None)
-            # A glyph with no outline data has numberOfContours 0; composites are -1.
-            if (data is not None and len(data) > 0) or (
-                data is None and getattr(g, "numberOfContours", 0) != 0
-            ):
-                out.add(c)
+            if data is not None:
+                # The raw glyph starts with numberOfContours and its bounding box: a glyph with
+                # no outline (0 contours, or no data) or one of no area (a degenerate contour,
+                # a composite of empty glyphs such as the space) draws nothing.
+                if len(data) >= 10:
+                    _, x_min, y_min, x_max, y_max = struct.unpack(">hhhhh", data[:10])
+                    if x_max > x_min and y_max > y_min:
+                        out.add(c)
+            elif getattr(g, "numberOfContours", 0) != 0:
+                g.recalcBounds(glyf)
+                if g.xMax > g.xMin and g.yMax > g.yMin:
+                    out.add(c)
         return out
     if "CFF " in font or "CFF2" in font:
         table = font["CFF "] if "CFF " in font else font["CFF2"]
@@ -198,7 +205,12 @@ def _drawn_chars(font: TTFont, chars: Iterable[str]) -> set[str]:
         for c, name in mapped:
             cs = charstrings[name]
             code = cs.bytecode
-            if (code is not None and len(code) >= _CFF_SHORT) or cs.calcBounds(charstrings):
+            if code is not None and len(code) >= _CFF_SHORT:
+                out.add(c)  # long enough to be an outline: not worth running it (speed)
+                continue
+            # A short charstring may hold only hints, or a path of no area: run it.
+            bounds = cs.calcBounds(charstrings)
+            if bounds is not None and bounds[2] > bounds[0] and bounds[3] > bounds[1]:
                 out.add(c)
         return out
     raise TTLibError("neither a glyf nor a CFF table")

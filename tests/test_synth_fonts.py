@@ -87,6 +87,27 @@ def test_empty_glyph_counts_as_missing(tmp_path, latin_font):
     assert record.covered == frozenset("B")
 
 
+def test_glyphs_that_draw_nothing_count_as_missing(tmp_path, latin_font):
+    from fontTools.pens.ttGlyphPen import TTGlyphPen
+
+    font = TTFont(latin_font)
+    glyf, cmap = font["glyf"], font.getBestCmap()
+    # "6": one contour whose points all coincide; "8": a composite of the (empty) space glyph
+    pen = TTGlyphPen(None)
+    pen.moveTo((100, 100))
+    pen.lineTo((100, 100))
+    pen.lineTo((100, 100))
+    pen.closePath()
+    glyf[cmap[ord("6")]] = pen.glyph()
+    pen = TTGlyphPen(glyf)
+    pen.addComponent(cmap[ord(" ")], (1, 0, 0, 1, 0, 0))
+    glyf[cmap[ord("8")]] = pen.glyph()
+    blank = tmp_path / "blank68.ttf"
+    font.save(blank)
+    (record,) = scan_fonts([str(blank)], [], "678")
+    assert record.covered == frozenset("7")
+
+
 def test_corrupt_font_is_reported_with_path_and_reason(tmp_path, cjk_font, caplog):
     fonts = tmp_path / "fonts"
     fonts.mkdir()
