@@ -181,6 +181,12 @@ def build_charset(
         raise ValueError(f"unknown charset source {source!r}; valid: {', '.join(SOURCES)}")
     if most_frequent:
         base = most_frequent_hanzi(base, most_frequent, corpus)
+    spaces = sorted({c for c in chars if c.isspace()})
+    repeated = sorted({c for c in chars if not c.isspace() and chars.count(c) > 1})
+    if spaces:
+        log.warning("charset chars: whitespace %r left out (a charset holds none)", "".join(spaces))
+    if repeated:
+        log.warning("charset chars: %r repeated; each kept once", "".join(repeated))
     extra = list(chars)
     for f in files:
         extra += read_chars_file(f)

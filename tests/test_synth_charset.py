@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 
 import pytest
@@ -54,6 +55,13 @@ def test_chars_files_and_limit(tmp_path):
     chars = build_charset("chars", chars="0123456789+-*()", files=[extra])
     assert chars == [*"0123456789+-*()", "鑫", "Ω"]
     assert build_charset("gb2312_level1", limit=10) == gb2312_hanzi()[:10]
+
+
+def test_whitespace_and_repeats_in_chars_are_dropped_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING):
+        assert build_charset("chars", chars="AB A\tC") == ["A", "B", "C"]
+    assert "whitespace '\\t ' left out" in caplog.text
+    assert "'A' repeated; each kept once" in caplog.text
 
 
 def test_charset_errors_name_the_problem(tmp_path):
