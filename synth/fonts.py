@@ -192,9 +192,10 @@ def _drawn_chars(font: TTFont, chars: Iterable[str]) -> set[str]:
                     _, x_min, y_min, x_max, y_max = struct.unpack(">hhhhh", data[:10])
                     if x_max > x_min and y_max > y_min:
                         out.add(c)
-            elif getattr(g, "numberOfContours", 0) != 0:
+            elif getattr(g, "numberOfContours", 0) != 0:  # already decompiled
                 g.recalcBounds(glyf)
-                if g.xMax > g.xMin and g.yMax > g.yMin:
+                box = [getattr(g, k, 0) for k in ("xMin", "yMin", "xMax", "yMax")]
+                if box[2] > box[0] and box[3] > box[1]:
                     out.add(c)
         return out
     if "CFF " in font or "CFF2" in font:
