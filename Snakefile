@@ -20,6 +20,7 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     task="|".join(TASKS),
     split="|".join(SPLITS),
+    role="|".join(ROLES),
     shard=r"\d{6}",
     experiment="|".join(EXPERIMENTS) if EXPERIMENTS else "(?!)",
 

@@ -250,24 +250,41 @@ def scan_fonts(
     Raises:
         FontError: an explicitly named file is missing or unreadable.
     """
+    train_files, test_files = split_roles(train, test)
+    return scan_files(train_files, "train", chars, exclude_families) + scan_files(
+        test_files, "test", chars, exclude_families
+    )
+
+
+def scan_files(
+    files: Sequence[FontFile],
+    role: str,
+    chars: Iterable[str],
+    exclude_families: Sequence[str] = (),
+) -> list[FaceRecord]:
+    """Every face of ``files`` (one role's, as `split_roles` resolves them) and what it covers of
+    ``chars``: `scan_fonts` for one role, as the workflow's coverage job of a task and role runs it.
+
+    Raises:
+        FontError: an explicitly named file is unreadable.
+    """
     chars = sorted(set(chars))
     patterns = [re.compile(p) for p in exclude_families]
-    train_files, test_files = split_roles(train, test)
-    records = []
-    for role, files in (("train", train_files), ("test", test_files)):
-        for f in files:
-            records += _scan_file(f, role, chars, patterns)
-    return records
+    return [r for f in files for r in _scan_file(f, role, chars, patterns)]
 
 
-def split_roles(train: Sequence[str], test: Sequence[str]) -> tuple[list[FontFile], list[FontFile]]:
-    """The training and held-out font files; a file in both lists is held out (with a warning)."""
-    test_files = resolve_font_files(test)
+def split_roles(
+    train: Sequence[str], test: Sequence[str], warn: bool = True
+) -> tuple[list[FontFile], list[FontFile]]:
+    """The training and held-out font files; a file in both lists is held out (with a warning
+    unless ``warn`` is false, as for the rest of `resolve_font_files`'s warnings)."""
+    test_files = resolve_font_files(test, warn)
     test_paths = {str(Path(f.path).resolve()) for f in test_files}
     train_files = []
-    for f in resolve_font_files(train):
+    for f in resolve_font_files(train, warn):
         if str(Path(f.path).resolve()) in test_paths:
-            log.warning("font %s is both a training and a held-out font; held out", f.path)
+            if warn:
+                log.warning("font %s is both a training and a held-out font; held out", f.path)
         else:
             train_files.append(f)
     return train_files, test_files
@@ -374,6 +391,28 @@ def read_coverage(
         covered = frozenset(c for c in charset if c not in missing)
         faces.append(Face(r["path"], int(r["face"]), r["family"], r["style"], covered))
     return faces
+
+
+def merge_coverage(tables: Sequence[str | os.PathLike], path) -> None:
+    """Merge coverage tables (the workflow's, one per task and role) into one: a row per face and
+    role, with every table's ``{task}_covered`` and ``{task}_missing`` columns; a face a table
+    does not list has those cells empty. The overview the README points to; no job reads it."""
+    rows: dict[tuple[str, str, str], dict[str, str]] = {}
+    extra: list[str] = []
+    for table in tables:
+        with open(table, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f, delimiter="\t")
+            extra += [c for c in reader.fieldnames or () if c not in COLUMNS and c not in extra]
+            for r in reader:
+                rows.setdefault((r["role"], r["path"], r["face"]), {}).update(r)
+    roles = {"train": 0, "test": 1}
+    order = sorted(rows, key=lambda k: (roles.get(k[0], 2), k[1], int(k[2])))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, COLUMNS + sorted(extra), delimiter="\t", lineterminator="\n")
+    w.writeheader()
+    for key in order:
+        w.writerow(rows[key])
+    write_text_atomic(path, buf.getvalue())
 
 
 def uncovered_chars(charset: Sequence[str], faces: Sequence[Face | FaceRecord]) -> list[str]:

@@ -16,9 +16,12 @@ from synth.fonts import (
     apply_uncovered_policy,
     covered_charset,
     expand_braces,
+    merge_coverage,
     read_coverage,
     resolve_font_files,
+    scan_files,
     scan_fonts,
+    split_roles,
     write_coverage,
 )
 
@@ -53,6 +56,30 @@ def test_coverage_table_of_real_fonts(tmp_path, cjk_font, latin_font, heldout_fo
         "DejaVu Sans",
     }
     assert next(f for f in faces if f.family == "DejaVu Sans").covered == frozenset()
+
+
+def test_per_task_and_role_tables_merge_into_the_overview(
+    tmp_path, cjk_font, latin_font, heldout_font
+):
+    """The workflow scans each role's files for each task's charset; the merged overview has
+    the columns and rows of one table written from a scan of everything."""
+    charsets = {"hanzi": HANZI[:50], "expr": EXPR}
+    train, test = split_roles([str(cjk_font), str(latin_font)], [str(heldout_font)])
+    tables = []
+    for task, chars in charsets.items():
+        for role, files in (("train", train), ("test", test)):
+            tables.append(tmp_path / f"{task}-{role}.tsv")
+            write_coverage(scan_files(files, role, chars), {task: chars}, tables[-1])
+    merged = tmp_path / "coverage.tsv"
+    merge_coverage(tables, merged)
+    whole = tmp_path / "whole.tsv"
+    write_coverage(
+        scan_fonts([str(cjk_font), str(latin_font)], [str(heldout_font)], HANZI[:50] + EXPR),
+        charsets,
+        whole,
+    )
+    assert merged.read_text() == whole.read_text()
+    assert len(_rows(merged)) == 3 + 4  # WenQuanYi Micro Hei (2 faces), DejaVu Sans; UKai's 4
 
 
 def test_exclude_families_by_regex(heldout_font):

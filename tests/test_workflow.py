@@ -19,6 +19,7 @@ DEFAULT = REPO / "configs" / "config.yaml"
 RULES = {
     "charset",
     "coverage",
+    "font_table",
     "shard",
     "manifest",
     "contact_sheet",
@@ -152,26 +153,29 @@ def test_a_font_file_added_or_removed_under_a_glob_reruns_the_jobs_that_read_fon
     tmp_path, latin_font
 ):
     """The config is unchanged (its `fonts/*` pattern already there): dropping a font file into
-    fonts/, or taking one out, reruns the charsets and the coverage table (and so every shard)."""
+    fonts/, or taking one out, reruns the training coverage tables and the charsets (and so every
+    training shard); the held-out tables stay."""
     workdir = tmp_path / "run"
     (workdir / "fonts").mkdir(parents=True)
     config = _write_config(tmp_path, lambda c: c["fonts"]["paths"].append("fonts/*"))
-    coverage = ["--cores", "2", "results/fonts/coverage.tsv"]
+    targets = ["--cores", "2", "results/fonts/coverage.tsv", "results/charsets/line.txt"]
 
     def rerun():
-        proc = run_snakemake(workdir, "-n", *coverage, config=config)
-        return sorted(rule for rule, _ in _jobs(proc.stdout))
+        proc = run_snakemake(workdir, "-n", *targets, config=config)
+        return sorted((rule, w.get("role", "")) for rule, w in _jobs(proc.stdout))
 
-    run_snakemake(workdir, *coverage, config=config)
+    run_snakemake(workdir, *targets, config=config)
     assert rerun() == []
     added = workdir / "fonts" / latin_font.name
     added.write_bytes(latin_font.read_bytes())
-    assert rerun() == ["charset"] * 4 + ["coverage"]
-    run_snakemake(workdir, *coverage, config=config)
+    expected = [("charset", "")] + [("coverage", "train")] * 4 + [("font_table", "")]
+    assert rerun() == expected
+    run_snakemake(workdir, *targets, config=config)
     assert f"fonts/{latin_font.name}" in (workdir / "results/fonts/coverage.tsv").read_text()
+    assert f"fonts/{latin_font.name}" in (workdir / "results/fonts/expr/train.tsv").read_text()
     assert rerun() == []
     added.unlink()
-    assert rerun() == ["charset"] * 4 + ["coverage"]
+    assert rerun() == expected
 
 
 @pytest.mark.slow
@@ -213,6 +217,41 @@ def test_changing_one_splits_degradations_reruns_only_that_split(smoke_run, tmp_
     for rule, wildcards in jobs:
         if "split" in wildcards:
             assert wildcards["split"] == "test_heldout", (rule, wildcards)
+
+
+@pytest.mark.slow
+def test_adding_a_held_out_font_reruns_only_the_held_out_split(smoke_run, tmp_path):
+    """A new held-out font renders the held-out test shards again and evaluates on them; no
+    training shard, charset or model is made again."""
+    added = "/usr/share/fonts/truetype/arphic/uming.ttc"
+    config = _write_config(tmp_path, lambda c: c["fonts"]["test_fonts"].append(added))
+    jobs = _jobs(run_snakemake(smoke_run, "-n", "--cores", "2", "all", config=config).stdout)
+    rules = {rule for rule, _ in jobs}
+    assert {"coverage", "shard", "evaluate", "tesseract"} <= rules, rules
+    assert not rules & {"charset", "train"}, rules
+    for rule, wildcards in jobs:
+        assert wildcards.get("split", "test_heldout") == "test_heldout", (rule, wildcards)
+        assert wildcards.get("role", "test") == "test", (rule, wildcards)
+
+
+@pytest.mark.slow
+def test_changing_one_tasks_charset_reruns_only_that_task(smoke_run, tmp_path):
+    """Each task has its own coverage tables: another charset for the lines renders no shard of
+    the other tasks again."""
+
+    def edit(c):
+        c["tasks"]["line"]["charset"]["limit"] = 50
+
+    proc = run_snakemake(
+        smoke_run, "-n", "--cores", "2", "all", config=_write_config(tmp_path, edit)
+    )
+    jobs = _jobs(proc.stdout)
+    assert any(rule == "charset" for rule, _ in jobs)
+    for rule, wildcards in jobs:
+        if "task" in wildcards:
+            assert wildcards["task"] == "line", (rule, wildcards)
+        if "experiment" in wildcards:
+            assert wildcards["experiment"].startswith("line_"), (rule, wildcards)
 
 
 def _resources(dry_run_stdout: str, rules: set[str]) -> list[tuple[str, str]]:

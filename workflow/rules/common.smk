@@ -6,7 +6,7 @@ from snakemake.utils import validate
 
 from models.registry import validate_experiment
 from models.specs import SCHEDULING
-from synth.fonts import font_file_paths
+from synth.fonts import font_file_paths, split_roles
 from synth.schema import check_config
 from synth.specs import canonical, split_config, task_spec
 
@@ -58,14 +58,43 @@ def charset_path(task):
     return f"results/charsets/{task}.txt"
 
 
-COVERAGE = "results/fonts/coverage.tsv"
-# The font files the config's paths and globs match now: inputs of the jobs that read fonts, so
-# that adding, replacing or removing a font file (e.g. in fonts/) reruns them, and the shards
-# after them. An explicitly named file that does not exist fails here, naming it.
-TRAIN_FONT_FILES = font_file_paths(config["fonts"]["paths"])
-FONT_FILES = sorted(
-    {*TRAIN_FONT_FILES, *font_file_paths(config["fonts"]["test_fonts"])}
+def coverage_path(task, role):
+    """What the faces of a role (train or test) cover of a task's charset."""
+    return f"results/fonts/{task}/{role}.tsv"
+
+
+ROLES = ["train", "test"]
+# The font files the config's paths and globs match now, by role: inputs of the jobs that read
+# fonts, so that adding, replacing or removing a font file (e.g. in fonts/) reruns them, and the
+# shards after them. A held-out font is an input of the held-out shards' jobs alone, so adding
+# one renders no training shard again. An explicitly named file that does not exist fails here,
+# naming it.
+ROLE_FONT_FILES = dict(
+    zip(
+        ROLES,
+        (
+            [f.path for f in files]
+            for files in split_roles(
+                config["fonts"]["paths"], config["fonts"]["test_fonts"], warn=False
+            )
+        ),
+    )
 )
+# Files the training patterns match that are held out too: the training coverage jobs leave
+# them out (and say so in their logs). Their parameter instead of the whole test_fonts list.
+HELD_OUT_TRAINING = sorted(
+    set(font_file_paths(config["fonts"]["paths"])) - set(ROLE_FONT_FILES["train"])
+)
+
+
+def role_patterns(wildcards):
+    """A role's font globs and paths: fonts.paths for train, fonts.test_fonts for test."""
+    return config["fonts"]["paths" if wildcards.role == "train" else "test_fonts"]
+
+
+def role_of(split):
+    """The fonts a split draws with: held-out ones for test_heldout, training ones otherwise."""
+    return "test" if split == "test_heldout" else "train"
 
 
 def shard_paths(task, split):
@@ -97,6 +126,7 @@ def all_targets():
         "results/summary.md",
         *[f"results/samples/{task}.png" for task in TASKS],
         *[f"results/shards/{task}/manifest.tsv" for task in TASKS],
+        "results/fonts/coverage.tsv",
     ]
 
 

@@ -1,15 +1,38 @@
-# Data: fonts -> charsets -> coverage table -> shards (one job each) -> manifests and contact sheets.
-# Each rule passes its script only the config slice it needs, so changing one task's settings
-# reruns only that task's shards.
+# Data: fonts -> coverage tables (one per task and role) -> charsets -> shards (one job each) ->
+# manifests and contact sheets. Each rule passes its script only the config slice it needs, so
+# changing one task's settings reruns only that task's shards, and adding a held-out font only
+# the held-out shards.
 
 
 from synth.specs import canonical
 
 
+rule coverage:
+    input:
+        files=lambda w: config["tasks"][w.task]["charset"]["files"],
+        fonts=lambda w: ROLE_FONT_FILES[w.role],
+    output:
+        coverage_path("{task}", "{role}"),
+    log:
+        "logs/coverage/{task}/{role}.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        charset=lambda w: canonical(config["tasks"][w.task]["charset"]),
+        patterns=role_patterns,
+        held_out=lambda w: HELD_OUT_TRAINING if w.role == "train" else [],
+        exclude_families=config["fonts"]["exclude_families"],
+    script:
+        "../scripts/coverage.py"
+
+
 rule charset:
     input:
         files=lambda w: config["tasks"][w.task]["charset"]["files"],
-        fonts=TRAIN_FONT_FILES,
+        coverage=coverage_path("{task}", "train"),
     output:
         charset_path("{task}"),
     log:
@@ -22,35 +45,31 @@ rule charset:
     params:
         charset=lambda w: canonical(config["tasks"][w.task]["charset"]),
         exclude_families=lambda w: config["tasks"][w.task]["exclude_families"],
-        fonts=canonical(config["fonts"]),
+        uncovered=config["fonts"]["uncovered"],
     script:
         "../scripts/charset.py"
 
 
-rule coverage:
+rule font_table:
     input:
-        charsets=[charset_path(task) for task in TASKS],
-        fonts=FONT_FILES,
+        [coverage_path(task, role) for role in ROLES for task in TASKS],
     output:
-        COVERAGE,
+        "results/fonts/coverage.tsv",
     log:
-        "logs/coverage.log",
+        "logs/font_table.log",
     conda:
         "../../environment.yml"
     threads: 1
     resources:
-        mem_mb=2000,
-    params:
-        tasks=TASKS,
-        fonts=canonical(config["fonts"]),
+        mem_mb=500,
     script:
-        "../scripts/coverage.py"
+        "../scripts/font_table.py"
 
 
 rule shard:
     input:
         charset=charset_path("{task}"),
-        coverage=COVERAGE,
+        coverage=lambda w: coverage_path(w.task, role_of(w.split)),
     output:
         "results/shards/{task}/{split}-{shard}.tar",
     log:
@@ -90,7 +109,7 @@ rule contact_sheet:
         shards=lambda w: shard_paths(w.task, "train")[:1]
         + shard_paths(w.task, "test_heldout")[:1],
         charset=charset_path("{task}"),
-        coverage=COVERAGE,
+        coverage=coverage_path("{task}", "train"),
     output:
         report(
             "results/samples/{task}.png",

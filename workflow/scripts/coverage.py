@@ -1,17 +1,17 @@
-"""Snakemake adapter: coverage of every training and held-out face against every charset."""
+"""Snakemake adapter: what every face of one role (training or held-out fonts) covers of one
+task's charset, as built from its source (before the charset job drops what no face covers)."""
 
 import logging
 
-from synth.charset import read_charset
-from synth.fonts import scan_fonts, write_coverage
-from synth.specs import FontsSpec
+from synth.fonts import scan_files, split_roles, write_coverage
+from synth.specs import CharsetSpec
 
 logging.basicConfig(
     filename=snakemake.log[0], level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
 )
-fonts = FontsSpec.from_config(snakemake.params.fonts)
-tasks = snakemake.params.tasks
-charsets = {t: read_charset(p) for t, p in zip(tasks, snakemake.input.charsets, strict=True)}
-chars = set().union(*charsets.values())
-records = scan_fonts(fonts.paths, fonts.test_fonts, chars, fonts.exclude_families)
-write_coverage(records, charsets, snakemake.output[0])
+w, params = snakemake.wildcards, snakemake.params
+chars = CharsetSpec.from_config(params.charset, f"tasks.{w.task}.charset").build()
+# The role's files, less the training files also held out (logged).
+files, _ = split_roles(params.patterns, params.held_out)
+records = scan_files(files, w.role, chars, params.exclude_families)
+write_coverage(records, {w.task: chars}, snakemake.output[0])
