@@ -102,6 +102,23 @@ def test_exclude_one_face_of_a_family_by_its_full_name(heldout_font):
     assert {r.status for r in records} == {"excluded", "ok"}
 
 
+def test_a_font_with_only_a_symbol_character_map_covers_nothing(tmp_path, latin_font):
+    """Wingdings-style fonts map their glyphs from the private-use codes of a (3, 0) Symbol
+    subtable, which no Unicode text reaches: they draw none of a charset's characters."""
+    from fontTools.ttLib.tables._c_m_a_p import CmapSubtable
+
+    font = TTFont(latin_font)
+    unicode_map = font.getBestCmap()
+    symbol = CmapSubtable.newSubtable(4)
+    symbol.platformID, symbol.platEncID, symbol.language = 3, 0, 0
+    symbol.cmap = {0xF000 + ord(c): unicode_map[ord(c)] for c in EXPR}
+    font["cmap"].tables = [symbol]
+    path = tmp_path / "symbol.ttf"
+    font.save(path)
+    (record,) = scan_fonts([str(path)], [], EXPR)
+    assert record.status == "ok" and record.covered == frozenset()
+
+
 def test_empty_glyph_counts_as_missing(tmp_path, latin_font):
     # A cmap entry pointing to an empty glyph: map "A" to the (empty) space glyph.
     font = TTFont(latin_font)
