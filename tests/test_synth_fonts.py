@@ -12,6 +12,7 @@ from fontTools.ttLib import TTFont
 
 from synth.charset import build_charset, gb2312_hanzi
 from synth.fonts import (
+    _CFF_SHORT,
     FontError,
     apply_uncovered_policy,
     covered_charset,
@@ -150,6 +151,101 @@ def test_glyphs_that_draw_nothing_count_as_missing(tmp_path, latin_font):
     font.save(blank)
     (record,) = scan_fonts([str(blank)], [], "678")
     assert record.covered == frozenset("7")
+
+
+def _rectangle(pen, x0, y0, x1, y1):
+    pen.moveTo((x0, y0))
+    pen.lineTo((x1, y0))
+    pen.lineTo((x1, y1))
+    pen.lineTo((x0, y1))
+    pen.closePath()
+
+
+def _hairline(pen):
+    pen.moveTo((100, 100))
+    pen.lineTo((400, 100))
+    pen.closePath()
+
+
+def _outline(pen):
+    # a letter-like outline with curves and a counter: bytecode well past the short threshold
+    pen.moveTo((100, 0))
+    pen.lineTo((100, 700))
+    pen.curveTo((150, 750), (300, 760), (400, 700))
+    pen.curveTo((480, 650), (500, 500), (450, 400))
+    pen.lineTo((500, 0))
+    pen.closePath()
+    _rectangle(pen, 200, 100, 380, 300)
+
+
+# What each character of the CFF test font maps to: a glyph name and how its charstring is made
+# (a T2 program, or a drawing made with T2CharStringPen).
+CFF_GLYPHS = {
+    "A": ("endchar", ["endchar"]),  # an empty charstring
+    "B": ("stems", [100, 50, "hstem", 200, 40, "vstem", "endchar"]),  # hints, no moveto
+    # hints and a mask switching both stems on (one mask byte per 8 stems), still no moveto
+    "C": ("hintmask", [100, 50, "hstem", 200, 40, "vstem", "hintmask", b"\xc0", "endchar"]),
+    "D": ("hairline", _hairline),  # a path, but of no area
+    "E": ("small", lambda pen: _rectangle(pen, 100, 100, 140, 130)),  # short, but draws
+    "F": ("outline", _outline),
+}
+
+
+@pytest.fixture(scope="module")
+def cff_font(tmp_path_factory) -> Path:
+    """A real OpenType-CFF font (FreeType opens it too) with the glyphs of `CFF_GLYPHS`."""
+    from fontTools.fontBuilder import FontBuilder
+    from fontTools.misc.psCharStrings import T2CharString
+    from fontTools.pens.t2CharStringPen import T2CharStringPen
+
+    charstrings = {}
+    notdef = (".notdef", lambda pen: _rectangle(pen, 50, 0, 450, 700))
+    for name, how in (notdef, *CFF_GLYPHS.values()):
+        if callable(how):
+            pen = T2CharStringPen(600, None)
+            how(pen)
+            charstrings[name] = pen.getCharString()
+        else:
+            charstrings[name] = T2CharString(program=how)
+    fb = FontBuilder(1000, isTTF=False)
+    fb.setupGlyphOrder(list(charstrings))
+    fb.setupCharacterMap({ord(c): name for c, (name, _) in CFF_GLYPHS.items()})
+    fb.setupCFF("CffTest-Regular", {"FullName": "CffTest Regular"}, charstrings, {})
+    fb.setupHorizontalMetrics({name: (600, 0) for name in charstrings})
+    fb.setupHorizontalHeader(ascent=800, descent=200)
+    fb.setupNameTable({"familyName": "CffTest", "styleName": "Regular"})
+    fb.setupOS2(sTypoAscender=800, usWinAscent=800, usWinDescent=200)
+    fb.setupPost()
+    path = tmp_path_factory.mktemp("cff") / "CffTest.otf"
+    fb.save(str(path))
+    return path
+
+
+def _cff_bytecode_length(path: Path, char: str) -> int:
+    font = TTFont(path)
+    cff = font["CFF "].cff
+    return len(cff[cff.fontNames[0]].CharStrings[font.getBestCmap()[ord(char)]].bytecode)
+
+
+@pytest.mark.parametrize("char", list("ABCD"), ids=lambda c: CFF_GLYPHS[c][0])
+def test_short_cff_charstrings_that_draw_nothing_count_as_missing(cff_font, char):
+    # short enough to be run, not taken on trust (else this would not test the short branch)
+    assert _cff_bytecode_length(cff_font, char) < _CFF_SHORT
+    (record,) = scan_fonts([str(cff_font)], [], char + "E")
+    assert record.status == "ok", record.reason
+    assert record.covered == frozenset("E")
+
+
+def test_a_short_cff_charstring_that_draws_counts_as_covered(cff_font):
+    assert _cff_bytecode_length(cff_font, "E") < _CFF_SHORT
+    (record,) = scan_fonts([str(cff_font)], [], "E")
+    assert record.status == "ok" and record.covered == frozenset("E")
+
+
+def test_a_long_cff_charstring_counts_as_covered(cff_font):
+    assert _cff_bytecode_length(cff_font, "F") >= _CFF_SHORT
+    records = scan_fonts([str(cff_font)], [], "ABCDEF")
+    assert [r.covered for r in records] == [frozenset("EF")]
 
 
 def test_corrupt_font_is_reported_with_path_and_reason(tmp_path, cjk_font, caplog):
