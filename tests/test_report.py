@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 from test_evaluate import CASES, make_checkpoint, make_shard
 
 from models import plots, report
-from models.evaluate import write_metrics
+from models.evaluate import write_metrics, write_predictions
 
 
 def _record(experiment, model, task, split, **extra):
@@ -308,6 +309,82 @@ def test_accuracy_by_font_from_fixture_metrics(tmp_path, metrics_files):
     assert _is_png(tmp_path / "fonts.png")
     hanzi = table[(table["experiment"] == "hanzi_cnn") & (table["font"] == "Font B")]
     assert hanzi[["metric", "value"]].values.tolist() == [["top1", 0.8]]
+
+
+def _bar_starts(path, min_px=40):
+    """The image height and the first pixel row of each horizontal bar in a PNG plot.
+
+    Bar pixels are the saturated ones (text, grid and axes are grey; a grid line crossing a bar
+    stays saturated); a row belongs to a bar when at least ``min_px`` of its pixels are, so the
+    legend's small patches do not count.
+    """
+    with Image.open(path) as im:
+        rgb = np.asarray(im.convert("RGB")).astype(int)
+    rows = ((rgb.max(axis=-1) - rgb.min(axis=-1)) > 80).sum(axis=1) >= min_px
+    starts = [int(i) for i in np.flatnonzero(rows) if i == 0 or not rows[i - 1]]
+    return rgb.shape[0], starts
+
+
+def _label_px(points):
+    """The height in pixels of a label of ``points`` at the plots' resolution."""
+    return points / 72 * plots.DPI
+
+
+def test_accuracy_by_font_gives_every_font_a_legible_row(tmp_path):
+    # The y tick labels (font names) are drawn at fontsize=7: rows closer than that overlap them.
+    floor = _label_px(7)
+    heights = {}
+    for n in (2, 80):
+        seen = {f"Font {i:02d}": {"n": 10, "seq_acc": 0.3 + 0.1 * (i % 6)} for i in range(n // 2)}
+        held = {f"Held {i:02d}": {"n": 10, "seq_acc": 0.35 + 0.1 * (i % 5)} for i in range(n // 2)}
+        files = []
+        for split, per_font in (("test_seen", seen), ("test_heldout", held)):
+            path = tmp_path / str(n) / split / "metrics.json"
+            write_metrics(
+                path, _record("line_crnn_vgg", "crnn_vgg", "line", split, per_font=per_font)
+            )
+            files.append(path)
+        out = tmp_path / f"fonts_{n}.png"
+        table = plots.plot_accuracy_by_font(files, out)
+        assert len(table) == n
+        height, starts = _bar_starts(out)
+        assert len(starts) == n, f"{n} fonts drawn as {len(starts)} separate bars"
+        pitch = int(min(np.diff(starts)))
+        assert pitch >= floor, f"{n} fonts: rows {pitch} px apart, the 7 pt labels need {floor:.1f}"
+        heights[n] = height
+    # Each font adds a row to the figure, not a squeeze of the rows already there.
+    assert (heights[80] - heights[2]) / (80 - 2) >= floor, heights
+
+
+def test_confusions_give_every_pair_a_legible_row(tmp_path):
+    # The pair labels (true → read) are drawn at fontsize=11.
+    floor = _label_px(11)
+    heights = {}
+    for n in (2, 40):
+        # n distinct wrong readings, one pair each, and a right one that is no pair
+        rows = [
+            {
+                "index": i,
+                "key": f"s{i}",
+                "font": "F",
+                "label": chr(0x4E00 + i),
+                "reading": chr(0x4F00 + i),
+            }
+            for i in range(n)
+        ]
+        rows.append({"index": n, "key": f"s{n}", "font": "F", "label": "中", "reading": "中"})
+        preds = tmp_path / f"predictions_{n}.csv"
+        write_predictions(preds, rows, "hanzi")
+        out = tmp_path / f"confusions_{n}.png"
+        assert len(plots.plot_confusions([preds], out, top=50)) == n
+        height, starts = _bar_starts(out)
+        assert len(starts) == n, f"{n} pairs drawn as {len(starts)} separate bars"
+        pitch = int(min(np.diff(starts)))
+        assert pitch >= floor, (
+            f"{n} pairs: rows {pitch} px apart, the 11 pt labels need {floor:.1f}"
+        )
+        heights[n] = height
+    assert (heights[40] - heights[2]) / (40 - 2) >= floor, heights
 
 
 def test_reader_attention_gifs(tmp_path, cjk_font):
