@@ -27,7 +27,6 @@ padded, never squashed to one width; square images are batched as they come.
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import logging
@@ -41,9 +40,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import webdataset as wds
-from PIL import Image, UnidentifiedImageError
 
 from models.families import Family, LabelError
+from models.images import ImageLoadError, decode_png
 from models.preprocess import pad_batch, prepare_image
 
 log = logging.getLogger(__name__)
@@ -203,12 +202,10 @@ def decode_sample(
         except LabelError as e:
             raise SampleLabelError(f"{where}: {e}") from None
     try:
-        with Image.open(io.BytesIO(sample["png"])) as img:
-            img.load()
-            image = prepare_image(img, geometry)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise DataError(f"{where}: cannot decode .png: {e}") from e
-    return Example(key, url, image, text)
+        image = decode_png(sample["png"], where)
+    except ImageLoadError as e:
+        raise DataError(str(e)) from e
+    return Example(key, url, prepare_image(image, geometry), text)
 
 
 def iter_examples(

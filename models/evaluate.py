@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from models import metrics
+from models.images import ImageLoadError, decode_png
 from models.registry import DECODERS
 from synth.atomic import write_text_atomic
 from synth.shards import iter_records
@@ -128,10 +129,10 @@ def iter_samples(
             if not isinstance(meta, dict) or "text" not in meta:
                 raise ValueError(f"{where} has no 'text' in its JSON")
             try:
-                image = Image.open(io.BytesIO(record["png"]))
-                image.load()
-            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-                raise ValueError(f"{where}: cannot decode .png: {e}") from None
+                image = decode_png(record["png"], where)
+            except ImageLoadError as e:
+                # not an ImageLoadError: the recognizer skips those as a user's unreadable file
+                raise ValueError(str(e)) from None
             if image.mode != "L":
                 image = image.convert("L")
             label = str(meta["text"])

@@ -26,10 +26,13 @@ images come in every shape, so `load_gray` brings any of them to that form befor
   `MAX_ASPECT` times the other (scaled to a model's height, a thin strip becomes enormous).
 
 Every failure is an `ImageLoadError` naming the image (its path, or what the caller calls it).
+`decode_png` decodes the images the workflow itself wrote (a shard's ``.png`` member) for
+training and evaluation, which name the shard and the sample when it fails.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -130,6 +133,26 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         # Truncated or corrupt data (Pillow raises OSError, and SyntaxError from some plugins).
         raise ImageLoadError(name, f"corrupt image: {e}") from None
+
+
+def decode_png(data: bytes, where: str) -> Image.Image:
+    """Decode an image held in memory (a shard's ``.png`` member), fully loaded, in its own mode.
+
+    Args:
+        data: The encoded image.
+        where: What the caller calls it (``shard S: sample 'K'``), for the error.
+
+    Raises:
+        ImageLoadError: The bytes are not an image Pillow decodes (empty, truncated, corrupt);
+            its message is ``{where}: cannot decode .png: {Pillow's reason}``.
+    """
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()  # decode now (Image.open reads only the header), inside this try
+        return img
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        # SyntaxError: some Pillow plugins raise it on a malformed header.
+        raise ImageLoadError(where, f"cannot decode .png: {e}") from e
 
 
 def _file_size(path: str | os.PathLike) -> int | None:

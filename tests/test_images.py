@@ -3,12 +3,15 @@ decompression bombs refused."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from models.images import (
     ImageLoadError,
+    decode_png,
     find_images,
     is_light_on_dark,
     load_gray,
@@ -199,6 +202,21 @@ def test_bad_files_raise_errors_naming_them(tmp_path):
         assert info.value.name == str(path)
         assert str(path) in str(info.value)
     _check_page(load_gray(good))
+
+
+def test_decode_png_loads_the_bytes_or_names_the_sample():
+    where = "shard s.tar: sample 'k'"
+    buf = io.BytesIO()
+    _page().save(buf, format="PNG")
+    data = buf.getvalue()
+    _check_page(decode_png(data, where))
+    # A truncated image has a valid header: it fails only when decoded, still inside decode_png.
+    for bad in (b"", b"garbage", data[: len(data) // 2]):
+        with pytest.raises(
+            ImageLoadError, match=r"^shard s\.tar: sample 'k': cannot decode \.png: "
+        ) as info:
+            decode_png(bad, where)
+        assert info.value.name == where
 
 
 def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
