@@ -335,7 +335,7 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
     # The log window (sums since the last history row), so rows match an uninterrupted run's
     # when log_every does not divide checkpoint_every.
     loss_sum, norm_sum, n_logged, images_seen, busy = 0.0, 0.0, 0, 0, 0.0
-    ckpt = _load_resume(resume_path, model, device)
+    ckpt = _load_resume(resume_path, model)
     if ckpt is not None:
         state = ckpt["resume"]
         optimizer.load_state_dict(state["optimizer"])
@@ -556,8 +556,13 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
     return result
 
 
-def _load_resume(path: Path, model: nn.Module, device: torch.device) -> dict[str, Any] | None:
+def _load_resume(path: Path, model: nn.Module) -> dict[str, Any] | None:
     """The resume checkpoint, its weights loaded into ``model``; None when there is none.
+
+    The file is read onto the CPU whatever device the run trains on: ``load_state_dict`` (the
+    model's, the optimizer's, the weight average's) copies each tensor to its parameter's device,
+    and the RNG states must stay CPU byte tensors (read onto a GPU, ``torch.set_rng_state``
+    refuses them, so every resume on CUDA failed).
 
     State whose weights do not fit the model (the model's code changed under an unchanged
     config) is stale: it is ignored with a warning, the run starts afresh from the model's fresh
@@ -567,7 +572,7 @@ def _load_resume(path: Path, model: nn.Module, device: torch.device) -> dict[str
     if not path.exists():
         return None
     try:
-        ckpt = load_checkpoint(path, map_location=device)
+        ckpt = load_checkpoint(path, map_location="cpu")
     except CheckpointError as e:
         raise CheckpointError(f"{e}; delete {path.parent} to train this run afresh") from e
     target = unwrap(model).state_dict()

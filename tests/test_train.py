@@ -26,6 +26,7 @@ from models.checkpoint import load_checkpoint, load_model
 from models.data import SampleLabelError
 from models.devices import dist_env, resolve_device
 from models.families import CTCFamily
+from models.registry import build_model
 from models.specs import TrainJob, TrainSpec, hashed_settings, run_hash
 from models.train import (
     HISTORY_COLUMNS,
@@ -212,6 +213,29 @@ def test_resume_state_that_does_not_fit_the_model_starts_afresh(line_data, tmp_p
     a = torch.load(tmp_path / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "fresh" / "model.pt", weights_only=True)["state_dict"]
     assert fresh.run_hash == again.run_hash and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# Loading weights into a model on the meta device copies nothing, and torch says so.
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter:UserWarning")
+def test_resume_on_a_gpu_keeps_the_rng_state_on_the_cpu(line_data, tmp_path):
+    """A run on a GPU resumes as `train` resumes one: weights, optimizer, weight average, RNG.
+    The RNG states must come back as CPU byte tensors, the only kind ``torch.set_rng_state``
+    takes: read onto the run's device, every resume on CUDA stopped with 'RNG state must be a
+    torch.ByteTensor'. The meta device stands in for the GPU this machine lacks."""
+    first = train(line_job(line_data, tmp_path, steps=3, ema_decay=0.8))
+    path = tmp_path / "resume" / first.run_hash / "last.pt"
+    device = torch.device("meta")
+    model = build_model("crnn_vgg", 4, **TINY_CRNN).to(device)
+    ckpt = train_module._load_resume(path, model)
+    assert ckpt is not None
+    state = ckpt["resume"]
+    with torch.random.fork_rng(devices=[]):
+        train_module._set_rng_state(state["rng"], device)
+        assert torch.equal(torch.get_rng_state(), state["rng"]["torch"])
+    optimizer = torch.optim.AdamW(train_module.param_groups(model, 1e-4))
+    optimizer.load_state_dict(state["optimizer"])
+    ema = AveragedModel(model, multi_avg_fn=ema_update(0.8), use_buffers=True)
+    ema.load_state_dict(state["ema"])
 
 
 def test_devices():
