@@ -7,7 +7,9 @@ import copy
 import inspect
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -243,12 +245,109 @@ def default_config() -> dict:
     return load_config("config.yaml")
 
 
-@pytest.mark.parametrize("config_file", ["config.yaml", "smoke.yaml"])
+@pytest.mark.parametrize("config_file", ["config.yaml", "smoke.yaml", "gpu.yaml"])
 def test_shipped_configs_validate(config_file: str) -> None:
     config = load_config(config_file)
     assert config["experiments"]
     for name, exp in config["experiments"].items():
         validate_experiment(name, exp, config["tasks"][exp["task"]])
+
+
+GPU_EXPERIMENTS = sorted(yaml.safe_load((REPO / "configs" / "gpu.yaml").read_text())["experiments"])
+
+
+def draw_texts(task: str, spec: Any, charset: list[str], longest: int) -> list[str]:
+    """Two labels drawn with the samplers `synth.shards.generate` uses: the first of the longest
+    length the task can produce, then the next one drawn, whatever its length (hanzi: the
+    charset's first and last character)."""
+    import numpy as np
+
+    from synth.text import LineSampler, expression, short_text
+
+    rng = np.random.default_rng(0)
+    if task == "hanzi":
+        return [charset[0], charset[-1]]
+    if task == "expr":
+        args = (spec.baidu_fraction, spec.operands, spec.max_digits, spec.operators)
+        draw = partial(expression, rng, *args)
+    elif task == "line":
+        sampler = LineSampler(charset, spec.length, spec.corpus_fraction, spec.mix_fraction)
+        draw = partial(sampler.sample, rng)
+    else:
+        draw = partial(short_text, rng, charset, spec.length)
+    # expr's longest, five operands of two digits and parentheses, is about 1 draw in 900
+    first = next(t for t in (draw() for _ in range(100_000)) if len(t) == longest)
+    return [first, draw()]
+
+
+@pytest.mark.parametrize("experiment", GPU_EXPERIMENTS)
+def test_gpu_config_trains_a_step_on_rendered_samples(experiment, cjk_font, tmp_path) -> None:
+    """Each experiment of configs/gpu.yaml at its real scale (model kwargs, charset, image
+    geometry) takes one training step on CPU, on two samples rendered and degraded with its
+    task's settings, one of them with the longest label the task can draw, written to a shard
+    and read back through models.data (decoding, label check, resizing, padding): the loss is
+    finite, every weight gets a finite gradient, and a CTC model's output gives each sample the
+    frames its label needs (T >= 2L + 1). GPU time is scarce: a shape or length error at this
+    scale should show here, not in a GPU job's first minute."""
+    import numpy as np
+
+    from models.data import eval_batches
+    from models.registry import label_lengths
+    from models.specs import TrainSpec
+    from synth.augment import degrade
+    from synth.fonts import Face
+    from synth.shards import Sample, render, write_samples
+    from synth.specs import split_config, task_spec
+
+    config = load_config("gpu.yaml")
+    exp = config["experiments"][experiment]
+    task, name, kwargs = exp["task"], exp["model"], exp["model_kwargs"]
+    task_cfg = config["tasks"][task]
+    spec = task_spec(task, split_config(task, task_cfg, "train"))
+    charset = spec.charset.build()
+    longest = label_lengths(task, task_cfg)[1]
+    texts = draw_texts(task, spec, charset, longest)
+    # WenQuanYi Micro Hei draws every character of the four tasks' charsets
+    face = Face(str(cjk_font), 0, "WenQuanYi Micro Hei", "Regular", frozenset(charset))
+    rng = np.random.default_rng(1)
+    images = [degrade(render(spec, t, face, rng), spec.degrade, rng) for t in texts]
+    shard = tmp_path / "train-000000.tar"
+    write_samples(
+        shard,
+        (
+            Sample(f"{task}_train_000000_{i:06d}", im, {"text": t})
+            for i, (im, t) in enumerate(zip(images, texts, strict=True))
+        ),
+        spec.png_level,
+    )
+
+    geometry = input_spec(name, **kwargs)
+    family = make_family(name, charset, kwargs)
+    (batch,) = eval_batches([str(shard)], geometry, 2, family)
+    assert sorted(batch.texts) == sorted(texts)
+    torch.manual_seed(0)
+    layout = memory_format(torch.device("cpu"))  # as models.train lays out a CPU run
+    model = build_model(name, family.num_classes, **kwargs).to(memory_format=layout).train()
+    out = model(batch.images.contiguous(memory_format=layout))
+    smoothing = TrainSpec.from_config(exp["train"]).label_smoothing
+    loss = family.loss(out, family.encode(batch.texts), batch.widths, label_smoothing=smoothing)
+    assert torch.isfinite(loss), f"{experiment}: loss {loss}"
+    loss.backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), f"{experiment}.{pname}"
+
+    logits = out.logits if isinstance(out, tuple) else out
+    kind = family_of(name)
+    if kind == "ctc":
+        assert logits.shape[:2] == (output_length(name, batch.images.shape[3], **kwargs), 2)
+        frames = family.input_lengths(batch.widths, logits.shape[0], 2).tolist()
+        for text, t in zip(batch.texts, frames, strict=True):
+            assert t >= 2 * len(text) + 1, f"{experiment}: {t} frames for {text!r}"
+    elif kind == "attention":
+        assert logits.shape == (2, family.steps, len(charset) + 1)
+        assert family.max_len >= longest
+    else:
+        assert logits.shape == (2, len(charset))
 
 
 def check(config: dict, name: str) -> None:
