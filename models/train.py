@@ -29,6 +29,11 @@ and rank 0 validates and writes every file::
 ``batch_size`` is per process. The outputs are the ones the ``train`` rule declares, and the
 run's resume state is keyed by the same hash, so should Snakemake rerun the rule later it
 finds the run finished and only rewrites them.
+
+One training per output folder: the writer (rank 0) holds an exclusive ``flock`` on
+``{out_dir}/train.lock`` from start to end (`output_lock`), and a second training of the same
+folder (a Snakemake rerun after ``--unlock`` while an orphaned run goes on, a hand-started one)
+stops at once with `OutputLockedError` instead of writing the same checkpoints.
 """
 
 from __future__ import annotations
@@ -41,9 +46,11 @@ import logging
 import math
 import os
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -80,7 +87,14 @@ from synth.atomic import write_bytes_atomic, write_text_atomic
 from synth.charset import read_charset
 from synth.schema import check_config
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; trainings there are not guarded against each other
+    fcntl = None
+
 log = logging.getLogger(__name__)
+
+LOCK_FILE = "train.lock"
 
 HISTORY_COLUMNS = (
     "step",
@@ -96,6 +110,11 @@ HISTORY_COLUMNS = (
 
 class NonFiniteLossError(FloatingPointError):
     """The loss (or the gradient norm) became NaN or infinite; training stopped."""
+
+
+class OutputLockedError(RuntimeError):
+    """Another training holds the output folder's lock (names the folder and, if known, the
+    holder's pid); nothing of the run was read or written."""
 
 
 @dataclass(frozen=True)
@@ -261,13 +280,104 @@ def _tensorboard(enabled: bool, folder: Path) -> Any:
     return SummaryWriter(log_dir=str(folder))
 
 
+@contextmanager
+def output_lock(out_dir: str | os.PathLike) -> Iterator[Path | None]:
+    """Hold an exclusive lock on a training's output folder while the block runs.
+
+    Two trainings of one folder would write the same ``last.pt`` and ``model.pt``, and one with
+    another config would delete the other's resume state as stale, so a second one is refused at
+    once. The lock is an advisory, non-blocking ``flock`` on ``{out_dir}/train.lock``. The kernel
+    drops it when the holder exits, however it exits (DataLoader workers share it and exit with
+    their parent), so a SIGKILLed run leaves the file behind but never a held lock: no pid file
+    to go stale. The file holds the holder's pid and host, for the refusal's message. It stays,
+    emptied, after the run: were it removed, a process that had opened it just before could lock
+    the removed file while a later one locks a new one, and both would train.
+
+    Args:
+        out_dir: The output folder (created if need be). It is not a declared output of the
+            workflow, nor is the lock file, so Snakemake never removes or checks either.
+
+    Yields:
+        The lock file; None where there is no ``flock`` (Windows, silently) or the file system
+        refuses it (with a warning): trainings there are not guarded against each other.
+
+    Raises:
+        OutputLockedError: Another process holds the lock.
+    """
+    folder = Path(out_dir)
+    if fcntl is None:
+        yield None
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    # no O_TRUNC: the pid in the file is the holder's until this process holds the lock
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
+        except BlockingIOError:
+            # empty while the holder is between its lock and its write
+            pid, _, host = os.pread(fd, 256, 0).decode("utf-8", errors="replace").partition(" ")
+            who = f"pid {pid} on {host.strip()}" if pid else "pid unknown"
+            stop = f" (kill {pid})" if pid else ""
+            raise OutputLockedError(
+                f"{folder} is being trained by another process ({who}; lock {path}): wait for "
+                f"it to finish, or stop it{stop} and rerun, which resumes from its last checkpoint"
+            ) from None
+        except OSError as e:  # ENOLCK, EOPNOTSUPP: an NFS without lockd, some cluster mounts
+            log.warning(
+                "cannot lock %s (%s): a second training of %s would not be stopped",
+                path,
+                e.strerror,
+                folder,
+            )
+            held = False
+        if held:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        try:
+            yield path if held else None
+        finally:
+            if held:  # so a refusal just after the next holder's lock names no finished pid
+                os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextmanager
+def _writer_lock(out_dir: Path, env: DistEnv, device: torch.device) -> Iterator[None]:
+    """`output_lock`, taken by the writer (rank 0) alone, so the ranks of one run never lock
+    each other out; under ``torchrun`` every rank learns whether rank 0 got it, and all of them
+    stop together rather than waiting for rank 0 in the next collective."""
+    with ExitStack() as held:
+        refused: OutputLockedError | None = None
+        if env.is_main:
+            try:
+                held.enter_context(output_lock(out_dir))
+            except OutputLockedError as e:
+                refused = e
+        if env.distributed:
+            (failed,) = _broadcast_floats([float(refused is not None)], env, device)
+            if failed and refused is None:
+                refused = OutputLockedError(
+                    f"{out_dir} is being trained by another process (rank 0 names it): wait "
+                    "for it to finish, or stop it and rerun"
+                )
+        if refused is not None:
+            raise refused
+        yield
+
+
 def train(job: TrainJob) -> TrainResult:
     """Train one experiment; write ``model.pt``, ``history.csv`` and ``train.json``.
 
     Resumes from ``{out_dir}/resume/{run_hash}/last.pt`` when it exists. Under ``torchrun`` every
-    rank runs this function; rank 0 writes the files.
+    rank runs this function; rank 0 writes the files, and holds `output_lock` on ``out_dir``
+    throughout.
 
     Raises:
+        OutputLockedError: Another training of ``out_dir`` is running (nothing was touched).
         NonFiniteLossError: The loss or gradient norm became NaN/inf (the last good checkpoint
             is kept, so a fixed rerun can resume from it).
         models.data.DataError: A shard, image or label that cannot be used (named).
@@ -277,7 +387,8 @@ def train(job: TrainJob) -> TrainResult:
     device = resolve_device(job.device, env.local_rank)
     init_distributed(env, device)
     try:
-        return _train(job, spec, env, device)
+        with _writer_lock(Path(job.out_dir), env, device):
+            return _train(job, spec, env, device)
     finally:
         shutdown_distributed()
 
@@ -730,7 +841,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     threads = args.threads or job.train.threads  # the config's train.threads, 0 = torch's default
     if threads:
         torch.set_num_threads(threads)
-    train(job)
+    try:
+        train(job)
+    except OutputLockedError as e:  # not a bug: the message says it all, without a traceback
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
 
 
 if __name__ == "__main__":

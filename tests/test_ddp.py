@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,17 +15,17 @@ from test_data import LINE, write_shards
 
 from models.checkpoint import load_model
 from models.specs import TrainJob, TrainSpec
+from models.train import LOCK_FILE, output_lock
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_torchrun_two_processes_train_and_rank0_writes_once(tmp_path):
+def _torchrun(tmp_path: Path, out: Path) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node 2 -m models.train`` of a tiny line model writing ``out``."""
     shards = write_shards(tmp_path / "shards", "train", 2, 16, "0123", LINE, seed=1)
     val = write_shards(tmp_path / "shards", "val", 1, 8, "0123", LINE, seed=2)
     charset = tmp_path / "charset.txt"
     charset.write_text("0\n1\n2\n3\n", encoding="utf-8")
-    out = tmp_path / "out"
     job = TrainJob(
         experiment="ddp",
         task="line",
@@ -64,9 +65,15 @@ def test_torchrun_two_processes_train_and_rank0_writes_once(tmp_path):
         "1",
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
+    return subprocess.run(
         cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=170, check=False
     )
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_and_rank0_writes_once(tmp_path):
+    out = tmp_path / "out"
+    proc = _torchrun(tmp_path, out)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log
     for rank in (0, 1):
@@ -78,6 +85,23 @@ def test_torchrun_two_processes_train_and_rank0_writes_once(tmp_path):
     checkpoints = sorted((out / "resume").rglob("*.pt"))
     assert len(checkpoints) == 1, checkpoints
     assert not list(out.rglob("*.tmp"))
+    assert (out / LOCK_FILE).read_text() == ""  # rank 0 held it, and released it at the end
     model, meta = load_model(out / "model.pt")
     assert meta.step == 6
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.slow
+def test_a_second_torchrun_of_a_locked_output_stops_every_rank(tmp_path):
+    out = tmp_path / "out"
+    with output_lock(out):  # held as the first training's rank 0 holds it
+        t0 = time.monotonic()
+        proc = _torchrun(tmp_path, out)
+        took = time.monotonic() - t0
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0, log
+    assert f"{out} is being trained by another process (pid {os.getpid()} on " in log, log
+    # Rank 1 learns it from rank 0 and stops as well, with a message, not a traceback from a
+    # collective rank 0 left (unless torchrun's SIGTERM, on rank 0's exit, stops it first).
+    assert "models/train.py" not in log and took < 120, log
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing read or written

@@ -1,17 +1,21 @@
-"""The training loop: schedules, outputs, resume (in-process and after a real SIGKILL), errors."""
+"""The training loop: schedules, outputs, resume (in-process and after a real SIGKILL), errors,
+and the lock that keeps a second training off an output folder."""
 
 from __future__ import annotations
 
 import csv
+import errno
 import importlib.util
 import itertools
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,17 +28,20 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 import models.train as train_module
 from models.checkpoint import load_checkpoint, load_model
 from models.data import SampleLabelError
-from models.devices import dist_env, resolve_device
+from models.devices import DistEnv, dist_env, resolve_device
 from models.families import CTCFamily
 from models.registry import build_model
 from models.specs import TrainJob, TrainSpec, hashed_settings, run_hash
 from models.train import (
     HISTORY_COLUMNS,
+    LOCK_FILE,
     NonFiniteLossError,
+    OutputLockedError,
     ema_update,
     job_from_config,
     lr_at,
     main,
+    output_lock,
     train,
 )
 
@@ -518,12 +525,18 @@ def test_cli_names_what_is_missing_before_training(tmp_path, capsys, monkeypatch
 # ---------------------------------------------------------------- SIGKILL, then resume
 
 
+SUBPROCESS_ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def _command(spec_file: Path) -> list[str]:
+    return [sys.executable, "-m", "models.train", "--spec", f"@{spec_file}", "--threads", "1"]
+
+
 def _run(spec_file: Path, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "models.train", "--spec", f"@{spec_file}", "--threads", "1"],
+        _command(spec_file),
         cwd=REPO,
-        env=env,
+        env=SUBPROCESS_ENV,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
@@ -569,3 +582,147 @@ def test_sigkill_then_rerun_ends_with_the_same_weights(line_data, tmp_path):
     hb = (tmp_path / "killed" / "history.csv").read_text().splitlines()
     loss_col = HISTORY_COLUMNS.index("train_loss")
     assert [r.split(",")[loss_col] for r in ha] == [r.split(",")[loss_col] for r in hb]
+
+
+# ---------------------------------------------------------------- one training per output folder
+
+
+def _wait_for_lock(proc: subprocess.Popen, lock: Path, log: Path) -> None:
+    """Return once ``proc`` holds ``lock`` (it writes its pid there right after locking)."""
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if lock.is_file() and lock.read_text().split()[:1] == [str(proc.pid)]:
+            return
+        time.sleep(0.01)
+    pytest.fail(f"training {proc.pid} never held {lock}:\n{log.read_text()}")
+
+
+def test_a_second_training_of_one_output_stops_at_once(line_data, tmp_path):
+    out = tmp_path / "exp"
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps(line_job(line_data, out, steps=16).to_dict()))
+    first = _run(spec, tmp_path / "first.log")
+    try:
+        _wait_for_lock(first, out / LOCK_FILE, tmp_path / "first.log")
+        # Paused while it holds the lock (as by Ctrl-Z, or a starved orphan), the first cannot
+        # finish, and release the lock, before the second one has even imported torch.
+        first.send_signal(signal.SIGSTOP)
+        t0 = time.monotonic()
+        second = subprocess.run(
+            _command(spec),
+            cwd=REPO,
+            env=SUBPROCESS_ENV,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        took = time.monotonic() - t0
+        first.send_signal(signal.SIGCONT)
+        assert second.returncode == 1, second.stderr
+        assert f"{out} is being trained by another process (pid {first.pid} on " in second.stderr, (
+            second.stderr
+        )
+        assert f"wait for it to finish, or stop it (kill {first.pid}) and rerun" in second.stderr
+        assert "Traceback" not in second.stderr
+        # it stopped before reading the resume state or the data: the loop's first line is absent
+        assert "experiment line_tiny: model" not in second.stderr
+        assert took < 60, f"the second training took {took:.0f} s to stop"
+        # The first is none the worse: it trains to the end from step 0 and releases the lock.
+        assert first.wait(timeout=120) == 0, (tmp_path / "first.log").read_text()
+    finally:
+        if first.poll() is None:  # a failed assertion above must not leave a stopped process
+            first.send_signal(signal.SIGCONT)
+            first.kill()
+            first.wait()
+    info = json.loads((out / "train.json").read_text())
+    assert info["steps"] == 16 and info["resumed_from"] == 0
+    assert (out / LOCK_FILE).read_text() == ""
+    with output_lock(out) as lock:
+        assert lock == out / LOCK_FILE
+
+
+def test_a_lock_left_by_a_killed_training_does_not_block_the_next(line_data, tmp_path):
+    out = tmp_path / "exp"
+    job = line_job(line_data, out, steps=16)
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps(job.to_dict()))
+    proc = _run(spec, tmp_path / "killed.log")
+    try:
+        _wait_for_lock(proc, out / LOCK_FILE, tmp_path / "killed.log")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, (tmp_path / "killed.log").read_text()
+    # The file is left behind, naming the dead process; the kernel dropped its lock.
+    assert (out / LOCK_FILE).read_text().split()[0] == str(proc.pid)
+    result = train(job)
+    assert result.steps == 16 and (out / "model.pt").is_file()
+    assert (out / LOCK_FILE).read_text() == ""
+
+
+def test_training_refuses_an_output_folder_another_process_holds(line_data, tmp_path):
+    out = tmp_path / "exp"
+    with output_lock(out) as lock:
+        assert lock == out / LOCK_FILE
+        assert lock.read_text().split()[0] == str(os.getpid())
+        with pytest.raises(OutputLockedError, match=rf"is being trained.*\(pid {os.getpid()} on "):
+            train(line_job(line_data, out))
+        # flock: another open of the file conflicts within one process too
+        with pytest.raises(OutputLockedError, match=re.escape(str(out))), output_lock(out):
+            pass
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing read or written
+    assert train(line_job(line_data, out, steps=2)).steps == 2  # released on leaving the block
+
+
+def test_under_torchrun_rank_0_alone_locks_and_tells_every_rank(tmp_path, monkeypatch):
+    out, cpu = tmp_path / "exp", torch.device("cpu")
+    rank0_said, sent = [0.0], []
+
+    def broadcast(values, env, device):  # rank 0's values on every rank, as torch.distributed
+        sent.append((env.rank, list(values)))
+        return list(values) if env.is_main else rank0_said
+
+    monkeypatch.setattr(train_module, "_broadcast_floats", broadcast)
+    rank0, rank1 = DistEnv(rank=0, world_size=2), DistEnv(rank=1, world_size=2)
+    with train_module._writer_lock(out, rank0, cpu):
+        # rank 1 of the same run goes on beside rank 0: it never takes the lock itself
+        with train_module._writer_lock(out, rank1, cpu):
+            pass
+        # a second run: its rank 0 is refused, and its rank 1 stops too, on rank 0's word
+        refused = rf"\(pid {os.getpid()} on "
+        with (
+            pytest.raises(OutputLockedError, match=refused),
+            train_module._writer_lock(out, rank0, cpu),
+        ):
+            pass
+        rank0_said[0] = 1.0
+        told = r"another process \(rank 0 names it\)"
+        with (
+            pytest.raises(OutputLockedError, match=told),
+            train_module._writer_lock(out, rank1, cpu),
+        ):
+            pass
+    assert sent == [(0, [0.0]), (1, [0.0]), (0, [1.0]), (1, [0.0])]
+
+
+def test_the_lock_is_skipped_where_flock_is_missing_or_refused(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(train_module, "fcntl", None)  # Windows
+    with output_lock(tmp_path / "win") as lock:
+        assert lock is None
+    assert not (tmp_path / "win").exists()
+    assert not caplog.records
+
+    def refused(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    fcntl = pytest.importorskip("fcntl")
+    monkeypatch.setattr(
+        train_module,
+        "fcntl",
+        types.SimpleNamespace(flock=refused, LOCK_EX=fcntl.LOCK_EX, LOCK_NB=fcntl.LOCK_NB),
+    )
+    with output_lock(tmp_path / "nfs") as lock:
+        assert lock is None
+    assert (
+        f"cannot lock {tmp_path / 'nfs' / LOCK_FILE} ({os.strerror(errno.ENOLCK)})" in caplog.text
+    )

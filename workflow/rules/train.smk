@@ -1,7 +1,9 @@
 # Training: one job per experiment, on its task's train and val shards. The job gets only the
 # experiment's slice of the config (plus the task geometry, seed and device), so editing another
 # experiment or task never reruns it. A killed job resumes from results/models/{experiment}/resume/
-# (not an output: Snakemake leaves it alone); see models/train.py.
+# (not an output: Snakemake leaves it alone); see models/train.py. The training locks
+# results/models/{experiment}/train.lock (not an output either), so a job started while an orphaned
+# training of the experiment still runs (after --unlock) fails at once instead of sharing its files.
 
 
 rule train:
