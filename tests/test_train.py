@@ -8,6 +8,7 @@ import errno
 import importlib.util
 import itertools
 import json
+import logging
 import math
 import os
 import re
@@ -295,21 +296,27 @@ def test_training_writes_its_outputs_and_resumes(line_data, tmp_path):
     assert sorted(p.name for p in (out / "resume").iterdir()) == [edited.run_hash]
 
 
-@pytest.mark.parametrize("ema_decay", [0.0, 0.8], ids=["plain", "weight-average"])
-def test_resume_in_process_gives_identical_weights(line_data, tmp_path, monkeypatch, ema_decay):
-    full = train(line_job(line_data, tmp_path / "full", steps=7, ema_decay=ema_decay))
-    # The same run, interrupted at step 5 (after the checkpoint at step 3), then rerun.
+def _interrupt(job: TrainJob, at_step: int) -> None:
+    """Run ``job`` and stop it, as a Ctrl-C would, when step ``at_step`` begins: its last
+    checkpoint stays for a rerun to resume from."""
     real_lr_at = train_module.lr_at
 
     def interrupting(step, spec):
-        if step == 5:
+        if step == at_step:
             raise KeyboardInterrupt
         return real_lr_at(step, spec)
 
-    monkeypatch.setattr(train_module, "lr_at", interrupting)
-    with pytest.raises(KeyboardInterrupt):
-        train(line_job(line_data, tmp_path / "part", steps=7, ema_decay=ema_decay))
-    monkeypatch.setattr(train_module, "lr_at", real_lr_at)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train_module, "lr_at", interrupting)
+        with pytest.raises(KeyboardInterrupt):
+            train(job)
+
+
+@pytest.mark.parametrize("ema_decay", [0.0, 0.8], ids=["plain", "weight-average"])
+def test_resume_in_process_gives_identical_weights(line_data, tmp_path, ema_decay):
+    full = train(line_job(line_data, tmp_path / "full", steps=7, ema_decay=ema_decay))
+    # The same run, interrupted at step 5 (after the checkpoint at step 3), then rerun.
+    _interrupt(line_job(line_data, tmp_path / "part", steps=7, ema_decay=ema_decay), at_step=5)
     resumed = train(line_job(line_data, tmp_path / "part", steps=7, ema_decay=ema_decay))
     assert resumed.resumed_from == 3 and resumed.run_hash == full.run_hash
     a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)["state_dict"]
@@ -324,6 +331,35 @@ def test_resume_in_process_gives_identical_weights(line_data, tmp_path, monkeypa
             return [{k: v for k, v in r.items() if k not in timing} for r in csv.DictReader(f)]
 
     assert rows("part") == rows("full")
+
+
+@pytest.mark.parametrize("threads", [1, 2], ids=["same-threads", "other-threads"])
+def test_resuming_on_another_cpu_thread_count_warns(line_data, tmp_path, caplog, threads):
+    job = line_job(line_data, tmp_path, steps=7)
+    assert torch.get_num_threads() == 1  # the session's (conftest), for the interrupted part
+    _interrupt(job, at_step=5)
+    caplog.clear()
+    torch.set_num_threads(threads)
+    try:
+        resumed = train(job)
+    finally:
+        torch.set_num_threads(1)
+    assert resumed.resumed_from == 3 and resumed.steps == 7
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "models.train" and r.levelno >= logging.WARNING
+    ]
+    if threads == 1:
+        assert warnings == []
+    else:
+        assert warnings == [
+            f"run {resumed.run_hash} started with 1 CPU threads and resumes with 2: its weights "
+            "will differ from an uninterrupted run's (CPU kernels sum in another order)"
+        ]
+    # The checkpoint now records the thread count it was written with.
+    last = load_checkpoint(tmp_path / "resume" / resumed.run_hash / "last.pt")
+    assert last["resume"]["threads"] == threads
 
 
 def test_the_weight_average_is_validated_and_shipped(line_data, tmp_path):
