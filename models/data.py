@@ -103,20 +103,77 @@ class ShardIndex:
     samples: tuple[tuple[str, tuple[tuple[str, int, int], ...]], ...]
 
 
+_BLOCK = tarfile.BLOCKSIZE
+_ZERO_BLOCK = bytes(_BLOCK)
+
+
+def _plain_ustar_members(url: str) -> tuple[list[tuple[str, int, int]], int] | None:
+    """``(name, data offset, size)`` of each member and the offset of the end-of-archive marker,
+    read straight from the headers when every one is a plain POSIX ustar header of a regular file
+    (what `synth.shards` writes, and ``webdataset.TarWriter`` given a whole-number mtime, for
+    ASCII names); None at anything
+    else (a pax or GNU header, a link, a bad checksum, a cut), for ``tarfile`` to read or reject.
+
+    ``tarfile`` builds a ``TarInfo`` per member, about 50 us each: two minutes before the first
+    step over the 1.28 million samples of configs/gpu.yaml's hanzi shards. This reads a header in
+    a few microseconds, and checks all the checksums at once at the end.
+    """
+    members: list[tuple[str, int, int]] = []
+    heads: list[bytes] = []
+    pos = 0
+    with open(url, "rb") as f:
+        while True:
+            f.seek(pos)
+            head = f.read(_BLOCK)
+            if len(head) < _BLOCK:
+                return None
+            if head == _ZERO_BLOCK:
+                break
+            if head[156:157] != b"0" or head[257:265] != b"ustar\x0000" or head[124] & 0x80:
+                return None  # not a regular file, not POSIX ustar, or a base-256 size
+            try:
+                size = int(head[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
+            except ValueError:
+                return None
+            name = head[:100].split(b"\0", 1)[0]
+            prefix = head[345:500].split(b"\0", 1)[0]
+            if prefix:
+                name = prefix + b"/" + name
+            members.append((name.decode("utf-8", "surrogateescape"), pos + _BLOCK, size))
+            heads.append(head)
+            pos += _BLOCK + size + (-size % _BLOCK)
+    if heads:
+        # A header's checksum is the sum of its bytes, the checksum field counting as 8 spaces.
+        blocks = np.frombuffer(b"".join(heads), np.uint8).reshape(len(heads), _BLOCK)
+        sums = blocks[:, :148].sum(1, dtype=np.int64) + blocks[:, 156:].sum(1, dtype=np.int64)
+        try:
+            stored = [int(h[148:156].split(b"\0", 1)[0].strip() or b"x", 8) for h in heads]
+        except ValueError:
+            return None
+        if not np.array_equal(sums + 256, np.asarray(stored, np.int64)):
+            return None
+    return members, pos
+
+
 def index_shard(url: str) -> ShardIndex:
     """Index a shard and check it is whole.
 
     Python's tarfile ends quietly at a truncated header, so the end-of-archive marker (two zero
     blocks) is checked explicitly: a shard cut short by a crash or a full disk is an error.
+    Plain ustar headers are read directly (`_plain_ustar_members`), anything else by tarfile.
 
     Raises:
         ShardError: Missing, not a tar, truncated, or holding no samples (names the shard).
     """
     try:
         size = os.path.getsize(url)
-        with tarfile.open(url, "r:") as tf:
-            members = tf.getmembers()
-            end = tf.offset
+        plain = _plain_ustar_members(url)
+        if plain is not None:
+            members, end = plain
+        else:
+            with tarfile.open(url, "r:") as tf:
+                members = [(m.name, m.offset_data, m.size) for m in tf.getmembers() if m.isreg()]
+                end = tf.offset
         with open(url, "rb") as f:
             f.seek(end)
             tail = f.read(2 * tarfile.BLOCKSIZE)
@@ -124,18 +181,16 @@ def index_shard(url: str) -> ShardIndex:
         raise ShardError(f"shard {url}: unreadable: {e}") from e
     order: list[str] = []
     parts: dict[str, list[tuple[str, int, int]]] = {}
-    for m in members:
-        if not m.isreg():
-            continue
-        key, dot, ext = m.name.partition(".")
+    for name, offset, length in members:
+        key, dot, ext = name.partition(".")
         if not dot:
-            raise ShardError(f"shard {url}: member {m.name!r} has no extension")
-        if m.offset_data + m.size > size:
+            raise ShardError(f"shard {url}: member {name!r} has no extension")
+        if offset + length > size:
             raise ShardError(f"shard {url}: truncated inside sample {key!r}")
         if key not in parts:
             order.append(key)
             parts[key] = []
-        parts[key].append((ext.lower(), m.offset_data, m.size))
+        parts[key].append((ext.lower(), offset, length))
     if tail != bytes(2 * tarfile.BLOCKSIZE):
         after = f"after sample {order[-1]!r}" if order else "before its first sample"
         raise ShardError(f"shard {url}: truncated {after} (no end-of-archive marker)")

@@ -196,6 +196,80 @@ def test_truncated_and_missing_shards_are_named(tmp_path, line_shards):
         TrainStream([str(tmp_path / "nope.tar")], LINE, None, 4, seed=0, steps=1)
 
 
+def _tarfile_index(path: str):
+    """The shard's index as tarfile reads it (the direct ustar reader switched off)."""
+    from models import data
+
+    original = data._plain_ustar_members
+    data._plain_ustar_members = lambda url: None
+    try:
+        return data.index_shard(path)
+    finally:
+        data._plain_ustar_members = original
+
+
+def test_plain_ustar_headers_index_as_tarfile_reads_them(tmp_path, line_shards):
+    """The direct header reader gives tarfile's index, on webdataset's shards and on the
+    workflow's own writer's (synth.shards), and does read them (no fallback)."""
+    from models.data import _plain_ustar_members, index_shard
+    from synth.shards import ShardWriter
+
+    ours = tmp_path / "ours-000000.tar"
+    with open(ours, "wb") as f:
+        w = ShardWriter(f)
+        for i in range(7):
+            w.write(f"k{i}", {"png": bytes(range(i * 37 % 256)) * 3, "json": b'{"text": "1"}'})
+        w.close()
+    for path in [*line_shards, str(ours)]:
+        assert _plain_ustar_members(path) is not None
+        assert index_shard(path) == _tarfile_index(path)
+
+
+def test_headers_the_direct_reader_does_not_take_go_to_tarfile(tmp_path):
+    """A pax header (a name over 100 bytes), a GNU tar, a link: tarfile reads the shard; a bad
+    header checksum ends the archive there, as tarfile reads it, and is an error."""
+    import tarfile
+
+    from models.data import _plain_ustar_members, index_shard
+    from synth.shards import ShardWriter
+
+    long_key = "k" * 120
+
+    def add(tar, name, data):
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+    for fmt in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT):
+        path = tmp_path / f"fmt{fmt}-000000.tar"
+        with tarfile.open(path, "w", format=fmt) as tar:
+            add(tar, f"{long_key}.json", b'{"text": "1"}')
+            add(tar, "short.json", b'{"text": "2"}')
+            link = tarfile.TarInfo("alias.json")
+            link.type, link.linkname = tarfile.SYMTYPE, "short.json"
+            tar.addfile(link)
+        assert _plain_ustar_members(str(path)) is None
+        index = index_shard(str(path))
+        assert [key for key, _ in index.samples] == [long_key, "short"]
+    # One flipped byte in the second member's name: its checksum no longer matches.
+    good = tmp_path / "good-000000.tar"
+    with open(good, "wb") as f:
+        w = ShardWriter(f)
+        for i in range(3):
+            w.write(f"k{i}", {"json": b'{"text": "1"}'})
+        w.close()
+    assert _plain_ustar_members(str(good)) is not None
+    data = bytearray(good.read_bytes())
+    second = 2 * 512  # header, one block of data, then the next header
+    assert data[second : second + 2] == b"k1"
+    data[second + 1] ^= 0x01
+    bad = tmp_path / "bad-000000.tar"
+    bad.write_bytes(bytes(data))
+    assert _plain_ustar_members(str(bad)) is None
+    with pytest.raises(ShardError, match=r"bad-000000\.tar: truncated after sample 'k0'"):
+        index_shard(str(bad))
+
+
 # ---------------------------------------------------------------- the training stream
 
 
