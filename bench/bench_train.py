@@ -9,10 +9,13 @@ Rounds alternate the two modes and each rate is the median over rounds, so a cha
 machine's load affects both alike; before each pipeline round the batches the workers
 prefetched meanwhile are discarded, so the pipeline gets no head start. Shards: real ones
 rendered by ``synth`` for the config's tasks (one font, WenQuanYi Micro Hei, ``--samples`` per
-shard; written once under bench/out/shards and reused).
+shard; written once under bench/out/shards and reused), or with ``--results`` the training shards
+and charsets a workflow run wrote (``{results}/shards/{task}/train-*.tar``; no font needed, as
+on a machine without CJK fonts).
 
     python bench/bench_train.py --threads 2 --steps 4 --rounds 3
     python bench/bench_train.py --config configs/config.yaml --experiments line_crnn_vgg
+    python bench/bench_train.py --config configs/gpu.yaml --results results --device cuda
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from models.families import make_family
 from models.registry import build_model, input_spec
 from models.specs import TrainSpec
 from models.train import param_groups
+from synth.charset import read_charset
 from synth.fonts import Face, covered_charset
 from synth.shards import write_shard
 from synth.specs import ShardSpec, task_spec
@@ -69,6 +73,14 @@ def make_shards(
             write_shard(path, spec, shard, chars, [face])
         paths.append(str(path))
     return paths, chars
+
+
+def workflow_shards(results: Path, task: str) -> tuple[list[str], list[str]]:
+    """The training shards and charset of ``task`` that a workflow run wrote under ``results``."""
+    paths = sorted(str(p) for p in (results / "shards" / task).glob("train-*.tar"))
+    if not paths:
+        raise FileNotFoundError(f"no training shards {results}/shards/{task}/train-*.tar")
+    return paths, read_charset(results / "charsets" / f"{task}.txt")
 
 
 def emit(rows: Iterable[dict], json_path: str | None) -> None:
@@ -111,7 +123,12 @@ def bench_experiment(name, exp, config, args, device) -> dict:
     spec = TrainSpec.from_config(exp.get("train"))
     kwargs = dict(exp.get("model_kwargs") or {})
     workers = args.workers if args.workers is not None else spec.num_workers
-    paths, charset = make_shards(config, Path(args.config).stem, task, args.samples, args.shards)
+    if args.results:
+        paths, charset = workflow_shards(Path(args.results), task)
+    else:
+        paths, charset = make_shards(
+            config, Path(args.config).stem, task, args.samples, args.shards
+        )
     family = make_family(exp["model"], charset, kwargs)
     geometry = input_spec(exp["model"], **kwargs)
     torch.manual_seed(0)
@@ -120,7 +137,7 @@ def bench_experiment(name, exp, config, args, device) -> dict:
     optimizer = torch.optim.AdamW(param_groups(model, spec.weight_decay), lr=1e-4)
     clip = spec.clip_grad
 
-    def stream(steps: int) -> TrainStream:
+    def stream(steps: int, lanes: int) -> TrainStream:
         return TrainStream(
             paths,
             geometry,
@@ -129,17 +146,18 @@ def bench_experiment(name, exp, config, args, device) -> dict:
             seed=1,
             steps=steps,
             segment_steps=spec.checkpoint_every,
-            lanes=max(1, workers),
+            lanes=lanes,
             shuffle_buffer=spec.shuffle_buffer,
         )
 
-    # In memory: distinct batches from the same pipeline, collected first.
-    held = list(train_loader(stream(8), 0))
+    # In memory: distinct batches from the same pipeline, collected first (in this process: one
+    # lane, as a stream of several lanes needs as many workers).
+    held = list(train_loader(stream(8, 1), 0))
     memory = itertools.cycle(held)
     # Through the pipeline: one loader for the whole run (worker start-up is the warm-up).
     prefetched = PREFETCH * workers  # what the workers hold ready after a memory round
     total = args.warmup + args.rounds * (args.steps + prefetched)
-    piped = iter(train_loader(stream(total), workers))
+    piped = iter(train_loader(stream(total, max(1, workers)), workers))
     px = [0]
     train_steps(model, family, optimizer, itertools.islice(memory, args.warmup), device, clip, px)
     train_steps(model, family, optimizer, itertools.islice(piped, args.warmup), device, clip, px)
@@ -186,6 +204,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per mode")
     parser.add_argument("--samples", type=int, default=1000, help="samples per shard")
     parser.add_argument("--shards", type=int, default=2, help="training shards per task")
+    parser.add_argument(
+        "--results", help="use the workflow's shards and charsets in this results folder"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
