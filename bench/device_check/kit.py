@@ -1,0 +1,415 @@
+"""Helpers of the device check's ``run.sh``: configs per stage, the kill-and-resume check, and the
+summary. Plain Python over the project's modules; ``run.sh`` calls each as a subcommand.
+
+    python bench/device_check/kit.py config BASE OUT --steps hanzi_cnn=800 --set log_every=25
+    python bench/device_check/kit.py unpack .devcheck/data.tar.xz DEST
+    python bench/device_check/kit.py info CONFIG EXPERIMENT          # task and eval decoder
+    python bench/device_check/kit.py resume --config C --results R --experiment E --device D
+    python bench/device_check/kit.py summarize --work W --out OUT --device D
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# run.sh's stage table: stage, item, status (ok, fail, timeout, skipped), exit code, seconds
+STAGES_FILE = "stages.tsv"
+# the reader's target in configs/gpu.yaml (report.targets), and bench_train's
+READER_TARGET = 0.87
+PIPELINE_TARGET = 0.9
+LOG_ROW = re.compile(r"step (\d+)/(\d+) (.*)$")
+
+
+def _value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def cmd_config(args: argparse.Namespace) -> None:
+    """A copy of ``base`` whose experiments' train blocks take ``--set`` (all) and ``--steps``
+    (per experiment) values."""
+    config = yaml.safe_load(Path(args.base).read_text(encoding="utf-8"))
+    common = dict(kv.split("=", 1) for kv in args.set)
+    steps = dict(kv.split("=", 1) for kv in args.steps)
+    unknown = sorted(set(steps) - set(config["experiments"]))
+    if unknown:
+        sys.exit(f"error: --steps names unknown experiments {unknown}")
+    for name, exp in config["experiments"].items():
+        train = exp.setdefault("train", {})
+        train.update({k: _value(v) for k, v in common.items()})
+        if name in steps:
+            train["steps"] = int(steps[name])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+
+
+def cmd_unpack(args: argparse.Namespace) -> None:
+    dest = Path(args.dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(args.tarball) as tar:
+        tar.extractall(dest, filter="data")
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    exp = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))["experiments"][args.name]
+    print(exp["task"], (exp.get("eval") or {}).get("decoder", "greedy"))
+
+
+def _resume_files(results: Path, experiment: str) -> list[Path]:
+    return sorted((results / "models" / experiment / "resume").glob("*/last.pt"))
+
+
+def _saved_step(path: Path) -> int:
+    from models.checkpoint import load_checkpoint
+
+    return int(load_checkpoint(path)["resume"]["step"])
+
+
+def cmd_resume(args: argparse.Namespace) -> None:
+    """Train, SIGKILL the run (its DataLoader workers too: its whole process group) once its
+    first resumable checkpoint is written, rerun the same command, and check that the rerun
+    resumed from the checkpoint's step and finished. Writes ``--json``; exits 1 on a failed
+    check."""
+    results = Path(args.results)
+    cmd = [
+        sys.executable, "-m", "models.train", "--config", args.config,
+        "--experiment", args.experiment, "--results", str(results), "--device", args.device,
+    ]  # fmt: skip
+    record: dict[str, Any] = {"experiment": args.experiment, "ok": False}
+    log = open(args.log, "w")  # noqa: SIM115  both runs write to it, one after the other
+    t0 = time.perf_counter()
+    first = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    while first.poll() is None and not _resume_files(results, args.experiment):
+        time.sleep(0.1)
+    if first.poll() is not None:
+        record["error"] = f"the first run exited ({first.returncode}) before it was killed"
+    else:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        record["killed_after_s"] = round(time.perf_counter() - t0, 1)
+        record["saved_step"] = _saved_step(_resume_files(results, args.experiment)[-1])
+        log.write(f"\n=== SIGKILLed after its checkpoint of step {record['saved_step']}\n\n")
+        log.flush()
+        second = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False)
+        record["rerun_rc"] = second.returncode
+        info_path = results / "models" / args.experiment / "train.json"
+        if second.returncode == 0 and info_path.is_file():
+            info = json.loads(info_path.read_text())
+            record.update(resumed_from=info["resumed_from"], steps=info["steps"])
+            record["expected_steps"] = info["train"]["steps"]
+            record["ok"] = (
+                info["resumed_from"] == record["saved_step"] > 0
+                and info["steps"] == info["train"]["steps"]
+            )
+    log.close()
+    Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record))
+    sys.exit(0 if record["ok"] else 1)
+
+
+# ---------------------------------------------------------------- summary
+
+
+def _stages(work: Path) -> list[dict[str, Any]]:
+    path = work / STAGES_FILE
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        stage, item, status, rc, seconds = line.split("\t")
+        rows.append({"stage": stage, "item": item, "status": status, "rc": rc, "s": float(seconds)})
+    return rows
+
+
+def _log_rows(log: Path) -> list[dict[str, Any]]:
+    """History rows from a training log (``step N/M k=v ...`` lines): a run stopped by its
+    time limit writes no history.csv."""
+    rows = []
+    if log.is_file():
+        for line in log.read_text(errors="replace").splitlines():
+            m = LOG_ROW.search(line)
+            if m and "=" in m.group(3):
+                row = {"step": int(m.group(1))}
+                for kv in m.group(3).split():
+                    k, _, v = kv.partition("=")
+                    row[k] = _value(v)
+                rows.append(row)
+    return rows
+
+
+def _history(folder: Path, log: Path) -> tuple[list[dict[str, Any]], str]:
+    path = folder / "history.csv"
+    if path.is_file():
+        with open(path, newline="") as f:
+            rows = [{k: _value(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+        return rows, "history.csv"
+    return _log_rows(log), "log"
+
+
+def _training(folder: Path, log: Path) -> dict[str, Any]:
+    """Steps, images/s, losses (first and last logged window), finiteness, validation."""
+    rows, source = _history(folder, log)
+    info_path = folder / "train.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    losses = [float(r["train_loss"]) for r in rows if "train_loss" in r]
+    rates = [float(r["images_per_s"]) for r in rows if "images_per_s" in r]
+    vals = [r for r in rows if "val_acc" in r]
+    out: dict[str, Any] = {
+        "source": "train.json" if info else source,
+        "steps": info.get("steps", rows[-1]["step"] if rows else 0),
+        "planned_steps": info.get("train", {}).get("steps"),
+        "finished": bool(info),
+        "device": info.get("device"),
+        "images_per_s": round(info["images_per_s"], 1)
+        if info
+        else (round(statistics.median(rates), 1) if rates else None),
+        "wall_s": round(info["wall_s"], 1) if info else None,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "finite": bool(losses) and all(math.isfinite(x) for x in losses),
+        "val_acc": vals[-1]["val_acc"] if vals else None,
+    }
+    out["loss_fell"] = bool(len(losses) >= 2 and out["finite"] and losses[-1] < losses[0])
+    out["ok"] = out["finite"] and out["loss_fell"]
+    return out
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _bench(work: Path) -> list[dict[str, Any]]:
+    rows = _json(work / "bench.json")
+    if rows is None:  # stopped before the end: the rows it printed
+        rows = []
+        log = work / "logs" / "bench-all.log"
+        keys = [
+            "experiment",
+            "model",
+            "batch_size",
+            "workers",
+            "pipeline_img_s",
+            "memory_img_s",
+            "ratio",
+            "pixel_ratio",
+        ]
+        for line in log.read_text().splitlines() if log.is_file() else []:
+            parts = line.split("\t")
+            if len(parts) == len(keys) and not line.startswith(("#", "experiment")):
+                rows.append({k: _value(v) for k, v in zip(keys, parts, strict=True)})
+    for row in rows:
+        row["target_met"] = max(row["ratio"], row["pixel_ratio"]) >= PIPELINE_TARGET
+    return rows
+
+
+def _parity(log: Path) -> float | None:
+    m = (
+        re.search(r"max abs logit difference ([0-9.eE+-]+)", log.read_text())
+        if log.is_file()
+        else None
+    )
+    return float(m.group(1)) if m else None
+
+
+def summarize(work: Path, device: str) -> dict[str, Any]:
+    stages = _stages(work)
+    status = {(s["stage"], s["item"]): s for s in stages}
+    logs = work / "logs"
+    summary: dict[str, Any] = {"device": device, "stages": stages}
+    env = _json(work / "env.json")
+    if env:
+        summary["env"] = env
+    train = {}
+    for (stage, item), s in status.items():
+        if stage == "train":
+            row = _training(work / "train" / "models" / item, logs / f"train-{item}.log")
+            train[item] = {"status": s["status"], "stage_s": s["s"], **row}
+    summary["train"] = train
+    summary["resume"] = _json(work / "resume.json")
+    ddp = {}
+    for (stage, item), s in status.items():
+        if stage == "ddp":
+            row = _training(work / item / "models" / "expr_crnn", logs / f"ddp-{item}.log")
+            info = _json(work / item / "models" / "expr_crnn" / "train.json") or {}
+            log = logs / f"ddp-{item}.log"
+            text = log.read_text(errors="replace") if log.is_file() else ""
+            backend = re.search(r"joined the (\w+) process group", text)
+            ddp[item] = {
+                "status": s["status"],
+                "world_size": info.get("world_size"),
+                "backend": backend.group(1) if backend else None,
+                "steps": row["steps"],
+                "images_per_s": row["images_per_s"],
+                "error": None if s["status"] == "ok" else _error_line(text),
+            }
+    summary["ddp"] = ddp
+    summary["bench"] = _bench(work)
+    evaluation = {}
+    for (stage, item), s in status.items():
+        if stage in ("evaluate", "export"):
+            entry = evaluation.setdefault(item, {})
+            if stage == "evaluate":
+                metrics = _json(work / "eval" / item / "metrics.json") or {}
+                keep = ("n", "seq_acc", "cer", "top1", "top5", "value_acc")
+                entry["evaluate"] = s["status"]
+                entry["metrics"] = {k: metrics[k] for k in keep if metrics.get(k) is not None}
+            else:
+                entry["export"] = s["status"]
+                entry["onnx_max_abs_diff"] = _parity(logs / f"export-{item}.log")
+    summary["evaluate"] = evaluation
+    reader = {}
+    if ("reader", "train") in status:
+        row = _training(work / "reader" / "models" / "short_reader", logs / "reader-train.log")
+        reader = {"status": status["reader", "train"]["status"], **row}
+        metrics = _json(work / "reader" / "eval" / "metrics.json")
+        if metrics:
+            reader["checkpoint"] = "model.pt" if row["finished"] else "resume last.pt"
+            reader["seq_acc_heldout"] = metrics.get("seq_acc")
+            reader["n"] = metrics.get("n")
+            reader["target"] = READER_TARGET
+            reader["target_met"] = metrics.get("seq_acc", 0) >= READER_TARGET
+            # gpu.yaml's figure is deep_reader's: 87% within 5 minutes of training
+            reader["within_5_min"] = row["finished"] and row["wall_s"] <= 300
+    summary["reader"] = reader
+    return summary
+
+
+def _error_line(text: str) -> str | None:
+    lines = [x for x in text.splitlines() if re.search(r"Error|error|failed", x)]
+    return lines[-1][-300:] if lines else None
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def markdown(s: dict[str, Any]) -> str:
+    out = [f"# Device check: {s['device']}", ""]
+    env = s.get("env") or {}
+    if env:
+        out += [", ".join(f"{k} {v}" for k, v in env.items()), ""]
+    out += ["| stage | item | status | s |", "|---|---|---|---:|"]
+    out += [f"| {r['stage']} | {r['item']} | {r['status']} | {r['s']:.0f} |" for r in s["stages"]]
+    if s["train"]:
+        amp = ", bf16 autocast" if s["device"] == "cuda" else ""
+        out += ["", f"Training (models.train on {s['device']}{amp}):", ""]
+        out += [
+            "| experiment | steps | img/s | loss first -> last | finite, fell | val_acc | from |"
+        ]
+        out += ["|---|---:|---:|---|---|---:|---|"]
+        for name, r in s["train"].items():
+            out.append(
+                f"| {name} | {r['steps']}/{_fmt(r['planned_steps'])} | {_fmt(r['images_per_s'])} "
+                f"| {_fmt(r['first_loss'])} -> {_fmt(r['last_loss'])} "
+                f"| {r['finite']}, {r['loss_fell']} | {_fmt(r['val_acc'])} | {r['source']} |"
+            )
+    if s.get("resume"):
+        r = s["resume"]
+        out += [
+            "",
+            f"Kill and resume ({r['experiment']}): killed after checkpoint of step "
+            f"{_fmt(r.get('saved_step'))}, rerun resumed from {_fmt(r.get('resumed_from'))}, "
+            f"{_fmt(r.get('steps'))}/{_fmt(r.get('expected_steps'))} steps: "
+            f"{'ok' if r['ok'] else 'FAILED ' + str(r.get('error', ''))}",
+        ]
+    for name, r in s["ddp"].items():
+        out.append(
+            f"torchrun {name}: {r['status']}, world size {_fmt(r['world_size'])}, backend "
+            f"{_fmt(r['backend'])}, {r['steps']} steps, {_fmt(r['images_per_s'])} img/s"
+            + (f"; {r['error']}" if r["error"] else "")
+        )
+    if s["bench"]:
+        out += ["", "bench_train (pipeline vs in-memory, target >= 0.9):", ""]
+        out += [
+            "| experiment | workers | pipeline img/s | memory img/s | ratio | pixel ratio | met |"
+        ]
+        out += ["|---|---:|---:|---:|---:|---:|---|"]
+        for r in s["bench"]:
+            out.append(
+                f"| {r['experiment']} | {r['workers']} | {r['pipeline_img_s']} "
+                f"| {r['memory_img_s']} | {r['ratio']} | {r['pixel_ratio']} | {r['target_met']} |"
+            )
+    if s["evaluate"]:
+        out += ["", "Evaluation on test_heldout, ONNX export (onnxruntime vs PyTorch):", ""]
+        for name, r in s["evaluate"].items():
+            metrics = " ".join(f"{k}={_fmt(v)}" for k, v in r.get("metrics", {}).items())
+            out.append(
+                f"- {name}: evaluate {r.get('evaluate', '-')} {metrics}; export "
+                f"{r.get('export', '-')}, max |diff| {_fmt(r.get('onnx_max_abs_diff'))}"
+            )
+    r = s["reader"]
+    if r:
+        out += [
+            "",
+            f"Reader (gpu.yaml's short_reader): {r['status']}, {r['steps']}/"
+            f"{_fmt(r['planned_steps'])} steps in {_fmt(r['wall_s'])} s, "
+            f"{_fmt(r['images_per_s'])} img/s; held-out seq_acc {_fmt(r.get('seq_acc_heldout'))} "
+            f"on {_fmt(r.get('n'))} ({_fmt(r.get('checkpoint'))}), target {READER_TARGET} within "
+            f"300 s: {'met' if r.get('target_met') and r.get('within_5_min') else 'not met'}",
+        ]
+    return "\n".join(out) + "\n"
+
+
+def cmd_summarize(args: argparse.Namespace) -> None:
+    summary = summarize(Path(args.work), args.device)
+    out = Path(args.out)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    text = markdown(summary)
+    (out / "summary.md").write_text(text)
+    print(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("config")
+    p.add_argument("base")
+    p.add_argument("out")
+    p.add_argument("--set", nargs="*", default=[], help="KEY=VALUE for every train block")
+    p.add_argument("--steps", nargs="*", default=[], help="EXPERIMENT=STEPS")
+    p.set_defaults(run=cmd_config)
+    p = sub.add_parser("unpack")
+    p.add_argument("tarball")
+    p.add_argument("dest")
+    p.set_defaults(run=cmd_unpack)
+    p = sub.add_parser("info")
+    p.add_argument("config")
+    p.add_argument("name")
+    p.set_defaults(run=cmd_info)
+    p = sub.add_parser("resume")
+    for name in ("--config", "--results", "--experiment", "--device", "--log", "--json"):
+        p.add_argument(name, required=True)
+    p.set_defaults(run=cmd_resume)
+    p = sub.add_parser("summarize")
+    for name in ("--work", "--out", "--device"):
+        p.add_argument(name, required=True)
+    p.set_defaults(run=cmd_summarize)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

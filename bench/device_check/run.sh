@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# The GPU device check: the one command of a `run` call on the device machine (BENCHMARKS.md,
+# "Device check"). Needs .devcheck/ from bench/device_check/prepare.py, carried with the call.
+#
+#   bash bench/device_check/run.sh                          on the device: cuda, about 8 min
+#   DEVICE=cpu PYTHON=.venv/bin/python bash bench/device_check/run.sh   rehearsal, tiny steps
+#   STAGES="reader" T_READER=300 bash bench/device_check/run.sh         one stage again
+#
+# Stages (each command hard-stopped by `timeout`; a failed or stopped one is recorded and the
+# next one runs; the whole script stops itself at BUDGET_S):
+#   env       nvidia-smi, torch and CUDA versions, the carried wheels installed into $SITE,
+#             every module the stages run imported
+#   train     python -m models.train on cuda (bf16 autocast) for each experiment, STEPS steps
+#   resume    a training SIGKILLed after its first checkpoint, rerun: resumed from that step?
+#   ddp       torchrun --standalone, 1 process, then 2 processes (both on the one GPU)
+#   bench     bench/bench_train.py: pipeline vs in-memory images/s (target >= 0.9)
+#   evaluate  models.evaluate on test_heldout for every model the train stage wrote, and
+#             models.export (onnxruntime parity) for those of EXPORTS
+#   reader    gpu.yaml's short_reader in full (10,000 steps) within T_READER s, then its
+#             held-out whole-word accuracy (target 0.87 within 5 min of training); last, as it
+#             gets the time the others leave
+# Results: $OUT/summary.md (also printed last), summary.json, run.log, env.txt, results.tar.gz
+# (every stage's log, history.csv, train.json, metrics.json, bench.json).
+set -uo pipefail
+
+# ---- what runs, and for how long (seconds); edit here or set in the environment -------------
+DEVICE=${DEVICE:-cuda}
+STAGES=${STAGES:-"env train resume ddp bench evaluate reader"}
+EXPERIMENTS=${EXPERIMENTS:-"hanzi_cnn expr_crnn line_crnn_vgg line_crnn_grcnn short_reader"}
+EXPORTS=${EXPORTS:-"expr_crnn line_crnn_vgg short_reader"}  # fixed size, dynamic width, attention
+MIN_LEFT_S=${MIN_LEFT_S:-15}    # a command with less than this left is skipped
+T_ENV=${T_ENV:-60}              # the install, and the imports
+if [ "$DEVICE" = cpu ]; then    # the rehearsal: every stage end to end, a few small steps each
+  STEPS=${STEPS:-"hanzi_cnn=3 expr_crnn=3 line_crnn_vgg=3 line_crnn_grcnn=3 short_reader=4"}
+  SMALL="batch_size=8 val_batches=1 num_workers=2"
+  TRAIN_SET=${TRAIN_SET:-"log_every=1 $SMALL"}
+  RESUME_SET=${RESUME_SET:-"steps=8 checkpoint_every=3 val_every=4 log_every=1 $SMALL"}
+  DDP_SET=${DDP_SET:-"steps=3 log_every=1 $SMALL"}
+  BENCH_SET=${BENCH_SET:-"batch_size=8"}
+  BENCH_ARGS=${BENCH_ARGS:-"--steps 2 --rounds 1 --warmup 1 --workers 2"}
+  READER_SET=${READER_SET:-"steps=20 curriculum_steps=5 val_batches=1 num_workers=2"}
+  INSTALL=${INSTALL:-0}         # the environment running it has the packages
+  BUDGET_S=${BUDGET_S:-1800} T_TRAIN=${T_TRAIN:-120} T_RESUME=${T_RESUME:-180}
+  T_DDP=${T_DDP:-120} T_BENCH=${T_BENCH:-300} T_EVALUATE=${T_EVALUATE:-240} T_READER=${T_READER:-120}
+else
+  BUDGET_S=${BUDGET_S:-480}     # the whole script; run it with timeout_s >= BUDGET_S + 30
+  T_TRAIN=${T_TRAIN:-50}        # per experiment
+  T_RESUME=${T_RESUME:-60}      # both runs
+  T_DDP=${T_DDP:-40}            # per torchrun
+  T_BENCH=${T_BENCH:-100}       # all experiments
+  T_EVALUATE=${T_EVALUATE:-25}  # per experiment, and as much again for its export
+  T_READER=${T_READER:-150}     # training; its evaluation gets up to 30 s more
+  # steps of the train stage: a guess at 20-30 s of training each on an H200
+  STEPS=${STEPS:-"hanzi_cnn=800 expr_crnn=1000 line_crnn_vgg=600 line_crnn_grcnn=400 short_reader=2000"}
+  TRAIN_SET=${TRAIN_SET:-"log_every=25"}
+  RESUME_SET=${RESUME_SET:-"steps=600 checkpoint_every=200 val_every=200 log_every=25"}
+  DDP_SET=${DDP_SET:-"steps=200 log_every=25"}
+  BENCH_SET=${BENCH_SET:-""}    # nothing: gpu.yaml's batch sizes and workers
+  BENCH_ARGS=${BENCH_ARGS:-"--steps 20 --rounds 3 --warmup 5"}
+  READER_SET=${READER_SET:-""}  # nothing: gpu.yaml's training of short_reader as it stands
+  INSTALL=${INSTALL:-1}
+fi
+# ---------------------------------------------------------------------------------------------
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT" || exit 1
+KIT=${KIT:-$ROOT/.devcheck}
+PYTHON=${PYTHON:-python3}
+SITE=${SITE:-/tmp/site}
+WHEELS=${WHEELS:-$KIT/wheels}
+WORK=${WORK:-/tmp/devcheck}
+OUT=${OUT:-$WORK/out}
+START=$(date +%s)
+DEADLINE=$((START + BUDGET_S - 10))  # 10 s for the summary
+LOGS=$WORK/logs
+rm -rf "$WORK"
+mkdir -p "$LOGS" "$OUT"
+exec > >(tee -a "$OUT/run.log") 2>&1
+export PYTHONUNBUFFERED=1 PYTHONPATH="$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}"
+CONFIG=$KIT/config.yaml
+DATA=$WORK/data/results   # charsets/ and shards/, unpacked from data.tar.xz
+kit() { "$PYTHON" "$ROOT/bench/device_check/kit.py" "$@"; }
+wants() { [[ " $STAGES " == *" $1 "* ]]; }
+
+# step STAGE ITEM LIMIT CMD...: CMD under `timeout` (at most LIMIT s, never past the deadline),
+# its output in $LOGS/STAGE-ITEM.log; a row in stages.tsv; returns CMD's status
+step() {
+  local stage=$1 item=$2 limit=$3 left rc status t0
+  shift 3
+  left=$((DEADLINE - $(date +%s)))
+  if ((left < MIN_LEFT_S)); then
+    printf '%s\t%s\tskipped\t-\t0\n' "$stage" "$item" >>"$WORK/stages.tsv"
+    echo "== $stage $item: skipped, ${left}s left of the budget"
+    return 99
+  fi
+  ((limit > left)) && limit=$left
+  echo "== $stage $item (limit ${limit}s, $((DEADLINE - START - left))s elapsed): $*"
+  t0=$(date +%s.%N)
+  timeout -k 10 "$limit" "$@" >"$LOGS/$stage-$item.log" 2>&1
+  rc=$?
+  case $rc in 0) status=ok ;; 124 | 137) status=timeout ;; *) status=fail ;; esac
+  printf '%s\t%s\t%s\t%s\t%.1f\n' "$stage" "$item" "$status" "$rc" \
+    "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')" >>"$WORK/stages.tsv"
+  echo "   $status (rc $rc); last lines:"
+  tail -n 3 "$LOGS/$stage-$item.log" | cut -c1-200 | sed 's/^/   | /'
+  return $rc
+}
+
+# results_dir NAME: a results folder of its own (models/ apart) over the unpacked data
+results_dir() {
+  mkdir -p "$WORK/$1"
+  ln -sfn "$DATA/charsets" "$WORK/$1/charsets"
+  ln -sfn "$DATA/shards" "$WORK/$1/shards"
+  echo "$WORK/$1"
+}
+
+echo "device check: DEVICE=$DEVICE, stages: $STAGES; budget ${BUDGET_S}s; python $PYTHON"
+if [ ! -f "$KIT/data.tar.xz" ]; then
+  echo "error: $KIT/data.tar.xz missing: run bench/device_check/prepare.py and carry .devcheck"
+  exit 2
+fi
+kit unpack "$KIT/data.tar.xz" "$WORK/data" || exit 2
+
+if wants env; then
+  { nvidia-smi || echo "(no nvidia-smi)"; uname -a; nproc; free -g; } >"$OUT/env.txt" 2>&1
+  if [ "$INSTALL" = 1 ]; then
+    step env install "$T_ENV" "$PYTHON" -m pip install -q --no-index --no-deps --no-compile \
+      --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl
+  fi
+  step env imports "$T_ENV" "$PYTHON" - <<'PY'
+import json, os, sys
+import torch
+sys.path.insert(0, "bench")
+import models.train, models.evaluate, models.export, models.data, bench_train  # noqa
+cuda = torch.cuda.is_available()
+env = {
+    "python": sys.version.split()[0],
+    "torch": torch.__version__,
+    "cuda": torch.version.cuda,
+    "gpu": torch.cuda.get_device_name(0) if cuda else None,
+    "bf16": torch.cuda.is_bf16_supported() if cuda else None,
+    "nccl": ".".join(map(str, torch.cuda.nccl.version())) if cuda else None,
+    "cpus": os.cpu_count(),
+}
+print(json.dumps(env))
+open(os.environ["WORK"] + "/env.json", "w").write(json.dumps(env))
+PY
+fi
+export WORK
+
+if wants train; then
+  kit config "$CONFIG" "$WORK/train.yaml" --steps $STEPS --set $TRAIN_SET
+  res=$(results_dir train)
+  for exp in $EXPERIMENTS; do
+    step train "$exp" "$T_TRAIN" "$PYTHON" -m models.train --config "$WORK/train.yaml" \
+      --experiment "$exp" --results "$res" --device "$DEVICE"
+  done
+fi
+
+if wants resume; then
+  kit config "$CONFIG" "$WORK/resume.yaml" --set $RESUME_SET
+  step resume expr_crnn "$T_RESUME" "$PYTHON" "$ROOT/bench/device_check/kit.py" resume \
+    --config "$WORK/resume.yaml" --results "$(results_dir resume)" --experiment expr_crnn \
+    --device "$DEVICE" --log "$LOGS/resume-runs.log" --json "$WORK/resume.json"
+fi
+
+if wants ddp; then
+  # models.train joins a process group only with more than one process: one process checks
+  # torchrun's launch alone; two (both on the one GPU) check DDP and NCCL, if NCCL accepts two
+  # ranks on one device
+  kit config "$CONFIG" "$WORK/ddp.yaml" --set $DDP_SET
+  for n in 1 2; do
+    step ddp "nproc$n" "$T_DDP" "$PYTHON" -m torch.distributed.run --standalone \
+      --nproc_per_node="$n" -m models.train --config "$WORK/ddp.yaml" --experiment expr_crnn \
+      --results "$(results_dir "nproc$n")" --device "$DEVICE"
+  done
+fi
+
+if wants bench; then
+  kit config "$CONFIG" "$WORK/bench.yaml" --set $BENCH_SET
+  step bench all "$T_BENCH" "$PYTHON" bench/bench_train.py --config "$WORK/bench.yaml" --results "$DATA" \
+    --device "$DEVICE" $BENCH_ARGS --json "$WORK/bench.json" --experiments $EXPERIMENTS
+fi
+
+if wants evaluate; then
+  for exp in $EXPERIMENTS; do
+    model=$WORK/train/models/$exp/model.pt
+    [ -f "$model" ] || continue
+    read -r task decoder < <(kit info "$CONFIG" "$exp")
+    step evaluate "$exp" "$T_EVALUATE" "$PYTHON" -m models.evaluate "$model" \
+      "$DATA/shards/$task/test_heldout-000000.tar" --out "$WORK/eval/$exp" \
+      --decoder "$decoder" --device "$DEVICE"
+    [[ " $EXPORTS " == *" $exp "* ]] || continue
+    mkdir -p "$WORK/onnx"
+    step export "$exp" "$T_EVALUATE" "$PYTHON" -m models.export "$model" "$WORK/onnx/$exp.onnx"
+  done
+fi
+
+if wants reader; then
+  kit config "$CONFIG" "$WORK/reader.yaml" --set $READER_SET
+  res=$(results_dir reader)
+  left=$((DEADLINE - $(date +%s) - 30))
+  ((left < T_READER)) && echo "   the reader gets ${left}s, not ${T_READER}s: the budget"
+  step reader train "$T_READER" "$PYTHON" -m models.train --config "$WORK/reader.yaml" \
+    --experiment short_reader --results "$res" --device "$DEVICE"
+  # stopped by its limit: its last resumable checkpoint is read instead
+  model=$res/models/short_reader/model.pt
+  [ -f "$model" ] || model=$(ls -t "$res"/models/short_reader/resume/*/last.pt 2>/dev/null | head -1)
+  if [ -n "$model" ]; then
+    DEADLINE=$((DEADLINE + 30)) step reader evaluate 60 "$PYTHON" -m models.evaluate "$model" \
+      "$DATA/shards/short/test_heldout-000000.tar" --out "$WORK/reader/eval" --device "$DEVICE"
+  fi
+fi
+
+kit summarize --work "$WORK" --out "$OUT" --device "$DEVICE"
+cp "$WORK/stages.tsv" "$LOGS/" 2>/dev/null
+(cd "$WORK" && tar -czf "$OUT/results.tar.gz" logs ./*.json ./*.yaml \
+  $(find . -path ./data -prune -o \( -name history.csv -o -name train.json -o -name metrics.json \) -print) \
+  2>/dev/null)
+echo "device check done in $(($(date +%s) - START))s; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
