@@ -69,17 +69,13 @@ ROLES = ["train", "test"]
 # shards after them. A held-out font is an input of the held-out shards' jobs alone, so adding
 # one renders no training shard again. An explicitly named file that does not exist fails here,
 # naming it.
-ROLE_FONT_FILES = dict(
-    zip(
-        ROLES,
-        (
-            [f.path for f in files]
-            for files in split_roles(
-                config["fonts"]["paths"], config["fonts"]["test_fonts"], warn=False
-            )
-        ),
-    )
+_TRAIN_FILES, _TEST_FILES = split_roles(
+    config["fonts"]["paths"], config["fonts"]["test_fonts"], warn=False
 )
+ROLE_FONT_FILES = {
+    "train": [f.path for f in _TRAIN_FILES],
+    "test": [f.path for f in _TEST_FILES],
+}
 # Files the training patterns match that are held out too: the training coverage jobs leave
 # them out (and say so in their logs). Their parameter instead of the whole test_fonts list.
 HELD_OUT_TRAINING = sorted(
