@@ -81,11 +81,11 @@ from models.devices import (
     shutdown_distributed,
 )
 from models.families import Family, make_family
-from models.registry import build_model, input_spec
+from models.registry import build_model, input_spec, validate_experiment
 from models.specs import TrainJob, TrainSpec, run_hash
 from synth.atomic import write_bytes_atomic, write_text_atomic
 from synth.charset import read_charset
-from synth.schema import check_config
+from synth.schema import with_defaults
 
 try:
     import fcntl
@@ -822,8 +822,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         try:
             config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
-            check_config(config)  # the workflow's schema: a typo never trains a wrong model
+            # The workflow's schema (a typo never trains a wrong model), its defaults, and its
+            # parse-time checks of the experiment (a CTC output too short for the task's labels).
+            config = with_defaults(config)
             job = job_from_config(config, args.experiment, args.results, args.device)
+            exp = config["experiments"][args.experiment]
+            validate_experiment(args.experiment, exp, config["tasks"][exp["task"]])
         except (OSError, yaml.YAMLError, ValueError) as e:
             parser.exit(1, f"{parser.prog}: error: {args.config}: {e}\n")
     else:

@@ -9,11 +9,13 @@ one (or, when none is close, all of them)::
       experiments.hanzi_cnn.train.stepz: unknown key (did you mean 'steps'?)
       tasks.hanzi.splits.train.samples: -3 is less than the minimum of 1
 
-Then ``validate`` fills in the schema's defaults.
+Then ``validate`` fills in the schema's defaults (`with_defaults` does the same outside the
+workflow, for ``python -m models.train --config``).
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 from collections.abc import Iterator, Mapping
@@ -84,3 +86,37 @@ def check_config(config: Mapping[str, Any], schema_path: str | os.PathLike = SCH
     if problems:
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
         raise ValueError(f"invalid config ({count}):\n  " + "\n  ".join(problems))
+
+
+def _fill_defaults(validator: Any, properties: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    """``properties`` that first sets each missing property that has a default, as Snakemake's
+    ``validate(..., set_default=True)`` does (the jsonschema FAQ's recipe)."""
+    if validator.is_type(instance, "object"):
+        for name, sub in properties.items():
+            if isinstance(sub, Mapping) and "default" in sub:
+                instance.setdefault(name, copy.deepcopy(sub["default"]))
+    yield from jsonschema.Draft202012Validator.VALIDATORS["properties"](
+        validator, properties, instance, schema
+    )
+
+
+_Filler = jsonschema.validators.extend(_Validator, {"properties": _fill_defaults})
+
+
+def with_defaults(
+    config: Mapping[str, Any], schema_path: str | os.PathLike = SCHEMA_PATH
+) -> dict[str, Any]:
+    """A copy of a valid ``config`` with the schema's defaults filled in, as the workflow sees it
+    (an experiment without a ``train`` or ``eval`` block gets one, as in common.smk).
+
+    Raises:
+        ValueError: ``config`` is not valid (see `check_config`).
+    """
+    check_config(config, schema_path)
+    filled = copy.deepcopy(dict(config))
+    for exp in (filled.get("experiments") or {}).values():
+        if isinstance(exp, dict):
+            exp.setdefault("train", {})
+            exp.setdefault("eval", {})
+    _Filler(load_schema(schema_path)).validate(filled)
+    return filled

@@ -3,6 +3,7 @@ and the lock that keeps a second training off an output folder."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import errno
 import importlib.util
@@ -556,6 +557,23 @@ def test_cli_names_what_is_missing_before_training(tmp_path, capsys, monkeypatch
     with pytest.raises(SystemExit) as exc:
         main(["--config", str(cfg), "--experiment", "tiny", "--threads", "-3"])
     assert exc.value.code == 2 and "--threads" in capsys.readouterr().err
+    # The workflow's parse-time checks of an experiment too: a model argument the model does
+    # not take, and a CTC output too short for the task's labels (narrow characters: 4 px
+    # each give 1 frame each), which would train on zero losses.
+    del config["experiments"]["tiny"]["modle_kwargs"], config["sead"]
+    for edit, expected in [
+        (lambda c: c["experiments"]["tiny"].update(model_kwargs={"widht": 0.25}), "widht"),
+        (lambda c: c["tasks"]["line"].update(min_char_width=4), "experiments.tiny"),
+    ]:
+        edited = copy.deepcopy(config)
+        edit(edited)
+        cfg.write_text(yaml.safe_dump(edited))
+        with pytest.raises(SystemExit) as exc:
+            main(["--config", str(cfg), "--experiment", "tiny"])
+        assert exc.value.code == 1
+        err = capsys.readouterr().err
+        assert expected in err and "needs results" not in err, err
+    assert not (tmp_path / "results").exists()
 
 
 # ---------------------------------------------------------------- SIGKILL, then resume
