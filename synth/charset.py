@@ -5,7 +5,9 @@ built here from codecs and user files (optionally ranked by a word-frequency cor
 task's), never a literal copied into model code. Every character is
 NFKC-normalised, like every label: a character whose NFKC form is several characters (``…`` ->
 ``...``) contributes those characters, and a full-width form (``，`` U+FF0C) becomes its canonical
-form (``,``). Order is kept (first occurrence wins), so class indices are stable.
+form (``,``). User text (``chars`` and files) is normalised as a whole before it is split, so a
+decomposed letter (NFD, as macOS and some editors write ``É`` as ``E`` + U+0301) is one character,
+as it is in a label. Order is kept (first occurrence wins), so class indices are stable.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ EXPR_CHARS = "0123456789+-*()"
 CJK_PUNCT = "，。、；：？！“”‘’（）《》—…·"
 ASCII_PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
 SOURCES = ("gb2312_level1", "gb2312", "line", "chars")
+_LISTED = 10  # characters a message names; the rest are counted
 
 
 def nfkc(text: str) -> str:
@@ -58,13 +61,70 @@ def gb2312_hanzi(level1_only: bool = True) -> list[str]:
 
 
 def unique_nfkc(chars: Iterable[str]) -> list[str]:
-    """NFKC-normalise, split into single characters, drop whitespace and duplicates, keep order."""
+    """NFKC-normalise, split into single characters, drop whitespace and duplicates, keep order.
+
+    Each item is normalised alone, so items are whole characters (a source's); text, where a
+    letter and its combining mark may be two code points, goes through :func:`text_chars`.
+    """
     out: dict[str, None] = {}
     for item in chars:
         for c in nfkc(item):
             if not c.isspace() and unicodedata.category(c)[0] != "C":
                 out.setdefault(c, None)
     return list(out)
+
+
+def _code_points(text: str) -> str:
+    """``'q̃' (U+0071 U+0303)``: a character or sequence as messages name it (invisible and
+    confusable characters are common in charset files)."""
+    return f"{text!r} ({' '.join(f'U+{ord(c):04X}' for c in text)})"
+
+
+def text_chars(text: str, where: str, lines: bool = False) -> list[str]:
+    """The characters of a charset's user text (``chars``, a file), in order, repeats kept.
+
+    The text is NFKC-normalised as a whole, then split into code points: normalising code points
+    one by one would keep a decomposed ``É`` (``E`` + U+0301) as two classes. Whitespace and
+    Unicode category C (control, format, private-use, unassigned) are left out.
+
+    Args:
+        text: The text.
+        where: What it is, for messages (``charset chars``, ``charset file x.txt``).
+        lines: Name line numbers in messages (a file's text).
+
+    Raises:
+        ValueError: A combining mark is left after NFKC (names each, with ``where``): a letter
+            with a mark that has no precomposed form (``q̃``), or a lone mark.
+    """
+    out: list[str] = []
+    marked: list[str] = []
+    for n, line in enumerate(nfkc(text).splitlines(), 1):
+        i = 0
+        while i < len(line):
+            # A code point and the combining marks after it; NFKC has composed every pair
+            # that has a single code point.
+            j = i + 1
+            while j < len(line) and unicodedata.category(line[j])[0] == "M":
+                j += 1
+            cluster, i = line[i:j], j
+            if len(cluster) > 1 or unicodedata.category(cluster)[0] == "M":
+                marked.append((f"line {n}: " if lines else "") + _code_points(cluster))
+            elif not cluster.isspace() and unicodedata.category(cluster)[0] != "C":
+                out.append(cluster)
+    if marked:
+        # Refused rather than split: a charset is a list of single code points (a class each,
+        # models.families), and the samplers draw classes independently, so a combining mark
+        # of its own would be drawn alone or on any other character (a hanzi with a tilde), and
+        # the base letter alone is not what the text asked for.
+        listed = ", ".join(marked[:_LISTED]) + (
+            f" and {len(marked) - _LISTED} more" if len(marked) > _LISTED else ""
+        )
+        raise ValueError(
+            f"{where}: a combining mark stays separate after NFKC (no single code point holds "
+            f"it with its letter): {listed}; a charset holds single code points, one class "
+            "each, and a class of a mark would be drawn alone: leave these out"
+        )
+    return out
 
 
 def jieba_dict_path() -> str:
@@ -133,15 +193,21 @@ def most_frequent_hanzi(
 
 
 def read_chars_file(path: str | os.PathLike) -> list[str]:
-    """Characters of a UTF-8 file (one or more per line; whitespace ignored)."""
+    """Characters of a UTF-8 file (one or more per line; whitespace and a BOM ignored), in
+    order, repeats kept (see :func:`text_chars`).
+
+    Raises:
+        FileNotFoundError: No such file (names it).
+        ValueError: Not UTF-8, or a combining mark left after NFKC (names the file and line).
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise FileNotFoundError(f"charset file {path} does not exist") from None
     except UnicodeDecodeError as e:
         raise ValueError(f"charset file {path} is not UTF-8: {e}") from None
-    return list(text)
+    return text_chars(text, f"charset file {path}", lines=True)
 
 
 def build_charset(
@@ -168,6 +234,10 @@ def build_charset(
 
     Returns:
         The NFKC-normalised characters, unique, in order.
+
+    Raises:
+        ValueError: An unknown source, an empty charset, or a combining mark in ``chars`` or
+            ``files`` that NFKC leaves on its own (see :func:`text_chars`).
     """
     if source == "gb2312_level1":
         base = gb2312_hanzi(True)
@@ -187,10 +257,10 @@ def build_charset(
         log.warning("charset chars: whitespace %r left out (a charset holds none)", "".join(spaces))
     if repeated:
         log.warning("charset chars: %r repeated; each kept once", "".join(repeated))
-    extra = list(chars)
+    extra = text_chars(chars, "charset chars")
     for f in files:
         extra += read_chars_file(f)
-    out = unique_nfkc(base + extra)
+    out = list(dict.fromkeys(unique_nfkc(base) + extra))
     if limit:
         out = out[:limit]
     if not out:

@@ -110,3 +110,26 @@ def test_most_frequent_corpus_errors_name_the_file_and_line(tmp_path):
         build_charset("line", most_frequent=10, corpus=bad)
     with pytest.raises(FileNotFoundError, match=r"missing\.txt"):
         build_charset("line", most_frequent=10, corpus=tmp_path / "missing.txt")
+
+
+def test_decomposed_text_gives_the_composed_characters(tmp_path):
+    # NFD, as macOS and some editors write it: each letter is a base and a combining mark.
+    nfd = unicodedata.normalize("NFD", "ÀÉÎÕÜÇ\nÑ\n")
+    assert len(nfd) == 16
+    path = tmp_path / "accents.txt"
+    path.write_text(nfd, encoding="utf-8")
+    expected = [*"ÀÉÎÕÜÇÑ"]
+    assert build_charset("chars", files=[path]) == expected
+    assert build_charset("chars", chars=nfd.replace("\n", "")) == expected
+
+
+def test_a_combining_mark_without_a_composed_form_is_refused_naming_it(tmp_path):
+    # q + U+0303 has no precomposed character: a class for U+0303 would be drawn on its own.
+    path = tmp_path / "marks.txt"
+    path.write_text("a\nq\u0303\n\u0301\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"marks\.txt") as e:
+        build_charset("chars", files=[path])
+    assert "line 2: 'q\u0303' (U+0071 U+0303)" in str(e.value)
+    assert "line 3: '\u0301' (U+0301)" in str(e.value)
+    with pytest.raises(ValueError, match=r"charset chars: .*\(U\+0071 U\+0303\)"):
+        build_charset("chars", chars="aq\u0303")
