@@ -30,6 +30,13 @@ CJK_PUNCT = "，。、；：？！“”‘’（）《》—…·"
 ASCII_PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
 SOURCES = ("gb2312_level1", "gb2312", "line", "chars")
 _LISTED = 10  # characters a message names; the rest are counted
+_CATEGORY_C = {
+    "Cc": "control",
+    "Cf": "format",
+    "Co": "private use",
+    "Cs": "surrogate",
+    "Cn": f"unassigned in this Python's Unicode {unicodedata.unidata_version}",
+}
 
 
 def nfkc(text: str) -> str:
@@ -80,12 +87,19 @@ def _code_points(text: str) -> str:
     return f"{text!r} ({' '.join(f'U+{ord(c):04X}' for c in text)})"
 
 
+def _listing(items: Sequence[str]) -> str:
+    """The first :data:`_LISTED` items, then how many more."""
+    more = len(items) - _LISTED
+    return ", ".join(items[:_LISTED]) + (f" and {more} more" if more > 0 else "")
+
+
 def text_chars(text: str, where: str, lines: bool = False) -> list[str]:
     """The characters of a charset's user text (``chars``, a file), in order, repeats kept.
 
     The text is NFKC-normalised as a whole, then split into code points: normalising code points
-    one by one would keep a decomposed ``É`` (``E`` + U+0301) as two classes. Whitespace and
-    Unicode category C (control, format, private-use, unassigned) are left out.
+    one by one would keep a decomposed ``É`` (``E`` + U+0301) as two classes. Whitespace is left
+    out, and so is Unicode category C (control, format, private-use, unassigned: nothing a font
+    draws or a label holds), with a warning naming each by code point.
 
     Args:
         text: The text.
@@ -98,6 +112,7 @@ def text_chars(text: str, where: str, lines: bool = False) -> list[str]:
     """
     out: list[str] = []
     marked: list[str] = []
+    dropped: dict[str, int] = {}  # category C character -> its first line
     for n, line in enumerate(nfkc(text).splitlines(), 1):
         i = 0
         while i < len(line):
@@ -109,20 +124,32 @@ def text_chars(text: str, where: str, lines: bool = False) -> list[str]:
             cluster, i = line[i:j], j
             if len(cluster) > 1 or unicodedata.category(cluster)[0] == "M":
                 marked.append((f"line {n}: " if lines else "") + _code_points(cluster))
-            elif not cluster.isspace() and unicodedata.category(cluster)[0] != "C":
+            elif unicodedata.category(cluster)[0] == "C" and not cluster.isspace():
+                dropped.setdefault(cluster, n)
+            elif not cluster.isspace():
                 out.append(cluster)
     if marked:
         # Refused rather than split: a charset is a list of single code points (a class each,
         # models.families), and the samplers draw classes independently, so a combining mark
         # of its own would be drawn alone or on any other character (a hanzi with a tilde), and
         # the base letter alone is not what the text asked for.
-        listed = ", ".join(marked[:_LISTED]) + (
-            f" and {len(marked) - _LISTED} more" if len(marked) > _LISTED else ""
-        )
         raise ValueError(
             f"{where}: a combining mark stays separate after NFKC (no single code point holds "
-            f"it with its letter): {listed}; a charset holds single code points, one class "
-            "each, and a class of a mark would be drawn alone: leave these out"
+            f"it with its letter): {_listing(marked)}; a charset holds single code points, one "
+            "class each, and a class of a mark would be drawn alone: leave these out"
+        )
+    if dropped:
+        named = [
+            f"U+{ord(c):04X} ({unicodedata.category(c)}, {_CATEGORY_C[unicodedata.category(c)]}"
+            + (f", line {n})" if lines else ")")
+            for c, n in dropped.items()
+        ]
+        log.warning(
+            "%s: %d character(s) left out (a charset holds no control, format, private-use or "
+            "unassigned character): %s",
+            where,
+            len(named),
+            _listing(named),
         )
     return out
 

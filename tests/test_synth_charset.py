@@ -133,3 +133,37 @@ def test_a_combining_mark_without_a_composed_form_is_refused_naming_it(tmp_path)
     assert "line 3: '\u0301' (U+0301)" in str(e.value)
     with pytest.raises(ValueError, match=r"charset chars: .*\(U\+0071 U\+0303\)"):
         build_charset("chars", chars="aq\u0303")
+
+
+def test_control_format_private_and_unassigned_characters_are_left_out_with_a_warning(
+    tmp_path, caplog
+):
+    # U+0378 is unassigned in every Unicode version; U+E000 private use; U+200B a format
+    # character (zero width space); U+0007 a control character.
+    path = tmp_path / "odd.txt"
+    path.write_text("a\ue000\nb\u200b\n\u0378\u0007\ue000\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        assert build_charset("chars", chars="x\ue001", files=[path]) == ["x", "a", "b"]
+    chars_warning, file_warning = (
+        r.getMessage() for r in caplog.records if "left out" in r.getMessage()
+    )
+    assert file_warning.startswith(f"charset file {path}: 4 character(s) left out")
+    for entry in (
+        "U+E000 (Co, private use, line 1)",
+        "U+200B (Cf, format, line 2)",
+        "U+0378 (Cn, unassigned in this Python's Unicode",
+        "U+0007 (Cc, control, line 3)",
+    ):
+        assert entry in file_warning, entry
+    assert chars_warning == (
+        "charset chars: 1 character(s) left out (a charset holds no control, format, "
+        "private-use or unassigned character): U+E001 (Co, private use)"
+    )
+
+
+def test_a_long_list_of_left_out_characters_is_cut(caplog):
+    with caplog.at_level(logging.WARNING):
+        build_charset("chars", chars="a" + "".join(map(chr, range(0xE000, 0xE00C))))
+    assert "12 character(s) left out" in caplog.text
+    assert "U+E009 (Co, private use) and 2 more" in caplog.text
+    assert "U+E00A" not in caplog.text
