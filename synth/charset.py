@@ -94,12 +94,13 @@ def _listing(items: Sequence[str]) -> str:
 
 
 def text_chars(text: str, where: str, lines: bool = False) -> list[str]:
-    """The characters of a charset's user text (``chars``, a file), in order, repeats kept.
+    """The characters of a charset's user text (``chars``, a file), in order, each once.
 
     The text is NFKC-normalised as a whole, then split into code points: normalising code points
     one by one would keep a decomposed ``É`` (``E`` + U+0301) as two classes. Whitespace is left
     out, and so is Unicode category C (control, format, private-use, unassigned: nothing a font
-    draws or a label holds), with a warning naming each by code point.
+    draws or a label holds), with a warning naming each by code point. A character that occurs
+    twice (after NFKC) is kept once, with a warning naming it.
 
     Args:
         text: The text.
@@ -110,7 +111,7 @@ def text_chars(text: str, where: str, lines: bool = False) -> list[str]:
         ValueError: A combining mark is left after NFKC (names each, with ``where``): a letter
             with a mark that has no precomposed form (``q̃``), or a lone mark.
     """
-    out: list[str] = []
+    out: dict[str, int] = {}  # character -> occurrences
     marked: list[str] = []
     dropped: dict[str, int] = {}  # category C character -> its first line
     for n, line in enumerate(nfkc(text).splitlines(), 1):
@@ -127,7 +128,7 @@ def text_chars(text: str, where: str, lines: bool = False) -> list[str]:
             elif unicodedata.category(cluster)[0] == "C" and not cluster.isspace():
                 dropped.setdefault(cluster, n)
             elif not cluster.isspace():
-                out.append(cluster)
+                out[cluster] = out.get(cluster, 0) + 1
     if marked:
         # Refused rather than split: a charset is a list of single code points (a class each,
         # models.families), and the samplers draw classes independently, so a combining mark
@@ -151,7 +152,10 @@ def text_chars(text: str, where: str, lines: bool = False) -> list[str]:
             len(named),
             _listing(named),
         )
-    return out
+    repeated = [_code_points(c) for c, k in out.items() if k > 1]
+    if repeated:
+        log.warning("%s: %s repeated after NFKC; each kept once", where, _listing(repeated))
+    return list(out)
 
 
 def jieba_dict_path() -> str:
@@ -220,8 +224,8 @@ def most_frequent_hanzi(
 
 
 def read_chars_file(path: str | os.PathLike) -> list[str]:
-    """Characters of a UTF-8 file (one or more per line; whitespace and a BOM ignored), in
-    order, repeats kept (see :func:`text_chars`).
+    """Characters of a UTF-8 file (one or more per line; whitespace, blank lines and a BOM
+    ignored), in order, each once (see :func:`text_chars`).
 
     Raises:
         FileNotFoundError: No such file (names it).
@@ -279,11 +283,8 @@ def build_charset(
     if most_frequent:
         base = most_frequent_hanzi(base, most_frequent, corpus)
     spaces = sorted({c for c in chars if c.isspace()})
-    repeated = sorted({c for c in chars if not c.isspace() and chars.count(c) > 1})
     if spaces:
         log.warning("charset chars: whitespace %r left out (a charset holds none)", "".join(spaces))
-    if repeated:
-        log.warning("charset chars: %r repeated; each kept once", "".join(repeated))
     extra = text_chars(chars, "charset chars")
     for f in files:
         extra += read_chars_file(f)

@@ -61,7 +61,23 @@ def test_whitespace_and_repeats_in_chars_are_dropped_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING):
         assert build_charset("chars", chars="AB A\tC") == ["A", "B", "C"]
     assert "whitespace '\\t ' left out" in caplog.text
-    assert "'A' repeated; each kept once" in caplog.text
+    assert "'A' (U+0041) repeated after NFKC; each kept once" in caplog.text
+
+
+def test_repeats_in_a_file_are_kept_once_with_a_warning_naming_the_file(tmp_path, caplog):
+    path = tmp_path / "extra.txt"
+    # A BOM and blank lines are fine; "，" is "," after NFKC, so "," is there twice.
+    path.write_text("\ufeffa b\n\n,\nb\n，\n\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        assert build_charset("chars", files=[path]) == ["a", "b", ","]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"charset file {path}: 'b' (U+0062), ',' (U+002C) repeated after NFKC; each kept once"
+    ]
+    caplog.clear()
+    path.write_text("\ufeffa b\n\n,\n\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        assert build_charset("chars", files=[path]) == ["a", "b", ","]
+    assert caplog.records == []
 
 
 def test_charset_errors_name_the_problem(tmp_path):
