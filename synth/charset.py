@@ -284,7 +284,10 @@ def build_charset(
         base = most_frequent_hanzi(base, most_frequent, corpus)
     spaces = sorted({c for c in chars if c.isspace()})
     if spaces:
-        log.warning("charset chars: whitespace %r left out (a charset holds none)", "".join(spaces))
+        log.warning(
+            "charset chars: whitespace %s left out (a charset holds none)",
+            _listing([_code_points(c) for c in spaces]),
+        )
     extra = text_chars(chars, "charset chars")
     for f in files:
         extra += read_chars_file(f)
@@ -305,7 +308,7 @@ def read_charset(path: str | os.PathLike) -> list[str]:
     """Read a charset file written by :func:`write_charset` (one character per line)."""
     lines = Path(path).read_text(encoding="utf-8").split("\n")
     chars = [line for line in lines if line != ""]
-    bad = [c for c in chars if len(c) != 1]
+    bad = [_code_points(c) for c in chars if len(c) != 1]
     if bad:
-        raise ValueError(f"charset {path}: lines must hold one character each, got {bad[:5]!r}")
+        raise ValueError(f"charset {path}: lines must hold one character each, got {_listing(bad)}")
     return chars

@@ -60,7 +60,7 @@ def test_chars_files_and_limit(tmp_path):
 def test_whitespace_and_repeats_in_chars_are_dropped_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING):
         assert build_charset("chars", chars="AB A\tC") == ["A", "B", "C"]
-    assert "whitespace '\\t ' left out" in caplog.text
+    assert "whitespace '\\t' (U+0009), ' ' (U+0020) left out" in caplog.text
     assert "'A' (U+0041) repeated after NFKC; each kept once" in caplog.text
 
 
@@ -96,6 +96,17 @@ def test_charset_file_round_trip(tmp_path):
     assert read_charset(path) == chars
     assert path.read_text(encoding="utf-8").count("\n") == len(chars)
     assert [p.name for p in path.parent.iterdir()] == ["line.txt"]  # no temporary left behind
+
+
+def test_a_charset_line_of_more_than_one_character_is_named_by_code_point(tmp_path):
+    path = tmp_path / "old.txt"
+    path.write_text("a\nq\u0303\nb\u200b\n", encoding="utf-8")
+    with pytest.raises(ValueError) as e:
+        read_charset(path)
+    assert str(e.value) == (
+        f"charset {path}: lines must hold one character each, "
+        "got 'q\u0303' (U+0071 U+0303), 'b\\u200b' (U+0062 U+200B)"
+    )
 
 
 def test_most_frequent_keeps_the_corpus_commonest_hanzi_in_source_order(tmp_path):
