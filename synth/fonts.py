@@ -156,13 +156,6 @@ def resolve_font_files(patterns: Sequence[str], warn: bool = True) -> list[FontF
     return sorted(out.values(), key=lambda f: f.path)
 
 
-def font_file_paths(patterns: Sequence[str]) -> list[str]:
-    """The font files ``patterns`` match now, as paths: the workflow's inputs for the jobs that read
-    fonts, so that adding, replacing or removing a file under a glob reruns them. Quiet: the jobs
-    themselves warn about a pattern that matches nothing."""
-    return [f.path for f in resolve_font_files(patterns, warn=False)]
-
-
 def _open_faces(path: str) -> list[TTFont]:
     with open(path, "rb") as f:
         head = f.read(4)

@@ -148,9 +148,18 @@ def test_a_missing_font_file_fails_at_parse_time_naming_it(tmp_path):
     assert "Missing-Regular.ttf" in proc.stdout + proc.stderr
 
 
+def test_a_missing_charset_file_fails_at_parse_time_naming_its_key(tmp_path):
+    def edit(c):
+        c["tasks"]["line"]["charset"] = {"source": "chars", "files": ["mychars_typo.txt"]}
+
+    proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
+    assert proc.returncode != 0
+    assert "tasks.line.charset.files: mychars_typo.txt does not exist" in proc.stdout + proc.stderr
+
+
 @pytest.mark.slow
 def test_a_font_file_added_or_removed_under_a_glob_reruns_the_jobs_that_read_fonts(
-    tmp_path, latin_font
+    tmp_path, latin_font, heldout_font
 ):
     """The config is unchanged (its `fonts/*` pattern already there): dropping a font file into
     fonts/, or taking one out, reruns the training coverage tables and the charsets (and so every
@@ -176,6 +185,21 @@ def test_a_font_file_added_or_removed_under_a_glob_reruns_the_jobs_that_read_fon
     assert rerun() == []
     added.unlink()
     assert rerun() == expected
+    run_snakemake(workdir, *targets, config=config)
+    # A held-out font put in fonts/ (so the training glob matches it too) and listed in
+    # test_fonts: the training files are the same, so only the held-out tables are made again.
+    held = workdir / "fonts" / heldout_font.name
+    held.write_bytes(heldout_font.read_bytes())
+
+    def hold_out(c):
+        c["fonts"]["paths"].append("fonts/*")
+        c["fonts"]["test_fonts"].append(f"fonts/{heldout_font.name}")
+
+    config = _write_config(tmp_path, hold_out)
+    assert rerun() == [("coverage", "test")] * 4 + [("font_table", "")]
+    run_snakemake(workdir, "--forcerun", "coverage", *targets, config=config)
+    log = (workdir / "logs/coverage/expr/train.log").read_text()
+    assert f"fonts/{heldout_font.name} is held out" in log
 
 
 @pytest.mark.slow

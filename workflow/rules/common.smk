@@ -1,12 +1,13 @@
 # Shared by all the rule files. Config validation, the names of things, small input functions.
 # Paths are the contract between rules: every rule reads and writes through these functions.
 import functools
+import os
 
 from snakemake.utils import validate
 
 from models.registry import validate_experiment
 from models.specs import SCHEDULING
-from synth.fonts import font_file_paths, split_roles
+from synth.fonts import split_roles
 from synth.schema import check_config
 from synth.specs import canonical, split_config, task_spec
 
@@ -40,6 +41,14 @@ for _task in TASKS:
     # time too: an unknown degradation, repeated expr operators.
     for _split in config["tasks"][_task]["splits"]:
         task_spec(_task, shard_config(_task, _split))
+    # A charset file that does not exist fails here, naming its key: as a rule input alone, a
+    # typo in an existing results folder was not noticed (the old charset's outputs stood).
+    for _path in config["tasks"][_task]["charset"]["files"]:
+        if not os.path.isfile(_path):
+            raise ValueError(
+                f"tasks.{_task}.charset.files: {_path} does not exist"
+                f" (relative paths are read from {os.getcwd()})"
+            )
 
 
 def experiment_config(experiment):
@@ -76,11 +85,6 @@ ROLE_FONT_FILES = {
     "train": [f.path for f in _TRAIN_FILES],
     "test": [f.path for f in _TEST_FILES],
 }
-# Files the training patterns match that are held out too: the training coverage jobs leave
-# them out (and say so in their logs). Their parameter instead of the whole test_fonts list.
-HELD_OUT_TRAINING = sorted(
-    set(font_file_paths(config["fonts"]["paths"])) - set(ROLE_FONT_FILES["train"])
-)
 
 
 def role_patterns(wildcards):

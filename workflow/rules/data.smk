@@ -23,7 +23,6 @@ rule coverage:
     params:
         charset=lambda w: canonical(config["tasks"][w.task]["charset"]),
         patterns=role_patterns,
-        held_out=lambda w: HELD_OUT_TRAINING if w.role == "train" else [],
         exclude_families=config["fonts"]["exclude_families"],
     script:
         "../scripts/coverage.py"

@@ -3,15 +3,25 @@ task's charset, as built from its source (before the charset job drops what no f
 
 import logging
 
-from synth.fonts import scan_files, split_roles, write_coverage
+from synth.fonts import resolve_font_files, scan_files, write_coverage
 from synth.specs import CharsetSpec
 
 logging.basicConfig(
     filename=snakemake.log[0], level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
 )
+log = logging.getLogger(__name__)
 w, params = snakemake.wildcards, snakemake.params
 chars = CharsetSpec.from_config(params.charset, f"tasks.{w.task}.charset").build()
-# The role's files, less the training files also held out (logged).
-files, _ = split_roles(params.patterns, params.held_out)
+# The role's files are the job's inputs, resolved when the workflow started: a training file
+# that is also held out is not among them. They are not a parameter, so listing a held-out font
+# that a training glob matches too (one put in fonts/) reruns no training job. The patterns are
+# resolved again here for their warnings (a pattern matching nothing, a broken link).
+inputs = set(snakemake.input.fonts)
+files = []
+for f in resolve_font_files(params.patterns):
+    if f.path in inputs:
+        files.append(f)
+    else:
+        log.warning("font %s is held out (fonts.test_fonts lists it too): not for training", f.path)
 records = scan_files(files, w.role, chars, params.exclude_families)
 write_coverage(records, {w.task: chars}, snakemake.output[0])
