@@ -341,7 +341,7 @@ def reader_attention_gifs(
     """Animated GIFs of the reader's attention: one per sample, one frame per step.
 
     Each frame shows the sample, the mask the reader multiplied it with at that step (the first
-    is all ones) and the character it emitted (``⏹`` for the terminal symbol), like
+    is all ones) and the character it emitted (``end`` for the terminal symbol), like
     deep_reader's visualisations.
 
     Args:
@@ -380,11 +380,12 @@ def reader_attention_gifs(
             frames = []
             for step in range(masks.shape[1]):
                 cls = int(best[i, step])
-                char = "⏹" if cls == EOS else family.text_of([cls])
+                # the terminal symbol in words: no font the plots use draws a stop sign (U+23F9)
+                char = "end" if cls == EOS else repr(family.text_of([cls]))
                 fig, axes = plt.subplots(1, 2, figsize=(4.4, 2.6))
                 axes[0].imshow(inputs[i], cmap="gray")
                 axes[0].imshow(masks[i, step].numpy(), cmap="magma", alpha=0.55, vmin=0, vmax=1)
-                axes[0].set_title(f"step {step + 1}: {char!r}  p={float(best_p[i, step]):.2f}")
+                axes[0].set_title(f"step {step + 1}: {char}  p={float(best_p[i, step]):.2f}")
                 axes[1].imshow(masks[i, step].numpy(), cmap="magma", vmin=0, vmax=1)
                 axes[1].set_title("mask")
                 for ax in axes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -399,6 +400,30 @@ def test_reader_attention_gifs(tmp_path, cjk_font):
             assert im.format == "GIF"
             assert 1 <= im.n_frames <= 5  # max_len 4: at most 5 steps
             assert im.is_animated == (im.n_frames > 1)
+
+
+def test_the_terminal_symbol_is_titled_in_words(tmp_path, cjk_font):
+    """A reader that ends at once: its one frame's title names the terminal symbol with glyphs
+    every font has (matplotlib warns, and draws a box, for a glyph it lacks)."""
+    import torch
+
+    from models.checkpoint import ModelMeta, save_model
+    from models.registry import build_model
+
+    name, kwargs, charset, task, size, texts = CASES["short"]
+    shard = make_shard(tmp_path / "test_seen-000000.tar", task, "test_seen", texts, cjk_font, size)
+    model = build_model(name, len(charset), **kwargs)
+    with torch.no_grad():
+        model.char_head.bias[0] = 50.0  # class 0, the terminal symbol, at the first step
+    ckpt = tmp_path / "model.pt"
+    save_model(ckpt, model, ModelMeta(name, kwargs, charset, task, train={"steps": 1}, step=1))
+    out = tmp_path / "attention_0.gif"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert plots.reader_attention_gifs(ckpt, [shard], [out], frame_ms=100) == [""]
+    assert not [w for w in caught if "missing from font" in str(w.message)]
+    with Image.open(out) as im:
+        assert im.n_frames == 1
 
 
 def test_metrics_files_are_plain_json(metrics_files):
