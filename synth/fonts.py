@@ -431,11 +431,13 @@ def apply_uncovered_policy(
     missing = uncovered_chars(charset, faces)
     if not missing:
         return list(charset)
-    listing = "".join(missing[:200]) + (" ..." if len(missing) > 200 else "")
+    # with code points: such characters are often invisible or look like others
+    listing = " ".join(f"{c} (U+{ord(c):04X})" for c in missing[:50]) + (
+        f" and {len(missing) - 50} more" if len(missing) > 50 else ""
+    )
+    count = f"{len(missing)} character{'s' if len(missing) > 1 else ''}"
     if policy == "drop":
-        log.warning(
-            "%s: dropping %d characters no training font covers: %s", what, len(missing), listing
-        )
+        log.warning("%s: dropping %s no training font covers: %s", what, count, listing)
         gone = set(missing)
         kept = [c for c in charset if c not in gone]
         if not kept:
@@ -448,7 +450,7 @@ def apply_uncovered_policy(
             f"{what}: no usable training font (check fonts.paths and exclude_families)"
         )
     raise ValueError(
-        f"{what}: {len(missing)} characters are covered by no training font: {listing} "
+        f"{what}: {count} covered by no training font: {listing} "
         "(add a font that has them, or set fonts.uncovered: drop)"
     )
 

@@ -345,8 +345,10 @@ def test_fonts_in_subfolders_are_found_and_broken_links_skipped(tmp_path, latin_
 def test_uncovered_characters_error_or_drop(latin_font, cjk_font):
     charset = build_charset("chars", chars="AB啊座")
     latin = [r for r in scan_fonts([str(latin_font)], [], charset) if r.status == "ok"]
-    with pytest.raises(ValueError, match="啊座"):
+    with pytest.raises(ValueError, match=r"^line: 2 characters covered .*: 啊 \(U\+554A\) 座"):
         apply_uncovered_policy(charset, latin, "error", "line")
+    with pytest.raises(ValueError, match=r"1 character covered .*: 啊 \(U\+554A\) \(add"):
+        apply_uncovered_policy(charset[:3], latin, "error", "line")
     assert apply_uncovered_policy(charset, latin, "drop", "line") == ["A", "B"]
     both = [r for r in scan_fonts([str(latin_font), str(cjk_font)], [], charset)]
     assert apply_uncovered_policy(charset, both, "error", "line") == charset

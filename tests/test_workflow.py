@@ -157,6 +157,30 @@ def test_a_missing_charset_file_fails_at_parse_time_naming_its_key(tmp_path):
     assert "tasks.line.charset.files: mychars_typo.txt does not exist" in proc.stdout + proc.stderr
 
 
+def test_a_failed_job_says_why_in_one_line_and_keeps_its_traceback_in_its_log(tmp_path):
+    """A charset character no font draws: the console gets the error's message and the log's
+    name, the log the traceback; a warning (a pattern matching no font) reaches the console."""
+
+    def edit(c):
+        c["tasks"]["line"]["charset"] = {"source": "chars", "chars": "你好\U00013000"}
+        c["fonts"]["paths"].append("nowhere/*")
+
+    config = _write_config(tmp_path, edit)
+    proc = run_snakemake(
+        tmp_path, "--cores", "2", "results/charsets/line.txt", config=config, check=False
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert (
+        "error: ValueError: tasks.line.charset: 1 character covered by no training font: "
+        "\U00013000 (U+13000)" in out
+    )
+    assert "(traceback in logs/charset/line.log)" in out
+    log = (tmp_path / "logs/charset/line.log").read_text()
+    assert "Traceback (most recent call last)" in log and "U+13000" in log
+    assert "WARNING synth.fonts: font pattern nowhere/* matches no font file; skipped" in out
+
+
 @pytest.mark.slow
 def test_a_font_file_added_or_removed_under_a_glob_reruns_the_jobs_that_read_fonts(
     tmp_path, latin_font, heldout_font

@@ -1,14 +1,11 @@
 """Snakemake adapter: a contact sheet of a task's samples with their labels."""
 
-import logging
-
+from synth import joblog
 from synth.charset import read_charset
 from synth.fonts import read_coverage
 from synth.preview import contact_sheet
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-)
+joblog.start(snakemake.log[0])
 charset = read_charset(snakemake.input.charset)
 faces = read_coverage(snakemake.input.coverage, snakemake.wildcards.task, charset, "train")
 # Labels are drawn with the training face that covers most of the charset.

@@ -3,12 +3,11 @@ task's charset, as built from its source (before the charset job drops what no f
 
 import logging
 
+from synth import joblog
 from synth.fonts import resolve_font_files, scan_files, write_coverage
 from synth.specs import CharsetSpec
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-)
+joblog.start(snakemake.log[0])
 log = logging.getLogger(__name__)
 w, params = snakemake.wildcards, snakemake.params
 chars = CharsetSpec.from_config(params.charset, f"tasks.{w.task}.charset").build()

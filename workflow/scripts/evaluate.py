@@ -1,14 +1,11 @@
 """Snakemake adapter: evaluate one experiment's checkpoint on one test split."""
 
-import logging
-
 import torch
 
 from models.evaluate import EvalSpec, evaluate
+from synth import joblog
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-)
+joblog.start(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 spec = EvalSpec.from_config(
     snakemake.wildcards.experiment,

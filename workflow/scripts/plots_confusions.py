@@ -1,12 +1,9 @@
 """Snakemake adapter: the most confused hanzi pairs of one experiment over both test splits."""
 
-import logging
-
 from models.plots import plot_confusions
+from synth import joblog
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-)
+joblog.start(snakemake.log[0])
 plot_confusions(
     list(snakemake.input),
     snakemake.output[0],

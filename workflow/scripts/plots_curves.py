@@ -1,10 +1,7 @@
 """Snakemake adapter: training and validation curves of one experiment."""
 
-import logging
-
 from models.plots import plot_curves
+from synth import joblog
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-)
+joblog.start(snakemake.log[0])
 plot_curves(snakemake.input[0], snakemake.output[0], title=snakemake.wildcards.experiment)

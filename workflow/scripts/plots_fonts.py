@@ -1,10 +1,7 @@
 """Snakemake adapter: accuracy by font for every experiment and Tesseract."""
 
-import logging
-
 from models.plots import plot_accuracy_by_font
+from synth import joblog
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-)
+joblog.start(snakemake.log[0])
 plot_accuracy_by_font(list(snakemake.input), snakemake.output[0])

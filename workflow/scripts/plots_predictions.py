@@ -1,12 +1,9 @@
 """Snakemake adapter: grids of test samples with their readings (errors in red), one per split."""
 
-import logging
-
 from models.plots import plot_prediction_grid
+from synth import joblog
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-)
+joblog.start(snakemake.log[0])
 experiment = snakemake.wildcards.experiment
 for split, shards, predictions, out in zip(
     snakemake.params.splits,

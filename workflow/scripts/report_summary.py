@@ -1,12 +1,9 @@
 """Snakemake adapter: results/summary.md from the metrics files and the config's references."""
 
-import logging
-
 from models.report import build_reports
+from synth import joblog
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-)
+joblog.start(snakemake.log[0])
 build_reports(
     list(snakemake.input.crnn),
     list(snakemake.input.hanzi),

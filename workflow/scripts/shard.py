@@ -1,15 +1,12 @@
 """Snakemake adapter: render and write one shard."""
 
-import logging
-
+from synth import joblog
 from synth.charset import read_charset
 from synth.fonts import read_coverage
 from synth.shards import write_shard
 from synth.specs import ShardSpec, task_spec
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-)
+joblog.start(snakemake.log[0])
 w = snakemake.wildcards
 spec = task_spec(w.task, snakemake.params.task)
 shard = ShardSpec(w.task, w.split, int(w.shard), snakemake.params.samples, snakemake.params.seed)

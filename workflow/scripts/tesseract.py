@@ -1,13 +1,10 @@
 """Snakemake adapter: Tesseract on the first samples of one task's test split."""
 
-import logging
-
 from models.tesseract import TesseractSpec, evaluate_tesseract
+from synth import joblog
 from synth.charset import read_charset
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-)
+joblog.start(snakemake.log[0])
 spec = TesseractSpec.from_config(
     snakemake.wildcards.task,
     snakemake.wildcards.split,

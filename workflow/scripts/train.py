@@ -1,18 +1,14 @@
 """Snakemake adapter: train one experiment (models.train)."""
 
-import logging
 from pathlib import Path
 
 import torch
 
 from models.specs import TrainJob, TrainSpec
 from models.train import train
+from synth import joblog
 
-logging.basicConfig(
-    filename=snakemake.log[0],
-    level=logging.INFO,
-    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-)
+joblog.start(snakemake.log[0], "%(asctime)s %(levelname)s %(name)s: %(message)s")
 torch.set_num_threads(snakemake.threads)
 exp = snakemake.params.spec["experiment"]
 name = snakemake.wildcards.experiment
