@@ -33,6 +33,9 @@ from synth.atomic import write_text_atomic
 log = logging.getLogger(__name__)
 
 FONT_SUFFIXES = {".ttf", ".otf", ".ttc", ".otc"}
+# Font files that a glob may match but that are not read (web fonts, Type 1, bitmap formats):
+# skipped with a warning, not silently like the README or licence beside them.
+UNREAD_FONT_SUFFIXES = {".woff", ".woff2", ".pfa", ".pfb", ".t1", ".pcf", ".bdf", ".fon", ".dfont"}
 GLOB_CHARS = set("*?[")
 # What fontTools and FreeType raise on a damaged file (fontTools has no single base class for it).
 FONT_ERRORS = (
@@ -138,7 +141,14 @@ def resolve_font_files(patterns: Sequence[str], warn: bool = True) -> list[FontF
             }
             matches = []
             for p in sorted(found):
-                if Path(p).suffix.lower() not in FONT_SUFFIXES or Path(p).is_dir():
+                suffix = Path(p).suffix.lower()
+                if suffix in UNREAD_FONT_SUFFIXES and warn:
+                    log.warning(
+                        "font %s: %s files are not read (convert it to .ttf or .otf); skipped",
+                        p,
+                        suffix,
+                    )
+                if suffix not in FONT_SUFFIXES or Path(p).is_dir():
                     continue
                 if not Path(p).is_file():  # a link to nothing
                     if warn:

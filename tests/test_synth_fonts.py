@@ -336,10 +336,15 @@ def test_fonts_in_subfolders_are_found_and_broken_links_skipped(tmp_path, latin_
     (tmp_path / "fonts" / "Family").mkdir(parents=True)
     shutil.copy(latin_font, tmp_path / "fonts" / "Family" / "Nested.ttf")
     os.symlink(tmp_path / "nowhere.ttf", tmp_path / "fonts" / "broken.ttf")
+    (tmp_path / "fonts" / "Family" / "Web.woff2").write_bytes(b"wOF2")
+    (tmp_path / "fonts" / "Family" / "OFL.txt").write_text("licence")
     with caplog.at_level(logging.WARNING):
         found = resolve_font_files([f"{tmp_path}/fonts/*"])
     assert [Path(f.path).name for f in found] == ["Nested.ttf"]
     assert "broken.ttf is a broken link; skipped" in caplog.text
+    # a font format that is not read is named; a licence beside the fonts is not
+    assert "Web.woff2: .woff2 files are not read (convert it to .ttf or .otf)" in caplog.text
+    assert "OFL.txt" not in caplog.text
 
 
 def test_uncovered_characters_error_or_drop(latin_font, cjk_font):
