@@ -35,6 +35,9 @@ def start(log_path: str, fmt: str = FORMAT) -> logging.Logger:
     to_console = logging.StreamHandler(sys.stderr)
     to_console.setLevel(logging.WARNING)
     to_console.setFormatter(_Brief())
+    # fontTools warns about harmless quirks of many installed fonts (a creation date read as a
+    # Unix time, padding after the glyf table): the log file keeps them, the console does not.
+    to_console.addFilter(lambda r: r.levelno >= logging.ERROR or not r.name.startswith("fontTools"))
     root.addHandler(to_file)
     root.addHandler(to_console)
 

@@ -1,0 +1,36 @@
+"""The job scripts' logging: the file gets everything, the console warnings and one line per
+failure (synth.joblog), run in a real subprocess as Snakemake runs a script."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def test_a_job_logs_to_its_file_warns_on_the_console_and_fails_in_one_line(tmp_path):
+    log = tmp_path / "job.log"
+    script = textwrap.dedent(
+        f"""
+        import logging
+        from synth import joblog
+        joblog.start({str(log)!r})
+        logging.getLogger("synth.fonts").info("scanned 3 fonts")
+        logging.getLogger("synth.fonts").warning("font fonts/x.woff2 skipped")
+        logging.getLogger("fontTools.ttLib").warning("'created' timestamp seems very low")
+        raise ValueError("tasks.line.charset: 1 character covered by no training font")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "WARNING synth.fonts: font fonts/x.woff2 skipped",
+        "error: ValueError: tasks.line.charset: 1 character covered by no training font",
+        f"  (traceback in {log})",
+    ]
+    text = log.read_text()
+    for line in ("scanned 3 fonts", "x.woff2 skipped", "timestamp seems very low"):
+        assert line in text  # fontTools' quirks stay in the file
+    assert "Traceback (most recent call last)" in text and text.rstrip().endswith(
+        "ValueError: tasks.line.charset: 1 character covered by no training font"
+    )
