@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from bench_train import emit, make_shards, train_steps
+from bench_train import OUT, emit, make_shards, train_steps
 
 from models.data import TrainStream, train_loader
 from models.families import make_family
@@ -50,7 +50,9 @@ def worker(args: argparse.Namespace) -> None:
     exp = config["experiments"][args.worker]
     spec = TrainSpec.from_config(exp.get("train"))
     kwargs = dict(exp.get("model_kwargs") or {})
-    paths, charset = make_shards(config, Path(args.config).stem, exp["task"], args.samples, 2)
+    paths, charset = make_shards(
+        config, Path(args.config).stem, exp["task"], args.samples, 2, args.out
+    )
     family = make_family(exp["model"], charset, kwargs)
     stream = TrainStream(
         paths,
@@ -92,6 +94,7 @@ def run_together(
 ) -> list[float]:
     """Start one worker per entry of ``threads``, time them together; their images/s."""
     cmd = [sys.executable, __file__, "--config", args.config, "--samples", str(args.samples)]
+    cmd += ["--out", args.out]
     cmd += ["--seconds", str(args.seconds), "--worker", name, "--memory-format", memory_format]
     procs = [
         subprocess.Popen(
@@ -127,6 +130,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="timed window per layout")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
     parser.add_argument("--samples", type=int, default=400, help="samples per bench shard")
+    parser.add_argument("--out", default=str(OUT), help="where rendered shards are kept")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -152,7 +156,7 @@ def measure(name: str, config: dict, args: argparse.Namespace) -> dict:
     """One experiment's row: the median rate of each layout, and their ratios."""
     # render the bench shards once, before the workers read them
     task = config["experiments"][name]["task"]
-    make_shards(config, Path(args.config).stem, task, args.samples, 2)
+    make_shards(config, Path(args.config).stem, task, args.samples, 2, args.out)
     rates: dict[str, list[float]] = {layout: [] for layout in LAYOUTS}
     for _ in range(args.rounds):
         for layout, (fmt, side_by_side) in LAYOUTS.items():

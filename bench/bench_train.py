@@ -9,9 +9,9 @@ Rounds alternate the two modes and each rate is the median over rounds, so a cha
 machine's load affects both alike; before each pipeline round the batches the workers
 prefetched meanwhile are discarded, so the pipeline gets no head start. Shards: real ones
 rendered by ``synth`` for the config's tasks (one font, WenQuanYi Micro Hei, ``--samples`` per
-shard; written once under bench/out/shards and reused), or with ``--results`` the training shards
-and charsets a workflow run wrote (``{results}/shards/{task}/train-*.tar``; no font needed, as
-on a machine without CJK fonts).
+shard; written once under ``--out``, bench/out by default, and reused), or with ``--results``
+the training shards and charsets a workflow run wrote (``{results}/shards/{task}/train-*.tar``;
+no font needed, as on a machine without CJK fonts).
 
     python bench/bench_train.py --threads 2 --steps 4 --rounds 3
     python bench/bench_train.py --config configs/config.yaml --experiments line_crnn_vgg
@@ -51,11 +51,11 @@ OUT = Path(__file__).resolve().parent / "out"
 
 
 def make_shards(
-    config: dict, name: str, task: str, samples: int, shards: int
+    config: dict, name: str, task: str, samples: int, shards: int, out: Path = OUT
 ) -> tuple[list[str], list[str]]:
-    """Render (once) ``shards`` training shards of ``task`` of config ``name`` with synth;
-    returns their paths and the charset. They are kept under a digest of the task's settings and
-    the seed, so an edited task (another charset, say) renders new ones."""
+    """Render (once) ``shards`` training shards of ``task`` of config ``name`` with synth, under
+    ``out``/shards; returns their paths and the charset. They are kept under a digest of the
+    task's settings and the seed, so an edited task (another charset, say) renders new ones."""
     cfg = config["tasks"][task]
     spec = task_spec(task, cfg)
     c = spec.charset
@@ -63,7 +63,9 @@ def make_shards(
     chars = covered_charset(chars, [FONT], [], "drop", task)
     face = Face(FONT, 0, "WenQuanYi Micro Hei", "Regular", frozenset(chars))
     settings = json.dumps([cfg, config.get("seed", 0), FONT], sort_keys=True, default=str)
-    folder = OUT / "shards" / name / f"{task}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
+    folder = (
+        Path(out) / "shards" / name / f"{task}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
+    )
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(shards):
@@ -127,7 +129,7 @@ def bench_experiment(name, exp, config, args, device) -> dict:
         paths, charset = workflow_shards(Path(args.results), task)
     else:
         paths, charset = make_shards(
-            config, Path(args.config).stem, task, args.samples, args.shards
+            config, Path(args.config).stem, task, args.samples, args.shards, args.out
         )
     family = make_family(exp["model"], charset, kwargs)
     geometry = input_spec(exp["model"], **kwargs)
@@ -208,6 +210,7 @@ def main() -> None:
         "--results", help="use the workflow's shards and charsets in this results folder"
     )
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=str(OUT), help="where rendered shards are kept")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

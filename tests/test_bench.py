@@ -1,0 +1,140 @@
+"""The benchmarks in bench/ run end to end at toy scale, so the figures BENCHMARKS.md quotes
+can be measured again: real fonts, real shards, real training steps, real worker processes.
+Only that each bench runs and reports well-formed, positive rates is checked here; what the
+rates are is BENCHMARKS.md's business (never a timed test)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from synth.fonts import Face
+from synth.shards import ShardSpec, write_shard
+from synth.specs import task_spec
+
+
+def _run_bench(repo_root, script, *args, timeout=600):
+    proc = subprocess.run(
+        [sys.executable, str(repo_root / "bench" / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=repo_root,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_bench_synth_reports_every_measurement(repo_root):
+    out = _run_bench(
+        repo_root, "bench_synth.py", "--n", 8, "--repeats", 1, "--trdg-python", "/nonexistent"
+    )
+    rates = {}
+    for line in out.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name.startswith(("ours ", "line shard", "hanzi shard")):
+            rates[name.strip()] = float(value.rstrip("%"))
+    for task in ("line", "hanzi"):
+        for kind in ("config", "heavy", "heavy, no legibility floors"):
+            assert rates[f"ours {task} {kind}"] > 0
+        assert rates[f"{task} shard overhead"] > 0
+        assert rates[f"{task} shard overhead (webdataset.TarWriter)"] > 0
+    assert "8 images each" in out
+    # Without trdg's interpreter its rows are left out, and the output says why.
+    assert "trdg skipped: no trdg interpreter at '/nonexistent'" in out
+
+
+def test_bench_index_agrees_with_tarfile(repo_root, tmp_path, cjk_font):
+    spec = task_spec("expr", {})
+    face = Face(str(cjk_font), 0, "WenQuanYi Micro Hei", "Regular", frozenset("0123456789+-*()"))
+    shards = []
+    for i in range(2):
+        shards.append(tmp_path / f"train-{i:06d}.tar")
+        write_shard(
+            shards[-1], spec, ShardSpec("expr", "train", i, 12, 0), list("0123456789+-*()"), [face]
+        )
+    out = _run_bench(repo_root, "bench_index.py", *shards, "--rounds", 2)
+    assert "2 shards, 24 samples" in out
+    rounds = [line for line in out.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
+    assert len(rounds) == 2
+    for line in rounds:
+        direct, tarfile_, ratio = (c.strip() for c in line.strip("|").split("|")[1:])
+        assert float(direct) > 0 and float(tarfile_) > 0 and ratio.endswith("x")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 2])
+def test_bench_train_pipeline_against_memory(repo_root, tmp_path, workers):
+    rows_file = tmp_path / "rows.json"
+    _run_bench(
+        repo_root,
+        "bench_train.py",
+        "--config",
+        "configs/smoke.yaml",
+        "--experiments",
+        "expr_crnn",
+        "line_crnn_vgg",
+        "--threads",
+        1,
+        "--workers",
+        workers,
+        "--steps",
+        2,
+        "--rounds",
+        1,
+        "--warmup",
+        1,
+        "--samples",
+        24,
+        "--shards",
+        2,
+        "--out",
+        tmp_path,
+        "--json",
+        rows_file,
+    )
+    rows = json.loads(rows_file.read_text())
+    assert [r["experiment"] for r in rows] == ["expr_crnn", "line_crnn_vgg"]
+    for row in rows:
+        assert row["workers"] == workers and row["batch_size"] == 8
+        assert row["pipeline_img_s"] > 0 and row["memory_img_s"] > 0
+        assert row["ratio"] == pytest.approx(row["pipeline_img_s"] / row["memory_img_s"], rel=0.05)
+        assert row["pixel_ratio"] > 0
+    # The shards were rendered under --out, not into the repository.
+    assert len(list(tmp_path.glob("shards/smoke/*/train-*.tar"))) == 4
+
+
+@pytest.mark.slow
+def test_bench_cpu_layouts_side_by_side(repo_root, tmp_path):
+    rows_file = tmp_path / "rows.json"
+    out = _run_bench(
+        repo_root,
+        "bench_cpu.py",
+        "--config",
+        "configs/smoke.yaml",
+        "--experiments",
+        "expr_crnn",
+        "--cores",
+        2,
+        "--seconds",
+        0.5,
+        "--rounds",
+        1,
+        "--samples",
+        24,
+        "--out",
+        tmp_path,
+        "--json",
+        rows_file,
+    )
+    [row] = json.loads(rows_file.read_text())
+    layouts = ["one_job_contiguous", "one_job_channels_last", "side_by_side_channels_last"]
+    assert all(row[k] > 0 for k in layouts)
+    assert row["overall"] == pytest.approx(
+        row["side_by_side_channels_last"] / row["one_job_contiguous"], rel=0.05
+    )
+    assert out.splitlines()[1].split("\t")[1:4] == layouts
