@@ -7,8 +7,13 @@ as missing, because drawing it would give a blank where the label says there is 
 check reads the glyph tables, not rendered pixels, so scanning ~20 faces against 4000 characters
 takes a few seconds.
 
-A font file fontTools or FreeType cannot read is reported with its path and the reason and left
-out; when the user named that file explicitly (a path, not a glob), it is an error instead.
+A file a glob matches that is not a font at all (an HTML page saved as ``.ttf``, a file cut short,
+a web font renamed) is left out when the patterns are resolved, with a warning: its table
+directory is checked against the file (`font_file_problem`), which costs one small read. The
+workflow resolves the patterns when it starts, so such a file is no job's input and adding one
+reruns nothing. A font whose directory is sound but whose tables fontTools or FreeType cannot
+read is left out by the coverage scan, with its path and the reason. A file the user named
+explicitly (a path, not a glob) is an error instead, in both cases.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ from PIL import ImageFont
 from synth.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
+# What resolving the font patterns skipped (a pattern matching nothing, a file that is not a
+# font): the workflow resolves them when it starts and prints these once, so its jobs, which
+# resolve them again, keep them in their log files (`synth.joblog`).
+files_log = logging.getLogger(f"{__name__}.files")
 
 FONT_SUFFIXES = {".ttf", ".otf", ".ttc", ".otc"}
 # Font files that a glob may match but that are not read (web fonts, Type 1, bitmap formats):
@@ -55,6 +64,60 @@ _CFF_SHORT = 32
 
 class FontError(ValueError):
     """A font the user named explicitly cannot be used."""
+
+
+_SFNT_TAGS = {b"\x00\x01\x00\x00": "TrueType", b"OTTO": "OpenType (CFF)", b"true": "TrueType"}
+_NOT_READ_TAGS = {b"wOFF": "a WOFF web font", b"wOF2": "a WOFF2 web font", b"%!PS": "a Type 1 font"}
+
+
+def font_file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is not a font file this project reads, or None when its structure is sound.
+
+    Checks what can be checked without parsing a table: the file starts with a TrueType,
+    OpenType or collection tag, and every table each face's directory lists lies inside the
+    file. That catches what lands in a fonts folder by mistake (an empty or truncated download,
+    an HTML error page, an archive or a web font with a ``.ttf`` name) in one read of a few
+    hundred bytes per face; a table damaged inside is left to the coverage scan.
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12:
+                return f"{size} bytes: too short to be a font"
+            tag = head[:4]
+            if tag == b"ttcf":
+                count = struct.unpack(">I", head[8:12])[0]
+                if not 0 < count <= 4096 or 12 + 4 * count > size:
+                    return f"a font collection whose header lists {count} faces in {size} bytes"
+                offsets = struct.unpack(f">{count}I", f.read(4 * count))
+            elif tag in _SFNT_TAGS:
+                offsets = (0,)
+            else:
+                return _NOT_READ_TAGS.get(tag) or (
+                    f"not a TrueType or OpenType font (it starts with {head[:8]!r})"
+                )
+            for face, offset in enumerate(offsets):
+                f.seek(offset)
+                header = f.read(12)
+                if len(header) < 12 or header[:4] not in _SFNT_TAGS:
+                    return f"face {face}: no font header at byte {offset}"
+                tables = struct.unpack(">H", header[4:6])[0]
+                directory = f.read(16 * tables)
+                if len(directory) < 16 * tables:
+                    return f"face {face}: cut short inside its table directory ({size} bytes)"
+                for i in range(tables):
+                    name, _, start, length = struct.unpack(
+                        ">4sIII", directory[16 * i : 16 * i + 16]
+                    )
+                    if start + length > size:
+                        return (
+                            f"cut short: table {name.decode('latin-1')!r} of face {face} ends at "
+                            f"byte {start + length}, the file has {size}"
+                        )
+    except OSError as e:
+        return f"{type(e).__name__}: {e}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -124,11 +187,18 @@ def expand_braces(pattern: str) -> list[str]:
 def resolve_font_files(patterns: Sequence[str], warn: bool = True) -> list[FontFile]:
     """Expand globs, brace alternatives, directories and paths into sorted, unique font files.
 
-    A glob (``*``, ``?``, ``[...]`` or ``{a,b}``) that matches nothing is skipped with a warning
-    (none when ``warn`` is false); an explicit path that does not exist is a :class:`FontError`.
-    Glob and directory matches keep only font suffixes (.ttf .otf .ttc .otc); a folder a glob
-    matches is searched recursively, and a broken link is skipped with a warning.
+    A glob (``*``, ``?``, ``[...]`` or ``{a,b}``) that matches nothing is skipped; so is a match
+    that is not a font (`font_file_problem`: empty, cut short, an HTML page, a web font renamed),
+    a file of a format not read (``.woff``, Type 1) and a broken link, each with a warning on
+    `files_log` naming the file or pattern (none when ``warn`` is false). An explicit path that
+    does not exist, or is not a font, is a :class:`FontError`. Glob and directory matches keep
+    only font suffixes (.ttf .otf .ttc .otc); a folder a glob matches is searched recursively.
     """
+
+    def note(message: str, *args: object) -> None:
+        if warn:
+            files_log.warning(message, *args)
+
     out: dict[str, FontFile] = {}
     for pattern in patterns:
         alternatives = expand_braces(pattern)
@@ -139,29 +209,31 @@ def resolve_font_files(patterns: Sequence[str], warn: bool = True) -> list[FontF
             found |= {
                 str(q) for p in found if Path(p).is_dir() for q in Path(p).rglob("*") if q.is_file()
             }
-            matches = []
+            matched = False
             for p in sorted(found):
                 suffix = Path(p).suffix.lower()
-                if suffix in UNREAD_FONT_SUFFIXES and warn:
-                    log.warning(
+                if suffix in UNREAD_FONT_SUFFIXES:
+                    note(
                         "font %s: %s files are not read (convert it to .ttf or .otf); skipped",
                         p,
                         suffix,
                     )
                 if suffix not in FONT_SUFFIXES or Path(p).is_dir():
                     continue
+                matched = True
                 if not Path(p).is_file():  # a link to nothing
-                    if warn:
-                        log.warning("font %s is a broken link; skipped", p)
-                    continue
-                matches.append(p)
-            if not matches and warn:
-                log.warning("font pattern %s matches no font file; skipped", pattern)
-            for p in matches:
-                out.setdefault(str(Path(p).resolve()), FontFile(p, False))
+                    note("font %s is a broken link; skipped", p)
+                elif problem := font_file_problem(p):
+                    note("font file %s is not a font this project reads (%s); left out", p, problem)
+                else:
+                    out.setdefault(str(Path(p).resolve()), FontFile(p, False))
+            if not matched:
+                note("font pattern %s matches no font file; skipped", pattern)
         else:
             if not Path(pattern).is_file():
                 raise FontError(f"font file {pattern} does not exist (fonts.paths / test_fonts)")
+            if problem := font_file_problem(pattern):
+                raise FontError(f"font file {pattern} is not a font this project reads: {problem}")
             out[str(Path(pattern).resolve())] = FontFile(pattern, True)
     return sorted(out.values(), key=lambda f: f.path)
 
@@ -287,7 +359,9 @@ def split_roles(
     for f in resolve_font_files(train, warn):
         if str(Path(f.path).resolve()) in test_paths:
             if warn:
-                log.warning("font %s is both a training and a held-out font; held out", f.path)
+                files_log.warning(
+                    "font %s is both a training and a held-out font; held out", f.path
+                )
         else:
             train_files.append(f)
     return train_files, test_files

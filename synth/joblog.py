@@ -1,11 +1,13 @@
-"""Logging for the workflow's job scripts (``workflow/scripts/*.py``).
+"""Logging for the workflow's job scripts (``workflow/scripts/*.py``) and its own process.
 
 Each job logs to its own file (the rule's ``log:``). Warnings and errors also go to stderr,
-which Snakemake shows beside the job, one line each: a font left out, a pattern matching no
-file, a charset character dropped are seen where the run is watched, not only in a file. A job
-that fails writes its traceback to its log file and one line to stderr naming the error (the
-messages name the file, key or character at fault) and the log, instead of a bare traceback
-beside an empty log file.
+which Snakemake shows beside the job, one line each: a face left out, a charset character
+dropped are seen where the run is watched, not only in a file. A job that fails writes its
+traceback to its log file and one line to stderr naming the error (the messages name the file,
+key or character at fault) and the log, instead of a bare traceback beside an empty log file.
+What resolving the font patterns skipped (a pattern matching no file, a file that is not a font)
+prints once, from the workflow's own process when it starts (`console`); the jobs, which resolve
+the patterns again, keep it in their files.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import traceback
 from types import TracebackType
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
+# Loggers whose warnings a job keeps in its log file only (see `start`).
+OFF_CONSOLE = ("fontTools", "synth.fonts.files")
 
 
 class _Brief(logging.Formatter):
@@ -23,6 +27,22 @@ class _Brief(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return f"{record.levelname} {record.name}: {record.getMessage()}".replace("\n", " | ")
+
+
+def console(name: str = "synth") -> None:
+    """Show the WARNING records of logger ``name`` on stderr, one line each, as a job's console
+    shows them: for the workflow's own process, where the Snakefile resolves the font patterns
+    (a pattern matching nothing, a file that is not a font) once per run rather than once per job.
+    Calling it again adds nothing."""
+    logger = logging.getLogger(name)
+    if any(getattr(h, "synthocr_console", False) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(_Brief())
+    handler.synthocr_console = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.propagate = False
 
 
 def start(log_path: str, fmt: str = FORMAT) -> logging.Logger:
@@ -36,8 +56,10 @@ def start(log_path: str, fmt: str = FORMAT) -> logging.Logger:
     to_console.setLevel(logging.WARNING)
     to_console.setFormatter(_Brief())
     # fontTools warns about harmless quirks of many installed fonts (a creation date read as a
-    # Unix time, padding after the glyf table): the log file keeps them, the console does not.
-    to_console.addFilter(lambda r: r.levelno >= logging.ERROR or not r.name.startswith("fontTools"))
+    # Unix time, padding after the glyf table); what resolving the font patterns skipped was
+    # printed once when the workflow started (`console`). The log file keeps both, the console
+    # does not.
+    to_console.addFilter(lambda r: r.levelno >= logging.ERROR or not r.name.startswith(OFF_CONSOLE))
     root.addHandler(to_file)
     root.addHandler(to_console)
 

@@ -18,6 +18,7 @@ def test_a_job_logs_to_its_file_warns_on_the_console_and_fails_in_one_line(tmp_p
         logging.getLogger("synth.fonts").info("scanned 3 fonts")
         logging.getLogger("synth.fonts").warning("font fonts/x.woff2 skipped")
         logging.getLogger("fontTools.ttLib").warning("'created' timestamp seems very low")
+        logging.getLogger("synth.fonts.files").warning("font pattern nowhere/* matches nothing")
         raise ValueError("tasks.line.charset: 1 character covered by no training font")
         """
     )
@@ -29,8 +30,32 @@ def test_a_job_logs_to_its_file_warns_on_the_console_and_fails_in_one_line(tmp_p
         f"  (traceback in {log})",
     ]
     text = log.read_text()
-    for line in ("scanned 3 fonts", "x.woff2 skipped", "timestamp seems very low"):
-        assert line in text  # fontTools' quirks stay in the file
+    for line in ("scanned 3 fonts", "x.woff2 skipped", "timestamp seems very low", "nowhere/*"):
+        assert line in text  # fontTools' quirks and the font patterns' news stay in the file
     assert "Traceback (most recent call last)" in text and text.rstrip().endswith(
         "ValueError: tasks.line.charset: 1 character covered by no training font"
     )
+
+
+def test_the_workflow_process_prints_the_font_patterns_news_once(tmp_path):
+    """`joblog.console`, as the Snakefile calls it when it resolves the font patterns: warnings
+    on stderr in the jobs' one-line form, once however often it is called; nothing below."""
+    script = textwrap.dedent(
+        """
+        import logging
+        from synth import joblog
+        joblog.console("synth")
+        joblog.console("synth")
+        files = logging.getLogger("synth.fonts.files")
+        files.info("resolved 3 patterns")
+        files.warning("font file fonts/a.ttf is not a font this project reads (0 bytes); left out")
+        logging.getLogger("models.train").warning("not synth's")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "WARNING synth.fonts.files: font file fonts/a.ttf is not a font this project reads "
+        "(0 bytes); left out",
+        "not synth's",  # another logger keeps Python's default (the last-resort handler)
+    ]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import glob
 import logging
+import re
+import struct
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ from synth.fonts import (
     apply_uncovered_policy,
     covered_charset,
     expand_braces,
+    font_file_problem,
     merge_coverage,
     read_coverage,
     resolve_font_files,
@@ -248,16 +252,24 @@ def test_a_long_cff_charstring_counts_as_covered(cff_font):
     assert [r.covered for r in records] == [frozenset("EF")]
 
 
-def test_corrupt_font_is_reported_with_path_and_reason(tmp_path, cjk_font, caplog):
+def _font_damaged_inside(path: Path) -> Path:
+    """A file whose table directory is sound but whose one table ('name', 3 bytes) is not."""
+    data = b"\xff\xfe\xfd"
+    header = struct.pack(">4sHHHH", b"\x00\x01\x00\x00", 1, 16, 0, 0)
+    path.write_bytes(header + struct.pack(">4sIII", b"name", 0, 12 + 16, len(data)) + data)
+    return path
+
+
+def test_a_font_damaged_inside_is_reported_with_path_and_reason(tmp_path, cjk_font, caplog):
     fonts = tmp_path / "fonts"
     fonts.mkdir()
-    bad = fonts / "garbage.ttf"
-    bad.write_bytes(b"\x00\x01\x00\x00 this is not a font" * 10)
+    bad = _font_damaged_inside(fonts / "garbage.ttf")
+    assert font_file_problem(bad) is None  # only reading its tables finds the damage
     (fonts / "README.md").write_text("not a font, not matched")
     charsets = {"expr": EXPR}
     with caplog.at_level(logging.WARNING):
         records = scan_fonts([str(cjk_font), f"{fonts}/*"], [], EXPR)
-    assert str(bad) in caplog.text
+    assert f"font file {bad} cannot be read (error: unpack requires" in caplog.text
     (err,) = [r for r in records if r.status == "error"]
     assert err.path == str(bad) and err.reason
     out = tmp_path / "coverage.tsv"
@@ -270,6 +282,56 @@ def test_corrupt_font_is_reported_with_path_and_reason(tmp_path, cjk_font, caplo
         scan_fonts([str(bad)], [], EXPR)
 
 
+def _not_fonts(latin: bytes, collection: bytes) -> dict[str, tuple[bytes, str]]:
+    """Files that land in a fonts folder by mistake: name -> (bytes, what the reason says)."""
+    return {
+        "empty.ttf": (b"", "0 bytes: too short to be a font"),
+        "download.ttf": (b"<!DOCTYPE html><html>404</html>", "starts with b'<!DOCTYP'"),
+        "cut.ttf": (latin[:5000], "cut short: table"),
+        "header-only.otf": (latin[:40], "cut short inside its table directory (40 bytes)"),
+        "cut.ttc": (collection[: len(collection) // 2], "cut short: table"),
+        "renamed.ttf": (b"wOF2" + latin[4:200], "a WOFF2 web font"),
+        "archive.ttf": (b"PK\x03\x04" + latin[4:200], "starts with b'PK\\x03\\x04"),
+    }
+
+
+def test_a_file_that_is_not_a_font_is_left_out_when_the_patterns_are_resolved(
+    tmp_path, latin_font, cjk_font, caplog
+):
+    """Left out before any font is opened, with the file and the reason named, so the workflow
+    never makes it a job's input; named explicitly, it is an error naming it."""
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    (fonts / "Good.ttf").write_bytes(latin_font.read_bytes())
+    cases = _not_fonts(latin_font.read_bytes(), cjk_font.read_bytes())
+    for name, (data, _) in cases.items():
+        (fonts / name).write_bytes(data)
+    with caplog.at_level(logging.WARNING, logger="synth.fonts.files"):
+        found = resolve_font_files([f"{fonts}/*"])
+    assert [Path(f.path).name for f in found] == ["Good.ttf"]
+    for name, (_, reason) in cases.items():
+        line = next(m for m in caplog.messages if f"{fonts / name} " in m)
+        assert "is not a font this project reads" in line and reason in line, line
+        with pytest.raises(
+            FontError, match=rf"{re.escape(name)} is not a font .*{re.escape(reason)}"
+        ):
+            resolve_font_files([str(fonts / name)])
+    assert "matches no font" not in caplog.text
+    assert font_file_problem(fonts / "Good.ttf") is None
+
+
+@pytest.mark.parametrize("config", ["configs/config.yaml", "configs/gpu.yaml"])
+def test_every_font_the_shipped_configs_match_passes_the_structure_check(config):
+    """No real font is taken for a broken file (every face of every collection checked)."""
+    with open(config, encoding="utf-8") as f:
+        fonts = yaml.safe_load(f)["fonts"]
+    patterns = [p for p in fonts["paths"] + fonts["test_fonts"] if not p.startswith("fonts/")]
+    files = {p for pattern in patterns for alt in expand_braces(pattern) for p in glob.glob(alt)}
+    files = {p for p in files if Path(p).suffix.lower() in (".ttf", ".otf", ".ttc", ".otc")}
+    assert len(files) > 20
+    assert {p: font_file_problem(p) for p in files if font_file_problem(p)} == {}
+
+
 def test_missing_explicit_font_is_an_error_and_empty_glob_a_warning(tmp_path, caplog):
     with pytest.raises(FontError, match=r"nothere\.ttf"):
         resolve_font_files([str(tmp_path / "nothere.ttf")])
@@ -278,14 +340,15 @@ def test_missing_explicit_font_is_an_error_and_empty_glob_a_warning(tmp_path, ca
     assert "matches no font" in caplog.text
 
 
-def test_brace_alternatives_expand_like_the_shell(tmp_path, caplog):
+def test_brace_alternatives_expand_like_the_shell(tmp_path, latin_font, caplog):
+    latin_bytes = latin_font.read_bytes()
     assert expand_braces("a/F-{Light,Bold}.ttf") == ["a/F-Light.ttf", "a/F-Bold.ttf"]
     assert expand_braces("{a,b}{1,2}") == ["a1", "a2", "b1", "b2"]
     assert expand_braces("x{a,{b,c}}y") == ["xay", "xby", "xcy"]
     assert expand_braces("plain{}.ttf") == ["plain{}.ttf"]
     assert expand_braces("open{a,b") == ["open{a,b"]
     for name in ("F-Light.ttf", "F-Bold.ttf", "F-Thin.ttf", "F-Light.txt"):
-        (tmp_path / name).write_bytes(b"")
+        (tmp_path / name).write_bytes(latin_bytes)
     found = resolve_font_files([f"{tmp_path}/F-{{Light,Bold,Black}}.{{ttf,txt}}"])
     assert [p.path for p in found] == [str(tmp_path / "F-Bold.ttf"), str(tmp_path / "F-Light.ttf")]
     assert not any(p.explicit for p in found)

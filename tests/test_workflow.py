@@ -178,7 +178,9 @@ def test_a_failed_job_says_why_in_one_line_and_keeps_its_traceback_in_its_log(tm
     assert "(traceback in logs/charset/line.log)" in out
     log = (tmp_path / "logs/charset/line.log").read_text()
     assert "Traceback (most recent call last)" in log and "U+13000" in log
-    assert "WARNING synth.fonts: font pattern nowhere/* matches no font file; skipped" in out
+    # printed once, when the workflow resolves the patterns, not again by each coverage job
+    warning = "WARNING synth.fonts.files: font pattern nowhere/* matches no font file; skipped"
+    assert out.count(warning) == 1, out
 
 
 @pytest.mark.slow
@@ -199,6 +201,15 @@ def test_a_font_file_added_or_removed_under_a_glob_reruns_the_jobs_that_read_fon
 
     run_snakemake(workdir, *targets, config=config)
     assert rerun() == []
+    # A file that is not a font (a web page saved under a font's name) is no job's input: it
+    # reruns nothing, and the run names it once.
+    page = workdir / "fonts" / "Download.ttf"
+    page.write_bytes(b"<!DOCTYPE html><html><body>Not found</body></html>")
+    proc = run_snakemake(workdir, "-n", *targets, config=config)
+    assert _jobs(proc.stdout) == []
+    warning = "WARNING synth.fonts.files: font file fonts/Download.ttf is not a font"
+    assert (proc.stdout + proc.stderr).count(warning) == 1, proc.stderr
+    page.unlink()
     added = workdir / "fonts" / latin_font.name
     added.write_bytes(latin_font.read_bytes())
     expected = [("charset", "")] + [("coverage", "train")] * 4 + [("font_table", "")]

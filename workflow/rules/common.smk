@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 from models.registry import validate_experiment
 from models.specs import SCHEDULING
+from synth import joblog
 from synth.fonts import split_roles
 from synth.schema import check_config
 from synth.specs import canonical, split_config, task_spec
@@ -76,10 +77,13 @@ ROLES = ["train", "test"]
 # The font files the config's paths and globs match now, by role: inputs of the jobs that read
 # fonts, so that adding, replacing or removing a font file (e.g. in fonts/) reruns them, and the
 # shards after them. A held-out font is an input of the held-out shards' jobs alone, so adding
-# one renders no training shard again. An explicitly named file that does not exist fails here,
-# naming it.
+# one renders no training shard again. A file a glob matches that is not a font (cut short, an
+# HTML page) is no input, so adding one reruns nothing. The warnings (those files, a pattern
+# matching nothing) print here, once per run; an explicitly named file that does not exist or is
+# not a font fails here, naming it.
+joblog.console("synth")
 _TRAIN_FILES, _TEST_FILES = split_roles(
-    config["fonts"]["paths"], config["fonts"]["test_fonts"], warn=False
+    config["fonts"]["paths"], config["fonts"]["test_fonts"]
 )
 ROLE_FONT_FILES = {
     "train": [f.path for f in _TRAIN_FILES],
