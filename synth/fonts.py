@@ -66,7 +66,8 @@ class FontError(ValueError):
     """A font the user named explicitly cannot be used."""
 
 
-_SFNT_TAGS = {b"\x00\x01\x00\x00": "TrueType", b"OTTO": "OpenType (CFF)", b"true": "TrueType"}
+# The first four bytes of a TrueType (0x00010000, Apple's "true") or CFF OpenType ("OTTO") face.
+_SFNT_TAGS = frozenset({b"\x00\x01\x00\x00", b"true", b"OTTO"})
 _NOT_READ_TAGS = {b"wOFF": "a WOFF web font", b"wOF2": "a WOFF2 web font", b"%!PS": "a Type 1 font"}
 
 
