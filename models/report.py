@@ -3,7 +3,8 @@
 - `crnn_table`: ``results/crnn_report.csv``, one row per CTC experiment (and Tesseract) and split.
 - `hanzi_table`: ``results/hanzi_report.csv``, top-1/top-5 per split, overall (``font = all``)
   and per font, Tesseract (single-character page segmentation) beside ours.
-- `reader_table`: ``results/reader_report.csv``, the attention reader per split and font.
+- `reader_table`: ``results/reader_report.csv``, the attention reader per split and font,
+  Tesseract (one line, the image scaled up) beside it.
 - `summary_markdown`: ``results/summary.md``, the three tables and the published figures of the
   reference systems beside ours (config ``report.references``).
 
@@ -263,7 +264,7 @@ def summary_markdown(
     tesseract_notes = sorted(
         {
             str(m)
-            for frame in (crnn, hanzi)
+            for frame in (crnn, hanzi, reader)
             for e, m in zip(frame.get("experiment", []), frame.get("model", []), strict=True)
             if e == TESSERACT and m and "not installed" in str(m)
         }

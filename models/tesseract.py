@@ -6,6 +6,9 @@ written as PNG files (padded with their own background, which Tesseract's layout
 and named in a list file, and the ``tsv`` output, one page per image, gives each image's words
 and their confidences. Calls run in parallel, one thread each (``OMP_THREAD_LIMIT=1``).
 
+Small images are scaled up first (``scale``, bicubic): Tesseract reads text best with capitals
+at least 20 px high, and the short task's 40x40 images draw them 7-10 px high.
+
 Readings are normalised as our labels are: NFKC (Tesseract's chi_sim model emits full-width
 punctuation), and the spaces it puts between hanzi are removed; when the task's charset has no
 space (every task here), every space goes.
@@ -46,7 +49,15 @@ from models.evaluate import (
 
 log = logging.getLogger(__name__)
 
-TASKS = ("hanzi", "expr", "line")  # the tasks Tesseract has a setting for (config tesseract.*)
+# The tasks Tesseract has settings for (config tesseract.<task>), with the schema's defaults.
+# whitelist True: the task's charset; False: any character of the language model.
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "hanzi": {"lang": "chi_sim", "psm": 10, "whitelist": False, "scale": 1.0},
+    "expr": {"lang": "eng", "psm": 7, "whitelist": True, "scale": 1.0},
+    "line": {"lang": "chi_sim", "psm": 7, "whitelist": False, "scale": 1.0},
+    "short": {"lang": "eng", "psm": 7, "whitelist": True, "scale": 2.0},
+}
+TASKS = tuple(TASK_DEFAULTS)
 TSV_COLUMNS = (
     "level",
     "page_num",
@@ -73,11 +84,12 @@ class TesseractSpec:
     """How Tesseract reads one task's split.
 
     Attributes:
-        task: ``hanzi``, ``expr`` or ``line``.
+        task: ``hanzi``, ``expr``, ``line`` or ``short``.
         split: The test split.
         lang: Language model (``chi_sim``, ``eng``).
         psm: Page segmentation mode (10 single character, 7 single line).
         whitelist: Characters Tesseract may output (empty: all).
+        scale: Factor images are resized by (bicubic) before they are padded and read.
         max_samples: Samples read from the start of the split.
         enabled: False writes the "disabled" files without running anything.
         executable: The ``tesseract`` command.
@@ -92,6 +104,7 @@ class TesseractSpec:
     lang: str
     psm: int
     whitelist: str = ""
+    scale: float = 1.0
     max_samples: int = 300
     enabled: bool = True
     executable: str = "tesseract"
@@ -102,22 +115,42 @@ class TesseractSpec:
 
     @classmethod
     def from_config(
-        cls, task: str, split: str, cfg: Mapping[str, Any], threads: int = 1
+        cls,
+        task: str,
+        split: str,
+        cfg: Mapping[str, Any],
+        threads: int = 1,
+        charset: Sequence[str] | None = None,
     ) -> TesseractSpec:
         """Build from the validated ``tesseract`` config section.
 
+        Args:
+            charset: The task's charset, which ``whitelist: true`` restricts readings to.
+
         Raises:
-            ValueError: ``task`` has no ``tesseract.<task>`` settings.
+            ValueError: ``task`` has no ``tesseract.<task>`` settings, or ``whitelist`` is true
+                and no charset is given.
         """
         if task not in TASKS:
             raise ValueError(f"tesseract: no settings for task {task!r}; valid: {', '.join(TASKS)}")
-        task_cfg = dict(cfg.get(task) or {})
+        task_cfg = {**TASK_DEFAULTS[task], **(cfg.get(task) or {})}
+        whitelist = task_cfg["whitelist"]
+        if whitelist is True:
+            if charset is None:
+                raise ValueError(
+                    f"tesseract.{task}.whitelist is true (the task's charset), "
+                    "but no charset was given"
+                )
+            whitelist = "".join(charset)
+        elif whitelist is False or whitelist is None:
+            whitelist = ""
         return cls(
             task=task,
             split=split,
-            lang=str(task_cfg.get("lang", "eng" if task == "expr" else "chi_sim")),
-            psm=int(task_cfg.get("psm", 10 if task == "hanzi" else 7)),
-            whitelist=str(task_cfg.get("whitelist", "")),
+            lang=str(task_cfg["lang"]),
+            psm=int(task_cfg["psm"]),
+            whitelist=str(whitelist),
+            scale=float(task_cfg["scale"]),
             max_samples=int(cfg.get("max_samples", 300)),
             images_per_call=int(cfg.get("images_per_call", 25)),
             enabled=bool(cfg.get("enabled", True)),
@@ -179,15 +212,20 @@ def normalize_reading(text: str, keep_spaces: bool = False) -> str:
     return "".join(out)
 
 
-def _padded(image: Image.Image, pad: int) -> Image.Image:
-    """The image with a border of its own background level (median of its border pixels)."""
+def _prepared(image: Image.Image, scale: float, pad: int) -> Image.Image:
+    """The image in grey, resized by ``scale`` (bicubic), with a border of ``pad`` px of its own
+    background level (median of its border pixels)."""
+    image = image.convert("L")
+    if scale != 1.0:
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.BICUBIC)
     if pad <= 0:
         return image
-    arr = np.asarray(image.convert("L"))
+    arr = np.asarray(image)
     border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
     level = int(np.median(border)) if border.size else 255
     canvas = Image.new("L", (image.width + 2 * pad, image.height + 2 * pad), level)
-    canvas.paste(image.convert("L"), (pad, pad))
+    canvas.paste(image, (pad, pad))
     return canvas
 
 
@@ -252,7 +290,7 @@ def read_images(
             names = []
             for i in chunks[chunk_id]:
                 name = os.path.join(tmp, f"{i:06d}.png")
-                _padded(images[i], spec.pad).save(name)
+                _prepared(images[i], spec.scale, spec.pad).save(name)
                 names.append(name)
             list_file = os.path.join(tmp, f"chunk-{chunk_id:06d}.txt")
             Path(list_file).write_text("\n".join(names) + "\n", encoding="utf-8")
@@ -291,6 +329,8 @@ def _base_record(spec: TesseractSpec, model: str, status: str) -> dict[str, Any]
         "status": status,
         "lang": spec.lang,
         "psm": spec.psm,
+        "whitelist": spec.whitelist,
+        "scale": spec.scale,
     }
 
 

@@ -6,6 +6,8 @@ rates are is BENCHMARKS.md's business (never a timed test)."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -64,6 +66,41 @@ def test_bench_index_agrees_with_tarfile(repo_root, tmp_path, cjk_font):
     for line in rounds:
         direct, tarfile_, ratio = (c.strip() for c in line.strip("|").split("|")[1:])
         assert float(direct) > 0 and float(tarfile_) > 0 and ratio.endswith("x")
+
+
+def test_bench_tesseract_compares_settings_on_the_same_images(repo_root, tmp_path, latin_font):
+    if shutil.which("tesseract") is None:
+        if os.environ.get("CI"):
+            pytest.fail("tesseract is not installed (CI must have it)")
+        pytest.skip("tesseract is not installed")
+    capitals = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    spec = task_spec("short", {"charset": {"source": "chars", "chars": capitals}})
+    face = Face(str(latin_font), 0, "DejaVu Sans", "Book", frozenset(capitals))
+    shard = tmp_path / "test_heldout-000000.tar"
+    write_shard(shard, spec, ShardSpec("short", "test_heldout", 0, 6, 0), list(capitals), [face])
+    charset = tmp_path / "short.txt"
+    charset.write_text("\n".join(capitals) + "\n", encoding="utf-8")
+    out = _run_bench(
+        repo_root,
+        "bench_tesseract.py",
+        "short",
+        shard,
+        "--charset",
+        charset,
+        "--scales",
+        1,
+        2,
+        "--max-samples",
+        4,
+    )
+    assert "short: the first 4 samples of 1 shard(s)" in out
+    rows = [line.strip("|").split("|") for line in out.splitlines() if line.startswith("| 7 |")]
+    settings = {(float(r[1]), r[2].strip()) for r in rows}
+    assert settings == {(1.0, "charset"), (1.0, "none"), (2.0, "charset"), (2.0, "none")}
+    accuracies = [float(r[3]) for r in rows]
+    assert accuracies == sorted(accuracies, reverse=True)  # best first
+    for r in rows:
+        assert 0.0 <= float(r[3]) <= 1.0 and float(r[4]) >= 0.0 and float(r[5]) > 0
 
 
 @pytest.mark.slow

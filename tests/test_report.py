@@ -96,6 +96,17 @@ def metrics_files(tmp_path):
         "reader": [
             _record("short_reader", "reader", "short", "test_heldout", seq_acc=0.125),
             _record("short_reader", "reader", "short", "test_seen", seq_acc=0.875),
+            _record(
+                "tesseract",
+                "tesseract 5.3.0",
+                "short",
+                "test_heldout",
+                seq_acc=0.75,
+                params_m=None,
+                train_steps=None,
+                train_wall_s=None,
+                per_font={"Font C": {"n": 20, "seq_acc": 0.75}},
+            ),
         ],
     }
     files = {}
@@ -175,15 +186,19 @@ def test_reader_report_columns(tmp_path, metrics_files):
     frame = report.build_table("reader", metrics_files["reader"], out)
     header, rows = _read_csv(out)
     assert header == list(report.READER_COLUMNS)
-    assert [(r["split"], r["font"], r["seq_acc"]) for r in rows] == [
-        ("test_seen", "all", "0.875"),
-        ("test_seen", "Font A", "0.875"),
-        ("test_seen", "Font B", "0.25"),
-        ("test_heldout", "all", "0.125"),
-        ("test_heldout", "Font A", "0.875"),
-        ("test_heldout", "Font B", "0.25"),
+    # the reader's rows, then Tesseract's on the same task
+    assert [(r["experiment"], r["split"], r["font"], r["seq_acc"]) for r in rows] == [
+        ("short_reader", "test_seen", "all", "0.875"),
+        ("short_reader", "test_seen", "Font A", "0.875"),
+        ("short_reader", "test_seen", "Font B", "0.25"),
+        ("short_reader", "test_heldout", "all", "0.125"),
+        ("short_reader", "test_heldout", "Font A", "0.875"),
+        ("short_reader", "test_heldout", "Font B", "0.25"),
+        ("tesseract", "test_heldout", "all", "0.75"),
+        ("tesseract", "test_heldout", "Font C", "0.75"),
     ]
-    assert len(frame) == 6
+    assert rows[-1]["model"] == "tesseract 5.3.0" and rows[-1]["params_m"] == ""
+    assert len(frame) == 8
 
 
 def test_empty_report_has_header_only(tmp_path):

@@ -8,10 +8,13 @@ import shutil
 
 import numpy as np
 import pytest
+import yaml
+from conftest import REPO
 from PIL import Image, ImageDraw, ImageFont
 
 from models import tesseract
 from models.evaluate import read_predictions
+from synth.schema import SCHEMA_PATH, load_schema, with_defaults
 from synth.shards import Sample as ShardSample
 from synth.shards import write_samples
 
@@ -69,18 +72,64 @@ def test_spec_from_config_uses_task_settings():
         "max_samples": 7,
         "expr": {"lang": "eng", "psm": 7, "whitelist": "0123456789+-*()"},
         "hanzi": {"lang": "chi_sim", "psm": 10},
+        "short": {"scale": 3},
     }
     spec = tesseract.TesseractSpec.from_config("expr", "test_seen", cfg, threads=3)
-    assert (spec.lang, spec.psm, spec.whitelist, spec.max_samples, spec.threads) == (
+    assert (spec.lang, spec.psm, spec.whitelist, spec.scale, spec.max_samples, spec.threads) == (
         "eng",
         7,
         "0123456789+-*()",
+        1.0,
         7,
         3,
     )
-    assert tesseract.TesseractSpec.from_config("hanzi", "test_seen", cfg).psm == 10
-    with pytest.raises(ValueError, match="short"):
+    hanzi = tesseract.TesseractSpec.from_config("hanzi", "test_seen", cfg)
+    assert (hanzi.psm, hanzi.whitelist) == (10, "")
+    # short: English, one line, the charset as whitelist (the default), the config's scale
+    short = tesseract.TesseractSpec.from_config("short", "test_seen", cfg, charset=list("XYZ"))
+    assert (short.lang, short.psm, short.whitelist, short.scale) == ("eng", 7, "XYZ", 3.0)
+    with pytest.raises(ValueError, match=r"tesseract\.short\.whitelist is true"):
         tesseract.TesseractSpec.from_config("short", "test_seen", cfg)
+    with pytest.raises(ValueError, match="'reader'"):
+        tesseract.TesseractSpec.from_config("reader", "test_seen", cfg)
+
+
+def test_task_defaults_are_the_schemas():
+    """models.tesseract.TASK_DEFAULTS (used outside the workflow) and the schema's defaults
+    (filled in when the workflow reads a config) are the same, for the same tasks as the rule's."""
+    schema = load_schema(SCHEMA_PATH)
+    props = schema["properties"]["tesseract"]["properties"]
+    config = yaml.safe_load((REPO / "configs" / "config.yaml").read_text())
+    filled = with_defaults(config)["tesseract"]
+    assert set(tesseract.TASKS) == {k for k, v in props.items() if v.get("type") == "object"}
+    for task, defaults in tesseract.TASK_DEFAULTS.items():
+        assert filled[task] == defaults, task
+    rules = (REPO / "workflow" / "rules" / "evaluate.smk").read_text()
+    assert f"TESSERACT_TASKS = {list(tesseract.TASKS)!r}".replace("'", '"') in rules
+
+
+def test_images_are_scaled_then_padded_with_their_background():
+    image = Image.new("L", (40, 30), 200)
+    ImageDraw.Draw(image).rectangle((10, 10, 20, 20), fill=0)
+    out = tesseract._prepared(image.convert("RGB"), scale=2.0, pad=10)
+    assert out.mode == "L" and out.size == (100, 80)
+    arr = np.asarray(out)
+    assert arr[0, 0] == 200 and arr[-1, -1] == 200  # the border is the image's background
+    assert arr[40, 40] < 50  # the square, scaled: (10..20) * 2 + 10
+    assert tesseract._prepared(image, scale=1.0, pad=0) is not image  # grey copy, same size
+    assert tesseract._prepared(image, scale=1.0, pad=0).size == (40, 30)
+
+
+def test_real_tesseract_reads_small_capitals_scaled_up(latin_font):
+    """The short task's setting: capitals 11 px high in a 40x40 image, scaled 2x (the default)."""
+    _require_tesseract("eng")
+    words = ["KEY", "WORD", "FAX", "BOX", "HUGE", "ZIP", "QUIT", "JAM"]
+    images = [_render(w, latin_font, 11, (40, 40)) for w in words]
+    spec = tesseract.TesseractSpec.from_config(
+        "short", "test_seen", {}, charset=list("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    )
+    assert spec.scale == 2.0
+    assert [r.text for r in tesseract.read_images(images, spec)] == words
 
 
 def test_real_tesseract_reads_a_rendered_expression(latin_font):

@@ -133,6 +133,19 @@ def test_smoke_dag_runs_end_to_end(smoke_run):
         if r["experiment"] != "tesseract":
             assert 0.0 <= float(r["seq_acc"]) <= 1.0
             assert int(r["n"]) > 0
+    # Tesseract beside every model, the reader too (make test installs it)
+    for table, tasks in [
+        ("crnn_report.csv", {"expr", "line"}),
+        ("hanzi_report.csv", {"hanzi"}),
+        ("reader_report.csv", {"short"}),
+    ]:
+        with open(smoke_run / "results" / table, newline="") as f:
+            peer = [r for r in csv.DictReader(f) if r["experiment"] == "tesseract"]
+        overall = [r for r in peer if r.get("font", "all") == "all"]
+        assert {(r["task"], r["split"]) for r in overall} == {
+            (t, s) for t in tasks for s in ("test_seen", "test_heldout")
+        }, table
+        assert all(r["model"].startswith("tesseract 5") and int(r["n"]) > 0 for r in overall)
     for task in ("hanzi", "expr", "line", "short"):
         assert (smoke_run / "results" / "samples" / f"{task}.png").stat().st_size > 0
         manifest = (smoke_run / "results" / "shards" / task / "manifest.tsv").read_text()

@@ -8,7 +8,8 @@ import os
 from synth.specs import canonical
 
 # Tasks Tesseract has settings for (config tesseract.<task>).
-TESSERACT_TASKS = ["hanzi", "expr", "line"]
+# models.tesseract.TASKS, not imported here: importing it imports torch, slowing every parse.
+TESSERACT_TASKS = ["hanzi", "expr", "line", "short"]
 EVAL_DIR = eval_dir("{experiment}", "{split}")
 TESSERACT_DIR = tesseract_dir("{task}", "{split}")
 
