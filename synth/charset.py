@@ -223,9 +223,10 @@ def most_frequent_hanzi(
     return [c for c in chars if not is_hanzi(c) or c in keep]
 
 
-def read_chars_file(path: str | os.PathLike) -> list[str]:
+def read_chars_file(path: str | os.PathLike, where: str = "charset") -> list[str]:
     """Characters of a UTF-8 file (one or more per line; whitespace, blank lines and a BOM
-    ignored), in order, each once (see :func:`text_chars`).
+    ignored), in order, each once (see :func:`text_chars`). Messages name it as
+    ``{where} file {path}``.
 
     Raises:
         FileNotFoundError: No such file (names it).
@@ -235,10 +236,37 @@ def read_chars_file(path: str | os.PathLike) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise FileNotFoundError(f"charset file {path} does not exist") from None
+        raise FileNotFoundError(f"{where} file {path} does not exist") from None
     except UnicodeDecodeError as e:
-        raise ValueError(f"charset file {path} is not UTF-8: {e}") from None
-    return text_chars(text, f"charset file {path}", lines=True)
+        raise ValueError(f"{where} file {path} is not UTF-8: {e}") from None
+    return text_chars(text, f"{where} file {path}", lines=True)
+
+
+def extra_chars(
+    chars: str = "", files: Sequence[str | os.PathLike] = (), where: str = "charset"
+) -> list[str]:
+    """The characters a charset's own text adds to its source: ``chars``, then each file's (see
+    :func:`text_chars`), not yet made unique across them.
+
+    This part alone warns (whitespace, control and unassigned characters left out, a character
+    repeated) or fails (a lone combining mark), so the workflow runs it for every task when it
+    starts, naming the task (``where = "tasks.<task>.charset"``): its warnings print once per
+    run, while the jobs that build the charset keep theirs in their logs (`synth.joblog`).
+
+    Raises:
+        FileNotFoundError, ValueError: As :func:`read_chars_file` and :func:`text_chars`.
+    """
+    spaces = sorted({c for c in chars if c.isspace()})
+    if spaces:
+        log.warning(
+            "%s chars: whitespace %s left out (a charset holds none)",
+            where,
+            _listing([_code_points(c) for c in spaces]),
+        )
+    extra = text_chars(chars, f"{where} chars")
+    for f in files:
+        extra += read_chars_file(f, where)
+    return extra
 
 
 def build_charset(
@@ -282,16 +310,7 @@ def build_charset(
         raise ValueError(f"unknown charset source {source!r}; valid: {', '.join(SOURCES)}")
     if most_frequent:
         base = most_frequent_hanzi(base, most_frequent, corpus)
-    spaces = sorted({c for c in chars if c.isspace()})
-    if spaces:
-        log.warning(
-            "charset chars: whitespace %s left out (a charset holds none)",
-            _listing([_code_points(c) for c in spaces]),
-        )
-    extra = text_chars(chars, "charset chars")
-    for f in files:
-        extra += read_chars_file(f)
-    out = list(dict.fromkeys(unique_nfkc(base) + extra))
+    out = list(dict.fromkeys(unique_nfkc(base) + extra_chars(chars, files)))
     if limit:
         out = out[:limit]
     if not out:

@@ -6,8 +6,9 @@ dropped are seen where the run is watched, not only in a file. A job that fails 
 traceback to its log file and one line to stderr naming the error (the messages name the file,
 key or character at fault) and the log, instead of a bare traceback beside an empty log file.
 What resolving the font patterns skipped (a pattern matching no file, a file that is not a font)
-prints once, from the workflow's own process when it starts (`console`); the jobs, which resolve
-the patterns again, keep it in their files.
+and what a charset's own text left out or repeated print once, from the workflow's own process
+when it starts (`console`); the jobs, which resolve the patterns and build the charsets again,
+keep it in their files.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from types import TracebackType
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
 # Loggers whose warnings a job keeps in its log file only (see `start`).
-OFF_CONSOLE = ("fontTools", "synth.fonts.files")
+OFF_CONSOLE = ("fontTools", "synth.fonts.files", "synth.charset")
 
 
 class _Brief(logging.Formatter):
@@ -56,9 +57,9 @@ def start(log_path: str, fmt: str = FORMAT) -> logging.Logger:
     to_console.setLevel(logging.WARNING)
     to_console.setFormatter(_Brief())
     # fontTools warns about harmless quirks of many installed fonts (a creation date read as a
-    # Unix time, padding after the glyf table); what resolving the font patterns skipped was
-    # printed once when the workflow started (`console`). The log file keeps both, the console
-    # does not.
+    # Unix time, padding after the glyf table); what resolving the font patterns skipped and a
+    # charset's own warnings were printed once when the workflow started (`console`). The log
+    # file keeps them, the console does not.
     to_console.addFilter(lambda r: r.levelno >= logging.ERROR or not r.name.startswith(OFF_CONSOLE))
     root.addHandler(to_file)
     root.addHandler(to_console)

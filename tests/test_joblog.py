@@ -19,6 +19,7 @@ def test_a_job_logs_to_its_file_warns_on_the_console_and_fails_in_one_line(tmp_p
         logging.getLogger("synth.fonts").warning("font fonts/x.woff2 skipped")
         logging.getLogger("fontTools.ttLib").warning("'created' timestamp seems very low")
         logging.getLogger("synth.fonts.files").warning("font pattern nowhere/* matches nothing")
+        logging.getLogger("synth.charset").warning("charset chars: 'A' repeated after NFKC")
         raise ValueError("tasks.line.charset: 1 character covered by no training font")
         """
     )
@@ -30,8 +31,15 @@ def test_a_job_logs_to_its_file_warns_on_the_console_and_fails_in_one_line(tmp_p
         f"  (traceback in {log})",
     ]
     text = log.read_text()
-    for line in ("scanned 3 fonts", "x.woff2 skipped", "timestamp seems very low", "nowhere/*"):
-        assert line in text  # fontTools' quirks and the font patterns' news stay in the file
+    for line in (
+        "scanned 3 fonts",
+        "x.woff2 skipped",
+        "timestamp seems very low",
+        "nowhere/*",
+        "'A' repeated after NFKC",
+    ):
+        # fontTools' quirks, the font patterns' and the charset's news stay in the file
+        assert line in text
     assert "Traceback (most recent call last)" in text and text.rstrip().endswith(
         "ValueError: tasks.line.charset: 1 character covered by no training font"
     )

@@ -196,6 +196,41 @@ def test_a_failed_job_says_why_in_one_line_and_keeps_its_traceback_in_its_log(tm
     assert out.count(warning) == 1, out
 
 
+def test_a_charsets_own_warnings_print_once_naming_the_task(tmp_path):
+    """A character repeated in a task's charset chars, a zero-width space in its charset file:
+    each warning prints once, when the workflow starts, naming the task's key, and not again
+    from the three jobs that build the charset (two coverage jobs, the charset job), whose logs
+    keep it."""
+    extra = tmp_path / "extra.txt"
+    extra.write_text("X\u200bY\n", encoding="utf-8")
+
+    def edit(c):
+        c["tasks"]["short"]["charset"] = {"source": "chars", "chars": "ABCA", "files": [str(extra)]}
+
+    config = _write_config(tmp_path, edit)
+    targets = ["results/charsets/short.txt", "results/fonts/short/test.tsv"]
+    proc = run_snakemake(tmp_path, "--cores", "2", *targets, config=config)
+    out = proc.stdout + proc.stderr
+    repeated = "tasks.short.charset chars: 'A' (U+0041) repeated after NFKC; each kept once"
+    dropped = f"tasks.short.charset file {extra}: 1 character(s) left out"
+    assert out.count(f"WARNING synth.charset: {repeated}") == 1, out
+    assert out.count(f"WARNING synth.charset: {dropped}") == 1, out
+    assert out.count("repeated after NFKC") == 1 and out.count("U+200B") == 1, out
+    assert (tmp_path / "results/charsets/short.txt").read_text().split() == list("ABCXY")
+    for log in ("coverage/short/train", "coverage/short/test", "charset/short"):
+        text = (tmp_path / "logs" / f"{log}.log").read_text()
+        assert "'A' (U+0041) repeated after NFKC" in text and "U+200B" in text, log
+
+
+def test_a_lone_combining_mark_in_a_charset_fails_at_parse_time_naming_the_task(tmp_path):
+    def edit(c):
+        c["tasks"]["expr"]["charset"] = {"source": "chars", "chars": "0123456789+-*()q\u0303"}
+
+    proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
+    assert proc.returncode != 0
+    assert "tasks.expr.charset chars: a combining mark stays separate" in proc.stdout + proc.stderr
+
+
 @pytest.mark.slow
 def test_a_font_file_added_or_removed_under_a_glob_reruns_the_jobs_that_read_fonts(
     tmp_path, latin_font, heldout_font

@@ -8,6 +8,7 @@ from snakemake.utils import validate
 from models.registry import validate_experiment
 from models.specs import SCHEDULING
 from synth import joblog
+from synth.charset import extra_chars
 from synth.fonts import split_roles
 from synth.schema import check_config
 from synth.specs import canonical, split_config, task_spec
@@ -42,14 +43,6 @@ for _task in TASKS:
     # time too: an unknown degradation, repeated expr operators.
     for _split in config["tasks"][_task]["splits"]:
         task_spec(_task, shard_config(_task, _split))
-    # A charset file that does not exist fails here, naming its key: as a rule input alone, a
-    # typo in an existing results folder was not noticed (the old charset's outputs stood).
-    for _path in config["tasks"][_task]["charset"]["files"]:
-        if not os.path.isfile(_path):
-            raise ValueError(
-                f"tasks.{_task}.charset.files: {_path} does not exist"
-                f" (relative paths are read from {os.getcwd()})"
-            )
 
 
 def experiment_config(experiment):
@@ -89,6 +82,20 @@ ROLE_FONT_FILES = {
     "train": [f.path for f in _TRAIN_FILES],
     "test": [f.path for f in _TEST_FILES],
 }
+for _task in TASKS:
+    _charset = config["tasks"][_task]["charset"]
+    # A charset file that does not exist fails here, naming its key: as a rule input alone, a
+    # typo in an existing results folder was not noticed (the old charset's outputs stood).
+    for _path in _charset["files"]:
+        if not os.path.isfile(_path):
+            raise ValueError(
+                f"tasks.{_task}.charset.files: {_path} does not exist"
+                f" (relative paths are read from {os.getcwd()})"
+            )
+    # The charset's own text (chars, files): its warnings (a character repeated, one left out)
+    # print here, once per run and naming the task, rather than from each of the three jobs
+    # that build the charset (joblog.OFF_CONSOLE); a lone combining mark fails here.
+    extra_chars(_charset["chars"], _charset["files"], f"tasks.{_task}.charset")
 
 
 def role_patterns(wildcards):
