@@ -251,8 +251,14 @@ def _headline(record: Mapping[str, Any]) -> tuple[str, float | None]:
     return "seq_acc", record.get("seq_acc")
 
 
+def _panel_order(task: str, experiment: str) -> tuple:
+    """Panels by task, each task's models (by name) and then Tesseract on the same images."""
+    return (task, experiment == "tesseract", experiment)
+
+
 def font_accuracy_table(metrics_files: Sequence[str | os.PathLike]) -> pd.DataFrame:
-    """One row per (experiment, task, split, font): ``n`` and the headline metric."""
+    """One row per (experiment, task, split, font): ``n`` and the headline metric, in the
+    panels' order (`_panel_order`), files in the order given within a panel."""
     rows = []
     for path in metrics_files:
         record = read_metrics(path)
@@ -269,6 +275,7 @@ def font_accuracy_table(metrics_files: Sequence[str | os.PathLike]) -> pd.DataFr
                     "value": value,
                 }
             )
+    rows.sort(key=lambda r: _panel_order(r["task"], r["experiment"]))  # stable: files' order
     return pd.DataFrame(
         rows, columns=["experiment", "task", "split", "font", "n", "metric", "value"]
     )
@@ -279,6 +286,7 @@ def plot_accuracy_by_font(
 ) -> pd.DataFrame:
     """Accuracy per font (top-1 for hanzi, sequence accuracy otherwise), one panel per
     experiment and task, bars coloured by split (held-out fonts are only in ``test_heldout``).
+    Panels go task by task, Tesseract's right after the models it is compared with.
 
     Returns:
         The table drawn (`font_accuracy_table`).
@@ -290,7 +298,10 @@ def plot_accuracy_by_font(
             _empty(ax, "no per-font metrics")
             _save(fig, out)
             return table
-        groups = list(table.groupby(["experiment", "task"], sort=True))
+        groups = sorted(
+            table.groupby(["experiment", "task"], sort=False),
+            key=lambda g: _panel_order(g[0][1], g[0][0]),
+        )
         # Horizontal bars, a row per font and split: readable with 80 fonts in a panel too.
         rows = [len(part) for _, part in groups]
         fig, axes = plt.subplots(

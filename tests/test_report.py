@@ -325,6 +325,17 @@ def test_accuracy_by_font_from_fixture_metrics(tmp_path, metrics_files):
     assert _is_png(tmp_path / "fonts.png")
     hanzi = table[(table["experiment"] == "hanzi_cnn") & (table["font"] == "Font B")]
     assert hanzi[["metric", "value"]].values.tolist() == [["top1", 0.8]]
+    # panels task by task, Tesseract right after the models it is compared with
+    panels = list(dict.fromkeys(zip(table["task"], table["experiment"], strict=True)))
+    assert panels == [
+        ("expr", "expr_crnn"),
+        ("expr", "tesseract"),
+        ("hanzi", "hanzi_cnn"),
+        ("hanzi", "tesseract"),
+        ("line", "line_crnn_vgg"),
+        ("short", "short_reader"),
+        ("short", "tesseract"),
+    ]
 
 
 def _bar_starts(path, min_px=40):
