@@ -175,3 +175,31 @@ def test_bench_cpu_layouts_side_by_side(repo_root, tmp_path):
         row["side_by_side_channels_last"] / row["one_job_contiguous"], rel=0.05
     )
     assert out.splitlines()[1].split("\t")[1:4] == layouts
+
+
+@pytest.mark.slow
+def test_bench_memory_sets_every_jobs_peak_beside_its_declaration(repo_root, smoke_run):
+    """The smoke run's benchmark records (every rule writes one) against the jobs' mem_mb."""
+    out = _run_bench(
+        repo_root,
+        "bench_memory.py",
+        "--directory",
+        smoke_run,
+        "--configfile",
+        repo_root / "configs" / "smoke.yaml",
+    )
+    (count,) = [line for line in out.splitlines() if line.endswith("jobs have a record")]
+    have, _, total, *_ = count.split()
+    assert int(have) == int(total) > 50, count  # every job of `all` left its record
+    rows = {
+        cells[0]: cells[1:]
+        for line in out.splitlines()
+        if line.startswith("| ") and not line.startswith(("| rule", "|---"))
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    assert {"coverage", "shard", "train", "evaluate", "tesseract", "summary"} <= set(rows)
+    for rule, (jobs, wall, pss, rss, mem_mb, ratio) in rows.items():
+        assert int(jobs) >= 1 and float(wall) > 0, rule
+        assert 0 <= float(pss) <= float(rss) + 1, rule
+        assert float(ratio) < 1.0 and int(mem_mb) > 0, rule  # the smoke jobs fit their mem_mb
+    assert float(rows["train"][2]) > 50  # a training process holds torch and a model: not ~0

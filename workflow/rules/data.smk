@@ -15,6 +15,8 @@ rule coverage:
         coverage_path("{task}", "{role}"),
     log:
         "logs/coverage/{task}/{role}.log",
+    benchmark:
+        "logs/coverage/{task}/{role}.benchmark.tsv"
     conda:
         "../../environment.yml"
     threads: 1
@@ -36,6 +38,8 @@ rule charset:
         charset_path("{task}"),
     log:
         "logs/charset/{task}.log",
+    benchmark:
+        "logs/charset/{task}.benchmark.tsv"
     conda:
         "../../environment.yml"
     threads: 1
@@ -56,6 +60,8 @@ rule font_table:
         "results/fonts/coverage.tsv",
     log:
         "logs/font_table.log",
+    benchmark:
+        "logs/font_table.benchmark.tsv"
     conda:
         "../../environment.yml"
     threads: 1
@@ -73,6 +79,8 @@ rule shard:
         "results/shards/{task}/{split}-{shard}.tar",
     log:
         "logs/shard/{task}/{split}-{shard}.log",
+    benchmark:
+        "logs/shard/{task}/{split}-{shard}.benchmark.tsv"
     priority: shard_priority
     conda:
         "../../environment.yml"
@@ -94,6 +102,8 @@ rule manifest:
         "results/shards/{task}/manifest.tsv",
     log:
         "logs/manifest/{task}.log",
+    benchmark:
+        "logs/manifest/{task}.benchmark.tsv"
     conda:
         "../../environment.yml"
     threads: 1
@@ -118,6 +128,8 @@ rule contact_sheet:
         ),
     log:
         "logs/contact_sheet/{task}.log",
+    benchmark:
+        "logs/contact_sheet/{task}.benchmark.tsv"
     conda:
         "../../environment.yml"
     threads: 1

@@ -27,6 +27,8 @@ rule evaluate:
         predictions=os.path.join(EVAL_DIR, "predictions.csv"),
     log:
         "logs/evaluate/{experiment}/{split}.log",
+    benchmark:
+        "logs/evaluate/{experiment}/{split}.benchmark.tsv"
     wildcard_constraints:
         split="|".join(TEST_SPLITS),
     conda:
@@ -51,6 +53,8 @@ rule tesseract:
         predictions=os.path.join(TESSERACT_DIR, "predictions.csv"),
     log:
         "logs/tesseract/{task}/{split}.log",
+    benchmark:
+        "logs/tesseract/{task}/{split}.benchmark.tsv"
     wildcard_constraints:
         task="|".join(TESSERACT_TASKS),
         split="|".join(TEST_SPLITS),

@@ -71,6 +71,8 @@ rule crnn_report:
         ),
     log:
         "logs/report/crnn_report.log",
+    benchmark:
+        "logs/report/crnn_report.benchmark.tsv"
     conda:
         "../../environment.yml"
     threads: 1
@@ -94,6 +96,8 @@ rule hanzi_report:
         ),
     log:
         "logs/report/hanzi_report.log",
+    benchmark:
+        "logs/report/hanzi_report.benchmark.tsv"
     conda:
         "../../environment.yml"
     threads: 1
@@ -117,6 +121,8 @@ rule reader_report:
         ),
     log:
         "logs/report/reader_report.log",
+    benchmark:
+        "logs/report/reader_report.benchmark.tsv"
     conda:
         "../../environment.yml"
     threads: 1
@@ -148,6 +154,8 @@ rule summary:
         ),
     log:
         "logs/report/summary.log",
+    benchmark:
+        "logs/report/summary.benchmark.tsv"
     conda:
         "../../environment.yml"
     threads: 1
@@ -172,6 +180,8 @@ rule plot_curves:
         ),
     log:
         "logs/plots/{experiment}/curves.log",
+    benchmark:
+        "logs/plots/{experiment}/curves.benchmark.tsv"
     conda:
         "../../environment.yml"
     threads: 1
@@ -205,6 +215,8 @@ rule plot_predictions:
         ],
     log:
         "logs/plots/{experiment}/predictions.log",
+    benchmark:
+        "logs/plots/{experiment}/predictions.benchmark.tsv"
     conda:
         "../../environment.yml"
     threads: 1
@@ -236,6 +248,8 @@ rule plot_confusions:
         ),
     log:
         "logs/plots/{experiment}/confusions.log",
+    benchmark:
+        "logs/plots/{experiment}/confusions.benchmark.tsv"
     conda:
         "../../environment.yml"
     threads: 1
@@ -263,6 +277,8 @@ rule plot_attention:
         ],
     log:
         "logs/plots/{experiment}/attention.log",
+    benchmark:
+        "logs/plots/{experiment}/attention.benchmark.tsv"
     conda:
         "../../environment.yml"
     threads: 1
@@ -284,6 +300,8 @@ rule plot_fonts:
         ),
     log:
         "logs/plots/accuracy_by_font.log",
+    benchmark:
+        "logs/plots/accuracy_by_font.benchmark.tsv"
     conda:
         "../../environment.yml"
     threads: 1

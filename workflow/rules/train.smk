@@ -17,6 +17,8 @@ rule train:
         info="results/models/{experiment}/train.json",
     log:
         "logs/train/{experiment}.log",
+    benchmark:
+        "logs/train/{experiment}.benchmark.tsv"
     priority: train_priority
     conda:
         "../../environment.yml"
