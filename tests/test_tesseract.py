@@ -121,7 +121,7 @@ def test_images_are_scaled_then_padded_with_their_background():
 
 
 def test_real_tesseract_reads_small_capitals_scaled_up(latin_font):
-    """The short task's setting: capitals 11 px high in a 40x40 image, scaled 2x (the default)."""
+    """The short task's setting: capitals at 11 px in a 40x40 image, scaled 2x (the default)."""
     _require_tesseract("eng")
     words = ["KEY", "WORD", "FAX", "BOX", "HUGE", "ZIP", "QUIT", "JAM"]
     images = [_render(w, latin_font, 11, (40, 40)) for w in words]
