@@ -9,10 +9,10 @@ jobs declare, as a dry run of the targets (default ``all``) lists them: a cluste
 for ``mem_mb`` and may kill a job that goes over it, so every job should fit with room to spare.
 
 Prints one markdown row per rule, over the jobs that have a record: how many, the longest wall
-time, the largest peak PSS (proportional set size: pages shared between a job's processes, such
-as DataLoader workers forked from the training process, counted once) and RSS (counted in every
-process), the declared ``mem_mb`` and the largest PSS over it. Exits with status 1 when a job's
-PSS is over its declaration.
+time, the largest peak PSS (proportional set size: pages a job shares with other processes, such
+as libraries, font files and a forked DataLoader worker's pages, shared out among them) and RSS
+(those pages counted in full in every process), the declared ``mem_mb`` and the largest PSS over
+it. Exits with status 1 when a job's PSS is over its declaration.
 """
 
 from __future__ import annotations
