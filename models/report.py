@@ -273,7 +273,9 @@ def summary_markdown(
         "# synthocr results\n",
         "Built from the `metrics.json` files of `results/eval/`. Splits: `test_seen` uses the "
         "training fonts (unseen samples), `test_heldout` only fonts training never saw. "
-        "Tesseract reads the first `tesseract.max_samples` samples of each split.\n",
+        "Tesseract reads the first `tesseract.max_samples` samples of each split, with the "
+        "settings of `tesseract.<task>` (language, page segmentation, whitelist, scale), which "
+        "its `metrics.json` records.\n",
     ]
     if tesseract_notes:
         parts.append("**Tesseract is not installed here: its rows are empty.**\n")

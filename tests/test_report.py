@@ -250,6 +250,7 @@ def test_summary_puts_references_beside_ours(tmp_path, metrics_files):
     assert out.read_text(encoding="utf-8") == text
     assert "| expr_crnn | value_acc | 0.9999 | Baidu | 0.7500 | 0.5000 |" in text
     assert "Tesseract is not installed here" in text
+    assert "settings of `tesseract.<task>`" in text
     assert "(plots/expr_crnn/curves.png)" in text
     assert "## CTC recognizers" in text and "| line_crnn_vgg | crnn_vgg | vgg |" in text
 
