@@ -46,7 +46,8 @@ def main() -> None:
     if version is None:
         parser.error("tesseract is not installed")
 
-    # the workflow's settings for the task (its defaults), then each combination asked for
+    # the workflow's settings for the task (its defaults), then each combination asked for; the
+    # whitelist is set per combination below, so a missing --charset is no error here
     base = TesseractSpec.from_config(
         args.task,
         "bench",

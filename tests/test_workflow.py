@@ -14,6 +14,8 @@ import pytest
 import yaml
 from conftest import REPO, run_snakemake
 
+from models import tesseract
+
 SMOKE = REPO / "configs" / "smoke.yaml"
 DEFAULT = REPO / "configs" / "config.yaml"
 RULES = {
@@ -56,6 +58,11 @@ def test_dry_run_lists_every_stage(tmp_path, config):
     cfg = yaml.safe_load(config.read_text())
     n_shards = sum(s["shards"] for t in cfg["tasks"].values() for s in t["splits"].values())
     assert sum(rule == "shard" for rule, _ in _jobs(proc.stdout)) == n_shards
+    # Tesseract reads every task it has settings for, each test split once
+    tesseract_jobs = [(w["task"], w["split"]) for r, w in _jobs(proc.stdout) if r == "tesseract"]
+    assert sorted(tesseract_jobs) == sorted(
+        (t, s) for t in tesseract.TASKS for s in ("test_seen", "test_heldout")
+    )
 
 
 def test_lint_is_clean(tmp_path):

@@ -5,11 +5,11 @@
 # --cores) still works.
 import os
 
+from models.tesseract import TASKS as _TESSERACT_SETTINGS
 from synth.specs import canonical
 
 # Tasks Tesseract has settings for (config tesseract.<task>).
-# models.tesseract.TASKS, not imported here: importing it imports torch, slowing every parse.
-TESSERACT_TASKS = ["hanzi", "expr", "line", "short"]
+TESSERACT_TASKS = list(_TESSERACT_SETTINGS)
 EVAL_DIR = eval_dir("{experiment}", "{split}")
 TESSERACT_DIR = tesseract_dir("{task}", "{split}")
 
