@@ -21,6 +21,8 @@ NOT_HASHED = (*SCHEDULING, "tensorboard")
 # Settings added after runs were first keyed: hashed only when they differ from their default, so
 # a run keeps its key (and its finished weights) when an upgrade adds a setting it did not use.
 HASHED_WHEN_SET = ("label_smoothing", "ema_decay")
+# The checkpoint a run starts from is keyed by its bytes' sha256, not by its path (`run_hash`).
+KEYED_BY_CONTENT = ("init_from",)
 
 
 def _unknown(cls: type, cfg: Mapping[str, Any], where: str) -> None:
@@ -54,6 +56,7 @@ class TrainSpec:
     ema_decay: float = 0.0
     amp: bool = True
     tensorboard: bool = False
+    init_from: str | None = None
     mem_mb: int = 4000
     threads: int = 0
     priority: int = 0
@@ -74,6 +77,8 @@ class TrainSpec:
             raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if self.init_from is not None and not (isinstance(self.init_from, str) and self.init_from):
+            raise ValueError(f"train.init_from must be a checkpoint path, got {self.init_from!r}")
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None, where: str = "train") -> TrainSpec:
@@ -138,20 +143,22 @@ class TrainJob:
 
 
 def hashed_settings(spec: TrainSpec) -> dict[str, Any]:
-    """The training settings that key a run: all but `NOT_HASHED`, and the `HASHED_WHEN_SET`
-    ones only when they differ from their default."""
+    """The training settings that key a run: all but `NOT_HASHED` and `KEYED_BY_CONTENT`, and
+    the `HASHED_WHEN_SET` ones only when they differ from their default."""
     defaults = {f.name: f.default for f in fields(TrainSpec)}
     return {
         k: v
         for k, v in spec.to_dict().items()
-        if k not in NOT_HASHED and not (k in HASHED_WHEN_SET and v == defaults[k])
+        if k not in NOT_HASHED + KEYED_BY_CONTENT
+        and not (k in HASHED_WHEN_SET and v == defaults[k])
     }
 
 
 def run_hash(job: TrainJob, charset: Sequence[str], world_size: int = 1) -> str:
     """Key of a run's resume state: what the weights depend on (model, training spec but
-    `NOT_HASHED`, seed, charset, the shards: their names and the sha256 of their bytes, and the
-    number of processes under ``torchrun``, which splits the data stream). An edited config,
+    `NOT_HASHED`, seed, charset, the shards: their names and the sha256 of their bytes, the
+    sha256 of the ``init_from`` checkpoint, and the number of processes under ``torchrun``,
+    which splits the data stream). An edited config,
     regenerated data (new fonts, say) or another process count gets a fresh key, so it never
     resumes, or reuses the finished weights of, a stale run; output folders and the device are
     left out (a run may resume on another machine). Hashing the shards reads them once, about
@@ -167,6 +174,8 @@ def run_hash(job: TrainJob, charset: Sequence[str], world_size: int = 1) -> str:
         "train_shards": [[s.rsplit("/", 1)[-1], sha256_file(s)] for s in job.train_shards],
         "val_shards": [[s.rsplit("/", 1)[-1], sha256_file(s)] for s in job.val_shards],
     }
+    if job.train.init_from is not None:  # a run from random weights keeps its key
+        key["init_from"] = sha256_file(job.train.init_from)
     if world_size > 1:  # one process keeps the key it had before this entry existed
         key["world_size"] = world_size
     blob = json.dumps(key, sort_keys=True, ensure_ascii=False).encode()

@@ -1,8 +1,9 @@
 """The training loop: one for every model, readable top to bottom (after nanoGPT's ``train.py``).
 
-    seed -> data stream -> model, AdamW, weight average? -> resume? -> for each step: lr(step),
-    forward (bf16 autocast on GPU), family loss (fp32), finite check, backward, clip, step,
-    average -> log, validate, early stop, checkpoint -> model.pt, history.csv, train.json
+    seed -> data stream -> model (from init_from's weights?), AdamW, weight average? -> resume?
+    -> for each step: lr(step), forward (bf16 autocast on GPU), family loss (fp32), finite
+    check, backward, clip, step, average -> log, validate, early stop, checkpoint
+    -> model.pt, history.csv, train.json
 
 With ``ema_decay`` set, an exponential moving average of the weights (and batch-norm statistics)
 follows the trained ones (`torch.optim.swa_utils.AveragedModel`); it is the model that is
@@ -83,6 +84,7 @@ from models.devices import (
 from models.families import Family, make_family
 from models.registry import build_model, input_spec, validate_experiment
 from models.specs import TrainJob, TrainSpec, run_hash
+from models.transfer import init_from
 from synth.atomic import write_bytes_atomic, write_text_atomic
 from synth.charset import read_charset
 from synth.schema import with_defaults
@@ -399,10 +401,20 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
     charset = read_charset(job.charset)
     family = make_family(job.model, charset, job.model_kwargs)
     geometry = input_spec(job.model, **job.model_kwargs)
+    amp = spec.amp and device.type == "cuda"
+
+    # Model: the same initial weights on every rank (DDP also broadcasts rank 0's); fine-tuning
+    # starts from another checkpoint's, and a resumed run then loads its own.
+    torch.manual_seed(job.seed)
+    layout = memory_format(device)
+    model = build_model(job.model, family.num_classes, **job.model_kwargs)
+    transfer = None
+    if spec.init_from is not None:
+        transfer = init_from(model, job.model, job.model_kwargs, charset, spec.init_from)
+    model = model.to(device, memory_format=layout)
     key = run_hash(job, charset, env.world_size)
     resume_dir = out_dir / "resume" / key
     resume_path = resume_dir / "last.pt"
-    amp = spec.amp and device.type == "cuda"
     log.info(
         "experiment %s: model %s on %s (rank %d/%d), run %s",
         job.experiment,
@@ -412,12 +424,6 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
         env.world_size,
         key,
     )
-
-    # Model: the same initial weights on every rank (DDP also broadcasts rank 0's).
-    torch.manual_seed(job.seed)
-    layout = memory_format(device)
-    model = build_model(job.model, family.num_classes, **job.model_kwargs)
-    model = model.to(device, memory_format=layout)
     n_params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.AdamW(
         param_groups(model, spec.weight_decay), lr=lr_at(0, spec), betas=(0.9, 0.999)
@@ -656,6 +662,7 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
             "params": n_params,
             "seed": job.seed,
             "train": spec.to_dict(),
+            "init_from": transfer.to_dict() if transfer is not None else None,
             **result.__dict__,
         }
         write_bytes_atomic(
@@ -805,6 +812,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=non_negative_int,
         help="torch CPU threads (default: the config's train.threads)",
     )
+    parser.add_argument(
+        "--init-from",
+        metavar="CHECKPOINT",
+        help="start from this model.pt's weights (fine-tuning; overrides train.init_from)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -832,6 +844,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             parser.exit(1, f"{parser.prog}: error: {args.config}: {e}\n")
     else:
         parser.error("give --config and --experiment, or --spec")
+    if args.init_from:
+        job = replace(job, train=replace(job.train, init_from=args.init_from))
     missing = [
         f for f in (job.charset, *job.train_shards, *job.val_shards) if not Path(f).is_file()
     ]
@@ -847,7 +861,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         torch.set_num_threads(threads)
     try:
         train(job)
-    except OutputLockedError as e:  # not a bug: the message says it all, without a traceback
+    # Not bugs: the message says it all (the checkpoint and tensor at fault), without a traceback.
+    except (OutputLockedError, CheckpointError) as e:
         parser.exit(1, f"{parser.prog}: error: {e}\n")
 
 

@@ -46,6 +46,8 @@ from models.train import (
     output_lock,
     train,
 )
+from models.transfer import TransferError
+from synth.shards import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 SQUARE64 = {"kind": "square", "size": 64}
@@ -205,6 +207,79 @@ def test_the_run_key_follows_the_process_count(line_data, tmp_path):
     # one process keeps the key it had before the process count was part of it
     assert run_hash(job, charset, world_size=1) == run_hash(job, charset)
     assert run_hash(job, charset, world_size=2) != run_hash(job, charset)
+
+
+def test_the_run_key_follows_the_bytes_of_the_checkpoint_it_started_from(line_data, tmp_path):
+    job = line_job(line_data, tmp_path)
+    charset = list("0123")
+    (tmp_path / "a.pt").write_bytes(b"one")
+    (tmp_path / "moved.pt").write_bytes(b"one")
+    (tmp_path / "b.pt").write_bytes(b"two")
+
+    def keyed(path):
+        return run_hash(replace(job, train=replace(job.train, init_from=str(path))), charset)
+
+    assert keyed(tmp_path / "a.pt") != run_hash(job, charset)
+    assert keyed(tmp_path / "moved.pt") == keyed(tmp_path / "a.pt")  # its bytes, not its path
+    assert keyed(tmp_path / "b.pt") != keyed(tmp_path / "a.pt")
+    assert "init_from" not in hashed_settings(job.train)  # unset: older runs keep their key
+    with pytest.raises(ValueError, match=r"train\.init_from must be a checkpoint path, got ''"):
+        TrainSpec(init_from="")
+
+
+def test_fine_tuning_starts_from_the_source_weights_and_resumes(line_data, tmp_path):
+    train(line_job(line_data, tmp_path / "base"))
+    source = tmp_path / "base" / "model.pt"
+    # A learning rate too small to move the weights: the run ends where it started.
+    still = dict(steps=5, lr=1e-9, weight_decay=0.0, warmup_steps=0, val_every=5)
+    tuned = train(line_job(line_data, tmp_path / "tuned", init_from=str(source), **still))
+    scratch = train(line_job(line_data, tmp_path / "scratch", **still))
+    assert tuned.run_hash != scratch.run_hash
+    base_model, _ = load_model(source)
+    tuned_model, meta = load_model(tmp_path / "tuned" / "model.pt")
+    scratch_model, _ = load_model(tmp_path / "scratch" / "model.pt")
+    base_params = dict(base_model.named_parameters())
+    for name, p in tuned_model.named_parameters():
+        assert torch.allclose(p, base_params[name], atol=1e-6), name
+    assert not any(
+        torch.allclose(p, base_params[name], atol=1e-6)
+        for name, p in scratch_model.named_parameters()
+        if p.numel() > 1
+    )
+    assert meta.train["init_from"] == str(source)
+    info = json.loads((tmp_path / "tuned" / "train.json").read_text())["init_from"]
+    assert info["sha256"] == sha256_file(source) and info["step"] == 8
+    assert (info["classes_kept"], info["classes_new"], info["classes_dropped"]) == (4, 0, 0)
+    assert json.loads((tmp_path / "scratch" / "train.json").read_text())["init_from"] is None
+
+    # Interrupted, a fine-tuning resumes from its own checkpoint and ends as an uninterrupted one.
+    moving = dict(steps=7, init_from=str(source))
+    full = train(line_job(line_data, tmp_path / "full", **moving))
+    _interrupt(line_job(line_data, tmp_path / "part", **moving), at_step=5)
+    resumed = train(line_job(line_data, tmp_path / "part", **moving))
+    assert resumed.resumed_from == 3 and resumed.run_hash == full.run_hash
+    a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "part" / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_source_that_does_not_fit_stops_training_before_it_starts(line_data, tmp_path, capsys):
+    train(line_job(line_data, tmp_path / "base"))
+    wide = replace(
+        line_job(line_data, tmp_path / "wide", init_from=str(tmp_path / "base" / "model.pt")),
+        model_kwargs={"width": 0.25, "hidden": 16},
+    )
+    with pytest.raises(TransferError, match=r"base/model\.pt: backbone\..*width: 0\.125 there"):
+        train(wide)
+    assert not (tmp_path / "wide" / "model.pt").exists()
+    spec = tmp_path / "wide.json"
+    spec.write_text(json.dumps(replace(wide, train=replace(wide.train, init_from=None)).to_dict()))
+    with pytest.raises(SystemExit) as e:  # the CLI: one line naming the file, no traceback
+        main(["--spec", f"@{spec}", "--init-from", str(tmp_path / "gone.pt")])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert "error: checkpoint" in err and "gone.pt does not exist" in err
+    assert "Traceback" not in err
 
 
 def test_resume_state_that_does_not_fit_the_model_starts_afresh(line_data, tmp_path, caplog):

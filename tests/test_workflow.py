@@ -6,8 +6,12 @@ temporary folder; the other tests use dry runs against copies of the smoke confi
 
 from __future__ import annotations
 
+import copy
 import csv
+import json
+import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,7 @@ import yaml
 from conftest import REPO, run_snakemake
 
 from models import tesseract
+from synth.shards import sha256_file
 
 SMOKE = REPO / "configs" / "smoke.yaml"
 DEFAULT = REPO / "configs" / "config.yaml"
@@ -175,6 +180,58 @@ def test_a_missing_charset_file_fails_at_parse_time_naming_its_key(tmp_path):
     proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
     assert proc.returncode != 0
     assert "tasks.line.charset.files: mychars_typo.txt does not exist" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        (
+            "results/models/expr_crnn/model.pt",
+            "results/models/expr_crnn/model.pt is this experiment's own model",
+        ),
+        ("nowhere/model.pt", "nowhere/model.pt does not exist and no experiment makes it"),
+    ],
+)
+def test_fine_tuning_from_its_own_model_or_no_file_fails_at_parse_time(tmp_path, path, message):
+    def edit(c):
+        c["experiments"]["expr_crnn"]["train"]["init_from"] = path
+
+    proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
+    assert proc.returncode != 0
+    assert f"experiments.expr_crnn.train.init_from: {message}" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_an_experiment_fine_tuned_from_another_trains_from_its_weights(smoke_run, tmp_path):
+    """train.init_from naming another experiment's model: that model is an input of the train
+    job (made first, and a change to it trains the fine-tuning again); nothing else reruns."""
+    work = tmp_path / "work"
+    shutil.copytree(smoke_run, work, symlinks=True)
+    source = work / "results/models/expr_crnn/model.pt"
+
+    def edit(c):
+        c["experiments"]["expr_tuned"] = copy.deepcopy(c["experiments"]["expr_crnn"])
+        c["experiments"]["expr_tuned"]["train"]["init_from"] = "results/models/expr_crnn/model.pt"
+
+    config = _write_config(tmp_path, edit)
+    target = "results/eval/expr_tuned/test_heldout/metrics.json"
+    jobs = _jobs(run_snakemake(work, "-n", "--cores", "2", target, config=config).stdout)
+    assert sorted((r, w.get("experiment")) for r, w in jobs) == [
+        ("evaluate", "expr_tuned"),
+        ("train", "expr_tuned"),
+    ]
+    run_snakemake(work, "--cores", "2", target, config=config)
+    info = json.loads((work / "results/models/expr_tuned/train.json").read_text())["init_from"]
+    charset = (work / "results/charsets/expr.txt").read_text(encoding="utf-8").splitlines()
+    assert info["sha256"] == sha256_file(source)
+    assert info["classes_kept"] == len(charset) and not info["classes_new"]
+    assert json.loads((work / "results/eval/expr_tuned/test_heldout/metrics.json").read_text())
+
+    # A source trained again is a new start: the fine-tuning follows it, and nothing else.
+    os.utime(source)
+    jobs = _jobs(run_snakemake(work, "-n", "--cores", "2", target, config=config).stdout)
+    assert ("train", "expr_tuned") in [(r, w.get("experiment")) for r, w in jobs]
+    assert all(w.get("experiment") == "expr_tuned" for _, w in jobs), jobs
 
 
 def test_a_failed_job_says_why_in_one_line_and_keeps_its_traceback_in_its_log(tmp_path):

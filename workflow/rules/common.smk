@@ -121,6 +121,29 @@ def model_path(experiment):
     return f"results/models/{experiment}/model.pt"
 
 
+def _check_init_from(name):
+    """train.init_from: not the experiment's own model (a cycle), and a file that exists or that
+    another experiment's train job makes."""
+    path = config["experiments"][name]["train"].get("init_from")
+    if path is None:
+        return
+    where = f"experiments.{name}.train.init_from"
+    made = {os.path.normpath(model_path(e)): e for e in EXPERIMENTS}
+    if made.get(os.path.normpath(path)) == name:
+        raise ValueError(
+            f"{where}: {path} is this experiment's own model; copy it elsewhere to start from it"
+        )
+    if os.path.normpath(path) not in made and not os.path.isfile(path):
+        raise ValueError(
+            f"{where}: {path} does not exist and no experiment makes it"
+            f" (relative paths are read from {os.getcwd()})"
+        )
+
+
+for _name in EXPERIMENTS:
+    _check_init_from(_name)
+
+
 def eval_dir(experiment, split):
     return f"results/eval/{experiment}/{split}"
 
@@ -204,10 +227,22 @@ def train_params(wildcards):
     exp = experiment_config(wildcards.experiment)
     # mem_mb, threads and priority say how to schedule the job, not how to train: editing them must
     # not rerun training.
-    train = {k: v for k, v in exp["train"].items() if k not in SCHEDULING}
+    # init_from unset is left out, so the params of a run from random weights stay as they were.
+    train = {
+        k: v
+        for k, v in exp["train"].items()
+        if k not in SCHEDULING and not (k == "init_from" and v is None)
+    }
     return {
         "experiment": {
             **{k: exp[k] for k in ("task", "model", "model_kwargs")},
             "train": train,
         },
     }
+
+
+def init_from_input(wildcards):
+    """The checkpoint a run starts from (train.init_from), if any: an input of its train job, so
+    that the job waits for the experiment that makes it and reruns when it changes."""
+    path = experiment_config(wildcards.experiment)["train"].get("init_from")
+    return [] if path is None else [path]

@@ -11,6 +11,7 @@ rule train:
         charset=lambda w: charset_path(experiment_task(w.experiment)),
         train=lambda w: shard_paths(experiment_task(w.experiment), "train"),
         val=lambda w: shard_paths(experiment_task(w.experiment), "val"),
+        init=init_from_input,
     output:
         model=model_path("{experiment}"),
         history="results/models/{experiment}/history.csv",
