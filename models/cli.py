@@ -1,4 +1,4 @@
-"""Argument types shared by the command lines (`models.recognize`, `models.train`): a bad value
+"""Argument types shared by the command lines (`models.recognize`, `models.train`, ...): a bad value
 is named by argparse, with the option, before anything runs."""
 
 from __future__ import annotations

@@ -1,0 +1,295 @@
+"""Your own labelled images -> WebDataset shards of the workflow's format, to evaluate a trained
+model on them (``models.evaluate``) or to fine-tune one (``models.train``, ``train.init_from``).
+
+    python -m models.pack labels.tsv mine/ --split real --checkpoint results/models/X/model.pt
+
+The labels file is UTF-8 text, one image per line: its path, a tab, its text (the ``gt.txt``
+of deep-text-recognition-benchmark's ``create_lmdb_dataset.py``). Paths are relative to the
+labels file's folder. Each image is read as the recognition command reads it (`models.images`:
+any mode, EXIF orientation, light text on dark inverted, decompression bombs refused), stored
+as 8-bit grayscale (scaled to ``--height`` px tall when given), and written with its label
+(NFKC-normalised, as the synthetic labels are) as ``{key}.png`` + ``{key}.json`` in shards
+``{out}/{split}-{shard:06d}.tar``, beside a ``{split}.manifest.tsv``. The JSON's ``font`` is the
+image's folder relative to the labels file (``.`` beside it), so the per-font tables of an
+evaluation become per-folder ones; ``source`` is the path as the labels file gives it.
+
+Nothing is dropped: a line without a tab, an empty label, an image that cannot be read, and,
+with ``--checkpoint`` (or ``--charset``), a label the model cannot encode (a character outside
+its charset, an expression without a value, a label longer than the model reads: one character
+for the hanzi classifier, ``max_len`` for the reader) are all listed, each with its line
+number, and nothing is written. The same labels file and images give the same bytes. Shards of
+the split left from an earlier, larger packing are removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import re
+import sys
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from models.cli import non_negative_int, positive_int
+from models.images import (
+    DEFAULT_MAX_PIXELS,
+    POLARITIES,
+    ImageLoadError,
+    load_gray,
+)
+from synth.shards import Sample, write_manifest, write_samples
+from synth.text import ExpressionError, value_json
+from synth.text import evaluate as evaluate_expression
+
+log = logging.getLogger(__name__)
+
+SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+MAX_LISTED = 20  # problems printed before "and N more"
+
+
+class PackError(ValueError):
+    """Lines of a labels file that cannot be packed, each named by file and line number."""
+
+    def __init__(self, labels: str, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        listed = "\n  ".join(self.problems[:MAX_LISTED])
+        more = len(self.problems) - MAX_LISTED
+        tail = f"\n  and {more} more" if more > 0 else ""
+        super().__init__(
+            f"{labels}: {len(self.problems)} line(s) cannot be packed; nothing was written:\n"
+            f"  {listed}{tail}"
+        )
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of a labels file."""
+
+    line: int
+    source: str  # the path as written
+    path: Path  # resolved against the labels file's folder
+    text: str  # NFKC
+
+
+@dataclass(frozen=True)
+class LabelCheck:
+    """What a model can read: its charset, the longest label its family encodes (0: no bound;
+    1 for the hanzi classifier, ``max_len`` for the reader), and its task (``expr``: only
+    expressions with a value)."""
+
+    charset: frozenset[str]
+    longest: int = 0
+    task: str | None = None
+
+    def problem(self, text: str) -> str | None:
+        unknown = sorted(set(text) - self.charset)
+        if unknown:
+            chars = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unknown)
+            return f"label {text!r} has {chars}, not in the charset"
+        if self.longest and len(text) > self.longest:
+            return f"label {text!r} has {len(text)} characters; the model reads {self.longest}"
+        if self.task == "expr":
+            try:
+                evaluate_expression(text)
+            except ExpressionError as e:
+                return f"label {text!r}: {e}"
+        return None
+
+
+def read_labels(labels: str | os.PathLike) -> tuple[list[Entry], list[str]]:
+    """The entries of a labels file, and its problems (``file:line: why``)."""
+    labels = Path(labels)
+    try:
+        raw = labels.read_bytes()
+    except OSError as e:
+        raise PackError(str(labels), [f"{labels}: cannot be read: {e.strerror or e}"]) from None
+    try:
+        content = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise PackError(str(labels), [f"{labels}:{line}: not UTF-8 ({e.reason})"]) from None
+    entries, problems = [], []
+    for n, line in enumerate(content.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{labels}:{n}"
+        if "\t" not in line:
+            problems.append(f"{where}: no tab between the image's path and its text")
+            continue
+        source, text = line.split("\t", 1)
+        text = unicodedata.normalize("NFKC", text)
+        if not source:
+            problems.append(f"{where}: no image path before the tab")
+        elif not text.strip():
+            problems.append(f"{where}: {source}: empty label")
+        elif "\t" in text:
+            problems.append(f"{where}: {source}: more than one tab (a label holds no tab)")
+        else:
+            entries.append(Entry(n, source, labels.parent / source, text))
+    if not entries and not problems:
+        problems.append(f"{labels}: no labelled image in it")
+    return entries, problems
+
+
+def _scaled(image: Image.Image, height: int | None) -> np.ndarray:
+    if height is not None and image.height != height:
+        width = max(1, round(image.width * height / image.height))
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def pack(
+    labels: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    split: str = "test_own",
+    check: LabelCheck | None = None,
+    samples_per_shard: int = 10_000,
+    height: int | None = None,
+    polarity: str = "auto",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    png_level: int = 1,
+) -> list[Path]:
+    """Pack a labels file's images into ``{out}/{split}-{i:06d}.tar``; returns the shard paths.
+
+    Every image is read and every label checked before the first shard is written.
+
+    Raises:
+        PackError: Listing every line that cannot be packed (nothing is written then).
+        ValueError: A split name that is not a word (``[A-Za-z0-9][A-Za-z0-9_-]*``).
+    """
+    if not SPLIT_NAME.fullmatch(split):
+        raise ValueError(f"split {split!r}: use letters, digits, '_' and '-' (no dot)")
+    if samples_per_shard < 1:
+        raise ValueError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
+    entries, problems = read_labels(labels)
+    images: list[np.ndarray] = []
+    for e in entries:
+        why = check.problem(e.text) if check is not None else None
+        if why:
+            problems.append(f"{labels}:{e.line}: {e.source}: {why}")
+            continue
+        try:
+            gray = load_gray(e.path, polarity=polarity, max_pixels=max_pixels)
+        except ImageLoadError as err:
+            problems.append(f"{labels}:{e.line}: {err}")
+            continue
+        images.append(_scaled(gray, height))
+    if problems:
+        raise PackError(str(labels), problems)
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    task = check.task if check is not None else None
+    n_shards = math.ceil(len(entries) / samples_per_shard)
+    paths = []
+    for shard in range(n_shards):
+        chunk = range(shard * samples_per_shard, min(len(entries), (shard + 1) * samples_per_shard))
+        path = out / f"{split}-{shard:06d}.tar"
+        write_samples(path, _samples(entries, images, chunk, split, shard, task), png_level)
+        paths.append(path)
+    for stale in out.glob(f"{split}-[0-9][0-9][0-9][0-9][0-9][0-9].tar"):
+        if stale not in paths:
+            stale.unlink()
+            log.info("removed %s, left from an earlier packing of split %s", stale, split)
+    write_manifest([str(p) for p in paths], out / f"{split}.manifest.tsv")
+    log.info("packed %d images into %d shard(s) under %s", len(entries), len(paths), out)
+    return paths
+
+
+def _samples(
+    entries: Sequence[Entry],
+    images: Sequence[np.ndarray],
+    indices: range,
+    split: str,
+    shard: int,
+    task: str | None,
+) -> Iterator[Sample]:
+    for n, i in enumerate(indices):
+        e, image = entries[i], images[i]
+        folder = Path(e.source).parent.as_posix()
+        meta: dict[str, Any] = {
+            "text": e.text,
+            "split": split,
+            "font": folder,
+            "source": e.source,
+            "width": int(image.shape[1]),
+            "height": int(image.shape[0]),
+        }
+        if task == "expr":
+            meta["value"] = value_json(evaluate_expression(e.text))
+        yield Sample(key=f"own_{split}_{shard:06d}_{n:06d}", image=image, meta=meta)
+
+
+def label_check(checkpoint: str | None, charset: str | None) -> LabelCheck | None:
+    """The labels' check: a checkpoint's charset and task, or a charset file's characters."""
+    if checkpoint:
+        # These import torch: only when a checkpoint is given.
+        from models.checkpoint import read_meta
+        from models.families import make_family
+
+        meta = read_meta(checkpoint)
+        family = make_family(meta.model, meta.charset, meta.model_kwargs)
+        return LabelCheck(frozenset(meta.charset), family.longest_label, meta.task)
+    if charset:
+        from synth.charset import read_charset
+
+        return LabelCheck(frozenset(read_charset(charset)))
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m models.pack",
+        description="Pack labelled images (a 'path<TAB>text' file) into WebDataset shards that "
+        "models.evaluate and models.train read.",
+    )
+    parser.add_argument("labels", help="UTF-8 file: one 'image path<TAB>text' per line")
+    parser.add_argument("out", help="folder for {split}-NNNNNN.tar and {split}.manifest.tsv")
+    parser.add_argument("--split", default="test_own", help="shard name prefix (test_own)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--checkpoint", help="model.pt whose charset and task every label must fit")
+    which.add_argument("--charset", help="charset file (one character per line) labels must fit")
+    parser.add_argument("--samples-per-shard", type=positive_int, default=10_000)
+    parser.add_argument(
+        "--height", type=positive_int, help="scale each image to this height, keeping its aspect"
+    )
+    parser.add_argument("--polarity", choices=POLARITIES, default="auto")
+    parser.add_argument(
+        "--max-pixels",
+        type=non_negative_int,
+        default=DEFAULT_MAX_PIXELS,
+        help="refuse images of more pixels (default 50,000,000; 0: no limit)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        check = label_check(args.checkpoint, args.charset)
+        paths = pack(
+            args.labels,
+            args.out,
+            split=args.split,
+            check=check,
+            samples_per_shard=args.samples_per_shard,
+            height=args.height,
+            polarity=args.polarity,
+            max_pixels=args.max_pixels or None,
+        )
+    except (ValueError, OSError) as e:  # PackError, CheckpointError, a charset file: named
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 1
+    for p in paths:
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Packing a user's labelled images into shards: real image files of every kind, read back by
+the evaluation and training pipelines; every bad line named at once, nothing written then."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from models.checkpoint import ModelMeta, save_model
+from models.evaluate import iter_samples
+from models.evaluate import main as evaluate_main
+from models.pack import LabelCheck, PackError, main, pack, read_labels
+from models.registry import build_model
+from models.train import main as train_main
+from synth.shards import iter_records, read_manifest
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+LINE_KW = {"width": 0.125, "hidden": 16}
+
+
+def _text_image(text: str, size=(120, 40), ink=0, paper=255, mode="L") -> Image.Image:
+    img = Image.new("L", size, paper)
+    ImageDraw.Draw(img).text((6, 6), text, fill=ink, font=ImageFont.truetype(FONT, 24))
+    return img.convert(mode)
+
+
+@pytest.fixture
+def own(tmp_path):
+    """Six labelled images of as many kinds, two in a subfolder, and their labels file."""
+    root = tmp_path / "own"
+    (root / "scans").mkdir(parents=True)
+    _text_image("0123").save(root / "gray.png")
+    _text_image("12", mode="RGB").save(root / "photo.jpg", quality=95)
+    rgba = _text_image("301", mode="RGBA")
+    rgba.putalpha(255)
+    rgba.save(root / "alpha.png")
+    _text_image("2", mode="P").save(root / "palette.gif")
+    # 16-bit, and white text on black
+    deep = (np.asarray(_text_image("3210")).astype(np.uint16) * 257).astype(np.uint16)
+    Image.fromarray(deep).save(root / "scans" / "deep.png")
+    _text_image("10", ink=255, paper=0).save(root / "scans" / "night.png")
+    # stored sideways: the EXIF orientation turns it upright
+    sideways = _text_image("0").transpose(Image.Transpose.ROTATE_270)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW to display
+    sideways.save(root / "sideways.jpg", exif=exif, quality=95)
+    labels = root / "labels.tsv"
+    labels.write_text(
+        "gray.png\t0123\nphoto.jpg\t12\n\nalpha.png\t301\npalette.gif\t2\n"
+        "scans/deep.png\t3210\nscans/night.png\t10\nsideways.jpg\t0\n",
+        encoding="utf-8",
+    )
+    return labels
+
+
+def test_every_kind_of_image_is_packed_upright_gray_and_dark_on_light(own, tmp_path):
+    out = tmp_path / "shards"
+    paths = pack(own, out, split="real", samples_per_shard=3, height=32)
+    assert [p.name for p in paths] == ["real-000000.tar", "real-000001.tar", "real-000002.tar"]
+    samples = list(iter_samples(paths))
+    assert [s.label for s in samples] == ["0123", "12", "301", "2", "3210", "10", "0"]
+    assert [s.font for s in samples] == [".", ".", ".", ".", "scans", "scans", "."]
+    assert [s.meta["source"] for s in samples][4] == "scans/deep.png"
+    for s in samples:
+        assert s.image.mode == "L" and s.image.height == 32, s.meta["source"]
+        gray = np.asarray(s.image, dtype=float)
+        border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+        assert border.mean() > 200 and gray.min() < 100, s.meta["source"]  # dark ink, light page
+    # The EXIF-rotated file comes out upright: wider than tall, as drawn.
+    assert samples[-1].image.width > samples[-1].image.height
+    rows = read_manifest(out / "real.manifest.tsv")
+    assert [r["samples"] for r in rows] == [3, 3, 1]
+
+    # The same labels and images give the same bytes.
+    again = pack(own, tmp_path / "again", split="real", samples_per_shard=3, height=32)
+    assert [p.read_bytes() for p in again] == [p.read_bytes() for p in paths]
+
+    # Packed again with fewer shards: those left from the larger packing go.
+    fewer = pack(own, out, split="real", samples_per_shard=10)
+    assert (
+        sorted(p.name for p in out.glob("real-*.tar"))
+        == ["real-000000.tar"]
+        == [p.name for p in fewer]
+    )
+    assert next(iter_samples(fewer)).image.height == 40  # no --height: its own size
+
+
+def test_every_bad_line_is_named_and_nothing_is_written(own, tmp_path):
+    root = own.parent
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (root / "empty.jpg").write_bytes(b"")
+    own.write_text(
+        own.read_text(encoding="utf-8")
+        + "no tab here\n"
+        + "gray.png\t\n"
+        + "missing.png\t01\n"
+        + "broken.png\t01\n"
+        + "empty.jpg\t01\n"
+        + "gray.png\t01x\n"
+        + "gray.png\t01230\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "shards"
+    with pytest.raises(PackError) as e:
+        pack(own, out, check=LabelCheck(frozenset("0123"), longest=4))
+    msg = str(e.value)
+    assert "7 line(s) cannot be packed; nothing was written" in msg
+    for line, why in [
+        (9, "no tab between the image's path and its text"),
+        (10, "gray.png: empty label"),
+        (11, "missing.png: no such file"),
+        (12, "broken.png: corrupt image"),
+        (13, "empty.jpg: empty file"),
+        (14, "label '01x' has 'x' (U+0078), not in the charset"),
+        (15, "label '01230' has 5 characters; the model reads 4"),
+    ]:
+        assert f"labels.tsv:{line}: " in msg and why in msg, (line, why)
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_labels_are_nfkc_and_an_unreadable_labels_file_is_named(tmp_path):
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("a.png\t\uff11\uff12\n", encoding="utf-8")  # full-width digits
+    entries, problems = read_labels(labels)
+    assert [e.text for e in entries] == ["12"] and not problems
+    labels.write_bytes(b"a.png\t\xff\xfe\n")
+    with pytest.raises(PackError, match=r"labels\.tsv:1: not UTF-8"):
+        read_labels(labels)
+    with pytest.raises(PackError, match=r"nothing\.tsv: cannot be read"):
+        read_labels(tmp_path / "nothing.tsv")
+
+
+def test_an_expression_without_a_value_is_refused_and_values_are_recorded(tmp_path):
+    root = tmp_path / "own"
+    root.mkdir()
+    _text_image("1/0").save(root / "a.png")
+    _text_image("(1+2)*3").save(root / "b.png")
+    check = LabelCheck(frozenset("0123456789+-*/()"), task="expr")
+    labels = root / "labels.tsv"
+    labels.write_text("a.png\t1/0\nb.png\t(1+2)*3\n", encoding="utf-8")
+    with pytest.raises(PackError, match=r"labels\.tsv:1: a\.png: label '1/0': .*zero"):
+        pack(labels, tmp_path / "out", check=check)
+    labels.write_text("b.png\t(1+2)*3\n", encoding="utf-8")
+    (path,) = pack(labels, tmp_path / "out", check=check)
+    (record,) = iter_records(path)
+    assert json.loads(record["json"])["value"] == 9
+
+
+def test_evaluate_and_fine_tune_a_model_on_packed_images(own, tmp_path, capsys):
+    torch.manual_seed(0)
+    charset = list("0123")
+    model = build_model("crnn_vgg", len(charset), **LINE_KW)
+    checkpoint = tmp_path / "base" / "model.pt"
+    checkpoint.parent.mkdir()
+    meta = ModelMeta("crnn_vgg", LINE_KW, charset, "line", train={"steps": 1}, step=1)
+    save_model(checkpoint, model, meta)
+
+    # The command: labels checked against the checkpoint, shard paths printed.
+    out = tmp_path / "shards"
+    assert main([str(own), str(out), "--split", "real", "--checkpoint", str(checkpoint)]) == 0
+    assert capsys.readouterr().out.split() == [str(out / "real-000000.tar")]
+
+    assert (
+        evaluate_main(
+            [str(checkpoint), str(out / "real-000000.tar"), "--out", str(tmp_path / "ev")]
+        )
+        == 0
+    )
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["n"] == 7 and metrics["split"] == "real"
+    assert {k: v["n"] for k, v in metrics["per_font"].items()} == {".": 5, "scans": 2}
+
+    # Fine-tuned on them from the checkpoint, as the README says: a JSON spec and --init-from
+    # (train and validation shards alike here, for the test).
+    charset_file = tmp_path / "charset.txt"
+    charset_file.write_text("\n".join(charset) + "\n", encoding="utf-8")
+    shards = [str(out / "real-000000.tar")]
+    spec = {
+        "experiment": "line_own",
+        "task": "line",
+        "model": "crnn_vgg",
+        "model_kwargs": LINE_KW,
+        "train": {"steps": 2, "batch_size": 4, "warmup_steps": 1, "val_every": 2, "num_workers": 0},
+        "seed": 1,
+        "device": "cpu",
+        "charset": str(charset_file),
+        "train_shards": shards,
+        "val_shards": shards,
+        "out_dir": str(tmp_path / "tuned"),
+    }
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    train_main(["--spec", f"@{tmp_path / 'spec.json'}", "--init-from", str(checkpoint)])
+    info = json.loads((tmp_path / "tuned" / "train.json").read_text())
+    assert info["steps"] == 2
+    assert info["init_from"]["classes_kept"] == 4 and info["init_from"]["path"] == str(checkpoint)
+
+
+def test_the_command_lists_the_problems_and_fails(own, tmp_path, capsys):
+    shutil.copy(own, tmp_path / "copy.tsv")  # its images are not beside this copy
+    assert main([str(tmp_path / "copy.tsv"), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "copy.tsv: 7 line(s) cannot be packed" in err
+    assert f"copy.tsv:1: {tmp_path / 'gray.png'}: no such file" in err  # where it was looked for
+    assert main([str(own), str(tmp_path / "out"), "--split", "bad.name"]) == 1
+    assert "split 'bad.name'" in capsys.readouterr().err
