@@ -411,3 +411,86 @@ def evaluate_tesseract(
         record["eval_img_per_s"] or 0.0,
     )
     return record
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m models.tesseract SHARD... --out DIR (--checkpoint M | --task T)``: Tesseract
+    on shards (the workflow's, or a user's from `models.pack`), scored as `models.evaluate`
+    scores a model, so the two can be set side by side. Returns the exit status."""
+    import argparse
+    import sys
+
+    from models.checkpoint import CheckpointError
+    from models.cli import non_negative_int, positive_int
+
+    parser = argparse.ArgumentParser(
+        prog="python -m models.tesseract",
+        description="Read shards with Tesseract, with the settings the workflow uses for their "
+        "task (tesseract.<task>): writes metrics.json and predictions.csv as models.evaluate does.",
+    )
+    parser.add_argument("shards", nargs="+", help="shard files (.tar), read in the order given")
+    parser.add_argument("--out", required=True, help="folder for metrics.json and predictions.csv")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--checkpoint", help="the model to compare with: its task and charset (the whitelist)"
+    )
+    which.add_argument("--task", choices=TASKS, help="the shards' task")
+    parser.add_argument("--charset", help="with --task: charset file (the whitelist, when on)")
+    parser.add_argument("--lang", help="language model (default: the task's)")
+    parser.add_argument("--psm", type=non_negative_int, help="page segmentation mode")
+    parser.add_argument("--scale", type=float, help="resize factor before reading")
+    parser.add_argument(
+        "--no-whitelist", action="store_true", help="let Tesseract output any character"
+    )
+    parser.add_argument(
+        "--max-samples", type=non_negative_int, default=0, help="read the first N (0: all)"
+    )
+    parser.add_argument("--threads", type=positive_int, default=1, help="tesseract processes")
+    parser.add_argument(
+        "--split", help="name recorded in metrics.json (default: the first shard's)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    split = args.split or Path(args.shards[0]).name.rsplit("-", 1)[0]
+    try:
+        if args.checkpoint:
+            from models.checkpoint import read_meta
+
+            meta = read_meta(args.checkpoint)
+            task, charset = meta.task, list(meta.charset)
+        else:
+            from synth.charset import read_charset
+
+            task = args.task
+            charset = read_charset(args.charset) if args.charset else None
+        overrides = {"lang": args.lang, "psm": args.psm, "scale": args.scale}
+        task_cfg = {k: v for k, v in overrides.items() if v is not None}
+        if args.no_whitelist:
+            task_cfg["whitelist"] = False
+        elif TASK_DEFAULTS[task]["whitelist"] is True and charset is None:
+            raise ValueError(
+                f"Tesseract reads {task} with the task's charset as whitelist: give --charset "
+                "or --checkpoint, or --no-whitelist"
+            )
+        cfg = {task: task_cfg, "max_samples": args.max_samples or sys.maxsize}
+        spec = TesseractSpec.from_config(task, split, cfg, args.threads, charset)
+        missing = [s for s in args.shards if not Path(s).is_file()]
+        if missing:
+            raise ValueError(f"no such shard: {', '.join(missing)}")
+        out = Path(args.out)
+        record = evaluate_tesseract(
+            args.shards, out / "metrics.json", out / "predictions.csv", spec, charset
+        )
+    except (CheckpointError, ValueError, OSError, TesseractError) as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 1
+    if record["status"] != "ok":
+        print(f"{parser.prog}: error: tesseract {record['status']}", file=sys.stderr)
+        return 1
+    shown = ("n", "seq_acc", "cer", "top1")
+    print(" ".join(f"{k}={record[k]:.4g}" for k in shown if record.get(k) is not None))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -16,11 +16,16 @@ from models.evaluate import iter_samples
 from models.evaluate import main as evaluate_main
 from models.pack import LabelCheck, PackError, main, pack, read_labels
 from models.registry import build_model
+from models.tesseract import main as tesseract_main
 from models.train import main as train_main
 from synth.shards import iter_records, read_manifest
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 LINE_KW = {"width": 0.125, "hidden": 16}
+
+
+def shards_of(folder):
+    return [str(p) for p in sorted(folder.glob("*.tar"))]
 
 
 def _text_image(text: str, size=(120, 40), ink=0, paper=255, mode="L") -> Image.Image:
@@ -175,6 +180,18 @@ def test_evaluate_and_fine_tune_a_model_on_packed_images(own, tmp_path, capsys):
     assert metrics["n"] == 7 and metrics["split"] == "real"
     assert {k: v["n"] for k, v in metrics["per_font"].items()} == {".": 5, "scans": 2}
 
+    # Tesseract on the same images, with the settings the workflow gives the model's task.
+    assert (
+        tesseract_main(
+            [*shards_of(out), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "tess")]
+        )
+        == 0
+    )
+    tess = json.loads((tmp_path / "tess" / "metrics.json").read_text())
+    assert tess["n"] == 7 and tess["split"] == "real" and tess["lang"] == "chi_sim"
+    assert {k: v["n"] for k, v in tess["per_font"].items()} == {".": 5, "scans": 2}
+    assert tess["seq_acc"] > 0.5  # clean printed digits: Tesseract reads them (7 of 7 here)
+
     # Fine-tuned on them from the checkpoint, as the README says: a JSON spec and --init-from
     # (train and validation shards alike here, for the test).
     charset_file = tmp_path / "charset.txt"
@@ -208,3 +225,9 @@ def test_the_command_lists_the_problems_and_fails(own, tmp_path, capsys):
     assert f"copy.tsv:1: {tmp_path / 'gray.png'}: no such file" in err  # where it was looked for
     assert main([str(own), str(tmp_path / "out"), "--split", "bad.name"]) == 1
     assert "split 'bad.name'" in capsys.readouterr().err
+    # Tesseract's command names what it lacks.
+    assert tesseract_main([str(own), "--task", "expr", "--out", str(tmp_path / "t")]) == 1
+    assert "give --charset or --checkpoint, or --no-whitelist" in capsys.readouterr().err
+    gone = str(tmp_path / "gone-000000.tar")
+    assert tesseract_main([gone, "--task", "line", "--out", str(tmp_path / "t")]) == 1
+    assert f"no such shard: {gone}" in capsys.readouterr().err
