@@ -117,7 +117,10 @@ def read_labels(labels: str | os.PathLike) -> tuple[list[Entry], list[str]]:
         line = raw[: e.start].count(b"\n") + 1
         raise PackError(str(labels), [f"{labels}:{line}: not UTF-8 ({e.reason})"]) from None
     entries, problems = [], []
-    for n, line in enumerate(content.splitlines(), 1):
+    # Lines end at "\n" (or "\r\n") only: str.splitlines would also split a label at U+2028,
+    # U+0085 and the other separators Unicode has.
+    for n, line in enumerate(content.split("\n"), 1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         where = f"{labels}:{n}"

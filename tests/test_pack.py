@@ -130,9 +130,11 @@ def test_every_bad_line_is_named_and_nothing_is_written(own, tmp_path):
 
 def test_labels_are_nfkc_and_an_unreadable_labels_file_is_named(tmp_path):
     labels = tmp_path / "labels.tsv"
-    labels.write_text("a.png\t\uff11\uff12\n", encoding="utf-8")  # full-width digits
+    # full-width digits; Windows line ends; a label holding a line separator of Unicode's own
+    labels.write_bytes("a.png\t\uff11\uff12\r\nb.png\ta\u2028b\r\n".encode())
     entries, problems = read_labels(labels)
-    assert [e.text for e in entries] == ["12"] and not problems
+    assert [e.text for e in entries] == ["12", "a\u2028b"] and not problems
+    assert [e.line for e in entries] == [1, 2]
     labels.write_bytes(b"a.png\t\xff\xfe\n")
     with pytest.raises(PackError, match=r"labels\.tsv:1: not UTF-8"):
         read_labels(labels)
