@@ -251,6 +251,8 @@ def decode_sample(
         raise DataError(f"{where}: bad .json (needs a 'text' field): {e}") from e
     if not isinstance(text, str):
         raise DataError(f"{where}: 'text' is {type(text).__name__}, not a string")
+    if isinstance(meta, dict) and meta.get("source"):  # packed from a user's file (models.pack)
+        where += f" (image {meta['source']})"
     if family is not None:
         try:
             family.encode([text])

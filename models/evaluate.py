@@ -128,6 +128,8 @@ def iter_samples(
                 raise ValueError(f"{where}: cannot decode .json: {e}") from None
             if not isinstance(meta, dict) or "text" not in meta:
                 raise ValueError(f"{where} has no 'text' in its JSON")
+            if meta.get("source"):  # packed from a user's file (models.pack)
+                where += f" (image {meta['source']})"
             try:
                 image = decode_png(record["png"], where)
             except ImageLoadError as e:
@@ -339,8 +341,10 @@ def backbone_name(model: Any) -> str:
 
 
 def training_record(meta: Any, train_info: str | os.PathLike | None = None) -> dict[str, Any]:
-    """``train_steps`` (from the checkpoint) and ``train_wall_s`` (from the run's ``train.json``,
-    `models.train`; None without it).
+    """``train_steps`` (from the checkpoint), ``train_wall_s`` (from the run's ``train.json``,
+    `models.train`; None without it) and ``init_from``: the checkpoint the run started from
+    (``train.init_from``, fine-tuning; None from random weights), whose own steps and time the
+    other two leave out.
 
     Args:
         meta: The checkpoint's `models.checkpoint.ModelMeta`.
@@ -358,7 +362,8 @@ def training_record(meta: Any, train_info: str | os.PathLike | None = None) -> d
             wall = float(info["wall_s"])
         if info.get("steps") is not None:
             steps = int(info["steps"])
-    return {"train_steps": steps, "train_wall_s": wall}
+    init_from = (getattr(meta, "train", None) or {}).get("init_from")
+    return {"train_steps": steps, "train_wall_s": wall, "init_from": init_from}
 
 
 def evaluate(

@@ -4,33 +4,39 @@ model on them (``models.evaluate``) or to fine-tune one (``models.train``, ``tra
     python -m models.pack labels.tsv mine/ --split real --checkpoint results/models/X/model.pt
 
 The labels file is UTF-8 text, one image per line: its path, a tab, its text (the ``gt.txt``
-of deep-text-recognition-benchmark's ``create_lmdb_dataset.py``). Paths are relative to the
-labels file's folder. Each image is read as the recognition command reads it (`models.images`:
-any mode, EXIF orientation, light text on dark inverted, decompression bombs refused), stored
-as 8-bit grayscale (scaled to ``--height`` px tall when given), and written with its label
-(NFKC-normalised, as the synthetic labels are) as ``{key}.png`` + ``{key}.json`` in shards
+of deep-text-recognition-benchmark's ``create_lmdb_dataset.py``); every line is packed, a
+repeated one too. Paths are relative to the labels file's folder. Each image is read as the
+recognition command reads it (`models.images`: any mode, the first frame of an animation, EXIF
+orientation, light text on dark inverted, decompression bombs and strips over 200:1 refused),
+stored as 8-bit grayscale (scaled to ``--height`` px tall when given), and written with its
+label (NFKC-normalised, as the synthetic labels are; a label starting or ending with whitespace
+is kept as it is, with a warning) as ``{key}.png`` + ``{key}.json`` in shards
 ``{out}/{split}-{shard:06d}.tar``, beside a ``{split}.manifest.tsv``. The JSON's ``font`` is the
-image's folder relative to the labels file (``.`` beside it), so the per-font tables of an
-evaluation become per-folder ones; ``source`` is the path as the labels file gives it.
+image's folder as the labels file writes it (``.`` for an image beside it), so the per-font
+tables of an evaluation become per-folder ones; ``source`` is the path as written.
 
 Nothing is dropped: a line without a tab, an empty label, an image that cannot be read, and,
 with ``--checkpoint`` (or ``--charset``), a label the model cannot encode (a character outside
 its charset, an expression without a value, a label longer than the model reads: one character
-for the hanzi classifier, ``max_len`` for the reader) are all listed, each with its line
-number, and nothing is written. The same labels file and images give the same bytes. Shards of
-the split left from an earlier, larger packing are removed.
+for the hanzi classifier, ``max_len`` for the reader; for CTC models, an image too narrow to give
+the frames its label needs) are all found before anything is written, and listed in line order
+(the first 20 printed), each with its line number; then nothing is written. Every image is read
+twice, once to check it and once to write it, so memory stays that of one image. The same labels
+file and images give the same bytes. Shards of the split left from an earlier, larger packing
+are removed.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import math
 import os
 import re
 import sys
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +94,23 @@ class LabelCheck:
     charset: frozenset[str]
     longest: int = 0
     task: str | None = None
+    # CTC models: the frames an image of (width, height) px gives, once scaled to the model
+    frames: Callable[[int, int], int] | None = None
+
+    def fits(self, text: str, width: int, height: int) -> str | None:
+        """Why an image of this size is too narrow for its label under CTC, or None: CTC needs
+        a frame per character and one between each repeated pair, and a label it cannot align
+        would add nothing to training (its loss is zero) and is always misread."""
+        if self.frames is None:
+            return None
+        need = len(text) + sum(a == b for a, b in itertools.pairwise(text))
+        have = self.frames(width, height)
+        if have < need:
+            return (
+                f"label {text!r} needs {need} CTC frames; this {width}x{height} px image gives "
+                f"the model {have}: it is too narrow for its text (crop less tightly, or split it)"
+            )
+        return None
 
     def problem(self, text: str) -> str | None:
         unknown = sorted(set(text) - self.charset)
@@ -104,8 +127,8 @@ class LabelCheck:
         return None
 
 
-def read_labels(labels: str | os.PathLike) -> tuple[list[Entry], list[str]]:
-    """The entries of a labels file, and its problems (``file:line: why``)."""
+def read_labels(labels: str | os.PathLike) -> tuple[list[Entry], list[tuple[int, str]]]:
+    """The entries of a labels file, and its problems: (line number, ``file:line: why``)."""
     labels = Path(labels)
     try:
         raw = labels.read_bytes()
@@ -125,20 +148,28 @@ def read_labels(labels: str | os.PathLike) -> tuple[list[Entry], list[str]]:
             continue
         where = f"{labels}:{n}"
         if "\t" not in line:
-            problems.append(f"{where}: no tab between the image's path and its text")
+            problems.append((n, f"{where}: no tab between the image's path and its text"))
             continue
         source, text = line.split("\t", 1)
         text = unicodedata.normalize("NFKC", text)
         if not source:
-            problems.append(f"{where}: no image path before the tab")
+            problems.append((n, f"{where}: no image path before the tab"))
         elif not text.strip():
-            problems.append(f"{where}: {source}: empty label")
+            problems.append((n, f"{where}: {source}: empty label"))
         elif "\t" in text:
-            problems.append(f"{where}: {source}: more than one tab (a label holds no tab)")
+            problems.append((n, f"{where}: {source}: more than one tab (a label holds no tab)"))
         else:
             entries.append(Entry(n, source, labels.parent / source, text))
     if not entries and not problems:
-        problems.append(f"{labels}: no labelled image in it")
+        problems.append((0, f"{labels}: no labelled image in it"))
+    spaced = [e.line for e in entries if e.text != e.text.strip()]
+    if spaced:
+        log.warning(
+            "%s: %d label(s) start or end with whitespace, kept as they are (lines %s)",
+            labels,
+            len(spaced),
+            ", ".join(map(str, spaced[:5])) + (", ..." if len(spaced) > 5 else ""),
+        )
     return entries, problems
 
 
@@ -166,38 +197,51 @@ def pack(
     Every image is read and every label checked before the first shard is written.
 
     Raises:
-        PackError: Listing every line that cannot be packed (nothing is written then).
-        ValueError: A split name that is not a word (``[A-Za-z0-9][A-Za-z0-9_-]*``).
+        PackError: Listing every line that cannot be packed, in line order (nothing is written
+            then).
+        ValueError: A split name that is not a word (``[A-Za-z0-9][A-Za-z0-9_-]*``), or ``out``
+            is a file.
     """
     if not SPLIT_NAME.fullmatch(split):
         raise ValueError(f"split {split!r}: use letters, digits, '_' and '-' (no dot)")
     if samples_per_shard < 1:
         raise ValueError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file: give a folder for the shards")
     entries, problems = read_labels(labels)
-    images: list[np.ndarray] = []
+
+    def load(e: Entry) -> np.ndarray:
+        gray = load_gray(e.path, polarity=polarity, max_pixels=max_pixels)
+        return _scaled(gray, height)
+
+    # First every image is read and checked, keeping none (memory stays that of one image);
+    # then, when all is well, read again and written.
     for e in entries:
         why = check.problem(e.text) if check is not None else None
+        if why is None:
+            try:
+                image = load(e)
+            except ImageLoadError as err:
+                why = str(err)
+            else:
+                why = check.fits(e.text, image.shape[1], image.shape[0]) if check else None
+                why = f"{e.source}: {why}" if why else None
+        elif why:
+            why = f"{e.source}: {why}"
         if why:
-            problems.append(f"{labels}:{e.line}: {e.source}: {why}")
-            continue
-        try:
-            gray = load_gray(e.path, polarity=polarity, max_pixels=max_pixels)
-        except ImageLoadError as err:
-            problems.append(f"{labels}:{e.line}: {err}")
-            continue
-        images.append(_scaled(gray, height))
+            problems.append((e.line, f"{labels}:{e.line}: {why}"))
     if problems:
-        raise PackError(str(labels), problems)
+        raise PackError(str(labels), [msg for _, msg in sorted(problems)])
 
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     task = check.task if check is not None else None
     n_shards = math.ceil(len(entries) / samples_per_shard)
     paths = []
     for shard in range(n_shards):
-        chunk = range(shard * samples_per_shard, min(len(entries), (shard + 1) * samples_per_shard))
+        chunk = entries[shard * samples_per_shard : (shard + 1) * samples_per_shard]
         path = out / f"{split}-{shard:06d}.tar"
-        write_samples(path, _samples(entries, images, chunk, split, shard, task), png_level)
+        write_samples(path, _samples(chunk, load, split, shard, task), png_level)
         paths.append(path)
     for stale in out.glob(f"{split}-[0-9][0-9][0-9][0-9][0-9][0-9].tar"):
         if stale not in paths:
@@ -210,19 +254,17 @@ def pack(
 
 def _samples(
     entries: Sequence[Entry],
-    images: Sequence[np.ndarray],
-    indices: range,
+    load: Callable[[Entry], np.ndarray],
     split: str,
     shard: int,
     task: str | None,
 ) -> Iterator[Sample]:
-    for n, i in enumerate(indices):
-        e, image = entries[i], images[i]
-        folder = Path(e.source).parent.as_posix()
+    for n, e in enumerate(entries):
+        image = load(e)
         meta: dict[str, Any] = {
             "text": e.text,
             "split": split,
-            "font": folder,
+            "font": Path(e.source).parent.as_posix(),
             "source": e.source,
             "width": int(image.shape[1]),
             "height": int(image.shape[0]),
@@ -238,10 +280,21 @@ def label_check(checkpoint: str | None, charset: str | None) -> LabelCheck | Non
         # These import torch: only when a checkpoint is given.
         from models.checkpoint import read_meta
         from models.families import make_family
+        from models.preprocess import min_width
+        from models.registry import input_spec, output_length
 
         meta = read_meta(checkpoint)
         family = make_family(meta.model, meta.charset, meta.model_kwargs)
-        return LabelCheck(frozenset(meta.charset), family.longest_label, meta.task)
+        frames = None
+        if family.kind == "ctc":
+            geometry = input_spec(meta.model, **meta.model_kwargs)
+
+            def frames(width: int, height: int) -> int:
+                scaled = max(1, round(width * geometry["height"] / height))
+                fed = max(scaled, min_width(geometry))  # as models.preprocess pads it
+                return int(output_length(meta.model, fed, **meta.model_kwargs))
+
+        return LabelCheck(frozenset(meta.charset), family.longest_label, meta.task, frames)
     if charset:
         from synth.charset import read_charset
 

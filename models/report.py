@@ -247,6 +247,7 @@ def summary_markdown(
     plots: Sequence[str] = (),
     base: str | os.PathLike | None = None,
     targets: pd.DataFrame | None = None,
+    fine_tuned: Mapping[str, str] | None = None,
 ) -> str:
     """``results/summary.md``: the reference comparison, the three reports and links to plots.
 
@@ -258,6 +259,8 @@ def summary_markdown(
         plots: Plot files to link.
         base: Folder the links are relative to (the summary's folder).
         targets: `targets_table` (the section is left out when it is None or empty).
+        fine_tuned: `fine_tuned`: experiments that started from another checkpoint, whose
+            ``train_steps`` and ``train_wall_s`` count only their own training.
     """
     hanzi_all = hanzi[hanzi["font"] == ALL_FONTS].drop(columns="font") if len(hanzi) else hanzi
     reader_all = reader[reader["font"] == ALL_FONTS].drop(columns="font") if len(reader) else reader
@@ -279,6 +282,12 @@ def summary_markdown(
     ]
     if tesseract_notes:
         parts.append("**Tesseract is not installed here: its rows are empty.**\n")
+    if fine_tuned:
+        listed = "; ".join(f"`{e}` from `{src}`" for e, src in sorted(fine_tuned.items()))
+        parts.append(
+            f"Fine-tuned (`train.init_from`): {listed}. Their `train_steps` and `train_wall_s` "
+            "count only their own training, not their source's.\n"
+        )
     if targets is not None and len(targets):
         parts += [
             "## Targets for this configuration\n",
@@ -306,6 +315,16 @@ def summary_markdown(
     return "\n".join(parts)
 
 
+def fine_tuned(records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Experiment -> the checkpoint it was fine-tuned from (``train.init_from``), for those that
+    were."""
+    return {
+        str(r["experiment"]): str(r["init_from"])
+        for r in records
+        if r.get("init_from") and r.get("experiment") != TESSERACT
+    }
+
+
 def build_reports(
     crnn_metrics: Sequence[str | os.PathLike],
     hanzi_metrics: Sequence[str | os.PathLike],
@@ -329,6 +348,7 @@ def build_reports(
         plots=plots,
         base=Path(out_summary).parent,
         targets=targets_table(targets, everything),
+        fine_tuned=fine_tuned(everything),
     )
     write_text_atomic(out_summary, text)
     return text

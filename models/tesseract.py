@@ -371,7 +371,11 @@ def evaluate_tesseract(
         write_metrics(metrics_path, record)
         return record
 
-    samples: list[Sample] = list(iter_samples(shards, limit=spec.max_samples, task=spec.task))
+    # With the charset, a label outside it stops the run naming its shard and sample, as a
+    # model's evaluation does: a shard of another task is not scored as misreadings.
+    samples: list[Sample] = list(
+        iter_samples(shards, limit=spec.max_samples, task=spec.task, charset=charset)
+    )
     if not samples:
         raise ValueError(f"no samples in the shards of {spec.task}/{spec.split}")
     keep_spaces = charset is not None and " " in charset

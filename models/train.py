@@ -71,7 +71,7 @@ from models.checkpoint import (
     unwrap,
 )
 from models.cli import non_negative_int
-from models.data import Batch, TrainStream, eval_batches, train_loader
+from models.data import Batch, DataError, TrainStream, eval_batches, train_loader
 from models.devices import (
     DistEnv,
     autocast,
@@ -84,7 +84,7 @@ from models.devices import (
 from models.families import Family, make_family
 from models.registry import build_model, input_spec, validate_experiment
 from models.specs import TrainJob, TrainSpec, run_hash
-from models.transfer import init_from
+from models.transfer import TransferError, init_from
 from synth.atomic import write_bytes_atomic, write_text_atomic
 from synth.charset import read_charset
 from synth.schema import with_defaults
@@ -410,6 +410,11 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
     model = build_model(job.model, family.num_classes, **job.model_kwargs)
     transfer = None
     if spec.init_from is not None:
+        if Path(spec.init_from).resolve() == (out_dir / "model.pt").resolve():
+            raise TransferError(
+                f"train.init_from: {spec.init_from} is this run's own model.pt; copy it "
+                "elsewhere to start from it (each rerun would start from the last one's end)"
+            )
         transfer = init_from(model, job.model, job.model_kwargs, charset, spec.init_from)
     model = model.to(device, memory_format=layout)
     key = run_hash(job, charset, env.world_size)
@@ -861,8 +866,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         torch.set_num_threads(threads)
     try:
         train(job)
-    # Not bugs: the message says it all (the checkpoint and tensor at fault), without a traceback.
-    except (OutputLockedError, CheckpointError) as e:
+    # Not bugs: the message says it all (the checkpoint, tensor, shard or sample at fault),
+    # without a traceback.
+    except (OutputLockedError, CheckpointError, DataError) as e:
         parser.exit(1, f"{parser.prog}: error: {e}\n")
 
 

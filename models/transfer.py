@@ -23,6 +23,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,7 +31,7 @@ from torch import nn
 
 from models.checkpoint import CheckpointError, ModelMeta, check_meta, load_checkpoint
 from models.families import make_family
-from models.registry import build_model
+from models.registry import build_model, get_entry
 from synth.shards import sha256_file
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,11 @@ def init_from(
             or input size), naming it and the model kwargs that differ.
     """
     where = f"init_from {path}"
-    ckpt = load_checkpoint(path)
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError as e:  # its class kept (UntrustedCheckpointError), the key named
+        hint = "" if Path(path).is_absolute() else f" (relative paths are read from {Path.cwd()})"
+        raise type(e)(f"train.init_from: {e}{hint}") from None
     meta = ModelMeta.from_dict(ckpt["meta"], where=str(path))
     check_meta(meta, where=str(path))
     if meta.model != model_name:
@@ -116,7 +121,7 @@ def init_from(
     if missing or extra:
         raise TransferError(
             f"{where}: its weights do not fit {model_name!r} (missing {missing[:3]}, "
-            f"unexpected {extra[:3]}){_kwargs_hint(meta.model_kwargs, model_kwargs)}"
+            f"unexpected {extra[:3]}){_kwargs_hint(model_name, meta.model_kwargs, model_kwargs)}"
         )
 
     family = make_family(model_name, charset, model_kwargs)
@@ -137,7 +142,7 @@ def init_from(
             if old.shape[1:] != new.shape[1:] or old.shape[0] != len(meta.charset) + offset:
                 raise TransferError(
                     f"{where}: {key} is {tuple(old.shape)}, this model's {tuple(new.shape)}"
-                    f"{_kwargs_hint(meta.model_kwargs, model_kwargs)}"
+                    f"{_kwargs_hint(model_name, meta.model_kwargs, model_kwargs)}"
                 )
             merged = new.detach().clone()
             merged[rows_to] = old.to(new.dtype)[rows_from]
@@ -145,7 +150,7 @@ def init_from(
         elif old.shape != new.shape:
             raise TransferError(
                 f"{where}: {key} is {tuple(old.shape)}, this model's {tuple(new.shape)}"
-                f"{_kwargs_hint(meta.model_kwargs, model_kwargs)}"
+                f"{_kwargs_hint(model_name, meta.model_kwargs, model_kwargs)}"
             )
         else:
             state[key] = old.to(new.dtype)
@@ -182,7 +187,9 @@ def init_from(
     return transfer
 
 
-def _kwargs_hint(source: Mapping[str, Any], target: Mapping[str, Any]) -> str:
+def _kwargs_hint(name: str, source: Mapping[str, Any], target: Mapping[str, Any]) -> str:
+    defaults = get_entry(name).kwargs
+    source, target = {**defaults, **source}, {**defaults, **target}
     keys = sorted(k for k in set(source) | set(target) if source.get(k) != target.get(k))
     if not keys:
         return ""

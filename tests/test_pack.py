@@ -4,6 +4,7 @@ the evaluation and training pipelines; every bad line named at once, nothing wri
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -14,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 from models.checkpoint import ModelMeta, save_model
 from models.evaluate import iter_samples
 from models.evaluate import main as evaluate_main
-from models.pack import LabelCheck, PackError, main, pack, read_labels
+from models.pack import LabelCheck, PackError, label_check, main, pack, read_labels
 from models.registry import build_model
 from models.tesseract import main as tesseract_main
 from models.train import main as train_main
@@ -115,6 +116,8 @@ def test_every_bad_line_is_named_and_nothing_is_written(own, tmp_path):
         pack(own, out, check=LabelCheck(frozenset("0123"), longest=4))
     msg = str(e.value)
     assert "7 line(s) cannot be packed; nothing was written" in msg
+    numbers = [int(m) for m in re.findall(r"labels\.tsv:(\d+): ", msg)]
+    assert numbers == sorted(numbers) == list(range(9, 16))  # in line order, whatever the check
     for line, why in [
         (9, "no tab between the image's path and its text"),
         (10, "gray.png: empty label"),
@@ -218,6 +221,20 @@ def test_evaluate_and_fine_tune_a_model_on_packed_images(own, tmp_path, capsys):
     assert info["steps"] == 2
     assert info["init_from"]["classes_kept"] == 4 and info["init_from"]["path"] == str(checkpoint)
 
+    # A label packed unchecked that the model cannot encode stops training in one line, naming
+    # the image it came from.
+    spaced = own.parent / "spaced.tsv"
+    spaced.write_text("gray.png\t01 \n", encoding="utf-8")
+    spec["train_shards"] = spec["val_shards"] = [str(pack(spaced, tmp_path / "sp")[0])]
+    spec["out_dir"] = str(tmp_path / "spaced")
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    with pytest.raises(SystemExit) as e:
+        train_main(["--spec", f"@{tmp_path / 'spec.json'}"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert "(image gray.png): label '01 ': character ' ' (U+0020) is not in the charset" in err
+    assert "Traceback" not in err
+
 
 def test_the_command_lists_the_problems_and_fails(own, tmp_path, capsys):
     shutil.copy(own, tmp_path / "copy.tsv")  # its images are not beside this copy
@@ -233,3 +250,47 @@ def test_the_command_lists_the_problems_and_fails(own, tmp_path, capsys):
     gone = str(tmp_path / "gone-000000.tar")
     assert tesseract_main([gone, "--task", "line", "--out", str(tmp_path / "t")]) == 1
     assert f"no such shard: {gone}" in capsys.readouterr().err
+    # With a checkpoint, shards of another task are refused, not scored as misreadings.
+    hanzi = tmp_path / "hanzi.pt"
+    save_model(
+        hanzi,
+        build_model("hanzi_cnn", 2, width=0.125),
+        ModelMeta("hanzi_cnn", {"width": 0.125}, list("一二"), "hanzi", train={}, step=1),
+    )
+    shard = pack(own, tmp_path / "digits")[0]
+    assert (
+        tesseract_main([str(shard), "--checkpoint", str(hanzi), "--out", str(tmp_path / "t")]) == 1
+    )
+    err = capsys.readouterr().err
+    assert "sample 'own_test_own_000000_000000' (image gray.png): label '0123' has '0'" in err
+
+
+def test_an_image_too_narrow_for_its_label_under_ctc_is_refused(tmp_path, caplog):
+    root = tmp_path / "own"
+    root.mkdir()
+    _text_image("12", size=(60, 40)).save(root / "narrow.png")  # 48 px wide at height 32
+    _text_image("12", size=(200, 40)).save(root / "wide.png")
+    labels = root / "labels.tsv"
+    labels.write_text(
+        "wide.png\t1+2*3-4+5*6-7+8\nnarrow.png\t1+2*3-4+5*6-7+8\nwide.png\t 12\n",
+        encoding="utf-8",
+    )
+    checkpoint = tmp_path / "expr.pt"
+    kwargs = {"width": 0.25, "input_height": 32}
+    charset = list("0123456789+-*()")
+    save_model(
+        checkpoint,
+        build_model("expr_crnn", len(charset), **kwargs),
+        ModelMeta("expr_crnn", kwargs, charset, "expr", train={}, step=1),
+    )
+    check = label_check(str(checkpoint), None)
+    assert check.frames(60, 40) == 48 // 4 - 2 and check.frames(200, 40) == 160 // 4 - 2
+    # 15 characters need 15 frames (no repeats): the 160 px image gives 38, the 48 px one 10
+    with pytest.raises(PackError) as e:
+        pack(labels, tmp_path / "out", check=check)
+    assert "2 line(s) cannot be packed" in str(e.value)  # and line 3: a space is no class
+    assert "labels.tsv:2: narrow.png: label '1+2*3-4+5*6-7+8' needs 15 CTC frames" in str(e.value)
+    assert "60x40 px image gives the model 10" in str(e.value)
+    assert "kept as they are (lines 3)" in caplog.text  # the label ' 12'
+    with pytest.raises(ValueError, match=r"labels\.tsv is a file: give a folder"):
+        pack(labels, labels, check=check)

@@ -45,8 +45,12 @@ def metrics_files(tmp_path):
         "crnn": [
             _record("line_crnn_vgg", "crnn_vgg", "line", "test_heldout", seq_acc=0.4),
             _record("line_crnn_vgg", "crnn_vgg", "line", "test_seen"),
-            _record("expr_crnn", "expr_crnn", "expr", "test_seen", value_acc=0.75),
-            _record("expr_crnn", "expr_crnn", "expr", "test_heldout", value_acc=0.5),
+            _record(
+                "expr_crnn", "expr_crnn", "expr", "test_seen", value_acc=0.75, init_from="a.pt"
+            ),
+            _record(
+                "expr_crnn", "expr_crnn", "expr", "test_heldout", value_acc=0.5, init_from="a.pt"
+            ),
             _record(
                 "tesseract",
                 "tesseract 5.3.0",
@@ -253,6 +257,8 @@ def test_summary_puts_references_beside_ours(tmp_path, metrics_files):
     assert "settings of `tesseract.<task>`" in text
     assert "(plots/expr_crnn/curves.png)" in text
     assert "## CTC recognizers" in text and "| line_crnn_vgg | crnn_vgg | vgg |" in text
+    # what was fine-tuned, from what: its steps and time are its own only
+    assert "Fine-tuned (`train.init_from`): `expr_crnn` from `a.pt`. Their" in text
 
 
 def test_markdown_table_escapes_pipes():

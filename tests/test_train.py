@@ -278,8 +278,12 @@ def test_a_source_that_does_not_fit_stops_training_before_it_starts(line_data, t
         main(["--spec", f"@{spec}", "--init-from", str(tmp_path / "gone.pt")])
     assert e.value.code == 1
     err = capsys.readouterr().err
-    assert "error: checkpoint" in err and "gone.pt does not exist" in err
+    assert "error: train.init_from: checkpoint" in err and "gone.pt does not exist" in err
     assert "Traceback" not in err
+    # A run's own model.pt (its next rerun would start from this one's end) is refused too.
+    own = line_job(line_data, tmp_path / "base", init_from=str(tmp_path / "base" / "model.pt"))
+    with pytest.raises(TransferError, match=r"model\.pt is this run's own model\.pt"):
+        train(own)
 
 
 def test_resume_state_that_does_not_fit_the_model_starts_afresh(line_data, tmp_path, caplog):

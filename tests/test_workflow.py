@@ -182,56 +182,87 @@ def test_a_missing_charset_file_fails_at_parse_time_naming_its_key(tmp_path):
     assert "tasks.line.charset.files: mychars_typo.txt does not exist" in proc.stdout + proc.stderr
 
 
+OWN = "is this experiment's own model"
+
+
 @pytest.mark.parametrize(
     ("path", "message"),
     [
-        (
-            "results/models/expr_crnn/model.pt",
-            "results/models/expr_crnn/model.pt is this experiment's own model",
-        ),
-        ("nowhere/model.pt", "nowhere/model.pt does not exist and no experiment makes it"),
+        ("results/models/expr_crnn/model.pt", OWN),
+        ("./results//models/expr_crnn/model.pt", OWN),  # however it is spelled
+        ("{workdir}/results/models/expr_crnn/model.pt", OWN),
+        ("nowhere/model.pt", "does not exist and no experiment makes it"),
+        ("results/models/gone/model.pt", "makes it (the config has no experiment 'gone')"),
     ],
 )
 def test_fine_tuning_from_its_own_model_or_no_file_fails_at_parse_time(tmp_path, path, message):
+    path = path.format(workdir=tmp_path)
+
     def edit(c):
         c["experiments"]["expr_crnn"]["train"]["init_from"] = path
 
     proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
     assert proc.returncode != 0
-    assert f"experiments.expr_crnn.train.init_from: {message}" in proc.stdout + proc.stderr
+    assert f"experiments.expr_crnn.train.init_from: {path} " in proc.stdout + proc.stderr
+    assert message in proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
 def test_an_experiment_fine_tuned_from_another_trains_from_its_weights(smoke_run, tmp_path):
-    """train.init_from naming another experiment's model: that model is an input of the train
-    job (made first, and a change to it trains the fine-tuning again); nothing else reruns."""
+    """train.init_from naming another experiment's model, however spelled: that model is an
+    input of the train job (made first, and retraining it trains the fine-tuning again); a file
+    of the user's is keyed by its content, so a replacement with an older time counts too;
+    nothing else reruns."""
     work = tmp_path / "work"
     shutil.copytree(smoke_run, work, symlinks=True)
     source = work / "results/models/expr_crnn/model.pt"
+    mine = work / "mine.pt"
+    shutil.copy2(work / "results/models/hanzi_cnn/model.pt", work / "other.pt")
+    shutil.copy2(source, mine)
+    leftover = work / "results/models/expr_old/model.pt"
+    leftover.parent.mkdir()
+    shutil.copy2(source, leftover)
 
     def edit(c):
-        c["experiments"]["expr_tuned"] = copy.deepcopy(c["experiments"]["expr_crnn"])
-        c["experiments"]["expr_tuned"]["train"]["init_from"] = "results/models/expr_crnn/model.pt"
+        for name, init in [
+            ("expr_tuned", "./results//models/expr_crnn/model.pt"),
+            ("expr_mine", "mine.pt"),
+            ("expr_leftover", "results/models/expr_old/model.pt"),
+        ]:
+            c["experiments"][name] = copy.deepcopy(c["experiments"]["expr_crnn"])
+            c["experiments"][name]["train"]["init_from"] = init
 
     config = _write_config(tmp_path, edit)
+    targets = [f"results/models/{e}/model.pt" for e in ("expr_tuned", "expr_mine")]
     target = "results/eval/expr_tuned/test_heldout/metrics.json"
-    jobs = _jobs(run_snakemake(work, "-n", "--cores", "2", target, config=config).stdout)
-    assert sorted((r, w.get("experiment")) for r, w in jobs) == [
+    proc = run_snakemake(work, "-n", "--cores", "2", target, *targets, config=config)
+    assert sorted((r, w.get("experiment")) for r, w in _jobs(proc.stdout)) == [
         ("evaluate", "expr_tuned"),
+        ("train", "expr_mine"),
         ("train", "expr_tuned"),
     ]
-    run_snakemake(work, "--cores", "2", target, config=config)
+    # a model left by an experiment the config no longer has is a file like any other, said so
+    assert "made by an experiment 'expr_old' that the config no longer has" in proc.stderr
+    run_snakemake(work, "--cores", "2", target, *targets, config=config)
     info = json.loads((work / "results/models/expr_tuned/train.json").read_text())["init_from"]
     charset = (work / "results/charsets/expr.txt").read_text(encoding="utf-8").splitlines()
     assert info["sha256"] == sha256_file(source)
     assert info["classes_kept"] == len(charset) and not info["classes_new"]
-    assert json.loads((work / "results/eval/expr_tuned/test_heldout/metrics.json").read_text())
+    metrics = json.loads((work / "results/eval/expr_tuned/test_heldout/metrics.json").read_text())
+    assert metrics["init_from"] == "./results//models/expr_crnn/model.pt" and metrics["n"] > 0
 
     # A source trained again is a new start: the fine-tuning follows it, and nothing else.
     os.utime(source)
-    jobs = _jobs(run_snakemake(work, "-n", "--cores", "2", target, config=config).stdout)
-    assert ("train", "expr_tuned") in [(r, w.get("experiment")) for r, w in jobs]
+    jobs = _jobs(run_snakemake(work, "-n", "--cores", "2", target, *targets, config=config).stdout)
+    assert [(r, w.get("experiment")) for r, w in jobs if r == "train"] == [("train", "expr_tuned")]
     assert all(w.get("experiment") == "expr_tuned" for _, w in jobs), jobs
+
+    # A file of the user's replaced by another with an older time (cp -p): its content decides.
+    old = mine.stat().st_mtime - 3600
+    shutil.copy2(work / "other.pt", mine)
+    os.utime(mine, (old, old))
+    jobs = _jobs(run_snakemake(work, "-n", "--cores", "2", *targets, config=config).stdout)
+    assert ("train", "expr_mine") in [(r, w.get("experiment")) for r, w in jobs]
 
 
 def test_a_failed_job_says_why_in_one_line_and_keeps_its_traceback_in_its_log(tmp_path):

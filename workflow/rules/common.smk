@@ -1,6 +1,7 @@
 # Shared by all the rule files. Config validation, the names of things, small input functions.
 # Paths are the contract between rules: every rule reads and writes through these functions.
 import functools
+import logging
 import os
 
 from snakemake.utils import validate
@@ -11,6 +12,7 @@ from synth import joblog
 from synth.charset import extra_chars
 from synth.fonts import split_roles
 from synth.schema import check_config
+from synth.shards import sha256_file
 from synth.specs import canonical, split_config, task_spec
 
 # The schema's defaults fill the objects a config writes, but not an experiment's train or eval
@@ -121,27 +123,54 @@ def model_path(experiment):
     return f"results/models/{experiment}/model.pt"
 
 
-def _check_init_from(name):
-    """train.init_from: not the experiment's own model (a cycle), and a file that exists or that
-    another experiment's train job makes."""
+def _model_of(path):
+    """X when ``path`` is results/models/X/model.pt of the working directory, however it is
+    spelled (./results/..., results//..., absolute); else None."""
+    parts = os.path.relpath(os.path.abspath(path)).split(os.sep)
+    if parts[:2] == ["results", "models"] and parts[3:] == ["model.pt"]:
+        return parts[2]
+    return None
+
+
+def _init_source(name):
+    """train.init_from of an experiment as (input path, sha256), or None when unset.
+
+    Another experiment's model.pt, however spelled, is that experiment's output path, so its
+    train job comes first and its retraining reruns this one (mtime). Any other file must exist;
+    its sha256 goes into the job's params, so replacing it reruns the job whatever its mtime
+    (copied with cp -p, say). The experiment's own model.pt (a cycle) and a file that neither
+    exists nor is made fail here, naming the key.
+    """
     path = config["experiments"][name]["train"].get("init_from")
     if path is None:
-        return
+        return None
     where = f"experiments.{name}.train.init_from"
-    made = {os.path.normpath(model_path(e)): e for e in EXPERIMENTS}
-    if made.get(os.path.normpath(path)) == name:
+    maker = _model_of(path)
+    if maker == name:
         raise ValueError(
             f"{where}: {path} is this experiment's own model; copy it elsewhere to start from it"
         )
-    if os.path.normpath(path) not in made and not os.path.isfile(path):
+    if maker in EXPERIMENTS:
+        return model_path(maker), None
+    if not os.path.isfile(path):
         raise ValueError(
             f"{where}: {path} does not exist and no experiment makes it"
-            f" (relative paths are read from {os.getcwd()})"
+            + (f" (the config has no experiment {maker!r})" if maker else "")
+            + f" (relative paths are read from {os.getcwd()})"
         )
+    if maker is not None:
+        logging.getLogger("synth.workflow").warning(
+            "%s: %s was made by an experiment %r that the config no longer has: it is used as it"
+            " is, a file of yours",
+            where,
+            path,
+            maker,
+        )
+    return path, sha256_file(path)
 
 
-for _name in EXPERIMENTS:
-    _check_init_from(_name)
+joblog.console("synth.workflow")
+INIT_SOURCES = {_name: _init_source(_name) for _name in EXPERIMENTS}
 
 
 def eval_dir(experiment, split):
@@ -233,16 +262,21 @@ def train_params(wildcards):
         for k, v in exp["train"].items()
         if k not in SCHEDULING and not (k == "init_from" and v is None)
     }
-    return {
+    params = {
         "experiment": {
             **{k: exp[k] for k in ("task", "model", "model_kwargs")},
             "train": train,
         },
     }
+    source = INIT_SOURCES[wildcards.experiment]
+    if source is not None and source[1] is not None:
+        # a file of the user's: its content reruns the job
+        params["init_from_sha256"] = source[1]
+    return params
 
 
 def init_from_input(wildcards):
     """The checkpoint a run starts from (train.init_from), if any: an input of its train job, so
     that the job waits for the experiment that makes it and reruns when it changes."""
-    path = experiment_config(wildcards.experiment)["train"].get("init_from")
-    return [] if path is None else [path]
+    source = INIT_SOURCES[wildcards.experiment]
+    return [] if source is None else [source[0]]
