@@ -215,21 +215,20 @@ def pack(
         gray = load_gray(e.path, polarity=polarity, max_pixels=max_pixels)
         return _scaled(gray, height)
 
+    def problem(e: Entry) -> str | None:
+        if check is not None and (why := check.problem(e.text)):
+            return f"{e.source}: {why}"
+        try:
+            image = load(e)
+        except ImageLoadError as err:
+            return str(err)
+        why = check.fits(e.text, image.shape[1], image.shape[0]) if check is not None else None
+        return f"{e.source}: {why}" if why else None
+
     # First every image is read and checked, keeping none (memory stays that of one image);
     # then, when all is well, read again and written.
     for e in entries:
-        why = check.problem(e.text) if check is not None else None
-        if why is None:
-            try:
-                image = load(e)
-            except ImageLoadError as err:
-                why = str(err)
-            else:
-                why = check.fits(e.text, image.shape[1], image.shape[0]) if check else None
-                why = f"{e.source}: {why}" if why else None
-        elif why:
-            why = f"{e.source}: {why}"
-        if why:
+        if why := problem(e):
             problems.append((e.line, f"{labels}:{e.line}: {why}"))
     if problems:
         raise PackError(str(labels), [msg for _, msg in sorted(problems)])

@@ -101,7 +101,7 @@ def init_from(
         TransferError: Another model, or a tensor of another shape (another width, hidden size
             or input size), naming it and the model kwargs that differ.
     """
-    where = f"init_from {path}"
+    where = f"train.init_from {path}"
     try:
         ckpt = load_checkpoint(path)
     except CheckpointError as e:  # its class kept (UntrustedCheckpointError), the key named
@@ -116,12 +116,13 @@ def init_from(
         )
     source: Mapping[str, torch.Tensor] = ckpt["state_dict"]
     target = model.state_dict()
+    hint = _kwargs_hint(model_name, meta.model_kwargs, model_kwargs)
     missing = sorted(set(target) - set(source))
     extra = sorted(set(source) - set(target))
     if missing or extra:
         raise TransferError(
             f"{where}: its weights do not fit {model_name!r} (missing {missing[:3]}, "
-            f"unexpected {extra[:3]}){_kwargs_hint(model_name, meta.model_kwargs, model_kwargs)}"
+            f"unexpected {extra[:3]}){hint}"
         )
 
     family = make_family(model_name, charset, model_kwargs)
@@ -138,20 +139,19 @@ def init_from(
     state = {}
     for key, new in target.items():
         old = source[key]
-        if key in by_class:
-            if old.shape[1:] != new.shape[1:] or old.shape[0] != len(meta.charset) + offset:
-                raise TransferError(
-                    f"{where}: {key} is {tuple(old.shape)}, this model's {tuple(new.shape)}"
-                    f"{_kwargs_hint(model_name, meta.model_kwargs, model_kwargs)}"
-                )
-            merged = new.detach().clone()
-            merged[rows_to] = old.to(new.dtype)[rows_from]
-            state[key] = merged
-        elif old.shape != new.shape:
+        # an output tensor has a row per source class; any other, this model's shape
+        fits = (
+            old.shape[1:] == new.shape[1:] and old.shape[0] == len(meta.charset) + offset
+            if key in by_class
+            else old.shape == new.shape
+        )
+        if not fits:
             raise TransferError(
-                f"{where}: {key} is {tuple(old.shape)}, this model's {tuple(new.shape)}"
-                f"{_kwargs_hint(model_name, meta.model_kwargs, model_kwargs)}"
+                f"{where}: {key} is {tuple(old.shape)}, this model's {tuple(new.shape)}{hint}"
             )
+        if key in by_class:
+            state[key] = new.detach().clone()
+            state[key][rows_to] = old.to(new.dtype)[rows_from]
         else:
             state[key] = old.to(new.dtype)
     model.load_state_dict(state)
