@@ -191,12 +191,14 @@ OWN = "is this experiment's own model"
         ("results/models/expr_crnn/model.pt", OWN),
         ("./results//models/expr_crnn/model.pt", OWN),  # however it is spelled
         ("{workdir}/results/models/expr_crnn/model.pt", OWN),
+        ("{link}/results/models/expr_crnn/model.pt", OWN),  # the working folder by a symlink
         ("nowhere/model.pt", "does not exist and no experiment makes it"),
         ("results/models/gone/model.pt", "makes it (the config has no experiment 'gone')"),
     ],
 )
 def test_fine_tuning_from_its_own_model_or_no_file_fails_at_parse_time(tmp_path, path, message):
-    path = path.format(workdir=tmp_path)
+    (tmp_path.parent / f"{tmp_path.name}-link").symlink_to(tmp_path)
+    path = path.format(workdir=tmp_path, link=f"{tmp_path}-link")
 
     def edit(c):
         c["experiments"]["expr_crnn"]["train"]["init_from"] = path

@@ -125,8 +125,9 @@ def model_path(experiment):
 
 def _model_of(path):
     """X when ``path`` is results/models/X/model.pt of the working directory, however it is
-    spelled (./results/..., results//..., absolute); else None."""
-    parts = os.path.relpath(os.path.abspath(path)).split(os.sep)
+    spelled (./results/..., results//..., absolute, through a symlink); else None."""
+    real = os.path.realpath(path)  # the folders that exist resolved, the rest kept
+    parts = os.path.relpath(real, os.path.realpath(os.getcwd())).split(os.sep)
     if parts[:2] == ["results", "models"] and parts[3:] == ["model.pt"]:
         return parts[2]
     return None
