@@ -158,10 +158,10 @@ def run_hash(job: TrainJob, charset: Sequence[str], world_size: int = 1) -> str:
     """Key of a run's resume state: what the weights depend on (model, training spec but
     `NOT_HASHED`, seed, charset, the shards: their names and the sha256 of their bytes, the
     sha256 of the ``init_from`` checkpoint, and the number of processes under ``torchrun``,
-    which splits the data stream). An edited config,
-    regenerated data (new fonts, say) or another process count gets a fresh key, so it never
-    resumes, or reuses the finished weights of, a stale run; output folders and the device are
-    left out (a run may resume on another machine). Hashing the shards reads them once, about
+    which splits the data stream). An edited config, regenerated data (new fonts, say), another
+    starting checkpoint or another process count gets a fresh key, so it never resumes, or
+    reuses the finished weights of, a stale run; output folders and the device are left out (a
+    run may resume on another machine). Hashing the shards reads them once, about
     1 s per GB."""
     train = hashed_settings(job.train)
     key = {
