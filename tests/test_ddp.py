@@ -20,12 +20,14 @@ from models.train import LOCK_FILE, output_lock
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _torchrun(tmp_path: Path, out: Path) -> subprocess.CompletedProcess:
+def _torchrun(
+    tmp_path: Path, out: Path, init_from: Path | None = None, chars: str = "0123"
+) -> subprocess.CompletedProcess:
     """``torchrun --nproc_per_node 2 -m models.train`` of a tiny line model writing ``out``."""
     shards = write_shards(tmp_path / "shards", "train", 2, 16, "0123", LINE, seed=1)
     val = write_shards(tmp_path / "shards", "val", 1, 8, "0123", LINE, seed=2)
-    charset = tmp_path / "charset.txt"
-    charset.write_text("0\n1\n2\n3\n", encoding="utf-8")
+    charset = tmp_path / f"charset-{chars}.txt"
+    charset.write_text("".join(f"{c}\n" for c in chars), encoding="utf-8")
     job = TrainJob(
         experiment="ddp",
         task="line",
@@ -41,6 +43,7 @@ def _torchrun(tmp_path: Path, out: Path) -> subprocess.CompletedProcess:
             log_every=3,
             num_workers=0,
             shuffle_buffer=8,
+            init_from=str(init_from) if init_from else None,
         ),
         seed=5,
         device="cpu",
@@ -89,6 +92,16 @@ def test_torchrun_two_processes_train_and_rank0_writes_once(tmp_path):
     model, meta = load_model(out / "model.pt")
     assert meta.step == 6
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+    # Fine-tuned from it under torchrun, over a reordered charset with a new character.
+    tuned = tmp_path / "tuned"
+    proc = _torchrun(tmp_path, tuned, init_from=out / "model.pt", chars="3210x")
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log
+    info = json.loads((tuned / "train.json").read_text())
+    assert info["world_size"] == 2 and info["steps"] == 6
+    assert (info["init_from"]["classes_kept"], info["init_from"]["classes_new"]) == (4, 1)
+    assert log.count("4 of 5 characters keep their output rows") == 2, log  # on each rank
 
 
 @pytest.mark.slow
