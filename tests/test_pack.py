@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import DEJAVU
 from PIL import Image, ImageDraw, ImageFont
 
 from models.checkpoint import ModelMeta, save_model
@@ -21,7 +22,6 @@ from models.tesseract import main as tesseract_main
 from models.train import main as train_main
 from synth.shards import iter_records, read_manifest
 
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 LINE_KW = {"width": 0.125, "hidden": 16}
 
 
@@ -31,7 +31,7 @@ def shards_of(folder):
 
 def _text_image(text: str, size=(120, 40), ink=0, paper=255, mode="L") -> Image.Image:
     img = Image.new("L", size, paper)
-    ImageDraw.Draw(img).text((6, 6), text, fill=ink, font=ImageFont.truetype(FONT, 24))
+    ImageDraw.Draw(img).text((6, 6), text, fill=ink, font=ImageFont.truetype(str(DEJAVU), 24))
     return img.convert(mode)
 
 
