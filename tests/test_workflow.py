@@ -267,6 +267,73 @@ def test_an_experiment_fine_tuned_from_another_trains_from_its_weights(smoke_run
     assert ("train", "expr_mine") in [(r, w.get("experiment")) for r, w in jobs]
 
 
+@pytest.mark.parametrize(
+    ("own", "message"),
+    [
+        ({"test_seen": {"task": "expr", "labels": "x.tsv"}}, "own_tests.test_seen: a split of"),
+        ({"test_mine": {"task": "expr", "labels": "gone.tsv"}}, "own_tests.test_mine.labels: gone"),
+    ],
+)
+def test_an_own_test_set_that_cannot_be_fails_at_parse_time(tmp_path, own, message):
+    proc = run_snakemake(
+        tmp_path,
+        "-n",
+        config=_write_config(tmp_path, lambda c: c.update(own_tests=own)),
+        check=False,
+    )
+    assert proc.returncode != 0 and message in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_an_own_test_set_is_packed_evaluated_and_reported_beside_tesseract(smoke_run, tmp_path):
+    """own_tests: the user's labelled images are packed, read by the task's models and
+    Tesseract, and their rows join the report; nothing else reruns; editing an image reruns
+    them."""
+    from conftest import DEJAVU
+    from PIL import Image, ImageDraw, ImageFont
+
+    work = tmp_path / "work"
+    shutil.copytree(smoke_run, work, symlinks=True)
+    mine = tmp_path / "mine"
+    (mine / "phone").mkdir(parents=True)
+    texts = {"a.png": "1+2", "b.png": "(3+4)*5", "phone/c.png": "7-2*3"}
+    for name, text in texts.items():
+        img = Image.new("L", (160, 48), 255)
+        ImageDraw.Draw(img).text((8, 8), text, fill=0, font=ImageFont.truetype(str(DEJAVU), 26))
+        img.save(mine / name)
+    (mine / "labels.tsv").write_text(
+        "".join(f"{n}\t{t}\n" for n, t in texts.items()), encoding="utf-8"
+    )
+
+    def edit(c):
+        c["own_tests"] = {"test_mine": {"task": "expr", "labels": str(mine / "labels.tsv")}}
+
+    config = _write_config(tmp_path, edit)
+    target = "results/crnn_report.csv"
+    jobs = _jobs(run_snakemake(work, "-n", "--cores", "2", target, config=config).stdout)
+    assert sorted((r, w.get("split", "")) for r, w in jobs) == [
+        ("crnn_report", ""),
+        ("evaluate", "test_mine"),
+        ("pack", "test_mine"),
+        ("tesseract", "test_mine"),
+    ], jobs
+    run_snakemake(work, "--cores", "2", target, config=config)
+    with open(work / target, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "test_mine"]
+    assert sorted(r["experiment"] for r in rows) == ["expr_crnn", "tesseract"]
+    assert all(r["n"] == "3" for r in rows)
+    metrics = json.loads((work / "results/eval/expr_crnn/test_mine/metrics.json").read_text())
+    assert set(metrics["per_font"]) == {".", "phone"}  # per folder
+
+    # An image edited (its bytes: Snakemake skips an input whose time alone is newer): it is
+    # packed and read again.
+    img = Image.open(mine / "phone" / "c.png")
+    img.putpixel((1, 1), 0)
+    img.save(mine / "phone" / "c.png")
+    jobs = _jobs(run_snakemake(work, "-n", "--cores", "2", target, config=config).stdout)
+    assert ("pack", "test_mine") in [(r, w.get("split")) for r, w in jobs]
+
+
 def test_a_failed_job_says_why_in_one_line_and_keeps_its_traceback_in_its_log(tmp_path):
     """A charset character no font draws: the console gets the error's message and the log's
     name, the log the traceback; a warning (a pattern matching no font) reaches the console."""

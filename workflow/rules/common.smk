@@ -6,6 +6,7 @@ import os
 
 from snakemake.utils import validate
 
+from models.pack import read_labels
 from models.registry import validate_experiment
 from models.specs import SCHEDULING
 from synth import joblog
@@ -111,8 +112,44 @@ def role_of(split):
 
 
 def shard_paths(task, split):
+    if split in OWN_TESTS:
+        if OWN_TESTS[split]["task"] != task:
+            raise ValueError(
+                f"own_tests.{split} is a {OWN_TESTS[split]['task']} test, not {task}"
+            )
+        return [own_shard_path(split)]
     n = config["tasks"][task]["splits"][split]["shards"]
     return [f"results/shards/{task}/{split}-{i:06d}.tar" for i in range(n)]
+
+
+# Test sets of the user's own labelled images (own_tests): split -> task and labels file. The
+# images a labels file lists are inputs of its pack job, so editing one reruns it; the lines'
+# problems (no tab, an unreadable image, a label outside the charset) are the pack job's to list.
+OWN_TESTS = config["own_tests"]
+OWN_IMAGES = {}
+for _split, _own in OWN_TESTS.items():
+    if _split in SPLITS:
+        raise ValueError(
+            f"own_tests.{_split}: a split of the synthetic data has that name"
+        )
+    if not os.path.isfile(_own["labels"]):
+        raise ValueError(
+            f"own_tests.{_split}.labels: {_own['labels']} does not exist"
+            f" (relative paths are read from {os.getcwd()})"
+        )
+    OWN_IMAGES[_split] = [
+        str(e.path) for e in read_labels(_own["labels"])[0] if os.path.isfile(e.path)
+    ]
+
+
+def own_shard_path(split):
+    return f"results/own/{split}-000000.tar"
+
+
+def test_splits(task):
+    """The test splits a task's models (and Tesseract) are evaluated on: the synthetic ones, then
+    the own_tests of that task."""
+    return TEST_SPLITS + [s for s, own in OWN_TESTS.items() if own["task"] == task]
 
 
 def all_shard_paths(task):

@@ -95,6 +95,32 @@ rule shard:
         "../scripts/shard.py"
 
 
+# A test set of the user's own labelled images (own_tests): one shard, its labels checked against
+# the task's charset (models.pack); every line that cannot be packed is listed in the job's error.
+rule pack:
+    input:
+        labels=lambda w: OWN_TESTS[w.split]["labels"],
+        images=lambda w: OWN_IMAGES[w.split],
+        charset=lambda w: charset_path(OWN_TESTS[w.split]["task"]),
+    output:
+        own_shard_path("{split}"),
+    log:
+        "logs/pack/{split}.log",
+    benchmark:
+        "logs/pack/{split}.benchmark.tsv"
+    wildcard_constraints:
+        split="|".join(OWN_TESTS) if OWN_TESTS else "(?!)",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1500,
+    params:
+        task=lambda w: OWN_TESTS[w.split]["task"],
+    script:
+        "../scripts/pack.py"
+
+
 rule manifest:
     input:
         lambda w: all_shard_paths(w.task),

@@ -30,7 +30,7 @@ rule evaluate:
     benchmark:
         "logs/evaluate/{experiment}/{split}.benchmark.tsv"
     wildcard_constraints:
-        split="|".join(TEST_SPLITS),
+        split="|".join(TEST_SPLITS + list(OWN_TESTS)),
     conda:
         "../../environment.yml"
     threads: eval_threads
@@ -57,7 +57,7 @@ rule tesseract:
         "logs/tesseract/{task}/{split}.benchmark.tsv"
     wildcard_constraints:
         task="|".join(TESSERACT_TASKS),
-        split="|".join(TEST_SPLITS),
+        split="|".join(TEST_SPLITS + list(OWN_TESTS)),
     conda:
         "../../environment.yml"
     threads: tesseract_threads

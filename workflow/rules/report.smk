@@ -22,20 +22,28 @@ REPORT_TESSERACT_TASKS = {
     )
     for kind, exps in REPORT_EXPERIMENTS.items()
 }
+# The tables have the synthetic test splits and the own_tests of each task (test_splits); the
+# plots below, the synthetic ones alone.
 REPORT_METRICS = {
     kind: [
         os.path.join(eval_dir(e, s), "metrics.json")
         for e in REPORT_EXPERIMENTS[kind]
-        for s in TEST_SPLITS
+        for s in test_splits(experiment_task(e))
     ]
     + [
         os.path.join(tesseract_dir(t, s), "metrics.json")
         for t in REPORT_TESSERACT_TASKS[kind]
-        for s in TEST_SPLITS
+        for s in test_splits(t)
     ]
     for kind in REPORT_FAMILIES
 }
-ALL_METRICS = [p for kind in REPORT_FAMILIES for p in REPORT_METRICS[kind]]
+# The synthetic test splits' metrics, for the accuracy-by-font plot.
+ALL_METRICS = [
+    p
+    for kind in REPORT_FAMILIES
+    for p in REPORT_METRICS[kind]
+    if os.path.basename(os.path.dirname(p)) in TEST_SPLITS
+]
 READER_GIFS = config["report"]["reader_gifs"]
 # The rule always names at least one GIF (a rule needs an output); PLOTS asks for none when
 # report.reader_gifs is 0.

@@ -1,0 +1,23 @@
+"""Snakemake adapter: pack one own_tests labels file into its shard (models.pack)."""
+
+import sys
+from pathlib import Path
+
+from models.pack import LabelCheck, pack
+from synth import joblog
+from synth.charset import read_charset
+
+joblog.start(snakemake.log[0])
+task = snakemake.params.task
+check = LabelCheck(
+    frozenset(read_charset(snakemake.input.charset)),
+    longest=1 if task == "hanzi" else 0,  # the classifier reads one character
+    task=task,
+)
+pack(
+    snakemake.input.labels,
+    Path(snakemake.output[0]).parent,
+    split=snakemake.wildcards.split,
+    check=check,
+    samples_per_shard=sys.maxsize,  # one shard: the output this rule declares
+)
