@@ -333,6 +333,27 @@ def test_an_own_test_set_is_packed_evaluated_and_reported_beside_tesseract(smoke
     jobs = _jobs(run_snakemake(work, "-n", "--cores", "2", target, config=config).stdout)
     assert ("pack", "test_mine") in [(r, w.get("split")) for r, w in jobs]
 
+    # A label longer than the task's models read (the reader's 4 characters) stops the pack job,
+    # naming the line.
+    img = Image.new("L", (40, 40), 255)
+    ImageDraw.Draw(img).text((2, 8), "12345", fill=0, font=ImageFont.truetype(str(DEJAVU), 10))
+    img.save(mine / "caps.png")
+    (mine / "caps.tsv").write_text("caps.png\t12345\n", encoding="utf-8")
+
+    def caps(c):
+        c["own_tests"] = {"test_caps": {"task": "short", "labels": str(mine / "caps.tsv")}}
+
+    proc = run_snakemake(
+        work,
+        "--cores",
+        "2",
+        "results/own/test_caps-000000.tar",
+        config=_write_config(tmp_path, caps),
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "caps.tsv:1: caps.png: label '12345' has 5 characters" in proc.stdout + proc.stderr
+
 
 def test_a_failed_job_says_why_in_one_line_and_keeps_its_traceback_in_its_log(tmp_path):
     """A charset character no font draws: the console gets the error's message and the log's

@@ -7,7 +7,7 @@ import os
 from snakemake.utils import validate
 
 from models.pack import read_labels
-from models.registry import validate_experiment
+from models.registry import label_lengths, validate_experiment
 from models.specs import SCHEDULING
 from synth import joblog
 from synth.charset import extra_chars
@@ -140,6 +140,13 @@ for _split, _own in OWN_TESTS.items():
     OWN_IMAGES[_split] = [
         str(e.path) for e in read_labels(_own["labels"])[0] if os.path.isfile(e.path)
     ]
+
+
+def own_longest_label(task):
+    """The longest own_tests label a task's models can read (0: no bound)."""
+    if task in ("hanzi", "short"):
+        return label_lengths(task, config["tasks"][task])[1]
+    return 0
 
 
 def own_shard_path(split):

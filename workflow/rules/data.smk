@@ -117,6 +117,9 @@ rule pack:
         mem_mb=1500,
     params:
         task=lambda w: OWN_TESTS[w.split]["task"],
+        # the longest label the task's models can give: one hanzi, the reader's few capitals
+        # (tasks.short.length); CTC models read lines of any length
+        longest=lambda w: own_longest_label(OWN_TESTS[w.split]["task"]),
     script:
         "../scripts/pack.py"
 

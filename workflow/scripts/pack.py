@@ -8,11 +8,10 @@ from synth import joblog
 from synth.charset import read_charset
 
 joblog.start(snakemake.log[0])
-task = snakemake.params.task
 check = LabelCheck(
     frozenset(read_charset(snakemake.input.charset)),
-    longest=1 if task == "hanzi" else 0,  # the classifier reads one character
-    task=task,
+    longest=snakemake.params.longest,
+    task=snakemake.params.task,
 )
 pack(
     snakemake.input.labels,
