@@ -12,8 +12,8 @@ stored as 8-bit grayscale (scaled to ``--height`` px tall when given), and writt
 label (NFKC-normalised, as the synthetic labels are; a label starting or ending with whitespace
 is kept as it is, with a warning) as ``{key}.png`` + ``{key}.json`` in shards
 ``{out}/{split}-{shard:06d}.tar``, beside a ``{split}.manifest.tsv``. The JSON's ``font`` is the
-image's folder as the labels file writes it (``.`` for an image beside it), so the per-font
-tables of an evaluation become per-folder ones; ``source`` is the path as written.
+image's folder as the labels file writes it, with a slash (``./`` for an image beside it), so
+the per-font tables of an evaluation become per-folder ones; ``source`` is the path as written.
 
 Nothing is dropped: a line without a tab, an empty label, an image that cannot be read, and,
 with ``--checkpoint`` (or ``--charset``), a label the model cannot encode (a character outside
@@ -36,7 +36,7 @@ import os
 import re
 import sys
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,7 +263,9 @@ def _samples(
         meta: dict[str, Any] = {
             "text": e.text,
             "split": split,
-            "font": Path(e.source).parent.as_posix(),
+            # the image's folder, with a slash: "./" beside the labels file, never the tables'
+            # "all" row (models.report.ALL_FONTS)
+            "font": Path(e.source).parent.as_posix().rstrip("/") + "/",
             "source": e.source,
             "width": int(image.shape[1]),
             "height": int(image.shape[0]),
@@ -273,26 +275,40 @@ def _samples(
         yield Sample(key=f"own_{split}_{shard:06d}_{n:06d}", image=image, meta=meta)
 
 
+def ctc_frames(models: Sequence[tuple[str, Mapping[str, Any]]]) -> Callable[[int, int], int]:
+    """The frames an image of (width, height) px gives the fewest-framed of some CTC models
+    (``(model name, model_kwargs)`` pairs), once scaled to each one's height and padded to its
+    narrowest input, as `models.preprocess` feeds it."""
+    from models.preprocess import min_width
+    from models.registry import input_spec, output_length
+
+    geometries = [(name, kwargs, input_spec(name, **kwargs)) for name, kwargs in models]
+
+    def frames(width: int, height: int) -> int:
+        return min(
+            int(
+                output_length(
+                    name,
+                    max(max(1, round(width * g["height"] / height)), min_width(g)),
+                    **kwargs,
+                )
+            )
+            for name, kwargs, g in geometries
+        )
+
+    return frames
+
+
 def label_check(checkpoint: str | None, charset: str | None) -> LabelCheck | None:
     """The labels' check: a checkpoint's charset and task, or a charset file's characters."""
     if checkpoint:
         # These import torch: only when a checkpoint is given.
         from models.checkpoint import read_meta
         from models.families import make_family
-        from models.preprocess import min_width
-        from models.registry import input_spec, output_length
 
         meta = read_meta(checkpoint)
         family = make_family(meta.model, meta.charset, meta.model_kwargs)
-        frames = None
-        if family.kind == "ctc":
-            geometry = input_spec(meta.model, **meta.model_kwargs)
-
-            def frames(width: int, height: int) -> int:
-                scaled = max(1, round(width * geometry["height"] / height))
-                fed = max(scaled, min_width(geometry))  # as models.preprocess pads it
-                return int(output_length(meta.model, fed, **meta.model_kwargs))
-
+        frames = ctc_frames([(meta.model, meta.model_kwargs)]) if family.kind == "ctc" else None
         return LabelCheck(frozenset(meta.charset), family.longest_label, meta.task, frames)
     if charset:
         from synth.charset import read_charset

@@ -275,7 +275,8 @@ def summary_markdown(
     parts = [
         "# synthocr results\n",
         "Built from the `metrics.json` files of `results/eval/`. Splits: `test_seen` uses the "
-        "training fonts (unseen samples), `test_heldout` only fonts training never saw. "
+        "training fonts (unseen samples), `test_heldout` only fonts training never saw; any "
+        "other `test_` split is one of the config's `own_tests`, labelled images of the user's. "
         "Tesseract reads the first `tesseract.max_samples` samples of each split, with the "
         "settings of `tesseract.<task>` (language, page segmentation, whitelist, scale), which "
         "its `metrics.json` records.\n",

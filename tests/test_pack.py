@@ -70,7 +70,7 @@ def test_every_kind_of_image_is_packed_upright_gray_and_dark_on_light(own, tmp_p
     assert [p.name for p in paths] == ["real-000000.tar", "real-000001.tar", "real-000002.tar"]
     samples = list(iter_samples(paths))
     assert [s.label for s in samples] == ["0123", "12", "301", "2", "3210", "10", "0"]
-    assert [s.font for s in samples] == [".", ".", ".", ".", "scans", "scans", "."]
+    assert [s.font for s in samples] == ["./", "./", "./", "./", "scans/", "scans/", "./"]
     assert [s.meta["source"] for s in samples][4] == "scans/deep.png"
     for s in samples:
         assert s.image.mode == "L" and s.image.height == 32, s.meta["source"]
@@ -183,7 +183,7 @@ def test_evaluate_and_fine_tune_a_model_on_packed_images(own, tmp_path, capsys):
     )
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["n"] == 7 and metrics["split"] == "real"
-    assert {k: v["n"] for k, v in metrics["per_font"].items()} == {".": 5, "scans": 2}
+    assert {k: v["n"] for k, v in metrics["per_font"].items()} == {"./": 5, "scans/": 2}
 
     # Tesseract on the same images, with the settings the workflow gives the model's task.
     assert (
@@ -194,7 +194,7 @@ def test_evaluate_and_fine_tune_a_model_on_packed_images(own, tmp_path, capsys):
     )
     tess = json.loads((tmp_path / "tess" / "metrics.json").read_text())
     assert tess["n"] == 7 and tess["split"] == "real" and tess["lang"] == "chi_sim"
-    assert {k: v["n"] for k, v in tess["per_font"].items()} == {".": 5, "scans": 2}
+    assert {k: v["n"] for k, v in tess["per_font"].items()} == {"./": 5, "scans/": 2}
     assert tess["seq_acc"] > 0.5  # clean printed digits: Tesseract reads them (7 of 7 here)
 
     # Fine-tuned on them from the checkpoint, as the README says: a JSON spec and --init-from

@@ -272,16 +272,23 @@ def test_an_experiment_fine_tuned_from_another_trains_from_its_weights(smoke_run
     [
         ({"test_seen": {"task": "expr", "labels": "x.tsv"}}, "own_tests.test_seen: a split of"),
         ({"test_mine": {"task": "expr", "labels": "gone.tsv"}}, "own_tests.test_mine.labels: gone"),
+        ({"test_mine": {"task": "expr", "labels": "."}}, "own_tests.test_mine.labels: . is not a"),
+        ({"test_mine": {"task": "expr", "labels": "latin1.tsv"}}, "latin1.tsv:1: not UTF-8"),
+        ({"test_mine": {"task": "expr", "labels": "braces.tsv"}}, "line 1: im{1}.png: braces"),
+        ({"test_mine": {"task": "hanzi", "labels": "x.tsv"}}, "no experiment of task 'hanzi'"),
     ],
 )
 def test_an_own_test_set_that_cannot_be_fails_at_parse_time(tmp_path, own, message):
-    proc = run_snakemake(
-        tmp_path,
-        "-n",
-        config=_write_config(tmp_path, lambda c: c.update(own_tests=own)),
-        check=False,
-    )
-    assert proc.returncode != 0 and message in proc.stdout + proc.stderr
+    (tmp_path / "x.tsv").write_text("a.png\t1\n", encoding="utf-8")
+    (tmp_path / "latin1.tsv").write_bytes("a.png\t\xe9\n".encode("latin-1"))
+    (tmp_path / "braces.tsv").write_text("im{1}.png\t1\n", encoding="utf-8")
+
+    def edit(c):
+        c["own_tests"] = own
+        del c["experiments"]["hanzi_cnn"]
+
+    proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
+    assert proc.returncode != 0 and message in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
@@ -323,15 +330,30 @@ def test_an_own_test_set_is_packed_evaluated_and_reported_beside_tesseract(smoke
     assert sorted(r["experiment"] for r in rows) == ["expr_crnn", "tesseract"]
     assert all(r["n"] == "3" for r in rows)
     metrics = json.loads((work / "results/eval/expr_crnn/test_mine/metrics.json").read_text())
-    assert set(metrics["per_font"]) == {".", "phone"}  # per folder
+    assert set(metrics["per_font"]) == {"./", "phone/"}  # per folder
 
-    # An image edited (its bytes: Snakemake skips an input whose time alone is newer): it is
-    # packed and read again.
+    # An image replaced by another, even one with an older time (cp -p): its content decides,
+    # and it is packed and read again.
+    before = (mine / "phone" / "c.png").stat().st_mtime - 3600
     img = Image.open(mine / "phone" / "c.png")
     img.putpixel((1, 1), 0)
     img.save(mine / "phone" / "c.png")
+    os.utime(mine / "phone" / "c.png", (before, before))
     jobs = _jobs(run_snakemake(work, "-n", "--cores", "2", target, config=config).stdout)
     assert ("pack", "test_mine") in [(r, w.get("split")) for r, w in jobs]
+
+    # An own test in the targets of the summary.
+    def targeted(c):
+        edit(c)
+        c["report"]["targets"] = [
+            {"experiment": "expr_crnn", "metric": "seq_acc", "split": "test_mine", "value": 0.0}
+        ]
+
+    run_snakemake(
+        work, "--cores", "2", "results/summary.md", config=_write_config(tmp_path, targeted)
+    )
+    summary = (work / "results/summary.md").read_text(encoding="utf-8")
+    assert "| expr_crnn | seq_acc | test_mine | 0.0000 |" in summary
 
     # A label longer than the task's models read (the reader's 4 characters) stops the pack job,
     # naming the line.
@@ -353,6 +375,24 @@ def test_an_own_test_set_is_packed_evaluated_and_reported_beside_tesseract(smoke
     )
     assert proc.returncode != 0
     assert "caps.tsv:1: caps.png: label '12345' has 5 characters" in proc.stdout + proc.stderr
+
+    # An image too narrow to give the task's CTC model a frame per character of its label.
+    Image.new("L", (12, 48), 255).save(mine / "narrow.png")
+    (mine / "narrow.tsv").write_text("narrow.png\t1+2*3-4\n", encoding="utf-8")
+
+    def narrow(c):
+        c["own_tests"] = {"test_narrow": {"task": "expr", "labels": str(mine / "narrow.tsv")}}
+
+    proc = run_snakemake(
+        work,
+        "--cores",
+        "2",
+        "results/own/test_narrow-000000.tar",
+        config=_write_config(tmp_path, narrow),
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "narrow.png: label '1+2*3-4' needs 7 CTC frames" in proc.stdout + proc.stderr
 
 
 def test_a_failed_job_says_why_in_one_line_and_keeps_its_traceback_in_its_log(tmp_path):

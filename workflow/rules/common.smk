@@ -7,13 +7,13 @@ import os
 from snakemake.utils import validate
 
 from models.pack import read_labels
-from models.registry import label_lengths, validate_experiment
+from models.registry import family_of, label_lengths, validate_experiment
 from models.specs import SCHEDULING
 from synth import joblog
 from synth.charset import extra_chars
 from synth.fonts import split_roles
 from synth.schema import check_config
-from synth.shards import sha256_file
+from synth.shards import sha256_file, sha256_files
 from synth.specs import canonical, split_config, task_spec
 
 # The schema's defaults fill the objects a config writes, but not an experiment's train or eval
@@ -127,19 +127,33 @@ def shard_paths(task, split):
 # problems (no tab, an unreadable image, a label outside the charset) are the pack job's to list.
 OWN_TESTS = config["own_tests"]
 OWN_IMAGES = {}
+OWN_DIGEST = {}
 for _split, _own in OWN_TESTS.items():
+    _where = f"own_tests.{_split}"
     if _split in SPLITS:
+        raise ValueError(f"{_where}: a split of the synthetic data has that name")
+    if not experiments_for([_own["task"]]):
         raise ValueError(
-            f"own_tests.{_split}: a split of the synthetic data has that name"
+            f"{_where}: no experiment of task {_own['task']!r} in the config reads it"
         )
     if not os.path.isfile(_own["labels"]):
         raise ValueError(
-            f"own_tests.{_split}.labels: {_own['labels']} does not exist"
+            f"{_where}.labels: {_own['labels']} is not a file"
             f" (relative paths are read from {os.getcwd()})"
         )
-    OWN_IMAGES[_split] = [
-        str(e.path) for e in read_labels(_own["labels"])[0] if os.path.isfile(e.path)
-    ]
+    try:
+        _entries = read_labels(_own["labels"])[0]
+    except ValueError as e:  # models.pack.PackError: not UTF-8, unreadable
+        raise ValueError(f"{_where}.labels: {getattr(e, 'problems', [e])[0]}") from None
+    for _e in _entries:
+        if "{" in str(_e.path) or "}" in str(_e.path):
+            raise ValueError(
+                f"{_where}.labels: line {_e.line}: {_e.source}: braces in a path are Snakemake's"
+                " wildcards: rename the file"
+            )
+    OWN_IMAGES[_split] = [str(e.path) for e in _entries if os.path.isfile(e.path)]
+    # Its content, in the pack job's params: a file replaced with an older time (cp -p) counts.
+    OWN_DIGEST[_split] = sha256_files([_own["labels"], *OWN_IMAGES[_split]])
 
 
 def own_longest_label(task):
@@ -147,6 +161,15 @@ def own_longest_label(task):
     if task in ("hanzi", "short"):
         return label_lengths(task, config["tasks"][task])[1]
     return 0
+
+
+def own_ctc_models(task):
+    """[model, model_kwargs] of the task's CTC experiments, for the pack job's frame check."""
+    return [
+        [experiment_config(e)["model"], experiment_config(e)["model_kwargs"]]
+        for e in experiments_for([task])
+        if family_of(experiment_config(e)["model"]) == "ctc"
+    ]
 
 
 def own_shard_path(split):

@@ -120,6 +120,10 @@ rule pack:
         # the longest label the task's models can give: one hanzi, the reader's few capitals
         # (tasks.short.length); CTC models read lines of any length
         longest=lambda w: own_longest_label(OWN_TESTS[w.split]["task"]),
+        # the CTC models of the task (model, model_kwargs): each image must give every one of
+        # them a frame per character of its label
+        ctc_models=lambda w: own_ctc_models(OWN_TESTS[w.split]["task"]),
+        content=lambda w: OWN_DIGEST[w.split],
     script:
         "../scripts/pack.py"
 
