@@ -370,14 +370,6 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def sha256_files(paths: Sequence[str | os.PathLike]) -> str:
-    """One sha256 over several files' contents, in the order given."""
-    h = hashlib.sha256()
-    for path in paths:
-        h.update(sha256_file(path).encode())
-    return h.hexdigest()
-
-
 class ShardReadError(ValueError):
     """A shard that is not a readable tar (empty, truncated, corrupt): names it, and the last
     sample read before the damage."""

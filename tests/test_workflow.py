@@ -267,6 +267,18 @@ def test_an_experiment_fine_tuned_from_another_trains_from_its_weights(smoke_run
     assert ("train", "expr_mine") in [(r, w.get("experiment")) for r, w in jobs]
 
 
+def test_a_target_on_a_split_that_is_none_fails_at_parse_time(tmp_path):
+    def edit(c):
+        c["report"]["targets"] = [
+            {"experiment": "expr_crnn", "metric": "seq_acc", "split": "test_heldot", "value": 0.9}
+        ]
+
+    proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "report.targets.0.split: 'test_heldot' is none of test_seen, test_heldout" in out
+
+
 @pytest.mark.parametrize(
     ("own", "message"),
     [
@@ -275,6 +287,7 @@ def test_an_experiment_fine_tuned_from_another_trains_from_its_weights(smoke_run
         ({"test_mine": {"task": "expr", "labels": "."}}, "own_tests.test_mine.labels: . is not a"),
         ({"test_mine": {"task": "expr", "labels": "latin1.tsv"}}, "latin1.tsv:1: not UTF-8"),
         ({"test_mine": {"task": "expr", "labels": "braces.tsv"}}, "line 1: im{1}.png: braces"),
+        ({"test_mine": {"task": "expr", "labels": "b{x}/x.tsv"}}, "labels: b{x}/x.tsv: braces"),
         ({"test_mine": {"task": "hanzi", "labels": "x.tsv"}}, "no experiment of task 'hanzi'"),
     ],
 )
@@ -282,6 +295,8 @@ def test_an_own_test_set_that_cannot_be_fails_at_parse_time(tmp_path, own, messa
     (tmp_path / "x.tsv").write_text("a.png\t1\n", encoding="utf-8")
     (tmp_path / "latin1.tsv").write_bytes("a.png\t\xe9\n".encode("latin-1"))
     (tmp_path / "braces.tsv").write_text("im{1}.png\t1\n", encoding="utf-8")
+    (tmp_path / "b{x}").mkdir()
+    (tmp_path / "b{x}" / "x.tsv").write_text("a.png\t1\n", encoding="utf-8")
 
     def edit(c):
         c["own_tests"] = own

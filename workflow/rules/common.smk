@@ -13,7 +13,7 @@ from synth import joblog
 from synth.charset import extra_chars
 from synth.fonts import split_roles
 from synth.schema import check_config
-from synth.shards import sha256_file, sha256_files
+from synth.shards import sha256_file
 from synth.specs import canonical, split_config, task_spec
 
 # The schema's defaults fill the objects a config writes, but not an experiment's train or eval
@@ -141,19 +141,36 @@ for _split, _own in OWN_TESTS.items():
             f"{_where}.labels: {_own['labels']} is not a file"
             f" (relative paths are read from {os.getcwd()})"
         )
+    if "{" in _own["labels"] or "}" in _own["labels"]:
+        raise ValueError(
+            f"{_where}.labels: {_own['labels']}: braces in a path are Snakemake's wildcards:"
+            " rename it"
+        )
     try:
         _entries = read_labels(_own["labels"])[0]
     except ValueError as e:  # models.pack.PackError: not UTF-8, unreadable
         raise ValueError(f"{_where}.labels: {getattr(e, 'problems', [e])[0]}") from None
     for _e in _entries:
-        if "{" in str(_e.path) or "}" in str(_e.path):
+        if "{" in _e.source or "}" in _e.source:
             raise ValueError(
                 f"{_where}.labels: line {_e.line}: {_e.source}: braces in a path are Snakemake's"
                 " wildcards: rename the file"
             )
     OWN_IMAGES[_split] = [str(e.path) for e in _entries if os.path.isfile(e.path)]
-    # Its content, in the pack job's params: a file replaced with an older time (cp -p) counts.
-    OWN_DIGEST[_split] = sha256_files([_own["labels"], *OWN_IMAGES[_split]])
+    # In the pack job's params: the labels file's content and each image's size and time, so an
+    # image replaced with an older time (cp -p) counts too, without reading every image whenever
+    # the workflow is parsed (each cluster job parses it again).
+    OWN_DIGEST[_split] = sha256_file(_own["labels"]) + "".join(
+        f"|{os.stat(p).st_size}:{os.stat(p).st_mtime_ns}" for p in OWN_IMAGES[_split]
+    )
+
+
+for _i, _target in enumerate(config["report"]["targets"]):
+    if _target["split"] not in TEST_SPLITS + list(OWN_TESTS):
+        raise ValueError(
+            f"report.targets.{_i}.split: {_target['split']!r} is none of "
+            f"{', '.join(TEST_SPLITS + list(OWN_TESTS))}"
+        )
 
 
 def own_longest_label(task):

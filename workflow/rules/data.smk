@@ -103,7 +103,8 @@ rule pack:
         images=lambda w: OWN_IMAGES[w.split],
         charset=lambda w: charset_path(OWN_TESTS[w.split]["task"]),
     output:
-        own_shard_path("{split}"),
+        shard=own_shard_path("{split}"),
+        manifest="results/own/{split}.manifest.tsv",
     log:
         "logs/pack/{split}.log",
     benchmark:

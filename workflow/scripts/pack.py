@@ -17,7 +17,7 @@ check = LabelCheck(
 )
 pack(
     snakemake.input.labels,
-    Path(snakemake.output[0]).parent,
+    Path(snakemake.output.shard).parent,
     split=snakemake.wildcards.split,
     check=check,
     samples_per_shard=sys.maxsize,  # one shard: the output this rule declares
