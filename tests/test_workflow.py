@@ -370,44 +370,34 @@ def test_an_own_test_set_is_packed_evaluated_and_reported_beside_tesseract(smoke
     summary = (work / "results/summary.md").read_text(encoding="utf-8")
     assert "| expr_crnn | seq_acc | test_mine | 0.0000 |" in summary
 
-    # A label longer than the task's models read (the reader's 4 characters) stops the pack job,
-    # naming the line.
+    def pack_fails(split, task, image, label):
+        """The output of a pack job for one image and label, which must fail."""
+        (mine / f"{split}.tsv").write_text(f"{image}\t{label}\n", encoding="utf-8")
+
+        def own(c):
+            c["own_tests"] = {split: {"task": task, "labels": str(mine / f"{split}.tsv")}}
+
+        proc = run_snakemake(
+            work,
+            "--cores",
+            "2",
+            f"results/own/{split}-000000.tar",
+            config=_write_config(tmp_path, own),
+            check=False,
+        )
+        assert proc.returncode != 0
+        return proc.stdout + proc.stderr
+
+    # A label longer than the task's models read (the reader's 4 characters), naming the line.
     img = Image.new("L", (40, 40), 255)
     ImageDraw.Draw(img).text((2, 8), "12345", fill=0, font=ImageFont.truetype(str(DEJAVU), 10))
     img.save(mine / "caps.png")
-    (mine / "caps.tsv").write_text("caps.png\t12345\n", encoding="utf-8")
-
-    def caps(c):
-        c["own_tests"] = {"test_caps": {"task": "short", "labels": str(mine / "caps.tsv")}}
-
-    proc = run_snakemake(
-        work,
-        "--cores",
-        "2",
-        "results/own/test_caps-000000.tar",
-        config=_write_config(tmp_path, caps),
-        check=False,
-    )
-    assert proc.returncode != 0
-    assert "caps.tsv:1: caps.png: label '12345' has 5 characters" in proc.stdout + proc.stderr
-
+    out = pack_fails("test_caps", "short", "caps.png", "12345")
+    assert "test_caps.tsv:1: caps.png: label '12345' has 5 characters" in out
     # An image too narrow to give the task's CTC model a frame per character of its label.
     Image.new("L", (12, 48), 255).save(mine / "narrow.png")
-    (mine / "narrow.tsv").write_text("narrow.png\t1+2*3-4\n", encoding="utf-8")
-
-    def narrow(c):
-        c["own_tests"] = {"test_narrow": {"task": "expr", "labels": str(mine / "narrow.tsv")}}
-
-    proc = run_snakemake(
-        work,
-        "--cores",
-        "2",
-        "results/own/test_narrow-000000.tar",
-        config=_write_config(tmp_path, narrow),
-        check=False,
-    )
-    assert proc.returncode != 0
-    assert "narrow.png: label '1+2*3-4' needs 7 CTC frames" in proc.stdout + proc.stderr
+    out = pack_fails("test_narrow", "expr", "narrow.png", "1+2*3-4")
+    assert "narrow.png: label '1+2*3-4' needs 7 CTC frames" in out
 
 
 def test_a_failed_job_says_why_in_one_line_and_keeps_its_traceback_in_its_log(tmp_path):
