@@ -94,6 +94,7 @@ def iter_samples(
     limit: int | None = None,
     task: str | None = None,
     charset: Collection[str] | None = None,
+    longest: int = 0,
 ) -> Iterator[Sample]:
     """Stream a split's samples in shard order, then in order within each shard.
 
@@ -104,6 +105,8 @@ def iter_samples(
         task: ``expr`` fills in `Sample.value`, the label's value.
         charset: When given, a label with a character outside it is an error: a model cannot
             read what it has no class for, and scoring it as a miss would hide a wrong shard.
+        longest: When not 0, a label longer than this is an error too, for the same reason (the
+            hanzi classifier reads one character, the reader ``max_len``).
 
     Raises:
         ValueError: A record without an image or a ``text``, an image or JSON that cannot be
@@ -145,6 +148,11 @@ def iter_samples(
                     raise ValueError(
                         f"{where}: label {label!r} has {chars}, not in the model's charset"
                     )
+            if longest and len(label) > longest:
+                raise ValueError(
+                    f"{where}: label {label!r} has {len(label)} characters; the model reads "
+                    f"{longest}"
+                )
             value = _label_value(shard, key, label, meta.get("value")) if task == "expr" else None
             yield Sample(
                 key=key,
@@ -437,7 +445,10 @@ def evaluate(
         samples.extend(chunk)
         chunk.clear()
 
-    for sample in iter_samples(shards, task=meta.task, charset=meta.charset):
+    from models.families import make_family
+
+    longest = make_family(meta.model, meta.charset, meta.model_kwargs).longest_label
+    for sample in iter_samples(shards, task=meta.task, charset=meta.charset, longest=longest):
         chunk.append(sample)
         if len(chunk) >= spec.chunk:
             flush()

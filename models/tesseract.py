@@ -340,6 +340,7 @@ def evaluate_tesseract(
     predictions_path: str | os.PathLike,
     spec: TesseractSpec,
     charset: Sequence[str] | None = None,
+    longest: int = 0,
 ) -> dict[str, Any]:
     """Read the first ``spec.max_samples`` samples of a split with Tesseract; write
     ``metrics.json`` and ``predictions.csv`` like `models.evaluate.evaluate`.
@@ -349,7 +350,9 @@ def evaluate_tesseract(
         metrics_path: Where ``metrics.json`` goes.
         predictions_path: Where ``predictions.csv`` goes.
         spec: Language, page segmentation, whitelist, sample count.
-        charset: The task's charset: spaces in readings are kept only if it has a space.
+        charset: The task's charset: spaces in readings are kept only if it has a space, and a
+            label outside it is an error.
+        longest: The longest label the compared model reads (0: no bound); longer is an error.
 
     Returns:
         The ``metrics.json`` record (``status`` is ``ok``, or says why nothing ran).
@@ -374,7 +377,9 @@ def evaluate_tesseract(
     # With the charset, a label outside it stops the run naming its shard and sample, as a
     # model's evaluation does: a shard of another task is not scored as misreadings.
     samples: list[Sample] = list(
-        iter_samples(shards, limit=spec.max_samples, task=spec.task, charset=charset)
+        iter_samples(
+            shards, limit=spec.max_samples, task=spec.task, charset=charset, longest=longest
+        )
     )
     if not samples:
         raise ValueError(f"no samples in the shards of {spec.task}/{spec.split}")
@@ -459,13 +464,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.checkpoint:
             from models.checkpoint import read_meta
+            from models.families import make_family
 
             meta = read_meta(args.checkpoint)
             task, charset = meta.task, list(meta.charset)
+            longest = make_family(meta.model, meta.charset, meta.model_kwargs).longest_label
         else:
             from synth.charset import read_charset
 
-            task = args.task
+            task, longest = args.task, 0
             charset = read_charset(args.charset) if args.charset else None
         overrides = {"lang": args.lang, "psm": args.psm, "scale": args.scale}
         task_cfg = {k: v for k, v in overrides.items() if v is not None}
@@ -483,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"no such shard: {', '.join(missing)}")
         out = Path(args.out)
         record = evaluate_tesseract(
-            args.shards, out / "metrics.json", out / "predictions.csv", spec, charset
+            args.shards, out / "metrics.json", out / "predictions.csv", spec, charset, longest
         )
     except (CheckpointError, ValueError, OSError, TesseractError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)

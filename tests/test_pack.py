@@ -263,6 +263,14 @@ def test_the_command_lists_the_problems_and_fails(own, tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "sample 'own_test_own_000000_000000' (image gray.png): label '0123' has '0'" in err
+    # ... and so are labels longer than the model reads, by Tesseract's command and evaluation.
+    (own.parent / "two.tsv").write_text("gray.png\t一二\n", encoding="utf-8")
+    shard = str(pack(own.parent / "two.tsv", tmp_path / "two")[0])
+    out = str(tmp_path / "t")
+    assert tesseract_main([shard, "--checkpoint", str(hanzi), "--out", out]) == 1
+    assert "label '一二' has 2 characters; the model reads 1" in capsys.readouterr().err
+    assert evaluate_main([str(hanzi), shard, "--out", out]) == 1
+    assert "label '一二' has 2 characters; the model reads 1" in capsys.readouterr().err
 
 
 def test_an_image_too_narrow_for_its_label_under_ctc_is_refused(tmp_path, caplog):
