@@ -141,18 +141,9 @@ def iter_samples(
             if image.mode != "L":
                 image = image.convert("L")
             label = str(meta["text"])
-            if known is not None:
-                unknown = sorted(set(label) - known)
-                if unknown:
-                    chars = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unknown)
-                    raise ValueError(
-                        f"{where}: label {label!r} has {chars}, not in the model's charset"
-                    )
-            if longest and len(label) > longest:
-                raise ValueError(
-                    f"{where}: label {label!r} has {len(label)} characters; the model reads "
-                    f"{longest}"
-                )
+            problem = label_problem(label, known, longest)
+            if problem:
+                raise ValueError(f"{where}: {problem}")
             value = _label_value(shard, key, label, meta.get("value")) if task == "expr" else None
             yield Sample(
                 key=key,
@@ -165,6 +156,18 @@ def iter_samples(
             count += 1
             if limit is not None and count >= limit:
                 return
+
+
+def label_problem(label: str, charset: Collection[str] | None, longest: int = 0) -> str | None:
+    """Why a model cannot read ``label`` (a character outside ``charset``, or more than
+    ``longest`` characters; None and 0 check nothing), or None."""
+    unknown = sorted(c for c in set(label) if c not in charset) if charset is not None else []
+    if unknown:
+        chars = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unknown)
+        return f"label {label!r} has {chars}, not in the charset"
+    if longest and len(label) > longest:
+        return f"label {label!r} has {len(label)} characters; the model reads {longest}"
+    return None
 
 
 def _label_value(shard: str, key: str, label: str, recorded: Any) -> Value:

@@ -45,6 +45,7 @@ import numpy as np
 from PIL import Image
 
 from models.cli import non_negative_int, positive_int
+from models.evaluate import label_problem
 from models.images import (
     DEFAULT_MAX_PIXELS,
     POLARITIES,
@@ -113,12 +114,10 @@ class LabelCheck:
         return None
 
     def problem(self, text: str) -> str | None:
-        unknown = sorted(set(text) - self.charset)
-        if unknown:
-            chars = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unknown)
-            return f"label {text!r} has {chars}, not in the charset"
-        if self.longest and len(text) > self.longest:
-            return f"label {text!r} has {len(text)} characters; the model reads {self.longest}"
+        """Why the model cannot read ``text`` (as its evaluation would refuse it), or None."""
+        why = label_problem(text, self.charset, self.longest)
+        if why:
+            return why
         if self.task == "expr":
             try:
                 evaluate_expression(text)
