@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 from bench_train import OUT, emit, make_shards, train_steps
 
 from models.data import TrainStream, train_loader
@@ -40,13 +39,14 @@ from models.families import make_family
 from models.registry import build_model, input_spec
 from models.specs import TrainSpec
 from models.train import param_groups
+from synth.schema import load_config_file
 
 
 def worker(args: argparse.Namespace) -> None:
     """One training process: set up, say ``ready``, wait for ``go``, train ``--seconds``,
     print ``{"images": n, "seconds": s}``."""
     torch.set_num_threads(args.threads)
-    config = yaml.safe_load(Path(args.config).read_text())
+    config = load_config_file(args.config)
     exp = config["experiments"][args.worker]
     spec = TrainSpec.from_config(exp.get("train"))
     kwargs = dict(exp.get("model_kwargs") or {})
@@ -141,7 +141,7 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    config = yaml.safe_load(Path(args.config).read_text())
+    config = load_config_file(args.config)
     names = args.experiments or sorted(config["experiments"])
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "

@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from fontTools.ttLib import TTFont
 from PIL import Image
 
@@ -58,6 +57,7 @@ from models.tesseract import (
 )
 from synth.charset import build_charset
 from synth.render import FontFace, render_line
+from synth.schema import load_config_file
 from synth.text import LineSampler
 
 log = logging.getLogger("bench_recognize")
@@ -169,7 +169,7 @@ def untrained_checkpoint(cfg: dict[str, Any], experiment: str, path: Path) -> Pa
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Measure every engine; returns one row per engine (Tesseract last, the speed-up base)."""
-    cfg = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
+    cfg = load_config_file(args.config)
     if args.synthetic:
         samples = synthetic_samples(cfg, args.synthetic)
     else:

@@ -33,7 +33,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-import yaml
 
 from models.data import PREFETCH, TrainStream, train_loader
 from models.devices import autocast, memory_format, resolve_device
@@ -43,6 +42,7 @@ from models.specs import TrainSpec
 from models.train import param_groups
 from synth.charset import read_charset
 from synth.fonts import Face, covered_charset
+from synth.schema import load_config_file
 from synth.shards import write_shard
 from synth.specs import ShardSpec, task_spec
 
@@ -216,7 +216,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    config = yaml.safe_load(Path(args.config).read_text())
+    config = load_config_file(args.config)
     names = args.experiments or sorted(config["experiments"])
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "

@@ -87,7 +87,7 @@ from models.specs import TrainJob, TrainSpec, run_hash
 from models.transfer import TransferError, init_from
 from synth.atomic import write_bytes_atomic, write_text_atomic
 from synth.charset import read_charset
-from synth.schema import with_defaults
+from synth.schema import load_config_file, with_defaults
 
 try:
     import fcntl
@@ -835,17 +835,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.device:
             job = replace(job, device=args.device)
     elif args.config and args.experiment:
-        import yaml
-
         try:
-            config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
+            config = load_config_file(args.config)  # with the config it extends, if any
             # The workflow's schema (a typo never trains a wrong model), its defaults, and its
             # parse-time checks of the experiment (a CTC output too short for the task's labels).
             config = with_defaults(config)
             job = job_from_config(config, args.experiment, args.results, args.device)
             exp = config["experiments"][args.experiment]
             validate_experiment(args.experiment, exp, config["tasks"][exp["task"]])
-        except (OSError, yaml.YAMLError, ValueError) as e:
+        except (OSError, ValueError) as e:
             parser.exit(1, f"{parser.prog}: error: {args.config}: {e}\n")
     else:
         parser.error("give --config and --experiment, or --spec")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import difflib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,79 @@ def config_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> lis
         else:
             problems.append(f"{_where(list(error.absolute_path))}: {error.message}")
     return problems
+
+
+def merge_config(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` laid on ``base``, as Snakemake merges several ``--configfile`` files: mappings
+    merge key by key, recursively; anything else (a number, a string, a list) replaces."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_config_file(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file, with the file its ``extends`` names (relative to this one) laid under it.
+
+    An overlay such as ``configs/lines_cpu.yaml`` holds only what it changes::
+
+        extends: config.yaml
+        experiments:
+          line_crnn_vgg:
+            train: {steps: 10000}
+
+    and reads as ``config.yaml`` with those keys replaced (`merge_config`). A base may extend
+    another in turn.
+
+    Raises:
+        ValueError: the file cannot be read or is not a mapping, or ``extends`` names no file
+            or a file already in the chain; the message names the file and the key.
+    """
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: cannot read the config: {e}") from e
+    if config is None:
+        config = {}
+    if not isinstance(config, Mapping):
+        raise ValueError(f"{path}: a config is a mapping of keys, not {type(config).__name__}")
+    return _with_base(config, path, _chain)
+
+
+def _with_base(config: Mapping[str, Any], path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """``config`` (read from ``path``) over the config its ``extends`` names, if any."""
+    if "extends" not in config:
+        return dict(config)
+    extends = config["extends"]
+    if not isinstance(extends, str) or not extends.strip():
+        raise ValueError(f"{path}: extends: {extends!r}: give the path of a config file")
+    base_path = (path.parent / extends).resolve()
+    if base_path in chain or base_path == path.resolve():
+        raise ValueError(f"{path}: extends: {extends}: the chain of configs comes back to it")
+    if not base_path.is_file():
+        raise ValueError(f"{path}: extends: {extends}: no such file ({base_path})")
+    base = load_config_file(base_path, (*chain, path.resolve()))
+    return merge_config(base, {k: v for k, v in config.items() if k != "extends"})
+
+
+def with_base(
+    config: Mapping[str, Any], configfiles: Sequence[str | os.PathLike]
+) -> dict[str, Any]:
+    """The workflow's ``config`` (Snakemake's merge of ``configfiles`` and ``--config``) laid on
+    the file its ``extends`` names, relative to the last of ``configfiles`` that sets it; without
+    ``extends``, ``config`` as it is."""
+    if "extends" not in config:
+        return dict(config)
+    for file in reversed(configfiles):
+        with open(file, encoding="utf-8") as f:
+            on_disk = yaml.safe_load(f)
+        if isinstance(on_disk, Mapping) and on_disk.get("extends") == config["extends"]:
+            return _with_base(config, Path(file), ())
+    raise ValueError(f"extends: {config['extends']!r}: set in no config file (give it in one)")
 
 
 def check_config(config: Mapping[str, Any], schema_path: str | os.PathLike = SCHEMA_PATH) -> None:

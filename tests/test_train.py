@@ -596,6 +596,12 @@ def test_cli_reads_a_config(line_data, tmp_path):
         job_from_config(config, "nope", results)
     main(["--config", str(cfg), "--experiment", "tiny", "--results", str(results)])
     assert (results / "models" / "tiny" / "model.pt").is_file()
+    # An overlay: the config it extends, with only what it changes
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("extends: c.yaml\nexperiments: {tiny: {train: {steps: 3}}}\n")
+    main(["--config", str(overlay), "--experiment", "tiny", "--results", str(results)])
+    summary = json.loads((results / "models" / "tiny" / "train.json").read_text())
+    assert summary["steps"] == 3
 
 
 def test_cli_names_what_is_missing_before_training(tmp_path, capsys, monkeypatch):

@@ -19,6 +19,7 @@ import yaml
 from conftest import REPO, run_snakemake
 
 from models import tesseract
+from synth.schema import load_config_file
 from synth.shards import sha256_file
 
 SMOKE = REPO / "configs" / "smoke.yaml"
@@ -55,12 +56,14 @@ def _write_config(tmp_path: Path, edit) -> Path:
     return path
 
 
-@pytest.mark.parametrize("config", [SMOKE, DEFAULT, REPO / "configs" / "gpu.yaml"])
+@pytest.mark.parametrize(
+    "config", [SMOKE, DEFAULT, REPO / "configs" / "gpu.yaml", REPO / "configs" / "lines_cpu.yaml"]
+)
 def test_dry_run_lists_every_stage(tmp_path, config):
     proc = run_snakemake(tmp_path, "-n", "--cores", "2", "all", config=config)
     rules = {rule for rule, _ in _jobs(proc.stdout)}
     assert rules >= RULES, f"missing rules in the DAG: {RULES - rules}"
-    cfg = yaml.safe_load(config.read_text())
+    cfg = load_config_file(config)  # an overlay (lines_cpu.yaml) over the config it extends
     n_shards = sum(s["shards"] for t in cfg["tasks"].values() for s in t["splits"].values())
     assert sum(rule == "shard" for rule, _ in _jobs(proc.stdout)) == n_shards
     # Tesseract reads every task it has settings for, each test split once
@@ -100,6 +103,65 @@ def test_config_typo_fails_at_parse_time_naming_the_key(tmp_path, edit, key):
     proc = run_snakemake(tmp_path, "-n", config=config, check=False)
     assert proc.returncode != 0
     assert key in proc.stdout + proc.stderr
+
+
+def test_the_cpu_lines_overlay_is_the_default_config_but_for_the_line_models():
+    default, overlay = load_config_file(DEFAULT), load_config_file(REPO / "configs/lines_cpu.yaml")
+    assert "extends" not in overlay
+    for key in ("tasks", "experiments"):
+        for name in set(default[key]) | set(overlay[key]):
+            if name not in ("line", "line_crnn_vgg", "line_crnn_grcnn"):
+                assert overlay[key][name] == default[key][name], name
+    assert {k: v for k, v in overlay.items() if k not in ("tasks", "experiments")} == {
+        k: v for k, v in default.items() if k not in ("tasks", "experiments")
+    }
+    line, line_default = overlay["tasks"]["line"], default["tasks"]["line"]
+    assert {**line, "splits": None} == {**line_default, "splits": None}
+    assert line["splits"]["train"]["shards"] > line_default["splits"]["train"]["shards"]
+    for exp in ("line_crnn_vgg", "line_crnn_grcnn"):
+        train, train_default = (
+            overlay["experiments"][exp]["train"],
+            default["experiments"][exp]["train"],
+        )
+        assert train["steps"] > train_default["steps"]
+        assert train["batch_size"] == train_default["batch_size"]  # the rest merged from the base
+        assert train["lr"] == train_default["lr"]
+
+
+def test_a_config_extends_a_file_relative_to_itself_and_the_base_may_extend_another(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "base.yaml").write_text("seed: 1\ntasks: {expr: {height: 40, width: 100}}\n")
+    (tmp_path / "a" / "mid.yaml").write_text("extends: ../base.yaml\ntasks: {expr: {height: 48}}\n")
+    (tmp_path / "a" / "top.yaml").write_text("extends: mid.yaml\nseed: 3\nfonts: {paths: [x]}\n")
+    assert load_config_file(tmp_path / "a" / "top.yaml") == {
+        "seed": 3,
+        "tasks": {"expr": {"height": 48, "width": 100}},
+        "fonts": {"paths": ["x"]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"o.yaml": "extends: nowhere.yaml\n"}, r"o.yaml: extends: nowhere.yaml: no such file"),
+        ({"o.yaml": "extends: p.yaml\n", "p.yaml": "extends: o.yaml\n"}, "comes back to it"),
+        ({"o.yaml": "extends: o.yaml\n"}, "comes back to it"),
+        ({"o.yaml": "extends: [a.yaml]\n"}, r"o.yaml: extends: \['a.yaml'\]: give the path"),
+        ({"o.yaml": "extends: p.yaml\n", "p.yaml": "- 1\n- 2\n"}, "p.yaml: a config is a mapping"),
+    ],
+)
+def test_a_config_that_extends_what_cannot_be_fails_at_parse_time_naming_it(
+    tmp_path, files, message
+):
+    work = tmp_path / "work"
+    work.mkdir()
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_config_file(tmp_path / "o.yaml")
+    proc = run_snakemake(work, "-n", config=tmp_path / "o.yaml", check=False)
+    assert proc.returncode != 0
+    assert re.search(message, proc.stdout + proc.stderr), proc.stderr[-2000:]
 
 
 def test_every_config_problem_is_listed_by_its_key_without_the_schema(tmp_path):
@@ -519,6 +581,24 @@ def test_a_font_file_added_or_removed_under_a_glob_reruns_the_jobs_that_read_fon
 def test_rerun_with_nothing_changed_runs_nothing(smoke_run):
     proc = run_snakemake(smoke_run, "-n", "--cores", "2", "all")
     assert _jobs(proc.stdout) == [], proc.stdout
+
+
+@pytest.mark.slow
+def test_an_overlay_reruns_only_what_it_changes_over_the_config_it_extends(smoke_run, tmp_path):
+    base = os.path.relpath(SMOKE, tmp_path)  # relative to the overlay's own folder
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(f"extends: {base}\n")
+    proc = run_snakemake(smoke_run, "-n", "--cores", "2", "all", config=overlay)
+    assert _jobs(proc.stdout) == [], proc.stdout  # the smoke config itself: nothing to do
+    overlay.write_text(
+        f"extends: {base}\nexperiments: {{line_crnn_grcnn: {{train: {{steps: 5}}}}}}\n"
+    )
+    proc = run_snakemake(smoke_run, "-n", "--cores", "2", "all", config=overlay)
+    jobs = _jobs(proc.stdout)
+    assert ("train", {"experiment": "line_crnn_grcnn"}) in jobs
+    for rule, wildcards in jobs:
+        assert wildcards.get("experiment", "line_crnn_grcnn") == "line_crnn_grcnn", (rule, jobs)
+        assert rule not in ("shard", "coverage", "charset"), (rule, wildcards)
 
 
 @pytest.mark.slow
