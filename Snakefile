@@ -2,13 +2,15 @@
 #
 #   snakemake --cores all results/crnn_report.csv            default config (configs/config.yaml)
 #   snakemake --cores all --configfile configs/smoke.yaml    another config instead of the default
+#   snakemake --cores all --configfile configs/lines_cpu.yaml  the default, with line models that read
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-# A --configfile replaces the default config rather than being merged into it, so each config
-# file is complete on its own (missing keys take the schema's defaults).
+# A --configfile replaces the default config rather than being merged into it: each config file
+# is complete on its own (missing keys take the schema's defaults), or names the config it builds
+# on (`extends: config.yaml`, as configs/lines_cpu.yaml does; common.smk lays it on that base).
 if not workflow.overwrite_configfiles:
 
     configfile: f"{workflow.basedir}/configs/config.yaml"

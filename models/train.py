@@ -795,9 +795,10 @@ def _build_hint(args: argparse.Namespace, job: TrainJob) -> str:
     if not args.config or results.name != "results":
         return "; build them with the workflow first (rule shard)"
     where = "" if results.parent == Path() else f" --directory {results.parent}"
+    # The target before --configfile, which takes every word after it as a config file
     return (
-        f"; build them first: snakemake --cores all --configfile {args.config}{where} "
-        f"results/shards/{job.task}/manifest.tsv"
+        f"; build them first: snakemake results/shards/{job.task}/manifest.tsv --cores all"
+        f"{where} --configfile {args.config}"
     )
 
 
@@ -844,7 +845,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             exp = config["experiments"][args.experiment]
             validate_experiment(args.experiment, exp, config["tasks"][exp["task"]])
         except (OSError, ValueError) as e:
-            parser.exit(1, f"{parser.prog}: error: {args.config}: {e}\n")
+            where = "" if str(e).startswith(str(args.config)) else f"{args.config}: "
+            parser.exit(1, f"{parser.prog}: error: {where}{e}\n")
     else:
         parser.error("give --config and --experiment, or --spec")
     if args.init_from:

@@ -67,6 +67,17 @@ def _ordered(validator: Any, ordered: bool, instance: Any, schema: Any) -> Itera
 _Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"ordered": _ordered})
 
 
+def _misspelt(error: jsonschema.ValidationError, config: Mapping[str, Any]) -> str:
+    """For an experiment without its ``task`` or ``model``, most often an overlay's typo for an
+    experiment of the config it extends: the experiment its name is close to."""
+    path = list(error.absolute_path)
+    if error.validator != "required" or len(path) != 2 or path[0] != "experiments":
+        return ""
+    others = [str(name) for name in config.get("experiments") or {} if name != path[1]]
+    close = difflib.get_close_matches(str(path[1]), others, n=1)
+    return f" (a new experiment; did you mean {close[0]!r}?)" if close else ""
+
+
 def config_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
     """Every way ``config`` breaks ``schema``, one line each, in key order (empty: valid)."""
     validator = _Validator(schema, format_checker=_Validator.FORMAT_CHECKER)  # regexes compile
@@ -76,7 +87,9 @@ def config_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> lis
         if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
             problems.extend(_unknown_keys(error))
         else:
-            problems.append(f"{_where(list(error.absolute_path))}: {error.message}")
+            problems.append(
+                f"{_where(list(error.absolute_path))}: {error.message}{_misspelt(error, config)}"
+            )
     return problems
 
 
@@ -93,7 +106,7 @@ def merge_config(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, 
 
 
 def load_config_file(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A config file, with the file its ``extends`` names (relative to this one) laid under it.
+    """A config file, with the file its ``extends`` names laid under it.
 
     An overlay such as ``configs/lines_cpu.yaml`` holds only what it changes::
 
@@ -102,20 +115,23 @@ def load_config_file(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> 
           line_crnn_vgg:
             train: {steps: 10000}
 
-    and reads as ``config.yaml`` with those keys replaced (`merge_config`). A base may extend
-    another in turn.
+    and reads as ``config.yaml`` with those keys replaced (`merge_config`). The path is relative
+    to the file's folder (a symlink's target's), ``~`` and ``$VARS`` expanded. A base may extend
+    another in turn. Nothing can be taken out of a base: a key set to null is null.
 
     Raises:
-        ValueError: the file cannot be read or is not a mapping, or ``extends`` names no file
-            or a file already in the chain; the message names the file and the key.
+        ValueError: the file cannot be read, is empty or is not a mapping, or ``extends`` names
+            no file or a file already in the chain; the message names the file and the key.
     """
     path = Path(path)
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except IsADirectoryError as e:
+        raise ValueError(f"{path}: is a folder, not a config file") from e
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise ValueError(f"{path}: cannot read the config: {e}") from e
     if config is None:
-        config = {}
+        raise ValueError(f"{path}: the config file is empty")
     if not isinstance(config, Mapping):
         raise ValueError(f"{path}: a config is a mapping of keys, not {type(config).__name__}")
     return _with_base(config, path, _chain)
@@ -128,29 +144,35 @@ def _with_base(config: Mapping[str, Any], path: Path, chain: tuple[Path, ...]) -
     extends = config["extends"]
     if not isinstance(extends, str) or not extends.strip():
         raise ValueError(f"{path}: extends: {extends!r}: give the path of a config file")
-    base_path = (path.parent / extends).resolve()
-    if base_path in chain or base_path == path.resolve():
-        raise ValueError(f"{path}: extends: {extends}: the chain of configs comes back to it")
+    here = path.resolve()
+    base_path = (here.parent / os.path.expandvars(os.path.expanduser(extends))).resolve()
+    if base_path in (*chain, here):
+        loop = " -> ".join(str(p) for p in (*chain, here, base_path))
+        raise ValueError(f"{path}: extends: {extends}: the configs extend each other: {loop}")
+    if base_path.is_dir():
+        raise ValueError(f"{path}: extends: {extends}: {base_path} is a folder, not a config file")
     if not base_path.is_file():
         raise ValueError(f"{path}: extends: {extends}: no such file ({base_path})")
-    base = load_config_file(base_path, (*chain, path.resolve()))
+    base = load_config_file(base_path, (*chain, here))
     return merge_config(base, {k: v for k, v in config.items() if k != "extends"})
 
 
-def with_base(
-    config: Mapping[str, Any], configfiles: Sequence[str | os.PathLike]
+def merge_config_files(
+    configfiles: Sequence[str | os.PathLike], overrides: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The workflow's ``config`` (Snakemake's merge of ``configfiles`` and ``--config``) laid on
-    the file its ``extends`` names, relative to the last of ``configfiles`` that sets it; without
-    ``extends``, ``config`` as it is."""
-    if "extends" not in config:
-        return dict(config)
-    for file in reversed(configfiles):
-        with open(file, encoding="utf-8") as f:
-            on_disk = yaml.safe_load(f)
-        if isinstance(on_disk, Mapping) and on_disk.get("extends") == config["extends"]:
-            return _with_base(config, Path(file), ())
-    raise ValueError(f"extends: {config['extends']!r}: set in no config file (give it in one)")
+    """Several config files as one: each laid on the config it extends (`load_config_file`),
+    then each laid on the ones before it, as Snakemake merges ``--configfile a.yaml b.yaml``;
+    ``overrides`` (Snakemake's ``--config``) last.
+
+    Raises:
+        ValueError: as `load_config_file`, or ``overrides`` sets ``extends``.
+    """
+    if overrides and "extends" in overrides:
+        raise ValueError("extends: give it in a config file, not with --config")
+    merged: dict[str, Any] = {}
+    for file in configfiles:
+        merged = merge_config(merged, load_config_file(file))
+    return merge_config(merged, overrides or {})
 
 
 def check_config(config: Mapping[str, Any], schema_path: str | os.PathLike = SCHEMA_PATH) -> None:

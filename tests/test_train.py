@@ -615,10 +615,14 @@ def test_cli_names_what_is_missing_before_training(tmp_path, capsys, monkeypatch
     for argv, expected in [
         (["--config", str(cfg), "--experiment", "tiny"], "tiny needs results/charsets/line.txt"),
         (["--config", str(cfg), "--experiment", "tiny"], "train-000001.tar and 1 more"),
-        (["--config", str(cfg), "--experiment", "tiny"], "results/shards/line/manifest.tsv"),
+        # the target before --configfile, which takes every word after it as a config file
+        (
+            ["--config", str(cfg), "--experiment", "tiny"],
+            f"snakemake results/shards/line/manifest.tsv --cores all --configfile {cfg}",
+        ),
         (
             ["--config", str(cfg), "--experiment", "tiny", "--results", "x/results"],
-            "--directory x ",
+            f"--cores all --directory x --configfile {cfg}",
         ),
         (["--config", str(cfg), "--experiment", "nope"], "unknown experiment 'nope'"),
         (["--config", "missing.yaml", "--experiment", "tiny"], "missing.yaml"),

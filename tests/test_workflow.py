@@ -19,7 +19,7 @@ import yaml
 from conftest import REPO, run_snakemake
 
 from models import tesseract
-from synth.schema import load_config_file
+from synth.schema import load_config_file, merge_config_files
 from synth.shards import sha256_file
 
 SMOKE = REPO / "configs" / "smoke.yaml"
@@ -144,10 +144,15 @@ def test_a_config_extends_a_file_relative_to_itself_and_the_base_may_extend_anot
     ("files", "message"),
     [
         ({"o.yaml": "extends: nowhere.yaml\n"}, r"o.yaml: extends: nowhere.yaml: no such file"),
-        ({"o.yaml": "extends: p.yaml\n", "p.yaml": "extends: o.yaml\n"}, "comes back to it"),
-        ({"o.yaml": "extends: o.yaml\n"}, "comes back to it"),
+        (
+            {"o.yaml": "extends: p.yaml\n", "p.yaml": "extends: o.yaml\n"},
+            r"extend each other: \S*/o.yaml -> \S*/p.yaml -> \S*/o.yaml",
+        ),
+        ({"o.yaml": "extends: o.yaml\n"}, "extend each other"),
         ({"o.yaml": "extends: [a.yaml]\n"}, r"o.yaml: extends: \['a.yaml'\]: give the path"),
         ({"o.yaml": "extends: p.yaml\n", "p.yaml": "- 1\n- 2\n"}, "p.yaml: a config is a mapping"),
+        ({"o.yaml": "extends: p.yaml\n", "p.yaml": ""}, "p.yaml: the config file is empty"),
+        ({"o.yaml": "extends: work\n"}, "extends: work: .*work is a folder"),
     ],
 )
 def test_a_config_that_extends_what_cannot_be_fails_at_parse_time_naming_it(
@@ -162,6 +167,59 @@ def test_a_config_that_extends_what_cannot_be_fails_at_parse_time_naming_it(
     proc = run_snakemake(work, "-n", config=tmp_path / "o.yaml", check=False)
     assert proc.returncode != 0
     assert re.search(message, proc.stdout + proc.stderr), proc.stderr[-2000:]
+
+
+def test_config_files_merge_in_order_each_on_its_own_base_then_the_command_lines(tmp_path):
+    (tmp_path / "base1.yaml").write_text("seed: 1\ndevice: cpu\ntasks: {expr: {height: 40}}\n")
+    (tmp_path / "one.yaml").write_text("extends: base1.yaml\ntasks: {expr: {width: 90}}\n")
+    (tmp_path / "base2.yaml").write_text("seed: 2\ntasks: {expr: {height: 50}}\n")
+    (tmp_path / "two.yaml").write_text("extends: base2.yaml\nreport: {reader_gifs: 1}\n")
+    files = [tmp_path / "one.yaml", tmp_path / "two.yaml"]
+    assert merge_config_files(files, {"seed": 9}) == {
+        "seed": 9,  # --config last
+        "device": "cpu",  # base1, which nothing after sets
+        "tasks": {"expr": {"height": 50, "width": 90}},  # base2 over one.yaml's base
+        "report": {"reader_gifs": 1},
+    }
+    with pytest.raises(ValueError, match="give it in a config file, not with --config"):
+        merge_config_files(files, {"extends": "base1.yaml"})
+
+
+def test_a_config_reached_through_a_symlink_or_home_extends_from_where_it_is(tmp_path, monkeypatch):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "links").mkdir()
+    (tmp_path / "real" / "base.yaml").write_text("seed: 5\n")
+    (tmp_path / "real" / "over.yaml").write_text("extends: base.yaml\ndevice: cpu\n")
+    (tmp_path / "links" / "over.yaml").symlink_to(tmp_path / "real" / "over.yaml")
+    assert load_config_file(tmp_path / "links" / "over.yaml") == {"seed": 5, "device": "cpu"}
+    monkeypatch.setenv("HOME", str(tmp_path / "real"))
+    (tmp_path / "home.yaml").write_text("extends: ~/base.yaml\n")
+    assert load_config_file(tmp_path / "home.yaml") == {"seed": 5}
+
+
+def test_an_overlays_misspelt_experiment_is_named_with_the_one_it_meant(tmp_path):
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text(
+        f"extends: {os.path.relpath(SMOKE, tmp_path)}\n"
+        "experiments: {line_crnn_vg: {train: {steps: 5}}}\n"
+    )
+    proc = run_snakemake(tmp_path, "-n", config=overlay, check=False)
+    assert proc.returncode != 0
+    assert (
+        "experiments.line_crnn_vg: 'task' is a required property (a new experiment; did you "
+        "mean 'line_crnn_vgg'?)" in proc.stdout + proc.stderr
+    )
+    proc = run_snakemake(tmp_path, "-n", "--config", "extends=x.yaml", config=overlay, check=False)
+    assert proc.returncode != 0
+    assert "extends: give it in a config file, not with --config" in proc.stdout + proc.stderr
+
+
+def test_a_config_of_one_key_takes_the_schemas_defaults_for_the_rest(tmp_path):
+    config = tmp_path / "seed.yaml"
+    config.write_text("seed: 1\n")
+    proc = run_snakemake(tmp_path, "-n", config=config, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "font pattern fonts/* matches no font file" in proc.stdout + proc.stderr
 
 
 def test_every_config_problem_is_listed_by_its_key_without_the_schema(tmp_path):

@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from synth.schema import load_config_file
+
 # run.sh's stage table: stage, item, status (ok, fail, timeout, skipped), exit code, seconds
 STAGES_FILE = "stages.tsv"
 # the reader's target in configs/gpu.yaml (report.targets), and bench_train's
@@ -47,7 +49,7 @@ def _value(text: str) -> Any:
 def cmd_config(args: argparse.Namespace) -> None:
     """A copy of ``base`` whose experiments' train blocks take ``--set`` (all) and ``--steps``
     (per experiment) values."""
-    config = yaml.safe_load(Path(args.base).read_text(encoding="utf-8"))
+    config = load_config_file(args.base)  # an overlay with its base: the copy stands alone
     common = dict(kv.split("=", 1) for kv in args.set)
     steps = dict(kv.split("=", 1) for kv in args.steps)
     unknown = sorted(set(steps) - set(config["experiments"]))
@@ -70,7 +72,7 @@ def cmd_unpack(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    exp = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))["experiments"][args.name]
+    exp = load_config_file(args.config)["experiments"][args.name]
     print(exp["task"], (exp.get("eval") or {}).get("decoder", "greedy"))
 
 

@@ -12,15 +12,18 @@ from models.specs import SCHEDULING
 from synth import joblog
 from synth.charset import extra_chars
 from synth.fonts import split_roles
-from synth.schema import check_config, with_base
+from synth.schema import check_config, merge_config_files
 from synth.shards import sha256_file
 from synth.specs import canonical, split_config, task_spec
 
 # A config file that names another in `extends` (configs/lines_cpu.yaml) holds only what it
-# changes: here it is laid on that base, which then reads as if Snakemake had been given both.
-_merged = with_base(config, workflow.overwrite_configfiles or [])
-config.clear()
-config.update(_merged)
+# changes: here each --configfile is laid on its base, the files merge in order, --config last.
+if "extends" in config:
+    _merged = merge_config_files(
+        workflow.overwrite_configfiles or [], dict(workflow.config_settings.config)
+    )
+    config.clear()
+    config.update(_merged)
 # The schema's defaults fill the objects a config writes, but not an experiment's train or eval
 # block that is left out: start those empty, so every experiment has them in full.
 for _exp in (config.get("experiments") or {}).values():
