@@ -1,4 +1,9 @@
-"""The config checked against its JSON schema, with messages that name the key at fault.
+"""The config read from its files and checked against its JSON schema, with messages that name
+the key at fault.
+
+A config file may name the config it builds on (``extends: config.yaml``) and hold only what it
+changes: `load_config_file` lays it on that base, and `merge_config_files` merges several files
+as Snakemake's ``--configfile a.yaml b.yaml`` does, each on its own base.
 
 Snakemake's ``validate`` stops at the first problem and prints the whole schema after it (2000
 lines for a top-level typo). The workflow first runs `config_problems` and stops with one line
