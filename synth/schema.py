@@ -100,7 +100,11 @@ def config_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> lis
 
 def merge_config(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     """``over`` laid on ``base``, as Snakemake merges several ``--configfile`` files: mappings
-    merge key by key, recursively; anything else (a number, a string, a list) replaces."""
+    merge key by key, recursively; anything else (a number, a string, a list) replaces.
+
+    The rule of ``snakemake.utils.update_config``, which is not called: it changes the base's
+    nested mappings in place, and ``models.train`` and the benchmarks read configs without
+    importing the workflow engine."""
     merged = copy.deepcopy(dict(base))
     for key, value in over.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
