@@ -27,7 +27,8 @@ and rank 0 validates and writes every file::
     torchrun --nnodes 2 --nproc_per_node 4 --rdzv_backend c10d --rdzv_endpoint HOST:29500 \\
         -m models.train --config configs/config.yaml --experiment line_crnn_vgg
 
-``batch_size`` is per process. The outputs are the ones the ``train`` rule declares, and the
+``--config`` takes several files, merged in order as ``snakemake --configfile a.yaml b.yaml``
+merges them. ``batch_size`` is per process. The outputs are the ones the ``train`` rule declares, and the
 run's resume state is keyed by the same hash, so should Snakemake rerun the rule later it
 finds the run finished and only rewrites them.
 
@@ -87,7 +88,7 @@ from models.specs import TrainJob, TrainSpec, run_hash
 from models.transfer import TransferError, init_from
 from synth.atomic import write_bytes_atomic, write_text_atomic
 from synth.charset import read_charset
-from synth.schema import load_config_file, with_defaults
+from synth.schema import merge_config_files, with_defaults
 
 try:
     import fcntl
@@ -798,7 +799,7 @@ def _build_hint(args: argparse.Namespace, job: TrainJob) -> str:
     # The target before --configfile, which takes every word after it as a config file
     return (
         f"; build them first: snakemake results/shards/{job.task}/manifest.tsv --cores all"
-        f"{where} --configfile {args.config}"
+        f"{where} --configfile {' '.join(args.config)}"
     )
 
 
@@ -808,7 +809,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m models.train", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--config", help="config YAML (configs/*.yaml); with --experiment")
+    parser.add_argument(
+        "--config",
+        nargs="+",
+        metavar="FILE",
+        help="config YAML (configs/*.yaml), with --experiment; several merge in order, as "
+        "Snakemake's --configfile merges them",
+    )
     parser.add_argument("--experiment", help="experiment name in the config")
     parser.add_argument("--results", default="results", help="results folder (default: results)")
     parser.add_argument("--spec", help="a TrainJob as JSON (a string, or @file.json)")
@@ -837,7 +844,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             job = replace(job, device=args.device)
     elif args.config and args.experiment:
         try:
-            config = load_config_file(args.config)  # with the config it extends, if any
+            # Each with the config it extends, if any, then in order: the workflow's merge, so
+            # the job (and its output hash) is the one `snakemake --configfile` would train.
+            config = merge_config_files(args.config)
             # The workflow's schema (a typo never trains a wrong model), its defaults, and its
             # parse-time checks of the experiment (a CTC output too short for the task's labels).
             config = with_defaults(config)
@@ -845,7 +854,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             exp = config["experiments"][args.experiment]
             validate_experiment(args.experiment, exp, config["tasks"][exp["task"]])
         except (OSError, ValueError) as e:
-            where = "" if str(e).startswith(str(args.config)) else f"{args.config}: "
+            named = " ".join(args.config)
+            where = "" if any(str(e).startswith(f) for f in args.config) else f"{named}: "
             parser.exit(1, f"{parser.prog}: error: {where}{e}\n")
     else:
         parser.error("give --config and --experiment, or --spec")

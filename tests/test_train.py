@@ -602,6 +602,17 @@ def test_cli_reads_a_config(line_data, tmp_path):
     main(["--config", str(overlay), "--experiment", "tiny", "--results", str(results)])
     summary = json.loads((results / "models" / "tiny" / "train.json").read_text())
     assert summary["steps"] == 3
+    # Several files merge in order, as `snakemake --configfile c.yaml o.yaml last.yaml` does:
+    # the job, and so its output hash, is the workflow's.
+    last = tmp_path / "last.yaml"
+    last.write_text("experiments: {tiny: {train: {steps: 4}}}\n")
+    files = [str(cfg), str(overlay), str(last)]
+    main(["--config", *files, "--experiment", "tiny", "--results", str(results)])
+    summary = json.loads((results / "models" / "tiny" / "train.json").read_text())
+    assert summary["steps"] == 4
+    main(["--config", str(last), str(overlay), "--experiment", "tiny", "--results", str(results)])
+    summary = json.loads((results / "models" / "tiny" / "train.json").read_text())
+    assert summary["steps"] == 3  # the overlay, last, wins
 
 
 def test_cli_names_what_is_missing_before_training(tmp_path, capsys, monkeypatch):
@@ -626,6 +637,12 @@ def test_cli_names_what_is_missing_before_training(tmp_path, capsys, monkeypatch
         ),
         (["--config", str(cfg), "--experiment", "nope"], "unknown experiment 'nope'"),
         (["--config", "missing.yaml", "--experiment", "tiny"], "missing.yaml"),
+        (["--config", str(cfg), "missing.yaml", "--experiment", "tiny"], "missing.yaml"),
+        # several config files: the hint names them all, in order
+        (
+            ["--config", str(cfg), str(cfg), "--experiment", "tiny"],
+            f"--cores all --configfile {cfg} {cfg}\n",
+        ),
         (["--spec", "{not json"], "--spec {not json"),
     ]:
         with pytest.raises(SystemExit) as exc:
