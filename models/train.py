@@ -28,9 +28,9 @@ and rank 0 validates and writes every file::
         -m models.train --config configs/config.yaml --experiment line_crnn_vgg
 
 ``--config`` takes several files, merged in order as ``snakemake --configfile a.yaml b.yaml``
-merges them. ``batch_size`` is per process. The outputs are the ones the ``train`` rule declares, and the
-run's resume state is keyed by the same hash, so should Snakemake rerun the rule later it
-finds the run finished and only rewrites them.
+merges them. ``batch_size`` is per process. The outputs are the ones the ``train`` rule
+declares, and the run's resume state is keyed by the same hash, so should Snakemake rerun
+the rule later it finds the run finished and only rewrites them.
 
 One training per output folder: the writer (rank 0) holds an exclusive ``flock`` on
 ``{out_dir}/train.lock`` from start to end (`output_lock`), and a second training of the same
@@ -88,7 +88,7 @@ from models.specs import TrainJob, TrainSpec, run_hash
 from models.transfer import TransferError, init_from
 from synth.atomic import write_bytes_atomic, write_text_atomic
 from synth.charset import read_charset
-from synth.schema import merge_config_files, with_defaults
+from synth.schema import config_with_origins, with_defaults
 
 try:
     import fcntl
@@ -846,10 +846,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             # Each with the config it extends, if any, then in order: the workflow's merge, so
             # the job (and its output hash) is the one `snakemake --configfile` would train.
-            config = merge_config_files(args.config)
+            config, origins = config_with_origins(args.config)
             # The workflow's schema (a typo never trains a wrong model), its defaults, and its
             # parse-time checks of the experiment (a CTC output too short for the task's labels).
-            config = with_defaults(config)
+            config = with_defaults(config, origins=origins)
             job = job_from_config(config, args.experiment, args.results, args.device)
             exp = config["experiments"][args.experiment]
             validate_experiment(args.experiment, exp, config["tasks"][exp["task"]])

@@ -44,15 +44,16 @@ def _where(path: list[Any]) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
-def _unknown_keys(error: jsonschema.ValidationError) -> list[str]:
-    """An ``additionalProperties`` error as one line per unknown key, with the valid ones."""
+def _unknown_keys(error: jsonschema.ValidationError) -> list[tuple[str, list[Any]]]:
+    """An ``additionalProperties`` error as one line per unknown key, with the valid ones, and
+    the key's path."""
     known = sorted((error.schema.get("properties") or {}).keys())
     lines = []
     for key in sorted(set(error.instance) - set(known), key=str):
-        where = _where([*error.absolute_path, key])
+        path = [*error.absolute_path, key]
         close = difflib.get_close_matches(str(key), known, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(known)}"
-        lines.append(f"{where}: unknown key ({hint})")
+        lines.append((f"{_where(path)}: unknown key ({hint})", path))
     return lines
 
 
@@ -83,18 +84,31 @@ def _misspelt(error: jsonschema.ValidationError, config: Mapping[str, Any]) -> s
     return f" (a new experiment; did you mean {close[0]!r}?)" if close else ""
 
 
-def config_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
-    """Every way ``config`` breaks ``schema``, one line each, in key order (empty: valid)."""
+def config_problems(
+    config: Mapping[str, Any], schema: Mapping[str, Any], origins: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Every way ``config`` breaks ``schema``, one line each, in key order (empty: valid).
+
+    ``origins`` (`config_with_origins`): when the config merged from several files, each line
+    ends with the file(s) that set the key at fault (``; from mine.yaml``)."""
     validator = _Validator(schema, format_checker=_Validator.FORMAT_CHECKER)  # regexes compile
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    several = origins is not None and len(_sources(origins, [])) > 1
     problems: list[str] = []
     for error in errors:
         if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
-            problems.extend(_unknown_keys(error))
+            lines = _unknown_keys(error)
         else:
-            problems.append(
-                f"{_where(list(error.absolute_path))}: {error.message}{_misspelt(error, config)}"
-            )
+            lines = [
+                (
+                    f"{_where(list(error.absolute_path))}: {error.message}"
+                    f"{_misspelt(error, config)}",
+                    list(error.absolute_path),
+                )
+            ]
+        for line, path in lines:
+            sources = _sources(origins, path) if several else []
+            problems.append(f"{line}; from {', '.join(sources)}" if sources else line)
     return problems
 
 
@@ -114,7 +128,7 @@ def merge_config(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, 
     return merged
 
 
-def load_config_file(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """A config file, with the file its ``extends`` names laid under it.
 
     An overlay such as ``configs/lines_cpu.yaml`` holds only what it changes::
@@ -132,7 +146,12 @@ def load_config_file(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> 
         ValueError: the file cannot be read, is empty or is not a mapping, or ``extends`` names
             no file or a file already in the chain; the message names the file and the key.
     """
-    path = Path(path)
+    return _load(Path(path))[0]
+
+
+def _load(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`load_config_file`, and its origins: the config's shape with each value replaced by the
+    file that set it (`_origins`)."""
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except IsADirectoryError as e:
@@ -143,13 +162,17 @@ def load_config_file(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> 
         raise ValueError(f"{path}: the config file is empty")
     if not isinstance(config, Mapping):
         raise ValueError(f"{path}: a config is a mapping of keys, not {type(config).__name__}")
-    return _with_base(config, path, _chain)
+    return _with_base(config, path, chain)
 
 
-def _with_base(config: Mapping[str, Any], path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
-    """``config`` (read from ``path``) over the config its ``extends`` names, if any."""
+def _with_base(
+    config: Mapping[str, Any], path: Path, chain: tuple[Path, ...]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``config`` (read from ``path``) over the config its ``extends`` names, if any, and the
+    origins of the result."""
+    own = {k: v for k, v in config.items() if k != "extends"}
     if "extends" not in config:
-        return dict(config)
+        return dict(config), _origins(own, str(path))
     extends = config["extends"]
     if not isinstance(extends, str) or not extends.strip():
         raise ValueError(f"{path}: extends: {extends!r}: give the path of a config file")
@@ -162,8 +185,35 @@ def _with_base(config: Mapping[str, Any], path: Path, chain: tuple[Path, ...]) -
         raise ValueError(f"{path}: extends: {extends}: {base_path} is a folder, not a config file")
     if not base_path.is_file():
         raise ValueError(f"{path}: extends: {extends}: no such file ({base_path})")
-    base = load_config_file(base_path, (*chain, here))
-    return merge_config(base, {k: v for k, v in config.items() if k != "extends"})
+    base, base_origins = _load(base_path, (*chain, here))
+    return merge_config(base, own), merge_config(base_origins, _origins(own, str(path)))
+
+
+def _origins(config: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """``config``'s shape with every value that is not a mapping replaced by ``source``: merged
+    as the configs merge (`merge_config`), such trees say which file set each key."""
+    return {k: _origins(v, source) if isinstance(v, Mapping) else source for k, v in config.items()}
+
+
+def _sources(origins: Any, path: Sequence[Any]) -> list[str]:
+    """The files that set the key at ``path``, or the keys under it, each once, in key order
+    (none: the key is a default, or missing)."""
+    node = origins
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            break
+        node = node[key]
+    if isinstance(node, str):
+        return [node]
+    return list(dict.fromkeys(_leaves(node))) if isinstance(node, Mapping) else []
+
+
+def _leaves(tree: Mapping[str, Any]) -> Iterator[Any]:
+    for value in tree.values():
+        if isinstance(value, Mapping):
+            yield from _leaves(value)
+        else:
+            yield value
 
 
 def merge_config_files(
@@ -176,17 +226,38 @@ def merge_config_files(
     Raises:
         ValueError: as `load_config_file`, or ``overrides`` sets ``extends``.
     """
+    return config_with_origins(configfiles, overrides)[0]
+
+
+def config_with_origins(
+    configfiles: Sequence[str | os.PathLike], overrides: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`merge_config_files`, and which file set each key: the config's shape with every value
+    replaced by the path of the file it came from (a base as its resolved path), or
+    ``--config``. `check_config` names them in its messages, when there are several.
+
+    Raises:
+        ValueError: as `merge_config_files`.
+    """
     if overrides and "extends" in overrides:
         raise ValueError("extends: give it in a config file, not with --config")
     merged: dict[str, Any] = {}
+    origins: dict[str, Any] = {}
     for file in configfiles:
-        merged = merge_config(merged, load_config_file(file))
-    return merge_config(merged, overrides or {})
+        config, config_origins = _load(Path(file))
+        merged = merge_config(merged, config)
+        origins = merge_config(origins, config_origins)
+    overrides = overrides or {}
+    return merge_config(merged, overrides), merge_config(origins, _origins(overrides, "--config"))
 
 
-def check_config(config: Mapping[str, Any], schema_path: str | os.PathLike = SCHEMA_PATH) -> None:
+def check_config(
+    config: Mapping[str, Any],
+    schema_path: str | os.PathLike = SCHEMA_PATH,
+    origins: Mapping[str, Any] | None = None,
+) -> None:
     """Raise `ValueError` listing every problem of ``config`` (see `config_problems`)."""
-    problems = config_problems(config, load_schema(schema_path))
+    problems = config_problems(config, load_schema(schema_path), origins)
     if problems:
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
         raise ValueError(f"invalid config ({count}):\n  " + "\n  ".join(problems))
@@ -208,15 +279,17 @@ _Filler = jsonschema.validators.extend(_Validator, {"properties": _fill_defaults
 
 
 def with_defaults(
-    config: Mapping[str, Any], schema_path: str | os.PathLike = SCHEMA_PATH
+    config: Mapping[str, Any],
+    schema_path: str | os.PathLike = SCHEMA_PATH,
+    origins: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A copy of a valid ``config`` with the schema's defaults filled in, as the workflow sees it
     (an experiment without a ``train`` or ``eval`` block gets one, as in common.smk).
 
     Raises:
-        ValueError: ``config`` is not valid (see `check_config`).
+        ValueError: ``config`` is not valid (see `check_config`; ``origins`` as there).
     """
-    check_config(config, schema_path)
+    check_config(config, schema_path, origins)
     filled = copy.deepcopy(dict(config))
     for exp in (filled.get("experiments") or {}).values():
         if isinstance(exp, dict):

@@ -19,7 +19,8 @@ import yaml
 from conftest import REPO, run_snakemake
 
 from models import tesseract
-from synth.schema import load_config_file, merge_config_files
+from models.train import main as train_main
+from synth.schema import check_config, config_with_origins, load_config_file, merge_config_files
 from synth.shards import sha256_file
 
 SMOKE = REPO / "configs" / "smoke.yaml"
@@ -183,6 +184,61 @@ def test_config_files_merge_in_order_each_on_its_own_base_then_the_command_lines
     }
     with pytest.raises(ValueError, match="give it in a config file, not with --config"):
         merge_config_files(files, {"extends": "base1.yaml"})
+
+
+def test_a_problem_of_a_merged_config_names_the_file_that_set_the_key(tmp_path):
+    base, over, last = (tmp_path / n for n in ("base.yaml", "over.yaml", "last.yaml"))
+    base.write_text("seed: 1\ntasks: {expr: {heigth: 40}}\n")
+    over.write_text("extends: base.yaml\nexperiments: {x: {train: {stepz: 3}}}\n")
+    last.write_text("device: gpu\n")
+    config, origins = config_with_origins([over, last], {"sed": 2})
+    assert config == merge_config_files([over, last], {"sed": 2})
+    with pytest.raises(ValueError) as e:
+        check_config(config, origins=origins)
+    lines = str(e.value).splitlines()
+    for expected in [
+        f"tasks.expr.heigth: unknown key (did you mean 'height'?); from {base.resolve()}",
+        f"experiments.x.train.stepz: unknown key (did you mean 'steps'?); from {over}",
+        f"experiments.x: 'task' is a required property; from {over}",
+        "sed: unknown key (did you mean 'seed'?); from --config",
+    ]:
+        assert f"  {expected}" in lines, str(e.value)
+    assert any(line.startswith("  device: 'gpu' is not one of") for line in lines)
+    assert any(line.endswith(f"; from {last}") for line in lines if "device" in line)
+    # A key two files set is named by the last; a mapping's problem by every file under it.
+    last.write_text("tasks: {expr: {heigth: 30, width: 90}}\nexperiments: {x: {model: m}}\n")
+    config, origins = config_with_origins([over, last])
+    with pytest.raises(ValueError) as e:
+        check_config(config, origins=origins)
+    assert f"tasks.expr.heigth: unknown key (did you mean 'height'?); from {last}" in str(e.value)
+    assert f"experiments.x: 'task' is a required property; from {over}, {last}" in str(e.value)
+    # One file: nothing to tell apart, the message is as it was.
+    config, origins = config_with_origins([base])
+    with pytest.raises(ValueError) as e:
+        check_config(config, origins=origins)
+    assert "; from" not in str(e.value) and "tasks.expr.heigth: unknown key" in str(e.value)
+
+
+def test_the_workflow_and_the_training_command_name_the_file_of_a_bad_key(tmp_path, capsys):
+    overlay, second = tmp_path / "o.yaml", tmp_path / "second.yaml"
+    overlay.write_text(f"extends: {SMOKE}\nexperiments: {{expr_crnn: {{train: {{stepz: 5}}}}}}\n")
+    second.write_text("tasks: {line: {lenght: [2, 4]}}\n")
+    proc = run_snakemake(tmp_path, str(second), "-n", config=overlay, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert (
+        f"experiments.expr_crnn.train.stepz: unknown key (did you mean 'steps'?); from {overlay}"
+        in out
+    )
+    assert f"tasks.line.lenght: unknown key (did you mean 'length'?); from {second}" in out
+    with pytest.raises(SystemExit):
+        train_main(["--config", str(overlay), str(second), "--experiment", "expr_crnn"])
+    err = capsys.readouterr().err
+    assert (
+        f"experiments.expr_crnn.train.stepz: unknown key (did you mean 'steps'?); from {overlay}"
+        in err
+    )
+    assert f"tasks.line.lenght: unknown key (did you mean 'length'?); from {second}" in err
 
 
 def test_a_config_reached_through_a_symlink_or_home_extends_from_where_it_is(tmp_path, monkeypatch):

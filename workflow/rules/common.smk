@@ -12,16 +12,17 @@ from models.specs import SCHEDULING
 from synth import joblog
 from synth.charset import extra_chars
 from synth.fonts import split_roles
-from synth.schema import check_config, merge_config_files
+from synth.schema import check_config, config_with_origins
 from synth.shards import sha256_file
 from synth.specs import canonical, split_config, task_spec
 
 # A config file that names another in `extends` (configs/lines_cpu.yaml) holds only what it
 # changes: here each --configfile is laid on its base, the files merge in order, --config last.
+# The origins (which file set each key) name the file at fault in the problems below.
+_merged, _origins = config_with_origins(
+    workflow.configfiles, dict(workflow.config_settings.config)
+)
 if "extends" in config:
-    _merged = merge_config_files(
-        workflow.overwrite_configfiles or [], dict(workflow.config_settings.config)
-    )
     config.clear()
     config.update(_merged)
 # The schema's defaults fill the objects a config writes, but not an experiment's train or eval
@@ -31,7 +32,7 @@ for _exp in (config.get("experiments") or {}).values():
         _exp.setdefault("train", {})
         _exp.setdefault("eval", {})
 # Every problem at once, each naming its key; then the defaults.
-check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+check_config(config, workflow.source_path("../schemas/config.schema.yaml"), _origins)
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 
 TASKS = ["hanzi", "expr", "line", "short"]
