@@ -120,7 +120,9 @@ def generate(
     charset = list(charset)
     sampler = None
     if isinstance(spec, LineSpec):
-        sampler = LineSampler(charset, spec.length, spec.corpus_fraction, spec.mix_fraction)
+        sampler = LineSampler(
+            charset, spec.length, spec.corpus_fraction, spec.mix_fraction, texts=spec.corpus
+        )
     base = shard.shard * shard.samples  # position of the shard's first sample within the split
     perm_seed = [shard.seed, TASK_IDS[shard.task], SPLIT_IDS[shard.split]]
     skipped: set[str] = set()

@@ -136,6 +136,7 @@ class LineSpec:
     min_char_width: int = 16
     corpus_fraction: float = 0.6
     mix_fraction: float = 0.15
+    corpus: tuple[str, ...] = ()
     font_size: tuple[float, float] = (0.7, 0.95)
     aliased: float = 0.0
     exclude_families: tuple[str, ...] = ()
@@ -206,6 +207,7 @@ def task_spec(task: str, cfg: Mapping[str, Any] | None) -> TaskSpec:
         "degrade": resolve,
         "charset": lambda c: CharsetSpec.from_config(c, f"tasks.{task}.charset"),
         "exclude_families": tuple,
+        "corpus": tuple,
     }
     for f in fields(cls):
         if f.name in ("font_size", "operands", "length", "spacing"):

@@ -5,14 +5,16 @@
   operators, 0 or 1 pair of parentheses) and longer ones; their value comes from :func:`evaluate`,
   a small recursive-descent parser (never ``eval``). ``+ - *`` by default; with ``/`` among the
   operators, only expressions whose value is a whole number are drawn.
-- line: Chinese lines drawn from a word-frequency corpus (jieba's dictionary) mixed with uniform
-  characters, so rare classes are seen often, with digits, Latin and punctuation mixed in.
+- line: Chinese lines drawn from a word-frequency corpus (jieba's dictionary), or from the running
+  text of the user's own files (``tasks.line.corpus``), mixed with uniform characters, so rare
+  classes are seen often, with digits, Latin and punctuation mixed in.
 - short: a few characters drawn uniformly from the charset (the deep_reader setting).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from fractions import Fraction
 from functools import lru_cache
@@ -295,16 +297,62 @@ def _corpus(path: str, charset: tuple[str, ...]) -> tuple[tuple[str, ...], np.nd
     return tuple(words), cdf / cdf[-1]
 
 
+@lru_cache(maxsize=4)
+def running_text(paths: tuple[str, ...], charset: tuple[str, ...]) -> str:
+    """The running text of the user's corpus files: each NFKC-normalised, then every character
+    the charset lacks (whitespace, a rare hanzi, an emoji) taken out, the text on either side
+    joined. What is taken out is logged, naming the file, with the characters most often
+    missing: to train on them, add them to the task's charset.
+
+    Raises:
+        ValueError: a file is missing, is not UTF-8 text, or none of them holds a character of
+            the charset (naming the files).
+    """
+    allowed = set(charset)
+    kept: list[str] = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8-sig") as f:
+                text = nfkc(f.read())
+        except FileNotFoundError:
+            raise ValueError(f"tasks.line.corpus: {path} does not exist") from None
+        except UnicodeDecodeError as e:
+            raise ValueError(f"tasks.line.corpus: {path} is not UTF-8 text: {e}") from None
+        ours = "".join(c for c in text if c in allowed)
+        missing = Counter(c for c in text if c not in allowed and not c.isspace())
+        if missing:
+            common = ", ".join(f"{c!r} x{k}" for c, k in missing.most_common(10))
+            log.warning(
+                "tasks.line.corpus: %s: %d of its %d characters (besides whitespace) are not "
+                "in the charset and are taken out of the text; most often %s",
+                path,
+                missing.total(),
+                len(ours) + missing.total(),
+                common,
+            )
+        kept.append(ours)
+    text = "".join(kept)
+    if not text:
+        raise ValueError(
+            f"tasks.line.corpus: {', '.join(paths)}: no character of the task's charset"
+        )
+    return text
+
+
 class LineSampler:
-    """Chinese text lines from a word-frequency corpus mixed with uniform characters.
+    """Chinese text lines from a word-frequency corpus, or from running text, mixed with uniform
+    characters.
 
     Args:
         charset: the task's charset; every line uses only its characters.
         length: inclusive range of characters per line.
-        corpus_fraction: share of lines made of corpus words (sampled by frequency); the rest are
-            uniform over the charset's hanzi.
+        corpus_fraction: share of lines taken from the corpus; the rest are uniform over the
+            charset's hanzi.
         mix_fraction: probability of mixing in a number, a Latin word or punctuation.
-        corpus: a ``word freq [tag]`` file; default jieba's dictionary.
+        corpus: a ``word freq [tag]`` file whose words are drawn by frequency and joined into
+            lines; default jieba's dictionary.
+        texts: UTF-8 text files (``tasks.line.corpus``); when given, a corpus line is a window of
+            their running text (`running_text`) at a uniform position, instead of words.
     """
 
     def __init__(
@@ -314,6 +362,7 @@ class LineSampler:
         corpus_fraction: float = 0.6,
         mix_fraction: float = 0.15,
         corpus: str | None = None,
+        texts: Sequence[str] = (),
     ):
         self.length = (int(length[0]), int(length[1]))
         self.corpus_fraction = corpus_fraction
@@ -324,14 +373,20 @@ class LineSampler:
         self.letters = [c for c in ASCII_LETTERS if c in allowed]
         punct = {nfkc(c) for c in CJK_PUNCT + ASCII_PUNCT}
         self.punct = [c for c in charset if c in punct]
-        self.words, self.cdf = _corpus(corpus or jieba_dict_path(), tuple(charset))
-        if len(self.words) == 0:
-            log.warning("no corpus word fits the charset; lines are uniform over the charset")
+        self.text = running_text(tuple(str(t) for t in texts), tuple(charset)) if texts else ""
+        self.words, self.cdf = ((), np.zeros(0))
+        if not self.text:
+            self.words, self.cdf = _corpus(corpus or jieba_dict_path(), tuple(charset))
+            if len(self.words) == 0:
+                log.warning("no corpus word fits the charset; lines are uniform over the charset")
 
     def sample(self, rng: np.random.Generator) -> str:
         """One line of ``length`` characters (NFKC, no spaces)."""
         n = int(rng.integers(self.length[0], self.length[1] + 1))
-        if len(self.words) and rng.random() < self.corpus_fraction:
+        if self.text and rng.random() < self.corpus_fraction:
+            start = int(rng.integers(0, max(len(self.text) - n, 0) + 1))
+            text = self.text[start : start + n]
+        elif len(self.words) and rng.random() < self.corpus_fraction:
             text = ""
             while len(text) < n:
                 text += self.words[int(np.searchsorted(self.cdf, rng.random(), side="right"))]

@@ -297,6 +297,11 @@ def test_task_spec_defaults_match_the_schema(task):
     charset_keys = set(schema["definitions"]["charset"]["properties"])
     assert charset_keys == {f.name for f in dataclasses.fields(spec.charset)}
     for key in fields - {"degrade"}:
+        if "default" not in props[key]:
+            # Unset in the workflow's config, so its shard params stay those of a config without
+            # it (tasks.line.corpus): empty here.
+            assert getattr(spec, key) == (), (task, key)
+            continue
         default = props[key]["default"]
         if key == "charset":
             assert spec.charset == task_spec(task, {"charset": default}).charset, task
@@ -334,3 +339,24 @@ def test_a_split_can_override_its_tasks_degradations():
     bad = {**task, "splits": {"val": {"degrade": {"sparkle": {"p": 1}}}}}
     with pytest.raises(ValueError, match=r"tasks\.expr\.splits\.val: .*sparkle"):
         split_config("expr", bad, "val")
+
+
+def test_line_shards_draw_their_corpus_lines_from_the_users_own_text(setup, tmp_path):
+    """``tasks.line.corpus``: every corpus line is a window of the files' running text, with
+    what the charset lacks (whitespace, other characters) taken out."""
+    hanzi = [c for c in setup[0]["line"] if "\u4e00" <= c <= "\u9fff"]
+    rng = np.random.default_rng(0)
+    words = ["".join(rng.choice(hanzi, size=int(rng.integers(2, 6)))) for _ in range(300)]
+    corpus = tmp_path / "mine.txt"
+    corpus.write_text(" ".join(words) + "\n龘 ✓\n", encoding="utf-8")
+    running = "".join(words)
+    mine = {"corpus_fraction": 1.0, "mix_fraction": 0.0, "corpus": [str(corpus)]}
+    path = _write(setup, tmp_path, "line", samples=40, **mine)
+    texts = [json.loads(s["json"])["text"] for s in wds.WebDataset(str(path), shardshuffle=False)]
+    assert len(texts) == 40 and all(t in running for t in texts)
+    assert len(set(texts)) > 30  # windows at many places, not one line again and again
+    again = _write(setup, tmp_path, "line", samples=40, name="b.tar", **mine)
+    assert again.read_bytes() == path.read_bytes()
+    # Without it, jieba's words: other texts, from the same seed
+    default = _write(setup, tmp_path, "line", samples=40, corpus_fraction=1.0, name="c.tar")
+    assert default.read_bytes() != path.read_bytes()

@@ -231,3 +231,44 @@ def test_line_corpus_errors_name_the_file_and_line(tmp_path):
     bad.write_text("中国 50 ns\n人民\n", encoding="utf-8")  # line 2 has no frequency
     with pytest.raises(ValueError, match=r"words\.txt line 2"):
         LineSampler(build_charset("line"), corpus=str(bad))
+
+
+def test_line_sampler_draws_windows_of_the_users_running_text(tmp_path, caplog):
+    charset = build_charset("line")
+    corpus = tmp_path / "news.txt"
+    corpus.write_text("今天天气很好。\n我们去 公园散步吧\n龘龘😀\n", encoding="utf-8")
+    running = "今天天气很好。我们去公园散步吧"  # the spaces and what the charset lacks taken out
+    assert "龘" not in charset
+    with caplog.at_level("WARNING"):
+        sampler = LineSampler(
+            charset, length=(2, 6), corpus_fraction=1.0, mix_fraction=0.0, texts=[str(corpus)]
+        )
+    assert sampler.text == running
+    warning = caplog.text
+    assert str(corpus) in warning and "3 of its 18 characters" in warning
+    assert "'龘' x2" in warning and "'😀' x1" in warning
+    rng = np.random.default_rng(5)
+    lines = [sampler.sample(rng) for _ in range(300)]
+    assert all(2 <= len(t) <= 6 and t in running for t in lines)
+    assert {t[0] for t in lines} >= set(running[:-6])  # every position is drawn
+    # Seeded: the same generator state, the same lines.
+    rng = np.random.default_rng(5)
+    assert [sampler.sample(rng) for _ in range(300)] == lines
+    # corpus_fraction 0: uniform hanzi, as without a corpus
+    uniform = LineSampler(charset, (2, 6), corpus_fraction=0.0, texts=[str(corpus)])
+    assert not all(t in running for t in (uniform.sample(rng) for _ in range(50)))
+
+
+def test_a_corpus_that_cannot_be_read_is_an_error_naming_it(tmp_path):
+    charset = build_charset("line")
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\xe9".encode("latin-1"))
+    nothing = tmp_path / "emoji.txt"
+    nothing.write_text("😀 😀\n", encoding="utf-8")
+    for texts, message in [
+        ([str(tmp_path / "missing.txt")], r"tasks\.line\.corpus: \S*missing\.txt does not exist"),
+        ([str(latin1)], r"tasks\.line\.corpus: \S*latin1\.txt is not UTF-8 text"),
+        ([str(nothing)], r"tasks\.line\.corpus: \S*emoji\.txt: no character of the task"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            LineSampler(charset, texts=texts)

@@ -15,13 +15,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+import webdataset as wds
 import yaml
 from conftest import REPO, run_snakemake
 
 from models import tesseract
 from models.train import main as train_main
+from synth.charset import is_hanzi
 from synth.schema import check_config, config_with_origins, load_config_file, merge_config_files
 from synth.shards import sha256_file
+from synth.specs import task_spec
 
 SMOKE = REPO / "configs" / "smoke.yaml"
 DEFAULT = REPO / "configs" / "config.yaml"
@@ -356,6 +359,54 @@ def test_a_missing_charset_file_fails_at_parse_time_naming_its_key(tmp_path):
     proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
     assert proc.returncode != 0
     assert "tasks.line.charset.files: mychars_typo.txt does not exist" in proc.stdout + proc.stderr
+
+
+def test_a_missing_line_corpus_fails_at_parse_time_naming_its_key(tmp_path):
+    def edit(c):
+        c["tasks"]["line"]["corpus"] = ["my_news_typo.txt"]
+
+    proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
+    assert proc.returncode != 0
+    assert "tasks.line.corpus: my_news_typo.txt does not exist" in proc.stdout + proc.stderr
+
+
+def test_setting_a_line_corpus_reruns_only_the_line_jobs(smoke_run, tmp_path):
+    corpus = tmp_path / "news.txt"
+    corpus.write_text("今天天气很好，我们去公园散步。\n", encoding="utf-8")
+    config = _write_config(tmp_path, lambda c: c["tasks"]["line"].update(corpus=[str(corpus)]))
+    jobs = _jobs(run_snakemake(smoke_run, "-n", "--cores", "2", "all", config=config).stdout)
+    splits = {w["split"] for rule, w in jobs if rule == "shard"}
+    assert splits == {"train", "val", "test_seen", "test_heldout"}
+    for rule, wildcards in jobs:
+        assert wildcards.get("task", "line") == "line", (rule, wildcards)
+        assert wildcards.get("experiment", "line_").startswith("line_"), (rule, wildcards)
+
+
+def test_a_line_corpus_is_drawn_from_and_an_edit_of_it_redraws_the_line_shards(tmp_path):
+    smoke_line = yaml.safe_load(SMOKE.read_text())["tasks"]["line"]
+    hanzi = [c for c in task_spec("line", smoke_line).charset.build() if is_hanzi(c)]
+    corpus = tmp_path / "mine.txt"
+    text = "".join(hanzi[(i * 7) % len(hanzi)] for i in range(100))  # a text of its hanzi
+    corpus.write_text(text + "\n龘\n", encoding="utf-8")
+
+    def edit(c):
+        c["tasks"]["line"].update(corpus=[str(corpus)], corpus_fraction=1.0, mix_fraction=0.0)
+
+    config = _write_config(tmp_path, edit)
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    target = ["--cores", "2", "results/shards/line/val-000000.tar"]
+    run_snakemake(workdir, *target, config=config)
+    shard = workdir / "results/shards/line/val-000000.tar"
+    texts = [json.loads(s["json"])["text"] for s in wds.WebDataset(str(shard), shardshuffle=False)]
+    assert len(texts) == 20 and all(t and t in text for t in texts)
+    log = (workdir / "logs/shard/line/val-000000.log").read_text()
+    assert f"tasks.line.corpus: {corpus}: 1 of its" in log and "'龘' x1" in log
+    assert _jobs(run_snakemake(workdir, "-n", *target, config=config).stdout) == []
+    # The file is an input of the shard jobs: an edit redraws them (and nothing else).
+    corpus.write_text(text[::-1], encoding="utf-8")
+    jobs = _jobs(run_snakemake(workdir, "-n", *target, config=config).stdout)
+    assert [(rule, w["split"]) for rule, w in jobs] == [("shard", "val")]
 
 
 OWN = "is this experiment's own model"

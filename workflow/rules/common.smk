@@ -108,6 +108,13 @@ for _task in TASKS:
     # print here, once per run and naming the task, rather than from each of the three jobs
     # that build the charset (joblog.OFF_CONSOLE); a lone combining mark fails here.
     extra_chars(_charset["chars"], _charset["files"], f"tasks.{_task}.charset")
+# The line task's own text (tasks.line.corpus): an input of its shard jobs, checked here too.
+for _path in config["tasks"]["line"].get("corpus") or []:
+    if not os.path.isfile(_path):
+        raise ValueError(
+            f"tasks.line.corpus: {_path} does not exist"
+            f" (relative paths are read from {os.getcwd()})"
+        )
 
 
 def role_patterns(wildcards):
