@@ -133,7 +133,13 @@ def synthetic_samples(cfg: dict[str, Any], n: int) -> list[Sample]:
     the font covers it."""
     task = cfg["tasks"]["line"]
     charset = build_charset(**task["charset"])
-    sampler = LineSampler(charset, task["length"], task["corpus_fraction"], task["mix_fraction"])
+    sampler = LineSampler(
+        charset,
+        task["length"],
+        task["corpus_fraction"],
+        task["mix_fraction"],
+        texts=task.get("corpus") or (),
+    )
     fonts = sorted(p for pattern in cfg["fonts"]["test_fonts"] for p in glob.glob(pattern))
     if not fonts:
         raise FileNotFoundError(f"none of fonts.test_fonts exists: {cfg['fonts']['test_fonts']}")

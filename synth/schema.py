@@ -93,7 +93,6 @@ def config_problems(
     ends with the file(s) that set the key at fault (``; from mine.yaml``)."""
     validator = _Validator(schema, format_checker=_Validator.FORMAT_CHECKER)  # regexes compile
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
-    several = origins is not None and len(_sources(origins, [])) > 1
     problems: list[str] = []
     for error in errors:
         if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
@@ -106,10 +105,18 @@ def config_problems(
                     list(error.absolute_path),
                 )
             ]
-        for line, path in lines:
-            sources = _sources(origins, path) if several else []
-            problems.append(f"{line}; from {', '.join(sources)}" if sources else line)
+        problems.extend(line + from_files(origins, path) for line, path in lines)
     return problems
+
+
+def from_files(origins: Mapping[str, Any] | None, path: Sequence[Any]) -> str:
+    """``"; from FILE"``: the file(s) that set the key at ``path`` (`config_with_origins`), for
+    the end of a message about it; empty when the config came from one file (or ``origins`` is
+    None), or the key from none (a default)."""
+    if origins is None or len(_sources(origins, [])) < 2:
+        return ""
+    sources = _sources(origins, path)
+    return f"; from {', '.join(sources)}" if sources else ""
 
 
 def merge_config(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -172,7 +179,7 @@ def _with_base(
     origins of the result."""
     own = {k: v for k, v in config.items() if k != "extends"}
     if "extends" not in config:
-        return dict(config), _origins(own, str(path))
+        return dict(config), _origins(own, _shown(path))
     extends = config["extends"]
     if not isinstance(extends, str) or not extends.strip():
         raise ValueError(f"{path}: extends: {extends!r}: give the path of a config file")
@@ -186,13 +193,26 @@ def _with_base(
     if not base_path.is_file():
         raise ValueError(f"{path}: extends: {extends}: no such file ({base_path})")
     base, base_origins = _load(base_path, (*chain, here))
-    return merge_config(base, own), merge_config(base_origins, _origins(own, str(path)))
+    return merge_config(base, own), merge_config(base_origins, _origins(own, _shown(path)))
 
 
 def _origins(config: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """``config``'s shape with every value that is not a mapping replaced by ``source``: merged
-    as the configs merge (`merge_config`), such trees say which file set each key."""
-    return {k: _origins(v, source) if isinstance(v, Mapping) else source for k, v in config.items()}
+    """``config``'s shape with every value that is not a mapping replaced by ``source``, and an
+    empty mapping's source under the key None: merged as the configs merge (`merge_config`),
+    such trees say which file set each key."""
+    return {
+        k: (_origins(v, source) if v else {None: source}) if isinstance(v, Mapping) else source
+        for k, v in config.items()
+    }
+
+
+def _shown(path: Path) -> str:
+    """A config file's path as messages name it: relative to the working folder when it is in
+    it (Snakemake hands its --configfile paths over absolute), else as it is."""
+    try:
+        return str(path.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _sources(origins: Any, path: Sequence[Any]) -> list[str]:

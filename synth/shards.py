@@ -120,8 +120,16 @@ def generate(
     charset = list(charset)
     sampler = None
     if isinstance(spec, LineSpec):
+        # What the corpus loses to the charset: a warning from the first training shard, in
+        # the other shards' logs only (one line on the console per run, not one per shard).
+        first = shard.split == "train" and shard.shard == 0
         sampler = LineSampler(
-            charset, spec.length, spec.corpus_fraction, spec.mix_fraction, texts=spec.corpus
+            charset,
+            spec.length,
+            spec.corpus_fraction,
+            spec.mix_fraction,
+            texts=spec.corpus,
+            loud=first,
         )
     base = shard.shard * shard.samples  # position of the shard's first sample within the split
     perm_seed = [shard.seed, TASK_IDS[shard.task], SPLIT_IDS[shard.split]]

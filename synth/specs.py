@@ -207,7 +207,7 @@ def task_spec(task: str, cfg: Mapping[str, Any] | None) -> TaskSpec:
         "degrade": resolve,
         "charset": lambda c: CharsetSpec.from_config(c, f"tasks.{task}.charset"),
         "exclude_families": tuple,
-        "corpus": tuple,
+        "corpus": lambda files: tuple(files or ()),  # null: unset (jieba's dictionary)
     }
     for f in fields(cls):
         if f.name in ("font_size", "operands", "length", "spacing"):

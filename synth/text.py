@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections import Counter
 from collections.abc import Sequence
 from fractions import Fraction
@@ -297,32 +299,51 @@ def _corpus(path: str, charset: tuple[str, ...]) -> tuple[tuple[str, ...], np.nd
     return tuple(words), cdf / cdf[-1]
 
 
-@lru_cache(maxsize=4)
-def running_text(paths: tuple[str, ...], charset: tuple[str, ...]) -> str:
+def running_text(paths: Sequence[str], charset: Sequence[str], loud: bool = True) -> str:
     """The running text of the user's corpus files: each NFKC-normalised, then every character
     the charset lacks (whitespace, a rare hanzi, an emoji) taken out, the text on either side
     joined. What is taken out is logged, naming the file, with the characters most often
-    missing: to train on them, add them to the task's charset.
+    missing (to train on them, add them to the task's charset): as a warning when ``loud``,
+    else at INFO (the workflow warns from one shard job; every shard job's log has it).
+
+    Read once per process and state of the files (path, size, modification time).
 
     Raises:
-        ValueError: a file is missing, is not UTF-8 text, or none of them holds a character of
-            the charset (naming the files).
+        ValueError: a file is missing, is a folder, is not UTF-8 text, or none of them holds a
+            character of the charset (naming the files).
     """
+    states = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise ValueError(f"tasks.line.corpus: {path} does not exist") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise ValueError(f"tasks.line.corpus: {path} is a folder, not a text file")
+        states.append((str(path), st.st_size, st.st_mtime_ns))
+    return _running_text(tuple(states), tuple(charset), loud)
+
+
+@lru_cache(maxsize=4)
+def _running_text(
+    states: tuple[tuple[str, int, int], ...], charset: tuple[str, ...], loud: bool
+) -> str:
     allowed = set(charset)
     kept: list[str] = []
-    for path in paths:
+    for path, _, _ in states:
         try:
             with open(path, encoding="utf-8-sig") as f:
                 text = nfkc(f.read())
-        except FileNotFoundError:
-            raise ValueError(f"tasks.line.corpus: {path} does not exist") from None
+        except OSError as e:
+            raise ValueError(f"tasks.line.corpus: {path}: {e.strerror or e}") from None
         except UnicodeDecodeError as e:
             raise ValueError(f"tasks.line.corpus: {path} is not UTF-8 text: {e}") from None
         ours = "".join(c for c in text if c in allowed)
         missing = Counter(c for c in text if c not in allowed and not c.isspace())
         if missing:
             common = ", ".join(f"{c!r} x{k}" for c, k in missing.most_common(10))
-            log.warning(
+            log.log(
+                logging.WARNING if loud else logging.INFO,
                 "tasks.line.corpus: %s: %d of its %d characters (besides whitespace) are not "
                 "in the charset and are taken out of the text; most often %s",
                 path,
@@ -333,9 +354,9 @@ def running_text(paths: tuple[str, ...], charset: tuple[str, ...]) -> str:
         kept.append(ours)
     text = "".join(kept)
     if not text:
-        raise ValueError(
-            f"tasks.line.corpus: {', '.join(paths)}: no character of the task's charset"
-        )
+        empty = all(size == 0 for _, size, _ in states)
+        why = "empty" if empty else "no character of the task's charset"
+        raise ValueError(f"tasks.line.corpus: {', '.join(p for p, _, _ in states)}: {why}")
     return text
 
 
@@ -352,7 +373,10 @@ class LineSampler:
         corpus: a ``word freq [tag]`` file whose words are drawn by frequency and joined into
             lines; default jieba's dictionary.
         texts: UTF-8 text files (``tasks.line.corpus``); when given, a corpus line is a window of
-            their running text (`running_text`) at a uniform position, instead of words.
+            their running text (`running_text`) at a uniform position, instead of words (a text
+            shorter than the line is repeated to its length). Not read when ``corpus_fraction``
+            is 0.
+        loud: log what `running_text` takes out of ``texts`` as a warning (else at INFO).
     """
 
     def __init__(
@@ -363,6 +387,7 @@ class LineSampler:
         mix_fraction: float = 0.15,
         corpus: str | None = None,
         texts: Sequence[str] = (),
+        loud: bool = True,
     ):
         self.length = (int(length[0]), int(length[1]))
         self.corpus_fraction = corpus_fraction
@@ -373,9 +398,18 @@ class LineSampler:
         self.letters = [c for c in ASCII_LETTERS if c in allowed]
         punct = {nfkc(c) for c in CJK_PUNCT + ASCII_PUNCT}
         self.punct = [c for c in charset if c in punct]
-        self.text = running_text(tuple(str(t) for t in texts), tuple(charset)) if texts else ""
+        self.text = ""
+        if texts and corpus_fraction > 0:
+            self.text = running_text([str(t) for t in texts], charset, loud)
+            if len(self.text) < self.length[1]:
+                log.warning(
+                    "tasks.line.corpus: %d characters of running text, fewer than the longest "
+                    "line (%d): it is repeated to fill the line",
+                    len(self.text),
+                    self.length[1],
+                )
         self.words, self.cdf = ((), np.zeros(0))
-        if not self.text:
+        if not texts:
             self.words, self.cdf = _corpus(corpus or jieba_dict_path(), tuple(charset))
             if len(self.words) == 0:
                 log.warning("no corpus word fits the charset; lines are uniform over the charset")
@@ -384,8 +418,11 @@ class LineSampler:
         """One line of ``length`` characters (NFKC, no spaces)."""
         n = int(rng.integers(self.length[0], self.length[1] + 1))
         if self.text and rng.random() < self.corpus_fraction:
-            start = int(rng.integers(0, max(len(self.text) - n, 0) + 1))
-            text = self.text[start : start + n]
+            source = self.text
+            if len(source) < n:  # a text shorter than the line, repeated
+                source *= -(-n // len(source))
+            start = int(rng.integers(0, len(source) - n + 1))
+            text = source[start : start + n]
         elif len(self.words) and rng.random() < self.corpus_fraction:
             text = ""
             while len(text) < n:

@@ -265,10 +265,45 @@ def test_a_corpus_that_cannot_be_read_is_an_error_naming_it(tmp_path):
     latin1.write_bytes("caf\xe9".encode("latin-1"))
     nothing = tmp_path / "emoji.txt"
     nothing.write_text("😀 😀\n", encoding="utf-8")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
     for texts, message in [
         ([str(tmp_path / "missing.txt")], r"tasks\.line\.corpus: \S*missing\.txt does not exist"),
         ([str(latin1)], r"tasks\.line\.corpus: \S*latin1\.txt is not UTF-8 text"),
         ([str(nothing)], r"tasks\.line\.corpus: \S*emoji\.txt: no character of the task"),
+        ([str(tmp_path)], r"tasks\.line\.corpus: \S* is a folder, not a text file"),
+        ([str(empty)], r"tasks\.line\.corpus: \S*empty\.txt: empty"),
     ]:
         with pytest.raises(ValueError, match=message):
             LineSampler(charset, texts=texts)
+    # corpus_fraction 0: the files are never read
+    LineSampler(charset, corpus_fraction=0.0, texts=[str(latin1)])
+
+
+def test_a_corpus_shorter_than_a_line_is_repeated_to_fill_it(tmp_path, caplog):
+    corpus = tmp_path / "short.txt"
+    corpus.write_text("天气很好", encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        sampler = LineSampler(
+            build_charset("line"), (5, 8), corpus_fraction=1.0, mix_fraction=0.0, texts=[corpus]
+        )
+    assert "4 characters of running text, fewer than the longest line (8)" in caplog.text
+    rng = np.random.default_rng(0)
+    lines = [sampler.sample(rng) for _ in range(100)]
+    assert all(5 <= len(t) <= 8 and t in "天气很好" * 3 for t in lines)
+    assert {len(t) for t in lines} == {5, 6, 7, 8}
+
+
+def test_a_corpus_edited_in_the_same_process_is_read_again(tmp_path, caplog):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("天气很好我们去公园龘", encoding="utf-8")
+    charset = build_charset("line")
+    assert LineSampler(charset, (1, 4), texts=[corpus]).text == "天气很好我们去公园"
+    corpus.write_text("我们去公园散步", encoding="utf-8")
+    assert LineSampler(charset, (1, 4), texts=[corpus]).text == "我们去公园散步"
+    # What the charset lacks: a warning, or (loud=False, the shards after the first) INFO
+    corpus.write_text("我们龘", encoding="utf-8")
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        LineSampler(charset, (1, 4), texts=[corpus], loud=False)
+    assert [r.levelname for r in caplog.records if "'龘' x1" in r.getMessage()] == ["INFO"]

@@ -222,26 +222,55 @@ def test_a_problem_of_a_merged_config_names_the_file_that_set_the_key(tmp_path):
     assert "; from" not in str(e.value) and "tasks.expr.heigth: unknown key" in str(e.value)
 
 
-def test_the_workflow_and_the_training_command_name_the_file_of_a_bad_key(tmp_path, capsys):
+def test_the_workflow_and_the_training_command_name_the_file_of_a_bad_key(
+    tmp_path, capsys, monkeypatch
+):
     overlay, second = tmp_path / "o.yaml", tmp_path / "second.yaml"
     overlay.write_text(f"extends: {SMOKE}\nexperiments: {{expr_crnn: {{train: {{stepz: 5}}}}}}\n")
     second.write_text("tasks: {line: {lenght: [2, 4]}}\n")
+    stepz = "experiments.expr_crnn.train.stepz: unknown key (did you mean 'steps'?); from"
+    lenght = "tasks.line.lenght: unknown key (did you mean 'length'?); from"
     proc = run_snakemake(tmp_path, str(second), "-n", config=overlay, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert (
-        f"experiments.expr_crnn.train.stepz: unknown key (did you mean 'steps'?); from {overlay}"
-        in out
-    )
-    assert f"tasks.line.lenght: unknown key (did you mean 'length'?); from {second}" in out
+    # Named relative to the working folder they are in (Snakemake hands them over absolute)
+    assert f"{stepz} o.yaml\n" in out and f"{lenght} second.yaml\n" in out
     with pytest.raises(SystemExit):
         train_main(["--config", str(overlay), str(second), "--experiment", "expr_crnn"])
     err = capsys.readouterr().err
-    assert (
-        f"experiments.expr_crnn.train.stepz: unknown key (did you mean 'steps'?); from {overlay}"
-        in err
-    )
-    assert f"tasks.line.lenght: unknown key (did you mean 'length'?); from {second}" in err
+    assert f"{stepz} {overlay}\n" in err and f"{lenght} {second}\n" in err
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        train_main(["--config", "o.yaml", "second.yaml", "--experiment", "expr_crnn"])
+    err = capsys.readouterr().err
+    assert f"{stepz} o.yaml\n" in err and f"{lenght} second.yaml\n" in err
+
+
+def test_the_checks_past_the_schema_name_the_file_too(tmp_path):
+    """A model argument the model does not take, a missing charset or corpus file: refused when
+    the workflow starts, as a schema problem is, naming the file that set it."""
+    for key, text, message in [
+        (
+            "kwargs",
+            "experiments: {line_crnn_vgg: {model_kwargs: {widht: 1}}}",
+            "'widht'",
+        ),
+        ("files", "tasks: {line: {charset: {files: [nowhere.txt]}}}", "nowhere.txt does not"),
+        ("corpus", "tasks: {line: {corpus: [nowhere.txt]}}", "nowhere.txt does not exist"),
+    ]:
+        overlay = tmp_path / f"{key}.yaml"
+        overlay.write_text(f"extends: {SMOKE}\n{text}\n")
+        proc = run_snakemake(tmp_path, "-n", config=overlay, check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0
+        assert re.search(f"{message}.*; from {key}.yaml", out), out[-2000:]
+
+
+def test_an_empty_experiment_of_an_overlay_is_named_with_its_file(tmp_path):
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text(f"extends: {SMOKE}\nexperiments: {{mine: {{}}}}\n")
+    proc = run_snakemake(tmp_path, "-n", config=overlay, check=False)
+    assert "experiments.mine: 'task' is a required property; from o.yaml" in proc.stdout
 
 
 def test_a_config_reached_through_a_symlink_or_home_extends_from_where_it_is(tmp_path, monkeypatch):
@@ -368,6 +397,33 @@ def test_a_missing_line_corpus_fails_at_parse_time_naming_its_key(tmp_path):
     proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
     assert proc.returncode != 0
     assert "tasks.line.corpus: my_news_typo.txt does not exist" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.mkdir(), "is a folder, not a text file"),
+        (lambda p: p.write_text(""), "is empty"),
+        (lambda p: None, "does not exist"),
+    ],
+)
+def test_a_line_corpus_that_cannot_be_read_fails_at_parse_time_naming_it(tmp_path, make, message):
+    make(tmp_path / "news.txt")
+    config = _write_config(tmp_path, lambda c: c["tasks"]["line"].update(corpus=["news.txt"]))
+    proc = run_snakemake(tmp_path, "-n", config=config, check=False)
+    assert proc.returncode != 0
+    assert f"tasks.line.corpus: news.txt {message}" in proc.stdout + proc.stderr
+
+
+def test_an_overlay_takes_back_its_bases_corpus_with_null(smoke_run, tmp_path):
+    corpus = tmp_path / "news.txt"
+    corpus.write_text("今天天气很好。\n", encoding="utf-8")
+    base = _write_config(tmp_path, lambda c: c["tasks"]["line"].update(corpus=[str(corpus)]))
+    overlay = tmp_path / "back.yaml"
+    overlay.write_text(f"extends: {base.name}\ntasks: {{line: {{corpus: null}}}}\n")
+    jobs = _jobs(run_snakemake(smoke_run, "-n", "--cores", "2", "all", config=overlay).stdout)
+    # jieba's dictionary again; the null is a setting of its own, so the line shards are redrawn
+    assert {w.get("task") for rule, w in jobs if rule == "shard"} == {"line"}
 
 
 def test_setting_a_line_corpus_reruns_only_the_line_jobs(smoke_run, tmp_path):

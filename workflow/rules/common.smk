@@ -12,7 +12,7 @@ from models.specs import SCHEDULING
 from synth import joblog
 from synth.charset import extra_chars
 from synth.fonts import split_roles
-from synth.schema import check_config, config_with_origins
+from synth.schema import check_config, config_with_origins, from_files
 from synth.shards import sha256_file
 from synth.specs import canonical, split_config, task_spec
 
@@ -42,7 +42,17 @@ EXPERIMENTS = sorted(config["experiments"])
 for _name in EXPERIMENTS:
     # Unknown model kwargs, or a CTC output shorter than 2 * max label + 1, fail at parse time.
     _exp = config["experiments"][_name]
-    validate_experiment(_name, _exp, config["tasks"][_exp["task"]])
+    try:
+        validate_experiment(_name, _exp, config["tasks"][_exp["task"]])
+    except ValueError as e:
+        # Its message starts with the key at fault (experiments.<name>.model_kwargs.widht:)
+        _key = str(e).split(":", 1)[0]
+        _at = (
+            _key.split(".")
+            if _key.startswith(f"experiments.{_name}")
+            else ["experiments", _name]
+        )
+        raise ValueError(f"{e}{from_files(_origins, _at)}") from None
 
 
 def shard_config(task, split):
@@ -103,18 +113,40 @@ for _task in TASKS:
             raise ValueError(
                 f"tasks.{_task}.charset.files: {_path} does not exist"
                 f" (relative paths are read from {os.getcwd()})"
+                + from_files(_origins, ["tasks", _task, "charset", "files"])
             )
     # The charset's own text (chars, files): its warnings (a character repeated, one left out)
     # print here, once per run and naming the task, rather than from each of the three jobs
     # that build the charset (joblog.OFF_CONSOLE); a lone combining mark fails here.
     extra_chars(_charset["chars"], _charset["files"], f"tasks.{_task}.charset")
-# The line task's own text (tasks.line.corpus): an input of its shard jobs, checked here too.
+
+
+def corpus_problem(path):
+    """What keeps a file of tasks.line.corpus from being read, or None."""
+    if os.path.isdir(path):
+        return "is a folder, not a text file"
+    if not os.path.isfile(path):
+        return f"does not exist (relative paths are read from {os.getcwd()})"
+    if os.path.getsize(path) == 0:
+        return "is empty"
+    return None
+
+
+# The line task's own text (tasks.line.corpus): an input of its shard jobs, checked here too
+# (the shard jobs read it, and log what in it the charset lacks).
 for _path in config["tasks"]["line"].get("corpus") or []:
-    if not os.path.isfile(_path):
+    if _problem := corpus_problem(_path):
         raise ValueError(
-            f"tasks.line.corpus: {_path} does not exist"
-            f" (relative paths are read from {os.getcwd()})"
+            f"tasks.line.corpus: {_path} {_problem}"
+            + from_files(_origins, ["tasks", "line", "corpus"])
         )
+
+
+def shard_mem_mb(wildcards):
+    """A shard job's memory: 1.5 GB, and for a line corpus 20 bytes per byte of its files, a
+    margin over what was measured (a 6 MB corpus took a job from 141 MB to 231 MB)."""
+    files = config["tasks"][wildcards.task].get("corpus") or []
+    return 1500 + 20 * sum(os.path.getsize(f) for f in files) // 2**20
 
 
 def role_patterns(wildcards):

@@ -87,7 +87,7 @@ rule shard:
         "../../environment.yml"
     threads: 1
     resources:
-        mem_mb=1500,
+        mem_mb=shard_mem_mb,
     params:
         task=lambda w: canonical(shard_config(w.task, w.split)),
         samples=lambda w: config["tasks"][w.task]["splits"][w.split]["samples"],
