@@ -3,7 +3,8 @@ the key at fault.
 
 A config file may name the config it builds on (``extends: config.yaml``) and hold only what it
 changes: `load_config_file` lays it on that base, and `merge_config_files` merges several files
-as Snakemake's ``--configfile a.yaml b.yaml`` does, each on its own base.
+as Snakemake's ``--configfile a.yaml b.yaml`` does, each on its own base; `config_with_origins`
+also says which file set each key, for messages that end ``; from mine.yaml``.
 
 Snakemake's ``validate`` stops at the first problem and prints the whole schema after it (2000
 lines for a top-level typo). The workflow first runs `config_problems` and stops with one line
@@ -253,8 +254,9 @@ def config_with_origins(
     configfiles: Sequence[str | os.PathLike], overrides: Mapping[str, Any] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """`merge_config_files`, and which file set each key: the config's shape with every value
-    replaced by the path of the file it came from (a base as its resolved path), or
-    ``--config``. `check_config` names them in its messages, when there are several.
+    replaced by the path of the file it came from (`_shown`: relative to the working folder
+    when in it; a base by its resolved path), or ``--config``. `check_config` names them in
+    its messages (`from_files`), when there are several.
 
     Raises:
         ValueError: as `merge_config_files`.
