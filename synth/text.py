@@ -376,7 +376,8 @@ class LineSampler:
             their running text (`running_text`) at a uniform position, instead of words (a text
             shorter than the line is repeated to its length). Not read when ``corpus_fraction``
             is 0.
-        loud: log what `running_text` takes out of ``texts`` as a warning (else at INFO).
+        loud: log what `running_text` takes out of ``texts``, and a text shorter than a line, as
+            warnings (else at INFO).
     """
 
     def __init__(
@@ -402,7 +403,8 @@ class LineSampler:
         if texts and corpus_fraction > 0:
             self.text = running_text([str(t) for t in texts], charset, loud)
             if len(self.text) < self.length[1]:
-                log.warning(
+                log.log(
+                    logging.WARNING if loud else logging.INFO,
                     "tasks.line.corpus: %d characters of running text, fewer than the longest "
                     "line (%d): it is repeated to fill the line",
                     len(self.text),
