@@ -252,13 +252,19 @@ def format_probability(p: float) -> str:
     return f"{p:.4f}" if p >= 1e-3 or p == 0 else f"{p:.2e}"
 
 
+def _six_digits(p: float) -> float:
+    """Six significant digits: a long line's confidence (1e-78) is not rounded to 0.0, and the
+    top-k ranking survives."""
+    return float(f"{p:.6g}")
+
+
 def format_json(path: str, pred: Prediction, with_value: bool) -> str:
     """One JSON line: ``path, text, confidence, top_k[, value]``."""
     record: dict[str, Any] = {
         "path": path,
         "text": pred.text,
-        "confidence": round(pred.confidence, 6),
-        "top_k": [[t, round(p, 6)] for t, p in pred.top_k],
+        "confidence": _six_digits(pred.confidence),
+        "top_k": [[t, _six_digits(p)] for t, p in pred.top_k],
     }
     if with_value:
         record["value"] = value_json(pred.value)  # an int, or "p/q" after a division

@@ -154,7 +154,14 @@ def text_chars(text: str, where: str, lines: bool = False) -> list[str]:
         )
     repeated = [_code_points(c) for c, k in out.items() if k > 1]
     if repeated:
-        log.warning("%s: %s repeated after NFKC; each kept once", where, _listing(repeated))
+        # A warning in chars (a typo in the config); in a file, which may be running text (the
+        # line corpus added to the charset) and repeats its characters by nature, a note.
+        log.log(
+            logging.INFO if lines else logging.WARNING,
+            "%s: %s repeated after NFKC; each kept once",
+            where,
+            _listing(repeated),
+        )
     return list(out)
 
 
@@ -285,7 +292,9 @@ def build_charset(
             ``files``).
         chars: extra characters (for ``chars``, the whole set).
         files: UTF-8 files whose characters are added.
-        limit: keep only the first ``limit`` characters (0 = all).
+        limit: keep only the first ``limit`` characters of the source (0 = all); ``chars`` and
+            ``files`` are added after, whole (for ``chars``, whose source is empty, it keeps
+            nothing out).
         most_frequent: keep only the source's ``most_frequent`` hanzi that occur most in
             ``corpus`` (0 = all; see :func:`most_frequent_hanzi`); ``chars`` and ``files`` are
             added after, whole.
@@ -310,9 +319,10 @@ def build_charset(
         raise ValueError(f"unknown charset source {source!r}; valid: {', '.join(SOURCES)}")
     if most_frequent:
         base = most_frequent_hanzi(base, most_frequent, corpus)
-    out = list(dict.fromkeys(unique_nfkc(base) + extra_chars(chars, files)))
+    base = unique_nfkc(base)
     if limit:
-        out = out[:limit]
+        base = base[:limit]
+    out = list(dict.fromkeys(base + extra_chars(chars, files)))
     if not out:
         raise ValueError(f"charset (source={source!r}) is empty")
     return out

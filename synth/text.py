@@ -345,7 +345,8 @@ def _running_text(
             log.log(
                 logging.WARNING if loud else logging.INFO,
                 "tasks.line.corpus: %s: %d of its %d characters (besides whitespace) are not "
-                "in the charset and are taken out of the text; most often %s",
+                "in the charset and are taken out of the text; most often %s (to train on them, "
+                "add them to tasks.line.charset: chars, or this file in files)",
                 path,
                 missing.total(),
                 len(ours) + missing.total(),
@@ -373,11 +374,12 @@ class LineSampler:
         corpus: a ``word freq [tag]`` file whose words are drawn by frequency and joined into
             lines; default jieba's dictionary.
         texts: UTF-8 text files (``tasks.line.corpus``); when given, a corpus line is a window of
-            their running text (`running_text`) at a uniform position, instead of words (a text
-            shorter than the line is repeated to its length). Not read when ``corpus_fraction``
-            is 0.
-        loud: log what `running_text` takes out of ``texts``, and a text shorter than a line, as
-            warnings (else at INFO).
+            their running text (`running_text`) at a uniform position, instead of words. Not
+            read when ``corpus_fraction`` is 0.
+        loud: log what `running_text` takes out of ``texts`` as a warning (else at INFO).
+
+    Raises:
+        ValueError: as `running_text`, or the running text is shorter than the longest line.
     """
 
     def __init__(
@@ -403,12 +405,15 @@ class LineSampler:
         if texts and corpus_fraction > 0:
             self.text = running_text([str(t) for t in texts], charset, loud)
             if len(self.text) < self.length[1]:
-                log.log(
-                    logging.WARNING if loud else logging.INFO,
-                    "tasks.line.corpus: %d characters of running text, fewer than the longest "
-                    "line (%d): it is repeated to fill the line",
-                    len(self.text),
-                    self.length[1],
+                # Lines cut from it would be shorter than asked, or the text repeated: a charset
+                # that keeps out most of the text (the smoke config's 60 characters) is the
+                # usual cause.
+                raise ValueError(
+                    f"tasks.line.corpus: {', '.join(str(t) for t in texts)}: "
+                    f"{len(self.text)} character(s) of running text are left once what the "
+                    f"charset lacks is taken out, fewer than the longest line "
+                    f"({self.length[1]}, tasks.line.length); add the text's characters to "
+                    "tasks.line.charset (chars, or the files themselves in files)"
                 )
         self.words, self.cdf = ((), np.zeros(0))
         if not texts:
@@ -420,11 +425,8 @@ class LineSampler:
         """One line of ``length`` characters (NFKC, no spaces)."""
         n = int(rng.integers(self.length[0], self.length[1] + 1))
         if self.text and rng.random() < self.corpus_fraction:
-            source = self.text
-            if len(source) < n:  # a text shorter than the line, repeated
-                source *= -(-n // len(source))
-            start = int(rng.integers(0, len(source) - n + 1))
-            text = source[start : start + n]
+            start = int(rng.integers(0, len(self.text) - n + 1))
+            text = self.text[start : start + n]
         elif len(self.words) and rng.random() < self.corpus_fraction:
             text = ""
             while len(text) < n:

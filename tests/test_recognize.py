@@ -374,3 +374,14 @@ def test_a_long_image_is_scaled_before_it_is_padded_to_a_square():
     dark = np.flatnonzero(square[:, 2:62].max(axis=1) < 128)
     assert 1 <= len(dark) <= 3 and 29 <= dark.mean() <= 34
     assert square[0, 0] == 250  # padded with the image's own background
+
+
+def test_small_confidences_keep_their_digits_and_ranking_in_json():
+    """A long line's probability is tiny: six significant digits, not six decimals (0.0)."""
+    pred = Prediction("长", 8.84321e-78, [("长", 8.84321e-78), ("张", 1.2e-79)], None)
+    record = json.loads(format_json("a.png", pred, with_value=False))
+    assert record["confidence"] == 8.84321e-78
+    assert [p for _, p in record["top_k"]] == [8.84321e-78, 1.2e-79]
+    assert json.loads(format_json("a.png", Prediction("a", 0.123456789, [], None), False))[
+        "confidence"
+    ] == pytest.approx(0.123457, abs=0)

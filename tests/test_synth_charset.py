@@ -55,6 +55,15 @@ def test_chars_files_and_limit(tmp_path):
     chars = build_charset("chars", chars="0123456789+-*()", files=[extra])
     assert chars == [*"0123456789+-*()", "鑫", "Ω"]
     assert build_charset("gb2312_level1", limit=10) == gb2312_hanzi()[:10]
+    # The limit shrinks the source; what chars and files add is kept whole.
+    assert build_charset("gb2312_level1", chars="龘", files=[extra], limit=3) == [
+        *gb2312_hanzi()[:3],
+        "龘",
+        "鑫",
+        "Ω",
+        "1",
+        "2",
+    ]
 
 
 def test_whitespace_and_repeats_in_chars_are_dropped_with_a_warning(caplog):
@@ -64,14 +73,18 @@ def test_whitespace_and_repeats_in_chars_are_dropped_with_a_warning(caplog):
     assert "'A' (U+0041) repeated after NFKC; each kept once" in caplog.text
 
 
-def test_repeats_in_a_file_are_kept_once_with_a_warning_naming_the_file(tmp_path, caplog):
+def test_repeats_in_a_file_are_kept_once_with_a_note_naming_the_file(tmp_path, caplog):
     path = tmp_path / "extra.txt"
     # A BOM and blank lines are fine; "，" is "," after NFKC, so "," is there twice.
     path.write_text("\ufeffa b\n\n,\nb\n，\n\n", encoding="utf-8")
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         assert build_charset("chars", files=[path]) == ["a", "b", ","]
-    assert [r.getMessage() for r in caplog.records] == [
-        f"charset file {path}: 'b' (U+0062), ',' (U+002C) repeated after NFKC; each kept once"
+    # INFO, not a warning: a file may be running text (a line corpus), which repeats by nature
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "INFO",
+            f"charset file {path}: 'b' (U+0062), ',' (U+002C) repeated after NFKC; each kept once",
+        )
     ]
     caplog.clear()
     path.write_text("\ufeffa b\n\n,\n\n", encoding="utf-8")

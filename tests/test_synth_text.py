@@ -280,18 +280,19 @@ def test_a_corpus_that_cannot_be_read_is_an_error_naming_it(tmp_path):
     LineSampler(charset, corpus_fraction=0.0, texts=[str(latin1)])
 
 
-def test_a_corpus_shorter_than_a_line_is_repeated_to_fill_it(tmp_path, caplog):
+def test_a_corpus_shorter_than_a_line_is_an_error_that_says_what_to_do(tmp_path):
     corpus = tmp_path / "short.txt"
-    corpus.write_text("天气很好", encoding="utf-8")
-    with caplog.at_level("WARNING"):
-        sampler = LineSampler(
-            build_charset("line"), (5, 8), corpus_fraction=1.0, mix_fraction=0.0, texts=[corpus]
-        )
-    assert "4 characters of running text, fewer than the longest line (8)" in caplog.text
+    corpus.write_text("天气很好龘龘龘龘龘龘", encoding="utf-8")
+    with pytest.raises(ValueError) as e:
+        LineSampler(build_charset("line"), (5, 8), texts=[corpus])
+    assert f"tasks.line.corpus: {corpus}: 4 character(s) of running text are left" in str(e.value)
+    assert "fewer than the longest line (8, tasks.line.length)" in str(e.value)
+    assert "add the text's characters to tasks.line.charset" in str(e.value)
+    # Long enough for the longest line: lines of every length, all from the text
+    sampler = LineSampler(build_charset("line"), (2, 4), 1.0, mix_fraction=0.0, texts=[corpus])
     rng = np.random.default_rng(0)
     lines = [sampler.sample(rng) for _ in range(100)]
-    assert all(5 <= len(t) <= 8 and t in "天气很好" * 3 for t in lines)
-    assert {len(t) for t in lines} == {5, 6, 7, 8}
+    assert {len(t) for t in lines} == {2, 3, 4} and all(t in "天气很好" for t in lines)
 
 
 def test_a_corpus_edited_in_the_same_process_is_read_again(tmp_path, caplog):
@@ -305,5 +306,5 @@ def test_a_corpus_edited_in_the_same_process_is_read_again(tmp_path, caplog):
     corpus.write_text("我们龘", encoding="utf-8")
     caplog.clear()
     with caplog.at_level("INFO"):
-        LineSampler(charset, (1, 4), texts=[corpus], loud=False)
+        LineSampler(charset, (1, 2), texts=[corpus], loud=False)
     assert [r.levelname for r in caplog.records if "'龘' x1" in r.getMessage()] == ["INFO"]
