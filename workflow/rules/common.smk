@@ -121,6 +121,11 @@ for _task in TASKS:
     extra_chars(_charset["chars"], _charset["files"], f"tasks.{_task}.charset")
 
 
+def corpus_files(task):
+    """A task's own text files (tasks.line.corpus; none for the other tasks, or unset)."""
+    return config["tasks"][task].get("corpus") or []
+
+
 def corpus_problem(path):
     """What keeps a file of tasks.line.corpus from being read, or None."""
     if os.path.isdir(path):
@@ -134,7 +139,7 @@ def corpus_problem(path):
 
 # The line task's own text (tasks.line.corpus): an input of its shard jobs, checked here too
 # (the shard jobs read it, and log what in it the charset lacks).
-for _path in config["tasks"]["line"].get("corpus") or []:
+for _path in corpus_files("line"):
     if _problem := corpus_problem(_path):
         raise ValueError(
             f"tasks.line.corpus: {_path} {_problem}"
@@ -145,8 +150,10 @@ for _path in config["tasks"]["line"].get("corpus") or []:
 def shard_mem_mb(wildcards):
     """A shard job's memory: 1.5 GB, and for a line corpus 20 bytes per byte of its files, a
     margin over what was measured (a 6 MB corpus took a job from 141 MB to 231 MB)."""
-    files = config["tasks"][wildcards.task].get("corpus") or []
-    return 1500 + 20 * sum(os.path.getsize(f) for f in files) // 2**20
+    return (
+        1500
+        + 20 * sum(os.path.getsize(f) for f in corpus_files(wildcards.task)) // 2**20
+    )
 
 
 def role_patterns(wildcards):

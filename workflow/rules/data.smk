@@ -75,7 +75,7 @@ rule shard:
     input:
         charset=charset_path("{task}"),
         coverage=lambda w: coverage_path(w.task, role_of(w.split)),
-        corpus=lambda w: config["tasks"][w.task].get("corpus") or [],
+        corpus=lambda w: corpus_files(w.task),
     output:
         "results/shards/{task}/{split}-{shard}.tar",
     log:
