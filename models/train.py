@@ -88,7 +88,7 @@ from models.specs import TrainJob, TrainSpec, run_hash
 from models.transfer import TransferError, init_from
 from synth.atomic import write_bytes_atomic, write_text_atomic
 from synth.charset import read_charset
-from synth.schema import config_with_origins, with_defaults
+from synth.schema import config_with_origins, named_with_file, with_defaults
 
 try:
     import fcntl
@@ -843,6 +843,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.device:
             job = replace(job, device=args.device)
     elif args.config and args.experiment:
+        origins = None
         try:
             # Each with the config it extends, if any, then in order: the workflow's merge, so
             # the job (and its output hash) is the one `snakemake --configfile` would train.
@@ -854,9 +855,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             exp = config["experiments"][args.experiment]
             validate_experiment(args.experiment, exp, config["tasks"][exp["task"]])
         except (OSError, ValueError) as e:
-            named = " ".join(args.config)
-            where = "" if any(str(e).startswith(f) for f in args.config) else f"{named}: "
-            parser.exit(1, f"{parser.prog}: error: {where}{e}\n")
+            # The file at fault: named by the message (a file that cannot be read, a key's
+            # "; from FILE" when several files merged), else the config given.
+            message = named_with_file(str(e), origins)
+            named = any(message.startswith(f) for f in args.config) or "; from " in message
+            where = "" if named else f"{' '.join(args.config)}: "
+            parser.exit(1, f"{parser.prog}: error: {where}{message}\n")
     else:
         parser.error("give --config and --experiment, or --spec")
     if args.init_from:

@@ -100,7 +100,8 @@ def text_chars(text: str, where: str, lines: bool = False) -> list[str]:
     one by one would keep a decomposed ``É`` (``E`` + U+0301) as two classes. Whitespace is left
     out, and so is Unicode category C (control, format, private-use, unassigned: nothing a font
     draws or a label holds), with a warning naming each by code point. A character that occurs
-    twice (after NFKC) is kept once, with a warning naming it.
+    twice (after NFKC) is kept once, with a warning naming it (in ``chars``), or a note at INFO
+    (in a file, which may be running text: a line corpus repeats its characters by nature).
 
     Args:
         text: The text.
@@ -256,9 +257,10 @@ def extra_chars(
     :func:`text_chars`), not yet made unique across them.
 
     This part alone warns (whitespace, control and unassigned characters left out, a character
-    repeated) or fails (a lone combining mark), so the workflow runs it for every task when it
-    starts, naming the task (``where = "tasks.<task>.charset"``): its warnings print once per
-    run, while the jobs that build the charset keep theirs in their logs (`synth.joblog`).
+    repeated in ``chars``; one repeated in a file is a note at INFO) or fails (a lone combining
+    mark), so the workflow runs it for every task when it starts, naming the task
+    (``where = "tasks.<task>.charset"``): its warnings print once per run, while the jobs that
+    build the charset keep theirs in their logs (`synth.joblog`).
 
     Raises:
         FileNotFoundError, ValueError: As :func:`read_chars_file` and :func:`text_chars`.
@@ -293,8 +295,7 @@ def build_charset(
         chars: extra characters (for ``chars``, the whole set).
         files: UTF-8 files whose characters are added.
         limit: keep only the first ``limit`` characters of the source (0 = all); ``chars`` and
-            ``files`` are added after, whole (for ``chars``, whose source is empty, it keeps
-            nothing out).
+            ``files`` are added after, whole (``chars``, whose source is empty, refuses it).
         most_frequent: keep only the source's ``most_frequent`` hanzi that occur most in
             ``corpus`` (0 = all; see :func:`most_frequent_hanzi`); ``chars`` and ``files`` are
             added after, whole.
@@ -304,8 +305,9 @@ def build_charset(
         The NFKC-normalised characters, unique, in order.
 
     Raises:
-        ValueError: An unknown source, an empty charset, or a combining mark in ``chars`` or
-            ``files`` that NFKC leaves on its own (see :func:`text_chars`).
+        ValueError: An unknown source, an empty charset, a ``limit`` on ``chars``, or a
+            combining mark in ``chars`` or ``files`` that NFKC leaves on its own (see
+            :func:`text_chars`).
     """
     if source == "gb2312_level1":
         base = gb2312_hanzi(True)
@@ -317,6 +319,10 @@ def build_charset(
         base = []
     else:
         raise ValueError(f"unknown charset source {source!r}; valid: {', '.join(SOURCES)}")
+    if limit and source == "chars":
+        raise ValueError(
+            "charset limit shrinks the source, and source 'chars' has none: list fewer chars"
+        )
     if most_frequent:
         base = most_frequent_hanzi(base, most_frequent, corpus)
     base = unique_nfkc(base)

@@ -110,6 +110,18 @@ def config_problems(
     return problems
 
 
+def named_with_file(message: str, origins: Mapping[str, Any] | None) -> str:
+    """A message that starts with the key at fault (``experiments.x.model_kwargs.widht: ...``,
+    as the checks past the schema write them), ended with the file that set it (`from_files`).
+    A key of fewer than three parts (``experiments.x: model ... but tasks.line.height is 48``)
+    is a clash between keys that the message names itself, and is left as it is."""
+    key = message.split(":", 1)[0]
+    path = key.split(".")
+    if " " in key or "\n" in key or len(path) < 3:
+        return message
+    return message + from_files(origins, path)
+
+
 def from_files(origins: Mapping[str, Any] | None, path: Sequence[Any]) -> str:
     """``"; from FILE"``: the file(s) that set the key at ``path`` (`config_with_origins`), for
     the end of a message about it; empty when the config came from one file (or ``origins`` is
@@ -194,17 +206,34 @@ def _with_base(
     if not base_path.is_file():
         raise ValueError(f"{path}: extends: {extends}: no such file ({base_path})")
     base, base_origins = _load(base_path, (*chain, here))
-    return merge_config(base, own), merge_config(base_origins, _origins(own, _shown(path)))
+    return merge_config(base, own), _merge_origins(base_origins, _origins(own, _shown(path)))
+
+
+# An empty mapping's file, in an origins tree (the key a config cannot hold: YAML may give None)
+_EMPTY = "\x00"
 
 
 def _origins(config: Mapping[str, Any], source: str) -> dict[str, Any]:
     """``config``'s shape with every value that is not a mapping replaced by ``source``, and an
-    empty mapping's source under the key None: merged as the configs merge (`merge_config`),
-    such trees say which file set each key."""
+    empty mapping's source under the key `_EMPTY`: merged as the configs merge
+    (`_merge_origins`), such trees say which file set each key."""
     return {
-        k: (_origins(v, source) if v else {None: source}) if isinstance(v, Mapping) else source
+        k: (_origins(v, source) if v else {_EMPTY: source}) if isinstance(v, Mapping) else source
         for k, v in config.items()
     }
+
+
+def _merge_origins(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`merge_config` for origins trees: as there, except that an empty mapping laid on a key
+    the base already has changes nothing, so its file is not one that set the key."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            if set(value) != {_EMPTY}:
+                merged[key] = _merge_origins(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _shown(path: Path) -> str:
@@ -268,9 +297,9 @@ def config_with_origins(
     for file in configfiles:
         config, config_origins = _load(Path(file))
         merged = merge_config(merged, config)
-        origins = merge_config(origins, config_origins)
+        origins = _merge_origins(origins, config_origins)
     overrides = overrides or {}
-    return merge_config(merged, overrides), merge_config(origins, _origins(overrides, "--config"))
+    return merge_config(merged, overrides), _merge_origins(origins, _origins(overrides, "--config"))
 
 
 def check_config(

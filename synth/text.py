@@ -356,7 +356,12 @@ def _running_text(
     text = "".join(kept)
     if not text:
         empty = all(size == 0 for _, size, _ in states)
-        why = "empty" if empty else "no character of the task's charset"
+        why = (
+            "empty"
+            if empty
+            else "no character of the task's charset; add the text's characters to "
+            "tasks.line.charset (chars, or the files themselves in files)"
+        )
         raise ValueError(f"tasks.line.corpus: {', '.join(p for p, _, _ in states)}: {why}")
     return text
 

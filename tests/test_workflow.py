@@ -89,6 +89,7 @@ def test_lint_is_clean(tmp_path):
         (lambda c: c["experiments"]["expr_crnn"].update(model="crnn_resnet"), "crnn_resnet"),
         (lambda c: c["experiments"]["expr_crnn"]["train"].update(steps="many"), "many"),
         (lambda c: c.update(tasks_typo={}), "tasks_typo"),
+        (lambda c: c["experiments"].update({1: {"task": "line", "model": "crnn_vgg"}}), "1 is not"),
         (lambda c: c["experiments"]["line_crnn_vgg"]["model_kwargs"].update(hiden=3), "hiden"),
         (lambda c: c["tasks"]["expr"].update(operators="+^"), "operators"),
         (lambda c: c["tasks"]["expr"].update(operators="+-+"), "operators"),
@@ -215,6 +216,13 @@ def test_a_problem_of_a_merged_config_names_the_file_that_set_the_key(tmp_path):
         check_config(config, origins=origins)
     assert f"tasks.expr.heigth: unknown key (did you mean 'height'?); from {last}" in str(e.value)
     assert f"experiments.x: 'task' is a required property; from {over}, {last}" in str(e.value)
+    # An empty mapping laid on a key the others set changes nothing, and is named by nothing.
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("experiments: {}\ntasks: {expr: {}}\n")
+    config, origins = config_with_origins([over, last, empty])
+    with pytest.raises(ValueError) as e:
+        check_config(config, origins=origins)
+    assert "empty.yaml" not in str(e.value) and f"; from {over}, {last}" in str(e.value)
     # One file: nothing to tell apart, the message is as it was.
     config, origins = config_with_origins([base])
     with pytest.raises(ValueError) as e:
@@ -246,7 +254,7 @@ def test_the_workflow_and_the_training_command_name_the_file_of_a_bad_key(
     assert f"{stepz} o.yaml\n" in err and f"{lenght} second.yaml\n" in err
 
 
-def test_the_checks_past_the_schema_name_the_file_too(tmp_path):
+def test_the_checks_past_the_schema_name_the_file_too(tmp_path, capsys):
     """A model argument the model does not take, a missing charset or corpus file: refused when
     the workflow starts, as a schema problem is, naming the file that set it."""
     for key, text, message in [
@@ -264,6 +272,21 @@ def test_the_checks_past_the_schema_name_the_file_too(tmp_path):
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0
         assert re.search(f"{message}.*; from {key}.yaml", out), out[-2000:]
+    # A clash between two keys (the model's input height, the task's) names both keys and no
+    # file: the file of either could be the one to change.
+    overlay = tmp_path / "height.yaml"
+    overlay.write_text(f"extends: {SMOKE}\ntasks: {{line: {{height: 48}}}}\n")
+    proc = run_snakemake(tmp_path, "-n", config=overlay, check=False)
+    out = proc.stdout + proc.stderr
+    assert "expects height 32 px but tasks.line.height is 48" in out and "; from" not in out
+    # models.train names the file the same way, and no list of every file before it
+    kwargs = tmp_path / "kwargs.yaml"
+    with pytest.raises(SystemExit):
+        train_main(["--config", str(SMOKE), str(kwargs), "--experiment", "line_crnn_vgg"])
+    err = capsys.readouterr().err
+    assert re.search(
+        rf"error: experiments\.line_crnn_vgg\.model_kwargs\.widht: .*; from {kwargs}", err
+    )
 
 
 def test_an_empty_experiment_of_an_overlay_is_named_with_its_file(tmp_path):

@@ -12,7 +12,7 @@ from models.specs import SCHEDULING
 from synth import joblog
 from synth.charset import extra_chars
 from synth.fonts import split_roles
-from synth.schema import check_config, config_with_origins, from_files
+from synth.schema import check_config, config_with_origins, from_files, named_with_file
 from synth.shards import sha256_file
 from synth.specs import canonical, split_config, task_spec
 
@@ -45,14 +45,7 @@ for _name in EXPERIMENTS:
     try:
         validate_experiment(_name, _exp, config["tasks"][_exp["task"]])
     except ValueError as e:
-        # Its message starts with the key at fault (experiments.<name>.model_kwargs.widht:)
-        _key = str(e).split(":", 1)[0]
-        _at = (
-            _key.split(".")
-            if _key.startswith(f"experiments.{_name}")
-            else ["experiments", _name]
-        )
-        raise ValueError(f"{e}{from_files(_origins, _at)}") from None
+        raise ValueError(named_with_file(str(e), _origins)) from None
 
 
 def shard_config(task, split):
