@@ -61,7 +61,9 @@ def _write_config(tmp_path: Path, edit) -> Path:
 
 
 @pytest.mark.parametrize(
-    "config", [SMOKE, DEFAULT, REPO / "configs" / "gpu.yaml", REPO / "configs" / "lines_cpu.yaml"]
+    "config",
+    [SMOKE, DEFAULT]
+    + [REPO / "configs" / f for f in ("gpu.yaml", "lines_cpu.yaml", "lines_cpu_long.yaml")],
 )
 def test_dry_run_lists_every_stage(tmp_path, config):
     proc = run_snakemake(tmp_path, "-n", "--cores", "2", "all", config=config)
