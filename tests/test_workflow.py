@@ -488,6 +488,15 @@ def test_a_line_corpus_is_drawn_from_and_an_edit_of_it_redraws_the_line_shards(t
     corpus.write_text(text[::-1], encoding="utf-8")
     jobs = _jobs(run_snakemake(workdir, "-n", *target, config=config).stdout)
     assert [(rule, w["split"]) for rule, w in jobs] == [("shard", "val")]
+    # With corpus_fraction 0 the shard jobs do not read it: not an input, a missing one passes.
+    corpus.unlink()
+    unread = _write_config(
+        tmp_path, lambda c: edit(c) or c["tasks"]["line"].update(corpus_fraction=0.0)
+    )
+    proc = run_snakemake(workdir, "-n", *target, config=unread, check=False)
+    inputs = [line for line in proc.stdout.splitlines() if line.strip().startswith("input:")]
+    assert proc.returncode == 0 and inputs, proc.stderr[-2000:]
+    assert not any("mine.txt" in line for line in inputs)
 
 
 OWN = "is this experiment's own model"

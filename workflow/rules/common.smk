@@ -115,8 +115,10 @@ for _task in TASKS:
 
 
 def corpus_files(task):
-    """A task's own text files (tasks.line.corpus; none for the other tasks, or unset)."""
-    return config["tasks"][task].get("corpus") or []
+    """A task's own text files (tasks.line.corpus), those its shard jobs read: none for the
+    other tasks, unset, or with corpus_fraction 0 (the files are not read then)."""
+    cfg = config["tasks"][task]
+    return (cfg.get("corpus") or []) if cfg.get("corpus_fraction") else []
 
 
 def corpus_problem(path):
