@@ -190,10 +190,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         what = f" ({found.group(1)})" if found else ""
         raise UntrustedCheckpointError(
             f"checkpoint {path} holds pickled code{what}: refused, since only tensors and plain "
-            "containers are trusted (torch.load(weights_only=True)); re-save it as a state dict"
+            "containers are trusted (torch.load(weights_only=True)); use a model.pt that "
+            "synthocr's training wrote, from a source you trust"
         ) from None
     except (RuntimeError, EOFError, OSError, KeyError, IndexError, ValueError, struct.error) as e:
-        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupt): {e}") from e
+        why = str(e).strip() or type(e).__name__
+        if not head:
+            why = "empty file"
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable (truncated or corrupt): {why}"
+        ) from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(
             f"checkpoint {path} is not a {FORMAT} file (format={_format_of(ckpt)!r})"
@@ -254,6 +260,11 @@ def model_from_checkpoint(ckpt: Mapping[str, Any], where: str = "checkpoint") ->
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
         raise CheckpointError(f"{where}: weights do not fit model {meta.model!r}: {e}") from e
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            # Training never saves these (a NaN loss stops it and keeps the last good
+            # checkpoint): a damaged or foreign file, whose readings would all be NaN.
+            raise CheckpointError(f"{where}: weight {name} holds NaN or infinite values")
     return model.eval()
 
 

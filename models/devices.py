@@ -38,7 +38,7 @@ def resolve_device(name: str | torch.device | None = "auto", local_rank: int = 0
     """
     if isinstance(name, torch.device):
         return name
-    name = (name or "auto").lower()
+    name = "auto" if name is None else name.strip().lower()
     base = name.split(":")[0]
     if base not in DEVICES:
         raise ValueError(f"unknown device {name!r}; valid: {', '.join(DEVICES)} (or cuda:N)")
@@ -52,13 +52,15 @@ def resolve_device(name: str | torch.device | None = "auto", local_rank: int = 0
         if not torch.cuda.is_available():
             raise ValueError(
                 f"device {name!r} asked for, but CUDA is not available "
-                f"(torch {torch.__version__}); use device: auto or cpu"
+                f"(torch {torch.__version__}); use auto or cpu instead"
             )
         if ":" in name:
             return torch.device(name)
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     if base == "mps" and not _mps_available():
-        raise ValueError("device 'mps' asked for, but MPS is not available; use auto or cpu")
+        raise ValueError(
+            "device 'mps' asked for, but MPS is not available; use auto or cpu instead"
+        )
     return torch.device(name)
 
 

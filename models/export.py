@@ -12,10 +12,12 @@ grayscale in [0, 1], normalised to ``(x - 0.5) / 0.5``) and whose outputs are
 
 The batch axis is dynamic for every model; the width axis too for line models (CTC), whose
 frame axis follows it. The checkpoint's meta (model, kwargs, charset, task, input geometry,
-training step), the family, the axes and the normalisation are stored as JSON in the model's
-``metadata_props`` under ``synthocr``, so the file alone says how to feed it and read its output
-(`read_onnx_meta`). The TorchScript-based exporter (``dynamo=False``) is used: it needs no extra
-package and exports LSTM/GRU layers as single ONNX ops with dynamic batch and length.
+training step and spec, its ``init_from`` reduced to the file's name so that no path of the
+training machine ships), the family, the axes and the normalisation are stored as JSON in the
+model's ``metadata_props`` under ``synthocr``, so the file alone says how to feed it and read
+its output (`read_onnx_meta`). The TorchScript-based exporter (``dynamo=False``) is used: it
+needs no extra package and exports LSTM/GRU layers as single ONNX ops with dynamic batch and
+length.
 
 The file is written atomically and, by default, checked against PyTorch on a random batch
 (`check_parity`) before it is moved into place.
@@ -49,6 +51,9 @@ log = logging.getLogger(__name__)
 
 META_KEY = "synthocr"
 OPSET = 17
+# The opsets the TorchScript-based exporter writes (torch.onnx._constants' bounds in torch 2.13),
+# checked before the export so that a typo fails with one line, not a print of the whole graph.
+MIN_OPSET, MAX_OPSET = 7, 20
 INPUT_NAME = "image"
 PARITY_TOLERANCE = 1e-4
 
@@ -110,10 +115,16 @@ def example_batch(
 def onnx_metadata(meta: ModelMeta) -> dict[str, Any]:
     """What the ONNX file says about itself (stored as JSON under `META_KEY`)."""
     family = family_of(meta.model)
+    described = meta.to_dict()
+    if described["train"].get("init_from"):
+        described["train"] = {
+            **described["train"],
+            "init_from": Path(str(described["train"]["init_from"])).name,
+        }
     return {
         "format": "synthocr-onnx",
         "version": 1,
-        "meta": meta.to_dict(),
+        "meta": described,
         "family": family,
         # class i of the outputs is charset[i - class_offset]; for CTC class 0 is the blank,
         # for the reader the terminal symbol
@@ -185,11 +196,25 @@ def export_onnx(
         raise ExportError(f"{out}: the output must be an .onnx file")
     if out.exists() and Path(checkpoint).exists() and out.resolve() == Path(checkpoint).resolve():
         raise ExportError(f"{out} is the checkpoint being exported: give another output path")
+    if out.is_dir():
+        raise ExportError(f"{out} is a folder: give the .onnx file to write")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ExportError(
+            f"opset {opset} is not one this exporter writes ({MIN_OPSET}..{MAX_OPSET})"
+        )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ExportError(f"{out}: cannot create its folder {out.parent}: {e}") from None
+    if not os.access(out.parent, os.W_OK):
+        raise ExportError(f"{out}: its folder {out.parent} is not writable")
     model, meta = load_model(checkpoint, device="cpu")
     family = family_of(meta.model)
     wrapper = _ExportWrapper(model, family).eval()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_tmp(out)
+    try:
+        tmp = _atomic_tmp(out)
+    except OSError as e:
+        raise ExportError(f"{out}: cannot write in {out.parent}: {e}") from None
     try:
         with warnings.catch_warnings():
             # Shape checks in forward become constants in the trace: expected, and harmless.
@@ -223,7 +248,7 @@ def export_onnx(
             diff = check_parity(model, meta, tmp)
             log.info("onnxruntime vs PyTorch: max abs logit difference %.2e", diff)
         publish(tmp, out)
-    except (RuntimeError, ValueError, onnx.checker.ValidationError) as e:
+    except (RuntimeError, ValueError, OSError, onnx.checker.ValidationError) as e:
         raise ExportError(f"exporting {checkpoint} to {out} failed: {e}") from e
     finally:
         tmp.unlink(missing_ok=True)

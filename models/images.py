@@ -10,9 +10,10 @@ images come in every shape, so `load_gray` brings any of them to that form befor
   white), ``RGB``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``, modes with alpha (``LA``, ``RGBA``,
   ``PA``..., composited on white: transparent means page, not ink; but when the opaque pixels
   are light on average, i.e. white text on a transparent background, on black, so the text
-  stays visible and the polarity step makes it dark-on-light), 16-bit ``I;16*`` (scaled by
-  1/257), 32-bit ``I`` (as 8-bit when every value fits in 0..255, else as 16-bit), float ``F``
-  (as 0..1 when every value does, else clipped to 0..255).
+  stays visible and the polarity step makes it dark-on-light), 16-bit ``I;16*`` and 32-bit
+  ``I`` (scaled from the bit depth their largest value needs: as they are when every value fits
+  in 0..255, by 255/4095 for a 12-bit scan stored in 16 bits, by 1/257 for full 16-bit data),
+  float ``F`` (as 0..1 when every value does, else clipped to 0..255).
 - numpy arrays ``H, W`` or ``H, W, C`` (C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA) of ``bool``,
   ``uint8``, ``uint16`` or other integers (scaled as the ``I`` mode above), or floats (as the
   ``F`` mode above).
@@ -23,7 +24,8 @@ images come in every shape, so `load_gray` brings any of them to that form befor
   the polarity then). ``dark-on-light`` never inverts, ``light-on-dark`` always does.
 - Decompression bombs: a file of more than ``max_pixels`` pixels (`DEFAULT_MAX_PIXELS`) is
   refused from its header, before it is decoded; so is an image whose one side is more than
-  `MAX_ASPECT` times the other (scaled to a model's height, a thin strip becomes enormous).
+  ``max_aspect`` (`MAX_ASPECT`) times the other (scaled to a model's height, a thin strip
+  becomes enormous).
 
 Every failure is an `ImageLoadError` naming the image (its path, or what the caller calls it).
 `decode_png` decodes the images the workflow itself wrote (a shard's ``.png`` member) for
@@ -46,7 +48,7 @@ ImageSource: TypeAlias = str | os.PathLike | Image.Image | np.ndarray
 DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: a 7000 x 7000 page scan fits, a decompression bomb not
 # A side longer than this many times the other is refused: a 60000 x 1 strip scaled to a line
 # model's 32 px would be 1.9 million px wide (tens of GB of activations). 200:1 is a line of
-# about 200 hanzi, or 400 Latin letters.
+# about 200 hanzi, or 400 Latin letters; a longer line needs a higher ``max_aspect``.
 MAX_ASPECT = 200
 POLARITIES = ("auto", "dark-on-light", "light-on-dark")
 # Formats Pillow registers but cannot decode on its own here: stubs that need a handler
@@ -121,14 +123,22 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
     except Image.DecompressionBombError as e:
         raise ImageLoadError(name, f"refused as a decompression bomb: {e}") from None
     except FileNotFoundError:
-        raise ImageLoadError(name, "no such file") from None
+        broken = Path(path).is_symlink()
+        raise ImageLoadError(name, "broken symbolic link" if broken else "no such file") from None
     except IsADirectoryError:
-        raise ImageLoadError(name, "is a directory") from None
+        unreadable = not os.access(path, os.R_OK | os.X_OK)
+        why = "a folder that cannot be read (permission denied)" if unreadable else "is a directory"
+        raise ImageLoadError(name, why) from None
     except PermissionError:
         raise ImageLoadError(name, "permission denied") from None
     except UnidentifiedImageError:
         size = _file_size(path)
-        what = "empty file" if size == 0 else f"not an image Pillow can read ({size} bytes)"
+        if not Path(path).is_file():
+            what = "not a regular file (a device or a pipe?) and not an image Pillow can read"
+        elif size == 0:
+            what = "empty file"
+        else:
+            what = f"not an image Pillow can read ({size} bytes)"
         raise ImageLoadError(name, what) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         # Truncated or corrupt data (Pillow raises OSError, and SyntaxError from some plugins).
@@ -162,12 +172,17 @@ def _file_size(path: str | os.PathLike) -> int | None:
         return None
 
 
-def _integer_to_uint8(values: np.ndarray, sixteen_bit: bool) -> np.ndarray:
-    """Integer samples -> uint8: 16-bit ones scaled by 1/257 (65535 -> 255), else clipped."""
-    if sixteen_bit:
-        v = np.clip(values.astype(np.int64), 0, 65535)
-        return ((v + 128) // 257).astype(np.uint8)
-    return np.clip(values, 0, 255).astype(np.uint8)
+def _integer_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Integer samples -> uint8, scaled from the bit depth the largest value needs (at most 16):
+    as they are when every value fits in 0..255; a 12-bit scan in a 16-bit file (0..4095) by
+    255/4095, so it fills the 8-bit range instead of reading nearly black; full 16-bit data by
+    1/257 (65535 -> 255). Negative values are 0."""
+    v = np.clip(values.astype(np.int64), 0, 65535)
+    top = int(v.max()) if v.size else 0
+    if top <= 255:
+        return v.astype(np.uint8)
+    full = (1 << top.bit_length()) - 1  # 4095 for 12-bit data, 65535 for 16-bit
+    return ((v * 255 + full // 2) // full).astype(np.uint8)
 
 
 def _array_to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -176,10 +191,8 @@ def _array_to_uint8(arr: np.ndarray) -> np.ndarray:
         return arr.astype(np.uint8) * 255
     if arr.dtype == np.uint8:
         return arr
-    if arr.dtype == np.uint16:
-        return _integer_to_uint8(arr, sixteen_bit=True)
     if np.issubdtype(arr.dtype, np.integer):
-        return _integer_to_uint8(arr, sixteen_bit=arr.size > 0 and int(arr.max()) > 255)
+        return _integer_to_uint8(arr)
     if np.issubdtype(arr.dtype, np.floating):
         a = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
         if a.size and a.min() >= 0.0 and a.max() <= 1.0:
@@ -231,7 +244,7 @@ def to_gray(img: Image.Image) -> Image.Image:
     if mode == "L":
         return img
     if mode.startswith("I;16"):
-        return Image.fromarray(_integer_to_uint8(np.asarray(img), sixteen_bit=True), mode="L")
+        return Image.fromarray(_integer_to_uint8(np.asarray(img)), mode="L")
     if mode in ("I", "F"):
         return Image.fromarray(_array_to_uint8(np.asarray(img)), mode="L")
     if mode == "P" or mode in _ALPHA_MODES:
@@ -281,13 +294,16 @@ def normalize_polarity(gray: Image.Image, polarity: str = "auto") -> tuple[Image
     return (ImageOps.invert(gray), True) if invert else (gray, False)
 
 
-def check_aspect(width: int, height: int) -> str | None:
-    """Why an image of this size is refused (one side over `MAX_ASPECT` times the other), or
-    None."""
-    if min(width, height) > 0 and max(width, height) > MAX_ASPECT * min(width, height):
+def check_aspect(width: int, height: int, max_aspect: int | None = MAX_ASPECT) -> str | None:
+    """Why an image of this size is refused (one side over ``max_aspect`` times the other; None:
+    no limit), or None."""
+    if max_aspect is None:
+        return None
+    if min(width, height) > 0 and max(width, height) > max_aspect * min(width, height):
         return (
-            f"{width}x{height} px: one side is over {MAX_ASPECT} times the other; "
-            "crop it to a line of text or a character"
+            f"{width}x{height} px: one side is over {max_aspect} times the other; "
+            "crop it to a line of text or a character (or, for a genuinely longer line, "
+            "raise max_aspect: --max-aspect)"
         )
     return None
 
@@ -297,6 +313,7 @@ def load_gray(
     *,
     polarity: str = "auto",
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_aspect: int | None = MAX_ASPECT,
     name: str | None = None,
 ) -> Image.Image:
     """Any image -> mode ``L``, dark text on a light background, its own size.
@@ -305,6 +322,8 @@ def load_gray(
         source: A path, a PIL image (its EXIF orientation is applied) or a numpy array.
         polarity: One of `POLARITIES` (see `normalize_polarity`).
         max_pixels: Files of more pixels are refused (see `open_image`).
+        max_aspect: Images whose one side is more than this many times the other are refused
+            (`check_aspect`; None: no limit).
         name: How errors name the image (default: its path, or ``<array>``/``<PIL image>``).
 
     Raises:
@@ -315,7 +334,13 @@ def load_gray(
         img = open_image(source, max_pixels=max_pixels)
     elif isinstance(source, Image.Image):
         label = name or "<PIL image>"
-        img = ImageOps.exif_transpose(source)
+        try:
+            source.load()  # a lazily opened image is decoded here, inside the try
+            img = ImageOps.exif_transpose(source)
+        except (OSError, ValueError, SyntaxError, EOFError, AssertionError) as e:
+            # Pillow raises a bare AssertionError for an image whose file was closed.
+            why = str(e) or "closed, or not loaded before its file was closed?"
+            raise ImageLoadError(label, f"cannot read the PIL image: {why}") from None
     elif isinstance(source, np.ndarray):
         label = name or "<array>"
         try:
@@ -327,7 +352,7 @@ def load_gray(
             name or repr(type(source).__name__),
             f"expected a path, a PIL image or a numpy array, got {type(source).__name__}",
         )
-    aspect_problem = check_aspect(*img.size)
+    aspect_problem = check_aspect(*img.size, max_aspect)
     if aspect_problem:
         raise ImageLoadError(label, aspect_problem)
     try:
@@ -342,16 +367,33 @@ def find_images(paths: list[str | os.PathLike]) -> list[Path]:
 
     Files are kept as given, whatever their extension, and so are paths that do not exist (so
     that loading reports them and the others go on); folders are walked recursively, in sorted
-    order, for files with an image extension (`IMAGE_EXTENSIONS`, case-insensitive).
+    order, for files with an image extension (`IMAGE_EXTENSIONS`, case-insensitive), following
+    symbolic links to folders (each folder once, so a link loop ends) and keeping a broken link
+    with an image extension (it gets its error line like any unreadable file).
     """
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(
-                f
-                for f in sorted(p.rglob("*"))
-                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
-            )
+            out.extend(_walk_images(p, set()))
         else:
             out.append(p)
     return out
+
+
+def _walk_images(folder: Path, seen: set[str]) -> list[Path]:
+    """The image files under ``folder``, in sorted order, each folder's entries once."""
+    real = os.path.realpath(folder)
+    if real in seen:
+        return []
+    seen.add(real)
+    found: list[Path] = []
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return [folder]  # unreadable: reported when loading it fails ("is a directory" or why)
+    for entry in entries:
+        if entry.is_dir():
+            found.extend(_walk_images(entry, seen))
+        elif entry.suffix.lower() in IMAGE_EXTENSIONS and (entry.is_file() or entry.is_symlink()):
+            found.append(entry)
+    return found

@@ -1,4 +1,4 @@
-"""Users' images -> text, with a trained checkpoint (or its ONNX export).
+r"""Users' images -> text, with a trained checkpoint (or its ONNX export).
 
 Command line::
 
@@ -10,12 +10,15 @@ expression's value (empty when the reading does not parse); for the hanzi classi
 with ``--decoder beam``, the CTC models and the reader) also the ``--top-k`` alternatives as
 ``text, probability`` pairs. Confidences and probabilities print with four decimals, or in
 exponent notation below 0.001 (a long line's greedy confidence, the product of its frames'
-best probabilities, can be that small).
+best probabilities, can be that small; one below a float's range, about 1e-308, prints as 0).
+A path's backslashes, tabs, newlines and carriage returns print as ``\\``, ``\t``, ``\n`` and
+``\r``, and a file name's bytes that are not UTF-8 as ``\xNN``, so every image is one line of
+exactly its fields (JSON lines keep the name, escaped as JSON escapes it).
 ``--decoder grammar`` (``expr`` models) keeps only readings that evaluate.
 ``--format json`` prints JSON lines instead (``path``, ``text``, ``confidence``, ``top_k``,
 ``value``). An image that cannot be read (missing, empty, corrupt, not an image, too many
-pixels) gets ``error: PATH: reason`` on stderr, and in JSON mode a ``{"path", "error"}``
-record; the others go on.
+pixels, one side over ``--max-aspect`` times the other) gets ``error: PATH: reason`` on
+stderr, and in JSON mode a ``{"path", "error"}`` record; the others go on.
 
 Exit status: 0 when every image was read, 2 when some failed, 1 when nothing could run (a
 bad argument; a missing, corrupt or untrusted checkpoint; an unavailable device).
@@ -38,6 +41,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -55,6 +59,7 @@ from models.export import ExportError, load_onnx
 from models.families import Prediction
 from models.images import (
     DEFAULT_MAX_PIXELS,
+    MAX_ASPECT,
     POLARITIES,
     ImageLoadError,
     ImageSource,
@@ -69,6 +74,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 3
 DEFAULT_BATCH_SIZE = 64
+# `Recognizer.recognize_files` reads a chunk of files once they hold this many pixels (or 8
+# batches of files): decoded at full size in 8-bit grayscale, so about this many bytes.
+CHUNK_PIXELS = 64_000_000
 EXIT_OK, EXIT_FATAL, EXIT_SOME_FAILED = 0, 1, 2
 
 
@@ -86,6 +94,8 @@ class Recognizer:
             ``"grammar"``; the reader with ``"beam"``).
         polarity: ``auto``, ``dark-on-light`` or ``light-on-dark`` (`models.images`).
         max_pixels: Image files of more pixels are refused (None: no limit of ours).
+        max_aspect: Images whose one side is more than this many times the other are refused
+            (None: no limit); `models.images.MAX_ASPECT` by default.
         decoder: CTC decoder, ``greedy``, ``beam`` (prefix beam search, n-best in ``top_k``) or
             ``grammar`` (the beam search held to the task's grammar: ``expr`` models only).
     """
@@ -100,6 +110,7 @@ class Recognizer:
         top_k: int = DEFAULT_TOP_K,
         polarity: str = "auto",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        max_aspect: int | None = MAX_ASPECT,
         decoder: str = "greedy",
     ) -> None:
         if batch_size < 1:
@@ -119,6 +130,7 @@ class Recognizer:
         self.top_k = top_k
         self.polarity = polarity
         self.max_pixels = max_pixels
+        self.max_aspect = max_aspect
         self.decoder = decoder
 
     @property
@@ -139,7 +151,13 @@ class Recognizer:
         Raises:
             ImageLoadError: Naming the image.
         """
-        return load_gray(source, polarity=self.polarity, max_pixels=self.max_pixels, name=name)
+        return load_gray(
+            source,
+            polarity=self.polarity,
+            max_pixels=self.max_pixels,
+            max_aspect=self.max_aspect,
+            name=name,
+        )
 
     def read(self, images: Sequence[Image.Image]) -> list[Prediction]:
         """Read already loaded (`load`) images, in batches grouped by width."""
@@ -169,7 +187,8 @@ class Recognizer:
             ``value`` (None when the reading does not parse).
 
         Raises:
-            ImageLoadError: An image cannot be read (naming it; nothing is returned).
+            ImageLoadError: An image cannot be read (naming it; nothing is returned for any
+                image of the call: use `recognize_files` to read past unreadable files).
         """
         if isinstance(images, str | os.PathLike | Image.Image | np.ndarray):
             images = [images]
@@ -182,20 +201,39 @@ class Recognizer:
     __call__ = recognize
 
     def recognize_files(
-        self, paths: Sequence[str | os.PathLike], chunk_size: int | None = None
+        self,
+        paths: Sequence[str | os.PathLike],
+        chunk_size: int | None = None,
+        chunk_pixels: int = CHUNK_PIXELS,
     ) -> Iterator[tuple[str, Prediction | ImageLoadError]]:
-        """Read files chunk by chunk, so memory stays bounded, in input order.
+        """Read files chunk by chunk, in input order. A chunk is read once it holds
+        ``chunk_size`` files (default: 8 batches) or ``chunk_pixels`` pixels of decoded
+        grayscale, so memory stays that of one chunk: a folder of phone photos is not held at
+        full size all at once. The readings do not depend on the chunks (nor on the batches).
 
         Yields:
             ``(path, prediction)``, or ``(path, error)`` for a file that could not be read.
         """
         chunk_size = chunk_size or 8 * self.batch_size
-        for start in range(0, len(paths), chunk_size):
-            chunk = [str(p) for p in paths[start : start + chunk_size]]
-            loaded = [self._try_load(path) for path in chunk]
-            predictions = iter(self.read([x for x in loaded if isinstance(x, Image.Image)]))
-            for path, item in zip(chunk, loaded, strict=True):
-                yield path, item if isinstance(item, ImageLoadError) else next(predictions)
+        chunk: list[tuple[str, Image.Image | ImageLoadError]] = []
+        pixels = 0
+        for p in paths:
+            path = str(p)
+            item = self._try_load(path)
+            chunk.append((path, item))
+            if isinstance(item, Image.Image):
+                pixels += item.width * item.height
+            if len(chunk) >= chunk_size or pixels >= chunk_pixels:
+                yield from self._read_chunk(chunk)
+                chunk, pixels = [], 0
+        yield from self._read_chunk(chunk)
+
+    def _read_chunk(
+        self, chunk: list[tuple[str, Image.Image | ImageLoadError]]
+    ) -> Iterator[tuple[str, Prediction | ImageLoadError]]:
+        predictions = iter(self.read([x for _, x in chunk if isinstance(x, Image.Image)]))
+        for path, item in chunk:
+            yield path, item if isinstance(item, ImageLoadError) else next(predictions)
 
     def _try_load(self, path: str) -> Image.Image | ImageLoadError:
         try:
@@ -215,11 +253,12 @@ def load_recognizer(
 
     Args:
         checkpoint: The file; ``.onnx`` files run on onnxruntime (CPU).
-        device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``;
+            ``auto`` or ``cpu`` for an ``.onnx`` file.
         threads: onnxruntime intra-op threads for ``.onnx`` files (0: its default). PyTorch's
             are the process's (``torch.set_num_threads``).
         **options: `Recognizer` keyword arguments (``batch_size``, ``top_k``, ``polarity``,
-            ``max_pixels``, ``decoder``).
+            ``max_pixels``, ``max_aspect``, ``decoder``).
 
     Raises:
         models.checkpoint.CheckpointError: Missing, corrupt or untrusted checkpoint
@@ -228,6 +267,11 @@ def load_recognizer(
         ValueError: An unavailable device or a bad option.
     """
     if Path(checkpoint).suffix.lower() == ".onnx":
+        if str(device).strip().lower() not in ("auto", "cpu"):
+            raise ValueError(
+                f"{checkpoint}: an .onnx file runs on the CPU (onnxruntime), not on device "
+                f"{str(device)!r}; use auto or cpu, or the model.pt for a GPU"
+            )
         model, meta = load_onnx(checkpoint, threads=threads)
         return Recognizer(model, meta, torch.device("cpu"), **options)
     dev = resolve_device(device)
@@ -235,9 +279,23 @@ def load_recognizer(
     return Recognizer(model, meta, dev, **options)
 
 
+# Python reads a file name's bytes that are not UTF-8 as lone surrogates (U+DC80..U+DCFF).
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_ESCAPED_BYTE = re.compile(r"[\udc80-\udcff]")
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def tsv_field(text: str) -> str:
+    r"""A field of a tab-separated line: backslash, tab, newline and carriage return escaped
+    (``\\``, ``\t``, ``\n``, ``\r``), so a path holding them cannot split its line, and a file
+    name's bytes that are not UTF-8 as ``\xNN``, so the line is valid UTF-8."""
+    text = text.translate(_TSV_ESCAPES)
+    return _ESCAPED_BYTE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text)
+
+
 def format_tsv(path: str, pred: Prediction, with_value: bool, with_top_k: bool) -> str:
     """One output line: ``path, text, confidence[, value][, text_1, p_1, ...]``."""
-    fields = [path, pred.text, format_probability(pred.confidence)]
+    fields = [tsv_field(path), pred.text, format_probability(pred.confidence)]
     if with_value:
         fields.append("" if pred.value is None else str(pred.value))
     if with_top_k:
@@ -248,14 +306,25 @@ def format_tsv(path: str, pred: Prediction, with_value: bool, with_top_k: bool) 
 
 def format_probability(p: float) -> str:
     """Four decimals, or three significant digits in exponent notation below 0.001, so a small
-    confidence never prints as ``0.0000``."""
-    return f"{p:.4f}" if p >= 1e-3 or p == 0 else f"{p:.2e}"
+    confidence does not print as ``0.0000``; ``0`` only for one below a float's range (about
+    1e-308: the product of thousands of frames' probabilities can underflow)."""
+    if p == 0:
+        return "0"
+    return f"{p:.4f}" if p >= 1e-3 else f"{p:.2e}"
 
 
 def _six_digits(p: float) -> float:
     """Six significant digits: a long line's confidence (1e-78) is not rounded to 0.0, and the
     top-k ranking survives."""
     return float(f"{p:.6g}")
+
+
+def json_line(record: dict[str, Any]) -> str:
+    r"""A JSON line, UTF-8 text kept as is; a path's undecodable bytes (lone surrogates, as
+    Python reads a file name that is not UTF-8) escaped as ``\udcXX``, so the line stays valid
+    UTF-8 and `json.loads` gives the name back."""
+    line = json.dumps(record, ensure_ascii=False)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
 
 
 def format_json(path: str, pred: Prediction, with_value: bool) -> str:
@@ -268,7 +337,7 @@ def format_json(path: str, pred: Prediction, with_value: bool) -> str:
     }
     if with_value:
         record["value"] = value_json(pred.value)  # an int, or "p/q" after a division
-    return json.dumps(record, ensure_ascii=False)
+    return json_line(record)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -280,28 +349,54 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_FATAL, f"{self.prog}: error: {message}\n")
 
 
+def _prog() -> str:
+    """How the usage line names the command: ``synthocr-recognize`` when run as the installed
+    script, else ``python -m models.recognize``."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return name if name.startswith("synthocr-") else "python -m models.recognize"
+
+
+def _device_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty device name; use auto, cpu, cuda[:N] or mps")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="python -m models.recognize",
+        prog=_prog(),
         description="Read text from images with a synthocr checkpoint (or its ONNX export). "
         "Prints one line per image: path, text, confidence (tab-separated, or JSON lines).",
         epilog="Exit status: 0 every image read, 2 some images failed, 1 nothing could run.",
     )
     parser.add_argument("checkpoint", help="model.pt (or an .onnx export)")
     parser.add_argument("paths", nargs="+", help="image files or folders (walked recursively)")
-    parser.add_argument("--format", choices=("tsv", "json"), default="tsv")
+    parser.add_argument(
+        "--format",
+        choices=("tsv", "json"),
+        default="tsv",
+        help="tsv (default): path, text, confidence[, value][, alternatives], tab-separated; "
+        "json: one JSON object per line",
+    )
     parser.add_argument(
         "--top-k",
         type=positive_int,
-        default=DEFAULT_TOP_K,
-        help=f"alternatives to print for the hanzi classifier and, with --decoder beam, the "
-        f"CTC models and the reader (default {DEFAULT_TOP_K})",
+        default=None,
+        help=f"alternatives to print for the hanzi classifier and, with --decoder beam or "
+        f"grammar, the CTC models and the reader (default {DEFAULT_TOP_K})",
     )
-    parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"images per forward pass (default {DEFAULT_BATCH_SIZE}); the readings do not "
+        "depend on it",
+    )
     parser.add_argument(
         "--device",
+        type=_device_name,
         default="auto",
-        help="auto (default), cpu, cuda[:N] or mps (.onnx files run on the CPU)",
+        help="auto (default), cpu, cuda[:N] or mps (.onnx files run on the CPU: auto or cpu)",
     )
     parser.add_argument(
         "--threads",
@@ -330,6 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"refuse images of more pixels (decompression bombs; default {DEFAULT_MAX_PIXELS:,};"
         " 0: no limit)",
     )
+    parser.add_argument(
+        "--max-aspect",
+        type=non_negative_int,
+        default=MAX_ASPECT,
+        help=f"refuse images whose one side is more than this many times the other (default "
+        f"{MAX_ASPECT}, a line of about {MAX_ASPECT} hanzi; 0: no limit)",
+    )
     return parser
 
 
@@ -348,9 +450,10 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             device=args.device,
             threads=args.threads,
             batch_size=args.batch_size,
-            top_k=args.top_k,
+            top_k=args.top_k or DEFAULT_TOP_K,
             polarity=args.polarity,
             max_pixels=max_pixels,
+            max_aspect=args.max_aspect or None,
             decoder=args.decoder,
         )
     except (CheckpointError, ExportError, ValueError) as e:
@@ -358,6 +461,12 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_FATAL
     with_value = recognizer.meta.task == "expr"
     with_top_k = recognizer.has_alternatives
+    if args.top_k is not None and not with_top_k:
+        print(
+            f"warning: --top-k has no effect with the {args.decoder} decoder on a "
+            f"{recognizer.family} model; add --decoder beam for alternatives",
+            file=err,
+        )
     failed = 0
     paths = find_images(args.paths)
     if not paths:
@@ -366,10 +475,9 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for path, result in recognizer.recognize_files(paths):
         if isinstance(result, ImageLoadError):
             failed += 1
-            print(f"error: {result}", file=err, flush=True)
+            print(f"error: {tsv_field(result.name)}: {result.reason}", file=err, flush=True)
             if args.format == "json":
-                record = {"path": path, "error": result.reason}
-                print(json.dumps(record, ensure_ascii=False), file=out, flush=True)
+                print(json_line({"path": path, "error": result.reason}), file=out, flush=True)
             continue
         if args.format == "json":
             line = format_json(path, result, with_value)
@@ -383,10 +491,24 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m models.recognize CHECKPOINT PATH...``: returns the exit status."""
+    """``python -m models.recognize CHECKPOINT PATH...``: returns the exit status.
+
+    Output whose encoding cannot hold a character (an ASCII console) gets a ``\\uXXXX``
+    escape in its place instead of stopping the run, and a reader that stops early (``| head``)
+    ends the run quietly, with status 1 as Python's own handling of a closed pipe does.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return run(args, sys.stdout, sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    try:
+        return run(args, sys.stdout, sys.stderr)
+    except BrokenPipeError:
+        # The reader is gone: point stdout at /dev/null so the flush at exit cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FATAL
 
 
 if __name__ == "__main__":

@@ -82,6 +82,10 @@ def test_truncated_and_foreign_checkpoints(tmp_path):
         load_checkpoint(foreign)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty\.pt is unreadable .*: empty file$"):
+        load_checkpoint(empty)
 
 
 def test_weights_must_fit_the_model(tmp_path):

@@ -4,6 +4,9 @@ decoded text as in PyTorch (batch 2, two widths for line models); the file descr
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -11,7 +14,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from models.checkpoint import ModelMeta, load_model, save_model
+from models.checkpoint import CheckpointError, ModelMeta, load_model, save_model
 from models.export import (
     META_KEY,
     ExportError,
@@ -19,6 +22,7 @@ from models.export import (
     check_parity,
     export_onnx,
     main,
+    onnx_metadata,
     read_onnx_meta,
 )
 from models.families import make_family
@@ -114,6 +118,13 @@ def test_onnxruntime_matches_pytorch(exported, name, cjk_font):
     assert check_parity(model, meta, onnx_path) < 1e-4
 
 
+def test_no_path_of_the_training_machine_ships_in_the_metadata():
+    meta = ModelMeta("expr_crnn", {}, list("0123"), "expr", train={"init_from": "/home/me/x.pt"})
+    info = onnx_metadata(meta)
+    assert info["meta"]["train"]["init_from"] == "x.pt"
+    assert meta.train["init_from"] == "/home/me/x.pt"  # the checkpoint's own meta is kept
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_onnx_file_describes_itself(exported, name):
     ckpt, onnx_path = exported[name]
@@ -188,19 +199,38 @@ def test_export_never_writes_over_its_checkpoint_or_a_non_onnx_path(tmp_path, ca
         assert str(out) in capsys.readouterr().err
     assert ckpt.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+    # Refused before the export runs, in one line each
+    (tmp_path / "dir.onnx").mkdir()
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    cases = {
+        (str(tmp_path / "dir.onnx"),): "is a folder",
+        (str(tmp_path / "file" / "x.onnx"),): "cannot create its folder",
+        (str(tmp_path / "a.onnx"), "--opset", "99"): r"opset 99 is not one this exporter writes",
+    }
+    for args, error in cases.items():
+        assert main([str(ckpt), *args]) == 1
+        err = capsys.readouterr().err
+        assert re.search(error, err) and len(err.strip().splitlines()) == 1, err
 
 
-def test_non_finite_outputs_fail_the_parity_check(tmp_path):
+def test_a_checkpoint_with_non_finite_weights_is_refused_and_parity_catches_nan(tmp_path):
     ckpt = tmp_path / "model.pt"
     tiny_checkpoint(ckpt, "expr_crnn")
+    good = export_onnx(ckpt, tmp_path / "good.onnx")
     model, meta = load_model(ckpt)
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(float("nan"))
-    save_model(ckpt, model, meta)
+    # The parity check is the second line: a NaN model against a sound export.
     with pytest.raises(ExportError, match="not finite"):
+        check_parity(model, meta, good)
+    save_model(ckpt, model, meta)
+    # The first: loading refuses the checkpoint, naming the weight (recognize does the same).
+    with pytest.raises(CheckpointError, match=r"model.pt: weight \S+ holds NaN or infinite"):
         export_onnx(ckpt, tmp_path / "nan.onnx")
     assert not (tmp_path / "nan.onnx").exists()
+    with pytest.raises(CheckpointError, match="holds NaN"):
+        load_recognizer(ckpt, device="cpu")
 
 
 def test_an_export_whose_metadata_does_not_describe_its_graph_is_refused(tmp_path):
@@ -232,3 +262,27 @@ def test_an_export_whose_metadata_does_not_describe_its_graph_is_refused(tmp_pat
     ]:
         with pytest.raises(ExportError, match=rf"{path.name}: .*{error}"):
             load_recognizer(path)
+
+
+def test_the_readme_reads_a_line_export_without_synthocr(exported, tmp_path, cjk_font, repo_root):
+    """The README's standalone onnxruntime block, run as a user would, reads as recognize does."""
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    marker = "<!-- onnx-standalone: tests/test_export.py runs this block -->\n```python\n"
+    block = readme[readme.index(marker) + len(marker) :].split("```", 1)[0]
+    _, onnx_path = exported["crnn_vgg"]
+    (tmp_path / "line.onnx").write_bytes(onnx_path.read_bytes())
+    recognizer = load_recognizer(onnx_path, polarity="dark-on-light")
+    font = ImageFont.truetype(str(cjk_font), 30)
+    texts = []
+    for text, width in (("中文识别", 400), ("一二三 0123 字体", 560), ("识", 40)):
+        im = Image.new("L", (width, 40), 235)  # 40 px high: scaled to 32, width a multiple of 16
+        ImageDraw.Draw(im).text((4, 3), text, font=font, fill=20)
+        im.save(tmp_path / "line.png")
+        proc = subprocess.run(
+            [sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr
+        [ours] = recognizer([im])
+        assert proc.stdout == ours.text + "\n"
+        texts.append(ours.text)
+    assert any(texts)  # the untrained model emits characters, so the decoding is compared too

@@ -253,3 +253,49 @@ def test_find_images_walks_folders_sorted(tmp_path):
     # Ghostscript, is not
     found = [p.name for p in find_images([tmp_path / "more"])]
     assert found == ["g.jfif", "h.jp2", "i.ico", "j.pgm"]
+
+
+def test_integer_images_scale_from_the_bit_depth_they_use():
+    ink = np.asarray(_page()) > 0  # True on the page, False on the ink
+    for top in (4095, 65535, 1023):  # a 12-bit scan in a 16-bit file, full 16 bits, 10 bits
+        arr = np.where(ink, top, 0).astype(np.uint16)
+        _check_page(load_gray(arr))
+        _check_page(load_gray(Image.fromarray(arr)))  # I;16
+        assert np.asarray(load_gray(arr)).max() == 255
+    small = np.where(ink, 200, 10).astype(np.uint16)  # fits in 8 bits: as it is
+    assert sorted(np.unique(np.asarray(load_gray(small, polarity="dark-on-light")))) == [10, 200]
+
+
+def test_a_closed_or_truncated_pil_image_is_an_image_load_error(tmp_path):
+    path = tmp_path / "page.png"
+    _page().save(path)
+    with Image.open(path) as im:
+        pass  # closed before it was loaded
+    with pytest.raises(ImageLoadError, match=r"^<PIL image>: cannot read the PIL image"):
+        load_gray(im)
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200), np.uint8)).save(noise)
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(noise.read_bytes()[:20_000])  # of about 40 kB: the header is intact
+    with pytest.raises(ImageLoadError, match=r"^image 2: cannot read the PIL image: .*truncated"):
+        load_gray(Image.open(cut), name="image 2")
+
+
+def test_links_devices_and_the_aspect_limit(tmp_path):
+    folder = tmp_path / "in"
+    (folder / "real").mkdir(parents=True)
+    _page().save(folder / "real" / "a.png")
+    (folder / "linked").symlink_to(folder / "real", target_is_directory=True)
+    (folder / "real" / "loop").symlink_to(folder, target_is_directory=True)  # a link loop
+    (folder / "broken.png").symlink_to(tmp_path / "gone.png")
+    found = [p.relative_to(folder).as_posix() for p in find_images([folder])]
+    assert found == ["broken.png", "linked/a.png"] or found == ["broken.png", "real/a.png"]
+    with pytest.raises(ImageLoadError, match="broken symbolic link"):
+        load_gray(folder / "broken.png")
+    with pytest.raises(ImageLoadError, match="not a regular file"):
+        load_gray("/dev/zero")
+    wide = np.full((10, 2500), 255, np.uint8)
+    with pytest.raises(ImageLoadError, match="over 200 times the other"):
+        load_gray(wide)
+    assert load_gray(wide, max_aspect=300).size == (2500, 10)
+    assert load_gray(wide, max_aspect=None).size == (2500, 10)

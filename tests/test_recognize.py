@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from fractions import Fraction
@@ -385,3 +386,124 @@ def test_small_confidences_keep_their_digits_and_ranking_in_json():
     assert json.loads(format_json("a.png", Prediction("a", 0.123456789, [], None), False))[
         "confidence"
     ] == pytest.approx(0.123457, abs=0)
+
+
+def test_paths_with_tabs_and_newlines_keep_one_line_each(checkpoints, image_folder, tmp_path):
+    """TSV escapes a path's backslash, tab, newline and carriage return; JSON keeps the name,
+    even one that is not UTF-8."""
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    good = (image_folder / "a_gray.png").read_bytes()
+    names = ["tab\there.png", "new\nline.png", "back\\slash.png"]
+    for name in names:
+        (folder / name).write_bytes(good)
+    (folder / "new\nbroken.png").write_bytes(b"")  # an error line, escaped the same way
+    raw = os.fsencode(folder) + b"/latin1-\xe9.png"
+    with open(raw, "wb") as f:
+        f.write(good)
+    proc = _cli(str(checkpoints["line"]), str(folder), "--threads", "1")  # decodes as UTF-8
+    assert proc.returncode == EXIT_SOME_FAILED, proc.stderr
+    rows = [line.split("\t") for line in proc.stdout.splitlines()]
+    assert len(rows) == 4 and all(len(r) == 3 for r in rows)
+    shown = sorted(r[0].removeprefix(f"{folder}/") for r in rows)
+    assert "tab\\there.png" in shown and "new\\nline.png" in shown
+    assert "back\\\\slash.png" in shown and "latin1-\\xe9.png" in shown
+    assert f"error: {folder}/new\\nbroken.png: empty file" in proc.stderr
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "models.recognize",
+            str(checkpoints["line"]),
+            raw,
+            "--format",
+            "json",
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.decode("utf-8")  # valid UTF-8, though the name is not
+    assert os.fsencode(json.loads(line)["path"]) == raw
+
+
+def test_a_closed_output_pipe_ends_the_run_quietly(checkpoints, image_folder):
+    many = [str(image_folder / "a_gray.png")] * 600  # more than a pipe buffer of lines
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "models.recognize", str(checkpoints["hanzi"]), *many],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout.readline()  # the first line, then the reader goes away
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_an_ascii_console_gets_escapes_not_a_crash(checkpoints, image_folder):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "models.recognize",
+            str(checkpoints["hanzi"]),
+            str(image_folder / "a_gray.png"),
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    fields = proc.stdout.decode("ascii").rstrip("\n").split("\t")
+    assert fields[1].startswith("\\u")  # a hanzi, escaped
+    assert chr(int(fields[1][2:6], 16)) in CASES["hanzi"][3]
+
+
+def test_the_aspect_limit_can_be_raised(checkpoints, tmp_path):
+    long_line = tmp_path / "long.png"
+    Image.new("L", (260 * 32, 38), 255).save(long_line)  # a 260-hanzi line is 219:1
+    proc = _cli(str(checkpoints["line"]), str(long_line), "--threads", "1")
+    assert proc.returncode == EXIT_SOME_FAILED
+    assert "over 200 times the other" in proc.stderr and "--max-aspect" in proc.stderr
+    for limit in ("300", "0"):
+        proc = _cli(str(checkpoints["line"]), str(long_line), "--max-aspect", limit)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith(f"{long_line}\t")
+
+
+def test_top_k_without_alternatives_warns_and_onnx_refuses_a_gpu(checkpoints, image_folder, capsys):
+    image = str(image_folder / "a_gray.png")
+    assert main([str(checkpoints["line"]), image, "--top-k", "4", "--threads", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "--top-k has no effect with the greedy decoder" in captured.err
+    assert len(captured.out.rstrip("\n").split("\t")) == 3
+    with pytest.raises(ValueError, match=r"\.onnx file runs on the CPU .* 'cuda'"):
+        load_recognizer("model.onnx", device="cuda")
+    with pytest.raises(SystemExit) as exited:
+        main([str(checkpoints["line"]), image, "--device", " "])
+    assert exited.value.code == 1
+    assert "empty device name" in capsys.readouterr().err
+
+
+def test_files_are_read_in_chunks_bounded_by_pixels(checkpoints, image_folder, monkeypatch):
+    recognizer = load_recognizer(checkpoints["line"], device="cpu")
+    paths = [image_folder / g for g in GOOD] * 3 + [image_folder / "e_empty.png"]
+    sizes = []
+    read = recognizer.read
+
+    def counted(images):
+        sizes.append(len(images))
+        return read(images)
+
+    monkeypatch.setattr(recognizer, "read", counted)
+    chunked = list(recognizer.recognize_files(paths, chunk_pixels=3 * 220 * 40))
+    assert max(sizes) <= 3 and sum(sizes) == len(paths) - 1
+    whole = list(load_recognizer(checkpoints["line"], device="cpu").recognize_files(paths))
+    assert [(p, r.text if isinstance(r, Prediction) else r.reason) for p, r in chunked] == [
+        (p, r.text if isinstance(r, Prediction) else r.reason) for p, r in whole
+    ]
