@@ -154,6 +154,39 @@ def hashed_settings(spec: TrainSpec) -> dict[str, Any]:
     }
 
 
+def settings_drift(
+    recorded: Mapping[str, Any], experiment: Mapping[str, Any], seed: int
+) -> list[str]:
+    """How an experiment's config differs from what a finished run recorded (its
+    ``train.json``): ``key: recorded -> configured`` for the task, model, model kwargs, seed and
+    the training settings that key a run (`hashed_settings`, and ``init_from``'s path); empty
+    when they agree.
+
+    Args:
+        recorded: The run's ``train.json``.
+        experiment: ``experiments.<name>`` of the config (``task``, ``model``,
+            ``model_kwargs``, ``train``).
+        seed: The config's seed.
+    """
+    drift = []
+    for key in ("task", "model", "model_kwargs"):
+        if recorded.get(key) != experiment.get(key):
+            drift.append(f"{key}: {recorded.get(key)!r} -> {experiment.get(key)!r}")
+    if recorded.get("seed") != seed:
+        drift.append(f"seed: {recorded.get('seed')!r} -> {seed!r}")
+    try:
+        old = TrainSpec.from_config(recorded.get("train") or {}).to_dict()
+    except (TypeError, ValueError):
+        return [*drift, "train: unreadable in train.json"]
+    new_spec = TrainSpec.from_config(experiment.get("train") or {})
+    new = new_spec.to_dict()
+    compared = (*hashed_settings(new_spec), "init_from")
+    for key in sorted(set(compared)):
+        if old.get(key) != new.get(key):
+            drift.append(f"train.{key}: {old.get(key)!r} -> {new.get(key)!r}")
+    return drift
+
+
 def run_hash(job: TrainJob, charset: Sequence[str], world_size: int = 1) -> str:
     """Key of a run's resume state: what the weights depend on (model, training spec but
     `NOT_HASHED`, seed, charset, the shards: their names and the sha256 of their bytes, the
@@ -163,6 +196,12 @@ def run_hash(job: TrainJob, charset: Sequence[str], world_size: int = 1) -> str:
     reuses the finished weights of, a stale run; output folders and the device are left out (a
     run may resume on another machine). Hashing the shards reads them once, about
     1 s per GB."""
+    return run_hashes(job, charset, world_size)[0]
+
+
+def run_hashes(job: TrainJob, charset: Sequence[str], world_size: int = 1) -> tuple[str, str]:
+    """`run_hash` for ``world_size`` processes and for one (the job as Snakemake runs it), the
+    shards hashed once: a run on another number of processes is the same job's."""
     train = hashed_settings(job.train)
     key = {
         "task": job.task,
@@ -176,7 +215,12 @@ def run_hash(job: TrainJob, charset: Sequence[str], world_size: int = 1) -> str:
     }
     if job.train.init_from is not None:  # a run from random weights keeps its key
         key["init_from"] = sha256_file(job.train.init_from)
+    one = _digest(key)
     if world_size > 1:  # one process keeps the key it had before this entry existed
-        key["world_size"] = world_size
+        return _digest({**key, "world_size": world_size}), one
+    return one, one
+
+
+def _digest(key: Mapping[str, Any]) -> str:
     blob = json.dumps(key, sort_keys=True, ensure_ascii=False).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -29,8 +29,12 @@ and rank 0 validates and writes every file::
 
 ``--config`` takes several files, merged in order as ``snakemake --configfile a.yaml b.yaml``
 merges them. ``batch_size`` is per process. The outputs are the ones the ``train`` rule
-declares, and the run's resume state is keyed by the same hash, so should Snakemake rerun
-the rule later it finds the run finished and only rewrites them.
+declares. A run's resume state is keyed by its hash, which counts the processes (they split
+the data stream, and each takes ``batch_size``), and records the one-process hash beside it
+(``run.json``): should Snakemake rerun the rule later (one process), it finds the finished
+torchrun run of the same job and only rewrites its outputs from it. An unfinished run of the
+same job on another number of processes is neither continued (the batches would differ) nor
+deleted: the training stops with `ResumeConflictError`, saying how to go on.
 
 One training per output folder: the writer (rank 0) holds an exclusive ``flock`` on
 ``{out_dir}/train.lock`` from start to end (`output_lock`), and a second training of the same
@@ -84,7 +88,7 @@ from models.devices import (
 )
 from models.families import Family, make_family
 from models.registry import build_model, input_spec, validate_experiment
-from models.specs import TrainJob, TrainSpec, run_hash
+from models.specs import TrainJob, TrainSpec, run_hashes
 from models.transfer import TransferError, init_from
 from synth.atomic import write_bytes_atomic, write_text_atomic
 from synth.charset import read_charset
@@ -98,6 +102,7 @@ except ImportError:  # Windows: no flock; trainings there are not guarded agains
 log = logging.getLogger(__name__)
 
 LOCK_FILE = "train.lock"
+RUN_INFO = "run.json"  # beside a run's last.pt: its hashes, processes and step
 
 HISTORY_COLUMNS = (
     "step",
@@ -113,6 +118,11 @@ HISTORY_COLUMNS = (
 
 class NonFiniteLossError(FloatingPointError):
     """The loss (or the gradient norm) became NaN or infinite; training stopped."""
+
+
+class ResumeConflictError(RuntimeError):
+    """An unfinished run of the same job on another number of processes holds resume state:
+    not continued (its batches would differ), not deleted (hours of GPU time, perhaps)."""
 
 
 class OutputLockedError(RuntimeError):
@@ -372,8 +382,12 @@ def _writer_lock(out_dir: Path, env: DistEnv, device: torch.device) -> Iterator[
         yield
 
 
-def train(job: TrainJob) -> TrainResult:
+def train(job: TrainJob, command_line: bool = False) -> TrainResult:
     """Train one experiment; write ``model.pt``, ``history.csv`` and ``train.json``.
+
+    ``command_line`` (``python -m models.train``, under ``torchrun`` or not) is recorded in
+    ``train.json``: Snakemake keeps no record of such a run, so the workflow compares its
+    settings with the config's itself, and warns when an edit would leave it stale.
 
     Resumes from ``{out_dir}/resume/{run_hash}/last.pt`` when it exists. Under ``torchrun`` every
     rank runs this function; rank 0 writes the files, and holds `output_lock` on ``out_dir``
@@ -391,12 +405,14 @@ def train(job: TrainJob) -> TrainResult:
     init_distributed(env, device)
     try:
         with _writer_lock(Path(job.out_dir), env, device):
-            return _train(job, spec, env, device)
+            return _train(job, spec, env, device, command_line)
     finally:
         shutdown_distributed()
 
 
-def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -> TrainResult:
+def _train(
+    job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device, command_line: bool
+) -> TrainResult:
     t_start = time.perf_counter()
     out_dir = Path(job.out_dir)
     charset = read_charset(job.charset)
@@ -418,7 +434,27 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
             )
         transfer = init_from(model, job.model, job.model_kwargs, charset, spec.init_from)
     model = model.to(device, memory_format=layout)
-    key = run_hash(job, charset, env.world_size)
+    key, one_process_key = run_hashes(job, charset, env.world_size)
+    trained_world_size = env.world_size
+    elsewhere = _run_on_other_process_count(out_dir / "resume", one_process_key, key)
+    if elsewhere is not None:
+        other, info = elsewhere
+        if not info.get("finished"):
+            raise ResumeConflictError(
+                f"{out_dir / 'resume' / other} holds an unfinished run of this job on "
+                f"{info.get('world_size')} processes (step {info.get('step')} of "
+                f"{info.get('steps')}), and this run has {env.world_size}: continue it with "
+                f"torchrun --nproc_per_node {info.get('world_size')} -m models.train (same "
+                "config), or delete that folder to train afresh on this number of processes"
+            )
+        log.info(
+            "run %s, this job on %s processes, finished at step %s: its weights are this "
+            "run's outputs",
+            other,
+            info.get("world_size"),
+            info.get("step"),
+        )
+        key, trained_world_size = other, int(info.get("world_size", env.world_size))
     resume_dir = out_dir / "resume" / key
     resume_path = resume_dir / "last.pt"
     log.info(
@@ -542,6 +578,15 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
         }
         ckpt = make_checkpoint(model, _with_step(meta, step), resume)
         save_atomic(ckpt, resume_path)
+        run_info = {
+            "run_hash": key,
+            "one_process_hash": one_process_key,
+            "world_size": env.world_size,
+            "step": step,
+            "steps": spec.steps,
+            "finished": step >= spec.steps or stopped_early,
+        }
+        write_bytes_atomic(resume_dir / RUN_INFO, (json.dumps(run_info) + "\n").encode())
 
     bar = _progress(spec.steps, step, env.is_main)
     writer = _tensorboard(spec.tensorboard and env.is_main, out_dir / "tb")
@@ -654,7 +699,7 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
         else 0.0,
         params=n_params,
         device=str(device),
-        world_size=env.world_size,
+        world_size=trained_world_size,
         run_hash=key,
     )
     if env.is_main:
@@ -669,6 +714,7 @@ def _train(job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device) -
             "seed": job.seed,
             "train": spec.to_dict(),
             "init_from": transfer.to_dict() if transfer is not None else None,
+            "command_line": command_line,
             **result.__dict__,
         }
         write_bytes_atomic(
@@ -742,13 +788,36 @@ def _check_same_step(step: int, env: DistEnv, device: torch.device, path: Path) 
         )
 
 
+def _run_on_other_process_count(
+    folder: Path, one_process_key: str, key: str
+) -> tuple[str, dict[str, Any]] | None:
+    """The resume state (its key and ``run.json``) of this job run on another number of
+    processes, if there is one: the same one-process hash under another key."""
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.glob(f"*/{RUN_INFO}")):
+        if path.parent.name == key or not (path.parent / "last.pt").exists():
+            continue
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and info.get("one_process_hash") == one_process_key:
+            return path.parent.name, info
+    return None
+
+
 def _remove_stale_runs(folder: Path, keep: str) -> None:
-    """Delete resume state of runs with another hash (an edited config): never resumed."""
+    """Delete resume state of runs with another hash, never resumed: another config, other
+    shards or charset (new fonts, say), another init_from, or another number of processes."""
     if not folder.is_dir():
         return
     for child in sorted(folder.iterdir()):
         if child.is_dir() and child.name != keep:
-            log.info("removing stale resume state %s (config changed)", child)
+            log.info(
+                "removing stale resume state %s (a run of other settings, data or process count)",
+                child,
+            )
             shutil.rmtree(child)
 
 
@@ -879,10 +948,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if threads:
         torch.set_num_threads(threads)
     try:
-        train(job)
+        train(job, command_line=True)
     # Not bugs: the message says it all (the checkpoint, tensor, shard or sample at fault),
     # without a traceback.
-    except (OutputLockedError, CheckpointError, DataError) as e:
+    except (OutputLockedError, ResumeConflictError, CheckpointError, DataError) as e:
         parser.exit(1, f"{parser.prog}: error: {e}\n")
 
 

@@ -118,3 +118,51 @@ def test_a_second_torchrun_of_a_locked_output_stops_every_rank(tmp_path):
     # collective rank 0 left (unless torchrun's SIGTERM, on rank 0's exit, stops it first).
     assert "models/train.py" not in log and took < 120, log
     assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing read or written
+
+
+@pytest.mark.slow
+def test_a_one_process_rerun_writes_a_finished_torchrun_run_and_keeps_an_unfinished_one(
+    tmp_path,
+):
+    """Snakemake reruns a train job on one process (after a config round trip, say): the same
+    job finished under torchrun is its output, and an unfinished one is kept, with a way on."""
+    out = tmp_path / "out"
+    proc = _torchrun(tmp_path, out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    trained, _ = load_model(out / "model.pt")
+    [state] = (out / "resume").iterdir()
+    info = json.loads((state / "run.json").read_text())
+    assert info["world_size"] == 2 and info["finished"] and info["step"] == 6
+    for name in ("model.pt", "train.json", "history.csv"):  # as Snakemake removes them
+        (out / name).unlink()
+
+    def one_process() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "models.train", "--spec", f"@{tmp_path / 'job.json'}"],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+            capture_output=True,
+            text=True,
+            timeout=170,
+        )
+
+    proc = one_process()
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log
+    assert f"run {state.name}, this job on 2 processes, finished at step 6" in log, log
+    summary = json.loads((out / "train.json").read_text())
+    assert (summary["world_size"], summary["resumed_from"], summary["steps"]) == (2, 6, 6)
+    assert summary["run_hash"] == state.name
+    written, _ = load_model(out / "model.pt")
+    for a, b in zip(trained.state_dict().values(), written.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert [p.name for p in (out / "resume").iterdir()] == [state.name]
+
+    # The same run stopped half way: not continued on one process, and not deleted.
+    (state / "run.json").write_text(json.dumps({**info, "finished": False, "step": 3}))
+    proc = one_process()
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 1, log
+    assert f"{state} holds an unfinished run of this job on 2 processes (step 3 of 6)" in log
+    assert "torchrun --nproc_per_node 2" in log and "Traceback" not in log
+    assert (state / "last.pt").exists()

@@ -33,7 +33,7 @@ from models.data import SampleLabelError
 from models.devices import DistEnv, dist_env, resolve_device
 from models.families import CTCFamily
 from models.registry import build_model
-from models.specs import TrainJob, TrainSpec, hashed_settings, run_hash
+from models.specs import TrainJob, TrainSpec, hashed_settings, run_hash, run_hashes, settings_drift
 from models.train import (
     HISTORY_COLUMNS,
     LOCK_FILE,
@@ -207,6 +207,37 @@ def test_the_run_key_follows_the_process_count(line_data, tmp_path):
     # one process keeps the key it had before the process count was part of it
     assert run_hash(job, charset, world_size=1) == run_hash(job, charset)
     assert run_hash(job, charset, world_size=2) != run_hash(job, charset)
+    assert run_hashes(job, charset, 2) == (run_hash(job, charset, 2), run_hash(job, charset))
+    assert run_hashes(job, charset) == (run_hash(job, charset),) * 2
+
+
+def test_settings_drift_names_what_an_experiment_changed_since_its_run():
+    experiment = {
+        "task": "line",
+        "model": "crnn_vgg",
+        "model_kwargs": {"width": 0.25},
+        "train": {"steps": 300, "lr": 0.002},
+    }
+    recorded = {**experiment, "seed": 7, "train": TrainSpec(steps=300, lr=0.002).to_dict()}
+    assert settings_drift(recorded, experiment, seed=7) == []
+    # scheduling settings are no drift; the rest are, each named with both values
+    assert (
+        settings_drift(
+            recorded, {**experiment, "train": {"steps": 300, "lr": 0.002, "mem_mb": 1}}, 7
+        )
+        == []
+    )
+    edited = {
+        **experiment,
+        "model_kwargs": {"width": 0.5},
+        "train": {"steps": 3000, "lr": 0.002, "init_from": "a.pt"},
+    }
+    assert settings_drift(recorded, edited, seed=8) == [
+        "model_kwargs: {'width': 0.25} -> {'width': 0.5}",
+        "seed: 7 -> 8",
+        "train.init_from: None -> 'a.pt'",
+        "train.steps: 300 -> 3000",
+    ]
 
 
 def test_the_run_key_follows_the_bytes_of_the_checkpoint_it_started_from(line_data, tmp_path):

@@ -1041,3 +1041,31 @@ def test_cpu_jobs_take_their_threads_and_no_gpu(tmp_path):
     shipped = _resources(proc.stdout, {"evaluate", "tesseract"})
     assert {rule for rule, _ in shipped} == {"evaluate", "tesseract"}
     assert all("threads:" not in block for _, block in shipped), shipped
+
+
+@pytest.mark.slow
+def test_a_model_the_training_command_wrote_is_named_when_the_config_leaves_it_behind(
+    smoke_run, tmp_path
+):
+    """Snakemake keeps no record of a `python -m models.train` (torchrun) run: the workflow
+    compares its train.json with the config and says what an edit left behind."""
+    recorded = json.loads((smoke_run / "results/models/expr_crnn/train.json").read_text())
+    assert recorded["command_line"] is False  # Snakemake's own run
+    folder = tmp_path / "results" / "models" / "expr_crnn"
+    folder.mkdir(parents=True)
+    (folder / "train.json").write_text(json.dumps({**recorded, "command_line": True}))
+    steps = recorded["train"]["steps"]
+
+    def warned(edit) -> str:
+        proc = run_snakemake(tmp_path, "-n", "--cores", "1", config=_write_config(tmp_path, edit))
+        return "\n".join(
+            line for line in proc.stderr.splitlines() if "python -m models.train" in line
+        )
+
+    assert warned(lambda c: None) == ""  # the settings it was trained with: nothing to say
+    message = warned(lambda c: c["experiments"]["expr_crnn"]["train"].update(steps=steps + 3))
+    assert "results/models/expr_crnn/model.pt was trained by python -m models.train" in message
+    assert f"train.steps: {steps} -> {steps + 3}" in message
+    assert "snakemake -f results/models/expr_crnn/model.pt" in message
+    # Settings that only schedule the job are no change
+    assert warned(lambda c: c["experiments"]["expr_crnn"]["train"].update(mem_mb=999)) == ""

@@ -1,6 +1,7 @@
 # Shared by all the rule files. Config validation, the names of things, small input functions.
 # Paths are the contract between rules: every rule reads and writes through these functions.
 import functools
+import json
 import logging
 import os
 
@@ -8,7 +9,7 @@ from snakemake.utils import validate
 
 from models.pack import read_labels
 from models.registry import family_of, label_lengths, validate_experiment
-from models.specs import SCHEDULING
+from models.specs import SCHEDULING, settings_drift
 from synth import joblog
 from synth.charset import extra_chars
 from synth.fonts import split_roles
@@ -306,6 +307,28 @@ def _init_source(name):
 
 joblog.console("synth.workflow")
 INIT_SOURCES = {_name: _init_source(_name) for _name in EXPERIMENTS}
+
+# A model that `python -m models.train` (torchrun, say) wrote has no Snakemake record, so an
+# edit of its experiment would not retrain it: its train.json says who trained it, and when its
+# settings are not the config's, that is said here, naming what differs.
+for _name in EXPERIMENTS:
+    _recorded = os.path.join(os.path.dirname(model_path(_name)), "train.json")
+    try:
+        with open(_recorded, encoding="utf-8") as _f:
+            _info = json.load(_f)
+    except (OSError, ValueError):
+        continue
+    if isinstance(_info, dict) and _info.get("command_line"):
+        _drift = settings_drift(_info, experiment_config(_name), config["seed"])
+        if _drift:
+            logging.getLogger("synth.workflow").warning(
+                "%s was trained by python -m models.train, with settings the config has"
+                " changed since (%s); Snakemake keeps no record of that run, so it will not"
+                " retrain it: train it again that way, or here with snakemake -f %s",
+                model_path(_name),
+                "; ".join(_drift),
+                model_path(_name),
+            )
 
 
 def eval_dir(experiment, split):
