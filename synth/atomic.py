@@ -9,6 +9,7 @@ next write of the same file removes the temporaries a kill left behind.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -92,3 +93,12 @@ def write_text_atomic(path: str | os.PathLike, text: str, *, newline: str | None
     """Write UTF-8 text to ``path`` atomically (newlines written as given by default)."""
     with atomic_write(path, "w", newline=newline) as f:
         f.write(text)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, read 1 MiB at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -33,7 +33,7 @@ from braceexpand import UnbalancedBracesError, braceexpand
 from fontTools.ttLib import TTCollection, TTFont, TTLibError
 from PIL import ImageFont
 
-from synth.atomic import write_text_atomic
+from synth.atomic import sha256_file, write_text_atomic
 
 log = logging.getLogger(__name__)
 # What resolving the font patterns skipped (a pattern matching nothing, a file that is not a
@@ -353,9 +353,18 @@ def split_roles(
     train: Sequence[str], test: Sequence[str], warn: bool = True
 ) -> tuple[list[FontFile], list[FontFile]]:
     """The training and held-out font files; a file in both lists is held out (with a warning
-    unless ``warn`` is false, as for the rest of `resolve_font_files`'s warnings)."""
+    unless ``warn`` is false, as for the rest of `resolve_font_files`'s warnings).
+
+    A file is known by its bytes, not only its path: a training file with the same bytes as a
+    held-out one (a copy under another name) is held out too, so the held-out fonts stay unseen,
+    and a training file with the same bytes as an earlier one is left out, so no face counts
+    twice. Only files of equal size are hashed, so this costs nothing in the usual case.
+    """
     test_files = resolve_font_files(test, warn)
     test_paths = {str(Path(f.path).resolve()) for f in test_files}
+    same_bytes = _BytesIndex()
+    for f in test_files:
+        same_bytes.add(f.path)
     train_files = []
     for f in resolve_font_files(train, warn):
         if str(Path(f.path).resolve()) in test_paths:
@@ -363,9 +372,43 @@ def split_roles(
                 files_log.warning(
                     "font %s is both a training and a held-out font; held out", f.path
                 )
+        elif (twin := same_bytes.find(f.path)) is not None:
+            held_out = twin in {t.path for t in test_files}
+            if warn:
+                files_log.warning(
+                    "font %s has the same bytes as %s font %s: %s",
+                    f.path,
+                    "the held-out" if held_out else "the training",
+                    twin,
+                    "held out, not for training" if held_out else "left out, so it counts once",
+                )
         else:
+            same_bytes.add(f.path)
             train_files.append(f)
     return train_files, test_files
+
+
+class _BytesIndex:
+    """Files by size, then by sha256 (computed only when two files share a size)."""
+
+    def __init__(self) -> None:
+        self._by_size: dict[int, list[str]] = {}
+        self._digests: dict[str, str] = {}
+
+    def _digest(self, path: str) -> str:
+        if path not in self._digests:
+            self._digests[path] = sha256_file(path)
+        return self._digests[path]
+
+    def add(self, path: str) -> None:
+        self._by_size.setdefault(os.path.getsize(path), []).append(path)
+
+    def find(self, path: str) -> str | None:
+        """The first indexed file with the same bytes as ``path``, or None."""
+        for other in self._by_size.get(os.path.getsize(path), []):
+            if self._digest(other) == self._digest(path):
+                return other
+        return None
 
 
 def _scan_file(f: FontFile, role: str, chars: list[str], patterns) -> list[FaceRecord]:
@@ -397,7 +440,18 @@ def _scan_file(f: FontFile, role: str, chars: list[str], patterns) -> list[FaceR
         return [FaceRecord(f.path, -1, "", "", role, "error", reason)]
 
 
-COLUMNS = ["path", "face", "family", "style", "role", "status", "reason", "bytes", "mtime_ns"]
+COLUMNS = [
+    "path",
+    "face",
+    "family",
+    "style",
+    "role",
+    "status",
+    "reason",
+    "bytes",
+    "mtime_ns",
+    "sha256",
+]
 
 
 def _file_stamp(path: str) -> tuple[int, int]:
@@ -417,9 +471,15 @@ def write_coverage(
     buf = io.StringIO()
     w = csv.writer(buf, delimiter="\t", lineterminator="\n")
     w.writerow(COLUMNS + [f"{n}_{k}" for n in names for k in ("covered", "missing")])
+    digests: dict[str, str] = {}
     for r in records:
-        size, mtime = _file_stamp(r.path) if os.path.exists(r.path) else ("", "")
-        row = [r.path, r.index, r.family, r.style, r.role, r.status, r.reason, size, mtime]
+        size, mtime, digest = "", "", ""
+        if os.path.exists(r.path):
+            size, mtime = _file_stamp(r.path)
+            if r.path not in digests:
+                digests[r.path] = sha256_file(r.path)
+            digest = digests[r.path]
+        row = [r.path, r.index, r.family, r.style, r.role, r.status, r.reason, size, mtime, digest]
         for n in names:
             if r.status == "ok":
                 missing = "".join(c for c in charsets[n] if c not in r.covered)
@@ -441,8 +501,11 @@ def read_coverage(
 
     Raises:
         FontError: A face's file is no longer the one the table describes (its size or mtime
-            changed: replaced by a copy keeping an older mtime, which Snakemake does not see),
-            so what it covers is unknown: drawing with it could show missing-glyph boxes.
+            changed, and its bytes too: replaced by a copy keeping an older mtime, which
+            Snakemake does not see), so what it covers is unknown: drawing with it could show
+            missing-glyph boxes. A file only touched, or copied again as it was, keeps its
+            bytes and is the same font (Snakemake, which compares the content of inputs under
+            1 MB, does not rerun the table for it either).
     """
     patterns = [re.compile(p) for p in exclude_families]
     with open(path, encoding="utf-8", newline="") as f:
@@ -459,7 +522,7 @@ def read_coverage(
         if r.get("bytes"):  # tables written before these columns existed are taken as they are
             stamp = (int(r["bytes"]), int(r["mtime_ns"]))
             now = _file_stamp(r["path"]) if os.path.exists(r["path"]) else None
-            if now != stamp:
+            if now != stamp and not (now and r.get("sha256") == sha256_file(r["path"])):
                 raise FontError(
                     f"font file {r['path']} changed after {path} was written (size, mtime "
                     f"{stamp} -> {now}): what it draws is unknown; rebuild the table with "

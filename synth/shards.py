@@ -23,7 +23,6 @@ Each sample is ``{key}.png`` (8-bit grayscale) and ``{key}.json``; the key is
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -37,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from synth.atomic import atomic_write, write_text_atomic
+from synth.atomic import atomic_write, sha256_file, write_text_atomic
 from synth.augment import degrade
 from synth.fonts import Face
 from synth.render import render_expr, render_hanzi, render_line, render_short
@@ -370,14 +369,6 @@ def write_shard(
     n = write_samples(path, generate(spec, shard, charset, faces), spec.png_level)
     log.info("wrote %s: %d samples", path, n)
     return n
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class ShardReadError(ValueError):

@@ -87,6 +87,35 @@ def test_per_task_and_role_tables_merge_into_the_overview(
     assert len(_rows(merged)) == 3 + 4  # WenQuanYi Micro Hei (2 faces), DejaVu Sans; UKai's 4
 
 
+def test_a_copy_of_a_held_out_font_is_held_out_and_a_repeated_training_font_counts_once(
+    tmp_path, cjk_font, latin_font, heldout_font, caplog
+):
+    import shutil
+
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    for source, name in ((heldout_font, "my-kai.ttc"), (latin_font, "again.ttf")):
+        shutil.copy(source, fonts / name)
+    with caplog.at_level("WARNING"):
+        train, test = split_roles(
+            [str(cjk_font), str(latin_font), str(fonts / "*")], [str(heldout_font)]
+        )
+    kept = {f.path for f in train}
+    latin = {str(latin_font), str(fonts / "again.ttf")}
+    assert str(cjk_font) in kept and len(kept & latin) == 1 and len(kept) == 2
+    assert [f.path for f in test] == [str(heldout_font)]
+    assert (
+        f"font {fonts / 'my-kai.ttc'} has the same bytes as the held-out font {heldout_font}: "
+        "held out, not for training" in caplog.text
+    )
+    [dropped] = latin - kept
+    [twin] = kept & latin
+    assert (
+        f"font {dropped} has the same bytes as the training font {twin}: "
+        "left out, so it counts once" in caplog.text
+    )
+
+
 def test_exclude_families_by_regex(heldout_font):
     records = scan_fonts([], [str(heldout_font)], EXPR, [r"\b(HK|TW)\b"])
     status = {r.family: r.status for r in records}
@@ -384,8 +413,19 @@ def test_a_font_replaced_behind_snakemakes_back_stops_its_shards(tmp_path, latin
     out = tmp_path / "coverage.tsv"
     write_coverage(scan_fonts([str(font)], [], EXPR), {"expr": EXPR}, out)
     assert len(read_coverage(out, "expr", EXPR, "train")) == 1
-    # another font copied over it, keeping the old mtime (cp -p, an unzipped older download)
+    # touched, or copied again as it was (cp without -p): the same bytes, the same font; Snakemake
+    # compares a small input's content and reruns nothing, so neither may this
     stat = font.stat()
+    shutil.copy(latin_font, font)
+    os.utime(font, ns=(stat.st_atime_ns + 10**9, stat.st_mtime_ns + 10**9))
+    assert len(read_coverage(out, "expr", EXPR, "train")) == 1
+    # the same size, other bytes
+    data = bytearray(font.read_bytes())
+    data[-1] ^= 0xFF
+    font.write_bytes(bytes(data))
+    with pytest.raises(FontError, match=r"Mine\.ttf changed after"):
+        read_coverage(out, "expr", EXPR, "train")
+    # another font copied over it, keeping the old mtime (cp -p, an unzipped older download)
     shutil.copy(cjk_font, font)
     os.utime(font, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     with pytest.raises(FontError, match=r"Mine\.ttf changed after .*--forcerun coverage"):
