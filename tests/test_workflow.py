@@ -1069,3 +1069,26 @@ def test_a_model_the_training_command_wrote_is_named_when_the_config_leaves_it_b
     assert "snakemake -f results/models/expr_crnn/model.pt" in message
     # Settings that only schedule the job are no change
     assert warned(lambda c: c["experiments"]["expr_crnn"]["train"].update(mem_mb=999)) == ""
+
+
+def test_the_slurm_profile_asks_each_training_for_its_configs_memory(tmp_path):
+    """The profile's set-resources must not override experiments.<name>.train.mem_mb."""
+
+    def edit(c):
+        c["experiments"]["line_crnn_vgg"]["train"]["mem_mb"] = 1234
+
+    proc = run_snakemake(
+        tmp_path,
+        "-n",
+        "--profile",
+        str(REPO / "workflow" / "profiles" / "slurm"),
+        "--executor",
+        "local",  # the profile's own executor needs the SLURM plugin and a cluster
+        "--cores",
+        "8",
+        "results/models/line_crnn_vgg/model.pt",
+        config=_write_config(tmp_path, edit),
+    )
+    train = proc.stdout[proc.stdout.index("rule train:") :].split("\n\n", 1)[0]
+    assert "mem_mb=1234," in train and "slurm_partition=gpu" in train, train
+    assert re.search(r"threads: 8\b", train), train
