@@ -41,6 +41,28 @@ def load_schema(path: str | os.PathLike) -> dict[str, Any]:
         return yaml.safe_load(f)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error (PyYAML keeps the
+    last silently: a second ``experiments:`` block would drop the first's experiments)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, list | dict):
+                continue  # unhashable: the base class reports it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found the key {key!r} twice (first on line {seen[key].line + 1}): the "
+                    "second would silently replace the first",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
 def _where(path: list[Any]) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
@@ -85,6 +107,20 @@ def _misspelt(error: jsonschema.ValidationError, config: Mapping[str, Any]) -> s
     return f" (a new experiment; did you mean {close[0]!r}?)" if close else ""
 
 
+def _number_as_text(error: jsonschema.ValidationError) -> str:
+    """For a number YAML read as text: YAML 1.1 (PyYAML, Snakemake) reads ``1e-3`` as a string."""
+    if error.validator != "type" or not isinstance(error.instance, str):
+        return ""
+    try:
+        value = float(error.instance)
+    except ValueError:
+        return ""
+    return (
+        f" (YAML reads {error.instance} as text, not a number: write {value!r}, or 1.0e-3 with"
+        " a dot and a signed exponent)"
+    )
+
+
 def config_problems(
     config: Mapping[str, Any], schema: Mapping[str, Any], origins: Mapping[str, Any] | None = None
 ) -> list[str]:
@@ -102,7 +138,7 @@ def config_problems(
             lines = [
                 (
                     f"{_where(list(error.absolute_path))}: {error.message}"
-                    f"{_misspelt(error, config)}",
+                    f"{_misspelt(error, config)}{_number_as_text(error)}",
                     list(error.absolute_path),
                 )
             ]
@@ -173,7 +209,7 @@ def _load(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], dic
     """`load_config_file`, and its origins: the config's shape with each value replaced by the
     file that set it (`_origins`)."""
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        config = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except IsADirectoryError as e:
         raise ValueError(f"{path}: is a folder, not a config file") from e
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:

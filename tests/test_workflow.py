@@ -1092,3 +1092,19 @@ def test_the_slurm_profile_asks_each_training_for_its_configs_memory(tmp_path):
     train = proc.stdout[proc.stdout.index("rule train:") :].split("\n\n", 1)[0]
     assert "mem_mb=1234," in train and "slurm_partition=gpu" in train, train
     assert re.search(r"threads: 8\b", train), train
+
+
+def test_a_key_given_twice_or_a_number_yaml_reads_as_text_fails_naming_it(tmp_path):
+    smoke = SMOKE.read_text()
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(smoke + "\nexperiments:\n  mine: {task: line, model: crnn_vgg}\n")
+    proc = run_snakemake(tmp_path, "-n", config=twice, check=False)
+    assert proc.returncode != 0
+    assert "found the key 'experiments' twice" in proc.stdout + proc.stderr
+    text = tmp_path / "text.yaml"
+    text.write_text(f"extends: {SMOKE}\nexperiments:\n  expr_crnn:\n    train: {{lr: 1e-3}}\n")
+    proc = run_snakemake(tmp_path, "-n", config=text, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "experiments.expr_crnn.train.lr: '1e-3' is not of type 'number'" in out, out
+    assert "YAML reads 1e-3 as text, not a number: write 0.001" in out, out
