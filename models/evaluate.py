@@ -244,7 +244,10 @@ def prediction_rows(
             "confidence": "" if r.confidence is None else f"{r.confidence:.6g}",
             "correct": int(r.text == s.label),
             "edit_distance": metrics.edit_distance(r.text, s.label),
-            "top_k": json.dumps([[t, round(float(p), 6)] for t, p in r.top_k], ensure_ascii=False),
+            # six significant digits, as the confidence: a long line's 1e-104 is not 0.0
+            "top_k": json.dumps(
+                [[t, float(f"{float(p):.6g}")] for t, p in r.top_k], ensure_ascii=False
+            ),
         }
         if task == "expr":
             got = expression_value(r.text)

@@ -865,6 +865,10 @@ def _build_hint(args: argparse.Namespace, job: TrainJob) -> str:
     if not args.config or results.name != "results":
         return "; build them with the workflow first (rule shard)"
     where = "" if results.parent == Path() else f" --directory {results.parent}"
+    # Outside the repository (a run folder of its own), Snakemake needs its Snakefile named.
+    snakefile = Path(__file__).resolve().parents[1] / "Snakefile"
+    if not Path("Snakefile").is_file():
+        where = f" -s {snakefile}{where}"
     # The target before --configfile, which takes every word after it as a config file
     return (
         f"; build them first: snakemake results/shards/{job.task}/manifest.tsv --cores all"

@@ -654,17 +654,20 @@ def test_cli_names_what_is_missing_before_training(tmp_path, capsys, monkeypatch
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(config))
     monkeypatch.chdir(tmp_path)  # the default --results folder, results/, holds nothing here
+    snakefile = Path(__file__).resolve().parents[1] / "Snakefile"
     for argv, expected in [
         (["--config", str(cfg), "--experiment", "tiny"], "tiny needs results/charsets/line.txt"),
         (["--config", str(cfg), "--experiment", "tiny"], "train-000001.tar and 1 more"),
         # the target before --configfile, which takes every word after it as a config file
         (
             ["--config", str(cfg), "--experiment", "tiny"],
-            f"snakemake results/shards/line/manifest.tsv --cores all --configfile {cfg}",
+            # outside the repository, with its Snakefile named
+            f"snakemake results/shards/line/manifest.tsv --cores all -s {snakefile} "
+            f"--configfile {cfg}",
         ),
         (
             ["--config", str(cfg), "--experiment", "tiny", "--results", "x/results"],
-            f"--cores all --directory x --configfile {cfg}",
+            f"--cores all -s {snakefile} --directory x --configfile {cfg}",
         ),
         (["--config", str(cfg), "--experiment", "nope"], "unknown experiment 'nope'"),
         (["--config", "missing.yaml", "--experiment", "tiny"], "missing.yaml"),
@@ -672,7 +675,7 @@ def test_cli_names_what_is_missing_before_training(tmp_path, capsys, monkeypatch
         # several config files: the hint names them all, in order
         (
             ["--config", str(cfg), str(cfg), "--experiment", "tiny"],
-            f"--cores all --configfile {cfg} {cfg}\n",
+            f"--cores all -s {snakefile} --configfile {cfg} {cfg}\n",
         ),
         (["--spec", "{not json"], "--spec {not json"),
     ]:
