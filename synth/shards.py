@@ -108,8 +108,19 @@ def generate(
         ValueError: no face can draw any text of the task (a charset no face covers), or an
             expr operator the charset lacks.
     """
+    fonts_key = "fonts.test_fonts" if shard.split == "test_heldout" else "fonts.paths"
     if not faces:
-        raise ValueError(f"{shard.task}/{shard.split}: no usable font face for this split")
+        raise ValueError(
+            f"{shard.task}/{shard.split}: no usable font face for this split: {fonts_key} "
+            "matches none (or exclude_families leaves out every face)"
+        )
+    if not any(face.covered & set(charset) for face in faces):
+        names = sorted({face.family for face in faces})
+        raise ValueError(
+            f"{shard.task}/{shard.split}: none of the {len(faces)} faces of {fonts_key} "
+            f"({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}) draws a character of "
+            f"task {shard.task}'s charset; add a font that does to {fonts_key}"
+        )
     if isinstance(spec, ExprSpec) and (missing := [c for c in spec.operators if c not in charset]):
         raise ValueError(
             f"tasks.{shard.task}.operators: {''.join(missing)!r} not in the task's charset "

@@ -360,3 +360,19 @@ def test_line_shards_draw_their_corpus_lines_from_the_users_own_text(setup, tmp_
     # Without it, jieba's words: other texts, from the same seed
     default = _write(setup, tmp_path, "line", samples=40, corpus_fraction=1.0, name="c.tar")
     assert default.read_bytes() != path.read_bytes()
+
+
+def test_a_split_whose_fonts_draw_nothing_of_the_charset_says_which_fonts(setup, tmp_path):
+    charsets, _ = setup
+    latin = [f for f in _faces(setup, "hanzi") if f.family == "DejaVu Sans"]
+    assert latin and not latin[0].covered & set(charsets["hanzi"])
+    spec = task_spec("hanzi", SMALL["hanzi"])
+    for split, key in (("test_heldout", "fonts.test_fonts"), ("train", "fonts.paths")):
+        with pytest.raises(
+            ValueError,
+            match=rf"hanzi/{split}: none of the 1 faces of {key} \(DejaVu Sans\) draws a "
+            rf"character of task hanzi's charset; add a font that does to {key}",
+        ):
+            list(generate(spec, ShardSpec("hanzi", split, 0, 4, 1), charsets["hanzi"], latin))
+        with pytest.raises(ValueError, match=rf"hanzi/{split}: no usable font face .*{key}"):
+            list(generate(spec, ShardSpec("hanzi", split, 0, 4, 1), charsets["hanzi"], []))

@@ -406,6 +406,15 @@ def test_a_missing_font_file_fails_at_parse_time_naming_it(tmp_path):
     assert "Missing-Regular.ttf" in proc.stdout + proc.stderr
 
 
+def test_training_fonts_that_match_nothing_fail_at_parse_time(tmp_path):
+    def edit(c):
+        c["fonts"]["paths"] = ["fonts/*.otf"]  # a glob over an empty folder: skipped, warned
+
+    proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
+    assert proc.returncode != 0
+    assert "fonts.paths: ['fonts/*.otf'] match no font file to train with" in proc.stdout
+
+
 def test_a_missing_charset_file_fails_at_parse_time_naming_its_key(tmp_path):
     def edit(c):
         c["tasks"]["line"]["charset"] = {"source": "chars", "files": ["mychars_typo.txt"]}

@@ -94,6 +94,12 @@ joblog.console("synth")
 _TRAIN_FILES, _TEST_FILES = split_roles(
     config["fonts"]["paths"], config["fonts"]["test_fonts"]
 )
+if not _TRAIN_FILES:
+    raise ValueError(
+        f"fonts.paths: {config['fonts']['paths']} match no font file to train with"
+        f" (relative paths are read from {os.getcwd()})"
+        + from_files(_origins, ["fonts", "paths"])
+    )
 ROLE_FONT_FILES = {
     "train": [f.path for f in _TRAIN_FILES],
     "test": [f.path for f in _TEST_FILES],
