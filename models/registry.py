@@ -75,7 +75,8 @@ class ModelEntry:
             and on integer tensors of widths.
         min_batch: Smallest training batch (a batch norm over one value per channel fails).
         checks: Kwargs whose values need more than the type check of `check_kwargs`: name ->
-            a function raising `ValueError` for a bad value (not called for None).
+            a function raising `ValueError` for a bad value (not called for None); the shared
+            `VALUE_CHECKS` cover the rest.
     """
 
     target: str
@@ -139,6 +140,41 @@ MODELS: dict[str, ModelEntry] = {
     ),
 }
 
+def _above_zero(value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"must be > 0, got {value!r}")
+
+
+def _at_least_one(value: int) -> None:
+    if value < 1:
+        raise ValueError(f"must be >= 1, got {value!r}")
+
+
+def _not_negative(value: int) -> None:
+    if value < 0:
+        raise ValueError(f"must be >= 0, got {value!r}")
+
+
+def _probability(value: float) -> None:
+    if not 0 <= value < 1:
+        raise ValueError(f"must be in [0, 1), got {value!r}")
+
+
+# The value checks of the kwargs several factories share (an entry's own `checks` come first):
+# caught when the config is read, not in the train job after every shard is rendered.
+VALUE_CHECKS: dict[str, Callable[[Any], None]] = {
+    "width": _above_zero,
+    "hidden": _at_least_one,
+    "dense": _at_least_one,
+    "iterations": _at_least_one,
+    "max_len": _at_least_one,
+    "convs": _at_least_one,
+    "input_size": _at_least_one,
+    "input_height": _at_least_one,
+    "dropout": _probability,
+    "drop_frames": _not_negative,
+}
+
 # Model kwargs that set the input geometry, per input kind.
 _GEOMETRY_KWARG = {"square": ("size", "input_size"), "line": ("height", "input_height")}
 
@@ -190,9 +226,10 @@ def check_kwargs(name: str, kwargs: Mapping[str, Any], where: str | None = None)
                 f"{where}.{key}: expected {type(default).__name__} "
                 f"(default {default!r}), got {value!r}"
             )
-        if key in entry.checks and value is not None:
+        check = entry.checks.get(key) or VALUE_CHECKS.get(key)
+        if check is not None and value is not None:
             try:
-                entry.checks[key](value)
+                check(value)
             except ValueError as e:
                 raise ValueError(f"{where}.{key}: {e}") from None
 

@@ -548,3 +548,22 @@ def test_reader_convs_widen_each_columns_view() -> None:
     assert columns_reached(four) == columns_reached(three) + 8
     with pytest.raises(ValueError, match="convs must be >= 3"):
         build_model("reader", 10, convs=2)
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "value", "error"),
+    [
+        ("line_crnn_vgg", "width", -1.5, r"width: must be > 0, got -1\.5"),
+        ("line_crnn_vgg", "width", 0, r"width: must be > 0, got 0"),
+        ("line_crnn_grcnn", "iterations", 0, r"iterations: must be >= 1, got 0"),
+        ("hanzi_cnn", "dropout", 1.0, r"dropout: must be in \[0, 1\), got 1\.0"),
+        ("short_reader", "max_len", 0, r"max_len: must be >= 1, got 0"),
+        ("expr_crnn", "drop_frames", -1, r"drop_frames: must be >= 0, got -1"),
+    ],
+)
+def test_model_kwargs_values_are_checked_at_parse_time(default_config, name, key, value, error):
+    """The factory would refuse these only in the train job, after every shard is rendered."""
+    config = copy.deepcopy(default_config)
+    config["experiments"][name].setdefault("model_kwargs", {})[key] = value
+    with pytest.raises(ValueError, match=rf"^experiments\.{name}\.model_kwargs\.{error}$"):
+        check(config, name)
