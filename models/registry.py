@@ -140,6 +140,7 @@ MODELS: dict[str, ModelEntry] = {
     ),
 }
 
+
 def _above_zero(value: float) -> None:
     if value <= 0:
         raise ValueError(f"must be > 0, got {value!r}")
