@@ -198,7 +198,7 @@ def family_of(name: str) -> str:
 def check_kwargs(name: str, kwargs: Mapping[str, Any], where: str | None = None) -> None:
     """Raise `ValueError` if ``kwargs`` has a key the factory of ``name`` does not take, a
     value of the wrong type (numbers where the default is a number, integers where it is one),
-    or a value its entry's ``checks`` reject.
+    or a value its entry's ``checks`` (or `VALUE_CHECKS`) reject: one line per such key.
 
     Args:
         name: Registered model name.
@@ -208,11 +208,13 @@ def check_kwargs(name: str, kwargs: Mapping[str, Any], where: str | None = None)
     entry = get_entry(name)
     where = where or "model_kwargs"
     valid = ", ".join(entry.kwargs)
+    problems = []
     for key, value in kwargs.items():
         if key not in entry.kwargs:
-            raise ValueError(
+            problems.append(
                 f"{where}.{key}: model {name!r} takes no argument {key!r}; valid: {valid}"
             )
+            continue
         default = entry.kwargs[key]
         if isinstance(default, bool):
             ok = isinstance(value, bool)
@@ -223,16 +225,19 @@ def check_kwargs(name: str, kwargs: Mapping[str, Any], where: str | None = None)
         else:
             ok = True
         if not ok:
-            raise ValueError(
+            problems.append(
                 f"{where}.{key}: expected {type(default).__name__} "
                 f"(default {default!r}), got {value!r}"
             )
+            continue
         check = entry.checks.get(key) or VALUE_CHECKS.get(key)
         if check is not None and value is not None:
             try:
                 check(value)
             except ValueError as e:
-                raise ValueError(f"{where}.{key}: {e}") from None
+                problems.append(f"{where}.{key}: {e}")
+    if problems:
+        raise ValueError("\n".join(problems))
 
 
 def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:

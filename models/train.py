@@ -930,7 +930,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         except (OSError, ValueError) as e:
             # The file at fault: named by the message (a file that cannot be read, a key's
             # "; from FILE" when several files merged), else the config given.
-            message = named_with_file(str(e), origins)
+            message = "\n  ".join(named_with_file(line, origins) for line in str(e).split("\n"))
             named = any(message.startswith(f) for f in args.config) or "; from " in message
             where = "" if named else f"{' '.join(args.config)}: "
             parser.exit(1, f"{parser.prog}: error: {where}{message}\n")

@@ -403,7 +403,9 @@ def test_a_missing_font_file_fails_at_parse_time_naming_it(tmp_path):
 
     proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
     assert proc.returncode != 0
-    assert "Missing-Regular.ttf" in proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "Missing-Regular.ttf does not exist (fonts.paths / test_fonts)" in out
+    assert f"relative paths are read from {tmp_path}" in out
 
 
 def test_training_fonts_that_match_nothing_fail_at_parse_time(tmp_path):
@@ -1117,3 +1119,20 @@ def test_a_key_given_twice_or_a_number_yaml_reads_as_text_fails_naming_it(tmp_pa
     out = proc.stdout + proc.stderr
     assert "experiments.expr_crnn.train.lr: '1e-3' is not of type 'number'" in out, out
     assert "YAML reads 1e-3 as text, not a number: write 0.001" in out, out
+
+
+def test_every_experiments_problems_are_listed_at_once(tmp_path):
+    def edit(c):
+        c["experiments"]["line_crnn_vgg"]["model_kwargs"].update(iteration=3, width="wide")
+        c["experiments"]["line_crnn_grcnn"]["model_kwargs"]["width"] = -1.0
+
+    proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "invalid config (3 problems):" in out, out
+    for problem in (
+        "experiments.line_crnn_grcnn.model_kwargs.width: must be > 0, got -1.0",
+        "experiments.line_crnn_vgg.model_kwargs.iteration: model 'crnn_vgg' takes no argument",
+        "experiments.line_crnn_vgg.model_kwargs.width: expected float (default 1.0), got 'wide'",
+    ):
+        assert problem in out, out

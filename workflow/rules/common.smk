@@ -12,7 +12,7 @@ from models.registry import family_of, label_lengths, validate_experiment
 from models.specs import SCHEDULING, settings_drift
 from synth import joblog
 from synth.charset import extra_chars
-from synth.fonts import split_roles
+from synth.fonts import FontError, split_roles
 from synth.schema import check_config, config_with_origins, from_files, named_with_file
 from synth.shards import sha256_file
 from synth.specs import canonical, split_config, task_spec
@@ -40,13 +40,21 @@ TASKS = ["hanzi", "expr", "line", "short"]
 SPLITS = ["train", "val", "test_seen", "test_heldout"]
 TEST_SPLITS = ["test_seen", "test_heldout"]
 EXPERIMENTS = sorted(config["experiments"])
+# Unknown model kwargs or values, or a CTC output shorter than 2 * max label + 1, fail at parse
+# time: every experiment's problems at once, each named with its file.
+_problems = []
 for _name in EXPERIMENTS:
-    # Unknown model kwargs, or a CTC output shorter than 2 * max label + 1, fail at parse time.
     _exp = config["experiments"][_name]
     try:
         validate_experiment(_name, _exp, config["tasks"][_exp["task"]])
     except ValueError as e:
-        raise ValueError(named_with_file(str(e), _origins)) from None
+        _problems += [named_with_file(line, _origins) for line in str(e).split("\n")]
+if len(_problems) == 1:
+    raise ValueError(_problems[0])
+if _problems:
+    raise ValueError(
+        f"invalid config ({len(_problems)} problems):\n  " + "\n  ".join(_problems)
+    )
 
 
 def shard_config(task, split):
@@ -91,9 +99,15 @@ ROLES = ["train", "test"]
 # matching nothing) print here, once per run; an explicitly named file that does not exist or is
 # not a font fails here, naming it.
 joblog.console("synth")
-_TRAIN_FILES, _TEST_FILES = split_roles(
-    config["fonts"]["paths"], config["fonts"]["test_fonts"]
-)
+try:
+    _TRAIN_FILES, _TEST_FILES = split_roles(
+        config["fonts"]["paths"], config["fonts"]["test_fonts"]
+    )
+except FontError as e:
+    raise FontError(
+        f"{e}; relative paths are read from {os.getcwd()}"
+        + from_files(_origins, ["fonts"])
+    ) from None
 if not _TRAIN_FILES:
     raise ValueError(
         f"fonts.paths: {config['fonts']['paths']} match no font file to train with"
