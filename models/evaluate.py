@@ -467,6 +467,7 @@ def evaluate(
     record: dict[str, Any] = {
         "experiment": spec.experiment,
         "model": meta.model,
+        "model_kwargs": dict(sorted(meta.model_kwargs.items())),
         "backbone": backbone_name(model),
         "family": family,
         "task": meta.task,

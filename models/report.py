@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -47,6 +48,7 @@ CRNN_COLUMNS = (
     "train_wall_s",
     "eval_img_per_s",
     "device",
+    "model_kwargs",
 )
 HANZI_COLUMNS = (
     "experiment",
@@ -62,6 +64,7 @@ HANZI_COLUMNS = (
     "train_wall_s",
     "eval_img_per_s",
     "device",
+    "model_kwargs",
 )
 READER_COLUMNS = (
     "experiment",
@@ -78,6 +81,7 @@ READER_COLUMNS = (
     "train_wall_s",
     "eval_img_per_s",
     "device",
+    "model_kwargs",
 )
 ALL_FONTS = "all"
 
@@ -95,6 +99,12 @@ def _order(record: Mapping[str, Any]) -> tuple:
 
 def _row(record: Mapping[str, Any], columns: Sequence[str], **override: Any) -> dict[str, Any]:
     row = {c: record.get(c) for c in columns}
+    if isinstance(row.get("model_kwargs"), Mapping):
+        # one cell, what tells two experiments of one model apart: "hidden=96 width=0.25"
+        row["model_kwargs"] = " ".join(
+            f"{k}={json.dumps(v, separators=(',', ':'))}"
+            for k, v in sorted(row["model_kwargs"].items())
+        )
     row.update(override)
     return row
 

@@ -43,7 +43,14 @@ def metrics_files(tmp_path):
     """Fixture metrics.json files as evaluation and the tesseract rule write them."""
     records = {
         "crnn": [
-            _record("line_crnn_vgg", "crnn_vgg", "line", "test_heldout", seq_acc=0.4),
+            _record(
+                "line_crnn_vgg",
+                "crnn_vgg",
+                "line",
+                "test_heldout",
+                seq_acc=0.4,
+                model_kwargs={"width": 0.25, "hidden": 96},
+            ),
             _record("line_crnn_vgg", "crnn_vgg", "line", "test_seen"),
             _record(
                 "expr_crnn", "expr_crnn", "expr", "test_seen", value_acc=0.75, init_from="a.pt"
@@ -150,6 +157,7 @@ def test_crnn_report_columns_and_rows(tmp_path, metrics_files):
         "train_wall_s",
         "eval_img_per_s",
         "device",
+        "model_kwargs",
     ]
     # experiments by name, Tesseract last, test_seen before test_heldout
     assert [(r["experiment"], r["task"], r["split"]) for r in rows] == [
@@ -163,6 +171,8 @@ def test_crnn_report_columns_and_rows(tmp_path, metrics_files):
     assert rows[0]["value_acc"] == "0.75"
     assert rows[2]["value_acc"] == ""  # lines have no value
     assert rows[3]["seq_acc"] == "0.4"
+    assert rows[3]["model_kwargs"] == "hidden=96 width=0.25"  # what tells variants apart
+    assert rows[4]["model_kwargs"] == ""  # Tesseract
     assert rows[0]["train_steps"] == "6" and rows[0]["train_wall_s"] == "3.25"
     assert rows[4]["params_m"] == "" and rows[4]["model"] == "tesseract 5.3.0"
     missing = rows[5]
