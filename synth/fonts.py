@@ -575,7 +575,23 @@ def apply_uncovered_policy(
 
     Returns:
         The charset, without the uncovered characters when ``policy`` is ``drop``.
+
+    A face that draws no character of the charset (a Latin font among hanzi fonts) is named in
+    the log (INFO: the default fonts have one, Droid Sans Fallback, which draws no capital):
+    it draws none of the task's samples.
     """
+    wanted = set(charset)
+    idle = [f for f in faces if not set(f.covered) & wanted]
+    if idle and len(idle) < len(faces):
+        names = sorted({f"{f.family} ({f.path})" for f in idle})
+        log.info(
+            "%s: %d training face%s draw%s none of its characters, so no sample of the task: %s",
+            what,
+            len(idle),
+            "s" if len(idle) > 1 else "",
+            "" if len(idle) > 1 else "s",
+            ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else ""),
+        )
     missing = uncovered_chars(charset, faces)
     if not missing:
         return list(charset)

@@ -481,3 +481,14 @@ def test_every_default_font_pattern_finds_fonts_after_setup(config):
     patterns = [p for p in fonts["paths"] + fonts["test_fonts"] if not p.startswith("fonts/")]
     empty = [p for p in patterns if not resolve_font_files([p])]
     assert not empty, f"{config}: no font file matches {empty}; see install_system.sh"
+
+
+def test_a_face_that_draws_none_of_a_charset_is_named(cjk_font, latin_font, caplog):
+    hanzi = list("中文识别")
+    faces = [r for r in scan_fonts([str(cjk_font), str(latin_font)], [], hanzi) if r.status == "ok"]
+    with caplog.at_level("INFO", logger="synth.fonts"):
+        assert apply_uncovered_policy(hanzi, faces, "error", "tasks.hanzi.charset") == hanzi
+    assert (
+        f"tasks.hanzi.charset: 1 training face draws none of its characters, so no sample of "
+        f"the task: DejaVu Sans ({latin_font})" in caplog.text
+    )
