@@ -327,12 +327,18 @@ def test_an_overlays_misspelt_experiment_is_named_with_the_one_it_meant(tmp_path
     assert "extends: give it in a config file, not with --config" in proc.stdout + proc.stderr
 
 
-def test_a_config_of_one_key_takes_the_schemas_defaults_for_the_rest(tmp_path):
+def test_a_config_of_one_key_takes_the_schemas_defaults_for_the_rest(tmp_path, cjk_font):
     config = tmp_path / "seed.yaml"
     config.write_text("seed: 1\n")
     proc = run_snakemake(tmp_path, "-n", config=config, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the default fonts.paths, fonts/*, matches nothing in an empty folder: said before any job
+    assert proc.returncode != 0
     assert "font pattern fonts/* matches no font file" in proc.stdout + proc.stderr
+    assert "fonts.paths: ['fonts/*'] match no font file to train with" in proc.stdout
+    (tmp_path / "fonts").mkdir()
+    shutil.copy(cjk_font, tmp_path / "fonts")
+    proc = run_snakemake(tmp_path, "-n", config=config, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
 def test_every_config_problem_is_listed_by_its_key_without_the_schema(tmp_path):
