@@ -175,12 +175,13 @@ def settings_drift(
     if recorded.get("seed") != seed:
         drift.append(f"seed: {recorded.get('seed')!r} -> {seed!r}")
     try:
-        old = TrainSpec.from_config(recorded.get("train") or {}).to_dict()
+        old_spec = TrainSpec.from_config(recorded.get("train") or {})
     except (TypeError, ValueError):
         return [*drift, "train: unreadable in train.json"]
     new_spec = TrainSpec.from_config(experiment.get("train") or {})
-    new = new_spec.to_dict()
-    compared = (*hashed_settings(new_spec), "init_from")
+    old, new = old_spec.to_dict(), new_spec.to_dict()
+    # Either side's: a setting hashed only when set (label_smoothing) may be set on one alone.
+    compared = (*hashed_settings(old_spec), *hashed_settings(new_spec), "init_from")
     for key in sorted(set(compared)):
         if old.get(key) != new.get(key):
             drift.append(f"train.{key}: {old.get(key)!r} -> {new.get(key)!r}")

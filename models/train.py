@@ -434,27 +434,36 @@ def _train(
             )
         transfer = init_from(model, job.model, job.model_kwargs, charset, spec.init_from)
     model = model.to(device, memory_format=layout)
-    key, one_process_key = run_hashes(job, charset, env.world_size)
-    trained_world_size = env.world_size
-    elsewhere = _run_on_other_process_count(out_dir / "resume", one_process_key, key)
+    own_key, one_process_key = run_hashes(job, charset, env.world_size)
+    key, trained_world_size = own_key, env.world_size
+    elsewhere = _run_on_other_process_count(out_dir / "resume", one_process_key, own_key)
     if elsewhere is not None:
         other, info = elsewhere
+        size = info.get("world_size")
         if not info.get("finished"):
-            raise ResumeConflictError(
-                f"{out_dir / 'resume' / other} holds an unfinished run of this job on "
-                f"{info.get('world_size')} processes (step {info.get('step')} of "
-                f"{info.get('steps')}), and this run has {env.world_size}: continue it with "
-                f"torchrun --nproc_per_node {info.get('world_size')} -m models.train (same "
-                "config), or delete that folder to train afresh on this number of processes"
+            how = (
+                f"torchrun --nproc_per_node {size} -m models.train"
+                if size != 1
+                else "one process (snakemake, or python -m models.train without torchrun)"
             )
-        log.info(
-            "run %s, this job on %s processes, finished at step %s: its weights are this "
-            "run's outputs",
-            other,
-            info.get("world_size"),
-            info.get("step"),
-        )
-        key, trained_world_size = other, int(info.get("world_size", env.world_size))
+            raise ResumeConflictError(
+                f"{out_dir / 'resume' / other} holds an unfinished run of this job on {size} "
+                f"process{'es' if size != 1 else ''} (step {info.get('step')} of "
+                f"{info.get('steps')}), and this run has {env.world_size}: continue it with "
+                f"{how} (same config), or delete that folder to train afresh on this number "
+                "of processes"
+            )
+        if env.world_size == 1:
+            # The train rule's rerun (one process) of a job torchrun finished: its outputs.
+            # A torchrun run asked for on another count trains (the finished state is stale).
+            log.info(
+                "run %s, this job on %s processes, finished at step %s: its weights are this "
+                "run's outputs",
+                other,
+                size,
+                info.get("step"),
+            )
+            key, trained_world_size = other, int(size or env.world_size)
     resume_dir = out_dir / "resume" / key
     resume_path = resume_dir / "last.pt"
     log.info(
@@ -495,6 +504,11 @@ def _train(
     # when log_every does not divide checkpoint_every.
     loss_sum, norm_sum, n_logged, images_seen, busy = 0.0, 0.0, 0, 0, 0.0
     ckpt = _load_resume(resume_path, model)
+    if ckpt is None and key != own_key:
+        # The adopted state no longer fits the model: this run trains, under its own key.
+        key, trained_world_size = own_key, env.world_size
+        resume_dir = out_dir / "resume" / key
+        resume_path = resume_dir / "last.pt"
     if ckpt is not None:
         state = ckpt["resume"]
         optimizer.load_state_dict(state["optimizer"])

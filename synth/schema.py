@@ -48,6 +48,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, yaml.Mark] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # a merge key (<<: *base): flattened by the base class, and may repeat
             key = self.construct_object(key_node, deep=True)
             if isinstance(key, list | dict):
                 continue  # unhashable: the base class reports it
@@ -108,17 +110,24 @@ def _misspelt(error: jsonschema.ValidationError, config: Mapping[str, Any]) -> s
 
 
 def _number_as_text(error: jsonschema.ValidationError) -> str:
-    """For a number YAML read as text: YAML 1.1 (PyYAML, Snakemake) reads ``1e-3`` as a string."""
+    """For a number YAML read as text: YAML 1.1 (PyYAML, Snakemake) reads ``1e-3`` as a string,
+    and ``1.0e-3`` (a dot, a signed exponent) as a number."""
     if error.validator != "type" or not isinstance(error.instance, str):
         return ""
     try:
         value = float(error.instance)
     except ValueError:
         return ""
-    return (
-        f" (YAML reads {error.instance} as text, not a number: write {value!r}, or 1.0e-3 with"
-        " a dot and a signed exponent)"
-    )
+    wanted = error.validator_value
+    if (wanted == "integer" or "integer" in list(wanted or [])) and value.is_integer():
+        return f" (YAML reads {error.instance} as text, not a number: write {int(value)})"
+    mantissa, _, exponent = error.instance.lower().partition("e")
+    shown = repr(value)
+    if exponent:
+        mantissa = mantissa if "." in mantissa else f"{mantissa}.0"
+        sign = "" if exponent[0] in "+-" else "+"
+        shown += f" or {mantissa}e{sign}{exponent}"
+    return f" (YAML reads {error.instance} as text, not a number: write {shown})"
 
 
 def config_problems(

@@ -166,3 +166,22 @@ def test_a_one_process_rerun_writes_a_finished_torchrun_run_and_keeps_an_unfinis
     assert f"{state} holds an unfinished run of this job on 2 processes (step 3 of 6)" in log
     assert "torchrun --nproc_per_node 2" in log and "Traceback" not in log
     assert (state / "last.pt").exists()
+
+    # The other way round: a one-process run stopped half way stops a torchrun run too.
+    info_one = {**info, "world_size": 1, "finished": False, "step": 3}
+    one = out / "resume" / "0123456789abcdef"
+    state.rename(one)
+    (one / "run.json").write_text(json.dumps({**info_one, "run_hash": one.name}))
+    proc = _torchrun(tmp_path, out)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0, log
+    assert f"{one} holds an unfinished run of this job on 1 process (step 3 of 6)" in log, log
+    assert "continue it with one process (snakemake" in log
+    assert (one / "last.pt").exists()
+    # Finished, it is no torchrun run's output: torchrun trains the job on its own count.
+    (one / "run.json").write_text(json.dumps({**info_one, "finished": True, "step": 6}))
+    proc = _torchrun(tmp_path, out)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log
+    assert json.loads((out / "train.json").read_text())["resumed_from"] == 0
+    assert [p.name for p in (out / "resume").iterdir()] != [one.name]

@@ -920,3 +920,13 @@ def test_the_lock_is_skipped_where_flock_is_missing_or_refused(tmp_path, monkeyp
     assert (
         f"cannot lock {tmp_path / 'nfs' / LOCK_FILE} ({os.strerror(errno.ENOLCK)})" in caplog.text
     )
+
+
+def test_settings_drift_sees_a_setting_put_back_to_its_default():
+    experiment = {"task": "line", "model": "crnn_vgg", "model_kwargs": {}, "train": {"steps": 3}}
+    smoothed = TrainSpec(steps=3, label_smoothing=0.1, ema_decay=0.999).to_dict()
+    recorded = {**experiment, "seed": 1, "train": smoothed}
+    assert settings_drift(recorded, experiment, seed=1) == [
+        "train.ema_decay: 0.999 -> 0.0",
+        "train.label_smoothing: 0.1 -> 0.0",
+    ]

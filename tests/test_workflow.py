@@ -22,7 +22,15 @@ from conftest import REPO, run_snakemake
 from models import tesseract
 from models.train import main as train_main
 from synth.charset import is_hanzi
-from synth.schema import check_config, config_with_origins, load_config_file, merge_config_files
+from synth.schema import (
+    SCHEMA_PATH,
+    check_config,
+    config_problems,
+    config_with_origins,
+    load_config_file,
+    load_schema,
+    merge_config_files,
+)
 from synth.shards import sha256_file
 from synth.specs import task_spec
 
@@ -1142,3 +1150,18 @@ def test_every_experiments_problems_are_listed_at_once(tmp_path):
         "experiments.line_crnn_vgg.model_kwargs.width: expected float (default 1.0), got 'wide'",
     ):
         assert problem in out, out
+
+
+def test_yaml_merge_keys_still_load_and_integers_get_an_integer_hint(tmp_path):
+    merged = tmp_path / "merge.yaml"
+    merged.write_text(
+        "base: &t {steps: 5, lr: 0.1}\nexperiments:\n  a:\n    train:\n      <<: *t\n"
+        "      lr: 0.002\n"
+    )
+    assert load_config_file(merged)["experiments"]["a"]["train"] == {"steps": 5, "lr": 0.002}
+    config = yaml.safe_load(SMOKE.read_text())
+    config["experiments"]["expr_crnn"]["train"].update(steps="1e5", lr="2e-3")
+    problems = "\n".join(config_problems(config, load_schema(SCHEMA_PATH)))
+    assert "train.steps: '1e5' is not of type 'integer' (YAML reads 1e5 as text" in problems
+    assert "write 100000)" in problems  # an integer, not 100000.0
+    assert "write 0.002 or 2.0e-3)" in problems

@@ -343,7 +343,7 @@ for _name in EXPERIMENTS:
         if _drift:
             logging.getLogger("synth.workflow").warning(
                 "%s was trained by python -m models.train, with settings the config has"
-                " changed since (%s); Snakemake keeps no record of that run, so it will not"
+                " changed since (%s); Snakemake keeps no record of that run, so it may not"
                 " retrain it: train it again that way, or here with snakemake -f %s",
                 model_path(_name),
                 "; ".join(_drift),
