@@ -202,13 +202,14 @@ def export_onnx(
         raise ExportError(
             f"opset {opset} is not one this exporter writes ({MIN_OPSET}..{MAX_OPSET})"
         )
+    # loaded before the folder is made: a refused checkpoint leaves no empty folder behind
+    model, meta = load_model(checkpoint, device="cpu")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ExportError(f"{out}: cannot create its folder {out.parent}: {e}") from None
     if not os.access(out.parent, os.W_OK):
         raise ExportError(f"{out}: its folder {out.parent} is not writable")
-    model, meta = load_model(checkpoint, device="cpu")
     family = family_of(meta.model)
     wrapper = _ExportWrapper(model, family).eval()
     try:

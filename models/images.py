@@ -11,8 +11,8 @@ images come in every shape, so `load_gray` brings any of them to that form befor
   ``PA``..., composited on white: transparent means page, not ink; but when the opaque pixels
   are light on average, i.e. white text on a transparent background, on black, so the text
   stays visible and the polarity step makes it dark-on-light), 16-bit ``I;16*`` and 32-bit
-  ``I`` (scaled from the bit depth their largest value needs: as they are when every value fits
-  in 0..255, by 255/4095 for a 12-bit scan stored in 16 bits, by 1/257 for full 16-bit data),
+  ``I`` (scaled from the bit depth their largest value fits, 8, 12 or 16: a 12-bit scan stored
+  in 16 bits keeps its contrast),
   float ``F`` (as 0..1 when every value does, else clipped to 0..255).
 - numpy arrays ``H, W`` or ``H, W, C`` (C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA) of ``bool``,
   ``uint8``, ``uint16`` or other integers (scaled as the ``I`` mode above), or floats (as the
@@ -34,6 +34,7 @@ training and evaluation, which name the shard and the sample when it fails.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import warnings
@@ -141,6 +142,8 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
             what = f"not an image Pillow can read ({size} bytes)"
         raise ImageLoadError(name, what) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
+        if isinstance(e, OSError) and e.errno == errno.ELOOP:
+            raise ImageLoadError(name, "a symbolic link that loops back on itself") from None
         # Truncated or corrupt data (Pillow raises OSError, and SyntaxError from some plugins).
         raise ImageLoadError(name, f"corrupt image: {e}") from None
 
@@ -173,15 +176,17 @@ def _file_size(path: str | os.PathLike) -> int | None:
 
 
 def _integer_to_uint8(values: np.ndarray) -> np.ndarray:
-    """Integer samples -> uint8, scaled from the bit depth the largest value needs (at most 16):
+    """Integer samples -> uint8, scaled from the bit depth their largest value fits, 8, 12 or 16:
     as they are when every value fits in 0..255; a 12-bit scan in a 16-bit file (0..4095) by
-    255/4095, so it fills the 8-bit range instead of reading nearly black; full 16-bit data by
-    1/257 (65535 -> 255). Negative values are 0."""
+    255/4095, so it keeps its contrast instead of reading nearly black; 16-bit data by 1/257
+    (an 8-bit image stored as 16 bits, x257, comes back exactly). Only those three depths, so a
+    bright pixel shifts no page's grey unless it crosses 4095. Negative values are 0, values
+    past 65535 65535."""
     v = np.clip(values.astype(np.int64), 0, 65535)
     top = int(v.max()) if v.size else 0
     if top <= 255:
         return v.astype(np.uint8)
-    full = (1 << top.bit_length()) - 1  # 4095 for 12-bit data, 65535 for 16-bit
+    full = 4095 if top <= 4095 else 65535
     return ((v * 255 + full // 2) // full).astype(np.uint8)
 
 
@@ -297,7 +302,7 @@ def normalize_polarity(gray: Image.Image, polarity: str = "auto") -> tuple[Image
 def check_aspect(width: int, height: int, max_aspect: int | None = MAX_ASPECT) -> str | None:
     """Why an image of this size is refused (one side over ``max_aspect`` times the other; None:
     no limit), or None."""
-    if max_aspect is None:
+    if not max_aspect:  # None or 0: no limit (as --max-aspect 0)
         return None
     if min(width, height) > 0 and max(width, height) > max_aspect * min(width, height):
         return (
@@ -323,7 +328,7 @@ def load_gray(
         polarity: One of `POLARITIES` (see `normalize_polarity`).
         max_pixels: Files of more pixels are refused (see `open_image`).
         max_aspect: Images whose one side is more than this many times the other are refused
-            (`check_aspect`; None: no limit).
+            (`check_aspect`; None or 0: no limit).
         name: How errors name the image (default: its path, or ``<array>``/``<PIL image>``).
 
     Raises:
@@ -392,8 +397,15 @@ def _walk_images(folder: Path, seen: set[str]) -> list[Path]:
     except OSError:
         return [folder]  # unreadable: reported when loading it fails ("is a directory" or why)
     for entry in entries:
-        if entry.is_dir():
+        try:
+            is_dir = entry.is_dir()
+            wanted = entry.suffix.lower() in IMAGE_EXTENSIONS and (
+                entry.is_file() or entry.is_symlink()
+            )
+        except OSError:  # a folder that can be listed but not entered: loading names the error
+            wanted, is_dir = entry.suffix.lower() in IMAGE_EXTENSIONS, False
+        if is_dir:
             found.extend(_walk_images(entry, seen))
-        elif entry.suffix.lower() in IMAGE_EXTENSIONS and (entry.is_file() or entry.is_symlink()):
+        elif wanted:
             found.append(entry)
     return found

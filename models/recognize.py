@@ -11,9 +11,10 @@ with ``--decoder beam``, the CTC models and the reader) also the ``--top-k`` alt
 ``text, probability`` pairs. Confidences and probabilities print with four decimals, or in
 exponent notation below 0.001 (a long line's greedy confidence, the product of its frames'
 best probabilities, can be that small; one below a float's range, about 1e-308, prints as 0).
-A path's backslashes, tabs, newlines and carriage returns print as ``\\``, ``\t``, ``\n`` and
-``\r``, and a file name's bytes that are not UTF-8 as ``\xNN``, so every image is one line of
-exactly its fields (JSON lines keep the name, escaped as JSON escapes it).
+In a path or a reading, backslashes, tabs, newlines and carriage returns print as ``\\``,
+``\t``, ``\n`` and ``\r`` (a line charset may hold a backslash), and a file name's bytes that
+are not UTF-8 as ``\xNN``, so every image is one line of exactly its fields (JSON lines keep
+them, escaped as JSON escapes them).
 ``--decoder grammar`` (``expr`` models) keeps only readings that evaluate.
 ``--format json`` prints JSON lines instead (``path``, ``text``, ``confidence``, ``top_k``,
 ``value``). An image that cannot be read (missing, empty, corrupt, not an image, too many
@@ -95,7 +96,7 @@ class Recognizer:
         polarity: ``auto``, ``dark-on-light`` or ``light-on-dark`` (`models.images`).
         max_pixels: Image files of more pixels are refused (None: no limit of ours).
         max_aspect: Images whose one side is more than this many times the other are refused
-            (None: no limit); `models.images.MAX_ASPECT` by default.
+            (None or 0: no limit, as ``--max-aspect 0``); `models.images.MAX_ASPECT` by default.
         decoder: CTC decoder, ``greedy``, ``beam`` (prefix beam search, n-best in ``top_k``) or
             ``grammar`` (the beam search held to the task's grammar: ``expr`` models only).
     """
@@ -295,12 +296,12 @@ def tsv_field(text: str) -> str:
 
 def format_tsv(path: str, pred: Prediction, with_value: bool, with_top_k: bool) -> str:
     """One output line: ``path, text, confidence[, value][, text_1, p_1, ...]``."""
-    fields = [tsv_field(path), pred.text, format_probability(pred.confidence)]
+    fields = [tsv_field(path), tsv_field(pred.text), format_probability(pred.confidence)]
     if with_value:
         fields.append("" if pred.value is None else str(pred.value))
     if with_top_k:
         for text, prob in pred.top_k:
-            fields += [text, format_probability(prob)]
+            fields += [tsv_field(text), format_probability(prob)]
     return "\t".join(fields)
 
 
@@ -475,7 +476,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for path, result in recognizer.recognize_files(paths):
         if isinstance(result, ImageLoadError):
             failed += 1
-            print(f"error: {tsv_field(result.name)}: {result.reason}", file=err, flush=True)
+            reason = result.reason.replace(result.name, tsv_field(result.name))
+            print(f"error: {tsv_field(result.name)}: {reason}", file=err, flush=True)
             if args.format == "json":
                 print(json_line({"path": path, "error": result.reason}), file=out, flush=True)
             continue

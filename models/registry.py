@@ -61,6 +61,12 @@ def _expr_length(image_width: Any, drop_frames: int = 2, **_: Any) -> Any:
     return image_width // 4 - drop_frames
 
 
+def check_reader_convs(value: int) -> None:
+    """The reader's own three convolutions (deep_reader's) are the least it has."""
+    if value < 3:
+        raise ValueError(f"must be >= 3 (the reader's own three convolutions), got {value!r}")
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """One registered model.
@@ -137,6 +143,7 @@ MODELS: dict[str, ModelEntry] = {
         "attention",
         {"kind": "square", "size": 40},
         {"width": 1.0, "hidden": 128, "max_len": 4, "input_size": 40, "convs": 3},
+        checks={"convs": check_reader_convs},
     ),
 }
 

@@ -19,6 +19,7 @@ explicitly (a path, not a glob) is an error instead, in both cases.
 from __future__ import annotations
 
 import csv
+import functools
 import glob
 import io
 import logging
@@ -357,14 +358,24 @@ def split_roles(
 
     A file is known by its bytes, not only its path: a training file with the same bytes as a
     held-out one (a copy under another name) is held out too, so the held-out fonts stay unseen,
-    and a training file with the same bytes as an earlier one is left out, so no face counts
+    and a file with the same bytes as an earlier one of its role is left out, so no face counts
     twice. Only files of equal size are hashed, so this costs nothing in the usual case.
     """
-    test_files = resolve_font_files(test, warn)
-    test_paths = {str(Path(f.path).resolve()) for f in test_files}
     same_bytes = _BytesIndex()
-    for f in test_files:
+    test_files = []
+    for f in resolve_font_files(test, warn):
+        if (twin := same_bytes.find(f.path)) is not None:
+            if warn:
+                files_log.warning(
+                    "font %s has the same bytes as the held-out font %s: left out, so it "
+                    "counts once",
+                    f.path,
+                    twin,
+                )
+            continue
         same_bytes.add(f.path)
+        test_files.append(f)
+    test_paths = {str(Path(f.path).resolve()) for f in test_files}
     train_files = []
     for f in resolve_font_files(train, warn):
         if str(Path(f.path).resolve()) in test_paths:
@@ -508,6 +519,7 @@ def read_coverage(
             1 MB, does not rerun the table for it either).
     """
     patterns = [re.compile(p) for p in exclude_families]
+    digests = functools.cache(sha256_file)  # a .ttc's faces share one file: hashed once
     with open(path, encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     col = f"{task}_missing"
@@ -522,7 +534,7 @@ def read_coverage(
         if r.get("bytes"):  # tables written before these columns existed are taken as they are
             stamp = (int(r["bytes"]), int(r["mtime_ns"]))
             now = _file_stamp(r["path"]) if os.path.exists(r["path"]) else None
-            if now != stamp and not (now and r.get("sha256") == sha256_file(r["path"])):
+            if now != stamp and not (now and r.get("sha256") == digests(r["path"])):
                 raise FontError(
                     f"font file {r['path']} changed after {path} was written (size, mtime "
                     f"{stamp} -> {now}): what it draws is unknown; rebuild the table with "

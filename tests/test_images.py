@@ -255,15 +255,24 @@ def test_find_images_walks_folders_sorted(tmp_path):
     assert found == ["g.jfif", "h.jp2", "i.ico", "j.pgm"]
 
 
-def test_integer_images_scale_from_the_bit_depth_they_use():
+def test_integer_images_scale_from_the_bit_depth_they_fit():
     ink = np.asarray(_page()) > 0  # True on the page, False on the ink
-    for top in (4095, 65535, 1023):  # a 12-bit scan in a 16-bit file, full 16 bits, 10 bits
+    for top in (4095, 65535):  # a 12-bit scan in a 16-bit file, full 16 bits
         arr = np.where(ink, top, 0).astype(np.uint16)
         _check_page(load_gray(arr))
         _check_page(load_gray(Image.fromarray(arr)))  # I;16
         assert np.asarray(load_gray(arr)).max() == 255
     small = np.where(ink, 200, 10).astype(np.uint16)  # fits in 8 bits: as it is
     assert sorted(np.unique(np.asarray(load_gray(small, polarity="dark-on-light")))) == [10, 200]
+    # one bright pixel does not move the page's grey (the depth is 16 bits either way)
+    page = np.where(ink, 30000, 2000).astype(np.uint16)
+    lit = page.copy()
+    lit[0, 0] = 33000
+    grey = [int(np.asarray(load_gray(a, polarity="dark-on-light"))[5, 5]) for a in (page, lit)]
+    assert grey == [117, 117]
+    # an 8-bit image stored as 16 bits comes back exactly, whatever its brightest level
+    eight = np.where(ink, 240, 20).astype(np.uint8)
+    assert np.array_equal(np.asarray(load_gray(eight.astype(np.uint16) * 257)), eight)
 
 
 def test_a_closed_or_truncated_pil_image_is_an_image_load_error(tmp_path):
@@ -299,3 +308,7 @@ def test_links_devices_and_the_aspect_limit(tmp_path):
         load_gray(wide)
     assert load_gray(wide, max_aspect=300).size == (2500, 10)
     assert load_gray(wide, max_aspect=None).size == (2500, 10)
+    assert load_gray(wide, max_aspect=0).size == (2500, 10)  # 0: no limit, as --max-aspect 0
+    (folder / "loop.png").symlink_to(folder / "loop.png")
+    with pytest.raises(ImageLoadError, match="a symbolic link that loops"):
+        load_gray(folder / "loop.png")

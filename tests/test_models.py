@@ -558,6 +558,7 @@ def test_reader_convs_widen_each_columns_view() -> None:
         ("line_crnn_grcnn", "iterations", 0, r"iterations: must be >= 1, got 0"),
         ("hanzi_cnn", "dropout", 1.0, r"dropout: must be in \[0, 1\), got 1\.0"),
         ("short_reader", "max_len", 0, r"max_len: must be >= 1, got 0"),
+        ("short_reader", "convs", 2, r"convs: must be >= 3 \(the reader's own three .*got 2"),
         ("expr_crnn", "drop_frames", -1, r"drop_frames: must be >= 0, got -1"),
     ],
 )
