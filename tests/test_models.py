@@ -546,7 +546,7 @@ def test_reader_convs_widen_each_columns_view() -> None:
         return int((x.grad.abs().sum(dim=(0, 1, 2)) > 0).sum())  # image columns it sees
 
     assert columns_reached(four) == columns_reached(three) + 8
-    with pytest.raises(ValueError, match="convs must be >= 3"):
+    with pytest.raises(ValueError, match="convs: must be >= 3"):
         build_model("reader", 10, convs=2)
 
 
