@@ -455,6 +455,8 @@ def test_a_missing_line_corpus_fails_at_parse_time_naming_its_key(tmp_path):
         (lambda p: p.mkdir(), "is a folder, not a text file"),
         (lambda p: p.write_text(""), "is empty"),
         (lambda p: None, "does not exist"),
+        (lambda p: p.write_text(" \n\u3000\t\n", encoding="utf-8"), "holds only whitespace"),
+        (lambda p: p.write_bytes("今天".encode("gb2312")), "is not UTF-8 text (byte 0: b'\\xbd')"),
     ],
 )
 def test_a_line_corpus_that_cannot_be_read_fails_at_parse_time_naming_it(tmp_path, make, message):

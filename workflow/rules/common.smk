@@ -142,14 +142,32 @@ def corpus_files(task):
     return (cfg.get("corpus") or []) if cfg.get("corpus_fraction") else []
 
 
+CORPUS_READ_AT_START = (
+    4_000_000  # bytes: a corpus this small is read whole when the run starts
+)
+
+
 def corpus_problem(path):
-    """What keeps a file of tasks.line.corpus from being read, or None."""
+    """What keeps a file of tasks.line.corpus from being read, or None. A file of up to
+    CORPUS_READ_AT_START bytes is read too (text that is not UTF-8, or only whitespace); a
+    larger one is left to the shard jobs, which read it anyway, rather than read at every run's
+    start."""
     if os.path.isdir(path):
         return "is a folder, not a text file"
     if not os.path.isfile(path):
         return f"does not exist (relative paths are read from {os.getcwd()})"
-    if os.path.getsize(path) == 0:
+    size = os.path.getsize(path)
+    if size == 0:
         return "is empty"
+    if size <= CORPUS_READ_AT_START:
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return f"is not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r})"
+        if not text.strip():
+            return "holds only whitespace"
     return None
 
 
