@@ -57,6 +57,11 @@ if _problems:
     )
 
 
+def relative_to():
+    """The words a message about a path adds: where relative paths are read from."""
+    return f" (relative paths are read from {os.getcwd()})"
+
+
 def shard_config(task, split):
     """What one split's shards depend on: the task's settings, the split's degrade merged in."""
     return split_config(task, config["tasks"][task], split)
@@ -104,14 +109,11 @@ try:
         config["fonts"]["paths"], config["fonts"]["test_fonts"]
     )
 except FontError as e:
-    raise FontError(
-        f"{e}; relative paths are read from {os.getcwd()}"
-        + from_files(_origins, ["fonts"])
-    ) from None
+    raise FontError(str(e) + relative_to() + from_files(_origins, ["fonts"])) from None
 if not _TRAIN_FILES:
     raise ValueError(
         f"fonts.paths: {config['fonts']['paths']} match no font file to train with"
-        f" (relative paths are read from {os.getcwd()})"
+        + relative_to()
         + from_files(_origins, ["fonts", "paths"])
     )
 ROLE_FONT_FILES = {
@@ -126,7 +128,7 @@ for _task in TASKS:
         if not os.path.isfile(_path):
             raise ValueError(
                 f"tasks.{_task}.charset.files: {_path} does not exist"
-                f" (relative paths are read from {os.getcwd()})"
+                + relative_to()
                 + from_files(_origins, ["tasks", _task, "charset", "files"])
             )
     # The charset's own text (chars, files): its warnings (a character repeated, one left out)
@@ -155,7 +157,7 @@ def corpus_problem(path):
     if os.path.isdir(path):
         return "is a folder, not a text file"
     if not os.path.isfile(path):
-        return f"does not exist (relative paths are read from {os.getcwd()})"
+        return "does not exist" + relative_to()
     size = os.path.getsize(path)
     if size == 0:
         return "is empty"
@@ -227,8 +229,7 @@ for _split, _own in OWN_TESTS.items():
         )
     if not os.path.isfile(_own["labels"]):
         raise ValueError(
-            f"{_where}.labels: {_own['labels']} is not a file"
-            f" (relative paths are read from {os.getcwd()})"
+            f"{_where}.labels: {_own['labels']} is not a file" + relative_to()
         )
     if "{" in _own["labels"] or "}" in _own["labels"]:
         raise ValueError(
@@ -330,7 +331,7 @@ def _init_source(name):
         raise ValueError(
             f"{where}: {path} does not exist and no experiment makes it"
             + (f" (the config has no experiment {maker!r})" if maker else "")
-            + f" (relative paths are read from {os.getcwd()})"
+            + relative_to()
         )
     if maker is not None:
         logging.getLogger("synth.workflow").warning(
