@@ -558,6 +558,7 @@ def merge_coverage(tables: Sequence[str | os.PathLike], path) -> None:
             extra += [c for c in reader.fieldnames or () if c not in COLUMNS and c not in extra]
             for r in reader:
                 rows.setdefault((r["role"], r["path"], r["face"]), {}).update(r)
+    warn_held_out_names(rows.values())
     roles = {"train": 0, "test": 1}
     order = sorted(rows, key=lambda k: (roles.get(k[0], 2), k[1], int(k[2])))
     buf = io.StringIO()
@@ -566,6 +567,42 @@ def merge_coverage(tables: Sequence[str | os.PathLike], path) -> None:
     for key in order:
         w.writerow(rows[key])
     write_text_atomic(path, buf.getvalue())
+
+
+def warn_held_out_names(
+    rows: Iterable[Mapping[str, str]],
+) -> list[tuple[str, str, list[str]]]:
+    """Warn of each training face (coverage rows of status ``ok``) with the family and style of a
+    held-out face in another file: another version of a held-out font, which `split_roles` cannot
+    tell by its bytes. The held-out figures then measure a face the model was trained on.
+
+    Returns:
+        ``(training file, held-out file, the faces' names)`` for each such pair of files.
+    """
+    held_out: dict[tuple[str, str], str] = {}
+    training: dict[tuple[str, str], tuple[str, str]] = {}
+    for r in rows:
+        if r.get("status") != "ok" or not r.get("family"):
+            continue
+        key = (r["family"].casefold(), r["style"].casefold())
+        if r["role"] == "test":
+            held_out.setdefault(key, r["path"])
+        elif r["role"] == "train":
+            training.setdefault(key, (f"{r['family']} {r['style']}".strip(), r["path"]))
+    found: dict[tuple[str, str], list[str]] = {}
+    for key, (name, path) in training.items():
+        if key in held_out and held_out[key] != path:
+            found.setdefault((path, held_out[key]), []).append(name)
+    for (path, other), names in found.items():
+        log.warning(
+            "training font %s has the faces of the held-out font %s (%s): another version of "
+            "it, so the held-out figures would measure faces the models saw; list it in "
+            "fonts.test_fonts or leave it out of fonts.paths",
+            path,
+            other,
+            ", ".join(names),
+        )
+    return [(path, other, names) for (path, other), names in found.items()]
 
 
 def uncovered_chars(charset: Sequence[str], faces: Sequence[Face | FaceRecord]) -> list[str]:

@@ -87,6 +87,34 @@ def test_per_task_and_role_tables_merge_into_the_overview(
     assert len(_rows(merged)) == 3 + 4  # WenQuanYi Micro Hei (2 faces), DejaVu Sans; UKai's 4
 
 
+def test_the_overview_names_a_training_font_with_the_faces_of_a_held_out_one(
+    tmp_path, cjk_font, latin_font, heldout_font, caplog
+):
+    """Another version of a held-out font (other bytes, the same faces' names) is not held out
+    by `split_roles`; the merged overview's job says so, naming both files and the faces."""
+    other_version = tmp_path / "ukai-older.ttc"
+    other_version.write_bytes(heldout_font.read_bytes() + b"\0")  # other bytes, same faces
+    chars = HANZI[:20]
+
+    def merged_warnings(train_paths):
+        train, test = split_roles(train_paths, [str(heldout_font)])
+        tables = [tmp_path / "train.tsv", tmp_path / "test.tsv"]
+        for table, role, files in zip(tables, ("train", "test"), (train, test), strict=True):
+            write_coverage(scan_files(files, role, chars), {"hanzi": chars}, table)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="synth.fonts"):
+            merge_coverage(tables, tmp_path / "coverage.tsv")
+        return [r.getMessage() for r in caplog.records]
+
+    assert merged_warnings([str(cjk_font), str(latin_font)]) == []
+    [message] = merged_warnings([str(cjk_font), str(other_version)])
+    assert message.startswith(
+        f"training font {other_version} has the faces of the held-out font {heldout_font} "
+        "(AR PL UKai CN Book, AR PL UKai HK Book, "
+    )
+    assert "list it in fonts.test_fonts or leave it out of fonts.paths" in message
+
+
 def test_a_copy_of_a_held_out_font_is_held_out_and_a_repeated_training_font_counts_once(
     tmp_path, cjk_font, latin_font, heldout_font, caplog
 ):
