@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.registry import DECODERS, MODELS, family_of, get_entry, output_length
+from models.registry import DECODERS, family_of, get_entry, output_length
 from synth.text import Value
 
 BLANK = 0  # CTC blank class
@@ -123,7 +123,13 @@ class Family:
 
     kind: ClassVar[str]
     offset: ClassVar[int] = 0  # class index of charset[0]
+    # The logits' axes, the batch's among them, and the classes on the last (the registry's
+    # contract, `models.registry`); `logits` checks a model's output against them.
+    layout: ClassVar[str] = "N, C"
+    ndim: ClassVar[int] = 2
+    batch_axis: ClassVar[int] = 0
     longest_label: int = 0  # the longest label `encode` accepts (0: no bound)
+    model_name: str = "model"  # for messages (`make_family` sets it)
 
     def __init__(self, charset: Sequence[str]) -> None:
         if not charset:
@@ -149,6 +155,35 @@ class Family:
     def text_of(self, indices: Sequence[int]) -> str:
         """Inverse of `label_indices` (indices must be character classes)."""
         return "".join(self.charset[i - self.offset] for i in indices)
+
+    @property
+    def output_classes(self) -> int:
+        """The size of the logits' last axis: the characters, and the blank or terminal symbol."""
+        return self.num_classes + self.offset
+
+    def check_output(self, outputs: Any) -> None:
+        """Raise `ValueError` unless a model's output has what this family's models return
+        besides the logits (the training loop calls it once)."""
+
+    def logits(self, outputs: Any, batch: int | None = None) -> torch.Tensor:
+        """The logits of a model's output, checked against `layout` (and the batch's size when
+        known), so that a model breaking the registry's contract (batch first instead of time
+        first, no class for the blank) fails naming its output, not somewhere after it."""
+        logits = _logits(outputs)
+        shape = tuple(logits.shape)
+        if (
+            len(shape) != self.ndim
+            or shape[-1] != self.output_classes
+            or (batch is not None and shape[self.batch_axis] != batch)
+        ):
+            known = f"C = {self.num_classes} characters" + (
+                f", N = {batch} images" if batch is not None else ""
+            )
+            raise ValueError(
+                f"model {self.model_name!r} returned logits of shape {shape}: a "
+                f"{self.kind} model returns {self.layout} ({known}); see models/registry.py"
+            )
+        return logits
 
     def encode(self, texts: Sequence[str]) -> Targets:
         raise NotImplementedError
@@ -202,7 +237,7 @@ class ClassificationFamily(Family):
     ) -> torch.Tensor:
         """Mean cross-entropy (fp32) of logits ``N, C``, ``label_smoothing`` as in
         `torch.nn.functional.cross_entropy`; ``widths`` is ignored."""
-        logits = _logits(outputs).float()
+        logits = self.logits(outputs, len(targets.indices)).float()
         return F.cross_entropy(
             logits, targets.indices.to(logits.device), label_smoothing=label_smoothing
         )
@@ -219,7 +254,7 @@ class ClassificationFamily(Family):
     ) -> list[Prediction]:
         """Softmax top-``k``: ``confidence`` is the top-1 probability."""
         _check_decoder(decoder, self.kind)
-        probs = _logits(outputs).detach().float().softmax(-1).cpu()
+        probs = self.logits(outputs).detach().float().softmax(-1).cpu()
         values, indices = probs.topk(min(k, probs.shape[-1]), dim=-1)
         preds = []
         for vals, idx in zip(values.tolist(), indices.tolist(), strict=True):
@@ -239,6 +274,9 @@ class CTCFamily(Family):
 
     kind = "ctc"
     offset = 1
+    layout = "T, N, C + 1 (time first, class 0 the blank)"
+    ndim = 3
+    batch_axis = 1
 
     def __init__(
         self,
@@ -278,8 +316,10 @@ class CTCFamily(Family):
         lengths = output_length(self.model_name, w, **self.model_kwargs)
         if int(lengths.max()) > frames or int(lengths.min()) < 1:
             raise ValueError(
-                f"widths {w.tolist()} give frame counts {lengths.tolist()} outside 1..{frames}: "
-                "pass the widths in px of the images as fed to the model, before padding"
+                f"widths {w.tolist()} give frame counts {lengths.tolist()} outside 1..{frames} "
+                "(the logits' T): pass the widths in px of the images as fed to the model, "
+                f"before padding; or model {self.model_name!r}'s output_length in "
+                "models/registry.py does not count the frames its forward gives"
             )
         return lengths
 
@@ -301,7 +341,7 @@ class CTCFamily(Family):
         """
         if label_smoothing:
             raise ValueError(f"label_smoothing {label_smoothing}: CTC losses take no smoothing")
-        log_probs = _logits(outputs).float().log_softmax(-1)
+        log_probs = self.logits(outputs, len(targets.lengths)).float().log_softmax(-1)
         frames, batch = log_probs.shape[:2]
         lengths = self.input_lengths(widths, frames, batch)
         return F.ctc_loss(
@@ -339,7 +379,8 @@ class CTCFamily(Family):
         if decoder != "grammar":
             grammar = None
         symbols = [None, *self.charset] if grammar is not None else None
-        log_probs = _logits(outputs).detach().float().log_softmax(-1).cpu()
+        batch = None if widths is None else len(widths)
+        log_probs = self.logits(outputs, batch).detach().float().log_softmax(-1).cpu()
         frames, batch = log_probs.shape[:2]
         lengths = self.input_lengths(widths, frames, batch).tolist()
         lp = log_probs.numpy()
@@ -516,12 +557,23 @@ class AttentionFamily(Family):
 
     kind = "attention"
     offset = 1
+    layout = "N, S, C + 1 (S = max_len + 1 steps, class 0 the terminal symbol)"
+    ndim = 3
 
     def __init__(self, charset: Sequence[str], max_len: int) -> None:
         super().__init__(charset)
         self.max_len = max_len
         self.longest_label = max_len
         self.steps = max_len + 1
+
+    def check_output(self, outputs: Any) -> None:
+        """The masks are the plots' and the ONNX export's: a model without them fails here."""
+        if not (isinstance(outputs, tuple | list) and len(outputs) == 2):
+            raise ValueError(
+                f"model {self.model_name!r} returned {type(outputs).__name__}: an attention "
+                "model returns (logits N, S, C + 1; masks N, S, H, W), as "
+                "models.reader.ReaderOutput; see models/registry.py"
+            )
 
     def encode(self, texts: Sequence[str]) -> Targets:
         """Labels -> indices ``N, max_len + 1``: characters, the terminal symbol, then
@@ -548,7 +600,7 @@ class AttentionFamily(Family):
     ) -> torch.Tensor:
         """Mean cross-entropy (fp32) over the steps up to and including the terminal symbol,
         ``label_smoothing`` as in `torch.nn.functional.cross_entropy`."""
-        logits = _logits(outputs).float()
+        logits = self.logits(outputs, len(targets.indices)).float()
         if logits.shape[1] != targets.indices.shape[1]:
             raise ValueError(
                 f"reader gave {logits.shape[1]} steps, targets have {targets.indices.shape[1]}: "
@@ -579,7 +631,7 @@ class AttentionFamily(Family):
         ``decoder`` (``top_k[0]`` is the greedy reading).
         """
         _check_decoder(decoder, self.kind)
-        log_probs = _logits(outputs).detach().float().log_softmax(-1).cpu().numpy()
+        log_probs = self.logits(outputs).detach().float().log_softmax(-1).cpu().numpy()
         preds = []
         for lp in log_probs:
             greedy, greedy_logp = attention_greedy_decode(lp)
@@ -658,11 +710,16 @@ def make_family(
     """
     kind = family_of(model_name)
     kwargs = dict(model_kwargs or {})
+    family: Family
     if kind == "classification":
-        return ClassificationFamily(charset)
-    if kind == "ctc":
-        return CTCFamily(charset, model_name, kwargs)
-    if kind == "attention":
-        max_len = kwargs.get("max_len", MODELS[model_name].kwargs["max_len"])
-        return AttentionFamily(charset, max_len)
-    raise ValueError(f"model {model_name!r} has unknown family {kind!r}")
+        family = ClassificationFamily(charset)
+    elif kind == "ctc":
+        family = CTCFamily(charset, model_name, kwargs)
+    elif kind == "attention":
+        family = AttentionFamily(
+            charset, kwargs.get("max_len", get_entry(model_name).kwargs["max_len"])
+        )
+    else:
+        raise ValueError(f"model {model_name!r} has unknown family {kind!r}")
+    family.model_name = model_name
+    return family

@@ -14,11 +14,17 @@ Conventions shared by every model (``build_model(name, num_classes=len(charset),
   `output_length` (`models.families.CTCFamily` does this when given ``widths``).
 - ``attention``: ``N, 1, S, S -> ReaderOutput(logits N, max_len + 1, num_classes + 1,
   masks N, max_len + 1, S, S)``, class 0 the terminal symbol.
+
+A layer whose size follows the classes has them on its first axis (`models.transfer` carries its
+rows over when fine-tuning). Adding a model (the factory, its entry here, the tests' small
+instances): README.md, "Adding an architecture". `get_entry` checks an entry before its first use
+(`entry_problems`); the families check each model's output against these layouts.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -188,13 +194,55 @@ _GEOMETRY_KWARG = {"square": ("size", "input_size"), "line": ("height", "input_h
 
 
 def get_entry(name: str) -> ModelEntry:
-    """The registry entry of ``name``; a `ValueError` listing the valid names otherwise."""
+    """The registry entry of ``name``, checked (`entry_problems`); a `ValueError` listing the
+    valid names, or naming what the entry lacks, otherwise."""
     try:
-        return MODELS[name]
+        entry = MODELS[name]
     except KeyError:
         raise ValueError(
             f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}"
         ) from None
+    if (name, id(entry)) not in _CHECKED:
+        problems = entry_problems(entry)
+        if problems:
+            raise ValueError(f"model {name!r} (models/registry.py MODELS): " + "; ".join(problems))
+        _CHECKED.add((name, id(entry)))
+    return entry
+
+
+_CHECKED: set[tuple[str, int]] = set()
+
+
+def entry_problems(entry: ModelEntry) -> list[str]:
+    """What keeps a registry entry from working (empty when nothing does): its family, input
+    geometry, what its family needs (a CTC model's ``output_length``, an attention model's
+    ``max_len``) and its factory's module, found without importing it (nor torch)."""
+    problems = []
+    if entry.family not in FAMILIES:
+        problems.append(f"family {entry.family!r} is not one of {', '.join(FAMILIES)}")
+    kind = entry.input.get("kind")
+    if kind not in _GEOMETRY_KWARG:
+        problems.append(f"input kind {kind!r} is not square or line")
+    elif _GEOMETRY_KWARG[kind][0] not in entry.input:
+        problems.append(f"a {kind} input gives its {_GEOMETRY_KWARG[kind][0]}")
+    if entry.family == "ctc" and entry.output_length is None:
+        problems.append(
+            "a CTC model registers output_length(image_width, **kwargs) -> frames T, which the "
+            "config checks and the CTC loss use"
+        )
+    if entry.family == "attention" and "max_len" not in entry.kwargs:
+        problems.append("an attention model takes a max_len keyword (the longest text it reads)")
+    module, _, function = entry.target.partition(":")
+    if not module or not function:
+        problems.append(f"target {entry.target!r} is not 'module:function'")
+    else:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            problems.append(f"the module of its factory, {module!r}, cannot be found")
+    return problems
 
 
 def family_of(name: str) -> str:
@@ -204,7 +252,8 @@ def family_of(name: str) -> str:
 
 def check_kwargs(name: str, kwargs: Mapping[str, Any], where: str | None = None) -> None:
     """Raise `ValueError` if ``kwargs`` has a key the factory of ``name`` does not take, a
-    value of the wrong type (numbers where the default is a number, integers where it is one),
+    value of the wrong type (numbers where the default is a number, integers where it is one,
+    text where it is text, a list where it is a list or tuple),
     or a value its entry's ``checks`` (or `VALUE_CHECKS`) reject: one line per such key.
 
     Args:
@@ -229,7 +278,11 @@ def check_kwargs(name: str, kwargs: Mapping[str, Any], where: str | None = None)
             ok = isinstance(value, int) and not isinstance(value, bool)
         elif isinstance(default, float):
             ok = isinstance(value, int | float) and not isinstance(value, bool)
-        else:
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+        elif isinstance(default, list | tuple):
+            ok = isinstance(value, list | tuple)
+        else:  # None: the entry's checks say what it takes
             ok = True
         if not ok:
             problems.append(
@@ -441,5 +494,6 @@ def _check_ctc_length(
             raise ValueError(
                 f"{where}: model {model!r} gives T={frames} output frames for a {width} px "
                 f"wide image ({what}), but a {n}-character label needs T >= 2*{n}+1 = "
-                f"{2 * n + 1} for CTC; use wider images or shorter labels"
+                f"{2 * n + 1} for CTC; use wider images or shorter labels (or a model that "
+                "pools the width less)"
             )

@@ -80,7 +80,12 @@ def class_tensors(name: str, num_classes: int, model_kwargs: Mapping[str, Any]) 
     for key, t in a.items():
         if t.shape != b[key].shape:
             if t.shape[1:] != b[key].shape[1:] or b[key].shape[0] != t.shape[0] + 1:
-                raise AssertionError(f"{name}: {key} grows with the classes off its first axis")
+                raise ValueError(
+                    f"model {name!r}: {key} {tuple(t.shape)} grows with the classes on an axis "
+                    "other than its first; fine-tuning (init_from) carries over the rows of the "
+                    "characters both charsets share, so a class layer must have the classes on "
+                    "its first axis (as an nn.Linear's out_features)"
+                )
             out.add(key)
     return out
 

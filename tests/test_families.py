@@ -416,3 +416,43 @@ def test_attention_decode_top_k() -> None:
     scale = 1 / probs[0, 0].sum().item() / probs[0, 1].sum().item()
     assert pred.top_k[1][1] == pytest.approx(0.29 * 0.99 * scale, rel=1e-5)
     assert family.decode(probs.log(), decoder="beam", k=3)[0].top_k == pred.top_k
+
+
+# --- a model's output against its family's layout ------------------------------------------------
+
+
+def test_ctc_output_batch_first_or_without_a_blank_is_named() -> None:
+    """A model breaking the CTC layout (time first, C + 1 classes) fails naming its output's
+    shape and the layout, not the caller's widths or a CER of 1.0."""
+    family = make_family("crnn_vgg", EXPR)
+    targets = family.encode(["1+2", "3"])
+    batch_first = torch.randn(2, 9, len(EXPR) + 1)  # N, T, C + 1
+    with pytest.raises(ValueError) as e:
+        family.loss(batch_first, targets, widths=[32, 32])
+    assert str(e.value) == (
+        "model 'crnn_vgg' returned logits of shape (2, 9, 16): a ctc model returns T, N, C + 1 "
+        "(time first, class 0 the blank) (C = 15 characters, N = 2 images); "
+        "see models/registry.py"
+    )
+    no_blank = torch.randn(9, 2, len(EXPR))
+    for call in (lambda: family.loss(no_blank, targets), lambda: family.decode(no_blank)):
+        with pytest.raises(
+            ValueError, match=r"shape \(9, 2, 15\): a ctc model returns T, N, C \+ 1"
+        ):
+            call()
+    # widths whose frame counts overrun the logits also name the registry's output_length
+    with pytest.raises(ValueError, match=r"output_length in models/registry\.py"):
+        family.loss(torch.randn(9, 2, len(EXPR) + 1), targets, widths=[400, 32])
+
+
+def test_classification_and_attention_outputs_are_checked() -> None:
+    hanzi = make_family("hanzi_cnn", DIGITS)
+    with pytest.raises(ValueError, match=r"'hanzi_cnn' returned logits of shape \(3, 11\)"):
+        hanzi.loss(torch.randn(3, 11), hanzi.encode(["1", "2", "3"]))
+    reader = make_family("reader", DIGITS)
+    logits = torch.randn(2, 5, len(DIGITS) + 1)
+    reader.check_output((logits, torch.rand(2, 5, 40, 40)))
+    with pytest.raises(ValueError, match="'reader' returned Tensor: an attention model returns"):
+        reader.check_output(logits)
+    with pytest.raises(ValueError, match=r"N = 3 images"):
+        reader.loss(logits, reader.encode(["1", "2", "3"]))

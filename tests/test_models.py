@@ -19,7 +19,9 @@ from models.devices import memory_format
 from models.families import make_family
 from models.registry import (
     MODELS,
+    ModelEntry,
     build_model,
+    check_kwargs,
     family_of,
     input_spec,
     output_length,
@@ -221,6 +223,66 @@ def test_unknown_kwarg_names_the_key() -> None:
     assert "hidden" in str(e.value)  # the valid ones are listed
     with pytest.raises(ValueError, match="width: expected float"):
         build_model("crnn_vgg", 10, width="0.5")
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        (
+            ModelEntry("models.crnn:crnn_vgg", "ctc", {"kind": "line", "height": 32}, {}),
+            "a CTC model registers output_length",
+        ),
+        (
+            ModelEntry("models.reader:reader", "attention", {"kind": "square", "size": 40}, {}),
+            "an attention model takes a max_len keyword",
+        ),
+        (
+            ModelEntry(
+                "models.tiny_ctcc:tiny", "classification", {"kind": "square", "size": 8}, {}
+            ),
+            "the module of its factory, 'models.tiny_ctcc', cannot be found",
+        ),
+        (
+            ModelEntry("mine.tiny", "classification", {"kind": "square", "size": 8}, {}),
+            "target 'mine.tiny' is not 'module:function'",
+        ),
+        (
+            ModelEntry("models.crnn:crnn_vgg", "seq2seq", {"kind": "line"}, {}),
+            "family 'seq2seq' is not one of classification, ctc, attention; a line input gives",
+        ),
+    ],
+)
+def test_a_registry_entry_missing_what_its_family_needs_is_named_when_the_config_is_read(
+    monkeypatch, default_config: dict, entry: ModelEntry, problem: str
+) -> None:
+    """A model added to the registry is checked before any job runs: the config's check names
+    the experiment and what the entry lacks, not a later KeyError or import error."""
+    monkeypatch.setitem(MODELS, "mine", entry)
+    config = copy.deepcopy(default_config)
+    config["experiments"]["line_mine"] = {"task": "line", "model": "mine", "model_kwargs": {}}
+    with pytest.raises(ValueError) as e:
+        check(config, "line_mine")
+    assert str(e.value).startswith(
+        "experiments.line_mine.model: model 'mine' (models/registry.py MODELS): "
+    )
+    assert problem in str(e.value)
+
+
+def test_text_and_list_kwargs_are_type_checked(monkeypatch) -> None:
+    entry = ModelEntry(
+        "models.crnn:crnn_vgg",
+        "ctc",
+        {"kind": "line", "height": 32},
+        {"head": "gru", "sizes": [8, 16], "extra": None},
+        lambda w, **_: w // 4,
+    )
+    monkeypatch.setitem(MODELS, "mine", entry)
+    with pytest.raises(ValueError) as e:
+        check_kwargs("mine", {"head": 3, "sizes": "8,16", "extra": "anything"})
+    assert str(e.value).splitlines() == [
+        "model_kwargs.head: expected str (default 'gru'), got 3",
+        "model_kwargs.sizes: expected list (default [8, 16]), got '8,16'",
+    ]
 
 
 def test_registry_does_not_import_torch() -> None:

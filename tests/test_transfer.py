@@ -10,7 +10,7 @@ import torch
 
 from models.checkpoint import CheckpointError, ModelMeta, UntrustedCheckpointError, save_model
 from models.families import make_family
-from models.registry import MODELS, build_model
+from models.registry import MODELS, ModelEntry, build_model
 from models.transfer import TransferError, class_tensors, init_from
 from synth.shards import sha256_file
 
@@ -165,3 +165,27 @@ def test_untrusted_missing_or_foreign_sources_are_refused(tmp_path):
     shutil.copy(evil, tmp_path / "copy.pt")
     with pytest.raises(UntrustedCheckpointError):
         init_from(model, *args, tmp_path / "copy.pt")
+
+
+def test_a_class_layer_with_the_classes_off_its_first_axis_is_named(tmp_path, monkeypatch):
+    """Fine-tuning keeps the rows of the characters both charsets share: a model whose class
+    layer has the classes on another axis is refused, naming the tensor and the layout asked."""
+    (tmp_path / "sideways.py").write_text(
+        "import torch\n"
+        "from torch import nn\n\n\n"
+        "class Sideways(nn.Module):\n"
+        "    def __init__(self, num_classes):\n"
+        "        super().__init__()\n"
+        "        self.head = nn.Parameter(torch.zeros(8, num_classes))\n\n\n"
+        "def sideways(num_classes, *, width=1.0):\n"
+        "    return Sideways(num_classes)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry = ModelEntry("sideways:sideways", "classification", {"kind": "square", "size": 8}, {})
+    monkeypatch.setitem(MODELS, "sideways", entry)
+    with pytest.raises(ValueError) as e:
+        class_tensors("sideways", 10, {})
+    assert str(e.value).startswith(
+        "model 'sideways': head (8, 10) grows with the classes on an axis other than its first"
+    )
+    assert "(as an nn.Linear's out_features)" in str(e.value)
