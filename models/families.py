@@ -163,7 +163,7 @@ class Family:
 
     def check_output(self, outputs: Any) -> None:
         """Raise `ValueError` unless a model's output has what this family's models return
-        besides the logits (the training loop calls it once)."""
+        besides the logits (the training loop checks every step's output)."""
 
     def logits(self, outputs: Any, batch: int | None = None) -> torch.Tensor:
         """The logits of a model's output, checked against `layout` (and the batch's size when
@@ -177,11 +177,11 @@ class Family:
             or (batch is not None and shape[self.batch_axis] != batch)
         ):
             known = f"C = {self.num_classes} characters" + (
-                f", N = {batch} images" if batch is not None else ""
+                f" and N = {batch} images" if batch is not None else ""
             )
             raise ValueError(
                 f"model {self.model_name!r} returned logits of shape {shape}: a "
-                f"{self.kind} model returns {self.layout} ({known}); see models/registry.py"
+                f"{self.kind} model returns {self.layout}, with {known}; see models/registry.py"
             )
         return logits
 

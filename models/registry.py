@@ -202,15 +202,16 @@ def get_entry(name: str) -> ModelEntry:
         raise ValueError(
             f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}"
         ) from None
-    if (name, id(entry)) not in _CHECKED:
+    if _CHECKED.get((name, id(entry))) is not entry:
         problems = entry_problems(entry)
         if problems:
             raise ValueError(f"model {name!r} (models/registry.py MODELS): " + "; ".join(problems))
-        _CHECKED.add((name, id(entry)))
+        _CHECKED[name, id(entry)] = entry
     return entry
 
 
-_CHECKED: set[tuple[str, int]] = set()
+# The entries found sound (the entry itself kept, so that its id is not another's).
+_CHECKED: dict[tuple[str, int], ModelEntry] = {}
 
 
 def entry_problems(entry: ModelEntry) -> list[str]:

@@ -431,7 +431,7 @@ def test_ctc_output_batch_first_or_without_a_blank_is_named() -> None:
         family.loss(batch_first, targets, widths=[32, 32])
     assert str(e.value) == (
         "model 'crnn_vgg' returned logits of shape (2, 9, 16): a ctc model returns T, N, C + 1 "
-        "(time first, class 0 the blank) (C = 15 characters, N = 2 images); "
+        "(time first, class 0 the blank), with C = 15 characters and N = 2 images; "
         "see models/registry.py"
     )
     no_blank = torch.randn(9, 2, len(EXPR))
