@@ -109,12 +109,11 @@ try:
         config["fonts"]["paths"], config["fonts"]["test_fonts"]
     )
 except FontError as e:
-    raise FontError(str(e) + relative_to() + from_files(_origins, ["fonts"])) from None
+    raise FontError(f"{e}{relative_to()}{from_files(_origins, ['fonts'])}") from None
 if not _TRAIN_FILES:
     raise ValueError(
         f"fonts.paths: {config['fonts']['paths']} match no font file to train with"
-        + relative_to()
-        + from_files(_origins, ["fonts", "paths"])
+        f"{relative_to()}{from_files(_origins, ['fonts', 'paths'])}"
     )
 ROLE_FONT_FILES = {
     "train": [f.path for f in _TRAIN_FILES],
@@ -127,8 +126,7 @@ for _task in TASKS:
     for _path in _charset["files"]:
         if not os.path.isfile(_path):
             raise ValueError(
-                f"tasks.{_task}.charset.files: {_path} does not exist"
-                + relative_to()
+                f"tasks.{_task}.charset.files: {_path} does not exist{relative_to()}"
                 + from_files(_origins, ["tasks", _task, "charset", "files"])
             )
     # The charset's own text (chars, files): its warnings (a character repeated, one left out)
@@ -157,7 +155,7 @@ def corpus_problem(path):
     if os.path.isdir(path):
         return "is a folder, not a text file"
     if not os.path.isfile(path):
-        return "does not exist" + relative_to()
+        return f"does not exist{relative_to()}"
     size = os.path.getsize(path)
     if size == 0:
         return "is empty"
@@ -229,7 +227,7 @@ for _split, _own in OWN_TESTS.items():
         )
     if not os.path.isfile(_own["labels"]):
         raise ValueError(
-            f"{_where}.labels: {_own['labels']} is not a file" + relative_to()
+            f"{_where}.labels: {_own['labels']} is not a file{relative_to()}"
         )
     if "{" in _own["labels"] or "}" in _own["labels"]:
         raise ValueError(
@@ -331,7 +329,7 @@ def _init_source(name):
         raise ValueError(
             f"{where}: {path} does not exist and no experiment makes it"
             + (f" (the config has no experiment {maker!r})" if maker else "")
-            + relative_to()
+            + f"{relative_to()}"
         )
     if maker is not None:
         logging.getLogger("synth.workflow").warning(
