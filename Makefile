@@ -1,5 +1,6 @@
 # synthocr: two commands do all the set-up.
 #   make report   set up, then run the main job on the default config
+#   make all      set up, then build every model and report of the config
 #   make test     set up, then run the test suite (what CI runs)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,7 +14,7 @@ export TORCH
 # Installed environment is keyed on the pins and the build: editing pyproject.toml re-installs.
 STAMP := $(VENV)/.synthocr-$(TORCH)-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: setup system-deps system-deps-test report smoke test test-fast lint format dag clean
+.PHONY: setup system-deps system-deps-test report all smoke test test-fast lint format dag clean
 
 setup: $(STAMP) system-deps
 
@@ -29,6 +30,9 @@ system-deps-test:
 
 report: setup
 	$(BIN)/snakemake results/crnn_report.csv --profile workflow/profiles/local --cores $(CORES) --configfile $(CONFIG)
+
+all: setup
+	$(BIN)/snakemake all --profile workflow/profiles/local --cores $(CORES) --configfile $(CONFIG)
 
 smoke: setup
 	$(BIN)/snakemake all --profile workflow/profiles/local --cores $(CORES) --configfile configs/smoke.yaml --directory $(or $(DIR),smoke-run)

@@ -17,12 +17,17 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     exit 1
 fi
 if [ ! -x "$VENV/bin/python" ]; then
-    # Debian and Ubuntu ship venv/ensurepip separately (python3-venv).
+    # Debian and Ubuntu ship venv/ensurepip separately (python3-venv): installed as root, or with
+    # sudo when it needs no password (sudo -n never prompts); otherwise the apt-get line is printed.
     if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
         if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo -n apt-get update -qq \
+                && sudo -n DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
         else
-            echo "synthocr: $PYTHON cannot create virtual environments; install python3-venv" >&2
+            echo "synthocr: $PYTHON cannot create virtual environments; install python3-venv:" >&2
+            echo "  sudo apt-get install python3-venv" >&2
             exit 1
         fi
     fi
