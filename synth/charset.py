@@ -29,6 +29,7 @@ EXPR_CHARS = "0123456789+-*()"
 CJK_PUNCT = "，。、；：？！“”‘’（）《》—…·"
 ASCII_PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
 SOURCES = ("gb2312_level1", "gb2312", "line", "chars")
+SPACE = " "  # the one whitespace a charset can hold (`build_charset`'s ``space``)
 _LISTED = 10  # characters a message names; the rest are counted
 _CATEGORY_C = {
     "Cc": "control",
@@ -285,6 +286,7 @@ def build_charset(
     limit: int = 0,
     most_frequent: int = 0,
     corpus: str | os.PathLike | None = None,
+    space: bool = False,
 ) -> list[str]:
     """Build a task's charset.
 
@@ -300,6 +302,9 @@ def build_charset(
             ``corpus`` (0 = all; see :func:`most_frequent_hanzi`); ``chars`` and ``files`` are
             added after, whole.
         corpus: a ``word freq [tag]`` file for ``most_frequent``; default jieba's dictionary.
+        space: add the space (U+0020) as the last character, so that line labels keep the
+            spaces between words (PaddleOCR's ``use_space_char``); whitespace is otherwise left
+            out of every charset.
 
     Returns:
         The NFKC-normalised characters, unique, in order.
@@ -321,7 +326,8 @@ def build_charset(
         raise ValueError(f"unknown charset source {source!r}; valid: {', '.join(SOURCES)}")
     if limit and source == "chars":
         raise ValueError(
-            "charset limit shrinks the source, and source 'chars' has none: list fewer chars"
+            "charset limit shrinks the source, and source 'chars' has none (its characters are "
+            "all chars): set limit to 0"
         )
     if most_frequent:
         base = most_frequent_hanzi(base, most_frequent, corpus)
@@ -329,6 +335,8 @@ def build_charset(
     if limit:
         base = base[:limit]
     out = list(dict.fromkeys(base + extra_chars(chars, files)))
+    if space:
+        out.append(SPACE)
     if not out:
         raise ValueError(f"charset (source={source!r}) is empty")
     return out

@@ -249,9 +249,13 @@ def _open_faces(path: str) -> list[TTFont]:
 
 
 def _drawn_chars(font: TTFont, chars: Iterable[str]) -> set[str]:
-    """Characters the face maps to a glyph that draws something."""
+    """Characters the face maps to a glyph that draws something, and the whitespace it maps
+    (a space draws nothing: its glyph's advance is what it puts on the page)."""
     cmap = font.getBestCmap() or {}
     mapped = [(c, cmap[ord(c)]) for c in chars if ord(c) in cmap]
+    spaces = {c for c, _ in mapped if c.isspace()}
+    if spaces:
+        return spaces | _drawn_chars(font, [c for c, _ in mapped if not c.isspace()])
     if "glyf" in font:
         glyf = font["glyf"]
         raw = getattr(glyf, "glyphs", None)

@@ -75,6 +75,7 @@ class CharsetSpec:
     files: tuple[str, ...] = ()
     limit: int = 0
     most_frequent: int = 0
+    space: bool = False
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None, where: str = "charset") -> CharsetSpec:
@@ -83,7 +84,12 @@ class CharsetSpec:
     def build(self) -> list[str]:
         """The characters this spec describes (before the font coverage check)."""
         return build_charset(
-            self.source, self.chars, self.files, self.limit, most_frequent=self.most_frequent
+            self.source,
+            self.chars,
+            self.files,
+            self.limit,
+            most_frequent=self.most_frequent,
+            space=self.space,
         )
 
 

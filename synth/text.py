@@ -28,6 +28,7 @@ from synth.charset import (
     ASCII_PUNCT,
     CJK_PUNCT,
     DIGITS,
+    SPACE,
     is_hanzi,
     jieba_dict_path,
     nfkc,
@@ -302,7 +303,10 @@ def _corpus(path: str, charset: tuple[str, ...]) -> tuple[tuple[str, ...], np.nd
 def running_text(paths: Sequence[str], charset: Sequence[str], loud: bool = True) -> str:
     """The running text of the user's corpus files: each NFKC-normalised, then every character
     the charset lacks (whitespace, a rare hanzi, an emoji) taken out, the text on either side
-    joined. What is taken out is logged, naming the file, with the characters most often
+    joined. A charset with the space (``charset.space``) keeps the words apart instead: each
+    run of whitespace (line breaks, tabs) is one space, as is what is left between two words once
+    a character is taken out, and the files are joined with one. What is taken out is logged,
+    naming the file, with the characters most often
     missing (to train on them, add them to the task's charset): as a warning when ``loud``,
     else at INFO (the workflow warns from one shard job; every shard job's log has it).
 
@@ -339,6 +343,9 @@ def _running_text(
         except UnicodeDecodeError as e:
             raise ValueError(f"tasks.line.corpus: {path} is not UTF-8 text: {e}") from None
         ours = "".join(c for c in text if c in allowed)
+        if SPACE in allowed:
+            ours = " ".join("".join(c for c in word if c in allowed) for word in text.split())
+            ours = " ".join(ours.split())  # a word left empty leaves no double space
         missing = Counter(c for c in text if c not in allowed and not c.isspace())
         if missing:
             common = ", ".join(f"{c!r} x{k}" for c, k in missing.most_common(10))
@@ -353,7 +360,7 @@ def _running_text(
                 common,
             )
         kept.append(ours)
-    text = "".join(kept)
+    text = (" " if SPACE in allowed else "").join(k for k in kept if k)
     if not text:
         empty = all(size == 0 for _, size, _ in states)
         why = (
@@ -401,7 +408,9 @@ class LineSampler:
         self.corpus_fraction = corpus_fraction
         self.mix_fraction = mix_fraction
         allowed = set(charset)
-        self.hanzi = [c for c in charset if is_hanzi(c)] or list(charset)
+        self.hanzi = [c for c in charset if is_hanzi(c)] or [c for c in charset if c != SPACE]
+        # Labels keep single spaces between words, never at either end (`sample`).
+        self.space = SPACE in allowed
         self.digits = [c for c in DIGITS if c in allowed]
         self.letters = [c for c in ASCII_LETTERS if c in allowed]
         punct = {nfkc(c) for c in CJK_PUNCT + ASCII_PUNCT}
@@ -427,7 +436,16 @@ class LineSampler:
                 log.warning("no corpus word fits the charset; lines are uniform over the charset")
 
     def sample(self, rng: np.random.Generator) -> str:
-        """One line of ``length`` characters (NFKC, no spaces)."""
+        """One line of ``length`` characters (NFKC; no spaces, unless the charset holds the
+        space: then words apart by one, none at either end, so a line may be a character or
+        two shorter than drawn)."""
+        if self.space:
+            while not (text := self._sample(rng).strip(SPACE)):
+                pass  # a window of one character that is a space: draw again
+            return text
+        return self._sample(rng)
+
+    def _sample(self, rng: np.random.Generator) -> str:
         n = int(rng.integers(self.length[0], self.length[1] + 1))
         if self.text and rng.random() < self.corpus_fraction:
             start = int(rng.integers(0, len(self.text) - n + 1))

@@ -311,6 +311,9 @@ def default_config() -> dict:
 def test_shipped_configs_validate(config_file: str) -> None:
     config = load_config(config_file)
     assert config["experiments"]
+    # charset.space has no default: a config without it keeps the charset's hash, and so the
+    # charsets, shards and models an earlier version made
+    assert all("space" not in task["charset"] for task in config["tasks"].values())
     for name, exp in config["experiments"].items():
         validate_experiment(name, exp, config["tasks"][exp["task"]])
 

@@ -376,3 +376,50 @@ def test_a_split_whose_fonts_draw_nothing_of_the_charset_says_which_fonts(setup,
             list(generate(spec, ShardSpec("hanzi", split, 0, 4, 1), charsets["hanzi"], latin))
         with pytest.raises(ValueError, match=rf"hanzi/{split}: no usable font face .*{key}"):
             list(generate(spec, ShardSpec("hanzi", split, 0, 4, 1), charsets["hanzi"], []))
+
+
+def test_line_shards_keep_one_space_between_words_when_the_charset_has_it(tmp_path, latin_font):
+    """``tasks.line.charset.space``: the space is a class (covered by a face that maps it, though
+    its glyph draws nothing); corpus lines keep one space between words, where the text had any
+    run of whitespace or a word the charset lacks, and none at either end."""
+    from synth.charset import build_charset, read_charset, write_charset
+
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    charset = build_charset("chars", chars=letters, space=True)
+    assert charset == [*letters, " "]
+    write_charset(charset, tmp_path / "line.txt")
+    assert read_charset(tmp_path / "line.txt") == charset
+    write_coverage(
+        scan_fonts([str(latin_font)], [], charset), {"line": charset}, tmp_path / "c.tsv"
+    )
+    [face] = read_coverage(tmp_path / "c.tsv", "line", charset, "train")
+    assert face.covered == set(charset)
+    corpus = tmp_path / "en.txt"
+    corpus.write_text("the quick  brown fox,\njumps\tover the ½ lazy dog\n" * 30, encoding="utf-8")
+    cfg = {
+        "charset": {"source": "chars", "chars": letters, "space": True},
+        "corpus": [str(corpus)],
+        "corpus_fraction": 1.0,
+        "mix_fraction": 0.0,
+        "length": [1, 16],
+    }
+    path = tmp_path / "en.tar"
+    write_shard(path, task_spec("line", cfg), ShardSpec("line", "train", 0, 60, 5), charset, [face])
+    texts = [json.loads(s["json"])["text"] for s in wds.WebDataset(str(path), shardshuffle=False)]
+    running = " ".join(["the quick brown fox jumps over the lazy dog"] * 30)
+    assert all(t and t == t.strip() and "  " not in t and t in running for t in texts), texts
+    assert sum(" " in t for t in texts) > 30
+    # Without the space, the same text runs its words together, as before
+    plain = {**cfg, "charset": {"source": "chars", "chars": letters}}
+    write_shard(
+        tmp_path / "p.tar",
+        task_spec("line", plain),
+        ShardSpec("line", "train", 0, 20, 5),
+        list(letters),
+        [face],
+    )
+    plain_texts = [
+        json.loads(s["json"])["text"]
+        for s in wds.WebDataset(str(tmp_path / "p.tar"), shardshuffle=False)
+    ]
+    assert all(" " not in t and t in running.replace(" ", "") for t in plain_texts)

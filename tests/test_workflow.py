@@ -106,6 +106,14 @@ def test_lint_is_clean(tmp_path):
         (lambda c: c["tasks"]["line"].update(length=[5, 2]), "tasks.line.length: [5, 2]: low is"),
         (lambda c: c["fonts"].update(exclude_families=["(x"]), "exclude_families.0: '(x' is not"),
         (
+            lambda c: c["tasks"]["hanzi"]["charset"].update(space=True),
+            "tasks.hanzi.charset.space: only the line task draws spaces",
+        ),
+        (
+            lambda c: c["tasks"]["expr"]["charset"].update(limit=5),
+            "tasks.expr.charset.limit: 5 shrinks the source, and source chars has none",
+        ),
+        (
             lambda c: c["tasks"]["expr"]["splits"]["test_heldout"].update(
                 degrade={"legible": {"inks": "stroke"}}
             ),

@@ -121,6 +121,17 @@ ROLE_FONT_FILES = {
 }
 for _task in TASKS:
     _charset = config["tasks"][_task]["charset"]
+    if _charset.get("space") and _task != "line":
+        raise ValueError(
+            f"tasks.{_task}.charset.space: only the line task draws spaces between words"
+            + from_files(_origins, ["tasks", _task, "charset", "space"])
+        )
+    if _charset["limit"] and _charset["source"] == "chars":
+        raise ValueError(
+            f"tasks.{_task}.charset.limit: {_charset['limit']} shrinks the source, and source"
+            " chars has none (its characters are all `chars`); set limit: 0"
+            + from_files(_origins, ["tasks", _task, "charset", "limit"])
+        )
     # A charset file that does not exist fails here, naming its key: as a rule input alone, a
     # typo in an existing results folder was not noticed (the old charset's outputs stood).
     for _path in _charset["files"]:
