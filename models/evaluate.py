@@ -164,7 +164,13 @@ def label_problem(label: str, charset: Collection[str] | None, longest: int = 0)
     unknown = sorted(c for c in set(label) if c not in charset) if charset is not None else []
     if unknown:
         chars = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unknown)
-        return f"label {label!r} has {chars}, not in the charset"
+        hint = (
+            " (a charset holds the space only when the model's task asked for it: "
+            "tasks.line.charset.space)"
+            if " " in unknown
+            else ""
+        )
+        return f"label {label!r} has {chars}, not in the charset{hint}"
     if longest and len(label) > longest:
         return f"label {label!r} has {len(label)} characters; the model reads {longest}"
     return None

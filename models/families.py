@@ -72,6 +72,8 @@ class LabelError(ValueError):
         self.char = char
         if reason is None:
             reason = f"character {char!r} (U+{ord(char):04X}) is not in the charset" if char else ""
+            if char == " ":
+                reason += " (it holds the space only when its task asked: tasks.line.charset.space)"
         super().__init__(f"label {text!r}: {reason}")
 
 

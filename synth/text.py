@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import stat
@@ -359,6 +360,17 @@ def _running_text(
                 len(ours) + missing.total(),
                 common,
             )
+        if SPACE not in allowed and (joined := _word_breaks(text, allowed)):
+            log.log(
+                logging.WARNING if loud else logging.INFO,
+                "tasks.line.corpus: %s: %d spaces between words are taken out with the "
+                "whitespace, so the words run together in its lines (%r is drawn and labelled "
+                "%r); tasks.line.charset.space: true keeps one",
+                path,
+                joined[0],
+                joined[1],
+                joined[1].replace(" ", ""),
+            )
         kept.append(ours)
     text = (" " if SPACE in allowed else "").join(k for k in kept if k)
     if not text:
@@ -371,6 +383,20 @@ def _running_text(
         )
         raise ValueError(f"tasks.line.corpus: {', '.join(p for p, _, _ in states)}: {why}")
     return text
+
+
+def _word_breaks(text: str, allowed: set[str]) -> tuple[int, str] | None:
+    """How many runs of whitespace in ``text`` stand between two letters of ``allowed`` that are
+    not hanzi (words of an alphabet that taking the whitespace out runs together), and the first
+    such pair of words; None when there is none."""
+    words = text.split()
+    count, first = 0, ""
+    for a, b in itertools.pairwise(words):
+        x, y = a[-1], b[0]
+        if {x, y} <= allowed and x.isalpha() and y.isalpha() and not (is_hanzi(x) or is_hanzi(y)):
+            count += 1
+            first = first or f"{a} {b}"
+    return (count, first) if count else None
 
 
 class LineSampler:

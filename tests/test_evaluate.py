@@ -282,3 +282,18 @@ def test_cli_evaluates_a_checkpoint_on_any_shards_of_its_task(tmp_path, cjk_font
     assert printed.startswith(f"n={len(texts)} seq_acc=") and "value_acc=" in printed
     assert main([str(ckpt), str(tmp_path / "nope.tar"), "--out", str(out)]) == 1
     assert "no such shard" in capsys.readouterr().err
+
+
+def test_a_label_with_a_space_the_charset_lacks_points_at_charset_space():
+    from models.evaluate import label_problem
+    from models.families import LabelError, make_family
+
+    assert label_problem("ab", list("abc")) is None
+    assert label_problem("a x", list("abc")) == (
+        "label 'a x' has ' ' (U+0020), 'x' (U+0078), not in the charset (a charset holds the "
+        "space only when the model's task asked for it: tasks.line.charset.space)"
+    )
+    assert label_problem("ax", list("abc")) == "label 'ax' has 'x' (U+0078), not in the charset"
+    with pytest.raises(LabelError, match=r"only when its task asked: tasks\.line\.charset\.space"):
+        make_family("crnn_vgg", list("abc")).encode(["a b"])
+    assert make_family("crnn_vgg", [*"abc", " "]).encode(["a b"]).indices.tolist() == [1, 4, 2]

@@ -247,6 +247,7 @@ def test_line_sampler_draws_windows_of_the_users_running_text(tmp_path, caplog):
     warning = caplog.text
     assert str(corpus) in warning and "3 of its 18 characters" in warning
     assert "'龘' x2" in warning and "'😀' x1" in warning
+    assert "spaces between words" not in warning  # between hanzi, whitespace separates nothing
     rng = np.random.default_rng(5)
     lines = [sampler.sample(rng) for _ in range(300)]
     assert all(2 <= len(t) <= 6 and t in running for t in lines)
@@ -308,3 +309,26 @@ def test_a_corpus_edited_in_the_same_process_is_read_again(tmp_path, caplog):
     with caplog.at_level("INFO"):
         LineSampler(charset, (1, 2), texts=[corpus], loud=False)
     assert [r.levelname for r in caplog.records if "'龘' x1" in r.getMessage()] == ["INFO"]
+
+
+def test_words_a_corpus_runs_together_are_counted_unless_the_charset_has_the_space(
+    tmp_path, caplog
+):
+    corpus = tmp_path / "mixed.txt"
+    corpus.write_text("我们用 Python 写 quick code，\nthe lazy\tdog 好\n", encoding="utf-8")
+    letters = build_charset("line")
+    with caplog.at_level("WARNING"):
+        plain = LineSampler(letters, (1, 4), corpus_fraction=1.0, texts=[str(corpus)])
+    assert plain.text == "我们用Python写quickcode,thelazydog好"
+    assert (
+        f"tasks.line.corpus: {corpus}: 3 spaces between words are taken out with the whitespace, "
+        "so the words run together in its lines ('quick code,' is drawn and labelled "
+        "'quickcode,'); tasks.line.charset.space: true keeps one" in caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        spaced = LineSampler(
+            build_charset("line", space=True), (1, 4), corpus_fraction=1.0, texts=[str(corpus)]
+        )
+    assert spaced.text == "我们用 Python 写 quick code, the lazy dog 好"
+    assert "spaces between words" not in caplog.text
