@@ -121,6 +121,16 @@ def generate(
             f"({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}) draws a character of "
             f"task {shard.task}'s charset; add a font that does to {fonts_key}"
         )
+    if shard.split == "test_heldout" and (
+        unseen := [c for c in charset if not any(c in face.covered for face in faces)]
+    ):
+        log.warning(
+            "%s/test_heldout: %d character(s) of the charset are drawn by no held-out face, so "
+            "no held-out sample holds them and the held-out figures leave them out: %s",
+            shard.task,
+            len(unseen),
+            ", ".join(f"{c!r}" for c in unseen[:10]) + (" ..." if len(unseen) > 10 else ""),
+        )
     if isinstance(spec, ExprSpec) and (missing := [c for c in spec.operators if c not in charset]):
         raise ValueError(
             f"tasks.{shard.task}.operators: {''.join(missing)!r} not in the task's charset "

@@ -453,7 +453,8 @@ class LineSampler:
                     f"{len(self.text)} character(s) of running text are left once what the "
                     f"charset lacks is taken out, fewer than the longest line "
                     f"({self.length[1]}, tasks.line.length); add the text's characters to "
-                    "tasks.line.charset (chars, or the files themselves in files)"
+                    "tasks.line.charset (chars, or the files themselves in files), or more "
+                    "text, or lower the longest line"
                 )
         self.words, self.cdf = ((), np.zeros(0))
         if not texts:

@@ -423,3 +423,33 @@ def test_line_shards_keep_one_space_between_words_when_the_charset_has_it(tmp_pa
         for s in wds.WebDataset(str(tmp_path / "p.tar"), shardshuffle=False)
     ]
     assert all(" " not in t and t in running.replace(" ", "") for t in plain_texts)
+
+
+def test_held_out_shards_name_the_characters_no_held_out_face_draws(
+    tmp_path, latin_font, heldout_font, caplog
+):
+    """A character only the training fonts draw never appears in a held-out sample: the
+    held-out shard job says which, so a held-out figure is not read as covering them."""
+    charset = [*"中文", "✓"]  # UKai draws the hanzi, not the check mark; DejaVu draws it
+    write_coverage(
+        scan_fonts([str(latin_font)], [str(heldout_font)], charset),
+        {"line": charset},
+        tmp_path / "c.tsv",
+    )
+    held_out = read_coverage(tmp_path / "c.tsv", "line", charset, "test")
+    assert held_out and not any("✓" in f.covered for f in held_out)
+    spec = task_spec("line", {"charset": {"source": "chars", "chars": "".join(charset)}})
+    with caplog.at_level("WARNING", logger="synth.shards"):
+        texts = [
+            s.meta["text"]
+            for s in generate(spec, ShardSpec("line", "test_heldout", 0, 20, 3), charset, held_out)
+        ]
+    assert texts and not any("✓" in t for t in texts)
+    assert (
+        "line/test_heldout: 1 character(s) of the charset are drawn by no held-out face, so no "
+        "held-out sample holds them and the held-out figures leave them out: '✓'" in caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="synth.shards"):
+        list(generate(spec, ShardSpec("line", "test_heldout", 0, 2, 3), charset[:2], held_out))
+    assert "no held-out face" not in caplog.text

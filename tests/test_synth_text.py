@@ -289,6 +289,7 @@ def test_a_corpus_shorter_than_a_line_is_an_error_that_says_what_to_do(tmp_path)
     assert f"tasks.line.corpus: {corpus}: 4 character(s) of running text are left" in str(e.value)
     assert "fewer than the longest line (8, tasks.line.length)" in str(e.value)
     assert "add the text's characters to tasks.line.charset" in str(e.value)
+    assert str(e.value).endswith("or more text, or lower the longest line")
     # Long enough for the longest line: lines of every length, all from the text
     sampler = LineSampler(build_charset("line"), (2, 4), 1.0, mix_fraction=0.0, texts=[corpus])
     rng = np.random.default_rng(0)
