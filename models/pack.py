@@ -52,6 +52,7 @@ from models.images import (
     ImageLoadError,
     load_gray,
 )
+from synth.charset import compatibility_forms
 from synth.shards import Sample, write_manifest, write_samples
 from synth.text import ExpressionError, value_json
 from synth.text import evaluate as evaluate_expression
@@ -139,6 +140,7 @@ def read_labels(labels: str | os.PathLike) -> tuple[list[Entry], list[tuple[int,
         line = raw[: e.start].count(b"\n") + 1
         raise PackError(str(labels), [f"{labels}:{line}: not UTF-8 ({e.reason})"]) from None
     entries, problems = [], []
+    normalised: list[tuple[int, list[str]]] = []  # lines whose labels NFKC changes, and how
     # Lines end at "\n" (or "\r\n") only: str.splitlines would also split a label at U+2028,
     # U+0085 and the other separators Unicode has.
     for n, line in enumerate(content.split("\n"), 1):
@@ -150,6 +152,8 @@ def read_labels(labels: str | os.PathLike) -> tuple[list[Entry], list[tuple[int,
             problems.append((n, f"{where}: no tab between the image's path and its text"))
             continue
         source, text = line.split("\t", 1)
+        if changed := compatibility_forms(text):
+            normalised.append((n, changed))
         text = unicodedata.normalize("NFKC", text)
         if not source:
             problems.append((n, f"{where}: no image path before the tab"))
@@ -161,6 +165,15 @@ def read_labels(labels: str | os.PathLike) -> tuple[list[Entry], list[tuple[int,
             entries.append(Entry(n, source, labels.parent / source, text))
     if not entries and not problems:
         problems.append((0, f"{labels}: no labelled image in it"))
+    if normalised:
+        forms = list(dict.fromkeys(f for _, fs in normalised for f in fs))
+        log.warning(
+            "%s: %d label(s) read in their NFKC form, as charsets are (lines %s): %s",
+            labels,
+            len(normalised),
+            ", ".join(str(n) for n, _ in normalised[:5]) + (", ..." if len(normalised) > 5 else ""),
+            ", ".join(forms[:10]) + (", ..." if len(forms) > 10 else ""),
+        )
     spaced = [e.line for e in entries if e.text != e.text.strip()]
     if spaced:
         log.warning(

@@ -82,6 +82,18 @@ def unique_nfkc(chars: Iterable[str]) -> list[str]:
     return list(out)
 
 
+def compatibility_forms(text: str) -> list[str]:
+    """What NFKC makes of ``text``'s characters that it replaces by others, each once, in order:
+    ``'²' (U+00B2) as '2'``, ``'ﬁ' (U+FB01) as 'fi'``, a full-width ``'，'`` as ``','``. Composing
+    a letter and its mark (NFC's work too) and whitespace are not listed."""
+    out: dict[str, str] = {}
+    for c in unicodedata.normalize("NFC", text):
+        k = unicodedata.normalize("NFKC", c)
+        if k != c and not c.isspace():
+            out.setdefault(c, f"{c!r} (U+{ord(c):04X}) as {k!r}")
+    return list(out.values())
+
+
 def _code_points(text: str) -> str:
     """``'q̃' (U+0071 U+0303)``: a character or sequence as messages name it (invisible and
     confusable characters are common in charset files)."""
@@ -153,6 +165,14 @@ def text_chars(text: str, where: str, lines: bool = False) -> list[str]:
             where,
             len(named),
             _listing(named),
+        )
+    if changed := compatibility_forms(text):
+        # A class is the NFKC form: the model reads '²' images out as '2'.
+        log.log(
+            logging.INFO if lines else logging.WARNING,
+            "%s: NFKC reads %s (its classes are those forms)",
+            where,
+            _listing(changed),
         )
     repeated = [_code_points(c) for c, k in out.items() if k > 1]
     if repeated:

@@ -131,13 +131,19 @@ def test_every_bad_line_is_named_and_nothing_is_written(own, tmp_path):
     assert not out.exists() or not list(out.iterdir())
 
 
-def test_labels_are_nfkc_and_an_unreadable_labels_file_is_named(tmp_path):
+def test_labels_are_nfkc_and_an_unreadable_labels_file_is_named(tmp_path, caplog):
     labels = tmp_path / "labels.tsv"
     # full-width digits; Windows line ends; a label holding a line separator of Unicode's own
     labels.write_bytes("a.png\t\uff11\uff12\r\nb.png\ta\u2028b\r\n".encode())
-    entries, problems = read_labels(labels)
+    with caplog.at_level("WARNING"):
+        entries, problems = read_labels(labels)
     assert [e.text for e in entries] == ["12", "a\u2028b"] and not problems
     assert [e.line for e in entries] == [1, 2]
+    # what NFKC changed is said, naming the lines: the image shows the full-width digits
+    assert caplog.messages == [
+        f"{labels}: 1 label(s) read in their NFKC form, as charsets are (lines 1): "
+        "'１' (U+FF11) as '1', '２' (U+FF12) as '2'"
+    ]
     labels.write_bytes(b"a.png\t\xff\xfe\n")
     with pytest.raises(PackError, match=r"labels\.tsv:1: not UTF-8"):
         read_labels(labels)

@@ -88,8 +88,12 @@ def test_repeats_in_a_file_are_kept_once_with_a_note_naming_the_file(tmp_path, c
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         (
             "INFO",
+            f"charset file {path}: NFKC reads '，' (U+FF0C) as ',' (its classes are those forms)",
+        ),
+        (
+            "INFO",
             f"charset file {path}: 'b' (U+0062), ',' (U+002C) repeated after NFKC; each kept once",
-        )
+        ),
     ]
     caplog.clear()
     path.write_text("\ufeffa b\n\n,\n\n", encoding="utf-8")
@@ -212,3 +216,14 @@ def test_a_long_list_of_left_out_characters_is_cut(caplog):
     assert "12 character(s) left out" in caplog.text
     assert "U+E009 (Co, private use) and 2 more" in caplog.text
     assert "U+E00A" not in caplog.text
+
+
+def test_characters_nfkc_replaces_are_named_where_the_user_typed_them(tmp_path, caplog):
+    """``chars: "x²ﬁ"`` gives the classes x, 2, f, i: a warning says what NFKC made of each
+    (composing É from E + U+0301 is not a replacement and is not named)."""
+    with caplog.at_level(logging.WARNING):
+        assert build_charset("chars", chars="x²ﬁÉ") == ["x", "2", "f", "i", "É"]
+    assert caplog.messages == [
+        "charset chars: NFKC reads '²' (U+00B2) as '2', 'ﬁ' (U+FB01) as 'fi' "
+        "(its classes are those forms)"
+    ]
