@@ -46,6 +46,7 @@ from models import metrics
 from models.images import ImageLoadError, decode_png
 from models.registry import DECODERS
 from synth.atomic import write_text_atomic
+from synth.charset import SPACE, SPACE_HINT
 from synth.shards import iter_records
 from synth.text import ExpressionError, Value, expression_value, value_json
 from synth.text import evaluate as evaluate_expression
@@ -164,12 +165,7 @@ def label_problem(label: str, charset: Collection[str] | None, longest: int = 0)
     unknown = sorted(c for c in set(label) if c not in charset) if charset is not None else []
     if unknown:
         chars = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unknown)
-        hint = (
-            " (a charset holds the space only when the model's task asked for it: "
-            "tasks.line.charset.space)"
-            if " " in unknown
-            else ""
-        )
+        hint = f" ({SPACE_HINT})" if SPACE in unknown else ""
         return f"label {label!r} has {chars}, not in the charset{hint}"
     if longest and len(label) > longest:
         return f"label {label!r} has {len(label)} characters; the model reads {longest}"

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from models.registry import DECODERS, family_of, get_entry, output_length
+from synth.charset import SPACE, SPACE_HINT
 from synth.text import Value
 
 BLANK = 0  # CTC blank class
@@ -72,8 +73,8 @@ class LabelError(ValueError):
         self.char = char
         if reason is None:
             reason = f"character {char!r} (U+{ord(char):04X}) is not in the charset" if char else ""
-            if char == " ":
-                reason += " (it holds the space only when its task asked: tasks.line.charset.space)"
+            if char == SPACE:
+                reason += f" ({SPACE_HINT})"
         super().__init__(f"label {text!r}: {reason}")
 
 

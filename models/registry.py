@@ -18,7 +18,8 @@ Conventions shared by every model (``build_model(name, num_classes=len(charset),
 A layer whose size follows the classes has them on its first axis (`models.transfer` carries its
 rows over when fine-tuning). Adding a model (the factory, its entry here, the tests' small
 instances): README.md, "Adding an architecture". `get_entry` checks an entry before its first use
-(`entry_problems`); the families check each model's output against these layouts.
+(`entry_problems`; the config check also looks for its factory's module, `factory_problem`), and
+the families check each model's output against these layouts.
 """
 
 from __future__ import annotations
@@ -217,7 +218,7 @@ _CHECKED: dict[tuple[str, int], ModelEntry] = {}
 def entry_problems(entry: ModelEntry) -> list[str]:
     """What keeps a registry entry from working (empty when nothing does): its family, input
     geometry, what its family needs (a CTC model's ``output_length``, an attention model's
-    ``max_len``) and its factory's module, found without importing it (nor torch)."""
+    ``max_len``) and the form of its target (`factory_problem` looks for the module)."""
     problems = []
     if entry.family not in FAMILIES:
         problems.append(f"family {entry.family!r} is not one of {', '.join(FAMILIES)}")
@@ -236,14 +237,20 @@ def entry_problems(entry: ModelEntry) -> list[str]:
     module, _, function = entry.target.partition(":")
     if not module or not function:
         problems.append(f"target {entry.target!r} is not 'module:function'")
-    else:
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            problems.append(f"the module of its factory, {module!r}, cannot be found")
     return problems
+
+
+def factory_problem(entry: ModelEntry) -> str | None:
+    """Why the module of an entry's factory cannot be imported, or None: looked for without
+    running it (nor torch), though the packages above it are imported (``importlib.util.
+    find_spec``). The config check calls it, so that a typo in a target fails before any job."""
+    module = entry.target.partition(":")[0]
+    try:
+        if importlib.util.find_spec(module) is not None:
+            return None
+    except (ImportError, ValueError) as e:
+        return f"the module of its factory, {module!r}, cannot be imported: {type(e).__name__}: {e}"
+    return f"the module of its factory, {module!r}, cannot be found"
 
 
 def family_of(name: str) -> str:
@@ -316,7 +323,14 @@ def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     check_kwargs(name, kwargs)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    return entry.factory(num_classes, **kwargs)
+    try:
+        factory = entry.factory
+    except (ImportError, AttributeError) as e:
+        raise ValueError(
+            f"model {name!r}: its factory {entry.target} cannot be imported: "
+            f"{type(e).__name__}: {e}"
+        ) from e
+    return factory(num_classes, **kwargs)
 
 
 def input_spec(name: str, **kwargs: Any) -> dict[str, Any]:
@@ -393,6 +407,8 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
         entry = get_entry(model)
     except ValueError as e:
         raise ValueError(f"{where}.model: {e}") from None
+    if problem := factory_problem(entry):
+        raise ValueError(f"{where}.model: model {model!r} (models/registry.py MODELS): {problem}")
     if task not in TASK_FAMILY:
         raise ValueError(f"{where}.task: unknown task {task!r}; valid: {', '.join(TASK_FAMILY)}")
     check_kwargs(model, kwargs, where=f"{where}.model_kwargs")

@@ -10,8 +10,9 @@ Small images are scaled up first (``scale``, bicubic): Tesseract reads text best
 at least 20 px high, and the short task's 40x40 images draw them 7-10 px high.
 
 Readings are normalised as our labels are: NFKC (Tesseract's chi_sim model emits full-width
-punctuation), and the spaces it puts between hanzi are removed; when the task's charset has no
-space (every task here), every space goes.
+punctuation), and the spaces it puts next to hanzi (or any wide character) are removed, as the
+line labels have none there; when the task's charset has no space (every task but a line task
+with ``charset.space``), every space goes.
 
 Without the ``tesseract`` binary (or its language data) the files are still written, with
 ``n = 0``, empty metrics and a ``status`` saying why, so the reports say so and the DAG completes.
@@ -46,6 +47,7 @@ from models.evaluate import (
     write_metrics,
     write_predictions,
 )
+from synth.charset import SPACE, drop_spaces_by_wide
 
 log = logging.getLogger(__name__)
 
@@ -183,11 +185,6 @@ def available_languages(executable: str = "tesseract") -> set[str]:
     return {ln.strip() for ln in lines if ln.strip() and " " not in ln.strip()}
 
 
-def _is_wide(ch: str) -> bool:
-    """A character that is written without spaces around it (CJK ideographs, kana, full width)."""
-    return unicodedata.east_asian_width(ch) in ("W", "F")
-
-
 def normalize_reading(text: str, keep_spaces: bool = False) -> str:
     """A Tesseract reading normalised like our labels.
 
@@ -199,17 +196,8 @@ def normalize_reading(text: str, keep_spaces: bool = False) -> str:
         ``"中 国 ， 你好"`` -> ``"中国,你好"``; ``"１２ + 3\\n"`` -> ``"12+3"``.
     """
     text = unicodedata.normalize("NFKC", text).strip()
-    text = re.sub(r"\s+", " ", text)
-    chars = list(text)
-    out = []
-    for i, ch in enumerate(chars):
-        if ch == " ":
-            prev = chars[i - 1] if i > 0 else ""
-            nxt = chars[i + 1] if i + 1 < len(chars) else ""
-            if not keep_spaces or (prev and _is_wide(prev)) or (nxt and _is_wide(nxt)):
-                continue
-        out.append(ch)
-    return "".join(out)
+    text = drop_spaces_by_wide(re.sub(r"\s+", SPACE, text))
+    return text if keep_spaces else text.replace(SPACE, "")
 
 
 def _prepared(image: Image.Image, scale: float, pad: int) -> Image.Image:

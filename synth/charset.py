@@ -30,6 +30,7 @@ CJK_PUNCT = "，。、；：？！“”‘’（）《》—…·"
 ASCII_PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
 SOURCES = ("gb2312_level1", "gb2312", "line", "chars")
 SPACE = " "  # the one whitespace a charset can hold (`build_charset`'s ``space``)
+SPACE_HINT = "a charset holds the space only when its task asks for it: tasks.line.charset.space"
 _LISTED = 10  # characters a message names; the rest are counted
 _CATEGORY_C = {
     "Cc": "control",
@@ -94,13 +95,13 @@ def compatibility_forms(text: str) -> list[str]:
     return list(out.values())
 
 
-def _code_points(text: str) -> str:
+def code_points(text: str) -> str:
     """``'q̃' (U+0071 U+0303)``: a character or sequence as messages name it (invisible and
     confusable characters are common in charset files)."""
     return f"{text!r} ({' '.join(f'U+{ord(c):04X}' for c in text)})"
 
 
-def _listing(items: Sequence[str]) -> str:
+def listing(items: Sequence[str]) -> str:
     """The first :data:`_LISTED` items, then how many more."""
     more = len(items) - _LISTED
     return ", ".join(items[:_LISTED]) + (f" and {more} more" if more > 0 else "")
@@ -138,7 +139,7 @@ def text_chars(text: str, where: str, lines: bool = False) -> list[str]:
                 j += 1
             cluster, i = line[i:j], j
             if len(cluster) > 1 or unicodedata.category(cluster)[0] == "M":
-                marked.append((f"line {n}: " if lines else "") + _code_points(cluster))
+                marked.append((f"line {n}: " if lines else "") + code_points(cluster))
             elif unicodedata.category(cluster)[0] == "C" and not cluster.isspace():
                 dropped.setdefault(cluster, n)
             elif not cluster.isspace():
@@ -150,7 +151,7 @@ def text_chars(text: str, where: str, lines: bool = False) -> list[str]:
         # the base letter alone is not what the text asked for.
         raise ValueError(
             f"{where}: a combining mark stays separate after NFKC (no single code point holds "
-            f"it with its letter): {_listing(marked)}; a charset holds single code points, one "
+            f"it with its letter): {listing(marked)}; a charset holds single code points, one "
             "class each, and a class of a mark would be drawn alone: leave these out"
         )
     if dropped:
@@ -164,7 +165,7 @@ def text_chars(text: str, where: str, lines: bool = False) -> list[str]:
             "unassigned character): %s",
             where,
             len(named),
-            _listing(named),
+            listing(named),
         )
     if changed := compatibility_forms(text):
         # A class is the NFKC form: the model reads '²' images out as '2'.
@@ -172,9 +173,9 @@ def text_chars(text: str, where: str, lines: bool = False) -> list[str]:
             logging.INFO if lines else logging.WARNING,
             "%s: NFKC reads %s (its classes are those forms)",
             where,
-            _listing(changed),
+            listing(changed),
         )
-    repeated = [_code_points(c) for c, k in out.items() if k > 1]
+    repeated = [code_points(c) for c, k in out.items() if k > 1]
     if repeated:
         # A warning in chars (a typo in the config); in a file, which may be running text (the
         # line corpus added to the charset) and repeats its characters by nature, a note.
@@ -182,7 +183,7 @@ def text_chars(text: str, where: str, lines: bool = False) -> list[str]:
             logging.INFO if lines else logging.WARNING,
             "%s: %s repeated after NFKC; each kept once",
             where,
-            _listing(repeated),
+            listing(repeated),
         )
     return list(out)
 
@@ -193,6 +194,26 @@ def jieba_dict_path() -> str:
     import jieba
 
     return os.path.join(os.path.dirname(jieba.__file__), "dict.txt")
+
+
+def is_wide(ch: str) -> bool:
+    """A character written without spaces around it (CJK ideographs, kana, full-width forms)."""
+    return unicodedata.east_asian_width(ch) in ("W", "F")
+
+
+def drop_spaces_by_wide(text: str) -> str:
+    """``text`` without the spaces next to a wide character (`is_wide`): CJK typesetting puts
+    none between words, so a line label keeps a space only between words of an alphabet, and a
+    Tesseract reading is held to the same rule. Memory: about one copy of ``text``."""
+    out, last = [], 0
+    i = text.find(SPACE)
+    while i >= 0:
+        if (i > 0 and is_wide(text[i - 1])) or (i + 1 < len(text) and is_wide(text[i + 1])):
+            out.append(text[last:i])
+            last = i + 1
+        i = text.find(SPACE, i + 1)
+    out.append(text[last:])
+    return "".join(out)
 
 
 def is_hanzi(c: str) -> bool:
@@ -291,7 +312,7 @@ def extra_chars(
         log.warning(
             "%s chars: whitespace %s left out (a charset holds none)",
             where,
-            _listing([_code_points(c) for c in spaces]),
+            listing([code_points(c) for c in spaces]),
         )
     extra = text_chars(chars, f"{where} chars")
     for f in files:
@@ -347,7 +368,7 @@ def build_charset(
     if limit and source == "chars":
         raise ValueError(
             "charset limit shrinks the source, and source 'chars' has none (its characters are "
-            "all chars): set limit to 0"
+            "all chars): set limit: 0"
         )
     if most_frequent:
         base = most_frequent_hanzi(base, most_frequent, corpus)
@@ -355,11 +376,9 @@ def build_charset(
     if limit:
         base = base[:limit]
     out = list(dict.fromkeys(base + extra_chars(chars, files)))
-    if space:
-        out.append(SPACE)
     if not out:
         raise ValueError(f"charset (source={source!r}) is empty")
-    return out
+    return [*out, SPACE] if space else out
 
 
 def write_charset(chars: Sequence[str], path: str | os.PathLike) -> None:
@@ -371,7 +390,7 @@ def read_charset(path: str | os.PathLike) -> list[str]:
     """Read a charset file written by :func:`write_charset` (one character per line)."""
     lines = Path(path).read_text(encoding="utf-8").split("\n")
     chars = [line for line in lines if line != ""]
-    bad = [_code_points(c) for c in chars if len(c) != 1]
+    bad = [code_points(c) for c in chars if len(c) != 1]
     if bad:
-        raise ValueError(f"charset {path}: lines must hold one character each, got {_listing(bad)}")
+        raise ValueError(f"charset {path}: lines must hold one character each, got {listing(bad)}")
     return chars

@@ -35,6 +35,7 @@ from fontTools.ttLib import TTCollection, TTFont, TTLibError
 from PIL import ImageFont
 
 from synth.atomic import sha256_file, write_text_atomic
+from synth.charset import SPACE
 
 log = logging.getLogger(__name__)
 # What resolving the font patterns skipped (a pattern matching nothing, a file that is not a
@@ -633,7 +634,7 @@ def apply_uncovered_policy(
     the log (INFO: the default fonts have one, Droid Sans Fallback, which draws no capital):
     it draws none of the task's samples.
     """
-    wanted = set(charset)
+    wanted = set(charset) - {SPACE}  # every face that maps the space covers it
     idle = [f for f in faces if not set(f.covered) & wanted]
     if idle and len(idle) < len(faces):
         names = sorted({f"{f.family} ({f.path})" for f in idle})
@@ -657,7 +658,7 @@ def apply_uncovered_policy(
         log.warning("%s: dropping %s no training font covers: %s", what, count, listing)
         gone = set(missing)
         kept = [c for c in charset if c not in gone]
-        if not kept:
+        if not set(kept) - {SPACE}:
             raise ValueError(f"{what}: no character of the charset is covered by a training font")
         return kept
     if policy != "error":

@@ -392,4 +392,15 @@ def with_defaults(
             exp.setdefault("train", {})
             exp.setdefault("eval", {})
     _Filler(load_schema(schema_path)).validate(filled)
+    drop_written_defaults(filled)
     return filled
+
+
+def drop_written_defaults(config: dict[str, Any]) -> None:
+    """Take out the keys that have no default in the schema, so that their absence keeps a
+    config's params (and the shards and models made before the key existed), where a config
+    writes out the value that means unset: ``tasks.*.charset.space: false``."""
+    for task in (config.get("tasks") or {}).values():
+        charset = task.get("charset") if isinstance(task, dict) else None
+        if isinstance(charset, dict) and charset.get("space") is False:
+            del charset["space"]

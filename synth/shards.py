@@ -38,6 +38,7 @@ import numpy as np
 
 from synth.atomic import atomic_write, sha256_file, write_text_atomic
 from synth.augment import degrade
+from synth.charset import SPACE, code_points, listing
 from synth.fonts import Face
 from synth.render import render_expr, render_hanzi, render_line, render_short
 from synth.specs import (
@@ -114,7 +115,7 @@ def generate(
             f"{shard.task}/{shard.split}: no usable font face for this split: {fonts_key} "
             "matches none (or exclude_families leaves out every face)"
         )
-    if not any(face.covered & set(charset) for face in faces):
+    if not any(face.covered & (set(charset) - {SPACE}) for face in faces):
         names = sorted({face.family for face in faces})
         raise ValueError(
             f"{shard.task}/{shard.split}: none of the {len(faces)} faces of {fonts_key} "
@@ -129,7 +130,7 @@ def generate(
             "no held-out sample holds them and the held-out figures leave them out: %s",
             shard.task,
             len(unseen),
-            ", ".join(f"{c!r}" for c in unseen[:10]) + (" ..." if len(unseen) > 10 else ""),
+            listing([code_points(c) for c in unseen]),
         )
     if isinstance(spec, ExprSpec) and (missing := [c for c in spec.operators if c not in charset]):
         raise ValueError(

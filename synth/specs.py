@@ -219,6 +219,10 @@ def task_spec(task: str, cfg: Mapping[str, Any] | None) -> TaskSpec:
         if f.name in ("font_size", "operands", "length", "spacing"):
             convert[f.name] = _pair
     spec = _build(cls, cfg, f"tasks.{task}", **convert)
+    if spec.charset.space and task != "line":
+        raise ValueError(
+            f"tasks.{task}.charset.space: only the line task draws spaces between words"
+        )
     return replace(spec, degrade=resolve(spec.degrade))  # defaults filled when degrade is absent
 
 

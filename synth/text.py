@@ -13,9 +13,9 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
+import re
 import stat
 from collections import Counter
 from collections.abc import Sequence
@@ -30,7 +30,9 @@ from synth.charset import (
     CJK_PUNCT,
     DIGITS,
     SPACE,
+    drop_spaces_by_wide,
     is_hanzi,
+    is_wide,
     jieba_dict_path,
     nfkc,
     read_corpus,
@@ -343,10 +345,10 @@ def _running_text(
             raise ValueError(f"tasks.line.corpus: {path}: {e.strerror or e}") from None
         except UnicodeDecodeError as e:
             raise ValueError(f"tasks.line.corpus: {path} is not UTF-8 text: {e}") from None
-        ours = "".join(c for c in text if c in allowed)
         if SPACE in allowed:
-            ours = " ".join("".join(c for c in word if c in allowed) for word in text.split())
-            ours = " ".join(ours.split())  # a word left empty leaves no double space
+            ours = _words_apart(text, allowed)
+        else:
+            ours = "".join(c for c in text if c in allowed)
         missing = Counter(c for c in text if c not in allowed and not c.isspace())
         if missing:
             common = ", ".join(f"{c!r} x{k}" for c, k in missing.most_common(10))
@@ -357,19 +359,19 @@ def _running_text(
                 "add them to tasks.line.charset: chars, or this file in files)",
                 path,
                 missing.total(),
-                len(ours) + missing.total(),
+                len(ours) - ours.count(SPACE) + missing.total(),
                 common,
             )
         if SPACE not in allowed and (joined := _word_breaks(text, allowed)):
             log.log(
                 logging.WARNING if loud else logging.INFO,
                 "tasks.line.corpus: %s: %d spaces between words are taken out with the "
-                "whitespace, so the words run together in its lines (%r is drawn and labelled "
-                "%r); tasks.line.charset.space: true keeps one",
+                "whitespace, so the words run together in its lines (%r becomes %r in the "
+                "images and their labels); tasks.line.charset.space: true keeps one",
                 path,
                 joined[0],
                 joined[1],
-                joined[1].replace(" ", ""),
+                joined[1].replace(SPACE, ""),
             )
         kept.append(ours)
     text = (" " if SPACE in allowed else "").join(k for k in kept if k)
@@ -385,17 +387,35 @@ def _running_text(
     return text
 
 
+_WHITESPACE = re.compile(r"\s+")
+_SPACES = re.compile(" {2,}")
+_BREAK = re.compile(r"(\S)\s+(?=(\S))")
+
+
+def _words_apart(text: str, allowed: set[str]) -> str:
+    """The running text of a charset with the space: each run of whitespace one space, what the
+    charset lacks taken out (a word left empty leaves no second space), no space at either end
+    or next to a wide character (`drop_spaces_by_wide`). No list of words: a corpus of hundreds
+    of megabytes stays within the shard jobs' memory."""
+    kept = "".join(c for c in _WHITESPACE.sub(SPACE, text) if c in allowed)
+    return drop_spaces_by_wide(_SPACES.sub(SPACE, kept).strip(SPACE))
+
+
 def _word_breaks(text: str, allowed: set[str]) -> tuple[int, str] | None:
-    """How many runs of whitespace in ``text`` stand between two letters of ``allowed`` that are
-    not hanzi (words of an alphabet that taking the whitespace out runs together), and the first
-    such pair of words; None when there is none."""
-    words = text.split()
+    """How many runs of whitespace in ``text`` stand between two characters of ``allowed`` that
+    are not wide (words of an alphabet, which taking the whitespace out runs together: a word
+    the charset lacks entirely is not looked through), and the first such pair of words; None
+    when there is none."""
     count, first = 0, ""
-    for a, b in itertools.pairwise(words):
-        x, y = a[-1], b[0]
-        if {x, y} <= allowed and x.isalpha() and y.isalpha() and not (is_hanzi(x) or is_hanzi(y)):
+    for m in _BREAK.finditer(text):
+        x, y = m.group(1), m.group(2)
+        if x in allowed and y in allowed and not (is_wide(x) or is_wide(y)):
             count += 1
-            first = first or f"{a} {b}"
+            if not first:
+                left = re.search(r"\S+$", text[max(0, m.start() - 30) : m.start() + 1])
+                right = re.match(r"\S+", text[m.end() : m.end() + 30])
+                words = ["".join(c for c in w.group() if c in allowed) for w in (left, right) if w]
+                first = SPACE.join(words)
     return (count, first) if count else None
 
 

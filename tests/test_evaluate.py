@@ -291,9 +291,11 @@ def test_a_label_with_a_space_the_charset_lacks_points_at_charset_space():
     assert label_problem("ab", list("abc")) is None
     assert label_problem("a x", list("abc")) == (
         "label 'a x' has ' ' (U+0020), 'x' (U+0078), not in the charset (a charset holds the "
-        "space only when the model's task asked for it: tasks.line.charset.space)"
+        "space only when its task asks for it: tasks.line.charset.space)"
     )
     assert label_problem("ax", list("abc")) == "label 'ax' has 'x' (U+0078), not in the charset"
-    with pytest.raises(LabelError, match=r"only when its task asked: tasks\.line\.charset\.space"):
+    with pytest.raises(
+        LabelError, match=r"only when its task asks for it: tasks\.line\.charset\.space\)"
+    ):
         make_family("crnn_vgg", list("abc")).encode(["a b"])
     assert make_family("crnn_vgg", [*"abc", " "]).encode(["a b"]).indices.tolist() == [1, 4, 2]

@@ -633,3 +633,29 @@ def test_model_kwargs_values_are_checked_at_parse_time(default_config, name, key
     config["experiments"][name].setdefault("model_kwargs", {})[key] = value
     with pytest.raises(ValueError, match=rf"^experiments\.{name}\.model_kwargs\.{error}$"):
         check(config, name)
+
+
+def test_a_factory_that_cannot_be_imported_is_named_when_built(monkeypatch) -> None:
+    entry = ModelEntry("models.crnn:crnn_vgx", "ctc", {"kind": "line", "height": 32}, {}, len)
+    monkeypatch.setitem(MODELS, "mine", entry)
+    with pytest.raises(
+        ValueError,
+        match=r"model 'mine': its factory models\.crnn:crnn_vgx cannot be imported: AttributeError",
+    ):
+        build_model("mine", 10)
+
+
+def test_a_written_out_space_false_is_a_config_without_it() -> None:
+    """``charset.space: false`` means unset: taken out when the config is read (the workflow
+    calls the same function), so the charset's params, and every shard and model, stay those of
+    a config that does not name it."""
+    from synth.schema import with_defaults
+
+    config = yaml.safe_load((REPO / "configs" / "config.yaml").read_text())
+    config["tasks"]["line"]["charset"]["space"] = False
+    assert (
+        with_defaults(config)["tasks"]["line"]["charset"]
+        == load_config("config.yaml")["tasks"]["line"]["charset"]
+    )
+    config["tasks"]["line"]["charset"]["space"] = True
+    assert with_defaults(config)["tasks"]["line"]["charset"]["space"] is True

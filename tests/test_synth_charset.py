@@ -57,7 +57,7 @@ def test_chars_files_and_limit(tmp_path):
     assert build_charset("gb2312_level1", limit=10) == gb2312_hanzi()[:10]
     with pytest.raises(
         ValueError,
-        match=r"source 'chars' has none \(its characters are all chars\): set limit to 0",
+        match=r"source 'chars' has none \(its characters are all chars\): set limit: 0",
     ):
         build_charset("chars", chars="0123456789", limit=5)
     # The limit shrinks the source; what chars and files add is kept whole.

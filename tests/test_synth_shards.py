@@ -409,6 +409,8 @@ def test_line_shards_keep_one_space_between_words_when_the_charset_has_it(tmp_pa
     running = " ".join(["the quick brown fox jumps over the lazy dog"] * 30)
     assert all(t and t == t.strip() and "  " not in t and t in running for t in texts), texts
     assert sum(" " in t for t in texts) > 30
+    with pytest.raises(ValueError, match=r"tasks\.short\.charset\.space: only the line task"):
+        task_spec("short", {"charset": {"chars": "AB", "space": True}})
     # Without the space, the same text runs its words together, as before
     plain = {**cfg, "charset": {"source": "chars", "chars": letters}}
     write_shard(
@@ -447,7 +449,8 @@ def test_held_out_shards_name_the_characters_no_held_out_face_draws(
     assert texts and not any("✓" in t for t in texts)
     assert (
         "line/test_heldout: 1 character(s) of the charset are drawn by no held-out face, so no "
-        "held-out sample holds them and the held-out figures leave them out: '✓'" in caplog.text
+        "held-out sample holds them and the held-out figures leave them out: '✓' (U+2713)"
+        in caplog.text
     )
     caplog.clear()
     with caplog.at_level("WARNING", logger="synth.shards"):

@@ -114,6 +114,10 @@ def test_lint_is_clean(tmp_path):
             "tasks.expr.charset.limit: 5 shrinks the source, and source chars has none",
         ),
         (
+            lambda c: c["tasks"]["line"]["charset"].update(space=True),
+            "tasks.line.charset.space: only lines of your own text hold spaces",
+        ),
+        (
             lambda c: c["tasks"]["expr"]["splits"]["test_heldout"].update(
                 degrade={"legible": {"inks": "stroke"}}
             ),

@@ -13,7 +13,13 @@ from models.specs import SCHEDULING, settings_drift
 from synth import joblog
 from synth.charset import extra_chars
 from synth.fonts import FontError, split_roles
-from synth.schema import check_config, config_with_origins, from_files, named_with_file
+from synth.schema import (
+    check_config,
+    config_with_origins,
+    drop_written_defaults,
+    from_files,
+    named_with_file,
+)
 from synth.shards import sha256_file
 from synth.specs import canonical, split_config, task_spec
 
@@ -35,6 +41,7 @@ for _exp in (config.get("experiments") or {}).values():
 # Every problem at once, each naming its key; then the defaults.
 check_config(config, workflow.source_path("../schemas/config.schema.yaml"), _origins)
 validate(config, "../schemas/config.schema.yaml", set_default=True)
+drop_written_defaults(config)
 
 TASKS = ["hanzi", "expr", "line", "short"]
 SPLITS = ["train", "val", "test_seen", "test_heldout"]
@@ -124,6 +131,16 @@ for _task in TASKS:
     if _charset.get("space") and _task != "line":
         raise ValueError(
             f"tasks.{_task}.charset.space: only the line task draws spaces between words"
+            + from_files(_origins, ["tasks", _task, "charset", "space"])
+        )
+    if _charset.get("space") and not (
+        config["tasks"][_task].get("corpus")
+        and config["tasks"][_task]["corpus_fraction"]
+    ):
+        raise ValueError(
+            f"tasks.{_task}.charset.space: only lines of your own text hold spaces (tasks.{_task}"
+            f".corpus, with corpus_fraction above 0), and this config draws none: its models would"
+            " have a class they never see"
             + from_files(_origins, ["tasks", _task, "charset", "space"])
         )
     if _charset["limit"] and _charset["source"] == "chars":
