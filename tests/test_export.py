@@ -77,8 +77,11 @@ def exported(tmp_path_factory):
     for name in MODELS:
         ckpt = folder / f"{name}.pt"
         tiny_checkpoint(ckpt, name)
-        # check=False: the parity test below runs the same check, and more
-        out[name] = (ckpt, export_onnx(ckpt, folder / name / "model.onnx", check=False))
+        try:
+            # check=False: the parity test below runs the same check, and more
+            out[name] = (ckpt, export_onnx(ckpt, folder / name / "model.onnx", check=False))
+        except Exception as e:  # every test of the module depends on this: name the model
+            raise AssertionError(f"model {name!r} does not export to ONNX: {e}") from e
     return out
 
 

@@ -287,6 +287,16 @@ def test_the_checks_past_the_schema_name_the_file_too(tmp_path, capsys):
         ),
         ("files", "tasks: {line: {charset: {files: [nowhere.txt]}}}", "nowhere.txt does not"),
         ("corpus", "tasks: {line: {corpus: [nowhere.txt]}}", "nowhere.txt does not exist"),
+        (
+            "space",
+            "tasks: {hanzi: {charset: {space: true}}}",
+            "tasks.hanzi.charset.space: only the line task draws spaces",
+        ),
+        (
+            "nocorpus",
+            "tasks: {line: {charset: {space: true}}}",
+            "tasks.line.charset.space: only lines of your own text hold spaces",
+        ),
     ]:
         overlay = tmp_path / f"{key}.yaml"
         overlay.write_text(f"extends: {SMOKE}\n{text}\n")

@@ -78,7 +78,10 @@ for _task in TASKS:
     # A split's settings (its degrade merged over its task's) that no spec accepts fail at parse
     # time too: an unknown degradation, repeated expr operators.
     for _split in config["tasks"][_task]["splits"]:
-        task_spec(_task, shard_config(_task, _split))
+        try:
+            task_spec(_task, shard_config(_task, _split))
+        except ValueError as e:
+            raise ValueError(named_with_file(str(e), _origins)) from None
 
 
 def experiment_config(experiment):
@@ -128,11 +131,6 @@ ROLE_FONT_FILES = {
 }
 for _task in TASKS:
     _charset = config["tasks"][_task]["charset"]
-    if _charset.get("space") and _task != "line":
-        raise ValueError(
-            f"tasks.{_task}.charset.space: only the line task draws spaces between words"
-            + from_files(_origins, ["tasks", _task, "charset", "space"])
-        )
     if _charset.get("space") and not (
         config["tasks"][_task].get("corpus")
         and config["tasks"][_task]["corpus_fraction"]
