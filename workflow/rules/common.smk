@@ -76,7 +76,8 @@ def shard_config(task, split):
 
 for _task in TASKS:
     # A split's settings (its degrade merged over its task's) that no spec accepts fail at parse
-    # time too: an unknown degradation, repeated expr operators.
+    # time too, naming their file: an unknown degradation, repeated expr operators, a charset
+    # space asked of a task other than line.
     for _split in config["tasks"][_task]["splits"]:
         try:
             task_spec(_task, shard_config(_task, _split))
