@@ -87,12 +87,13 @@ def compatibility_forms(text: str) -> list[str]:
     """What NFKC makes of ``text``'s characters that it replaces by others, each once, in order:
     ``'²' (U+00B2) as '2'``, ``'ﬁ' (U+FB01) as 'fi'``, a full-width ``'，'`` as ``','``. Composing
     a letter and its mark (NFC's work too) and whitespace are not listed."""
-    out: dict[str, str] = {}
-    for c in unicodedata.normalize("NFC", text):
+    out = []
+    # Each distinct character once: a charset file may be a whole corpus, read at every start.
+    for c in dict.fromkeys(unicodedata.normalize("NFC", text)):
         k = unicodedata.normalize("NFKC", c)
         if k != c and not c.isspace():
-            out.setdefault(c, f"{c!r} (U+{ord(c):04X}) as {k!r}")
-    return list(out.values())
+            out.append(f"{c!r} (U+{ord(c):04X}) as {k!r}")
+    return out
 
 
 def code_points(text: str) -> str:

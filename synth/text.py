@@ -374,7 +374,7 @@ def _running_text(
                 joined[1].replace(SPACE, ""),
             )
         kept.append(ours)
-    text = (" " if SPACE in allowed else "").join(k for k in kept if k)
+    text = (SPACE if SPACE in allowed else "").join(k for k in kept if k)
     if not text:
         empty = all(size == 0 for _, size, _ in states)
         why = (

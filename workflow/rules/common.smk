@@ -64,7 +64,7 @@ if _problems:
     )
 
 
-def relative_to():
+def cwd_hint():
     """The words a message about a path adds: where relative paths are read from."""
     return f" (relative paths are read from {os.getcwd()})"
 
@@ -120,11 +120,11 @@ try:
         config["fonts"]["paths"], config["fonts"]["test_fonts"]
     )
 except FontError as e:
-    raise FontError(f"{e}{relative_to()}{from_files(_origins, ['fonts'])}") from None
+    raise FontError(f"{e}{cwd_hint()}{from_files(_origins, ['fonts'])}") from None
 if not _TRAIN_FILES:
     raise ValueError(
         f"fonts.paths: {config['fonts']['paths']} match no font file to train with"
-        f"{relative_to()}{from_files(_origins, ['fonts', 'paths'])}"
+        f"{cwd_hint()}{from_files(_origins, ['fonts', 'paths'])}"
     )
 ROLE_FONT_FILES = {
     "train": [f.path for f in _TRAIN_FILES],
@@ -153,7 +153,7 @@ for _task in TASKS:
     for _path in _charset["files"]:
         if not os.path.isfile(_path):
             raise ValueError(
-                f"tasks.{_task}.charset.files: {_path} does not exist{relative_to()}"
+                f"tasks.{_task}.charset.files: {_path} does not exist{cwd_hint()}"
                 + from_files(_origins, ["tasks", _task, "charset", "files"])
             )
     # The charset's own text (chars, files): its warnings (a character repeated, one left out)
@@ -182,7 +182,7 @@ def corpus_problem(path):
     if os.path.isdir(path):
         return "is a folder, not a text file"
     if not os.path.isfile(path):
-        return f"does not exist{relative_to()}"
+        return f"does not exist{cwd_hint()}"
     size = os.path.getsize(path)
     if size == 0:
         return "is empty"
@@ -253,9 +253,7 @@ for _split, _own in OWN_TESTS.items():
             f"{_where}: no experiment of task {_own['task']!r} in the config reads it"
         )
     if not os.path.isfile(_own["labels"]):
-        raise ValueError(
-            f"{_where}.labels: {_own['labels']} is not a file{relative_to()}"
-        )
+        raise ValueError(f"{_where}.labels: {_own['labels']} is not a file{cwd_hint()}")
     if "{" in _own["labels"] or "}" in _own["labels"]:
         raise ValueError(
             f"{_where}.labels: {_own['labels']}: braces in a path are Snakemake's wildcards:"
@@ -356,7 +354,7 @@ def _init_source(name):
         raise ValueError(
             f"{where}: {path} does not exist and no experiment makes it"
             + (f" (the config has no experiment {maker!r})" if maker else "")
-            + f"{relative_to()}"
+            + f"{cwd_hint()}"
         )
     if maker is not None:
         logging.getLogger("synth.workflow").warning(
