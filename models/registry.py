@@ -17,23 +17,30 @@ Conventions shared by every model (``build_model(name, num_classes=len(charset),
 
 A layer whose size follows the classes has them on its first axis (`models.transfer` carries its
 rows over when fine-tuning). Adding a model (the factory, its entry here, the tests' small
-instances): README.md, "Adding an architecture". `get_entry` checks an entry before its first use
-(`entry_problems`; the config check also looks for its factory's module, `factory_problem`), and
-the families check each model's output against these layouts.
+instances): README.md, "Adding an architecture". A package of one's own registers models without
+editing this file: an entry point in the group `PLUGIN_GROUP` (``synthocr.models``), named as the
+model, whose object is a `ModelEntry` (README.md, "A model in your own package";
+`models.conformance` checks it as the tests check the built-in ones). `get_entry` checks an entry
+before its first use (`entry_problems`; the config check also looks for its factory's module,
+`factory_problem`), and the families check each model's output against these layouts.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from torch import nn
 
 FAMILIES = ("classification", "ctc", "attention")
+# The entry-point group through which an installed package registers models of its own.
+PLUGIN_GROUP = "synthocr.models"
 # How outputs are read back (`models.families`): best class per step or frame, CTC prefix beam
 # search, or that search held to the task's grammar (`grammar_for`).
 DECODERS = ("greedy", "beam", "grammar")
@@ -90,6 +97,8 @@ class ModelEntry:
         checks: Kwargs whose values need more than the type check of `check_kwargs`: name ->
             a function raising `ValueError` for a bad value (not called for None); the shared
             `VALUE_CHECKS` cover the rest.
+        tiny: Kwargs of a small instance, for `models.conformance` (``synthocr-check-model``)
+            to check the model on in a second or two; its defaults when empty.
     """
 
     target: str
@@ -99,6 +108,7 @@ class ModelEntry:
     output_length: Callable[..., Any] | None = field(default=None)
     min_batch: int = 1
     checks: Mapping[str, Callable[[Any], None]] = field(default_factory=dict)
+    tiny: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def factory(self) -> Callable[..., nn.Module]:
@@ -114,6 +124,7 @@ MODELS: dict[str, ModelEntry] = {
         {"kind": "square", "size": 64},
         {"width": 1.0, "dropout": 0.2, "input_size": 64},
         min_batch=2,  # BatchNorm1d after the hidden FC layer
+        tiny={"width": 0.125},
     ),
     "expr_crnn": ModelEntry(
         "models.crnn:expr_crnn",
@@ -130,6 +141,7 @@ MODELS: dict[str, ModelEntry] = {
         },
         _expr_length,
         checks={"filters": check_expr_filters},
+        tiny={"width": 0.25, "hidden": 16, "dense": 16},
     ),
     "crnn_vgg": ModelEntry(
         "models.crnn:crnn_vgg",
@@ -137,6 +149,7 @@ MODELS: dict[str, ModelEntry] = {
         {"kind": "line", "height": 32},
         {"width": 1.0, "hidden": 256},
         _crnn_length,
+        tiny={"width": 0.125, "hidden": 16},
     ),
     "crnn_grcnn": ModelEntry(
         "models.crnn:crnn_grcnn",
@@ -144,6 +157,7 @@ MODELS: dict[str, ModelEntry] = {
         {"kind": "line", "height": 32},
         {"width": 1.0, "hidden": 256, "iterations": 5},
         _crnn_length,
+        tiny={"width": 0.125, "hidden": 16, "iterations": 2},
     ),
     "reader": ModelEntry(
         "models.reader:reader",
@@ -151,6 +165,7 @@ MODELS: dict[str, ModelEntry] = {
         {"kind": "square", "size": 40},
         {"width": 1.0, "hidden": 128, "max_len": 4, "input_size": 40, "convs": 3},
         checks={"convs": check_reader_convs},
+        tiny={"width": 0.25, "hidden": 32},
     ),
 }
 
@@ -195,20 +210,93 @@ _GEOMETRY_KWARG = {"square": ("size", "input_size"), "line": ("height", "input_h
 
 
 def get_entry(name: str) -> ModelEntry:
-    """The registry entry of ``name``, checked (`entry_problems`); a `ValueError` listing the
-    valid names, or naming what the entry lacks, otherwise."""
-    try:
-        entry = MODELS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}"
-        ) from None
+    """The registry entry of ``name`` (built in, or an installed package's entry point),
+    checked (`entry_problems`); a `ValueError` listing the valid names, or naming what the
+    entry lacks, otherwise."""
+    entry = MODELS.get(name)
+    if entry is None or name in _plugin_points():
+        entry = _plugin_entry(name)
     if _CHECKED.get((name, id(entry))) is not entry:
         problems = entry_problems(entry)
         if problems:
-            raise ValueError(f"model {name!r} (models/registry.py MODELS): " + "; ".join(problems))
+            raise ValueError(f"model {name!r} ({entry_source(name)}): " + "; ".join(problems))
         _CHECKED[name, id(entry)] = entry
     return entry
+
+
+def model_names() -> list[str]:
+    """Every registered model's name, sorted: the built-in ones and those of installed packages'
+    entry points (not loaded: a broken one fails only where it is named)."""
+    return sorted(set(MODELS) | set(_plugin_points()))
+
+
+def entry_source(name: str) -> str:
+    """Where model ``name`` is registered, for messages: ``models/registry.py MODELS`` or the
+    entry point (its object and its package)."""
+    if name in MODELS and name not in _plugin_points():
+        return "models/registry.py MODELS"
+    return ", ".join(_describe(ep) for ep in _plugin_points().get(name, [])) or "not registered"
+
+
+@functools.cache
+def _plugin_points() -> dict[str, list[metadata.EntryPoint]]:
+    """The installed entry points of `PLUGIN_GROUP` by name, read once per process (a package
+    installed while it runs is seen by the next one; tests call ``cache_clear``)."""
+    found: dict[str, list[metadata.EntryPoint]] = {}
+    for ep in metadata.entry_points(group=PLUGIN_GROUP):
+        # The same distribution found twice on the path (an editable install and a copy) is one.
+        if all(other.value != ep.value for other in found.get(ep.name, [])):
+            found.setdefault(ep.name, []).append(ep)
+    return found
+
+
+def _describe(ep: metadata.EntryPoint) -> str:
+    package = ep.dist.name if ep.dist is not None else "an unnamed package"
+    return f"entry point {ep.name} = {ep.value!r} of package {package}, group {PLUGIN_GROUP}"
+
+
+def _plugin_entry(name: str) -> ModelEntry:
+    """The `ModelEntry` an installed package registers as ``name`` (loaded once)."""
+    points = _plugin_points().get(name, [])
+    if not points:
+        raise ValueError(
+            f"unknown model {name!r}; valid models: {', '.join(model_names())} (a model of "
+            f"your own package is registered by an entry point in group {PLUGIN_GROUP}: "
+            "README.md, 'A model in your own package'; is that package installed here?)"
+        )
+    if name in MODELS or len(points) > 1:
+        owners = (["models/registry.py MODELS"] if name in MODELS else []) + [
+            _describe(ep) for ep in points
+        ]
+        raise ValueError(
+            f"model {name!r} is registered more than once: {'; '.join(owners)}; rename the "
+            "entry point of the package, or uninstall one"
+        )
+    [ep] = points
+    if name not in _PLUGINS:
+        try:
+            entry = ep.load()
+        except Exception as e:  # any error of the package's import: name the package
+            raise ValueError(
+                f"model {name!r}: {_describe(ep)} cannot be loaded: {type(e).__name__}: {e}"
+            ) from e
+        if not isinstance(entry, ModelEntry):
+            raise ValueError(
+                f"model {name!r}: {_describe(ep)} is a {type(entry).__name__}, not a "
+                "models.registry.ModelEntry"
+            )
+        _PLUGINS[name] = entry
+    return _PLUGINS[name]
+
+
+# The entries of installed packages, loaded (`_plugin_entry`).
+_PLUGINS: dict[str, ModelEntry] = {}
+
+
+def reload_plugins() -> None:
+    """Read the installed entry points again (a package installed or removed in this process)."""
+    _plugin_points.cache_clear()
+    _PLUGINS.clear()
 
 
 # The entries found sound (the entry itself kept, so that its id is not another's).
@@ -237,6 +325,9 @@ def entry_problems(entry: ModelEntry) -> list[str]:
     module, _, function = entry.target.partition(":")
     if not module or not function:
         problems.append(f"target {entry.target!r} is not 'module:function'")
+    unknown = sorted(set(entry.tiny) - set(entry.kwargs))
+    if unknown:
+        problems.append(f"tiny names {', '.join(unknown)}, which kwargs do not declare")
     return problems
 
 
@@ -251,6 +342,18 @@ def factory_problem(entry: ModelEntry) -> str | None:
     except (ImportError, ValueError) as e:
         return f"the module of its factory, {module!r}, cannot be imported: {type(e).__name__}: {e}"
     return f"the module of its factory, {module!r}, cannot be found"
+
+
+def models_of_family(family: str) -> list[str]:
+    """The registered models of ``family`` (an entry point that fails to load is left out)."""
+    out = []
+    for name in model_names():
+        try:
+            if get_entry(name).family == family:
+                out.append(name)
+        except ValueError:
+            continue
+    return out
 
 
 def family_of(name: str) -> str:
@@ -312,7 +415,7 @@ def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     """Build a registered model.
 
     Args:
-        name: Registered model name (see `MODELS`).
+        name: Registered model name (see `model_names`).
         num_classes: Charset size (blank / terminal symbols are added by the model).
         **kwargs: The factory's keyword arguments (see ``MODELS[name].kwargs``).
 
@@ -408,7 +511,7 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
     except ValueError as e:
         raise ValueError(f"{where}.model: {e}") from None
     if problem := factory_problem(entry):
-        raise ValueError(f"{where}.model: model {model!r} (models/registry.py MODELS): {problem}")
+        raise ValueError(f"{where}.model: model {model!r} ({entry_source(model)}): {problem}")
     if task not in TASK_FAMILY:
         raise ValueError(f"{where}.task: unknown task {task!r}; valid: {', '.join(TASK_FAMILY)}")
     check_kwargs(model, kwargs, where=f"{where}.model_kwargs")
@@ -419,7 +522,7 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
         raise ValueError(
             f"{where}: model {model!r} reads {spec['kind']} images but task {task!r} has "
             f"{TASK_INPUT[task]} images; use a model of family {TASK_FAMILY[task]!r}: "
-            + ", ".join(n for n, e in MODELS.items() if e.family == TASK_FAMILY[task])
+            + ", ".join(models_of_family(TASK_FAMILY[task]))
         )
     key, kwarg = _GEOMETRY_KWARG[spec["kind"]]
     if task_cfg[key] != spec[key]:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import inspect
 import subprocess
 import sys
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ import pytest
 import torch
 import yaml
 
+from models import conformance
+from models.conformance import CHARSET, CHECKS, check_model
 from models.devices import memory_format
 from models.families import make_family
 from models.registry import (
@@ -31,113 +32,110 @@ from models.registry import (
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
-# Small enough to run in milliseconds on a CPU.
-TINY = {
-    "hanzi_cnn": {"width": 0.125},
-    "expr_crnn": {"width": 0.25, "hidden": 16, "dense": 16},
-    "crnn_vgg": {"width": 0.125, "hidden": 16},
-    "crnn_grcnn": {"width": 0.125, "hidden": 16, "iterations": 2},
-    "reader": {"width": 0.25, "hidden": 32},
-}
-CHARSET = list("0123456789+-*()")
-LABELS = {
-    "hanzi_cnn": ["7", "("],
-    "expr_crnn": ["(7+5)*4", "12-3"],
-    "crnn_vgg": ["12+3", "4"],
-    "crnn_grcnn": ["12+3", "4"],
-    "reader": ["12", "3+45"],
-}
+# Small enough to run in milliseconds on a CPU: each entry's own small instance (``tiny``), as
+# `synthocr-check-model` checks it.
+TINY = {name: dict(entry.tiny) for name, entry in MODELS.items()}
+CHARSET = list(CHARSET)
 
 
 def images(name: str, batch: int = 2, width: int = 72) -> torch.Tensor:
-    spec = input_spec(name, **TINY[name])
-    g = torch.Generator().manual_seed(0)
-    if spec["kind"] == "square":
-        return torch.rand(batch, 1, spec["size"], spec["size"], generator=g)
-    return torch.rand(batch, 1, spec["height"], width, generator=g)
+    return conformance.images(name, TINY[name], batch, width)
 
 
 def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _precision(dtype: torch.dtype) -> contextlib.AbstractContextManager:
+@pytest.mark.parametrize("check", [c for c in CHECKS if c != "onnx"])  # tests/test_export.py
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_keeps_the_registry_contract(name: str, check: str) -> None:
+    """`models.conformance`: the checks a model of one's own gets from ``synthocr-check-model``
+    (signature, output layout and frame counts, loss and gradients in fp32 and bf16 autocast,
+    channels-last, the class layer's axis)."""
+    [result] = check_model(name, checks=[check])
+    assert result.ok, f"{name} {check}: {result.detail}"
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_bf16_autocast_reaches_every_models_logits(name: str) -> None:
     # On a GPU, training runs the forward under bf16 autocast (models.devices.autocast) and the
     # family's loss in fp32. The same autocast on the CPU checks the dtypes of that path (the
     # families' casts, the reader's masks, the GRCL gates), though not CUDA's kernels.
-    if dtype == torch.bfloat16:
-        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16-autocast"])
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_forward_loss_backward(name: str, dtype: torch.dtype) -> None:
-    torch.manual_seed(0)
     model = build_model(name, len(CHARSET), **TINY[name])
-    family = make_family(name, CHARSET, TINY[name])
-    x = images(name)
-    with _precision(dtype):
-        out = model(x)
-    assert (out.logits if isinstance(out, tuple) else out).dtype == dtype
-    loss = family.loss(out, family.encode(LABELS[name]))
-    assert loss.ndim == 0 and loss.dtype == torch.float32 and torch.isfinite(loss)
-    loss.backward()
-    for pname, p in model.named_parameters():
-        assert p.dtype == torch.float32, f"{name}.{pname} is {p.dtype}"
-        assert p.grad is not None, f"{name}.{pname} got no gradient"
-        assert torch.isfinite(p.grad).all(), f"{name}.{pname} has a non-finite gradient"
-    assert any(p.grad.abs().sum() > 0 for p in model.parameters())
-    model.eval()
-    with torch.no_grad(), _precision(dtype):
-        preds = family.decode(model(x[:1]))
-    assert len(preds) == 1 and 0.0 <= preds[0].confidence <= 1.0
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = model(images(name))
+    assert (out.logits if isinstance(out, tuple) else out).dtype == torch.bfloat16
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_output_shapes(name: str) -> None:
-    model = build_model(name, len(CHARSET), **TINY[name]).eval()
-    family = family_of(name)
+def test_the_readers_masks_start_whole_and_stay_in_0_1() -> None:
+    model = build_model("reader", len(CHARSET), **TINY["reader"]).eval()
     with torch.no_grad():
-        if family == "classification":
-            assert model(images(name, 3)).shape == (3, len(CHARSET))
-        elif family == "attention":
-            logits, masks = model(images(name, 3))
-            steps = TINY[name].get("max_len", 4) + 1
-            assert logits.shape == (3, steps, len(CHARSET) + 1)
-            assert masks.shape == (3, steps, 40, 40)
-            assert torch.equal(masks[:, 0], torch.ones(3, 40, 40))
-            assert masks.min() >= 0 and masks.max() <= 1
-        else:
-            for width in (16, 61, 100, 183):
-                out = model(images(name, 2, width))
-                t = output_length(name, width, **TINY[name])
-                assert out.shape == (t, 2, len(CHARSET) + 1), (width, t)
+        _, masks = model(images("reader", 3))
+    assert torch.equal(masks[:, 0], torch.ones(3, 40, 40))
+    assert masks.min() >= 0 and masks.max() <= 1
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_channels_last_changes_only_the_layout(name: str) -> None:
-    # Training runs in channels_last on the CPU (models.devices.memory_format); recognition,
-    # evaluation and export load the same weights into a model in the default layout.
-    torch.manual_seed(0)
-    model = build_model(name, len(CHARSET), **TINY[name]).eval()
-    x = images(name, 3)
-    with torch.no_grad():
-        ref = model(x)
-        model = model.to(memory_format=memory_format(torch.device("cpu")))
-        assert any(
-            p.dim() == 4
-            and p.is_contiguous(memory_format=torch.channels_last)
-            and p.stride()[1] == 1
-            for p in model.parameters()
-        )
-        out = model(x.contiguous(memory_format=torch.channels_last))
-    for a, b in zip(
-        ref if isinstance(ref, tuple) else [ref],
-        out if isinstance(out, tuple) else [out],
-        strict=True,
-    ):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+@pytest.mark.parametrize(
+    ("check", "model", "message"),
+    [
+        ("outputs", "undercounts", "16 px wide the forward gives 5 frames, its output_length 4"),
+        ("channels_last", "layout_bound", "output 0 differs in channels_last"),
+        ("classes", "classes_last", "grows with the classes on an axis other than its first"),
+        ("signature", "no_width", "takes no width"),
+    ],
+)
+def test_the_contract_checks_fail_naming_what_a_model_breaks(monkeypatch, check, model, message):
+    vgg = MODELS["crnn_vgg"]
+    entries = {
+        # an output_length that undercounts the forward's frames
+        "undercounts": replace(vgg, output_length=lambda image_width, **kw: image_width // 4),
+        "layout_bound": replace(vgg, target="tests.test_models:_layout_bound"),
+        "classes_last": replace(vgg, target="tests.test_models:_classes_last"),
+        "no_width": replace(
+            vgg, target="tests.test_models:_no_width", kwargs={"hidden": 256}, tiny={}
+        ),
+    }
+    monkeypatch.setitem(MODELS, model, entries[model])
+    kwargs = {} if model == "no_width" else TINY["crnn_vgg"]
+    [result] = check_model(model, kwargs, checks=[check])
+    assert not result.ok and message in result.detail, result
+
+
+class _LayoutBound(torch.nn.Module):
+    """Reads its weights' memory layout: in channels-last it gives other logits."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.kernel = torch.nn.Parameter(torch.zeros(2, 2, 3, 3))
+        self.fc = torch.nn.Linear(1, num_classes + 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = x.shape[-1] // 4 + 1
+        flag = float(self.kernel.is_contiguous(memory_format=torch.channels_last))
+        feats = x.new_full((frames, x.shape[0], 1), flag) + x.mean() + self.kernel.sum()
+        return self.fc(feats)
+
+
+class _ClassesLast(torch.nn.Module):
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.proj = torch.nn.Parameter(torch.zeros(4, num_classes + 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = x.shape[-1] // 4 + 1
+        return x.new_zeros(frames, x.shape[0], 4) @ self.proj
+
+
+def _layout_bound(num_classes: int, *, width: float = 1.0, hidden: int = 256) -> torch.nn.Module:
+    return _LayoutBound(num_classes)
+
+
+def _classes_last(num_classes: int, *, width: float = 1.0, hidden: int = 256) -> torch.nn.Module:
+    return _ClassesLast(num_classes)
+
+
+def _no_width(num_classes: int, *, hidden: int = 256) -> torch.nn.Module:
+    return _LayoutBound(num_classes)
 
 
 def test_expr_drop_frames_changes_length() -> None:
@@ -170,16 +168,11 @@ def test_expr_filters_rejected(bad: object) -> None:
         build_model("expr_crnn", 15, filters=bad)
 
 
-def test_registry_kwargs_match_factory_signatures() -> None:
+def test_every_entry_gives_its_default_geometry_and_a_tiny_instance() -> None:
     for name, entry in MODELS.items():
-        params = inspect.signature(entry.factory).parameters
-        assert next(iter(params)) == "num_classes"
-        declared = {
-            k: p.default for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
-        }
-        assert declared == dict(entry.kwargs), name
-        assert "width" in declared, f"{name} has no width multiplier"
         assert input_spec(name) == dict(entry.input)
+        assert entry.tiny, f"{name} has no tiny kwargs for the contract checks"
+        check_kwargs(name, entry.tiny, where=f"{name} tiny")
 
 
 @pytest.mark.parametrize("name", ["crnn_vgg", "crnn_grcnn"])

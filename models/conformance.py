@@ -1,0 +1,315 @@
+"""Does a registered model keep the registry's contract? The checks the tests run on every built-in
+model, for a model of one's own (README.md, "Adding an architecture" and "A model in your own
+package"), on a small instance, in seconds, on the CPU::
+
+    synthocr-check-model tiny_ctc                       # its entry's `tiny` kwargs
+    synthocr-check-model tiny_ctc --kwargs '{"hidden": 16}' --skip onnx
+
+    from models.conformance import check_model
+    for result in check_model("tiny_ctc"):
+        print(result.check, result.ok, result.detail)
+
+The checks (`CHECKS`), each run even when one before it failed:
+
+- ``signature``: the factory takes ``num_classes`` first, then keyword-only arguments whose
+  defaults are the entry's ``kwargs``, ``width`` among them;
+- ``outputs``: the forward's output has its family's layout (`models.families`) at batch 3, and
+  a CTC model gives the frames its ``output_length`` counts at several widths;
+- ``loss``: a loss and its gradients, finite, reaching every parameter, in fp32 and under bf16
+  autocast (training's precision on a GPU), and a decoding;
+- ``channels_last``: the same outputs in the channels-last layout that CPU training uses;
+- ``classes``: the layers that grow with the charset have the classes on their first axis
+  (fine-tuning carries their rows over, `models.transfer`);
+- ``onnx``: a checkpoint of it exports to ONNX with onnxruntime agreeing with PyTorch at batch 3
+  and, for line models, several widths (`models.export.check_parity`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import inspect
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.registry import (
+    build_model,
+    check_kwargs,
+    family_of,
+    get_entry,
+    input_spec,
+    output_length,
+)
+
+CHECKS = ("signature", "outputs", "loss", "channels_last", "classes", "onnx")
+# A charset every family can be shown, and labels of each family within it.
+CHARSET = tuple("0123456789+-*()")
+LABELS = {"classification": ["7", "("], "ctc": ["12+3", "4"], "attention": ["12", "3+45"]}
+# The task a checkpoint of each family is saved under (only its input geometry matters here).
+TASK = {"classification": "hanzi", "ctc": "line", "attention": "short"}
+CTC_WIDTHS = (16, 61, 100, 183)
+
+
+class ConformanceError(AssertionError):
+    """A model breaking the registry's contract: the message says what it did and what it
+    should."""
+
+
+@dataclass(frozen=True)
+class Result:
+    """One check of one model: ``ok``, or ``detail`` says what failed."""
+
+    check: str
+    ok: bool
+    detail: str = ""
+
+
+def images(name: str, kwargs: Mapping[str, Any], batch: int, width: int = 72) -> torch.Tensor:
+    """A random batch of the model's input geometry (lines ``width`` px wide)."""
+    spec = input_spec(name, **kwargs)
+    g = torch.Generator().manual_seed(0)
+    if spec["kind"] == "square":
+        return torch.rand(batch, 1, spec["size"], spec["size"], generator=g)
+    return torch.rand(batch, 1, spec["height"], width, generator=g)
+
+
+def labels(name: str, kwargs: Mapping[str, Any]) -> list[str]:
+    """Two labels over `CHARSET` the model can be trained on (cut to an attention model's
+    ``max_len``)."""
+    family = family_of(name)
+    out = LABELS[family]
+    if family == "attention":
+        max_len = {**get_entry(name).kwargs, **kwargs}["max_len"]
+        out = [t[:max_len] for t in out]
+    return out
+
+
+def _family(name: str, kwargs: Mapping[str, Any]) -> Any:
+    from models.families import make_family
+
+    return make_family(name, list(CHARSET), kwargs)
+
+
+def _model(name: str, kwargs: Mapping[str, Any], seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model(name, len(CHARSET), **kwargs)
+
+
+def _outputs(out: Any) -> list[torch.Tensor]:
+    return list(out) if isinstance(out, tuple | list) else [out]
+
+
+def check_signature(name: str, kwargs: Mapping[str, Any]) -> None:
+    """The factory's signature is the one its entry declares."""
+    entry = get_entry(name)
+    params = inspect.signature(entry.factory).parameters
+    first = next(iter(params), None)
+    if first != "num_classes":
+        raise ConformanceError(
+            f"the factory {entry.target} takes {first!r} first; it takes num_classes first"
+        )
+    declared = {k: p.default for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    if declared != dict(entry.kwargs):
+        raise ConformanceError(
+            f"the factory {entry.target}'s keyword-only arguments are {declared}, its entry's "
+            f"kwargs {dict(entry.kwargs)}: the entry repeats the factory's defaults"
+        )
+    if "width" not in declared:
+        raise ConformanceError(f"the factory {entry.target} takes no width (channel multiplier)")
+
+
+def check_outputs(name: str, kwargs: Mapping[str, Any]) -> None:
+    """Its family's layout at batch 3; a CTC model's frames at several widths."""
+    model = _model(name, kwargs).eval()
+    family = _family(name, kwargs)
+    with torch.no_grad():
+        if family.kind != "ctc":
+            out = model(images(name, kwargs, 3))
+            family.check_output(out)
+            logits = family.logits(out, batch=3)
+            if family.kind == "attention":
+                masks = out[1]
+                size = input_spec(name, **kwargs)["size"]
+                steps = family.steps
+                if logits.shape[1] != steps or tuple(masks.shape) != (3, steps, size, size):
+                    raise ConformanceError(
+                        f"logits {tuple(logits.shape)} and masks {tuple(masks.shape)}: an "
+                        f"attention model with max_len {family.max_len} gives {steps} steps, "
+                        f"logits 3, {steps}, C + 1 and masks 3, {steps}, {size}, {size}"
+                    )
+            return
+        for width in CTC_WIDTHS:
+            logits = family.logits(model(images(name, kwargs, 2, width)), batch=2)
+            frames = int(output_length(name, width, **kwargs))
+            counted = int(output_length(name, torch.tensor([width]), **kwargs)[0])
+            if logits.shape[0] != frames or counted != frames:
+                raise ConformanceError(
+                    f"for an image {width} px wide the forward gives {logits.shape[0]} frames, "
+                    f"its output_length {frames} on an int and {counted} on a tensor of widths; "
+                    "the three must agree (the CTC loss takes its frame counts from output_length)"
+                )
+
+
+def _precision(dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    if dtype == torch.bfloat16:
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def check_loss(name: str, kwargs: Mapping[str, Any]) -> None:
+    """A finite fp32 loss whose gradients reach every parameter, in fp32 and under bf16
+    autocast; a decoding with a confidence in [0, 1]."""
+    family = _family(name, kwargs)
+    texts = labels(name, kwargs)
+    for dtype in (torch.float32, torch.bfloat16):
+        model = _model(name, kwargs)
+        x = images(name, kwargs, len(texts))
+        with _precision(dtype):
+            out = model(x)
+        where = "under bf16 autocast" if dtype == torch.bfloat16 else "in fp32"
+        loss = family.loss(out, family.encode(texts))
+        if not (loss.ndim == 0 and loss.dtype == torch.float32 and torch.isfinite(loss)):
+            raise ConformanceError(f"{where}: the loss is {loss!r}, not a finite fp32 scalar")
+        loss.backward()
+        for pname, p in model.named_parameters():
+            if p.dtype != torch.float32:
+                raise ConformanceError(f"{where}: parameter {pname} is {p.dtype}, not float32")
+            if p.grad is None:
+                raise ConformanceError(f"{where}: parameter {pname} gets no gradient")
+            if not torch.isfinite(p.grad).all():
+                raise ConformanceError(f"{where}: parameter {pname} has a non-finite gradient")
+        if not any(p.grad.abs().sum() > 0 for p in model.parameters()):
+            raise ConformanceError(f"{where}: every gradient is zero")
+        model.eval()
+        with torch.no_grad(), _precision(dtype):
+            preds = family.decode(model(x[:1]))
+        if len(preds) != 1 or not 0.0 <= preds[0].confidence <= 1.0:
+            raise ConformanceError(f"{where}: decoding one image gave {preds!r}")
+
+
+def check_channels_last(name: str, kwargs: Mapping[str, Any]) -> None:
+    """Channels-last weights and images give the outputs of the default layout."""
+    model = _model(name, kwargs).eval()
+    x = images(name, kwargs, 3)
+    with torch.no_grad():
+        ref = _outputs(model(x))
+        model = model.to(memory_format=torch.channels_last)
+        out = _outputs(model(x.contiguous(memory_format=torch.channels_last)))
+    for i, (a, b) in enumerate(zip(ref, out, strict=True)):
+        try:
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+        except AssertionError as e:
+            raise ConformanceError(f"output {i} differs in channels_last: {e}") from None
+
+
+def check_classes(name: str, kwargs: Mapping[str, Any]) -> None:
+    """The tensors that grow with the charset grow on their first axis."""
+    from models.transfer import class_tensors
+
+    try:
+        found = class_tensors(name, len(CHARSET), kwargs)
+    except ValueError as e:
+        raise ConformanceError(str(e)) from None
+    if not found:
+        raise ConformanceError("no tensor grows with the charset: the output ignores num_classes")
+
+
+def check_onnx(name: str, kwargs: Mapping[str, Any]) -> None:
+    """A checkpoint exports to ONNX, onnxruntime agreeing with PyTorch."""
+    from models.checkpoint import ModelMeta, save_model
+    from models.export import export_onnx
+
+    task = TASK[family_of(name)]
+    with tempfile.TemporaryDirectory(prefix="synthocr-check-") as tmp:
+        meta = ModelMeta(name, dict(kwargs), list(CHARSET), task, train={}, step=0)
+        save_model(Path(tmp) / "model.pt", _model(name, kwargs), meta)
+        try:
+            export_onnx(Path(tmp) / "model.pt", Path(tmp) / "model.onnx")  # parity checked
+        except Exception as e:
+            raise ConformanceError(f"{type(e).__name__}: {e}") from None
+
+
+CHECK_FUNCTIONS: dict[str, Callable[[str, Mapping[str, Any]], None]] = {
+    "signature": check_signature,
+    "outputs": check_outputs,
+    "loss": check_loss,
+    "channels_last": check_channels_last,
+    "classes": check_classes,
+    "onnx": check_onnx,
+}
+
+
+def check_model(
+    name: str,
+    kwargs: Mapping[str, Any] | None = None,
+    checks: Sequence[str] = CHECKS,
+) -> list[Result]:
+    """Run ``checks`` on model ``name`` built with ``kwargs`` (its entry's ``tiny`` ones when
+    None), every one even after a failure.
+
+    Raises:
+        ValueError: An unknown model or check, or kwargs the model does not take (the config's
+            messages).
+    """
+    unknown = sorted(set(checks) - set(CHECKS))
+    if unknown:
+        raise ValueError(f"unknown check(s) {', '.join(unknown)}; valid: {', '.join(CHECKS)}")
+    entry = get_entry(name)
+    kwargs = dict(entry.tiny if kwargs is None else kwargs)
+    check_kwargs(name, kwargs)
+    return list(_run(name, kwargs, checks))
+
+
+def _run(name: str, kwargs: dict[str, Any], checks: Sequence[str]) -> Iterator[Result]:
+    for check in checks:
+        try:
+            CHECK_FUNCTIONS[check](name, kwargs)
+        except Exception as e:  # a model's own error is a failed check too: name it
+            detail = str(e) if isinstance(e, ConformanceError) else f"{type(e).__name__}: {e}"
+            yield Result(check, False, detail)
+        else:
+            yield Result(check, True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="synthocr-check-model",
+        description="Check that a registered model (built in, or an installed package's) keeps "
+        "the registry's contract: " + ", ".join(CHECKS) + ".",
+    )
+    parser.add_argument("model", help="registered model name")
+    parser.add_argument(
+        "--kwargs",
+        default=None,
+        help="the factory's keyword arguments as JSON (default: its entry's tiny ones)",
+    )
+    parser.add_argument("--skip", nargs="+", default=[], choices=CHECKS, help="checks to skip")
+    args = parser.parse_args(argv)
+    try:
+        kwargs = json.loads(args.kwargs) if args.kwargs is not None else None
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise ValueError(f"--kwargs: a JSON object, got {args.kwargs!r}")
+        checks = [c for c in CHECKS if c not in args.skip]
+        results = check_model(args.model, kwargs, checks)
+    except (ValueError, json.JSONDecodeError) as e:
+        print(f"synthocr-check-model: {e}", file=sys.stderr)
+        return 2
+    for r in results:
+        print(f"{'ok  ' if r.ok else 'FAIL'} {r.check}" + (f": {r.detail}" if r.detail else ""))
+    failed = [r.check for r in results if not r.ok]
+    print(
+        f"model {args.model!r}: "
+        + (f"{len(failed)} of {len(results)} checks failed" if failed else "every check passed")
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""Models of one's own package: an entry point in group ``synthocr.models`` registers a model
+without an edit of this checkout (a real distribution's metadata on the path), the workflow
+trains and evaluates it, and ``synthocr-check-model`` checks it as the tests check ours."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, run_snakemake
+
+from models import registry
+from models.conformance import CHECKS, check_model
+from models.registry import (
+    PLUGIN_GROUP,
+    entry_source,
+    get_entry,
+    model_names,
+    reload_plugins,
+    validate_experiment,
+)
+
+FACTORY = """
+from torch import nn
+
+
+class TinyCTC(nn.Module):
+    def __init__(self, num_classes, width, hidden, batch_first):
+        super().__init__()
+        c = max(4, int(16 * width))
+        self.convs = nn.Sequential(
+            nn.Conv2d(1, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c, 2 * c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.rnn = nn.GRU(2 * c * 8, hidden, bidirectional=True)
+        self.fc = nn.Linear(2 * hidden, num_classes + 1)
+        self.batch_first = batch_first
+
+    def forward(self, x):
+        f = self.convs(x).flatten(1, 2).permute(2, 0, 1)  # T, N, 2c * 8
+        out = self.fc(self.rnn(f)[0])  # T, N, C + 1
+        return out.transpose(0, 1) if self.batch_first else out
+
+
+def tiny_ctc(num_classes, *, width=1.0, hidden=64):
+    return TinyCTC(num_classes, width, hidden, batch_first=False)
+
+
+def batch_first_ctc(num_classes, *, width=1.0, hidden=64, depth=2):
+    return TinyCTC(num_classes, width, hidden, batch_first=True)
+"""
+
+ENTRIES = """
+from models.registry import ModelEntry
+
+
+def frames(image_width, **kwargs):
+    return image_width // 4
+
+
+TINY_CTC = ModelEntry(
+    "my_models.nets:tiny_ctc",
+    "ctc",
+    {"kind": "line", "height": 32},
+    {"width": 1.0, "hidden": 64},
+    output_length=frames,
+    tiny={"width": 0.25, "hidden": 16},
+)
+# Breaks the contract twice: its logits are batch first, and its entry omits a kwarg.
+BATCH_FIRST = ModelEntry(
+    "my_models.nets:batch_first_ctc",
+    "ctc",
+    {"kind": "line", "height": 32},
+    {"width": 1.0, "hidden": 64},
+    output_length=frames,
+    tiny={"width": 0.25, "hidden": 16},
+)
+NOT_AN_ENTRY = {"target": "my_models.nets:tiny_ctc"}
+"""
+
+
+def make_package(site: Path, points: dict[str, str], package: str = "my-models") -> Path:
+    """A package installed as pip installs one: its modules, and a ``.dist-info`` folder whose
+    ``entry_points.txt`` registers ``points`` (model name -> object) in the plugin group."""
+    modules = site / "my_models"
+    modules.mkdir(parents=True, exist_ok=True)
+    (modules / "__init__.py").write_text("")
+    (modules / "nets.py").write_text(FACTORY)
+    (modules / "entries.py").write_text(ENTRIES)
+    dist = site / f"{package.replace('-', '_')}-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n")
+    lines = [f"[{PLUGIN_GROUP}]", *(f"{name} = {obj}" for name, obj in points.items())]
+    (dist / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    return site
+
+
+@pytest.fixture
+def install(tmp_path, monkeypatch):
+    """``install(points)``: that package on this process's path and its subprocesses'."""
+
+    def _install(points: dict[str, str], package: str = "my-models") -> Path:
+        site = make_package(tmp_path / "site" / package, points, package)
+        monkeypatch.syspath_prepend(str(site))
+        paths = [str(site), os.environ.get("PYTHONPATH", "")]
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
+        reload_plugins()
+        return site
+
+    yield _install
+    monkeypatch.undo()
+    for name in [n for n in sys.modules if n == "my_models" or n.startswith("my_models.")]:
+        del sys.modules[name]
+    reload_plugins()
+
+
+GOOD = {"tiny_ctc": "my_models.entries:TINY_CTC"}
+LINE_TASK = {"height": 32, "length": [1, 8], "min_char_width": 16, "charset": {}}
+
+
+def test_an_installed_packages_model_is_registered_checked_and_named(install):
+    assert "tiny_ctc" not in model_names()
+    install(GOOD)
+    assert "tiny_ctc" in model_names() and "crnn_vgg" in model_names()
+    assert get_entry("tiny_ctc").target == "my_models.nets:tiny_ctc"
+    assert "of package my-models" in entry_source("tiny_ctc")
+    assert entry_source("crnn_vgg") == "models/registry.py MODELS"
+    assert "tiny_ctc" in registry.models_of_family("ctc")
+    exp = {"task": "line", "model": "tiny_ctc", "model_kwargs": {"hidden": 32}}
+    validate_experiment("line_tiny", exp, LINE_TASK)
+    with pytest.raises(ValueError, match=r"T=0 output frames for a 3 px wide image"):
+        validate_experiment("line_tiny", exp, {**LINE_TASK, "min_char_width": 3})
+    with pytest.raises(ValueError, match=r"model_kwargs.hiden: model 'tiny_ctc' takes no"):
+        validate_experiment("line_tiny", {**exp, "model_kwargs": {"hiden": 1}}, LINE_TASK)
+    results = check_model("tiny_ctc")
+    assert [(r.check, r.ok, r.detail) for r in results] == [(c, True, "") for c in CHECKS]
+
+
+def test_an_unknown_model_says_how_a_package_registers_one(install):
+    with pytest.raises(ValueError, match="unknown model 'tiny_ctc'") as e:
+        get_entry("tiny_ctc")
+    assert f"entry point in group {PLUGIN_GROUP}" in str(e.value)
+    assert "is that package installed here?" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("points", "name", "message"),
+    [
+        (
+            {"gone": "my_models.missing:TINY_CTC"},
+            "gone",
+            r"entry point gone = 'my_models.missing:TINY_CTC' of package my-models, group "
+            r"synthocr.models cannot be loaded: ModuleNotFoundError",
+        ),
+        (
+            {"odd": "my_models.entries:NOT_AN_ENTRY"},
+            "odd",
+            r"model 'odd': .* is a dict, not a models.registry.ModelEntry",
+        ),
+        (
+            {"crnn_vgg": "my_models.entries:TINY_CTC"},
+            "crnn_vgg",
+            r"model 'crnn_vgg' is registered more than once: models/registry.py MODELS; entry "
+            r"point crnn_vgg = 'my_models.entries:TINY_CTC' of package my-models",
+        ),
+    ],
+    ids=["import-error", "not-an-entry", "a-built-in-name"],
+)
+def test_a_broken_plugin_fails_where_it_is_named_naming_its_package(install, points, name, message):
+    install({**points, **GOOD})
+    with pytest.raises(ValueError, match=message):
+        get_entry(name)
+    assert get_entry("tiny_ctc").family == "ctc"  # the package's other model still loads
+    exp = {"task": "line", "model": name}
+    with pytest.raises(ValueError, match=rf"experiments.mine.model: .*{message}"):
+        validate_experiment("mine", exp, LINE_TASK)
+
+
+def test_two_packages_with_one_model_name_are_both_named(install):
+    install(GOOD)
+    install({"tiny_ctc": "my_models.entries:BATCH_FIRST"}, package="other-models")
+    with pytest.raises(ValueError, match="registered more than once") as e:
+        get_entry("tiny_ctc")
+    assert "package my-models" in str(e.value) and "package other-models" in str(e.value)
+
+
+def test_the_check_names_what_a_model_breaks_and_runs_every_check(install):
+    install({"batch_first": "my_models.entries:BATCH_FIRST"})
+    results = {r.check: r for r in check_model("batch_first")}
+    assert list(results) == list(CHECKS)
+    assert not results["signature"].ok
+    assert "keyword-only arguments are {'width': 1.0, 'hidden': 64, 'depth': 2}" in (
+        results["signature"].detail
+    )
+    for check in ("outputs", "loss"):
+        assert not results[check].ok
+        assert "returned logits of shape (2, " in results[check].detail, results[check]
+        assert "a ctc model returns T, N, C + 1" in results[check].detail
+    assert results["classes"].ok  # a layer with the classes on its first axis, as it should
+    with pytest.raises(ValueError, match="unknown check"):
+        check_model("batch_first", checks=["shapes"])
+
+
+def _check_command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "models.conformance", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+
+
+def test_the_check_command_passes_a_sound_model_and_fails_a_broken_one(install):
+    install({**GOOD, "batch_first": "my_models.entries:BATCH_FIRST"})
+    ok = _check_command("tiny_ctc", "--kwargs", '{"hidden": 8}', "--skip", "onnx")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.splitlines()[:5] == [f"ok   {c}" for c in CHECKS[:5]]
+    assert "model 'tiny_ctc': every check passed" in ok.stdout
+    bad = _check_command("batch_first", "--skip", "onnx")
+    assert bad.returncode == 1
+    assert "FAIL signature: " in bad.stdout and "3 of 5 checks failed" in bad.stdout
+    for args, message in [
+        (["tiny_ct"], "unknown model 'tiny_ct'"),
+        (["tiny_ctc", "--kwargs", '{"hidden": "8"}'], "model_kwargs.hidden: expected int"),
+        (["tiny_ctc", "--kwargs", "[8]"], "--kwargs: a JSON object"),
+    ]:
+        proc = _check_command(*args)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_the_workflow_trains_evaluates_and_exports_a_plugin_model(
+    install, smoke_run, tmp_path, monkeypatch
+):
+    """Nothing of the checkout edited: the package installed (on PYTHONPATH) is enough for the
+    config check, the train and evaluate jobs, and the export."""
+    install(GOOD)
+    work = tmp_path / "work"
+    shutil.copytree(smoke_run, work, symlinks=True)
+    config = yaml.safe_load((REPO / "configs/smoke.yaml").read_text(encoding="utf-8"))
+    exp = copy.deepcopy(config["experiments"]["line_crnn_vgg"])
+    exp.update(model="tiny_ctc", model_kwargs={"hidden": 16})
+    config["experiments"]["line_tiny"] = exp
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    target = "results/eval/line_tiny/test_heldout/metrics.json"
+    run_snakemake(work, "--cores", "2", target, config=path)
+    metrics = json.loads((work / target).read_text())
+    assert metrics["model"] == "tiny_ctc" and metrics["n"] > 0
+    export = subprocess.run(
+        [sys.executable, "-m", "models.export", "results/models/line_tiny/model.pt", "tiny.onnx"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert export.returncode == 0, export.stderr
+    assert (work / "tiny.onnx").stat().st_size > 0
+    # Without the package the config names the model it cannot find, and how one is added.
+    monkeypatch.setenv("PYTHONPATH", "")
+    proc = run_snakemake(work, "-n", "--cores", "2", target, config=path, check=False)
+    assert proc.returncode != 0
+    said = proc.stdout + proc.stderr
+    assert "experiments.line_tiny.model: unknown model 'tiny_ctc'" in said and PLUGIN_GROUP in said
+
+
+def test_the_readme_registers_a_package_model_as_the_tests_do():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### A model in your own package") :]
+    section = section[: section.index("\n## ")]
+    assert f'[project.entry-points."{PLUGIN_GROUP}"]' in section
+    assert "synthocr-check-model" in section
+    toml = textwrap.dedent(section[section.index("```toml") + 7 :].split("```")[0])
+    assert 'tiny_ctc = "my_models.entries:TINY_CTC"' in toml
