@@ -736,6 +736,15 @@ def test_an_own_test_set_is_packed_evaluated_and_reported_beside_tesseract(smoke
     summary = (work / "results/summary.md").read_text(encoding="utf-8")
     assert "| expr_crnn | seq_acc | test_mine | 0.0000 |" in summary
 
+    # Its grid of images and readings is one of the plots (the summary's inputs), for each
+    # experiment of its task alone.
+    grids = sorted(
+        p.relative_to(work) for p in work.glob("results/plots/*/predictions_test_mine.png")
+    )
+    assert grids == [Path("results/plots/expr_crnn/predictions_test_mine.png")]
+    with Image.open(work / grids[0]) as im:
+        assert im.format == "PNG" and im.width > 200
+
     def pack_fails(split, task, image, label):
         """The output of a pack job for one image and label, which must fail."""
         (mine / f"{split}.tsv").write_text(f"{image}\t{label}\n", encoding="utf-8")

@@ -22,8 +22,8 @@ REPORT_TESSERACT_TASKS = {
     )
     for kind, exps in REPORT_EXPERIMENTS.items()
 }
-# The tables have the synthetic test splits and the own_tests of each task (test_splits); the
-# plots below, the synthetic ones alone.
+# The tables have the synthetic test splits and the own_tests of each task (test_splits); so do
+# the prediction grids below; the other plots, the synthetic splits alone.
 REPORT_METRICS = {
     kind: [
         os.path.join(eval_dir(e, s), "metrics.json")
@@ -56,7 +56,7 @@ PLOTS = ["results/plots/accuracy_by_font.png"] + [
     for e in EXPERIMENTS
     for name in [
         "curves.png",
-        *(f"predictions_{s}.png" for s in TEST_SPLITS),
+        *(f"predictions_{s}.png" for s in test_splits(experiment_task(e))),
         *(["confusions.png"] if FAMILY[e] == "classification" else []),
         *(
             [f"attention_{i}.gif" for i in range(READER_GIFS)]
@@ -236,6 +236,42 @@ rule plot_predictions:
         shards=lambda w: [
             shard_paths(experiment_task(w.experiment), s) for s in TEST_SPLITS
         ],
+        n=config["report"]["prediction_grid_samples"],
+    script:
+        "../scripts/plots_predictions.py"
+
+
+# An own test's grid (own_tests): the user's images with their labels and readings.
+rule plot_own_predictions:
+    input:
+        predictions=[
+            os.path.join(eval_dir("{experiment}", "{split}"), "predictions.csv")
+        ],
+        shards=lambda w: shard_paths(experiment_task(w.experiment), w.split),
+    output:
+        [
+            report(
+                "results/plots/{experiment}/predictions_{split}.png",
+                caption="../report/predictions.rst",
+                category="Test predictions",
+                subcategory="{experiment}",
+                labels={"experiment": "{experiment}", "split": "{split}"},
+            )
+        ],
+    log:
+        "logs/plots/{experiment}/predictions_{split}.log",
+    benchmark:
+        "logs/plots/{experiment}/predictions_{split}.benchmark.tsv"
+    wildcard_constraints:
+        split="|".join(OWN_TESTS) if OWN_TESTS else "(?!)",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        splits=lambda w: [w.split],
+        shards=lambda w: [shard_paths(experiment_task(w.experiment), w.split)],
         n=config["report"]["prediction_grid_samples"],
     script:
         "../scripts/plots_predictions.py"
