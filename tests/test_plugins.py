@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, run_snakemake
+from test_export import TINY_CTC
 
 from models import registry
 from models.conformance import CHECKS, check_model
@@ -28,37 +29,24 @@ from models.registry import (
     validate_experiment,
 )
 
-FACTORY = """
-from torch import nn
+# The README's own small CTC model (tests/test_export.py), and one that breaks the contract.
+FACTORY = (
+    TINY_CTC
+    + """
 
-
-class TinyCTC(nn.Module):
-    def __init__(self, num_classes, width, hidden, batch_first):
-        super().__init__()
-        c = max(4, int(16 * width))
-        self.convs = nn.Sequential(
-            nn.Conv2d(1, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c, 2 * c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        )
-        self.rnn = nn.GRU(2 * c * 8, hidden, bidirectional=True)
-        self.fc = nn.Linear(2 * hidden, num_classes + 1)
-        self.batch_first = batch_first
-
+class BatchFirst(TinyCTC):
     def forward(self, x):
-        f = self.convs(x).flatten(1, 2).permute(2, 0, 1)  # T, N, 2c * 8
-        out = self.fc(self.rnn(f)[0])  # T, N, C + 1
-        return out.transpose(0, 1) if self.batch_first else out
-
-
-def tiny_ctc(num_classes, *, width=1.0, hidden=64):
-    return TinyCTC(num_classes, width, hidden, batch_first=False)
+        return super().forward(x).transpose(0, 1)  # N, T, C + 1: not the CTC layout
 
 
 def batch_first_ctc(num_classes, *, width=1.0, hidden=64, depth=2):
-    return TinyCTC(num_classes, width, hidden, batch_first=True)
+    return BatchFirst(num_classes, width, hidden)
 """
+)
 
 ENTRIES = """
+from dataclasses import replace
+
 from models.registry import ModelEntry
 
 
@@ -75,14 +63,7 @@ TINY_CTC = ModelEntry(
     tiny={"width": 0.25, "hidden": 16},
 )
 # Breaks the contract twice: its logits are batch first, and its entry omits a kwarg.
-BATCH_FIRST = ModelEntry(
-    "my_models.nets:batch_first_ctc",
-    "ctc",
-    {"kind": "line", "height": 32},
-    {"width": 1.0, "hidden": 64},
-    output_length=frames,
-    tiny={"width": 0.25, "hidden": 16},
-)
+BATCH_FIRST = replace(TINY_CTC, target="my_models.nets:batch_first_ctc")
 NOT_AN_ENTRY = {"target": "my_models.nets:tiny_ctc"}
 """
 
