@@ -96,11 +96,16 @@ def install(tmp_path, monkeypatch):
         reload_plugins()
         return site
 
+    _forget_my_models()  # another test's my_models (tests/test_export.py) is not this one
     yield _install
     monkeypatch.undo()
+    _forget_my_models()
+    reload_plugins()
+
+
+def _forget_my_models() -> None:
     for name in [n for n in sys.modules if n == "my_models" or n.startswith("my_models.")]:
         del sys.modules[name]
-    reload_plugins()
 
 
 GOOD = {"tiny_ctc": "my_models.entries:TINY_CTC"}
