@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.registry import build_model, input_spec
+from models.registry import build_model, input_spec, package_of
 from synth.atomic import atomic_write
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,9 @@ class ModelMeta:
             ``{"kind": "square", "size": S}`` or ``{"kind": "line", "height": H}``.
         train: The training spec (plain dict), for the record.
         step: Optimizer steps taken when the checkpoint was written.
+        package: For a model of an installed package (an entry point, `models.registry`), that
+            package and its version, so that a machine without it can say what to install;
+            empty for the built-in models (and then not written).
     """
 
     model: str
@@ -74,14 +77,19 @@ class ModelMeta:
     input: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     step: int = 0
+    package: str = ""
 
     def __post_init__(self) -> None:
         if not self.input:
             object.__setattr__(self, "input", input_spec(self.model, **self.model_kwargs))
+        if not self.package:
+            object.__setattr__(self, "package", package_of(self.model))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["charset"] = list(self.charset)
+        if not self.package:
+            del d["package"]  # a built-in model's meta stays as it was
         return d
 
     @classmethod
@@ -97,6 +105,7 @@ class ModelMeta:
             input=dict(d.get("input") or {}),
             train=dict(d.get("train") or {}),
             step=int(d.get("step", 0)),
+            package=str(d.get("package") or ""),
         )
 
 
@@ -241,7 +250,10 @@ def check_meta(meta: ModelMeta, where: str = "checkpoint") -> None:
         make_family(meta.model, meta.charset, meta.model_kwargs)
         expected = input_spec(meta.model, **meta.model_kwargs)
     except (ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{where}: model {meta.model!r} with this meta: {e}") from None
+        hint = f" (it was trained with the package {meta.package})" if meta.package else ""
+        raise CheckpointError(
+            f"{where}: model {meta.model!r} cannot be rebuilt{hint}: {e}"
+        ) from None
     if meta.input and meta.input != expected:
         raise CheckpointError(
             f"{where}: input geometry {meta.input} is not model {meta.model!r}'s {expected}"

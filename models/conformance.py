@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -42,10 +42,13 @@ import torch
 from models.registry import (
     build_model,
     check_kwargs,
+    entry_source,
+    factory_problem,
     family_of,
     get_entry,
     input_spec,
     output_length,
+    signature_problem,
 )
 
 CHECKS = ("signature", "outputs", "loss", "channels_last", "classes", "onnx")
@@ -107,22 +110,10 @@ def _outputs(out: Any) -> list[torch.Tensor]:
 
 
 def check_signature(name: str, kwargs: Mapping[str, Any]) -> None:
-    """The factory's signature is the one its entry declares."""
+    """The factory's signature is the one its entry declares (`signature_problem`)."""
     entry = get_entry(name)
-    params = inspect.signature(entry.factory).parameters
-    first = next(iter(params), None)
-    if first != "num_classes":
-        raise ConformanceError(
-            f"the factory {entry.target} takes {first!r} first; it takes num_classes first"
-        )
-    declared = {k: p.default for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    if declared != dict(entry.kwargs):
-        raise ConformanceError(
-            f"the factory {entry.target}'s keyword-only arguments are {declared}, its entry's "
-            f"kwargs {dict(entry.kwargs)}: the entry repeats the factory's defaults"
-        )
-    if "width" not in declared:
-        raise ConformanceError(f"the factory {entry.target} takes no width (channel multiplier)")
+    if problem := signature_problem(entry, entry.factory):
+        raise ConformanceError(problem)
 
 
 def check_outputs(name: str, kwargs: Mapping[str, Any]) -> None:
@@ -206,7 +197,8 @@ def check_channels_last(name: str, kwargs: Mapping[str, Any]) -> None:
         try:
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
         except AssertionError as e:
-            raise ConformanceError(f"output {i} differs in channels_last: {e}") from None
+            said = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
+            raise ConformanceError(f"output {i} differs in channels_last: {said}") from None
 
 
 def check_classes(name: str, kwargs: Mapping[str, Any]) -> None:
@@ -231,9 +223,35 @@ def check_onnx(name: str, kwargs: Mapping[str, Any]) -> None:
         meta = ModelMeta(name, dict(kwargs), list(CHARSET), task, train={}, step=0)
         save_model(Path(tmp) / "model.pt", _model(name, kwargs), meta)
         try:
-            export_onnx(Path(tmp) / "model.pt", Path(tmp) / "model.onnx")  # parity checked
+            with _quiet():  # torch prints a failed graph, pages of it, on the process's stderr
+                export_onnx(Path(tmp) / "model.pt", Path(tmp) / "model.onnx")  # parity checked
         except Exception as e:
-            raise ConformanceError(f"{type(e).__name__}: {e}") from None
+            first = str(e).replace(f"{tmp}/", "").strip().splitlines()[0]
+            raise ConformanceError(
+                f"{type(e).__name__}: {first} (the forward exports with the batch, and a "
+                "line's width, left free: no size computed from the input at run time; "
+                "README.md, 'Adding an architecture', step 1)"
+            ) from None
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Send what this process writes to its stdout and stderr, C++ code's too, to /dev/null."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
 
 
 CHECK_FUNCTIONS: dict[str, Callable[[str, Mapping[str, Any]], None]] = {
@@ -250,20 +268,23 @@ def check_model(
     name: str,
     kwargs: Mapping[str, Any] | None = None,
     checks: Sequence[str] = CHECKS,
+    where: str = "kwargs",
 ) -> list[Result]:
     """Run ``checks`` on model ``name`` built with ``kwargs`` (its entry's ``tiny`` ones when
     None), every one even after a failure.
 
     Raises:
-        ValueError: An unknown model or check, or kwargs the model does not take (the config's
-            messages).
+        ValueError: An unknown model or check, a factory module that cannot be found, or
+            kwargs the model does not take (named as ``where``).
     """
     unknown = sorted(set(checks) - set(CHECKS))
     if unknown:
         raise ValueError(f"unknown check(s) {', '.join(unknown)}; valid: {', '.join(CHECKS)}")
     entry = get_entry(name)
+    if problem := factory_problem(entry):
+        raise ValueError(f"model {name!r} ({entry_source(name)}): {problem}")
     kwargs = dict(entry.tiny if kwargs is None else kwargs)
-    check_kwargs(name, kwargs)
+    check_kwargs(name, kwargs, where=where)
     return list(_run(name, kwargs, checks))
 
 
@@ -290,14 +311,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="the factory's keyword arguments as JSON (default: its entry's tiny ones)",
     )
-    parser.add_argument("--skip", nargs="+", default=[], choices=CHECKS, help="checks to skip")
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=CHECKS, help="a check to skip (repeatable)"
+    )
     args = parser.parse_args(argv)
     try:
         kwargs = json.loads(args.kwargs) if args.kwargs is not None else None
         if kwargs is not None and not isinstance(kwargs, dict):
             raise ValueError(f"--kwargs: a JSON object, got {args.kwargs!r}")
         checks = [c for c in CHECKS if c not in args.skip]
-        results = check_model(args.model, kwargs, checks)
+        results = check_model(args.model, kwargs, checks, where="--kwargs")
     except (ValueError, json.JSONDecodeError) as e:
         print(f"synthocr-check-model: {e}", file=sys.stderr)
         return 2

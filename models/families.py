@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.registry import DECODERS, family_of, get_entry, output_length
+from models.registry import DECODERS, entry_source, family_of, get_entry, output_length
 from synth.charset import SPACE, SPACE_HINT
 from synth.text import Value
 
@@ -164,9 +164,10 @@ class Family:
         """The size of the logits' last axis: the characters, and the blank or terminal symbol."""
         return self.num_classes + self.offset
 
-    def check_output(self, outputs: Any) -> None:
+    def check_output(self, outputs: Any, images: torch.Tensor | None = None) -> None:
         """Raise `ValueError` unless a model's output has what this family's models return
-        besides the logits (the training loop checks every step's output)."""
+        besides the logits, and (CTC) as many frames as its ``output_length`` counts for the
+        ``images`` it read (the training loop checks every step's output)."""
 
     def logits(self, outputs: Any, batch: int | None = None) -> torch.Tensor:
         """The logits of a model's output, checked against `layout` (and the batch's size when
@@ -184,7 +185,8 @@ class Family:
             )
             raise ValueError(
                 f"model {self.model_name!r} returned logits of shape {shape}: a "
-                f"{self.kind} model returns {self.layout}, with {known}; see models/registry.py"
+                f"{self.kind} model returns {self.layout}, with {known} "
+                f"({entry_source(self.model_name)}; README.md, 'Adding an architecture')"
             )
         return logits
 
@@ -321,10 +323,26 @@ class CTCFamily(Family):
             raise ValueError(
                 f"widths {w.tolist()} give frame counts {lengths.tolist()} outside 1..{frames} "
                 "(the logits' T): pass the widths in px of the images as fed to the model, "
-                f"before padding; or model {self.model_name!r}'s output_length in "
-                "models/registry.py does not count the frames its forward gives"
+                f"before padding; or the output_length of model {self.model_name!r} "
+                f"({entry_source(self.model_name)}) does not count the frames its forward gives"
             )
         return lengths
+
+    def check_output(self, outputs: Any, images: torch.Tensor | None = None) -> None:
+        """The frames of the logits are those ``output_length`` counts for the batch's (padded)
+        width: a count one short would leave the last frame out of the loss unnoticed."""
+        if images is None:
+            return
+        width = int(images.shape[-1])
+        frames = int(self.logits(outputs).shape[0])
+        counted = int(output_length(self.model_name, width, **self.model_kwargs))
+        if counted != frames:
+            raise ValueError(
+                f"model {self.model_name!r} gave {frames} frames for images {width} px wide, "
+                f"but its output_length counts {counted} "
+                f"({entry_source(self.model_name)}): the CTC loss takes each image's frames "
+                "from output_length, so the two must agree"
+            )
 
     def loss(
         self,
@@ -569,13 +587,14 @@ class AttentionFamily(Family):
         self.longest_label = max_len
         self.steps = max_len + 1
 
-    def check_output(self, outputs: Any) -> None:
+    def check_output(self, outputs: Any, images: torch.Tensor | None = None) -> None:
         """The masks are the plots' and the ONNX export's: a model without them fails here."""
         if not (isinstance(outputs, tuple | list) and len(outputs) == 2):
             raise ValueError(
                 f"model {self.model_name!r} returned {type(outputs).__name__}: an attention "
                 "model returns (logits N, S, C + 1; masks N, S, H, W), as "
-                "models.reader.ReaderOutput; see models/registry.py"
+                f"models.reader.ReaderOutput ({entry_source(self.model_name)}; README.md, "
+                "'Adding an architecture')"
             )
 
     def encode(self, texts: Sequence[str]) -> Targets:

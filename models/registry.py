@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -228,6 +229,15 @@ def model_names() -> list[str]:
     """Every registered model's name, sorted: the built-in ones and those of installed packages'
     entry points (not loaded: a broken one fails only where it is named)."""
     return sorted(set(MODELS) | set(_plugin_points()))
+
+
+def package_of(name: str) -> str:
+    """The installed package, and its version, that registers model ``name``; empty for a
+    built-in model or a name no single package registers."""
+    points = _plugin_points().get(name, [])
+    if name in MODELS or len(points) != 1 or points[0].dist is None:
+        return ""
+    return f"{points[0].dist.name} {points[0].dist.version}"
 
 
 def entry_source(name: str) -> str:
@@ -433,7 +443,29 @@ def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
             f"model {name!r}: its factory {entry.target} cannot be imported: "
             f"{type(e).__name__}: {e}"
         ) from e
+    if problem := signature_problem(entry, factory):
+        raise ValueError(f"model {name!r} ({entry_source(name)}): {problem}")
     return factory(num_classes, **kwargs)
+
+
+def signature_problem(entry: ModelEntry, factory: Callable[..., Any]) -> str | None:
+    """Why ``factory``'s signature is not the one ``entry`` declares (``num_classes`` first,
+    then keyword-only arguments with the entry's ``kwargs`` as defaults, ``width`` among them),
+    or None: an entry whose defaults drift from its factory's would train another model than
+    the one its config names."""
+    params = inspect.signature(factory).parameters
+    first = next(iter(params), None)
+    if first != "num_classes":
+        return f"its factory {entry.target} takes {first!r} first; it takes num_classes first"
+    declared = {k: p.default for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    if declared != dict(entry.kwargs):
+        return (
+            f"its factory {entry.target}'s keyword-only arguments are {declared}, its entry's "
+            f"kwargs {dict(entry.kwargs)}: the entry repeats the factory's defaults"
+        )
+    if "width" not in declared:
+        return f"its factory {entry.target} takes no width (channel multiplier)"
+    return None
 
 
 def input_spec(name: str, **kwargs: Any) -> dict[str, Any]:

@@ -620,7 +620,8 @@ def _train(
         targets = family.encode(batch.texts)
         with autocast(device, amp):
             outputs = ddp_model(images)
-        family.check_output(outputs)  # the reader's masks, which the plots and export need
+        # the reader's masks, which the plots and export need; a CTC model's frame count
+        family.check_output(outputs, images)
         # fp32 inside the family; validation losses (eval_batches) are never smoothed
         loss = family.loss(outputs, targets, batch.widths, label_smoothing=spec.label_smoothing)
         optimizer.zero_grad(set_to_none=True)

@@ -431,8 +431,8 @@ def test_ctc_output_batch_first_or_without_a_blank_is_named() -> None:
         family.loss(batch_first, targets, widths=[32, 32])
     assert str(e.value) == (
         "model 'crnn_vgg' returned logits of shape (2, 9, 16): a ctc model returns T, N, C + 1 "
-        "(time first, class 0 the blank), with C = 15 characters and N = 2 images; "
-        "see models/registry.py"
+        "(time first, class 0 the blank), with C = 15 characters and N = 2 images "
+        "(models/registry.py MODELS; README.md, 'Adding an architecture')"
     )
     no_blank = torch.randn(9, 2, len(EXPR))
     for call in (lambda: family.loss(no_blank, targets), lambda: family.decode(no_blank)):
@@ -441,8 +441,26 @@ def test_ctc_output_batch_first_or_without_a_blank_is_named() -> None:
         ):
             call()
     # widths whose frame counts overrun the logits also name the registry's output_length
-    with pytest.raises(ValueError, match=r"output_length in models/registry\.py"):
+    with pytest.raises(
+        ValueError, match=r"output_length of model 'crnn_vgg' \(models/registry\.py MODELS\)"
+    ):
         family.loss(torch.randn(9, 2, len(EXPR) + 1), targets, widths=[400, 32])
+
+
+def test_ctc_frames_other_than_output_length_counts_are_named() -> None:
+    """The training loop's check of each step: frames one short or one over the count of
+    output_length for the batch's width (which the loss would take without a word)."""
+    family = make_family("crnn_vgg", EXPR)
+    images = torch.rand(2, 1, 32, 64)  # crnn_vgg: 64 // 4 + 1 = 17 frames
+    family.check_output(torch.randn(17, 2, len(EXPR) + 1), images)
+    for frames in (16, 18):
+        with pytest.raises(ValueError) as e:
+            family.check_output(torch.randn(frames, 2, len(EXPR) + 1), images)
+        assert str(e.value) == (
+            f"model 'crnn_vgg' gave {frames} frames for images 64 px wide, but its output_length "
+            "counts 17 (models/registry.py MODELS): the CTC loss takes each image's frames from "
+            "output_length, so the two must agree"
+        )
 
 
 def test_classification_and_attention_outputs_are_checked() -> None:

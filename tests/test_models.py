@@ -82,23 +82,31 @@ def test_the_readers_masks_start_whole_and_stay_in_0_1() -> None:
         ("channels_last", "layout_bound", "output 0 differs in channels_last"),
         ("classes", "classes_last", "grows with the classes on an axis other than its first"),
         ("signature", "no_width", "takes no width"),
+        ("signature", "drifted", "keyword-only arguments are {'width': 1.0, 'hidden': 256}"),
+        ("onnx", "adaptive", "ONNX export of operator adaptive pooling"),
     ],
 )
-def test_the_contract_checks_fail_naming_what_a_model_breaks(monkeypatch, check, model, message):
+def test_the_contract_checks_fail_naming_what_a_model_breaks(
+    monkeypatch, capfd, check, model, message
+):
     vgg = MODELS["crnn_vgg"]
     entries = {
         # an output_length that undercounts the forward's frames
         "undercounts": replace(vgg, output_length=lambda image_width, **kw: image_width // 4),
         "layout_bound": replace(vgg, target="tests.test_models:_layout_bound"),
         "classes_last": replace(vgg, target="tests.test_models:_classes_last"),
+        "adaptive": replace(vgg, target="tests.test_models:_adaptive"),
         "no_width": replace(
             vgg, target="tests.test_models:_no_width", kwargs={"hidden": 256}, tiny={}
         ),
     }
+    entries["drifted"] = replace(entries["layout_bound"], kwargs={"width": 1.0, "hidden": 128})
     monkeypatch.setitem(MODELS, model, entries[model])
-    kwargs = {} if model == "no_width" else TINY["crnn_vgg"]
+    kwargs = {} if model in ("no_width", "drifted") else TINY["crnn_vgg"]
     [result] = check_model(model, kwargs, checks=[check])
     assert not result.ok and message in result.detail, result
+    assert len(result.detail.splitlines()) == 1
+    assert len(capfd.readouterr().err) < 1000  # not the pages of graph a failed export prints
 
 
 class _LayoutBound(torch.nn.Module):
@@ -132,6 +140,24 @@ def _layout_bound(num_classes: int, *, width: float = 1.0, hidden: int = 256) ->
 
 def _classes_last(num_classes: int, *, width: float = 1.0, hidden: int = 256) -> torch.nn.Module:
     return _ClassesLast(num_classes)
+
+
+class _Adaptive(torch.nn.Module):
+    """Pools the height with an adaptive pooling, whose output size ONNX cannot leave free."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.pool = torch.nn.AdaptiveAvgPool2d((1, None))
+        self.fc = torch.nn.Linear(1, num_classes + 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.pool(x)[:, :, 0, ::4]  # N, 1, W // 4 + 1 (W % 4 > 0) or W // 4
+        f = torch.cat([f, f[:, :, :1]], 2)[:, :, : x.shape[-1] // 4 + 1]
+        return self.fc(f.permute(2, 0, 1))
+
+
+def _adaptive(num_classes: int, *, width: float = 1.0, hidden: int = 256) -> torch.nn.Module:
+    return _Adaptive(num_classes)
 
 
 def _no_width(num_classes: int, *, hidden: int = 256) -> torch.nn.Module:
@@ -636,6 +662,21 @@ def test_a_factory_that_cannot_be_imported_is_named_when_built(monkeypatch) -> N
         match=r"model 'mine': its factory models\.crnn:crnn_vgx cannot be imported: AttributeError",
     ):
         build_model("mine", 10)
+
+
+def test_an_entry_whose_defaults_drift_from_its_factorys_is_refused_when_built(monkeypatch):
+    """An entry declaring hidden 128 for a factory whose default is 256 would train, silently,
+    another model than its config names (and a check of kwargs would pass what the factory
+    lacks)."""
+    drifted = replace(MODELS["crnn_vgg"], kwargs={"width": 1.0, "hidden": 128})
+    monkeypatch.setitem(MODELS, "drifted", drifted)
+    with pytest.raises(ValueError) as e:
+        build_model("drifted", 10, width=0.125)
+    assert str(e.value) == (
+        "model 'drifted' (models/registry.py MODELS): its factory models.crnn:crnn_vgg's "
+        "keyword-only arguments are {'width': 1.0, 'hidden': 256}, its entry's kwargs "
+        "{'width': 1.0, 'hidden': 128}: the entry repeats the factory's defaults"
+    )
 
 
 def test_a_written_out_space_false_is_a_config_without_it() -> None:

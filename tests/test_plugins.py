@@ -29,7 +29,11 @@ from models.registry import (
     validate_experiment,
 )
 
-# The README's own small CTC model (tests/test_export.py), and one that breaks the contract.
+# Names of their own, so that a package a user installed (the README's my_models, say) is not
+# theirs. The package: the README's small CTC model (tests/test_export.py), and one that breaks
+# the contract.
+PACKAGE = "synthocr_plugin_test"
+
 FACTORY = (
     TINY_CTC
     + """
@@ -39,7 +43,7 @@ class BatchFirst(TinyCTC):
         return super().forward(x).transpose(0, 1)  # N, T, C + 1: not the CTC layout
 
 
-def batch_first_ctc(num_classes, *, width=1.0, hidden=64, depth=2):
+def batch_first_ctc(num_classes, *, width=1.0, hidden=64):
     return BatchFirst(num_classes, width, hidden)
 """
 )
@@ -55,23 +59,24 @@ def frames(image_width, **kwargs):
 
 
 TINY_CTC = ModelEntry(
-    "my_models.nets:tiny_ctc",
+    "synthocr_plugin_test.nets:tiny_ctc",
     "ctc",
     {"kind": "line", "height": 32},
     {"width": 1.0, "hidden": 64},
     output_length=frames,
     tiny={"width": 0.25, "hidden": 16},
 )
-# Breaks the contract twice: its logits are batch first, and its entry omits a kwarg.
-BATCH_FIRST = replace(TINY_CTC, target="my_models.nets:batch_first_ctc")
-NOT_AN_ENTRY = {"target": "my_models.nets:tiny_ctc"}
+# Breaks the contract: its logits are batch first.
+BATCH_FIRST = replace(TINY_CTC, target="synthocr_plugin_test.nets:batch_first_ctc")
+TYPO = replace(TINY_CTC, target="synthocr_plugin_test.netz:tiny_ctc")
+NOT_AN_ENTRY = {"target": "synthocr_plugin_test.nets:tiny_ctc"}
 """
 
 
-def make_package(site: Path, points: dict[str, str], package: str = "my-models") -> Path:
+def make_package(site: Path, points: dict[str, str], package: str = "synthocr-plugin-test") -> Path:
     """A package installed as pip installs one: its modules, and a ``.dist-info`` folder whose
     ``entry_points.txt`` registers ``points`` (model name -> object) in the plugin group."""
-    modules = site / "my_models"
+    modules = site / "synthocr_plugin_test"
     modules.mkdir(parents=True, exist_ok=True)
     (modules / "__init__.py").write_text("")
     (modules / "nets.py").write_text(FACTORY)
@@ -88,7 +93,7 @@ def make_package(site: Path, points: dict[str, str], package: str = "my-models")
 def install(tmp_path, monkeypatch):
     """``install(points)``: that package on this process's path and its subprocesses'."""
 
-    def _install(points: dict[str, str], package: str = "my-models") -> Path:
+    def _install(points: dict[str, str], package: str = "synthocr-plugin-test") -> Path:
         site = make_package(tmp_path / "site" / package, points, package)
         monkeypatch.syspath_prepend(str(site))
         paths = [str(site), os.environ.get("PYTHONPATH", "")]
@@ -96,43 +101,38 @@ def install(tmp_path, monkeypatch):
         reload_plugins()
         return site
 
-    _forget_my_models()  # another test's my_models (tests/test_export.py) is not this one
     yield _install
     monkeypatch.undo()
-    _forget_my_models()
+    for name in [n for n in sys.modules if n.partition(".")[0] == PACKAGE]:
+        del sys.modules[name]  # the next test's package is another folder
     reload_plugins()
 
 
-def _forget_my_models() -> None:
-    for name in [n for n in sys.modules if n == "my_models" or n.startswith("my_models.")]:
-        del sys.modules[name]
-
-
-GOOD = {"tiny_ctc": "my_models.entries:TINY_CTC"}
+GOOD = {"plugin_ctc": "synthocr_plugin_test.entries:TINY_CTC"}
 LINE_TASK = {"height": 32, "length": [1, 8], "min_char_width": 16, "charset": {}}
 
 
 def test_an_installed_packages_model_is_registered_checked_and_named(install):
-    assert "tiny_ctc" not in model_names()
+    assert "plugin_ctc" not in model_names()
     install(GOOD)
-    assert "tiny_ctc" in model_names() and "crnn_vgg" in model_names()
-    assert get_entry("tiny_ctc").target == "my_models.nets:tiny_ctc"
-    assert "of package my-models" in entry_source("tiny_ctc")
+    assert "plugin_ctc" in model_names() and "crnn_vgg" in model_names()
+    assert get_entry("plugin_ctc").target == "synthocr_plugin_test.nets:tiny_ctc"
+    assert "of package synthocr-plugin-test" in entry_source("plugin_ctc")
     assert entry_source("crnn_vgg") == "models/registry.py MODELS"
-    assert "tiny_ctc" in registry.models_of_family("ctc")
-    exp = {"task": "line", "model": "tiny_ctc", "model_kwargs": {"hidden": 32}}
+    assert "plugin_ctc" in registry.models_of_family("ctc")
+    exp = {"task": "line", "model": "plugin_ctc", "model_kwargs": {"hidden": 32}}
     validate_experiment("line_tiny", exp, LINE_TASK)
     with pytest.raises(ValueError, match=r"T=0 output frames for a 3 px wide image"):
         validate_experiment("line_tiny", exp, {**LINE_TASK, "min_char_width": 3})
-    with pytest.raises(ValueError, match=r"model_kwargs.hiden: model 'tiny_ctc' takes no"):
+    with pytest.raises(ValueError, match=r"model_kwargs.hiden: model 'plugin_ctc' takes no"):
         validate_experiment("line_tiny", {**exp, "model_kwargs": {"hiden": 1}}, LINE_TASK)
-    results = check_model("tiny_ctc")
+    results = check_model("plugin_ctc")
     assert [(r.check, r.ok, r.detail) for r in results] == [(c, True, "") for c in CHECKS]
 
 
 def test_an_unknown_model_says_how_a_package_registers_one(install):
-    with pytest.raises(ValueError, match="unknown model 'tiny_ctc'") as e:
-        get_entry("tiny_ctc")
+    with pytest.raises(ValueError, match="unknown model 'plugin_ctc'") as e:
+        get_entry("plugin_ctc")
     assert f"entry point in group {PLUGIN_GROUP}" in str(e.value)
     assert "is that package installed here?" in str(e.value)
 
@@ -141,21 +141,22 @@ def test_an_unknown_model_says_how_a_package_registers_one(install):
     ("points", "name", "message"),
     [
         (
-            {"gone": "my_models.missing:TINY_CTC"},
+            {"gone": "synthocr_plugin_test.missing:TINY_CTC"},
             "gone",
-            r"entry point gone = 'my_models.missing:TINY_CTC' of package my-models, group "
-            r"synthocr.models cannot be loaded: ModuleNotFoundError",
+            r"entry point gone = 'synthocr_plugin_test.missing:TINY_CTC' of package "
+            r"synthocr-plugin-test, group synthocr.models cannot be loaded: ModuleNotFoundError",
         ),
         (
-            {"odd": "my_models.entries:NOT_AN_ENTRY"},
+            {"odd": "synthocr_plugin_test.entries:NOT_AN_ENTRY"},
             "odd",
             r"model 'odd': .* is a dict, not a models.registry.ModelEntry",
         ),
         (
-            {"crnn_vgg": "my_models.entries:TINY_CTC"},
+            {"crnn_vgg": "synthocr_plugin_test.entries:TINY_CTC"},
             "crnn_vgg",
             r"model 'crnn_vgg' is registered more than once: models/registry.py MODELS; entry "
-            r"point crnn_vgg = 'my_models.entries:TINY_CTC' of package my-models",
+            r"point crnn_vgg = 'synthocr_plugin_test.entries:TINY_CTC' of package "
+            r"synthocr-plugin-test",
         ),
     ],
     ids=["import-error", "not-an-entry", "a-built-in-name"],
@@ -164,7 +165,7 @@ def test_a_broken_plugin_fails_where_it_is_named_naming_its_package(install, poi
     install({**points, **GOOD})
     with pytest.raises(ValueError, match=message):
         get_entry(name)
-    assert get_entry("tiny_ctc").family == "ctc"  # the package's other model still loads
+    assert get_entry("plugin_ctc").family == "ctc"  # the package's other model still loads
     exp = {"task": "line", "model": name}
     with pytest.raises(ValueError, match=rf"experiments.mine.model: .*{message}"):
         validate_experiment("mine", exp, LINE_TASK)
@@ -172,25 +173,21 @@ def test_a_broken_plugin_fails_where_it_is_named_naming_its_package(install, poi
 
 def test_two_packages_with_one_model_name_are_both_named(install):
     install(GOOD)
-    install({"tiny_ctc": "my_models.entries:BATCH_FIRST"}, package="other-models")
+    install({"plugin_ctc": "synthocr_plugin_test.entries:BATCH_FIRST"}, package="other-models")
     with pytest.raises(ValueError, match="registered more than once") as e:
-        get_entry("tiny_ctc")
-    assert "package my-models" in str(e.value) and "package other-models" in str(e.value)
+        get_entry("plugin_ctc")
+    assert "package synthocr-plugin-test" in str(e.value) and "package other-models" in str(e.value)
 
 
 def test_the_check_names_what_a_model_breaks_and_runs_every_check(install):
-    install({"batch_first": "my_models.entries:BATCH_FIRST"})
+    install({"batch_first": "synthocr_plugin_test.entries:BATCH_FIRST"})
     results = {r.check: r for r in check_model("batch_first")}
     assert list(results) == list(CHECKS)
-    assert not results["signature"].ok
-    assert "keyword-only arguments are {'width': 1.0, 'hidden': 64, 'depth': 2}" in (
-        results["signature"].detail
-    )
+    assert [c for c, r in results.items() if not r.ok] == ["outputs", "loss"]
     for check in ("outputs", "loss"):
-        assert not results[check].ok
         assert "returned logits of shape (2, " in results[check].detail, results[check]
         assert "a ctc model returns T, N, C + 1" in results[check].detail
-    assert results["classes"].ok  # a layer with the classes on its first axis, as it should
+    assert "synthocr-plugin-test" in results["outputs"].detail  # where the entry is
     with pytest.raises(ValueError, match="unknown check"):
         check_model("batch_first", checks=["shapes"])
 
@@ -206,18 +203,26 @@ def _check_command(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_the_check_command_passes_a_sound_model_and_fails_a_broken_one(install):
-    install({**GOOD, "batch_first": "my_models.entries:BATCH_FIRST"})
-    ok = _check_command("tiny_ctc", "--kwargs", '{"hidden": 8}', "--skip", "onnx")
+    install(
+        {
+            **GOOD,
+            "batch_first": "synthocr_plugin_test.entries:BATCH_FIRST",
+            "typo": "synthocr_plugin_test.entries:TYPO",
+        }
+    )
+    ok = _check_command("--skip", "onnx", "plugin_ctc", "--kwargs", '{"hidden": 8}')
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.splitlines()[:5] == [f"ok   {c}" for c in CHECKS[:5]]
-    assert "model 'tiny_ctc': every check passed" in ok.stdout
-    bad = _check_command("batch_first", "--skip", "onnx")
+    assert "model 'plugin_ctc': every check passed" in ok.stdout
+    bad = _check_command("batch_first", "--skip", "onnx", "--skip", "classes")
     assert bad.returncode == 1
-    assert "FAIL signature: " in bad.stdout and "3 of 5 checks failed" in bad.stdout
+    assert "FAIL outputs: " in bad.stdout and "2 of 4 checks failed" in bad.stdout
     for args, message in [
         (["tiny_ct"], "unknown model 'tiny_ct'"),
-        (["tiny_ctc", "--kwargs", '{"hidden": "8"}'], "model_kwargs.hidden: expected int"),
-        (["tiny_ctc", "--kwargs", "[8]"], "--kwargs: a JSON object"),
+        (["plugin_ctc", "--kwargs", '{"hidden": "8"}'], "--kwargs.hidden: expected int"),
+        (["plugin_ctc", "--kwargs", '{"hidden": 0}'], "--kwargs.hidden: must be >= 1"),
+        (["typo"], "the module of its factory, 'synthocr_plugin_test.netz', cannot be found"),
+        (["plugin_ctc", "--kwargs", "[8]"], "--kwargs: a JSON object"),
     ]:
         proc = _check_command(*args)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
@@ -233,14 +238,14 @@ def test_the_workflow_trains_evaluates_and_exports_a_plugin_model(
     shutil.copytree(smoke_run, work, symlinks=True)
     config = yaml.safe_load((REPO / "configs/smoke.yaml").read_text(encoding="utf-8"))
     exp = copy.deepcopy(config["experiments"]["line_crnn_vgg"])
-    exp.update(model="tiny_ctc", model_kwargs={"hidden": 16})
+    exp.update(model="plugin_ctc", model_kwargs={"hidden": 16})
     config["experiments"]["line_tiny"] = exp
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     target = "results/eval/line_tiny/test_heldout/metrics.json"
     run_snakemake(work, "--cores", "2", target, config=path)
     metrics = json.loads((work / target).read_text())
-    assert metrics["model"] == "tiny_ctc" and metrics["n"] > 0
+    assert metrics["model"] == "plugin_ctc" and metrics["n"] > 0
     export = subprocess.run(
         [sys.executable, "-m", "models.export", "results/models/line_tiny/model.pt", "tiny.onnx"],
         cwd=work,
@@ -255,7 +260,23 @@ def test_the_workflow_trains_evaluates_and_exports_a_plugin_model(
     proc = run_snakemake(work, "-n", "--cores", "2", target, config=path, check=False)
     assert proc.returncode != 0
     said = proc.stdout + proc.stderr
-    assert "experiments.line_tiny.model: unknown model 'tiny_ctc'" in said and PLUGIN_GROUP in said
+    assert (
+        "experiments.line_tiny.model: unknown model 'plugin_ctc'" in said and PLUGIN_GROUP in said
+    )
+    # and its checkpoint and ONNX file name the package they were trained with
+    for model in ("results/models/line_tiny/model.pt", "tiny.onnx"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "models.recognize", model, "x.png"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 1
+        assert (
+            f"{model}: model 'plugin_ctc' cannot be rebuilt (it was trained with the package "
+            "synthocr-plugin-test 0.1): unknown model 'plugin_ctc'"
+        ) in proc.stderr, proc.stderr
 
 
 def test_the_readme_registers_a_package_model_as_the_tests_do():

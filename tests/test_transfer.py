@@ -173,7 +173,9 @@ def test_a_class_layer_with_the_classes_off_its_first_axis_is_named(tmp_path, mo
         "    return Sideways(num_classes)\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    entry = ModelEntry("sideways:sideways", "classification", {"kind": "square", "size": 8}, {})
+    entry = ModelEntry(
+        "sideways:sideways", "classification", {"kind": "square", "size": 8}, {"width": 1.0}
+    )
     monkeypatch.setitem(MODELS, "sideways", entry)
     with pytest.raises(ValueError) as e:
         class_tensors("sideways", 10, {})
