@@ -3,7 +3,7 @@ model, for a model of one's own (README.md, "Adding an architecture" and "A mode
 package"), on a small instance, in seconds, on the CPU::
 
     synthocr-check-model tiny_ctc                       # its entry's `tiny` kwargs
-    synthocr-check-model tiny_ctc --kwargs '{"hidden": 16}' --skip onnx
+    synthocr-check-model tiny_ctc --kwargs '{"hidden": 32}' --skip onnx   # tiny, hidden 32
 
     from models.conformance import check_model
     for result in check_model("tiny_ctc"):
@@ -137,14 +137,16 @@ def check_outputs(name: str, kwargs: Mapping[str, Any]) -> None:
                     )
             return
         for width in CTC_WIDTHS:
-            logits = family.logits(model(images(name, kwargs, 2, width)), batch=2)
-            frames = int(output_length(name, width, **kwargs))
-            counted = int(output_length(name, torch.tensor([width]), **kwargs)[0])
-            if logits.shape[0] != frames or counted != frames:
+            x = images(name, kwargs, 2, width)
+            out = model(x)
+            family.logits(out, batch=2)
+            family.check_output(out, x)  # the frames output_length counts, as training checks
+            on_int = int(output_length(name, width, **kwargs))
+            on_tensor = int(output_length(name, torch.tensor([width]), **kwargs)[0])
+            if on_tensor != on_int:
                 raise ConformanceError(
-                    f"for an image {width} px wide the forward gives {logits.shape[0]} frames, "
-                    f"its output_length {frames} on an int and {counted} on a tensor of widths; "
-                    "the three must agree (the CTC loss takes its frame counts from output_length)"
+                    f"output_length counts {on_int} frames for a width of {width} given as an "
+                    f"int, {on_tensor} for one in a tensor of widths (as the loss gives them)"
                 )
 
 
@@ -187,12 +189,18 @@ def check_loss(name: str, kwargs: Mapping[str, Any]) -> None:
 
 def check_channels_last(name: str, kwargs: Mapping[str, Any]) -> None:
     """Channels-last weights and images give the outputs of the default layout."""
+    from models.devices import memory_format
+
+    layout = memory_format(torch.device("cpu"))  # as models.train lays out a CPU run
     model = _model(name, kwargs).eval()
     x = images(name, kwargs, 3)
     with torch.no_grad():
         ref = _outputs(model(x))
-        model = model.to(memory_format=torch.channels_last)
-        out = _outputs(model(x.contiguous(memory_format=torch.channels_last)))
+        model = model.to(memory_format=layout)
+        out = _outputs(model(x.contiguous(memory_format=layout)))
+    kernels = [p for p in model.parameters() if p.dim() == 4 and p.shape[1] > 1]
+    if kernels and not any(p.is_contiguous(memory_format=layout) for p in kernels):
+        raise ConformanceError(f"no convolution kernel is in {layout} after .to(memory_format)")
     for i, (a, b) in enumerate(zip(ref, out, strict=True)):
         try:
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
@@ -223,10 +231,10 @@ def check_onnx(name: str, kwargs: Mapping[str, Any]) -> None:
         meta = ModelMeta(name, dict(kwargs), list(CHARSET), task, train={}, step=0)
         save_model(Path(tmp) / "model.pt", _model(name, kwargs), meta)
         try:
-            with _quiet():  # torch prints a failed graph, pages of it, on the process's stderr
+            with _quiet():  # torch prints a failed graph, pages of it, on the process's stdout
                 export_onnx(Path(tmp) / "model.pt", Path(tmp) / "model.onnx")  # parity checked
         except Exception as e:
-            first = str(e).replace(f"{tmp}/", "").strip().splitlines()[0]
+            first = (str(e).replace(f"{tmp}/", "").strip().splitlines() or ["(no message)"])[0]
             raise ConformanceError(
                 f"{type(e).__name__}: {first} (the forward exports with the batch, and a "
                 "line's width, left free: no size computed from the input at run time; "
@@ -239,8 +247,8 @@ def _quiet() -> Iterator[None]:
     """Send what this process writes to its stdout and stderr, C++ code's too, to /dev/null."""
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
     null = os.open(os.devnull, os.O_WRONLY)
+    saved = [os.dup(1), os.dup(2)]
     try:
         os.dup2(null, 1)
         os.dup2(null, 2)
@@ -270,8 +278,9 @@ def check_model(
     checks: Sequence[str] = CHECKS,
     where: str = "kwargs",
 ) -> list[Result]:
-    """Run ``checks`` on model ``name`` built with ``kwargs`` (its entry's ``tiny`` ones when
-    None), every one even after a failure.
+    """Run ``checks`` on model ``name`` built with its entry's ``tiny`` kwargs, ``kwargs``
+    laid over them, every one even after a failure (those that build the model are not run
+    once the signature check fails: each would fail with its message).
 
     Raises:
         ValueError: An unknown model or check, a factory module that cannot be found, or
@@ -283,18 +292,23 @@ def check_model(
     entry = get_entry(name)
     if problem := factory_problem(entry):
         raise ValueError(f"model {name!r} ({entry_source(name)}): {problem}")
-    kwargs = dict(entry.tiny if kwargs is None else kwargs)
-    check_kwargs(name, kwargs, where=where)
-    return list(_run(name, kwargs, checks))
+    if kwargs is not None:
+        check_kwargs(name, kwargs, where=where)
+    return list(_run(name, {**entry.tiny, **(kwargs or {})}, checks))
 
 
 def _run(name: str, kwargs: dict[str, Any], checks: Sequence[str]) -> Iterator[Result]:
+    signature_failed = False
     for check in checks:
+        if signature_failed:
+            yield Result(check, False, "not run: the signature check failed")
+            continue
         try:
             CHECK_FUNCTIONS[check](name, kwargs)
         except Exception as e:  # a model's own error is a failed check too: name it
             detail = str(e) if isinstance(e, ConformanceError) else f"{type(e).__name__}: {e}"
             yield Result(check, False, detail)
+            signature_failed = check == "signature"
         else:
             yield Result(check, True)
 
@@ -309,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--kwargs",
         default=None,
-        help="the factory's keyword arguments as JSON (default: its entry's tiny ones)",
+        help="keyword arguments as JSON, laid over the entry's tiny ones",
     )
     parser.add_argument(
         "--skip", action="append", default=[], choices=CHECKS, help="a check to skip (repeatable)"
@@ -320,8 +334,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if kwargs is not None and not isinstance(kwargs, dict):
             raise ValueError(f"--kwargs: a JSON object, got {args.kwargs!r}")
         checks = [c for c in CHECKS if c not in args.skip]
+        if not checks:
+            raise ValueError("--skip leaves no check to run")
         results = check_model(args.model, kwargs, checks, where="--kwargs")
-    except (ValueError, json.JSONDecodeError) as e:
+    except ValueError as e:  # json.JSONDecodeError too
         print(f"synthocr-check-model: {e}", file=sys.stderr)
         return 2
     for r in results:

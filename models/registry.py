@@ -253,10 +253,9 @@ def _plugin_points() -> dict[str, list[metadata.EntryPoint]]:
     """The installed entry points of `PLUGIN_GROUP` by name, read once per process (a package
     installed while it runs is seen by the next one; tests call ``cache_clear``)."""
     found: dict[str, list[metadata.EntryPoint]] = {}
+    # importlib.metadata already reads a distribution found twice on the path once.
     for ep in metadata.entry_points(group=PLUGIN_GROUP):
-        # The same distribution found twice on the path (an editable install and a copy) is one.
-        if all(other.value != ep.value for other in found.get(ep.name, [])):
-            found.setdefault(ep.name, []).append(ep)
+        found.setdefault(ep.name, []).append(ep)
     return found
 
 
@@ -335,9 +334,7 @@ def entry_problems(entry: ModelEntry) -> list[str]:
     module, _, function = entry.target.partition(":")
     if not module or not function:
         problems.append(f"target {entry.target!r} is not 'module:function'")
-    unknown = sorted(set(entry.tiny) - set(entry.kwargs))
-    if unknown:
-        problems.append(f"tiny names {', '.join(unknown)}, which kwargs do not declare")
+    problems += kwargs_problems(entry, entry.tiny, "tiny")
     return problems
 
 
@@ -355,15 +352,16 @@ def factory_problem(entry: ModelEntry) -> str | None:
 
 
 def models_of_family(family: str) -> list[str]:
-    """The registered models of ``family`` (an entry point that fails to load is left out)."""
-    out = []
-    for name in model_names():
+    """The registered models of ``family``: the built-in ones, and those of installed packages
+    that load (for a message: a broken or clashing entry point is left out, not raised)."""
+    out = {name for name, entry in MODELS.items() if entry.family == family}
+    for name in set(_plugin_points()) - set(MODELS):
         try:
             if get_entry(name).family == family:
-                out.append(name)
+                out.add(name)
         except ValueError:
             continue
-    return out
+    return sorted(out)
 
 
 def family_of(name: str) -> str:
@@ -382,15 +380,21 @@ def check_kwargs(name: str, kwargs: Mapping[str, Any], where: str | None = None)
         kwargs: Keyword arguments for the factory.
         where: How to name the mapping in messages (default ``model_kwargs``).
     """
-    entry = get_entry(name)
-    where = where or "model_kwargs"
+    problems = kwargs_problems(get_entry(name), kwargs, where or "model_kwargs", name)
+    if problems:
+        raise ValueError("\n".join(problems))
+
+
+def kwargs_problems(
+    entry: ModelEntry, kwargs: Mapping[str, Any], where: str, name: str | None = None
+) -> list[str]:
+    """`check_kwargs`'s problems, one per key (``where.key: ...``), for an entry."""
     valid = ", ".join(entry.kwargs)
+    model = f"model {name!r}" if name else "the model"
     problems = []
     for key, value in kwargs.items():
         if key not in entry.kwargs:
-            problems.append(
-                f"{where}.{key}: model {name!r} takes no argument {key!r}; valid: {valid}"
-            )
+            problems.append(f"{where}.{key}: {model} takes no argument {key!r}; valid: {valid}")
             continue
         default = entry.kwargs[key]
         if isinstance(default, bool):
@@ -417,8 +421,7 @@ def check_kwargs(name: str, kwargs: Mapping[str, Any], where: str | None = None)
                 check(value)
             except ValueError as e:
                 problems.append(f"{where}.{key}: {e}")
-    if problems:
-        raise ValueError("\n".join(problems))
+    return problems
 
 
 def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
@@ -456,12 +459,14 @@ def signature_problem(entry: ModelEntry, factory: Callable[..., Any]) -> str | N
     params = inspect.signature(factory).parameters
     first = next(iter(params), None)
     if first != "num_classes":
-        return f"its factory {entry.target} takes {first!r} first; it takes num_classes first"
+        takes = f"takes {first!r} first" if first else "takes no argument"
+        return f"its factory {entry.target} {takes}; a factory takes num_classes first"
     declared = {k: p.default for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
     if declared != dict(entry.kwargs):
         return (
             f"its factory {entry.target}'s keyword-only arguments are {declared}, its entry's "
-            f"kwargs {dict(entry.kwargs)}: the entry repeats the factory's defaults"
+            f"kwargs {dict(entry.kwargs)}: an entry's kwargs repeat its factory's keyword-only "
+            "arguments and their defaults"
         )
     if "width" not in declared:
         return f"its factory {entry.target} takes no width (channel multiplier)"

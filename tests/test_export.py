@@ -34,16 +34,16 @@ from models.recognize import load_recognizer
 from models.registry import MODELS, build_model, family_of
 
 # Small enough to export in a second or two: each model's small instance (its entry's ``tiny``),
-# a task of its family and characters the tests' CJK font draws.
+# its task (expr_crnn's own; a task of its family for the others) and characters the tests' CJK
+# font draws.
 CHARS = {
     "hanzi": "一二三四五六七八九十",
+    "expr": "0123456789+-*()",
     "line": "中文识别字体一二三0123",
     "short": "0123456789ABC",
 }
-TINY = {
-    name: (dict(entry.tiny), TASK[entry.family], CHARS[TASK[entry.family]])
-    for name, entry in MODELS.items()
-}
+TASKS = {name: {"expr_crnn": "expr"}.get(name, TASK[e.family]) for name, e in MODELS.items()}
+TINY = {name: (dict(e.tiny), TASKS[name], CHARS[TASKS[name]]) for name, e in MODELS.items()}
 
 
 class Payload:

@@ -78,7 +78,7 @@ def test_the_readers_masks_start_whole_and_stay_in_0_1() -> None:
 @pytest.mark.parametrize(
     ("check", "model", "message"),
     [
-        ("outputs", "undercounts", "16 px wide the forward gives 5 frames, its output_length 4"),
+        ("outputs", "undercounts", "gave 5 frames for images 16 px wide, but its output_length"),
         ("channels_last", "layout_bound", "output 0 differs in channels_last"),
         ("classes", "classes_last", "grows with the classes on an axis other than its first"),
         ("signature", "no_width", "takes no width"),
@@ -106,7 +106,11 @@ def test_the_contract_checks_fail_naming_what_a_model_breaks(
     [result] = check_model(model, kwargs, checks=[check])
     assert not result.ok and message in result.detail, result
     assert len(result.detail.splitlines()) == 1
-    assert len(capfd.readouterr().err) < 1000  # not the pages of graph a failed export prints
+    out, err = capfd.readouterr()
+    assert len(out + err) < 1000  # not the pages of graph a failed export prints
+    if check == "signature":  # the checks that build the model are not run after it
+        rest = check_model(model, kwargs)[1:]
+        assert {(r.ok, r.detail) for r in rest} == {(False, "not run: the signature check failed")}
 
 
 class _LayoutBound(torch.nn.Module):
@@ -199,6 +203,17 @@ def test_every_entry_gives_its_default_geometry_and_a_tiny_instance() -> None:
         assert input_spec(name) == dict(entry.input)
         assert entry.tiny, f"{name} has no tiny kwargs for the contract checks"
         check_kwargs(name, entry.tiny, where=f"{name} tiny")
+
+
+def test_an_entrys_tiny_kwargs_are_checked_as_a_configs(monkeypatch) -> None:
+    bad = replace(MODELS["crnn_vgg"], tiny={"hidden": 0, "depth": 2})
+    monkeypatch.setitem(MODELS, "bad_tiny", bad)
+    with pytest.raises(ValueError) as e:
+        check_model("bad_tiny")
+    assert str(e.value) == (
+        "model 'bad_tiny' (models/registry.py MODELS): tiny.hidden: must be >= 1, got 0; "
+        "tiny.depth: the model takes no argument 'depth'; valid: width, hidden"
+    )
 
 
 @pytest.mark.parametrize("name", ["crnn_vgg", "crnn_grcnn"])
@@ -675,7 +690,8 @@ def test_an_entry_whose_defaults_drift_from_its_factorys_is_refused_when_built(m
     assert str(e.value) == (
         "model 'drifted' (models/registry.py MODELS): its factory models.crnn:crnn_vgg's "
         "keyword-only arguments are {'width': 1.0, 'hidden': 256}, its entry's kwargs "
-        "{'width': 1.0, 'hidden': 128}: the entry repeats the factory's defaults"
+        "{'width': 1.0, 'hidden': 128}: an entry's kwargs repeat its factory's keyword-only "
+        "arguments and their defaults"
     )
 
 

@@ -223,11 +223,13 @@ def test_the_check_command_passes_a_sound_model_and_fails_a_broken_one(install):
         (["plugin_ctc", "--kwargs", '{"hidden": 0}'], "--kwargs.hidden: must be >= 1"),
         (["typo"], "the module of its factory, 'synthocr_plugin_test.netz', cannot be found"),
         (["plugin_ctc", "--kwargs", "[8]"], "--kwargs: a JSON object"),
+        ([*(a for c in CHECKS for a in ("--skip", c)), "plugin_ctc"], "leaves no check to run"),
     ]:
         proc = _check_command(*args)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow
 def test_the_workflow_trains_evaluates_and_exports_a_plugin_model(
     install, smoke_run, tmp_path, monkeypatch
 ):

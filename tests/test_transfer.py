@@ -15,8 +15,12 @@ from models.registry import MODELS, ModelEntry, build_model
 from models.transfer import TransferError, class_tensors, init_from
 from synth.shards import sha256_file
 
-# Each model's small instance (its entry's ``tiny``) and a task of its family.
-CASES = {name: (dict(entry.tiny), TASK[entry.family]) for name, entry in MODELS.items()}
+# Each model's small instance (its entry's ``tiny``) and its task (expr_crnn's own; a task of its
+# family for the others).
+CASES = {
+    name: (dict(entry.tiny), {"expr_crnn": "expr"}.get(name, TASK[entry.family]))
+    for name, entry in MODELS.items()
+}
 
 
 def _save(path, name, charset, seed=0, kwargs=None):
