@@ -4,7 +4,8 @@ Each job logs to its own file (the rule's ``log:``). Warnings and errors also go
 which Snakemake shows beside the job, one line each: a face left out, a charset character
 dropped are seen where the run is watched, not only in a file. A job that fails writes its
 traceback to its log file and one line to stderr naming the error (the messages name the file,
-key or character at fault) and the log, instead of a bare traceback beside an empty log file.
+key or character at fault) and the log, instead of a bare traceback beside an empty log file;
+one stopped by Ctrl-C writes one line, where every running job would print a traceback.
 What resolving the font patterns skipped (a pattern matching no file, a file that is not a font)
 and what a charset's own text left out or repeated print once, from the workflow's own process
 when it starts (`console`); the jobs, which resolve the patterns and build the charsets again,
@@ -19,6 +20,11 @@ import traceback
 from types import TracebackType
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
+# What a job's log ends with when Ctrl-C (SIGINT) stopped it; the console gets one line.
+INTERRUPTED = (
+    "interrupted (Ctrl-C): the next run does this job again; a training resumes from its last "
+    "checkpoint"
+)
 # Loggers whose warnings a job keeps in its log file only (see `start`).
 OFF_CONSOLE = ("fontTools", "synth.fonts.files", "synth.charset")
 
@@ -65,10 +71,12 @@ def start(log_path: str, fmt: str = FORMAT) -> logging.Logger:
     root.addHandler(to_console)
 
     def report(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
-        if issubclass(kind, KeyboardInterrupt):
-            sys.__excepthook__(kind, error, tb)
-            return
         to_file.stream.write("".join(traceback.format_exception(kind, error, tb)))
+        if issubclass(kind, KeyboardInterrupt):  # Ctrl-C: every running job gets it at once
+            to_file.stream.write(f"{INTERRUPTED}\n")
+            to_file.flush()
+            sys.stderr.write(f"interrupted: {log_path}\n")
+            return
         to_file.flush()
         message = str(error).replace("\n", "\n  ") or "(no message)"
         sys.stderr.write(f"error: {kind.__name__}: {message}\n  (traceback in {log_path})\n")

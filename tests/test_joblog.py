@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+from synth import joblog
+
 
 def test_a_job_logs_to_its_file_warns_on_the_console_and_fails_in_one_line(tmp_path):
     log = tmp_path / "job.log"
@@ -43,6 +45,26 @@ def test_a_job_logs_to_its_file_warns_on_the_console_and_fails_in_one_line(tmp_p
     assert "Traceback (most recent call last)" in text and text.rstrip().endswith(
         "ValueError: tasks.line.charset: 1 character covered by no training font"
     )
+
+
+def test_a_job_stopped_by_ctrl_c_says_so_in_one_line_and_in_its_log(tmp_path):
+    log = tmp_path / "job.log"
+    script = textwrap.dedent(
+        f"""
+        import logging, os, signal, time
+        from synth import joblog
+        joblog.start({str(log)!r})
+        logging.getLogger("job").info("step 40")
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert proc.stderr.splitlines() == [f"interrupted: {log}"]
+    text = log.read_text()
+    assert "step 40" in text and "KeyboardInterrupt" in text
+    assert text.rstrip().endswith(joblog.INTERRUPTED)
 
 
 def test_the_workflow_process_prints_the_font_patterns_news_once(tmp_path):
