@@ -128,7 +128,9 @@ def plot_curves(history_csv: str | os.PathLike, out: str | os.PathLike, title: s
             if not drawn:
                 _empty(ax, f"no {ylabel} columns")
                 continue
-            if ylabel == "loss" and (history[cols].dropna(how="all") > 0).all().all():
+            # every loss value drawn positive (a validation column's empty cells on the
+            # training rows are not values: NaN > 0 is False)
+            if ylabel == "loss" and all((history[c].dropna() > 0).all() for c in cols):
                 ax.set_yscale("log")
             ax.set_xlabel("step")
             ax.set_ylabel(ylabel)
@@ -175,9 +177,13 @@ def plot_prediction_grid(
         wide = samples[0].image.width > 1.5 * samples[0].image.height
         cols = columns or (4 if wide else 8)
         nrows = math.ceil(len(samples) / cols)
-        cell = (3.0, 1.3) if wide else (1.5, 1.8)
+        # Each cell: a typical image at the column's width (a taller one is drawn smaller), and
+        # the two lines of its title above it.
+        width = 3.0 if wide else 1.5
+        aspect = float(np.median([s.image.height / s.image.width for s in samples]))
+        cell = (width, width * aspect + 0.6)
         fig, axes = plt.subplots(
-            nrows, cols, figsize=(cell[0] * cols, cell[1] * nrows), squeeze=False
+            nrows, cols, figsize=(cell[0] * cols, cell[1] * nrows + 0.35), squeeze=False
         )
         errors = 0
         for ax, row, sample in zip(axes.flat, rows, samples, strict=False):
@@ -198,7 +204,7 @@ def plot_prediction_grid(
         for ax in list(axes.flat)[len(samples) :]:
             ax.set_axis_off()
         fig.suptitle(f"{title}  ({errors} of {len(samples)} wrong, in red)".strip())
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # the title's band
         _save(fig, out)
 
 

@@ -215,6 +215,10 @@ def references_table(
     return _frame(rows, columns)
 
 
+# The figures of merit where less is better (`targets_table`).
+LOWER_IS_BETTER = ("cer", "ned")
+
+
 def targets_table(
     targets: Sequence[Mapping[str, Any]], records: Iterable[Mapping[str, Any]]
 ) -> pd.DataFrame:
@@ -225,15 +229,18 @@ def targets_table(
         records: All ``metrics.json`` records.
 
     Returns:
-        Columns ``experiment, metric, split, target, reached, gap, met``; ``gap`` is reached minus
-        target (negative when missed); ``reached``, ``gap`` and ``met`` are empty when the
-        experiment did not run or lacks the metric.
+        Columns ``experiment, metric, split, target, reached, gap, met``; ``gap`` is how far
+        past the target it was reached: reached minus target, or target minus reached for the
+        error rates (`LOWER_IS_BETTER`), negative when missed; ``reached``, ``gap`` and ``met``
+        are empty when the experiment did not run or lacks the metric.
     """
-    ours = {(r["experiment"], r["split"]): r for r in records}
+    ours = {(r["experiment"], r["split"]): r for r in records if r["experiment"] != TESSERACT}
     rows = []
     for t in targets:
         record = ours.get((t["experiment"], t["split"]))
         reached = None if record is None else record.get(t["metric"])
+        sign = -1 if t["metric"] in LOWER_IS_BETTER else 1
+        gap = None if reached is None else sign * (reached - t["value"])
         rows.append(
             {
                 "experiment": t["experiment"],
@@ -241,8 +248,8 @@ def targets_table(
                 "split": t["split"],
                 "target": t["value"],
                 "reached": reached,
-                "gap": None if reached is None else reached - t["value"],
-                "met": None if reached is None else ("yes" if reached >= t["value"] else "no"),
+                "gap": gap,
+                "met": None if gap is None else ("yes" if gap >= 0 else "no"),
             }
         )
     columns = ["experiment", "metric", "split", "target", "reached", "gap", "met"]
@@ -287,7 +294,8 @@ def summary_markdown(
         "Built from the `metrics.json` files of `results/eval/`. Splits: `test_seen` uses the "
         "training fonts (unseen samples), `test_heldout` only fonts training never saw; any "
         "other `test_` split is one of the config's `own_tests`, labelled images of the user's. "
-        "Tesseract reads the first `tesseract.max_samples` samples of each split, with the "
+        "Tesseract reads the first `tesseract.max_samples` samples of each split (its `n`), "
+        "with the "
         "settings of `tesseract.<task>` (language, page segmentation, whitelist, scale), which "
         "its `metrics.json` records.\n",
     ]
@@ -302,7 +310,9 @@ def summary_markdown(
     if targets is not None and len(targets):
         parts += [
             "## Targets for this configuration\n",
-            "From `report.targets` in the config; `gap` is reached minus target.\n",
+            "From `report.targets` in the config; `gap` is how far past the target it was "
+            "reached (reached minus target; target minus reached for the error rates `cer` and "
+            "`ned`), negative when missed.\n",
             markdown_table(targets),
         ]
     parts += [
@@ -321,7 +331,9 @@ def summary_markdown(
         parts.append("## Plots\n")
         for p in plots:
             rel = os.path.relpath(p, base) if base is not None else str(p)
-            parts.append(f"- [{Path(p).name}]({rel}) ({Path(p).parent.name})")
+            folder = Path(p).parent.name  # the experiment's, or plots/ for those of every one
+            about = "every experiment" if folder == "plots" else folder
+            parts.append(f"- [{Path(p).name}]({rel}) ({about})")
         parts.append("")
     return "\n".join(parts)
 

@@ -305,6 +305,22 @@ def test_plot_curves(tmp_path):
     assert _is_png(out)
 
 
+def test_plot_curves_draws_positive_losses_on_a_log_scale(tmp_path, monkeypatch):
+    """As the caption says, though the validation loss is empty on the training rows."""
+    scales = []
+    save = plots._save
+    monkeypatch.setattr(
+        plots, "_save", lambda fig, out: (scales.append(fig.axes[0].get_yscale()), save(fig, out))
+    )
+    history = tmp_path / "history.csv"
+    rows = "step,train_loss,val_loss,val_acc\n1,3.2,,\n2,2.9,2.7,0.1\n3,2.5,,\n"
+    history.write_text(rows)
+    plots.plot_curves(history, tmp_path / "a.png")
+    history.write_text(rows + "4,0.0,,\n")  # a loss of 0 cannot be drawn on a log scale
+    plots.plot_curves(history, tmp_path / "b.png")
+    assert scales == ["log", "linear"]
+
+
 def test_prediction_grid_and_confusions(tmp_path, cjk_font):
     from models.evaluate import EvalSpec, evaluate
 
@@ -480,19 +496,27 @@ def test_metrics_files_are_plain_json(metrics_files):
 
 def test_targets_table_shows_the_gap():
     records = [
-        {"experiment": "expr_crnn", "split": "test_heldout", "seq_acc": 0.985},
+        {"experiment": "expr_crnn", "split": "test_heldout", "seq_acc": 0.985, "cer": 0.004},
         {"experiment": "hanzi_cnn", "split": "test_heldout", "top1": 0.975},
+        {"experiment": "tesseract", "split": "test_heldout", "seq_acc": 1.0},  # one per task
     ]
     targets = [
         {"experiment": "expr_crnn", "metric": "seq_acc", "split": "test_heldout", "value": 0.99},
         {"experiment": "hanzi_cnn", "metric": "top1", "split": "test_heldout", "value": 0.97},
         {"experiment": "short_reader", "metric": "seq_acc", "split": "test_heldout", "value": 0.9},
+        # error rates: met when at or below the target, the gap how far below
+        {"experiment": "expr_crnn", "metric": "cer", "split": "test_heldout", "value": 0.005},
+        {"experiment": "expr_crnn", "metric": "cer", "split": "test_heldout", "value": 0.003},
+        {"experiment": "tesseract", "metric": "seq_acc", "split": "test_heldout", "value": 0.5},
     ]
     table = report.targets_table(targets, records)
     assert list(table["met"][:2]) == ["no", "yes"]
     assert table["gap"][0] == pytest.approx(-0.005)
     assert table["gap"][1] == pytest.approx(0.005)
     assert table["reached"].isna()[2]  # the reader did not run: no figure, no verdict
+    assert list(table["met"][3:5]) == ["yes", "no"]
+    assert list(table["gap"][3:5]) == pytest.approx([0.001, -0.001])
+    assert table["reached"].isna()[5]  # Tesseract's rows are not one experiment's
     text = report.summary_markdown(
         report.crnn_table([]),
         report.hanzi_table([]),

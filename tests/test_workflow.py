@@ -633,16 +633,39 @@ def test_an_experiment_fine_tuned_from_another_trains_from_its_weights(smoke_run
     assert ("train", "expr_mine") in [(r, w.get("experiment")) for r, w in jobs]
 
 
-def test_a_target_on_a_split_that_is_none_fails_at_parse_time(tmp_path):
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (
+            {"split": "test_heldot"},
+            "report.targets.0.split: 'test_heldot' is none of test_seen, test_heldout",
+        ),
+        (
+            {"experiment": "tesseract"},
+            "report.targets.0.experiment: 'tesseract' is not an experiment of the config; valid: ",
+        ),
+        (
+            {"metric": "top_1", "experiment": "hanzi_cnn"},
+            "report.targets.0.metric: 'top_1' is not one of hanzi_cnn's figures; valid: seq_acc, "
+            "cer, ned, top1, top5",
+        ),
+        (
+            {"metric": "value_acc", "experiment": "line_crnn_vgg"},
+            "'value_acc' is not one of line_crnn_vgg's figures; valid: seq_acc, cer, ned",
+        ),
+    ],
+)
+def test_a_target_that_names_nothing_measured_fails_at_parse_time(tmp_path, target, message):
+    """A misspelt split, experiment or metric gave a target row with nothing reached."""
+
     def edit(c):
-        c["report"]["targets"] = [
-            {"experiment": "expr_crnn", "metric": "seq_acc", "split": "test_heldot", "value": 0.9}
-        ]
+        base = {"experiment": "expr_crnn", "metric": "seq_acc", "split": "test_heldout"}
+        c["report"]["targets"] = [{**base, "value": 0.9, **target}]
 
     proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "report.targets.0.split: 'test_heldot' is none of test_seen, test_heldout" in out
+    assert message in out
 
 
 @pytest.mark.parametrize(

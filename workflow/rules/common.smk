@@ -8,7 +8,12 @@ import os
 from snakemake.utils import validate
 
 from models.pack import read_labels
-from models.registry import family_of, label_lengths, validate_experiment
+from models.registry import (
+    family_of,
+    label_lengths,
+    target_metrics,
+    validate_experiment,
+)
 from models.specs import SCHEDULING, settings_drift
 from synth import joblog
 from synth.charset import extra_chars
@@ -283,6 +288,22 @@ for _i, _target in enumerate(config["report"]["targets"]):
         raise ValueError(
             f"report.targets.{_i}.split: {_target['split']!r} is none of "
             f"{', '.join(TEST_SPLITS + list(OWN_TESTS))}"
+        )
+    # A target is one of the config's experiments and a figure of merit its evaluation writes
+    # (a misspelt one gave an empty row; Tesseract's rows are one per task, not one experiment).
+    if _target["experiment"] not in EXPERIMENTS:
+        raise ValueError(
+            f"report.targets.{_i}.experiment: {_target['experiment']!r} is not an experiment of "
+            f"the config; valid: {', '.join(EXPERIMENTS)}"
+        )
+    _metrics = target_metrics(
+        family_of(experiment_config(_target["experiment"])["model"]),
+        experiment_task(_target["experiment"]),
+    )
+    if _target["metric"] not in _metrics:
+        raise ValueError(
+            f"report.targets.{_i}.metric: {_target['metric']!r} is not one of "
+            f"{_target['experiment']}'s figures; valid: {', '.join(_metrics)}"
         )
 
 
