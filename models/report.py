@@ -49,6 +49,7 @@ CRNN_COLUMNS = (
     "eval_img_per_s",
     "device",
     "model_kwargs",
+    "init_from",
 )
 HANZI_COLUMNS = (
     "experiment",
@@ -65,6 +66,7 @@ HANZI_COLUMNS = (
     "eval_img_per_s",
     "device",
     "model_kwargs",
+    "init_from",
 )
 READER_COLUMNS = (
     "experiment",
@@ -82,6 +84,7 @@ READER_COLUMNS = (
     "eval_img_per_s",
     "device",
     "model_kwargs",
+    "init_from",
 )
 ALL_FONTS = "all"
 

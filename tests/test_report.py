@@ -158,6 +158,7 @@ def test_crnn_report_columns_and_rows(tmp_path, metrics_files):
         "eval_img_per_s",
         "device",
         "model_kwargs",
+        "init_from",
     ]
     # experiments by name, Tesseract last, test_seen before test_heldout
     assert [(r["experiment"], r["task"], r["split"]) for r in rows] == [
@@ -173,6 +174,7 @@ def test_crnn_report_columns_and_rows(tmp_path, metrics_files):
     assert rows[3]["seq_acc"] == "0.4"
     assert rows[3]["model_kwargs"] == "hidden=96 width=0.25"  # what tells variants apart
     assert rows[4]["model_kwargs"] == ""  # Tesseract
+    assert rows[0]["init_from"] == "a.pt" and rows[2]["init_from"] == ""  # fine-tuned, or not
     assert rows[0]["train_steps"] == "6" and rows[0]["train_wall_s"] == "3.25"
     assert rows[4]["params_m"] == "" and rows[4]["model"] == "tesseract 5.3.0"
     missing = rows[5]
