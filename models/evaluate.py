@@ -53,7 +53,6 @@ from synth.text import evaluate as evaluate_expression
 
 log = logging.getLogger(__name__)
 
-TEXT_METRICS = ("seq_acc", "cer", "ned")
 PREDICTION_COLUMNS = (
     "index",
     "key",

@@ -108,6 +108,25 @@ def value_accuracy(readings: Sequence[str], values: Sequence[Value]) -> float:
     return hits / len(values)
 
 
+# The figures `text_metrics` gives: always, with candidates (classification), with values
+# (expressions); and those where less is better.
+TEXT_METRICS = ("seq_acc", "cer", "ned")
+TOPK_METRICS = ("top1", "top5")
+VALUE_METRICS = ("value_acc",)
+LOWER_IS_BETTER = ("cer", "ned")
+
+
+def metric_names(with_topk: bool, with_values: bool) -> list[str]:
+    """The figures `text_metrics` gives (and an evaluation's ``metrics.json`` holds) with
+    candidates (``with_topk``: a classifier) and reference values (``with_values``: the expr
+    task), ``n`` left out."""
+    return [
+        *TEXT_METRICS,
+        *(TOPK_METRICS if with_topk else ()),
+        *(VALUE_METRICS if with_values else ()),
+    ]
+
+
 def text_metrics(
     readings: Sequence[str],
     references: Sequence[str],

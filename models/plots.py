@@ -174,13 +174,14 @@ def plot_prediction_grid(
             _empty(ax, "no predictions")
             _save(fig, out)
             return
-        wide = samples[0].image.width > 1.5 * samples[0].image.height
+        # Each cell: a typical image (the median's shape; another is drawn smaller) at the
+        # column's width, within 1:20 and 2:1, and the two lines of its title above it.
+        aspect = float(np.median([s.image.height / s.image.width for s in samples]))
+        aspect = min(max(aspect, 0.05), 2.0)
+        wide = aspect < 1 / 1.5
         cols = columns or (4 if wide else 8)
         nrows = math.ceil(len(samples) / cols)
-        # Each cell: a typical image at the column's width (a taller one is drawn smaller), and
-        # the two lines of its title above it.
         width = 3.0 if wide else 1.5
-        aspect = float(np.median([s.image.height / s.image.width for s in samples]))
         cell = (width, width * aspect + 0.6)
         fig, axes = plt.subplots(
             nrows, cols, figsize=(cell[0] * cols, cell[1] * nrows + 0.35), squeeze=False

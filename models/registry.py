@@ -364,16 +364,6 @@ def models_of_family(family: str) -> list[str]:
     return sorted(out)
 
 
-def target_metrics(family: str, task: str) -> list[str]:
-    """The figures a ``report.targets`` entry may name for an experiment of ``family`` on
-    ``task``: those its evaluation's ``metrics.json`` holds."""
-    return (
-        ["seq_acc", "cer", "ned"]
-        + (["top1", "top5"] if family == "classification" else [])
-        + (["value_acc"] if task == "expr" else [])
-    )
-
-
 def family_of(name: str) -> str:
     """The task family (``classification``, ``ctc`` or ``attention``) of model ``name``."""
     return get_entry(name).family

@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from models.evaluate import read_metrics
+from models.metrics import LOWER_IS_BETTER
 from synth.atomic import write_text_atomic
 
 TEST_SPLITS = ("test_seen", "test_heldout")
@@ -218,10 +219,6 @@ def references_table(
     return _frame(rows, columns)
 
 
-# The figures of merit where less is better (`targets_table`).
-LOWER_IS_BETTER = ("cer", "ned")
-
-
 def targets_table(
     targets: Sequence[Mapping[str, Any]], records: Iterable[Mapping[str, Any]]
 ) -> pd.DataFrame:
@@ -305,10 +302,11 @@ def summary_markdown(
     if tesseract_notes:
         parts.append("**Tesseract is not installed here: its rows are empty.**\n")
     if fine_tuned:
-        listed = "; ".join(f"`{e}` from `{src}`" for e, src in sorted(fine_tuned.items()))
+        listed = ", ".join(f"`{e}`" for e in sorted(fine_tuned))
         parts.append(
-            f"Fine-tuned (`train.init_from`): {listed}. Their `train_steps` and `train_wall_s` "
-            "count only their own training, not their source's.\n"
+            f"Fine-tuned (`train.init_from`; their `init_from` column names the source): "
+            f"{listed}. Their `train_steps` and `train_wall_s` count only their own training, "
+            "not their source's.\n"
         )
     if targets is not None and len(targets):
         parts += [

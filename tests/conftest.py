@@ -19,6 +19,15 @@ LXGW = Path("/usr/share/fonts/truetype/lxgw-wenkai/LXGWWenKai-Regular.ttf")
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # Latin only: lacks every hanzi
 
 
+def model_task(name: str) -> str:
+    """The task a registered model is tested on: expr_crnn's own, a task of its family for the
+    others (`models.conformance.TASK`)."""
+    from models.conformance import TASK
+    from models.registry import get_entry
+
+    return {"expr_crnn": "expr"}.get(name, TASK[get_entry(name).family])
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         pytest.fail(

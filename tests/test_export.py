@@ -14,10 +14,10 @@ import onnx
 import pytest
 import torch
 import yaml
+from conftest import model_task
 from PIL import Image, ImageDraw, ImageFont
 
 from models.checkpoint import CheckpointError, ModelMeta, load_model, save_model
-from models.conformance import TASK
 from models.export import (
     META_KEY,
     ExportError,
@@ -42,8 +42,9 @@ CHARS = {
     "line": "中文识别字体一二三0123",
     "short": "0123456789ABC",
 }
-TASKS = {name: {"expr_crnn": "expr"}.get(name, TASK[e.family]) for name, e in MODELS.items()}
-TINY = {name: (dict(e.tiny), TASKS[name], CHARS[TASKS[name]]) for name, e in MODELS.items()}
+TINY = {
+    name: (dict(e.tiny), model_task(name), CHARS[model_task(name)]) for name, e in MODELS.items()
+}
 
 
 class Payload:

@@ -270,7 +270,7 @@ def test_summary_puts_references_beside_ours(tmp_path, metrics_files):
     assert "(plots/expr_crnn/curves.png)" in text
     assert "## CTC recognizers" in text and "| line_crnn_vgg | crnn_vgg | vgg |" in text
     # what was fine-tuned, from what: its steps and time are its own only
-    assert "Fine-tuned (`train.init_from`): `expr_crnn` from `a.pt`. Their" in text
+    assert "column names the source): `expr_crnn`. Their `train_steps`" in text
 
 
 def test_markdown_table_escapes_pipes():

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 import torch
+from conftest import model_task
 
 from models.checkpoint import CheckpointError, ModelMeta, UntrustedCheckpointError, save_model
-from models.conformance import TASK
 from models.families import make_family
 from models.registry import MODELS, ModelEntry, build_model
 from models.transfer import TransferError, class_tensors, init_from
@@ -17,10 +17,7 @@ from synth.shards import sha256_file
 
 # Each model's small instance (its entry's ``tiny``) and its task (expr_crnn's own; a task of its
 # family for the others).
-CASES = {
-    name: (dict(entry.tiny), {"expr_crnn": "expr"}.get(name, TASK[entry.family]))
-    for name, entry in MODELS.items()
-}
+CASES = {name: (dict(entry.tiny), model_task(name)) for name, entry in MODELS.items()}
 
 
 def _save(path, name, charset, seed=0, kwargs=None):

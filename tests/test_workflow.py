@@ -633,12 +633,29 @@ def test_an_experiment_fine_tuned_from_another_trains_from_its_weights(smoke_run
     assert ("train", "expr_mine") in [(r, w.get("experiment")) for r, w in jobs]
 
 
+def test_an_experiment_named_tesseract_fails_at_parse_time(tmp_path):
+    def edit(c):
+        c["experiments"]["tesseract"] = c["experiments"]["expr_crnn"]
+
+    proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
+    assert proc.returncode != 0
+    assert (
+        "experiments.tesseract: the reports name Tesseract's rows so" in proc.stdout + proc.stderr
+    )
+
+
 @pytest.mark.parametrize(
     ("target", "message"),
     [
         (
             {"split": "test_heldot"},
-            "report.targets.0.split: 'test_heldot' is none of test_seen, test_heldout",
+            "report.targets.0.split: 'test_heldot' is none of expr_crnn's test splits, test_seen, "
+            "test_heldout",
+        ),
+        (  # an own test of another task: expr_crnn never reads it
+            {"split": "test_caps"},
+            "report.targets.0.split: 'test_caps' is none of expr_crnn's test splits, test_seen, "
+            "test_heldout",
         ),
         (
             {"experiment": "tesseract"},
@@ -658,9 +675,13 @@ def test_an_experiment_fine_tuned_from_another_trains_from_its_weights(smoke_run
 def test_a_target_that_names_nothing_measured_fails_at_parse_time(tmp_path, target, message):
     """A misspelt split, experiment or metric gave a target row with nothing reached."""
 
+    labels = tmp_path / "caps.tsv"
+    labels.write_text("")
+
     def edit(c):
         base = {"experiment": "expr_crnn", "metric": "seq_acc", "split": "test_heldout"}
         c["report"]["targets"] = [{**base, "value": 0.9, **target}]
+        c["own_tests"] = {"test_caps": {"task": "short", "labels": str(labels)}}
 
     proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
     out = proc.stdout + proc.stderr

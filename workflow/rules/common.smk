@@ -7,11 +7,11 @@ import os
 
 from snakemake.utils import validate
 
+from models.metrics import metric_names
 from models.pack import read_labels
 from models.registry import (
     family_of,
     label_lengths,
-    target_metrics,
     validate_experiment,
 )
 from models.specs import SCHEDULING, settings_drift
@@ -57,6 +57,13 @@ EXPERIMENTS = sorted(config["experiments"])
 _problems = []
 for _name in EXPERIMENTS:
     _exp = config["experiments"][_name]
+    if (
+        _name == "tesseract"
+    ):  # the reports' rows of Tesseract, one per task, have that name
+        _problems.append(
+            "experiments.tesseract: the reports name Tesseract's rows so; call it another name"
+        )
+        continue
     try:
         validate_experiment(_name, _exp, config["tasks"][_exp["task"]])
     except ValueError as e:
@@ -283,28 +290,47 @@ for _split, _own in OWN_TESTS.items():
     )
 
 
+def test_splits(task):
+    """The test splits a task's models (and Tesseract) are evaluated on: the synthetic ones, then
+    the own_tests of that task."""
+    return TEST_SPLITS + [s for s, own in OWN_TESTS.items() if own["task"] == task]
+
+
+# A target names one of the config's experiments, a split it is evaluated on and a figure its
+# evaluation writes: a misspelt one gave an empty row (Tesseract's rows are one per task, not one
+# experiment). Every target's problem at once, each named with its file.
+_problems = []
 for _i, _target in enumerate(config["report"]["targets"]):
-    if _target["split"] not in TEST_SPLITS + list(OWN_TESTS):
-        raise ValueError(
-            f"report.targets.{_i}.split: {_target['split']!r} is none of "
-            f"{', '.join(TEST_SPLITS + list(OWN_TESTS))}"
+    _where, _exp = f"report.targets.{_i}", _target["experiment"]
+    if _exp not in EXPERIMENTS:
+        _problems.append(
+            f"{_where}.experiment: {_exp!r} is not an experiment of the config; valid: "
+            f"{', '.join(EXPERIMENTS)}"
         )
-    # A target is one of the config's experiments and a figure of merit its evaluation writes
-    # (a misspelt one gave an empty row; Tesseract's rows are one per task, not one experiment).
-    if _target["experiment"] not in EXPERIMENTS:
-        raise ValueError(
-            f"report.targets.{_i}.experiment: {_target['experiment']!r} is not an experiment of "
-            f"the config; valid: {', '.join(EXPERIMENTS)}"
+        continue
+    _splits = test_splits(experiment_task(_exp))
+    if _target["split"] not in _splits:
+        _problems.append(
+            f"{_where}.split: {_target['split']!r} is none of {_exp}'s test splits, "
+            f"{', '.join(_splits)}"
         )
-    _metrics = target_metrics(
-        family_of(experiment_config(_target["experiment"])["model"]),
-        experiment_task(_target["experiment"]),
+    _metrics = metric_names(
+        family_of(experiment_config(_exp)["model"]) == "classification",
+        experiment_task(_exp) == "expr",
     )
     if _target["metric"] not in _metrics:
-        raise ValueError(
-            f"report.targets.{_i}.metric: {_target['metric']!r} is not one of "
-            f"{_target['experiment']}'s figures; valid: {', '.join(_metrics)}"
+        _problems.append(
+            f"{_where}.metric: {_target['metric']!r} is not one of {_exp}'s figures; valid: "
+            f"{', '.join(_metrics)}"
         )
+_problems = [named_with_file(p, _origins) for p in _problems]
+if len(_problems) == 1:
+    raise ValueError(_problems[0])
+if _problems:
+    raise ValueError(
+        f"invalid report.targets ({len(_problems)} problems):\n  "
+        + "\n  ".join(_problems)
+    )
 
 
 def own_longest_label(task):
@@ -325,12 +351,6 @@ def own_ctc_models(task):
 
 def own_shard_path(split):
     return f"results/own/{split}-000000.tar"
-
-
-def test_splits(task):
-    """The test splits a task's models (and Tesseract) are evaluated on: the synthetic ones, then
-    the own_tests of that task."""
-    return TEST_SPLITS + [s for s, own in OWN_TESTS.items() if own["task"] == task]
 
 
 def all_shard_paths(task):
