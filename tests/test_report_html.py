@@ -28,11 +28,11 @@ CHROMIUM_FLAGS = [
 ]
 TABLES = {
     "crnn_report.csv": "experiment,model,backbone,task,split,n,seq_acc,cer,ned,value_acc,"
-    "params_m,train_steps,train_wall_s,eval_img_per_s,device,model_kwargs",
+    "params_m,train_steps,train_wall_s,eval_img_per_s,device,model_kwargs,init_from",
     "hanzi_report.csv": "experiment,model,task,split,font,n,top1,top5,"
-    "params_m,train_steps,train_wall_s,eval_img_per_s,device,model_kwargs",
+    "params_m,train_steps,train_wall_s,eval_img_per_s,device,model_kwargs,init_from",
     "reader_report.csv": "experiment,model,task,split,font,n,seq_acc,cer,ned,"
-    "params_m,train_steps,train_wall_s,eval_img_per_s,device,model_kwargs",
+    "params_m,train_steps,train_wall_s,eval_img_per_s,device,model_kwargs,init_from",
 }
 CATEGORIES = ["Tables", "Training curves", "Test predictions", "Accuracy by font"]
 
