@@ -9,7 +9,8 @@ package"), on a small instance, in seconds, on the CPU::
     for result in check_model("tiny_ctc"):
         print(result.check, result.ok, result.detail)
 
-The checks (`CHECKS`), each run even when one before it failed:
+The checks (`CHECKS`), each run even when one before it failed (after a failed ``signature``,
+the others build no model and say "not run"):
 
 - ``signature``: the factory takes ``num_classes`` first, then keyword-only arguments whose
   defaults are the entry's ``kwargs``, ``width`` among them;
