@@ -127,12 +127,13 @@ def crnn_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 def _with_fonts(
     records: Iterable[Mapping[str, Any]], columns: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """Per record, an overall row (``font = all``) then one row per font."""
+    """Per record, an overall row (``font = all``) then one row per font (its throughput left
+    empty: it is the whole split's, measured once)."""
     rows = []
     for record in sorted(records, key=_order):
         rows.append(_row(record, columns, font=ALL_FONTS))
         for font, scores in sorted((record.get("per_font") or {}).items()):
-            rows.append(_row({**record, **scores}, columns, font=font))
+            rows.append(_row({**record, **scores}, columns, font=font, eval_img_per_s=None))
     return rows
 
 
@@ -146,13 +147,28 @@ def reader_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return _frame(_with_fonts(records, READER_COLUMNS), READER_COLUMNS)
 
 
-def _format(value: Any, digits: int = 4) -> str:
+# How summary.md shows a column's numbers (others: `digits` decimals): times and rates to a tenth,
+# parameters in millions to thousands, the config's own figures (targets, published ones) as typed.
+COLUMN_FORMATS = {
+    "eval_img_per_s": ".1f",
+    "train_wall_s": ".1f",
+    "params_m": ".3f",
+    "target": "g",
+    "published": "g",
+}
+
+
+def _format(value: Any, digits: int = 4, column: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
-        return f"{value:.{digits}f}" if abs(value) < 1000 else f"{value:.0f}"
+        if column in COLUMN_FORMATS:
+            return format(value, COLUMN_FORMATS[column])
+        if column == "gap" and 0 < abs(value) < 0.5 * 10**-digits:  # a miss "-0.0000" hides
+            return f"{value:+.1e}"
+        return f"{value:.{digits}f}"
     return str(value)
 
 
@@ -182,7 +198,7 @@ def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
     cols = list(frame.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in frame.iterrows():
-        cells = [_format(row[c], digits).replace("|", "\\|") for c in cols]
+        cells = [_format(row[c], digits, c).replace("|", "\\|") for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

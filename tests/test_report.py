@@ -188,6 +188,12 @@ def test_hanzi_report_has_overall_and_per_font_rows(tmp_path, metrics_files):
     header, rows = _read_csv(out)
     assert header == list(report.HANZI_COLUMNS)
     assert header[:8] == ["experiment", "model", "task", "split", "font", "n", "top1", "top5"]
+    # the split's throughput on its overall row alone (measured once, not per font)
+    assert [bool(r["eval_img_per_s"]) for r in rows if r["experiment"] == "hanzi_cnn"] == [
+        True,
+        False,
+        False,
+    ]
     assert [(r["experiment"], r["font"], r["n"], r["top1"], r["top5"]) for r in rows] == [
         ("hanzi_cnn", "all", "20", "0.9", "0.95"),
         ("hanzi_cnn", "Font A", "10", "1", "1"),
@@ -264,7 +270,7 @@ def test_summary_puts_references_beside_ours(tmp_path, metrics_files):
         plots=[str(plot)],
     )
     assert out.read_text(encoding="utf-8") == text
-    assert "| expr_crnn | value_acc | 0.9999 | Baidu | 0.7500 | 0.5000 |" in text
+    assert "| expr_crnn | value_acc | 0.999925 | Baidu | 0.7500 | 0.5000 |" in text
     assert "Tesseract is not installed here" in text
     assert "settings of `tesseract.<task>`" in text
     assert "(plots/expr_crnn/curves.png)" in text
@@ -278,6 +284,21 @@ def test_markdown_table_escapes_pipes():
 
     text = report.markdown_table(pd.DataFrame([{"a": "x|y", "b": 0.5, "c": None}]))
     assert text.splitlines() == ["| a | b | c |", "|---|---|---|", "| x\\|y | 0.5000 |  |"]
+
+
+def test_markdown_table_shows_each_column_at_its_own_precision():
+    import pandas as pd
+
+    row = {
+        "seq_acc": 0.99326,
+        "eval_img_per_s": 267.0227,
+        "train_wall_s": 6616.46,
+        "params_m": 0.957201,
+        "published": 0.999925,
+        "gap": -0.00002,
+    }
+    text = report.markdown_table(pd.DataFrame([row]))
+    assert text.splitlines()[2] == "| 0.9933 | 267.0 | 6616.5 | 0.957 | 0.999925 | -2.0e-05 |"
 
 
 # ----------------------------------------------------------------------------- plots

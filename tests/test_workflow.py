@@ -778,7 +778,7 @@ def test_an_own_test_set_is_packed_evaluated_and_reported_beside_tesseract(smoke
         work, "--cores", "2", "results/summary.md", config=_write_config(tmp_path, targeted)
     )
     summary = (work / "results/summary.md").read_text(encoding="utf-8")
-    assert "| expr_crnn | seq_acc | test_mine | 0.0000 |" in summary
+    assert "| expr_crnn | seq_acc | test_mine | 0 |" in summary
 
     # Its grid of images and readings is one of the plots (the summary's inputs), for each
     # experiment of its task alone.
