@@ -410,8 +410,9 @@ def reader_attention_gifs(
                     ax.set_xticks([])
                     ax.set_yticks([])
                     ax.grid(False)
+                read = repr(readings[i]) if readings[i] else "∅"  # empty, as the grids show it
                 fig.suptitle(
-                    f"label {sample.label!r}  read {readings[i]!r}",
+                    f"label {sample.label!r}  read {read}",
                     color=OK_COLOR if readings[i] == sample.label else ERROR_COLOR,
                     fontsize=10,
                 )
