@@ -9,11 +9,7 @@ from snakemake.utils import validate
 
 from models.metrics import metric_names
 from models.pack import read_labels
-from models.registry import (
-    family_of,
-    label_lengths,
-    validate_experiment,
-)
+from models.registry import family_of, label_lengths, validate_experiment
 from models.specs import SCHEDULING, settings_drift
 from synth import joblog
 from synth.charset import extra_chars
@@ -52,14 +48,25 @@ TASKS = ["hanzi", "expr", "line", "short"]
 SPLITS = ["train", "val", "test_seen", "test_heldout"]
 TEST_SPLITS = ["test_seen", "test_heldout"]
 EXPERIMENTS = sorted(config["experiments"])
+
+
+def raise_problems(problems, what):
+    """Stop the workflow with every problem at once (one line each), if there is any."""
+    if len(problems) == 1:
+        raise ValueError(problems[0])
+    if problems:
+        raise ValueError(
+            f"invalid {what} ({len(problems)} problems):\n  " + "\n  ".join(problems)
+        )
+
+
 # Unknown model kwargs or values, or a CTC output shorter than 2 * max label + 1, fail at parse
 # time: every experiment's problems at once, each named with its file.
 _problems = []
 for _name in EXPERIMENTS:
     _exp = config["experiments"][_name]
-    if (
-        _name == "tesseract"
-    ):  # the reports' rows of Tesseract, one per task, have that name
+    # the reports' rows of Tesseract, one per task, have that name
+    if _name == "tesseract":
         _problems.append(
             "experiments.tesseract: the reports name Tesseract's rows so; call it another name"
         )
@@ -68,12 +75,7 @@ for _name in EXPERIMENTS:
         validate_experiment(_name, _exp, config["tasks"][_exp["task"]])
     except ValueError as e:
         _problems += [named_with_file(line, _origins) for line in str(e).split("\n")]
-if len(_problems) == 1:
-    raise ValueError(_problems[0])
-if _problems:
-    raise ValueError(
-        f"invalid config ({len(_problems)} problems):\n  " + "\n  ".join(_problems)
-    )
+raise_problems(_problems, "config")
 
 
 def cwd_hint():
@@ -323,14 +325,7 @@ for _i, _target in enumerate(config["report"]["targets"]):
             f"{_where}.metric: {_target['metric']!r} is not one of {_exp}'s figures; valid: "
             f"{', '.join(_metrics)}"
         )
-_problems = [named_with_file(p, _origins) for p in _problems]
-if len(_problems) == 1:
-    raise ValueError(_problems[0])
-if _problems:
-    raise ValueError(
-        f"invalid report.targets ({len(_problems)} problems):\n  "
-        + "\n  ".join(_problems)
-    )
+raise_problems([named_with_file(p, _origins) for p in _problems], "report.targets")
 
 
 def own_longest_label(task):
