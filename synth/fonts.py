@@ -365,6 +365,10 @@ def split_roles(
     held-out one (a copy under another name) is held out too, so the held-out fonts stay unseen,
     and a file with the same bytes as an earlier one of its role is left out, so no face counts
     twice. Only files of equal size are hashed, so this costs nothing in the usual case.
+
+    A training file with a face of a held-out file by its faces instead (`_HeldOutFaces`: the
+    family and style of a held-out face, another version of it; or its outlines, a copy renamed)
+    is held out too, with a warning naming both files and the face.
     """
     same_bytes = _BytesIndex()
     test_files = []
@@ -381,6 +385,7 @@ def split_roles(
         same_bytes.add(f.path)
         test_files.append(f)
     test_paths = {str(Path(f.path).resolve()) for f in test_files}
+    held_out_faces = _HeldOutFaces(test_files)
     train_files = []
     for f in resolve_font_files(train, warn):
         if str(Path(f.path).resolve()) in test_paths:
@@ -398,10 +403,61 @@ def split_roles(
                     twin,
                     "held out, not for training" if held_out else "left out, so it counts once",
                 )
+        elif (twin := held_out_faces.find(f.path)) is not None:
+            if warn:
+                files_log.warning(
+                    "font %s has %s of the held-out font %s (%s): %s; held out, not for training",
+                    f.path,
+                    *twin,
+                )
         else:
             same_bytes.add(f.path)
             train_files.append(f)
     return train_files, test_files
+
+
+class _HeldOutFaces:
+    """The held-out faces by name (family and style, casefolded) and by outlines (the length and
+    checksum of the ``glyf``, ``CFF `` or ``CFF2`` table, from the file's table directory: no
+    table is read), to find a training file that holds one of them under other bytes."""
+
+    def __init__(self, files: Iterable[FontFile]) -> None:
+        self._by_name: dict[tuple[str, str], str] = {}
+        self._by_outlines: dict[tuple[str, int, int], str] = {}
+        for f in files:
+            for _, name_key, outline_key in _face_keys(f.path):
+                self._by_name.setdefault(name_key, f.path)
+                if outline_key is not None:
+                    self._by_outlines.setdefault(outline_key, f.path)
+
+    def find(self, path: str) -> tuple[str, str, str, str] | None:
+        """For the first face of ``path`` that a held-out file has: (what it shares, the held-out
+        file, the face's name, what that makes it); None when it has none."""
+        for name, name_key, outline_key in _face_keys(path):
+            if (other := self._by_name.get(name_key)) is not None:
+                return "the faces", other, name, "another version of it"
+            if outline_key is not None and (other := self._by_outlines.get(outline_key)):
+                return "the outlines", other, name, "a copy of it under another name"
+        return None
+
+
+def _face_keys(path: str) -> list[tuple[str, tuple[str, str], tuple[str, int, int] | None]]:
+    """(name, name key, outline key) of each face of a font file, as `_HeldOutFaces` compares
+    them; none for a file fontTools cannot read (its coverage job says why)."""
+    try:
+        keys = []
+        for font in _open_faces(path):
+            name = font["name"]
+            family = name.getBestFamilyName() or ""
+            style = name.getBestSubFamilyName() or ""
+            tables = font.reader.tables
+            tag = next((t for t in ("glyf", "CFF ", "CFF2") if t in tables), None)
+            outlines = None if tag is None else (tag, tables[tag].length, tables[tag].checkSum)
+            key = (family.casefold(), style.casefold())
+            keys.append((f"{family} {style}".strip(), key, outlines))
+        return keys
+    except FONT_ERRORS:
+        return []
 
 
 class _BytesIndex:
@@ -563,7 +619,6 @@ def merge_coverage(tables: Sequence[str | os.PathLike], path) -> None:
             extra += [c for c in reader.fieldnames or () if c not in COLUMNS and c not in extra]
             for r in reader:
                 rows.setdefault((r["role"], r["path"], r["face"]), {}).update(r)
-    warn_held_out_names(rows.values())
     roles = {"train": 0, "test": 1}
     order = sorted(rows, key=lambda k: (roles.get(k[0], 2), k[1], int(k[2])))
     buf = io.StringIO()
@@ -572,42 +627,6 @@ def merge_coverage(tables: Sequence[str | os.PathLike], path) -> None:
     for key in order:
         w.writerow(rows[key])
     write_text_atomic(path, buf.getvalue())
-
-
-def warn_held_out_names(
-    rows: Iterable[Mapping[str, str]],
-) -> list[tuple[str, str, list[str]]]:
-    """Warn of each training face (coverage rows of status ``ok``) with the family and style of a
-    held-out face in another file: another version of a held-out font, which `split_roles` cannot
-    tell by its bytes. The held-out figures then measure a face the model was trained on.
-
-    Returns:
-        ``(training file, held-out file, the faces' names)`` for each such pair of files.
-    """
-    held_out: dict[tuple[str, str], str] = {}
-    training: dict[tuple[str, str], tuple[str, str]] = {}
-    for r in rows:
-        if r.get("status") != "ok" or not r.get("family"):
-            continue
-        key = (r["family"].casefold(), r["style"].casefold())
-        if r["role"] == "test":
-            held_out.setdefault(key, r["path"])
-        elif r["role"] == "train":
-            training.setdefault(key, (f"{r['family']} {r['style']}".strip(), r["path"]))
-    found: dict[tuple[str, str], list[str]] = {}
-    for key, (name, path) in training.items():
-        if key in held_out and held_out[key] != path:
-            found.setdefault((path, held_out[key]), []).append(name)
-    for (path, other), names in found.items():
-        log.warning(
-            "training font %s has the faces of the held-out font %s (%s): another version of "
-            "it, so the held-out figures would measure faces the models saw; list it in "
-            "fonts.test_fonts or leave it out of fonts.paths",
-            path,
-            other,
-            ", ".join(names),
-        )
-    return [(path, other, names) for (path, other), names in found.items()]
 
 
 def uncovered_chars(charset: Sequence[str], faces: Sequence[Face | FaceRecord]) -> list[str]:

@@ -87,32 +87,41 @@ def test_per_task_and_role_tables_merge_into_the_overview(
     assert len(_rows(merged)) == 3 + 4  # WenQuanYi Micro Hei (2 faces), DejaVu Sans; UKai's 4
 
 
-def test_the_overview_names_a_training_font_with_the_faces_of_a_held_out_one(
+def test_another_version_or_a_renamed_copy_of_a_held_out_font_is_held_out(
     tmp_path, cjk_font, latin_font, heldout_font, caplog
 ):
-    """Another version of a held-out font (other bytes, the same faces' names) is not held out
-    by `split_roles`; the merged overview's job says so, naming both files and the faces."""
-    other_version = tmp_path / "ukai-older.ttc"
-    other_version.write_bytes(heldout_font.read_bytes() + b"\0")  # other bytes, same faces
-    chars = HANZI[:20]
+    """A training file with a held-out face under other bytes is held out when the workflow
+    starts, naming both files and the face: another version (the same family and style), or a
+    copy whose names were changed (the same outline table)."""
+    from fontTools.ttLib import TTCollection
 
-    def merged_warnings(train_paths):
-        train, test = split_roles(train_paths, [str(heldout_font)])
-        tables = [tmp_path / "train.tsv", tmp_path / "test.tsv"]
-        for table, role, files in zip(tables, ("train", "test"), (train, test), strict=True):
-            write_coverage(scan_files(files, role, chars), {"hanzi": chars}, table)
-        caplog.clear()
-        with caplog.at_level("WARNING", logger="synth.fonts"):
-            merge_coverage(tables, tmp_path / "coverage.tsv")
-        return [r.getMessage() for r in caplog.records]
-
-    assert merged_warnings([str(cjk_font), str(latin_font)]) == []
-    [message] = merged_warnings([str(cjk_font), str(other_version)])
-    assert message.startswith(
-        f"training font {other_version} has the faces of the held-out font {heldout_font} "
-        "(AR PL UKai CN Book, AR PL UKai HK Book, "
+    held_out_face = TTCollection(str(heldout_font)).fonts[0]
+    other_version = tmp_path / "ukai-cn.ttf"  # one face taken out of the collection
+    held_out_face.save(other_version)
+    for record in held_out_face["name"].names:
+        if record.nameID in (1, 3, 4, 6, 16):
+            record.string = "My Kai"
+    renamed = tmp_path / "my-kai.ttf"
+    held_out_face.save(renamed)
+    paths = [str(cjk_font), str(latin_font)]
+    with caplog.at_level("WARNING"):
+        train, test = split_roles([*paths, str(other_version), str(renamed)], [str(heldout_font)])
+    assert [f.path for f in train] == sorted(paths)
+    assert [f.path for f in test] == [str(heldout_font)]
+    assert (
+        f"font {other_version} has the faces of the held-out font {heldout_font} "
+        f"({TTCollection(str(heldout_font)).fonts[0]['name'].getBestFullName()}): another "
+        "version of it; held out, not for training" in caplog.text
     )
-    assert "list it in fonts.test_fonts or leave it out of fonts.paths" in message
+    assert (
+        f"font {renamed} has the outlines of the held-out font {heldout_font} (My Kai "
+    ) in caplog.text
+    assert "a copy of it under another name; held out, not for training" in caplog.text
+    # Without them, nothing is held out and nothing is said.
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        train, _ = split_roles(paths, [str(heldout_font)])
+    assert [f.path for f in train] == sorted(paths) and "held out" not in caplog.text
 
 
 def test_a_copy_of_a_held_out_font_is_held_out_and_a_repeated_training_font_counts_once(
