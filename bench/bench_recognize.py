@@ -3,9 +3,11 @@ side with Tesseract (chi_sim, psm 7), on the same line images, in one run.
 
     .venv/bin/python bench/bench_recognize.py                      # defaults below
     .venv/bin/python bench/bench_recognize.py --threads 2 --limit 1000 --json bench/out/rec.json
-    # arithmetic lines: the expr model against Tesseract (eng, limited to the expr characters)
+    # arithmetic lines: the expr model against Tesseract (eng, limited to the expr characters,
+    # the images scaled 1.5x: the workflow's settings for expr)
     .venv/bin/python bench/bench_recognize.py --checkpoint results/models/expr_crnn/model.pt \
-        --shards 'results/shards/expr/test_heldout-*.tar' --lang eng --whitelist '0123456789+-*()'
+        --shards 'results/shards/expr/test_heldout-*.tar' --lang eng --whitelist '0123456789+-*()' \
+        --scale 1.5
     # before the workflow has run: the config's model with random weights, rendered lines
     .venv/bin/python bench/bench_recognize.py --untrained line_crnn_vgg --synthetic 300 --rounds 20
 
@@ -87,9 +89,15 @@ def our_engine(recognizer: Recognizer) -> Engine:
     return read
 
 
-def tesseract_engine(lang: str, threads: int, whitelist: str = "") -> Engine:
+def tesseract_engine(lang: str, threads: int, whitelist: str = "", scale: float = 1.0) -> Engine:
     spec = TesseractSpec(
-        task="line", split="bench", lang=lang, psm=7, whitelist=whitelist, threads=threads
+        task="line",
+        split="bench",
+        lang=lang,
+        psm=7,
+        whitelist=whitelist,
+        scale=scale,
+        threads=threads,
     )
     return lambda images: read_images(images, spec)
 
@@ -210,8 +218,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         log.warning("tesseract has no %r language data: no baseline", args.lang)
     else:
         allowed = f", whitelist {args.whitelist}" if args.whitelist else ""
-        engines[f"Tesseract {version} ({args.lang}, psm 7{allowed})"] = tesseract_engine(
-            args.lang, args.threads, args.whitelist
+        scaled = f", scale {args.scale:g}" if args.scale != 1 else ""
+        engines[f"Tesseract {version} ({args.lang}, psm 7{allowed}{scaled})"] = tesseract_engine(
+            args.lang, args.threads, args.whitelist, args.scale
         )
 
     results = measure(engines, [s.image for s in samples], args.rounds)
@@ -267,6 +276,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lang", default="chi_sim", help="Tesseract language (default chi_sim)")
     parser.add_argument(
         "--whitelist", default="", help="characters Tesseract may output (expr: 0123456789+-*())"
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="factor Tesseract's images are scaled by first, as tesseract.<task>.scale (expr: 1.5)",
     )
     parser.add_argument("--no-tesseract", action="store_true")
     parser.add_argument(

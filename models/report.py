@@ -310,8 +310,8 @@ def summary_markdown(
         "Built from the `metrics.json` files of `results/eval/`. Splits: `test_seen` uses the "
         "training fonts (unseen samples), `test_heldout` only fonts training never saw; any "
         "other `test_` split is one of the config's `own_tests`, labelled images of the user's. "
-        "Tesseract reads the first `tesseract.max_samples` samples of each split (its `n`), "
-        "with the "
+        "Tesseract reads the same samples as the models (only the first "
+        "`tesseract.max_samples` when the config sets it: its `n`), with the "
         "settings of `tesseract.<task>` (language, page segmentation, whitelist, scale), which "
         "its `metrics.json` records.\n",
     ]

@@ -1,10 +1,11 @@
 """Tesseract 5 as the peer baseline, on the same test shards as our models.
 
 The ``tesseract`` command line is run through `subprocess` (argument lists, no shell) on the
-first ``max_samples`` samples of a split, in shard order. Several images go to one call: they are
-written as PNG files (padded with their own background, which Tesseract's layout analysis needs)
-and named in a list file, and the ``tsv`` output, one page per image, gives each image's words
-and their confidences. Calls run in parallel, one thread each (``OMP_THREAD_LIMIT=1``).
+samples of a split in shard order: every one, as the models read, or the first ``max_samples``.
+Several images go to one call: they are written as PNG files (padded with their own background,
+which Tesseract's layout analysis needs) and named in a list file, and the ``tsv`` output, one page
+per image, gives each image's words and their confidences. Calls run in parallel, one thread each
+(``OMP_THREAD_LIMIT=1``).
 
 Small images are scaled up first (``scale``, bicubic): Tesseract reads text best with capitals
 at least 20 px high, and the short task's 40x40 images draw them 7-10 px high.
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 # whitelist True: the task's charset; False: any character of the language model.
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "hanzi": {"lang": "chi_sim", "psm": 10, "whitelist": False, "scale": 1.0},
-    "expr": {"lang": "eng", "psm": 7, "whitelist": True, "scale": 1.0},
+    "expr": {"lang": "eng", "psm": 7, "whitelist": True, "scale": 1.5},
     "line": {"lang": "chi_sim", "psm": 7, "whitelist": False, "scale": 1.0},
     "short": {"lang": "eng", "psm": 7, "whitelist": True, "scale": 2.0},
 }
@@ -92,7 +93,7 @@ class TesseractSpec:
         psm: Page segmentation mode (10 single character, 7 single line).
         whitelist: Characters Tesseract may output (empty: all).
         scale: Factor images are resized by (bicubic) before they are padded and read.
-        max_samples: Samples read from the start of the split.
+        max_samples: Samples read from the start of the split (None: every one).
         enabled: False writes the "disabled" files without running anything.
         executable: The ``tesseract`` command.
         images_per_call: Images per tesseract process.
@@ -107,7 +108,7 @@ class TesseractSpec:
     psm: int
     whitelist: str = ""
     scale: float = 1.0
-    max_samples: int = 300
+    max_samples: int | None = None
     enabled: bool = True
     executable: str = "tesseract"
     images_per_call: int = 25
@@ -153,7 +154,7 @@ class TesseractSpec:
             psm=int(task_cfg["psm"]),
             whitelist=str(whitelist),
             scale=float(task_cfg["scale"]),
-            max_samples=int(cfg.get("max_samples", 300)),
+            max_samples=None if cfg.get("max_samples") is None else int(cfg["max_samples"]),
             images_per_call=int(cfg.get("images_per_call", 25)),
             enabled=bool(cfg.get("enabled", True)),
             threads=max(1, int(threads)),
@@ -255,15 +256,23 @@ def _command(spec: TesseractSpec, executable: str, list_file: str) -> list[str]:
 
 
 def read_images(
-    images: Sequence[Image.Image], spec: TesseractSpec, keep_spaces: bool = False
+    images: Sequence[Image.Image],
+    spec: TesseractSpec,
+    keep_spaces: bool = False,
+    crashed: list[int] | None = None,
 ) -> list[Reading]:
     """Run Tesseract on images (several per call, calls in parallel).
+
+    Tesseract 5.3 dies of a signal on some images (SIGFPE at some scales): a call that does is
+    made again one image at a time, and an image whose own call dies too reads as nothing, a
+    miss like any other (a warning names it; its index goes to ``crashed``).
 
     Returns:
         One normalised `models.evaluate.Reading` per image (confidence: mean word confidence).
 
     Raises:
-        TesseractError: A call failed or timed out (naming the command and its stderr).
+        TesseractError: A call failed (an exit status, not a signal) or timed out, naming the
+            command and its stderr.
     """
     executable = shutil.which(spec.executable)
     if executable is None:
@@ -274,14 +283,10 @@ def read_images(
 
     with tempfile.TemporaryDirectory(prefix="synthocr-tesseract-") as tmp:
 
-        def run(chunk_id: int) -> list[tuple[str, float | None]]:
-            names = []
-            for i in chunks[chunk_id]:
-                name = os.path.join(tmp, f"{i:06d}.png")
-                _prepared(images[i], spec.scale, spec.pad).save(name)
-                names.append(name)
-            list_file = os.path.join(tmp, f"chunk-{chunk_id:06d}.txt")
-            Path(list_file).write_text("\n".join(names) + "\n", encoding="utf-8")
+        def call(name: str, paths: list[str]) -> subprocess.CompletedProcess | None:
+            """One tesseract call on ``paths``; None when it died of a signal."""
+            list_file = os.path.join(tmp, f"{name}.txt")
+            Path(list_file).write_text("\n".join(paths) + "\n", encoding="utf-8")
             cmd = _command(spec, executable, list_file)
             try:
                 proc = subprocess.run(
@@ -291,11 +296,39 @@ def read_images(
                 raise TesseractError(
                     f"{' '.join(cmd)} timed out after {spec.timeout_s} s"
                 ) from None
+            if proc.returncode < 0:
+                return None
             if proc.returncode != 0:
                 raise TesseractError(
                     f"{' '.join(cmd)} exited with {proc.returncode}: {proc.stderr.strip()[-2000:]}"
                 )
-            return parse_tsv(proc.stdout, len(names))
+            return proc
+
+        def run(chunk_id: int) -> list[tuple[str, float | None]]:
+            names = []
+            for i in chunks[chunk_id]:
+                name = os.path.join(tmp, f"{i:06d}.png")
+                _prepared(images[i], spec.scale, spec.pad).save(name)
+                names.append(name)
+            proc = call(f"chunk-{chunk_id:06d}", names)
+            if proc is not None:
+                return parse_tsv(proc.stdout, len(names))
+            out: list[tuple[str, float | None]] = []
+            for i, name in zip(chunks[chunk_id], names, strict=True):
+                alone = call(f"image-{i:06d}", [name])
+                if alone is None:
+                    log.warning(
+                        "tesseract died of a signal reading image %d (at scale %g): read as "
+                        "nothing",
+                        i,
+                        spec.scale,
+                    )
+                    if crashed is not None:
+                        crashed.append(i)
+                    out.append(("", None))
+                else:
+                    out += parse_tsv(alone.stdout, 1)
+            return out
 
         with ThreadPoolExecutor(max_workers=spec.threads) as pool:
             results = list(pool.map(run, range(len(chunks))))
@@ -330,7 +363,7 @@ def evaluate_tesseract(
     charset: Sequence[str] | None = None,
     longest: int = 0,
 ) -> dict[str, Any]:
-    """Read the first ``spec.max_samples`` samples of a split with Tesseract; write
+    """Read a split's samples (the first ``spec.max_samples``, if set) with Tesseract; write
     ``metrics.json`` and ``predictions.csv`` like `models.evaluate.evaluate`.
 
     Args:
@@ -373,21 +406,29 @@ def evaluate_tesseract(
         raise ValueError(f"no samples in the shards of {spec.task}/{spec.split}")
     keep_spaces = charset is not None and " " in charset
     start = time.perf_counter()
-    readings = read_images([s.image for s in samples], spec, keep_spaces=keep_spaces)
+    crashed: list[int] = []
+    readings = read_images([s.image for s in samples], spec, keep_spaces, crashed)
     wall = time.perf_counter() - start
+    for i in sorted(crashed):
+        log.warning(
+            "tesseract %s/%s: sample %r read as nothing", spec.task, spec.split, samples[i].key
+        )
 
     record = _base_record(spec, f"tesseract {version}", status)
     scores = sample_metrics(samples, readings, spec.task, with_topk=spec.task == "hanzi")
     per_font = scores.pop("per_font")
+    per_file = scores.pop("per_font_file", None)
     if spec.task == "hanzi":
         # One reading per image: a top-5 figure would only repeat top-1.
         scores["top5"] = None
-        for font_scores in per_font.values():
+        for font_scores in [*per_font.values(), *(per_file or {}).values()]:
             font_scores["top5"] = None
     record.update(scores)
     record.update(
         {
             "per_font": per_font,
+            **({} if per_file is None else {"per_font_file": per_file}),
+            "crashed": len(crashed),
             "eval_img_per_s": len(samples) / wall if wall > 0 else None,
             "eval_wall_s": wall,
             "device": "cpu",
@@ -471,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"Tesseract reads {task} with the task's charset as whitelist: give --charset "
                 "or --checkpoint, or --no-whitelist"
             )
-        cfg = {task: task_cfg, "max_samples": args.max_samples or sys.maxsize}
+        cfg = {task: task_cfg, "max_samples": args.max_samples or None}
         spec = TesseractSpec.from_config(task, split, cfg, args.threads, charset)
         missing = [s for s in args.shards if not Path(s).is_file()]
         if missing:

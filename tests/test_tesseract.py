@@ -79,7 +79,7 @@ def test_spec_from_config_uses_task_settings():
         "eng",
         7,
         "0123456789+-*()",
-        1.0,
+        1.5,  # the schema's default for expr
         7,
         3,
     )
@@ -92,6 +92,12 @@ def test_spec_from_config_uses_task_settings():
         tesseract.TesseractSpec.from_config("short", "test_seen", cfg)
     with pytest.raises(ValueError, match="'reader'"):
         tesseract.TesseractSpec.from_config("reader", "test_seen", cfg)
+    # Without max_samples (the schema's default, null), every sample, as the models read.
+    for every in (
+        {**cfg, "max_samples": None},
+        {k: v for k, v in cfg.items() if k != "max_samples"},
+    ):
+        assert tesseract.TesseractSpec.from_config("expr", "test_seen", every).max_samples is None
 
 
 def test_task_defaults_are_the_schemas():
@@ -105,6 +111,9 @@ def test_task_defaults_are_the_schemas():
     assert set(tesseract.TASKS) == {k for k, v in props.items() if v.get("type") == "object"}
     for task, defaults in tesseract.TASK_DEFAULTS.items():
         assert filled[task] == defaults, task
+    # and every sample by default, as TesseractSpec (the schema's null)
+    assert props["max_samples"]["default"] is None
+    assert tesseract.TesseractSpec("expr", "test_seen", "eng", 7).max_samples is None
 
 
 def test_images_are_scaled_then_padded_with_their_background():
@@ -142,6 +151,44 @@ def test_real_tesseract_reads_a_rendered_expression(latin_font):
     assert set(reading.text) <= set("0123456789+-*()")
     assert reading.text == "12+3"
     assert 0.0 < reading.confidence <= 1.0
+
+
+def test_an_image_tesseract_dies_on_reads_as_nothing_and_the_others_are_read(
+    tmp_path, latin_font, caplog
+):
+    """Tesseract 5.3 dies of SIGFPE on some images: the call is made again one image at a time,
+    the image it dies on alone reads as nothing (a miss), and the others are read. An exit
+    status (not a signal) still stops the run."""
+    _require_tesseract("eng")
+    real = shutil.which("tesseract")
+    words = ["12+3", "4*5", "6-7", "8+9"]
+    images = [_render(w, latin_font, 36, (180, 60)) for w in words]
+    fake = tmp_path / "tesseract"  # dies on any list holding image 1, as the real one can
+    fake.write_text(
+        f'#!/bin/sh\nif grep -q "000001.png" "$1"; then kill -FPE $$; fi\nexec {real} "$@"\n'
+    )
+    fake.chmod(0o755)
+    spec = tesseract.TesseractSpec(
+        task="expr",
+        split="test_seen",
+        lang="eng",
+        psm=7,
+        whitelist="0123456789+-*()",
+        executable=str(fake),
+        images_per_call=2,
+        threads=2,
+    )
+    crashed: list[int] = []
+    with caplog.at_level("WARNING", logger="models.tesseract"):
+        readings = tesseract.read_images(images, spec, crashed=crashed)
+    assert [r.text for r in readings] == ["12+3", "", "6-7", "8+9"]
+    assert readings[1].confidence is None and crashed == [1]
+    assert "tesseract died of a signal reading image 1 (at scale 1): read as nothing" in (
+        caplog.text
+    )
+    fake.write_text("#!/bin/sh\necho 'Error opening data file' >&2\nexit 1\n")
+    with pytest.raises(tesseract.TesseractError, match="exited with 1: Error opening data file"):
+        tesseract.read_images(images, spec)
 
 
 def _expr_shard(path, font, texts_values):
@@ -186,6 +233,7 @@ def test_evaluate_tesseract_on_a_shard(tmp_path, latin_font):
         assert 0.0 <= record[key] <= 1.0
     assert record["value_acc"] >= 2 / 3  # clean renders: Tesseract gets most of them
     assert list(record["per_font"]) == ["DejaVu Sans"]
+    assert record["crashed"] == 0  # images tesseract died on (read as nothing)
     rows = read_predictions(tmp_path / "predictions.csv")
     assert [r["label"] for r in rows] == ["12+3", "(7+5)*4", "9-2"]
     assert rows[0]["value"] == "15"
