@@ -16,6 +16,7 @@ The shards are streamed in order (no shuffling), so row ``i`` of ``predictions.c
      "top1": ..., "top5": ...,                           # classification
      "value_acc": ...,                                   # expr
      "per_font": {"WenQuanYi Zen Hei": {"n": 500, "seq_acc": ..., ...}, ...},
+     "per_font_file": {"wqy-zenhei.ttc": {"n": 600, ...}, ...},  # the font files' (not own tests)
      "eval_img_per_s": 812.0, "eval_wall_s": 1.2, "device": "cuda", "decoder": "greedy",
      "batch_size": 128, "params_m": 4.2, "train_steps": 3000, "train_wall_s": 610.0}
 
@@ -209,7 +210,9 @@ def sample_metrics(
         with_topk: Add ``top1``/``top5`` from the readings' candidate lists (classification).
 
     Returns:
-        ``{"n", "seq_acc", "cer", "ned"[, "top1", "top5"][, "value_acc"], "per_font": {...}}``.
+        ``{"n", "seq_acc", "cer", "ned"[, "top1", "top5"][, "value_acc"], "per_font": {...}}``,
+        and ``"per_font_file"`` (by the samples' ``font_file``) when every sample names its
+        font's file, as rendered samples do (a collection's faces share one file).
     """
     if len(samples) != len(readings):
         raise ValueError(f"{len(samples)} samples but {len(readings)} readings")
@@ -227,6 +230,9 @@ def sample_metrics(
 
     out = compute(range(len(samples)))
     out["per_font"] = metrics.grouped_metrics((s.font for s in samples), compute)
+    files = [str(s.meta.get("font_file") or "") for s in samples]
+    if files and all(files):
+        out["per_font_file"] = metrics.grouped_metrics(files, compute)
     return out
 
 
@@ -476,11 +482,13 @@ def evaluate(
     }
     scores = sample_metrics(samples, readings, meta.task, with_topk)
     per_font = scores.pop("per_font")
+    per_file = scores.pop("per_font_file", None)
     record.update(scores)
     training = training_record(meta, train_info)
     record.update(
         {
             "per_font": per_font,
+            **({} if per_file is None else {"per_font_file": per_file}),
             "eval_img_per_s": len(samples) / predict_s if predict_s > 0 else None,
             "eval_wall_s": wall,
             "device": device.type,

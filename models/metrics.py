@@ -114,6 +114,24 @@ TEXT_METRICS = ("seq_acc", "cer", "ned")
 TOPK_METRICS = ("top1", "top5")
 VALUE_METRICS = ("value_acc",)
 LOWER_IS_BETTER = ("cer", "ned")
+# The shares of samples read right (each sample a hit or a miss), which `wilson_interval` bounds.
+SHARE_METRICS = ("seq_acc", *TOPK_METRICS, *VALUE_METRICS)
+
+
+def wilson_interval(share: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a share of ``n`` samples (95% for the default ``z``): the
+    true rates that the split's ``n`` images leave plausible. It says nothing of what another
+    choice of fonts or another training run (seed) would give, which often moves a figure more.
+
+    Raises:
+        ValueError: ``n`` is below 1 or ``share`` is outside [0, 1].
+    """
+    if n < 1 or not 0.0 <= share <= 1.0:
+        raise ValueError(f"wilson_interval: a share in [0, 1] of n >= 1 samples, not {share}/{n}")
+    z2 = z * z
+    centre = (share + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(share * (1 - share) / n + z2 / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def metric_names(with_topk: bool, with_values: bool) -> list[str]:

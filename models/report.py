@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from models.evaluate import read_metrics
-from models.metrics import LOWER_IS_BETTER
+from models.metrics import LOWER_IS_BETTER, SHARE_METRICS, wilson_interval
 from synth.atomic import write_text_atomic
 
 TEST_SPLITS = ("test_seen", "test_heldout")
@@ -235,6 +235,32 @@ def references_table(
     return _frame(rows, columns)
 
 
+TARGET_COLUMNS = (
+    "experiment",
+    "metric",
+    "split",
+    "target",
+    "reached",
+    "interval_95",
+    "per_file",
+    "gap",
+    "met",
+)
+
+
+def font_file_mean(record: Mapping[str, Any], metric: str) -> float | None:
+    """A record's ``metric`` with each font file of the split weighted alike: the mean over its
+    ``per_font_file`` figures. A split draws its faces alike, so a file of three faces (WenQuanYi
+    Zen Hei: Regular, Mono and Sharp, one design) weighs three times a file of one in the
+    split's own figure. None when the record has no per-file figures (an own test, a
+    ``metrics.json`` written before they were) or a file lacks the metric."""
+    per_file = record.get("per_font_file") or {}
+    values = [scores.get(metric) for scores in per_file.values()]
+    if not values or any(v is None for v in values):
+        return None
+    return sum(values) / len(values)
+
+
 def targets_table(
     targets: Sequence[Mapping[str, Any]], records: Iterable[Mapping[str, Any]]
 ) -> pd.DataFrame:
@@ -245,10 +271,14 @@ def targets_table(
         records: All ``metrics.json`` records.
 
     Returns:
-        Columns ``experiment, metric, split, target, reached, gap, met``; ``gap`` is how far
-        past the target it was reached: reached minus target, or target minus reached for the
-        error rates (`LOWER_IS_BETTER`), negative when missed; ``reached``, ``gap`` and ``met``
-        are empty when the experiment did not run or lacks the metric.
+        Columns ``experiment, metric, split, target, reached, interval_95, gap, met``; ``gap``
+        is how far past the target it was reached: reached minus target, or target minus
+        reached for the error rates (`LOWER_IS_BETTER`), negative when missed;
+        ``interval_95`` is the Wilson interval of a share (`SHARE_METRICS`) over the split's
+        ``n`` samples, and ``met`` says "within noise" when the target lies inside it;
+        ``per_file`` is the figure with each font file weighted alike (`font_file_mean`);
+        ``reached``, ``gap`` and ``met`` are empty when the experiment did not run or lacks the
+        metric.
     """
     ours = {(r["experiment"], r["split"]): r for r in records if r["experiment"] != TESSERACT}
     rows = []
@@ -257,6 +287,14 @@ def targets_table(
         reached = None if record is None else record.get(t["metric"])
         sign = -1 if t["metric"] in LOWER_IS_BETTER else 1
         gap = None if reached is None else sign * (reached - t["value"])
+        met = None if gap is None else ("yes" if gap >= 0 else "no")
+        interval = None
+        n = None if record is None else record.get("n")
+        if reached is not None and t["metric"] in SHARE_METRICS and n:
+            low, high = wilson_interval(reached, n)
+            interval = f"{low:.4f}-{high:.4f}"
+            if low <= t["value"] <= high:
+                met += ", within noise"
         rows.append(
             {
                 "experiment": t["experiment"],
@@ -264,12 +302,13 @@ def targets_table(
                 "split": t["split"],
                 "target": t["value"],
                 "reached": reached,
+                "interval_95": interval,
+                "per_file": None if record is None else font_file_mean(record, t["metric"]),
                 "gap": gap,
-                "met": None if gap is None else ("yes" if gap >= 0 else "no"),
+                "met": met,
             }
         )
-    columns = ["experiment", "metric", "split", "target", "reached", "gap", "met"]
-    return _frame(rows, columns)
+    return _frame(rows, TARGET_COLUMNS)
 
 
 def summary_markdown(
@@ -329,7 +368,13 @@ def summary_markdown(
             "## Targets for this configuration\n",
             "From `report.targets` in the config; `gap` is how far past the target it was "
             "reached (reached minus target; target minus reached for the error rates `cer` and "
-            "`ned`), negative when missed.\n",
+            "`ned`), negative when missed. `interval_95` is the 95% Wilson interval of a share "
+            "over the split's `n` images: a target inside it is met or missed *within noise*, "
+            "as another draw of as many images could tip it. It does not cover another choice "
+            "of held-out fonts or another training run, which can move a figure further. "
+            "`per_file` is the figure with each font file of the split weighted alike: the "
+            "split draws its faces alike, so a file of several faces of one design (a `.ttc` "
+            "collection) weighs as many times a file of one.\n",
             markdown_table(targets),
         ]
     parts += [

@@ -68,10 +68,12 @@ def render(text: str, font: Path, size: tuple[int, int]) -> np.ndarray:
 
 
 def make_shard(path: Path, task: str, split: str, texts, font: Path, size) -> Path:
-    """A real shard in `synth.shards` format; fonts alternate between two names."""
+    """A real shard in `synth.shards` format; fonts alternate between two names, two faces of
+    one file (as a .ttc collection's)."""
     samples = []
     for i, text in enumerate(texts):
         meta = {"text": text, "task": task, "split": split, "font": FONTS[i % 2]}
+        meta["font_file"] = "two-faces.ttc"
         if task == "expr":
             meta["value"] = evaluate_expression(text)
         key = f"{task}_{split}_000000_{i:06d}"
@@ -250,6 +252,9 @@ def test_evaluate_writes_metrics_and_predictions(tmp_path, cjk_font, case, decod
         assert record["top1"] <= record["top5"]
     assert sorted(record["per_font"]) == FONTS
     assert sum(f["n"] for f in record["per_font"].values()) == len(texts)
+    [(font_file, by_file)] = record["per_font_file"].items()  # both faces, one file
+    assert font_file == "two-faces.ttc" and by_file["n"] == len(texts)
+    assert by_file["seq_acc"] == record["seq_acc"] and by_file["cer"] == record["cer"]
 
     rows = read_predictions(out / "predictions.csv")
     assert [r["label"] for r in rows] == texts  # streamed in order

@@ -123,3 +123,20 @@ def test_confused_pairs_most_frequent_first():
         ("土", "士", 1),
         ("士", "土", 1),
     ]
+
+
+def test_wilson_interval_bounds_a_share_of_n_samples():
+    # The textbook case (Wilson 1927; Newcombe 1998): 50 of 100 gives 0.4038 to 0.5962.
+    assert metrics.wilson_interval(0.5, 100) == pytest.approx((0.40383, 0.59617), abs=1e-5)
+    # 993 of 2000: a target of 0.99 lies inside, one of 0.985 below.
+    low, high = metrics.wilson_interval(0.993, 2000)
+    assert 0.985 < low < 0.99 < high
+    # All right or all wrong still leaves room the other way, within [0, 1].
+    assert metrics.wilson_interval(1.0, 10)[0] == pytest.approx(0.72247, abs=1e-5)
+    assert metrics.wilson_interval(0.0, 10) == pytest.approx((0.0, 0.27753), abs=1e-5)
+    # More samples, a narrower interval around the same share.
+    wide, narrow = metrics.wilson_interval(0.9, 100), metrics.wilson_interval(0.9, 10000)
+    assert wide[0] < narrow[0] < 0.9 < narrow[1] < wide[1]
+    for share, n in ((0.5, 0), (1.2, 10), (-0.1, 10)):
+        with pytest.raises(ValueError, match="wilson_interval"):
+            metrics.wilson_interval(share, n)

@@ -190,6 +190,7 @@ def test_evaluate_and_fine_tune_a_model_on_packed_images(own, tmp_path, capsys):
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["n"] == 7 and metrics["split"] == "real"
     assert {k: v["n"] for k, v in metrics["per_font"].items()} == {"./": 5, "scans/": 2}
+    assert "per_font_file" not in metrics  # the user's images come from no font file
 
     # Tesseract on the same images, with the settings the workflow gives the model's task.
     assert (

@@ -549,3 +549,48 @@ def test_targets_table_shows_the_gap():
     )
     assert "## Targets for this configuration" in text
     assert "-0.0050" in text
+    assert table["interval_95"].isna().all()  # no sample count in these records, no interval
+
+
+def test_targets_table_says_when_a_target_is_within_the_noise_of_the_split():
+    """A share (seq_acc, top-k, value_acc) gets its 95% Wilson interval over the split's n
+    images; a target inside it is met or missed "within noise". Error rates get none."""
+    per_file = {  # three faces in one file, two files of one face
+        "wqy-zenhei.ttc": {"n": 1200, "seq_acc": 0.9983},
+        "uming.ttc": {"n": 400, "seq_acc": 0.9858},
+        "ukai.ttc": {"n": 400, "seq_acc": 0.9847},
+    }
+    records = [
+        {
+            "experiment": "expr_crnn",
+            "split": "test_heldout",
+            "n": 2000,
+            "seq_acc": 0.993,
+            "per_font_file": per_file,
+        },
+        {"experiment": "hanzi_cnn", "split": "test_heldout", "n": 3755, "top1": 0.9731},
+        {"experiment": "short_reader", "split": "test_heldout", "n": 1000, "seq_acc": 0.905},
+        {"experiment": "line", "split": "test_heldout", "n": 1000, "seq_acc": 0.5, "cer": 0.1},
+    ]
+    targets = [
+        {"experiment": "expr_crnn", "metric": "seq_acc", "split": "test_heldout", "value": 0.99},
+        {"experiment": "expr_crnn", "metric": "seq_acc", "split": "test_heldout", "value": 0.98},
+        {"experiment": "hanzi_cnn", "metric": "top1", "split": "test_heldout", "value": 0.975},
+        {"experiment": "short_reader", "metric": "seq_acc", "split": "test_heldout", "value": 0.95},
+        {"experiment": "line", "metric": "cer", "split": "test_heldout", "value": 0.2},
+    ]
+    table = report.targets_table(targets, records)
+    assert list(table["met"]) == ["yes, within noise", "yes", "no, within noise", "no", "yes"]
+    assert table["interval_95"][0] == "0.9883-0.9958"
+    assert table["interval_95"][4] is None
+    # each file weighted alike: below the target that the split's own figure meets
+    assert table["per_file"][0] == pytest.approx((0.9983 + 0.9858 + 0.9847) / 3)
+    assert table["per_file"][0] < 0.99 and table["per_file"][2] is None
+    text = report.summary_markdown(
+        report.crnn_table([]),
+        report.hanzi_table([]),
+        report.reader_table([]),
+        report.references_table([], []),
+        targets=table,
+    )
+    assert "| 0.9883-0.9958 | 0.9896 |" in text and "95% Wilson interval" in text
