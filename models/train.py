@@ -537,8 +537,6 @@ def _train(
     resumed_from = step
     if env.distributed:
         _check_same_step(step, env, device, resume_path)
-    if env.is_main:
-        _remove_stale_runs(out_dir / "resume", keep=key)
 
     ddp_model: nn.Module = model
     if env.distributed:
@@ -601,6 +599,21 @@ def _train(
             "finished": step >= spec.steps or stopped_early,
         }
         write_bytes_atomic(resume_dir / RUN_INFO, (json.dumps(run_info) + "\n").encode())
+        forget_stale_runs()
+
+    stale_removed = False
+
+    def forget_stale_runs() -> None:
+        # Other runs' state goes once this run's own is on disk, never before: a run that
+        # fails to start (a damaged shard, whose bytes change the key) removes nothing, and
+        # the run that holds the state resumes from it once the shard is put right.
+        nonlocal stale_removed
+        if not stale_removed:
+            _remove_stale_runs(out_dir / "resume", keep=key)
+            stale_removed = True
+
+    if env.is_main and ckpt is not None:  # resumed: its state is on disk, and its data read
+        forget_stale_runs()
 
     bar = _progress(spec.steps, step, env.is_main)
     writer = _tensorboard(spec.tensorboard and env.is_main, out_dir / "tb")
@@ -825,7 +838,11 @@ def _run_on_other_process_count(
 
 def _remove_stale_runs(folder: Path, keep: str) -> None:
     """Delete resume state of runs with another hash, never resumed: another config, other
-    shards or charset (new fonts, say), another init_from, or another number of processes."""
+    shards or charset (new fonts, say), another init_from, or another number of processes.
+
+    Called once the run keyed ``keep`` has its own state on disk (its first checkpoint, or the
+    state it resumed from, after its data were read), so a run that stops before then (a
+    damaged shard, a missing one) leaves every other run's state as it was."""
     if not folder.is_dir():
         return
     for child in sorted(folder.iterdir()):

@@ -29,7 +29,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import models.train as train_module
 from models.checkpoint import load_checkpoint, load_model
-from models.data import SampleLabelError
+from models.data import SampleLabelError, ShardError
 from models.devices import DistEnv, dist_env, resolve_device
 from models.families import CTCFamily
 from models.registry import build_model
@@ -405,6 +405,49 @@ def test_training_writes_its_outputs_and_resumes(line_data, tmp_path):
     edited = train(replace(job, train=replace(job.train, lr=0.002)))
     assert edited.resumed_from == 0 and edited.run_hash != result.run_hash
     assert sorted(p.name for p in (out / "resume").iterdir()) == [edited.run_hash]
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_a_damaged_shard_removes_no_resume_state(line_data, tmp_path, caplog, split):
+    """A damaged shard changes the run's key (its bytes are hashed), and the training stops on
+    it: the state of the run it interrupted must survive that, so that putting the shard right
+    resumes the run instead of starting it again from step 0."""
+    root, train_shards, val_shards, charset = line_data
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    copies = {}
+    for path in (*train_shards, *val_shards):
+        copies[path] = shards / Path(path).name
+        copies[path].write_bytes(Path(path).read_bytes())
+    local = (root, [str(copies[p]) for p in train_shards], [str(copies[p]) for p in val_shards])
+    data = (*local, charset)
+    out = tmp_path / "out"
+    job = line_job(data, out, steps=7)
+    _interrupt(job, at_step=5)  # after the checkpoint at step 3
+    (kept,) = (out / "resume").iterdir()
+    damaged = Path((data[1] if split == "train" else data[2])[0])
+    good = damaged.read_bytes()
+    damaged.write_bytes(good[: len(good) // 2])
+    with pytest.raises(ShardError, match=re.escape(str(damaged))):
+        train(job)
+    assert [p.name for p in (out / "resume").iterdir()] == [kept.name]
+    assert (kept / "last.pt").is_file() and "removing stale" not in caplog.text
+    damaged.write_bytes(good)
+    resumed = train(job)
+    assert resumed.resumed_from == 3 and resumed.run_hash == kept.name
+
+
+def test_a_new_run_removes_the_stale_state_at_its_first_checkpoint(line_data, tmp_path):
+    job = line_job(line_data, tmp_path, steps=7)
+    _interrupt(job, at_step=5)
+    (old,) = (tmp_path / "resume").iterdir()
+    edited = replace(job, train=replace(job.train, lr=0.002))
+    _interrupt(edited, at_step=2)  # stopped before its first checkpoint (step 3): nothing goes
+    assert [p.name for p in (tmp_path / "resume").iterdir()] == [old.name]
+    _interrupt(edited, at_step=4)  # after it: the old run's state is gone
+    (new,) = (tmp_path / "resume").iterdir()
+    assert new.name != old.name and (new / "last.pt").is_file()
+    assert train(job).resumed_from == 0  # the old config now trains afresh
 
 
 def _interrupt(job: TrainJob, at_step: int) -> None:
