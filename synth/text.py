@@ -46,6 +46,25 @@ ALL_OPERATORS = "+-*/"  # what `evaluate` and `ExpressionGrammar` read
 Value = int | Fraction
 
 
+# Limits of `evaluate`, far beyond any expression the tasks draw (one pair of parentheses,
+# numbers of a few digits), which keep a damaged or hostile label an ExpressionError: deeper
+# nesting would exhaust Python's recursion limit (three frames a level), and Python refuses to
+# turn an int of more than 4300 digits to or from text (the number read, the value written to
+# JSON).
+MAX_DEPTH = 100  # parentheses open at once
+MAX_NUMBER_DIGITS = 1000  # digits of one number in the text
+MAX_VALUE_DIGITS = 4000  # digits of the value, and of any part of it on the way (a fraction's
+# numerator and denominator each)
+_VALUE_BOUND = 10**MAX_VALUE_DIGITS
+
+
+def _excerpt(expr: str, limit: int = 60) -> str:
+    """``expr`` quoted, its start alone when it is long (a label of thousands of characters)."""
+    if len(expr) <= limit:
+        return repr(expr)
+    return f"{expr[:limit]!r}... ({len(expr)} characters)"
+
+
 class ExpressionError(ValueError):
     """A malformed arithmetic expression, or one that divides by zero."""
 
@@ -63,11 +82,24 @@ def evaluate(expr: str) -> Value:
 
     Raises:
         ExpressionError: an unexpected character, an unbalanced parenthesis, a missing operand,
-            a division by zero (naming the expression and the position of the ``/``).
+            a division by zero (naming the expression and the position of the ``/``);
+            parentheses nested more than `MAX_DEPTH` deep, a number of more than
+            `MAX_NUMBER_DIGITS` digits, or a value (or a part of it) of more than
+            `MAX_VALUE_DIGITS` digits (naming the position).
     """
     pos = 0
     n = len(expr)
+    depth = 0
     zero_division: list[int] = []  # positions of the slashes that divide by zero
+
+    def bounded(value: Value, at: int) -> Value:
+        parts = (value.numerator, value.denominator) if isinstance(value, Fraction) else (value,)
+        if any(abs(p) >= _VALUE_BOUND for p in parts):
+            raise ExpressionError(
+                f"a value of more than {MAX_VALUE_DIGITS} digits at position {at} in "
+                f"{_excerpt(expr)}"
+            )
+        return value
 
     def peek() -> str:
         return expr[pos] if pos < n else ""
@@ -76,10 +108,10 @@ def evaluate(expr: str) -> Value:
         nonlocal pos
         value = parse_term()
         while peek() in ("+", "-"):
-            op = expr[pos]
+            op, at = expr[pos], pos
             pos += 1
             rhs = parse_term()
-            value = value + rhs if op == "+" else value - rhs
+            value = bounded(value + rhs if op == "+" else value - rhs, at)
         return value
 
     def parse_term() -> Value:
@@ -90,23 +122,30 @@ def evaluate(expr: str) -> Value:
             pos += 1
             rhs = parse_factor()
             if op == "*":
-                value *= rhs
+                value = bounded(value * rhs, at)
             elif rhs != 0:
-                value = Fraction(value) / rhs
+                value = bounded(Fraction(value) / rhs, at)
             else:  # reported once the whole text has parsed: a malformed text is malformed first
                 zero_division.append(at)
                 value = 0
         return value
 
     def parse_factor() -> Value:
-        nonlocal pos
+        nonlocal pos, depth
         c = peek()
         if c == "(":
+            if depth == MAX_DEPTH:
+                raise ExpressionError(
+                    f"parentheses nested more than {MAX_DEPTH} deep at position {pos} in "
+                    f"{_excerpt(expr)}"
+                )
             pos += 1
+            depth += 1
             value = parse_expr()
             if peek() != ")":
                 raise ExpressionError(f"expected ')' at position {pos} in {expr!r}")
             pos += 1
+            depth -= 1
             return value
         start = pos
         while pos < n and expr[pos] in DIGITS:
@@ -115,6 +154,11 @@ def evaluate(expr: str) -> Value:
             what = repr(c) if c else "end of input"
             raise ExpressionError(
                 f"expected a number or '(' at position {pos} in {expr!r}, got {what}"
+            )
+        if pos - start > MAX_NUMBER_DIGITS:
+            raise ExpressionError(
+                f"a number of more than {MAX_NUMBER_DIGITS} digits ({pos - start}) at position "
+                f"{start} in {_excerpt(expr)}"
             )
         return int(expr[start:pos])
 
@@ -152,7 +196,9 @@ class ExpressionGrammar:
     ``advance`` returns None when the character cannot continue any expression;
     ``accepts`` says whether the text read so far is a whole expression. A text is accepted
     exactly when `evaluate` parses it (tested): it then has a value, unless it divides by zero,
-    which no grammar of characters can see (``(1-1)``).
+    which no grammar of characters can see (``(1-1)``). Nesting deeper than `MAX_DEPTH` is
+    refused as `evaluate` refuses it; `evaluate`'s limits on the length of a number and of a
+    value are not followed (no reading comes near them).
     """
 
     def start(self) -> tuple[int, str]:
@@ -166,7 +212,7 @@ class ExpressionGrammar:
         if char in ALL_OPERATORS:
             return (depth, "op") if last in ("num", "close") else None
         if char == "(":
-            return (depth + 1, "open") if operand_next else None
+            return (depth + 1, "open") if operand_next and depth < MAX_DEPTH else None
         if char == ")":
             return (depth - 1, "close") if depth > 0 and last in ("num", "close") else None
         return None

@@ -108,7 +108,11 @@ def test_iter_samples_streams_in_order_with_limit(tmp_path, cjk_font):
         ("3/(2-2)", None, r"'3/\(2-2\)': division by zero at position 1"),
         ("3+", None, r"'3\+': expected a number"),
         ("7*6", 41, r"'7\*6' evaluates to 42, its record says 41"),
+        ("(" * 400 + "1" + ")" * 400, None, r"'\(+1\)+': parentheses nested more than 100 deep"),
+        ("1" * 5000, None, r"'1+': a number of more than 1000 digits"),
+        ("*".join(["9" * 900] * 5), None, r"'[9*]+': a value of more than 4000 digits"),
     ],
+    ids=["zero", "malformed", "wrong-value", "nested", "long-number", "large-value"],
 )
 def test_an_expr_label_without_its_value_is_an_error_naming_the_sample(
     tmp_path, cjk_font, label, recorded, error

@@ -167,6 +167,21 @@ def test_an_expression_without_a_value_is_refused_and_values_are_recorded(tmp_pa
     assert json.loads(record["json"])["value"] == 9
 
 
+def test_an_expression_beyond_the_parsers_limits_is_a_named_line(tmp_path):
+    root = tmp_path / "own"
+    root.mkdir()
+    _text_image("1").save(root / "a.png")
+    check = LabelCheck(frozenset("0123456789+-*/()"), task="expr")
+    labels = root / "labels.tsv"
+    deep, long = "(" * 400 + "1" + ")" * 400, "9" * 5000
+    labels.write_text(f"a.png\t1\na.png\t{deep}\na.png\t{long}\n", encoding="utf-8")
+    with pytest.raises(PackError) as e:
+        pack(labels, tmp_path / "out", check=check)
+    message = str(e.value)
+    assert re.search(r"labels\.tsv:2: a\.png: label .*nested more than 100 deep", message)
+    assert re.search(r"labels\.tsv:3: a\.png: label .*a number of more than 1000 digits", message)
+
+
 def test_evaluate_and_fine_tune_a_model_on_packed_images(own, tmp_path, capsys):
     torch.manual_seed(0)
     charset = list("0123")

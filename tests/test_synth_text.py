@@ -13,6 +13,8 @@ import pytest
 
 from synth.charset import build_charset
 from synth.text import (
+    MAX_DEPTH,
+    MAX_NUMBER_DIGITS,
     DivisionByZeroError,
     ExpressionError,
     ExpressionGrammar,
@@ -85,6 +87,36 @@ def test_division_by_zero_is_an_error_naming_the_expression_and_the_slash(expr, 
     with pytest.raises(ExpressionError, match=re.escape(repr(expr))):
         evaluate(expr)
     assert expression_value(expr) is None
+
+
+@pytest.mark.parametrize(
+    ("expr", "error"),
+    [
+        ("(" * 400 + "1" + ")" * 400, r"parentheses nested more than 100 deep at position 100 "),
+        ("2+" + "1" * 5000, r"a number of more than 1000 digits \(5000\) at position 2 "),
+        ("*".join(["9" * 900] * 5), r"a value of more than 4000 digits at position 3603 "),
+        ("1/" + "/".join(["7" * 900] * 5), r"a value of more than 4000 digits at position 3605 "),
+        ("*".join(["9"] * 9000), r"a value of more than 4000 digits at position \d+ "),
+    ],
+    ids=["nested", "long-number", "large-product", "large-denominator", "many-factors"],
+)
+def test_expressions_beyond_the_limits_are_expression_errors(expr, error):
+    # Not a RecursionError, nor Python's own ValueError for ints of more than 4300 digits (when
+    # read, or written to JSON): an ExpressionError, which callers name the shard or line for.
+    with pytest.raises(ExpressionError, match=error) as e:
+        evaluate(expr)
+    assert f"({len(expr)} characters)" in str(e.value) and len(str(e.value)) < 300
+    assert expression_value(expr) is None
+
+
+def test_expressions_within_the_limits_evaluate():
+    assert evaluate("(" * MAX_DEPTH + "7" + ")" * MAX_DEPTH) == 7
+    assert evaluate("1" * MAX_NUMBER_DIGITS + "-" + "1" * MAX_NUMBER_DIGITS) == 0
+    big = evaluate("*".join(["9" * 999] * 4))  # 3996 digits
+    assert len(str(big)) == 3996 and isinstance(value_json(big), int)
+    grammar = ExpressionGrammar()
+    assert _grammar_reads(grammar, "(" * MAX_DEPTH + "7" + ")" * MAX_DEPTH)
+    assert not _grammar_reads(grammar, "(" * (MAX_DEPTH + 1) + "7" + ")" * (MAX_DEPTH + 1))
 
 
 def test_values_as_json_hold_ints_and_fractions():
