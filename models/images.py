@@ -156,15 +156,23 @@ def decode_png(data: bytes, where: str) -> Image.Image:
         where: What the caller calls it (``shard S: sample 'K'``), for the error.
 
     Raises:
-        ImageLoadError: The bytes are not an image Pillow decodes (empty, truncated, corrupt);
-            its message is ``{where}: cannot decode .png: {Pillow's reason}``.
+        ImageLoadError: The bytes are not an image Pillow decodes (empty, truncated, corrupt),
+            or one Pillow refuses as a decompression bomb (a few kB whose header claims
+            20000 x 20000 px); its message is ``{where}: cannot decode .png: {Pillow's reason}``.
     """
     try:
         img = Image.open(io.BytesIO(data))
         img.load()  # decode now (Image.open reads only the header), inside this try
         return img
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        # SyntaxError: some Pillow plugins raise it on a malformed header.
+    except (
+        UnidentifiedImageError,
+        OSError,
+        ValueError,
+        SyntaxError,
+        Image.DecompressionBombError,
+    ) as e:
+        # SyntaxError: some Pillow plugins raise it on a malformed header. DecompressionBombError
+        # (from the header, before any pixel is decoded) is none of the others.
         raise ImageLoadError(where, f"cannot decode .png: {e}") from e
 
 

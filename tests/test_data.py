@@ -11,6 +11,7 @@ import pytest
 import torch
 import webdataset as wds
 from PIL import Image, ImageDraw, ImageFont
+from test_images import bomb_png
 
 from models.data import (
     DataError,
@@ -181,6 +182,14 @@ def test_corrupt_image_names_shard_and_key(tmp_path):
     with wds.TarWriter(str(path)) as w:
         w.write({"__key__": "k0", "png": b"not a png", "json": b'{"text": "1"}'})
     with pytest.raises(DataError, match=r"bad-000000\.tar: sample 'k0'.*png"):
+        list(iter_examples([str(path)], LINE))
+
+
+def test_a_decompression_bomb_names_shard_and_key(tmp_path):
+    path = tmp_path / "bomb-000000.tar"
+    with wds.TarWriter(str(path)) as w:
+        w.write({"__key__": "k0", "png": bomb_png(), "json": b'{"text": "1"}'})
+    with pytest.raises(DataError, match=r"bomb-000000\.tar: sample 'k0': cannot decode .*bomb"):
         list(iter_examples([str(path)], LINE))
 
 

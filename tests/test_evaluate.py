@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFont
+from test_images import bomb_png
 
 from models.checkpoint import ModelMeta, save_model
 from models.evaluate import (
@@ -162,7 +163,8 @@ def test_a_damaged_test_shard_is_an_error_naming_the_shard_and_the_sample(tmp_pa
             list(iter_samples([tmp_path / name]))
     png = _rewrite_member(good, tmp_path / "png.tar", key, "png", b"garbage")
     json_ = _rewrite_member(good, tmp_path / "json.tar", key, "json", b"{oops")
-    for path, what in ((png, "png"), (json_, "json")):
+    bomb = _rewrite_member(good, tmp_path / "bomb.tar", key, "png", bomb_png())
+    for path, what in ((png, "png"), (json_, "json"), (bomb, "png: .*decompression bomb")):
         with pytest.raises(
             ValueError, match=rf"{path.name}: sample '{key}': cannot decode \.{what}"
         ):

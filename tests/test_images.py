@@ -4,6 +4,8 @@ decompression bombs refused."""
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -217,6 +219,32 @@ def test_decode_png_loads_the_bytes_or_names_the_sample():
         ) as info:
             decode_png(bad, where)
         assert info.value.name == where
+
+
+def bomb_png(side: int = 20_000) -> bytes:
+    """A real decompression bomb: a valid 1-bit PNG of ``side`` x ``side`` white pixels (400
+    million at the default) in about 50 kB, compressed a row at a time."""
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+    row = b"\x00" + b"\xff" * ((side + 7) // 8)  # filter byte, then the row's bits
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit grayscale
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
+    return png + chunk(b"IEND", b"")
+
+
+def test_decode_png_refuses_a_decompression_bomb_naming_the_sample():
+    data = bomb_png()
+    assert len(data) < 100_000
+    where = "shard s.tar: sample 'k'"
+    with pytest.raises(
+        ImageLoadError,
+        match=r"^shard s\.tar: sample 'k': cannot decode \.png: .*400000000 pixels.*bomb",
+    ):
+        decode_png(data, where)
 
 
 def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
