@@ -281,13 +281,16 @@ def read_chars_file(path: str | os.PathLike, where: str = "charset") -> list[str
 
     Raises:
         FileNotFoundError: No such file (names it).
-        ValueError: Not UTF-8, or a combining mark left after NFKC (names the file and line).
+        ValueError: A folder, not UTF-8, or a combining mark left after NFKC (names the file
+            and line).
     """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise FileNotFoundError(f"{where} file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"{where} file {path} is a folder, not a text file") from None
     except UnicodeDecodeError as e:
         raise ValueError(f"{where} file {path} is not UTF-8: {e}") from None
     return text_chars(text, f"{where} file {path}", lines=True)

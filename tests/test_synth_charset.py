@@ -107,6 +107,9 @@ def test_charset_errors_name_the_problem(tmp_path):
         build_charset("gb2313")
     with pytest.raises(FileNotFoundError, match=r"nope\.txt"):
         build_charset("chars", files=[tmp_path / "nope.txt"])
+    (tmp_path / "mychars").mkdir()
+    with pytest.raises(ValueError, match=r"file \S*mychars is a folder, not a text file"):
+        build_charset("chars", files=[tmp_path / "mychars"])
     with pytest.raises(ValueError, match="empty"):
         build_charset("chars")
 

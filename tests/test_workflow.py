@@ -460,6 +460,15 @@ def test_a_missing_charset_file_fails_at_parse_time_naming_its_key(tmp_path):
     proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
     assert proc.returncode != 0
     assert "tasks.line.charset.files: mychars_typo.txt does not exist" in proc.stdout + proc.stderr
+    (tmp_path / "mychars").mkdir()  # a folder is said to be one, not to be missing
+
+    def folder(c):
+        c["tasks"]["line"]["charset"] = {"source": "chars", "files": ["mychars"]}
+
+    proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, folder), check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "tasks.line.charset.files: mychars is a folder, not a text file" in out
 
 
 def test_a_missing_line_corpus_fails_at_parse_time_naming_its_key(tmp_path):

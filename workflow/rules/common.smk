@@ -166,8 +166,13 @@ for _task in TASKS:
     # typo in an existing results folder was not noticed (the old charset's outputs stood).
     for _path in _charset["files"]:
         if not os.path.isfile(_path):
+            _why = (
+                "is a folder, not a text file (list the files in it)"
+                if os.path.isdir(_path)
+                else f"does not exist{cwd_hint()}"
+            )
             raise ValueError(
-                f"tasks.{_task}.charset.files: {_path} does not exist{cwd_hint()}"
+                f"tasks.{_task}.charset.files: {_path} {_why}"
                 + from_files(_origins, ["tasks", _task, "charset", "files"])
             )
     # The charset's own text (chars, files): its warnings (a character repeated, one left out)
