@@ -44,6 +44,7 @@ import webdataset as wds
 from models.families import Family, LabelError
 from models.images import ImageLoadError, decode_png
 from models.preprocess import pad_batch, prepare_image
+from synth.shards import REBUILD_HINT
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +178,10 @@ def index_shard(url: str) -> ShardIndex:
         with open(url, "rb") as f:
             f.seek(end)
             tail = f.read(2 * tarfile.BLOCKSIZE)
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except FileNotFoundError as e:
         raise ShardError(f"shard {url}: unreadable: {e}") from e
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ShardError(f"shard {url}: unreadable: {e}{REBUILD_HINT}") from e
     order: list[str] = []
     parts: dict[str, list[tuple[str, int, int]]] = {}
     for name, offset, length in members:
@@ -186,14 +189,14 @@ def index_shard(url: str) -> ShardIndex:
         if not dot:
             raise ShardError(f"shard {url}: member {name!r} has no extension")
         if offset + length > size:
-            raise ShardError(f"shard {url}: truncated inside sample {key!r}")
+            raise ShardError(f"shard {url}: truncated inside sample {key!r}{REBUILD_HINT}")
         if key not in parts:
             order.append(key)
             parts[key] = []
         parts[key].append((ext.lower(), offset, length))
     if tail != bytes(2 * tarfile.BLOCKSIZE):
         after = f"after sample {order[-1]!r}" if order else "before its first sample"
-        raise ShardError(f"shard {url}: truncated {after} (no end-of-archive marker)")
+        raise ShardError(f"shard {url}: truncated {after} (no end-of-archive marker){REBUILD_HINT}")
     if not order:
         raise ShardError(f"shard {url}: holds no samples")
     return ShardIndex(url, tuple((k, tuple(parts[k])) for k in order))
@@ -222,11 +225,13 @@ def read_shard(
                     f.seek(start)
                     data = f.read(size)
                     if len(data) != size:
-                        raise ShardError(f"shard {url}: truncated inside sample {key!r}")
+                        raise ShardError(
+                            f"shard {url}: truncated inside sample {key!r}{REBUILD_HINT}"
+                        )
                     sample[ext] = data
                 yield sample
     except OSError as e:
-        raise ShardError(f"shard {url}: unreadable: {e}") from e
+        raise ShardError(f"shard {url}: unreadable: {e}{REBUILD_HINT}") from e
 
 
 def decode_sample(
@@ -244,11 +249,17 @@ def decode_sample(
     for part in ("png", "json"):
         if part not in sample:
             raise DataError(f"{where}: has no .{part} (parts: {sorted(sample)})")
+    raw = sample["json"]
     try:
-        meta = json.loads(sample["json"])
-        text = meta["text"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise DataError(f"{where}: bad .json (needs a 'text' field): {e}") from e
+        meta = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except UnicodeDecodeError as e:
+        bad = raw[e.start : e.start + 1]
+        raise DataError(f"{where}: bad .json: not UTF-8 (byte {e.start}: {bad!r})") from e
+    except ValueError as e:
+        raise DataError(f"{where}: bad .json: not valid JSON: {e}") from e
+    if not isinstance(meta, dict) or "text" not in meta:
+        raise DataError(f"{where}: bad .json: it has no 'text' field (the label)")
+    text = meta["text"]
     if not isinstance(text, str):
         raise DataError(f"{where}: 'text' is {type(text).__name__}, not a string")
     if isinstance(meta, dict) and meta.get("source"):  # packed from a user's file (models.pack)

@@ -123,13 +123,15 @@ def iter_samples(
     for shard in shards:
         for record in iter_records(shard):
             key = record["__key__"]
-            if "png" not in record or "json" not in record:
-                raise ValueError(f"shard {shard}: sample {key!r} lacks its .png or .json member")
             where = f"shard {shard}: sample {key!r}"
-            try:
-                meta = json.loads(record["json"])
-            except ValueError as e:
-                raise ValueError(f"{where}: cannot decode .json: {e}") from None
+            lacking = [f".{part}" for part in ("png", "json") if part not in record]
+            if lacking:
+                has = ", ".join(f".{ext}" for ext in sorted(record) if ext != "__key__")
+                raise ValueError(
+                    f"{where} lacks its {' and '.join(lacking)} member"
+                    f"{'s' if len(lacking) > 1 else ''} (it has {has or 'none'})"
+                )
+            meta = _record_json(record["json"], where)
             if not isinstance(meta, dict) or "text" not in meta:
                 raise ValueError(f"{where} has no 'text' in its JSON")
             if meta.get("source"):  # packed from a user's file (models.pack)
@@ -144,7 +146,7 @@ def iter_samples(
             label = str(meta["text"])
             problem = label_problem(label, known, longest)
             if problem:
-                raise ValueError(f"{where}: {problem}")
+                raise ValueError(f"{where}: {_other_task(task, meta)}{problem}")
             value = _label_value(shard, key, label, meta.get("value")) if task == "expr" else None
             yield Sample(
                 key=key,
@@ -157,6 +159,55 @@ def iter_samples(
             count += 1
             if limit is not None and count >= limit:
                 return
+
+
+def _record_json(data: bytes, where: str) -> Any:
+    """A record's ``.json`` member, parsed; a ValueError naming ``where`` that tells text that
+    is not UTF-8 from text that is not JSON."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        bad = data[e.start : e.start + 1]
+        raise ValueError(
+            f"{where}: cannot decode .json: not UTF-8 (byte {e.start}: {bad!r})"
+        ) from None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"{where}: cannot decode .json: not valid JSON: {e}") from None
+
+
+def _other_task(task: str | None, meta: Mapping[str, Any]) -> str:
+    """``"a hanzi model on expr shards: "`` when the record names a task other than ``task``
+    (the reason its label does not fit), else nothing."""
+    recorded = meta.get("task")
+    if task and isinstance(recorded, str) and recorded and recorded != task:
+        return f"a {task} model on {recorded} shards (the sample's JSON says task {recorded!r}): "
+    return ""
+
+
+def shard_arguments_problem(shards: Sequence[str | os.PathLike]) -> str | None:
+    """Why shard arguments of a command line cannot be read (a folder given for its shards, a
+    path that does not exist), or None."""
+    folders = [str(s) for s in shards if Path(s).is_dir()]
+    if folders:
+        folder = Path(folders[0])
+        splits = sorted({p.name.rsplit("-", 1)[0] for p in folder.glob("*.tar")})
+        if len(splits) == 1:
+            hint = f"; give its shards, e.g. {folder / f'{splits[0]}-*.tar'}"
+        elif splits:
+            hint = (
+                f"; give one split's shards, e.g. {folder / f'{splits[0]}-*.tar'} (it holds "
+                f"{', '.join(splits)})"
+            )
+        else:
+            hint = "; it holds no .tar file"
+        what = "is a folder" if len(folders) == 1 else "are folders"
+        return f"{', '.join(folders)} {what}: shards are .tar files{hint}"
+    missing = [str(s) for s in shards if not Path(s).is_file()]
+    if missing:
+        return f"no such shard: {', '.join(missing)}"
+    return None
 
 
 def label_problem(label: str, charset: Collection[str] | None, longest: int = 0) -> str | None:
@@ -555,11 +606,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         decoder=args.decoder,
         device=args.device,
     )
-    missing = [s for s in args.shards if not Path(s).is_file()]
+    problem = shard_arguments_problem(args.shards)
     out = Path(args.out)
     try:
-        if missing:
-            raise ValueError(f"no such shard: {', '.join(missing)}")
+        if problem:
+            raise ValueError(problem)
         train_info = checkpoint.parent / "train.json"
         record = evaluate(
             checkpoint,

@@ -45,6 +45,7 @@ from models.evaluate import (
     iter_samples,
     prediction_rows,
     sample_metrics,
+    shard_arguments_problem,
     write_metrics,
     write_predictions,
 )
@@ -514,9 +515,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         cfg = {task: task_cfg, "max_samples": args.max_samples or None}
         spec = TesseractSpec.from_config(task, split, cfg, args.threads, charset)
-        missing = [s for s in args.shards if not Path(s).is_file()]
-        if missing:
-            raise ValueError(f"no such shard: {', '.join(missing)}")
+        problem = shard_arguments_problem(args.shards)
+        if problem:
+            raise ValueError(problem)
         out = Path(args.out)
         record = evaluate_tesseract(
             args.shards, out / "metrics.json", out / "predictions.csv", spec, charset, longest

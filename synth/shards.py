@@ -393,9 +393,17 @@ def write_shard(
     return n
 
 
+# The end of a damaged shard's error: a shard is a function of the config, the seed and the
+# fonts, so the workflow writes it again as it was.
+REBUILD_HINT = (
+    "; delete it and rerun the workflow, which rebuilds it byte for byte (a shard models.pack "
+    "wrote: pack it again)"
+)
+
+
 class ShardReadError(ValueError):
     """A shard that is not a readable tar (empty, truncated, corrupt): names it, and the last
-    sample read before the damage."""
+    sample read before the damage, and ends with `REBUILD_HINT`."""
 
 
 def iter_records(shard: str | os.PathLike) -> Iterator[dict[str, Any]]:
@@ -431,7 +439,7 @@ def iter_records(shard: str | os.PathLike) -> Iterator[dict[str, Any]]:
             end = tar.offset
     except (tarfile.TarError, EOFError, zlib.error) as e:
         after = f" after sample {last!r}" if last is not None else ""
-        raise ShardReadError(f"shard {shard}: not a readable tar{after}: {e}") from e
+        raise ShardReadError(f"shard {shard}: not a readable tar{after}: {e}{REBUILD_HINT}") from e
     _check_complete(shard, end, current["__key__"] if current else None)
     if current is not None:
         yield current
@@ -446,6 +454,7 @@ def _check_complete(shard: str | os.PathLike, end: int, last: str | None) -> Non
         after = f" after sample {last!r}" if last is not None else ""
         raise ShardReadError(
             f"shard {shard}: ends{after} without the blocks that close a tar: cut short?"
+            f"{REBUILD_HINT}"
         )
 
 
@@ -460,7 +469,7 @@ def count_samples(path: str | os.PathLike) -> int:
             keys = [m.name.split(".", 1)[0] for m in tar.getmembers() if m.isfile()]
             end = tar.offset
     except (tarfile.TarError, EOFError, zlib.error) as e:
-        raise ShardReadError(f"shard {path}: not a readable tar: {e}") from e
+        raise ShardReadError(f"shard {path}: not a readable tar: {e}{REBUILD_HINT}") from e
     _check_complete(path, end, keys[-1] if keys else None)
     return len(set(keys))
 

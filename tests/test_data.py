@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from models.data import (
 )
 from models.families import make_family
 from models.preprocess import MEAN, STD, background_level, pad_batch, prepare_image, to_tensor_batch
+from synth.shards import REBUILD_HINT
 
 LINE = {"kind": "line", "height": 32}
 SQUARE = {"kind": "square", "size": 40}
@@ -193,12 +195,38 @@ def test_a_decompression_bomb_names_shard_and_key(tmp_path):
         list(iter_examples([str(path)], LINE))
 
 
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"\xff\xfe", r"bad \.json: not UTF-8 \(byte 0: b'\\xff'\)$"),
+        (b'{"text": "1"', r"bad \.json: not valid JSON: Expecting"),
+        (b'{"label": "1"}', r"bad \.json: it has no 'text' field \(the label\)$"),
+        (b'["1"]', r"bad \.json: it has no 'text' field"),
+    ],
+    ids=["not-utf8", "not-json", "no-text", "not-an-object"],
+)
+def test_a_bad_json_member_says_what_is_wrong_with_it(tmp_path, body, error):
+    path = tmp_path / "bad-000000.tar"
+    png = io.BytesIO()
+    Image.new("L", (8, 32), 255).save(png, format="PNG")
+    with wds.TarWriter(str(path)) as w:
+        w.write({"__key__": "k0", "png": png.getvalue(), "json": body})
+    with pytest.raises(DataError, match=r"bad-000000\.tar: sample 'k0': " + error):
+        list(iter_examples([str(path)], LINE))
+
+
 def test_truncated_and_missing_shards_are_named(tmp_path, line_shards):
     data = Path(line_shards[0]).read_bytes()
     cut = tmp_path / "cut-000000.tar"
     cut.write_bytes(data[: len(data) // 2 + 100])
-    with pytest.raises(ShardError, match=r"cut-000000\.tar"):
+    with pytest.raises(ShardError, match=r"cut-000000\.tar") as info:
         list(iter_examples([str(cut)], LINE))
+    assert str(info.value).endswith(REBUILD_HINT)  # the workflow writes it again
+    with tarfile.open(line_shards[0]) as tar:
+        boundary = tar.getmembers()[-2].offset  # the last sample's first header
+    cut.write_bytes(data[:boundary])  # cut between samples: no end-of-archive marker
+    with pytest.raises(ShardError, match=r"no end-of-archive marker.*byte for byte"):
+        TrainStream([str(cut)], LINE, None, 4, seed=0, steps=1)
     with pytest.raises(ShardError, match=r"nope\.tar"):
         list(iter_examples([str(tmp_path / "nope.tar")], LINE))
     with pytest.raises(ShardError, match=r"nope\.tar"):

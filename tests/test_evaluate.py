@@ -25,8 +25,8 @@ from models.evaluate import (
     sample_metrics,
 )
 from models.registry import build_model
+from synth.shards import REBUILD_HINT, write_samples
 from synth.shards import Sample as ShardSample
-from synth.shards import write_samples
 from synth.text import evaluate as evaluate_expression
 
 # (model, kwargs, charset, task, image size (w, h), texts)
@@ -159,8 +159,9 @@ def test_a_damaged_test_shard_is_an_error_naming_the_shard_and_the_sample(tmp_pa
     }
     for name, (body, error) in cases.items():
         (tmp_path / name).write_bytes(body)
-        with pytest.raises(ValueError, match=error):
+        with pytest.raises(ValueError, match=error) as info:
             list(iter_samples([tmp_path / name]))
+        assert str(info.value).endswith(REBUILD_HINT)  # the workflow writes it again
     png = _rewrite_member(good, tmp_path / "png.tar", key, "png", b"garbage")
     json_ = _rewrite_member(good, tmp_path / "json.tar", key, "json", b"{oops")
     bomb = _rewrite_member(good, tmp_path / "bomb.tar", key, "png", bomb_png())
@@ -169,6 +170,41 @@ def test_a_damaged_test_shard_is_an_error_naming_the_shard_and_the_sample(tmp_pa
             ValueError, match=rf"{path.name}: sample '{key}': cannot decode \.{what}"
         ):
             list(iter_samples([path]))
+    # Text that is not UTF-8 is told from text that is not JSON.
+    latin = _rewrite_member(good, tmp_path / "latin.tar", key, "json", b'{"text": "\xff"}')
+    with pytest.raises(ValueError, match=r"cannot decode \.json: not UTF-8 \(byte 10: b'\\xff'\)"):
+        list(iter_samples([latin]))
+    with pytest.raises(ValueError, match=r"cannot decode \.json: not valid JSON: Expecting"):
+        list(iter_samples([json_]))
+    # A sample without one of its members names the one it lacks.
+    for ext, other in (("png", "json"), ("json", "png")):
+        alone = _drop_member(good, tmp_path / f"no-{ext}.tar", key, ext)
+        with pytest.raises(
+            ValueError, match=rf"sample '{key}' lacks its \.{ext} member \(it has \.{other}\)$"
+        ):
+            list(iter_samples([alone]))
+
+
+def _drop_member(src: Path, dst: Path, key: str, ext: str) -> Path:
+    """A copy of a shard without one member."""
+    with tarfile.open(src) as tin, tarfile.open(dst, "w") as tout:
+        for member in tin.getmembers():
+            if member.name != f"{key}.{ext}":
+                tout.addfile(member, io.BytesIO(tin.extractfile(member).read()))
+    return dst
+
+
+def test_a_model_on_shards_of_another_task_says_so(tmp_path, cjk_font):
+    _, _, _, task, size, texts = CASES["expr"]
+    shard = make_shard(tmp_path / "s.tar", task, "test_seen", texts, cjk_font, size)
+    hanzi = make_checkpoint(tmp_path / "hanzi" / "model.pt", "hanzi")
+    spec = EvalSpec(experiment="hanzi", split="test_seen", device="cpu")
+    with pytest.raises(
+        ValueError,
+        match=r"sample 'expr_test_seen_000000_000000': a hanzi model on expr shards \(the "
+        r"sample's JSON says task 'expr'\): label '1\+2' has",
+    ):
+        evaluate(hanzi, [shard], tmp_path / "m.json", tmp_path / "p.csv", spec)
 
 
 def test_a_test_label_outside_the_models_charset_is_an_error(tmp_path, cjk_font):
@@ -293,6 +329,11 @@ def test_cli_evaluates_a_checkpoint_on_any_shards_of_its_task(tmp_path, cjk_font
     assert printed.startswith(f"n={len(texts)} seq_acc=") and "value_acc=" in printed
     assert main([str(ckpt), str(tmp_path / "nope.tar"), "--out", str(out)]) == 1
     assert "no such shard" in capsys.readouterr().err
+    # A folder is said to be one, with the glob of its shards.
+    assert main([str(ckpt), str(tmp_path), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path} is a folder: shards are .tar files; give its shards, e.g. " in err
+    assert f"{tmp_path / 'mine-*.tar'}" in err
 
 
 def test_a_label_with_a_space_the_charset_lacks_points_at_charset_space():

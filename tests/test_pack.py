@@ -272,6 +272,8 @@ def test_the_command_lists_the_problems_and_fails(own, tmp_path, capsys):
     gone = str(tmp_path / "gone-000000.tar")
     assert tesseract_main([gone, "--task", "line", "--out", str(tmp_path / "t")]) == 1
     assert f"no such shard: {gone}" in capsys.readouterr().err
+    assert tesseract_main([str(tmp_path), "--task", "line", "--out", str(tmp_path / "t")]) == 1
+    assert f"{tmp_path} is a folder: shards are .tar files" in capsys.readouterr().err
     # With a checkpoint, shards of another task are refused, not scored as misreadings.
     hanzi = tmp_path / "hanzi.pt"
     save_model(
