@@ -12,8 +12,9 @@ a web font renamed) is left out when the patterns are resolved, with a warning: 
 directory is checked against the file (`font_file_problem`), which costs one small read. The
 workflow resolves the patterns when it starts, so such a file is no job's input and adding one
 reruns nothing. A font whose directory is sound but whose tables fontTools or FreeType cannot
-read is left out by the coverage scan, with its path and the reason. A file the user named
-explicitly (a path, not a glob) is an error instead, in both cases.
+read is left out by the coverage scan, with its path and the reason; in a collection, only the
+face that cannot be read is left out (named by index and name), and its other faces are kept.
+A file the user named explicitly (a path, not a glob) is an error instead, in both cases.
 """
 
 from __future__ import annotations
@@ -443,21 +444,25 @@ class _HeldOutFaces:
 
 def _face_keys(path: str) -> list[tuple[str, tuple[str, str], tuple[str, int, int] | None]]:
     """(name, name key, outline key) of each face of a font file, as `_HeldOutFaces` compares
-    them; none for a file fontTools cannot read (its coverage job says why)."""
+    them; none for a file or face fontTools cannot read (its coverage job says why)."""
     try:
-        keys = []
-        for font in _open_faces(path):
+        faces = _open_faces(path)
+    except FONT_ERRORS:
+        return []
+    keys = []
+    for font in faces:
+        try:  # a collection's face that cannot be read leaves the others' keys
             name = font["name"]
             family = name.getBestFamilyName() or ""
             style = name.getBestSubFamilyName() or ""
-            tables = font.reader.tables
-            tag = next((t for t in ("glyf", "CFF ", "CFF2") if t in tables), None)
-            outlines = None if tag is None else (tag, tables[tag].length, tables[tag].checkSum)
-            key = (family.casefold(), style.casefold())
-            keys.append((f"{family} {style}".strip(), key, outlines))
-        return keys
-    except FONT_ERRORS:
-        return []
+        except FONT_ERRORS:
+            continue
+        tables = font.reader.tables
+        tag = next((t for t in ("glyf", "CFF ", "CFF2") if t in tables), None)
+        outlines = None if tag is None else (tag, tables[tag].length, tables[tag].checkSum)
+        key = (family.casefold(), style.casefold())
+        keys.append((f"{family} {style}".strip(), key, outlines))
+    return keys
 
 
 class _BytesIndex:
@@ -484,32 +489,71 @@ class _BytesIndex:
 
 
 def _scan_file(f: FontFile, role: str, chars: list[str], patterns) -> list[FaceRecord]:
+    """The records of every face of a file. A collection keeps its good faces when one of its
+    faces cannot be read (a damaged table of its own): that face alone is left out, named by
+    its index (and name, when its name table reads). A file that cannot be opened, or a single
+    face that cannot be read, is one ``error`` record of face -1. Named explicitly, either is
+    a `FontError`."""
     try:
         faces = _open_faces(f.path)
-        out = []
-        for index, font in enumerate(faces):
-            name = font["name"]
-            family = name.getBestFamilyName() or ""
-            style = name.getBestSubFamilyName() or ""
-            hit = excluded_by(patterns, family, style)
-            if hit is not None:
-                out.append(
-                    FaceRecord(
-                        f.path, index, family, style, role, "excluded", f"name matches {hit}"
-                    )
-                )
-                continue
-            covered = frozenset(_drawn_chars(font, chars))
-            # FreeType must open it too: a font fontTools accepts can still fail in PIL.
-            ImageFont.truetype(f.path, 16, index=index)
-            out.append(FaceRecord(f.path, index, family, style, role, "ok", "", covered))
-        return out
     except FONT_ERRORS as e:
-        reason = f"{type(e).__name__}: {e}".replace("\t", " ").replace("\n", " ")
-        if f.explicit:
-            raise FontError(f"font file {f.path} cannot be read: {reason}") from None
-        log.warning("font file %s cannot be read (%s); left out", f.path, reason)
-        return [FaceRecord(f.path, -1, "", "", role, "error", reason)]
+        return _unreadable_file(f, role, _reason(e))
+    out = []
+    for index, font in enumerate(faces):
+        try:
+            out.append(_scan_face(f, index, font, role, chars, patterns))
+        except FONT_ERRORS as e:
+            reason = _reason(e)
+            if len(faces) == 1:
+                return _unreadable_file(f, role, reason)
+            family, style = _face_names(font)
+            named = " ".join(n for n in (family, style) if n)
+            face = f"face {index} ({named})" if named else f"face {index}"
+            if f.explicit:
+                raise FontError(f"font file {f.path}: {face} cannot be read: {reason}") from None
+            log.warning(
+                "font file %s: %s cannot be read (%s); left out, the collection's other faces kept",
+                f.path,
+                face,
+                reason,
+            )
+            out.append(FaceRecord(f.path, index, family, style, role, "error", reason))
+    return out
+
+
+def _scan_face(
+    f: FontFile, index: int, font: TTFont, role: str, chars: list[str], patterns
+) -> FaceRecord:
+    name = font["name"]
+    family = name.getBestFamilyName() or ""
+    style = name.getBestSubFamilyName() or ""
+    hit = excluded_by(patterns, family, style)
+    if hit is not None:
+        return FaceRecord(f.path, index, family, style, role, "excluded", f"name matches {hit}")
+    covered = frozenset(_drawn_chars(font, chars))
+    # FreeType must open it too: a font fontTools accepts can still fail in PIL.
+    ImageFont.truetype(f.path, 16, index=index)
+    return FaceRecord(f.path, index, family, style, role, "ok", "", covered)
+
+
+def _face_names(font: TTFont) -> tuple[str, str]:
+    """A face's family and style, or empty strings when its name table cannot be read."""
+    try:
+        name = font["name"]
+        return name.getBestFamilyName() or "", name.getBestSubFamilyName() or ""
+    except FONT_ERRORS:
+        return "", ""
+
+
+def _reason(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}".replace("\t", " ").replace("\n", " ")
+
+
+def _unreadable_file(f: FontFile, role: str, reason: str) -> list[FaceRecord]:
+    if f.explicit:
+        raise FontError(f"font file {f.path} cannot be read: {reason}")
+    log.warning("font file %s cannot be read (%s); left out", f.path, reason)
+    return [FaceRecord(f.path, -1, "", "", role, "error", reason)]
 
 
 COLUMNS = [

@@ -352,6 +352,57 @@ def test_a_font_damaged_inside_is_reported_with_path_and_reason(tmp_path, cjk_fo
         scan_fonts([str(bad)], [], EXPR)
 
 
+def _collection_with_a_bad_face(path: Path, latin_font: Path) -> Path:
+    """A real two-face collection (DejaVu Sans and DejaVu Sans Bold) whose face 1 has a cmap of
+    its own with a subtable offset far past the table's end: the directory is sound, face 0 is
+    whole, and only reading face 1's cmap finds the damage."""
+    from fontTools.ttLib import TTCollection
+
+    collection = TTCollection()
+    bold = latin_font.with_name("DejaVuSans-Bold.ttf")
+    collection.fonts = [TTFont(str(latin_font)), TTFont(str(bold))]
+    collection.save(str(path))
+    data = bytearray(path.read_bytes())
+    face1 = struct.unpack_from(">I", data, 16)[0]  # 'ttcf', version, count, then the offsets
+    for i in range(struct.unpack_from(">H", data, face1 + 4)[0]):
+        tag, _, offset, _ = struct.unpack_from(">4sIII", data, face1 + 12 + 16 * i)
+        if tag == b"cmap":
+            struct.pack_into(">I", data, offset + 8, 0x00FFFFF0)  # its first subtable's offset
+    path.write_bytes(data)
+    return path
+
+
+def test_a_collection_keeps_its_good_faces_and_names_the_bad_one(tmp_path, latin_font, caplog):
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    bad = _collection_with_a_bad_face(fonts / "two.ttc", latin_font)
+    assert font_file_problem(bad) is None  # only reading face 1's cmap finds the damage
+    with caplog.at_level(logging.WARNING):
+        records = scan_fonts([f"{fonts}/*.ttc"], [], EXPR)
+    good, broken = records
+    assert (good.index, good.status, good.family, good.style) == (0, "ok", "DejaVu Sans", "Book")
+    assert good.covered == frozenset(EXPR)
+    assert (broken.index, broken.status, broken.style) == (1, "error", "Bold")
+    assert broken.reason.startswith("TTLibError: cmap subtable offset")
+    assert (
+        f"font file {bad}: face 1 (DejaVu Sans Bold) cannot be read (TTLibError: cmap subtable "
+        "offset" in caplog.text
+    )
+    assert "left out, the collection's other faces kept" in caplog.text
+    out = tmp_path / "coverage.tsv"
+    write_coverage(records, {"expr": EXPR}, out)
+    assert [(r["face"], r["status"]) for r in _rows(out)] == [("0", "ok"), ("1", "error")]
+    assert [f.index for f in read_coverage(out, "expr", EXPR, "train")] == [0]
+    # Held out, its good face still holds out a training copy of it (another version, by name).
+    train, _ = split_roles([str(latin_font)], [str(bad)], warn=False)
+    assert train == []
+    # Named explicitly (not a glob), the file is an error naming the face.
+    with pytest.raises(
+        FontError, match=r"two\.ttc: face 1 \(DejaVu Sans Bold\) cannot be read: TTLibError: cmap"
+    ):
+        scan_fonts([str(bad)], [], EXPR)
+
+
 def _not_fonts(latin: bytes, collection: bytes) -> dict[str, tuple[bytes, str]]:
     """Files that land in a fonts folder by mistake: name -> (bytes, what the reason says)."""
     return {
