@@ -15,9 +15,10 @@ frame axis follows it. The checkpoint's meta (model, kwargs, charset, task, inpu
 training step and spec, its ``init_from`` reduced to the file's name so that no path of the
 training machine ships), the family, the axes and the normalisation are stored as JSON in the
 model's ``metadata_props`` under ``synthocr``, so the file alone says how to feed it and read
-its output (`read_onnx_meta`). The TorchScript-based exporter (``dynamo=False``) is used: it
-needs no extra package and exports LSTM/GRU layers as single ONNX ops with dynamic batch and
-length.
+its output (`read_onnx_meta`); for CTC models also how many of the output frames are those of
+an image of a given width, the rest reading its padding (`frame_rule`). The TorchScript-based
+exporter (``dynamo=False``) is used: it needs no extra package and exports LSTM/GRU layers as
+single ONNX ops with dynamic batch and length.
 
 The file is written atomically and, by default, checked against PyTorch on a random batch
 (`check_parity`) before it is moved into place.
@@ -44,7 +45,7 @@ from torch import nn
 
 from models.checkpoint import CheckpointError, ModelMeta, check_meta, load_model
 from models.preprocess import MEAN, STD, min_width
-from models.registry import family_of
+from models.registry import family_of, output_length
 from synth.atomic import publish, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ OPSET = 17
 MIN_OPSET, MAX_OPSET = 7, 20
 INPUT_NAME = "image"
 PARITY_TOLERANCE = 1e-4
+# `frame_rule` is checked against the model's output_length at every width from the model's
+# narrowest input to that plus this many px (a 200:1 line 60 px high is 12,000 px wide).
+FRAME_RULE_SPAN = 65_536
 
 
 class ExportError(RuntimeError):
@@ -116,6 +120,33 @@ def example_batch(
     return torch.rand(batch, 1, h, w, generator=g).sub_(MEAN).div_(STD)
 
 
+def frame_rule(meta: ModelMeta) -> dict[str, int] | None:
+    """How many output frames a CTC model gives an image ``W`` px wide, in numbers a reader of
+    the ``.onnx`` file alone can use: ``T = (max(W, min_width) + offset) // stride``, with ``W``
+    the image's width before padding (`models.registry.output_length` counts the same; every
+    stack of strided convolutions and poolings has this form: ``W // 4 + 1`` is stride 4,
+    offset 4).
+
+    Returns:
+        ``{"stride", "offset"}``, or None for a model that is not CTC or whose ``output_length``
+        does not have that form at every width of `FRAME_RULE_SPAN` from `min_width` on.
+    """
+    if family_of(meta.model) != "ctc":
+        return None
+    low = min_width(meta.input)
+    widths = torch.arange(low, low + FRAME_RULE_SPAN, dtype=torch.long)
+    frames = torch.as_tensor(output_length(meta.model, widths, **meta.model_kwargs)).long()
+    changes = torch.nonzero(frames[1:] != frames[:-1]).flatten() + 1
+    if len(changes) < 2:
+        return None
+    # the frame count grows by one every ``stride`` px, first at width ``widths[changes[0]]``
+    stride = int(changes[1] - changes[0])
+    offset = stride * int(frames[changes[0]]) - int(widths[changes[0]])
+    if not torch.equal(torch.div(widths + offset, stride, rounding_mode="floor"), frames):
+        return None
+    return {"stride": stride, "offset": offset}
+
+
 def onnx_metadata(meta: ModelMeta) -> dict[str, Any]:
     """What the ONNX file says about itself (stored as JSON under `META_KEY`)."""
     family = family_of(meta.model)
@@ -125,7 +156,7 @@ def onnx_metadata(meta: ModelMeta) -> dict[str, Any]:
             **described["train"],
             "init_from": Path(str(described["train"]["init_from"])).name,
         }
-    return {
+    info: dict[str, Any] = {
         "format": "synthocr-onnx",
         "version": 1,
         "meta": described,
@@ -140,6 +171,17 @@ def onnx_metadata(meta: ModelMeta) -> dict[str, Any]:
             for k, v in dynamic_axes(family, meta.input).items()
         },
     }
+    if family == "ctc":
+        # the frames of an image W px wide, before padding: (max(W, min_width) + offset) //
+        # stride, with min_width half the height; the frames past it read the padding
+        info["frames"] = frame_rule(meta)
+        if info["frames"] is None:
+            log.warning(
+                "model %s: its output_length is not (W + offset) // stride at every width, so "
+                "the export cannot say how many frames an image of a given width gives",
+                meta.model,
+            )
+    return info
 
 
 def read_onnx_meta(path: str | os.PathLike) -> dict[str, Any]:

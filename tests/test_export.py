@@ -3,7 +3,9 @@ decoded text as in PyTorch (batch 2, two widths for line models); the file descr
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -24,14 +26,15 @@ from models.export import (
     OnnxModel,
     check_parity,
     export_onnx,
+    frame_rule,
     main,
     onnx_metadata,
     read_onnx_meta,
 )
 from models.families import make_family
-from models.preprocess import to_tensor_batch
+from models.preprocess import bucket_width, min_width, pad_batch, prepare_image, to_tensor_batch
 from models.recognize import load_recognizer
-from models.registry import MODELS, build_model, family_of
+from models.registry import MODELS, build_model, family_of, output_length
 
 # Small enough to export in a second or two: each model's small instance (its entry's ``tiny``),
 # its task (expr_crnn's own; a task of its family for the others) and characters the tests' CJK
@@ -270,18 +273,37 @@ def test_an_export_whose_metadata_does_not_describe_its_graph_is_refused(tmp_pat
             load_recognizer(path)
 
 
-def test_the_readme_reads_a_line_export_without_synthocr(exported, tmp_path, cjk_font, repo_root):
-    """The README's standalone onnxruntime block, run as a user would, reads as recognize does."""
+def _greedy(best: np.ndarray, charset: list[str]) -> str:
+    """Greedy CTC over class indices (repeats merged, blanks dropped)."""
+    return "".join(
+        charset[c - 1] for i, c in enumerate(best) if c != 0 and (i == 0 or c != best[i - 1])
+    )
+
+
+@pytest.mark.parametrize("name", ["crnn_vgg", "expr_crnn"])
+def test_the_readme_reads_a_line_export_without_synthocr(tmp_path, cjk_font, repo_root, name):
+    """The README's standalone onnxruntime block, run as a user would, reads as recognize does,
+    on lines whose padded width gives frames past the line's own, which it must not decode."""
     readme = (repo_root / "README.md").read_text(encoding="utf-8")
     marker = "<!-- onnx-standalone: tests/test_export.py runs this block -->\n```python\n"
     block = readme[readme.index(marker) + len(marker) :].split("```", 1)[0]
-    _, onnx_path = exported["crnn_vgg"]
-    (tmp_path / "line.onnx").write_bytes(onnx_path.read_bytes())
-    recognizer = load_recognizer(onnx_path, polarity="dark-on-light")
+    # An untrained tiny model reads one class everywhere; this one (seed 1, weights x3) reads
+    # several, and reads characters in the padding too, as the trained smoke models do.
+    kwargs, task, chars = TINY[name]
+    torch.manual_seed(1)
+    model = build_model(name, len(chars), **kwargs)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3)
+    meta = ModelMeta(name, kwargs, list(chars), task, train={}, step=0)
+    save_model(tmp_path / "model.pt", model, meta)
+    export_onnx(tmp_path / "model.pt", tmp_path / "line.onnx", check=False)
+    recognizer = load_recognizer(tmp_path / "line.onnx", polarity="dark-on-light")
     font = ImageFont.truetype(str(cjk_font), 30)
-    texts = []
-    for text, width in (("中文识别", 400), ("一二三 0123 字体", 560), ("识", 40)):
-        im = Image.new("L", (width, 40), 235)  # 40 px high: scaled to 32, width a multiple of 16
+    texts, padding_read = [], []
+    # 40 px high, scaled to the model's height; no width is a multiple of the padding step
+    for text, width in ((chars[0] + chars[3] + chars[6], 390), ("".join(chars[:8]), 545)):
+        im = Image.new("L", (width, 40), 235)
         ImageDraw.Draw(im).text((4, 3), text, font=font, fill=20)
         im.save(tmp_path / "line.png")
         proc = subprocess.run(
@@ -291,7 +313,51 @@ def test_the_readme_reads_a_line_export_without_synthocr(exported, tmp_path, cjk
         [ours] = recognizer([im])
         assert proc.stdout == ours.text + "\n"
         texts.append(ours.text)
-    assert any(texts)  # the untrained model emits characters, so the decoding is compared too
+        # the image has padding frames, and decoding them too would read otherwise
+        line = prepare_image(im, meta.input)
+        x, [scaled] = pad_batch([line], meta.input, bucket_width(line.shape[1], meta.input))
+        [every_frame] = recognizer.model.run(x.numpy())[0].argmax(-1).T
+        assert len(every_frame) > output_length(name, int(scaled), **kwargs)
+        padding_read.append(_greedy(every_frame, meta.charset) != ours.text)
+    assert any(texts)  # the model emits characters, so the decoding is compared too
+    assert any(padding_read)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODELS if family_of(n) == "ctc"))
+def test_the_frame_rule_in_the_metadata_counts_as_output_length(name):
+    """Every CTC model's frames are ``(W + offset) // stride``, at the widths of its real lines
+    and for other kwargs too (expr_crnn's drop_frames)."""
+    kwargs, task, chars = TINY[name]
+    variants = [kwargs, {**kwargs, "drop_frames": 5}] if name == "expr_crnn" else [kwargs]
+    for kw in variants:
+        meta = ModelMeta(name, kw, list(chars), task)
+        rule = onnx_metadata(meta)["frames"]
+        assert rule == frame_rule(meta) and set(rule) == {"stride", "offset"}
+        low = min_width(meta.input)
+        for width in [*range(low, low + 300), 4099, 12_001, 30_000]:
+            expected = output_length(name, width, **kw)
+            assert (width + rule["offset"]) // rule["stride"] == expected, (kw, width)
+    for other in (n for n in MODELS if family_of(n) != "ctc"):
+        kwargs, task, chars = TINY[other]
+        assert "frames" not in onnx_metadata(ModelMeta(other, kwargs, list(chars), task))
+
+
+def test_a_frame_rule_that_does_not_fit_is_left_out(monkeypatch, caplog):
+    """A model of one's own whose output_length is not of the stride/offset form exports
+    without the rule (and says so), rather than with a wrong one."""
+    entry = MODELS["crnn_vgg"]
+    odd = dataclasses.replace(entry, output_length=lambda image_width, **kw: image_width**0.5)
+    monkeypatch.setitem(MODELS, "crnn_vgg", odd)
+    meta = ModelMeta("crnn_vgg", {}, list("ab"), "line")
+    with caplog.at_level(logging.WARNING, logger="models.export"):
+        assert onnx_metadata(meta)["frames"] is None
+    assert "output_length is not (W + offset) // stride" in caplog.text
+
+
+def test_the_export_is_byte_deterministic(exported, tmp_path):
+    ckpt, first = exported["crnn_vgg"]
+    again = export_onnx(ckpt, tmp_path / "again.onnx", check=False)
+    assert again.read_bytes() == first.read_bytes()
 
 
 TINY_CTC = """
