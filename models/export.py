@@ -44,6 +44,7 @@ from google.protobuf.message import DecodeError
 from torch import nn
 
 from models.checkpoint import CheckpointError, ModelMeta, check_meta, load_model
+from models.cli import command_name
 from models.preprocess import MEAN, STD, min_width
 from models.registry import family_of, output_length
 from synth.atomic import publish, remove_stale_temporaries
@@ -422,7 +423,7 @@ def load_onnx(path: str | os.PathLike, threads: int = 0) -> tuple[OnnxModel, Mod
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m models.export CHECKPOINT OUT.onnx``: returns the exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m models.export",
+        prog=command_name("models.export"),
         description="Export a synthocr checkpoint to a self-describing ONNX file "
         "(dynamic batch; dynamic width for line models).",
     )

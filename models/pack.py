@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from models.cli import non_negative_int, positive_int
+from models.cli import command_name, non_negative_int, positive_int
 from models.evaluate import label_problem
 from models.images import (
     DEFAULT_MAX_PIXELS,
@@ -331,7 +331,7 @@ def label_check(checkpoint: str | None, charset: str | None) -> LabelCheck | Non
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m models.pack",
+        prog=command_name("models.pack"),
         description="Pack labelled images (a 'path<TAB>text' file) into WebDataset shards that "
         "models.evaluate and models.train read.",
     )

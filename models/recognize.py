@@ -54,7 +54,7 @@ from PIL import Image
 from torch import nn
 
 from models.checkpoint import CheckpointError, ModelMeta, load_model
-from models.cli import non_negative_int, positive_int
+from models.cli import command_name, non_negative_int, positive_int
 from models.devices import resolve_device
 from models.export import ExportError, load_onnx
 from models.families import Prediction
@@ -350,13 +350,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_FATAL, f"{self.prog}: error: {message}\n")
 
 
-def _prog() -> str:
-    """How the usage line names the command: ``synthocr-recognize`` when run as the installed
-    script, else ``python -m models.recognize``."""
-    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
-    return name if name.startswith("synthocr-") else "python -m models.recognize"
-
-
 def _device_name(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty device name; use auto, cpu, cuda[:N] or mps")
@@ -365,7 +358,7 @@ def _device_name(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog=_prog(),
+        prog=command_name("models.recognize"),
         description="Read text from images with a synthocr checkpoint (or its ONNX export). "
         "Prints one line per image: path, text, confidence (tab-separated, or JSON lines).",
         epilog="Exit status: 0 every image read, 2 some images failed, 1 nothing could run.",

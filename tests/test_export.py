@@ -170,6 +170,17 @@ def test_recognizer_on_onnx_reads_like_pytorch(exported, cjk_font):
     assert [p.confidence for p in a] == pytest.approx([p.confidence for p in b], rel=1e-4)
 
 
+def test_the_installed_command_names_itself_in_its_usage(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/synthocr-export", "--help"])
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert capsys.readouterr().out.startswith("usage: synthocr-export ")
+    monkeypatch.setattr(sys, "argv", ["/repo/models/export.py"])  # python -m models.export
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert capsys.readouterr().out.startswith("usage: python -m models.export ")
+
+
 def test_cli_writes_atomically_and_refuses_untrusted(tmp_path, capsys):
     ckpt = tmp_path / "model.pt"
     tiny_checkpoint(ckpt, "hanzi_cnn")
