@@ -256,8 +256,9 @@ def load_recognizer(
         checkpoint: The file; ``.onnx`` files run on onnxruntime (CPU).
         device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``;
             ``auto`` or ``cpu`` for an ``.onnx`` file.
-        threads: onnxruntime intra-op threads for ``.onnx`` files (0: its default). PyTorch's
-            are the process's (``torch.set_num_threads``).
+        threads: CPU threads, 0 for the default (one per core): onnxruntime's intra-op threads
+            for an ``.onnx`` file; for a checkpoint, PyTorch's, which are the whole process's
+            (``torch.set_num_threads``, as ``--threads`` sets them).
         **options: `Recognizer` keyword arguments (``batch_size``, ``top_k``, ``polarity``,
             ``max_pixels``, ``max_aspect``, ``decoder``).
 
@@ -265,8 +266,10 @@ def load_recognizer(
         models.checkpoint.CheckpointError: Missing, corrupt or untrusted checkpoint
             (`models.checkpoint.UntrustedCheckpointError` for one holding pickled code).
         models.export.ExportError: An unreadable ONNX file.
-        ValueError: An unavailable device or a bad option.
+        ValueError: An unavailable device or a bad option (``threads`` not an integer >= 0).
     """
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ValueError(f"threads must be an integer >= 0 (0: one per core), got {threads!r}")
     if Path(checkpoint).suffix.lower() == ".onnx":
         if str(device).strip().lower() not in ("auto", "cpu"):
             raise ValueError(
@@ -276,6 +279,8 @@ def load_recognizer(
         model, meta = load_onnx(checkpoint, threads=threads)
         return Recognizer(model, meta, torch.device("cpu"), **options)
     dev = resolve_device(device)
+    if threads > 0:
+        torch.set_num_threads(threads)
     model, meta = load_model(checkpoint, device=dev)
     return Recognizer(model, meta, dev, **options)
 
@@ -436,8 +441,6 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     # ours (checked from the header too, before decoding) is the one that counts here. This is
     # the command's own process; the library never changes the global.
     Image.MAX_IMAGE_PIXELS = None
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
     try:
         recognizer = load_recognizer(
             args.checkpoint,

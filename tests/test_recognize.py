@@ -507,3 +507,19 @@ def test_files_are_read_in_chunks_bounded_by_pixels(checkpoints, image_folder, m
     assert [(p, r.text if isinstance(r, Prediction) else r.reason) for p, r in chunked] == [
         (p, r.text if isinstance(r, Prediction) else r.reason) for p, r in whole
     ]
+
+
+def test_load_recognizer_applies_threads_and_refuses_bad_counts(checkpoints):
+    before = torch.get_num_threads()
+    try:
+        load_recognizer(checkpoints["line"], device="cpu", threads=1)
+        assert torch.get_num_threads() == 1
+        load_recognizer(checkpoints["line"], device="cpu")  # 0: left as it is
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    for bad in (-3, 1.5, "2", True):
+        with pytest.raises(ValueError, match=r"threads must be an integer >= 0 .*got"):
+            load_recognizer(checkpoints["line"], device="cpu", threads=bad)
+        with pytest.raises(ValueError, match=r"threads must be an integer >= 0"):
+            load_recognizer("model.onnx", threads=bad)
