@@ -16,7 +16,8 @@ images come in every shape, so `load_gray` brings any of them to that form befor
   float ``F`` (as 0..1 when every value does, else clipped to 0..255).
 - numpy arrays ``H, W`` or ``H, W, C`` (C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA) of ``bool``,
   ``uint8``, ``uint16`` or other integers (scaled as the ``I`` mode above), or floats (as the
-  ``F`` mode above).
+  ``F`` mode above). Floats that are NaN or infinite are refused (so is an ``F`` image holding
+  them).
 - Polarity (`POLARITIES`): ``auto`` estimates the background as the median of a thin border ring
   and calls the image light-on-dark when that background is darker than the image's mean
   brightness (ink is the minority of pixels, so the mean leans towards the background; an
@@ -207,7 +208,11 @@ def _array_to_uint8(arr: np.ndarray) -> np.ndarray:
     if np.issubdtype(arr.dtype, np.integer):
         return _integer_to_uint8(arr)
     if np.issubdtype(arr.dtype, np.floating):
-        a = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        a = arr.astype(np.float64)
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        if bad:
+            # a NaN is no grey level: read as black or white, it would give a confident reading
+            raise ValueError(f"{bad:,} of its {a.size:,} samples are NaN or infinite")
         if a.size and a.min() >= 0.0 and a.max() <= 1.0:
             a = a * 255.0
         return np.clip(np.rint(a), 0, 255).astype(np.uint8)

@@ -523,3 +523,18 @@ def test_load_recognizer_applies_threads_and_refuses_bad_counts(checkpoints):
             load_recognizer(checkpoints["line"], device="cpu", threads=bad)
         with pytest.raises(ValueError, match=r"threads must be an integer >= 0"):
             load_recognizer("model.onnx", threads=bad)
+
+
+def test_non_finite_arrays_are_refused_naming_the_input(checkpoints):
+    rec = load_recognizer(checkpoints["line"], device="cpu")
+    good = np.full((32, 64), 0.9, np.float32)
+    for value in (np.nan, np.inf, -np.inf):
+        bad = good.copy()
+        bad[3:5, 10:20] = value
+        with pytest.raises(ImageLoadError, match=r"^image 1: 20 of its 2,048 samples are NaN or"):
+            rec([good, bad])
+    with pytest.raises(ImageLoadError, match=r"^<array>: 2,048 of its 2,048 samples are NaN"):
+        rec.load(np.full((32, 64), np.nan, np.float32))
+    image = Image.fromarray(np.full((32, 64), np.nan, np.float32), mode="F")
+    with pytest.raises(ImageLoadError, match=r"<PIL image>: cannot convert mode F .* NaN"):
+        rec.load(image)
