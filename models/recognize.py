@@ -458,6 +458,12 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_FATAL
     with_value = recognizer.meta.task == "expr"
     with_top_k = recognizer.has_alternatives
+    if args.decoder == "beam" and recognizer.family == "classification":
+        print(
+            f"warning: --decoder beam has no effect on a classifier ({recognizer.meta.model}): "
+            "it prints its --top-k best classes with any decoder",
+            file=err,
+        )
     if args.top_k is not None and not with_top_k:
         print(
             f"warning: --top-k has no effect with the {args.decoder} decoder on a "

@@ -619,11 +619,17 @@ def grammar_for(model: str, task: str, where: str = "decoder") -> Any:
     """
     from synth.text import task_grammar  # the registry stays light: the Snakefile imports it
 
-    grammar = task_grammar(task) if family_of(model) == "ctc" else None
+    family = family_of(model)
+    grammar = task_grammar(task) if family == "ctc" else None
     if grammar is None:
+        instead = (
+            "use greedy: a classifier gives its top-k classes whatever the decoder"
+            if family == "classification"
+            else "use greedy or beam"
+        )
         raise ValueError(
             f"{where}: 'grammar' holds a CTC model's readings to its task's grammar, and "
-            f"{model!r} on task {task!r} has none (expr_crnn on expr has); use greedy or beam"
+            f"{model!r} on task {task!r} has none (expr_crnn on expr has); {instead}"
         )
     return grammar
 

@@ -208,6 +208,23 @@ def test_cli_grammar_decoder_for_expr_models(checkpoints, image_folder, capsys, 
     assert main([str(checkpoints["line"]), *args]) == 1
     err = capsys.readouterr().err
     assert "decoder: 'grammar'" in err and "'crnn_vgg' on task 'line'" in err
+    assert err.rstrip().endswith("use greedy or beam")
+    assert main([str(checkpoints["hanzi"]), *args]) == 1
+    err = capsys.readouterr().err
+    assert "'hanzi_cnn' on task 'hanzi'" in err and "or beam" not in err
+    assert "use greedy: a classifier gives its top-k classes whatever the decoder" in err
+
+
+def test_beam_on_the_classifier_warns_that_it_does_nothing(checkpoints, image_folder, capsys):
+    path = str(image_folder / "a_gray.png")
+    greedy = main([str(checkpoints["hanzi"]), path, "--threads", "1"])
+    out_greedy = capsys.readouterr().out
+    assert main([str(checkpoints["hanzi"]), path, "--decoder", "beam"]) == greedy == 0
+    out, err = capsys.readouterr()
+    assert out == out_greedy
+    assert "warning: --decoder beam has no effect on a classifier (hanzi_cnn)" in err
+    assert main([str(checkpoints["line"]), path, "--decoder", "beam"]) == 0
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_cli_refuses_decompression_bomb(checkpoints, image_folder, tmp_path, capsys, monkeypatch):
