@@ -5,7 +5,9 @@ Command line::
     python -m models.recognize results/models/line_crnn_vgg/model.pt scans/ line.png
 
 prints one tab-separated line per image, in input order (folders are walked recursively, in
-sorted order, for image files): ``path, text, confidence``; for the ``expr`` task also the
+sorted order, for image files; a folder with none gets a warning; ``--files-from FILE`` adds
+the paths FILE lists, one per line, relative to the current folder, ``-`` for standard input):
+``path, text, confidence``; for the ``expr`` task also the
 expression's value (empty when the reading does not parse); for the hanzi classifier (and,
 with ``--decoder beam``, the CTC models and the reader) also the ``--top-k`` alternatives as
 ``text, probability`` pairs. Confidences and probabilities print with four decimals, or in
@@ -369,7 +371,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 every image read, 2 some images failed, 1 nothing could run.",
     )
     parser.add_argument("checkpoint", help="model.pt (or an .onnx export)")
-    parser.add_argument("paths", nargs="+", help="image files or folders (walked recursively)")
+    parser.add_argument(
+        "paths", nargs="*", help="image files or folders (walked recursively)", metavar="PATH"
+    )
+    parser.add_argument(
+        "--files-from",
+        metavar="FILE",
+        help="read image paths (files or folders) from FILE too, one per line, UTF-8; - reads "
+        "standard input; relative paths are relative to the current folder, not to FILE's",
+    )
     parser.add_argument(
         "--format",
         choices=("tsv", "json"),
@@ -434,6 +444,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def read_path_list(source: str) -> list[str]:
+    """The paths of a ``--files-from`` list: one per line, UTF-8 (a leading byte-order mark is
+    dropped, and bytes that are not UTF-8 come through as Python reads such file names), empty
+    lines skipped, nothing else stripped (a file name may start or end with a space); ``-`` is
+    standard input.
+
+    Raises:
+        OSError: The list cannot be read (its message names it).
+    """
+    if source == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        with open(source, "rb") as f:
+            data = f.read()
+    text = data.decode("utf-8-sig", errors="surrogateescape")
+    return [line.removesuffix("\r") for line in text.split("\n") if line.removesuffix("\r")]
+
+
+def _gather_paths(args: argparse.Namespace, err: TextIO) -> list[Path] | None:
+    """The image files of the arguments and ``--files-from``, in order; a folder that holds
+    none gets a warning. None (after an error line) when there are none at all."""
+    given: list[str] = list(args.paths)
+    where = " ".join(args.paths)
+    if args.files_from is not None:
+        try:
+            listed = read_path_list(args.files_from)
+        except OSError as e:
+            reason = e.strerror or str(e)
+            print(f"error: --files-from {tsv_field(args.files_from)}: {reason}", file=err)
+            return None
+        given += listed
+        where = f"{where} {args.files_from}".strip()
+    found: list[Path] = []
+    empty: list[str] = []
+    for path in given:
+        images = find_images([path])
+        if not images:
+            empty.append(path)  # find_images keeps every path that is not a folder
+        found.extend(images)
+    if not found:
+        print(f"error: no image files under {tsv_field(where)}", file=err)
+        return None
+    for folder in empty:
+        print(f"warning: {tsv_field(folder)}: a folder with no image files in it", file=err)
+    return found
+
+
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Run the command line's work; returns the exit status."""
     max_pixels = args.max_pixels if args.max_pixels > 0 else None
@@ -471,9 +528,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             file=err,
         )
     failed = 0
-    paths = find_images(args.paths)
-    if not paths:
-        print(f"error: no image files under {' '.join(args.paths)}", file=err)
+    paths = _gather_paths(args, err)
+    if paths is None:
         return EXIT_FATAL
     for path, result in recognizer.recognize_files(paths):
         if isinstance(result, ImageLoadError):
@@ -501,7 +557,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     escape in its place instead of stopping the run, and a reader that stops early (``| head``)
     ends the run quietly, with status 1 as Python's own handling of a closed pipe does.
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.paths and args.files_from is None:
+        parser.error("give the images: PATH..., or --files-from FILE")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for stream in (sys.stdout, sys.stderr):
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):

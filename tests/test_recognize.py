@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import subprocess
@@ -555,3 +556,58 @@ def test_non_finite_arrays_are_refused_naming_the_input(checkpoints):
     image = Image.fromarray(np.full((32, 64), np.nan, np.float32), mode="F")
     with pytest.raises(ImageLoadError, match=r"<PIL image>: cannot convert mode F .* NaN"):
         rec.load(image)
+
+
+def test_files_from_reads_a_list_of_paths_relative_to_the_current_folder(
+    checkpoints, image_folder, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    monkeypatch.chdir(image_folder)
+    listing = tmp_path / "list.txt"  # in another folder: its paths are still the cwd's
+    # a byte-order mark, CRLF line ends, an empty line, a folder, a name given twice
+    listing.write_bytes(b"\xef\xbb\xbfsub/b_rgba.png\r\n\r\na_gray.png\nsub/deeper\na_gray.png\n")
+    ckpt = str(checkpoints["line"])
+    assert main([ckpt, str(image_folder / "sub/c_negative.png"), "--files-from", str(listing)]) == 0
+    rows = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
+    assert rows == [
+        str(image_folder / "sub/c_negative.png"),  # the arguments first, then the list's
+        "sub/b_rgba.png",
+        "a_gray.png",
+        "sub/deeper/d_photo.jpg",
+        "a_gray.png",
+    ]
+    stdin = type("Stdin", (), {"buffer": io.BytesIO(b"e_empty.png\nsub/b_rgba.png\n")})()
+    monkeypatch.setattr(sys, "stdin", stdin)
+    assert main([ckpt, "--files-from", "-", "--format", "json"]) == EXIT_SOME_FAILED
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["path"] for line in out.splitlines()] == [
+        "e_empty.png",
+        "sub/b_rgba.png",
+    ]
+    assert "error: e_empty.png: empty file" in err
+    # a list that cannot be read, and no images named at all, are errors that stop the run
+    assert main([ckpt, "--files-from", str(tmp_path / "none.txt")]) == 1
+    assert f"error: --files-from {tmp_path / 'none.txt'}: No such file" in capsys.readouterr().err
+    (tmp_path / "empty.txt").write_text("\n", encoding="utf-8")
+    assert main([ckpt, "--files-from", str(tmp_path / "empty.txt")]) == 1
+    assert "error: no image files under" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main([ckpt])
+    assert exited.value.code == 1
+    assert "give the images: PATH..., or --files-from FILE" in capsys.readouterr().err
+
+
+def test_a_folder_without_images_is_named_in_a_warning(
+    checkpoints, image_folder, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    hollow = tmp_path / "hollow"
+    (hollow / "inner").mkdir(parents=True)
+    (hollow / "notes.txt").write_text("no image here\n", encoding="utf-8")
+    good = str(image_folder / "a_gray.png")
+    assert main([str(checkpoints["hanzi"]), str(hollow), good]) == 0
+    out, err = capsys.readouterr()
+    assert [line.split("\t")[0] for line in out.splitlines()] == [good]
+    assert err.strip() == f"warning: {hollow}: a folder with no image files in it"
+    assert main([str(checkpoints["hanzi"]), str(hollow)]) == 1  # alone: nothing to read
+    assert f"error: no image files under {hollow}" in capsys.readouterr().err
