@@ -46,6 +46,7 @@ import logging
 import os
 import re
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -80,7 +81,15 @@ DEFAULT_BATCH_SIZE = 64
 # `Recognizer.recognize_files` reads a chunk of files once they hold this many pixels (or 8
 # batches of files): decoded at full size in 8-bit grayscale, so about this many bytes.
 CHUNK_PIXELS = 64_000_000
+# A line model's image under this width-to-height ratio gets a `TallLineWarning`: a single
+# character is about square, so this is most likely a vertical line (or a rotated photo).
+TALL_LINE_RATIO = 0.5
 EXIT_OK, EXIT_FATAL, EXIT_SOME_FAILED = 0, 1, 2
+
+
+class TallLineWarning(UserWarning):
+    """A line model was given an image much taller than wide: it reads lines horizontally,
+    left to right, so a vertical line of text, or a photo on its side, reads as noise."""
 
 
 class Recognizer:
@@ -149,18 +158,30 @@ class Recognizer:
         )
 
     def load(self, source: ImageSource, name: str | None = None) -> Image.Image:
-        """One image as the model wants it before resizing: mode ``L``, dark-on-light.
+        """One image as the model wants it before resizing: mode ``L``, dark-on-light. For a line
+        model, an image under `TALL_LINE_RATIO` times as wide as high gets a `TallLineWarning`
+        naming it.
 
         Raises:
             ImageLoadError: Naming the image.
         """
-        return load_gray(
+        img = load_gray(
             source,
             polarity=self.polarity,
             max_pixels=self.max_pixels,
             max_aspect=self.max_aspect,
             name=name,
         )
+        if self.meta.input.get("kind") == "line" and img.width < TALL_LINE_RATIO * img.height:
+            label = name or (str(source) if isinstance(source, str | os.PathLike) else "<image>")
+            warnings.warn(
+                f"{label}: {img.width}x{img.height} px, taller than wide: a line model reads "
+                "one line from left to right (rotate an image on its side; crop a vertical "
+                "line's characters)",
+                TallLineWarning,
+                stacklevel=2,
+            )
+        return img
 
     def read(self, images: Sequence[Image.Image]) -> list[Prediction]:
         """Read already loaded (`load`) images, in batches grouped by width."""
@@ -513,7 +534,6 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except (CheckpointError, ExportError, ValueError) as e:
         print(f"error: {e}", file=err)
         return EXIT_FATAL
-    with_value = recognizer.meta.task == "expr"
     with_top_k = recognizer.has_alternatives
     if args.decoder == "beam" and recognizer.family == "classification":
         print(
@@ -527,27 +547,42 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             f"{recognizer.family} model; add --decoder beam for alternatives",
             file=err,
         )
-    failed = 0
     paths = _gather_paths(args, err)
     if paths is None:
         return EXIT_FATAL
+    with warnings.catch_warnings():  # restores the process's handling when the run ends
+        warnings.simplefilter("always", TallLineWarning)
+        warnings.showwarning = lambda message, *_, **__: print(
+            f"warning: {tsv_field(str(message))}", file=err, flush=True
+        )
+        failed = _print_results(recognizer, paths, args.format, out, err)
+    if failed:
+        print(f"{failed} of {len(paths)} images could not be read", file=err)
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
+def _print_results(
+    recognizer: Recognizer, paths: list[Path], fmt: str, out: TextIO, err: TextIO
+) -> int:
+    """Read the files and print a line for each; returns how many could not be read."""
+    with_value = recognizer.meta.task == "expr"
+    with_top_k = recognizer.has_alternatives
+    failed = 0
     for path, result in recognizer.recognize_files(paths):
         if isinstance(result, ImageLoadError):
             failed += 1
             reason = result.reason.replace(result.name, tsv_field(result.name))
             print(f"error: {tsv_field(result.name)}: {reason}", file=err, flush=True)
-            if args.format == "json":
+            if fmt == "json":
                 print(json_line({"path": path, "error": result.reason}), file=out, flush=True)
             continue
-        if args.format == "json":
+        if fmt == "json":
             line = format_json(path, result, with_value)
         else:
             line = format_tsv(path, result, with_value, with_top_k)
         print(line, file=out, flush=True)
-    if failed:
-        print(f"{failed} of {len(paths)} images could not be read", file=err)
-        return EXIT_SOME_FAILED
-    return EXIT_OK
+    return failed
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,14 @@ from models.checkpoint import ModelMeta, save_model
 from models.families import Prediction
 from models.images import ImageLoadError
 from models.preprocess import prepare_image
-from models.recognize import EXIT_SOME_FAILED, format_json, format_tsv, load_recognizer, main
+from models.recognize import (
+    EXIT_SOME_FAILED,
+    TallLineWarning,
+    format_json,
+    format_tsv,
+    load_recognizer,
+    main,
+)
 from models.registry import build_model
 from synth.text import evaluate
 
@@ -611,3 +618,25 @@ def test_a_folder_without_images_is_named_in_a_warning(
     assert err.strip() == f"warning: {hollow}: a folder with no image files in it"
     assert main([str(checkpoints["hanzi"]), str(hollow)]) == 1  # alone: nothing to read
     assert f"error: no image files under {hollow}" in capsys.readouterr().err
+
+
+def test_a_tall_image_given_to_a_line_model_is_named_in_a_warning(
+    checkpoints, cjk_font, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    tall = tmp_path / "tall.png"
+    _line(cjk_font).rotate(90, expand=True).resize((36, 120)).save(tall)
+    wide = tmp_path / "wide.png"
+    _line(cjk_font).save(wide)
+    assert main([str(checkpoints["line"]), str(tall), str(wide)]) == 0
+    out, err = capsys.readouterr()
+    assert [r.split("\t")[0] for r in out.splitlines()] == [str(tall), str(wide)]  # still read
+    assert err.splitlines() == [
+        f"warning: {tall}: 36x120 px, taller than wide: a line model reads one line from left "
+        "to right (rotate an image on its side; crop a vertical line's characters)"
+    ]
+    assert main([str(checkpoints["hanzi"]), str(tall)]) == 0  # a square model: no warning
+    assert capsys.readouterr().err == ""
+    rec = load_recognizer(checkpoints["line"], device="cpu")
+    with pytest.warns(TallLineWarning, match=r"^image 1: 20x60 px, taller than wide"):
+        rec([np.full((32, 20), 200, np.uint8), np.full((60, 20), 200, np.uint8)])  # 20x32: fine
