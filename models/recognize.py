@@ -16,7 +16,7 @@ best probabilities, can be that small; one below a float's range, about 1e-308, 
 In a path or a reading, backslashes, tabs, newlines and carriage returns print as ``\\``,
 ``\t``, ``\n`` and ``\r`` (a line charset may hold a backslash), and a file name's bytes that
 are not UTF-8 as ``\xNN``, so every image is one line of exactly its fields (JSON lines keep
-them, escaped as JSON escapes them).
+them, escaped as JSON escapes them); no field is quoted, and `tsv_unescape` undoes the escapes.
 ``--decoder grammar`` (``expr`` models) keeps only readings that evaluate.
 ``--format json`` prints JSON lines instead (``path``, ``text``, ``confidence``, ``top_k``,
 ``value``). An image that cannot be read (missing, empty, corrupt, not an image, too many
@@ -320,6 +320,22 @@ def tsv_field(text: str) -> str:
     name's bytes that are not UTF-8 as ``\xNN``, so the line is valid UTF-8."""
     text = text.translate(_TSV_ESCAPES)
     return _ESCAPED_BYTE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text)
+
+
+_TSV_ESCAPE = re.compile(r"\\(x[0-9a-f]{2}|[\\tnr])")
+_TSV_UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+
+
+def tsv_unescape(field: str) -> str:
+    r"""A field of the TSV output as it was: `tsv_field` undone (``\\``, ``\t``, ``\n``,
+    ``\r``; ``\xNN`` back to the undecodable byte, as Python reads such a file name, so
+    `os.fsencode` gives the name's bytes)."""
+
+    def undo(m: re.Match[str]) -> str:
+        code = m.group(1)
+        return chr(0xDC00 + int(code[1:], 16)) if code[0] == "x" else _TSV_UNESCAPES[code]
+
+    return _TSV_ESCAPE.sub(undo, field)
 
 
 def format_tsv(path: str, pred: Prediction, with_value: bool, with_top_k: bool) -> str:

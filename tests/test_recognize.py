@@ -28,6 +28,8 @@ from models.recognize import (
     format_tsv,
     load_recognizer,
     main,
+    tsv_field,
+    tsv_unescape,
 )
 from models.registry import build_model
 from synth.text import evaluate
@@ -640,3 +642,34 @@ def test_a_tall_image_given_to_a_line_model_is_named_in_a_warning(
     rec = load_recognizer(checkpoints["line"], device="cpu")
     with pytest.warns(TallLineWarning, match=r"^image 1: 20x60 px, taller than wide"):
         rec([np.full((32, 20), 200, np.uint8), np.full((60, 20), 200, np.uint8)])  # 20x32: fine
+
+
+def test_tsv_fields_come_back_with_tsv_unescape():
+    odd = ['"quoted', "tab\there", "new\nline\r", "back\\slash\\t", "\\x41", "latin1-\udce9.png"]
+    for text in odd:
+        assert tsv_unescape(tsv_field(text)) == text
+    assert os.fsencode(tsv_unescape("latin1-\\xe9.png")) == b"latin1-\xe9.png"
+
+
+def test_the_readme_reads_the_tsv_output_with_pandas(repo_root, tmp_path, monkeypatch):
+    """The README's pandas block keeps every field as the command had it: a reading that starts
+    with a quote, holds a tab, is empty, or looks like a number or NA."""
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    marker = "<!-- tsv-pandas: tests/test_recognize.py runs this block -->\n```python\n"
+    block = readme[readme.index(marker) + len(marker) :].split("```", 1)[0]
+    rows = [
+        ("a.png", '"quoted', 0.5),
+        ("tab\there.png", 'say "hi"\tthen', 0.25),
+        ("b.png", "", 1e-5),
+        ("c\\d.png", "NA", 0.75),
+        ("e.png", "0012", 0.125),
+    ]
+    lines = [format_tsv(p, Prediction(t, c, [], None), False, False) for p, t, c in rows]
+    (tmp_path / "readings.tsv").write_text("".join(f"{x}\n" for x in lines), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(block, scope)
+    readings = scope["readings"]
+    assert list(readings["path"]) == [p for p, _, _ in rows]
+    assert list(readings["text"]) == [t for _, t, _ in rows]
+    assert list(readings["confidence"]) == pytest.approx([c for _, _, c in rows], rel=1e-3)
