@@ -130,13 +130,19 @@ def frame_rule(meta: ModelMeta) -> dict[str, int] | None:
 
     Returns:
         ``{"stride", "offset"}``, or None for a model that is not CTC or whose ``output_length``
-        does not have that form at every width of `FRAME_RULE_SPAN` from `min_width` on.
+        does not have that form at every width of `FRAME_RULE_SPAN` from `min_width` on (or
+        fails on a tensor of widths, which its contract allows it to take).
     """
     if family_of(meta.model) != "ctc":
         return None
     low = min_width(meta.input)
     widths = torch.arange(low, low + FRAME_RULE_SPAN, dtype=torch.long)
-    frames = torch.as_tensor(output_length(meta.model, widths, **meta.model_kwargs)).long()
+    try:
+        frames = torch.as_tensor(output_length(meta.model, widths, **meta.model_kwargs)).long()
+    except (TypeError, ValueError, RuntimeError):  # one of one's own that takes no tensor
+        return None
+    if frames.shape != widths.shape:
+        return None
     changes = torch.nonzero(frames[1:] != frames[:-1]).flatten() + 1
     if len(changes) < 2:
         return None

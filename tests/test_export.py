@@ -363,6 +363,11 @@ def test_a_frame_rule_that_does_not_fit_is_left_out(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="models.export"):
         assert onnx_metadata(meta)["frames"] is None
     assert "output_length is not (W + offset) // stride" in caplog.text
+    on_ints_only = dataclasses.replace(
+        entry, output_length=lambda image_width, **kw: int(image_width)
+    )
+    monkeypatch.setitem(MODELS, "crnn_vgg", on_ints_only)
+    assert frame_rule(meta) is None
 
 
 def test_the_export_is_byte_deterministic(exported, tmp_path):
