@@ -49,6 +49,7 @@ from models.evaluate import (
     write_metrics,
     write_predictions,
 )
+from synth.atomic import sha256_file
 from synth.charset import SPACE, drop_spaces_by_wide
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,27 @@ def available_languages(executable: str = "tesseract") -> set[str]:
     )
     lines = (proc.stdout + "\n" + proc.stderr).splitlines()
     return {ln.strip() for ln in lines if ln.strip() and " " not in ln.strip()}
+
+
+def traineddata(lang: str, executable: str = "tesseract") -> dict[str, str]:
+    """The sha256 of each language model ``lang`` names (``chi_sim+eng``: both), in the folder
+    ``tesseract --list-langs`` names: which ``fast`` or ``best`` model, of which release, read
+    the images. A model not found there is left out."""
+    path = shutil.which(executable)
+    if path is None:
+        return {}
+    proc = subprocess.run(
+        [path, "--list-langs"], capture_output=True, text=True, check=False, timeout=60
+    )
+    folder = re.search(r'"([^"]+)"', proc.stdout + proc.stderr)
+    if folder is None:
+        return {}
+    out = {}
+    for name in lang.split("+"):
+        model = Path(folder.group(1)) / f"{name}.traineddata"
+        if model.is_file():
+            out[name] = sha256_file(model)
+    return out
 
 
 def normalize_reading(text: str, keep_spaces: bool = False) -> str:
@@ -416,6 +438,7 @@ def evaluate_tesseract(
         )
 
     record = _base_record(spec, f"tesseract {version}", status)
+    record["traineddata"] = traineddata(spec.lang, spec.executable)
     scores = sample_metrics(samples, readings, spec.task, with_topk=spec.task == "hanzi")
     per_font = scores.pop("per_font")
     per_file = scores.pop("per_font_file", None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from models import tesseract
 from models.evaluate import read_predictions
+from synth.atomic import sha256_file
 from synth.schema import SCHEMA_PATH, load_schema, with_defaults
 from synth.shards import Sample as ShardSample
 from synth.shards import write_samples
@@ -234,6 +236,11 @@ def test_evaluate_tesseract_on_a_shard(tmp_path, latin_font):
     assert record["value_acc"] >= 2 / 3  # clean renders: Tesseract gets most of them
     assert list(record["per_font"]) == ["DejaVu Sans"]
     assert record["crashed"] == 0  # images tesseract died on (read as nothing)
+    # the language model read with, by its bytes (fast or best, which release)
+    [(lang, digest)] = record["traineddata"].items()
+    assert lang == "eng" and len(digest) == 64
+    models = Path("/usr/share/tesseract-ocr").glob("*/tessdata/eng.traineddata")  # Debian's
+    assert digest in {sha256_file(m) for m in models}
     rows = read_predictions(tmp_path / "predictions.csv")
     assert [r["label"] for r in rows] == ["12+3", "(7+5)*4", "9-2"]
     assert rows[0]["value"] == "15"
