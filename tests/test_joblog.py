@@ -53,6 +53,9 @@ def test_a_job_stopped_by_ctrl_c_says_so_in_one_line_and_in_its_log(tmp_path):
         f"""
         import logging, os, signal, time
         from synth import joblog
+        # Python's own Ctrl-C handler, which it leaves out when started with SIGINT ignored
+        # (the tests run as a shell's background job)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         joblog.start({str(log)!r})
         logging.getLogger("job").info("step 40")
         os.kill(os.getpid(), signal.SIGINT)
