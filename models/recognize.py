@@ -88,7 +88,7 @@ EXIT_OK, EXIT_FATAL, EXIT_SOME_FAILED = 0, 1, 2
 
 
 class TallLineWarning(UserWarning):
-    """A line model was given an image much taller than wide: it reads lines horizontally,
+    """A line model was given an image under half as wide as high: it reads lines horizontally,
     left to right, so a vertical line of text, or a photo on its side, reads as noise."""
 
 
@@ -175,8 +175,8 @@ class Recognizer:
         if self.meta.input.get("kind") == "line" and img.width < TALL_LINE_RATIO * img.height:
             label = name or (str(source) if isinstance(source, str | os.PathLike) else "<image>")
             warnings.warn(
-                f"{label}: {img.width}x{img.height} px, taller than wide: a line model reads "
-                "one line from left to right (rotate an image on its side; crop a vertical "
+                f"{label}: {img.width}x{img.height} px, under half as wide as high: a line model "
+                "reads one line from left to right (rotate an image on its side; crop a vertical "
                 "line's characters)",
                 TallLineWarning,
                 stacklevel=2,

@@ -195,9 +195,12 @@ def traineddata(lang: str, executable: str = "tesseract") -> dict[str, str]:
     path = shutil.which(executable)
     if path is None:
         return {}
-    proc = subprocess.run(
-        [path, "--list-langs"], capture_output=True, text=True, check=False, timeout=60
-    )
+    try:
+        proc = subprocess.run(
+            [path, "--list-langs"], capture_output=True, text=True, check=False, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
     folder = re.search(r'"([^"]+)"', proc.stdout + proc.stderr)
     if folder is None:
         return {}
@@ -286,41 +289,42 @@ def read_images(
 ) -> list[Reading]:
     """Run Tesseract on images (several per call, calls in parallel).
 
-    Tesseract 5.3 dies of a signal on some images (SIGFPE at some scales): a call that does is
-    made again one image at a time, and an image whose own call dies too reads as nothing, a
-    miss like any other (a warning names it; its index goes to ``crashed``).
+    Tesseract 5.3 dies of a signal on some images (SIGFPE at some scales): a call that does, or
+    that hangs past ``spec.timeout_s``, is made again one image at a time, and an image whose
+    own call dies or hangs too reads as nothing, a miss like any other (its index goes to
+    ``crashed``, or a warning names it when ``crashed`` is None).
 
     Returns:
         One normalised `models.evaluate.Reading` per image (confidence: mean word confidence).
 
     Raises:
-        TesseractError: A call failed (an exit status, not a signal) or timed out, naming the
-            command and its stderr.
+        TesseractError: A call exited with a status (not a signal's), naming the command and
+            its stderr.
     """
     executable = shutil.which(spec.executable)
     if executable is None:
         raise TesseractError(f"{spec.executable!r} is not installed")
     env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
     step = max(1, spec.images_per_call)
+    # a call made again image by image gives each image its share of the call's limit
+    image_timeout = max(min(30.0, spec.timeout_s), spec.timeout_s / step)
     chunks = [list(range(i, min(i + step, len(images)))) for i in range(0, len(images), step)]
 
     with tempfile.TemporaryDirectory(prefix="synthocr-tesseract-") as tmp:
 
-        def call(name: str, paths: list[str]) -> subprocess.CompletedProcess | None:
-            """One tesseract call on ``paths``; None when it died of a signal."""
+        def call(name: str, paths: list[str], timeout: float) -> subprocess.CompletedProcess | str:
+            """One tesseract call on ``paths``; why not, when it died of a signal (or exited
+            128 + a signal's number, as a wrapper script reports one) or hung."""
             list_file = os.path.join(tmp, f"{name}.txt")
             Path(list_file).write_text("\n".join(paths) + "\n", encoding="utf-8")
             cmd = _command(spec, executable, list_file)
             try:
-                proc = subprocess.run(
-                    cmd, capture_output=True, text=True, env=env, timeout=spec.timeout_s
-                )
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
             except subprocess.TimeoutExpired:
-                raise TesseractError(
-                    f"{' '.join(cmd)} timed out after {spec.timeout_s} s"
-                ) from None
-            if proc.returncode < 0:
-                return None
+                return f"timed out after {timeout:g} s"
+            if proc.returncode < 0 or proc.returncode > 128:
+                signal_number = -proc.returncode if proc.returncode < 0 else proc.returncode - 128
+                return f"died of signal {signal_number}"
             if proc.returncode != 0:
                 raise TesseractError(
                     f"{' '.join(cmd)} exited with {proc.returncode}: {proc.stderr.strip()[-2000:]}"
@@ -333,20 +337,21 @@ def read_images(
                 name = os.path.join(tmp, f"{i:06d}.png")
                 _prepared(images[i], spec.scale, spec.pad).save(name)
                 names.append(name)
-            proc = call(f"chunk-{chunk_id:06d}", names)
-            if proc is not None:
+            proc = call(f"chunk-{chunk_id:06d}", names, spec.timeout_s)
+            if not isinstance(proc, str):
                 return parse_tsv(proc.stdout, len(names))
             out: list[tuple[str, float | None]] = []
             for i, name in zip(chunks[chunk_id], names, strict=True):
-                alone = call(f"image-{i:06d}", [name])
-                if alone is None:
-                    log.warning(
-                        "tesseract died of a signal reading image %d (at scale %g): read as "
-                        "nothing",
-                        i,
-                        spec.scale,
-                    )
-                    if crashed is not None:
+                alone = call(f"image-{i:06d}", [name], image_timeout)
+                if isinstance(alone, str):
+                    if crashed is None:  # the caller names the sample
+                        log.warning(
+                            "tesseract %s reading image %d (at scale %g): read as nothing",
+                            alone,
+                            i,
+                            spec.scale,
+                        )
+                    else:
                         crashed.append(i)
                     out.append(("", None))
                 else:
@@ -434,7 +439,10 @@ def evaluate_tesseract(
     wall = time.perf_counter() - start
     for i in sorted(crashed):
         log.warning(
-            "tesseract %s/%s: sample %r read as nothing", spec.task, spec.split, samples[i].key
+            "tesseract %s/%s: sample %r read as nothing (tesseract died or hung on it)",
+            spec.task,
+            spec.split,
+            samples[i].key,
         )
 
     record = _base_record(spec, f"tesseract {version}", status)

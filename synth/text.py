@@ -143,7 +143,7 @@ def evaluate(expr: str) -> Value:
             depth += 1
             value = parse_expr()
             if peek() != ")":
-                raise ExpressionError(f"expected ')' at position {pos} in {expr!r}")
+                raise ExpressionError(f"expected ')' at position {pos} in {_excerpt(expr)}")
             pos += 1
             depth -= 1
             return value
@@ -153,7 +153,7 @@ def evaluate(expr: str) -> Value:
         if start == pos:
             what = repr(c) if c else "end of input"
             raise ExpressionError(
-                f"expected a number or '(' at position {pos} in {expr!r}, got {what}"
+                f"expected a number or '(' at position {pos} in {_excerpt(expr)}, got {what}"
             )
         if pos - start > MAX_NUMBER_DIGITS:
             raise ExpressionError(
@@ -166,9 +166,11 @@ def evaluate(expr: str) -> Value:
         raise ExpressionError("empty expression")
     value = parse_expr()
     if pos != n:
-        raise ExpressionError(f"unexpected {expr[pos]!r} at position {pos} in {expr!r}")
+        raise ExpressionError(f"unexpected {expr[pos]!r} at position {pos} in {_excerpt(expr)}")
     if zero_division:
-        raise DivisionByZeroError(f"division by zero at position {zero_division[0]} in {expr!r}")
+        raise DivisionByZeroError(
+            f"division by zero at position {zero_division[0]} in {_excerpt(expr)}"
+        )
     if isinstance(value, Fraction) and value.denominator == 1:
         return int(value)
     return value

@@ -634,13 +634,13 @@ def test_a_tall_image_given_to_a_line_model_is_named_in_a_warning(
     out, err = capsys.readouterr()
     assert [r.split("\t")[0] for r in out.splitlines()] == [str(tall), str(wide)]  # still read
     assert err.splitlines() == [
-        f"warning: {tall}: 36x120 px, taller than wide: a line model reads one line from left "
-        "to right (rotate an image on its side; crop a vertical line's characters)"
+        f"warning: {tall}: 36x120 px, under half as wide as high: a line model reads one line "
+        "from left to right (rotate an image on its side; crop a vertical line's characters)"
     ]
     assert main([str(checkpoints["hanzi"]), str(tall)]) == 0  # a square model: no warning
     assert capsys.readouterr().err == ""
     rec = load_recognizer(checkpoints["line"], device="cpu")
-    with pytest.warns(TallLineWarning, match=r"^image 1: 20x60 px, taller than wide"):
+    with pytest.warns(TallLineWarning, match=r"^image 1: 20x60 px, under half as wide as high"):
         rec([np.full((32, 20), 200, np.uint8), np.full((60, 20), 200, np.uint8)])  # 20x32: fine
 
 

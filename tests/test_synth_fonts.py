@@ -109,7 +109,7 @@ def test_another_version_or_a_renamed_copy_of_a_held_out_font_is_held_out(
     assert [f.path for f in train] == sorted(paths)
     assert [f.path for f in test] == [str(heldout_font)]
     assert (
-        f"font {other_version} has the faces of the held-out font {heldout_font} "
+        f"font {other_version} has the family and style names of the held-out font {heldout_font} "
         f"({TTCollection(str(heldout_font)).fonts[0]['name'].getBestFullName()}): another "
         "version of it; held out, not for training" in caplog.text
     )
@@ -122,6 +122,36 @@ def test_another_version_or_a_renamed_copy_of_a_held_out_font_is_held_out(
     with caplog.at_level("WARNING"):
         train, _ = split_roles(paths, [str(heldout_font)])
     assert [f.path for f in train] == sorted(paths) and "held out" not in caplog.text
+
+
+def test_fonts_without_names_are_not_taken_for_one_another(tmp_path, latin_font, caplog):
+    """Two unrelated fonts whose name tables are empty share no family and style: neither is
+    held out for the other. Two held-out files of one name get a warning, since the per-file
+    figures know a file by its name."""
+    from fontTools.ttLib import TTFont
+
+    unnamed = []
+    for i, source in enumerate((latin_font, latin_font.with_name("DejaVuSans-Bold.ttf"))):
+        font = TTFont(str(source))
+        font["name"].names = []
+        unnamed.append(tmp_path / f"unnamed-{i}.ttf")
+        font.save(unnamed[-1])
+    with caplog.at_level("WARNING"):
+        train, _ = split_roles([str(unnamed[1])], [str(unnamed[0])])
+    assert [f.path for f in train] == [str(unnamed[1])] and "held out" not in caplog.text
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    twins = [tmp_path / d / "same.ttf" for d in ("a", "b")]
+    for twin, source in zip(twins, unnamed, strict=True):
+        twin.write_bytes(source.read_bytes())
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        split_roles([str(latin_font)], [str(t) for t in twins])
+    assert (
+        f"held-out fonts {twins[0]} and {twins[1]} share a file name: the per-file figures "
+        "(per_font_file) count them as one"
+    ) in caplog.text
 
 
 def test_a_copy_of_a_held_out_font_is_held_out_and_a_repeated_training_font_counts_once(
