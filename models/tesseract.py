@@ -176,15 +176,21 @@ def tesseract_version(executable: str = "tesseract") -> str | None:
     return m.group(1) if m else (text.splitlines()[0] if text else "unknown")
 
 
-def available_languages(executable: str = "tesseract") -> set[str]:
-    """The language models Tesseract has (``tesseract --list-langs``); empty if not installed."""
+def _list_langs(executable: str) -> str | None:
+    """What ``tesseract --list-langs`` prints (its folder, then a language a line), or None
+    when Tesseract is not installed."""
     path = shutil.which(executable)
     if path is None:
-        return set()
+        return None
     proc = subprocess.run(
         [path, "--list-langs"], capture_output=True, text=True, check=False, timeout=60
     )
-    lines = (proc.stdout + "\n" + proc.stderr).splitlines()
+    return proc.stdout + "\n" + proc.stderr
+
+
+def available_languages(executable: str = "tesseract") -> set[str]:
+    """The language models Tesseract has (``tesseract --list-langs``); empty if not installed."""
+    lines = (_list_langs(executable) or "").splitlines()
     return {ln.strip() for ln in lines if ln.strip() and " " not in ln.strip()}
 
 
@@ -192,16 +198,11 @@ def traineddata(lang: str, executable: str = "tesseract") -> dict[str, str]:
     """The sha256 of each language model ``lang`` names (``chi_sim+eng``: both), in the folder
     ``tesseract --list-langs`` names: which ``fast`` or ``best`` model, of which release, read
     the images. A model not found there is left out."""
-    path = shutil.which(executable)
-    if path is None:
-        return {}
     try:
-        proc = subprocess.run(
-            [path, "--list-langs"], capture_output=True, text=True, check=False, timeout=60
-        )
+        listed = _list_langs(executable)
     except (OSError, subprocess.TimeoutExpired):
         return {}
-    folder = re.search(r'"([^"]+)"', proc.stdout + proc.stderr)
+    folder = re.search(r'"([^"]+)"', listed or "")
     if folder is None:
         return {}
     out = {}

@@ -475,12 +475,7 @@ def _face_keys(
         return []
     keys = []
     for font in faces:
-        try:  # a collection's face that cannot be read leaves the others' keys
-            name = font["name"]
-            family = name.getBestFamilyName() or ""
-            style = name.getBestSubFamilyName() or ""
-        except FONT_ERRORS:
-            continue
+        family, style = _face_names(font)  # empty for a name table that cannot be read
         tables = font.reader.tables
         tag = next((t for t in ("glyf", "CFF ", "CFF2") if t in tables), None)
         outlines = None
