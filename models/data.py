@@ -44,7 +44,7 @@ import webdataset as wds
 from models.families import Family, LabelError
 from models.images import ImageLoadError, decode_png
 from models.preprocess import pad_batch, prepare_image
-from synth.shards import REBUILD_HINT
+from synth.shards import REBUILD_HINT, record_json
 
 log = logging.getLogger(__name__)
 
@@ -249,14 +249,10 @@ def decode_sample(
     for part in ("png", "json"):
         if part not in sample:
             raise DataError(f"{where}: has no .{part} (parts: {sorted(sample)})")
-    raw = sample["json"]
     try:
-        meta = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-    except UnicodeDecodeError as e:
-        bad = raw[e.start : e.start + 1]
-        raise DataError(f"{where}: bad .json: not UTF-8 (byte {e.start}: {bad!r})") from e
+        meta = record_json(sample["json"], where, "bad .json")
     except ValueError as e:
-        raise DataError(f"{where}: bad .json: not valid JSON: {e}") from e
+        raise DataError(str(e)) from e
     if not isinstance(meta, dict) or "text" not in meta:
         raise DataError(f"{where}: bad .json: it has no 'text' field (the label)")
     text = meta["text"]

@@ -48,7 +48,7 @@ from models.images import ImageLoadError, decode_png
 from models.registry import DECODERS
 from synth.atomic import write_text_atomic
 from synth.charset import SPACE, SPACE_HINT
-from synth.shards import iter_records
+from synth.shards import iter_records, record_json
 from synth.text import ExpressionError, Value, expression_value, value_json
 from synth.text import evaluate as evaluate_expression
 
@@ -131,7 +131,7 @@ def iter_samples(
                     f"{where} lacks its {' and '.join(lacking)} member"
                     f"{'s' if len(lacking) > 1 else ''} (it has {has or 'none'})"
                 )
-            meta = _record_json(record["json"], where)
+            meta = record_json(record["json"], where)
             if not isinstance(meta, dict) or "text" not in meta:
                 raise ValueError(f"{where} has no 'text' in its JSON")
             if meta.get("source"):  # packed from a user's file (models.pack)
@@ -159,22 +159,6 @@ def iter_samples(
             count += 1
             if limit is not None and count >= limit:
                 return
-
-
-def _record_json(data: bytes, where: str) -> Any:
-    """A record's ``.json`` member, parsed; a ValueError naming ``where`` that tells text that
-    is not UTF-8 from text that is not JSON."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        bad = data[e.start : e.start + 1]
-        raise ValueError(
-            f"{where}: cannot decode .json: not UTF-8 (byte {e.start}: {bad!r})"
-        ) from None
-    try:
-        return json.loads(text)
-    except ValueError as e:
-        raise ValueError(f"{where}: cannot decode .json: not valid JSON: {e}") from None
 
 
 def _other_task(task: str | None, meta: Mapping[str, Any]) -> str:

@@ -401,6 +401,20 @@ REBUILD_HINT = (
 )
 
 
+def record_json(data: bytes | str, where: str, what: str = "cannot decode .json") -> Any:
+    """A sample's ``.json`` member, parsed; a ValueError naming ``where`` (and ``what`` went
+    wrong) that tells text that is not UTF-8 from text that is not JSON."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as e:
+        bad = data[e.start : e.start + 1]
+        raise ValueError(f"{where}: {what}: not UTF-8 (byte {e.start}: {bad!r})") from None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"{where}: {what}: not valid JSON: {e}") from None
+
+
 class ShardReadError(ValueError):
     """A shard that is not a readable tar (empty, truncated, corrupt): names it, and the last
     sample read before the damage, and ends with `REBUILD_HINT`."""
