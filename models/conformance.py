@@ -117,13 +117,38 @@ def check_signature(name: str, kwargs: Mapping[str, Any]) -> None:
         raise ConformanceError(problem)
 
 
+def _check_alone(model: torch.nn.Module, x: torch.Tensor, out: Any, axis: int) -> None:
+    """Each image's outputs in the batch ``x`` are those it gives read alone (the batch on
+    ``axis`` of the outputs): recognition and evaluation promise that an image's reading does
+    not depend on the other images read with it."""
+    batch = _outputs(out)
+    for i in range(x.shape[0]):
+        for j, (a, b) in enumerate(zip(batch, _outputs(model(x[i : i + 1])), strict=True)):
+            a = a.narrow(axis if j == 0 else 0, i, 1).float()
+            if a.shape != b.shape:
+                raise ConformanceError(
+                    f"image {i}'s output {j} read alone has shape {tuple(b.shape)}, in a batch "
+                    f"of {x.shape[0]} {tuple(a.shape)}"
+                )
+            if not torch.allclose(a, b.float(), rtol=1e-5, atol=1e-6):  # float noise: ~1e-7
+                raise ConformanceError(
+                    f"image {i}'s output {j} read in a batch of {x.shape[0]} differs from its "
+                    f"output read alone (max abs difference {(a - b.float()).abs().max():.3g}): "
+                    "an image's reading must not depend on the other images read with it; a "
+                    "statistic over the whole batch (x.mean(), x.std() of the input) mixes "
+                    "them: take it per image, over dims 1 to 3"
+                )
+
+
 def check_outputs(name: str, kwargs: Mapping[str, Any]) -> None:
-    """Its family's layout at batch 3; a CTC model's frames at several widths."""
+    """Its family's layout at batch 3; a CTC model's frames at several widths; each image's
+    outputs the same read in a batch as alone."""
     model = _model(name, kwargs).eval()
     family = _family(name, kwargs)
     with torch.no_grad():
         if family.kind != "ctc":
-            out = model(images(name, kwargs, 3))
+            x = images(name, kwargs, 3)
+            out = model(x)
             family.check_output(out)
             logits = family.logits(out, batch=3)
             if family.kind == "attention":
@@ -136,12 +161,14 @@ def check_outputs(name: str, kwargs: Mapping[str, Any]) -> None:
                         f"attention model with max_len {family.max_len} gives {steps} steps, "
                         f"logits 3, {steps}, C + 1 and masks 3, {steps}, {size}, {size}"
                     )
+            _check_alone(model, x, out, axis=0)
             return
         for width in CTC_WIDTHS:
             x = images(name, kwargs, 2, width)
             out = model(x)
             family.logits(out, batch=2)
             family.check_output(out, x)  # the frames output_length counts, as training checks
+            _check_alone(model, x, out, axis=1)  # CTC logits are T, N, C + 1
             on_int = int(output_length(name, width, **kwargs))
             on_tensor = int(output_length(name, torch.tensor([width]), **kwargs)[0])
             if on_tensor != on_int:

@@ -84,6 +84,7 @@ def test_the_readers_masks_start_whole_and_stay_in_0_1() -> None:
         ("signature", "no_width", "takes no width"),
         ("signature", "drifted", "keyword-only arguments are {'width': 1.0, 'hidden': 256}"),
         ("onnx", "adaptive", "ONNX export of operator adaptive pooling"),
+        ("outputs", "batch_bound", "image 0's output 0 read in a batch of 2 differs from its"),
     ],
 )
 def test_the_contract_checks_fail_naming_what_a_model_breaks(
@@ -96,6 +97,7 @@ def test_the_contract_checks_fail_naming_what_a_model_breaks(
         "layout_bound": replace(vgg, target="tests.test_models:_layout_bound"),
         "classes_last": replace(vgg, target="tests.test_models:_classes_last"),
         "adaptive": replace(vgg, target="tests.test_models:_adaptive"),
+        "batch_bound": replace(vgg, target="tests.test_models:_batch_bound"),
         "no_width": replace(
             vgg, target="tests.test_models:_no_width", kwargs={"hidden": 256}, tiny={}
         ),
@@ -162,6 +164,22 @@ class _Adaptive(torch.nn.Module):
 
 def _adaptive(num_classes: int, *, width: float = 1.0, hidden: int = 256) -> torch.nn.Module:
     return _Adaptive(num_classes)
+
+
+class _BatchBound(torch.nn.Module):
+    """Centres each pixel on its mean over the batch (``x.mean(0)``, meant as a per-image
+    mean): an image's logits then follow the other images read with it."""
+
+    def __init__(self, num_classes: int, width: float, hidden: int) -> None:
+        super().__init__()
+        self.crnn = build_model("crnn_vgg", num_classes, width=width, hidden=hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.crnn(x - x.mean(0))
+
+
+def _batch_bound(num_classes: int, *, width: float = 1.0, hidden: int = 256) -> torch.nn.Module:
+    return _BatchBound(num_classes, width, hidden)
 
 
 def _no_width(num_classes: int, *, hidden: int = 256) -> torch.nn.Module:
