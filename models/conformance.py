@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from models.registry import (
     build_model,
@@ -260,16 +261,25 @@ def check_onnx(name: str, kwargs: Mapping[str, Any]) -> None:
     task = TASK[family_of(name)]
     with tempfile.TemporaryDirectory(prefix="synthocr-check-") as tmp:
         meta = ModelMeta(name, dict(kwargs), list(CHARSET), task, train={}, step=0)
-        save_model(Path(tmp) / "model.pt", _model(name, kwargs), meta)
+        model = _model(name, kwargs)
+        save_model(Path(tmp) / "model.pt", model, meta)
         try:
             with _quiet():  # torch prints a failed graph, pages of it, on the process's stdout
                 export_onnx(Path(tmp) / "model.pt", Path(tmp) / "model.onnx")  # parity checked
         except Exception as e:
             first = (str(e).replace(f"{tmp}/", "").strip().splitlines() or ["(no message)"])[0]
+            torch_attention = any(isinstance(m, nn.MultiheadAttention) for m in model.modules())
             raise ConformanceError(
                 f"{type(e).__name__}: {first} (the forward exports with the batch, and a "
-                "line's width, left free: no size computed from the input at run time; "
-                "README.md, 'Adding an architecture', step 1)"
+                "line's width, left free: no size computed from the input at run time"
+                + (
+                    "; torch's nn.MultiheadAttention fixes the traced sequence length and "
+                    "batch in the graph (so do nn.TransformerEncoder layers): write the "
+                    "attention with unflatten and flatten, as the README shows"
+                    if torch_attention
+                    else ""
+                )
+                + "; README.md, 'Adding an architecture', step 1)"
             ) from None
 
 

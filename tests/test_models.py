@@ -84,6 +84,7 @@ def test_the_readers_masks_start_whole_and_stay_in_0_1() -> None:
         ("signature", "no_width", "takes no width"),
         ("signature", "drifted", "keyword-only arguments are {'width': 1.0, 'hidden': 256}"),
         ("onnx", "adaptive", "ONNX export of operator adaptive pooling"),
+        ("onnx", "torch_attention", "nn.MultiheadAttention fixes the traced sequence length"),
         ("outputs", "batch_bound", "image 0's output 0 read in a batch of 2 differs from its"),
     ],
 )
@@ -98,6 +99,7 @@ def test_the_contract_checks_fail_naming_what_a_model_breaks(
         "classes_last": replace(vgg, target="tests.test_models:_classes_last"),
         "adaptive": replace(vgg, target="tests.test_models:_adaptive"),
         "batch_bound": replace(vgg, target="tests.test_models:_batch_bound"),
+        "torch_attention": replace(vgg, target="tests.test_models:_torch_attention"),
         "no_width": replace(
             vgg, target="tests.test_models:_no_width", kwargs={"hidden": 256}, tiny={}
         ),
@@ -180,6 +182,25 @@ class _BatchBound(torch.nn.Module):
 
 def _batch_bound(num_classes: int, *, width: float = 1.0, hidden: int = 256) -> torch.nn.Module:
     return _BatchBound(num_classes, width, hidden)
+
+
+class _TorchAttention(torch.nn.Module):
+    """A transformer head on the frames of a strided convolution, from torch's own
+    ``nn.TransformerEncoder``, whose attention reshapes by the traced sizes."""
+
+    def __init__(self, num_classes: int, hidden: int) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, hidden, (32, 4), stride=(32, 4), padding=(0, 2))
+        layer = torch.nn.TransformerEncoderLayer(hidden, 2, 2 * hidden, dropout=0.0)
+        self.encoder = torch.nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.fc = torch.nn.Linear(hidden, num_classes + 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.encoder(self.conv(x)[:, :, 0].permute(2, 0, 1)))  # W // 4 + 1
+
+
+def _torch_attention(num_classes: int, *, width: float = 1.0, hidden: int = 256):
+    return _TorchAttention(num_classes, hidden)
 
 
 def _no_width(num_classes: int, *, hidden: int = 256) -> torch.nn.Module:
