@@ -27,6 +27,7 @@ before its first use (`entry_problems`; the config check also looks for its fact
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import importlib.util
@@ -269,7 +270,8 @@ def _plugin_entry(name: str) -> ModelEntry:
     points = _plugin_points().get(name, [])
     if not points:
         raise ValueError(
-            f"unknown model {name!r}; valid models: {', '.join(model_names())} (a model of "
+            f"unknown model {name!r}{_close_hint(name, model_names())}; valid models: "
+            f"{', '.join(model_names())} (a model of "
             f"your own package is registered by an entry point in group {PLUGIN_GROUP}: "
             "README.md, 'A model in your own package'; is that package installed here?)"
         )
@@ -385,6 +387,12 @@ def check_kwargs(name: str, kwargs: Mapping[str, Any], where: str | None = None)
         raise ValueError("\n".join(problems))
 
 
+def _close_hint(name: str, known: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for a name close to one of ``known`` (a typo), else nothing."""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def kwargs_problems(
     entry: ModelEntry, kwargs: Mapping[str, Any], where: str, name: str | None = None
 ) -> list[str]:
@@ -394,7 +402,10 @@ def kwargs_problems(
     problems = []
     for key, value in kwargs.items():
         if key not in entry.kwargs:
-            problems.append(f"{where}.{key}: {model} takes no argument {key!r}; valid: {valid}")
+            problems.append(
+                f"{where}.{key}: {model} takes no argument {key!r}"
+                f"{_close_hint(str(key), list(entry.kwargs))}; valid: {valid}"
+            )
             continue
         default = entry.kwargs[key]
         if isinstance(default, bool):

@@ -290,6 +290,20 @@ def test_unknown_model_lists_valid_names() -> None:
         assert name in str(e.value)
 
 
+def test_a_misspelt_model_or_kwarg_gets_the_close_name() -> None:
+    # as the config's unknown keys do (synth.schema): a typo in a model's name or argument
+    with pytest.raises(ValueError, match=r"unknown model 'crnn_vg' \(did you mean 'crnn_vgg'\?\)"):
+        build_model("crnn_vg", 10)
+    with pytest.raises(ValueError) as e:
+        check_kwargs("crnn_grcnn", {"iteration": 2, "depth": 3}, where="model_kwargs")
+    assert str(e.value).splitlines() == [
+        "model_kwargs.iteration: model 'crnn_grcnn' takes no argument 'iteration' (did you mean "
+        "'iterations'?); valid: width, hidden, iterations",
+        "model_kwargs.depth: model 'crnn_grcnn' takes no argument 'depth'; valid: width, hidden, "
+        "iterations",
+    ]
+
+
 def test_unknown_kwarg_names_the_key() -> None:
     with pytest.raises(ValueError, match="hiden") as e:
         build_model("crnn_vgg", 10, hiden=64)
