@@ -56,15 +56,57 @@ def test_every_model_keeps_the_registry_contract(name: str, check: str) -> None:
     assert result.ok, f"{name} {check}: {result.detail}"
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_bf16_autocast_reaches_every_models_logits(name: str) -> None:
+@pytest.mark.parametrize("name", [*sorted(MODELS), "plain_tuple_reader"])
+def test_bf16_autocast_reaches_every_models_logits(name: str, monkeypatch) -> None:
     # On a GPU, training runs the forward under bf16 autocast (models.devices.autocast) and the
     # family's loss in fp32. The same autocast on the CPU checks the dtypes of that path (the
     # families' casts, the reader's masks, the GRCL gates), though not CUDA's kernels.
-    model = build_model(name, len(CHARSET), **TINY[name])
+    # An attention model of one's own may return a plain (logits, masks) tuple: README.md,
+    # 'Adding an architecture', and these tests run on every entry a user adds.
+    reader = MODELS["reader"]
+    monkeypatch.setitem(
+        MODELS, "plain_tuple_reader", replace(reader, target="tests.test_models:_plain_tuple")
+    )
+    kwargs = dict(MODELS[name].tiny)
+    model = build_model(name, len(CHARSET), **kwargs)
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
-        out = model(images(name))
-    assert (out.logits if isinstance(out, tuple) else out).dtype == torch.bfloat16
+        out = model(conformance.images(name, kwargs, 2))
+    if name == "plain_tuple_reader":
+        assert type(out) is tuple  # not a ReaderOutput: no .logits
+    assert (out[0] if isinstance(out, tuple) else out).dtype == torch.bfloat16
+
+
+def _plain_tuple(
+    num_classes: int,
+    *,
+    width: float = 1.0,
+    hidden: int = 128,
+    max_len: int = 4,
+    input_size: int = 40,
+    convs: int = 3,
+) -> torch.nn.Module:
+    """The reader, returning a plain ``(logits, masks)`` tuple rather than a ReaderOutput."""
+    from models.reader import reader
+
+    return _PlainTuple(
+        reader(
+            num_classes,
+            width=width,
+            hidden=hidden,
+            max_len=max_len,
+            input_size=input_size,
+            convs=convs,
+        )
+    )
+
+
+class _PlainTuple(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return tuple(self.model(x))
 
 
 def test_the_readers_masks_start_whole_and_stay_in_0_1() -> None:
@@ -488,7 +530,7 @@ def test_gpu_config_trains_a_step_on_rendered_samples(experiment, cjk_font, tmp_
     for pname, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), f"{experiment}.{pname}"
 
-    logits = out.logits if isinstance(out, tuple) else out
+    logits = out[0] if isinstance(out, tuple) else out
     kind = family_of(name)
     if kind == "ctc":
         assert logits.shape[:2] == (output_length(name, batch.images.shape[3], **kwargs), 2)
