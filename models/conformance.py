@@ -15,7 +15,8 @@ the others build no model and say "not run"):
 - ``signature``: the factory takes ``num_classes`` first, then keyword-only arguments whose
   defaults are the entry's ``kwargs``, ``width`` among them;
 - ``outputs``: the forward's output has its family's layout (`models.families`) at batch 3, and
-  a CTC model gives the frames its ``output_length`` counts at several widths;
+  a CTC model gives the frames its ``output_length`` counts at several widths; each image's
+  output is the one it gives read alone (no statistic over the batch);
 - ``loss``: a loss and its gradients, finite, reaching every parameter, in fp32 and under bf16
   autocast (training's precision on a GPU), and a decoding;
 - ``channels_last``: the same outputs in the channels-last layout that CPU training uses;
