@@ -48,6 +48,13 @@ def _advance(path: str, index: int, size: int, ch: str) -> float:
     return load_font(path, index, size).getlength(ch)
 
 
+@lru_cache(maxsize=65536)
+def _ink_x(path: str, index: int, size: int, ch: str) -> tuple[float, float]:
+    """The left and right ends of a character's ink from its pen position (0, 0 for none)."""
+    left, _, right, _ = load_font(path, index, size).getbbox(ch, anchor="ls")
+    return (left, right) if right > left else (0.0, 0.0)
+
+
 def _draw(mask: Image.Image, aliased: bool) -> ImageDraw.ImageDraw:
     """A drawing context on ``mask``; ``aliased`` turns anti-aliasing off (1-bit glyphs)."""
     draw = ImageDraw.Draw(mask)
@@ -183,7 +190,8 @@ def render_expr(
     """An expression on one line, fitted in ``size = (height, width)``, with varied spacing.
 
     Each character is placed on a common baseline with its own random extra spacing; the font is
-    scaled down until the line fits with a 2-px margin.
+    scaled down until the line fits with a 2-px margin, by its ink as well as its advances (an
+    italic glyph reaching past its advance keeps the margin too).
 
     Returns:
         ``uint8`` array ``(height, width)``.
@@ -196,12 +204,19 @@ def render_expr(
         adv = [_advance(font.path, font.index, fs, c) for c in text]
         k = fs / 32.0  # spacing is given for a 32-px font
         total = sum(adv) + float(np.sum(gaps)) * k
+        # The ink can reach past the advances: an italic glyph's overhang beyond its advance, a
+        # negative left bearing. The line is fitted by ``before`` (ink left of the pen's start)
+        # and ``after`` (the right end of the advances or of the ink, the further).
+        before, after = _overhangs(font, fs, text, adv, gaps * k)
+        after = max(after, total)
         _, top, _, bottom = f.getbbox(text, anchor="ls")
         ink_h = bottom - top
-        if (total <= width - 4 and ink_h <= height - 4) or fs <= 6:
+        if (before + after <= width - 4 and ink_h <= height - 4) or fs <= 6:
             break
-        fs = max(6, int(fs * min((width - 4) / max(total, 1), (height - 4) / max(ink_h, 1))))
-    x0 = float(rng.uniform(2, max(2.0, width - 2 - total)))
+        fs = max(
+            6, int(fs * min((width - 4) / max(before + after, 1), (height - 4) / max(ink_h, 1)))
+        )
+    x0 = before + float(rng.uniform(2, max(2.0, width - 2 - before - after)))
     yc = float(rng.uniform(2 + ink_h / 2, max(2 + ink_h / 2, height - 2 - ink_h / 2)))
     baseline = yc - (top + bottom) / 2
     mask = Image.new("L", (width, height), 0)
@@ -211,6 +226,21 @@ def render_expr(
         draw.text((x, baseline), c, font=f, fill=255, anchor="ls")
         x += adv[i] + (gaps[i] * k if i < len(gaps) else 0.0)
     return _ink(rng, mask)
+
+
+def _overhangs(
+    font: FontRef, fs: int, text: str, adv: Sequence[float], gaps: np.ndarray
+) -> tuple[float, float]:
+    """How far the ink of ``text`` drawn glyph by glyph from pen position 0 (each glyph after the
+    last one's advance and gap, as `render_expr` draws it) reaches left of 0 (0 when it does
+    not) and right of 0 (its ink's right end)."""
+    x, before, after = 0.0, 0.0, 0.0
+    for i, c in enumerate(text):
+        left, right = _ink_x(font.path, font.index, fs, c)
+        if right > left:  # a glyph with ink
+            before, after = max(before, -(x + left)), max(after, x + right)
+        x += adv[i] + (float(gaps[i]) if i < len(gaps) else 0.0)
+    return before, after
 
 
 def render_short(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -44,6 +46,19 @@ def test_expr_and_short_geometry(face):
     assert border.min() >= 200  # scaled down to fit, not clipped
     img = render_short("Ab3Z", face, 40, _rng())
     assert img.shape == (40, 40) and img.dtype == np.uint8 and img.min() < 80
+
+
+def test_expr_keeps_an_italic_glyphs_overhang_inside():
+    """An italic 7 reaches past its advance: the line is fitted by its ink, not its advances,
+    so the last glyph keeps its 2-px margin rather than losing its right edge."""
+    italic = Path("/usr/share/fonts/opentype/urw-base35/NimbusSans-BoldItalic.otf")
+    if not italic.exists():
+        pytest.fail(f"test font {italic} is missing: run `make test` (fonts-urw-base35)")
+    for text in ("999-777", "326*16", "12*(34+56)-78+97"):
+        for seed in range(20):
+            img = render_expr(text, FontFace(italic), (32, 128), _rng(seed))
+            border = np.concatenate([img[:, :2], img[:, -2:]], axis=1)
+            assert border.min() >= 200, (text, seed)  # background: no glyph cut at either side
 
 
 def test_renderers_are_pure_functions_of_the_generator(face):
