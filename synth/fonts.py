@@ -66,7 +66,12 @@ _CFF_SHORT = 32
 
 
 class FontError(ValueError):
-    """A font the user named explicitly cannot be used."""
+    """A font the user named explicitly cannot be used; ``key`` is the config key that lists it
+    (``fonts.paths`` or ``fonts.test_fonts``) when that is known."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 # The first four bytes of a TrueType (0x00010000, Apple's "true") or CFF OpenType ("OTTO") face.
@@ -188,15 +193,19 @@ def expand_braces(pattern: str) -> list[str]:
         return [pattern]
 
 
-def resolve_font_files(patterns: Sequence[str], warn: bool = True) -> list[FontFile]:
+def resolve_font_files(
+    patterns: Sequence[str], warn: bool = True, key: str | None = None
+) -> list[FontFile]:
     """Expand globs, brace alternatives, directories and paths into sorted, unique font files.
 
     A glob (``*``, ``?``, ``[...]`` or ``{a,b}``) that matches nothing is skipped; so is a match
     that is not a font (`font_file_problem`: empty, cut short, an HTML page, a web font renamed),
     a file of a format not read (``.woff``, Type 1) and a broken link, each with a warning on
     `files_log` naming the file or pattern (none when ``warn`` is false). An explicit path that
-    does not exist, or is not a font, is a :class:`FontError`. Glob and directory matches keep
-    only font suffixes (.ttf .otf .ttc .otc); a folder a glob matches is searched recursively.
+    does not exist, or is not a font, is a :class:`FontError` naming ``key``, the config key
+    that lists ``patterns`` (``fonts.paths`` or ``fonts.test_fonts``; both when not given). Glob
+    and directory matches keep only font suffixes (.ttf .otf .ttc .otc); a folder a glob matches
+    is searched recursively.
     """
 
     def note(message: str, *args: object) -> None:
@@ -234,10 +243,14 @@ def resolve_font_files(patterns: Sequence[str], warn: bool = True) -> list[FontF
             if not matched:
                 note("font pattern %s matches no font file; skipped", pattern)
         else:
+            named = key or "fonts.paths / test_fonts"
             if not Path(pattern).is_file():
-                raise FontError(f"font file {pattern} does not exist (fonts.paths / test_fonts)")
+                raise FontError(f"font file {pattern} does not exist ({named})", key)
             if problem := font_file_problem(pattern):
-                raise FontError(f"font file {pattern} is not a font this project reads: {problem}")
+                raise FontError(
+                    f"font file {pattern} is not a font this project reads: {problem} ({named})",
+                    key,
+                )
             out[str(Path(pattern).resolve())] = FontFile(pattern, True)
     return sorted(out.values(), key=lambda f: f.path)
 
@@ -376,7 +389,7 @@ def split_roles(
     """
     same_bytes = _BytesIndex()
     test_files = []
-    for f in resolve_font_files(test, warn):
+    for f in resolve_font_files(test, warn, "fonts.test_fonts"):
         if (twin := same_bytes.find(f.path)) is not None:
             if warn:
                 files_log.warning(
@@ -400,7 +413,7 @@ def split_roles(
             )
     held_out_faces = _HeldOutFaces(test_files)
     train_files = []
-    for f in resolve_font_files(train, warn):
+    for f in resolve_font_files(train, warn, "fonts.paths"):
         if str(Path(f.path).resolve()) in test_paths:
             if warn:
                 files_log.warning(

@@ -614,3 +614,18 @@ def test_a_face_that_draws_none_of_a_charset_is_named(cjk_font, latin_font, capl
         f"tasks.hanzi.charset: 1 training face draws none of its characters, so no sample of "
         f"the task: DejaVu Sans ({latin_font})" in caplog.text
     )
+
+
+def test_a_missing_explicit_font_names_the_key_that_lists_it(tmp_path, latin_font):
+    """A held-out file that does not exist is named under fonts.test_fonts, a training one under
+    fonts.paths: the user edits one list, not both (the workflow names the file that set it)."""
+    real = str(latin_font)
+    with pytest.raises(FontError, match=r"nothere\.ttf does not exist \(fonts\.test_fonts\)") as e:
+        split_roles([real], [str(tmp_path / "nothere.ttf")])
+    assert e.value.key == "fonts.test_fonts"
+    with pytest.raises(FontError, match=r"nothere\.ttf does not exist \(fonts\.paths\)") as e:
+        split_roles([str(tmp_path / "nothere.ttf")], [real])
+    assert e.value.key == "fonts.paths"
+    (tmp_path / "page.ttf").write_text("<html>not a font</html>")
+    with pytest.raises(FontError, match=r"page\.ttf is not a font .*\(fonts\.test_fonts\)"):
+        split_roles([real], [str(tmp_path / "page.ttf")])

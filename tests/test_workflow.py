@@ -440,7 +440,7 @@ def test_a_missing_font_file_fails_at_parse_time_naming_it(tmp_path):
     proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
-    assert "Missing-Regular.ttf does not exist (fonts.paths / test_fonts)" in out
+    assert "Missing-Regular.ttf does not exist (fonts.paths)" in out
     assert f"relative paths are read from {tmp_path}" in out
 
 

@@ -134,7 +134,9 @@ try:
         config["fonts"]["paths"], config["fonts"]["test_fonts"]
     )
 except FontError as e:
-    raise FontError(f"{e}{cwd_hint()}{from_files(_origins, ['fonts'])}") from None
+    # The list that names the file (fonts.paths or fonts.test_fonts): the file that set it alone.
+    _key = e.key.split(".") if e.key else ["fonts"]
+    raise FontError(f"{e}{cwd_hint()}{from_files(_origins, _key)}", e.key) from None
 if not _TRAIN_FILES:
     raise ValueError(
         f"fonts.paths: {config['fonts']['paths']} match no font file to train with"
