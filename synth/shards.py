@@ -152,6 +152,7 @@ def generate(
             texts=spec.corpus,
             loud=first,
         )
+    drawn = dict.fromkeys(((f.path, f.index) for f in faces), 0)  # samples by face
     base = shard.shard * shard.samples  # position of the shard's first sample within the split
     perm_seed = [shard.seed, TASK_IDS[shard.task], SPLIT_IDS[shard.split]]
     skipped: set[str] = set()
@@ -181,6 +182,7 @@ def generate(
                 f"{sorted(skipped)[:5]!r} "
                 f"after {MAX_TRIES} tries; check the fonts and the charset"
             )
+        drawn[(face.path, face.index)] += 1
         image = render(spec, text, face, rng)
         image = degrade(image, spec.degrade, rng)
         meta = {
@@ -199,6 +201,44 @@ def generate(
     if skipped:
         log.info(
             "%s/%s: %d texts redrawn (no face covered them)", shard.task, shard.split, len(skipped)
+        )
+    _log_faces_drawn(shard, charset, faces, drawn)
+
+
+def _log_faces_drawn(
+    shard: ShardSpec, charset: Sequence[str], faces: Sequence[Face], drawn: dict
+) -> None:
+    """Log how many samples each face drew, and name the faces that draw characters of the
+    charset but drew none of the shard's samples: a text is drawn only by a face that covers all
+    of it, so a face lacking a character most texts hold (a digit, for expressions; many hanzi,
+    for lines) draws next to none, which its coverage row does not show. Named only when the
+    shard has 10 samples a face or more (a face with its share of the texts drawing none is then
+    unlikely), as a warning from each split's first shard, at INFO from the others."""
+    counts = ", ".join(
+        f"{f.name} x{drawn[(f.path, f.index)]}" for f in faces if drawn[(f.path, f.index)]
+    )
+    log.info("%s/%s: samples by face: %s", shard.task, shard.split, counts)
+    wanted = set(charset) - {SPACE}  # faces drawing none of it: the charset job names them
+    silent = sorted(
+        {
+            f"{f.name} ({Path(f.path).name})"
+            for f in faces
+            if f.covered & wanted and not drawn[(f.path, f.index)]
+        }
+    )
+    if silent and shard.samples >= 10 * len(faces):
+        log.log(
+            logging.WARNING if shard.shard == 0 else logging.INFO,
+            "%s/%s: %d face(s) draw characters of the charset but none of this shard's %d "
+            "samples, each drawn by a face that covers all of its text: they lack characters "
+            "most texts hold (see results/fonts/%s/%s.tsv): %s",
+            shard.task,
+            shard.split,
+            len(silent),
+            shard.samples,
+            shard.task,
+            "test" if shard.split == "test_heldout" else "train",
+            listing(silent),
         )
 
 

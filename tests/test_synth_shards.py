@@ -456,3 +456,42 @@ def test_held_out_shards_name_the_characters_no_held_out_face_draws(
     with caplog.at_level("WARNING", logger="synth.shards"):
         list(generate(spec, ShardSpec("line", "test_heldout", 0, 2, 3), charset[:2], held_out))
     assert "no held-out face" not in caplog.text
+
+
+def test_a_face_that_draws_no_sample_of_a_shard_is_named(tmp_path, cjk_font, latin_font, caplog):
+    """A face that covers some of the charset but none of the task's texts (digits that draw
+    nothing: every expression has a digit) draws no sample at all. The coverage table shows it
+    covering 5 of 15 characters, and no other message named it: the shard job says so, and
+    logs how many samples each face drew."""
+    from fontTools.ttLib import TTFont
+    from fontTools.ttLib.tables._g_l_y_f import Glyph
+
+    font = TTFont(latin_font)
+    cmap, glyf = font.getBestCmap(), font["glyf"]
+    for d in "0123456789":
+        glyf[cmap[ord(d)]] = Glyph()  # mapped, but draws nothing
+    for r in font["name"].names:
+        if r.nameID in (1, 16):
+            r.string = "No Digits"
+    font.save(tmp_path / "nodigits.ttf")
+    spec = task_spec("expr", {})
+    charset = spec.charset.build()
+    write_coverage(
+        scan_fonts([str(cjk_font), str(tmp_path / "nodigits.ttf")], [], charset, ["Mono"]),
+        {"expr": charset},
+        tmp_path / "c.tsv",
+    )
+    faces = read_coverage(tmp_path / "c.tsv", "expr", charset, "train")
+    assert [f.family for f in faces if f.covered == frozenset("+-*()")] == ["No Digits"]
+    with caplog.at_level("INFO", logger="synth.shards"):
+        samples = list(generate(spec, ShardSpec("expr", "train", 0, 40, 3), charset, faces))
+    assert {s.meta["font"] for s in samples} == {"WenQuanYi Micro Hei Regular"}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    named = "expr/train: 1 face(s) draw characters of the charset but none of this shard's 40"
+    assert any(named in w and "No Digits Book (nodigits.ttf)" in w for w in warnings), warnings
+    assert "samples by face: WenQuanYi Micro Hei Regular x40" in caplog.text
+    # A shard too small to tell (fewer than 10 samples a face) names nobody.
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="synth.shards"):
+        list(generate(spec, ShardSpec("expr", "train", 0, 12, 3), charset, faces))
+    assert "none of this shard" not in caplog.text
