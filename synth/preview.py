@@ -46,19 +46,31 @@ def iter_shard(path: str | os.PathLike) -> Iterator[tuple[str, Image.Image, dict
         yield key, Image.open(io.BytesIO(record["png"])), json.loads(record["json"])
 
 
-def take(shards: Sequence[str | os.PathLike], n: int) -> list[tuple[str, Image.Image, dict]]:
-    """Up to ``n`` samples, round-robin over the shards."""
+def take(
+    shards: Sequence[str | os.PathLike], n: int, scan: int = 50
+) -> list[tuple[str, Image.Image, dict]]:
+    """Up to ``n`` samples, round-robin over the shards, as many faces among them as can be:
+    of the first ``scan * n`` samples, the first of each face (font file and index) comes first,
+    then the others in order, so a sheet shows the faces a few samples would leave out (a
+    symbol font among 80 faces). Shown in round-robin order."""
     its = [iter_shard(s) for s in shards]
-    out: list[tuple[str, Image.Image, dict]] = []
-    while its and len(out) < n:
+    seen: list[tuple[str, Image.Image, dict]] = []
+    while its and len(seen) < scan * n:
         for it in list(its):
             try:
-                out.append(next(it))
+                seen.append(next(it))
             except StopIteration:
                 its.remove(it)
-            if len(out) >= n:
-                break
-    return out
+    faces: set[tuple[str, str]] = set()
+    first = []
+    for i, (_, _, meta) in enumerate(seen):
+        face = (str(meta.get("font_file", "")), str(meta.get("face", "")))
+        if face not in faces:
+            faces.add(face)
+            first.append(i)
+    chosen = set(first[:n])
+    chosen |= set([i for i in range(len(seen)) if i not in chosen][: n - len(chosen)])
+    return [seen[i] for i in sorted(chosen)]
 
 
 def default_label_font() -> FontRef | None:
@@ -74,7 +86,8 @@ def contact_sheet(
     n: int = 48,
     label_font: FontRef | None = None,
 ) -> int:
-    """Write a PNG grid of the first ``n`` samples of ``shards`` with their labels.
+    """Write a PNG grid of ``n`` samples of ``shards`` with their labels, every face's first if it
+    can (`take`).
 
     Each cell shows the image (scaled to a common height), its label (and value for expressions)
     and the font it was drawn with.

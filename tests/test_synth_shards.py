@@ -495,3 +495,18 @@ def test_a_face_that_draws_no_sample_of_a_shard_is_named(tmp_path, cjk_font, lat
     with caplog.at_level("WARNING", logger="synth.shards"):
         list(generate(spec, ShardSpec("expr", "train", 0, 12, 3), charset, faces))
     assert "none of this shard" not in caplog.text
+
+
+def test_contact_sheet_shows_every_face_it_can(setup, tmp_path):
+    """The sheet is where a user looks at what their fonts draw (a symbol font mapping letters
+    to pictures): its samples take each face's first before a second of any face."""
+    from synth.preview import take
+
+    for seed in range(8):
+        shard = _write(setup, tmp_path, "short", samples=24, seed=seed, name=f"s{seed}.tar")
+        drawn = {(m["font_file"], m["face"]) for _, _, m in take([shard], 24)}
+        assert len(drawn) >= 2  # WenQuanYi Micro Hei, its Mono face, DejaVu Sans for some
+        shown = take([shard], len(drawn))
+        assert {(m["font_file"], m["face"]) for _, _, m in shown} == drawn, seed
+    assert len(take([shard], 30)) == 24  # all there is, in order
+    assert [k for k, _, _ in take([shard], 24)] == sorted(k for k, _, _ in take([shard], 24))
