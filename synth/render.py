@@ -147,13 +147,15 @@ def render_line(
     font_size: Sequence[float] = (0.7, 0.95),
     min_char_width: int = 16,
     aliased: bool = False,
+    chars: int | None = None,
 ) -> np.ndarray:
     """A text line of height ``height``; the width follows the text.
 
     Font size is a random fraction ``font_size`` of the height (reduced if the ink would not fit);
-    margins are random; the width is at least ``min_char_width * len(text)`` (the text then sits
-    at a
-    random position), which keeps a CTC model's output length above ``2 * len + 1``.
+    margins are random; the width is at least ``min_char_width * chars`` (the text then sits at a
+    random position), which keeps a CTC model's output length above ``2 * chars + 1``.
+    ``chars`` is the length of the text's label, ``len(text)`` when not given: a line drawn with
+    a ``…`` is labelled ``...`` (NFKC), three characters that each need their frames.
 
     Returns:
         ``uint8`` array ``(height, W)``.
@@ -167,7 +169,7 @@ def render_line(
         left, top, right, bottom = f.getbbox(text)
     w, h = max(right - left, 1), max(bottom - top, 1)
     ml, mr = (int(v) for v in rng.integers(1, max(2, fs // 3), size=2))
-    width = max(w + ml + mr, min_char_width * len(text))
+    width = max(w + ml + mr, min_char_width * (len(text) if chars is None else chars))
     x = int(rng.integers(ml, width - w - mr + 1))
     slack = max(0, height - h)
     y = int(rng.integers(0, slack + 1)) if slack else 0

@@ -244,3 +244,11 @@ def test_percentiles_are_numpys_bit_for_bit():
             x = np.clip(rng.random(shape) * 300 - 20, 0, 255).astype(np.float32)
         qs = (0.5, 80, 0, 100, 33.3)
         assert _percentiles(x, qs) == [float(np.percentile(x, q)) for q in qs], (i, shape)
+
+
+def test_line_width_follows_the_label_when_it_is_longer_than_the_drawn_text(face):
+    """``…`` is labelled ``...``: the line is as wide as its label needs (CTC's frames)."""
+    for seed in range(5):
+        img = render_line("好…", face, 32, _rng(seed), min_char_width=40, chars=4)
+        assert img.shape[1] >= 40 * 4
+        assert render_line("好…", face, 32, _rng(seed), min_char_width=40).shape[1] < 40 * 4
