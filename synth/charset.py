@@ -202,14 +202,23 @@ def is_wide(ch: str) -> bool:
     return unicodedata.east_asian_width(ch) in ("W", "F")
 
 
-def drop_spaces_by_wide(text: str) -> str:
+def drop_spaces_by_wide(text: str, forms: bool = False) -> str:
     """``text`` without the spaces next to a wide character (`is_wide`): CJK typesetting puts
     none between words, so a line label keeps a space only between words of an alphabet, and a
-    Tesseract reading is held to the same rule. Memory: about one copy of ``text``."""
+    Tesseract reading is held to the same rule. Memory: about one copy of ``text``.
+
+    With ``forms``, ``text`` is text as drawn (a line corpus's own characters, `synth.text`),
+    and each neighbour of a space counts as its NFKC form, as in the label: a full-width ``，``
+    before a Latin word keeps the space, as the label's ``,`` does.
+    """
     out, last = [], 0
     i = text.find(SPACE)
     while i >= 0:
-        if (i > 0 and is_wide(text[i - 1])) or (i + 1 < len(text) and is_wide(text[i + 1])):
+        before = text[i - 1] if i > 0 else ""
+        after = text[i + 1] if i + 1 < len(text) else ""
+        if forms:
+            before, after = nfkc(before)[-1:], nfkc(after)[:1]
+        if (before and is_wide(before)) or (after and is_wide(after)):
             out.append(text[last:i])
             last = i + 1
         i = text.find(SPACE, i + 1)

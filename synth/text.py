@@ -7,7 +7,9 @@
   operators, only expressions whose value is a whole number are drawn.
 - line: Chinese lines drawn from a word-frequency corpus (jieba's dictionary), or from the running
   text of the user's own files (``tasks.line.corpus``), mixed with uniform characters, so rare
-  classes are seen often, with digits, Latin and punctuation mixed in.
+  classes are seen often, with digits, Latin and punctuation mixed in. A line is drawn in the
+  forms its source has (a Chinese text's full-width ``，！（）``; punctuation mixed in, full-width
+  or ASCII) and labelled with their NFKC forms (``,!()``): `LineSampler.draw`.
 - short: a few characters drawn uniformly from the charset (the deep_reader setting).
 """
 
@@ -17,6 +19,7 @@ import logging
 import os
 import re
 import stat
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from fractions import Fraction
@@ -352,11 +355,15 @@ def _corpus(path: str, charset: tuple[str, ...]) -> tuple[tuple[str, ...], np.nd
 
 
 def running_text(paths: Sequence[str], charset: Sequence[str], loud: bool = True) -> str:
-    """The running text of the user's corpus files: each NFKC-normalised, then every character
-    the charset lacks (whitespace, a rare hanzi, an emoji) taken out, the text on either side
+    """The running text of the user's corpus files, as lines draw it: each file's characters as
+    it has them (NFC, so a letter and its combining mark are one character, as in a label; a
+    full-width ``，`` stays ``，``), then every character whose NFKC form (its label) the
+    charset lacks (whitespace, a rare hanzi, an emoji) taken out, the text on either side
     joined. A charset with the space (``charset.space``) keeps the words apart instead: each
     run of whitespace (line breaks, tabs) is one space, as is what is left between two words once
-    a character is taken out, and the files are joined with one. What is taken out is logged,
+    a character is taken out, and the files are joined with one; spaces next to a wide
+    character go as they would in the labels (`drop_spaces_by_wide` with ``forms``). A window's
+    label is its NFKC form (`LineSampler.draw`). What is taken out is logged,
     naming the file, with the characters most often
     missing (to train on them, add them to the task's charset): as a warning when ``loud``,
     else at INFO (the workflow warns from one shard job; every shard job's log has it).
@@ -388,16 +395,17 @@ def _running_text(
     for path, _, _ in states:
         try:
             with open(path, encoding="utf-8-sig") as f:
-                text = nfkc(f.read())
+                text = unicodedata.normalize("NFC", f.read())
         except OSError as e:
             raise ValueError(f"tasks.line.corpus: {path}: {e.strerror or e}") from None
         except UnicodeDecodeError as e:
             raise ValueError(f"tasks.line.corpus: {path} is not UTF-8 text: {e}") from None
+        drawable = _drawable(set(text), allowed)
         if SPACE in allowed:
-            ours = _words_apart(text, allowed)
+            ours = _words_apart(text, drawable)
         else:
-            ours = "".join(c for c in text if c in allowed)
-        missing = Counter(c for c in text if c not in allowed and not c.isspace())
+            ours = "".join(c for c in text if c in drawable)
+        missing = Counter(c for c in text if c not in drawable and not c.isspace())
         if missing:
             common = ", ".join(f"{c!r} x{k}" for c, k in missing.most_common(10))
             log.log(
@@ -410,7 +418,7 @@ def _running_text(
                 len(ours) - ours.count(SPACE) + missing.total(),
                 common,
             )
-        if SPACE not in allowed and (joined := _word_breaks(text, allowed)):
+        if SPACE not in allowed and (joined := _word_breaks(text, drawable)):
             log.log(
                 logging.WARNING if loud else logging.INFO,
                 "tasks.line.corpus: %s: %d spaces between words are taken out with the "
@@ -435,41 +443,65 @@ def _running_text(
     return text
 
 
+def _drawable(chars: set[str], allowed: set[str]) -> set[str]:
+    """Those of ``chars`` a line may draw: each whose NFKC form (what its label holds) is
+    characters of the charset ``allowed``, none of them whitespace (``，`` when the charset has
+    ``,``; ``…`` when it has ``.``), and the space when the charset has it."""
+    out = set()
+    for c in chars:
+        if c.isspace():
+            if c == SPACE and SPACE in allowed:
+                out.add(c)
+        elif all(k in allowed and not k.isspace() for k in nfkc(c)):
+            out.add(c)
+    return out
+
+
 _WHITESPACE = re.compile(r"\s+")
 _SPACES = re.compile(" {2,}")
 _BREAK = re.compile(r"(\S)\s+(?=(\S))")
 
 
-def _words_apart(text: str, allowed: set[str]) -> str:
+def _words_apart(text: str, drawable: set[str]) -> str:
     """The running text of a charset with the space: each run of whitespace one space, what the
-    charset lacks taken out (a word left empty leaves no second space), no space at either end
-    or next to a wide character (`drop_spaces_by_wide`). No list of words: a corpus of hundreds
-    of megabytes stays within the shard jobs' memory."""
-    kept = "".join(c for c in _WHITESPACE.sub(SPACE, text) if c in allowed)
-    return drop_spaces_by_wide(_SPACES.sub(SPACE, kept).strip(SPACE))
+    lines cannot draw taken out (``drawable``, with the space; a word left empty leaves no
+    second space), no space at either end or next to a character whose label is wide
+    (`drop_spaces_by_wide` with ``forms``). No list of words: a corpus of hundreds of megabytes
+    stays within the shard jobs' memory."""
+    kept = "".join(c for c in _WHITESPACE.sub(SPACE, text) if c in drawable)
+    return drop_spaces_by_wide(_SPACES.sub(SPACE, kept).strip(SPACE), forms=True)
 
 
-def _word_breaks(text: str, allowed: set[str]) -> tuple[int, str] | None:
-    """How many runs of whitespace in ``text`` stand between two characters of ``allowed`` that
-    are not wide (words of an alphabet, which taking the whitespace out runs together: a word
-    the charset lacks entirely is not looked through), and the first such pair of words; None
-    when there is none."""
+def _word_breaks(text: str, drawable: set[str]) -> tuple[int, str] | None:
+    """How many runs of whitespace in ``text`` stand between two characters of ``drawable``
+    whose labels are not wide there (words of an alphabet, which taking the whitespace out runs
+    together: a word the charset lacks entirely is not looked through), and the first such pair
+    of words, as labels hold them (NFKC); None when there is none."""
     count, first = 0, ""
     for m in _BREAK.finditer(text):
         x, y = m.group(1), m.group(2)
-        if x in allowed and y in allowed and not (is_wide(x) or is_wide(y)):
+        if x in drawable and y in drawable and not (is_wide(nfkc(x)[-1]) or is_wide(nfkc(y)[0])):
             count += 1
             if not first:
                 left = re.search(r"\S+$", text[max(0, m.start() - 30) : m.start() + 1])
                 right = re.match(r"\S+", text[m.end() : m.end() + 30])
-                words = ["".join(c for c in w.group() if c in allowed) for w in (left, right) if w]
-                first = SPACE.join(words)
+                words = ["".join(c for c in w.group() if c in drawable) for w in (left, right) if w]
+                first = nfkc(SPACE.join(words))
     return (count, first) if count else None
 
 
 class LineSampler:
     """Chinese text lines from a word-frequency corpus, or from running text, mixed with uniform
     characters.
+
+    A line is drawn in the forms its source has and labelled with their NFKC forms (`draw`):
+    real Chinese text writes ``，！：；？（）`` full-width, and NFKC, the project's one label
+    normalisation, makes them ``,!:;?()``, which the labels keep. The running text of
+    ``texts`` keeps its own characters (`running_text`), and the punctuation mixed in is drawn
+    from the full-width and ASCII lists (`CJK_PUNCT`, `ASCII_PUNCT`), so both ``，`` and ``,``
+    appear, each labelled ``,``. `forms` lists the characters a line may show that are not in
+    the charset (what each face draws of them is read when a shard starts:
+    `synth.fonts.with_forms`).
 
     Args:
         charset: the task's charset; every line uses only its characters.
@@ -483,6 +515,13 @@ class LineSampler:
             their running text (`running_text`) at a uniform position, instead of words. Not
             read when ``corpus_fraction`` is 0.
         loud: log what `running_text` takes out of ``texts`` as a warning (else at INFO).
+
+    Attributes:
+        text: the running text of ``texts`` as drawn (its own forms), or ``""``.
+        punct: the punctuation mixed in, as drawn: each form of `CJK_PUNCT` and `ASCII_PUNCT`
+            whose NFKC form is one character of the charset.
+        forms: the characters a line may show that the charset lacks (a full-width ``，``
+            when the charset has ``,``), each standing for its NFKC form.
 
     Raises:
         ValueError: as `running_text`, or the running text is shorter than the longest line.
@@ -507,8 +546,9 @@ class LineSampler:
         self.space = SPACE in allowed
         self.digits = [c for c in DIGITS if c in allowed]
         self.letters = [c for c in ASCII_LETTERS if c in allowed]
-        punct = {nfkc(c) for c in CJK_PUNCT + ASCII_PUNCT}
-        self.punct = [c for c in charset if c in punct]
+        # One character each way: a '…' (labelled '...') would make the mixed-in part longer in
+        # its label than in the image.
+        self.punct = [c for c in dict.fromkeys(CJK_PUNCT + ASCII_PUNCT) if nfkc(c) in allowed]
         self.text = ""
         if texts and corpus_fraction > 0:
             self.text = running_text([str(t) for t in texts], charset, loud)
@@ -524,21 +564,42 @@ class LineSampler:
                     "tasks.line.charset (chars, or the files themselves in files), or more "
                     "text, or lower the longest line"
                 )
+        self.forms = frozenset(set(self.text) | set(self.punct)) - allowed
         self.words, self.cdf = ((), np.zeros(0))
         if not texts:
             self.words, self.cdf = _corpus(corpus or jieba_dict_path(), tuple(charset))
             if len(self.words) == 0:
                 log.warning("no corpus word fits the charset; lines are uniform over the charset")
 
+    def draw(self, rng: np.random.Generator) -> tuple[str, str]:
+        """One line: the text as drawn and its label, the text's NFKC form.
+
+        The label holds ``length`` characters (no spaces, unless the charset holds the space:
+        then words apart by one, none at either end, so a line may be a character or two
+        shorter than drawn); the drawn text holds as many, or fewer where a character's label
+        is longer (``…``, labelled ``...``). Neither is ever empty.
+
+        Raises:
+            ValueError: no line fits in `MAX_REDRAWS` draws (a text of nothing but characters
+                whose labels are longer than the longest line).
+        """
+        for _ in range(MAX_REDRAWS):
+            text = self._sample(rng)
+            if self.space:
+                text = text.strip(SPACE)
+            # Empty: a window of one character that is a space, or one whose label is longer
+            # than the line (a '…' on a line of 1 or 2): draw again.
+            if text:
+                return text, nfkc(text)
+        raise ValueError(
+            f"tasks.line: no line of {self.length[0]} to {self.length[1]} characters (labels, "
+            f"NFKC) in {MAX_REDRAWS} draws: does the text hold only characters whose NFKC form "
+            "is longer (such as '…', '...')? raise tasks.line.length"
+        )
+
     def sample(self, rng: np.random.Generator) -> str:
-        """One line of ``length`` characters (NFKC; no spaces, unless the charset holds the
-        space: then words apart by one, none at either end, so a line may be a character or
-        two shorter than drawn)."""
-        if self.space:
-            while not (text := self._sample(rng).strip(SPACE)):
-                pass  # a window of one character that is a space: draw again
-            return text
-        return self._sample(rng)
+        """The label of one line (`draw`)."""
+        return self.draw(rng)[1]
 
     def _sample(self, rng: np.random.Generator) -> str:
         n = int(rng.integers(self.length[0], self.length[1] + 1))
@@ -553,7 +614,12 @@ class LineSampler:
             text = "".join(self.hanzi[i] for i in rng.integers(0, len(self.hanzi), size=n))
         if rng.random() < self.mix_fraction:
             text = self._mix(text, rng)
-        return text[:n] if len(text) > n else text
+        text = text[:n] if len(text) > n else text
+        # The label holds at most n characters (the length CTC's check and the models assume):
+        # a drawn '…' is labelled '...', so a window that holds one is cut at its end.
+        while len(nfkc(text)) > n:
+            text = text[:-1]
+        return text
 
     def _mix(self, text: str, rng: np.random.Generator) -> str:
         kind = int(rng.integers(0, 3))

@@ -6,6 +6,7 @@ import builtins
 import hashlib
 import itertools
 import re
+import unicodedata
 from fractions import Fraction
 
 import numpy as np
@@ -352,7 +353,8 @@ def test_words_a_corpus_runs_together_are_counted_unless_the_charset_has_the_spa
     letters = build_charset("line")
     with caplog.at_level("WARNING"):
         plain = LineSampler(letters, (1, 4), corpus_fraction=1.0, texts=[str(corpus)])
-    assert plain.text == "我们用Python写quickcode,thelazydog好"
+    # The text keeps the source's full-width comma (drawn so); labels read it as ','
+    assert plain.text == "我们用Python写quickcode，thelazydog好"
     assert (
         f"tasks.line.corpus: {corpus}: 4 spaces between words are taken out with the whitespace, "
         "so the words run together in its lines ('quick code,' becomes 'quickcode,' in the "
@@ -364,6 +366,64 @@ def test_words_a_corpus_runs_together_are_counted_unless_the_charset_has_the_spa
             build_charset("line", space=True), (1, 4), corpus_fraction=1.0, texts=[str(corpus)]
         )
     # spaces only between the words of an alphabet: none next to a hanzi, as Tesseract's
-    # readings are normalised (models.tesseract.normalize_reading)
-    assert spaced.text == "我们用Python写quick code, the lazy dog好"
+    # readings are normalised (models.tesseract.normalize_reading); a full-width comma counts
+    # as its label's ',', so the label keeps the space after it, as before
+    assert spaced.text == "我们用Python写quick code， the lazy dog好"
     assert "spaces between words" not in caplog.text
+
+
+def test_a_corpus_keeps_its_full_width_forms_and_labels_them_in_nfkc(tmp_path):
+    """Real Chinese text has ``，！（）``: lines show them as the text has them, and their labels
+    are NFKC (``,!()``), the one label normalisation; a character whose NFKC form the charset
+    lacks is taken out, as before."""
+    charset = build_charset("line")
+    corpus = tmp_path / "zh.txt"
+    corpus.write_text("今天，天气很好！我们（一起）去公园散步？好的；走吧：龘①\n" * 20, "utf-8")
+    sampler = LineSampler(charset, (2, 8), corpus_fraction=1.0, mix_fraction=0.0, texts=[corpus])
+    assert "，" not in charset and "," in charset
+    # The running text keeps the source's forms; '①' is drawn as it is, read as '1'.
+    assert sampler.text.startswith("今天，天气很好！我们（一起）去公园散步？好的；走吧：①今天")
+    assert sampler.forms == frozenset("，！（）？；：①")
+    rng = np.random.default_rng(1)
+    pairs = [sampler.draw(rng) for _ in range(300)]
+    assert all(label == unicodedata.normalize("NFKC", drawn) for drawn, label in pairs)
+    assert all(drawn in sampler.text and 2 <= len(label) <= 8 for drawn, label in pairs)
+    assert any("，" in drawn for drawn, _ in pairs)
+    assert not any(set(label) & sampler.forms for _, label in pairs)
+    assert all(set(label) <= set(charset) for _, label in pairs)
+    # `sample` gives the label alone, from the same draws
+    rng = np.random.default_rng(1)
+    assert [sampler.sample(rng) for _ in range(300)] == [label for _, label in pairs]
+    # A charset without ',' takes the full-width comma out too (its label would be unknown).
+    small = [c for c in charset if c != ","]
+    assert "，" not in LineSampler(small, (2, 8), 1.0, 0.0, texts=[corpus]).text
+
+
+def test_a_form_labelled_longer_than_drawn_keeps_labels_within_the_length(tmp_path):
+    """``…`` is labelled ``...``: ``length`` bounds the label (what CTC must emit, the
+    registry's length check), so a window is cut until its label fits, never left empty."""
+    charset = build_charset("line")
+    corpus = tmp_path / "dots.txt"
+    corpus.write_text("他说……好吧……我们走。" * 30, "utf-8")
+    sampler = LineSampler(charset, (1, 4), corpus_fraction=1.0, mix_fraction=0.0, texts=[corpus])
+    rng = np.random.default_rng(2)
+    pairs = [sampler.draw(rng) for _ in range(400)]
+    assert all(1 <= len(label) <= 4 and len(drawn) <= len(label) for drawn, label in pairs)
+    assert any("…" in drawn and "..." in label for drawn, label in pairs)
+
+
+def test_mixed_in_punctuation_is_drawn_full_width_and_ascii_each_labelled_ascii():
+    charset = build_charset("line")
+    sampler = LineSampler(charset, (2, 10), corpus_fraction=0.0, mix_fraction=1.0)
+    assert "，" in sampler.punct and "," in sampler.punct and "。" in sampler.punct
+    assert "…" not in sampler.punct  # a form labelled as three characters is not mixed in
+    assert all(unicodedata.normalize("NFKC", p) in charset for p in sampler.punct)
+    rng = np.random.default_rng(3)
+    pairs = [sampler.draw(rng) for _ in range(3000)]
+    drawn = "".join(d for d, _ in pairs)
+    labels = "".join(t for _, t in pairs)
+    assert "，" in drawn and "," in drawn and "，" not in labels and "," in labels
+    assert set(labels) <= set(charset)
+    # Without ',' in the charset, neither comma is drawn.
+    small = [*build_charset("line", limit=60), "。"]
+    assert LineSampler(small, (2, 10), 0.0, 1.0).punct == ["。"]
