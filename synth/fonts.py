@@ -28,7 +28,7 @@ import os
 import re
 import struct
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from braceexpand import UnbalancedBracesError, braceexpand
@@ -709,6 +709,39 @@ def merge_coverage(tables: Sequence[str | os.PathLike], path) -> None:
     for key in order:
         w.writerow(rows[key])
     write_text_atomic(path, buf.getvalue())
+
+
+def with_forms(faces: Sequence[Face], forms: Iterable[str]) -> list[Face]:
+    """``faces``, each covering also those of ``forms`` it draws (checked as the coverage table
+    is, with fontTools, empty glyphs counting as missing).
+
+    ``forms`` are characters a text may show that are not in the task's charset, each standing
+    for its NFKC form, which is (a line's full-width ``，``, labelled ``,``: see
+    `synth.text.LineSampler`). The coverage table is over the charset only, so a shard job
+    reads what its faces draw of them when it starts: a few hundredths of a second per face,
+    once per process. A face that cannot be read again draws none of them (with a warning),
+    which is safe: a face lacking a form draws its NFKC form instead (`synth.shards`).
+    """
+    forms = tuple(sorted(set(forms)))
+    if not forms:
+        return list(faces)
+    return [replace(f, covered=f.covered | _forms_drawn(f.path, f.index, forms)) for f in faces]
+
+
+@functools.lru_cache(maxsize=256)
+def _forms_drawn(path: str, index: int, forms: tuple[str, ...]) -> frozenset[str]:
+    try:
+        return frozenset(_drawn_chars(_open_faces(path)[index], forms))
+    except FONT_ERRORS as e:
+        log.warning(
+            "font file %s face %d: cannot read which of %s it draws (%s); it draws their NFKC "
+            "forms instead",
+            path,
+            index,
+            "".join(forms),
+            _reason(e),
+        )
+        return frozenset()
 
 
 def uncovered_chars(charset: Sequence[str], faces: Sequence[Face | FaceRecord]) -> list[str]:

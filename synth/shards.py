@@ -15,6 +15,8 @@ Each sample is ``{key}.png`` (8-bit grayscale) and ``{key}.json``; the key is
 ``{task}_{split}_{shard:06d}_{index:06d}`` (no dots, which WebDataset would split on). JSON fields:
 
 - ``text``: the label (NFKC), e.g. ``(7+5)*4``.
+- ``drawn`` (line only, when it differs from ``text``): the text as the image shows it, in its
+  source's forms (``今天，天气``, labelled ``今天,天气``); see `generate`.
 - ``task``, ``split``: as in the path.
 - ``font``: the face's family and style, ``font_file``: the file's base name, ``face``: face index.
 - ``width``, ``height``: the image size in px.
@@ -38,8 +40,8 @@ import numpy as np
 
 from synth.atomic import atomic_write, sha256_file, write_text_atomic
 from synth.augment import degrade
-from synth.charset import SPACE, code_points, listing
-from synth.fonts import Face
+from synth.charset import SPACE, code_points, listing, nfkc
+from synth.fonts import Face, with_forms
 from synth.render import render_expr, render_hanzi, render_line, render_short
 from synth.specs import (
     SPLIT_IDS,
@@ -87,6 +89,21 @@ def _pick_face(text: str, faces: Sequence[Face], rng: np.random.Generator) -> Fa
     return candidates[int(rng.integers(0, len(candidates)))]
 
 
+def _forms_drawn_by(drawn: str, face: Face) -> str:
+    """``drawn`` as ``face`` draws it: each character it lacks (a full-width form the charset
+    has not, `synth.fonts.with_forms`) in its NFKC form, which the label holds and the face was
+    picked to cover. The label is unchanged, and no missing-glyph box is drawn.
+
+    Raises:
+        ValueError: the face still lacks a character (a bug: it was picked for the label).
+    """
+    out = "".join(c if c in face.covered else nfkc(c) for c in drawn)
+    if not face.covers(out):
+        lacking = sorted(set(out) - face.covered)
+        raise ValueError(f"face {face.name} ({face.path}) would draw {out!r} without {lacking}")
+    return out
+
+
 def generate(
     spec: TaskSpec,
     shard: ShardSpec,
@@ -94,6 +111,17 @@ def generate(
     faces: Sequence[Face],
 ) -> Iterator[Sample]:
     """Render a shard's samples in order.
+
+    A line is drawn in its source's forms and labelled with their NFKC forms
+    (`synth.text.LineSampler.draw`: a user's text's ``，`` is drawn ``，`` and labelled ``,``).
+    The face is picked as for every task, among those covering the label (the coverage table's
+    characters: so the faces, and the draws from the generator, are those of the label alone),
+    and a form the chosen face lacks is drawn in its NFKC form (`_forms_drawn_by`), rather than
+    keeping the face from every text that holds the form: no text is redrawn for a form, a
+    split whose faces all lack one still draws its texts, and no box is ever drawn. What each
+    face draws of the forms is read with fontTools when the shard starts
+    (`synth.fonts.with_forms`). The other tasks' texts are charset characters, drawn as they
+    are labelled, and no draw from the generator depends on the forms.
 
     Args:
         spec: the task's spec (:func:`synth.specs.task_spec`).
@@ -152,6 +180,19 @@ def generate(
             texts=spec.corpus,
             loud=first,
         )
+        faces = with_forms(faces, sampler.forms)
+        if lacking := [
+            f"{f.name} ({''.join(sorted(sampler.forms - f.covered))})"
+            for f in faces
+            if f.covered & set(charset) and not sampler.forms <= f.covered
+        ]:
+            log.info(
+                "%s/%s: %d face(s) lack forms the lines show and draw their NFKC forms instead: %s",
+                shard.task,
+                shard.split,
+                len(lacking),
+                listing(lacking),
+            )
     drawn = dict.fromkeys(((f.path, f.index) for f in faces), 0)  # samples by face
     base = shard.shard * shard.samples  # position of the shard's first sample within the split
     perm_seed = [shard.seed, TASK_IDS[shard.task], SPLIT_IDS[shard.split]]
@@ -159,6 +200,7 @@ def generate(
     for i in range(shard.samples):
         face = None
         for attempt in range(MAX_TRIES):
+            drawn_text = None  # the text as drawn, when it may differ from the label (line)
             if isinstance(spec, HanziSpec):
                 # Balanced classes; a character no face of this split covers is skipped over.
                 text = charset[balanced_index(base + i + attempt, len(charset), perm_seed)]
@@ -167,7 +209,7 @@ def generate(
                     rng, spec.baidu_fraction, spec.operands, spec.max_digits, spec.operators
                 )
             elif isinstance(spec, LineSpec):
-                text = sampler.sample(rng)
+                drawn_text, text = sampler.draw(rng)
             elif isinstance(spec, ShortSpec):
                 text = short_text(rng, charset, spec.length)
             else:
@@ -183,7 +225,8 @@ def generate(
                 f"after {MAX_TRIES} tries; check the fonts and the charset"
             )
         drawn[(face.path, face.index)] += 1
-        image = render(spec, text, face, rng)
+        shown = text if drawn_text is None else _forms_drawn_by(drawn_text, face)
+        image = render(spec, shown, face, rng, label=text)
         image = degrade(image, spec.degrade, rng)
         meta = {
             "text": text,
@@ -197,6 +240,8 @@ def generate(
         }
         if isinstance(spec, ExprSpec):
             meta["value"] = value_json(evaluate(text))
+        if shown != text:
+            meta["drawn"] = shown
         yield Sample(f"{shard.key_prefix}_{i:06d}", image, meta)
     if skipped:
         log.info(
@@ -242,11 +287,15 @@ def _log_faces_drawn(
         )
 
 
-def render(spec: TaskSpec, text: str, face: Face, rng: np.random.Generator) -> np.ndarray:
+def render(
+    spec: TaskSpec, text: str, face: Face, rng: np.random.Generator, label: str | None = None
+) -> np.ndarray:
     """Render one text with the task's renderer (before degradations).
 
     With ``spec.aliased > 0`` one uniform number decides whether the text is drawn without
     anti-aliasing; at 0 nothing is drawn, so configs without the option keep their bytes.
+    ``label`` is the text's label when it differs from the text drawn (a line's ``…``,
+    labelled ``...``): a line is then as wide as its label needs (`render_line`'s ``chars``).
     """
     aliased = spec.aliased > 0 and bool(rng.random() < spec.aliased)
     if isinstance(spec, HanziSpec):
@@ -281,6 +330,7 @@ def render(spec: TaskSpec, text: str, face: Face, rng: np.random.Generator) -> n
             font_size=spec.font_size,
             min_char_width=spec.min_char_width,
             aliased=aliased,
+            chars=None if label is None else len(label),
         )
     if isinstance(spec, ShortSpec):
         return render_short(text, face, spec.size, rng, font_size=spec.font_size, aliased=aliased)

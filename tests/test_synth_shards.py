@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import unicodedata
 
 import numpy as np
 import pytest
 import webdataset as wds
 from PIL import Image
 
+from synth import shards
+from synth.charset import build_charset
 from synth.fonts import read_coverage, scan_fonts, write_coverage
 from synth.preview import contact_sheet
 from synth.shards import (
@@ -382,7 +385,7 @@ def test_line_shards_keep_one_space_between_words_when_the_charset_has_it(tmp_pa
     """``tasks.line.charset.space``: the space is a class (covered by a face that maps it, though
     its glyph draws nothing); corpus lines keep one space between words, where the text had any
     run of whitespace or a word the charset lacks, and none at either end."""
-    from synth.charset import build_charset, read_charset, write_charset
+    from synth.charset import read_charset, write_charset
 
     letters = "abcdefghijklmnopqrstuvwxyz"
     charset = build_charset("chars", chars=letters, space=True)
@@ -510,3 +513,124 @@ def test_contact_sheet_shows_every_face_it_can(setup, tmp_path):
         assert {(m["font_file"], m["face"]) for _, _, m in shown} == drawn, seed
     assert len(take([shard], 30)) == 24  # all there is, in order
     assert [k for k, _, _ in take([shard], 24)] == sorted(k for k, _, _ in take([shard], 24))
+
+
+FW_HANZI = "今天气很好我们一起去公园散步的走吧"
+
+
+@pytest.fixture(scope="module")
+def no_fullwidth_font(tmp_path_factory, cjk_font):
+    """WenQuanYi Micro Hei cut down (fontTools.subset) to a few hanzi, ASCII punctuation and
+    full-width brackets: a face without the full-width comma and exclamation mark (U+FF0C,
+    U+FF01) a corpus has."""
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
+
+    font = TTFont(cjk_font, fontNumber=0)
+    options = subset.Options()
+    options.name_IDs = ["*"]
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(unicodes=[ord(c) for c in FW_HANZI + ",!?()（）"])
+    subsetter.subset(font)
+    for r in font["name"].names:
+        if r.nameID in (1, 16):
+            r.string = "No Fullwidth"
+    path = tmp_path_factory.mktemp("subset") / "nofullwidth.ttf"
+    font.save(path)
+    cmap = TTFont(path).getBestCmap()
+    assert ord("，") not in cmap and ord("！") not in cmap and ord(",") in cmap
+    return path
+
+
+def test_line_shards_draw_the_corpus_full_width_forms_labelled_in_nfkc(
+    tmp_path, cjk_font, no_fullwidth_font
+):
+    """Lines show the punctuation as the user's text has it (``，！`` from a Chinese text), and
+    their labels are its NFKC form (``,!``). A face lacking a full-width form draws its NFKC form
+    in its place (the label is the same), so no sample shows a missing-glyph box."""
+    from fontTools.ttLib import TTFont
+
+    charset = build_charset("chars", chars=FW_HANZI + ",!()")
+    write_coverage(
+        scan_fonts([str(cjk_font), str(no_fullwidth_font)], [], charset, ["Mono"]),
+        {"line": charset},
+        tmp_path / "c.tsv",
+    )
+    faces = read_coverage(tmp_path / "c.tsv", "line", charset, "train")
+    assert {f.family for f in faces} == {"WenQuanYi Micro Hei", "No Fullwidth"}
+    corpus = tmp_path / "zh.txt"
+    corpus.write_text("今天，天气很好！我们一起去公园（散步），好的，走吧！\n" * 20, "utf-8")
+    cfg = {
+        "charset": {"source": "chars", "chars": "".join(charset)},
+        "corpus": [str(corpus)],
+        "corpus_fraction": 1.0,
+        "mix_fraction": 0.0,
+        "length": [2, 8],
+    }
+    spec = task_spec("line", cfg)
+    samples = list(generate(spec, ShardSpec("line", "train", 0, 120, 5), charset, faces))
+    cmaps = {f.name: TTFont(f.path, fontNumber=f.index).getBestCmap() for f in faces}
+    drawn_by: dict[str, str] = {name: "" for name in cmaps}
+    for s in samples:
+        label, drawn = s.meta["text"], s.meta.get("drawn", s.meta["text"])
+        assert label == unicodedata.normalize("NFKC", drawn) and set(label) <= set(charset)
+        assert all(ord(c) in cmaps[s.meta["font"]] for c in drawn), (drawn, s.meta["font"])
+        drawn_by[s.meta["font"]] += drawn
+    full, cut = drawn_by["WenQuanYi Micro Hei Regular"], drawn_by["No Fullwidth Regular"]
+    assert "，" in full and "！" in full and "（" in full and "," not in full
+    assert "," in cut and "!" in cut and "（" in cut  # what it has of the forms, it draws
+    # The images show the forms: the same text and generator state, drawn with ',' or '，'
+    face = next(f for f in faces if f.family == "WenQuanYi Micro Hei")
+    ascii_, wide = (
+        shards.render(spec, t, face, np.random.default_rng(0), label="好,走")
+        for t in ("好,走", "好，走")
+    )
+    assert ascii_.shape != wide.shape or not np.array_equal(ascii_, wide)
+    # The same config, the same bytes
+    a, b = tmp_path / "a.tar", tmp_path / "b.tar"
+    for path in (a, b):
+        write_shard(path, spec, ShardSpec("line", "train", 0, 40, 5), charset, faces)
+    assert a.read_bytes() == b.read_bytes()
+
+
+def _generate_before_full_width_forms(spec, shard, charset, faces):
+    """The samples (text, face, image) of `generate` as it was before lines drew full-width
+    forms, for the tasks other than line: their shards must keep every byte."""
+    from synth.augment import degrade
+    from synth.specs import SPLIT_IDS, TASK_IDS, ExprSpec, HanziSpec
+    from synth.text import balanced_index, expression, short_text
+
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(shard.entropy)))
+    base = shard.shard * shard.samples
+    perm_seed = [shard.seed, TASK_IDS[shard.task], SPLIT_IDS[shard.split]]
+    for i in range(shard.samples):
+        for attempt in range(shards.MAX_TRIES):
+            if isinstance(spec, HanziSpec):
+                text = charset[balanced_index(base + i + attempt, len(charset), perm_seed)]
+            elif isinstance(spec, ExprSpec):
+                text = expression(
+                    rng, spec.baidu_fraction, spec.operands, spec.max_digits, spec.operators
+                )
+            else:
+                text = short_text(rng, charset, spec.length)
+            candidates = [f for f in faces if f.covers(text)]
+            face = candidates[int(rng.integers(0, len(candidates)))] if candidates else None
+            if face is not None:
+                break
+        image = degrade(shards.render(spec, text, face, rng), spec.degrade, rng)
+        yield text, face.name, image
+
+
+@pytest.mark.parametrize("task", ["hanzi", "expr", "short"])
+def test_hanzi_expr_and_short_samples_are_those_drawn_before_full_width_forms(setup, task):
+    charsets, _ = setup
+    spec = task_spec(task, SMALL[task])
+    faces = _faces(setup, task)
+    for split in ("train", "test_seen"):
+        shard = ShardSpec(task, split, 1, 30, 11)
+        new = list(generate(spec, shard, charsets[task], faces))
+        old = list(_generate_before_full_width_forms(spec, shard, charsets[task], faces))
+        assert len(new) == len(old) == 30
+        for s, (text, font, image) in zip(new, old, strict=True):
+            assert (s.meta["text"], s.meta["font"], "drawn") == (text, font, "drawn")
+            assert "drawn" not in s.meta and np.array_equal(s.image, image)

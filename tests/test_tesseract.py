@@ -43,6 +43,8 @@ def _render(text: str, font, size: int, box: tuple[int, int]) -> Image.Image:
         ("中 国 人", True, "中国人"),
         ("你 好 ， 世 界 ！\n", False, "你好,世界!"),  # NFKC: full-width punctuation to ASCII
         ("１２ ＋ ３", False, "12+3"),  # full-width digits
+        # as line images show them (their labels are NFKC): full-width brackets, colon, dots
+        ("（一）：好；吗？……", False, "(一):好;吗?......"),
         ("12 + 3", False, "12+3"),
         ("ab  cd", True, "ab cd"),  # Latin words keep one space when the charset has one
         ("ab 中 cd", True, "ab中cd"),
