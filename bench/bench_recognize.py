@@ -138,7 +138,8 @@ def _covers(path: str, text: str) -> bool:
 def synthetic_samples(cfg: dict[str, Any], n: int) -> list[Sample]:
     """``n`` clean lines of the config's line task (its charset, text sampler, height and font
     sizes), drawn in turn with the first face of each held-out font, each line redrawn until
-    the font covers it."""
+    the font covers it. A line shows its source's forms (a full-width ``，``), and is labelled
+    with their NFKC forms, as in the shards."""
     task = cfg["tasks"]["line"]
     charset = build_charset(**task["charset"])
     sampler = LineSampler(
@@ -155,16 +156,17 @@ def synthetic_samples(cfg: dict[str, Any], n: int) -> list[Sample]:
     samples = []
     for i in range(n):
         font = fonts[i % len(fonts)]
-        text = sampler.sample(rng)
-        while not _covers(font, text):
-            text = sampler.sample(rng)
+        drawn, text = sampler.draw(rng)  # as the shards draw a line: its source's forms
+        while not _covers(font, drawn):
+            drawn, text = sampler.draw(rng)
         image = render_line(
-            text,
+            drawn,
             FontFace(font),
             task["height"],
             rng,
             font_size=task["font_size"],
             min_char_width=task["min_char_width"],
+            chars=len(text),
         )
         samples.append(Sample(f"{i:06d}", Image.fromarray(image), text, Path(font).stem))
     return samples
