@@ -574,10 +574,12 @@ class LineSampler:
     def draw(self, rng: np.random.Generator) -> tuple[str, str]:
         """One line: the text as drawn and its label, the text's NFKC form.
 
-        The label holds ``length`` characters (no spaces, unless the charset holds the space:
-        then words apart by one, none at either end, so a line may be a character or two
-        shorter than drawn); the drawn text holds as many, or fewer where a character's label
-        is longer (``…``, labelled ``...``). Neither is ever empty.
+        The label holds a number of characters drawn from ``length`` (no spaces, unless the
+        charset holds the space: then words apart by one, none at either end, so a line may be
+        a character or two shorter than drawn), never more: where a character's label is longer
+        (``…``, labelled ``...``), the drawn text holds fewer characters, and a window is cut
+        before a character whose label would run past the end, so that line is shorter. Neither
+        is ever empty.
 
         Raises:
             ValueError: no line fits in `MAX_REDRAWS` draws (a text of nothing but characters
@@ -592,9 +594,9 @@ class LineSampler:
             if text:
                 return text, nfkc(text)
         raise ValueError(
-            f"tasks.line: no line of {self.length[0]} to {self.length[1]} characters (labels, "
-            f"NFKC) in {MAX_REDRAWS} draws: does the text hold only characters whose NFKC form "
-            "is longer (such as '…', '...')? raise tasks.line.length"
+            f"tasks.line: {MAX_REDRAWS} lines drawn, none with a label (NFKC) of at most "
+            f"{self.length[1]} characters (tasks.line.length): the text holds only characters "
+            "whose NFKC form is longer ('…' is '...'); raise the longest line or add text"
         )
 
     def sample(self, rng: np.random.Generator) -> str:

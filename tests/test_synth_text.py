@@ -410,6 +410,11 @@ def test_a_form_labelled_longer_than_drawn_keeps_labels_within_the_length(tmp_pa
     pairs = [sampler.draw(rng) for _ in range(400)]
     assert all(1 <= len(label) <= 4 and len(drawn) <= len(label) for drawn, label in pairs)
     assert any("…" in drawn and "..." in label for drawn, label in pairs)
+    # Nothing but such characters, on lines too short for one: an error, not an endless loop
+    corpus.write_text("……" * 30, "utf-8")
+    only_dots = LineSampler(charset, (1, 2), corpus_fraction=1.0, mix_fraction=0.0, texts=[corpus])
+    with pytest.raises(ValueError, match=r"none with a label \(NFKC\) of at most 2 characters"):
+        only_dots.draw(rng)
 
 
 def test_mixed_in_punctuation_is_drawn_full_width_and_ascii_each_labelled_ascii():
