@@ -154,6 +154,22 @@ def hashed_settings(spec: TrainSpec) -> dict[str, Any]:
     }
 
 
+def recorded_settings(spec: TrainSpec, threads: int) -> dict[str, Any]:
+    """The training settings a run records (``model.pt``'s meta, ``train.json``): its spec with
+    ``threads`` the CPU threads it trained with, and without the other `SCHEDULING` hints.
+
+    The train rule's job holds no scheduling settings (editing them must rerun nothing), so
+    recording the spec as given would write the defaults (``threads: 0``, every core) for a run
+    the rule gave one thread, and other bytes than ``python -m models.train`` writes for the
+    same job. The thread count is the one setting of them the weights depend on.
+    """
+    return {
+        k: (threads if k == "threads" else v)
+        for k, v in spec.to_dict().items()
+        if k == "threads" or k not in SCHEDULING
+    }
+
+
 def settings_drift(
     recorded: Mapping[str, Any], experiment: Mapping[str, Any], seed: int
 ) -> list[str]:

@@ -88,7 +88,7 @@ from models.devices import (
 )
 from models.families import Family, make_family
 from models.registry import build_model, input_spec, validate_experiment
-from models.specs import TrainJob, TrainSpec, run_hashes
+from models.specs import TrainJob, TrainSpec, recorded_settings, run_hashes
 from models.transfer import TransferError, init_from
 from synth.atomic import write_bytes_atomic, write_text_atomic
 from synth.charset import read_charset
@@ -486,13 +486,15 @@ def _train(
         else None
     )
     shipped = ema.module if ema is not None else model
+    # The settings as run: the threads it trains with, not the scheduling hints it was given.
+    recorded = recorded_settings(spec, torch.get_num_threads())
     meta = ModelMeta(
         model=job.model,
         model_kwargs=dict(job.model_kwargs),
         charset=list(charset),
         task=job.task,
         input=geometry,
-        train=spec.to_dict(),
+        train=recorded,
     )
 
     # Resume state.
@@ -741,7 +743,7 @@ def _train(
             "model_kwargs": dict(job.model_kwargs),
             "params": n_params,
             "seed": job.seed,
-            "train": spec.to_dict(),
+            "train": recorded,
             "init_from": transfer.to_dict() if transfer is not None else None,
             "command_line": command_line,
             **result.__dict__,

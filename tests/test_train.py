@@ -516,6 +516,30 @@ def test_resuming_on_another_cpu_thread_count_warns(line_data, tmp_path, caplog,
     assert last["resume"]["threads"] == threads
 
 
+def test_the_rule_and_the_command_line_record_the_same_run(line_data, tmp_path):
+    """The train rule leaves the scheduling settings out of its job (editing them reruns
+    nothing) and sets the thread count itself; ``python -m models.train`` passes the config's.
+    Both train the same job, so both write the same model.pt and the same settings in
+    train.json, and what they record as threads is the count the run used (1), not the rule's
+    default (0, every core) nor a scheduling hint (mem_mb, priority) only one of them was given."""
+    assert torch.get_num_threads() == 1  # the session's (conftest)
+    command_line = line_job(line_data, tmp_path / "cli", threads=1, mem_mb=3000, priority=4)
+    rule = line_job(line_data, tmp_path / "rule")  # threads 0, mem_mb and priority defaults
+    train(command_line)
+    train(rule)
+    assert (tmp_path / "cli" / "model.pt").read_bytes() == (
+        tmp_path / "rule" / "model.pt"
+    ).read_bytes()
+
+    def recorded(run):
+        return json.loads((tmp_path / run / "train.json").read_text(encoding="utf-8"))["train"]
+
+    assert recorded("cli") == recorded("rule")
+    assert recorded("rule")["threads"] == 1
+    assert "mem_mb" not in recorded("rule") and "priority" not in recorded("rule")
+    assert load_model(tmp_path / "rule" / "model.pt")[1].train == recorded("rule")
+
+
 def test_the_weight_average_is_validated_and_shipped(line_data, tmp_path):
     plain = train(line_job(line_data, tmp_path / "plain"))
     averaged = train(line_job(line_data, tmp_path / "ema", ema_decay=0.5))
