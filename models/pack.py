@@ -34,7 +34,9 @@ import logging
 import math
 import os
 import re
+import shutil
 import sys
+import tempfile
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -248,12 +250,28 @@ def pack(
     out.mkdir(parents=True, exist_ok=True)
     task = check.task if check is not None else None
     n_shards = math.ceil(len(entries) / samples_per_shard)
-    paths = []
-    for shard in range(n_shards):
-        chunk = entries[shard * samples_per_shard : (shard + 1) * samples_per_shard]
-        path = out / f"{split}-{shard:06d}.tar"
-        write_samples(path, _samples(chunk, load, split, shard, task), png_level)
-        paths.append(path)
+    # The shards are written in a hidden folder beside their places, then put in place together:
+    # a packing stopped half way (Ctrl-C, a kill) leaves the folder as the last finished one left
+    # it, never new shards beside old ones under the old manifest. A kill leaves the hidden
+    # folder, which the next packing of the split removes.
+    for unfinished in out.glob(f".{split}.packing-*"):
+        shutil.rmtree(unfinished, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(dir=out, prefix=f".{split}.packing-"))
+    try:
+        names = []
+        for shard in range(n_shards):
+            chunk = entries[shard * samples_per_shard : (shard + 1) * samples_per_shard]
+            name = f"{split}-{shard:06d}.tar"
+            write_samples(staging / name, _samples(chunk, load, split, shard, task), png_level)
+            names.append(name)
+        # the old manifest would describe the old shards: gone before the first is replaced
+        (out / f"{split}.manifest.tsv").unlink(missing_ok=True)
+        paths = []
+        for name in names:
+            os.replace(staging / name, out / name)
+            paths.append(out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     for stale in out.glob(f"{split}-[0-9][0-9][0-9][0-9][0-9][0-9].tar"):
         if stale not in paths:
             stale.unlink()

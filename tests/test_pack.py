@@ -13,6 +13,7 @@ import torch
 from conftest import DEJAVU
 from PIL import Image, ImageDraw, ImageFont
 
+import models.pack as pack_module
 from models.checkpoint import ModelMeta, save_model
 from models.evaluate import iter_samples
 from models.evaluate import main as evaluate_main
@@ -20,7 +21,7 @@ from models.pack import LabelCheck, PackError, label_check, main, pack, read_lab
 from models.registry import build_model
 from models.tesseract import main as tesseract_main
 from models.train import main as train_main
-from synth.shards import iter_records, read_manifest
+from synth.shards import iter_records, read_manifest, sha256_file
 
 LINE_KW = {"width": 0.125, "hidden": 16}
 
@@ -94,6 +95,45 @@ def test_every_kind_of_image_is_packed_upright_gray_and_dark_on_light(own, tmp_p
         == [p.name for p in fewer]
     )
     assert next(iter_samples(fewer)).image.height == 40  # no --height: its own size
+
+
+def test_a_packing_stopped_half_way_leaves_the_last_finished_one(own, tmp_path, monkeypatch):
+    """Ctrl-C (or a kill) while the shards are written leaves the folder as the last finished
+    packing left it, its shards under its manifest: never new shards beside old ones, which
+    `models.evaluate out/real-*.tar` would read as one set."""
+    out = tmp_path / "shards"
+    pack(own, out, split="real", samples_per_shard=3)
+    finished = {p.name: p.read_bytes() for p in out.iterdir()}
+    lines = [line for line in own.read_text(encoding="utf-8").splitlines() if line]
+    other = own.parent / "other.tsv"
+    other.write_text("\n".join(reversed(lines)) + "\n", encoding="utf-8")
+
+    real_load = pack_module.load_gray
+    loads = []
+
+    def load_then_interrupt(*args, **kwargs):
+        loads.append(args[0])
+        if len(loads) == len(lines) + 4:  # every image checked, then the second shard's first
+            raise KeyboardInterrupt
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(pack_module, "load_gray", load_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        pack(other, out, split="real", samples_per_shard=3)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == finished
+
+    # A kill leaves the unfinished shards in a hidden folder, which the next packing clears.
+    (out / ".real.packing-killed").mkdir()
+    (out / ".real.packing-killed" / "real-000000.tar").write_bytes(b"half")
+    monkeypatch.setattr(pack_module, "load_gray", real_load)
+    paths = pack(other, out, split="real", samples_per_shard=3)
+    assert sorted(p.name for p in out.iterdir()) == [p.name for p in paths] + ["real.manifest.tsv"]
+    assert [s.label for s in iter_samples(paths)] == [
+        line.split("\t")[1] for line in reversed(lines)
+    ]
+    assert [r["sha256"] for r in read_manifest(out / "real.manifest.tsv")] == [
+        sha256_file(p) for p in paths
+    ]
 
 
 def test_every_bad_line_is_named_and_nothing_is_written(own, tmp_path):
