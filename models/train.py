@@ -281,8 +281,15 @@ def _progress(total: int, initial: int, enabled: bool) -> Any:
     return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
 
 
-def _tensorboard(enabled: bool, folder: Path) -> Any:
-    """A SummaryWriter when asked for and installed (``pip install '.[tensorboard]'``)."""
+def _tensorboard(enabled: bool, folder: Path, step: int, history: list[dict[str, Any]]) -> Any:
+    """A SummaryWriter when asked for and installed (``pip install '.[tensorboard]'``), for a run
+    at ``step`` whose rows so far are ``history``.
+
+    Its ``purge_step`` hides what an interrupted run logged after the checkpoint it resumes from
+    (and a fresh run hides a stale run's logs). A run resumed with no logs in ``folder`` (one
+    found finished, or trained before with ``train.tensorboard`` off, which is not part of the
+    run's key) first logs its history, so the logs always hold the whole run.
+    """
     if not enabled:
         return None
     try:
@@ -290,7 +297,19 @@ def _tensorboard(enabled: bool, folder: Path) -> Any:
     except ImportError:
         log.warning("train.tensorboard is on but tensorboard is not installed; skipping its logs")
         return None
-    return SummaryWriter(log_dir=str(folder))
+    logged = any(folder.glob("events.out.tfevents.*"))
+    writer = SummaryWriter(log_dir=str(folder), purge_step=step)
+    if not logged:
+        for row in history:
+            _log_scalars(writer, row)
+    return writer
+
+
+def _log_scalars(writer: Any, row: Mapping[str, Any]) -> None:
+    """One row of the history (`HISTORY_COLUMNS`) as TensorBoard scalars at its step."""
+    for k, v in row.items():
+        if k != "step" and v is not None:
+            writer.add_scalar(k, v, row["step"])
 
 
 @contextmanager
@@ -618,7 +637,7 @@ def _train(
         forget_stale_runs()
 
     bar = _progress(spec.steps, step, env.is_main)
-    writer = _tensorboard(spec.tensorboard and env.is_main, out_dir / "tb")
+    writer = _tensorboard(spec.tensorboard and env.is_main, out_dir / "tb", step, history)
     # Throughput counts the steps (data wait included), not validation or checkpoint writing.
     ddp_model.train()
     loader = train_loader(stream, spec.num_workers, pin_memory=device.type == "cuda")
@@ -704,9 +723,7 @@ def _train(
                     " ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "step"),
                 )
                 if writer is not None:
-                    for k, v in row.items():
-                        if k != "step" and v is not None:
-                            writer.add_scalar(k, v, step)
+                    _log_scalars(writer, row)
         if env.is_main and (step % spec.checkpoint_every == 0 or last or stopped_early):
             save_resume()
     if bar is not None:

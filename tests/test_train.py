@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import csv
 import errno
-import importlib.util
 import itertools
 import json
 import logging
@@ -378,8 +377,7 @@ def test_training_writes_its_outputs_and_resumes(line_data, tmp_path):
     out = tmp_path / "exp"
     job = line_job(line_data, out, tensorboard=True)
     result = train(job)
-    # TensorBoard logs only when it is installed (an optional extra); never an error.
-    assert (out / "tb").is_dir() == (importlib.util.find_spec("tensorboard") is not None)
+    assert (out / "tb").is_dir()  # the set-up installs the tensorboard extra
     assert result.steps == 8 and result.resumed_from == 0
     model, meta = load_model(out / "model.pt")
     assert meta.model == "crnn_vgg" and meta.charset == list("0123") and meta.step == 8
@@ -464,6 +462,48 @@ def _interrupt(job: TrainJob, at_step: int) -> None:
         patch.setattr(train_module, "lr_at", interrupting)
         with pytest.raises(KeyboardInterrupt):
             train(job)
+
+
+def _tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """What TensorBoard shows of ``folder``'s logs: each scalar's (step, value) pairs, with what
+    a resumed run's ``purge_step`` hides left out."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def _history_scalars(out: Path, tag: str) -> list[tuple[int, float]]:
+    rows = csv.DictReader((out / "history.csv").open())
+    return [(int(r["step"]), float(r[tag])) for r in rows if r[tag]]
+
+
+def test_tensorboard_logs_hold_the_whole_run_once(line_data, tmp_path):
+    """Interrupted and resumed, a run's TensorBoard logs show each step once (what the first
+    part logged after its checkpoint is hidden); a run trained without them, found finished by
+    a rerun that asks for them, logs its history."""
+    resumed = tmp_path / "resumed"
+    job = line_job(line_data, resumed, tensorboard=True)
+    _interrupt(job, at_step=5)  # logged step 4 after its checkpoint at step 3
+    assert [s for s, _ in _tensorboard_scalars(resumed / "tb")["train_loss"]] == [2, 4]
+    train(job)
+    shown = _tensorboard_scalars(resumed / "tb")
+    for tag in ("train_loss", "val_loss", "lr"):
+        steps, values = zip(*_history_scalars(resumed, tag), strict=True)
+        assert [s for s, _ in shown[tag]] == list(steps), tag
+        assert [v for _, v in shown[tag]] == pytest.approx(values, rel=1e-4), tag
+
+    later = tmp_path / "later"
+    train(line_job(line_data, later))
+    assert not (later / "tb").exists()
+    again = train(line_job(line_data, later, tensorboard=True))  # not part of the run's key
+    assert again.resumed_from == 8
+    shown = _tensorboard_scalars(later / "tb")
+    assert [s for s, _ in shown["train_loss"]] == [2, 4, 6, 8]
+    steps, values = zip(*_history_scalars(later, "val_loss"), strict=True)
+    assert [s for s, _ in shown["val_loss"]] == list(steps) == [4, 8]
+    assert [v for _, v in shown["val_loss"]] == pytest.approx(values, rel=1e-4)
 
 
 @pytest.mark.parametrize("ema_decay", [0.0, 0.8], ids=["plain", "weight-average"])

@@ -63,7 +63,7 @@ else
     "${PIP[@]}" install -q "$TORCH_PIN" --index-url https://download.pytorch.org/whl/cpu \
         --extra-index-url https://pypi.org/simple
 fi
-"${PIP[@]}" install -q -e '.[dev]'
+"${PIP[@]}" install -q -e '.[dev,tensorboard]'
 if ! have_torch; then
     echo "synthocr: expected the $TORCH_BUILD build of $TORCH_PIN, got: $("$VENV/bin/python" -c \
         'import torch; print(torch.__version__, "CUDA", torch.version.cuda)' 2>&1)" >&2
