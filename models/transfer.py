@@ -116,7 +116,7 @@ def init_from(
     check_meta(meta, where=str(path))
     if meta.model != model_name:
         raise TransferError(
-            f"{where} holds a {meta.model!r} model; this experiment trains {model_name!r} "
+            f"{where} holds model {meta.model!r}; this experiment trains {model_name!r} "
             "(weights start only a model of the same architecture)"
         )
     source: Mapping[str, torch.Tensor] = ckpt["state_dict"]
