@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.registry import build_model, input_spec, package_of
+from models.registry import build_model, get_entry, input_spec, package_of
 from synth.atomic import atomic_write
 
 log = logging.getLogger(__name__)
@@ -235,9 +235,16 @@ def read_meta(path: str | os.PathLike) -> ModelMeta:
 TASKS = ("hanzi", "expr", "line", "short")
 
 
-def check_meta(meta: ModelMeta, where: str = "checkpoint") -> None:
+def check_meta(meta: ModelMeta, where: str = "checkpoint", *, described: bool = False) -> None:
     """Refuse meta that no trained model has: an unknown task, a charset the model's family
     cannot use (a repeated or multi-character entry), an input geometry other than the model's.
+
+    Args:
+        meta: The meta to check.
+        where: The file, for messages.
+        described: Accept a model known only from a file's own description
+            (`models.registry.add_described`; an ``.onnx`` file's, which needs no factory);
+            a checkpoint's model must be registered, since its weights need the factory.
 
     Raises:
         CheckpointError: Naming ``where`` and the problem.
@@ -247,6 +254,8 @@ def check_meta(meta: ModelMeta, where: str = "checkpoint") -> None:
     if meta.task not in TASKS:
         raise CheckpointError(f"{where}: unknown task {meta.task!r}; valid: {', '.join(TASKS)}")
     try:
+        if not described:
+            get_entry(meta.model, described=False)
         make_family(meta.model, meta.charset, meta.model_kwargs)
         expected = input_spec(meta.model, **meta.model_kwargs)
     except (ValueError, KeyError, TypeError) as e:

@@ -331,7 +331,7 @@ def check_model(
     unknown = sorted(set(checks) - set(CHECKS))
     if unknown:
         raise ValueError(f"unknown check(s) {', '.join(unknown)}; valid: {', '.join(CHECKS)}")
-    entry = get_entry(name)
+    entry = get_entry(name, described=False)  # checks a registered model's factory
     if problem := factory_problem(entry):
         raise ValueError(f"model {name!r} ({entry_source(name)}): {problem}")
     if kwargs is not None:

@@ -16,7 +16,10 @@ training step and spec, its ``init_from`` reduced to the file's name so that no 
 training machine ships), the family, the axes and the normalisation are stored as JSON in the
 model's ``metadata_props`` under ``synthocr``, so the file alone says how to feed it and read
 its output (`read_onnx_meta`); for CTC models also how many of the output frames are those of
-an image of a given width, the rest reading its padding (`frame_rule`). The TorchScript-based
+an image of a given width, the rest reading its padding (`frame_rule`), and for the reader the
+longest text it reads (``max_len``). So a file whose model is not registered where it is read
+(a model of a package not installed there) is still read, from its description alone
+(`load_onnx`, `described_entry`). The TorchScript-based
 exporter (``dynamo=False``) is used: it needs no extra package and exports LSTM/GRU layers as
 single ONNX ops with dynamic batch and length.
 
@@ -46,7 +49,16 @@ from torch import nn
 from models.checkpoint import CheckpointError, ModelMeta, check_meta, load_model
 from models.cli import command_name
 from models.preprocess import MEAN, STD, min_width
-from models.registry import family_of, output_length
+from models.registry import (
+    FAMILIES,
+    DescribedEntry,
+    FrameRule,
+    add_described,
+    family_of,
+    get_entry,
+    is_registered,
+    output_length,
+)
 from synth.atomic import publish, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
@@ -178,6 +190,10 @@ def onnx_metadata(meta: ModelMeta) -> dict[str, Any]:
             for k, v in dynamic_axes(family, meta.input).items()
         },
     }
+    if family == "attention":
+        # the steps it runs, less the terminal symbol's: needed to read its outputs without
+        # its registry entry (`described_entry`)
+        info["max_len"] = {**get_entry(meta.model).kwargs, **meta.model_kwargs}["max_len"]
     if family == "ctc":
         # the frames of an image W px wide, before padding: (max(W, min_width) + offset) //
         # stride, with min_width half the height; the frames past it read the padding
@@ -399,12 +415,99 @@ class OnnxModel(nn.Module):
         return outputs[0]
 
 
+def described_entry(info: Mapping[str, Any], path: str | os.PathLike) -> DescribedEntry:
+    """What the registry needs to read an exported model's outputs, from the file's metadata
+    (`read_onnx_meta`) alone: its family, input geometry, for CTC its frame rule and for the
+    reader its ``max_len``. No factory: enough to read the file, not to build the model.
+
+    Raises:
+        ExportError: The metadata lacks what its family needs (a CTC file without a frame
+            rule, a reader's without ``max_len``), naming the package to install instead.
+    """
+    meta = info["meta"]
+    name, package = meta.get("model"), meta.get("package") or ""
+    install = (
+        f"install the package {package}, which registers it, to read it"
+        if package
+        else "register the model here (README.md, 'A model in your own package') to read it"
+    )
+    family, geometry = info.get("family"), meta.get("input")
+    if family not in FAMILIES:
+        raise ExportError(f"{path}: its metadata's family {family!r} is not one of {FAMILIES}")
+    side = {"line": "height", "square": "size"}.get(
+        geometry.get("kind") if isinstance(geometry, dict) else None, ""
+    )
+    size = geometry.get(side) if side else None
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ExportError(f"{path}: its metadata gives no input geometry: {geometry!r}")
+    offset = 0 if family == "classification" else 1
+    if info.get("class_offset") != offset:
+        raise ExportError(
+            f"{path}: its metadata gives class_offset {info.get('class_offset')!r}, a "
+            f"{family} model's is {offset}"
+        )
+    output_length, kwargs = None, {}
+    if family == "ctc":
+        frames = info.get("frames")
+        if not (
+            isinstance(frames, dict)
+            and isinstance(frames.get("stride"), int)
+            and isinstance(frames.get("offset"), int)
+            and frames["stride"] > 0
+        ):
+            said = "null" if "frames" in info and frames is None else "missing"
+            raise ExportError(
+                f"{path}: model {name!r} is not registered here, and the file's frame rule "
+                f"('frames') is {said}, so how many output frames an image of a given width "
+                f"has cannot be told from the file alone; {install}"
+            )
+        output_length = FrameRule(frames["stride"], frames["offset"], min_width(geometry))
+    elif family == "attention":
+        max_len = info.get("max_len", meta.get("model_kwargs", {}).get("max_len"))
+        if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
+            raise ExportError(
+                f"{path}: model {name!r} is not registered here, and the file does not say "
+                "how many characters the reader reads (no 'max_len' in its metadata, nor in "
+                f"its model_kwargs: an export older than synthocr writing it); {install}, or "
+                "export it again"
+            )
+        kwargs = {"max_len": max_len}
+    entry = DescribedEntry(
+        f"synthocr-metadata:{path}",
+        str(family),
+        dict(geometry),
+        kwargs,
+        output_length,
+        source=str(path),
+        package=package,
+    )
+    return entry
+
+
 def load_onnx(path: str | os.PathLike, threads: int = 0) -> tuple[OnnxModel, ModelMeta]:
-    """An exported file and its `ModelMeta` (from its metadata), ready for `models.predict`."""
+    """An exported file and its `ModelMeta` (from its metadata), ready for `models.predict`.
+
+    A model not registered here (one of a package not installed) is read from the file's own
+    description (`described_entry`, added to the registry's lowest layer); a registered one
+    from its entry, whatever the file says.
+    """
     info = read_onnx_meta(path)
+    name = info["meta"].get("model")
+    if isinstance(name, str) and not is_registered(name):
+        try:
+            add_described(name, described_entry(info, path))
+        except ValueError as e:
+            raise ExportError(f"{path}: {e}") from None
+        package = info["meta"].get("package")
+        log.info(
+            "%s: model %r is not registered here%s; reading it from the file's own description",
+            path,
+            name,
+            f" (trained with the package {package}, not installed)" if package else "",
+        )
     try:
         meta = ModelMeta.from_dict(info["meta"], where=str(path))
-        check_meta(meta, str(path))
+        check_meta(meta, str(path), described=True)
     except CheckpointError as e:
         raise ExportError(str(e)) from None
     model = OnnxModel(path, threads=threads)

@@ -119,6 +119,54 @@ class ModelEntry:
         return getattr(importlib.import_module(module), name)
 
 
+@dataclass(frozen=True)
+class DescribedEntry(ModelEntry):
+    """A model known only from an exported file's description (`add_described`): its family,
+    input geometry and, for CTC, its frame rule; it has no factory, so no PyTorch model is
+    built from it.
+
+    Attributes:
+        source: The file that describes it.
+        package: The package (and version) its metadata says it was trained with, if any.
+    """
+
+    source: str = ""
+    package: str = ""
+
+    @property
+    def factory(self) -> Callable[..., nn.Module]:
+        """Refused: a description holds no factory."""
+        raise ValueError(
+            f"{self.source} describes its model but holds no factory to build it in PyTorch; "
+            + (f"install the package {self.package}" if self.package else "register the model")
+        )
+
+
+class FrameRule:
+    """A CTC model's frames for images ``image_width`` px wide (before padding), as an export
+    stores them: ``(max(W, min_width) + offset) // stride`` (`models.export.frame_rule`). An
+    object, not a closure, so that a model kwarg named ``stride`` cannot collide with it."""
+
+    def __init__(self, stride: int, offset: int, min_width: int) -> None:
+        self.stride, self.offset, self.min_width = stride, offset, min_width
+
+    def __call__(self, image_width: Any, **_: Any) -> Any:
+        if isinstance(image_width, int):
+            width = max(image_width, self.min_width)
+        else:  # an integer tensor (or array) of widths
+            width = image_width.clip(min=self.min_width)
+        return (width + self.offset) // self.stride
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FrameRule) and vars(self) == vars(other)
+
+    def __hash__(self) -> int:
+        return hash((self.stride, self.offset, self.min_width))
+
+    def __repr__(self) -> str:
+        return f"FrameRule(stride={self.stride}, offset={self.offset}, min_width={self.min_width})"
+
+
 MODELS: dict[str, ModelEntry] = {
     "hanzi_cnn": ModelEntry(
         "models.hanzi_cnn:hanzi_cnn",
@@ -211,10 +259,13 @@ VALUE_CHECKS: dict[str, Callable[[Any], None]] = {
 _GEOMETRY_KWARG = {"square": ("size", "input_size"), "line": ("height", "input_height")}
 
 
-def get_entry(name: str) -> ModelEntry:
+def get_entry(name: str, *, described: bool = True) -> ModelEntry:
     """The registry entry of ``name`` (built in, or an installed package's entry point),
     checked (`entry_problems`); a `ValueError` listing the valid names, or naming what the
-    entry lacks, otherwise."""
+    entry lacks, otherwise. A name registered neither way gets its `DescribedEntry` when a file
+    described it (`add_described`) and ``described`` is true."""
+    if described and name in _DESCRIBED and not is_registered(name):
+        return _DESCRIBED[name]
     entry = MODELS.get(name)
     if entry is None or name in _plugin_points():
         entry = _plugin_entry(name)
@@ -232,6 +283,51 @@ def model_names() -> list[str]:
     return sorted(set(MODELS) | set(_plugin_points()))
 
 
+def is_registered(name: str) -> bool:
+    """Whether ``name`` is a built-in model or one of an installed package's entry points
+    (loaded or not: a broken one is registered, and fails where it is used)."""
+    return name in MODELS or name in _plugin_points()
+
+
+# Models known from an exported file's own description (`add_described`), by name.
+_DESCRIBED: dict[str, DescribedEntry] = {}
+
+
+def add_described(name: str, entry: DescribedEntry) -> None:
+    """Make model ``name`` known from a file's description (`models.export.load_onnx` adds one
+    for a name not registered here), for `get_entry` only.
+
+    Raises:
+        ValueError: ``name`` is registered (a registered model is never described over), the
+            entry is not sound (`entry_problems`), or another file already described ``name``
+            otherwise in this process (naming both files).
+    """
+    if is_registered(name):
+        raise ValueError(f"model {name!r} is registered ({entry_source(name)}): not described")
+    problems = entry_problems(entry)
+    if problems:
+        raise ValueError(f"model {name!r} as {entry.source} describes it: " + "; ".join(problems))
+    known = _DESCRIBED.get(name)
+    if known is not None and _description(known) != _description(entry):
+        raise ValueError(
+            f"model {name!r}: {entry.source} describes it otherwise than {known.source} "
+            f"({_description(entry)} against {_description(known)}), which this process read "
+            f"first; read the two in two processes, or install the package that registers it"
+        )
+    if known is None:
+        _DESCRIBED[name] = entry
+
+
+def _description(entry: DescribedEntry) -> tuple[Any, ...]:
+    """What of a described model its readings depend on (not the file it came from)."""
+    return (entry.family, dict(entry.input), dict(entry.kwargs), entry.output_length)
+
+
+def forget_described() -> None:
+    """Drop every described model (tests; a long process done with its files)."""
+    _DESCRIBED.clear()
+
+
 def package_of(name: str) -> str:
     """The installed package, and its version, that registers model ``name``; empty for a
     built-in model or a name no single package registers."""
@@ -246,6 +342,8 @@ def entry_source(name: str) -> str:
     entry point (its object and its package)."""
     if name in MODELS and name not in _plugin_points():
         return "models/registry.py MODELS"
+    if not is_registered(name) and name in _DESCRIBED:
+        return f"not registered here: read from the synthocr metadata of {_DESCRIBED[name].source}"
     return ", ".join(_describe(ep) for ep in _plugin_points().get(name, [])) or "not registered"
 
 
@@ -382,7 +480,8 @@ def check_kwargs(name: str, kwargs: Mapping[str, Any], where: str | None = None)
         kwargs: Keyword arguments for the factory.
         where: How to name the mapping in messages (default ``model_kwargs``).
     """
-    problems = kwargs_problems(get_entry(name), kwargs, where or "model_kwargs", name)
+    entry = get_entry(name, described=False)
+    problems = kwargs_problems(entry, kwargs, where or "model_kwargs", name)
     if problems:
         raise ValueError("\n".join(problems))
 
@@ -444,9 +543,10 @@ def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
         **kwargs: The factory's keyword arguments (see ``MODELS[name].kwargs``).
 
     Raises:
-        ValueError: Unknown name (lists the valid ones) or unknown keyword argument (names it).
+        ValueError: Unknown name (lists the valid ones; a model only a file describes is
+            unknown here: its factory is not) or unknown keyword argument (names it).
     """
-    entry = get_entry(name)
+    entry = get_entry(name, described=False)
     check_kwargs(name, kwargs)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -555,7 +655,7 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
     model, task = exp_cfg["model"], exp_cfg["task"]
     kwargs = dict(exp_cfg.get("model_kwargs") or {})
     try:
-        entry = get_entry(model)
+        entry = get_entry(model, described=False)
     except ValueError as e:
         raise ValueError(f"{where}.model: {e}") from None
     if problem := factory_problem(entry):
