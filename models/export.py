@@ -468,8 +468,7 @@ def described_entry(info: Mapping[str, Any], path: str | os.PathLike) -> Describ
             raise ExportError(
                 f"{path}: model {name!r} is not registered here, and the file does not say "
                 "how many characters the reader reads (no 'max_len' in its metadata, nor in "
-                f"its model_kwargs: an export older than synthocr writing it); {install}, or "
-                "export it again"
+                f"its model_kwargs: an export older than synthocr writing it); {install}"
             )
         kwargs = {"max_len": max_len}
     entry = DescribedEntry(
