@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import textwrap
 from pathlib import Path
 
@@ -234,8 +235,9 @@ def test_the_workflow_trains_evaluates_and_exports_a_plugin_model(
     install, smoke_run, tmp_path, monkeypatch
 ):
     """Nothing of the checkout edited: the package installed (on PYTHONPATH) is enough for the
-    config check, the train and evaluate jobs, and the export."""
-    install(GOOD)
+    config check, the train and evaluate jobs, and the export; without it, the exported file
+    alone reads as with it."""
+    site = install(GOOD)
     work = tmp_path / "work"
     shutil.copytree(smoke_run, work, symlinks=True)
     config = yaml.safe_load((REPO / "configs/smoke.yaml").read_text(encoding="utf-8"))
@@ -257,28 +259,57 @@ def test_the_workflow_trains_evaluates_and_exports_a_plugin_model(
     )
     assert export.returncode == 0, export.stderr
     assert (work / "tiny.onnx").stat().st_size > 0
+    images = _test_images(work, tmp_path / "images")
+
+    def recognize(model: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            # beam: alternatives and their probabilities, over the line's own frames
+            [sys.executable, "-m", "models.recognize", "--decoder", "beam", model]
+            + [str(image) for image in images],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    with_package = recognize("tiny.onnx")
+    assert with_package.returncode == 0, with_package.stderr
+    assert len(with_package.stdout.splitlines()) == len(images)
     # Without the package the config names the model it cannot find, and how one is added.
-    monkeypatch.setenv("PYTHONPATH", "")
+    paths = os.environ["PYTHONPATH"].split(os.pathsep)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p != str(site)))
     proc = run_snakemake(work, "-n", "--cores", "2", target, config=path, check=False)
     assert proc.returncode != 0
     said = proc.stdout + proc.stderr
     assert (
         "experiments.line_tiny.model: unknown model 'plugin_ctc'" in said and PLUGIN_GROUP in said
     )
-    # and its checkpoint and ONNX file name the package they were trained with
-    for model in ("results/models/line_tiny/model.pt", "tiny.onnx"):
-        proc = subprocess.run(
-            [sys.executable, "-m", "models.recognize", model, "x.png"],
-            cwd=work,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert proc.returncode == 1
-        assert (
-            f"{model}: model 'plugin_ctc' cannot be rebuilt (it was trained with the package "
-            "synthocr-plugin-test 0.1): unknown model 'plugin_ctc'"
-        ) in proc.stderr, proc.stderr
+    # its checkpoint, whose weights need the factory, names the package it was trained with
+    model = "results/models/line_tiny/model.pt"
+    proc = recognize(model)
+    assert proc.returncode == 1
+    assert (
+        f"{model}: model 'plugin_ctc' cannot be rebuilt (it was trained with the package "
+        "synthocr-plugin-test 0.1): unknown model 'plugin_ctc'"
+    ) in proc.stderr, proc.stderr
+    # while its ONNX file, which describes itself, reads the images as with the package
+    without = recognize("tiny.onnx")
+    assert without.returncode == 0, without.stderr
+    assert without.stdout == with_package.stdout
+
+
+def _test_images(work: Path, folder: Path, count: int = 8) -> list[Path]:
+    """The first ``count`` images of the smoke run's held-out line test shard, as files."""
+    folder.mkdir()
+    [shard] = sorted((work / "results/shards/line").glob("test_heldout-*.tar"))[:1]
+    out = []
+    with tarfile.open(shard) as tar:
+        for member in tar.getmembers():
+            if member.name.endswith(".png") and len(out) < count:
+                out.append(folder / Path(member.name).name)
+                out[-1].write_bytes(tar.extractfile(member).read())
+    assert len(out) == count
+    return out
 
 
 def test_the_readme_registers_a_package_model_as_the_tests_do():
