@@ -276,7 +276,8 @@ def load_recognizer(
     """A `Recognizer` from a checkpoint (``model.pt``) or an ONNX export (``.onnx``).
 
     Args:
-        checkpoint: The file; ``.onnx`` files run on onnxruntime (CPU).
+        checkpoint: The file; ``.onnx`` files run on onnxruntime (CPU), and need no package of
+            their model's: where it is not registered, the file's own metadata describes it.
         device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``;
             ``auto`` or ``cpu`` for an ``.onnx`` file.
         threads: CPU threads, 0 for the default (one per core): onnxruntime's intra-op threads
@@ -288,7 +289,9 @@ def load_recognizer(
     Raises:
         models.checkpoint.CheckpointError: Missing, corrupt or untrusted checkpoint
             (`models.checkpoint.UntrustedCheckpointError` for one holding pickled code).
-        models.export.ExportError: An unreadable ONNX file.
+        models.export.ExportError: An unreadable ONNX file, or one of a model not registered
+            here (a package's, not installed) whose metadata cannot describe it
+            (`models.export.described_entry`).
         ValueError: An unavailable device or a bad option (``threads`` not an integer >= 0).
     """
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
