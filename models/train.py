@@ -285,10 +285,12 @@ def _tensorboard(enabled: bool, folder: Path, step: int, history: list[dict[str,
     """A SummaryWriter when asked for and installed (``pip install '.[tensorboard]'``), for a run
     at ``step`` whose rows so far are ``history``.
 
-    Its ``purge_step`` hides what an interrupted run logged after the checkpoint it resumes from
-    (and a fresh run hides a stale run's logs). A run resumed with no logs in ``folder`` (one
-    found finished, or trained before with ``train.tensorboard`` off, which is not part of the
-    run's key) first logs its history, so the logs always hold the whole run.
+    Its ``purge_step``, ``step + 1``, hides what an interrupted run logged after the checkpoint
+    it resumes from, not the rows of the checkpoint's own step, which its history holds and
+    the run does not log again (and a fresh run hides a stale run's logs: none is at step 0).
+    A run resumed with no logs in ``folder`` (one found finished, or trained before with
+    ``train.tensorboard`` off, which is not part of the run's key) first logs its history, so
+    the logs always hold the whole run.
     """
     if not enabled:
         return None
@@ -298,7 +300,7 @@ def _tensorboard(enabled: bool, folder: Path, step: int, history: list[dict[str,
         log.warning("train.tensorboard is on but tensorboard is not installed; skipping its logs")
         return None
     logged = any(folder.glob("events.out.tfevents.*"))
-    writer = SummaryWriter(log_dir=str(folder), purge_step=step)
+    writer = SummaryWriter(log_dir=str(folder), purge_step=step + 1)
     if not logged:
         for row in history:
             _log_scalars(writer, row)

@@ -494,6 +494,20 @@ def test_tensorboard_logs_hold_the_whole_run_once(line_data, tmp_path):
         assert [s for s, _ in shown[tag]] == list(steps), tag
         assert [v for _, v in shown[tag]] == pytest.approx(values, rel=1e-4), tag
 
+    # A checkpoint on a logged step (4): that step's rows stay, though the resumed run
+    # starts after it and does not log them again.
+    on_log = tmp_path / "on_log"
+    job = line_job(line_data, on_log, tensorboard=True, checkpoint_every=4)
+    _interrupt(job, at_step=6)
+    train(job)
+    shown = _tensorboard_scalars(on_log / "tb")
+    for tag in ("train_loss", "val_loss"):
+        assert [s for s, _ in shown[tag]] == [s for s, _ in _history_scalars(on_log, tag)], tag
+    assert [s for s, _ in shown["val_loss"]] == [4, 8]
+    # A finished run rerun with its logs there shows its last step still.
+    train(job)
+    assert [s for s, _ in _tensorboard_scalars(on_log / "tb")["train_loss"]] == [2, 4, 6, 8]
+
     later = tmp_path / "later"
     train(line_job(line_data, later))
     assert not (later / "tb").exists()
