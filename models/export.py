@@ -48,6 +48,7 @@ from torch import nn
 
 from models.checkpoint import CheckpointError, ModelMeta, check_meta, load_model
 from models.cli import command_name
+from models.families import make_family
 from models.preprocess import MEAN, STD, min_width
 from models.registry import (
     FAMILIES,
@@ -55,7 +56,6 @@ from models.registry import (
     FrameRule,
     add_described,
     family_of,
-    get_entry,
     is_registered,
     output_length,
 )
@@ -193,7 +193,7 @@ def onnx_metadata(meta: ModelMeta) -> dict[str, Any]:
     if family == "attention":
         # the steps it runs, less the terminal symbol's: needed to read its outputs without
         # its registry entry (`described_entry`)
-        info["max_len"] = {**get_entry(meta.model).kwargs, **meta.model_kwargs}["max_len"]
+        info["max_len"] = make_family(meta.model, meta.charset, meta.model_kwargs).max_len
     if family == "ctc":
         # the frames of an image W px wide, before padding: (max(W, min_width) + offset) //
         # stride, with min_width half the height; the frames past it read the padding
@@ -446,7 +446,7 @@ def described_entry(info: Mapping[str, Any], path: str | os.PathLike) -> Describ
             f"{path}: its metadata gives class_offset {info.get('class_offset')!r}, a "
             f"{family} model's is {offset}"
         )
-    output_length, kwargs = None, {}
+    frames_of, kwargs = None, {}
     if family == "ctc":
         frames = info.get("frames")
         if not (
@@ -461,9 +461,12 @@ def described_entry(info: Mapping[str, Any], path: str | os.PathLike) -> Describ
                 f"('frames') is {said}, so how many output frames an image of a given width "
                 f"has cannot be told from the file alone; {install}"
             )
-        output_length = FrameRule(frames["stride"], frames["offset"], min_width(geometry))
+        frames_of = FrameRule(frames["stride"], frames["offset"], min_width(geometry))
     elif family == "attention":
-        max_len = info.get("max_len", meta.get("model_kwargs", {}).get("max_len"))
+        model_kwargs = meta.get("model_kwargs")
+        max_len = info.get(
+            "max_len", model_kwargs.get("max_len") if isinstance(model_kwargs, dict) else None
+        )
         if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
             raise ExportError(
                 f"{path}: model {name!r} is not registered here, and the file does not say "
@@ -471,16 +474,15 @@ def described_entry(info: Mapping[str, Any], path: str | os.PathLike) -> Describ
                 f"its model_kwargs: an export older than synthocr writing it); {install}"
             )
         kwargs = {"max_len": max_len}
-    entry = DescribedEntry(
+    return DescribedEntry(
         f"synthocr-metadata:{path}",
         str(family),
         dict(geometry),
         kwargs,
-        output_length,
+        frames_of,
         source=str(path),
         package=package,
     )
-    return entry
 
 
 def load_onnx(path: str | os.PathLike, threads: int = 0) -> tuple[OnnxModel, ModelMeta]:

@@ -251,9 +251,11 @@ def pack(
     task = check.task if check is not None else None
     n_shards = math.ceil(len(entries) / samples_per_shard)
     # The shards are written in a hidden folder beside their places, then put in place together:
-    # a packing stopped half way (Ctrl-C, a kill) leaves the folder as the last finished one left
-    # it, never new shards beside old ones under the old manifest. A kill leaves the hidden
-    # folder, which the next packing of the split removes.
+    # a packing stopped while it writes (Ctrl-C, a kill) leaves the folder as the last finished
+    # one left it, never new shards beside old ones under the old manifest. Stopped during the
+    # renames at the end (milliseconds), it leaves no manifest: the split is then incomplete,
+    # and packing it again mends it. A kill leaves the hidden folder, which the next packing of
+    # the split removes.
     for unfinished in out.glob(f".{split}.packing-*"):
         shutil.rmtree(unfinished, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(dir=out, prefix=f".{split}.packing-"))

@@ -145,7 +145,8 @@ class DescribedEntry(ModelEntry):
 class FrameRule:
     """A CTC model's frames for images ``image_width`` px wide (before padding), as an export
     stores them: ``(max(W, min_width) + offset) // stride`` (`models.export.frame_rule`). An
-    object, not a closure, so that a model kwarg named ``stride`` cannot collide with it."""
+    object with equality, not a closure, so that `add_described` can tell whether two files
+    describe a model alike."""
 
     def __init__(self, stride: int, offset: int, min_width: int) -> None:
         self.stride, self.offset, self.min_width = stride, offset, min_width

@@ -193,7 +193,7 @@ def generate(
                 len(lacking),
                 listing(lacking),
             )
-    drawn = dict.fromkeys(((f.path, f.index) for f in faces), 0)  # samples by face
+    by_face = dict.fromkeys(((f.path, f.index) for f in faces), 0)  # samples by face
     base = shard.shard * shard.samples  # position of the shard's first sample within the split
     perm_seed = [shard.seed, TASK_IDS[shard.task], SPLIT_IDS[shard.split]]
     skipped: set[str] = set()
@@ -224,7 +224,7 @@ def generate(
                 f"{sorted(skipped)[:5]!r} "
                 f"after {MAX_TRIES} tries; check the fonts and the charset"
             )
-        drawn[(face.path, face.index)] += 1
+        by_face[(face.path, face.index)] += 1
         shown = text if drawn_text is None else _forms_drawn_by(drawn_text, face)
         image = render(spec, shown, face, rng, label=text)
         image = degrade(image, spec.degrade, rng)
@@ -247,11 +247,11 @@ def generate(
         log.info(
             "%s/%s: %d texts redrawn (no face covered them)", shard.task, shard.split, len(skipped)
         )
-    _log_faces_drawn(shard, charset, faces, drawn)
+    _log_faces_drawn(shard, charset, faces, by_face)
 
 
 def _log_faces_drawn(
-    shard: ShardSpec, charset: Sequence[str], faces: Sequence[Face], drawn: dict
+    shard: ShardSpec, charset: Sequence[str], faces: Sequence[Face], by_face: dict
 ) -> None:
     """Log how many samples each face drew, and name the faces that draw characters of the
     charset but drew none of the shard's samples: a text is drawn only by a face that covers all
@@ -260,7 +260,7 @@ def _log_faces_drawn(
     shard has 10 samples a face or more (a face with its share of the texts drawing none is then
     unlikely), as a warning from each split's first shard, at INFO from the others."""
     counts = ", ".join(
-        f"{f.name} x{drawn[(f.path, f.index)]}" for f in faces if drawn[(f.path, f.index)]
+        f"{f.name} x{by_face[(f.path, f.index)]}" for f in faces if by_face[(f.path, f.index)]
     )
     log.info("%s/%s: samples by face: %s", shard.task, shard.split, counts)
     wanted = set(charset) - {SPACE}  # faces drawing none of it: the charset job names them
@@ -268,7 +268,7 @@ def _log_faces_drawn(
         {
             f"{f.name} ({Path(f.path).name})"
             for f in faces
-            if f.covered & wanted and not drawn[(f.path, f.index)]
+            if f.covered & wanted and not by_face[(f.path, f.index)]
         }
     )
     if silent and shard.samples >= 10 * len(faces):
@@ -294,8 +294,8 @@ def render(
 
     With ``spec.aliased > 0`` one uniform number decides whether the text is drawn without
     anti-aliasing; at 0 nothing is drawn, so configs without the option keep their bytes.
-    ``label`` is the text's label when it differs from the text drawn (a line's ``…``,
-    labelled ``...``): a line is then as wide as its label needs (`render_line`'s ``chars``).
+    ``label`` is the text's label, which may differ from the text drawn (a line's ``…``,
+    labelled ``...``): a line is as wide as its label needs (`render_line`'s ``chars``).
     """
     aliased = spec.aliased > 0 and bool(rng.random() < spec.aliased)
     if isinstance(spec, HanziSpec):

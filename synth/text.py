@@ -505,7 +505,7 @@ class LineSampler:
 
     Args:
         charset: the task's charset; every line uses only its characters.
-        length: inclusive range of characters per line.
+        length: inclusive range of a line's label's characters (its NFKC form; `draw`).
         corpus_fraction: share of lines taken from the corpus; the rest are uniform over the
             charset's hanzi.
         mix_fraction: probability of mixing in a number, a Latin word or punctuation.

@@ -632,5 +632,5 @@ def test_hanzi_expr_and_short_samples_are_those_drawn_before_full_width_forms(se
         old = list(_generate_before_full_width_forms(spec, shard, charsets[task], faces))
         assert len(new) == len(old) == 30
         for s, (text, font, image) in zip(new, old, strict=True):
-            assert (s.meta["text"], s.meta["font"], "drawn") == (text, font, "drawn")
+            assert (s.meta["text"], s.meta["font"]) == (text, font)
             assert "drawn" not in s.meta and np.array_equal(s.image, image)
