@@ -11,9 +11,9 @@ import logging
 import onnx
 import pytest
 import torch
-from test_export import TINY, _images
+from test_export import TINY, _images, tiny_checkpoint
 
-from models.checkpoint import CheckpointError, ModelMeta, load_checkpoint, save_atomic, save_model
+from models.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from models.export import META_KEY, ExportError, export_onnx, load_onnx
 from models.recognize import load_recognizer
 from models.registry import (
@@ -40,14 +40,8 @@ def described_layer():
 def _reading_export(folder, name):
     """A tiny ``name`` that reads several characters (seed 1, weights x3: an untrained tiny
     model reads one class everywhere), saved and exported; returns (model.pt, .onnx)."""
-    kwargs, task, chars = TINY[name]
-    torch.manual_seed(1)
-    model = build_model(name, len(chars), **kwargs)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(3)
     ckpt = folder / f"{name}.pt"
-    save_model(ckpt, model, ModelMeta(name, kwargs, list(chars), task, train={}, step=0))
+    tiny_checkpoint(ckpt, name, seed=1, reads=True)
     return ckpt, export_onnx(ckpt, folder / f"{name}.onnx", check=False)
 
 

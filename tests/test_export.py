@@ -54,11 +54,19 @@ class Payload:
     """A custom class: pickling it puts a code reference into the file."""
 
 
-def tiny_checkpoint(path, name: str, seed: int = 0):
-    """An untrained tiny ``name`` saved as a real checkpoint; returns its `ModelMeta`."""
+def tiny_checkpoint(path, name: str, seed: int = 0, reads: bool = False):
+    """An untrained tiny ``name`` saved as a real checkpoint; returns its `ModelMeta`.
+
+    ``reads``: its weights times 3, so that it reads several characters (an untrained tiny
+    model reads one class everywhere; with seed 1 a line model also reads characters in the
+    padding, as the trained smoke models do)."""
     kwargs, task, chars = TINY[name]
     torch.manual_seed(seed)
     model = build_model(name, len(chars), **kwargs)
+    if reads:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(3)
     meta = ModelMeta(name, kwargs, list(chars), task, train={"steps": 0}, step=0)
     save_model(path, model, meta)
     return meta
@@ -298,16 +306,8 @@ def test_the_readme_reads_a_line_export_without_synthocr(tmp_path, cjk_font, rep
     readme = (repo_root / "README.md").read_text(encoding="utf-8")
     marker = "<!-- onnx-standalone: tests/test_export.py runs this block -->\n```python\n"
     block = readme[readme.index(marker) + len(marker) :].split("```", 1)[0]
-    # An untrained tiny model reads one class everywhere; this one (seed 1, weights x3) reads
-    # several, and reads characters in the padding too, as the trained smoke models do.
-    kwargs, task, chars = TINY[name]
-    torch.manual_seed(1)
-    model = build_model(name, len(chars), **kwargs)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(3)
-    meta = ModelMeta(name, kwargs, list(chars), task, train={}, step=0)
-    save_model(tmp_path / "model.pt", model, meta)
+    meta = tiny_checkpoint(tmp_path / "model.pt", name, seed=1, reads=True)
+    kwargs, chars = meta.model_kwargs, meta.charset
     export_onnx(tmp_path / "model.pt", tmp_path / "line.onnx", check=False)
     recognizer = load_recognizer(tmp_path / "line.onnx", polarity="dark-on-light")
     font = ImageFont.truetype(str(cjk_font), 30)
