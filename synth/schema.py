@@ -404,3 +404,23 @@ def drop_written_defaults(config: dict[str, Any]) -> None:
         charset = task.get("charset") if isinstance(task, dict) else None
         if isinstance(charset, dict) and charset.get("space") is False:
             del charset["space"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m synth.schema FILE...``: read each config file (and the files it extends) as the
+    workflow does, so that one Snakemake cannot parse is named before Snakemake runs (its own
+    message for an unreadable ``--configfile`` names no file). The Makefile runs it on
+    ``CONFIG``. Returns the exit status: 0, or 1 after printing ``error: FILE: why``."""
+    import sys
+
+    for path in sys.argv[1:] if argv is None else argv:
+        try:
+            load_config_file(path)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -12,6 +12,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,6 +132,32 @@ def test_config_typo_fails_at_parse_time_naming_the_key(tmp_path, edit, key):
     proc = run_snakemake(tmp_path, "-n", config=config, check=False)
     assert proc.returncode != 0
     assert key in proc.stdout + proc.stderr
+
+
+def test_an_unreadable_config_is_named_before_snakemake_runs(tmp_path):
+    """Snakemake's own message for a --configfile it cannot parse names no file; the Makefile
+    reads CONFIG with `python -m synth.schema` first, which names the file at fault, also when
+    it is the file an overlay extends."""
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("seed: 7\ntasks: [\n  bad: : x\n", encoding="utf-8")
+    overlay = tmp_path / "mine.yaml"
+    overlay.write_text("extends: broken.yaml\nseed: 8\n", encoding="utf-8")
+    for config in (broken, overlay):
+        proc = subprocess.run(
+            [sys.executable, "-m", "synth.schema", str(config)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+        )
+        assert proc.returncode == 1
+        assert proc.stderr.startswith(f"error: {broken}: cannot read the config"), proc.stderr
+    ok = [sys.executable, "-m", "synth.schema", "configs/config.yaml", "configs/lines_cpu.yaml"]
+    assert subprocess.run(ok, cwd=REPO, timeout=120).returncode == 0
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    for target in ("report", "all", "dag"):
+        recipe = makefile.split(f"\n{target}: setup\n", 1)[1].split("\n\n", 1)[0]
+        assert recipe.splitlines()[0] == "\t$(BIN)/python -m synth.schema $(CONFIG)", target
 
 
 def test_the_cpu_lines_overlay_is_the_default_config_but_for_the_line_models():
