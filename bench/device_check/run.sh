@@ -69,6 +69,7 @@ PYTHON=${PYTHON:-python3}
 SITE=${SITE:-/tmp/site}
 WHEELS=${WHEELS:-$KIT/wheels}
 WORK=${WORK:-/tmp/devcheck}
+export WORK                 # the env stage's Python writes env.json there
 OUT=${OUT:-$WORK/out}
 START=$(date +%s)
 DEADLINE=$((START + BUDGET_S - 10))  # 10 s for the summary
@@ -146,7 +147,6 @@ print(json.dumps(env))
 open(os.environ["WORK"] + "/env.json", "w").write(json.dumps(env))
 PY
 fi
-export WORK
 
 if wants train; then
   kit config "$CONFIG" "$WORK/train.yaml" --steps $STEPS --set $TRAIN_SET
