@@ -1098,8 +1098,10 @@ def test_gpu_jobs_declare_one_gpu_and_every_core(tmp_path):
 
 
 def test_the_longest_training_job_and_its_shards_start_first(tmp_path):
-    # train.priority is Snakemake's rule priority for the train job and its task's train and val
-    # shards (the highest of the task's experiments); test shards and evaluations keep 0.
+    # train.priority is Snakemake's rule priority for the train job and for what its task's
+    # training needs before it (the highest of the task's experiments): the train and val shards,
+    # the charset and the training fonts' coverage table. Test shards, the held-out fonts'
+    # coverage and evaluations keep 0.
     def edit(c):
         for exp in c["experiments"].values():
             exp["train"].pop("priority", None)
@@ -1109,7 +1111,7 @@ def test_the_longest_training_job_and_its_shards_start_first(tmp_path):
     proc = run_snakemake(
         tmp_path, "-n", "--cores", "2", "all", config=_write_config(tmp_path, edit)
     )
-    jobs = _resources(proc.stdout, {"train", "shard", "evaluate"})
+    jobs = _resources(proc.stdout, {"train", "shard", "evaluate", "charset", "coverage"})
     seen = set()
     for rule, block in jobs:
         m = re.search(r"\bpriority: (\d+)", block)
@@ -1119,13 +1121,18 @@ def test_the_longest_training_job_and_its_shards_start_first(tmp_path):
         )
         if rule == "train":
             want = {"short_reader": 4, "line_crnn_grcnn": 1}.get(wildcards["experiment"], 0)
-        elif rule == "shard" and wildcards["split"] in ("train", "val"):
+        elif (
+            (rule == "shard" and wildcards["split"] in ("train", "val"))
+            or rule == "charset"
+            or (rule == "coverage" and wildcards["role"] == "train")
+        ):
             want = {"short": 4, "line": 1}.get(wildcards["task"], 0)
         else:
             want = 0
         assert got == want, block
         seen.add((rule, want))
     assert {("train", 4), ("train", 1), ("train", 0), ("shard", 4), ("shard", 1)} <= seen
+    assert {("charset", 4), ("charset", 1), ("coverage", 4), ("coverage", 0)} <= seen
 
 
 @pytest.mark.slow

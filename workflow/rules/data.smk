@@ -17,6 +17,7 @@ rule coverage:
         "logs/coverage/{task}/{role}.log",
     benchmark:
         "logs/coverage/{task}/{role}.benchmark.tsv"
+    priority: coverage_priority
     conda:
         "../../environment.yml"
     threads: 1
@@ -40,6 +41,7 @@ rule charset:
         "logs/charset/{task}.log",
     benchmark:
         "logs/charset/{task}.benchmark.tsv"
+    priority: coverage_priority
     conda:
         "../../environment.yml"
     threads: 1
