@@ -508,15 +508,15 @@ def shard_priority(wildcards):
 
 
 def coverage_priority(wildcards):
-    """The training fonts' coverage table and the charset before a task's shards take the task's
-    priority too: at 0 they waited behind every ready job of a higher one, and two line models
-    training on both cores held the expr charset back 7 minutes (session 30's timed run).
+    """The training fonts' coverage table takes its task's priority, as the charset and the train
+    and val shards after it do: at 0 they waited behind every ready job of a higher one, and two
+    line models training on both cores held the expr charset back 7 minutes (session 30).
     """
-    return (
-        task_priority(wildcards.task)
-        if getattr(wildcards, "role", "train") == "train"
-        else 0
-    )
+    return task_priority(wildcards.task) if wildcards.role == "train" else 0
+
+
+def charset_priority(wildcards):
+    return task_priority(wildcards.task)
 
 
 @functools.cache

@@ -41,7 +41,7 @@ rule charset:
         "logs/charset/{task}.log",
     benchmark:
         "logs/charset/{task}.benchmark.tsv"
-    priority: coverage_priority
+    priority: charset_priority
     conda:
         "../../environment.yml"
     threads: 1
