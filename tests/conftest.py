@@ -95,6 +95,18 @@ def smoke_run(tmp_path_factory) -> Path:
     return workdir
 
 
+@pytest.fixture(autouse=True)
+def pillow_pixel_limit_restored():
+    """Pillow's decompression-bomb limit as it was before each test: the recognition command's
+    `main` lifts it for its own process (its own limit is checked instead), and a test calling it
+    in-process must not leave later tests (a bomb in a shard) without it, whatever their order."""
+    from PIL import Image
+
+    before = Image.MAX_IMAGE_PIXELS
+    yield
+    Image.MAX_IMAGE_PIXELS = before
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
     """One torch intra-op thread for the whole session: the tests' tiny models gain nothing from

@@ -138,8 +138,7 @@ def test_cli_refuses_untrusted_checkpoint_in_one_line(tmp_path, image_folder):
     assert "pickled code" in lines[0]
 
 
-def test_cli_json_with_top_k_for_hanzi(checkpoints, image_folder, capsys, monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # main sets it
+def test_cli_json_with_top_k_for_hanzi(checkpoints, image_folder, capsys):
     paths = [str(image_folder / "a_gray.png"), str(image_folder / "e_empty.png")]
     status = main([str(checkpoints["hanzi"]), *paths, "--format", "json", "--top-k", "4"])
     assert status == EXIT_SOME_FAILED
@@ -155,8 +154,7 @@ def test_cli_json_with_top_k_for_hanzi(checkpoints, image_folder, capsys, monkey
     assert set(bad) == {"path", "error"} and bad["error"] == "empty file"
 
 
-def test_cli_tsv_top_k_and_expr_value(checkpoints, image_folder, capsys, monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+def test_cli_tsv_top_k_and_expr_value(checkpoints, image_folder, capsys):
     path = str(image_folder / "a_gray.png")
     assert main([str(checkpoints["hanzi"]), path]) == 0
     row = capsys.readouterr().out.rstrip("\n").split("\t")
@@ -189,9 +187,8 @@ def test_cli_bad_arguments_exit_1_naming_the_option(
     [("line", "greedy", 0), ("line", "beam", 2), ("short", "greedy", 0), ("short", "beam", 2)],
 )
 def test_cli_prints_alternatives_with_the_beam_decoder(
-    checkpoints, image_folder, capsys, monkeypatch, task, decoder, pairs
+    checkpoints, image_folder, capsys, task, decoder, pairs
 ):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
     path = str(image_folder / "a_gray.png")
     assert main([str(checkpoints[task]), path, "--decoder", decoder, "--top-k", "2"]) == 0
     row = capsys.readouterr().out.rstrip("\n").split("\t")
@@ -207,8 +204,7 @@ def test_small_confidences_never_print_as_zero():
     assert line.split("\t") == ["x.png", "abc", "3.20e-09", "abc", "3.20e-09", "ab", "0.2500"]
 
 
-def test_cli_grammar_decoder_for_expr_models(checkpoints, image_folder, capsys, monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+def test_cli_grammar_decoder_for_expr_models(checkpoints, image_folder, capsys):
     path = str(image_folder / "a_gray.png")
     args = [path, "--decoder", "grammar", "--top-k", "2", "--format", "json"]
     assert main([str(checkpoints["expr"]), *args]) == 0
@@ -237,8 +233,7 @@ def test_beam_on_the_classifier_warns_that_it_does_nothing(checkpoints, image_fo
     assert "warning" not in capsys.readouterr().err
 
 
-def test_cli_refuses_decompression_bomb(checkpoints, image_folder, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+def test_cli_refuses_decompression_bomb(checkpoints, image_folder, tmp_path, capsys):
     bomb = tmp_path / "bomb.png"
     Image.new("1", (3000, 2000), 1).save(bomb)
     good = str(image_folder / "a_gray.png")
@@ -570,7 +565,6 @@ def test_non_finite_arrays_are_refused_naming_the_input(checkpoints):
 def test_files_from_reads_a_list_of_paths_relative_to_the_current_folder(
     checkpoints, image_folder, tmp_path, capsys, monkeypatch
 ):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
     monkeypatch.chdir(image_folder)
     listing = tmp_path / "list.txt"  # in another folder: its paths are still the cwd's
     # a byte-order mark, CRLF line ends, an empty line, a folder, a name given twice
@@ -606,10 +600,7 @@ def test_files_from_reads_a_list_of_paths_relative_to_the_current_folder(
     assert "give the images: PATH..., or --files-from FILE" in capsys.readouterr().err
 
 
-def test_a_folder_without_images_is_named_in_a_warning(
-    checkpoints, image_folder, tmp_path, capsys, monkeypatch
-):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+def test_a_folder_without_images_is_named_in_a_warning(checkpoints, image_folder, tmp_path, capsys):
     hollow = tmp_path / "hollow"
     (hollow / "inner").mkdir(parents=True)
     (hollow / "notes.txt").write_text("no image here\n", encoding="utf-8")
@@ -623,9 +614,8 @@ def test_a_folder_without_images_is_named_in_a_warning(
 
 
 def test_a_tall_image_given_to_a_line_model_is_named_in_a_warning(
-    checkpoints, cjk_font, tmp_path, capsys, monkeypatch
+    checkpoints, cjk_font, tmp_path, capsys
 ):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
     tall = tmp_path / "tall.png"
     _line(cjk_font).rotate(90, expand=True).resize((36, 120)).save(tall)
     wide = tmp_path / "wide.png"
