@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def positive_int(text: str) -> int:
@@ -29,3 +30,28 @@ def command_name(module: str) -> str:
     when run as one, else ``python -m {module}``."""
     name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     return name if name.startswith("synthocr-") else f"python -m {module}"
+
+
+TASK_CONFIG_HELP = (
+    "a workflow config (configs/config.yaml, or one that extends it): with --decoder grammar, "
+    "keep only the texts its settings of the model's task draw (expr: its operand counts, "
+    "digits and one pair of parentheses), as the workflow's evaluation does"
+)
+
+
+def read_task_settings(config_path: str | None, task: str) -> dict[str, Any] | None:
+    """``tasks.<task>`` of the config file at ``config_path`` (None: None), for the ``grammar``
+    decoder (``--task-config``).
+
+    Raises:
+        ValueError: The file cannot be read or has no ``tasks.<task>`` (naming both).
+    """
+    if config_path is None:
+        return None
+    from synth.schema import load_config_file
+
+    config = load_config_file(config_path)
+    settings = (config.get("tasks") or {}).get(task)
+    if not isinstance(settings, dict):
+        raise ValueError(f"{config_path}: no tasks.{task} settings (the model's task)")
+    return settings

@@ -353,6 +353,9 @@ class EvalSpec:
         batch_size: Images per forward pass.
         decoder: CTC decoder, ``greedy``, ``beam`` or ``grammar`` (`models.predict.predict`).
         beam_width: Beam width when ``decoder`` is ``beam`` or ``grammar``.
+        task_settings: With ``grammar``, the task's settings whose texts the readings are held
+            to (`synth.text.GRAMMAR_SETTINGS` of ``tasks.<task>``: the workflow passes them);
+            None: any text the task's grammar reads.
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         chunk: Samples read ahead per `models.predict.predict` call (lines are grouped by width
             within a chunk).
@@ -363,6 +366,7 @@ class EvalSpec:
     batch_size: int = 128
     decoder: str = "greedy"
     beam_width: int = 5
+    task_settings: dict[str, Any] | None = None
     device: str = "auto"
     chunk: int = 1024
 
@@ -371,9 +375,10 @@ class EvalSpec:
         cls, experiment: str, split: str, eval_cfg: Mapping[str, Any] | None, device: str
     ) -> EvalSpec:
         """Build from an experiment's validated ``eval`` slice, less ``threads`` (the cores the
-        job takes, which the workflow keeps out of the settings), and the config's ``device``."""
+        job takes, which the workflow keeps out of the settings), with the ``task_settings`` the
+        workflow adds for the ``grammar`` decoder, and the config's ``device``."""
         cfg = dict(eval_cfg or {})
-        unknown = set(cfg) - {"batch_size", "decoder", "beam_width"}
+        unknown = set(cfg) - {"batch_size", "decoder", "beam_width", "task_settings"}
         if unknown:
             raise ValueError(f"experiments.{experiment}.eval: unknown keys {sorted(unknown)}")
         spec = cls(experiment=experiment, split=split, device=device, **cfg)
@@ -383,6 +388,19 @@ class EvalSpec:
                 + ", ".join(DECODERS)
             )
         return spec
+
+
+def grammar_record(meta: Any, spec: EvalSpec) -> dict[str, Any]:
+    """``{"grammar": ...}``, what the ``grammar`` decoder held the readings to (``expr`` with
+    the task's settings: operand counts, digits, operators; ``"evaluates"`` without), or
+    nothing for another decoder."""
+    if spec.decoder != "grammar":
+        return {}
+    from models.registry import grammar_for
+
+    grammar = grammar_for(meta.model, meta.task, task_cfg=spec.task_settings)
+    settings = getattr(grammar, "settings", None)
+    return {"grammar": settings() if settings is not None else "evaluates"}
 
 
 def backbone_name(model: Any) -> str:
@@ -486,6 +504,7 @@ def evaluate(
             batch_size=spec.batch_size,
             decoder=spec.decoder,
             beam_width=spec.beam_width,
+            task_cfg=spec.task_settings,
         )
         predict_s += time.perf_counter() - t0
         for p in preds:
@@ -528,6 +547,7 @@ def evaluate(
             "eval_wall_s": wall,
             "device": device.type,
             "decoder": spec.decoder if family == "ctc" else "greedy",
+            **grammar_record(meta, spec),
             "batch_size": spec.batch_size,
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
             **training,
@@ -559,8 +579,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from models.checkpoint import CheckpointError
-    from models.cli import non_negative_int, positive_int
+    from models.checkpoint import CheckpointError, read_meta
+    from models.cli import TASK_CONFIG_HELP, non_negative_int, positive_int, read_task_settings
 
     parser = argparse.ArgumentParser(
         prog="python -m models.evaluate",
@@ -571,6 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("shards", nargs="+", help="shard files (.tar), read in the order given")
     parser.add_argument("--out", required=True, help="folder for metrics.json and predictions.csv")
     parser.add_argument("--decoder", choices=DECODERS, default="greedy")
+    parser.add_argument("--task-config", metavar="CONFIG", help=TASK_CONFIG_HELP)
     parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda[:N] or mps")
     parser.add_argument("--threads", type=non_negative_int, default=0, help="CPU threads (0: all)")
@@ -578,23 +599,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--split", help="name recorded in metrics.json (default: the first shard's, test_heldout)"
     )
     args = parser.parse_args(argv)
+    if args.task_config and args.decoder != "grammar":
+        parser.error("--task-config holds the grammar decoder's readings: add --decoder grammar")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
     checkpoint = Path(args.checkpoint)
     split = args.split or Path(args.shards[0]).name.rsplit("-", 1)[0]
-    spec = EvalSpec(
-        experiment=checkpoint.parent.name or checkpoint.stem,
-        split=split,
-        batch_size=args.batch_size,
-        decoder=args.decoder,
-        device=args.device,
-    )
     problem = shard_arguments_problem(args.shards)
     out = Path(args.out)
     try:
         if problem:
             raise ValueError(problem)
+        settings = None
+        if args.task_config:
+            settings = read_task_settings(args.task_config, read_meta(checkpoint).task)
+        spec = EvalSpec(
+            experiment=checkpoint.parent.name or checkpoint.stem,
+            split=split,
+            batch_size=args.batch_size,
+            decoder=args.decoder,
+            task_settings=settings,
+            device=args.device,
+        )
         train_info = checkpoint.parent / "train.json"
         record = evaluate(
             checkpoint,

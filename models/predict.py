@@ -3,7 +3,8 @@ recognition (batching, preprocessing, the family's decoder, expression values)."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,6 +28,7 @@ def predict(
     *,
     decoder: str = "greedy",
     beam_width: int = 5,
+    task_cfg: Mapping[str, Any] | None = None,
 ) -> list[Prediction]:
     """Read images with a model.
 
@@ -44,6 +46,9 @@ def predict(
         decoder: CTC decoder: ``greedy``, ``beam``, or ``grammar`` (the beam held to the
             task's grammar, `models.registry.grammar_for`: for ``expr``, readings that evaluate).
         beam_width: CTC beam width.
+        task_cfg: The task's settings (``tasks.<task>`` of the config it was trained with):
+            ``grammar`` then keeps only the texts they draw (``expr``: operand counts, digits,
+            one pair of parentheses; `synth.text.DrawnExpressionGrammar`).
 
     Returns:
         One `Prediction` per image; for the ``expr`` task ``value`` holds the value of the read
@@ -57,7 +62,9 @@ def predict(
     device = resolve_device(device)
     model.eval()
     family = make_family(meta.model, meta.charset, meta.model_kwargs)
-    grammar = grammar_for(meta.model, meta.task) if decoder == "grammar" else None
+    grammar = (
+        grammar_for(meta.model, meta.task, task_cfg=task_cfg) if decoder == "grammar" else None
+    )
     arrays = [prepare_image(im, meta.input) for im in images]
     buckets: dict[int, list[int]] = {}
     for i, a in enumerate(arrays):

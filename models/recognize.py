@@ -17,7 +17,9 @@ In a path or a reading, backslashes, tabs, newlines and carriage returns print a
 ``\t``, ``\n`` and ``\r`` (a line charset may hold a backslash), and a file name's bytes that
 are not UTF-8 as ``\xNN``, so every image is one line of exactly its fields (JSON lines keep
 them, escaped as JSON escapes them); no field is quoted, and `tsv_unescape` undoes the escapes.
-``--decoder grammar`` (``expr`` models) keeps only readings that evaluate.
+``--decoder grammar`` (``expr`` models) keeps only readings that evaluate; with
+``--task-config CONFIG``, only the expressions that config's ``tasks.expr`` draws, as the
+workflow's evaluation reads them (``Recognizer(task_settings=...)`` in Python).
 ``--format json`` prints JSON lines instead (``path``, ``text``, ``confidence``, ``top_k``,
 ``value``). An image that cannot be read (missing, empty, corrupt, not an image, too many
 pixels, one side over ``--max-aspect`` times the other) gets ``error: PATH: reason`` on
@@ -47,7 +49,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -57,7 +59,13 @@ from PIL import Image
 from torch import nn
 
 from models.checkpoint import CheckpointError, ModelMeta, load_model
-from models.cli import command_name, non_negative_int, positive_int
+from models.cli import (
+    TASK_CONFIG_HELP,
+    command_name,
+    non_negative_int,
+    positive_int,
+    read_task_settings,
+)
 from models.devices import resolve_device
 from models.export import ExportError, load_onnx
 from models.families import Prediction
@@ -110,6 +118,11 @@ class Recognizer:
             (None or 0: no limit, as ``--max-aspect 0``); `models.images.MAX_ASPECT` by default.
         decoder: CTC decoder, ``greedy``, ``beam`` (prefix beam search, n-best in ``top_k``) or
             ``grammar`` (the beam search held to the task's grammar: ``expr`` models only).
+        task_settings: With ``grammar``, the settings of the model's task (``tasks.expr`` of
+            the config it was trained with): only the texts they draw are read, as the
+            workflow's evaluation reads them (operand counts, digits, one pair of
+            parentheses; `synth.text.DrawnExpressionGrammar`). None: any expression that
+            evaluates.
     """
 
     def __init__(
@@ -124,6 +137,7 @@ class Recognizer:
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         max_aspect: int | None = MAX_ASPECT,
         decoder: str = "greedy",
+        task_settings: Mapping[str, Any] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -134,7 +148,8 @@ class Recognizer:
         if decoder not in DECODERS:
             raise ValueError(f"unknown decoder {decoder!r}; valid: {', '.join(DECODERS)}")
         if decoder == "grammar":
-            grammar_for(meta.model, meta.task)  # refuses a model or task without one
+            # refuses a model or task without one, and settings it cannot read
+            grammar_for(meta.model, meta.task, task_cfg=task_settings)
         self.model = model
         self.meta = meta
         self.device = device
@@ -144,6 +159,7 @@ class Recognizer:
         self.max_pixels = max_pixels
         self.max_aspect = max_aspect
         self.decoder = decoder
+        self.task_settings = dict(task_settings) if task_settings is not None else None
 
     @property
     def family(self) -> str:
@@ -196,6 +212,7 @@ class Recognizer:
             top_k=self.top_k,
             decoder=self.decoder,
             beam_width=max(5, self.top_k),
+            task_cfg=self.task_settings,
         )
 
     def recognize(self, images: ImageSource | Sequence[ImageSource]) -> list[Prediction]:
@@ -284,7 +301,7 @@ def load_recognizer(
             for an ``.onnx`` file; for a checkpoint, PyTorch's, which are the whole process's
             (``torch.set_num_threads``, as ``--threads`` sets them).
         **options: `Recognizer` keyword arguments (``batch_size``, ``top_k``, ``polarity``,
-            ``max_pixels``, ``max_aspect``, ``decoder``).
+            ``max_pixels``, ``max_aspect``, ``decoder``, ``task_settings``).
 
     Raises:
         models.checkpoint.CheckpointError: Missing, corrupt or untrusted checkpoint
@@ -467,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="CTC decoder: greedy (default), beam (n-best readings; the reader's too), or "
         "grammar (expr models: only readings that evaluate)",
     )
+    parser.add_argument("--task-config", metavar="CONFIG", help=TASK_CONFIG_HELP)
     parser.add_argument(
         "--max-pixels",
         type=non_negative_int,
@@ -550,6 +568,10 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             max_aspect=args.max_aspect or None,
             decoder=args.decoder,
         )
+        if args.task_config:
+            settings = read_task_settings(args.task_config, recognizer.meta.task)
+            grammar_for(recognizer.meta.model, recognizer.meta.task, task_cfg=settings)
+            recognizer.task_settings = settings
     except (CheckpointError, ExportError, ValueError) as e:
         print(f"error: {e}", file=err)
         return EXIT_FATAL
@@ -615,6 +637,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.paths and args.files_from is None:
         parser.error("give the images: PATH..., or --files-from FILE")
+    if args.task_config and args.decoder != "grammar":
+        parser.error("--task-config holds the grammar decoder's readings: add --decoder grammar")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for stream in (sys.stdout, sys.stderr):
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):

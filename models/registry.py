@@ -721,9 +721,12 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
         _check_ctc_length(where, model, task, task_cfg, params)
 
 
-def grammar_for(model: str, task: str, where: str = "decoder") -> Any:
+def grammar_for(
+    model: str, task: str, where: str = "decoder", task_cfg: Mapping[str, Any] | None = None
+) -> Any:
     """The grammar the ``grammar`` decoder holds ``model``'s readings of ``task`` to
-    (`synth.text.task_grammar`).
+    (`synth.text.task_grammar`): given the task's settings ``task_cfg`` (``tasks.<task>``), the
+    texts they draw; without them, any text the task's grammar reads.
 
     Raises:
         ValueError: ``model`` is not a CTC model, or ``task`` has no grammar (message starts
@@ -732,7 +735,7 @@ def grammar_for(model: str, task: str, where: str = "decoder") -> Any:
     from synth.text import task_grammar  # the registry stays light: the Snakefile imports it
 
     family = family_of(model)
-    grammar = task_grammar(task) if family == "ctc" else None
+    grammar = task_grammar(task, task_cfg) if family == "ctc" else None
     if grammar is None:
         instead = (
             "use greedy: a classifier gives its top-k classes whatever the decoder"

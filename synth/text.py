@@ -21,9 +21,10 @@ import re
 import stat
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -227,9 +228,114 @@ class ExpressionGrammar:
         return depth == 0 and last in ("num", "close")
 
 
-def task_grammar(task: str) -> ExpressionGrammar | None:
-    """The grammar readings of ``task`` follow (``expr``: `ExpressionGrammar`), or None."""
-    return ExpressionGrammar() if task == "expr" else None
+class DrawnExpressionGrammar:
+    """The expressions a ``tasks.expr`` config draws (`expression`), read one character at a
+    time: a stricter `ExpressionGrammar` for decoding the readings of a model trained on them.
+
+    Besides parsing, a text must have an operand count the config draws (3 for the Baidu-style
+    expressions, ``operands`` for the longer ones), operands of at most ``max_digits`` digits (1
+    when only Baidu-style expressions are drawn) without a leading zero, only the config's
+    ``operators``, and at most one pair of parentheses, around two or more operands but not all.
+    Every expression `expression` draws is accepted (tested); a text that parses but that the
+    config never draws (``09+1``, ``123+4``, ``(1+2)``, ``(7)*3``, ``((1+2))*3``) is not. With
+    ``operands`` that leave out 3, a 3-operand text of longer numbers is accepted too.
+
+    A state is ``(last, digits, leading_zero, operands, parenthesis, open_at)``: what the last
+    character was (as `ExpressionGrammar`'s), digits of the number being read and whether it
+    began with 0, operands begun, the parentheses (0 none yet, 1 open, 2 closed) and the index
+    of the first operand they hold.
+
+    Args:
+        task_cfg: The ``tasks.expr`` settings: ``baidu_fraction``, ``operands``, ``max_digits``
+            and ``operators`` (missing ones take `expression`'s defaults).
+    """
+
+    def __init__(self, task_cfg: Mapping[str, Any]) -> None:
+        try:
+            baidu = float(task_cfg.get("baidu_fraction", 0.7))
+            low, high = (int(n) for n in task_cfg.get("operands", (2, 5)))
+            max_digits = int(task_cfg.get("max_digits", 2))
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                "tasks.expr: baidu_fraction, operands [low, high] and max_digits must be numbers "
+                f"({e})"
+            ) from None
+        if not 2 <= low <= high or max_digits < 1:
+            raise ValueError(
+                f"tasks.expr: operands {[low, high]} must be 2 <= low <= high and max_digits "
+                f"{max_digits} at least 1"
+            )
+        counts, digits = set(), 1
+        if baidu > 0:
+            counts.add(3)
+        if baidu < 1:
+            counts.update(range(low, high + 1))
+            digits = max(digits, max_digits)
+        self.operand_counts = frozenset(counts)
+        self.max_operands = max(counts)
+        self.max_digits = digits
+        self.operators = str(task_cfg.get("operators", OPERATORS))
+        check_operators(self.operators)
+
+    def settings(self) -> dict[str, Any]:
+        """What it holds readings to, for the record (``metrics.json``)."""
+        return {
+            "operand_counts": sorted(self.operand_counts),
+            "max_digits": self.max_digits,
+            "operators": self.operators,
+        }
+
+    def start(self) -> tuple[str, int, bool, int, int, int]:
+        return ("start", 0, False, 0, 0, -1)
+
+    def advance(
+        self, state: tuple[str, int, bool, int, int, int], char: str
+    ) -> tuple[str, int, bool, int, int, int] | None:
+        last, digits, zero, operands, paren, open_at = state
+        if char in DIGITS:
+            if last == "num":
+                if zero or digits >= self.max_digits:
+                    return None
+                return ("num", digits + 1, False, operands, paren, open_at)
+            if last in ("start", "open", "op") and operands < self.max_operands:
+                return ("num", 1, char == "0", operands + 1, paren, open_at)
+            return None
+        if char in self.operators:
+            return ("op", 0, False, operands, paren, open_at) if last in ("num", "close") else None
+        if char == "(":
+            if last in ("start", "op") and paren == 0:
+                return ("open", 0, False, operands, 1, operands)
+            return None
+        if char == ")":
+            if last == "num" and paren == 1 and operands - open_at >= 2:
+                return ("close", 0, False, operands, 2, open_at)
+            return None
+        return None
+
+    def accepts(self, state: tuple[str, int, bool, int, int, int]) -> bool:
+        last, _, _, operands, paren, open_at = state
+        encloses_all = last == "close" and open_at == 0
+        return (
+            last in ("num", "close")
+            and paren != 1
+            and operands in self.operand_counts
+            and not encloses_all
+        )
+
+
+# The task settings `DrawnExpressionGrammar` reads (the workflow passes them to the evaluation).
+GRAMMAR_SETTINGS = {"expr": ("baidu_fraction", "operands", "max_digits", "operators")}
+
+
+def task_grammar(
+    task: str, task_cfg: Mapping[str, Any] | None = None
+) -> ExpressionGrammar | DrawnExpressionGrammar | None:
+    """The grammar readings of ``task`` follow, or None: for ``expr``, `ExpressionGrammar` (any
+    expression that evaluates) or, given the task's settings ``task_cfg``, the expressions they
+    draw (`DrawnExpressionGrammar`)."""
+    if task != "expr":
+        return None
+    return ExpressionGrammar() if task_cfg is None else DrawnExpressionGrammar(task_cfg)
 
 
 def baidu_expression(rng: np.random.Generator, operators: str = OPERATORS) -> str:

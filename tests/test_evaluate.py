@@ -248,6 +248,11 @@ def test_eval_spec_from_config():
     assert (
         EvalSpec.from_config("x", "test_seen", {"decoder": "grammar"}, "cpu").decoder == "grammar"
     )
+    drawn = {"operands": [2, 3], "max_digits": 1}
+    spec = EvalSpec.from_config(
+        "x", "test_seen", {"decoder": "grammar", "task_settings": drawn}, "cpu"
+    )
+    assert spec.task_settings == drawn
     with pytest.raises(ValueError, match="decoder"):
         EvalSpec.from_config("x", "test_seen", {"decoder": "viterbi"}, "cpu")
     with pytest.raises(ValueError, match="unknown keys"):
@@ -334,6 +339,37 @@ def test_cli_evaluates_a_checkpoint_on_any_shards_of_its_task(tmp_path, cjk_font
     err = capsys.readouterr().err
     assert f"{tmp_path} is a folder: shards are .tar files; give its shards, e.g. " in err
     assert f"{tmp_path / 'mine-*.tar'}" in err
+
+
+def test_cli_holds_grammar_readings_to_a_configs_expressions(tmp_path, cjk_font, capsys):
+    from models.evaluate import main
+    from synth.text import DrawnExpressionGrammar
+
+    _, _, _, task, size, texts = CASES["expr"]
+    shard = make_shard(tmp_path / "mine-000000.tar", task, "mine", texts, cjk_font, size)
+    ckpt = make_checkpoint(tmp_path / "expr_tiny" / "model.pt", "expr")
+    config = tmp_path / "mine.yaml"
+    config.write_text("tasks:\n  expr: {operands: [2, 3], max_digits: 2, baidu_fraction: 0}\n")
+    out = tmp_path / "eval"
+    args = [str(ckpt), str(shard), "--out", str(out), "--threads", "1", "--decoder", "grammar"]
+    assert main(args) == 0
+    assert json.loads((out / "metrics.json").read_text())["grammar"] == "evaluates"
+    assert main([*args, "--task-config", str(config)]) == 0
+    capsys.readouterr()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["grammar"] == {"operand_counts": [2, 3], "max_digits": 2, "operators": "+-*"}
+    drawn = DrawnExpressionGrammar({"operands": [2, 3], "max_digits": 2, "baidu_fraction": 0})
+    for row in read_predictions(out / "predictions.csv"):
+        state = drawn.start()  # an untrained model's readings, all texts the settings draw
+        for char in row["reading"]:
+            state = drawn.advance(state, char)
+        assert state is not None and drawn.accepts(state), row["reading"]
+    with pytest.raises(SystemExit):
+        main([str(ckpt), str(shard), "--out", str(out), "--task-config", str(config)])
+    assert "add --decoder grammar" in capsys.readouterr().err
+    config.write_text("tasks:\n  line: {height: 32}\n")
+    assert main([*args, "--task-config", str(config)]) == 1
+    assert f"{config}: no tasks.expr settings" in capsys.readouterr().err
 
 
 def test_a_label_with_a_space_the_charset_lacks_points_at_charset_space():

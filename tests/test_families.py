@@ -23,7 +23,7 @@ from models.families import (
     make_family,
 )
 from models.registry import build_model, input_spec
-from synth.text import ExpressionGrammar, evaluate
+from synth.text import ExpressionGrammar, evaluate, task_grammar
 
 DIGITS = list("0123456789")
 EXPR = list("0123456789+-*()")
@@ -104,6 +104,19 @@ def test_ctc_grammar_decoder_keeps_readings_that_evaluate() -> None:
     assert [t for t, _ in held.top_k] == ["3+4", "8+4", "3-4", "8-4"]  # all whole, best first
     for text, _ in held.top_k:
         evaluate(text)  # each one parses
+
+
+def test_ctc_grammar_of_the_drawn_expressions_reads_what_the_task_draws() -> None:
+    # "123" parses, so the general grammar reads it (p 0.6); the task's settings draw no
+    # single operand and no three-digit number, so their grammar reads "1+3" (p 0.4).
+    family = make_family("expr_crnn", EXPR)
+    frames = [{"1": 1.0}, {"": 1.0}, {"2": 0.6, "+": 0.4}, {"": 1.0}, {"3": 1.0}]
+    out = ctc_outputs(frames, EXPR)
+    settings = {"baidu_fraction": 0.7, "operands": [2, 4], "max_digits": 2, "operators": "+-*"}
+    [general] = family.decode(out, decoder="grammar", grammar=ExpressionGrammar())
+    [drawn] = family.decode(out, decoder="grammar", grammar=task_grammar("expr", settings))
+    assert general.text == "123" and general.confidence == pytest.approx(0.6, rel=1e-3)
+    assert drawn.text == "1+3" and drawn.confidence == pytest.approx(0.4, rel=1e-3)
 
 
 def test_ctc_grammar_never_extends_a_prefix_it_refuses() -> None:

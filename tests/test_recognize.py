@@ -221,6 +221,32 @@ def test_cli_grammar_decoder_for_expr_models(checkpoints, image_folder, capsys):
     assert "use greedy: a classifier gives its top-k classes whatever the decoder" in err
 
 
+def test_grammar_held_to_a_configs_expressions(checkpoints, image_folder, tmp_path, capsys):
+    from synth.text import DrawnExpressionGrammar
+
+    settings = {"operands": [2, 2], "max_digits": 1, "baidu_fraction": 0, "operators": "+"}
+    config = tmp_path / "mine.yaml"
+    config.write_text(json.dumps({"tasks": {"expr": settings}}))  # YAML reads JSON
+    paths = [str(image_folder / name) for name in GOOD]
+    args = [*paths, "--decoder", "grammar", "--format", "json", "--task-config", str(config)]
+    assert main([str(checkpoints["expr"]), *args]) == 0
+    drawn = DrawnExpressionGrammar(settings)
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(records) == len(paths)
+    for record in records:  # an untrained model's readings: "d+d", as the settings draw
+        state = drawn.start()
+        for char in record["text"]:
+            state = drawn.advance(state, char)
+        assert state is not None and drawn.accepts(state), record["text"]
+    recognizer = load_recognizer(checkpoints["expr"], decoder="grammar", task_settings=settings)
+    assert [r.text for r in recognizer(paths)] == [r["text"] for r in records]
+    with pytest.raises(ValueError, match=r"tasks\.expr: operands \[3, 2\]"):
+        load_recognizer(checkpoints["expr"], decoder="grammar", task_settings={"operands": [3, 2]})
+    with pytest.raises(SystemExit):
+        main([str(checkpoints["expr"]), paths[0], "--task-config", str(config)])
+    assert "add --decoder grammar" in capsys.readouterr().err
+
+
 def test_beam_on_the_classifier_warns_that_it_does_nothing(checkpoints, image_folder, capsys):
     path = str(image_folder / "a_gray.png")
     greedy = main([str(checkpoints["hanzi"]), path, "--threads", "1"])

@@ -17,6 +17,7 @@ from synth.text import (
     MAX_DEPTH,
     MAX_NUMBER_DIGITS,
     DivisionByZeroError,
+    DrawnExpressionGrammar,
     ExpressionError,
     ExpressionGrammar,
     LineSampler,
@@ -195,6 +196,84 @@ def test_expression_grammar_accepts_exactly_what_evaluate_evaluates():
     assert divides_by_zero > 10
     assert _grammar_reads(grammar, "12*(34+5)-67") and _grammar_reads(grammar, "((1))")
     assert task_grammar("line") is None and task_grammar("short") is None
+
+
+DRAWN = {"baidu_fraction": 0.7, "operands": [2, 4], "max_digits": 2, "operators": "+-*"}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        DRAWN,
+        {"baidu_fraction": 0.0, "operands": [2, 5], "max_digits": 3, "operators": "+-*/"},
+        {"baidu_fraction": 1.0, "operands": [4, 5], "max_digits": 2, "operators": "*"},
+        {"baidu_fraction": 0.5, "operands": [4, 4], "max_digits": 1, "operators": "+-"},
+    ],
+)
+def test_drawn_grammar_accepts_every_expression_the_settings_draw(settings):
+    grammar = task_grammar("expr", settings)
+    assert isinstance(grammar, DrawnExpressionGrammar)
+    rng = np.random.default_rng(7)
+    args = (settings["baidu_fraction"], settings["operands"], settings["max_digits"])
+    texts = {expression(rng, *args, settings["operators"]) for _ in range(20000)}
+    assert len(texts) > 1000
+    for text in texts:
+        assert _grammar_reads(grammar, text), text
+
+
+def test_drawn_grammar_refuses_what_the_settings_never_draw():
+    grammar = task_grammar("expr", DRAWN)
+    for text in ("12+34-56*78", "(1+2)*3", "1*(2+3)", "1+(2+3)+4", "0+0", "(1+2+3)*4"):
+        assert _grammar_reads(grammar, text), text
+    never = {
+        "09+1": "a leading zero",
+        "123+4": "more digits than max_digits",
+        "1+2+3+4+5": "more operands than operands[1]",
+        "7": "one operand",
+        "(1+2)": "parentheses around every operand",
+        "(7)*3": "parentheses around one operand",
+        "((1+2))*3": "nested parentheses",
+        "(1+2)*(3+4)": "two pairs",
+        "8/4+1": "an operator not drawn",
+    }
+    for text, why in never.items():
+        assert _grammar_reads(ExpressionGrammar(), text), text  # each parses
+        assert not _grammar_reads(grammar, text), why
+    assert not _grammar_reads(task_grammar("expr", {**DRAWN, "baidu_fraction": 1.0}), "12+3*4")
+
+
+def test_drawn_grammar_reads_exactly_the_drawn_texts_of_small_settings():
+    # Single digits, + and *, two or three operands: 10*2*10 texts of two operands and
+    # 10**3 * 2**2 * 3 of three (no parentheses, around the first two, around the last two).
+    # Enumerating every text the grammar accepts finds exactly those 12,200, each of which
+    # the general grammar accepts and evaluate evaluates.
+    grammar = DrawnExpressionGrammar(
+        {"baidu_fraction": 0.5, "operands": [2, 3], "max_digits": 1, "operators": "+*"}
+    )
+    found = []
+
+    def walk(text, state):
+        if grammar.accepts(state):
+            found.append(text)
+        for char in "0123456789+-*/()":
+            nxt = grammar.advance(state, char)
+            if nxt is not None:
+                walk(text + char, nxt)
+
+    walk("", grammar.start())
+    assert len(found) == len(set(found)) == 10 * 2 * 10 + 10**3 * 2**2 * 3
+    for text in found:
+        assert _grammar_reads(ExpressionGrammar(), text)
+        evaluate(text)
+
+
+def test_drawn_grammar_names_the_settings_at_fault():
+    with pytest.raises(ValueError, match=r"tasks\.expr: operands \[3, 2\]"):
+        DrawnExpressionGrammar({"operands": [3, 2]})
+    with pytest.raises(ValueError, match=r"tasks\.expr: .*must be numbers"):
+        DrawnExpressionGrammar({"max_digits": "two"})
+    with pytest.raises(ValueError, match="operators"):
+        DrawnExpressionGrammar({"operators": "+x"})
 
 
 def test_baidu_expressions_have_the_competition_shape():

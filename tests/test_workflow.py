@@ -459,6 +459,16 @@ def test_smoke_dag_runs_end_to_end(smoke_run):
         assert (smoke_run / "results" / "samples" / f"{task}.png").stat().st_size > 0
         manifest = (smoke_run / "results" / "shards" / task / "manifest.tsv").read_text()
         assert "sha256" in manifest
+    # The grammar decoder holds expr readings to the expressions tasks.expr draws (its defaults)
+    metrics = json.loads(
+        (smoke_run / "results" / "eval" / "expr_crnn" / "test_heldout" / "metrics.json").read_text()
+    )
+    assert metrics["decoder"] == "grammar"
+    assert metrics["grammar"] == {
+        "operand_counts": [2, 3, 4, 5],
+        "max_digits": 2,
+        "operators": "+-*",
+    }
 
 
 def test_a_missing_font_file_fails_at_parse_time_naming_it(tmp_path):

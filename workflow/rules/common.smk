@@ -23,6 +23,7 @@ from synth.schema import (
 )
 from synth.shards import sha256_file
 from synth.specs import canonical, split_config, task_spec
+from synth.text import GRAMMAR_SETTINGS
 
 # A config file that names another in `extends` (configs/lines_cpu.yaml) holds only what it
 # changes: here each --configfile is laid on its base, the files merge in order, --config last.
@@ -479,9 +480,16 @@ def tesseract_threads(wildcards):
 
 def eval_params(wildcards):
     """An experiment's eval settings that its metrics depend on: not its threads, so editing
-    them reruns nothing."""
-    exp_eval = experiment_config(wildcards.experiment)["eval"]
-    return canonical({k: v for k, v in exp_eval.items() if k not in SCHEDULING})
+    them reruns nothing. With the grammar decoder, also the settings of its task whose texts
+    the readings are held to (synth.text.GRAMMAR_SETTINGS: tasks.expr's operand counts, digits
+    and operators)."""
+    exp = experiment_config(wildcards.experiment)
+    params = {k: v for k, v in exp["eval"].items() if k not in SCHEDULING}
+    if params.get("decoder") == "grammar":
+        task_cfg = config["tasks"][exp["task"]]
+        keys = GRAMMAR_SETTINGS.get(exp["task"], ())
+        params["task_settings"] = {k: task_cfg[k] for k in keys if k in task_cfg}
+    return canonical(params)
 
 
 def experiment_priority(experiment):
