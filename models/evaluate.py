@@ -20,6 +20,10 @@ The shards are streamed in order (no shuffling), so row ``i`` of ``predictions.c
      "eval_img_per_s": 812.0, "eval_wall_s": 1.2, "device": "cuda", "decoder": "greedy",
      "batch_size": 128, "params_m": 4.2, "train_steps": 3000, "train_wall_s": 610.0}
 
+With ``"decoder": "grammar"`` also ``"grammar"``: what the readings were held to, ``"evaluates"``
+(any expression that parses) or the task's settings (``{"operand_counts": [2, 3, 4],
+"max_digits": 2, "operators": "+-*"}``, `synth.text.DrawnExpressionGrammar`).
+
 Undefined numbers (a metric of zero samples, a training time the checkpoint does not record)
 are ``null``. ``predictions.csv`` has one row per sample: ``index, key, font, label, reading,
 confidence, correct, edit_distance, top_k`` (JSON ``[[text, probability], ...]``), and for
@@ -504,7 +508,7 @@ def evaluate(
             batch_size=spec.batch_size,
             decoder=spec.decoder,
             beam_width=spec.beam_width,
-            task_cfg=spec.task_settings,
+            task_settings=spec.task_settings,
         )
         predict_s += time.perf_counter() - t0
         for p in preds:

@@ -28,7 +28,7 @@ def predict(
     *,
     decoder: str = "greedy",
     beam_width: int = 5,
-    task_cfg: Mapping[str, Any] | None = None,
+    task_settings: Mapping[str, Any] | None = None,
 ) -> list[Prediction]:
     """Read images with a model.
 
@@ -46,7 +46,7 @@ def predict(
         decoder: CTC decoder: ``greedy``, ``beam``, or ``grammar`` (the beam held to the
             task's grammar, `models.registry.grammar_for`: for ``expr``, readings that evaluate).
         beam_width: CTC beam width.
-        task_cfg: The task's settings (``tasks.<task>`` of the config it was trained with):
+        task_settings: The task's settings (``tasks.<task>`` of the config it was trained with):
             ``grammar`` then keeps only the texts they draw (``expr``: operand counts, digits,
             one pair of parentheses; `synth.text.DrawnExpressionGrammar`).
 
@@ -63,7 +63,7 @@ def predict(
     model.eval()
     family = make_family(meta.model, meta.charset, meta.model_kwargs)
     grammar = (
-        grammar_for(meta.model, meta.task, task_cfg=task_cfg) if decoder == "grammar" else None
+        grammar_for(meta.model, meta.task, task_cfg=task_settings) if decoder == "grammar" else None
     )
     arrays = [prepare_image(im, meta.input) for im in images]
     buckets: dict[int, list[int]] = {}

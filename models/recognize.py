@@ -212,7 +212,7 @@ class Recognizer:
             top_k=self.top_k,
             decoder=self.decoder,
             beam_width=max(5, self.top_k),
-            task_cfg=self.task_settings,
+            task_settings=self.task_settings,
         )
 
     def recognize(self, images: ImageSource | Sequence[ImageSource]) -> list[Prediction]:
