@@ -402,9 +402,7 @@ def grammar_record(meta: Any, spec: EvalSpec) -> dict[str, Any]:
         return {}
     from models.registry import grammar_for
 
-    grammar = grammar_for(meta.model, meta.task, task_cfg=spec.task_settings)
-    settings = getattr(grammar, "settings", None)
-    return {"grammar": settings() if settings is not None else "evaluates"}
+    return {"grammar": grammar_for(meta.model, meta.task, task_cfg=spec.task_settings).describe()}
 
 
 def backbone_name(model: Any) -> str:

@@ -147,9 +147,6 @@ class Recognizer:
             raise ValueError(f"unknown polarity {polarity!r}; valid: {', '.join(POLARITIES)}")
         if decoder not in DECODERS:
             raise ValueError(f"unknown decoder {decoder!r}; valid: {', '.join(DECODERS)}")
-        if decoder == "grammar":
-            # refuses a model or task without one, and settings it cannot read
-            grammar_for(meta.model, meta.task, task_cfg=task_settings)
         self.model = model
         self.meta = meta
         self.device = device
@@ -159,6 +156,18 @@ class Recognizer:
         self.max_pixels = max_pixels
         self.max_aspect = max_aspect
         self.decoder = decoder
+        self.use_task_settings(task_settings)
+
+    def use_task_settings(self, task_settings: Mapping[str, Any] | None) -> None:
+        """Hold the ``grammar`` decoder's readings to the texts ``task_settings`` (the model's
+        ``tasks.<task>``) draw, or, with None, to any text of the task's grammar.
+
+        Raises:
+            ValueError: The decoder is ``grammar`` and the model or task has no grammar, or the
+                settings cannot be read (naming the key).
+        """
+        if self.decoder == "grammar":
+            grammar_for(self.meta.model, self.meta.task, task_cfg=task_settings)
         self.task_settings = dict(task_settings) if task_settings is not None else None
 
     @property
@@ -569,9 +578,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             decoder=args.decoder,
         )
         if args.task_config:
-            settings = read_task_settings(args.task_config, recognizer.meta.task)
-            grammar_for(recognizer.meta.model, recognizer.meta.task, task_cfg=settings)
-            recognizer.task_settings = settings
+            recognizer.use_task_settings(read_task_settings(args.task_config, recognizer.meta.task))
     except (CheckpointError, ExportError, ValueError) as e:
         print(f"error: {e}", file=err)
         return EXIT_FATAL

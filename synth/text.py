@@ -227,6 +227,10 @@ class ExpressionGrammar:
         depth, last = state
         return depth == 0 and last in ("num", "close")
 
+    def describe(self) -> str:
+        """What it holds readings to, for the record (``metrics.json``)."""
+        return "evaluates"
+
 
 class DrawnExpressionGrammar:
     """The expressions a ``tasks.expr`` config draws (`expression`), read one character at a
@@ -277,7 +281,7 @@ class DrawnExpressionGrammar:
         self.operators = str(task_cfg.get("operators", OPERATORS))
         check_operators(self.operators)
 
-    def settings(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         """What it holds readings to, for the record (``metrics.json``)."""
         return {
             "operand_counts": sorted(self.operand_counts),
