@@ -803,6 +803,8 @@ def test_an_own_test_set_is_packed_evaluated_and_reported_beside_tesseract(smoke
     assert all(r["n"] == "3" for r in rows)
     metrics = json.loads((work / "results/eval/expr_crnn/test_mine/metrics.json").read_text())
     assert set(metrics["per_font"]) == {"./", "phone/"}  # per folder
+    # Users' labels need not be expressions the task draws: any expression that evaluates.
+    assert metrics["decoder"] == "grammar" and metrics["grammar"] == "evaluates"
 
     # An image replaced by another, even one with an older time (cp -p): its content decides,
     # and it is packed and read again.

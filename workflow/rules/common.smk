@@ -480,12 +480,13 @@ def tesseract_threads(wildcards):
 
 def eval_params(wildcards):
     """An experiment's eval settings that its metrics depend on: not its threads, so editing
-    them reruns nothing. With the grammar decoder, also the settings of its task whose texts
-    the readings are held to (synth.text.GRAMMAR_SETTINGS: tasks.expr's operand counts, digits
-    and operators)."""
+    them reruns nothing. With the grammar decoder on a test split the task draws, also the
+    task's settings whose texts the readings are held to (synth.text.GRAMMAR_SETTINGS: tasks.expr's
+    operand counts, digits and operators); an own test set's labels need not be such texts, and
+    its readings keep the grammar of all expressions."""
     exp = experiment_config(wildcards.experiment)
     params = {k: v for k, v in exp["eval"].items() if k not in SCHEDULING}
-    if params.get("decoder") == "grammar":
+    if params.get("decoder") == "grammar" and wildcards.split in TEST_SPLITS:
         task_cfg = config["tasks"][exp["task"]]
         keys = GRAMMAR_SETTINGS.get(exp["task"], ())
         params["task_settings"] = {k: task_cfg[k] for k in keys if k in task_cfg}
