@@ -39,15 +39,13 @@ TASK_CONFIG_HELP = (
 )
 
 
-def read_task_settings(config_path: str | None, task: str) -> dict[str, Any] | None:
-    """``tasks.<task>`` of the config file at ``config_path`` (None: None), for the ``grammar``
-    decoder (``--task-config``).
+def read_task_settings(config_path: str, task: str) -> dict[str, Any]:
+    """``tasks.<task>`` of the config file at ``config_path``, for the ``grammar`` decoder
+    (``--task-config``).
 
     Raises:
         ValueError: The file cannot be read or has no ``tasks.<task>`` (naming both).
     """
-    if config_path is None:
-        return None
     from synth.schema import load_config_file
 
     config = load_config_file(config_path)

@@ -45,6 +45,10 @@ from synth.charset import (
 log = logging.getLogger(__name__)
 
 OPERATORS = "+-*"  # what the expr task draws by default (tasks.expr.operators)
+# The other defaults of what the expr task draws (tasks.expr.baidu_fraction, operands, max_digits)
+BAIDU_FRACTION = 0.7
+OPERANDS = (2, 5)
+MAX_DIGITS = 2
 ALL_OPERATORS = "+-*/"  # what `evaluate` and `ExpressionGrammar` read
 
 Value = int | Fraction
@@ -254,11 +258,13 @@ class DrawnExpressionGrammar:
             and ``operators`` (missing ones take `expression`'s defaults).
     """
 
+    SETTINGS = ("baidu_fraction", "operands", "max_digits", "operators")  # what it reads
+
     def __init__(self, task_cfg: Mapping[str, Any]) -> None:
         try:
-            baidu = float(task_cfg.get("baidu_fraction", 0.7))
-            low, high = (int(n) for n in task_cfg.get("operands", (2, 5)))
-            max_digits = int(task_cfg.get("max_digits", 2))
+            baidu = float(task_cfg.get("baidu_fraction", BAIDU_FRACTION))
+            low, high = (int(n) for n in task_cfg.get("operands", OPERANDS))
+            max_digits = int(task_cfg.get("max_digits", MAX_DIGITS))
         except (TypeError, ValueError) as e:
             raise ValueError(
                 "tasks.expr: baidu_fraction, operands [low, high] and max_digits must be numbers "
@@ -328,7 +334,7 @@ class DrawnExpressionGrammar:
 
 
 # The task settings `DrawnExpressionGrammar` reads (the workflow passes them to the evaluation).
-GRAMMAR_SETTINGS = {"expr": ("baidu_fraction", "operands", "max_digits", "operators")}
+GRAMMAR_SETTINGS = {"expr": DrawnExpressionGrammar.SETTINGS}
 
 
 def task_grammar(
@@ -357,8 +363,8 @@ def baidu_expression(rng: np.random.Generator, operators: str = OPERATORS) -> st
 
 def long_expression(
     rng: np.random.Generator,
-    operands: Sequence[int] = (2, 5),
-    max_digits: int = 2,
+    operands: Sequence[int] = OPERANDS,
+    max_digits: int = MAX_DIGITS,
     operators: str = OPERATORS,
 ) -> str:
     """A longer expression: ``operands`` (inclusive range) operands of 1..``max_digits`` digits,
@@ -388,9 +394,9 @@ MAX_REDRAWS = 1000
 
 def expression(
     rng: np.random.Generator,
-    baidu_fraction: float = 0.7,
-    operands: Sequence[int] = (2, 5),
-    max_digits: int = 2,
+    baidu_fraction: float = BAIDU_FRACTION,
+    operands: Sequence[int] = OPERANDS,
+    max_digits: int = MAX_DIGITS,
     operators: str = OPERATORS,
 ) -> str:
     """A Baidu-style expression with probability ``baidu_fraction``, else a longer one, over
