@@ -17,8 +17,11 @@ the others build no model and say "not run"):
 - ``outputs``: the forward's output has its family's layout (`models.families`) at batch 3, and
   a CTC model gives the frames its ``output_length`` counts at several widths; each image's
   output is the one it gives read alone (no statistic over the batch);
-- ``loss``: a loss and its gradients, finite, reaching every parameter, in fp32 and under bf16
-  autocast (training's precision on a GPU), and a decoding;
+- ``loss``: a loss and its gradients, finite, reaching every parameter, in fp32 and under the
+  CPU's bf16 autocast, and a decoding. Training on a GPU runs CUDA's bf16 autocast, which casts
+  some layers otherwise (a cuDNN LSTM or GRU to fp16, so the shipped CTC models run theirs in
+  fp32, `models.crnn.recurrent`): the CPU's autocast checks the forward copes with bf16 tensors,
+  not CUDA's kernels;
 - ``channels_last``: the same outputs in the channels-last layout that CPU training uses;
 - ``classes``: the layers that grow with the charset have the classes on their first axis
   (fine-tuning carries their rows over, `models.transfer`);

@@ -18,6 +18,22 @@ from models.backbones import ExprBody, GRCNNBackbone, VGGBackbone
 CRNN_HEIGHT = 32
 
 
+def recurrent(rnn: nn.RNNBase, seq: torch.Tensor) -> torch.Tensor:
+    """``rnn``'s output sequence for ``seq`` (``T, N, features``), in fp32 under autocast.
+
+    Under CUDA autocast, PyTorch runs a cuDNN LSTM or GRU in fp16 whatever autocast's dtype (its
+    autocast wrapper for ``_cudnn_rnn`` casts input, states and weights to half), so in bf16
+    training the recurrence would run in fp16 with no gradient scaler, where small CTC gradients
+    underflow and bf16 activations past 65504 overflow. The recurrence is a small share of the
+    work: it runs in fp32 with autocast off. Without autocast (CPU training, evaluation,
+    export) this is ``rnn(seq)``, the same graph.
+    """
+    if not torch.is_autocast_enabled(seq.device.type):
+        return rnn(seq)[0]
+    with torch.autocast(device_type=seq.device.type, enabled=False):
+        return rnn(seq.float())[0]
+
+
 class CRNN(nn.Module):
     """CRNN head (Shi, Bai and Yao 2015): a height-collapsing CNN, two BiLSTM layers, a linear map.
 
@@ -54,7 +70,7 @@ class CRNN(nn.Module):
         if features.shape[2] != 1:
             raise ValueError(f"CRNN backbone must give feature height 1, got {features.shape[2]}")
         seq = features.squeeze(2).permute(2, 0, 1)  # T, N, C
-        out, _ = self.rnn(seq)
+        out = recurrent(self.rnn, seq)
         return self.classifier(out)
 
 
@@ -153,9 +169,9 @@ class ExprCRNN(nn.Module):
             )
         seq = f.permute(3, 0, 1, 2).reshape(t * n, c * h)
         seq = torch.relu(self.dense_bn(self.dense(seq))).reshape(t, n, -1)  # T, N, dense
-        out, _ = self.rnn1(seq)
+        out = recurrent(self.rnn1, seq)
         out = out[..., : self.hidden] + out[..., self.hidden :]
-        out, _ = self.rnn2(out)
+        out = recurrent(self.rnn2, out)
         logits = self.classifier(self.dropout(out))
         return logits[self.drop_frames :]
 

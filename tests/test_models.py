@@ -78,6 +78,33 @@ def test_bf16_autocast_reaches_every_models_logits(name: str, monkeypatch) -> No
     assert (out[0] if isinstance(out, tuple) else out).dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("name", ["crnn_vgg", "crnn_grcnn", "expr_crnn"])
+def test_recurrent_layers_run_in_fp32_under_autocast(name: str) -> None:
+    # CUDA's autocast runs a cuDNN LSTM/GRU in fp16 whatever its dtype (no gradient scaler in
+    # bf16 training): models.crnn.recurrent runs them in fp32 with autocast off. The CPU's
+    # autocast would give bf16: each recurrent layer's output must be fp32 all the same, the
+    # logits bf16 again (the classifier runs under autocast), and gradients reach the layers.
+    kwargs = dict(MODELS[name].tiny)
+    model = build_model(name, len(CHARSET), **kwargs)
+    seen: dict[str, torch.dtype] = {}
+    for layer_name, layer in model.named_modules():
+        if isinstance(layer, torch.nn.RNNBase):
+            layer.register_forward_hook(
+                lambda _m, _i, out, key=layer_name: seen.__setitem__(key, out[0].dtype)
+            )
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = model(conformance.images(name, kwargs, 2))
+    assert seen and set(seen.values()) == {torch.float32}, seen
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    rnns = [m for m in model.modules() if isinstance(m, torch.nn.RNNBase)]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for m in rnns for p in m.parameters())
+    # Without autocast the layers run as they are: fp32, the graph export and evaluation trace.
+    seen.clear()
+    model(conformance.images(name, kwargs, 2))
+    assert set(seen.values()) == {torch.float32}
+
+
 def _plain_tuple(num_classes: int, **kwargs) -> torch.nn.Module:
     """The reader, returning a plain ``(logits, masks)`` tuple rather than a ReaderOutput."""
     return _PlainTuple(reader(num_classes, **kwargs))
