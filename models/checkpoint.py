@@ -110,9 +110,11 @@ class ModelMeta:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module inside DistributedDataParallel and/or ``torch.compile`` wrappers."""
+    """The plain module inside DistributedDataParallel, DataParallel and/or ``torch.compile``
+    wrappers. Only those: a model of one's own may well hold a layer named ``module``."""
+    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
     while True:
-        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+        if isinstance(model, wrappers):
             model = model.module
         elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
             model = model._orig_mod

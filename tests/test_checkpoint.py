@@ -18,6 +18,7 @@ from models.checkpoint import (
     read_meta,
     save_atomic,
     save_model,
+    unwrap,
 )
 from models.predict import predict
 from models.registry import build_model
@@ -204,3 +205,20 @@ def test_files_that_are_no_checkpoint_are_named_for_what_they_are(tmp_path):
         assert not isinstance(e.value, UntrustedCheckpointError)
     with pytest.raises(CheckpointError, match=r"is a folder \(give its model\.pt\)"):
         load_checkpoint(tmp_path)
+
+
+class _HoldsAModule(torch.nn.Module):
+    """A model of one's own whose first layer is named ``module``, as DDP names what it wraps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.module = torch.nn.Conv2d(1, 2, 3)
+        self.head = torch.nn.Linear(2, 3)
+
+
+def test_only_parallel_wrappers_are_taken_off():
+    model = _HoldsAModule()
+    keys = sorted(model.state_dict())
+    assert keys == ["head.bias", "head.weight", "module.bias", "module.weight"]
+    assert unwrap(model) is model  # make_checkpoint stores unwrap(model).state_dict()
+    assert unwrap(torch.nn.DataParallel(model)) is model
