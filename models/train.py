@@ -55,11 +55,11 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -100,6 +100,7 @@ except ImportError:  # Windows: no flock; trainings there are not guarded agains
     fcntl = None
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LOCK_FILE = "train.lock"
 RUN_INFO = "run.json"  # beside a run's last.pt: its hashes, processes and step
@@ -123,6 +124,11 @@ class NonFiniteLossError(FloatingPointError):
 class ResumeConflictError(RuntimeError):
     """An unfinished run of the same job on another number of processes holds resume state:
     not continued (its batches would differ), not deleted (hours of GPU time, perhaps)."""
+
+
+class RankStoppedError(RuntimeError):
+    """Under ``torchrun``, rank 0 failed at what it does alone (reading the validation shards,
+    validating, writing): the other ranks stop with it (its own error names the cause)."""
 
 
 class OutputLockedError(RuntimeError):
@@ -270,6 +276,29 @@ def _broadcast_floats(values: Sequence[float], env: DistEnv, device: torch.devic
     t = torch.tensor(list(values), dtype=torch.float64, device=device)
     torch.distributed.broadcast(t, src=0)
     return t.tolist()
+
+
+def _on_main(fn: Callable[[], T], what: str, env: DistEnv, device: torch.device) -> T | None:
+    """``fn()`` on rank 0 alone (None elsewhere). Under ``torchrun`` every rank learns whether it
+    raised, and the others stop with `RankStoppedError` rather than waiting for rank 0 in the
+    next collective (on several nodes, until the backend's timeout: torchrun stops the workers
+    of rank 0's node only)."""
+    error: Exception | None = None
+    result = None
+    if env.is_main:
+        try:
+            result = fn()
+        except Exception as e:  # raised below, once every rank knows
+            error = e
+    if env.distributed:
+        (failed,) = _broadcast_floats([float(error is not None)], env, device)
+        if failed and error is None:
+            raise RankStoppedError(
+                f"rank 0 stopped while {what} (its error says why); rank {env.rank} stops with it"
+            )
+    if error is not None:
+        raise error
+    return result
 
 
 def _progress(total: int, initial: int, enabled: bool) -> Any:
@@ -583,11 +612,17 @@ def _train(
         world_size=env.world_size,
         curriculum_steps=spec.curriculum_steps,
     )
-    val_set: list[Batch] = []
-    if env.is_main:
-        val_set = list(
-            eval_batches(job.val_shards, geometry, spec.batch_size, family, spec.val_batches)
+    val_set: list[Batch] = (
+        _on_main(
+            lambda: list(
+                eval_batches(job.val_shards, geometry, spec.batch_size, family, spec.val_batches)
+            ),
+            "reading the validation shards",
+            env,
+            device,
         )
+        or []
+    )
 
     def save_resume() -> None:
         resume = {
@@ -613,6 +648,10 @@ def _train(
         }
         ckpt = make_checkpoint(model, _with_step(meta, step), resume)
         save_atomic(ckpt, resume_path)
+        write_run_info()
+        forget_stale_runs()
+
+    def write_run_info() -> None:
         run_info = {
             "run_hash": key,
             "one_process_hash": one_process_key,
@@ -622,7 +661,6 @@ def _train(
             "finished": step >= spec.steps or stopped_early,
         }
         write_bytes_atomic(resume_dir / RUN_INFO, (json.dumps(run_info) + "\n").encode())
-        forget_stale_runs()
 
     stale_removed = False
 
@@ -637,6 +675,10 @@ def _train(
 
     if env.is_main and ckpt is not None:  # resumed: its state is on disk, and its data read
         forget_stale_runs()
+        if key == own_key and (step >= spec.steps or stopped_early):
+            # A finished state: written before its run.json, which a kill between the two
+            # left saying unfinished (and another process count would refuse to go on).
+            write_run_info()
 
     bar = _progress(spec.steps, step, env.is_main)
     writer = _tensorboard(spec.tensorboard and env.is_main, out_dir / "tb", step, history)
@@ -698,8 +740,10 @@ def _train(
             )
             loss_sum, norm_sum, n_logged, images_seen, busy = 0.0, 0.0, 0, 0, 0.0
         if step % spec.val_every == 0 or last:
-            if env.is_main:
-                last_val = validate(shipped, family, val_set, device, amp)
+            done = _on_main(
+                lambda: validate(shipped, family, val_set, device, amp), "validating", env, device
+            )
+            last_val = done if env.is_main else last_val
             val_loss, val_acc = _broadcast_floats(last_val or (0.0, 0.0), env, device)
             last_val = (val_loss, val_acc)
             row.update(val_loss=val_loss, val_acc=val_acc)
@@ -726,8 +770,8 @@ def _train(
                 )
                 if writer is not None:
                     _log_scalars(writer, row)
-        if env.is_main and (step % spec.checkpoint_every == 0 or last or stopped_early):
-            save_resume()
+        if step % spec.checkpoint_every == 0 or last or stopped_early:
+            _on_main(save_resume, f"writing {resume_path}", env, device)
     if bar is not None:
         bar.close()
     if writer is not None:
@@ -752,7 +796,8 @@ def _train(
         world_size=trained_world_size,
         run_hash=key,
     )
-    if env.is_main:
+
+    def write_outputs() -> None:
         save_model(out_dir / "model.pt", shipped, _with_step(meta, step))
         _write_history(out_dir / "history.csv", history)
         info = {
@@ -771,8 +816,8 @@ def _train(
             out_dir / "train.json", (json.dumps(info, indent=2, sort_keys=True) + "\n").encode()
         )
         log.info("wrote %s (%d steps, %.1f s)", out_dir / "model.pt", step, wall)
-    if env.distributed:
-        torch.distributed.barrier()
+
+    _on_main(write_outputs, f"writing {out_dir}", env, device)  # every rank waits for it
     return result
 
 
@@ -1009,7 +1054,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         train(job, command_line=True)
     # Not bugs: the message says it all (the checkpoint, tensor, shard or sample at fault),
     # without a traceback.
-    except (OutputLockedError, ResumeConflictError, CheckpointError, DataError) as e:
+    except (
+        OutputLockedError,
+        ResumeConflictError,
+        RankStoppedError,
+        CheckpointError,
+        DataError,
+    ) as e:
         parser.exit(1, f"{parser.prog}: error: {e}\n")
 
 

@@ -185,3 +185,53 @@ def test_a_one_process_rerun_writes_a_finished_torchrun_run_and_keeps_an_unfinis
     assert proc.returncode == 0, log
     assert json.loads((out / "train.json").read_text())["resumed_from"] == 0
     assert [p.name for p in (out / "resume").iterdir()] != [one.name]
+
+
+@pytest.mark.slow
+def test_when_rank0_fails_alone_every_rank_stops(tmp_path):
+    """Rank 0 alone reads the validation shards, validates and writes. When that fails (here a
+    damaged val shard), the other ranks stop with it, with a message, instead of waiting in the
+    next collective: torchrun stops them on rank 0's node, but not on other nodes, where NCCL
+    waits until its timeout (gloo finds the closed connection and raises a traceback). The two
+    ranks run here without torchrun's agent (the environment it sets, by hand)."""
+    _torchrun(tmp_path, tmp_path / "first")  # writes the shards and job.json
+    job = json.loads((tmp_path / "job.json").read_text())
+    [val] = job["val_shards"]
+    data = Path(val).read_bytes()
+    Path(val).write_bytes(data[: len(data) // 2])
+    job["out_dir"] = str(tmp_path / "out")
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, "-m", "models.train", "--spec", f"@{tmp_path / 'job.json'}"],
+            cwd=REPO,
+            env={
+                **os.environ,
+                "PYTHONPATH": str(REPO),
+                "OMP_NUM_THREADS": "1",
+                "RANK": str(rank),
+                "LOCAL_RANK": str(rank),
+                "WORLD_SIZE": "2",
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port),
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    try:
+        logs = [p.communicate(timeout=150)[0] for p in ranks]
+    finally:
+        for p in ranks:
+            p.kill()
+    assert [p.returncode for p in ranks] == [1, 1], logs
+    assert val in logs[0] and "Traceback" not in logs[0], logs[0]
+    assert "rank 0 stopped while reading the validation shards" in logs[1], logs[1]
+    assert "Traceback" not in logs[1], logs[1]

@@ -399,6 +399,13 @@ def test_training_writes_its_outputs_and_resumes(line_data, tmp_path):
     again = train(job)
     assert again.resumed_from == 8 and again.steps == 8
     assert again.final_val_loss == pytest.approx(result.final_val_loss)
+    # Killed between the finished last.pt and its run.json: the rerun puts run.json right
+    # (another process count reads it to decide whether the run finished).
+    info = json.loads((resume_dir / "run.json").read_text())
+    assert info["finished"] and info["step"] == 8
+    (resume_dir / "run.json").write_text(json.dumps({**info, "finished": False, "step": 6}))
+    assert train(job).resumed_from == 8
+    assert json.loads((resume_dir / "run.json").read_text()) == info
     # An edited config starts afresh and removes the stale run's state.
     edited = train(replace(job, train=replace(job.train, lr=0.002)))
     assert edited.resumed_from == 0 and edited.run_hash != result.run_hash
