@@ -1,22 +1,31 @@
 """Where tensors live: device choice, the one autocast path, and the process's place in a
 distributed (``torchrun``) run.
 
-Nothing here is global state: each function takes what it needs and returns a value.
+Nothing here is global state but the GPU a process claims (`resolve_device`'s ``claim``): a
+lock file it holds until it ends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
 
 import torch
 
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# Where the GPU locks live: one file per GPU (by its UUID), machine-wide, so that jobs which
+# Snakemake runs side by side (`--resources gpu=N`) each take a GPU of their own.
+GPU_LOCK_DIR = Path(tempfile.gettempdir())
+_CLAIMED: dict[str, IO[bytes]] = {}  # the GPU locks this process holds, by path
 
 
 def _mps_available() -> bool:
@@ -24,7 +33,9 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
-def resolve_device(name: str | torch.device | None = "auto", local_rank: int = 0) -> torch.device:
+def resolve_device(
+    name: str | torch.device | None = "auto", local_rank: int = 0, *, claim: bool = False
+) -> torch.device:
     """The device to run on.
 
     Args:
@@ -32,9 +43,14 @@ def resolve_device(name: str | torch.device | None = "auto", local_rank: int = 0
             a `torch.device` is returned as is.
         local_rank: Under ``torchrun``, this process's GPU index on its node (``auto`` and
             ``cuda`` pick ``cuda:local_rank``).
+        claim: A job outside ``torchrun`` on a machine with several GPUs: ``auto`` and ``cuda``
+            pick the first GPU no other claiming process holds (`claim_gpu`), so jobs that
+            Snakemake runs side by side train on GPUs of their own, not all on ``cuda:0``.
 
     Raises:
-        ValueError: An unknown name, or a device that is not available here (naming it).
+        ValueError: An unknown name, or a device that is not available here (naming it): no
+            CUDA, a ``cuda:N`` past the GPUs there are, or a ``torchrun`` local rank past them
+            (more processes on a node than GPUs).
     """
     if isinstance(name, torch.device):
         return name
@@ -42,26 +58,77 @@ def resolve_device(name: str | torch.device | None = "auto", local_rank: int = 0
     base = name.split(":")[0]
     if base not in DEVICES:
         raise ValueError(f"unknown device {name!r}; valid: {', '.join(DEVICES)} (or cuda:N)")
-    if base == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        if _mps_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if base == "cuda":
+    if base == "auto" and not torch.cuda.is_available():
+        return torch.device("mps" if _mps_available() else "cpu")
+    if base in ("auto", "cuda"):
         if not torch.cuda.is_available():
             raise ValueError(
                 f"device {name!r} asked for, but CUDA is not available "
                 f"(torch {torch.__version__}); use auto or cpu instead"
             )
+        count = torch.cuda.device_count()
         if ":" in name:
-            return torch.device(name)
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
+            device = torch.device(name)
+            if device.index is not None and device.index >= count:
+                raise ValueError(
+                    f"device {name!r} asked for, but this machine shows {count} GPU(s) "
+                    f"(cuda:0 to cuda:{count - 1}; CUDA_VISIBLE_DEVICES="
+                    f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
+                )
+            return device
+        if local_rank >= count:
+            raise ValueError(
+                f"local rank {local_rank} has no GPU of its own: this node shows {count} GPU(s); "
+                f"start at most {count} processes per node (torchrun --nproc_per_node {count})"
+            )
+        if claim and count > 1:
+            return torch.device("cuda", claim_gpu(count))
+        return torch.device("cuda", local_rank)
     if base == "mps" and not _mps_available():
         raise ValueError(
             "device 'mps' asked for, but MPS is not available; use auto or cpu instead"
         )
     return torch.device(name)
+
+
+def _gpu_id(index: int) -> str:
+    """A GPU's name for its lock: its UUID, the same whatever CUDA_VISIBLE_DEVICES numbers it."""
+    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+    if uuid is not None:
+        return str(uuid)
+    return f"{os.environ.get('CUDA_VISIBLE_DEVICES', '')}-{index}"
+
+
+def claim_gpu(count: int, lock_dir: Path | None = None) -> int:
+    """The index of the first of ``count`` GPUs that no other process holds, now held by this
+    one until it ends (a non-blocking ``flock`` on ``synthocr-gpu-{uuid}.lock`` in
+    `GPU_LOCK_DIR`, which the kernel releases however the process ends); the one it holds
+    already, if it does. When every GPU is held (more jobs than GPUs), GPU 0, with a warning:
+    the jobs then share it.
+    """
+    folder = GPU_LOCK_DIR if lock_dir is None else lock_dir
+    paths = [folder / f"synthocr-gpu-{_gpu_id(index)}.lock" for index in range(count)]
+    for index, path in enumerate(paths):
+        if str(path) in _CLAIMED:
+            return index
+    for index, path in enumerate(paths):
+        f = open(path, "ab")  # noqa: SIM115 (held open until the process ends)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        _CLAIMED[str(path)] = f
+        log.info("GPU %d of %d is this process's (%s)", index, count, path)
+        return index
+    log.warning(
+        "all %d GPUs are held by other synthocr jobs (locks in %s): sharing cuda:0; give "
+        "Snakemake --resources gpu=%d at most",
+        count,
+        folder,
+        count,
+    )
+    return 0
 
 
 def memory_format(device: torch.device) -> torch.memory_format:

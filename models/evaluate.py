@@ -469,7 +469,7 @@ def evaluate(
     from models.devices import resolve_device
     from models.predict import predict
 
-    device = resolve_device(spec.device)
+    device = resolve_device(spec.device, claim=True)  # a GPU no other job holds
     model, meta = load_model(model_path, device=device)
     family = _family_of(meta.model)
     with_topk = family == "classification"

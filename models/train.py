@@ -451,7 +451,8 @@ def train(job: TrainJob, command_line: bool = False) -> TrainResult:
     """
     spec = job.train
     env = dist_env()
-    device = resolve_device(job.device, env.local_rank)
+    # A job outside torchrun takes a GPU no other job holds (Snakemake runs several at once).
+    device = resolve_device(job.device, env.local_rank, claim=not env.distributed)
     init_distributed(env, device)
     try:
         with _writer_lock(Path(job.out_dir), env, device):

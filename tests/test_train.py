@@ -370,6 +370,71 @@ def test_devices():
     assert not dist_env({}).distributed
 
 
+def _fake_gpus(monkeypatch, tmp_path, count: int) -> None:
+    """``count`` CUDA devices as far as `resolve_device` can tell, locks under ``tmp_path``."""
+    import models.devices as devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid=f"GPU-uuid-{i}")
+    )
+    monkeypatch.setattr(devices, "GPU_LOCK_DIR", tmp_path)
+    monkeypatch.setattr(devices, "_CLAIMED", {})
+
+
+def test_a_gpu_past_those_there_are_is_named(monkeypatch, tmp_path):
+    _fake_gpus(monkeypatch, tmp_path, 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match=r"'cuda:2' asked for, but this machine shows 2 GPU"):
+        resolve_device("cuda:2")
+    assert resolve_device("auto", local_rank=1) == torch.device("cuda", 1)
+    # torchrun --nproc_per_node 3 on two GPUs: two ranks would share one, and NCCL refuses that
+    for name in ("auto", "cuda"):
+        with pytest.raises(ValueError, match=r"local rank 2 has no GPU.*--nproc_per_node 2"):
+            resolve_device(name, local_rank=2)
+
+
+def test_jobs_side_by_side_claim_gpus_of_their_own(monkeypatch, tmp_path, caplog):
+    # Snakemake with --resources gpu=3 runs three training or evaluation jobs at once, each a
+    # process outside torchrun: each takes the first GPU no other holds (a lock per GPU UUID).
+    _fake_gpus(monkeypatch, tmp_path, 3)
+    holder = subprocess.Popen(  # another job, holding GPU 0 until it ends
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'ab'); "
+            "fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); print('held', flush=True); "
+            "time.sleep(60)",
+            str(tmp_path / "synthocr-gpu-GPU-uuid-0.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert resolve_device("auto", claim=True) == torch.device("cuda", 1)
+        assert resolve_device("cuda", claim=True) == torch.device("cuda", 1)  # its own, again
+        assert resolve_device("cuda:0", claim=True) == torch.device("cuda", 0)  # as asked
+        assert resolve_device("auto") == torch.device("cuda", 0)  # without claim: local rank
+    finally:
+        holder.kill()
+        holder.wait()
+    # Once that job has ended, its GPU is free to the next one; with every GPU held, GPU 0.
+    # (Forgetting this process's claims keeps their locks held, as another process's would be.)
+    import models.devices as devices
+
+    assert devices.claim_gpu(3, tmp_path) == 1  # this process's
+    claims = []
+    for _ in range(3):
+        claims.append(devices.claim_gpu(3, tmp_path))
+        monkeypatch.setattr(devices, "_CLAIMED", {})
+    assert claims == [1, 0, 2]
+    with caplog.at_level(logging.WARNING, logger="models.devices"):
+        assert devices.claim_gpu(3, tmp_path) == 0
+    assert "all 3 GPUs are held" in caplog.text
+
+
 # ---------------------------------------------------------------- a run
 
 
