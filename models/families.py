@@ -365,7 +365,10 @@ class CTCFamily(Family):
         log_probs = self.logits(outputs, len(targets.lengths)).float().log_softmax(-1)
         frames, batch = log_probs.shape[:2]
         lengths = self.input_lengths(widths, frames, batch)
-        return F.ctc_loss(
+        device = log_probs.device
+        if device.type == "mps":  # PyTorch has had no MPS kernel for the CTC loss
+            log_probs = log_probs.cpu()  # the gradient flows back to the MPS tensor
+        loss = F.ctc_loss(
             log_probs,
             targets.indices.to(log_probs.device),
             lengths.to(log_probs.device),
@@ -374,6 +377,7 @@ class CTCFamily(Family):
             reduction="mean",
             zero_infinity=True,
         )
+        return loss.to(device)
 
     def decode(
         self,
