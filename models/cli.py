@@ -4,7 +4,9 @@ is named by argparse, with the option, before anything runs."""
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,29 @@ def command_name(module: str) -> str:
     when run as one, else ``python -m {module}``."""
     name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     return name if name.startswith("synthocr-") else f"python -m {module}"
+
+
+INTERRUPTED = 130  # the shell's exit status for a command stopped by SIGINT (128 + 2)
+
+
+def stops_on_interrupt(
+    module: str, kept: str = "every file it wrote is whole (each is written atomically)"
+) -> Callable[[Callable[..., int | None]], Callable[..., int]]:
+    """A command's ``main`` that answers Ctrl-C with one line, saying what is kept, and exit
+    status 130, rather than a traceback."""
+
+    def wrap(main: Callable[..., int | None]) -> Callable[..., int]:
+        @functools.wraps(main)
+        def wrapped(*args: Any, **kwargs: Any) -> int:
+            try:
+                return main(*args, **kwargs) or 0
+            except KeyboardInterrupt:
+                print(f"{command_name(module)}: interrupted; {kept}", file=sys.stderr)
+                return INTERRUPTED
+
+        return wrapped
+
+    return wrap
 
 
 TASK_CONFIG_HELP = (

@@ -48,6 +48,7 @@ from typing import Any
 from PIL import Image
 
 from models import metrics
+from models.cli import stops_on_interrupt
 from models.images import ImageLoadError, decode_png
 from models.registry import DECODERS
 from synth.atomic import write_text_atomic
@@ -575,6 +576,7 @@ def _family_of(model_name: str) -> str:
     return family_of(model_name)
 
 
+@stops_on_interrupt("models.evaluate")
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m models.evaluate CHECKPOINT SHARD... --out DIR``: returns the exit status."""
     import argparse
@@ -613,6 +615,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if problem:
             raise ValueError(problem)
+        if out.exists() and not out.is_dir():
+            raise ValueError(
+                f"--out {out}: a file, not a folder (metrics.json and "
+                "predictions.csv are written into it)"
+            )
         settings = None
         if args.task_config:
             settings = read_task_settings(args.task_config, read_meta(checkpoint).task)

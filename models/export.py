@@ -47,7 +47,7 @@ from google.protobuf.message import DecodeError
 from torch import nn
 
 from models.checkpoint import CheckpointError, ModelMeta, check_meta, load_model
-from models.cli import command_name
+from models.cli import command_name, stops_on_interrupt
 from models.families import make_family
 from models.preprocess import MEAN, STD, min_width
 from models.registry import (
@@ -530,6 +530,7 @@ def load_onnx(path: str | os.PathLike, threads: int = 0) -> tuple[OnnxModel, Mod
     return model, meta
 
 
+@stops_on_interrupt("models.export")
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m models.export CHECKPOINT OUT.onnx``: returns the exit status."""
     parser = argparse.ArgumentParser(

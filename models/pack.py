@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from models.cli import command_name, non_negative_int, positive_int
+from models.cli import command_name, non_negative_int, positive_int, stops_on_interrupt
 from models.evaluate import label_problem
 from models.images import (
     DEFAULT_MAX_PIXELS,
@@ -349,6 +349,7 @@ def label_check(checkpoint: str | None, charset: str | None) -> LabelCheck | Non
     return None
 
 
+@stops_on_interrupt("models.pack", "the output folder is as the last finished packing left it")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=command_name("models.pack"),

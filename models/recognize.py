@@ -65,6 +65,7 @@ from models.cli import (
     non_negative_int,
     positive_int,
     read_task_settings,
+    stops_on_interrupt,
 )
 from models.devices import resolve_device
 from models.export import ExportError, load_onnx
@@ -633,6 +634,7 @@ def _print_results(
     return failed
 
 
+@stops_on_interrupt("models.recognize", "the readings printed so far stand")
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m models.recognize CHECKPOINT PATH...``: returns the exit status.
 

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from models.cli import stops_on_interrupt
 from models.evaluate import (
     Reading,
     Sample,
@@ -484,6 +485,7 @@ def evaluate_tesseract(
     return record
 
 
+@stops_on_interrupt("models.tesseract")
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m models.tesseract SHARD... --out DIR (--checkpoint M | --task T)``: Tesseract
     on shards (the workflow's, or a user's from `models.pack`), scored as `models.evaluate`

@@ -75,7 +75,7 @@ from models.checkpoint import (
     save_model,
     unwrap,
 )
-from models.cli import non_negative_int
+from models.cli import non_negative_int, stops_on_interrupt
 from models.data import Batch, DataError, TrainStream, eval_batches, train_loader
 from models.devices import (
     DistEnv,
@@ -91,7 +91,7 @@ from models.registry import build_model, input_spec, validate_experiment
 from models.specs import TrainJob, TrainSpec, recorded_settings, run_hashes
 from models.transfer import TransferError, init_from
 from synth.atomic import write_bytes_atomic, write_text_atomic
-from synth.charset import read_charset
+from synth.charset import CharsetError, read_charset
 from synth.schema import config_with_origins, named_with_file, with_defaults
 
 try:
@@ -976,6 +976,9 @@ def _build_hint(args: argparse.Namespace, job: TrainJob) -> str:
     )
 
 
+@stops_on_interrupt(
+    "models.train", "its resume state is kept: the same command continues from its last checkpoint"
+)
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m models.train --config C --experiment E`` or ``--spec JSON`` (also under
     ``torchrun``)."""
@@ -1059,11 +1062,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         OutputLockedError,
         ResumeConflictError,
         RankStoppedError,
-        CheckpointError,
+        NonFiniteLossError,
+        CheckpointError,  # TransferError too (train.init_from)
+        CharsetError,
         DataError,
     ) as e:
         parser.exit(1, f"{parser.prog}: error: {e}\n")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

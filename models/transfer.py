@@ -104,7 +104,8 @@ def init_from(
         UntrustedCheckpointError: The file holds pickled code.
         CheckpointError: Missing, truncated, or not a synthocr checkpoint.
         TransferError: Another model, or a tensor of another shape (another width, hidden size
-            or input size), naming it and the model kwargs that differ.
+            or input size), naming it and the model kwargs that differ; or a weight that holds
+            NaN or infinite values.
     """
     where = f"train.init_from {path}"
     try:
@@ -154,6 +155,9 @@ def init_from(
             raise TransferError(
                 f"{where}: {key} is {tuple(old.shape)}, this model's {tuple(new.shape)}{hint}"
             )
+        if old.is_floating_point() and not bool(torch.isfinite(old).all()):
+            # a damaged file: training from it would stop at its first step on a NaN loss
+            raise TransferError(f"{where}: weight {key} holds NaN or infinite values")
         if key in by_class:
             state[key] = new.detach().clone()
             state[key][rows_to] = old.to(new.dtype)[rows_from]

@@ -399,11 +399,24 @@ def write_charset(chars: Sequence[str], path: str | os.PathLike) -> None:
     write_text_atomic(path, "".join(c + "\n" for c in chars))
 
 
+class CharsetError(ValueError):
+    """A charset file that is not one (its path and what is wrong named)."""
+
+
 def read_charset(path: str | os.PathLike) -> list[str]:
-    """Read a charset file written by :func:`write_charset` (one character per line)."""
-    lines = Path(path).read_text(encoding="utf-8").split("\n")
+    """Read a charset file written by :func:`write_charset` (one character per line).
+
+    Raises:
+        CharsetError: The file is not UTF-8, or a line holds other than one character.
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as e:
+        raise CharsetError(f"charset {path}: not UTF-8 ({e.reason} at byte {e.start})") from None
     chars = [line for line in lines if line != ""]
     bad = [code_points(c) for c in chars if len(c) != 1]
     if bad:
-        raise ValueError(f"charset {path}: lines must hold one character each, got {listing(bad)}")
+        raise CharsetError(
+            f"charset {path}: lines must hold one character each, got {listing(bad)}"
+        )
     return chars

@@ -339,6 +339,11 @@ def test_cli_evaluates_a_checkpoint_on_any_shards_of_its_task(tmp_path, cjk_font
     err = capsys.readouterr().err
     assert f"{tmp_path} is a folder: shards are .tar files; give its shards, e.g. " in err
     assert f"{tmp_path / 'mine-*.tar'}" in err
+    # --out a file: named, not a FileExistsError traceback; the file is left as it was.
+    (tmp_path / "afile").write_text("mine")
+    assert main([str(ckpt), str(shard), "--out", str(tmp_path / "afile")]) == 1
+    assert f"--out {tmp_path / 'afile'}: a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text() == "mine"
 
 
 def test_cli_holds_grammar_readings_to_a_configs_expressions(tmp_path, cjk_font, capsys):

@@ -316,6 +316,69 @@ def test_a_source_that_does_not_fit_stops_training_before_it_starts(line_data, t
         train(own)
 
 
+def test_the_command_line_names_user_errors_and_ctrl_c_in_one_line(
+    line_data, tmp_path, capsys, monkeypatch
+):
+    def run(job: TrainJob) -> tuple[int, str]:
+        spec = tmp_path / "job.json"
+        spec.write_text(json.dumps(job.to_dict()))
+        try:
+            code = main(["--spec", f"@{spec}"])
+        except SystemExit as e:
+            code = e.code
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return code, err
+
+    # A diverging run: the loss, the step and the advice, not a traceback.
+    job = line_job(line_data, tmp_path / "nan", lr=1e9, warmup_steps=0, clip_grad=0)
+    code, err = run(job)
+    assert code == 1 and "training stopped" in err and "Lower train.lr" in err, err
+    # A charset file that is not one, named.
+    bad = tmp_path / "charset.txt"
+    bad.write_text("01\n2\n", encoding="utf-8")
+    code, err = run(replace(line_job(line_data, tmp_path / "cs"), charset=str(bad)))
+    assert code == 1 and f"charset {bad}: lines must hold one character each" in err, err
+    bad.write_bytes(b"0\n\xff\n")
+    code, err = run(replace(line_job(line_data, tmp_path / "cs"), charset=str(bad)))
+    assert code == 1 and f"charset {bad}: not UTF-8" in err, err
+
+    # Ctrl-C: one line saying the resume state is kept, and the shell's status for SIGINT.
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "train", interrupted)
+    code, err = run(line_job(line_data, tmp_path / "stopped"))
+    assert code == 130 and "interrupted; its resume state is kept" in err, err
+
+
+def test_ctrl_c_stops_the_command_line_in_one_line_and_the_rerun_resumes(line_data, tmp_path):
+    job = line_job(line_data, tmp_path / "out", steps=100_000, checkpoint_every=3)
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps(job.to_dict()))
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "models.train", "--spec", f"@{spec}"],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    for line in proc.stderr:  # the log: wait for a checkpoint's worth of steps
+        lines.append(line)
+        if re.search(r"step [4-9]/100000", line):
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.communicate(timeout=60)[1]
+    err = "".join(lines) + rest
+    assert proc.returncode == 130, err
+    assert "python -m models.train: interrupted; its resume state is kept" in err, err
+    assert "Traceback" not in err, err
+    [state] = (tmp_path / "out" / "resume").iterdir()
+    assert json.loads((state / "run.json").read_text())["step"] >= 3
+
+
 def test_resume_state_that_does_not_fit_the_model_starts_afresh(line_data, tmp_path, caplog):
     first = train(line_job(line_data, tmp_path, steps=3))
     last = tmp_path / "resume" / first.run_hash / "last.pt"

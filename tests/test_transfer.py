@@ -3,6 +3,7 @@ rows matched by character; a source that does not fit is refused, naming the ten
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -137,6 +138,19 @@ def test_another_width_is_refused_naming_the_tensor_and_the_kwarg(tmp_path):
     assert "width: 0.125 there, 0.25 here" in str(e.value)
     for key, value in model.state_dict().items():  # nothing half-loaded
         assert torch.equal(value, before[key]), key
+
+
+def test_a_source_with_non_finite_weights_is_refused_naming_the_weight(tmp_path):
+    # Training from it would stop at its first step on a NaN loss, blaming the learning rate.
+    source = _save(tmp_path / "ok.pt", "crnn_vgg", list("ab"))
+    state = source.state_dict()
+    key = next(k for k, v in state.items() if v.is_floating_point() and "running" not in k)
+    state[key].view(-1)[0] = float("inf")
+    meta = ModelMeta("crnn_vgg", CASES["crnn_vgg"][0], list("ab"), "line", train={}, step=5)
+    save_model(tmp_path / "inf.pt", source, meta)
+    model = _fresh("crnn_vgg", list("ab"))
+    with pytest.raises(TransferError, match=rf"inf\.pt: weight {re.escape(key)} holds NaN"):
+        init_from(model, "crnn_vgg", CASES["crnn_vgg"][0], list("ab"), tmp_path / "inf.pt")
 
 
 class Payload:
