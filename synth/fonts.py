@@ -569,6 +569,15 @@ def _scan_face(
     if hit is not None:
         return FaceRecord(f.path, index, family, style, role, "excluded", f"name matches {hit}")
     covered = frozenset(_drawn_chars(font, chars))
+    cmap = font.getBestCmap() or {}
+    mapped = sum(1 for c in chars if ord(c) in cmap and not c.isspace())
+    if mapped and not any(not c.isspace() for c in covered):
+        # No font in the default config does this for any task's charset: a glyf or loca
+        # table overwritten or cut short reads as glyphs of no outline.
+        raise TTLibError(
+            f"its character map gives {mapped} of the task's characters, and not one of their "
+            "glyphs draws anything: a damaged glyf, loca or CFF table, or a blank font"
+        )
     # FreeType must open it too: a font fontTools accepts can still fail in PIL.
     ImageFont.truetype(f.path, 16, index=index)
     return FaceRecord(f.path, index, family, style, role, "ok", "", covered)

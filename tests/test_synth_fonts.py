@@ -382,6 +382,32 @@ def test_a_font_damaged_inside_is_reported_with_path_and_reason(tmp_path, cjk_fo
         scan_fonts([str(bad)], [], EXPR)
 
 
+def test_a_font_whose_glyphs_were_overwritten_is_an_error_not_a_font_that_covers_nothing(
+    tmp_path, latin_font, caplog
+):
+    # DejaVu Sans with its glyf table zeroed: the directory, cmap and loca read, and every
+    # glyph reads as one of no outline. It maps the task's characters, so it is damaged (a
+    # Latin font among hanzi, which maps none of them, covers nothing and is fine).
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    data = bytearray(latin_font.read_bytes())
+    for i in range(struct.unpack_from(">H", data, 4)[0]):
+        tag, _, offset, length = struct.unpack_from(">4sIII", data, 12 + 16 * i)
+        if tag == b"glyf":
+            data[offset : offset + length] = bytes(length)
+    bad = fonts / "zeroed.ttf"
+    bad.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        (record,) = scan_fonts([f"{fonts}/*"], [], EXPR)
+    assert record.status == "error" and record.covered == frozenset()
+    assert f"its character map gives {len(EXPR)} of the task's characters" in record.reason
+    assert f"font file {bad} cannot be read" in caplog.text
+    with pytest.raises(FontError, match=r"zeroed\.ttf cannot be read: .* damaged glyf"):
+        scan_fonts([str(bad)], [], EXPR)
+    (hanzi,) = scan_fonts([f"{fonts}/*"], [], "中文")  # maps none of these: covers nothing
+    assert hanzi.status == "ok" and hanzi.covered == frozenset()
+
+
 def _collection_with_a_bad_face(path: Path, latin_font: Path) -> Path:
     """A real two-face collection (DejaVu Sans and DejaVu Sans Bold) whose face 1 has a cmap of
     its own with a subtable offset far past the table's end: the directory is sound, face 0 is
