@@ -44,7 +44,7 @@ import webdataset as wds
 from models.families import Family, LabelError
 from models.images import ImageLoadError, decode_png
 from models.preprocess import pad_batch, prepare_image
-from synth.shards import REBUILD_HINT, record_json
+from synth.shards import REBUILD_HINT, record_json, record_text
 
 log = logging.getLogger(__name__)
 
@@ -255,9 +255,10 @@ def decode_sample(
         raise DataError(str(e)) from e
     if not isinstance(meta, dict) or "text" not in meta:
         raise DataError(f"{where}: bad .json: it has no 'text' field (the label)")
-    text = meta["text"]
-    if not isinstance(text, str):
-        raise DataError(f"{where}: 'text' is {type(text).__name__}, not a string")
+    try:
+        text = record_text(meta, where)
+    except ValueError as e:
+        raise DataError(str(e)) from None
     if isinstance(meta, dict) and meta.get("source"):  # packed from a user's file (models.pack)
         where += f" (image {meta['source']})"
     if family is not None:

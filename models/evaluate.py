@@ -53,7 +53,7 @@ from models.images import ImageLoadError, decode_png
 from models.registry import DECODERS
 from synth.atomic import write_text_atomic
 from synth.charset import SPACE, SPACE_HINT
-from synth.shards import iter_records, record_json
+from synth.shards import iter_records, record_json, record_text
 from synth.text import ExpressionError, Value, expression_value, value_json
 from synth.text import evaluate as evaluate_expression
 
@@ -139,6 +139,7 @@ def iter_samples(
             meta = record_json(record["json"], where)
             if not isinstance(meta, dict) or "text" not in meta:
                 raise ValueError(f"{where} has no 'text' in its JSON")
+            label = record_text(meta, where)
             if meta.get("source"):  # packed from a user's file (models.pack)
                 where += f" (image {meta['source']})"
             try:
@@ -148,7 +149,6 @@ def iter_samples(
                 raise ValueError(str(e)) from None
             if image.mode != "L":
                 image = image.convert("L")
-            label = str(meta["text"])
             problem = label_problem(label, known, longest)
             if problem:
                 raise ValueError(f"{where}: {_other_task(task, meta)}{problem}")

@@ -31,7 +31,7 @@ import os
 import struct
 import tarfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -503,6 +503,31 @@ def record_json(data: bytes | str, where: str, what: str = "cannot decode .json"
         return json.loads(text)
     except ValueError as e:
         raise ValueError(f"{where}: {what}: not valid JSON: {e}") from None
+
+
+def json_kind(value: Any) -> str:
+    """What a decoded JSON value is, in JSON's words, for an error: ``null``, ``a number (12)``,
+    ``an array ([1, 2])`` (the value cut to 40 characters)."""
+    if value is None:
+        return "null"
+    kind = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(
+        type(value), "an array" if isinstance(value, list) else "an object"
+    )
+    shown = json.dumps(value, ensure_ascii=False)
+    return f"{kind} ({shown if len(shown) <= 40 else shown[:37] + '...'})"
+
+
+def record_text(meta: Mapping[str, Any], where: str) -> str:
+    """A decoded ``.json`` member's label, ``meta["text"]``, checked to be a string: a null or a
+    number would otherwise be read as the text ``None`` or ``12``.
+
+    Raises:
+        ValueError: ``text`` is not a string (naming ``where`` and its JSON type).
+    """
+    text = meta["text"]
+    if not isinstance(text, str):
+        raise ValueError(f"{where}: 'text' in its .json is {json_kind(text)}, not a string")
+    return text
 
 
 class ShardReadError(ValueError):

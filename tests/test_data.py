@@ -215,6 +215,25 @@ def test_a_bad_json_member_says_what_is_wrong_with_it(tmp_path, body, error):
         list(iter_examples([str(path)], LINE))
 
 
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [("null", "null"), ("12", r"a number \(12\)"), ('["1"]', r'an array \(\["1"\]\)')],
+    ids=["null", "number", "array"],
+)
+def test_a_label_that_is_not_a_string_is_an_error_not_its_repr(tmp_path, text, kind):
+    path = tmp_path / "bad-000000.tar"
+    png = io.BytesIO()
+    Image.new("L", (8, 32), 255).save(png, format="PNG")
+    with wds.TarWriter(str(path)) as w:
+        w.write({"__key__": "k0", "png": png.getvalue(), "json": b'{"text": %s}' % text.encode()})
+    error = rf"bad-000000\.tar: sample 'k0': 'text' in its \.json is {kind}, not a string$"
+    with pytest.raises(DataError, match=error):
+        list(iter_examples([str(path)], LINE))
+    stream = TrainStream([str(path)], LINE, None, 1, seed=0, steps=1, shuffle_buffer=0)
+    with pytest.raises(DataError, match=error):
+        list(stream)
+
+
 def test_truncated_and_missing_shards_are_named(tmp_path, line_shards):
     data = Path(line_shards[0]).read_bytes()
     cut = tmp_path / "cut-000000.tar"

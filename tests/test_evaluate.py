@@ -185,6 +185,32 @@ def test_a_damaged_test_shard_is_an_error_naming_the_shard_and_the_sample(tmp_pa
             list(iter_samples([alone]))
 
 
+@pytest.mark.parametrize(
+    ("case", "text", "kind"),
+    [("line", b"null", "null"), ("line", b"12", r"a number \(12\)"), ("expr", b"null", "null")],
+    ids=["null", "number", "expr-null"],
+)
+def test_a_label_that_is_not_a_string_is_an_error_and_nothing_is_scored(
+    tmp_path, cjk_font, case, text, kind
+):
+    _, _, _, task, size, texts = CASES[case]
+    good = make_shard(tmp_path / "good.tar", task, "test_seen", texts[:3], cjk_font, size)
+    key = f"{task}_test_seen_000000_000001"
+    with tarfile.open(good) as tar:
+        meta = json.loads(tar.extractfile(f"{key}.json").read())
+    meta["text"] = json.loads(text)
+    bad = _rewrite_member(good, tmp_path / "bad.tar", key, "json", json.dumps(meta).encode())
+    error = rf"bad\.tar: sample '{key}': 'text' in its \.json is {kind}, not a string$"
+    with pytest.raises(ValueError, match=error):
+        list(iter_samples([bad], task=task))
+    checkpoint = make_checkpoint(tmp_path / "m" / "model.pt", case)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=error):
+        spec = EvalSpec("m", "test_seen", device="cpu")
+        evaluate(checkpoint, [bad], out / "metrics.json", out / "predictions.csv", spec)
+    assert not (out / "predictions.csv").exists()
+
+
 def _drop_member(src: Path, dst: Path, key: str, ext: str) -> Path:
     """A copy of a shard without one member."""
     with tarfile.open(src) as tin, tarfile.open(dst, "w") as tout:
