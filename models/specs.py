@@ -32,6 +32,36 @@ def _unknown(cls: type, cfg: Mapping[str, Any], where: str) -> None:
         raise ValueError(f"{where}: unknown key(s) {unknown}; valid: {sorted(names)}")
 
 
+# What a JSON value must be for each type a spec's field is annotated with: (check, what).
+_JSON_TYPES: dict[str, tuple[Any, str]] = {
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "str | None": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    # bool is an int in Python, not in a spec: "amp": true is no number of steps
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "Mapping[str, Any]": (lambda v: v is None or isinstance(v, Mapping), "a mapping (an object)"),
+    "TrainSpec": (lambda v: v is None or isinstance(v, Mapping), "a mapping (an object)"),
+    "tuple[str, ...]": (
+        lambda v: isinstance(v, list | tuple) and all(isinstance(p, str) for p in v),
+        "a list of paths",
+    ),
+}
+
+
+def _check_types(cls: type, d: Mapping[str, Any], where: str) -> None:
+    """A plain dict's values (``--spec`` JSON) against ``cls``'s field annotations: a string
+    where a list of paths belongs would be read character by character, and ``"seed": "7"``
+    would key another run than 7. Raises a ValueError naming the field."""
+    for f in fields(cls):
+        if f.name in d:
+            check, what = _JSON_TYPES[str(f.type)]
+            if not check(d[f.name]):
+                shown = repr(d[f.name])
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                raise ValueError(f"{where}{f.name} must be {what}, got {shown}")
+
+
 @dataclass(frozen=True)
 class TrainSpec:
     """The training loop's settings (``experiments.<name>.train``); see the schema for each."""
@@ -128,7 +158,9 @@ class TrainJob:
         missing = [f.name for f in fields(cls) if f.name not in d]
         if missing:
             raise ValueError(f"spec: missing key(s) {missing}")
-        d["train"] = TrainSpec.from_config(d["train"])
+        _check_types(cls, d, "spec: ")
+        _check_types(TrainSpec, d["train"] or {}, "spec: train.")
+        d["train"] = TrainSpec.from_config(d["train"], where="spec: train")
         d["model_kwargs"] = dict(d["model_kwargs"] or {})
         d["train_shards"] = tuple(str(p) for p in d["train_shards"])
         d["val_shards"] = tuple(str(p) for p in d["val_shards"])

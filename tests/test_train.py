@@ -148,6 +148,58 @@ def test_weight_average_warms_up():
         assert float(fixed.module.weight.min()) == pytest.approx(0.9**29, rel=1e-4)
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("train_shards", "/data/train-000000.tar", r"train_shards must be a list of paths"),
+        ("val_shards", ["a.tar", 3], r"val_shards must be a list of paths, got \['a\.tar', 3\]"),
+        ("seed", "7", r"seed must be an integer, got '7'"),
+        ("seed", True, r"seed must be an integer, got True"),
+        ("seed", 7.0, r"seed must be an integer, got 7\.0"),
+        ("model", None, r"model must be a string, got None"),
+        ("out_dir", ["x"], r"out_dir must be a string"),
+        ("model_kwargs", [1], r"model_kwargs must be a mapping \(an object\), got \[1\]"),
+        ("train", "fast", r"train must be a mapping"),
+        ("train.steps", "100", r"train\.steps must be an integer, got '100'"),
+        ("train.lr", True, r"train\.lr must be a number, got True"),
+        ("train.amp", 1, r"train\.amp must be true or false, got 1"),
+        ("train.schedule", 2, r"train\.schedule must be a string, got 2"),
+        ("train.init_from", 0, r"train\.init_from must be a string or null, got 0"),
+    ],
+)
+def test_a_spec_field_of_the_wrong_type_is_named(tmp_path, capsys, field, value, error):
+    good = {
+        "experiment": "x",
+        "task": "line",
+        "model": "crnn_vgg",
+        "model_kwargs": dict(TINY_CRNN),
+        # every setting, so each annotation has its check; an int is a number, null no path
+        "train": {**TrainSpec().to_dict(), "steps": 2, "lr": 1},
+        "seed": 7,
+        "device": "cpu",
+        "charset": "c.txt",
+        "train_shards": ["t.tar"],
+        "val_shards": [],
+        "out_dir": "out",
+    }
+    assert TrainJob.from_dict(good).train_shards == ("t.tar",)
+    assert TrainJob.from_dict({**good, "model_kwargs": None, "train": None}).train == TrainSpec()
+    bad = copy.deepcopy(good)
+    if field.startswith("train."):
+        bad["train"][field[6:]] = value
+    else:
+        bad[field] = value
+    with pytest.raises(ValueError, match=r"^spec: " + error):
+        TrainJob.from_dict(bad)
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps(bad))
+    with pytest.raises(SystemExit) as e:  # the CLI: one line, before anything is read
+        main(["--spec", f"@{spec}"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert re.search(r"error: --spec @.*: spec: " + error, err) and "Traceback" not in err
+
+
 def test_train_spec_defaults_match_the_schema():
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
     props = schema["definitions"]["train"]["properties"]
