@@ -164,7 +164,9 @@ def index_shard(url: str) -> ShardIndex:
     Plain ustar headers are read directly (`_plain_ustar_members`), anything else by tarfile.
 
     Raises:
-        ShardError: Missing, not a tar, truncated, or holding no samples (names the shard).
+        ShardError: Missing, not a tar, truncated, holding no samples, or holding a key twice
+            (two members of one sample with the same extension, or a key again after other
+            samples) (names the shard, and the key).
     """
     try:
         size = os.path.getsize(url)
@@ -190,10 +192,21 @@ def index_shard(url: str) -> ShardIndex:
             raise ShardError(f"shard {url}: member {name!r} has no extension")
         if offset + length > size:
             raise ShardError(f"shard {url}: truncated inside sample {key!r}{REBUILD_HINT}")
+        ext = ext.lower()
         if key not in parts:
             order.append(key)
             parts[key] = []
-        parts[key].append((ext.lower(), offset, length))
+        elif order[-1] != key:
+            raise ShardError(
+                f"shard {url}: sample {key!r} appears again ({name} after sample "
+                f"{order[-1]!r}): a duplicate key{REBUILD_HINT}"
+            )
+        elif any(e == ext for e, _, _ in parts[key]):
+            raise ShardError(
+                f"shard {url}: sample {key!r} has a second .{ext} member: a duplicate key"
+                f"{REBUILD_HINT}"
+            )
+        parts[key].append((ext, offset, length))
     if tail != bytes(2 * tarfile.BLOCKSIZE):
         after = f"after sample {order[-1]!r}" if order else "before its first sample"
         raise ShardError(f"shard {url}: truncated {after} (no end-of-archive marker){REBUILD_HINT}")

@@ -543,10 +543,13 @@ def iter_records(shard: str | os.PathLike) -> Iterator[dict[str, Any]]:
     `webdataset` would bring), so evaluation, Tesseract, plot and preview jobs start fast.
 
     Raises:
-        ShardReadError: The tar is unreadable (naming the shard and where it broke).
+        ShardReadError: The tar is unreadable (naming the shard and where it broke), or holds
+            a key twice (two members of one sample with the same extension, or a key again
+            after other samples), which would have one sample read twice or one part replaced.
     """
     current: dict[str, Any] | None = None
     last = None
+    seen: set[str] = set()
     try:
         with tarfile.open(shard, mode="r|*") as tar:
             for member in tar:
@@ -562,7 +565,18 @@ def iter_records(shard: str | os.PathLike) -> Iterator[dict[str, Any]]:
                     yield current
                     current = None
                 if current is None:
+                    if key in seen:
+                        raise ShardReadError(
+                            f"shard {shard}: sample {key!r} appears again ({member.name} after "
+                            f"sample {last!r}): a duplicate key{REBUILD_HINT}"
+                        )
+                    seen.add(key)
                     current = {"__key__": key}
+                elif ext in current:
+                    raise ShardReadError(
+                        f"shard {shard}: sample {key!r} has a second .{ext} member: a duplicate "
+                        f"key{REBUILD_HINT}"
+                    )
                 f = tar.extractfile(member)
                 current[ext] = f.read() if f is not None else b""
             end = tar.offset

@@ -234,6 +234,47 @@ def test_a_label_that_is_not_a_string_is_an_error_not_its_repr(tmp_path, text, k
         list(stream)
 
 
+def _tar(path: Path, members: list[tuple[str, bytes]]) -> str:
+    """A tar holding ``members`` (name, bytes) in this order, as they are (duplicates too)."""
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return str(path)
+
+
+DUPLICATES = {
+    "each-member-twice": (["k0.png", "k0.json", "k0.png", "k0.json"], "k0", r"a second \.png"),
+    "png-png": (["k0.png", "k0.png", "k0.json"], "k0", r"a second \.png"),
+    "sample-again": (
+        ["k0.png", "k0.json", "k1.png", "k1.json", "k0.png", "k0.json"],
+        "k0",
+        r"appears again \(k0\.png after sample 'k1'\)",
+    ),
+    "stray-txt": (
+        ["k0.png", "k0.json", "k1.png", "k1.json", "k0.txt"],
+        "k0",
+        r"appears again \(k0\.txt after sample 'k1'\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", DUPLICATES)
+def test_a_duplicate_key_is_an_error_naming_shard_and_key(tmp_path, case):
+    names, key, what = DUPLICATES[case]
+    png = io.BytesIO()
+    Image.new("L", (8, 32), 255).save(png, format="PNG")
+    body = {"png": png.getvalue(), "json": b'{"text": "1"}', "txt": b"1"}
+    path = _tar(tmp_path / "dup-000000.tar", [(n, body[n.split(".")[1]]) for n in names])
+    error = rf"dup-000000\.tar: sample '{key}' {'has ' if 'second' in what else ''}{what}"
+    error += r".*: a duplicate key; delete it"
+    with pytest.raises(ShardError, match=error):
+        list(iter_examples([path], LINE))
+    with pytest.raises(ShardError, match=error):
+        TrainStream([path], LINE, None, 1, seed=0, steps=1)
+
+
 def test_truncated_and_missing_shards_are_named(tmp_path, line_shards):
     data = Path(line_shards[0]).read_bytes()
     cut = tmp_path / "cut-000000.tar"

@@ -211,6 +211,47 @@ def test_a_label_that_is_not_a_string_is_an_error_and_nothing_is_scored(
     assert not (out / "predictions.csv").exists()
 
 
+def _reorder_members(src: Path, dst: Path, names: list[str]) -> Path:
+    """A copy of a shard whose members are ``names`` in this order (a name may come twice)."""
+    with tarfile.open(src) as tin, tarfile.open(dst, "w") as tout:
+        members = {m.name: m for m in tin.getmembers()}
+        for name in names:
+            tout.addfile(members[name], io.BytesIO(tin.extractfile(members[name]).read()))
+    return dst
+
+
+def test_a_duplicate_key_is_an_error_naming_the_shard_and_the_key(tmp_path, cjk_font):
+    _, _, _, task, size, texts = CASES["line"]
+    good = make_shard(tmp_path / "good.tar", task, "test_seen", texts[:2], cjk_font, size)
+    k0, k1 = (f"{task}_test_seen_000000_{i:06d}" for i in range(2))
+    cases = {
+        "twice.tar": (
+            [f"{k0}.png", f"{k0}.json", f"{k0}.png", f"{k0}.json", f"{k1}.png", f"{k1}.json"],
+            rf"twice\.tar: sample '{k0}' has a second \.png member: a duplicate key",
+        ),
+        "again.tar": (
+            [f"{k0}.png", f"{k0}.json", f"{k1}.png", f"{k1}.json", f"{k0}.png", f"{k0}.json"],
+            rf"again\.tar: sample '{k0}' appears again \({k0}\.png after sample '{k1}'\)",
+        ),
+        # a member of an earlier sample, not a sample lacking its .png and .json
+        "stray.tar": (
+            [f"{k0}.png", f"{k0}.json", f"{k1}.png", f"{k1}.json", f"{k0}.json"],
+            rf"stray\.tar: sample '{k0}' appears again \({k0}\.json after sample '{k1}'\)",
+        ),
+    }
+    for name, (names, error) in cases.items():
+        path = _reorder_members(good, tmp_path / name, names)
+        with pytest.raises(ValueError, match=error) as info:
+            list(iter_samples([path]))
+        assert str(info.value).endswith(REBUILD_HINT)
+    checkpoint = make_checkpoint(tmp_path / "m" / "model.pt", "line")
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"twice\.tar: .*a duplicate key"):
+        spec = EvalSpec("m", "test_seen", device="cpu")
+        evaluate(checkpoint, [tmp_path / "twice.tar"], out / "m.json", out / "p.csv", spec)
+    assert not (out / "p.csv").exists()
+
+
 def _drop_member(src: Path, dst: Path, key: str, ext: str) -> Path:
     """A copy of a shard without one member."""
     with tarfile.open(src) as tin, tarfile.open(dst, "w") as tout:
