@@ -159,14 +159,19 @@ def decode_png(data: bytes, where: str) -> Image.Image:
     Raises:
         ImageLoadError: The bytes are not an image Pillow decodes (empty, truncated, corrupt),
             or one Pillow refuses as a decompression bomb (a few kB whose header claims
-            20000 x 20000 px); its message is ``{where}: cannot decode .png: {Pillow's reason}``.
+            20000 x 20000 px); its message is ``{where}: cannot decode .png: {reason}`` (Pillow's,
+            or ``not an image Pillow can read (N bytes)`` where Pillow's names its buffer).
     """
     try:
         img = Image.open(io.BytesIO(data))
         img.load()  # decode now (Image.open reads only the header), inside this try
         return img
+    except UnidentifiedImageError:
+        # Pillow's message names its buffer ("cannot identify image file <_io.BytesIO object
+        # at 0x7f...>"), which tells the reader nothing ``where`` does not, better
+        what = "empty member" if not data else f"not an image Pillow can read ({len(data)} bytes)"
+        raise ImageLoadError(where, f"cannot decode .png: {what}") from None
     except (
-        UnidentifiedImageError,
         OSError,
         ValueError,
         SyntaxError,
