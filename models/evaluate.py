@@ -356,7 +356,8 @@ class EvalSpec:
         experiment: The experiment's name (recorded in ``metrics.json``).
         split: ``test_seen`` or ``test_heldout``.
         batch_size: Images per forward pass.
-        decoder: CTC decoder, ``greedy``, ``beam`` or ``grammar`` (`models.predict.predict`).
+        decoder: CTC decoder, ``greedy``, ``beam`` or ``grammar`` (`models.predict.predict`);
+            the reader reads its most likely text with ``beam``, its greedy one otherwise.
         beam_width: Beam width when ``decoder`` is ``beam`` or ``grammar``.
         task_settings: With ``grammar``, the task's settings whose texts the readings are held
             to (`synth.text.GRAMMAR_SETTINGS` of ``tasks.<task>``: the workflow passes them);
@@ -549,7 +550,7 @@ def evaluate(
             "eval_img_per_s": len(samples) / predict_s if predict_s > 0 else None,
             "eval_wall_s": wall,
             "device": device.type,
-            "decoder": spec.decoder if family == "ctc" else "greedy",
+            "decoder": spec.decoder if family in ("ctc", "attention") else "greedy",
             **grammar_record(meta, spec),
             "batch_size": spec.batch_size,
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6,

@@ -424,8 +424,9 @@ class CTCFamily(Family):
 
 
 def _check_decoder(decoder: str, kind: str) -> None:
-    """A known decoder for this family: classifiers and the reader decode greedily (``beam``
-    gives them the same result), and ``grammar``, a CTC search, is refused for them."""
+    """A known decoder for this family: classifiers decode greedily (``beam`` gives them the
+    same result), the reader's ``beam`` reads its most likely text, and ``grammar``, a CTC
+    search, is refused for both."""
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; valid: {', '.join(DECODERS)}")
     if decoder == "grammar" and kind != "ctc":
@@ -649,25 +650,32 @@ class AttentionFamily(Family):
         k: int = 5,
         grammar: Grammar | None = None,
     ) -> list[Prediction]:
-        """Best class per step until the terminal symbol; ``confidence`` is the product of the
-        chosen probabilities up to and including it (all steps if it never comes).
+        """Decode logits ``N, S, C + 1``.
 
-        The reader does not feed its own characters back, so the steps are independent given
-        the image and the ``k`` most likely texts are exact: ``top_k`` holds them with either
-        ``decoder`` (``top_k[0]`` is the greedy reading).
+        ``greedy``: best class per step until the terminal symbol; ``confidence`` is the product
+        of the chosen probabilities up to and including it (all steps if it never comes);
+        ``top_k`` holds it, then the most likely other texts. ``beam``: the reader does not feed
+        its own characters back, so the steps are independent given the image and the ``k``
+        most likely texts are exact (`attention_nbest`): ``text`` is the most likely,
+        ``confidence`` its probability, ``top_k`` the ``k`` in order of probability (an exact tie
+        keeps the greedy reading first). The greedy reading need not be the most likely: its
+        first character can beat the terminal symbol at the first step while ``""`` is still
+        more likely than that character followed by anything.
         """
         _check_decoder(decoder, self.kind)
         log_probs = self.logits(outputs).detach().float().log_softmax(-1).cpu().numpy()
         preds = []
         for lp in log_probs:
             greedy, greedy_logp = attention_greedy_decode(lp)
-            top = [
-                (self.text_of(labels), math.exp(logp)) for labels, logp in attention_nbest(lp, k)
-            ]
-            text = self.text_of(greedy)
-            if top[0][0] != text:  # a tie broken the other way: keep greedy first
-                top = [(text, math.exp(greedy_logp)), *[t for t in top if t[0] != text]][:k]
-            preds.append(Prediction(text, math.exp(greedy_logp), top))
+            text, p = self.text_of(greedy), math.exp(greedy_logp)
+            # in an exact tie the greedy reading comes first: beam and greedy agree where they can
+            nbest = sorted(attention_nbest(lp, k), key=lambda x: (-x[1], x[0] != tuple(greedy)))
+            top = [(self.text_of(labels), math.exp(logp)) for labels, logp in nbest]
+            if decoder == "greedy":
+                top = [(text, p), *[t for t in top if t[0] != text]][:k]
+                preds.append(Prediction(text, p, top))
+            else:
+                preds.append(Prediction(top[0][0], top[0][1], top))
         return preds
 
 

@@ -117,8 +117,9 @@ class Recognizer:
         max_pixels: Image files of more pixels are refused (None: no limit of ours).
         max_aspect: Images whose one side is more than this many times the other are refused
             (None or 0: no limit, as ``--max-aspect 0``); `models.images.MAX_ASPECT` by default.
-        decoder: CTC decoder, ``greedy``, ``beam`` (prefix beam search, n-best in ``top_k``) or
-            ``grammar`` (the beam search held to the task's grammar: ``expr`` models only).
+        decoder: CTC decoder, ``greedy``, ``beam`` (prefix beam search, n-best in ``top_k``;
+            for the reader its most likely texts, best first) or ``grammar`` (the beam search
+            held to the task's grammar: ``expr`` models only).
         task_settings: With ``grammar``, the settings of the model's task (``tasks.expr`` of
             the config it was trained with): only the texts they draw are read, as the
             workflow's evaluation reads them (operand counts, digits, one pair of

@@ -332,6 +332,7 @@ def test_eval_spec_from_config():
         *((case, "greedy") for case in sorted(CASES)),
         ("line", "beam"),
         ("expr", "beam"),
+        ("short", "beam"),
         ("expr", "grammar"),
     ],
 )
@@ -352,7 +353,7 @@ def test_evaluate_writes_metrics_and_predictions(tmp_path, cjk_font, case, decod
     assert record["model"] == name and record["task"] == task and record["split"] == "test_seen"
     assert record["n"] == len(texts)
     assert record["device"] == "cpu"
-    assert record["decoder"] == (decoder if task in ("expr", "line") else "greedy")
+    assert record["decoder"] == (decoder if task in ("expr", "line", "short") else "greedy")
     assert record["eval_img_per_s"] > 0
     assert record["train_steps"] == 6
     assert record["train_wall_s"] == 12.5

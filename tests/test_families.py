@@ -431,6 +431,42 @@ def test_attention_decode_top_k() -> None:
     assert family.decode(probs.log(), decoder="beam", k=3)[0].top_k == pred.top_k
 
 
+def test_attention_beam_reads_the_most_likely_text_not_the_greedy_one() -> None:
+    # "1" beats the terminal symbol at the first step (0.55 against 0.45), so greedy reads "12",
+    # but "" (0.45) is more likely than "12" (0.55 * 0.45 = 0.2475) or any other text.
+    family = make_family("reader", DIGITS)
+    probs = torch.full((1, 5, 11), 1e-6)
+    probs[0, 0, 2], probs[0, 0, EOS] = 0.55, 0.45
+    probs[0, 1, 3], probs[0, 1, 4], probs[0, 1, EOS] = 0.45, 0.3, 0.25
+    probs[0, 2:, EOS] = 1.0
+    logits = probs.log()
+    [greedy] = family.decode(logits, k=4)
+    [beam] = family.decode(logits, decoder="beam", k=4)
+    assert greedy.text == "12"
+    assert [t for t, _ in beam.top_k] == ["", "12", "13", "1"]
+    probs = [p for _, p in beam.top_k]
+    assert probs == sorted(probs, reverse=True)
+    assert probs == pytest.approx([0.45, 0.2475, 0.165, 0.1375], rel=1e-4)
+    assert (beam.text, beam.confidence) == beam.top_k[0]
+    assert beam.top_k[1][1] == pytest.approx(greedy.confidence, rel=1e-9)
+
+
+def test_attention_beam_keeps_the_greedy_reading_first_in_an_exact_tie() -> None:
+    # Powers of two, so the three texts' probabilities are exactly equal: "" (0.25), "1"
+    # (0.5 * 0.5) and "12" (0.5 * 0.5 * 1). Greedy reads "1" (the terminal symbol wins the tie
+    # at the second step); the n-best search finds "" first.
+    family = make_family("reader", DIGITS)
+    probs = torch.zeros(1, 5, 11)
+    probs[0, 0, 2], probs[0, 0, 3], probs[0, 0, EOS] = 0.5, 0.25, 0.25
+    probs[0, 1, 3], probs[0, 1, EOS] = 0.5, 0.5
+    probs[0, 2:, EOS] = 1.0
+    [greedy] = family.decode(probs.log(), k=3)
+    [beam] = family.decode(probs.log(), decoder="beam", k=3)
+    assert greedy.text == "1"
+    assert [t for t, _ in beam.top_k] == ["1", "", "12"] and beam.text == "1"
+    assert len({p for _, p in beam.top_k}) == 1
+
+
 # --- a model's output against its family's layout ------------------------------------------------
 
 
