@@ -654,7 +654,7 @@ class AttentionFamily(Family):
 
         ``greedy``: best class per step until the terminal symbol; ``confidence`` is the product
         of the chosen probabilities up to and including it (all steps if it never comes);
-        ``top_k`` holds it, then the most likely other texts. ``beam``: the reader does not feed
+        ``top_k`` holds it alone, as greedy CTC's does. ``beam``: the reader does not feed
         its own characters back, so the steps are independent given the image and the ``k``
         most likely texts are exact (`attention_nbest`): ``text`` is the most likely,
         ``confidence`` its probability, ``top_k`` the ``k`` in order of probability (an exact tie
@@ -667,15 +667,14 @@ class AttentionFamily(Family):
         preds = []
         for lp in log_probs:
             greedy, greedy_logp = attention_greedy_decode(lp)
-            text, p = self.text_of(greedy), math.exp(greedy_logp)
+            if decoder == "greedy":
+                text, p = self.text_of(greedy), math.exp(greedy_logp)
+                preds.append(Prediction(text, p, [(text, p)]))
+                continue
             # in an exact tie the greedy reading comes first: beam and greedy agree where they can
             nbest = sorted(attention_nbest(lp, k), key=lambda x: (-x[1], x[0] != tuple(greedy)))
             top = [(self.text_of(labels), math.exp(logp)) for labels, logp in nbest]
-            if decoder == "greedy":
-                top = [(text, p), *[t for t in top if t[0] != text]][:k]
-                preds.append(Prediction(text, p, top))
-            else:
-                preds.append(Prediction(top[0][0], top[0][1], top))
+            preds.append(Prediction(top[0][0], top[0][1], top))
         return preds
 
 

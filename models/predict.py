@@ -42,7 +42,7 @@ def predict(
         images: PIL images (any mode) or ``H, W`` arrays, any size.
         batch_size: Images per forward pass.
         device: Where to run (default: where the model's parameters are).
-        top_k: Alternatives per prediction (classification and CTC beam search).
+        top_k: Alternatives per prediction (classification; CTC and the reader with ``beam``).
         decoder: CTC decoder: ``greedy``, ``beam``, or ``grammar`` (the beam held to the
             task's grammar, `models.registry.grammar_for`: for ``expr``, readings that evaluate).
         beam_width: CTC beam width.

@@ -592,8 +592,9 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             file=err,
         )
     if args.top_k is not None and not with_top_k:
+        article = "an" if recognizer.family[0] in "aeiou" else "a"  # an attention model
         print(
-            f"warning: --top-k has no effect with the {args.decoder} decoder on a "
+            f"warning: --top-k has no effect with the {args.decoder} decoder on {article} "
             f"{recognizer.family} model; add --decoder beam for alternatives",
             file=err,
         )

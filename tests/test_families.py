@@ -423,12 +423,14 @@ def test_attention_decode_top_k() -> None:
     probs = torch.full((1, 5, 11), 0.001)
     probs[0, 0, 2], probs[0, 0, 8] = 0.7, 0.29  # "1" or "7"
     probs[0, 1, EOS] = 0.99
-    [pred] = family.decode(probs.log(), k=3)
+    [pred] = family.decode(probs.log(), decoder="beam", k=3)
     assert pred.text == "1"
-    assert [t for t, _ in pred.top_k[:2]] == ["1", "7"]
+    assert [t for t, _ in pred.top_k[:2]] == ["1", "7"] and len(pred.top_k) == 3
     scale = 1 / probs[0, 0].sum().item() / probs[0, 1].sum().item()
     assert pred.top_k[1][1] == pytest.approx(0.29 * 0.99 * scale, rel=1e-5)
-    assert family.decode(probs.log(), decoder="beam", k=3)[0].top_k == pred.top_k
+    # greedy has no alternatives, as greedy CTC: its reading alone
+    [greedy] = family.decode(probs.log(), k=3)
+    assert greedy.top_k == [(greedy.text, greedy.confidence)] == [pred.top_k[0]]
 
 
 def test_attention_beam_reads_the_most_likely_text_not_the_greedy_one() -> None:

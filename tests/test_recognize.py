@@ -524,6 +524,34 @@ def test_the_aspect_limit_can_be_raised(checkpoints, tmp_path):
         assert proc.stdout.startswith(f"{long_line}\t")
 
 
+def test_reader_alternatives_only_with_beam(checkpoints, image_folder, capsys):
+    """Greedy: the reading alone in JSON and TSV, and a warning that --top-k does nothing, as
+    for CTC; beam: the --top-k most likely readings, best first, the first the printed one."""
+    image = str(image_folder / "a_gray.png")
+    reader = [str(checkpoints["short"]), image, "--top-k", "3", "--threads", "1"]
+    assert main([*reader, "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert "--top-k has no effect with the greedy decoder on an attention model" in captured.err
+    record = json.loads(captured.out)
+    assert record["top_k"] == [[record["text"], record["confidence"]]]
+    assert main(reader) == 0
+    captured = capsys.readouterr()
+    assert "on an attention model" in captured.err
+    assert len(captured.out.rstrip("\n").split("\t")) == 3
+    assert main([*reader, "--decoder", "beam", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    record = json.loads(captured.out)
+    assert len(record["top_k"]) == 3 and record["top_k"][0] == [
+        record["text"],
+        record["confidence"],
+    ]
+    probs = [p for _, p in record["top_k"]]
+    assert probs == sorted(probs, reverse=True)
+    assert main([*reader, "--decoder", "beam"]) == 0
+    assert len(capsys.readouterr().out.rstrip("\n").split("\t")) == 3 + 2 * 3
+
+
 def test_top_k_without_alternatives_warns_and_onnx_refuses_a_gpu(checkpoints, image_folder, capsys):
     image = str(image_folder / "a_gray.png")
     assert main([str(checkpoints["line"]), image, "--top-k", "4", "--threads", "1"]) == 0
