@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -138,21 +139,38 @@ def config_problems(
     ``origins`` (`config_with_origins`): when the config merged from several files, each line
     ends with the file(s) that set the key at fault (``; from mine.yaml``)."""
     validator = _Validator(schema, format_checker=_Validator.FORMAT_CHECKER)  # regexes compile
-    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
-    problems: list[str] = []
-    for error in errors:
+    # A NaN passes every bound (each comparison with it is false) and an infinity passes a
+    # minimum: both are said here, once, and the schema's other words about them left out.
+    not_finite = list(_not_finite(config, []))
+    lines = [(f"{_where(path)}: {_not_finite_why(value)}", path) for value, path in not_finite]
+    for error in validator.iter_errors(config):
+        path = list(error.absolute_path)
+        if any(path == at for _, at in not_finite):
+            continue
         if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
-            lines = _unknown_keys(error)
+            lines.extend(_unknown_keys(error))
         else:
-            lines = [
-                (
-                    f"{_where(list(error.absolute_path))}: {error.message}"
-                    f"{_misspelt(error, config)}{_number_as_text(error)}",
-                    list(error.absolute_path),
-                )
-            ]
-        problems.extend(line + from_files(origins, path) for line, path in lines)
-    return problems
+            message = f"{error.message}{_misspelt(error, config)}{_number_as_text(error)}"
+            lines.append((f"{_where(path)}: {message}", path))
+    lines.sort(key=lambda line: [str(p) for p in line[1]])
+    return [line + from_files(origins, path) for line, path in lines]
+
+
+def _not_finite(value: Any, path: list[Any]) -> Iterator[tuple[float, list[Any]]]:
+    """Every NaN or infinity in ``value`` (YAML's ``.nan``, ``.inf``), with its key's path: no
+    key takes one, and the schema cannot tell (NaN is a number, above every minimum)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield value, path
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _not_finite(item, [*path, key])
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _not_finite(item, [*path, i])
+
+
+def _not_finite_why(value: float) -> str:
+    return "nan is not a number" if math.isnan(value) else f"{value} is not a finite number"
 
 
 def named_with_file(message: str, origins: Mapping[str, Any] | None) -> str:

@@ -1298,3 +1298,30 @@ def test_yaml_merge_keys_still_load_and_integers_get_an_integer_hint(tmp_path):
     assert "train.steps: '1e5' is not of type 'integer' (YAML reads 1e5 as text" in problems
     assert "write 100000)" in problems  # an integer, not 100000.0
     assert "write 0.002 or 2.0e-3)" in problems
+
+
+def test_nan_and_infinity_fail_at_parse_time_naming_the_key(tmp_path, capsys):
+    # NaN passes every minimum and maximum of the schema (a NaN p switched a degradation off);
+    # no key takes an infinity either.
+    overlay = tmp_path / "nan.yaml"
+    overlay.write_text(
+        f"extends: {SMOKE}\n"
+        "tasks: {expr: {degrade: {blur: {p: .nan}}, font_size: [26, .inf]}}\n"
+        "experiments: {expr_crnn: {train: {lr: .nan, weight_decay: -.inf},"
+        " model_kwargs: {width: .nan}}}\n"
+    )
+    expected = [
+        "experiments.expr_crnn.model_kwargs.width: nan is not a number; from nan.yaml",
+        "experiments.expr_crnn.train.lr: nan is not a number; from nan.yaml",
+        "experiments.expr_crnn.train.weight_decay: -inf is not a finite number; from nan.yaml",
+        "tasks.expr.degrade.blur.p: nan is not a number; from nan.yaml",
+        "tasks.expr.font_size.1: inf is not a finite number; from nan.yaml",
+    ]
+    proc = run_snakemake(tmp_path, "-n", config=overlay, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "invalid config (5 problems):\n  " + "\n  ".join(expected) in out, out
+    with pytest.raises(SystemExit):
+        train_main(["--config", str(overlay), "--experiment", "expr_crnn"])
+    err = capsys.readouterr().err
+    assert "experiments.expr_crnn.train.lr: nan is not a number; from" in err, err
