@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,16 +65,49 @@ TASK_CONFIG_HELP = (
 
 
 def read_task_settings(config_path: str, task: str) -> dict[str, Any]:
-    """``tasks.<task>`` of the config file at ``config_path``, for the ``grammar`` decoder
-    (``--task-config``).
+    """The settings of ``tasks.<task>`` the ``grammar`` decoder reads (``--task-config``;
+    `synth.text.GRAMMAR_SETTINGS`) in the config file at ``config_path``: read, checked against
+    the workflow's schema and given its defaults as the workflow and ``python -m models.train
+    --config`` do (`synth.schema.with_defaults`), so that a misspelt key is refused rather than
+    left for the default grammar.
 
     Raises:
-        ValueError: The file cannot be read or has no ``tasks.<task>`` (naming both).
+        ValueError: The file cannot be read, breaks the schema (every problem, naming the key)
+            or has no ``tasks.<task>``; the message names the file.
     """
-    from synth.schema import load_config_file
+    from synth.schema import config_with_origins, with_defaults
+    from synth.text import GRAMMAR_SETTINGS
 
-    config = load_config_file(config_path)
-    settings = (config.get("tasks") or {}).get(task)
-    if not isinstance(settings, dict):
+    try:
+        given, origins = config_with_origins([config_path])
+        config = with_defaults(given, origins=origins)
+    except ValueError as e:
+        # A file that cannot be read names itself; a config that extends another names the
+        # file of each key ("; from FILE"); else the problems are the file given's.
+        message = str(e)
+        named = message.startswith((config_path, str(Path(config_path)))) or "; from " in message
+        raise ValueError(message if named else f"{config_path}: {message}") from None
+    # The defaults fill in every task: a config that sets nothing of the model's is not its own.
+    if not isinstance((given.get("tasks") or {}).get(task), dict):
         raise ValueError(f"{config_path}: no tasks.{task} settings (the model's task)")
-    return settings
+    # What the grammar reads, as the workflow's evaluation passes it (common.smk's eval_params)
+    keys = GRAMMAR_SETTINGS.get(task, ())
+    return {k: v for k, v in config["tasks"][task].items() if k in keys}
+
+
+def task_settings_warnings(
+    config_path: str, task: str, settings: Mapping[str, Any], charset: Sequence[str]
+) -> list[str]:
+    """What a ``--task-config``'s settings ask that the model cannot read (one line each): an
+    operator of ``tasks.expr.operators`` outside the model's charset. The grammar holds
+    readings to what the config draws, and the model never reads that operator, so the
+    readings are as without it; but the settings are then not those the model was trained on."""
+    if task != "expr":
+        return []
+    missing = [op for op in str(settings.get("operators", "")) if op not in charset]
+    if not missing:
+        return []
+    return [
+        f"{config_path}: tasks.{task}.operators {''.join(missing)!r}: not in the model's "
+        "charset, so no reading holds it (is this the config the model was trained with?)"
+    ]

@@ -585,7 +585,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from models.checkpoint import CheckpointError, read_meta
-    from models.cli import TASK_CONFIG_HELP, non_negative_int, positive_int, read_task_settings
+    from models.cli import (
+        TASK_CONFIG_HELP,
+        non_negative_int,
+        positive_int,
+        read_task_settings,
+        task_settings_warnings,
+    )
 
     parser = argparse.ArgumentParser(
         prog="python -m models.evaluate",
@@ -623,7 +629,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         settings = None
         if args.task_config:
-            settings = read_task_settings(args.task_config, read_meta(checkpoint).task)
+            meta = read_meta(checkpoint)
+            settings = read_task_settings(args.task_config, meta.task)
+            for warning in task_settings_warnings(
+                args.task_config, meta.task, settings, meta.charset
+            ):
+                log.warning("%s", warning)
         spec = EvalSpec(
             experiment=checkpoint.parent.name or checkpoint.stem,
             split=split,

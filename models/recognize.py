@@ -66,6 +66,7 @@ from models.cli import (
     positive_int,
     read_task_settings,
     stops_on_interrupt,
+    task_settings_warnings,
 )
 from models.devices import resolve_device
 from models.export import ExportError, load_onnx
@@ -580,7 +581,13 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             decoder=args.decoder,
         )
         if args.task_config:
-            recognizer.use_task_settings(read_task_settings(args.task_config, recognizer.meta.task))
+            meta = recognizer.meta
+            settings = read_task_settings(args.task_config, meta.task)
+            recognizer.use_task_settings(settings)
+            for warning in task_settings_warnings(
+                args.task_config, meta.task, settings, meta.charset
+            ):
+                print(f"warning: {warning}", file=err)
     except (CheckpointError, ExportError, ValueError) as e:
         print(f"error: {e}", file=err)
         return EXIT_FATAL

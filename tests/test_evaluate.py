@@ -443,6 +443,12 @@ def test_cli_holds_grammar_readings_to_a_configs_expressions(tmp_path, cjk_font,
     config.write_text("tasks:\n  line: {height: 32}\n")
     assert main([*args, "--task-config", str(config)]) == 1
     assert f"{config}: no tasks.expr settings" in capsys.readouterr().err
+    # Checked against the workflow's schema, as the workflow and models.train do
+    config.write_text("tasks: {expr: {max_digitz: 1}}\n")
+    assert main([*args, "--task-config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {config}: invalid config (1 problem):" in err
+    assert "tasks.expr.max_digitz: unknown key (did you mean 'max_digits'?)" in err
 
 
 def test_a_label_with_a_space_the_charset_lacks_points_at_charset_space():

@@ -247,6 +247,36 @@ def test_grammar_held_to_a_configs_expressions(checkpoints, image_folder, tmp_pa
     assert "add --decoder grammar" in capsys.readouterr().err
 
 
+def test_a_task_config_is_checked_against_the_schema_naming_key_and_file(
+    checkpoints, image_folder, tmp_path, capsys
+):
+    config = tmp_path / "mine.yaml"
+    args = [str(checkpoints["expr"]), str(image_folder / GOOD[0]), "--decoder", "grammar"]
+    # A misspelt key was left out silently (the default grammar), a wrong type not named.
+    config.write_text("tasks: {expr: {max_digitz: 1, operandz: 9}}\n")
+    assert main([*args, "--task-config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {config}: invalid config (2 problems):" in err, err
+    assert "tasks.expr.max_digitz: unknown key (did you mean 'max_digits'?)" in err
+    assert "tasks.expr.operandz: unknown key (did you mean 'operands'?)" in err
+    config.write_text('tasks: {expr: {max_digits: "two"}}\n')
+    assert main([*args, "--task-config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"{config}: invalid config (1 problem):" in err
+    assert "tasks.expr.max_digits: 'two' is not of type 'integer'" in err
+    # An overlay's problem is named with the file that set it.
+    overlay = tmp_path / "over.yaml"
+    overlay.write_text(f"extends: {config.name}\ntasks: {{expr: {{operands: [2, .nan]}}}}\n")
+    assert main([*args, "--task-config", str(overlay)]) == 1
+    err = capsys.readouterr().err
+    assert f"tasks.expr.operands.1: nan is not a number; from {overlay}" in err, err
+    # An operator the model cannot read: the readings are as without it, and a warning says so.
+    config.write_text('tasks: {expr: {operators: "+/"}}\n')
+    assert main([*args, "--task-config", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {config}: tasks.expr.operators '/': not in the model's charset" in err
+
+
 def test_beam_on_the_classifier_warns_that_it_does_nothing(checkpoints, image_folder, capsys):
     path = str(image_folder / "a_gray.png")
     greedy = main([str(checkpoints["hanzi"]), path, "--threads", "1"])
