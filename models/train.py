@@ -92,7 +92,7 @@ from models.specs import TrainJob, TrainSpec, recorded_settings, run_hashes
 from models.transfer import TransferError, init_from
 from synth.atomic import write_bytes_atomic, write_text_atomic
 from synth.charset import CharsetError, read_charset
-from synth.schema import config_with_origins, named_with_file, with_defaults
+from synth.schema import check_schema, config_with_origins, named_with_file, problems_error
 
 try:
     import fcntl
@@ -1025,11 +1025,21 @@ def main(argv: Sequence[str] | None = None) -> None:
             # the job (and its output hash) is the one `snakemake --configfile` would train.
             config, origins = config_with_origins(args.config)
             # The workflow's schema (a typo never trains a wrong model), its defaults, and its
-            # parse-time checks of the experiment (a CTC output too short for the task's labels).
-            config = with_defaults(config, origins=origins)
+            # parse-time checks of the experiment (a CTC output too short for the task's labels),
+            # every problem in one list, as the workflow gives them.
+            checked = check_schema(config, origins=origins)
+            config, problems = checked.config, list(checked.problems)
+            exp = (config.get("experiments") or {}).get(args.experiment)
+            task = exp.get("task") if isinstance(exp, dict) else None
+            valid = checked.holds("experiments", args.experiment) and checked.holds("tasks", task)
+            if task is not None and valid:
+                try:
+                    validate_experiment(args.experiment, exp, config["tasks"][task])
+                except ValueError as e:
+                    problems += [named_with_file(line, origins) for line in str(e).split("\n")]
+            if problems:
+                raise problems_error(problems)
             job = job_from_config(config, args.experiment, args.results, args.device)
-            exp = config["experiments"][args.experiment]
-            validate_experiment(args.experiment, exp, config["tasks"][exp["task"]])
         except (OSError, ValueError) as e:
             # The file at fault: named by the message (a file that cannot be read, a key's
             # "; from FILE" when several files merged), else the config given.

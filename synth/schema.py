@@ -22,6 +22,7 @@ workflow, for ``python -m models.train --config``).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import math
 import os
@@ -138,6 +139,11 @@ def config_problems(
 
     ``origins`` (`config_with_origins`): when the config merged from several files, each line
     ends with the file(s) that set the key at fault (``; from mine.yaml``)."""
+    return [line + from_files(origins, path) for line, path in _problems_at(config, schema)]
+
+
+def _problems_at(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[tuple[str, list]]:
+    """`config_problems`' lines (without the files), each with the path of its key."""
     validator = _Validator(schema, format_checker=_Validator.FORMAT_CHECKER)  # regexes compile
     # A NaN passes every bound (each comparison with it is false) and an infinity passes a
     # minimum: both are said here, once, and the schema's other words about them left out.
@@ -153,7 +159,7 @@ def config_problems(
             message = f"{error.message}{_misspelt(error, config)}{_number_as_text(error)}"
             lines.append((f"{_where(path)}: {message}", path))
     lines.sort(key=lambda line: [str(p) for p in line[1]])
-    return [line + from_files(origins, path) for line, path in lines]
+    return lines
 
 
 def _not_finite(value: Any, path: list[Any]) -> Iterator[tuple[float, list[Any]]]:
@@ -365,6 +371,13 @@ def config_with_origins(
     return merge_config(merged, overrides), _merge_origins(origins, _origins(overrides, "--config"))
 
 
+def problems_error(problems: Sequence[str], what: str = "config") -> ValueError:
+    """The error that lists ``problems`` (one line each) under ``invalid config (N problems):``,
+    whether they are the schema's or those of the checks past it."""
+    count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+    return ValueError(f"invalid {what} ({count}):\n  " + "\n  ".join(problems))
+
+
 def check_config(
     config: Mapping[str, Any],
     schema_path: str | os.PathLike = SCHEMA_PATH,
@@ -373,8 +386,7 @@ def check_config(
     """Raise `ValueError` listing every problem of ``config`` (see `config_problems`)."""
     problems = config_problems(config, load_schema(schema_path), origins)
     if problems:
-        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
-        raise ValueError(f"invalid config ({count}):\n  " + "\n  ".join(problems))
+        raise problems_error(problems)
 
 
 def _fill_defaults(validator: Any, properties: Any, instance: Any, schema: Any) -> Iterator[Any]:
@@ -392,26 +404,69 @@ def _fill_defaults(validator: Any, properties: Any, instance: Any, schema: Any) 
 _Filler = jsonschema.validators.extend(_Validator, {"properties": _fill_defaults})
 
 
+@dataclasses.dataclass(frozen=True)
+class SchemaCheck:
+    """A config checked against the schema (`check_schema`).
+
+    Attributes:
+        config: A copy of the config with the schema's defaults filled in wherever the config
+            has a mapping to fill, as the workflow sees it.
+        problems: `config_problems`' lines (empty: valid).
+        paths: The path of the key each problem is about.
+    """
+
+    config: dict[str, Any]
+    problems: list[str]
+    paths: list[list[Any]]
+
+    def holds(self, *path: Any) -> bool:
+        """Whether no problem is about the key at ``path``, a key under it or one above it: the
+        checks past the schema can read its values."""
+        n = len(path)
+        return not any(list(path[: len(p)]) == p[:n] for p in self.paths)
+
+
+def check_schema(
+    config: Mapping[str, Any],
+    schema_path: str | os.PathLike = SCHEMA_PATH,
+    origins: Mapping[str, Any] | None = None,
+) -> SchemaCheck:
+    """``config`` checked against the schema, without raising: its problems, and a copy with
+    the defaults filled in (an experiment without a ``train`` or ``eval`` block gets one, as
+    in common.smk), so that the checks past the schema (``models.registry.validate_experiment``)
+    can look at every part of it the schema finds nothing wrong with (`SchemaCheck.holds`) and
+    every problem be listed at once (`problems_error`). ``origins`` as `config_problems`."""
+    schema = load_schema(schema_path)
+    at = _problems_at(config, schema)
+    filled = copy.deepcopy(dict(config))
+    experiments = filled.get("experiments")
+    for exp in experiments.values() if isinstance(experiments, dict) else ():
+        if isinstance(exp, dict):
+            exp.setdefault("train", {})
+            exp.setdefault("eval", {})
+    for _ in _Filler(schema).iter_errors(filled):
+        pass  # the problems are `at`'s: this pass fills in the defaults
+    drop_written_defaults(filled)
+    return SchemaCheck(
+        filled, [line + from_files(origins, path) for line, path in at], [path for _, path in at]
+    )
+
+
 def with_defaults(
     config: Mapping[str, Any],
     schema_path: str | os.PathLike = SCHEMA_PATH,
     origins: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A copy of a valid ``config`` with the schema's defaults filled in, as the workflow sees it
-    (an experiment without a ``train`` or ``eval`` block gets one, as in common.smk).
+    (`check_schema`).
 
     Raises:
         ValueError: ``config`` is not valid (see `check_config`; ``origins`` as there).
     """
-    check_config(config, schema_path, origins)
-    filled = copy.deepcopy(dict(config))
-    for exp in (filled.get("experiments") or {}).values():
-        if isinstance(exp, dict):
-            exp.setdefault("train", {})
-            exp.setdefault("eval", {})
-    _Filler(load_schema(schema_path)).validate(filled)
-    drop_written_defaults(filled)
-    return filled
+    checked = check_schema(config, schema_path, origins)
+    if checked.problems:
+        raise problems_error(checked.problems)
+    return checked.config
 
 
 def drop_written_defaults(config: dict[str, Any]) -> None:

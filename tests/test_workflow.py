@@ -345,7 +345,9 @@ def test_the_checks_past_the_schema_name_the_file_too(tmp_path, capsys):
         train_main(["--config", str(SMOKE), str(kwargs), "--experiment", "line_crnn_vgg"])
     err = capsys.readouterr().err
     assert re.search(
-        rf"error: experiments\.line_crnn_vgg\.model_kwargs\.widht: .*; from {kwargs}", err
+        rf"error: invalid config \(1 problem\):\n +"
+        rf"experiments\.line_crnn_vgg\.model_kwargs\.widht: .*; from {kwargs}",
+        err,
     )
 
 
@@ -1325,3 +1327,34 @@ def test_nan_and_infinity_fail_at_parse_time_naming_the_key(tmp_path, capsys):
         train_main(["--config", str(overlay), "--experiment", "expr_crnn"])
     err = capsys.readouterr().err
     assert "experiments.expr_crnn.train.lr: nan is not a number; from" in err, err
+
+
+def test_the_schemas_problems_and_those_past_it_are_listed_at_once(tmp_path, capsys):
+    # An unknown key of one experiment, a model argument of another, a split's degradation:
+    # one list, one format, whether one problem or several (they came in rounds, the second a
+    # bare line).
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text(
+        f"extends: {SMOKE}\n"
+        "experiments: {hanzi_cnn: {train: {stepz: 3}}, expr_crnn: {model_kwargs: {widht: 0.5}}}\n"
+        "tasks: {line: {splits: {val: {degrade: {blurr: {p: 1}}}}}}\n"
+    )
+    proc = run_snakemake(tmp_path, "-n", config=overlay, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "invalid config (3 problems):\n" in out, out
+    for line in [
+        "  experiments.hanzi_cnn.train.stepz: unknown key (did you mean 'steps'?); from o.yaml\n",
+        "  experiments.expr_crnn.model_kwargs.widht: model 'expr_crnn' takes no argument 'widht'",
+        "  tasks.line.splits.val: unknown degradation(s) ['blurr']",
+    ]:
+        assert line in out, out
+    with pytest.raises(SystemExit):
+        train_main(["--config", str(overlay), "--experiment", "expr_crnn"])
+    err = capsys.readouterr().err
+    assert "invalid config (2 problems):" in err and "takes no argument 'widht'" in err, err
+    overlay.write_text(
+        f"extends: {SMOKE}\nexperiments: {{expr_crnn: {{model_kwargs: {{widht: 1}}}}}}\n"
+    )
+    proc = run_snakemake(tmp_path, "-n", config=overlay, check=False)
+    assert "invalid config (1 problem):\n  experiments.expr_crnn.model_kwargs.widht" in proc.stdout

@@ -15,11 +15,12 @@ from synth import joblog
 from synth.charset import extra_chars
 from synth.fonts import FontError, split_roles
 from synth.schema import (
-    check_config,
+    check_schema,
     config_with_origins,
     drop_written_defaults,
     from_files,
     named_with_file,
+    problems_error,
 )
 from synth.shards import sha256_file
 from synth.specs import canonical, split_config, task_spec
@@ -34,14 +35,47 @@ _merged, _origins = config_with_origins(
 if "extends" in config:
     config.clear()
     config.update(_merged)
-# The schema's defaults fill the objects a config writes, but not an experiment's train or eval
-# block that is left out: start those empty, so every experiment has them in full.
-for _exp in (config.get("experiments") or {}).values():
-    if isinstance(_exp, dict):
-        _exp.setdefault("train", {})
-        _exp.setdefault("eval", {})
-# Every problem at once, each naming its key; then the defaults.
-check_config(config, workflow.source_path("../schemas/config.schema.yaml"), _origins)
+# Every problem at once, each naming its key, in one list: the schema's, then those of the checks
+# past it (unknown model kwargs or values, a CTC output shorter than 2 * max label + 1, a split's
+# settings no spec accepts), run on every experiment and task the schema finds nothing wrong with,
+# the schema's defaults filled in (an experiment's train or eval block left out starts empty, so
+# every experiment has them in full).
+_checked = check_schema(
+    config, workflow.source_path("../schemas/config.schema.yaml"), _origins
+)
+_problems = list(_checked.problems)
+_filled = _checked.config
+_experiments = _filled.get("experiments")
+for _name, _exp in sorted(
+    _experiments.items() if isinstance(_experiments, dict) else (),
+    key=lambda e: str(e[0]),
+):
+    # the reports' rows of Tesseract, one per task, have that name
+    if _name == "tesseract":
+        _problems.append(
+            "experiments.tesseract: the reports name Tesseract's rows so; call it another name"
+        )
+    elif _checked.holds("experiments", _name) and _checked.holds("tasks", _exp["task"]):
+        try:
+            validate_experiment(_name, _exp, _filled["tasks"][_exp["task"]])
+        except ValueError as e:
+            _problems += [
+                named_with_file(line, _origins) for line in str(e).split("\n")
+            ]
+_tasks = _filled.get("tasks")
+for _task, _task_cfg in _tasks.items() if isinstance(_tasks, dict) else ():
+    # A split's settings (its degrade merged over its task's) that no spec accepts: an unknown
+    # degradation, repeated expr operators, a charset space asked of a task other than line.
+    for _split in _task_cfg["splits"] if _checked.holds("tasks", _task) else ():
+        try:
+            task_spec(_task, split_config(_task, _task_cfg, _split))
+        except ValueError as e:
+            _problems.append(named_with_file(str(e), _origins))
+if _problems:
+    raise problems_error(_problems)
+for _exp in config["experiments"].values():
+    _exp.setdefault("train", {})
+    _exp.setdefault("eval", {})
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 drop_written_defaults(config)
 
@@ -53,30 +87,8 @@ EXPERIMENTS = sorted(config["experiments"])
 
 def raise_problems(problems, what):
     """Stop the workflow with every problem at once (one line each), if there is any."""
-    if len(problems) == 1:
-        raise ValueError(problems[0])
     if problems:
-        raise ValueError(
-            f"invalid {what} ({len(problems)} problems):\n  " + "\n  ".join(problems)
-        )
-
-
-# Unknown model kwargs or values, or a CTC output shorter than 2 * max label + 1, fail at parse
-# time: every experiment's problems at once, each named with its file.
-_problems = []
-for _name in EXPERIMENTS:
-    _exp = config["experiments"][_name]
-    # the reports' rows of Tesseract, one per task, have that name
-    if _name == "tesseract":
-        _problems.append(
-            "experiments.tesseract: the reports name Tesseract's rows so; call it another name"
-        )
-        continue
-    try:
-        validate_experiment(_name, _exp, config["tasks"][_exp["task"]])
-    except ValueError as e:
-        _problems += [named_with_file(line, _origins) for line in str(e).split("\n")]
-raise_problems(_problems, "config")
+        raise problems_error(problems, what)
 
 
 def cwd_hint():
@@ -87,17 +99,6 @@ def cwd_hint():
 def shard_config(task, split):
     """What one split's shards depend on: the task's settings, the split's degrade merged in."""
     return split_config(task, config["tasks"][task], split)
-
-
-for _task in TASKS:
-    # A split's settings (its degrade merged over its task's) that no spec accepts fail at parse
-    # time too, naming their file: an unknown degradation, repeated expr operators, a charset
-    # space asked of a task other than line.
-    for _split in config["tasks"][_task]["splits"]:
-        try:
-            task_spec(_task, shard_config(_task, _split))
-        except ValueError as e:
-            raise ValueError(named_with_file(str(e), _origins)) from None
 
 
 def experiment_config(experiment):
