@@ -1358,3 +1358,17 @@ def test_the_schemas_problems_and_those_past_it_are_listed_at_once(tmp_path, cap
     )
     proc = run_snakemake(tmp_path, "-n", config=overlay, check=False)
     assert "invalid config (1 problem):\n  experiments.expr_crnn.model_kwargs.widht" in proc.stdout
+
+
+def test_the_config_reader_command_has_a_usage_and_does_not_read_help_as_a_file(capsys):
+    from synth.schema import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m synth.schema [-h] FILE [FILE ...]"), out
+    with pytest.raises(SystemExit) as e:
+        main([])
+    assert e.value.code == 2 and "required: FILE" in capsys.readouterr().err
+    assert main([str(SMOKE)]) == 0
