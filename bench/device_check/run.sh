@@ -12,7 +12,7 @@
 #             every module the stages run imported
 #   train     python -m models.train on cuda (bf16 autocast) for each experiment, STEPS steps
 #   resume    a training SIGKILLed after its first checkpoint, rerun: resumed from that step?
-#   ddp       torchrun --standalone, 1 process, then 2 processes (both on the one GPU)
+#   ddp       torchrun --standalone, 1 process, then 2 processes (where there are 2 GPUs)
 #   bench     bench/bench_train.py: pipeline vs in-memory images/s (target >= 0.9)
 #   evaluate  models.evaluate on test_heldout for every model the train stage wrote, and
 #             models.export (onnxruntime parity) for those of EXPORTS
@@ -166,10 +166,18 @@ fi
 
 if wants ddp; then
   # models.train joins a process group only with more than one process: one process checks
-  # torchrun's launch alone; two (both on the one GPU) check DDP and NCCL, if NCCL accepts two
-  # ranks on one device
+  # torchrun's launch alone; two check DDP and NCCL, where there are two GPUs (a rank needs one
+  # of its own: NCCL refuses two ranks on one device, and models.devices says so first)
   kit config "$CONFIG" "$WORK/ddp.yaml" --set $DDP_SET
+  gpus=2
+  [ "$DEVICE" = cuda ] && gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+  ((gpus < 1)) && gpus=1 # no nvidia-smi: one process runs on any GPU
   for n in 1 2; do
+    if ((n > gpus)); then
+      printf 'ddp\tnproc%s\tskipped\t-\t0\n' "$n" >>"$WORK/stages.tsv"
+      echo "== ddp nproc$n: skipped, ${gpus} GPU(s) here: each rank needs a GPU of its own"
+      continue
+    fi
     step ddp "nproc$n" "$T_DDP" "$PYTHON" -m torch.distributed.run --standalone \
       --nproc_per_node="$n" -m models.train --config "$WORK/ddp.yaml" --experiment expr_crnn \
       --results "$(results_dir "nproc$n")" --device "$DEVICE"
