@@ -26,6 +26,7 @@ import os
 import pickle
 import re
 import struct
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -187,7 +188,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             f"checkpoint {path} is not a PyTorch checkpoint (an .onnx export, or another file?)"
         )
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # a plain pickle (not torch.save's) draws torch's protocol warning before the
+            # error below, which says what the file is
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
         if not found and not re.search(r"GLOBAL|[Rr]educe|BUILD", str(e)):

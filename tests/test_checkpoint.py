@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import pytest
 import torch
@@ -205,6 +206,13 @@ def test_files_that_are_no_checkpoint_are_named_for_what_they_are(tmp_path):
         assert not isinstance(e.value, UntrustedCheckpointError)
     with pytest.raises(CheckpointError, match=r"is a folder \(give its model\.pt\)"):
         load_checkpoint(tmp_path)
+    # A plain pickle (not torch.save's): the error alone, not torch's protocol warning first.
+    plain = tmp_path / "plain.pt"
+    plain.write_bytes(pickle.dumps({"weights": [1.0]}, protocol=4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(CheckpointError, match=r"plain\.pt is not a PyTorch checkpoint"):
+            load_checkpoint(plain)
 
 
 class _HoldsAModule(torch.nn.Module):
