@@ -258,7 +258,22 @@ def decode_sample(
             family cannot take (names shard, key and the character).
     """
     key, url = sample.get("__key__"), sample.get("__url__")
-    where = f"shard {url}: sample {key!r}"
+    text, where = _label(sample, f"shard {url}: sample {key!r}", family)
+    try:
+        image = decode_png(sample["png"], where)
+    except ImageLoadError as e:
+        raise DataError(str(e)) from e
+    return Example(key, url, prepare_image(image, geometry), text)
+
+
+def _label(sample: Mapping[str, Any], where: str, family: Family | None) -> tuple[str, str]:
+    """A raw sample's label, checked (its parts, its .json, its text, the family's encoding),
+    and ``where`` with the image it was packed from, if any (`models.pack`).
+
+    Raises:
+        DataError: Missing part or undecodable JSON; SampleLabelError: a label the family
+            cannot encode.
+    """
     for part in ("png", "json"):
         if part not in sample:
             raise DataError(f"{where}: has no .{part} (parts: {sorted(sample)})")
@@ -272,18 +287,51 @@ def decode_sample(
         text = record_text(meta, where)
     except ValueError as e:
         raise DataError(str(e)) from None
-    if isinstance(meta, dict) and meta.get("source"):  # packed from a user's file (models.pack)
+    if meta.get("source"):  # packed from a user's file (models.pack)
         where += f" (image {meta['source']})"
     if family is not None:
         try:
             family.encode([text])
         except LabelError as e:
             raise SampleLabelError(f"{where}: {e}") from None
-    try:
-        image = decode_png(sample["png"], where)
-    except ImageLoadError as e:
-        raise DataError(str(e)) from e
-    return Example(key, url, prepare_image(image, geometry), text)
+    return text, where
+
+
+def check_labels(indexes: Sequence[ShardIndex], family: Family | None, shown: int = 20) -> None:
+    """Every sample's label, read before training's first step (only the ``.json`` members:
+    a few seconds for 200,000 samples), so that a label the charset cannot encode in a shard
+    of one's own stops the run at once rather than hours in, when a draw first reaches it.
+    Images are decoded when they are drawn.
+
+    Raises:
+        SampleLabelError: Labels the family cannot encode (when every problem is one);
+            DataError: any other (a missing part, JSON that does not parse, a text that is not
+            a string). Either lists the first ``shown`` samples at fault and their count.
+    """
+    problems: list[DataError] = []
+    for index in indexes:
+        try:
+            with open(index.url, "rb") as f:
+                for key, entries in index.samples:
+                    sample: dict[str, Any] = {ext: None for ext, _, _ in entries}
+                    for ext, start, size in entries:
+                        if ext == "json":
+                            f.seek(start)
+                            sample["json"] = f.read(size)
+                    try:
+                        _label(sample, f"shard {index.url}: sample {key!r}", family)
+                    except DataError as e:
+                        problems.append(e)
+        except OSError as e:
+            raise ShardError(f"shard {index.url}: unreadable: {e}{REBUILD_HINT}") from e
+    if not problems:
+        return
+    if len(problems) == 1:
+        raise problems[0]
+    kind = SampleLabelError if all(isinstance(p, SampleLabelError) for p in problems) else DataError
+    listed = "\n  ".join(str(p) for p in problems[:shown])
+    more = f"\n  ... and {len(problems) - shown} more" if len(problems) > shown else ""
+    raise kind(f"{len(problems)} training samples cannot be trained on:\n  {listed}{more}")
 
 
 def iter_examples(
@@ -485,6 +533,7 @@ class TrainStream(torch.utils.data.IterableDataset):
             raise DataError("no training shards given")
         self.urls = [str(u) for u in urls]
         self.indexes = [index_shard(u) for u in self.urls]
+        check_labels(self.indexes, family)
         self.geometry = dict(geometry)
         self.family = family
         self.batch_size = batch_size

@@ -179,6 +179,44 @@ def test_label_outside_charset_names_shard_and_key(tmp_path):
         list(iter_examples(paths, LINE, family))
 
 
+def test_training_checks_every_label_before_its_first_step(tmp_path):
+    # A shard of one's own with labels the charset cannot encode: a run of one step, which
+    # would read a sample or two, stops at once, listing the samples at fault (and how many).
+    paths = write_shards(tmp_path, "train", 2, 30, "01x", LINE, length=(3, 3), seed=2)
+    family = make_family("crnn_vgg", list("01"))
+    bad = [e for p in paths for e in _keys_with(p, "x")]
+    assert len(bad) > 20
+    with pytest.raises(SampleLabelError) as e:
+        TrainStream(paths, LINE, family, 1, seed=0, steps=1)
+    message = str(e.value)
+    assert message.startswith(f"{len(bad)} training samples cannot be trained on:")
+    assert f"shard {paths[0]}: sample {bad[0]!r}" in message and "'x'" in message
+    assert f"... and {len(bad) - 20} more" in message
+    # One sample at fault: its own message.
+    one = write_shards(tmp_path / "one", "train", 1, 40, "01", LINE, seed=3)
+    with tarfile.open(tmp_path / "one" / "bad-000000.tar", "w", format=tarfile.USTAR_FORMAT) as t:
+        for name, data in [("k0.png", b"png"), ("k0.json", b'{"text": "0x1"}')]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    with pytest.raises(SampleLabelError, match=r"bad-000000\.tar: sample 'k0': .*'x'"):
+        TrainStream([*one, str(tmp_path / "one" / "bad-000000.tar")], LINE, family, 1, 0, 1)
+    TrainStream(one, LINE, family, 1, seed=0, steps=1)  # all good: no error
+
+
+def _keys_with(path: str, char: str) -> list[str]:
+    """The keys of the samples of shard ``path`` whose label holds ``char``, in file order."""
+    keys = []
+    with tarfile.open(path) as tar:
+        for member in tar:
+            if (
+                member.name.endswith(".json")
+                and char in json.loads(tar.extractfile(member).read())["text"]
+            ):
+                keys.append(member.name.rsplit(".", 1)[0])
+    return keys
+
+
 def test_corrupt_image_names_shard_and_key(tmp_path):
     path = tmp_path / "bad-000000.tar"
     with wds.TarWriter(str(path)) as w:
@@ -230,9 +268,8 @@ def test_a_label_that_is_not_a_string_is_an_error_not_its_repr(tmp_path, text, k
     error = rf"bad-000000\.tar: sample 'k0': 'text' in its \.json is {kind}, not a string$"
     with pytest.raises(DataError, match=error):
         list(iter_examples([str(path)], LINE))
-    stream = TrainStream([str(path)], LINE, None, 1, seed=0, steps=1, shuffle_buffer=0)
-    with pytest.raises(DataError, match=error):
-        list(stream)
+    with pytest.raises(DataError, match=error):  # training: before its first step
+        TrainStream([str(path)], LINE, None, 1, seed=0, steps=1, shuffle_buffer=0)
 
 
 def _tar(path: Path, members: list[tuple[str, bytes]]) -> str:
