@@ -73,7 +73,9 @@ for _task, _task_cfg in _tasks.items() if isinstance(_tasks, dict) else ():
             _problems.append(named_with_file(str(e), _origins))
 if _problems:
     raise problems_error(_problems)
-for _exp in config["experiments"].values():
+# The schema's defaults fill the objects a config writes, but not an experiment's train or eval
+# block that is left out: start those empty, so every experiment has them in full.
+for _exp in (config.get("experiments") or {}).values():
     _exp.setdefault("train", {})
     _exp.setdefault("eval", {})
 validate(config, "../schemas/config.schema.yaml", set_default=True)
