@@ -415,6 +415,9 @@ def test_ctrl_c_stops_the_command_line_in_one_line_and_the_rerun_resumes(line_da
         env={**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"},
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C's default action, which a test run started in the background (SIGINT ignored,
+        # and so inherited) would otherwise leave out of Python's start-up
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines = []
     for line in proc.stderr:  # the log: wait for a checkpoint's worth of steps
