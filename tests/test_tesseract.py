@@ -159,7 +159,7 @@ def test_real_tesseract_reads_a_rendered_expression(latin_font):
 
 
 def test_an_image_tesseract_dies_or_hangs_on_reads_as_nothing_and_the_others_are_read(
-    tmp_path, latin_font, caplog
+    tmp_path, latin_font, caplog, monkeypatch
 ):
     """Tesseract 5.3 dies of SIGFPE on some images: a call that dies (or whose wrapper exits
     128 + the signal's number) or hangs is made again one image at a time, the image it dies or
@@ -174,10 +174,25 @@ def test_an_image_tesseract_dies_or_hangs_on_reads_as_nothing_and_the_others_are
         "#!/bin/sh\n"
         'if grep -q "000001.png" "$1"; then kill -FPE $$; fi\n'
         'if grep -q "000003.png" "$1"; then exit 136; fi\n'
-        'if grep -q "000004.png" "$1"; then exec sleep 30; fi\n'
+        'if grep -q "000004.png" "$1"; then exec sleep 1000; fi\n'
         f'exec {real} "$@"\n'
     )
     fake.chmod(0o755)
+    # Only a call naming image 4 is held to the spec's 3 s: a real Tesseract call gets 120 s, so
+    # one slowed down by a loaded machine is not taken for a hang. The hang is a real one, cut
+    # short by read_images' own timeout.
+    real_run = subprocess.run
+    hung: list[tuple[list[str], float]] = []
+
+    def run_with_time_for_real_calls(cmd, **kwargs):
+        names = Path(cmd[1]).read_text(encoding="utf-8").split()
+        if any(name.endswith("000004.png") for name in names):
+            hung.append(([Path(name).name for name in names], kwargs["timeout"]))
+        else:
+            kwargs["timeout"] = 120.0
+        return real_run(cmd, **kwargs)
+
+    monkeypatch.setattr(tesseract.subprocess, "run", run_with_time_for_real_calls)
     spec = tesseract.TesseractSpec(
         task="expr",
         split="test_seen",
@@ -193,6 +208,8 @@ def test_an_image_tesseract_dies_or_hangs_on_reads_as_nothing_and_the_others_are
     readings = tesseract.read_images(images, spec, crashed=crashed)
     assert [r.text for r in readings] == ["12+3", "", "6-7", "", "", "1-0"]
     assert readings[1].confidence is None and sorted(crashed) == [1, 3, 4]
+    # the pair's call, then image 4's own, each timed out at its limit (3 s, 3 s alone)
+    assert hung == [(["000004.png", "000005.png"], 3.0), (["000004.png"], 3.0)]
     # Without a list for them, each such image gets a warning saying why.
     with caplog.at_level("WARNING", logger="models.tesseract"):
         tesseract.read_images(images[:2], spec)
