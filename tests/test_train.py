@@ -1049,7 +1049,9 @@ def _run(spec_file: Path, log: Path) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_sigkill_then_rerun_ends_with_the_same_weights(line_data, tmp_path):
-    steps = 16
+    # Enough steps that the run is still training when its first checkpoint (step 4) appears,
+    # however fast the machine: the kill comes within a few steps of it, 190 steps from the end.
+    steps = 200
     jobs = {}
     for name in ("straight", "killed"):
         job = line_job(line_data, tmp_path / name, steps=steps, checkpoint_every=4, log_every=4)
@@ -1065,6 +1067,12 @@ def test_sigkill_then_rerun_ends_with_the_same_weights(line_data, tmp_path):
     deadline = time.monotonic() + 120
     while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
+    if proc.poll() is not None:
+        pytest.fail(
+            f"the training exited ({proc.returncode}) before it could be killed: "
+            f"checkpoint {'present' if ckpt.exists() else 'absent'}\n"
+            + (tmp_path / "killed-1.log").read_text()
+        )
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, (tmp_path / "killed-1.log").read_text()
@@ -1111,17 +1119,20 @@ def test_a_second_training_of_one_output_stops_at_once(line_data, tmp_path):
         _wait_for_lock(first, out / LOCK_FILE, tmp_path / "first.log")
         # Paused while it holds the lock (as by Ctrl-Z, or a starved orphan), the first cannot
         # finish, and release the lock, before the second one has even imported torch.
+        # A second one that waited for the lock would so wait forever: the timeout is the only
+        # clock here, a generous one, since a busy machine can take long to import torch.
         first.send_signal(signal.SIGSTOP)
-        t0 = time.monotonic()
-        second = subprocess.run(
-            _command(spec),
-            cwd=REPO,
-            env=SUBPROCESS_ENV,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        took = time.monotonic() - t0
+        try:
+            second = subprocess.run(
+                _command(spec),
+                cwd=REPO,
+                env=SUBPROCESS_ENV,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail("the second training waited for the lock: still running after 300 s")
         first.send_signal(signal.SIGCONT)
         assert second.returncode == 1, second.stderr
         assert f"{out} is being trained by another process (pid {first.pid} on " in second.stderr, (
@@ -1131,7 +1142,6 @@ def test_a_second_training_of_one_output_stops_at_once(line_data, tmp_path):
         assert "Traceback" not in second.stderr
         # it stopped before reading the resume state or the data: the loop's first line is absent
         assert "experiment line_tiny: model" not in second.stderr
-        assert took < 60, f"the second training took {took:.0f} s to stop"
         # The first is none the worse: it trains to the end from step 0 and releases the lock.
         assert first.wait(timeout=120) == 0, (tmp_path / "first.log").read_text()
     finally:
