@@ -45,6 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from models.cli import stops_on_interrupt
 from models.registry import (
     build_model,
     check_kwargs,
@@ -358,6 +359,9 @@ def _run(name: str, kwargs: dict[str, Any], checks: Sequence[str]) -> Iterator[R
             yield Result(check, True)
 
 
+@stops_on_interrupt(
+    "models.conformance", "it writes no file (its checks write only to a temporary folder)"
+)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="synthocr-check-model",
