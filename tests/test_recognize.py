@@ -126,6 +126,29 @@ def test_cli_reads_folders_and_reports_bad_files(checkpoints, image_folder, tmp_
     assert "3 of 7 images could not be read" in proc.stderr
 
 
+def test_cli_polarity_overrides_the_guess(checkpoints, image_folder, capsys):
+    """README: white text on a dark background is inverted first; ``--polarity dark-on-light``
+    or ``light-on-dark`` overrides the guess (dark-on-light reads the pixels as they are)."""
+    positive, negative = (str(image_folder / name) for name in ("a_gray.png", "sub/c_negative.png"))
+
+    def read(path: str, *options: str) -> list[str]:
+        assert main([str(checkpoints["line"]), path, "--threads", "1", *options]) == 0
+        out, err = capsys.readouterr()
+        [line] = out.splitlines()
+        assert err == ""
+        return line.split("\t")[1:]  # text, confidence
+
+    upright = read(positive)
+    # the negative, guessed light-on-dark or said to be, is inverted: it reads as the positive
+    assert read(negative) == read(negative, "--polarity", "light-on-dark") == upright
+    # said dark-on-light, it is read as it is: as the positive inverted by the flag reads
+    as_is = read(negative, "--polarity", "dark-on-light")
+    assert as_is == read(positive, "--polarity", "light-on-dark")
+    assert as_is != upright
+    # and the positive, said dark-on-light, as the guess reads it
+    assert read(positive, "--polarity", "dark-on-light") == upright
+
+
 def test_cli_refuses_untrusted_checkpoint_in_one_line(tmp_path, image_folder):
     evil = tmp_path / "evil.pt"
     torch.save({"format": "synthocr-checkpoint", "version": 1, "x": Payload()}, evil)
