@@ -8,16 +8,20 @@ lock file it holds until it ends.
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import errno
 import logging
 import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import torch
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; jobs there share cuda:0 as before
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +29,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # Where the GPU locks live: one file per GPU (by its UUID), machine-wide, so that jobs which
 # Snakemake runs side by side (`--resources gpu=N`) each take a GPU of their own.
 GPU_LOCK_DIR = Path(tempfile.gettempdir())
-_CLAIMED: dict[str, IO[bytes]] = {}  # the GPU locks this process holds, by path
+_CLAIMED: dict[str, int] = {}  # the GPU locks this process holds (file descriptors), by path
 
 
 def _mps_available() -> bool:
@@ -106,19 +110,32 @@ def claim_gpu(count: int, lock_dir: Path | None = None) -> int:
     already, if it does. When every GPU is held (more jobs than GPUs), GPU 0, with a warning:
     the jobs then share it.
     """
+    if fcntl is None:
+        return 0
     folder = GPU_LOCK_DIR if lock_dir is None else lock_dir
     paths = [folder / f"synthocr-gpu-{_gpu_id(index)}.lock" for index in range(count)]
     for index, path in enumerate(paths):
         if str(path) in _CLAIMED:
             return index
     for index, path in enumerate(paths):
-        f = open(path, "ab")  # noqa: SIM115 (held open until the process ends)
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.close()
+            # read-only, and created only when missing: another user's lock file (mode 0644,
+            # in a sticky /tmp where O_CREAT of another's file is refused) opens as well
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+        except OSError as e:
+            log.warning("GPU %d: cannot open its lock %s (%s); trying the next", index, path, e)
             continue
-        _CLAIMED[str(path)] = f
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                log.warning("GPU %d: cannot lock %s (%s); trying the next", index, path, e)
+            continue
+        _CLAIMED[str(path)] = fd
         log.info("GPU %d of %d is this process's (%s)", index, count, path)
         return index
     log.warning(
