@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFont
+from rapidfuzz.distance import Levenshtein
 from test_images import bomb_png
 
 from models.checkpoint import ModelMeta, save_model
@@ -28,6 +29,7 @@ from models.registry import build_model
 from synth.shards import REBUILD_HINT, write_samples
 from synth.shards import Sample as ShardSample
 from synth.text import evaluate as evaluate_expression
+from synth.text import expression_value
 
 # (model, kwargs, charset, task, image size (w, h), texts)
 CASES = {
@@ -326,6 +328,37 @@ def test_eval_spec_from_config():
         EvalSpec.from_config("x", "test_seen", {"batchsize": 4}, "cpu")
 
 
+_SCORES = ("seq_acc", "cer", "ned", "top1", "top5", "value_acc")
+
+
+def _scores_from_predictions(rows, task):
+    """The scores of predictions.csv rows, from their label, reading (and top_k) columns alone:
+    exact-match share, edit distances over the labels' total length (cer) and, per reading,
+    over the longer of reading and label (ned); top-1/top-5 for the classifier, the share of
+    readings that evaluate to the label's value for expr."""
+    n = len(rows)
+    labels = [r["label"] for r in rows]
+    readings = [r["reading"] for r in rows]
+    pairs = list(zip(readings, labels, strict=True))
+    out = {
+        "n": n,
+        "seq_acc": sum(a == b for a, b in pairs) / n,
+        "cer": sum(Levenshtein.distance(a, b) for a, b in pairs) / sum(map(len, labels)),
+        "ned": sum(Levenshtein.distance(a, b) / max(len(a), len(b), 1) for a, b in pairs) / n,
+    }
+    if task == "hanzi":
+        candidates = [[text for text, _ in json.loads(r["top_k"])] for r in rows]
+        for k in (1, 5):
+            out[f"top{k}"] = sum(b in c[:k] for c, b in zip(candidates, labels, strict=True)) / n
+    if task == "expr":
+        hits = [
+            expression_value(a) is not None and expression_value(a) == evaluate_expression(b)
+            for a, b in pairs
+        ]
+        out["value_acc"] = sum(hits) / n
+    return out
+
+
 @pytest.mark.parametrize(
     ("case", "decoder"),
     [
@@ -358,25 +391,27 @@ def test_evaluate_writes_metrics_and_predictions(tmp_path, cjk_font, case, decod
     assert record["train_steps"] == 6
     assert record["train_wall_s"] == 12.5
     assert record["params_m"] > 0
-    for key in ("seq_acc", "ned"):
-        assert 0.0 <= record[key] <= 1.0
-    assert record["cer"] >= 0.0
     assert ("value_acc" in record) == (task == "expr")
     assert ("top1" in record and "top5" in record) == (task == "hanzi")
-    if task == "hanzi":
-        assert record["top1"] <= record["top5"]
-    assert sorted(record["per_font"]) == FONTS
-    assert sum(f["n"] for f in record["per_font"].values()) == len(texts)
-    [(font_file, by_file)] = record["per_font_file"].items()  # both faces, one file
-    assert font_file == "two-faces.ttc" and by_file["n"] == len(texts)
-    assert by_file["seq_acc"] == record["seq_acc"] and by_file["cer"] == record["cer"]
 
     rows = read_predictions(out / "predictions.csv")
+    # Every score of metrics.json recomputed from the readings predictions.csv holds, by the
+    # README's definitions: overall, per font, and per font file (both faces, one file).
+    scores = {k: v for k, v in record.items() if k in ("n", *_SCORES)}
+    assert scores == pytest.approx(_scores_from_predictions(rows, task), rel=1e-12)
+    assert record["per_font"] == {
+        font: pytest.approx(
+            _scores_from_predictions([r for r in rows if r["font"] == font], task), rel=1e-12
+        )
+        for font in FONTS
+    }
+    assert record["per_font_file"] == {"two-faces.ttc": pytest.approx(scores, rel=1e-12)}
     assert [r["label"] for r in rows] == texts  # streamed in order
     assert [int(r["index"]) for r in rows] == list(range(len(texts)))
     for r in rows:
         assert 0.0 <= float(r["confidence"]) <= 1.0
         assert r["correct"] == str(int(r["reading"] == r["label"]))
+        assert int(r["edit_distance"]) == Levenshtein.distance(r["reading"], r["label"])
         top_k = json.loads(r["top_k"])
         assert top_k and top_k[0][0] == r["reading"]
         # the best reading's probability is its confidence, to the same six digits (not 0.0)
