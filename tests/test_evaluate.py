@@ -322,8 +322,11 @@ def test_eval_spec_from_config():
         "x", "test_seen", {"decoder": "grammar", "task_settings": drawn}, "cpu"
     )
     assert spec.task_settings == drawn
-    with pytest.raises(ValueError, match="decoder"):
+    with pytest.raises(ValueError) as exc:
         EvalSpec.from_config("x", "test_seen", {"decoder": "viterbi"}, "cpu")
+    assert str(exc.value) == (
+        "experiments.x.eval.decoder: 'viterbi' is not one of greedy, beam, grammar"
+    )
     with pytest.raises(ValueError, match="unknown keys"):
         EvalSpec.from_config("x", "test_seen", {"batchsize": 4}, "cpu")
 
@@ -472,9 +475,12 @@ def test_cli_holds_grammar_readings_to_a_configs_expressions(tmp_path, cjk_font,
         for char in row["reading"]:
             state = drawn.advance(state, char)
         assert state is not None and drawn.accepts(state), row["reading"]
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc:  # a usage error, argparse's status 2
         main([str(ckpt), str(shard), "--out", str(out), "--task-config", str(config)])
-    assert "add --decoder grammar" in capsys.readouterr().err
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        ": error: --task-config holds the grammar decoder's readings: add --decoder grammar\n"
+    )
     config.write_text("tasks:\n  line: {height: 32}\n")
     assert main([*args, "--task-config", str(config)]) == 1
     assert f"{config}: no tasks.expr settings" in capsys.readouterr().err
