@@ -313,7 +313,7 @@ def test_cjk_font_is_found():
     assert plots.cjk_font() is not None
 
 
-def test_plot_curves(tmp_path):
+def test_plot_curves(tmp_path, monkeypatch):
     history = tmp_path / "history.csv"
     history.write_text(
         "step,lr,train_loss,val_loss,val_acc,grad_norm,images_per_s,elapsed_s\n"
@@ -323,9 +323,29 @@ def test_plot_curves(tmp_path):
         "4,0.001,2.1,,,1.0,55,0.4\n"
         "6,0.0001,1.8,2.2,0.3,1.0,60,0.6\n"
     )
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, out: (figures.append(fig), save(fig, out)))
     out = tmp_path / "plots" / "curves.png"
     plots.plot_curves(history, out, title="line_crnn_vgg")
     assert _is_png(out)
+
+    # What is drawn: each loss over the steps it has a value on, left; the scores right; the
+    # learning rate, gradient norm, throughput and times nowhere.
+    [fig] = figures
+    assert fig._suptitle.get_text() == "line_crnn_vgg"
+    drawn = [
+        [(ln.get_label(), ln.get_xdata().tolist(), ln.get_ydata().tolist()) for ln in ax.lines]
+        for ax in fig.axes
+    ]
+    assert drawn == [
+        [
+            ("train_loss", [1, 2, 3, 4, 6], [3.2, 2.9, 2.5, 2.1, 1.8]),
+            ("val_loss", [3, 6], [2.7, 2.2]),
+        ],
+        [("val_acc", [3, 6], [0.1, 0.3])],
+    ]
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "score"]
 
 
 def test_plot_curves_draws_positive_losses_on_a_log_scale(tmp_path, monkeypatch):
@@ -344,24 +364,68 @@ def test_plot_curves_draws_positive_losses_on_a_log_scale(tmp_path, monkeypatch)
     assert scales == ["log", "linear"]
 
 
-def test_prediction_grid_and_confusions(tmp_path, cjk_font):
-    from models.evaluate import EvalSpec, evaluate
+def test_prediction_grid_and_confusions(tmp_path, cjk_font, monkeypatch):
+    from models.evaluate import EvalSpec, evaluate, iter_samples
 
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, out: (figures.append(fig), save(fig, out)))
     _, _, _, task, size, texts = CASES["hanzi"]
+    assert texts == ["一", "二", "三", "四", "五"]
     shard = make_shard(tmp_path / "test_seen-000000.tar", task, "test_seen", texts, cjk_font, size)
-    ckpt = make_checkpoint(tmp_path / "model.pt", "hanzi")
+    keys = [s.key for s in iter_samples([shard])]
+    # Known readings of the shard's samples: three wrong, one of them empty.
+    readings = ["二", "二", "一", "四", ""]
+    rows = [
+        {"index": i, "key": k, "font": "F", "label": t, "reading": r}
+        for i, (k, t, r) in enumerate(zip(keys, texts, readings, strict=True))
+    ]
     preds = tmp_path / "predictions.csv"
-    evaluate(ckpt, [shard], tmp_path / "metrics.json", preds, EvalSpec("h", "test_seen"))
+    write_predictions(preds, rows, "hanzi")
+    # another split's: 一 read as 二 once more, 三 as 二 once, and a right reading
+    other = tmp_path / "other.csv"
+    write_predictions(
+        other,
+        [
+            {"index": i, "key": f"o{i}", "font": "F", "label": t, "reading": r}
+            for i, (t, r) in enumerate([("一", "二"), ("三", "二"), ("七", "七")])
+        ],
+        "hanzi",
+    )
 
     out = tmp_path / "grid.png"
-    plots.plot_prediction_grid([shard], preds, out, n=4, title="hanzi_cnn on test_seen")
+    plots.plot_prediction_grid([shard], preds, out, n=5, title="hanzi_cnn on test_seen")
     assert _is_png(out)
+    [grid] = figures
+    assert grid._suptitle.get_text() == "hanzi_cnn on test_seen  (3 of 5 wrong, in red)"
+    cells = [ax for ax in grid.axes if ax.get_title()]
+    assert [ax.get_title() for ax in cells] == [
+        "一\n→ 二",
+        "二\n→ 二",
+        "三\n→ 一",
+        "四\n→ 四",
+        "五\n→ ∅",
+    ]
+    wrong = [ax.title.get_color() == plots.ERROR_COLOR for ax in cells]
+    assert wrong == [True, False, True, False, True]
+    assert [ax.title.get_color() == plots.OK_COLOR for ax in cells] == [not w for w in wrong]
 
-    pairs = plots.plot_confusions([preds, preds], tmp_path / "conf.png", top=3)
+    # Summed over the files given (this split's twice): 一→二 3 times, 三→一 and 五→∅ twice
+    # each (ties by the pair), 三→二 once, beyond the top 3.
+    pairs = plots.plot_confusions([preds, preds, other], tmp_path / "conf.png", top=3)
     assert _is_png(tmp_path / "conf.png")
-    assert len(pairs) <= 3
-    assert all(count % 2 == 0 for _, _, count in pairs)  # the same file twice
+    assert pairs == [("一", "二", 3), ("三", "一", 2), ("五", "", 2)]
+    [ax] = figures[1].axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["一 → 二", "三 → 一", "五 → ∅"]
+    assert [bar.get_width() for bar in ax.patches] == [3, 2, 2]
+    assert plots.plot_confusions([other], tmp_path / "one.png", top=3) == [
+        ("一", "二", 1),
+        ("三", "二", 1),
+    ]
 
+    ckpt = make_checkpoint(tmp_path / "model.pt", "hanzi")
+    spec = EvalSpec("h", "test_seen")
+    evaluate(ckpt, [shard], tmp_path / "metrics.json", tmp_path / "eval.csv", spec)
     plots.plot_accuracy_by_font([tmp_path / "metrics.json"], tmp_path / "fonts.png")
     assert _is_png(tmp_path / "fonts.png")
 
