@@ -110,7 +110,7 @@ def test_charset_errors_name_the_problem(tmp_path):
     (tmp_path / "mychars").mkdir()
     with pytest.raises(ValueError, match=r"file \S*mychars is a folder, not a text file"):
         build_charset("chars", files=[tmp_path / "mychars"])
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match=r"^charset \(source='chars'\) is empty$"):
         build_charset("chars")
 
 
