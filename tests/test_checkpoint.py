@@ -103,8 +103,22 @@ def test_save_atomic_keeps_the_old_file_on_failure(tmp_path):
     path = tmp_path / "ckpt.pt"
     save_atomic({"format": "x", "n": torch.arange(3)}, path)
     before = path.read_bytes()
-    with pytest.raises((pickle.PicklingError, AttributeError)):
-        save_atomic({"bad": lambda: 0}, path)  # lambdas cannot be pickled
+    # A local lambda cannot be pickled: AttributeError up to Python 3.13, PicklingError from
+    # 3.14, the same words. torch.save's own error comes out, and the old file stays.
+    with pytest.raises(
+        (pickle.PicklingError, AttributeError), match=r"^Can't pickle local object .*<lambda>"
+    ):
+        save_atomic({"bad": lambda: 0}, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
+
+    # Any other failure inside torch.save comes out as it was raised, and the old file stays.
+    class Unsaveable:
+        def __reduce__(self):
+            raise RuntimeError("this object cannot be saved")
+
+    with pytest.raises(RuntimeError, match=r"^this object cannot be saved$"):
+        save_atomic({"n": torch.arange(100_000), "bad": Unsaveable()}, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
 
