@@ -293,13 +293,15 @@ def test_the_workflow_and_the_training_command_name_the_file_of_a_bad_key(
     assert proc.returncode != 0
     # Named relative to the working folder they are in (Snakemake hands them over absolute)
     assert f"{stepz} o.yaml\n" in out and f"{lenght} second.yaml\n" in out
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as e:
         train_main(["--config", str(overlay), str(second), "--experiment", "expr_crnn"])
+    assert e.value.code == 1  # the command's own error, not a usage error
     err = capsys.readouterr().err
     assert f"{stepz} {overlay}\n" in err and f"{lenght} {second}\n" in err
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as e:
         train_main(["--config", "o.yaml", "second.yaml", "--experiment", "expr_crnn"])
+    assert e.value.code == 1  # the command's own error, not a usage error
     err = capsys.readouterr().err
     assert f"{stepz} o.yaml\n" in err and f"{lenght} second.yaml\n" in err
 
@@ -341,8 +343,9 @@ def test_the_checks_past_the_schema_name_the_file_too(tmp_path, capsys):
     assert "expects height 32 px but tasks.line.height is 48" in out and "; from" not in out
     # models.train names the file the same way, and no list of every file before it
     kwargs = tmp_path / "kwargs.yaml"
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as e:
         train_main(["--config", str(SMOKE), str(kwargs), "--experiment", "line_crnn_vgg"])
+    assert e.value.code == 1  # the command's own error, not a usage error
     err = capsys.readouterr().err
     assert re.search(
         rf"error: invalid config \(1 problem\):\n +"
@@ -1323,8 +1326,9 @@ def test_nan_and_infinity_fail_at_parse_time_naming_the_key(tmp_path, capsys):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "invalid config (5 problems):\n  " + "\n  ".join(expected) in out, out
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as e:
         train_main(["--config", str(overlay), "--experiment", "expr_crnn"])
+    assert e.value.code == 1  # the command's own error, not a usage error
     err = capsys.readouterr().err
     assert "experiments.expr_crnn.train.lr: nan is not a number; from" in err, err
 
@@ -1349,8 +1353,9 @@ def test_the_schemas_problems_and_those_past_it_are_listed_at_once(tmp_path, cap
         "  tasks.line.splits.val: unknown degradation(s) ['blurr']",
     ]:
         assert line in out, out
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as e:
         train_main(["--config", str(overlay), "--experiment", "expr_crnn"])
+    assert e.value.code == 1  # the command's own error, not a usage error
     err = capsys.readouterr().err
     assert "invalid config (2 problems):" in err and "takes no argument 'widht'" in err, err
     overlay.write_text(
