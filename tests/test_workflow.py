@@ -476,6 +476,221 @@ def test_smoke_dag_runs_end_to_end(smoke_run):
     }
 
 
+SMOKE_CONFIG = yaml.safe_load(SMOKE.read_text())
+REPORT_FAMILY = {"crnn": {"expr", "line"}, "hanzi": {"hanzi"}, "reader": {"short"}}
+
+
+def _smoke_experiments(task: str | None = None) -> list[str]:
+    return sorted(
+        e for e, exp in SMOKE_CONFIG["experiments"].items() if task in (None, exp["task"])
+    )
+
+
+@pytest.mark.slow
+def test_the_smoke_run_makes_every_output_the_readme_lists(smoke_run):
+    """Every path of the README's Outputs section that `snakemake all` makes for the smoke
+    config (no own_tests, no TensorBoard), each image readable, the plots no more and no fewer
+    than the experiments' families call for, and summary.md linking every one of them."""
+    from PIL import Image
+
+    results = smoke_run / "results"
+    tasks = sorted(SMOKE_CONFIG["tasks"])
+    expected = [results / "fonts" / "coverage.tsv", results / "summary.md"]
+    expected += [results / f"{kind}_report.csv" for kind in REPORT_FAMILY]
+    for task in tasks:
+        expected += [results / "charsets" / f"{task}.txt", results / "samples" / f"{task}.png"]
+        expected += [results / "fonts" / task / f"{role}.tsv" for role in ("train", "test")]
+        expected.append(results / "shards" / task / "manifest.tsv")
+        for split, spec in SMOKE_CONFIG["tasks"][task]["splits"].items():
+            expected += [
+                results / "shards" / task / f"{split}-{i:06d}.tar" for i in range(spec["shards"])
+            ]
+        for split in ("test_seen", "test_heldout"):  # Tesseract reads every task in the smoke
+            expected += [
+                results / "eval" / "tesseract" / task / split / name
+                for name in ("metrics.json", "predictions.csv")
+            ]
+    plots = {results / "plots" / "accuracy_by_font.png"}
+    gifs = SMOKE_CONFIG["report"]["reader_gifs"]
+    for e in _smoke_experiments():
+        folder = results / "models" / e
+        expected += [folder / n for n in ("model.pt", "history.csv", "train.json", "train.lock")]
+        assert (folder / "resume").is_dir() and any((folder / "resume").iterdir()), e
+        assert not (folder / "tb").exists(), e  # the smoke config leaves train.tensorboard off
+        for split in ("test_seen", "test_heldout"):
+            expected += [
+                results / "eval" / e / split / n for n in ("metrics.json", "predictions.csv")
+            ]
+        plots |= {results / "plots" / e / n for n in ("curves.png", "predictions_test_seen.png")}
+        plots.add(results / "plots" / e / "predictions_test_heldout.png")
+        model = SMOKE_CONFIG["experiments"][e]["model"]
+        if model == "hanzi_cnn":
+            plots.add(results / "plots" / e / "confusions.png")
+        if model == "reader":
+            plots |= {results / "plots" / e / f"attention_{i}.gif" for i in range(gifs)}
+    assert not (results / "own").exists()  # no own_tests in the smoke config
+    missing = [str(p.relative_to(smoke_run)) for p in expected + sorted(plots) if not p.is_file()]
+    assert not missing, missing
+    made = {p for p in (results / "plots").rglob("*") if p.is_file()}
+    assert made == plots, sorted(str(p.relative_to(results)) for p in made ^ plots)
+    for image in sorted(plots) + [results / "samples" / f"{t}.png" for t in tasks]:
+        with Image.open(image) as im:
+            assert im.format == ("GIF" if image.suffix == ".gif" else "PNG"), image
+            assert im.width > 0 and im.height > 0, image
+            im.load()  # the whole file decodes, not its header alone
+    summary = (results / "summary.md").read_text(encoding="utf-8")
+    assert summary.startswith("# synthocr results\n"), summary[:200]
+    for e in _smoke_experiments():
+        assert f"| {e} |" in summary, e
+    linked = set(re.findall(r"\]\((plots/[^)]+)\)", summary))
+    assert {str(p.relative_to(results)) for p in plots} == linked, linked
+
+
+@pytest.mark.slow
+def test_the_smoke_runs_models_and_curves_are_the_configs(smoke_run):
+    """Each model.pt loads from the file alone and its meta names the experiment's model, task,
+    arguments and charset; history.csv logs every step up to train.steps, validation at every
+    val_every; train.json records the steps."""
+    from models.checkpoint import load_model
+    from synth.charset import read_charset
+
+    for e, exp in SMOKE_CONFIG["experiments"].items():
+        folder = smoke_run / "results" / "models" / e
+        model, meta = load_model(folder / "model.pt")
+        assert not model.training, e
+        assert (meta.model, meta.task) == (exp["model"], exp["task"]), e
+        kwargs = exp.get("model_kwargs", {})
+        assert {k: meta.model_kwargs.get(k) for k in kwargs} == kwargs, e
+        charset = smoke_run / "results" / "charsets" / f"{exp['task']}.txt"
+        assert meta.charset == read_charset(charset), e
+        train = exp["train"]
+        assert meta.step == train["steps"], e
+        with open(folder / "history.csv", newline="") as f:
+            history = list(csv.DictReader(f))
+        steps = [int(r["step"]) for r in history]
+        assert steps == list(range(train["log_every"], train["steps"] + 1, train["log_every"]))
+        validated = [int(r["step"]) for r in history if r["val_loss"] != ""]
+        assert validated == list(range(train["val_every"], train["steps"] + 1, train["val_every"]))
+        assert all(float(r["train_loss"]) >= 0 for r in history), e
+        recorded = json.loads((folder / "train.json").read_text())
+        assert recorded["train"]["steps"] == train["steps"], e
+
+
+def _report_record(results: Path, row: dict[str, str]) -> dict:
+    """The metrics.json figures a report row stands for (a per-font row: that font's)."""
+    if row["experiment"] == "tesseract":
+        folder = results / "eval" / "tesseract" / row["task"] / row["split"]
+    else:
+        folder = results / "eval" / row["experiment"] / row["split"]
+    record = json.loads((folder / "metrics.json").read_text())
+    font = row.get("font", "all")
+    if font != "all":
+        record = {**record, **record["per_font"][font], "eval_img_per_s": None}
+    return record
+
+
+@pytest.mark.slow
+def test_the_smoke_runs_report_rows_are_their_metrics_files(smoke_run):
+    """Every cell of every report table is the figure of its metrics.json (floats to the six
+    significant digits the CSVs keep), and every metrics.json has its rows: one per split, the
+    classifier's and the reader's one more per font."""
+    results = smoke_run / "results"
+    for kind, tasks in REPORT_FAMILY.items():
+        with open(results / f"{kind}_report.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        keys = set()
+        for row in rows:
+            record = _report_record(results, row)
+            keys.add((row["experiment"], row["task"], row["split"], row.get("font", "all")))
+            assert record["task"] == row["task"] and record["split"] == row["split"], row
+            for column, cell in row.items():
+                if column == "font":
+                    continue
+                value = record.get(column)
+                where = (kind, row["experiment"], row["split"], row.get("font"), column)
+                if column == "model_kwargs":
+                    pairs = (kv.split("=", 1) for kv in cell.split())
+                    assert {k: json.loads(v) for k, v in pairs} == (value or {}), where
+                elif value is None:
+                    assert cell == "", where
+                elif isinstance(value, float):
+                    assert float(cell) == pytest.approx(value, rel=1e-5, abs=1e-9), where
+                else:
+                    assert cell == str(value), where
+        wanted = set()
+        for task in tasks:
+            for split in ("test_seen", "test_heldout"):
+                for e in [*_smoke_experiments(task), "tesseract"]:
+                    wanted.add((e, task, split, "all"))
+                    if kind == "crnn":
+                        continue
+                    record = _report_record(
+                        results, {"experiment": e, "task": task, "split": split}
+                    )
+                    wanted |= {(e, task, split, font) for font in record["per_font"]}
+        assert keys == wanted, (kind, keys ^ wanted)
+        assert len(rows) == len(keys), kind  # no row twice
+
+
+@pytest.mark.slow
+def test_the_smoke_runs_manifests_and_coverage_tables_hold_what_they_describe(smoke_run):
+    """A manifest row per shard of the task, its sha256, size and sample count those of the
+    file itself; the coverage tables' columns as documented (the faces' columns, then each
+    task's chars covered and missing), each face's covered and missing adding up to the task's
+    charset as drawn from its source."""
+    import hashlib
+    import tarfile
+
+    from synth.fonts import COLUMNS
+
+    results = smoke_run / "results"
+    for task, spec in SMOKE_CONFIG["tasks"].items():
+        folder = results / "shards" / task
+        lines = (folder / "manifest.tsv").read_text().splitlines()
+        header = ["split", "shard", "path", "samples", "bytes", "sha256"]
+        assert lines[0].split("\t") == header, task
+        rows = [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]]
+        shards = {
+            (s, f"{s}-{i:06d}.tar") for s, x in spec["splits"].items() for i in range(x["shards"])
+        }
+        assert {(r["split"], r["shard"]) for r in rows} == shards and len(rows) == len(shards)
+        for r in rows:
+            shard = folder / r["path"]
+            assert shard.name == r["shard"], r
+            assert r["sha256"] == hashlib.sha256(shard.read_bytes()).hexdigest(), r
+            assert int(r["bytes"]) == shard.stat().st_size, r
+            with tarfile.open(shard) as tar:
+                pngs = [m for m in tar.getmembers() if m.name.endswith(".png")]
+            assert int(r["samples"]) == len(pngs) == spec["splits"][r["split"]]["samples"], r
+    assert {"path", "face", "family", "role", "status"} <= set(COLUMNS)
+    tasks = sorted(SMOKE_CONFIG["tasks"])
+    charsets = {t: task_spec(t, SMOKE_CONFIG["tasks"][t]).charset.build() for t in tasks}
+    per_task = {}
+    for task in tasks:
+        for role in ("train", "test"):
+            with open(results / "fonts" / task / f"{role}.tsv", newline="") as f:
+                reader = csv.DictReader(f, delimiter="\t")
+                assert reader.fieldnames == [*COLUMNS, f"{task}_covered", f"{task}_missing"]
+                rows = list(reader)
+            assert rows and {r["role"] for r in rows} == {role}, (task, role)
+            ok = [r for r in rows if r["status"] == "ok"]
+            assert ok, (task, role)
+            for r in ok:
+                missing = r[f"{task}_missing"]
+                assert set(missing) <= set(charsets[task]), (task, r["path"])
+                assert int(r[f"{task}_covered"]) + len(missing) == len(charsets[task]), r
+            for r in rows:
+                per_task.setdefault((r["role"], r["path"], r["face"]), {}).update(r)
+    with open(results / "fonts" / "coverage.tsv", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t")
+        extra = [f"{t}_{k}" for t in tasks for k in ("covered", "missing")]
+        assert reader.fieldnames == COLUMNS + extra
+        merged = {(r["role"], r["path"], r["face"]): r for r in reader}
+    # a face a task's tables do not list has that task's cells empty
+    assert merged == {k: {**dict.fromkeys(extra, ""), **r} for k, r in per_task.items()}
+    assert {role for role, _, _ in merged} == {"train", "test"}
+
+
 def test_a_missing_font_file_fails_at_parse_time_naming_it(tmp_path):
     def edit(c):
         c["fonts"]["paths"].append("/usr/share/fonts/nowhere/Missing-Regular.ttf")
