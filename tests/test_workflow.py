@@ -1207,6 +1207,17 @@ def test_a_font_file_added_or_removed_under_a_glob_reruns_the_jobs_that_read_fon
 def test_rerun_with_nothing_changed_runs_nothing(smoke_run):
     proc = run_snakemake(smoke_run, "-n", "--cores", "2", "all")
     assert _jobs(proc.stdout) == [], proc.stdout
+    # A real run, as `make` starts it, with the local profile (keep-going, rerun-incomplete, the
+    # gpu resource): this Snakemake takes the profile, and finds nothing to do.
+    stamps = {p: p.stat().st_mtime_ns for p in (smoke_run / "results").rglob("*") if p.is_file()}
+    profile = REPO / "workflow" / "profiles" / "local"
+    proc = run_snakemake(smoke_run, "--profile", str(profile), "--cores", "2", "all")
+    out = proc.stdout + proc.stderr
+    assert f"Using profile {profile} " in out, out[-3000:]
+    assert "Nothing to be done (all requested files are present and up to date)." in out, out
+    assert _jobs(out) == [], out[-3000:]
+    after = {p: p.stat().st_mtime_ns for p in (smoke_run / "results").rglob("*") if p.is_file()}
+    assert after == stamps
 
 
 @pytest.mark.slow
