@@ -67,9 +67,9 @@ TASK_CONFIG_HELP = (
 def read_task_settings(config_path: str, task: str) -> dict[str, Any]:
     """The settings of ``tasks.<task>`` the ``grammar`` decoder reads (``--task-config``;
     `synth.text.GRAMMAR_SETTINGS`) in the config file at ``config_path``: read, checked against
-    the workflow's schema and given its defaults as the workflow and ``python -m models.train
-    --config`` do (`synth.schema.with_defaults`), so that a misspelt key is refused rather than
-    left for the default grammar.
+    the workflow's schema and given its defaults (`synth.schema.with_defaults`, the checks the
+    workflow and ``python -m models.train --config`` run with `synth.schema.check_schema`), so
+    that a misspelt key is refused rather than left for the default grammar.
 
     Raises:
         ValueError: The file cannot be read, breaks the schema (every problem, naming the key)

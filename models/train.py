@@ -676,9 +676,9 @@ def _train(
 
     if env.is_main and ckpt is not None:  # resumed: its state is on disk, and its data read
         forget_stale_runs()
-        if key == own_key and (step >= spec.steps or stopped_early):
-            # A finished state: written before its run.json, which a kill between the two
-            # left saying unfinished (and another process count would refuse to go on).
+        if key == own_key:
+            # The state is written before its run.json, which a kill between the two left a
+            # step behind (saying unfinished, another process count would refuse to go on).
             write_run_info()
 
     bar = _progress(spec.steps, step, env.is_main)
@@ -1043,7 +1043,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         except (OSError, ValueError) as e:
             # The file at fault: named by the message (a file that cannot be read, a key's
             # "; from FILE" when several files merged), else the config given.
-            message = "\n  ".join(named_with_file(line, origins) for line in str(e).split("\n"))
+            # (a problems_error's lines come indented under its header: indented once here too)
+            lines = [named_with_file(line.strip(), origins) for line in str(e).split("\n")]
+            message = "\n  ".join(lines)
             named = any(message.startswith(f) for f in args.config) or "; from " in message
             where = "" if named else f"{' '.join(args.config)}: "
             parser.exit(1, f"{parser.prog}: error: {where}{message}\n")

@@ -1005,6 +1005,7 @@ def test_cli_names_what_is_missing_before_training(tmp_path, capsys, monkeypatch
     err = capsys.readouterr().err
     assert "experiments.tiny.modle_kwargs: unknown key (did you mean 'model_kwargs'?)" in err
     assert "sead: unknown key (did you mean 'seed'?)" in err
+    assert "invalid config (2 problems):\n  " in err and "\n    " not in err, err  # as the workflow
     with pytest.raises(SystemExit) as exc:
         main(["--config", str(cfg), "--experiment", "tiny", "--threads", "-3"])
     assert exc.value.code == 2 and "--threads" in capsys.readouterr().err
