@@ -76,7 +76,7 @@ def read_task_settings(config_path: str, task: str) -> dict[str, Any]:
             or has no ``tasks.<task>``; the message names the file.
     """
     from synth.schema import config_with_origins, with_defaults
-    from synth.text import GRAMMAR_SETTINGS
+    from synth.text import grammar_settings
 
     try:
         given, origins = config_with_origins([config_path])
@@ -90,9 +90,7 @@ def read_task_settings(config_path: str, task: str) -> dict[str, Any]:
     # The defaults fill in every task: a config that sets nothing of the model's is not its own.
     if not isinstance((given.get("tasks") or {}).get(task), dict):
         raise ValueError(f"{config_path}: no tasks.{task} settings (the model's task)")
-    # What the grammar reads, as the workflow's evaluation passes it (common.smk's eval_params)
-    keys = GRAMMAR_SETTINGS.get(task, ())
-    return {k: v for k, v in config["tasks"][task].items() if k in keys}
+    return grammar_settings(task, config["tasks"][task])  # as the workflow's evaluation gets
 
 
 def task_settings_warnings(

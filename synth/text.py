@@ -337,6 +337,13 @@ class DrawnExpressionGrammar:
 GRAMMAR_SETTINGS = {"expr": DrawnExpressionGrammar.SETTINGS}
 
 
+def grammar_settings(task: str, task_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of ``tasks.<task>`` (``task_cfg``) the task's grammar reads
+    (`GRAMMAR_SETTINGS`): what the workflow passes to an evaluation, and what ``--task-config``
+    reads of a config; none for a task without a grammar of its own."""
+    return {k: task_cfg[k] for k in GRAMMAR_SETTINGS.get(task, ()) if k in task_cfg}
+
+
 def task_grammar(
     task: str, task_cfg: Mapping[str, Any] | None = None
 ) -> ExpressionGrammar | DrawnExpressionGrammar | None:

@@ -24,7 +24,7 @@ from synth.schema import (
 )
 from synth.shards import sha256_file
 from synth.specs import canonical, split_config, task_spec
-from synth.text import GRAMMAR_SETTINGS
+from synth.text import grammar_settings
 
 # A config file that names another in `extends` (configs/lines_cpu.yaml) holds only what it
 # changes: here each --configfile is laid on its base, the files merge in order, --config last.
@@ -490,9 +490,9 @@ def eval_params(wildcards):
     exp = experiment_config(wildcards.experiment)
     params = {k: v for k, v in exp["eval"].items() if k not in SCHEDULING}
     if params.get("decoder") == "grammar" and wildcards.split in TEST_SPLITS:
-        task_cfg = config["tasks"][exp["task"]]
-        keys = GRAMMAR_SETTINGS.get(exp["task"], ())
-        params["task_settings"] = {k: task_cfg[k] for k in keys if k in task_cfg}
+        params["task_settings"] = grammar_settings(
+            exp["task"], config["tasks"][exp["task"]]
+        )
     return canonical(params)
 
 
