@@ -281,8 +281,6 @@ def _label(sample: Mapping[str, Any], where: str, family: Family | None) -> tupl
         meta = record_json(sample["json"], where, "bad .json")
     except ValueError as e:
         raise DataError(str(e)) from e
-    if not isinstance(meta, dict) or "text" not in meta:
-        raise DataError(f"{where}: bad .json: it has no 'text' field (the label)")
     try:
         text = record_text(meta, where)
     except ValueError as e:

@@ -137,8 +137,6 @@ def iter_samples(
                     f"{'s' if len(lacking) > 1 else ''} (it has {has or 'none'})"
                 )
             meta = record_json(record["json"], where)
-            if not isinstance(meta, dict) or "text" not in meta:
-                raise ValueError(f"{where} has no 'text' in its JSON")
             label = record_text(meta, where)
             if meta.get("source"):  # packed from a user's file (models.pack)
                 where += f" (image {meta['source']})"

@@ -517,13 +517,16 @@ def json_kind(value: Any) -> str:
     return f"{kind} ({shown if len(shown) <= 40 else shown[:37] + '...'})"
 
 
-def record_text(meta: Mapping[str, Any], where: str) -> str:
-    """A decoded ``.json`` member's label, ``meta["text"]``, checked to be a string: a null or a
-    number would otherwise be read as the text ``None`` or ``12``.
+def record_text(meta: Any, where: str) -> str:
+    """A decoded ``.json`` member's label, ``meta["text"]``, checked to be there and a string: a
+    null or a number would otherwise be read as the text ``None`` or ``12``.
 
     Raises:
-        ValueError: ``text`` is not a string (naming ``where`` and its JSON type).
+        ValueError: ``meta`` is no object with a ``text`` field, or ``text`` is not a string
+            (naming ``where`` and its JSON type).
     """
+    if not isinstance(meta, Mapping) or "text" not in meta:
+        raise ValueError(f"{where}: bad .json: it has no 'text' field (the label)")
     text = meta["text"]
     if not isinstance(text, str):
         raise ValueError(f"{where}: 'text' in its .json is {json_kind(text)}, not a string")
