@@ -44,7 +44,7 @@ import webdataset as wds
 from models.families import Family, LabelError
 from models.images import ImageLoadError, decode_png
 from models.preprocess import pad_batch, prepare_image
-from synth.shards import REBUILD_HINT, record_json, record_text
+from synth.shards import REBUILD_HINT, duplicate_key, record_json, record_text
 
 log = logging.getLogger(__name__)
 
@@ -197,15 +197,9 @@ def index_shard(url: str) -> ShardIndex:
             order.append(key)
             parts[key] = []
         elif order[-1] != key:
-            raise ShardError(
-                f"shard {url}: sample {key!r} appears again ({name} after sample "
-                f"{order[-1]!r}): a duplicate key{REBUILD_HINT}"
-            )
+            raise ShardError(duplicate_key(url, key, name, order[-1]))
         elif any(e == ext for e, _, _ in parts[key]):
-            raise ShardError(
-                f"shard {url}: sample {key!r} has a second .{ext} member: a duplicate key"
-                f"{REBUILD_HINT}"
-            )
+            raise ShardError(duplicate_key(url, key, name, None))
         parts[key].append((ext, offset, length))
     if tail != bytes(2 * tarfile.BLOCKSIZE):
         after = f"after sample {order[-1]!r}" if order else "before its first sample"

@@ -533,6 +533,18 @@ def record_text(meta: Any, where: str) -> str:
     return text
 
 
+def duplicate_key(shard: str | os.PathLike, key: str, member: str, previous: str | None) -> str:
+    """What is wrong with a shard that holds ``key`` twice: ``member`` (its file name) comes
+    after sample ``previous`` (a sample again), or, with ``previous`` None, repeats a member
+    the sample has (a second ``.png``, say). Both readers say it alike (`iter_records`,
+    `models.data.index_shard`)."""
+    if previous is not None:
+        what = f"appears again ({member} after sample {previous!r})"
+    else:
+        what = f"has a second .{member.partition('.')[2]} member"
+    return f"shard {shard}: sample {key!r} {what}: a duplicate key{REBUILD_HINT}"
+
+
 class ShardReadError(ValueError):
     """A shard that is not a readable tar (empty, truncated, corrupt): names it, and the last
     sample read before the damage, and ends with `REBUILD_HINT`."""
@@ -569,17 +581,11 @@ def iter_records(shard: str | os.PathLike) -> Iterator[dict[str, Any]]:
                     current = None
                 if current is None:
                     if key in seen:
-                        raise ShardReadError(
-                            f"shard {shard}: sample {key!r} appears again ({member.name} after "
-                            f"sample {last!r}): a duplicate key{REBUILD_HINT}"
-                        )
+                        raise ShardReadError(duplicate_key(shard, key, member.name, last))
                     seen.add(key)
                     current = {"__key__": key}
                 elif ext in current:
-                    raise ShardReadError(
-                        f"shard {shard}: sample {key!r} has a second .{ext} member: a duplicate "
-                        f"key{REBUILD_HINT}"
-                    )
+                    raise ShardReadError(duplicate_key(shard, key, name, None))
                 f = tar.extractfile(member)
                 current[ext] = f.read() if f is not None else b""
             end = tar.offset
