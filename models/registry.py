@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torch import nn
 
+    from synth.schema import SchemaCheck
+
 FAMILIES = ("classification", "ctc", "attention")
 # The entry-point group through which an installed package registers models of its own.
 PLUGIN_GROUP = "synthocr.models"
@@ -719,6 +721,26 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
                 "per-class target to smooth; set it to 0 (it applies to hanzi_cnn and reader)"
             )
         _check_ctc_length(where, model, task, task_cfg, params)
+
+
+def experiment_problems(
+    checked: SchemaCheck, name: str, origins: Mapping[str, Any] | None = None
+) -> list[str]:
+    """`validate_experiment`'s problems (the checks past the schema) with experiment ``name`` of
+    a config `synth.schema.check_schema` checked, each a line naming its file (``origins``, as
+    `synth.schema.config_with_origins` gives them); none when the schema found fault with the
+    experiment or its task, whose values these checks need."""
+    from synth.schema import named_with_file
+
+    exp = (checked.config.get("experiments") or {}).get(name)
+    task = exp.get("task") if isinstance(exp, dict) else None
+    if task is None or not (checked.holds("experiments", name) and checked.holds("tasks", task)):
+        return []
+    try:
+        validate_experiment(name, exp, checked.config["tasks"][task])
+    except ValueError as e:
+        return [named_with_file(line, origins) for line in str(e).split("\n")]
+    return []
 
 
 def grammar_for(

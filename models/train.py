@@ -87,7 +87,7 @@ from models.devices import (
     shutdown_distributed,
 )
 from models.families import Family, make_family
-from models.registry import build_model, input_spec, validate_experiment
+from models.registry import build_model, experiment_problems, input_spec
 from models.specs import TrainJob, TrainSpec, recorded_settings, run_hashes
 from models.transfer import TransferError, init_from
 from synth.atomic import write_bytes_atomic, write_text_atomic
@@ -1028,15 +1028,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             # parse-time checks of the experiment (a CTC output too short for the task's labels),
             # every problem in one list, as the workflow gives them.
             checked = check_schema(config, origins=origins)
-            config, problems = checked.config, list(checked.problems)
-            exp = (config.get("experiments") or {}).get(args.experiment)
-            task = exp.get("task") if isinstance(exp, dict) else None
-            valid = checked.holds("experiments", args.experiment) and checked.holds("tasks", task)
-            if task is not None and valid:
-                try:
-                    validate_experiment(args.experiment, exp, config["tasks"][task])
-                except ValueError as e:
-                    problems += [named_with_file(line, origins) for line in str(e).split("\n")]
+            config = checked.config
+            problems = [*checked.problems, *experiment_problems(checked, args.experiment, origins)]
             if problems:
                 raise problems_error(problems)
             job = job_from_config(config, args.experiment, args.results, args.device)

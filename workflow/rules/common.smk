@@ -9,7 +9,7 @@ from snakemake.utils import validate
 
 from models.metrics import metric_names
 from models.pack import read_labels
-from models.registry import family_of, label_lengths, validate_experiment
+from models.registry import experiment_problems, family_of, label_lengths
 from models.specs import SCHEDULING, settings_drift
 from synth import joblog
 from synth.charset import extra_chars
@@ -46,22 +46,14 @@ _checked = check_schema(
 _problems = list(_checked.problems)
 _filled = _checked.config
 _experiments = _filled.get("experiments")
-for _name, _exp in sorted(
-    _experiments.items() if isinstance(_experiments, dict) else (),
-    key=lambda e: str(e[0]),
-):
+for _name in sorted(_experiments if isinstance(_experiments, dict) else (), key=str):
     # the reports' rows of Tesseract, one per task, have that name
     if _name == "tesseract":
         _problems.append(
             "experiments.tesseract: the reports name Tesseract's rows so; call it another name"
         )
-    elif _checked.holds("experiments", _name) and _checked.holds("tasks", _exp["task"]):
-        try:
-            validate_experiment(_name, _exp, _filled["tasks"][_exp["task"]])
-        except ValueError as e:
-            _problems += [
-                named_with_file(line, _origins) for line in str(e).split("\n")
-            ]
+    else:
+        _problems += experiment_problems(_checked, _name, _origins)
 _tasks = _filled.get("tasks")
 for _task, _task_cfg in _tasks.items() if isinstance(_tasks, dict) else ():
     # A split's settings (its degrade merged over its task's) that no spec accepts: an unknown
