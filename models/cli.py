@@ -75,18 +75,14 @@ def read_task_settings(config_path: str, task: str) -> dict[str, Any]:
         ValueError: The file cannot be read, breaks the schema (every problem, naming the key)
             or has no ``tasks.<task>``; the message names the file.
     """
-    from synth.schema import config_with_origins, with_defaults
+    from synth.schema import config_with_origins, with_config_file, with_defaults
     from synth.text import grammar_settings
 
     try:
         given, origins = config_with_origins([config_path])
         config = with_defaults(given, origins=origins)
     except ValueError as e:
-        # A file that cannot be read names itself; a config that extends another names the
-        # file of each key ("; from FILE"); else the problems are the file given's.
-        message = str(e)
-        named = message.startswith((config_path, str(Path(config_path)))) or "; from " in message
-        raise ValueError(message if named else f"{config_path}: {message}") from None
+        raise ValueError(with_config_file(str(e), [config_path])) from None
     # The defaults fill in every task: a config that sets nothing of the model's is not its own.
     if not isinstance((given.get("tasks") or {}).get(task), dict):
         raise ValueError(f"{config_path}: no tasks.{task} settings (the model's task)")

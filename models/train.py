@@ -92,7 +92,13 @@ from models.specs import TrainJob, TrainSpec, recorded_settings, run_hashes
 from models.transfer import TransferError, init_from
 from synth.atomic import write_bytes_atomic, write_text_atomic
 from synth.charset import CharsetError, read_charset
-from synth.schema import check_schema, config_with_origins, named_with_file, problems_error
+from synth.schema import (
+    check_schema,
+    config_with_origins,
+    named_with_file,
+    problems_error,
+    with_config_file,
+)
 
 try:
     import fcntl
@@ -1028,20 +1034,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             # parse-time checks of the experiment (a CTC output too short for the task's labels),
             # every problem in one list, as the workflow gives them.
             checked = check_schema(config, origins=origins)
-            config = checked.config
             problems = [*checked.problems, *experiment_problems(checked, args.experiment, origins)]
-            if problems:
-                raise problems_error(problems)
-            job = job_from_config(config, args.experiment, args.results, args.device)
+            if problems:  # each line names its key's file already
+                message = with_config_file(str(problems_error(problems)), args.config)
+                parser.exit(1, f"{parser.prog}: error: {message}\n")
+            job = job_from_config(checked.config, args.experiment, args.results, args.device)
         except (OSError, ValueError) as e:
-            # The file at fault: named by the message (a file that cannot be read, a key's
-            # "; from FILE" when several files merged), else the config given.
-            # (a problems_error's lines come indented under its header: indented once here too)
-            lines = [named_with_file(line.strip(), origins) for line in str(e).split("\n")]
-            message = "\n  ".join(lines)
-            named = any(message.startswith(f) for f in args.config) or "; from " in message
-            where = "" if named else f"{' '.join(args.config)}: "
-            parser.exit(1, f"{parser.prog}: error: {where}{message}\n")
+            lines = [named_with_file(line, origins) for line in str(e).split("\n")]
+            message = with_config_file("\n  ".join(lines), args.config)
+            parser.exit(1, f"{parser.prog}: error: {message}\n")
     else:
         parser.error("give --config and --experiment, or --spec")
     if args.init_from:

@@ -191,6 +191,15 @@ def named_with_file(message: str, origins: Mapping[str, Any] | None) -> str:
     return message + from_files(origins, path)
 
 
+def with_config_file(message: str, paths: Sequence[str]) -> str:
+    """A problem with the config files ``paths`` (the command line's, in order), starting with
+    the file at fault: as the message names it (a file that cannot be read names itself; a key
+    set by one of several merged files ends ``; from FILE``), else the files given."""
+    written = {str(p) for p in paths} | {str(Path(p)) for p in paths}  # ./x.yaml or x.yaml
+    named = message.startswith(tuple(written)) or "; from " in message
+    return message if named else f"{' '.join(str(p) for p in paths)}: {message}"
+
+
 def from_files(origins: Mapping[str, Any] | None, path: Sequence[Any]) -> str:
     """``"; from FILE"``: the file(s) that set the key at ``path`` (`config_with_origins`), for
     the end of a message about it; empty when the config came from one file (or ``origins`` is
