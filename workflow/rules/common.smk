@@ -5,8 +5,6 @@ import json
 import logging
 import os
 
-from snakemake.utils import validate
-
 from models.metrics import metric_names
 from models.pack import read_labels
 from models.registry import experiment_problems, family_of, label_lengths
@@ -17,7 +15,6 @@ from synth.fonts import FontError, split_roles
 from synth.schema import (
     check_schema,
     config_with_origins,
-    drop_written_defaults,
     from_files,
     named_with_file,
     problems_error,
@@ -65,13 +62,10 @@ for _task, _task_cfg in _tasks.items() if isinstance(_tasks, dict) else ():
             _problems.append(named_with_file(str(e), _origins))
 if _problems:
     raise problems_error(_problems)
-# The schema's defaults fill the objects a config writes, but not an experiment's train or eval
-# block that is left out: start those empty, so every experiment has them in full.
-for _exp in (config.get("experiments") or {}).values():
-    _exp.setdefault("train", {})
-    _exp.setdefault("eval", {})
-validate(config, "../schemas/config.schema.yaml", set_default=True)
-drop_written_defaults(config)
+config.clear()
+config.update(
+    _filled
+)  # the config with the schema's defaults, as check_schema filled them
 
 TASKS = ["hanzi", "expr", "line", "short"]
 SPLITS = ["train", "val", "test_seen", "test_heldout"]
