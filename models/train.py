@@ -825,6 +825,10 @@ def _train(
         log.info("wrote %s (%d steps, %.1f s)", out_dir / "model.pt", step, wall)
 
     _on_main(write_outputs, f"writing {out_dir}", env, device)  # every rank waits for it
+    if env.distributed:
+        # and none leaves the group before every rank has rank 0's word (gloo aborts a rank
+        # whose broadcast is still being received when rank 0 destroys the group)
+        torch.distributed.barrier()
     return result
 
 
