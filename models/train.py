@@ -298,6 +298,8 @@ def _on_main(fn: Callable[[], T], what: str, env: DistEnv, device: torch.device)
             error = e
     if env.distributed:
         (failed,) = _broadcast_floats([float(error is not None)], env, device)
+        if failed:  # every rank has the word before rank 0 leaves the group (gloo aborts else)
+            torch.distributed.barrier()
         if failed and error is None:
             raise RankStoppedError(
                 f"rank 0 stopped while {what} (its error says why); rank {env.rank} stops with it"
