@@ -488,7 +488,8 @@ class TrainStream(torch.utils.data.IterableDataset):
     Args:
         urls: Training shards.
         geometry: Model input geometry (``models.registry.input_spec``).
-        family: The model's family (labels are checked against it in the workers).
+        family: The model's family: every label is checked against it here (`check_labels`),
+            and again as the workers draw it.
         batch_size: Samples per batch (per process).
         seed: Root seed of the run.
         steps: Last step (exclusive).
@@ -502,6 +503,8 @@ class TrainStream(torch.utils.data.IterableDataset):
             `curriculum_max_len`); samples with longer labels are skipped before decoding.
             Once the limit reaches the family's `longest_label` (when it has one), the stream
             stops reading each sample's JSON for its length.
+        labels_checked: The labels were checked already (under torchrun, by rank 0 for every
+            rank): not read again here.
     """
 
     def __init__(
@@ -519,13 +522,15 @@ class TrainStream(torch.utils.data.IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         curriculum_steps: int = 0,
+        labels_checked: bool = False,
     ) -> None:
         super().__init__()
         if not urls:
             raise DataError("no training shards given")
         self.urls = [str(u) for u in urls]
         self.indexes = [index_shard(u) for u in self.urls]
-        check_labels(self.indexes, family)
+        if not labels_checked:  # under torchrun, rank 0 reads them once for every rank
+            check_labels(self.indexes, family)
         self.geometry = dict(geometry)
         self.family = family
         self.batch_size = batch_size

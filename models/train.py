@@ -76,7 +76,14 @@ from models.checkpoint import (
     unwrap,
 )
 from models.cli import non_negative_int, stops_on_interrupt
-from models.data import Batch, DataError, TrainStream, eval_batches, train_loader
+from models.data import (
+    Batch,
+    DataError,
+    TrainStream,
+    check_labels,
+    eval_batches,
+    train_loader,
+)
 from models.devices import (
     DistEnv,
     autocast,
@@ -620,7 +627,15 @@ def _train(
         rank=env.rank,
         world_size=env.world_size,
         curriculum_steps=spec.curriculum_steps,
+        labels_checked=env.distributed,
     )
+    if env.distributed:  # every label before the first step, read once (rank 0) for all
+        _on_main(
+            lambda: check_labels(stream.indexes, family),
+            "reading the training labels",
+            env,
+            device,
+        )
     val_set: list[Batch] = (
         _on_main(
             lambda: list(

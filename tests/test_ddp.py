@@ -259,3 +259,22 @@ def test_when_rank0_fails_alone_every_rank_stops(tmp_path):
     assert val in logs[0] and "Traceback" not in logs[0], logs[0]
     assert "rank 0 stopped while reading the validation shards" in logs[1], logs[1]
     assert "Traceback" not in logs[1], logs[1]
+
+
+@pytest.mark.slow
+def test_rank0_reads_every_training_label_for_all_ranks(tmp_path):
+    """Under torchrun rank 0 alone reads the training labels before the first step, for every
+    rank: a label the charset cannot encode stops rank 0 naming the samples, and the other rank
+    with it (here a charset that lacks '3', which the shards' labels hold)."""
+    _torchrun(tmp_path, tmp_path / "first")  # writes the shards and job.json
+    job = json.loads((tmp_path / "job.json").read_text())
+    charset = tmp_path / "charset-012.txt"
+    charset.write_text("0\n1\n2\n", encoding="utf-8")
+    job.update(charset=str(charset), out_dir=str(tmp_path / "out"))
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    ranks, logs = _two_ranks_by_hand(tmp_path / "job.json")
+    assert [p.returncode for p in ranks] == [1, 1], logs
+    assert "training samples cannot be trained on" in logs[0] and "'3'" in logs[0], logs[0]
+    assert "rank 0 stopped while reading the training labels" in logs[1], logs[1]
+    assert "cannot be trained on" not in logs[1]  # rank 1 did not read them itself
+    assert "Traceback" not in logs[0] + logs[1], logs
