@@ -41,15 +41,8 @@ def _record(experiment, model, task, split, **extra):
 # The per-font tables' columns, written out: the CTC table's (README, "Outputs") with the
 # font after the split and without backbone; the classifier's top-1/top-5 in place of the
 # text scores and value_acc.
-HANZI_HEADER = [
-    "experiment",
-    "model",
-    "task",
-    "split",
-    "font",
-    "n",
-    "top1",
-    "top5",
+_HEADER_FRONT = ["experiment", "model", "task", "split", "font", "n"]
+_HEADER_BACK = [
     "params_m",
     "train_steps",
     "train_wall_s",
@@ -58,24 +51,8 @@ HANZI_HEADER = [
     "model_kwargs",
     "init_from",
 ]
-READER_HEADER = [
-    "experiment",
-    "model",
-    "task",
-    "split",
-    "font",
-    "n",
-    "seq_acc",
-    "cer",
-    "ned",
-    "params_m",
-    "train_steps",
-    "train_wall_s",
-    "eval_img_per_s",
-    "device",
-    "model_kwargs",
-    "init_from",
-]
+HANZI_HEADER = [*_HEADER_FRONT, "top1", "top5", *_HEADER_BACK]
+READER_HEADER = [*_HEADER_FRONT, "seq_acc", "cer", "ned", *_HEADER_BACK]
 
 
 @pytest.fixture
