@@ -12,8 +12,8 @@ from torch import nn
 from models.checkpoint import ModelMeta
 from models.devices import resolve_device
 from models.families import Prediction, make_family
-from models.preprocess import ImageLike, bucket_width, pad_batch, prepare_image
-from models.registry import grammar_for
+from models.preprocess import ImageLike, bucket_width, min_width, pad_batch, prepare_image
+from models.registry import FIXED_WIDTH_TASKS, grammar_for
 from synth.text import expression_value
 
 
@@ -34,7 +34,11 @@ def predict(
 
     Line images are batched by width bucket (`models.preprocess.bucket_width`, in input order
     within a bucket) and padded to their bucket's width, so an image's reading does not depend
-    on the other images read with it; the predictions come back in input order.
+    on the other images read with it; the predictions come back in input order. A model of a
+    task drawn at one width (`models.registry.FIXED_WIDTH_TASKS`: ``expr``) never saw padding
+    in training: it reads each image at its own width (at least `models.preprocess.min_width`),
+    unpadded, so every frame it is given is the image's own (it may emit its last character at
+    the last frame, which padding would move past the image's frames).
 
     Args:
         model: The model (eval mode is set here).
@@ -66,9 +70,15 @@ def predict(
         grammar_for(meta.model, meta.task, task_cfg=task_settings) if decoder == "grammar" else None
     )
     arrays = [prepare_image(im, meta.input) for im in images]
+    own_width = meta.task in FIXED_WIDTH_TASKS
     buckets: dict[int, list[int]] = {}
     for i, a in enumerate(arrays):
-        bucket = bucket_width(a.shape[1], meta.input) if meta.input["kind"] == "line" else 0
+        if meta.input["kind"] != "line":
+            bucket = 0
+        elif own_width:
+            bucket = max(a.shape[1], min_width(meta.input))
+        else:
+            bucket = bucket_width(a.shape[1], meta.input)
         buckets.setdefault(bucket, []).append(i)
     out: list[Prediction | None] = [None] * len(arrays)
     for bucket, members in sorted(buckets.items()):

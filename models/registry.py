@@ -52,6 +52,11 @@ DECODERS = ("greedy", "beam", "grammar")
 # The family each task's labels call for, and the geometry of its images.
 TASK_FAMILY = {"hanzi": "classification", "expr": "ctc", "line": "ctc", "short": "attention"}
 TASK_INPUT = {"hanzi": "square", "short": "square", "expr": "line", "line": "line"}
+# Line tasks whose images are all drawn at one width (``tasks.expr.width``): their CTC models
+# never see padding in training, and every frame of their input is the image's own, so they may
+# emit the last character at the last frame they are given, wherever it stands. They read each
+# image at its own width, unpadded, every frame (`models.predict.predict`).
+FIXED_WIDTH_TASKS = frozenset({"expr"})
 
 # Baidu-style expressions: 3 single-digit operands, 2 operators, at most one pair of parentheses.
 BAIDU_EXPR_LENGTHS = (5, 7)  # a+b*c to (a+b)*c

@@ -18,9 +18,9 @@ import yaml
 from PIL import Image, ImageDraw, ImageFont
 
 from models.checkpoint import ModelMeta, save_model
-from models.families import Prediction
+from models.families import Prediction, make_family
 from models.images import ImageLoadError
-from models.preprocess import prepare_image
+from models.preprocess import prepare_image, to_tensor_batch
 from models.recognize import (
     EXIT_SOME_FAILED,
     TallLineWarning,
@@ -465,6 +465,31 @@ def test_a_thin_strip_is_refused_and_the_others_are_read(checkpoints, image_fold
         assert [r.split("\t")[0] for r in proc.stdout.splitlines()] == [str(folder / "good.png")]
         for name, size in (("wide.png", "60000x1"), ("tall.png", "1x9000")):
             assert f"error: {folder / name}: {size} px: one side is over 200 times" in proc.stderr
+
+
+def test_an_expression_is_read_at_its_own_width_with_every_frame(checkpoints, tmp_path, latin_font):
+    """Expressions are all drawn at one width, so an expr model never sees padding in training and
+    may emit its last character at the last frame it is given (the default config's trained
+    model does): an image of another width is read unpadded, every frame its own, not padded to
+    a width bucket whose extra frames are cut off (which lost the last character of 98% of
+    held-out expressions 1 px wider than 128)."""
+    recognizer = load_recognizer(checkpoints["expr"], device="cpu", polarity="dark-on-light")
+    model, meta = recognizer.model, recognizer.meta
+    height = meta.input["height"]
+    font = ImageFont.truetype(str(latin_font), height * 2 // 3)
+    family = make_family(meta.model, meta.charset, meta.model_kwargs)
+    # none a multiple of the width buckets' step (half the height)
+    for width in (3 * height + 1, 4 * height - 3, 5 * height + 7):
+        im = Image.new("L", (width, height), 235)
+        ImageDraw.Draw(im).text((3, 2), "(1+2)*3", font=font, fill=20)
+        im.save(tmp_path / "expr.png")
+        [ours] = recognizer([tmp_path / "expr.png"])
+        x, widths = to_tensor_batch([im], meta.input)
+        assert x.shape[-1] == width == int(widths[0])  # nothing added to the image
+        with torch.inference_mode():
+            [alone] = family.decode(model(x), None)  # every frame
+        assert ours.text == alone.text
+        assert ours.confidence == pytest.approx(alone.confidence, rel=1e-5, abs=0)
 
 
 def test_a_long_image_is_scaled_before_it_is_padded_to_a_square():
