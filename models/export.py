@@ -30,6 +30,7 @@ The file is written atomically and, by default, checked against PyTorch on a ran
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import logging
 import os
@@ -229,6 +230,14 @@ def read_onnx_meta(path: str | os.PathLike) -> dict[str, Any]:
     return info
 
 
+def _own_version() -> str:
+    """synthocr's version as installed, or "" when it runs from a checkout not installed."""
+    try:
+        return importlib.metadata.version("synthocr")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
 def _atomic_tmp(path: Path) -> Path:
     remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -312,6 +321,7 @@ def export_onnx(
         entry.key = META_KEY
         entry.value = json.dumps(onnx_metadata(meta), ensure_ascii=False)
         proto.producer_name = "synthocr"
+        proto.producer_version = _own_version()  # torch.onnx wrote torch's
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
         if check:

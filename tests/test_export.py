@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from importlib import metadata
 
 import numpy as np
 import onnx
@@ -153,6 +154,11 @@ def test_onnx_file_describes_itself(exported, name):
     proto = onnx.load(str(onnx_path))
     raw = {p.key: p.value for p in proto.metadata_props}[META_KEY]
     assert json.loads(raw) == info
+    # the producer is synthocr at its own version, not at torch's (which the exporter writes)
+    assert (proto.producer_name, proto.producer_version) == (
+        "synthocr",
+        metadata.version("synthocr"),
+    )
     assert [i.name for i in proto.graph.input] == ["image"]
     outputs = [o.name for o in proto.graph.output]
     attention = family_of(name) == "attention"
