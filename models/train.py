@@ -301,10 +301,34 @@ def _on_main(fn: Callable[[], T], what: str, env: DistEnv, device: torch.device)
     if env.is_main:
         try:
             result = fn()
-        except Exception as e:  # raised below, once every rank knows
+        except Exception as e:  # raised by `_shared_outcome`, once every rank knows
             error = e
+    _shared_outcome(error, [], what, env, device)
+    return result
+
+
+def _main_floats(
+    fn: Callable[[], Sequence[float]], n: int, what: str, env: DistEnv, device: torch.device
+) -> list[float]:
+    """As `_on_main`, for an ``fn`` that returns ``n`` floats: every rank gets rank 0's, in the
+    one broadcast that also says whether ``fn`` raised."""
+    error: Exception | None = None
+    values = [0.0] * n
+    if env.is_main:
+        try:
+            values = [float(v) for v in fn()]
+        except Exception as e:  # raised by `_shared_outcome`, once every rank knows
+            error = e
+    return _shared_outcome(error, values, what, env, device)
+
+
+def _shared_outcome(
+    error: Exception | None, values: list[float], what: str, env: DistEnv, device: torch.device
+) -> list[float]:
+    """Rank 0's ``error`` (None: none) and ``values`` on every rank, in one broadcast; ``error``
+    raised on rank 0, `RankStoppedError` on the others."""
     if env.distributed:
-        (failed,) = _broadcast_floats([float(error is not None)], env, device)
+        failed, *values = _broadcast_floats([float(error is not None), *values], env, device)
         if failed:  # every rank has the word before rank 0 leaves the group (gloo aborts else)
             torch.distributed.barrier()
         if failed and error is None:
@@ -313,7 +337,7 @@ def _on_main(fn: Callable[[], T], what: str, env: DistEnv, device: torch.device)
             )
     if error is not None:
         raise error
-    return result
+    return values
 
 
 def _progress(total: int, initial: int, enabled: bool) -> Any:
@@ -426,24 +450,12 @@ def output_lock(out_dir: str | os.PathLike) -> Iterator[Path | None]:
 @contextmanager
 def _writer_lock(out_dir: Path, env: DistEnv, device: torch.device) -> Iterator[None]:
     """`output_lock`, taken by the writer (rank 0) alone, so the ranks of one run never lock
-    each other out; under ``torchrun`` every rank learns whether rank 0 got it, and all of them
-    stop together rather than waiting for rank 0 in the next collective."""
+    each other out; under ``torchrun`` every rank learns whether rank 0 got it (`_on_main`), and
+    all of them stop together rather than waiting for rank 0 in the next collective."""
     with ExitStack() as held:
-        refused: OutputLockedError | None = None
-        if env.is_main:
-            try:
-                held.enter_context(output_lock(out_dir))
-            except OutputLockedError as e:
-                refused = e
-        if env.distributed:
-            (failed,) = _broadcast_floats([float(refused is not None)], env, device)
-            if failed and refused is None:
-                refused = OutputLockedError(
-                    f"{out_dir} is being trained by another process (rank 0 names it): wait "
-                    "for it to finish, or stop it and rerun"
-                )
-        if refused is not None:
-            raise refused
+        _on_main(
+            lambda: held.enter_context(output_lock(out_dir)), f"locking {out_dir}", env, device
+        )
         yield
 
 
@@ -764,11 +776,13 @@ def _train(
             )
             loss_sum, norm_sum, n_logged, images_seen, busy = 0.0, 0.0, 0, 0, 0.0
         if step % spec.val_every == 0 or last:
-            done = _on_main(
-                lambda: validate(shipped, family, val_set, device, amp), "validating", env, device
+            val_loss, val_acc = _main_floats(
+                lambda: validate(shipped, family, val_set, device, amp),
+                2,
+                "validating",
+                env,
+                device,
             )
-            last_val = done if env.is_main else last_val
-            val_loss, val_acc = _broadcast_floats(last_val or (0.0, 0.0), env, device)
             last_val = (val_loss, val_acc)
             row.update(val_loss=val_loss, val_acc=val_acc)
             if val_loss < best_loss:

@@ -38,6 +38,7 @@ from models.train import (
     LOCK_FILE,
     NonFiniteLossError,
     OutputLockedError,
+    RankStoppedError,
     ema_update,
     job_from_config,
     lr_at,
@@ -1192,13 +1193,14 @@ def test_training_refuses_an_output_folder_another_process_holds(line_data, tmp_
 
 def test_under_torchrun_rank_0_alone_locks_and_tells_every_rank(tmp_path, monkeypatch):
     out, cpu = tmp_path / "exp", torch.device("cpu")
-    rank0_said, sent = [0.0], []
+    rank0_said, sent, barriers = [0.0], [], []
 
     def broadcast(values, env, device):  # rank 0's values on every rank, as torch.distributed
         sent.append((env.rank, list(values)))
         return list(values) if env.is_main else rank0_said
 
     monkeypatch.setattr(train_module, "_broadcast_floats", broadcast)
+    monkeypatch.setattr(torch.distributed, "barrier", lambda: barriers.append(1))
     rank0, rank1 = DistEnv(rank=0, world_size=2), DistEnv(rank=1, world_size=2)
     with train_module._writer_lock(out, rank0, cpu):
         # rank 1 of the same run goes on beside rank 0: it never takes the lock itself
@@ -1212,13 +1214,42 @@ def test_under_torchrun_rank_0_alone_locks_and_tells_every_rank(tmp_path, monkey
         ):
             pass
         rank0_said[0] = 1.0
-        told = r"another process \(rank 0 names it\)"
+        told = rf"rank 0 stopped while locking {re.escape(str(out))} .*rank 1 stops with it"
         with (
-            pytest.raises(OutputLockedError, match=told),
+            pytest.raises(RankStoppedError, match=told),
             train_module._writer_lock(out, rank1, cpu),
         ):
             pass
     assert sent == [(0, [0.0]), (1, [0.0]), (0, [1.0]), (1, [0.0])]
+    assert len(barriers) == 2  # each refused rank waits for the other before leaving the group
+
+    # Any failure of rank 0's, not only a held lock: a folder it cannot create stops both ranks.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    sent.clear()
+    with pytest.raises(OSError), train_module._writer_lock(blocker / "exp", rank0, cpu):
+        pass
+    assert sent == [(0, [1.0])]
+
+
+def test_rank_0_validates_and_every_rank_gets_its_figures_in_one_broadcast(monkeypatch):
+    cpu, sent = torch.device("cpu"), []
+
+    def broadcast(values, env, device):
+        sent.append((env.rank, list(values)))
+        return [0.0, 0.25, 0.5]  # rank 0's: no failure, then its figures
+
+    monkeypatch.setattr(train_module, "_broadcast_floats", broadcast)
+    rank0, rank1 = DistEnv(rank=0, world_size=2), DistEnv(rank=1, world_size=2)
+    figures = lambda: (0.25, 0.5)  # noqa: E731
+    assert train_module._main_floats(figures, 2, "validating", rank0, cpu) == [0.25, 0.5]
+    assert train_module._main_floats(lambda: 1 / 0, 2, "validating", rank1, cpu) == [0.25, 0.5]
+    assert sent == [(0, [0.0, 0.25, 0.5]), (1, [0.0, 0.0, 0.0])]  # rank 1 never ran fn
+    # One process: no broadcast, fn's own figures, its error as raised.
+    assert train_module._main_floats(figures, 2, "validating", DistEnv(), cpu) == [0.25, 0.5]
+    with pytest.raises(ZeroDivisionError):
+        train_module._main_floats(lambda: (1 / 0,), 1, "validating", DistEnv(), cpu)
+    assert len(sent) == 2
 
 
 def test_the_lock_is_skipped_where_flock_is_missing_or_refused(tmp_path, monkeypatch, caplog):
