@@ -660,3 +660,22 @@ def test_a_missing_explicit_font_names_the_key_that_lists_it(tmp_path, latin_fon
     (tmp_path / "page.ttf").write_text("<html>not a font</html>")
     with pytest.raises(FontError, match=r"page\.ttf is not a font .*\(fonts\.test_fonts\)"):
         split_roles([real], [str(tmp_path / "page.ttf")])
+
+
+def test_font_files_come_in_one_order_whatever_the_file_system_lists(
+    tmp_path, latin_font, monkeypatch
+):
+    """Shards are the same bytes on every machine: the font list (hence each shard's faces and
+    draws) does not follow the order a directory is listed in, nor the config's order."""
+    latin_bytes = latin_font.read_bytes()
+    for name in ("b.ttf", "a.ttf", "sub/d.ttf", "sub/c.ttf", "e.otf"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(latin_bytes)
+    patterns = [str(tmp_path / "*.ttf"), str(tmp_path / "sub"), str(tmp_path / "e.otf")]
+    listed = [p.path for p in resolve_font_files(patterns)]
+    assert listed == sorted(listed) and len(listed) == 5
+
+    real_glob, real_rglob = glob.glob, Path.rglob
+    monkeypatch.setattr(glob, "glob", lambda *a, **k: real_glob(*a, **k)[::-1])
+    monkeypatch.setattr(Path, "rglob", lambda self, p: list(real_rglob(self, p))[::-1])
+    assert [p.path for p in resolve_font_files(patterns[::-1])] == listed

@@ -5,7 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import subprocess
+import sys
 import unicodedata
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,6 +83,48 @@ def test_same_seed_same_bytes(setup, tmp_path, task):
     assert a.read_bytes() == b.read_bytes()
     c = _write(setup, tmp_path, task, seed=12, name="c.tar")
     assert a.read_bytes() != c.read_bytes()
+
+
+# A shard as _write writes it, in another process: argv = tests folder, task, coverage, out.
+_ANOTHER_PROCESS = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from test_synth_shards import SMALL
+from synth.fonts import read_coverage
+from synth.shards import write_shard
+from synth.specs import ShardSpec, task_spec
+task, coverage, out = sys.argv[2:5]
+spec = task_spec(task, SMALL[task])
+charset = spec.charset.build()
+faces = read_coverage(coverage, task, charset, "train", spec.exclude_families)
+write_shard(out, spec, ShardSpec(task, "train", 0, 24, 11), charset, faces)
+"""
+
+
+@pytest.mark.parametrize("task", ["hanzi", "expr", "line", "short"])
+def test_same_bytes_in_another_process_and_environment(setup, tmp_path, task):
+    """Another hash seed, time zone, locale (ASCII, not UTF-8) and umask change no byte of a
+    shard, nor of the charset it is built from (the same config, the same bytes anywhere)."""
+    here = _write(setup, tmp_path, task)
+    there = tmp_path / "there.tar"
+    tests = Path(__file__).resolve().parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tests.parent),
+        "PYTHONHASHSEED": "12345",
+        "TZ": "Asia/Shanghai",
+        "LC_ALL": "C",
+        "LANG": "C",
+        "PYTHONUTF8": "0",
+    }
+    subprocess.run(
+        [sys.executable, "-c", _ANOTHER_PROCESS, str(tests), task, str(setup[1]), str(there)],
+        env=env,
+        check=True,
+        timeout=300,
+        preexec_fn=lambda: os.umask(0o077),
+    )
+    assert there.read_bytes() == here.read_bytes()
 
 
 def test_splits_and_shards_differ(setup, tmp_path):
