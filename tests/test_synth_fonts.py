@@ -10,7 +10,6 @@ import struct
 from pathlib import Path
 
 import pytest
-import yaml
 from fontTools.ttLib import TTFont
 
 from synth.charset import build_charset, gb2312_hanzi
@@ -29,8 +28,11 @@ from synth.fonts import (
     split_roles,
     write_coverage,
 )
+from synth.schema import load_config_file
 
 HANZI = gb2312_hanzi()
+# The shipped configs that name fonts of their own (the others extend config.yaml as it is).
+SHIPPED_FONT_CONFIGS = ["configs/config.yaml", "configs/gpu.yaml", "configs/unseen_fonts.yaml"]
 EXPR = list("0123456789+-*()")
 
 
@@ -497,11 +499,10 @@ def test_a_file_that_is_not_a_font_is_left_out_when_the_patterns_are_resolved(
     assert font_file_problem(fonts / "Good.ttf") is None
 
 
-@pytest.mark.parametrize("config", ["configs/config.yaml", "configs/gpu.yaml"])
+@pytest.mark.parametrize("config", SHIPPED_FONT_CONFIGS)
 def test_every_font_the_shipped_configs_match_passes_the_structure_check(config):
     """No real font is taken for a broken file (every face of every collection checked)."""
-    with open(config, encoding="utf-8") as f:
-        fonts = yaml.safe_load(f)["fonts"]
+    fonts = load_config_file(config)["fonts"]
     patterns = [p for p in fonts["paths"] + fonts["test_fonts"] if not p.startswith("fonts/")]
     files = {p for pattern in patterns for alt in expand_braces(pattern) for p in glob.glob(alt)}
     files = {p for p in files if Path(p).suffix.lower() in (".ttf", ".otf", ".ttc", ".otc")}
@@ -625,12 +626,11 @@ def test_scanning_is_fast(cjk_fonts):
     assert sum(r.status == "ok" for r in records) >= 12
 
 
-@pytest.mark.parametrize("config", ["configs/config.yaml", "configs/gpu.yaml"])
+@pytest.mark.parametrize("config", SHIPPED_FONT_CONFIGS)
 def test_every_default_font_pattern_finds_fonts_after_setup(config):
     # The configs and workflow/setup/install_system.sh stay in step: every system font the
     # shipped configs name is installed by the set-up (fonts/ is the user's own folder).
-    with open(config, encoding="utf-8") as f:
-        fonts = yaml.safe_load(f)["fonts"]
+    fonts = load_config_file(config)["fonts"]
     patterns = [p for p in fonts["paths"] + fonts["test_fonts"] if not p.startswith("fonts/")]
     empty = [p for p in patterns if not resolve_font_files([p])]
     assert not empty, f"{config}: no font file matches {empty}; see install_system.sh"

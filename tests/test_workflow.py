@@ -73,7 +73,10 @@ def _write_config(tmp_path: Path, edit) -> Path:
 @pytest.mark.parametrize(
     "config",
     [SMOKE, DEFAULT]
-    + [REPO / "configs" / f for f in ("gpu.yaml", "lines_cpu.yaml", "lines_cpu_long.yaml")],
+    + [
+        REPO / "configs" / f
+        for f in ("gpu.yaml", "lines_cpu.yaml", "lines_cpu_long.yaml", "unseen_fonts.yaml")
+    ],
 )
 def test_dry_run_lists_every_stage(tmp_path, config):
     proc = run_snakemake(tmp_path, "-n", "--cores", "2", "all", config=config)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the Debian CJK and Latin fonts and Tesseract the default config uses, when missing.
+# Install the Debian CJK and Latin fonts and Tesseract the shipped configs use, when missing
+# (the last line of fonts: the second unseen set of configs/unseen_fonts.yaml).
 # Quick when already done; prints what to install when it cannot install (not root, no apt).
 #   install_system.sh          fonts + Tesseract (what the workflow uses)
 #   install_system.sh --test   also headless Chromium (the HTML report test renders the report in it)
@@ -11,6 +12,7 @@ PKGS=(fonts-noto-cjk fonts-noto-cjk-extra fonts-wqy-microhei fonts-wqy-zenhei fo
       fonts-firacode fonts-inconsolata fonts-hack fonts-noto-mono fonts-go fonts-oxygen fonts-lato
       fonts-quicksand fonts-comic-neue fonts-open-sans fonts-cantarell fonts-roboto-unhinted
       fonts-crosextra-carlito fonts-linuxlibertine fonts-cmu fonts-sil-gentium fonts-stix fonts-sil-charis
+      fonts-hanazono fonts-inter fonts-ebgaramond fonts-crosextra-caladea fonts-sil-andika fonts-courier-prime
       tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng)
 if [ "${1:-}" = "--test" ]; then
     PKGS+=(chromium)
