@@ -418,7 +418,7 @@ def test_evaluate_writes_metrics_and_predictions(tmp_path, cjk_font, case, decod
         top_k = json.loads(r["top_k"])
         assert top_k and top_k[0][0] == r["reading"]
         # the best reading's probability is its confidence, to the same six digits (not 0.0)
-        assert top_k[0][1] == pytest.approx(float(r["confidence"]), rel=1e-5)
+        assert top_k[0][1] == pytest.approx(float(r["confidence"]), rel=1e-5, abs=0)
         if task == "hanzi":
             assert len(top_k) == 5
     if task == "expr":
