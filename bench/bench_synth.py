@@ -160,12 +160,15 @@ def bench_trdg(python, lines, chars, faces):
         (Path(tmp) / "job.json").write_text(json.dumps(job, ensure_ascii=False))
         (Path(tmp) / "driver.py").write_text(TRDG_DRIVER)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENCV_FOR_THREADS_NUM": "1"}
-        proc = subprocess.run(
-            [python, str(Path(tmp) / "driver.py"), str(Path(tmp) / "job.json")],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
+        try:
+            proc = subprocess.run(
+                [python, str(Path(tmp) / "driver.py"), str(Path(tmp) / "job.json")],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+        except OSError as e:  # a folder, or a file that is not a program
+            return None, f"trdg skipped: {python!r} does not run ({e.strerror})"
     if proc.returncode != 0:
         return None, f"trdg skipped: it failed to run ({proc.stderr.strip().splitlines()[-1:]})"
     return json.loads(proc.stdout.strip().splitlines()[-1]), ""

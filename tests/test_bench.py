@@ -31,9 +31,10 @@ def _run_bench(repo_root, script, *args, timeout=600):
 
 
 @pytest.mark.slow
-def test_bench_synth_reports_every_measurement(repo_root):
+def test_bench_synth_reports_every_measurement(repo_root, tmp_path):
+    nowhere = tmp_path / "nonexistent"
     out = _run_bench(
-        repo_root, "bench_synth.py", "--n", 8, "--repeats", 1, "--trdg-python", "/nonexistent"
+        repo_root, "bench_synth.py", "--n", 8, "--repeats", 1, "--trdg-python", nowhere
     )
     rates = {}
     for line in out.splitlines():
@@ -47,7 +48,12 @@ def test_bench_synth_reports_every_measurement(repo_root):
         assert rates[f"{task} shard overhead (webdataset.TarWriter)"] > 0
     assert "8 images each" in out
     # Without trdg's interpreter its rows are left out, and the output says why.
-    assert "trdg skipped: no trdg interpreter at '/nonexistent'" in out
+    assert f"trdg skipped: no trdg interpreter at '{nowhere}'" in out
+    # A path that is there but does not run (a folder) is skipped as well, saying so.
+    out = _run_bench(
+        repo_root, "bench_synth.py", "--n", 2, "--repeats", 1, "--trdg-python", tmp_path
+    )
+    assert f"trdg skipped: '{tmp_path}' does not run (Permission denied)" in out
 
 
 def test_bench_index_agrees_with_tarfile(repo_root, tmp_path, cjk_font):
