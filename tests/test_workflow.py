@@ -12,16 +12,20 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 import webdataset as wds
 import yaml
-from conftest import REPO, run_snakemake
+from conftest import REPO, SNAKEMAKE, run_snakemake
 
 from models import tesseract
+from models.checkpoint import load_model
 from models.train import main as train_main
 from synth.charset import is_hanzi
 from synth.schema import (
@@ -1221,6 +1225,80 @@ def test_rerun_with_nothing_changed_runs_nothing(smoke_run):
     assert _jobs(out) == [], out[-3000:]
     after = {p: p.stat().st_mtime_ns for p in (smoke_run / "results").rglob("*") if p.is_file()}
     assert after == stamps
+
+
+# Figures of a metrics.json that are clock readings, not results.
+_TIMINGS = {"eval_img_per_s", "eval_wall_s", "train_wall_s"}
+
+
+@pytest.mark.slow
+def test_a_run_killed_during_training_recovers_to_the_outputs_of_one_never_stopped(
+    smoke_run, tmp_path
+):
+    """SIGKILL the whole smoke run (Snakemake and its jobs) once a training has written its
+    first checkpoint; `--unlock`, then rerun with `--rerun-incomplete`: every shard, charset and
+    manifest is byte for byte the uninterrupted run's, every model's weights and every figure
+    equal, a training caught half way resumed from its checkpoint, and no temporary file is left."""
+    cmd = [
+        *(str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)),
+        *("--configfile", str(SMOKE), "--cores", "2", "all"),
+    ]
+    results = tmp_path / "results"
+    run = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    caught: list[str] = []  # experiments with a checkpoint and no model.pt when killed
+    try:
+        deadline = time.monotonic() + 600
+        while not caught and run.poll() is None and time.monotonic() < deadline:
+            caught = sorted(
+                p.parents[2].name
+                for p in results.glob("models/*/resume/*/last.pt")
+                if not (p.parents[2] / "model.pt").exists()
+            )
+            time.sleep(0.02)
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+    assert caught, "no training was caught between its first checkpoint and its end"
+
+    run_snakemake(tmp_path, "--unlock", "--cores", "2", "all")
+    run_snakemake(tmp_path, "--cores", "2", "all", "--rerun-incomplete")
+
+    for experiment in caught:
+        log = (tmp_path / "logs" / "train" / f"{experiment}.log").read_text()
+        assert re.search(r"resuming run \w+ from step [1-9]", log), log
+    assert not [p for p in results.rglob("*") if p.name.endswith(".tmp")]
+    reference = smoke_run / "results"
+    data = [
+        *results.glob("shards/*/*.tar"),
+        *results.glob("shards/*/manifest.tsv"),
+        *results.glob("charsets/*.txt"),
+    ]
+    assert len(data) > 20
+    for path in data:
+        assert sha256_file(path) == sha256_file(reference / path.relative_to(results)), path
+    models = sorted(results.glob("models/*/model.pt"))
+    assert [p.relative_to(results) for p in models] == [
+        p.relative_to(reference) for p in sorted(reference.glob("models/*/model.pt"))
+    ]
+    for path in models:
+        ours = load_model(path)[0].state_dict()
+        theirs = load_model(reference / path.relative_to(results))[0].state_dict()
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours), path
+    metrics = sorted(results.glob("eval/*/*/metrics.json"))
+    assert len(metrics) >= 10
+    for path in metrics:
+        ours, theirs = (
+            {k: v for k, v in json.loads(p.read_text()).items() if k not in _TIMINGS}
+            for p in (path, reference / path.relative_to(results))
+        )
+        assert ours == theirs, path
 
 
 @pytest.mark.slow
