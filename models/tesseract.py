@@ -54,6 +54,8 @@ from synth.atomic import sha256_file
 from synth.charset import SPACE, drop_spaces_by_wide
 
 log = logging.getLogger(__name__)
+# The folder of a call's images: hidden, and named so that a rerun finds a killed call's.
+SCRATCH_PREFIX = ".tesseract-scratch-"
 
 # The tasks Tesseract has settings for (config tesseract.<task>), with the schema's defaults.
 # whitelist True: the task's charset; False: any character of the language model.
@@ -288,6 +290,7 @@ def read_images(
     spec: TesseractSpec,
     keep_spaces: bool = False,
     crashed: list[int] | None = None,
+    scratch: str | os.PathLike | None = None,
 ) -> list[Reading]:
     """Run Tesseract on images (several per call, calls in parallel).
 
@@ -295,6 +298,9 @@ def read_images(
     that hangs past ``spec.timeout_s``, is made again one image at a time, and an image whose
     own call dies or hangs too reads as nothing, a miss like any other (its index goes to
     ``crashed``, or a warning names it when ``crashed`` is None).
+
+    The images go to a scratch folder (``.tesseract-scratch-*``) made in ``scratch`` (the system's
+    temporary folder when None), removed when the call ends, however it ends but SIGKILL.
 
     Returns:
         One normalised `models.evaluate.Reading` per image (confidence: mean word confidence).
@@ -312,7 +318,7 @@ def read_images(
     image_timeout = max(min(30.0, spec.timeout_s), spec.timeout_s / step)
     chunks = [list(range(i, min(i + step, len(images)))) for i in range(0, len(images), step)]
 
-    with tempfile.TemporaryDirectory(prefix="synthocr-tesseract-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=scratch) as tmp:
 
         def call(name: str, paths: list[str], timeout: float) -> subprocess.CompletedProcess | str:
             """One tesseract call on ``paths``; why not, when it died of a signal (or exited
@@ -437,7 +443,13 @@ def evaluate_tesseract(
     keep_spaces = charset is not None and " " in charset
     start = time.perf_counter()
     crashed: list[int] = []
-    readings = read_images([s.image for s in samples], spec, keep_spaces, crashed)
+    # The scratch images beside the outputs, not in /tmp: a killed job's are removed by its rerun
+    # (one job writes a split's outputs at a time).
+    scratch = Path(metrics_path).parent
+    scratch.mkdir(parents=True, exist_ok=True)
+    for stale in scratch.glob(f"{SCRATCH_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    readings = read_images([s.image for s in samples], spec, keep_spaces, crashed, scratch)
     wall = time.perf_counter() - start
     for i in sorted(crashed):
         log.warning(

@@ -232,7 +232,7 @@ def _expr_shard(path, font, texts_values):
     return path
 
 
-def test_evaluate_tesseract_on_a_shard(tmp_path, latin_font):
+def test_evaluate_tesseract_on_a_shard(tmp_path, latin_font, monkeypatch):
     _require_tesseract("eng")
     shard = _expr_shard(
         tmp_path / "test_seen-000000.tar",
@@ -249,9 +249,24 @@ def test_evaluate_tesseract_on_a_shard(tmp_path, latin_font):
         images_per_call=2,  # two calls, run on two threads
         threads=2,
     )
+    # A killed run's scratch images (beside the outputs) go when the split is read again; this
+    # run's are made there too, and removed.
+    stale = tmp_path / f"{tesseract.SCRATCH_PREFIX}killed"
+    stale.mkdir()
+    (stale / "000000.png").write_bytes(b"")
+    lists = []
+    command = tesseract._command
+
+    def recorded(spec, executable, list_file):
+        lists.append(Path(list_file))
+        return command(spec, executable, list_file)
+
+    monkeypatch.setattr(tesseract, "_command", recorded)
     record = tesseract.evaluate_tesseract(
         [shard], tmp_path / "metrics.json", tmp_path / "predictions.csv", spec
     )
+    assert len(lists) == 2 and {p.parent.parent for p in lists} == {tmp_path}
+    assert not list(tmp_path.glob(f"{tesseract.SCRATCH_PREFIX}*"))
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk == record
     assert record["experiment"] == "tesseract"
