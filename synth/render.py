@@ -9,6 +9,12 @@ every character, so no missing-glyph box is ever rendered.
 fonts, the embedded bitmap strikes of many CJK fonts at small sizes (AR PL UMing at 11-16 px,
 WenQuanYi Zen Hei Sharp at 12-16 px) and unsmoothed screen text look.
 
+``render_expr(..., oldstyle=True)`` draws the digits in the face's old-style (text) figures, its
+OpenType ``onum`` forms (a ``0`` like an ``o``, a ``3`` and ``9`` below the baseline), as books set
+in EB Garamond or Georgia print them (`has_oldstyle_digits` says which faces have them). That
+one layout goes through libraqm (Pillow's RAQM engine, which applies OpenType features); the rest
+is drawn with Pillow's basic layout, which applies none.
+
 All draws from ``rng`` happen in a fixed order, so a given generator state gives the same pixels.
 """
 
@@ -19,7 +25,7 @@ from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, features
 
 
 class FontRef(Protocol):
@@ -37,22 +43,57 @@ class FontFace:
         self.index = int(index)
 
 
+# The OpenType features an old-style layout asks for (`render_expr`'s ``oldstyle``).
+OLDSTYLE = ("onum",)
+
+
 @lru_cache(maxsize=512)
-def load_font(path: str, index: int, size: int) -> ImageFont.FreeTypeFont:
-    """A FreeType font object, cached per (path, face index, pixel size) within the process."""
-    return ImageFont.truetype(path, size=size, index=index, layout_engine=ImageFont.Layout.BASIC)
+def load_font(path: str, index: int, size: int, raqm: bool = False) -> ImageFont.FreeTypeFont:
+    """A FreeType font object, cached per (path, face index, pixel size) within the process;
+    ``raqm`` lays text out with libraqm, which applies OpenType features (`OLDSTYLE`)."""
+    if raqm and not features.check("raqm"):
+        raise RuntimeError(
+            "old-style digits (tasks.expr.oldstyle) need Pillow built with libraqm, which this "
+            "Pillow lacks (PIL.features.check('raqm') is False); PyPI's Pillow wheels have it"
+        )
+    engine = ImageFont.Layout.RAQM if raqm else ImageFont.Layout.BASIC
+    return ImageFont.truetype(path, size=size, index=index, layout_engine=engine)
+
+
+def _features(raqm: bool) -> list[str] | None:
+    return list(OLDSTYLE) if raqm else None
 
 
 @lru_cache(maxsize=65536)
-def _advance(path: str, index: int, size: int, ch: str) -> float:
-    return load_font(path, index, size).getlength(ch)
+def _advance(path: str, index: int, size: int, ch: str, raqm: bool = False) -> float:
+    return load_font(path, index, size, raqm).getlength(ch, features=_features(raqm))
 
 
 @lru_cache(maxsize=65536)
-def _ink_x(path: str, index: int, size: int, ch: str) -> tuple[float, float]:
+def _ink_x(path: str, index: int, size: int, ch: str, raqm: bool = False) -> tuple[float, float]:
     """The left and right ends of a character's ink from its pen position (0, 0 for none)."""
-    left, _, right, _ = load_font(path, index, size).getbbox(ch, anchor="ls")
+    font = load_font(path, index, size, raqm)
+    left, _, right, _ = font.getbbox(ch, anchor="ls", features=_features(raqm))
     return (left, right) if right > left else (0.0, 0.0)
+
+
+@lru_cache(maxsize=512)
+def has_oldstyle_digits(path: str, index: int = 0) -> bool:
+    """Whether a face draws other digits with its old-style figures (`OLDSTYLE`) than without:
+    the digits drawn both ways at 48 px and compared, so a face whose ``onum`` feature does not
+    reach its digits (or that has none) is False."""
+    font = load_font(path, index, 48, True)
+    digits = "0123456789"
+    left, top, right, bottom = font.getbbox(digits, features=None)
+    size = (int(right - left) + 96, int(bottom - top) + 96)
+    drawn = []
+    for feats in (None, list(OLDSTYLE)):
+        mask = Image.new("L", size, 0)
+        ImageDraw.Draw(mask).text(
+            (48 - left, 48 - top), digits, font=font, fill=255, features=feats
+        )
+        drawn.append(mask.tobytes())
+    return drawn[0] != drawn[1]
 
 
 def _draw(mask: Image.Image, aliased: bool) -> ImageDraw.ImageDraw:
@@ -188,8 +229,10 @@ def render_expr(
     font_size: Sequence[float] = (26, 40),
     spacing: Sequence[float] = (-1, 4),
     aliased: bool = False,
+    oldstyle: bool = False,
 ) -> np.ndarray:
-    """An expression on one line, fitted in ``size = (height, width)``, with varied spacing.
+    """An expression on one line, fitted in ``size = (height, width)``, with varied spacing;
+    ``oldstyle`` draws its digits in the face's old-style figures (``onum``).
 
     Each character is placed on a common baseline with its own random extra spacing; the font is
     scaled down until the line fits with a 2-px margin, by its ink as well as its advances (an
@@ -202,16 +245,16 @@ def render_expr(
     fs = int(rng.integers(int(font_size[0]), int(font_size[1]) + 1))
     gaps = rng.uniform(spacing[0], spacing[1], size=max(len(text) - 1, 0))
     for _ in range(8):
-        f = load_font(font.path, font.index, fs)
-        adv = [_advance(font.path, font.index, fs, c) for c in text]
+        f = load_font(font.path, font.index, fs, oldstyle)
+        adv = [_advance(font.path, font.index, fs, c, oldstyle) for c in text]
         k = fs / 32.0  # spacing is given for a 32-px font
         total = sum(adv) + float(np.sum(gaps)) * k
         # The ink can reach past the advances: an italic glyph's overhang beyond its advance, a
         # negative left bearing. The line is fitted by ``before`` (ink left of the pen's start)
         # and ``after`` (the right end of the advances or of the ink, the further).
-        before, after = _overhangs(font, fs, text, adv, gaps * k)
+        before, after = _overhangs(font, fs, text, adv, gaps * k, oldstyle)
         after = max(after, total)
-        _, top, _, bottom = f.getbbox(text, anchor="ls")
+        _, top, _, bottom = f.getbbox(text, anchor="ls", features=_features(oldstyle))
         ink_h = bottom - top
         if (before + after <= width - 4 and ink_h <= height - 4) or fs <= 6:
             break
@@ -225,20 +268,25 @@ def render_expr(
     draw = _draw(mask, aliased)
     x = x0
     for i, c in enumerate(text):
-        draw.text((x, baseline), c, font=f, fill=255, anchor="ls")
+        draw.text((x, baseline), c, font=f, fill=255, anchor="ls", features=_features(oldstyle))
         x += adv[i] + (gaps[i] * k if i < len(gaps) else 0.0)
     return _ink(rng, mask)
 
 
 def _overhangs(
-    font: FontRef, fs: int, text: str, adv: Sequence[float], gaps: np.ndarray
+    font: FontRef,
+    fs: int,
+    text: str,
+    adv: Sequence[float],
+    gaps: np.ndarray,
+    raqm: bool = False,
 ) -> tuple[float, float]:
     """How far the ink of ``text`` drawn glyph by glyph from pen position 0 (each glyph after the
     last one's advance and gap, as `render_expr` draws it) reaches left of 0 (0 when it does
     not) and right of 0 (its ink's right end)."""
     x, before, after = 0.0, 0.0, 0.0
     for i, c in enumerate(text):
-        left, right = _ink_x(font.path, font.index, fs, c)
+        left, right = _ink_x(font.path, font.index, fs, c, raqm)
         if right > left:  # a glyph with ink
             before, after = max(before, -(x + left)), max(after, x + right)
         x += adv[i] + (float(gaps[i]) if i < len(gaps) else 0.0)

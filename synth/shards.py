@@ -42,7 +42,13 @@ from synth.atomic import atomic_write, sha256_file, write_text_atomic
 from synth.augment import degrade
 from synth.charset import SPACE, code_points, listing, nfkc
 from synth.fonts import Face, with_forms
-from synth.render import render_expr, render_hanzi, render_line, render_short
+from synth.render import (
+    has_oldstyle_digits,
+    render_expr,
+    render_hanzi,
+    render_line,
+    render_short,
+)
 from synth.specs import (
     SPLIT_IDS,
     TASK_IDS,
@@ -293,11 +299,20 @@ def render(
     """Render one text with the task's renderer (before degradations).
 
     With ``spec.aliased > 0`` one uniform number decides whether the text is drawn without
-    anti-aliasing; at 0 nothing is drawn, so configs without the option keep their bytes.
+    anti-aliasing; at 0 nothing is drawn, so configs without the option keep their bytes. An
+    expression's ``spec.oldstyle`` does the same for old-style digits, drawn only for a face
+    that has them (`synth.render.has_oldstyle_digits`).
     ``label`` is the text's label, which may differ from the text drawn (a line's ``…``,
     labelled ``...``): a line is as wide as its label needs (`render_line`'s ``chars``).
     """
     aliased = spec.aliased > 0 and bool(rng.random() < spec.aliased)
+    # likewise: nothing drawn unless the task asks for old-style digits and the face has them
+    oldstyle = (
+        isinstance(spec, ExprSpec)
+        and spec.oldstyle > 0
+        and has_oldstyle_digits(face.path, face.index)
+        and bool(rng.random() < spec.oldstyle)
+    )
     if isinstance(spec, HanziSpec):
         return render_hanzi(
             text,
@@ -320,6 +335,7 @@ def render(
             font_size=spec.font_size,
             spacing=spec.spacing,
             aliased=aliased,
+            oldstyle=oldstyle,
         )
     if isinstance(spec, LineSpec):
         return render_line(

@@ -124,6 +124,7 @@ class ExprSpec:
     operators: str = OPERATORS
     spacing: tuple[float, float] = (-1, 4)
     aliased: float = 0.0
+    oldstyle: float = 0.0
     exclude_families: tuple[str, ...] = ()
     degrade: Mapping[str, Mapping] = field(default_factory=dict)
     png_level: int = 1

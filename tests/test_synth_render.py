@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from synth.augment import DEFAULTS, degrade, resolve
-from synth.render import FontFace, render_expr, render_hanzi, render_line, render_short
+from synth.render import (
+    FontFace,
+    has_oldstyle_digits,
+    render_expr,
+    render_hanzi,
+    render_line,
+    render_short,
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +66,46 @@ def test_expr_keeps_an_italic_glyphs_overhang_inside():
             img = render_expr(text, FontFace(italic), (32, 128), _rng(seed))
             border = np.concatenate([img[:, :2], img[:, -2:]], axis=1)
             assert border.min() >= 200, (text, seed)  # background: no glyph cut at either side
+
+
+LATO = Path("/usr/share/fonts/truetype/lato/Lato-Regular.ttf")
+EB_GARAMOND = Path("/usr/share/fonts/opentype/ebgaramond/EBGaramond12-Regular.otf")
+
+
+def _ink_rows(img: np.ndarray) -> int:
+    return int(np.count_nonzero((img < 128).any(axis=1)))
+
+
+def test_oldstyle_draws_a_faces_old_style_digits_and_nothing_else_changes(latin_font, cjk_font):
+    """Lato's lining 0 stands as tall as its capitals; its old-style 0 (OpenType onum) is as
+    high as its x-height. A face whose digits onum does not change (DejaVu Sans has no onum;
+    EB Garamond's digits are old-style already) is not offered as one."""
+    for font in (LATO, EB_GARAMOND):
+        if not font.exists():
+            pytest.fail(f"test font {font} is missing: run `make test` (workflow/setup)")
+    assert has_oldstyle_digits(str(LATO))
+    assert not has_oldstyle_digits(str(latin_font))
+    assert not has_oldstyle_digits(str(EB_GARAMOND))
+    assert not has_oldstyle_digits(str(cjk_font))
+    lato = FontFace(LATO)
+    size = dict(font_size=(26, 26), spacing=(0, 0))
+    lining = render_expr("0", lato, (32, 128), _rng(), **size)
+    oldstyle = render_expr("0", lato, (32, 128), _rng(), oldstyle=True, **size)
+    assert _ink_rows(oldstyle) < 0.85 * _ink_rows(lining), (_ink_rows(oldstyle), _ink_rows(lining))
+    # Operators and parentheses keep their glyphs (laid out by libraqm, they may move a pixel);
+    # the generator is drawn from alike.
+    ops = "(+-*)"
+    inks = [
+        render_expr(ops, lato, (32, 128), _rng(), oldstyle=old, **size) < 128
+        for old in (False, True)
+    ]
+    spans = [np.flatnonzero(ink.any(axis=0))[[0, -1]] for ink in inks]
+    assert np.abs(spans[0] - spans[1]).max() <= 1, spans
+    assert abs(int(inks[0].sum()) - int(inks[1].sum())) <= 0.1 * inks[0].sum()
+    a, b = _rng(3), _rng(3)
+    render_expr("12+34", lato, (32, 128), a)
+    render_expr("12+34", lato, (32, 128), b, oldstyle=True)
+    assert a.random() == b.random()
 
 
 def test_renderers_are_pure_functions_of_the_generator(face):

@@ -20,6 +20,7 @@ from synth import shards
 from synth.charset import build_charset
 from synth.fonts import read_coverage, scan_fonts, write_coverage
 from synth.preview import contact_sheet
+from synth.render import FontFace
 from synth.shards import (
     MTIME,
     OWNER,
@@ -125,6 +126,26 @@ def test_same_bytes_in_another_process_and_environment(setup, tmp_path, task):
         preexec_fn=lambda: os.umask(0o077),
     )
     assert there.read_bytes() == here.read_bytes()
+
+
+def test_oldstyle_draws_from_the_generator_only_for_faces_that_have_old_style_digits(setup):
+    """tasks.expr.oldstyle: a face whose digits onum changes (Lato) draws them old-style with
+    its probability; a face without (the fixture's DejaVu Sans and WenQuanYi) draws exactly
+    what it drew without the option, so adding it keeps those faces' images and draws."""
+    plain, both = (
+        task_spec("expr", SMALL["expr"]),
+        task_spec("expr", {**SMALL["expr"], "oldstyle": 1.0}),
+    )
+    for face in _faces(setup, "expr"):
+        a, b = np.random.default_rng(5), np.random.default_rng(5)
+        assert np.array_equal(
+            shards.render(plain, "12+3", face, a), shards.render(both, "12+3", face, b)
+        )
+        assert a.random() == b.random()
+    lato = FontFace("/usr/share/fonts/truetype/lato/Lato-Regular.ttf")
+    lining = shards.render(plain, "10-3", lato, np.random.default_rng(5))
+    oldstyle = shards.render(both, "10-3", lato, np.random.default_rng(5))
+    assert not np.array_equal(lining, oldstyle)
 
 
 def test_splits_and_shards_differ(setup, tmp_path):
@@ -348,8 +369,8 @@ def test_task_spec_defaults_match_the_schema(task):
     for key in fields - {"degrade"}:
         if "default" not in props[key]:
             # Unset in the workflow's config, so its shard params stay those of a config without
-            # it (tasks.line.corpus): empty here.
-            assert getattr(spec, key) == (), (task, key)
+            # it: off here (tasks.line.corpus empty, tasks.expr.oldstyle 0).
+            assert getattr(spec, key) in ((), 0.0), (task, key)
             continue
         default = props[key]["default"]
         if key == "charset":
