@@ -296,13 +296,7 @@ def _on_main(fn: Callable[[], T], what: str, env: DistEnv, device: torch.device)
     raised, and the others stop with `RankStoppedError` rather than waiting for rank 0 in the
     next collective (on several nodes, until the backend's timeout: torchrun stops the workers
     of rank 0's node only)."""
-    error: Exception | None = None
-    result = None
-    if env.is_main:
-        try:
-            result = fn()
-        except Exception as e:  # raised by `_shared_outcome`, once every rank knows
-            error = e
+    result, error = _run_on_main(fn, env)
     _shared_outcome(error, [], what, env, device)
     return result
 
@@ -312,14 +306,19 @@ def _main_floats(
 ) -> list[float]:
     """As `_on_main`, for an ``fn`` that returns ``n`` floats: every rank gets rank 0's, in the
     one broadcast that also says whether ``fn`` raised."""
-    error: Exception | None = None
-    values = [0.0] * n
-    if env.is_main:
-        try:
-            values = [float(v) for v in fn()]
-        except Exception as e:  # raised by `_shared_outcome`, once every rank knows
-            error = e
-    return _shared_outcome(error, values, what, env, device)
+    values, error = _run_on_main(lambda: [float(v) for v in fn()], env)
+    return _shared_outcome(error, values or [0.0] * n, what, env, device)
+
+
+def _run_on_main(fn: Callable[[], T], env: DistEnv) -> tuple[T | None, Exception | None]:
+    """``fn()`` and None on rank 0, or None and what it raised (for `_shared_outcome` to raise
+    once every rank knows); None and None on the other ranks."""
+    if not env.is_main:
+        return None, None
+    try:
+        return fn(), None
+    except Exception as e:
+        return None, e
 
 
 def _shared_outcome(
