@@ -60,20 +60,23 @@ def load_font(path: str, index: int, size: int, raqm: bool = False) -> ImageFont
     return ImageFont.truetype(path, size=size, index=index, layout_engine=engine)
 
 
-def _features(raqm: bool) -> list[str] | None:
-    return list(OLDSTYLE) if raqm else None
+def _features(oldstyle: bool) -> list[str] | None:
+    """The OpenType features of a layout: `OLDSTYLE`'s for old-style digits (through libraqm)."""
+    return list(OLDSTYLE) if oldstyle else None
 
 
 @lru_cache(maxsize=65536)
-def _advance(path: str, index: int, size: int, ch: str, raqm: bool = False) -> float:
-    return load_font(path, index, size, raqm).getlength(ch, features=_features(raqm))
+def _advance(path: str, index: int, size: int, ch: str, oldstyle: bool = False) -> float:
+    return load_font(path, index, size, oldstyle).getlength(ch, features=_features(oldstyle))
 
 
 @lru_cache(maxsize=65536)
-def _ink_x(path: str, index: int, size: int, ch: str, raqm: bool = False) -> tuple[float, float]:
+def _ink_x(
+    path: str, index: int, size: int, ch: str, oldstyle: bool = False
+) -> tuple[float, float]:
     """The left and right ends of a character's ink from its pen position (0, 0 for none)."""
-    font = load_font(path, index, size, raqm)
-    left, _, right, _ = font.getbbox(ch, anchor="ls", features=_features(raqm))
+    font = load_font(path, index, size, oldstyle)
+    left, _, right, _ = font.getbbox(ch, anchor="ls", features=_features(oldstyle))
     return (left, right) if right > left else (0.0, 0.0)
 
 
@@ -279,14 +282,14 @@ def _overhangs(
     text: str,
     adv: Sequence[float],
     gaps: np.ndarray,
-    raqm: bool = False,
+    oldstyle: bool = False,
 ) -> tuple[float, float]:
     """How far the ink of ``text`` drawn glyph by glyph from pen position 0 (each glyph after the
     last one's advance and gap, as `render_expr` draws it) reaches left of 0 (0 when it does
     not) and right of 0 (its ink's right end)."""
     x, before, after = 0.0, 0.0, 0.0
     for i, c in enumerate(text):
-        left, right = _ink_x(font.path, font.index, fs, c, raqm)
+        left, right = _ink_x(font.path, font.index, fs, c, oldstyle)
         if right > left:  # a glyph with ink
             before, after = max(before, -(x + left)), max(after, x + right)
         x += adv[i] + (float(gaps[i]) if i < len(gaps) else 0.0)

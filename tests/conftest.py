@@ -66,9 +66,9 @@ def latin_font() -> Path:
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 
-def run_snakemake(workdir: Path, *args: str, config: Path | None = None, check: bool = True):
-    """Run the real Snakemake CLI on this repository's Snakefile in `workdir`."""
-    cmd = [
+def snakemake_command(workdir: Path, *args: str, config: Path | None = None) -> list[str]:
+    """The real Snakemake CLI on this repository's Snakefile in `workdir` (the smoke config)."""
+    return [
         str(SNAKEMAKE),
         "--snakefile",
         str(REPO / "Snakefile"),
@@ -78,6 +78,11 @@ def run_snakemake(workdir: Path, *args: str, config: Path | None = None, check: 
         str(config or REPO / "configs" / "smoke.yaml"),
         *args,
     ]
+
+
+def run_snakemake(workdir: Path, *args: str, config: Path | None = None, check: bool = True):
+    """Run the real Snakemake CLI on this repository's Snakefile in `workdir`."""
+    cmd = snakemake_command(workdir, *args, config=config)
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
     if check and proc.returncode != 0:
         raise AssertionError(

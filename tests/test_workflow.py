@@ -22,7 +22,7 @@ import pytest
 import torch
 import webdataset as wds
 import yaml
-from conftest import REPO, SNAKEMAKE, run_snakemake
+from conftest import REPO, run_snakemake, snakemake_command
 
 from models import tesseract
 from models.checkpoint import load_model
@@ -1239,10 +1239,7 @@ def test_a_run_killed_during_training_recovers_to_the_outputs_of_one_never_stopp
     first checkpoint; `--unlock`, then rerun with `--rerun-incomplete`: every shard, charset and
     manifest is byte for byte the uninterrupted run's, every model's weights and every figure
     equal, a training caught half way resumed from its checkpoint, and no temporary file is left."""
-    cmd = [
-        *(str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)),
-        *("--configfile", str(SMOKE), "--cores", "2", "all"),
-    ]
+    cmd = snakemake_command(tmp_path, "--cores", "2", "all")
     results = tmp_path / "results"
     run = subprocess.Popen(
         cmd,
