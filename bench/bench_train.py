@@ -6,12 +6,18 @@ memory (the same step, no data loading), and their ratio. The pipeline should re
 the in-memory rate.
 
 Rounds alternate the two modes and each rate is the median over rounds, so a change in the
-machine's load affects both alike; before each pipeline round the batches the workers
-prefetched meanwhile are discarded, so the pipeline gets no head start. Shards: real ones
-rendered by ``synth`` for the config's tasks (one font, WenQuanYi Micro Hei, ``--samples`` per
-shard; written once under ``--out``, bench/out by default, and reused), or with ``--results``
-the training shards and charsets a workflow run wrote (``{results}/shards/{task}/train-*.tar``;
-no font needed, as on a machine without CJK fonts).
+machine's load affects both alike. Before each pipeline round the batches the workers
+prefetched meanwhile are discarded, so the pipeline gets no head start, and as many steps are
+then trained through the pipeline untimed, so the round starts where a training run is, not
+from the drained queue (where each worker still has a pool of 8 line batches to decode before
+it hands out its first): timing from the drained queue made the pipeline look half as fast as
+training itself on a GPU, whose steps take milliseconds (BENCHMARKS.md). The loader is
+`models.data.train_loader`, the one training uses: on a GPU its batches are pinned, and the
+batches held in memory are pinned too. Shards: real ones rendered by ``synth`` for the config's
+tasks (one font, WenQuanYi Micro Hei, ``--samples`` per shard; written once under ``--out``,
+bench/out by default, and reused), or with ``--results`` the training shards and charsets a
+workflow run wrote (``{results}/shards/{task}/train-*.tar``; no font needed, as on a machine
+without CJK fonts).
 
     python bench/bench_train.py --threads 2 --steps 4 --rounds 3
     python bench/bench_train.py --config configs/config.yaml --experiments line_crnn_vgg
@@ -154,12 +160,12 @@ def bench_experiment(name, exp, config, args, device) -> dict:
 
     # In memory: distinct batches from the same pipeline, collected first (in this process: one
     # lane, as a stream of several lanes needs as many workers).
-    held = list(train_loader(stream(8, 1), 0))
+    held = list(train_loader(stream(8, 1), 0, device))  # pinned on a GPU, as the loader's are
     memory = itertools.cycle(held)
     # Through the pipeline: one loader for the whole run (worker start-up is the warm-up).
     prefetched = PREFETCH * workers  # what the workers hold ready after a memory round
-    total = args.warmup + args.rounds * (args.steps + prefetched)
-    piped = iter(train_loader(stream(total, max(1, workers)), workers))
+    total = args.warmup + args.rounds * (args.steps + 2 * prefetched)
+    piped = iter(train_loader(stream(total, max(1, workers)), workers, device))
     px = [0]
     train_steps(model, family, optimizer, itertools.islice(memory, args.warmup), device, clip, px)
     train_steps(model, family, optimizer, itertools.islice(piped, args.warmup), device, clip, px)
@@ -169,8 +175,11 @@ def bench_experiment(name, exp, config, args, device) -> dict:
     for _ in range(args.rounds):
         for mode, source in (("memory", memory), ("pipeline", piped)):
             if mode == "pipeline":
-                for _ in itertools.islice(piped, prefetched):
+                for _ in itertools.islice(piped, prefetched):  # made while the model was idle
                     pass
+                # from the drained queue to the state of a training run, untimed
+                refill = itertools.islice(piped, prefetched)
+                train_steps(model, family, optimizer, refill, device, clip, [0])
             px = [0]
             t = time.perf_counter()
             batches = itertools.islice(source, args.steps)

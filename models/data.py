@@ -621,14 +621,20 @@ class TrainStream(torch.utils.data.IterableDataset):
 
 
 def train_loader(
-    stream: TrainStream, num_workers: int, pin_memory: bool = False
+    stream: TrainStream, num_workers: int, device: torch.device | None = None
 ) -> torch.utils.data.DataLoader:
-    """The DataLoader of a `TrainStream` (one worker per lane; batches already formed)."""
+    """The DataLoader of a `TrainStream` (one worker per lane; batches already formed).
+
+    On a CUDA ``device`` the batches arrive pinned (page-locked): the loader's pin thread copies
+    each one there beside the training step, and the step's copy to the GPU is asynchronous. The
+    training loop and ``bench/bench_train.py`` both load through here, so the benchmark measures
+    the loader that training uses.
+    """
     return torch.utils.data.DataLoader(
         stream,
         batch_size=None,
         num_workers=num_workers,
         prefetch_factor=PREFETCH if num_workers > 0 else None,
         persistent_workers=False,
-        pin_memory=pin_memory,
+        pin_memory=device is not None and device.type == "cuda",
     )

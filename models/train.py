@@ -719,7 +719,7 @@ def _train(
     writer = _tensorboard(spec.tensorboard and env.is_main, out_dir / "tb", step, history)
     # Throughput counts the steps (data wait included), not validation or checkpoint writing.
     ddp_model.train()
-    loader = train_loader(stream, spec.num_workers, pin_memory=device.type == "cuda")
+    loader = train_loader(stream, spec.num_workers, device)
     batches: Iterator[Batch] = iter(loader)
     while step < spec.steps and not stopped_early:
         t_step = time.perf_counter()

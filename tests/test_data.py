@@ -443,6 +443,15 @@ def test_stream_with_workers_keeps_step_order(line_shards):
         _keys(_stream(line_shards, lanes=1), workers=2)
 
 
+def test_loader_pins_batches_for_a_gpu_alone(line_shards):
+    # Training and bench/bench_train.py load through train_loader: on CUDA the batches are
+    # pinned (asynchronous copies to the GPU), on the CPU they are not (nothing to copy).
+    stream = _stream(line_shards)
+    assert train_loader(stream, 0, torch.device("cuda", 0)).pin_memory is True
+    assert train_loader(stream, 0, torch.device("cpu")).pin_memory is False
+    assert train_loader(stream, 0).pin_memory is False
+
+
 def test_stream_reaches_every_sample(line_shards):
     stream = _stream(line_shards, steps=40, segment_steps=3, shuffle_buffer=4)
     seen = {k for keys in _keys(stream) for k in keys}
