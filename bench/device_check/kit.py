@@ -5,6 +5,7 @@ summary. Plain Python over the project's modules; ``run.sh`` calls each as a sub
     python bench/device_check/kit.py unpack .devcheck/data.tar.xz DEST
     python bench/device_check/kit.py info CONFIG EXPERIMENT          # task and eval decoder
     python bench/device_check/kit.py resume --config C --results R --experiment E --device D
+    python bench/device_check/kit.py recognize --model M --shard S --dest DIR --device D --json J
     python bench/device_check/kit.py summarize --work W --out OUT --device D
 """
 
@@ -123,6 +124,51 @@ def cmd_resume(args: argparse.Namespace) -> None:
                 and info["steps"] == info["train"]["steps"]
             )
     log.close()
+    Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record))
+    sys.exit(0 if record["ok"] else 1)
+
+
+def cmd_recognize(args: argparse.Namespace) -> None:
+    """The user's command, ``python -m models.recognize``, on ``--n`` images written out of a
+    test shard (PNG files, as a user's would be): on ``--device``, then on the CPU. Records how
+    many each read, how many readings match their labels, and how many the two read alike.
+    Writes ``--json``; exits 1 when a run failed or read fewer images than it was given."""
+    from models.data import read_shard
+    from synth.shards import record_json, record_text
+
+    folder = Path(args.dest)
+    folder.mkdir(parents=True, exist_ok=True)
+    labels: dict[str, str] = {}
+    for sample in read_shard(args.shard):
+        if len(labels) >= args.n:
+            break
+        name = f"{len(labels):04d}.png"
+        (folder / name).write_bytes(sample["png"])
+        labels[name] = record_text(record_json(sample["json"], name), name)
+    record: dict[str, Any] = {"model": args.model, "n": len(labels), "runs": {}}
+    readings: dict[str, dict[str, str | None]] = {}
+    devices = list(dict.fromkeys([args.device, "cpu"]))
+    for device in devices:
+        cmd = [
+            sys.executable, "-m", "models.recognize", args.model, str(folder),
+            "--format", "json", "--device", device,
+        ]  # fmt: skip
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        rows = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+        readings[device] = {Path(r["path"]).name: r.get("text") for r in rows}
+        record["runs"][device] = {
+            "rc": proc.returncode,
+            "s": round(time.perf_counter() - t0, 1),
+            "read": sum(r.get("text") is not None for r in rows),
+            "correct": sum(readings[device].get(n) == t for n, t in labels.items()),
+            "error": proc.stderr.strip()[-300:] if proc.returncode else None,
+        }
+    if len(devices) == 2:
+        a, b = (readings[d] for d in devices)
+        record["same_reading"] = sum(a.get(n) == b.get(n) for n in labels)
+    record["ok"] = all(r["rc"] == 0 and r["read"] == len(labels) for r in record["runs"].values())
     Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record))
     sys.exit(0 if record["ok"] else 1)
@@ -278,6 +324,11 @@ def summarize(work: Path, device: str) -> dict[str, Any]:
                 entry["export"] = s["status"]
                 entry["onnx_max_abs_diff"] = _parity(logs / f"export-{item}.log")
     summary["evaluate"] = evaluation
+    summary["recognize"] = {
+        item: {"status": s["status"], **(_json(work / "recognize" / f"{item}.json") or {})}
+        for (stage, item), s in status.items()
+        if stage == "recognize"
+    }
     reader = {}
     if ("reader", "train") in status:
         row = _training(work / "reader" / "models" / "short_reader", logs / "reader-train.log")
@@ -285,6 +336,7 @@ def summarize(work: Path, device: str) -> dict[str, Any]:
         metrics = _json(work / "reader" / "eval" / "metrics.json")
         if metrics:
             reader["checkpoint"] = "model.pt" if row["finished"] else "resume last.pt"
+            reader["checkpoint_step"] = metrics.get("train_steps")
             reader["seq_acc_heldout"] = metrics.get("seq_acc")
             reader["n"] = metrics.get("n")
             reader["target"] = READER_TARGET
@@ -362,6 +414,18 @@ def markdown(s: dict[str, Any]) -> str:
                 f"- {name}: evaluate {r.get('evaluate', '-')} {metrics}; export "
                 f"{r.get('export', '-')}, max |diff| {_fmt(r.get('onnx_max_abs_diff'))}"
             )
+    if s.get("recognize"):
+        title = "models.recognize on PNG files from test_heldout (the device, then the CPU):"
+        out += ["", title, ""]
+        for name, r in s["recognize"].items():
+            runs = "; ".join(
+                f"{d}: rc {v['rc']}, read {v['read']}/{r['n']}, {v['correct']} correct, {v['s']} s"
+                for d, v in r.get("runs", {}).items()
+            )
+            out.append(
+                f"- {name}: {r['status']}; {runs or '-'}; same reading on both: "
+                f"{_fmt(r.get('same_reading'))}"
+            )
     r = s["reader"]
     if r:
         out += [
@@ -369,7 +433,8 @@ def markdown(s: dict[str, Any]) -> str:
             f"Reader (gpu.yaml's short_reader): {r['status']}, {r['steps']}/"
             f"{_fmt(r['planned_steps'])} steps in {_fmt(r['wall_s'])} s, "
             f"{_fmt(r['images_per_s'])} img/s; held-out seq_acc {_fmt(r.get('seq_acc_heldout'))} "
-            f"on {_fmt(r.get('n'))} ({_fmt(r.get('checkpoint'))}), target {READER_TARGET} within "
+            f"on {_fmt(r.get('n'))} ({_fmt(r.get('checkpoint'))}, step "
+            f"{_fmt(r.get('checkpoint_step'))}), target {READER_TARGET} within "
             f"300 s: {'met' if r.get('target_met') and r.get('within_5_min') else 'not met'}",
         ]
     return "\n".join(out) + "\n"
@@ -405,6 +470,11 @@ def main() -> None:
     for name in ("--config", "--results", "--experiment", "--device", "--log", "--json"):
         p.add_argument(name, required=True)
     p.set_defaults(run=cmd_resume)
+    p = sub.add_parser("recognize")
+    for name in ("--model", "--shard", "--dest", "--device", "--json"):
+        p.add_argument(name, required=True)
+    p.add_argument("--n", type=int, default=64, help="images taken from the shard")
+    p.set_defaults(run=cmd_recognize)
     p = sub.add_parser("summarize")
     for name in ("--work", "--out", "--device"):
         p.add_argument(name, required=True)

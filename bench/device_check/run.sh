@@ -2,20 +2,22 @@
 # The GPU device check: the one command of a `run` call on the device machine (BENCHMARKS.md,
 # "Device check"). Needs .devcheck/ from bench/device_check/prepare.py, carried with the call.
 #
-#   bash bench/device_check/run.sh                          on the device: cuda, about 8 min
+#   bash bench/device_check/run.sh                          on the device: cuda, about 9 min
 #   DEVICE=cpu PYTHON=.venv/bin/python bash bench/device_check/run.sh   rehearsal, tiny steps
 #   STAGES="reader" T_READER=300 bash bench/device_check/run.sh         one stage again
 #
 # Stages (each command hard-stopped by `timeout`; a failed or stopped one is recorded and the
 # next one runs; the whole script stops itself at BUDGET_S):
-#   env       nvidia-smi, torch and CUDA versions, the carried wheels installed into $SITE,
-#             every module the stages run imported
+#   env       nvidia-smi, torch and CUDA versions, every module the stages run imported (the
+#             carried wheels are installed into $SITE first, before anything imports them)
 #   train     python -m models.train on cuda (bf16 autocast) for each experiment, STEPS steps
 #   resume    a training SIGKILLed after its first checkpoint, rerun: resumed from that step?
 #   ddp       torchrun --standalone, 1 process, then 2 processes (where there are 2 GPUs)
 #   bench     bench/bench_train.py: pipeline vs in-memory images/s (target >= 0.9)
 #   evaluate  models.evaluate on test_heldout for every model the train stage wrote, and
 #             models.export (onnxruntime parity) for those of EXPORTS
+#   recognize models.recognize (the user's command) on PNG files out of test_heldout, for each
+#             of RECOGNIZE: on the device, then on the CPU (same readings?)
 #   reader    gpu.yaml's short_reader in full (10,000 steps) within T_READER s, then its
 #             held-out whole-word accuracy (target 0.87 within 5 min of training); last, as it
 #             gets the time the others leave
@@ -25,9 +27,10 @@ set -uo pipefail
 
 # ---- what runs, and for how long (seconds); edit here or set in the environment -------------
 DEVICE=${DEVICE:-cuda}
-STAGES=${STAGES:-"env train resume ddp bench evaluate reader"}
+STAGES=${STAGES:-"env train resume ddp bench evaluate recognize reader"}
 EXPERIMENTS=${EXPERIMENTS:-"hanzi_cnn expr_crnn line_crnn_vgg line_crnn_grcnn short_reader"}
 EXPORTS=${EXPORTS:-"expr_crnn line_crnn_vgg short_reader"}  # fixed size, dynamic width, attention
+RECOGNIZE=${RECOGNIZE:-"hanzi_cnn line_crnn_vgg"}  # a classifier, and lines of any width
 MIN_LEFT_S=${MIN_LEFT_S:-15}    # a command with less than this left is skipped
 T_ENV=${T_ENV:-60}              # the install, and the imports
 if [ "$DEVICE" = cpu ]; then    # the rehearsal: every stage end to end, a few small steps each
@@ -42,21 +45,28 @@ if [ "$DEVICE" = cpu ]; then    # the rehearsal: every stage end to end, a few s
   INSTALL=${INSTALL:-0}         # the environment running it has the packages
   BUDGET_S=${BUDGET_S:-1800} T_TRAIN=${T_TRAIN:-120} T_RESUME=${T_RESUME:-180}
   T_DDP=${T_DDP:-120} T_BENCH=${T_BENCH:-300} T_EVALUATE=${T_EVALUATE:-240} T_READER=${T_READER:-120}
+  T_RECOGNIZE=${T_RECOGNIZE:-120} N_RECOGNIZE=${N_RECOGNIZE:-16}
 else
-  BUDGET_S=${BUDGET_S:-480}     # the whole script; run it with timeout_s >= BUDGET_S + 30
+  # Sized on the H200 run of 2026-12-04 (BENCHMARKS.md, "Device check"): the stages before the
+  # reader took about 330 s there, the reader's 10,000 steps about 195 s of training.
+  BUDGET_S=${BUDGET_S:-560}     # the whole script; run it with timeout_s >= BUDGET_S + 30
   T_TRAIN=${T_TRAIN:-50}        # per experiment
   T_RESUME=${T_RESUME:-60}      # both runs
   T_DDP=${T_DDP:-40}            # per torchrun
   T_BENCH=${T_BENCH:-100}       # all experiments
   T_EVALUATE=${T_EVALUATE:-25}  # per experiment, and as much again for its export
-  T_READER=${T_READER:-150}     # training; its evaluation gets up to 30 s more
-  # steps of the train stage: a guess at 20-30 s of training each on an H200
-  STEPS=${STEPS:-"hanzi_cnn=800 expr_crnn=1000 line_crnn_vgg=600 line_crnn_grcnn=400 short_reader=2000"}
+  T_RECOGNIZE=${T_RECOGNIZE:-30} N_RECOGNIZE=${N_RECOGNIZE:-64}  # per experiment, both devices
+  T_READER=${T_READER:-215}     # training; its evaluation gets up to 30 s more
+  # steps of the train stage: about 15-30 s of training each on the H200 (hanzi_cnn 20,000
+  # images/s at batch 256, expr_crnn 5900, line_crnn_vgg 4200, line_crnn_grcnn 1500 at 128,
+  # short_reader 1800 at 32); the reader stage trains short_reader in full
+  STEPS=${STEPS:-"hanzi_cnn=800 expr_crnn=600 line_crnn_vgg=400 line_crnn_grcnn=250 short_reader=600"}
   TRAIN_SET=${TRAIN_SET:-"log_every=25"}
-  RESUME_SET=${RESUME_SET:-"steps=600 checkpoint_every=200 val_every=200 log_every=25"}
+  RESUME_SET=${RESUME_SET:-"steps=400 checkpoint_every=200 val_every=200 log_every=25"}
   DDP_SET=${DDP_SET:-"steps=200 log_every=25"}
   BENCH_SET=${BENCH_SET:-""}    # nothing: gpu.yaml's batch sizes and workers
-  BENCH_ARGS=${BENCH_ARGS:-"--steps 20 --rounds 3 --warmup 5"}
+  # rounds of 40 steps: a round starts from a drained queue, and a GPU step takes milliseconds
+  BENCH_ARGS=${BENCH_ARGS:-"--steps 40 --rounds 3 --warmup 5"}
   READER_SET=${READER_SET:-""}  # nothing: gpu.yaml's training of short_reader as it stands
   INSTALL=${INSTALL:-1}
 fi
@@ -120,14 +130,16 @@ if [ ! -f "$KIT/data.tar.xz" ]; then
   echo "error: $KIT/data.tar.xz missing: run bench/device_check/prepare.py and carry .devcheck"
   exit 2
 fi
+# The carried wheels before anything else: kit.py, the unpacking below too, imports the
+# project's config code, which needs jsonschema (the first device run stopped right here).
+if [ "$INSTALL" = 1 ]; then
+  step env install "$T_ENV" "$PYTHON" -m pip install -q --no-index --no-deps --no-compile \
+    --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl
+fi
 kit unpack "$KIT/data.tar.xz" "$WORK/data" || exit 2
 
 if wants env; then
   { nvidia-smi || echo "(no nvidia-smi)"; uname -a; nproc; free -g; } >"$OUT/env.txt" 2>&1
-  if [ "$INSTALL" = 1 ]; then
-    step env install "$T_ENV" "$PYTHON" -m pip install -q --no-index --no-deps --no-compile \
-      --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl
-  fi
   step env imports "$T_ENV" "$PYTHON" - <<'PY'
 import json, os, sys
 import torch
@@ -204,6 +216,18 @@ if wants evaluate; then
   done
 fi
 
+if wants recognize; then
+  for exp in $RECOGNIZE; do
+    model=$WORK/train/models/$exp/model.pt
+    [ -f "$model" ] || continue
+    read -r task _ < <(kit info "$CONFIG" "$exp")
+    mkdir -p "$WORK/recognize"
+    step recognize "$exp" "$T_RECOGNIZE" "$PYTHON" "$ROOT/bench/device_check/kit.py" recognize \
+      --model "$model" --shard "$DATA/shards/$task/test_heldout-000000.tar" --n "$N_RECOGNIZE" \
+      --dest "$WORK/recognize/$exp-images" --device "$DEVICE" --json "$WORK/recognize/$exp.json"
+  done
+fi
+
 if wants reader; then
   kit config "$CONFIG" "$WORK/reader.yaml" --set $READER_SET
   res=$(results_dir reader)
@@ -224,5 +248,6 @@ kit summarize --work "$WORK" --out "$OUT" --device "$DEVICE"
 cp "$WORK/stages.tsv" "$LOGS/" 2>/dev/null
 (cd "$WORK" && tar -czf "$OUT/results.tar.gz" logs ./*.json ./*.yaml \
   $(find . -path ./data -prune -o \( -name history.csv -o -name train.json -o -name metrics.json \) -print) \
+  $(find ./recognize -maxdepth 1 -name '*.json' 2>/dev/null) \
   2>/dev/null)
 echo "device check done in $(($(date +%s) - START))s; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
