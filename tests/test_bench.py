@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from models.data import read_shard
 from synth.fonts import Face
 from synth.shards import ShardSpec, write_shard
 from synth.specs import task_spec
@@ -211,3 +212,52 @@ def test_bench_memory_sets_every_jobs_peak_beside_its_declaration(repo_root, smo
             assert float(pss) <= float(rss) + 1, rule
         assert float(ratio) < 1.0 and int(mem_mb) > 0, rule  # the smoke jobs fit their mem_mb
     assert float(rows["train"][2]) > 50  # a training process holds torch and a model: not ~0
+
+
+@pytest.mark.slow
+def test_device_check_recognize_stage_and_its_summary(repo_root, smoke_run, tmp_path):
+    """The device check's recognize stage (bench/device_check/kit.py, which the GPU run calls
+    with --device cuda) on the smoke run's expr model and held-out shard, on the CPU: it writes
+    the shard's first images as PNG files, reads them with models.recognize, counts the readings
+    that match their labels, and the summary reports it."""
+    results = smoke_run / "results"
+    model = results / "models" / "expr_crnn" / "model.pt"
+    shard = results / "shards" / "expr" / "test_heldout-000000.tar"
+    work, images = tmp_path / "work", tmp_path / "images"
+    (work / "recognize").mkdir(parents=True)
+    record_path = work / "recognize" / "expr_crnn.json"
+    kit = [sys.executable, str(repo_root / "bench" / "device_check" / "kit.py")]
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
+
+    def run(*args):
+        proc = subprocess.run(
+            [*map(str, args)], capture_output=True, text=True, cwd=repo_root, env=env, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    run(*kit, "recognize", "--model", model, "--shard", shard, "--n", 6, "--dest", images,
+        "--device", "cpu", "--json", record_path)  # fmt: skip
+    record = json.loads(record_path.read_text())
+    assert sorted(p.name for p in images.iterdir()) == [f"{i:04d}.png" for i in range(6)]
+    assert record["n"] == 6 and record["ok"] is True
+    assert list(record["runs"]) == ["cpu"]  # --device cpu: one run, nothing to compare
+    cpu = record["runs"]["cpu"]
+    assert cpu["rc"] == 0 and cpu["read"] == 6 and cpu["error"] is None
+    # its count of correct readings is that of models.recognize against the shard's labels
+    labels = {}
+    for i, sample in enumerate(read_shard(str(shard))):
+        if i == 6:
+            break
+        labels[f"{i:04d}.png"] = json.loads(sample["json"])["text"]
+    out = run(sys.executable, "-m", "models.recognize", model, images, "--format", "json")
+    readings = {os.path.basename(r["path"]): r["text"] for r in map(json.loads, out.splitlines())}
+    assert readings.keys() == labels.keys()
+    correct = sum(readings[n] == t for n, t in labels.items())
+    assert cpu["correct"] == correct
+    # the summary reports the stage
+    (work / "stages.tsv").write_text("recognize\texpr_crnn\tok\t0\t3.0\n")
+    run(*kit, "summarize", "--work", work, "--out", tmp_path, "--device", "cpu")
+    summary = (tmp_path / "summary.md").read_text()
+    assert f"- expr_crnn: ok; cpu: rc 0, read 6/6, {correct} correct," in summary
+    assert json.loads((tmp_path / "summary.json").read_text())["recognize"]["expr_crnn"]["n"] == 6
