@@ -10,14 +10,15 @@ machine's load affects both alike. Before each pipeline round the batches the wo
 prefetched meanwhile are discarded, so the pipeline gets no head start, and as many steps are
 then trained through the pipeline untimed, so the round starts where a training run is, not
 from the drained queue (where each worker still has a pool of 8 line batches to decode before
-it hands out its first): timing from the drained queue made the pipeline look half as fast as
-training itself on a GPU, whose steps take milliseconds (BENCHMARKS.md). The loader is
-`models.data.train_loader`, the one training uses: on a GPU its batches are pinned, and the
-batches held in memory are pinned too. Shards: real ones rendered by ``synth`` for the config's
-tasks (one font, WenQuanYi Micro Hei, ``--samples`` per shard; written once under ``--out``,
-bench/out by default, and reused), or with ``--results`` the training shards and charsets a
-workflow run wrote (``{results}/shards/{task}/train-*.tar``; no font needed, as on a machine
-without CJK fonts).
+it hands out its first). The loader is `models.data.train_loader`, the one training uses: on a
+GPU its batches are pinned, and the batches held in memory are pinned too. (The first GPU run,
+timed from the drained queue and without pinned batches, put the line pipeline at about half
+the rate that training reached through it; BENCHMARKS.md, "Device check".)
+
+Shards: real ones rendered by ``synth`` for the config's tasks (one font, WenQuanYi Micro Hei,
+``--samples`` per shard; written once under ``--out``, bench/out by default, and reused), or
+with ``--results`` the training shards and charsets a workflow run wrote
+(``{results}/shards/{task}/train-*.tar``; no font needed, as on a machine without CJK fonts).
 
     python bench/bench_train.py --threads 2 --steps 4 --rounds 3
     python bench/bench_train.py --config configs/config.yaml --experiments line_crnn_vgg
