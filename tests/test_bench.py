@@ -261,3 +261,68 @@ def test_device_check_recognize_stage_and_its_summary(repo_root, smoke_run, tmp_
     summary = (tmp_path / "summary.md").read_text()
     assert f"- expr_crnn: ok; cpu: rc 0, read 6/6, {correct} correct," in summary
     assert json.loads((tmp_path / "summary.json").read_text())["recognize"]["expr_crnn"]["n"] == 6
+
+
+@pytest.mark.slow
+def test_device_check_draws_the_workflows_images_from_cut_down_faces(
+    repo_root, smoke_run, tmp_path
+):
+    """The device check's full-size stages train on shards the device draws itself: kit.py
+    fonts cuts each face the workflow drew a task with down to the characters it covers (here,
+    before the device), and kit.py render draws the task's shards from them. Every image and
+    label equals the workflow's, byte for byte, for every split of both tasks: seen faces and
+    held-out ones (AR PL UKai's embedded bitmaps among them), hinted and auto-hinted faces."""
+    results = smoke_run / "results"
+    config = repo_root / "configs" / "smoke.yaml"
+    kit = [sys.executable, str(repo_root / "bench" / "device_check" / "kit.py")]
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
+    fonts, dest = tmp_path / "fonts", tmp_path / "results"
+
+    def run(*args):
+        proc = subprocess.run(
+            [*kit, *map(str, args)], capture_output=True, text=True, env=env, timeout=600
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    tasks = ["expr", "short"]
+    run("fonts", "--results", results, "--config", config, "--dest", fonts, "--tasks", *tasks)
+    table = json.loads((fonts / "faces.json").read_text())
+    for task in tasks:
+        for role in ("train", "test"):
+            rows = table[task][role]
+            assert rows, (task, role)
+            for row in rows:
+                path = fonts / row["file"]
+                source = row["source"].rsplit("#", 1)[0]
+                # one face, under its file's name, a small part of it
+                assert path.name == os.path.basename(source)
+                assert 0 < path.stat().st_size < os.path.getsize(source)
+    splits = ["train", "val", "test_seen", "test_heldout"]
+    out = run("render", "--config", config, "--fonts", fonts / "faces.json", "--charsets",
+              results / "charsets", "--tasks", *tasks, "--splits", *splits, "--dest", dest,
+              "--workers", 2)  # fmt: skip
+    assert "rendered 10 shards, 280 images" in out
+    for task in tasks:
+        assert (dest / "charsets" / f"{task}.txt").read_bytes() == (
+            results / "charsets" / f"{task}.txt"
+        ).read_bytes()
+        workflow = sorted((results / "shards" / task).glob("*.tar"))
+        assert [p.name for p in workflow] == sorted(
+            p.name for p in (dest / "shards" / task).glob("*.tar")
+        )
+        for path in workflow:
+            theirs = list(read_shard(str(path)))
+            ours = list(read_shard(str(dest / "shards" / task / path.name)))
+            assert [s["__key__"] for s in ours] == [s["__key__"] for s in theirs]
+            faces = set()
+            for a, b in zip(theirs, ours, strict=True):
+                assert a["png"] == b["png"], (path.name, a["__key__"])
+                meta_a, meta_b = json.loads(a["json"]), json.loads(b["json"])
+                faces.add(meta_a["font"])
+                # a collection's face is a file of its own: only its index differs
+                assert meta_b.pop("face") == 0
+                meta_a.pop("face")
+                assert meta_a == meta_b, (path.name, a["__key__"])
+            if path.name.startswith("test_heldout"):
+                assert any("UKai" in f for f in faces), faces

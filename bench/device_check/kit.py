@@ -7,6 +7,9 @@ summary. Plain Python over the project's modules; ``run.sh`` calls each as a sub
     python bench/device_check/kit.py resume --config C --results R --experiment E --device D
     python bench/device_check/kit.py recognize --model M --shard S --dest DIR --device D --json J
     python bench/device_check/kit.py summarize --work W --out OUT --device D
+    python bench/device_check/kit.py fonts --results R --config C --tasks expr short --dest DIR
+    python bench/device_check/kit.py render --config C --fonts DIR/faces.json --charsets R/charsets
+        --tasks short --splits train val test_heldout --dest RESULTS --workers 16
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import math
 import os
 import re
@@ -34,6 +38,9 @@ from synth.schema import load_config_file
 STAGES_FILE = "stages.tsv"
 # the reader's target in configs/gpu.yaml (report.targets), and bench_train's
 READER_TARGET = 0.87
+FIVE_MINUTES = 300  # deep_reader's training time, in gpu.yaml's reader target
+# run.sh's full-size stages: stage -> the experiment it trains as gpu.yaml has it
+FULL_RUNS = {"reader": "short_reader", "expr": "expr_crnn"}
 PIPELINE_TARGET = 0.9
 LOG_ROW = re.compile(r"step (\d+)/(\d+) (.*)$")
 
@@ -172,6 +179,186 @@ def cmd_recognize(args: argparse.Namespace) -> None:
     Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record))
     sys.exit(0 if record["ok"] else 1)
+
+
+# ---------------------------------------------------------------- fonts and shards for the device
+
+FACES_FILE = "faces.json"
+ROLES = ("train", "test")  # the coverage tables' roles: training faces, held-out ones
+
+
+def _checked_config(path: str | os.PathLike) -> dict[str, Any]:
+    """A config file as the workflow reads it: its base laid under it, the schema's defaults
+    filled in (so a task's settings, and the shards drawn with them, are the workflow's)."""
+    from synth.schema import check_schema, problems_error
+
+    checked = check_schema(load_config_file(path))
+    if checked.problems:
+        raise problems_error(checked.problems)
+    return checked.config
+
+
+def _role(split: str) -> str:
+    return "test" if split == "test_heldout" else "train"  # as workflow/scripts/shard.py
+
+
+# Kept in every subset beside the face's covered characters: FreeType's auto-hinter, which draws
+# the faces without hinting of their own, sets its zones from the Latin letters and digits a face
+# has (ASCII), and draws the others differently without them.
+AUTOHINT_CHARS = frozenset(range(0x20, 0x7F))
+
+
+def _subset(face: Any, out: Path) -> None:
+    """``face`` cut down to the characters it covers, every table that draws them kept: hinting,
+    embedded bitmaps (the AR PL faces' strikes, which FreeType draws at small sizes) and layout
+    features, so FreeType draws each covered character as the whole file does."""
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
+
+    logging.getLogger("fontTools").setLevel(logging.ERROR)  # tables it drops, odd timestamps
+    font = TTFont(
+        face.path, fontNumber=face.index, lazy=False, recalcBBoxes=False, recalcTimestamp=False
+    )
+    options = subset.Options()
+    options.drop_tables = ["DSIG"]  # a signature of the whole file; nothing else goes
+    options.layout_features = ["*"]
+    options.name_IDs = ["*"]
+    options.name_languages = ["*"]
+    options.notdef_outline = True
+    options.legacy_kern = True
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(unicodes=sorted(set(map(ord, face.covered)) | AUTOHINT_CHARS))
+    subsetter.subset(font)
+    font.save(out)
+
+
+def cmd_fonts(args: argparse.Namespace) -> None:
+    """Here, before the device: the faces a workflow's shards of ``--tasks`` are drawn with (its
+    coverage tables and charsets in ``--results``, read as ``workflow/scripts/shard.py`` reads
+    them), each cut down to the characters it covers of its task's charset, into ``--dest``,
+    with ``faces.json`` (task -> role -> faces: file, family, style, covered characters).
+    ``render`` draws the same images from them on a machine without the fonts."""
+    from synth.charset import read_charset
+    from synth.fonts import read_coverage
+    from synth.specs import split_config, task_spec
+
+    results, dest = Path(args.results), Path(args.dest)
+    config = _checked_config(args.config)
+    table: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for task in args.tasks:
+        charset = read_charset(results / "charsets" / f"{task}.txt")
+        spec = task_spec(task, split_config(task, config["tasks"][task], "train"))
+        (dest / task).mkdir(parents=True, exist_ok=True)
+        table[task] = {}
+        for role in ROLES:
+            coverage = results / "fonts" / task / f"{role}.tsv"
+            faces = read_coverage(coverage, task, charset, role, spec.exclude_families)
+            rows = table[task][role] = []
+            for i, face in enumerate(faces):
+                # its own folder, under the file's name: the shards' font_file, which the
+                # per-file figures group by, is the workflow's
+                name = f"{task}/{role}-{i:03d}/{Path(face.path).name}"
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                _subset(face, dest / name)
+                covered = "".join(c for c in charset if c in face.covered)
+                source = f"{face.path}#{face.index}"
+                rows.append(
+                    {
+                        "file": name,
+                        "family": face.family,
+                        "style": face.style,
+                        "covered": covered,
+                        "source": source,
+                    }
+                )
+    (dest / FACES_FILE).write_text(json.dumps(table, indent=1, ensure_ascii=False) + "\n")
+    files = sum(len(rows) for roles in table.values() for rows in roles.values())
+    size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+    print(f"{dest}: {files} faces, {size / 2**20:.2f} MiB")
+
+
+def read_faces(path: str | os.PathLike) -> dict[str, dict[str, list[Any]]]:
+    """``faces.json`` as `synth.fonts.Face` lists, their files beside it."""
+    from synth.fonts import Face
+
+    path = Path(path)
+    table = json.loads(path.read_text())
+    return {
+        task: {
+            role: [
+                Face(
+                    str(path.parent / r["file"]),
+                    0,
+                    r["family"],
+                    r["style"],
+                    frozenset(r["covered"]),
+                )
+                for r in rows
+            ]
+            for role, rows in roles.items()
+        }
+        for task, roles in table.items()
+    }
+
+
+def _render_shard(job: tuple) -> tuple[str, int]:
+    from synth.shards import write_shard
+    from synth.specs import ShardSpec, task_spec
+
+    path, task, split, number, samples, seed, task_cfg, charset, faces = job
+    shard = ShardSpec(task, split, number, samples, seed)
+    return path, write_shard(path, task_spec(task, task_cfg), shard, charset, faces)
+
+
+def cmd_render(args: argparse.Namespace) -> None:
+    """On the device: the shards of ``--splits`` of ``--tasks`` that the workflow renders for
+    ``--config`` (every shard of each split, its sample count and seed, the task's settings with
+    the split's merged in), drawn with ``fonts``'s faces, ``--workers`` at a time, into
+    ``--dest``/shards/{task}/ (and the charsets into ``--dest``/charsets/). The images and labels
+    are those Snakemake's shard jobs write, byte for byte; each sample's ``face`` is 0 (a face
+    of a collection is a file of its own here). Prints images per second."""
+    import multiprocessing
+
+    from synth.charset import read_charset
+    from synth.specs import canonical, split_config
+
+    config = _checked_config(args.config)
+    faces = read_faces(args.fonts)
+    dest = Path(args.dest)
+    jobs = []
+    for task in args.tasks:
+        source = Path(args.charsets) / f"{task}.txt"
+        charset = read_charset(source)
+        (dest / "charsets").mkdir(parents=True, exist_ok=True)
+        (dest / "charsets" / source.name).write_bytes(source.read_bytes())
+        (dest / "shards" / task).mkdir(parents=True, exist_ok=True)
+        for split in args.splits:
+            cfg = config["tasks"][task]
+            task_cfg = canonical(split_config(task, cfg, split))
+            shards, samples = cfg["splits"][split]["shards"], cfg["splits"][split]["samples"]
+            for number in range(shards):
+                path = str(dest / "shards" / task / f"{split}-{number:06d}.tar")
+                role_faces = faces[task][_role(split)]
+                jobs.append(
+                    (
+                        path,
+                        task,
+                        split,
+                        number,
+                        samples,
+                        config["seed"],
+                        task_cfg,
+                        charset,
+                        role_faces,
+                    )
+                )
+    t0 = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(max(1, min(args.workers, len(jobs)))) as pool:
+        done = pool.map(_render_shard, jobs, chunksize=1)
+    seconds = time.perf_counter() - t0
+    images = sum(n for _, n in done)
+    rate = images / seconds
+    print(f"rendered {len(done)} shards, {images} images in {seconds:.1f} s ({rate:.0f}/s)")
 
 
 # ---------------------------------------------------------------- summary
@@ -329,22 +516,54 @@ def summarize(work: Path, device: str) -> dict[str, Any]:
         for (stage, item), s in status.items()
         if stage == "recognize"
     }
-    reader = {}
-    if ("reader", "train") in status:
-        row = _training(work / "reader" / "models" / "short_reader", logs / "reader-train.log")
-        reader = {"status": status["reader", "train"]["status"], **row}
-        metrics = _json(work / "reader" / "eval" / "metrics.json")
-        if metrics:
-            reader["checkpoint"] = "model.pt" if row["finished"] else "resume last.pt"
-            reader["checkpoint_step"] = metrics.get("train_steps")
-            reader["seq_acc_heldout"] = metrics.get("seq_acc")
-            reader["n"] = metrics.get("n")
-            reader["target"] = READER_TARGET
-            reader["target_met"] = metrics.get("seq_acc", 0) >= READER_TARGET
-            # gpu.yaml's figure is deep_reader's: 87% within 5 minutes of training
-            reader["within_5_min"] = row["finished"] and row["wall_s"] <= 300
-    summary["reader"] = reader
+    for stage, experiment in FULL_RUNS.items():
+        summary[stage] = _full_run(work, status, stage, experiment)
     return summary
+
+
+def _targets(config: Path, experiment: str) -> dict[str, float]:
+    """The config's ``report.targets`` of ``experiment`` on test_heldout: metric -> value."""
+    if not config.is_file():
+        return {}
+    report = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("report") or {}
+    return {
+        t["metric"]: t["value"]
+        for t in report.get("targets") or []
+        if t.get("experiment") == experiment and t.get("split", "test_heldout") == "test_heldout"
+    }
+
+
+def _full_run(
+    work: Path, status: dict[tuple[str, str], dict[str, Any]], stage: str, experiment: str
+) -> dict[str, Any]:
+    """A full-size stage (``run.sh``'s ``full``): its training, and its held-out figures
+    against the stage config's targets."""
+    if (stage, "train") not in status:
+        return {}
+    folder = work / stage / "models" / experiment
+    row = _training(folder, work / "logs" / f"{stage}-train.log")
+    out = {"experiment": experiment, "status": status[stage, "train"]["status"], **row}
+    metrics = _json(work / stage / "eval" / "metrics.json")
+    if metrics:
+        targets = _targets(work / f"{stage}.yaml", experiment)
+        if experiment == "short_reader":
+            targets.setdefault("seq_acc", READER_TARGET)
+        out["checkpoint"] = "model.pt" if row["finished"] else "resume last.pt"
+        out["checkpoint_step"] = metrics.get("train_steps")
+        out["n"] = metrics.get("n")
+        out["heldout"] = {
+            k: metrics[k] for k in ("seq_acc", "value_acc", "cer") if metrics.get(k) is not None
+        }
+        out["seq_acc_heldout"] = metrics.get("seq_acc")
+        out["targets"] = targets
+        out["target_met"] = bool(targets) and all(
+            (metrics.get(k) or 0) >= v for k, v in targets.items()
+        )
+        if experiment == "short_reader":
+            out["target"] = READER_TARGET
+            # gpu.yaml's figure is deep_reader's: 87% within 5 minutes of training
+            out["within_5_min"] = row["finished"] and row["wall_s"] <= FIVE_MINUTES
+    return out
 
 
 def _error_line(text: str) -> str | None:
@@ -426,16 +645,24 @@ def markdown(s: dict[str, Any]) -> str:
                 f"- {name}: {r['status']}; {runs or '-'}; same reading on both: "
                 f"{_fmt(r.get('same_reading'))}"
             )
-    r = s["reader"]
-    if r:
+    for stage in FULL_RUNS:
+        r = s.get(stage) or {}
+        if not r:
+            continue
+        figures = ", ".join(f"{k} {_fmt(v)}" for k, v in (r.get("heldout") or {}).items())
+        targets = ", ".join(f"{k} >= {v}" for k, v in (r.get("targets") or {}).items())
+        met = bool(r.get("target_met"))
+        if r["experiment"] == "short_reader":
+            targets += f" within {FIVE_MINUTES} s"
+            met = met and bool(r.get("within_5_min"))
         out += [
             "",
-            f"Reader (gpu.yaml's short_reader): {r['status']}, {r['steps']}/"
-            f"{_fmt(r['planned_steps'])} steps in {_fmt(r['wall_s'])} s, "
-            f"{_fmt(r['images_per_s'])} img/s; held-out seq_acc {_fmt(r.get('seq_acc_heldout'))} "
+            f"{stage.capitalize()} (gpu.yaml's {r['experiment']} in full, on the shards the render "
+            f"stage drew): {r['status']}, {r['steps']}/{_fmt(r['planned_steps'])} steps in "
+            f"{_fmt(r['wall_s'])} s, {_fmt(r['images_per_s'])} img/s; held out: {figures or '-'} "
             f"on {_fmt(r.get('n'))} ({_fmt(r.get('checkpoint'))}, step "
-            f"{_fmt(r.get('checkpoint_step'))}), target {READER_TARGET} within "
-            f"300 s: {'met' if r.get('target_met') and r.get('within_5_min') else 'not met'}",
+            f"{_fmt(r.get('checkpoint_step'))}); target {targets or '-'}: "
+            f"{'met' if met else 'not met'}",
         ]
     return "\n".join(out) + "\n"
 
@@ -475,6 +702,18 @@ def main() -> None:
         p.add_argument(name, required=True)
     p.add_argument("--n", type=int, default=64, help="images taken from the shard")
     p.set_defaults(run=cmd_recognize)
+    p = sub.add_parser("fonts")
+    for name in ("--results", "--config", "--dest"):
+        p.add_argument(name, required=True)
+    p.add_argument("--tasks", nargs="+", required=True)
+    p.set_defaults(run=cmd_fonts)
+    p = sub.add_parser("render")
+    for name in ("--config", "--fonts", "--charsets", "--dest"):
+        p.add_argument(name, required=True)
+    p.add_argument("--tasks", nargs="+", required=True)
+    p.add_argument("--splits", nargs="+", default=["train", "val", "test_heldout"])
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.set_defaults(run=cmd_render)
     p = sub.add_parser("summarize")
     for name in ("--work", "--out", "--device"):
         p.add_argument(name, required=True)

@@ -11,6 +11,10 @@ Run here (a machine with the project's environment, its fonts and pip's access t
   ``results/shards/{task}/{split}-NNNNNN.tar`` of that config, rendered by the workflow itself
   (Snakemake, build folder ``bench/out/device_check``) with the fonts installed here; xz shrinks
   the stored PNGs and the tar padding to a fraction, and ``run.sh`` unpacks it on the device;
+- in ``data.tar.xz`` too, ``devfonts/``: the faces the shards of ``RENDER_TASKS`` are drawn
+  with, each cut down to the characters it covers (``kit.py fonts``), and ``faces.json``: from
+  them ``run.sh``'s render stage draws those tasks' shards at gpu.yaml's full size on the
+  device's cores, the workflow's images byte for byte, for the full-size reader and expr runs;
 - ``wheels/``: the packages the training, evaluation and export code imports that the device's
   image lacks (``WHEELS``), at the versions installed here, built for CPython 3.12 on
   manylinux x86-64 (the device's python3);
@@ -32,6 +36,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -46,19 +51,22 @@ BASE_CONFIG = ROOT / "configs" / "gpu.yaml"
 TASKS = ("hanzi", "expr", "line", "short")
 SPLITS = ("train", "val", "test_heldout")  # test_seen is not used on the device
 
-# Shards per split: (shards, samples per shard). Sized so that .devcheck/ stays near 55 MiB (a
-# run call carries 64 MiB, the tracked tree included). Training resamples its shards, so 1500
-# images measure throughput as well as the full set would. The reader's target run (run.sh
-# stage "reader") gets most of the room: 120,000 training images (about 1.2 MiB per 5000
-# packed), where gpu.yaml renders 320,000. With the first kit's 20,000 it read 83.45% of the
-# held-out test after 8000 steps on the H200, where the same training on all 320,000 (on the
-# CPU) reads 87.45% at 8000 and 88.2% at 10,000 on that test (BENCHMARKS.md, session 35).
+# Shards per split: (shards, samples per shard). Training resamples its shards, so 1500 images
+# measure throughput as well as the full set would. The full-size runs (run.sh's reader and expr
+# stages) train on shards the device draws itself from the carried faces (``RENDER_TASKS``):
+# the first kit carried 20,000 of the reader's images, the second 120,000, where gpu.yaml draws
+# 320,000 (BENCHMARKS.md, "Device check").
 SAMPLES = {
     "hanzi": {"train": (1, 1500), "val": (1, 512), "test_heldout": (1, 512)},
     "expr": {"train": (1, 1500), "val": (1, 256), "test_heldout": (1, 256)},
     "line": {"train": (1, 1500), "val": (1, 256), "test_heldout": (1, 256)},
-    "short": {"train": (24, 5000), "val": (1, 1000), "test_heldout": (1, 2000)},
+    "short": {"train": (1, 1500), "val": (1, 1000), "test_heldout": (1, 2000)},
 }
+# Tasks whose faces travel (cut down to their few characters, about 8 MiB for both, 2-3 after xz)
+# so that the device draws their shards at full size: hanzi and line faces hold thousands of
+# glyphs each, too many for the run call's 64 MiB.
+RENDER_TASKS = ("expr", "short")
+FONTS = "devfonts"  # in BUILD, and in data.tar.xz
 
 # What models.train, models.evaluate, models.export, models.data and bench/bench_train.py import
 # that the device's image (KINDS.md's package list) does not hold, with the dependencies of
@@ -126,10 +134,23 @@ def build(config_path: Path, cores: int) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT, env=env)
 
 
+def cut_fonts(config_path: Path) -> None:
+    """``FONTS`` in ``BUILD``: the faces of ``RENDER_TASKS``, cut down (``kit.py fonts``)."""
+    shutil.rmtree(BUILD / FONTS, ignore_errors=True)
+    cmd = [
+        sys.executable, str(ROOT / "bench" / "device_check" / "kit.py"), "fonts",
+        "--results", str(BUILD / "results"), "--config", str(config_path),
+        "--dest", str(BUILD / FONTS), "--tasks", *RENDER_TASKS,
+    ]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env)
+
+
 def pack(path: Path) -> None:
-    """``targets()`` into an xz tarball (multi-threaded xz when the command exists)."""
+    """``targets()`` and ``FONTS`` into an xz tarball (multi-threaded xz when the command
+    exists)."""
     tmp = path.with_suffix(".tmp")
-    names = targets()
+    names = [*targets(), FONTS]
     try:
         proc = subprocess.run(
             f"tar --sort=name --mtime=@0 --owner=0 --group=0 -cf - {' '.join(names)} "
@@ -190,6 +211,7 @@ def main() -> None:
     )
     config_path.write_text(header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     build(config_path, args.cores)
+    cut_fonts(config_path)
     pack(KIT / "data.tar.xz")
     wheels = (
         sorted(p.name for p in (KIT / "wheels").glob("*.whl"))
@@ -208,6 +230,10 @@ def main() -> None:
         "base_config": str(BASE_CONFIG.relative_to(ROOT)),
         "samples": {t: {s: list(v) for s, v in SAMPLES[t].items()} for t in TASKS},
         "shards_bytes": sum(shard_bytes.values()),
+        "fonts": {
+            "tasks": list(RENDER_TASKS),
+            "bytes": sum(p.stat().st_size for p in (BUILD / FONTS).rglob("*") if p.is_file()),
+        },
         "data_tar_xz": {
             "bytes": (KIT / "data.tar.xz").stat().st_size,
             "sha256": sha256(KIT / "data.tar.xz"),

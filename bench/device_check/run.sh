@@ -17,8 +17,16 @@
 #             models.export (onnxruntime parity) for those of EXPORTS
 #   recognize models.recognize (the user's command) on PNG files out of test_heldout, for each
 #             of RECOGNIZE: on the device, then on the CPU (same readings?)
+#   render    the shards of RENDER_TASKS at gpu.yaml's full size (its train, val and
+#             test_heldout splits), drawn on the device's cores from the faces prepare.py cut
+#             down to each task's characters (kit.py fonts; the images are the workflow's, byte
+#             for byte); the reader and expr stages train on them
 #   reader    gpu.yaml's short_reader in full (10,000 steps) within T_READER s, then its
 #             held-out whole-word accuracy (target 0.87 within 5 min of training)
+#   expr      gpu.yaml's expr_crnn in full (20,000 steps, about 7 min on the H200) within
+#             T_EXPR s, then its held-out sequence and value accuracy (target 0.999); not in the
+#             default STAGES: it needs most of a session's device time, so run it on its own:
+#             STAGES="env render expr" bash bench/device_check/run.sh
 #   bench     bench/bench_train.py: pipeline vs in-memory images/s (target >= 0.9), for each
 #             of BENCH_EXPERIMENTS; last, as it gets the time the others leave (a row is
 #             printed, and kept, as each experiment is measured)
@@ -28,13 +36,16 @@ set -uo pipefail
 
 # ---- what runs, and for how long (seconds); edit here or set in the environment -------------
 DEVICE=${DEVICE:-cuda}
-STAGES=${STAGES:-"env train resume ddp bench evaluate recognize reader"}
+STAGES=${STAGES:-"env train resume ddp evaluate recognize render reader bench"}
 EXPERIMENTS=${EXPERIMENTS:-"hanzi_cnn expr_crnn line_crnn_vgg line_crnn_grcnn short_reader"}
 EXPORTS=${EXPORTS:-"expr_crnn line_crnn_vgg short_reader"}  # fixed size, dynamic width, attention
 RECOGNIZE=${RECOGNIZE:-"hanzi_cnn line_crnn_vgg"}  # a classifier, and lines of any width
 # the line model first: its ratio was the furthest from the target in the first GPU run
 BENCH_EXPERIMENTS=${BENCH_EXPERIMENTS:-"line_crnn_vgg hanzi_cnn expr_crnn line_crnn_grcnn short_reader"}
 MIN_LEFT_S=${MIN_LEFT_S:-15}    # a command with less than this left is skipped
+# the tasks the render stage draws: those of the full-size stages asked for
+RENDER_TASKS=${RENDER_TASKS:-"$([[ " $STAGES " == *" reader "* ]] && echo short) $([[ " $STAGES " == *" expr "* ]] && echo expr)"}
+RENDER_TASKS=$(echo $RENDER_TASKS) # one space between names, none around them
 T_ENV=${T_ENV:-60}              # the install, and the imports
 if [ "$DEVICE" = cpu ]; then    # the rehearsal: every stage end to end, a few small steps each
   STEPS=${STEPS:-"hanzi_cnn=3 expr_crnn=3 line_crnn_vgg=3 line_crnn_grcnn=3 short_reader=4"}
@@ -49,6 +60,9 @@ if [ "$DEVICE" = cpu ]; then    # the rehearsal: every stage end to end, a few s
   BUDGET_S=${BUDGET_S:-1800} T_TRAIN=${T_TRAIN:-120} T_RESUME=${T_RESUME:-180}
   T_DDP=${T_DDP:-120} T_BENCH=${T_BENCH:-300} T_EVALUATE=${T_EVALUATE:-240} T_READER=${T_READER:-120}
   T_RECOGNIZE=${T_RECOGNIZE:-120} N_RECOGNIZE=${N_RECOGNIZE:-16}
+  T_RENDER=${T_RENDER:-120} T_EXPR=${T_EXPR:-120}
+  EXPR_SET=${EXPR_SET:-"steps=6 val_batches=1 num_workers=2 batch_size=8"}
+  FULL_CONFIG=${FULL_CONFIG:-}  # the kit's config: its small splits are rendered again
 else
   # Sized on the H200 run of 2026-12-04 (BENCHMARKS.md, "Device check"): the stages before the
   # reader should take about 240 s, the reader's 10,000 steps about 195 s of training, and the
@@ -61,6 +75,9 @@ else
   T_EVALUATE=${T_EVALUATE:-25}  # per experiment, and as much again for its export
   T_RECOGNIZE=${T_RECOGNIZE:-30} N_RECOGNIZE=${N_RECOGNIZE:-64}  # per experiment, both devices
   T_READER=${T_READER:-215}     # training; its evaluation gets up to 30 s more
+  T_RENDER=${T_RENDER:-90}      # 16 cores: 330,000 images of short and 225,000 of expr take 212 s on 2
+  T_EXPR=${T_EXPR:-500}         # training (432 s at the H200's 5,930 images/s); then 60 s more
+  EXPR_SET=${EXPR_SET:-""}      # nothing: gpu.yaml's training of expr_crnn as it stands
   # steps of the train stage: about 15-30 s of training each on the H200 (hanzi_cnn 20,000
   # images/s at batch 256, expr_crnn 5900, line_crnn_vgg 4200, line_crnn_grcnn 1500 at 128,
   # short_reader 1800 at 32); the reader stage trains short_reader in full
@@ -73,6 +90,7 @@ else
   BENCH_ARGS=${BENCH_ARGS:-"--steps 40 --rounds 3 --warmup 5"}
   READER_SET=${READER_SET:-""}  # nothing: gpu.yaml's training of short_reader as it stands
   INSTALL=${INSTALL:-1}
+  FULL_CONFIG=${FULL_CONFIG:-configs/gpu.yaml}  # its splits in full
 fi
 # ---------------------------------------------------------------------------------------------
 
@@ -93,7 +111,10 @@ mkdir -p "$LOGS" "$OUT"
 exec > >(tee -a "$OUT/run.log") 2>&1
 export PYTHONUNBUFFERED=1 PYTHONPATH="$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 CONFIG=$KIT/config.yaml
+FULL_CONFIG=${FULL_CONFIG:-$CONFIG}
 DATA=$WORK/data/results   # charsets/ and shards/, unpacked from data.tar.xz
+FONTS=$WORK/data/devfonts/faces.json  # the faces the render stage draws with
+FULL=$WORK/full           # charsets/ and shards/ the render stage writes
 kit() { "$PYTHON" "$ROOT/bench/device_check/kit.py" "$@"; }
 wants() { [[ " $STAGES " == *" $1 "* ]]; }
 
@@ -121,12 +142,44 @@ step() {
   return $rc
 }
 
-# results_dir NAME: a results folder of its own (models/ apart) over the unpacked data
+# results_dir NAME [DATA]: a results folder of its own (models/ apart) over the unpacked data
+# (or over DATA's charsets/ and shards/)
 results_dir() {
+  local data=${2:-$DATA}
   mkdir -p "$WORK/$1"
-  ln -sfn "$DATA/charsets" "$WORK/$1/charsets"
-  ln -sfn "$DATA/shards" "$WORK/$1/shards"
+  ln -sfn "$data/charsets" "$WORK/$1/charsets"
+  ln -sfn "$data/shards" "$WORK/$1/shards"
   echo "$WORK/$1"
+}
+
+# full STAGE EXPERIMENT LIMIT SET...: EXPERIMENT trained as FULL_CONFIG has it (SET's train
+# keys over it) on the rendered shards, at most LIMIT s, then read on all of its task's
+# rendered test_heldout shards (its last resumable checkpoint when the limit stopped it)
+full() {
+  local stage=$1 exp=$2 limit=$3 task decoder res model left
+  shift 3
+  if [ ! -d "$FULL/shards" ]; then
+    printf '%s\ttrain\tskipped\t-\t0\n' "$stage" >>"$WORK/stages.tsv"
+    echo "== $stage: skipped, nothing rendered (the render stage)"
+    return
+  fi
+  read -r task decoder < <(kit info "$FULL_CONFIG" "$exp")
+  kit config "$FULL_CONFIG" "$WORK/$stage.yaml" --set "$@"
+  res=$(results_dir "$stage" "$FULL")
+  left=$((DEADLINE - $(date +%s) - 30))
+  ((left < limit)) && echo "   $exp gets ${left}s, not ${limit}s: the budget"
+  step "$stage" train "$limit" "$PYTHON" -m models.train --config "$WORK/$stage.yaml" \
+    --experiment "$exp" --results "$res" --device "$DEVICE"
+  model=$res/models/$exp/model.pt
+  [ -f "$model" ] || model=$(ls -t "$res/models/$exp"/resume/*/last.pt 2>/dev/null | head -1)
+  # the grammar decoder reads the expressions the task draws, as the workflow's evaluation does
+  local grammar=()
+  [ "$decoder" = grammar ] && grammar=(--task-config "$WORK/$stage.yaml")
+  if [ -n "$model" ]; then
+    DEADLINE=$((DEADLINE + 30)) step "$stage" evaluate 60 "$PYTHON" -m models.evaluate "$model" \
+      "$FULL/shards/$task"/test_heldout-*.tar --out "$WORK/$stage/eval" --device "$DEVICE" \
+      --decoder "$decoder" "${grammar[@]}"
+  fi
 }
 
 echo "device check: DEVICE=$DEVICE, stages: $STAGES; budget ${BUDGET_S}s; python $PYTHON"
@@ -226,21 +279,14 @@ if wants recognize; then
   done
 fi
 
-if wants reader; then
-  kit config "$CONFIG" "$WORK/reader.yaml" --set $READER_SET
-  res=$(results_dir reader)
-  left=$((DEADLINE - $(date +%s) - 30))
-  ((left < T_READER)) && echo "   the reader gets ${left}s, not ${T_READER}s: the budget"
-  step reader train "$T_READER" "$PYTHON" -m models.train --config "$WORK/reader.yaml" \
-    --experiment short_reader --results "$res" --device "$DEVICE"
-  # stopped by its limit: its last resumable checkpoint is read instead
-  model=$res/models/short_reader/model.pt
-  [ -f "$model" ] || model=$(ls -t "$res"/models/short_reader/resume/*/last.pt 2>/dev/null | head -1)
-  if [ -n "$model" ]; then
-    DEADLINE=$((DEADLINE + 30)) step reader evaluate 60 "$PYTHON" -m models.evaluate "$model" \
-      "$DATA/shards/short/test_heldout-000000.tar" --out "$WORK/reader/eval" --device "$DEVICE"
-  fi
+if wants render && [ -n "$RENDER_TASKS" ]; then
+  step render "${RENDER_TASKS// /+}" "$T_RENDER" "$PYTHON" "$ROOT/bench/device_check/kit.py" \
+    render --config "$FULL_CONFIG" --fonts "$FONTS" --charsets "$DATA/charsets" \
+    --tasks $RENDER_TASKS --dest "$FULL" --workers "$(nproc)"
 fi
+
+wants reader && full reader short_reader "$T_READER" $READER_SET
+wants expr && full expr expr_crnn "$T_EXPR" $EXPR_SET
 
 if wants bench; then
   kit config "$CONFIG" "$WORK/bench.yaml" --set $BENCH_SET
