@@ -129,8 +129,10 @@ def test_onnxruntime_matches_pytorch(exported, name, cjk_font):
         e_pred = family.decode(expected, widths, k=3)
         g_pred = family.decode(got, widths, k=3)
         assert [p.text for p in g_pred] == [p.text for p in e_pred]
+        # relative only (abs=0 alone would ask for equality: pytest then drops rel); two
+        # engines' float32 sums differ in the last bits (the reader's 3.0e-6 by 2.4e-7 of it)
         assert [p.confidence for p in g_pred] == pytest.approx(
-            [p.confidence for p in e_pred], abs=0
+            [p.confidence for p in e_pred], rel=1e-4, abs=0
         )
     if meta.input["kind"] == "line":
         assert len(seen_widths) == 2
