@@ -58,6 +58,7 @@ from synth.specs import (
     ShardSpec,
     ShortSpec,
     TaskSpec,
+    font_role,
 )
 from synth.text import (
     LineSampler,
@@ -288,7 +289,7 @@ def _log_faces_drawn(
             len(silent),
             shard.samples,
             shard.task,
-            "test" if shard.split == "test_heldout" else "train",
+            font_role(shard.split),
             listing(silent),
         )
 

@@ -19,6 +19,12 @@ TASK_IDS = {"hanzi": 0, "expr": 1, "line": 2, "short": 3}
 SPLIT_IDS = {"train": 0, "val": 1, "test_seen": 2, "test_heldout": 3}
 
 
+def font_role(split: str) -> str:
+    """The faces a split is drawn with, as the coverage tables name them: ``test`` (the held-out
+    fonts) for test_heldout, ``train`` (the training fonts) for every other split."""
+    return "test" if split == "test_heldout" else "train"
+
+
 def canonical(obj: Any) -> Any:
     """A config slice with its dict keys sorted, recursively.
 

@@ -198,10 +198,6 @@ def _checked_config(path: str | os.PathLike) -> dict[str, Any]:
     return checked.config
 
 
-def _role(split: str) -> str:
-    return "test" if split == "test_heldout" else "train"  # as workflow/scripts/shard.py
-
-
 # Kept in every subset beside the face's covered characters: FreeType's auto-hinter, which draws
 # the faces without hinting of their own, sets its zones from the Latin letters and digits a face
 # has (ASCII), and draws the others differently without them.
@@ -320,7 +316,7 @@ def cmd_render(args: argparse.Namespace) -> None:
     import multiprocessing
 
     from synth.charset import read_charset
-    from synth.specs import canonical, split_config
+    from synth.specs import canonical, font_role, split_config
 
     config = _checked_config(args.config)
     faces = read_faces(args.fonts)
@@ -338,7 +334,7 @@ def cmd_render(args: argparse.Namespace) -> None:
             shards, samples = cfg["splits"][split]["shards"], cfg["splits"][split]["samples"]
             for number in range(shards):
                 path = str(dest / "shards" / task / f"{split}-{number:06d}.tar")
-                role_faces = faces[task][_role(split)]
+                role_faces = faces[task][font_role(split)]
                 jobs.append(
                     (
                         path,

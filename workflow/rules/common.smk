@@ -20,7 +20,7 @@ from synth.schema import (
     problems_error,
 )
 from synth.shards import sha256_file
-from synth.specs import canonical, split_config, task_spec
+from synth.specs import canonical, font_role, split_config, task_spec
 from synth.text import grammar_settings
 
 # A config file that names another in `extends` (configs/lines_cpu.yaml) holds only what it
@@ -235,7 +235,7 @@ def role_patterns(wildcards):
 
 def role_of(split):
     """The fonts a split draws with: held-out ones for test_heldout, training ones otherwise."""
-    return "test" if split == "test_heldout" else "train"
+    return font_role(split)
 
 
 def shard_paths(task, split):
