@@ -62,7 +62,7 @@ SAMPLES = {
     "line": {"train": (1, 1500), "val": (1, 256), "test_heldout": (1, 256)},
     "short": {"train": (1, 1500), "val": (1, 1000), "test_heldout": (1, 2000)},
 }
-# Tasks whose faces travel (cut down to their few characters, about 8 MiB for both, 2-3 after xz)
+# Tasks whose faces travel (cut down to their few characters, 7.7 MiB for both, 1.8 after xz)
 # so that the device draws their shards at full size: hanzi and line faces hold thousands of
 # glyphs each, too many for the run call's 64 MiB.
 RENDER_TASKS = ("expr", "short")
