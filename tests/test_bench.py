@@ -326,3 +326,41 @@ def test_device_check_draws_the_workflows_images_from_cut_down_faces(
                 assert meta_a == meta_b, (path.name, a["__key__"])
             if path.name.startswith("test_heldout"):
                 assert any("UKai" in f for f in faces), faces
+
+
+@pytest.mark.parametrize("seq_acc, met", [(0.9993, "met"), (0.9987, "not met")])
+def test_device_check_summary_of_a_full_size_stage(repo_root, tmp_path, seq_acc, met):
+    """run.sh's expr stage (gpu.yaml's expr_crnn in full): the summary reads its training and
+    its held-out figures, and holds them to the stage config's report.targets (both of them)."""
+    work = tmp_path / "work"
+    folder = work / "expr" / "models" / "expr_crnn"
+    folder.mkdir(parents=True)
+    (work / "expr" / "eval").mkdir()
+    (work / "stages.tsv").write_text("render\texpr\tok\t0\t31.0\nexpr\ttrain\tok\t0\t450.0\n")
+    (folder / "history.csv").write_text(
+        "step,train_loss,images_per_s,val_acc\n2000,0.9,5900.0,0.95\n20000,0.01,5930.0,0.999\n"
+    )
+    info = {"steps": 20000, "train": {"steps": 20000}, "device": "cuda", "images_per_s": 5930.4,
+            "wall_s": 431.7}  # fmt: skip
+    (folder / "train.json").write_text(json.dumps(info))
+    metrics = {"n": 20000, "seq_acc": seq_acc, "value_acc": 0.9995, "cer": 0.0002,
+               "train_steps": 20000}  # fmt: skip
+    (work / "expr" / "eval" / "metrics.json").write_text(json.dumps(metrics))
+    shutil.copy(repo_root / "configs" / "gpu.yaml", work / "expr.yaml")  # its report.targets
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
+    kit = repo_root / "bench" / "device_check" / "kit.py"
+    cmd = [sys.executable, kit, "summarize", "--work", work, "--out", tmp_path, "--device", "cuda"]
+    proc = subprocess.run([*map(str, cmd)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["reader"] == {}  # not run
+    expr = summary["expr"]
+    assert expr["targets"] == {"value_acc": 0.999, "seq_acc": 0.999}
+    assert expr["target_met"] is (met == "met") and expr["steps"] == 20000
+    line = (
+        f"Expr (gpu.yaml's expr_crnn in full, on the shards the render stage drew): ok, "
+        f"20000/20000 steps in 431.7 s, 5930 img/s; held out: seq_acc {seq_acc:.4g}, value_acc "
+        f"0.9995, cer 0.0002 on 20000 (model.pt, step 20000); target value_acc >= 0.999, "
+        f"seq_acc >= 0.999: {met}"
+    )
+    assert line in (tmp_path / "summary.md").read_text()
