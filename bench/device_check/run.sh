@@ -26,7 +26,7 @@
 #   expr      gpu.yaml's expr_crnn in full (20,000 steps, about 7 min on the H200) within
 #             T_EXPR s, then its held-out sequence and value accuracy (target 0.999); not in the
 #             default STAGES: it needs most of a session's device time, so run it on its own:
-#             STAGES="env render expr" BUDGET_S=580 bash bench/device_check/run.sh
+#             STAGES="env render expr" BUDGET_S=560 bash bench/device_check/run.sh
 #   bench     bench/bench_train.py: pipeline vs in-memory images/s (target >= 0.9), for each
 #             of BENCH_EXPERIMENTS; last, as it gets the time the others leave (a row is
 #             printed, and kept, as each experiment is measured)
@@ -77,8 +77,9 @@ else
   T_READER=${T_READER:-215}     # training; its evaluation gets up to 30 s more
   T_RENDER=${T_RENDER:-90}      # 16 cores: 330,000 images of short and 225,000 of expr take 212 s on 2
   # training: 432 s of steps at the H200's 5,930 images/s; stopped at the limit, its last
-  # checkpoint (every 1000 steps) is read. Its call: STAGES="env render expr" BUDGET_S=580,
-  # timeout_s 600 (env and render about 70 s, then training, then up to 60 s of evaluation)
+  # checkpoint (every 1000 steps) is read. Its call: STAGES="env render expr" BUDGET_S=560,
+  # timeout_s 600: env and render about 65 s, training at most 450 s, then evaluation (its
+  # figures are in run.log as it ends) and the summary by about 580 s
   T_EXPR=${T_EXPR:-450}
   EXPR_SET=${EXPR_SET:-""}      # nothing: gpu.yaml's training of expr_crnn as it stands
   # steps of the train stage: about 15-30 s of training each on the H200 (hanzi_cnn 20,000
