@@ -1,5 +1,7 @@
-"""Helpers of the device check's ``run.sh``: configs per stage, the kill-and-resume check, and the
-summary. Plain Python over the project's modules; ``run.sh`` calls each as a subcommand.
+"""Helpers of the device check's ``run.sh``: configs per stage, the kill-and-resume check, the
+recognition check, the full-size shards drawn on the device (``render``) from the faces
+``prepare.py`` cuts down here (``fonts``), and the summary. Plain Python over the project's
+modules; ``run.sh`` (and ``prepare.py``, for ``fonts``) calls each as a subcommand.
 
     python bench/device_check/kit.py config BASE OUT --steps hanzi_cnn=800 --set log_every=25
     python bench/device_check/kit.py unpack .devcheck/data.tar.xz DEST
