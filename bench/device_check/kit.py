@@ -38,12 +38,12 @@ from synth.schema import load_config_file
 
 # run.sh's stage table: stage, item, status (ok, fail, timeout, skipped), exit code, seconds
 STAGES_FILE = "stages.tsv"
-# the reader's target in configs/gpu.yaml (report.targets), and bench_train's
-READER_TARGET = 0.87
-FIVE_MINUTES = 300  # deep_reader's training time, in gpu.yaml's reader target
-# run.sh's full-size stages: stage -> the experiment it trains as gpu.yaml has it
+# run.sh's full-size stages: stage -> the experiment it trains as gpu.yaml has it; their targets
+# are the stage config's report.targets, and the reader's adds deep_reader's training time (its
+# 87% within five minutes)
 FULL_RUNS = {"reader": "short_reader", "expr": "expr_crnn"}
-PIPELINE_TARGET = 0.9
+FIVE_MINUTES = 300
+PIPELINE_TARGET = 0.9  # bench_train's: the pipeline's share of the in-memory rate
 LOG_ROW = re.compile(r"step (\d+)/(\d+) (.*)$")
 
 
@@ -330,13 +330,13 @@ def cmd_render(args: argparse.Namespace) -> None:
         (dest / "charsets").mkdir(parents=True, exist_ok=True)
         (dest / "charsets" / source.name).write_bytes(source.read_bytes())
         (dest / "shards" / task).mkdir(parents=True, exist_ok=True)
+        cfg = config["tasks"][task]
         for split in args.splits:
-            cfg = config["tasks"][task]
             task_cfg = canonical(split_config(task, cfg, split))
             shards, samples = cfg["splits"][split]["shards"], cfg["splits"][split]["samples"]
+            role_faces = faces[task][font_role(split)]
             for number in range(shards):
                 path = str(dest / "shards" / task / f"{split}-{number:06d}.tar")
-                role_faces = faces[task][font_role(split)]
                 jobs.append(
                     (
                         path,
@@ -544,21 +544,17 @@ def _full_run(
     metrics = _json(work / stage / "eval" / "metrics.json")
     if metrics:
         targets = _targets(work / f"{stage}.yaml", experiment)
-        if experiment == "short_reader":
-            targets.setdefault("seq_acc", READER_TARGET)
         out["checkpoint"] = "model.pt" if row["finished"] else "resume last.pt"
         out["checkpoint_step"] = metrics.get("train_steps")
         out["n"] = metrics.get("n")
         out["heldout"] = {
             k: metrics[k] for k in ("seq_acc", "value_acc", "cer") if metrics.get(k) is not None
         }
-        out["seq_acc_heldout"] = metrics.get("seq_acc")
         out["targets"] = targets
         out["target_met"] = bool(targets) and all(
             (metrics.get(k) or 0) >= v for k, v in targets.items()
         )
         if experiment == "short_reader":
-            out["target"] = READER_TARGET
             # gpu.yaml's figure is deep_reader's: 87% within 5 minutes of training
             out["within_5_min"] = row["finished"] and row["wall_s"] <= FIVE_MINUTES
     return out
