@@ -67,7 +67,13 @@ def _torchrun(
         "--threads",
         "1",
     ]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    # torchrun's agent keeps its logs in a folder of its own under TMPDIR: the test's, not /tmp.
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "TMPDIR": str(tmp_path),
+    }
     return subprocess.run(
         cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=170, check=False
     )
