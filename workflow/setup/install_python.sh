@@ -52,12 +52,23 @@ else
         "${PIP[@]}" uninstall -q -y torch
     fi
 fi
+# Whether pip finds the pinned wheel without an index (a configured find-links folder): the
+# probe downloads it into a folder of its own, removed after (a 183 MB copy otherwise left in /tmp).
+local_cpu_wheel() {
+    local probe found=1
+    probe=$(mktemp -d)
+    if "${PIP[@]}" download -q --no-deps --no-index -d "$probe" "$TORCH_PIN" >/dev/null 2>&1; then
+        found=0
+    fi
+    rm -rf "$probe"
+    return "$found"
+}
 if have_torch; then
     :
 elif [ "$TORCH_BUILD" = cuda ]; then
     "${PIP[@]}" install -q "$TORCH_PIN" \
         ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL" --extra-index-url https://pypi.org/simple}
-elif "${PIP[@]}" download -q --no-deps --no-index -d "$(mktemp -d)" "$TORCH_PIN" >/dev/null 2>&1; then
+elif local_cpu_wheel; then
     "${PIP[@]}" install -q "$TORCH_PIN"      # a local CPU wheel is configured (find-links)
 else
     "${PIP[@]}" install -q "$TORCH_PIN" --index-url https://download.pytorch.org/whl/cpu \
