@@ -260,7 +260,28 @@ def _load(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], dic
         raise ValueError(f"{path}: the config file is empty")
     if not isinstance(config, Mapping):
         raise ValueError(f"{path}: a config is a mapping of keys, not {type(config).__name__}")
+    loop = _recursive_key(config, ())
+    if loop is not None:
+        raise ValueError(
+            f"{path}: {_where(list(loop)) or 'the file'}: a YAML alias (*name) refers to a "
+            "mapping or list that holds it, so the value would hold itself without end"
+        )
     return _with_base(config, path, chain)
+
+
+def _recursive_key(value: Any, holders: tuple[int, ...], path: tuple[Any, ...] = ()) -> Any:
+    """The path of the first value that holds itself (YAML's ``x: &x {b: *x}``), or None. An
+    anchor used twice side by side (``*strokes_legible`` in configs/config.yaml) is no loop."""
+    if not isinstance(value, dict | list):
+        return None
+    if id(value) in holders:
+        return path
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        found = _recursive_key(item, (*holders, id(value)), (*path, key))
+        if found is not None:
+            return found
+    return None
 
 
 def _with_base(
@@ -455,6 +476,7 @@ def check_schema(
             exp.setdefault("eval", {})
     for _ in _Filler(schema).iter_errors(filled):
         pass  # the problems are `at`'s: this pass fills in the defaults
+    _keep_split_degrades(config, filled)
     drop_written_defaults(filled)
     return SchemaCheck(
         filled, [line + from_files(origins, path) for line, path in at], [path for _, path in at]
@@ -476,6 +498,20 @@ def with_defaults(
     if checked.problems:
         raise problems_error(checked.problems)
     return checked.config
+
+
+def _keep_split_degrades(config: Mapping[str, Any], filled: dict[str, Any]) -> None:
+    """Put back each split's ``degrade`` as the config gives it: the schema checks it as a
+    task's degrade, whose defaults the filling pass wrote into it, and a split's degrade holds
+    only what it changes of its task's (`synth.specs.split_config` merges the two)."""
+    tasks = config.get("tasks")
+    for task, task_cfg in tasks.items() if isinstance(tasks, Mapping) else ():
+        splits = task_cfg.get("splits") if isinstance(task_cfg, Mapping) else None
+        for split, split_cfg in splits.items() if isinstance(splits, Mapping) else ():
+            if isinstance(split_cfg, Mapping) and "degrade" in split_cfg:
+                filled["tasks"][task]["splits"][split]["degrade"] = copy.deepcopy(
+                    split_cfg["degrade"]
+                )
 
 
 def drop_written_defaults(config: dict[str, Any]) -> None:

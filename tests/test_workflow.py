@@ -31,6 +31,7 @@ from synth.charset import is_hanzi
 from synth.schema import (
     SCHEMA_PATH,
     check_config,
+    check_schema,
     config_problems,
     config_with_origins,
     load_config_file,
@@ -432,6 +433,53 @@ def test_every_config_problem_is_listed_by_its_key_without_the_schema(tmp_path):
     ]:
         assert line in out
     assert "$schema" not in out and len(out.splitlines()) < 40  # not the 2000-line schema
+
+
+def test_settings_that_would_fail_a_shard_job_are_refused_by_key_when_the_config_is_read(
+    tmp_path,
+):
+    """Values of the right type that no drawing can use (a noise of zero photons, a font size
+    under a pixel, numbers past int64) are named by key before any job runs, not by the shard
+    job's ZeroDivisionError; a split's degrade is held to the task's degrade schema too."""
+
+    def edit(c):
+        c["tasks"]["short"]["degrade"] = {"poisson_noise": {"p": 1, "photons": [0, 5]}}
+        c["tasks"]["short"]["font_size"] = [0.4, 14]  # the line task's fraction, by mistake
+        c["tasks"]["expr"]["max_digits"] = 25
+        c["tasks"]["expr"]["splits"]["test_heldout"]["degrade"] = {
+            "affine": {"scale": [0, 1], "shearr": 0.1},
+            "gamma_noise": {"shape": "low"},
+        }
+
+    proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "invalid config (6 problems):" in out, out[-3000:]
+    for line in [
+        "tasks.short.degrade.poisson_noise.photons.0: 0 is less than or equal to the minimum of 0",
+        "tasks.short.font_size.0: 0.4 is less than the minimum of 1",
+        "tasks.expr.max_digits: 25 is greater than the maximum of 18",
+        "tasks.expr.splits.test_heldout.degrade.affine.scale.0: 0 is less than or equal to the "
+        "minimum of 0",
+        "tasks.expr.splits.test_heldout.degrade.affine.shearr: unknown key (did you mean 'shear'?)",
+        "tasks.expr.splits.test_heldout.degrade.gamma_noise.shape: 'low' is not of type 'array'",
+    ]:
+        assert line in out, out[-3000:]
+
+
+def test_a_splits_degrade_keeps_only_what_it_changes_once_checked():
+    """The schema checks a split's degrade as a task's, but fills in none of its defaults:
+    written there, they would override the task's own settings for that split."""
+    config = load_config_file(DEFAULT)
+    checked = check_schema(config)
+    assert not checked.problems
+    for task, settings in config["tasks"].items():
+        for split, split_settings in settings["splits"].items():
+            filled = checked.config["tasks"][task]["splits"][split]
+            assert filled.get("degrade") == split_settings.get("degrade"), (task, split)
+    assert checked.config["tasks"]["expr"]["splits"]["test_heldout"]["degrade"] == {
+        "legible": {"ink": "stroke"}
+    }
 
 
 def test_ctc_output_shorter_than_labels_is_rejected(tmp_path):
@@ -1577,6 +1625,23 @@ def test_a_key_given_twice_or_a_number_yaml_reads_as_text_fails_naming_it(tmp_pa
     assert "YAML reads 1e-3 as text, not a number: write 0.001" in out, out
 
 
+def test_a_yaml_alias_inside_what_it_names_is_refused_naming_the_key(tmp_path):
+    # x: &x {b: *x} is a mapping that holds itself: every walk of it (defaults, merging,
+    # the schema) would recurse without end. An anchor used twice side by side is no loop.
+    loop = tmp_path / "loop.yaml"
+    loop.write_text(f"extends: {SMOKE}\ntasks:\n  expr: &x {{degrade: {{blur: *x}}}}\n")
+    with pytest.raises(ValueError, match=r"loop\.yaml: tasks\.expr\.degrade\.blur: a YAML alias"):
+        load_config_file(loop)
+    shared = tmp_path / "shared.yaml"
+    shared.write_text(
+        f"extends: {SMOKE}\ntasks:\n  expr:\n    splits:\n"
+        "      test_seen: {degrade: &s {legible: {ink: stroke}}}\n"
+        "      test_heldout: {degrade: *s}\n"
+    )
+    splits = load_config_file(shared)["tasks"]["expr"]["splits"]
+    assert splits["test_seen"]["degrade"] == splits["test_heldout"]["degrade"]
+
+
 def test_every_experiments_problems_are_listed_at_once(tmp_path):
     def edit(c):
         c["experiments"]["line_crnn_vgg"]["model_kwargs"].update(iteration=3, width="wide")
@@ -1654,14 +1719,16 @@ def test_the_schemas_problems_and_those_past_it_are_listed_at_once(tmp_path, cap
     for line in [
         "  experiments.hanzi_cnn.train.stepz: unknown key (did you mean 'steps'?); from o.yaml\n",
         "  experiments.expr_crnn.model_kwargs.widht: model 'expr_crnn' takes no argument 'widht'",
-        "  tasks.line.splits.val: unknown degradation(s) ['blurr']",
+        "  tasks.line.splits.val.degrade.blurr: unknown key (did you mean 'blur'?)",
     ]:
         assert line in out, out
     with pytest.raises(SystemExit) as e:
         train_main(["--config", str(overlay), "--experiment", "expr_crnn"])
     assert e.value.code == 1  # the command's own error, not a usage error
     err = capsys.readouterr().err
-    assert "invalid config (2 problems):" in err and "takes no argument 'widht'" in err, err
+    # the same list: the split's degradation is the schema's to check now, as the workflow's
+    assert "invalid config (3 problems):" in err and "takes no argument 'widht'" in err, err
+    assert "tasks.line.splits.val.degrade.blurr: unknown key" in err, err
     overlay.write_text(
         f"extends: {SMOKE}\nexperiments: {{expr_crnn: {{model_kwargs: {{widht: 1}}}}}}\n"
     )
