@@ -95,9 +95,38 @@ class ModelMeta:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "checkpoint") -> ModelMeta:
+        if not isinstance(d, Mapping):
+            raise CheckpointError(f"{where}: meta is {_kind(d)}, not a mapping")
         missing = [k for k in ("model", "model_kwargs", "charset", "task") if k not in d]
         if missing:
             raise CheckpointError(f"{where}: meta lacks {', '.join(missing)}")
+        # What a foreign or damaged file may hold instead: named here, not by int() or dict().
+        wrong = [
+            f"meta.{key} is {_kind(d.get(key))}, not {wanted}"
+            for key, wanted, fits in (
+                ("model", "a string", lambda v: isinstance(v, str)),
+                ("task", "a string", lambda v: isinstance(v, str)),
+                ("model_kwargs", "a mapping", lambda v: isinstance(v, Mapping)),
+                (
+                    "charset",
+                    "a list of strings",
+                    lambda v: isinstance(v, list | tuple) and all(isinstance(c, str) for c in v),
+                ),
+                ("input", "a mapping", lambda v: v is None or isinstance(v, Mapping)),
+                ("train", "a mapping", lambda v: v is None or isinstance(v, Mapping)),
+                (
+                    "step",
+                    "a whole number >= 0",
+                    lambda v: (
+                        v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+                    ),
+                ),
+                ("package", "a string", lambda v: v is None or isinstance(v, str)),
+            )
+            if not fits(d.get(key))
+        ]
+        if wrong:
+            raise CheckpointError(f"{where}: " + "; ".join(wrong))
         return cls(
             model=str(d["model"]),
             model_kwargs=dict(d["model_kwargs"]),
@@ -105,7 +134,7 @@ class ModelMeta:
             task=str(d["task"]),
             input=dict(d.get("input") or {}),
             train=dict(d.get("train") or {}),
-            step=int(d.get("step", 0)),
+            step=int(d.get("step") or 0),
             package=str(d.get("package") or ""),
         )
 
@@ -227,7 +256,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     for key in ("meta", "state_dict"):
         if key not in ckpt:
             raise CheckpointError(f"checkpoint {path} lacks {key!r}")
+        if not isinstance(ckpt[key], Mapping):
+            raise CheckpointError(f"checkpoint {path}: {key} is {_kind(ckpt[key])}, not a mapping")
     return ckpt
+
+
+def _kind(value: Any) -> str:
+    """How a message names a value of the wrong type: ``the int 5``, ``the str 'x'``."""
+    shown = repr(value)
+    return f"the {type(value).__name__} {shown if len(shown) <= 40 else shown[:37] + '...'}"
 
 
 def _format_of(obj: Any) -> Any:

@@ -209,6 +209,37 @@ def test_a_checkpoint_whose_meta_no_model_has_is_refused(tmp_path, edit, error):
         load_model(path)
 
 
+@pytest.mark.parametrize(
+    ("edit", "error"),
+    [
+        (
+            lambda c: c["meta"].update(charset=5),
+            r"meta\.charset is the int 5, not a list of strings",
+        ),
+        (lambda c: c["meta"].update(model_kwargs=[1]), r"meta\.model_kwargs is the list \[1\]"),
+        (lambda c: c["meta"].update(input="x"), r"meta\.input is the str 'x', not a mapping"),
+        (lambda c: c["meta"].update(train="x"), r"meta\.train is the str 'x', not a mapping"),
+        (lambda c: c["meta"].update(step="x"), r"meta\.step is the str 'x', not a whole number"),
+        (lambda c: c["meta"].update(model=3, task=None), r"meta\.model is the int 3.*meta\.task"),
+        (lambda c: c.update(meta="m"), r"meta is the str 'm', not a mapping"),
+        (lambda c: c.update(state_dict=[1]), r"state_dict is the list \[1\], not a mapping"),
+    ],
+)
+def test_a_checkpoint_holding_the_wrong_types_is_named_with_the_key(tmp_path, edit, error):
+    """A damaged or foreign file's meta is read for what it is: each key of the wrong type named
+    with the file, never int()'s, dict()'s or load_state_dict's own words."""
+    name, kwargs, charset, task = CASES[0]
+    path = tmp_path / "model.pt"
+    save_model(path, build_model(name, len(charset), **kwargs), _meta(name, kwargs, charset, task))
+    ckpt = load_checkpoint(path)
+    edit(ckpt)
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match=rf"{path}.*{error}"):
+        load_model(path)
+    with pytest.raises(CheckpointError, match=error):
+        read_meta(path)
+
+
 def test_files_that_are_no_checkpoint_are_named_for_what_they_are(tmp_path):
     for i, body in enumerate(["not a checkpoint\n", "tasks:\n a: 1\n", "hello", "char count\n"]):
         text = tmp_path / f"notes{i}.pt"
