@@ -32,6 +32,10 @@ GPU_LOCK_DIR = Path(tempfile.gettempdir())
 _CLAIMED: dict[str, int] = {}  # the GPU locks this process holds (file descriptors), by path
 
 
+class DeviceError(ValueError):
+    """A device name that is unknown, or names a device this machine does not have."""
+
+
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
@@ -52,7 +56,7 @@ def resolve_device(
             Snakemake runs side by side train on GPUs of their own, not all on ``cuda:0``.
 
     Raises:
-        ValueError: An unknown name, or a device that is not available here (naming it): no
+        DeviceError: An unknown name, or a device that is not available here (naming it): no
             CUDA, a ``cuda:N`` past the GPUs there are, or a ``torchrun`` local rank past them
             (more processes on a node than GPUs).
     """
@@ -61,27 +65,32 @@ def resolve_device(
     name = "auto" if name is None else name.strip().lower()
     base = name.split(":")[0]
     if base not in DEVICES:
-        raise ValueError(f"unknown device {name!r}; valid: {', '.join(DEVICES)} (or cuda:N)")
+        raise DeviceError(f"unknown device {name!r}; valid: {', '.join(DEVICES)} (or cuda:N)")
     if base == "auto" and not torch.cuda.is_available():
         return torch.device("mps" if _mps_available() else "cpu")
     if base in ("auto", "cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(
+            raise DeviceError(
                 f"device {name!r} asked for, but CUDA is not available "
                 f"(torch {torch.__version__}); use auto or cpu instead"
             )
         count = torch.cuda.device_count()
         if ":" in name:
-            device = torch.device(name)
+            try:
+                device = torch.device(name)
+            except RuntimeError:  # torch's own words for "cuda:x" name no valid form
+                raise DeviceError(
+                    f"unknown device {name!r}; valid: {', '.join(DEVICES)} (or cuda:N)"
+                ) from None
             if device.index is not None and device.index >= count:
-                raise ValueError(
+                raise DeviceError(
                     f"device {name!r} asked for, but this machine shows {count} GPU(s) "
                     f"(cuda:0 to cuda:{count - 1}; CUDA_VISIBLE_DEVICES="
                     f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
                 )
             return device
         if local_rank >= count:
-            raise ValueError(
+            raise DeviceError(
                 f"local rank {local_rank} has no GPU of its own: this node shows {count} GPU(s); "
                 f"start at most {count} processes per node (torchrun --nproc_per_node {count})"
             )
@@ -89,10 +98,15 @@ def resolve_device(
             return torch.device("cuda", claim_gpu(count))
         return torch.device("cuda", local_rank)
     if base == "mps" and not _mps_available():
-        raise ValueError(
+        raise DeviceError(
             "device 'mps' asked for, but MPS is not available; use auto or cpu instead"
         )
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:  # "cpu:x": torch's own words name no valid form
+        raise DeviceError(
+            f"unknown device {name!r}; valid: {', '.join(DEVICES)} (or cuda:N)"
+        ) from None
 
 
 def _gpu_id(index: int) -> str:

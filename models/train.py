@@ -85,6 +85,7 @@ from models.data import (
     train_loader,
 )
 from models.devices import (
+    DeviceError,
     DistEnv,
     autocast,
     dist_env,
@@ -1106,6 +1107,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         CheckpointError,  # TransferError too (train.init_from)
         CharsetError,
         DataError,
+        DeviceError,  # --device cuda:7 on a machine without it
     ) as e:
         parser.exit(1, f"{parser.prog}: error: {e}\n")
 

@@ -395,6 +395,14 @@ def test_the_command_line_names_user_errors_and_ctrl_c_in_one_line(
     bad.write_bytes(b"0\n\xff\n")
     code, err = run(replace(line_job(line_data, tmp_path / "cs"), charset=str(bad)))
     assert code == 1 and f"charset {bad}: not UTF-8" in err, err
+    # A device this machine lacks, or a name that is none, as evaluate and recognize say it.
+    job = line_job(line_data, tmp_path / "dev")
+    for device, said in (
+        ("cuda:7" if not torch.cuda.is_available() else "cuda:4096", "device 'cuda:"),
+        ("cpu:x", "unknown device 'cpu:x'"),
+    ):
+        code, err = run(replace(job, device=device))
+        assert code == 1 and said in err, err
 
     # Ctrl-C: one line saying the resume state is kept, and the shell's status for SIGINT.
     def interrupted(*args, **kwargs):
