@@ -23,6 +23,8 @@ images come in every shape, so `load_gray` brings any of them to that form befor
   brightness (ink is the minority of pixels, so the mean leans towards the background; an
   image whose border is mostly ink, e.g. a crop that cuts through the text, can fool it: say
   the polarity then). ``dark-on-light`` never inverts, ``light-on-dark`` always does.
+- Named pipes (a FIFO, or ``<(...)`` in bash): read to their end, when a process writes to one
+  within `PIPE_WAIT_S` seconds; one nothing writes to is an error, not a wait without end.
 - Decompression bombs: a file of more than ``max_pixels`` pixels (`DEFAULT_MAX_PIXELS`) is
   refused from its header, before it is decoded; so is an image whose one side is more than
   ``max_aspect`` (`MAX_ASPECT`) times the other (scaled to a model's height, a thin strip
@@ -38,6 +40,8 @@ from __future__ import annotations
 import errno
 import io
 import os
+import select
+import stat
 import warnings
 from pathlib import Path
 from typing import TypeAlias
@@ -52,6 +56,8 @@ DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: a 7000 x 7000 page scan fits, a decomp
 # model's 32 px would be 1.9 million px wide (tens of GB of activations). 200:1 is a line of
 # about 200 hanzi, or 400 Latin letters; a longer line needs a higher ``max_aspect``.
 MAX_ASPECT = 200
+PIPE_WAIT_S = 10.0  # how long a named pipe may stay without a writer
+PIPE_MAX_BYTES = 1 << 30  # what is read of one, at most: 1 GiB
 POLARITIES = ("auto", "dark-on-light", "light-on-dark")
 # Formats Pillow registers but cannot decode on its own here: stubs that need a handler
 # installed (BUFR, GRIB, HDF5), PostScript (Ghostscript), WMF/EMF (Windows only), MPEG (it only
@@ -106,10 +112,11 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
     """
     name = str(path)
     try:
+        source = _read_pipe(path, name) if _is_pipe(path) else path
         with warnings.catch_warnings():
             # Pillow warns above its own limit; our limit (or its error) decides instead.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(source) as im:
                 width, height = im.size
                 if max_pixels is not None and width * height > max_pixels:
                     raise ImageLoadError(
@@ -145,8 +152,46 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         if isinstance(e, OSError) and e.errno == errno.ELOOP:
             raise ImageLoadError(name, "a symbolic link that loops back on itself") from None
+        if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:
+            raise ImageLoadError(name, "file name too long for the file system") from None
         # Truncated or corrupt data (Pillow raises OSError, and SyntaxError from some plugins).
         raise ImageLoadError(name, f"corrupt image: {e}") from None
+
+
+def _is_pipe(path: str | os.PathLike) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except (OSError, ValueError):  # missing, unreadable, a NUL in the name: Image.open says so
+        return False
+
+
+def _read_pipe(path: str | os.PathLike, name: str) -> io.BytesIO:
+    """A named pipe's bytes, read to its end. Opening one blocks until a process writes to it,
+    for ever if none does: it is opened without blocking and given ``wait_s`` seconds for its
+    first bytes (`PIPE_WAIT_S`; a writer that has yet to open it is waited for too).
+
+    Raises:
+        ImageLoadError: Nothing was written within that time, or more than `PIPE_MAX_BYTES`.
+    """
+    wait_s = PIPE_WAIT_S
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(int(wait_s * 1000)):
+            raise ImageLoadError(name, f"a named pipe that no process wrote to within {wait_s:g} s")
+        os.set_blocking(fd, True)
+        chunks, size = [], 0
+        while chunk := os.read(fd, 1 << 20):
+            size += len(chunk)
+            if size > PIPE_MAX_BYTES:
+                raise ImageLoadError(
+                    name, f"a named pipe giving more than {PIPE_MAX_BYTES:,} bytes: refused"
+                )
+            chunks.append(chunk)
+        return io.BytesIO(b"".join(chunks))
+    finally:
+        os.close(fd)
 
 
 def decode_png(data: bytes, where: str) -> Image.Image:
@@ -396,7 +441,11 @@ def find_images(paths: list[str | os.PathLike]) -> list[Path]:
     """
     out: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
+        try:
+            is_dir = p.is_dir()
+        except OSError:  # a name too long for the file system: loading names the error
+            is_dir = False
+        if is_dir:
             out.extend(_walk_images(p, set()))
         else:
             out.append(p)

@@ -4,13 +4,17 @@ decompression bombs refused."""
 from __future__ import annotations
 
 import io
+import os
 import struct
+import threading
+import time
 import zlib
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from models import images
 from models.images import (
     ImageLoadError,
     decode_png,
@@ -348,6 +352,35 @@ def test_links_devices_and_the_aspect_limit(tmp_path):
     (folder / "loop.png").symlink_to(folder / "loop.png")
     with pytest.raises(ImageLoadError, match="a symbolic link that loops"):
         load_gray(folder / "loop.png")
+
+
+def test_a_named_pipe_is_read_when_written_to_and_named_when_not(tmp_path, monkeypatch):
+    """A FIFO (or bash's ``<(...)``) is read to its end; one no process writes to is an error
+    after images.PIPE_WAIT_S, not a wait without end (opening it blocks until a writer comes)."""
+    page = tmp_path / "page.png"
+    _page().save(page)
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    # the writer opens it after the reader has started waiting: its open blocks until then
+    writer = threading.Thread(target=lambda: (time.sleep(0.3), fifo.write_bytes(page.read_bytes())))
+    writer.start()
+    try:
+        got = load_gray(fifo)
+    finally:
+        writer.join(timeout=10)
+    assert np.array_equal(np.asarray(got), np.asarray(load_gray(page)))
+    monkeypatch.setattr(images, "PIPE_WAIT_S", 0.2)
+    started = time.monotonic()
+    with pytest.raises(ImageLoadError, match=rf"{fifo}: a named pipe that no process wrote to"):
+        load_gray(fifo)
+    assert time.monotonic() - started < 5
+
+
+def test_a_name_too_long_for_the_file_system_is_named_not_a_crash(tmp_path):
+    too_long = tmp_path / ("a" * 300 + ".png")
+    assert find_images([too_long]) == [too_long]  # kept, so loading it reports it
+    with pytest.raises(ImageLoadError, match="file name too long"):
+        load_gray(too_long)
 
 
 @pytest.mark.parametrize("fmt", ["GIF", "TIFF"])

@@ -100,10 +100,12 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_cli_reads_folders_and_reports_bad_files(checkpoints, image_folder, tmp_path):
     text_file = tmp_path / "notes.txt"
     text_file.write_text("hello\n", encoding="utf-8")
+    too_long = tmp_path / ("a" * 300 + ".png")  # past the file system's 255 bytes a name
     proc = _cli(
         str(checkpoints["line"]),
         str(image_folder),
         str(text_file),
+        str(too_long),
         "--batch-size",
         "2",
         "--threads",
@@ -119,11 +121,12 @@ def test_cli_reads_folders_and_reports_bad_files(checkpoints, image_folder, tmp_
     # the four images hold the same line, so the polarity fix makes the negative read the same
     assert rows[2][1:] == rows[0][1:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 3
+    assert len(errors) == 4
     for bad, reason in zip(BAD, ("empty file", "corrupt image"), strict=True):
         assert any(str(image_folder / bad) in e and reason in e for e in errors), errors
     assert any(str(text_file) in e and "not an image" in e for e in errors)
-    assert "3 of 7 images could not be read" in proc.stderr
+    assert any(str(too_long) in e and "file name too long" in e for e in errors)
+    assert "4 of 8 images could not be read" in proc.stderr
 
 
 def test_cli_polarity_overrides_the_guess(checkpoints, image_folder, capsys):
