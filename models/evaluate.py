@@ -320,12 +320,22 @@ def write_metrics(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
 
 
 def read_metrics(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a ``metrics.json`` (naming the file when it is not valid JSON)."""
+    """Read a ``metrics.json``, naming the file when it is not valid JSON or not a record of
+    an evaluation (a JSON object with its ``experiment``, ``task`` and ``split``)."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ValueError(f"metrics file {path} is not valid JSON: {e}") from None
+    if not isinstance(record, dict):
+        raise ValueError(
+            f"metrics file {path} holds a JSON {type(record).__name__}, not an evaluation's "
+            "record (an object)"
+        )
+    missing = [k for k in ("experiment", "task", "split") if not isinstance(record.get(k), str)]
+    if missing:
+        raise ValueError(f"metrics file {path} lacks {', '.join(missing)} (as text)")
+    return record
 
 
 def write_predictions(
@@ -650,7 +660,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             spec,
             train_info=train_info if train_info.is_file() else None,
         )
-    except (CheckpointError, ValueError) as e:
+    except (CheckpointError, ValueError, OSError) as e:
+        # OSError: an output that cannot be written (a folder in predictions.csv's place, a
+        # full disk); its message names the file
         print(f"error: {e}", file=sys.stderr)
         return 1
     shown = ("n", "seq_acc", "cer", "top1", "top5", "value_acc")

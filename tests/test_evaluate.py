@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -450,6 +451,32 @@ def test_cli_evaluates_a_checkpoint_on_any_shards_of_its_task(tmp_path, cjk_font
     assert main([str(ckpt), str(shard), "--out", str(tmp_path / "afile")]) == 1
     assert f"--out {tmp_path / 'afile'}: a file, not a folder" in capsys.readouterr().err
     assert (tmp_path / "afile").read_text() == "mine"
+    # An output that cannot be written (a folder where predictions.csv goes): one line naming it.
+    blocked = tmp_path / "blocked"
+    (blocked / "predictions.csv").mkdir(parents=True)
+    assert main([str(ckpt), str(shard), "--out", str(blocked), "--threads", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "predictions.csv" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("[]", "holds a JSON list, not an evaluation's record"),
+        ('{"experiment": "e", "split": "test_seen"}', "lacks task (as text)"),
+        ('{"experiment": 3, "task": "expr"}', "lacks experiment, split (as text)"),
+    ],
+)
+def test_a_metrics_file_that_is_no_evaluations_record_is_named(tmp_path, text, said):
+    from models.evaluate import read_metrics
+    from models.report import build_table
+
+    path = tmp_path / "metrics.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"metrics file {path} {re.escape(said)}"):
+        read_metrics(path)
+    with pytest.raises(ValueError, match=rf"metrics file {path}"):
+        build_table("crnn", [path], tmp_path / "table.csv")
 
 
 def test_cli_holds_grammar_readings_to_a_configs_expressions(tmp_path, cjk_font, capsys):
