@@ -153,6 +153,10 @@ class TrainJob:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainJob:
         """From a plain dict (``--spec`` JSON): ``train`` is a dict, shard lists are lists."""
+        if not isinstance(d, Mapping):
+            raise ValueError(
+                f"spec: a JSON object of a training job's keys, not a {type(d).__name__}"
+            )
         d = dict(d)
         _unknown(cls, d, "spec")
         missing = [f.name for f in fields(cls) if f.name not in d]

@@ -998,6 +998,7 @@ def test_cli_names_what_is_missing_before_training(tmp_path, capsys, monkeypatch
             f"--cores all -s {snakefile} --configfile {cfg} {cfg}\n",
         ),
         (["--spec", "{not json"], "--spec {not json"),
+        (["--spec", "[1, 2]"], "spec: a JSON object of a training job's keys, not a list"),
     ]:
         with pytest.raises(SystemExit) as exc:
             main(argv)
