@@ -167,8 +167,8 @@ def _is_pipe(path: str | os.PathLike) -> bool:
 
 def _read_pipe(path: str | os.PathLike, name: str) -> io.BytesIO:
     """A named pipe's bytes, read to its end. Opening one blocks until a process writes to it,
-    for ever if none does: it is opened without blocking and given ``wait_s`` seconds for its
-    first bytes (`PIPE_WAIT_S`; a writer that has yet to open it is waited for too).
+    for ever if none does: it is opened without blocking and given `PIPE_WAIT_S` seconds for
+    its first bytes (a writer that has yet to open it is waited for too).
 
     Raises:
         ImageLoadError: Nothing was written within that time, or more than `PIPE_MAX_BYTES`.
