@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.registry import build_model, get_entry, input_spec, package_of
+from models.registry import TASK_INPUT, build_model, get_entry, input_spec, package_of
 from synth.atomic import atomic_write
 
 log = logging.getLogger(__name__)
@@ -310,6 +310,13 @@ def check_meta(meta: ModelMeta, where: str = "checkpoint", *, described: bool = 
     if meta.input and meta.input != expected:
         raise CheckpointError(
             f"{where}: input geometry {meta.input} is not model {meta.model!r}'s {expected}"
+        )
+    if expected.get("kind") != TASK_INPUT[meta.task]:
+        # No training writes this (the config check refuses such an experiment): the task
+        # decides how a reading is read (an expression's value, the grammar, fixed widths)
+        raise CheckpointError(
+            f"{where}: model {meta.model!r} reads {expected.get('kind')} images, but the file's "
+            f"task {meta.task!r} has {TASK_INPUT[meta.task]} images: a damaged or edited meta"
         )
 
 

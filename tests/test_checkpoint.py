@@ -196,6 +196,8 @@ def test_predict_keeps_input_order(name, kwargs, charset, task):
         (lambda m: m.update(charset=[*m["charset"][:-1], "ab"]), "not a single character"),
         (lambda m: m.update(task="nosuch"), "unknown task 'nosuch'"),
         (lambda m: m.update(input={"kind": "line", "height": 0}), "input geometry"),
+        # a line model marked as the reader's task: its readings would be read as capitals
+        (lambda m: m.update(task="short"), "reads line images, but the file's task 'short'"),
     ],
 )
 def test_a_checkpoint_whose_meta_no_model_has_is_refused(tmp_path, edit, error):
