@@ -36,6 +36,10 @@ class DeviceError(ValueError):
     """A device name that is unknown, or names a device this machine does not have."""
 
 
+def _unknown_device(name: str) -> DeviceError:
+    return DeviceError(f"unknown device {name!r}; valid: {', '.join(DEVICES)} (or cuda:N)")
+
+
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
@@ -65,7 +69,7 @@ def resolve_device(
     name = "auto" if name is None else name.strip().lower()
     base = name.split(":")[0]
     if base not in DEVICES:
-        raise DeviceError(f"unknown device {name!r}; valid: {', '.join(DEVICES)} (or cuda:N)")
+        raise _unknown_device(name)
     if base == "auto" and not torch.cuda.is_available():
         return torch.device("mps" if _mps_available() else "cpu")
     if base in ("auto", "cuda"):
@@ -79,9 +83,7 @@ def resolve_device(
             try:
                 device = torch.device(name)
             except RuntimeError:  # torch's own words for "cuda:x" name no valid form
-                raise DeviceError(
-                    f"unknown device {name!r}; valid: {', '.join(DEVICES)} (or cuda:N)"
-                ) from None
+                raise _unknown_device(name) from None
             if device.index is not None and device.index >= count:
                 raise DeviceError(
                     f"device {name!r} asked for, but this machine shows {count} GPU(s) "
@@ -104,9 +106,7 @@ def resolve_device(
     try:
         return torch.device(name)
     except RuntimeError:  # "cpu:x": torch's own words name no valid form
-        raise DeviceError(
-            f"unknown device {name!r}; valid: {', '.join(DEVICES)} (or cuda:N)"
-        ) from None
+        raise _unknown_device(name) from None
 
 
 def _gpu_id(index: int) -> str:
