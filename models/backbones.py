@@ -136,22 +136,29 @@ class VGGBackbone(nn.Module):
     conv64 - pool 2x2 - conv128 - pool 2x2 - conv256 (BN) - conv256 - pool (2,2)/(2,1)/pad (0,1) -
     conv512 (BN) - conv512 - same pool - conv512 2x2 no pad (BN). Shapes:
     ``N, 1, 32, W -> N, 512*width, 1, W // 4 + 1``.
+
+    Args:
+        width: Channel multiplier.
+        batch_norm_all: Batch norm after all seven convolutions, not only the paper's three.
+            A slim CPU model (width 0.25) leaves CTC's plateau of character frequencies sooner
+            and more surely with it (BENCHMARKS.md, "Line models that read on a CPU", session 38).
     """
 
-    def __init__(self, width: float = 1.0) -> None:
+    def __init__(self, width: float = 1.0, batch_norm_all: bool = False) -> None:
         super().__init__()
         c = [scaled(n, width) for n in (64, 128, 256, 256, 512, 512, 512)]
         self.out_channels = c[6]
+        bn = batch_norm_all
         self.features = nn.Sequential(
-            conv_bn_relu(1, c[0], batch_norm=False),
+            conv_bn_relu(1, c[0], batch_norm=bn),
             nn.MaxPool2d(2, 2),
-            conv_bn_relu(c[0], c[1], batch_norm=False),
+            conv_bn_relu(c[0], c[1], batch_norm=bn),
             nn.MaxPool2d(2, 2),
             conv_bn_relu(c[1], c[2]),
-            conv_bn_relu(c[2], c[3], batch_norm=False),
+            conv_bn_relu(c[2], c[3], batch_norm=bn),
             nn.MaxPool2d(2, (2, 1), (0, 1)),
             conv_bn_relu(c[3], c[4]),
-            conv_bn_relu(c[4], c[5], batch_norm=False),
+            conv_bn_relu(c[4], c[5], batch_norm=bn),
             nn.MaxPool2d(2, (2, 1), (0, 1)),
             conv_bn_relu(c[5], c[6], kernel_size=2, padding=0),
         )

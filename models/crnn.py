@@ -83,9 +83,15 @@ def _crnn(
     return CRNN(backbone_fn(**backbone_kwargs), num_classes, hidden=hidden)
 
 
-def crnn_vgg(num_classes: int, *, width: float = 1.0, hidden: int = 256) -> CRNN:
-    """CRNN with its original VGG backbone: ``N, 1, 32, W -> T, N, num_classes + 1``."""
-    return _crnn(VGGBackbone, num_classes, hidden, width=width)
+def crnn_vgg(
+    num_classes: int, *, width: float = 1.0, hidden: int = 256, batch_norm_all: bool = False
+) -> CRNN:
+    """CRNN with its original VGG backbone: ``N, 1, 32, W -> T, N, num_classes + 1``.
+
+    ``batch_norm_all`` puts batch norm after every convolution, not only the paper's three
+    (`VGGBackbone`).
+    """
+    return _crnn(VGGBackbone, num_classes, hidden, width=width, batch_norm_all=batch_norm_all)
 
 
 def crnn_grcnn(

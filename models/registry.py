@@ -205,7 +205,7 @@ MODELS: dict[str, ModelEntry] = {
         "models.crnn:crnn_vgg",
         "ctc",
         {"kind": "line", "height": 32},
-        {"width": 1.0, "hidden": 256},
+        {"width": 1.0, "hidden": 256, "batch_norm_all": False},
         _crnn_length,
         tiny={"width": 0.125, "hidden": 16},
     ),

@@ -147,10 +147,13 @@ def test_the_readers_masks_start_whole_and_stay_in_0_1() -> None:
 def test_the_contract_checks_fail_naming_what_a_model_breaks(
     monkeypatch, capfd, check, model, message
 ):
-    vgg = MODELS["crnn_vgg"]
+    # the test factories below take crnn_vgg's width and hidden, not its batch_norm_all
+    vgg = replace(MODELS["crnn_vgg"], kwargs={"width": 1.0, "hidden": 256})
     entries = {
         # an output_length that undercounts the forward's frames
-        "undercounts": replace(vgg, output_length=lambda image_width, **kw: image_width // 4),
+        "undercounts": replace(
+            MODELS["crnn_vgg"], output_length=lambda image_width, **kw: image_width // 4
+        ),
         "layout_bound": replace(vgg, target="tests.test_models:_layout_bound"),
         "classes_last": replace(vgg, target="tests.test_models:_classes_last"),
         "adaptive": replace(vgg, target="tests.test_models:_adaptive"),
@@ -287,6 +290,29 @@ def test_expr_filters_set_each_module() -> None:
     assert same.body.out_channels == 64
 
 
+def test_vgg_batch_norm_all_puts_batch_norm_after_every_conv() -> None:
+    """The paper's VGG has batch norm after three of its seven convolutions (the default);
+    ``batch_norm_all`` after each, the convs then without bias; shapes and frames unchanged."""
+
+    def layout(model: torch.nn.Module) -> list[tuple[bool, bool]]:
+        layers = list(model.backbone.features.modules())
+        convs = [i for i, m in enumerate(layers) if isinstance(m, torch.nn.Conv2d)]
+        return [
+            (layers[i].bias is not None, isinstance(layers[i + 1], torch.nn.BatchNorm2d))
+            for i in convs
+        ]
+
+    paper = build_model("crnn_vgg", 15, **TINY["crnn_vgg"])
+    assert [bn for _, bn in layout(paper)] == [False, False, True, False, True, False, True]
+    every = build_model("crnn_vgg", 15, **TINY["crnn_vgg"], batch_norm_all=True)
+    assert layout(every) == [(False, True)] * 7
+    with torch.no_grad():
+        out = every.eval()(torch.rand(2, 1, 32, 100))
+    assert out.shape == (output_length("crnn_vgg", 100), 2, 16)
+    with pytest.raises(ValueError, match=r"batch_norm_all: expected bool .*got 'yes'"):
+        check_kwargs("crnn_vgg", {"batch_norm_all": "yes"})
+
+
 @pytest.mark.parametrize("bad", [[8, 32], [8, 0, 64], [8, 32.0, 64], "abc", [True, 8, 8]])
 def test_expr_filters_rejected(bad: object) -> None:
     with pytest.raises(ValueError, match="filters must be three channel counts"):
@@ -307,7 +333,7 @@ def test_an_entrys_tiny_kwargs_are_checked_as_a_configs(monkeypatch) -> None:
         check_model("bad_tiny")
     assert str(e.value) == (
         "model 'bad_tiny' (models/registry.py MODELS): tiny.hidden: must be >= 1, got 0; "
-        "tiny.depth: the model takes no argument 'depth'; valid: width, hidden"
+        "tiny.depth: the model takes no argument 'depth'; valid: width, hidden, batch_norm_all"
     )
 
 
@@ -792,15 +818,15 @@ def test_an_entry_whose_defaults_drift_from_its_factorys_is_refused_when_built(m
     """An entry declaring hidden 128 for a factory whose default is 256 would train, silently,
     another model than its config names (and a check of kwargs would pass what the factory
     lacks)."""
-    drifted = replace(MODELS["crnn_vgg"], kwargs={"width": 1.0, "hidden": 128})
+    drifted = replace(MODELS["crnn_grcnn"], kwargs={"width": 1.0, "hidden": 128, "iterations": 5})
     monkeypatch.setitem(MODELS, "drifted", drifted)
     with pytest.raises(ValueError) as e:
         build_model("drifted", 10, width=0.125)
     assert str(e.value) == (
-        "model 'drifted' (models/registry.py MODELS): its factory models.crnn:crnn_vgg's "
-        "keyword-only arguments are {'width': 1.0, 'hidden': 256}, its entry's kwargs "
-        "{'width': 1.0, 'hidden': 128}: an entry's kwargs repeat its factory's keyword-only "
-        "arguments and their defaults"
+        "model 'drifted' (models/registry.py MODELS): its factory models.crnn:crnn_grcnn's "
+        "keyword-only arguments are {'width': 1.0, 'hidden': 256, 'iterations': 5}, its entry's "
+        "kwargs {'width': 1.0, 'hidden': 128, 'iterations': 5}: an entry's kwargs repeat its "
+        "factory's keyword-only arguments and their defaults"
     )
 
 
