@@ -191,6 +191,37 @@ def test_the_cpu_lines_overlay_is_the_default_config_but_for_the_line_models():
         assert train["lr"] == train_default["lr"]
 
 
+def test_a_shipped_stage_builds_the_model_of_the_stage_it_starts_from():
+    """``train.init_from`` loads another experiment's weights only into a model of the same
+    tensors: a second stage whose ``model_kwargs`` drifted from its first's (``batch_norm_all``
+    set on one alone) would fail in its train job, after the first stage's hour of training."""
+    from models.registry import build_model
+
+    def tensors(exp: dict) -> dict[str, tuple[int, ...]]:
+        model = build_model(exp["model"], 10, **exp.get("model_kwargs", {}))
+        return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+    pairs = []
+    for config in sorted((REPO / "configs").glob("*.yaml")):
+        experiments = load_config_file(config)["experiments"]
+        for name, exp in experiments.items():
+            source = Path(exp.get("train", {}).get("init_from") or "")
+            if source.parts[:2] == ("results", "models"):
+                pairs.append((config.name, experiments[source.parts[2]], exp, name))
+    assert {(c, n) for c, *_, n in pairs} >= {
+        ("lines_cpu_long.yaml", "line_crnn_vgg_long"),
+        ("lines_cpu_long.yaml", "line_crnn_grcnn_long"),
+    }
+    for config, first, exp, name in pairs:
+        assert (first["task"], first["model"]) == (exp["task"], exp["model"]), (config, name)
+        assert tensors(first) == tensors(exp), (config, name)
+    # and a drift is seen: the paper's VGG layout under a first stage with batch norm everywhere
+    [(first, exp)] = [(f, e) for c, f, e, n in pairs if n == "line_crnn_vgg_long"]
+    assert first["model_kwargs"]["batch_norm_all"] is True
+    drifted = {**exp, "model_kwargs": {**exp["model_kwargs"], "batch_norm_all": False}}
+    assert tensors(first) != tensors(drifted)
+
+
 def test_a_config_extends_a_file_relative_to_itself_and_the_base_may_extend_another(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "base.yaml").write_text("seed: 1\ntasks: {expr: {height: 40, width: 100}}\n")
