@@ -139,9 +139,11 @@ class VGGBackbone(nn.Module):
 
     Args:
         width: Channel multiplier.
-        batch_norm_all: Batch norm after all seven convolutions, not only the paper's three.
-            A slim CPU model (width 0.25) leaves CTC's plateau of character frequencies sooner
-            and more surely with it (BENCHMARKS.md, "Line models that read on a CPU", session 38).
+        batch_norm_all: Batch norm after all seven convolutions, not only the paper's three
+            (the convolutions then without bias). With it a slim CPU model (width 0.25) left
+            CTC's plateau of character frequencies in a run where the paper's layout stayed on
+            it, and on every seed tried (BENCHMARKS.md, "Line models that read on a CPU",
+            session 38).
     """
 
     def __init__(self, width: float = 1.0, batch_norm_all: bool = False) -> None:
