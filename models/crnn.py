@@ -34,6 +34,22 @@ def recurrent(rnn: nn.RNNBase, seq: torch.Tensor) -> torch.Tensor:
         return rnn(seq.float())[0]
 
 
+def set_forget_bias(lstm: nn.LSTM, value: float) -> None:
+    """Start every forget gate of ``lstm`` with bias ``value`` (Gers, Schmidhuber and Cummins
+    2000; Jozefowicz, Zaremba and Sutskever 2015 recommend 1): each layer's and direction's
+    ``bias_ih`` forget quarter is set to ``value`` and its ``bias_hh`` one to 0 (PyTorch adds
+    the two; its gates are ordered input, forget, cell, output). The other weights keep PyTorch's
+    draws, so the random stream is the same as without it.
+    """
+    h = lstm.hidden_size
+    with torch.no_grad():
+        for name, param in lstm.named_parameters():
+            if name.startswith("bias_ih"):
+                param[h : 2 * h].fill_(value)
+            elif name.startswith("bias_hh"):
+                param[h : 2 * h].zero_()
+
+
 class CRNN(nn.Module):
     """CRNN head (Shi, Bai and Yao 2015): a height-collapsing CNN, two BiLSTM layers, a linear map.
 
@@ -44,12 +60,22 @@ class CRNN(nn.Module):
         backbone: The feature extractor.
         num_classes: Charset size; the output has one more class, the blank (index 0).
         hidden: Hidden units per direction of each BiLSTM layer.
+        forget_bias: When given, every BiLSTM forget gate's bias starts at this value
+            (`set_forget_bias`) instead of PyTorch's uniform draw.
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: int, hidden: int = 256) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        hidden: int = 256,
+        forget_bias: float | None = None,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.rnn = nn.LSTM(backbone.out_channels, hidden, num_layers=2, bidirectional=True)
+        if forget_bias is not None:
+            set_forget_bias(self.rnn, forget_bias)
         self.classifier = nn.Linear(2 * hidden, num_classes + 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,31 +104,46 @@ def _crnn(
     backbone_fn: Callable[..., nn.Module],
     num_classes: int,
     hidden: int,
+    forget_bias: float | None,
     **backbone_kwargs: object,
 ) -> CRNN:
-    return CRNN(backbone_fn(**backbone_kwargs), num_classes, hidden=hidden)
+    return CRNN(backbone_fn(**backbone_kwargs), num_classes, hidden=hidden, forget_bias=forget_bias)
 
 
 def crnn_vgg(
-    num_classes: int, *, width: float = 1.0, hidden: int = 256, batch_norm_all: bool = False
+    num_classes: int,
+    *,
+    width: float = 1.0,
+    hidden: int = 256,
+    batch_norm_all: bool = False,
+    forget_bias: float | None = None,
 ) -> CRNN:
     """CRNN with its original VGG backbone: ``N, 1, 32, W -> T, N, num_classes + 1``.
 
     ``batch_norm_all`` puts batch norm after every convolution, not only the paper's three
-    (`VGGBackbone`).
+    (`VGGBackbone`); ``forget_bias`` starts the BiLSTM forget gates' biases there (`CRNN`).
     """
-    return _crnn(VGGBackbone, num_classes, hidden, width=width, batch_norm_all=batch_norm_all)
+    return _crnn(
+        VGGBackbone, num_classes, hidden, forget_bias, width=width, batch_norm_all=batch_norm_all
+    )
 
 
 def crnn_grcnn(
-    num_classes: int, *, width: float = 1.0, hidden: int = 256, iterations: int = 5
+    num_classes: int,
+    *,
+    width: float = 1.0,
+    hidden: int = 256,
+    iterations: int = 5,
+    forget_bias: float | None = None,
 ) -> CRNN:
     """CRNN head on a GRCNN backbone (Wang and Hu 2017): ``N, 1, 32, W -> T, N, num_classes + 1``.
 
     Fewer parameters than `crnn_vgg` at equal ``width``/``hidden``; ``iterations`` is the number
-    of unrolled steps of each GRCL (5 in the paper).
+    of unrolled steps of each GRCL (5 in the paper); ``forget_bias`` as for `crnn_vgg`.
     """
-    return _crnn(GRCNNBackbone, num_classes, hidden, width=width, iterations=iterations)
+    return _crnn(
+        GRCNNBackbone, num_classes, hidden, forget_bias, width=width, iterations=iterations
+    )
 
 
 class ExprCRNN(nn.Module):

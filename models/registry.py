@@ -32,6 +32,7 @@ import functools
 import importlib
 import importlib.util
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -205,7 +206,7 @@ MODELS: dict[str, ModelEntry] = {
         "models.crnn:crnn_vgg",
         "ctc",
         {"kind": "line", "height": 32},
-        {"width": 1.0, "hidden": 256, "batch_norm_all": False},
+        {"width": 1.0, "hidden": 256, "batch_norm_all": False, "forget_bias": None},
         _crnn_length,
         tiny={"width": 0.125, "hidden": 16},
     ),
@@ -213,7 +214,7 @@ MODELS: dict[str, ModelEntry] = {
         "models.crnn:crnn_grcnn",
         "ctc",
         {"kind": "line", "height": 32},
-        {"width": 1.0, "hidden": 256, "iterations": 5},
+        {"width": 1.0, "hidden": 256, "iterations": 5, "forget_bias": None},
         _crnn_length,
         tiny={"width": 0.125, "hidden": 16, "iterations": 2},
     ),
@@ -231,6 +232,11 @@ MODELS: dict[str, ModelEntry] = {
 def _above_zero(value: float) -> None:
     if value <= 0:
         raise ValueError(f"must be > 0, got {value!r}")
+
+
+def _finite_number(value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value!r}")
 
 
 def _at_least_one(value: int) -> None:
@@ -261,6 +267,7 @@ VALUE_CHECKS: dict[str, Callable[[Any], None]] = {
     "input_height": _at_least_one,
     "dropout": _probability,
     "drop_frames": _not_negative,
+    "forget_bias": _finite_number,
 }
 
 # Model kwargs that set the input geometry, per input kind.

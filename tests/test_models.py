@@ -313,6 +313,37 @@ def test_vgg_batch_norm_all_puts_batch_norm_after_every_conv() -> None:
         check_kwargs("crnn_vgg", {"batch_norm_all": "yes"})
 
 
+@pytest.mark.parametrize("name", ["crnn_vgg", "crnn_grcnn"])
+def test_crnn_forget_bias_sets_every_forget_gate_and_nothing_else(name: str) -> None:
+    """``forget_bias`` starts each BiLSTM forget gate's summed bias at the value (bias_ih's
+    forget quarter, bias_hh's 0); every other parameter is the one drawn without it, from the
+    same seed; shapes and frames unchanged; a value that is not a finite number is refused."""
+    torch.manual_seed(0)
+    plain = build_model(name, 15, **TINY[name])
+    torch.manual_seed(0)
+    biased = build_model(name, 15, **TINY[name], forget_bias=1.0)
+    h = biased.rnn.hidden_size
+    changed = set()
+    for (key, a), (_, b) in zip(
+        plain.state_dict().items(), biased.state_dict().items(), strict=True
+    ):
+        if not torch.equal(a, b):
+            changed.add(key)
+    assert changed == {k for k in biased.state_dict() if k.startswith("rnn.bias_")}
+    for key, param in biased.rnn.named_parameters():
+        if key.startswith("bias_"):
+            forget = param[h : 2 * h]
+            assert torch.all(forget == (1.0 if key.startswith("bias_ih") else 0.0)), key
+            assert torch.equal(param[:h], dict(plain.rnn.named_parameters())[key][:h])
+    with torch.no_grad():
+        out = biased.eval()(torch.rand(2, 1, 32, 100))
+    assert out.shape == (output_length(name, 100), 2, 16)
+    for bad in ("1", True, float("nan")):
+        with pytest.raises(ValueError, match=r"forget_bias: .*must be a finite number|expected"):
+            check_kwargs(name, {"forget_bias": bad})
+    check_kwargs(name, {"forget_bias": None})
+
+
 @pytest.mark.parametrize("bad", [[8, 32], [8, 0, 64], [8, 32.0, 64], "abc", [True, 8, 8]])
 def test_expr_filters_rejected(bad: object) -> None:
     with pytest.raises(ValueError, match="filters must be three channel counts"):
@@ -333,7 +364,8 @@ def test_an_entrys_tiny_kwargs_are_checked_as_a_configs(monkeypatch) -> None:
         check_model("bad_tiny")
     assert str(e.value) == (
         "model 'bad_tiny' (models/registry.py MODELS): tiny.hidden: must be >= 1, got 0; "
-        "tiny.depth: the model takes no argument 'depth'; valid: width, hidden, batch_norm_all"
+        "tiny.depth: the model takes no argument 'depth'; valid: width, hidden, batch_norm_all, "
+        "forget_bias"
     )
 
 
@@ -380,9 +412,9 @@ def test_a_misspelt_model_or_kwarg_gets_the_close_name() -> None:
         check_kwargs("crnn_grcnn", {"iteration": 2, "depth": 3}, where="model_kwargs")
     assert str(e.value).splitlines() == [
         "model_kwargs.iteration: model 'crnn_grcnn' takes no argument 'iteration' (did you mean "
-        "'iterations'?); valid: width, hidden, iterations",
+        "'iterations'?); valid: width, hidden, iterations, forget_bias",
         "model_kwargs.depth: model 'crnn_grcnn' takes no argument 'depth'; valid: width, hidden, "
-        "iterations",
+        "iterations, forget_bias",
     ]
 
 
@@ -818,15 +850,17 @@ def test_an_entry_whose_defaults_drift_from_its_factorys_is_refused_when_built(m
     """An entry declaring hidden 128 for a factory whose default is 256 would train, silently,
     another model than its config names (and a check of kwargs would pass what the factory
     lacks)."""
-    drifted = replace(MODELS["crnn_grcnn"], kwargs={"width": 1.0, "hidden": 128, "iterations": 5})
+    kwargs = {"width": 1.0, "hidden": 128, "iterations": 5, "forget_bias": None}
+    drifted = replace(MODELS["crnn_grcnn"], kwargs=kwargs)
     monkeypatch.setitem(MODELS, "drifted", drifted)
     with pytest.raises(ValueError) as e:
         build_model("drifted", 10, width=0.125)
     assert str(e.value) == (
         "model 'drifted' (models/registry.py MODELS): its factory models.crnn:crnn_grcnn's "
-        "keyword-only arguments are {'width': 1.0, 'hidden': 256, 'iterations': 5}, its entry's "
-        "kwargs {'width': 1.0, 'hidden': 128, 'iterations': 5}: an entry's kwargs repeat its "
-        "factory's keyword-only arguments and their defaults"
+        "keyword-only arguments are {'width': 1.0, 'hidden': 256, 'iterations': 5, "
+        "'forget_bias': None}, its entry's kwargs {'width': 1.0, 'hidden': 128, 'iterations': 5, "
+        "'forget_bias': None}: an entry's kwargs repeat its factory's keyword-only arguments "
+        "and their defaults"
     )
 
 
