@@ -1,5 +1,6 @@
-"""Recognition throughput and accuracy on the CPU: our model in PyTorch and in onnxruntime, side by
-side with Tesseract (chi_sim, psm 7), on the same line images, in one run.
+"""Recognition throughput and accuracy on the CPU: our model in PyTorch, in onnxruntime and in
+onnxruntime as int8, side by side with Tesseract (chi_sim, psm 7), on the same line images, in one
+run.
 
     .venv/bin/python bench/bench_recognize.py                      # defaults below
     .venv/bin/python bench/bench_recognize.py --threads 2 --limit 1000 --json bench/out/rec.json
@@ -16,7 +17,11 @@ order) with the same number of CPU threads: PyTorch intra-op threads, onnxruntim
 threads, and that many single-threaded Tesseract processes (``OMP_THREAD_LIMIT=1``, 25 images
 per call, so its start-up is amortised as in ``models.tesseract``). Our time covers the whole
 path of `models.recognize`: loading to grayscale (polarity check included), resizing, padding,
-batching, the forward pass and decoding; both of ours get a warm-up batch first. Tesseract's
+batching, the forward pass and decoding; each of ours gets a warm-up batch first. The int8 engine is
+the onnxruntime export quantized as ``models.export --int8`` quantizes it (`models.quantize`),
+calibrated on the first 256 images of ``--calibration`` (default: ``train-000000.tar`` beside the
+measured shards; without one, or with ``--no-int8``, there is no int8 row), never on the images
+measured. Tesseract's
 readings are normalised as in the evaluation (NFKC, no spaces between hanzi).
 
 Prints a Markdown table (lines/s, speed-up over Tesseract, sequence accuracy, CER) and the
@@ -48,6 +53,7 @@ from PIL import Image
 from models.checkpoint import CheckpointError, ModelMeta, save_model
 from models.evaluate import Reading, Sample, iter_samples, sample_metrics
 from models.export import ExportError, export_onnx
+from models.quantize import DEFAULT_CALIBRATION_IMAGES, quantize_onnx
 from models.recognize import Recognizer, load_recognizer
 from models.registry import build_model
 from models.tesseract import (
@@ -183,9 +189,28 @@ def untrained_checkpoint(cfg: dict[str, Any], experiment: str, path: Path) -> Pa
     return path
 
 
+def calibration_source(args: argparse.Namespace, shards: Sequence[str]) -> list[str]:
+    """The int8 engine's calibration images: ``--calibration``, else the first training shard
+    beside the measured ones (``train-000000.tar``), never the measured split itself; none
+    (no int8 engine, with a warning) when neither is there or with ``--no-int8``."""
+    if args.no_int8:
+        return []
+    if args.calibration:
+        found = sorted(glob.glob(args.calibration))
+        if not found:
+            raise FileNotFoundError(f"--calibration {args.calibration!r} matches nothing")
+        return found
+    beside = [str(Path(s).parent / "train-000000.tar") for s in shards[:1]]
+    if beside and Path(beside[0]).is_file():
+        return beside
+    log.warning("no training shard beside the measured ones and no --calibration: no int8 engine")
+    return []
+
+
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Measure every engine; returns one row per engine (Tesseract last, the speed-up base)."""
     cfg = load_config_file(args.config)
+    shards: list[str] = []
     if args.synthetic:
         samples = synthetic_samples(cfg, args.synthetic)
     else:
@@ -207,10 +232,16 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         recognizer = load_recognizer(checkpoint, device="cpu", batch_size=args.batch_size)
         onnx_path = export_onnx(checkpoint, Path(tmp) / "model.onnx")
         onnx_rec = load_recognizer(onnx_path, threads=args.threads, batch_size=args.batch_size)
-    engines = {
-        "synthocr PyTorch": our_engine(recognizer),
-        "synthocr onnxruntime": our_engine(onnx_rec),
-    }
+        engines = {
+            "synthocr PyTorch": our_engine(recognizer),
+            "synthocr onnxruntime": our_engine(onnx_rec),
+        }
+        calibration = calibration_source(args, shards if not args.synthetic else [])
+        if calibration:
+            int8_path = Path(tmp) / "int8.onnx"
+            quantize_onnx(onnx_path, int8_path, calibration, limit=args.calibration_images)
+            int8_rec = load_recognizer(int8_path, threads=args.threads, batch_size=args.batch_size)
+            engines["synthocr onnxruntime int8"] = our_engine(int8_rec)
     version = tesseract_version()
     if args.no_tesseract:
         log.warning("tesseract skipped (--no-tesseract)")
@@ -286,6 +317,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="factor Tesseract's images are scaled by first, as tesseract.<task>.scale (expr: 1.5)",
     )
     parser.add_argument("--no-tesseract", action="store_true")
+    parser.add_argument(
+        "--calibration",
+        help="the int8 engine's calibration images, a glob of shards or images (default: "
+        "train-000000.tar beside the measured shards)",
+    )
+    parser.add_argument(
+        "--calibration-images",
+        type=int,
+        default=DEFAULT_CALIBRATION_IMAGES,
+        help=f"images calibrated on (default {DEFAULT_CALIBRATION_IMAGES})",
+    )
+    parser.add_argument("--no-int8", action="store_true", help="no int8 onnxruntime engine")
     parser.add_argument(
         "--synthetic",
         type=int,

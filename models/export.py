@@ -540,6 +540,32 @@ def load_onnx(path: str | os.PathLike, threads: int = 0) -> tuple[OnnxModel, Mod
     return model, meta
 
 
+def _export_int8(args: argparse.Namespace) -> Path:
+    """Export to a temporary float file, then quantize it into ``args.out``."""
+    from models.quantize import DEFAULT_CALIBRATION_IMAGES, DEFAULT_OPS, quantize_onnx
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".onnx":  # before exporting anything
+        raise ExportError(f"{out}: the output must be an .onnx file")
+    ops = args.int8_ops.split(",") if args.int8_ops else list(DEFAULT_OPS)
+    with tempfile.TemporaryDirectory(prefix="synthocr-export-") as work:
+        plain = export_onnx(
+            args.checkpoint, Path(work) / "float.onnx", opset=args.opset, check=not args.no_check
+        )
+        quantize_onnx(
+            plain,
+            out,
+            args.int8,
+            limit=(
+                args.calibration_images
+                if args.calibration_images is not None
+                else DEFAULT_CALIBRATION_IMAGES
+            ),
+            ops=ops,
+        )
+    return out
+
+
 @stops_on_interrupt("models.export")
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m models.export CHECKPOINT OUT.onnx``: returns the exit status."""
@@ -556,10 +582,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="skip the onnxruntime-vs-PyTorch comparison on random batches",
     )
+    parser.add_argument(
+        "--int8",
+        nargs="+",
+        metavar="CALIBRATION",
+        help="write an int8 model (onnxruntime static quantization of the convolutions), "
+        "calibrated on these images: image files, folders or shard .tar files of the model's "
+        "task, such as its training shards (models/quantize.py)",
+    )
+    parser.add_argument(
+        "--calibration-images",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --int8: images used for the calibration, at most (default 256)",
+    )
+    parser.add_argument(
+        "--int8-ops",
+        default=None,
+        metavar="OPS",
+        help="with --int8: the op types quantized, comma-separated (default Conv; Conv,MatMul "
+        "quantizes the class layer too)",
+    )
     args = parser.parse_args(argv)
+    if not args.int8 and (args.calibration_images is not None or args.int8_ops is not None):
+        parser.error("--calibration-images and --int8-ops go with --int8")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        path = export_onnx(args.checkpoint, args.out, opset=args.opset, check=not args.no_check)
+        if args.int8:
+            path = _export_int8(args)
+        else:
+            path = export_onnx(args.checkpoint, args.out, opset=args.opset, check=not args.no_check)
     except (CheckpointError, ExportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

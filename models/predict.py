@@ -3,7 +3,7 @@ recognition (batching, preprocessing, the family's decoder, expression values)."
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -58,8 +58,6 @@ def predict(
         One `Prediction` per image; for the ``expr`` task ``value`` holds the value of the read
         expression (None when it does not parse).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
@@ -69,6 +67,33 @@ def predict(
     grammar = (
         grammar_for(meta.model, meta.task, task_cfg=task_settings) if decoder == "grammar" else None
     )
+    out: list[Prediction | None] = [None] * len(images)
+    for idx, batch, widths in batches(meta, images, batch_size):
+        outputs = model(batch.to(device))
+        preds = family.decode(
+            outputs, widths, decoder=decoder, beam_width=beam_width, k=top_k, grammar=grammar
+        )
+        for i, p in zip(idx, preds, strict=True):
+            if meta.task == "expr":
+                p.value = expression_value(p.text)
+            out[i] = p
+    return out  # type: ignore[return-value]
+
+
+def batches(
+    meta: ModelMeta, images: Sequence[ImageLike], batch_size: int = 64
+) -> Iterator[tuple[list[int], torch.Tensor, list[int]]]:
+    """The batches `predict` feeds a model: ``(indices, batch, widths)``, the images'
+    indices in ``images``, the preprocessed ``N, 1, H, W`` batch and each image's own width in
+    it. Line images are grouped by width bucket and padded to it, except a fixed-width task's
+    (see `predict`); the buckets come narrowest first, in input order within a bucket.
+    `models.quantize` calibrates on these same batches.
+
+    Raises:
+        ValueError: ``batch_size`` below 1.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     arrays = [prepare_image(im, meta.input) for im in images]
     own_width = meta.task in FIXED_WIDTH_TASKS
     buckets: dict[int, list[int]] = {}
@@ -80,17 +105,8 @@ def predict(
         else:
             bucket = bucket_width(a.shape[1], meta.input)
         buckets.setdefault(bucket, []).append(i)
-    out: list[Prediction | None] = [None] * len(arrays)
     for bucket, members in sorted(buckets.items()):
         for start in range(0, len(members), batch_size):
             idx = members[start : start + batch_size]
             batch, widths = pad_batch([arrays[i] for i in idx], meta.input, width=bucket)
-            outputs = model(batch.to(device))
-            preds = family.decode(
-                outputs, widths, decoder=decoder, beam_width=beam_width, k=top_k, grammar=grammar
-            )
-            for i, p in zip(idx, preds, strict=True):
-                if meta.task == "expr":
-                    p.value = expression_value(p.text)
-                out[i] = p
-    return out  # type: ignore[return-value]
+            yield idx, batch, widths

@@ -376,14 +376,15 @@ def test_bench_runs_on_a_shard(checkpoints, tmp_path, cjk_font, repo_root):
     from synth.shards import Sample, write_samples
 
     texts = ["中文识别", "一二三", "字体123"]
-    shard = tmp_path / "test_heldout-000000.tar"
-    write_samples(
-        shard,
-        (
-            Sample(f"{i:06d}", np.asarray(_line(cjk_font, t)), {"text": t, "font": "WQY"})
-            for i, t in enumerate(texts * 2)
-        ),
-    )
+    # the measured split, and beside it the training shard the int8 engine calibrates on
+    for split, repeat in (("test_heldout", 2), ("train", 1)):
+        write_samples(
+            tmp_path / f"{split}-000000.tar",
+            (
+                Sample(f"{i:06d}", np.asarray(_line(cjk_font, t)), {"text": t, "font": "WQY"})
+                for i, t in enumerate(texts * repeat)
+            ),
+        )
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [
@@ -405,13 +406,14 @@ def test_bench_runs_on_a_shard(checkpoints, tmp_path, cjk_font, repo_root):
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(out.read_text(encoding="utf-8"))["rows"]
     engines = [r["engine"] for r in rows]
-    assert engines[:2] == ["synthocr PyTorch", "synthocr onnxruntime"]
-    assert len(rows) == 3 and engines[2].startswith("Tesseract")  # make test installs it
+    assert engines[:3] == ["synthocr PyTorch", "synthocr onnxruntime", "synthocr onnxruntime int8"]
+    assert len(rows) == 4 and engines[3].startswith("Tesseract")  # make test installs it
     for row in rows:
         assert row["n"] == 5 and row["lines_per_s"] > 0 and 0 <= row["seq_acc"] <= 1
         assert row["speedup"] > 0
-    assert rows[2]["speedup"] == 1.0
+    assert rows[3]["speedup"] == 1.0
     assert "| synthocr onnxruntime | 5 |" in proc.stdout
+    assert "| synthocr onnxruntime int8 | 5 |" in proc.stdout
 
 
 def _bench_module(repo_root):

@@ -1,0 +1,276 @@
+"""An exported ONNX file -> an int8 one, calibrated on images: onnxruntime's static
+quantization, for reading faster on a CPU.
+
+``python -m models.export CHECKPOINT OUT.onnx --int8 CALIBRATION...`` exports the checkpoint
+and quantizes it here; `quantize_onnx` does the second step on a file already exported.
+
+The convolutions' weights become int8 (one scale per output channel) and their inputs uint8
+(one scale per tensor, from the range each takes on the calibration images), in onnxruntime's
+QDQ format (`onnxruntime.quantization.quantize_static`): onnxruntime then runs them as integer
+convolutions. The recurrent layers and the class layer stay float (``ops``: quantizing the
+class layer's MatMul too reads a little faster and a little less accurately, BENCHMARKS.md,
+"Recognition"). The calibration images are read as recognition reads images (`Recognizer.load`:
+grayscale, dark on light) and batched as it batches them (`models.predict.batches`), so the
+ranges are those the model meets when it reads; they should look like the images it will read
+(a split of the training shards does: never the split it is scored on). The quantized file keeps
+the export's metadata, with a ``quantization`` entry added (the ops, the calibration's image
+count, and how many of those images it reads as the float file does), so `models.export.load_onnx`
+and `models.recognize` read it as any export.
+
+The file is written atomically; quantizing the same file on the same images gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from PIL import Image
+
+from models.evaluate import iter_samples
+from models.export import META_KEY, ExportError, _atomic_tmp, load_onnx, read_onnx_meta
+from models.images import ImageLoadError, find_images
+from models.predict import batches, predict
+from models.recognize import Recognizer
+from synth.atomic import publish
+from synth.shards import ShardReadError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPS = ("Conv",)
+QUANTIZABLE_OPS = ("Conv", "MatMul")
+DEFAULT_CALIBRATION_IMAGES = 256
+# Below this share of the calibration images read alike, the export warns.
+AGREEMENT_WARNING = 0.95
+
+
+def calibration_images(
+    sources: Sequence[str | os.PathLike], recognizer: Recognizer, limit: int
+) -> list[Image.Image]:
+    """Up to ``limit`` images from ``sources``, loaded as ``recognizer`` loads images.
+
+    Args:
+        sources: Image files, folders (walked as `models.images.find_images` walks them) and
+            shard ``.tar`` files (their images, in order), taken in turn.
+        recognizer: Loads each image (grayscale, its polarity, the size limits).
+        limit: Stop after this many.
+
+    Raises:
+        ExportError: A source that does not exist, a folder without images, an image or shard
+            that cannot be read (each naming it), or no image at all.
+    """
+    if limit < 1:
+        raise ExportError(f"the calibration needs at least one image, got a limit of {limit}")
+    images: list[Image.Image] = []
+    for source in map(str, sources):
+        if len(images) >= limit:
+            break
+        if not os.path.exists(source):
+            raise ExportError(f"calibration: {source} does not exist")
+        if os.path.isfile(source) and source.lower().endswith(".tar"):
+            try:
+                for sample in iter_samples([source], limit=limit - len(images)):
+                    images.append(recognizer.load(sample.image, name=f"{source}: {sample.key}"))
+            except (ShardReadError, ValueError) as e:  # ImageLoadError is a ValueError
+                raise ExportError(f"calibration: {e}") from None
+            continue
+        found = find_images([source])
+        if not found:
+            raise ExportError(f"calibration: {source} is a folder with no image files in it")
+        for path in found[: limit - len(images)]:
+            try:
+                images.append(recognizer.load(path))
+            except ImageLoadError as e:
+                raise ExportError(f"calibration: {e}") from None
+    if not images:
+        raise ExportError(f"calibration: no images in {', '.join(map(str, sources))}")
+    return images
+
+
+class _Batches:
+    """`onnxruntime.quantization.CalibrationDataReader`'s protocol over prepared batches."""
+
+    def __init__(self, name: str, arrays: list[np.ndarray]) -> None:
+        self.name = name
+        self.arrays = arrays
+        self._it: Iterator[np.ndarray] = iter(arrays)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        x = next(self._it, None)
+        return None if x is None else {self.name: x}
+
+    def rewind(self) -> None:
+        self._it = iter(self.arrays)
+
+
+def _lift_constants(graph: onnx.GraphProto, ops: Sequence[str]) -> None:
+    """Make the constants that feed an op to quantize initializers: the quantizer quantizes a
+    bias only when it is one, and onnxruntime runs a convolution as an integer one only when
+    its bias is quantized too. The exporter writes some as ``Constant`` nodes, and a bias equal
+    to another's as an ``Identity`` of that one's initializer."""
+    fed = {name for node in graph.node if node.op_type in ops for name in node.input}
+    initializers = {t.name: t for t in graph.initializer}
+    keep = []
+    for node in graph.node:
+        value = None
+        if node.op_type == "Constant":
+            value = next((a.t for a in node.attribute if a.name == "value"), None)
+        elif node.op_type == "Identity":
+            value = initializers.get(node.input[0])
+        if value is not None and node.output[0] in fed:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(value)
+            tensor.name = node.output[0]
+            graph.initializer.append(tensor)
+        else:
+            keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)
+
+
+class _DropHint(logging.Filter):
+    """onnxruntime's quantizer advises its pre-processing step on the root logger at every
+    call; its shape inference adds nothing to these graphs, whose shapes the export fixes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_hint() -> Iterator[None]:
+    flt = _DropHint()
+    root = logging.getLogger()
+    root.addFilter(flt)
+    try:
+        yield
+    finally:
+        root.removeFilter(flt)
+
+
+def quantize_onnx(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    calibration: Sequence[str | os.PathLike],
+    *,
+    limit: int = DEFAULT_CALIBRATION_IMAGES,
+    ops: Sequence[str] = DEFAULT_OPS,
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Quantize an exported file to int8 (see the module docstring).
+
+    Args:
+        src: A synthocr ``.onnx`` export (float).
+        out: The ``.onnx`` file to write (atomically); may be ``src`` itself.
+        calibration: Where the calibration images come from (`calibration_images`).
+        limit: Calibration images used, at most.
+        ops: ONNX op types quantized, of `QUANTIZABLE_OPS`.
+        batch_size: Images per calibration batch.
+
+    Returns:
+        The ``quantization`` entry written into the file's metadata.
+
+    Raises:
+        ExportError: ``src`` is not a synthocr export, or is one already quantized; ``out`` is
+            not an ``.onnx`` path, or cannot be written; an unknown op; a calibration source at
+            fault (`calibration_images`); or onnxruntime's quantizer fails.
+    """
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise ExportError(f"{out}: the output must be an .onnx file")
+    unknown = sorted(set(ops) - set(QUANTIZABLE_OPS))
+    if unknown or not ops:
+        raise ExportError(
+            f"cannot quantize op(s) {', '.join(unknown) or '(none given)'}; "
+            f"valid: {', '.join(QUANTIZABLE_OPS)}"
+        )
+    info = read_onnx_meta(src)
+    if "quantization" in info:
+        raise ExportError(f"{src} is already quantized: quantize the float export instead")
+    model, meta = load_onnx(src, threads=1)
+    reader = Recognizer(model, meta, torch.device("cpu"), batch_size=batch_size)
+    images = calibration_images(calibration, reader, limit)
+    arrays = [batch.numpy() for _, batch, _ in batches(meta, images, batch_size)]
+    proto = onnx.load(str(src))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _atomic_tmp(out)
+    except OSError as e:
+        raise ExportError(f"{out}: cannot write in {out.parent}: {e}") from None
+    try:
+        with tempfile.TemporaryDirectory(prefix="synthocr-quantize-") as work:
+            plain = Path(work) / "float.onnx"
+            lifted = onnx.ModelProto()
+            lifted.CopyFrom(proto)
+            _lift_constants(lifted.graph, ops)
+            onnx.save(lifted, str(plain))
+            with _quiet_hint():
+                quantize_static(
+                    str(plain),
+                    str(tmp),
+                    _Batches(proto.graph.input[0].name, arrays),
+                    quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=list(ops),
+                    per_channel=True,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax,
+                )
+        quantized = onnx.load(str(tmp))
+        int8, _ = load_onnx(tmp, threads=1)
+        before = predict(model, meta, images, batch_size=batch_size)
+        after = predict(int8, meta, images, batch_size=batch_size)
+        same = sum(a.text == b.text for a, b in zip(before, after, strict=True))
+        entry = {
+            "format": "QDQ",
+            "weights": "int8, per output channel",
+            "activations": "uint8, per tensor (min-max over the calibration images)",
+            "ops": list(ops),
+            "calibration_images": len(images),
+            "read_as_float": same / len(images),
+        }
+        del quantized.metadata_props[:]
+        for prop in proto.metadata_props:
+            value = prop.value
+            if prop.key == META_KEY:
+                value = json.dumps({**info, "quantization": entry}, ensure_ascii=False)
+            quantized.metadata_props.add(key=prop.key, value=value)
+        quantized.producer_name = proto.producer_name
+        quantized.producer_version = proto.producer_version
+        onnx.checker.check_model(quantized)
+        onnx.save(quantized, str(tmp))
+        publish(tmp, out)
+    except (RuntimeError, ValueError, OSError, onnx.checker.ValidationError) as e:
+        raise ExportError(f"quantizing {src} to {out} failed: {e}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info(
+        "int8 (%s): %d of %d calibration images read as the float model reads them",
+        ", ".join(ops),
+        same,
+        len(images),
+    )
+    if same / len(images) < AGREEMENT_WARNING:
+        log.warning(
+            "%s: the int8 model reads %d of %d calibration images as the float one does; "
+            "check its accuracy before using it (fewer ops, or more calibration images)",
+            out,
+            same,
+            len(images),
+        )
+    return entry

@@ -1,0 +1,197 @@
+"""int8 exports (`models.quantize`, ``models.export --int8``): every model family quantizes,
+loads and reads; the calibration images are counted, read as recognition reads them, and a bad
+one is named; the file is written atomically and is the same bytes for the same input."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+from test_export import tiny_checkpoint
+
+from models.export import ExportError, export_onnx, main, read_onnx_meta
+from models.predict import batches
+from models.quantize import calibration_images, quantize_onnx
+from models.recognize import load_recognizer
+from synth.shards import Sample, write_samples
+
+
+def _draw(meta, font_path, n: int) -> list[Image.Image]:
+    """``n`` images of the model's characters: lines of varied width for line models."""
+    font = ImageFont.truetype(str(font_path), 24)
+    out = []
+    for i in range(n):
+        text = "".join(meta.charset[(i + j) % len(meta.charset)] for j in range(1 + i % 5))
+        if meta.input["kind"] != "line":
+            text = text[0]
+        width = max(40, 12 + int(font.getlength(text)))
+        im = Image.new("L", (width, 36), 235 - 3 * i)
+        ImageDraw.Draw(im).text((6, 4), text, font=font, fill=20)
+        out.append(im)
+    return out
+
+
+@pytest.fixture(scope="module")
+def float_exports(tmp_path_factory, cjk_font):
+    """name -> (float .onnx, its meta, a folder of 12 calibration PNGs), one per family."""
+    folder = tmp_path_factory.mktemp("quantize")
+    out = {}
+    for name in ("crnn_vgg", "expr_crnn", "hanzi_cnn", "reader"):
+        meta = tiny_checkpoint(folder / f"{name}.pt", name, seed=1, reads=True)
+        onnx_path = export_onnx(folder / f"{name}.pt", folder / f"{name}.onnx", check=False)
+        images = folder / f"{name}-images"
+        images.mkdir()
+        for i, im in enumerate(_draw(meta, cjk_font, 12)):
+            im.save(images / f"{i:02d}.png")
+        out[name] = (onnx_path, meta, images)
+    return out
+
+
+def _op_types(path) -> list[str]:
+    return [node.op_type for node in onnx.load(str(path)).graph.node]
+
+
+@pytest.mark.parametrize("name", ["crnn_vgg", "expr_crnn", "hanzi_cnn", "reader"])
+def test_every_family_quantizes_and_reads_close_to_its_float_model(
+    float_exports, name, tmp_path, cjk_font
+):
+    src, meta, images = float_exports[name]
+    out = tmp_path / "int8.onnx"
+    entry = quantize_onnx(src, out, [images], limit=10)
+    types = _op_types(out)
+    # every convolution reads a dequantized int8 weight and a quantized-dequantized input
+    assert types.count("Conv") == _op_types(src).count("Conv") > 0
+    assert "QuantizeLinear" in types and "DequantizeLinear" in types
+    graph = onnx.load(str(out)).graph
+    int8 = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert sum(len(t.dims) == 4 for t in int8) == types.count("Conv")  # weights, per channel
+    # each bias is int32 (so that onnxruntime fuses each into an integer convolution)
+    biases = {n.input[2] for n in graph.node if n.op_type == "Conv" and len(n.input) > 2}
+    dequantize = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    int32 = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.INT32}
+    assert biases and all(dequantize.get(b) in int32 for b in biases)
+    assert "MatMul" not in {n.op_type for n in graph.node if n.name.endswith("_quant")}
+    # the metadata keeps the export's and says what was done
+    info = read_onnx_meta(out)
+    assert (
+        info["meta"] == read_onnx_meta(src)["meta"]
+        and info["family"] == read_onnx_meta(src)["family"]
+    )
+    assert info["quantization"] == entry and entry["ops"] == ["Conv"]
+    assert entry["calibration_images"] == 10  # the limit, of the 12 there
+    # it reads through the recognizer, and its share of readings agreeing with the float
+    # model's on the calibration images is the one recorded
+    plain, quant = load_recognizer(src), load_recognizer(out)
+    assert quant.meta.charset == meta.charset
+    files = sorted(images.iterdir())[:10]
+    a, b = plain.recognize(files), quant.recognize(files)
+    same = sum(x.text == y.text for x, y in zip(a, b, strict=True))
+    assert entry["read_as_float"] == same / 10
+    # and its logits follow the float model's closely on a batch it was not calibrated on
+    extra = [plain.load(im) for im in _draw(meta, cjk_font, 4)]
+    [(_, x, _)] = list(batches(meta, extra[:1], 8))
+    lp, lq = plain.model.run(x.numpy())[0], quant.model.run(x.numpy())[0]
+    assert lp.shape == lq.shape
+    corr = np.corrcoef(lp.ravel(), lq.ravel())[0, 1]
+    assert corr > 0.9, corr  # tiny untrained models: 0.93-0.9999
+    assert not np.array_equal(lp, lq)  # it is not the float graph
+
+
+def test_the_int8_file_is_byte_deterministic_and_smaller(float_exports, tmp_path):
+    src, _, images = float_exports["crnn_vgg"]
+    a = quantize_onnx(src, tmp_path / "a.onnx", [images])
+    b = quantize_onnx(src, tmp_path / "b.onnx", [images])
+    assert a == b
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+    assert (tmp_path / "a.onnx").stat().st_size < src.stat().st_size
+
+
+def test_calibration_reads_shards_and_images_as_recognition_loads_them(
+    float_exports, tmp_path, cjk_font
+):
+    src, meta, images = float_exports["crnn_vgg"]
+    recognizer = load_recognizer(src)
+    drawn = _draw(meta, cjk_font, 6)
+    # a shard of light-on-dark lines (the test splits' `invert` degradation): loaded as
+    # recognition loads them, dark on light
+    shard = tmp_path / "train-000000.tar"
+    write_samples(
+        shard,
+        (
+            Sample(f"{i:06d}", 255 - np.asarray(im), {"text": "x", "font": "f"})
+            for i, im in enumerate(drawn)
+        ),
+    )
+    got = calibration_images([shard, images], recognizer, limit=9)
+    assert len(got) == 9  # the shard's 6, then the folder's first 3
+    for im, original in zip(got[:6], drawn, strict=True):
+        assert np.array_equal(np.asarray(im), np.asarray(original))
+    assert np.array_equal(np.asarray(got[6]), np.asarray(recognizer.load(images / "00.png")))
+    # the limit stops within the first source
+    assert len(calibration_images([shard, images], recognizer, limit=4)) == 4
+
+
+def test_a_bad_calibration_source_is_named_and_nothing_is_written(float_exports, tmp_path):
+    src, _, images = float_exports["crnn_vgg"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "a.png").write_bytes((images / "00.png").read_bytes())
+    (corrupt / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    bad_shard = tmp_path / "bad.tar"
+    bad_shard.write_bytes(b"not a tar" * 100)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "int8.onnx"
+    cases = [
+        ([tmp_path / "missing"], "missing does not exist"),
+        ([empty], "empty is a folder with no image files"),
+        ([corrupt], "b.png"),
+        ([bad_shard], "bad.tar"),
+    ]
+    for sources, named in cases:
+        with pytest.raises(ExportError, match=named):
+            quantize_onnx(src, out, sources)
+        assert list(out_dir.iterdir()) == []  # no file, no temporary
+    with pytest.raises(ExportError, match=r"cannot quantize op.*Gemm.*valid: Conv, MatMul"):
+        quantize_onnx(src, out, [images], ops=["Gemm"])
+    with pytest.raises(ExportError, match=r"must be an \.onnx file"):
+        quantize_onnx(src, out_dir / "int8.pt", [images])
+    assert list(out_dir.iterdir()) == []
+    # an int8 file is not quantized again
+    quantize_onnx(src, out, [images], limit=2)
+    with pytest.raises(ExportError, match=r"int8\.onnx is already quantized"):
+        quantize_onnx(out, out_dir / "again.onnx", [images])
+    assert list(out_dir.iterdir()) == [out]
+
+
+def test_the_export_command_writes_an_int8_file(float_exports, tmp_path, capsys, cjk_font):
+    _, meta, images = float_exports["crnn_vgg"]
+    ckpt = tmp_path / "model.pt"
+    tiny_checkpoint(ckpt, "crnn_vgg", seed=1, reads=True)
+    out = tmp_path / "int8.onnx"
+    argv = [str(ckpt), str(out), "--int8", str(images), "--calibration-images", "5"]
+    assert main([*argv, "--int8-ops", "Conv,MatMul"]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    entry = read_onnx_meta(out)["quantization"]
+    assert entry["calibration_images"] == 5 and entry["ops"] == ["Conv", "MatMul"]
+    graph = onnx.load(str(out)).graph
+    # the class layer's weight is int8 too now
+    matmul_inputs = {i for n in graph.node if n.op_type == "MatMul" for i in n.input}
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    assert matmul_inputs & dequantized
+    torch_reading = load_recognizer(ckpt, device="cpu")(_draw(meta, cjk_font, 2))
+    assert len(load_recognizer(out)(_draw(meta, cjk_font, 2))) == len(torch_reading)
+    # a bad calibration folder: one error line naming it, exit 1, no file
+    (tmp_path / "none").mkdir()
+    assert main([str(ckpt), str(tmp_path / "x.onnx"), "--int8", str(tmp_path / "none")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: calibration: ") and "none is a folder" in err
+    assert not (tmp_path / "x.onnx").exists()
+    # the int8 options alone are a usage error
+    with pytest.raises(SystemExit) as e:
+        main([str(ckpt), str(tmp_path / "y.onnx"), "--int8-ops", "Conv"])
+    assert e.value.code == 2
+    assert "go with --int8" in capsys.readouterr().err
