@@ -53,7 +53,7 @@ from PIL import Image
 from models.checkpoint import CheckpointError, ModelMeta, save_model
 from models.evaluate import Reading, Sample, iter_samples, sample_metrics
 from models.export import ExportError, export_onnx
-from models.quantize import DEFAULT_CALIBRATION_IMAGES, quantize_onnx
+from models.quantize import DEFAULT_CALIBRATION_IMAGES, DEFAULT_OPS, quantize_onnx
 from models.recognize import Recognizer, load_recognizer
 from models.registry import build_model
 from models.tesseract import (
@@ -239,9 +239,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         calibration = calibration_source(args, shards if not args.synthetic else [])
         if calibration:
             int8_path = Path(tmp) / "int8.onnx"
-            quantize_onnx(onnx_path, int8_path, calibration, limit=args.calibration_images)
+            ops = args.int8_ops.split(",")
+            quantize_onnx(onnx_path, int8_path, calibration, limit=args.calibration_images, ops=ops)
             int8_rec = load_recognizer(int8_path, threads=args.threads, batch_size=args.batch_size)
-            engines["synthocr onnxruntime int8"] = our_engine(int8_rec)
+            named = "" if ops == list(DEFAULT_OPS) else f" ({', '.join(ops)})"
+            engines[f"synthocr onnxruntime int8{named}"] = our_engine(int8_rec)
     version = tesseract_version()
     if args.no_tesseract:
         log.warning("tesseract skipped (--no-tesseract)")
@@ -327,6 +329,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=DEFAULT_CALIBRATION_IMAGES,
         help=f"images calibrated on (default {DEFAULT_CALIBRATION_IMAGES})",
+    )
+    parser.add_argument(
+        "--int8-ops",
+        default=",".join(DEFAULT_OPS),
+        help="op types the int8 engine quantizes, comma-separated (default %(default)s)",
     )
     parser.add_argument("--no-int8", action="store_true", help="no int8 onnxruntime engine")
     parser.add_argument(
