@@ -4,6 +4,9 @@ one is named; the file is written atomically and is the same bytes for the same 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import onnx
 import pytest
@@ -195,3 +198,26 @@ def test_the_export_command_writes_an_int8_file(float_exports, tmp_path, capsys,
         main([str(ckpt), str(tmp_path / "y.onnx"), "--int8-ops", "Conv"])
     assert e.value.code == 2
     assert "go with --int8" in capsys.readouterr().err
+
+
+def test_the_readmes_standalone_block_reads_an_int8_file_as_recognize_does(
+    float_exports, tmp_path, repo_root, cjk_font
+):
+    """The README says an int8 file is read as any export, by its onnxruntime-only block too."""
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    marker = "<!-- onnx-standalone: tests/test_export.py runs this block -->\n```python\n"
+    block = readme[readme.index(marker) + len(marker) :].split("```", 1)[0]
+    src, meta, images = float_exports["crnn_vgg"]
+    quantize_onnx(src, tmp_path / "line.onnx", [images])
+    recognizer = load_recognizer(tmp_path / "line.onnx", polarity="dark-on-light")
+    readings = []
+    for i, im in enumerate(_draw(meta, cjk_font, 8)[3:6]):
+        im.save(tmp_path / "line.png")
+        proc = subprocess.run(
+            [sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr
+        [ours] = recognizer([im])
+        assert proc.stdout == ours.text + "\n", i
+        readings.append(ours.text)
+    assert any(readings)  # characters were read, so the decoding is compared too
