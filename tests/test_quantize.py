@@ -10,14 +10,20 @@ import sys
 import numpy as np
 import onnx
 import pytest
+import torch
 from PIL import Image, ImageDraw, ImageFont
 from test_export import tiny_checkpoint
 
+from models.checkpoint import load_model, save_model
 from models.export import ExportError, export_onnx, main, read_onnx_meta
+from models.images import load_gray
 from models.predict import batches
 from models.quantize import calibration_images, quantize_onnx
 from models.recognize import load_recognizer
 from synth.shards import Sample, write_samples
+
+# a model of each family, GRCNN's recurrent convolutions beside VGG's
+FAMILIES = ["crnn_vgg", "crnn_grcnn", "expr_crnn", "hanzi_cnn", "reader"]
 
 
 def _draw(meta, font_path, n: int) -> list[Image.Image]:
@@ -35,17 +41,36 @@ def _draw(meta, font_path, n: int) -> list[Image.Image]:
     return out
 
 
+def _fit_batch_norms(path, images) -> None:
+    """Set the checkpoint's batch-norm statistics to those of ``images``, as training leaves
+    them fitted to its data (an untrained model's 0 and 1 let activations grow layer by layer,
+    which no trained model's do, and which int8 scales cannot follow)."""
+    model, meta = load_model(path)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a plain average over the batches
+    model.train()
+    with torch.no_grad():
+        for _, x, _ in batches(meta, [load_gray(im) for im in images], 4):
+            model(x)
+    save_model(path, model.eval(), meta)
+
+
 @pytest.fixture(scope="module")
 def float_exports(tmp_path_factory, cjk_font):
-    """name -> (float .onnx, its meta, a folder of 12 calibration PNGs), one per family."""
+    """name -> (float .onnx, its meta, a folder of 12 calibration PNGs), one per family: tiny
+    models that read several characters, their batch norms fitted to the images."""
     folder = tmp_path_factory.mktemp("quantize")
     out = {}
-    for name in ("crnn_vgg", "expr_crnn", "hanzi_cnn", "reader"):
+    for name in FAMILIES:
         meta = tiny_checkpoint(folder / f"{name}.pt", name, seed=1, reads=True)
+        drawn = _draw(meta, cjk_font, 12)
+        _fit_batch_norms(folder / f"{name}.pt", drawn)
         onnx_path = export_onnx(folder / f"{name}.pt", folder / f"{name}.onnx", check=False)
         images = folder / f"{name}-images"
         images.mkdir()
-        for i, im in enumerate(_draw(meta, cjk_font, 12)):
+        for i, im in enumerate(drawn):
             im.save(images / f"{i:02d}.png")
         out[name] = (onnx_path, meta, images)
     return out
@@ -55,7 +80,7 @@ def _op_types(path) -> list[str]:
     return [node.op_type for node in onnx.load(str(path)).graph.node]
 
 
-@pytest.mark.parametrize("name", ["crnn_vgg", "expr_crnn", "hanzi_cnn", "reader"])
+@pytest.mark.parametrize("name", FAMILIES)
 def test_every_family_quantizes_and_reads_close_to_its_float_model(
     float_exports, name, tmp_path, cjk_font
 ):
@@ -97,7 +122,7 @@ def test_every_family_quantizes_and_reads_close_to_its_float_model(
     lp, lq = plain.model.run(x.numpy())[0], quant.model.run(x.numpy())[0]
     assert lp.shape == lq.shape
     corr = np.corrcoef(lp.ravel(), lq.ravel())[0, 1]
-    assert corr > 0.9, corr  # tiny untrained models: 0.93-0.9999
+    assert corr > 0.9, corr  # 0.94 (GRCNN) to 0.998 here
     assert not np.array_equal(lp, lq)  # it is not the float graph
 
 
