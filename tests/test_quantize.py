@@ -91,6 +91,16 @@ def test_every_family_quantizes_and_reads_close_to_its_float_model(
     # every convolution reads a dequantized int8 weight and a quantized-dequantized input
     assert types.count("Conv") == _op_types(src).count("Conv") > 0
     assert "QuantizeLinear" in types and "DequantizeLinear" in types
+
+    # the input and outputs keep their dynamic axes (batch; width and frames for line models)
+    def dims(path):
+        graph = onnx.load(str(path)).graph
+        return [
+            [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in [*graph.input, *graph.output]
+        ]
+
+    assert dims(out) == dims(src) and dims(src)[0][0] == "batch"
     graph = onnx.load(str(out)).graph
     int8 = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert sum(len(t.dims) == 4 for t in int8) == types.count("Conv")  # weights, per channel
