@@ -97,19 +97,16 @@ def calibration_images(
 
 
 class _Batches:
-    """`onnxruntime.quantization.CalibrationDataReader`'s protocol over prepared batches."""
+    """`onnxruntime.quantization.CalibrationDataReader`'s protocol (``get_next``, None at the
+    end) over prepared batches, fed to the graph's input ``name``."""
 
     def __init__(self, name: str, arrays: list[np.ndarray]) -> None:
         self.name = name
-        self.arrays = arrays
         self._it: Iterator[np.ndarray] = iter(arrays)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         x = next(self._it, None)
         return None if x is None else {self.name: x}
-
-    def rewind(self) -> None:
-        self._it = iter(self.arrays)
 
 
 def _lift_constants(graph: onnx.GraphProto, ops: Sequence[str]) -> None:
