@@ -144,14 +144,24 @@ class _DropHint(logging.Filter):
 
 
 @contextlib.contextmanager
-def _quiet_hint() -> Iterator[None]:
-    flt = _DropHint()
+def _quantizer_logging() -> Iterator[None]:
+    """Around onnxruntime's quantizer, which logs through the root logger's module functions
+    (`logging.warning`): its pre-processing hint dropped, and, when the caller has configured
+    no logging, its warnings shown on stderr without `logging.basicConfig` configuring the
+    caller's process for good, as those functions would."""
     root = logging.getLogger()
-    root.addFilter(flt)
+    hint = _DropHint()
+    stderr = None if root.handlers else logging.StreamHandler()
+    root.addFilter(hint)
+    if stderr is not None:
+        stderr.setLevel(logging.WARNING)
+        root.addHandler(stderr)
     try:
         yield
     finally:
-        root.removeFilter(flt)
+        root.removeFilter(hint)
+        if stderr is not None:
+            root.removeHandler(stderr)
 
 
 def quantize_onnx(
@@ -212,7 +222,7 @@ def quantize_onnx(
             lifted.CopyFrom(proto)
             _lift_constants(lifted.graph, ops)
             onnx.save(lifted, str(plain))
-            with _quiet_hint():
+            with _quantizer_logging():
                 quantize_static(
                     str(plain),
                     str(tmp),

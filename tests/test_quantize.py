@@ -4,6 +4,8 @@ one is named; the file is written atomically and is the same bytes for the same 
 
 from __future__ import annotations
 
+import logging
+import os
 import subprocess
 import sys
 
@@ -256,3 +258,29 @@ def test_the_readmes_standalone_block_reads_an_int8_file_as_recognize_does(
         assert proc.stdout == ours.text + "\n", i
         readings.append(ours.text)
     assert any(readings)  # characters were read, so the decoding is compared too
+
+
+def test_quantizing_leaves_an_unconfigured_callers_logging_unconfigured(
+    float_exports, tmp_path, repo_root
+):
+    """onnxruntime's quantizer logs through `logging.warning`, which configures the root logger
+    of a process that has none; quantize_onnx keeps it from doing so for good."""
+    src, _, images = float_exports["expr_crnn"]
+    code = (
+        "import logging, sys\n"
+        "from models.quantize import quantize_onnx\n"
+        f"quantize_onnx({str(src)!r}, {str(tmp_path / 'q.onnx')!r}, [{str(images)!r}], limit=3)\n"
+        "print(len(logging.getLogger().handlers), logging.getLogger().level)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(repo_root)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", str(logging.WARNING)]
+    assert "pre-processing before quantization" not in proc.stderr
+    assert (tmp_path / "q.onnx").is_file()
