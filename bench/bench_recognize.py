@@ -17,12 +17,12 @@ order) with the same number of CPU threads: PyTorch intra-op threads, onnxruntim
 threads, and that many single-threaded Tesseract processes (``OMP_THREAD_LIMIT=1``, 25 images
 per call, so its start-up is amortised as in ``models.tesseract``). Our time covers the whole
 path of `models.recognize`: loading to grayscale (polarity check included), resizing, padding,
-batching, the forward pass and decoding; each of ours gets a warm-up batch first. The int8 engine is
-the onnxruntime export quantized as ``models.export --int8`` quantizes it (`models.quantize`),
-calibrated on the first 256 images of ``--calibration`` (default: ``train-000000.tar`` beside the
-measured shards; without one, or with ``--no-int8``, there is no int8 row), never on the images
-measured. Tesseract's
-readings are normalised as in the evaluation (NFKC, no spaces between hanzi).
+batching, the forward pass and decoding; each of ours gets a warm-up batch first. The int8
+engine is the onnxruntime export quantized as ``models.export --int8`` quantizes it
+(`models.quantize`), calibrated on the first 256 images of ``--calibration`` (default:
+``train-000000.tar`` beside the measured shards; without one, or with ``--no-int8``, there is no
+int8 row), never on the images measured. Tesseract's readings are normalised as in the
+evaluation (NFKC, no spaces between hanzi).
 
 Prints a Markdown table (lines/s, speed-up over Tesseract, sequence accuracy, CER) and the
 machine; ``--json`` also writes the figures. The engines take turns on ``--rounds`` consecutive
@@ -236,7 +236,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             "synthocr PyTorch": our_engine(recognizer),
             "synthocr onnxruntime": our_engine(onnx_rec),
         }
-        calibration = calibration_source(args, shards if not args.synthetic else [])
+        calibration = calibration_source(args, shards)  # none: --synthetic
         if calibration:
             int8_path = Path(tmp) / "int8.onnx"
             ops = args.int8_ops.split(",")

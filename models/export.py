@@ -218,6 +218,11 @@ def read_onnx_meta(path: str | os.PathLike) -> dict[str, Any]:
         model = onnx.load(str(path), load_external_data=False)
     except (OSError, DecodeError) as e:
         raise ExportError(f"{path}: not a readable ONNX file: {e}") from None
+    return metadata_of(model, path)
+
+
+def metadata_of(model: onnx.ModelProto, path: str | os.PathLike) -> dict[str, Any]:
+    """`read_onnx_meta` of a file already loaded (``path`` names it in errors)."""
     props = {p.key: p.value for p in model.metadata_props}
     if META_KEY not in props:
         raise ExportError(f"{path}: no {META_KEY!r} entry in metadata_props: not a synthocr export")

@@ -34,10 +34,11 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
+from google.protobuf.message import DecodeError
 from PIL import Image
 
 from models.evaluate import iter_samples
-from models.export import META_KEY, ExportError, load_onnx, read_onnx_meta
+from models.export import META_KEY, ExportError, load_onnx, metadata_of
 from models.images import ImageLoadError, find_images
 from models.predict import batches, predict
 from models.recognize import Recognizer
@@ -207,14 +208,17 @@ def quantize_onnx(
             f"cannot quantize op(s) {', '.join(unknown) or '(none given)'}; "
             f"valid: {', '.join(QUANTIZABLE_OPS)}"
         )
-    info = read_onnx_meta(src)
+    try:
+        proto = onnx.load(str(src))
+    except (OSError, DecodeError) as e:
+        raise ExportError(f"{src}: not a readable ONNX file: {e}") from None
+    info = metadata_of(proto, src)
     if "quantization" in info:
         raise ExportError(f"{src} is already quantized: quantize the float export instead")
     model, meta = load_onnx(src, threads=1)
     reader = Recognizer(model, meta, torch.device("cpu"), batch_size=batch_size)
     images = calibration_images(calibration, reader, limit)
     arrays = [batch.numpy() for _, batch, _ in batches(meta, images, batch_size)]
-    proto = onnx.load(str(src))
     try:
         with tempfile.TemporaryDirectory(prefix="synthocr-quantize-") as work:
             plain, tmp = Path(work) / "float.onnx", Path(work) / "int8.onnx"

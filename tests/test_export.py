@@ -302,6 +302,13 @@ def test_an_export_whose_metadata_does_not_describe_its_graph_is_refused(tmp_pat
             load_recognizer(path)
 
 
+def onnx_standalone_block(repo_root) -> str:
+    """The README's Python block that reads a line with onnxruntime alone."""
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    marker = "<!-- onnx-standalone: tests/test_export.py runs this block -->\n```python\n"
+    return readme[readme.index(marker) + len(marker) :].split("```", 1)[0]
+
+
 def _greedy(best: np.ndarray, charset: list[str]) -> str:
     """Greedy CTC over class indices (repeats merged, blanks dropped)."""
     return "".join(
@@ -313,9 +320,7 @@ def _greedy(best: np.ndarray, charset: list[str]) -> str:
 def test_the_readme_reads_a_line_export_without_synthocr(tmp_path, cjk_font, repo_root, name):
     """The README's standalone onnxruntime block, run as a user would, reads as recognize does,
     on lines whose padded width gives frames past the line's own, which it must not decode."""
-    readme = (repo_root / "README.md").read_text(encoding="utf-8")
-    marker = "<!-- onnx-standalone: tests/test_export.py runs this block -->\n```python\n"
-    block = readme[readme.index(marker) + len(marker) :].split("```", 1)[0]
+    block = onnx_standalone_block(repo_root)
     meta = tiny_checkpoint(tmp_path / "model.pt", name, seed=1, reads=True)
     kwargs, chars = meta.model_kwargs, meta.charset
     export_onnx(tmp_path / "model.pt", tmp_path / "line.onnx", check=False)

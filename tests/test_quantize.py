@@ -14,7 +14,7 @@ import onnx
 import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from test_export import tiny_checkpoint
+from test_export import onnx_standalone_block, tiny_checkpoint
 
 from models.checkpoint import load_model, save_model
 from models.export import ExportError, export_onnx, main, read_onnx_meta
@@ -241,9 +241,7 @@ def test_the_readmes_standalone_block_reads_an_int8_file_as_recognize_does(
     float_exports, tmp_path, repo_root, cjk_font
 ):
     """The README says an int8 file is read as any export, by its onnxruntime-only block too."""
-    readme = (repo_root / "README.md").read_text(encoding="utf-8")
-    marker = "<!-- onnx-standalone: tests/test_export.py runs this block -->\n```python\n"
-    block = readme[readme.index(marker) + len(marker) :].split("```", 1)[0]
+    block = onnx_standalone_block(repo_root)
     src, meta, images = float_exports["crnn_vgg"]
     quantize_onnx(src, tmp_path / "line.onnx", [images])
     recognizer = load_recognizer(tmp_path / "line.onnx", polarity="dark-on-light")
