@@ -8,9 +8,17 @@ degradations the reference systems used. What we need (noise of four kinds, blur
 perspective warps, brightness/contrast, gradient and texture backgrounds, JPEG, inversion) is a few
 lines each here.
 
-The order is fixed: warps, background, blur, brightness/contrast, noises, JPEG, inversion. Each
-degradation draws one uniform number for its gate whether or not it applies, so the random stream
-stays aligned when one probability changes.
+The order is fixed: stroke weight, warps, background, blur, brightness/contrast, noises, JPEG,
+inversion. Each degradation draws one uniform number for its gate whether or not it applies, so the
+random stream stays aligned when one probability changes; stroke weight, added after the others,
+draws its gate only when its ``p`` is above 0, so the shards of configs that do not set it stay the
+same bytes.
+
+Stroke weight (``weight``) makes the strokes of the clean render bolder or thinner by up to a pixel
+on each side (:func:`stroke_weight`), as bold and light cuts of a face, ink spread and faded print
+do: fonts differ in weight more than any one face's renderings do, and a model trained without it
+reads the default's held-out expressions made a pixel bolder far worse than as drawn (BENCHMARKS.md,
+session 42).
 
 The degradations combine freely, so a thin face at a small size, blurred, at low contrast and under
 strong noise can come out with little or no text left to read: in the default config's held-out
@@ -43,6 +51,7 @@ from PIL import Image, ImageFilter
 
 # Defaults of each degradation's parameters (mirrors definitions.degrade in the config schema).
 DEFAULTS: dict[str, dict] = {
+    "weight": {"p": 0.0, "amount": (-0.5, 1.0)},
     "affine": {"p": 0.0, "shear": 0.15, "scale": (0.9, 1.05)},
     "perspective": {"p": 0.0, "strength": 0.05},
     "background": {"p": 0.0, "strength": (0.1, 0.4)},
@@ -168,6 +177,22 @@ def _border_level(img: np.ndarray) -> int:
     return int(np.median(border))
 
 
+def stroke_weight(img: np.ndarray, amount: float) -> np.ndarray:
+    """Dark strokes on light paper made bolder (``amount`` > 0) or thinner (< 0).
+
+    The image moves a share ``|amount|`` (at most 1) of the way to its 3x3 minimum (every stroke
+    grown by a pixel on each side) or maximum (shrunk by one), so ``amount`` 0.5 grows an edge by
+    about half a pixel; strokes a pixel or two wide vanish at -1. Renders are dark on light before
+    every other degradation, which is why this one comes first.
+    """
+    if amount == 0:
+        return img
+    size_filter = ImageFilter.MinFilter(3) if amount > 0 else ImageFilter.MaxFilter(3)
+    moved = np.asarray(Image.fromarray(img).filter(size_filter), dtype=np.float32)
+    f = img.astype(np.float32)
+    return _u8(f + min(abs(amount), 1.0) * (moved - f))
+
+
 def affine(img: np.ndarray, rng: np.random.Generator, shear: float, scale) -> np.ndarray:
     """Horizontal shear and isotropic scale about the image centre."""
     h, w = img.shape
@@ -245,6 +270,8 @@ def degrade(img: np.ndarray, cfg: Mapping[str, Mapping], rng: np.random.Generato
     c = cfg if cfg.keys() == _RESOLVED else resolve(cfg)
     shape = img.shape
     out: np.ndarray = img
+    if c["weight"]["p"] > 0 and rng.random() < c["weight"]["p"]:
+        out = stroke_weight(out, float(rng.uniform(*c["weight"]["amount"])))
     if rng.random() < c["affine"]["p"]:
         out = affine(out, rng, c["affine"]["shear"], c["affine"]["scale"])
     if rng.random() < c["perspective"]["p"]:

@@ -25,6 +25,7 @@ Each sample is ``{key}.png`` (8-bit grayscale) and ``{key}.json``; the key is
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -39,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from synth.atomic import atomic_write, sha256_file, write_text_atomic
-from synth.augment import degrade
+from synth.augment import degrade, stroke_weight
 from synth.charset import SPACE, code_points, listing, nfkc
 from synth.fonts import Face, with_forms
 from synth.render import (
@@ -116,6 +117,7 @@ def generate(
     shard: ShardSpec,
     charset: Sequence[str],
     faces: Sequence[Face],
+    weight: float = 0.0,
 ) -> Iterator[Sample]:
     """Render a shard's samples in order.
 
@@ -136,6 +138,11 @@ def generate(
         charset: the task's charset; every label uses only these characters.
         faces: the faces this split may use (training faces, or held-out ones for test_heldout);
             each sample is drawn with a face that covers every character of its text.
+        weight: every render's strokes moved by this share of a pixel before its degradations
+            (`synth.augment.stroke_weight`: above 0 bolder), with the generator left where the
+            workflow's shard leaves it, so the shard holds the same texts, faces and degradation
+            settings as with 0, which writes what the workflow writes (bench/bench_weight.py's
+            probe of a model's robustness).
 
     Yields:
         :class:`Sample` objects, ``shard.samples`` of them.
@@ -234,7 +241,15 @@ def generate(
         by_face[(face.path, face.index)] += 1
         shown = text if drawn_text is None else _forms_drawn_by(drawn_text, face)
         image = render(spec, shown, face, rng, label=text)
-        image = degrade(image, spec.degrade, rng)
+        if weight:
+            # the weighted image degraded from a copy of the generator, the workflow's image from
+            # the generator itself: some draws (Poisson and gamma noise) take as many numbers as
+            # the pixels ask, and the next samples must be the workflow's
+            weighted = degrade(stroke_weight(image, weight), spec.degrade, copy.deepcopy(rng))
+            degrade(image, spec.degrade, rng)
+            image = weighted
+        else:
+            image = degrade(image, spec.degrade, rng)
         meta = {
             "text": text,
             "task": shard.task,
@@ -493,9 +508,10 @@ def write_shard(
     shard: ShardSpec,
     charset: Sequence[str],
     faces: Sequence[Face],
+    weight: float = 0.0,
 ) -> int:
-    """Render and write one shard; returns the number of samples."""
-    n = write_samples(path, generate(spec, shard, charset, faces), spec.png_level)
+    """Render and write one shard (``weight``: as `generate`); returns the number of samples."""
+    n = write_samples(path, generate(spec, shard, charset, faces, weight), spec.png_level)
     log.info("wrote %s: %d samples", path, n)
     return n
 

@@ -215,6 +215,42 @@ def test_bench_memory_sets_every_jobs_peak_beside_its_declaration(repo_root, smo
 
 
 @pytest.mark.slow
+def test_bench_weight_reads_a_split_drawn_bolder_and_thinner(repo_root, smoke_run, tmp_path):
+    """bench_weight on the smoke run's expr model: a shard per stroke weight, the same samples;
+    at 0 the workflow's own held-out shard, read as the workflow's evaluation read it."""
+    results = smoke_run / "results"
+    model = results / "models" / "expr_crnn" / "model.pt"
+    proc = subprocess.run(
+        [sys.executable, str(repo_root / "bench" / "bench_weight.py"), str(model),
+         "--config", str(repo_root / "configs" / "smoke.yaml"), "--decoder", "grammar",
+         "--amounts", "-0.5", "0", "1", "--tesseract", "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=smoke_run, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(repo_root)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads((tmp_path / "weight.json").read_text())
+    assert [r["amount"] for r in rows] == [-0.5, 0.0, 1.0]
+    workflow_shard = results / "shards" / "expr" / "test_heldout-000000.tar"
+    shards = [tmp_path / f"expr-test_heldout-w{a}.tar" for a in ("-0.50", "+0.00", "+1.00")]
+    assert shards[1].read_bytes() == workflow_shard.read_bytes()
+    workflow = json.loads((results / "eval/expr_crnn/test_heldout/metrics.json").read_text())
+    assert {k: rows[1]["model"][k] for k in ("seq_acc", "cer", "value_acc")} == {
+        k: workflow[k] for k in ("seq_acc", "cer", "value_acc")
+    }
+    labels = []
+    for shard in shards:
+        assert shard.read_bytes() != workflow_shard.read_bytes() or shard == shards[1]
+        labels.append([json.loads(s["json"])["text"] for s in read_shard(str(shard))])
+    assert labels[0] == labels[1] == labels[2] and len(labels[0]) == rows[0]["n"] == 20
+    for row in rows:
+        for reader in ("model", "tesseract"):
+            assert 0 <= row[reader]["seq_acc"] <= 1 and row[reader]["cer"] >= 0, (row, reader)
+    table = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert table[0] == "| stroke weight | model | tesseract |"
+    assert [line.split(" | ")[0] for line in table[1:]] == ["| -0.50", "| +0.00", "| +1.00"]
+
+
+@pytest.mark.slow
 def test_device_check_recognize_stage_and_its_summary(repo_root, smoke_run, tmp_path):
     """The device check's recognize stage (bench/device_check/kit.py, which the GPU run calls
     with --device cuda) on the smoke run's expr model and held-out shard, on the CPU: it writes

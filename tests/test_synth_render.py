@@ -143,6 +143,54 @@ def test_every_degradation_runs_and_keeps_shape(face):
     assert np.array_equal(inverted, 255 - img)
 
 
+def test_stroke_weight_makes_strokes_bolder_or_thinner(face):
+    """``weight``: a positive amount grows the ink (a 3x3 minimum blended in), a negative one
+    shrinks it, 0 leaves the render as it is; a share of a pixel moves less than a whole one."""
+    from synth.augment import stroke_weight
+
+    img = render_expr("12+(3*4)", face, (32, 128), _rng(), font_size=(22, 22), spacing=(0, 1))
+    ink = lambda x: int((x < 128).sum())  # noqa: E731
+    half_bold, bold = stroke_weight(img, 0.5), stroke_weight(img, 1.0)
+    half_thin, thin = stroke_weight(img, -0.5), stroke_weight(img, -1.0)
+    assert np.array_equal(stroke_weight(img, 0.0), img)
+    assert ink(thin) < ink(half_thin) < ink(img) < ink(half_bold) < ink(bold)
+    assert ink(bold) > 1.5 * ink(img)  # a pixel more on each side of strokes about 2 px wide
+    for out in (bold, thin):
+        assert out.shape == img.shape and out.dtype == np.uint8
+    # bolder never lightens a pixel, thinner never darkens one; the paper stays the paper
+    assert (bold <= img).all() and (thin >= img).all()
+    assert bold[0].max() == img[0].max() and thin.min() >= img.min()
+    assert np.array_equal(stroke_weight(img, 3.0), bold)  # at most a pixel per side
+    from synth.schema import check_schema
+
+    amount = lambda a: {"tasks": {"expr": {"degrade": {"weight": {"p": 0.5, "amount": a}}}}}  # noqa: E731
+    assert check_schema(amount([-1, 1])).problems == []
+    assert check_schema(amount([-2, 1])).problems == [
+        "tasks.expr.degrade.weight.amount.0: -2 is less than the minimum of -1"
+    ]
+
+
+def test_stroke_weight_draws_nothing_unless_configured(face):
+    """Configs written before ``weight`` existed keep their shards: with p 0 it draws nothing from
+    the generator; with p above 0 it draws its gate whether or not it applies, as the others do."""
+    img = render_line("因为天监", face, 32, _rng())
+    cfg = {"blur": {"p": 0.5}, "gaussian_noise": {"p": 0.5}}
+    before = [degrade(img, resolve(cfg), _rng(s)) for s in range(8)]
+    off = {**cfg, "weight": {"p": 0.0, "amount": [1.0, 1.0]}}
+    assert all(np.array_equal(degrade(img, resolve(off), _rng(s)), b) for s, b in enumerate(before))
+    # p 1e-9 never applies it, but draws its gate: the other degradations' draws move on
+    tiny = {**cfg, "weight": {"p": 1e-9}}
+    moved = [degrade(img, resolve(tiny), _rng(s)) for s in range(8)]
+    assert any(not np.array_equal(m, b) for m, b in zip(moved, before, strict=True))
+    r1, r2 = _rng(5), _rng(5)
+    degrade(img, resolve(tiny), r1)
+    r2.random()  # the weight's gate
+    degrade(img, resolve(cfg), r2)
+    assert r1.random() == r2.random()
+    bold = resolve({"weight": {"p": 1.0, "amount": [1.0, 1.0]}})
+    assert (degrade(img, bold, _rng()) < 128).sum() > (img < 128).sum()
+
+
 def test_unknown_degradation_is_named():
     with pytest.raises(ValueError, match="sparkle"):
         resolve({"sparkle": {"p": 1}})

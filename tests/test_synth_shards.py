@@ -86,6 +86,43 @@ def test_same_seed_same_bytes(setup, tmp_path, task):
     assert a.read_bytes() != c.read_bytes()
 
 
+@pytest.mark.parametrize("task", ["expr", "line", "short"])
+def test_a_fixed_stroke_weight_draws_the_same_samples_bolder(setup, tmp_path, task):
+    """``write_shard(..., weight=)`` (bench/bench_weight.py's probe): 0 writes the workflow's
+    bytes; another amount the same texts, faces and keys, each image bolder (or thinner)."""
+    from synth.augment import stroke_weight
+
+    charsets, coverage = setup
+    # Poisson and gamma noise take as many numbers from the generator as their pixels ask
+    noisy = {"poisson_noise": {"p": 0.5}, "gamma_noise": {"p": 0.5}, "blur": {"p": 0.5}}
+    spec = task_spec(task, {**SMALL[task], "degrade": noisy})
+    faces = read_coverage(coverage, task, charsets[task], "train", spec.exclude_families)
+    shard = ShardSpec(task, "train", 0, 12, 11)
+    paths = {}
+    for amount in (0.0, 1.0, -0.5):
+        paths[amount] = tmp_path / f"w{amount}.tar"
+        write_shard(paths[amount], spec, shard, charsets[task], faces, amount)
+    workflows = _write(setup, tmp_path, task, samples=12, degrade=noisy)
+    assert paths[0.0].read_bytes() == workflows.read_bytes()
+    base, bold, thin = (list(shards.iter_records(paths[a])) for a in (0.0, 1.0, -0.5))
+    for b, heavy, light in zip(base, bold, thin, strict=True):
+        assert b["__key__"] == heavy["__key__"] == light["__key__"]
+        assert json.loads(b["json"]) == json.loads(heavy["json"]) == json.loads(light["json"])
+        images = [np.asarray(Image.open(io.BytesIO(r["png"]))) for r in (b, heavy, light)]
+        assert not np.array_equal(images[0], images[1])
+        assert not np.array_equal(images[0], images[2])
+    # without degradations, each image is stroke_weight of the one the workflow draws
+    plain = task_spec(task, {**SMALL[task], "degrade": {}})
+    for amount in (1.0, -0.5):
+        a, b = tmp_path / "p0.tar", tmp_path / f"p{amount}.tar"
+        write_shard(a, plain, shard, charsets[task], faces)
+        write_shard(b, plain, shard, charsets[task], faces, amount)
+        for ra, rb in zip(shards.iter_records(a), shards.iter_records(b), strict=True):
+            clean = np.asarray(Image.open(io.BytesIO(ra["png"])))
+            drawn = np.asarray(Image.open(io.BytesIO(rb["png"])))
+            assert np.array_equal(drawn, stroke_weight(clean, amount))
+
+
 # A shard as _write writes it, in another process: argv = tests folder, task, coverage, out.
 _ANOTHER_PROCESS = """
 import sys
