@@ -25,7 +25,7 @@ import platform
 import sys
 from pathlib import Path
 
-from models.checkpoint import load_model
+from models.checkpoint import read_meta
 from models.evaluate import main as evaluate_main
 from models.tesseract import main as tesseract_main
 from synth.charset import read_charset
@@ -59,16 +59,20 @@ def main(argv: list[str] | None = None) -> int:
 
     given, origins = config_with_origins([args.config])
     config = with_defaults(given, origins=origins)
-    _, meta = load_model(args.checkpoint, device="cpu")
+    meta = read_meta(args.checkpoint)
     task = meta.task
     settings = split_config(task, config["tasks"][task], args.split)
     spec = task_spec(task, settings)
     samples = args.samples or config["tasks"][task]["splits"][args.split]["samples"]
-    charset = read_charset(f"results/charsets/{task}.txt")
     role = font_role(args.split)
-    faces = read_coverage(
-        f"results/fonts/{task}/{role}.tsv", task, charset, role, spec.exclude_families
-    )
+    charset_file, coverage = f"results/charsets/{task}.txt", f"results/fonts/{task}/{role}.tsv"
+    for needed in (charset_file, coverage):
+        if not Path(needed).is_file():
+            parser.error(
+                f"{needed} not found: run this in a results folder that has {task}'s shards"
+            )
+    charset = read_charset(charset_file)
+    faces = read_coverage(coverage, task, charset, role, spec.exclude_families)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     readers = {"model": evaluate_main}
