@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synth.augment import DEFAULTS, degrade, resolve
+from synth.augment import DEFAULTS, degrade, resolve, stroke_weight
 from synth.render import (
     FontFace,
     has_oldstyle_digits,
@@ -146,8 +146,6 @@ def test_every_degradation_runs_and_keeps_shape(face):
 def test_stroke_weight_makes_strokes_bolder_or_thinner(face):
     """``weight``: a positive amount grows the ink (a 3x3 minimum blended in), a negative one
     shrinks it, 0 leaves the render as it is; a share of a pixel moves less than a whole one."""
-    from synth.augment import stroke_weight
-
     img = render_expr("12+(3*4)", face, (32, 128), _rng(), font_size=(22, 22), spacing=(0, 1))
     ink = lambda x: int((x < 128).sum())  # noqa: E731
     half_bold, bold = stroke_weight(img, 0.5), stroke_weight(img, 1.0)
@@ -161,6 +159,9 @@ def test_stroke_weight_makes_strokes_bolder_or_thinner(face):
     assert (bold <= img).all() and (thin >= img).all()
     assert bold[0].max() == img[0].max() and thin.min() >= img.min()
     assert np.array_equal(stroke_weight(img, 3.0), bold)  # at most a pixel per side
+
+
+def test_stroke_weight_amounts_are_bounded_by_the_schema():
     from synth.schema import check_schema
 
     amount = lambda a: {"tasks": {"expr": {"degrade": {"weight": {"p": 0.5, "amount": a}}}}}  # noqa: E731

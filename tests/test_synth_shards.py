@@ -17,6 +17,7 @@ import webdataset as wds
 from PIL import Image
 
 from synth import shards
+from synth.augment import stroke_weight
 from synth.charset import build_charset
 from synth.fonts import read_coverage, scan_fonts, write_coverage
 from synth.preview import contact_sheet
@@ -90,8 +91,6 @@ def test_same_seed_same_bytes(setup, tmp_path, task):
 def test_a_fixed_stroke_weight_draws_the_same_samples_bolder(setup, tmp_path, task):
     """``write_shard(..., weight=)`` (bench/bench_weight.py's probe): 0 writes the workflow's
     bytes; another amount the same texts, faces and keys, each image bolder (or thinner)."""
-    from synth.augment import stroke_weight
-
     charsets, coverage = setup
     # Poisson and gamma noise take as many numbers from the generator as their pixels ask
     noisy = {"poisson_noise": {"p": 0.5}, "gamma_noise": {"p": 0.5}, "blur": {"p": 0.5}}
@@ -113,9 +112,10 @@ def test_a_fixed_stroke_weight_draws_the_same_samples_bolder(setup, tmp_path, ta
         assert not np.array_equal(images[0], images[2])
     # without degradations, each image is stroke_weight of the one the workflow draws
     plain = task_spec(task, {**SMALL[task], "degrade": {}})
+    a = tmp_path / "p0.tar"
+    write_shard(a, plain, shard, charsets[task], faces)
     for amount in (1.0, -0.5):
-        a, b = tmp_path / "p0.tar", tmp_path / f"p{amount}.tar"
-        write_shard(a, plain, shard, charsets[task], faces)
+        b = tmp_path / f"p{amount}.tar"
         write_shard(b, plain, shard, charsets[task], faces, amount)
         for ra, rb in zip(shards.iter_records(a), shards.iter_records(b), strict=True):
             clean = np.asarray(Image.open(io.BytesIO(ra["png"])))
