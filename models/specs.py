@@ -13,14 +13,17 @@ from typing import Any
 
 from synth.shards import sha256_file
 
-SCHEDULES = ("cosine", "onecycle", "constant")
+SCHEDULES = ("cosine", "onecycle", "constant", "wsd")
 # How the workflow schedules a train job (Snakemake resources and priority), not how it trains.
 SCHEDULING = ("mem_mb", "threads", "priority")
 # Settings that change neither the weights nor the history: editing them resumes the same run.
 NOT_HASHED = (*SCHEDULING, "tensorboard")
 # Settings added after runs were first keyed: hashed only when they differ from their default, so
 # a run keeps its key (and its finished weights) when an upgrade adds a setting it did not use.
-HASHED_WHEN_SET = ("label_smoothing", "ema_decay")
+HASHED_WHEN_SET = ("label_smoothing", "ema_decay", "decay_fraction")
+# Settings a train job's Snakemake params hold only when they differ from their default, so that
+# adding one to the schema (which fills in its default) reruns no job trained before it existed.
+PARAMS_WHEN_SET = ("init_from", "decay_fraction")
 # The checkpoint a run starts from is keyed by its bytes' sha256, not by its path (`run_hash`).
 KEYED_BY_CONTENT = ("init_from",)
 
@@ -73,6 +76,7 @@ class TrainSpec:
     warmup_steps: int = 100
     schedule: str = "cosine"
     min_lr_ratio: float = 0.05
+    decay_fraction: float = 0.2
     clip_grad: float = 5.0
     val_every: int = 250
     val_batches: int = 10
@@ -105,6 +109,8 @@ class TrainSpec:
             raise ValueError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0 < self.decay_fraction <= 1:
+            raise ValueError(f"train.decay_fraction must be in (0, 1], got {self.decay_fraction}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
         if self.init_from is not None and not (isinstance(self.init_from, str) and self.init_from):
@@ -187,6 +193,20 @@ def hashed_settings(spec: TrainSpec) -> dict[str, Any]:
         for k, v in spec.to_dict().items()
         if k not in NOT_HASHED + KEYED_BY_CONTENT
         and not (k in HASHED_WHEN_SET and v == defaults[k])
+    }
+
+
+def train_job_params(train: Mapping[str, Any]) -> dict[str, Any]:
+    """The training settings (``experiments.<name>.train``, the schema's defaults filled in) that
+    a train job's Snakemake params hold, so that editing one reruns the job: all but the
+    `SCHEDULING` hints (how to schedule the job, not how to train), and the `PARAMS_WHEN_SET` ones
+    only when they differ from their default (a run that does not use a setting added later keeps
+    its params)."""
+    defaults = {f.name: f.default for f in fields(TrainSpec)}
+    return {
+        k: v
+        for k, v in train.items()
+        if k not in SCHEDULING and not (k in PARAMS_WHEN_SET and v == defaults.get(k))
     }
 
 

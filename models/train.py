@@ -174,7 +174,9 @@ def lr_at(step: int, spec: TrainSpec) -> float:
 
     Linear warm-up over ``warmup_steps``, then ``cosine`` (to ``lr * min_lr_ratio`` at the last
     step), ``onecycle`` (linear down to ``lr * min_lr_ratio``; warm-up defaults to 30% of the
-    steps when ``warmup_steps`` is 0), or ``constant``.
+    steps when ``warmup_steps`` is 0), ``constant``, or ``wsd`` (warm-up, stable, decay: ``lr``
+    held until the last ``decay_fraction`` of the steps, then linear down to ``lr *
+    min_lr_ratio`` at the last step; Hu et al. 2024, Hägele et al. 2024).
     """
     peak, low = spec.lr, spec.lr * spec.min_lr_ratio
     warmup = spec.warmup_steps
@@ -184,11 +186,16 @@ def lr_at(step: int, spec: TrainSpec) -> float:
         return peak * (step + 1) / warmup
     if spec.schedule == "constant":
         return peak
+    if spec.schedule == "wsd":
+        decay_start = max(warmup, spec.steps - max(1, round(spec.decay_fraction * spec.steps)))
+        if step < decay_start:
+            return peak
+        warmup = decay_start  # the linear decay below starts here
     span = max(1, spec.steps - 1 - warmup)
     progress = min(1.0, (step - warmup) / span)
     if spec.schedule == "cosine":
         return low + 0.5 * (1.0 + math.cos(math.pi * progress)) * (peak - low)
-    return peak - progress * (peak - low)  # onecycle: linear down
+    return peak - progress * (peak - low)  # onecycle and wsd's decay: linear down
 
 
 def ema_update(decay: float) -> Any:

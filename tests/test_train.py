@@ -32,7 +32,15 @@ from models.data import SampleLabelError, ShardError
 from models.devices import DistEnv, dist_env, resolve_device
 from models.families import CTCFamily
 from models.registry import build_model
-from models.specs import TrainJob, TrainSpec, hashed_settings, run_hash, run_hashes, settings_drift
+from models.specs import (
+    TrainJob,
+    TrainSpec,
+    hashed_settings,
+    run_hash,
+    run_hashes,
+    settings_drift,
+    train_job_params,
+)
 from models.train import (
     HISTORY_COLUMNS,
     LOCK_FILE,
@@ -96,7 +104,7 @@ def line_job(line_data, out_dir, **train_kw) -> TrainJob:
 # ---------------------------------------------------------------- pure parts
 
 
-@pytest.mark.parametrize("schedule", ["cosine", "onecycle", "constant"])
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle", "constant", "wsd"])
 def test_lr_schedules(schedule):
     spec = TrainSpec(steps=100, lr=0.01, warmup_steps=10, schedule=schedule, min_lr_ratio=0.1)
     lrs = [lr_at(s, spec) for s in range(100)]
@@ -110,6 +118,43 @@ def test_lr_schedules(schedule):
         assert lrs[-1] == pytest.approx(0.001)  # lr * min_lr_ratio at the last step
         assert all(a >= b - 1e-12 for a, b in itertools.pairwise(lrs[10:]))
     assert lrs == [lr_at(s, spec) for s in range(100)]  # a pure function of the step
+
+
+def test_wsd_holds_the_peak_until_its_decay_fraction_then_falls_linearly():
+    spec = TrainSpec(steps=100, lr=0.01, warmup_steps=10, schedule="wsd", min_lr_ratio=0.1)
+    lrs = [lr_at(s, spec) for s in range(100)]
+    assert lrs[10:81] == [0.01] * 71  # held at the peak until the last 20% (the default)
+    assert lrs[81] < 0.01 and lrs[99] == pytest.approx(0.001)
+    steps = [a - b for a, b in itertools.pairwise(lrs[80:])]
+    assert steps == pytest.approx([0.009 / 19] * 19)  # linear down over steps 80-99
+    half = replace(spec, decay_fraction=0.5)
+    assert [lr_at(s, half) for s in (49, 50, 51)] == [0.01, 0.01, pytest.approx(0.01 - 0.009 / 49)]
+    # a decay longer than what the warm-up leaves starts when the warm-up ends
+    whole = replace(spec, decay_fraction=1.0)
+    assert lr_at(9, whole) == pytest.approx(0.01) and lr_at(10, whole) == pytest.approx(0.01)
+    assert lr_at(11, whole) < 0.01 and lr_at(99, whole) == pytest.approx(0.001)
+    # the other schedules ignore it
+    cosine = replace(spec, schedule="cosine")
+    assert [lr_at(s, cosine) for s in range(100)] == [
+        lr_at(s, replace(cosine, decay_fraction=0.7)) for s in range(100)
+    ]
+    for bad in (0, -0.1, 1.5):
+        with pytest.raises(ValueError, match=r"train\.decay_fraction must be in \(0, 1\]"):
+            TrainSpec(schedule="wsd", decay_fraction=bad)
+
+
+def test_settings_added_later_stay_out_of_a_train_jobs_params_at_their_defaults():
+    """A train job's Snakemake params: an upgrade that adds a setting (the schema fills in its
+    default) must not rerun a model trained before it, nor change that run's key."""
+    defaults = TrainSpec().to_dict()
+    params = train_job_params(defaults)
+    assert "decay_fraction" not in params and "init_from" not in params
+    assert not set(params) & {"threads", "mem_mb", "priority"}  # scheduling hints
+    assert params["schedule"] == "cosine" and params["lr"] == defaults["lr"]
+    assert train_job_params({**defaults, "decay_fraction": 0.3})["decay_fraction"] == 0.3
+    assert train_job_params({**defaults, "init_from": "a.pt"})["init_from"] == "a.pt"
+    assert "decay_fraction" not in hashed_settings(TrainSpec(schedule="wsd"))
+    assert hashed_settings(TrainSpec(decay_fraction=0.3))["decay_fraction"] == 0.3
 
 
 def test_onecycle_without_warmup_uses_30_percent():

@@ -1553,6 +1553,31 @@ def test_editing_scheduling_hints_reruns_nothing(smoke_run, tmp_path):
     assert not _jobs(proc.stdout), proc.stdout
 
 
+@pytest.mark.slow
+def test_a_setting_spelt_out_at_its_default_reruns_nothing_and_changed_reruns_its_model(
+    smoke_run, tmp_path
+):
+    # decay_fraction came after runs were first made: at its default it is in no job's params.
+    def spelt_out(c):
+        for exp in c["experiments"].values():
+            exp["train"].update(decay_fraction=0.2, init_from=None)
+
+    proc = run_snakemake(
+        smoke_run, "-n", "--cores", "2", "all", config=_write_config(tmp_path, spelt_out)
+    )
+    assert not _jobs(proc.stdout), proc.stdout
+
+    def wsd(c):
+        c["experiments"]["line_crnn_vgg"]["train"].update(schedule="wsd", decay_fraction=0.5)
+
+    proc = run_snakemake(
+        smoke_run, "-n", "--cores", "2", "all", config=_write_config(tmp_path, wsd)
+    )
+    jobs = _jobs(proc.stdout)
+    assert ("train", {"experiment": "line_crnn_vgg"}) in jobs, proc.stdout
+    assert {w.get("experiment", "line_crnn_vgg") for _, w in jobs} == {"line_crnn_vgg"}, jobs
+
+
 def test_cpu_jobs_take_their_threads_and_no_gpu(tmp_path):
     # On the CPU the jobs declare no GPU, so the profile's gpu cap does not serialise them, and
     # a train job takes experiments.<name>.train.threads cores, an evaluate job

@@ -8,7 +8,7 @@ import os
 from models.metrics import metric_names
 from models.pack import read_labels
 from models.registry import experiment_problems, family_of, label_lengths
-from models.specs import SCHEDULING, settings_drift
+from models.specs import SCHEDULING, settings_drift, train_job_params
 from synth import joblog
 from synth.charset import extra_chars
 from synth.fonts import FontError, split_roles
@@ -532,18 +532,10 @@ def accelerator_jobs():
 
 def train_params(wildcards):
     exp = experiment_config(wildcards.experiment)
-    # mem_mb, threads and priority say how to schedule the job, not how to train: editing them must
-    # not rerun training.
-    # init_from unset is left out, so the params of a run from random weights stay as they were.
-    train = {
-        k: v
-        for k, v in exp["train"].items()
-        if k not in SCHEDULING and not (k == "init_from" and v is None)
-    }
     params = {
         "experiment": {
             **{k: exp[k] for k in ("task", "model", "model_kwargs")},
-            "train": train,
+            "train": train_job_params(exp["train"]),
         },
     }
     source = INIT_SOURCES[wildcards.experiment]
