@@ -186,13 +186,13 @@ def lr_at(step: int, spec: TrainSpec) -> float:
         return peak * (step + 1) / warmup
     if spec.schedule == "constant":
         return peak
+    fall = warmup  # the step the fall from the peak starts at
     if spec.schedule == "wsd":
-        decay_start = max(warmup, spec.steps - max(1, round(spec.decay_fraction * spec.steps)))
-        if step < decay_start:
+        fall = max(warmup, spec.steps - max(1, round(spec.decay_fraction * spec.steps)))
+        if step < fall:
             return peak
-        warmup = decay_start  # the linear decay below starts here
-    span = max(1, spec.steps - 1 - warmup)
-    progress = min(1.0, (step - warmup) / span)
+    span = max(1, spec.steps - 1 - fall)
+    progress = min(1.0, (step - fall) / span)
     if spec.schedule == "cosine":
         return low + 0.5 * (1.0 + math.cos(math.pi * progress)) * (peak - low)
     return peak - progress * (peak - low)  # onecycle and wsd's decay: linear down
