@@ -26,6 +26,14 @@ HASHED_WHEN_SET = ("label_smoothing", "ema_decay", "decay_fraction")
 PARAMS_WHEN_SET = ("init_from", "decay_fraction")
 # The checkpoint a run starts from is keyed by its bytes' sha256, not by its path (`run_hash`).
 KEYED_BY_CONTENT = ("init_from",)
+# Settings only some schedules read: under the others they neither key a run nor sit in a train
+# job's params, so setting one there (it changes no learning rate) retrains nothing.
+READ_BY_SCHEDULES = {"decay_fraction": ("wsd",)}
+
+
+def _read(key: str, schedule: str) -> bool:
+    """Whether a run under ``schedule`` reads the training setting ``key``."""
+    return schedule in READ_BY_SCHEDULES.get(key, (schedule,))
 
 
 def _unknown(cls: type, cfg: Mapping[str, Any], where: str) -> None:
@@ -185,28 +193,33 @@ class TrainJob:
 
 
 def hashed_settings(spec: TrainSpec) -> dict[str, Any]:
-    """The training settings that key a run: all but `NOT_HASHED` and `KEYED_BY_CONTENT`, and
-    the `HASHED_WHEN_SET` ones only when they differ from their default."""
+    """The training settings that key a run: all but `NOT_HASHED` and `KEYED_BY_CONTENT`, the
+    `HASHED_WHEN_SET` ones only when they differ from their default, and the
+    `READ_BY_SCHEDULES` ones only under a schedule that reads them."""
     defaults = {f.name: f.default for f in fields(TrainSpec)}
     return {
         k: v
         for k, v in spec.to_dict().items()
         if k not in NOT_HASHED + KEYED_BY_CONTENT
         and not (k in HASHED_WHEN_SET and v == defaults[k])
+        and _read(k, spec.schedule)
     }
 
 
 def train_job_params(train: Mapping[str, Any]) -> dict[str, Any]:
     """The training settings (``experiments.<name>.train``, the schema's defaults filled in) that
     a train job's Snakemake params hold, so that editing one reruns the job: all but the
-    `SCHEDULING` hints (how to schedule the job, not how to train), and the `PARAMS_WHEN_SET` ones
-    only when they differ from their default (a run that does not use a setting added later keeps
-    its params)."""
+    `SCHEDULING` hints (how to schedule the job, not how to train), the `PARAMS_WHEN_SET` ones only
+    when they differ from their default (a run that does not use a setting added later keeps its
+    params), and the `READ_BY_SCHEDULES` ones only under a schedule that reads them."""
     defaults = {f.name: f.default for f in fields(TrainSpec)}
+    schedule = train.get("schedule", defaults["schedule"])
     return {
         k: v
         for k, v in train.items()
-        if k not in SCHEDULING and not (k in PARAMS_WHEN_SET and v == defaults.get(k))
+        if k not in SCHEDULING
+        and not (k in PARAMS_WHEN_SET and v == defaults.get(k))
+        and _read(k, schedule)
     }
 
 

@@ -151,10 +151,18 @@ def test_settings_added_later_stay_out_of_a_train_jobs_params_at_their_defaults(
     assert "decay_fraction" not in params and "init_from" not in params
     assert not set(params) & {"threads", "mem_mb", "priority"}  # scheduling hints
     assert params["schedule"] == "cosine" and params["lr"] == defaults["lr"]
-    assert train_job_params({**defaults, "decay_fraction": 0.3})["decay_fraction"] == 0.3
     assert train_job_params({**defaults, "init_from": "a.pt"})["init_from"] == "a.pt"
     assert "decay_fraction" not in hashed_settings(TrainSpec(schedule="wsd"))
-    assert hashed_settings(TrainSpec(decay_fraction=0.3))["decay_fraction"] == 0.3
+    wsd = {**defaults, "schedule": "wsd", "decay_fraction": 0.3}
+    assert hashed_settings(TrainSpec(**wsd))["decay_fraction"] == 0.3
+    assert train_job_params(wsd)["decay_fraction"] == 0.3
+    # The other schedules never read it: set there, it neither keys a run nor reruns a job.
+    for schedule in ("cosine", "onecycle", "constant"):
+        ignored = TrainSpec(schedule=schedule, decay_fraction=0.3)
+        assert hashed_settings(ignored) == hashed_settings(TrainSpec(schedule=schedule))
+        assert train_job_params(ignored.to_dict()) == train_job_params(
+            TrainSpec(schedule=schedule).to_dict()
+        )
 
 
 def test_onecycle_without_warmup_uses_30_percent():
