@@ -31,7 +31,7 @@ KEYED_BY_CONTENT = ("init_from",)
 READ_BY_SCHEDULES = {"decay_fraction": ("wsd",)}
 
 
-def _read(key: str, schedule: str) -> bool:
+def _schedule_reads(key: str, schedule: str) -> bool:
     """Whether a run under ``schedule`` reads the training setting ``key``."""
     return schedule in READ_BY_SCHEDULES.get(key, (schedule,))
 
@@ -202,7 +202,7 @@ def hashed_settings(spec: TrainSpec) -> dict[str, Any]:
         for k, v in spec.to_dict().items()
         if k not in NOT_HASHED + KEYED_BY_CONTENT
         and not (k in HASHED_WHEN_SET and v == defaults[k])
-        and _read(k, spec.schedule)
+        and _schedule_reads(k, spec.schedule)
     }
 
 
@@ -219,7 +219,7 @@ def train_job_params(train: Mapping[str, Any]) -> dict[str, Any]:
         for k, v in train.items()
         if k not in SCHEDULING
         and not (k in PARAMS_WHEN_SET and v == defaults.get(k))
-        and _read(k, schedule)
+        and _schedule_reads(k, schedule)
     }
 
 
