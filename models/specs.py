@@ -33,7 +33,7 @@ READ_BY_SCHEDULES = {"decay_fraction": ("wsd",)}
 
 def _schedule_reads(key: str, schedule: str) -> bool:
     """Whether a run under ``schedule`` reads the training setting ``key``."""
-    return schedule in READ_BY_SCHEDULES.get(key, (schedule,))
+    return key not in READ_BY_SCHEDULES or schedule in READ_BY_SCHEDULES[key]
 
 
 def _unknown(cls: type, cfg: Mapping[str, Any], where: str) -> None:
