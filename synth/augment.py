@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -193,8 +193,14 @@ def stroke_weight(img: np.ndarray, amount: float) -> np.ndarray:
     return _u8(f + min(abs(amount), 1.0) * (moved - f))
 
 
-def affine(img: np.ndarray, rng: np.random.Generator, shear: float, scale) -> np.ndarray:
-    """Horizontal shear and isotropic scale about the image centre."""
+def affine(
+    img: np.ndarray, rng: np.random.Generator, shear: float, scale
+) -> tuple[np.ndarray, np.ndarray]:
+    """Horizontal shear and isotropic scale about the image centre.
+
+    Returns:
+        The image, and the ``3 x 3`` matrix mapping its points to the input's (`moved_x`).
+    """
     h, w = img.shape
     s = float(rng.uniform(-shear, shear))
     k = float(rng.uniform(scale[0], scale[1]))
@@ -210,11 +216,17 @@ def affine(img: np.ndarray, rng: np.random.Generator, shear: float, scale) -> np
         resample=Image.Resampling.BILINEAR,
         fillcolor=_border_level(img),
     )
-    return np.asarray(out)
+    return np.asarray(out), np.array([[a, b, c], [d, e, f], [0.0, 0.0, 1.0]])
 
 
-def perspective(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
-    """Move the four corners independently by up to ``strength`` x the image size."""
+def perspective(
+    img: np.ndarray, rng: np.random.Generator, strength: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Move the four corners independently by up to ``strength`` x the image size.
+
+    Returns:
+        The image, and the ``3 x 3`` matrix mapping its points to the input's (`moved_x`).
+    """
     h, w = img.shape
     src = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64)
     dst = src + rng.uniform(-strength, strength, size=(4, 2)) * np.array([w, h])
@@ -232,7 +244,18 @@ def perspective(img: np.ndarray, rng: np.random.Generator, strength: float) -> n
         resample=Image.Resampling.BILINEAR,
         fillcolor=_border_level(img),
     )
-    return np.asarray(out)
+    return np.asarray(out), np.append(coeffs, 1.0).reshape(3, 3)
+
+
+def moved_x(xs: Sequence[float], to_input: np.ndarray, y: float) -> tuple[float, ...]:
+    """Where the points ``(x, y)`` of a warp's input lie in its output, x only (rounded to 0.1
+    px): ``to_input`` maps output points to input ones (homogeneous ``3 x 3``), as PIL's
+    transforms take them, so its inverse maps them back."""
+    if not len(xs):
+        return ()
+    pts = np.stack([np.asarray(xs, dtype=np.float64), np.full(len(xs), y), np.ones(len(xs))])
+    out = np.linalg.solve(to_input, pts)
+    return tuple(round(float(v), 1) for v in out[0] / out[2])
 
 
 def background(img: np.ndarray, rng: np.random.Generator, strength) -> np.ndarray:
@@ -267,15 +290,33 @@ def degrade(img: np.ndarray, cfg: Mapping[str, Mapping], rng: np.random.Generato
     Returns:
         ``uint8`` array of the same shape.
     """
+    return degrade_line(img, (), cfg, rng)[0]
+
+
+def degrade_line(
+    img: np.ndarray,
+    centers: Sequence[float],
+    cfg: Mapping[str, Mapping],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, tuple[float, ...]]:
+    """`degrade`, and where the x positions ``centers`` (a line's characters, at mid-height) lie
+    after its warps (affine, perspective); the same draws from ``rng`` and the same pixels.
+
+    Returns:
+        The degraded image and the moved positions.
+    """
     c = cfg if cfg.keys() == _RESOLVED else resolve(cfg)
     shape = img.shape
     out: np.ndarray = img
+    xs = tuple(centers)
     if c["weight"]["p"] > 0 and rng.random() < c["weight"]["p"]:
         out = stroke_weight(out, float(rng.uniform(*c["weight"]["amount"])))
     if rng.random() < c["affine"]["p"]:
-        out = affine(out, rng, c["affine"]["shear"], c["affine"]["scale"])
+        out, to_input = affine(out, rng, c["affine"]["shear"], c["affine"]["scale"])
+        xs = moved_x(xs, to_input, shape[0] / 2)
     if rng.random() < c["perspective"]["p"]:
-        out = perspective(out, rng, c["perspective"]["strength"])
+        out, to_input = perspective(out, rng, c["perspective"]["strength"])
+        xs = moved_x(xs, to_input, shape[0] / 2)
     if rng.random() < c["background"]["p"]:
         out = _u8(background(out, rng, c["background"]["strength"]))
     if rng.random() < c["blur"]["p"]:
@@ -321,7 +362,7 @@ def degrade(img: np.ndarray, cfg: Mapping[str, Mapping], rng: np.random.Generato
         out = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("L"))
     if rng.random() < c["invert"]["p"]:
         out = 255 - out
-    return np.ascontiguousarray(out, dtype=np.uint8)
+    return np.ascontiguousarray(out, dtype=np.uint8), xs
 
 
 def _u8(f: np.ndarray) -> np.ndarray:

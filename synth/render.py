@@ -22,10 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, features
+
+from synth.charset import nfkc
 
 
 class FontRef(Protocol):
@@ -182,6 +184,21 @@ def render_hanzi(
     return _ink(rng, canvas)
 
 
+class Line(NamedTuple):
+    """A rendered line: its image and where each character of its label is drawn.
+
+    Attributes:
+        image: ``uint8`` array ``(H, W)``.
+        centers: the x of each label character's centre in the image, px (the middle of its
+            advance), one per character of the label: a drawn ``…`` labelled ``...`` gives three,
+            spread over its advance. What a CTC model's frames are told to read where
+            (`models.families.CTCFamily.align_loss`).
+    """
+
+    image: np.ndarray
+    centers: tuple[float, ...]
+
+
 def render_line(
     text: str,
     font: FontRef,
@@ -193,7 +210,31 @@ def render_line(
     aliased: bool = False,
     chars: int | None = None,
 ) -> np.ndarray:
-    """A text line of height ``height``; the width follows the text.
+    """A text line of height ``height``; the width follows the text (`draw_line`'s image)."""
+    return draw_line(
+        text,
+        font,
+        height,
+        rng,
+        font_size=font_size,
+        min_char_width=min_char_width,
+        aliased=aliased,
+        chars=chars,
+    ).image
+
+
+def draw_line(
+    text: str,
+    font: FontRef,
+    height: int,
+    rng: np.random.Generator,
+    *,
+    font_size: Sequence[float] = (0.7, 0.95),
+    min_char_width: int = 16,
+    aliased: bool = False,
+    chars: int | None = None,
+) -> Line:
+    """A text line of height ``height`` and where its characters are drawn.
 
     Font size is a random fraction ``font_size`` of the height (reduced if the ink would not fit);
     margins are random; the width is at least ``min_char_width * chars`` (the text then sits at a
@@ -202,7 +243,8 @@ def render_line(
     a ``…`` is labelled ``...`` (NFKC), three characters that each need their frames.
 
     Returns:
-        ``uint8`` array ``(height, W)``.
+        `Line`: the image ``(height, W)`` and one centre per label character (``chars`` of them;
+        when ``chars`` is not the length of the text's NFKC forms, spread evenly over the text).
     """
     fs = max(4, round(height * float(rng.uniform(font_size[0], font_size[1]))))
     f = load_font(font.path, font.index, fs)
@@ -212,15 +254,37 @@ def render_line(
         f = load_font(font.path, font.index, fs)
         left, top, right, bottom = f.getbbox(text)
     w, h = max(right - left, 1), max(bottom - top, 1)
+    n_label = len(text) if chars is None else chars
     ml, mr = (int(v) for v in rng.integers(1, max(2, fs // 3), size=2))
-    width = max(w + ml + mr, min_char_width * (len(text) if chars is None else chars))
+    width = max(w + ml + mr, min_char_width * n_label)
     x = int(rng.integers(ml, width - w - mr + 1))
     slack = max(0, height - h)
     y = int(rng.integers(0, slack + 1)) if slack else 0
     y = y if slack <= 2 else min(max(y, 1), slack - 1)
     mask = Image.new("L", (width, height), 0)
     _draw(mask, aliased).text((x - left, y - top), text, font=f, fill=255)
-    return _ink(rng, mask)
+    return Line(_ink(rng, mask), _centers(text, f, x - left, n_label))
+
+
+def _centers(
+    text: str, font: ImageFont.FreeTypeFont, pen: float, n_label: int
+) -> tuple[float, ...]:
+    """The x of each label character's centre for ``text`` drawn with ``font`` from pen position
+    ``pen``: the middle of each character's advance (the prefix lengths, so kerning counts), a
+    character whose NFKC form is ``k`` characters long split into ``k`` equal parts. A label of
+    another length (not the NFKC forms of the characters one by one) gets its centres spread
+    evenly over the whole advance."""
+    ends = [font.getlength(text[: j + 1]) for j in range(len(text))]
+    forms = [len(nfkc(c)) for c in text]
+    if sum(forms) != n_label:
+        step = (ends[-1] if ends else 0.0) / max(n_label, 1)
+        return tuple(round(pen + (k + 0.5) * step, 1) for k in range(n_label))
+    out = []
+    start = 0.0
+    for end, k in zip(ends, forms, strict=True):
+        out += [round(pen + start + (i + 0.5) * (end - start) / k, 1) for i in range(k)]
+        start = end
+    return tuple(out)
 
 
 def render_expr(

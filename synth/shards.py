@@ -40,14 +40,14 @@ from typing import Any
 import numpy as np
 
 from synth.atomic import atomic_write, sha256_file, write_text_atomic
-from synth.augment import degrade, stroke_weight
+from synth.augment import degrade, degrade_line, stroke_weight
 from synth.charset import SPACE, code_points, listing, nfkc
 from synth.fonts import Face, with_forms
 from synth.render import (
+    draw_line,
     has_oldstyle_digits,
     render_expr,
     render_hanzi,
-    render_line,
     render_short,
 )
 from synth.specs import (
@@ -240,16 +240,16 @@ def generate(
             )
         by_face[(face.path, face.index)] += 1
         shown = text if drawn_text is None else _forms_drawn_by(drawn_text, face)
-        image = render(spec, shown, face, rng, label=text)
+        image, centers = draw(spec, shown, face, rng, label=text)
         if weight:
             # the weighted image degraded from a copy of the generator, the workflow's image from
             # the generator itself: some draws (Poisson and gamma noise) take as many numbers as
             # the pixels ask, and the next samples must be the workflow's
             weighted = degrade(stroke_weight(image, weight), spec.degrade, copy.deepcopy(rng))
-            degrade(image, spec.degrade, rng)
+            _, centers = degrade_line(image, centers, spec.degrade, rng)
             image = weighted
         else:
-            image = degrade(image, spec.degrade, rng)
+            image, centers = degrade_line(image, centers, spec.degrade, rng)
         meta = {
             "text": text,
             "task": shard.task,
@@ -264,6 +264,8 @@ def generate(
             meta["value"] = value_json(evaluate(text))
         if shown != text:
             meta["drawn"] = shown
+        if isinstance(spec, LineSpec):
+            meta["centers"] = list(centers)
         yield Sample(f"{shard.key_prefix}_{i:06d}", image, meta)
     if skipped:
         log.info(
@@ -312,14 +314,23 @@ def _log_faces_drawn(
 def render(
     spec: TaskSpec, text: str, face: Face, rng: np.random.Generator, label: str | None = None
 ) -> np.ndarray:
-    """Render one text with the task's renderer (before degradations).
+    """Render one text with the task's renderer (before degradations): `draw`'s image."""
+    return draw(spec, text, face, rng, label)[0]
+
+
+def draw(
+    spec: TaskSpec, text: str, face: Face, rng: np.random.Generator, label: str | None = None
+) -> tuple[np.ndarray, tuple[float, ...]]:
+    """Render one text with the task's renderer (before degradations), and for a line where
+    each character of its label is drawn (`synth.render.Line`'s centres; ``()`` for the other
+    tasks).
 
     With ``spec.aliased > 0`` one uniform number decides whether the text is drawn without
     anti-aliasing; at 0 nothing is drawn, so configs without the option keep their bytes. An
     expression's ``spec.oldstyle`` does the same for old-style digits, drawn only for a face
     that has them (`synth.render.has_oldstyle_digits`).
     ``label`` is the text's label, which may differ from the text drawn (a line's ``…``,
-    labelled ``...``): a line is as wide as its label needs (`render_line`'s ``chars``).
+    labelled ``...``): a line is as wide as its label needs (`synth.render.draw_line`'s ``chars``).
     """
     aliased = spec.aliased > 0 and bool(rng.random() < spec.aliased)
     # likewise: nothing drawn unless the task asks for old-style digits and the face has them
@@ -329,8 +340,20 @@ def render(
         and has_oldstyle_digits(face.path, face.index)
         and bool(rng.random() < spec.oldstyle)
     )
+    if isinstance(spec, LineSpec):
+        line = draw_line(
+            text,
+            face,
+            spec.height,
+            rng,
+            font_size=spec.font_size,
+            min_char_width=spec.min_char_width,
+            aliased=aliased,
+            chars=None if label is None else len(label),
+        )
+        return line.image, line.centers
     if isinstance(spec, HanziSpec):
-        return render_hanzi(
+        image = render_hanzi(
             text,
             face,
             spec.size,
@@ -342,8 +365,8 @@ def render(
             morph=spec.morph,
             aliased=aliased,
         )
-    if isinstance(spec, ExprSpec):
-        return render_expr(
+    elif isinstance(spec, ExprSpec):
+        image = render_expr(
             text,
             face,
             (spec.height, spec.width),
@@ -353,20 +376,11 @@ def render(
             aliased=aliased,
             oldstyle=oldstyle,
         )
-    if isinstance(spec, LineSpec):
-        return render_line(
-            text,
-            face,
-            spec.height,
-            rng,
-            font_size=spec.font_size,
-            min_char_width=spec.min_char_width,
-            aliased=aliased,
-            chars=None if label is None else len(label),
-        )
-    if isinstance(spec, ShortSpec):
-        return render_short(text, face, spec.size, rng, font_size=spec.font_size, aliased=aliased)
-    raise TypeError(f"not a task spec: {spec!r}")
+    elif isinstance(spec, ShortSpec):
+        image = render_short(text, face, spec.size, rng, font_size=spec.font_size, aliased=aliased)
+    else:
+        raise TypeError(f"not a task spec: {spec!r}")
+    return image, ()
 
 
 def _chunk(tag: bytes, data: bytes) -> bytes:

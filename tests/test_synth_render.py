@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synth.augment import DEFAULTS, degrade, resolve, stroke_weight
+from synth.augment import DEFAULTS, degrade, degrade_line, resolve, stroke_weight
 from synth.render import (
     FontFace,
+    draw_line,
     has_oldstyle_digits,
     render_expr,
     render_hanzi,
@@ -43,6 +44,66 @@ def test_line_geometry(face):
         assert img.dtype == np.uint8 and img.shape[0] == 32
         assert img.shape[1] >= 16 * len(text)
         assert img.min() < 80
+
+
+def _ink_columns(img: np.ndarray) -> np.ndarray:
+    return (img < 128).any(axis=0)
+
+
+def _runs(ink: np.ndarray) -> list[tuple[int, int]]:
+    """The ``[start, end)`` column runs of ink."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], ink.astype(int), [0]])))
+    return list(zip(edges[::2], edges[1::2], strict=True))
+
+
+def test_line_centers_fall_on_each_characters_ink(face):
+    """`draw_line` says where each label character is drawn: one centre per character, in
+    order, each inside the ink of its own glyph (hanzi are drawn apart, so each is one run of
+    ink columns, and the i-th centre falls in the i-th run); the image is render_line's."""
+    text = "因国回四田目"  # enclosed: each glyph is one run of ink columns
+    for seed in range(10):
+        line = draw_line(text, face, 32, _rng(seed), min_char_width=16)
+        assert np.array_equal(line.image, render_line(text, face, 32, _rng(seed)))
+        runs = _runs(_ink_columns(line.image))
+        assert len(line.centers) == len(text) == len(runs), seed
+        for x, (start, end) in zip(line.centers, runs, strict=True):
+            assert start <= x < end, (seed, x, start, end)
+
+
+def test_a_drawn_form_labelled_as_several_characters_gets_a_centre_each(face):
+    """A ``…`` labelled ``...`` (`chars` 4 for ``好…``): three centres spread over its advance,
+    after the one of ``好``; a label of another length is spread over the whole text."""
+    line = draw_line("好…", face, 32, _rng(2), min_char_width=16, chars=4)
+    first, *dots = line.centers
+    assert len(dots) == 3 and first < dots[0] < dots[1] < dots[2]
+    assert dots[1] - dots[0] == pytest.approx(dots[2] - dots[1], abs=0.11)
+    odd = draw_line("好…", face, 32, _rng(2), min_char_width=16, chars=5)
+    assert len(odd.centers) == 5 and list(odd.centers) == sorted(odd.centers)
+
+
+def test_warps_move_the_centres_with_the_ink():
+    """`degrade_line` moves the centres as its affine and perspective warps move the pixels
+    (at mid-height), and gives `degrade`'s image: the same draws from the generator."""
+    img = np.full((32, 200), 240, np.uint8)
+    xs = (20.5, 100.5, 170.5)
+    for x in xs:
+        img[:, int(x) - 1 : int(x) + 2] = 10  # a dark bar 3 px wide centred on x
+    for name, params in {
+        "affine": {"p": 1.0, "shear": 0.0, "scale": [0.9, 0.9]},
+        "perspective": {"p": 1.0, "strength": 0.05},
+    }.items():
+        cfg = resolve({name: params})
+        for seed in range(5):
+            out, moved = degrade_line(img, xs, cfg, _rng(seed))
+            assert np.array_equal(out, degrade(img, cfg, _rng(seed))), name
+            row = out[16].astype(float)
+            assert moved != xs, name
+            for x in moved:
+                lo, hi = int(x) - 3, int(x) + 4
+                darkest = lo + int(np.argmin(row[lo:hi]))
+                assert abs(darkest + 0.5 - x) <= 1.5, (name, seed, x, darkest)
+    # no warp: the centres are as drawn
+    assert degrade_line(img, xs, resolve({"blur": {"p": 1.0}}), _rng())[1] == xs
 
 
 def test_expr_and_short_geometry(face):

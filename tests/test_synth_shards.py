@@ -212,6 +212,12 @@ def test_shard_reads_back_with_webdataset(setup, tmp_path, task):
             assert meta["value"] == evaluate(meta["text"])
         if task == "hanzi":
             assert img.size == (64, 64)
+        if task == "line":  # where each label character is drawn, in order, inside the image
+            xs = meta["centers"]
+            assert len(xs) == len(meta["text"]) and xs == sorted(xs)
+            assert all(isinstance(x, float) and 0 <= x < img.width for x in xs)
+        else:
+            assert "centers" not in meta
 
 
 def test_aliased_shards_hold_one_bit_glyphs(setup, tmp_path):
