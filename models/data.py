@@ -73,6 +73,8 @@ class Batch(NamedTuple):
         texts: ``N`` labels.
         keys: ``N`` sample keys.
         shards: ``N`` shard paths (where each sample came from).
+        centers: ``N`` tuples of the x of each label character's centre in the image as
+            prepared, px (a line shard's ``centers``), or None for a sample without them.
     """
 
     images: torch.Tensor
@@ -80,16 +82,19 @@ class Batch(NamedTuple):
     texts: list[str]
     keys: list[str]
     shards: list[str]
+    centers: list[tuple[float, ...] | None]
 
 
 @dataclass(frozen=True)
 class Example:
-    """A decoded, checked and preprocessed sample (``image`` is ``H, W`` uint8)."""
+    """A decoded, checked and preprocessed sample (``image`` is ``H, W`` uint8; ``centers`` as
+    in `Batch`, scaled as the image was)."""
 
     key: str
     shard: str
     image: np.ndarray
     text: str
+    centers: tuple[float, ...] | None = None
 
 
 # ---------------------------------------------------------------- reading
@@ -252,20 +257,29 @@ def decode_sample(
             family cannot take (names shard, key and the character).
     """
     key, url = sample.get("__key__"), sample.get("__url__")
-    text, where = _label(sample, f"shard {url}: sample {key!r}", family)
+    text, where, centers = _label(sample, f"shard {url}: sample {key!r}", family)
     try:
         image = decode_png(sample["png"], where)
     except ImageLoadError as e:
         raise DataError(str(e)) from e
-    return Example(key, url, prepare_image(image, geometry), text)
+    prepared = prepare_image(image, geometry)
+    if centers is not None and prepared.shape[1] != image.width:
+        k = prepared.shape[1] / image.width
+        centers = tuple(c * k for c in centers)
+    return Example(key, url, prepared, text, centers)
 
 
-def _label(sample: Mapping[str, Any], where: str, family: Family | None) -> tuple[str, str]:
+def _label(
+    sample: Mapping[str, Any], where: str, family: Family | None, need_centers: bool = False
+) -> tuple[str, str, tuple[float, ...] | None]:
     """A raw sample's label, checked (its parts, its .json, its text, the family's encoding),
-    and ``where`` with the image it was packed from, if any (`models.pack`).
+    ``where`` with the image it was packed from, if any (`models.pack`), and the centres of
+    the label's characters if the sample has them (a line shard's ``centers``, checked: one
+    number per character).
 
     Raises:
-        DataError: Missing part or undecodable JSON; SampleLabelError: a label the family
+        DataError: Missing part or undecodable JSON, ``centers`` that are not one number per
+            character, or none when ``need_centers``; SampleLabelError: a label the family
             cannot encode.
     """
     for part in ("png", "json"):
@@ -286,14 +300,39 @@ def _label(sample: Mapping[str, Any], where: str, family: Family | None) -> tupl
             family.encode([text])
         except LabelError as e:
             raise SampleLabelError(f"{where}: {e}") from None
-    return text, where
+    centers = meta.get("centers") if isinstance(meta, dict) else None
+    if centers is None:
+        if need_centers:
+            raise DataError(
+                f"{where}: has no centers in its .json (where each character of the label is "
+                "drawn), which train.align_weight needs: the line task's shards have them, "
+                "shards of other tasks and of your own images (synthocr-pack) do not; set "
+                "train.align_weight: 0 to train on them"
+            )
+        return text, where, None
+    if not (
+        isinstance(centers, list)
+        and len(centers) == len(text)
+        and all(isinstance(c, int | float) and not isinstance(c, bool) for c in centers)
+    ):
+        raise DataError(
+            f"{where}: bad centers in its .json: {str(centers)[:80]} (expected one number per "
+            f"character of its text {text!r}, {len(text)}){REBUILD_HINT}"
+        )
+    return text, where, tuple(float(c) for c in centers)
 
 
-def check_labels(indexes: Sequence[ShardIndex], family: Family | None, shown: int = 20) -> None:
+def check_labels(
+    indexes: Sequence[ShardIndex],
+    family: Family | None,
+    shown: int = 20,
+    need_centers: bool = False,
+) -> None:
     """Every sample's label, read before training's first step (only the ``.json`` members:
     a few seconds for 200,000 samples), so that a label the charset cannot encode in a shard
     of one's own stops the run at once rather than hours in, when a draw first reaches it.
-    Images are decoded when they are drawn.
+    Images are decoded when they are drawn. ``need_centers``: every sample must also say where
+    its characters are drawn (``train.align_weight``).
 
     Raises:
         SampleLabelError: Labels the family cannot encode (when every problem is one);
@@ -311,7 +350,7 @@ def check_labels(indexes: Sequence[ShardIndex], family: Family | None, shown: in
                             f.seek(start)
                             sample["json"] = f.read(size)
                     try:
-                        _label(sample, f"shard {index.url}: sample {key!r}", family)
+                        _label(sample, f"shard {index.url}: sample {key!r}", family, need_centers)
                     except DataError as e:
                         problems.append(e)
         except OSError as e:
@@ -347,6 +386,7 @@ def collate(examples: Sequence[Example], geometry: Mapping[str, Any]) -> Batch:
         [e.text for e in examples],
         [e.key for e in examples],
         [e.shard for e in examples],
+        [e.centers for e in examples],
     )
 
 
@@ -505,6 +545,8 @@ class TrainStream(torch.utils.data.IterableDataset):
             stops reading each sample's JSON for its length.
         labels_checked: The labels were checked already (under torchrun, by rank 0 for every
             rank): not read again here.
+        need_centers: Every sample must say where its characters are drawn (``centers``,
+            for ``train.align_weight``): checked with the labels.
     """
 
     def __init__(
@@ -523,6 +565,7 @@ class TrainStream(torch.utils.data.IterableDataset):
         world_size: int = 1,
         curriculum_steps: int = 0,
         labels_checked: bool = False,
+        need_centers: bool = False,
     ) -> None:
         super().__init__()
         if not urls:
@@ -530,7 +573,7 @@ class TrainStream(torch.utils.data.IterableDataset):
         self.urls = [str(u) for u in urls]
         self.indexes = [index_shard(u) for u in self.urls]
         if not labels_checked:  # under torchrun, rank 0 reads them once for every rank
-            check_labels(self.indexes, family)
+            check_labels(self.indexes, family, need_centers=need_centers)
         self.geometry = dict(geometry)
         self.family = family
         self.batch_size = batch_size

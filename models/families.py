@@ -379,6 +379,51 @@ class CTCFamily(Family):
         )
         return loss.to(device)
 
+    def align_loss(
+        self,
+        outputs: Any,
+        targets: Targets,
+        centers: Sequence[Sequence[float] | None],
+        widths: torch.Tensor | Sequence[int],
+    ) -> torch.Tensor:
+        """Cross-entropy of each label character at the frame over its centre (fp32, the mean
+        over the batch's characters): where a synthetic line draws each character is known, so
+        that frame is told what it reads, as a classifier is, rather than left for CTC to find.
+        CTC alone first learns only the characters' frequencies, for tens of thousands of lines
+        of a 1000-character charset; this term lets the frames read from the first steps
+        (``train.align_weight``). The frame over a centre ``x`` of an image ``w`` px wide with
+        ``L`` frames is ``floor(x * L / w)``, and nothing is said of the frames between
+        centres (the blanks), which CTC places.
+
+        Args:
+            outputs: Logits ``T, N, C + 1``.
+            targets: From `encode` (the characters in the order of ``centers``).
+            centers: ``N`` tuples: the x of each label character's centre, px (`Batch.centers`).
+            widths: ``N`` image widths before padding.
+
+        Raises:
+            ValueError: a sample without centres, or with another count than its label's.
+        """
+        log_probs = self.logits(outputs, len(targets.lengths)).float().log_softmax(-1)
+        frames, batch = log_probs.shape[:2]
+        lengths = self.input_lengths(widths, frames, batch).tolist()
+        w = torch.as_tensor(widths, dtype=torch.long).tolist()
+        counts = targets.lengths.tolist()
+        at: list[int] = []
+        for i, xs in enumerate(centers):
+            if xs is None or len(xs) != counts[i]:
+                raise ValueError(
+                    f"sample {i} of the batch has {'no' if xs is None else len(xs)} centres for "
+                    f"its {counts[i]} characters: the alignment loss needs one per character"
+                )
+            at += [min(lengths[i] - 1, max(0, int(x * lengths[i] / w[i]))) for x in xs]
+        device = log_probs.device
+        frame = torch.tensor(at, dtype=torch.long, device=device)
+        sample = torch.repeat_interleave(
+            torch.arange(batch, device=device), targets.lengths.to(device)
+        )
+        return -log_probs[frame, sample, targets.indices.to(device)].mean()
+
     def decode(
         self,
         outputs: Any,

@@ -726,6 +726,12 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
         )
     if (exp_cfg.get("eval") or {}).get("decoder") == "grammar":
         grammar_for(model, task, where=f"{where}.eval.decoder")
+    if train.get("align_weight", 0) and (entry.family != "ctc" or task != "line"):
+        raise ValueError(
+            f"{where}.train.align_weight: the alignment loss trains a CTC model's frames on "
+            "where the line task's shards draw each character, and only they record it; "
+            f"model {model!r} on task {task!r} cannot use it: set it to 0"
+        )
     if entry.family == "ctc":
         if train.get("label_smoothing", 0):
             raise ValueError(

@@ -20,10 +20,10 @@ SCHEDULING = ("mem_mb", "threads", "priority")
 NOT_HASHED = (*SCHEDULING, "tensorboard")
 # Settings added after runs were first keyed: hashed only when they differ from their default, so
 # a run keeps its key (and its finished weights) when an upgrade adds a setting it did not use.
-HASHED_WHEN_SET = ("label_smoothing", "ema_decay", "decay_fraction")
+HASHED_WHEN_SET = ("label_smoothing", "ema_decay", "decay_fraction", "align_weight", "align_steps")
 # Settings a train job's Snakemake params hold only when they differ from their default, so that
 # adding one to the schema (which fills in its default) reruns no job trained before it existed.
-PARAMS_WHEN_SET = ("init_from", "decay_fraction")
+PARAMS_WHEN_SET = ("init_from", "decay_fraction", "align_weight", "align_steps")
 # The checkpoint a run starts from is keyed by its bytes' sha256, not by its path (`run_hash`).
 KEYED_BY_CONTENT = ("init_from",)
 # Settings only some schedules read: under the others they neither key a run nor sit in a train
@@ -95,6 +95,8 @@ class TrainSpec:
     shuffle_buffer: int = 1000
     curriculum_steps: int = 0
     label_smoothing: float = 0.0
+    align_weight: float = 0.0
+    align_steps: int = 0
     ema_decay: float = 0.0
     amp: bool = True
     tensorboard: bool = False
@@ -115,6 +117,12 @@ class TrainSpec:
             raise ValueError(f"train.curriculum_steps must be >= 0, got {self.curriculum_steps}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.align_weight < 0:
+            raise ValueError(f"train.align_weight must be >= 0, got {self.align_weight}")
+        if self.align_steps < 0:
+            raise ValueError(
+                f"train.align_steps must be >= 0 (0 = every step), got {self.align_steps}"
+            )
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0 < self.decay_fraction <= 1:

@@ -1,9 +1,14 @@
 """The training loop: one for every model, readable top to bottom (after nanoGPT's ``train.py``).
 
     seed -> data stream -> model (from init_from's weights?), AdamW, weight average? -> resume?
-    -> for each step: lr(step), forward (bf16 autocast on GPU), family loss (fp32), finite
-    check, backward, clip, step, average -> log, validate, early stop, checkpoint
-    -> model.pt, history.csv, train.json
+    -> for each step: lr(step), forward (bf16 autocast on GPU), family loss (fp32), plus the
+    alignment loss?, finite check, backward, clip, step, average -> log, validate, early stop,
+    checkpoint -> model.pt, history.csv, train.json
+
+With ``align_weight`` set (line models), each character's frame is also trained to read it, where
+the line shard says it is drawn (`models.families.CTCFamily.align_loss`), weighted by
+`align_weight_at` (a pure function of the step); ``train_loss`` stays the CTC loss and
+``align_loss`` is logged beside it.
 
 With ``ema_decay`` set, an exponential moving average of the weights (and batch-norm statistics)
 follows the trained ones (`torch.optim.swa_utils.AveragedModel`); it is the model that is
@@ -128,6 +133,7 @@ HISTORY_COLUMNS = (
     "grad_norm",
     "images_per_s",
     "elapsed_s",
+    "align_loss",
 )
 
 
@@ -196,6 +202,17 @@ def lr_at(step: int, spec: TrainSpec) -> float:
     if spec.schedule == "cosine":
         return low + 0.5 * (1.0 + math.cos(math.pi * progress)) * (peak - low)
     return peak - progress * (peak - low)  # onecycle and wsd's decay: linear down
+
+
+def align_weight_at(step: int, spec: TrainSpec) -> float:
+    """Weight of the alignment loss (`CTCFamily.align_loss`) at optimizer step ``step``, a pure
+    function of the step: ``align_weight``, falling linearly to 0 at step ``align_steps`` (0:
+    held for every step)."""
+    if spec.align_weight <= 0:
+        return 0.0
+    if spec.align_steps == 0:
+        return spec.align_weight
+    return spec.align_weight * max(0.0, 1.0 - step / spec.align_steps)
 
 
 def ema_update(decay: float) -> Any:
@@ -590,6 +607,7 @@ def _train(
     # The log window (sums since the last history row), so rows match an uninterrupted run's
     # when log_every does not divide checkpoint_every.
     loss_sum, norm_sum, n_logged, images_seen, busy = 0.0, 0.0, 0, 0, 0.0
+    align_sum, n_aligned = 0.0, 0
     ckpt = _load_resume(resume_path, model)
     if ckpt is None and key != own_key:
         # The adopted state no longer fits the model: this run trains, under its own key.
@@ -609,8 +627,10 @@ def _train(
         stopped_early = bool(state["stopped_early"])
         elapsed_before = float(state["elapsed_s"])
         last_val = tuple(state["last_val"]) if state["last_val"] is not None else None
-        if "log_window" in state:
-            loss_sum, norm_sum, n_logged, images_seen, busy = state["log_window"]
+        if "log_window" in state:  # the alignment loss's sums since it exists
+            window = list(state["log_window"])
+            loss_sum, norm_sum, n_logged, images_seen, busy = window[:5]
+            align_sum, n_aligned = window[5:] or (0.0, 0)
         log.info("resuming run %s from step %d (%s)", key, step, resume_path)
         threads = state.get("threads")
         if device.type == "cpu" and threads and threads != torch.get_num_threads():
@@ -647,10 +667,11 @@ def _train(
         world_size=env.world_size,
         curriculum_steps=spec.curriculum_steps,
         labels_checked=env.distributed,
+        need_centers=spec.align_weight > 0,
     )
     if env.distributed:  # every label before the first step, read once (rank 0) for all
         _on_main(
-            lambda: check_labels(stream.indexes, family),
+            lambda: check_labels(stream.indexes, family, need_centers=spec.align_weight > 0),
             "reading the training labels",
             env,
             device,
@@ -685,7 +706,7 @@ def _train(
             "stopped_early": stopped_early,
             "elapsed_s": elapsed_before + time.perf_counter() - t_start,
             "last_val": list(last_val) if last_val is not None else None,
-            "log_window": [loss_sum, norm_sum, n_logged, images_seen, busy],
+            "log_window": [loss_sum, norm_sum, n_logged, images_seen, busy, align_sum, n_aligned],
             "threads": torch.get_num_threads(),
             "run_hash": key,
         }
@@ -745,15 +766,24 @@ def _train(
         family.check_output(outputs, images)
         # fp32 inside the family; validation losses (eval_batches) are never smoothed
         loss = family.loss(outputs, targets, batch.widths, label_smoothing=spec.label_smoothing)
+        objective, aligned = loss, torch.zeros((), device=loss.device)
+        if (weight := align_weight_at(step, spec)) > 0:
+            # each character's frame told what it reads (CTCFamily.align_loss)
+            aligned = family.align_loss(outputs, targets, batch.centers, batch.widths)
+            objective = loss + weight * aligned
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         max_norm = spec.clip_grad if spec.clip_grad > 0 else math.inf
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-        stats = torch.stack([loss.detach().float(), grad_norm.detach().float()])
+        stats = torch.stack(
+            [loss.detach().float(), grad_norm.detach().float(), aligned.detach().float()]
+        )
         if env.distributed:
             torch.distributed.all_reduce(stats)  # a NaN on any rank stops every rank
             stats /= env.world_size
-        loss_value, norm_value = stats.tolist()
+        loss_value, norm_value, align_value = stats.tolist()
+        if not math.isfinite(align_value):
+            loss_value = align_value  # stops as a non-finite loss does
         if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
             kept = f"{resume_path} (step {_saved_step(resume_path)})"
             raise NonFiniteLossError(
@@ -767,6 +797,7 @@ def _train(
             ema.update_parameters(model)
         step += 1
         loss_sum, norm_sum, n_logged = loss_sum + loss_value, norm_sum + norm_value, n_logged + 1
+        align_sum, n_aligned = align_sum + align_value, n_aligned + (weight > 0)
         images_seen += len(batch.texts) * env.world_size
         busy += time.perf_counter() - t_step
         if bar is not None:
@@ -781,7 +812,10 @@ def _train(
                 grad_norm=norm_sum / n_logged,
                 images_per_s=images_seen / max(1e-9, busy),
             )
+            if n_aligned:
+                row.update(align_loss=align_sum / n_aligned)
             loss_sum, norm_sum, n_logged, images_seen, busy = 0.0, 0.0, 0, 0, 0.0
+            align_sum, n_aligned = 0.0, 0
         if step % spec.val_every == 0 or last:
             val_loss, val_acc = _main_floats(
                 lambda: validate(shipped, family, val_set, device, amp),

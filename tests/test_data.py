@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import tarfile
 from pathlib import Path
@@ -36,6 +37,13 @@ SQUARE = {"kind": "square", "size": 40}
 
 def render(text: str, geometry: dict, rng: np.random.Generator) -> np.ndarray:
     """A legible grayscale image of ``text`` (PIL's built-in font) at the task's geometry."""
+    return render_with_centers(text, geometry, rng)[0]
+
+
+def render_with_centers(
+    text: str, geometry: dict, rng: np.random.Generator
+) -> tuple[np.ndarray, list[float]]:
+    """`render`, and the middle of each character's advance (as `synth.render.draw_line`)."""
     font = ImageFont.load_default(size=22)
     if geometry["kind"] == "line":
         h = geometry["height"]
@@ -45,7 +53,8 @@ def render(text: str, geometry: dict, rng: np.random.Generator) -> np.ndarray:
     img = Image.new("L", (w, h), int(rng.integers(200, 256)))
     x = int(rng.integers(1, 4))
     ImageDraw.Draw(img).text((x, (h - 24) // 2), text, fill=int(rng.integers(0, 60)), font=font)
-    return np.asarray(img)
+    ends = [0.0] + [font.getlength(text[: i + 1]) for i in range(len(text))]
+    return np.asarray(img), [round(x + (a + b) / 2, 1) for a, b in itertools.pairwise(ends)]
 
 
 def write_shards(
@@ -57,8 +66,10 @@ def write_shards(
     geometry: dict,
     length: tuple[int, int] = (1, 4),
     seed: int = 0,
+    centers: bool = False,
 ) -> list[str]:
-    """Shards in the synth.shards format: ``{key}.png`` (mode L) + ``{key}.json`` with text."""
+    """Shards in the synth.shards format: ``{key}.png`` (mode L) + ``{key}.json`` with text
+    (and with ``centers``, where each character is drawn, as the line task's shards)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for s in range(shards):
@@ -69,8 +80,11 @@ def write_shards(
                 n = int(rng.integers(length[0], length[1] + 1))
                 text = "".join(rng.choice(list(charset), n))
                 buf = io.BytesIO()
-                Image.fromarray(render(text, geometry, rng), mode="L").save(buf, format="PNG")
+                img, xs = render_with_centers(text, geometry, rng)
+                Image.fromarray(img, mode="L").save(buf, format="PNG")
                 meta = {"text": text, "task": "t", "split": prefix}
+                if centers:
+                    meta["centers"] = xs
                 writer.write(
                     {
                         "__key__": f"t_{prefix}_{s:06d}_{i:06d}",
@@ -510,3 +524,63 @@ def test_a_curriculum_shorter_than_every_label_is_an_error_not_a_hang(tmp_path, 
     stream = _stream(paths, steps=4, curriculum_steps=10)
     with pytest.raises(DataError, match=r"shard \S*train-000000\.tar\) have labels longer than 1"):
         list(train_loader(stream, 0))
+
+
+# ---------------------------------------------------------------- where characters are drawn
+
+
+def _png(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img, mode="L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _centred_shard(path: Path, metas: list[dict]) -> str:
+    """A shard of 64-px-high images, one per ``metas`` entry (its .json as given)."""
+    img = np.full((64, 160), 230, np.uint8)
+    return _tar(
+        path,
+        [
+            member
+            for i, meta in enumerate(metas)
+            for member in ((f"k{i}.png", _png(img)), (f"k{i}.json", json.dumps(meta).encode()))
+        ],
+    )
+
+
+def test_centres_reach_the_batch_scaled_as_the_image(tmp_path):
+    """A line shard's ``centers`` ride with their sample into the batch, scaled as the image
+    is to the model's height (64 px to 32: halved); a sample without them carries None."""
+    path = _centred_shard(
+        tmp_path / "c-000000.tar",
+        [{"text": "01", "centers": [40.0, 101.0]}, {"text": "3"}],
+    )
+    (batch,) = eval_batches([path], LINE, 8, make_family("crnn_vgg", list("0123")))
+    by_key = dict(zip(batch.keys, batch.centers, strict=True))
+    assert by_key == {"k0": (20.0, 50.5), "k1": None}
+    assert batch.images.shape[-2] == 32
+
+
+@pytest.mark.parametrize(
+    "centers", [[40.0], [40.0, "x"], "40", [40.0, True]], ids=["count", "text", "str", "bool"]
+)
+def test_bad_centres_name_shard_and_key(tmp_path, centers):
+    path = _centred_shard(tmp_path / "c-000000.tar", [{"text": "01", "centers": centers}])
+    with pytest.raises(DataError, match=r"c-000000\.tar: sample 'k0': bad centers"):
+        list(iter_examples([path], LINE, make_family("crnn_vgg", list("0123"))))
+
+
+def test_the_alignment_loss_refuses_shards_without_centres_before_the_first_step(tmp_path):
+    """``train.align_weight`` needs every training sample's centres: a shard of one's own
+    without them stops the run when the stream is built, naming the sample and the setting."""
+    paths = write_shards(tmp_path, "train", 1, 6, "0123", LINE)
+    family = make_family("crnn_vgg", list("0123"))
+    _stream(paths, family)  # without the alignment loss: trains
+    with pytest.raises(
+        DataError,
+        match=r"train-000000\.tar: sample 't_train_000000_000000'.*"
+        r"no centers.*train\.align_weight: 0",
+    ):
+        _stream(paths, family, need_centers=True)
+    good = _centred_shard(tmp_path / "c-000000.tar", [{"text": "01", "centers": [40.0, 90.0]}])
+    _stream([good], family, need_centers=True)

@@ -174,6 +174,35 @@ def test_ctc_widths_trim_padding_frames() -> None:
         family.decode(frames, widths=[16, 80])
 
 
+def test_align_loss_reads_each_character_at_the_frame_over_its_centre() -> None:
+    """`CTCFamily.align_loss`: the cross-entropy of each character at frame
+    ``floor(x * L / w)`` of its own sample (``L`` frames for ``w`` px), averaged over the
+    batch's characters; the gradient reaches those frames alone."""
+    family = make_family("crnn_vgg", DIGITS)
+    torch.manual_seed(0)
+    # two samples padded to 40 px (T = 11): 24 px wide (L = 7) with "12", 40 px with "3"
+    logits = torch.randn(11, 2, 11, requires_grad=True)
+    targets = family.encode(["12", "3"])
+    centers = [(3.0, 20.0), (39.0,)]
+    loss = family.align_loss(logits, targets, centers, torch.tensor([24, 40]))
+    lp = logits.detach().log_softmax(-1)
+    # frames 3 * 7 // 24 = 0 and 20 * 7 // 24 = 5 of sample 0 ("1" is class 2, "2" class 3);
+    # 39 * 11 // 40 = 10 of sample 1 ("3", class 4)
+    expected = -(lp[0, 0, 2] + lp[5, 0, 3] + lp[10, 1, 4]) / 3
+    assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-6)
+    loss.backward()
+    touched = logits.grad.abs().sum(-1).nonzero().tolist()
+    assert touched == [[0, 0], [5, 0], [10, 1]]
+    # a frame that reads its character: no loss left there
+    sure = torch.full((11, 1, 11), -30.0)
+    sure[4, 0, 8] = 30.0  # "7" over x = 17 of a 40-px image (17 * 11 // 40 = 4)
+    assert float(family.align_loss(sure, family.encode(["7"]), [(17.0,)], [40])) < 1e-6
+    with pytest.raises(ValueError, match="sample 1 of the batch has no centres for its 1"):
+        family.align_loss(logits, targets, [(3.0, 20.0), None], torch.tensor([24, 40]))
+    with pytest.raises(ValueError, match="sample 0 of the batch has 1 centres for its 2"):
+        family.align_loss(logits, targets, [(3.0,), (39.0,)], torch.tensor([24, 40]))
+
+
 def test_ctc_loss_uses_per_sample_lengths() -> None:
     torch.manual_seed(0)
     family = make_family("crnn_vgg", DIGITS)

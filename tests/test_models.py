@@ -749,6 +749,19 @@ def test_rejects_label_smoothing_on_ctc_models(default_config: dict) -> None:
             check(config, name)
 
 
+def test_the_alignment_loss_only_for_line_models(default_config: dict) -> None:
+    """Only the line task's shards record where characters are drawn: align_weight elsewhere
+    (a classifier, the reader, the expr CTC model) is an error naming the key."""
+    config = copy.deepcopy(default_config)
+    for name in config["experiments"]:
+        config["experiments"][name]["train"]["align_weight"] = 1.0
+    check(config, "line_crnn_vgg")
+    check(config, "line_crnn_grcnn")
+    for name in ("hanzi_cnn", "short_reader", "expr_crnn"):
+        with pytest.raises(ValueError, match=rf"experiments\.{name}\.train\.align_weight: "):
+            check(config, name)
+
+
 def test_grammar_decoder_only_where_the_task_has_a_grammar(default_config: dict) -> None:
     config = copy.deepcopy(default_config)
     for name in config["experiments"]:

@@ -47,6 +47,7 @@ from models.train import (
     NonFiniteLossError,
     OutputLockedError,
     RankStoppedError,
+    align_weight_at,
     ema_update,
     job_from_config,
     lr_at,
@@ -65,7 +66,7 @@ TINY_CRNN = {"width": 0.125, "hidden": 16}
 @pytest.fixture(scope="module")
 def line_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("line")
-    train_shards = write_shards(root / "shards", "train", 2, 24, "0123", LINE, seed=1)
+    train_shards = write_shards(root / "shards", "train", 2, 24, "0123", LINE, seed=1, centers=True)
     val_shards = write_shards(root / "shards", "val", 1, 8, "0123", LINE, seed=2)
     charset = root / "charset.txt"
     charset.write_text("0\n1\n2\n3\n", encoding="utf-8")
@@ -163,6 +164,41 @@ def test_settings_added_later_stay_out_of_a_train_jobs_params_at_their_defaults(
         assert train_job_params(ignored.to_dict()) == train_job_params(
             TrainSpec(schedule=schedule).to_dict()
         )
+
+
+def test_the_alignment_loss_weight_is_a_function_of_the_step_and_keys_the_run_when_set():
+    assert align_weight_at(0, TrainSpec()) == 0.0  # off by default
+    held = TrainSpec(align_weight=0.5)
+    assert {align_weight_at(s, held) for s in (0, 999, 10**6)} == {0.5}
+    falling = TrainSpec(align_weight=2.0, align_steps=4)
+    assert [align_weight_at(s, falling) for s in range(6)] == [2.0, 1.5, 1.0, 0.5, 0.0, 0.0]
+    defaults = TrainSpec().to_dict()
+    assert not {"align_weight", "align_steps"} & set(train_job_params(defaults))
+    assert not {"align_weight", "align_steps"} & set(hashed_settings(TrainSpec()))
+    assert hashed_settings(falling)["align_weight"] == 2.0
+    assert train_job_params(falling.to_dict())["align_steps"] == 4
+    for key in ("align_weight", "align_steps"):
+        with pytest.raises(ValueError, match=rf"train\.{key} must be >= 0.*got -1"):
+            TrainSpec(**{key: -1})
+
+
+def test_the_alignment_loss_is_logged_beside_the_ctc_loss(line_data, tmp_path):
+    """With ``align_weight`` the history's ``align_loss`` column holds the alignment loss of
+    the steps it weighed (it is left empty after ``align_steps``), and ``train_loss`` stays
+    the CTC loss: the same run without it logs the same first CTC loss."""
+    on_job = line_job(line_data, tmp_path / "on", log_every=1, align_weight=1.0, align_steps=4)
+    train(on_job)
+    train(line_job(line_data, tmp_path / "off", log_every=1))
+    with open(tmp_path / "on" / "history.csv", newline="") as f:
+        on = list(csv.DictReader(f))
+    with open(tmp_path / "off" / "history.csv", newline="") as f:
+        off = list(csv.DictReader(f))
+    # a row at step s logs step s - 1: steps 0-3 weigh the alignment loss, step 4 on do not
+    assert [int(r["step"]) for r in on if r["align_loss"]] == [1, 2, 3, 4]
+    assert all(float(r["align_loss"]) > 0 for r in on if r["align_loss"])
+    assert all(not r["align_loss"] for r in off)
+    assert on[0]["train_loss"] == off[0]["train_loss"]  # step 0: the same weights and batch
+    assert on[1]["train_loss"] != off[1]["train_loss"]  # step 0's update differed
 
 
 def test_onecycle_without_warmup_uses_30_percent():
@@ -772,12 +808,16 @@ def test_tensorboard_logs_hold_the_whole_run_once(line_data, tmp_path):
     assert [v for _, v in shown["val_loss"]] == pytest.approx(values, rel=1e-4)
 
 
-@pytest.mark.parametrize("ema_decay", [0.0, 0.8], ids=["plain", "weight-average"])
-def test_resume_in_process_gives_identical_weights(line_data, tmp_path, ema_decay):
-    full = train(line_job(line_data, tmp_path / "full", steps=7, ema_decay=ema_decay))
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"ema_decay": 0.8}, {"align_weight": 1.0, "align_steps": 6}],
+    ids=["plain", "weight-average", "alignment-loss"],
+)
+def test_resume_in_process_gives_identical_weights(line_data, tmp_path, settings):
+    full = train(line_job(line_data, tmp_path / "full", steps=7, **settings))
     # The same run, interrupted at step 5 (after the checkpoint at step 3), then rerun.
-    _interrupt(line_job(line_data, tmp_path / "part", steps=7, ema_decay=ema_decay), at_step=5)
-    resumed = train(line_job(line_data, tmp_path / "part", steps=7, ema_decay=ema_decay))
+    _interrupt(line_job(line_data, tmp_path / "part", steps=7, **settings), at_step=5)
+    resumed = train(line_job(line_data, tmp_path / "part", steps=7, **settings))
     assert resumed.resumed_from == 3 and resumed.run_hash == full.run_hash
     a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "part" / "model.pt", weights_only=True)["state_dict"]

@@ -658,6 +658,10 @@ def test_the_smoke_runs_models_and_curves_are_the_configs(smoke_run):
         validated = [int(r["step"]) for r in history if r["val_loss"] != ""]
         assert validated == list(range(train["val_every"], train["steps"] + 1, train["val_every"]))
         assert all(float(r["train_loss"]) >= 0 for r in history), e
+        # the alignment loss (line_crnn_vgg's align_weight) logged at every step it trained
+        aligned = [float(r["align_loss"]) for r in history if r["align_loss"] != ""]
+        assert len(aligned) == (len(history) if train.get("align_weight") else 0), e
+        assert all(v > 0 for v in aligned), e
         recorded = json.loads((folder / "train.json").read_text())
         assert recorded["train"]["steps"] == train["steps"], e
 
