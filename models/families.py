@@ -404,8 +404,8 @@ class CTCFamily(Family):
         Raises:
             ValueError: a sample without centres, or with another count than its label's.
         """
-        log_probs = self.logits(outputs, len(targets.lengths)).float().log_softmax(-1)
-        frames, batch = log_probs.shape[:2]
+        logits = self.logits(outputs, len(targets.lengths))
+        frames, batch = logits.shape[:2]
         lengths = self.input_lengths(widths, frames, batch).tolist()
         w = torch.as_tensor(widths, dtype=torch.long).tolist()
         counts = targets.lengths.tolist()
@@ -417,12 +417,15 @@ class CTCFamily(Family):
                     f"its {counts[i]} characters: the alignment loss needs one per character"
                 )
             at += [min(lengths[i] - 1, max(0, int(x * lengths[i] / w[i]))) for x in xs]
-        device = log_probs.device
+        device = logits.device
         frame = torch.tensor(at, dtype=torch.long, device=device)
         sample = torch.repeat_interleave(
             torch.arange(batch, device=device), targets.lengths.to(device)
         )
-        return -log_probs[frame, sample, targets.indices.to(device)].mean()
+        # the softmax of the centres' frames alone (a few hundred of the batch's T x N)
+        log_probs = logits[frame, sample].float().log_softmax(-1)
+        picked = log_probs.gather(1, targets.indices.to(device)[:, None])
+        return -picked.mean()
 
     def decode(
         self,
