@@ -311,13 +311,6 @@ def _log_faces_drawn(
         )
 
 
-def render(
-    spec: TaskSpec, text: str, face: Face, rng: np.random.Generator, label: str | None = None
-) -> np.ndarray:
-    """Render one text with the task's renderer (before degradations): `draw`'s image."""
-    return draw(spec, text, face, rng, label)[0]
-
-
 def draw(
     spec: TaskSpec, text: str, face: Face, rng: np.random.Generator, label: str | None = None
 ) -> tuple[np.ndarray, tuple[float, ...]]:

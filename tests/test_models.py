@@ -563,7 +563,7 @@ def test_gpu_config_trains_a_step_on_rendered_samples(experiment, cjk_font, tmp_
     from models.specs import TrainSpec
     from synth.augment import degrade
     from synth.fonts import Face
-    from synth.shards import Sample, render, write_samples
+    from synth.shards import Sample, draw, write_samples
     from synth.specs import split_config, task_spec
 
     config = load_config("gpu.yaml")
@@ -577,7 +577,7 @@ def test_gpu_config_trains_a_step_on_rendered_samples(experiment, cjk_font, tmp_
     # WenQuanYi Micro Hei draws every character of the four tasks' charsets
     face = Face(str(cjk_font), 0, "WenQuanYi Micro Hei", "Regular", frozenset(charset))
     rng = np.random.default_rng(1)
-    images = [degrade(render(spec, t, face, rng), spec.degrade, rng) for t in texts]
+    images = [degrade(draw(spec, t, face, rng)[0], spec.degrade, rng) for t in texts]
     shard = tmp_path / "train-000000.tar"
     write_samples(
         shard,

@@ -176,12 +176,12 @@ def test_oldstyle_draws_from_the_generator_only_for_faces_that_have_old_style_di
     for face in _faces(setup, "expr"):
         a, b = np.random.default_rng(5), np.random.default_rng(5)
         assert np.array_equal(
-            shards.render(plain, "12+3", face, a), shards.render(both, "12+3", face, b)
+            shards.draw(plain, "12+3", face, a)[0], shards.draw(both, "12+3", face, b)[0]
         )
         assert a.random() == b.random()
     lato = FontFace("/usr/share/fonts/truetype/lato/Lato-Regular.ttf")
-    lining = shards.render(plain, "10-3", lato, np.random.default_rng(5))
-    oldstyle = shards.render(both, "10-3", lato, np.random.default_rng(5))
+    lining = shards.draw(plain, "10-3", lato, np.random.default_rng(5))[0]
+    oldstyle = shards.draw(both, "10-3", lato, np.random.default_rng(5))[0]
     assert not np.array_equal(lining, oldstyle)
 
 
@@ -234,11 +234,11 @@ def test_aliased_zero_draws_nothing_from_the_generator(cjk_font):
     """A config without ``aliased`` renders the same pixels as before the option existed."""
     from synth.fonts import Face
     from synth.render import render_short
-    from synth.shards import render
+    from synth.shards import draw
 
     face = Face(str(cjk_font), 0, "WenQuanYi", "Regular", frozenset("AB3"))
     a, b = np.random.default_rng(4), np.random.default_rng(4)
-    ours = render(task_spec("short", {}), "AB3", face, a)
+    ours = draw(task_spec("short", {}), "AB3", face, a)[0]
     plain = render_short("AB3", face, 40, b, font_size=(10, 14))
     assert np.array_equal(ours, plain)
     assert a.random() == b.random()  # the streams are still aligned
@@ -692,7 +692,7 @@ def test_line_shards_draw_the_corpus_full_width_forms_labelled_in_nfkc(
     # The images show the forms: the same text and generator state, drawn with ',' or '，'
     face = next(f for f in faces if f.family == "WenQuanYi Micro Hei")
     ascii_, wide = (
-        shards.render(spec, t, face, np.random.default_rng(0), label="好,走")
+        shards.draw(spec, t, face, np.random.default_rng(0), label="好,走")[0]
         for t in ("好,走", "好，走")
     )
     assert ascii_.shape != wide.shape or not np.array_equal(ascii_, wide)
@@ -727,7 +727,7 @@ def _generate_before_full_width_forms(spec, shard, charset, faces):
             face = candidates[int(rng.integers(0, len(candidates)))] if candidates else None
             if face is not None:
                 break
-        image = degrade(shards.render(spec, text, face, rng), spec.degrade, rng)
+        image = degrade(shards.draw(spec, text, face, rng)[0], spec.degrade, rng)
         yield text, face.name, image
 
 
