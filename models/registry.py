@@ -707,6 +707,13 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
             f"{entry.min_batch}, got {batch_size}"
         )
 
+    available = task_cfg["splits"]["train"]["shards"]
+    if (train.get("shards") or 0) > available:
+        raise ValueError(
+            f"{where}.train.shards: {train['shards']}, but tasks.{task}.splits.train has "
+            f"{available} shard(s); give at most {available}, or null for every one"
+        )
+
     min_len, max_len = label_lengths(task, task_cfg)
     if train.get("curriculum_steps", 0) and min_len > 1:
         raise ValueError(

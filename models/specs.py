@@ -26,6 +26,10 @@ HASHED_WHEN_SET = ("label_smoothing", "ema_decay", "decay_fraction", "align_weig
 PARAMS_WHEN_SET = ("init_from", "decay_fraction", "align_weight", "align_steps")
 # The checkpoint a run starts from is keyed by its bytes' sha256, not by its path (`run_hash`).
 KEYED_BY_CONTENT = ("init_from",)
+# Settings that choose a run's data: the shards they pick are its key (`run_hash`, their names and
+# bytes) and a train job's inputs (Snakemake reruns it when they change), so a spec that names the
+# same shards by another setting (every shard of a split of 32, or ``shards: 32``) is the same run.
+CHOOSES_DATA = ("shards",)
 # Settings only some schedules read: under the others they neither key a run nor sit in a train
 # job's params, so setting one there (it changes no learning rate) retrains nothing.
 READ_BY_SCHEDULES = {"decay_fraction": ("wsd",)}
@@ -47,6 +51,10 @@ def _unknown(cls: type, cfg: Mapping[str, Any], where: str) -> None:
 _JSON_TYPES: dict[str, tuple[Any, str]] = {
     "str": (lambda v: isinstance(v, str), "a string"),
     "str | None": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "int | None": (
+        lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+        "an integer or null",
+    ),
     # bool is an int in Python, not in a spec: "amp": true is no number of steps
     "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     "float": (lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number"),
@@ -101,6 +109,7 @@ class TrainSpec:
     amp: bool = True
     tensorboard: bool = False
     init_from: str | None = None
+    shards: int | None = None
     mem_mb: int = 4000
     threads: int = 0
     priority: int = 0
@@ -131,6 +140,8 @@ class TrainSpec:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
         if self.init_from is not None and not (isinstance(self.init_from, str) and self.init_from):
             raise ValueError(f"train.init_from must be a checkpoint path, got {self.init_from!r}")
+        if self.shards is not None and self.shards < 1:
+            raise ValueError(f"train.shards must be >= 1 (null = every shard), got {self.shards}")
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None, where: str = "train") -> TrainSpec:
@@ -155,7 +166,8 @@ class TrainJob:
         seed: Root seed of the run.
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         charset: Path of the task's charset file.
-        train_shards: Training shard paths.
+        train_shards: Training shard paths; the run reads the first ``train.shards`` of them
+            when that is set (`read_train_shards`).
         val_shards: Validation shard paths.
         out_dir: Folder of ``model.pt``, ``history.csv``, ``train.json`` and ``resume/``.
     """
@@ -171,6 +183,20 @@ class TrainJob:
     train_shards: tuple[str, ...]
     val_shards: tuple[str, ...]
     out_dir: str
+
+    def __post_init__(self) -> None:
+        n = self.train.shards
+        if n is not None and n > len(self.train_shards):
+            raise ValueError(
+                f"train.shards: {n}, but the job has {len(self.train_shards)} training shard(s)"
+            )
+
+    @property
+    def read_train_shards(self) -> tuple[str, ...]:
+        """The training shards the run reads: the first ``train.shards`` (every one when
+        unset)."""
+        n = self.train.shards
+        return self.train_shards if n is None else self.train_shards[:n]
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainJob:
@@ -201,14 +227,14 @@ class TrainJob:
 
 
 def hashed_settings(spec: TrainSpec) -> dict[str, Any]:
-    """The training settings that key a run: all but `NOT_HASHED` and `KEYED_BY_CONTENT`, the
-    `HASHED_WHEN_SET` ones only when they differ from their default, and the
+    """The training settings that key a run: all but `NOT_HASHED`, `KEYED_BY_CONTENT` and
+    `CHOOSES_DATA`, the `HASHED_WHEN_SET` ones only when they differ from their default, and the
     `READ_BY_SCHEDULES` ones only under a schedule that reads them."""
     defaults = {f.name: f.default for f in fields(TrainSpec)}
     return {
         k: v
         for k, v in spec.to_dict().items()
-        if k not in NOT_HASHED + KEYED_BY_CONTENT
+        if k not in NOT_HASHED + KEYED_BY_CONTENT + CHOOSES_DATA
         and not (k in HASHED_WHEN_SET and v == defaults[k])
         and _schedule_reads(k, spec.schedule)
     }
@@ -217,7 +243,8 @@ def hashed_settings(spec: TrainSpec) -> dict[str, Any]:
 def train_job_params(train: Mapping[str, Any]) -> dict[str, Any]:
     """The training settings (``experiments.<name>.train``, the schema's defaults filled in) that
     a train job's Snakemake params hold, so that editing one reruns the job: all but the
-    `SCHEDULING` hints (how to schedule the job, not how to train), the `PARAMS_WHEN_SET` ones only
+    `SCHEDULING` hints (how to schedule the job, not how to train) and `CHOOSES_DATA` (the job's
+    input shards hold it), the `PARAMS_WHEN_SET` ones only
     when they differ from their default (a run that does not use a setting added later keeps its
     params), and the `READ_BY_SCHEDULES` ones only under a schedule that reads them."""
     defaults = {f.name: f.default for f in fields(TrainSpec)}
@@ -225,7 +252,7 @@ def train_job_params(train: Mapping[str, Any]) -> dict[str, Any]:
     return {
         k: v
         for k, v in train.items()
-        if k not in SCHEDULING
+        if k not in SCHEDULING + CHOOSES_DATA
         and not (k in PARAMS_WHEN_SET and v == defaults.get(k))
         and _schedule_reads(k, schedule)
     }
@@ -239,11 +266,13 @@ def recorded_settings(spec: TrainSpec, threads: int) -> dict[str, Any]:
     recording the spec as given would write the defaults (``threads: 0``, every core) for a run
     the rule gave one thread, and other bytes than ``python -m models.train`` writes for the
     same job. The thread count is the one setting of them the weights depend on.
+    `CHOOSES_DATA` is left out for the same reason (the rule gives the job its shards, not the
+    setting); ``train.json`` records how many shards the run read.
     """
     return {
         k: (threads if k == "threads" else v)
         for k, v in spec.to_dict().items()
-        if k == "threads" or k not in SCHEDULING
+        if k == "threads" or k not in SCHEDULING + CHOOSES_DATA
     }
 
 
@@ -304,7 +333,7 @@ def run_hashes(job: TrainJob, charset: Sequence[str], world_size: int = 1) -> tu
         "train": train,
         "seed": job.seed,
         "charset": "".join(charset),
-        "train_shards": [[s.rsplit("/", 1)[-1], sha256_file(s)] for s in job.train_shards],
+        "train_shards": [[s.rsplit("/", 1)[-1], sha256_file(s)] for s in job.read_train_shards],
         "val_shards": [[s.rsplit("/", 1)[-1], sha256_file(s)] for s in job.val_shards],
     }
     if job.train.init_from is not None:  # a run from random weights keeps its key

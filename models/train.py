@@ -653,7 +653,7 @@ def _train(
 
     # Data: a deterministic function of (seed, rank, step); validation batches held in memory.
     stream = TrainStream(
-        job.train_shards,
+        job.read_train_shards,
         geometry,
         family,
         batch_size=spec.batch_size,
@@ -888,6 +888,7 @@ def _train(
             "seed": job.seed,
             "train": recorded,
             "init_from": transfer.to_dict() if transfer is not None else None,
+            "train_shards": len(job.read_train_shards),
             "command_line": command_line,
             **result.__dict__,
         }
@@ -1124,7 +1125,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.init_from:
         job = replace(job, train=replace(job.train, init_from=args.init_from))
     missing = [
-        f for f in (job.charset, *job.train_shards, *job.val_shards) if not Path(f).is_file()
+        f for f in (job.charset, *job.read_train_shards, *job.val_shards) if not Path(f).is_file()
     ]
     if missing:
         listed = ", ".join(missing[:3]) + (

@@ -255,6 +255,7 @@ def test_weight_average_warms_up():
         ("train.amp", 1, r"train\.amp must be true or false, got 1"),
         ("train.schedule", 2, r"train\.schedule must be a string, got 2"),
         ("train.init_from", 0, r"train\.init_from must be a string or null, got 0"),
+        ("train.shards", "8", r"train\.shards must be an integer or null, got '8'"),
     ],
 )
 def test_a_spec_field_of_the_wrong_type_is_named(tmp_path, capsys, field, value, error):
@@ -884,6 +885,33 @@ def test_the_rule_and_the_command_line_record_the_same_run(line_data, tmp_path):
     assert recorded("rule")["threads"] == 1
     assert "mem_mb" not in recorded("rule") and "priority" not in recorded("rule")
     assert load_model(tmp_path / "rule" / "model.pt")[1].train == recorded("rule")
+
+
+def test_a_run_on_the_first_shards_is_the_run_of_those_shards(line_data, tmp_path):
+    """``train.shards: 1`` of two shards trains what a job given only the first shard trains
+    (the rule gives its job those shards and no setting): the same key, the same model.pt, the
+    same recorded settings, and train.json says how many shards the run read."""
+    assert len(line_data[1]) == 2
+    first = line_job(line_data, tmp_path / "first", shards=1)
+    alone = replace(line_job(line_data, tmp_path / "alone"), train_shards=first.train_shards[:1])
+    assert first.read_train_shards == alone.read_train_shards == alone.train_shards
+    assert "shards" not in train_job_params(first.train.to_dict())
+    key = train(first).run_hash
+    assert train(alone).run_hash == key
+    assert (tmp_path / "first" / "model.pt").read_bytes() == (
+        tmp_path / "alone" / "model.pt"
+    ).read_bytes()
+    info = {r: json.loads((tmp_path / r / "train.json").read_text()) for r in ("first", "alone")}
+    assert info["first"]["train"] == info["alone"]["train"]
+    assert "shards" not in info["first"]["train"]
+    assert info["first"]["train_shards"] == info["alone"]["train_shards"] == 1
+    both = train(line_job(line_data, tmp_path / "both"))  # every shard: another run
+    assert both.run_hash != key
+    assert json.loads((tmp_path / "both" / "train.json").read_text())["train_shards"] == 2
+    with pytest.raises(ValueError, match=r"train\.shards: 3, but the job has 2 training shard"):
+        line_job(line_data, tmp_path / "x", shards=3)
+    with pytest.raises(ValueError, match=r"train\.shards must be >= 1 \(null = every shard\)"):
+        TrainSpec(shards=0)
 
 
 def test_the_weight_average_is_validated_and_shipped(line_data, tmp_path):

@@ -133,6 +133,12 @@ def test_lint_is_clean(tmp_path):
             ),
             "inks",
         ),
+        (
+            lambda c: c["experiments"]["line_crnn_vgg"]["train"].update(shards=3),
+            "experiments.line_crnn_vgg.train.shards: 3, but tasks.line.splits.train has 2 "
+            "shard(s); give at most 2",
+        ),
+        (lambda c: c["experiments"]["line_crnn_vgg"]["train"].update(shards=0), "shards: 0"),
     ],
 )
 def test_config_typo_fails_at_parse_time_naming_the_key(tmp_path, edit, key):
@@ -189,6 +195,22 @@ def test_the_cpu_lines_overlay_is_the_default_config_but_for_the_line_models():
         assert train["steps"] > train_default["steps"]
         assert train["batch_size"] == train_default["batch_size"]  # the rest merged from the base
         assert train["lr"] == train_default["lr"]
+
+
+def test_the_long_lines_config_keeps_the_first_stages_of_the_config_it_extends():
+    """lines_cpu_long.yaml adds training shards for its second stages; its first stages are
+    lines_cpu.yaml's experiments unchanged, on lines_cpu.yaml's shards (train.shards), so the
+    models lines_cpu.yaml trained are not trained again (the rule's inputs and params are the
+    same: test_more_training_shards_retrain_only_the_experiments_that_read_them)."""
+    base = load_config_file(REPO / "configs/lines_cpu.yaml")
+    long = load_config_file(REPO / "configs/lines_cpu_long.yaml")
+    n = base["tasks"]["line"]["splits"]["train"]["shards"]
+    assert long["tasks"]["line"]["splits"]["train"]["shards"] > n
+    for name in ("line_crnn_vgg", "line_crnn_grcnn"):
+        first = copy.deepcopy(long["experiments"][name])
+        assert first["train"].pop("shards") == n
+        assert first == base["experiments"][name], name
+        assert long["experiments"][f"{name}_long"]["train"].get("shards") is None
 
 
 def test_a_shipped_stage_builds_the_model_of_the_stage_it_starts_from():
@@ -1447,6 +1469,31 @@ def test_adding_a_held_out_font_reruns_only_the_held_out_split(smoke_run, tmp_pa
     for rule, wildcards in jobs:
         assert wildcards.get("split", "test_heldout") == "test_heldout", (rule, wildcards)
         assert wildcards.get("role", "test") == "test", (rule, wildcards)
+
+
+@pytest.mark.slow
+def test_more_training_shards_retrain_only_the_experiments_that_read_them(smoke_run, tmp_path):
+    """A config that adds a training shard for one experiment while another keeps the shards it
+    trained on (train.shards at the split's old count, as configs/lines_cpu_long.yaml's first
+    stages): the new shard renders and the one experiment retrains; the other reads the same
+    shards with the same settings, so it is neither trained nor evaluated again. Fewer shards
+    than it trained on are other inputs: it trains again."""
+
+    def edit(c, shards=2):
+        c["tasks"]["line"]["splits"]["train"]["shards"] = 3
+        c["experiments"]["line_crnn_vgg"]["train"]["shards"] = shards
+
+    config = _write_config(tmp_path, edit)
+    jobs = _jobs(run_snakemake(smoke_run, "-n", "--cores", "2", "all", config=config).stdout)
+    assert ("shard", {"task": "line", "split": "train", "shard": "000002"}) in jobs, jobs
+    assert ("train", {"experiment": "line_crnn_grcnn"}) in jobs, jobs
+    assert not [(r, w) for r, w in jobs if w.get("experiment") == "line_crnn_vgg"], jobs
+    assert [w for r, w in jobs if r == "shard"] == [
+        {"task": "line", "split": "train", "shard": "000002"}
+    ]
+    config = _write_config(tmp_path, lambda c: edit(c, shards=1))
+    jobs = _jobs(run_snakemake(smoke_run, "-n", "--cores", "2", "all", config=config).stdout)
+    assert ("train", {"experiment": "line_crnn_vgg"}) in jobs, jobs
 
 
 @pytest.mark.slow

@@ -545,6 +545,16 @@ def train_params(wildcards):
     return params
 
 
+def train_shard_inputs(wildcards):
+    """The training shards a train job reads: its task's, the first train.shards of them when
+    that is set. They are the job's inputs, not its params, so a setting that picks the same
+    shards (train.shards at the split's old count, after the config adds shards for another
+    experiment) reruns nothing."""
+    shards = shard_paths(experiment_task(wildcards.experiment), "train")
+    n = experiment_config(wildcards.experiment)["train"]["shards"]
+    return shards if n is None else shards[:n]
+
+
 def init_from_input(wildcards):
     """The checkpoint a run starts from (train.init_from), if any: an input of its train job, so
     that the job waits for the experiment that makes it and reruns when it changes."""

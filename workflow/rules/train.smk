@@ -9,7 +9,7 @@
 rule train:
     input:
         charset=lambda w: charset_path(experiment_task(w.experiment)),
-        train=lambda w: shard_paths(experiment_task(w.experiment), "train"),
+        train=train_shard_inputs,
         val=lambda w: shard_paths(experiment_task(w.experiment), "val"),
         init=init_from_input,
     output:
