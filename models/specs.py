@@ -277,18 +277,24 @@ def recorded_settings(spec: TrainSpec, threads: int) -> dict[str, Any]:
 
 
 def settings_drift(
-    recorded: Mapping[str, Any], experiment: Mapping[str, Any], seed: int
+    recorded: Mapping[str, Any],
+    experiment: Mapping[str, Any],
+    seed: int,
+    train_shards: int | None = None,
 ) -> list[str]:
     """How an experiment's config differs from what a finished run recorded (its
-    ``train.json``): ``key: recorded -> configured`` for the task, model, model kwargs, seed and
-    the training settings that key a run (`hashed_settings`, and ``init_from``'s path); empty
-    when they agree.
+    ``train.json``): ``key: recorded -> configured`` for the task, model, model kwargs, seed,
+    the training settings that key a run (`hashed_settings`, and ``init_from``'s path) and the
+    number of training shards; empty when they agree.
 
     Args:
         recorded: The run's ``train.json``.
         experiment: ``experiments.<name>`` of the config (``task``, ``model``,
             ``model_kwargs``, ``train``).
         seed: The config's seed.
+        train_shards: How many training shards the config gives the experiment (its
+            ``train.shards``, or every shard of its task's split), compared with the run's
+            ``train_shards`` when both are known (runs before it was recorded have none).
     """
     drift = []
     for key in ("task", "model", "model_kwargs"):
@@ -307,6 +313,9 @@ def settings_drift(
     for key in sorted(set(compared)):
         if old.get(key) != new.get(key):
             drift.append(f"train.{key}: {old.get(key)!r} -> {new.get(key)!r}")
+    read = recorded.get("train_shards")
+    if train_shards is not None and read is not None and read != train_shards:
+        drift.append(f"training shards: {read!r} -> {train_shards!r}")
     return drift
 
 

@@ -380,6 +380,11 @@ def test_settings_drift_names_what_an_experiment_changed_since_its_run():
         "train.init_from: None -> 'a.pt'",
         "train.steps: 300 -> 3000",
     ]
+    # the training shards the config gives it, when the run recorded how many it read
+    assert settings_drift(recorded, experiment, 7, train_shards=4) == []  # recorded none
+    read = {**recorded, "train_shards": 2}
+    assert settings_drift(read, experiment, 7, train_shards=2) == []
+    assert settings_drift(read, experiment, 7, train_shards=4) == ["training shards: 2 -> 4"]
 
 
 def test_the_run_key_follows_the_bytes_of_the_checkpoint_it_started_from(line_data, tmp_path):

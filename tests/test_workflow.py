@@ -1693,6 +1693,12 @@ def test_a_model_the_training_command_wrote_is_named_when_the_config_leaves_it_b
     assert "snakemake -f results/models/expr_crnn/model.pt" in message
     # Settings that only schedule the job are no change
     assert warned(lambda c: c["experiments"]["expr_crnn"]["train"].update(mem_mb=999)) == ""
+    # nor train.shards at the count the run read; other training data is
+    n = recorded["train_shards"]
+    assert n == yaml.safe_load(SMOKE.read_text())["tasks"]["expr"]["splits"]["train"]["shards"]
+    assert warned(lambda c: c["experiments"]["expr_crnn"]["train"].update(shards=n)) == ""
+    message = warned(lambda c: c["tasks"]["expr"]["splits"]["train"].update(shards=n + 1))
+    assert f"training shards: {n} -> {n + 1}" in message
 
 
 def test_the_slurm_profile_asks_each_training_for_its_configs_memory(tmp_path):

@@ -238,6 +238,16 @@ def role_of(split):
     return font_role(split)
 
 
+def experiment_train_shards(experiment):
+    """The training shards an experiment reads: its task's, the first train.shards of them when
+    that is set. They are its train job's inputs, not its params, so a setting that picks the
+    same shards (train.shards at the split's old count, after the config adds shards for another
+    experiment) reruns nothing."""
+    shards = shard_paths(experiment_task(experiment), "train")
+    n = experiment_config(experiment)["train"]["shards"]
+    return shards if n is None else shards[:n]
+
+
 def shard_paths(task, split):
     if split in OWN_TESTS:
         if OWN_TESTS[split]["task"] != task:
@@ -414,7 +424,12 @@ for _name in EXPERIMENTS:
     except (OSError, ValueError):
         continue
     if isinstance(_info, dict) and _info.get("command_line"):
-        _drift = settings_drift(_info, experiment_config(_name), config["seed"])
+        _drift = settings_drift(
+            _info,
+            experiment_config(_name),
+            config["seed"],
+            len(experiment_train_shards(_name)),
+        )
         if _drift:
             logging.getLogger("synth.workflow").warning(
                 "%s was trained by python -m models.train, with settings the config has"
@@ -543,16 +558,6 @@ def train_params(wildcards):
         # a file of the user's: its content reruns the job
         params["init_from_sha256"] = source[1]
     return params
-
-
-def train_shard_inputs(wildcards):
-    """The training shards a train job reads: its task's, the first train.shards of them when
-    that is set. They are the job's inputs, not its params, so a setting that picks the same
-    shards (train.shards at the split's old count, after the config adds shards for another
-    experiment) reruns nothing."""
-    shards = shard_paths(experiment_task(wildcards.experiment), "train")
-    n = experiment_config(wildcards.experiment)["train"]["shards"]
-    return shards if n is None else shards[:n]
 
 
 def init_from_input(wildcards):

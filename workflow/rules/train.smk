@@ -9,7 +9,7 @@
 rule train:
     input:
         charset=lambda w: charset_path(experiment_task(w.experiment)),
-        train=train_shard_inputs,
+        train=lambda w: experiment_train_shards(w.experiment),
         val=lambda w: shard_paths(experiment_task(w.experiment), "val"),
         init=init_from_input,
     output:
