@@ -244,9 +244,9 @@ def train_job_params(train: Mapping[str, Any]) -> dict[str, Any]:
     """The training settings (``experiments.<name>.train``, the schema's defaults filled in) that
     a train job's Snakemake params hold, so that editing one reruns the job: all but the
     `SCHEDULING` hints (how to schedule the job, not how to train) and `CHOOSES_DATA` (the job's
-    input shards hold it), the `PARAMS_WHEN_SET` ones only
-    when they differ from their default (a run that does not use a setting added later keeps its
-    params), and the `READ_BY_SCHEDULES` ones only under a schedule that reads them."""
+    input shards hold it), the `PARAMS_WHEN_SET` ones only when they differ from their default
+    (a run that does not use a setting added later keeps its params), and the
+    `READ_BY_SCHEDULES` ones only under a schedule that reads them."""
     defaults = {f.name: f.default for f in fields(TrainSpec)}
     schedule = train.get("schedule", defaults["schedule"])
     return {
