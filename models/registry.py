@@ -707,8 +707,9 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
             f"{entry.min_batch}, got {batch_size}"
         )
 
-    available = task_cfg["splits"]["train"]["shards"]
-    if (train.get("shards") or 0) > available:
+    # a task config the schema filled has its splits; a bare one (synthocr-check-model's) may not
+    available = ((task_cfg.get("splits") or {}).get("train") or {}).get("shards")
+    if train.get("shards") is not None and available is not None and train["shards"] > available:
         raise ValueError(
             f"{where}.train.shards: {train['shards']}, but tasks.{task}.splits.train has "
             f"{available} shard(s); give at most {available}, or null for every one"
