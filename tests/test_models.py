@@ -631,6 +631,25 @@ def test_rejects_ctc_output_too_short_for_expr(default_config: dict) -> None:
     check(config, "expr_crnn")
 
 
+def test_train_shards_are_held_to_the_split_where_the_task_config_has_one(
+    default_config: dict,
+) -> None:
+    config = copy.deepcopy(default_config)
+    n = config["tasks"]["line"]["splits"]["train"]["shards"]
+    config["experiments"]["line_crnn_vgg"]["train"]["shards"] = n
+    check(config, "line_crnn_vgg")
+    config["experiments"]["line_crnn_vgg"]["train"]["shards"] = n + 1
+    with pytest.raises(
+        ValueError,
+        match=rf"experiments\.line_crnn_vgg\.train\.shards: {n + 1}, but "
+        rf"tasks\.line\.splits\.train has {n} shard\(s\)",
+    ):
+        check(config, "line_crnn_vgg")
+    # a bare task config (synthocr-check-model's: geometry, no splits) has nothing to hold it to
+    del config["tasks"]["line"]["splits"]
+    check(config, "line_crnn_vgg")
+
+
 def test_rejects_bad_expr_filters_at_parse_time(default_config: dict) -> None:
     config = copy.deepcopy(default_config)
     config["experiments"]["expr_crnn"]["model_kwargs"]["filters"] = [8, 32]
