@@ -23,8 +23,9 @@ longest text it reads (``max_len``). So a file whose model is not registered whe
 exporter (``dynamo=False``) is used: it needs no extra package and exports LSTM/GRU layers as
 single ONNX ops with dynamic batch and length.
 
-The file is written atomically and, by default, checked against PyTorch on a random batch
-(`check_parity`) before it is moved into place.
+The file is written atomically and, by default, checked against PyTorch on random batches
+(`check_parity`: every output within 1e-4 of its largest magnitude) before it is moved into
+place.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ OPSET = 17
 # checked before the export so that a typo fails with one line, not a print of the whole graph.
 MIN_OPSET, MAX_OPSET = 7, 20
 INPUT_NAME = "image"
+# The largest difference onnxruntime's outputs may have from PyTorch's, as a share of the
+# output's largest magnitude (of 1 where that is below 1): float32 sums of a trained line
+# model's logits of about 50 differ by some 1e-4 between the two runtimes' orders of summing.
 PARITY_TOLERANCE = 1e-4
 # `frame_rule` is checked against the model's output_length at every width from the model's
 # narrowest input to that plus this many px (a 200:1 line 60 px high is 12,000 px wide).
@@ -362,7 +366,8 @@ def check_parity(
         The largest absolute difference seen.
 
     Raises:
-        ExportError: A difference above ``tolerance`` (naming the output and the width).
+        ExportError: A difference above ``tolerance`` times the output's largest magnitude, or
+            ``tolerance`` where that is below 1 (naming the output and the width).
     """
     family = family_of(meta.model)
     onnx_model = OnnxModel(onnx_path)
@@ -384,10 +389,12 @@ def check_parity(
                     "(a checkpoint with NaN or infinite weights?)"
                 )
             diff = float(np.abs(e.numpy() - g).max())
-            if diff > tolerance:
+            scale = max(1.0, float(np.abs(e.numpy()).max()))
+            if diff > tolerance * scale:
                 raise ExportError(
                     f"{onnx_path}: output {name} differs from PyTorch by {diff:.2e} "
-                    f"(> {tolerance:.0e}) on input {tuple(x.shape)}"
+                    f"(> {tolerance:.0e} x {scale:.3g}, its largest magnitude) on input "
+                    f"{tuple(x.shape)}"
                 )
             worst = max(worst, diff)
     return worst

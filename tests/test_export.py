@@ -26,6 +26,7 @@ from models.export import (
     ExportError,
     OnnxModel,
     check_parity,
+    example_batch,
     export_onnx,
     frame_rule,
     main,
@@ -249,6 +250,28 @@ def test_export_never_writes_over_its_checkpoint_or_a_non_onnx_path(tmp_path, ca
         assert main([str(ckpt), *args]) == 1
         err = capsys.readouterr().err
         assert re.search(error, err) and len(err.strip().splitlines()) == 1, err
+
+
+def test_parity_is_held_to_the_outputs_scale_and_catches_a_wrong_graph(tmp_path):
+    # a model whose logits run to thousands (a trained line model's reach 50): the two
+    # runtimes' float32 sums may differ past 1e-4 there, and the export still passes
+    ckpt = tmp_path / "model.pt"
+    meta = tiny_checkpoint(ckpt, "crnn_vgg", seed=1)
+    model, _ = load_model(ckpt)
+    with torch.no_grad():
+        model.classifier.weight.mul_(2000)
+    save_model(ckpt, model, meta)
+    out = export_onnx(ckpt, tmp_path / "big.onnx")
+    x = example_batch(meta.input, batch=3, width=96, seed=1)
+    with torch.inference_mode():
+        scale = float(model(x).abs().max())
+    assert scale > 100
+    assert check_parity(model, meta, out) <= 1e-4 * scale
+    # a graph of other weights (one class's bias moved by 1e-3 of that scale) is caught
+    with torch.no_grad():
+        model.classifier.bias[1] += 1e-3 * scale
+    with pytest.raises(ExportError, match=r"big\.onnx: output logits differs from PyTorch by"):
+        check_parity(model, meta, out)
 
 
 def test_a_checkpoint_with_non_finite_weights_is_refused_and_parity_catches_nan(tmp_path):
