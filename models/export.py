@@ -410,17 +410,25 @@ class OnnxModel(nn.Module):
     Args:
         path: The ``.onnx`` file.
         threads: onnxruntime intra-op threads (0: its default).
+        disabled_optimizers: onnxruntime graph optimizers to leave out, as an int8 file's
+            metadata names them (`models.quantize`).
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int = 0) -> None:
+    def __init__(
+        self, path: str | os.PathLike, threads: int = 0, disabled_optimizers: Sequence[str] = ()
+    ) -> None:
         super().__init__()
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         self.path = str(path)
+        self.disabled_optimizers = list(disabled_optimizers)
         self.session = ort.InferenceSession(
-            self.path, sess_options=options, providers=["CPUExecutionProvider"]
+            self.path,
+            sess_options=options,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=self.disabled_optimizers,
         )
         self.family = json.loads(
             self.session.get_modelmeta().custom_metadata_map.get(META_KEY, "{}")
@@ -533,7 +541,7 @@ def load_onnx(path: str | os.PathLike, threads: int = 0) -> tuple[OnnxModel, Mod
         check_meta(meta, str(path), described=True)
     except CheckpointError as e:
         raise ExportError(str(e)) from None
-    model = OnnxModel(path, threads=threads)
+    model = OnnxModel(path, threads=threads, disabled_optimizers=_disabled_optimizers(info, path))
     # The graph must be the one the meta describes: its classes and its input's fixed sides.
     classes = len(meta.charset) + (family_of(meta.model) != "classification")  # + blank/stop
     got = model.session.get_outputs()[0].shape[-1]
@@ -550,6 +558,19 @@ def load_onnx(path: str | os.PathLike, threads: int = 0) -> tuple[OnnxModel, Mod
                 f"{meta.input[key]}"
             )
     return model, meta
+
+
+def _disabled_optimizers(info: Mapping[str, Any], path: str | os.PathLike) -> list[str]:
+    """The onnxruntime optimizers an int8 file's ``quantization`` entry says to load it without
+    (none for a float file, or one quantized before synthocr wrote them)."""
+    entry = info.get("quantization")
+    names = entry.get("disabled_optimizers", []) if isinstance(entry, dict) else []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ExportError(
+            f"{path}: its quantization entry's disabled_optimizers is not a list of names: "
+            f"{names!r}"
+        )
+    return names
 
 
 def _export_int8(args: argparse.Namespace) -> Path:

@@ -9,13 +9,25 @@ The convolutions' weights become int8 (one scale per output channel) and their i
 QDQ format (`onnxruntime.quantization.quantize_static`): onnxruntime then runs them as integer
 convolutions. The recurrent layers and the class layer stay float (``ops``: quantizing the
 class layer's MatMul too reads a little faster and a little less accurately, BENCHMARKS.md,
-"Recognition"). The calibration images are read as recognition reads images (`Recognizer.load`:
-grayscale, dark on light) and batched as it batches them (`models.predict.batches`), so the
-ranges are those the model meets when it reads; they should look like the images it will read
-(a split of the training shards does: never the split it is scored on). The quantized file keeps
-the export's metadata, with a ``quantization`` entry added (the ops, the calibration's image
-count, and how many of those images it reads as the float file does), so `models.export.load_onnx`
-and `models.recognize` read it as any export.
+"Recognition"), and so does the convolution on the image itself (one channel: an integer
+product over a filter's 9 values runs slower than the float one).
+
+Where a max-pool then reads float values (that convolution's, or a GRCNN layer's), the file's
+metadata says to load it without onnxruntime's ``QDQPropagationTransformer``
+(``disabled_optimizers``, which `models.export.load_onnx` honours): that optimizer moves the
+quantization above the pool, which then runs on uint8 in onnxruntime's generic kernel, several
+times slower than its float one. Where every pool reads an integer convolution, the move keeps
+the pool in the integer layout, and the file is loaded with it (BENCHMARKS.md, "Recognition",
+session 50: both choices measured on the five models).
+
+The calibration images are read as recognition reads images (`Recognizer.load`: grayscale,
+dark on light) and batched as it batches them (`models.predict.batches`), so the ranges are
+those the model meets when it reads; they should look like the images it will read (a split of
+the training shards does: never the split it is scored on). The quantized file keeps the
+export's metadata, with a ``quantization`` entry added (the ops, the convolutions left float,
+the optimizers to load it without, the calibration's image count, and how many of those images
+it reads as the float file does), so `models.export.load_onnx` and `models.recognize` read it
+as any export.
 
 The file is written atomically; quantizing the same file on the same images gives the same bytes.
 """
@@ -48,6 +60,9 @@ from synth.shards import ShardReadError
 log = logging.getLogger(__name__)
 
 DEFAULT_OPS = ("Conv",)
+# Loading a file whose max-pools read float values without it keeps the pools in float
+# (`_pools_read_float`).
+QDQ_PROPAGATION = "QDQPropagationTransformer"
 QUANTIZABLE_OPS = ("Conv", "MatMul")
 DEFAULT_CALIBRATION_IMAGES = 256
 # Below this share of the calibration images read alike, the export warns.
@@ -133,6 +148,49 @@ def _lift_constants(graph: onnx.GraphProto, ops: Sequence[str]) -> None:
             keep.append(node)
     del graph.node[:]
     graph.node.extend(keep)
+
+
+def _image_convolutions(graph: onnx.GraphProto) -> list[str]:
+    """The names of the convolutions on the graph's input, the grayscale image (one channel:
+    weights ``O, 1, kH, kW``): left float, since onnxruntime's integer product over so few
+    values (9 for a 3x3 filter) runs slower than its float one. (The reader's convolutions of
+    the masked image stay quantized: left float too, a tiny reader's int8 logits followed its
+    float ones less closely, and the default config's reader read only 1.03x as fast.)"""
+    weights = {t.name: t for t in graph.initializer}
+    inputs = {i.name for i in graph.input}
+    return [
+        node.name
+        for node in graph.node
+        if node.op_type == "Conv"
+        and node.input[0] in inputs
+        and node.input[1] in weights
+        and len(weights[node.input[1]].dims) == 4
+        and weights[node.input[1]].dims[1] == 1
+    ]
+
+
+# Between a convolution and the pool that reads it: its ReLU, and its output's quantization.
+_PASSED_TO_POOLS = ("Relu", "QuantizeLinear", "DequantizeLinear")
+
+
+def _pools_read_float(graph: onnx.GraphProto) -> bool:
+    """Whether a max-pool whose output is quantized reads a float value: its input (through
+    ReLUs and quantize-dequantize pairs) is not an integer convolution's, one whose input is
+    dequantized."""
+    made_by = {out: node for node in graph.node for out in node.output}
+    quantized = {node.input[0] for node in graph.node if node.op_type == "QuantizeLinear"}
+    for node in graph.node:
+        if node.op_type != "MaxPool" or node.output[0] not in quantized:
+            continue
+        source = made_by.get(node.input[0])
+        while source is not None and source.op_type in _PASSED_TO_POOLS:
+            source = made_by.get(source.input[0])
+        fed = made_by.get(source.input[0]) if source is not None else None
+        if source is None or source.op_type != "Conv" or fed is None:
+            return True
+        if fed.op_type != "DequantizeLinear":
+            return True
+    return False
 
 
 class _DropHint(logging.Filter):
@@ -225,6 +283,7 @@ def quantize_onnx(
             lifted = onnx.ModelProto()
             lifted.CopyFrom(proto)
             _lift_constants(lifted.graph, ops)
+            kept_float = _image_convolutions(lifted.graph) if "Conv" in ops else []
             onnx.save(lifted, str(plain))
             with _quantizer_logging():
                 quantize_static(
@@ -237,6 +296,7 @@ def quantize_onnx(
                     activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax,
+                    nodes_to_exclude=kept_float,
                 )
             quantized = onnx.load(str(tmp))
             int8, _ = load_onnx(tmp, threads=1)  # the quantizer keeps the metadata
@@ -248,6 +308,8 @@ def quantize_onnx(
             "weights": "int8, per output channel",
             "activations": "uint8, per tensor (min-max over the calibration images)",
             "ops": list(ops),
+            "float_convolutions": len(kept_float),
+            "disabled_optimizers": [QDQ_PROPAGATION] if _pools_read_float(quantized.graph) else [],
             "calibration_images": len(images),
             "read_as_float": same / len(images),
         }

@@ -4,6 +4,7 @@ one is named; the file is written atomically and is the same bytes for the same 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -17,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from test_export import onnx_standalone_block, tiny_checkpoint
 
 from models.checkpoint import load_model, save_model
-from models.export import ExportError, export_onnx, main, read_onnx_meta
+from models.export import META_KEY, ExportError, OnnxModel, export_onnx, main, read_onnx_meta
 from models.images import load_gray
 from models.predict import batches
 from models.quantize import calibration_images, quantize_onnx
@@ -90,9 +91,22 @@ def test_every_family_quantizes_and_reads_close_to_its_float_model(
     out = tmp_path / "int8.onnx"
     entry = quantize_onnx(src, out, [images], limit=10)
     types = _op_types(out)
-    # every convolution reads a dequantized int8 weight and a quantized-dequantized input
-    assert types.count("Conv") == _op_types(src).count("Conv") > 0
+    # every convolution but the first, on the image (one input channel), reads a dequantized
+    # int8 weight and a quantized-dequantized input; the first keeps its float weights
+    assert types.count("Conv") == _op_types(src).count("Conv") > 1
     assert "QuantizeLinear" in types and "DequantizeLinear" in types
+    # (the reader's convolve the masked image, not the image: all are quantized)
+    assert entry["float_convolutions"] == (name != "reader")
+    graph = onnx.load(str(out)).graph
+    floats = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    first = next(n for n in graph.node if n.op_type == "Conv")
+    assert (
+        (first.input[1] in floats) == (first.input[0] == graph.input[0].name) == (name != "reader")
+    )
+    # where a pool then reads float values (the first convolution's, or a GRCNN layer's),
+    # the file is loaded without the optimizer that would run the pool on uint8
+    pools_after_float = name in ("crnn_vgg", "crnn_grcnn", "hanzi_cnn")
+    assert entry["disabled_optimizers"] == ["QDQPropagationTransformer"] * pools_after_float
 
     # the input and outputs keep their dynamic axes (batch; width and frames for line models)
     def dims(path):
@@ -103,11 +117,13 @@ def test_every_family_quantizes_and_reads_close_to_its_float_model(
         ]
 
     assert dims(out) == dims(src) and dims(src)[0][0] == "batch"
-    graph = onnx.load(str(out)).graph
     int8 = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
-    assert sum(len(t.dims) == 4 for t in int8) == types.count("Conv")  # weights, per channel
+    kept = entry["float_convolutions"]
+    assert sum(len(t.dims) == 4 for t in int8) == types.count("Conv") - kept  # per channel
     # each bias is int32 (so that onnxruntime fuses each into an integer convolution)
-    biases = {n.input[2] for n in graph.node if n.op_type == "Conv" and len(n.input) > 2}
+    integer = [n for n in graph.node if n.op_type == "Conv" and n.input[1] not in floats]
+    assert len(integer) == types.count("Conv") - kept
+    biases = {n.input[2] for n in integer if len(n.input) > 2}
     dequantize = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"}
     int32 = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.INT32}
     assert biases and all(dequantize.get(b) in int32 for b in biases)
@@ -124,6 +140,8 @@ def test_every_family_quantizes_and_reads_close_to_its_float_model(
     # model's on the calibration images is the one recorded
     plain, quant = load_recognizer(src), load_recognizer(out)
     assert quant.meta.charset == meta.charset
+    assert quant.model.disabled_optimizers == entry["disabled_optimizers"]
+    assert plain.model.disabled_optimizers == []
     files = sorted(images.iterdir())[:10]
     a, b = plain.recognize(files), quant.recognize(files)
     same = sum(x.text == y.text for x, y in zip(a, b, strict=True))
@@ -136,6 +154,30 @@ def test_every_family_quantizes_and_reads_close_to_its_float_model(
     corr = np.corrcoef(lp.ravel(), lq.ravel())[0, 1]
     assert corr > 0.9, corr  # 0.94 (GRCNN) to 0.998 here
     assert not np.array_equal(lp, lq)  # it is not the float graph
+
+
+def test_the_optimizer_left_out_changes_no_reading_and_a_bad_entry_is_named(
+    float_exports, tmp_path
+):
+    src, meta, images = float_exports["crnn_grcnn"]
+    out = tmp_path / "int8.onnx"
+    entry = quantize_onnx(src, out, [images], limit=10)
+    assert entry["disabled_optimizers"] == ["QDQPropagationTransformer"]
+    # with the optimizer or without, the same logits: quantizing commutes with max-pooling
+    without = OnnxModel(out, threads=1, disabled_optimizers=entry["disabled_optimizers"])
+    with_it = OnnxModel(out, threads=1)
+    for _, x, _ in batches(meta, [load_gray(p) for p in sorted(images.iterdir())], 16):
+        a, b = without.run(x.numpy())[0], with_it.run(x.numpy())[0]
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    for bad in ["QDQPropagationTransformer", [1], {"a": 1}]:
+        proto = onnx.load(str(out))
+        prop = next(p for p in proto.metadata_props if p.key == META_KEY)
+        info = json.loads(prop.value)
+        info["quantization"]["disabled_optimizers"] = bad
+        prop.value = json.dumps(info)
+        onnx.save(proto, str(tmp_path / "bad.onnx"))
+        with pytest.raises(ExportError, match=r"bad\.onnx: .*disabled_optimizers is not a list"):
+            load_recognizer(tmp_path / "bad.onnx")
 
 
 def test_the_int8_file_is_byte_deterministic_and_smaller(float_exports, tmp_path):
