@@ -463,7 +463,10 @@ def evaluate(
     """Evaluate a checkpoint on a split and write ``metrics.json`` and ``predictions.csv``.
 
     Args:
-        model_path: ``results/models/{experiment}/model.pt``.
+        model_path: ``results/models/{experiment}/model.pt``, or an ``.onnx`` export of one
+            (`models.export`, float or int8): read by onnxruntime on the CPU, with as many
+            threads as torch has; the record then says ``"engine": "onnxruntime"`` and holds
+            the file's ``quantization`` entry, if any.
         shards: The split's shards, in order.
         metrics_path: Where ``metrics.json`` goes.
         predictions_path: Where ``predictions.csv`` goes.
@@ -479,8 +482,21 @@ def evaluate(
     from models.devices import resolve_device
     from models.predict import predict
 
-    device = resolve_device(spec.device, claim=True)  # a GPU no other job holds
-    model, meta = load_model(model_path, device=device)
+    export = _export_info(model_path)
+    if export is not None:
+        from models.export import load_onnx
+
+        if spec.device not in ("auto", "cpu"):
+            raise ValueError(
+                f"{model_path}: an .onnx export is read by onnxruntime on the CPU; "
+                f"device {spec.device} is for checkpoints (model.pt)"
+            )
+        device = torch.device("cpu")
+        model, meta = load_onnx(model_path, threads=torch.get_num_threads())
+    else:
+        device = resolve_device(spec.device, claim=True)  # a GPU no other job holds
+        model, meta = load_model(model_path, device=device)
+    network = model if export is None else _network_of(meta)
     family = _family_of(meta.model)
     with_topk = family == "classification"
     log.info(
@@ -541,7 +557,7 @@ def evaluate(
         "experiment": spec.experiment,
         "model": meta.model,
         "model_kwargs": dict(sorted(meta.model_kwargs.items())),
-        "backbone": backbone_name(model),
+        "backbone": backbone_name(network) if network is not None else None,
         "family": family,
         "task": meta.task,
         "split": spec.split,
@@ -561,10 +577,16 @@ def evaluate(
             "decoder": spec.decoder if family in ("ctc", "attention") else "greedy",
             **grammar_record(meta, spec),
             "batch_size": spec.batch_size,
-            "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+            "params_m": (
+                sum(p.numel() for p in network.parameters()) / 1e6 if network is not None else None
+            ),
             **training,
         }
     )
+    if export is not None:
+        record["engine"] = "onnxruntime"
+        if "quantization" in export:
+            record["quantization"] = export["quantization"]
     write_predictions(predictions_path, prediction_rows(samples, readings, meta.task), meta.task)
     write_metrics(metrics_path, record)
     log.info(
@@ -577,6 +599,35 @@ def evaluate(
         record["eval_img_per_s"] or 0.0,
     )
     return record
+
+
+def _export_info(path: str | os.PathLike) -> dict[str, Any] | None:
+    """An ``.onnx`` export's metadata (`models.export.read_onnx_meta`); None for a checkpoint."""
+    if Path(path).suffix.lower() != ".onnx":
+        return None
+    from models.export import read_onnx_meta
+
+    return read_onnx_meta(path)
+
+
+def _network_of(meta: Any) -> Any:
+    """The PyTorch network an export was made from, untrained (its backbone's name and its
+    parameter count are the record's); None for a model not registered here."""
+    from models.registry import build_model, is_registered
+
+    if not is_registered(meta.model):
+        return None
+    return build_model(meta.model, len(meta.charset), **meta.model_kwargs)
+
+
+def read_model_meta(path: str | os.PathLike) -> Any:
+    """The `models.checkpoint.ModelMeta` of a checkpoint or of an ``.onnx`` export."""
+    from models.checkpoint import ModelMeta, read_meta
+
+    export = _export_info(path)
+    if export is None:
+        return read_meta(path)
+    return ModelMeta.from_dict(export["meta"], where=str(path))
 
 
 def _family_of(model_name: str) -> str:
@@ -592,7 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from models.checkpoint import CheckpointError, read_meta
+    from models.checkpoint import CheckpointError
     from models.cli import (
         TASK_CONFIG_HELP,
         non_negative_int,
@@ -600,13 +651,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         read_task_settings,
         task_settings_warnings,
     )
+    from models.export import ExportError
 
     parser = argparse.ArgumentParser(
         prog="python -m models.evaluate",
         description="Evaluate a synthocr checkpoint on WebDataset shards of its task: writes "
         "metrics.json and predictions.csv, prints the headline metrics.",
     )
-    parser.add_argument("checkpoint", help="model.pt written by training")
+    parser.add_argument(
+        "checkpoint",
+        help="model.pt written by training, or an .onnx export of one (float or int8: read by "
+        "onnxruntime on the CPU)",
+    )
     parser.add_argument("shards", nargs="+", help="shard files (.tar), read in the order given")
     parser.add_argument("--out", required=True, help="folder for metrics.json and predictions.csv")
     parser.add_argument("--decoder", choices=DECODERS, default="greedy")
@@ -637,14 +693,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         settings = None
         if args.task_config:
-            meta = read_meta(checkpoint)
+            meta = read_model_meta(checkpoint)
             settings = read_task_settings(args.task_config, meta.task)
             for warning in task_settings_warnings(
                 args.task_config, meta.task, settings, meta.charset
             ):
                 log.warning("%s", warning)
         spec = EvalSpec(
-            experiment=checkpoint.parent.name or checkpoint.stem,
+            experiment=(
+                checkpoint.stem
+                if checkpoint.suffix.lower() == ".onnx"
+                else checkpoint.parent.name or checkpoint.stem
+            ),
             split=split,
             batch_size=args.batch_size,
             decoder=args.decoder,
@@ -660,7 +720,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             spec,
             train_info=train_info if train_info.is_file() else None,
         )
-    except (CheckpointError, ValueError, OSError) as e:
+    except (CheckpointError, ExportError, ValueError, OSError) as e:
         # OSError: an output that cannot be written (a folder in predictions.csv's place, a
         # full disk); its message names the file
         print(f"error: {e}", file=sys.stderr)

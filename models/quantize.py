@@ -337,9 +337,11 @@ def quantize_onnx(
     if same / len(images) < AGREEMENT_WARNING:
         log.warning(
             "%s: the int8 model reads %d of %d calibration images as the float one does; "
-            "check its accuracy before using it (fewer ops, or more calibration images)",
+            "check its accuracy before using it (python -m models.evaluate %s SHARD... --out "
+            "DIR), or quantize fewer ops or on more calibration images",
             out,
             same,
             len(images),
+            out,
         )
     return entry

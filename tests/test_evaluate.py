@@ -459,6 +459,55 @@ def test_cli_evaluates_a_checkpoint_on_any_shards_of_its_task(tmp_path, cjk_font
     assert err.startswith("error: ") and "predictions.csv" in err and "Traceback" not in err, err
 
 
+def test_cli_evaluates_an_onnx_export_float_or_int8_as_its_checkpoint(tmp_path, cjk_font, capsys):
+    from models.evaluate import main
+    from models.export import export_onnx
+    from models.quantize import quantize_onnx
+
+    _, _, _, task, size, texts = CASES["expr"]
+    shard = make_shard(tmp_path / "mine-000000.tar", task, "mine", texts, cjk_font, size)
+    ckpt = make_checkpoint(tmp_path / "expr_tiny" / "model.pt", "expr")
+    plain = export_onnx(ckpt, tmp_path / "expr_tiny.onnx")
+    int8 = tmp_path / "expr_int8.onnx"
+    quantize_onnx(plain, int8, [shard])
+    runs = {}
+    for name, path in [("pt", ckpt), ("onnx", plain), ("int8", int8)]:
+        out = tmp_path / f"eval-{name}"
+        args = [str(path), str(shard), "--out", str(out), "--threads", "1"]
+        assert main([*args, "--decoder", "grammar"]) == 0, capsys.readouterr().err
+        runs[name] = (
+            json.loads((out / "metrics.json").read_text()),
+            read_predictions(out / "predictions.csv"),
+        )
+    (pt, pt_rows), (fl, fl_rows), (q, _) = runs["pt"], runs["onnx"], runs["int8"]
+    # the float export reads as its checkpoint does; the record says what read it
+    assert [r["reading"] for r in fl_rows] == [r["reading"] for r in pt_rows]
+    assert fl["seq_acc"] == pt["seq_acc"] and fl["n"] == pt["n"] == len(texts)
+    assert "engine" not in pt and fl["engine"] == q["engine"] == "onnxruntime"
+    assert fl["experiment"] == "expr_tiny" and q["experiment"] == "expr_int8"
+    assert fl["params_m"] == pt["params_m"] and fl["backbone"] == pt["backbone"] == "expr"
+    assert fl["device"] == "cpu" and fl["train_steps"] == pt["train_steps"] == 6
+    assert "quantization" not in fl and q["quantization"]["ops"] == ["Conv"]
+    # --task-config reads the export's task from its metadata, as a checkpoint's
+    config = tmp_path / "mine.yaml"
+    config.write_text("tasks:\n  expr: {operands: [2, 3], max_digits: 2, baidu_fraction: 0}\n")
+    out = tmp_path / "eval-config"
+    args = [str(int8), str(shard), "--out", str(out), "--threads", "1", "--decoder", "grammar"]
+    assert main([*args, "--task-config", str(config)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["grammar"]["max_digits"] == 2
+    capsys.readouterr()
+    # onnxruntime runs on the CPU: another device is refused, naming the file
+    assert main([str(int8), str(shard), "--out", str(tmp_path / "x"), "--device", "cuda"]) == 1
+    err = capsys.readouterr().err
+    assert "expr_int8.onnx: an .onnx export is read by onnxruntime on the CPU" in err
+    # a file that is no export is named, in one line
+    (tmp_path / "bad.onnx").write_bytes(b"not onnx")
+    assert main([str(tmp_path / "bad.onnx"), str(shard), "--out", str(tmp_path / "y")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "bad.onnx: not a readable ONNX file" in err
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize(
     ("text", "said"),
     [
