@@ -482,8 +482,8 @@ def evaluate(
     from models.devices import resolve_device
     from models.predict import predict
 
-    export = _export_info(model_path)
-    if export is not None:
+    export = _is_export(model_path)
+    if export:
         from models.export import load_onnx
 
         if spec.device not in ("auto", "cpu"):
@@ -496,7 +496,7 @@ def evaluate(
     else:
         device = resolve_device(spec.device, claim=True)  # a GPU no other job holds
         model, meta = load_model(model_path, device=device)
-    network = model if export is None else _network_of(meta)
+    network = _network_of(meta) if export else model
     family = _family_of(meta.model)
     with_topk = family == "classification"
     log.info(
@@ -583,10 +583,10 @@ def evaluate(
             **training,
         }
     )
-    if export is not None:
+    if export:
         record["engine"] = "onnxruntime"
-        if "quantization" in export:
-            record["quantization"] = export["quantization"]
+        if "quantization" in model.info:
+            record["quantization"] = model.info["quantization"]
     write_predictions(predictions_path, prediction_rows(samples, readings, meta.task), meta.task)
     write_metrics(metrics_path, record)
     log.info(
@@ -601,13 +601,9 @@ def evaluate(
     return record
 
 
-def _export_info(path: str | os.PathLike) -> dict[str, Any] | None:
-    """An ``.onnx`` export's metadata (`models.export.read_onnx_meta`); None for a checkpoint."""
-    if Path(path).suffix.lower() != ".onnx":
-        return None
-    from models.export import read_onnx_meta
-
-    return read_onnx_meta(path)
+def _is_export(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names an ``.onnx`` export (`models.export`) rather than a checkpoint."""
+    return Path(path).suffix.lower() == ".onnx"
 
 
 def _network_of(meta: Any) -> Any:
@@ -623,11 +619,11 @@ def _network_of(meta: Any) -> Any:
 def read_model_meta(path: str | os.PathLike) -> Any:
     """The `models.checkpoint.ModelMeta` of a checkpoint or of an ``.onnx`` export."""
     from models.checkpoint import ModelMeta, read_meta
+    from models.export import read_onnx_meta
 
-    export = _export_info(path)
-    if export is None:
+    if not _is_export(path):
         return read_meta(path)
-    return ModelMeta.from_dict(export["meta"], where=str(path))
+    return ModelMeta.from_dict(read_onnx_meta(path)["meta"], where=str(path))
 
 
 def _family_of(model_name: str) -> str:
@@ -702,7 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = EvalSpec(
             experiment=(
                 checkpoint.stem
-                if checkpoint.suffix.lower() == ".onnx"
+                if _is_export(checkpoint)
                 else checkpoint.parent.name or checkpoint.stem
             ),
             split=split,

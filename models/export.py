@@ -430,9 +430,9 @@ class OnnxModel(nn.Module):
             providers=["CPUExecutionProvider"],
             disabled_optimizers=self.disabled_optimizers,
         )
-        self.family = json.loads(
-            self.session.get_modelmeta().custom_metadata_map.get(META_KEY, "{}")
-        ).get("family")
+        # the file's synthocr metadata (`onnx_metadata`; an int8 file's ``quantization`` too)
+        self.info = json.loads(self.session.get_modelmeta().custom_metadata_map.get(META_KEY, "{}"))
+        self.family = self.info.get("family")
 
     def run(self, images: np.ndarray) -> list[np.ndarray]:
         """All outputs, in `output_names` order, for a float32 ``N, 1, H, W`` array."""

@@ -60,8 +60,8 @@ from synth.shards import ShardReadError
 log = logging.getLogger(__name__)
 
 DEFAULT_OPS = ("Conv",)
-# Loading a file whose max-pools read float values without it keeps the pools in float
-# (`_pools_read_float`).
+# The onnxruntime optimizer an int8 file is loaded without where its max-pools read float
+# values (`_pools_read_float`): the pools then stay float.
 QDQ_PROPAGATION = "QDQPropagationTransformer"
 QUANTIZABLE_OPS = ("Conv", "MatMul")
 DEFAULT_CALIBRATION_IMAGES = 256
@@ -185,10 +185,10 @@ def _pools_read_float(graph: onnx.GraphProto) -> bool:
         source = made_by.get(node.input[0])
         while source is not None and source.op_type in _PASSED_TO_POOLS:
             source = made_by.get(source.input[0])
-        fed = made_by.get(source.input[0]) if source is not None else None
-        if source is None or source.op_type != "Conv" or fed is None:
+        if source is None or source.op_type != "Conv":
             return True
-        if fed.op_type != "DequantizeLinear":
+        fed = made_by.get(source.input[0])
+        if fed is None or fed.op_type != "DequantizeLinear":
             return True
     return False
 
