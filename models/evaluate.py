@@ -480,12 +480,11 @@ def evaluate(
 
     from models.checkpoint import load_model
     from models.devices import resolve_device
+    from models.export import is_export, load_onnx
     from models.predict import predict
 
-    export = _is_export(model_path)
+    export = is_export(model_path)
     if export:
-        from models.export import load_onnx
-
         if spec.device not in ("auto", "cpu"):
             raise ValueError(
                 f"{model_path}: an .onnx export is read by onnxruntime on the CPU; "
@@ -601,11 +600,6 @@ def evaluate(
     return record
 
 
-def _is_export(path: str | os.PathLike) -> bool:
-    """Whether ``path`` names an ``.onnx`` export (`models.export`) rather than a checkpoint."""
-    return Path(path).suffix.lower() == ".onnx"
-
-
 def _network_of(meta: Any) -> Any:
     """The PyTorch network an export was made from, untrained (its backbone's name and its
     parameter count are the record's); None for a model not registered here."""
@@ -614,16 +608,6 @@ def _network_of(meta: Any) -> Any:
     if not is_registered(meta.model):
         return None
     return build_model(meta.model, len(meta.charset), **meta.model_kwargs)
-
-
-def read_model_meta(path: str | os.PathLike) -> Any:
-    """The `models.checkpoint.ModelMeta` of a checkpoint or of an ``.onnx`` export."""
-    from models.checkpoint import ModelMeta, read_meta
-    from models.export import read_onnx_meta
-
-    if not _is_export(path):
-        return read_meta(path)
-    return ModelMeta.from_dict(read_onnx_meta(path)["meta"], where=str(path))
 
 
 def _family_of(model_name: str) -> str:
@@ -647,7 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         read_task_settings,
         task_settings_warnings,
     )
-    from models.export import ExportError
+    from models.export import ExportError, is_export, read_model_meta
 
     parser = argparse.ArgumentParser(
         prog="python -m models.evaluate",
@@ -698,7 +682,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = EvalSpec(
             experiment=(
                 checkpoint.stem
-                if _is_export(checkpoint)
+                if is_export(checkpoint)
                 else checkpoint.parent.name or checkpoint.stem
             ),
             split=split,

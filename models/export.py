@@ -48,7 +48,7 @@ import torch
 from google.protobuf.message import DecodeError
 from torch import nn
 
-from models.checkpoint import CheckpointError, ModelMeta, check_meta, load_model
+from models.checkpoint import CheckpointError, ModelMeta, check_meta, load_model, read_meta
 from models.cli import command_name, stops_on_interrupt
 from models.families import make_family
 from models.preprocess import MEAN, STD, min_width
@@ -515,12 +515,29 @@ def described_entry(info: Mapping[str, Any], path: str | os.PathLike) -> Describ
     )
 
 
-def load_onnx(path: str | os.PathLike, threads: int = 0) -> tuple[OnnxModel, ModelMeta]:
-    """An exported file and its `ModelMeta` (from its metadata), ready for `models.predict`.
+def is_export(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names an ``.onnx`` export rather than a checkpoint (``model.pt``)."""
+    return Path(path).suffix.lower() == ".onnx"
+
+
+def read_model_meta(path: str | os.PathLike) -> ModelMeta:
+    """The `ModelMeta` of a checkpoint or of an ``.onnx`` export (`export_meta`), without
+    loading its weights."""
+    if not is_export(path):
+        return read_meta(path)
+    return export_meta(path)[1]
+
+
+def export_meta(path: str | os.PathLike) -> tuple[dict[str, Any], ModelMeta]:
+    """An exported file's metadata (`read_onnx_meta`) and its `ModelMeta`.
 
     A model not registered here (one of a package not installed) is read from the file's own
     description (`described_entry`, added to the registry's lowest layer); a registered one
     from its entry, whatever the file says.
+
+    Raises:
+        ExportError: The file is no readable export, or its metadata does not describe a
+            model this process can read.
     """
     info = read_onnx_meta(path)
     name = info["meta"].get("model")
@@ -541,6 +558,12 @@ def load_onnx(path: str | os.PathLike, threads: int = 0) -> tuple[OnnxModel, Mod
         check_meta(meta, str(path), described=True)
     except CheckpointError as e:
         raise ExportError(str(e)) from None
+    return info, meta
+
+
+def load_onnx(path: str | os.PathLike, threads: int = 0) -> tuple[OnnxModel, ModelMeta]:
+    """An exported file and its `ModelMeta` (`export_meta`), ready for `models.predict`."""
+    info, meta = export_meta(path)
     model = OnnxModel(path, threads=threads, disabled_optimizers=_disabled_optimizers(info, path))
     # The graph must be the one the meta describes: its classes and its input's fixed sides.
     classes = len(meta.charset) + (family_of(meta.model) != "classification")  # + blank/stop

@@ -16,14 +16,14 @@ image's folder as the labels file writes it, with a slash (``./`` for an image b
 the per-font tables of an evaluation become per-folder ones; ``source`` is the path as written.
 
 Nothing is dropped: a line without a tab, an empty label, an image that cannot be read, and,
-with ``--checkpoint`` (or ``--charset``), a label the model cannot encode (a character outside
-its charset, an expression without a value, a label longer than the model reads: one character
-for the hanzi classifier, ``max_len`` for the reader; for CTC models, an image too narrow to give
-the frames its label needs) are all found before anything is written, and listed in line order
-(the first 20 printed), each with its line number; then nothing is written. Every image is read
-twice, once to check it and once to write it, so memory stays that of one image. The same labels
-file and images give the same bytes. Shards of the split left from an earlier, larger packing
-are removed.
+with ``--checkpoint`` (a ``model.pt`` or an ``.onnx`` export; or ``--charset``), a label the
+model cannot encode (a character outside its charset, an expression without a value, a label
+longer than the model reads: one character for the hanzi classifier, ``max_len`` for the reader;
+for CTC models, an image too narrow to give the frames its label needs) are all found before
+anything is written, and listed in line order (the first 20 printed), each with its line number;
+then nothing is written. Every image is read twice, once to check it and once to write it, so
+memory stays that of one image. The same labels file and images give the same bytes. Shards of
+the split left from an earlier, larger packing are removed.
 """
 
 from __future__ import annotations
@@ -335,10 +335,10 @@ def label_check(checkpoint: str | None, charset: str | None) -> LabelCheck | Non
     """The labels' check: a checkpoint's charset and task, or a charset file's characters."""
     if checkpoint:
         # These import torch: only when a checkpoint is given.
-        from models.checkpoint import read_meta
+        from models.export import read_model_meta
         from models.families import make_family
 
-        meta = read_meta(checkpoint)
+        meta = read_model_meta(checkpoint)
         family = make_family(meta.model, meta.charset, meta.model_kwargs)
         frames = ctc_frames([(meta.model, meta.model_kwargs)]) if family.kind == "ctc" else None
         return LabelCheck(frozenset(meta.charset), family.longest_label, meta.task, frames)
@@ -360,7 +360,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("out", help="folder for {split}-NNNNNN.tar and {split}.manifest.tsv")
     parser.add_argument("--split", default="test_own", help="shard name prefix (test_own)")
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--checkpoint", help="model.pt whose charset and task every label must fit")
+    which.add_argument(
+        "--checkpoint",
+        help="model.pt (or an .onnx export of one) whose charset and task every label must fit",
+    )
     which.add_argument("--charset", help="charset file (one character per line) labels must fit")
     parser.add_argument("--samples-per-shard", type=positive_int, default=10_000)
     parser.add_argument(
@@ -387,7 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             polarity=args.polarity,
             max_pixels=args.max_pixels or None,
         )
-    except (ValueError, OSError) as e:  # PackError, CheckpointError, a charset file: named
+    except (ValueError, OSError, RuntimeError) as e:
+        # PackError, CheckpointError, ExportError (a RuntimeError), a charset file: named
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 1
     for p in paths:

@@ -17,6 +17,7 @@ import models.pack as pack_module
 from models.checkpoint import ModelMeta, save_model
 from models.evaluate import iter_samples
 from models.evaluate import main as evaluate_main
+from models.export import ExportError, export_onnx
 from models.pack import LabelCheck, PackError, label_check, main, pack, read_labels
 from models.registry import build_model
 from models.tesseract import main as tesseract_main
@@ -357,6 +358,19 @@ def test_an_image_too_narrow_for_its_label_under_ctc_is_refused(tmp_path, caplog
     )
     check = label_check(str(checkpoint), None)
     assert check.frames(60, 40) == 48 // 4 - 2 and check.frames(200, 40) == 160 // 4 - 2
+    # an .onnx export of it checks the labels as its checkpoint does (its metadata's charset,
+    # task and frame rule); a file that is no export is named
+    exported = export_onnx(checkpoint, tmp_path / "expr.onnx")
+    from_export = label_check(str(exported), None)
+    assert (from_export.charset, from_export.longest, from_export.task) == (
+        check.charset,
+        check.longest,
+        check.task,
+    )
+    assert from_export.frames(60, 40) == check.frames(60, 40)
+    (tmp_path / "bad.onnx").write_bytes(b"no")
+    with pytest.raises(ExportError, match=r"bad\.onnx: not a readable ONNX file"):
+        label_check(str(tmp_path / "bad.onnx"), None)
     # 15 characters need 15 frames (no repeats): the 160 px image gives 38, the 48 px one 10
     with pytest.raises(PackError) as e:
         pack(labels, tmp_path / "out", check=check)
