@@ -507,6 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from models.checkpoint import CheckpointError
     from models.cli import non_negative_int, positive_int
+    from models.export import ExportError
 
     parser = argparse.ArgumentParser(
         prog="python -m models.tesseract",
@@ -517,7 +518,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for metrics.json and predictions.csv")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument(
-        "--checkpoint", help="the model to compare with: its task and charset (the whitelist)"
+        "--checkpoint",
+        help="the model to compare with (model.pt or an .onnx export): its task and charset "
+        "(the whitelist)",
     )
     which.add_argument("--task", choices=TASKS, help="the shards' task")
     parser.add_argument("--charset", help="with --task: charset file (the whitelist, when on)")
@@ -539,10 +542,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     split = args.split or Path(args.shards[0]).name.rsplit("-", 1)[0]
     try:
         if args.checkpoint:
-            from models.checkpoint import read_meta
+            from models.export import read_model_meta
             from models.families import make_family
 
-            meta = read_meta(args.checkpoint)
+            meta = read_model_meta(args.checkpoint)
             task, charset = meta.task, list(meta.charset)
             longest = make_family(meta.model, meta.charset, meta.model_kwargs).longest_label
         else:
@@ -568,7 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         record = evaluate_tesseract(
             args.shards, out / "metrics.json", out / "predictions.csv", spec, charset, longest
         )
-    except (CheckpointError, ValueError, OSError, TesseractError) as e:
+    except (CheckpointError, ExportError, ValueError, OSError, TesseractError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 1
     if record["status"] != "ok":

@@ -336,6 +336,14 @@ def test_the_command_lists_the_problems_and_fails(own, tmp_path, capsys):
     assert "label '一二' has 2 characters; the model reads 1" in capsys.readouterr().err
     assert evaluate_main([str(hanzi), shard, "--out", out]) == 1
     assert "label '一二' has 2 characters; the model reads 1" in capsys.readouterr().err
+    # the model's .onnx export is read for its task and charset as its checkpoint is
+    exported = str(export_onnx(hanzi, tmp_path / "hanzi.onnx"))
+    assert tesseract_main([shard, "--checkpoint", exported, "--out", out]) == 1
+    assert "label '一二' has 2 characters; the model reads 1" in capsys.readouterr().err
+    (tmp_path / "bad.onnx").write_bytes(b"no")
+    assert tesseract_main([shard, "--checkpoint", str(tmp_path / "bad.onnx"), "--out", out]) == 1
+    err = capsys.readouterr().err
+    assert "bad.onnx: not a readable ONNX file" in err and "Traceback" not in err
 
 
 def test_an_image_too_narrow_for_its_label_under_ctc_is_refused(tmp_path, caplog):
