@@ -335,10 +335,13 @@ def label_check(checkpoint: str | None, charset: str | None) -> LabelCheck | Non
     """The labels' check: a checkpoint's charset and task, or a charset file's characters."""
     if checkpoint:
         # These import torch: only when a checkpoint is given.
-        from models.export import read_model_meta
+        from models.export import ExportError, read_model_meta
         from models.families import make_family
 
-        meta = read_model_meta(checkpoint)
+        try:
+            meta = read_model_meta(checkpoint)
+        except ExportError as e:  # an .onnx file that is no export: named, as a bad checkpoint
+            raise ValueError(str(e)) from None
         family = make_family(meta.model, meta.charset, meta.model_kwargs)
         frames = ctc_frames([(meta.model, meta.model_kwargs)]) if family.kind == "ctc" else None
         return LabelCheck(frozenset(meta.charset), family.longest_label, meta.task, frames)
@@ -390,8 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             polarity=args.polarity,
             max_pixels=args.max_pixels or None,
         )
-    except (ValueError, OSError, RuntimeError) as e:
-        # PackError, CheckpointError, ExportError (a RuntimeError), a charset file: named
+    except (ValueError, OSError) as e:  # PackError, CheckpointError, a charset file: named
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 1
     for p in paths:

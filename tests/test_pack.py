@@ -17,7 +17,7 @@ import models.pack as pack_module
 from models.checkpoint import ModelMeta, save_model
 from models.evaluate import iter_samples
 from models.evaluate import main as evaluate_main
-from models.export import ExportError, export_onnx
+from models.export import export_onnx
 from models.pack import LabelCheck, PackError, label_check, main, pack, read_labels
 from models.registry import build_model
 from models.tesseract import main as tesseract_main
@@ -377,7 +377,7 @@ def test_an_image_too_narrow_for_its_label_under_ctc_is_refused(tmp_path, caplog
     )
     assert from_export.frames(60, 40) == check.frames(60, 40)
     (tmp_path / "bad.onnx").write_bytes(b"no")
-    with pytest.raises(ExportError, match=r"bad\.onnx: not a readable ONNX file"):
+    with pytest.raises(ValueError, match=r"bad\.onnx: not a readable ONNX file"):
         label_check(str(tmp_path / "bad.onnx"), None)
     # 15 characters need 15 frames (no repeats): the 160 px image gives 38, the 48 px one 10
     with pytest.raises(PackError) as e:
