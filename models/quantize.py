@@ -8,7 +8,7 @@ The convolutions' weights become int8 (one scale per output channel) and their i
 (one scale per tensor, from the range each takes on the calibration images), in onnxruntime's
 QDQ format (`onnxruntime.quantization.quantize_static`): onnxruntime then runs them as integer
 convolutions. The recurrent layers and the class layer stay float (``ops``: quantizing the
-class layer's MatMul too reads a little faster and a little less accurately, BENCHMARKS.md,
+class layer's MatMul too reads faster, as many lines within two of 1000, BENCHMARKS.md,
 "Recognition"), and so does the convolution on the image itself (one channel: an integer
 product over a filter's 9 values runs slower than the float one).
 
