@@ -480,17 +480,12 @@ def evaluate(
 
     from models.checkpoint import load_model
     from models.devices import resolve_device
-    from models.export import is_export, load_onnx
+    from models.export import export_device, is_export, load_onnx
     from models.predict import predict
 
     export = is_export(model_path)
     if export:
-        if spec.device not in ("auto", "cpu"):
-            raise ValueError(
-                f"{model_path}: an .onnx export is read by onnxruntime on the CPU; "
-                f"device {spec.device} is for checkpoints (model.pt)"
-            )
-        device = torch.device("cpu")
+        device = export_device(model_path, spec.device)
         model, meta = load_onnx(model_path, threads=torch.get_num_threads())
     else:
         device = resolve_device(spec.device, claim=True)  # a GPU no other job holds

@@ -520,6 +520,20 @@ def is_export(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() == ".onnx"
 
 
+def export_device(path: str | os.PathLike, device: str | torch.device) -> torch.device:
+    """The CPU, where onnxruntime reads an export, for a ``device`` of ``auto`` or ``cpu``.
+
+    Raises:
+        ValueError: Another device (naming the file and the device).
+    """
+    if str(device).strip().lower() not in ("auto", "cpu"):
+        raise ValueError(
+            f"{path}: an .onnx file runs on the CPU (onnxruntime), not on device "
+            f"{str(device)!r}; use auto or cpu, or the model.pt for a GPU"
+        )
+    return torch.device("cpu")
+
+
 def read_model_meta(path: str | os.PathLike) -> ModelMeta:
     """The `ModelMeta` of a checkpoint or of an ``.onnx`` export (`export_meta`), without
     loading its weights."""

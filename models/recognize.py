@@ -69,7 +69,7 @@ from models.cli import (
     task_settings_warnings,
 )
 from models.devices import resolve_device
-from models.export import ExportError, load_onnx
+from models.export import ExportError, export_device, is_export, load_onnx
 from models.families import Prediction
 from models.images import (
     DEFAULT_MAX_PIXELS,
@@ -325,14 +325,10 @@ def load_recognizer(
     """
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         raise ValueError(f"threads must be an integer >= 0 (0: one per core), got {threads!r}")
-    if Path(checkpoint).suffix.lower() == ".onnx":
-        if str(device).strip().lower() not in ("auto", "cpu"):
-            raise ValueError(
-                f"{checkpoint}: an .onnx file runs on the CPU (onnxruntime), not on device "
-                f"{str(device)!r}; use auto or cpu, or the model.pt for a GPU"
-            )
+    if is_export(checkpoint):
+        cpu = export_device(checkpoint, device)
         model, meta = load_onnx(checkpoint, threads=threads)
-        return Recognizer(model, meta, torch.device("cpu"), **options)
+        return Recognizer(model, meta, cpu, **options)
     dev = resolve_device(device)
     if threads > 0:
         torch.set_num_threads(threads)

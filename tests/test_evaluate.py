@@ -499,7 +499,8 @@ def test_cli_evaluates_an_onnx_export_float_or_int8_as_its_checkpoint(tmp_path, 
     # onnxruntime runs on the CPU: another device is refused, naming the file
     assert main([str(int8), str(shard), "--out", str(tmp_path / "x"), "--device", "cuda"]) == 1
     err = capsys.readouterr().err
-    assert "expr_int8.onnx: an .onnx export is read by onnxruntime on the CPU" in err
+    assert "expr_int8.onnx: an .onnx file runs on the CPU (onnxruntime), not on device" in err
+    assert "'cuda'" in err
     # a file that is no export is named, in one line
     (tmp_path / "bad.onnx").write_bytes(b"not onnx")
     assert main([str(tmp_path / "bad.onnx"), str(shard), "--out", str(tmp_path / "y")]) == 1
