@@ -1,9 +1,9 @@
 """A model's readings as print gets bolder or thinner, beside Tesseract's: one test split drawn
 again at several stroke weights, the same texts, faces and degradations, in one run.
 
-    python bench/bench_weight.py CHECKPOINT --config configs/config.yaml [--split test_heldout]
-        [--amounts -0.5 0 0.5 1] [--samples N] [--decoder grammar] [--tesseract]
-        [--threads 1] [--out bench/out/weight]
+    python bench/bench_weight.py CHECKPOINT|MODEL.onnx --config configs/config.yaml
+        [--split test_heldout] [--amounts -0.5 0 0.5 1] [--samples N] [--decoder grammar]
+        [--tesseract] [--threads 1] [--out bench/out/weight]
 
 Run in the workflow's folder once its charsets and coverage tables exist (any run that rendered the
 task's shards made them): the split's first shard is rendered again as the shard job renders it
@@ -25,8 +25,9 @@ import platform
 import sys
 from pathlib import Path
 
-from models.checkpoint import read_meta
+from models.checkpoint import CheckpointError
 from models.evaluate import main as evaluate_main
+from models.export import ExportError, read_model_meta
 from models.tesseract import main as tesseract_main
 from synth.charset import read_charset
 from synth.fonts import read_coverage
@@ -44,7 +45,9 @@ def _amount(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="model.pt of the split's task")
+    parser.add_argument(
+        "checkpoint", help="model.pt of the split's task, or its .onnx export (float or int8)"
+    )
     parser.add_argument("--config", required=True, help="the workflow config that drew the split")
     parser.add_argument(
         "--split", default="test_heldout", choices=["train", "val", "test_seen", "test_heldout"]
@@ -59,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
 
     given, origins = config_with_origins([args.config])
     config = with_defaults(given, origins=origins)
-    meta = read_meta(args.checkpoint)
+    try:
+        meta = read_model_meta(args.checkpoint)
+    except (CheckpointError, ExportError) as e:
+        parser.error(str(e))
     task = meta.task
     settings = split_config(task, config["tasks"][task], args.split)
     spec = task_spec(task, settings)

@@ -249,6 +249,39 @@ def test_bench_weight_reads_a_split_drawn_bolder_and_thinner(repo_root, smoke_ru
 
 
 @pytest.mark.slow
+def test_bench_weight_reads_an_onnx_export_as_its_checkpoint(repo_root, smoke_run, tmp_path):
+    """bench_weight on the smoke expr model's float export: at weight 0 it reads the held-out
+    shard as the workflow's evaluation of the checkpoint did; a file that is neither a
+    checkpoint nor an export is a usage error naming it, not a traceback."""
+    from models.export import export_onnx
+
+    results = smoke_run / "results"
+    model = export_onnx(results / "models" / "expr_crnn" / "model.pt", tmp_path / "expr.onnx")
+    command = [sys.executable, str(repo_root / "bench" / "bench_weight.py")]
+    config = ["--config", str(repo_root / "configs" / "smoke.yaml"), "--decoder", "grammar"]
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
+    proc = subprocess.run(
+        [*command, str(model), *config, "--amounts", "0", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=smoke_run, timeout=600, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [row] = json.loads((tmp_path / "out" / "weight.json").read_text())
+    workflow = json.loads((results / "eval/expr_crnn/test_heldout/metrics.json").read_text())
+    assert row["n"] == workflow["n"] == 20
+    for key in ("seq_acc", "cer", "value_acc"):
+        assert row["model"][key] == workflow[key], key
+    assert f"{model} (expr_crnn, expr)" in proc.stdout
+    bad = tmp_path / "notes.onnx"
+    bad.write_text("not a model\n")
+    proc = subprocess.run(
+        [*command, str(bad), *config, "--out", str(tmp_path / "bad")],
+        capture_output=True, text=True, cwd=smoke_run, timeout=120, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 2 and str(bad) in proc.stderr, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
 def test_device_check_recognize_stage_and_its_summary(repo_root, smoke_run, tmp_path):
     """The device check's recognize stage (bench/device_check/kit.py, which the GPU run calls
     with --device cuda) on the smoke run's expr model and held-out shard, on the CPU: it writes
