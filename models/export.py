@@ -691,4 +691,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as ``python -m models.export`` this file is ``__main__``, and `models.quantize` imports
+    # ``models.export`` anew: its ExportError is another class than this one. The command is
+    # that module's, so that `main` catches what the quantizer raises.
+    from models import export
+
+    sys.exit(export.main())

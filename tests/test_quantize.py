@@ -249,7 +249,9 @@ def test_a_bad_calibration_source_is_named_and_nothing_is_written(float_exports,
     assert list(out_dir.iterdir()) == [out]
 
 
-def test_the_export_command_writes_an_int8_file(float_exports, tmp_path, capsys, cjk_font):
+def test_the_export_command_writes_an_int8_file(
+    float_exports, tmp_path, capsys, cjk_font, repo_root
+):
     _, meta, images = float_exports["crnn_vgg"]
     ckpt = tmp_path / "model.pt"
     tiny_checkpoint(ckpt, "crnn_vgg", seed=1, reads=True)
@@ -272,6 +274,16 @@ def test_the_export_command_writes_an_int8_file(float_exports, tmp_path, capsys,
     err = capsys.readouterr().err
     assert err.startswith("error: calibration: ") and "none is a folder" in err
     assert not (tmp_path / "x.onnx").exists()
+    # so run as `python -m models.export` too (the quantizer raises the module's ExportError)
+    (tmp_path / "empty.tar").write_bytes(b"")
+    proc = subprocess.run(
+        [sys.executable, "-m", "models.export", str(ckpt), str(tmp_path / "z.onnx"),
+         "--int8", str(tmp_path / "empty.tar")],
+        capture_output=True, text=True, timeout=300, cwd=repo_root,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "\nerror: calibration: " in proc.stderr and "empty.tar" in proc.stderr
+    assert not (tmp_path / "z.onnx").exists()
     # the int8 options alone are a usage error
     with pytest.raises(SystemExit) as e:
         main([str(ckpt), str(tmp_path / "y.onnx"), "--int8-ops", "Conv"])
