@@ -320,14 +320,59 @@ def check_meta(meta: ModelMeta, where: str = "checkpoint", *, described: bool = 
         )
 
 
+def _number_kind(t: torch.Tensor) -> str:
+    if t.is_complex():
+        return "complex"
+    if t.is_floating_point():
+        return "floating-point"
+    return "boolean" if t.dtype == torch.bool else "integer"
+
+
+def weight_problems(
+    stored: Mapping[str, Any], expected: Mapping[str, torch.Tensor], *, shapes: bool = True
+) -> list[str]:
+    """What keeps the ``stored`` weights from loading as ``expected`` (a model's state dict,
+    on the meta device or not), each naming its key: a key missing or unexpected, a value that
+    is no dense tensor, another kind of number (a complex or integer tensor for a floating-point
+    weight, which loading would cast without a word) and, with ``shapes``, another shape."""
+    problems = [f"missing {k}" for k in expected if k not in stored]
+    problems += [f"unexpected {k}" for k in stored if k not in expected]
+    for key, want in expected.items():
+        have = stored.get(key)
+        if have is None:
+            continue
+        if not isinstance(have, torch.Tensor):
+            problems.append(f"{key} is {_kind(have)}, not a tensor")
+        elif have.layout != torch.strided:
+            problems.append(f"{key} is a {str(have.layout).removeprefix('torch.')} tensor")
+        elif _number_kind(have) != _number_kind(want):
+            problems.append(
+                f"{key} holds {_number_kind(have)} values ({have.dtype}), the model's "
+                f"{_number_kind(want)} ({want.dtype})"
+            )
+        elif shapes and have.shape != want.shape:
+            problems.append(f"{key} is {tuple(have.shape)}, the model's {tuple(want.shape)}")
+    return problems
+
+
 def model_from_checkpoint(ckpt: Mapping[str, Any], where: str = "checkpoint") -> nn.Module:
     """Rebuild the model of a loaded checkpoint dict (registry + weights), in eval mode, on CPU."""
     meta = ModelMeta.from_dict(ckpt["meta"], where=where)
     check_meta(meta, where)
     try:
-        model = build_model(meta.model, len(meta.charset), **meta.model_kwargs)
+        # first on the meta device, which allocates nothing: kwargs edited to ask for a huge
+        # model are found out by its weights' shapes before any memory is spent on them
+        with torch.device("meta"):
+            shell = build_model(meta.model, len(meta.charset), **meta.model_kwargs)
     except ValueError as e:
         raise CheckpointError(f"{where}: cannot rebuild model {meta.model!r}: {e}") from e
+    problems = weight_problems(ckpt["state_dict"], shell.state_dict())
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise CheckpointError(
+            f"{where}: weights do not fit model {meta.model!r}: {'; '.join(problems[:3])}{more}"
+        )
+    model = build_model(meta.model, len(meta.charset), **meta.model_kwargs)
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:

@@ -29,7 +29,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.checkpoint import CheckpointError, ModelMeta, check_meta, load_checkpoint
+from models.checkpoint import (
+    CheckpointError,
+    ModelMeta,
+    check_meta,
+    load_checkpoint,
+    weight_problems,
+)
 from models.families import make_family
 from models.registry import build_model, get_entry
 from synth.shards import sha256_file
@@ -130,6 +136,11 @@ def init_from(
             f"{where}: its weights do not fit {model_name!r} (missing {missing[:3]}, "
             f"unexpected {extra[:3]}){hint}"
         )
+    # a value that is no dense tensor, or of another kind of number (shapes are checked below,
+    # the class rows apart)
+    wrong = weight_problems(source, target, shapes=False)
+    if wrong:
+        raise TransferError(f"{where}: {'; '.join(wrong[:3])}")
 
     family = make_family(model_name, charset, model_kwargs)
     src_family = make_family(model_name, meta.charset, meta.model_kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import warnings
 
 import pytest
@@ -97,6 +98,47 @@ def test_weights_must_fit_the_model(tmp_path):
     save_atomic(ckpt, path)
     with pytest.raises(CheckpointError, match=r"wrong\.pt.*do not fit"):
         load_model(path)
+
+
+def test_kwargs_edited_to_a_huge_model_are_refused_before_it_is_built(tmp_path):
+    """An untrusted file's meta asks for LSTM layers of 200,000 units (640 GB of weights): the
+    shapes are compared on the meta device first, so the error names the tensor instead of
+    exhausting the machine's memory."""
+    kwargs = {"width": 0.125, "hidden": 16}
+    meta = _meta("crnn_vgg", kwargs, list("abc中文"), "line")
+    save_model(tmp_path / "ok.pt", build_model("crnn_vgg", 5, **kwargs), meta)
+    ckpt = torch.load(tmp_path / "ok.pt", weights_only=True)
+    ckpt["meta"]["model_kwargs"]["hidden"] = 200_000
+    save_atomic(ckpt, tmp_path / "huge.pt")
+    shapes = r"rnn\.weight_ih_l0 is \(64, 64\), the model's \(800000, 64\)"
+    with pytest.raises(
+        CheckpointError, match=rf"huge\.pt: weights do not fit model 'crnn_vgg': {shapes}"
+    ):
+        load_model(tmp_path / "huge.pt")
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda t: t.to(torch.complex64), "holds complex values (torch.complex64), the model's "
+         "floating-point (torch.float32)"),
+        (lambda t: t.round().to(torch.int32), "holds integer values (torch.int32)"),
+        (lambda t: t.to_sparse(), "is a sparse_coo tensor"),
+    ],
+    ids=["complex", "integer", "sparse"],
+)  # fmt: skip
+def test_weights_of_another_kind_of_number_are_refused_naming_them(tmp_path, change, words):
+    """Loading would cast them (a complex weight with only a warning, an integer one without a
+    word) and every reading would be garbage."""
+    meta = _meta("expr_crnn", {"width": 0.25}, list("0123456789+-*()"), "expr")
+    save_model(tmp_path / "ok.pt", build_model("expr_crnn", 15, width=0.25), meta)
+    ckpt = torch.load(tmp_path / "ok.pt", weights_only=True)
+    key = next(k for k, v in ckpt["state_dict"].items() if v.dim() == 4)
+    ckpt["state_dict"][key] = change(ckpt["state_dict"][key])
+    save_atomic(ckpt, tmp_path / "odd.pt")
+    message = f"odd.pt: weights do not fit model 'expr_crnn': {key} {words}"
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        load_model(tmp_path / "odd.pt")
 
 
 def test_save_atomic_keeps_the_old_file_on_failure(tmp_path):

@@ -153,6 +153,22 @@ def test_a_source_with_non_finite_weights_is_refused_naming_the_weight(tmp_path)
         init_from(model, "crnn_vgg", CASES["crnn_vgg"][0], list("ab"), tmp_path / "inf.pt")
 
 
+def test_a_source_with_sparse_or_integer_weights_is_refused_naming_the_weight(tmp_path):
+    """Loading would cast an integer tensor to float without a word; a sparse one stopped with
+    torch's own traceback."""
+    source = _save(tmp_path / "ok.pt", "crnn_vgg", list("ab"))
+    key = next(k for k, v in source.state_dict().items() if v.dim() == 2)
+    for name, change in [("int", lambda t: t.round().long()), ("sparse", lambda t: t.to_sparse())]:
+        ckpt = torch.load(tmp_path / "ok.pt", weights_only=True)
+        ckpt["state_dict"][key] = change(ckpt["state_dict"][key])
+        torch.save(ckpt, tmp_path / f"{name}.pt")
+        model = _fresh("crnn_vgg", list("ab"))
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        with pytest.raises(TransferError, match=rf"{name}\.pt: {re.escape(key)} (holds|is a)"):
+            init_from(model, "crnn_vgg", CASES["crnn_vgg"][0], list("ab"), tmp_path / f"{name}.pt")
+        assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
 class Payload:
     """A custom class: pickling it puts code references into the file."""
 
