@@ -232,7 +232,7 @@ def metadata_of(model: onnx.ModelProto, path: str | os.PathLike) -> dict[str, An
         raise ExportError(f"{path}: no {META_KEY!r} entry in metadata_props: not a synthocr export")
     try:
         info = json.loads(props[META_KEY])
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: nested past Python's limit
         raise ExportError(f"{path}: its {META_KEY!r} metadata is not JSON: {e}") from None
     if not isinstance(info, dict) or not isinstance(info.get("meta"), dict):
         raise ExportError(f"{path}: its {META_KEY!r} metadata has no 'meta' object")
@@ -445,6 +445,10 @@ class OnnxModel(nn.Module):
         return outputs[0]
 
 
+# The largest stride or offset (px) a file's frame rule may give: any network's is a few pixels.
+MAX_FRAME_STEP = 4096
+
+
 def described_entry(info: Mapping[str, Any], path: str | os.PathLike) -> DescribedEntry:
     """What the registry needs to read an exported model's outputs, from the file's metadata
     (`read_onnx_meta`) alone: its family, input geometry, for CTC its frame rule and for the
@@ -491,7 +495,17 @@ def described_entry(info: Mapping[str, Any], path: str | os.PathLike) -> Describ
                 f"('frames') is {said}, so how many output frames an image of a given width "
                 f"has cannot be told from the file alone; {install}"
             )
-        frames_of = FrameRule(frames["stride"], frames["offset"], min_width(geometry))
+        stride, offset, narrowest = frames["stride"], frames["offset"], min_width(geometry)
+        if stride > MAX_FRAME_STEP or abs(offset) > MAX_FRAME_STEP or offset + narrowest < stride:
+            # an edited or damaged file: sizes past any image's overflow torch's integers, and
+            # a rule that gives the narrowest image no frame cannot read anything
+            raise ExportError(
+                f"{path}: its frame rule (frames: stride {stride}, offset {offset}) gives "
+                f"{(narrowest + offset) // stride} frames to an image {narrowest} px wide, the "
+                f"narrowest it reads; a frame rule has a stride of 1 to {MAX_FRAME_STEP} px and "
+                "gives every image at least one frame"
+            )
+        frames_of = FrameRule(stride, offset, narrowest)
     elif family == "attention":
         model_kwargs = meta.get("model_kwargs")
         max_len = info.get(

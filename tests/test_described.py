@@ -144,6 +144,35 @@ def test_what_the_file_cannot_say_is_refused_naming_the_package(exports, tmp_pat
     assert "not registered" in entry_source("mine")
 
 
+@pytest.mark.parametrize(
+    "frames",
+    [
+        {"stride": 10**30, "offset": 10**30},
+        {"stride": 4, "offset": -100_000},
+        {"stride": 5000, "offset": 5000},
+    ],
+    ids=["huge", "no-frame", "past-the-bound"],
+)
+def test_an_edited_frame_rule_is_refused_naming_the_file(exports, tmp_path, frames):
+    """Sizes past torch's integers overflowed at the first image, and a rule giving images no
+    frame failed at the first batch, both as tracebacks; the file is refused when it is read."""
+    edit = lambda info: info.update(frames=frames)  # noqa: E731
+    odd = _renamed(exports["crnn_vgg"][1], tmp_path / "odd.onnx", edit=edit)
+    message = r"odd\.onnx: its frame rule \(frames: stride .* a frame rule has a stride of 1 to"
+    with pytest.raises(ExportError, match=message):
+        load_recognizer(odd)
+    assert "not registered" in entry_source("mine")
+
+
+def test_metadata_nested_past_pythons_limit_is_refused_naming_the_file(exports, tmp_path):
+    proto = onnx.load(str(exports["crnn_vgg"][1]))
+    entry = next(p for p in proto.metadata_props if p.key == META_KEY)
+    entry.value = "[" * 100_000 + "]" * 100_000
+    onnx.save(proto, str(tmp_path / "deep.onnx"))
+    with pytest.raises(ExportError, match=rf"deep\.onnx: its {META_KEY!r} metadata is not JSON"):
+        load_recognizer(tmp_path / "deep.onnx")
+
+
 def test_a_registered_model_wins_over_its_files_description(exports, tmp_path):
     """A built-in name reads through its entry: a file's frame rule is not taken on trust."""
     _, original = exports["crnn_vgg"]
