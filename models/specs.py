@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from synth.schema import SCHEMA_PATH, config_problems, load_schema
 from synth.shards import sha256_file
 
 SCHEDULES = ("cosine", "onecycle", "constant", "wsd")
@@ -79,6 +80,22 @@ def _check_types(cls: type, d: Mapping[str, Any], where: str) -> None:
                 shown = repr(d[f.name])
                 shown = shown if len(shown) <= 60 else shown[:57] + "..."
                 raise ValueError(f"{where}{f.name} must be {what}, got {shown}")
+
+
+def _schema_problems(train: Mapping[str, Any], seed: Any) -> list[str]:
+    """A ``--spec``'s training settings and seed against the config schema's, which the
+    workflow's configs are held to when they are read: a spec written by hand gets the same
+    bounds (``log_every: 0``, a NaN learning rate, a negative seed), each line naming its key."""
+    schema = load_schema(SCHEMA_PATH)
+    checked = {
+        "definitions": schema["definitions"],
+        "type": "object",
+        "properties": {
+            "train": {"$ref": "#/definitions/train"},
+            "seed": schema["properties"]["seed"],
+        },
+    }
+    return config_problems({"train": dict(train), "seed": seed}, checked)
 
 
 @dataclass(frozen=True)
@@ -212,6 +229,9 @@ class TrainJob:
             raise ValueError(f"spec: missing key(s) {missing}")
         _check_types(cls, d, "spec: ")
         _check_types(TrainSpec, d["train"] or {}, "spec: train.")
+        problems = _schema_problems(d["train"] or {}, d["seed"])
+        if problems:
+            raise ValueError("spec: " + "; ".join(problems))
         d["train"] = TrainSpec.from_config(d["train"], where="spec: train")
         d["model_kwargs"] = dict(d["model_kwargs"] or {})
         d["train_shards"] = tuple(str(p) for p in d["train_shards"])

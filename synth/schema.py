@@ -97,7 +97,18 @@ def _ordered(validator: Any, ordered: bool, instance: Any, schema: Any) -> Itera
         yield jsonschema.ValidationError(f"{list(instance)}: low is above high (give [low, high])")
 
 
-_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"ordered": _ordered})
+def _is_integer(checker: Any, instance: Any) -> bool:
+    """``type: integer`` is an int (not a bool): JSON Schema's own also takes a float with
+    nothing after its point (``2.0``), which then fails deep in the job that counts with it
+    (``range``, ``islice``), naming no key."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    {"ordered": _ordered},
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
 
 
 def _misspelt(error: jsonschema.ValidationError, config: Mapping[str, Any]) -> str:
@@ -113,15 +124,22 @@ def _misspelt(error: jsonschema.ValidationError, config: Mapping[str, Any]) -> s
 
 def _number_as_text(error: jsonschema.ValidationError) -> str:
     """For a number YAML read as text: YAML 1.1 (PyYAML, Snakemake) reads ``1e-3`` as a string,
-    and ``1.0e-3`` (a dot, a signed exponent) as a number."""
-    if error.validator != "type" or not isinstance(error.instance, str):
+    and ``1.0e-3`` (a dot, a signed exponent) as a number; and for a count written with a
+    point (``2.0``)."""
+    if error.validator != "type":
+        return ""
+    wanted = error.validator_value
+    wants_integer = wanted == "integer" or (isinstance(wanted, list) and "integer" in wanted)
+    count = isinstance(error.instance, float) and abs(error.instance) < 2**53
+    if count and wants_integer and error.instance.is_integer():
+        return f" (write {int(error.instance)}, without a point)"
+    if not isinstance(error.instance, str):
         return ""
     try:
         value = float(error.instance)
     except ValueError:
         return ""
-    wanted = error.validator_value
-    if (wanted == "integer" or "integer" in list(wanted or [])) and value.is_integer():
+    if wants_integer and value.is_integer():
         return f" (YAML reads {error.instance} as text, not a number: write {int(value)})"
     mantissa, _, exponent = error.instance.lower().partition("e")
     shown = repr(value)

@@ -291,6 +291,34 @@ def test_a_spec_field_of_the_wrong_type_is_named(tmp_path, capsys, field, value,
     assert re.search(r"error: --spec @.*: spec: " + error, err) and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("train", "seed", "error"),
+    [
+        ({"log_every": 0}, 7, r"train\.log_every: 0 is less than the minimum of 1"),
+        ({"lr": float("nan")}, 7, r"train\.lr: nan is not a number"),
+        ({"lr": float("inf")}, 7, r"train\.lr: inf is not a finite number"),
+        ({"clip_grad": -1, "warmup_steps": -5}, 7,
+         r"train\.clip_grad: -1 is less than the minimum of 0; train\.warmup_steps: -5 is less"),
+        ({"num_workers": -2}, 7, r"train\.num_workers: -2 is less than the minimum of 0"),
+        ({"schedule": "cosin"}, 7, r"train\.schedule: 'cosin' is not one of"),
+        ({}, -1, r"seed: -1 is less than the minimum of 0"),
+        ({}, 2**64, r"seed: 18446744073709551616 is greater than the maximum of 4294967295"),
+    ],
+)  # fmt: skip
+def test_a_specs_settings_are_held_to_the_configs_bounds(train, seed, error):
+    """A spec written by hand (python -m models.train --spec) gets the schema's bounds, as a
+    config does: these failed with a ZeroDivisionError, torch's own errors, or trained on to a
+    NaN loss naming no key."""
+    job = {
+        "experiment": "x", "task": "line", "model": "crnn_vgg", "model_kwargs": dict(TINY_CRNN),
+        "train": {"steps": 2}, "seed": 7, "device": "cpu", "charset": "c.txt",
+        "train_shards": ["t.tar"], "val_shards": [], "out_dir": "out",
+    }  # fmt: skip
+    assert TrainJob.from_dict(job).train.steps == 2
+    with pytest.raises(ValueError, match=r"^spec: " + error):
+        TrainJob.from_dict({**job, "train": {"steps": 2, **train}, "seed": seed})
+
+
 def test_train_spec_defaults_match_the_schema():
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
     props = schema["definitions"]["train"]["properties"]

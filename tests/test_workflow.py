@@ -1789,6 +1789,27 @@ def test_yaml_merge_keys_still_load_and_integers_get_an_integer_hint(tmp_path):
     assert "write 0.002 or 2.0e-3)" in problems
 
 
+def test_a_count_written_with_a_point_and_a_seed_out_of_range_fail_naming_the_key():
+    """JSON Schema's ``integer`` takes 2.0, which then failed in the shard list's ``range`` or
+    the training loop's ``islice``; a seed past 2**32 - 1 failed in ``torch.manual_seed``."""
+    config = yaml.safe_load(SMOKE.read_text())
+    config["tasks"]["expr"]["splits"]["train"]["shards"] = 2.0
+    config["experiments"]["expr_crnn"]["train"].update(steps=6.0, shards=1.0, batch_size=8)
+    config["seed"] = 2**64
+    problems = config_problems(config, load_schema(SCHEMA_PATH))
+    assert problems == [
+        "experiments.expr_crnn.train.shards: 1.0 is not of type 'integer', 'null' "
+        "(write 1, without a point)",
+        "experiments.expr_crnn.train.steps: 6.0 is not of type 'integer' "
+        "(write 6, without a point)",
+        "seed: 18446744073709551616 is greater than the maximum of 4294967295",
+        "tasks.expr.splits.train.shards: 2.0 is not of type 'integer' (write 2, without a point)",
+    ]
+    config = yaml.safe_load(SMOKE.read_text())
+    config["seed"] = 2**32 - 1  # the largest seed, and whole numbers as they are, pass
+    assert config_problems(config, load_schema(SCHEMA_PATH)) == []
+
+
 def test_nan_and_infinity_fail_at_parse_time_naming_the_key(tmp_path, capsys):
     # NaN passes every minimum and maximum of the schema (a NaN p switched a degradation off);
     # no key takes an infinity either.
