@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -24,6 +25,35 @@ def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _at_most_cpus(value: int) -> int:
+    cpus = os.cpu_count() or 1
+    if value > cpus:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {cpus} (this machine's CPUs), got {value}"
+        )
+    return value
+
+
+def thread_count(text: str) -> int:
+    """A thread count: 0 (the default: one per core) up to the machine's CPUs. More only slows
+    the work down, and tens of thousands crash the OpenMP runtime (a segmentation fault, no word
+    of why)."""
+    return _at_most_cpus(non_negative_int(text))
+
+
+def process_count(text: str) -> int:
+    """A count of worker processes: 1 up to the machine's CPUs."""
+    return _at_most_cpus(positive_int(text))
+
+
+def positive_scale(text: str) -> float:
+    """A resize factor above 0 and at most 16 (the config's ``tesseract.<task>.scale``)."""
+    value = float(text)
+    if not 0 < value <= 16:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 16, got {text}")
     return value
 
 

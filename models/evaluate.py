@@ -48,7 +48,7 @@ from typing import Any
 from PIL import Image
 
 from models import metrics
-from models.cli import stops_on_interrupt
+from models.cli import stops_on_interrupt, thread_count
 from models.images import ImageLoadError, decode_png
 from models.registry import DECODERS
 from synth.atomic import write_text_atomic
@@ -621,7 +621,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from models.checkpoint import CheckpointError
     from models.cli import (
         TASK_CONFIG_HELP,
-        non_negative_int,
         positive_int,
         read_task_settings,
         task_settings_warnings,
@@ -644,7 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--task-config", metavar="CONFIG", help=TASK_CONFIG_HELP)
     parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda[:N] or mps")
-    parser.add_argument("--threads", type=non_negative_int, default=0, help="CPU threads (0: all)")
+    parser.add_argument("--threads", type=thread_count, default=0, help="CPU threads (0: all)")
     parser.add_argument(
         "--split", help="name recorded in metrics.json (default: the first shard's, test_heldout)"
     )

@@ -67,6 +67,7 @@ from models.cli import (
     read_task_settings,
     stops_on_interrupt,
     task_settings_warnings,
+    thread_count,
 )
 from models.devices import resolve_device
 from models.export import ExportError, export_device, is_export, load_onnx
@@ -474,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--threads",
-        type=non_negative_int,
+        type=thread_count,
         default=0,
         help="CPU threads (PyTorch and onnxruntime; default 0: their defaults, one per core)",
     )

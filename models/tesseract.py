@@ -506,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import sys
 
     from models.checkpoint import CheckpointError
-    from models.cli import non_negative_int, positive_int
+    from models.cli import non_negative_int, positive_scale, process_count
     from models.export import ExportError
 
     parser = argparse.ArgumentParser(
@@ -526,14 +526,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--charset", help="with --task: charset file (the whitelist, when on)")
     parser.add_argument("--lang", help="language model (default: the task's)")
     parser.add_argument("--psm", type=non_negative_int, help="page segmentation mode")
-    parser.add_argument("--scale", type=float, help="resize factor before reading")
+    parser.add_argument(
+        "--scale", type=positive_scale, help="resize factor before reading (above 0, at most 16)"
+    )
     parser.add_argument(
         "--no-whitelist", action="store_true", help="let Tesseract output any character"
     )
     parser.add_argument(
         "--max-samples", type=non_negative_int, default=0, help="read the first N (0: all)"
     )
-    parser.add_argument("--threads", type=positive_int, default=1, help="tesseract processes")
+    parser.add_argument("--threads", type=process_count, default=1, help="tesseract processes")
     parser.add_argument(
         "--split", help="name recorded in metrics.json (default: the first shard's)"
     )

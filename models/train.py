@@ -80,7 +80,7 @@ from models.checkpoint import (
     save_model,
     unwrap,
 )
-from models.cli import non_negative_int, stops_on_interrupt
+from models.cli import stops_on_interrupt, thread_count
 from models.data import (
     Batch,
     DataError,
@@ -1081,7 +1081,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", help="override the config's device (auto, cpu, cuda, mps)")
     parser.add_argument(
         "--threads",
-        type=non_negative_int,
+        type=thread_count,
         help="torch CPU threads (default: the config's train.threads)",
     )
     parser.add_argument(

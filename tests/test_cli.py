@@ -6,6 +6,7 @@ the middle of its work, in this process."""
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from pathlib import Path
 
@@ -97,3 +98,45 @@ def test_an_installed_script_names_itself(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(export, "export_onnx", interrupted)
     assert export.main([str(tmp_path / "model.pt"), str(tmp_path / "out.onnx")]) == 130
     assert capsys.readouterr().err == f"synthocr-export: interrupted; {KEEPS_WHAT_IT_WROTE}\n"
+
+
+@pytest.mark.parametrize(
+    ("module_name", "argv", "error"),
+    [
+        ("models.recognize", ["m.pt", "a.png", "--threads", "100000"],
+         r"--threads: must be at most \d+ \(this machine's CPUs\), got 100000"),
+        ("models.evaluate", ["m.pt", "s.tar", "--out", "e", "--threads", "20000"],
+         r"--threads: must be at most \d+"),
+        ("models.train", ["--spec", "@x.json", "--threads", "20000"],
+         r"--threads: must be at most \d+"),
+        ("models.tesseract", ["s.tar", "--out", "e", "--task", "expr", "--threads", "20000"],
+         r"--threads: must be at most \d+"),
+        ("models.tesseract", ["s.tar", "--out", "e", "--task", "expr", "--scale", "0"],
+         r"--scale: must be above 0 and at most 16, got 0"),
+        ("models.tesseract", ["s.tar", "--out", "e", "--task", "expr", "--scale", "nan"],
+         r"--scale: must be above 0 and at most 16, got nan"),
+        ("models.tesseract", ["s.tar", "--out", "e", "--task", "expr", "--scale", "inf"],
+         r"--scale: must be above 0 and at most 16, got inf"),
+    ],
+)  # fmt: skip
+def test_counts_and_factors_past_what_the_machine_can_do_are_usage_errors(
+    module_name, argv, error, tmp_path, monkeypatch, capsys
+):
+    """Tens of thousands of threads crashed the OpenMP runtime (a segmentation fault); a scale
+    of 0 scored every image as unread, inf and nan ended in tracebacks."""
+    module = importlib.import_module(module_name)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        module.main(argv)
+    # argparse's usage status, 2; recognize's 1 (its 2 says some images could not be read)
+    assert e.value.code == (1 if module_name == "models.recognize" else 2)
+    assert re.search(error, capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []  # refused before anything was read or written
+
+
+def test_the_export_refuses_an_opset_onnxruntime_cannot_run(tmp_path, capsys):
+    """Opsets 7 and 8 write ConstantFill, which onnxruntime has no kernel for."""
+    from models import export
+
+    assert export.main([str(tmp_path / "m.pt"), str(tmp_path / "o.onnx"), "--opset", "8"]) == 1
+    assert "opset 8 is not one this exporter writes (9..20)" in capsys.readouterr().err
