@@ -540,32 +540,3 @@ def drop_written_defaults(config: dict[str, Any]) -> None:
         charset = task.get("charset") if isinstance(task, dict) else None
         if isinstance(charset, dict) and charset.get("space") is False:
             del charset["space"]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m synth.schema FILE...``: read each config file (and the files it extends) as the
-    workflow does, so that one Snakemake cannot parse is named before Snakemake runs (its own
-    message for an unreadable ``--configfile`` names no file). The Makefile runs it on
-    ``CONFIG``. Returns the exit status: 0, or 1 after printing ``error: FILE: why`` (``--help``
-    prints the usage; no file at all is argparse's usage error, status 2)."""
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(
-        prog="python -m synth.schema",
-        description="Read each config file (and the files it extends) as the workflow does, and "
-        "name one that cannot be read (error: FILE: why, exit status 1). The keys are checked "
-        "against the schema when the workflow starts.",
-    )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="a config file (YAML)")
-    for path in parser.parse_args(argv).files:
-        try:
-            load_config_file(path)
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -150,15 +150,15 @@ def test_config_typo_fails_at_parse_time_naming_the_key(tmp_path, edit, key):
 
 def test_an_unreadable_config_is_named_before_snakemake_runs(tmp_path):
     """Snakemake's own message for a --configfile it cannot parse names no file; the Makefile
-    reads CONFIG with `python -m synth.schema` first, which names the file at fault, also when
-    it is the file an overlay extends."""
+    reads CONFIG with `python -m models.configcheck` first, which names the file at fault, also
+    when it is the file an overlay extends."""
     broken = tmp_path / "broken.yaml"
     broken.write_text("seed: 7\ntasks: [\n  bad: : x\n", encoding="utf-8")
     overlay = tmp_path / "mine.yaml"
     overlay.write_text("extends: broken.yaml\nseed: 8\n", encoding="utf-8")
     for config in (broken, overlay):
         proc = subprocess.run(
-            [sys.executable, "-m", "synth.schema", str(config)],
+            [sys.executable, "-m", "models.configcheck", str(config)],
             capture_output=True,
             text=True,
             cwd=REPO,
@@ -166,12 +166,12 @@ def test_an_unreadable_config_is_named_before_snakemake_runs(tmp_path):
         )
         assert proc.returncode == 1
         assert proc.stderr.startswith(f"error: {broken}: cannot read the config"), proc.stderr
-    ok = [sys.executable, "-m", "synth.schema", "configs/config.yaml", "configs/lines_cpu.yaml"]
+    ok = [sys.executable, "-m", "models.configcheck", "configs/config.yaml", "configs/gpu.yaml"]
     assert subprocess.run(ok, cwd=REPO, timeout=120).returncode == 0
     makefile = (REPO / "Makefile").read_text(encoding="utf-8")
     for target in ("report", "all", "dag"):
         recipe = makefile.split(f"\n{target}: setup\n", 1)[1].split("\n\n", 1)[0]
-        assert recipe.splitlines()[0] == "\t$(BIN)/python -m synth.schema $(CONFIG)", target
+        assert recipe.splitlines()[0] == "\t$(BIN)/python -m models.configcheck $(CONFIG)", target
 
 
 def test_the_cpu_lines_overlay_is_the_default_config_but_for_the_line_models():
@@ -1872,15 +1872,36 @@ def test_the_schemas_problems_and_those_past_it_are_listed_at_once(tmp_path, cap
     assert "invalid config (1 problem):\n  experiments.expr_crnn.model_kwargs.widht" in proc.stdout
 
 
-def test_the_config_reader_command_has_a_usage_and_does_not_read_help_as_a_file(capsys):
-    from synth.schema import main
+def test_the_config_check_command_lists_what_the_workflow_would_refuse(tmp_path, capsys):
+    """python -m models.configcheck: the workflow's own checks, before Snakemake starts (it only
+    read the YAML before: a typo passed it); --help is no file."""
+    from models.configcheck import main
 
     with pytest.raises(SystemExit) as e:
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: python -m synth.schema [-h] FILE [FILE ...]"), out
+    assert out.startswith("usage: python -m models.configcheck [-h] FILE [FILE ...]"), out
     with pytest.raises(SystemExit) as e:
         main([])
     assert e.value.code == 2 and "required: FILE" in capsys.readouterr().err
     assert main([str(SMOKE)]) == 0
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(
+        f"extends: {SMOKE}\nexperiments:\n  expr_crnn: {{model_kwargs: {{widht: 1}}}}\n"
+        "  hanzi_cnn: {train: {stepz: 5}}\ntasks: {short: {splits: {train: {samples: -3}}}}\n"
+    )
+    assert main([str(mine), str(SMOKE)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {mine}: invalid config (3 problems):\n"), err
+    for line in (
+        f"experiments.hanzi_cnn.train.stepz: unknown key (did you mean 'steps'?); from {mine}",
+        "tasks.short.splits.train.samples: -3 is less than the minimum of 1",
+        "experiments.expr_crnn.model_kwargs.widht: model 'expr_crnn' takes no argument",
+    ):
+        assert line in err, err
+    # the workflow refuses the same file with the same lines (naming it relative to its folder)
+    proc = run_snakemake(tmp_path, "-n", config=mine, check=False)
+    assert proc.returncode != 0 and "invalid config (3 problems):" in proc.stdout
+    for line in err.splitlines()[1:]:
+        assert line.replace(str(mine), mine.name) in proc.stdout + proc.stderr, line

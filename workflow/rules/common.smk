@@ -7,20 +7,20 @@ import os
 
 from models.metrics import metric_names
 from models.pack import read_labels
-from models.registry import experiment_problems, family_of, label_lengths
+from models.configcheck import workflow_config_problems
+from models.registry import family_of, label_lengths
 from models.specs import SCHEDULING, settings_drift, train_job_params
 from synth import joblog
 from synth.charset import extra_chars
 from synth.fonts import FontError, split_roles
 from synth.schema import (
-    check_schema,
     config_with_origins,
     from_files,
     named_with_file,
     problems_error,
 )
 from synth.shards import sha256_file
-from synth.specs import canonical, font_role, split_config, task_spec
+from synth.specs import canonical, font_role, split_config
 from synth.text import grammar_settings
 
 # A config file that names another in `extends` (configs/lines_cpu.yaml) holds only what it
@@ -33,33 +33,10 @@ if "extends" in config:
     config.clear()
     config.update(_merged)
 # Every problem at once, each naming its key, in one list: the schema's, then those of the checks
-# past it (unknown model kwargs or values, a CTC output shorter than 2 * max label + 1, a split's
-# settings no spec accepts), run on every experiment and task the schema finds nothing wrong with,
-# the schema's defaults filled in (an experiment's train or eval block left out starts empty, so
-# every experiment has them in full).
-_checked = check_schema(
-    config, workflow.source_path("../schemas/config.schema.yaml"), _origins
+# past it, the schema's defaults filled in (models.configcheck, which `make` runs before a run).
+_filled, _problems = workflow_config_problems(
+    config, _origins, workflow.source_path("../schemas/config.schema.yaml")
 )
-_problems = list(_checked.problems)
-_filled = _checked.config
-_experiments = _filled.get("experiments")
-for _name in sorted(_experiments if isinstance(_experiments, dict) else (), key=str):
-    # the reports' rows of Tesseract, one per task, have that name
-    if _name == "tesseract":
-        _problems.append(
-            "experiments.tesseract: the reports name Tesseract's rows so; call it another name"
-        )
-    else:
-        _problems += experiment_problems(_checked, _name, _origins)
-_tasks = _filled.get("tasks")
-for _task, _task_cfg in _tasks.items() if isinstance(_tasks, dict) else ():
-    # A split's settings (its degrade merged over its task's) that no spec accepts: an unknown
-    # degradation, repeated expr operators, a charset space asked of a task other than line.
-    for _split in _task_cfg["splits"] if _checked.holds("tasks", _task) else ():
-        try:
-            task_spec(_task, split_config(_task, _task_cfg, _split))
-        except ValueError as e:
-            _problems.append(named_with_file(str(e), _origins))
 if _problems:
     raise problems_error(_problems)
 config.clear()

@@ -1,0 +1,94 @@
+"""A workflow config checked as the workflow checks it when it starts: the schema, then the checks
+past it (a model's name and arguments, a CTC output too short for its longest label, a split's
+settings no spec accepts), every problem at once, each naming its key and the file that set it.
+
+    python -m models.configcheck FILE...
+
+checks each FILE as ``snakemake --configfile FILE`` would read it (with the files it extends), so
+that a typo is named before a run starts; the Makefile runs it on ``CONFIG``. A file that is not
+YAML at all is named with its line and column (Snakemake's own message for an unreadable
+``--configfile`` names no file).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from models.registry import experiment_problems
+from synth.schema import (
+    SCHEMA_PATH,
+    check_schema,
+    config_with_origins,
+    named_with_file,
+    problems_error,
+)
+from synth.specs import split_config, task_spec
+
+
+def workflow_config_problems(
+    config: Mapping[str, Any],
+    origins: Mapping[str, Any] | None = None,
+    schema_path: str | os.PathLike = SCHEMA_PATH,
+) -> tuple[dict[str, Any], list[str]]:
+    """The config with the schema's defaults filled in, and every problem of it, one line each:
+    the schema's, then those of the checks past it, run on every experiment and task the schema
+    finds nothing wrong with (an experiment's train or eval block left out starts empty, so every
+    experiment has them in full). ``origins`` as `synth.schema.config_with_origins` gives them."""
+    checked = check_schema(config, schema_path, origins)
+    problems = list(checked.problems)
+    filled = checked.config
+    experiments = filled.get("experiments")
+    for name in sorted(experiments if isinstance(experiments, dict) else (), key=str):
+        if name == "tesseract":  # the reports' rows of Tesseract, one per task, have that name
+            problems.append(
+                "experiments.tesseract: the reports name Tesseract's rows so; call it another name"
+            )
+        else:
+            problems += experiment_problems(checked, name, origins)
+    tasks = filled.get("tasks")
+    for task, task_cfg in tasks.items() if isinstance(tasks, dict) else ():
+        # A split's settings (its degrade merged over its task's) that no spec accepts: an
+        # unknown degradation, repeated expr operators, a charset space asked of a task other
+        # than line.
+        for split in task_cfg["splits"] if checked.holds("tasks", task) else ():
+            try:
+                task_spec(task, split_config(task, task_cfg, split))
+            except ValueError as e:
+                problems.append(named_with_file(str(e), origins))
+    return filled, problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m models.configcheck FILE...``: returns the exit status, 0 or 1 after printing
+    ``error: FILE: why`` for a file that cannot be read, or the file's problems under ``invalid
+    config (N problems)`` (``--help`` prints the usage; no file is argparse's usage error, 2)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m models.configcheck",
+        description="Check each config file (with the files it extends) as the workflow does "
+        "when it starts with --configfile FILE: the schema's keys and bounds, the models' names "
+        "and arguments, each split's settings. Prints every problem, naming its key and file "
+        "(exit status 1).",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="a config file (YAML)")
+    status = 0
+    for path in parser.parse_args(argv).files:
+        try:
+            config, origins = config_with_origins([path])
+        except ValueError as e:  # names the file that cannot be read (this or one it extends)
+            print(f"error: {e}", file=sys.stderr)
+            status = 1
+            continue
+        _, problems = workflow_config_problems(config, origins)
+        if problems:
+            print(f"error: {path}: {problems_error(problems)}", file=sys.stderr)
+            status = 1
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
