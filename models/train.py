@@ -1062,6 +1062,14 @@ def _build_hint(args: argparse.Namespace, job: TrainJob) -> str:
 @stops_on_interrupt(
     "models.train", "its resume state is kept: the same command continues from its last checkpoint"
 )
+def _names_file(text: str) -> bool:
+    """Whether ``text`` (a --spec given without its ``@``) is the path of a file."""
+    try:
+        return not text.startswith("@") and Path(text).is_file()
+    except (OSError, ValueError):  # a name too long, a NUL: the JSON itself
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m models.train --config C --experiment E`` or ``--spec JSON`` (also under
     ``torchrun``)."""
@@ -1098,7 +1106,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             text = Path(args.spec[1:]).read_text() if args.spec.startswith("@") else args.spec
             job = TrainJob.from_dict(json.loads(text))
         except (OSError, ValueError, TypeError, KeyError) as e:
-            parser.exit(1, f"{parser.prog}: error: --spec {args.spec[:60]}: {e}\n")
+            hint = f" (a file: give it as --spec @{args.spec})" if _names_file(args.spec) else ""
+            parser.exit(1, f"{parser.prog}: error: --spec {args.spec[:60]}: {e}{hint}\n")
         if args.device:
             job = replace(job, device=args.device)
     elif args.config and args.experiment:

@@ -319,6 +319,18 @@ def test_a_specs_settings_are_held_to_the_configs_bounds(train, seed, error):
         TrainJob.from_dict({**job, "train": {"steps": 2, **train}, "seed": seed})
 
 
+def test_a_spec_file_given_without_its_at_sign_is_pointed_out(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("job.json").write_text("{}")
+    for spec, hint in [("job.json", True), ("{not json", False), ("x" * 5000, False)]:
+        with pytest.raises(SystemExit) as e:
+            main(["--spec", spec])
+        assert e.value.code == 1
+        err = capsys.readouterr().err
+        assert "error: --spec " in err and "Traceback" not in err
+        assert ("(a file: give it as --spec @job.json)" in err) == hint, err
+
+
 def test_train_spec_defaults_match_the_schema():
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
     props = schema["definitions"]["train"]["properties"]
