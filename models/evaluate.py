@@ -125,6 +125,7 @@ def iter_samples(
         return
     known = set(charset) if charset is not None else None
     count = 0
+    warned: set[str] = set()
     for shard in shards:
         for record in iter_records(shard):
             key = record["__key__"]
@@ -150,6 +151,11 @@ def iter_samples(
             problem = label_problem(label, known, longest)
             if problem:
                 raise ValueError(f"{where}: {_other_task(task, meta)}{problem}")
+            if _other_task(task, meta) and str(shard) not in warned:
+                # labels the model can read, of another task: likely the wrong folder's shards
+                # (a line model's charset holds every expression's characters)
+                warned.add(str(shard))
+                log.warning("shard %s: %s read anyway", shard, _other_task(task, meta).rstrip(": "))
             value = _label_value(shard, key, label, meta.get("value")) if task == "expr" else None
             yield Sample(
                 key=key,

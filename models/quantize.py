@@ -94,7 +94,8 @@ def calibration_images(
             raise ExportError(f"calibration: {source} does not exist")
         if os.path.isfile(source) and source.lower().endswith(".tar"):
             try:
-                for sample in iter_samples([source], limit=limit - len(images)):
+                samples = iter_samples([source], limit - len(images), recognizer.meta.task)
+                for sample in samples:
                     images.append(recognizer.load(sample.image, name=f"{source}: {sample.key}"))
             except (ShardReadError, ValueError) as e:  # ImageLoadError is a ValueError
                 raise ExportError(f"calibration: {e}") from None

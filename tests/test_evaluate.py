@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import tarfile
 from pathlib import Path
@@ -275,6 +276,34 @@ def test_a_model_on_shards_of_another_task_says_so(tmp_path, cjk_font):
         r"sample's JSON says task 'expr'\): label '1\+2' has",
     ):
         evaluate(hanzi, [shard], tmp_path / "m.json", tmp_path / "p.csv", spec)
+
+
+def test_shards_of_another_task_whose_labels_the_model_reads_draw_a_warning(
+    tmp_path, cjk_font, caplog
+):
+    """A line model's charset holds the expressions' characters: expr shards given to it by
+    mistake are read, and said to be another task's, once per shard."""
+    _, _, _, _, size, texts = CASES["line"]
+    shards = [
+        make_shard(tmp_path / f"s{i}.tar", "short", "test_seen", texts, cjk_font, size)
+        for i in range(2)
+    ]
+    line = make_checkpoint(tmp_path / "line" / "model.pt", "line")
+    spec = EvalSpec(experiment="line", split="test_seen", device="cpu")
+    with caplog.at_level(logging.WARNING, logger="models.evaluate"):
+        evaluate(line, shards, tmp_path / "m.json", tmp_path / "p.csv", spec)
+    said = [r.getMessage() for r in caplog.records if "shards" in r.getMessage()]
+    assert said == [
+        f"shard {shard}: a line model on short shards (the sample's JSON says task 'short') "
+        "read anyway"
+        for shard in shards
+    ]
+    assert json.loads((tmp_path / "m.json").read_text())["n"] == 2 * len(texts)
+    caplog.clear()
+    own = make_shard(tmp_path / "own.tar", "line", "test_seen", texts, cjk_font, size)
+    with caplog.at_level(logging.WARNING, logger="models.evaluate"):
+        evaluate(line, [own], tmp_path / "m2.json", tmp_path / "p2.csv", spec)
+    assert not [r for r in caplog.records if "shards" in r.getMessage()]
 
 
 def test_a_test_label_outside_the_models_charset_is_an_error(tmp_path, cjk_font):
