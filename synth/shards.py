@@ -42,7 +42,7 @@ import numpy as np
 from synth.atomic import atomic_write, sha256_file, write_text_atomic
 from synth.augment import degrade, degrade_line, stroke_weight
 from synth.charset import SPACE, code_points, listing, nfkc
-from synth.fonts import Face, with_forms
+from synth.fonts import Face, FontError, with_forms
 from synth.render import (
     draw_line,
     has_oldstyle_digits,
@@ -240,7 +240,16 @@ def generate(
             )
         by_face[(face.path, face.index)] += 1
         shown = text if drawn_text is None else _forms_drawn_by(drawn_text, face)
-        image, centers = draw(spec, shown, face, rng, label=text)
+        try:
+            image, centers = draw(spec, shown, face, rng, label=text)
+        except OSError as e:
+            # FreeType on outlines fontTools's coverage scan does not read (a damaged glyph)
+            raise FontError(
+                f"{shard.task}/{shard.split}: font {face.path} (face {face.index}, {face.name}) "
+                f"cannot draw {shown!r}: {e}: a damaged file; take it out of {fonts_key} or "
+                "replace it",
+                fonts_key,
+            ) from None
         if weight:
             # the weighted image degraded from a copy of the generator, the workflow's image from
             # the generator itself: some draws (Poisson and gamma noise) take as many numbers as

@@ -244,6 +244,33 @@ def test_aliased_zero_draws_nothing_from_the_generator(cjk_font):
     assert a.random() == b.random()  # the streams are still aligned
 
 
+def test_a_font_with_damaged_outlines_is_named_with_the_text_it_cannot_draw(latin_font, tmp_path):
+    """The coverage scan reads a font's cmap and glyph boxes, not its outlines: a file whose
+    digits' outlines are garbage passes it, and FreeType's error when the shard draws them
+    named neither the font nor the text."""
+    from fontTools.ttLib import TTFont
+
+    from synth.fonts import Face, FontError
+
+    font = TTFont(str(latin_font))
+    offset, loca, cmap = font.reader.tables["glyf"].offset, font["loca"], font.getBestCmap()
+    data = bytearray(latin_font.read_bytes())
+    for ch in "0123456789+-*()":
+        gid = font.getGlyphID(cmap[ord(ch)])
+        start, end = offset + loca[gid] + 10, offset + loca[gid + 1]  # past the glyph's box
+        data[start:end] = b"\xff" * (end - start)
+    bad = tmp_path / "damaged.ttf"
+    bad.write_bytes(bytes(data))
+    face = Face(str(bad), 0, "DejaVu Sans", "Book", frozenset("0123456789+-*()"))
+    shard = ShardSpec("expr", "train", 0, 5, 1)
+    with pytest.raises(
+        FontError, match=rf"expr/train: font {bad} \(face 0, DejaVu Sans Book\) cannot draw '"
+    ) as e:
+        list(generate(task_spec("expr", {}), shard, list("0123456789+-*()"), [face]))
+    assert e.value.key == "fonts.paths"
+    assert not list(tmp_path.glob("*.tar"))
+
+
 def test_a_task_can_exclude_font_families(setup, tmp_path):
     """``tasks.<task>.exclude_families`` keeps matching faces out of that task's shards only."""
     charsets, coverage = setup
