@@ -102,3 +102,14 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def missing_why(path: str | os.PathLike) -> str:
+    """How a message says that ``path``, which is no regular file and no folder, cannot be read
+    as a file: it does not exist, or it is something else (a FIFO would block the reader, a
+    device would be read without end)."""
+    if not os.path.lexists(path):
+        return "does not exist"
+    if not os.path.exists(path):
+        return "is a broken link"
+    return "is not a regular file (a pipe, a device or a socket)"

@@ -35,7 +35,7 @@ from braceexpand import UnbalancedBracesError, braceexpand
 from fontTools.ttLib import TTCollection, TTFont, TTLibError
 from PIL import ImageFont
 
-from synth.atomic import sha256_file, write_text_atomic
+from synth.atomic import missing_why, sha256_file, write_text_atomic
 from synth.charset import SPACE
 
 log = logging.getLogger(__name__)
@@ -234,8 +234,8 @@ def resolve_font_files(
                 if suffix not in FONT_SUFFIXES or Path(p).is_dir():
                     continue
                 matched = True
-                if not Path(p).is_file():  # a link to nothing
-                    note("font %s is a broken link; skipped", p)
+                if not Path(p).is_file():  # a link to nothing, a pipe
+                    note("font %s %s; skipped", p, missing_why(p))
                 elif problem := font_file_problem(p):
                     note("font file %s is not a font this project reads (%s); left out", p, problem)
                 else:
@@ -245,7 +245,7 @@ def resolve_font_files(
         else:
             named = key or "fonts.paths / test_fonts"
             if not Path(pattern).is_file():
-                raise FontError(f"font file {pattern} does not exist ({named})", key)
+                raise FontError(f"font file {pattern} {missing_why(pattern)} ({named})", key)
             if problem := font_file_problem(pattern):
                 raise FontError(
                     f"font file {pattern} is not a font this project reads: {problem} ({named})",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import glob
 import logging
+import os
 import re
 import struct
 from pathlib import Path
@@ -511,8 +512,23 @@ def test_every_font_the_shipped_configs_match_passes_the_structure_check(config)
 
 
 def test_missing_explicit_font_is_an_error_and_empty_glob_a_warning(tmp_path, caplog):
-    with pytest.raises(FontError, match=r"nothere\.ttf"):
+    with pytest.raises(FontError, match=r"nothere\.ttf does not exist"):
         resolve_font_files([str(tmp_path / "nothere.ttf")])
+    # something there that is no file is said to be what it is, named or matched
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    os.mkfifo(odd / "pipe.ttf")
+    (odd / "link.ttf").symlink_to(odd / "gone.ttf")
+    for name, why in [
+        ("pipe.ttf", r"is not a regular file \(a pipe, a device or a socket\)"),
+        ("link.ttf", "is a broken link"),
+    ]:
+        with pytest.raises(FontError, match=rf"{name} {why}"):
+            resolve_font_files([str(odd / name)], key="fonts.paths")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert resolve_font_files([f"{odd}/*.ttf"]) == []
+        assert re.search(rf"{name} {why}; skipped", caplog.text)
     with caplog.at_level(logging.WARNING):
         assert resolve_font_files([f"{tmp_path}/*.ttf"]) == []
     assert "matches no font" in caplog.text

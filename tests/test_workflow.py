@@ -841,6 +841,28 @@ def test_a_missing_charset_file_fails_at_parse_time_naming_its_key(tmp_path):
     assert "tasks.line.charset.files: mychars is a folder, not a text file" in out
 
 
+def test_a_charset_file_that_is_a_pipe_or_a_charset_of_nothing_fails_at_parse_time(tmp_path):
+    """A FIFO was said not to exist (and reading it would block the job); source chars with no
+    character passed the dry run and failed in the coverage job, naming no key."""
+    os.mkfifo(tmp_path / "chars.fifo")
+
+    def pipe(c):
+        c["tasks"]["line"]["charset"] = {"source": "chars", "files": ["chars.fifo"]}
+
+    proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, pipe), check=False)
+    assert proc.returncode != 0
+    assert "tasks.line.charset.files: chars.fifo is not a regular file (a pipe" in proc.stdout
+
+    def nothing(c):
+        c["tasks"]["expr"]["charset"] = {"source": "chars", "chars": ""}
+
+    proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, nothing), check=False)
+    assert proc.returncode != 0
+    assert "tasks.expr.charset: source chars, and chars and files give no character" in (
+        proc.stdout
+    )
+
+
 def test_a_missing_line_corpus_fails_at_parse_time_naming_its_key(tmp_path):
     def edit(c):
         c["tasks"]["line"]["corpus"] = ["my_news_typo.txt"]
@@ -856,6 +878,8 @@ def test_a_missing_line_corpus_fails_at_parse_time_naming_its_key(tmp_path):
         (lambda p: p.mkdir(), "is a folder, not a text file"),
         (lambda p: p.write_text(""), "is empty"),
         (lambda p: None, "does not exist"),
+        (lambda p: os.mkfifo(p), "is not a regular file (a pipe, a device or a socket)"),
+        (lambda p: p.symlink_to(p.parent / "gone.txt"), "is a broken link"),
         (lambda p: p.write_text(" \n\u3000\t\n", encoding="utf-8"), "holds only whitespace"),
         (lambda p: p.write_bytes("今天".encode("gb2312")), "is not UTF-8 text (byte 0: b'\\xbd')"),
     ],

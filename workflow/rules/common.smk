@@ -11,6 +11,7 @@ from models.configcheck import workflow_config_problems
 from models.registry import family_of, label_lengths
 from models.specs import SCHEDULING, settings_drift, train_job_params
 from synth import joblog
+from synth.atomic import missing_why
 from synth.charset import extra_chars
 from synth.fonts import FontError, split_roles
 from synth.schema import (
@@ -59,6 +60,13 @@ def raise_problems(problems, what):
 def cwd_hint():
     """The words a message about a path adds: where relative paths are read from."""
     return f" (relative paths are read from {os.getcwd()})"
+
+
+def not_found(path):
+    """Why a path the config names that is neither a file nor a folder cannot be read; where
+    relative paths are read from, when it does not exist."""
+    why = missing_why(path)
+    return why + cwd_hint() if why == "does not exist" else why
 
 
 def shard_config(task, split):
@@ -138,7 +146,7 @@ for _task in TASKS:
             _why = (
                 "is a folder, not a text file (list the files in it)"
                 if os.path.isdir(_path)
-                else f"does not exist{cwd_hint()}"
+                else not_found(_path)
             )
             raise ValueError(
                 f"tasks.{_task}.charset.files: {_path} {_why}"
@@ -147,7 +155,15 @@ for _task in TASKS:
     # The charset's own text (chars, files): its warnings (a character repeated, one left out)
     # print here, once per run and naming the task, rather than from each of the three jobs
     # that build the charset (joblog.OFF_CONSOLE); a lone combining mark fails here.
-    extra_chars(_charset["chars"], _charset["files"], f"tasks.{_task}.charset")
+    if (
+        not extra_chars(_charset["chars"], _charset["files"], f"tasks.{_task}.charset")
+        and _charset["source"] == "chars"
+    ):
+        raise ValueError(
+            f"tasks.{_task}.charset: source chars, and chars and files give no character: an "
+            "empty charset; list the task's characters in chars (or in files)"
+            + from_files(_origins, ["tasks", _task, "charset", "chars"])
+        )
 
 
 def corpus_files(task):
@@ -170,7 +186,7 @@ def corpus_problem(path):
     if os.path.isdir(path):
         return "is a folder, not a text file"
     if not os.path.isfile(path):
-        return f"does not exist{cwd_hint()}"
+        return not_found(path)
     size = os.path.getsize(path)
     if size == 0:
         return "is empty"
