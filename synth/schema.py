@@ -157,7 +157,20 @@ def config_problems(
 
     ``origins`` (`config_with_origins`): when the config merged from several files, each line
     ends with the file(s) that set the key at fault (``; from mine.yaml``)."""
-    return [line + from_files(origins, path) for line, path in _problems_at(config, schema)]
+    return [_with_files(line, path, origins) for line, path in _problems_at(config, schema)]
+
+
+def _with_files(line: str, path: list[Any], origins: Mapping[str, Any] | None) -> str:
+    """A problem's line ended with the files that set its key (`from_files`). A number read as
+    text there came from Snakemake's ``--config`` when that names it: below the top level
+    ``--config`` reads every value as text, so the YAML hint would not help."""
+    files = from_files(origins, path)
+    if len(path) > 1 and files.endswith("--config") and " (YAML reads " in line:
+        line = line[: line.index(" (YAML reads ")] + (
+            " (--config reads every value below the top level as text: set this one in a "
+            "--configfile)"
+        )
+    return line + files
 
 
 def _problems_at(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[tuple[str, list]]:
@@ -497,7 +510,7 @@ def check_schema(
     _keep_split_degrades(config, filled)
     drop_written_defaults(filled)
     return SchemaCheck(
-        filled, [line + from_files(origins, path) for line, path in at], [path for _, path in at]
+        filled, [_with_files(line, path, origins) for line, path in at], [path for _, path in at]
     )
 
 

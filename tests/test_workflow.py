@@ -1834,6 +1834,26 @@ def test_a_count_written_with_a_point_and_a_seed_out_of_range_fail_naming_the_ke
     assert config_problems(config, load_schema(SCHEMA_PATH)) == []
 
 
+def test_a_nested_number_given_with_dash_dash_config_is_pointed_to_a_configfile():
+    """Snakemake's --config reads the values below the top level as text: 'write 0' would not
+    help there (the user wrote 0); at the top level YAML reads them, and its hint stands."""
+    nested = {"tasks": {"hanzi": {"splits": {"train": {"shards": "0"}}}}, "seed": "1e3"}
+    config, origins = config_with_origins([str(SMOKE)], nested)
+    assert check_schema(config, origins=origins).problems == [
+        "seed: '1e3' is not of type 'integer' (YAML reads 1e3 as text, not a number: write "
+        "1000); from --config",
+        "tasks.hanzi.splits.train.shards: '0' is not of type 'integer' (--config reads every "
+        "value below the top level as text: set this one in a --configfile); from --config",
+    ]
+    # the same text from a file is YAML's
+    config, origins = config_with_origins([str(SMOKE)])
+    config["tasks"]["hanzi"]["splits"]["train"]["shards"] = "1e1"
+    assert config_problems(config, load_schema(SCHEMA_PATH), origins) == [
+        "tasks.hanzi.splits.train.shards: '1e1' is not of type 'integer' (YAML reads 1e1 as text, "
+        "not a number: write 10)"
+    ]
+
+
 def test_nan_and_infinity_fail_at_parse_time_naming_the_key(tmp_path, capsys):
     # NaN passes every minimum and maximum of the schema (a NaN p switched a degradation off);
     # no key takes an infinity either.
