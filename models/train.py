@@ -1059,9 +1059,6 @@ def _build_hint(args: argparse.Namespace, job: TrainJob) -> str:
     )
 
 
-@stops_on_interrupt(
-    "models.train", "its resume state is kept: the same command continues from its last checkpoint"
-)
 def _names_file(text: str) -> bool:
     """Whether ``text`` (a --spec given without its ``@``) is the path of a file."""
     try:
@@ -1070,6 +1067,9 @@ def _names_file(text: str) -> bool:
         return False
 
 
+@stops_on_interrupt(
+    "models.train", "its resume state is kept: the same command continues from its last checkpoint"
+)
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m models.train --config C --experiment E`` or ``--spec JSON`` (also under
     ``torchrun``)."""
