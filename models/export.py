@@ -673,7 +673,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="CALIBRATION",
         help="write an int8 model (onnxruntime static quantization of the convolutions), "
         "calibrated on these images: image files, folders or shard .tar files of the model's "
-        "task, such as its training shards (models/quantize.py)",
+        "task, such as its training shards (models/quantize.py); give it after CHECKPOINT "
+        "and OUT, since it takes every path that follows it",
     )
     parser.add_argument(
         "--calibration-images",
