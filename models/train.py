@@ -856,7 +856,8 @@ def _train(
     if writer is not None:
         writer.close()
 
-    wall = elapsed_before + time.perf_counter() - t_start
+    # a run found finished (a rerun that only rewrites its outputs) adds no training time
+    wall = elapsed_before + (time.perf_counter() - t_start if step > resumed_from else 0.0)
     train_rows = [r for r in history if r.get("images_per_s")]
     result = TrainResult(
         steps=step,

@@ -726,6 +726,8 @@ def test_training_writes_its_outputs_and_resumes(line_data, tmp_path):
     again = train(job)
     assert again.resumed_from == 8 and again.steps == 8
     assert again.final_val_loss == pytest.approx(result.final_val_loss)
+    # the training's time, as its last checkpoint recorded it, the rerun's own start-up not added
+    assert result.wall_s - 0.5 < again.wall_s <= result.wall_s
     # Killed between the finished last.pt and its run.json: the rerun puts run.json right
     # (another process count reads it to decide whether the run finished).
     info = json.loads((resume_dir / "run.json").read_text())
