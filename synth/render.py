@@ -67,6 +67,10 @@ def _features(oldstyle: bool) -> list[str] | None:
     return list(OLDSTYLE) if oldstyle else None
 
 
+class DoesNotFit(ValueError):
+    """A text wider or taller than its image even at the smallest font size."""
+
+
 @lru_cache(maxsize=65536)
 def _advance(path: str, index: int, size: int, ch: str, oldstyle: bool = False) -> float:
     return load_font(path, index, size, oldstyle).getlength(ch, features=_features(oldstyle))
@@ -328,6 +332,13 @@ def render_expr(
         fs = max(
             6, int(fs * min((width - 4) / max(before + after, 1), (height - 4) / max(ink_h, 1)))
         )
+    if before + after > width or ink_h > height:
+        # at the smallest size: a face whose advances or glyphs are far out of scale (a damaged
+        # or odd font) would draw specks of the text's ends under its whole label
+        raise DoesNotFit(
+            f"{text!r} is {before + after:.0f} x {ink_h} px at {fs} px, the smallest size, in an "
+            f"image of {width} x {height}"
+        )
     x0 = before + float(rng.uniform(2, max(2.0, width - 2 - before - after)))
     yc = float(rng.uniform(2 + ink_h / 2, max(2 + ink_h / 2, height - 2 - ink_h / 2)))
     baseline = yc - (top + bottom) / 2
@@ -382,6 +393,10 @@ def render_short(
         f = load_font(font.path, font.index, fs)
         left, top, right, bottom = f.getbbox(text)
     w, h = right - left, bottom - top
+    if w > size or h > size:
+        raise DoesNotFit(
+            f"{text!r} is {w} x {h} px at {fs} px, the smallest size, in an image of {size} px"
+        )
     x = int(rng.integers(1, max(2, size - w)))
     y = int(rng.integers(1, max(2, size - h)))
     mask = Image.new("L", (size, size), 0)

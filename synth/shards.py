@@ -44,6 +44,7 @@ from synth.augment import degrade, degrade_line, stroke_weight
 from synth.charset import SPACE, code_points, listing, nfkc
 from synth.fonts import Face, FontError, with_forms
 from synth.render import (
+    DoesNotFit,
     draw_line,
     has_oldstyle_digits,
     render_expr,
@@ -242,12 +243,13 @@ def generate(
         shown = text if drawn_text is None else _forms_drawn_by(drawn_text, face)
         try:
             image, centers = draw(spec, shown, face, rng, label=text)
-        except OSError as e:
-            # FreeType on outlines fontTools's coverage scan does not read (a damaged glyph)
+        except (OSError, DoesNotFit) as e:
+            # FreeType on outlines fontTools's coverage scan does not read (a damaged glyph), or
+            # metrics far out of scale: the coverage scan reads neither
             raise FontError(
                 f"{shard.task}/{shard.split}: font {face.path} (face {face.index}, {face.name}) "
-                f"cannot draw {shown!r}: {e}: a damaged file; take it out of {fonts_key} or "
-                "replace it",
+                f"cannot draw {shown!r}: {e}: a damaged or odd file; take it out of {fonts_key} "
+                "or replace it",
                 fonts_key,
             ) from None
         if weight:
@@ -568,17 +570,21 @@ def json_kind(value: Any) -> str:
 
 def record_text(meta: Any, where: str) -> str:
     """A decoded ``.json`` member's label, ``meta["text"]``, checked to be there and a string: a
-    null or a number would otherwise be read as the text ``None`` or ``12``.
+    null or a number would otherwise be read as the text ``None`` or ``12``; and its ``font``,
+    when it has one, checked to be a string too (the per-font figures' key).
 
     Raises:
-        ValueError: ``meta`` is no object with a ``text`` field, or ``text`` is not a string
-            (naming ``where`` and its JSON type).
+        ValueError: ``meta`` is no object with a ``text`` field, or ``text`` or ``font`` is not
+            a string (naming ``where``, the field and its JSON type).
     """
     if not isinstance(meta, Mapping) or "text" not in meta:
         raise ValueError(f"{where}: bad .json: it has no 'text' field (the label)")
     text = meta["text"]
     if not isinstance(text, str):
         raise ValueError(f"{where}: 'text' in its .json is {json_kind(text)}, not a string")
+    font = meta.get("font", "")
+    if not isinstance(font, str):  # the per-font tables' key: a list would be the font "['a']"
+        raise ValueError(f"{where}: 'font' in its .json is {json_kind(font)}, not a string")
     return text
 
 

@@ -190,21 +190,28 @@ def test_a_damaged_test_shard_is_an_error_naming_the_shard_and_the_sample(tmp_pa
 
 
 @pytest.mark.parametrize(
-    ("case", "text", "kind"),
-    [("line", b"null", "null"), ("line", b"12", r"a number \(12\)"), ("expr", b"null", "null")],
-    ids=["null", "number", "expr-null"],
+    ("case", "field", "text", "kind"),
+    [
+        ("line", "text", b"null", "null"),
+        ("line", "text", b"12", r"a number \(12\)"),
+        ("expr", "text", b"null", "null"),
+        ("line", "font", b'["a"]', r'an array \(\["a"\]\)'),
+        ("line", "font", b"null", "null"),
+    ],
+    ids=["null", "number", "expr-null", "font-array", "font-null"],
 )
-def test_a_label_that_is_not_a_string_is_an_error_and_nothing_is_scored(
-    tmp_path, cjk_font, case, text, kind
+def test_a_label_or_font_that_is_not_a_string_is_an_error_and_nothing_is_scored(
+    tmp_path, cjk_font, case, field, text, kind
 ):
+    """A font that is no string became the per-font figures' key "['a']" or "None"."""
     _, _, _, task, size, texts = CASES[case]
     good = make_shard(tmp_path / "good.tar", task, "test_seen", texts[:3], cjk_font, size)
     key = f"{task}_test_seen_000000_000001"
     with tarfile.open(good) as tar:
         meta = json.loads(tar.extractfile(f"{key}.json").read())
-    meta["text"] = json.loads(text)
+    meta[field] = json.loads(text)
     bad = _rewrite_member(good, tmp_path / "bad.tar", key, "json", json.dumps(meta).encode())
-    error = rf"bad\.tar: sample '{key}': 'text' in its \.json is {kind}, not a string$"
+    error = rf"bad\.tar: sample '{key}': '{field}' in its \.json is {kind}, not a string$"
     with pytest.raises(ValueError, match=error):
         list(iter_samples([bad], task=task))
     checkpoint = make_checkpoint(tmp_path / "m" / "model.pt", case)

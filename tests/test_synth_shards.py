@@ -271,6 +271,33 @@ def test_a_font_with_damaged_outlines_is_named_with_the_text_it_cannot_draw(lati
     assert not list(tmp_path.glob("*.tar"))
 
 
+@pytest.mark.parametrize("task", ["expr", "short"])
+def test_a_font_whose_advances_are_out_of_scale_is_named_not_drawn_as_specks(
+    latin_font, tmp_path, task
+):
+    """Every advance 15 em wide: at the smallest size the text still overran its image, and the
+    samples showed specks of its ends under their whole labels; no legibility floor saw it."""
+    from fontTools.ttLib import TTFont
+
+    from synth.fonts import Face, FontError
+
+    font = TTFont(str(latin_font))
+    hmtx = font["hmtx"]
+    for name, (_, lsb) in list(hmtx.metrics.items()):
+        hmtx.metrics[name] = (30000, lsb)
+    font["hhea"].advanceWidthMax = 30000
+    wide = tmp_path / "wide.ttf"
+    font.save(str(wide))
+    chars = "0123456789+-*()" if task == "expr" else "ABCD"
+    face = Face(str(wide), 0, "DejaVu Sans", "Book", frozenset(chars))
+    message = (
+        rf"{task}/train: font {wide} \(face 0, DejaVu Sans Book\) cannot draw '.+': '.+' is "
+        r"\d+ x \d+ px at \d+ px, the smallest size, in an image of .*: a damaged or odd file"
+    )
+    with pytest.raises(FontError, match=message):
+        list(generate(task_spec(task, {}), ShardSpec(task, "train", 0, 5, 1), list(chars), [face]))
+
+
 def test_a_task_can_exclude_font_families(setup, tmp_path):
     """``tasks.<task>.exclude_families`` keeps matching faces out of that task's shards only."""
     charsets, coverage = setup
