@@ -88,6 +88,9 @@ from synth.text import value_json
 log = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 3
+# The most alternatives a result carries: the beam search keeps at least as many prefixes, and
+# 20,000 of them took 19 s an image.
+MAX_TOP_K = 100
 DEFAULT_BATCH_SIZE = 64
 # `Recognizer.recognize_files` reads a chunk of files once they hold this many pixels (or 8
 # batches of files): decoded at full size in 8-bit grayscale, so about this many bytes.
@@ -145,8 +148,8 @@ class Recognizer:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise ValueError(f"top_k must be 1 to {MAX_TOP_K}, got {top_k}")
         if polarity not in POLARITIES:
             raise ValueError(f"unknown polarity {polarity!r}; valid: {', '.join(POLARITIES)}")
         if decoder not in DECODERS:
@@ -423,6 +426,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_FATAL, f"{self.prog}: error: {message}\n")
 
 
+def _top_k(text: str) -> int:
+    value = positive_int(text)
+    if value > MAX_TOP_K:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_TOP_K} (the beam search keeps as many readings), got {value}"
+        )
+    return value
+
+
 def _device_name(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty device name; use auto, cpu, cuda[:N] or mps")
@@ -455,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--top-k",
-        type=positive_int,
+        type=_top_k,
         default=None,
         help=f"alternatives to print for the hanzi classifier and, with --decoder beam or "
         f"grammar, the CTC models and the reader (default {DEFAULT_TOP_K})",

@@ -111,6 +111,8 @@ def test_an_installed_script_names_itself(tmp_path, monkeypatch, capsys):
          r"--threads: must be at most \d+"),
         ("models.tesseract", ["s.tar", "--out", "e", "--task", "expr", "--threads", "20000"],
          r"--threads: must be at most \d+"),
+        ("models.recognize", ["m.pt", "a.png", "--top-k", "20000"],
+         r"--top-k: must be at most 100 \(the beam search keeps as many readings\), got 20000"),
         ("models.tesseract", ["s.tar", "--out", "e", "--task", "expr", "--scale", "0"],
          r"--scale: must be above 0 and at most 16, got 0"),
         ("models.tesseract", ["s.tar", "--out", "e", "--task", "expr", "--scale", "nan"],

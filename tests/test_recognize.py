@@ -369,6 +369,9 @@ def test_recognizer_api_errors_name_the_image(checkpoints, image_folder):
     assert len(result.top_k) == 5
     with pytest.raises(ValueError, match="unknown polarity"):
         load_recognizer(checkpoints["hanzi"], polarity="sideways")
+    for top_k in (0, 101):
+        with pytest.raises(ValueError, match=rf"top_k must be 1 to 100, got {top_k}"):
+            load_recognizer(checkpoints["hanzi"], top_k=top_k)
 
 
 @pytest.mark.slow
