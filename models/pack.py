@@ -179,7 +179,8 @@ def read_labels(labels: str | os.PathLike) -> tuple[list[Entry], list[tuple[int,
     spaced = [e.line for e in entries if e.text != e.text.strip()]
     if spaced:
         log.warning(
-            "%s: %d label(s) start or end with whitespace, kept as they are (lines %s)",
+            "%s: %d label(s) start or end with whitespace, kept as they are, so a charset "
+            "without that character refuses them (lines %s)",
             labels,
             len(spaced),
             ", ".join(map(str, spaced[:5])) + (", ..." if len(spaced) > 5 else ""),
@@ -234,7 +235,7 @@ def pack(
             return f"{e.source}: {why}"
         try:
             image = load(e)
-        except ImageLoadError as err:
+        except ImageLoadError as err:  # named where it was read: a relative path resolved
             return str(err)
         why = check.fits(e.text, image.shape[1], image.shape[0]) if check is not None else None
         return f"{e.source}: {why}" if why else None
