@@ -111,6 +111,8 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         ImageLoadError: Missing, empty, truncated, not an image, or too large; names the file.
     """
     name = str(path)
+    if "\x00" in name:  # os and Pillow say "embedded null byte", which read as corrupt data
+        raise ImageLoadError(name, "a file name cannot hold a NUL byte (a listing's stray byte?)")
     try:
         source = _read_pipe(path, name) if _is_pipe(path) else path
         with warnings.catch_warnings():

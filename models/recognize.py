@@ -343,24 +343,25 @@ def load_recognizer(
 # Python reads a file name's bytes that are not UTF-8 as lone surrogates (U+DC80..U+DCFF).
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _ESCAPED_BYTE = re.compile(r"[\udc80-\udcff]")
-_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\\0"})
 
 
 def tsv_field(text: str) -> str:
-    r"""A field of a tab-separated line: backslash, tab, newline and carriage return escaped
-    (``\\``, ``\t``, ``\n``, ``\r``), so a path holding them cannot split its line, and a file
-    name's bytes that are not UTF-8 as ``\xNN``, so the line is valid UTF-8."""
+    r"""A field of a tab-separated line: backslash, tab, newline, carriage return and NUL
+    escaped (``\\``, ``\t``, ``\n``, ``\r``, ``\0``), so a path holding them cannot split its
+    line (nor put a NUL, which a listing may carry, in it), and a file name's bytes that are not
+    UTF-8 as ``\xNN``, so the line is valid UTF-8."""
     text = text.translate(_TSV_ESCAPES)
     return _ESCAPED_BYTE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text)
 
 
-_TSV_ESCAPE = re.compile(r"\\(x[0-9a-f]{2}|[\\tnr])")
-_TSV_UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+_TSV_ESCAPE = re.compile(r"\\(x[0-9a-f]{2}|[\\tnr0])")
+_TSV_UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r", "0": "\x00"}
 
 
 def tsv_unescape(field: str) -> str:
     r"""A field of the TSV output as it was: `tsv_field` undone (``\\``, ``\t``, ``\n``,
-    ``\r``; ``\xNN`` back to the undecodable byte, as Python reads such a file name, so
+    ``\r``, ``\0``; ``\xNN`` back to the undecodable byte, as Python reads such a file name, so
     `os.fsencode` gives the name's bytes)."""
 
     def undo(m: re.Match[str]) -> str:

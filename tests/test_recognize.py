@@ -776,9 +776,21 @@ def test_a_tall_image_given_to_a_line_model_is_named_in_a_warning(
 
 def test_tsv_fields_come_back_with_tsv_unescape():
     odd = ['"quoted', "tab\there", "new\nline\r", "back\\slash\\t", "\\x41", "latin1-\udce9.png"]
+    odd += ["nul\x00byte", "\\0 is text"]
     for text in odd:
         assert tsv_unescape(tsv_field(text)) == text
     assert os.fsencode(tsv_unescape("latin1-\\xe9.png")) == b"latin1-\xe9.png"
+
+
+def test_a_listed_path_with_a_nul_byte_is_an_error_line_that_shows_it(
+    checkpoints, tmp_path, capsys
+):
+    """os and Pillow said "corrupt image: embedded null byte", and the line carried the NUL."""
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"a\x00b.png\n")
+    assert main([str(checkpoints["expr"]), "--files-from", str(listing)]) == 2
+    err = capsys.readouterr().err
+    assert "error: a\\0b.png: a file name cannot hold a NUL byte" in err and "\x00" not in err
 
 
 def test_the_readme_reads_the_tsv_output_with_pandas(repo_root, tmp_path, monkeypatch):
