@@ -53,7 +53,7 @@ from models.images import ImageLoadError, decode_png
 from models.registry import DECODERS
 from synth.atomic import write_text_atomic
 from synth.charset import SPACE, SPACE_HINT
-from synth.shards import iter_records, record_json, record_text
+from synth.shards import iter_records, json_kind, record_json, record_text
 from synth.text import ExpressionError, Value, expression_value, value_json
 from synth.text import evaluate as evaluate_expression
 
@@ -139,6 +139,9 @@ def iter_samples(
                 )
             meta = record_json(record["json"], where)
             label = record_text(meta, where)
+            font = meta.get("font", "")
+            if not isinstance(font, str):  # the per-font figures' key: a list read as "['a']"
+                raise ValueError(f"{where}: 'font' in its .json is {json_kind(font)}, not a string")
             if meta.get("source"):  # packed from a user's file (models.pack)
                 where += f" (image {meta['source']})"
             try:
@@ -161,7 +164,7 @@ def iter_samples(
                 key=key,
                 image=image,
                 label=label,
-                font=str(meta.get("font", "")),
+                font=font,
                 value=value,
                 meta=meta,
             )

@@ -4,6 +4,9 @@ Every artefact of the workflow (charsets, shards, checkpoints, metrics, tables, 
 through `atomic_write`: a temporary file in the same folder, flushed (and optionally fsynced), given
 the permissions a plain ``open`` would (``mkstemp`` makes it 0600), then renamed into place. The
 next write of the same file removes the temporaries a kill left behind.
+
+Beside them, the file helpers the writers and readers share: `sha256_file` (the manifests' and
+the fonts' digests) and `missing_why` (how an error says why a path is no file to read).
 """
 
 from __future__ import annotations

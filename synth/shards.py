@@ -570,21 +570,17 @@ def json_kind(value: Any) -> str:
 
 def record_text(meta: Any, where: str) -> str:
     """A decoded ``.json`` member's label, ``meta["text"]``, checked to be there and a string: a
-    null or a number would otherwise be read as the text ``None`` or ``12``; and its ``font``,
-    when it has one, checked to be a string too (the per-font figures' key).
+    null or a number would otherwise be read as the text ``None`` or ``12``.
 
     Raises:
-        ValueError: ``meta`` is no object with a ``text`` field, or ``text`` or ``font`` is not
-            a string (naming ``where``, the field and its JSON type).
+        ValueError: ``meta`` is no object with a ``text`` field, or ``text`` is not a string
+            (naming ``where`` and its JSON type).
     """
     if not isinstance(meta, Mapping) or "text" not in meta:
         raise ValueError(f"{where}: bad .json: it has no 'text' field (the label)")
     text = meta["text"]
     if not isinstance(text, str):
         raise ValueError(f"{where}: 'text' in its .json is {json_kind(text)}, not a string")
-    font = meta.get("font", "")
-    if not isinstance(font, str):  # the per-font tables' key: a list would be the font "['a']"
-        raise ValueError(f"{where}: 'font' in its .json is {json_kind(font)}, not a string")
     return text
 
 
