@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from models import locks
+
 try:
     import fcntl
 except ImportError:  # Windows: no flock; jobs there share cuda:0 as before
@@ -150,6 +152,7 @@ def claim_gpu(count: int, lock_dir: Path | None = None) -> int:
                 log.warning("GPU %d: cannot lock %s (%s); trying the next", index, path, e)
             continue
         _CLAIMED[str(path)] = fd
+        locks.hold(fd)  # this process's alone: not its DataLoader workers' after it is killed
         log.info("GPU %d of %d is this process's (%s)", index, count, path)
         return index
     log.warning(

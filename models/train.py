@@ -71,6 +71,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from models import locks
 from models.checkpoint import (
     CheckpointError,
     ModelMeta,
@@ -413,11 +414,12 @@ def output_lock(out_dir: str | os.PathLike) -> Iterator[Path | None]:
     Two trainings of one folder would write the same ``last.pt`` and ``model.pt``, and one with
     another config would delete the other's resume state as stale, so a second one is refused at
     once. The lock is an advisory, non-blocking ``flock`` on ``{out_dir}/train.lock``. The kernel
-    drops it when the holder exits, however it exits (DataLoader workers share it and exit with
-    their parent), so a SIGKILLed run leaves the file behind but never a held lock: no pid file
-    to go stale. The file holds the holder's pid and host, for the refusal's message. It stays,
-    emptied, after the run: were it removed, a process that had opened it just before could lock
-    the removed file while a later one locks a new one, and both would train.
+    drops it when the holder exits, however it exits (a forked child, such as a DataLoader
+    worker, closes its copy as it starts: `models.locks`), so a SIGKILLed run leaves the file
+    behind but never a held lock: no pid file to go stale. The file holds the holder's pid and
+    host, for the refusal's message. It stays, emptied, after the run: were it removed, a process
+    that had opened it just before could lock the removed file while a later one locks a new
+    one, and both would train.
 
     Args:
         out_dir: The output folder (created if need be). It is not a declared output of the
@@ -462,12 +464,14 @@ def output_lock(out_dir: str | os.PathLike) -> Iterator[Path | None]:
         if held:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+            locks.hold(fd)
         try:
             yield path if held else None
         finally:
             if held:  # so a refusal just after the next holder's lock names no finished pid
                 os.ftruncate(fd, 0)
     finally:
+        locks.release(fd)
         os.close(fd)  # releases the lock
 
 

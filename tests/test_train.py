@@ -1354,6 +1354,30 @@ def test_a_lock_left_by_a_killed_training_does_not_block_the_next(line_data, tmp
     assert (out / LOCK_FILE).read_text() == ""
 
 
+def test_a_killed_trainings_dataloader_workers_do_not_keep_its_lock(line_data, tmp_path):
+    """A DataLoader worker is forked with the trainer's flock and outlives a SIGKILL of it by
+    seconds (it polls for its parent): a retry at once was refused, told to stop a dead pid."""
+    out = tmp_path / "exp"
+    job = line_job(line_data, out, steps=100_000, num_workers=1, checkpoint_every=2)
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps(job.to_dict()))
+    log_file = tmp_path / "killed.log"
+    proc = _run(spec, log_file)
+    try:
+        deadline = time.monotonic() + 120
+        while "step 2/" not in log_file.read_text() and proc.poll() is None:
+            assert time.monotonic() < deadline, log_file.read_text()
+            time.sleep(0.05)  # the worker is up once a step is logged
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+    finally:
+        proc.send_signal(signal.SIGKILL)  # the trainer alone, as the OOM killer kills
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, log_file.read_text()
+    assert children.stdout.split(), "no DataLoader worker to hold the lock"
+    with output_lock(out) as lock:  # at once: no wait for the orphaned worker to go
+        assert lock == out / LOCK_FILE
+
+
 def test_training_refuses_an_output_folder_another_process_holds(line_data, tmp_path):
     out = tmp_path / "exp"
     with output_lock(out) as lock:
