@@ -374,16 +374,21 @@ def _progress(total: int, initial: int, enabled: bool) -> Any:
     return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
 
 
-def _tensorboard(enabled: bool, folder: Path, step: int, history: list[dict[str, Any]]) -> Any:
-    """A SummaryWriter when asked for and installed (``pip install '.[tensorboard]'``), for a run
-    at ``step`` whose rows so far are ``history``.
+TB_RUN = "run_hash"  # in the tb/ folder: the key of the run whose curves its logs hold
+
+
+def _tensorboard(
+    enabled: bool, folder: Path, step: int, history: list[dict[str, Any]], key: str
+) -> Any:
+    """A SummaryWriter when asked for and installed (``pip install '.[tensorboard]'``), for the
+    run keyed ``key`` at ``step``, whose rows so far are ``history``.
 
     Its ``purge_step``, ``step + 1``, hides what an interrupted run logged after the checkpoint
     it resumes from, not the rows of the checkpoint's own step, which its history holds and
-    the run does not log again (and a fresh run hides a stale run's logs: none is at step 0).
-    A run resumed with no logs in ``folder`` (one found finished, or trained before with
-    ``train.tensorboard`` off, which is not part of the run's key) first logs its history, so
-    the logs always hold the whole run.
+    the run does not log again. The folder's ``run_hash`` file names the run its logs are of:
+    logs of another run (another config trained into this folder, one found finished while
+    ``train.tensorboard`` was off in between) or of none named are removed, and the run's
+    history logged first, so the logs always hold this whole run and no other's.
     """
     if not enabled:
         return None
@@ -392,9 +397,16 @@ def _tensorboard(enabled: bool, folder: Path, step: int, history: list[dict[str,
     except ImportError:
         log.warning("train.tensorboard is on but tensorboard is not installed; skipping its logs")
         return None
-    logged = any(folder.glob("events.out.tfevents.*"))
+    marker = folder / TB_RUN
+    ours = marker.is_file() and marker.read_text(encoding="utf-8").strip() == key
+    events = sorted(folder.glob("events.out.tfevents.*"))
+    if not ours:
+        for old in events:
+            old.unlink()
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(marker, key + "\n")
     writer = SummaryWriter(log_dir=str(folder), purge_step=step + 1)
-    if not logged:
+    if not (ours and events):
         for row in history:
             _log_scalars(writer, row)
     return writer
@@ -713,14 +725,17 @@ def _train(
             "log_window": [loss_sum, norm_sum, n_logged, images_seen, busy, align_sum, n_aligned],
             "threads": torch.get_num_threads(),
             "run_hash": key,
+            # run.json's fields, for a kill between this file and run.json: a run on another
+            # process count reads them here (`_run_info`), and does not take it for stale
+            "run_info": run_info(),
         }
         ckpt = make_checkpoint(model, _with_step(meta, step), resume)
         save_atomic(ckpt, resume_path)
         write_run_info()
         forget_stale_runs()
 
-    def write_run_info() -> None:
-        run_info = {
+    def run_info() -> dict[str, Any]:
+        return {
             "run_hash": key,
             "one_process_hash": one_process_key,
             "world_size": env.world_size,
@@ -728,7 +743,9 @@ def _train(
             "steps": spec.steps,
             "finished": step >= spec.steps or stopped_early,
         }
-        write_bytes_atomic(resume_dir / RUN_INFO, (json.dumps(run_info) + "\n").encode())
+
+    def write_run_info() -> None:
+        write_bytes_atomic(resume_dir / RUN_INFO, (json.dumps(run_info()) + "\n").encode())
 
     stale_removed = False
 
@@ -749,7 +766,7 @@ def _train(
             write_run_info()
 
     bar = _progress(spec.steps, step, env.is_main)
-    writer = _tensorboard(spec.tensorboard and env.is_main, out_dir / "tb", step, history)
+    writer = _tensorboard(spec.tensorboard and env.is_main, out_dir / "tb", step, history, key)
     # Throughput counts the steps (data wait included), not validation or checkpoint writing.
     ddp_model.train()
     loader = train_loader(stream, spec.num_workers, device)
@@ -979,16 +996,28 @@ def _run_on_other_process_count(
     processes, if there is one: the same one-process hash under another key."""
     if not folder.is_dir():
         return None
-    for path in sorted(folder.glob(f"*/{RUN_INFO}")):
-        if path.parent.name == key or not (path.parent / "last.pt").exists():
-            continue
-        try:
-            info = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(info, dict) and info.get("one_process_hash") == one_process_key:
-            return path.parent.name, info
+    for state in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != key):
+        info = _run_info(state)
+        if info is not None and info.get("one_process_hash") == one_process_key:
+            return state.name, info
     return None
+
+
+def _run_info(state: Path) -> dict[str, Any] | None:
+    """A run's ``run.json`` beside its ``last.pt``; where a kill came between the two (at the
+    run's first checkpoint, the file is missing), the copy ``last.pt`` holds. None when there is
+    no ``last.pt``, or neither says (state from before the copy was kept)."""
+    if not (state / "last.pt").exists():
+        return None
+    try:
+        info = json.loads((state / RUN_INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        try:
+            resume = load_checkpoint(state / "last.pt").get("resume")
+        except CheckpointError:
+            return None
+        info = resume.get("run_info") if isinstance(resume, dict) else None
+    return info if isinstance(info, dict) else None
 
 
 def _remove_stale_runs(folder: Path, keep: str) -> None:

@@ -578,6 +578,22 @@ def test_ctrl_c_stops_the_command_line_in_one_line_and_the_rerun_resumes(line_da
     assert json.loads((state / "run.json").read_text())["step"] >= 3
 
 
+def test_state_killed_before_its_run_json_is_still_found_by_another_process_count(
+    line_data, tmp_path
+):
+    """A kill between a run's first last.pt and its run.json left state that a run on another
+    process count did not see: it trained afresh, and deleted that state as stale."""
+    from models.train import RUN_INFO, _run_on_other_process_count
+
+    result = train(line_job(line_data, tmp_path, steps=4, checkpoint_every=2))
+    state = tmp_path / "resume" / result.run_hash
+    info = json.loads((state / RUN_INFO).read_text())
+    (state / RUN_INFO).unlink()
+    found = _run_on_other_process_count(tmp_path / "resume", info["one_process_hash"], "other")
+    assert found == (result.run_hash, info)
+    assert _run_on_other_process_count(tmp_path / "resume", "another job", "other") is None
+
+
 def test_resume_state_that_does_not_fit_the_model_starts_afresh(line_data, tmp_path, caplog):
     first = train(line_job(line_data, tmp_path, steps=3))
     last = tmp_path / "resume" / first.run_hash / "last.pt"
@@ -854,6 +870,18 @@ def test_tensorboard_logs_hold_the_whole_run_once(line_data, tmp_path):
     steps, values = zip(*_history_scalars(later, "val_loss"), strict=True)
     assert [s for s, _ in shown["val_loss"]] == list(steps) == [4, 8]
     assert [v for _, v in shown["val_loss"]] == pytest.approx(values, rel=1e-4)
+
+    # Another run's logs in the folder (another lr, trained with them; then this run without
+    # them, found finished by a rerun that asks for them) are replaced by this run's.
+    mixed = tmp_path / "mixed"
+    train(line_job(line_data, mixed, tensorboard=True, lr=1e-3))
+    train(line_job(line_data, mixed, lr=3e-3))
+    train(line_job(line_data, mixed, tensorboard=True, lr=3e-3))
+    shown = _tensorboard_scalars(mixed / "tb")
+    for tag in ("train_loss", "val_loss"):
+        steps, values = zip(*_history_scalars(mixed, tag), strict=True)
+        assert [s for s, _ in shown[tag]] == list(steps), tag
+        assert [v for _, v in shown[tag]] == pytest.approx(values, rel=1e-4), tag
 
 
 @pytest.mark.parametrize(
