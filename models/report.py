@@ -214,7 +214,8 @@ def references_table(
 
     Returns:
         Columns ``experiment, metric, published, source, test_seen, test_heldout``; ours are empty
-        when the experiment did not run (absent from the config) or lacks the metric.
+        when the experiment did not run or lacks the metric (the workflow refuses such an entry
+        when it starts: common.smk's ``report_entry_problems``).
     """
     ours: dict[tuple[str, str], Mapping[str, Any]] = {
         (r["experiment"], r["split"]): r for r in records

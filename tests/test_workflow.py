@@ -1047,6 +1047,24 @@ def test_an_experiment_named_tesseract_fails_at_parse_time(tmp_path):
     )
 
 
+def test_a_reference_that_names_nothing_measured_fails_at_parse_time(tmp_path):
+    """A misspelt experiment or metric in report.references gave empty cells in summary.md."""
+
+    def edit(c):
+        base = {"experiment": "expr_crnn", "metric": "seq_acc", "value": 0.9, "source": "x"}
+        c["report"]["references"] = [
+            base,
+            {**base, "experiment": "expr_crn"},
+            {**base, "metric": "value_ac"},
+        ]
+
+    proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "invalid report (2 problems):" in out, out
+    assert "report.references.1.experiment: 'expr_crn' is not an experiment of the config" in out
+    assert "report.references.2.metric: 'value_ac' is not one of expr_crnn's figures" in out
+
+
 @pytest.mark.parametrize(
     ("target", "message"),
     [

@@ -301,31 +301,42 @@ def test_splits(task):
 # A target names one of the config's experiments, a split it is evaluated on and a figure its
 # evaluation writes: a misspelt one gave an empty row (Tesseract's rows are one per task, not one
 # experiment). Every target's problem at once, each named with its file.
-_problems = []
-for _i, _target in enumerate(config["report"]["targets"]):
-    _where, _exp = f"report.targets.{_i}", _target["experiment"]
-    if _exp not in EXPERIMENTS:
-        _problems.append(
-            f"{_where}.experiment: {_exp!r} is not an experiment of the config; valid: "
+def report_entry_problems(where, entry):
+    """What names no figure of the run in a report.targets or report.references entry: an
+    experiment the config lacks (a typo gave empty cells in summary.md), a metric its
+    metrics.json does not hold, a test split it is not evaluated on (targets)."""
+    exp = entry["experiment"]
+    if exp not in EXPERIMENTS:
+        return [
+            f"{where}.experiment: {exp!r} is not an experiment of the config; valid: "
             f"{', '.join(EXPERIMENTS)}"
+        ]
+    problems = []
+    splits = test_splits(experiment_task(exp))
+    if "split" in entry and entry["split"] not in splits:
+        problems.append(
+            f"{where}.split: {entry['split']!r} is none of {exp}'s test splits, "
+            f"{', '.join(splits)}"
         )
-        continue
-    _splits = test_splits(experiment_task(_exp))
-    if _target["split"] not in _splits:
-        _problems.append(
-            f"{_where}.split: {_target['split']!r} is none of {_exp}'s test splits, "
-            f"{', '.join(_splits)}"
-        )
-    _metrics = metric_names(
-        family_of(experiment_config(_exp)["model"]) == "classification",
-        experiment_task(_exp) == "expr",
+    metrics = metric_names(
+        family_of(experiment_config(exp)["model"]) == "classification",
+        experiment_task(exp) == "expr",
     )
-    if _target["metric"] not in _metrics:
-        _problems.append(
-            f"{_where}.metric: {_target['metric']!r} is not one of {_exp}'s figures; valid: "
-            f"{', '.join(_metrics)}"
+    if entry["metric"] not in metrics:
+        problems.append(
+            f"{where}.metric: {entry['metric']!r} is not one of {exp}'s figures; valid: "
+            f"{', '.join(metrics)}"
         )
-raise_problems([named_with_file(p, _origins) for p in _problems], "report.targets")
+    return problems
+
+
+_problems = [
+    problem
+    for _key in ("targets", "references")
+    for _i, _entry in enumerate(config["report"][_key])
+    for problem in report_entry_problems(f"report.{_key}.{_i}", _entry)
+]
+raise_problems([named_with_file(p, _origins) for p in _problems], "report")
 
 
 def own_longest_label(task):
