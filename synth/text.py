@@ -554,6 +554,8 @@ def _running_text(
             )
         kept.append(ours)
     text = (SPACE if SPACE in allowed else "").join(k for k in kept if k)
+    if SPACE in allowed:  # the space between two files, where one's end or the next's start is wide
+        text = drop_spaces_by_wide(text, forms=True)
     if not text:
         empty = all(size == 0 for _, size, _ in states)
         why = (
@@ -711,7 +713,8 @@ class LineSampler:
         for _ in range(MAX_REDRAWS):
             text = self._sample(rng)
             if self.space:
-                text = text.strip(SPACE)
+                # a wide form mixed in (`_mix`) may land beside a space: CJK text has none there
+                text = drop_spaces_by_wide(text, forms=True).strip(SPACE)
             # Empty: a window of one character that is a space, or one whose label is longer
             # than the line (a '…' on a line of 1 or 2): draw again.
             if text:

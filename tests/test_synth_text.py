@@ -12,7 +12,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from synth.charset import build_charset
+from synth.charset import build_charset, drop_spaces_by_wide
 from synth.text import (
     MAX_DEPTH,
     MAX_NUMBER_DIGITS,
@@ -449,6 +449,24 @@ def test_words_a_corpus_runs_together_are_counted_unless_the_charset_has_the_spa
     # as its label's ',', so the label keeps the space after it, as before
     assert spaced.text == "我们用Python写quick code， the lazy dog好"
     assert "spaces between words" not in caplog.text
+
+
+def test_with_the_space_no_line_puts_one_beside_a_wide_character(tmp_path):
+    """Two corpus files were joined with a space between the first's '。' and the second's
+    hanzi, and wide punctuation mixed into a line could land beside a space: labels such as
+    '“你好”。 中' and '《 a', against the rule every other line keeps."""
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("今天天气很好。\n", encoding="utf-8")
+    b.write_text("我们去公园。 the end\n", encoding="utf-8")
+    charset = build_charset("line", space=True)
+    joined = LineSampler(charset, (1, 8), 1.0, mix_fraction=0.0, texts=[str(a), str(b)])
+    assert joined.text == "今天天气很好。我们去公园。the end"
+    mixed = LineSampler(charset, (2, 8), 1.0, mix_fraction=1.0, texts=[str(a), str(b)])
+    rng = np.random.default_rng(0)
+    labels = [mixed.draw(rng)[1] for _ in range(2000)]
+    assert any(" " in label for label in labels)  # the words of an alphabet keep theirs
+    for label in labels:
+        assert label == drop_spaces_by_wide(label) == label.strip(" "), label
 
 
 def test_a_corpus_keeps_its_full_width_forms_and_labels_them_in_nfkc(tmp_path):

@@ -881,6 +881,8 @@ def test_a_missing_line_corpus_fails_at_parse_time_naming_its_key(tmp_path):
         (lambda p: os.mkfifo(p), "is not a regular file (a pipe, a device or a socket)"),
         (lambda p: p.symlink_to(p.parent / "gone.txt"), "is a broken link"),
         (lambda p: p.write_text(" \n\u3000\t\n", encoding="utf-8"), "holds only whitespace"),
+        (lambda p: p.write_bytes(b"\xef\xbb\xbf"), "is empty (a byte-order mark alone)"),
+        (lambda p: p.write_bytes(b"\xef\xbb\xbf\r\n"), "holds only whitespace"),
         (lambda p: p.write_bytes("今天".encode("gb2312")), "is not UTF-8 text (byte 0: b'\\xbd')"),
     ],
 )

@@ -193,10 +193,13 @@ def corpus_problem(path):
     if size <= CORPUS_READ_AT_START:
         with open(path, "rb") as f:
             data = f.read()
+        # as the shard jobs read it: a byte-order mark is no text
         try:
-            text = data.decode("utf-8")
+            text = data.decode("utf-8-sig")
         except UnicodeDecodeError as e:
             return f"is not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r})"
+        if not text:
+            return "is empty (a byte-order mark alone)"
         if not text.strip():
             return "holds only whitespace"
     return None
