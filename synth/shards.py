@@ -212,13 +212,16 @@ def generate(
     base = shard.shard * shard.samples  # position of the shard's first sample within the split
     perm_seed = [shard.seed, TASK_IDS[shard.task], SPLIT_IDS[shard.split]]
     skipped: set[str] = set()
+    # Single hanzi are drawn in a balanced order of the characters the split's faces draw: a
+    # character no face draws, skipped at its turn, gave its turn to the next one, drawn twice
+    # (and after a run of them, five times). Every character of the shipped configs is drawn.
+    drawn = [c for c in charset if any(c in f.covered for f in faces)]
     for i in range(shard.samples):
         face = None
         for attempt in range(MAX_TRIES):
             drawn_text = None  # the text as drawn, when it may differ from the label (line)
             if isinstance(spec, HanziSpec):
-                # Balanced classes; a character no face of this split covers is skipped over.
-                text = charset[balanced_index(base + i + attempt, len(charset), perm_seed)]
+                text = drawn[balanced_index(base + i + attempt, len(drawn), perm_seed)]
             elif isinstance(spec, ExprSpec):
                 text = expression(
                     rng, spec.baidu_fraction, spec.operands, spec.max_digits, spec.operators
