@@ -1969,3 +1969,62 @@ def test_the_config_check_command_lists_what_the_workflow_would_refuse(tmp_path,
     assert proc.returncode != 0 and "invalid config (3 problems):" in proc.stdout
     for line in err.splitlines()[1:]:
         assert line.replace(str(mine), mine.name) in proc.stdout + proc.stderr, line
+
+
+# A stand-in for snakemake-executor-plugin-slurm (not installed here): a non-local executor that
+# records what each job would be submitted with and touches its outputs instead of running it.
+FAKE_SLURM = """
+import json, os, pathlib
+from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
+from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
+from snakemake_interface_executor_plugins.settings import CommonSettings
+
+common_settings = CommonSettings(
+    non_local_exec=True, implies_no_shared_fs=False, job_deploy_sources=False,
+    pass_default_storage_provider_args=True, pass_default_resources_args=True,
+    pass_envvar_declarations_to_cmd=False, auto_deploy_default_storage_provider=False,
+    init_seconds_before_status_checks=1,
+)
+
+class Executor(RemoteExecutor):
+    def run_job(self, job):
+        record = {"rule": job.name, "threads": job.threads, **{
+            k: job.resources.get(k) for k in ("gpu", "gres", "slurm_extra", "cpus_per_task")}}
+        with open(os.environ["FAKE_SLURM_LOG"], "a") as f:
+            f.write(json.dumps(record) + "\\n")
+        for out in [*job.output, *job.log, *([job.benchmark] if job.benchmark else [])]:
+            pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)
+            pathlib.Path(out).touch()
+        self.report_job_success(SubmittedJobInfo(job))
+
+    async def check_active_jobs(self, active_jobs):
+        for job in active_jobs:
+            yield job
+
+    def cancel_jobs(self, active_jobs):
+        pass
+"""
+
+
+def test_the_slurm_profile_schedules_every_job_without_cores(tmp_path):
+    """Under a cluster executor no --cores is given: a job whose config threads were 0 ("every
+    core") read the missing total and stopped the run at the first Tesseract or training job.
+    The profile asks a GPU with the plugin's own `gpu` resource (it refuses --gres in
+    slurm_extra, and gres beside gpu)."""
+    plugin = tmp_path / "plugins" / "snakemake_executor_plugin_slurm"
+    plugin.mkdir(parents=True)
+    (plugin / "__init__.py").write_text(FAKE_SLURM)
+    log = tmp_path / "submitted.jsonl"
+    profile = str(REPO / "workflow" / "profiles" / "slurm")
+    # the target after an option: --configfile takes every word that follows it
+    cmd = snakemake_command(tmp_path / "run", "--profile", profile, "results/crnn_report.csv")
+    env = {**os.environ, "PYTHONPATH": f"{plugin.parent}:{REPO}", "FAKE_SLURM_LOG": str(log)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    jobs = [json.loads(line) for line in log.read_text().splitlines()]
+    by_rule = {job["rule"]: job for job in jobs}
+    assert {"shard", "train", "evaluate", "tesseract", "crnn_report"} <= set(by_rule)
+    assert (by_rule["train"]["threads"], by_rule["train"]["gpu"]) == (8, 1)
+    assert (by_rule["evaluate"]["threads"], by_rule["evaluate"]["gpu"]) == (4, 1)
+    assert by_rule["tesseract"]["threads"] == 4 and by_rule["shard"]["threads"] == 1
+    assert not any(job["gres"] or job["slurm_extra"] for job in jobs)

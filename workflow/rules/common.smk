@@ -5,6 +5,8 @@ import json
 import logging
 import os
 
+from snakemake.exceptions import WorkflowError
+
 from models.metrics import metric_names
 from models.pack import read_labels
 from models.configcheck import workflow_config_problems
@@ -469,8 +471,14 @@ def all_targets():
 
 
 def _cores(threads):
-    """A job's cores from a config's threads: 0 means every core of --cores."""
-    return min(threads, workflow.cores) if threads else workflow.cores
+    """A job's cores from a config's threads: 0 means every core of --cores. A cluster executor
+    given no --cores has no total (reading it is an error): there a job takes its threads, and
+    0 one core, which the profile's set-threads replaces (workflow/profiles/slurm)."""
+    try:
+        total = workflow.cores
+    except WorkflowError:  # a cluster executor given no --cores
+        return threads or 1
+    return min(threads, total) if threads else total
 
 
 def train_threads(wildcards):
