@@ -27,14 +27,28 @@ else
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing Debian packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    as_root=()
 elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    as_root=(sudo)
 else
     echo "synthocr: please install these Debian packages (or the same fonts by hand): ${missing[*]}" >&2
     echo "  sudo apt-get install ${missing[*]}" >&2
     echo "  Without them the default fonts are missing; you can list your own fonts in the config instead." >&2
+    exit 0
 fi
+"${as_root[@]}" apt-get update -qq
+# Only what this distribution has: one name it lacks (Ubuntu has no chromium deb, only a snap)
+# would fail the whole install, fonts and Tesseract with it.
+available=()
+unknown=()
+for p in "${missing[@]}"; do
+    if apt-cache show "$p" >/dev/null 2>&1; then available+=("$p"); else unknown+=("$p"); fi
+done
+if [ ${#unknown[@]} -gt 0 ]; then
+    echo "synthocr: this system's apt has no package ${unknown[*]}: skipped (install it by hand;" \
+         "a missing font leaves its faces out of the configs that list it, a missing chromium skips" \
+         "the HTML report's rendering test)" >&2
+fi
+[ ${#available[@]} -eq 0 ] && exit 0
+echo "installing Debian packages: ${available[*]}"
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${available[@]}" >/dev/null
