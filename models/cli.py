@@ -28,13 +28,15 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def _at_most_cpus(value: int) -> int:
-    cpus = os.cpu_count() or 1
-    if value > cpus:
-        raise argparse.ArgumentTypeError(
-            f"must be at most {cpus} (this machine's CPUs), got {value}"
-        )
+def at_most(value: int, limit: int, why: str) -> int:
+    """``value`` of an argument type, refused above ``limit`` (``why`` says what bounds it)."""
+    if value > limit:
+        raise argparse.ArgumentTypeError(f"must be at most {limit} ({why}), got {value}")
     return value
+
+
+def _at_most_cpus(value: int) -> int:
+    return at_most(value, os.cpu_count() or 1, "this machine's CPUs")
 
 
 def thread_count(text: str) -> int:

@@ -94,7 +94,9 @@ def calibration_images(
             raise ExportError(f"calibration: {source} does not exist")
         if os.path.isfile(source) and source.lower().endswith(".tar"):
             try:
-                samples = iter_samples([source], limit - len(images), recognizer.meta.task)
+                samples = iter_samples(
+                    [source], limit=limit - len(images), task=recognizer.meta.task
+                )
                 for sample in samples:
                     images.append(recognizer.load(sample.image, name=f"{source}: {sample.key}"))
             except (ShardReadError, ValueError) as e:  # ImageLoadError is a ValueError

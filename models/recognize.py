@@ -61,6 +61,7 @@ from torch import nn
 from models.checkpoint import CheckpointError, ModelMeta, load_model
 from models.cli import (
     TASK_CONFIG_HELP,
+    at_most,
     command_name,
     non_negative_int,
     positive_int,
@@ -428,12 +429,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _top_k(text: str) -> int:
-    value = positive_int(text)
-    if value > MAX_TOP_K:
-        raise argparse.ArgumentTypeError(
-            f"must be at most {MAX_TOP_K} (the beam search keeps as many readings), got {value}"
-        )
-    return value
+    return at_most(positive_int(text), MAX_TOP_K, "the beam search keeps as many readings")
 
 
 def _device_name(text: str) -> str:
