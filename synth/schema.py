@@ -33,8 +33,10 @@ from typing import Any
 import jsonschema
 import yaml
 
-# The workflow's schema (in the repository, beside the rules that validate with it).
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+# The workflow's schema: workflow/schemas/config.schema.yaml, beside the rules that validate with
+# it; synth/config.schema.yaml links to it, so that an installed wheel (which holds no workflow/)
+# carries a copy as package data.
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
 
 def load_schema(path: str | os.PathLike) -> dict[str, Any]:
