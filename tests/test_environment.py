@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
+import subprocess
 import sys
+import time
 import tomllib
+import zipfile
 from pathlib import Path
 
 import yaml
@@ -84,3 +89,72 @@ def test_packages_resolve_to_this_repository():
     assert models.__file__ is not None and synth.__file__ is not None
     assert REPO / "models" in Path(models.__file__).resolve().parents
     assert REPO / "synth" in Path(synth.__file__).resolve().parents
+
+
+def _make_setup_stamp(venv: Path, *args: str) -> str:
+    """The stamp `make setup` would touch in ``venv`` (a dry run), which names the torch build."""
+    out = subprocess.run(
+        ["make", "-n", "setup", f"VENV={venv}", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    stamps = re.findall(r"touch \S*/\.synthocr-(\w+)-[0-9a-f]{12}$", out, re.M)
+    assert len(stamps) == 1, out
+    return stamps[0]
+
+
+def test_make_keeps_the_torch_build_the_environment_was_set_up_with(tmp_path):
+    # `make test` after `make report TORCH=cuda` must not swap the CUDA torch for the CPU one.
+    venv = tmp_path / "venv"
+    assert _make_setup_stamp(venv) == "cpu"  # no environment yet: the default
+    venv.mkdir()
+    (venv / ".synthocr-cuda-000000000000").touch()
+    assert _make_setup_stamp(venv) == "cuda"
+    assert _make_setup_stamp(venv, "TORCH=cpu") == "cpu"
+    cpu = venv / ".synthocr-cpu-000000000000"
+    cpu.touch()
+    os.utime(cpu, (time.time() + 10, time.time() + 10))  # set up again later, with TORCH=cpu
+    assert _make_setup_stamp(venv) == "cpu"
+
+
+_CACHES = shutil.ignore_patterns("__pycache__", "*.egg-info")
+
+
+def test_an_installed_wheel_carries_the_config_schema(tmp_path):
+    # `pip install .` (not -e) copies only the packages: the schema the config checks and
+    # `--spec` read must travel inside them, as a file, not a link into the repository.
+    # Built from a copy: setuptools leaves a build/ folder in the source tree.
+    src = tmp_path / "src"
+    for name in ("synth", "models", "workflow/schemas"):
+        shutil.copytree(REPO / name, src / name, symlinks=True, ignore=_CACHES)
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, src / name)
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+    subprocess.run(
+        [*pip_wheel, "-w", str(tmp_path / "dist"), str(src)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = (tmp_path / "dist").glob("synthocr-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(tmp_path / "site")
+    schema = tmp_path / "site" / "synth" / "config.schema.yaml"
+    assert not schema.is_symlink()
+    assert schema.read_bytes() == (REPO / "workflow/schemas/config.schema.yaml").read_bytes()
+    # The installed packages, not the repository's, check a config from outside the repository.
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    code = "import synth.schema as s; print(s.__file__); print(s.SCHEMA_PATH.is_file())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert out.stdout.split() == [str(tmp_path / "site/synth/schema.py"), "True"], out.stderr
+    check = subprocess.run(
+        [sys.executable, "-m", "models.configcheck", str(REPO / "configs/smoke.yaml")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr
