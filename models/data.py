@@ -44,7 +44,14 @@ import webdataset as wds
 from models.families import Family, LabelError
 from models.images import ImageLoadError, decode_png
 from models.preprocess import pad_batch, prepare_image
-from synth.shards import REBUILD_HINT, duplicate_key, record_json, record_text
+from synth.shards import (
+    REBUILD_HINT,
+    duplicate_key,
+    member_problem,
+    record_json,
+    record_text,
+    split_member,
+)
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +187,13 @@ def index_shard(url: str) -> ShardIndex:
             members, end = plain
         else:
             with tarfile.open(url, "r:") as tf:
-                members = [(m.name, m.offset_data, m.size) for m in tf.getmembers() if m.isreg()]
+                infos = [m for m in tf.getmembers() if not m.isdir()]
                 end = tf.offset
+            for m in infos:
+                problem = member_problem(url, m)
+                if problem is not None:
+                    raise ShardError(problem)
+            members = [(m.name, m.offset_data, m.size) for m in infos]
         with open(url, "rb") as f:
             f.seek(end)
             tail = f.read(2 * tarfile.BLOCKSIZE)
@@ -192,12 +204,11 @@ def index_shard(url: str) -> ShardIndex:
     order: list[str] = []
     parts: dict[str, list[tuple[str, int, int]]] = {}
     for name, offset, length in members:
-        key, dot, ext = name.partition(".")
-        if not dot:
+        key, ext = split_member(name)
+        if not ext:
             raise ShardError(f"shard {url}: member {name!r} has no extension")
         if offset + length > size:
             raise ShardError(f"shard {url}: truncated inside sample {key!r}{REBUILD_HINT}")
-        ext = ext.lower()
         if key not in parts:
             order.append(key)
             parts[key] = []

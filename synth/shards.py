@@ -587,6 +587,36 @@ def record_text(meta: Any, where: str) -> str:
     return text
 
 
+def split_member(name: str) -> tuple[str, str]:
+    """A shard member's ``(key, extension)``, as WebDataset splits its name: the folder and the
+    file name up to the file name's first dot, and the rest, lower-cased (``""`` without a dot).
+    Every reader splits names here (`iter_records`, `count_samples`,
+    `models.data.index_shard`), so training and evaluation see the same samples."""
+    folder, _, base = name.rpartition("/")
+    stem, _, ext = base.partition(".")
+    return (f"{folder}/{stem}" if folder else stem), ext.lower()
+
+
+def member_problem(shard: str | os.PathLike, member: tarfile.TarInfo) -> str | None:
+    """Why a shard member cannot be part of a sample (naming the shard and the member), or None
+    for a regular file with an extension, and for a folder entry (which readers skip).
+
+    WebDataset skips links and special files without a word; here they are errors, since the
+    sample they stand for would be lost: a symbolic or hard link, a device, a FIFO."""
+    if member.isdir() or (member.isreg() and split_member(member.name)[1]):
+        return None
+    if member.isreg():
+        return f"shard {shard}: member {member.name!r} has no extension"
+    kind = (
+        "a symbolic link" if member.issym() else "a hard link" if member.islnk() else "not a file"
+    )
+    link = f" (to {member.linkname!r})" if member.issym() or member.islnk() else ""
+    return (
+        f"shard {shard}: member {member.name!r} is {kind}{link}: a sample's parts must be files"
+        " (tar -h stores the files links point to)"
+    )
+
+
 def duplicate_key(shard: str | os.PathLike, key: str, member: str, previous: str | None) -> str:
     """What is wrong with a shard that holds ``key`` twice: ``member`` (its file name) comes
     after sample ``previous`` (a sample again), or, with ``previous`` None, repeats a member
@@ -595,7 +625,7 @@ def duplicate_key(shard: str | os.PathLike, key: str, member: str, previous: str
     if previous is not None:
         what = f"appears again ({member} after sample {previous!r})"
     else:
-        what = f"has a second .{member.partition('.')[2]} member"
+        what = f"has a second .{split_member(member)[1]} member"
     return f"shard {shard}: sample {key!r} {what}: a duplicate key{REBUILD_HINT}"
 
 
@@ -622,13 +652,12 @@ def iter_records(shard: str | os.PathLike) -> Iterator[dict[str, Any]]:
     try:
         with tarfile.open(shard, mode="r|*") as tar:
             for member in tar:
-                if not member.isfile():
+                problem = member_problem(shard, member)
+                if problem is not None:
+                    raise ShardReadError(problem)
+                if member.isdir():
                     continue
-                folder, _, name = member.name.rpartition("/")
-                stem, dot, ext = name.partition(".")
-                if not dot:
-                    continue
-                key = f"{folder}/{stem}" if folder else stem
+                key, ext = split_member(member.name)
                 if current is not None and current["__key__"] != key:
                     last = current["__key__"]
                     yield current
@@ -639,7 +668,7 @@ def iter_records(shard: str | os.PathLike) -> Iterator[dict[str, Any]]:
                     seen.add(key)
                     current = {"__key__": key}
                 elif ext in current:
-                    raise ShardReadError(duplicate_key(shard, key, name, None))
+                    raise ShardReadError(duplicate_key(shard, key, member.name, None))
                 f = tar.extractfile(member)
                 current[ext] = f.read() if f is not None else b""
             end = tar.offset
@@ -672,8 +701,13 @@ def count_samples(path: str | os.PathLike) -> int:
     """
     try:
         with tarfile.open(path) as tar:
-            keys = [m.name.split(".", 1)[0] for m in tar.getmembers() if m.isfile()]
+            members = [m for m in tar.getmembers() if not m.isdir()]
             end = tar.offset
+        for m in members:
+            problem = member_problem(path, m)
+            if problem is not None:
+                raise ShardReadError(problem)
+        keys = [split_member(m.name)[0] for m in members]
     except (tarfile.TarError, EOFError, zlib.error) as e:
         raise ShardReadError(f"shard {path}: not a readable tar: {e}{REBUILD_HINT}") from e
     _check_complete(path, end, keys[-1] if keys else None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -375,8 +376,8 @@ def test_plain_ustar_headers_index_as_tarfile_reads_them(tmp_path, line_shards):
 
 
 def test_headers_the_direct_reader_does_not_take_go_to_tarfile(tmp_path):
-    """A pax header (a name over 100 bytes), a GNU tar, a link: tarfile reads the shard; a bad
-    header checksum ends the archive there, as tarfile reads it, and is an error."""
+    """A pax header (a name over 100 bytes), a GNU tar, a folder entry: tarfile reads the shard;
+    a bad header checksum ends the archive there, as tarfile reads it, and is an error."""
     import tarfile
 
     from models.data import _plain_ustar_members, index_shard
@@ -394,9 +395,9 @@ def test_headers_the_direct_reader_does_not_take_go_to_tarfile(tmp_path):
         with tarfile.open(path, "w", format=fmt) as tar:
             add(tar, f"{long_key}.json", b'{"text": "1"}')
             add(tar, "short.json", b'{"text": "2"}')
-            link = tarfile.TarInfo("alias.json")
-            link.type, link.linkname = tarfile.SYMTYPE, "short.json"
-            tar.addfile(link)
+            folder = tarfile.TarInfo("extra")
+            folder.type = tarfile.DIRTYPE
+            tar.addfile(folder)
         assert _plain_ustar_members(str(path)) is None
         index = index_shard(str(path))
         assert [key for key, _ in index.samples] == [long_key, "short"]
@@ -584,3 +585,68 @@ def test_the_alignment_loss_refuses_shards_without_centres_before_the_first_step
         _stream(paths, family, need_centers=True)
     good = _centred_shard(tmp_path / "c-000000.tar", [{"text": "01", "centers": [40.0, 90.0]}])
     _stream([good], family, need_centers=True)
+
+
+def _tar_with(path, members):
+    """A tar of ``(name, data or (tar type, link name))`` members, in order."""
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, what in members:
+            info = tarfile.TarInfo(name)
+            if isinstance(what, bytes):
+                info.size = len(what)
+                tar.addfile(info, io.BytesIO(what))
+            else:
+                info.type, info.linkname = what
+                tar.addfile(info)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("what", "said"),
+    [
+        ((tarfile.SYMTYPE, "a.json"), "is a symbolic link (to 'a.json')"),
+        ((tarfile.LNKTYPE, "a.json"), "is a hard link (to 'a.json')"),
+        ((tarfile.FIFOTYPE, ""), "is not a file"),
+    ],
+)
+def test_a_link_or_special_member_is_an_error_in_every_reader(tmp_path, what, said):
+    # WebDataset skips them without a word: the sample they hold would be lost.
+    from models.data import index_shard
+    from synth.shards import ShardReadError, count_samples, iter_records
+
+    members = [("a.json", b'{"text": "1"}'), ("b.json", what), ("c.json", b'{"text": "3"}')]
+    url = _tar_with(tmp_path / "links-000000.tar", members)
+    expected = f"shard {url}: member 'b.json' {said}"
+    with pytest.raises(ShardError, match=re.escape(expected)):
+        index_shard(url)
+    with pytest.raises(ShardReadError, match=re.escape(expected)):
+        list(iter_records(url))
+    with pytest.raises(ShardReadError, match=re.escape(expected)):
+        count_samples(url)
+
+
+def test_every_reader_splits_member_names_as_webdataset_does(tmp_path):
+    # A folder with a dot in its name: the key is the folder and the file name to its first dot.
+    from models.data import index_shard, read_shard
+    from synth.shards import ShardReadError, count_samples, iter_records
+
+    members = [
+        ("v1.2/a.json", b'{"text": "1"}'),
+        ("v1.2/a.PNG", b"png"),
+        ("v1.2/b.c.json", b'{"text": "2"}'),
+    ]
+    url = _tar_with(tmp_path / "names-000000.tar", members)
+    records = [(r["__key__"], sorted(k for k in r if k != "__key__")) for r in iter_records(url)]
+    assert records == [("v1.2/a", ["json", "png"]), ("v1.2/b", ["c.json"])]
+    trained = [
+        (r["__key__"], sorted(k for k in r if not k.startswith("__"))) for r in read_shard(url)
+    ]
+    assert trained == records
+    assert count_samples(url) == 2
+    # A member without an extension is an error in both, not skipped by one of them.
+    url = _tar_with(tmp_path / "bare-000000.tar", [*members, ("v1.2/README", b"x")])
+    expected = f"shard {url}: member 'v1.2/README' has no extension"
+    with pytest.raises(ShardError, match=re.escape(expected)):
+        index_shard(url)
+    with pytest.raises(ShardReadError, match=re.escape(expected)):
+        list(iter_records(url))
