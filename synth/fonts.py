@@ -23,6 +23,7 @@ import csv
 import functools
 import glob
 import io
+import itertools
 import logging
 import os
 import re
@@ -60,8 +61,8 @@ FONT_ERRORS = (
     AssertionError,
     EOFError,
 )
-# Charstrings at least this long always draw something in practice; shorter ones (hints alone,
-# a path of no area) are run to find their bounds (the default fonts: no coverage changes).
+# Charstrings at least this long are taken as outlines unrun (FreeType then checks for ink,
+# `_inked`); shorter ones (hints alone, a path of no area) are run to find their bounds.
 _CFF_SHORT = 32
 
 
@@ -568,19 +569,67 @@ def _scan_face(
     hit = excluded_by(patterns, family, style)
     if hit is not None:
         return FaceRecord(f.path, index, family, style, role, "excluded", f"name matches {hit}")
-    covered = frozenset(_drawn_chars(font, chars))
+    drawn = _drawn_chars(font, chars)
     cmap = font.getBestCmap() or {}
     mapped = sum(1 for c in chars if ord(c) in cmap and not c.isspace())
-    if mapped and not any(not c.isspace() for c in covered):
-        # No font in the default config does this for any task's charset: a glyf or loca
-        # table overwritten or cut short reads as glyphs of no outline.
+    if mapped and not any(not c.isspace() for c in drawn) and not _draws_any(font, cmap, chars):
+        # A glyf or loca table overwritten or cut short reads as glyphs of no outline. A face
+        # whose other glyphs draw is whole: it has blank glyphs for this task's characters
+        # (placeholders), and covers none of them.
         raise TTLibError(
             f"its character map gives {mapped} of the task's characters, and not one of their "
-            "glyphs draws anything: a damaged glyf, loca or CFF table, or a blank font"
+            "glyphs draws anything, nor any other of its glyphs: a damaged glyf, loca or CFF "
+            "table, or a blank font"
         )
-    # FreeType must open it too: a font fontTools accepts can still fail in PIL.
-    ImageFont.truetype(f.path, 16, index=index)
+    # FreeType must open it too (a font fontTools accepts can still fail in PIL), and draw ink.
+    covered = frozenset(_inked(f.path, index, drawn))
     return FaceRecord(f.path, index, family, style, role, "ok", "", covered)
+
+
+# How many of a face's other characters `_draws_any` looks at.
+_OTHER_GLYPHS = 256
+
+
+def _draws_any(font: TTFont, cmap: Mapping[int, str], chars: Iterable[str]) -> bool:
+    """Whether any of (up to `_OTHER_GLYPHS` of) the face's characters outside ``chars``
+    draws something."""
+    skip = set(chars)
+    others = (chr(u) for u in sorted(cmap) if chr(u) not in skip and not chr(u).isspace())
+    return bool(_drawn_chars(font, itertools.islice(others, _OTHER_GLYPHS)))
+
+
+# The size `_inked` draws each glyph at.
+INK_SIZE = 24
+
+
+def _inked(path: str, index: int, chars: Iterable[str]) -> set[str]:
+    """Of ``chars``, the whitespace and the characters FreeType draws ink for (at `INK_SIZE`
+    px, as Pillow draws a sample): what a face covers.
+
+    `_drawn_chars` reads outlines without running them, for speed: a CFF glyph of hints alone,
+    or a path that encloses nothing, passes it and draws nothing on the page. A glyph FreeType
+    cannot draw (a damaged outline) is missing, with one warning per face naming them.
+
+    Raises:
+        OSError: FreeType cannot open the face.
+    """
+    pil = ImageFont.truetype(path, INK_SIZE, index=index)
+    out, failed = set(), []
+    for c in sorted(chars):
+        try:
+            if c.isspace() or pil.getmask(c).getbbox() is not None:
+                out.add(c)
+        except OSError:  # FreeType's error reading the glyph
+            failed.append(c)
+    if failed:
+        log.warning(
+            "font file %s face %d: FreeType cannot draw %d characters (%s): counted as missing",
+            path,
+            index,
+            len(failed),
+            " ".join(f"{c!r} U+{ord(c):04X}" for c in failed[:5]) + (" ..." if failed[5:] else ""),
+        )
+    return out
 
 
 def _face_names(font: TTFont) -> tuple[str, str]:

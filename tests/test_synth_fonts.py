@@ -295,6 +295,12 @@ CFF_GLYPHS = {
     "D": ("hairline", _hairline),  # a path, but of no area
     "E": ("small", lambda pen: _rectangle(pen, 100, 100, 140, 130)),  # short, but draws
     "F": ("outline", _outline),
+    # stem hints alone, long enough to be taken as an outline without running it: FreeType
+    # draws nothing for it
+    "G": (
+        "longhints",
+        [*range(120, 220, 10), "hstemhm", *range(120, 180, 10), "vstemhm", "endchar"],
+    ),
 }
 
 
@@ -353,6 +359,52 @@ def test_a_long_cff_charstring_counts_as_covered(cff_font):
     assert _cff_bytecode_length(cff_font, "F") >= _CFF_SHORT
     records = scan_fonts([str(cff_font)], [], "ABCDEF")
     assert [r.covered for r in records] == [frozenset("EF")]
+
+
+def test_a_long_cff_charstring_that_draws_nothing_counts_as_missing(cff_font):
+    # Long enough to pass the outline read unrun; FreeType, which draws the samples, finds no
+    # ink: a sample of it would be blank under its label.
+    assert _cff_bytecode_length(cff_font, "G") >= _CFF_SHORT
+    (record,) = scan_fonts([str(cff_font)], [], "FG")
+    assert record.status == "ok" and record.covered == frozenset("F")
+
+
+def test_glyphs_freetype_cannot_draw_count_as_missing_and_are_named(tmp_path, latin_font, caplog):
+    # Outlines of garbage behind sound glyph boxes: counted as missing, with one warning naming
+    # the face and the characters, not drawn by the shard job (where they stopped it).
+    font = TTFont(str(latin_font))
+    offset, loca, cmap = font.reader.tables["glyf"].offset, font["loca"], font.getBestCmap()
+    data = bytearray(latin_font.read_bytes())
+    for ch in "0123456789":
+        gid = font.getGlyphID(cmap[ord(ch)])
+        start, end = offset + loca[gid] + 10, offset + loca[gid + 1]  # past the glyph's box
+        data[start:end] = b"\xff" * (end - start)
+    bad = tmp_path / "damaged.ttf"
+    bad.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="synth.fonts"):
+        (record,) = scan_fonts([str(bad)], [], EXPR)
+    assert record.status == "ok" and record.covered == frozenset("+-*()")
+    assert f"font file {bad} face 0: FreeType cannot draw 10 characters ('0' U+0030" in caplog.text
+
+
+def test_a_face_with_blank_glyphs_for_a_task_covers_none_of_it_and_is_not_damaged(
+    tmp_path, latin_font
+):
+    # Placeholders: the task's characters mapped to glyphs of no outline, the rest whole. The
+    # face covers none of the task (it was refused as a damaged font, and named explicitly,
+    # stopped the run); a face whose every glyph is blank is still damaged (below).
+    from fontTools.ttLib.tables._g_l_y_f import Glyph
+
+    font = TTFont(str(latin_font))
+    glyf, cmap = font["glyf"], font.getBestCmap()
+    for ch in EXPR:
+        glyf[cmap[ord(ch)]] = Glyph()
+    blank = tmp_path / "BlankDigits.ttf"
+    font.save(blank)
+    (record,) = scan_fonts([str(blank)], [], EXPR)
+    assert record.status == "ok" and record.covered == frozenset()
+    (letters,) = scan_fonts([str(blank)], [], "AB")
+    assert letters.covered == frozenset("AB")
 
 
 def _font_damaged_inside(path: Path) -> Path:
