@@ -586,6 +586,17 @@ def _scan_face(
     return FaceRecord(f.path, index, family, style, role, "ok", "", covered)
 
 
+def drawn_chars(path: str, index: int, chars: Iterable[str]) -> set[str]:
+    """Of ``chars``, those face ``index`` of the font file ``path`` draws, counted as the
+    coverage tables count them.
+
+    Raises:
+        OSError, fontTools.ttLib.TTLibError: the face cannot be read (`FONT_ERRORS`).
+    """
+    font = _open_faces(path)[index]
+    return _inked(path, index, _drawn_chars(font, chars))
+
+
 # How many of a face's other characters `_draws_any` looks at.
 _OTHER_GLYPHS = 256
 
@@ -613,7 +624,8 @@ def _inked(path: str, index: int, chars: Iterable[str]) -> set[str]:
     Raises:
         OSError: FreeType cannot open the face.
     """
-    pil = ImageFont.truetype(path, INK_SIZE, index=index)
+    # Laid out as the samples are (`synth.render.load_font`): one glyph, no OpenType features.
+    pil = ImageFont.truetype(path, INK_SIZE, index=index, layout_engine=ImageFont.Layout.BASIC)
     out, failed = set(), []
     for c in sorted(chars):
         try:

@@ -3,7 +3,9 @@
     python -m synth.preview results/shards/line/train-000000.tar -n 48 -o line.png
 
 Labels are drawn with a CJK font (``--font``, else the first of a few common system fonts found),
-so hanzi labels are legible. Samples are taken round-robin from the given shards.
+so hanzi labels are legible; a caption that font cannot draw all of is drawn with the next that
+can, and a character none draws shows as ``?``. Samples are taken round-robin from the given
+shards.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
 from synth.atomic import write_bytes_atomic
+from synth.fonts import FONT_ERRORS, drawn_chars
 from synth.render import FontFace, FontRef, load_font
 from synth.shards import iter_records
 
@@ -35,6 +39,7 @@ LABEL_FONTS = (
 CELL_H = 64  # px: every sample is scaled to this height on the sheet (at most 2x)
 MAX_CELL_W = 360
 SHEET_W = 1200
+GREY = (110, 110, 110)  # the font names under the labels
 
 
 def iter_shard(path: str | os.PathLike) -> Iterator[tuple[str, Image.Image, dict]]:
@@ -73,13 +78,6 @@ def take(
     return [seen[i] for i in sorted(chosen)]
 
 
-def default_label_font() -> FontRef | None:
-    for path, index in LABEL_FONTS:
-        if Path(path).is_file():
-            return FontFace(path, index)
-    return None
-
-
 def contact_sheet(
     shards: Sequence[str | os.PathLike],
     out: str | os.PathLike,
@@ -98,13 +96,10 @@ def contact_sheet(
     samples = take(shards, n)
     if not samples:
         raise ValueError(f"no samples in {', '.join(map(str, shards))}")
-    label_font = label_font or default_label_font()
-    if label_font is None:
-        log.warning("no CJK font found for the labels; hanzi labels may show as boxes")
-        big = small = ImageFont.load_default()
-    else:
-        big = load_font(label_font.path, label_font.index, 16)
-        small = load_font(label_font.path, label_font.index, 11)
+    captions = _Captions(
+        [label_font] if label_font is not None else [],
+        [_label(meta) for _, _, meta in samples] + [str(m.get("font", "")) for _, _, m in samples],
+    )
     scaled = []
     for _, img, _ in samples:
         k = min(2.0, CELL_H / img.height, MAX_CELL_W / img.width)
@@ -119,16 +114,57 @@ def contact_sheet(
     for i, ((_, _, meta), im) in enumerate(zip(samples, scaled, strict=True)):
         x, y = (i % cols) * cell_w + 4, (i // cols) * cell_h + 4
         sheet.paste(im.convert("RGB"), (x, y))
-        label = meta.get("text", "?")
-        if "value" in meta:
-            label += f" = {meta['value']}"
-        draw.text((x, y + CELL_H + 2), _fit(label, big, cell_w - 8), font=big, fill=(0, 0, 160))
-        font_name = _fit(str(meta.get("font", "")), small, cell_w - 8)
-        draw.text((x, y + CELL_H + 22), font_name, font=small, fill=(110, 110, 110))
+        font, label = captions.font(_label(meta), 16)
+        draw.text((x, y + CELL_H + 2), _fit(label, font, cell_w - 8), font=font, fill=(0, 0, 160))
+        font, name = captions.font(str(meta.get("font", "")), 11)
+        draw.text((x, y + CELL_H + 22), _fit(name, font, cell_w - 8), font=font, fill=GREY)
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
     write_bytes_atomic(out, buf.getvalue())
     return len(samples)
+
+
+def _label(meta: dict) -> str:
+    """A sample's caption: its text, and its value for an expression."""
+    label = str(meta.get("text", "?"))
+    return f"{label} = {meta['value']}" if "value" in meta else label
+
+
+class _Captions:
+    """The fonts captions are drawn with: the given ones, then the system's `LABEL_FONTS`. A
+    caption is drawn with the first that draws all of its characters (`synth.fonts.drawn_chars`),
+    else with the one that draws most, its other characters shown as ``?``: a user's font
+    chosen for the labels may lack ``=`` or the Latin letters of font names, and a sheet shows
+    no missing-glyph box either."""
+
+    def __init__(self, given: Sequence[FontRef], texts: Sequence[str]) -> None:
+        chars = set("".join(texts)) | set("?.")
+        refs = [*given, *(FontFace(p, i) for p, i in LABEL_FONTS if Path(p).is_file())]
+        self.fonts: list[tuple[FontRef, set[str]]] = []
+        seen = set()
+        for ref in refs:
+            if (ref.path, ref.index) in seen:
+                continue
+            seen.add((ref.path, ref.index))
+            try:
+                self.fonts.append((ref, drawn_chars(ref.path, ref.index, chars)))
+            except FONT_ERRORS as e:
+                log.warning("label font %s (face %d) cannot be read: %s", ref.path, ref.index, e)
+        if not self.fonts:
+            log.warning("no CJK font found for the labels; characters it lacks show as ?")
+
+    def font(self, text: str, size: int) -> tuple[ImageFont.FreeTypeFont | Any, str]:
+        """The font to draw ``text`` with at ``size`` px, and the text as it can draw it."""
+        if not self.fonts:
+            return ImageFont.load_default(size), "".join(c if c.isascii() else "?" for c in text)
+        need = set(text)
+        ref, drawn = next(
+            (f for f in self.fonts if need <= f[1]),
+            max(self.fonts, key=lambda f: len(need & f[1])),  # the first that draws most
+        )
+        unknown = "?" if "?" in drawn else ""
+        shown = "".join(c if c in drawn or c.isspace() else unknown for c in text)
+        return load_font(ref.path, ref.index, size), shown
 
 
 def _fit(text: str, font, width: int) -> str:

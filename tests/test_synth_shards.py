@@ -814,3 +814,44 @@ def test_hanzi_expr_and_short_samples_are_those_drawn_before_full_width_forms(se
         for s, (text, font, image) in zip(new, old, strict=True):
             assert (s.meta["text"], s.meta["font"]) == (text, font)
             assert "drawn" not in s.meta and np.array_equal(s.image, image)
+
+
+@pytest.fixture(scope="module")
+def digits_only_font(tmp_path_factory, latin_font):
+    """DejaVu Sans cut down to its digits: a user's label font without ``=`` or letters."""
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
+
+    font = TTFont(latin_font)
+    subsetter = subset.Subsetter(subset.Options())
+    subsetter.populate(unicodes=[ord(c) for c in "0123456789"])
+    subsetter.subset(font)
+    path = tmp_path_factory.mktemp("digits") / "digits.ttf"
+    font.save(path)
+    return path
+
+
+def test_a_caption_its_label_font_cannot_draw_falls_back_and_never_shows_a_box(
+    digits_only_font, cjk_font, monkeypatch
+):
+    """Captions were drawn with the training face covering most of the charset, whatever they
+    held: with a user's font lacking ``=`` and Latin letters, each ``=`` and font name was a
+    row of missing-glyph boxes."""
+    import synth.preview as preview
+    from synth.fonts import drawn_chars
+    from synth.render import FontFace
+
+    monkeypatch.setattr(preview, "LABEL_FONTS", ((str(cjk_font), 0),))
+    digits = FontFace(str(digits_only_font), 0)
+    captions = preview._Captions([digits], ["12", "1+2 = 3", "DejaVu Sans", "\U0001d11e"])
+    assert captions.font("12", 16)[0].path == str(digits_only_font)  # the given font first
+    font, text = captions.font("1+2 = 3", 16)
+    assert font.path == str(cjk_font) and text == "1+2 = 3"
+    font, text = captions.font("DejaVu Sans", 11)
+    assert font.path == str(cjk_font) and text == "DejaVu Sans" and font.size == 11
+    # A character no font draws (a musical symbol) is shown as ?, not as a box.
+    assert not drawn_chars(str(cjk_font), 0, "\U0001d11e")
+    assert captions.font("a\U0001d11e", 16)[1] == "a?"
+    # No font at all: Pillow's own, which draws ASCII alone.
+    monkeypatch.setattr(preview, "LABEL_FONTS", ())
+    assert preview._Captions([], ["中"]).font("中 = 1", 16)[1] == "? = 1"
