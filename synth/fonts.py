@@ -377,16 +377,17 @@ def split_roles(
     unless ``warn`` is false, as for the rest of `resolve_font_files`'s warnings).
 
     A file is known by its bytes, not only its path: a training file with the same bytes as a
-    held-out one (a copy under another name) is held out too, so the held-out fonts stay unseen,
-    and a file with the same bytes as an earlier one of its role is left out, so no face counts
-    twice. Only files of equal size are hashed.
+    held-out one (a copy under another name) is kept out of training, so the held-out fonts stay
+    unseen, and a file with the same bytes as an earlier one of its role is left out, so no face
+    counts twice. Only files of equal size are hashed.
 
     A training file with a face of a held-out file under other bytes (`_HeldOutFaces`: the
     family and style names of a held-out face, another version of it; or its outlines, a copy
-    renamed) is held out too, with a warning naming both files and the face. That check opens
-    every training file's table directory and name table: 40-90 ms for the default config's
-    108 files, none without held-out fonts. Two held-out files of one name get a warning: the
-    per-file figures (``per_font_file``) know a file by its name.
+    renamed) is kept out of training too (not added to the held-out files), with a warning naming
+    both files and the face. That check opens every training file's table directory and name
+    table: 40-90 ms for the default config's 108 files, none without held-out fonts. Two
+    held-out files of one name get a warning: the per-file figures (``per_font_file``) know a
+    file by its name.
     """
     same_bytes = _BytesIndex()
     test_files = []
@@ -428,12 +429,12 @@ def split_roles(
                     f.path,
                     "the held-out" if held_out else "the training",
                     twin,
-                    "held out, not for training" if held_out else "left out, so it counts once",
+                    "kept out of training" if held_out else "left out, so it counts once",
                 )
         elif (twin := held_out_faces.find(f.path)) is not None:
             if warn:
                 files_log.warning(
-                    "font %s has %s of the held-out font %s (%s): %s; held out, not for training",
+                    "font %s has %s of the held-out font %s (%s): %s; kept out of training",
                     f.path,
                     *twin,
                 )

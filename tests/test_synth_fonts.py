@@ -114,12 +114,12 @@ def test_another_version_or_a_renamed_copy_of_a_held_out_font_is_held_out(
     assert (
         f"font {other_version} has the family and style names of the held-out font {heldout_font} "
         f"({TTCollection(str(heldout_font)).fonts[0]['name'].getBestFullName()}): another "
-        "version of it; held out, not for training" in caplog.text
+        "version of it; kept out of training" in caplog.text
     )
     assert (
         f"font {renamed} has the outlines of the held-out font {heldout_font} (My Kai "
     ) in caplog.text
-    assert "a copy of it under another name; held out, not for training" in caplog.text
+    assert "a copy of it under another name; kept out of training" in caplog.text
     # Without them, nothing is held out and nothing is said.
     caplog.clear()
     with caplog.at_level("WARNING"):
@@ -180,7 +180,7 @@ def test_a_copy_of_a_held_out_font_is_held_out_and_a_repeated_training_font_coun
     assert "left out, so it counts once" in caplog.text
     assert (
         f"font {fonts / 'my-kai.ttc'} has the same bytes as the held-out font {held_out.path}: "
-        "held out, not for training" in caplog.text
+        "kept out of training" in caplog.text
     )
     [dropped] = latin - kept
     [twin] = kept & latin

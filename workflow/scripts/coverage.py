@@ -21,6 +21,11 @@ for f in resolve_font_files(params.patterns):
     if f.path in inputs:
         files.append(f)
     else:
-        log.warning("font %s is held out (fonts.test_fonts lists it too): not for training", f.path)
+        log.warning(
+            "font %s: left out of the %s fonts when the workflow started (its warning there says "
+            "why: held out, or the same font as another)",
+            f.path,
+            "training" if w.role == "train" else "held-out",
+        )
 records = scan_files(files, w.role, chars, params.exclude_families)
 write_coverage(records, {w.task: chars}, snakemake.output[0])
