@@ -48,7 +48,10 @@ files_log = logging.getLogger(f"{__name__}.files")
 FONT_SUFFIXES = {".ttf", ".otf", ".ttc", ".otc"}
 # Font files that a glob may match but that are not read (web fonts, Type 1, bitmap formats):
 # skipped with a warning, not silently like the README or licence beside them.
-UNREAD_FONT_SUFFIXES = {".woff", ".woff2", ".pfa", ".pfb", ".t1", ".pcf", ".bdf", ".fon", ".dfont"}
+UNREAD_FONT_SUFFIXES = {
+    *(".woff", ".woff2", ".pfa", ".pfb", ".t1", ".pcf", ".bdf", ".fon", ".dfont", ".otb"),
+    *(".pcf.gz", ".bdf.gz"),  # X11's compressed bitmap fonts
+}
 GLOB_CHARS = set("*?[")
 # What fontTools and FreeType raise on a damaged file (fontTools has no single base class for it).
 FONT_ERRORS = (
@@ -226,11 +229,12 @@ def resolve_font_files(
             matched = False
             for p in sorted(found):
                 suffix = Path(p).suffix.lower()
-                if suffix in UNREAD_FONT_SUFFIXES:
+                unread = {suffix, "".join(Path(p).suffixes[-2:]).lower()} & UNREAD_FONT_SUFFIXES
+                if unread:
                     note(
                         "font %s: %s files are not read (convert it to .ttf or .otf); skipped",
                         p,
-                        suffix,
+                        max(unread, key=len),
                     )
                 if suffix not in FONT_SUFFIXES or Path(p).is_dir():
                     continue
@@ -311,6 +315,9 @@ def _drawn_chars(font: TTFont, chars: Iterable[str]) -> set[str]:
             if bounds is not None and bounds[2] > bounds[0] and bounds[3] > bounds[1]:
                 out.add(c)
         return out
+    bitmaps = [t for t in ("EBDT", "CBDT", "sbix", "bdat") if t in font]
+    if bitmaps:
+        raise TTLibError(f"bitmap glyphs only ({bitmaps[0]} table), no outlines: not read")
     raise TTLibError("neither a glyf nor a CFF table")
 
 

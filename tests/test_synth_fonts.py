@@ -658,12 +658,16 @@ def test_fonts_in_subfolders_are_found_and_broken_links_skipped(tmp_path, latin_
     os.symlink(tmp_path / "nowhere.ttf", tmp_path / "fonts" / "broken.ttf")
     (tmp_path / "fonts" / "Family" / "Web.woff2").write_bytes(b"wOF2")
     (tmp_path / "fonts" / "Family" / "OFL.txt").write_text("licence")
+    (tmp_path / "fonts" / "Family" / "Term.pcf.gz").write_bytes(b"\x1f\x8b")
+    (tmp_path / "fonts" / "Family" / "Term.otb").write_bytes(b"\x00\x01\x00\x00")
     with caplog.at_level(logging.WARNING):
         found = resolve_font_files([f"{tmp_path}/fonts/*"])
     assert [Path(f.path).name for f in found] == ["Nested.ttf"]
     assert "broken.ttf is a broken link; skipped" in caplog.text
     # a font format that is not read is named; a licence beside the fonts is not
     assert "Web.woff2: .woff2 files are not read (convert it to .ttf or .otf)" in caplog.text
+    assert "Term.pcf.gz: .pcf.gz files are not read" in caplog.text
+    assert "Term.otb: .otb files are not read" in caplog.text
     assert "OFL.txt" not in caplog.text
 
 
@@ -747,3 +751,20 @@ def test_font_files_come_in_one_order_whatever_the_file_system_lists(
     monkeypatch.setattr(glob, "glob", lambda *a, **k: real_glob(*a, **k)[::-1])
     monkeypatch.setattr(Path, "rglob", lambda self, p: list(real_rglob(self, p))[::-1])
     assert [p.path for p in resolve_font_files(patterns[::-1])] == listed
+
+
+def test_a_bitmap_only_font_is_said_to_be_one(tmp_path, latin_font):
+    # An sfnt of embedded bitmaps and no outlines (as X11 fonts converted to .ttf are): "neither
+    # a glyf nor a CFF table" did not say what the file is.
+    from fontTools.ttLib.tables.DefaultTable import DefaultTable
+
+    font = TTFont(latin_font)
+    for tag in ("glyf", "loca"):
+        del font[tag]
+    for tag in ("EBLC", "EBDT"):  # present, as the table directory tells (their data not read)
+        font[tag] = DefaultTable(tag)
+        font[tag].data = b"\x00\x02\x00\x00"
+    bitmap = tmp_path / "bitmap.ttf"
+    font.save(bitmap)
+    with pytest.raises(FontError, match=r"bitmap\.ttf cannot be read: .*bitmap glyphs only \(EBDT"):
+        scan_fonts([str(bitmap)], [], EXPR)
