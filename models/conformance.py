@@ -175,12 +175,15 @@ def check_outputs(name: str, kwargs: Mapping[str, Any]) -> None:
             family.logits(out, batch=2)
             family.check_output(out, x)  # the frames output_length counts, as training checks
             _check_alone(model, x, out, axis=1)  # CTC logits are T, N, C + 1
+        # As the loss gives them: a tensor of several widths (output_length checks the counts
+        # are whole numbers, one per width); as an int, as the config check and export do.
+        on_tensor = output_length(name, torch.tensor(CTC_WIDTHS), **kwargs).tolist()
+        for width, counted in zip(CTC_WIDTHS, on_tensor, strict=True):
             on_int = int(output_length(name, width, **kwargs))
-            on_tensor = int(output_length(name, torch.tensor([width]), **kwargs)[0])
-            if on_tensor != on_int:
+            if counted != on_int:
                 raise ConformanceError(
                     f"output_length counts {on_int} frames for a width of {width} given as an "
-                    f"int, {on_tensor} for one in a tensor of widths (as the loss gives them)"
+                    f"int, {counted} for one in a tensor of widths (as the loss gives them)"
                 )
 
 

@@ -190,6 +190,22 @@ class Family:
             )
         return logits
 
+    def readable_logits(self, outputs: Any, batch: int | None = None) -> torch.Tensor:
+        """The logits to decode (detached, fp32), all finite: a model that gives NaN or inf
+        (in eval mode alone, say, from broken batch-norm statistics) is an error naming it, not
+        images read as nothing or confidences of ``nan``."""
+        logits = self.logits(outputs, batch).detach().float()
+        bad = ~torch.isfinite(logits)
+        if bool(bad.any()):
+            per_image = bad.transpose(0, self.batch_axis).reshape(logits.shape[self.batch_axis], -1)
+            raise ValueError(
+                f"model {self.model_name!r} gave outputs that are not finite (NaN or inf) for "
+                f"{int(per_image.any(1).sum())} of {per_image.shape[0]} images: its weights or "
+                "its batch-norm statistics hold NaN, or its forward overflows "
+                f"({entry_source(self.model_name)})"
+            )
+        return logits
+
     def encode(self, texts: Sequence[str]) -> Targets:
         raise NotImplementedError
 
@@ -259,7 +275,7 @@ class ClassificationFamily(Family):
     ) -> list[Prediction]:
         """Softmax top-``k``: ``confidence`` is the top-1 probability."""
         _check_decoder(decoder, self.kind)
-        probs = self.logits(outputs).detach().float().softmax(-1).cpu()
+        probs = self.readable_logits(outputs).softmax(-1).cpu()
         values, indices = probs.topk(min(k, probs.shape[-1]), dim=-1)
         preds = []
         for vals, idx in zip(values.tolist(), indices.tolist(), strict=True):
@@ -334,7 +350,9 @@ class CTCFamily(Family):
         if images is None:
             return
         width = int(images.shape[-1])
-        frames = int(self.logits(outputs).shape[0])
+        # With the batch's size: logits batch first (N, T, C + 1) are named as such, not taken
+        # for N frames (when N and T are equal, the conformance check's batch of 2 tells).
+        frames = int(self.logits(outputs, batch=int(images.shape[0])).shape[0])
         counted = int(output_length(self.model_name, width, **self.model_kwargs))
         if counted != frames:
             raise ValueError(
@@ -453,7 +471,7 @@ class CTCFamily(Family):
             grammar = None
         symbols = [None, *self.charset] if grammar is not None else None
         batch = None if widths is None else len(widths)
-        log_probs = self.logits(outputs, batch).detach().float().log_softmax(-1).cpu()
+        log_probs = self.readable_logits(outputs, batch).log_softmax(-1).cpu()
         frames, batch = log_probs.shape[:2]
         lengths = self.input_lengths(widths, frames, batch).tolist()
         lp = log_probs.numpy()
@@ -711,7 +729,7 @@ class AttentionFamily(Family):
         more likely than that character followed by anything.
         """
         _check_decoder(decoder, self.kind)
-        log_probs = self.logits(outputs).detach().float().log_softmax(-1).cpu().numpy()
+        log_probs = self.readable_logits(outputs).log_softmax(-1).cpu().numpy()
         preds = []
         for lp in log_probs:
             greedy, greedy_logp = attention_greedy_decode(lp)

@@ -33,6 +33,7 @@ import importlib
 import importlib.util
 import inspect
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -621,11 +622,52 @@ def output_length(name: str, image_width: Any, **kwargs: Any) -> Any:
         name: A CTC model.
         image_width: Width in px: an int, or an integer tensor of widths.
         **kwargs: The model's keyword arguments.
+
+    Raises:
+        ValueError: ``name`` is not a CTC model, or its ``output_length`` fails on the widths or
+            counts other than whole numbers (a float, ``/`` for ``//``; a tensor of another shape)
+            (naming the model and where it is defined).
     """
     entry = get_entry(name)
     if entry.output_length is None:
         raise ValueError(f"model {name!r} is not a CTC model (family {entry.family})")
-    return entry.output_length(image_width, **kwargs)
+    rule = (
+        f"the output_length of model {name!r} ({entry_source(name)}) must count whole frames: "
+        "an int for an int width, an integer tensor of the same shape for a tensor of widths "
+        "(write // and torch.clamp, not / and max)"
+    )
+    try:
+        frames = entry.output_length(image_width, **kwargs)
+    except (RuntimeError, TypeError) as e:  # max() of a tensor, torch ops on an int
+        raise ValueError(f"{rule}; given {_widths(image_width)}, it failed: {e}") from e
+    if not _whole_frames(frames, image_width):
+        raise ValueError(f"{rule}; given {_widths(image_width)}, it gave {frames!r}")
+    return frames
+
+
+def _widths(widths: Any) -> str:
+    if hasattr(widths, "shape"):
+        return f"a {getattr(widths, 'dtype', '')} tensor of {len(widths.reshape(-1))} widths"
+    return f"the width {widths!r}"
+
+
+def _whole_frames(frames: Any, widths: Any) -> bool:
+    """Whether ``frames`` counts whole frames for ``widths``: an integer for an integer, an
+    integer tensor (or array) of their shape for a tensor of them (`output_length`)."""
+    dtype = getattr(frames, "dtype", None)
+    integer = dtype is not None and (
+        getattr(dtype, "kind", None) in ("i", "u")  # numpy
+        or (
+            not getattr(dtype, "is_floating_point", True)
+            and not getattr(dtype, "is_complex", True)
+            and str(dtype) != "torch.bool"
+        )
+    )
+    if hasattr(widths, "shape"):
+        return integer and tuple(getattr(frames, "shape", ())) == tuple(widths.shape)
+    if isinstance(frames, bool):
+        return False
+    return isinstance(frames, numbers.Integral) or (integer and getattr(frames, "ndim", 1) == 0)
 
 
 def label_lengths(task: str, task_cfg: Mapping[str, Any]) -> tuple[int, int]:

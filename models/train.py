@@ -300,7 +300,11 @@ def validate(
         with autocast(device, amp):
             outputs = model(images)
         targets = family.encode(batch.texts)
-        total_loss += float(family.loss(outputs, targets, batch.widths)) * len(batch.texts)
+        loss = float(family.loss(outputs, targets, batch.widths))
+        if not math.isfinite(loss):  # outputs of NaN or inf: the loop stops, naming the step
+            model.train(was_training)
+            return loss, 0.0
+        total_loss += loss * len(batch.texts)
         preds = family.decode(outputs, batch.widths)
         correct += sum(p.text == t for p, t in zip(preds, batch.texts, strict=True))
         count += len(batch.texts)
@@ -363,6 +367,13 @@ def _shared_outcome(
     if error is not None:
         raise error
     return values
+
+
+def _kept(resume_path: Path) -> str:
+    """The last good checkpoint, for an error that stops training."""
+    if not resume_path.exists():
+        return "none"
+    return f"{resume_path} (step {_saved_step(resume_path)})"
 
 
 def _progress(total: int, initial: int, enabled: bool) -> Any:
@@ -806,12 +817,20 @@ def _train(
         if not math.isfinite(align_value):
             loss_value = align_value  # stops as a non-finite loss does
         if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
-            kept = f"{resume_path} (step {_saved_step(resume_path)})"
+            if step == 0:
+                advice = (
+                    "At the first step: the model's forward gives NaN or inf from the start "
+                    "(check it with synthocr-check-model), or train.lr is far too high."
+                )
+            else:
+                advice = "Lower train.lr, raise warmup_steps" + (
+                    " or lower clip_grad" if spec.clip_grad > 0 else " or set clip_grad"
+                )
+                advice += ", then rerun."
             raise NonFiniteLossError(
                 f"{job.experiment}: loss {loss_value} / gradient norm {norm_value} at step "
                 f"{step} (lr {lr:.3g}; batch keys {batch.keys[:4]}...): training stopped. "
-                f"Last good checkpoint: {kept if resume_path.exists() else 'none'}. "
-                "Lower train.lr, raise warmup_steps or set clip_grad, then rerun."
+                f"Last good checkpoint: {_kept(resume_path)}. {advice}"
             )
         optimizer.step()
         if ema is not None:
@@ -845,6 +864,13 @@ def _train(
                 env,
                 device,
             )
+            if not math.isfinite(val_loss):
+                raise NonFiniteLossError(
+                    f"{job.experiment}: validation loss {val_loss} at step {step}: the model's "
+                    "outputs in eval mode are not finite (batch norm's running statistics, or a "
+                    "forward that differs in eval mode): training stopped. Last good "
+                    f"checkpoint: {_kept(resume_path)}."
+                )
             last_val = (val_loss, val_acc)
             row.update(val_loss=val_loss, val_acc=val_acc)
             if val_loss < best_loss:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -69,6 +70,9 @@ TINY_CTC = ModelEntry(
 )
 # Breaks the contract: its logits are batch first.
 BATCH_FIRST = replace(TINY_CTC, target="synthocr_plugin_test.nets:batch_first_ctc")
+# Frame counts that are not whole numbers: a float, and max() of a tensor of widths.
+FLOAT_FRAMES = replace(TINY_CTC, output_length=lambda image_width, **kw: image_width / 4)
+MAX_FRAMES = replace(TINY_CTC, output_length=lambda image_width, **kw: max(1, image_width // 4))
 TYPO = replace(TINY_CTC, target="synthocr_plugin_test.netz:tiny_ctc")
 NOT_AN_ENTRY = {"target": "synthocr_plugin_test.nets:tiny_ctc"}
 """
@@ -191,6 +195,46 @@ def test_the_check_names_what_a_model_breaks_and_runs_every_check(install):
     assert "synthocr-plugin-test" in results["outputs"].detail  # where the entry is
     with pytest.raises(ValueError, match="unknown check"):
         check_model("batch_first", checks=["shapes"])
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("float_frames", "given the width 16, it gave 4.0"),
+        ("max_frames", "given a torch.int64 tensor of 4 widths, it failed: Boolean value"),
+    ],
+)
+def test_an_output_length_that_counts_no_whole_frames_fails_the_check_and_names_the_model(
+    install, name, said
+):
+    # Both passed the check (it took int() of one width) and stopped training with torch's
+    # "input_lengths must be integral", naming neither the model nor output_length.
+    import torch
+
+    from models.families import make_family
+
+    install({name: f"synthocr_plugin_test.entries:{name.upper()}"})
+    results = {r.check: r for r in check_model(name, checks=["outputs"])}
+    rule = f"the output_length of model {name!r} (entry point {name} = "
+    assert not results["outputs"].ok
+    assert rule in results["outputs"].detail and said in results["outputs"].detail
+    family = make_family(name, list("0123"))
+    with pytest.raises(ValueError, match=re.escape(rule)):
+        family.input_lengths(torch.tensor([64, 32]), 16, 2)
+
+
+def test_batch_first_logits_in_training_are_named_as_such(install):
+    # A batch of 8 images 64 px wide: "gave 8 frames" was the batch's size read as frames.
+    import torch
+
+    from models.families import make_family
+
+    install({"batch_first": "synthocr_plugin_test.entries:BATCH_FIRST"})
+    model = registry.build_model("batch_first", num_classes=4).eval()
+    images = torch.zeros(8, 1, 32, 64)
+    family = make_family("batch_first", list("0123"))
+    with pytest.raises(ValueError, match=r"returned logits of shape \(8, 16, 5\): a ctc model"):
+        family.check_output(model(images), images)
 
 
 def _check_command(*args: str) -> subprocess.CompletedProcess:

@@ -28,9 +28,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import models.train as train_module
 from models.checkpoint import load_checkpoint, load_model
+from models.crnn import CRNN
 from models.data import SampleLabelError, ShardError
 from models.devices import DistEnv, dist_env, resolve_device
-from models.families import CTCFamily
+from models.families import CTCFamily, make_family
 from models.registry import build_model
 from models.specs import (
     TrainJob,
@@ -1037,6 +1038,29 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(line_data, tmp_
     assert all(
         torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point()
     )
+
+
+def test_outputs_not_finite_in_eval_mode_stop_training_at_the_validation(
+    line_data, tmp_path, monkeypatch
+):
+    # A model whose eval-mode outputs are NaN (batch norm's running statistics) trained on with
+    # val_loss nan in its history, and its evaluation read every image as nothing.
+    real_forward = CRNN.forward
+
+    def nan_in_eval(self, x):
+        out = real_forward(self, x)
+        return out if self.training else out * float("nan")
+
+    monkeypatch.setattr(CRNN, "forward", nan_in_eval)
+    out = tmp_path / "evalnan"
+    job = line_job(line_data, out, steps=8, val_every=4)
+    with pytest.raises(NonFiniteLossError, match=r"validation loss nan at step 4: .* eval mode"):
+        train(job)
+    assert not (out / "model.pt").exists()
+    # Decoding such outputs (evaluation, recognition) is an error naming the model too.
+    family = make_family("crnn_vgg", list("0123"))
+    with pytest.raises(ValueError, match=r"'crnn_vgg' gave outputs that are not finite .* 2 of 2"):
+        family.decode(torch.full((8, 2, 5), float("nan")))
 
 
 def test_early_stopping(line_data, tmp_path, monkeypatch):
