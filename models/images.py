@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import errno
 import io
+import logging
 import os
 import select
 import stat
@@ -48,6 +49,8 @@ from typing import TypeAlias
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
 
 ImageSource: TypeAlias = str | os.PathLike | Image.Image | np.ndarray
 
@@ -128,7 +131,7 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
                         "(--max-pixels) if the image is genuine",
                     )
                 im.load()
-                return ImageOps.exif_transpose(im)
+                return upright(im, name)
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as e:
@@ -158,6 +161,24 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
             raise ImageLoadError(name, "file name too long for the file system") from None
         # Truncated or corrupt data (Pillow raises OSError, and SyntaxError from some plugins).
         raise ImageLoadError(name, f"corrupt image: {e}") from None
+    except Exception as e:  # a decoder's own: RuntimeError (AVIF), struct.error, TypeError
+        raise ImageLoadError(name, f"corrupt image: {type(e).__name__}: {e}") from None
+
+
+def upright(im: Image.Image, name: str) -> Image.Image:
+    """``im`` turned as its EXIF orientation says (`PIL.ImageOps.exif_transpose`). EXIF that
+    cannot be read (a damaged header or entry, which Pillow raises on, while the pixels are
+    whole) is passed over with a warning naming the image: it is read as stored."""
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception as e:  # struct.error, TypeError, SyntaxError, ValueError, OSError...
+        log.warning(
+            "%s: its EXIF orientation cannot be read (%s: %s); read as stored",
+            name,
+            type(e).__name__,
+            e,
+        )
+        return im.copy()
 
 
 def _is_pipe(path: str | os.PathLike) -> bool:
@@ -317,6 +338,8 @@ def to_gray(img: Image.Image) -> Image.Image:
         return Image.fromarray(_integer_to_uint8(np.asarray(img)), mode="L")
     if mode in ("I", "F"):
         return Image.fromarray(_array_to_uint8(np.asarray(img)), mode="L")
+    if mode == "La":  # premultiplied: Pillow converts it to LA alone
+        img = img.convert("LA")
     if mode == "P" or mode in _ALPHA_MODES:
         return _composite(img.convert("RGBA"))
     if mode in ("1", "RGB"):
@@ -406,11 +429,11 @@ def load_gray(
         label = name or "<PIL image>"
         try:
             source.load()  # a lazily opened image is decoded here, inside the try
-            img = ImageOps.exif_transpose(source)
-        except (OSError, ValueError, SyntaxError, EOFError, AssertionError) as e:
+        except Exception as e:
             # Pillow raises a bare AssertionError for an image whose file was closed.
             why = str(e) or "closed, or not loaded before its file was closed?"
             raise ImageLoadError(label, f"cannot read the PIL image: {why}") from None
+        img = upright(source, label)
     elif isinstance(source, np.ndarray):
         label = name or "<array>"
         try:

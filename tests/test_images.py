@@ -114,6 +114,12 @@ def test_numpy_arrays(make):
     _check_page(load_gray(make(np.asarray(_page()))))
 
 
+def test_premultiplied_alpha_loads_as_the_module_says():
+    # No file format stores La; Pillow gives it in memory, and converts it to LA alone.
+    _check_page(load_gray(_transparent_ink("LA").convert("La")))
+    _check_page(load_gray(_transparent_ink("RGBA").convert("RGBa")))
+
+
 def test_white_text_on_transparent_background_stays_visible():
     alpha = Image.new("L", SIZE, 0)
     ImageDraw.Draw(alpha).rectangle(INK, fill=255)
@@ -143,6 +149,44 @@ def test_exif_rotated_jpeg_is_transposed(tmp_path):
     arr = np.asarray(gray)
     assert arr[14, 12] < 60
     assert arr[40, 3] > 200
+
+
+def _damaged_exif(kind: str) -> bytes:
+    """EXIF whose orientation entry reads but whose XResolution (a rational) is typed ASCII
+    (``"type"``: Pillow raised TypeError), or whose header is cut (``"header"``)."""
+    ifd = struct.pack(">H", 2) + struct.pack(">HHI", 0x0112, 3, 1) + struct.pack(">HH", 6, 0)
+    ifd += struct.pack(">HHI", 0x011A, 2, 4) + b"abc\0" + struct.pack(">I", 0)
+    exif = b"Exif\x00\x00" + b"MM\x00*" + struct.pack(">I", 8) + ifd
+    return exif if kind == "type" else exif[:2] + b"\x00" + exif[3:]
+
+
+@pytest.mark.parametrize(("kind", "fmt"), [("type", "jpeg"), ("header", "png")])
+def test_damaged_exif_is_passed_over_with_a_warning_and_the_pixels_read(
+    tmp_path, caplog, kind, fmt
+):
+    # Pillow decodes the pixels; exif_transpose raised TypeError (a traceback that lost every
+    # other file's reading) or SyntaxError ("corrupt image: not a TIFF file", refused).
+    path = tmp_path / f"photo.{fmt}"
+    _page().convert("RGB").save(path, fmt.upper(), exif=_damaged_exif(kind))
+    with caplog.at_level("WARNING", logger="models.images"):
+        gray = load_gray(path)
+    assert gray.size == SIZE  # as stored
+    _check_page(gray)
+    assert f"{path}: its EXIF orientation cannot be read (" in caplog.text
+
+
+def test_a_decoders_own_error_is_an_image_load_error_naming_the_file(tmp_path, monkeypatch):
+    # A corrupt AVIF raised RuntimeError from im.load(), struct.error from others: past the
+    # caught kinds, a traceback.
+    path = tmp_path / "page.png"
+    _page().save(path)
+
+    def fail(self):
+        raise RuntimeError("Failed to decode frame 0: Decoding of color planes failed")
+
+    monkeypatch.setattr(Image.Image, "load", fail)
+    with pytest.raises(ImageLoadError, match=rf"{path}: corrupt image: RuntimeError: Failed"):
+        load_gray(path)
 
 
 def _text_line(font_path, dark_on_light: bool = True) -> Image.Image:
