@@ -639,14 +639,27 @@ def _print_results(
             reason = result.reason.replace(result.name, tsv_field(result.name))
             print(f"error: {tsv_field(result.name)}: {reason}", file=err, flush=True)
             if fmt == "json":
-                print(json_line({"path": path, "error": result.reason}), file=out, flush=True)
+                _write(json_line({"path": path, "error": result.reason}), out)
             continue
         if fmt == "json":
             line = format_json(path, result, with_value)
         else:
             line = format_tsv(path, result, with_value, with_top_k)
-        print(line, file=out, flush=True)
+        _write(line, out)
     return failed
+
+
+class OutputError(OSError):
+    """The readings cannot be written (a full disk, a device error): the run stops."""
+
+
+def _write(line: str, out: TextIO) -> None:
+    try:
+        print(line, file=out, flush=True)
+    except BrokenPipeError:
+        raise  # the reader stopped early: main ends the run quietly
+    except OSError as e:
+        raise OutputError(e.errno, e.strerror) from e
 
 
 @stops_on_interrupt("models.recognize", "the readings printed so far stand")
@@ -658,7 +671,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ends the run quietly, with status 1 as Python's own handling of a closed pipe does.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Options may stand between the checkpoint and the paths (`CHECKPOINT --format json PATH`).
+    args = parser.parse_intermixed_args(argv)
     if not args.paths and args.files_from is None:
         parser.error("give the images: PATH..., or --files-from FILE")
     if args.task_config and args.decoder != "grammar":
@@ -669,8 +683,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     try:
         return run(args, sys.stdout, sys.stderr)
-    except BrokenPipeError:
-        # The reader is gone: point stdout at /dev/null so the flush at exit cannot fail again.
+    except (BrokenPipeError, OutputError) as e:
+        if isinstance(e, OutputError):
+            print(f"error: cannot write the readings to standard output: {e}", file=sys.stderr)
+        # Point stdout at /dev/null so the flush at exit cannot fail again.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FATAL

@@ -577,6 +577,49 @@ def test_a_closed_output_pipe_ends_the_run_quietly(checkpoints, image_folder):
     assert "Traceback" not in err and "BrokenPipeError" not in err
 
 
+RECOGNIZE = (sys.executable, "-m", "models.recognize")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_output_that_cannot_be_written_is_one_error_line(checkpoints, image_folder):
+    # A full disk under a redirect: the OSError was a traceback.
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [*RECOGNIZE, str(checkpoints["hanzi"]), str(image_folder / "a_gray.png")],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "error: cannot write the readings to standard output: [Errno 28] No space left on device"
+    )
+
+
+def test_options_may_stand_between_the_checkpoint_and_the_paths(checkpoints, image_folder):
+    # PATH... took nothing after the checkpoint: "unrecognized arguments: PATH".
+    listed = image_folder / "listed.txt"
+    listed.write_text(str(image_folder / "a_gray.png") + "\n", encoding="utf-8")
+    proc = subprocess.run(
+        [
+            *RECOGNIZE,
+            str(checkpoints["hanzi"]),
+            "--format",
+            "json",
+            str(image_folder / "sub"),
+            "--files-from",
+            str(listed),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    read = [Path(json.loads(line)["path"]).name for line in proc.stdout.splitlines()]
+    assert read == ["b_rgba.png", "c_negative.png", "d_photo.jpg", "a_gray.png"]
+
+
 def test_an_ascii_console_gets_escapes_not_a_crash(checkpoints, image_folder):
     proc = subprocess.run(
         [
