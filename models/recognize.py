@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import numbers
 import os
 import re
 import sys
@@ -147,10 +148,10 @@ class Recognizer:
         decoder: str = "greedy",
         task_settings: Mapping[str, Any] | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not 1 <= top_k <= MAX_TOP_K:
-            raise ValueError(f"top_k must be 1 to {MAX_TOP_K}, got {top_k}")
+        _check_count("batch_size", batch_size, 1, None)
+        _check_count("top_k", top_k, 1, MAX_TOP_K)
+        _check_count("max_pixels", max_pixels, 1, None, none="no limit of ours")
+        _check_count("max_aspect", max_aspect, 0, None, none="no limit")
         if polarity not in POLARITIES:
             raise ValueError(f"unknown polarity {polarity!r}; valid: {', '.join(POLARITIES)}")
         if decoder not in DECODERS:
@@ -275,7 +276,14 @@ class Recognizer:
         chunk_size = chunk_size or 8 * self.batch_size
         chunk: list[tuple[str, Image.Image | ImageLoadError]] = []
         pixels = 0
-        for p in paths:
+        if isinstance(paths, str | os.PathLike):
+            raise TypeError(f"paths: a list of file paths, got the one path {str(paths)!r}")
+        for i, p in enumerate(paths):
+            if not isinstance(p, str | os.PathLike):
+                raise TypeError(
+                    f"paths[{i}]: a file path, got {type(p).__name__} (recognize() reads "
+                    "images and arrays)"
+                )
             path = str(p)
             item = self._try_load(path)
             chunk.append((path, item))
@@ -298,6 +306,24 @@ class Recognizer:
             return self.load(path)
         except ImageLoadError as e:
             return e
+
+
+def _check_count(
+    name: str, value: Any, low: int, high: int | None, none: str | None = None
+) -> None:
+    """``value`` is a whole number from ``low`` to ``high`` (None: no bound), or None when
+    ``none`` says what None means.
+
+    Raises:
+        ValueError: Naming the argument.
+    """
+    if value is None and none is not None:
+        return
+    whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not whole or value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+        also = f" or None ({none})" if none is not None else ""
+        raise ValueError(f"{name} must be a whole number {bound}{also}, got {value!r}")
 
 
 def load_recognizer(

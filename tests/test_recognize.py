@@ -369,9 +369,20 @@ def test_recognizer_api_errors_name_the_image(checkpoints, image_folder):
     assert len(result.top_k) == 5
     with pytest.raises(ValueError, match="unknown polarity"):
         load_recognizer(checkpoints["hanzi"], polarity="sideways")
-    for top_k in (0, 101):
-        with pytest.raises(ValueError, match=rf"top_k must be 1 to 100, got {top_k}"):
+    for top_k in (0, 101, True):
+        with pytest.raises(
+            ValueError, match=rf"top_k must be a whole number from 1 to 100, got {top_k}"
+        ):
             load_recognizer(checkpoints["hanzi"], top_k=top_k)
+    # Each limit is checked when the recognizer is made, naming it: max_pixels=-1 refused every
+    # file later ("exceeds the limit of -1"), batch_size="8" was a TypeError naming nothing.
+    for key, value in [("max_pixels", -1), ("max_aspect", -3), ("batch_size", "8")]:
+        with pytest.raises(ValueError, match=rf"^{key} must be a whole number .*, got {value!r}"):
+            load_recognizer(checkpoints["hanzi"], **{key: value})
+    assert load_recognizer(checkpoints["hanzi"], max_pixels=None, max_aspect=0).max_aspect == 0
+    # recognize_files takes paths: an array was read as a path named by its repr.
+    with pytest.raises(TypeError, match=r"paths\[1\]: a file path, got ndarray"):
+        list(rec.recognize_files([image_folder / "a_gray.png", np.zeros((4, 4), np.uint8)]))
 
 
 @pytest.mark.slow
