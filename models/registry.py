@@ -27,8 +27,10 @@ before its first use (`entry_problems`; the config check also looks for its fact
 
 from __future__ import annotations
 
+import ast
 import difflib
 import functools
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -37,6 +39,7 @@ import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -465,6 +468,86 @@ def factory_problem(entry: ModelEntry) -> str | None:
     except (ImportError, ValueError) as e:
         return f"the module of its factory, {module!r}, cannot be imported: {type(e).__name__}: {e}"
     return f"the module of its factory, {module!r}, cannot be found"
+
+
+def model_sources(name: str) -> list[str]:
+    """The source files of model ``name``'s code: its factory's module and the modules of the
+    same package that module imports (not theirs in turn: ``models.crnn`` and
+    ``models.backbones``, not ``models.registry``), sorted. Found without running them (nor
+    torch). What `model_code` hashes.
+
+    Raises:
+        ValueError: The model is unknown, or its factory's module cannot be found.
+    """
+    entry = get_entry(name)
+    module = entry.target.partition(":")[0]
+    if (problem := factory_problem(entry)) is not None:
+        raise ValueError(f"model {name!r} ({entry_source(name)}): {problem}")
+    files = {_module_file(module)}
+    top = module.partition(".")[0]
+    package = module.rpartition(".")[0] if not _is_package(module) else module
+    for imported in _imports(next(iter(files)), package, top):
+        if imported != module and not _is_package_safely(imported):  # its modules, not it
+            try:
+                files.add(_module_file(imported))
+            except (ImportError, ValueError, AttributeError):
+                continue  # a name imported from a package, not a module of its own
+    return sorted(f for f in files if f)
+
+
+def model_code(name: str) -> str:
+    """The sha256 (16 hex digits) of model ``name``'s source files (`model_sources`), by name
+    and bytes: a train job's params and its run's key hold it, so that an edit to the model's
+    code trains it afresh (the same bytes, touched or moved, do not)."""
+    digest = hashlib.sha256()
+    for path in model_sources(name):
+        data = Path(path).read_bytes()
+        digest.update(f"{Path(path).name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()[:16]
+
+
+def _module_file(module: str) -> str:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        raise ImportError(f"no source file for {module}")
+    return spec.origin
+
+
+def _is_package(module: str) -> bool:
+    spec = importlib.util.find_spec(module)
+    return spec is not None and spec.submodule_search_locations is not None
+
+
+def _is_package_safely(module: str) -> bool:
+    try:
+        return _is_package(module)
+    except (ImportError, ValueError):
+        return False
+
+
+def _imports(path: str, package: str, top: str) -> list[str]:
+    """The modules of package ``top`` a source file imports (``import a.b``, ``from a.b import
+    c``, relative ones resolved against ``package``), and ``a.b.c`` for each ``from a.b import
+    c`` where ``a.b`` is a package (``c`` may be a submodule; looking one up in a module would
+    import the module). Other packages' modules are not looked up (that imports them)."""
+    tree = ast.parse(Path(path).read_bytes(), filename=path)
+    out: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.extend(a.name for a in node.names if a.name.partition(".")[0] == top)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                try:
+                    base = importlib.util.resolve_name("." * node.level + base, package)
+                except ImportError:
+                    continue
+            if base.partition(".")[0] == top:
+                out.append(base)
+                if _is_package_safely(base):
+                    out.extend(f"{base}.{a.name}" for a in node.names if a.name != "*")
+    return out
 
 
 def models_of_family(family: str) -> list[str]:

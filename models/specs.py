@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from models.registry import model_code
 from synth.schema import SCHEMA_PATH, config_problems, load_schema
 from synth.shards import sha256_file
 
@@ -340,7 +341,8 @@ def settings_drift(
 
 
 def run_hash(job: TrainJob, charset: Sequence[str], world_size: int = 1) -> str:
-    """Key of a run's resume state: what the weights depend on (model, training spec but
+    """Key of a run's resume state: what the weights depend on (model and the digest of its
+    code, `models.registry.model_code`, training spec but
     `NOT_HASHED`, seed, charset, the shards: their names and the sha256 of their bytes, the
     sha256 of the ``init_from`` checkpoint, and the number of processes under ``torchrun``,
     which splits the data stream). An edited config, regenerated data (new fonts, say), another
@@ -358,6 +360,7 @@ def run_hashes(job: TrainJob, charset: Sequence[str], world_size: int = 1) -> tu
     key = {
         "task": job.task,
         "model": job.model,
+        "model_code": model_code(job.model),
         "model_kwargs": dict(sorted(job.model_kwargs.items())),
         "train": train,
         "seed": job.seed,

@@ -5,6 +5,7 @@ trains and evaluates it, and ``synthocr-check-model`` checks it as the tests che
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import os
 import re
@@ -237,6 +238,52 @@ def test_batch_first_logits_in_training_are_named_as_such(install):
         family.check_output(model(images), images)
 
 
+def test_a_models_code_is_its_factorys_module_and_the_package_modules_it_imports(install):
+    from models.registry import model_code, model_sources
+
+    site = install(GOOD)
+    modules = site / PACKAGE
+    assert model_sources("plugin_ctc") == [str(modules / "nets.py")]  # not entries.py
+    before = model_code("plugin_ctc")
+    (modules / "layers.py").write_text("SCALE = 1\n")
+    nets = modules / "nets.py"
+    nets.write_text(
+        "from . import layers\nfrom synthocr_plugin_test.layers import SCALE\n" + FACTORY
+    )
+    importlib.invalidate_caches()  # a module written after its package was imported
+    assert model_sources("plugin_ctc") == [str(modules / "layers.py"), str(nets)]
+    edited = model_code("plugin_ctc")
+    assert edited != before
+    (modules / "layers.py").write_text("SCALE = 2\n")  # an edit of a module it imports
+    assert model_code("plugin_ctc") != edited
+    os.utime(nets)  # touched, not edited
+    assert model_code("plugin_ctc") == model_code("plugin_ctc")
+    # The built-in models: their module and models.backbones, not models.registry (which an
+    # edit of anything else would change).
+    assert [Path(p).name for p in model_sources("crnn_vgg")] == ["backbones.py", "crnn.py"]
+
+
+def test_a_runs_key_holds_its_models_code(monkeypatch):
+    from models import specs
+
+    job = specs.TrainJob(
+        experiment="e",
+        task="line",
+        model="crnn_vgg",
+        model_kwargs={},
+        train=specs.TrainSpec(),
+        seed=1,
+        device="cpu",
+        charset="c.txt",
+        train_shards=(),
+        val_shards=(),
+        out_dir="out",
+    )
+    key = specs.run_hash(job, ["a"])
+    monkeypatch.setattr(specs, "model_code", lambda name: "0" * 16)
+    assert specs.run_hash(job, ["a"]) != key
+
+
 def _check_command(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "models.conformance", *args],
@@ -303,6 +350,21 @@ def test_the_workflow_trains_evaluates_and_exports_a_plugin_model(
     )
     assert export.returncode == 0, export.stderr
     assert (work / "tiny.onnx").stat().st_size > 0
+    # The model's code is part of the job: touched, nothing reruns; edited, its training (and
+    # what reads its model) reruns, from step 0, not from the finished run of the old code.
+    nets = site / PACKAGE / "nets.py"
+    os.utime(nets)
+    proc = run_snakemake(work, "-n", "--cores", "2", target, config=path)
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout
+    nets.write_text(nets.read_text() + "\n# an edit\n")
+    proc = run_snakemake(work, "-n", "--cores", "2", target, config=path)
+    planned = [line.strip() for line in proc.stdout.splitlines() if line.startswith("rule ")]
+    assert planned and planned[0] == "rule train:", proc.stdout
+    assert "wildcards: experiment=line_tiny" in proc.stdout
+    assert "experiment=line_crnn_vgg" not in proc.stdout
+    run_snakemake(work, "--cores", "2", "results/models/line_tiny/model.pt", config=path)
+    log = (work / "logs/train/line_tiny.log").read_text()
+    assert "resuming run" not in log, log
     images = _test_images(work, tmp_path / "images")
 
     def recognize(model: str) -> subprocess.CompletedProcess:

@@ -10,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 from models.metrics import metric_names
 from models.pack import read_labels
 from models.configcheck import workflow_config_problems
-from models.registry import family_of, label_lengths
+from models.registry import family_of, label_lengths, model_code
 from models.specs import SCHEDULING, settings_drift, train_job_params
 from synth import joblog
 from synth.atomic import missing_why
@@ -567,6 +567,8 @@ def train_params(wildcards):
             **{k: exp[k] for k in ("task", "model", "model_kwargs")},
             "train": train_job_params(exp["train"]),
         },
+        # The model's source files (models.registry.model_code): an edit to them retrains it.
+        "model_code": model_code(exp["model"]),
     }
     source = INIT_SOURCES[wildcards.experiment]
     if source is not None and source[1] is not None:
