@@ -1093,7 +1093,7 @@ def job_from_config(
         model=exp["model"],
         model_kwargs=dict(exp.get("model_kwargs") or {}),
         train=TrainSpec.from_config(exp.get("train"), where=f"experiments.{experiment}.train"),
-        seed=int(config.get("seed", 20171204)),
+        seed=int(exp.get("seed", config.get("seed", 20171204))),
         device=device or config.get("device", "auto"),
         charset=str(results / "charsets" / f"{task}.txt"),
         train_shards=shards("train"),

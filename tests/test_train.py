@@ -1165,6 +1165,11 @@ def test_cli_reads_a_config(line_data, tmp_path):
     )
     with pytest.raises(ValueError, match=r"unknown experiment 'nope'.*tiny"):
         job_from_config(config, "nope", results)
+    # The root seed, unless the experiment has one of its own (as the workflow's train job)
+    assert job.seed == 3
+    own = copy.deepcopy(config)
+    own["experiments"]["tiny"]["seed"] = 2
+    assert job_from_config({**own, "seed": 5}, "tiny", results).seed == 2
     main(["--config", str(cfg), "--experiment", "tiny", "--results", str(results)])
     assert (results / "models" / "tiny" / "model.pt").is_file()
     # An overlay: the config it extends, with only what it changes

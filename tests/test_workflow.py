@@ -1631,6 +1631,32 @@ def test_the_longest_training_job_and_its_shards_start_first(tmp_path):
 
 
 @pytest.mark.slow
+def test_an_experiments_own_seed_trains_it_again_on_the_same_shards(smoke_run, tmp_path):
+    # Seed replicates: an experiment's seed moves its training alone; the root seed is the
+    # shards'. The root seed spelt out as the experiment's reruns nothing.
+    root = yaml.safe_load(SMOKE.read_text())["seed"]
+
+    def same(c):
+        c["experiments"]["expr_crnn"]["seed"] = root
+
+    proc = run_snakemake(
+        smoke_run, "-n", "--cores", "2", "all", config=_write_config(tmp_path, same)
+    )
+    assert not _jobs(proc.stdout), proc.stdout
+
+    def replicate(c):
+        c["experiments"]["expr_crnn_s2"] = {**c["experiments"]["expr_crnn"], "seed": 2}
+
+    proc = run_snakemake(
+        smoke_run, "-n", "--cores", "2", "all", config=_write_config(tmp_path, replicate)
+    )
+    jobs = _jobs(proc.stdout)
+    assert ("train", {"experiment": "expr_crnn_s2"}) in jobs, proc.stdout
+    assert {w.get("experiment") for _, w in jobs if "experiment" in w} == {"expr_crnn_s2"}
+    assert not any(rule in ("shard", "coverage", "charset") for rule, _ in jobs), jobs
+
+
+@pytest.mark.slow
 def test_editing_scheduling_hints_reruns_nothing(smoke_run, tmp_path):
     # threads, mem_mb and priority say how to schedule a job, not what it makes. An eval block
     # left out is its defaults in full, the same as one that spells them out.
