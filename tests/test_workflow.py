@@ -965,6 +965,11 @@ OWN = "is this experiment's own model"
         ("{link}/results/models/expr_crnn/model.pt", OWN),  # the working folder by a symlink
         ("nowhere/model.pt", "does not exist and no experiment makes it"),
         ("results/models/gone/model.pt", "makes it (the config has no experiment 'gone')"),
+        # another architecture's model: known before that experiment trains
+        (
+            "results/models/line_crnn_vgg/model.pt",
+            "is experiment line_crnn_vgg's model (crnn_vgg); this experiment trains expr_crnn",
+        ),
     ],
 )
 def test_fine_tuning_from_its_own_model_or_no_file_fails_at_parse_time(tmp_path, path, message):

@@ -401,6 +401,13 @@ def _init_source(name):
             f"{where}: {path} is this experiment's own model; copy it elsewhere to start from it"
         )
     if maker in EXPERIMENTS:
+        ours = experiment_config(name)["model"]
+        theirs = experiment_config(maker)["model"]
+        if ours != theirs:  # known now: not after the other experiment has trained
+            raise ValueError(
+                f"{where}: {path} is experiment {maker}'s model ({theirs}); this experiment "
+                f"trains {ours}, and weights start only a model of the same architecture"
+            )
         return model_path(maker), None
     if not os.path.isfile(path):
         raise ValueError(
@@ -436,7 +443,7 @@ for _name in EXPERIMENTS:
         _drift = settings_drift(
             _info,
             experiment_config(_name),
-            config["seed"],
+            experiment_config(_name).get("seed", config["seed"]),
             len(experiment_train_shards(_name)),
         )
         if _drift:
