@@ -434,6 +434,33 @@ def config_with_origins(
     return merge_config(merged, overrides), _merge_origins(origins, _origins(overrides, "--config"))
 
 
+def renamed_models(config: Mapping[str, Any], origins: Mapping[str, Any]) -> list[str]:
+    """A warning for each experiment whose ``model`` one file (or ``--config``) sets over an
+    experiment another file defines (its ``task`` set there): an overlay that reuses a shipped
+    experiment's name for a model of its own keeps that experiment's other settings, and its
+    results take the old model's name in every report."""
+    out = []
+    for name, exp in sorted((origins.get("experiments") or {}).items()):
+        if not isinstance(exp, Mapping) or exp.get("model") in (None, exp.get("task")):
+            continue
+        model_file, defined = exp["model"], exp.get("task")
+        if not isinstance(model_file, str) or not isinstance(defined, str):
+            continue
+        inherited = sorted(
+            k
+            for k, v in exp.items()
+            if k not in ("model", _EMPTY)
+            and model_file not in (set(_leaves(v)) if isinstance(v, Mapping) else {v})
+        )
+        out.append(
+            f"experiments.{name}.model: {config['experiments'][name]['model']} ({model_file}) "
+            f"replaces the model of the experiment {defined} defines, whose other settings "
+            f"({', '.join(inherited)}) it keeps; its model, metrics and report rows keep the "
+            f"name {name}. A model of your own reads more clearly under a new experiment name."
+        )
+    return out
+
+
 def problems_error(problems: Sequence[str], what: str = "config") -> ValueError:
     """The error that lists ``problems`` (one line each) under ``invalid config (N problems):``,
     whether they are the schema's or those of the checks past it."""

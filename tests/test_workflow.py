@@ -301,6 +301,33 @@ def test_config_files_merge_in_order_each_on_its_own_base_then_the_command_lines
         merge_config_files(files, {"extends": "base1.yaml"})
 
 
+def test_an_overlay_that_gives_an_experiment_another_model_is_warned_of(tmp_path):
+    # Its settings, metrics and report rows were the old model's name's without a word.
+    from synth.schema import renamed_models
+
+    base, over = tmp_path / "base.yaml", tmp_path / "over.yaml"
+    base.write_text(
+        "experiments:\n  v: {task: line, model: crnn_vgg, model_kwargs: {hidden: 8}}\n"
+        "  g: {task: line, model: crnn_grcnn}\n"
+    )
+    over.write_text(
+        "extends: base.yaml\nexperiments:\n  v: {model: mine}\n"
+        "  g: {model_kwargs: {hidden: 4}}\n  n: {task: line, model: mine}\n"
+    )
+    config, origins = config_with_origins([over])
+    assert renamed_models(config, origins) == [
+        f"experiments.v.model: mine ({over}) replaces the model of the experiment "
+        f"{base.resolve()} defines, whose other settings (model_kwargs, task) it keeps; its "
+        "model, metrics and report rows keep the name v. A model of your own reads more clearly "
+        "under a new experiment name."
+    ]
+    config, origins = config_with_origins([over], {"experiments": {"g": {"model": "x"}}})
+    assert [w.split(":")[0] for w in renamed_models(config, origins)] == [
+        "experiments.g.model",
+        "experiments.v.model",
+    ]
+
+
 def test_a_problem_of_a_merged_config_names_the_file_that_set_the_key(tmp_path):
     base, over, last = (tmp_path / n for n in ("base.yaml", "over.yaml", "last.yaml"))
     base.write_text("seed: 1\ntasks: {expr: {heigth: 40}}\n")

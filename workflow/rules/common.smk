@@ -21,6 +21,7 @@ from synth.schema import (
     from_files,
     named_with_file,
     problems_error,
+    renamed_models,
 )
 from synth.shards import sha256_file
 from synth.specs import canonical, font_role, split_config
@@ -46,6 +47,9 @@ config.clear()
 config.update(
     _filled
 )  # the config with the schema's defaults, as check_schema filled them
+joblog.console("synth.workflow")
+for _warning in renamed_models(config, _origins):
+    logging.getLogger("synth.workflow").warning("%s", _warning)
 
 TASKS = ["hanzi", "expr", "line", "short"]
 SPLITS = ["train", "val", "test_seen", "test_heldout"]
