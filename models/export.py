@@ -49,7 +49,7 @@ from google.protobuf.message import DecodeError
 from torch import nn
 
 from models.checkpoint import CheckpointError, ModelMeta, check_meta, load_model, read_meta
-from models.cli import command_name, stops_on_interrupt
+from models.cli import command_name, positive_int, stops_on_interrupt
 from models.families import make_family
 from models.preprocess import MEAN, STD, min_width
 from models.registry import (
@@ -61,7 +61,7 @@ from models.registry import (
     is_registered,
     output_length,
 )
-from synth.atomic import publish, remove_stale_temporaries
+from synth.atomic import missing_why, publish, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -627,12 +627,26 @@ def _disabled_optimizers(info: Mapping[str, Any], path: str | os.PathLike) -> li
 
 def _export_int8(args: argparse.Namespace) -> Path:
     """Export to a temporary float file, then quantize it into ``args.out``."""
-    from models.quantize import DEFAULT_CALIBRATION_IMAGES, DEFAULT_OPS, quantize_onnx
+    from models.quantize import (
+        DEFAULT_CALIBRATION_IMAGES,
+        DEFAULT_OPS,
+        QUANTIZABLE_OPS,
+        quantize_onnx,
+    )
 
+    # What can be checked before exporting anything (a minute for a large model) is.
     out = Path(args.out)
-    if out.suffix.lower() != ".onnx":  # before exporting anything
+    if out.suffix.lower() != ".onnx":
         raise ExportError(f"{out}: the output must be an .onnx file")
     ops = args.int8_ops.split(",") if args.int8_ops else list(DEFAULT_OPS)
+    if unknown := sorted(set(ops) - set(QUANTIZABLE_OPS)):
+        raise ExportError(
+            f"--int8-ops: {', '.join(unknown)} cannot be quantized here; "
+            f"give some of {', '.join(QUANTIZABLE_OPS)}"
+        )
+    for source in args.int8:
+        if not os.path.exists(source):
+            raise ExportError(f"calibration: {source} {missing_why(source)}")
     with tempfile.TemporaryDirectory(prefix="synthocr-export-") as work:
         plain = export_onnx(
             args.checkpoint, Path(work) / "float.onnx", opset=args.opset, check=not args.no_check
@@ -678,7 +692,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--calibration-images",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="with --int8: images used for the calibration, at most (default 256)",

@@ -17,6 +17,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from test_export import onnx_standalone_block, tiny_checkpoint
 
+import models.export as export_module
 from models.checkpoint import load_model, save_model
 from models.export import META_KEY, ExportError, OnnxModel, export_onnx, main, read_onnx_meta
 from models.images import load_gray
@@ -250,7 +251,7 @@ def test_a_bad_calibration_source_is_named_and_nothing_is_written(float_exports,
 
 
 def test_the_export_command_writes_an_int8_file(
-    float_exports, tmp_path, capsys, cjk_font, repo_root
+    float_exports, tmp_path, capsys, cjk_font, repo_root, monkeypatch
 ):
     _, meta, images = float_exports["crnn_vgg"]
     ckpt = tmp_path / "model.pt"
@@ -284,6 +285,29 @@ def test_the_export_command_writes_an_int8_file(
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "\nerror: calibration: " in proc.stderr and "empty.tar" in proc.stderr
     assert not (tmp_path / "z.onnx").exists()
+    # What can be checked before the float export is (it was, after it): a missing source, an
+    # op not quantized here, a count of 0 (a usage error).
+    export_calls = []
+    monkeypatch.setattr(export_module, "export_onnx", lambda *a, **k: export_calls.append(a))
+    for extra, said in [
+        (["--int8", str(tmp_path / "gone")], f"error: calibration: {tmp_path / 'gone'} does not"),
+        (["--int8", str(images), "--int8-ops", "Gemm"], "error: --int8-ops: Gemm cannot be"),
+    ]:
+        assert main([str(ckpt), str(tmp_path / "w.onnx"), *extra]) == 1
+        assert capsys.readouterr().err.startswith(said)
+    with pytest.raises(SystemExit):
+        main(
+            [
+                str(ckpt),
+                str(tmp_path / "w.onnx"),
+                "--int8",
+                str(images),
+                "--calibration-images",
+                "0",
+            ]
+        )
+    assert "--calibration-images: must be >= 1, got 0" in capsys.readouterr().err
+    assert export_calls == []
     # the int8 options alone are a usage error
     with pytest.raises(SystemExit) as e:
         main([str(ckpt), str(tmp_path / "y.onnx"), "--int8-ops", "Conv"])
