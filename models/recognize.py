@@ -482,6 +482,13 @@ def build_parser() -> argparse.ArgumentParser:
         "standard input; relative paths are relative to the current folder, not to FILE's",
     )
     parser.add_argument(
+        "-0",
+        "--null",
+        action="store_true",
+        help="with --files-from: the names end with a NUL byte, not a newline (find -print0), "
+        "so that a name may hold a newline",
+    )
+    parser.add_argument(
         "--format",
         choices=("tsv", "json"),
         default="tsv",
@@ -546,11 +553,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_path_list(source: str) -> list[str]:
+def read_path_list(source: str, null: bool = False) -> list[str]:
     """The paths of a ``--files-from`` list: one per line, UTF-8 (a leading byte-order mark is
     dropped, and bytes that are not UTF-8 come through as Python reads such file names), empty
     lines skipped, nothing else stripped (a file name may start or end with a space); ``-`` is
-    standard input.
+    standard input. With ``null``, each name ends with a NUL byte instead (``find -print0``),
+    and is taken whole, a newline or a carriage return in it too.
 
     Raises:
         OSError: The list cannot be read (its message names it).
@@ -561,6 +569,8 @@ def read_path_list(source: str) -> list[str]:
         with open(source, "rb") as f:
             data = f.read()
     text = data.decode("utf-8-sig", errors="surrogateescape")
+    if null:
+        return [name for name in text.split("\0") if name]
     return [line.removesuffix("\r") for line in text.split("\n") if line.removesuffix("\r")]
 
 
@@ -571,7 +581,7 @@ def _gather_paths(args: argparse.Namespace, err: TextIO) -> list[Path] | None:
     where = " ".join(args.paths)
     if args.files_from is not None:
         try:
-            listed = read_path_list(args.files_from)
+            listed = read_path_list(args.files_from, null=args.null)
         except OSError as e:
             reason = e.strerror or str(e)
             print(f"error: --files-from {tsv_field(args.files_from)}: {reason}", file=err)
@@ -701,6 +711,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_intermixed_args(argv)
     if not args.paths and args.files_from is None:
         parser.error("give the images: PATH..., or --files-from FILE")
+    if args.null and args.files_from is None:
+        parser.error("-0/--null goes with --files-from")
     if args.task_config and args.decoder != "grammar":
         parser.error("--task-config holds the grammar decoder's readings: add --decoder grammar")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

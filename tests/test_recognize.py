@@ -794,6 +794,25 @@ def test_files_from_reads_a_list_of_paths_relative_to_the_current_folder(
     assert "give the images: PATH..., or --files-from FILE" in capsys.readouterr().err
 
 
+def test_a_nul_separated_list_takes_names_with_newlines(
+    checkpoints, image_folder, tmp_path, capsys, monkeypatch
+):
+    # find -print0: a name with a newline was two names, neither of them a file.
+    odd = tmp_path / "two\nlines.png"
+    odd.write_bytes((image_folder / "a_gray.png").read_bytes())
+    stdin = type(
+        "Stdin", (), {"buffer": io.BytesIO(f"{odd}\0{image_folder / 'a_gray.png'}\0".encode())}
+    )()
+    monkeypatch.setattr(sys, "stdin", stdin)
+    ckpt = str(checkpoints["line"])
+    assert main([ckpt, "--files-from", "-", "-0", "--format", "json"]) == 0
+    read = [json.loads(line)["path"] for line in capsys.readouterr().out.splitlines()]
+    assert read == [str(odd), str(image_folder / "a_gray.png")]
+    with pytest.raises(SystemExit):
+        main([ckpt, str(odd), "--null"])
+    assert "-0/--null goes with --files-from" in capsys.readouterr().err
+
+
 def test_a_folder_without_images_is_named_in_a_warning(checkpoints, image_folder, tmp_path, capsys):
     hollow = tmp_path / "hollow"
     (hollow / "inner").mkdir(parents=True)
