@@ -9,10 +9,12 @@ BIN := $(VENV)/bin
 CONFIG ?= configs/config.yaml
 CORES ?= all
 # PyTorch build: cpu (default), or cuda on a GPU machine (`make report TORCH=cuda`). Unset, it
-# is the build the environment was last set up with (the newest stamp's), so a later `make test`
-# keeps a CUDA set-up's torch; `TORCH=cpu` switches back.
-TORCH ?= $(or $(shell cd $(VENV) 2>/dev/null && ls -t .synthocr-cpu-* .synthocr-cuda-* 2>/dev/null \
+# is the build the environment was last set up with (its one stamp's), so a later `make test`
+# keeps a CUDA set-up's torch; `TORCH=cpu` switches back (the set-up replaces the stamp).
+ifeq ($(origin TORCH),undefined)
+TORCH := $(or $(shell cd $(VENV) 2>/dev/null && ls -t .synthocr-cpu-* .synthocr-cuda-* 2>/dev/null \
 	| head -n 1 | cut -d- -f2),cpu)
+endif
 export TORCH
 # Installed environment is keyed on the pins and the build: editing pyproject.toml re-installs.
 STAMP := $(VENV)/.synthocr-$(TORCH)-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
@@ -23,6 +25,7 @@ setup: $(STAMP) system-deps
 
 $(STAMP): pyproject.toml workflow/setup/install_python.sh
 	PYTHON=$(PYTHON) VENV=$(VENV) bash workflow/setup/install_python.sh
+	rm -f $(VENV)/.synthocr-cpu-* $(VENV)/.synthocr-cuda-*
 	touch $@
 
 system-deps:

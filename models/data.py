@@ -48,6 +48,7 @@ from synth.shards import (
     REBUILD_HINT,
     duplicate_key,
     member_problem,
+    name_problem,
     record_json,
     record_text,
     split_member,
@@ -176,9 +177,10 @@ def index_shard(url: str) -> ShardIndex:
     Plain ustar headers are read directly (`_plain_ustar_members`), anything else by tarfile.
 
     Raises:
-        ShardError: Missing, not a tar, truncated, holding no samples, or holding a key twice
+        ShardError: Missing, not a tar, truncated, holding no samples, holding a key twice
             (two members of one sample with the same extension, or a key again after other
-            samples) (names the shard, and the key).
+            samples), or a member that cannot be part of a sample (`synth.shards.member_problem`:
+            a link, a special file, no extension) (names the shard, and the key or member).
     """
     try:
         size = os.path.getsize(url)
@@ -204,9 +206,9 @@ def index_shard(url: str) -> ShardIndex:
     order: list[str] = []
     parts: dict[str, list[tuple[str, int, int]]] = {}
     for name, offset, length in members:
+        if (problem := name_problem(url, name)) is not None:  # the direct reader's names too
+            raise ShardError(problem)
         key, ext = split_member(name)
-        if not ext:
-            raise ShardError(f"shard {url}: member {name!r} has no extension")
         if offset + length > size:
             raise ShardError(f"shard {url}: truncated inside sample {key!r}{REBUILD_HINT}")
         if key not in parts:

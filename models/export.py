@@ -61,7 +61,7 @@ from models.registry import (
     is_registered,
     output_length,
 )
-from synth.atomic import missing_why, publish, remove_stale_temporaries
+from synth.atomic import publish, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -630,23 +630,18 @@ def _export_int8(args: argparse.Namespace) -> Path:
     from models.quantize import (
         DEFAULT_CALIBRATION_IMAGES,
         DEFAULT_OPS,
-        QUANTIZABLE_OPS,
+        check_int8_args,
         quantize_onnx,
     )
 
-    # What can be checked before exporting anything (a minute for a large model) is.
     out = Path(args.out)
-    if out.suffix.lower() != ".onnx":
-        raise ExportError(f"{out}: the output must be an .onnx file")
     ops = args.int8_ops.split(",") if args.int8_ops else list(DEFAULT_OPS)
-    if unknown := sorted(set(ops) - set(QUANTIZABLE_OPS)):
-        raise ExportError(
-            f"--int8-ops: {', '.join(unknown)} cannot be quantized here; "
-            f"give some of {', '.join(QUANTIZABLE_OPS)}"
-        )
-    for source in args.int8:
-        if not os.path.exists(source):
-            raise ExportError(f"calibration: {source} {missing_why(source)}")
+    limit = (
+        args.calibration_images
+        if args.calibration_images is not None
+        else DEFAULT_CALIBRATION_IMAGES
+    )
+    check_int8_args(out, ops, args.int8, limit)  # before the float export (a minute, for some)
     with tempfile.TemporaryDirectory(prefix="synthocr-export-") as work:
         plain = export_onnx(
             args.checkpoint, Path(work) / "float.onnx", opset=args.opset, check=not args.no_check
@@ -655,11 +650,7 @@ def _export_int8(args: argparse.Namespace) -> Path:
             plain,
             out,
             args.int8,
-            limit=(
-                args.calibration_images
-                if args.calibration_images is not None
-                else DEFAULT_CALIBRATION_IMAGES
-            ),
+            limit=limit,
             ops=ops,
         )
     return out

@@ -60,6 +60,10 @@ class Grammar(Protocol):
         """Whether the text read so far is a whole text of the grammar."""
 
 
+class NonFiniteOutputError(ValueError):
+    """A model's outputs hold NaN or inf where they are decoded (`Family.readable_logits`)."""
+
+
 class LabelError(ValueError):
     """A label the charset cannot encode (or that the family cannot represent).
 
@@ -191,15 +195,15 @@ class Family:
         return logits
 
     def readable_logits(self, outputs: Any, batch: int | None = None) -> torch.Tensor:
-        """The logits to decode (detached, fp32), all finite: a model that gives NaN or inf
+        """The logits to decode (detached, fp32), none NaN or +inf: a model that gives them
         (in eval mode alone, say, from broken batch-norm statistics) is an error naming it, not
         images read as nothing or confidences of ``nan``."""
         logits = self.logits(outputs, batch).detach().float()
-        bad = ~torch.isfinite(logits)
+        bad = torch.isnan(logits) | (logits == math.inf)  # -inf: a class ruled out, not a fault
         if bool(bad.any()):
             per_image = bad.transpose(0, self.batch_axis).reshape(logits.shape[self.batch_axis], -1)
-            raise ValueError(
-                f"model {self.model_name!r} gave outputs that are not finite (NaN or inf) for "
+            raise NonFiniteOutputError(
+                f"model {self.model_name!r} gave outputs that are not finite (NaN or +inf) for "
                 f"{int(per_image.any(1).sum())} of {per_image.shape[0]} images: its weights or "
                 "its batch-norm statistics hold NaN, or its forward overflows "
                 f"({entry_source(self.model_name)})"

@@ -161,6 +161,8 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
             raise ImageLoadError(name, "file name too long for the file system") from None
         # Truncated or corrupt data (Pillow raises OSError, and SyntaxError from some plugins).
         raise ImageLoadError(name, f"corrupt image: {e}") from None
+    except MemoryError:
+        raise
     except Exception as e:  # a decoder's own: RuntimeError (AVIF), struct.error, TypeError
         raise ImageLoadError(name, f"corrupt image: {type(e).__name__}: {e}") from None
 
@@ -429,6 +431,8 @@ def load_gray(
         label = name or "<PIL image>"
         try:
             source.load()  # a lazily opened image is decoded here, inside the try
+        except MemoryError:
+            raise
         except Exception as e:
             # Pillow raises a bare AssertionError for an image whose file was closed.
             why = str(e) or "closed, or not loaded before its file was closed?"

@@ -54,7 +54,7 @@ from models.export import META_KEY, ExportError, load_onnx, metadata_of
 from models.images import ImageLoadError, find_images
 from models.predict import batches, predict
 from models.recognize import Recognizer
-from synth.atomic import write_bytes_atomic
+from synth.atomic import missing_why, write_bytes_atomic
 from synth.shards import ShardReadError
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,34 @@ QUANTIZABLE_OPS = ("Conv", "MatMul")
 DEFAULT_CALIBRATION_IMAGES = 256
 # Below this share of the calibration images read alike, the export warns.
 AGREEMENT_WARNING = 0.95
+
+
+def check_int8_args(
+    out: str | os.PathLike,
+    ops: Sequence[str],
+    sources: Sequence[str | os.PathLike],
+    limit: int,
+) -> None:
+    """What `quantize_onnx` can check of its arguments before any work (the export command
+    checks them before its float export too): an ``.onnx`` output, ops of `QUANTIZABLE_OPS`,
+    calibration sources that exist, a limit of at least one image.
+
+    Raises:
+        ExportError: Naming the argument at fault.
+    """
+    if Path(out).suffix.lower() != ".onnx":
+        raise ExportError(f"{out}: the output must be an .onnx file")
+    unknown = sorted(set(ops) - set(QUANTIZABLE_OPS))
+    if unknown or not ops:
+        raise ExportError(
+            f"cannot quantize op(s) {', '.join(unknown) or '(none given)'}; "
+            f"valid: {', '.join(QUANTIZABLE_OPS)}"
+        )
+    for source in map(str, sources):
+        if not os.path.exists(source):
+            raise ExportError(f"calibration: {source} {missing_why(source)}")
+    if limit < 1:
+        raise ExportError(f"the calibration needs at least one image, got a limit of {limit}")
 
 
 def calibration_images(
@@ -91,7 +119,7 @@ def calibration_images(
         if len(images) >= limit:
             break
         if not os.path.exists(source):
-            raise ExportError(f"calibration: {source} does not exist")
+            raise ExportError(f"calibration: {source} {missing_why(source)}")
         if os.path.isfile(source) and source.lower().endswith(".tar"):
             try:
                 samples = iter_samples(
@@ -261,14 +289,7 @@ def quantize_onnx(
     )
 
     out = Path(out)
-    if out.suffix.lower() != ".onnx":
-        raise ExportError(f"{out}: the output must be an .onnx file")
-    unknown = sorted(set(ops) - set(QUANTIZABLE_OPS))
-    if unknown or not ops:
-        raise ExportError(
-            f"cannot quantize op(s) {', '.join(unknown) or '(none given)'}; "
-            f"valid: {', '.join(QUANTIZABLE_OPS)}"
-        )
+    check_int8_args(out, ops, calibration, limit)
     try:
         proto = onnx.load(str(src))
     except (OSError, DecodeError) as e:

@@ -73,7 +73,7 @@ from models.cli import (
 )
 from models.devices import resolve_device
 from models.export import ExportError, export_device, is_export, load_onnx
-from models.families import Prediction
+from models.families import NonFiniteOutputError, Prediction
 from models.images import (
     DEFAULT_MAX_PIXELS,
     MAX_ASPECT,
@@ -482,7 +482,6 @@ def build_parser() -> argparse.ArgumentParser:
         "standard input; relative paths are relative to the current folder, not to FILE's",
     )
     parser.add_argument(
-        "-0",
         "--null",
         action="store_true",
         help="with --files-from: the names end with a NUL byte, not a newline (find -print0), "
@@ -655,7 +654,11 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         warnings.showwarning = lambda message, *_, **__: print(
             f"warning: {tsv_field(str(message))}", file=err, flush=True
         )
-        failed = _print_results(recognizer, paths, args.format, out, err)
+        try:
+            failed = _print_results(recognizer, paths, args.format, out, err)
+        except NonFiniteOutputError as e:  # the model, not an image: nothing more can be read
+            print(f"error: {args.checkpoint}: {e}", file=err)
+            return EXIT_FATAL
     if failed:
         print(f"{failed} of {len(paths)} images could not be read", file=err)
         return EXIT_SOME_FAILED
@@ -712,7 +715,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.paths and args.files_from is None:
         parser.error("give the images: PATH..., or --files-from FILE")
     if args.null and args.files_from is None:
-        parser.error("-0/--null goes with --files-from")
+        parser.error("--null goes with --files-from")
     if args.task_config and args.decoder != "grammar":
         parser.error("--task-config holds the grammar decoder's readings: add --decoder grammar")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

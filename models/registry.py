@@ -36,6 +36,7 @@ import importlib.util
 import inspect
 import math
 import numbers
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -483,22 +484,28 @@ def model_sources(name: str) -> list[str]:
     module = entry.target.partition(":")[0]
     if (problem := factory_problem(entry)) is not None:
         raise ValueError(f"model {name!r} ({entry_source(name)}): {problem}")
-    files = {_module_file(module)}
-    top = module.partition(".")[0]
-    package = module.rpartition(".")[0] if not _is_package(module) else module
-    for imported in _imports(next(iter(files)), package, top):
-        if imported != module and not _is_package_safely(imported):  # its modules, not it
-            try:
-                files.add(_module_file(imported))
-            except (ImportError, ValueError, AttributeError):
-                continue  # a name imported from a package, not a module of its own
-    return sorted(f for f in files if f)
+    try:
+        factory_file = _module_file(module)
+    except ImportError as e:  # a module of no file (built in, frozen, in a zip)
+        raise ValueError(f"model {name!r} ({entry_source(name)}): {e}") from None
+    files = {factory_file}
+    if factory_file.endswith(".py"):  # a compiled module's imports are not read
+        top = module.partition(".")[0]
+        package = module if _is_package(module) else module.rpartition(".")[0]
+        for imported in _imports(factory_file, package, top):
+            if imported != module and not _is_package_safely(imported):  # its modules, not it
+                try:
+                    files.add(_module_file(imported))
+                except (ImportError, ValueError, AttributeError):
+                    continue  # a name imported from a package, not a module of its own
+    return sorted(files)
 
 
 def model_code(name: str) -> str:
     """The sha256 (16 hex digits) of model ``name``'s source files (`model_sources`), by name
     and bytes: a train job's params and its run's key hold it, so that an edit to the model's
-    code trains it afresh (the same bytes, touched or moved, do not)."""
+    code trains it afresh (the same bytes, touched, or moved under the same file names, do
+    not)."""
     digest = hashlib.sha256()
     for path in model_sources(name):
         data = Path(path).read_bytes()
@@ -508,9 +515,10 @@ def model_code(name: str) -> str:
 
 
 def _module_file(module: str) -> str:
+    """The file a module is loaded from (its source, or a compiled extension)."""
     spec = importlib.util.find_spec(module)
-    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-        raise ImportError(f"no source file for {module}")
+    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+        raise ImportError(f"the module {module} is loaded from no file of its own")
     return spec.origin
 
 
@@ -714,18 +722,23 @@ def output_length(name: str, image_width: Any, **kwargs: Any) -> Any:
     entry = get_entry(name)
     if entry.output_length is None:
         raise ValueError(f"model {name!r} is not a CTC model (family {entry.family})")
-    rule = (
+    try:
+        frames = entry.output_length(image_width, **kwargs)
+    except (RuntimeError, TypeError) as e:  # max() of a tensor, torch ops on an int
+        raise ValueError(
+            f"{_frames_rule(name)}; given {_widths(image_width)}, it failed: {e}"
+        ) from e
+    if not _whole_frames(frames, image_width):  # every step calls this: the message only here
+        raise ValueError(f"{_frames_rule(name)}; given {_widths(image_width)}, it gave {frames!r}")
+    return frames
+
+
+def _frames_rule(name: str) -> str:
+    return (
         f"the output_length of model {name!r} ({entry_source(name)}) must count whole frames: "
         "an int for an int width, an integer tensor of the same shape for a tensor of widths "
         "(write // and torch.clamp, not / and max)"
     )
-    try:
-        frames = entry.output_length(image_width, **kwargs)
-    except (RuntimeError, TypeError) as e:  # max() of a tensor, torch ops on an int
-        raise ValueError(f"{rule}; given {_widths(image_width)}, it failed: {e}") from e
-    if not _whole_frames(frames, image_width):
-        raise ValueError(f"{rule}; given {_widths(image_width)}, it gave {frames!r}")
-    return frames
 
 
 def _widths(widths: Any) -> str:

@@ -34,10 +34,10 @@ from pathlib import Path
 
 from braceexpand import UnbalancedBracesError, braceexpand
 from fontTools.ttLib import TTCollection, TTFont, TTLibError
-from PIL import ImageFont
 
 from synth.atomic import missing_why, sha256_file, write_text_atomic
 from synth.charset import SPACE
+from synth.render import load_font
 
 log = logging.getLogger(__name__)
 # What resolving the font patterns skipped (a pattern matching nothing, a file that is not a
@@ -632,8 +632,7 @@ def _inked(path: str, index: int, chars: Iterable[str]) -> set[str]:
     Raises:
         OSError: FreeType cannot open the face.
     """
-    # Laid out as the samples are (`synth.render.load_font`): one glyph, no OpenType features.
-    pil = ImageFont.truetype(path, INK_SIZE, index=index, layout_engine=ImageFont.Layout.BASIC)
+    pil = load_font(path, index, INK_SIZE)  # laid out as the samples are: no OpenType features
     out, failed = set(), []
     for c in sorted(chars):
         try:
@@ -791,7 +790,7 @@ def merge_coverage(tables: Sequence[str | os.PathLike], path) -> None:
 
 def with_forms(faces: Sequence[Face], forms: Iterable[str]) -> list[Face]:
     """``faces``, each covering also those of ``forms`` it draws (checked as the coverage table
-    is, with fontTools, empty glyphs counting as missing).
+    is, `drawn_chars`: glyphs that leave no ink counting as missing).
 
     ``forms`` are characters a text may show that are not in the task's charset, each standing
     for its NFKC form, which is (a line's full-width ``，``, labelled ``,``: see
@@ -809,7 +808,7 @@ def with_forms(faces: Sequence[Face], forms: Iterable[str]) -> list[Face]:
 @functools.lru_cache(maxsize=256)
 def _forms_drawn(path: str, index: int, forms: tuple[str, ...]) -> frozenset[str]:
     try:
-        return frozenset(_drawn_chars(_open_faces(path)[index], forms))
+        return frozenset(drawn_chars(path, index, forms))
     except FONT_ERRORS as e:
         log.warning(
             "font file %s face %d: cannot read which of %s it draws (%s); it draws their NFKC "

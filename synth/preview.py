@@ -18,7 +18,6 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -138,30 +137,41 @@ class _Captions:
     no missing-glyph box either."""
 
     def __init__(self, given: Sequence[FontRef], texts: Sequence[str]) -> None:
-        chars = set("".join(texts)) | set("?.")
+        self.chars = set("".join(texts)) | set("?.")
         refs = [*given, *(FontFace(p, i) for p, i in LABEL_FONTS if Path(p).is_file())]
-        self.fonts: list[tuple[FontRef, set[str]]] = []
-        seen = set()
-        for ref in refs:
-            if (ref.path, ref.index) in seen:
-                continue
-            seen.add((ref.path, ref.index))
+        by_face = {(r.path, r.index): r for r in reversed(refs)}  # a face once, at its first
+        self.refs = sorted(by_face.values(), key=refs.index)
+        self._drawn: dict[int, set[str] | None] = {}  # read when first needed
+        self._warned = False
+
+    def _drawn_by(self, i: int) -> set[str] | None:
+        """What font ``i`` draws of the captions' characters; None when it cannot be read."""
+        if i not in self._drawn:
+            ref = self.refs[i]
             try:
-                self.fonts.append((ref, drawn_chars(ref.path, ref.index, chars)))
+                self._drawn[i] = drawn_chars(ref.path, ref.index, self.chars)
             except FONT_ERRORS as e:
                 log.warning("label font %s (face %d) cannot be read: %s", ref.path, ref.index, e)
-        if not self.fonts:
-            log.warning("no CJK font found for the labels; characters it lacks show as ?")
+                self._drawn[i] = None
+        return self._drawn[i]
 
-    def font(self, text: str, size: int) -> tuple[ImageFont.FreeTypeFont | Any, str]:
+    def font(
+        self, text: str, size: int
+    ) -> tuple[ImageFont.FreeTypeFont | ImageFont.ImageFont, str]:
         """The font to draw ``text`` with at ``size`` px, and the text as it can draw it."""
-        if not self.fonts:
+        need, readable = set(text), []
+        for i, ref in enumerate(self.refs):
+            drawn = self._drawn_by(i)
+            if drawn is not None and need <= drawn:
+                return load_font(ref.path, ref.index, size), text
+            if drawn is not None:
+                readable.append((ref, drawn))
+        if not readable:
+            if not self._warned:
+                log.warning("no CJK font found for the labels; characters it lacks show as ?")
+                self._warned = True
             return ImageFont.load_default(size), "".join(c if c.isascii() else "?" for c in text)
-        need = set(text)
-        ref, drawn = next(
-            (f for f in self.fonts if need <= f[1]),
-            max(self.fonts, key=lambda f: len(need & f[1])),  # the first that draws most
-        )
+        ref, drawn = max(readable, key=lambda f: len(need & f[1]))  # the first that draws most
         unknown = "?" if "?" in drawn else ""
         shown = "".join(c if c in drawn or c.isspace() else unknown for c in text)
         return load_font(ref.path, ref.index, size), shown

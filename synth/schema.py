@@ -446,6 +446,9 @@ def renamed_models(config: Mapping[str, Any], origins: Mapping[str, Any]) -> lis
         model_file, defined = exp["model"], exp.get("task")
         if not isinstance(model_file, str) or not isinstance(defined, str):
             continue
+        model = config["experiments"][name]["model"]
+        if _model_in(defined, name) == model:  # set again as it was: nothing replaced
+            continue
         inherited = sorted(
             k
             for k, v in exp.items()
@@ -453,12 +456,23 @@ def renamed_models(config: Mapping[str, Any], origins: Mapping[str, Any]) -> lis
             and model_file not in (set(_leaves(v)) if isinstance(v, Mapping) else {v})
         )
         out.append(
-            f"experiments.{name}.model: {config['experiments'][name]['model']} ({model_file}) "
+            f"experiments.{name}.model: {model} ({model_file}) "
             f"replaces the model of the experiment {defined} defines, whose other settings "
             f"({', '.join(inherited)}) it keeps; its model, metrics and report rows keep the "
             f"name {name}. A model of your own reads more clearly under a new experiment name."
         )
     return out
+
+
+def _model_in(path: str, experiment: str) -> Any:
+    """The ``model`` that config file ``path`` itself gives ``experiment`` (None when it gives
+    none or cannot be read)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+        return data["experiments"][experiment]["model"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
 
 
 def problems_error(problems: Sequence[str], what: str = "config") -> ValueError:

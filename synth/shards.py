@@ -589,12 +589,25 @@ def record_text(meta: Any, where: str) -> str:
 
 def split_member(name: str) -> tuple[str, str]:
     """A shard member's ``(key, extension)``, as WebDataset splits its name: the folder and the
-    file name up to the file name's first dot, and the rest, lower-cased (``""`` without a dot).
+    file name up to the file name's first dot, and the rest, lower-cased (``""`` without a dot;
+    a name that starts with a dot gives a key ending in the folder, which `member_problem`
+    refuses where WebDataset skips it).
     Every reader splits names here (`iter_records`, `count_samples`,
     `models.data.index_shard`), so training and evaluation see the same samples."""
     folder, _, base = name.rpartition("/")
     stem, _, ext = base.partition(".")
     return (f"{folder}/{stem}" if folder else stem), ext.lower()
+
+
+def name_problem(shard: str | os.PathLike, name: str) -> str | None:
+    """Why a shard's file ``name`` cannot name a sample's part (naming the shard and member):
+    no extension, or nothing before it (``.json``, ``dir/.x.png``: WebDataset skips them)."""
+    key, ext = split_member(name)
+    if not ext:
+        return f"shard {shard}: member {name!r} has no extension"
+    if not key or key.endswith("/"):
+        return f"shard {shard}: member {name!r} has no name before its extension"
+    return None
 
 
 def member_problem(shard: str | os.PathLike, member: tarfile.TarInfo) -> str | None:
@@ -603,10 +616,10 @@ def member_problem(shard: str | os.PathLike, member: tarfile.TarInfo) -> str | N
 
     WebDataset skips links and special files without a word; here they are errors, since the
     sample they stand for would be lost: a symbolic or hard link, a device, a FIFO."""
-    if member.isdir() or (member.isreg() and split_member(member.name)[1]):
+    if member.isdir():
         return None
     if member.isreg():
-        return f"shard {shard}: member {member.name!r} has no extension"
+        return name_problem(shard, member.name)
     kind = (
         "a symbolic link" if member.issym() else "a hard link" if member.islnk() else "not a file"
     )
@@ -697,7 +710,8 @@ def count_samples(path: str | os.PathLike) -> int:
     """Samples in a shard (distinct keys), read from the tar headers.
 
     Raises:
-        ShardReadError: The tar is unreadable (naming it).
+        ShardReadError: The tar is unreadable, or a member cannot be part of a sample
+            (`member_problem`: a link, a special file, no extension) (naming it).
     """
     try:
         with tarfile.open(path) as tar:

@@ -644,9 +644,24 @@ def test_every_reader_splits_member_names_as_webdataset_does(tmp_path):
     assert trained == records
     assert count_samples(url) == 2
     # A member without an extension is an error in both, not skipped by one of them.
-    url = _tar_with(tmp_path / "bare-000000.tar", [*members, ("v1.2/README", b"x")])
-    expected = f"shard {url}: member 'v1.2/README' has no extension"
-    with pytest.raises(ShardError, match=re.escape(expected)):
-        index_shard(url)
-    with pytest.raises(ShardReadError, match=re.escape(expected)):
-        list(iter_records(url))
+    for name, said in [("v1.2/README", "has no extension"), ("v1.2/.x.png", "has no name before")]:
+        url = _tar_with(tmp_path / "bare-000000.tar", [*members, (name, b"x")])
+        expected = f"shard {url}: member {name!r} {said}"
+        with pytest.raises(ShardError, match=re.escape(expected)):
+            index_shard(url)
+        with pytest.raises(ShardReadError, match=re.escape(expected)):
+            list(iter_records(url))
+        with pytest.raises(ShardReadError, match=re.escape(expected)):
+            count_samples(url)
+    # The direct reader (plain ustar headers, as synth.shards writes them) says it too.
+    from models.data import _plain_ustar_members
+
+    plain = tmp_path / "plain-000000.tar"
+    with tarfile.open(plain, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name in ("k0.json", ".json"):
+            info = tarfile.TarInfo(name)
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"{}"))
+    assert _plain_ustar_members(str(plain)) is not None
+    with pytest.raises(ShardError, match=re.escape("member '.json' has no name before")):
+        index_shard(str(plain))

@@ -13,6 +13,7 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import REPO
 
@@ -93,9 +94,11 @@ def test_packages_resolve_to_this_repository():
 
 def _make_setup_stamp(venv: Path, *args: str) -> str:
     """The stamp `make setup` would touch in ``venv`` (a dry run), which names the torch build."""
+    env = {k: v for k, v in os.environ.items() if k != "TORCH"}  # `make test` exports it
     out = subprocess.run(
-        ["make", "-n", "setup", f"VENV={venv}", *args],
+        ["make", "-n", "-B", "setup", f"VENV={venv}", *args],  # -B: the recipe even if up to date
         cwd=REPO,
+        env=env,
         capture_output=True,
         text=True,
         check=True,
@@ -113,15 +116,26 @@ def test_make_keeps_the_torch_build_the_environment_was_set_up_with(tmp_path):
     (venv / ".synthocr-cuda-000000000000").touch()
     assert _make_setup_stamp(venv) == "cuda"
     assert _make_setup_stamp(venv, "TORCH=cpu") == "cpu"
-    cpu = venv / ".synthocr-cpu-000000000000"
+    # `make test` (CPU), `make report TORCH=cuda`, then `make test TORCH=cpu`: the CUDA set-up
+    # removed the CPU stamp it found, so the last one installs the CPU build again (it kept
+    # CUDA's, the CPU stamp of the same pins being there and newer than its inputs).
+    digest = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()[:12]
+    cpu = venv / f".synthocr-cpu-{digest}"
     cpu.touch()
-    os.utime(cpu, (time.time() + 10, time.time() + 10))  # set up again later, with TORCH=cpu
-    assert _make_setup_stamp(venv) == "cpu"
+    os.utime(cpu, (time.time() + 10, time.time() + 10))
+    dry = subprocess.run(
+        ["make", "-n", "setup", f"VENV={venv}", "TORCH=cuda"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+        env={k: v for k, v in os.environ.items() if k != "TORCH"},
+    ).stdout  # fmt: skip
+    assert f"rm -f {venv}/.synthocr-cpu-* {venv}/.synthocr-cuda-*" in dry
+    assert _make_setup_stamp(venv) == "cpu"  # the newest stamp, here the CPU one
 
 
 _CACHES = shutil.ignore_patterns("__pycache__", "*.egg-info")
 
 
+@pytest.mark.slow
 def test_an_installed_wheel_carries_the_config_schema(tmp_path):
     # `pip install .` (not -e) copies only the packages: the schema the config checks and
     # `--spec` read must travel inside them, as a file, not a link into the repository.

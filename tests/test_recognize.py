@@ -794,6 +794,26 @@ def test_files_from_reads_a_list_of_paths_relative_to_the_current_folder(
     assert "give the images: PATH..., or --files-from FILE" in capsys.readouterr().err
 
 
+def test_a_model_whose_outputs_are_not_finite_is_one_error_line(image_folder, tmp_path):
+    # Its readings were a traceback (decoding raised past the per-file errors).
+    name, kwargs, task_name, chars = CASES["line"]
+    model = build_model(name, len(chars), **kwargs)
+    with torch.no_grad():  # finite weights (a file of NaN weights is refused when loaded)
+        for p in model.parameters():
+            if p.dim() == 4:
+                p.fill_(3e38)  # convolutions that overflow to inf, then NaN
+    path = tmp_path / "nan.pt"
+    save_model(path, model, ModelMeta(name, kwargs, list(chars), task_name))
+    proc = subprocess.run(
+        [*RECOGNIZE, str(path), str(image_folder / "a_gray.png")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith(f"error: {path}: model '{name}' gave outputs that are not finite")
+
+
 def test_a_nul_separated_list_takes_names_with_newlines(
     checkpoints, image_folder, tmp_path, capsys, monkeypatch
 ):
@@ -805,12 +825,12 @@ def test_a_nul_separated_list_takes_names_with_newlines(
     )()
     monkeypatch.setattr(sys, "stdin", stdin)
     ckpt = str(checkpoints["line"])
-    assert main([ckpt, "--files-from", "-", "-0", "--format", "json"]) == 0
+    assert main([ckpt, "--files-from", "-", "--null", "--format", "json"]) == 0
     read = [json.loads(line)["path"] for line in capsys.readouterr().out.splitlines()]
     assert read == [str(odd), str(image_folder / "a_gray.png")]
     with pytest.raises(SystemExit):
         main([ckpt, str(odd), "--null"])
-    assert "-0/--null goes with --files-from" in capsys.readouterr().err
+    assert "--null goes with --files-from" in capsys.readouterr().err
 
 
 def test_a_folder_without_images_is_named_in_a_warning(checkpoints, image_folder, tmp_path, capsys):

@@ -326,6 +326,10 @@ def test_an_overlay_that_gives_an_experiment_another_model_is_warned_of(tmp_path
         "experiments.g.model",
         "experiments.v.model",
     ]
+    # The base's model set again, by a file or --config, replaces nothing: no word.
+    over.write_text("extends: base.yaml\nexperiments: {v: {model: crnn_vgg, train: {steps: 9}}}\n")
+    config, origins = config_with_origins([over], {"experiments": {"g": {"model": "crnn_grcnn"}}})
+    assert renamed_models(config, origins) == []
 
 
 def test_a_problem_of_a_merged_config_names_the_file_that_set_the_key(tmp_path):
@@ -1388,7 +1392,8 @@ def test_a_font_file_added_or_removed_under_a_glob_reruns_the_jobs_that_read_fon
     assert rerun() == [("coverage", "test")] * 4 + [("font_table", "")]
     run_snakemake(workdir, "--forcerun", "coverage", *targets, config=config)
     log = (workdir / "logs/coverage/expr/train.log").read_text()
-    assert f"fonts/{heldout_font.name} is held out" in log
+    assert f"fonts/{heldout_font.name}: left out of the training fonts when the workflow " in log
+    assert "held out (fonts.test_fonts lists it, a copy or another version of it)" in log
 
 
 @pytest.mark.slow

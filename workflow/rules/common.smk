@@ -84,6 +84,15 @@ def experiment_config(experiment):
     return config["experiments"][experiment]
 
 
+def experiment_seed(experiment):
+    """An experiment's training seed: its own, else the root seed (which the shards use)."""
+    return experiment_config(experiment).get("seed", config["seed"])
+
+
+# A model's code digest, once per model and run (models.registry.model_code).
+model_code_once = functools.cache(model_code)
+
+
 def experiment_task(experiment):
     return config["experiments"][experiment]["task"]
 
@@ -430,7 +439,6 @@ def _init_source(name):
     return path, sha256_file(path)
 
 
-joblog.console("synth.workflow")
 INIT_SOURCES = {_name: _init_source(_name) for _name in EXPERIMENTS}
 
 # A model that `python -m models.train` (torchrun, say) wrote has no Snakemake record, so an
@@ -447,7 +455,7 @@ for _name in EXPERIMENTS:
         _drift = settings_drift(
             _info,
             experiment_config(_name),
-            experiment_config(_name).get("seed", config["seed"]),
+            experiment_seed(_name),
             len(experiment_train_shards(_name)),
         )
         if _drift:
@@ -579,7 +587,7 @@ def train_params(wildcards):
             "train": train_job_params(exp["train"]),
         },
         # The model's source files (models.registry.model_code): an edit to them retrains it.
-        "model_code": model_code(exp["model"]),
+        "model_code": model_code_once(exp["model"]),
     }
     source = INIT_SOURCES[wildcards.experiment]
     if source is not None and source[1] is not None:

@@ -29,7 +29,7 @@ rule train:
         mem_mb=lambda w: experiment_config(w.experiment)["train"]["mem_mb"],
     params:
         spec=lambda w: canonical(train_params(w)),
-        seed=lambda w: experiment_config(w.experiment).get("seed", config["seed"]),
+        seed=lambda w: experiment_seed(w.experiment),
         device=config["device"],
     script:
         "../scripts/train.py"

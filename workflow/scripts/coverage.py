@@ -22,10 +22,14 @@ for f in resolve_font_files(params.patterns):
         files.append(f)
     else:
         log.warning(
-            "font %s: left out of the %s fonts when the workflow started (its warning there says "
-            "why: held out, or the same font as another)",
+            "font %s: left out of the %s fonts when the workflow started: %s (its warning there "
+            "says which)",
             f.path,
             "training" if w.role == "train" else "held-out",
+            "held out (fonts.test_fonts lists it, a copy or another version of it), or the same "
+            "bytes as another training font"
+            if w.role == "train"
+            else "the same bytes as another held-out font",
         )
 records = scan_files(files, w.role, chars, params.exclude_families)
 write_coverage(records, {w.task: chars}, snakemake.output[0])
