@@ -392,8 +392,8 @@ def split_roles(
     family and style names of a held-out face, another version of it; or its outlines, a copy
     renamed) is kept out of training too (not added to the held-out files), with a warning naming
     both files and the face. That check opens every training file's table directory and name
-    table: 40-90 ms for the default config's 108 files, none without held-out fonts. Two
-    held-out files of one name get a warning: the per-file figures (``per_font_file``) know a
+    table: 40-90 ms for the default config's 108 files, none without held-out fonts. Two files
+    of one role and one name get a warning: the per-file figures (``per_font_file``) know a
     file by its name.
     """
     same_bytes = _BytesIndex()
@@ -411,15 +411,8 @@ def split_roles(
         same_bytes.add(f.path)
         test_files.append(f)
     test_paths = {str(Path(f.path).resolve()) for f in test_files}
-    names: dict[str, str] = {}
-    for f in test_files:
-        if (first := names.setdefault(Path(f.path).name, f.path)) != f.path and warn:
-            files_log.warning(
-                "held-out fonts %s and %s share a file name: the per-file figures "
-                "(per_font_file) count them as one",
-                first,
-                f.path,
-            )
+    if warn:
+        _warn_shared_names(test_files, "held-out fonts")
     held_out_faces = _HeldOutFaces(test_files)
     train_files = []
     for f in resolve_font_files(train, warn, "fonts.paths"):
@@ -448,7 +441,24 @@ def split_roles(
         else:
             same_bytes.add(f.path)
             train_files.append(f)
+    if warn:
+        _warn_shared_names(train_files, "training fonts")
     return train_files, test_files
+
+
+def _warn_shared_names(files: Sequence[FontFile], what: str) -> None:
+    """Warn of two files of one role with one file name: the per-file figures (``per_font_file``
+    of the test split that draws with them) know a file by its name."""
+    names: dict[str, str] = {}
+    for f in files:
+        if (first := names.setdefault(Path(f.path).name, f.path)) != f.path:
+            files_log.warning(
+                "%s %s and %s share a file name: the per-file figures (per_font_file) count "
+                "them as one",
+                what,
+                first,
+                f.path,
+            )
 
 
 class _HeldOutFaces:

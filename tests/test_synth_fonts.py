@@ -155,6 +155,10 @@ def test_fonts_without_names_are_not_taken_for_one_another(tmp_path, latin_font,
         f"held-out fonts {twins[0]} and {twins[1]} share a file name: the per-file figures "
         "(per_font_file) count them as one"
     ) in caplog.text
+    caplog.clear()  # training files too: test_seen's per-file figures
+    with caplog.at_level("WARNING"):
+        split_roles([str(t) for t in twins], [])
+    assert f"training fonts {twins[0]} and {twins[1]} share a file name" in caplog.text
 
 
 def test_a_copy_of_a_held_out_font_is_held_out_and_a_repeated_training_font_counts_once(
