@@ -66,6 +66,22 @@ def latin_font() -> Path:
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 
+def font_with_damaged_outlines(font_path: Path, chars: str, out: Path) -> Path:
+    """A copy of the TrueType font ``font_path`` whose glyphs for ``chars`` keep their header
+    and box but hold garbage outlines (FreeType fails to draw them), written to ``out``."""
+    from fontTools.ttLib import TTFont
+
+    font = TTFont(str(font_path))
+    offset, loca, cmap = font.reader.tables["glyf"].offset, font["loca"], font.getBestCmap()
+    data = bytearray(font_path.read_bytes())
+    for ch in chars:
+        gid = font.getGlyphID(cmap[ord(ch)])
+        start, end = offset + loca[gid] + 10, offset + loca[gid + 1]  # past the glyph's box
+        data[start:end] = b"\xff" * (end - start)
+    out.write_bytes(bytes(data))
+    return out
+
+
 def snakemake_command(workdir: Path, *args: str, config: Path | None = None) -> list[str]:
     """The real Snakemake CLI on this repository's Snakefile in `workdir` (the smoke config)."""
     return [

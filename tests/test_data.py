@@ -601,6 +601,20 @@ def _tar_with(path, members):
     return str(path)
 
 
+def _every_reader_refuses(url: str, expected: str) -> None:
+    """Training's index, evaluation's records and the manifest's count all stop at the shard,
+    saying ``expected``."""
+    from models.data import index_shard
+    from synth.shards import ShardReadError, count_samples, iter_records
+
+    with pytest.raises(ShardError, match=re.escape(expected)):
+        index_shard(url)
+    with pytest.raises(ShardReadError, match=re.escape(expected)):
+        list(iter_records(url))
+    with pytest.raises(ShardReadError, match=re.escape(expected)):
+        count_samples(url)
+
+
 @pytest.mark.parametrize(
     ("what", "said"),
     [
@@ -611,24 +625,16 @@ def _tar_with(path, members):
 )
 def test_a_link_or_special_member_is_an_error_in_every_reader(tmp_path, what, said):
     # WebDataset skips them without a word: the sample they hold would be lost.
-    from models.data import index_shard
-    from synth.shards import ShardReadError, count_samples, iter_records
 
     members = [("a.json", b'{"text": "1"}'), ("b.json", what), ("c.json", b'{"text": "3"}')]
     url = _tar_with(tmp_path / "links-000000.tar", members)
-    expected = f"shard {url}: member 'b.json' {said}"
-    with pytest.raises(ShardError, match=re.escape(expected)):
-        index_shard(url)
-    with pytest.raises(ShardReadError, match=re.escape(expected)):
-        list(iter_records(url))
-    with pytest.raises(ShardReadError, match=re.escape(expected)):
-        count_samples(url)
+    _every_reader_refuses(url, f"shard {url}: member 'b.json' {said}")
 
 
 def test_every_reader_splits_member_names_as_webdataset_does(tmp_path):
     # A folder with a dot in its name: the key is the folder and the file name to its first dot.
     from models.data import index_shard, read_shard
-    from synth.shards import ShardReadError, count_samples, iter_records
+    from synth.shards import count_samples, iter_records
 
     members = [
         ("v1.2/a.json", b'{"text": "1"}'),
@@ -646,13 +652,7 @@ def test_every_reader_splits_member_names_as_webdataset_does(tmp_path):
     # A member without an extension is an error in both, not skipped by one of them.
     for name, said in [("v1.2/README", "has no extension"), ("v1.2/.x.png", "has no name before")]:
         url = _tar_with(tmp_path / "bare-000000.tar", [*members, (name, b"x")])
-        expected = f"shard {url}: member {name!r} {said}"
-        with pytest.raises(ShardError, match=re.escape(expected)):
-            index_shard(url)
-        with pytest.raises(ShardReadError, match=re.escape(expected)):
-            list(iter_records(url))
-        with pytest.raises(ShardReadError, match=re.escape(expected)):
-            count_samples(url)
+        _every_reader_refuses(url, f"shard {url}: member {name!r} {said}")
     # The direct reader (plain ustar headers, as synth.shards writes them) says it too.
     from models.data import _plain_ustar_members
 

@@ -11,6 +11,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from conftest import font_with_damaged_outlines
 from fontTools.ttLib import TTFont
 
 from synth.charset import build_charset, gb2312_hanzi
@@ -376,15 +377,7 @@ def test_a_long_cff_charstring_that_draws_nothing_counts_as_missing(cff_font):
 def test_glyphs_freetype_cannot_draw_count_as_missing_and_are_named(tmp_path, latin_font, caplog):
     # Outlines of garbage behind sound glyph boxes: counted as missing, with one warning naming
     # the face and the characters, not drawn by the shard job (where they stopped it).
-    font = TTFont(str(latin_font))
-    offset, loca, cmap = font.reader.tables["glyf"].offset, font["loca"], font.getBestCmap()
-    data = bytearray(latin_font.read_bytes())
-    for ch in "0123456789":
-        gid = font.getGlyphID(cmap[ord(ch)])
-        start, end = offset + loca[gid] + 10, offset + loca[gid + 1]  # past the glyph's box
-        data[start:end] = b"\xff" * (end - start)
-    bad = tmp_path / "damaged.ttf"
-    bad.write_bytes(bytes(data))
+    bad = font_with_damaged_outlines(latin_font, "0123456789", tmp_path / "damaged.ttf")
     with caplog.at_level(logging.WARNING, logger="synth.fonts"):
         (record,) = scan_fonts([str(bad)], [], EXPR)
     assert record.status == "ok" and record.covered == frozenset("+-*()")
