@@ -28,7 +28,7 @@ import logging
 import os
 import re
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -391,10 +391,11 @@ def split_roles(
     A training file with a face of a held-out file under other bytes (`_HeldOutFaces`: the
     family and style names of a held-out face, another version of it; or its outlines, a copy
     renamed) is kept out of training too (not added to the held-out files), with a warning naming
-    both files and the face. That check opens every training file's table directory and name
-    table: 40-90 ms for the default config's 108 files, none without held-out fonts. Two files
-    of one role and one name get a warning: the per-file figures (``per_font_file``) know a
-    file by its name.
+    both files and the face. A training file whose every face another training file holds
+    under other bytes is left out (`_without_copied_faces`). These checks open every training
+    file's table directory and name table, once: about 100 ms for the default config's 105
+    training files (60 ms without held-out fonts). Two files of one role and one name get a
+    warning: the per-file figures (``per_font_file``) know a file by its name.
     """
     same_bytes = _BytesIndex()
     test_files = []
@@ -413,7 +414,8 @@ def split_roles(
     test_paths = {str(Path(f.path).resolve()) for f in test_files}
     if warn:
         _warn_shared_names(test_files, "held-out fonts")
-    held_out_faces = _HeldOutFaces(test_files)
+    face_keys = functools.cache(_face_keys)  # each file's, once for both checks
+    held_out_faces = _HeldOutFaces(test_files, face_keys)
     train_files = []
     for f in resolve_font_files(train, warn, "fonts.paths"):
         if str(Path(f.path).resolve()) in test_paths:
@@ -441,9 +443,52 @@ def split_roles(
         else:
             same_bytes.add(f.path)
             train_files.append(f)
+    train_files = _without_copied_faces(train_files, face_keys, warn)
     if warn:
         _warn_shared_names(train_files, "training fonts")
     return train_files, test_files
+
+
+def _without_copied_faces(
+    files: list[FontFile], face_keys: Callable[[str], list], warn: bool
+) -> list[FontFile]:
+    """The training files less those whose every face another training file holds under other
+    bytes (the same outline and cmap tables, `_face_keys`: a face saved out of a collection, or
+    a collection built from loose files), so that no face is drawn twice as often as the rest.
+    A collection is kept before the loose files it holds (files are taken by face count, most
+    first, then in order); a file some of whose faces another holds is kept, with a warning
+    naming them. A face with no outline table to compare (`MIN_OUTLINE_BYTES`) or no cmap is
+    never taken for a copy."""
+    keys = {f.path: [(name, k) for name, _, _, k in face_keys(f.path)] for f in files}
+    holder: dict[tuple, str] = {}
+    left_out = set()
+    for f in sorted(files, key=lambda f: -len(keys[f.path])):  # stable: in order within a count
+        faces = [(name, k) for name, k in keys[f.path] if k is not None]
+        held = [(name, holder[k]) for name, k in faces if holder.get(k, f.path) != f.path]
+        if faces and len(held) == len(faces):
+            left_out.add(f.path)
+            if warn:
+                files_log.warning(
+                    "font %s has the outlines and character map of the training font %s (%s): "
+                    "left out, so its %s once",
+                    f.path,
+                    held[0][1],
+                    ", ".join(dict.fromkeys(name for name, _ in held)),
+                    "faces count" if len(held) > 1 else "face counts",
+                )
+            continue
+        for name, other in held:
+            if warn:
+                files_log.warning(
+                    "font %s has a face (%s) with the outlines and character map of the training "
+                    "font %s: that face counts twice",
+                    f.path,
+                    name,
+                    other,
+                )
+        for _, k in faces:
+            holder.setdefault(k, f.path)
+    return [f for f in files if f.path not in left_out]
 
 
 def _warn_shared_names(files: Sequence[FontFile], what: str) -> None:
@@ -467,11 +512,12 @@ class _HeldOutFaces:
     or ``CFF2`` table, from the table directory; not a table under `MIN_OUTLINE_BYTES`), to find
     a training file that holds one of them under other bytes."""
 
-    def __init__(self, files: Iterable[FontFile]) -> None:
+    def __init__(self, files: Iterable[FontFile], face_keys: Callable[[str], list]) -> None:
+        self._face_keys = face_keys
         self._by_name: dict[tuple[str, str], str] = {}
         self._by_outlines: dict[tuple[int, str, int, int], str] = {}
         for f in files:
-            for _, name_key, outline_key in _face_keys(f.path):
+            for _, name_key, outline_key, _ in face_keys(f.path):
                 if name_key is not None:
                     self._by_name.setdefault(name_key, f.path)
                 if outline_key is not None:
@@ -482,7 +528,7 @@ class _HeldOutFaces:
         file, the face's name, what that makes it); None when it has none."""
         if not self._by_name and not self._by_outlines:
             return None
-        for name, name_key, outline_key in _face_keys(path):
+        for name, name_key, outline_key, _ in self._face_keys(path):
             if name_key is not None and (other := self._by_name.get(name_key)) is not None:
                 return "the family and style names", other, name, "another version of it"
             if outline_key is not None and (other := self._by_outlines.get(outline_key)):
@@ -497,10 +543,11 @@ MIN_OUTLINE_BYTES = 256
 
 def _face_keys(
     path: str,
-) -> list[tuple[str, tuple[str, str] | None, tuple[int, str, int, int] | None]]:
-    """(name, name key, outline key) of each face of a font file, as `_HeldOutFaces` compares
-    them (None where a face gives none to compare); none for a file or face fontTools cannot
-    read (its coverage job says why)."""
+) -> list[tuple[str, tuple[str, str] | None, tuple | None, tuple | None]]:
+    """(name, name key, outline key, copy key) of each face of a font file, as `_HeldOutFaces`
+    (name and outlines) and `_without_copied_faces` (outlines and cmap) compare them; None where
+    a face gives none to compare; none for a file or face fontTools cannot read (its coverage
+    job says why)."""
     try:
         faces = _open_faces(path)
     except FONT_ERRORS:
@@ -518,7 +565,9 @@ def _face_keys(
                 glyphs = -1
             outlines = (glyphs, tag, tables[tag].length, tables[tag].checkSum)
         key = (family.casefold(), style.casefold()) if family.strip() else None
-        keys.append((f"{family} {style}".strip(), key, outlines))
+        cmap = tables.get("cmap")
+        copy = None if outlines is None or cmap is None else (*outlines, cmap.length, cmap.checkSum)
+        keys.append((f"{family} {style}".strip(), key, outlines, copy))
     return keys
 
 

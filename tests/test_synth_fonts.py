@@ -195,6 +195,60 @@ def test_a_copy_of_a_held_out_font_is_held_out_and_a_repeated_training_font_coun
     )
 
 
+def test_a_face_saved_out_of_a_training_collection_counts_once(
+    tmp_path, latin_font, heldout_font, caplog
+):
+    """A training .ttf that a training .ttc holds under other bytes (the same outline and cmap
+    tables) is left out, the collection kept, whichever comes first; a file sharing only some
+    of its faces is kept, with a warning naming the face drawn twice. A face of the collection
+    with its character map changed is another font."""
+    from fontTools.ttLib import TTCollection, TTFont
+
+    kai = TTCollection(str(heldout_font))
+    one_face = tmp_path / "a-ukai-cn.ttf"  # sorts before the collection
+    kai.fonts[0].save(one_face)
+    remapped = TTFont(one_face)
+    cmap = remapped["cmap"].getcmap(3, 1).cmap
+    cmap[ord("A")], cmap[ord("B")] = cmap[ord("B")], cmap[ord("A")]
+    remapped.save(tmp_path / "remapped.ttf")
+    bold = latin_font.with_name("DejaVuSans-Bold.ttf")
+    pair = tmp_path / "dejavu-pair.ttc"
+    collection = TTCollection()
+    collection.fonts = [
+        TTFont(str(bold)),
+        TTFont(str(latin_font.with_name("DejaVuSans-Oblique.ttf"))),
+    ]
+    collection.save(str(pair))
+    sans = TTCollection()  # shares its first face (DejaVu Sans Bold) with the pair, not its second
+    sans.fonts = [TTFont(str(bold)), TTFont(str(latin_font))]
+    sans.save(str(tmp_path / "dejavu-sans.ttc"))
+
+    paths = [str(p) for p in (one_face, heldout_font, tmp_path / "remapped.ttf", bold, pair)]
+    with caplog.at_level("WARNING"):
+        train, _ = split_roles([*paths, str(tmp_path / "dejavu-sans.ttc")], [])
+    kept = [f.path for f in train]
+    assert str(one_face) not in kept and str(bold) not in kept
+    assert {str(heldout_font), str(tmp_path / "remapped.ttf"), str(pair)} <= set(kept)
+    assert str(tmp_path / "dejavu-sans.ttc") in kept
+    assert (
+        f"font {one_face} has the outlines and character map of the training font {heldout_font} "
+        f"({kai.fonts[0]['name'].getBestFullName()}): left out, so its face counts once"
+    ) in caplog.text
+    assert f"font {bold} has the outlines and character map of the training font {pair}" in (
+        caplog.text
+    )
+    assert (
+        f"font {tmp_path / 'dejavu-sans.ttc'} has a face (DejaVu Sans Bold) with the outlines and "
+        f"character map of the training font {pair}: that face counts twice"
+    ) in caplog.text
+    assert "remapped" not in caplog.text
+    # Alone, each is trained with and nothing is said.
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert [f.path for f in split_roles([str(one_face)], [])[0]] == [str(one_face)]
+    assert caplog.text == ""
+
+
 def test_exclude_families_by_regex(heldout_font):
     records = scan_fonts([], [str(heldout_font)], EXPR, [r"\b(HK|TW)\b"])
     status = {r.family: r.status for r in records}
