@@ -124,6 +124,15 @@ def _misspelt(error: jsonschema.ValidationError, config: Mapping[str, Any]) -> s
     return f" (a new experiment; did you mean {close[0]!r}?)" if close else ""
 
 
+def _valid_forms(error: jsonschema.ValidationError) -> str:
+    """For a value a key's ``pattern`` refuses, the forms it takes in words (the schema's
+    ``x-valid``), not the regular expression; empty for other errors."""
+    valid = error.schema.get("x-valid") if isinstance(error.schema, Mapping) else None
+    if error.validator != "pattern" or not valid:
+        return ""
+    return f"{error.instance!r} is not one of {valid}"
+
+
 def _number_as_text(error: jsonschema.ValidationError) -> str:
     """For a number YAML read as text: YAML 1.1 (PyYAML, Snakemake) reads ``1e-3`` as a string,
     and ``1.0e-3`` (a dot, a signed exponent) as a number; and for a count written with a
@@ -189,7 +198,8 @@ def _problems_at(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[t
         if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
             lines.extend(_unknown_keys(error))
         else:
-            message = f"{error.message}{_misspelt(error, config)}{_number_as_text(error)}"
+            message = _valid_forms(error) or error.message
+            message = f"{message}{_misspelt(error, config)}{_number_as_text(error)}"
             lines.append((f"{_where(path)}: {message}", path))
     lines.sort(key=lambda line: [str(p) for p in line[1]])
     return lines
