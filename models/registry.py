@@ -802,7 +802,9 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
         task_cfg: The validated config of the experiment's task (``tasks.<task>``).
 
     Raises:
-        ValueError: Naming ``experiments.<name>...`` (or the task key) at fault.
+        ValueError: Naming ``experiments.<name>...`` (or the task key) at fault: the first
+            problem of the model, its task and geometry, or, when they fit, every problem of the
+            rest, one per line.
     """
     where = f"experiments.{name}"
     model, task = exp_cfg["model"], exp_cfg["task"]
@@ -837,10 +839,13 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
             f"{task_cfg[key]}; {hint}"
         )
 
+    # The model, its task and its geometry fit: the checks past here are independent of one
+    # another, and every problem they find is listed at once.
+    problems: list[str] = []
     train = exp_cfg.get("train") or {}
     batch_size = train.get("batch_size", entry.min_batch)
     if batch_size < entry.min_batch:
-        raise ValueError(
+        problems.append(
             f"{where}.train.batch_size: model {model!r} trains on batches of at least "
             f"{entry.min_batch}, got {batch_size}"
         )
@@ -848,43 +853,51 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
     # a task config the schema filled has its splits; a bare one (synthocr-check-model's) may not
     available = ((task_cfg.get("splits") or {}).get("train") or {}).get("shards")
     if train.get("shards") is not None and available is not None and train["shards"] > available:
-        raise ValueError(
+        problems.append(
             f"{where}.train.shards: {train['shards']}, but tasks.{task}.splits.train has "
             f"{available} shard(s); give at most {available}, or null for every one"
         )
 
     min_len, max_len = label_lengths(task, task_cfg)
     if train.get("curriculum_steps", 0) and min_len > 1:
-        raise ValueError(
+        problems.append(
             f"{where}.train.curriculum_steps: a length curriculum starts with labels of one "
             f"character, but tasks.{task} labels have at least {min_len}, so its first stages "
             "would draw no sample; set it to 0"
         )
     if entry.family == "classification" and max_len != 1:
-        raise ValueError(
+        problems.append(
             f"{where}: model {model!r} classifies single characters but task {task!r} has "
             f"labels of up to {max_len} characters"
         )
     if entry.family == "attention" and params["max_len"] < max_len:
-        raise ValueError(
+        problems.append(
             f"{where}.model_kwargs.max_len: {params['max_len']} is shorter than the longest "
             f"tasks.{task} label ({max_len} characters); set it to at least {max_len}"
         )
     if (exp_cfg.get("eval") or {}).get("decoder") == "grammar":
-        grammar_for(model, task, where=f"{where}.eval.decoder")
+        try:
+            grammar_for(model, task, where=f"{where}.eval.decoder")
+        except ValueError as e:
+            problems.append(str(e))
     if train.get("align_weight", 0) and (entry.family != "ctc" or task != "line"):
-        raise ValueError(
+        problems.append(
             f"{where}.train.align_weight: the alignment loss trains a CTC model's frames on "
             "where the line task's shards draw each character, and only they record it; "
             f"model {model!r} on task {task!r} cannot use it: set it to 0"
         )
     if entry.family == "ctc":
         if train.get("label_smoothing", 0):
-            raise ValueError(
+            problems.append(
                 f"{where}.train.label_smoothing: model {model!r} trains with CTC, which has no "
                 "per-class target to smooth; set it to 0 (it applies to hanzi_cnn and reader)"
             )
-        _check_ctc_length(where, model, task, task_cfg, params)
+        try:
+            _check_ctc_length(where, model, task, task_cfg, params)
+        except ValueError as e:
+            problems.append(str(e))
+    if problems:
+        raise ValueError("\n".join(problems))
 
 
 def experiment_problems(

@@ -791,6 +791,24 @@ def test_grammar_decoder_only_where_the_task_has_a_grammar(default_config: dict)
             check(config, name)
 
 
+def test_every_problem_of_an_experiment_is_listed_at_once(default_config: dict) -> None:
+    """Past the model's fit to its task, the checks are independent: a config with three
+    problems in one experiment lists all three, one line each (the README's "every problem is
+    listed at once"), not the first alone."""
+    config = copy.deepcopy(default_config)
+    exp = config["experiments"]["line_crnn_vgg"]
+    exp.setdefault("eval", {})["decoder"] = "grammar"
+    exp["train"].update(label_smoothing=0.1, align_weight=0.0, curriculum_steps=0, shards=10**6)
+    with pytest.raises(ValueError) as e:
+        check(config, "line_crnn_vgg")
+    lines = str(e.value).splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "experiments.line_crnn_vgg.train.shards",
+        "experiments.line_crnn_vgg.eval.decoder",
+        "experiments.line_crnn_vgg.train.label_smoothing",
+    ]
+
+
 def test_input_spec_follows_kwargs() -> None:
     assert input_spec("hanzi_cnn", input_size=48) == {"kind": "square", "size": 48}
     assert input_spec("expr_crnn", width=0.5) == {"kind": "line", "height": 60}
