@@ -482,7 +482,9 @@ def test_an_overlays_misspelt_experiment_is_named_with_the_one_it_meant(tmp_path
     assert "extends: give it in a config file, not with --config" in proc.stdout + proc.stderr
 
 
-def test_a_config_of_one_key_takes_the_schemas_defaults_for_the_rest(tmp_path, cjk_font):
+def test_a_config_of_one_key_takes_the_schemas_defaults_for_the_rest(
+    tmp_path, cjk_font, heldout_font
+):
     config = tmp_path / "seed.yaml"
     config.write_text("seed: 1\n")
     proc = run_snakemake(tmp_path, "-n", config=config, check=False)
@@ -492,6 +494,11 @@ def test_a_config_of_one_key_takes_the_schemas_defaults_for_the_rest(tmp_path, c
     assert "fonts.paths: ['fonts/*'] match no font file to train with" in proc.stdout
     (tmp_path / "fonts").mkdir()
     shutil.copy(cjk_font, tmp_path / "fonts")
+    # no held-out font (the default lists none): said before any job, not after every training
+    proc = run_snakemake(tmp_path, "-n", config=config, check=False)
+    assert proc.returncode != 0
+    assert "fonts.test_fonts: no held-out font is listed; the test_heldout split" in proc.stdout
+    config.write_text(f"seed: 1\nfonts: {{test_fonts: [{heldout_font}]}}\n")
     proc = run_snakemake(tmp_path, "-n", config=config, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -842,6 +849,15 @@ def test_a_missing_font_file_fails_at_parse_time_naming_it(tmp_path):
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "Missing-Regular.ttf does not exist (fonts.paths)" in out
+    assert "relative paths are read" not in out  # every pattern of fonts.paths is absolute
+
+    def relative(c):
+        c["fonts"]["paths"].append("myfonts/Missing-Regular.ttf")
+
+    proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, relative), check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "myfonts/Missing-Regular.ttf does not exist (fonts.paths)" in out
     assert f"relative paths are read from {tmp_path}" in out
 
 
@@ -852,6 +868,25 @@ def test_training_fonts_that_match_nothing_fail_at_parse_time(tmp_path):
     proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
     assert proc.returncode != 0
     assert "fonts.paths: ['fonts/*.otf'] match no font file to train with" in proc.stdout
+
+
+def test_held_out_fonts_that_match_nothing_fail_at_parse_time(tmp_path, heldout_font):
+    """A typo in fonts.test_fonts is said before any job runs, naming the key and the file
+    that set it; it used to be a warning, then every model trained before the first held-out
+    shard job failed. An absolute pattern gets no words on the working folder."""
+    typo = str(heldout_font.with_name("ukia*.ttc"))
+    overlay = tmp_path / "typo.yaml"
+    overlay.write_text(
+        f"extends: {_write_config(tmp_path, lambda c: None)}\nfonts: {{test_fonts: ['{typo}']}}\n"
+    )
+    proc = run_snakemake(tmp_path, "-n", config=overlay, check=False)
+    assert proc.returncode != 0
+    assert (
+        f"fonts.test_fonts: ['{typo}'] match no font file to hold out; the test_heldout split "
+        "of every task draws with them"
+    ) in proc.stdout
+    assert "; from typo.yaml" in proc.stdout and "relative paths are read" not in proc.stdout
+    assert "Job stats" not in proc.stdout  # no job was planned
 
 
 def test_a_missing_charset_file_fails_at_parse_time_naming_its_key(tmp_path):

@@ -63,8 +63,11 @@ def raise_problems(problems, what):
         raise problems_error(problems, what)
 
 
-def cwd_hint():
-    """The words a message about a path adds: where relative paths are read from."""
+def cwd_hint(paths=()):
+    """The words a message about ``paths`` adds: where relative paths are read from; nothing
+    when every one of them is absolute (none given: the words)."""
+    if paths and all(os.path.isabs(os.path.expanduser(str(p))) for p in paths):
+        return ""
     return f" (relative paths are read from {os.getcwd()})"
 
 
@@ -72,7 +75,7 @@ def not_found(path):
     """Why a path the config names that is neither a file nor a folder cannot be read; where
     relative paths are read from, when it does not exist."""
     why = missing_why(path)
-    return why + cwd_hint() if why == "does not exist" else why
+    return why + cwd_hint([path]) if why == "does not exist" else why
 
 
 def shard_config(task, split):
@@ -126,11 +129,29 @@ try:
 except FontError as e:
     # The list that names the file (fonts.paths or fonts.test_fonts): the file that set it alone.
     _key = e.key.split(".") if e.key else ["fonts"]
-    raise FontError(f"{e}{cwd_hint()}{from_files(_origins, _key)}", e.key) from None
+    _listed = config["fonts"].get(_key[-1], ()) if e.key else ()
+    raise FontError(
+        f"{e}{cwd_hint(_listed)}{from_files(_origins, _key)}", e.key
+    ) from None
 if not _TRAIN_FILES:
     raise ValueError(
         f"fonts.paths: {config['fonts']['paths']} match no font file to train with"
-        f"{cwd_hint()}{from_files(_origins, ['fonts', 'paths'])}"
+        f"{cwd_hint(config['fonts']['paths'])}{from_files(_origins, ['fonts', 'paths'])}"
+    )
+# Every task's test_heldout split draws with them: without one, every model would train before
+# the first held-out shard job failed.
+if not _TEST_FILES:
+    _held_out = config["fonts"]["test_fonts"]
+    raise ValueError(
+        "fonts.test_fonts: "
+        + (
+            f"{_held_out} match no font file to hold out{cwd_hint(_held_out)}"
+            if _held_out
+            else "no held-out font is listed"
+        )
+        + "; the test_heldout split of every task draws with them: list at least one font "
+        "file that fonts.paths does not (configs/config.yaml holds out three)"
+        + from_files(_origins, ["fonts", "test_fonts"])
     )
 ROLE_FONT_FILES = {
     "train": [f.path for f in _TRAIN_FILES],
@@ -285,7 +306,9 @@ for _split, _own in OWN_TESTS.items():
             f"{_where}: no experiment of task {_own['task']!r} in the config reads it"
         )
     if not os.path.isfile(_own["labels"]):
-        raise ValueError(f"{_where}.labels: {_own['labels']} is not a file{cwd_hint()}")
+        raise ValueError(
+            f"{_where}.labels: {_own['labels']} is not a file{cwd_hint([_own['labels']])}"
+        )
     if "{" in _own["labels"] or "}" in _own["labels"]:
         raise ValueError(
             f"{_where}.labels: {_own['labels']}: braces in a path are Snakemake's wildcards:"
@@ -426,7 +449,7 @@ def _init_source(name):
         raise ValueError(
             f"{where}: {path} does not exist and no experiment makes it"
             + (f" (the config has no experiment {maker!r})" if maker else "")
-            + f"{cwd_hint()}"
+            + cwd_hint([path])
         )
     if maker is not None:
         logging.getLogger("synth.workflow").warning(
