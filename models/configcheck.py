@@ -4,8 +4,9 @@ settings no spec accepts), every problem at once, each naming its key and the fi
 
     python -m models.configcheck FILE...
 
-checks each FILE as ``snakemake --configfile FILE`` would read it (with the files it extends), so
-that a typo is named before a run starts; the Makefile runs it on ``CONFIG``. A file that is not
+checks the FILEs as ``snakemake --configfile FILE...`` reads them (each with the files it
+extends, each laid over the ones before it), so that a typo is named before a run starts; the
+Makefile runs it on ``CONFIG``. ``--each`` checks every FILE alone instead. A file that is not
 YAML at all is named with its line and column (Snakemake's own message for an unreadable
 ``--configfile`` names no file).
 """
@@ -61,31 +62,38 @@ def workflow_config_problems(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m models.configcheck FILE...``: returns the exit status, 0 or 1 after printing
-    ``error: FILE: why`` for a file that cannot be read, or the file's problems under ``invalid
-    config (N problems)`` (``--help`` prints the usage; no file is argparse's usage error, 2)."""
+    """``python -m models.configcheck [--each] FILE...``: returns the exit status, 0 or 1 after
+    printing ``error: FILE: why`` for a file that cannot be read, or the config's problems under
+    ``FILE...: invalid config (N problems)`` (``--help`` prints the usage; no file is argparse's
+    usage error, 2)."""
     import argparse
     import sys
 
     parser = argparse.ArgumentParser(
         prog="python -m models.configcheck",
-        description="Check each config file (with the files it extends) as the workflow does "
-        "when it starts with --configfile FILE: the schema's keys and bounds, the models' names "
-        "and arguments, each split's settings. Prints every problem, naming its key and file "
-        "(exit status 1).",
+        description="Check config files as the workflow does when it starts with --configfile "
+        "FILE... (the files one config, each with the files it extends, each laid over the ones "
+        "before it): the schema's keys and bounds, the models' names and arguments, each "
+        "split's settings. Prints every problem, naming its key and file (exit status 1).",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="a config file (YAML)")
+    parser.add_argument(
+        "--each",
+        action="store_true",
+        help="check every FILE alone, as --configfile FILE reads it (configs/*.yaml)",
+    )
+    args = parser.parse_args(argv)
     status = 0
-    for path in parser.parse_args(argv).files:
+    for paths in [[path] for path in args.files] if args.each else [args.files]:
         try:
-            config, origins = config_with_origins([path])
+            config, origins = config_with_origins(paths)
         except ValueError as e:  # names the file that cannot be read (this or one it extends)
             print(f"error: {e}", file=sys.stderr)
             status = 1
             continue
         _, problems = workflow_config_problems(config, origins)
         if problems:
-            print(f"error: {path}: {problems_error(problems)}", file=sys.stderr)
+            print(f"error: {' '.join(paths)}: {problems_error(problems)}", file=sys.stderr)
             status = 1
     return status
 

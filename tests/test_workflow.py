@@ -166,7 +166,8 @@ def test_an_unreadable_config_is_named_before_snakemake_runs(tmp_path):
         )
         assert proc.returncode == 1
         assert proc.stderr.startswith(f"error: {broken}: cannot read the config"), proc.stderr
-    ok = [sys.executable, "-m", "models.configcheck", "configs/config.yaml", "configs/gpu.yaml"]
+    ok = [sys.executable, "-m", "models.configcheck", "--each", "configs/config.yaml"]
+    ok.append("configs/gpu.yaml")
     assert subprocess.run(ok, cwd=REPO, timeout=120).returncode == 0
     makefile = (REPO / "Makefile").read_text(encoding="utf-8")
     for target in ("report", "all", "dag"):
@@ -2043,7 +2044,7 @@ def test_the_config_check_command_lists_what_the_workflow_would_refuse(tmp_path,
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: python -m models.configcheck [-h] FILE [FILE ...]"), out
+    assert out.startswith("usage: python -m models.configcheck [-h] [--each] FILE [FILE ...]"), out
     with pytest.raises(SystemExit) as e:
         main([])
     assert e.value.code == 2 and "required: FILE" in capsys.readouterr().err
@@ -2053,7 +2054,7 @@ def test_the_config_check_command_lists_what_the_workflow_would_refuse(tmp_path,
         f"extends: {SMOKE}\nexperiments:\n  expr_crnn: {{model_kwargs: {{widht: 1}}}}\n"
         "  hanzi_cnn: {train: {stepz: 5}}\ntasks: {short: {splits: {train: {samples: -3}}}}\n"
     )
-    assert main([str(mine), str(SMOKE)]) == 1
+    assert main([str(mine)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: {mine}: invalid config (3 problems):\n"), err
     for line in (
@@ -2067,6 +2068,20 @@ def test_the_config_check_command_lists_what_the_workflow_would_refuse(tmp_path,
     assert proc.returncode != 0 and "invalid config (3 problems):" in proc.stdout
     for line in err.splitlines()[1:]:
         assert line.replace(str(mine), mine.name) in proc.stdout + proc.stderr, line
+
+    # Several files are one config, as --configfile A B reads them (make report CONFIG="A B"):
+    # an overlay that extends nothing is not an experiment without its task and model.
+    steps = tmp_path / "steps.yaml"
+    steps.write_text("experiments:\n  hanzi_cnn:\n    train: {steps: 8}\n")
+    assert main([str(SMOKE), str(steps)]) == 0
+    assert capsys.readouterr().err == ""
+    run_snakemake(tmp_path, str(steps), "-n", config=SMOKE)  # --configfile SMOKE steps.yaml
+    assert main(["--each", str(SMOKE), str(steps)]) == 1  # each alone: steps.yaml is no config
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {steps}: invalid config (2 problems):\n"), err
+    assert "experiments.hanzi_cnn: 'task' is a required property" in err
+    assert main([str(SMOKE), str(mine)]) == 1  # the stack's problems, under both names
+    assert capsys.readouterr().err.startswith(f"error: {SMOKE} {mine}: invalid config (3 ")
 
 
 # A stand-in for snakemake-executor-plugin-slurm (not installed here): a non-local executor that
