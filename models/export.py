@@ -693,7 +693,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         metavar="OPS",
         help="with --int8: the op types quantized, comma-separated (default Conv; Conv,MatMul "
-        "quantizes the class layer too)",
+        "quantizes the linear layers too, the class layer among them, whether exported as "
+        "MatMul or Gemm)",
     )
     args = parser.parse_args(argv)
     if not args.int8 and (args.calibration_images is not None or args.int8_ops is not None):

@@ -64,6 +64,10 @@ DEFAULT_OPS = ("Conv",)
 # values (`_pools_read_float`): the pools then stay float.
 QDQ_PROPAGATION = "QDQPropagationTransformer"
 QUANTIZABLE_OPS = ("Conv", "MatMul")
+# The ONNX op types each of `QUANTIZABLE_OPS` stands for: a linear layer is exported as a Gemm
+# where its input is a matrix (the classifier's and the reader's heads), as a MatMul where it
+# is a sequence (a CTC model's class layer).
+ONNX_OPS = {"Conv": ("Conv",), "MatMul": ("MatMul", "Gemm")}
 DEFAULT_CALIBRATION_IMAGES = 256
 # Below this share of the calibration images read alike, the export warns.
 AGREEMENT_WARNING = 0.95
@@ -270,7 +274,9 @@ def quantize_onnx(
         out: The ``.onnx`` file to write (atomically); may be ``src`` itself.
         calibration: Where the calibration images come from (`calibration_images`).
         limit: Calibration images used, at most.
-        ops: ONNX op types quantized, of `QUANTIZABLE_OPS`.
+        ops: What is quantized, of `QUANTIZABLE_OPS`: ``Conv`` the convolutions, ``MatMul``
+            the linear layers (ONNX ``MatMul`` and ``Gemm`` nodes, `ONNX_OPS`); an op the
+            model has no node of is warned of.
         batch_size: Images per calibration batch.
 
     Returns:
@@ -297,6 +303,16 @@ def quantize_onnx(
     info = metadata_of(proto, src)
     if "quantization" in info:
         raise ExportError(f"{src} is already quantized: quantize the float export instead")
+    onnx_ops = [t for op in ops for t in ONNX_OPS[op]]
+    present = {node.op_type for node in proto.graph.node}
+    for op in ops:
+        if not present & set(ONNX_OPS[op]):
+            log.warning(
+                "%s: the model has no %s node, so op %s quantizes nothing in it",
+                src,
+                " or ".join(ONNX_OPS[op]),
+                op,
+            )
     model, meta = load_onnx(src, threads=1)
     reader = Recognizer(model, meta, torch.device("cpu"), batch_size=batch_size)
     images = calibration_images(calibration, reader, limit)
@@ -306,7 +322,7 @@ def quantize_onnx(
             plain, tmp = Path(work) / "float.onnx", Path(work) / "int8.onnx"
             lifted = onnx.ModelProto()
             lifted.CopyFrom(proto)
-            _lift_constants(lifted.graph, ops)
+            _lift_constants(lifted.graph, onnx_ops)
             kept_float = _image_convolutions(lifted.graph) if "Conv" in ops else []
             onnx.save(lifted, str(plain))
             with _quantizer_logging():
@@ -315,7 +331,7 @@ def quantize_onnx(
                     str(tmp),
                     _Batches(proto.graph.input[0].name, arrays),
                     quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=list(ops),
+                    op_types_to_quantize=onnx_ops,
                     per_channel=True,
                     activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8,

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from test_export import onnx_standalone_block, tiny_checkpoint
 
 import models.export as export_module
+import models.quantize as quantize_module
 from models.checkpoint import load_model, save_model
 from models.export import META_KEY, ExportError, OnnxModel, export_onnx, main, read_onnx_meta
 from models.images import load_gray
@@ -155,6 +156,40 @@ def test_every_family_quantizes_and_reads_close_to_its_float_model(
     corr = np.corrcoef(lp.ravel(), lq.ravel())[0, 1]
     assert corr > 0.9, corr  # 0.94 (GRCNN) to 0.998 here
     assert not np.array_equal(lp, lq)  # it is not the float graph
+
+
+@pytest.mark.parametrize("name", ["hanzi_cnn", "reader", "crnn_vgg"])
+def test_matmul_quantizes_every_linear_layer_whichever_op_it_was_exported_as(
+    float_exports, name, tmp_path, monkeypatch, caplog
+):
+    """--int8-ops Conv,MatMul quantizes the class layer of every family (the README): a linear
+    layer on a matrix is exported as a Gemm (the classifier's and the reader's heads), on a
+    sequence as a MatMul (a CTC model's), and a Gemm left float changed nothing. An op the
+    model has no node of is warned of."""
+    src, _, images = float_exports[name]
+    linear = {"MatMul", "Gemm"} & set(_op_types(src))
+    assert ("Gemm" in linear) == (name != "crnn_vgg") and (linear == {"MatMul"}) == (
+        name == "crnn_vgg"
+    )
+    out = tmp_path / "int8.onnx"
+    entry = quantize_onnx(src, out, [images], limit=4, ops=["Conv", "MatMul"])
+    assert entry["ops"] == ["Conv", "MatMul"]
+    graph = onnx.load(str(out)).graph
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    layers = [n for n in graph.node if n.op_type in linear]
+    assert layers and all(n.input[1] in dequantized for n in layers)  # int8 weights, each
+    # Conv alone leaves them float
+    quantize_onnx(src, out, [images], limit=4, ops=["Conv"])
+    graph = onnx.load(str(out)).graph
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    assert not any(n.input[1] in dequantized for n in graph.node if n.op_type in linear)
+    # an op standing for nodes the graph lacks: said, and the rest quantized
+    monkeypatch.setitem(quantize_module.ONNX_OPS, "MatMul", ("Einsum",))
+    with caplog.at_level(logging.WARNING, logger="models.quantize"):
+        quantize_onnx(src, out, [images], limit=4, ops=["Conv", "MatMul"])
+    assert f"{src}: the model has no Einsum node, so op MatMul quantizes nothing in it" in (
+        caplog.text
+    )
 
 
 def test_the_optimizer_left_out_changes_no_reading_and_a_bad_entry_is_named(
