@@ -39,6 +39,7 @@ import logging
 import math
 import os
 import sys
+import tarfile
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -203,7 +204,23 @@ def shard_arguments_problem(shards: Sequence[str | os.PathLike]) -> str | None:
     missing = [str(s) for s in shards if not Path(s).is_file()]
     if missing:
         return f"no such shard: {', '.join(missing)}"
+    # A file of another kind (an image, a labels file) given for a shard: said so, rather than
+    # the damaged shard's advice to delete it. A .tar that does not read is a damaged shard.
+    others = [str(s) for s in shards if Path(s).suffix.lower() != ".tar" and not _is_tar(s)]
+    if others:
+        return (
+            f"{', '.join(others)}: not a shard (a .tar file of samples, as the workflow or "
+            "models.pack writes); models.pack makes one of your images and labels, and "
+            "models.recognize reads images without labels"
+        )
     return None
+
+
+def _is_tar(path: str | os.PathLike) -> bool:
+    try:
+        return tarfile.is_tarfile(path)
+    except OSError:
+        return False
 
 
 def label_problem(label: str, charset: Collection[str] | None, longest: int = 0) -> str | None:
@@ -674,6 +691,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--out {out}: a file, not a folder (metrics.json and "
                 "predictions.csv are written into it)"
             )
+        try:  # before the work, which writes into it
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"--out {out}: cannot create the folder: {e.strerror}") from None
         settings = None
         if args.task_config:
             meta = read_model_meta(checkpoint)

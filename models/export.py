@@ -255,6 +255,29 @@ def _atomic_tmp(path: Path) -> Path:
     return Path(tmp)
 
 
+def output_problem(out: str | os.PathLike) -> str | None:
+    """Why ``out`` cannot be the ``.onnx`` file an export writes, or None: another suffix, a
+    folder, or a place no file can be made (the nearest folder above it that exists is a file,
+    or refuses a new file: one is made and removed to find out). Nothing is left behind: a
+    folder that does not exist yet is made only when the export writes."""
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        return f"{out}: the output must be an .onnx file"
+    if out.is_dir():
+        return f"{out} is a folder: give the .onnx file to write"
+    above = out.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        return f"{out}: cannot create its folder {out.parent}: {above} is not a folder"
+    try:
+        with tempfile.NamedTemporaryFile(dir=above, prefix=".synthocr-probe-"):
+            pass
+    except OSError as e:
+        return f"{out}: no file can be written in {above}: {e.strerror}"
+    return None
+
+
 def export_onnx(
     checkpoint: str | os.PathLike,
     out: str | os.PathLike,
@@ -280,12 +303,10 @@ def export_onnx(
             fails or disagrees with PyTorch (or gives non-finite outputs).
     """
     out = Path(out)
-    if out.suffix.lower() != ".onnx":
-        raise ExportError(f"{out}: the output must be an .onnx file")
     if out.exists() and Path(checkpoint).exists() and out.resolve() == Path(checkpoint).resolve():
         raise ExportError(f"{out} is the checkpoint being exported: give another output path")
-    if out.is_dir():
-        raise ExportError(f"{out} is a folder: give the .onnx file to write")
+    if problem := output_problem(out):
+        raise ExportError(problem)
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ExportError(
             f"opset {opset} is not one this exporter writes ({MIN_OPSET}..{MAX_OPSET})"

@@ -50,7 +50,7 @@ from google.protobuf.message import DecodeError
 from PIL import Image
 
 from models.evaluate import iter_samples
-from models.export import META_KEY, ExportError, load_onnx, metadata_of
+from models.export import META_KEY, ExportError, load_onnx, metadata_of, output_problem
 from models.images import ImageLoadError, find_images
 from models.predict import batches, predict
 from models.recognize import Recognizer
@@ -80,14 +80,15 @@ def check_int8_args(
     limit: int,
 ) -> None:
     """What `quantize_onnx` can check of its arguments before any work (the export command
-    checks them before its float export too): an ``.onnx`` output, ops of `QUANTIZABLE_OPS`,
+    checks them before its float export too): an ``.onnx`` output that can be written
+    (`models.export.output_problem`), ops of `QUANTIZABLE_OPS`,
     calibration sources that exist, a limit of at least one image.
 
     Raises:
         ExportError: Naming the argument at fault.
     """
-    if Path(out).suffix.lower() != ".onnx":
-        raise ExportError(f"{out}: the output must be an .onnx file")
+    if problem := output_problem(out):
+        raise ExportError(problem)
     unknown = sorted(set(ops) - set(QUANTIZABLE_OPS))
     if unknown or not ops:
         raise ExportError(

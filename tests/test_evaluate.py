@@ -482,6 +482,23 @@ def test_cli_evaluates_a_checkpoint_on_any_shards_of_its_task(tmp_path, cjk_font
     err = capsys.readouterr().err
     assert f"{tmp_path} is a folder: shards are .tar files; give its shards, e.g. " in err
     assert f"{tmp_path / 'mine-*.tar'}" in err
+    # A file of another kind (an image, labels) is said not to be a shard: no advice to delete
+    # it; a .tar that does not read keeps the damaged shard's words.
+    image = tmp_path / "scan.png"
+    Image.new("L", (40, 20), 255).save(image)
+    assert main([str(ckpt), str(image), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{image}: not a shard (a .tar file of samples" in err and "delete" not in err, err
+    assert image.is_file()
+    damaged = tmp_path / "damaged.tar"
+    damaged.write_bytes(image.read_bytes())
+    assert main([str(ckpt), str(damaged), "--out", str(out)]) == 1
+    assert f"shard {damaged}: not a readable tar" in capsys.readouterr().err
+    # --out that cannot be made: named before any work
+    assert main([str(ckpt), str(shard), "--out", str(image / "eval")]) == 1
+    assert f"--out {image / 'eval'}: cannot create the folder: Not a directory" in (
+        capsys.readouterr().err
+    )
     # --out a file: named, not a FileExistsError traceback; the file is left as it was.
     (tmp_path / "afile").write_text("mine")
     assert main([str(ckpt), str(shard), "--out", str(tmp_path / "afile")]) == 1

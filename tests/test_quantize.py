@@ -330,6 +330,17 @@ def test_the_export_command_writes_an_int8_file(
     ]:
         assert main([str(ckpt), str(tmp_path / "w.onnx"), *extra]) == 1
         assert capsys.readouterr().err.startswith(said)
+    # an output that cannot be written: a folder, or under a file
+    (tmp_path / "dir.onnx").mkdir()
+    for target, said in [
+        (tmp_path / "dir.onnx", f"error: {tmp_path / 'dir.onnx'} is a folder: give the .onnx"),
+        (
+            out / "w.onnx",
+            f"error: {out / 'w.onnx'}: cannot create its folder {out}: {out} is not a folder",
+        ),
+    ]:
+        assert main([str(ckpt), str(target), "--int8", str(images)]) == 1
+        assert capsys.readouterr().err.startswith(said)
     with pytest.raises(SystemExit):
         main(
             [
