@@ -102,6 +102,7 @@ def iter_samples(
     task: str | None = None,
     charset: Collection[str] | None = None,
     longest: int = 0,
+    values: bool = True,
 ) -> Iterator[Sample]:
     """Stream a split's samples in shard order, then in order within each shard.
 
@@ -114,6 +115,8 @@ def iter_samples(
             read what it has no class for, and scoring it as a miss would hide a wrong shard.
         longest: When not 0, a label longer than this is an error too, for the same reason (the
             hanzi classifier reads one character, the reader ``max_len``).
+        values: False leaves an ``expr`` label's value unread (None), for a reader of the images
+            alone (int8 calibration): the other task's label then stops nothing.
 
     Raises:
         ValueError: A record without an image or a ``text``, an image or JSON that cannot be
@@ -160,7 +163,11 @@ def iter_samples(
                 # (a line model's charset holds every expression's characters)
                 warned.add(str(shard))
                 log.warning("shard %s: %s read anyway", shard, _other_task(task, meta).rstrip(": "))
-            value = _label_value(shard, key, label, meta.get("value")) if task == "expr" else None
+            value = (
+                _label_value(shard, key, label, meta.get("value"))
+                if task == "expr" and values
+                else None
+            )
             yield Sample(
                 key=key,
                 image=image,

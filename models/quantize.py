@@ -127,8 +127,8 @@ def calibration_images(
             raise ExportError(f"calibration: {source} {missing_why(source)}")
         if os.path.isfile(source) and source.lower().endswith(".tar"):
             try:
-                samples = iter_samples(
-                    [source], limit=limit - len(images), task=recognizer.meta.task
+                samples = iter_samples(  # the images alone: a label's value is not read
+                    [source], limit=limit - len(images), task=recognizer.meta.task, values=False
                 )
                 for sample in samples:
                     images.append(recognizer.load(sample.image, name=f"{source}: {sample.key}"))
@@ -137,7 +137,14 @@ def calibration_images(
             continue
         found = find_images([source])
         if not found:
-            raise ExportError(f"calibration: {source} is a folder with no image files in it")
+            shards = sorted(Path(source).glob("*.tar"))
+            hint = (
+                f"; its {len(shards)} .tar shard(s) are read when named, e.g. "
+                f"{Path(source) / (shards[0].name.rsplit('-', 1)[0] + '-*.tar')}"
+                if shards
+                else ""
+            )
+            raise ExportError(f"calibration: {source} is a folder with no image files in it{hint}")
         for path in found[: limit - len(images)]:
             try:
                 images.append(recognizer.load(path))

@@ -226,7 +226,7 @@ def test_the_int8_file_is_byte_deterministic_and_smaller(float_exports, tmp_path
 
 
 def test_calibration_reads_shards_and_images_as_recognition_loads_them(
-    float_exports, tmp_path, cjk_font
+    float_exports, tmp_path, cjk_font, caplog
 ):
     src, meta, images = float_exports["crnn_vgg"]
     recognizer = load_recognizer(src)
@@ -248,6 +248,28 @@ def test_calibration_reads_shards_and_images_as_recognition_loads_them(
     assert np.array_equal(np.asarray(got[6]), np.asarray(recognizer.load(images / "00.png")))
     # the limit stops within the first source
     assert len(calibration_images([shard, images], recognizer, limit=4)) == 4
+    # an expr model calibrated on another task's shards: the images are read, with the other
+    # task's warning; its labels are no expressions, and their values are not asked for
+    expr_src, expr_meta, _ = float_exports["expr_crnn"]
+    other = tmp_path / "line" / "train-000000.tar"
+    other.parent.mkdir()
+    write_samples(
+        other,
+        (
+            Sample(f"{i:06d}", np.asarray(im), {"text": "1+", "font": "f", "task": "line"})
+            for i, im in enumerate(_draw(expr_meta, cjk_font, 3))
+        ),
+    )
+    with caplog.at_level(logging.WARNING, logger="models.evaluate"):
+        assert len(calibration_images([other], load_recognizer(expr_src), limit=9)) == 3
+    assert "a expr model on line shards" in caplog.text
+    # a folder of shards names them (only image files are read from a folder)
+    with pytest.raises(ExportError) as e:
+        calibration_images([other.parent], recognizer, limit=9)
+    assert str(e.value) == (
+        f"calibration: {other.parent} is a folder with no image files in it; its 1 .tar "
+        f"shard(s) are read when named, e.g. {other.parent / 'train-*.tar'}"
+    )
 
 
 def test_a_bad_calibration_source_is_named_and_nothing_is_written(float_exports, tmp_path):
