@@ -222,8 +222,25 @@ def read_onnx_meta(path: str | os.PathLike) -> dict[str, Any]:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (OSError, DecodeError) as e:
-        raise ExportError(f"{path}: not a readable ONNX file: {e}") from None
+        raise unreadable_onnx(path, e) from None
     return metadata_of(model, path)
+
+
+def unreadable_onnx(path: str | os.PathLike, error: Exception) -> ExportError:
+    """The error for a file ``onnx.load`` cannot read: a PyTorch checkpoint (a zip archive)
+    under an ``.onnx`` name is said to be one, not only "wire format was corrupt"."""
+    try:
+        with open(path, "rb") as f:
+            checkpoint = f.read(4) == b"PK\x03\x04"
+    except OSError:
+        checkpoint = False
+    hint = (
+        " (it is a zip archive, as a PyTorch checkpoint is: name it .pt, or export it with "
+        "models.export)"
+        if checkpoint
+        else ""
+    )
+    return ExportError(f"{path}: not a readable ONNX file: {error}{hint}")
 
 
 def metadata_of(model: onnx.ModelProto, path: str | os.PathLike) -> dict[str, Any]:

@@ -50,7 +50,14 @@ from google.protobuf.message import DecodeError
 from PIL import Image
 
 from models.evaluate import iter_samples
-from models.export import META_KEY, ExportError, load_onnx, metadata_of, output_problem
+from models.export import (
+    META_KEY,
+    ExportError,
+    load_onnx,
+    metadata_of,
+    output_problem,
+    unreadable_onnx,
+)
 from models.images import ImageLoadError, find_images
 from models.predict import batches, predict
 from models.recognize import Recognizer
@@ -307,7 +314,7 @@ def quantize_onnx(
     try:
         proto = onnx.load(str(src))
     except (OSError, DecodeError) as e:
-        raise ExportError(f"{src}: not a readable ONNX file: {e}") from None
+        raise unreadable_onnx(src, e) from None
     info = metadata_of(proto, src)
     if "quantization" in info:
         raise ExportError(f"{src} is already quantized: quantize the float export instead")

@@ -221,8 +221,19 @@ def test_cli_writes_atomically_and_refuses_untrusted(tmp_path, capsys):
 def test_not_an_export_is_named(tmp_path):
     bogus = tmp_path / "bogus.onnx"
     bogus.write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(ExportError, match=r"bogus\.onnx: not a readable ONNX file"):
+    with pytest.raises(ExportError, match=r"bogus\.onnx: not a readable ONNX file") as e:
         read_onnx_meta(bogus)
+    assert "PyTorch" not in str(e.value)
+    # a checkpoint renamed .onnx is said to be one (onnx says only that its wire format is bad)
+    renamed = tmp_path / "model.onnx"
+    torch.save({"weights": torch.zeros(3)}, renamed)
+    with pytest.raises(ExportError) as e:
+        read_onnx_meta(renamed)
+    assert str(e.value).startswith(f"{renamed}: not a readable ONNX file: ")
+    assert str(e.value).endswith(
+        "(it is a zip archive, as a PyTorch checkpoint is: name it .pt, or export it with "
+        "models.export)"
+    )
     plain = tmp_path / "plain.onnx"
     torch.onnx.export(torch.nn.Identity(), (torch.zeros(1),), str(plain), dynamo=False)
     with pytest.raises(ExportError, match=r"plain\.onnx: no 'synthocr' entry"):
