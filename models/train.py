@@ -123,6 +123,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LOCK_FILE = "train.lock"
+# Left by a training refused while another held the lock: the refused job's run key (for one
+# process). The holder, finishing, leaves its outputs unwritten when that key is not its own:
+# the config changed while it ran (a killed Snakemake's orphan), and the rerun that follows
+# must train the new settings, not find the old run's model newer than its inputs.
+WANTED_FILE = "wanted.json"
 RUN_INFO = "run.json"  # beside a run's last.pt: its hashes, processes and step
 
 HISTORY_COLUMNS = (
@@ -533,10 +538,44 @@ def train(job: TrainJob, command_line: bool = False) -> TrainResult:
     device = resolve_device(job.device, env.local_rank, claim=not env.distributed)
     init_distributed(env, device)
     try:
-        with _writer_lock(Path(job.out_dir), env, device):
-            return _train(job, spec, env, device, command_line)
+        try:
+            with _writer_lock(Path(job.out_dir), env, device):
+                return _train(job, spec, env, device, command_line)
+        except OutputLockedError:
+            if env.is_main:
+                _want_outputs(job)
+            raise
     finally:
         shutdown_distributed()
+
+
+def _want_outputs(job: TrainJob) -> None:
+    """Tell the training that holds ``job``'s folder which run its outputs are now wanted of
+    (`WANTED_FILE`, this job's run key for one process; None where it cannot be computed, which
+    no run matches)."""
+    try:
+        key = run_hashes(job, read_charset(job.charset))[1]
+    except Exception as e:  # a refusal is said whatever its key: the holder then writes nothing
+        log.warning("cannot compute this job's run key (%s): %s", type(e).__name__, e)
+        key = None
+    try:
+        write_bytes_atomic(
+            Path(job.out_dir) / WANTED_FILE, json.dumps({"run": key}).encode() + b"\n"
+        )
+    except OSError as e:
+        log.warning("cannot write %s: %s", Path(job.out_dir) / WANTED_FILE, e)
+
+
+def _wanted_elsewhere(out_dir: Path, one_process_key: str) -> bool:
+    """Whether a training refused while this one ran asked for another run's outputs
+    (`WANTED_FILE`)."""
+    try:
+        wanted = json.loads((out_dir / WANTED_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True
+    return not isinstance(wanted, dict) or wanted.get("run") != one_process_key
 
 
 def _train(
@@ -544,6 +583,8 @@ def _train(
 ) -> TrainResult:
     t_start = time.perf_counter()
     out_dir = Path(job.out_dir)
+    if env.is_main:  # a wish left for the run before this one, which has ended
+        (out_dir / WANTED_FILE).unlink(missing_ok=True)
     charset = read_charset(job.charset)
     family = make_family(job.model, charset, job.model_kwargs)
     geometry = input_spec(job.model, **job.model_kwargs)
@@ -925,6 +966,17 @@ def _train(
     )
 
     def write_outputs() -> None:
+        if _wanted_elsewhere(out_dir, one_process_key):
+            log.warning(
+                "%s: a training of other settings was started and refused while this run went "
+                "on (the config changed: %s), so this run's outputs are not written, and the "
+                "next run trains those settings; this finished run stays in %s, which a run of "
+                "these settings takes over at once",
+                out_dir,
+                out_dir / WANTED_FILE,
+                resume_dir,
+            )
+            return
         save_model(out_dir / "model.pt", shipped, _with_step(meta, step))
         _write_history(out_dir / "history.csv", history)
         info = {

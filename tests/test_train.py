@@ -45,6 +45,7 @@ from models.specs import (
 from models.train import (
     HISTORY_COLUMNS,
     LOCK_FILE,
+    WANTED_FILE,
     NonFiniteLossError,
     OutputLockedError,
     RankStoppedError,
@@ -1445,8 +1446,49 @@ def test_training_refuses_an_output_folder_another_process_holds(line_data, tmp_
         # flock: another open of the file conflicts within one process too
         with pytest.raises(OutputLockedError, match=re.escape(str(out))), output_lock(out):
             pass
-        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing read or written
+        # nothing read or written but the refused run's wish (its run key: see below)
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE, WANTED_FILE]
     assert train(line_job(line_data, out, steps=2)).steps == 2  # released on leaving the block
+    assert not (out / WANTED_FILE).exists()  # a run that holds the lock clears it
+
+
+@pytest.mark.parametrize("same", [False, True])
+def test_a_run_refused_for_other_settings_leaves_the_holders_outputs_unwritten(
+    line_data, tmp_path, monkeypatch, caplog, same
+):
+    """A killed Snakemake's orphaned training goes on; the config is edited and the job refused
+    while it runs; the orphan then finished and wrote the old settings' model, newer than its
+    inputs, and the rerun found nothing to do (the README's "wait for the first, and rerun").
+    Now the refused job leaves its run key, and the holder, finishing, writes no output when
+    that is not its own: the rerun trains the new settings, and a run of the old ones takes the
+    finished run over. A refusal of the same settings changes nothing."""
+    out = tmp_path / "exp"
+    holder = line_job(line_data, out, steps=4)
+    refused = holder if same else line_job(line_data, out, steps=4, lr=holder.train.lr / 2)
+    real, asked = train_module._on_main, []
+
+    def on_main(fn, what, env, device):
+        if what.startswith("writing") and "resume" in what and not asked:
+            asked.append(what)  # mid-run, the holder holding the lock: a job is started
+            with pytest.raises(OutputLockedError):
+                train(refused)
+        return real(fn, what, env, device)
+
+    monkeypatch.setattr(train_module, "_on_main", on_main)
+    with caplog.at_level(logging.WARNING, logger="models.train"):
+        assert train(holder).steps == 4
+    assert asked
+    assert (out / "model.pt").exists() == same and (out / "train.json").exists() == same
+    if same:
+        assert "outputs are not written" not in caplog.text
+        return
+    assert f"{out}: a training of other settings was started and refused" in caplog.text
+    monkeypatch.setattr(train_module, "_on_main", real)
+    # the old settings again: the finished run, taken over at once (no step trained)
+    assert train(holder).resumed_from == 4 and (out / "model.pt").exists()
+    assert not (out / WANTED_FILE).exists()
+    assert train(refused).resumed_from == 0  # the new ones train
+    assert json.loads((out / "train.json").read_text())["train"]["lr"] == refused.train.lr
 
 
 def test_under_torchrun_rank_0_alone_locks_and_tells_every_rank(tmp_path, monkeypatch):
