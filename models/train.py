@@ -701,7 +701,13 @@ def _train(
             align_sum, n_aligned = window[5:] or (0.0, 0)
         log.info("resuming run %s from step %d (%s)", key, step, resume_path)
         threads = state.get("threads")
-        if device.type == "cpu" and threads and threads != torch.get_num_threads():
+        finished = step >= spec.steps or stopped_early
+        if finished and threads:
+            # A finished run taken over (torchrun's, say): the threads it trained with, not
+            # this process's, which trains nothing.
+            recorded = recorded_settings(spec, int(threads))
+            meta = replace(meta, train=recorded)
+        elif device.type == "cpu" and threads and threads != torch.get_num_threads():
             log.warning(
                 "run %s started with %d CPU threads and resumes with %d: its weights will "
                 "differ from an uninterrupted run's (CPU kernels sum in another order)",

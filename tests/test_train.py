@@ -27,7 +27,7 @@ from test_data import LINE, write_shards
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import models.train as train_module
-from models.checkpoint import load_checkpoint, load_model
+from models.checkpoint import load_checkpoint, load_model, read_meta
 from models.crnn import CRNN
 from models.data import SampleLabelError, ShardError
 from models.devices import DistEnv, dist_env, resolve_device
@@ -938,6 +938,25 @@ def test_resuming_on_another_cpu_thread_count_warns(line_data, tmp_path, caplog,
     # The checkpoint now records the thread count it was written with.
     last = load_checkpoint(tmp_path / "resume" / resumed.run_hash / "last.pt")
     assert last["resume"]["threads"] == threads
+
+
+def test_a_finished_run_taken_over_records_the_threads_it_trained_with(line_data, tmp_path, caplog):
+    """The train rule (one thread) taking over a run torchrun finished on two threads a rank
+    trains nothing: its model.pt and train.json say the run's 2, not the rule's 1, and no
+    word of weights that will differ."""
+    job = line_job(line_data, tmp_path, steps=3)
+    torch.set_num_threads(2)
+    try:
+        first = train(job)
+    finally:
+        torch.set_num_threads(1)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="models.train"):
+        again = train(job)
+    assert again.resumed_from == again.steps == first.steps == 3
+    assert json.loads((tmp_path / "train.json").read_text())["train"]["threads"] == 2
+    assert read_meta(tmp_path / "model.pt").train["threads"] == 2
+    assert "resumes with" not in caplog.text
 
 
 def test_the_rule_and_the_command_line_record_the_same_run(line_data, tmp_path):
