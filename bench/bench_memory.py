@@ -1,6 +1,6 @@
 """Each job's measured peak memory beside the memory it declares (``resources: mem_mb``).
 
-    python bench/bench_memory.py [--directory DIR] [--configfile CONFIG] [TARGET ...]
+    python bench/bench_memory.py [TARGET ...] [--directory DIR] [--configfile CONFIG ...]
 
 Run it after the workflow, with the arguments that ran it. Every rule has a ``benchmark:``
 record (``logs/{rule}/....benchmark.tsv``: Snakemake samples the job's process tree, every half
@@ -38,15 +38,20 @@ class Job:
     mem_mb: int
 
 
-def declared_jobs(targets: list[str], directory: str, configfile: str | None) -> list[Job]:
-    """Every job of the targets (a forced dry run) with its benchmark record's path and mem_mb."""
+def declared_jobs(targets: list[str], directory: str, configfiles: list[str]) -> list[Job]:
+    """Every job of the targets (a forced dry run) with its benchmark record's path and mem_mb;
+    ``configfiles`` as the run's ``--configfile`` gave them (none: the Snakefile's default)."""
+    for path in configfiles:
+        if not os.path.isfile(path):
+            sys.exit(f"error: --configfile {path}: no such file")
     cmd = [str(SNAKEMAKE), "-n", "--forceall", "--cores", "2"]
     cmd += ["--snakefile", str(REPO / "Snakefile"), "--directory", directory, *targets]
-    if configfile:
-        cmd += ["--configfile", os.path.abspath(configfile)]
+    if configfiles:
+        cmd += ["--configfile", *map(os.path.abspath, configfiles)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        sys.exit(f"error: the dry run failed:\n{proc.stderr[-3000:]}")
+    if proc.returncode != 0:  # Snakemake 9 prints its error on stdout, a warning on stderr
+        said = "\n".join(part.strip() for part in (proc.stderr, proc.stdout) if part.strip())
+        sys.exit(f"error: the dry run failed:\n{said[-3000:]}")
     jobs: list[Job] = []
     rule = benchmark = None
     for line in proc.stdout.splitlines():
@@ -76,12 +81,17 @@ def read_record(path: Path) -> dict[str, float]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("targets", nargs="*", default=["all"])
     parser.add_argument("--directory", default=".", help="where the workflow ran")
-    parser.add_argument("--configfile", help="its config (default: configs/config.yaml)")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--configfile",
+        nargs="+",
+        default=[],
+        help="its config file(s), as the run gave them (default: configs/config.yaml)",
+    )
+    args = parser.parse_intermixed_args(argv)
 
     jobs = declared_jobs(args.targets, args.directory, args.configfile)
     rows: dict[str, dict[str, float]] = {}

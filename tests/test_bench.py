@@ -214,6 +214,35 @@ def test_bench_memory_sets_every_jobs_peak_beside_its_declaration(repo_root, smo
     assert float(rows["train"][2]) > 50  # a training process holds torch and a model: not ~0
 
 
+def test_bench_memory_reads_a_run_of_several_config_files_and_says_why_a_dry_run_fails(
+    repo_root, tmp_path
+):
+    """A run made with an overlay (--configfile A B) is sized with the same two files; a dry run
+    that fails shows Snakemake's words (on its stdout), a missing file is named."""
+    overlay = tmp_path / "steps.yaml"
+    overlay.write_text("experiments:\n  hanzi_cnn:\n    train: {steps: 8}\n")
+    bench = [sys.executable, str(repo_root / "bench" / "bench_memory.py")]
+    smoke = str(repo_root / "configs" / "smoke.yaml")
+    proc = subprocess.run(
+        [*bench, "all", "--directory", str(tmp_path), "--configfile", smoke, str(overlay)],
+        capture_output=True, text=True, timeout=300, cwd=repo_root,
+    )  # fmt: skip
+    # the dry run read both files and listed the jobs; none has run here
+    assert proc.stderr.strip() == f"error: no benchmark records of these jobs under {tmp_path}"
+    overlay.write_text("experiments:\n  hanzi_cnn:\n    train: {stepz: 8}\n")
+    proc = subprocess.run(
+        [*bench, "--configfile", smoke, str(overlay), "--directory", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=repo_root,
+    )  # fmt: skip
+    assert proc.returncode == 1 and proc.stderr.startswith("error: the dry run failed:\n")
+    assert "experiments.hanzi_cnn.train.stepz: unknown key (did you mean 'steps'?)" in proc.stderr
+    missing = tmp_path / "nonexistent.yaml"
+    proc = subprocess.run(
+        [*bench, "--configfile", str(missing)], capture_output=True, text=True, cwd=repo_root
+    )
+    assert proc.stderr.strip() == f"error: --configfile {missing}: no such file"
+
+
 @pytest.mark.slow
 def test_bench_weight_reads_a_split_drawn_bolder_and_thinner(repo_root, smoke_run, tmp_path):
     """bench_weight on the smoke run's expr model: a shard per stroke weight, the same samples;
