@@ -20,6 +20,8 @@ state is written atomically every ``checkpoint_every`` steps under
 continues from it, and on CPU ends with the same weights as an uninterrupted run: the data
 stream and the dropout RNG are functions of ``(seed, rank, step)`` (`models.data.TrainStream`;
 the global torch RNG is reseeded every step), and the learning rate is a pure function of step.
+SIGTERM (a cluster's time limit, pre-emption, ``kill``) stops the run after the step under way
+with its state at that step written (`TrainingStopped`, exit status 143): no step is lost.
 
 Several GPUs or nodes: run this module under ``torchrun`` (it reads RANK, WORLD_SIZE and
 LOCAL_RANK); every rank trains on its own resampled stream, gradients are averaged by DDP,
@@ -44,7 +46,9 @@ deleted: the training stops with `ResumeConflictError`, saying how to go on.
 One training per output folder: the writer (rank 0) holds an exclusive ``flock`` on
 ``{out_dir}/train.lock`` from start to end (`output_lock`), and a second training of the same
 folder (a Snakemake rerun after ``--unlock`` while an orphaned run goes on, a hand-started one)
-stops at once with `OutputLockedError` instead of writing the same checkpoints.
+stops at once with `OutputLockedError` instead of writing the same checkpoints. When its
+settings are not the running one's, it leaves its run key (``wanted.json``), and the running
+one, finishing, writes no outputs (the config changed under it).
 """
 
 from __future__ import annotations
@@ -57,8 +61,10 @@ import logging
 import math
 import os
 import shutil
+import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -155,6 +161,38 @@ class ResumeConflictError(RuntimeError):
 class RankStoppedError(RuntimeError):
     """Under ``torchrun``, rank 0 failed at what it does alone (reading the validation shards,
     validating, writing): the other ranks stop with it (its own error names the cause)."""
+
+
+class TrainingStopped(RuntimeError):
+    """SIGTERM (a cluster's time limit or pre-emption, ``kill``) stopped the run after the step
+    under way: its state at that step is saved, and a rerun resumes from it."""
+
+
+STOPPED = 128 + signal.SIGTERM  # the exit status of a command SIGTERM stopped (143)
+
+
+@contextmanager
+def _stop_on_sigterm() -> Iterator[Callable[[], bool]]:
+    """Yield whether SIGTERM has come since: the training then stops after the step under way
+    and saves its state there (`TrainingStopped`), rather than lose the steps since its last
+    checkpoint. SLURM sends SIGTERM at a job's time limit and SIGKILL ``KillWait`` seconds
+    later (30 by default): a step and a checkpoint fit. A second SIGTERM kills at once. Outside
+    the main thread (where no handler can be set) nothing is asked, and SIGTERM kills."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    asked: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        asked.append(signum)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the next one kills
+        log.warning("SIGTERM: stopping after this step, its state saved (again to stop now)")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield lambda: bool(asked)
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 class OutputLockedError(RuntimeError):
@@ -539,8 +577,8 @@ def train(job: TrainJob, command_line: bool = False) -> TrainResult:
     init_distributed(env, device)
     try:
         try:
-            with _writer_lock(Path(job.out_dir), env, device):
-                return _train(job, spec, env, device, command_line)
+            with _writer_lock(Path(job.out_dir), env, device), _stop_on_sigterm() as asked:
+                return _train(job, spec, env, device, command_line, asked)
         except OutputLockedError:
             if env.is_main:
                 _want_outputs(job)
@@ -579,7 +617,12 @@ def _wanted_elsewhere(out_dir: Path, one_process_key: str) -> bool:
 
 
 def _train(
-    job: TrainJob, spec: TrainSpec, env: DistEnv, device: torch.device, command_line: bool
+    job: TrainJob,
+    spec: TrainSpec,
+    env: DistEnv,
+    device: torch.device,
+    command_line: bool,
+    stop_asked: Callable[[], bool] = lambda: False,
 ) -> TrainResult:
     t_start = time.perf_counter()
     out_dir = Path(job.out_dir)
@@ -854,13 +897,16 @@ def _train(
         objective.backward()
         max_norm = spec.clip_grad if spec.clip_grad > 0 else math.inf
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        # SIGTERM on any rank stops every rank after this step (torchrun passes it to each, not
+        # necessarily within one step): told in the all-reduce every step makes anyway.
+        asked = torch.full((), float(stop_asked()), device=loss.device)
         stats = torch.stack(
-            [loss.detach().float(), grad_norm.detach().float(), aligned.detach().float()]
+            [loss.detach().float(), grad_norm.detach().float(), aligned.detach().float(), asked]
         )
         if env.distributed:
             torch.distributed.all_reduce(stats)  # a NaN on any rank stops every rank
             stats /= env.world_size
-        loss_value, norm_value, align_value = stats.tolist()
+        loss_value, norm_value, align_value, stop_value = stats.tolist()
         if not math.isfinite(align_value):
             loss_value = align_value  # stops as a non-finite loss does
         if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
@@ -943,8 +989,17 @@ def _train(
                 )
                 if writer is not None:
                     _log_scalars(writer, row)
-        if step % spec.checkpoint_every == 0 or last or stopped_early:
+        if step % spec.checkpoint_every == 0 or last or stopped_early or stop_value > 0:
             _on_main(save_resume, f"writing {resume_path}", env, device)
+        if stop_value > 0 and not (last or stopped_early):
+            if bar is not None:
+                bar.close()
+            if writer is not None:
+                writer.close()
+            raise TrainingStopped(
+                f"{job.experiment}: stopped by SIGTERM at step {step} of {spec.steps}; its "
+                f"state is saved in {resume_path}, and a rerun resumes from it"
+            )
     if bar is not None:
         bar.close()
     if writer is not None:
@@ -1279,6 +1334,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         DeviceError,  # --device cuda:7 on a machine without it
     ) as e:
         parser.exit(1, f"{parser.prog}: error: {e}\n")
+    except TrainingStopped as e:
+        parser.exit(STOPPED, f"{parser.prog}: {e}\n")
 
 
 if __name__ == "__main__":

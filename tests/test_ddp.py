@@ -284,3 +284,62 @@ def test_rank0_reads_every_training_label_for_all_ranks(tmp_path):
     assert "rank 0 stopped while reading the training labels" in logs[1], logs[1]
     assert "cannot be trained on" not in logs[1]  # rank 1 did not read them itself
     assert "Traceback" not in logs[0] + logs[1], logs
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_rank_stops_every_rank_at_one_step_with_its_state_saved(tmp_path):
+    """SIGTERM reaches the ranks at different moments (here rank 1 alone): each rank learns of
+    it in the step's all-reduce, so all stop after the same step, rank 0 saves that step's
+    state, and every rank exits 143 without waiting in a collective the others left."""
+    import re
+    import signal
+
+    _torchrun(tmp_path, tmp_path / "first")  # writes the shards and job.json
+    job = json.loads((tmp_path / "job.json").read_text())
+    job["train"].update(steps=100_000, checkpoint_every=10_000, val_every=10_000, log_every=1)
+    job["out_dir"] = str(tmp_path / "out")
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    for attempt in range(3):
+        port = _free_port()
+        ranks = [
+            subprocess.Popen(
+                [sys.executable, "-m", "models.train", "--spec", f"@{tmp_path / 'job.json'}"],
+                cwd=REPO,
+                env={
+                    **os.environ,
+                    "PYTHONPATH": str(REPO),
+                    "OMP_NUM_THREADS": "1",
+                    "RANK": str(rank),
+                    "LOCAL_RANK": str(rank),
+                    "WORLD_SIZE": "2",
+                    "MASTER_ADDR": "127.0.0.1",
+                    "MASTER_PORT": str(port),
+                },
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for rank in (0, 1)
+        ]
+        try:
+            lines = []
+            for line in ranks[0].stdout:
+                lines.append(line)
+                if re.search(r"step [3-9]/100000", line):
+                    ranks[1].send_signal(signal.SIGTERM)
+                    break
+            logs = ["".join(lines) + ranks[0].communicate(timeout=120)[0]]
+            logs.append(ranks[1].communicate(timeout=120)[0])
+        finally:
+            for p in ranks:
+                p.kill()
+                p.wait()
+        if "address already in use" in logs[0] and attempt < 2:
+            continue
+        break
+    assert [p.returncode for p in ranks] == [143, 143], logs
+    said = re.search(r"stopped by SIGTERM at step (\d+) of 100000", logs[0])
+    assert said and "Traceback" not in logs[0] + logs[1], logs
+    assert f"stopped by SIGTERM at step {said[1]} of 100000" in logs[1], logs[1]
+    [state] = (tmp_path / "out" / "resume").iterdir()
+    assert json.loads((state / "run.json").read_text())["step"] == int(said[1]) >= 3

@@ -49,6 +49,7 @@ from models.train import (
     NonFiniteLossError,
     OutputLockedError,
     RankStoppedError,
+    TrainingStopped,
     align_weight_at,
     ema_update,
     job_from_config,
@@ -578,6 +579,69 @@ def test_ctrl_c_stops_the_command_line_in_one_line_and_the_rerun_resumes(line_da
     assert "Traceback" not in err, err
     [state] = (tmp_path / "out" / "resume").iterdir()
     assert json.loads((state / "run.json").read_text())["step"] >= 3
+
+
+def test_sigterm_saves_the_step_it_reached_and_the_command_line_exits_143(line_data, tmp_path):
+    """SIGTERM (SLURM's at a job's time limit, before SIGKILL) stops the run after the step
+    under way, its state saved at that step, not at the last checkpoint: with checkpoint_every
+    far off, the rerun resumes from the step the log last showed."""
+    job = line_job(line_data, tmp_path / "out", steps=100_000, checkpoint_every=10_000)
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps(job.to_dict()))
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "models.train", "--spec", f"@{spec}"],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if re.search(r"step [4-9]/100000", line):
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.communicate(timeout=60)[1]
+    err = "".join(lines) + rest
+    assert proc.returncode == 143, err
+    said = re.search(r"stopped by SIGTERM at step (\d+) of 100000; its state is saved in", err)
+    assert said and "Traceback" not in err, err
+    [state] = (tmp_path / "out" / "resume").iterdir()
+    assert json.loads((state / "run.json").read_text())["step"] == int(said[1]) >= 4
+
+
+def test_a_run_stopped_by_sigterm_resumes_to_the_same_weights(line_data, tmp_path):
+    """In process: SIGTERM during step 4 (checkpoint_every 3) saves step 5; the rerun resumes
+    there and ends as a run never stopped, weights and history alike."""
+    settings = dict(steps=7, checkpoint_every=3, ema_decay=0.8)
+    full = train(line_job(line_data, tmp_path / "full", **settings))
+    real_lr_at = train_module.lr_at
+
+    def terminating(step, spec):
+        if step == 4:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled before this step's figures are made
+        return real_lr_at(step, spec)
+
+    before = signal.getsignal(signal.SIGTERM)
+    part = line_job(line_data, tmp_path / "part", **settings)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train_module, "lr_at", terminating)
+        with pytest.raises(TrainingStopped, match=r"stopped by SIGTERM at step 5 of 7"):
+            train(part)
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is the run's alone
+    resumed = train(part)
+    assert resumed.resumed_from == 5 and resumed.run_hash == full.run_hash
+    a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "part" / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    timing = {"images_per_s", "elapsed_s"}
+
+    def rows(run):
+        with open(tmp_path / run / "history.csv", newline="") as f:
+            return [{k: v for k, v in r.items() if k not in timing} for r in csv.DictReader(f)]
+
+    assert rows("part") == rows("full")
 
 
 def test_state_killed_before_its_run_json_is_still_found_by_another_process_count(
