@@ -693,4 +693,15 @@ def train_loader(
         prefetch_factor=PREFETCH if num_workers > 0 else None,
         persistent_workers=False,
         pin_memory=device is not None and device.type == "cuda",
+        worker_init_fn=_ignore_sigterm if num_workers > 0 else None,
     )
+
+
+def _ignore_sigterm(worker_id: int) -> None:
+    """A worker ignores SIGTERM: SLURM (at a time limit) and torchrun signal a rank's whole
+    process group, and the training, told too, stops after its step (`models.train`), which
+    a worker ended by torch's own handler would fail with "DataLoader worker is killed". It
+    still ends with the loader, or its parent (torch's watchdog), or SIGKILL."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

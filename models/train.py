@@ -176,17 +176,23 @@ def _stop_on_sigterm() -> Iterator[Callable[[], bool]]:
     """Yield whether SIGTERM has come since: the training then stops after the step under way
     and saves its state there (`TrainingStopped`), rather than lose the steps since its last
     checkpoint. SLURM sends SIGTERM at a job's time limit and SIGKILL ``KillWait`` seconds
-    later (30 by default): a step and a checkpoint fit. A second SIGTERM kills at once. Outside
-    the main thread (where no handler can be set) nothing is asked, and SIGTERM kills."""
+    later (30 by default): a step and a checkpoint fit. Another SIGTERM changes nothing (SLURM
+    may send one from the step daemon and one through ``srun``): SIGKILL or Ctrl-C stops at once.
+    Outside the main thread (where no handler can be set) nothing is asked, and SIGTERM kills.
+    DataLoader workers ignore it (`models.data.train_loader`): SLURM and ``torchrun`` signal a
+    rank's whole process group, and a worker it ended would stop the step with an error."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: False
         return
     asked: list[int] = []
 
     def handler(signum: int, frame: Any) -> None:
+        if not asked:
+            log.warning(
+                "SIGTERM: stopping after the step under way (the next one, before the "
+                "first), its state saved"
+            )
         asked.append(signum)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the next one kills
-        log.warning("SIGTERM: stopping after this step, its state saved (again to stop now)")
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
@@ -197,7 +203,7 @@ def _stop_on_sigterm() -> Iterator[Callable[[], bool]]:
 
 class OutputLockedError(RuntimeError):
     """Another training holds the output folder's lock (names the folder and, if known, the
-    holder's pid); nothing of the run was read or written."""
+    holder's pid); nothing of the run was trained or written but its wish (``wanted.json``)."""
 
 
 @dataclass(frozen=True)
@@ -565,7 +571,9 @@ def train(job: TrainJob, command_line: bool = False) -> TrainResult:
     throughout.
 
     Raises:
-        OutputLockedError: Another training of ``out_dir`` is running (nothing was touched).
+        OutputLockedError: Another training of ``out_dir`` is running: nothing is trained, and
+            this run's key (read as any start reads it, the shards' digests among it) is left
+            in ``wanted.json`` for that one (`_want_outputs`).
         NonFiniteLossError: The loss or gradient norm became NaN/inf (the last good checkpoint
             is kept, so a fixed rerun can resume from it).
         models.data.DataError: A shard, image or label that cannot be used (named).
@@ -996,6 +1004,8 @@ def _train(
                 bar.close()
             if writer is not None:
                 writer.close()
+            if env.distributed:  # no rank leaves the group while another still receives
+                torch.distributed.barrier()
             raise TrainingStopped(
                 f"{job.experiment}: stopped by SIGTERM at step {step} of {spec.steps}; its "
                 f"state is saved in {resume_path}, and a rerun resumes from it"
@@ -1029,10 +1039,11 @@ def _train(
     def write_outputs() -> None:
         if _wanted_elsewhere(out_dir, one_process_key):
             log.warning(
-                "%s: a training of other settings was started and refused while this run went "
-                "on (the config changed: %s), so this run's outputs are not written, and the "
-                "next run trains those settings; this finished run stays in %s, which a run of "
-                "these settings takes over at once",
+                "%s: a training of other settings (or of settings it could not read) was "
+                "started and refused while this run went on (%s: the config was edited, say), "
+                "so this run's outputs are not written, and the next run trains the config's "
+                "settings; this finished run stays in %s, which a run of these settings takes "
+                "over at once",
                 out_dir,
                 out_dir / WANTED_FILE,
                 resume_dir,

@@ -584,8 +584,12 @@ def test_ctrl_c_stops_the_command_line_in_one_line_and_the_rerun_resumes(line_da
 def test_sigterm_saves_the_step_it_reached_and_the_command_line_exits_143(line_data, tmp_path):
     """SIGTERM (SLURM's at a job's time limit, before SIGKILL) stops the run after the step
     under way, its state saved at that step, not at the last checkpoint: with checkpoint_every
-    far off, the rerun resumes from the step the log last showed."""
-    job = line_job(line_data, tmp_path / "out", steps=100_000, checkpoint_every=10_000)
+    far off, the rerun resumes from the step the log last showed. SLURM signals the job's
+    whole process group, DataLoader workers too: they ignore it (torch's own handler ended
+    them, and the step failed with "DataLoader worker is killed", nothing saved)."""
+    job = line_job(
+        line_data, tmp_path / "out", steps=100_000, checkpoint_every=10_000, num_workers=2
+    )
     spec = tmp_path / "job.json"
     spec.write_text(json.dumps(job.to_dict()))
     repo = Path(__file__).resolve().parents[1]
@@ -595,12 +599,15 @@ def test_sigterm_saves_the_step_it_reached_and_the_command_line_exits_143(line_d
         env={**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"},
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # a process group of its own: the trainer and its workers
     )
     lines = []
     for line in proc.stderr:
         lines.append(line)
         if re.search(r"step [4-9]/100000", line):
-            proc.send_signal(signal.SIGTERM)
+            workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True)
+            assert len(workers.stdout.split()) == 2, workers  # the two DataLoader workers
+            os.killpg(proc.pid, signal.SIGTERM)  # as SLURM does: every process of the job
             break
     rest = proc.communicate(timeout=60)[1]
     err = "".join(lines) + rest

@@ -1521,6 +1521,53 @@ def test_a_run_killed_during_training_recovers_to_the_outputs_of_one_never_stopp
 
 
 @pytest.mark.slow
+def test_a_training_job_sigterm_stops_saves_its_step_and_the_rerun_resumes_there(tmp_path):
+    """A cluster's time limit: SIGTERM to a training job's processes (not to Snakemake). The
+    job saves the step it reached, says so in its log and exits 143, so that the rerun (the
+    SLURM profile's retries) resumes from that step, not the last checkpoint (test_train's
+    test_a_run_stopped_by_sigterm_resumes_to_the_same_weights)."""
+    overlay = tmp_path / "long.yaml"
+    overlay.write_text(
+        f"extends: {SMOKE}\nexperiments:\n  expr_crnn:\n    train: {{steps: 100000, "
+        "checkpoint_every: 50000, val_every: 50000}\n"
+    )
+    target = "results/models/expr_crnn/model.pt"
+    run = subprocess.Popen(
+        snakemake_command(tmp_path, "--cores", "2", target, config=overlay),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    log = tmp_path / "logs" / "train" / "expr_crnn.log"
+    try:
+        deadline = time.monotonic() + 400
+        while not (log.is_file() and re.search(r"step \d{2,}/100000", log.read_text())):
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate()[0]
+            time.sleep(0.1)
+        jobs = subprocess.run(["pgrep", "-f", r"\.train\.py"], capture_output=True, text=True)
+        trainers = [
+            pid
+            for pid in jobs.stdout.split()
+            if os.path.realpath(f"/proc/{pid}/cwd") == str(tmp_path.resolve())
+        ]
+        assert len(trainers) == 1, jobs.stdout
+        os.kill(int(trainers[0]), signal.SIGTERM)
+        out = run.communicate(timeout=120)[0]
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    assert run.returncode != 0 and "143" in out, out[-3000:]
+    said = re.search(r"stopped by SIGTERM at step (\d+) of 100000", log.read_text())
+    assert said and "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    [state] = (tmp_path / "results" / "models" / "expr_crnn" / "resume").iterdir()
+    assert json.loads((state / "run.json").read_text())["step"] == int(said[1])
+    assert not (tmp_path / target).exists()
+
+
+@pytest.mark.slow
 def test_an_overlay_reruns_only_what_it_changes_over_the_config_it_extends(smoke_run, tmp_path):
     base = os.path.relpath(SMOKE, tmp_path)  # relative to the overlay's own folder
     overlay = tmp_path / "overlay.yaml"

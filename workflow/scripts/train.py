@@ -1,14 +1,15 @@
 """Snakemake adapter: train one experiment (models.train)."""
 
+import sys
 from pathlib import Path
 
 import torch
 
 from models.specs import TrainJob, TrainSpec
-from models.train import train
+from models.train import STOPPED, TrainingStopped, train
 from synth import joblog
 
-joblog.start(snakemake.log[0], "%(asctime)s %(levelname)s %(name)s: %(message)s")
+log = joblog.start(snakemake.log[0], "%(asctime)s %(levelname)s %(name)s: %(message)s")
 torch.set_num_threads(snakemake.threads)
 exp = snakemake.params.spec["experiment"]
 name = snakemake.wildcards.experiment
@@ -25,4 +26,8 @@ job = TrainJob(
     val_shards=tuple(snakemake.input.val),
     out_dir=str(Path(snakemake.output.model).parent),
 )
-train(job)
+try:
+    train(job)
+except TrainingStopped as e:  # SIGTERM: a time limit, pre-emption; the state is saved
+    log.error("%s", e)
+    sys.exit(STOPPED)
