@@ -465,7 +465,8 @@ def _without_copied_faces(
     for f in sorted(files, key=lambda f: -len(keys[f.path])):  # stable: in order within a count
         faces = [(name, k) for name, k in keys[f.path] if k is not None]
         held = [(name, holder[k]) for name, k in faces if holder.get(k, f.path) != f.path]
-        if faces and len(held) == len(faces):
+        # every face held elsewhere: one that could not be compared is the file's own
+        if held and len(held) == len(keys[f.path]):
             left_out.add(f.path)
             if warn:
                 files_log.warning(

@@ -222,14 +222,22 @@ def test_a_face_saved_out_of_a_training_collection_counts_once(
     sans = TTCollection()  # shares its first face (DejaVu Sans Bold) with the pair, not its second
     sans.fonts = [TTFont(str(bold)), TTFont(str(latin_font))]
     sans.save(str(tmp_path / "dejavu-sans.ttc"))
+    # the pair's Bold beside a face with no cmap to compare (a bitmap face, say): its own
+    unmapped = TTFont(str(latin_font.with_name("DejaVuSansMono.ttf")))
+    del unmapped["cmap"]
+    odd = TTCollection()
+    odd.fonts = [TTFont(str(bold)), unmapped]
+    odd.save(str(tmp_path / "dejavu-zodd.ttc"))
 
     paths = [str(p) for p in (one_face, heldout_font, tmp_path / "remapped.ttf", bold, pair)]
+    paths += [str(tmp_path / "dejavu-zodd.ttc")]
     with caplog.at_level("WARNING"):
         train, _ = split_roles([*paths, str(tmp_path / "dejavu-sans.ttc")], [])
     kept = [f.path for f in train]
     assert str(one_face) not in kept and str(bold) not in kept
     assert {str(heldout_font), str(tmp_path / "remapped.ttf"), str(pair)} <= set(kept)
-    assert str(tmp_path / "dejavu-sans.ttc") in kept
+    assert str(tmp_path / "dejavu-sans.ttc") in kept and str(tmp_path / "dejavu-zodd.ttc") in kept
+    assert f"font {tmp_path / 'dejavu-zodd.ttc'} has a face (DejaVu Sans Bold)" in caplog.text
     assert (
         f"font {one_face} has the outlines and character map of the training font {heldout_font} "
         f"({kai.fonts[0]['name'].getBestFullName()}): left out, so its face counts once"
