@@ -195,19 +195,8 @@ def shard_arguments_problem(shards: Sequence[str | os.PathLike]) -> str | None:
     path that does not exist), or None."""
     folders = [str(s) for s in shards if Path(s).is_dir()]
     if folders:
-        folder = Path(folders[0])
-        splits = sorted({p.name.rsplit("-", 1)[0] for p in folder.glob("*.tar")})
-        if len(splits) == 1:
-            hint = f"; give its shards, e.g. {folder / f'{splits[0]}-*.tar'}"
-        elif splits:
-            hint = (
-                f"; give one split's shards, e.g. {folder / f'{splits[0]}-*.tar'} (it holds "
-                f"{', '.join(splits)})"
-            )
-        else:
-            hint = "; it holds no .tar file"
         what = "is a folder" if len(folders) == 1 else "are folders"
-        return f"{', '.join(folders)} {what}: shards are .tar files{hint}"
+        return f"{', '.join(folders)} {what}: shards are .tar files{shard_folder_hint(folders[0])}"
     missing = [str(s) for s in shards if not Path(s).is_file()]
     if missing:
         return f"no such shard: {', '.join(missing)}"
@@ -221,6 +210,24 @@ def shard_arguments_problem(shards: Sequence[str | os.PathLike]) -> str | None:
             "models.recognize reads images without labels"
         )
     return None
+
+
+def shard_folder_hint(folder: str | os.PathLike, prefer: str = "test_heldout") -> str:
+    """``"; give its shards, e.g. FOLDER/SPLIT-*.tar"`` for a folder of shards given where its
+    shards were meant, naming every split it holds (``SPLIT-NNNNNN.tar``; a shard named
+    otherwise is given by its own name); the example is split ``prefer`` when the folder holds
+    it. ``"; it holds no .tar file"`` for a folder without shards."""
+    folder = Path(folder)
+    splits = sorted(
+        {p.name.rsplit("-", 1)[0] if "-" in p.name else p.name for p in folder.glob("*.tar")}
+    )
+    if not splits:
+        return "; it holds no .tar file"
+    split = prefer if prefer in splits else splits[0]
+    example = folder / (split if split.endswith(".tar") else f"{split}-*.tar")
+    if len(splits) == 1:
+        return f"; give its shards, e.g. {example}"
+    return f"; give one split's shards, e.g. {example} (it holds {', '.join(splits)})"
 
 
 def _is_tar(path: str | os.PathLike) -> bool:

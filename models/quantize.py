@@ -49,7 +49,7 @@ import torch
 from google.protobuf.message import DecodeError
 from PIL import Image
 
-from models.evaluate import iter_samples
+from models.evaluate import iter_samples, shard_folder_hint
 from models.export import (
     META_KEY,
     ExportError,
@@ -144,14 +144,10 @@ def calibration_images(
             continue
         found = find_images([source])
         if not found:
-            shards = sorted(Path(source).glob("*.tar"))
-            hint = (
-                f"; its {len(shards)} .tar shard(s) are read when named, e.g. "
-                f"{Path(source) / (shards[0].name.rsplit('-', 1)[0] + '-*.tar')}"
-                if shards
-                else ""
+            raise ExportError(
+                f"calibration: {source} is a folder with no image files in it"
+                + (shard_folder_hint(source, prefer="train") if _holds_shards(source) else "")
             )
-            raise ExportError(f"calibration: {source} is a folder with no image files in it{hint}")
         for path in found[: limit - len(images)]:
             try:
                 images.append(recognizer.load(path))
@@ -160,6 +156,10 @@ def calibration_images(
     if not images:
         raise ExportError(f"calibration: no images in {', '.join(map(str, sources))}")
     return images
+
+
+def _holds_shards(folder: str) -> bool:
+    return any(Path(folder).glob("*.tar"))
 
 
 class _Batches:

@@ -263,12 +263,16 @@ def test_calibration_reads_shards_and_images_as_recognition_loads_them(
     with caplog.at_level(logging.WARNING, logger="models.evaluate"):
         assert len(calibration_images([other], load_recognizer(expr_src), limit=9)) == 3
     assert "a expr model on line shards" in caplog.text
-    # a folder of shards names them (only image files are read from a folder)
+    # a folder of shards names them (only image files are read from a folder), its training
+    # split for the example: never calibrate on a split you score
+    for name in ("test_heldout-000000.tar", "val-000000.tar", "mine.tar"):
+        (other.parent / name).write_bytes(other.read_bytes())
     with pytest.raises(ExportError) as e:
         calibration_images([other.parent], recognizer, limit=9)
     assert str(e.value) == (
-        f"calibration: {other.parent} is a folder with no image files in it; its 1 .tar "
-        f"shard(s) are read when named, e.g. {other.parent / 'train-*.tar'}"
+        f"calibration: {other.parent} is a folder with no image files in it; give one split's "
+        f"shards, e.g. {other.parent / 'train-*.tar'} (it holds mine.tar, test_heldout, train, "
+        "val)"
     )
 
 
