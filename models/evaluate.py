@@ -52,7 +52,7 @@ from models import metrics
 from models.cli import stops_on_interrupt, thread_count
 from models.images import ImageLoadError, decode_png
 from models.registry import DECODERS
-from synth.atomic import write_text_atomic
+from synth.atomic import unwritable_why, write_text_atomic
 from synth.charset import SPACE, SPACE_HINT
 from synth.shards import iter_records, json_kind, record_json, record_text
 from synth.text import ExpressionError, Value, expression_value, value_json
@@ -705,10 +705,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--out {out}: a file, not a folder (metrics.json and "
                 "predictions.csv are written into it)"
             )
-        try:  # before the work, which writes into it
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ValueError(f"--out {out}: cannot create the folder: {e.strerror}") from None
+        if why := unwritable_why(out):  # before the work, which writes into it
+            raise ValueError(f"--out {out}: cannot be written: {why}")
         settings = None
         if args.task_config:
             meta = read_model_meta(checkpoint)

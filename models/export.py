@@ -61,7 +61,7 @@ from models.registry import (
     is_registered,
     output_length,
 )
-from synth.atomic import publish, remove_stale_temporaries
+from synth.atomic import publish, remove_stale_temporaries, unwritable_why
 
 log = logging.getLogger(__name__)
 
@@ -274,24 +274,15 @@ def _atomic_tmp(path: Path) -> Path:
 
 def output_problem(out: str | os.PathLike) -> str | None:
     """Why ``out`` cannot be the ``.onnx`` file an export writes, or None: another suffix, a
-    folder, or a place no file can be made (the nearest folder above it that exists is a file,
-    or refuses a new file: one is made and removed to find out). Nothing is left behind: a
-    folder that does not exist yet is made only when the export writes."""
+    folder, or a place no file can be made (`synth.atomic.unwritable_why`). Nothing is left
+    behind: a folder that does not exist yet is made only when the export writes."""
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         return f"{out}: the output must be an .onnx file"
     if out.is_dir():
         return f"{out} is a folder: give the .onnx file to write"
-    above = out.parent
-    while not above.exists() and above != above.parent:
-        above = above.parent
-    if not above.is_dir():
-        return f"{out}: cannot create its folder {out.parent}: {above} is not a folder"
-    try:
-        with tempfile.NamedTemporaryFile(dir=above, prefix=".synthocr-probe-"):
-            pass
-    except OSError as e:
-        return f"{out}: no file can be written in {above}: {e.strerror}"
+    if why := unwritable_why(out.parent):
+        return f"{out}: cannot be written: {why}"
     return None
 
 

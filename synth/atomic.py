@@ -107,6 +107,24 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def unwritable_why(folder: str | os.PathLike) -> str | None:
+    """Why no file can be written in ``folder`` (made first where it does not exist), or None:
+    the nearest folder above it that exists is a file, or refuses a new file (one is made and
+    removed to find out: permissions, a read-only or special file system). Nothing is left
+    behind, and no folder is made."""
+    above = Path(folder)
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        return f"{above} is not a folder"
+    try:
+        with tempfile.NamedTemporaryFile(dir=above, prefix=".synthocr-probe-"):
+            pass
+    except OSError as e:
+        return f"no file can be written in {above}: {e.strerror}"
+    return None
+
+
 def missing_why(path: str | os.PathLike) -> str:
     """How a message says that ``path``, which is no regular file and no folder, cannot be read
     as a file: it does not exist, or it is something else (a FIFO would block the reader, a

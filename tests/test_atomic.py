@@ -47,3 +47,15 @@ def test_a_killed_writes_temporary_is_removed_by_the_next_write(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [p.name for p in others] + [path.name]
     )
+
+
+def test_unwritable_why_probes_the_nearest_folder_and_leaves_nothing(tmp_path):
+    from synth.atomic import unwritable_why
+
+    assert unwritable_why(tmp_path / "new" / "deeper") is None
+    assert not (tmp_path / "new").exists() and list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    assert unwritable_why(tmp_path / "file" / "out") == f"{tmp_path / 'file'} is not a folder"
+    # a file system that refuses a new file (sysfs, even to root; a read-only mount)
+    why = unwritable_why("/sys/synthocr-out")
+    assert why is not None and why.startswith("no file can be written in /sys: "), why

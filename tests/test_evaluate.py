@@ -496,9 +496,13 @@ def test_cli_evaluates_a_checkpoint_on_any_shards_of_its_task(tmp_path, cjk_font
     assert f"shard {damaged}: not a readable tar" in capsys.readouterr().err
     # --out that cannot be made: named before any work
     assert main([str(ckpt), str(shard), "--out", str(image / "eval")]) == 1
-    assert f"--out {image / 'eval'}: cannot create the folder: Not a directory" in (
+    assert f"--out {image / 'eval'}: cannot be written: {image} is not a folder" in (
         capsys.readouterr().err
     )
+    # nor is a folder made for a run that stops on its checkpoint
+    missing = tmp_path / "gone.pt"
+    assert main([str(missing), str(shard), "--out", str(tmp_path / "new" / "eval")]) == 1
+    assert str(missing) in capsys.readouterr().err and not (tmp_path / "new").exists()
     # --out a file: named, not a FileExistsError traceback; the file is left as it was.
     (tmp_path / "afile").write_text("mine")
     assert main([str(ckpt), str(shard), "--out", str(tmp_path / "afile")]) == 1

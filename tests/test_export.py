@@ -254,7 +254,7 @@ def test_export_never_writes_over_its_checkpoint_or_a_non_onnx_path(tmp_path, ca
     (tmp_path / "file").write_text("x", encoding="utf-8")
     cases = {
         (str(tmp_path / "dir.onnx"),): "is a folder",
-        (str(tmp_path / "file" / "x.onnx"),): "cannot create its folder",
+        (str(tmp_path / "file" / "x.onnx"),): r"x\.onnx: cannot be written: .*file is not a folder",
         (str(tmp_path / "a.onnx"), "--opset", "99"): r"opset 99 is not one this exporter writes",
     }
     for args, error in cases.items():

@@ -362,7 +362,7 @@ def test_the_export_command_writes_an_int8_file(
         (tmp_path / "dir.onnx", f"error: {tmp_path / 'dir.onnx'} is a folder: give the .onnx"),
         (
             out / "w.onnx",
-            f"error: {out / 'w.onnx'}: cannot create its folder {out}: {out} is not a folder",
+            f"error: {out / 'w.onnx'}: cannot be written: {out} is not a folder",
         ),
     ]:
         assert main([str(ckpt), str(target), "--int8", str(images)]) == 1
