@@ -54,7 +54,7 @@ from models.images import (
     ImageLoadError,
     load_gray,
 )
-from synth.charset import compatibility_forms
+from synth.charset import compatibility_forms, label_spaces
 from synth.shards import Sample, write_manifest, write_samples
 from synth.text import ExpressionError, value_json
 from synth.text import evaluate as evaluate_expression
@@ -143,6 +143,7 @@ def read_labels(labels: str | os.PathLike) -> tuple[list[Entry], list[tuple[int,
         raise PackError(str(labels), [f"{labels}:{line}: not UTF-8 ({e.reason})"]) from None
     entries, problems = [], []
     normalised: list[tuple[int, list[str]]] = []  # lines whose labels NFKC changes, and how
+    respaced: list[int] = []  # lines whose labels' whitespace `label_spaces` changes
     # Lines end at "\n" (or "\r\n") only: str.splitlines would also split a label at U+2028,
     # U+0085 and the other separators Unicode has.
     for n, line in enumerate(content.split("\n"), 1):
@@ -164,7 +165,9 @@ def read_labels(labels: str | os.PathLike) -> tuple[list[Entry], list[tuple[int,
         elif "\t" in text:
             problems.append((n, f"{where}: {source}: more than one tab (a label holds no tab)"))
         else:
-            entries.append(Entry(n, source, labels.parent / source, text))
+            if (spaced := label_spaces(text)) != text:
+                respaced.append(n)
+            entries.append(Entry(n, source, labels.parent / source, spaced))
     if not entries and not problems:
         problems.append((0, f"{labels}: no labelled image in it"))
     if normalised:
@@ -176,14 +179,14 @@ def read_labels(labels: str | os.PathLike) -> tuple[list[Entry], list[tuple[int,
             ", ".join(str(n) for n, _ in normalised[:5]) + (", ..." if len(normalised) > 5 else ""),
             ", ".join(forms[:10]) + (", ..." if len(forms) > 10 else ""),
         )
-    spaced = [e.line for e in entries if e.text != e.text.strip()]
-    if spaced:
+    if respaced:
         log.warning(
-            "%s: %d label(s) start or end with whitespace, kept as they are, so a charset "
-            "without that character refuses them (lines %s)",
+            "%s: %d label(s) read with their spaces as every line label and Tesseract reading "
+            "holds them (a run of whitespace one space, none at either end or next to a hanzi "
+            "or other wide character), which no reading could otherwise match (lines %s)",
             labels,
-            len(spaced),
-            ", ".join(map(str, spaced[:5])) + (", ..." if len(spaced) > 5 else ""),
+            len(respaced),
+            ", ".join(map(str, respaced[:5])) + (", ..." if len(respaced) > 5 else ""),
         )
     return entries, problems
 

@@ -202,6 +202,13 @@ def is_wide(ch: str) -> bool:
     return unicodedata.east_asian_width(ch) in ("W", "F")
 
 
+def label_spaces(text: str) -> str:
+    """A label's whitespace as every line label holds it (the synthetic ones, `synth.text`, and
+    Tesseract's readings): each run of whitespace one space, none at either end, none next to a
+    wide character (`drop_spaces_by_wide`). ``text`` is a label (NFKC)."""
+    return drop_spaces_by_wide(SPACE.join(text.split()))
+
+
 def drop_spaces_by_wide(text: str, forms: bool = False) -> str:
     """``text`` without the spaces next to a wide character (`is_wide`): CJK typesetting puts
     none between words, so a line label keeps a space only between words of an alphabet, and a
