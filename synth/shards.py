@@ -25,6 +25,7 @@ Each sample is ``{key}.png`` (8-bit grayscale) and ``{key}.json``; the key is
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
 import logging
@@ -75,6 +76,9 @@ log = logging.getLogger(__name__)
 
 MTIME = 1_500_000_000  # fixed tar member mtime (2017-07-14), so a rerun writes identical bytes
 MAX_TRIES = 200  # text re-draws when no face covers a sampled text
+# Above this many redraws per sample (texts no one face covers, drawn again), the texts a split
+# shows are not those its settings draw (a corpus's longer windows, its rarer mixes): a warning.
+REDRAW_WARNING = 0.1
 # zlib level of images that compress (1 is about 2x faster than 6 and barely larger). Images whose
 # filtered rows are mostly non-zero (noise was added) are stored uncompressed (level 0): deflate
 # saves only ~12% on them and costs as much as a quarter of rendering the sample.
@@ -212,6 +216,7 @@ def generate(
     base = shard.shard * shard.samples  # position of the shard's first sample within the split
     perm_seed = [shard.seed, TASK_IDS[shard.task], SPLIT_IDS[shard.split]]
     skipped: set[str] = set()
+    redraws = 0
     # Single hanzi are drawn in a balanced order of the characters the split's faces draw: a
     # character no face draws, skipped at its turn, gave its turn to the next one, drawn twice
     # (and after a run of them, five times). Every character of the shipped configs is drawn.
@@ -236,6 +241,7 @@ def generate(
             if face is not None:
                 break
             skipped.add(text)
+            redraws += 1
         if face is None:
             raise ValueError(
                 f"{shard.task}/{shard.split}: no font face covers texts like "
@@ -282,10 +288,33 @@ def generate(
             meta["centers"] = list(centers)
         yield Sample(f"{shard.key_prefix}_{i:06d}", image, meta)
     if skipped:
-        log.info(
-            "%s/%s: %d texts redrawn (no face covered them)", shard.task, shard.split, len(skipped)
-        )
+        _log_redraws(shard, faces, skipped, redraws)
     _log_faces_drawn(shard, charset, faces, by_face)
+
+
+def _log_redraws(shard: ShardSpec, faces: Sequence[Face], skipped: set[str], redraws: int) -> None:
+    """Say how many texts were drawn again because no one face covers all of each: at INFO, or
+    as a warning (from a split's first shard) above `REDRAW_WARNING` per sample, when the texts
+    the split shows are skewed (shorter corpus windows, fewer mixes of scripts), naming the
+    characters of those texts that the fewest faces draw (a mix no face draws whole)."""
+    share = redraws / max(1, shard.samples)
+    if share <= REDRAW_WARNING or shard.shard != 0:
+        log.info("%s/%s: %d texts redrawn (no face covered them)", shard.task, shard.split, redraws)
+        return
+    seen = collections.Counter(c for text in skipped for c in set(text) if c != SPACE)
+    drawn_by = {c: sum(c in f.covered for f in faces) for c in seen}
+    rarest = sorted(seen, key=lambda c: (drawn_by[c], -seen[c], c))[:6]
+    log.warning(
+        "%s/%s: %d texts redrawn for %d samples, no one face covering all of each: the split's "
+        "texts are skewed to those one face draws whole (shorter lines, fewer mixes); the "
+        "characters of those texts the fewest faces draw: %s. Add a face that draws them "
+        "together, or keep them apart in the corpus",
+        shard.task,
+        shard.split,
+        redraws,
+        shard.samples,
+        ", ".join(f"{c!r} ({drawn_by[c]} face{'s' if drawn_by[c] != 1 else ''})" for c in rarest),
+    )
 
 
 def _log_faces_drawn(

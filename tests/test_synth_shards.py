@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import unicodedata
@@ -846,3 +847,38 @@ def test_a_caption_its_label_font_cannot_draw_falls_back_and_never_shows_a_box(
     # No font at all: Pillow's own, which draws ASCII alone.
     monkeypatch.setattr(preview, "LABEL_FONTS", ())
     assert preview._Captions([], ["中"]).font("中 = 1", 16)[1] == "? = 1"
+
+
+def test_texts_no_one_face_draws_are_redrawn_with_a_warning_naming_their_characters(
+    latin_font, cjk_font, caplog
+):
+    """Two faces, each drawing half the charset: most mixed texts no one face covers are drawn
+    again, which skews the split towards texts one face draws whole; the split's first shard
+    says so as a warning naming the characters the fewest faces draw, the others at INFO."""
+    import logging
+
+    from synth.fonts import Face
+
+    charset = list("AB中文")
+    faces = [
+        Face(str(latin_font), 0, "DejaVu Sans", "Book", frozenset("AB")),
+        Face(str(cjk_font), 0, "WenQuanYi", "Regular", frozenset("中文")),
+    ]
+    spec = task_spec("short", {"length": [3, 4]})
+    with caplog.at_level(logging.INFO, logger="synth.shards"):
+        texts = [
+            s.meta["text"]
+            for s in generate(spec, ShardSpec("short", "train", 0, 20, 1), charset, faces)
+        ]
+    assert all(set(t) <= set("AB") or set(t) <= set("中文") for t in texts)
+    [warning] = [r for r in caplog.records if "redrawn" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    message = warning.getMessage()
+    assert re.match(r"short/train: \d+ texts redrawn for 20 samples, no one face covering", message)
+    for c in "AB中文":
+        assert f"{c!r} (1 face)" in message, message
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="synth.shards"):
+        list(generate(spec, ShardSpec("short", "train", 1, 20, 1), charset, faces))
+    [later] = [r for r in caplog.records if "redrawn" in r.getMessage()]
+    assert later.levelno == logging.INFO
