@@ -130,7 +130,9 @@ def text_chars(text: str, where: str, lines: bool = False) -> list[str]:
     out: dict[str, int] = {}  # character -> occurrences
     marked: list[str] = []
     dropped: dict[str, int] = {}  # category C character -> its first line
-    for n, line in enumerate(nfkc(text).splitlines(), 1):
+    # Lines as an editor counts them, at "\n" alone (a "\r" before it is whitespace, left out):
+    # str.splitlines also splits at form feeds (text taken from a PDF), U+0085 and U+2028.
+    for n, line in enumerate(nfkc(text).split("\n"), 1):
         i = 0
         while i < len(line):
             # A code point and the combining marks after it; NFKC has composed every pair

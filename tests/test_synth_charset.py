@@ -185,6 +185,12 @@ def test_a_combining_mark_without_a_composed_form_is_refused_naming_it(tmp_path)
     assert "line 3: '\u0301' (U+0301)" in str(e.value)
     with pytest.raises(ValueError, match=r"charset chars: .*\(U\+0071 U\+0303\)"):
         build_charset("chars", chars="aq\u0303")
+    # Lines counted as an editor counts them: a form feed (text from a PDF), NEL and U+2028
+    # inside a line, and CRLF line ends, move no line number on.
+    path.write_bytes("page one\fpage two\r\nline\u0085two\u2028too\r\nq\u0303\r\n".encode())
+    with pytest.raises(ValueError) as e:
+        build_charset("chars", files=[path])
+    assert "line 3: 'q\u0303' (U+0071 U+0303)" in str(e.value), str(e.value)
 
 
 def test_control_format_private_and_unassigned_characters_are_left_out_with_a_warning(
