@@ -253,7 +253,7 @@ def read_corpus(path: str | os.PathLike) -> list[tuple[str, float]]:
     except FileNotFoundError:
         raise FileNotFoundError(f"corpus {path} does not exist") from None
     entries = []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(text.split("\n"), 1):
         parts = line.split()
         if not parts:
             continue
