@@ -34,6 +34,7 @@ from synth.charset import (
     CJK_PUNCT,
     DIGITS,
     SPACE,
+    code_points,
     drop_spaces_by_wide,
     is_hanzi,
     is_wide,
@@ -530,7 +531,7 @@ def _running_text(
             ours = "".join(c for c in text if c in drawable)
         missing = Counter(c for c in text if c not in drawable and not c.isspace())
         if missing:
-            common = ", ".join(f"{c!r} x{k}" for c, k in missing.most_common(10))
+            common = ", ".join(f"{code_points(c)} x{k}" for c, k in missing.most_common(10))
             log.log(
                 logging.WARNING if loud else logging.INFO,
                 "tasks.line.corpus: %s: %d of its %d characters (besides whitespace) are not "

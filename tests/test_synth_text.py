@@ -358,7 +358,7 @@ def test_line_sampler_draws_windows_of_the_users_running_text(tmp_path, caplog):
     assert sampler.text == running
     warning = caplog.text
     assert str(corpus) in warning and "3 of its 18 characters" in warning
-    assert "'龘' x2" in warning and "'😀' x1" in warning
+    assert "'龘' (U+9F98) x2" in warning and "'😀' (U+1F600) x1" in warning
     assert "spaces between words" not in warning  # between hanzi, whitespace separates nothing
     rng = np.random.default_rng(5)
     lines = [sampler.sample(rng) for _ in range(300)]
@@ -421,7 +421,7 @@ def test_a_corpus_edited_in_the_same_process_is_read_again(tmp_path, caplog):
     caplog.clear()
     with caplog.at_level("INFO"):
         LineSampler(charset, (1, 2), texts=[corpus], loud=False)
-    assert [r.levelname for r in caplog.records if "'龘' x1" in r.getMessage()] == ["INFO"]
+    assert [r.levelname for r in caplog.records if "'龘' (U+9F98) x1" in r.getMessage()] == ["INFO"]
 
 
 def test_words_a_corpus_runs_together_are_counted_unless_the_charset_has_the_space(

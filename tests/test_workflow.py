@@ -1003,7 +1003,7 @@ def test_a_line_corpus_is_drawn_from_and_an_edit_of_it_redraws_the_line_shards(t
     texts = [json.loads(s["json"])["text"] for s in wds.WebDataset(str(shard), shardshuffle=False)]
     assert len(texts) == 20 and all(t and t in text for t in texts)
     log = (workdir / "logs/shard/line/val-000000.log").read_text()
-    assert f"tasks.line.corpus: {corpus}: 1 of its" in log and "'龘' x1" in log
+    assert f"tasks.line.corpus: {corpus}: 1 of its" in log and "'龘' (U+9F98) x1" in log
     assert _jobs(run_snakemake(workdir, "-n", *target, config=config).stdout) == []
     # The file is an input of the shard jobs: an edit redraws them (and nothing else).
     corpus.write_text(text[::-1], encoding="utf-8")
