@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
         "--configfile",
         nargs="+",
         default=[],
-        help="its config file(s), as the run gave them (default: configs/config.yaml)",
+        help="its config file(s), as the run gave them (default: configs/config.yaml); it "
+        "takes every word after it, so give targets before it",
     )
     args = parser.parse_intermixed_args(argv)
 
