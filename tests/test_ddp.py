@@ -15,7 +15,7 @@ from test_data import LINE, write_shards
 
 from models.checkpoint import load_model
 from models.specs import TrainJob, TrainSpec
-from models.train import LOCK_FILE, output_lock
+from models.train import LOCK_FILE, WANTED_FILE, output_lock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -169,7 +169,8 @@ def test_a_second_torchrun_of_a_locked_output_stops_every_rank(tmp_path):
     # Rank 1 learns it from rank 0 and stops as well, with a message, not a traceback from a
     # collective rank 0 left (unless torchrun's SIGTERM, on rank 0's exit, stops it first).
     assert "models/train.py" not in log, log
-    assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing read or written
+    # nothing trained or written but rank 0's wish (its run key, for the holder)
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE, WANTED_FILE]
 
 
 @pytest.mark.slow
