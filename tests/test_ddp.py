@@ -85,6 +85,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _start_two_ranks(job_file: Path) -> list[subprocess.Popen]:
+    """Ranks 0 and 1 of ``models.train --spec @job_file``, started as torchrun starts them (its
+    environment, by hand: no agent), on a port free when chosen; their output merged."""
+    port = _free_port()
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "models.train", "--spec", f"@{job_file}"],
+            cwd=REPO,
+            env={
+                **os.environ,
+                "PYTHONPATH": str(REPO),
+                "OMP_NUM_THREADS": "1",
+                "RANK": str(rank),
+                "LOCAL_RANK": str(rank),
+                "WORLD_SIZE": "2",
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port),
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+
+
 def _two_ranks_by_hand(job_file: Path) -> tuple[list[subprocess.Popen], list[str]]:
     """Run ranks 0 and 1 of ``models.train --spec @job_file`` as torchrun would, without its
     agent, until both exit; their processes and output. The port is free when chosen but can
@@ -92,27 +118,7 @@ def _two_ranks_by_hand(job_file: Path) -> tuple[list[subprocess.Popen], list[str
     once, "address already in use", and the pair is started again on another port."""
     attempts = 3
     for attempt in range(attempts):
-        port = _free_port()
-        ranks = [
-            subprocess.Popen(
-                [sys.executable, "-m", "models.train", "--spec", f"@{job_file}"],
-                cwd=REPO,
-                env={
-                    **os.environ,
-                    "PYTHONPATH": str(REPO),
-                    "OMP_NUM_THREADS": "1",
-                    "RANK": str(rank),
-                    "LOCAL_RANK": str(rank),
-                    "WORLD_SIZE": "2",
-                    "MASTER_ADDR": "127.0.0.1",
-                    "MASTER_PORT": str(port),
-                },
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            for rank in (0, 1)
-        ]
+        ranks = _start_two_ranks(job_file)
         try:
             first = ranks[0].communicate(timeout=150)[0]
             if "address already in use" in first and attempt + 1 < attempts:
@@ -301,27 +307,7 @@ def test_sigterm_to_one_rank_stops_every_rank_at_one_step_with_its_state_saved(t
     job["out_dir"] = str(tmp_path / "out")
     (tmp_path / "job.json").write_text(json.dumps(job))
     for attempt in range(3):
-        port = _free_port()
-        ranks = [
-            subprocess.Popen(
-                [sys.executable, "-m", "models.train", "--spec", f"@{tmp_path / 'job.json'}"],
-                cwd=REPO,
-                env={
-                    **os.environ,
-                    "PYTHONPATH": str(REPO),
-                    "OMP_NUM_THREADS": "1",
-                    "RANK": str(rank),
-                    "LOCAL_RANK": str(rank),
-                    "WORLD_SIZE": "2",
-                    "MASTER_ADDR": "127.0.0.1",
-                    "MASTER_PORT": str(port),
-                },
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            for rank in (0, 1)
-        ]
+        ranks = _start_two_ranks(tmp_path / "job.json")
         try:
             lines = []
             for line in ranks[0].stdout:

@@ -639,16 +639,7 @@ def test_a_run_stopped_by_sigterm_resumes_to_the_same_weights(line_data, tmp_pat
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is the run's alone
     resumed = train(part)
     assert resumed.resumed_from == 5 and resumed.run_hash == full.run_hash
-    a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)["state_dict"]
-    b = torch.load(tmp_path / "part" / "model.pt", weights_only=True)["state_dict"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    timing = {"images_per_s", "elapsed_s"}
-
-    def rows(run):
-        with open(tmp_path / run / "history.csv", newline="") as f:
-            return [{k: v for k, v in r.items() if k not in timing} for r in csv.DictReader(f)]
-
-    assert rows("part") == rows("full")
+    _assert_same_run(tmp_path / "part", tmp_path / "full")
 
 
 def test_state_killed_before_its_run_json_is_still_found_by_another_process_count(
@@ -968,18 +959,23 @@ def test_resume_in_process_gives_identical_weights(line_data, tmp_path, settings
     _interrupt(line_job(line_data, tmp_path / "part", steps=7, **settings), at_step=5)
     resumed = train(line_job(line_data, tmp_path / "part", steps=7, **settings))
     assert resumed.resumed_from == 3 and resumed.run_hash == full.run_hash
-    a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)["state_dict"]
-    b = torch.load(tmp_path / "part" / "model.pt", weights_only=True)["state_dict"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    # The history too, but for timings: the row at step 4 averages steps 3 (before the kill)
-    # and 4 (after it), as log_every 2 does not divide checkpoint_every 3.
+    # The history too: the row at step 4 averages steps 3 (before the kill) and 4 (after it),
+    # as log_every 2 does not divide checkpoint_every 3.
+    _assert_same_run(tmp_path / "part", tmp_path / "full")
+
+
+def _assert_same_run(ours: Path, theirs: Path) -> None:
+    """Two output folders hold the same weights and the same history, but for its timings."""
+    a = torch.load(theirs / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(ours / "model.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     timing = {"images_per_s", "elapsed_s"}
 
-    def rows(run):
-        with open(tmp_path / run / "history.csv", newline="") as f:
+    def rows(folder: Path) -> list[dict[str, str]]:
+        with open(folder / "history.csv", newline="") as f:
             return [{k: v for k, v in r.items() if k not in timing} for r in csv.DictReader(f)]
 
-    assert rows("part") == rows("full")
+    assert rows(ours) == rows(theirs)
 
 
 @pytest.mark.parametrize("threads", [1, 2], ids=["same-threads", "other-threads"])
