@@ -19,6 +19,7 @@ import time
 import types
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -551,17 +552,25 @@ def test_the_command_line_names_user_errors_and_ctrl_c_in_one_line(
     assert code == 130 and "interrupted; its resume state is kept" in err, err
 
 
-def test_ctrl_c_stops_the_command_line_in_one_line_and_the_rerun_resumes(line_data, tmp_path):
-    job = line_job(line_data, tmp_path / "out", steps=100_000, checkpoint_every=3)
-    spec = tmp_path / "job.json"
+def _command_line_training(job: TrainJob, spec: Path, **popen: Any) -> subprocess.Popen:
+    """``python -m models.train --spec @spec`` of ``job`` started, its log on a pipe (stderr)."""
     spec.write_text(json.dumps(job.to_dict()))
     repo = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "models.train", "--spec", f"@{spec}"],
         cwd=repo,
         env={**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"},
         stderr=subprocess.PIPE,
         text=True,
+        **popen,
+    )
+
+
+def test_ctrl_c_stops_the_command_line_in_one_line_and_the_rerun_resumes(line_data, tmp_path):
+    job = line_job(line_data, tmp_path / "out", steps=100_000, checkpoint_every=3)
+    proc = _command_line_training(
+        job,
+        tmp_path / "job.json",
         # Ctrl-C's default action, which a test run started in the background (SIGINT ignored,
         # and so inherited) would otherwise leave out of Python's start-up
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -590,17 +599,8 @@ def test_sigterm_saves_the_step_it_reached_and_the_command_line_exits_143(line_d
     job = line_job(
         line_data, tmp_path / "out", steps=100_000, checkpoint_every=10_000, num_workers=2
     )
-    spec = tmp_path / "job.json"
-    spec.write_text(json.dumps(job.to_dict()))
-    repo = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "models.train", "--spec", f"@{spec}"],
-        cwd=repo,
-        env={**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"},
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # a process group of its own: the trainer and its workers
-    )
+    # a process group of its own: the trainer and its workers
+    proc = _command_line_training(job, tmp_path / "job.json", start_new_session=True)
     lines = []
     for line in proc.stderr:
         lines.append(line)
