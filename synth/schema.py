@@ -130,7 +130,7 @@ def _valid_forms(error: jsonschema.ValidationError) -> str:
     valid = error.schema.get("x-valid") if isinstance(error.schema, Mapping) else None
     if error.validator != "pattern" or not valid:
         return ""
-    return f"{error.instance!r} is not one of {valid}"
+    return f"{error.instance!r} is not {valid}"
 
 
 def _number_as_text(error: jsonschema.ValidationError) -> str:
@@ -200,7 +200,9 @@ def _problems_at(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[t
         else:
             message = _valid_forms(error) or error.message
             message = f"{message}{_misspelt(error, config)}{_number_as_text(error)}"
-            lines.append((f"{_where(path)}: {message}", path))
+            # a key's name refused (propertyNames): the file that set that key, not the block's
+            named = "propertyNames" in error.schema_path and isinstance(error.instance, str)
+            lines.append((f"{_where(path)}: {message}", [*path, error.instance] if named else path))
     lines.sort(key=lambda line: [str(p) for p in line[1]])
     return lines
 

@@ -333,6 +333,26 @@ def test_an_overlay_that_gives_an_experiment_another_model_is_warned_of(tmp_path
     assert renamed_models(config, origins) == []
 
 
+def test_a_refused_name_is_said_in_words_and_blamed_on_the_file_that_wrote_it(tmp_path):
+    """An experiment or own test name the schema's pattern refuses: what a name may be, not the
+    regular expression, from the file that added it, not every file of the block."""
+    over = tmp_path / "over.yaml"
+    over.write_text(
+        f"extends: {SMOKE}\nexperiments: {{my exp: {{task: line, model: crnn_vgg}}}}\n"
+        "own_tests: {scans: {task: line, labels: x.tsv}}\n"
+    )
+    config, origins = config_with_origins([over])
+    with pytest.raises(ValueError) as e:
+        check_config(config, origins=origins)
+    lines = str(e.value).splitlines()[1:]
+    assert lines == [
+        "  experiments: 'my exp' is not an experiment name (a lower-case letter, then lower-case "
+        f"letters, digits or _); from {over}",
+        "  own_tests: 'scans' is not an own test set's name (test_, then lower-case letters, "
+        f"digits or _); from {over}",
+    ], str(e.value)
+
+
 def test_a_problem_of_a_merged_config_names_the_file_that_set_the_key(tmp_path):
     base, over, last = (tmp_path / n for n in ("base.yaml", "over.yaml", "last.yaml"))
     base.write_text("seed: 1\ntasks: {expr: {heigth: 40}}\n")
