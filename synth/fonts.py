@@ -908,7 +908,7 @@ def apply_uncovered_policy(
     wanted = set(charset) - {SPACE}  # every face that maps the space covers it
     idle = [f for f in faces if not set(f.covered) & wanted]
     if idle and len(idle) < len(faces):
-        names = sorted({f"{f.family} ({f.path})" for f in idle})
+        names = sorted({f"{f.name} ({f.path})" for f in idle})
         log.info(
             "%s: %d training face%s draw%s none of its characters, so no sample of the task: %s",
             what,

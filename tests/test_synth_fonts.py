@@ -774,7 +774,7 @@ def test_a_face_that_draws_none_of_a_charset_is_named(cjk_font, latin_font, capl
         assert apply_uncovered_policy(hanzi, faces, "error", "tasks.hanzi.charset") == hanzi
     assert (
         f"tasks.hanzi.charset: 1 training face draws none of its characters, so no sample of "
-        f"the task: DejaVu Sans ({latin_font})" in caplog.text
+        f"the task: DejaVu Sans Book ({latin_font})" in caplog.text
     )
 
 
