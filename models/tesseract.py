@@ -408,7 +408,8 @@ def evaluate_tesseract(
         predictions_path: Where ``predictions.csv`` goes.
         spec: Language, page segmentation, whitelist, sample count.
         charset: The task's charset: spaces in readings are kept only if it has a space, and a
-            label outside it is an error.
+            label outside it is an error. None checks no label, and keeps spaces when a label
+            holds one.
         longest: The longest label the compared model reads (0: no bound); longer is an error.
 
     Returns:
@@ -440,7 +441,12 @@ def evaluate_tesseract(
     )
     if not samples:
         raise ValueError(f"no samples in the shards of {spec.task}/{spec.split}")
-    keep_spaces = charset is not None and " " in charset
+    # Spaces are kept where a reading may hold them: a charset with the space, or without a
+    # charset (the command line's, without --charset) labels that hold one.
+    if charset is not None:
+        keep_spaces = " " in charset
+    else:
+        keep_spaces = any(" " in s.label for s in samples)
     start = time.perf_counter()
     crashed: list[int] = []
     # The scratch images beside the outputs, not in /tmp: a killed job's are removed by its rerun
@@ -523,7 +529,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(the whitelist)",
     )
     which.add_argument("--task", choices=TASKS, help="the shards' task")
-    parser.add_argument("--charset", help="with --task: charset file (the whitelist, when on)")
+    parser.add_argument(
+        "--charset",
+        help="with --task: charset file (the whitelist, when on; a label outside it is an "
+        "error; spaces are kept in readings when it holds one; without it, when a label does)",
+    )
     parser.add_argument("--lang", help="language model (default: the task's)")
     parser.add_argument("--psm", type=non_negative_int, help="page segmentation mode")
     parser.add_argument(

@@ -290,6 +290,29 @@ def test_evaluate_tesseract_on_a_shard(tmp_path, latin_font, monkeypatch):
     assert rows[0]["value"] == "15"
 
 
+def test_without_a_charset_spaces_are_kept_when_the_labels_hold_them(tmp_path, latin_font):
+    """The command line without --charset (no charset to say whether the space is a class): a
+    line's words were run together in every reading, and every line of two words scored wrong;
+    the labels tell, as the workflow's charset does."""
+    _require_tesseract("eng")
+    texts = ["Hello world", "good morning", "plain text"]
+    samples = [
+        ShardSample(
+            f"line_test_own_000000_{i:06d}",
+            np.asarray(_render(text, latin_font, 36, (420, 60))),
+            {"text": text, "task": "line", "split": "test_own", "font": "DejaVu Sans"},
+        )
+        for i, text in enumerate(texts)
+    ]
+    shard = tmp_path / "test_own-000000.tar"
+    write_samples(shard, iter(samples))
+    spec = tesseract.TesseractSpec(task="line", split="test_own", lang="eng", psm=7)
+    tesseract.evaluate_tesseract([shard], tmp_path / "m.json", tmp_path / "p.csv", spec)
+    readings = [r["reading"] for r in read_predictions(tmp_path / "p.csv")]
+    assert sum(r == t for r, t in zip(readings, texts, strict=True)) >= 2, readings
+    assert any(" " in r for r in readings)
+
+
 def test_missing_tesseract_writes_rows_that_say_so(tmp_path, latin_font):
     shard = _expr_shard(tmp_path / "s.tar", latin_font, [("1+1", 2)])
     spec = tesseract.TesseractSpec(
