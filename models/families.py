@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from models.registry import DECODERS, entry_source, family_of, get_entry, output_length
-from synth.charset import SPACE, SPACE_HINT
+from synth.charset import SPACE, SPACE_HINT, label_spaces
 from synth.text import Value
 
 BLANK = 0  # CTC blank class
@@ -162,6 +162,14 @@ class Family:
     def text_of(self, indices: Sequence[int]) -> str:
         """Inverse of `label_indices` (indices must be character classes)."""
         return "".join(self.charset[i - self.offset] for i in indices)
+
+    def reading_of(self, indices: Sequence[int]) -> str:
+        """The text a decoded class sequence reads: `text_of`, spaced as every line label is
+        (`synth.charset.label_spaces`) where the charset has the space. A model may emit one
+        at either end, two together or beside a hanzi, which no label holds and Tesseract's
+        readings are cleaned of (`models.tesseract.normalize_reading`): both are scored alike."""
+        text = self.text_of(indices)
+        return label_spaces(text) if SPACE in self._index else text
 
     @property
     def output_classes(self) -> int:
@@ -483,12 +491,12 @@ class CTCFamily(Family):
         for i, n in enumerate(lengths):
             if decoder == "greedy":
                 labels, logp = ctc_greedy_decode(lp[:n, i])
-                text = self.text_of(labels)
+                text = self.reading_of(labels)
                 preds.append(Prediction(text, math.exp(logp), [(text, math.exp(logp))]))
             else:
                 beams = ctc_beam_search(lp[:n, i], beam_width, grammar=grammar, symbols=symbols)
                 beams = beams[: max(1, k)]
-                top = [(self.text_of(labels), math.exp(logp)) for labels, logp in beams]
+                top = [(self.reading_of(labels), math.exp(logp)) for labels, logp in beams]
                 preds.append(Prediction(top[0][0], top[0][1], top))
         return preds
 
@@ -738,12 +746,12 @@ class AttentionFamily(Family):
         for lp in log_probs:
             greedy, greedy_logp = attention_greedy_decode(lp)
             if decoder == "greedy":
-                text, p = self.text_of(greedy), math.exp(greedy_logp)
+                text, p = self.reading_of(greedy), math.exp(greedy_logp)
                 preds.append(Prediction(text, p, [(text, p)]))
                 continue
             # in an exact tie the greedy reading comes first: beam and greedy agree where they can
             nbest = sorted(attention_nbest(lp, k), key=lambda x: (-x[1], x[0] != tuple(greedy)))
-            top = [(self.text_of(labels), math.exp(logp)) for labels, logp in nbest]
+            top = [(self.reading_of(labels), math.exp(logp)) for labels, logp in nbest]
             preds.append(Prediction(top[0][0], top[0][1], top))
         return preds
 

@@ -52,6 +52,30 @@ def test_ctc_greedy_collapses_repeats_and_drops_blanks() -> None:
     assert pred.top_k == [(pred.text, pred.confidence)]
 
 
+def test_a_charset_with_the_space_reads_spaced_as_labels_are() -> None:
+    """A model whose charset has the space may emit one at either end, two together or beside
+    a hanzi, which no label holds and Tesseract's readings are cleaned of: its reading is
+    spaced as labels are, by every decoder, so both are scored alike. Without the space in
+    the charset nothing changes; a class's own text (the plots) stays as it is."""
+    spaced = ["a", "b", "中", " "]
+    frames = [" ", "", "a", " ", "", " ", "b", " ", "中", " ", ""]
+    out = ctc_outputs([{ch: 0.9} for ch in frames], spaced)
+    family = make_family("crnn_vgg", spaced)
+    assert family.text_of([family.label_indices(" ")[0]]) == " "
+    for decoder in ("greedy", "beam"):
+        [pred] = family.decode(out, decoder=decoder)
+        assert pred.text == "a b中" and all(" " not in t[:1] for t, _ in pred.top_k), decoder
+    reader = make_family("reader", spaced)
+    probs = torch.full((1, 6, 5), 0.01)
+    for step, ch in enumerate([" ", "a", " ", " ", "b"]):
+        probs[0, step, spaced.index(ch) + 1] = 0.9
+    probs[0, 5, EOS] = 0.9
+    assert reader.decode(probs.log())[0].text == "a b"
+    plain = list("ab中")
+    [pred] = make_family("crnn_vgg", plain).decode(ctc_outputs([{ch: 0.9} for ch in "a中b"], plain))
+    assert pred.text == "a中b"
+
+
 def test_ctc_beam_sums_alignments_where_greedy_does_not() -> None:
     # Two frames, blank 0.55 and "7" 0.45 each: the best path is "" (0.3025), but "7" has three
     # alignments (7 7, 7 -, - 7) worth 0.2025 + 0.2475 + 0.2475 = 0.6975.
