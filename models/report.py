@@ -342,7 +342,7 @@ def summary_markdown(
             str(m)
             for frame in (crnn, hanzi, reader)
             for e, m in zip(frame.get("experiment", []), frame.get("model", []), strict=True)
-            if e == TESSERACT and m and "not installed" in str(m)
+            if e == TESSERACT and m and ("not installed" in str(m) or "disabled" in str(m))
         }
     )
     parts = [
@@ -353,10 +353,17 @@ def summary_markdown(
         "Tesseract reads the same samples as the models (only the first "
         "`tesseract.max_samples` when the config sets it: its `n`), with the "
         "settings of `tesseract.<task>` (language, page segmentation, whitelist, scale), which "
-        "its `metrics.json` records.\n",
+        "its `metrics.json` records. `eval_img_per_s` is a model's inference alone (batches on "
+        "its device, warm-up left out) beside Tesseract's whole calls (its images written, its "
+        "processes started), each measured beside the workflow's other jobs: `bench/` compares "
+        "speeds on one machine at a time (`BENCHMARKS.md`).\n",
     ]
-    if tesseract_notes:
+    if any("not installed" in note for note in tesseract_notes):
         parts.append("**Tesseract is not installed here: its rows are empty.**\n")
+    if any("disabled" in note for note in tesseract_notes):
+        parts.append(
+            "**Tesseract is disabled in the config (`tesseract.enabled`): its rows are empty.**\n"
+        )
     if fine_tuned:
         listed = ", ".join(f"`{e}`" for e in sorted(fine_tuned))
         parts.append(

@@ -288,7 +288,23 @@ def test_summary_puts_references_beside_ours(tmp_path, metrics_files):
     assert out.read_text(encoding="utf-8") == text
     assert "| expr_crnn | value_acc | 0.999925 | Baidu | 0.7500 | 0.5000 |" in text
     assert "Tesseract is not installed here" in text
+    assert "Tesseract is disabled in the config" not in text
     assert "settings of `tesseract.<task>`" in text
+    assert "`eval_img_per_s` is a model's inference alone" in text  # not a fair speed race
+    # a config that turns Tesseract off says so, as one without it installed does
+    disabled = report.crnn_table(
+        [
+            {
+                "experiment": "tesseract",
+                "model": "tesseract (disabled)",
+                "task": "line",
+                "split": "test_seen",
+            }
+        ]
+    )
+    off = report.summary_markdown(disabled, report.hanzi_table([]), report.reader_table([]), refs)
+    assert "**Tesseract is disabled in the config (`tesseract.enabled`)" in off
+    assert "not installed here" not in off
     assert "(plots/expr_crnn/curves.png)" in text
     assert "## CTC recognizers" in text and "| line_crnn_vgg | crnn_vgg | vgg |" in text
     # what was fine-tuned, from what: its steps and time are its own only
