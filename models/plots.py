@@ -288,6 +288,14 @@ def font_accuracy_table(metrics_files: Sequence[str | os.PathLike]) -> pd.DataFr
     )
 
 
+def _bar_label(value: float, n: Any, y: float) -> tuple[float, float, str]:
+    """Where a per-font bar's label goes and what it says: the figure and its sample count, or
+    "no figure" for a font without one (drawn as no bar, not as a bar at 0)."""
+    if not np.isfinite(value):
+        return 0.01, y, f"no figure (n={n})"
+    return value + 0.01, y, f"{value:.2f} (n={n})"
+
+
 def plot_accuracy_by_font(
     metrics_files: Sequence[str | os.PathLike], out: str | os.PathLike
 ) -> pd.DataFrame:
@@ -322,18 +330,21 @@ def plot_accuracy_by_font(
         for ax, ((experiment, task), part) in zip(axes[:, 0], groups, strict=True):
             part = part.sort_values(["split", "font"], ascending=[False, True])
             labels = list(part["font"])
-            values = part["value"].astype(float).fillna(0.0).to_numpy()
+            values = part["value"].astype(float).to_numpy()  # NaN: no figure, no bar
             y = np.arange(len(part))
-            ax.barh(y, values, color=[colors.get(s, "gray") for s in part["split"]])
+            ax.barh(y, np.nan_to_num(values), color=[colors.get(s, "gray") for s in part["split"]])
             ax.set_yticks(y, labels, fontsize=7)
             ax.set_ylim(len(part) - 0.5, -0.5)  # first font on top, no margins
             ax.set_xlim(0, 1.25)
             ax.set_xlabel(part["metric"].iloc[0])
             ax.set_title(f"{experiment} ({task})", fontsize=10)
             for yi, v, n in zip(y, values, part["n"], strict=True):
-                ax.text(v + 0.01, yi, f"{v:.2f} (n={n})", va="center", fontsize=6)
-        handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
-        fig.legend(handles, list(colors), loc="upper right", fontsize=8)
+                ax.text(*_bar_label(v, n, yi), va="center", fontsize=6)
+        shown = dict(colors)
+        if not set(table["split"]) <= set(colors):  # own_tests' splits, drawn grey
+            shown["own test sets"] = "gray"
+        handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in shown.values()]
+        fig.legend(handles, list(shown), loc="upper right", fontsize=8)
         fig.tight_layout()
         _save(fig, out)
     return table

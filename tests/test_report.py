@@ -690,3 +690,18 @@ def test_targets_table_says_when_a_target_is_within_the_noise_of_the_split():
         targets=table,
     )
     assert "| 0.9883-0.9958 | 0.9896 |" in text and "95% Wilson interval" in text
+
+
+def test_a_font_without_a_figure_is_said_to_have_none_not_drawn_at_zero(tmp_path):
+    """A per-font cell with no figure (NaN) was drawn as a bar at 0.00, read as a font the
+    model reads nothing of; own test sets' grey bars get a legend entry."""
+    assert plots._bar_label(float("nan"), 3, 2.0) == (0.01, 2.0, "no figure (n=3)")
+    assert plots._bar_label(0.5, 10, 1.0) == (0.51, 1.0, "0.50 (n=10)")
+    files = []
+    for split in ("test_seen", "test_mine"):
+        path = tmp_path / split / "metrics.json"
+        per_font = {"A": {"n": 4, "seq_acc": 0.5}, "B": {"n": 0, "seq_acc": None}}
+        write_metrics(path, _record("line_crnn_vgg", "crnn_vgg", "line", split, per_font=per_font))
+        files.append(path)
+    table = plots.plot_accuracy_by_font(files, tmp_path / "fonts.png")
+    assert table["value"].isna().sum() == 2 and (tmp_path / "fonts.png").stat().st_size > 0
