@@ -216,7 +216,7 @@ def resolve_font_files(
         if warn:
             files_log.warning(message, *args)
 
-    out: dict[str, FontFile] = {}
+    out: dict[str, list[FontFile]] = {}  # by resolved path: every path that reached it
     for pattern in patterns:
         alternatives = expand_braces(pattern)
         if len(alternatives) > 1 or GLOB_CHARS & set(pattern) or Path(pattern).is_dir():
@@ -244,7 +244,7 @@ def resolve_font_files(
                 elif problem := font_file_problem(p):
                     note("font file %s is not a font this project reads (%s); left out", p, problem)
                 else:
-                    out.setdefault(str(Path(p).resolve()), FontFile(p, False))
+                    out.setdefault(str(Path(p).resolve()), []).append(FontFile(p, False))
             if not matched:
                 note("font pattern %s matches no font file; skipped", pattern)
         else:
@@ -256,8 +256,28 @@ def resolve_font_files(
                     f"font file {pattern} is not a font this project reads: {problem} ({named})",
                     key,
                 )
-            out[str(Path(pattern).resolve())] = FontFile(pattern, True)
-    return sorted(out.values(), key=lambda f: f.path)
+            out.setdefault(str(Path(pattern).resolve()), []).append(FontFile(pattern, True))
+    return sorted((_one_spelling(found, note) for found in out.values()), key=lambda f: f.path)
+
+
+def _one_spelling(found: list[FontFile], note: Callable[..., None]) -> FontFile:
+    """One file the patterns reach by several paths (a link, ``..``): the path named outright,
+    else the first in sorted order, whichever pattern came first; the files' order (their
+    paths', which orders the faces that draw each sample) then follows the file, not the
+    order of the patterns. Different paths get a note naming them."""
+    explicit = sorted(f.path for f in found if f.explicit)
+    chosen = (
+        FontFile(explicit[0], True) if explicit else FontFile(min(f.path for f in found), False)
+    )
+    others = sorted({f.path for f in found} - {chosen.path})
+    if others:
+        note(
+            "font %s is the same file as %s (a link, say): read once, as %s",
+            others[0] if len(others) == 1 else ", ".join(others),
+            chosen.path,
+            chosen.path,
+        )
+    return chosen
 
 
 def _open_faces(path: str) -> list[TTFont]:

@@ -730,6 +730,31 @@ def test_fonts_in_subfolders_are_found_and_broken_links_skipped(tmp_path, latin_
     assert "OFL.txt" not in caplog.text
 
 
+def test_one_file_reached_by_two_paths_is_read_once_whatever_the_patterns_order(
+    tmp_path, latin_font, cjk_font, caplog
+):
+    """A system font linked into fonts/ and listed by its own path too: the patterns' order
+    chose which path was kept, and the paths' order orders the faces that draw each sample, so
+    swapping two patterns changed every shard. Now the file is read once under one path (the
+    one named outright, else the first in sorted order), with a note."""
+    import os
+
+    (tmp_path / "fonts").mkdir()
+    link = tmp_path / "fonts" / latin_font.name
+    os.symlink(latin_font, link)
+    os.symlink(cjk_font, tmp_path / "fonts" / cjk_font.name)
+    patterns = [f"{tmp_path}/fonts/*", str(latin_font.parent / "DejaVuSans.tt[f]")]
+    with caplog.at_level(logging.WARNING):
+        one = resolve_font_files(patterns)
+    other = resolve_font_files(patterns[::-1])
+    assert one == other and len(one) == 2
+    assert str(link) in [f.path for f in one]  # '/tmp/...' sorts before '/usr/...'
+    assert f"font {latin_font} is the same file as {link} (a link, say): read once" in (caplog.text)
+    # a path named outright is the one kept, wherever it stands in the list
+    both = resolve_font_files([str(link), f"{latin_font.parent}/DejaVuSans.tt[f]"])
+    assert [(f.path, f.explicit) for f in both] == [(str(link), True)]
+
+
 def test_uncovered_characters_error_or_drop(latin_font, cjk_font):
     charset = build_charset("chars", chars="AB啊座")
     latin = [r for r in scan_fonts([str(latin_font)], [], charset) if r.status == "ok"]
