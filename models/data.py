@@ -701,7 +701,8 @@ def _ignore_sigterm(worker_id: int) -> None:
     """A worker ignores SIGTERM: SLURM (at a time limit) and torchrun signal a rank's whole
     process group, and the training, told too, stops after its step (`models.train`), which
     a worker ended by torch's own handler would fail with "DataLoader worker is killed". It
-    still ends with the loader, or its parent (torch's watchdog), or SIGKILL."""
+    ends when the loader is shut down (its done event), or by SIGKILL: the loader's last
+    resort for a worker that hangs, ``terminate()``, is SIGTERM, and no longer ends it."""
     import signal
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -196,7 +196,8 @@ def shard_arguments_problem(shards: Sequence[str | os.PathLike]) -> str | None:
     folders = [str(s) for s in shards if Path(s).is_dir()]
     if folders:
         what = "is a folder" if len(folders) == 1 else "are folders"
-        return f"{', '.join(folders)} {what}: shards are .tar files{shard_folder_hint(folders[0])}"
+        hint = shard_folder_hint(folders[0]) or "; it holds no .tar file"
+        return f"{', '.join(folders)} {what}: shards are .tar files{hint}"
     missing = [str(s) for s in shards if not Path(s).is_file()]
     if missing:
         return f"no such shard: {', '.join(missing)}"
@@ -212,22 +213,28 @@ def shard_arguments_problem(shards: Sequence[str | os.PathLike]) -> str | None:
     return None
 
 
-def shard_folder_hint(folder: str | os.PathLike, prefer: str = "test_heldout") -> str:
+def shard_folder_hint(
+    folder: str | os.PathLike, prefer: Sequence[str] = ("test_heldout",), only: bool = False
+) -> str:
     """``"; give its shards, e.g. FOLDER/SPLIT-*.tar"`` for a folder of shards given where its
-    shards were meant, naming every split it holds (``SPLIT-NNNNNN.tar``; a shard named
-    otherwise is given by its own name); the example is split ``prefer`` when the folder holds
-    it. ``"; it holds no .tar file"`` for a folder without shards."""
+    shards were meant, naming every split it holds (the name before a shard's last ``-``; a
+    shard without one is given by its own name); the example is the first split of ``prefer``
+    the folder holds, else (unless ``only``) its first. With ``only`` and none of ``prefer``,
+    says the folder holds none of them. Empty for a folder without shards."""
     folder = Path(folder)
     splits = sorted(
         {p.name.rsplit("-", 1)[0] if "-" in p.name else p.name for p in folder.glob("*.tar")}
     )
     if not splits:
-        return "; it holds no .tar file"
-    split = prefer if prefer in splits else splits[0]
+        return ""
+    held = f" (it holds {', '.join(splits)})" if len(splits) > 1 else ""
+    split = next((s for s in prefer if s in splits), None if only else splits[0])
+    if split is None:
+        return f"; it holds {', '.join(splits)}, and no {' or '.join(prefer)} split"
     example = folder / (split if split.endswith(".tar") else f"{split}-*.tar")
     if len(splits) == 1:
         return f"; give its shards, e.g. {example}"
-    return f"; give one split's shards, e.g. {example} (it holds {', '.join(splits)})"
+    return f"; give one split's shards, e.g. {example}{held}"
 
 
 def _is_tar(path: str | os.PathLike) -> bool:

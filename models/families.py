@@ -163,6 +163,19 @@ class Family:
         """Inverse of `label_indices` (indices must be character classes)."""
         return "".join(self.charset[i - self.offset] for i in indices)
 
+    def readings_of(
+        self, hypotheses: Sequence[tuple[Sequence[int], float]], k: int
+    ) -> list[tuple[str, float]]:
+        """The ``k`` best readings of ranked class sequences with their log-probabilities, as
+        (text, probability): sequences `reading_of` reads alike (``" a"`` and ``"a"`` where the
+        charset has the space) are one reading, their probabilities summed, in the order of
+        the sums (ties in the hypotheses' order)."""
+        merged: dict[str, float] = {}
+        for labels, logp in hypotheses:
+            text = self.reading_of(labels)
+            merged[text] = merged.get(text, 0.0) + math.exp(logp)
+        return sorted(merged.items(), key=lambda item: -item[1])[: max(1, k)]
+
     def reading_of(self, indices: Sequence[int]) -> str:
         """The text a decoded class sequence reads: `text_of`, spaced as every line label is
         (`synth.charset.label_spaces`) where the charset has the space. A model may emit one
@@ -495,8 +508,7 @@ class CTCFamily(Family):
                 preds.append(Prediction(text, math.exp(logp), [(text, math.exp(logp))]))
             else:
                 beams = ctc_beam_search(lp[:n, i], beam_width, grammar=grammar, symbols=symbols)
-                beams = beams[: max(1, k)]
-                top = [(self.reading_of(labels), math.exp(logp)) for labels, logp in beams]
+                top = self.readings_of(beams, k)
                 preds.append(Prediction(top[0][0], top[0][1], top))
         return preds
 
@@ -751,7 +763,7 @@ class AttentionFamily(Family):
                 continue
             # in an exact tie the greedy reading comes first: beam and greedy agree where they can
             nbest = sorted(attention_nbest(lp, k), key=lambda x: (-x[1], x[0] != tuple(greedy)))
-            top = [(self.reading_of(labels), math.exp(logp)) for labels, logp in nbest]
+            top = self.readings_of(nbest, k)
             preds.append(Prediction(top[0][0], top[0][1], top))
         return preds
 

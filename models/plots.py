@@ -11,7 +11,7 @@ import io
 import logging
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -288,6 +288,18 @@ def font_accuracy_table(metrics_files: Sequence[str | os.PathLike]) -> pd.DataFr
     )
 
 
+OWN_COLOR = "gray"  # the bars of own_tests' splits
+
+
+def _split_colors(splits: Iterable[str]) -> dict[str, str]:
+    """The per-font plot's legend, name to colour: the two synthetic test splits, and own test
+    sets (drawn grey) when ``splits`` holds one."""
+    colors = {"test_seen": "#0969da", "test_heldout": "#bf8700"}
+    if not set(splits) <= set(colors):
+        colors["own test sets"] = OWN_COLOR
+    return colors
+
+
 def _bar_label(value: float, n: Any, y: float) -> tuple[float, float, str]:
     """Where a per-font bar's label goes and what it says: the figure and its sample count, or
     "no figure" for a font without one (drawn as no bar, not as a bar at 0)."""
@@ -326,13 +338,15 @@ def plot_accuracy_by_font(
             squeeze=False,
             gridspec_kw={"height_ratios": [0.8 + 0.2 * n for n in rows]},
         )
-        colors = {"test_seen": "#0969da", "test_heldout": "#bf8700"}
+        colors = _split_colors(table["split"])
         for ax, ((experiment, task), part) in zip(axes[:, 0], groups, strict=True):
             part = part.sort_values(["split", "font"], ascending=[False, True])
             labels = list(part["font"])
             values = part["value"].astype(float).to_numpy()  # NaN: no figure, no bar
             y = np.arange(len(part))
-            ax.barh(y, np.nan_to_num(values), color=[colors.get(s, "gray") for s in part["split"]])
+            ax.barh(
+                y, np.nan_to_num(values), color=[colors.get(s, OWN_COLOR) for s in part["split"]]
+            )
             ax.set_yticks(y, labels, fontsize=7)
             ax.set_ylim(len(part) - 0.5, -0.5)  # first font on top, no margins
             ax.set_xlim(0, 1.25)
@@ -340,11 +354,8 @@ def plot_accuracy_by_font(
             ax.set_title(f"{experiment} ({task})", fontsize=10)
             for yi, v, n in zip(y, values, part["n"], strict=True):
                 ax.text(*_bar_label(v, n, yi), va="center", fontsize=6)
-        shown = dict(colors)
-        if not set(table["split"]) <= set(colors):  # own_tests' splits, drawn grey
-            shown["own test sets"] = "gray"
-        handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in shown.values()]
-        fig.legend(handles, list(shown), loc="upper right", fontsize=8)
+        handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
+        fig.legend(handles, list(colors), loc="upper right", fontsize=8)
         fig.tight_layout()
         _save(fig, out)
     return table

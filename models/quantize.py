@@ -144,10 +144,9 @@ def calibration_images(
             continue
         found = find_images([source])
         if not found:
-            raise ExportError(
-                f"calibration: {source} is a folder with no image files in it"
-                + (shard_folder_hint(source, prefer="train") if _holds_shards(source) else "")
-            )
+            # never an example of a split you score: calibrate on training images
+            hint = shard_folder_hint(source, prefer=("train", "val"), only=True)
+            raise ExportError(f"calibration: {source} is a folder with no image files in it{hint}")
         for path in found[: limit - len(images)]:
             try:
                 images.append(recognizer.load(path))
@@ -156,10 +155,6 @@ def calibration_images(
     if not images:
         raise ExportError(f"calibration: no images in {', '.join(map(str, sources))}")
     return images
-
-
-def _holds_shards(folder: str) -> bool:
-    return any(Path(folder).glob("*.tar"))
 
 
 class _Batches:

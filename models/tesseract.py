@@ -51,7 +51,7 @@ from models.evaluate import (
     write_predictions,
 )
 from synth.atomic import sha256_file
-from synth.charset import SPACE, drop_spaces_by_wide
+from synth.charset import SPACE, label_spaces
 
 log = logging.getLogger(__name__)
 # The folder of a call's images: hidden, and named so that a rerun finds a killed call's.
@@ -226,8 +226,7 @@ def normalize_reading(text: str, keep_spaces: bool = False) -> str:
     Examples:
         ``"中 国 ， 你好"`` -> ``"中国,你好"``; ``"１２ + 3\\n"`` -> ``"12+3"``.
     """
-    text = unicodedata.normalize("NFKC", text).strip()
-    text = drop_spaces_by_wide(re.sub(r"\s+", SPACE, text))
+    text = label_spaces(unicodedata.normalize("NFKC", text))
     return text if keep_spaces else text.replace(SPACE, "")
 
 
@@ -443,10 +442,8 @@ def evaluate_tesseract(
         raise ValueError(f"no samples in the shards of {spec.task}/{spec.split}")
     # Spaces are kept where a reading may hold them: a charset with the space, or without a
     # charset (the command line's, without --charset) labels that hold one.
-    if charset is not None:
-        keep_spaces = " " in charset
-    else:
-        keep_spaces = any(" " in s.label for s in samples)
+    labels_spaced = any(" " in s.label for s in samples)
+    keep_spaces = " " in charset if charset is not None else labels_spaced
     start = time.perf_counter()
     crashed: list[int] = []
     # The scratch images beside the outputs, not in /tmp: a killed job's are removed by its rerun

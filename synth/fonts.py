@@ -272,9 +272,9 @@ def _one_spelling(found: list[FontFile], note: Callable[..., None]) -> FontFile:
     others = sorted({f.path for f in found} - {chosen.path})
     if others:
         note(
-            "font %s is the same file as %s (a link, say): read once, as %s",
-            others[0] if len(others) == 1 else ", ".join(others),
-            chosen.path,
+            "font %s is the same file as %s (a link, or another spelling of its path): read "
+            "once, as the latter",
+            ", ".join(others),
             chosen.path,
         )
     return chosen

@@ -71,6 +71,13 @@ def test_a_charset_with_the_space_reads_spaced_as_labels_are() -> None:
         probs[0, step, spaced.index(ch) + 1] = 0.9
     probs[0, 5, EOS] = 0.9
     assert reader.decode(probs.log())[0].text == "a b"
+    # " a" and "a" are two beams, one reading: merged, their probabilities summed
+    two = ["a", " "]
+    out = ctc_outputs([{"": 0.5, " ": 0.5}, {"": 0.05, "a": 0.9, " ": 0.05}], two)
+    [pred] = make_family("crnn_vgg", two).decode(out, decoder="beam", k=5)
+    texts = [t for t, _ in pred.top_k]
+    assert texts[0] == "a" and len(texts) == len(set(texts)), pred.top_k
+    assert pred.confidence == pytest.approx(0.9, abs=1e-4)
     plain = list("ab中")
     [pred] = make_family("crnn_vgg", plain).decode(ctc_outputs([{ch: 0.9} for ch in "a中b"], plain))
     assert pred.text == "a中b"

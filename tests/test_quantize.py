@@ -274,6 +274,15 @@ def test_calibration_reads_shards_and_images_as_recognition_loads_them(
         f"shards, e.g. {other.parent / 'train-*.tar'} (it holds mine.tar, test_heldout, train, "
         "val)"
     )
+    # without a training split, no example of one you score: it says what the folder holds
+    for name in ("train-000000.tar", "val-000000.tar"):
+        (other.parent / name).unlink()
+    with pytest.raises(ExportError) as e:
+        calibration_images([other.parent], recognizer, limit=9)
+    assert str(e.value) == (
+        f"calibration: {other.parent} is a folder with no image files in it; it holds "
+        "mine.tar, test_heldout, and no train or val split"
+    )
 
 
 def test_a_bad_calibration_source_is_named_and_nothing_is_written(float_exports, tmp_path):

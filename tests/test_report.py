@@ -705,3 +705,9 @@ def test_a_font_without_a_figure_is_said_to_have_none_not_drawn_at_zero(tmp_path
         files.append(path)
     table = plots.plot_accuracy_by_font(files, tmp_path / "fonts.png")
     assert table["value"].isna().sum() == 2 and (tmp_path / "fonts.png").stat().st_size > 0
+    assert list(plots._split_colors(table["split"])) == [
+        "test_seen",
+        "test_heldout",
+        "own test sets",
+    ]
+    assert "own test sets" not in plots._split_colors(["test_seen", "test_heldout"])
