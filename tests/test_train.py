@@ -1568,7 +1568,10 @@ def test_a_run_refused_for_other_settings_leaves_the_holders_outputs_unwritten(
     if same:
         assert "outputs are not written" not in caplog.text
         return
-    assert f"{out}: a training of other settings was started and refused" in caplog.text
+    assert (
+        f"{out}: a training of other settings (or of settings it could not read) was started "
+        "and refused while this run went on"
+    ) in caplog.text
     monkeypatch.setattr(train_module, "_on_main", real)
     # the old settings again: the finished run, taken over at once (no step trained)
     assert train(holder).resumed_from == 4 and (out / "model.pt").exists()
