@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from models.cli import stops_on_interrupt
 from models.registry import experiment_problems
 from synth.schema import (
     SCHEMA_PATH,
@@ -61,6 +62,7 @@ def workflow_config_problems(
     return filled, problems
 
 
+@stops_on_interrupt("models.configcheck", "it writes nothing")
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m models.configcheck [--each] FILE...``: returns the exit status, 0 or 1 after
     printing ``error: FILE: why`` for a file that cannot be read, or the config's problems under

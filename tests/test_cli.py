@@ -55,6 +55,12 @@ COMMANDS = [
         ["crnn_vgg"],
         "interrupted; it writes no file (its checks write only to a temporary folder)",
     ),
+    (
+        "models.configcheck",
+        "workflow_config_problems",
+        ["config.yaml"],
+        "interrupted; it writes nothing",
+    ),
 ]
 
 
@@ -67,6 +73,7 @@ def test_ctrl_c_ends_every_command_with_one_line_and_status_130(
     module = importlib.import_module(module_name)
     for name in ("model.pt", "image.png", "test_seen-000000.tar", "labels.tsv"):
         (tmp_path / name).write_bytes(b"")  # only their existence is checked before the work
+    (tmp_path / "config.yaml").write_text("seed: 1\n")  # configcheck reads it before its work
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", [f"{Path(module.__file__).name}"])  # not synthocr-*
     calls = []
