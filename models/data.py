@@ -697,12 +697,32 @@ def train_loader(
     )
 
 
-def _ignore_sigterm(worker_id: int) -> None:
-    """A worker ignores SIGTERM: SLURM (at a time limit) and torchrun signal a rank's whole
-    process group, and the training, told too, stops after its step (`models.train`), which
-    a worker ended by torch's own handler would fail with "DataLoader worker is killed". It
-    ends when the loader is shut down (its done event), or by SIGKILL: the loader's last
-    resort for a worker that hangs, ``terminate()``, is SIGTERM, and no longer ends it."""
-    import signal
+def close_loader(batches: Iterator[Any]) -> None:
+    """Stop a DataLoader iterator's worker processes now (none for a loader without workers),
+    rather than when the iterator is collected, which a kept traceback can put off to the
+    interpreter's exit."""
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
 
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+def _ignore_sigterm(worker_id: int) -> None:
+    """A worker ignores SIGTERM from anyone but its parent: SLURM (at a time limit) and
+    torchrun signal a rank's whole process group, and the training, told too, stops after its
+    step (`models.train`), which a worker ended by torch's own handler would fail with
+    "DataLoader worker is killed". Its parent's SIGTERM still ends it at once: the loader's
+    last resort for a worker that hangs (``terminate()``), and the interpreter's exit, which
+    ends daemonic processes so before joining them. SIGTERM is blocked in the worker and taken
+    by a thread that reads who sent it (``sigwaitinfo``)."""
+    import signal
+    import threading
+
+    parent = os.getppid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def answer() -> None:
+        while True:
+            if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+                os._exit(0)
+
+    threading.Thread(target=answer, name="sigterm", daemon=True).start()

@@ -93,6 +93,7 @@ from models.data import (
     DataError,
     TrainStream,
     check_labels,
+    close_loader,
     eval_batches,
     train_loader,
 )
@@ -585,8 +586,12 @@ def train(job: TrainJob, command_line: bool = False) -> TrainResult:
     init_distributed(env, device)
     try:
         try:
-            with _writer_lock(Path(job.out_dir), env, device), _stop_on_sigterm() as asked:
-                return _train(job, spec, env, device, command_line, asked)
+            with (
+                _writer_lock(Path(job.out_dir), env, device),
+                _stop_on_sigterm() as asked,
+                ExitStack() as cleanup,
+            ):
+                return _train(job, spec, env, device, command_line, asked, cleanup)
         except OutputLockedError:
             if env.is_main:
                 _want_outputs(job)
@@ -631,6 +636,7 @@ def _train(
     device: torch.device,
     command_line: bool,
     stop_asked: Callable[[], bool] = lambda: False,
+    cleanup: ExitStack | None = None,
 ) -> TrainResult:
     t_start = time.perf_counter()
     out_dir = Path(job.out_dir)
@@ -880,6 +886,11 @@ def _train(
     ddp_model.train()
     loader = train_loader(stream, spec.num_workers, device)
     batches: Iterator[Batch] = iter(loader)
+    if cleanup is not None:
+        # Its workers told to stop however the run ends: a traceback kept (a caller's, a test
+        # runner's) would keep the iterator, and workers that ignore SIGTERM
+        # (`models.data.train_loader`) would hold the interpreter's exit, which joins them.
+        cleanup.callback(close_loader, batches)
     while step < spec.steps and not stopped_early:
         t_step = time.perf_counter()
         batch = next(batches)

@@ -21,6 +21,7 @@ from models.data import (
     SampleLabelError,
     ShardError,
     TrainStream,
+    close_loader,
     curriculum_max_len,
     eval_batches,
     iter_examples,
@@ -456,6 +457,29 @@ def test_stream_with_workers_keeps_step_order(line_shards):
     assert _keys(_stream(line_shards, lanes=2, start_step=5), workers=2) == full[5:]
     with pytest.raises(ValueError, match="lanes"):
         _keys(_stream(line_shards, lanes=1), workers=2)
+
+
+def test_a_worker_ends_on_its_parents_sigterm_and_on_no_one_elses(line_shards):
+    """SLURM and torchrun send SIGTERM to a rank's whole process group: a worker goes on (the
+    training stops after its step, and saves it). Its parent's SIGTERM ends it at once, as
+    the interpreter's exit sends it to daemonic processes before joining them: a worker that
+    ignored it held the exit of a CI run after its last test, for ever."""
+    import subprocess
+    import time
+
+    batches = iter(train_loader(_stream(line_shards, lanes=2), 2))
+    next(batches)
+    workers = list(batches._workers)
+    subprocess.run(["kill", "-TERM", str(workers[0].pid)], check=True)  # another's SIGTERM
+    time.sleep(0.5)
+    assert workers[0].is_alive()
+    assert len(next(batches).keys) == 4  # it still serves
+    for w in workers:
+        w.terminate()  # its parent's
+    for w in workers:
+        w.join(timeout=10)
+    assert [w.exitcode for w in workers] == [0, 0]
+    close_loader(batches)
 
 
 def test_loader_pins_batches_for_a_gpu_alone(line_shards):

@@ -618,6 +618,28 @@ def test_sigterm_saves_the_step_it_reached_and_the_command_line_exits_143(line_d
     assert json.loads((state / "run.json").read_text())["step"] == int(said[1]) >= 4
 
 
+def test_a_run_that_raises_leaves_no_dataloader_worker_behind(line_data, tmp_path):
+    """The workers ignore SIGTERM (SLURM's goes to the whole process group); the interpreter's
+    exit ends daemonic processes with SIGTERM and then joins them, so a worker outliving its
+    run held the exit for ever: a CI run hung after its last test. A run that raises (its
+    traceback kept, as a test runner keeps it) has stopped its workers."""
+    import multiprocessing
+
+    real_lr_at = train_module.lr_at
+
+    def interrupting(step, spec):
+        if step == 5:
+            raise KeyboardInterrupt
+        return real_lr_at(step, spec)
+
+    job = line_job(line_data, tmp_path, steps=7, num_workers=2)
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(KeyboardInterrupt) as kept:
+        patch.setattr(train_module, "lr_at", interrupting)
+        train(job)
+    assert kept.traceback  # the frames that hold the loader's iterator, kept alive
+    assert [p for p in multiprocessing.active_children() if p.is_alive()] == []
+
+
 def test_a_run_stopped_by_sigterm_resumes_to_the_same_weights(line_data, tmp_path):
     """In process: SIGTERM during step 4 (checkpoint_every 3) saves step 5; the rerun resumes
     there and ends as a run never stopped, weights and history alike."""
