@@ -51,6 +51,8 @@ def workflow_config_problems(
             problems += experiment_problems(checked, name, origins)
     tasks = filled.get("tasks")
     for task, task_cfg in tasks.items() if isinstance(tasks, dict) else ():
+        if checked.holds("tasks", task):
+            problems += [named_with_file(p, origins) for p in _charset_problems(task, task_cfg)]
         # A split's settings (its degrade merged over its task's) that no spec accepts: an
         # unknown degradation, repeated expr operators, a charset space asked of a task other
         # than line.
@@ -60,6 +62,26 @@ def workflow_config_problems(
             except ValueError as e:
                 problems.append(named_with_file(str(e), origins))
     return filled, problems
+
+
+def _charset_problems(task: str, task_cfg: Mapping[str, Any]) -> list[str]:
+    """A task's charset settings that contradict the rest of its settings: the space asked of
+    a task that draws no line of the user's text, a ``limit`` on a source that has nothing to
+    limit."""
+    charset, where = task_cfg["charset"], f"tasks.{task}.charset"
+    problems = []
+    if charset.get("space") and not (task_cfg.get("corpus") and task_cfg.get("corpus_fraction")):
+        problems.append(
+            f"{where}.space: only lines of your own text hold spaces (tasks.{task}.corpus, with "
+            "corpus_fraction above 0), and this config draws none: its models would have a "
+            "class they never see"
+        )
+    if charset.get("limit") and charset.get("source") == "chars":
+        problems.append(
+            f"{where}.limit: {charset['limit']} shrinks the source, and source chars has none "
+            "(its characters are all `chars`); set limit: 0"
+        )
+    return problems
 
 
 @stops_on_interrupt("models.configcheck", "it writes nothing")

@@ -2149,6 +2149,17 @@ def test_the_config_check_command_lists_what_the_workflow_would_refuse(tmp_path,
     assert "experiments.hanzi_cnn: 'task' is a required property" in err
     assert main([str(SMOKE), str(mine)]) == 1  # the stack's problems, under both names
     assert capsys.readouterr().err.startswith(f"error: {SMOKE} {mine}: invalid config (3 ")
+    # the charset settings the workflow refused only when it started: listed here too, together
+    spaced = tmp_path / "spaced.yaml"
+    spaced.write_text(
+        f"extends: {SMOKE}\ntasks:\n  line: {{charset: {{space: true}}}}\n"
+        "  expr: {charset: {limit: 5}}\n"
+    )
+    assert main([str(spaced)]) == 1
+    err = capsys.readouterr().err
+    assert "invalid config (2 problems)" in err, err
+    assert "tasks.line.charset.space: only lines of your own text hold spaces" in err
+    assert "tasks.expr.charset.limit: 5 shrinks the source, and source chars has none" in err
 
 
 # A stand-in for snakemake-executor-plugin-slurm (not installed here): a non-local executor that

@@ -159,22 +159,6 @@ ROLE_FONT_FILES = {
 }
 for _task in TASKS:
     _charset = config["tasks"][_task]["charset"]
-    if _charset.get("space") and not (
-        config["tasks"][_task].get("corpus")
-        and config["tasks"][_task]["corpus_fraction"]
-    ):
-        raise ValueError(
-            f"tasks.{_task}.charset.space: only lines of your own text hold spaces (tasks.{_task}"
-            f".corpus, with corpus_fraction above 0), and this config draws none: its models would"
-            " have a class they never see"
-            + from_files(_origins, ["tasks", _task, "charset", "space"])
-        )
-    if _charset["limit"] and _charset["source"] == "chars":
-        raise ValueError(
-            f"tasks.{_task}.charset.limit: {_charset['limit']} shrinks the source, and source"
-            " chars has none (its characters are all `chars`); set limit: 0"
-            + from_files(_origins, ["tasks", _task, "charset", "limit"])
-        )
     # A charset file that does not exist fails here, naming its key: as a rule input alone, a
     # typo in an existing results folder was not noticed (the old charset's outputs stood).
     for _path in _charset["files"]:
