@@ -239,7 +239,9 @@ def pack(
         try:
             image = load(e)
         except ImageLoadError as err:  # named where it was read: a relative path resolved
-            return str(err)
+            header = e.line == 1 and not e.path.exists() and not Path(e.source).suffix
+            # "path<TAB>text", "image<TAB>label": a header row, which a labels file has none of
+            return f"{err} (a header row? a labels file has none)" if header else str(err)
         why = check.fits(e.text, image.shape[1], image.shape[0]) if check is not None else None
         return f"{e.source}: {why}" if why else None
 

@@ -170,6 +170,14 @@ def test_every_bad_line_is_named_and_nothing_is_written(own, tmp_path):
     ]:
         assert f"labels.tsv:{line}: " in msg and why in msg, (line, why)
     assert not out.exists() or not list(out.iterdir())
+    assert "header row" not in msg  # line 11's missing.png: no word of a header
+    # a header row ("path<TAB>text"): the first line names no image file, and is said to be one
+    own.write_text("path\ttext\ngray.png\t0123\n", encoding="utf-8")
+    with pytest.raises(PackError) as e:
+        pack(own, out)
+    assert "labels.tsv:1: " in str(e.value) and "(a header row? a labels file has none)" in str(
+        e.value
+    )
 
 
 def test_labels_are_nfkc_and_an_unreadable_labels_file_is_named(tmp_path, caplog):
