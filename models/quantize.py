@@ -70,11 +70,11 @@ DEFAULT_OPS = ("Conv",)
 # The onnxruntime optimizer an int8 file is loaded without where its max-pools read float
 # values (`_pools_read_float`): the pools then stay float.
 QDQ_PROPAGATION = "QDQPropagationTransformer"
-QUANTIZABLE_OPS = ("Conv", "MatMul")
-# The ONNX op types each of `QUANTIZABLE_OPS` stands for: a linear layer is exported as a Gemm
-# where its input is a matrix (the classifier's and the reader's heads), as a MatMul where it
-# is a sequence (a CTC model's class layer).
+# What --int8-ops names, and the ONNX op types each stands for: a linear layer is exported as a
+# Gemm where its input is a matrix (the classifier's and the reader's heads), as a MatMul where
+# it is a sequence (a CTC model's class layer).
 ONNX_OPS = {"Conv": ("Conv",), "MatMul": ("MatMul", "Gemm")}
+QUANTIZABLE_OPS = tuple(ONNX_OPS)
 DEFAULT_CALIBRATION_IMAGES = 256
 # Below this share of the calibration images read alike, the export warns.
 AGREEMENT_WARNING = 0.95

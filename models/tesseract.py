@@ -442,8 +442,7 @@ def evaluate_tesseract(
         raise ValueError(f"no samples in the shards of {spec.task}/{spec.split}")
     # Spaces are kept where a reading may hold them: a charset with the space, or without a
     # charset (the command line's, without --charset) labels that hold one.
-    labels_spaced = any(" " in s.label for s in samples)
-    keep_spaces = " " in charset if charset is not None else labels_spaced
+    keep_spaces = " " in charset if charset is not None else any(" " in s.label for s in samples)
     start = time.perf_counter()
     crashed: list[int] = []
     # The scratch images beside the outputs, not in /tmp: a killed job's are removed by its rerun

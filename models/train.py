@@ -635,8 +635,8 @@ def _train(
     env: DistEnv,
     device: torch.device,
     command_line: bool,
-    stop_asked: Callable[[], bool] = lambda: False,
-    cleanup: ExitStack | None = None,
+    stop_asked: Callable[[], bool],
+    cleanup: ExitStack,
 ) -> TrainResult:
     t_start = time.perf_counter()
     out_dir = Path(job.out_dir)
@@ -882,15 +882,17 @@ def _train(
 
     bar = _progress(spec.steps, step, env.is_main)
     writer = _tensorboard(spec.tensorboard and env.is_main, out_dir / "tb", step, history, key)
+    # closed however the run ends (a stop by SIGTERM, an error); closing twice does nothing
+    for opened in (bar, writer):
+        if opened is not None:
+            cleanup.callback(opened.close)
     # Throughput counts the steps (data wait included), not validation or checkpoint writing.
     ddp_model.train()
     loader = train_loader(stream, spec.num_workers, device)
     batches: Iterator[Batch] = iter(loader)
-    if cleanup is not None:
-        # Its workers told to stop however the run ends: a traceback kept (a caller's, a test
-        # runner's) would keep the iterator, and workers that ignore SIGTERM
-        # (`models.data.train_loader`) would hold the interpreter's exit, which joins them.
-        cleanup.callback(close_loader, batches)
+    # Its workers told to stop however the run ends: a traceback kept (a caller's, a test
+    # runner's) would keep the iterator, and its workers, till the interpreter's exit.
+    cleanup.callback(close_loader, batches)
     while step < spec.steps and not stopped_early:
         t_step = time.perf_counter()
         batch = next(batches)
@@ -1011,10 +1013,6 @@ def _train(
         if step % spec.checkpoint_every == 0 or last or stopped_early or stop_value > 0:
             _on_main(save_resume, f"writing {resume_path}", env, device)
         if stop_value > 0 and not (last or stopped_early):
-            if bar is not None:
-                bar.close()
-            if writer is not None:
-                writer.close()
             if env.distributed:  # no rank leaves the group while another still receives
                 torch.distributed.barrier()
             raise TrainingStopped(
