@@ -868,7 +868,7 @@ def test_a_missing_font_file_fails_at_parse_time_naming_it(tmp_path):
         ("/usr/share/fonts/nowhere/Missing-Regular.ttf", False),
         ("myfonts/Missing-Regular.ttf", True),
     ]:
-        config = _write_config(tmp_path, lambda c: c["fonts"]["paths"].append(missing))
+        config = _write_config(tmp_path, lambda c, m=missing: c["fonts"]["paths"].append(m))
         proc = run_snakemake(tmp_path, "-n", config=config, check=False)
         assert proc.returncode != 0
         out = proc.stdout + proc.stderr
