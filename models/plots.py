@@ -263,14 +263,25 @@ def _panel_order(task: str, experiment: str) -> tuple:
     return (task, experiment == "tesseract", experiment)
 
 
+def _share_interval(value: Any, n: Any) -> tuple[float, float]:
+    """The 95% Wilson interval of a per-font share, NaN for a cell without a figure or samples."""
+    try:
+        return metrics.wilson_interval(float(value), int(n))
+    except (TypeError, ValueError):
+        return math.nan, math.nan
+
+
 def font_accuracy_table(metrics_files: Sequence[str | os.PathLike]) -> pd.DataFrame:
-    """One row per (experiment, task, split, font): ``n`` and the headline metric, in the
-    panels' order (`_panel_order`), files in the order given within a panel."""
+    """One row per (experiment, task, split, font): ``n``, the headline metric and its 95%
+    Wilson interval (``low``, ``high``: a font's figure rests on its own few samples, so two
+    fonts' bars can differ by chance alone), in the panels' order (`_panel_order`), files in the
+    order given within a panel."""
     rows = []
     for path in metrics_files:
         record = read_metrics(path)
         for font, scores in (record.get("per_font") or {}).items():
             name, value = _headline(scores)
+            low, high = _share_interval(value, scores.get("n"))
             rows.append(
                 {
                     "experiment": record["experiment"],
@@ -280,11 +291,13 @@ def font_accuracy_table(metrics_files: Sequence[str | os.PathLike]) -> pd.DataFr
                     "n": scores.get("n"),
                     "metric": name,
                     "value": value,
+                    "low": low,
+                    "high": high,
                 }
             )
     rows.sort(key=lambda r: _panel_order(r["task"], r["experiment"]))  # stable: files' order
     return pd.DataFrame(
-        rows, columns=["experiment", "task", "split", "font", "n", "metric", "value"]
+        rows, columns=["experiment", "task", "split", "font", "n", "metric", "value", "low", "high"]
     )
 
 
@@ -300,20 +313,23 @@ def _split_colors(splits: Iterable[str]) -> dict[str, str]:
     return colors
 
 
-def _bar_label(value: float, n: Any, y: float) -> tuple[float, float, str]:
-    """Where a per-font bar's label goes and what it says: the figure and its sample count, or
-    "no figure" for a font without one (drawn as no bar, not as a bar at 0)."""
+def _bar_label(value: float, n: Any, y: float, high: float = math.nan) -> tuple[float, float, str]:
+    """Where a per-font bar's label goes and what it says: the figure and its sample count,
+    right of the bar's interval (``high``, when it has one), or "no figure" for a font without
+    one (drawn as no bar, not as a bar at 0)."""
     if not np.isfinite(value):
         return 0.01, y, f"no figure (n={n})"
-    return value + 0.01, y, f"{value:.2f} (n={n})"
+    end = max(value, high) if np.isfinite(high) else value
+    return end + 0.01, y, f"{value:.2f} (n={n})"
 
 
 def plot_accuracy_by_font(
     metrics_files: Sequence[str | os.PathLike], out: str | os.PathLike
 ) -> pd.DataFrame:
     """Accuracy per font (top-1 for hanzi, sequence accuracy otherwise), one panel per
-    experiment and task, bars coloured by split (held-out fonts are only in ``test_heldout``).
-    Panels go task by task, Tesseract's right after the models it is compared with.
+    experiment and task, bars coloured by split (held-out fonts are only in ``test_heldout``),
+    each with its 95% Wilson interval drawn as an error bar. Panels go task by task,
+    Tesseract's right after the models it is compared with.
 
     Returns:
         The table drawn (`font_accuracy_table`).
@@ -343,17 +359,26 @@ def plot_accuracy_by_font(
             part = part.sort_values(["split", "font"], ascending=[False, True])
             labels = list(part["font"])
             values = part["value"].astype(float).to_numpy()  # NaN: no figure, no bar
+            low = part["low"].astype(float).to_numpy()
+            high = part["high"].astype(float).to_numpy()
             y = np.arange(len(part))
+            # Error bars from the interval; a cell without one (NaN) gets none. Clipped at 0:
+            # at a share of 0 or 1 rounding can put the bound a hair past the figure.
+            xerr = np.clip(np.nan_to_num(np.stack([values - low, high - values]), nan=0.0), 0, None)
             ax.barh(
-                y, np.nan_to_num(values), color=[colors.get(s, OWN_COLOR) for s in part["split"]]
+                y,
+                np.nan_to_num(values),
+                color=[colors.get(s, OWN_COLOR) for s in part["split"]],
+                xerr=xerr,
+                error_kw={"ecolor": "#444444", "elinewidth": 0.8, "capsize": 2},
             )
             ax.set_yticks(y, labels, fontsize=7)
             ax.set_ylim(len(part) - 0.5, -0.5)  # first font on top, no margins
             ax.set_xlim(0, 1.25)
             ax.set_xlabel(part["metric"].iloc[0])
             ax.set_title(f"{experiment} ({task})", fontsize=10)
-            for yi, v, n in zip(y, values, part["n"], strict=True):
-                ax.text(*_bar_label(v, n, yi), va="center", fontsize=6)
+            for yi, v, n, hi in zip(y, values, part["n"], high, strict=True):
+                ax.text(*_bar_label(v, n, yi, hi), va="center", fontsize=6)
         handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
         fig.legend(handles, list(colors), loc="upper right", fontsize=8)
         fig.tight_layout()

@@ -13,6 +13,7 @@ from test_evaluate import CASES, make_checkpoint, make_shard
 
 from models import plots, report
 from models.evaluate import write_metrics, write_predictions
+from models.metrics import wilson_interval
 
 
 def _record(experiment, model, task, split, **extra):
@@ -711,3 +712,38 @@ def test_a_font_without_a_figure_is_said_to_have_none_not_drawn_at_zero(tmp_path
         "own test sets",
     ]
     assert "own test sets" not in plots._split_colors(["test_seen", "test_heldout"])
+
+
+def test_per_font_bars_carry_their_wilson_interval(tmp_path, monkeypatch):
+    """A font's figure rests on its own few images: each bar gets the 95% Wilson interval of its
+    ``n`` as a whisker (and in the table), so two fonts' bars are not read as different when
+    chance alone parts them; the label goes right of the whisker."""
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, out: (figures.append(fig), save(fig, out)))
+    path = tmp_path / "metrics.json"
+    per_font = {
+        "A": {"n": 10, "seq_acc": 0.5},
+        "B": {"n": 1000, "seq_acc": 0.5},
+        "C": {"n": 0, "seq_acc": None},
+    }
+    write_metrics(
+        path, _record("line_crnn_vgg", "crnn_vgg", "line", "test_seen", per_font=per_font)
+    )
+    table = plots.plot_accuracy_by_font([path], tmp_path / "fonts.png").set_index("font")
+    for font in ("A", "B"):
+        n = per_font[font]["n"]
+        assert tuple(table.loc[font, ["low", "high"]]) == pytest.approx(wilson_interval(0.5, n))
+    width = table["high"] - table["low"]
+    assert width["A"] > 5 * width["B"]  # ten images leave far more room than a thousand
+    assert table.loc["C", ["low", "high"]].isna().all()
+    [fig] = figures
+    [ax] = fig.axes
+    [bars] = ax.containers[1:]
+    # One whisker per bar (fonts A, B, C top to bottom), none drawn for C's missing figure.
+    spans = [seg[:, 0] for seg in bars.errorbar.lines[2][0].get_segments()]
+    assert [tuple(np.round(s, 4)) for s in spans] == [
+        tuple(np.round(table.loc[f, ["low", "high"]].to_numpy(float), 4)) for f in ("A", "B")
+    ] + [(0.0, 0.0)]
+    x, _, text = plots._bar_label(0.5, 10, 0.0, table.loc["A", "high"])
+    assert x == pytest.approx(table.loc["A", "high"] + 0.01) and text == "0.50 (n=10)"
