@@ -34,6 +34,7 @@ from pathlib import Path
 
 from braceexpand import UnbalancedBracesError, braceexpand
 from fontTools.ttLib import TTCollection, TTFont, TTLibError
+from PIL import Image
 
 from synth.atomic import missing_why, sha256_file, write_text_atomic
 from synth.charset import SPACE
@@ -618,9 +619,10 @@ class _BytesIndex:
 def _scan_file(f: FontFile, role: str, chars: list[str], patterns) -> list[FaceRecord]:
     """The records of every face of a file. A collection keeps its good faces when one of its
     faces cannot be read (a damaged table of its own): that face alone is left out, named by
-    its index (and name, when its name table reads). A file that cannot be opened, or a single
-    face that cannot be read, is one ``error`` record of face -1. Named explicitly, either is
-    a `FontError`."""
+    its index (and name, when its name table reads). A file that cannot be opened is one
+    ``error`` record of face -1, a single face that cannot be read one of face 0 (so that the
+    merged table gives it one row, `merge_coverage`). Named explicitly, either is a
+    `FontError`."""
     try:
         faces = _open_faces(f.path)
     except FONT_ERRORS as e:
@@ -631,9 +633,9 @@ def _scan_file(f: FontFile, role: str, chars: list[str], patterns) -> list[FaceR
             out.append(_scan_face(f, index, font, role, chars, patterns))
         except FONT_ERRORS as e:
             reason = _reason(e)
-            if len(faces) == 1:
-                return _unreadable_file(f, role, reason)
             family, style = _face_names(font)
+            if len(faces) == 1:
+                return _unreadable_file(f, role, reason, 0, family, style)
             named = " ".join(n for n in (family, style) if n)
             face = f"face {index} ({named})" if named else f"face {index}"
             if f.explicit:
@@ -660,18 +662,27 @@ def _scan_face(
     drawn = _drawn_chars(font, chars)
     cmap = font.getBestCmap() or {}
     mapped = sum(1 for c in chars if ord(c) in cmap and not c.isspace())
-    if mapped and not any(not c.isspace() for c in drawn) and not _draws_any(font, cmap, chars):
-        # A glyf or loca table overwritten or cut short reads as glyphs of no outline. A face
-        # whose other glyphs draw is whole: it has blank glyphs for this task's characters
-        # (placeholders), and covers none of them.
+    # FreeType must open it too (a font fontTools accepts can still fail in PIL), and draw ink.
+    covered = frozenset(_inked(f.path, index, drawn, font))
+    if mapped and not any(not c.isspace() for c in covered) and not _draws_any(font, cmap, chars):
+        # A glyf or loca table overwritten or cut short reads as glyphs of no outline, or of
+        # random bounds that FreeType draws nothing of. A face whose other glyphs draw is whole:
+        # it has blank glyphs for this task's characters (placeholders), and covers none of them.
         raise TTLibError(
             f"its character map gives {mapped} of the task's characters, and not one of their "
-            "glyphs draws anything, nor any other of its glyphs: a damaged glyf, loca or CFF "
-            "table, or a blank font"
+            f"glyphs draws anything, nor any other of its glyphs: {_blank_why(font)}"
         )
-    # FreeType must open it too (a font fontTools accepts can still fail in PIL), and draw ink.
-    covered = frozenset(_inked(f.path, index, drawn))
     return FaceRecord(f.path, index, family, style, role, "ok", "", covered)
+
+
+def _blank_why(font: TTFont) -> str:
+    """Why a face whose glyphs all draw nothing is so, as far as its tables say."""
+    if "COLR" in font:
+        return "colour-layer glyphs only (COLR table), whose base glyphs are blank: not read"
+    bitmaps = [t for t in ("EBDT", "CBDT", "sbix", "bdat") if t in font]
+    if bitmaps:
+        return f"bitmap glyphs only ({bitmaps[0]} table), its outlines blank: not read"
+    return "a damaged glyf, loca or CFF table, or a blank font"
 
 
 def drawn_chars(path: str, index: int, chars: Iterable[str]) -> set[str]:
@@ -682,7 +693,7 @@ def drawn_chars(path: str, index: int, chars: Iterable[str]) -> set[str]:
         OSError, fontTools.ttLib.TTLibError: the face cannot be read (`FONT_ERRORS`).
     """
     font = _open_faces(path)[index]
-    return _inked(path, index, _drawn_chars(font, chars))
+    return _inked(path, index, _drawn_chars(font, chars), font)
 
 
 # How many of a face's other characters `_draws_any` looks at.
@@ -691,44 +702,141 @@ _OTHER_GLYPHS = 256
 
 def _draws_any(font: TTFont, cmap: Mapping[int, str], chars: Iterable[str]) -> bool:
     """Whether any of (up to `_OTHER_GLYPHS` of) the face's characters outside ``chars``
-    draws something."""
+    draws ink (`_inked`); fontTools' reading first, which is enough for most faces."""
     skip = set(chars)
     others = (chr(u) for u in sorted(cmap) if chr(u) not in skip and not chr(u).isspace())
-    return bool(_drawn_chars(font, itertools.islice(others, _OTHER_GLYPHS)))
+    drawn = _drawn_chars(font, itertools.islice(others, _OTHER_GLYPHS))
+    if not drawn:
+        return False
+    path, index = _face_source(font)
+    try:
+        return bool(_inked(path, index, drawn, font, quiet=True))
+    except OSError:
+        return False
 
 
-# The size `_inked` draws each glyph at.
+def _face_source(font: TTFont) -> tuple[str, int]:
+    """The file and face index fontTools read ``font`` from."""
+    reader = font.reader
+    return reader.file.name, int(getattr(reader, "index", None) or 0)
+
+
+# The size `_inked` draws each glyph at, besides the face's embedded bitmap sizes.
 INK_SIZE = 24
+# Code points no font maps in practice (the end of plane 16's private use area), one of which
+# `_notdef_probe` draws to see the face's .notdef glyph.
+_UNMAPPED = range(0x10FFFD, 0x10FFFD - 256, -1)
 
 
-def _inked(path: str, index: int, chars: Iterable[str]) -> set[str]:
-    """Of ``chars``, the whitespace and the characters FreeType draws ink for (at `INK_SIZE`
-    px, as Pillow draws a sample): what a face covers.
+def _strike_sizes(font: TTFont) -> list[int]:
+    """The pixel sizes of the face's embedded bitmap strikes (EBLC or CBLC ``ppemY``), which
+    FreeType draws instead of the outlines at exactly those sizes; a table that cannot be read
+    gives none (the outlines are then what is drawn, and checked)."""
+    sizes = set()
+    for tag in ("EBLC", "CBLC", "bloc"):
+        if tag not in font.reader.tables:
+            continue
+        try:
+            data = font.reader[tag]
+            (count,) = struct.unpack(">I", data[4:8])
+            for i in range(min(count, 256)):
+                record = data[8 + 48 * i : 8 + 48 * (i + 1)]
+                if len(record) == 48:
+                    sizes.add(record[45])
+        except FONT_ERRORS:
+            continue
+    return sorted(s for s in sizes if s > 0)
+
+
+def _notdef_probe(font: TTFont) -> str | None:
+    """A character the face does not map, so FreeType draws its glyph 0 (.notdef) for it."""
+    cmap = font.getBestCmap() or {}
+    return next((chr(u) for u in _UNMAPPED if u not in cmap), None)
+
+
+def _notdef_key(pil, probe: str | None) -> tuple | None:
+    """`_mask_key` of the face's .notdef glyph, drawn for ``probe``; None when it draws no ink
+    or cannot be drawn (a damaged one: then no glyph is taken for it)."""
+    if probe is None:
+        return None
+    try:
+        return _mask_key(pil.getmask(probe))
+    except OSError:
+        return None
+
+
+def _mask_key(mask) -> tuple | None:
+    """What tells two drawn glyphs apart: their ink's box and pixels; None for no ink."""
+    box = mask.getbbox()
+    if box is None:
+        return None
+    return box, mask.size, Image.Image()._new(mask).tobytes()
+
+
+# Why `_inked` counts a character missing, in its warnings.
+_WHY = (
+    "FreeType cannot draw {} characters",
+    "{} characters draw no ink (an embedded bitmap, drawn instead of the outline at its size)",
+    "{} characters are drawn as the face's .notdef glyph (the missing-glyph box)",
+)
+
+
+def _inked(
+    path: str, index: int, chars: Iterable[str], font: TTFont, quiet: bool = False
+) -> set[str]:
+    """Of ``chars``, the whitespace and the characters FreeType draws ink for, as Pillow draws a
+    sample: what a face covers.
+
+    Each is drawn at `INK_SIZE` px and at every size the face has embedded bitmaps for (a
+    strike's bitmap is drawn instead of the outline at exactly its size, and may be blank where
+    the outline is not). A character drawn as the face's .notdef glyph (the "missing glyph"
+    box, mapped to a copy of it) is missing too.
 
     `_drawn_chars` reads outlines without running them, for speed: a CFF glyph of hints alone,
     or a path that encloses nothing, passes it and draws nothing on the page. A glyph FreeType
-    cannot draw (a damaged outline) is missing, with one warning per face naming them.
+    cannot draw (a damaged outline) is missing, with one warning per face naming them (none
+    when ``quiet``), and so are the blank and .notdef ones.
 
     Raises:
         OSError: FreeType cannot open the face.
     """
-    pil = load_font(path, index, INK_SIZE)  # laid out as the samples are: no OpenType features
-    out, failed = set(), []
-    for c in sorted(chars):
-        try:
-            if c.isspace() or pil.getmask(c).getbbox() is not None:
-                out.add(c)
-        except OSError:  # FreeType's error reading the glyph
-            failed.append(c)
-    if failed:
-        log.warning(
-            "font file %s face %d: FreeType cannot draw %d characters (%s): counted as missing",
-            path,
-            index,
-            len(failed),
-            " ".join(f"{c!r} U+{ord(c):04X}" for c in failed[:5]) + (" ..." if failed[5:] else ""),
-        )
-    return out
+    out = {c for c in chars if c.isspace()}
+    todo = sorted(c for c in chars if not c.isspace())
+    probe = _notdef_probe(font)
+    # Why each missing character is missing (an index of `_WHY`), and the sizes it was seen at.
+    failed: dict[str, tuple[int, int]] = {}
+    for size in dict.fromkeys((INK_SIZE, *_strike_sizes(font))):
+        pil = load_font(path, index, size)  # laid out as the samples are: no OpenType features
+        notdef = _notdef_key(pil, probe)
+        kept = []
+        for c in todo:
+            try:
+                key = _mask_key(pil.getmask(c))
+            except OSError:  # FreeType's error reading the glyph
+                failed[c] = (0, size)
+                continue
+            if key is None:
+                failed[c] = (1, size)
+            elif key == notdef:
+                failed[c] = (2, size)
+            else:
+                kept.append(c)
+        todo = kept
+    if failed and not quiet:
+        for why, text in enumerate(_WHY):
+            missed = [c for c, (w, _) in failed.items() if w == why]
+            if missed:
+                sizes = ", ".join(str(n) for n in sorted({failed[c][1] for c in missed}))
+                listed = " ".join(f"{c!r} U+{ord(c):04X}" for c in missed[:5])
+                log.warning(
+                    "font file %s face %d: %s (%s) at %s px: counted as missing",
+                    path,
+                    index,
+                    text.format(len(missed)),
+                    listed + (" ..." if missed[5:] else ""),
+                    sizes,
+                )
+    return out | set(todo)
 
 
 def _face_names(font: TTFont) -> tuple[str, str]:
@@ -744,11 +852,13 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}".replace("\t", " ").replace("\n", " ")
 
 
-def _unreadable_file(f: FontFile, role: str, reason: str) -> list[FaceRecord]:
+def _unreadable_file(
+    f: FontFile, role: str, reason: str, index: int = -1, family: str = "", style: str = ""
+) -> list[FaceRecord]:
     if f.explicit:
         raise FontError(f"font file {f.path} cannot be read: {reason}")
     log.warning("font file %s cannot be read (%s); left out", f.path, reason)
-    return [FaceRecord(f.path, -1, "", "", role, "error", reason)]
+    return [FaceRecord(f.path, index, family, style, role, "error", reason)]
 
 
 COLUMNS = [
@@ -849,7 +959,9 @@ def read_coverage(
 def merge_coverage(tables: Sequence[str | os.PathLike], path) -> None:
     """Merge coverage tables (the workflow's, one per task and role) into one: a row per face and
     role, with every table's ``{task}_covered`` and ``{task}_missing`` columns; a face a table
-    does not list has those cells empty. The overview the README points to; no job reads it."""
+    does not list has those cells empty. A face one task's table calls ``error`` (its glyphs
+    for that task's characters cannot be drawn) keeps that status and reason, whatever the
+    others say. The overview the README points to; no job reads it."""
     rows: dict[tuple[str, str, str], dict[str, str]] = {}
     extra: list[str] = []
     for table in tables:
@@ -857,7 +969,10 @@ def merge_coverage(tables: Sequence[str | os.PathLike], path) -> None:
             reader = csv.DictReader(f, delimiter="\t")
             extra += [c for c in reader.fieldnames or () if c not in COLUMNS and c not in extra]
             for r in reader:
-                rows.setdefault((r["role"], r["path"], r["face"]), {}).update(r)
+                row = rows.setdefault((r["role"], r["path"], r["face"]), {})
+                if row.get("status") == "error":
+                    r = {**r, "status": "error", "reason": row["reason"]}
+                row.update(r)
     roles = {"train": 0, "test": 1}
     order = sorted(rows, key=lambda k: (roles.get(k[0], 2), k[1], int(k[2])))
     buf = io.StringIO()

@@ -496,28 +496,155 @@ def test_a_font_damaged_inside_is_reported_with_path_and_reason(tmp_path, cjk_fo
         scan_fonts([str(bad)], [], EXPR)
 
 
+@pytest.mark.parametrize("fill", ["zeros", "random"])
 def test_a_font_whose_glyphs_were_overwritten_is_an_error_not_a_font_that_covers_nothing(
-    tmp_path, latin_font, caplog
+    tmp_path, latin_font, caplog, fill
 ):
-    # DejaVu Sans with its glyf table zeroed: the directory, cmap and loca read, and every
-    # glyph reads as one of no outline. It maps the task's characters, so it is damaged (a
-    # Latin font among hanzi, which maps none of them, covers nothing and is fine).
+    # DejaVu Sans with its glyf table zeroed, or overwritten with random bytes: the directory,
+    # cmap and loca read, and every glyph reads as one of no outline, or as random boxes
+    # FreeType draws nothing of (these were an "ok" face covering nothing). It maps the task's
+    # characters, so it is damaged (a Latin font among hanzi, which maps none of them, covers
+    # nothing and is fine).
+    import numpy as np
+
     fonts = tmp_path / "fonts"
     fonts.mkdir()
     data = bytearray(latin_font.read_bytes())
     for i in range(struct.unpack_from(">H", data, 4)[0]):
         tag, _, offset, length = struct.unpack_from(">4sIII", data, 12 + 16 * i)
         if tag == b"glyf":
-            data[offset : offset + length] = bytes(length)
-    bad = fonts / "zeroed.ttf"
+            junk = bytes(length) if fill == "zeros" else np.random.default_rng(0).bytes(length)
+            data[offset : offset + length] = junk
+    bad = fonts / f"{fill}.ttf"
     bad.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING):
         (record,) = scan_fonts([f"{fonts}/*"], [], EXPR)
     assert record.status == "error" and record.covered == frozenset()
     assert f"its character map gives {len(EXPR)} of the task's characters" in record.reason
     assert f"font file {bad} cannot be read" in caplog.text
-    with pytest.raises(FontError, match=r"zeroed\.ttf cannot be read: .* damaged glyf"):
+    with pytest.raises(FontError, match=rf"{fill}\.ttf cannot be read: .* damaged glyf"):
         scan_fonts([str(bad)], [], EXPR)
+
+
+def _with_notdef_copy(font_path: Path, chars: str, out: Path) -> Path:
+    """A copy of a TrueType font whose ``chars`` map to a new glyph that is a copy of its
+    .notdef glyph (the missing-glyph box), written to ``out``."""
+    import copy
+
+    font = TTFont(str(font_path))
+    glyf = font["glyf"]
+    glyf["boxcopy"] = copy.deepcopy(glyf[".notdef"])  # added to the font's glyph order too
+    font["hmtx"]["boxcopy"] = font["hmtx"][".notdef"]
+    for table in font["cmap"].tables:
+        for ch in chars:
+            if ord(ch) in table.cmap:
+                table.cmap[ord(ch)] = "boxcopy"
+    font.save(str(out))
+    return out
+
+
+def test_a_character_mapped_to_a_copy_of_the_notdef_box_is_missing(tmp_path, latin_font, caplog):
+    """A glyph that is the .notdef box under another name has ink, and its samples showed the
+    box under the label: FreeType's drawing of it is compared with the face's .notdef."""
+    boxed = _with_notdef_copy(latin_font, "6+", tmp_path / "Boxed.ttf")
+    with caplog.at_level(logging.WARNING, logger="synth.fonts"):
+        (record,) = scan_fonts([str(boxed)], [], EXPR)
+    assert record.status == "ok" and record.covered == frozenset(EXPR) - set("6+")
+    assert (
+        f"font file {boxed} face 0: 2 characters are drawn as the face's .notdef glyph "
+        "(the missing-glyph box) ('+' U+002B '6' U+0036) at 24 px" in caplog.text
+    )
+    # The face's own glyphs are not taken for its box.
+    (whole,) = scan_fonts([str(latin_font)], [], EXPR)
+    assert whole.covered == frozenset(EXPR)
+
+
+def test_a_blank_embedded_bitmap_counts_as_missing(tmp_path, caplog):
+    """FreeType draws a face's embedded bitmap instead of its outline at exactly the bitmap's
+    size (WenQuanYi Zen Hei's third face has strikes at 12 to 16 px, the short task draws at 10
+    to 14): a blank bitmap drew a blank in the sample where the outline check saw ink."""
+    from conftest import WQY_ZENHEI, _require
+    from fontTools import subset
+    from PIL import ImageFont
+
+    opts = subset.Options()
+    opts.font_number = 2
+    opts.notdef_outline = True
+    opts.drop_tables = [t for t in opts.drop_tables if t not in ("EBDT", "EBLC")]
+    font = subset.load_font(str(_require(WQY_ZENHEI)), opts)
+    subsetter = subset.Subsetter(opts)
+    subsetter.populate(text="08+")
+    subsetter.subset(font)
+    name = font.getBestCmap()[ord("8")]
+    for strike in font["EBDT"].strikeData:
+        strike[name].imageData = bytes(len(strike[name].imageData))
+    path = tmp_path / "BlankEight.ttf"
+    font.save(str(path))
+    drawn = ImageFont.truetype(str(path), 12)
+    assert drawn.getmask("8").getbbox() is None and drawn.getmask("0").getbbox() is not None
+    assert ImageFont.truetype(str(path), 24).getmask("8").getbbox() is not None  # the outline
+    with caplog.at_level(logging.WARNING, logger="synth.fonts"):
+        (record,) = scan_fonts([str(path)], [], "08+")
+    assert record.status == "ok" and record.covered == frozenset("0+")
+    assert (
+        f"font file {path} face 0: 1 characters draw no ink (an embedded bitmap, drawn instead "
+        "of the outline at its size) ('8' U+0038) at 12 px: counted as missing" in caplog.text
+    )
+
+
+def _colour_layer_font(path: Path, chars: str) -> Path:
+    """A COLR font mapping ``chars`` to blank base glyphs whose colour layers draw."""
+    from fontTools.fontBuilder import FontBuilder
+    from fontTools.pens.ttGlyphPen import TTGlyphPen
+
+    def glyph(draw: bool):
+        pen = TTGlyphPen(None)
+        if draw:
+            pen.moveTo((100, 0))
+            pen.lineTo((100, 700))
+            pen.lineTo((500, 700))
+            pen.lineTo((500, 0))
+            pen.closePath()
+        return pen.glyph()
+
+    names = {c: f"u{ord(c):04X}" for c in chars}
+    order = [".notdef", *names.values(), *(f"{n}.layer" for n in names.values())]
+    fb = FontBuilder(1000, isTTF=True)
+    fb.setupGlyphOrder(order)
+    fb.setupCharacterMap({ord(c): n for c, n in names.items()})
+    fb.setupGlyf({n: glyph(n.endswith(".layer")) for n in order})
+    fb.setupHorizontalMetrics({n: (600, 0) for n in order})
+    fb.setupHorizontalHeader(ascent=800, descent=-200)
+    fb.setupNameTable({"familyName": "Colour Digits", "styleName": "Regular"})
+    fb.setupOS2(sTypoAscender=800, sTypoDescender=-200, usWinAscent=800, usWinDescent=200)
+    fb.setupPost()
+    fb.setupCOLR({n: [(f"{n}.layer", 0)] for n in names.values()})
+    fb.setupCPAL([[(1.0, 0.0, 0.0, 1.0)]])
+    fb.save(str(path))
+    return path
+
+
+def test_a_colour_layer_font_is_one_row_and_said_to_be_one(tmp_path, caplog):
+    """A COLR font's base glyphs are blank (its colour layers draw): named as such, not as a
+    damaged font, and its one face is one row of the overview, an error, though the tasks whose
+    characters it does not map list it as covering nothing."""
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    colour = _colour_layer_font(fonts / "Colour.ttf", "0123456789")
+    with caplog.at_level(logging.WARNING):
+        [files] = [resolve_font_files([f"{fonts}/*"])]
+    tables = []
+    for task, chars in {"expr": EXPR, "hanzi": HANZI[:20]}.items():
+        tables.append(tmp_path / f"{task}.tsv")
+        write_coverage(scan_files(files, "train", chars), {task: chars}, tables[-1])
+    merged = tmp_path / "coverage.tsv"
+    merge_coverage(tables, merged)
+    (row,) = _rows(merged)
+    assert row["path"] == str(colour) and row["face"] == "0" and row["status"] == "error"
+    assert row["family"] == "Colour Digits"
+    assert "colour-layer glyphs only (COLR table), whose base glyphs are blank" in row["reason"]
+    with pytest.raises(FontError, match=r"Colour\.ttf cannot be read: .* colour-layer glyphs"):
+        scan_fonts([str(colour)], [], EXPR)
     (hanzi,) = scan_fonts([f"{fonts}/*"], [], "中文")  # maps none of these: covers nothing
     assert hanzi.status == "ok" and hanzi.covered == frozenset()
 

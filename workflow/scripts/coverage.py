@@ -26,8 +26,8 @@ for f in resolve_font_files(params.patterns):
             "says which)",
             f.path,
             "training" if w.role == "train" else "held-out",
-            "held out (fonts.test_fonts lists it, a copy or another version of it), or the same "
-            "bytes as another training font"
+            "held out (fonts.test_fonts lists it, a copy or another version of it), the same "
+            "bytes as another training font, or faces another training file holds"
             if w.role == "train"
             else "the same bytes as another held-out font",
         )
