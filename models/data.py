@@ -15,7 +15,9 @@ run sees exactly the batches an uninterrupted one would.
   ``s % lanes``. Each (segment, lane) has its own pipeline, seeded by
   ``SeedSequence([seed, rank, segment, lane])``: shards resampled with replacement (the explicit
   form of ``shardshuffle``; each shard read from a random sample offset, so short segments still
-  see whole shards), a sample shuffle buffer, decode, then batches.
+  see whole shards), a sample shuffle buffer, decode, then batches. A length curriculum whose
+  stages do not end at segment boundaries cuts a segment in two *pieces* where its limit
+  changes, the second seeded by its first step too (`TrainStream.piece_start`).
 - DataLoader worker ``w`` serves one lane, and the DataLoader hands out its workers' batches
   round-robin, so batches arrive in step order. Resuming mid-segment replays that segment up to
   the step.
@@ -608,20 +610,51 @@ class TrainStream(torch.utils.data.IterableDataset):
             offset = int(rng.integers(len(index.samples)))
             yield from read_shard(index.url, offset, index)
 
-    def lane_steps_in(self, segment: int, lane: int) -> range:
-        """The steps of ``lane`` in ``segment`` (before ``steps``)."""
-        start = segment * self.segment_steps
-        end = min(start + self.segment_steps, self.steps)
-        return range(start + (lane - start) % self.lanes, end, self.lanes)
+    def _stages_filtering(self, stage: int) -> bool:
+        """Whether curriculum stage ``stage`` (its limit ``stage + 1`` characters) lets fewer
+        than every label through; with no `longest_label` known, every stage may."""
+        longest = self.family.longest_label if self.family is not None else 0
+        return self.curriculum_steps > 0 and (not longest or stage + 1 < longest)
 
-    def segment_batches(self, segment: int, lane: int) -> Iterator[Batch]:
-        """The batches of one (segment, lane), one per step of the lane: a WebDataset pipeline
-        (whose input, resampled shards, never ends)."""
-        ss = np.random.SeedSequence([self.seed, self.rank, segment, lane])
+    def piece_start(self, step: int) -> int:
+        """The first step of the *piece* ``step`` is in: a piece is a segment, cut where the
+        length curriculum's limit changes inside it (a ``curriculum_steps`` that is no multiple
+        of ``segment_steps``), so that every step draws under its own stage's limit."""
+        start = step // self.segment_steps * self.segment_steps
+        if self.curriculum_steps > 0:
+            stage = step // self.curriculum_steps
+            longest = self.family.longest_label if self.family is not None else 0
+            if longest:  # the last stage start that changes what is drawn: after a filtering one
+                stage = min(stage, longest - 1)
+            start = max(start, stage * self.curriculum_steps)
+        return start
+
+    def piece_end(self, start: int) -> int:
+        """The step after the last of the piece that starts at ``start`` (`piece_start`)."""
+        end = min((start // self.segment_steps + 1) * self.segment_steps, self.steps)
+        if self.curriculum_steps > 0:
+            stage = start // self.curriculum_steps
+            if self._stages_filtering(stage):
+                end = min(end, (stage + 1) * self.curriculum_steps)
+        return end
+
+    def lane_steps_in(self, start: int, lane: int) -> range:
+        """The steps of ``lane`` in the piece that starts at ``start`` (before ``steps``)."""
+        return range(start + (lane - start) % self.lanes, self.piece_end(start), self.lanes)
+
+    def piece_batches(self, start: int, lane: int) -> Iterator[Batch]:
+        """The batches of one (piece, lane), one per step of the lane: a WebDataset pipeline
+        (whose input, resampled shards, never ends). A piece that starts a segment is seeded by
+        the segment, one cut inside it by its first step too."""
+        segment = start // self.segment_steps
+        key = [self.seed, self.rank, segment, lane]
+        if start % self.segment_steps:
+            key.append(start)
+        ss = np.random.SeedSequence(key)
         shard_ss, shuffle_ss, batch_ss = ss.spawn(3)
         shard_rng = np.random.default_rng(shard_ss)
         stages: list[Any] = [lambda: self._shards(shard_rng)]
-        max_len = curriculum_max_len(segment * self.segment_steps, self.curriculum_steps)
+        max_len = curriculum_max_len(start, self.curriculum_steps)
         longest = self.family.longest_label if self.family is not None else 0
         if max_len and not (longest and max_len >= longest):
             stages.append(lambda samples: within_length(samples, max_len))
@@ -643,20 +676,21 @@ class TrainStream(torch.utils.data.IterableDataset):
             self.geometry,
             batch_rng,
             partial=False,
-            max_batches=len(self.lane_steps_in(segment, lane)),
+            max_batches=len(self.lane_steps_in(start, lane)),
         )
 
     def lane_steps(self, lane: int) -> Iterator[tuple[int, Batch]]:
         """``(step, batch)`` for this lane's steps from ``start_step`` on."""
         first = self.start_step + (lane - self.start_step) % self.lanes
-        segment = -1
+        end = -1
         stream: Iterator[Batch] = iter(())
         for step in range(first, self.steps, self.lanes):
-            if step // self.segment_steps != segment:
-                segment = step // self.segment_steps
-                stream = self.segment_batches(segment, lane)
-                # a resume mid-segment replays the segment's earlier steps of this lane
-                for _ in range(self.lane_steps_in(segment, lane).index(step)):
+            if step >= end:
+                start = self.piece_start(step)
+                end = self.piece_end(start)
+                stream = self.piece_batches(start, lane)
+                # a resume mid-piece replays the piece's earlier steps of this lane
+                for _ in range(self.lane_steps_in(start, lane).index(step)):
                     next(stream)
             yield step, next(stream)
 

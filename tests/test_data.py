@@ -689,3 +689,34 @@ def test_every_reader_splits_member_names_as_webdataset_does(tmp_path):
     assert _plain_ustar_members(str(plain)) is not None
     with pytest.raises(ShardError, match=re.escape("member '.json' has no name before")):
         index_shard(str(plain))
+
+
+def test_curriculum_stages_that_end_inside_a_segment_change_the_limit_on_time(line_shards):
+    """The limit was read once per segment, at its first step: with checkpoints every 5 steps
+    and stages of 3 (configs/gpu.yaml's reader: 1000 and 500), stage 1 drew one character for
+    5 steps, not 3, and stage 2 (two characters) never came. The segment is cut where a stage
+    ends, and a resume inside either piece still sees what an unbroken run sees."""
+    reader = make_family("reader", list("0123"))
+    stream = _stream(line_shards, steps=20, curriculum_steps=3, family=reader)
+    assert [stream.piece_start(s) for s in range(12)] == [0, 0, 0, 3, 3, 5, 6, 6, 6, 9, 10, 10]
+    batches = list(train_loader(stream, 0))
+    lengths = [max(len(t) for t in b.texts) for b in batches]
+    for step, longest in enumerate(lengths):
+        assert longest <= step // 3 + 1, (step, longest)
+    assert max(lengths[3:5]) == 2 and 3 in lengths[6:9] and max(lengths[9:]) == 4
+    keys = [tuple(b.keys) for b in batches]
+    for start in (4, 7, 12):
+        resumed = _stream(
+            line_shards, steps=20, curriculum_steps=3, family=reader, start_step=start
+        )
+        assert _keys(resumed) == keys[start:]
+    with_lanes = _stream(line_shards, steps=20, curriculum_steps=3, family=reader, lanes=2)
+    assert _keys(with_lanes, workers=2) == _keys(
+        _stream(line_shards, steps=20, curriculum_steps=3, family=reader, lanes=2, start_step=0),
+        workers=2,
+    )
+    # Past the last stage that filters (the reader's labels are at most 4 long), no more cuts.
+    assert [stream.piece_start(s) for s in (14, 15, 16)] == [10, 15, 15]
+    # A curriculum of whole segments is cut as before, so its runs draw what they drew.
+    whole = _stream(line_shards, steps=20, curriculum_steps=10, family=reader)
+    assert [whole.piece_start(s) for s in (4, 5, 9, 10, 14)] == [0, 5, 5, 10, 10]
