@@ -197,7 +197,16 @@ class Family:
     def logits(self, outputs: Any, batch: int | None = None) -> torch.Tensor:
         """The logits of a model's output, checked against `layout` (and the batch's size when
         known), so that a model breaking the registry's contract (batch first instead of time
-        first, no class for the blank) fails naming its output, not somewhere after it."""
+        first, no class for the blank) fails naming its output, not somewhere after it. Only an
+        attention model returns more than its logits: a CTC model or a classifier returning a
+        tuple (``logits, None``, say) is named here, not at its ONNX export."""
+        if isinstance(outputs, tuple | list) and self.kind != "attention":
+            raise ValueError(
+                f"model {self.model_name!r} returned a {type(outputs).__name__} of "
+                f"{len(outputs)}: a {self.kind} model returns one tensor, its logits "
+                f"{self.layout} ({entry_source(self.model_name)}; README.md, "
+                "'Adding an architecture')"
+            )
         logits = _logits(outputs)
         shape = tuple(logits.shape)
         if (

@@ -574,6 +574,29 @@ def test_ctc_frames_other_than_output_length_counts_are_named() -> None:
         )
 
 
+def test_a_ctc_model_or_classifier_returning_a_tuple_is_named() -> None:
+    """The first item was taken as the logits whatever the family: such a model trained and was
+    evaluated, then failed at its ONNX export with an AttributeError."""
+    ctc = make_family("crnn_vgg", EXPR)
+    images = torch.rand(2, 1, 32, 64)
+    logits = torch.randn(17, 2, len(EXPR) + 1)
+    for call in (
+        lambda out: ctc.check_output(out, images),
+        lambda out: ctc.loss(out, ctc.encode(["1", "2"])),
+        lambda out: ctc.decode(out),
+    ):
+        with pytest.raises(ValueError) as e:
+            call((logits, None))
+        assert str(e.value) == (
+            "model 'crnn_vgg' returned a tuple of 2: a ctc model returns one tensor, its logits "
+            "T, N, C + 1 (time first, class 0 the blank) (models/registry.py MODELS; README.md, "
+            "'Adding an architecture')"
+        )
+    hanzi = make_family("hanzi_cnn", DIGITS)
+    with pytest.raises(ValueError, match=r"'hanzi_cnn' returned a list of 1: a classification"):
+        hanzi.loss([torch.randn(3, 10)], hanzi.encode(["1", "2", "3"]))
+
+
 def test_classification_and_attention_outputs_are_checked() -> None:
     hanzi = make_family("hanzi_cnn", DIGITS)
     with pytest.raises(ValueError, match=r"'hanzi_cnn' returned logits of shape \(3, 11\)"):
