@@ -751,8 +751,10 @@ class AttentionFamily(Family):
     ) -> list[Prediction]:
         """Decode logits ``N, S, C + 1``.
 
-        ``greedy``: best class per step until the terminal symbol; ``confidence`` is the product
-        of the chosen probabilities up to and including it (all steps if it never comes);
+        ``greedy``: best class per step until the terminal symbol, which ends the text at the
+        last step if it did not come before (a reading has at most ``max_len`` characters, as
+        the labels it learned); ``confidence`` is the product of the chosen probabilities up to
+        and including it;
         ``top_k`` holds it alone, as greedy CTC's does. ``beam``: the reader does not feed
         its own characters back, so the steps are independent given the image and the ``k``
         most likely texts are exact (`attention_nbest`): ``text`` is the most likely,
@@ -778,19 +780,23 @@ class AttentionFamily(Family):
 
 
 def attention_greedy_decode(log_probs: np.ndarray, eos: int = EOS) -> tuple[list[int], float]:
-    """Best class per step until the terminal symbol, for one sample.
+    """Best class per step until the terminal symbol, for one sample; the last step's is the
+    terminal symbol (a reader of ``max_len`` runs ``max_len + 1`` steps, and was never taught
+    a longer text: it read one more character when the terminal did not come).
 
     Args:
         log_probs: ``S, C`` log-probabilities.
         eos: The terminal symbol.
 
     Returns:
-        The character classes and the log-probability of the chosen steps (terminal included).
+        At most ``S - 1`` character classes and the log-probability of the chosen steps
+        (terminal included).
     """
     labels: list[int] = []
     logp = 0.0
-    for row in log_probs:
-        c = int(row.argmax())
+    last = len(log_probs) - 1
+    for step, row in enumerate(log_probs):
+        c = eos if step == last else int(row.argmax())
         logp += float(row[c])
         if c == eos:
             break
@@ -803,9 +809,10 @@ def attention_nbest(
 ) -> list[tuple[tuple[int, ...], float]]:
     """The ``k`` most likely texts of one sample whose steps are independent.
 
-    A text of ``L < S`` characters has probability ``prod_{s<L} p_s(c_s) * p_L(eos)``; one of
-    ``S`` characters (no terminal symbol) ``prod_s p_s(c_s)``. Keeping the ``k`` best prefixes
-    at each step is exact, because the best texts extend the best prefixes.
+    A text of ``L < S`` characters has probability ``prod_{s<L} p_s(c_s) * p_L(eos)``; none has
+    ``S`` (no terminal symbol: the reader's texts have at most ``max_len = S - 1``, as greedy's).
+    Keeping the ``k`` best prefixes at each step is exact, because the best texts extend the
+    best prefixes.
 
     Args:
         log_probs: ``S, C`` log-probabilities.
@@ -820,12 +827,14 @@ def attention_nbest(
     n_cand = min(k, len(chars))
     finished: list[tuple[tuple[int, ...], float]] = []
     alive: list[tuple[tuple[int, ...], float]] = [((), 0.0)]
-    for row in np.asarray(log_probs, dtype=np.float64):
+    rows = np.asarray(log_probs, dtype=np.float64)
+    for step, row in enumerate(rows):
         finished += [(labels, logp + float(row[eos])) for labels, logp in alive]
+        if step == len(rows) - 1:
+            break  # the last step ends every text
         top = chars[np.argpartition(-row[chars], n_cand - 1)[:n_cand]].tolist()
         grown = [((*labels, c), logp + float(row[c])) for labels, logp in alive for c in top]
         alive = sorted(grown, key=lambda x: -x[1])[:k]
-    finished += alive
     return sorted(finished, key=lambda x: -x[1])[:k]
 
 

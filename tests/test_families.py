@@ -318,7 +318,12 @@ def test_attention_decode_stops_at_terminal_symbol() -> None:
     first, second = family.decode((logits, masks))
     p = (probs / probs.sum(-1, keepdim=True))[0, 0, 8].item()
     assert first.text == "79" and first.confidence == pytest.approx(p**3, rel=1e-5)
-    assert second.text == "11111" and second.confidence == pytest.approx(p**5, rel=1e-5)
+    # No terminal symbol in 5 steps: the text ends at max_len (4), the last step's terminal
+    # counted at its probability (0.01 before normalising); it read "11111" beyond max_len.
+    q = (probs / probs.sum(-1, keepdim=True))[1, 4, EOS].item()
+    assert second.text == "1111" and second.confidence == pytest.approx(p**4 * q, rel=1e-5)
+    [beam] = family.decode((logits[1:], masks[1:]), decoder="beam", k=50)
+    assert all(len(text) <= 4 for text, _ in beam.top_k) and len(beam.top_k) == 50
     assert family.decode(logits)[0].text == "79"  # a bare logits tensor (ONNX) works too
 
 
@@ -456,8 +461,9 @@ def test_beam_search_matches_brute_force_on_random_outputs() -> None:
 
 
 def test_attention_nbest_matches_brute_force() -> None:
-    # Three steps over {EOS, a, b}: every text of up to 2 characters ends with EOS at its step,
-    # texts of 3 characters have none.
+    # Three steps over {EOS, a, b}: every text of up to 2 characters ends with EOS at its step;
+    # one of 3 characters (no terminal symbol) is no reading: a reader of max_len 2 runs 3 steps
+    # and was taught no longer text.
     rng = np.random.default_rng(1)
     lp = np.log(rng.dirichlet(np.ones(3), size=3))
     totals: dict[tuple[int, ...], float] = {}
@@ -467,15 +473,17 @@ def test_attention_nbest_matches_brute_force() -> None:
         for step, c in enumerate(path):
             logp += lp[step, c]
             if c == EOS:
+                totals[tuple(labels)] = math.exp(logp)
                 break  # the steps after the terminal symbol do not change the text
             labels.append(c)
-        totals[tuple(labels)] = math.exp(logp)
     best = sorted(totals.items(), key=lambda kv: -kv[1])[:6]
     got = attention_nbest(lp, k=6)
     assert [labels for labels, _ in got] == [labels for labels, _ in best]
     for (_, logp), (_, p) in zip(got, best, strict=True):
         assert math.exp(logp) == pytest.approx(p, rel=1e-9)
-    assert sum(totals.values()) == pytest.approx(1.0)  # the texts partition the paths
+    assert len(totals) == 1 + 2 + 4 and all(len(labels) <= 2 for labels, _ in got)
+    # the texts partition the paths that end, which is all but those of 3 characters
+    assert sum(totals.values()) == pytest.approx(1.0 - np.exp(lp[:, 1:]).sum(1).prod())
 
 
 def test_attention_decode_top_k() -> None:
