@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib import font_manager
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from models import metrics
@@ -242,6 +243,7 @@ def plot_confusions(
             ax.set_yticks(y, labels, fontsize=11)
             ax.invert_yaxis()
             ax.set_xlabel("count (true → read)")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 ticks
         ax.set_title(title or "most confused pairs")
         fig.tight_layout()
         _save(fig, out)

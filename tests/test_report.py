@@ -451,6 +451,7 @@ def test_prediction_grid_and_confusions(tmp_path, cjk_font, monkeypatch):
     [ax] = figures[1].axes
     assert [t.get_text() for t in ax.get_yticklabels()] == ["一 → 二", "三 → 一", "五 → ∅"]
     assert [bar.get_width() for bar in ax.patches] == [3, 2, 2]
+    assert all(float(t).is_integer() for t in ax.get_xticks())  # counts, not 0.25, 0.5
     assert plots.plot_confusions([other], tmp_path / "one.png", top=3) == [
         ("一", "二", 1),
         ("三", "二", 1),
