@@ -86,7 +86,8 @@ def _charset_problems(task: str, task_cfg: Mapping[str, Any]) -> list[str]:
 
 @stops_on_interrupt("models.configcheck", "it writes nothing")
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m models.configcheck [--each] FILE...``: returns the exit status, 0 or 1 after
+    """``python -m models.configcheck [--each] FILE...``: returns the exit status, 0 (after a
+    line ``FILE...: valid (N experiments)`` on stdout) or 1 after
     printing ``error: FILE: why`` for a file that cannot be read, or the config's problems under
     ``FILE...: invalid config (N problems)`` (``--help`` prints the usage; no file is argparse's
     usage error, 2)."""
@@ -119,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problems:
             print(f"error: {' '.join(paths)}: {problems_error(problems)}", file=sys.stderr)
             status = 1
+        else:
+            experiments = len(config.get("experiments") or {})
+            print(f"{' '.join(paths)}: valid ({experiments} experiments)")
     return status
 
 

@@ -168,7 +168,13 @@ def test_an_unreadable_config_is_named_before_snakemake_runs(tmp_path):
         assert proc.stderr.startswith(f"error: {broken}: cannot read the config"), proc.stderr
     ok = [sys.executable, "-m", "models.configcheck", "--each", "configs/config.yaml"]
     ok.append("configs/gpu.yaml")
-    assert subprocess.run(ok, cwd=REPO, timeout=120).returncode == 0
+    proc = subprocess.run(ok, cwd=REPO, timeout=120, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    experiments = [len(load_config_file(REPO / f)["experiments"]) for f in ok[-2:]]
+    assert proc.stdout.splitlines() == [
+        f"configs/config.yaml: valid ({experiments[0]} experiments)",
+        f"configs/gpu.yaml: valid ({experiments[1]} experiments)",
+    ]
     makefile = (REPO / "Makefile").read_text(encoding="utf-8")
     for target in ("report", "all", "dag"):
         recipe = makefile.split(f"\n{target}: setup\n", 1)[1].split("\n\n", 1)[0]
