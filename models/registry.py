@@ -459,16 +459,51 @@ def entry_problems(entry: ModelEntry) -> list[str]:
 
 
 def factory_problem(entry: ModelEntry) -> str | None:
-    """Why the module of an entry's factory cannot be imported, or None: looked for without
-    running it (nor torch), though the packages above it are imported (``importlib.util.
-    find_spec``). The config check calls it, so that a typo in a target fails before any job."""
-    module = entry.target.partition(":")[0]
+    """Why the module of an entry's factory cannot be imported, or why it holds no factory of
+    that name, or None: looked for without running it (nor torch), though the packages above
+    it are imported (``importlib.util.find_spec``), and the module's source read for the names
+    it defines (`_defined_names`). The config check calls it, so that a typo in a target fails
+    before any job."""
+    module, _, function = entry.target.partition(":")
     try:
-        if importlib.util.find_spec(module) is not None:
-            return None
+        if importlib.util.find_spec(module) is None:
+            return f"the module of its factory, {module!r}, cannot be found"
     except (ImportError, ValueError) as e:
         return f"the module of its factory, {module!r}, cannot be imported: {type(e).__name__}: {e}"
-    return f"the module of its factory, {module!r}, cannot be found"
+    names = _defined_names(module)
+    if names is not None and function not in names:
+        functions = sorted(n for n in names if not n.startswith("_"))
+        return (
+            f"the module of its factory, {module!r}, defines no {function!r}"
+            f"{_close_hint(function, functions)}"
+        )
+    return None
+
+
+def _defined_names(module: str) -> set[str] | None:
+    """The names a module's source binds (functions, classes, assignments, imports; anywhere
+    in it, so that none of its top level's is missed), read without running it; None when
+    that cannot tell (no source file, a syntax error, which importing it will name, a ``from x
+    import *`` or a module ``__getattr__``)."""
+    try:
+        path = _module_file(module)
+        if not path.endswith(".py"):
+            return None
+        tree = ast.parse(Path(path).read_bytes(), filename=path)
+    except (ImportError, OSError, SyntaxError, ValueError):
+        return None
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            for alias in node.names:
+                if alias.name == "*":
+                    return None
+                names.add(alias.asname or alias.name.partition(".")[0])
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+    return None if "__getattr__" in names else names
 
 
 def model_sources(name: str) -> list[str]:

@@ -444,6 +444,13 @@ def test_unknown_kwarg_names_the_key() -> None:
             ),
             "the module of its factory, 'models.tiny_ctcc', cannot be found",
         ),
+        (  # a typo in the function's name failed in the train job, after every shard was drawn
+            ModelEntry(
+                "models.crnn:crnn_vg", "ctc", {"kind": "line", "height": 32}, {}, lambda w: w
+            ),
+            "the module of its factory, 'models.crnn', defines no 'crnn_vg' (did you mean "
+            "'crnn_vgg'?)",
+        ),
         (
             ModelEntry("mine.tiny", "classification", {"kind": "square", "size": 8}, {}),
             "target 'mine.tiny' is not 'module:function'",
