@@ -219,10 +219,26 @@ class Family:
             )
             raise ValueError(
                 f"model {self.model_name!r} returned logits of shape {shape}: a "
-                f"{self.kind} model returns {self.layout}, with {known} "
+                f"{self.kind} model returns {self.layout}, with {known}"
+                f"{self._shape_hint(shape, batch)} "
                 f"({entry_source(self.model_name)}; README.md, 'Adding an architecture')"
             )
         return logits
+
+    def _shape_hint(self, shape: tuple[int, ...], batch: int | None) -> str:
+        """What a wrong logits shape looks like it is: batch first where time comes first, one
+        class short of the blank or terminal symbol."""
+        hints = []
+        if (
+            len(shape) == self.ndim
+            and batch is not None
+            and self.batch_axis != 0
+            and shape[0] == batch != shape[self.batch_axis]
+        ):
+            hints.append("it looks batch first")
+        if len(shape) == self.ndim and shape[-1] == self.output_classes - 1 and self.offset:
+            hints.append("it is one class short: the class 0 its family adds to the characters")
+        return f"; {', and '.join(hints)}" if hints else ""
 
     def readable_logits(self, outputs: Any, batch: int | None = None) -> torch.Tensor:
         """The logits to decode (detached, fp32), none NaN or +inf: a model that gives them

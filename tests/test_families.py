@@ -550,15 +550,17 @@ def test_ctc_output_batch_first_or_without_a_blank_is_named() -> None:
         family.loss(batch_first, targets, widths=[32, 32])
     assert str(e.value) == (
         "model 'crnn_vgg' returned logits of shape (2, 9, 16): a ctc model returns T, N, C + 1 "
-        "(time first, class 0 the blank), with C = 15 characters and N = 2 images "
-        "(models/registry.py MODELS; README.md, 'Adding an architecture')"
+        "(time first, class 0 the blank), with C = 15 characters and N = 2 images; it looks "
+        "batch first (models/registry.py MODELS; README.md, 'Adding an architecture')"
     )
     no_blank = torch.randn(9, 2, len(EXPR))
     for call in (lambda: family.loss(no_blank, targets), lambda: family.decode(no_blank)):
         with pytest.raises(
             ValueError, match=r"shape \(9, 2, 15\): a ctc model returns T, N, C \+ 1"
-        ):
+        ) as e:
             call()
+        assert "it is one class short: the class 0 its family adds" in str(e.value)
+        assert "batch first" not in str(e.value)
     # widths whose frame counts overrun the logits also name the registry's output_length
     with pytest.raises(
         ValueError, match=r"output_length of model 'crnn_vgg' \(models/registry\.py MODELS\)"
