@@ -100,12 +100,26 @@ CHUNK_PIXELS = 64_000_000
 # A line model's image under this width-to-height ratio gets a `TallLineWarning`: a single
 # character is about square, so this is most likely a vertical line (or a rotated photo).
 TALL_LINE_RATIO = 0.5
+# An image under this share of the model's input (a line model's height, a square model's side)
+# gets a `SmallImageWarning`.
+SMALL_IMAGE_SHARE = 0.25
 EXIT_OK, EXIT_FATAL, EXIT_SOME_FAILED = 0, 1, 2
 
 
-class TallLineWarning(UserWarning):
+class ImageWarning(UserWarning):
+    """An image the model reads, but most likely as noise (`TallLineWarning`,
+    `SmallImageWarning`); the command prints each as a ``warning: PATH: ...`` line."""
+
+
+class TallLineWarning(ImageWarning):
     """A line model was given an image under half as wide as high: it reads lines horizontally,
     left to right, so a vertical line of text, or a photo on its side, reads as noise."""
+
+
+class SmallImageWarning(ImageWarning):
+    """An image under a quarter of the model's input size (a line model's height, a square
+    model's side): scaled up that much, its few pixels read as noise, with a confidence that
+    need not say so."""
 
 
 class Recognizer:
@@ -194,7 +208,7 @@ class Recognizer:
     def load(self, source: ImageSource, name: str | None = None) -> Image.Image:
         """One image as the model wants it before resizing: mode ``L``, dark-on-light. For a line
         model, an image under `TALL_LINE_RATIO` times as wide as high gets a `TallLineWarning`
-        naming it.
+        naming it; one under `SMALL_IMAGE_SHARE` of the model's input size a `SmallImageWarning`.
 
         Raises:
             ImageLoadError: Naming the image.
@@ -206,8 +220,19 @@ class Recognizer:
             max_aspect=self.max_aspect,
             name=name,
         )
-        if self.meta.input.get("kind") == "line" and img.width < TALL_LINE_RATIO * img.height:
-            label = name or (str(source) if isinstance(source, str | os.PathLike) else "<image>")
+        label = name or (str(source) if isinstance(source, str | os.PathLike) else "<image>")
+        line = self.meta.input.get("kind") == "line"
+        target = int(self.meta.input.get("height" if line else "size") or 0)
+        side = img.height if line else max(img.size)
+        if side < SMALL_IMAGE_SHARE * target:
+            warnings.warn(
+                f"{label}: {img.width}x{img.height} px, under a quarter of the model's "
+                f"{target} px {'height' if line else 'side'}: scaled up {target / side:.0f}x, its "
+                "few pixels read as noise (give it the image it was cut from, at full size)",
+                SmallImageWarning,
+                stacklevel=2,
+            )
+        if line and img.width < TALL_LINE_RATIO * img.height:
             warnings.warn(
                 f"{label}: {img.width}x{img.height} px, under half as wide as high: a line model "
                 "reads one line from left to right (rotate an image on its side; crop a vertical "
@@ -650,7 +675,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if paths is None:
         return EXIT_FATAL
     with warnings.catch_warnings():  # restores the process's handling when the run ends
-        warnings.simplefilter("always", TallLineWarning)
+        warnings.simplefilter("always", ImageWarning)
         warnings.showwarning = lambda message, *_, **__: print(
             f"warning: {tsv_field(str(message))}", file=err, flush=True
         )

@@ -23,6 +23,7 @@ from models.images import ImageLoadError
 from models.preprocess import prepare_image, to_tensor_batch
 from models.recognize import (
     EXIT_SOME_FAILED,
+    SmallImageWarning,
     TallLineWarning,
     format_json,
     format_tsv,
@@ -364,7 +365,7 @@ def test_recognizer_api_errors_name_the_image(checkpoints, image_folder):
     with pytest.raises(ImageLoadError, match=r"e_empty\.png: empty file"):
         rec([image_folder / "a_gray.png", image_folder / "e_empty.png"])
     with pytest.raises(ImageLoadError, match=r"image 1: expected an array"):
-        rec([np.zeros((4, 4), np.uint8), np.zeros((2, 2, 2, 2), np.uint8)])
+        rec([np.zeros((16, 16), np.uint8), np.zeros((2, 2, 2, 2), np.uint8)])
     [result] = rec(image_folder / "sub" / "b_rgba.png")
     assert len(result.top_k) == 5
     with pytest.raises(ValueError, match="unknown polarity"):
@@ -865,6 +866,27 @@ def test_a_tall_image_given_to_a_line_model_is_named_in_a_warning(
     rec = load_recognizer(checkpoints["line"], device="cpu")
     with pytest.warns(TallLineWarning, match=r"^image 1: 20x60 px, under half as wide as high"):
         rec([np.full((32, 20), 200, np.uint8), np.full((60, 20), 200, np.uint8)])  # 20x32: fine
+
+
+def test_an_image_far_below_the_models_input_size_is_named_in_a_warning(
+    checkpoints, tmp_path, capsys
+):
+    """A 5x5 image read as two letters with nothing said: scaled up 8x (the reader's 40 px
+    side), its pixels are noise. A quarter of the input size or more reads without a word."""
+    tiny = tmp_path / "tiny.png"
+    Image.new("L", (5, 5), 255).save(tiny)
+    small = tmp_path / "small.png"
+    Image.new("L", (12, 10), 255).save(small)  # 12 px: over a quarter of the reader's 40
+    assert main([str(checkpoints["short"]), str(tiny), str(small)]) == 0
+    out, err = capsys.readouterr()
+    assert [r.split("\t")[0] for r in out.splitlines()] == [str(tiny), str(small)]  # still read
+    assert err.splitlines() == [
+        f"warning: {tiny}: 5x5 px, under a quarter of the model's 40 px side: scaled up 8x, its "
+        "few pixels read as noise (give it the image it was cut from, at full size)"
+    ]
+    rec = load_recognizer(checkpoints["line"], device="cpu")
+    with pytest.warns(SmallImageWarning, match=r"^image 0: 60x7 px, .* model's 32 px height"):
+        rec([np.full((7, 60), 200, np.uint8), np.full((8, 60), 200, np.uint8)])  # 8 px: fine
 
 
 def test_tsv_fields_come_back_with_tsv_unescape():
