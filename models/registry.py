@@ -929,8 +929,9 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
             )
         try:
             _check_ctc_length(where, model, task, task_cfg, params)
-        except ValueError as e:
-            problems.append(str(e))
+        except ValueError as e:  # the registry's own output_length failing names no key
+            message = str(e)
+            problems.append(message if message.startswith(where) else f"{where}.model: {message}")
     if problems:
         raise ValueError("\n".join(problems))
 

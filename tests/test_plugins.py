@@ -222,6 +222,11 @@ def test_an_output_length_that_counts_no_whole_frames_fails_the_check_and_names_
     family = make_family(name, list("0123"))
     with pytest.raises(ValueError, match=re.escape(rule)):
         family.input_lengths(torch.tensor([64, 32]), 16, 2)
+    if name == "float_frames":  # the config check's int widths: named by experiment too
+        exp = {"task": "line", "model": name, "model_kwargs": {}}
+        with pytest.raises(ValueError) as e:
+            validate_experiment("line_tiny", exp, LINE_TASK)
+        assert str(e.value).startswith(f"experiments.line_tiny.model: {rule}"), str(e.value)
 
 
 def test_batch_first_logits_in_training_are_named_as_such(install):
