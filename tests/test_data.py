@@ -543,6 +543,18 @@ def test_label_length_reads_the_json_without_decoding():
     assert label_length({"png": b""}) == 0
 
 
+def test_the_curriculum_gives_up_only_on_long_labels_in_a_row(monkeypatch):
+    """Patience counts the long labels in a row, not in all: a reader's shards, mostly longer
+    than the first stage's one character, skip thousands before each short one, and must not
+    be taken for a task with no short label at all."""
+    monkeypatch.setattr("models.data.CURRICULUM_PATIENCE", 50)
+    long, short = {"json": b'{"text": "abc"}'}, {"json": b'{"text": "a"}'}
+    samples = ([long] * 40 + [short]) * 5
+    assert len(list(within_length(iter(samples), 1))) == 5  # 200 skipped, never 50 in a row
+    with pytest.raises(DataError, match="50 samples in a row"):
+        list(within_length(iter([long] * 50 + [short]), 1))
+
+
 def test_a_curriculum_shorter_than_every_label_is_an_error_not_a_hang(tmp_path, monkeypatch):
     monkeypatch.setattr("models.data.CURRICULUM_PATIENCE", 50)
     paths = write_shards(tmp_path, "train", 1, 20, "0123", LINE, length=(3, 3), seed=5)

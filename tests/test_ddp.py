@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -308,6 +309,10 @@ def test_sigterm_to_one_rank_stops_every_rank_at_one_step_with_its_state_saved(t
     (tmp_path / "job.json").write_text(json.dumps(job))
     for attempt in range(3):
         ranks = _start_two_ranks(tmp_path / "job.json")
+        # a log that never shows the step (a reworded line) fails the test, not waits for
+        # 100,000 steps
+        deadline = threading.Timer(300, lambda ranks=ranks: [p.kill() for p in ranks])
+        deadline.start()
         try:
             lines = []
             for line in ranks[0].stdout:
@@ -318,6 +323,7 @@ def test_sigterm_to_one_rank_stops_every_rank_at_one_step_with_its_state_saved(t
             logs = ["".join(lines) + ranks[0].communicate(timeout=120)[0]]
             logs.append(ranks[1].communicate(timeout=120)[0])
         finally:
+            deadline.cancel()
             for p in ranks:
                 p.kill()
                 p.wait()

@@ -393,6 +393,10 @@ def test_links_devices_and_the_aspect_limit(tmp_path):
     assert load_gray(wide, max_aspect=300).size == (2500, 10)
     assert load_gray(wide, max_aspect=None).size == (2500, 10)
     assert load_gray(wide, max_aspect=0).size == (2500, 10)  # 0: no limit, as --max-aspect 0
+    # "over 200 times": a line exactly 200 times as wide as high is read, one pixel more is not
+    assert load_gray(np.full((10, 2000), 255, np.uint8)).size == (2000, 10)
+    with pytest.raises(ImageLoadError, match="2001x10 px: one side is over 200 times"):
+        load_gray(np.full((10, 2001), 255, np.uint8))
     (folder / "loop.png").symlink_to(folder / "loop.png")
     with pytest.raises(ImageLoadError, match="a symbolic link that loops"):
         load_gray(folder / "loop.png")

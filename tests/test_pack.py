@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,6 +136,23 @@ def test_a_packing_stopped_half_way_leaves_the_last_finished_one(own, tmp_path, 
     assert [r["sha256"] for r in read_manifest(out / "real.manifest.tsv")] == [
         sha256_file(p) for p in paths
     ]
+
+
+def test_images_that_fill_whole_shards_fill_them_and_no_more(own, tmp_path, capsys):
+    """Six images at --samples-per-shard 3 (through the command): two full shards, no empty
+    third, and the manifest counts the six."""
+    lines = [line for line in own.read_text(encoding="utf-8").splitlines() if line]
+    six = own.parent / "six.tsv"
+    six.write_text("\n".join(lines[:6]) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main([str(six), str(out), "--split", "mine", "--samples-per-shard", "3"]) == 0
+    capsys.readouterr()
+    shards = shards_of(out)
+    assert [Path(s).name for s in shards] == ["mine-000000.tar", "mine-000001.tar"]
+    assert [len(list(iter_samples([s]))) for s in shards] == [3, 3]
+    rows = read_manifest(out / "mine.manifest.tsv")
+    assert [r["path"] for r in rows] == [Path(s).name for s in shards]
+    assert sum(int(r["samples"]) for r in rows) == 6
 
 
 def test_every_bad_line_is_named_and_nothing_is_written(own, tmp_path):

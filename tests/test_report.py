@@ -343,7 +343,14 @@ def _is_png(path):
 
 
 def test_cjk_font_is_found():
-    assert plots.cjk_font() is not None
+    from matplotlib import font_manager
+    from PIL import ImageFont
+
+    name = plots.cjk_font()
+    path = font_manager.findfont(
+        font_manager.FontProperties(family=name), fallback_to_default=False
+    )
+    assert ImageFont.truetype(path, 24).getmask("中").getbbox() is not None, (name, path)
 
 
 def test_plot_curves(tmp_path, monkeypatch):
@@ -648,6 +655,22 @@ def test_targets_table_shows_the_gap():
     assert "## Targets for this configuration" in text
     assert "-0.0050" in text
     assert table["interval_95"].isna().all()  # no sample count in these records, no interval
+
+
+def test_a_target_reached_exactly_is_met():
+    """The README's own headline: 1980 of 2000 expressions against a 99% target. A figure equal
+    to its target meets it, a share and an error rate alike (the gap is 0, not missed)."""
+    records = [
+        {"experiment": "expr_crnn", "split": "test_heldout", "n": 2000, "seq_acc": 1980 / 2000},
+        {"experiment": "line", "split": "test_heldout", "n": 1000, "cer": 0.05},
+    ]
+    targets = [
+        {"experiment": "expr_crnn", "metric": "seq_acc", "split": "test_heldout", "value": 0.99},
+        {"experiment": "line", "metric": "cer", "split": "test_heldout", "value": 0.05},
+    ]
+    table = report.targets_table(targets, records)
+    assert list(table["gap"]) == [0.0, 0.0]
+    assert list(table["met"]) == ["yes, within noise", "yes"]
 
 
 def test_targets_table_says_when_a_target_is_within_the_noise_of_the_split():

@@ -896,19 +896,18 @@ def test_uncovered_characters_error_or_drop(latin_font, cjk_font):
     assert apply_uncovered_policy(charset, both, "error", "line") == charset
 
 
-def test_scanning_is_fast(cjk_fonts):
-    import time
+def test_every_face_of_the_cjk_fonts_gets_a_record(cjk_fonts):
+    # Three files, a collection among them: one record per face, each covering most of the
+    # line charset (how long a scan takes is no test's business: bench/ measures speed).
+    from fontTools.ttLib import TTCollection
 
-    # Measured in this process's CPU time (about 1.4 s for the three fonts, 13 faces, on the
-    # 2-core box), which a busy machine does not stretch as it stretches wall time; the wall
-    # bound is only there to catch a scan that waits on something.
     chars = build_charset("line")
-    wall, cpu = time.perf_counter(), time.process_time()
     records = scan_fonts([str(p) for p in cjk_fonts], [], chars)
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    assert cpu < 15, f"{cpu:.1f} s of CPU to scan {len(records)} faces"
-    assert wall < 300, f"{wall:.0f} s to scan {len(records)} faces ({cpu:.1f} s of CPU)"
-    assert sum(r.status == "ok" for r in records) >= 12
+    faces = sum(len(TTCollection(str(p)).fonts) if p.suffix == ".ttc" else 1 for p in cjk_fonts)
+    assert len(records) == faces >= 12
+    assert all(r.status == "ok" and len(r.covered) > len(chars) // 2 for r in records), [
+        (r.path, r.index, r.status, len(r.covered)) for r in records
+    ]
 
 
 @pytest.mark.parametrize("config", SHIPPED_FONT_CONFIGS)

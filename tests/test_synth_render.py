@@ -204,6 +204,18 @@ def test_every_degradation_runs_and_keeps_shape(face):
     assert np.array_equal(inverted, 255 - img)
 
 
+def test_a_jpeg_quality_range_of_one_value_draws_that_quality(face):
+    """``quality: [q, q]`` is one quality, inclusive as every range of the config: a lower
+    quality leaves more of the JPEG's blocks in the image."""
+    img = render_line("因为天监", face, 32, _rng())
+    err = {}
+    for q in (10, 95):
+        out = degrade(img, resolve({"jpeg": {"p": 1.0, "quality": [q, q]}}), _rng(1))
+        assert out.shape == img.shape and out.dtype == np.uint8
+        err[q] = float(np.abs(out.astype(int) - img.astype(int)).mean())
+    assert err[10] > err[95] > 0
+
+
 def test_stroke_weight_makes_strokes_bolder_or_thinner(face):
     """``weight``: a positive amount grows the ink (a 3x3 minimum blended in), a negative one
     shrinks it, 0 leaves the render as it is; a share of a pixel moves less than a whole one."""
