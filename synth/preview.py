@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -186,19 +187,36 @@ def _fit(text: str, font, width: int) -> str:
     return text + "..."
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1, got {text!r}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command: returns its exit status, 1 after one ``error:`` line for a shard that is
+    missing or unreadable, or holds no sample."""
     ap = argparse.ArgumentParser(prog="python -m synth.preview", description=__doc__.split("\n")[0])
     ap.add_argument("shards", nargs="+", help="WebDataset shard files")
-    ap.add_argument("-n", type=int, default=48, help="samples to show (default 48)")
+    ap.add_argument("-n", type=_positive_int, default=48, help="samples to show (default 48)")
     ap.add_argument("-o", "--output", required=True, help="PNG file to write")
     ap.add_argument("--font", help="font for the labels (default: a CJK system font)")
     ap.add_argument("--face", type=int, default=0, help="face index in --font (default 0)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     font = FontFace(args.font, args.face) if args.font else None
-    shown = contact_sheet(args.shards, args.output, n=args.n, label_font=font)
+    try:
+        shown = contact_sheet(args.shards, args.output, n=args.n, label_font=font)
+    except (OSError, ValueError) as e:  # a missing or damaged shard (ShardReadError), no sample
+        print(f"{ap.prog}: error: {e}", file=sys.stderr)
+        return 1
     print(f"{args.output}: {shown} samples")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -216,6 +216,28 @@ def test_cli_writes_atomically_and_refuses_untrusted(tmp_path, capsys):
     assert sorted(p.name for p in out.parent.iterdir()) == ["hanzi.onnx"]
 
 
+def test_the_parity_check_runs_unless_no_check_is_given(tmp_path, capsys, monkeypatch):
+    """The export is read back by onnxruntime and compared with PyTorch on the same images;
+    --no-check leaves that out (and a failing check writes nothing)."""
+    import models.export as export_module
+
+    ckpt = tmp_path / "model.pt"
+    tiny_checkpoint(ckpt, "hanzi_cnn")
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(args)
+        raise ExportError("parity: logits differ by 1.0")
+
+    monkeypatch.setattr(export_module, "check_parity", failing)
+    out = tmp_path / "checked.onnx"
+    assert main([str(ckpt), str(out)]) == 1 and len(calls) == 1
+    assert "parity: logits differ by 1.0" in capsys.readouterr().err and not out.exists()
+    unchecked = tmp_path / "unchecked.onnx"
+    assert main([str(ckpt), str(unchecked), "--no-check"]) == 0 and len(calls) == 1
+    assert read_onnx_meta(unchecked)["meta"]["model"] == "hanzi_cnn"
+
+
 @pytest.mark.filterwarnings("ignore:You are using the legacy:DeprecationWarning")
 @pytest.mark.filterwarnings("ignore:The feature will be removed:DeprecationWarning")
 def test_not_an_export_is_named(tmp_path):

@@ -406,13 +406,28 @@ def test_contact_sheet_is_written(setup, tmp_path, cjk_font):
         assert img.width > 100 and img.height > 64
 
 
-def test_preview_command(setup, tmp_path, capsys):
+def test_preview_command(setup, tmp_path, capsys, latin_font):
     from synth.preview import main
 
     shard = _write(setup, tmp_path, "expr", samples=6)
-    main([str(shard), "-n", "4", "-o", str(tmp_path / "p.png")])
+    assert main([str(shard), "-n", "4", "-o", str(tmp_path / "p.png")]) == 0
     assert "4 samples" in capsys.readouterr().out
     assert (tmp_path / "p.png").stat().st_size > 0
+    # the labels drawn with the font (and face) given
+    out = tmp_path / "latin.png"
+    assert main([str(shard), "-o", str(out), "--font", str(latin_font), "--face", "0"]) == 0
+    assert capsys.readouterr().out == f"{out}: 6 samples\n" and out.stat().st_size > 0
+    # A missing or damaged shard is one line, not a traceback; -n below 1 is refused.
+    garbage = tmp_path / "garbage.tar"
+    garbage.write_bytes(b"\x00not a tar" * 100)
+    for bad, said in ((tmp_path / "gone.tar", "No such file"), (garbage, "not a readable tar")):
+        assert main([str(bad), "-o", str(tmp_path / "x.png")]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("python -m synth.preview: error: ") and said in err, err
+        assert "Traceback" not in err and not (tmp_path / "x.png").exists()
+    with pytest.raises(SystemExit):
+        main([str(shard), "-n", "0", "-o", str(tmp_path / "x.png")])
+    assert "expected a whole number from 1, got '0'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("level", [0, 1, 9])

@@ -290,6 +290,36 @@ def test_evaluate_tesseract_on_a_shard(tmp_path, latin_font, monkeypatch):
     assert rows[0]["value"] == "15"
 
 
+def test_the_commands_settings_reach_tesseract_and_the_record(tmp_path, latin_font, capsys):
+    """--lang, --psm, --scale and --no-whitelist override the task's settings: the command
+    tesseract runs has them, and metrics.json records them."""
+    _require_tesseract("eng")
+    shard = _expr_shard(tmp_path / "test_own-000000.tar", latin_font, [("12+3", 15), ("9-2", 7)])
+    out = tmp_path / "out"
+    argv = [str(shard), "--task", "expr", "--out", str(out), "--no-whitelist"]
+    argv += ["--lang", "eng", "--psm", "13", "--scale", "1.0"]
+    assert tesseract.main(argv) == 0, capsys.readouterr().err
+    record = json.loads((out / "metrics.json").read_text())
+    settings = {k: record[k] for k in ("lang", "psm", "scale", "whitelist", "split", "n")}
+    assert settings == {
+        "lang": "eng",
+        "psm": 13,
+        "scale": 1.0,
+        "whitelist": "",  # none: every character tesseract knows
+        "split": "test_own",
+        "n": 2,
+    }
+    defaults = tesseract.TASK_DEFAULTS["expr"]
+    assert (defaults["psm"], defaults["scale"], defaults["whitelist"]) == (7, 1.5, True)
+    assert tesseract._command(
+        tesseract.TesseractSpec.from_config(
+            "expr", "s", {"expr": {"psm": 13, "whitelist": False}}, 1, None
+        ),
+        "tesseract",
+        "list.txt",
+    )[:6] == ["tesseract", "list.txt", "stdout", "--psm", "13", "-l"]
+
+
 def test_without_a_charset_spaces_are_kept_when_the_labels_hold_them(tmp_path, latin_font):
     """The command line without --charset (no charset to say whether the space is a class): a
     line's words were run together in every reading, and every line of two words scored wrong;
