@@ -138,6 +138,8 @@ def test_drawn_expressions_with_division_have_whole_number_values():
 def test_the_default_operators_draw_what_they_always_drew():
     # Adding "/" to what the sampler can draw left the default draws (and so the shards) alone:
     # these 200 are what the sampler drew before it knew "/" (sha256 of the texts joined by "|").
+    # Pinned on purpose: a change that fails this changes every expr shard of every config, and
+    # with them the figures README.md and BENCHMARKS.md report; do not update it to pass.
     rng = np.random.default_rng(4)
     texts = [expression(rng, operators="+-*") for _ in range(200)]
     assert texts[:4] == ["94*97-4+35*6", "4*(48*7-98)*43", "28-18-5", "41-2-5"]
