@@ -505,13 +505,32 @@ def check_config(
         raise problems_error(problems)
 
 
+def _same_value(a: Any, b: Any) -> bool:
+    """Whether two config values say the same: numbers by value (``5`` and ``5.0``; a bool is
+    no number), lists item by item, mappings key by key, anything else by ``==``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
 def _fill_defaults(validator: Any, properties: Any, instance: Any, schema: Any) -> Iterator[Any]:
     """``properties`` that first sets each missing property that has a default, as Snakemake's
-    ``validate(..., set_default=True)`` does (the jsonschema FAQ's recipe)."""
+    ``validate(..., set_default=True)`` does (the jsonschema FAQ's recipe), and writes a value
+    the config gives in another form than its default's (``clip_grad: 5`` for ``5.0``, ``p: 0``
+    for ``0.0``) as the default: Snakemake compares a job's params as text, and reran the
+    shards and trainings of a config that wrote a default as an int."""
     if validator.is_type(instance, "object"):
         for name, sub in properties.items():
-            if isinstance(sub, Mapping) and "default" in sub:
-                instance.setdefault(name, copy.deepcopy(sub["default"]))
+            if not (isinstance(sub, Mapping) and "default" in sub):
+                continue
+            if name not in instance or _same_value(instance[name], sub["default"]):
+                instance[name] = copy.deepcopy(sub["default"])
     yield from jsonschema.Draft202012Validator.VALIDATORS["properties"](
         validator, properties, instance, schema
     )
@@ -603,8 +622,15 @@ def _keep_split_degrades(config: Mapping[str, Any], filled: dict[str, Any]) -> N
 def drop_written_defaults(config: dict[str, Any]) -> None:
     """Take out the keys that have no default in the schema, so that their absence keeps a
     config's params (and the shards and models made before the key existed), where a config
-    writes out the value that means unset: ``tasks.*.charset.space: false``."""
+    writes out the value that means unset: ``tasks.*.charset.space: false``,
+    ``tasks.expr.oldstyle: 0``, ``tasks.line.corpus: null``."""
     for task in (config.get("tasks") or {}).values():
-        charset = task.get("charset") if isinstance(task, dict) else None
+        if not isinstance(task, dict):
+            continue
+        charset = task.get("charset")
         if isinstance(charset, dict) and charset.get("space") is False:
             del charset["space"]
+        if "oldstyle" in task and _same_value(task["oldstyle"], 0):
+            del task["oldstyle"]
+        if "corpus" in task and task["corpus"] is None:
+            del task["corpus"]

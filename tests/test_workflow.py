@@ -1605,6 +1605,40 @@ def test_an_overlay_reruns_only_what_it_changes_over_the_config_it_extends(smoke
         assert rule not in ("shard", "coverage", "charset"), (rule, wildcards)
 
 
+def test_defaults_written_in_another_form_rerun_nothing(smoke_run, tmp_path):
+    """Snakemake compares params as text: a default written as an int where the schema's is a
+    float (``p: 0`` for 0.0, ``clip_grad: 5`` for 5.0) or the reverse, or the value that means
+    unset written out (``oldstyle: 0``, ``corpus: null``), reran shards and trainings."""
+    from synth.schema import with_defaults
+
+    base = os.path.relpath(SMOKE, tmp_path)
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(
+        f"extends: {base}\n"
+        "tasks:\n"
+        "  expr:\n"
+        "    aliased: 0.0\n"
+        "    oldstyle: 0\n"
+        "    degrade: {weight: {p: 0}, legible: {min_contrast: 64.0}}\n"
+        "  line: {corpus: null}\n"
+        "experiments:\n"
+        "  expr_crnn: {train: {clip_grad: 5, ema_decay: 0, label_smoothing: 0}}\n"
+    )
+    smoke = load_config_file(SMOKE)
+    assert with_defaults(load_config_file(overlay)) == with_defaults(smoke)  # types too:
+    filled = with_defaults(load_config_file(overlay))
+    assert type(filled["experiments"]["expr_crnn"]["train"]["clip_grad"]) is float
+    assert "oldstyle" not in filled["tasks"]["expr"] and "corpus" not in filled["tasks"]["line"]
+    proc = run_snakemake(smoke_run, "-n", "--cores", "2", "all", config=overlay)
+    assert _jobs(proc.stdout) == [], proc.stdout
+    # a value other than the default still counts, in either form
+    overlay.write_text(
+        f"extends: {base}\nexperiments: {{expr_crnn: {{train: {{clip_grad: 4}}}}}}\n"
+    )
+    jobs = _jobs(run_snakemake(smoke_run, "-n", "--cores", "2", "all", config=overlay).stdout)
+    assert ("train", {"experiment": "expr_crnn"}) in jobs
+
+
 @pytest.mark.slow
 def test_changing_one_task_reruns_only_that_task(smoke_run, tmp_path):
     def edit(c):
