@@ -55,12 +55,14 @@ def workflow_config_problems(
             problems += [named_with_file(p, origins) for p in _charset_problems(task, task_cfg)]
         # A split's settings (its degrade merged over its task's) that no spec accepts: an
         # unknown degradation, repeated expr operators, a charset space asked of a task other
-        # than line.
+        # than line. A task's own setting fails every split alike: said once.
         for split in task_cfg["splits"] if checked.holds("tasks", task) else ():
             try:
                 task_spec(task, split_config(task, task_cfg, split))
             except ValueError as e:
-                problems.append(named_with_file(str(e), origins))
+                problem = named_with_file(str(e), origins)
+                if problem not in problems:
+                    problems.append(problem)
     return filled, problems
 
 
@@ -70,7 +72,12 @@ def _charset_problems(task: str, task_cfg: Mapping[str, Any]) -> list[str]:
     limit."""
     charset, where = task_cfg["charset"], f"tasks.{task}.charset"
     problems = []
-    if charset.get("space") and not (task_cfg.get("corpus") and task_cfg.get("corpus_fraction")):
+    # (another task's space is refused by its spec, below: only the line task draws spaces)
+    if (
+        task == "line"
+        and charset.get("space")
+        and not (task_cfg.get("corpus") and task_cfg.get("corpus_fraction"))
+    ):
         problems.append(
             f"{where}.space: only lines of your own text hold spaces (tasks.{task}.corpus, with "
             "corpus_fraction above 0), and this config draws none: its models would have a "
@@ -122,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = 1
         else:
             experiments = len(config.get("experiments") or {})
-            print(f"{' '.join(paths)}: valid ({experiments} experiments)")
+            plural = "" if experiments == 1 else "s"
+            print(f"{' '.join(paths)}: valid ({experiments} experiment{plural})")
     return status
 
 

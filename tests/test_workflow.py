@@ -553,6 +553,26 @@ def test_every_config_problem_is_listed_by_its_key_without_the_schema(tmp_path):
     assert "$schema" not in out and len(out.splitlines()) < 40  # not the 2000-line schema
 
 
+def test_a_tasks_own_setting_that_fails_every_split_is_said_once(tmp_path, capsys):
+    """A task's setting that no split's spec accepts was listed once per split (four times,
+    the count of problems with it), and a space asked of the short task named a corpus key the
+    short task does not have."""
+    from models.configcheck import main as configcheck
+
+    config = tmp_path / "mine.yaml"
+    config.write_text(
+        f"extends: {os.path.relpath(SMOKE, tmp_path)}\n"
+        "tasks: {expr: {operators: '++'}, short: {charset: {space: true}}}\n"
+    )
+    assert configcheck([str(config)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {config}: invalid config (2 problems):",
+        f"  tasks.expr.operators: '++' must be distinct characters of '+-*/'; from {config}",
+        "  tasks.short.charset.space: only the line task draws spaces between words; "
+        f"from {config}",
+    ]
+
+
 def test_settings_that_would_fail_a_shard_job_are_refused_by_key_when_the_config_is_read(
     tmp_path,
 ):
