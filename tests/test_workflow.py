@@ -1092,6 +1092,26 @@ def test_fine_tuning_from_its_own_model_or_no_file_fails_at_parse_time(tmp_path,
     assert message in proc.stdout + proc.stderr
 
 
+def test_experiments_starting_from_each_others_models_are_named(tmp_path):
+    """Two experiments whose init_from name each other's model: Snakemake's own "Cyclic
+    dependency on rule train" named neither key."""
+
+    def edit(c):
+        c["experiments"]["expr_other"] = copy.deepcopy(c["experiments"]["expr_crnn"])
+        c["experiments"]["expr_crnn"]["train"]["init_from"] = "results/models/expr_other/model.pt"
+        c["experiments"]["expr_other"]["train"]["init_from"] = "./results/models/expr_crnn/model.pt"
+
+    proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Cyclic" not in out, out[-2000:]
+    assert (
+        "experiments.expr_crnn.train.init_from: results/models/expr_other/model.pt starts a cycle "
+        "of experiments each starting from the next one's model (experiments.expr_crnn.train."
+        "init_from -> experiments.expr_other.train.init_from -> experiments.expr_crnn.train."
+        "init_from)" in out
+    ), out[-2000:]
+
+
 @pytest.mark.slow
 def test_an_experiment_fine_tuned_from_another_trains_from_its_weights(smoke_run, tmp_path):
     """train.init_from naming another experiment's model, however spelled: that model is an

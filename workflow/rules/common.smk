@@ -421,6 +421,21 @@ def _init_source(name):
             f"{where}: {path} is this experiment's own model; copy it elsewhere to start from it"
         )
     if maker in EXPERIMENTS:
+        # experiments that start from each other's models, round to this one: Snakemake's
+        # "Cyclic dependency on rule train" named no key
+        chain, other = [name], maker
+        while other in EXPERIMENTS and other not in chain:
+            chain.append(other)
+            then = config["experiments"][other]["train"].get("init_from")
+            other = _model_of(then) if then is not None else None
+        if other == name:
+            keys = " -> ".join(
+                f"experiments.{e}.train.init_from" for e in [*chain, name]
+            )
+            raise ValueError(
+                f"{where}: {path} starts a cycle of experiments each starting from the next "
+                f"one's model ({keys}): one of them must start from a file, or afresh"
+            )
         ours = experiment_config(name)["model"]
         theirs = experiment_config(maker)["model"]
         if ours != theirs:  # known now: not after the other experiment has trained
