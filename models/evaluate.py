@@ -278,6 +278,8 @@ class Reading:
     text: str
     confidence: float | None = None
     top_k: list[tuple[str, float]] = field(default_factory=list)
+    # False for the grammar decoder's fallback prefix (`models.families.Prediction`): no value
+    grammatical: bool = True
 
 
 def sample_metrics(
@@ -308,10 +310,13 @@ def sample_metrics(
         cands = None
         if with_topk:
             cands = [[t for t, _ in readings[i].top_k] or [readings[i].text] for i in idx]
-        values = None
+        values = valued = None
         if task == "expr":
             values = [samples[i].value for i in idx]
-        return metrics.text_metrics(texts, refs, candidates=cands, values=values)
+            valued = [readings[i].text if readings[i].grammatical else None for i in idx]
+        return metrics.text_metrics(
+            texts, refs, candidates=cands, values=values, value_readings=valued
+        )
 
     out = compute(range(len(samples)))
     out["per_font"] = metrics.grouped_metrics((s.font for s in samples), compute)
@@ -342,7 +347,7 @@ def prediction_rows(
             ),
         }
         if task == "expr":
-            got = expression_value(r.text)
+            got = expression_value(r.text) if r.grammatical else None
             row["value"] = "" if s.value is None else s.value
             row["reading_value"] = "" if got is None else got
             row["value_correct"] = int(got is not None and got == s.value)
@@ -577,7 +582,7 @@ def evaluate(
         )
         predict_s += time.perf_counter() - t0
         for p in preds:
-            readings.append(Reading(p.text, float(p.confidence), list(p.top_k)))
+            readings.append(Reading(p.text, float(p.confidence), list(p.top_k), p.grammatical))
         samples.extend(chunk)
         chunk.clear()
 

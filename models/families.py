@@ -91,12 +91,15 @@ class Prediction:
         confidence: Its probability in [0, 1] (see each family's ``decode`` for what it means).
         top_k: ``(text, probability)`` alternatives, best first; ``top_k[0][0] == text``.
         value: The value of an arithmetic expression, filled in by whoever evaluates it.
+        grammatical: False when the ``grammar`` decoder kept no whole expression and ``text``
+            is the best prefix, which its grammar rejects: it is given no value.
     """
 
     text: str
     confidence: float
     top_k: list[tuple[str, float]] = field(default_factory=list)
     value: Value | None = None
+    grammatical: bool = True
 
 
 @dataclass(frozen=True)
@@ -534,7 +537,8 @@ class CTCFamily(Family):
             else:
                 beams = ctc_beam_search(lp[:n, i], beam_width, grammar=grammar, symbols=symbols)
                 top = self.readings_of(beams, k)
-                preds.append(Prediction(top[0][0], top[0][1], top))
+                whole = grammar is None or grammar_accepts(grammar, top[0][0])
+                preds.append(Prediction(top[0][0], top[0][1], top, grammatical=whole))
         return preds
 
 
@@ -576,6 +580,17 @@ def _logaddexp(a: float, b: float) -> float:
     if b == -math.inf:
         return a
     return max(a, b) + math.log1p(math.exp(-abs(a - b)))
+
+
+def grammar_accepts(grammar: Grammar, text: str) -> bool:
+    """Whether ``grammar`` takes ``text`` as whole (a `ctc_beam_search` held to it returns its
+    best prefixes, which it does not, when none it takes survives the beam)."""
+    state = grammar.start()
+    for char in text:
+        state = grammar.advance(state, char)
+        if state is None:
+            return False
+    return grammar.accepts(state)
 
 
 def ctc_beam_search(

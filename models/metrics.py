@@ -91,11 +91,12 @@ def topk_accuracy(candidates: Sequence[Sequence[str]], references: Sequence[str]
     )
 
 
-def value_accuracy(readings: Sequence[str], values: Sequence[Value]) -> float:
+def value_accuracy(readings: Sequence[str | None], values: Sequence[Value]) -> float:
     """Share of expression readings that parse and evaluate to the reference value.
 
     Args:
-        readings: Recognised expressions (``"3+4*2"``).
+        readings: Recognised expressions (``"3+4*2"``); None for one given no value (a
+            grammar decoder's fallback prefix, which its grammar rejects).
         values: The labels' values (``11``).
     """
     _check_lengths(readings, values, "value_accuracy")
@@ -103,7 +104,7 @@ def value_accuracy(readings: Sequence[str], values: Sequence[Value]) -> float:
         return math.nan
     hits = 0
     for reading, value in zip(readings, values, strict=True):
-        got = expression_value(reading)
+        got = expression_value(reading) if reading is not None else None
         hits += got is not None and got == value
     return hits / len(values)
 
@@ -150,6 +151,7 @@ def text_metrics(
     references: Sequence[str],
     candidates: Sequence[Sequence[str]] | None = None,
     values: Sequence[Value] | None = None,
+    value_readings: Sequence[str | None] | None = None,
 ) -> dict[str, float]:
     """All metrics that apply to one set of readings.
 
@@ -158,6 +160,8 @@ def text_metrics(
         references: True labels.
         candidates: Top-k candidates per sample (classification): adds ``top1`` and ``top5``.
         values: Reference values (expressions): adds ``value_acc``.
+        value_readings: The readings ``value_acc`` evaluates (`value_accuracy`: None for
+            one given no value); ``readings`` when None.
 
     Returns:
         ``{"n", "seq_acc", "cer", "ned"[, "top1", "top5"][, "value_acc"]}``; ``n`` is an int.
@@ -170,7 +174,9 @@ def text_metrics(
         out["top1"] = topk_accuracy(candidates, references, 1)
         out["top5"] = topk_accuracy(candidates, references, 5)
     if values is not None:
-        out["value_acc"] = value_accuracy(readings, values)
+        out["value_acc"] = value_accuracy(
+            readings if value_readings is None else value_readings, values
+        )
     return out
 
 

@@ -74,7 +74,7 @@ def predict(
             outputs, widths, decoder=decoder, beam_width=beam_width, k=top_k, grammar=grammar
         )
         for i, p in zip(idx, preds, strict=True):
-            if meta.task == "expr":
+            if meta.task == "expr" and p.grammatical:  # a grammar's fallback prefix: no value
                 p.value = expression_value(p.text)
             out[i] = p
     return out  # type: ignore[return-value]

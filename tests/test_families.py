@@ -167,7 +167,36 @@ def test_ctc_grammar_without_a_whole_text_returns_the_best_prefixes() -> None:
     family = make_family("expr_crnn", EXPR)
     out = ctc_outputs([{"(": 1.0}, {"": 1.0}, {"(": 1.0}], EXPR)
     [held] = family.decode(out, decoder="grammar", grammar=ExpressionGrammar())
-    assert held.text == "(("
+    assert held.text == "((" and held.grammatical is False
+
+
+def test_a_grammar_decoders_fallback_prefix_is_given_no_value(tmp_path) -> None:
+    """ "53" is a number, which the drawn expressions' grammar (two operands at least) rejects:
+    the decoder's fallback prefix was given the value 53, and a label whose value is 53 counted
+    it as read right. It is printed and scored with no value; a whole reading keeps its own."""
+    from models.evaluate import Reading, Sample, prediction_rows, sample_metrics
+
+    family = make_family("expr_crnn", EXPR)
+    settings = {"baidu_fraction": 0.0, "operands": [2, 4], "max_digits": 2, "operators": "+-*"}
+    grammar = task_grammar("expr", settings)
+    out = ctc_outputs([{"5": 1.0}, {"": 1.0}, {"3": 1.0}], EXPR)
+    [held] = family.decode(out, decoder="grammar", grammar=grammar)
+    assert held.text == "53" and held.grammatical is False
+    [whole] = family.decode(
+        ctc_outputs([{"5": 1.0}, {"": 1.0}, {"+": 1.0}, {"": 1.0}, {"3": 1.0}], EXPR),
+        decoder="grammar",
+        grammar=grammar,
+    )
+    assert whole.text == "5+3" and whole.grammatical is True
+    [greedy] = family.decode(out)
+    assert greedy.grammatical is True  # no grammar: nothing to fall back from
+    samples = [Sample("a", None, "50+3", "F", value=53), Sample("b", None, "5+3", "F", value=8)]
+    readings = [Reading("53", 0.5, grammatical=False), Reading("5+3", 0.9)]
+    assert sample_metrics(samples, readings, "expr", False)["value_acc"] == 0.5
+    rows = prediction_rows(samples, readings, "expr")
+    assert [(r["reading_value"], r["value_correct"]) for r in rows] == [("", 0), (8, 1)]
+    ungrammared = [Reading("53", 0.5), Reading("5+3", 0.9)]  # as it was: 53 taken for right
+    assert sample_metrics(samples, ungrammared, "expr", False)["value_acc"] == 1.0
 
 
 def test_grammar_decoder_needs_a_grammar_and_a_ctc_model() -> None:
