@@ -181,16 +181,29 @@ class Recognizer:
         self.decoder = decoder
         self.use_task_settings(task_settings)
 
-    def use_task_settings(self, task_settings: Mapping[str, Any] | None) -> None:
+    def use_task_settings(self, task_settings: Mapping[str, Any] | None, warn: bool = True) -> None:
         """Hold the ``grammar`` decoder's readings to the texts ``task_settings`` (the model's
-        ``tasks.<task>``) draw, or, with None, to any text of the task's grammar.
+        ``tasks.<task>``) draw, or, with None, to any text of the task's grammar. An operator
+        the settings draw that the model's charset lacks is a `UserWarning` (with ``warn``),
+        as ``--task-config``'s warning line.
 
         Raises:
-            ValueError: The decoder is ``grammar`` and the model or task has no grammar, or the
-                settings cannot be read (naming the key).
+            ValueError: Settings given to another decoder than ``grammar`` (they would be
+                ignored, as ``--task-config`` without ``--decoder grammar`` is refused), the
+                model or task has no grammar, or the settings cannot be read (naming the key).
         """
+        if task_settings is not None and self.decoder != "grammar":
+            raise ValueError(
+                "task_settings hold the grammar decoder's readings to a config's texts, and "
+                f"this recognizer decodes with {self.decoder!r}: give decoder='grammar'"
+            )
         if self.decoder == "grammar":
             grammar_for(self.meta.model, self.meta.task, task_cfg=task_settings)
+        if warn and task_settings is not None:
+            for warning in task_settings_warnings(
+                "task_settings", self.meta.task, task_settings, self.meta.charset
+            ):
+                warnings.warn(warning, UserWarning, stacklevel=2)
         self.task_settings = dict(task_settings) if task_settings is not None else None
 
     @property
@@ -649,7 +662,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if args.task_config:
             meta = recognizer.meta
             settings = read_task_settings(args.task_config, meta.task)
-            recognizer.use_task_settings(settings)
+            recognizer.use_task_settings(settings, warn=False)  # its warnings are lines below
             for warning in task_settings_warnings(
                 args.task_config, meta.task, settings, meta.charset
             ):

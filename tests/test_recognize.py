@@ -269,6 +269,14 @@ def test_grammar_held_to_a_configs_expressions(checkpoints, image_folder, tmp_pa
     assert [r.text for r in recognizer(paths)] == [r["text"] for r in records]
     with pytest.raises(ValueError, match=r"tasks\.expr: operands \[3, 2\]"):
         load_recognizer(checkpoints["expr"], decoder="grammar", task_settings={"operands": [3, 2]})
+    # As the command line: settings to another decoder are refused (they were ignored), and an
+    # operator the model cannot read is a warning.
+    with pytest.raises(ValueError, match="this recognizer decodes with 'greedy': give decoder="):
+        load_recognizer(checkpoints["expr"], task_settings=settings)
+    with pytest.warns(UserWarning, match=r"tasks\.expr\.operators '/': not in the model's"):
+        load_recognizer(
+            checkpoints["expr"], decoder="grammar", task_settings={**settings, "operators": "+/"}
+        )
     with pytest.raises(SystemExit):
         main([str(checkpoints["expr"]), paths[0], "--task-config", str(config)])
     assert "add --decoder grammar" in capsys.readouterr().err
