@@ -88,6 +88,16 @@ def _charset_problems(task: str, task_cfg: Mapping[str, Any]) -> list[str]:
             f"{where}.limit: {charset['limit']} shrinks the source, and source chars has none "
             "(its characters are all `chars`); set limit: 0"
         )
+    # An operator the charset cannot hold: known now when the charset is its `chars` alone (a
+    # charset file is read when the workflow starts; the shard job checks the charset built).
+    chars = str(charset.get("chars") or "")
+    if task == "expr" and charset.get("source") == "chars" and not charset.get("files"):
+        missing = "".join(op for op in str(task_cfg.get("operators", "")) if op not in chars)
+        if missing:
+            problems.append(
+                f"tasks.{task}.operators: {missing!r} is not in {where}.chars ({chars!r}): no "
+                f"expression could draw it; add it to {where}.chars"
+            )
     return problems
 
 

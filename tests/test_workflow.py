@@ -564,6 +564,15 @@ def test_a_tasks_own_setting_that_fails_every_split_is_said_once(tmp_path, capsy
         f"extends: {os.path.relpath(SMOKE, tmp_path)}\n"
         "tasks: {expr: {operators: '++'}, short: {charset: {space: true}}}\n"
     )
+    divide = tmp_path / "divide.yaml"  # "/" drawn, and no charset to hold it: a shard job's error
+    divide.write_text(
+        f"extends: {os.path.relpath(SMOKE, tmp_path)}\ntasks: {{expr: {{operators: '+-*/'}}}}\n"
+    )
+    assert configcheck([str(divide)]) == 1
+    assert (
+        "tasks.expr.operators: '/' is not in tasks.expr.charset.chars ('0123456789+-*()'): no "
+        "expression could draw it; add it to tasks.expr.charset.chars" in capsys.readouterr().err
+    )
     assert configcheck([str(config)]) == 1
     assert capsys.readouterr().err.splitlines() == [
         f"error: {config}: invalid config (2 problems):",
