@@ -585,7 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if record["status"] != "ok":
         print(f"{parser.prog}: error: tesseract {record['status']}", file=sys.stderr)
         return 1
-    shown = ("n", "seq_acc", "cer", "top1")
+    shown = ("n", "seq_acc", "cer", "top1", "value_acc")  # as models.evaluate prints them
     print(" ".join(f"{k}={record[k]:.4g}" for k in shown if record.get(k) is not None))
     return 0
 

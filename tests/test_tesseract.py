@@ -300,6 +300,8 @@ def test_the_commands_settings_reach_tesseract_and_the_record(tmp_path, latin_fo
     argv += ["--lang", "eng", "--psm", "13", "--scale", "1.0"]
     assert tesseract.main(argv) == 0, capsys.readouterr().err
     record = json.loads((out / "metrics.json").read_text())
+    printed = capsys.readouterr().out.split()
+    assert printed[0] == "n=2" and printed[-1] == f"value_acc={record['value_acc']:.4g}"
     settings = {k: record[k] for k in ("lang", "psm", "scale", "whitelist", "split", "n")}
     assert settings == {
         "lang": "eng",
