@@ -23,6 +23,7 @@ from synth.schema import (
     SCHEMA_PATH,
     check_schema,
     config_with_origins,
+    from_files,
     named_with_file,
     problems_error,
 )
@@ -45,7 +46,8 @@ def workflow_config_problems(
     for name in sorted(experiments if isinstance(experiments, dict) else (), key=str):
         if name == "tesseract":  # the reports' rows of Tesseract, one per task, have that name
             problems.append(
-                "experiments.tesseract: the reports name Tesseract's rows so; call it another name"
+                "experiments.tesseract: the reports name Tesseract's rows so; call it another "
+                "name" + from_files(origins, ["experiments", "tesseract"])
             )
         else:
             problems += experiment_problems(checked, name, origins)
@@ -83,11 +85,12 @@ def _charset_problems(task: str, task_cfg: Mapping[str, Any]) -> list[str]:
             "corpus_fraction above 0), and this config draws none: its models would have a "
             "class they never see"
         )
-    if charset.get("limit") and charset.get("source") == "chars":
-        problems.append(
-            f"{where}.limit: {charset['limit']} shrinks the source, and source chars has none "
-            "(its characters are all `chars`); set limit: 0"
-        )
+    for key in ("limit", "most_frequent"):
+        if charset.get(key) and charset.get("source") == "chars":
+            problems.append(
+                f"{where}.{key}: {charset[key]} shrinks the source, and source chars has none "
+                f"(its characters are all `chars`); set {key}: 0"
+            )
     # An operator the charset cannot hold: known now when the charset is its `chars` alone (a
     # charset file is read when the workflow starts; the shard job checks the charset built).
     chars = str(charset.get("chars") or "")

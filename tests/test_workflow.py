@@ -446,6 +446,26 @@ def test_the_checks_past_the_schema_name_the_file_too(tmp_path, capsys):
             "tasks: {line: {charset: {space: true}}}",
             "tasks.line.charset.space: only lines of your own text hold spaces",
         ),
+        (
+            "init",
+            "experiments: {expr_crnn: {train: {init_from: nowhere.pt}}}",
+            "experiments.expr_crnn.train.init_from: nowhere.pt does not exist",
+        ),
+        (
+            "ownname",
+            "own_tests: {test_seen: {task: expr, labels: x.tsv}}",
+            "own_tests.test_seen: a split of the synthetic data has that name",
+        ),
+        (
+            "ownlabels",
+            "own_tests: {test_mine: {task: expr, labels: nowhere.tsv}}",
+            "own_tests.test_mine.labels: nowhere.tsv is not a file",
+        ),
+        (
+            "frequent",
+            "tasks: {expr: {charset: {most_frequent: 5}}}",
+            "tasks.expr.charset.most_frequent: 5 shrinks the source, and source chars has none",
+        ),
     ]:
         overlay = tmp_path / f"{key}.yaml"
         overlay.write_text(f"extends: {SMOKE}\n{text}\n")

@@ -283,21 +283,23 @@ OWN_IMAGES = {}
 OWN_DIGEST = {}
 for _split, _own in OWN_TESTS.items():
     _where = f"own_tests.{_split}"
+    _own_problem = None
     if _split in SPLITS:
-        raise ValueError(f"{_where}: a split of the synthetic data has that name")
-    if not experiments_for([_own["task"]]):
-        raise ValueError(
+        _own_problem = f"{_where}: a split of the synthetic data has that name"
+    elif not experiments_for([_own["task"]]):
+        _own_problem = (
             f"{_where}: no experiment of task {_own['task']!r} in the config reads it"
         )
-    if not os.path.isfile(_own["labels"]):
-        raise ValueError(
-            f"{_where}.labels: {_own['labels']} is not a file{cwd_hint([_own['labels']])}"
-        )
-    if "{" in _own["labels"] or "}" in _own["labels"]:
-        raise ValueError(
+    elif not os.path.isfile(_own["labels"]):
+        _own_problem = f"{_where}.labels: {_own['labels']} is not a file{cwd_hint([_own['labels']])}"
+    elif "{" in _own["labels"] or "}" in _own["labels"]:
+        _own_problem = (
             f"{_where}.labels: {_own['labels']}: braces in a path are Snakemake's wildcards:"
             " rename it"
         )
+    if _own_problem:  # the split's own key: its name, its task or its labels
+        _key = _own_problem.split(":", 1)[0].split(".")
+        raise ValueError(_own_problem + from_files(_origins, _key))
     try:
         _entries = read_labels(_own["labels"])[0]
     except ValueError as e:  # models.pack.PackError: not UTF-8, unreadable
@@ -403,6 +405,14 @@ def _model_of(path):
 
 
 def _init_source(name):
+    """`_init_from` of an experiment, its problem named with the file that set the key."""
+    try:
+        return _init_from(name)
+    except ValueError as e:
+        raise ValueError(named_with_file(str(e), _origins)) from None
+
+
+def _init_from(name):
     """train.init_from of an experiment as (input path, sha256), or None when unset.
 
     Another experiment's model.pt, however spelled, is that experiment's output path, so its
