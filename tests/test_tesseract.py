@@ -119,6 +119,11 @@ def test_task_defaults_are_the_schemas():
     # and every sample by default, as TesseractSpec (the schema's null)
     assert props["max_samples"]["default"] is None
     assert tesseract.TesseractSpec("expr", "test_seen", "eng", 7).max_samples is None
+    # a page segmentation mode Tesseract has (0 to 13), refused when the config is read
+    for task in tesseract.TASKS:
+        bad = {**config, "tesseract": {task: {"psm": 14}}}
+        with pytest.raises(ValueError, match=rf"tesseract\.{task}\.psm: 14 is greater than"):
+            with_defaults(bad)
 
 
 def test_images_are_scaled_then_padded_with_their_background():
