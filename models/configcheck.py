@@ -19,6 +19,7 @@ from typing import Any
 
 from models.cli import stops_on_interrupt
 from models.registry import experiment_problems
+from synth.charset import nfkc
 from synth.schema import (
     SCHEMA_PATH,
     check_schema,
@@ -95,7 +96,8 @@ def _charset_problems(task: str, task_cfg: Mapping[str, Any]) -> list[str]:
     # charset file is read when the workflow starts; the shard job checks the charset built).
     chars = str(charset.get("chars") or "")
     if task == "expr" and charset.get("source") == "chars" and not charset.get("files"):
-        missing = "".join(op for op in str(task_cfg.get("operators", "")) if op not in chars)
+        held = nfkc(chars)  # as the charset is built: a full-width ＋ holds +
+        missing = "".join(op for op in str(task_cfg.get("operators", "")) if op not in held)
         if missing:
             problems.append(
                 f"tasks.{task}.operators: {missing!r} is not in {where}.chars ({chars!r}): no "

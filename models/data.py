@@ -16,8 +16,8 @@ run sees exactly the batches an uninterrupted one would.
   ``SeedSequence([seed, rank, segment, lane])``: shards resampled with replacement (the explicit
   form of ``shardshuffle``; each shard read from a random sample offset, so short segments still
   see whole shards), a sample shuffle buffer, decode, then batches. A length curriculum whose
-  stages do not end at segment boundaries cuts a segment in two *pieces* where its limit
-  changes, the second seeded by its first step too (`TrainStream.piece_start`).
+  stages do not end at segment boundaries cuts a segment into *pieces* where its limit
+  changes, each after the first seeded by its first step too (`TrainStream.piece_start`).
 - DataLoader worker ``w`` serves one lane, and the DataLoader hands out its workers' batches
   round-robin, so batches arrive in step order. Resuming mid-segment replays that segment up to
   the step.
@@ -488,8 +488,8 @@ def curriculum_max_len(step: int, curriculum_steps: int) -> int:
     and so on, until the limit passes the task's longest label and the curriculum ends by itself.
     A reader that first learns to name one character, then to move its mask to the next, leaves
     its initial plateau sooner than one shown every length at once. `TrainStream` applies it per
-    segment (the limit of a segment's first step holds for the whole segment), so a resumed run
-    draws the same samples.
+    piece (a segment, cut where a stage ends inside it: the limit of a piece's first step holds
+    for the whole piece), so a resumed run draws the same samples.
     """
     return step // curriculum_steps + 1 if curriculum_steps > 0 else 0
 

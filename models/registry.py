@@ -458,11 +458,12 @@ def entry_problems(entry: ModelEntry) -> list[str]:
     return problems
 
 
-def factory_problem(entry: ModelEntry) -> str | None:
-    """Why the module of an entry's factory cannot be imported, or why it holds no factory of
-    that name, or None: looked for without running it (nor torch), though the packages above
-    it are imported (``importlib.util.find_spec``), and the module's source read for the names
-    it defines (`_defined_names`). The config check calls it, so that a typo in a target fails
+def factory_problem(entry: ModelEntry, names: bool = True) -> str | None:
+    """Why the module of an entry's factory cannot be imported, or (with ``names``) why it
+    holds no factory of that name, or None: looked for without running it (nor torch), though
+    the packages above it are imported (``importlib.util.find_spec``), and the module's source
+    read for the names it defines (`_defined_names`, which says nothing of a module that
+    makes names as it runs). The config check calls it, so that a typo in a target fails
     before any job."""
     module, _, function = entry.target.partition(":")
     try:
@@ -470,9 +471,9 @@ def factory_problem(entry: ModelEntry) -> str | None:
             return f"the module of its factory, {module!r}, cannot be found"
     except (ImportError, ValueError) as e:
         return f"the module of its factory, {module!r}, cannot be imported: {type(e).__name__}: {e}"
-    names = _defined_names(module)
-    if names is not None and function not in names:
-        functions = sorted(n for n in names if not n.startswith("_"))
+    defined = _defined_names(module) if names else None
+    if defined is not None and function not in defined:
+        functions = sorted(n for n in defined if not n.startswith("_"))
         return (
             f"the module of its factory, {module!r}, defines no {function!r}"
             f"{_close_hint(function, functions)}"
@@ -484,7 +485,8 @@ def _defined_names(module: str) -> set[str] | None:
     """The names a module's source binds (functions, classes, assignments, imports; anywhere
     in it, so that none of its top level's is missed), read without running it; None when
     that cannot tell (no source file, a syntax error, which importing it will name, a ``from x
-    import *`` or a module ``__getattr__``)."""
+    import *``, a module ``__getattr__``, or names made as it runs: ``globals()``, ``vars()``,
+    ``setattr``, ``exec``)."""
     try:
         path = _module_file(module)
         if not path.endswith(".py"):
@@ -503,7 +505,17 @@ def _defined_names(module: str) -> set[str] | None:
                 names.add(alias.asname or alias.name.partition(".")[0])
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             names.add(node.id)
+        elif (isinstance(node, ast.Name) and node.id in _NAMES_MADE_BY) or (
+            isinstance(node, ast.Attribute) and node.attr == "__dict__"
+        ):
+            return None
+        elif isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and node.name:
+            names.add(node.name)
     return None if "__getattr__" in names else names
+
+
+# Calls that can bind a module's names as it runs, which its source does not show.
+_NAMES_MADE_BY = ("globals", "vars", "setattr", "exec")
 
 
 def model_sources(name: str) -> list[str]:
@@ -517,7 +529,8 @@ def model_sources(name: str) -> list[str]:
     """
     entry = get_entry(name)
     module = entry.target.partition(":")[0]
-    if (problem := factory_problem(entry)) is not None:
+    # the module alone: its names are the config check's to judge, not a reason to stop a run
+    if (problem := factory_problem(entry, names=False)) is not None:
         raise ValueError(f"model {name!r} ({entry_source(name)}): {problem}")
     try:
         factory_file = _module_file(module)

@@ -370,6 +370,11 @@ def run_hashes(job: TrainJob, charset: Sequence[str], world_size: int = 1) -> tu
     }
     if job.train.init_from is not None:  # a run from random weights keeps its key
         key["init_from"] = sha256_file(job.train.init_from)
+    if job.train.curriculum_steps % job.train.checkpoint_every:
+        # Its curriculum's stages end inside checkpoint segments, which the training stream now
+        # cuts there (`models.data.TrainStream.piece_start`): another stream than such a run
+        # drew before, so a fresh key, not a resume of the old one.
+        key["stream"] = "curriculum pieces"
     one = _digest(key)
     if world_size > 1:  # one process keeps the key it had before this entry existed
         return _digest({**key, "world_size": world_size}), one

@@ -722,11 +722,11 @@ def test_curriculum_stages_that_end_inside_a_segment_change_the_limit_on_time(li
             line_shards, steps=20, curriculum_steps=3, family=reader, start_step=start
         )
         assert _keys(resumed) == keys[start:]
-    with_lanes = _stream(line_shards, steps=20, curriculum_steps=3, family=reader, lanes=2)
-    assert _keys(with_lanes, workers=2) == _keys(
-        _stream(line_shards, steps=20, curriculum_steps=3, family=reader, lanes=2, start_step=0),
-        workers=2,
-    )
+    # Two lanes (DataLoader workers): a resume inside a piece replays its lane's earlier steps.
+    lanes = dict(steps=20, curriculum_steps=3, family=reader, lanes=2)
+    full = _keys(_stream(line_shards, **lanes), workers=2)
+    for start in (1, 4, 7, 12):
+        assert _keys(_stream(line_shards, **lanes, start_step=start), workers=2) == full[start:]
     # Past the last stage that filters (the reader's labels are at most 4 long), no more cuts.
     assert [stream.piece_start(s) for s in (14, 15, 16)] == [10, 15, 15]
     # A curriculum of whole segments is cut as before, so its runs draw what they drew.

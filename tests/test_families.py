@@ -198,6 +198,26 @@ def test_a_grammar_decoders_fallback_prefix_is_given_no_value(tmp_path) -> None:
     ungrammared = [Reading("53", 0.5), Reading("5+3", 0.9)]  # as it was: 53 taken for right
     assert sample_metrics(samples, ungrammared, "expr", False)["value_acc"] == 1.0
 
+    # models.predict (what recognition prints) gives the fallback no value either
+    from PIL import Image
+
+    import models.predict as predict_module
+    from models.checkpoint import ModelMeta
+
+    class Decoded:
+        def decode(self, *args, **kwargs):
+            return [
+                Prediction("53", 0.5, [("53", 0.5)], grammatical=False),
+                Prediction("5+3", 0.9, [("5+3", 0.9)]),
+            ]
+
+    meta = ModelMeta("expr_crnn", {}, EXPR, "expr", input_spec("expr_crnn"))
+    images = [Image.new("L", (96, 32), 255) for _ in range(2)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(predict_module, "make_family", lambda *args: Decoded())
+        preds = predict_module.predict(torch.nn.Identity(), meta, images, decoder="beam")
+    assert [(p.text, p.value) for p in preds] == [("53", None), ("5+3", 8)]
+
 
 def test_grammar_decoder_needs_a_grammar_and_a_ctc_model() -> None:
     out = ctc_outputs([{"1": 1.0}], EXPR)

@@ -427,6 +427,29 @@ def test_unknown_kwarg_names_the_key() -> None:
         build_model("crnn_vgg", 10, width="0.5")
 
 
+def test_a_factory_made_as_its_module_runs_is_not_refused(tmp_path, monkeypatch) -> None:
+    """A module that binds its factories as it runs (``globals()[...] = ...``) shows no such
+    name in its source: it is not refused (the config check cannot tell), and its code digest,
+    which every train job takes, does not depend on the names at all."""
+    from models.registry import factory_problem, model_code
+
+    (tmp_path / "dynnets.py").write_text(
+        "from models.crnn import crnn_vgg\n"
+        "for tag in ('a', 'b'):\n"
+        "    globals()[f'crnn_{tag}'] = crnn_vgg\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry = replace(MODELS["crnn_vgg"], target="dynnets:crnn_a")
+    monkeypatch.setitem(MODELS, "dyn", entry)
+    assert factory_problem(entry) is None
+    assert len(model_code("dyn")) == 16
+    assert type(build_model("dyn", 5, width=0.125, hidden=8)).__name__ == "CRNN"
+    typo = replace(MODELS["crnn_vgg"], target="models.crnn:crnn_vg")
+    monkeypatch.setitem(MODELS, "typo", typo)
+    assert "defines no 'crnn_vg'" in factory_problem(typo)
+    assert len(model_code("typo")) == 16  # the module's code; the name is the config's check
+
+
 @pytest.mark.parametrize(
     ("entry", "problem"),
     [

@@ -389,6 +389,23 @@ def test_run_hash_follows_what_the_weights_depend_on(line_data, tmp_path):
     assert run_hash(replace(job, train_shards=tuple(copies)), charset) == before
 
 
+def test_a_curriculum_that_cuts_segments_keys_its_run_afresh(line_data, tmp_path, monkeypatch):
+    """A curriculum whose stages end inside checkpoint segments draws another stream since the
+    stream cuts them there (models.data.TrainStream.piece_start): its run is keyed afresh,
+    not resumed half in the old stream; one of whole segments keeps its key."""
+    import models.specs as specs_module
+
+    keys = []
+    digest = specs_module._digest
+    monkeypatch.setattr(specs_module, "_digest", lambda key: keys.append(key) or digest(key))
+    job = line_job(line_data, tmp_path)
+    every = job.train.checkpoint_every
+    for curriculum, cut in ((0, False), (2 * every, False), (every + 1, True)):
+        keys.clear()
+        run_hash(replace(job, train=replace(job.train, curriculum_steps=curriculum)), ["0"])
+        assert ("stream" in keys[-1]) is cut, (curriculum, job.train.checkpoint_every)
+
+
 def test_the_run_key_follows_the_process_count(line_data, tmp_path):
     _, _, _, charset = line_data
     job = line_job(line_data, tmp_path)

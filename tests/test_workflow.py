@@ -593,6 +593,12 @@ def test_a_tasks_own_setting_that_fails_every_split_is_said_once(tmp_path, capsy
         "tasks.expr.operators: '/' is not in tasks.expr.charset.chars ('0123456789+-*()'): no "
         "expression could draw it; add it to tasks.expr.charset.chars" in capsys.readouterr().err
     )
+    # full-width characters hold their NFKC forms, as the built charset does
+    divide.write_text(
+        f"extends: {os.path.relpath(SMOKE, tmp_path)}\n"
+        "tasks: {expr: {operators: '+-*/', charset: {chars: '０１２３４５６７８９＋－＊／（）'}}}\n"
+    )
+    assert configcheck([str(divide)]) == 0, capsys.readouterr().err
     assert configcheck([str(config)]) == 1
     assert capsys.readouterr().err.splitlines() == [
         f"error: {config}: invalid config (2 problems):",
@@ -651,7 +657,7 @@ def test_a_splits_degrade_keeps_only_what_it_changes_once_checked():
 
 def test_ctc_output_shorter_than_labels_is_rejected(tmp_path):
     def edit(c):
-        c["tasks"]["line"]["min_char_width"] = 2  # T = W/4 would be < 2L+1
+        c["tasks"]["line"]["min_char_width"] = 2  # T = W/4 would be < 2L-1
 
     proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
     assert proc.returncode != 0
