@@ -113,8 +113,11 @@ def _draw(mask: Image.Image, aliased: bool) -> ImageDraw.ImageDraw:
     return draw
 
 
-# The share of a glyph's ink an erosion must leave to be made (`render_hanzi`): a regular face
-# keeps about 30% under a 3x3 minimum at the hanzi task's sizes (rarely under 20%), a thin one 1%.
+# The share of a glyph's ink an erosion must leave to be made (`render_hanzi`). Under a 3x3
+# minimum at the hanzi task's sizes Noto Sans CJK Regular keeps about 30% (2% of its erosions
+# fall under this and are not made), LXGW WenKai 17% of them, Noto Serif CJK Regular 32%, AR PL
+# UKai 49%, the Light weights about 75%, Thin 91% (it keeps about 1%): strokes a pixel or two wide
+# that an erosion leaves faint or broken.
 MIN_ERODED_INK = 0.2
 
 

@@ -135,6 +135,15 @@ def test_make_keeps_the_torch_build_the_environment_was_set_up_with(tmp_path):
 _CACHES = shutil.ignore_patterns("__pycache__", "*.egg-info")
 
 
+def test_the_packages_schema_is_the_workflows():
+    """synth/config.schema.yaml is a link to the workflow's schema: an edit that replaced it
+    with a file (sed -i does) checked configs against two schemas, the workflow's without the
+    edit."""
+    link = REPO / "synth" / "config.schema.yaml"
+    assert link.is_symlink(), "synth/config.schema.yaml must stay a link (git: mode 120000)"
+    assert link.resolve() == (REPO / "workflow" / "schemas" / "config.schema.yaml").resolve()
+
+
 @pytest.mark.slow
 def test_an_installed_wheel_carries_the_config_schema(tmp_path):
     # `pip install .` (not -e) copies only the packages: the schema the config checks and

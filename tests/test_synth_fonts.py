@@ -524,6 +524,18 @@ def test_a_font_whose_glyphs_were_overwritten_is_an_error_not_a_font_that_covers
     assert f"font file {bad} cannot be read" in caplog.text
     with pytest.raises(FontError, match=rf"{fill}\.ttf cannot be read: .* damaged glyf"):
         scan_fonts([str(bad)], [], EXPR)
+    if fill == "random":
+        # The same face second in a collection after a whole one: its other glyphs are its
+        # own, not the first face's (they were read from face 0, and the face passed as whole).
+        from fontTools.ttLib import TTCollection
+
+        collection = TTCollection()
+        collection.fonts = [TTFont(str(latin_font)), TTFont(str(bad))]
+        both = tmp_path / "both" / "Both.ttc"
+        both.parent.mkdir()
+        collection.save(str(both))
+        records = scan_fonts([f"{both.parent}/*"], [], EXPR)
+        assert [(r.index, r.status) for r in records] == [(0, "ok"), (1, "error")]
 
 
 def _with_notdef_copy(font_path: Path, chars: str, out: Path) -> Path:

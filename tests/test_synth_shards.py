@@ -425,8 +425,9 @@ def test_preview_command(setup, tmp_path, capsys, latin_font):
         err = capsys.readouterr().err
         assert err.startswith("python -m synth.preview: error: ") and said in err, err
         assert "Traceback" not in err and not (tmp_path / "x.png").exists()
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as usage:
         main([str(shard), "-n", "0", "-o", str(tmp_path / "x.png")])
+    assert usage.value.code == 2
     assert "expected a whole number from 1, got '0'" in capsys.readouterr().err
 
 
