@@ -521,7 +521,8 @@ def _same_value(a: Any, b: Any) -> bool:
 
 def _fill_defaults(validator: Any, properties: Any, instance: Any, schema: Any) -> Iterator[Any]:
     """``properties`` that first sets each missing property that has a default, as Snakemake's
-    ``validate(..., set_default=True)`` does (the jsonschema FAQ's recipe), and writes a value
+    ``validate(..., set_default=True)`` does (the jsonschema FAQ's recipe), completes a mapping
+    given in part from the property's own default, and writes a value
     the config gives in another form than its default's (``clip_grad: 5`` for ``5.0``, ``p: 0``
     for ``0.0``) as the default: Snakemake compares a job's params as text, and reran the
     shards and trainings of a config that wrote a default as an int."""
@@ -529,8 +530,14 @@ def _fill_defaults(validator: Any, properties: Any, instance: Any, schema: Any) 
         for name, sub in properties.items():
             if not (isinstance(sub, Mapping) and "default" in sub):
                 continue
-            if name not in instance or _same_value(instance[name], sub["default"]):
-                instance[name] = copy.deepcopy(sub["default"])
+            default = sub["default"]
+            if name not in instance or _same_value(instance[name], default):
+                instance[name] = copy.deepcopy(default)
+            elif isinstance(default, Mapping) and isinstance(instance[name], dict):
+                # A mapping given in part takes the rest from this property's own default (a
+                # line charset's source: line, val's 50 samples) before its definition's.
+                for key, value in default.items():
+                    instance[name].setdefault(key, copy.deepcopy(value))
     yield from jsonschema.Draft202012Validator.VALIDATORS["properties"](
         validator, properties, instance, schema
     )

@@ -529,6 +529,22 @@ def test_an_overlays_misspelt_experiment_is_named_with_the_one_it_meant(tmp_path
     assert "extends: give it in a config file, not with --config" in proc.stdout + proc.stderr
 
 
+def test_a_mapping_given_in_part_takes_the_rest_from_its_own_default():
+    """A line charset given only most_frequent took the charset definition's source (chars,
+    and no chars: an empty charset), and a val split given only its shards the definition's
+    100 samples, not the 50 the split's own default says."""
+    from synth.schema import with_defaults
+
+    partial = {"tasks": {"line": {"charset": {"most_frequent": 1000}}}}
+    partial["tasks"]["expr"] = {"splits": {"val": {"shards": 2}}}
+    filled = with_defaults(partial)
+    assert filled["tasks"]["line"]["charset"]["source"] == "line"
+    assert filled["tasks"]["expr"]["splits"]["val"] == {"shards": 2, "samples": 50}
+    whole = with_defaults({})
+    assert whole["tasks"]["expr"]["splits"]["val"] == {"shards": 1, "samples": 50}
+    assert whole["tasks"]["line"]["charset"]["source"] == "line"
+
+
 def test_a_config_of_one_key_takes_the_schemas_defaults_for_the_rest(
     tmp_path, cjk_font, heldout_font
 ):
