@@ -446,13 +446,15 @@ def reader_attention_gifs(
         for i, (sample, out) in enumerate(zip(samples, outs, strict=True)):
             frames = []
             for step in range(masks.shape[1]):
-                cls = int(best[i, step])
+                cls, p = int(best[i, step]), float(best_p[i, step])
+                if step == masks.shape[1] - 1:  # the last step ends the text, as decoding takes it
+                    cls, p = EOS, float(probs[i, step, EOS])
                 # the terminal symbol in words: no font the plots use draws a stop sign (U+23F9)
                 char = "end" if cls == EOS else repr(family.text_of([cls]))
                 fig, axes = plt.subplots(1, 2, figsize=(4.4, 2.6))
                 axes[0].imshow(inputs[i], cmap="gray")
                 axes[0].imshow(masks[i, step].numpy(), cmap="magma", alpha=0.55, vmin=0, vmax=1)
-                axes[0].set_title(f"step {step + 1}: {char}  p={float(best_p[i, step]):.2f}")
+                axes[0].set_title(f"step {step + 1}: {char}  p={p:.2f}")
                 axes[1].imshow(masks[i, step].numpy(), cmap="magma", vmin=0, vmax=1)
                 axes[1].set_title("mask")
                 for ax in axes:

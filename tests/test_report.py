@@ -613,6 +613,34 @@ def test_the_terminal_symbol_is_titled_in_words(tmp_path, cjk_font):
         assert im.n_frames == 1
 
 
+def test_a_reader_that_never_ends_is_shown_ending_at_its_last_step(tmp_path, cjk_font, monkeypatch):
+    """Decoding takes the last step as the terminal symbol (a reading has at most max_len
+    characters): the GIF's last frame says so, with the terminal's probability there, rather
+    than a fifth character the reading does not hold."""
+    import torch
+
+    from models.checkpoint import ModelMeta, save_model
+    from models.registry import build_model
+
+    name, kwargs, charset, task, size, texts = CASES["short"]
+    shard = make_shard(tmp_path / "test_seen-000000.tar", task, "test_seen", texts, cjk_font, size)
+    model = build_model(name, len(charset), **kwargs)
+    with torch.no_grad():
+        model.char_head.bias[0] = -50.0  # never the terminal symbol
+        model.char_head.bias[1] = 50.0  # always the first character
+    ckpt = tmp_path / "model.pt"
+    save_model(ckpt, model, ModelMeta(name, kwargs, charset, task, train={"steps": 1}, step=1))
+    titles = []
+    frame = plots._frame
+    monkeypatch.setattr(
+        plots, "_frame", lambda fig: titles.append(fig.axes[0].get_title()) or frame(fig)
+    )
+    [reading] = plots.reader_attention_gifs(ckpt, [shard], [tmp_path / "a.gif"], frame_ms=100)
+    assert reading == charset[0] * 4  # max_len 4
+    assert len(titles) == 5 and all(repr(charset[0]) in t for t in titles[:4])
+    assert titles[-1].startswith("step 5: end  p=0.00"), titles
+
+
 def test_metrics_files_are_plain_json(metrics_files):
     # NaN is not JSON: undefined values must be null.
     def refuse(constant):
