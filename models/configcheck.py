@@ -95,7 +95,13 @@ def _charset_problems(task: str, task_cfg: Mapping[str, Any]) -> list[str]:
     # An operator the charset cannot hold: known now when the charset is its `chars` alone (a
     # charset file is read when the workflow starts; the shard job checks the charset built).
     chars = str(charset.get("chars") or "")
-    if task == "expr" and charset.get("source") == "chars" and not charset.get("files"):
+    # (chars that give no character at all are the workflow's own error, when it starts)
+    if (
+        task == "expr"
+        and charset.get("source") == "chars"
+        and chars.strip()
+        and not charset.get("files")
+    ):
         held = nfkc(chars)  # as the charset is built: a full-width ＋ holds +
         missing = "".join(op for op in str(task_cfg.get("operators", "")) if op not in held)
         if missing:
