@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from models.registry import DECODERS, entry_source, family_of, get_entry, output_length
 from synth.charset import SPACE, SPACE_HINT, label_spaces
-from synth.text import Value
+from synth.text import Value, grammar_accepts
 
 BLANK = 0  # CTC blank class
 EOS = 0  # attention terminal symbol
@@ -580,17 +580,6 @@ def _logaddexp(a: float, b: float) -> float:
     if b == -math.inf:
         return a
     return max(a, b) + math.log1p(math.exp(-abs(a - b)))
-
-
-def grammar_accepts(grammar: Grammar, text: str) -> bool:
-    """Whether ``grammar`` takes ``text`` as whole (a `ctc_beam_search` held to it returns its
-    best prefixes, which it does not, when none it takes survives the beam)."""
-    state = grammar.start()
-    for char in text:
-        state = grammar.advance(state, char)
-        if state is None:
-            return False
-    return grammar.accepts(state)
 
 
 def ctc_beam_search(

@@ -198,6 +198,19 @@ def value_json(value: Value | None) -> int | str | None:
     return str(value) if isinstance(value, Fraction) else value
 
 
+def grammar_accepts(grammar: Any, text: str) -> bool:
+    """Whether ``grammar`` (`ExpressionGrammar`, `DrawnExpressionGrammar`: ``start``,
+    ``advance``, ``accepts``) takes ``text`` as whole: what the ``grammar`` decoder's readings
+    are held to (`models.families.ctc_beam_search` returns its best prefixes, which it does not
+    take, when none it takes survives the beam)."""
+    state = grammar.start()
+    for char in text:
+        state = grammar.advance(state, char)
+        if state is None:
+            return False
+    return grammar.accepts(state)
+
+
 class ExpressionGrammar:
     """`evaluate`'s grammar read one character at a time, for decoding constrained to readings
     that evaluate (``models.families.ctc_beam_search``).

@@ -249,7 +249,7 @@ def test_cli_grammar_decoder_for_expr_models(checkpoints, image_folder, capsys):
 
 
 def test_grammar_held_to_a_configs_expressions(checkpoints, image_folder, tmp_path, capsys):
-    from synth.text import DrawnExpressionGrammar
+    from synth.text import DrawnExpressionGrammar, grammar_accepts
 
     settings = {"operands": [2, 2], "max_digits": 1, "baidu_fraction": 0, "operators": "+"}
     config = tmp_path / "mine.yaml"
@@ -261,10 +261,7 @@ def test_grammar_held_to_a_configs_expressions(checkpoints, image_folder, tmp_pa
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(records) == len(paths)
     for record in records:  # an untrained model's readings: "d+d", as the settings draw
-        state = drawn.start()
-        for char in record["text"]:
-            state = drawn.advance(state, char)
-        assert state is not None and drawn.accepts(state), record["text"]
+        assert grammar_accepts(drawn, record["text"]), record["text"]
     recognizer = load_recognizer(checkpoints["expr"], decoder="grammar", task_settings=settings)
     assert [r.text for r in recognizer(paths)] == [r["text"] for r in records]
     with pytest.raises(ValueError, match=r"tasks\.expr: operands \[3, 2\]"):

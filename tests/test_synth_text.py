@@ -27,6 +27,7 @@ from synth.text import (
     evaluate,
     expression,
     expression_value,
+    grammar_accepts,
     long_expression,
     short_text,
     task_grammar,
@@ -117,8 +118,8 @@ def test_expressions_within_the_limits_evaluate():
     big = evaluate("*".join(["9" * 999] * 4))  # 3996 digits
     assert len(str(big)) == 3996 and isinstance(value_json(big), int)
     grammar = ExpressionGrammar()
-    assert _grammar_reads(grammar, "(" * MAX_DEPTH + "7" + ")" * MAX_DEPTH)
-    assert not _grammar_reads(grammar, "(" * (MAX_DEPTH + 1) + "7" + ")" * (MAX_DEPTH + 1))
+    assert grammar_accepts(grammar, "(" * MAX_DEPTH + "7" + ")" * MAX_DEPTH)
+    assert not grammar_accepts(grammar, "(" * (MAX_DEPTH + 1) + "7" + ")" * (MAX_DEPTH + 1))
 
 
 def test_values_as_json_hold_ints_and_fractions():
@@ -163,15 +164,6 @@ def test_evaluate_never_calls_eval(monkeypatch):
     assert evaluate("(1+2)*3") == 9
 
 
-def _grammar_reads(grammar: ExpressionGrammar, text: str) -> bool:
-    state = grammar.start()
-    for ch in text:
-        state = grammar.advance(state, ch)
-        if state is None:
-            return False
-    return grammar.accepts(state)
-
-
 def test_expression_grammar_accepts_exactly_what_evaluate_evaluates():
     # Every text of up to 6 characters over digits, the operators, parentheses and one stranger:
     # the grammar, read one character at a time, accepts a text iff evaluate parses it (it then
@@ -192,11 +184,11 @@ def test_expression_grammar_accepts_exactly_what_evaluate_evaluates():
                 divides_by_zero += 1
             except ExpressionError:
                 ok = False
-            assert _grammar_reads(grammar, text) == ok, text
+            assert grammar_accepts(grammar, text) == ok, text
             accepted += ok
     assert accepted > 1000  # the enumeration reaches real expressions, nested ones included
     assert divides_by_zero > 10
-    assert _grammar_reads(grammar, "12*(34+5)-67") and _grammar_reads(grammar, "((1))")
+    assert grammar_accepts(grammar, "12*(34+5)-67") and grammar_accepts(grammar, "((1))")
     assert task_grammar("line") is None and task_grammar("short") is None
 
 
@@ -220,13 +212,13 @@ def test_drawn_grammar_accepts_every_expression_the_settings_draw(settings):
     texts = {expression(rng, *args, settings["operators"]) for _ in range(20000)}
     assert len(texts) > 1000
     for text in texts:
-        assert _grammar_reads(grammar, text), text
+        assert grammar_accepts(grammar, text), text
 
 
 def test_drawn_grammar_refuses_what_the_settings_never_draw():
     grammar = task_grammar("expr", DRAWN)
     for text in ("12+34-56*78", "(1+2)*3", "1*(2+3)", "1+(2+3)+4", "0+0", "(1+2+3)*4"):
-        assert _grammar_reads(grammar, text), text
+        assert grammar_accepts(grammar, text), text
     never = {
         "09+1": "a leading zero",
         "123+4": "more digits than max_digits",
@@ -239,9 +231,9 @@ def test_drawn_grammar_refuses_what_the_settings_never_draw():
         "8/4+1": "an operator not drawn",
     }
     for text, why in never.items():
-        assert _grammar_reads(ExpressionGrammar(), text), text  # each parses
-        assert not _grammar_reads(grammar, text), why
-    assert not _grammar_reads(task_grammar("expr", {**DRAWN, "baidu_fraction": 1.0}), "12+3*4")
+        assert grammar_accepts(ExpressionGrammar(), text), text  # each parses
+        assert not grammar_accepts(grammar, text), why
+    assert not grammar_accepts(task_grammar("expr", {**DRAWN, "baidu_fraction": 1.0}), "12+3*4")
 
 
 def test_drawn_grammar_reads_exactly_the_drawn_texts_of_small_settings():
@@ -265,7 +257,7 @@ def test_drawn_grammar_reads_exactly_the_drawn_texts_of_small_settings():
     walk("", grammar.start())
     assert len(found) == len(set(found)) == 10 * 2 * 10 + 10**3 * 2**2 * 3
     for text in found:
-        assert _grammar_reads(ExpressionGrammar(), text)
+        assert grammar_accepts(ExpressionGrammar(), text)
         evaluate(text)
 
 
