@@ -1538,9 +1538,11 @@ def test_a_font_file_added_or_removed_under_a_glob_reruns_the_jobs_that_read_fon
 
     config = _write_config(tmp_path, hold_out)
     assert rerun() == [("coverage", "test")] * 4 + [("font_table", "")]
-    run_snakemake(workdir, "--forcerun", "coverage", *targets, config=config)
+    proc = run_snakemake(workdir, "--forcerun", "coverage", *targets, config=config)
     log = (workdir / "logs/coverage/expr/train.log").read_text()
     assert f"fonts/{heldout_font.name}: left out of the training fonts when the workflow " in log
+    # in each job's log, not four times on the console (the workflow's start said it once)
+    assert "left out of the training fonts" not in proc.stdout + proc.stderr
     assert "held out (fonts.test_fonts lists it, a copy or another version of it)" in log
 
 

@@ -1,27 +1,26 @@
 """Snakemake adapter: what every face of one role (training or held-out fonts) covers of one
 task's charset, as built from its source (before the charset job drops what no face covers)."""
 
-import logging
-
 from synth import joblog
-from synth.fonts import resolve_font_files, scan_files, write_coverage
+from synth.fonts import files_log, resolve_font_files, scan_files, write_coverage
 from synth.specs import CharsetSpec
 
 joblog.start(snakemake.log[0])
-log = logging.getLogger(__name__)
 w, params = snakemake.wildcards, snakemake.params
 chars = CharsetSpec.from_config(params.charset, f"tasks.{w.task}.charset").build()
 # The role's files are the job's inputs, resolved when the workflow started: a training file
 # that is also held out is not among them. They are not a parameter, so listing a held-out font
 # that a training glob matches too (one put in fonts/) reruns no training job. The patterns are
-# resolved again here for their warnings (a pattern matching nothing, a broken link).
+# resolved again here for their warnings (a pattern matching nothing, a broken link). Those, and
+# why a file is left out, go to the job's log alone (files_log): the workflow said them once on
+# the console when it started, and the task's four coverage jobs would say them four times.
 inputs = set(snakemake.input.fonts)
 files = []
 for f in resolve_font_files(params.patterns):
     if f.path in inputs:
         files.append(f)
     else:
-        log.warning(
+        files_log.warning(
             "font %s: left out of the %s fonts when the workflow started: %s (its warning there "
             "says which)",
             f.path,
