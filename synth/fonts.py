@@ -483,11 +483,16 @@ def _without_copied_faces(
     naming them. A face with no outline table to compare (`MIN_OUTLINE_BYTES`) or no cmap is
     never taken for a copy."""
     keys = {f.path: [(name, k) for name, _, _, k in face_keys(f.path)] for f in files}
-    holder: dict[tuple, str] = {}
+    holder: dict[tuple, tuple[str, int]] = {}
     left_out = set()
     for f in sorted(files, key=lambda f: -len(keys[f.path])):  # stable: in order within a count
-        faces = [(name, k) for name, k in keys[f.path] if k is not None]
-        held = [(name, holder[k]) for name, k in faces if holder.get(k, f.path) != f.path]
+        faces = [(i, name, k) for i, (name, k) in enumerate(keys[f.path]) if k is not None]
+        held = [
+            (name, holder[k][0])
+            for i, name, k in faces
+            if holder.get(k, (f.path,))[0] != f.path
+            and _same_tables((f.path, i), holder[k], (k[1], "cmap"))
+        ]
         # every face held elsewhere: one that could not be compared is the file's own
         if held and len(held) == len(keys[f.path]):
             left_out.add(f.path)
@@ -510,9 +515,20 @@ def _without_copied_faces(
                     name,
                     other,
                 )
-        for _, k in faces:
-            holder.setdefault(k, f.path)
+        for i, _, k in faces:
+            holder.setdefault(k, (f.path, i))
     return [f for f in files if f.path not in left_out]
+
+
+def _same_tables(a: tuple[str, int], b: tuple[str, int], tags: Sequence[str]) -> bool:
+    """Whether faces ``a`` and ``b`` (file, index) hold the same bytes in tables ``tags``: the
+    check of a match of the table directories' lengths and checksums (`_face_keys`), which a
+    file whose tables were overwritten, their checksums left as they were, passes too."""
+    try:
+        one, other = _open_faces(a[0])[a[1]], _open_faces(b[0])[b[1]]
+        return all(one.reader[tag] == other.reader[tag] for tag in tags)
+    except FONT_ERRORS:
+        return False
 
 
 def _warn_shared_names(files: Sequence[FontFile], what: str) -> None:
@@ -533,30 +549,32 @@ def _warn_shared_names(files: Sequence[FontFile], what: str) -> None:
 class _HeldOutFaces:
     """The held-out faces by name (family and style, casefolded; not a face without a family
     name) and by outlines (the glyph count and the length and checksum of the ``glyf``, ``CFF ``
-    or ``CFF2`` table, from the table directory; not a table under `MIN_OUTLINE_BYTES`), to find
-    a training file that holds one of them under other bytes."""
+    or ``CFF2`` table, from the table directory, then the table's bytes, `_same_tables`; not a
+    table under `MIN_OUTLINE_BYTES`), to find a training file that holds one of them under other
+    bytes."""
 
     def __init__(self, files: Iterable[FontFile], face_keys: Callable[[str], list]) -> None:
         self._face_keys = face_keys
         self._by_name: dict[tuple[str, str], str] = {}
-        self._by_outlines: dict[tuple[int, str, int, int], str] = {}
+        self._by_outlines: dict[tuple[int, str, int, int], tuple[str, int]] = {}
         for f in files:
-            for _, name_key, outline_key, _ in face_keys(f.path):
+            for i, (_, name_key, outline_key, _) in enumerate(face_keys(f.path)):
                 if name_key is not None:
                     self._by_name.setdefault(name_key, f.path)
                 if outline_key is not None:
-                    self._by_outlines.setdefault(outline_key, f.path)
+                    self._by_outlines.setdefault(outline_key, (f.path, i))
 
     def find(self, path: str) -> tuple[str, str, str, str] | None:
         """For the first face of ``path`` that a held-out file has: (what it shares, the held-out
         file, the face's name, what that makes it); None when it has none."""
         if not self._by_name and not self._by_outlines:
             return None
-        for name, name_key, outline_key, _ in self._face_keys(path):
+        for i, (name, name_key, outline_key, _) in enumerate(self._face_keys(path)):
             if name_key is not None and (other := self._by_name.get(name_key)) is not None:
                 return "the family and style names", other, name, "another version of it"
-            if outline_key is not None and (other := self._by_outlines.get(outline_key)):
-                return "the outlines", other, name, "a copy of it under another name"
+            held = self._by_outlines.get(outline_key) if outline_key is not None else None
+            if held and _same_tables((path, i), held, (outline_key[1],)):
+                return "the outlines", held[0], name, "a copy of it under another name"
         return None
 
 

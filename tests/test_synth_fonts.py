@@ -128,6 +128,47 @@ def test_another_version_or_a_renamed_copy_of_a_held_out_font_is_held_out(
     assert [f.path for f in train] == sorted(paths) and "held out" not in caplog.text
 
 
+def _glyf_overwritten(source: Path, out: Path) -> Path:
+    """``source`` with its glyf table's bytes replaced by random ones and its table directory,
+    checksums included, left as it was: a damaged file that reads as the same outlines."""
+    import numpy as np
+
+    data = bytearray(source.read_bytes())
+    for i in range(struct.unpack_from(">H", data, 4)[0]):
+        tag, _, offset, length = struct.unpack_from(">4sIII", data, 12 + 16 * i)
+        if tag == b"glyf":
+            data[offset : offset + length] = np.random.default_rng(0).bytes(length)
+    out.write_bytes(bytes(data))
+    return out
+
+
+def test_a_damaged_file_that_kept_its_checksums_is_no_copy(tmp_path, latin_font, caplog):
+    """The copy checks match the table directory's lengths and checksums, then the tables'
+    bytes: a file whose outlines were overwritten, its directory left as it was, was named a
+    copy of the font it was damaged from (of a held-out one under another name, too)."""
+    from fontTools.ttLib import TTFont
+
+    damaged = _glyf_overwritten(latin_font, tmp_path / "Damaged.ttf")
+    with caplog.at_level("WARNING"):
+        train, _ = split_roles([str(latin_font), str(damaged)], [])
+    assert [f.path for f in train] == sorted([str(latin_font), str(damaged)])
+    assert "outlines and character map" not in caplog.text
+    renamed = TTFont(str(latin_font))
+    for record in renamed["name"].names:
+        if record.nameID in (1, 3, 4, 6, 16):
+            record.string = "Not DejaVu"
+    renamed.save(str(tmp_path / "renamed.ttf"))
+    other = _glyf_overwritten(tmp_path / "renamed.ttf", tmp_path / "Other.ttf")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        train, _ = split_roles([str(other)], [str(latin_font)])
+    assert [f.path for f in train] == [str(other)] and "held-out font" not in caplog.text
+    # the copy itself, undamaged, is still held out
+    with caplog.at_level("WARNING"):
+        train, _ = split_roles([str(tmp_path / "renamed.ttf")], [str(latin_font)])
+    assert train == [] and "a copy of it under another name" in caplog.text
+
+
 def test_fonts_without_names_are_not_taken_for_one_another(tmp_path, latin_font, caplog):
     """Two unrelated fonts whose name tables are empty share no family and style: neither is
     held out for the other. Two held-out files of one name get a warning, since the per-file
