@@ -133,6 +133,8 @@ def plot_curves(history_csv: str | os.PathLike, out: str | os.PathLike, title: s
             # training rows are not values: NaN > 0 is False)
             if ylabel == "loss" and all((history[c].dropna() > 0).all() for c in cols):
                 ax.set_yscale("log")
+            if ylabel == "score":
+                ax.set_ylim(bottom=0)  # shares and rates: none below 0, even when all are 0
             ax.set_xlabel("step")
             ax.set_ylabel(ylabel)
             ax.legend(fontsize=8)
@@ -322,7 +324,15 @@ def _bar_label(value: float, n: Any, y: float, high: float = math.nan) -> tuple[
     if not np.isfinite(value):
         return 0.01, y, f"no figure (n={n})"
     end = max(value, high) if np.isfinite(high) else value
-    return end + 0.01, y, f"{value:.2f} (n={n})"
+    return end + 0.01, y, f"{value:.3f} (n={n})"  # 3 places: 0.985 and 0.994 apart
+
+
+def _font_tick(font: str, split: str) -> str:
+    """A per-font row's label: the font, and the split unless it is test_seen (a bar at 0 has
+    no colour to tell the held-out fonts by)."""
+    if split == "test_seen":
+        return font
+    return f"{font} [{'held out' if split == 'test_heldout' else split}]"
 
 
 def plot_accuracy_by_font(
@@ -359,7 +369,7 @@ def plot_accuracy_by_font(
         colors = _split_colors(table["split"])
         for ax, ((experiment, task), part) in zip(axes[:, 0], groups, strict=True):
             part = part.sort_values(["split", "font"], ascending=[False, True])
-            labels = list(part["font"])
+            labels = [_font_tick(f, s) for f, s in zip(part["font"], part["split"], strict=True)]
             values = part["value"].astype(float).to_numpy()  # NaN: no figure, no bar
             low = part["low"].astype(float).to_numpy()
             high = part["high"].astype(float).to_numpy()
@@ -376,7 +386,8 @@ def plot_accuracy_by_font(
             )
             ax.set_yticks(y, labels, fontsize=7)
             ax.set_ylim(len(part) - 0.5, -0.5)  # first font on top, no margins
-            ax.set_xlim(0, 1.25)
+            ax.set_xlim(0, 1.25)  # room for the labels right of a bar at 1
+            ax.set_xticks(np.linspace(0, 1, 6))  # a share: no tick past 1
             ax.set_xlabel(part["metric"].iloc[0])
             ax.set_title(f"{experiment} ({task})", fontsize=10)
             for yi, v, n, hi in zip(y, values, part["n"], high, strict=True):

@@ -386,6 +386,7 @@ def test_plot_curves(tmp_path, monkeypatch):
         [("val_acc", [3, 6], [0.1, 0.3])],
     ]
     assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "score"]
+    assert fig.axes[1].get_ylim()[0] == 0  # a share never below 0 (all-zero scores went -0.04)
 
 
 def test_plot_curves_draws_positive_losses_on_a_log_scale(tmp_path, monkeypatch):
@@ -749,7 +750,7 @@ def test_a_font_without_a_figure_is_said_to_have_none_not_drawn_at_zero(tmp_path
     """A per-font cell with no figure (NaN) was drawn as a bar at 0.00, read as a font the
     model reads nothing of; own test sets' grey bars get a legend entry."""
     assert plots._bar_label(float("nan"), 3, 2.0) == (0.01, 2.0, "no figure (n=3)")
-    assert plots._bar_label(0.5, 10, 1.0) == (0.51, 1.0, "0.50 (n=10)")
+    assert plots._bar_label(0.5, 10, 1.0) == (0.51, 1.0, "0.500 (n=10)")
     files = []
     for split in ("test_seen", "test_mine"):
         path = tmp_path / split / "metrics.json"
@@ -798,4 +799,8 @@ def test_per_font_bars_carry_their_wilson_interval(tmp_path, monkeypatch):
         tuple(np.round(table.loc[f, ["low", "high"]].to_numpy(float), 4)) for f in ("A", "B")
     ] + [(0.0, 0.0)]
     x, _, text = plots._bar_label(0.5, 10, 0.0, table.loc["A", "high"])
-    assert x == pytest.approx(table.loc["A", "high"] + 0.01) and text == "0.50 (n=10)"
+    assert x == pytest.approx(table.loc["A", "high"] + 0.01) and text == "0.500 (n=10)"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "B", "C"]  # test_seen: bare
+    assert max(ax.get_xticks()) == 1.0
+    assert plots._font_tick("UKai", "test_heldout") == "UKai [held out]"
+    assert plots._font_tick("Mine", "test_scans") == "Mine [test_scans]"
