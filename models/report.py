@@ -41,6 +41,7 @@ CRNN_COLUMNS = (
     "split",
     "n",
     "seq_acc",
+    "interval_95",
     "cer",
     "ned",
     "value_acc",
@@ -60,6 +61,7 @@ HANZI_COLUMNS = (
     "font",
     "n",
     "top1",
+    "interval_95",
     "top5",
     "params_m",
     "train_steps",
@@ -77,6 +79,7 @@ READER_COLUMNS = (
     "font",
     "n",
     "seq_acc",
+    "interval_95",
     "cer",
     "ned",
     "params_m",
@@ -101,8 +104,22 @@ def _order(record: Mapping[str, Any]) -> tuple:
     return (record["experiment"] == TESSERACT, record["experiment"], record["task"], split_rank)
 
 
+def interval_text(share: Any, n: Any) -> str | None:
+    """The 95% Wilson interval of a share of ``n`` images as ``"low-high"`` (4 places), None
+    without a figure or images: what a row's headline figure could be by the images alone."""
+    try:
+        low, high = wilson_interval(float(share), int(n))
+    except (TypeError, ValueError):
+        return None
+    return f"{low:.4f}-{high:.4f}"
+
+
 def _row(record: Mapping[str, Any], columns: Sequence[str], **override: Any) -> dict[str, Any]:
     row = {c: record.get(c) for c in columns}
+    if "interval_95" in columns:  # of the headline share: top-1 for the classifier
+        row["interval_95"] = interval_text(
+            record.get("top1" if "top1" in columns else "seq_acc"), record.get("n")
+        )
     if isinstance(row.get("model_kwargs"), Mapping):
         # one cell, what tells two experiments of one model apart: "hidden=96 width=0.25"
         row["model_kwargs"] = " ".join(
@@ -293,7 +310,7 @@ def targets_table(
         n = None if record is None else record.get("n")
         if reached is not None and t["metric"] in SHARE_METRICS and n:
             low, high = wilson_interval(reached, n)
-            interval = f"{low:.4f}-{high:.4f}"
+            interval = interval_text(reached, n)
             if low <= t["value"] <= high:
                 met += ", within noise"
         rows.append(

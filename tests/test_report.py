@@ -52,8 +52,8 @@ _HEADER_BACK = [
     "model_kwargs",
     "init_from",
 ]
-HANZI_HEADER = [*_HEADER_FRONT, "top1", "top5", *_HEADER_BACK]
-READER_HEADER = [*_HEADER_FRONT, "seq_acc", "cer", "ned", *_HEADER_BACK]
+HANZI_HEADER = [*_HEADER_FRONT, "top1", "interval_95", "top5", *_HEADER_BACK]
+READER_HEADER = [*_HEADER_FRONT, "seq_acc", "interval_95", "cer", "ned", *_HEADER_BACK]
 
 
 @pytest.fixture
@@ -167,6 +167,7 @@ def test_crnn_report_columns_and_rows(tmp_path, metrics_files):
         "split",
         "n",
         "seq_acc",
+        "interval_95",
         "cer",
         "ned",
         "value_acc",
@@ -190,6 +191,9 @@ def test_crnn_report_columns_and_rows(tmp_path, metrics_files):
     assert rows[0]["value_acc"] == "0.75"
     assert rows[2]["value_acc"] == ""  # lines have no value
     assert rows[3]["seq_acc"] == "0.4"
+    # the headline share's 95% Wilson interval over the split's n images
+    low, high = wilson_interval(0.4, int(rows[3]["n"]))
+    assert rows[3]["interval_95"] == f"{low:.4f}-{high:.4f}"
     assert rows[3]["model_kwargs"] == "hidden=96 width=0.25"  # what tells variants apart
     assert rows[4]["model_kwargs"] == ""  # Tesseract
     assert rows[0]["init_from"] == "a.pt" and rows[2]["init_from"] == ""  # fine-tuned, or not
