@@ -663,6 +663,26 @@ def _family_of(model_name: str) -> str:
     return family_of(model_name)
 
 
+OUTPUT_FILES = ("metrics.json", "predictions.csv")
+
+
+def out_folder_problem(out: str | os.PathLike) -> str | None:
+    """Why ``--out`` cannot take an evaluation's `OUTPUT_FILES`, or None, found before any work
+    and before either is written (the pair was left mismatched when the second could not be):
+    a file where the folder should be, a folder where one of the files should be, or a place no
+    file can be made (`synth.atomic.unwritable_why`, which makes no folder)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        files = " and ".join(OUTPUT_FILES)
+        return f"--out {out}: a file, not a folder ({files} are written into it)"
+    for name in OUTPUT_FILES:
+        if (out / name).is_dir():
+            return f"--out {out}: {out / name} is a folder, where the file {name} is written"
+    if why := unwritable_why(out):
+        return f"--out {out}: cannot be written: {why}"
+    return None
+
+
 @stops_on_interrupt("models.evaluate")
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m models.evaluate CHECKPOINT SHARD... --out DIR``: returns the exit status."""
@@ -712,13 +732,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if problem:
             raise ValueError(problem)
-        if out.exists() and not out.is_dir():
-            raise ValueError(
-                f"--out {out}: a file, not a folder (metrics.json and "
-                "predictions.csv are written into it)"
-            )
-        if why := unwritable_why(out):  # before the work, which writes into it
-            raise ValueError(f"--out {out}: cannot be written: {why}")
+        if problem := out_folder_problem(out):  # before the work, which writes into it
+            raise ValueError(problem)
         settings = None
         if args.task_config:
             meta = read_model_meta(checkpoint)

@@ -44,6 +44,7 @@ from models.evaluate import (
     Reading,
     Sample,
     iter_samples,
+    out_folder_problem,
     prediction_rows,
     sample_metrics,
     shard_arguments_problem,
@@ -397,6 +398,7 @@ def evaluate_tesseract(
     spec: TesseractSpec,
     charset: Sequence[str] | None = None,
     longest: int = 0,
+    placeholder: bool = True,
 ) -> dict[str, Any]:
     """Read a split's samples (the first ``spec.max_samples``, if set) with Tesseract; write
     ``metrics.json`` and ``predictions.csv`` like `models.evaluate.evaluate`.
@@ -410,6 +412,9 @@ def evaluate_tesseract(
             label outside it is an error. None checks no label, and keeps spaces when a label
             holds one.
         longest: The longest label the compared model reads (0: no bound); longer is an error.
+        placeholder: When Tesseract cannot run (disabled, not installed, no language data),
+            write an empty ``predictions.csv`` and a ``metrics.json`` that says why (the
+            workflow's reports show the row); without, write nothing.
 
     Returns:
         The ``metrics.json`` record (``status`` is ``ok``, or says why nothing ran).
@@ -427,8 +432,9 @@ def evaluate_tesseract(
         label = "tesseract (disabled)" if not spec.enabled else "tesseract (not installed)"
         record = _base_record(spec, label, status)
         record.update({"n": 0, "device": "cpu", "eval_img_per_s": None, "per_font": {}})
-        write_predictions(predictions_path, [], spec.task)
-        write_metrics(metrics_path, record)
+        if placeholder:  # the workflow's rows that say so; the command writes nothing
+            write_predictions(predictions_path, [], spec.task)
+            write_metrics(metrics_path, record)
         return record
 
     # With the charset, a label outside it stops the run naming its shard and sample, as a
@@ -572,12 +578,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         cfg = {task: task_cfg, "max_samples": args.max_samples or None}
         spec = TesseractSpec.from_config(task, split, cfg, args.threads, charset)
-        problem = shard_arguments_problem(args.shards)
+        problem = shard_arguments_problem(args.shards) or out_folder_problem(args.out)
         if problem:
             raise ValueError(problem)
         out = Path(args.out)
         record = evaluate_tesseract(
-            args.shards, out / "metrics.json", out / "predictions.csv", spec, charset, longest
+            args.shards,
+            out / "metrics.json",
+            out / "predictions.csv",
+            spec,
+            charset,
+            longest,
+            placeholder=False,  # a failed run leaves --out as it was
         )
     except (CheckpointError, ExportError, ValueError, OSError, TesseractError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)

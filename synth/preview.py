@@ -209,6 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     font = FontFace(args.font, args.face) if args.font else None
+    out = Path(args.output)
+    if any(os.path.exists(s) and out.exists() and os.path.samefile(s, out) for s in args.shards):
+        ap.error(f"-o {out} is one of the shards given: it would be overwritten")
+    if out.suffix.lower() != ".png":
+        ap.error(f"-o {out}: the contact sheet is a PNG: give a .png file")
     try:
         shown = contact_sheet(args.shards, args.output, n=args.n, label_font=font)
     except (OSError, ValueError) as e:  # a missing or damaged shard (ShardReadError), no sample

@@ -508,12 +508,18 @@ def test_cli_evaluates_a_checkpoint_on_any_shards_of_its_task(tmp_path, cjk_font
     assert main([str(ckpt), str(shard), "--out", str(tmp_path / "afile")]) == 1
     assert f"--out {tmp_path / 'afile'}: a file, not a folder" in capsys.readouterr().err
     assert (tmp_path / "afile").read_text() == "mine"
-    # An output that cannot be written (a folder where predictions.csv goes): one line naming it.
-    blocked = tmp_path / "blocked"
-    (blocked / "predictions.csv").mkdir(parents=True)
-    assert main([str(ckpt), str(shard), "--out", str(blocked), "--threads", "1"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "predictions.csv" in err and "Traceback" not in err, err
+    # An output that cannot be written (a folder where predictions.csv goes): one line naming
+    # it, before any work; a folder where metrics.json goes had predictions.csv replaced first,
+    # and the pair no longer matched.
+    for name, other in (("predictions.csv", "metrics.json"), ("metrics.json", "predictions.csv")):
+        blocked = tmp_path / f"blocked-{name}"
+        (blocked / name).mkdir(parents=True)
+        (blocked / other).write_text("old")
+        assert main([str(ckpt), str(shard), "--out", str(blocked), "--threads", "1"]) == 1
+        err = capsys.readouterr().err
+        said = f"--out {blocked}: {blocked / name} is a folder, where the file {name} is written"
+        assert err == f"error: {said}\n", err
+        assert (blocked / other).read_text() == "old"
 
 
 def test_cli_evaluates_an_onnx_export_float_or_int8_as_its_checkpoint(tmp_path, cjk_font, capsys):

@@ -429,6 +429,13 @@ def test_preview_command(setup, tmp_path, capsys, latin_font):
         main([str(shard), "-n", "0", "-o", str(tmp_path / "x.png")])
     assert usage.value.code == 2
     assert "expected a whole number from 1, got '0'" in capsys.readouterr().err
+    # the sheet over its own input: refused, the shard kept (it was overwritten with a PNG)
+    kept = shard.read_bytes()
+    for out, said in ((shard, "is one of the shards given"), (tmp_path / "x.jpg", "give a .png")):
+        with pytest.raises(SystemExit) as usage:
+            main([str(shard), "-o", str(out)])
+        assert usage.value.code == 2 and said in capsys.readouterr().err
+    assert shard.read_bytes() == kept
 
 
 @pytest.mark.parametrize("level", [0, 1, 9])

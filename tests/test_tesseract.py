@@ -368,3 +368,23 @@ def test_missing_tesseract_writes_rows_that_say_so(tmp_path, latin_font):
     assert record["model"] == "tesseract (not installed)"
     assert read_predictions(tmp_path / "predictions.csv") == []
     assert tesseract.tesseract_version("no-such-tesseract-5") is None
+
+
+def test_the_command_that_cannot_run_tesseract_leaves_out_as_it_was(tmp_path, latin_font, capsys):
+    """Language data not installed: the workflow's placeholder rows replaced a folder's earlier
+    results when the command ran; it writes nothing. A folder where one of the files goes is
+    named before any work."""
+    _require_tesseract("eng")
+    shard = _expr_shard(tmp_path / "s-000000.tar", latin_font, [("1+1", 2)])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.json").write_text("mine")
+    argv = [str(shard), "--task", "expr", "--no-whitelist", "--out", str(out)]
+    assert tesseract.main([*argv, "--lang", "zzz"]) == 1
+    assert "language data 'zzz' not installed" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json"]
+    assert (out / "metrics.json").read_text() == "mine"
+    (out / "predictions.csv").mkdir()
+    assert tesseract.main(argv) == 1
+    assert f"{out / 'predictions.csv'} is a folder" in capsys.readouterr().err
+    assert (out / "metrics.json").read_text() == "mine"
