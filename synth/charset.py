@@ -416,7 +416,8 @@ def read_charset(path: str | os.PathLike) -> list[str]:
     """Read a charset file written by :func:`write_charset` (one character per line).
 
     Raises:
-        CharsetError: The file is not UTF-8, or a line holds other than one character.
+        CharsetError: The file is not UTF-8, a line holds other than one character, a character
+            comes twice, or there is none (a model of it would have no class, or two of one).
     """
     try:
         lines = Path(path).read_text(encoding="utf-8").split("\n")
@@ -428,4 +429,9 @@ def read_charset(path: str | os.PathLike) -> list[str]:
         raise CharsetError(
             f"charset {path}: lines must hold one character each, got {listing(bad)}"
         )
+    if not chars:
+        raise CharsetError(f"charset {path}: empty (no character)")
+    twice = [code_points(c) for c in dict.fromkeys(chars) if chars.count(c) > 1]
+    if twice:
+        raise CharsetError(f"charset {path}: {listing(twice)} more than once")
     return chars

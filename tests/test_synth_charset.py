@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 
 import pytest
 
 from synth.charset import (
+    CharsetError,
     build_charset,
     gb2312_hanzi,
     is_hanzi,
@@ -132,6 +134,19 @@ def test_a_charset_line_of_more_than_one_character_is_named_by_code_point(tmp_pa
         f"charset {path}: lines must hold one character each, "
         "got 'q\u0303' (U+0071 U+0303), 'b\\u200b' (U+0062 U+200B)"
     )
+
+
+def test_an_empty_charset_or_one_with_a_character_twice_is_named(tmp_path):
+    """Training on either raised a bare ValueError (a traceback from the command); pack and
+    bench_tesseract took them silently (an empty one meant no whitelist)."""
+    path = tmp_path / "charset.txt"
+    path.write_text("", encoding="utf-8")
+    with pytest.raises(CharsetError, match=rf"^charset {re.escape(str(path))}: empty"):
+        read_charset(path)
+    path.write_text("啊\n一\n啊\n", encoding="utf-8")
+    with pytest.raises(CharsetError) as e:
+        read_charset(path)
+    assert str(e.value) == f"charset {path}: '啊' (U+554A) more than once"
 
 
 def test_most_frequent_keeps_the_corpus_commonest_hanzi_in_source_order(tmp_path):
