@@ -840,8 +840,11 @@ def _report_record(results: Path, row: dict[str, str]) -> dict:
 @pytest.mark.slow
 def test_the_smoke_runs_report_rows_are_their_metrics_files(smoke_run):
     """Every cell of every report table is the figure of its metrics.json (floats to the six
-    significant digits the CSVs keep), and every metrics.json has its rows: one per split, the
-    classifier's and the reader's one more per font."""
+    significant digits the CSVs keep; ``interval_95`` the Wilson interval of its headline share
+    over its n), and every metrics.json has its rows: one per split, the classifier's and the
+    reader's one more per font."""
+    from models.metrics import wilson_interval
+
     results = smoke_run / "results"
     for kind, tasks in REPORT_FAMILY.items():
         with open(results / f"{kind}_report.csv", newline="") as f:
@@ -859,6 +862,14 @@ def test_the_smoke_runs_report_rows_are_their_metrics_files(smoke_run):
                 if column == "model_kwargs":
                     pairs = (kv.split("=", 1) for kv in cell.split())
                     assert {k: json.loads(v) for k, v in pairs} == (value or {}), where
+                elif column == "interval_95":
+                    share = record.get("top1" if "top1" in row else "seq_acc")
+                    if share is None or not record.get("n"):
+                        assert cell == "", where
+                    else:
+                        low, high = (float(x) for x in cell.split("-"))
+                        want = wilson_interval(share, record["n"])
+                        assert (low, high) == pytest.approx(want, abs=6e-5), where
                 elif value is None:
                     assert cell == "", where
                 elif isinstance(value, float):
