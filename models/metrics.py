@@ -135,6 +135,15 @@ def wilson_interval(share: float, n: int, z: float = 1.959964) -> tuple[float, f
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def share_interval(share: Any, n: Any) -> tuple[float, float] | None:
+    """`wilson_interval` of a table's or plot's cell, None for a cell without a figure or
+    images (None, NaN, n of 0)."""
+    try:
+        return wilson_interval(float(share), int(n))
+    except (TypeError, ValueError):
+        return None
+
+
 def metric_names(with_topk: bool, with_values: bool) -> list[str]:
     """The figures `text_metrics` gives (and an evaluation's ``metrics.json`` holds) with
     candidates (``with_topk``: a classifier) and reference values (``with_values``: the expr

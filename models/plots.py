@@ -269,10 +269,7 @@ def _panel_order(task: str, experiment: str) -> tuple:
 
 def _share_interval(value: Any, n: Any) -> tuple[float, float]:
     """The 95% Wilson interval of a per-font share, NaN for a cell without a figure or samples."""
-    try:
-        return metrics.wilson_interval(float(value), int(n))
-    except (TypeError, ValueError):
-        return math.nan, math.nan
+    return metrics.share_interval(value, n) or (math.nan, math.nan)
 
 
 def font_accuracy_table(metrics_files: Sequence[str | os.PathLike]) -> pd.DataFrame:

@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from models.evaluate import read_metrics
-from models.metrics import LOWER_IS_BETTER, SHARE_METRICS, wilson_interval
+from models.metrics import LOWER_IS_BETTER, SHARE_METRICS, share_interval
 from synth.atomic import write_text_atomic
 
 TEST_SPLITS = ("test_seen", "test_heldout")
@@ -107,11 +107,8 @@ def _order(record: Mapping[str, Any]) -> tuple:
 def interval_text(share: Any, n: Any) -> str | None:
     """The 95% Wilson interval of a share of ``n`` images as ``"low-high"`` (4 places), None
     without a figure or images: what a row's headline figure could be by the images alone."""
-    try:
-        low, high = wilson_interval(float(share), int(n))
-    except (TypeError, ValueError):
-        return None
-    return f"{low:.4f}-{high:.4f}"
+    bounds = share_interval(share, n)
+    return None if bounds is None else f"{bounds[0]:.4f}-{bounds[1]:.4f}"
 
 
 def _row(record: Mapping[str, Any], columns: Sequence[str], **override: Any) -> dict[str, Any]:
@@ -309,9 +306,9 @@ def targets_table(
         interval = None
         n = None if record is None else record.get("n")
         if reached is not None and t["metric"] in SHARE_METRICS and n:
-            low, high = wilson_interval(reached, n)
+            bounds = share_interval(reached, n)
             interval = interval_text(reached, n)
-            if low <= t["value"] <= high:
+            if bounds is not None and bounds[0] <= t["value"] <= bounds[1]:
                 met += ", within noise"
         rows.append(
             {
