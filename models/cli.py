@@ -99,26 +99,34 @@ TASK_CONFIG_HELP = (
 def read_task_settings(config_path: str, task: str) -> dict[str, Any]:
     """The settings of ``tasks.<task>`` the ``grammar`` decoder reads (``--task-config``;
     `synth.text.GRAMMAR_SETTINGS`) in the config file at ``config_path``: read, checked against
-    the workflow's schema and given its defaults (`synth.schema.with_defaults`, the checks the
-    workflow and ``python -m models.train --config`` run with `synth.schema.check_schema`), so
-    that a misspelt key is refused rather than left for the default grammar.
+    the workflow's schema and given its defaults (`synth.schema.check_schema`, as the workflow and
+    ``python -m models.train --config`` check it), and the task's settings past the schema
+    checked as `models.configcheck.task_problems` checks them, so that a misspelt key or
+    contradictory settings are refused rather than left for the default grammar.
 
     Raises:
-        ValueError: The file cannot be read, breaks the schema (every problem, naming the key)
-            or has no ``tasks.<task>``; the message names the file.
+        ValueError: The file cannot be read, breaks the schema or the task's checks (every
+            problem, naming the key) or has no ``tasks.<task>``; the message names the file.
     """
-    from synth.schema import config_with_origins, with_config_file, with_defaults
+    from models.configcheck import task_problems
+    from synth.schema import check_schema, config_with_origins, problems_error, with_config_file
     from synth.text import grammar_settings
 
     try:
         given, origins = config_with_origins([config_path])
-        config = with_defaults(given, origins=origins)
+        checked = check_schema(given, origins=origins)
+        # The schema's problems, then the task's own past it (repeated operators, a charset
+        # that cannot hold them), as the workflow and `models.configcheck` name them: the
+        # grammar is then the one the workflow's evaluation of the task would read.
+        problems = [*checked.problems, *task_problems(checked, task, origins)]
+        if problems:
+            raise problems_error(problems)
     except ValueError as e:
         raise ValueError(with_config_file(str(e), [config_path])) from None
     # The defaults fill in every task: a config that sets nothing of the model's is not its own.
     if not isinstance((given.get("tasks") or {}).get(task), dict):
         raise ValueError(f"{config_path}: no tasks.{task} settings (the model's task)")
-    return grammar_settings(task, config["tasks"][task])  # as the workflow's evaluation gets
+    return grammar_settings(task, checked.config["tasks"][task])  # as the evaluation gets
 
 
 def task_settings_warnings(

@@ -22,6 +22,7 @@ from models.registry import experiment_problems
 from synth.charset import nfkc
 from synth.schema import (
     SCHEMA_PATH,
+    SchemaCheck,
     check_schema,
     config_with_origins,
     from_files,
@@ -53,20 +54,32 @@ def workflow_config_problems(
         else:
             problems += experiment_problems(checked, name, origins)
     tasks = filled.get("tasks")
-    for task, task_cfg in tasks.items() if isinstance(tasks, dict) else ():
-        if checked.holds("tasks", task):
-            problems += [named_with_file(p, origins) for p in _charset_problems(task, task_cfg)]
-        # A split's settings (its degrade merged over its task's) that no spec accepts: an
-        # unknown degradation, repeated expr operators, a charset space asked of a task other
-        # than line. A task's own setting fails every split alike: said once.
-        for split in task_cfg["splits"] if checked.holds("tasks", task) else ():
-            try:
-                task_spec(task, split_config(task, task_cfg, split))
-            except ValueError as e:
-                problem = named_with_file(str(e), origins)
-                if problem not in problems:
-                    problems.append(problem)
+    for task in tasks if isinstance(tasks, dict) else ():
+        problems += [p for p in task_problems(checked, task, origins) if p not in problems]
     return filled, problems
+
+
+def task_problems(
+    checked: SchemaCheck, task: str, origins: Mapping[str, Any] | None = None
+) -> list[str]:
+    """The problems of ``tasks.<task>`` past the schema, one line each, naming key and file: its
+    charset settings that contradict the rest (`_charset_problems`), then its splits' settings
+    (each split's degrade merged over the task's) that no spec accepts: an unknown degradation,
+    repeated expr operators, a charset space asked of a task other than line. A task's own
+    setting fails every split alike: said once. None when the schema already finds the task
+    at fault (its problems are the schema's)."""
+    if not checked.holds("tasks", task):
+        return []
+    task_cfg = checked.config["tasks"][task]
+    problems = [named_with_file(p, origins) for p in _charset_problems(task, task_cfg)]
+    for split in task_cfg["splits"]:
+        try:
+            task_spec(task, split_config(task, task_cfg, split))
+        except ValueError as e:
+            problem = named_with_file(str(e), origins)
+            if problem not in problems:
+                problems.append(problem)
+    return problems
 
 
 def _charset_problems(task: str, task_cfg: Mapping[str, Any]) -> list[str]:

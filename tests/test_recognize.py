@@ -302,8 +302,23 @@ def test_a_task_config_is_checked_against_the_schema_naming_key_and_file(
     assert main([*args, "--task-config", str(overlay)]) == 1
     err = capsys.readouterr().err
     assert f"tasks.expr.operands.1: nan is not a number; from {overlay}" in err, err
-    # An operator the model cannot read: the readings are as without it, and a warning says so.
-    config.write_text('tasks: {expr: {operators: "+/"}}\n')
+    # The task's checks past the schema, as the workflow's: repeated operators, an operator its
+    # own charset's chars cannot hold (the schema took both, and the grammar read them).
+    config.write_text('tasks: {expr: {operators: "++-"}}\n')
+    assert main([*args, "--task-config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"{config}: invalid config (1 problem):" in err, err
+    assert "tasks.expr.operators: '++-' must be distinct characters" in err, err
+    config.write_text(
+        'tasks: {expr: {operators: "+-*", charset: {source: chars, chars: "0123456789+-()"}}}\n'
+    )
+    assert main([*args, "--task-config", str(config)]) == 1
+    assert "tasks.expr.operators: '*' is not in tasks.expr.charset.chars" in capsys.readouterr().err
+    # An operator the model cannot read (the config's own charset holds it): the readings are as
+    # without it, and a warning says so.
+    config.write_text(
+        'tasks: {expr: {operators: "+/", charset: {source: chars, chars: "0123456789+-*/()"}}}\n'
+    )
     assert main([*args, "--task-config", str(config)]) == 0
     err = capsys.readouterr().err
     assert f"warning: {config}: tasks.expr.operators '/': not in the model's charset" in err
