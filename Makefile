@@ -35,11 +35,11 @@ system-deps-test:
 	@bash workflow/setup/install_system.sh --test
 
 report: setup
-	$(BIN)/python -m models.configcheck $(CONFIG)
+	$(BIN)/python -m models.configcheck --no-files $(CONFIG)
 	$(BIN)/snakemake results/crnn_report.csv --profile workflow/profiles/local --cores $(CORES) --configfile $(CONFIG)
 
 all: setup
-	$(BIN)/python -m models.configcheck $(CONFIG)
+	$(BIN)/python -m models.configcheck --no-files $(CONFIG)
 	$(BIN)/snakemake all --profile workflow/profiles/local --cores $(CORES) --configfile $(CONFIG)
 
 smoke: setup
@@ -60,7 +60,7 @@ format: setup
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix . && $(BIN)/snakefmt Snakefile workflow/rules
 
 dag: setup
-	$(BIN)/python -m models.configcheck $(CONFIG)
+	$(BIN)/python -m models.configcheck --no-files $(CONFIG)
 	$(BIN)/snakemake -n results/crnn_report.csv --configfile $(CONFIG)
 
 clean:

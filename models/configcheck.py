@@ -1,25 +1,31 @@
 """A workflow config checked as the workflow checks it when it starts: the schema, then the checks
 past it (a model's name and arguments, a CTC output too short for its longest label, a split's
-settings no spec accepts), every problem at once, each naming its key and the file that set it.
+settings no spec accepts), then the files it names (fonts, charset and corpus files), every
+problem at once, each naming its key and the file that set it.
 
     python -m models.configcheck FILE...
 
 checks the FILEs as ``snakemake --configfile FILE...`` reads them (each with the files it
 extends, each laid over the ones before it), so that a typo is named before a run starts; the
-Makefile runs it on ``CONFIG``. ``--each`` checks every FILE alone instead. A file that is not
+Makefile runs it on ``CONFIG``. ``--each`` checks every FILE alone instead; ``--no-files`` the
+keys alone (a config for another machine's fonts). A file that is not
 YAML at all is named with its line and column (Snakemake's own message for an unreadable
 ``--configfile`` names no file).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from models.cli import stops_on_interrupt
 from models.registry import experiment_problems
-from synth.charset import nfkc
+from synth.atomic import missing_why
+from synth.charset import extra_chars, nfkc
+from synth.fonts import FontError, FontFile, split_roles
 from synth.schema import (
     SCHEMA_PATH,
     SchemaCheck,
@@ -125,13 +131,161 @@ def _charset_problems(task: str, task_cfg: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def cwd_hint(paths: Sequence[Any] = ()) -> str:
+    """The words a message about ``paths`` adds: where relative paths are read from; nothing
+    when every one of them is absolute (none given: the words)."""
+    if paths and all(os.path.isabs(os.path.expanduser(str(p))) for p in paths):
+        return ""
+    return f" (relative paths are read from {os.getcwd()})"
+
+
+def not_found(path: str | os.PathLike) -> str:
+    """Why a path the config names that is neither a file nor a folder cannot be read; where
+    relative paths are read from, when it does not exist."""
+    why = missing_why(path)
+    return why + cwd_hint([path]) if why == "does not exist" else why
+
+
+def corpus_files(task_cfg: Mapping[str, Any]) -> list[str]:
+    """A task's own text files (``tasks.line.corpus``), those its shard jobs read: none for the
+    other tasks, unset, or with ``corpus_fraction`` 0 (the files are not read then)."""
+    return list(task_cfg.get("corpus") or []) if task_cfg.get("corpus_fraction") else []
+
+
+CORPUS_READ_AT_START = 4_000_000  # bytes: a corpus this small is read whole when a run starts
+
+
+def corpus_problem(path: str) -> str | None:
+    """What keeps a file of ``tasks.line.corpus`` from being read, or None. A file of up to
+    `CORPUS_READ_AT_START` bytes is read too (text that is not UTF-8, or only whitespace); a
+    larger one is left to the shard jobs, which read it anyway, rather than read at every run's
+    start."""
+    if os.path.isdir(path):
+        return "is a folder, not a text file"
+    if not os.path.isfile(path):
+        return not_found(path)
+    size = os.path.getsize(path)
+    if size == 0:
+        return "is empty"
+    if size <= CORPUS_READ_AT_START:
+        with open(path, "rb") as f:
+            data = f.read()
+        try:  # as the shard jobs read it: a byte-order mark is no text
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            return f"is not UTF-8 text (byte {e.start}: {data[e.start : e.start + 1]!r})"
+        if not text:
+            return "is empty (a byte-order mark alone)"
+        if not text.strip():
+            return "holds only whitespace"
+    return None
+
+
+@dataclass
+class ConfigFiles:
+    """The files a valid config names, as the workflow finds them when it starts
+    (`config_files`).
+
+    Attributes:
+        train_fonts: The font files of ``fonts.paths`` the training splits draw with
+            (`synth.fonts.split_roles`: copies and held-out faces left out).
+        test_fonts: Those of ``fonts.test_fonts``, the held-out split's.
+        problems: One line each, naming the key, the path and the file that set the key: a font
+            named that cannot be used, a role left without fonts, a charset or corpus file that
+            cannot be read, a charset that gives no character.
+    """
+
+    train_fonts: list[FontFile] = field(default_factory=list)
+    test_fonts: list[FontFile] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def config_files(
+    config: Mapping[str, Any], origins: Mapping[str, Any] | None = None
+) -> ConfigFiles:
+    """The fonts, charset files and corpus files of a valid ``config`` (its defaults filled in,
+    as `workflow_config_problems` gives it), checked as the workflow checks them when it starts
+    (relative paths are read from the working folder): every problem at once. The fonts' and
+    charsets' warnings (a pattern that matches nothing, a file that is not a font, a character
+    repeated) go to their modules' loggers."""
+    found = ConfigFiles()
+    fonts = config["fonts"]
+    try:
+        found.train_fonts, found.test_fonts = split_roles(fonts["paths"], fonts["test_fonts"])
+    except FontError as e:  # an explicitly named file; its key (the list naming it) when known
+        key = e.key.split(".") if e.key else ["fonts"]
+        listed = fonts.get(key[-1], ()) if e.key else ()
+        found.problems.append(f"{e}{cwd_hint(listed)}{from_files(origins, key)}")
+    else:
+        if not found.train_fonts:
+            found.problems.append(
+                f"fonts.paths: {fonts['paths']} match no font file to train with"
+                f"{cwd_hint(fonts['paths'])}{from_files(origins, ['fonts', 'paths'])}"
+            )
+        # Every task's test_heldout split draws with them: without one, every model would
+        # train before the first held-out shard job failed.
+        if not found.test_fonts:
+            held_out = fonts["test_fonts"]
+            found.problems.append(
+                "fonts.test_fonts: "
+                + (
+                    f"{held_out} match no font file to hold out{cwd_hint(held_out)}"
+                    if held_out
+                    else "no held-out font is listed"
+                )
+                + "; the test_heldout split of every task draws with them: list at least one "
+                "font file that fonts.paths does not (configs/config.yaml holds out three)"
+                + from_files(origins, ["fonts", "test_fonts"])
+            )
+    for task, task_cfg in config["tasks"].items():
+        found.problems += _charset_file_problems(task, task_cfg["charset"], origins)
+        for path in corpus_files(task_cfg):
+            if problem := corpus_problem(path):
+                found.problems.append(
+                    f"tasks.{task}.corpus: {path} {problem}"
+                    + from_files(origins, ["tasks", task, "corpus"])
+                )
+    return found
+
+
+def _charset_file_problems(
+    task: str, charset: Mapping[str, Any], origins: Mapping[str, Any] | None
+) -> list[str]:
+    """A charset file that cannot be read (a typo in it was not noticed when an old charset's
+    outputs stood), a charset text that fails (a lone combining mark), or a ``source: chars``
+    charset that gives no character. The text's warnings (a character repeated, one left out)
+    are logged here, once per run, naming the task, rather than from each job that builds the
+    charset."""
+    where = f"tasks.{task}.charset"
+    for path in charset["files"]:
+        if not os.path.isfile(path):
+            why = (
+                "is a folder, not a text file (list the files in it)"
+                if os.path.isdir(path)
+                else not_found(path)
+            )
+            return [
+                f"{where}.files: {path} {why}" + from_files(origins, [*where.split("."), "files"])
+            ]
+    try:
+        chars = extra_chars(charset["chars"], charset["files"], where)
+    except (OSError, ValueError) as e:  # names the file or the character
+        return [named_with_file(str(e), origins)]
+    if not chars and charset["source"] == "chars":
+        return [
+            f"{where}: source chars, and chars and files give no character: an empty charset; "
+            f"list the task's characters in chars (or in files)"
+            + from_files(origins, [*where.split("."), "chars"])
+        ]
+    return []
+
+
 @stops_on_interrupt("models.configcheck", "it writes nothing")
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m models.configcheck [--each] FILE...``: returns the exit status, 0 (after a
-    line ``FILE...: valid (N experiments)`` on stdout) or 1 after
-    printing ``error: FILE: why`` for a file that cannot be read, or the config's problems under
-    ``FILE...: invalid config (N problems)`` (``--help`` prints the usage; no file is argparse's
-    usage error, 2)."""
+    """``python -m models.configcheck [--each] [--no-files] FILE...``: returns the exit status, 0
+    (after a line ``FILE...: valid (N experiments)`` on stdout) or 1 after printing ``error: FILE:
+    why`` for a file that cannot be read, or the config's problems under ``FILE...: invalid config
+    (N problems)`` (``--help`` prints the usage; no file is argparse's usage error, 2)."""
     import argparse
     import sys
 
@@ -140,7 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Check config files as the workflow does when it starts with --configfile "
         "FILE... (the files one config, each with the files it extends, each laid over the ones "
         "before it): the schema's keys and bounds, the models' names and arguments, each "
-        "split's settings. Prints every problem, naming its key and file (exit status 1).",
+        "split's settings, then the fonts, charset and corpus files it names. Prints every "
+        "problem, naming its key and file (exit status 1).",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="a config file (YAML)")
     parser.add_argument(
@@ -148,7 +303,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="check every FILE alone, as --configfile FILE reads it (configs/*.yaml)",
     )
+    parser.add_argument(
+        "--no-files",
+        action="store_true",
+        help="check the keys alone, not the files the config names (fonts, charset and corpus "
+        "files, read from the working folder as the workflow reads them)",
+    )
     args = parser.parse_args(argv)
+    # The fonts' and charsets' warnings (a pattern matching nothing, a file that is no font), as
+    # the workflow prints them when it starts
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     status = 0
     for paths in [[path] for path in args.files] if args.each else [args.files]:
         try:
@@ -157,7 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             status = 1
             continue
-        _, problems = workflow_config_problems(config, origins)
+        filled, problems = workflow_config_problems(config, origins)
+        if not problems and not args.no_files:  # the files of a config whose keys hold
+            problems = config_files(filled, origins).problems
         if problems:
             print(f"error: {' '.join(paths)}: {problems_error(problems)}", file=sys.stderr)
             status = 1

@@ -178,7 +178,9 @@ def test_an_unreadable_config_is_named_before_snakemake_runs(tmp_path):
     makefile = (REPO / "Makefile").read_text(encoding="utf-8")
     for target in ("report", "all", "dag"):
         recipe = makefile.split(f"\n{target}: setup\n", 1)[1].split("\n\n", 1)[0]
-        assert recipe.splitlines()[0] == "\t$(BIN)/python -m models.configcheck $(CONFIG)", target
+        assert (
+            recipe.splitlines()[0] == "\t$(BIN)/python -m models.configcheck --no-files $(CONFIG)"
+        ), target
 
 
 def test_the_cpu_lines_overlay_is_the_default_config_but_for_the_line_models():
@@ -2243,6 +2245,43 @@ def test_the_schemas_problems_and_those_past_it_are_listed_at_once(tmp_path, cap
     assert "invalid config (1 problem):\n  experiments.expr_crnn.model_kwargs.widht" in proc.stdout
 
 
+def test_the_config_check_command_checks_the_files_the_config_names(tmp_path, capsys, monkeypatch):
+    """The fonts, charset and corpus files were checked only when the workflow started: a
+    config the command called valid stopped Snakemake. Every file problem is listed at once,
+    naming key and file, and the workflow refuses the same config with the same lines."""
+    from models.configcheck import main
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(
+        f"extends: {SMOKE}\n"
+        "fonts: {test_fonts: [no_such_font.ttf]}\n"
+        "tasks:\n"
+        "  short: {charset: {files: [folder]}}\n"
+        "  line: {corpus: [latin1.txt], corpus_fraction: 0.5}\n"
+    )
+    monkeypatch.chdir(tmp_path)  # relative paths are read from the working folder
+    assert main([str(mine)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {mine}: invalid config (3 problems):\n"), err
+    for line in (
+        f"  font file no_such_font.ttf does not exist (fonts.test_fonts) (relative paths are "
+        f"read from {tmp_path}); from mine.yaml",
+        "  tasks.short.charset.files: folder is a folder, not a text file (list the files in "
+        "it); from mine.yaml",
+        "  tasks.line.corpus: latin1.txt is not UTF-8 text (byte 3: b'\\xe9'); from mine.yaml",
+    ):
+        assert line in err.splitlines(), err
+    # --no-files: the keys alone (a config for another machine's fonts)
+    assert main(["--no-files", str(mine)]) == 0
+    assert capsys.readouterr().out == f"{mine}: valid (5 experiments)\n"
+    proc = run_snakemake(tmp_path, "-n", config=mine, check=False)
+    assert proc.returncode != 0
+    assert "invalid config (3 problems):" in proc.stdout + proc.stderr
+    assert "tasks.line.corpus: latin1.txt is not UTF-8 text" in proc.stdout + proc.stderr
+
+
 def test_the_config_check_command_lists_what_the_workflow_would_refuse(tmp_path, capsys):
     """python -m models.configcheck: the workflow's own checks, before Snakemake starts (it only
     read the YAML before: a typo passed it); --help is no file."""
@@ -2252,7 +2291,9 @@ def test_the_config_check_command_lists_what_the_workflow_would_refuse(tmp_path,
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: python -m models.configcheck [-h] [--each] FILE [FILE ...]"), out
+    assert out.startswith(
+        "usage: python -m models.configcheck [-h] [--each] [--no-files] FILE [FILE ...]"
+    ), out
     with pytest.raises(SystemExit) as e:
         main([])
     assert e.value.code == 2 and "required: FILE" in capsys.readouterr().err

@@ -9,13 +9,15 @@ from snakemake.exceptions import WorkflowError
 
 from models.metrics import metric_names
 from models.pack import read_labels
-from models.configcheck import workflow_config_problems
+from models.configcheck import (
+    config_files,
+    corpus_files as configcheck_corpus_files,
+    cwd_hint,
+    workflow_config_problems,
+)
 from models.registry import family_of, label_lengths, model_code
 from models.specs import SCHEDULING, settings_drift, train_job_params
 from synth import joblog
-from synth.atomic import missing_why
-from synth.charset import extra_chars
-from synth.fonts import FontError, split_roles
 from synth.schema import (
     config_with_origins,
     from_files,
@@ -63,21 +65,6 @@ def raise_problems(problems, what):
         raise problems_error(problems, what)
 
 
-def cwd_hint(paths=()):
-    """The words a message about ``paths`` adds: where relative paths are read from; nothing
-    when every one of them is absolute (none given: the words)."""
-    if paths and all(os.path.isabs(os.path.expanduser(str(p))) for p in paths):
-        return ""
-    return f" (relative paths are read from {os.getcwd()})"
-
-
-def not_found(path):
-    """Why a path the config names that is neither a file nor a folder cannot be read; where
-    relative paths are read from, when it does not exist."""
-    why = missing_why(path)
-    return why + cwd_hint([path]) if why == "does not exist" else why
-
-
 def shard_config(task, split):
     """What one split's shards depend on: the task's settings, the split's degrade merged in."""
     return split_config(task, config["tasks"][task], split)
@@ -119,120 +106,21 @@ ROLES = ["train", "test"]
 # shards after them. A held-out font is an input of the held-out shards' jobs alone, so adding
 # one renders no training shard again. A file a glob matches that is not a font (cut short, an
 # HTML page) is no input, so adding one reruns nothing. The warnings (those files, a pattern
-# matching nothing) print here, once per run; an explicitly named file that does not exist or is
-# not a font fails here, naming it.
+# matching nothing, a character a charset repeats) print here, once per run; an explicitly named
+# font, a charset or corpus file that cannot be read fails here, naming it and its key
+# (models.configcheck, which checks them the same way).
 joblog.console("synth")
-try:
-    _TRAIN_FILES, _TEST_FILES = split_roles(
-        config["fonts"]["paths"], config["fonts"]["test_fonts"]
-    )
-except FontError as e:
-    # The list that names the file (fonts.paths or fonts.test_fonts): the file that set it alone.
-    _key = e.key.split(".") if e.key else ["fonts"]
-    _listed = config["fonts"].get(_key[-1], ()) if e.key else ()
-    raise FontError(
-        f"{e}{cwd_hint(_listed)}{from_files(_origins, _key)}", e.key
-    ) from None
-if not _TRAIN_FILES:
-    raise ValueError(
-        f"fonts.paths: {config['fonts']['paths']} match no font file to train with"
-        f"{cwd_hint(config['fonts']['paths'])}{from_files(_origins, ['fonts', 'paths'])}"
-    )
-# Every task's test_heldout split draws with them: without one, every model would train before
-# the first held-out shard job failed.
-if not _TEST_FILES:
-    _held_out = config["fonts"]["test_fonts"]
-    raise ValueError(
-        "fonts.test_fonts: "
-        + (
-            f"{_held_out} match no font file to hold out{cwd_hint(_held_out)}"
-            if _held_out
-            else "no held-out font is listed"
-        )
-        + "; the test_heldout split of every task draws with them: list at least one font "
-        "file that fonts.paths does not (configs/config.yaml holds out three)"
-        + from_files(_origins, ["fonts", "test_fonts"])
-    )
+_files = config_files(config, _origins)
+raise_problems(_files.problems, "config")
 ROLE_FONT_FILES = {
-    "train": [f.path for f in _TRAIN_FILES],
-    "test": [f.path for f in _TEST_FILES],
+    "train": [f.path for f in _files.train_fonts],
+    "test": [f.path for f in _files.test_fonts],
 }
-for _task in TASKS:
-    _charset = config["tasks"][_task]["charset"]
-    # A charset file that does not exist fails here, naming its key: as a rule input alone, a
-    # typo in an existing results folder was not noticed (the old charset's outputs stood).
-    for _path in _charset["files"]:
-        if not os.path.isfile(_path):
-            _why = (
-                "is a folder, not a text file (list the files in it)"
-                if os.path.isdir(_path)
-                else not_found(_path)
-            )
-            raise ValueError(
-                f"tasks.{_task}.charset.files: {_path} {_why}"
-                + from_files(_origins, ["tasks", _task, "charset", "files"])
-            )
-    # The charset's own text (chars, files): its warnings (a character repeated, one left out)
-    # print here, once per run and naming the task, rather than from each of the three jobs
-    # that build the charset (joblog.OFF_CONSOLE); a lone combining mark fails here.
-    if (
-        not extra_chars(_charset["chars"], _charset["files"], f"tasks.{_task}.charset")
-        and _charset["source"] == "chars"
-    ):
-        raise ValueError(
-            f"tasks.{_task}.charset: source chars, and chars and files give no character: an "
-            "empty charset; list the task's characters in chars (or in files)"
-            + from_files(_origins, ["tasks", _task, "charset", "chars"])
-        )
 
 
 def corpus_files(task):
-    """A task's own text files (tasks.line.corpus), those its shard jobs read: none for the
-    other tasks, unset, or with corpus_fraction 0 (the files are not read then)."""
-    cfg = config["tasks"][task]
-    return (cfg.get("corpus") or []) if cfg.get("corpus_fraction") else []
-
-
-CORPUS_READ_AT_START = (
-    4_000_000  # bytes: a corpus this small is read whole when the run starts
-)
-
-
-def corpus_problem(path):
-    """What keeps a file of tasks.line.corpus from being read, or None. A file of up to
-    CORPUS_READ_AT_START bytes is read too (text that is not UTF-8, or only whitespace); a
-    larger one is left to the shard jobs, which read it anyway, rather than read at every run's
-    start."""
-    if os.path.isdir(path):
-        return "is a folder, not a text file"
-    if not os.path.isfile(path):
-        return not_found(path)
-    size = os.path.getsize(path)
-    if size == 0:
-        return "is empty"
-    if size <= CORPUS_READ_AT_START:
-        with open(path, "rb") as f:
-            data = f.read()
-        # as the shard jobs read it: a byte-order mark is no text
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            return f"is not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r})"
-        if not text:
-            return "is empty (a byte-order mark alone)"
-        if not text.strip():
-            return "holds only whitespace"
-    return None
-
-
-# The line task's own text (tasks.line.corpus): an input of its shard jobs, checked here too
-# (the shard jobs read it, and log what in it the charset lacks).
-for _path in corpus_files("line"):
-    if _problem := corpus_problem(_path):
-        raise ValueError(
-            f"tasks.line.corpus: {_path} {_problem}"
-            + from_files(_origins, ["tasks", "line", "corpus"])
-        )
+    """A task's own text files (tasks.line.corpus), those its shard jobs read."""
+    return configcheck_corpus_files(config["tasks"][task])
 
 
 def shard_mem_mb(wildcards):
