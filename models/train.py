@@ -1237,7 +1237,7 @@ def job_from_config(
 
 def _build_hint(args: argparse.Namespace, job: TrainJob) -> str:
     """The Snakemake command that builds a task's charset and shards, for the CLI's error."""
-    results = Path(args.results)
+    results = Path(args.results or "results")
     if not args.config or results.name != "results":
         return "; build them with the workflow first (rule shard)"
     where = "" if results.parent == Path() else f" --directory {results.parent}"
@@ -1277,7 +1277,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "Snakemake's --configfile merges them",
     )
     parser.add_argument("--experiment", help="experiment name in the config")
-    parser.add_argument("--results", default="results", help="results folder (default: results)")
+    parser.add_argument("--results", help="results folder (default: results)")
     parser.add_argument("--spec", help="a TrainJob as JSON (a string, or @file.json)")
     parser.add_argument("--device", help="override the config's device (auto, cpu, cuda, mps)")
     parser.add_argument(
@@ -1291,6 +1291,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="start from this model.pt's weights (fine-tuning; overrides train.init_from)",
     )
     args = parser.parse_args(argv)
+    if args.spec is not None:  # the spec names the job and its files: these would be ignored
+        for option in ("config", "experiment", "results"):
+            if getattr(args, option) is not None:
+                parser.error(f"argument --spec: not allowed with argument --{option}")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -1317,7 +1321,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             if problems:  # each line names its key's file already
                 message = with_config_file(str(problems_error(problems)), args.config)
                 parser.exit(1, f"{parser.prog}: error: {message}\n")
-            job = job_from_config(checked.config, args.experiment, args.results, args.device)
+            job = job_from_config(
+                checked.config, args.experiment, args.results or "results", args.device
+            )
         except (OSError, ValueError) as e:
             lines = [named_with_file(line, origins) for line in str(e).split("\n")]
             message = with_config_file("\n  ".join(lines), args.config)

@@ -337,6 +337,31 @@ def test_a_spec_file_given_without_its_at_sign_is_pointed_out(tmp_path, capsys, 
         assert ("(a file: give it as --spec @job.json)" in err) == hint, err
 
 
+@pytest.mark.parametrize(
+    ("given", "option"),
+    [
+        (["--config", "c.yaml"], "--config"),
+        (["--experiment", "tiny"], "--experiment"),
+        (["--config", "c.yaml", "--experiment", "tiny"], "--config"),
+        (["--results", "elsewhere"], "--results"),
+    ],
+)
+def test_a_spec_with_a_config_experiment_or_results_is_refused(
+    tmp_path, capsys, monkeypatch, given, option
+):
+    """The spec names the job, its files and its output folder: these were silently ignored."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(["--spec", "@job.json", *given])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert (
+        err[-1]
+        == f"python -m models.train: error: argument --spec: not allowed with argument {option}"
+    )
+    assert not list(tmp_path.iterdir())
+
+
 def test_train_spec_defaults_match_the_schema():
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
     props = schema["definitions"]["train"]["properties"]
