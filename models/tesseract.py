@@ -552,6 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--split", help="name recorded in metrics.json (default: the first shard's)"
     )
     args = parser.parse_args(argv)
+    if args.checkpoint and args.charset:  # the model's charset is the whitelist
+        parser.error("argument --charset: not allowed with argument --checkpoint")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     split = args.split or Path(args.shards[0]).name.rsplit("-", 1)[0]
     try:

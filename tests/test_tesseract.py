@@ -388,3 +388,18 @@ def test_the_command_that_cannot_run_tesseract_leaves_out_as_it_was(tmp_path, la
     assert tesseract.main(argv) == 1
     assert f"{out / 'predictions.csv'} is a folder" in capsys.readouterr().err
     assert (out / "metrics.json").read_text() == "mine"
+
+
+def test_a_charset_given_with_a_checkpoint_is_refused(tmp_path, capsys, monkeypatch):
+    """The model's charset is the whitelist: --charset was silently ignored beside it."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["s.tar", "--out", "out", "--checkpoint", "model.pt", "--charset", "mine.txt"]
+    with pytest.raises(SystemExit) as e:
+        tesseract.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == (
+        "python -m models.tesseract: error: argument --charset: not allowed with argument "
+        "--checkpoint"
+    )
+    assert list(tmp_path.iterdir()) == []
