@@ -192,7 +192,7 @@ def _other_task(task: str | None, meta: Mapping[str, Any]) -> str:
 
 def shard_arguments_problem(shards: Sequence[str | os.PathLike]) -> str | None:
     """Why shard arguments of a command line cannot be read (a folder given for its shards, a
-    path that does not exist), or None."""
+    path that does not exist, one file given twice however spelt), or None."""
     folders = [str(s) for s in shards if Path(s).is_dir()]
     if folders:
         what = "is a folder" if len(folders) == 1 else "are folders"
@@ -201,6 +201,15 @@ def shard_arguments_problem(shards: Sequence[str | os.PathLike]) -> str | None:
     missing = [str(s) for s in shards if not Path(s).is_file()]
     if missing:
         return f"no such shard: {', '.join(missing)}"
+    # The same file however it is spelt (./a.tar, a link to it): its samples would count twice.
+    first: dict[tuple[int, int], str] = {}
+    for s in shards:
+        st = os.stat(s)
+        if (st.st_dev, st.st_ino) in first:
+            given = first[st.st_dev, st.st_ino]
+            same = f"{s} is the same file as {given}" if str(s) != given else f"{s} is given twice"
+            return f"{same}: give each shard once (its samples would be counted twice)"
+        first[st.st_dev, st.st_ino] = str(s)
     # A file of another kind (an image, a labels file) given for a shard: said so, rather than
     # the damaged shard's advice to delete it. A .tar that does not read is a damaged shard.
     others = [str(s) for s in shards if Path(s).suffix.lower() != ".tar" and not _is_tar(s)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 import tarfile
 from pathlib import Path
@@ -477,6 +478,19 @@ def test_cli_evaluates_a_checkpoint_on_any_shards_of_its_task(tmp_path, cjk_font
     assert printed.startswith(f"n={len(texts)} seq_acc=") and "value_acc=" in printed
     assert main([str(ckpt), str(tmp_path / "nope.tar"), "--out", str(out)]) == 1
     assert "no such shard" in capsys.readouterr().err
+    # One shard given twice, however spelt (its samples were read and counted twice)
+    link = tmp_path / "links" / "link.tar"
+    link.parent.mkdir()
+    os.symlink(shard, link)
+    for again, said in [
+        (shard, f"{shard} is given twice"),
+        (f"{tmp_path}/./{shard.name}", f"{tmp_path}/./{shard.name} is the same file as {shard}"),
+        (link, f"{link} is the same file as {shard}"),
+    ]:
+        assert main([str(ckpt), str(shard), str(again), "--out", str(tmp_path / "twice")]) == 1
+        err = capsys.readouterr().err
+        assert err == f"error: {said}: give each shard once (its samples would be counted twice)\n"
+    assert not (tmp_path / "twice").exists()
     # A folder is said to be one, with the glob of its shards.
     assert main([str(ckpt), str(tmp_path), "--out", str(out)]) == 1
     err = capsys.readouterr().err

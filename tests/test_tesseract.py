@@ -403,3 +403,18 @@ def test_a_charset_given_with_a_checkpoint_is_refused(tmp_path, capsys, monkeypa
         "--checkpoint"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_shard_given_twice_is_refused(tmp_path, latin_font, capsys):
+    """Its samples were read and counted twice; ./s.tar is s.tar (the helper models.evaluate
+    shares)."""
+    shard = _expr_shard(tmp_path / "s-000000.tar", latin_font, [("1+1", 2)])
+    out = tmp_path / "out"
+    again = f"{tmp_path}/./{shard.name}"  # pathlib would drop the "."
+    argv = [str(shard), again, "--task", "expr", "--no-whitelist", "--out", str(out)]
+    assert tesseract.main(argv) == 1
+    assert capsys.readouterr().err == (
+        f"python -m models.tesseract: error: {again} is the same file as {shard}: give each "
+        "shard once (its samples would be counted twice)\n"
+    )
+    assert not out.exists()
