@@ -22,8 +22,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from synth.atomic import write_bytes_atomic
-from synth.fonts import FONT_ERRORS, drawn_chars
+from synth.atomic import missing_why, write_bytes_atomic
+from synth.fonts import FONT_ERRORS, FontError, drawn_chars, font_file_problem
 from synth.render import FontFace, FontRef, load_font
 from synth.shards import iter_records
 
@@ -135,7 +135,12 @@ class _Captions:
     caption is drawn with the first that draws all of its characters (`synth.fonts.drawn_chars`),
     else with the one that draws most, its other characters shown as ``?``: a user's font
     chosen for the labels may lack ``=`` or the Latin letters of font names, and a sheet shows
-    no missing-glyph box either."""
+    no missing-glyph box either.
+
+    Raises:
+        synth.fonts.FontError: A given font cannot be read (naming its file and face): the
+            user asked for it, so it is not passed over as a system font that cannot be read is.
+    """
 
     def __init__(self, given: Sequence[FontRef], texts: Sequence[str]) -> None:
         self.chars = set("".join(texts)) | set("?.")
@@ -144,6 +149,14 @@ class _Captions:
         self.refs = sorted(by_face.values(), key=refs.index)
         self._drawn: dict[int, set[str] | None] = {}  # read when first needed
         self._warned = False
+        asked = {(r.path, r.index) for r in given}
+        for i, ref in enumerate(self.refs):
+            if (ref.path, ref.index) in asked:
+                try:
+                    self._drawn[i] = drawn_chars(ref.path, ref.index, self.chars)
+                except FONT_ERRORS as e:
+                    why = _unread_font_why(ref.path, ref.index, e)
+                    raise FontError(f"label font {ref.path} (face {ref.index}): {why}") from None
 
     def _drawn_by(self, i: int) -> set[str] | None:
         """What font ``i`` draws of the captions' characters; None when it cannot be read."""
@@ -178,6 +191,22 @@ class _Captions:
         return load_font(ref.path, ref.index, size), shown
 
 
+def _unread_font_why(path: str, index: int, error: Exception) -> str:
+    """Why face ``index`` of ``path`` could not be read (``error``, what reading it raised)."""
+    if Path(path).is_dir():
+        return "is a folder, not a font file"
+    if not Path(path).is_file():
+        return missing_why(path)
+    if problem := font_file_problem(path):
+        return f"not a font this project reads: {problem}"
+    if isinstance(error, IndexError):
+        with open(path, "rb") as f:
+            head = f.read(12)
+        faces = int.from_bytes(head[8:12], "big") if head[:4] == b"ttcf" else 1
+        return f"no such face (the file has {faces}; faces count from 0)"
+    return f"cannot be read: {error}"
+
+
 def _fit(text: str, font, width: int) -> str:
     """``text``, shortened with an ellipsis to fit ``width`` px (labels must not overlap)."""
     if font.getlength(text) <= width:
@@ -185,6 +214,16 @@ def _fit(text: str, font, width: int) -> str:
     while text and font.getlength(text + "...") > width:
         text = text[:-1]
     return text + "..."
+
+
+def _face_index(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a face index from 0, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -199,16 +238,18 @@ def _positive_int(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command: returns its exit status, 1 after one ``error:`` line for a shard that is
-    missing or unreadable, or holds no sample."""
+    missing or unreadable, or holds no sample, or a ``--font`` face that cannot be read."""
     ap = argparse.ArgumentParser(prog="python -m synth.preview", description=__doc__.split("\n")[0])
     ap.add_argument("shards", nargs="+", help="WebDataset shard files")
     ap.add_argument("-n", type=_positive_int, default=48, help="samples to show (default 48)")
     ap.add_argument("-o", "--output", required=True, help="PNG file to write")
     ap.add_argument("--font", help="font for the labels (default: a CJK system font)")
-    ap.add_argument("--face", type=int, default=0, help="face index in --font (default 0)")
+    ap.add_argument("--face", type=_face_index, help="face index in --font (default 0)")
     args = ap.parse_args(argv)
+    if args.face is not None and args.font is None:
+        ap.error("argument --face: not allowed without argument --font (it picks a face of it)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    font = FontFace(args.font, args.face) if args.font else None
+    font = FontFace(args.font, args.face or 0) if args.font is not None else None
     out = Path(args.output)
     if any(os.path.exists(s) and out.exists() and os.path.samefile(s, out) for s in args.shards):
         ap.error(f"-o {out} is one of the shards given: it would be overwritten")
@@ -216,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"-o {out}: the contact sheet is a PNG: give a .png file")
     try:
         shown = contact_sheet(args.shards, args.output, n=args.n, label_font=font)
-    except (OSError, ValueError) as e:  # a missing or damaged shard (ShardReadError), no sample
+    # a missing or damaged shard (ShardReadError), no sample, a label font that cannot be read
+    except (OSError, ValueError) as e:
         print(f"{ap.prog}: error: {e}", file=sys.stderr)
         return 1
     print(f"{args.output}: {shown} samples")

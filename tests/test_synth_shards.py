@@ -417,6 +417,25 @@ def test_preview_command(setup, tmp_path, capsys, latin_font):
     out = tmp_path / "latin.png"
     assert main([str(shard), "-o", str(out), "--font", str(latin_font), "--face", "0"]) == 0
     assert capsys.readouterr().out == f"{out}: 6 samples\n" and out.stat().st_size > 0
+    # A label font that cannot be read is an error naming the file and face, nothing written
+    # (a warning, and the sheet drawn with a system font); --face needs --font.
+    (tmp_path / "notes.ttf").write_text("not a font")
+    for font, face, said in [
+        (tmp_path / "gone.ttf", "0", "does not exist"),
+        (tmp_path / "notes.ttf", "0", "not a font this project reads: 10 bytes: too short"),
+        (latin_font, "1", "no such face (the file has 1; faces count from 0)"),
+    ]:
+        argv = [str(shard), "-o", str(tmp_path / "x.png"), "--font", str(font), "--face", face]
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(
+            f"python -m synth.preview: error: label font {font} (face {face}): {said}"
+        ), err
+        assert err.count("\n") == 1 and not (tmp_path / "x.png").exists()
+    with pytest.raises(SystemExit) as usage:
+        main([str(shard), "-o", str(tmp_path / "x.png"), "--face", "1"])
+    assert usage.value.code == 2 and not (tmp_path / "x.png").exists()
+    assert "argument --face: not allowed without argument --font" in capsys.readouterr().err
     # A missing or damaged shard is one line, not a traceback; -n below 1 is refused.
     garbage = tmp_path / "garbage.tar"
     garbage.write_bytes(b"\x00not a tar" * 100)
