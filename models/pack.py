@@ -54,6 +54,7 @@ from models.images import (
     ImageLoadError,
     load_gray,
 )
+from synth.atomic import unwritable_why
 from synth.charset import compatibility_forms, label_spaces
 from synth.shards import Sample, write_manifest, write_samples
 from synth.text import ExpressionError, value_json
@@ -218,7 +219,7 @@ def pack(
         PackError: Listing every line that cannot be packed, in line order (nothing is written
             then).
         ValueError: A split name that is not a word (``[A-Za-z0-9][A-Za-z0-9_-]*``), or ``out``
-            is a file.
+            is a file or cannot be made (`synth.atomic.unwritable_why`).
     """
     if not SPLIT_NAME.fullmatch(split):
         raise ValueError(f"split {split!r}: use letters, digits, '_' and '-' (no dot)")
@@ -227,6 +228,8 @@ def pack(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} is a file: give a folder for the shards")
+    if why := unwritable_why(out):  # before every image is read (a file above it, say)
+        raise ValueError(f"{out}: cannot be written: {why}")
     entries, problems = read_labels(labels)
 
     def load(e: Entry) -> np.ndarray:

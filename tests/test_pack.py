@@ -350,6 +350,11 @@ def test_the_command_lists_the_problems_and_fails(own, tmp_path, capsys):
     assert f"copy.tsv:1: {tmp_path / 'gray.png'}: no such file" in err  # where it was looked for
     assert main([str(own), str(tmp_path / "out"), "--split", "bad.name"]) == 1
     assert "split 'bad.name'" in capsys.readouterr().err
+    # An output under a file: named before any image is read ("[Errno 20] Not a directory")
+    assert main([str(own), str(own / "out")]) == 1
+    assert capsys.readouterr().err == (
+        f"python -m models.pack: error: {own / 'out'}: cannot be written: {own} is not a folder\n"
+    )
     # Tesseract's command names what it lacks.
     assert tesseract_main([str(own), "--task", "expr", "--out", str(tmp_path / "t")]) == 1
     assert "give --charset or --checkpoint, or --no-whitelist" in capsys.readouterr().err
