@@ -245,6 +245,9 @@ def unreadable_onnx(path: str | os.PathLike, error: Exception) -> ExportError:
 
 def metadata_of(model: onnx.ModelProto, path: str | os.PathLike) -> dict[str, Any]:
     """`read_onnx_meta` of a file already loaded (``path`` names it in errors)."""
+    # protobuf reads no bytes as an empty model, without error ("no 'synthocr' entry" misled)
+    if not model.ByteSize() and os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise ExportError(f"{path}: empty file (0 bytes): not an ONNX model")
     props = {p.key: p.value for p in model.metadata_props}
     if META_KEY not in props:
         raise ExportError(f"{path}: no {META_KEY!r} entry in metadata_props: not a synthocr export")

@@ -584,6 +584,10 @@ def test_cli_evaluates_an_onnx_export_float_or_int8_as_its_checkpoint(tmp_path, 
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "bad.onnx: not a readable ONNX file" in err
     assert "Traceback" not in err
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    assert main([str(tmp_path / "empty.onnx"), str(shard), "--out", str(tmp_path / "y")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {tmp_path / 'empty.onnx'}: empty file (0 bytes): not an ONNX model\n"
 
 
 @pytest.mark.parametrize(

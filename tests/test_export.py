@@ -246,6 +246,12 @@ def test_not_an_export_is_named(tmp_path):
     with pytest.raises(ExportError, match=r"bogus\.onnx: not a readable ONNX file") as e:
         read_onnx_meta(bogus)
     assert "PyTorch" not in str(e.value)
+    # an empty file, which protobuf reads as an empty model: it said "no 'synthocr' entry"
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(ExportError) as e:
+        read_onnx_meta(empty)
+    assert str(e.value) == f"{empty}: empty file (0 bytes): not an ONNX model"
     # a checkpoint renamed .onnx is said to be one (onnx says only that its wire format is bad)
     renamed = tmp_path / "model.onnx"
     torch.save({"weights": torch.zeros(3)}, renamed)
