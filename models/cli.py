@@ -66,6 +66,17 @@ def command_name(module: str) -> str:
     return name if name.startswith("synthocr-") else f"python -m {module}"
 
 
+def print_path(path: str | os.PathLike) -> None:
+    """Print ``path``, a command's output, as its own bytes: a Linux name may be any bytes,
+    which Python holds as surrogates, and a UTF-8 ``sys.stdout`` refuses those."""
+    try:
+        print(path)
+    except UnicodeEncodeError:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(os.fsencode(path) + b"\n")
+        sys.stdout.buffer.flush()
+
+
 INTERRUPTED = 130  # the shell's exit status for a command stopped by SIGINT (128 + 2)
 
 

@@ -49,7 +49,7 @@ from google.protobuf.message import DecodeError
 from torch import nn
 
 from models.checkpoint import CheckpointError, ModelMeta, check_meta, load_model, read_meta
-from models.cli import command_name, positive_int, stops_on_interrupt
+from models.cli import command_name, positive_int, print_path, stops_on_interrupt
 from models.families import make_family
 from models.preprocess import MEAN, STD, min_width
 from models.registry import (
@@ -348,16 +348,19 @@ def export_onnx(
             warnings.filterwarnings(
                 "ignore", "Exporting a model to ONNX with a batch_size", UserWarning
             )
-            torch.onnx.export(
-                wrapper,
-                (example_batch(meta.input),),
-                str(tmp),
-                input_names=[INPUT_NAME],
-                output_names=output_names(family),
-                dynamic_axes=dynamic_axes(family, meta.input),
-                opset_version=opset,
-                dynamo=False,
-            )
+            # Opened here: torch's exporter takes only a UTF-8 path, and a Linux path may be
+            # any bytes (Python gives them as surrogates), as onnx and Python take them.
+            with open(tmp, "wb") as f:
+                torch.onnx.export(
+                    wrapper,
+                    (example_batch(meta.input),),
+                    f,
+                    input_names=[INPUT_NAME],
+                    output_names=output_names(family),
+                    dynamic_axes=dynamic_axes(family, meta.input),
+                    opset_version=opset,
+                    dynamo=False,
+                )
         proto = onnx.load(str(tmp))
         entry = proto.metadata_props.add()
         entry.key = META_KEY
@@ -457,8 +460,13 @@ class OnnxModel(nn.Module):
         options.intra_op_num_threads = threads
         self.path = str(path)
         self.disabled_optimizers = list(disabled_optimizers)
+        try:
+            model: str | bytes = self.path
+            self.path.encode("utf-8")
+        except UnicodeEncodeError:  # a path of other bytes than UTF-8's: onnxruntime takes none
+            model = Path(path).read_bytes()
         self.session = ort.InferenceSession(
-            self.path,
+            model,
             sess_options=options,
             providers=["CPUExecutionProvider"],
             disabled_optimizers=self.disabled_optimizers,
@@ -740,7 +748,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CheckpointError, ExportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(path)
+    print_path(path)
     return 0
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
 import textwrap
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -214,6 +216,21 @@ def test_cli_writes_atomically_and_refuses_untrusted(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "evil.pt" in err and "pickled code" in err
     assert sorted(p.name for p in out.parent.iterdir()) == ["hanzi.onnx"]
+
+
+def test_a_path_of_other_bytes_than_utf8_is_exported_to_and_read(tmp_path, capsysbinary, cjk_font):
+    """A Linux path is any bytes (Python gives them as surrogates): torch's exporter and
+    onnxruntime take UTF-8 alone, and the export failed in a traceback printing the weights."""
+    ckpt = tmp_path / "model.pt"
+    tiny_checkpoint(ckpt, "crnn_vgg")
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/\xff"))  # a folder of such a name too
+    out = folder / os.fsdecode(b"x\xff.onnx")
+    assert main([str(ckpt), str(out)]) == 0  # with the parity check, which reads it back
+    assert capsysbinary.readouterr().out == os.fsencode(out) + b"\n"  # its own bytes
+    assert os.listdir(bytes(folder)) == [b"x\xff.onnx"]  # no temporary left
+    torch_rec, onnx_rec = load_recognizer(ckpt, device="cpu"), load_recognizer(out)
+    images = _images(torch_rec.meta, cjk_font)
+    assert [p.text for p in onnx_rec(images)] == [p.text for p in torch_rec(images)]
 
 
 def test_the_parity_check_runs_unless_no_check_is_given(tmp_path, capsys, monkeypatch):
