@@ -111,7 +111,7 @@ from models.families import Family, make_family
 from models.registry import build_model, experiment_problems, input_spec
 from models.specs import TrainJob, TrainSpec, recorded_settings, run_hashes
 from models.transfer import TransferError, init_from
-from synth.atomic import write_bytes_atomic, write_text_atomic
+from synth.atomic import unwritable_why, write_bytes_atomic, write_text_atomic
 from synth.charset import CharsetError, read_charset
 from synth.schema import (
     check_schema,
@@ -200,6 +200,11 @@ def _stop_on_sigterm() -> Iterator[Callable[[], bool]]:
         yield lambda: bool(asked)
     finally:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+class OutputPathError(RuntimeError):
+    """A file the training writes cannot be written where it goes (names the path), found
+    before it trains: the final write failed after the whole run."""
 
 
 class OutputLockedError(RuntimeError):
@@ -548,15 +553,42 @@ def output_lock(out_dir: str | os.PathLike) -> Iterator[Path | None]:
         os.close(fd)  # releases the lock
 
 
+# What a run writes into its output folder when it ends (the resume state as it goes).
+FINAL_OUTPUTS = ("model.pt", "history.csv", "train.json")
+
+
+def output_path_problem(out_dir: str | os.PathLike) -> str | None:
+    """Why a training's outputs cannot be written in ``out_dir``, or None: a file where the
+    folder goes, a folder where one of `FINAL_OUTPUTS` goes, or a place no file can be made
+    (`synth.atomic.unwritable_why`, which makes no folder)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        return f"{out}: a file, where the training's output folder goes"
+    for name in FINAL_OUTPUTS:
+        if (out / name).is_dir():
+            return (
+                f"{out / name} is a folder, where the training writes the file {name} when it "
+                "ends: move it away"
+            )
+    if why := unwritable_why(out):
+        return f"{out}: cannot be written: {why}"
+    return None
+
+
 @contextmanager
 def _writer_lock(out_dir: Path, env: DistEnv, device: torch.device) -> Iterator[None]:
     """`output_lock`, taken by the writer (rank 0) alone, so the ranks of one run never lock
-    each other out; under ``torchrun`` every rank learns whether rank 0 got it (`_on_main`), and
-    all of them stop together rather than waiting for rank 0 in the next collective."""
+    each other out, once its outputs are found writable (`output_path_problem`); under
+    ``torchrun`` every rank learns whether rank 0 got it (`_on_main`), and all of them stop
+    together rather than waiting for rank 0 in the next collective."""
+
+    def lock() -> None:
+        if problem := output_path_problem(out_dir):
+            raise OutputPathError(problem)
+        held.enter_context(output_lock(out_dir))
+
     with ExitStack() as held:
-        _on_main(
-            lambda: held.enter_context(output_lock(out_dir)), f"locking {out_dir}", env, device
-        )
+        _on_main(lock, f"locking {out_dir}", env, device)
         yield
 
 
@@ -575,6 +607,8 @@ def train(job: TrainJob, command_line: bool = False) -> TrainResult:
         OutputLockedError: Another training of ``out_dir`` is running: nothing is trained, and
             this run's key (read as any start reads it, the shards' digests among it) is left
             in ``wanted.json`` for that one (`_want_outputs`).
+        OutputPathError: An output cannot be written where it goes (`output_path_problem`):
+            nothing is trained, and the folder is left as it was.
         NonFiniteLossError: The loss or gradient norm became NaN/inf (the last good checkpoint
             is kept, so a fixed rerun can resume from it).
         models.data.DataError: A shard, image or label that cannot be used (named).
@@ -1351,6 +1385,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # without a traceback.
     except (
         OutputLockedError,
+        OutputPathError,
         ResumeConflictError,
         RankStoppedError,
         NonFiniteLossError,

@@ -1588,6 +1588,49 @@ def test_a_second_training_of_one_output_stops_at_once(line_data, tmp_path):
         assert lock == out / LOCK_FILE
 
 
+@pytest.mark.parametrize("name", ["model.pt", "history.csv", "train.json"])
+def test_a_folder_where_an_output_goes_is_named_before_training(
+    line_data, tmp_path, capsys, monkeypatch, name
+):
+    """The final write failed after the whole training; the folder is left as it was."""
+    import models.train as train_module
+
+    out = tmp_path / "exp"
+    (out / name).mkdir(parents=True)
+    (out / "resume" / "abc").mkdir(parents=True)
+    (out / "resume" / "abc" / "last.pt").write_bytes(b"state")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps(line_job(line_data, out).to_dict()))
+
+    def trains(*args, **kwargs):
+        raise AssertionError("trained with an output it cannot write")
+
+    monkeypatch.setattr(train_module, "_train", trains)
+    with pytest.raises(SystemExit) as e:
+        main(["--spec", f"@{spec}"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert err.endswith(
+        f"python -m models.train: error: {out / name} is a folder, where the training writes "
+        f"the file {name} when it ends: move it away\n"
+    ), err
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert (out / "resume" / "abc" / "last.pt").read_bytes() == b"state"
+    # an output folder that is a file, or under one: named too, not a FileExistsError
+    out.rename(tmp_path / "kept")
+    out.write_text("mine")
+    for where, said in [
+        (out, f"{out}: a file, where the training's output folder goes"),
+        (out / "sub", f"{out / 'sub'}: cannot be written: {out} is not a folder"),
+    ]:
+        spec.write_text(json.dumps(line_job(line_data, where).to_dict()))
+        with pytest.raises(SystemExit):
+            main(["--spec", f"@{spec}"])
+        assert capsys.readouterr().err.endswith(f"error: {said}\n")
+    assert out.read_text() == "mine"
+
+
 def test_a_lock_left_by_a_killed_training_does_not_block_the_next(line_data, tmp_path):
     out = tmp_path / "exp"
     job = line_job(line_data, out, steps=16)
@@ -1725,7 +1768,10 @@ def test_under_torchrun_rank_0_alone_locks_and_tells_every_rank(tmp_path, monkey
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     sent.clear()
-    with pytest.raises(OSError), train_module._writer_lock(blocker / "exp", rank0, cpu):
+    with (
+        pytest.raises(train_module.OutputPathError, match="a-file is not a folder"),
+        train_module._writer_lock(blocker / "exp", rank0, cpu),
+    ):
         pass
     assert sent == [(0, [1.0])]
 
