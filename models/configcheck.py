@@ -88,6 +88,28 @@ def task_problems(
     return problems
 
 
+def read_workflow_config(
+    paths: Sequence[str | os.PathLike],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The config files ``paths`` read and checked as ``snakemake --configfile PATH...`` reads
+    them (`workflow_config_problems`), for a command that takes a workflow config (the
+    benchmarks): a misspelt key is refused, not left for its default.
+
+    Returns:
+        The config as the files give it (merged, each with the files it extends) and the same
+        with the schema's defaults filled in.
+
+    Raises:
+        ValueError: A file cannot be read (the message names it), or the config has problems:
+            ``FILE...: invalid config (N problems):`` and one line each, naming its key.
+    """
+    config, origins = config_with_origins(paths)
+    filled, problems = workflow_config_problems(config, origins)
+    if problems:
+        raise ValueError(f"{' '.join(str(p) for p in paths)}: {problems_error(problems)}")
+    return config, filled
+
+
 def _charset_problems(task: str, task_cfg: Mapping[str, Any]) -> list[str]:
     """A task's charset settings that contradict the rest of its settings: the space asked of
     a task that draws no line of the user's text, a ``limit`` on a source that has nothing to
