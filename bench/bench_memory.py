@@ -41,7 +41,12 @@ class Job:
 def declared_jobs(targets: list[str], directory: str, configfiles: list[str]) -> list[Job]:
     """Every job of the targets (a forced dry run) with its benchmark record's path and mem_mb;
     ``configfiles`` as the run's ``--configfile`` gave them (none: the Snakefile's default)."""
+    if not os.path.isdir(directory):  # the dry run would make it, and find nothing in it
+        what = "not a folder" if os.path.exists(directory) else "no such folder"
+        sys.exit(f"error: --directory {directory}: {what}")
     for path in configfiles:
+        if os.path.isdir(path):
+            sys.exit(f"error: --configfile {path}: a folder, not a config file")
         if not os.path.isfile(path):
             sys.exit(f"error: --configfile {path}: no such file")
     cmd = [str(SNAKEMAKE), "-n", "--forceall", "--cores", "2"]
@@ -69,9 +74,12 @@ def declared_jobs(targets: list[str], directory: str, configfiles: list[str]) ->
 
 
 def read_record(path: Path) -> dict[str, float]:
-    """A Snakemake benchmark record: its first (only) row, the numeric columns."""
+    """A Snakemake benchmark record: its first (only) row, the numeric columns; a record
+    without one (a file cut short) ends the command, naming it."""
     with open(path, newline="", encoding="utf-8") as f:
-        row = next(csv.DictReader(f, delimiter="\t"))
+        row = next(csv.DictReader(f, delimiter="\t"), None)
+    if row is None:
+        sys.exit(f"error: {path}: not a benchmark record (no row under a header)")
     out = {}
     for key, value in row.items():
         try:

@@ -460,3 +460,36 @@ def test_device_check_summary_of_a_full_size_stage(repo_root, tmp_path, seq_acc,
         f"seq_acc >= 0.999: {met}"
     )
     assert line in (tmp_path / "summary.md").read_text()
+
+
+def _refused(repo_root, script, *args, cwd=None):
+    """A bench script run with bad input: its exit status and what it said on stderr, which is
+    the script's words, never a traceback."""
+    proc = subprocess.run(
+        [sys.executable, str(repo_root / "bench" / script), *map(str, args)],
+        capture_output=True, text=True, timeout=300, cwd=cwd or repo_root,
+        env={**os.environ, "PYTHONPATH": str(repo_root)},
+    )  # fmt: skip
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return proc.returncode, proc.stderr
+
+
+def test_bench_memory_names_a_folder_it_cannot_use_and_a_record_cut_short(repo_root, tmp_path):
+    """A --directory that does not exist was made by the dry run (and no record found in it);
+    a --configfile that is a folder was 'no such file'; an empty record was a StopIteration."""
+    missing = tmp_path / "run"
+    status, said = _refused(repo_root, "bench_memory.py", "--directory", missing)
+    assert status == 1 and said.strip() == f"error: --directory {missing}: no such folder"
+    assert not missing.exists()
+    status, said = _refused(repo_root, "bench_memory.py", "--configfile", tmp_path)
+    assert (
+        status == 1
+        and said.strip() == f"error: --configfile {tmp_path}: a folder, not a config file"
+    )
+    record = tmp_path / "logs" / "charset" / "expr.benchmark.tsv"
+    record.parent.mkdir(parents=True)
+    record.write_text("")
+    status, said = _refused(repo_root, "bench_memory.py", "--directory", tmp_path,
+                            "--configfile", repo_root / "configs" / "smoke.yaml")  # fmt: skip
+    assert status == 1
+    assert said.strip() == f"error: {record}: not a benchmark record (no row under a header)"
