@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 
 from models import data
+from models.cli import positive_int
+from models.evaluate import shard_arguments_problem
 
 
 def _tarfile_only(url: str):
@@ -25,11 +28,16 @@ def _tarfile_only(url: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("shards", nargs="+", help="tar shards to index")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=positive_int, default=3)
     args = parser.parse_args()
+    if problem := shard_arguments_problem(args.shards):
+        sys.exit(f"error: {problem}")
     direct = data._plain_ustar_members
     for url in args.shards:  # once each, untimed: into the page cache, and the two indexes agree
-        a = data.index_shard(url)
+        try:
+            a = data.index_shard(url)
+        except data.ShardError as e:  # names the shard
+            sys.exit(f"error: {e}")
         data._plain_ustar_members = _tarfile_only
         try:
             assert data.index_shard(url) == a, url

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from models.cli import positive_int
 from synth.augment import degrade, resolve
 from synth.charset import build_charset
 from synth.fonts import Face
@@ -176,8 +177,10 @@ def bench_trdg(python, lines, chars, faces):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=1000, help="images per measurement")
-    ap.add_argument("--repeats", type=int, default=3, help="best of this many timings (ours)")
+    ap.add_argument("--n", type=positive_int, default=1000, help="images per measurement")
+    ap.add_argument(
+        "--repeats", type=positive_int, default=3, help="best of this many timings (ours)"
+    )
     ap.add_argument("--trdg-python", default="/tmp/trdgvenv/bin/python")
     args = ap.parse_args()
     cfg = yaml.safe_load((REPO / "configs" / "config.yaml").read_text())

@@ -474,6 +474,34 @@ def _refused(repo_root, script, *args, cwd=None):
     return proc.returncode, proc.stderr
 
 
+@pytest.mark.parametrize(
+    "script, option, value",
+    [
+        ("bench_synth.py", "--n", 0),  # it divided by zero
+        ("bench_index.py", "--rounds", 0),
+    ],
+)
+def test_bench_counts_out_of_bounds_are_usage_errors_naming_the_option(
+    repo_root, tmp_path, script, option, value
+):
+    positional = {
+        "bench_index.py": ["x.tar"],
+        "bench_tesseract.py": ["expr", "x.tar"],
+        "bench_weight.py": ["model.pt", "--config", "configs/smoke.yaml"],
+    }.get(script, [])
+    status, said = _refused(repo_root, script, *positional, option, value)
+    assert status == 2 and f"error: argument {option}: must be" in said, said
+
+
+def test_bench_index_names_a_shard_it_cannot_read(repo_root, tmp_path):
+    missing, damaged = tmp_path / "missing.tar", tmp_path / "damaged.tar"
+    damaged.write_bytes(b"not a tar")
+    status, said = _refused(repo_root, "bench_index.py", missing)
+    assert status == 1 and said.strip() == f"error: no such shard: {missing}"
+    status, said = _refused(repo_root, "bench_index.py", damaged)
+    assert status == 1 and said.startswith(f"error: shard {damaged}: unreadable"), said
+
+
 def test_bench_memory_names_a_folder_it_cannot_use_and_a_record_cut_short(repo_root, tmp_path):
     """A --directory that does not exist was made by the dry run (and no record found in it);
     a --configfile that is a folder was 'no such file'; an empty record was a StopIteration."""
