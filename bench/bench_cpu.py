@@ -32,8 +32,16 @@ import time
 from pathlib import Path
 
 import torch
+from arguments import (
+    experiments_problem,
+    output_file_problem,
+    output_folder_problem,
+    positive_seconds,
+    read_config,
+)
 from bench_train import OUT, emit, make_shards, train_steps
 
+from models.cli import positive_int
 from models.data import TrainStream, train_loader
 from models.families import make_family
 from models.registry import build_model, input_spec
@@ -126,10 +134,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="configs/config.yaml")
     parser.add_argument("--experiments", nargs="*", help="default: all of the config's")
-    parser.add_argument("--cores", type=int, default=2, help="cores to share (default 2)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="timed window per layout")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
-    parser.add_argument("--samples", type=int, default=400, help="samples per bench shard")
+    parser.add_argument("--cores", type=positive_int, default=2, help="cores to share (default 2)")
+    parser.add_argument(
+        "--seconds", type=positive_seconds, default=20.0, help="timed window per layout"
+    )
+    parser.add_argument(
+        "--rounds", type=positive_int, default=3, help="alternating rounds (median)"
+    )
+    parser.add_argument("--samples", type=positive_int, default=400, help="samples per bench shard")
     parser.add_argument("--out", default=str(OUT), help="where rendered shards are kept")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -141,8 +153,16 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    config = load_config_file(args.config)
+    # checked before the first measurement (a run takes minutes); measured as given
+    config, _ = read_config(args.config)
     names = args.experiments or sorted(config["experiments"])
+    problems = [
+        experiments_problem(config, names, "--experiments", args.config),
+        output_folder_problem(args.out, "--out"),
+        args.json and output_file_problem(args.json, "--json"),
+    ]
+    for problem in filter(None, problems):
+        sys.exit(f"error: {problem}")
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
         f"torch {torch.__version__}; median of {args.rounds} alternating rounds of "

@@ -47,10 +47,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from arguments import experiments_problem, output_file_problem, read_config
 from fontTools.ttLib import TTFont
 from PIL import Image
 
 from models.checkpoint import CheckpointError, ModelMeta, save_model
+from models.cli import positive_int, positive_scale, process_count
 from models.evaluate import Reading, Sample, iter_samples, sample_metrics
 from models.export import ExportError, export_onnx
 from models.quantize import DEFAULT_CALIBRATION_IMAGES, DEFAULT_OPS, quantize_onnx
@@ -63,9 +65,9 @@ from models.tesseract import (
     read_images,
     tesseract_version,
 )
+from synth.atomic import write_text_atomic
 from synth.charset import build_charset
 from synth.render import FontFace, render_line
-from synth.schema import load_config_file
 from synth.text import LineSampler
 
 log = logging.getLogger("bench_recognize")
@@ -209,7 +211,12 @@ def calibration_source(args: argparse.Namespace, shards: Sequence[str]) -> list[
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Measure every engine; returns one row per engine (Tesseract last, the speed-up base)."""
-    cfg = load_config_file(args.config)
+    # read for --synthetic and --untrained alone; checked as the workflow checks it, used as given
+    cfg = read_config(args.config)[0] if args.synthetic or args.untrained else {}
+    if args.untrained and (
+        problem := experiments_problem(cfg, [args.untrained], "--untrained", args.config)
+    ):
+        raise ValueError(problem)
     shards: list[str] = []
     if args.synthetic:
         samples = synthetic_samples(cfg, args.synthetic)
@@ -302,11 +309,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--shards", default=DEFAULT_SHARDS, help=f"a glob or a file (default {DEFAULT_SHARDS})"
     )
-    parser.add_argument("--limit", type=int, default=300, help="samples read (default 300)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads per engine")
-    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument(
-        "--rounds", type=int, default=5, help="turns the engines take on parts of the images"
+        "--limit", type=positive_int, default=300, help="samples read (default 300)"
+    )
+    parser.add_argument("--threads", type=process_count, default=1, help="CPU threads per engine")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=5,
+        help="turns the engines take on parts of the images",
     )
     parser.add_argument("--lang", default="chi_sim", help="Tesseract language (default chi_sim)")
     parser.add_argument(
@@ -314,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--scale",
-        type=float,
+        type=positive_scale,
         default=1.0,
         help="factor Tesseract's images are scaled by first, as tesseract.<task>.scale (expr: 1.5)",
     )
@@ -326,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--calibration-images",
-        type=int,
+        type=positive_int,
         default=DEFAULT_CALIBRATION_IMAGES,
         help=f"images calibrated on (default {DEFAULT_CALIBRATION_IMAGES})",
     )
@@ -338,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-int8", action="store_true", help="no int8 onnxruntime engine")
     parser.add_argument(
         "--synthetic",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="instead of shards, render N lines of the config's line task with its held-out "
         "fonts (fonts.test_fonts), for a run before the workflow has made any shard",
@@ -353,6 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the rows and the machine here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.json and (problem := output_file_problem(args.json, "--json")):
+        print(f"error: {problem}", file=sys.stderr)  # before the run, not after it
+        return 1
     try:
         rows = run(args)
     except (CheckpointError, ExportError, FileNotFoundError, ValueError, TesseractError) as e:
@@ -368,12 +383,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"machine: {machine}\n")
     print(table(rows))
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
         record = {"model": model, "data": data, "machine": machine}
-        out.write_text(
-            json.dumps({**record, "rows": rows}, ensure_ascii=False, indent=2) + "\n",
-            encoding="utf-8",
+        write_text_atomic(
+            args.json, json.dumps({**record, "rows": rows}, ensure_ascii=False, indent=2) + "\n"
         )
     return 0
 

@@ -18,10 +18,14 @@ import argparse
 import dataclasses
 import itertools
 import platform
+import sys
 import time
 
-from models.evaluate import iter_samples, sample_metrics
-from models.tesseract import TASKS, TesseractSpec, read_images, tesseract_version
+from arguments import page_segmentation_mode
+
+from models.cli import positive_int, positive_scale, process_count
+from models.evaluate import iter_samples, sample_metrics, shard_arguments_problem
+from models.tesseract import TASKS, TesseractError, TesseractSpec, read_images, tesseract_version
 from synth.charset import read_charset
 
 
@@ -31,20 +35,32 @@ def main() -> None:
     parser.add_argument("shards", nargs="+", help="the test split's shards, in order")
     parser.add_argument("--charset", help="the task's charset file (for --whitelists charset)")
     parser.add_argument("--lang", help="language model (default: the task's)")
-    parser.add_argument("--psms", type=int, nargs="+", help="page segmentation modes")
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 2.0, 3.0])
+    parser.add_argument(
+        "--psms", type=page_segmentation_mode, nargs="+", help="page segmentation modes"
+    )
+    parser.add_argument("--scales", type=positive_scale, nargs="+", default=[1.0, 2.0, 3.0])
     parser.add_argument(
         "--whitelists", nargs="+", choices=["charset", "none"], default=["charset", "none"]
     )
-    parser.add_argument("--max-samples", type=int, default=300)
-    parser.add_argument("--threads", type=int, default=1, help="tesseract processes at once")
+    parser.add_argument("--max-samples", type=positive_int, default=300)
+    parser.add_argument(
+        "--threads", type=process_count, default=1, help="tesseract processes at once"
+    )
     args = parser.parse_args()
     if "charset" in args.whitelists and not args.charset:
         parser.error("--whitelists charset needs --charset FILE")
-    charset = read_charset(args.charset) if args.charset else None
+    # failures, not usage errors: exit status 1, with the file at fault
+    if problem := shard_arguments_problem(args.shards):
+        sys.exit(f"error: {problem}")
+    try:
+        charset = read_charset(args.charset) if args.charset else None
+    except OSError as e:  # CharsetError names the file; a missing one is named here
+        sys.exit(f"error: --charset {args.charset}: {e.strerror}")
+    except ValueError as e:
+        sys.exit(f"error: --charset: {e}")
     version = tesseract_version()
     if version is None:
-        parser.error("tesseract is not installed")
+        sys.exit("error: tesseract is not installed")
 
     # the workflow's settings for the task (its defaults), then each combination asked for; the
     # whitelist is set per combination below, so a missing --charset is no error here
@@ -57,9 +73,12 @@ def main() -> None:
     )
     if args.lang:
         base = dataclasses.replace(base, lang=args.lang)
-    samples = list(iter_samples(args.shards, limit=args.max_samples, task=args.task))
+    try:
+        samples = list(iter_samples(args.shards, limit=args.max_samples, task=args.task))
+    except ValueError as e:  # a damaged shard or sample (DataError, ShardReadError), named
+        sys.exit(f"error: {e}")
     if not samples:
-        raise SystemExit(f"no samples in {', '.join(args.shards)}")
+        sys.exit(f"error: no samples in {', '.join(args.shards)}")
     images = [s.image for s in samples]
     keep_spaces = charset is not None and " " in charset
 
@@ -76,7 +95,10 @@ def main() -> None:
             whitelist="".join(charset) if whitelist == "charset" and charset else "",
         )
         start = time.perf_counter()
-        readings = read_images(images, spec, keep_spaces=keep_spaces)
+        try:
+            readings = read_images(images, spec, keep_spaces=keep_spaces)
+        except TesseractError as e:  # a language without data, a mode it refuses
+            sys.exit(f"error: {e}")
         wall = time.perf_counter() - start
         scores = sample_metrics(samples, readings, args.task, with_topk=False)
         rows.append((scores["seq_acc"], scores["cer"], psm, scale, whitelist, len(samples) / wall))

@@ -35,21 +35,24 @@ import logging
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
+from arguments import experiments_problem, output_file_problem, output_folder_problem, read_config
 
+from models.cli import non_negative_int, positive_int, process_count
 from models.data import PREFETCH, TrainStream, train_loader
-from models.devices import autocast, memory_format, resolve_device
+from models.devices import DeviceError, autocast, memory_format, resolve_device
 from models.families import make_family
 from models.registry import build_model, input_spec
 from models.specs import TrainSpec
 from models.train import param_groups
+from synth.atomic import write_text_atomic
 from synth.charset import read_charset
 from synth.fonts import Face, covered_charset
-from synth.schema import load_config_file
 from synth.shards import write_shard
 from synth.specs import ShardSpec, task_spec
 
@@ -94,13 +97,13 @@ def workflow_shards(results: Path, task: str) -> tuple[list[str], list[str]]:
 
 def emit(rows: Iterable[dict], json_path: str | None) -> None:
     """Print each row as a tab-separated line as it is measured; then write them all as JSON to
-    ``json_path`` (if given)."""
+    ``json_path`` (if given), atomically: a run stopped half way leaves the file as it was."""
     done = []
     for row in rows:
         done.append(row)
         print("\t".join(str(v) for v in row.values()), flush=True)
     if json_path:
-        Path(json_path).write_text(json.dumps(done, indent=2) + "\n")
+        write_text_atomic(json_path, json.dumps(done, indent=2) + "\n")
 
 
 def train_steps(
@@ -209,13 +212,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="configs/config.yaml")
     parser.add_argument("--experiments", nargs="*", help="default: all of the config's")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--workers", type=int, help="DataLoader workers (default: config's)")
-    parser.add_argument("--steps", type=int, default=4, help="timed steps per mode and round")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per mode")
-    parser.add_argument("--samples", type=int, default=1000, help="samples per shard")
-    parser.add_argument("--shards", type=int, default=2, help="training shards per task")
+    parser.add_argument(
+        "--threads", type=process_count, default=2, help="torch threads (default 2)"
+    )
+    parser.add_argument(
+        "--workers", type=non_negative_int, help="DataLoader workers (default: config's)"
+    )
+    parser.add_argument(
+        "--steps", type=positive_int, default=4, help="timed steps per mode and round"
+    )
+    parser.add_argument(
+        "--rounds", type=positive_int, default=3, help="alternating rounds (median)"
+    )
+    parser.add_argument("--warmup", type=non_negative_int, default=3, help="untimed steps per mode")
+    parser.add_argument("--samples", type=positive_int, default=1000, help="samples per shard")
+    parser.add_argument("--shards", type=positive_int, default=2, help="training shards per task")
     parser.add_argument(
         "--results", help="use the workflow's shards and charsets in this results folder"
     )
@@ -224,10 +235,28 @@ def main() -> None:
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    config = load_config_file(args.config)
+    # Everything a run needs is checked before the first measurement: a run takes minutes.
+    config, _ = read_config(args.config)  # measured as given, as before the check
     names = args.experiments or sorted(config["experiments"])
+    if problem := experiments_problem(config, names, "--experiments", args.config):
+        sys.exit(f"error: {problem}")
+    problems = [
+        args.json and output_file_problem(args.json, "--json"),
+        None if args.results else output_folder_problem(args.out, "--out"),
+    ]
+    if args.results:
+        for task in sorted({config["experiments"][name]["task"] for name in names}):
+            try:
+                workflow_shards(Path(args.results), task)
+            except (OSError, ValueError) as e:  # each names the file or the pattern
+                problems.append(f"--results {args.results}: {e}")
+    try:
+        device = resolve_device(args.device)
+    except DeviceError as e:
+        problems.append(f"--device: {e}")
+    for problem in filter(None, problems):
+        sys.exit(f"error: {problem}")
+    torch.set_num_threads(args.threads)
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
         f"torch {torch.__version__}, {args.threads} threads, device {device}, "

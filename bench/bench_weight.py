@@ -25,13 +25,16 @@ import platform
 import sys
 from pathlib import Path
 
+from arguments import output_folder_problem, read_config
+
 from models.checkpoint import CheckpointError
+from models.cli import positive_int, process_count
 from models.evaluate import main as evaluate_main
 from models.export import ExportError, read_model_meta
 from models.tesseract import main as tesseract_main
+from synth.atomic import write_text_atomic
 from synth.charset import read_charset
 from synth.fonts import read_coverage
-from synth.schema import config_with_origins, with_defaults
 from synth.shards import ShardSpec, write_shard
 from synth.specs import font_role, split_config, task_spec
 
@@ -53,15 +56,18 @@ def main(argv: list[str] | None = None) -> int:
         "--split", default="test_heldout", choices=["train", "val", "test_seen", "test_heldout"]
     )
     parser.add_argument("--amounts", type=_amount, nargs="+", default=[-0.5, 0.0, 0.5, 1.0])
-    parser.add_argument("--samples", type=int, help="samples per shard (default: the split's)")
+    parser.add_argument(
+        "--samples", type=positive_int, help="samples per shard (default: the split's)"
+    )
     parser.add_argument("--decoder", choices=["greedy", "beam", "grammar"])
     parser.add_argument("--tesseract", action="store_true", help="Tesseract reads them too")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads of each reader")
+    parser.add_argument(
+        "--threads", type=process_count, default=1, help="CPU threads of each reader"
+    )
     parser.add_argument("--out", default="bench/out/weight", help="folder for shards and metrics")
     args = parser.parse_args(argv)
 
-    given, origins = config_with_origins([args.config])
-    config = with_defaults(given, origins=origins)
+    _, config = read_config(args.config)  # the schema's defaults filled in, as the workflow's
     try:
         meta = read_model_meta(args.checkpoint)
     except (CheckpointError, ExportError) as e:
@@ -77,8 +83,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(
                 f"{needed} not found: run this in a results folder that has {task}'s shards"
             )
-    charset = read_charset(charset_file)
-    faces = read_coverage(coverage, task, charset, role, spec.exclude_families)
+    if problem := output_folder_problem(args.out, "--out"):
+        parser.exit(1, f"error: {problem}\n")
+    try:
+        charset = read_charset(charset_file)
+        faces = read_coverage(coverage, task, charset, role, spec.exclude_families)
+    except ValueError as e:  # a damaged charset or coverage table, named
+        parser.exit(1, f"error: {e}\n")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     readers = {"model": evaluate_main}
@@ -126,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {row['amount']:+.2f} | " + " | ".join(cells) + " |")
     python = sys.version.split()[0]
     print(f"\nMachine: {platform.machine()}, Python {python}, {args.threads} thread(s) per reader")
-    (out / "weight.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(out / "weight.json", json.dumps(rows, indent=1) + "\n")
     return 0
 
 

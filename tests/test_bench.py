@@ -474,11 +474,27 @@ def _refused(repo_root, script, *args, cwd=None):
     return proc.returncode, proc.stderr
 
 
+@pytest.fixture
+def typo_config(repo_root, tmp_path):
+    """The smoke config with a misspelt key, as an overlay of it."""
+    path = tmp_path / "typo.yaml"
+    path.write_text(
+        f"extends: {repo_root / 'configs' / 'smoke.yaml'}\n"
+        "experiments:\n  expr_crnn:\n    train: {stepz: 8}\n"
+    )
+    return path
+
+
 @pytest.mark.parametrize(
     "script, option, value",
     [
         ("bench_synth.py", "--n", 0),  # it divided by zero
         ("bench_index.py", "--rounds", 0),
+        ("bench_train.py", "--steps", 0),
+        ("bench_cpu.py", "--seconds", 0),
+        ("bench_recognize.py", "--synthetic", 0),  # it read the default shards instead
+        ("bench_tesseract.py", "--psms", 14),
+        ("bench_weight.py", "--samples", 0),
     ],
 )
 def test_bench_counts_out_of_bounds_are_usage_errors_naming_the_option(
@@ -493,6 +509,46 @@ def test_bench_counts_out_of_bounds_are_usage_errors_naming_the_option(
     assert status == 2 and f"error: argument {option}: must be" in said, said
 
 
+@pytest.mark.parametrize("script", ["bench_train.py", "bench_cpu.py"])
+def test_bench_train_and_cpu_check_their_arguments_before_measuring(
+    repo_root, tmp_path, typo_config, script
+):
+    """A misspelt key of --config is the workflow's error (it trained with the default), an
+    experiment the config lacks is named (a KeyError), and an output that cannot be written
+    stops the run before it measures for minutes; the --json file is left as it was and no
+    shard is rendered."""
+    rows, out = tmp_path / "rows.json", tmp_path / "out"
+    rows.write_text("old\n")
+    where = ["--out", out, "--json", rows]
+    status, said = _refused(repo_root, script, "--config", typo_config, *where)
+    assert status == 1 and said.startswith(f"error: {typo_config}: invalid config (1 problem)")
+    assert "experiments.expr_crnn.train.stepz: unknown key (did you mean 'steps'?)" in said
+    smoke = repo_root / "configs" / "smoke.yaml"
+    status, said = _refused(
+        repo_root, script, "--config", smoke, "--experiments", "expr_crnn", "nope", *where
+    )
+    assert status == 1 and f"error: --experiments nope: no such experiment in {smoke}" in said
+    status, said = _refused(repo_root, script, "--config", smoke, "--out", out, "--json", tmp_path)
+    assert status == 1 and said.strip() == f"error: --json {tmp_path}: a folder, not a file"
+    status, said = _refused(repo_root, script, "--config", smoke, "--out", typo_config)
+    assert status == 1 and said.strip() == f"error: --out {typo_config}: a file, not a folder"
+    assert rows.read_text() == "old\n" and not out.exists()
+
+
+def test_bench_train_names_a_results_folder_without_shards_and_an_unknown_device(
+    repo_root, tmp_path
+):
+    smoke = repo_root / "configs" / "smoke.yaml"
+    run = ["--config", smoke, "--experiments", "expr_crnn", "--results", tmp_path]
+    status, said = _refused(repo_root, "bench_train.py", *run)
+    assert status == 1, said
+    assert said.strip() == (
+        f"error: --results {tmp_path}: no training shards {tmp_path}/shards/expr/train-*.tar"
+    )
+    status, said = _refused(repo_root, "bench_train.py", "--config", smoke, "--device", "gpu")
+    assert status == 1 and said.startswith("error: --device: unknown device 'gpu'"), said
+
+
 def test_bench_index_names_a_shard_it_cannot_read(repo_root, tmp_path):
     missing, damaged = tmp_path / "missing.tar", tmp_path / "damaged.tar"
     damaged.write_bytes(b"not a tar")
@@ -500,6 +556,72 @@ def test_bench_index_names_a_shard_it_cannot_read(repo_root, tmp_path):
     assert status == 1 and said.strip() == f"error: no such shard: {missing}"
     status, said = _refused(repo_root, "bench_index.py", damaged)
     assert status == 1 and said.startswith(f"error: shard {damaged}: unreadable"), said
+
+
+def test_bench_tesseract_names_a_shard_or_charset_it_cannot_read(repo_root, tmp_path):
+    missing, damaged = tmp_path / "missing.tar", tmp_path / "damaged.tar"
+    damaged.write_bytes(b"not a tar")
+    charset = tmp_path / "charset.txt"
+    status, said = _refused(repo_root, "bench_tesseract.py", "expr", missing, "--charset", charset)
+    assert status == 1 and said.strip() == f"error: no such shard: {missing}"
+    status, said = _refused(repo_root, "bench_tesseract.py", "expr", damaged, "--charset", charset)
+    assert status == 1 and said.strip() == f"error: --charset {charset}: No such file or directory"
+    charset.write_text("12\n")
+    status, said = _refused(repo_root, "bench_tesseract.py", "expr", damaged, "--charset", charset)
+    assert status == 1 and said.startswith(f"error: --charset: charset {charset}: lines must")
+    if shutil.which("tesseract") is not None:  # the shards are read once Tesseract is found
+        status, said = _refused(repo_root, "bench_tesseract.py", "expr", damaged, "--whitelists",
+                                "none")  # fmt: skip
+        assert status == 1 and said.startswith(f"error: shard {damaged}: not a readable tar")
+
+
+def test_bench_recognize_checks_its_config_and_json_before_measuring(
+    repo_root, tmp_path, typo_config
+):
+    rows = tmp_path / "rows.json"
+    rows.write_text("old\n")
+    smoke = repo_root / "configs" / "smoke.yaml"
+    run = ["--synthetic", 2, "--json", rows]
+    status, said = _refused(repo_root, "bench_recognize.py", "--untrained", "nope",
+                            "--config", smoke, *run)  # fmt: skip
+    assert status == 1 and f"error: --untrained nope: no such experiment in {smoke}" in said
+    status, said = _refused(repo_root, "bench_recognize.py", "--untrained", "expr_crnn",
+                            "--config", typo_config, *run)  # fmt: skip
+    assert status == 1 and said.startswith(f"error: {typo_config}: invalid config (1 problem)")
+    assert "stepz: unknown key" in said
+    status, said = _refused(repo_root, "bench_recognize.py", "--synthetic", 2, "--json", tmp_path)
+    assert status == 1 and said.strip() == f"error: --json {tmp_path}: a folder, not a file"
+    assert rows.read_text() == "old\n"
+
+
+def test_bench_weight_checks_its_config_and_out_before_rendering(repo_root, tmp_path, typo_config):
+    """A misspelt key was a traceback; an --out that is a file was found after the first shard
+    was rendered. Nothing is written either way."""
+    import torch
+
+    from models.checkpoint import ModelMeta, save_model
+    from models.registry import build_model
+
+    charset = list("0123456789+-*()")
+    torch.manual_seed(0)
+    model = tmp_path / "model.pt"
+    meta = ModelMeta("expr_crnn", {"width": 0.25}, charset, "expr")
+    save_model(model, build_model("expr_crnn", len(charset), width=0.25), meta)
+    # the files it reads from the results folder it runs in: there (not read before --out)
+    (tmp_path / "results" / "charsets").mkdir(parents=True)
+    (tmp_path / "results" / "charsets" / "expr.txt").write_text("\n".join(charset) + "\n")
+    (tmp_path / "results" / "fonts" / "expr").mkdir(parents=True)
+    (tmp_path / "results" / "fonts" / "expr" / "test.tsv").write_text("")
+    out = tmp_path / "out"
+    status, said = _refused(repo_root, "bench_weight.py", model, "--config", typo_config,
+                            "--out", out, cwd=tmp_path)  # fmt: skip
+    assert status == 1 and said.startswith(f"error: {typo_config}: invalid config (1 problem)")
+    assert "stepz: unknown key" in said and not out.exists()
+    smoke = repo_root / "configs" / "smoke.yaml"
+    status, said = _refused(repo_root, "bench_weight.py", model, "--config", smoke,
+                            "--out", typo_config, cwd=tmp_path)  # fmt: skip
+    assert status == 1 and said.strip() == f"error: --out {typo_config}: a file, not a folder"
+    assert not list(tmp_path.glob("*.tar"))
 
 
 def test_bench_memory_names_a_folder_it_cannot_use_and_a_record_cut_short(repo_root, tmp_path):

@@ -1,0 +1,88 @@
+"""What the benchmarks check of their command lines before they measure anything: a benchmark
+runs for minutes, and a typo in its config or an output it cannot write should stop it at once,
+with one ``error:`` line naming the option and the file, not a traceback at the end of the run
+(the counts' bounds are argparse's: `models.cli`'s argument types).
+
+    from arguments import experiments_problem, output_file_problem, read_config
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from models.cli import at_most, non_negative_int
+from models.configcheck import read_workflow_config
+from synth.atomic import unwritable_why
+
+
+def positive_seconds(text: str) -> float:
+    """A length of time in seconds, above 0 (and finite)."""
+    value = float(text)
+    if not 0 < value < math.inf:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be above 0 seconds, got {text}")
+    return value
+
+
+def page_segmentation_mode(text: str) -> int:
+    """A Tesseract page segmentation mode, 0 to 13 (the schema's bounds of
+    ``tesseract.<task>.psm``)."""
+    return at_most(non_negative_int(text), 13, "Tesseract's modes")
+
+
+def read_config(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The workflow config at ``path`` (with the files it extends), checked as the workflow
+    checks it (`models.configcheck.read_workflow_config`); a file that cannot be read or breaks
+    the schema ends the command: ``error:`` and the message naming the file and key, exit
+    status 1.
+
+    Returns:
+        The config as the files give it, and with the schema's defaults filled in.
+    """
+    try:
+        return read_workflow_config([path])
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+
+
+def experiments_problem(
+    config: Mapping[str, Any], names: Sequence[str], option: str, path: str | os.PathLike
+) -> str | None:
+    """Why ``names`` (given with ``option``) are not all experiments of the config read from
+    ``path``, or None."""
+    known = sorted(config.get("experiments") or {})
+    unknown = [name for name in names if name not in known]
+    if not unknown:
+        return None
+    return (
+        f"{option} {' '.join(unknown)}: no such experiment in {path} "
+        f"(it has {', '.join(known) or 'none'})"
+    )
+
+
+def output_file_problem(path: str | os.PathLike, option: str) -> str | None:
+    """Why ``path`` (given with ``option``) cannot be the file a benchmark writes at its end, or
+    None: a folder, or a place no file can be made (`synth.atomic.unwritable_why`, which makes
+    no folder)."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{option} {path}: a folder, not a file"
+    if why := unwritable_why(path.parent):
+        return f"{option} {path}: cannot be written: {why}"
+    return None
+
+
+def output_folder_problem(path: str | os.PathLike, option: str) -> str | None:
+    """Why ``path`` (given with ``option``) cannot be the folder a benchmark writes its files
+    into, or None: a file, or a place no file can be made."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return f"{option} {path}: a file, not a folder"
+    if why := unwritable_why(path):
+        return f"{option} {path}: cannot be written: {why}"
+    return None
