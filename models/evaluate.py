@@ -376,8 +376,16 @@ def _clean(obj: Any) -> Any:
 
 
 def write_metrics(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
-    """Write ``metrics.json`` atomically (NaN written as null, keys in insertion order)."""
-    write_text_atomic(path, json.dumps(_clean(dict(record)), indent=2, ensure_ascii=False) + "\n")
+    """Write ``metrics.json`` atomically (NaN written as null, keys in insertion order). A name
+    taken from a path of other bytes than UTF-8 (Python holds them as surrogates, which UTF-8
+    text cannot hold) is written as JSON's ``\\udcXX`` escape, which reads back as it was."""
+    record = _clean(dict(record))
+    text = json.dumps(record, indent=2, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(record, indent=2, ensure_ascii=True)
+    write_text_atomic(path, text + "\n")
 
 
 def read_metrics(path: str | os.PathLike) -> dict[str, Any]:

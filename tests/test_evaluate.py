@@ -27,6 +27,7 @@ from models.evaluate import (
     iter_samples,
     read_predictions,
     sample_metrics,
+    write_metrics,
 )
 from models.registry import build_model
 from synth.shards import REBUILD_HINT, write_samples
@@ -663,3 +664,17 @@ def test_a_label_with_a_space_the_charset_lacks_points_at_charset_space():
     ):
         make_family("crnn_vgg", list("abc")).encode(["a b"])
     assert make_family("crnn_vgg", [*"abc", " "]).encode(["a b"]).indices.tolist() == [1, 4, 2]
+
+
+def test_metrics_of_a_model_under_a_name_of_other_bytes_than_utf8_are_written(tmp_path):
+    """A model folder named with bytes that are not UTF-8 (Linux allows any) gives the record a
+    name Python holds as surrogates: writing metrics.json failed, after the whole evaluation,
+    with a message naming nothing. JSON's escape keeps the name, and it reads back as it was."""
+    name = os.fsdecode(b"m\xff")
+    path = tmp_path / "metrics.json"
+    write_metrics(path, {"experiment": name, "split": "test_seen", "seq_acc": 0.5})
+    record = json.loads(path.read_bytes().decode("utf-8"))
+    assert os.fsencode(record["experiment"]) == b"m\xff"
+    assert record["seq_acc"] == 0.5
+    write_metrics(path, {"experiment": "算式", "seq_acc": 1.0})  # readable names stay readable
+    assert '"experiment": "算式"' in path.read_text(encoding="utf-8")
