@@ -186,8 +186,15 @@ def plot_prediction_grid(
         nrows = math.ceil(len(samples) / cols)
         width = 3.0 if wide else 1.5
         cell = (width, width * aspect + 0.6)
+        # constrained: it spaces the rows after the images take their aspect, titles and the
+        # suptitle included; tight_layout spaced them before, and drew a row's titles over the
+        # images of the row above.
         fig, axes = plt.subplots(
-            nrows, cols, figsize=(cell[0] * cols, cell[1] * nrows + 0.35), squeeze=False
+            nrows,
+            cols,
+            figsize=(cell[0] * cols, cell[1] * nrows + 0.35),
+            squeeze=False,
+            layout="constrained",
         )
         errors = 0
         for ax, row, sample in zip(axes.flat, rows, samples, strict=False):
@@ -208,7 +215,6 @@ def plot_prediction_grid(
         for ax in list(axes.flat)[len(samples) :]:
             ax.set_axis_off()
         fig.suptitle(f"{title}  ({errors} of {len(samples)} wrong, in red)".strip())
-        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # the title's band
         _save(fig, out)
 
 

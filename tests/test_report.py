@@ -476,6 +476,44 @@ def test_prediction_grid_and_confusions(tmp_path, cjk_font, monkeypatch):
     assert _is_png(tmp_path / "fonts.png")
 
 
+@pytest.mark.parametrize(("case", "n"), [("expr", 8), ("hanzi", 12)])
+def test_prediction_grid_titles_stay_out_of_the_row_above(tmp_path, cjk_font, monkeypatch, case, n):
+    """A cell's two-line title (label, reading) never covers an image of the row above: the
+    smoke config's two rows of expressions had each second-row title drawn over the first row's
+    images (tight_layout spaced the rows before the images took their aspect)."""
+    import matplotlib.pyplot as plt
+
+    from models.evaluate import iter_samples
+
+    overlaps = []
+
+    def save(fig, out):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        cells = [ax for ax in fig.axes if ax.get_title()]
+        for ax in cells:
+            title = ax.title.get_window_extent(renderer)
+            overlaps.extend(
+                (ax.get_title(), other.get_title())
+                for other in cells
+                if other is not ax and title.overlaps(other.get_window_extent(renderer))
+            )
+        plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", save)
+    _, _, _, task, size, texts = CASES[case]
+    texts = (texts * n)[:n]
+    shard = make_shard(tmp_path / "test_seen-000000.tar", task, "test_seen", texts, cjk_font, size)
+    rows = [
+        {"index": i, "key": s.key, "font": "F", "label": s.label, "reading": ""}
+        for i, s in enumerate(iter_samples([shard]))
+    ]
+    preds = tmp_path / "predictions.csv"
+    write_predictions(preds, rows, task)
+    plots.plot_prediction_grid([shard], preds, tmp_path / "grid.png", n=n, title=case)
+    assert overlaps == []
+
+
 def test_prediction_grid_refuses_mismatched_shards(tmp_path, cjk_font):
     _, _, _, task, size, texts = CASES["line"]
     shard = make_shard(tmp_path / "a.tar", task, "test_seen", texts, cjk_font, size)
