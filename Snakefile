@@ -3,7 +3,7 @@
 #   snakemake --cores all results/crnn_report.csv            default config (configs/config.yaml)
 #   snakemake --cores all --configfile configs/smoke.yaml    another config instead of the default
 #   snakemake --cores all --configfile configs/lines_cpu.yaml  the default, with line models that read
-#   snakemake --cores all --configfile configs/lines_cpu_long.yaml  and a VGG trained on, past Tesseract
+#   snakemake --cores all --configfile configs/lines_cpu_long.yaml  and both trained on, past Tesseract
 from snakemake.utils import min_version
 
 min_version("9.0")
