@@ -18,7 +18,12 @@ The shards are streamed in order (no shuffling), so row ``i`` of ``predictions.c
      "per_font": {"WenQuanYi Zen Hei": {"n": 500, "seq_acc": ..., ...}, ...},
      "per_font_file": {"wqy-zenhei.ttc": {"n": 600, ...}, ...},  # the font files' (not own tests)
      "eval_img_per_s": 812.0, "eval_wall_s": 1.2, "device": "cuda", "decoder": "greedy",
-     "batch_size": 128, "params_m": 4.2, "train_steps": 3000, "train_wall_s": 610.0}
+     "batch_size": 128, "params_m": 4.2, "seed": 20171204, "train_steps": 3000,
+     "train_wall_s": 610.0}
+
+``seed`` is the run's training seed (its ``train.json``; null without one): seed copies of an
+experiment differ by it alone. ``decoder`` is the one the readings were decoded with (the
+classifier's, an argmax over its classes, always ``greedy``).
 
 With ``"decoder": "grammar"`` also ``"grammar"``: what the readings were held to, ``"evaluates"``
 (any expression that parses) or the task's settings (``{"operand_counts": [2, 3, 4],
@@ -496,17 +501,18 @@ def backbone_name(model: Any) -> str:
 
 
 def training_record(meta: Any, train_info: str | os.PathLike | None = None) -> dict[str, Any]:
-    """``train_steps`` (from the checkpoint), ``train_wall_s`` (from the run's ``train.json``,
-    `models.train`; None without it) and ``init_from``: the checkpoint the run started from
-    (``train.init_from``, fine-tuning; None from random weights), whose own steps and time the
-    other two leave out.
+    """``seed`` (the run's training seed, from its ``train.json``, `models.train`: what tells
+    seed copies of one experiment apart; the checkpoint does not hold it, so None without the
+    file), ``train_steps`` (from the checkpoint), ``train_wall_s`` (from ``train.json``; None
+    without it) and ``init_from``: the checkpoint the run started from (``train.init_from``,
+    fine-tuning; None from random weights), whose own steps and time the other two leave out.
 
     Args:
         meta: The checkpoint's `models.checkpoint.ModelMeta`.
         train_info: ``results/models/{experiment}/train.json``, if known.
     """
     steps = getattr(meta, "step", None)
-    wall = None
+    wall = seed = None
     if train_info is not None:
         path = Path(train_info)
         try:
@@ -517,8 +523,10 @@ def training_record(meta: Any, train_info: str | os.PathLike | None = None) -> d
             wall = float(info["wall_s"])
         if info.get("steps") is not None:
             steps = int(info["steps"])
+        if info.get("seed") is not None:
+            seed = int(info["seed"])
     init_from = (getattr(meta, "train", None) or {}).get("init_from")
-    return {"train_steps": steps, "train_wall_s": wall, "init_from": init_from}
+    return {"seed": seed, "train_steps": steps, "train_wall_s": wall, "init_from": init_from}
 
 
 def evaluate(
@@ -540,7 +548,7 @@ def evaluate(
         metrics_path: Where ``metrics.json`` goes.
         predictions_path: Where ``predictions.csv`` goes.
         spec: Batch size, decoder, device.
-        train_info: The run's ``train.json`` (training wall time and steps), if any.
+        train_info: The run's ``train.json`` (training seed, wall time and steps), if any.
 
     Returns:
         The ``metrics.json`` record.

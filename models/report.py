@@ -9,8 +9,10 @@
   reference systems beside ours (config ``report.references``).
 
 Rows are ordered experiments first (by name), Tesseract last, then by split (``test_seen``,
-``test_heldout``). Undefined values (a metric that does not apply, a time not recorded, Tesseract
-not installed) are empty cells.
+``test_heldout``). Beside each row's experiment and model stand its training ``seed`` (seed
+copies of an experiment differ by it alone) and, but in the hanzi table (a classifier reads its
+most likely class), its ``decoder``; Tesseract's are empty. Undefined values (a metric that
+does not apply, a time not recorded, Tesseract not installed) are empty cells.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ CRNN_COLUMNS = (
     "experiment",
     "model",
     "backbone",
+    "seed",
+    "decoder",
     "task",
     "split",
     "n",
@@ -56,6 +60,7 @@ CRNN_COLUMNS = (
 HANZI_COLUMNS = (
     "experiment",
     "model",
+    "seed",
     "task",
     "split",
     "font",
@@ -74,6 +79,8 @@ HANZI_COLUMNS = (
 READER_COLUMNS = (
     "experiment",
     "model",
+    "seed",
+    "decoder",
     "task",
     "split",
     "font",

@@ -488,6 +488,9 @@ def evaluate_tesseract(
             "device": "cpu",
             "threads": spec.threads,
             "params_m": None,
+            # no training run, and no decoder of ours: Tesseract's reading is its own (lang, psm)
+            "seed": None,
+            "decoder": None,
             "train_steps": None,
             "train_wall_s": None,
         }

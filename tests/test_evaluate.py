@@ -416,7 +416,7 @@ def test_evaluate_writes_metrics_and_predictions(tmp_path, cjk_font, case, decod
     shard = make_shard(tmp_path / "test_seen-000000.tar", task, "test_seen", texts, cjk_font, size)
     ckpt = make_checkpoint(tmp_path / "model.pt", case)
     train_info = tmp_path / "train.json"
-    train_info.write_text(json.dumps({"steps": 6, "wall_s": 12.5, "device": "cpu"}))
+    train_info.write_text(json.dumps({"steps": 6, "wall_s": 12.5, "device": "cpu", "seed": 7}))
     spec = EvalSpec(f"{case}_exp", "test_seen", batch_size=2, decoder=decoder, device="cpu")
     out = tmp_path / "eval"
     record = evaluate(
@@ -432,6 +432,7 @@ def test_evaluate_writes_metrics_and_predictions(tmp_path, cjk_font, case, decod
     assert record["eval_img_per_s"] > 0
     assert record["train_steps"] == 6
     assert record["train_wall_s"] == 12.5
+    assert record["seed"] == 7  # the run's training seed: what tells seed copies apart
     assert record["params_m"] > 0
     assert ("value_acc" in record) == (task == "expr")
     assert ("top1" in record and "top5" in record) == (task == "hanzi")

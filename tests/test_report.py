@@ -31,7 +31,9 @@ def _record(experiment, model, task, split, **extra):
         "per_font": {"Font B": {"n": 12, "seq_acc": 0.25}, "Font A": {"n": 8, "seq_acc": 0.875}},
         "eval_img_per_s": 100.0,
         "device": "cpu",
+        "decoder": "greedy",
         "params_m": 1.5,
+        "seed": 1,
         "train_steps": 6,
         "train_wall_s": 3.25,
     }
@@ -41,8 +43,7 @@ def _record(experiment, model, task, split, **extra):
 
 # The per-font tables' columns, written out: the CTC table's (README, "Outputs") with the
 # font after the split and without backbone; the classifier's top-1/top-5 in place of the
-# text scores and value_acc.
-_HEADER_FRONT = ["experiment", "model", "task", "split", "font", "n"]
+# text scores and value_acc, and no decoder (its argmax has no other).
 _HEADER_BACK = [
     "params_m",
     "train_steps",
@@ -52,8 +53,14 @@ _HEADER_BACK = [
     "model_kwargs",
     "init_from",
 ]
-HANZI_HEADER = [*_HEADER_FRONT, "top1", "interval_95", "top5", *_HEADER_BACK]
-READER_HEADER = [*_HEADER_FRONT, "seq_acc", "interval_95", "cer", "ned", *_HEADER_BACK]
+HANZI_HEADER = [
+    *["experiment", "model", "seed", "task", "split", "font", "n"],
+    *["top1", "interval_95", "top5", *_HEADER_BACK],
+]
+READER_HEADER = [
+    *["experiment", "model", "seed", "decoder", "task", "split", "font", "n"],
+    *["seq_acc", "interval_95", "cer", "ned", *_HEADER_BACK],
+]
 
 
 @pytest.fixture
@@ -70,11 +77,18 @@ def metrics_files(tmp_path):
                 model_kwargs={"width": 0.25, "hidden": 96},
             ),
             _record("line_crnn_vgg", "crnn_vgg", "line", "test_seen"),
-            _record(
-                "expr_crnn", "expr_crnn", "expr", "test_seen", value_acc=0.75, init_from="a.pt"
-            ),
-            _record(
-                "expr_crnn", "expr_crnn", "expr", "test_heldout", value_acc=0.5, init_from="a.pt"
+            *(
+                _record(
+                    "expr_crnn",
+                    "expr_crnn",
+                    "expr",
+                    split,
+                    value_acc=acc,
+                    init_from="a.pt",
+                    seed=3,
+                    decoder="grammar",
+                )
+                for split, acc in (("test_seen", 0.75), ("test_heldout", 0.5))
             ),
             _record(
                 "tesseract",
@@ -82,6 +96,8 @@ def metrics_files(tmp_path):
                 "expr",
                 "test_seen",
                 value_acc=0.6,
+                seed=None,
+                decoder=None,
                 params_m=None,
                 train_steps=None,
                 train_wall_s=None,
@@ -119,6 +135,8 @@ def metrics_files(tmp_path):
                 "test_seen",
                 top1=0.3,
                 top5=None,
+                seed=None,
+                decoder=None,
                 per_font={"Font A": {"n": 10, "top1": 0.3, "top5": None}},
             ),
         ],
@@ -131,6 +149,8 @@ def metrics_files(tmp_path):
                 "short",
                 "test_heldout",
                 seq_acc=0.75,
+                seed=None,
+                decoder=None,
                 params_m=None,
                 train_steps=None,
                 train_wall_s=None,
@@ -163,6 +183,8 @@ def test_crnn_report_columns_and_rows(tmp_path, metrics_files):
         "experiment",
         "model",
         "backbone",
+        "seed",
+        "decoder",
         "task",
         "split",
         "n",
@@ -196,6 +218,16 @@ def test_crnn_report_columns_and_rows(tmp_path, metrics_files):
     assert rows[3]["interval_95"] == f"{low:.4f}-{high:.4f}"
     assert rows[3]["model_kwargs"] == "hidden=96 width=0.25"  # what tells variants apart
     assert rows[4]["model_kwargs"] == ""  # Tesseract
+    # what tells seed copies of one experiment apart, and how the readings were decoded;
+    # Tesseract has neither (a placeholder row, without the keys, neither)
+    assert [(r["seed"], r["decoder"]) for r in rows] == [
+        ("3", "grammar"),
+        ("3", "grammar"),
+        ("1", "greedy"),
+        ("1", "greedy"),
+        ("", ""),
+        ("", ""),
+    ]
     assert rows[0]["init_from"] == "a.pt" and rows[2]["init_from"] == ""  # fine-tuned, or not
     assert rows[0]["train_steps"] == "6" and rows[0]["train_wall_s"] == "3.25"
     assert rows[4]["params_m"] == "" and rows[4]["model"] == "tesseract 5.3.0"
@@ -215,12 +247,13 @@ def test_hanzi_report_has_overall_and_per_font_rows(tmp_path, metrics_files):
         False,
         False,
     ]
-    assert [(r["experiment"], r["font"], r["n"], r["top1"], r["top5"]) for r in rows] == [
-        ("hanzi_cnn", "all", "20", "0.9", "0.95"),
-        ("hanzi_cnn", "Font A", "10", "1", "1"),
-        ("hanzi_cnn", "Font B", "10", "0.8", "0.9"),
-        ("tesseract", "all", "20", "0.3", ""),
-        ("tesseract", "Font A", "10", "0.3", ""),
+    cells = [(r["experiment"], r["seed"], r["font"], r["n"], r["top1"], r["top5"]) for r in rows]
+    assert cells == [
+        ("hanzi_cnn", "1", "all", "20", "0.9", "0.95"),
+        ("hanzi_cnn", "1", "Font A", "10", "1", "1"),
+        ("hanzi_cnn", "1", "Font B", "10", "0.8", "0.9"),
+        ("tesseract", "", "all", "20", "0.3", ""),
+        ("tesseract", "", "Font A", "10", "0.3", ""),
     ]
 
 
@@ -241,6 +274,9 @@ def test_reader_report_columns(tmp_path, metrics_files):
         ("tesseract", "test_heldout", "Font C", "0.75"),
     ]
     assert rows[-1]["model"] == "tesseract 5.3.0" and rows[-1]["params_m"] == ""
+    # every row of the reader names its seed and decoder, its per-font rows too
+    assert {(r["seed"], r["decoder"]) for r in rows[:-2]} == {("1", "greedy")}
+    assert rows[-1]["seed"] == rows[-1]["decoder"] == ""
     assert len(frame) == 8
 
 

@@ -878,6 +878,14 @@ def test_the_smoke_runs_report_rows_are_their_metrics_files(smoke_run):
                     assert float(cell) == pytest.approx(value, rel=1e-5, abs=1e-9), where
                 else:
                     assert cell == str(value), where
+            # seed copies of an experiment differ by their seed cell; Tesseract has none
+            if row["experiment"] == "tesseract":
+                assert row["seed"] == row.get("decoder", "") == "", row
+            else:
+                exp = SMOKE_CONFIG["experiments"][row["experiment"]]
+                assert row["seed"] == str(exp.get("seed", SMOKE_CONFIG["seed"])), row
+                if kind != "hanzi":  # the classifier's argmax has no decoder to choose
+                    assert row["decoder"] == exp.get("eval", {}).get("decoder", "greedy"), row
         wanted = set()
         for task in tasks:
             for split in ("test_seen", "test_heldout"):
