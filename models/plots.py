@@ -402,6 +402,128 @@ def plot_accuracy_by_font(
     return table
 
 
+# ----------------------------------------------------------------------- accuracy by experiment
+
+SPLIT_ORDER = ("test_seen", "test_heldout")
+
+
+def experiment_accuracy_table(metrics_files: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """One row per ``metrics.json``: the experiment's headline share on the split (top-1 for
+    the classifier, sequence accuracy otherwise; `_headline`), ``n`` and its 95% Wilson
+    interval (``low``, ``high``; NaN without a figure, as for Tesseract not installed).
+
+    Rows go panel by panel (`_panel_order`: task by task, each task's models by name, then
+    Tesseract), and within an experiment ``test_seen``, ``test_heldout``, then other splits by
+    name: the order `plot_accuracy_by_experiment` draws them in.
+    """
+    rows = []
+    for path in metrics_files:
+        record = read_metrics(path)
+        name, value = _headline(record)
+        low, high = _share_interval(value, record.get("n"))
+        rows.append(
+            {
+                "experiment": record["experiment"],
+                "task": record["task"],
+                "split": record["split"],
+                "n": record.get("n"),
+                "metric": name,
+                "value": math.nan if value is None else float(value),
+                "low": low,
+                "high": high,
+            }
+        )
+    rows.sort(
+        key=lambda r: (
+            *_panel_order(r["task"], r["experiment"]),
+            SPLIT_ORDER.index(r["split"]) if r["split"] in SPLIT_ORDER else len(SPLIT_ORDER),
+            r["split"],
+        )
+    )
+    return pd.DataFrame(
+        rows, columns=["experiment", "task", "split", "n", "metric", "value", "low", "high"]
+    )
+
+
+def experiment_bars(table: pd.DataFrame) -> pd.DataFrame:
+    """Where `plot_accuracy_by_experiment` draws each row of `experiment_accuracy_table`: its
+    ``panel`` (the task's index), ``y`` (the experiment's row in the panel, offset by its
+    split's place among the panel's splits, so a model's seen and held-out bars stand side by
+    side) and ``height``; the table's columns besides."""
+    out = table.copy()
+    out["panel"] = 0
+    out["y"] = 0.0
+    out["height"] = 0.0
+    for panel, (_, part) in enumerate(table.groupby("task", sort=False)):
+        experiments = list(dict.fromkeys(part["experiment"]))
+        splits = list(dict.fromkeys(part["split"]))  # in the table's order: seen first
+        height = 0.8 / len(splits)
+        for i, row in part.iterrows():
+            slot = splits.index(row["split"])
+            out.loc[i, "panel"] = panel
+            out.loc[i, "y"] = experiments.index(row["experiment"]) - 0.4 + (slot + 0.5) * height
+            out.loc[i, "height"] = height
+    return out
+
+
+def plot_accuracy_by_experiment(
+    metrics_files: Sequence[str | os.PathLike], out: str | os.PathLike
+) -> pd.DataFrame:
+    """Every experiment's headline share on each test split, a panel per task (top-1 for hanzi,
+    sequence accuracy otherwise), a bar per split side by side (``test_seen`` above
+    ``test_heldout``) with its 95% Wilson interval as a whisker, Tesseract's bars below the
+    models it is compared with. A split without a figure (Tesseract not installed) is said to
+    have none, not drawn at 0.
+
+    Returns:
+        The bars drawn (`experiment_bars` of `experiment_accuracy_table`).
+    """
+    bars = experiment_bars(experiment_accuracy_table(metrics_files))
+    with _style():
+        if bars.empty:
+            fig, ax = plt.subplots(figsize=(6, 2))
+            _empty(ax, "no metrics")
+            _save(fig, out)
+            return bars
+        panels = [part for _, part in bars.groupby("panel", sort=True)]
+        sizes = [part["experiment"].nunique() for part in panels]
+        fig, axes = plt.subplots(
+            len(panels),
+            1,
+            figsize=(9, sum(0.9 + 0.55 * n for n in sizes)),
+            squeeze=False,
+            gridspec_kw={"height_ratios": [0.9 + 0.55 * n for n in sizes]},
+        )
+        colors = _split_colors(bars["split"])
+        for ax, part, size in zip(axes[:, 0], panels, sizes, strict=True):
+            values = part["value"].astype(float).to_numpy()
+            low = part["low"].astype(float).to_numpy()
+            high = part["high"].astype(float).to_numpy()
+            xerr = np.clip(np.nan_to_num(np.stack([values - low, high - values]), nan=0.0), 0, None)
+            ax.barh(
+                part["y"].to_numpy(float),
+                np.nan_to_num(values),
+                height=part["height"].to_numpy(float),
+                color=[colors.get(s, OWN_COLOR) for s in part["split"]],
+                xerr=xerr,
+                error_kw={"ecolor": "#444444", "elinewidth": 0.8, "capsize": 2},
+            )
+            ax.set_yticks(range(size), list(dict.fromkeys(part["experiment"])), fontsize=8)
+            ax.set_ylim(size - 0.5, -0.5)  # first experiment on top
+            ax.set_xlim(0, 1.25)  # room for the labels right of a bar at 1
+            ax.set_xticks(np.linspace(0, 1, 6))  # a share: no tick past 1
+            metric = "top1" if "top1" in set(part["metric"]) else part["metric"].iloc[0]
+            ax.set_xlabel(metric)
+            ax.set_title(part["task"].iloc[0], fontsize=10)
+            for y, v, n, hi in zip(part["y"], values, part["n"], high, strict=True):
+                ax.text(*_bar_label(v, n, y, hi), va="center", fontsize=7)
+        handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
+        fig.legend(handles, list(colors), loc="upper right", fontsize=8)
+        fig.tight_layout()
+        _save(fig, out)
+    return bars
+
+
 # ----------------------------------------------------------------------------- reader attention
 
 

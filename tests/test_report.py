@@ -882,3 +882,83 @@ def test_per_font_bars_carry_their_wilson_interval(tmp_path, monkeypatch):
     assert max(ax.get_xticks()) == 1.0
     assert plots._font_tick("UKai", "test_heldout") == "UKai [held out]"
     assert plots._font_tick("Mine", "test_scans") == "Mine [test_scans]"
+
+
+def _overall_files(tmp_path):
+    """Small metrics.json files of two tasks, in no particular order: a CTC model and
+    Tesseract on expressions, the classifier and a Tesseract that did not run on hanzi."""
+    records = [
+        _record("tesseract", "tesseract 5.3.0", "expr", "test_heldout", n=50, seq_acc=0.4),
+        _record("expr_crnn", "expr_crnn", "expr", "test_heldout", n=100, seq_acc=0.8),
+        _record("hanzi_cnn", "hanzi_cnn", "hanzi", "test_seen", n=200, seq_acc=0.9, top1=0.95),
+        _record("expr_crnn", "expr_crnn", "expr", "test_seen", n=100, seq_acc=0.9),
+        _record("tesseract", "tesseract 5.3.0", "expr", "test_seen", n=50, seq_acc=0.5),
+        _record("hanzi_cnn", "hanzi_cnn", "hanzi", "test_heldout", n=200, seq_acc=0.8, top1=0.85),
+        {
+            "experiment": "tesseract",
+            "model": "tesseract (not installed)",
+            "task": "hanzi",
+            "split": "test_seen",
+            "n": 0,
+            "per_font": {},
+        },
+    ]
+    files = []
+    for i, record in enumerate(records):
+        path = tmp_path / "eval" / str(i) / "metrics.json"
+        write_metrics(path, record)
+        files.append(path)
+    return files
+
+
+def test_accuracy_by_experiment_puts_seen_and_held_out_side_by_side(tmp_path, monkeypatch):
+    """Each experiment's headline share (top-1 for the classifier) per split, with its 95% Wilson
+    interval, a panel per task, Tesseract below the models; a Tesseract that did not run has no
+    figure (no bar), not a bar at 0."""
+    table = plots.experiment_accuracy_table(_overall_files(tmp_path))
+    assert [tuple(r) for r in table[["task", "experiment", "split", "metric"]].values] == [
+        ("expr", "expr_crnn", "test_seen", "seq_acc"),
+        ("expr", "expr_crnn", "test_heldout", "seq_acc"),
+        ("expr", "tesseract", "test_seen", "seq_acc"),
+        ("expr", "tesseract", "test_heldout", "seq_acc"),
+        ("hanzi", "hanzi_cnn", "test_seen", "top1"),
+        ("hanzi", "hanzi_cnn", "test_heldout", "top1"),
+        ("hanzi", "tesseract", "test_seen", "seq_acc"),
+    ]
+    assert table["value"].tolist()[:6] == [0.9, 0.8, 0.5, 0.4, 0.95, 0.85]
+    for _, row in table.iloc[:6].iterrows():
+        assert (row["low"], row["high"]) == pytest.approx(wilson_interval(row["value"], row["n"]))
+    assert table.iloc[6][["value", "low", "high"]].isna().all()
+
+    bars = plots.experiment_bars(table)
+    # a model's two splits side by side around its row, the next experiment a row below
+    assert bars["panel"].tolist() == [0, 0, 0, 0, 1, 1, 1]
+    assert bars["y"].tolist() == pytest.approx([-0.2, 0.2, 0.8, 1.2, -0.2, 0.2, 0.8])
+    assert bars["height"].tolist() == pytest.approx([0.4] * 7)
+
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, out: (figures.append(fig), save(fig, out)))
+    out = tmp_path / "accuracy_by_experiment.png"
+    drawn = plots.plot_accuracy_by_experiment(_overall_files(tmp_path / "again"), out)
+    assert drawn.equals(bars)
+    with Image.open(out) as im:
+        assert im.format == "PNG" and 600 <= im.width <= 1400 and 300 <= im.height <= 1400
+        im.load()
+    [fig] = figures
+    expr, hanzi = fig.axes[:2]
+    for ax, part in ((expr, bars[bars["panel"] == 0]), (hanzi, bars[bars["panel"] == 1])):
+        patches = ax.containers[-1].patches
+        assert [p.get_width() for p in patches] == pytest.approx(
+            np.nan_to_num(part["value"].to_numpy(float)).tolist()
+        )
+        centres = [p.get_y() + p.get_height() / 2 for p in patches]
+        assert centres == pytest.approx(part["y"].tolist())
+        # whiskers from low to high; none (a point at 0) for a split without a figure
+        spans = [seg[:, 0] for seg in ax.containers[-1].errorbar.lines[2][0].get_segments()]
+        want = np.nan_to_num(part[["low", "high"]].to_numpy(float))
+        assert np.asarray(spans) == pytest.approx(want)
+    assert [t.get_text() for t in expr.get_yticklabels()] == ["expr_crnn", "tesseract"]
+    assert (expr.get_xlabel(), hanzi.get_xlabel()) == ("seq_acc", "top1")
+    labels = [t.get_text() for t in hanzi.texts]
+    assert labels == ["0.950 (n=200)", "0.850 (n=200)", "no figure (n=0)"]

@@ -35,7 +35,13 @@ TABLES = {
     "reader_report.csv": "experiment,model,seed,decoder,task,split,font,n,seq_acc,interval_95,"
     "cer,ned,params_m,train_steps,train_wall_s,eval_img_per_s,device,model_kwargs,init_from",
 }
-CATEGORIES = ["Tables", "Training curves", "Test predictions", "Accuracy by font"]
+CATEGORIES = [
+    "Tables",
+    "Training curves",
+    "Test predictions",
+    "Accuracy by font",
+    "Accuracy by experiment",
+]
 
 
 def _chromium() -> str:

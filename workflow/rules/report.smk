@@ -37,7 +37,7 @@ REPORT_METRICS = {
     ]
     for kind in REPORT_FAMILIES
 }
-# The synthetic test splits' metrics, for the accuracy-by-font plot.
+# The synthetic test splits' metrics, for the accuracy-by-font and -by-experiment plots.
 ALL_METRICS = [
     p
     for kind in REPORT_FAMILIES
@@ -51,7 +51,10 @@ ATTENTION_GIFS = [
     f"results/plots/{{experiment}}/attention_{i}.gif"
     for i in range(max(1, READER_GIFS))
 ]
-PLOTS = ["results/plots/accuracy_by_font.png"] + [
+PLOTS = [
+    "results/plots/accuracy_by_font.png",
+    "results/plots/accuracy_by_experiment.png",
+] + [
     f"results/plots/{e}/{name}"
     for e in EXPERIMENTS
     for name in [
@@ -353,3 +356,26 @@ rule plot_fonts:
         mem_mb=1000,
     script:
         "../scripts/plots_fonts.py"
+
+
+rule plot_experiments:
+    input:
+        ALL_METRICS,
+    output:
+        report(
+            "results/plots/accuracy_by_experiment.png",
+            caption="../report/accuracy_by_experiment.rst",
+            category="Accuracy by experiment",
+            labels={"figure": "all experiments"},
+        ),
+    log:
+        "logs/plots/accuracy_by_experiment.log",
+    benchmark:
+        "logs/plots/accuracy_by_experiment.benchmark.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../scripts/plots_experiments.py"
