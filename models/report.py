@@ -118,12 +118,24 @@ def interval_text(share: Any, n: Any) -> str | None:
     return None if bounds is None else f"{bounds[0]:.4f}-{bounds[1]:.4f}"
 
 
+def _headline_column(columns: Sequence[str]) -> str:
+    """The share a table's rows are compared on: top-1 for the classifier, seq_acc else."""
+    return "top1" if "top1" in columns else "seq_acc"
+
+
+def _with_per_file(columns: Sequence[str]) -> tuple[str, ...]:
+    """A table's columns with ``per_file`` after the headline's ``interval_95``."""
+    at = list(columns).index("interval_95") + 1
+    return (*columns[:at], "per_file", *columns[at:])
+
+
 def _row(record: Mapping[str, Any], columns: Sequence[str], **override: Any) -> dict[str, Any]:
     row = {c: record.get(c) for c in columns}
+    headline = _headline_column(columns)
     if "interval_95" in columns:  # of the headline share: top-1 for the classifier
-        row["interval_95"] = interval_text(
-            record.get("top1" if "top1" in columns else "seq_acc"), record.get("n")
-        )
+        row["interval_95"] = interval_text(record.get(headline), record.get("n"))
+    if "per_file" in columns:
+        row["per_file"] = font_file_mean(record, headline)
     if isinstance(row.get("model_kwargs"), Mapping):
         # one cell, what tells two experiments of one model apart: "hidden=96 width=0.25"
         row["model_kwargs"] = " ".join(
@@ -139,33 +151,45 @@ def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(columns), dtype=object)
 
 
-def crnn_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+def crnn_table(records: Iterable[Mapping[str, Any]], per_file: bool = False) -> pd.DataFrame:
     """The CTC report: one row per record, columns `CRNN_COLUMNS` (``value_acc`` empty but for
-    expressions)."""
-    return _frame([_row(r, CRNN_COLUMNS) for r in sorted(records, key=_order)], CRNN_COLUMNS)
+    expressions).
+
+    Args:
+        records: ``metrics.json`` records.
+        per_file: Add ``per_file`` after ``interval_95``: the headline share with each font
+            file weighted alike (`font_file_mean`), as summary.md shows it.
+    """
+    columns = _with_per_file(CRNN_COLUMNS) if per_file else CRNN_COLUMNS
+    return _frame([_row(r, columns) for r in sorted(records, key=_order)], columns)
 
 
 def _with_fonts(
     records: Iterable[Mapping[str, Any]], columns: Sequence[str]
 ) -> list[dict[str, Any]]:
     """Per record, an overall row (``font = all``) then one row per font (its throughput left
-    empty: it is the whole split's, measured once)."""
+    empty: it is the whole split's, measured once; so is ``per_file``, the split's)."""
+    split_wide = {"eval_img_per_s": None, **({"per_file": None} if "per_file" in columns else {})}
     rows = []
     for record in sorted(records, key=_order):
         rows.append(_row(record, columns, font=ALL_FONTS))
         for font, scores in sorted((record.get("per_font") or {}).items()):
-            rows.append(_row({**record, **scores}, columns, font=font, eval_img_per_s=None))
+            rows.append(_row({**record, **scores}, columns, font=font, **split_wide))
     return rows
 
 
-def hanzi_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """The hanzi report: top-1/top-5 per split, overall and per font (`HANZI_COLUMNS`)."""
-    return _frame(_with_fonts(records, HANZI_COLUMNS), HANZI_COLUMNS)
+def hanzi_table(records: Iterable[Mapping[str, Any]], per_file: bool = False) -> pd.DataFrame:
+    """The hanzi report: top-1/top-5 per split, overall and per font (`HANZI_COLUMNS`;
+    ``per_file`` as in `crnn_table`, of top-1, on the overall rows)."""
+    columns = _with_per_file(HANZI_COLUMNS) if per_file else HANZI_COLUMNS
+    return _frame(_with_fonts(records, columns), columns)
 
 
-def reader_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """The reader report: whole-word accuracy, CER and NED per split, overall and per font."""
-    return _frame(_with_fonts(records, READER_COLUMNS), READER_COLUMNS)
+def reader_table(records: Iterable[Mapping[str, Any]], per_file: bool = False) -> pd.DataFrame:
+    """The reader report: whole-word accuracy, CER and NED per split, overall and per font
+    (``per_file`` as in `crnn_table`, on the overall rows)."""
+    columns = _with_per_file(READER_COLUMNS) if per_file else READER_COLUMNS
+    return _frame(_with_fonts(records, columns), columns)
 
 
 # How summary.md shows a column's numbers (others: `digits` decimals): times and rates to a tenth,
@@ -346,7 +370,7 @@ def summary_markdown(
     """``results/summary.md``: the reference comparison, the three reports and links to plots.
 
     Args:
-        crnn: `crnn_table`.
+        crnn: `crnn_table` (``per_file=True`` in the workflow's summary).
         hanzi: `hanzi_table` (only the overall rows are shown; per-font rows are in the CSV).
         reader: `reader_table` (likewise).
         references: `references_table`.
@@ -378,6 +402,13 @@ def summary_markdown(
         "its device, warm-up left out) beside Tesseract's whole calls (its images written, its "
         "processes started), each measured beside the workflow's other jobs: `bench/` compares "
         "speeds on one machine at a time (`BENCHMARKS.md`).\n",
+        "In the three tables below, beside each row's headline figure (`seq_acc`; `top1` for "
+        "hanzi), `interval_95` is its 95% Wilson interval over the row's `n` images and "
+        "`per_file` the figure with each font file of the split weighted alike: a split draws "
+        "its faces alike, so a file of several faces of one design (a `.ttc` collection) "
+        "weighs as many times a file of one in the split's own figure (`per_file` is empty for "
+        "a split of your own images, which come from no font file). `seed` is the training "
+        "seed: seed copies of an experiment differ by it alone.\n",
     ]
     if any("not installed" in note for note in tesseract_notes):
         parts.append("**Tesseract is not installed here: its rows are empty.**\n")
@@ -449,15 +480,16 @@ def build_reports(
     targets: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """Write ``summary.md`` from the three groups of metrics files (the tables are rebuilt
-    from the same files, so the summary never disagrees with the CSVs)."""
+    from the same files, so the summary never disagrees with the CSVs; it adds their
+    ``per_file`` column beside each headline figure)."""
     crnn_records = load_records(crnn_metrics)
     hanzi_records = load_records(hanzi_metrics)
     reader_records = load_records(reader_metrics)
     everything = crnn_records + hanzi_records + reader_records
     text = summary_markdown(
-        crnn_table(crnn_records),
-        hanzi_table(hanzi_records),
-        reader_table(reader_records),
+        crnn_table(crnn_records, per_file=True),
+        hanzi_table(hanzi_records, per_file=True),
+        reader_table(reader_records, per_file=True),
         references_table(references, everything),
         plots=plots,
         base=Path(out_summary).parent,

@@ -962,3 +962,42 @@ def test_accuracy_by_experiment_puts_seen_and_held_out_side_by_side(tmp_path, mo
     assert (expr.get_xlabel(), hanzi.get_xlabel()) == ("seq_acc", "top1")
     labels = [t.get_text() for t in hanzi.texts]
     assert labels == ["0.950 (n=200)", "0.850 (n=200)", "no figure (n=0)"]
+
+
+def test_summary_gives_each_rows_figure_per_font_file_beside_its_headline(tmp_path):
+    """summary.md's tables carry ``per_file`` after ``interval_95``: the headline share (top-1
+    for the classifier) with each font file weighted alike, on the overall rows; empty for a
+    split of one's own images (no font file) and for per-font rows. The CSVs are unchanged."""
+    files = {"a.ttc": {"n": 30, "seq_acc": 1.0, "top1": 0.9}, "b.ttf": {"n": 10, "seq_acc": 0.6}}
+    crnn = [
+        _record("expr_crnn", "expr_crnn", "expr", "test_heldout", n=40, per_font_file=files),
+        _record("expr_crnn", "expr_crnn", "expr", "test_scans", n=40),  # own images: no files
+    ]
+    hanzi_files = {"a.ttc": {"n": 30, "top1": 0.9}, "b.ttf": {"n": 10, "top1": 0.5}}
+    hanzi = [
+        _record("hanzi_cnn", "hanzi_cnn", "hanzi", "test_seen", top1=0.8, per_font_file=hanzi_files)
+    ]
+    table = report.crnn_table(crnn, per_file=True)
+    at = list(table.columns).index("interval_95")
+    assert list(table.columns)[at + 1 : at + 3] == ["per_file", "cer"]
+    assert table["per_file"].tolist() == [pytest.approx((1.0 + 0.6) / 2), None]
+    by_font = report.hanzi_table(hanzi, per_file=True)
+    assert by_font[["font", "per_file"]].values.tolist() == [
+        ["all", pytest.approx((0.9 + 0.5) / 2)],  # top-1's, not seq_acc's
+        ["Font A", None],
+        ["Font B", None],
+    ]
+    assert "per_file" not in report.crnn_table(crnn).columns  # the CSV's columns stay
+
+    paths = {}
+    for kind, records in (("crnn", crnn), ("hanzi", hanzi)):
+        paths[kind] = []
+        for i, record in enumerate(records):
+            paths[kind].append(tmp_path / kind / str(i) / "metrics.json")
+            write_metrics(paths[kind][-1], record)
+    text = report.build_reports(paths["crnn"], paths["hanzi"], [], [], tmp_path / "summary.md")
+    low, high = wilson_interval(0.5, 40)
+    assert f"| 0.5000 | {low:.4f}-{high:.4f} | 0.8000 | 0.2500 |" in text  # seq_acc, per_file, cer
+    low, high = wilson_interval(0.8, 20)
+    assert f"| test_seen | 20 | 0.8000 | {low:.4f}-{high:.4f} | 0.7000 |  |" in text  # top-1's
+    assert "`per_file` the figure with each font file of the split weighted alike" in text
