@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -183,6 +184,12 @@ def main() -> None:
     )
     ap.add_argument("--trdg-python", default="/tmp/trdgvenv/bin/python")
     args = ap.parse_args()
+    missing = [f for f in FONTS if not Path(f).is_file()]
+    if missing:  # the faces both renderers draw with, the same in every run
+        sys.exit(
+            f"error: {', '.join(missing)}: no such font; the benchmark draws with "
+            "the Debian fonts the workflow's setup installs (make system-deps)"
+        )
     cfg = yaml.safe_load((REPO / "configs" / "config.yaml").read_text())
     charset = build_charset("line")
     rng = np.random.default_rng(42)

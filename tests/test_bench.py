@@ -643,3 +643,22 @@ def test_bench_memory_names_a_folder_it_cannot_use_and_a_record_cut_short(repo_r
                             "--configfile", repo_root / "configs" / "smoke.yaml")  # fmt: skip
     assert status == 1
     assert said.strip() == f"error: {record}: not a benchmark record (no row under a header)"
+
+
+def test_bench_synth_names_a_font_it_draws_with_that_is_missing(repo_root, tmp_path, monkeypatch):
+    """Its fonts are the Debian packages' (both renderers draw with the same three): one missing
+    was a traceback from deep in the renderer, after the charsets were built."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_synth", repo_root / "bench/bench_synth.py")
+    bench_synth = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_synth)
+    missing = str(tmp_path / "gone.ttc")
+    monkeypatch.setattr(bench_synth, "FONTS", [*bench_synth.FONTS[:1], missing])
+    monkeypatch.setattr(sys, "argv", ["bench_synth.py", "--n", "1"])
+    with pytest.raises(SystemExit) as e:
+        bench_synth.main()
+    assert str(e.value) == (
+        f"error: {missing}: no such font; the benchmark draws with the Debian fonts the "
+        "workflow's setup installs (make system-deps)"
+    )
