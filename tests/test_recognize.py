@@ -451,7 +451,9 @@ def test_bench_runs_on_a_shard(checkpoints, tmp_path, cjk_font, repo_root):
     assert "| synthocr onnxruntime int8 | 5 |" in proc.stdout
 
 
-def _bench_module(repo_root):
+def _bench_module(repo_root, monkeypatch):
+    # as `python bench/bench_recognize.py` runs: its folder first on the path (bench/arguments.py)
+    monkeypatch.syspath_prepend(str(repo_root / "bench"))
     spec = importlib.util.spec_from_file_location(
         "bench_recognize", repo_root / "bench" / "bench_recognize.py"
     )
@@ -460,15 +462,15 @@ def _bench_module(repo_root):
     return bench
 
 
-def test_bench_names_missing_inputs(tmp_path, repo_root, capsys):
-    bench = _bench_module(repo_root)
+def test_bench_names_missing_inputs(tmp_path, repo_root, capsys, monkeypatch):
+    bench = _bench_module(repo_root, monkeypatch)
     assert bench.main(["--shards", str(tmp_path / "none-*.tar")]) == 1
     err = capsys.readouterr().err
     assert "no shards match" in err and "none-*.tar" in err
 
 
-def test_bench_synthetic_lines_and_untrained_model(tmp_path, repo_root):
-    bench = _bench_module(repo_root)
+def test_bench_synthetic_lines_and_untrained_model(tmp_path, repo_root, monkeypatch):
+    bench = _bench_module(repo_root, monkeypatch)
     cfg = yaml.safe_load((repo_root / "configs" / "config.yaml").read_text(encoding="utf-8"))
     samples = bench.synthetic_samples(cfg, 3)
     fonts = {Path(p).stem: p for p in cfg["fonts"]["test_fonts"]}
