@@ -18,7 +18,7 @@ from typing import Any
 
 from models.cli import at_most, non_negative_int
 from models.configcheck import read_workflow_config
-from synth.atomic import unwritable_why
+from synth.atomic import output_folder_why, unwritable_why
 
 
 def positive_seconds(text: str) -> float:
@@ -79,10 +79,6 @@ def output_file_problem(path: str | os.PathLike, option: str) -> str | None:
 
 def output_folder_problem(path: str | os.PathLike, option: str) -> str | None:
     """Why ``path`` (given with ``option``) cannot be the folder a benchmark writes its files
-    into, or None: a file, or a place no file can be made."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        return f"{option} {path}: a file, not a folder"
-    if why := unwritable_why(path):
-        return f"{option} {path}: cannot be written: {why}"
-    return None
+    into, or None (`synth.atomic.output_folder_why`)."""
+    why = output_folder_why(path)
+    return None if why is None else f"{option} {path}: {why}"

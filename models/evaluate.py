@@ -57,7 +57,7 @@ from models import metrics
 from models.cli import stops_on_interrupt, thread_count
 from models.images import ImageLoadError, decode_png
 from models.registry import DECODERS
-from synth.atomic import unwritable_why, write_text_atomic
+from synth.atomic import output_folder_why, write_text_atomic
 from synth.charset import SPACE, SPACE_HINT
 from synth.shards import iter_records, json_kind, record_json, record_text
 from synth.text import ExpressionError, Value, expression_value, value_json
@@ -694,18 +694,9 @@ OUTPUT_FILES = ("metrics.json", "predictions.csv")
 def out_folder_problem(out: str | os.PathLike) -> str | None:
     """Why ``--out`` cannot take an evaluation's `OUTPUT_FILES`, or None, found before any work
     and before either is written (the pair was left mismatched when the second could not be):
-    a file where the folder should be, a folder where one of the files should be, or a place no
-    file can be made (`synth.atomic.unwritable_why`, which makes no folder)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        files = " and ".join(OUTPUT_FILES)
-        return f"--out {out}: a file, not a folder ({files} are written into it)"
-    for name in OUTPUT_FILES:
-        if (out / name).is_dir():
-            return f"--out {out}: {out / name} is a folder, where the file {name} is written"
-    if why := unwritable_why(out):
-        return f"--out {out}: cannot be written: {why}"
-    return None
+    `synth.atomic.output_folder_why`."""
+    why = output_folder_why(out, OUTPUT_FILES)
+    return None if why is None else f"--out {out}: {why}"
 
 
 @stops_on_interrupt("models.evaluate")

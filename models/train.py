@@ -111,7 +111,7 @@ from models.families import Family, make_family
 from models.registry import build_model, experiment_problems, input_spec
 from models.specs import TrainJob, TrainSpec, recorded_settings, run_hashes
 from models.transfer import TransferError, init_from
-from synth.atomic import unwritable_why, write_bytes_atomic, write_text_atomic
+from synth.atomic import output_folder_why, write_bytes_atomic, write_text_atomic
 from synth.charset import CharsetError, read_charset
 from synth.schema import (
     check_schema,
@@ -560,19 +560,9 @@ FINAL_OUTPUTS = ("model.pt", "history.csv", "train.json")
 def output_path_problem(out_dir: str | os.PathLike) -> str | None:
     """Why a training's outputs cannot be written in ``out_dir``, or None: a file where the
     folder goes, a folder where one of `FINAL_OUTPUTS` goes, or a place no file can be made
-    (`synth.atomic.unwritable_why`, which makes no folder)."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        return f"{out}: a file, where the training's output folder goes"
-    for name in FINAL_OUTPUTS:
-        if (out / name).is_dir():
-            return (
-                f"{out / name} is a folder, where the training writes the file {name} when it "
-                "ends: move it away"
-            )
-    if why := unwritable_why(out):
-        return f"{out}: cannot be written: {why}"
-    return None
+    (`synth.atomic.output_folder_why`, which makes no folder)."""
+    why = output_folder_why(out_dir, FINAL_OUTPUTS)
+    return None if why is None else f"{out_dir}: {why}"
 
 
 @contextmanager

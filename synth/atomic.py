@@ -15,7 +15,7 @@ import glob
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -122,6 +122,22 @@ def unwritable_why(folder: str | os.PathLike) -> str | None:
             pass
     except OSError as e:
         return f"no file can be written in {above}: {e.strerror}"
+    return None
+
+
+def output_folder_why(folder: str | os.PathLike, files: Sequence[str] = ()) -> str | None:
+    """Why a command cannot write ``files`` (names) into ``folder``, or None, found before any
+    work: a file where the folder goes, a folder where one of the files goes, or a place no file
+    can be made (`unwritable_why`). Nothing is made or left behind."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        into = f" ({' and '.join(files)} are written into it)" if files else ""
+        return f"a file, not a folder{into}"
+    for name in files:
+        if (folder / name).is_dir():
+            return f"{folder / name} is a folder, where the file {name} is written"
+    if why := unwritable_why(folder):
+        return f"cannot be written: {why}"
     return None
 
 

@@ -1612,8 +1612,8 @@ def test_a_folder_where_an_output_goes_is_named_before_training(
     assert e.value.code == 1
     err = capsys.readouterr().err
     assert err.endswith(
-        f"python -m models.train: error: {out / name} is a folder, where the training writes "
-        f"the file {name} when it ends: move it away\n"
+        f"python -m models.train: error: {out}: {out / name} is a folder, where the file {name} "
+        "is written\n"
     ), err
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
     assert (out / "resume" / "abc" / "last.pt").read_bytes() == b"state"
@@ -1621,7 +1621,11 @@ def test_a_folder_where_an_output_goes_is_named_before_training(
     out.rename(tmp_path / "kept")
     out.write_text("mine")
     for where, said in [
-        (out, f"{out}: a file, where the training's output folder goes"),
+        (
+            out,
+            f"{out}: a file, not a folder (model.pt and history.csv and train.json are "
+            "written into it)",
+        ),
         (out / "sub", f"{out / 'sub'}: cannot be written: {out} is not a folder"),
     ]:
         spec.write_text(json.dumps(line_job(line_data, where).to_dict()))
