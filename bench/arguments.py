@@ -8,31 +8,14 @@ with one ``error:`` line naming the option and the file, not a traceback at the 
 
 from __future__ import annotations
 
-import argparse
-import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from models.cli import at_most, non_negative_int
 from models.configcheck import read_workflow_config
 from synth.atomic import output_folder_why, unwritable_why
-
-
-def positive_seconds(text: str) -> float:
-    """A length of time in seconds, above 0 (and finite)."""
-    value = float(text)
-    if not 0 < value < math.inf:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"must be above 0 seconds, got {text}")
-    return value
-
-
-def page_segmentation_mode(text: str) -> int:
-    """A Tesseract page segmentation mode, 0 to 13 (the schema's bounds of
-    ``tesseract.<task>.psm``)."""
-    return at_most(non_negative_int(text), 13, "Tesseract's modes")
 
 
 def read_config(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:

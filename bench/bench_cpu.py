@@ -36,12 +36,11 @@ from arguments import (
     experiments_problem,
     output_file_problem,
     output_folder_problem,
-    positive_seconds,
     read_config,
 )
 from bench_train import OUT, emit, make_shards, train_steps
 
-from models.cli import positive_int
+from models.cli import positive_int, positive_seconds
 from models.data import TrainStream, train_loader
 from models.families import make_family
 from models.registry import build_model, input_spec

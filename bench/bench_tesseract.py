@@ -21,9 +21,7 @@ import platform
 import sys
 import time
 
-from arguments import page_segmentation_mode
-
-from models.cli import positive_int, positive_scale, process_count
+from models.cli import page_segmentation_mode, positive_int, positive_scale, process_count
 from models.evaluate import iter_samples, sample_metrics, shard_arguments_problem
 from models.tesseract import TASKS, TesseractError, TesseractSpec, read_images, tesseract_version
 from synth.charset import read_charset

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -57,6 +58,20 @@ def positive_scale(text: str) -> float:
     if not 0 < value <= 16:  # NaN fails too
         raise argparse.ArgumentTypeError(f"must be above 0 and at most 16, got {text}")
     return value
+
+
+def positive_seconds(text: str) -> float:
+    """A length of time in seconds, above 0 (and finite)."""
+    value = float(text)
+    if not 0 < value < math.inf:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be above 0 seconds, got {text}")
+    return value
+
+
+def page_segmentation_mode(text: str) -> int:
+    """A Tesseract page segmentation mode, 0 to 13 (the schema's bounds of
+    ``tesseract.<task>.psm``; Tesseract refuses others)."""
+    return at_most(non_negative_int(text), 13, "Tesseract's modes")
 
 
 def command_name(module: str) -> str:

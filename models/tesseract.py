@@ -517,7 +517,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     import sys
 
     from models.checkpoint import CheckpointError
-    from models.cli import non_negative_int, positive_scale, process_count
+    from models.cli import (
+        non_negative_int,
+        page_segmentation_mode,
+        positive_scale,
+        process_count,
+    )
     from models.export import ExportError
 
     parser = argparse.ArgumentParser(
@@ -540,7 +545,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "error; spaces are kept in readings when it holds one; without it, when a label does)",
     )
     parser.add_argument("--lang", help="language model (default: the task's)")
-    parser.add_argument("--psm", type=non_negative_int, help="page segmentation mode")
+    parser.add_argument(
+        "--psm", type=page_segmentation_mode, help="page segmentation mode (0 to 13)"
+    )
     parser.add_argument(
         "--scale", type=positive_scale, help="resize factor before reading (above 0, at most 16)"
     )

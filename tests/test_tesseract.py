@@ -407,6 +407,20 @@ def test_a_charset_given_with_a_checkpoint_is_refused(tmp_path, capsys, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_page_segmentation_mode_past_13_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    """Tesseract has modes 0 to 13 (the schema's bounds of tesseract.<task>.psm): --psm 14 ran
+    Tesseract on every image to fail each."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        tesseract.main(["s.tar", "--out", "out", "--task", "expr", "--psm", "14"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "python -m models.tesseract: error: argument --psm: must be at most 13 (Tesseract's "
+        "modes), got 14"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_shard_given_twice_is_refused(tmp_path, latin_font, capsys):
     """Its samples were read and counted twice; ./s.tar is s.tar (the helper models.evaluate
     shares)."""
