@@ -1,7 +1,9 @@
 """A workflow config checked as the workflow checks it when it starts: the schema, then the checks
 past it (a model's name and arguments, a CTC output too short for its longest label, a split's
-settings no spec accepts), then the files it names (fonts, charset and corpus files), every
-problem at once, each naming its key and the file that set it.
+settings no spec accepts), then the fonts, charset and corpus files it names, every problem at
+once, each naming its key and the file that set it. (Own test sets' labels files and
+``train.init_from`` checkpoints are checked when the workflow starts: they depend on the
+experiments and the results folder.)
 
     python -m models.configcheck FILE...
 

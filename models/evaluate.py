@@ -383,7 +383,8 @@ def _clean(obj: Any) -> Any:
 def write_metrics(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
     """Write ``metrics.json`` atomically (NaN written as null, keys in insertion order). A name
     taken from a path of other bytes than UTF-8 (Python holds them as surrogates, which UTF-8
-    text cannot hold) is written as JSON's ``\\udcXX`` escape, which reads back as it was."""
+    text cannot hold) makes the whole file ASCII, every other character written as JSON's
+    ``\\uXXXX`` escape too: each reads back as it was."""
     record = _clean(dict(record))
     text = json.dumps(record, indent=2, ensure_ascii=False)
     try:

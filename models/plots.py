@@ -32,6 +32,7 @@ from PIL import Image
 
 from models import metrics
 from models.evaluate import iter_samples, read_metrics, read_predictions
+from models.report import TEST_SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -312,8 +313,8 @@ OWN_COLOR = "gray"  # the bars of own_tests' splits
 
 
 def _split_colors(splits: Iterable[str]) -> dict[str, str]:
-    """The per-font plot's legend, name to colour: the two synthetic test splits, and own test
-    sets (drawn grey) when ``splits`` holds one."""
+    """The per-font and per-experiment plots' legend, name to colour: the two synthetic test
+    splits, and own test sets (drawn grey) when ``splits`` holds one."""
     colors = {"test_seen": "#0969da", "test_heldout": "#bf8700"}
     if not set(splits) <= set(colors):
         colors["own test sets"] = OWN_COLOR
@@ -404,8 +405,6 @@ def plot_accuracy_by_font(
 
 # ----------------------------------------------------------------------- accuracy by experiment
 
-SPLIT_ORDER = ("test_seen", "test_heldout")
-
 
 def experiment_accuracy_table(metrics_files: Sequence[str | os.PathLike]) -> pd.DataFrame:
     """One row per ``metrics.json``: the experiment's headline share on the split (top-1 for
@@ -436,7 +435,7 @@ def experiment_accuracy_table(metrics_files: Sequence[str | os.PathLike]) -> pd.
     rows.sort(
         key=lambda r: (
             *_panel_order(r["task"], r["experiment"]),
-            SPLIT_ORDER.index(r["split"]) if r["split"] in SPLIT_ORDER else len(SPLIT_ORDER),
+            TEST_SPLITS.index(r["split"]) if r["split"] in TEST_SPLITS else len(TEST_SPLITS),
             r["split"],
         )
     )

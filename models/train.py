@@ -1261,7 +1261,7 @@ def job_from_config(
 
 def _build_hint(args: argparse.Namespace, job: TrainJob) -> str:
     """The Snakemake command that builds a task's charset and shards, for the CLI's error."""
-    results = Path(args.results or "results")
+    results = Path(args.results)
     if not args.config or results.name != "results":
         return "; build them with the workflow first (rule shard)"
     where = "" if results.parent == Path() else f" --directory {results.parent}"
@@ -1319,6 +1319,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for option in ("config", "experiment", "results"):
             if getattr(args, option) is not None:
                 parser.error(f"argument --spec: not allowed with argument --{option}")
+    args.results = args.results or "results"  # unset above only to tell it from --spec's
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -1345,9 +1346,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             if problems:  # each line names its key's file already
                 message = with_config_file(str(problems_error(problems)), args.config)
                 parser.exit(1, f"{parser.prog}: error: {message}\n")
-            job = job_from_config(
-                checked.config, args.experiment, args.results or "results", args.device
-            )
+            job = job_from_config(checked.config, args.experiment, args.results, args.device)
         except (OSError, ValueError) as e:
             lines = [named_with_file(line, origins) for line in str(e).split("\n")]
             message = with_config_file("\n  ".join(lines), args.config)

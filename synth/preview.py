@@ -92,6 +92,11 @@ def contact_sheet(
 
     Returns:
         The number of samples shown.
+
+    Raises:
+        synth.fonts.FontError: ``label_font`` cannot be read (naming its file and face; the
+            system's label fonts are passed over with a warning instead).
+        OSError, ValueError: A shard is missing or damaged, or holds no sample.
     """
     samples = take(shards, n)
     if not samples:
