@@ -291,6 +291,15 @@ def _open_faces(path: str) -> list[TTFont]:
     return [TTFont(path, lazy=True)]
 
 
+def face_count(path: str) -> int:
+    """How many faces the font file ``path`` holds (a collection's, or 1).
+
+    Raises:
+        `FONT_ERRORS`: The file cannot be read as a font.
+    """
+    return len(_open_faces(path))
+
+
 def _drawn_chars(font: TTFont, chars: Iterable[str]) -> set[str]:
     """Characters the face maps to a glyph that draws something, and the whitespace it maps
     (a space draws nothing: its glyph's advance is what it puts on the page)."""

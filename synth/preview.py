@@ -23,7 +23,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from synth.atomic import missing_why, write_bytes_atomic
-from synth.fonts import FONT_ERRORS, FontError, drawn_chars, font_file_problem
+from synth.fonts import FONT_ERRORS, FontError, drawn_chars, face_count, font_file_problem
 from synth.render import FontFace, FontRef, load_font
 from synth.shards import iter_records
 
@@ -205,10 +205,7 @@ def _unread_font_why(path: str, index: int, error: Exception) -> str:
     if problem := font_file_problem(path):
         return f"not a font this project reads: {problem}"
     if isinstance(error, IndexError):
-        with open(path, "rb") as f:
-            head = f.read(12)
-        faces = int.from_bytes(head[8:12], "big") if head[:4] == b"ttcf" else 1
-        return f"no such face (the file has {faces}; faces count from 0)"
+        return f"no such face (the file has {face_count(path)}; faces count from 0)"
     return f"cannot be read: {error}"
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import webdataset as wds
-from conftest import font_with_damaged_outlines
+from conftest import NOTO_SANS, font_with_damaged_outlines
+from fontTools.ttLib import TTCollection
 from PIL import Image
 
 from synth import shards
@@ -424,6 +425,8 @@ def test_preview_command(setup, tmp_path, capsys, latin_font):
         (tmp_path / "gone.ttf", "0", "does not exist"),
         (tmp_path / "notes.ttf", "0", "not a font this project reads: 10 bytes: too short"),
         (latin_font, "1", "no such face (the file has 1; faces count from 0)"),
+        # a collection: its faces counted by fontTools, as the coverage tables read them
+        (NOTO_SANS, "99", f"no such face (the file has {len(TTCollection(NOTO_SANS).fonts)}; "),
     ]:
         argv = [str(shard), "-o", str(tmp_path / "x.png"), "--font", str(font), "--face", face]
         assert main(argv) == 1
