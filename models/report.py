@@ -428,13 +428,10 @@ def summary_markdown(
             "## Targets for this configuration\n",
             "From `report.targets` in the config; `gap` is how far past the target it was "
             "reached (reached minus target; target minus reached for the error rates `cer` and "
-            "`ned`), negative when missed. `interval_95` is the 95% Wilson interval of a share "
-            "over the split's `n` images: a target inside it is met or missed *within noise*, "
-            "as another draw of as many images could tip it. It does not cover another choice "
-            "of held-out fonts or another training run, which can move a figure further. "
-            "`per_file` is the figure with each font file of the split weighted alike: the "
-            "split draws its faces alike, so a file of several faces of one design (a `.ttc` "
-            "collection) weighs as many times a file of one.\n",
+            "`ned`), negative when missed. `interval_95` and `per_file` are as in the tables "
+            "(above): a target inside the interval is met or missed *within noise*, as another "
+            "draw of as many images could tip it. It does not cover another choice of held-out "
+            "fonts or another training run, which can move a figure further.\n",
             markdown_table(targets),
         ]
     parts += [
