@@ -312,6 +312,32 @@ def font_accuracy_table(metrics_files: Sequence[str | os.PathLike]) -> pd.DataFr
 OWN_COLOR = "gray"  # the bars of own_tests' splits
 
 
+def _share_bars(
+    ax: plt.Axes,
+    y: np.ndarray,
+    values: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    colors: Sequence[str],
+    height: float | np.ndarray = 0.8,
+) -> None:
+    """Horizontal bars of shares at ``y``, each with its interval (``low``, ``high``) as a
+    whisker, on a 0-1 axis with room right of a bar at 1 for its label. A share or bound that
+    is NaN (no figure, no interval) gets no bar or no whisker."""
+    # Clipped at 0: at a share of 0 or 1 rounding can put the bound a hair past the figure.
+    xerr = np.clip(np.nan_to_num(np.stack([values - low, high - values]), nan=0.0), 0, None)
+    ax.barh(
+        y,
+        np.nan_to_num(values),
+        height=height,
+        color=list(colors),
+        xerr=xerr,
+        error_kw={"ecolor": "#444444", "elinewidth": 0.8, "capsize": 2},
+    )
+    ax.set_xlim(0, 1.25)  # room for the labels right of a bar at 1
+    ax.set_xticks(np.linspace(0, 1, 6))  # a share: no tick past 1
+
+
 def _split_colors(splits: Iterable[str]) -> dict[str, str]:
     """The per-font and per-experiment plots' legend, name to colour: the two synthetic test
     splits, and own test sets (drawn grey) when ``splits`` holds one."""
@@ -378,20 +404,9 @@ def plot_accuracy_by_font(
             low = part["low"].astype(float).to_numpy()
             high = part["high"].astype(float).to_numpy()
             y = np.arange(len(part))
-            # Error bars from the interval; a cell without one (NaN) gets none. Clipped at 0:
-            # at a share of 0 or 1 rounding can put the bound a hair past the figure.
-            xerr = np.clip(np.nan_to_num(np.stack([values - low, high - values]), nan=0.0), 0, None)
-            ax.barh(
-                y,
-                np.nan_to_num(values),
-                color=[colors.get(s, OWN_COLOR) for s in part["split"]],
-                xerr=xerr,
-                error_kw={"ecolor": "#444444", "elinewidth": 0.8, "capsize": 2},
-            )
+            _share_bars(ax, y, values, low, high, [colors.get(s, OWN_COLOR) for s in part["split"]])
             ax.set_yticks(y, labels, fontsize=7)
             ax.set_ylim(len(part) - 0.5, -0.5)  # first font on top, no margins
-            ax.set_xlim(0, 1.25)  # room for the labels right of a bar at 1
-            ax.set_xticks(np.linspace(0, 1, 6))  # a share: no tick past 1
             ax.set_xlabel(part["metric"].iloc[0])
             ax.set_title(f"{experiment} ({task})", fontsize=10)
             for yi, v, n, hi in zip(y, values, part["n"], high, strict=True):
@@ -498,19 +513,17 @@ def plot_accuracy_by_experiment(
             values = part["value"].astype(float).to_numpy()
             low = part["low"].astype(float).to_numpy()
             high = part["high"].astype(float).to_numpy()
-            xerr = np.clip(np.nan_to_num(np.stack([values - low, high - values]), nan=0.0), 0, None)
-            ax.barh(
+            _share_bars(
+                ax,
                 part["y"].to_numpy(float),
-                np.nan_to_num(values),
+                values,
+                low,
+                high,
+                [colors.get(s, OWN_COLOR) for s in part["split"]],
                 height=part["height"].to_numpy(float),
-                color=[colors.get(s, OWN_COLOR) for s in part["split"]],
-                xerr=xerr,
-                error_kw={"ecolor": "#444444", "elinewidth": 0.8, "capsize": 2},
             )
             ax.set_yticks(range(size), list(dict.fromkeys(part["experiment"])), fontsize=8)
             ax.set_ylim(size - 0.5, -0.5)  # first experiment on top
-            ax.set_xlim(0, 1.25)  # room for the labels right of a bar at 1
-            ax.set_xticks(np.linspace(0, 1, 6))  # a share: no tick past 1
             metric = "top1" if "top1" in set(part["metric"]) else part["metric"].iloc[0]
             ax.set_xlabel(metric)
             ax.set_title(part["task"].iloc[0], fontsize=10)
