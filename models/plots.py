@@ -312,6 +312,19 @@ def font_accuracy_table(metrics_files: Sequence[str | os.PathLike]) -> pd.DataFr
 OWN_COLOR = "gray"  # the bars of own_tests' splits
 
 
+def _panel_column(heights: Sequence[float]) -> tuple[plt.Figure, np.ndarray]:
+    """A figure 9 inches wide of one column of panels, panel ``i`` ``heights[i]`` inches tall
+    (a panel per experiment or task, its height by its bars); returns it and its axes."""
+    fig, axes = plt.subplots(
+        len(heights),
+        1,
+        figsize=(9, sum(heights)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": list(heights)},
+    )
+    return fig, axes[:, 0]
+
+
 def _share_bars(
     ax: plt.Axes,
     y: np.ndarray,
@@ -388,16 +401,9 @@ def plot_accuracy_by_font(
             key=lambda g: _panel_order(g[0][1], g[0][0]),
         )
         # Horizontal bars, a row per font and split: readable with 80 fonts in a panel too.
-        rows = [len(part) for _, part in groups]
-        fig, axes = plt.subplots(
-            len(groups),
-            1,
-            figsize=(9, sum(0.8 + 0.2 * n for n in rows)),
-            squeeze=False,
-            gridspec_kw={"height_ratios": [0.8 + 0.2 * n for n in rows]},
-        )
+        fig, axes = _panel_column([0.8 + 0.2 * len(part) for _, part in groups])
         colors = _split_colors(table["split"])
-        for ax, ((experiment, task), part) in zip(axes[:, 0], groups, strict=True):
+        for ax, ((experiment, task), part) in zip(axes, groups, strict=True):
             part = part.sort_values(["split", "font"], ascending=[False, True])
             labels = [_font_tick(f, s) for f, s in zip(part["font"], part["split"], strict=True)]
             values = part["value"].astype(float).to_numpy()  # NaN: no figure, no bar
@@ -501,15 +507,9 @@ def plot_accuracy_by_experiment(
             return bars
         panels = [part for _, part in bars.groupby("panel", sort=True)]
         sizes = [part["experiment"].nunique() for part in panels]
-        fig, axes = plt.subplots(
-            len(panels),
-            1,
-            figsize=(9, sum(0.9 + 0.55 * n for n in sizes)),
-            squeeze=False,
-            gridspec_kw={"height_ratios": [0.9 + 0.55 * n for n in sizes]},
-        )
+        fig, axes = _panel_column([0.9 + 0.55 * n for n in sizes])
         colors = _split_colors(bars["split"])
-        for ax, part, size in zip(axes[:, 0], panels, sizes, strict=True):
+        for ax, part, size in zip(axes, panels, sizes, strict=True):
             values = part["value"].astype(float).to_numpy()
             low = part["low"].astype(float).to_numpy()
             high = part["high"].astype(float).to_numpy()
