@@ -75,9 +75,12 @@ def declared_jobs(targets: list[str], directory: str, configfiles: list[str]) ->
 
 def read_record(path: Path) -> dict[str, float]:
     """A Snakemake benchmark record: its first (only) row, the numeric columns; a record
-    without one (a file cut short) ends the command, naming it."""
-    with open(path, newline="", encoding="utf-8") as f:
-        row = next(csv.DictReader(f, delimiter="\t"), None)
+    without one (a file cut short) or that is not text ends the command, naming it."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            row = next(csv.DictReader(f, delimiter="\t"), None)
+    except (UnicodeDecodeError, csv.Error) as e:
+        sys.exit(f"error: {path}: not a benchmark record ({e})")
     if row is None:
         sys.exit(f"error: {path}: not a benchmark record (no row under a header)")
     out = {}

@@ -624,9 +624,12 @@ def test_bench_weight_checks_its_config_and_out_before_rendering(repo_root, tmp_
     assert not list(tmp_path.glob("*.tar"))
 
 
-def test_bench_memory_names_a_folder_it_cannot_use_and_a_record_cut_short(repo_root, tmp_path):
+def test_bench_memory_names_a_folder_it_cannot_use_and_a_record_cut_short_or_not_text(
+    repo_root, tmp_path
+):
     """A --directory that does not exist was made by the dry run (and no record found in it);
-    a --configfile that is a folder was 'no such file'; an empty record was a StopIteration."""
+    a --configfile that is a folder was 'no such file'; an empty record was a StopIteration, one
+    of other bytes than UTF-8 a UnicodeDecodeError."""
     missing = tmp_path / "run"
     status, said = _refused(repo_root, "bench_memory.py", "--directory", missing)
     assert status == 1 and said.strip() == f"error: --directory {missing}: no such folder"
@@ -643,6 +646,12 @@ def test_bench_memory_names_a_folder_it_cannot_use_and_a_record_cut_short(repo_r
                             "--configfile", repo_root / "configs" / "smoke.yaml")  # fmt: skip
     assert status == 1
     assert said.strip() == f"error: {record}: not a benchmark record (no row under a header)"
+    record.write_bytes(b"s\tmax_pss\n\xff\xfe\t12\n")  # not UTF-8: was a traceback
+    status, said = _refused(repo_root, "bench_memory.py", "--directory", tmp_path,
+                            "--configfile", repo_root / "configs" / "smoke.yaml")  # fmt: skip
+    assert status == 1
+    assert said.startswith(f"error: {record}: not a benchmark record (") and "utf-8" in said
+    assert "Traceback" not in said
 
 
 def test_bench_synth_names_a_font_it_draws_with_that_is_missing(repo_root, tmp_path, monkeypatch):
