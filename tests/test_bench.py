@@ -671,3 +671,58 @@ def test_bench_synth_names_a_font_it_draws_with_that_is_missing(repo_root, tmp_p
         f"error: {missing}: no such font; the benchmark draws with the Debian fonts the "
         "workflow's setup installs (make system-deps)"
     )
+
+
+def _run_sh_defaults(repo_root) -> list[tuple[str, str]]:
+    """run.sh's default ``--set`` values (``NAME_SET=${NAME_SET:-"..."}``, both the CPU
+    rehearsal's and the device's, ``$SMALL`` filled in) and ``--steps`` ones (``STEPS``)."""
+    import re
+
+    text = (repo_root / "bench" / "device_check" / "run.sh").read_text(encoding="utf-8")
+    small = re.search(r'^\s*SMALL="([^"]*)"', text, re.M).group(1)
+    found = re.findall(r'^\s*(\w+_SET|STEPS)=\$\{\1:-"([^"]*)"\}', text, re.M)
+    return [(name, value.replace("$SMALL", small)) for name, value in found]
+
+
+def test_device_check_configs_are_checked_before_the_device_trains(repo_root, tmp_path):
+    """kit.py config wrote whatever --set gave it: a misspelt key or a bad value was found only
+    on the device, by the training it stopped. Every default of run.sh makes a valid config of
+    gpu.yaml; a typo is named, every problem at once, and nothing is written."""
+    import argparse
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "devcheck_kit", repo_root / "bench" / "device_check" / "kit.py"
+    )
+    kit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kit)
+    base = repo_root / "configs" / "gpu.yaml"
+    defaults = _run_sh_defaults(repo_root)
+    names = {name for name, _ in defaults}
+    assert {"STEPS", "TRAIN_SET", "RESUME_SET", "DDP_SET", "READER_SET", "EXPR_SET"} <= names
+    for i, (name, value) in enumerate(defaults):
+        out = tmp_path / f"{i}.yaml"
+        words = value.split()
+        args = argparse.Namespace(
+            base=str(base),
+            out=str(out),
+            set=[] if name == "STEPS" else words,
+            steps=words if name == "STEPS" else [],
+            # the full-size stages set their experiment's block alone (run.sh's full())
+            only={"READER_SET": "short_reader", "EXPR_SET": "expr_crnn"}.get(name),
+        )
+        kit.cmd_config(args)
+        config = kit._checked_config(out)
+        if name == "STEPS":
+            first, steps = words[0].split("=")
+            assert config["experiments"][first]["train"]["steps"] == int(steps)
+    out = tmp_path / "typo.yaml"
+    args = argparse.Namespace(
+        base=str(base), out=str(out), set=["stpes=10", "batch_size=0"], steps=[], only=None
+    )
+    with pytest.raises(SystemExit) as e:
+        kit.cmd_config(args)
+    said = str(e.value)
+    assert said.startswith(f"error: {base} with --set stpes=10 batch_size=0 --steps : ")
+    assert "stpes" in said and "batch_size" in said
+    assert not out.exists()

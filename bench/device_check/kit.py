@@ -57,19 +57,33 @@ def _value(text: str) -> Any:
 
 
 def cmd_config(args: argparse.Namespace) -> None:
-    """A copy of ``base`` whose experiments' train blocks take ``--set`` (all) and ``--steps``
-    (per experiment) values."""
+    """A copy of ``base`` whose experiments' train blocks take ``--set`` (all, or ``--only``
+    one's) and ``--steps`` (per experiment) values, checked as the workflow checks a config
+    (every problem named)."""
     config = load_config_file(args.base)  # an overlay with its base: the copy stands alone
     common = dict(kv.split("=", 1) for kv in args.set)
     steps = dict(kv.split("=", 1) for kv in args.steps)
     unknown = sorted(set(steps) - set(config["experiments"]))
     if unknown:
         sys.exit(f"error: --steps names unknown experiments {unknown}")
+    if args.only and args.only not in config["experiments"]:
+        sys.exit(f"error: --only names an unknown experiment {args.only!r}")
     for name, exp in config["experiments"].items():
         train = exp.setdefault("train", {})
-        train.update({k: _value(v) for k, v in common.items()})
+        if args.only in (None, name):
+            train.update({k: _value(v) for k, v in common.items()})
         if name in steps:
             train["steps"] = int(steps[name])
+    # checked here, as the workflow and models.train check it: a misspelt --set key or a bad
+    # value stops the script before any device time goes to a training that refuses it
+    from models.configcheck import workflow_config_problems
+
+    problems = workflow_config_problems(config)[1]
+    if problems:
+        sys.exit(
+            f"error: {args.base} with --set {' '.join(args.set)} --steps {' '.join(args.steps)}: "
+            f"{len(problems)} problems\n" + "\n".join(f"  {p}" for p in problems)
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
 
@@ -678,6 +692,7 @@ def main() -> None:
     p.add_argument("out")
     p.add_argument("--set", nargs="*", default=[], help="KEY=VALUE for every train block")
     p.add_argument("--steps", nargs="*", default=[], help="EXPERIMENT=STEPS")
+    p.add_argument("--only", help="--set this experiment's train block alone")
     p.set_defaults(run=cmd_config)
     p = sub.add_parser("unpack")
     p.add_argument("tarball")

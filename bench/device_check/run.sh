@@ -170,7 +170,7 @@ full() {
     return
   fi
   read -r task decoder < <(kit info "$FULL_CONFIG" "$exp")
-  kit config "$FULL_CONFIG" "$WORK/$stage.yaml" --set "$@"
+  kit config "$FULL_CONFIG" "$WORK/$stage.yaml" --only "$exp" --set "$@"
   res=$(results_dir "$stage" "$FULL")
   left=$((DEADLINE - $(date +%s) - 30))
   ((left < limit)) && echo "   $exp gets ${left}s, not ${limit}s: the budget"
