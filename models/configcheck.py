@@ -1,18 +1,19 @@
 """A workflow config checked as the workflow checks it when it starts: the schema, then the checks
 past it (a model's name and arguments, a CTC output too short for its longest label, a split's
-settings no spec accepts), then the fonts, charset and corpus files it names, every problem at
-once, each naming its key and the file that set it. (Own test sets' labels files and
-``train.init_from`` checkpoints are checked when the workflow starts: they depend on the
-experiments and the results folder.)
+settings no spec accepts), then the fonts, charset and corpus files it names and its own test
+sets (`own_test`: a name, a task, a labels file), every problem at once, each naming its key and
+the file that set it; the workflow, which calls the same functions, stops at the first problem
+of an own test set. (``train.init_from`` checkpoints and the ``report`` entries are checked
+when the workflow starts.)
 
     python -m models.configcheck FILE...
 
 checks the FILEs as ``snakemake --configfile FILE...`` reads them (each with the files it
 extends, each laid over the ones before it), so that a typo is named before a run starts; the
 Makefile runs it on ``CONFIG``. ``--each`` checks every FILE alone instead; ``--no-files`` the
-keys alone (a config for another machine's fonts). A file that is not
-YAML at all is named with its line and column (Snakemake's own message for an unreadable
-``--configfile`` names no file).
+keys alone (a config for another machine's fonts): no file the config names is read. A file
+that is not YAML at all is named with its line and column (Snakemake's own message for an
+unreadable ``--configfile`` names no file).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.cli import stops_on_interrupt
+from models.pack import Entry, read_labels
 from models.registry import experiment_problems
 from synth.atomic import missing_why
 from synth.charset import extra_chars, nfkc
@@ -37,7 +39,7 @@ from synth.schema import (
     named_with_file,
     problems_error,
 )
-from synth.specs import split_config, task_spec
+from synth.specs import SPLIT_IDS, split_config, task_spec
 
 
 def workflow_config_problems(
@@ -304,6 +306,83 @@ def _charset_file_problems(
     return []
 
 
+@dataclass
+class OwnTest:
+    """An own test set (``own_tests.<split>``) as the workflow finds it when it starts
+    (`own_test`).
+
+    Attributes:
+        entries: The lines of its labels file (`models.pack.read_labels`); none when the file
+            was not read, or could not be.
+        problems: One line each, naming the key and the file that set it, in the order the
+            workflow checks them (it stops at the first).
+    """
+
+    entries: list[Entry] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def own_test(
+    config: Mapping[str, Any],
+    split: str,
+    origins: Mapping[str, Any] | None = None,
+    files: bool = True,
+) -> OwnTest:
+    """``own_tests.<split>`` of a valid ``config`` (its defaults filled in), checked as the
+    workflow checks it when it starts: a split named like one of the synthetic data's, a task no
+    experiment of the config has, braces in the labels file's path; with ``files`` (relative
+    paths are read from the working folder), a labels file that is not a file, that cannot be
+    read or is not UTF-8 (`models.pack.read_labels`), or that lists an image path with braces
+    (the first such line). The other problems of its lines (no tab, an unreadable image, a label
+    outside the charset) are the pack job's to list."""
+    own, where = config["own_tests"][split], f"own_tests.{split}"
+    labels = own["labels"]
+    found = OwnTest()
+    named: list[tuple[str, str]] = []  # (key, problem), in the workflow's order
+    if split in SPLIT_IDS:
+        named.append((where, "a split of the synthetic data has that name"))
+    if not any(e["task"] == own["task"] for e in config["experiments"].values()):
+        named.append((where, f"no experiment of task {own['task']!r} in the config reads it"))
+    readable = files and os.path.isfile(labels)
+    if files and not readable:
+        named.append((f"{where}.labels", f"{labels} is not a file{cwd_hint([labels])}"))
+    # Snakemake reads braces in an input's path as wildcards
+    if "{" in labels or "}" in labels:
+        named.append(
+            (f"{where}.labels", f"{labels}: braces in a path are Snakemake's wildcards: rename it")
+        )
+    if readable:
+        try:
+            found.entries = read_labels(labels)[0]
+        except ValueError as e:  # models.pack.PackError: not UTF-8, unreadable
+            named.append((f"{where}.labels", str(getattr(e, "problems", [e])[0])))
+        braced = [e for e in found.entries if "{" in e.source or "}" in e.source]
+        if braced:
+            named.append(
+                (
+                    f"{where}.labels",
+                    f"line {braced[0].line}: {braced[0].source}: braces in a path are "
+                    "Snakemake's wildcards: rename the file",
+                )
+            )
+    found.problems = [f"{key}: {why}" + from_files(origins, key.split(".")) for key, why in named]
+    return found
+
+
+def start_problems(
+    config: Mapping[str, Any], origins: Mapping[str, Any] | None = None, files: bool = True
+) -> list[str]:
+    """Every problem the workflow finds when it starts in a valid ``config`` (its defaults filled
+    in, as `workflow_config_problems` gives it) past its keys' own: with ``files``, those of the
+    fonts, charset and corpus files (`config_files`); then the own test sets' (`own_test`),
+    their labels files' only with ``files``. The workflow stops at the first of an own test
+    set's; here they are listed at once."""
+    problems = config_files(config, origins).problems if files else []
+    for split in config["own_tests"]:
+        problems += own_test(config, split, origins, files).problems
+    return problems
+
+
 @stops_on_interrupt("models.configcheck", "it writes nothing")
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m models.configcheck [--each] [--no-files] FILE...``: returns the exit status, 0
@@ -318,8 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Check config files as the workflow does when it starts with --configfile "
         "FILE... (the files one config, each with the files it extends, each laid over the ones "
         "before it): the schema's keys and bounds, the models' names and arguments, each "
-        "split's settings, then the fonts, charset and corpus files it names. Prints every "
-        "problem, naming its key and file (exit status 1).",
+        "split's settings, then the fonts, charset and corpus files it names and its own test "
+        "sets. Prints every problem, naming its key and file (exit status 1).",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="a config file (YAML)")
     parser.add_argument(
@@ -330,8 +409,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-files",
         action="store_true",
-        help="check the keys alone, not the files the config names (fonts, charset and corpus "
-        "files, read from the working folder as the workflow reads them)",
+        help="check the keys alone, not the files the config names (fonts, charset, corpus and "
+        "own_tests labels files, read from the working folder as the workflow reads them)",
     )
     args = parser.parse_args(argv)
     # The fonts' and charsets' warnings (a pattern matching nothing, a file that is no font), as
@@ -346,8 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = 1
             continue
         filled, problems = workflow_config_problems(config, origins)
-        if not problems and not args.no_files:  # the files of a config whose keys hold
-            problems = config_files(filled, origins).problems
+        if not problems:  # the checks of a config whose keys hold, its files unless --no-files
+            problems = start_problems(filled, origins, files=not args.no_files)
         if problems:
             print(f"error: {' '.join(paths)}: {problems_error(problems)}", file=sys.stderr)
             status = 1

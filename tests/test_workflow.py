@@ -2352,6 +2352,70 @@ def test_the_config_check_command_lists_what_the_workflow_would_refuse(tmp_path,
     assert "tasks.expr.charset.limit: 5 shrinks the source, and source chars has none" in err
 
 
+def test_the_config_check_command_lists_every_own_test_set_problem(tmp_path, capsys, monkeypatch):
+    """The own test sets were checked only when the workflow started, one problem a run: the
+    command lists them all, each naming its key and file, and --no-files keeps the ones its keys
+    give alone. The workflow stops at the first of the same lines."""
+    from models.configcheck import main
+
+    (tmp_path / "x.tsv").write_text("a.png\t1\n", encoding="utf-8")
+    (tmp_path / "latin1.tsv").write_bytes("a.png\t\xe9\n".encode("latin-1"))
+    (tmp_path / "braces.tsv").write_text("ok.png\t1\nim{1}.png\t2\n", encoding="utf-8")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "b{x}").mkdir()
+    (tmp_path / "b{x}" / "x.tsv").write_text("a.png\t1\n", encoding="utf-8")
+    base = _write_config(tmp_path, lambda c: c["experiments"].pop("hanzi_cnn"))
+    mine = tmp_path / "mine.yaml"
+    own = {
+        "test_seen": "x.tsv",
+        "test_hanzi": "x.tsv",
+        "test_gone": "gone.tsv",
+        "test_folder": "folder",
+        "test_latin": "latin1.tsv",
+        "test_braces": "braces.tsv",
+        "test_path": "b{x}/x.tsv",
+        "test_fine": "x.tsv",
+    }
+    tests = {
+        s: {"task": "hanzi" if s == "test_hanzi" else "expr", "labels": f} for s, f in own.items()
+    }
+    mine.write_text(yaml.safe_dump({"extends": str(base), "own_tests": tests}, sort_keys=False))
+    monkeypatch.chdir(tmp_path)  # relative paths are read from the working folder
+    assert main([str(mine)]) == 1
+    err = capsys.readouterr().err
+    keys = [
+        "own_tests.test_seen: a split of the synthetic data has that name",
+        "own_tests.test_hanzi: no experiment of task 'hanzi' in the config reads it",
+        "own_tests.test_path.labels: b{x}/x.tsv: braces in a path are Snakemake's wildcards: "
+        "rename it",
+    ]
+    problems = [
+        *keys[:2],
+        f"own_tests.test_gone.labels: gone.tsv is not a file (relative paths are read from "
+        f"{tmp_path})",
+        f"own_tests.test_folder.labels: folder is not a file (relative paths are read from "
+        f"{tmp_path})",
+        "own_tests.test_latin.labels: latin1.tsv:1: not UTF-8 (invalid continuation byte)",
+        "own_tests.test_braces.labels: line 2: im{1}.png: braces in a path are Snakemake's "
+        "wildcards: rename the file",
+        keys[2],
+    ]
+    assert err.startswith(f"error: {mine}: invalid config (7 problems):\n"), err
+    assert err.splitlines()[1:] == [f"  {p}; from mine.yaml" for p in problems], err
+    assert main(["--no-files", str(mine)]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[1:] == [f"  {p}; from mine.yaml" for p in keys], err
+    # the workflow refuses the config with the first of them, the same line
+    proc = run_snakemake(tmp_path, "-n", config=mine, check=False)
+    assert proc.returncode != 0
+    assert f"{problems[0]}; from mine.yaml" in proc.stdout + proc.stderr
+    # a labels file that can be read, of a task an experiment reads, is valid
+    mine.write_text(
+        yaml.safe_dump({"extends": str(base), "own_tests": {"test_fine": tests["test_fine"]}})
+    )
+    assert main([str(mine)]) == 0, capsys.readouterr().err
+
+
 # A stand-in for snakemake-executor-plugin-slurm (not installed here): a non-local executor that
 # records what each job would be submitted with and touches its outputs instead of running it.
 FAKE_SLURM = """

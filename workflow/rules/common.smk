@@ -8,11 +8,11 @@ import os
 from snakemake.exceptions import WorkflowError
 
 from models.metrics import metric_names
-from models.pack import read_labels
 from models.configcheck import (
     config_files,
     corpus_files as configcheck_corpus_files,
     cwd_hint,
+    own_test,
     workflow_config_problems,
 )
 from models.registry import family_of, label_lengths, model_code
@@ -20,7 +20,6 @@ from models.specs import SCHEDULING, settings_drift, train_job_params
 from synth import joblog
 from synth.schema import (
     config_with_origins,
-    from_files,
     named_with_file,
     problems_error,
     renamed_models,
@@ -166,43 +165,20 @@ def shard_paths(task, split):
 # Test sets of the user's own labelled images (own_tests): split -> task and labels file. The
 # images a labels file lists are inputs of its pack job, so editing one reruns it; the lines'
 # problems (no tab, an unreadable image, a label outside the charset) are the pack job's to list.
+# A split's name, task and labels file are checked as models.configcheck checks them (which
+# lists every problem); the workflow stops at the first, naming its key.
 OWN_TESTS = config["own_tests"]
 OWN_IMAGES = {}
 OWN_DIGEST = {}
-for _split, _own in OWN_TESTS.items():
-    _where = f"own_tests.{_split}"
-    _own_problem = None
-    if _split in SPLITS:
-        _own_problem = f"{_where}: a split of the synthetic data has that name"
-    elif not experiments_for([_own["task"]]):
-        _own_problem = (
-            f"{_where}: no experiment of task {_own['task']!r} in the config reads it"
-        )
-    elif not os.path.isfile(_own["labels"]):
-        _own_problem = f"{_where}.labels: {_own['labels']} is not a file{cwd_hint([_own['labels']])}"
-    elif "{" in _own["labels"] or "}" in _own["labels"]:
-        _own_problem = (
-            f"{_where}.labels: {_own['labels']}: braces in a path are Snakemake's wildcards:"
-            " rename it"
-        )
-    if _own_problem:  # the split's own key: its name, its task or its labels
-        _key = _own_problem.split(":", 1)[0].split(".")
-        raise ValueError(_own_problem + from_files(_origins, _key))
-    try:
-        _entries = read_labels(_own["labels"])[0]
-    except ValueError as e:  # models.pack.PackError: not UTF-8, unreadable
-        raise ValueError(f"{_where}.labels: {getattr(e, 'problems', [e])[0]}") from None
-    for _e in _entries:
-        if "{" in _e.source or "}" in _e.source:
-            raise ValueError(
-                f"{_where}.labels: line {_e.line}: {_e.source}: braces in a path are Snakemake's"
-                " wildcards: rename the file"
-            )
-    OWN_IMAGES[_split] = [str(e.path) for e in _entries if os.path.isfile(e.path)]
+for _split in OWN_TESTS:
+    _own = own_test(config, _split, _origins)
+    if _own.problems:
+        raise ValueError(_own.problems[0])
+    OWN_IMAGES[_split] = [str(e.path) for e in _own.entries if os.path.isfile(e.path)]
     # In the pack job's params: the labels file's content and each image's size and time, so an
     # image replaced with an older time (cp -p) counts too, without reading every image whenever
     # the workflow is parsed (each cluster job parses it again).
-    OWN_DIGEST[_split] = sha256_file(_own["labels"]) + "".join(
+    OWN_DIGEST[_split] = sha256_file(OWN_TESTS[_split]["labels"]) + "".join(
         f"|{os.stat(p).st_size}:{os.stat(p).st_mtime_ns}" for p in OWN_IMAGES[_split]
     )
 
