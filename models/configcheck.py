@@ -1,10 +1,11 @@
 """A workflow config checked as the workflow checks it when it starts: the schema, then the checks
 past it (a model's name and arguments, a CTC output too short for its longest label, a split's
-settings no spec accepts), then the fonts, charset and corpus files it names and its own test
-sets (`own_test`: a name, a task, a labels file), every problem at once, each naming its key and
-the file that set it; the workflow, which calls the same functions, stops at the first problem
-of an own test set. (``train.init_from`` checkpoints and the ``report`` entries are checked
-when the workflow starts.)
+settings no spec accepts), then the fonts, charset and corpus files it names, its own test sets
+(`own_test`: a name, a task, a labels file) and the checkpoints its experiments start from
+(`init_from_problems`: a cycle, another architecture, a file that is not there), every problem at
+once, each naming its key and the file that set it; the workflow, which calls the same
+functions, stops at the first problem of an own test set or a ``train.init_from``. (The
+``report`` entries are checked when the workflow starts.)
 
     python -m models.configcheck FILE...
 
@@ -369,17 +370,83 @@ def own_test(
     return found
 
 
+def experiment_of(path: str | os.PathLike) -> str | None:
+    """X when ``path`` is results/models/X/model.pt of the working folder, however it is spelled
+    (./results/..., results//..., absolute, through a symlink), the model experiment X trains;
+    else None."""
+    real = os.path.realpath(path)  # the folders that exist resolved, the rest kept
+    parts = os.path.relpath(real, os.path.realpath(os.getcwd())).split(os.sep)
+    if parts[:2] == ["results", "models"] and parts[3:] == ["model.pt"]:
+        return parts[2]
+    return None
+
+
+def init_from_problems(
+    config: Mapping[str, Any],
+    name: str,
+    origins: Mapping[str, Any] | None = None,
+    files: bool = True,
+) -> list[str]:
+    """What keeps ``experiments.<name>.train.init_from`` of a valid ``config`` from naming the
+    weights its run starts from, checked as the workflow checks it when it starts, one line
+    each, naming the key and the file that set it, in the workflow's order (it stops at the
+    first): the experiment's own model, a cycle of experiments each starting from the next
+    one's model (said once, by the first of them by name), another experiment's model of
+    another architecture; with ``files``, a path that neither exists nor is the model of an
+    experiment (relative paths are read from the working folder). None when it is unset."""
+    experiments = config["experiments"]
+    path = experiments[name]["train"].get("init_from")
+    if path is None:
+        return []
+    where = f"experiments.{name}.train.init_from"
+    maker = experiment_of(path)
+    problems = []
+    if maker == name:
+        problems.append(
+            f"{path} is this experiment's own model; copy it elsewhere to start from it"
+        )
+    elif maker in experiments:
+        # experiments that start from each other's models, round to this one: Snakemake's
+        # "Cyclic dependency on rule train" named no key
+        chain, other = [name], maker
+        while other in experiments and other not in chain:
+            chain.append(other)
+            then = experiments[other]["train"].get("init_from")
+            other = experiment_of(then) if then is not None else None
+        if other == name and name == min(chain):  # the others of the cycle name the same
+            keys = " -> ".join(f"experiments.{e}.train.init_from" for e in [*chain, name])
+            problems.append(
+                f"{path} starts a cycle of experiments each starting from the next one's model "
+                f"({keys}): one of them must start from a file, or afresh"
+            )
+        ours, theirs = experiments[name]["model"], experiments[maker]["model"]
+        if ours != theirs:  # known now: not after the other experiment has trained
+            problems.append(
+                f"{path} is experiment {maker}'s model ({theirs}); this experiment trains "
+                f"{ours}, and weights start only a model of the same architecture"
+            )
+    elif files and not os.path.isfile(path):
+        problems.append(
+            f"{path} does not exist and no experiment makes it"
+            + (f" (the config has no experiment {maker!r})" if maker else "")
+            + cwd_hint([path])
+        )
+    return [f"{where}: {p}" + from_files(origins, where.split(".")) for p in problems]
+
+
 def start_problems(
     config: Mapping[str, Any], origins: Mapping[str, Any] | None = None, files: bool = True
 ) -> list[str]:
     """Every problem the workflow finds when it starts in a valid ``config`` (its defaults filled
     in, as `workflow_config_problems` gives it) past its keys' own: with ``files``, those of the
-    fonts, charset and corpus files (`config_files`); then the own test sets' (`own_test`),
-    their labels files' only with ``files``. The workflow stops at the first of an own test
-    set's; here they are listed at once."""
+    fonts, charset and corpus files (`config_files`); then the own test sets' (`own_test`) and
+    the experiments' ``train.init_from`` (`init_from_problems`), their files' only with
+    ``files``. The workflow stops at the first of the last two; here they are listed at once."""
     problems = config_files(config, origins).problems if files else []
     for split in config["own_tests"]:
         problems += own_test(config, split, origins, files).problems
+    for name in sorted(config["experiments"]):
+        problems += init_from_problems(config, name, origins, files)
     return problems
 
 
@@ -397,8 +464,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Check config files as the workflow does when it starts with --configfile "
         "FILE... (the files one config, each with the files it extends, each laid over the ones "
         "before it): the schema's keys and bounds, the models' names and arguments, each "
-        "split's settings, then the fonts, charset and corpus files it names and its own test "
-        "sets. Prints every problem, naming its key and file (exit status 1).",
+        "split's settings, then the fonts, charset and corpus files it names, its own test sets "
+        "and the checkpoints its experiments start from (train.init_from). Prints every "
+        "problem, naming its key and file (exit status 1).",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="a config file (YAML)")
     parser.add_argument(
@@ -410,7 +478,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-files",
         action="store_true",
         help="check the keys alone, not the files the config names (fonts, charset, corpus and "
-        "own_tests labels files, read from the working folder as the workflow reads them)",
+        "own_tests labels files, train.init_from checkpoints, read from the working folder as "
+        "the workflow reads them)",
     )
     args = parser.parse_args(argv)
     # The fonts' and charsets' warnings (a pattern matching nothing, a file that is no font), as

@@ -2416,6 +2416,70 @@ def test_the_config_check_command_lists_every_own_test_set_problem(tmp_path, cap
     assert main([str(mine)]) == 0, capsys.readouterr().err
 
 
+def test_the_config_check_command_lists_every_init_from_problem(tmp_path, capsys, monkeypatch):
+    """train.init_from was checked only when the workflow started, one problem a run: the
+    command lists every experiment's, each naming its key and file (a cycle once), and
+    --no-files those its keys give alone. The workflow stops at the first of the same lines."""
+    from models.configcheck import main
+
+    expr = yaml.safe_load(SMOKE.read_text())["experiments"]["expr_crnn"]
+    starts = {
+        "expr_crnn": "results/models/expr_crnn/model.pt",  # its own
+        "expr_a": "./results/models/expr_b/model.pt",  # a cycle, however spelled
+        "expr_b": "results//models/expr_a/model.pt",
+        "expr_vgg": f"{tmp_path}/results/models/line_crnn_vgg/model.pt",  # crnn_vgg's
+        "expr_gone": "nowhere.pt",
+        "expr_left": "results/models/gone/model.pt",
+        "expr_mine": "mine.pt",  # a file of yours
+        "expr_tuned": "results/models/expr_a/model.pt",  # another expr_crnn's
+    }
+    experiments = {
+        n: {**expr, "train": {**expr["train"], "init_from": p}} for n, p in starts.items()
+    }
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump({"extends": str(SMOKE), "experiments": experiments}))
+    (tmp_path / "mine.pt").write_bytes(b"not read here")
+    monkeypatch.chdir(tmp_path)
+    assert main([str(mine)]) == 1
+    err = capsys.readouterr().err
+    where = "experiments.{}.train.init_from: {} "
+    keys = [
+        where.format("expr_a", starts["expr_a"]) + "starts a cycle of experiments each starting "
+        "from the next one's model (experiments.expr_a.train.init_from -> experiments.expr_b."
+        "train.init_from -> experiments.expr_a.train.init_from): one of them must start from a "
+        "file, or afresh",
+        where.format("expr_crnn", starts["expr_crnn"]) + "is this experiment's own model; copy "
+        "it elsewhere to start from it",
+        where.format("expr_vgg", starts["expr_vgg"]) + "is experiment line_crnn_vgg's model "
+        "(crnn_vgg); this experiment trains expr_crnn, and weights start only a model of the same "
+        "architecture",
+    ]
+    problems = [
+        keys[0],
+        keys[1],
+        where.format("expr_gone", "nowhere.pt") + "does not exist and no experiment makes it "
+        f"(relative paths are read from {tmp_path})",
+        where.format("expr_left", starts["expr_left"]) + "does not exist and no experiment "
+        f"makes it (the config has no experiment 'gone') (relative paths are read from {tmp_path})",
+        keys[2],
+    ]
+    assert err.startswith(f"error: {mine}: invalid config (5 problems):\n"), err
+    assert err.splitlines()[1:] == [f"  {p}; from mine.yaml" for p in problems], err
+    assert main(["--no-files", str(mine)]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[1:] == [f"  {p}; from mine.yaml" for p in keys], err
+    # the workflow refuses the config with the first of them, the same line
+    proc = run_snakemake(tmp_path, "-n", config=mine, check=False)
+    assert proc.returncode != 0 and "Cyclic" not in proc.stdout + proc.stderr
+    assert f"{problems[0]}; from mine.yaml" in proc.stdout + proc.stderr
+    # a file of yours, another experiment's model of the same architecture: valid
+    for name in ("expr_crnn", "expr_b", "expr_vgg", "expr_gone", "expr_left"):
+        del experiments[name]
+    experiments["expr_a"]["train"]["init_from"] = None
+    mine.write_text(yaml.safe_dump({"extends": str(SMOKE), "experiments": experiments}))
+    assert main([str(mine)]) == 0, capsys.readouterr().err
+
+
 # A stand-in for snakemake-executor-plugin-slurm (not installed here): a non-local executor that
 # records what each job would be submitted with and touches its outputs instead of running it.
 FAKE_SLURM = """

@@ -11,7 +11,8 @@ from models.metrics import metric_names
 from models.configcheck import (
     config_files,
     corpus_files as configcheck_corpus_files,
-    cwd_hint,
+    experiment_of,
+    init_from_problems,
     own_test,
     workflow_config_problems,
 )
@@ -258,84 +259,37 @@ def model_path(experiment):
     return f"results/models/{experiment}/model.pt"
 
 
-def _model_of(path):
-    """X when ``path`` is results/models/X/model.pt of the working directory, however it is
-    spelled (./results/..., results//..., absolute, through a symlink); else None."""
-    real = os.path.realpath(path)  # the folders that exist resolved, the rest kept
-    parts = os.path.relpath(real, os.path.realpath(os.getcwd())).split(os.sep)
-    if parts[:2] == ["results", "models"] and parts[3:] == ["model.pt"]:
-        return parts[2]
-    return None
-
-
-def _init_source(name):
-    """`_init_from` of an experiment, its problem named with the file that set the key."""
-    try:
-        return _init_from(name)
-    except ValueError as e:
-        raise ValueError(named_with_file(str(e), _origins)) from None
-
-
 def _init_from(name):
     """train.init_from of an experiment as (input path, sha256), or None when unset.
 
     Another experiment's model.pt, however spelled, is that experiment's output path, so its
     train job comes first and its retraining reruns this one (mtime). Any other file must exist;
     its sha256 goes into the job's params, so replacing it reruns the job whatever its mtime
-    (copied with cp -p, say). The experiment's own model.pt (a cycle) and a file that neither
-    exists nor is made fail here, naming the key.
+    (copied with cp -p, say). The experiment's own model.pt, a cycle, another architecture's
+    model and a file that neither exists nor is made fail here, naming the key
+    (models.configcheck.init_from_problems, which configcheck lists all of; here the first).
     """
     path = config["experiments"][name]["train"].get("init_from")
     if path is None:
         return None
-    where = f"experiments.{name}.train.init_from"
-    maker = _model_of(path)
-    if maker == name:
-        raise ValueError(
-            f"{where}: {path} is this experiment's own model; copy it elsewhere to start from it"
-        )
+    problems = init_from_problems(config, name, _origins)
+    if problems:
+        raise ValueError(problems[0])
+    maker = experiment_of(path)
     if maker in EXPERIMENTS:
-        # experiments that start from each other's models, round to this one: Snakemake's
-        # "Cyclic dependency on rule train" named no key
-        chain, other = [name], maker
-        while other in EXPERIMENTS and other not in chain:
-            chain.append(other)
-            then = config["experiments"][other]["train"].get("init_from")
-            other = _model_of(then) if then is not None else None
-        if other == name:
-            keys = " -> ".join(
-                f"experiments.{e}.train.init_from" for e in [*chain, name]
-            )
-            raise ValueError(
-                f"{where}: {path} starts a cycle of experiments each starting from the next "
-                f"one's model ({keys}): one of them must start from a file, or afresh"
-            )
-        ours = experiment_config(name)["model"]
-        theirs = experiment_config(maker)["model"]
-        if ours != theirs:  # known now: not after the other experiment has trained
-            raise ValueError(
-                f"{where}: {path} is experiment {maker}'s model ({theirs}); this experiment "
-                f"trains {ours}, and weights start only a model of the same architecture"
-            )
         return model_path(maker), None
-    if not os.path.isfile(path):
-        raise ValueError(
-            f"{where}: {path} does not exist and no experiment makes it"
-            + (f" (the config has no experiment {maker!r})" if maker else "")
-            + cwd_hint([path])
-        )
     if maker is not None:
         logging.getLogger("synth.workflow").warning(
             "%s: %s was made by an experiment %r that the config no longer has: it is used as it"
             " is, a file of yours",
-            where,
+            f"experiments.{name}.train.init_from",
             path,
             maker,
         )
     return path, sha256_file(path)
 
 
-INIT_SOURCES = {_name: _init_source(_name) for _name in EXPERIMENTS}
+INIT_SOURCES = {_name: _init_from(_name) for _name in EXPERIMENTS}
 
 # A model that `python -m models.train` (torchrun, say) wrote has no Snakemake record, so an
 # edit of its experiment would not retrain it: its train.json says who trained it, and when its
