@@ -31,8 +31,8 @@ import pandas as pd
 from models.evaluate import read_metrics
 from models.metrics import LOWER_IS_BETTER, SHARE_METRICS, share_interval
 from synth.atomic import write_text_atomic
+from synth.specs import TEST_SPLITS
 
-TEST_SPLITS = ("test_seen", "test_heldout")
 TESSERACT = "tesseract"
 
 CRNN_COLUMNS = (

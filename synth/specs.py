@@ -17,6 +17,8 @@ from synth.text import OPERATORS, check_operators
 
 TASK_IDS = {"hanzi": 0, "expr": 1, "line": 2, "short": 3}
 SPLIT_IDS = {"train": 0, "val": 1, "test_seen": 2, "test_heldout": 3}
+# The synthetic splits models are tested on, in the reports' order (a config's own_tests after)
+TEST_SPLITS = ("test_seen", "test_heldout")
 
 
 def font_role(split: str) -> str:

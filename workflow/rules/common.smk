@@ -26,6 +26,7 @@ from synth.schema import (
     renamed_models,
 )
 from synth.shards import sha256_file
+from synth.specs import TEST_SPLITS as SYNTHETIC_TEST_SPLITS
 from synth.specs import canonical, font_role, split_config
 from synth.text import grammar_settings
 
@@ -55,7 +56,7 @@ for _warning in renamed_models(config, _origins):
 
 TASKS = ["hanzi", "expr", "line", "short"]
 SPLITS = ["train", "val", "test_seen", "test_heldout"]
-TEST_SPLITS = ["test_seen", "test_heldout"]
+TEST_SPLITS = list(SYNTHETIC_TEST_SPLITS)  # a list, as the rules' params have held it
 EXPERIMENTS = sorted(config["experiments"])
 
 
