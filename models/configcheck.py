@@ -1,11 +1,12 @@
 """A workflow config checked as the workflow checks it when it starts: the schema, then the checks
 past it (a model's name and arguments, a CTC output too short for its longest label, a split's
 settings no spec accepts), then the fonts, charset and corpus files it names, its own test sets
-(`own_test`: a name, a task, a labels file) and the checkpoints its experiments start from
-(`init_from_problems`: a cycle, another architecture, a file that is not there), every problem at
-once, each naming its key and the file that set it; the workflow, which calls the same
-functions, stops at the first problem of an own test set or a ``train.init_from``. (The
-``report`` entries are checked when the workflow starts.)
+(`own_test`: a name, a task, a labels file), the report's targets and references
+(`report_problems`: an experiment, a test split or a figure the run has not) and the checkpoints
+its experiments start from (`init_from_problems`: a cycle, another architecture, a file that is
+not there), every problem at once, each naming its key and the file that set it; the workflow,
+which calls the same functions, stops at the first problem of an own test set or a
+``train.init_from`` (it lists the report's all at once too).
 
     python -m models.configcheck FILE...
 
@@ -26,8 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.cli import stops_on_interrupt
+from models.metrics import metric_names
 from models.pack import Entry, read_labels
-from models.registry import experiment_problems
+from models.registry import experiment_problems, family_of
 from synth.atomic import missing_why
 from synth.charset import extra_chars, nfkc
 from synth.fonts import FontError, FontFile, split_roles
@@ -40,7 +42,7 @@ from synth.schema import (
     named_with_file,
     problems_error,
 )
-from synth.specs import SPLIT_IDS, split_config, task_spec
+from synth.specs import SPLIT_IDS, TEST_SPLITS, split_config, task_spec
 
 
 def workflow_config_problems(
@@ -434,17 +436,80 @@ def init_from_problems(
     return [f"{where}: {p}" + from_files(origins, where.split(".")) for p in problems]
 
 
+def test_splits(config: Mapping[str, Any], task: str) -> list[str]:
+    """The test splits a task's models (and Tesseract) are evaluated on in a valid ``config``:
+    the synthetic ones (`synth.specs.TEST_SPLITS`), then the config's own test sets of that
+    task."""
+    own = [split for split, own in config["own_tests"].items() if own["task"] == task]
+    return [*TEST_SPLITS, *own]
+
+
+def report_problems(
+    config: Mapping[str, Any], origins: Mapping[str, Any] | None = None
+) -> list[str]:
+    """The entries of ``report.targets`` and ``report.references`` of a valid ``config`` (its
+    defaults filled in) that name no figure of the run, checked as the workflow checks them when
+    it starts, one line each, naming the key and the file that set it: an experiment the config
+    lacks (a typo gave empty cells in summary.md; Tesseract's rows are one per task, not an
+    experiment's), a test split the experiment is not evaluated on (`test_splits`), a metric its
+    metrics.json does not hold. The keys alone: no file is read."""
+    problems = []
+    for section in ("targets", "references"):
+        for i, entry in enumerate(config["report"][section]):
+            where = ["report", section, str(i)]
+            problems += [
+                f"{'.'.join(where)}.{key}: {why}" + from_files(origins, [*where, key])
+                for key, why in _report_entry_problems(config, entry)
+            ]
+    return problems
+
+
+def _report_entry_problems(
+    config: Mapping[str, Any], entry: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    """(key, problem) for each key of a report entry that names no figure of the run
+    (`report_problems`)."""
+    experiments, name = config["experiments"], entry["experiment"]
+    if name not in experiments:
+        return [
+            (
+                "experiment",
+                f"{name!r} is not an experiment of the config; valid: "
+                f"{', '.join(sorted(experiments))}",
+            )
+        ]
+    task, model = experiments[name]["task"], experiments[name]["model"]
+    named = []
+    splits = test_splits(config, task)
+    if "split" in entry and entry["split"] not in splits:  # (a reference has none)
+        named.append(
+            ("split", f"{entry['split']!r} is none of {name}'s test splits, {', '.join(splits)}")
+        )
+    metrics = metric_names(family_of(model) == "classification", task == "expr")
+    if entry["metric"] not in metrics:
+        named.append(
+            (
+                "metric",
+                f"{entry['metric']!r} is not one of {name}'s figures; valid: {', '.join(metrics)}",
+            )
+        )
+    return named
+
+
 def start_problems(
     config: Mapping[str, Any], origins: Mapping[str, Any] | None = None, files: bool = True
 ) -> list[str]:
     """Every problem the workflow finds when it starts in a valid ``config`` (its defaults filled
     in, as `workflow_config_problems` gives it) past its keys' own: with ``files``, those of the
-    fonts, charset and corpus files (`config_files`); then the own test sets' (`own_test`) and
-    the experiments' ``train.init_from`` (`init_from_problems`), their files' only with
-    ``files``. The workflow stops at the first of the last two; here they are listed at once."""
+    fonts, charset and corpus files (`config_files`); then the own test sets' (`own_test`), the
+    report's entries' (`report_problems`, the keys' alone) and the experiments'
+    ``train.init_from`` (`init_from_problems`), their files' only with ``files``. The workflow
+    stops at the first of an own test set or an ``init_from`` (it lists the report's at once);
+    here they are all listed at once, in the workflow's order."""
     problems = config_files(config, origins).problems if files else []
     for split in config["own_tests"]:
         problems += own_test(config, split, origins, files).problems
+    problems += report_problems(config, origins)
     for name in sorted(config["experiments"]):
         problems += init_from_problems(config, name, origins, files)
     return problems
@@ -464,9 +529,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Check config files as the workflow does when it starts with --configfile "
         "FILE... (the files one config, each with the files it extends, each laid over the ones "
         "before it): the schema's keys and bounds, the models' names and arguments, each "
-        "split's settings, then the fonts, charset and corpus files it names, its own test sets "
-        "and the checkpoints its experiments start from (train.init_from). Prints every "
-        "problem, naming its key and file (exit status 1).",
+        "split's settings, then the fonts, charset and corpus files it names, its own test sets, "
+        "the report's targets and references and the checkpoints its experiments start from "
+        "(train.init_from). Prints every problem, naming its key and file (exit status 1).",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="a config file (YAML)")
     parser.add_argument(

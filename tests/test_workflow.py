@@ -2480,6 +2480,76 @@ def test_the_config_check_command_lists_every_init_from_problem(tmp_path, capsys
     assert main([str(mine)]) == 0, capsys.readouterr().err
 
 
+def test_the_config_check_command_lists_every_report_entry_problem(tmp_path, capsys, monkeypatch):
+    """report.targets and report.references were checked only when the workflow started: the
+    command lists every entry that names no figure of the run, each naming its key and file,
+    --no-files too (the keys alone give them). The workflow refuses the config with the same
+    lines."""
+    from models.configcheck import main
+
+    (tmp_path / "caps.tsv").write_text("a.png\tAB\n", encoding="utf-8")
+    target = {"experiment": "expr_crnn", "metric": "seq_acc", "value": 0.9}
+    reference = {**target, "source": "a paper"}
+    targets = [
+        target,
+        {**target, "split": "test_heldot"},
+        {**target, "experiment": "expr_crn"},
+        {**target, "experiment": "hanzi_cnn", "metric": "top_1", "split": "test_caps"},
+        {**target, "split": "test_caps"},  # an own test set of another task
+        {**target, "experiment": "short_reader", "split": "test_caps"},
+    ]
+    references = [
+        {**reference, "experiment": "tesseract"},  # Tesseract's rows are one per task
+        {**reference, "experiment": "line_crnn_vgg", "metric": "value_acc"},
+        {**reference, "metric": "value_acc"},
+    ]
+    mine = tmp_path / "mine.yaml"
+
+    def write(targets, references):
+        mine.write_text(
+            yaml.safe_dump(
+                {
+                    "extends": str(SMOKE),
+                    "own_tests": {"test_caps": {"task": "short", "labels": "caps.tsv"}},
+                    "report": {"targets": targets, "references": references},
+                }
+            )
+        )
+
+    write(targets, references)
+    monkeypatch.chdir(tmp_path)
+    experiments = "expr_crnn, hanzi_cnn, line_crnn_grcnn, line_crnn_vgg, short_reader"
+    problems = [
+        "report.targets.1.split: 'test_heldot' is none of expr_crnn's test splits, test_seen, "
+        "test_heldout",
+        "report.targets.2.experiment: 'expr_crn' is not an experiment of the config; valid: "
+        + experiments,
+        "report.targets.3.split: 'test_caps' is none of hanzi_cnn's test splits, test_seen, "
+        "test_heldout",
+        "report.targets.3.metric: 'top_1' is not one of hanzi_cnn's figures; valid: seq_acc, cer, "
+        "ned, top1, top5",
+        "report.targets.4.split: 'test_caps' is none of expr_crnn's test splits, test_seen, "
+        "test_heldout",
+        "report.references.0.experiment: 'tesseract' is not an experiment of the config; valid: "
+        + experiments,
+        "report.references.1.metric: 'value_acc' is not one of line_crnn_vgg's figures; valid: "
+        "seq_acc, cer, ned",
+    ]
+    lines = [f"  {p}; from mine.yaml" for p in problems]
+    for flags in ([], ["--no-files"]):
+        assert main([*flags, str(mine)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {mine}: invalid config (7 problems):\n"), err
+        assert err.splitlines()[1:] == lines, err
+    # the workflow refuses the config with the same lines, under its own heading
+    proc = run_snakemake(tmp_path, "-n", config=mine, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "invalid report (7 problems):\n" + "\n".join(lines) in out, out
+    # a target on an own test set of the experiment's task, the default split, a reference
+    write([targets[0], targets[5]], [references[2]])
+    assert main([str(mine)]) == 0, capsys.readouterr().err
+
+
 # A stand-in for snakemake-executor-plugin-slurm (not installed here): a non-local executor that
 # records what each job would be submitted with and touches its outputs instead of running it.
 FAKE_SLURM = """

@@ -7,13 +7,14 @@ import os
 
 from snakemake.exceptions import WorkflowError
 
-from models.metrics import metric_names
 from models.configcheck import (
     config_files,
     corpus_files as configcheck_corpus_files,
     experiment_of,
     init_from_problems,
     own_test,
+    report_problems,
+    test_splits as configcheck_test_splits,
     workflow_config_problems,
 )
 from models.registry import family_of, label_lengths, model_code
@@ -21,7 +22,6 @@ from models.specs import SCHEDULING, settings_drift, train_job_params
 from synth import joblog
 from synth.schema import (
     config_with_origins,
-    named_with_file,
     problems_error,
     renamed_models,
 )
@@ -188,48 +188,14 @@ for _split in OWN_TESTS:
 def test_splits(task):
     """The test splits a task's models (and Tesseract) are evaluated on: the synthetic ones, then
     the own_tests of that task."""
-    return TEST_SPLITS + [s for s, own in OWN_TESTS.items() if own["task"] == task]
+    return configcheck_test_splits(config, task)
 
 
-# A target names one of the config's experiments, a split it is evaluated on and a figure its
-# evaluation writes: a misspelt one gave an empty row (Tesseract's rows are one per task, not one
-# experiment). Every target's problem at once, each named with its file.
-def report_entry_problems(where, entry):
-    """What names no figure of the run in a report.targets or report.references entry: an
-    experiment the config lacks (a typo gave empty cells in summary.md), a metric its
-    metrics.json does not hold, a test split it is not evaluated on (targets)."""
-    exp = entry["experiment"]
-    if exp not in EXPERIMENTS:
-        return [
-            f"{where}.experiment: {exp!r} is not an experiment of the config; valid: "
-            f"{', '.join(EXPERIMENTS)}"
-        ]
-    problems = []
-    splits = test_splits(experiment_task(exp))
-    if "split" in entry and entry["split"] not in splits:
-        problems.append(
-            f"{where}.split: {entry['split']!r} is none of {exp}'s test splits, "
-            f"{', '.join(splits)}"
-        )
-    metrics = metric_names(
-        family_of(experiment_config(exp)["model"]) == "classification",
-        experiment_task(exp) == "expr",
-    )
-    if entry["metric"] not in metrics:
-        problems.append(
-            f"{where}.metric: {entry['metric']!r} is not one of {exp}'s figures; valid: "
-            f"{', '.join(metrics)}"
-        )
-    return problems
-
-
-_problems = [
-    problem
-    for _key in ("targets", "references")
-    for _i, _entry in enumerate(config["report"][_key])
-    for problem in report_entry_problems(f"report.{_key}.{_i}", _entry)
-]
-raise_problems([named_with_file(p, _origins) for p in _problems], "report")
+# A target or reference names one of the config's experiments, a split it is evaluated on and a
+# figure its evaluation writes: a misspelt one gave an empty row (Tesseract's rows are one per
+# task, not one experiment). Every entry's problem at once, each named with its key and file
+# (models.configcheck.report_problems, which configcheck lists too).
+raise_problems(report_problems(config, _origins), "report")
 
 
 def own_longest_label(task):
