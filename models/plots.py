@@ -32,7 +32,7 @@ from PIL import Image
 
 from models import metrics
 from models.evaluate import iter_samples, read_metrics, read_predictions
-from models.report import TEST_SPLITS
+from synth.specs import TEST_SPLITS
 
 log = logging.getLogger(__name__)
 
