@@ -260,7 +260,7 @@ def references_table(
     Returns:
         Columns ``experiment, metric, published, source, test_seen, test_heldout``; ours are empty
         when the experiment did not run or lacks the metric (the workflow refuses such an entry
-        when it starts: common.smk's ``report_entry_problems``).
+        when it starts: `models.configcheck.report_problems`).
     """
     ours: dict[tuple[str, str], Mapping[str, Any]] = {
         (r["experiment"], r["split"]): r for r in records
