@@ -709,7 +709,7 @@ def test_device_check_configs_are_checked_before_the_device_trains(repo_root, tm
             set=[] if name == "STEPS" else words,
             steps=words if name == "STEPS" else [],
             # the full-size stages set their experiment's block alone (run.sh's full())
-            only={"READER_SET": "short_reader", "EXPR_SET": "expr_crnn"}.get(name),
+            only=kit.FULL_RUNS.get(name.removesuffix("_SET").lower()),
         )
         kit.cmd_config(args)
         config = kit._checked_config(out)
@@ -723,6 +723,21 @@ def test_device_check_configs_are_checked_before_the_device_trains(repo_root, tm
     with pytest.raises(SystemExit) as e:
         kit.cmd_config(args)
     said = str(e.value)
-    assert said.startswith(f"error: {base} with --set stpes=10 batch_size=0 --steps : ")
+    n = 2 * len(config["experiments"])  # both keys of every experiment's train block
+    assert said.startswith(f"error: {base} with --set stpes=10 batch_size=0: invalid config ({n} ")
     assert "stpes" in said and "batch_size" in said
+    assert not out.exists()
+    # the keys the workflow checks past the schema too (configcheck --no-files's): an experiment
+    # starting from its own model was found only on the device, by the workflow's start
+    own = "results/models/expr_crnn/model.pt"
+    args = argparse.Namespace(
+        base=str(base), out=str(out), set=[f"init_from={own}"], steps=[], only="expr_crnn"
+    )
+    with pytest.raises(SystemExit) as e:
+        kit.cmd_config(args)
+    assert str(e.value) == (
+        f"error: {base} with --only expr_crnn --set init_from={own}: invalid config (1 problem):\n"
+        f"  experiments.expr_crnn.train.init_from: {own} is this experiment's own model; copy it "
+        "elsewhere to start from it"
+    )
     assert not out.exists()

@@ -75,15 +75,21 @@ def cmd_config(args: argparse.Namespace) -> None:
         if name in steps:
             train["steps"] = int(steps[name])
     # checked here, as the workflow and models.train check it: a misspelt --set key or a bad
-    # value stops the script before any device time goes to a training that refuses it
-    from models.configcheck import workflow_config_problems
+    # value stops the script before any device time goes to a training that refuses it (the
+    # keys alone, as python -m models.configcheck --no-files: the files are the device's)
+    from models.configcheck import start_problems, workflow_config_problems
+    from synth.schema import problems_error
 
-    problems = workflow_config_problems(config)[1]
+    filled, problems = workflow_config_problems(config)
+    if not problems:
+        problems = start_problems(filled, files=False)
     if problems:
-        sys.exit(
-            f"error: {args.base} with --set {' '.join(args.set)} --steps {' '.join(args.steps)}: "
-            f"{len(problems)} problems\n" + "\n".join(f"  {p}" for p in problems)
-        )
+        given = [
+            *([f"--only {args.only}"] if args.only else []),
+            *([f"--set {' '.join(args.set)}"] if args.set else []),
+            *([f"--steps {' '.join(args.steps)}"] if args.steps else []),
+        ]
+        sys.exit(f"error: {' '.join([args.base, 'with', *given])}: {problems_error(problems)}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
 
