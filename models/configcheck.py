@@ -436,7 +436,7 @@ def init_from_problems(
     return [f"{where}: {p}" + from_files(origins, where.split(".")) for p in problems]
 
 
-def test_splits(config: Mapping[str, Any], task: str) -> list[str]:
+def evaluated_splits(config: Mapping[str, Any], task: str) -> list[str]:
     """The test splits a task's models (and Tesseract) are evaluated on in a valid ``config``:
     the synthetic ones (`synth.specs.TEST_SPLITS`), then the config's own test sets of that
     task."""
@@ -451,8 +451,8 @@ def report_problems(
     defaults filled in) that name no figure of the run, checked as the workflow checks them when
     it starts, one line each, naming the key and the file that set it: an experiment the config
     lacks (a typo gave empty cells in summary.md; Tesseract's rows are one per task, not an
-    experiment's), a test split the experiment is not evaluated on (`test_splits`), a metric its
-    metrics.json does not hold. The keys alone: no file is read."""
+    experiment's), a test split the experiment is not evaluated on (`evaluated_splits`), a
+    metric its metrics.json does not hold. The keys alone: no file is read."""
     problems = []
     for section in ("targets", "references"):
         for i, entry in enumerate(config["report"][section]):
@@ -480,7 +480,7 @@ def _report_entry_problems(
         ]
     task, model = experiments[name]["task"], experiments[name]["model"]
     named = []
-    splits = test_splits(config, task)
+    splits = evaluated_splits(config, task)
     if "split" in entry and entry["split"] not in splits:  # (a reference has none)
         named.append(
             ("split", f"{entry['split']!r} is none of {name}'s test splits, {', '.join(splits)}")

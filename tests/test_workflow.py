@@ -2550,6 +2550,26 @@ def test_the_config_check_command_lists_every_report_entry_problem(tmp_path, cap
     assert main([str(mine)]) == 0, capsys.readouterr().err
 
 
+def test_no_function_of_the_project_is_named_as_pytest_collects_a_test():
+    """pytest collects a function named test* that a test module imports at its top (a class
+    named Test*) as a test of that module: models.configcheck.test_splits, the splits a task is
+    evaluated on, was one (now evaluated_splits). No module outside tests/ defines one."""
+    import ast
+
+    named = [
+        f"{path.relative_to(REPO)}:{node.lineno}: {node.name}"
+        for folder in ("models", "synth", "bench", "workflow")
+        for path in sorted((REPO / folder).rglob("*.py"))
+        for node in ast.parse(path.read_text(encoding="utf-8")).body
+        if (
+            isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.name.startswith("test")
+        )
+        or (isinstance(node, ast.ClassDef) and node.name.startswith("Test"))
+    ]
+    assert named == []
+
+
 # A stand-in for snakemake-executor-plugin-slurm (not installed here): a non-local executor that
 # records what each job would be submitted with and touches its outputs instead of running it.
 FAKE_SLURM = """

@@ -10,11 +10,11 @@ from snakemake.exceptions import WorkflowError
 from models.configcheck import (
     config_files,
     corpus_files as configcheck_corpus_files,
+    evaluated_splits,
     experiment_of,
     init_from_problems,
     own_test,
     report_problems,
-    test_splits as configcheck_test_splits,
     workflow_config_problems,
 )
 from models.registry import family_of, label_lengths, model_code
@@ -187,8 +187,8 @@ for _split in OWN_TESTS:
 
 def test_splits(task):
     """The test splits a task's models (and Tesseract) are evaluated on: the synthetic ones, then
-    the own_tests of that task."""
-    return configcheck_test_splits(config, task)
+    the own_tests of that task (models.configcheck.evaluated_splits)."""
+    return evaluated_splits(config, task)
 
 
 # A target or reference names one of the config's experiments, a split it is evaluated on and a
