@@ -4,9 +4,9 @@ settings no spec accepts), then the fonts, charset and corpus files it names, it
 (`own_test`: a name, a task, a labels file), the report's targets and references
 (`report_problems`: an experiment, a test split or a figure the run has not) and the checkpoints
 its experiments start from (`init_from_problems`: a cycle, another architecture, a file that is
-not there), every problem at once, each naming its key and the file that set it; the workflow,
-which calls the same functions, stops at the first problem of an own test set or a
-``train.init_from`` (it lists the report's all at once too).
+not there), every problem at once, each naming its key and the file that set it. The workflow
+runs the same checks when it starts (`start_check`, which common.smk calls too) and lists the
+same problems, all at once.
 
     python -m models.configcheck FILE...
 
@@ -318,7 +318,7 @@ class OwnTest:
         entries: The lines of its labels file (`models.pack.read_labels`); none when the file
             was not read, or could not be.
         problems: One line each, naming the key and the file that set it, in the order the
-            workflow checks them (it stops at the first).
+            workflow checks them.
     """
 
     entries: list[Entry] = field(default_factory=list)
@@ -391,11 +391,11 @@ def init_from_problems(
 ) -> list[str]:
     """What keeps ``experiments.<name>.train.init_from`` of a valid ``config`` from naming the
     weights its run starts from, checked as the workflow checks it when it starts, one line
-    each, naming the key and the file that set it, in the workflow's order (it stops at the
-    first): the experiment's own model, a cycle of experiments each starting from the next
-    one's model (said once, by the first of them by name), another experiment's model of
-    another architecture; with ``files``, a path that neither exists nor is the model of an
-    experiment (relative paths are read from the working folder). None when it is unset."""
+    each, naming the key and the file that set it, in the workflow's order: the experiment's
+    own model, a cycle of experiments each starting from the next one's model (said once, by
+    the first of them by name), another experiment's model of another architecture; with
+    ``files``, a path that neither exists nor is the model of an experiment (relative paths are
+    read from the working folder). None when it is unset."""
     experiments = config["experiments"]
     path = experiments[name]["train"].get("init_from")
     if path is None:
@@ -496,23 +496,54 @@ def _report_entry_problems(
     return named
 
 
-def start_problems(
+@dataclass
+class StartCheck:
+    """What the workflow finds when it starts in a valid config (`start_check`).
+
+    Attributes:
+        files: Its fonts by role, and the problems of its fonts, charset and corpus files
+            (`config_files`); nothing read without ``files``.
+        own_tests: Each own test set (``own_tests.<split>``) as `own_test` finds it, its
+            labels file's lines among it.
+        starts_from: For each experiment whose ``train.init_from`` is set, the experiment of the
+            config whose model it names (its train job makes the file), or None: a file of the
+            user's.
+        problems: Every problem, one line each, naming its key and the file that set it.
+    """
+
+    files: ConfigFiles = field(default_factory=ConfigFiles)
+    own_tests: dict[str, OwnTest] = field(default_factory=dict)
+    starts_from: dict[str, str | None] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def start_check(
     config: Mapping[str, Any], origins: Mapping[str, Any] | None = None, files: bool = True
-) -> list[str]:
-    """Every problem the workflow finds when it starts in a valid ``config`` (its defaults filled
-    in, as `workflow_config_problems` gives it) past its keys' own: with ``files``, those of the
-    fonts, charset and corpus files (`config_files`); then the own test sets' (`own_test`), the
-    report's entries' (`report_problems`, the keys' alone) and the experiments'
-    ``train.init_from`` (`init_from_problems`), their files' only with ``files``. The workflow
-    stops at the first of an own test set or an ``init_from`` (it lists the report's at once);
-    here they are all listed at once, in the workflow's order."""
-    problems = config_files(config, origins).problems if files else []
+) -> StartCheck:
+    """Every check the workflow runs when it starts on a valid ``config`` (its defaults filled
+    in, as `workflow_config_problems` gives it) past its keys' own: with ``files``, the fonts,
+    charset and corpus files (`config_files`); then the own test sets (`own_test`), the report's
+    entries (`report_problems`, the keys' alone) and the experiments' ``train.init_from``
+    (`init_from_problems`), their files only with ``files``. Every problem at once, in that
+    order. The workflow (common.smk) and this command both run it, once: a check added here
+    runs when the workflow starts too, and the workflow takes its fonts, its own test sets'
+    lines and where each experiment starts from."""
+    found = StartCheck(files=config_files(config, origins) if files else ConfigFiles())
+    problems = list(found.files.problems)
     for split in config["own_tests"]:
-        problems += own_test(config, split, origins, files).problems
+        found.own_tests[split] = own_test(config, split, origins, files)
+        problems += found.own_tests[split].problems
     problems += report_problems(config, origins)
-    for name in sorted(config["experiments"]):
+    experiments = config["experiments"]
+    for name in sorted(experiments):
         problems += init_from_problems(config, name, origins, files)
-    return problems
+        path = experiments[name]["train"].get("init_from")
+        if path is None:
+            continue
+        maker = experiment_of(path)
+        found.starts_from[name] = maker if maker in experiments else None
+    found.problems = problems
+    return found
 
 
 @stops_on_interrupt("models.configcheck", "it writes nothing")
@@ -560,7 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         filled, problems = workflow_config_problems(config, origins)
         if not problems:  # the checks of a config whose keys hold, its files unless --no-files
-            problems = start_problems(filled, origins, files=not args.no_files)
+            problems = start_check(filled, origins, files=not args.no_files).problems
         if problems:
             print(f"error: {' '.join(paths)}: {problems_error(problems)}", file=sys.stderr)
             status = 1

@@ -1267,7 +1267,7 @@ def test_a_reference_that_names_nothing_measured_fails_at_parse_time(tmp_path):
 
     proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
     out = proc.stdout + proc.stderr
-    assert proc.returncode != 0 and "invalid report (2 problems):" in out, out
+    assert proc.returncode != 0 and "invalid config (2 problems):" in out, out
     assert "report.references.1.experiment: 'expr_crn' is not an experiment of the config" in out
     assert "report.references.2.metric: 'value_ac' is not one of expr_crnn's figures" in out
 
@@ -2355,7 +2355,7 @@ def test_the_config_check_command_lists_what_the_workflow_would_refuse(tmp_path,
 def test_the_config_check_command_lists_every_own_test_set_problem(tmp_path, capsys, monkeypatch):
     """The own test sets were checked only when the workflow started, one problem a run: the
     command lists them all, each naming its key and file, and --no-files keeps the ones its keys
-    give alone. The workflow stops at the first of the same lines."""
+    give alone. The workflow refuses the config with the same lines, all at once."""
     from models.configcheck import main
 
     (tmp_path / "x.tsv").write_text("a.png\t1\n", encoding="utf-8")
@@ -2405,10 +2405,11 @@ def test_the_config_check_command_lists_every_own_test_set_problem(tmp_path, cap
     assert main(["--no-files", str(mine)]) == 1
     err = capsys.readouterr().err
     assert err.splitlines()[1:] == [f"  {p}; from mine.yaml" for p in keys], err
-    # the workflow refuses the config with the first of them, the same line
+    # the workflow refuses the config with the same lines, all at once
     proc = run_snakemake(tmp_path, "-n", config=mine, check=False)
-    assert proc.returncode != 0
-    assert f"{problems[0]}; from mine.yaml" in proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    lines = [f"  {p}; from mine.yaml" for p in problems]
+    assert proc.returncode != 0 and "invalid config (7 problems):\n" + "\n".join(lines) in out, out
     # a labels file that can be read, of a task an experiment reads, is valid
     mine.write_text(
         yaml.safe_dump({"extends": str(base), "own_tests": {"test_fine": tests["test_fine"]}})
@@ -2419,7 +2420,8 @@ def test_the_config_check_command_lists_every_own_test_set_problem(tmp_path, cap
 def test_the_config_check_command_lists_every_init_from_problem(tmp_path, capsys, monkeypatch):
     """train.init_from was checked only when the workflow started, one problem a run: the
     command lists every experiment's, each naming its key and file (a cycle once), and
-    --no-files those its keys give alone. The workflow stops at the first of the same lines."""
+    --no-files those its keys give alone. The workflow refuses the config with the same lines,
+    all at once."""
     from models.configcheck import main
 
     expr = yaml.safe_load(SMOKE.read_text())["experiments"]["expr_crnn"]
@@ -2468,10 +2470,12 @@ def test_the_config_check_command_lists_every_init_from_problem(tmp_path, capsys
     assert main(["--no-files", str(mine)]) == 1
     err = capsys.readouterr().err
     assert err.splitlines()[1:] == [f"  {p}; from mine.yaml" for p in keys], err
-    # the workflow refuses the config with the first of them, the same line
+    # the workflow refuses the config with the same lines, all at once
     proc = run_snakemake(tmp_path, "-n", config=mine, check=False)
-    assert proc.returncode != 0 and "Cyclic" not in proc.stdout + proc.stderr
-    assert f"{problems[0]}; from mine.yaml" in proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    lines = [f"  {p}; from mine.yaml" for p in problems]
+    assert proc.returncode != 0 and "Cyclic" not in out, out
+    assert "invalid config (5 problems):\n" + "\n".join(lines) in out, out
     # a file of yours, another experiment's model of the same architecture: valid
     for name in ("expr_crnn", "expr_b", "expr_vgg", "expr_gone", "expr_left"):
         del experiments[name]
@@ -2541,13 +2545,45 @@ def test_the_config_check_command_lists_every_report_entry_problem(tmp_path, cap
         err = capsys.readouterr().err
         assert err.startswith(f"error: {mine}: invalid config (7 problems):\n"), err
         assert err.splitlines()[1:] == lines, err
-    # the workflow refuses the config with the same lines, under its own heading
+    # the workflow refuses the config with the same lines
     proc = run_snakemake(tmp_path, "-n", config=mine, check=False)
     out = proc.stdout + proc.stderr
-    assert proc.returncode != 0 and "invalid report (7 problems):\n" + "\n".join(lines) in out, out
+    assert proc.returncode != 0 and "invalid config (7 problems):\n" + "\n".join(lines) in out, out
     # a target on an own test set of the experiment's task, the default split, a reference
     write([targets[0], targets[5]], [references[2]])
     assert main([str(mine)]) == 0, capsys.readouterr().err
+
+
+def test_the_workflow_lists_every_start_problem_as_the_config_check_command_does(
+    tmp_path, capsys, monkeypatch
+):
+    """The workflow ran the checks of its start one after another and stopped at the first
+    problem of an own test set or a train.init_from: a run named the fonts, the next the labels
+    file, the next the checkpoint. It runs them as the command does, once
+    (models.configcheck.start_check), and lists every problem at once, in the command's lines."""
+    from models.configcheck import main
+
+    def edit(c):
+        c["fonts"]["paths"] = ["nofonts/*.ttf"]
+        c["own_tests"] = {"test_mine": {"task": "expr", "labels": "gone.tsv"}}
+        c["report"]["targets"] = [{"experiment": "expr_crn", "metric": "seq_acc", "value": 0.9}]
+        c["experiments"]["expr_crnn"]["train"]["init_from"] = "results/models/expr_crnn/model.pt"
+
+    config = _write_config(tmp_path, edit)
+    monkeypatch.chdir(tmp_path)
+    assert main([str(config)]) == 1
+    err = capsys.readouterr().err
+    heading, *lines = err[err.index("error: ") :].splitlines()
+    assert heading == f"error: {config}: invalid config (4 problems):", err
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "fonts.paths",
+        "own_tests.test_mine.labels",
+        "report.targets.0.experiment",
+        "experiments.expr_crnn.train.init_from",
+    ], err
+    proc = run_snakemake(tmp_path, "-n", config=config, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "invalid config (4 problems):\n" + "\n".join(lines) in out, out
 
 
 def test_no_function_of_the_project_is_named_as_pytest_collects_a_test():

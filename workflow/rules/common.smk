@@ -8,13 +8,10 @@ import os
 from snakemake.exceptions import WorkflowError
 
 from models.configcheck import (
-    config_files,
     corpus_files as configcheck_corpus_files,
     evaluated_splits,
     experiment_of,
-    init_from_problems,
-    own_test,
-    report_problems,
+    start_check,
     workflow_config_problems,
 )
 from models.registry import family_of, label_lengths, model_code
@@ -102,20 +99,23 @@ def coverage_path(task, role):
 
 
 ROLES = ["train", "test"]
+# Every check past the keys' own runs here, once, as `python -m models.configcheck` runs it
+# (models.configcheck.start_check): the fonts, charset and corpus files, the own test sets, the
+# report's entries and the experiments' train.init_from. Every problem stops the workflow at
+# once, each named with its key and file, in the lines configcheck prints.
+#
 # The font files the config's paths and globs match now, by role: inputs of the jobs that read
 # fonts, so that adding, replacing or removing a font file (e.g. in fonts/) reruns them, and the
 # shards after them. A held-out font is an input of the held-out shards' jobs alone, so adding
 # one renders no training shard again. A file a glob matches that is not a font (cut short, an
 # HTML page) is no input, so adding one reruns nothing. The warnings (those files, a pattern
-# matching nothing, a character a charset repeats) print here, once per run; an explicitly named
-# font, a charset or corpus file that cannot be read fails here, naming it and its key
-# (models.configcheck, which checks them the same way).
+# matching nothing, a character a charset repeats) print here, once per run.
 joblog.console("synth")
-_files = config_files(config, _origins)
-raise_problems(_files.problems, "config")
+_start = start_check(config, _origins)
+raise_problems(_start.problems, "config")
 ROLE_FONT_FILES = {
-    "train": [f.path for f in _files.train_fonts],
-    "test": [f.path for f in _files.test_fonts],
+    "train": [f.path for f in _start.files.train_fonts],
+    "test": [f.path for f in _start.files.test_fonts],
 }
 
 
@@ -167,16 +167,14 @@ def shard_paths(task, split):
 # Test sets of the user's own labelled images (own_tests): split -> task and labels file. The
 # images a labels file lists are inputs of its pack job, so editing one reruns it; the lines'
 # problems (no tab, an unreadable image, a label outside the charset) are the pack job's to list.
-# A split's name, task and labels file are checked as models.configcheck checks them (which
-# lists every problem); the workflow stops at the first, naming its key.
+# A split's name, task and labels file were checked above (models.configcheck.own_test).
 OWN_TESTS = config["own_tests"]
 OWN_IMAGES = {}
 OWN_DIGEST = {}
 for _split in OWN_TESTS:
-    _own = own_test(config, _split, _origins)
-    if _own.problems:
-        raise ValueError(_own.problems[0])
-    OWN_IMAGES[_split] = [str(e.path) for e in _own.entries if os.path.isfile(e.path)]
+    OWN_IMAGES[_split] = [
+        str(e.path) for e in _start.own_tests[_split].entries if os.path.isfile(e.path)
+    ]
     # In the pack job's params: the labels file's content and each image's size and time, so an
     # image replaced with an older time (cp -p) counts too, without reading every image whenever
     # the workflow is parsed (each cluster job parses it again).
@@ -189,13 +187,6 @@ def test_splits(task):
     """The test splits a task's models (and Tesseract) are evaluated on: the synthetic ones, then
     the own_tests of that task (models.configcheck.evaluated_splits)."""
     return evaluated_splits(config, task)
-
-
-# A target or reference names one of the config's experiments, a split it is evaluated on and a
-# figure its evaluation writes: a misspelt one gave an empty row (Tesseract's rows are one per
-# task, not one experiment). Every entry's problem at once, each named with its key and file
-# (models.configcheck.report_problems, which configcheck lists too).
-raise_problems(report_problems(config, _origins), "report")
 
 
 def own_longest_label(task):
@@ -233,18 +224,15 @@ def _init_from(name):
     train job comes first and its retraining reruns this one (mtime). Any other file must exist;
     its sha256 goes into the job's params, so replacing it reruns the job whatever its mtime
     (copied with cp -p, say). The experiment's own model.pt, a cycle, another architecture's
-    model and a file that neither exists nor is made fail here, naming the key
-    (models.configcheck.init_from_problems, which configcheck lists all of; here the first).
+    model and a file that neither exists nor is made were refused above, naming the key
+    (models.configcheck.init_from_problems, in start_check).
     """
     path = config["experiments"][name]["train"].get("init_from")
     if path is None:
         return None
-    problems = init_from_problems(config, name, _origins)
-    if problems:
-        raise ValueError(problems[0])
+    if _start.starts_from[name] is not None:  # another experiment's model
+        return model_path(_start.starts_from[name]), None
     maker = experiment_of(path)
-    if maker in EXPERIMENTS:
-        return model_path(maker), None
     if maker is not None:
         logging.getLogger("synth.workflow").warning(
             "%s: %s was made by an experiment %r that the config no longer has: it is used as it"
