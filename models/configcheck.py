@@ -44,6 +44,10 @@ from synth.schema import (
 )
 from synth.specs import SPLIT_IDS, TEST_SPLITS, split_config, task_spec
 
+# by its name, not __name__: `python -m models.configcheck` runs it as __main__, and the
+# workflow shows this logger's warnings
+logger = logging.getLogger("models.configcheck")
+
 
 def workflow_config_problems(
     config: Mapping[str, Any],
@@ -527,7 +531,9 @@ def start_check(
     (`init_from_problems`), their files only with ``files``. Every problem at once, in that
     order. The workflow (common.smk) and this command both run it, once: a check added here
     runs when the workflow starts too, and the workflow takes its fonts, its own test sets'
-    lines and where each experiment starts from."""
+    lines and where each experiment starts from. A ``results/models/X/model.pt`` left by an
+    experiment X the config no longer has is a file of the user's, used as it is: a warning
+    (this module's logger) says so, with ``files``, when the file is there."""
     found = StartCheck(files=config_files(config, origins) if files else ConfigFiles())
     problems = list(found.files.problems)
     for split in config["own_tests"]:
@@ -542,6 +548,14 @@ def start_check(
             continue
         maker = experiment_of(path)
         found.starts_from[name] = maker if maker in experiments else None
+        if maker is not None and maker not in experiments and files and os.path.isfile(path):
+            logger.warning(
+                "%s: %s was made by an experiment %r that the config no longer has: it is used "
+                "as it is, a file of yours",
+                f"experiments.{name}.train.init_from",
+                path,
+                maker,
+            )
     found.problems = problems
     return found
 
@@ -578,8 +592,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "the workflow reads them)",
     )
     args = parser.parse_args(argv)
-    # The fonts' and charsets' warnings (a pattern matching nothing, a file that is no font), as
-    # the workflow prints them when it starts
+    # The fonts' and charsets' warnings (a pattern matching nothing, a file that is no font) and
+    # start_check's (a model left by an experiment the config no longer has), as the workflow
+    # prints them when it starts
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     status = 0
     for paths in [[path] for path in args.files] if args.each else [args.files]:

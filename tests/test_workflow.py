@@ -1185,6 +1185,35 @@ def test_experiments_starting_from_each_others_models_are_named(tmp_path):
     ), out[-2000:]
 
 
+def test_a_model_left_by_an_experiment_the_config_no_longer_has_is_warned_of_by_both(tmp_path):
+    """results/models/X/model.pt of an experiment X the config no longer has is a file of the
+    user's, used as it is: the workflow said so when it started, python -m models.configcheck
+    did not. Both say it, in the same line, once, and find nothing wrong."""
+    left = tmp_path / "results/models/expr_old/model.pt"
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"the weights of an experiment since removed")
+    path = "results/models/expr_old/model.pt"
+    config = _write_config(
+        tmp_path, lambda c: c["experiments"]["expr_crnn"]["train"].update(init_from=path)
+    )
+    line = (
+        f"WARNING models.configcheck: experiments.expr_crnn.train.init_from: {path} was made by "
+        "an experiment 'expr_old' that the config no longer has: it is used as it is, a file of "
+        "yours"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "models.configcheck", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # relative paths are read from the working folder
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
+    assert proc.returncode == 0 and proc.stderr.splitlines().count(line) == 1, proc.stderr
+    proc = run_snakemake(tmp_path, "-n", config=config)
+    assert proc.stderr.splitlines().count(line) == 1, proc.stderr
+
+
 @pytest.mark.slow
 def test_an_experiment_fine_tuned_from_another_trains_from_its_weights(smoke_run, tmp_path):
     """train.init_from naming another experiment's model, however spelled: that model is an

@@ -10,7 +10,6 @@ from snakemake.exceptions import WorkflowError
 from models.configcheck import (
     corpus_files as configcheck_corpus_files,
     evaluated_splits,
-    experiment_of,
     start_check,
     workflow_config_problems,
 )
@@ -109,8 +108,10 @@ ROLES = ["train", "test"]
 # shards after them. A held-out font is an input of the held-out shards' jobs alone, so adding
 # one renders no training shard again. A file a glob matches that is not a font (cut short, an
 # HTML page) is no input, so adding one reruns nothing. The warnings (those files, a pattern
-# matching nothing, a character a charset repeats) print here, once per run.
+# matching nothing, a character a charset repeats, a train.init_from model left by an experiment
+# the config no longer has) print here, once per run.
 joblog.console("synth")
+joblog.console("models.configcheck")
 _start = start_check(config, _origins)
 raise_problems(_start.problems, "config")
 ROLE_FONT_FILES = {
@@ -223,8 +224,9 @@ def _init_from(name):
     Another experiment's model.pt, however spelled, is that experiment's output path, so its
     train job comes first and its retraining reruns this one (mtime). Any other file must exist;
     its sha256 goes into the job's params, so replacing it reruns the job whatever its mtime
-    (copied with cp -p, say). The experiment's own model.pt, a cycle, another architecture's
-    model and a file that neither exists nor is made were refused above, naming the key
+    (copied with cp -p, say); one left by an experiment the config no longer has too, as
+    start_check warned. The experiment's own model.pt, a cycle, another architecture's model and
+    a file that neither exists nor is made were refused above, naming the key
     (models.configcheck.init_from_problems, in start_check).
     """
     path = config["experiments"][name]["train"].get("init_from")
@@ -232,15 +234,6 @@ def _init_from(name):
         return None
     if _start.starts_from[name] is not None:  # another experiment's model
         return model_path(_start.starts_from[name]), None
-    maker = experiment_of(path)
-    if maker is not None:
-        logging.getLogger("synth.workflow").warning(
-            "%s: %s was made by an experiment %r that the config no longer has: it is used as it"
-            " is, a file of yours",
-            f"experiments.{name}.train.init_from",
-            path,
-            maker,
-        )
     return path, sha256_file(path)
 
 
