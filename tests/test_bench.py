@@ -741,3 +741,10 @@ def test_device_check_configs_are_checked_before_the_device_trains(repo_root, tm
         "elsewhere to start from it"
     )
     assert not out.exists()
+    # an --only naming no experiment of the config is refused: its --set would set nothing, and
+    # the device would train the base config's settings
+    args = argparse.Namespace(base=str(base), out=str(out), set=["steps=10"], steps=[], only="nope")
+    with pytest.raises(SystemExit) as e:
+        kit.cmd_config(args)
+    assert str(e.value) == "error: --only names an unknown experiment 'nope'"
+    assert not out.exists()
