@@ -2381,6 +2381,16 @@ def test_the_config_check_command_lists_what_the_workflow_would_refuse(tmp_path,
     assert "tasks.expr.charset.limit: 5 shrinks the source, and source chars has none" in err
 
 
+def _the_workflow_refuses_with(tmp_path, config, lines):
+    """``snakemake -n`` with ``config`` fails, listing ``lines`` under the heading that
+    ``python -m models.configcheck`` prints them under; its output."""
+    proc = run_snakemake(tmp_path, "-n", config=config, check=False)
+    out = proc.stdout + proc.stderr
+    heading = f"invalid config ({len(lines)} problems):\n"
+    assert proc.returncode != 0 and heading + "\n".join(lines) in out, out
+    return out
+
+
 def test_the_config_check_command_lists_every_own_test_set_problem(tmp_path, capsys, monkeypatch):
     """The own test sets were checked only when the workflow started, one problem a run: the
     command lists them all, each naming its key and file, and --no-files keeps the ones its keys
@@ -2435,10 +2445,7 @@ def test_the_config_check_command_lists_every_own_test_set_problem(tmp_path, cap
     err = capsys.readouterr().err
     assert err.splitlines()[1:] == [f"  {p}; from mine.yaml" for p in keys], err
     # the workflow refuses the config with the same lines, all at once
-    proc = run_snakemake(tmp_path, "-n", config=mine, check=False)
-    out = proc.stdout + proc.stderr
-    lines = [f"  {p}; from mine.yaml" for p in problems]
-    assert proc.returncode != 0 and "invalid config (7 problems):\n" + "\n".join(lines) in out, out
+    _the_workflow_refuses_with(tmp_path, mine, [f"  {p}; from mine.yaml" for p in problems])
     # a labels file that can be read, of a task an experiment reads, is valid
     mine.write_text(
         yaml.safe_dump({"extends": str(base), "own_tests": {"test_fine": tests["test_fine"]}})
@@ -2500,11 +2507,8 @@ def test_the_config_check_command_lists_every_init_from_problem(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.splitlines()[1:] == [f"  {p}; from mine.yaml" for p in keys], err
     # the workflow refuses the config with the same lines, all at once
-    proc = run_snakemake(tmp_path, "-n", config=mine, check=False)
-    out = proc.stdout + proc.stderr
     lines = [f"  {p}; from mine.yaml" for p in problems]
-    assert proc.returncode != 0 and "Cyclic" not in out, out
-    assert "invalid config (5 problems):\n" + "\n".join(lines) in out, out
+    assert "Cyclic" not in _the_workflow_refuses_with(tmp_path, mine, lines)
     # a file of yours, another experiment's model of the same architecture: valid
     for name in ("expr_crnn", "expr_b", "expr_vgg", "expr_gone", "expr_left"):
         del experiments[name]
@@ -2575,9 +2579,7 @@ def test_the_config_check_command_lists_every_report_entry_problem(tmp_path, cap
         assert err.startswith(f"error: {mine}: invalid config (7 problems):\n"), err
         assert err.splitlines()[1:] == lines, err
     # the workflow refuses the config with the same lines
-    proc = run_snakemake(tmp_path, "-n", config=mine, check=False)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0 and "invalid config (7 problems):\n" + "\n".join(lines) in out, out
+    _the_workflow_refuses_with(tmp_path, mine, lines)
     # a target on an own test set of the experiment's task, the default split, a reference
     write([targets[0], targets[5]], [references[2]])
     assert main([str(mine)]) == 0, capsys.readouterr().err
@@ -2610,9 +2612,7 @@ def test_the_workflow_lists_every_start_problem_as_the_config_check_command_does
         "report.targets.0.experiment",
         "experiments.expr_crnn.train.init_from",
     ], err
-    proc = run_snakemake(tmp_path, "-n", config=config, check=False)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0 and "invalid config (4 problems):\n" + "\n".join(lines) in out, out
+    _the_workflow_refuses_with(tmp_path, config, lines)
 
 
 def test_no_function_of_the_project_is_named_as_pytest_collects_a_test():
