@@ -2381,6 +2381,17 @@ def test_the_config_check_command_lists_what_the_workflow_would_refuse(tmp_path,
     assert "tasks.expr.charset.limit: 5 shrinks the source, and source chars has none" in err
 
 
+def _configcheck_lists(capsys, config, lines, *flags):
+    """``python -m models.configcheck [flags] config`` exits 1, listing exactly ``lines`` under
+    its heading."""
+    from models.configcheck import main
+
+    assert main([*flags, str(config)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {config}: invalid config ({len(lines)} problems):\n"), err
+    assert err.splitlines()[1:] == lines, err
+
+
 def _the_workflow_refuses_with(tmp_path, config, lines):
     """``snakemake -n`` with ``config`` fails, listing ``lines`` under the heading that
     ``python -m models.configcheck`` prints them under; its output."""
@@ -2420,8 +2431,6 @@ def test_the_config_check_command_lists_every_own_test_set_problem(tmp_path, cap
     }
     mine.write_text(yaml.safe_dump({"extends": str(base), "own_tests": tests}, sort_keys=False))
     monkeypatch.chdir(tmp_path)  # relative paths are read from the working folder
-    assert main([str(mine)]) == 1
-    err = capsys.readouterr().err
     keys = [
         "own_tests.test_seen: a split of the synthetic data has that name",
         "own_tests.test_hanzi: no experiment of task 'hanzi' in the config reads it",
@@ -2439,11 +2448,8 @@ def test_the_config_check_command_lists_every_own_test_set_problem(tmp_path, cap
         "wildcards: rename the file",
         keys[2],
     ]
-    assert err.startswith(f"error: {mine}: invalid config (7 problems):\n"), err
-    assert err.splitlines()[1:] == [f"  {p}; from mine.yaml" for p in problems], err
-    assert main(["--no-files", str(mine)]) == 1
-    err = capsys.readouterr().err
-    assert err.splitlines()[1:] == [f"  {p}; from mine.yaml" for p in keys], err
+    _configcheck_lists(capsys, mine, [f"  {p}; from mine.yaml" for p in problems])
+    _configcheck_lists(capsys, mine, [f"  {p}; from mine.yaml" for p in keys], "--no-files")
     # the workflow refuses the config with the same lines, all at once
     _the_workflow_refuses_with(tmp_path, mine, [f"  {p}; from mine.yaml" for p in problems])
     # a labels file that can be read, of a task an experiment reads, is valid
@@ -2478,8 +2484,6 @@ def test_the_config_check_command_lists_every_init_from_problem(tmp_path, capsys
     mine.write_text(yaml.safe_dump({"extends": str(SMOKE), "experiments": experiments}))
     (tmp_path / "mine.pt").write_bytes(b"not read here")
     monkeypatch.chdir(tmp_path)
-    assert main([str(mine)]) == 1
-    err = capsys.readouterr().err
     where = "experiments.{}.train.init_from: {} "
     keys = [
         where.format("expr_a", starts["expr_a"]) + "starts a cycle of experiments each starting "
@@ -2501,11 +2505,8 @@ def test_the_config_check_command_lists_every_init_from_problem(tmp_path, capsys
         f"makes it (the config has no experiment 'gone') (relative paths are read from {tmp_path})",
         keys[2],
     ]
-    assert err.startswith(f"error: {mine}: invalid config (5 problems):\n"), err
-    assert err.splitlines()[1:] == [f"  {p}; from mine.yaml" for p in problems], err
-    assert main(["--no-files", str(mine)]) == 1
-    err = capsys.readouterr().err
-    assert err.splitlines()[1:] == [f"  {p}; from mine.yaml" for p in keys], err
+    _configcheck_lists(capsys, mine, [f"  {p}; from mine.yaml" for p in problems])
+    _configcheck_lists(capsys, mine, [f"  {p}; from mine.yaml" for p in keys], "--no-files")
     # the workflow refuses the config with the same lines, all at once
     lines = [f"  {p}; from mine.yaml" for p in problems]
     assert "Cyclic" not in _the_workflow_refuses_with(tmp_path, mine, lines)
@@ -2574,10 +2575,7 @@ def test_the_config_check_command_lists_every_report_entry_problem(tmp_path, cap
     ]
     lines = [f"  {p}; from mine.yaml" for p in problems]
     for flags in ([], ["--no-files"]):
-        assert main([*flags, str(mine)]) == 1
-        err = capsys.readouterr().err
-        assert err.startswith(f"error: {mine}: invalid config (7 problems):\n"), err
-        assert err.splitlines()[1:] == lines, err
+        _configcheck_lists(capsys, mine, lines, *flags)
     # the workflow refuses the config with the same lines
     _the_workflow_refuses_with(tmp_path, mine, lines)
     # a target on an own test set of the experiment's task, the default split, a reference

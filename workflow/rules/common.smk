@@ -56,12 +56,6 @@ TEST_SPLITS = list(SYNTHETIC_TEST_SPLITS)  # a list, as the rules' params have h
 EXPERIMENTS = sorted(config["experiments"])
 
 
-def raise_problems(problems, what):
-    """Stop the workflow with every problem at once (one line each), if there is any."""
-    if problems:
-        raise problems_error(problems, what)
-
-
 def shard_config(task, split):
     """What one split's shards depend on: the task's settings, the split's degrade merged in."""
     return split_config(task, config["tasks"][task], split)
@@ -113,7 +107,8 @@ ROLES = ["train", "test"]
 joblog.console("synth")
 joblog.console("models.configcheck")
 _start = start_check(config, _origins)
-raise_problems(_start.problems, "config")
+if _start.problems:  # every one at once, a line each
+    raise problems_error(_start.problems, "config")
 ROLE_FONT_FILES = {
     "train": [f.path for f in _start.files.train_fonts],
     "test": [f.path for f in _start.files.test_fonts],
