@@ -181,3 +181,30 @@ def test_an_installed_wheel_carries_the_config_schema(tmp_path):
         text=True,
     )
     assert check.returncode == 0, check.stderr
+
+
+def _anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a Markdown page: each heading's slug (lower case, punctuation
+    but hyphens and underscores dropped, spaces as hyphens) and each ``<a id="...">``."""
+    prose = re.sub(r"^```.*?^```", "", markdown, flags=re.S | re.M)
+    headings = re.findall(r"^#{1,6} (.+?)\s*$", prose, flags=re.M)
+    slugs = {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+    return slugs | set(re.findall(r'<a id="([^"]+)"', markdown))
+
+
+def test_the_documents_links_to_their_sections_resolve():
+    """Every link to a section of README.md or BENCHMARKS.md, from either, names a heading or an
+    anchor the page has: a renamed or moved section breaks no link unnoticed."""
+    pages = {
+        name: (REPO / name).read_text(encoding="utf-8") for name in ("README.md", "BENCHMARKS.md")
+    }
+    anchors = {name: _anchors(text) for name, text in pages.items()}
+    broken, checked = [], 0
+    for name, text in pages.items():
+        prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+        for page, anchor in re.findall(r"\]\(((?:README|BENCHMARKS)\.md)?#([^)\s]+)\)", prose):
+            checked += 1
+            if anchor not in anchors[page or name]:
+                broken.append(f"{name}: #{anchor} (in {page or name})")
+    assert checked >= 10, checked
+    assert not broken, broken
