@@ -2282,6 +2282,21 @@ def test_the_schemas_problems_and_those_past_it_are_listed_at_once(tmp_path, cap
     assert "invalid config (1 problem):\n  experiments.expr_crnn.model_kwargs.widht" in proc.stdout
 
 
+def test_the_workflow_names_the_config_file_of_its_problems(tmp_path):
+    """A misspelt key in the one --configfile given: the workflow listed the key but named no
+    file (a line names one only when several files set keys), where python -m
+    models.configcheck, models.train and models.recognize --task-config all start with it. Its
+    heading now starts with the file, relative to the folder Snakemake runs in, as theirs do."""
+    config = _write_config(
+        tmp_path, lambda c: c["experiments"]["hanzi_cnn"]["train"].update(stepz=6)
+    )
+    proc = run_snakemake(tmp_path, "-n", config=config, check=False)
+    out = proc.stdout + proc.stderr
+    heading = "config.yaml: invalid config (1 problem):\n"
+    line = "  experiments.hanzi_cnn.train.stepz: unknown key (did you mean 'steps'?)\n"
+    assert proc.returncode != 0 and heading + line in out, out
+
+
 def test_the_config_check_command_checks_the_files_the_config_names(tmp_path, capsys, monkeypatch):
     """The fonts, charset and corpus files were checked only when the workflow started: a
     config the command called valid stopped Snakemake. Every file problem is listed at once,
