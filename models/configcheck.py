@@ -32,7 +32,7 @@ from models.pack import Entry, read_labels
 from models.registry import experiment_problems, family_of
 from synth.atomic import missing_why
 from synth.charset import extra_chars, nfkc
-from synth.fonts import FontError, FontFile, split_roles
+from synth.fonts import FontError, FontFile, resolve_font_files, split_roles
 from synth.schema import (
     SCHEMA_PATH,
     SchemaCheck,
@@ -245,10 +245,8 @@ def config_files(
     fonts = config["fonts"]
     try:
         found.train_fonts, found.test_fonts = split_roles(fonts["paths"], fonts["test_fonts"])
-    except FontError as e:  # an explicitly named file; its key (the list naming it) when known
-        key = e.key.split(".") if e.key else ["fonts"]
-        listed = fonts.get(key[-1], ()) if e.key else ()
-        found.problems.append(f"{e}{cwd_hint(listed)}{from_files(origins, key)}")
+    except FontError as e:  # explicitly named files: split_roles stops at the first
+        found.problems += _named_font_problems(fonts, origins) or [_font_problem(e, fonts, origins)]
     else:
         if not found.train_fonts:
             found.problems.append(
@@ -279,6 +277,28 @@ def config_files(
                     + from_files(origins, ["tasks", task, "corpus"])
                 )
     return found
+
+
+def _font_problem(e: FontError, fonts: Mapping[str, Any], origins: Mapping[str, Any] | None) -> str:
+    """A font file named outright that cannot be used, with its key (the list naming it) when
+    known, where relative paths are read from and the config file that set the key."""
+    key = e.key.split(".") if e.key else ["fonts"]
+    listed = fonts.get(key[-1], ()) if e.key else ()
+    return f"{e}{cwd_hint(listed)}{from_files(origins, key)}"
+
+
+def _named_font_problems(fonts: Mapping[str, Any], origins: Mapping[str, Any] | None) -> list[str]:
+    """Every font file that ``fonts.paths`` and ``fonts.test_fonts`` name outright (not by a
+    glob) and that cannot be used, one line each, in the lists' order: `split_roles` raises at
+    the first, which would leave a second typo for the next run. Read only once it has raised."""
+    problems = []
+    for name in ("paths", "test_fonts"):
+        for pattern in fonts[name]:
+            try:
+                resolve_font_files([pattern], warn=False, key=f"fonts.{name}")
+            except FontError as e:
+                problems.append(_font_problem(e, fonts, origins))
+    return problems
 
 
 def _charset_file_problems(
