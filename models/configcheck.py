@@ -31,7 +31,7 @@ from models.metrics import metric_names
 from models.pack import Entry, read_labels
 from models.registry import experiment_problems, family_of
 from synth.atomic import missing_why
-from synth.charset import extra_chars, nfkc
+from synth.charset import extra_chars, nfkc, read_chars_file
 from synth.fonts import FontError, FontFile, resolve_font_files, split_roles
 from synth.schema import (
     SCHEMA_PATH,
@@ -310,6 +310,7 @@ def _charset_file_problems(
     are logged here, once per run, naming the task, rather than from each job that builds the
     charset."""
     where = f"tasks.{task}.charset"
+    problems = []
     for path in charset["files"]:
         if not os.path.isfile(path):
             why = (
@@ -317,13 +318,24 @@ def _charset_file_problems(
                 if os.path.isdir(path)
                 else not_found(path)
             )
-            return [
+            problems.append(
                 f"{where}.files: {path} {why}" + from_files(origins, [*where.split("."), "files"])
-            ]
+            )
+    # chars, then each file, as extra_chars reads them (its warnings in the same order): every
+    # one that fails is named, not only the first
+    chars: list[str] = []
     try:
-        chars = extra_chars(charset["chars"], charset["files"], where)
-    except (OSError, ValueError) as e:  # names the file or the character
-        return [named_with_file(str(e), origins)]
+        chars += extra_chars(charset["chars"], (), where)
+    except ValueError as e:  # names the character
+        problems.append(named_with_file(str(e), origins))
+    for path in charset["files"]:
+        if os.path.isfile(path):
+            try:
+                chars += read_chars_file(path, where)
+            except (OSError, ValueError) as e:  # names the file and the line
+                problems.append(named_with_file(str(e), origins))
+    if problems:
+        return problems
     if not chars and charset["source"] == "chars":
         return [
             f"{where}: source chars, and chars and files give no character: an empty charset; "

@@ -2363,6 +2363,29 @@ def test_every_font_file_named_outright_that_cannot_be_used_is_listed(
     ], lines
 
 
+def test_every_charset_file_of_a_task_that_cannot_be_read_is_listed(tmp_path, capsys, monkeypatch):
+    """A task's charset files, a folder, a missing one and one not UTF-8, beside a combining
+    mark in its chars: only the first was listed (the folder), each fix found the next."""
+    from models.configcheck import main
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(
+        f"extends: {SMOKE}\n"
+        "tasks:\n"
+        '  short: {charset: {chars: "0q\\u0303", files: [folder, nope.txt, latin1.txt]}}\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main([str(mine)]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"error: {mine}: invalid config (4 problems):", lines
+    assert lines[1].startswith("  tasks.short.charset.files: folder is a folder"), lines
+    assert lines[2].startswith("  tasks.short.charset.files: nope.txt does not exist"), lines
+    assert lines[3].startswith("  tasks.short.charset chars: a combining mark"), lines
+    assert lines[4].startswith("  tasks.short.charset file latin1.txt is not UTF-8"), lines
+
+
 def test_the_config_check_command_lists_what_the_workflow_would_refuse(tmp_path, capsys):
     """python -m models.configcheck: the workflow's own checks, before Snakemake starts (it only
     read the YAML before: a typo passed it); --help is no file."""
