@@ -26,6 +26,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -348,9 +349,19 @@ def _with_base(
     if base_path.is_dir():
         raise ValueError(f"{path}: extends: {extends}: {base_path} is a folder, not a config file")
     if not base_path.is_file():
-        raise ValueError(f"{path}: extends: {extends}: no such file ({base_path})")
+        unset = ", ".join(f"${name}" for name in _unset_variables(extends))
+        why = f"; not set in the environment: {unset}" if unset else ""
+        raise ValueError(f"{path}: extends: {extends}: no such file ({base_path}){why}")
     base, base_origins = _load(base_path, (*chain, here))
     return merge_config(base, own), _merge_origins(base_origins, _origins(own, _shown(path)))
+
+
+def _unset_variables(text: str) -> list[str]:
+    """The environment variables ``text`` names (``$NAME`` or ``${NAME}``, as `os.path.expandvars`
+    reads them) that are not set: expandvars leaves those as written."""
+    names = re.findall(r"\$(?:\{([^}]+)\}|(\w+))", text)
+    unset = [braced or bare for braced, bare in names if (braced or bare) not in os.environ]
+    return list(dict.fromkeys(unset))
 
 
 # An empty mapping's file, in an origins tree (the key a config cannot hold: YAML may give None)

@@ -278,6 +278,10 @@ def test_a_config_extends_a_file_relative_to_itself_and_the_base_may_extend_anot
         ({"o.yaml": "extends: p.yaml\n", "p.yaml": "- 1\n- 2\n"}, "p.yaml: a config is a mapping"),
         ({"o.yaml": "extends: p.yaml\n", "p.yaml": ""}, "p.yaml: the config file is empty"),
         ({"o.yaml": "extends: work\n"}, "extends: work: .*work is a folder"),
+        (
+            {"o.yaml": "extends: ${SYNTHOCR_NO_A}/$SYNTHOCR_NO_B/x.yaml\n"},
+            r"no such file \(.*\); not set in the environment: \$SYNTHOCR_NO_A, \$SYNTHOCR_NO_B",
+        ),
     ],
 )
 def test_a_config_that_extends_what_cannot_be_fails_at_parse_time_naming_it(
