@@ -26,7 +26,8 @@ pixels, one side over ``--max-aspect`` times the other) gets ``error: PATH: reas
 stderr, and in JSON mode a ``{"path", "error"}`` record; the others go on.
 
 Exit status: 0 when every image was read, 2 when some failed, 1 when nothing could run (a
-bad argument; a missing, corrupt or untrusted checkpoint; an unavailable device).
+bad argument; a missing, corrupt or untrusted checkpoint; an unavailable device), 130 when
+stopped by Ctrl-C.
 
 Python::
 
@@ -507,7 +508,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog=command_name("models.recognize"),
         description="Read text from images with a synthocr checkpoint (or its ONNX export). "
         "Prints one line per image: path, text, confidence (tab-separated, or JSON lines).",
-        epilog="Exit status: 0 every image read, 2 some images failed, 1 nothing could run.",
+        epilog=(
+            "Exit status: 0 every image read, 2 some images failed, 1 nothing could run, "
+            "130 stopped by Ctrl-C."
+        ),
     )
     parser.add_argument("checkpoint", help="model.pt (or an .onnx export)")
     parser.add_argument(
@@ -622,6 +626,9 @@ def _gather_paths(args: argparse.Namespace, err: TextIO) -> list[Path] | None:
         except OSError as e:
             reason = e.strerror or str(e)
             print(f"error: --files-from {tsv_field(args.files_from)}: {reason}", file=err)
+            return None
+        if not listed and not args.paths:
+            print(f"error: --files-from {tsv_field(args.files_from)}: lists no paths", file=err)
             return None
         given += listed
         where = f"{where} {args.files_from}".strip()

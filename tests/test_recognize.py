@@ -6,6 +6,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from fractions import Fraction
@@ -18,6 +19,7 @@ import yaml
 from PIL import Image, ImageDraw, ImageFont
 
 from models.checkpoint import ModelMeta, save_model
+from models.cli import INTERRUPTED
 from models.families import Prediction, make_family
 from models.images import ImageLoadError
 from models.preprocess import prepare_image, to_tensor_batch
@@ -810,6 +812,15 @@ def test_files_from_reads_a_list_of_paths_relative_to_the_current_folder(
     assert f"error: --files-from {tmp_path / 'none.txt'}: No such file" in capsys.readouterr().err
     (tmp_path / "empty.txt").write_text("\n", encoding="utf-8")
     assert main([ckpt, "--files-from", str(tmp_path / "empty.txt")]) == 1
+    assert (
+        f"error: --files-from {tmp_path / 'empty.txt'}: lists no paths" in capsys.readouterr().err
+    )
+    monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": io.BytesIO(b"")})())
+    assert main([ckpt, "--files-from", "-"]) == 1
+    assert "error: --files-from -: lists no paths" in capsys.readouterr().err
+    (tmp_path / "nothing").mkdir()  # a list of paths that hold no image
+    (tmp_path / "folders.txt").write_text(f"{tmp_path / 'nothing'}\n", encoding="utf-8")
+    assert main([ckpt, "--files-from", str(tmp_path / "folders.txt")]) == 1
     assert "error: no image files under" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exited:
         main([ckpt])
@@ -952,3 +963,15 @@ def test_the_readme_reads_the_tsv_output_with_pandas(repo_root, tmp_path, monkey
     assert list(readings["path"]) == [p for p, _, _ in rows]
     assert list(readings["text"]) == [t for _, t, _ in rows]
     assert list(readings["confidence"]) == pytest.approx([c for _, _, c in rows], rel=1e-3)
+
+
+def test_the_help_gives_every_exit_status(capsys):
+    """``--help`` lists each status the command ends with, Ctrl-C's 130 too (README)."""
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    statuses = re.search(r"Exit status: (.*)", out).group(1)
+    assert re.findall(r"\b(\d+) ", statuses) == [
+        str(s) for s in (0, EXIT_SOME_FAILED, 1, INTERRUPTED)
+    ]
