@@ -37,6 +37,7 @@ training and evaluation, which name the shard and the sample when it fails.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import logging
@@ -44,6 +45,7 @@ import os
 import select
 import stat
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeAlias
 
@@ -118,20 +120,17 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         raise ImageLoadError(name, "a file name cannot hold a NUL byte (a listing's stray byte?)")
     try:
         source = _read_pipe(path, name) if _is_pipe(path) else path
-        with warnings.catch_warnings():
-            # Pillow warns above its own limit; our limit (or its error) decides instead.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(source) as im:
-                width, height = im.size
-                if max_pixels is not None and width * height > max_pixels:
-                    raise ImageLoadError(
-                        name,
-                        f"{width} x {height} = {width * height:,} pixels exceeds the limit of "
-                        f"{max_pixels:,} (a decompression bomb?); raise max_pixels "
-                        "(--max-pixels) if the image is genuine",
-                    )
-                im.load()
-                return upright(im, name)
+        with _warnings_naming(name), Image.open(source) as im:
+            width, height = im.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageLoadError(
+                    name,
+                    f"{width} x {height} = {width * height:,} pixels exceeds the limit of "
+                    f"{max_pixels:,} (a decompression bomb?); raise max_pixels "
+                    "(--max-pixels) if the image is genuine",
+                )
+            im.load()
+            return upright(im, name)
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as e:
@@ -165,6 +164,25 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         raise
     except Exception as e:  # a decoder's own: RuntimeError (AVIF), struct.error, TypeError
         raise ImageLoadError(name, f"corrupt image: {type(e).__name__}: {e}") from None
+
+
+@contextlib.contextmanager
+def _warnings_naming(name: str) -> Iterator[None]:
+    """Pillow's warnings while it decodes the file, given again naming it (``Corrupt EXIF
+    data``, a truncated chunk: its own do not say which image of a folder they are about), each
+    once, whether the file is then read or refused. Pillow's decompression-bomb warning is left
+    out: our limit (or Pillow's error) decides instead."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        for message, category in dict.fromkeys(
+            (str(w.message).strip(), w.category) for w in caught
+        ):
+            warnings.warn(f"{name}: {message}", category, stacklevel=4)
 
 
 def upright(im: Image.Image, name: str) -> Image.Image:

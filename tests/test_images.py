@@ -175,6 +175,21 @@ def test_damaged_exif_is_passed_over_with_a_warning_and_the_pixels_read(
     assert f"{path}: its EXIF orientation cannot be read (" in caplog.text
 
 
+def test_pillows_own_warnings_name_the_file_each_once(tmp_path):
+    # A TIFF cut short: Pillow warns "Corrupt EXIF data" (twice) without saying which file of a
+    # folder, then cannot read it. Its warnings come back naming the file, once each.
+    whole = io.BytesIO()
+    Image.fromarray(np.arange(40 * 200, dtype=np.uint8).reshape(40, 200)).save(
+        whole, "TIFF", compression="tiff_lzw"
+    )
+    path = tmp_path / "scan.tif"
+    path.write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
+    with pytest.warns(UserWarning) as caught, pytest.raises(ImageLoadError, match=str(path)):
+        load_gray(path)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and messages[0].startswith(f"{path}: Corrupt EXIF data"), messages
+
+
 def test_a_decoders_own_error_is_an_image_load_error_naming_the_file(tmp_path, monkeypatch):
     # A corrupt AVIF raised RuntimeError from im.load(), struct.error from others: past the
     # caught kinds, a traceback.
