@@ -1307,7 +1307,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--threads",
         type=thread_count,
-        help="torch CPU threads (default: the config's train.threads)",
+        help="torch CPU threads, 0 = one per core (default: the config's train.threads)",
     )
     parser.add_argument(
         "--init-from",
@@ -1365,7 +1365,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.exit(
             1, f"{parser.prog}: error: {job.experiment} needs {listed}{_build_hint(args, job)}\n"
         )
-    threads = args.threads or job.train.threads  # the config's train.threads, 0 = torch's default
+    # --threads 0, as the config's 0, is torch's default (a thread per core), not the config's
+    threads = job.train.threads if args.threads is None else args.threads
     if threads:
         torch.set_num_threads(threads)
     try:

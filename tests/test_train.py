@@ -1459,6 +1459,31 @@ def test_cli_names_what_is_missing_before_training(tmp_path, capsys, monkeypatch
     assert not (tmp_path / "results").exists()
 
 
+def test_cli_threads_0_is_a_thread_per_core_as_in_the_config(tmp_path, monkeypatch):
+    """``--threads 0`` means what ``train.threads: 0`` means (torch's default, a thread per core):
+    it overrides the config's count rather than falling back to it."""
+    results = tmp_path / "results"
+    for name in ("charsets/line.txt", "shards/line/train-000000.tar", "shards/line/val-000000.tar"):
+        (results / name).parent.mkdir(parents=True, exist_ok=True)
+        (results / name).touch()  # the command checks they are there; train() is stubbed
+    config = {
+        "device": "cpu",
+        "experiments": {
+            "tiny": {"task": "line", "model": "crnn_vgg", "train": {"steps": 2, "threads": 1}}
+        },
+    }
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    set_to: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", set_to.append)
+    monkeypatch.setattr(train_module, "train", lambda job, command_line: None)
+    argv = ["--config", str(cfg), "--experiment", "tiny", "--results", str(results)]
+    main(argv)
+    assert set_to == [1]  # the config's
+    main([*argv, "--threads", "0"])
+    assert set_to == [1]  # torch's default: the config's 1 is not set
+
+
 # ---------------------------------------------------------------- SIGKILL, then resume
 
 
