@@ -382,14 +382,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        kwargs = json.loads(args.kwargs) if args.kwargs is not None else None
+        try:
+            kwargs = json.loads(args.kwargs) if args.kwargs is not None else None
+        except json.JSONDecodeError as e:  # its words alone name neither option nor text
+            raise ValueError(f"--kwargs: a JSON object, got {args.kwargs!r} ({e})") from None
         if kwargs is not None and not isinstance(kwargs, dict):
             raise ValueError(f"--kwargs: a JSON object, got {args.kwargs!r}")
         checks = [c for c in CHECKS if c not in args.skip]
         if not checks:
             raise ValueError("--skip leaves no check to run")
         results = check_model(args.model, kwargs, checks, where="--kwargs")
-    except ValueError as e:  # json.JSONDecodeError too
+    except ValueError as e:
         print(f"synthocr-check-model: {e}", file=sys.stderr)
         return 2
     for r in results:

@@ -143,6 +143,16 @@ def test_counts_and_factors_past_what_the_machine_can_do_are_usage_errors(
     assert list(tmp_path.iterdir()) == []  # refused before anything was read or written
 
 
+def test_the_model_check_names_kwargs_that_are_not_json(capsys):
+    """json's own words ("Expecting property name ...") named neither the option nor the text."""
+    from models import conformance
+
+    assert conformance.main(["crnn_vgg", "--kwargs", "{hidden: 8}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("synthocr-check-model: --kwargs: a JSON object, got '{hidden: 8}' ("), err
+    assert err.count("\n") == 1
+
+
 def test_the_export_refuses_an_opset_onnxruntime_cannot_run(tmp_path, capsys):
     """Opsets 7 and 8 write ConstantFill, which onnxruntime has no kernel for."""
     from models import export
