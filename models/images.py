@@ -168,21 +168,25 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
 
 @contextlib.contextmanager
 def _warnings_naming(name: str) -> Iterator[None]:
-    """Pillow's warnings while it decodes the file, given again naming it (``Corrupt EXIF
-    data``, a truncated chunk: its own do not say which image of a folder they are about), each
-    once, whether the file is then read or refused. Pillow's decompression-bomb warning is left
-    out: our limit (or Pillow's error) decides instead."""
-    caught: list[warnings.WarningMessage] = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield
-    finally:
-        for message, category in dict.fromkeys(
-            (str(w.message).strip(), w.category) for w in caught
-        ):
-            warnings.warn(f"{name}: {message}", category, stacklevel=4)
+    """Pillow's warnings while it decodes the file, shown naming it (``Corrupt EXIF data``, a
+    truncated chunk: its own do not say which image of a folder they are about), each once,
+    whether the file is then read or refused. The caller's filters decide on Pillow's own
+    warning (its message, module and category), as without this; only what is shown gains the
+    name. Pillow's decompression-bomb warning is left out: our limit (or Pillow's error) decides
+    instead."""
+    shown: set[tuple[str, type[Warning]]] = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        show = warnings.showwarning  # the caller's (recognize prints ``warning: ...`` lines)
+
+        def named(message, category, filename, lineno, file=None, line=None) -> None:
+            text = f"{name}: {str(message).strip()}"
+            if (text, category) not in shown:
+                shown.add((text, category))
+                show(category(text), category, filename, lineno, file, line)
+
+        warnings.showwarning = named
+        yield
 
 
 def upright(im: Image.Image, name: str) -> Image.Image:

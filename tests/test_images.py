@@ -8,6 +8,7 @@ import os
 import struct
 import threading
 import time
+import warnings
 import zlib
 
 import numpy as np
@@ -188,6 +189,28 @@ def test_pillows_own_warnings_name_the_file_each_once(tmp_path):
         load_gray(path)
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1 and messages[0].startswith(f"{path}: Corrupt EXIF data"), messages
+
+
+@pytest.mark.parametrize(
+    "silenced",
+    [{"message": "Corrupt EXIF data"}, {"module": "PIL"}],
+    ids=["message", "module"],
+)
+def test_pillows_warnings_a_filter_silences_stay_silent(tmp_path, silenced):
+    # The file's name goes in front of Pillow's text, not past the caller's filters: re-raised
+    # from our module with the name first, a filter on Pillow's message or module let it through.
+    whole = io.BytesIO()
+    Image.fromarray(np.arange(40 * 200, dtype=np.uint8).reshape(40, 200)).save(
+        whole, "TIFF", compression="tiff_lzw"
+    )
+    path = tmp_path / "scan.tif"
+    path.write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", **silenced)
+        with pytest.raises(ImageLoadError, match=str(path)):
+            load_gray(path)
+    assert [str(w.message) for w in caught] == []
 
 
 def test_a_decoders_own_error_is_an_image_load_error_naming_the_file(tmp_path, monkeypatch):
