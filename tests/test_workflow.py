@@ -2290,14 +2290,20 @@ def test_the_workflow_names_the_config_file_of_its_problems(tmp_path):
     """A misspelt key in the one --configfile given: the workflow listed the key but named no
     file (a line names one only when several files set keys), where python -m
     models.configcheck, models.train and models.recognize --task-config all start with it. Its
-    heading now starts with the file, relative to the folder Snakemake runs in, as theirs do."""
+    heading now starts with the file, relative to the folder Snakemake runs in, as theirs do;
+    so does that of the problems of the files it names (a font typo), checked after it."""
     config = _write_config(
         tmp_path, lambda c: c["experiments"]["hanzi_cnn"]["train"].update(stepz=6)
     )
     proc = run_snakemake(tmp_path, "-n", config=config, check=False)
     out = proc.stdout + proc.stderr
-    heading = "config.yaml: invalid config (1 problem):\n"
+    heading = "\nconfig.yaml: invalid config (1 problem):\n"  # a line of its own: not /tmp/...
     line = "  experiments.hanzi_cnn.train.stepz: unknown key (did you mean 'steps'?)\n"
+    assert proc.returncode != 0 and heading + line in out, out
+    config = _write_config(tmp_path, lambda c: c["fonts"].update(test_fonts=["no_such.ttf"]))
+    proc = run_snakemake(tmp_path, "-n", config=config, check=False)
+    out = proc.stdout + proc.stderr
+    line = "  font file no_such.ttf does not exist (fonts.test_fonts)"
     assert proc.returncode != 0 and heading + line in out, out
 
 
