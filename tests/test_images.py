@@ -176,15 +176,21 @@ def test_damaged_exif_is_passed_over_with_a_warning_and_the_pixels_read(
     assert f"{path}: its EXIF orientation cannot be read (" in caplog.text
 
 
-def test_pillows_own_warnings_name_the_file_each_once(tmp_path):
-    # A TIFF cut short: Pillow warns "Corrupt EXIF data" (twice) without saying which file of a
-    # folder, then cannot read it. Its warnings come back naming the file, once each.
+def cut_short_tiff(path):
+    """A TIFF cut short at half its bytes, at ``path``: Pillow warns "Corrupt EXIF data" (twice),
+    then cannot read it."""
     whole = io.BytesIO()
     Image.fromarray(np.arange(40 * 200, dtype=np.uint8).reshape(40, 200)).save(
         whole, "TIFF", compression="tiff_lzw"
     )
-    path = tmp_path / "scan.tif"
     path.write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
+    return path
+
+
+def test_pillows_own_warnings_name_the_file_each_once(tmp_path):
+    # A TIFF cut short: Pillow warns "Corrupt EXIF data" (twice) without saying which file of a
+    # folder, then cannot read it. Its warnings come back naming the file, once each.
+    path = cut_short_tiff(tmp_path / "scan.tif")
     with pytest.warns(UserWarning) as caught, pytest.raises(ImageLoadError, match=str(path)):
         load_gray(path)
     messages = [str(w.message) for w in caught]
@@ -199,12 +205,7 @@ def test_pillows_own_warnings_name_the_file_each_once(tmp_path):
 def test_pillows_warnings_a_filter_silences_stay_silent(tmp_path, silenced):
     # The file's name goes in front of Pillow's text, not past the caller's filters: re-raised
     # from our module with the name first, a filter on Pillow's message or module let it through.
-    whole = io.BytesIO()
-    Image.fromarray(np.arange(40 * 200, dtype=np.uint8).reshape(40, 200)).save(
-        whole, "TIFF", compression="tiff_lzw"
-    )
-    path = tmp_path / "scan.tif"
-    path.write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
+    path = cut_short_tiff(tmp_path / "scan.tif")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         warnings.filterwarnings("ignore", **silenced)

@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image, ImageDraw, ImageFont
+from test_images import cut_short_tiff
 
 from models.checkpoint import ModelMeta, save_model
 from models.cli import INTERRUPTED
@@ -975,3 +976,15 @@ def test_the_help_gives_every_exit_status(capsys):
     assert re.findall(r"\b(\d+) ", statuses) == [
         str(s) for s in (0, EXIT_SOME_FAILED, 1, INTERRUPTED)
     ]
+
+
+def test_each_damaged_file_of_a_run_gets_its_own_warning_line(checkpoints, tmp_path, capsys):
+    """Pillow's "Corrupt EXIF data" is one warning at one place in its code: under Python's
+    default filter a second file's would not show. Each file's comes with its name."""
+    paths = [str(cut_short_tiff(tmp_path / name)) for name in ("a.tif", "b.tif")]
+    assert main([str(checkpoints["line"]), *paths]) == EXIT_SOME_FAILED
+    err = capsys.readouterr().err.splitlines()
+    for path in paths:
+        warned = [line for line in err if line.startswith(f"warning: {path}: Corrupt EXIF data")]
+        assert len(warned) == 1, err
+        assert f"error: {path}: not an image Pillow can read" in "\n".join(err)
