@@ -310,6 +310,7 @@ def _charset_file_problems(
     are logged here, once per run, naming the task, rather than from each job that builds the
     charset."""
     where = f"tasks.{task}.charset"
+    key = where.split(".")
     problems = []
     for path in charset["files"]:
         if not os.path.isfile(path):
@@ -318,22 +319,22 @@ def _charset_file_problems(
                 if os.path.isdir(path)
                 else not_found(path)
             )
-            problems.append(
-                f"{where}.files: {path} {why}" + from_files(origins, [*where.split("."), "files"])
-            )
+            problems.append(f"{where}.files: {path} {why}" + from_files(origins, [*key, "files"]))
     # chars, then each file, as extra_chars reads them (its warnings in the same order): every
     # one that fails is named, not only the first
+    # (their messages name "tasks.<task>.charset chars" or "... file F", not a key that
+    # named_with_file would find: the key is given to from_files)
     chars: list[str] = []
     try:
         chars += extra_chars(charset["chars"], (), where)
     except ValueError as e:  # names the character
-        problems.append(named_with_file(str(e), origins))
+        problems.append(f"{e}{from_files(origins, [*key, 'chars'])}")
     for path in charset["files"]:
         if os.path.isfile(path):
             try:
                 chars += read_chars_file(path, where)
             except (OSError, ValueError) as e:  # names the file and the line
-                problems.append(named_with_file(str(e), origins))
+                problems.append(f"{e}{from_files(origins, [*key, 'files'])}")
     if problems:
         return problems
     if not chars and charset["source"] == "chars":

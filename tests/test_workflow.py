@@ -2372,8 +2372,6 @@ def test_every_font_file_named_outright_that_cannot_be_used_is_listed(
 def test_every_charset_file_of_a_task_that_cannot_be_read_is_listed(tmp_path, capsys, monkeypatch):
     """A task's charset files, a folder, a missing one and one not UTF-8, beside a combining
     mark in its chars: only the first was listed (the folder), each fix found the next."""
-    from models.configcheck import main
-
     (tmp_path / "folder").mkdir()
     (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     mine = tmp_path / "mine.yaml"
@@ -2383,13 +2381,19 @@ def test_every_charset_file_of_a_task_that_cannot_be_read_is_listed(tmp_path, ca
         '  short: {charset: {chars: "0q\\u0303", files: [folder, nope.txt, latin1.txt]}}\n'
     )
     monkeypatch.chdir(tmp_path)
-    assert main([str(mine)]) == 1
-    lines = capsys.readouterr().err.splitlines()
-    assert lines[0] == f"error: {mine}: invalid config (4 problems):", lines
-    assert lines[1].startswith("  tasks.short.charset.files: folder is a folder"), lines
-    assert lines[2].startswith("  tasks.short.charset.files: nope.txt does not exist"), lines
-    assert lines[3].startswith("  tasks.short.charset chars: a combining mark"), lines
-    assert lines[4].startswith("  tasks.short.charset file latin1.txt is not UTF-8"), lines
+    mark = "'q\u0303' (U+0071 U+0303)"
+    lines = [
+        "  tasks.short.charset.files: folder is a folder, not a text file (list the files in it)",
+        f"  tasks.short.charset.files: nope.txt does not exist (relative paths are read from "
+        f"{tmp_path})",
+        "  tasks.short.charset chars: a combining mark stays separate after NFKC (no single code "
+        f"point holds it with its letter): {mark}; a charset holds single code points, one class "
+        "each, and a class of a mark would be drawn alone: leave these out",
+        "  tasks.short.charset file latin1.txt is not UTF-8: 'utf-8' codec can't decode byte 0xe9 "
+        "in position 3: unexpected end of data",
+    ]
+    # each names the config file that set its key, as every other problem of the config does
+    _configcheck_lists(capsys, mine, [f"{line}; from mine.yaml" for line in lines])
 
 
 def test_the_config_check_command_lists_what_the_workflow_would_refuse(tmp_path, capsys):
