@@ -320,10 +320,9 @@ def _charset_file_problems(
                 else not_found(path)
             )
             problems.append(f"{where}.files: {path} {why}" + from_files(origins, [*key, "files"]))
-    # chars, then each file, as extra_chars reads them (its warnings in the same order): every
-    # one that fails is named, not only the first
-    # (their messages name "tasks.<task>.charset chars" or "... file F", not a key that
-    # named_with_file would find: the key is given to from_files)
+    # chars, then each file, as extra_chars reads them (its warnings in the same order), every
+    # one that fails named; their messages name "tasks.<task>.charset chars" or "... file F",
+    # no key named_with_file would find, so from_files is given the key
     chars: list[str] = []
     try:
         chars += extra_chars(charset["chars"], (), where)

@@ -498,9 +498,7 @@ def _model_in(path: str, experiment: str) -> Any:
         return None
 
 
-def problems_error(
-    problems: Sequence[str], what: str = "config", files: Sequence[str | os.PathLike] = ()
-) -> ValueError:
+def problems_error(problems: Sequence[str], files: Sequence[str | os.PathLike] = ()) -> ValueError:
     """The error that lists ``problems`` (one line each) under ``invalid config (N problems):``,
     whether they are the schema's or those of the checks past it. ``files``, the config files
     (the workflow's, which Snakemake hands over absolute), start the heading as
@@ -508,7 +506,7 @@ def problems_error(
     a line names its key's file only when several files set keys."""
     count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
     named = f"{' '.join(_shown(Path(f)) for f in files)}: " if files else ""
-    return ValueError(f"{named}invalid {what} ({count}):\n  " + "\n  ".join(problems))
+    return ValueError(f"{named}invalid config ({count}):\n  " + "\n  ".join(problems))
 
 
 def check_config(

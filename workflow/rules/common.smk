@@ -108,7 +108,7 @@ joblog.console("synth")
 joblog.console("models.configcheck")
 _start = start_check(config, _origins)
 if _start.problems:  # every one at once, a line each
-    raise problems_error(_start.problems, "config", files=workflow.configfiles)
+    raise problems_error(_start.problems, files=workflow.configfiles)
 ROLE_FONT_FILES = {
     "train": [f.path for f in _start.files.train_fonts],
     "test": [f.path for f in _start.files.test_fonts],
