@@ -23,6 +23,16 @@ STAMP := $(VENV)/.synthocr-$(TORCH)-$(shell cat pyproject.toml | sha256sum | cut
 
 setup: $(STAMP) system-deps
 
+# A CUDA build from another index than TORCH_INDEX_URL (the set-up records the one it used) is
+# replaced: the set-up runs again though the stamp is newer than its inputs.
+ifeq ($(TORCH),cuda)
+ifneq ($(TORCH_INDEX_URL),)
+ifneq ($(TORCH_INDEX_URL),$(shell cat $(VENV)/.synthocr-torch-index 2>/dev/null))
+.PHONY: $(STAMP)
+endif
+endif
+endif
+
 $(STAMP): pyproject.toml workflow/setup/install_python.sh
 	PYTHON=$(PYTHON) VENV=$(VENV) bash workflow/setup/install_python.sh
 	rm -f $(VENV)/.synthocr-cpu-* $(VENV)/.synthocr-cuda-*

@@ -108,6 +108,15 @@ def _make_setup_stamp(venv: Path, *args: str) -> str:
     return stamps[0]
 
 
+def _make_dry_setup(venv: Path, *args: str) -> str:
+    """What `make setup` would run for ``venv`` (a dry run)."""
+    return subprocess.run(
+        ["make", "-n", "setup", f"VENV={venv}", *args],
+        cwd=REPO, capture_output=True, text=True, check=True,
+        env={k: v for k, v in os.environ.items() if k not in ("TORCH", "TORCH_INDEX_URL")},
+    ).stdout  # fmt: skip
+
+
 def test_make_keeps_the_torch_build_the_environment_was_set_up_with(tmp_path):
     # `make test` after `make report TORCH=cuda` must not swap the CUDA torch for the CPU one.
     venv = tmp_path / "venv"
@@ -123,13 +132,70 @@ def test_make_keeps_the_torch_build_the_environment_was_set_up_with(tmp_path):
     cpu = venv / f".synthocr-cpu-{digest}"
     cpu.touch()
     os.utime(cpu, (time.time() + 10, time.time() + 10))
-    dry = subprocess.run(
-        ["make", "-n", "setup", f"VENV={venv}", "TORCH=cuda"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-        env={k: v for k, v in os.environ.items() if k != "TORCH"},
-    ).stdout  # fmt: skip
+    dry = _make_dry_setup(venv, "TORCH=cuda")
     assert f"rm -f {venv}/.synthocr-cpu-* {venv}/.synthocr-cuda-*" in dry
     assert _make_setup_stamp(venv) == "cpu"  # the newest stamp, here the CPU one
+
+
+def _fake_venv(venv: Path) -> Path:
+    """A venv whose python runs without site-packages, imports a stand-in torch (a CUDA build)
+    and logs every pip command to ``venv/pip.log``, installing the stand-in for ``pip install
+    torch==...``: enough for workflow/setup/install_python.sh to decide what to (re)install."""
+    site = venv / "site"
+    (site / "torch").mkdir(parents=True)
+    fake_torch = '__version__ = "2.13.0+cu"\nclass version:\n    cuda = "12.8"\n'
+    (site / "torch" / "__init__.py").write_text(fake_torch)
+    (venv / "bin").mkdir()
+    python = venv / "bin" / "python"
+    python.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = -m ] && [ "$2" = pip ]; then\n'
+        f'  shift 2; echo "$*" >> {venv}/pip.log\n'
+        '  case "$*" in\n'
+        f'    "uninstall -q -y torch") rm -rf {site}/torch ;;\n'
+        f"    \"install -q torch==2.13.0\"*) mkdir -p {site}/torch && printf %s '{fake_torch}'"
+        f" > {site}/torch/__init__.py ;;\n"
+        "  esac\n"
+        "  exit 0\n"
+        "fi\n"
+        f'PYTHONPATH={site} exec {sys.executable} -S "$@"\n'
+    )
+    python.chmod(0o755)
+    return venv / "pip.log"
+
+
+def test_setup_replaces_a_cuda_build_from_another_index(tmp_path):
+    # A CUDA build is kept across set-ups, but one from another index than TORCH_INDEX_URL (PyPI's
+    # default, or another CUDA version) is replaced, without removing the environment first.
+    venv = tmp_path / "venv"
+    log = _fake_venv(venv)
+
+    def setup(url: str | None) -> list[str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("TORCH", "TORCH_INDEX_URL")}
+        env.update(TORCH="cuda", VENV=str(venv), **({"TORCH_INDEX_URL": url} if url else {}))
+        log.write_text("")
+        script = REPO / "workflow" / "setup" / "install_python.sh"
+        subprocess.run(["bash", str(script)], cwd=REPO, env=env, check=True, capture_output=True)
+        return [line for line in log.read_text().splitlines() if "torch" in line]
+
+    cu128 = "https://download.pytorch.org/whl/cu128"
+    assert setup(None) == []  # PyPI's CUDA build, installed before: kept
+    pypi = "https://pypi.org/simple"
+    assert setup(cu128) == [
+        "uninstall -q -y torch",
+        f"install -q torch==2.13.0 --index-url {cu128} --extra-index-url {pypi}",
+    ]
+    assert (venv / ".synthocr-torch-index").read_text() == cu128
+    assert setup(cu128) == []  # from that index already
+    assert setup(None) == []  # unset: whichever CUDA build is there
+    assert setup(cu128.replace("cu128", "cu126"))[0] == "uninstall -q -y torch"
+    # make runs the set-up again for another index, though its stamp is up to date
+    digest = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()[:12]
+    (venv / f".synthocr-cuda-{digest}").touch()
+    cu126 = cu128.replace("cu128", "cu126")
+    assert "install_python.sh" not in _make_dry_setup(venv, f"TORCH_INDEX_URL={cu126}")
+    assert "install_python.sh" in _make_dry_setup(venv, f"TORCH_INDEX_URL={cu128}")
+    assert "install_python.sh" not in _make_dry_setup(venv)
 
 
 _CACHES = shutil.ignore_patterns("__pycache__", "*.egg-info")

@@ -3,7 +3,8 @@
 # PyTorch is installed first. TORCH=cpu (the default) installs the CPU build, never a CUDA one
 # (several GB, of no use without a GPU). TORCH=cuda, asked for on a GPU machine
 # (`make setup TORCH=cuda`), installs the CUDA build of the same version: PyPI's default Linux
-# wheel, or the one from TORCH_INDEX_URL (e.g. https://download.pytorch.org/whl/cu128).
+# wheel, or the one from TORCH_INDEX_URL (e.g. https://download.pytorch.org/whl/cu128); a CUDA
+# build from another index than TORCH_INDEX_URL is replaced (unset, any CUDA build is kept).
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
@@ -35,13 +36,19 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP=("$VENV/bin/python" -m pip)
 TORCH_PIN=torch==2.13.0
-# The installed torch is kept when it is the pinned version of the asked-for build.
+# The index a CUDA build came from (empty: PyPI's), so that another TORCH_INDEX_URL replaces it.
+INDEX_RECORD="$VENV/.synthocr-torch-index"
+# The installed torch is kept when it is the pinned version of the asked-for build and, for a
+# CUDA build with TORCH_INDEX_URL set, was installed from that index.
 have_torch() {
-    TORCH_BUILD=$TORCH_BUILD "$VENV/bin/python" - 2>/dev/null <<'PY'
+    TORCH_BUILD=$TORCH_BUILD "$VENV/bin/python" - 2>/dev/null <<'PY' || return 1
 import os, sys, torch
 build = "cuda" if torch.version.cuda is not None else "cpu"
 sys.exit(torch.__version__.split("+")[0] != "2.13.0" or build != os.environ["TORCH_BUILD"])
 PY
+    if [ "$TORCH_BUILD" = cuda ] && [ -n "${TORCH_INDEX_URL:-}" ]; then
+        [ -f "$INDEX_RECORD" ] && [ "$(cat "$INDEX_RECORD")" = "$TORCH_INDEX_URL" ]
+    fi
 }
 if have_torch; then
     :  # already there
@@ -68,11 +75,14 @@ if have_torch; then
 elif [ "$TORCH_BUILD" = cuda ]; then
     "${PIP[@]}" install -q "$TORCH_PIN" \
         ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL" --extra-index-url https://pypi.org/simple}
+    printf '%s' "${TORCH_INDEX_URL:-}" > "$INDEX_RECORD"
 elif local_cpu_wheel; then
     "${PIP[@]}" install -q "$TORCH_PIN"      # a local CPU wheel is configured (find-links)
+    rm -f "$INDEX_RECORD"
 else
     "${PIP[@]}" install -q "$TORCH_PIN" --index-url https://download.pytorch.org/whl/cpu \
         --extra-index-url https://pypi.org/simple
+    rm -f "$INDEX_RECORD"
 fi
 "${PIP[@]}" install -q -e '.[dev,tensorboard]'
 if ! have_torch; then
