@@ -1221,6 +1221,34 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(line_data, tmp_
     )
 
 
+def test_each_step_clips_the_gradient_and_adamw_keeps_the_decay_out_of_it(line_data, tmp_path):
+    # After one step AdamW's first moment is 0.1 (1 - beta1) x the gradient it stepped with: the
+    # clipped one, of norm clip_grad, and without the weight decay, which AdamW applies to the
+    # weights apart (Adam's weight_decay would add 0.5 x each weight to it).
+    out = tmp_path / "clip"
+    job = line_job(
+        line_data,
+        out,
+        steps=1,
+        warmup_steps=0,
+        val_every=1,
+        checkpoint_every=1,
+        log_every=1,
+        clip_grad=0.01,
+        weight_decay=0.5,
+    )
+    result = train(job)
+    [row] = csv.DictReader((out / "history.csv").open())
+    assert float(row["grad_norm"]) > 1.0  # the norm before clipping, which the history keeps
+    state = load_checkpoint(out / "resume" / result.run_hash / "last.pt")["resume"]["optimizer"]
+    first_moment = math.sqrt(
+        sum(float(s["exp_avg"].double().square().sum()) for s in state["state"].values())
+    )
+    assert first_moment == pytest.approx(0.1 * 0.01, rel=1e-4)
+    # the decay on weight matrices and kernels, none on biases and norms
+    assert [g["weight_decay"] for g in state["param_groups"]] == [0.5, 0.0]
+
+
 def test_outputs_not_finite_in_eval_mode_stop_training_at_the_validation(
     line_data, tmp_path, monkeypatch
 ):
