@@ -7,6 +7,7 @@ import contextlib
 import copy
 import csv
 import errno
+import io
 import itertools
 import json
 import logging
@@ -1247,6 +1248,24 @@ def test_each_step_clips_the_gradient_and_adamw_keeps_the_decay_out_of_it(line_d
     assert first_moment == pytest.approx(0.1 * 0.01, rel=1e-4)
     # the decay on weight matrices and kernels, none on biases and norms
     assert [g["weight_decay"] for g in state["param_groups"]] == [0.5, 0.0]
+
+
+class _Terminal(io.StringIO):
+    """Standard error as a terminal shows it (what tqdm writes), kept to be read."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "log-file"])
+def test_a_terminal_shows_a_progress_bar_and_a_log_file_none(
+    line_data, tmp_path, monkeypatch, terminal
+):
+    stderr = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    train(line_job(line_data, tmp_path / "bar", steps=4))
+    bar = re.search(r"100%\|.*\| 4/4 \[.*loss=[0-9.]+, lr=[0-9.e+-]+\]", stderr.getvalue())
+    assert (bar is not None) == terminal, stderr.getvalue()
 
 
 def test_outputs_not_finite_in_eval_mode_stop_training_at_the_validation(
