@@ -22,9 +22,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _torchrun(
-    tmp_path: Path, out: Path, init_from: Path | None = None, chars: str = "0123"
+    tmp_path: Path,
+    out: Path,
+    init_from: Path | None = None,
+    chars: str = "0123",
+    processes: int = 2,
 ) -> subprocess.CompletedProcess:
-    """``torchrun --nproc_per_node 2 -m models.train`` of a tiny line model writing ``out``."""
+    """``torchrun --nproc_per_node 2 -m models.train`` of a tiny line model writing ``out``
+    (``processes``: another count)."""
     shards = write_shards(tmp_path / "shards", "train", 2, 16, "0123", LINE, seed=1)
     val = write_shards(tmp_path / "shards", "val", 1, 8, "0123", LINE, seed=2)
     charset = tmp_path / f"charset-{chars}.txt"
@@ -60,7 +65,7 @@ def _torchrun(
         str(torchrun),
         "--standalone",
         "--nproc_per_node",
-        "2",
+        str(processes),
         "-m",
         "models.train",
         "--spec",
@@ -151,6 +156,20 @@ def test_torchrun_two_processes_train_and_rank0_writes_once(tmp_path):
     model, meta = load_model(out / "model.pt")
     assert meta.step == 6
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+    # Rank 0 draws the batches and dropout of a one-process run of the job (both are seeded by
+    # seed, rank and step) from the same initial weights: only the gradients of rank 1, which
+    # DDP averages in at every step, set the two runs' weights apart, by far more than rounding.
+    alone = tmp_path / "alone"
+    proc = _torchrun(tmp_path, alone, processes=1)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    one, _ = load_model(alone / "model.pt")
+    apart = max(
+        float((a - b).abs().max())
+        for a, b in zip(model.state_dict().values(), one.state_dict().values(), strict=True)
+        if a.is_floating_point()
+    )
+    assert apart > 1e-4
 
     # Fine-tuned from it under torchrun, over a reordered charset with a new character.
     tuned = tmp_path / "tuned"
