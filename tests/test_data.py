@@ -459,6 +459,17 @@ def test_stream_with_workers_keeps_step_order(line_shards):
         _keys(_stream(line_shards, lanes=1), workers=2)
 
 
+def test_workers_and_ranks_draw_batches_of_their_own(line_shards):
+    # Split by worker and by DDP rank: each lane (worker) and each rank resamples the shards
+    # under a seed of its own, so no batch comes twice in a run, nor to two ranks. Lanes seeded
+    # alike would hand out every batch twice, on neighbouring steps.
+    two_lanes = _keys(_stream(line_shards, lanes=2), workers=2)
+    assert len(set(two_lanes)) == len(two_lanes) == 12
+    ranks = [_keys(_stream(line_shards, lanes=2, rank=r, world_size=2), workers=2) for r in (0, 1)]
+    assert ranks[0] == two_lanes  # rank 0 draws what one process draws
+    assert not set(ranks[0]) & set(ranks[1])
+
+
 def test_a_worker_ends_on_its_parents_sigterm_and_on_no_one_elses(line_shards):
     """SLURM and torchrun send SIGTERM to a rank's whole process group: a worker goes on (the
     training stops after its step, and saves it). Its parent's SIGTERM ends it at once, as
