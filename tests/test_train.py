@@ -125,6 +125,14 @@ def test_lr_schedules(schedule):
     else:
         assert lrs[-1] == pytest.approx(0.001)  # lr * min_lr_ratio at the last step
         assert all(a >= b - 1e-12 for a, b in itertools.pairwise(lrs[10:]))
+    # the fall from the peak (step 10) to the last step (99): half a cosine, or a straight line
+    fall = [(s - 10) / 89 for s in range(10, 100)]
+    if schedule == "cosine":
+        assert lrs[10:] == pytest.approx(
+            [0.001 + 0.0045 * (1 + math.cos(math.pi * x)) for x in fall]
+        )
+    if schedule == "onecycle":
+        assert lrs[10:] == pytest.approx([0.01 - 0.009 * x for x in fall])
     assert lrs == [lr_at(s, spec) for s in range(100)]  # a pure function of the step
 
 
@@ -897,6 +905,9 @@ def test_training_writes_its_outputs_and_resumes(line_data, tmp_path):
     # A rerun with the same spec finds the finished run and does not train again.
     resume_dir = out / "resume" / result.run_hash
     assert (resume_dir / "last.pt").is_file()
+    # the schedule reached the optimizer: its last step (7) ran at lr_at(7), not at the first's
+    groups = load_checkpoint(resume_dir / "last.pt")["resume"]["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups] == [lr_at(7, job.train)] * 2 != [lr_at(0, job.train)] * 2
     recorded = load_checkpoint(resume_dir / "last.pt")["resume"]["elapsed_s"]
     again = train(job)
     assert again.resumed_from == 8 and again.steps == 8
