@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from models import conformance
+from models.backbones import GRCL
 from models.conformance import CHARSET, CHECKS, check_model
 from models.devices import memory_format
 from models.families import make_family
@@ -396,6 +397,24 @@ def test_grcnn_no_larger_than_vgg(kwargs: dict) -> None:
     vgg = n_params(build_model("crnn_vgg", 100, **kwargs))
     grcnn = n_params(build_model("crnn_grcnn", 100, **kwargs))
     assert grcnn <= vgg, (grcnn, vgg)
+
+
+def test_grcl_shares_its_recurrent_and_gate_weights_over_its_iterations() -> None:
+    # Wang and Hu's GRCL unrolls one recurrent convolution and one gate over its iterations:
+    # each iteration adds only its own batch norms (5 of 16 channels: 160 weights), no conv.
+    def weights(iterations: int) -> dict[str, int]:
+        layer = GRCL(8, 16, iterations)
+        convs = sum(
+            p.numel()
+            for m in layer.modules()
+            if isinstance(m, torch.nn.Conv2d)
+            for p in m.parameters()
+        )
+        return {"convs": convs, "all": n_params(layer)}
+
+    one, five = weights(1), weights(5)
+    assert one["convs"] == five["convs"] == (8 + 16) * 16 + (8 + 16) * 16 * 9
+    assert five["all"] - one["all"] == 4 * 5 * 2 * 16
 
 
 def test_unknown_model_lists_valid_names() -> None:
