@@ -49,7 +49,7 @@ from models.devices import DeviceError, autocast, memory_format, resolve_device
 from models.families import make_family
 from models.registry import build_model, input_spec
 from models.specs import TrainSpec
-from models.train import param_groups
+from models.train import clip_gradients, param_groups
 from synth.atomic import write_text_atomic
 from synth.charset import read_charset
 from synth.fonts import Face, covered_charset
@@ -123,7 +123,7 @@ def train_steps(
         loss = family.loss(outputs, targets, batch.widths)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        clip_gradients(model, clip)  # as training clips (0: not at all)
         optimizer.step()
         loss.item()  # the loop syncs on the loss every step
         n += len(batch.texts)

@@ -290,6 +290,13 @@ def ema_update(decay: float) -> Any:
     return update
 
 
+def clip_gradients(model: nn.Module, clip_grad: float) -> torch.Tensor:
+    """Scale ``model``'s gradients down to a total norm of ``clip_grad`` (0: no clipping); returns
+    the norm before clipping."""
+    max_norm = clip_grad if clip_grad > 0 else math.inf
+    return nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+
+
 def step_seed(seed: int, rank: int, step: int) -> int:
     """Seed of the global torch RNG (dropout) at ``step`` on ``rank``."""
     ss = np.random.SeedSequence([seed, rank, step, 0x7EED])
@@ -940,8 +947,7 @@ def _train(
             objective = loss + weight * aligned
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
-        max_norm = spec.clip_grad if spec.clip_grad > 0 else math.inf
-        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        grad_norm = clip_gradients(model, spec.clip_grad)
         # SIGTERM on any rank stops every rank after this step (torchrun passes it to each, not
         # necessarily within one step): told in the all-reduce every step makes anyway.
         asked = torch.full((), float(stop_asked()), device=loss.device)

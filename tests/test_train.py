@@ -55,6 +55,7 @@ from models.train import (
     RankStoppedError,
     TrainingStopped,
     align_weight_at,
+    clip_gradients,
     ema_update,
     job_from_config,
     lr_at,
@@ -1259,6 +1260,21 @@ def test_each_step_clips_the_gradient_and_adamw_keeps_the_decay_out_of_it(line_d
     assert first_moment == pytest.approx(0.1 * 0.01, rel=1e-4)
     # the decay on weight matrices and kernels, none on biases and norms
     assert [g["weight_decay"] for g in state["param_groups"]] == [0.5, 0.0]
+
+
+@pytest.mark.parametrize("clip_grad", [0.0, 0.5, 100.0])
+def test_clip_gradients_scales_to_clip_grad_and_zero_leaves_them(clip_grad):
+    # What training and bench/bench_train.py clip with: clip_grad 0 means no clipping, as the
+    # config says, not gradients of norm 0 (clip_grad_norm_'s own reading of a max_norm of 0).
+    layer = torch.nn.Linear(3, 2)
+    layer(torch.ones(4, 3)).square().sum().backward()
+    before = [p.grad.clone() for p in layer.parameters()]
+    norm = float(clip_gradients(layer, clip_grad))
+    assert norm == pytest.approx(math.sqrt(sum(float(g.square().sum()) for g in before)))
+    scale = min(1.0, clip_grad / norm) if clip_grad > 0 else 1.0
+    assert scale != 0.0
+    for p, g in zip(layer.parameters(), before, strict=True):
+        assert torch.allclose(p.grad, g * scale, rtol=1e-5)
 
 
 class _Terminal(io.StringIO):
