@@ -839,7 +839,7 @@ def validate_experiment(name: str, exp_cfg: Mapping[str, Any], task_cfg: Mapping
     Checks that the model exists, that its family and input geometry fit the task, that every
     ``model_kwargs`` key is a factory argument, that the training batch is large enough for its
     batch norms, and for CTC models that the output is long enough
-    for the longest label (``T >= 2 * max_len - 1`` at the narrowest image that label can have)
+    for the longest label (``T >= 2 * max_len + 1`` at the narrowest image that label can have)
     and that no label smoothing is asked for; for the reader, that ``max_len`` covers the
     task's longest text; that the ``grammar`` decoder is asked for only by a CTC model of a task
     with a grammar (``expr``).
@@ -1000,9 +1000,11 @@ def grammar_for(
 def _check_ctc_length(
     where: str, model: str, task: str, task_cfg: Mapping[str, Any], params: Mapping[str, Any]
 ) -> None:
-    """T >= 2L - 1 for every label length L at the narrowest image it can have: CTC needs a
-    frame per character and a blank between each pair of repeated neighbours, which a label of
-    L characters can have L - 1 of (``11111``); `models.pack` checks own labels exactly."""
+    """T >= 2L + 1 for every label length L at the narrowest image it can have: room for a
+    blank before, after and between its characters, as CTC's extended label has. CTC's least is
+    2L - 1 (a frame per character and a blank between each pair of repeated neighbours, which a
+    label of L characters can have L - 1 of, ``11111``); the margin keeps its alignments free
+    where the narrowest images are common. `models.pack` checks own labels against that least."""
     if task == "expr":
         # Fixed-size images: the longest label is the worst case.
         cases = [(label_lengths(task, task_cfg)[1], task_cfg["width"], f"tasks.{task}.width")]
@@ -1018,11 +1020,10 @@ def _check_ctc_length(
         raise ValueError(f"{where}: no CTC length rule for task {task!r}")
     for n, width, what in cases:
         frames = output_length(model, width, **params)
-        if frames < 2 * n - 1:
+        if frames < 2 * n + 1:
             raise ValueError(
                 f"{where}: model {model!r} gives T={frames} output frames for a {width} px "
-                f"wide image ({what}), but CTC needs up to T = 2*{n}-1 = {2 * n - 1} for a "
-                f"{n}-character label (a frame per character, and a blank between each pair of "
-                "repeated neighbours); use wider images or shorter labels (or a model that "
-                "pools the width less)"
+                f"wide image ({what}), but a {n}-character label needs T >= 2*{n}+1 = "
+                f"{2 * n + 1} for CTC (a blank before, after and between its characters); use "
+                "wider images or shorter labels (or a model that pools the width less)"
             )

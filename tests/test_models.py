@@ -603,9 +603,8 @@ def test_gpu_config_trains_a_step_on_rendered_samples(experiment, cjk_font, tmp_
     task's settings, one of them with the longest label the task can draw, written to a shard
     and read back through models.data (decoding, label check, resizing, padding): the loss is
     finite, every weight gets a finite gradient, and a CTC model's output gives each sample the
-    frames its label needs with the margin the shipped configs keep (T >= 2L + 1, above the
-    2L - 1 the config check asks). GPU time is scarce: a shape or length error at this
-    scale should show here, not in a GPU job's first minute."""
+    frames its label needs (T >= 2L + 1, as the config check asks). GPU time is scarce: a shape
+    or length error at this scale should show here, not in a GPU job's first minute."""
     import numpy as np
 
     from models.data import eval_batches
@@ -675,9 +674,9 @@ def check(config: dict, name: str) -> None:
 def test_rejects_ctc_output_too_short_for_expr(default_config: dict) -> None:
     config = copy.deepcopy(default_config)
     config["tasks"]["expr"].update(width=180, operands=[2, 8], max_digits=3)  # 33 chars, T=43
-    with pytest.raises(ValueError, match=r"experiments\.expr_crnn.*T=43.*2\*33-1 = 65"):
+    with pytest.raises(ValueError, match=r"experiments\.expr_crnn.*T=43.*2\*33\+1 = 67"):
         check(config, "expr_crnn")
-    config["tasks"]["expr"]["width"] = 300  # 75 - 2 frames >= 65
+    config["tasks"]["expr"]["width"] = 300  # 75 - 2 frames >= 67
     check(config, "expr_crnn")
 
 
@@ -712,19 +711,19 @@ def test_rejects_bad_expr_filters_at_parse_time(default_config: dict) -> None:
 
 def test_rejects_ctc_output_too_short_for_lines(default_config: dict) -> None:
     config = copy.deepcopy(default_config)
-    config["tasks"]["line"]["min_char_width"] = 6  # 6L // 4 + 1 < 2L - 1
+    config["tasks"]["line"]["min_char_width"] = 6  # 6L // 4 + 1 < 2L + 1
     with pytest.raises(ValueError, match=r"experiments\.line_crnn_vgg.*min_char_width"):
         check(config, "line_crnn_vgg")
     config["tasks"]["line"]["min_char_width"] = 8  # 8L // 4 + 1 = 2L + 1
     check(config, "line_crnn_vgg")
 
 
-def test_a_model_that_pools_the_width_by_8_trains_on_16_px_per_character(
+def test_a_model_that_pools_the_width_by_8_needs_24_px_per_character(
     default_config: dict, monkeypatch
 ) -> None:
-    """CTC needs a frame per character and a blank between repeated neighbours: at most 2L - 1
-    frames. The check asked 2L + 1 and refused ResNet-style models of stride 8 (2 frames per
-    16 px character), which CTC trains; raising min_char_width to pass it changed the shards."""
+    """T >= 2L + 1, the issue's rule (CTC's least is 2L - 1): a ResNet-style model of stride 8
+    gives 2 frames per 16 px character, 2L, and is refused, naming the key to raise; 24 px (3
+    frames a character) passes for every length, one character included."""
     import dataclasses
 
     from models.registry import MODELS
@@ -734,13 +733,17 @@ def test_a_model_that_pools_the_width_by_8_trains_on_16_px_per_character(
     )
     monkeypatch.setitem(MODELS, "crnn_vgg", stride8)
     config = copy.deepcopy(default_config)
-    assert (
-        config["tasks"]["line"]["min_char_width"] == 16 and config["tasks"]["line"]["length"][1] > 9
-    )
-    check(config, "line_crnn_vgg")  # 2L frames for L characters
-    config["tasks"]["line"]["min_char_width"] = 15  # 15 * 9 // 8 = 16 frames, 17 needed
-    with pytest.raises(ValueError, match=r"T=16 output frames .* 9 characters.*2\*9-1 = 17"):
+    assert config["tasks"]["line"]["min_char_width"] == 16
+    assert config["tasks"]["line"]["length"][0] == 1
+    with pytest.raises(
+        ValueError, match=r"T=2 output frames .*min_char_width \(16\) x 1 characters.*2\*1\+1 = 3"
+    ):
+        check(config, "line_crnn_vgg")  # 2L frames for L characters
+    config["tasks"]["line"]["min_char_width"] = 23  # 23 // 8 = 2 frames for one character
+    with pytest.raises(ValueError, match=r"T=2 output frames"):
         check(config, "line_crnn_vgg")
+    config["tasks"]["line"]["min_char_width"] = 24
+    check(config, "line_crnn_vgg")
 
 
 def test_rejects_unknown_model_kwarg(default_config: dict) -> None:

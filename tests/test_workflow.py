@@ -679,7 +679,7 @@ def test_a_splits_degrade_keeps_only_what_it_changes_once_checked():
 
 def test_ctc_output_shorter_than_labels_is_rejected(tmp_path):
     def edit(c):
-        c["tasks"]["line"]["min_char_width"] = 2  # T = W/4 would be < 2L-1
+        c["tasks"]["line"]["min_char_width"] = 2  # T = W/4 would be < 2L+1
 
     proc = run_snakemake(tmp_path, "-n", config=_write_config(tmp_path, edit), check=False)
     assert proc.returncode != 0
