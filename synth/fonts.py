@@ -30,7 +30,8 @@ import logging
 import os
 import re
 import struct
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -283,6 +284,49 @@ def _one_spelling(found: list[FontFile], note: Callable[..., None]) -> FontFile:
     return chosen
 
 
+class _Held(logging.Handler):
+    """fontTools's log records, by logger, level and message template, while a file is read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kinds: dict[tuple[str, int, object], list[logging.LogRecord]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.kinds.setdefault((record.name, record.levelno, record.msg), []).append(record)
+
+
+_reading: list[str] = []  # the font file being read (`_fonttools_says`), when one is
+
+
+@contextmanager
+def _fonttools_says(path: str) -> Iterator[None]:
+    """What fontTools logs while it reads the font file ``path``, each kind of message once,
+    naming the file, under fontTools's own logger names (so `synth.joblog` keeps its warnings off
+    the console as before): fontTools names no file, and a damaged name table has it log one
+    ERROR per record ("skipping malformed name record #N", up to 65,535 of them), each time the
+    table is read (the workflow's start, each coverage job). Kinds are told apart by the
+    message's template, so those are one line, with how many more there were."""
+    if _reading:  # already inside a read of a file (nested helpers): that one says them
+        yield
+        return
+    logger = logging.getLogger("fontTools")
+    held, propagate = _Held(), logger.propagate
+    logger.addHandler(held)
+    logger.propagate = False
+    _reading.append(path)
+    try:
+        yield
+    finally:
+        _reading.pop()
+        logger.removeHandler(held)
+        logger.propagate = propagate
+        for (name, level, _), records in held.kinds.items():
+            more = f" ({len(records) - 1} more like it)" if len(records) > 1 else ""
+            logging.getLogger(name).log(
+                level, "font file %s: %s%s", path, records[0].getMessage(), more
+            )
+
+
 def _open_faces(path: str) -> list[TTFont]:
     with open(path, "rb") as f:
         head = f.read(4)
@@ -297,7 +341,8 @@ def face_count(path: str) -> int:
     Raises:
         `FONT_ERRORS`: The file cannot be read as a font.
     """
-    return len(_open_faces(path))
+    with _fonttools_says(path):
+        return len(_open_faces(path))
 
 
 def _drawn_chars(font: TTFont, chars: Iterable[str]) -> set[str]:
@@ -599,6 +644,13 @@ def _face_keys(
     (name and outlines) and `_without_copied_faces` (outlines and cmap) compare them; None where
     a face gives none to compare; none for a file or face fontTools cannot read (its coverage
     job says why)."""
+    with _fonttools_says(path):
+        return _read_face_keys(path)
+
+
+def _read_face_keys(
+    path: str,
+) -> list[tuple[str, tuple[str, str] | None, tuple | None, tuple | None]]:
     try:
         faces = _open_faces(path)
     except FONT_ERRORS:
@@ -652,6 +704,11 @@ def _scan_file(f: FontFile, role: str, chars: list[str], patterns) -> list[FaceR
     ``error`` record of face -1, a single face that cannot be read one of face 0 (so that the
     merged table gives it one row, `merge_coverage`). Named explicitly, either is a
     `FontError`."""
+    with _fonttools_says(f.path):
+        return _scan_faces(f, role, chars, patterns)
+
+
+def _scan_faces(f: FontFile, role: str, chars: list[str], patterns) -> list[FaceRecord]:
     try:
         faces = _open_faces(f.path)
     except FONT_ERRORS as e:
@@ -725,8 +782,9 @@ def drawn_chars(path: str, index: int, chars: Iterable[str]) -> set[str]:
     Raises:
         OSError, fontTools.ttLib.TTLibError: the face cannot be read (`FONT_ERRORS`).
     """
-    font = _open_faces(path)[index]
-    return _inked(path, index, _drawn_chars(font, chars), font)
+    with _fonttools_says(path):
+        font = _open_faces(path)[index]
+        return _inked(path, index, _drawn_chars(font, chars), font)
 
 
 # How many of a face's other characters `_draws_any` looks at.

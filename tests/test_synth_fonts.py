@@ -537,6 +537,30 @@ def test_a_font_damaged_inside_is_reported_with_path_and_reason(tmp_path, cjk_fo
         scan_fonts([str(bad)], [], EXPR)
 
 
+def test_what_fonttools_says_of_a_damaged_name_table_is_said_once_naming_the_file(
+    tmp_path, latin_font, caplog
+):
+    # DejaVu Sans with its name table overwritten: fontTools logs an ERROR per name record it
+    # skips (65,535 here, none naming the file) each time the table is read, and the workflow
+    # reads it when it starts and in each coverage job. The face itself draws.
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    data = bytearray(latin_font.read_bytes())
+    name = TTFont(str(latin_font)).reader.tables["name"]
+    data[name.offset : name.offset + name.length] = b"\xff" * name.length
+    bad = fonts / "badname.ttf"
+    bad.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        split_roles([f"{fonts}/*"], [])
+        (record,) = scan_fonts([f"{fonts}/*"], [], EXPR)
+    assert record.status == "ok" and set(EXPR) - set("+-*()") <= record.covered
+    said = [r for r in caplog.records if r.name.startswith("fontTools")]
+    # a line per kind of message each time the file is read (three times here)
+    assert said and len(said) <= 10, f"{len(said)} fontTools records"
+    assert all(r.getMessage().startswith(f"font file {bad}: ") for r in said), said[0]
+    assert any("malformed name record #0 (65534 more like it)" in r.getMessage() for r in said)
+
+
 @pytest.mark.parametrize("fill", ["zeros", "random"])
 def test_a_font_whose_glyphs_were_overwritten_is_an_error_not_a_font_that_covers_nothing(
     tmp_path, latin_font, caplog, fill
