@@ -298,30 +298,42 @@ def degrade_line(
     centers: Sequence[float],
     cfg: Mapping[str, Mapping],
     rng: np.random.Generator,
+    applied: list[str] | None = None,
 ) -> tuple[np.ndarray, tuple[float, ...]]:
     """`degrade`, and where the x positions ``centers`` (a line's characters, at mid-height) lie
     after its warps (affine, perspective); the same draws from ``rng`` and the same pixels.
 
+    Args:
+        applied: a list to which the name of each degradation the image gets is appended, in
+            the order applied (``legible`` when its floors changed the image): a sample's
+            ``degrade`` (`synth.shards`). Nothing is drawn for it.
+
     Returns:
         The degraded image and the moved positions.
     """
+    done = applied if applied is not None else []
     c = cfg if cfg.keys() == _RESOLVED else resolve(cfg)
     shape = img.shape
     out: np.ndarray = img
     xs = tuple(centers)
     if c["weight"]["p"] > 0 and rng.random() < c["weight"]["p"]:
         out = stroke_weight(out, float(rng.uniform(*c["weight"]["amount"])))
+        done.append("weight")
     if rng.random() < c["affine"]["p"]:
         out, to_input = affine(out, rng, c["affine"]["shear"], c["affine"]["scale"])
         xs = moved_x(xs, to_input, shape[0] / 2)
+        done.append("affine")
     if rng.random() < c["perspective"]["p"]:
         out, to_input = perspective(out, rng, c["perspective"]["strength"])
         xs = moved_x(xs, to_input, shape[0] / 2)
+        done.append("perspective")
     if rng.random() < c["background"]["p"]:
         out = _u8(background(out, rng, c["background"]["strength"]))
+        done.append("background")
     if rng.random() < c["blur"]["p"]:
         r = float(rng.uniform(*c["blur"]["radius"]))
         out = np.asarray(Image.fromarray(out).filter(ImageFilter.GaussianBlur(r)))
+        done.append("blur")
     f = None  # float32 working copy for the pixel-wise steps
     if rng.random() < c["brightness_contrast"]["p"]:
         p = c["brightness_contrast"]
@@ -329,30 +341,37 @@ def degrade_line(
         gain = float(rng.uniform(*p["contrast"]))
         f = out.astype(np.float32)
         f = (f - float(f.mean())) * gain + float(f.mean()) + shift
+        done.append("brightness_contrast")
     clean = out if f is None else f  # the image before noise, for the legibility floors
     if rng.random() < c["gaussian_noise"]["p"]:
         sigma = float(rng.uniform(*c["gaussian_noise"]["sigma"]))
         f = (out.astype(np.float32) if f is None else f) + sigma * rng.standard_normal(
             shape, dtype=np.float32
         )
+        done.append("gaussian_noise")
     if rng.random() < c["poisson_noise"]["p"]:
         lam = float(rng.uniform(*c["poisson_noise"]["photons"]))
         base = np.clip(out.astype(np.float32) if f is None else f, 0, 255)
         f = rng.poisson(base * (lam / 255.0)).astype(np.float32) * (255.0 / lam)
+        done.append("poisson_noise")
     if rng.random() < c["gamma_noise"]["p"]:
         k = float(rng.uniform(*c["gamma_noise"]["shape"]))
         f = (out.astype(np.float32) if f is None else f) * rng.gamma(k, 1.0 / k, shape).astype(
             np.float32
         )
+        done.append("gamma_noise")
     if rng.random() < c["uniform_noise"]["p"]:
         a = float(rng.uniform(*c["uniform_noise"]["amplitude"]))
         f = (out.astype(np.float32) if f is None else f) + rng.uniform(-a, a, shape).astype(
             np.float32
         )
+        done.append("uniform_noise")
     floors = c["legible"]
     if floors["min_contrast"] or floors["min_snr"]:
         fixed = legible(clean, f, floors["min_contrast"], floors["min_snr"], floors["ink"])
-        f = f if fixed is None else fixed
+        if fixed is not None:
+            f = fixed
+            done.append("legible")
     if f is not None:
         out = _u8(f)
     if rng.random() < c["jpeg"]["p"]:
@@ -360,8 +379,10 @@ def degrade_line(
         buf = io.BytesIO()
         Image.fromarray(out).save(buf, format="JPEG", quality=q)
         out = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("L"))
+        done.append("jpeg")
     if rng.random() < c["invert"]["p"]:
         out = 255 - out
+        done.append("invert")
     return np.ascontiguousarray(out, dtype=np.uint8), xs
 
 

@@ -20,6 +20,10 @@ Each sample is ``{key}.png`` (8-bit grayscale) and ``{key}.json``; the key is
 - ``task``, ``split``: as in the path.
 - ``font``: the face's family and style, ``font_file``: the file's base name, ``face``: face index.
 - ``width``, ``height``: the image size in px.
+- ``seed``: the words of the shard's ``SeedSequence``, ``[seed, task_id, split_id, shard]``: with
+  the sample's index (the key's last part) they say where it was drawn.
+- ``degrade``: the degradations the image got, in the order applied (``["affine", "blur",
+  "gaussian_noise", "legible"]``; ``legible`` when its floors changed the image; ``[]`` for none).
 - ``value`` (expr only): the expression's integer value.
 """
 
@@ -261,15 +265,16 @@ def generate(
                 "or replace it",
                 fonts_key,
             ) from None
+        applied: list[str] = []  # the degradations the workflow's image gets
         if weight:
             # the weighted image degraded from a copy of the generator, the workflow's image from
             # the generator itself: some draws (Poisson and gamma noise) take as many numbers as
             # the pixels ask, and the next samples must be the workflow's
             weighted = degrade(stroke_weight(image, weight), spec.degrade, copy.deepcopy(rng))
-            _, centers = degrade_line(image, centers, spec.degrade, rng)
+            _, centers = degrade_line(image, centers, spec.degrade, rng, applied)
             image = weighted
         else:
-            image, centers = degrade_line(image, centers, spec.degrade, rng)
+            image, centers = degrade_line(image, centers, spec.degrade, rng, applied)
         meta = {
             "text": text,
             "task": shard.task,
@@ -279,6 +284,8 @@ def generate(
             "face": face.index,
             "height": int(image.shape[0]),
             "width": int(image.shape[1]),
+            "seed": shard.entropy,
+            "degrade": applied,
         }
         if isinstance(spec, ExprSpec):
             meta["value"] = value_json(evaluate(text))

@@ -204,6 +204,35 @@ def test_every_degradation_runs_and_keeps_shape(face):
     assert np.array_equal(inverted, 255 - img)
 
 
+def test_degrade_line_names_the_degradations_it_applies_and_draws_nothing_for_it(face):
+    """``applied`` gets each degradation the image gets, in order (a sample's ``degrade``),
+    and the pixels and the generator's state are those of a call without it."""
+    img = render_line("因为天监", face, 32, _rng())
+    for name in DEFAULTS:
+        applied: list[str] = []
+        rng = _rng(1)
+        out, _ = degrade_line(img, (), resolve({name: {"p": 1.0}}), rng, applied)
+        assert applied == [name], (name, applied)
+        plain = _rng(1)
+        assert np.array_equal(out, degrade(img, resolve({name: {"p": 1.0}}), plain)), name
+        assert rng.random() == plain.random(), name
+    applied = []
+    degrade_line(
+        img, (), resolve({n: {"p": 1.0} for n in ("invert", "blur", "affine")}), _rng(), applied
+    )
+    assert applied == ["affine", "blur", "invert"]  # the order they are applied in
+    applied = []
+    degrade_line(img, (), resolve({"blur": {"p": 0.0}}), _rng(), applied)
+    assert applied == []
+    # the floors, when they change the image: strong noise on faint ink
+    faint = (255 - (255 - img.astype(int)) // 8).astype(np.uint8)
+    applied = []
+    degrade_line(
+        faint, (), resolve({"gaussian_noise": {"p": 1.0, "sigma": [40, 40]}}), _rng(), applied
+    )
+    assert applied == ["gaussian_noise", "legible"]
+
+
 def test_a_jpeg_quality_range_of_one_value_draws_that_quality(face):
     """``quality: [q, q]`` is one quality, inclusive as every range of the config: a lower
     quality leaves more of the JPEG's blocks in the image."""

@@ -20,7 +20,7 @@ from fontTools.ttLib import TTCollection
 from PIL import Image
 
 from synth import shards
-from synth.augment import stroke_weight
+from synth.augment import ORDER, stroke_weight
 from synth.charset import build_charset
 from synth.fonts import read_coverage, scan_fonts, write_coverage
 from synth.preview import contact_sheet
@@ -188,6 +188,19 @@ def test_oldstyle_draws_from_the_generator_only_for_faces_that_have_old_style_di
     assert not np.array_equal(lining, oldstyle)
 
 
+def test_each_sample_names_the_degradations_its_image_got(setup, tmp_path):
+    """A sample's ``degrade`` is what its image got: with inversion at one half, the samples
+    that list it are white on black, the others black on white."""
+    path = _write(setup, tmp_path, "short", samples=24, degrade={"invert": {"p": 0.5}})
+    listed = []
+    for s in wds.WebDataset(str(path), shardshuffle=False):
+        meta = json.loads(s["json"])
+        border = np.asarray(Image.open(io.BytesIO(s["png"])))[[0, -1]].mean()
+        assert ("invert" in meta["degrade"]) == (border < 128), (meta["degrade"], border)
+        listed.append("invert" in meta["degrade"])
+    assert any(listed) and not all(listed)
+
+
 def test_splits_and_shards_differ(setup, tmp_path):
     a = _write(setup, tmp_path, "line", split="train", name="a.tar")
     b = _write(setup, tmp_path, "line", split="test_seen", name="b.tar")
@@ -208,6 +221,8 @@ def test_shard_reads_back_with_webdataset(setup, tmp_path, task):
             meta
         )
         assert meta["task"] == task and meta["split"] == "train"
+        assert meta["seed"] == ShardSpec(task, "train", 0, 12, 11).entropy
+        assert isinstance(meta["degrade"], list) and set(meta["degrade"]) <= {*ORDER, "legible"}
         assert set(meta["text"]) <= charset
         img = Image.open(io.BytesIO(s["png"]))
         assert img.mode == "L" and img.size == (meta["width"], meta["height"])
