@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import font_with_damaged_outlines
-from fontTools.ttLib import TTFont
+from fontTools.ttLib import TTCollection, TTFont
 
 from synth.charset import build_charset, gb2312_hanzi
 from synth.fonts import (
@@ -20,6 +20,7 @@ from synth.fonts import (
     FontError,
     apply_uncovered_policy,
     covered_charset,
+    excluded_by,
     expand_braces,
     font_file_problem,
     merge_coverage,
@@ -995,6 +996,41 @@ def test_every_default_font_pattern_finds_fonts_after_setup(config):
     patterns = [p for p in fonts["paths"] + fonts["test_fonts"] if not p.startswith("fonts/")]
     empty = [p for p in patterns if not resolve_font_files([p])]
     assert not empty, f"{config}: no font file matches {empty}; see install_system.sh"
+
+
+@pytest.mark.parametrize("config", SHIPPED_FONT_CONFIGS)
+def test_the_shipped_configs_keep_the_simplified_chinese_faces_of_regional_collections(config):
+    # Noto CJK's collections hold a JP, KR, SC, TC and HK face of each design, one cmap drawing
+    # some characters differently, and AR PL's a CN, HK and TW face: fonts.exclude_families
+    # keeps the simplified (SC, CN) faces alone, one at least of each collection, and keeps
+    # TW-Kai, whose family name starts with a region code.
+    fonts = load_config_file(config)["fonts"]
+    patterns = [re.compile(p) for p in fonts["exclude_families"]]
+    region = re.compile(r"\s(JP|KR|SC|TC|HK|TW|CN)\b")
+    patterns_of = [p for p in fonts["paths"] + fonts["test_fonts"] if not p.startswith("fonts/")]
+    regional = 0
+    for f in resolve_font_files(patterns_of, warn=False):
+        with open(f.path, "rb") as file:
+            if file.read(4) != b"ttcf":
+                name = TTFont(f.path, lazy=True)["name"]
+                family = name.getBestFamilyName()
+                assert excluded_by(patterns, family, name.getBestSubFamilyName()) is None, family
+                continue
+        faces = [
+            (face["name"].getBestFamilyName(), face["name"].getBestSubFamilyName())
+            for face in TTCollection(f.path, lazy=True).fonts
+        ]
+        kept = {family for family, style in faces if not excluded_by(patterns, family, style)}
+        codes = {m.group(1) for family, _ in faces if (m := region.search(family))}
+        if not codes:
+            continue
+        regional += 1
+        assert kept, f"{f.path}: every face left out"
+        assert all(region.search(family).group(1) in ("SC", "CN") for family in kept), (
+            f.path,
+            kept,
+        )
+    assert regional >= 3
 
 
 def test_a_face_that_draws_none_of_a_charset_is_named(cjk_font, latin_font, caplog):
