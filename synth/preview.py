@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import logging
 import math
 import os
@@ -25,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 from synth.atomic import missing_why, write_bytes_atomic
 from synth.fonts import FONT_ERRORS, FontError, drawn_chars, face_count, font_file_problem
 from synth.render import FontFace, FontRef, load_font
-from synth.shards import iter_records
+from synth.shards import REBUILD_HINT, iter_records, json_kind, record_json
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +42,26 @@ GREY = (110, 110, 110)  # the font names under the labels
 
 
 def iter_shard(path: str | os.PathLike) -> Iterator[tuple[str, Image.Image, dict]]:
-    """(key, image, metadata) of each sample of a shard, in order."""
+    """(key, image, metadata) of each sample of a shard, in order, the image decoded.
+
+    Raises:
+        ValueError: A sample lacks its .png or .json, or either cannot be decoded (naming the
+            shard and the sample, as training and evaluation do); ShardReadError: the tar.
+    """
     for record in iter_records(path):
         key = record["__key__"]
+        where = f"shard {path}: sample {key!r}"
         if "png" not in record or "json" not in record:
-            raise ValueError(f"shard {path}: sample {key!r} lacks its .png or .json")
-        yield key, Image.open(io.BytesIO(record["png"])), json.loads(record["json"])
+            raise ValueError(f"{where} lacks its .png or .json")
+        meta = record_json(record["json"], where)
+        try:
+            image = Image.open(io.BytesIO(record["png"]))
+            image.load()  # decoded here, where the sample is known, not when the sheet is drawn
+        except (OSError, SyntaxError, ValueError) as e:
+            raise ValueError(f"{where}: cannot decode .png: {e}{REBUILD_HINT}") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"{where}: bad .json: {json_kind(meta)}, not an object")
+        yield key, image, meta
 
 
 def take(

@@ -475,6 +475,31 @@ def test_preview_command(setup, tmp_path, capsys, latin_font):
     assert shard.read_bytes() == kept
 
 
+@pytest.mark.parametrize("part", ["png", "json"])
+def test_preview_names_the_shard_and_sample_of_a_damaged_member(tmp_path, capsys, part):
+    # The contact sheet reads shards as training and evaluation do: a sample whose image or
+    # label does not decode is named, not reported as Pillow's or the codec's bare message.
+    from synth.preview import main
+
+    png = bytearray(encode_png(np.full((8, 8), 200, np.uint8)))
+    good = {"png": bytes(png), "json": json.dumps({"text": "1", "font": "F"}).encode()}
+    idat = png.index(b"IDAT") + 4
+    png[idat : idat + 6] = b"\xff" * 6
+    bad = {"png": bytes(png), "json": b'{"text": "\xff"}'}
+    shard = tmp_path / "damaged.tar"
+    with open(shard, "wb") as f:
+        writer = ShardWriter(f)
+        writer.write("k_000000", good)
+        writer.write("k_000001", {**good, part: bad[part]})
+        writer.close()
+    assert main([str(shard), "-o", str(tmp_path / "x.png")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"python -m synth.preview: error: shard {shard}: sample 'k_000001': cannot decode .{part}: "
+    ), err
+    assert err.count("\n") == 1 and not (tmp_path / "x.png").exists()
+
+
 @pytest.mark.parametrize("level", [0, 1, 9])
 def test_png_levels_decode_to_the_same_pixels(level):
     """Every ``png_level`` is lossless; 0 stores, so it is the largest; noise is stored raw."""
