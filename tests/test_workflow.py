@@ -551,6 +551,56 @@ def test_a_mapping_given_in_part_takes_the_rest_from_its_own_default():
     assert whole["tasks"]["line"]["charset"]["source"] == "line"
 
 
+# Keys the schema gives no default, each on purpose: unset is a setting of its own.
+UNSET_KEYS = {
+    "extends",  # no base config
+    "tasks.*.charset.space",  # unset keeps the hashes of configs written before it
+    "tasks.expr.oldstyle",  # likewise
+    "tasks.line.corpus",  # jieba's dictionary
+    "experiments.*.seed",  # the root seed
+}
+
+
+def test_every_config_key_has_a_description_and_a_default():
+    """The schema describes every key (on the key or the definition it refers to) and gives
+    every key not required a default, but for `UNSET_KEYS`."""
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    definitions = schema["definitions"]
+
+    def resolved(node):
+        """A property with the definition it refers to laid under it (its own keys win)."""
+        while "$ref" in node:
+            node = dict(node)
+            ref = node.pop("$ref")
+            node = {**definitions[ref.rsplit("/", 1)[1]], **node}
+        return node
+
+    undescribed, unset = set(), set()
+
+    def walk(node, path):
+        node = resolved(node)
+        required = set(node.get("required", ()))
+        for key, prop in (node.get("properties") or {}).items():
+            key_path = f"{path}.{key}" if path else key
+            prop = resolved(prop)
+            if not prop.get("description"):
+                undescribed.add(key_path)
+            if "default" not in prop and key not in required:
+                unset.add(key_path)
+            walk(prop, key_path)
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], f"{path}.*")
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{path}.*")
+
+    walk(schema, "")
+    generic = {
+        re.sub(r"^tasks\.(hanzi|expr|line|short)\.charset", "tasks.*.charset", k) for k in unset
+    }
+    assert not undescribed, sorted(undescribed)
+    assert generic == UNSET_KEYS
+
+
 def test_a_config_of_one_key_takes_the_schemas_defaults_for_the_rest(
     tmp_path, cjk_font, heldout_font
 ):
