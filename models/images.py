@@ -119,8 +119,16 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
     if "\x00" in name:  # os and Pillow say "embedded null byte", which read as corrupt data
         raise ImageLoadError(name, "a file name cannot hold a NUL byte (a listing's stray byte?)")
     try:
-        source = _read_pipe(path, name) if _is_pipe(path) else path
-        with _warnings_naming(name), Image.open(source) as im:
+        with contextlib.ExitStack() as stack:
+            if _is_pipe(path):
+                source: io.BytesIO | io.BufferedReader = _read_pipe(path, name)
+            else:
+                # Opened here, not by Pillow: given a path, Pillow memory-maps an uncompressed
+                # file of one strip, and for a TIFF of EXIF orientation 5 to 8 (turned a
+                # quarter) it maps the pixels at the turned size, scrambling them (Pillow 13).
+                source = stack.enter_context(open(path, "rb"))
+            stack.enter_context(_warnings_naming(name))
+            im = stack.enter_context(Image.open(source))
             width, height = im.size
             if max_pixels is not None and width * height > max_pixels:
                 raise ImageLoadError(

@@ -152,6 +152,34 @@ def test_exif_rotated_jpeg_is_transposed(tmp_path):
     assert arr[40, 3] > 200
 
 
+# The transposition that stores an upright image under each EXIF orientation (its inverse is
+# what a viewer applies).
+STORED_AS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+@pytest.mark.parametrize("compression", ["raw", "tiff_lzw"])
+@pytest.mark.parametrize("orientation", sorted(STORED_AS))
+def test_a_tiff_of_every_orientation_reads_upright_pixel_for_pixel(
+    tmp_path, orientation, compression
+):
+    # An uncompressed TIFF turned a quarter (5 to 8) came out scrambled: Pillow, given the path,
+    # memory-mapped its pixels at the turned size before turning them.
+    path = tmp_path / "scan.tif"
+    _page().transpose(STORED_AS[orientation]).save(
+        path, tiffinfo={0x0112: orientation}, compression=compression
+    )
+    gray = load_gray(path)
+    assert np.array_equal(np.asarray(gray), np.asarray(_page()))
+
+
 def _damaged_exif(kind: str) -> bytes:
     """EXIF whose orientation entry reads but whose XResolution (a rational) is typed ASCII
     (``"type"``: Pillow raised TypeError), or whose header is cut (``"header"``)."""
