@@ -718,6 +718,9 @@ def test_a_reader_that_never_ends_is_shown_ending_at_its_last_step(tmp_path, cjk
     assert reading == charset[0] * 4  # max_len 4
     assert len(titles) == 5 and all(repr(charset[0]) in t for t in titles[:4])
     assert titles[-1].startswith("step 5: end  p=0.00"), titles
+    with Image.open(tmp_path / "a.gif") as im:  # every step is a frame of the animation
+        assert im.is_animated and im.n_frames == 5
+        assert im.info["duration"] == 100 and im.info["loop"] == 0
 
 
 def test_metrics_files_are_plain_json(metrics_files):
