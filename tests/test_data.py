@@ -118,6 +118,9 @@ def test_line_resize_widths():
     assert widths.tolist() == [60, 32]
     prepared = prepare_image(Image.new("L", (300, 60), 255), {"kind": "line", "height": 60})
     assert prepared.shape == (60, 300)  # expr at training size is untouched
+    # a long line, 200 characters or so: scaled to the height, never squashed to a width
+    long_line = prepare_image(Image.new("L", (8000, 40), 255), LINE)
+    assert long_line.shape == (32, 6400)
 
 
 def test_padding_uses_each_images_own_background():
