@@ -116,6 +116,16 @@ def test_task_defaults_are_the_schemas():
     assert set(tesseract.TASKS) == {k for k, v in props.items() if v.get("type") == "object"}
     for task, defaults in tesseract.TASK_DEFAULTS.items():
         assert filled[task] == defaults, task
+    # Tesseract at its best on each task: Chinese, one character per image for hanzi and one line
+    # for lines; English, one line, the charset as whitelist for expressions and capitals
+    assert {
+        t: (filled[t]["lang"], filled[t]["psm"], filled[t]["whitelist"]) for t in tesseract.TASKS
+    } == {
+        "hanzi": ("chi_sim", 10, False),
+        "line": ("chi_sim", 7, False),
+        "expr": ("eng", 7, True),
+        "short": ("eng", 7, True),
+    }
     # and every sample by default, as TesseractSpec (the schema's null)
     assert props["max_samples"]["default"] is None
     assert tesseract.TesseractSpec("expr", "test_seen", "eng", 7).max_samples is None
