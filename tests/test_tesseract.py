@@ -173,6 +173,20 @@ def test_real_tesseract_reads_a_rendered_expression(latin_font):
     assert 0.0 < reading.confidence <= 1.0
 
 
+def test_the_whitelist_holds_tesseract_to_the_tasks_charset(latin_font):
+    """expr's setting (``whitelist: true``): Tesseract answers only with the charset's
+    characters, where without it it reads the letters drawn (a reading of "12+3" keeps to the
+    charset either way, so it cannot tell)."""
+    _require_tesseract("eng")
+    charset = list("0123456789+-*()")
+    images = [_render(word, latin_font, 36, (200, 60)) for word in ("Slot", "ZOB")]
+    free = tesseract.TesseractSpec(task="expr", split="test_seen", lang="eng", psm=7)
+    assert all(set(r.text) - set(charset) for r in tesseract.read_images(images, free))
+    held = tesseract.TesseractSpec.from_config("expr", "test_seen", {}, charset=charset)
+    readings = [r.text for r in tesseract.read_images(images, held)]
+    assert all(set(text) <= set(charset) for text in readings), readings
+
+
 def test_an_image_tesseract_dies_or_hangs_on_reads_as_nothing_and_the_others_are_read(
     tmp_path, latin_font, caplog, monkeypatch
 ):
