@@ -1947,7 +1947,8 @@ def _resources(dry_run_stdout: str, rules: set[str]) -> list[tuple[str, str]]:
 
 def test_gpu_jobs_declare_one_gpu_and_every_core(tmp_path):
     # On a GPU, under --cores 8 on one machine two GPU jobs never run at once: each asks for
-    # gpu=1 and (train.threads 0) for all 8 cores, and the local profile caps gpu at 1.
+    # gpu=1 and (train.threads 0) for all 8 cores, and a local run has one GPU unless told of
+    # more (resources.smk; the local profile says 1 too).
     def edit(c):
         c["device"] = "cuda"
         for exp in c["experiments"].values():
@@ -1964,6 +1965,34 @@ def test_gpu_jobs_declare_one_gpu_and_every_core(tmp_path):
         assert re.search(r"\bgpu=1\b", block), block
     profile = yaml.safe_load((REPO / "workflow/profiles/local/config.yaml").read_text())
     assert profile["resources"]["gpu"] == 1
+
+
+@pytest.mark.parametrize("resources", [[], ["--resources", "gpu=2"]], ids=["default", "gpu=2"])
+def test_two_gpu_jobs_run_one_at_a_time_unless_told_of_more_gpus(tmp_path, resources):
+    # Without the local profile (`snakemake --cores 8 ...`, as the brief's command) and with
+    # train.threads 1, two jobs of gpu=1 ran side by side on one GPU; workflow/rules/resources.smk
+    # makes a local run's GPUs one unless --resources (or a profile) says how many there are.
+    (tmp_path / "Snakefile").write_text(
+        f'include: "{REPO}/workflow/rules/resources.smk"\n'
+        "rule all:\n"
+        '    input: "a", "b"\n'
+        "rule gpu_job:\n"
+        '    output: "{x}"\n'
+        '    wildcard_constraints: x="[ab]"\n'
+        "    threads: 1\n"
+        "    resources: gpu=1\n"
+        '    shell: "date +%s.%N > {output}.start; sleep 2; date +%s.%N > {output}.end; "\n'
+        '        "touch {output}"\n'
+    )
+    cmd = [str(Path(sys.executable).with_name("snakemake")), "--cores", "8", *resources]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    spans = sorted(
+        tuple(float((tmp_path / f"{x}.{end}").read_text()) for end in ("start", "end"))
+        for x in "ab"
+    )
+    side_by_side = spans[1][0] < spans[0][1]
+    assert side_by_side == bool(resources), spans
 
 
 def test_the_longest_training_job_and_its_shards_start_first(tmp_path):
