@@ -46,8 +46,9 @@ for p in "${missing[@]}"; do
 done
 if [ ${#unknown[@]} -gt 0 ]; then
     echo "synthocr: this system's apt has no package ${unknown[*]}: skipped (install it by hand;" \
-         "a missing font leaves its faces out of the configs that list it, a missing chromium skips" \
-         "the HTML report's rendering test)" >&2
+         "a config's glob that then matches nothing leaves its faces out, a font it names by path" \
+         "stops the workflow at its start, naming the file and key; a missing chromium skips the" \
+         "HTML report's rendering test)" >&2
 fi
 [ ${#available[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${available[*]}"
