@@ -13,11 +13,12 @@ images come in every shape, so `load_gray` brings any of them to that form befor
   stays visible and the polarity step makes it dark-on-light), 16-bit ``I;16*`` and 32-bit
   ``I`` (scaled from the bit depth their largest value fits, 8, 12 or 16: a 12-bit scan stored
   in 16 bits keeps its contrast),
-  float ``F`` (as 0..1 when every value does, else clipped to 0..255).
+  float ``F`` (as 0..1 when no value passes 1.5, else as 0..255; clipped to its range: a 0..1
+  image resampled overshoots a little, and a 0..255 one whose brightest pixel is 1.5 is black).
 - numpy arrays ``H, W`` or ``H, W, C`` (C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA) of ``bool``,
-  ``uint8``, ``uint16`` or other integers (scaled as the ``I`` mode above), or floats (as the
-  ``F`` mode above). Floats that are NaN or infinite are refused (so is an ``F`` image holding
-  them).
+  ``uint8``, ``uint16`` or other integers (scaled as the ``I`` mode above; but an array of 0s
+  and 1s alone, a mask, as 0 and 255), or floats (as the ``F`` mode above). Floats that are NaN
+  or infinite are refused (so is an ``F`` image holding them).
 - Polarity (`POLARITIES`): ``auto`` estimates the background as the median of a thin border ring
   and calls the image light-on-dark when that background is darker than the image's mean
   brightness (ink is the minority of pixels, so the mean leans towards the background; an
@@ -61,6 +62,7 @@ DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: a 7000 x 7000 page scan fits, a decomp
 # model's 32 px would be 1.9 million px wide (tens of GB of activations). 200:1 is a line of
 # about 200 hanzi, or 400 Latin letters; a longer line needs a higher ``max_aspect``.
 MAX_ASPECT = 200
+FLOAT_UNIT_MAX = 1.5  # floats up to this are 0..1 (a resampled 0..1 image overshoots 1 a little)
 PIPE_WAIT_S = 10.0  # how long a named pipe may stay without a writer
 PIPE_MAX_BYTES = 1 << 30  # what is read of one, at most: 1 GiB
 POLARITIES = ("auto", "dark-on-light", "light-on-dark")
@@ -308,6 +310,9 @@ def _array_to_uint8(arr: np.ndarray) -> np.ndarray:
     """Samples of any numeric dtype -> uint8 (see the module docstring for the rules)."""
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.integer) and arr.size and int(arr.max()) == 1:
+        # 0s and 1s alone: a mask (read as 0..255 it would be black, and read as nothing)
+        return (np.clip(arr, 0, 1) * 255).astype(np.uint8)
     if arr.dtype == np.uint8:
         return arr
     if np.issubdtype(arr.dtype, np.integer):
@@ -318,8 +323,8 @@ def _array_to_uint8(arr: np.ndarray) -> np.ndarray:
         if bad:
             # a NaN is no grey level: read as black or white, it would give a confident reading
             raise ValueError(f"{bad:,} of its {a.size:,} samples are NaN or infinite")
-        if a.size and a.min() >= 0.0 and a.max() <= 1.0:
-            a = a * 255.0
+        if a.size and a.max() <= FLOAT_UNIT_MAX:
+            a = a * 255.0  # 0..1, with a resampling's overshoot (clipped below)
         return np.clip(np.rint(a), 0, 255).astype(np.uint8)
     raise ValueError(f"unsupported array dtype {arr.dtype}")
 
@@ -366,9 +371,9 @@ def to_gray(img: Image.Image) -> Image.Image:
     mode = img.mode
     if mode == "L":
         return img
-    if mode.startswith("I;16"):
+    if mode.startswith("I;16") or mode == "I":
         return Image.fromarray(_integer_to_uint8(np.asarray(img)), mode="L")
-    if mode in ("I", "F"):
+    if mode == "F":
         return Image.fromarray(_array_to_uint8(np.asarray(img)), mode="L")
     if mode == "La":  # premultiplied: Pillow converts it to LA alone
         img = img.convert("LA")

@@ -115,6 +115,21 @@ def test_numpy_arrays(make):
     _check_page(load_gray(make(np.asarray(_page()))))
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        # a 0..1 image resampled (bicubic) overshoots both ends a little: read as 0..255 it was
+        # black, one pixel at 1.03 making the whole page levels 0 and 1
+        lambda a: np.clip(a.astype(np.float32) / 255.0 * 1.06 - 0.03, -0.03, 1.03),
+        lambda a: (a > 127).astype(np.uint8),  # a mask of 0s and 1s, as uint8
+        lambda a: (a > 127).astype(np.int64),
+    ],
+    ids=["f01-overshoot", "mask-u8", "mask-i64"],
+)
+def test_arrays_of_0_to_1_read_as_pages_not_black(make):
+    _check_page(load_gray(make(np.asarray(_page()))))
+
+
 def test_premultiplied_alpha_loads_as_the_module_says():
     # No file format stores La; Pillow gives it in memory, and converts it to LA alone.
     _check_page(load_gray(_transparent_ink("LA").convert("La")))
