@@ -501,7 +501,9 @@ def find_images(paths: list[str | os.PathLike]) -> list[Path]:
     that loading reports them and the others go on); folders are walked recursively, in sorted
     order, for files with an image extension (`IMAGE_EXTENSIONS`, case-insensitive), following
     symbolic links to folders (each folder once, so a link loop ends) and keeping a broken link
-    with an image extension (it gets its error line like any unreadable file).
+    with an image extension (it gets its error line like any unreadable file). Hidden entries
+    of a walked folder (names starting with ``.``: macOS's ``._scan.jpg`` resource forks, a
+    ``.git`` or ``.ipynb_checkpoints`` folder) are skipped, as ``ls`` and shell globs skip them.
     """
     out: list[Path] = []
     for p in map(Path, paths):
@@ -528,6 +530,8 @@ def _walk_images(folder: Path, seen: set[str]) -> list[Path]:
     except OSError:
         return [folder]  # unreadable: reported when loading it fails ("is a directory" or why)
     for entry in entries:
+        if entry.name.startswith("."):
+            continue
         try:
             is_dir = entry.is_dir()
             wanted = entry.suffix.lower() in IMAGE_EXTENSIONS and (

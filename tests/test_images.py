@@ -419,6 +419,17 @@ def test_find_images_walks_folders_sorted(tmp_path):
     assert found == ["g.jfif", "h.jp2", "i.ico", "j.pgm"]
 
 
+def test_find_images_skips_hidden_entries_of_a_walked_folder(tmp_path):
+    # A folder copied from a Mac holds a ._NAME resource fork beside each image: each got an error
+    # line and made the command exit 2. A hidden file named outright is still read.
+    for rel in ("scan.jpg", "._scan.jpg", ".ipynb_checkpoints/scan.jpg", ".git/x.png"):
+        path = tmp_path / "in" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    hidden = tmp_path / "in" / "._scan.jpg"
+    assert find_images([tmp_path / "in", hidden]) == [tmp_path / "in" / "scan.jpg", hidden]
+
+
 def test_integer_images_scale_from_the_bit_depth_they_fit():
     ink = np.asarray(_page()) > 0  # True on the page, False on the ink
     for top in (4095, 65535):  # a 12-bit scan in a 16-bit file, full 16 bits
