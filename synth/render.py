@@ -141,6 +141,7 @@ def render_hanzi(
     stroke: float = 0.15,
     morph: float = 0.2,
     aliased: bool = False,
+    used: dict[str, float] | None = None,
 ) -> np.ndarray:
     """One character in a ``size`` x ``size`` image.
 
@@ -150,6 +151,11 @@ def render_hanzi(
     leave under `MIN_ERODED_INK` of the glyph's ink is not made (a thin face's strokes, one or
     two pixels wide, vanish under it: the sample was blank under its label), and a glyph drawn
     between pixels to no ink at all (a hairline) is drawn again on whole pixels.
+
+    Args:
+        used: a dict given ``font_size``, the font size in px the text was drawn at,
+            times the scale a glyph too large for the image is then scaled by
+            (a sample's ``font_size``, `synth.shards`). Nothing is drawn for it.
 
     Returns:
         ``uint8`` array ``(size, size)``.
@@ -184,8 +190,9 @@ def render_hanzi(
     glyph = mask.crop(box)
     gw, gh = glyph.size
     limit = size - 2
+    scale = 1.0
     if gw > limit or gh > limit:
-        k = limit / max(gw, gh)
+        k = scale = limit / max(gw, gh)
         glyph = glyph.resize(
             (max(1, round(gw * k)), max(1, round(gh * k))), Image.Resampling.BILINEAR
         )
@@ -196,6 +203,8 @@ def render_hanzi(
     y = min(max(y, 1), size - gh - 1) if size - gh >= 2 else (size - gh) // 2
     canvas = Image.new("L", (size, size), 0)
     canvas.paste(glyph, (x, y))
+    if used is not None:
+        used["font_size"] = round(fs * scale, 1)
     return _ink(rng, canvas)
 
 
@@ -224,6 +233,7 @@ def render_line(
     min_char_width: int = 16,
     aliased: bool = False,
     chars: int | None = None,
+    used: dict[str, float] | None = None,
 ) -> np.ndarray:
     """A text line of height ``height``; the width follows the text (`draw_line`'s image)."""
     return draw_line(
@@ -235,6 +245,7 @@ def render_line(
         min_char_width=min_char_width,
         aliased=aliased,
         chars=chars,
+        used=used,
     ).image
 
 
@@ -248,6 +259,7 @@ def draw_line(
     min_char_width: int = 16,
     aliased: bool = False,
     chars: int | None = None,
+    used: dict[str, float] | None = None,
 ) -> Line:
     """A text line of height ``height`` and where its characters are drawn.
 
@@ -256,6 +268,10 @@ def draw_line(
     random position), which keeps a CTC model's output length above ``2 * chars + 1``.
     ``chars`` is the length of the text's label, ``len(text)`` when not given: a line drawn with
     a ``…`` is labelled ``...`` (NFKC), three characters that each need their frames.
+
+    Args:
+        used: a dict given ``font_size``, the font size in px the text was drawn at (after
+            any reduction; a sample's ``font_size``, `synth.shards`). Nothing is drawn for it.
 
     Returns:
         `Line`: the image ``(height, W)`` and one centre per label character (``chars`` of them;
@@ -278,6 +294,8 @@ def draw_line(
     y = y if slack <= 2 else min(max(y, 1), slack - 1)
     mask = Image.new("L", (width, height), 0)
     _draw(mask, aliased).text((x - left, y - top), text, font=f, fill=255)
+    if used is not None:
+        used["font_size"] = fs
     return Line(_ink(rng, mask), _centers(text, f, x - left, n_label))
 
 
@@ -312,6 +330,7 @@ def render_expr(
     spacing: Sequence[float] = (-1, 4),
     aliased: bool = False,
     oldstyle: bool = False,
+    used: dict[str, float] | None = None,
 ) -> np.ndarray:
     """An expression on one line, fitted in ``size = (height, width)``, with varied spacing;
     ``oldstyle`` draws its digits in the face's old-style figures (``onum``).
@@ -319,6 +338,10 @@ def render_expr(
     Each character is placed on a common baseline with its own random extra spacing; the font is
     scaled down until the line fits with a 2-px margin, by its ink as well as its advances (an
     italic glyph reaching past its advance keeps the margin too).
+
+    Args:
+        used: a dict given ``font_size``, the font size in px the text was drawn at (after
+            any reduction; a sample's ``font_size``, `synth.shards`). Nothing is drawn for it.
 
     Returns:
         ``uint8`` array ``(height, width)``.
@@ -359,6 +382,8 @@ def render_expr(
     for i, c in enumerate(text):
         draw.text((x, baseline), c, font=f, fill=255, anchor="ls", features=_features(oldstyle))
         x += adv[i] + (gaps[i] * k if i < len(gaps) else 0.0)
+    if used is not None:
+        used["font_size"] = fs
     return _ink(rng, mask)
 
 
@@ -390,8 +415,13 @@ def render_short(
     *,
     font_size: Sequence[float] = (10, 14),
     aliased: bool = False,
+    used: dict[str, float] | None = None,
 ) -> np.ndarray:
     """Up to a few characters at a random position in a ``size`` x ``size`` image (deep_reader).
+
+    Args:
+        used: a dict given ``font_size``, the font size in px the text was drawn at (after
+            any reduction; a sample's ``font_size``, `synth.shards`). Nothing is drawn for it.
 
     Returns:
         ``uint8`` array ``(size, size)``.
@@ -412,4 +442,6 @@ def render_short(
     y = int(rng.integers(1, max(2, size - h)))
     mask = Image.new("L", (size, size), 0)
     _draw(mask, aliased).text((x - left, y - top), text, font=f, fill=255)
+    if used is not None:
+        used["font_size"] = fs
     return _ink(rng, mask)

@@ -19,7 +19,8 @@ Each sample is ``{key}.png`` (8-bit grayscale) and ``{key}.json``; the key is
   source's forms (``今天，天气``, labelled ``今天,天气``); see `generate`.
 - ``task``, ``split``: as in the path.
 - ``font``: the face's family and style, ``font_file``: the file's base name, ``face``: face index.
-- ``width``, ``height``: the image size in px.
+- ``width``, ``height``: the image size in px; ``font_size``: the font size in px the text was
+  drawn at (a hanzi glyph too large for its image: times the scale it was then shrunk by).
 - ``seed``: the words of the shard's ``SeedSequence``, ``[seed, task_id, split_id, shard]``: with
   the sample's index (the key's last part) they say where it was drawn.
 - ``degrade``: the degradations the image got, in the order applied (``["affine", "blur",
@@ -255,7 +256,8 @@ def generate(
         by_face[(face.path, face.index)] += 1
         shown = text if drawn_text is None else _forms_drawn_by(drawn_text, face)
         try:
-            image, centers = draw(spec, shown, face, rng, label=text)
+            used: dict[str, float] = {}
+            image, centers = draw(spec, shown, face, rng, label=text, used=used)
         except (OSError, DoesNotFit) as e:
             # FreeType on outlines fontTools's coverage scan does not read (a damaged glyph), or
             # metrics far out of scale: the coverage scan reads neither
@@ -284,6 +286,7 @@ def generate(
             "face": face.index,
             "height": int(image.shape[0]),
             "width": int(image.shape[1]),
+            "font_size": used["font_size"],
             "seed": shard.entropy,
             "degrade": applied,
         }
@@ -362,7 +365,12 @@ def _log_faces_drawn(
 
 
 def draw(
-    spec: TaskSpec, text: str, face: Face, rng: np.random.Generator, label: str | None = None
+    spec: TaskSpec,
+    text: str,
+    face: Face,
+    rng: np.random.Generator,
+    label: str | None = None,
+    used: dict[str, float] | None = None,
 ) -> tuple[np.ndarray, tuple[float, ...]]:
     """Render one text with the task's renderer (before degradations), and for a line where
     each character of its label is drawn (`synth.render.Line`'s centres; ``()`` for the other
@@ -374,6 +382,7 @@ def draw(
     that has them (`synth.render.has_oldstyle_digits`).
     ``label`` is the text's label, which may differ from the text drawn (a line's ``…``,
     labelled ``...``): a line is as wide as its label needs (`synth.render.draw_line`'s ``chars``).
+    ``used`` is given the font size drawn at (the renderers' ``used``).
     """
     aliased = spec.aliased > 0 and bool(rng.random() < spec.aliased)
     # likewise: nothing drawn unless the task asks for old-style digits and the face has them
@@ -393,6 +402,7 @@ def draw(
             min_char_width=spec.min_char_width,
             aliased=aliased,
             chars=None if label is None else len(label),
+            used=used,
         )
         return line.image, line.centers
     if isinstance(spec, HanziSpec):
@@ -407,6 +417,7 @@ def draw(
             stroke=spec.stroke,
             morph=spec.morph,
             aliased=aliased,
+            used=used,
         )
     elif isinstance(spec, ExprSpec):
         image = render_expr(
@@ -418,9 +429,12 @@ def draw(
             spacing=spec.spacing,
             aliased=aliased,
             oldstyle=oldstyle,
+            used=used,
         )
     elif isinstance(spec, ShortSpec):
-        image = render_short(text, face, spec.size, rng, font_size=spec.font_size, aliased=aliased)
+        image = render_short(
+            text, face, spec.size, rng, font_size=spec.font_size, aliased=aliased, used=used
+        )
     else:
         raise TypeError(f"not a task spec: {spec!r}")
     return image, ()

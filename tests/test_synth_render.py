@@ -116,6 +116,33 @@ def test_expr_and_short_geometry(face):
     assert img.shape == (40, 40) and img.dtype == np.uint8 and img.min() < 80
 
 
+def test_renderers_say_the_font_size_they_drew_at(face):
+    # a sample's font_size: the size drawn from the range, or the smaller one a shrink to fit took
+    sizes = {}
+    for name, draw in {
+        "expr": lambda r, used: render_expr(
+            "1+2", face, (60, 180), r, font_size=(30, 30), used=used
+        ),
+        "expr-shrunk": lambda r, used: render_expr(
+            "12*(34+56)-78+90*12", face, (60, 180), r, font_size=(40, 40), used=used
+        ),
+        "short": lambda r, used: render_short("AB", face, 40, r, font_size=(12, 12), used=used),
+        "short-shrunk": lambda r, used: render_short(
+            "ABCD", face, 20, r, font_size=(14, 14), used=used
+        ),
+        "line": lambda r, used: render_line("你好", face, 32, r, font_size=(0.75, 0.75), used=used),
+        "hanzi": lambda r, used: render_hanzi("好", face, 64, r, font_size=(44, 44), used=used),
+    }.items():
+        used = {}
+        a, b = _rng(3), _rng(3)
+        image = draw(a, used)
+        assert np.array_equal(image, draw(b, None)), name  # nothing drawn for it
+        assert a.random() == b.random(), name
+        sizes[name] = used["font_size"]
+    assert (sizes["expr"], sizes["short"], sizes["line"], sizes["hanzi"]) == (30, 12, 24, 44)
+    assert 6 <= sizes["expr-shrunk"] < 40 and 4 <= sizes["short-shrunk"] < 14, sizes
+
+
 def test_expr_keeps_an_italic_glyphs_overhang_inside():
     """An italic 7 reaches past its advance: the line is fitted by its ink, not its advances,
     so the last glyph keeps its 2-px margin rather than losing its right edge."""

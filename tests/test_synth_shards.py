@@ -214,6 +214,7 @@ def test_shard_reads_back_with_webdataset(setup, tmp_path, task):
     samples = list(wds.WebDataset(str(path), shardshuffle=False))
     assert len(samples) == 12
     charset = set(setup[0][task])
+    spec = task_spec(task, SMALL[task])
     for s in samples:
         assert "." not in s["__key__"] and s["__key__"].startswith(f"{task}_train_000000_")
         meta = json.loads(s["json"])
@@ -223,6 +224,10 @@ def test_shard_reads_back_with_webdataset(setup, tmp_path, task):
         assert meta["task"] == task and meta["split"] == "train"
         assert meta["seed"] == ShardSpec(task, "train", 0, 12, 11).entropy
         assert isinstance(meta["degrade"], list) and set(meta["degrade"]) <= {*ORDER, "legible"}
+        # the font size drawn at: at most the task's largest (a line's is a share of its height),
+        # smaller only where the text was shrunk to fit
+        largest = spec.font_size[1] * (meta["height"] if task == "line" else 1)
+        assert 4 <= meta["font_size"] <= round(largest), (meta["font_size"], spec.font_size)
         assert set(meta["text"]) <= charset
         img = Image.open(io.BytesIO(s["png"]))
         assert img.mode == "L" and img.size == (meta["width"], meta["height"])
