@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -460,6 +462,40 @@ def test_device_check_summary_of_a_full_size_stage(repo_root, tmp_path, seq_acc,
         f"seq_acc >= 0.999: {met}"
     )
     assert line in (tmp_path / "summary.md").read_text()
+
+
+def test_device_check_summary_cut_short_keeps_the_last_whole_one(repo_root, tmp_path):
+    """summary.json is what a device check is read by: a write cut short (here by a file-size
+    limit, as by a full disk or the budget's kill) leaves the summary written before it whole,
+    never a torn one beside it, and no temporary."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    work.mkdir()
+    out.mkdir()
+    # a summary of some 1200 bytes, over the limit below
+    (work / "stages.tsv").write_text(
+        "train\thanzi_cnn\tok\t0\t31.0\ntrain\texpr_crnn\ttimeout\t124\t40.0\n"
+    )
+    earlier = json.dumps({"device": "cuda", "stages": []}) + "\n"
+    (out / "summary.json").write_text(earlier)
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails (EFBIG)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512))
+
+    kit = repo_root / "bench" / "device_check" / "kit.py"
+    cmd = [sys.executable, kit, "summarize", "--work", work, "--out", out, "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run(
+        [*map(str, cmd)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        preexec_fn=limit_file_size,
+    )
+    assert proc.returncode != 0 and "File too large" in proc.stderr, proc.stderr[-3000:]
+    assert (out / "summary.json").read_text() == earlier
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
 
 
 def _refused(repo_root, script, *args, cwd=None):

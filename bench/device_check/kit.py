@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from synth.atomic import atomic_write, write_bytes_atomic, write_text_atomic
 from synth.schema import load_config_file
 
 # run.sh's stage table: stage, item, status (ok, fail, timeout, skipped), exit code, seconds
@@ -90,8 +91,7 @@ def cmd_config(args: argparse.Namespace) -> None:
             *([f"--steps {' '.join(args.steps)}"] if args.steps else []),
         ]
         sys.exit(f"error: {' '.join([args.base, 'with', *given])}: {problems_error(problems)}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    write_text_atomic(args.out, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
 
 
 def cmd_unpack(args: argparse.Namespace) -> None:
@@ -153,7 +153,7 @@ def cmd_resume(args: argparse.Namespace) -> None:
                 and info["steps"] == info["train"]["steps"]
             )
     log.close()
-    Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+    write_text_atomic(args.json, json.dumps(record, indent=2) + "\n")
     print(json.dumps(record))
     sys.exit(0 if record["ok"] else 1)
 
@@ -173,7 +173,7 @@ def cmd_recognize(args: argparse.Namespace) -> None:
         if len(labels) >= args.n:
             break
         name = f"{len(labels):04d}.png"
-        (folder / name).write_bytes(sample["png"])
+        write_bytes_atomic(folder / name, sample["png"])
         labels[name] = record_text(record_json(sample["json"], name), name)
     record: dict[str, Any] = {"model": args.model, "n": len(labels), "runs": {}}
     readings: dict[str, dict[str, str | None]] = {}
@@ -198,7 +198,7 @@ def cmd_recognize(args: argparse.Namespace) -> None:
         a, b = (readings[d] for d in devices)
         record["same_reading"] = sum(a.get(n) == b.get(n) for n in labels)
     record["ok"] = all(r["rc"] == 0 and r["read"] == len(labels) for r in record["runs"].values())
-    Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+    write_text_atomic(args.json, json.dumps(record, indent=2) + "\n")
     print(json.dumps(record))
     sys.exit(0 if record["ok"] else 1)
 
@@ -247,7 +247,8 @@ def _subset(face: Any, out: Path) -> None:
     subsetter = subset.Subsetter(options)
     subsetter.populate(unicodes=sorted(set(map(ord, face.covered)) | AUTOHINT_CHARS))
     subsetter.subset(font)
-    font.save(out)
+    with atomic_write(out, "wb") as f:
+        font.save(f)
 
 
 def cmd_fonts(args: argparse.Namespace) -> None:
@@ -289,7 +290,7 @@ def cmd_fonts(args: argparse.Namespace) -> None:
                         "source": source,
                     }
                 )
-    (dest / FACES_FILE).write_text(json.dumps(table, indent=1, ensure_ascii=False) + "\n")
+    write_text_atomic(dest / FACES_FILE, json.dumps(table, indent=1, ensure_ascii=False) + "\n")
     files = sum(len(rows) for roles in table.values() for rows in roles.values())
     size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
     print(f"{dest}: {files} faces, {size / 2**20:.2f} MiB")
@@ -347,8 +348,7 @@ def cmd_render(args: argparse.Namespace) -> None:
     for task in args.tasks:
         source = Path(args.charsets) / f"{task}.txt"
         charset = read_charset(source)
-        (dest / "charsets").mkdir(parents=True, exist_ok=True)
-        (dest / "charsets" / source.name).write_bytes(source.read_bytes())
+        write_bytes_atomic(dest / "charsets" / source.name, source.read_bytes())
         (dest / "shards" / task).mkdir(parents=True, exist_ok=True)
         cfg = config["tasks"][task]
         for split in args.splits:
@@ -684,9 +684,9 @@ def markdown(s: dict[str, Any]) -> str:
 def cmd_summarize(args: argparse.Namespace) -> None:
     summary = summarize(Path(args.work), args.device)
     out = Path(args.out)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     text = markdown(summary)
-    (out / "summary.md").write_text(text)
+    write_text_atomic(out / "summary.md", text)
     print(text)
 
 

@@ -44,6 +44,8 @@ from pathlib import Path
 
 import yaml
 
+from synth.atomic import write_text_atomic
+
 ROOT = Path(__file__).resolve().parents[2]
 KIT = ROOT / ".devcheck"
 BUILD = ROOT / "bench" / "out" / "device_check"
@@ -209,7 +211,9 @@ def main() -> None:
         "# configs/gpu.yaml with small splits, written by bench/device_check/prepare.py for the\n"
         "# device check (bench/device_check/run.sh); do not edit: rerun prepare.py.\n"
     )
-    config_path.write_text(header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    write_text_atomic(
+        config_path, header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+    )
     build(config_path, args.cores)
     cut_fonts(config_path)
     pack(KIT / "data.tar.xz")
@@ -241,7 +245,7 @@ def main() -> None:
         "wheels": wheels,
         "python_here": sys.version.split()[0],
     }
-    (KIT / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_text_atomic(KIT / "MANIFEST.json", json.dumps(manifest, indent=2) + "\n")
     total = folder_bytes(KIT)
     print(
         f"{KIT}: {total / 2**20:.1f} MiB (shards {manifest['shards_bytes'] / 2**20:.1f} MiB "
