@@ -151,25 +151,31 @@ def frame_rule(meta: ModelMeta) -> dict[str, int] | None:
         does not have that form at every width of `FRAME_RULE_SPAN` from `min_width` on (or
         fails on a tensor of widths, which its contract allows it to take).
     """
+    return _frame_rule(meta)[0]
+
+
+def _frame_rule(meta: ModelMeta) -> tuple[dict[str, int] | None, str]:
+    """`frame_rule`, and why a CTC model has none (empty when it has one or is not CTC)."""
     if family_of(meta.model) != "ctc":
-        return None
+        return None, ""
     low = min_width(meta.input)
     widths = torch.arange(low, low + FRAME_RULE_SPAN, dtype=torch.long)
+    not_of_the_form = "its output_length is not (W + offset) // stride at every width"
     try:
         frames = torch.as_tensor(output_length(meta.model, widths, **meta.model_kwargs)).long()
-    except Exception:  # one of one's own that takes no tensor, or fails: no rule, a warning
-        return None
+    except Exception as e:  # one of one's own that takes no tensor, or fails: no rule, a warning
+        return None, f"{not_of_the_form} (given a tensor of widths: {type(e).__name__}: {e})"
     if frames.shape != widths.shape:
-        return None
+        return None, not_of_the_form
     changes = torch.nonzero(frames[1:] != frames[:-1]).flatten() + 1
     if len(changes) < 2:
-        return None
+        return None, not_of_the_form
     # the frame count grows by one every ``stride`` px, first at width ``widths[changes[0]]``
     stride = int(changes[1] - changes[0])
     offset = stride * int(frames[changes[0]]) - int(widths[changes[0]])
     if not torch.equal(torch.div(widths + offset, stride, rounding_mode="floor"), frames):
-        return None
-    return {"stride": stride, "offset": offset}
+        return None, not_of_the_form
+    return {"stride": stride, "offset": offset}, ""
 
 
 def onnx_metadata(meta: ModelMeta) -> dict[str, Any]:
@@ -203,12 +209,13 @@ def onnx_metadata(meta: ModelMeta) -> dict[str, Any]:
     if family == "ctc":
         # the frames of an image W px wide, before padding: (max(W, min_width) + offset) //
         # stride, with min_width half the height; the frames past it read the padding
-        info["frames"] = frame_rule(meta)
+        info["frames"], why = _frame_rule(meta)
         if info["frames"] is None:
             log.warning(
-                "model %s: its output_length is not (W + offset) // stride at every width, so "
-                "the export cannot say how many frames an image of a given width gives",
+                "model %s: %s, so the export cannot say how many frames an image of a given "
+                "width gives",
                 meta.model,
+                why,
             )
     return info
 

@@ -464,6 +464,27 @@ def test_a_frame_rule_that_does_not_fit_is_left_out(monkeypatch, caplog):
     assert frame_rule(meta) is None
 
 
+@pytest.mark.parametrize(
+    "frames, said",
+    [
+        (lambda image_width, **kw: int(image_width), "ValueError: only one element tensors"),
+        (lambda image_width, **kw: image_width / 4, "must count whole frames"),
+    ],
+    ids=["ints only", "float frames"],
+)
+def test_a_frame_rule_left_out_says_what_the_output_length_did(monkeypatch, caplog, frames, said):
+    """A model of one's own whose output_length fails on a tensor of widths (written for ints
+    alone, or counting with / where // was meant) exports without the rule, and the warning says
+    what it raised: the registry's own advice (write // and torch.clamp), not only that the
+    counts are not of the stride/offset form."""
+    entry = dataclasses.replace(MODELS["crnn_vgg"], output_length=frames)
+    monkeypatch.setitem(MODELS, "crnn_vgg", entry)
+    meta = ModelMeta("crnn_vgg", {}, list("ab"), "line")
+    with caplog.at_level(logging.WARNING, logger="models.export"):
+        assert onnx_metadata(meta)["frames"] is None
+    assert "given a tensor of widths" in caplog.text and said in caplog.text, caplog.text
+
+
 def test_the_export_is_byte_deterministic(exported, tmp_path):
     ckpt, first = exported["crnn_vgg"]
     again = export_onnx(ckpt, tmp_path / "again.onnx", check=False)
