@@ -56,6 +56,7 @@ from PIL import Image
 from models import metrics
 from models.cli import stops_on_interrupt, thread_count
 from models.images import ImageLoadError, decode_png
+from models.progress import progress_bar
 from models.registry import DECODERS
 from synth.atomic import output_folder_why, write_text_atomic
 from synth.charset import SPACE, SPACE_HINT
@@ -610,17 +611,24 @@ def evaluate(
         for p in preds:
             readings.append(Reading(p.text, float(p.confidence), list(p.top_k), p.grammatical))
         samples.extend(chunk)
+        if bar is not None:
+            bar.update(len(chunk))
         chunk.clear()
 
     from models.families import make_family
 
     longest = make_family(meta.model, meta.charset, meta.model_kwargs).longest_label
-    for sample in iter_samples(shards, task=meta.task, charset=meta.charset, longest=longest):
-        chunk.append(sample)
-        if len(chunk) >= spec.chunk:
+    bar = progress_bar(None, " images", desc=f"{spec.experiment} {spec.split}")
+    try:
+        for sample in iter_samples(shards, task=meta.task, charset=meta.charset, longest=longest):
+            chunk.append(sample)
+            if len(chunk) >= spec.chunk:
+                flush()
+        if chunk:
             flush()
-    if chunk:
-        flush()
+    finally:
+        if bar is not None:
+            bar.close()
     wall = time.perf_counter() - start
     if not samples:
         raise ValueError(f"no samples in the shards of {spec.split}: {', '.join(map(str, shards))}")

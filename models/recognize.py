@@ -85,6 +85,7 @@ from models.images import (
     load_gray,
 )
 from models.predict import predict
+from models.progress import progress_bar
 from models.registry import DECODERS, family_of, grammar_for
 from synth.text import value_json
 
@@ -713,23 +714,37 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _print_results(
     recognizer: Recognizer, paths: list[Path], fmt: str, out: TextIO, err: TextIO
 ) -> int:
-    """Read the files and print a line for each; returns how many could not be read."""
+    """Read the files and print a line for each; returns how many could not be read. With the
+    readings going to a file or a pipe and standard error a terminal, a bar counts the images
+    there (the error lines are printed above it)."""
     with_value = recognizer.meta.task == "expr"
     with_top_k = recognizer.has_alternatives
     failed = 0
-    for path, result in recognizer.recognize_files(paths):
-        if isinstance(result, ImageLoadError):
-            failed += 1
-            reason = result.reason.replace(result.name, tsv_field(result.name))
-            print(f"error: {tsv_field(result.name)}: {reason}", file=err, flush=True)
+    to_file = not (hasattr(out, "isatty") and out.isatty())
+    bar = progress_bar(len(paths), " images", enabled=to_file and err is sys.stderr)
+    try:
+        for path, result in recognizer.recognize_files(paths):
+            if bar is not None:
+                bar.update(1)
+            if isinstance(result, ImageLoadError):
+                failed += 1
+                reason = result.reason.replace(result.name, tsv_field(result.name))
+                message = f"error: {tsv_field(result.name)}: {reason}"
+                if bar is not None:
+                    bar.write(message, file=err)
+                else:
+                    print(message, file=err, flush=True)
+                if fmt == "json":
+                    _write(json_line({"path": path, "error": result.reason}), out)
+                continue
             if fmt == "json":
-                _write(json_line({"path": path, "error": result.reason}), out)
-            continue
-        if fmt == "json":
-            line = format_json(path, result, with_value)
-        else:
-            line = format_tsv(path, result, with_value, with_top_k)
-        _write(line, out)
+                line = format_json(path, result, with_value)
+            else:
+                line = format_tsv(path, result, with_value, with_top_k)
+            _write(line, out)
+    finally:
+        if bar is not None:
+            bar.close()
     return failed
 
 

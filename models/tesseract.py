@@ -51,6 +51,7 @@ from models.evaluate import (
     write_metrics,
     write_predictions,
 )
+from models.progress import progress_bar
 from synth.atomic import sha256_file
 from synth.charset import SPACE, label_spaces
 
@@ -366,8 +367,17 @@ def read_images(
                     out += parse_tsv(alone.stdout, 1)
             return out
 
-        with ThreadPoolExecutor(max_workers=spec.threads) as pool:
-            results = list(pool.map(run, range(len(chunks))))
+        bar = progress_bar(len(images), " images", desc=f"tesseract {spec.task} {spec.split}")
+        results = []
+        try:
+            with ThreadPoolExecutor(max_workers=spec.threads) as pool:
+                for chunk_id, chunk_result in enumerate(pool.map(run, range(len(chunks)))):
+                    results.append(chunk_result)
+                    if bar is not None:
+                        bar.update(len(chunks[chunk_id]))
+        finally:
+            if bar is not None:
+                bar.close()
     readings = []
     for chunk_result in results:
         for raw, conf in chunk_result:

@@ -108,6 +108,7 @@ from models.devices import (
     shutdown_distributed,
 )
 from models.families import Family, make_family
+from models.progress import progress_bar
 from models.registry import build_model, experiment_problems, input_spec
 from models.specs import TrainJob, TrainSpec, recorded_settings, run_hashes
 from models.transfer import TransferError, init_from
@@ -436,15 +437,6 @@ def _kept(resume_path: Path) -> str:
     if not resume_path.exists():
         return "none"
     return f"{resume_path} (step {_saved_step(resume_path)})"
-
-
-def _progress(total: int, initial: int, enabled: bool) -> Any:
-    """A tqdm bar on a terminal; nothing otherwise (logs and CSVs carry the numbers)."""
-    if not enabled or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
 
 
 TB_RUN = "run_hash"  # in the tb/ folder: the key of the run whose curves its logs hold
@@ -911,7 +903,7 @@ def _train(
             # step behind (saying unfinished, another process count would refuse to go on).
             write_run_info()
 
-    bar = _progress(spec.steps, step, env.is_main)
+    bar = progress_bar(spec.steps, "step", step, env.is_main)
     writer = _tensorboard(spec.tensorboard and env.is_main, out_dir / "tb", step, history, key)
     # closed however the run ends (a stop by SIGTERM, an error); closing twice does nothing
     for opened in (bar, writer):

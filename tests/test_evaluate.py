@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import sys
 import tarfile
 from pathlib import Path
 
@@ -463,6 +464,28 @@ def test_evaluate_writes_metrics_and_predictions(tmp_path, cjk_font, case, decod
             assert len(top_k) == 5
     if task == "expr":
         assert [int(r["value"]) for r in rows] == [3, 35, 1, 42]
+
+
+class _Terminal(io.StringIO):
+    """Standard error as a terminal shows it (what tqdm writes), kept to be read."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "log-file"])
+def test_evaluation_counts_its_images_in_a_bar_on_a_terminal_only(
+    tmp_path, cjk_font, monkeypatch, terminal
+):
+    _, _, _, task, size, texts = CASES["line"]
+    shard = make_shard(tmp_path / "test_seen-000000.tar", task, "test_seen", texts, cjk_font, size)
+    stderr = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    spec = EvalSpec("line_exp", "test_seen", batch_size=2, device="cpu")
+    ckpt = make_checkpoint(tmp_path / "model.pt", "line")
+    evaluate(ckpt, [shard], tmp_path / "m.json", tmp_path / "p.csv", spec)
+    bar = re.search(rf"line_exp test_seen: {len(texts)} images \[", stderr.getvalue())
+    assert (bar is not None) == terminal, stderr.getvalue()
 
 
 def test_cli_evaluates_a_checkpoint_on_any_shards_of_its_task(tmp_path, cjk_font, capsys):

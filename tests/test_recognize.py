@@ -133,6 +133,29 @@ def test_cli_reads_folders_and_reports_bad_files(checkpoints, image_folder, tmp_
     assert "4 of 8 images could not be read" in proc.stderr
 
 
+class _Terminal(io.StringIO):
+    """Standard error as a terminal shows it (what tqdm writes), kept to be read."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "log-file"])
+def test_readings_to_a_file_count_the_images_in_a_bar_on_a_terminal(
+    checkpoints, image_folder, monkeypatch, terminal
+):
+    # the error lines stay whole lines above the bar; the readings (a file here) never hold it
+    stderr = _Terminal() if terminal else io.StringIO()
+    stdout = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert main([str(checkpoints["line"]), str(image_folder), "--threads", "1"]) == 2
+    err = stderr.getvalue()
+    assert (re.search(r"100%\|.*\| 6/6 \[", err) is not None) == terminal, err
+    assert sum(line.startswith("error: ") for line in err.splitlines()) == 2, err
+    assert "%|" not in stdout.getvalue() and len(stdout.getvalue().splitlines()) == 4
+
+
 def test_cli_polarity_overrides_the_guess(checkpoints, image_folder, capsys):
     """README: white text on a dark background is inverted first; ``--polarity dark-on-light``
     or ``light-on-dark`` overrides the guess (dark-on-light reads the pixels as they are)."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -319,6 +322,27 @@ def test_evaluate_tesseract_on_a_shard(tmp_path, latin_font, monkeypatch):
     rows = read_predictions(tmp_path / "predictions.csv")
     assert [r["label"] for r in rows] == ["12+3", "(7+5)*4", "9-2"]
     assert rows[0]["value"] == "15"
+
+
+class _Terminal(io.StringIO):
+    """Standard error as a terminal shows it (what tqdm writes), kept to be read."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "log-file"])
+def test_tesseract_counts_its_images_in_a_bar_on_a_terminal_only(
+    tmp_path, latin_font, monkeypatch, terminal
+):
+    _require_tesseract("eng")
+    shard = _expr_shard(tmp_path / "test_seen-000000.tar", latin_font, [("1+2", 3), ("4*5", 20)])
+    stderr = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    spec = tesseract.TesseractSpec(task="expr", split="test_seen", lang="eng", psm=7)
+    tesseract.evaluate_tesseract([shard], tmp_path / "m.json", tmp_path / "p.csv", spec)
+    bar = re.search(r"tesseract expr test_seen: 100%\|.*\| 2/2 \[", stderr.getvalue())
+    assert (bar is not None) == terminal, stderr.getvalue()
 
 
 def test_the_commands_settings_reach_tesseract_and_the_record(
