@@ -80,12 +80,21 @@ def worker(args: argparse.Namespace) -> None:
     optimizer = torch.optim.AdamW(param_groups(model, spec.weight_decay), lr=1e-4)
     device = torch.device("cpu")
     px = [0]
-    train_steps(model, family, optimizer, itertools.islice(batches, 2), device, 5.0, px, fmt)
+    # the experiment's own step (its clipping, label smoothing and alignment loss), as trained
+    settings = dict(
+        label_smoothing=spec.label_smoothing, align_weight=spec.align_weight, amp=spec.amp
+    )
+    clip = spec.clip_grad
+    train_steps(
+        model, family, optimizer, itertools.islice(batches, 2), device, clip, px, fmt, **settings
+    )
     print("ready", flush=True)
     sys.stdin.readline()
     images, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < args.seconds:
-        images += train_steps(model, family, optimizer, [next(batches)], device, 5.0, px, fmt)
+        images += train_steps(
+            model, family, optimizer, [next(batches)], device, clip, px, fmt, **settings
+        )
     print(json.dumps({"images": images, "seconds": time.perf_counter() - t0}), flush=True)
 
 

@@ -28,6 +28,7 @@ with ``--results`` the training shards and charsets a workflow run wrote
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import itertools
 import json
@@ -44,7 +45,7 @@ import torch
 from arguments import experiments_problem, output_file_problem, output_folder_problem, read_config
 
 from models.cli import non_negative_int, positive_int, process_count
-from models.data import PREFETCH, TrainStream, train_loader
+from models.data import PREFETCH, DataError, TrainStream, train_loader
 from models.devices import DeviceError, autocast, memory_format, resolve_device
 from models.families import make_family
 from models.registry import build_model, input_spec
@@ -107,20 +108,38 @@ def emit(rows: Iterable[dict], json_path: str | None) -> None:
 
 
 def train_steps(
-    model, family, optimizer, batches, device, clip: float, pixels: list, layout=None
+    model,
+    family,
+    optimizer,
+    batches,
+    device,
+    clip: float,
+    pixels: list,
+    layout=None,
+    *,
+    label_smoothing: float = 0.0,
+    align_weight: float = 0.0,
+    amp: bool = True,
 ) -> int:
-    """The training step of `models.train` (forward, family loss, backward, clip, step), images
-    in ``layout`` (default: `models.devices.memory_format`, as training uses; the model must be
-    in it too). Returns the images trained on; adds the padded pixels fed to ``pixels[0]``."""
+    """The training step of `models.train` (forward, family loss with ``label_smoothing``, plus
+    the alignment loss where ``align_weight`` is set, backward, clip, step), images in
+    ``layout`` (default: `models.devices.memory_format`, as training uses; the model must be in
+    it too). Give it the experiment's ``train`` settings: a line model trained with the
+    alignment loss (the default config's) pays for it every step. Returns the images trained
+    on; adds the padded pixels fed to ``pixels[0]``."""
     layout = memory_format(device) if layout is None else layout
     n = 0
     for batch in batches:
         pixels[0] += batch.images.numel()
         images = batch.images.to(device, non_blocking=True, memory_format=layout)
         targets = family.encode(batch.texts)
-        with autocast(device, True):
+        with autocast(device, amp):
             outputs = model(images)
-        loss = family.loss(outputs, targets, batch.widths)
+        loss = family.loss(outputs, targets, batch.widths, label_smoothing=label_smoothing)
+        if align_weight > 0:  # as models.train adds it (CTCFamily.align_loss)
+            loss = loss + align_weight * family.align_loss(
+                outputs, targets, batch.centers, batch.widths
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip_gradients(model, clip)  # as training clips (0: not at all)
@@ -160,6 +179,7 @@ def bench_experiment(name, exp, config, args, device) -> dict:
             segment_steps=spec.checkpoint_every,
             lanes=lanes,
             shuffle_buffer=spec.shuffle_buffer,
+            need_centers=spec.align_weight > 0,  # training refuses a line without them
         )
 
     # In memory: distinct batches from the same pipeline, collected first (in this process: one
@@ -170,9 +190,20 @@ def bench_experiment(name, exp, config, args, device) -> dict:
     prefetched = PREFETCH * workers  # what the workers hold ready after a memory round
     total = args.warmup + args.rounds * (args.steps + 2 * prefetched)
     piped = iter(train_loader(stream(total, max(1, workers)), workers, device))
+    step = functools.partial(
+        train_steps,
+        model,
+        family,
+        optimizer,
+        device=device,
+        clip=clip,
+        label_smoothing=spec.label_smoothing,
+        align_weight=spec.align_weight,
+        amp=spec.amp,
+    )
     px = [0]
-    train_steps(model, family, optimizer, itertools.islice(memory, args.warmup), device, clip, px)
-    train_steps(model, family, optimizer, itertools.islice(piped, args.warmup), device, clip, px)
+    step(itertools.islice(memory, args.warmup), pixels=px)
+    step(itertools.islice(piped, args.warmup), pixels=px)
     # Rounds alternate the two modes, so a change in machine load hits both alike.
     rates: dict[str, list[float]] = {"memory": [], "pipeline": []}
     px_rates: dict[str, list[float]] = {"memory": [], "pipeline": []}
@@ -182,12 +213,10 @@ def bench_experiment(name, exp, config, args, device) -> dict:
                 for _ in itertools.islice(piped, prefetched):  # made while the model was idle
                     pass
                 # from the drained queue to the state of a training run, untimed
-                refill = itertools.islice(piped, prefetched)
-                train_steps(model, family, optimizer, refill, device, clip, [0])
+                step(itertools.islice(piped, prefetched), pixels=[0])
             px = [0]
             t = time.perf_counter()
-            batches = itertools.islice(source, args.steps)
-            n = train_steps(model, family, optimizer, batches, device, clip, px)
+            n = step(itertools.islice(source, args.steps), pixels=px)
             dt = time.perf_counter() - t
             rates[mode].append(n / dt)
             px_rates[mode].append(px[0] / dt)
@@ -266,7 +295,10 @@ def main() -> None:
     print(header.replace(" ", "\t"))
     experiments = config["experiments"]
     rows = (bench_experiment(name, experiments[name], config, args, device) for name in names)
-    emit(rows, args.json)
+    try:
+        emit(rows, args.json)
+    except DataError as e:  # shards training would refuse too (each names the shard and sample)
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -154,6 +154,115 @@ def test_bench_train_pipeline_against_memory(repo_root, tmp_path, workers):
     assert len(list(tmp_path.glob("shards/smoke/*/train-*.tar"))) == 4
 
 
+def _bench_train_module(repo_root, monkeypatch):
+    """bench/bench_train.py as `python bench/bench_train.py` runs it: its folder on the path."""
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(repo_root / "bench"))
+    spec = importlib.util.spec_from_file_location("bench_train", repo_root / "bench/bench_train.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_bench_train_steps_as_training_does_with_the_alignment_loss(
+    repo_root, tmp_path, monkeypatch
+):
+    """The line models train with the alignment loss (`train.align_weight`, the default
+    config's and the smoke config's): the bench's step took the CTC loss alone, a lighter step
+    than training's. Given the experiment's settings it is training's: from the same weights, on
+    the same real line batch, it moves them as CTC plus the alignment loss does, not as CTC
+    alone."""
+    import torch
+
+    from models.configcheck import read_workflow_config
+    from models.data import TrainStream, train_loader
+    from models.devices import memory_format
+    from models.families import make_family
+    from models.registry import build_model, input_spec
+    from models.specs import TrainSpec
+    from models.train import clip_gradients, param_groups
+
+    bench = _bench_train_module(repo_root, monkeypatch)
+    config, _ = read_workflow_config([repo_root / "configs" / "smoke.yaml"])
+    exp = config["experiments"]["line_crnn_vgg"]
+    spec = TrainSpec.from_config(exp["train"])
+    assert spec.align_weight > 0
+    kwargs = dict(exp.get("model_kwargs") or {})
+    paths, charset = bench.make_shards(config, "smoke", "line", 8, 1, tmp_path)
+    family = make_family(exp["model"], charset, kwargs)
+    stream = TrainStream(
+        paths, input_spec(exp["model"], **kwargs), family, batch_size=8, seed=1, steps=1,
+        need_centers=True,
+    )  # fmt: skip
+    cpu = torch.device("cpu")
+    [batch] = list(train_loader(stream, 0, cpu))
+
+    def weights_after(step):
+        torch.manual_seed(0)
+        model = build_model(exp["model"], family.num_classes, **kwargs)
+        model = model.to(memory_format=memory_format(cpu)).train()
+        optimizer = torch.optim.AdamW(param_groups(model, spec.weight_decay), lr=1e-3)
+        step(model, optimizer)
+        return [p.detach().clone() for p in model.parameters()]
+
+    def by_hand(align: bool):
+        def step(model, optimizer):  # models.train's step, as its loop writes it
+            images = batch.images.to(cpu, memory_format=memory_format(cpu))
+            targets = family.encode(batch.texts)
+            outputs = model(images)
+            loss = family.loss(outputs, targets, batch.widths, label_smoothing=spec.label_smoothing)
+            if align:
+                aligned = family.align_loss(outputs, targets, batch.centers, batch.widths)
+                loss = loss + spec.align_weight * aligned
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            clip_gradients(model, spec.clip_grad)
+            optimizer.step()
+
+        return step
+
+    benched = weights_after(
+        lambda model, optimizer: bench.train_steps(
+            model, family, optimizer, [batch], cpu, spec.clip_grad, [0],
+            label_smoothing=spec.label_smoothing, align_weight=spec.align_weight, amp=spec.amp,
+        )
+    )  # fmt: skip
+    trained = weights_after(by_hand(align=True))
+    assert all(torch.equal(a, b) for a, b in zip(benched, trained, strict=True))
+    ctc_alone = weights_after(by_hand(align=False))
+    assert not all(torch.equal(a, b) for a, b in zip(benched, ctc_alone, strict=True))
+
+
+def test_bench_train_refuses_line_shards_training_would_refuse(repo_root, tmp_path, cjk_font):
+    """A results folder whose line shards say nowhere where their characters are drawn (made
+    before the alignment loss): training with `align_weight` stops on them, naming the sample,
+    so the bench does too, rather than time a step that training cannot take."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    from synth.shards import Sample, write_samples
+
+    text = "中文识别"
+    font = ImageFont.truetype(str(cjk_font), 24)
+    image = Image.new("L", (120, 32), 240)
+    ImageDraw.Draw(image).text((4, 2), text, font=font, fill=10)
+    shards = tmp_path / "results" / "shards" / "line"
+    shards.mkdir(parents=True)
+    shard = shards / "train-000000.tar"
+    write_samples(shard, (Sample(f"{i:06d}", np.asarray(image), {"text": text}) for i in range(8)))
+    (tmp_path / "results" / "charsets").mkdir()
+    (tmp_path / "results" / "charsets" / "line.txt").write_text("\n".join(text) + "\n")
+    status, said = _refused(
+        repo_root, "bench_train.py", "--config", repo_root / "configs" / "smoke.yaml",
+        "--experiments", "line_crnn_vgg", "--results", tmp_path / "results", "--steps", 1,
+        "--rounds", 1, "--warmup", 0,
+    )  # fmt: skip
+    assert status == 1, said
+    assert said.startswith("error: 8 training samples cannot be trained on:\n"), said
+    assert f"shard {shard}: sample '000000': has no centers in its .json" in said
+
+
 @pytest.mark.slow
 def test_bench_cpu_layouts_side_by_side(repo_root, tmp_path):
     rows_file = tmp_path / "rows.json"
