@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -57,6 +58,45 @@ def test_bench_synth_reports_every_measurement(repo_root, tmp_path):
         repo_root, "bench_synth.py", "--n", 2, "--repeats", 1, "--trdg-python", tmp_path
     )
     assert f"trdg skipped: '{tmp_path}' does not run (Permission denied)" in out
+
+
+FAKE_TRDG = """
+import os, time
+class FakeTextDataGenerator:
+    @staticmethod
+    def generate(index, text, font, out_dir, size, *args):
+        time.sleep(0.02)  # 50 images/s: slower than ours, as trdg is
+        with open(os.environ["FAKE_TRDG_LOG"], "a", encoding="utf-8") as f:
+            f.write(f"{size} {text}\\n")
+"""
+
+
+@pytest.mark.slow
+def test_bench_synth_times_trdg_on_the_same_texts_best_of_the_same_repeats(
+    repo_root, tmp_path, monkeypatch
+):
+    # A stand-in for trdg in its own interpreter's path: the ratio rows come out, and trdg is
+    # timed on the same texts as ours, as many times (it was timed once against our best of 3).
+    package = tmp_path / "fake" / "trdg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "data_generator.py").write_text(FAKE_TRDG)
+    log = tmp_path / "calls.txt"
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "fake"))
+    monkeypatch.setenv("FAKE_TRDG_LOG", str(log))
+    out = _run_bench(
+        repo_root, "bench_synth.py", "--n", 6, "--repeats", 2, "--trdg-python", sys.executable
+    )
+    calls = log.read_text(encoding="utf-8").splitlines()
+    lines = [c for c in calls if c.startswith("32 ")]
+    hanzi = [c for c in calls if c.startswith("64 ")]
+    assert len(lines) == 6 + 2 * 6 and len(hanzi) == 2 * 6  # a warm-up, then 2 timings each
+    assert lines[6:12] == lines[12:] == lines[:6]
+    assert "best of 2 (ours and trdg's)" in out
+    for task in ("line", "hanzi"):
+        row = re.search(rf"ratio ours/trdg {task} +config ([0-9.]+)x, heavy ([0-9.]+)x", out)
+        assert row is not None and float(row.group(1)) > 0, out
+        assert re.search(rf"^trdg {task} +[0-9]+$", out, re.M), out
 
 
 def test_bench_index_agrees_with_tarfile(repo_root, tmp_path, cjk_font):
