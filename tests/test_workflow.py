@@ -1995,6 +1995,64 @@ def test_two_gpu_jobs_run_one_at_a_time_unless_told_of_more_gpus(tmp_path, resou
     assert side_by_side == bool(resources), spans
 
 
+# A non-local executor whose jobs each stay on the cluster for 2 s: it records when each was
+# submitted.
+FAKE_CLUSTER = """
+import os, pathlib, time
+from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
+from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
+from snakemake_interface_executor_plugins.settings import CommonSettings
+
+common_settings = CommonSettings(
+    non_local_exec=True, implies_no_shared_fs=False, job_deploy_sources=False,
+    pass_default_storage_provider_args=True, pass_default_resources_args=True,
+    pass_envvar_declarations_to_cmd=False, auto_deploy_default_storage_provider=False,
+)
+
+class Executor(RemoteExecutor):
+    def run_job(self, job):
+        for out in job.output:
+            pathlib.Path(out).write_text(str(time.time()))
+        self.report_job_submission(SubmittedJobInfo(job, aux={"submitted": time.time()}))
+
+    async def check_active_jobs(self, active_jobs):
+        for job in active_jobs:
+            if time.time() - job.aux["submitted"] > 2:
+                self.report_job_success(job)
+            else:
+                yield job
+
+    def cancel_jobs(self, active_jobs):
+        pass
+"""
+
+
+def test_a_cluster_runs_gpu_jobs_side_by_side(tmp_path):
+    # On a cluster each job gets a GPU of its own: resources.smk sets no GPU count there. It
+    # tested workflow.local_exec, which is True whatever --executor says when Snakemake reads the
+    # Snakefile (the executor is loaded after), so a SLURM run submitted one GPU job at a time.
+    plugin = tmp_path / "plugins" / "snakemake_executor_plugin_fakecluster"
+    plugin.mkdir(parents=True)
+    (plugin / "__init__.py").write_text(FAKE_CLUSTER)
+    (tmp_path / "Snakefile").write_text(
+        f'include: "{REPO}/workflow/rules/resources.smk"\n'
+        "rule all:\n"
+        '    input: "a", "b"\n'
+        "rule gpu_job:\n"
+        '    output: "{x}"\n'
+        '    wildcard_constraints: x="[ab]"\n'
+        "    resources: gpu=1\n"
+        '    shell: "exit 1"\n'
+    )
+    cmd = [str(Path(sys.executable).with_name("snakemake")), "--executor", "fakecluster"]
+    cmd += ["--jobs", "4", "--seconds-between-status-checks", "1"]
+    env = {**os.environ, "PYTHONPATH": str(plugin.parent)}
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    a, b = (float((tmp_path / x).read_text()) for x in "ab")
+    assert abs(a - b) < 1, "the second GPU job waited for the first to end"
+
+
 def test_the_longest_training_job_and_its_shards_start_first(tmp_path):
     # train.priority is Snakemake's rule priority for the train job and for what its task's
     # training needs before it (the highest of the task's experiments): the train and val shards,
