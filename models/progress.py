@@ -1,20 +1,47 @@
 """Progress bars for long loops (STYLE.md): a tqdm bar on standard error when it is a terminal,
-nothing otherwise (a Snakemake job's log, a pipe, a file), where the logs and the structured
-files (history.csv, metrics.json) carry the numbers."""
+nothing otherwise (a pipe, a file) or in a workflow job (`synth.joblog.start`: Snakemake runs
+several on one console, and each job's bar would write over the others' and Snakemake's lines),
+where the logs and the structured files (history.csv, metrics.json) carry the numbers. While a
+bar shows, the console's log records, and lines given to `write_line`, print above it."""
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, TextIO
+
+from synth.joblog import in_job
 
 
 def progress_bar(
     total: int | None, unit: str, initial: int = 0, enabled: bool = True, desc: str | None = None
 ) -> Any:
     """A tqdm bar of ``total`` ``unit`` (None: a count and a rate) from ``initial``, or None when
-    not ``enabled`` or standard error is no terminal; the caller updates and closes it."""
-    if not enabled or not sys.stderr.isatty():
+    not ``enabled``, standard error is no terminal or the process is a workflow job; the caller
+    updates and closes it. Until it is closed, the root logger's console handlers print above
+    it (a record printed after the bar's text, on its line, left a stale copy of the bar)."""
+    if not enabled or not sys.stderr.isatty() or in_job():
         return None
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
-    return tqdm(total=total, initial=initial, unit=unit, desc=desc, dynamic_ncols=True)
+    class Bar(tqdm):
+        def close(self) -> None:
+            try:
+                super().close()
+            finally:
+                redirect, self.redirect = getattr(self, "redirect", None), None
+                if redirect is not None:
+                    redirect.__exit__(None, None, None)
+
+    bar = Bar(total=total, initial=initial, unit=unit, desc=desc, dynamic_ncols=True)
+    bar.redirect = logging_redirect_tqdm(tqdm_class=tqdm)
+    bar.redirect.__enter__()
+    return bar
+
+
+def write_line(line: str, file: TextIO) -> None:
+    """Print ``line`` to ``file``, above the progress bar when one shows there."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=file)
+    file.flush()

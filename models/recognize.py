@@ -85,7 +85,7 @@ from models.images import (
     load_gray,
 )
 from models.predict import predict
-from models.progress import progress_bar
+from models.progress import progress_bar, write_line
 from models.registry import DECODERS, family_of, grammar_for
 from synth.text import value_json
 
@@ -697,8 +697,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_FATAL
     with warnings.catch_warnings():  # restores the process's handling when the run ends
         warnings.simplefilter("always", ImageWarning)
-        warnings.showwarning = lambda message, *_, **__: print(
-            f"warning: {tsv_field(str(message))}", file=err, flush=True
+        warnings.showwarning = lambda message, *_, **__: write_line(
+            f"warning: {tsv_field(str(message))}", err
         )
         try:
             failed = _print_results(recognizer, paths, args.format, out, err)
@@ -716,7 +716,7 @@ def _print_results(
 ) -> int:
     """Read the files and print a line for each; returns how many could not be read. With the
     readings going to a file or a pipe and standard error a terminal, a bar counts the images
-    there (the error lines are printed above it)."""
+    there (the error and warning lines are printed above it)."""
     with_value = recognizer.meta.task == "expr"
     with_top_k = recognizer.has_alternatives
     failed = 0
@@ -729,11 +729,7 @@ def _print_results(
             if isinstance(result, ImageLoadError):
                 failed += 1
                 reason = result.reason.replace(result.name, tsv_field(result.name))
-                message = f"error: {tsv_field(result.name)}: {reason}"
-                if bar is not None:
-                    bar.write(message, file=err)
-                else:
-                    print(message, file=err, flush=True)
+                write_line(f"error: {tsv_field(result.name)}: {reason}", err)
                 if fmt == "json":
                     _write(json_line({"path": path, "error": result.reason}), out)
                 continue

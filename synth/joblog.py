@@ -52,6 +52,11 @@ def console(name: str = "synth") -> None:
     logger.propagate = False
 
 
+def in_job() -> bool:
+    """Whether this process is a workflow job logging to its file (`start`)."""
+    return any(getattr(h, "synthocr_job", False) for h in logging.getLogger().handlers)
+
+
 def start(log_path: str, fmt: str = FORMAT) -> logging.Logger:
     """Log INFO and above to ``log_path``, WARNING and above to stderr too, and report an uncaught
     exception as described above. Returns the job's logger."""
@@ -67,6 +72,7 @@ def start(log_path: str, fmt: str = FORMAT) -> logging.Logger:
     # charset's own warnings were printed once when the workflow started (`console`). The log
     # file keeps them, the console does not.
     to_console.addFilter(lambda r: r.levelno >= logging.ERROR or not r.name.startswith(OFF_CONSOLE))
+    to_file.synthocr_job = True  # type: ignore[attr-defined]
     root.addHandler(to_file)
     root.addHandler(to_console)
 

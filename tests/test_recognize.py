@@ -156,6 +156,20 @@ def test_readings_to_a_file_count_the_images_in_a_bar_on_a_terminal(
     assert "%|" not in stdout.getvalue() and len(stdout.getvalue().splitlines()) == 4
 
 
+def test_warning_lines_print_whole_above_the_bar(checkpoints, tmp_path, monkeypatch):
+    # A warning printed while the bar showed ended the bar's line ("| 1/2 [...]warning: ..."),
+    # and the bar's copy stayed above the next one.
+    tiny = tmp_path / "tiny.png"
+    Image.new("L", (5, 5), 255).save(tiny)
+    stderr = _Terminal()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    assert main([str(checkpoints["short"]), str(tiny), str(tiny), "--threads", "1"]) == 0
+    lines = re.split(r"[\r\n]+", stderr.getvalue())
+    assert sum(line.startswith(f"warning: {tiny}: 5x5 px") for line in lines) == 2, lines
+    assert re.search(r"100%\|.*\| 2/2 \[", stderr.getvalue())
+
+
 def test_cli_polarity_overrides_the_guess(checkpoints, image_folder, capsys):
     """README: white text on a dark background is inverted first; ``--polarity dark-on-light``
     or ``light-on-dark`` overrides the guess (dark-on-light reads the pixels as they are)."""

@@ -1,0 +1,70 @@
+"""Progress bars (models.progress): on a terminal, with the console's log lines above them; none
+in a workflow job, whose console Snakemake shares among the jobs it runs at once."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import subprocess
+import sys
+import textwrap
+
+from models.progress import progress_bar
+
+
+class _Terminal(io.StringIO):
+    """Standard error as a terminal shows it (what tqdm writes), kept to be read."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_log_records_print_whole_above_the_bar(monkeypatch):
+    # A record logged while the bar showed ended the bar's line ("| 1/2 [...]WARNING ..."),
+    # leaving a copy of the bar above the next one.
+    stderr = _Terminal()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [*root.handlers, console])
+    bar = progress_bar(2, " images")
+    bar.update(1)
+    logging.getLogger("models.images").warning("scan.jpg: its EXIF orientation cannot be read")
+    bar.update(1)
+    bar.close()
+    lines = re.split(r"[\r\n]+", stderr.getvalue())
+    assert "WARNING models.images: scan.jpg: its EXIF orientation cannot be read" in lines, lines
+    assert re.search(r"100%\|.*\| 2/2 \[", stderr.getvalue())
+    assert console in root.handlers  # the console's handler is back once the bar is closed
+    bar.close()  # closing twice does nothing
+
+
+def test_a_workflow_job_shows_no_bar_on_the_console_it_shares(tmp_path):
+    # Snakemake's jobs inherit its standard error, a terminal when the run is watched: each
+    # evaluation, Tesseract run and training drew its bar over the others and Snakemake's lines.
+    script = textwrap.dedent(
+        f"""
+        import sys
+        class Terminal:
+            def isatty(self):
+                return True
+            def write(self, text):
+                sys.__stdout__.write(text)
+            def flush(self):
+                pass
+        sys.stderr = Terminal()
+        from models.progress import progress_bar
+        from synth import joblog
+        print(progress_bar(2, " images") is not None, flush=True)
+        joblog.start({str(tmp_path / "job.log")!r})
+        print(progress_bar(2, " images") is not None)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert [line for line in proc.stdout.splitlines() if line in ("True", "False")] == [
+        "True",
+        "False",
+    ], proc.stdout
