@@ -350,6 +350,7 @@ def render_expr(
     fs = int(rng.integers(int(font_size[0]), int(font_size[1]) + 1))
     gaps = rng.uniform(spacing[0], spacing[1], size=max(len(text) - 1, 0))
     for _ in range(8):
+        drawn_fs = fs  # the size of the font loaded, which draws the text and is measured below
         f = load_font(font.path, font.index, fs, oldstyle)
         adv = [_advance(font.path, font.index, fs, c, oldstyle) for c in text]
         k = fs / 32.0  # spacing is given for a 32-px font
@@ -370,8 +371,8 @@ def render_expr(
         # at the smallest size: a face whose advances or glyphs are far out of scale (a damaged
         # or odd font) would draw specks of the text's ends under its whole label
         raise DoesNotFit(
-            f"{text!r} is {before + after:.0f} x {ink_h} px at {fs} px, the smallest size, in an "
-            f"image of {width} x {height}"
+            f"{text!r} is {before + after:.0f} x {ink_h} px at {drawn_fs} px, the smallest size, "
+            f"in an image of {width} x {height}"
         )
     x0 = before + float(rng.uniform(2, max(2.0, width - 2 - before - after)))
     yc = float(rng.uniform(2 + ink_h / 2, max(2 + ink_h / 2, height - 2 - ink_h / 2)))
@@ -383,7 +384,7 @@ def render_expr(
         draw.text((x, baseline), c, font=f, fill=255, anchor="ls", features=_features(oldstyle))
         x += adv[i] + (gaps[i] * k if i < len(gaps) else 0.0)
     if used is not None:
-        used["font_size"] = fs
+        used["font_size"] = drawn_fs
     return _ink(rng, mask)
 
 
