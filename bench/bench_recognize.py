@@ -228,15 +228,16 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "`snakemake --cores all results/shards/line/test_heldout-000000.tar`, "
                 "or use --synthetic N"
             )
-        samples = list(iter_samples(shards, limit=args.limit, task="line"))
-    if not samples:
-        raise ValueError(f"no samples in {args.shards}")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench-recognize-") as tmp:
         checkpoint = args.checkpoint
         if args.untrained:
             checkpoint = untrained_checkpoint(cfg, args.untrained, Path(tmp) / "untrained.pt")
         recognizer = load_recognizer(checkpoint, device="cpu", batch_size=args.batch_size)
+        if not args.synthetic:  # read as the model's task (an expr model's shards are expr's)
+            samples = list(iter_samples(shards, limit=args.limit, task=recognizer.meta.task))
+            if not samples:
+                raise ValueError(f"no samples in {args.shards}")
         onnx_path = export_onnx(checkpoint, Path(tmp) / "model.onnx")
         onnx_rec = load_recognizer(onnx_path, threads=args.threads, batch_size=args.batch_size)
         engines = {

@@ -491,6 +491,34 @@ def test_bench_runs_on_a_shard(checkpoints, tmp_path, cjk_font, repo_root):
     assert "| synthocr onnxruntime int8 | 5 |" in proc.stdout
 
 
+def test_bench_reads_an_expr_models_shards_as_expr(checkpoints, tmp_path, cjk_font, repo_root):
+    # it read every shard as the line task's: an expr model on its own test split drew "a line
+    # model on expr shards ... read anyway"
+    from synth.shards import Sample, write_samples
+
+    texts = {"12+3": 15, "(7+5)*4": 48}
+    write_samples(
+        tmp_path / "test_heldout-000000.tar",
+        (
+            Sample(
+                f"{i:06d}",
+                np.asarray(_line(cjk_font, t)),
+                {"text": t, "font": "WQY", "task": "expr", "value": v},
+            )
+            for i, (t, v) in enumerate(texts.items())
+        ),
+    )
+    proc = subprocess.run(
+        [sys.executable, str(repo_root / "bench" / "bench_recognize.py"),
+         "--checkpoint", str(checkpoints["expr"]), "--shards", str(tmp_path / "test_heldout-*.tar"),
+         "--no-tesseract", "--no-int8", "--rounds", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "read anyway" not in proc.stderr, proc.stderr
+    assert "| synthocr onnxruntime | 2 |" in proc.stdout
+
+
 def _bench_module(repo_root, monkeypatch):
     # as `python bench/bench_recognize.py` runs: its folder first on the path (bench/arguments.py)
     monkeypatch.syspath_prepend(str(repo_root / "bench"))
