@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,14 @@ WQY_ZENHEI = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
 UKAI = Path("/usr/share/fonts/truetype/arphic/ukai.ttc")
 LXGW = Path("/usr/share/fonts/truetype/lxgw-wenkai/LXGWWenKai-Regular.ttf")
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # Latin only: lacks every hanzi
+
+
+class Terminal(io.StringIO):
+    """Standard error as a terminal shows it (what tqdm writes there: a progress bar), kept to be
+    read: ``monkeypatch.setattr(sys, "stderr", Terminal())``."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 def model_task(name: str) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import Terminal
 from PIL import Image, ImageDraw, ImageFont
 from rapidfuzz.distance import Levenshtein
 from test_images import bomb_png
@@ -466,20 +467,13 @@ def test_evaluate_writes_metrics_and_predictions(tmp_path, cjk_font, case, decod
         assert [int(r["value"]) for r in rows] == [3, 35, 1, 42]
 
 
-class _Terminal(io.StringIO):
-    """Standard error as a terminal shows it (what tqdm writes), kept to be read."""
-
-    def isatty(self) -> bool:
-        return True
-
-
 @pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "log-file"])
 def test_evaluation_counts_its_images_in_a_bar_on_a_terminal_only(
     tmp_path, cjk_font, monkeypatch, terminal
 ):
     _, _, _, task, size, texts = CASES["line"]
     shard = make_shard(tmp_path / "test_seen-000000.tar", task, "test_seen", texts, cjk_font, size)
-    stderr = _Terminal() if terminal else io.StringIO()
+    stderr = Terminal() if terminal else io.StringIO()
     monkeypatch.setattr(sys, "stderr", stderr)
     spec = EvalSpec("line_exp", "test_seen", batch_size=2, device="cpu")
     ckpt = make_checkpoint(tmp_path / "model.pt", "line")

@@ -3,27 +3,21 @@ in a workflow job, whose console Snakemake shares among the jobs it runs at once
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 import subprocess
 import sys
 import textwrap
 
+from conftest import Terminal
+
 from models.progress import progress_bar
-
-
-class _Terminal(io.StringIO):
-    """Standard error as a terminal shows it (what tqdm writes), kept to be read."""
-
-    def isatty(self) -> bool:
-        return True
 
 
 def test_log_records_print_whole_above_the_bar(monkeypatch):
     # A record logged while the bar showed ended the bar's line ("| 1/2 [...]WARNING ..."),
     # leaving a copy of the bar above the next one.
-    stderr = _Terminal()
+    stderr = Terminal()
     monkeypatch.setattr(sys, "stderr", stderr)
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import Terminal
 from PIL import Image, ImageDraw, ImageFont
 from test_images import cut_short_tiff
 
@@ -133,19 +134,12 @@ def test_cli_reads_folders_and_reports_bad_files(checkpoints, image_folder, tmp_
     assert "4 of 8 images could not be read" in proc.stderr
 
 
-class _Terminal(io.StringIO):
-    """Standard error as a terminal shows it (what tqdm writes), kept to be read."""
-
-    def isatty(self) -> bool:
-        return True
-
-
 @pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "log-file"])
 def test_readings_to_a_file_count_the_images_in_a_bar_on_a_terminal(
     checkpoints, image_folder, monkeypatch, terminal
 ):
     # the error lines stay whole lines above the bar; the readings (a file here) never hold it
-    stderr = _Terminal() if terminal else io.StringIO()
+    stderr = Terminal() if terminal else io.StringIO()
     stdout = io.StringIO()
     monkeypatch.setattr(sys, "stderr", stderr)
     monkeypatch.setattr(sys, "stdout", stdout)
@@ -161,7 +155,7 @@ def test_warning_lines_print_whole_above_the_bar(checkpoints, tmp_path, monkeypa
     # and the bar's copy stayed above the next one.
     tiny = tmp_path / "tiny.png"
     Image.new("L", (5, 5), 255).save(tiny)
-    stderr = _Terminal()
+    stderr = Terminal()
     monkeypatch.setattr(sys, "stderr", stderr)
     monkeypatch.setattr(sys, "stdout", io.StringIO())
     assert main([str(checkpoints["short"]), str(tiny), str(tiny), "--threads", "1"]) == 0

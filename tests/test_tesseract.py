@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, Terminal
 from PIL import Image, ImageDraw, ImageFont
 
 from models import tesseract
@@ -324,20 +324,13 @@ def test_evaluate_tesseract_on_a_shard(tmp_path, latin_font, monkeypatch):
     assert rows[0]["value"] == "15"
 
 
-class _Terminal(io.StringIO):
-    """Standard error as a terminal shows it (what tqdm writes), kept to be read."""
-
-    def isatty(self) -> bool:
-        return True
-
-
 @pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "log-file"])
 def test_tesseract_counts_its_images_in_a_bar_on_a_terminal_only(
     tmp_path, latin_font, monkeypatch, terminal
 ):
     _require_tesseract("eng")
     shard = _expr_shard(tmp_path / "test_seen-000000.tar", latin_font, [("1+2", 3), ("4*5", 20)])
-    stderr = _Terminal() if terminal else io.StringIO()
+    stderr = Terminal() if terminal else io.StringIO()
     monkeypatch.setattr(sys, "stderr", stderr)
     spec = tesseract.TesseractSpec(task="expr", split="test_seen", lang="eng", psm=7)
     tesseract.evaluate_tesseract([shard], tmp_path / "m.json", tmp_path / "p.csv", spec)

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from conftest import Terminal
 from test_data import LINE, write_shards
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -1277,18 +1278,11 @@ def test_clip_gradients_scales_to_clip_grad_and_zero_leaves_them(clip_grad):
         assert torch.allclose(p.grad, g * scale, rtol=1e-5)
 
 
-class _Terminal(io.StringIO):
-    """Standard error as a terminal shows it (what tqdm writes), kept to be read."""
-
-    def isatty(self) -> bool:
-        return True
-
-
 @pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "log-file"])
 def test_a_terminal_shows_a_progress_bar_and_a_log_file_none(
     line_data, tmp_path, monkeypatch, terminal
 ):
-    stderr = _Terminal() if terminal else io.StringIO()
+    stderr = Terminal() if terminal else io.StringIO()
     monkeypatch.setattr(sys, "stderr", stderr)
     train(line_job(line_data, tmp_path / "bar", steps=4))
     bar = re.search(r"100%\|.*\| 4/4 \[.*loss=[0-9.]+, lr=[0-9.e+-]+\]", stderr.getvalue())
