@@ -1967,12 +1967,10 @@ def test_gpu_jobs_declare_one_gpu_and_every_core(tmp_path):
     assert profile["resources"]["gpu"] == 1
 
 
-@pytest.mark.parametrize("resources", [[], ["--resources", "gpu=2"]], ids=["default", "gpu=2"])
-def test_two_gpu_jobs_run_one_at_a_time_unless_told_of_more_gpus(tmp_path, resources):
-    # Without the local profile (`snakemake --cores 8 ...`, as the brief's command) and with
-    # train.threads 1, two jobs of gpu=1 ran side by side on one GPU; workflow/rules/resources.smk
-    # makes a local run's GPUs one unless --resources (or a profile) says how many there are.
-    (tmp_path / "Snakefile").write_text(
+def _two_gpu_jobs(folder: Path, shell: str) -> None:
+    """A Snakefile in ``folder`` of workflow/rules/resources.smk and two jobs (outputs ``a`` and
+    ``b``) of one thread and one GPU each, running ``shell``."""
+    (folder / "Snakefile").write_text(
         f'include: "{REPO}/workflow/rules/resources.smk"\n'
         "rule all:\n"
         '    input: "a", "b"\n'
@@ -1981,8 +1979,18 @@ def test_two_gpu_jobs_run_one_at_a_time_unless_told_of_more_gpus(tmp_path, resou
         '    wildcard_constraints: x="[ab]"\n'
         "    threads: 1\n"
         "    resources: gpu=1\n"
-        '    shell: "date +%s.%N > {output}.start; sleep 2; date +%s.%N > {output}.end; "\n'
-        '        "touch {output}"\n'
+        f"    shell: {shell!r}\n"
+    )
+
+
+@pytest.mark.parametrize("resources", [[], ["--resources", "gpu=2"]], ids=["default", "gpu=2"])
+def test_two_gpu_jobs_run_one_at_a_time_unless_told_of_more_gpus(tmp_path, resources):
+    # Without the local profile (`snakemake --cores 8 ...`, as the brief's command) and with
+    # train.threads 1, two jobs of gpu=1 ran side by side on one GPU; workflow/rules/resources.smk
+    # makes a local run's GPUs one unless --resources (or a profile) says how many there are.
+    _two_gpu_jobs(
+        tmp_path,
+        "date +%s.%N > {output}.start; sleep 2; date +%s.%N > {output}.end; touch {output}",
     )
     cmd = [str(Path(sys.executable).with_name("snakemake")), "--cores", "8", *resources]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -2034,16 +2042,7 @@ def test_a_cluster_runs_gpu_jobs_side_by_side(tmp_path):
     plugin = tmp_path / "plugins" / "snakemake_executor_plugin_fakecluster"
     plugin.mkdir(parents=True)
     (plugin / "__init__.py").write_text(FAKE_CLUSTER)
-    (tmp_path / "Snakefile").write_text(
-        f'include: "{REPO}/workflow/rules/resources.smk"\n'
-        "rule all:\n"
-        '    input: "a", "b"\n'
-        "rule gpu_job:\n"
-        '    output: "{x}"\n'
-        '    wildcard_constraints: x="[ab]"\n'
-        "    resources: gpu=1\n"
-        '    shell: "exit 1"\n'
-    )
+    _two_gpu_jobs(tmp_path, "exit 1")
     cmd = [str(Path(sys.executable).with_name("snakemake")), "--executor", "fakecluster"]
     cmd += ["--jobs", "4", "--seconds-between-status-checks", "1"]
     env = {**os.environ, "PYTHONPATH": str(plugin.parent)}
