@@ -50,7 +50,7 @@ from models.devices import DeviceError, autocast, memory_format, resolve_device
 from models.families import make_family
 from models.registry import build_model, input_spec
 from models.specs import TrainSpec
-from models.train import clip_gradients, param_groups
+from models.train import clip_gradients, param_groups, training_objective
 from synth.atomic import write_text_atomic
 from synth.charset import read_charset
 from synth.fonts import Face, covered_charset
@@ -135,16 +135,14 @@ def train_steps(
         targets = family.encode(batch.texts)
         with autocast(device, amp):
             outputs = model(images)
-        loss = family.loss(outputs, targets, batch.widths, label_smoothing=label_smoothing)
-        if align_weight > 0:  # as models.train adds it (CTCFamily.align_loss)
-            loss = loss + align_weight * family.align_loss(
-                outputs, targets, batch.centers, batch.widths
-            )
+        objective = training_objective(
+            family, outputs, targets, batch, label_smoothing, align_weight
+        )[2]
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         clip_gradients(model, clip)  # as training clips (0: not at all)
         optimizer.step()
-        loss.item()  # the loop syncs on the loss every step
+        objective.item()  # the loop syncs on the loss every step
         n += len(batch.texts)
     return n
 

@@ -291,6 +291,25 @@ def ema_update(decay: float) -> Any:
     return update
 
 
+def training_objective(
+    family: Family,
+    outputs: Any,
+    targets: Any,
+    batch: Any,
+    label_smoothing: float,
+    align_weight: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A training step's losses: the family's loss with ``label_smoothing``, the alignment loss
+    (0 unless ``align_weight`` > 0: each character's frame told what it reads,
+    `models.families.CTCFamily.align_loss`) and what is minimised, the first plus
+    ``align_weight`` times the second. ``batch`` gives ``widths`` and ``centers``."""
+    loss = family.loss(outputs, targets, batch.widths, label_smoothing=label_smoothing)
+    if align_weight <= 0:
+        return loss, torch.zeros((), device=loss.device), loss
+    aligned = family.align_loss(outputs, targets, batch.centers, batch.widths)
+    return loss, aligned, loss + align_weight * aligned
+
+
 def clip_gradients(model: nn.Module, clip_grad: float) -> torch.Tensor:
     """Scale ``model``'s gradients down to a total norm of ``clip_grad`` (0: no clipping); returns
     the norm before clipping."""
@@ -931,12 +950,10 @@ def _train(
         # the reader's masks, which the plots and export need; a CTC model's frame count
         family.check_output(outputs, images)
         # fp32 inside the family; validation losses (eval_batches) are never smoothed
-        loss = family.loss(outputs, targets, batch.widths, label_smoothing=spec.label_smoothing)
-        objective, aligned = loss, torch.zeros((), device=loss.device)
-        if (weight := align_weight_at(step, spec)) > 0:
-            # each character's frame told what it reads (CTCFamily.align_loss)
-            aligned = family.align_loss(outputs, targets, batch.centers, batch.widths)
-            objective = loss + weight * aligned
+        weight = align_weight_at(step, spec)
+        loss, aligned, objective = training_objective(
+            family, outputs, targets, batch, spec.label_smoothing, weight
+        )
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
         grad_norm = clip_gradients(model, spec.clip_grad)
