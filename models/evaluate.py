@@ -611,24 +611,19 @@ def evaluate(
         for p in preds:
             readings.append(Reading(p.text, float(p.confidence), list(p.top_k), p.grammatical))
         samples.extend(chunk)
-        if bar is not None:
-            bar.update(len(chunk))
+        bar.update(len(chunk))
         chunk.clear()
 
     from models.families import make_family
 
     longest = make_family(meta.model, meta.charset, meta.model_kwargs).longest_label
-    bar = progress_bar(None, " images", desc=f"{spec.experiment} {spec.split}")
-    try:
+    with progress_bar(None, " images", desc=f"{spec.experiment} {spec.split}") as bar:
         for sample in iter_samples(shards, task=meta.task, charset=meta.charset, longest=longest):
             chunk.append(sample)
             if len(chunk) >= spec.chunk:
                 flush()
         if chunk:
             flush()
-    finally:
-        if bar is not None:
-            bar.close()
     wall = time.perf_counter() - start
     if not samples:
         raise ValueError(f"no samples in the shards of {spec.split}: {', '.join(map(str, shards))}")

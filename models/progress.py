@@ -15,14 +15,16 @@ from synth.joblog import in_job
 def progress_bar(
     total: int | None, unit: str, initial: int = 0, enabled: bool = True, desc: str | None = None
 ) -> Any:
-    """A tqdm bar of ``total`` ``unit`` (None: a count and a rate) from ``initial``, or None when
-    not ``enabled``, standard error is no terminal or the process is a workflow job; the caller
-    updates and closes it. Until it is closed, the root logger's console handlers print above
-    it (a record printed after the bar's text, on its line, left a stale copy of the bar)."""
-    if not enabled or not sys.stderr.isatty() or in_job():
-        return None
+    """A tqdm bar of ``total`` ``unit`` (None: a count and a rate) from ``initial``; a disabled
+    one, which draws nothing, when not ``enabled``, standard error is no terminal or the process
+    is a workflow job. The caller updates it and closes it (or uses it in a ``with``). Until it
+    is closed, the root logger's console handlers print above it (a record printed after the
+    bar's text, on its line, left a stale copy of the bar)."""
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
+
+    if not enabled or not sys.stderr.isatty() or in_job():
+        return tqdm(total=total, initial=initial, unit=unit, desc=desc, disable=True)
 
     class Bar(tqdm):
         def close(self) -> None:

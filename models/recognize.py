@@ -721,11 +721,9 @@ def _print_results(
     with_top_k = recognizer.has_alternatives
     failed = 0
     to_file = not (hasattr(out, "isatty") and out.isatty())
-    bar = progress_bar(len(paths), " images", enabled=to_file and err is sys.stderr)
-    try:
+    with progress_bar(len(paths), " images", enabled=to_file and err is sys.stderr) as bar:
         for path, result in recognizer.recognize_files(paths):
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
             if isinstance(result, ImageLoadError):
                 failed += 1
                 reason = result.reason.replace(result.name, tsv_field(result.name))
@@ -738,9 +736,6 @@ def _print_results(
             else:
                 line = format_tsv(path, result, with_value, with_top_k)
             _write(line, out)
-    finally:
-        if bar is not None:
-            bar.close()
     return failed
 
 

@@ -367,17 +367,15 @@ def read_images(
                     out += parse_tsv(alone.stdout, 1)
             return out
 
-        bar = progress_bar(len(images), " images", desc=f"tesseract {spec.task} {spec.split}")
         results = []
-        try:
-            with ThreadPoolExecutor(max_workers=spec.threads) as pool:
-                for chunk_id, chunk_result in enumerate(pool.map(run, range(len(chunks)))):
-                    results.append(chunk_result)
-                    if bar is not None:
-                        bar.update(len(chunks[chunk_id]))
-        finally:
-            if bar is not None:
-                bar.close()
+        desc = f"tesseract {spec.task} {spec.split}"
+        with (
+            progress_bar(len(images), " images", desc=desc) as bar,
+            ThreadPoolExecutor(max_workers=spec.threads) as pool,
+        ):
+            for chunk_id, chunk_result in enumerate(pool.map(run, range(len(chunks)))):
+                results.append(chunk_result)
+                bar.update(len(chunks[chunk_id]))
     readings = []
     for chunk_result in results:
         for raw, conf in chunk_result:

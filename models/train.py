@@ -922,12 +922,11 @@ def _train(
             # step behind (saying unfinished, another process count would refuse to go on).
             write_run_info()
 
-    bar = progress_bar(spec.steps, "step", step, env.is_main)
-    writer = _tensorboard(spec.tensorboard and env.is_main, out_dir / "tb", step, history, key)
     # closed however the run ends (a stop by SIGTERM, an error); closing twice does nothing
-    for opened in (bar, writer):
-        if opened is not None:
-            cleanup.callback(opened.close)
+    bar = cleanup.enter_context(progress_bar(spec.steps, "step", step, env.is_main))
+    writer = _tensorboard(spec.tensorboard and env.is_main, out_dir / "tb", step, history, key)
+    if writer is not None:
+        cleanup.callback(writer.close)
     # Throughput counts the steps (data wait included), not validation or checkpoint writing.
     ddp_model.train()
     loader = train_loader(stream, spec.num_workers, device)
@@ -993,9 +992,8 @@ def _train(
         align_sum, n_aligned = align_sum + align_value, n_aligned + (weight > 0)
         images_seen += len(batch.texts) * env.world_size
         busy += time.perf_counter() - t_step
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
+        bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
+        bar.update(1)
 
         row: dict[str, Any] = {}
         last = step == spec.steps
@@ -1058,8 +1056,7 @@ def _train(
                 f"{job.experiment}: stopped by SIGTERM at step {step} of {spec.steps}; its "
                 f"state is saved in {resume_path}, and a rerun resumes from it"
             )
-    if bar is not None:
-        bar.close()
+    bar.close()
     if writer is not None:
         writer.close()
 

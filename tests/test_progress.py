@@ -51,9 +51,9 @@ def test_a_workflow_job_shows_no_bar_on_the_console_it_shares(tmp_path):
         sys.stderr = Terminal()
         from models.progress import progress_bar
         from synth import joblog
-        print(progress_bar(2, " images") is not None, flush=True)
+        print(not progress_bar(2, " images").disable, flush=True)
         joblog.start({str(tmp_path / "job.log")!r})
-        print(progress_bar(2, " images") is not None)
+        print(not progress_bar(2, " images").disable)
         """
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
