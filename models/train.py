@@ -16,10 +16,11 @@ validated and written to ``model.pt``.
 
 Resuming: a checkpoint holding the weights, optimizer, RNG state, history and early-stopping
 state is written atomically every ``checkpoint_every`` steps under
-``{out_dir}/resume/{run_hash}/last.pt``. A rerun (after SIGKILL, a crash, a pre-empted node)
-continues from it, and on CPU ends with the same weights as an uninterrupted run: the data
-stream and the dropout RNG are functions of ``(seed, rank, step)`` (`models.data.TrainStream`;
-the global torch RNG is reseeded every step), and the learning rate is a pure function of step.
+``{out_dir}/resume/{run_hash}/last.pt``, with the history so far beside it (``history.csv``).
+A rerun (after SIGKILL, a crash, a pre-empted node) continues from it, and on CPU ends with
+the same weights as an uninterrupted run: the data stream and the dropout RNG are functions of
+``(seed, rank, step)`` (`models.data.TrainStream`; the global torch RNG is reseeded every
+step), and the learning rate is a pure function of step.
 SIGTERM (a cluster's time limit, pre-emption, ``kill``) stops the run after the step under way
 with its state at that step written (`TrainingStopped`, exit status 143): no step is lost.
 
@@ -888,6 +889,9 @@ def _train(
         }
         ckpt = make_checkpoint(model, _with_step(meta, step), resume)
         save_atomic(ckpt, resume_path)
+        # the curves so far, to follow a long run by (or to read a stopped one): the final
+        # history.csv is written only when training ends
+        _write_history(resume_dir / "history.csv", history)
         write_run_info()
         forget_stale_runs()
 

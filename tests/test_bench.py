@@ -613,6 +613,28 @@ def test_device_check_summary_of_a_full_size_stage(repo_root, tmp_path, seq_acc,
     assert line in (tmp_path / "summary.md").read_text()
 
 
+def test_device_check_summary_of_a_training_its_time_limit_stopped(repo_root, tmp_path):
+    """A training stopped by the stage's time limit has no history.csv nor train.json: the
+    summary reads the history written with its last checkpoint, not the log's lines, which hold
+    later steps than the checkpoint (here none at all)."""
+    work = tmp_path / "work"
+    folder = work / "train" / "models" / "expr_crnn"
+    (folder / "resume" / "0123abcd").mkdir(parents=True)
+    (work / "stages.tsv").write_text("train\texpr_crnn\ttimeout\t124\t40.0\n")
+    (folder / "resume" / "0123abcd" / "history.csv").write_text(
+        "step,train_loss,images_per_s,val_acc\n100,2.5,900.0,\n200,0.7,1100.0,0.61\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
+    kit = repo_root / "bench" / "device_check" / "kit.py"
+    cmd = [sys.executable, kit, "summarize", "--work", work, "--out", tmp_path, "--device", "cuda"]
+    proc = subprocess.run([*map(str, cmd)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = json.loads((tmp_path / "summary.json").read_text())["train"]["expr_crnn"]
+    assert row["source"] == "resume/0123abcd/history.csv" and not row["finished"], row
+    assert (row["steps"], row["first_loss"], row["last_loss"]) == (200, 2.5, 0.7), row
+    assert row["images_per_s"] == 1000.0 and row["val_acc"] == 0.61 and row["loss_fell"], row
+
+
 def test_device_check_summary_cut_short_keeps_the_last_whole_one(repo_root, tmp_path):
     """summary.json is what a device check is read by: a write cut short (here by a file-size
     limit, as by a full disk or the budget's kill) leaves the summary written before it whole,

@@ -779,6 +779,34 @@ def test_resume_state_that_does_not_fit_the_model_starts_afresh(line_data, tmp_p
     assert fresh.run_hash == again.run_hash and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_the_history_so_far_is_written_beside_each_checkpoint(line_data, tmp_path):
+    """history.csv is a final output, written when training ends: a long run is followed, and a
+    stopped one read, by the copy written with each checkpoint in its resume folder."""
+    real_lr_at = train_module.lr_at
+
+    def interrupting(step, spec):
+        if step == 7:
+            raise KeyboardInterrupt
+        return real_lr_at(step, spec)
+
+    job = line_job(line_data, tmp_path, steps=8, checkpoint_every=3, log_every=2)
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(train_module, "lr_at", interrupting)
+        train(job)
+    assert not (tmp_path / "history.csv").exists()
+    [state] = (tmp_path / "resume").iterdir()
+    with open(state / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    # the checkpoint of step 6 holds the rows of steps 2, 4 (validated) and 6
+    assert [r["step"] for r in rows] == ["2", "4", "6"], rows
+    assert rows[1]["val_loss"] and all(float(r["train_loss"]) > 0 for r in rows)
+    kept = load_checkpoint(state / "last.pt")["resume"]["history"]
+    assert [str(r["step"]) for r in kept] == ["2", "4", "6"]
+    result = train(job)  # resumed, and finished: the copy is the final history
+    assert result.resumed_from == 6
+    assert (state / "history.csv").read_bytes() == (tmp_path / "history.csv").read_bytes()
+
+
 # Loading weights into a model on the meta device copies nothing, and torch says so.
 @pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter:UserWarning")
 def test_resume_on_a_gpu_keeps_the_rng_state_on_the_cpu(line_data, tmp_path):

@@ -394,8 +394,8 @@ def _stages(work: Path) -> list[dict[str, Any]]:
 
 
 def _log_rows(log: Path) -> list[dict[str, Any]]:
-    """History rows from a training log (``step N/M k=v ...`` lines): a run stopped by its
-    time limit writes no history.csv."""
+    """History rows from a training log (``step N/M k=v ...`` lines), for a run stopped by its
+    time limit before its first checkpoint."""
     rows = []
     if log.is_file():
         for line in log.read_text(errors="replace").splitlines():
@@ -410,11 +410,15 @@ def _log_rows(log: Path) -> list[dict[str, Any]]:
 
 
 def _history(folder: Path, log: Path) -> tuple[list[dict[str, Any]], str]:
-    path = folder / "history.csv"
-    if path.is_file():
-        with open(path, newline="") as f:
-            rows = [{k: _value(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
-        return rows, "history.csv"
+    """The training's history rows and where they were read: its history.csv, written when
+    training ends; for a run stopped by its time limit, the copy written with its last
+    checkpoint (``resume/<run>/history.csv``), else its log."""
+    kept = sorted(folder.glob("resume/*/history.csv"), key=lambda p: p.stat().st_mtime)
+    for path in [folder / "history.csv", *kept[-1:]]:
+        if path.is_file():
+            with open(path, newline="") as f:
+                rows = [{k: _value(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+            return rows, str(path.relative_to(folder))
     return _log_rows(log), "log"
 
 
