@@ -398,12 +398,18 @@ def _drawn_chars(font: TTFont, chars: Iterable[str]) -> set[str]:
     raise TTLibError("neither a glyf nor a CFF table")
 
 
-def excluded_by(patterns: Sequence[re.Pattern], family: str, style: str) -> str | None:
+def excluded_by(
+    patterns: Sequence[re.Pattern], family: str, style: str, path: str = ""
+) -> str | None:
     """The first of ``patterns`` found in the family name or the face's full name, or None.
 
     The full name is the family and the style, ``"Lato Thin"`` for the Thin face of family
-    ``Lato``, so a pattern can leave out one weight of a family and keep the others.
+    ``Lato``, so a pattern can leave out one weight of a family and keep the others. A face
+    whose name table gives no family (or cannot be read) goes by its file's name without the
+    suffix (``path``'s stem), which a pattern can then leave out.
     """
+    if not family.strip() and path:
+        family = Path(path).stem
     full = f"{family} {style}".strip()
     return next((p.pattern for p in patterns if p.search(family) or p.search(full)), None)
 
@@ -742,7 +748,7 @@ def _scan_face(
     name = font["name"]
     family = name.getBestFamilyName() or ""
     style = name.getBestSubFamilyName() or ""
-    hit = excluded_by(patterns, family, style)
+    hit = excluded_by(patterns, family, style, f.path)
     if hit is not None:
         return FaceRecord(f.path, index, family, style, role, "excluded", f"name matches {hit}")
     drawn = _drawn_chars(font, chars)
@@ -1033,7 +1039,7 @@ def read_coverage(
     for r in rows:
         if r["role"] != role or r["status"] != "ok":
             continue
-        if excluded_by(patterns, r["family"], r["style"]) is not None:
+        if excluded_by(patterns, r["family"], r["style"], r["path"]) is not None:
             continue
         if r.get("bytes"):  # tables written before these columns existed are taken as they are
             stamp = (int(r["bytes"]), int(r["mtime_ns"]))

@@ -7,6 +7,7 @@ import glob
 import logging
 import os
 import re
+import shutil
 import struct
 from pathlib import Path
 
@@ -560,6 +561,32 @@ def test_what_fonttools_says_of_a_damaged_name_table_is_said_once_naming_the_fil
     assert said and len(said) <= 10, f"{len(said)} fontTools records"
     assert all(r.getMessage().startswith(f"font file {bad}: ") for r in said), said[0]
     assert any("malformed name record #0 (65534 more like it)" in r.getMessage() for r in said)
+
+
+def test_a_face_whose_name_table_gives_no_family_is_excluded_by_its_file_name(
+    tmp_path, latin_font, cjk_font, caplog
+):
+    # Its family read as "": no exclude_families pattern could leave it out, of every task or
+    # of one. It goes by its file name's stem.
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    data = bytearray(latin_font.read_bytes())
+    name = TTFont(str(latin_font)).reader.tables["name"]
+    data[name.offset : name.offset + name.length] = b"\xff" * name.length
+    (fonts / "Scan-Regular.ttf").write_bytes(bytes(data))
+    shutil.copy(cjk_font, fonts / "Whole.ttc")
+    with caplog.at_level(logging.ERROR, logger="fontTools"):
+        kept = scan_fonts([f"{fonts}/*"], [], EXPR)
+        left, *whole = scan_fonts([f"{fonts}/*"], [], EXPR, exclude_families=["^Scan-"])
+    assert [r.family for r in kept if r.path.endswith("Scan-Regular.ttf")] == [""]
+    assert (left.status, left.reason) == ("excluded", "name matches ^Scan-"), left
+    assert whole and all(r.status == "ok" and r.family.startswith("WenQuanYi") for r in whole)
+    out = tmp_path / "coverage.tsv"
+    write_coverage(kept, {"expr": EXPR}, out)
+    assert len(read_coverage(out, "expr", EXPR, "train")) == len(whole) + 1
+    # a task's own list too
+    faces = read_coverage(out, "expr", EXPR, "train", ["^Scan-"])
+    assert sorted(f.path for f in faces) == sorted(r.path for r in whole)
 
 
 @pytest.mark.parametrize("fill", ["zeros", "random"])
