@@ -125,8 +125,9 @@ def train_steps(
     the alignment loss where ``align_weight`` is set, backward, clip, step), images in
     ``layout`` (default: `models.devices.memory_format`, as training uses; the model must be in
     it too). Give it the experiment's ``train`` settings: a line model trained with the
-    alignment loss (the default config's) pays for it every step. Returns the images trained
-    on; adds the padded pixels fed to ``pixels[0]``."""
+    alignment loss (the default config's) pays for it every step (with ``align_steps`` set,
+    training drops it after that step: timed here as its first steps run). Returns the images
+    trained on; adds the padded pixels fed to ``pixels[0]``."""
     layout = memory_format(device) if layout is None else layout
     n = 0
     for batch in batches:
