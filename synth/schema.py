@@ -646,7 +646,8 @@ def drop_written_defaults(config: dict[str, Any]) -> None:
     config's params (and the shards and models made before the key existed), where a config
     writes out the value that means unset: ``tasks.*.charset.space: false``,
     ``tasks.expr.oldstyle: 0``, ``tasks.line.corpus: null``."""
-    for task in (config.get("tasks") or {}).values():
+    tasks = config.get("tasks")
+    for task in tasks.values() if isinstance(tasks, dict) else ():  # else the schema's problem
         if not isinstance(task, dict):
             continue
         charset = task.get("charset")

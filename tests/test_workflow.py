@@ -2903,3 +2903,18 @@ def test_the_slurm_profile_schedules_every_job_without_cores(tmp_path):
     assert (by_rule["evaluate"]["threads"], by_rule["evaluate"]["gpu"]) == (4, 1)
     assert by_rule["tesseract"]["threads"] == 4 and by_rule["shard"]["threads"] == 1
     assert not any(job["gres"] or job["slurm_extra"] for job in jobs)
+
+
+@pytest.mark.parametrize("tasks", ["[hanzi, expr]", "hanzi", "3"])
+def test_tasks_that_are_not_a_mapping_are_a_problem_of_the_config(tmp_path, capsys, tasks):
+    """``tasks:`` written as a list, a word or a number: the schema's problem was never said,
+    since filling in its defaults stopped at it with an AttributeError's traceback, in the
+    config check, the workflow and --task-config alike. It is listed as the other keys' are."""
+    from models.configcheck import main as configcheck
+
+    config = tmp_path / "mine.yaml"
+    config.write_text(f"seed: 1\ntasks: {tasks}\n")
+    assert configcheck(["--no-files", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {config}: invalid config (1 problem):\n  tasks: "), err
+    assert "is not of type 'object'" in err and "Traceback" not in err
