@@ -50,6 +50,7 @@ from models.cli import command_name, non_negative_int, positive_int, stops_on_in
 from models.evaluate import label_problem
 from models.images import (
     DEFAULT_MAX_PIXELS,
+    MAX_ASPECT,
     POLARITIES,
     ImageLoadError,
     load_gray,
@@ -209,6 +210,7 @@ def pack(
     height: int | None = None,
     polarity: str = "auto",
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_aspect: int | None = MAX_ASPECT,
     png_level: int = 1,
 ) -> list[Path]:
     """Pack a labels file's images into ``{out}/{split}-{i:06d}.tar``; returns the shard paths.
@@ -233,7 +235,7 @@ def pack(
     entries, problems = read_labels(labels)
 
     def load(e: Entry) -> np.ndarray:
-        gray = load_gray(e.path, polarity=polarity, max_pixels=max_pixels)
+        gray = load_gray(e.path, polarity=polarity, max_pixels=max_pixels, max_aspect=max_aspect)
         return _scaled(gray, height)
 
     def problem(e: Entry) -> str | None:
@@ -388,6 +390,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_MAX_PIXELS,
         help="refuse images of more pixels (default 50,000,000; 0: no limit)",
     )
+    parser.add_argument(
+        "--max-aspect",
+        type=non_negative_int,
+        default=MAX_ASPECT,
+        help=f"refuse images whose one side is more than this many times the other (default "
+        f"{MAX_ASPECT}, as models.recognize; 0: no limit)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -401,6 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             height=args.height,
             polarity=args.polarity,
             max_pixels=args.max_pixels or None,
+            max_aspect=args.max_aspect or None,
         )
     except (ValueError, OSError) as e:  # PackError, CheckpointError, a charset file: named
         print(f"{parser.prog}: error: {e}", file=sys.stderr)

@@ -437,3 +437,19 @@ def test_an_image_too_narrow_for_its_label_under_ctc_is_refused(tmp_path, caplog
     assert "which no reading could otherwise match (lines 3)" in caplog.text
     with pytest.raises(ValueError, match=r"labels\.tsv is a file: give a folder"):
         pack(labels, labels, check=check)
+
+
+def test_a_strip_over_the_aspect_limit_is_packed_with_the_option_its_error_names(tmp_path, capsys):
+    """A long line over 200:1 was refused with 'raise max_aspect: --max-aspect', an option
+    models.recognize has and the packing command had not: such lines could not be packed at
+    all. The command takes it, as recognition does (0: no limit)."""
+    root = tmp_path / "own"
+    root.mkdir()
+    _text_image("1" * 60, size=(8100, 40)).save(root / "long.png")  # 202.5:1
+    labels = root / "labels.tsv"
+    labels.write_text("long.png\t" + "1" * 60 + "\n", encoding="utf-8")
+    assert main([str(labels), str(tmp_path / "out")]) == 1
+    assert "one side is over 200 times the other" in capsys.readouterr().err
+    assert main([str(labels), str(tmp_path / "out"), "--max-aspect", "250"]) == 0
+    assert capsys.readouterr().out.splitlines() == [str(tmp_path / "out" / "test_own-000000.tar")]
+    assert main([str(labels), str(tmp_path / "zero"), "--max-aspect", "0"]) == 0
