@@ -44,7 +44,7 @@ import torch
 import webdataset as wds
 
 from models.families import Family, LabelError
-from models.images import ImageLoadError, decode_png
+from models.images import ImageLoadError, decode_png, label_proportion_problem
 from models.preprocess import pad_batch, prepare_image
 from synth.shards import (
     REBUILD_HINT,
@@ -277,6 +277,8 @@ def decode_sample(
         image = decode_png(sample["png"], where)
     except ImageLoadError as e:
         raise DataError(str(e)) from e
+    if why := label_proportion_problem(image.size, text):  # scaled, it would fill memory
+        raise DataError(f"{where}: {why}: a damaged or foreign image{REBUILD_HINT}")
     prepared = prepare_image(image, geometry)
     if centers is not None and prepared.shape[1] != image.width:
         k = prepared.shape[1] / image.width

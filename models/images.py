@@ -62,6 +62,9 @@ DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: a 7000 x 7000 page scan fits, a decomp
 # model's 32 px would be 1.9 million px wide (tens of GB of activations). 200:1 is a line of
 # about 200 hanzi, or 400 Latin letters; a longer line needs a higher ``max_aspect``.
 MAX_ASPECT = 200
+# How much longer than high each character of a label may make its image (a hanzi is about 1:1,
+# spacing and margins add), beyond MAX_ASPECT: `label_proportion_problem`.
+ASPECT_PER_CHARACTER = 20
 FLOAT_UNIT_MAX = 1.5  # floats up to this are 0..1 (a resampled 0..1 image overshoots 1 a little)
 PIPE_WAIT_S = 10.0  # how long a named pipe may stay without a writer
 PIPE_MAX_BYTES = 1 << 30  # what is read of one, at most: 1 GiB
@@ -249,6 +252,24 @@ def _read_pipe(path: str | os.PathLike, name: str) -> io.BytesIO:
         return io.BytesIO(b"".join(chunks))
     finally:
         os.close(fd)
+
+
+def label_proportion_problem(size: tuple[int, int], label: str) -> str | None:
+    """Why an image of ``size`` (width, height) is too long to be drawn of ``label``, or None.
+
+    Its long side may be up to `MAX_ASPECT` plus `ASPECT_PER_CHARACTER` per character times its
+    short side: a labelled line of any length (`models.pack` takes those over ``--max-aspect``)
+    is within this, and a damaged or foreign image is not. Scaled to a model's 32 px, a 100000 x
+    1 px strip is 3.2 million px wide: it filled memory, with no sample named."""
+    width, height = size
+    limit = MAX_ASPECT + ASPECT_PER_CHARACTER * len(label)
+    if max(width, height) <= limit * max(1, min(width, height)):
+        return None
+    return (
+        f"its image is {width}x{height} px, longer than a label of {len(label)} characters is "
+        f"drawn: more than {limit}:1 ({MAX_ASPECT}:1 and {ASPECT_PER_CHARACTER}:1 per "
+        "character)"
+    )
 
 
 def decode_png(data: bytes, where: str) -> Image.Image:

@@ -53,6 +53,7 @@ from models.images import (
     MAX_ASPECT,
     POLARITIES,
     ImageLoadError,
+    label_proportion_problem,
     load_gray,
 )
 from synth.atomic import unwritable_why
@@ -236,6 +237,8 @@ def pack(
 
     def load(e: Entry) -> np.ndarray:
         gray = load_gray(e.path, polarity=polarity, max_pixels=max_pixels, max_aspect=max_aspect)
+        if why := label_proportion_problem(gray.size, e.text):  # training would refuse it
+            raise ImageLoadError(str(e.path), why)  # and scaled to height, it fills memory
         return _scaled(gray, height)
 
     def problem(e: Entry) -> str | None:

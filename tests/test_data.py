@@ -291,6 +291,25 @@ def test_a_label_that_is_not_a_string_is_an_error_not_its_repr(tmp_path, text, k
         TrainStream([str(path)], LINE, None, 1, seed=0, steps=1, shuffle_buffer=0)
 
 
+def test_an_image_far_longer_than_its_label_is_an_error_naming_the_sample(tmp_path):
+    # A 100000 x 1 px member labelled "12": scaled to the model's 32 px height it was 3.2 million
+    # px wide, and evaluation grew to 24 GB and was killed, naming nothing.
+    png = io.BytesIO()
+    Image.new("L", (100_000, 1), 255).save(png, format="PNG")
+    path = tmp_path / "long-000000.tar"
+    with wds.TarWriter(str(path)) as w:
+        w.write({"__key__": "k0", "png": png.getvalue(), "json": b'{"text": "12"}'})
+    error = (
+        r"long-000000\.tar: sample 'k0': its image is 100000x1 px, longer than a label of 2 "
+        r"characters is drawn: more than 240:1 .*: a damaged or foreign image; delete it"
+    )
+    with pytest.raises(DataError, match=error):
+        list(iter_examples([str(path)], LINE))
+    stream = TrainStream([str(path)], LINE, None, 1, seed=0, steps=1, shuffle_buffer=0)
+    with pytest.raises(DataError, match=error):  # training: at the batch that holds it
+        next(iter(train_loader(stream, 0)))
+
+
 def _tar(path: Path, members: list[tuple[str, bytes]]) -> str:
     """A tar holding ``members`` (name, bytes) in this order, as they are (duplicates too)."""
     with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:

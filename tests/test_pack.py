@@ -453,3 +453,19 @@ def test_a_strip_over_the_aspect_limit_is_packed_with_the_option_its_error_names
     assert main([str(labels), str(tmp_path / "out"), "--max-aspect", "250"]) == 0
     assert capsys.readouterr().out.splitlines() == [str(tmp_path / "out" / "test_own-000000.tar")]
     assert main([str(labels), str(tmp_path / "zero"), "--max-aspect", "0"]) == 0
+
+
+def test_an_image_far_longer_than_its_label_is_not_packed_whatever_max_aspect(tmp_path, capsys):
+    # A 100000 x 1 px image labelled "12" with --max-aspect 0 was scaled to --height 32: 3.2
+    # million px wide, and training on it would fill memory. Refused, as training refuses it.
+    root = tmp_path / "own"
+    root.mkdir()
+    Image.new("L", (100_000, 1), 255).save(root / "thread.png")
+    _text_image("12").save(root / "fine.png")
+    labels = root / "labels.tsv"
+    labels.write_text("fine.png\t12\nthread.png\t12\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main([str(labels), str(out), "--max-aspect", "0", "--height", "32"]) == 1
+    err = capsys.readouterr().err
+    assert f"labels.tsv:2: {root / 'thread.png'}: its image is 100000x1 px, longer than a" in err
+    assert "labels.tsv:1" not in err and not list(out.glob("*.tar"))
