@@ -413,14 +413,17 @@ class CharsetError(ValueError):
 
 
 def read_charset(path: str | os.PathLike) -> list[str]:
-    """Read a charset file written by :func:`write_charset` (one character per line).
+    """Read a charset file written by :func:`write_charset` (one character per line), or by an
+    editor: a byte-order mark and Windows line ends (CRLF) are taken as the config's
+    ``charset.files`` take them, not as characters.
 
     Raises:
         CharsetError: The file is not UTF-8, a line holds other than one character, a character
             comes twice, or there is none (a model of it would have no class, or two of one).
     """
     try:
-        lines = Path(path).read_text(encoding="utf-8").split("\n")
+        text = Path(path).read_text(encoding="utf-8-sig")
+        lines = text.replace("\r\n", "\n").split("\n")
     except UnicodeDecodeError as e:
         raise CharsetError(f"charset {path}: not UTF-8 ({e.reason} at byte {e.start})") from None
     chars = [line for line in lines if line != ""]

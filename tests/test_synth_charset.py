@@ -125,6 +125,14 @@ def test_charset_file_round_trip(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["line.txt"]  # no temporary left behind
 
 
+def test_a_charset_file_an_editor_saved_reads_as_its_characters(tmp_path):
+    # Notepad's UTF-8: a byte-order mark and CRLF line ends, refused as "got '\ufeff0'", "'1\r'".
+    # A space line (the line charset's last class) stays one.
+    path = tmp_path / "mine.txt"
+    path.write_bytes("\ufeff0\r\n1\r\n \r\n啊\r\n".encode())
+    assert read_charset(path) == ["0", "1", " ", "啊"]
+
+
 def test_a_charset_line_of_more_than_one_character_is_named_by_code_point(tmp_path):
     path = tmp_path / "old.txt"
     path.write_text("a\nq\u0303\nb\u200b\n", encoding="utf-8")
