@@ -213,7 +213,9 @@ def resolve_font_files(
     does not exist, or is not a font, is a :class:`FontError` naming ``key``, the config key
     that lists ``patterns`` (``fonts.paths`` or ``fonts.test_fonts``; both when not given). Glob
     and directory matches keep only font suffixes (.ttf .otf .ttc .otc); a folder a glob matches
-    is searched recursively.
+    is searched recursively. A pattern that is the path of a file or a folder is that file or
+    folder, whatever its name holds (a file is then named outright): Google Fonts' variable
+    fonts are named ``Inter[opsz,wght].ttf``, which as a glob would match nothing.
     """
 
     def note(message: str, *args: object) -> None:
@@ -223,8 +225,12 @@ def resolve_font_files(
     out: dict[str, list[FontFile]] = {}  # by resolved path: every path that reached it
     for pattern in patterns:
         alternatives = expand_braces(pattern)
-        if len(alternatives) > 1 or GLOB_CHARS & set(pattern) or Path(pattern).is_dir():
-            bases = [str(Path(a) / "*") if Path(a).is_dir() else a for a in alternatives]
+        globbed = len(alternatives) > 1 or GLOB_CHARS & set(pattern)
+        if (globbed and not Path(pattern).is_file()) or Path(pattern).is_dir():
+            # a folder's own name is no pattern: "Fonts [2024]/" holds its fonts
+            bases = [
+                str(Path(glob.escape(a)) / "*") if Path(a).is_dir() else a for a in alternatives
+            ]
             found = {p for base in bases for p in glob.glob(base)}
             # A folder among the matches (a family unzipped into fonts/) is searched too.
             found |= {

@@ -19,6 +19,7 @@ from synth.charset import build_charset, gb2312_hanzi
 from synth.fonts import (
     _CFF_SHORT,
     FontError,
+    FontFile,
     apply_uncovered_policy,
     covered_charset,
     excluded_by,
@@ -892,6 +893,23 @@ def test_brace_alternatives_expand_like_the_shell(tmp_path, latin_font, caplog):
     with caplog.at_level(logging.WARNING):
         assert resolve_font_files([f"{tmp_path}/G-{{Light,Bold}}.ttf"]) == []
     assert "matches no font" in caplog.text
+
+
+def test_a_path_with_brackets_names_its_file_or_folder(tmp_path, latin_font, caplog):
+    """Google Fonts' variable fonts are named ``Inter[opsz,wght].ttf``: listed by its path, such
+    a file was read as a glob of one character class, matched nothing and was skipped with a
+    warning, and a folder named with brackets gave none of its fonts."""
+    named = tmp_path / "Inter[opsz,wght].ttf"
+    named.write_bytes(latin_font.read_bytes())
+    folder = tmp_path / "Fonts [2024]"
+    folder.mkdir()
+    (folder / "Lato.ttf").write_bytes(latin_font.read_bytes())
+    with caplog.at_level(logging.WARNING):
+        assert resolve_font_files([str(named)]) == [FontFile(str(named), True)]
+        assert resolve_font_files([str(folder)]) == [FontFile(str(folder / "Lato.ttf"), False)]
+        # a glob stays a glob: [opsz,wght] is one of those characters
+        assert resolve_font_files([f"{tmp_path}/Inter*.ttf"]) == [FontFile(str(named), False)]
+    assert "matches no font" not in caplog.text
 
 
 def test_held_out_wins_over_training(heldout_font):
