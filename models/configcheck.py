@@ -248,6 +248,14 @@ def config_files(
     except FontError as e:  # explicitly named files: split_roles stops at the first
         found.problems += _named_font_problems(fonts, origins) or [_font_problem(e, fonts, origins)]
     else:
+        # Snakemake reads braces in an input's path as wildcards: its own error names no file
+        for name, files in (("paths", found.train_fonts), ("test_fonts", found.test_fonts)):
+            found.problems += [
+                f"fonts.{name}: {f.path}: braces in a path are Snakemake's wildcards: rename it"
+                + from_files(origins, ["fonts", name])
+                for f in files
+                if "{" in f.path or "}" in f.path
+            ]
         if not found.train_fonts:
             found.problems.append(
                 f"fonts.paths: {fonts['paths']} match no font file to train with"

@@ -2672,6 +2672,37 @@ def test_the_config_check_command_lists_every_own_test_set_problem(tmp_path, cap
     assert main([str(mine)]) == 0, capsys.readouterr().err
 
 
+def test_a_font_path_with_braces_is_named_when_the_config_is_read(
+    tmp_path, capsys, monkeypatch, latin_font, heldout_font
+):
+    """A font file whose name holds braces, in a folder fonts.paths lists, stopped Snakemake
+    with 'Wildcards in input files cannot be determined from output files: 'Vu'', naming
+    neither the file nor the key: the config check names both, as for own_tests' paths."""
+    mine = tmp_path / "fonts"
+    mine.mkdir()
+    (mine / "Deja{Vu}.ttf").write_bytes(latin_font.read_bytes())
+    held = tmp_path / "held"
+    held.mkdir()
+    (held / "U{Kai}.ttc").write_bytes(heldout_font.read_bytes())
+
+    def edit(c):
+        c["fonts"]["paths"].append("fonts")
+        c["fonts"]["test_fonts"] = [str(held / "U{Kai}.ttc")]
+
+    config = _write_config(tmp_path, edit)
+    monkeypatch.chdir(tmp_path)
+    _configcheck_lists(
+        capsys,
+        config,
+        [
+            "  fonts.paths: fonts/Deja{Vu}.ttf: braces in a path are Snakemake's wildcards: "
+            "rename it",
+            f"  fonts.test_fonts: {held}/U{{Kai}}.ttc: braces in a path are Snakemake's "
+            "wildcards: rename it",
+        ],
+    )
+
+
 def test_the_config_check_command_lists_every_init_from_problem(tmp_path, capsys, monkeypatch):
     """train.init_from was checked only when the workflow started, one problem a run: the
     command lists every experiment's, each naming its key and file (a cycle once), and
