@@ -166,9 +166,15 @@ def _charset_problems(task: str, task_cfg: Mapping[str, Any]) -> list[str]:
 
 def cwd_hint(paths: Sequence[Any] = ()) -> str:
     """The words a message about ``paths`` adds: where relative paths are read from; nothing
-    when every one of them is absolute (none given: the words)."""
-    if paths and all(os.path.isabs(os.path.expanduser(str(p))) for p in paths):
+    when every one of them is absolute (none given: the words). A path that starts with ``~``
+    is relative: only ``extends`` expands it, so the words say so."""
+    if paths and all(os.path.isabs(str(p)) for p in paths):
         return ""
+    if any(str(p).startswith("~") for p in paths):
+        return (
+            f" (~ is not expanded here, only in extends: write the path out; relative paths "
+            f"are read from {os.getcwd()})"
+        )
     return f" (relative paths are read from {os.getcwd()})"
 
 

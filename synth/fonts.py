@@ -256,7 +256,8 @@ def resolve_font_files(
                 else:
                     out.setdefault(str(Path(p).resolve()), []).append(FontFile(p, False))
             if not matched:
-                note("font pattern %s matches no font file; skipped", pattern)
+                tilde = " (~ is not expanded here: write the path out)" * pattern.startswith("~")
+                note("font pattern %s matches no font file%s; skipped", pattern, tilde)
         else:
             named = key or "fonts.paths / test_fonts"
             if not Path(pattern).is_file():

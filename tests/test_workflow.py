@@ -2703,6 +2703,30 @@ def test_a_font_path_with_braces_is_named_when_the_config_is_read(
     )
 
 
+def test_a_font_path_from_home_says_that_tilde_is_not_expanded(
+    tmp_path, capsys, monkeypatch, caplog
+):
+    """Only extends expands ~: a font listed as ~/fonts/Mine.ttf 'does not exist', and the
+    message added no word of where it was looked for (the hint took ~ for absolute), though it
+    was read from the working folder. It says so now, and so does a glob's warning."""
+    from models.configcheck import main
+    from synth.fonts import resolve_font_files
+
+    def edit(c):
+        c["fonts"]["paths"] = ["~/fonts/Mine.ttf"]
+
+    config = _write_config(tmp_path, edit)
+    monkeypatch.chdir(tmp_path)
+    assert main([str(config)]) == 1
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        "  font file ~/fonts/Mine.ttf does not exist (fonts.paths) (~ is not expanded here, "
+        f"only in extends: write the path out; relative paths are read from {tmp_path})"
+    ]
+    with caplog.at_level("WARNING", logger="synth.fonts.files"):
+        assert resolve_font_files(["~/fonts/*.ttf"]) == []
+    assert "~/fonts/*.ttf matches no font file (~ is not expanded here" in caplog.text
+
+
 def test_the_config_check_command_lists_every_init_from_problem(tmp_path, capsys, monkeypatch):
     """train.init_from was checked only when the workflow started, one problem a run: the
     command lists every experiment's, each naming its key and file (a cycle once), and
