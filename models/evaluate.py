@@ -55,7 +55,7 @@ from PIL import Image
 
 from models import metrics
 from models.cli import stops_on_interrupt, thread_count
-from models.images import ImageLoadError, decode_png
+from models.images import ImageLoadError, decode_png, label_proportion_problem
 from models.progress import progress_bar
 from models.registry import DECODERS
 from synth.atomic import output_folder_why, write_text_atomic
@@ -126,7 +126,8 @@ def iter_samples(
 
     Raises:
         ValueError: A record without an image or a ``text``, an image or JSON that cannot be
-            decoded, a label outside ``charset``; for ``expr``, a label that does not evaluate
+            decoded, an image far longer than its label (`label_proportion_problem`), a label
+            outside ``charset``; for ``expr``, a label that does not evaluate
             (malformed, or dividing by zero) or whose value differs from the record's ``value``
             (each naming the shard and key). `synth.shards.ShardReadError` (a ValueError): a
             shard that is not a readable tar.
@@ -159,6 +160,8 @@ def iter_samples(
             except ImageLoadError as e:
                 # not an ImageLoadError: the recognizer skips those as a user's unreadable file
                 raise ValueError(str(e)) from None
+            if why := label_proportion_problem(image.size, label):  # scaled, it fills memory
+                raise ValueError(f"{where}: {why}: a damaged or foreign image")
             if image.mode != "L":
                 image = image.convert("L")
             problem = label_problem(label, known, longest)

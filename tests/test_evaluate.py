@@ -111,6 +111,21 @@ def test_iter_samples_streams_in_order_with_limit(tmp_path, cjk_font):
     assert [s.label for s in iter_samples([a, b], limit=5)] == texts[:5]
 
 
+def test_an_image_far_longer_than_its_label_stops_evaluation_naming_the_sample(tmp_path):
+    # A 100000 x 1 px member labelled "12", scaled to the model's height (3.2 million px wide):
+    # evaluation grew to 24 GB and was killed, naming nothing.
+    path = tmp_path / "test_seen-000000.tar"
+    thread = np.full((1, 100_000), 255, np.uint8)
+    write_samples(path, [ShardSample("000000", thread, {"text": "12", "font": "f"})])
+    with pytest.raises(ValueError) as e:
+        list(iter_samples([path]))
+    assert str(e.value) == (
+        f"shard {path}: sample '000000': its image is 100000x1 px, longer than a label of 2 "
+        "characters is drawn: more than 240:1 (200:1 and 20:1 per character): a damaged or "
+        "foreign image"
+    )
+
+
 @pytest.mark.parametrize(
     ("label", "recorded", "error"),
     [
