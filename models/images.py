@@ -445,17 +445,21 @@ def normalize_polarity(gray: Image.Image, polarity: str = "auto") -> tuple[Image
     return (ImageOps.invert(gray), True) if invert else (gray, False)
 
 
-def check_aspect(width: int, height: int, max_aspect: int | None = MAX_ASPECT) -> str | None:
+ASPECT_ADVICE = (
+    "crop it to a line of text or a character (or, for a genuinely longer line, raise "
+    "max_aspect: --max-aspect)"
+)
+
+
+def check_aspect(
+    width: int, height: int, max_aspect: int | None = MAX_ASPECT, advice: str = ASPECT_ADVICE
+) -> str | None:
     """Why an image of this size is refused (one side over ``max_aspect`` times the other; None:
-    no limit), or None."""
+    no limit), with ``advice``, or None."""
     if not max_aspect:  # None or 0: no limit (as --max-aspect 0)
         return None
     if min(width, height) > 0 and max(width, height) > max_aspect * min(width, height):
-        return (
-            f"{width}x{height} px: one side is over {max_aspect} times the other; "
-            "crop it to a line of text or a character (or, for a genuinely longer line, "
-            "raise max_aspect: --max-aspect)"
-        )
+        return f"{width}x{height} px: one side is over {max_aspect} times the other; {advice}"
     return None
 
 

@@ -58,7 +58,7 @@ from models.export import (
     output_problem,
     unreadable_onnx,
 )
-from models.images import ImageLoadError, find_images
+from models.images import ImageLoadError, check_aspect, find_images
 from models.predict import batches, predict
 from models.recognize import Recognizer
 from synth.atomic import missing_why, write_bytes_atomic
@@ -109,6 +109,12 @@ def check_int8_args(
         raise ExportError(f"the calibration needs at least one image, got a limit of {limit}")
 
 
+CALIBRATION_ASPECT_ADVICE = (
+    "leave it out of the calibration images, or crop it to a line of text (a shard's lines are "
+    "held to their labels' lengths instead)"
+)
+
+
 def calibration_images(
     sources: Sequence[str | os.PathLike], recognizer: Recognizer, limit: int
 ) -> list[Image.Image]:
@@ -117,7 +123,9 @@ def calibration_images(
     Args:
         sources: Image files, folders (walked as `models.images.find_images` walks them) and
             shard ``.tar`` files (their images, in order), taken in turn.
-        recognizer: Loads each image (grayscale, its polarity, the size limits).
+        recognizer: Loads each image (grayscale, its polarity, the size limits). An image
+            file is held to `models.images.MAX_ASPECT` too, whatever the recognizer's limit; a
+            shard's image to its label's length (`models.evaluate.iter_samples`).
         limit: Stop after this many.
 
     Raises:
@@ -149,9 +157,14 @@ def calibration_images(
             raise ExportError(f"calibration: {source} is a folder with no image files in it{hint}")
         for path in found[: limit - len(images)]:
             try:
-                images.append(recognizer.load(path))
+                image = recognizer.load(path)
             except ImageLoadError as e:
                 raise ExportError(f"calibration: {e}") from None
+            # the recognizer takes a shard's long lines, whose labels vouch for them (as
+            # training does); an image file over the recognition's limit would fill memory
+            if why := check_aspect(*image.size, advice=CALIBRATION_ASPECT_ADVICE):
+                raise ExportError(f"calibration: {path}: {why}")
+            images.append(image)
     if not images:
         raise ExportError(f"calibration: no images in {', '.join(map(str, sources))}")
     return images
@@ -324,7 +337,9 @@ def quantize_onnx(
                 op,
             )
     model, meta = load_onnx(src, threads=1)
-    reader = Recognizer(model, meta, torch.device("cpu"), batch_size=batch_size)
+    # no aspect limit of its own: calibration_images holds image files to MAX_ASPECT, and a
+    # shard's lines to their labels' lengths (a long line config's are over 200:1)
+    reader = Recognizer(model, meta, torch.device("cpu"), batch_size=batch_size, max_aspect=None)
     images = calibration_images(calibration, reader, limit)
     arrays = [batch.numpy() for _, batch, _ in batches(meta, images, batch_size)]
     try:

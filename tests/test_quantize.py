@@ -285,6 +285,34 @@ def test_calibration_reads_shards_and_images_as_recognition_loads_them(
     )
 
 
+def test_calibration_takes_a_shards_long_lines_and_holds_image_files_to_the_limit(
+    float_exports, tmp_path, cjk_font
+):
+    # A long-line config's shards hold lines over 200:1, which calibration refused saying
+    # "raise max_aspect: --max-aspect", an option export has not. Their labels vouch for them
+    # (as in training); an image file over 200:1 is refused with advice export can follow.
+    src, meta, _ = float_exports["crnn_vgg"]
+    text = "".join(meta.charset[i % len(meta.charset)] for i in range(40))
+    font = ImageFont.truetype(str(cjk_font), 24)
+    line = Image.new("L", (max(7300, 12 + int(font.getlength(text))), 36), 235)  # over 200:1
+    ImageDraw.Draw(line).text((6, 4), text, font=font, fill=20)
+    shard = tmp_path / "train-000000.tar"
+    write_samples(shard, [Sample("000000", np.asarray(line), {"text": text, "font": "f"})])
+    entry = quantize_onnx(src, tmp_path / "int8.onnx", [shard], limit=4)
+    assert entry["calibration_images"] == 1, entry
+    folder = tmp_path / "files"
+    folder.mkdir()
+    line.save(folder / "long.png")
+    with pytest.raises(ExportError) as e:
+        quantize_onnx(src, tmp_path / "other.onnx", [folder], limit=4)
+    assert str(e.value) == (
+        f"calibration: {folder / 'long.png'}: {line.width}x36 px: one side is over 200 times "
+        "the other; leave it out of the calibration images, or crop it to a line of text (a "
+        "shard's lines are held to their labels' lengths instead)"
+    )
+    assert not (tmp_path / "other.onnx").exists()
+
+
 def test_a_bad_calibration_source_is_named_and_nothing_is_written(float_exports, tmp_path):
     src, _, images = float_exports["crnn_vgg"]
     empty = tmp_path / "empty"
