@@ -629,7 +629,11 @@ def record_text(meta: Any, where: str) -> str:
         ValueError: ``meta`` is no object with a ``text`` field, or ``text`` is not a string
             (naming ``where`` and its JSON type).
     """
-    if not isinstance(meta, Mapping) or "text" not in meta:
+    if not isinstance(meta, Mapping):
+        raise ValueError(
+            f"{where}: bad .json: {json_kind(meta)}, not an object with a 'text' field (the label)"
+        )
+    if "text" not in meta:
         raise ValueError(f"{where}: bad .json: it has no 'text' field (the label)")
     text = meta["text"]
     if not isinstance(text, str):

@@ -259,7 +259,7 @@ def test_a_decompression_bomb_names_shard_and_key(tmp_path):
         (b"\xff\xfe", r"bad \.json: not UTF-8 \(byte 0: b'\\xff'\)$"),
         (b'{"text": "1"', r"bad \.json: not valid JSON: Expecting"),
         (b'{"label": "1"}', r"bad \.json: it has no 'text' field \(the label\)$"),
-        (b'["1"]', r"bad \.json: it has no 'text' field"),
+        (b'["1"]', r'bad \.json: an array \(\["1"\]\), not an object with a ' + r"'text' field"),
     ],
     ids=["not-utf8", "not-json", "no-text", "not-an-object"],
 )
