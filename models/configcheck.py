@@ -147,7 +147,11 @@ def _charset_problems(task: str, task_cfg: Mapping[str, Any]) -> list[str]:
     # An operator the charset cannot hold: known now when the charset is its `chars` alone (a
     # charset file is read when the workflow starts; the shard job checks the charset built).
     chars = str(charset.get("chars") or "")
-    # (chars that give no character at all are the workflow's own error, when it starts)
+    if _plainly_empty(charset):  # chars that give none otherwise: known once files are read
+        problems.append(
+            f"{where}: source chars, and chars and files give no character: an empty charset; "
+            f"list the task's characters in chars (or in files)"
+        )
     if (
         task == "expr"
         and charset.get("source") == "chars"
@@ -162,6 +166,12 @@ def _charset_problems(task: str, task_cfg: Mapping[str, Any]) -> list[str]:
                 f"expression could draw it; add it to {where}.chars"
             )
     return problems
+
+
+def _plainly_empty(charset: Mapping[str, Any]) -> bool:
+    """A ``source: chars`` charset of no file and blank ``chars``: empty, files read or not."""
+    blank = not str(charset.get("chars") or "").strip()
+    return charset.get("source") == "chars" and blank and not charset.get("files")
 
 
 def cwd_hint(paths: Sequence[Any] = ()) -> str:
@@ -350,7 +360,7 @@ def _charset_file_problems(
                 problems.append(f"{e}{from_files(origins, [*key, 'files'])}")
     if problems:
         return problems
-    if not chars and charset["source"] == "chars":
+    if not chars and charset["source"] == "chars" and not _plainly_empty(charset):
         return [
             f"{where}: source chars, and chars and files give no character: an empty charset; "
             f"list the task's characters in chars (or in files)"

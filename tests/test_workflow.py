@@ -2786,6 +2786,25 @@ def test_the_config_check_command_lists_every_init_from_problem(tmp_path, capsys
     assert main([str(mine)]) == 0, capsys.readouterr().err
 
 
+def test_a_charset_of_no_character_is_listed_once_with_or_without_files(
+    tmp_path, capsys, monkeypatch
+):
+    """source chars with blank chars and no file is empty whatever the files hold: --no-files
+    called it valid, and the workflow refused it."""
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "mine.yaml"
+    empty = {"source": "chars", "chars": ""}
+    tasks = {"expr": {"charset": empty}, "short": {"charset": {**empty, "chars": "  "}}}
+    mine.write_text(yaml.safe_dump({"extends": str(SMOKE), "tasks": tasks}))
+    lines = [
+        f"  tasks.{task}.charset: source chars, and chars and files give no character: an empty "
+        "charset; list the task's characters in chars (or in files); from mine.yaml"
+        for task in ("expr", "short")
+    ]
+    _configcheck_lists(capsys, mine, lines)
+    _configcheck_lists(capsys, mine, lines, "--no-files")
+
+
 def test_the_config_check_command_lists_every_report_entry_problem(tmp_path, capsys, monkeypatch):
     """report.targets and report.references were checked only when the workflow started: the
     command lists every entry that names no figure of the run, each naming its key and file,
