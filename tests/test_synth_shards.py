@@ -777,6 +777,23 @@ def test_contact_sheet_shows_every_face_it_can(setup, tmp_path):
     assert [k for k, _, _ in take([shard], 24)] == sorted(k for k, _, _ in take([shard], 24))
 
 
+def test_the_samples_caption_says_the_sheet_is_in_shard_order(setup, tmp_path):
+    """The report's caption of the contact sheets tells the order the tiles are in: the shards'
+    (`take` picks every face's first, then shows them in order), not each face's first before a
+    second of any, which a sheet of a shard whose second sample repeats its first face is not."""
+    from synth.preview import take
+
+    shard = _write(setup, tmp_path, "short", samples=24, seed=0)
+    shown = [(m["font_file"], m["face"]) for _, _, m in take([shard], 24)]
+    first = list(dict.fromkeys(shown))
+    assert shown[: len(first)] != first  # a face comes again before the last face's first
+    caption = Path(__file__).resolve().parents[1] / "workflow/report/samples.rst"
+    text = " ".join(caption.read_text(encoding="utf-8").split())
+    assert "shown in shard order" in text
+    assert "every face's first sample is among them" in text
+    assert "before a second of any" not in text
+
+
 FW_HANZI = "今天气很好我们一起去公园散步的走吧"
 
 
