@@ -314,11 +314,12 @@ OWN_COLOR = "gray"  # the bars of own_tests' splits
 
 def _panel_column(heights: Sequence[float]) -> tuple[plt.Figure, np.ndarray]:
     """A figure 9 inches wide of one column of panels, panel ``i`` ``heights[i]`` inches tall
-    (a panel per experiment or task, its height by its bars); returns it and its axes."""
+    (a panel per experiment or task, its height by its bars), under ``HEAD_IN`` inches for the
+    title and legend (`_title_and_legend`); returns it and its axes."""
     fig, axes = plt.subplots(
         len(heights),
         1,
-        figsize=(9, sum(heights)),
+        figsize=(9, sum(heights) + HEAD_IN),
         squeeze=False,
         gridspec_kw={"height_ratios": list(heights)},
     )
@@ -358,6 +359,34 @@ def _split_colors(splits: Iterable[str]) -> dict[str, str]:
     if not set(splits) <= set(colors):
         colors["own test sets"] = OWN_COLOR
     return colors
+
+
+# What the legend says of each split: the fonts it was drawn with.
+SPLIT_LEGEND = {
+    "test_seen": "test_seen (training fonts)",
+    "test_heldout": "test_heldout (fonts training never saw)",
+}
+HEAD_IN = 0.45  # inches above the panels for the figure's title and its legend
+
+
+def _title_and_legend(fig: plt.Figure, title: str, colors: Mapping[str, str]) -> None:
+    """Lay out a column of panels (`_panel_column`) under the figure's title and a legend of
+    its splits' colours (`SPLIT_LEGEND`), in a band of their own above the panels: a legend in
+    the figure's corner was drawn over the first panel's frame and its right-hand labels."""
+    height = fig.get_figheight()
+    # first: tight_layout makes room for a suptitle it finds, which HEAD_IN holds already
+    fig.tight_layout(rect=(0, 0, 1, 1 - HEAD_IN / height))
+    fig.suptitle(title, fontsize=11, y=1 - 0.04 / height, va="top")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
+    fig.legend(
+        handles,
+        [SPLIT_LEGEND.get(s, s) for s in colors],
+        loc="upper center",
+        bbox_to_anchor=(0.5, 1 - 0.28 / height),
+        ncol=len(colors),
+        fontsize=8,
+        frameon=False,
+    )
 
 
 def _bar_label(value: float, n: Any, y: float, high: float = math.nan) -> tuple[float, float, str]:
@@ -417,9 +446,7 @@ def plot_accuracy_by_font(
             ax.set_title(f"{experiment} ({task})", fontsize=10)
             for yi, v, n, hi in zip(y, values, part["n"], high, strict=True):
                 ax.text(*_bar_label(v, n, yi, hi), va="center", fontsize=6)
-        handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
-        fig.legend(handles, list(colors), loc="upper right", fontsize=8)
-        fig.tight_layout()
+        _title_and_legend(fig, "Accuracy per test font, Tesseract on the same images", colors)
         _save(fig, out)
     return table
 
@@ -529,9 +556,9 @@ def plot_accuracy_by_experiment(
             ax.set_title(part["task"].iloc[0], fontsize=10)
             for y, v, n, hi in zip(part["y"], values, part["n"], high, strict=True):
                 ax.text(*_bar_label(v, n, y, hi), va="center", fontsize=7)
-        handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
-        fig.legend(handles, list(colors), loc="upper right", fontsize=8)
-        fig.tight_layout()
+        _title_and_legend(
+            fig, "Accuracy per experiment and test split, Tesseract on the same images", colors
+        )
         _save(fig, out)
     return bars
 

@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 from test_evaluate import CASES, make_checkpoint, make_shard
 
@@ -578,12 +579,12 @@ def test_accuracy_by_font_from_fixture_metrics(tmp_path, metrics_files):
     ]
 
 
-def _bar_starts(path, min_px=40):
+def _bar_starts(path, min_px=60):
     """The image height and the first pixel row of each horizontal bar in a PNG plot.
 
     Bar pixels are the saturated ones (text, grid and axes are grey; a grid line crossing a bar
     stays saturated); a row belongs to a bar when at least ``min_px`` of its pixels are, so the
-    legend's small patches do not count.
+    legend's small patches (two side by side, 48 px together) do not count.
     """
     with Image.open(path) as im:
         rgb = np.asarray(im.convert("RGB")).astype(int)
@@ -965,6 +966,31 @@ def test_accuracy_by_experiment_puts_seen_and_held_out_side_by_side(tmp_path, mo
     assert (expr.get_xlabel(), hanzi.get_xlabel()) == ("seq_acc", "top1")
     labels = [t.get_text() for t in hanzi.texts]
     assert labels == ["0.950 (n=200)", "0.850 (n=200)", "no figure (n=0)"]
+
+
+@pytest.mark.parametrize("plot", ["plot_accuracy_by_font", "plot_accuracy_by_experiment"])
+def test_accuracy_plots_say_what_they_compare_above_their_panels(tmp_path, monkeypatch, plot):
+    """The figure's title says what is compared, and its legend which fonts each split's colour
+    stands for, both above the panels: the legend, in the figure's corner, was drawn over the
+    first panel's frame (and would be over its labels right of a bar near 1)."""
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, out: (figures.append(fig), save(fig, out)))
+    getattr(plots, plot)(_overall_files(tmp_path), tmp_path / "plot.png")
+    [fig] = figures
+    assert "Tesseract on the same images" in fig.get_suptitle()
+    [legend] = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "test_seen (training fonts)",
+        "test_heldout (fonts training never saw)",
+    ]
+    renderer = FigureCanvasAgg(fig).get_renderer()  # closed: its canvas draws no more
+    box = legend.get_window_extent(renderer)
+    title = fig._suptitle.get_window_extent(renderer)
+    assert not box.overlaps(title)
+    for ax in fig.axes:  # each panel with its title and tick labels
+        assert not box.overlaps(ax.get_tightbbox(renderer)), ax.get_title()
+        assert not title.overlaps(ax.get_tightbbox(renderer)), ax.get_title()
 
 
 def test_summary_gives_each_rows_figure_per_font_file_beside_its_headline(tmp_path):
