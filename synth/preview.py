@@ -101,7 +101,7 @@ def contact_sheet(
     can (`take`).
 
     Each cell shows the image (scaled to a common height), its label (and value for expressions)
-    and the font it was drawn with.
+    and the font it was drawn with (`_face_line`: marked when the sample is a held-out one).
 
     Returns:
         The number of samples shown.
@@ -116,7 +116,7 @@ def contact_sheet(
         raise ValueError(f"no samples in {', '.join(map(str, shards))}")
     captions = _Captions(
         [label_font] if label_font is not None else [],
-        [_label(meta) for _, _, meta in samples] + [str(m.get("font", "")) for _, _, m in samples],
+        [_label(meta) for _, _, meta in samples] + [_face_line(m) for _, _, m in samples],
     )
     scaled = []
     for _, img, _ in samples:
@@ -134,7 +134,7 @@ def contact_sheet(
         sheet.paste(im.convert("RGB"), (x, y))
         font, label = captions.font(_label(meta), 16)
         draw.text((x, y + CELL_H + 2), _fit(label, font, cell_w - 8), font=font, fill=(0, 0, 160))
-        font, name = captions.font(str(meta.get("font", "")), 11)
+        font, name = captions.font(_face_line(meta), 11)
         draw.text((x, y + CELL_H + 22), _fit(name, font, cell_w - 8), font=font, fill=GREY)
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
@@ -146,6 +146,17 @@ def _label(meta: dict) -> str:
     """A sample's caption: its text, and its value for an expression."""
     label = str(meta.get("text", "?"))
     return f"{label} = {meta['value']}" if "value" in meta else label
+
+
+HELD_OUT = "[held out] "  # before the face of a test_heldout sample
+
+
+def _face_line(meta: dict) -> str:
+    """A tile's second line: the face that drew it, after `HELD_OUT` for a ``test_heldout``
+    sample (a face training never saw; first, where shortening to the tile leaves it), so a
+    sheet of a training and a held-out shard tells their faces apart."""
+    font = str(meta.get("font", ""))
+    return HELD_OUT + font if meta.get("split") == "test_heldout" else font
 
 
 class _Captions:

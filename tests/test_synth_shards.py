@@ -777,6 +777,26 @@ def test_contact_sheet_shows_every_face_it_can(setup, tmp_path):
     assert [k for k, _, _ in take([shard], 24)] == sorted(k for k, _, _ in take([shard], 24))
 
 
+def test_contact_sheet_marks_the_faces_training_never_saw(setup, tmp_path, monkeypatch):
+    """The workflow's sheets take turns between a training and a test_heldout shard: each
+    held-out tile's face line starts with "[held out]" (kept where the name is shortened to the
+    tile), as the per-font plot marks those fonts; a training tile's is the face alone."""
+    import synth.preview as preview
+
+    train = _write(setup, tmp_path, "short", samples=4, name="train.tar")
+    held = _write(setup, tmp_path, "short", split="test_heldout", samples=4, name="held.tar")
+    drawn = []
+    fit = preview._fit
+    monkeypatch.setattr(preview, "_fit", lambda text, *a: drawn.append(text) or fit(text, *a))
+    assert contact_sheet([train, held], tmp_path / "sheet.png", n=8) == 8
+    shown = preview.take([train, held], 8)
+    lines = drawn[1::2]  # each tile's label, then its face line
+    for line, (_, _, meta) in zip(lines, shown, strict=True):
+        held_out = meta["split"] == "test_heldout"
+        assert line == ("[held out] " if held_out else "") + meta["font"], meta
+    assert {m["split"] for _, _, m in shown} == {"train", "test_heldout"}
+
+
 def test_the_samples_caption_says_the_sheet_is_in_shard_order(setup, tmp_path):
     """The report's caption of the contact sheets tells the order the tiles are in: the shards'
     (`take` picks every face's first, then shows them in order), not each face's first before a
