@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -279,6 +280,19 @@ def test_reader_report_columns(tmp_path, metrics_files):
     assert {(r["seed"], r["decoder"]) for r in rows[:-2]} == {("1", "greedy")}
     assert rows[-1]["seed"] == rows[-1]["decoder"] == ""
     assert len(frame) == 8
+
+
+@pytest.mark.parametrize("kind", ["hanzi", "reader"])
+def test_a_tables_caption_names_the_ctc_columns_it_lacks(kind):
+    """The hanzi and reader captions describe their columns as the CTC table's, less some:
+    each CTC column the table lacks is named in its caption (the hanzi one named backbone and
+    decoder alone, not its missing text scores; the reader's named none)."""
+    columns = {"hanzi": report.HANZI_COLUMNS, "reader": report.READER_COLUMNS}[kind]
+    caption = Path(__file__).resolve().parents[1] / f"workflow/report/{kind}_report.rst"
+    text = caption.read_text(encoding="utf-8")
+    lacking = [c for c in report.CRNN_COLUMNS if c not in columns]
+    assert lacking, kind
+    assert [c for c in lacking if f"``{c}``" not in text] == []
 
 
 def test_empty_report_has_header_only(tmp_path):
