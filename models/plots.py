@@ -135,7 +135,10 @@ def plot_curves(history_csv: str | os.PathLike, out: str | os.PathLike, title: s
             if ylabel == "loss" and all((history[c].dropna() > 0).all() for c in cols):
                 ax.set_yscale("log")
             if ylabel == "score":
-                ax.set_ylim(bottom=0)  # shares and rates: none below 0, even when all are 0
+                # shares and rates: none below 0; all 0 (early validation) on 0..1, not 0..0.055
+                top = max(history[c].max() for c in cols if history[c].notna().any())
+                ax.set_ylim(0, None if top > 0 else 1)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps: no 3.5 on short runs
             ax.set_xlabel("step")
             ax.set_ylabel(ylabel)
             ax.legend(fontsize=8)

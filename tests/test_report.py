@@ -442,6 +442,14 @@ def test_plot_curves(tmp_path, monkeypatch):
     ]
     assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "score"]
     assert fig.axes[1].get_ylim()[0] == 0  # a share never below 0 (all-zero scores went -0.04)
+    # steps are whole: a short run's axis had ticks at 3.5 and 4.5
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    # scores all 0 (a smoke run's first validations) on 0..1, not on 0..0.055
+    history.write_text("step,train_loss,val_acc\n1,3.2,0\n2,2.9,0\n")
+    plots.plot_curves(history, tmp_path / "zero.png")
+    assert figures[-1].axes[1].get_ylim() == (0, 1)
 
 
 def test_plot_curves_draws_positive_losses_on_a_log_scale(tmp_path, monkeypatch):
