@@ -921,6 +921,9 @@ def _train(
 
     if env.is_main and ckpt is not None:  # resumed: its state is on disk, and its data read
         forget_stale_runs()
+        # Its history.csv is written after last.pt too: a kill between the two left it a
+        # checkpoint behind, and a finished run writes no checkpoint again to put it right.
+        _write_history(resume_dir / "history.csv", history)
         if key == own_key:
             # The state is written before its run.json, which a kill between the two left a
             # step behind (saying unfinished, another process count would refuse to go on).

@@ -807,6 +807,29 @@ def test_the_history_so_far_is_written_beside_each_checkpoint(line_data, tmp_pat
     assert (state / "history.csv").read_bytes() == (tmp_path / "history.csv").read_bytes()
 
 
+def test_a_kill_between_the_last_checkpoint_and_its_history_is_put_right(line_data, tmp_path):
+    """The copy of the history is written after last.pt: killed between the two at the last
+    step, the rerun finds the run finished and trains no step (so writes no checkpoint), and the
+    copy must still end as the final history.csv, not a checkpoint behind it."""
+    real_write_history = train_module._write_history
+
+    def killed_at_the_end(path, rows):
+        if path.parent.parent.name == "resume" and rows and rows[-1]["step"] == 8:
+            raise KeyboardInterrupt  # SIGKILL: last.pt of step 8 is on disk, its history is not
+        real_write_history(path, rows)
+
+    job = line_job(line_data, tmp_path, steps=8, checkpoint_every=3, log_every=2)
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(train_module, "_write_history", killed_at_the_end)
+        train(job)
+    [state] = (tmp_path / "resume").iterdir()
+    with open(state / "history.csv", newline="") as f:
+        assert [r["step"] for r in csv.DictReader(f)] == ["2", "4", "6"]
+    result = train(job)
+    assert result.resumed_from == 8 == result.steps
+    assert (state / "history.csv").read_bytes() == (tmp_path / "history.csv").read_bytes()
+
+
 # Loading weights into a model on the meta device copies nothing, and torch says so.
 @pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter:UserWarning")
 def test_resume_on_a_gpu_keeps_the_rng_state_on_the_cpu(line_data, tmp_path):
