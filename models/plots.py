@@ -372,6 +372,12 @@ SPLIT_LEGEND = {
 HEAD_IN = 0.45  # inches above the panels for the figure's title and its legend
 
 
+def _compared(what: str, experiments: Iterable[str]) -> str:
+    """A comparison plot's title: ``what``, and that Tesseract read the same images when one of
+    its panels or bars is Tesseract's (``tesseract.enabled: false`` draws none)."""
+    return f"{what}, Tesseract on the same images" if "tesseract" in set(experiments) else what
+
+
 def _title_and_legend(fig: plt.Figure, title: str, colors: Mapping[str, str]) -> None:
     """Lay out a column of panels (`_panel_column`) under the figure's title and a legend of
     its splits' colours (`SPLIT_LEGEND`), in a band of their own above the panels: a legend in
@@ -449,7 +455,8 @@ def plot_accuracy_by_font(
             ax.set_title(f"{experiment} ({task})", fontsize=10)
             for yi, v, n, hi in zip(y, values, part["n"], high, strict=True):
                 ax.text(*_bar_label(v, n, yi, hi), va="center", fontsize=6)
-        _title_and_legend(fig, "Accuracy per test font, Tesseract on the same images", colors)
+        title = _compared("Accuracy per test font", table["experiment"])
+        _title_and_legend(fig, title, colors)
         _save(fig, out)
     return table
 
@@ -559,9 +566,8 @@ def plot_accuracy_by_experiment(
             ax.set_title(part["task"].iloc[0], fontsize=10)
             for y, v, n, hi in zip(part["y"], values, part["n"], high, strict=True):
                 ax.text(*_bar_label(v, n, y, hi), va="center", fontsize=7)
-        _title_and_legend(
-            fig, "Accuracy per experiment and test split, Tesseract on the same images", colors
-        )
+        title = _compared("Accuracy per experiment and test split", bars["experiment"])
+        _title_and_legend(fig, title, colors)
         _save(fig, out)
     return bars
 

@@ -1015,6 +1015,27 @@ def test_accuracy_plots_say_what_they_compare_above_their_panels(tmp_path, monke
         assert not title.overlaps(ax.get_tightbbox(renderer)), ax.get_title()
 
 
+@pytest.mark.parametrize("plot", ["plot_accuracy_by_font", "plot_accuracy_by_experiment"])
+def test_accuracy_plots_without_tesseract_do_not_name_it_in_their_title(
+    tmp_path, monkeypatch, plot
+):
+    """With no Tesseract row (``tesseract.enabled: false``) the title names no Tesseract: it said
+    "Tesseract on the same images" over panels that had none."""
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, out: (figures.append(fig), save(fig, out)))
+    files = [
+        f
+        for f in _overall_files(tmp_path)
+        if json.loads(f.read_text())["experiment"] != "tesseract"
+    ]
+    drawn = getattr(plots, plot)(files, tmp_path / "plot.png")
+    assert "tesseract" not in set(drawn["experiment"])
+    [fig] = figures
+    assert "Tesseract" not in fig.get_suptitle()
+    assert fig.get_suptitle().startswith("Accuracy per")
+
+
 def test_summary_gives_each_rows_figure_per_font_file_beside_its_headline(tmp_path):
     """summary.md's tables carry ``per_file`` after ``interval_95``: the headline share (top-1
     for the classifier) with each font file weighted alike, on the overall rows; empty for a
