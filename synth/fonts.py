@@ -227,10 +227,9 @@ def resolve_font_files(
         alternatives = expand_braces(pattern)
         globbed = len(alternatives) > 1 or GLOB_CHARS & set(pattern)
         if (globbed and not Path(pattern).is_file()) or Path(pattern).is_dir():
-            # a folder's own name is no pattern: "Fonts [2024]/" holds its fonts
-            bases = [
-                str(Path(glob.escape(a)) / "*") if Path(a).is_dir() else a for a in alternatives
-            ]
+            # a folder's own name is no pattern: "Fonts [2024]/" holds its fonts, and so does
+            # "Fonts [2024]/*.ttf" match them
+            bases = [_literal_folders(a) for a in alternatives]
             found = {p for base in bases for p in glob.glob(base)}
             # A folder among the matches (a family unzipped into fonts/) is searched too.
             found |= {
@@ -403,6 +402,17 @@ def _drawn_chars(font: TTFont, chars: Iterable[str]) -> set[str]:
     if bitmaps:
         raise TTLibError(f"bitmap glyphs only ({bitmaps[0]} table), no outlines: not read")
     raise TTLibError("neither a glyf nor a CFF table")
+
+
+def _literal_folders(pattern: str) -> str:
+    """``pattern`` as a glob whose longest leading part that is an existing folder is escaped
+    (taken as it is named, brackets and all), with ``/*`` added when that is the whole of it."""
+    parts = Path(pattern).parts
+    for i in range(len(parts), 0, -1):
+        head = Path(*parts[:i])
+        if head.is_dir():
+            return str(Path(glob.escape(str(head)), *(parts[i:] or ["*"])))
+    return pattern
 
 
 def excluded_by(

@@ -907,6 +907,10 @@ def test_a_path_with_brackets_names_its_file_or_folder(tmp_path, latin_font, cap
     with caplog.at_level(logging.WARNING):
         assert resolve_font_files([str(named)]) == [FontFile(str(named), True)]
         assert resolve_font_files([str(folder)]) == [FontFile(str(folder / "Lato.ttf"), False)]
+        # a glob inside such a folder: the folder's name as it is, the rest a glob
+        assert resolve_font_files([f"{folder}/*.ttf"]) == [
+            FontFile(str(folder / "Lato.ttf"), False)
+        ]
         # a glob stays a glob: [opsz,wght] is one of those characters
         assert resolve_font_files([f"{tmp_path}/Inter*.ttf"]) == [FontFile(str(named), False)]
     assert "matches no font" not in caplog.text
