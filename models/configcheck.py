@@ -148,10 +148,7 @@ def _charset_problems(task: str, task_cfg: Mapping[str, Any]) -> list[str]:
     # charset file is read when the workflow starts; the shard job checks the charset built).
     chars = str(charset.get("chars") or "")
     if _plainly_empty(charset):  # chars that give none otherwise: known once files are read
-        problems.append(
-            f"{where}: source chars, and chars and files give no character: an empty charset; "
-            f"list the task's characters in chars (or in files)"
-        )
+        problems.append(f"{where}: {EMPTY_CHARSET}")
     if (
         task == "expr"
         and charset.get("source") == "chars"
@@ -166,6 +163,12 @@ def _charset_problems(task: str, task_cfg: Mapping[str, Any]) -> list[str]:
                 f"expression could draw it; add it to {where}.chars"
             )
     return problems
+
+
+EMPTY_CHARSET = (
+    "source chars, and chars and files give no character: an empty charset; list the task's "
+    "characters in chars (or in files)"
+)
 
 
 def _plainly_empty(charset: Mapping[str, Any]) -> bool:
@@ -361,11 +364,7 @@ def _charset_file_problems(
     if problems:
         return problems
     if not chars and charset["source"] == "chars" and not _plainly_empty(charset):
-        return [
-            f"{where}: source chars, and chars and files give no character: an empty charset; "
-            f"list the task's characters in chars (or in files)"
-            + from_files(origins, [*where.split("."), "chars"])
-        ]
+        return [f"{where}: {EMPTY_CHARSET}" + from_files(origins, [*where.split("."), "chars"])]
     return []
 
 
