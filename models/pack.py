@@ -55,6 +55,7 @@ from models.images import (
     ImageLoadError,
     label_proportion_problem,
     load_gray,
+    trim_to_ink,
 )
 from synth.atomic import unwritable_why
 from synth.charset import compatibility_forms, label_spaces
@@ -212,11 +213,14 @@ def pack(
     polarity: str = "auto",
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     max_aspect: int | None = MAX_ASPECT,
+    trim: bool = False,
     png_level: int = 1,
 ) -> list[Path]:
     """Pack a labels file's images into ``{out}/{split}-{i:06d}.tar``; returns the shard paths.
 
-    Every image is read and every label checked before the first shard is written.
+    Every image is read and every label checked before the first shard is written. With
+    ``trim``, each is cut to its ink as ``models.recognize --trim`` cuts it (`trim_to_ink`, with
+    the margins of the ``check``'s task, else a line's).
 
     Raises:
         PackError: Listing every line that cannot be packed, in line order (nothing is written
@@ -226,6 +230,11 @@ def pack(
     """
     if not SPLIT_NAME.fullmatch(split):
         raise ValueError(f"split {split!r}: use letters, digits, '_' and '-' (no dot)")
+    if trim and check is not None and check.task in ("hanzi", "short"):
+        raise ValueError(
+            f"trim frames a line of text, and a {check.task} model reads its images as they "
+            "are (as its training drew them): leave it out"
+        )
     if samples_per_shard < 1:
         raise ValueError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
     out = Path(out)
@@ -237,6 +246,8 @@ def pack(
 
     def load(e: Entry) -> np.ndarray:
         gray = load_gray(e.path, polarity=polarity, max_pixels=max_pixels, max_aspect=max_aspect)
+        if trim:  # framed as `models.recognize --trim` frames it: scored as it would be read
+            gray = trim_to_ink(gray, check.task if check is not None and check.task else "line")
         if why := label_proportion_problem(gray.size, e.text):  # training would refuse it
             raise ImageLoadError(str(e.path), why)  # and scaled to height, it fills memory
         return _scaled(gray, height)
@@ -400,6 +411,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"refuse images whose one side is more than this many times the other (default "
         f"{MAX_ASPECT}, as models.recognize; 0: no limit)",
     )
+    parser.add_argument(
+        "--trim",
+        action="store_true",
+        help="cut each image to its ink, framed as models.recognize --trim frames it (the "
+        "expr task's margins with an expr --checkpoint, else a line's)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -414,6 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             polarity=args.polarity,
             max_pixels=args.max_pixels or None,
             max_aspect=args.max_aspect or None,
+            trim=args.trim,
         )
     except (ValueError, OSError) as e:  # PackError, CheckpointError, a charset file: named
         print(f"{parser.prog}: error: {e}", file=sys.stderr)

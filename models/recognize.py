@@ -83,6 +83,7 @@ from models.images import (
     ImageSource,
     find_images,
     load_gray,
+    trim_to_ink,
 )
 from models.predict import predict
 from models.progress import progress_bar, write_line
@@ -148,6 +149,10 @@ class Recognizer:
             workflow's evaluation reads them (operand counts, digits, one pair of
             parentheses; `synth.text.DrawnExpressionGrammar`). None: any expression that
             evaluates.
+        trim: Line models: cut each image to its ink, framed as the training images frame
+            their text (`models.images.trim_to_ink`), for images with room around the line (a
+            screenshot, a loose crop). The hanzi classifier and the reader take their input
+            as it is (the reader's text is anywhere in its image).
     """
 
     def __init__(
@@ -163,6 +168,7 @@ class Recognizer:
         max_aspect: int | None = MAX_ASPECT,
         decoder: str = "greedy",
         task_settings: Mapping[str, Any] | None = None,
+        trim: bool = False,
     ) -> None:
         _check_count("batch_size", batch_size, 1, None)
         _check_count("top_k", top_k, 1, MAX_TOP_K)
@@ -180,6 +186,12 @@ class Recognizer:
         self.polarity = polarity
         self.max_pixels = max_pixels
         self.max_aspect = max_aspect
+        if trim and meta.input.get("kind") != "line":
+            raise ValueError(
+                f"trim frames a line of text, and {meta.model} reads "
+                f"{meta.input.get('kind')} images (as its training drew them): leave it out"
+            )
+        self.trim = trim
         self.decoder = decoder
         self.use_task_settings(task_settings)
 
@@ -235,6 +247,8 @@ class Recognizer:
             max_aspect=self.max_aspect,
             name=name,
         )
+        if self.trim:
+            img = trim_to_ink(img, self.meta.task)
         label = name or (str(source) if isinstance(source, str | os.PathLike) else "<image>")
         line = self.meta.input.get("kind") == "line"
         target = int(self.meta.input.get("height" if line else "size") or 0)
@@ -579,6 +593,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--task-config", metavar="CONFIG", help=TASK_CONFIG_HELP)
     parser.add_argument(
+        "--trim",
+        action="store_true",
+        help="line models: cut each image to its ink, with the margins the training images "
+        "have (for a line with room around it: a screenshot, a loose crop)",
+    )
+    parser.add_argument(
         "--max-pixels",
         type=non_negative_int,
         default=DEFAULT_MAX_PIXELS,
@@ -666,6 +686,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             max_pixels=max_pixels,
             max_aspect=args.max_aspect or None,
             decoder=args.decoder,
+            trim=args.trim,
         )
         if args.task_config:
             meta = recognizer.meta

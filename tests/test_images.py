@@ -23,6 +23,7 @@ from models.images import (
     is_light_on_dark,
     load_gray,
     normalize_polarity,
+    trim_to_ink,
 )
 
 SIZE = (48, 20)  # width, height
@@ -540,3 +541,35 @@ def test_only_the_first_frame_of_an_animation_or_a_multi_page_file_is_read(tmp_p
     gray = load_gray(path)
     _check_page(gray)
     assert np.array_equal(np.asarray(gray), np.asarray(first))
+
+
+def test_trim_cuts_to_the_ink_and_frames_it_as_the_training_lines():
+    # a 100 x 20 px line of ink at rows 40-59 of a 200 x 100 px page of grey 240, a lone dot
+    # of dust far below it (one pixel: a row needs two)
+    page = np.full((100, 200), 240, np.uint8)
+    page[40:60, 50:150] = 20
+    page[90, 10] = 0
+    trimmed = np.asarray(trim_to_ink(Image.fromarray(page), "line"))
+    # line: 0.16, 0.12 and 0.2 of the ink's 20 px above, below and at either side
+    assert trimmed.shape == (3 + 20 + 2, 4 + 100 + 4)
+    assert (trimmed[3:23, 4:104] == 20).all()
+    margin = np.ones(trimmed.shape, bool)
+    margin[3:23, 4:104] = False
+    assert (trimmed[margin] == 240).all()
+    # an expression's digits fill less of their em: more room around them
+    assert np.asarray(trim_to_ink(Image.fromarray(page), "expr")).shape == (5 + 20 + 8, 108 + 8)
+    # the same line framed any other way trims to the same image
+    loose = np.full((300, 500), 240, np.uint8)
+    loose[200:220, 300:400] = 20
+    assert np.array_equal(np.asarray(trim_to_ink(Image.fromarray(loose), "line")), trimmed)
+
+
+@pytest.mark.parametrize("fill", ["blank", "faint", "empty"])
+def test_trim_leaves_an_image_without_ink_as_it_is(fill):
+    page = {
+        "blank": np.full((40, 200), 255, np.uint8),
+        "faint": np.where(np.eye(40, 200, dtype=bool), 230, 250).astype(np.uint8),  # 20 levels
+        "empty": np.zeros((0, 0), np.uint8),
+    }[fill]
+    image = Image.fromarray(page)
+    assert trim_to_ink(image) is image

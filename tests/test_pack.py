@@ -469,3 +469,25 @@ def test_an_image_far_longer_than_its_label_is_not_packed_whatever_max_aspect(tm
     err = capsys.readouterr().err
     assert f"labels.tsv:2: {root / 'thread.png'}: its image is 100000x1 px, longer than a" in err
     assert "labels.tsv:1" not in err and not list(out.glob("*.tar"))
+
+
+def test_trim_packs_a_loose_crop_as_the_tight_one_and_not_for_a_square_model(tmp_path):
+    # Scored as `models.recognize --trim` reads them: both crops of one line are one image.
+    root = tmp_path / "own"
+    root.mkdir()
+    tight = _text_image("12+3", size=(80, 34))
+    loose = Image.new("L", (300, 200), 255)
+    loose.paste(tight, (100, 80))
+    tight.save(root / "tight.png")
+    loose.save(root / "loose.png")
+    labels = root / "labels.tsv"
+    labels.write_text("tight.png\t12+3\nloose.png\t12+3\n", encoding="utf-8")
+    (shard,) = pack(labels, tmp_path / "out", trim=True)
+    first, second = (s.image for s in iter_samples([shard]))
+    assert first.size == second.size and np.array_equal(np.asarray(first), np.asarray(second))
+    assert first.height < 34  # cut to the ink, framed with a line's margins
+    (shard,) = pack(labels, tmp_path / "as_is")
+    assert [s.image.size for s in iter_samples([shard])] == [(80, 34), (300, 200)]
+    with pytest.raises(ValueError, match="trim frames a line of text, and a hanzi model"):
+        pack(labels, tmp_path / "hanzi", check=LabelCheck(frozenset("123+"), task="hanzi"),
+             trim=True)  # fmt: skip

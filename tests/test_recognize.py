@@ -1047,3 +1047,33 @@ def test_each_damaged_file_of_a_run_gets_its_own_warning_line(checkpoints, tmp_p
         warned = [line for line in err if line.startswith(f"warning: {path}: Corrupt EXIF data")]
         assert len(warned) == 1, err
         assert f"error: {path}: not an image Pillow can read" in "\n".join(err)
+
+
+def test_trim_reads_a_loosely_cropped_line_as_the_tight_one(checkpoints, cjk_font, tmp_path):
+    """A line with room above and below it, scaled to the model's height, had its text shrunk
+    to a few pixels: --trim cuts each image to its ink, framed as the training lines are, so
+    the same line cropped loosely or tightly is the same input, and the same reading."""
+    tight = _line(cjk_font)
+    loose = Image.new("L", (tight.width + 300, tight.height * 5), 240)
+    loose.paste(tight, (120, 2 * tight.height))
+    tight.save(tmp_path / "tight.png")
+    loose.save(tmp_path / "loose.png")
+    recognizer = load_recognizer(checkpoints["line"], device="cpu", trim=True)
+    a, b = (recognizer.load(tmp_path / name) for name in ("tight.png", "loose.png"))
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    untrimmed = load_recognizer(checkpoints["line"], device="cpu").load(tmp_path / "loose.png")
+    assert untrimmed.size == loose.size
+    proc = _cli(str(checkpoints["line"]), "--trim", str(tmp_path), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    readings = {Path(r["path"]).name: r["text"] for r in map(json.loads, proc.stdout.splitlines())}
+    assert readings["tight.png"] == readings["loose.png"], readings
+
+
+@pytest.mark.parametrize("task", ["hanzi", "short"])
+def test_trim_is_refused_for_a_model_that_reads_a_square_image(checkpoints, task):
+    # the reader's text is anywhere in its image, the classifier's character centred in its
+    # own: they take their input as it is
+    with pytest.raises(ValueError, match=r"trim frames a line of text, and .* reads square"):
+        load_recognizer(checkpoints[task], device="cpu", trim=True)
+    proc = _cli(str(checkpoints[task]), "--trim", str(checkpoints[task]))
+    assert proc.returncode == 1 and "error: trim frames a line of text" in proc.stderr
