@@ -52,6 +52,7 @@ from models.images import (
     DEFAULT_MAX_PIXELS,
     MAX_ASPECT,
     POLARITIES,
+    TRIM_TASKS,
     ImageLoadError,
     label_proportion_problem,
     load_gray,
@@ -230,10 +231,10 @@ def pack(
     """
     if not SPLIT_NAME.fullmatch(split):
         raise ValueError(f"split {split!r}: use letters, digits, '_' and '-' (no dot)")
-    if trim and check is not None and check.task in ("hanzi", "short"):
+    if trim and check is not None and check.task and check.task not in TRIM_TASKS:
         raise ValueError(
-            f"trim frames a line of text, and a {check.task} model reads its images as they "
-            "are (as its training drew them): leave it out"
+            f"trim frames a line of text or a hanzi, and a {check.task} model reads its text "
+            "anywhere in its image, as its training drew it: leave it out"
         )
     if samples_per_shard < 1:
         raise ValueError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
@@ -414,8 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--trim",
         action="store_true",
-        help="cut each image to its ink, framed as models.recognize --trim frames it (the "
-        "expr task's margins with an expr --checkpoint, else a line's)",
+        help="cut each image to its ink, framed as models.recognize --trim frames it (as the "
+        "--checkpoint's task frames its text: a line's without one)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

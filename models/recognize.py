@@ -79,6 +79,7 @@ from models.images import (
     DEFAULT_MAX_PIXELS,
     MAX_ASPECT,
     POLARITIES,
+    TRIM_TASKS,
     ImageLoadError,
     ImageSource,
     find_images,
@@ -149,10 +150,11 @@ class Recognizer:
             workflow's evaluation reads them (operand counts, digits, one pair of
             parentheses; `synth.text.DrawnExpressionGrammar`). None: any expression that
             evaluates.
-        trim: Line models: cut each image to its ink, framed as the training images frame
-            their text (`models.images.trim_to_ink`), for images with room around the line (a
-            screenshot, a loose crop). The hanzi classifier and the reader take their input
-            as it is (the reader's text is anywhere in its image).
+        trim: Cut each image to its ink, framed as the training images frame their text
+            (`models.images.trim_to_ink`), for images with room around the line or character
+            (a screenshot, a loose crop, a character off centre): the line models and the
+            hanzi classifier (`models.images.TRIM_TASKS`); the reader, whose text is anywhere in
+            its image, refuses it.
     """
 
     def __init__(
@@ -186,10 +188,10 @@ class Recognizer:
         self.polarity = polarity
         self.max_pixels = max_pixels
         self.max_aspect = max_aspect
-        if trim and meta.input.get("kind") != "line":
+        if trim and meta.task not in TRIM_TASKS:
             raise ValueError(
-                f"trim frames a line of text, and {meta.model} reads "
-                f"{meta.input.get('kind')} images (as its training drew them): leave it out"
+                f"trim frames a line of text or a hanzi, and {meta.model} ({meta.task}) reads its "
+                "text anywhere in its image, as its training drew it: leave it out"
             )
         self.trim = trim
         self.decoder = decoder
@@ -595,8 +597,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--trim",
         action="store_true",
-        help="line models: cut each image to its ink, with the margins the training images "
-        "have (for a line with room around it: a screenshot, a loose crop)",
+        help="cut each image to its ink, framed as the training images frame theirs (line "
+        "models and the hanzi classifier: a line with room around it, a screenshot, a loose "
+        "crop, a character off centre)",
     )
     parser.add_argument(
         "--max-pixels",

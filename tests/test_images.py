@@ -564,6 +564,16 @@ def test_trim_cuts_to_the_ink_and_frames_it_as_the_training_lines():
     assert np.array_equal(np.asarray(trim_to_ink(Image.fromarray(loose), "line")), trimmed)
 
 
+def test_trim_centres_a_hanzi_in_a_square_it_fills_as_the_training_ones():
+    # a 30 x 40 px character off centre in a 300 x 200 px page: centred in a 51 px square (its
+    # longer side 79% of it)
+    page = np.full((200, 300), 250, np.uint8)
+    page[150:190, 10:40] = 0
+    trimmed = np.asarray(trim_to_ink(Image.fromarray(page), "hanzi"))
+    assert trimmed.shape == (51, 51)
+    assert (trimmed[5:45, 10:40] == 0).all() and (trimmed == 0).sum() == 30 * 40
+
+
 @pytest.mark.parametrize("fill", ["blank", "faint", "empty"])
 def test_trim_leaves_an_image_without_ink_as_it_is(fill):
     page = {

@@ -471,7 +471,7 @@ def test_an_image_far_longer_than_its_label_is_not_packed_whatever_max_aspect(tm
     assert "labels.tsv:1" not in err and not list(out.glob("*.tar"))
 
 
-def test_trim_packs_a_loose_crop_as_the_tight_one_and_not_for_a_square_model(tmp_path):
+def test_trim_packs_a_loose_crop_as_the_tight_one_and_not_for_the_reader(tmp_path):
     # Scored as `models.recognize --trim` reads them: both crops of one line are one image.
     root = tmp_path / "own"
     root.mkdir()
@@ -488,6 +488,6 @@ def test_trim_packs_a_loose_crop_as_the_tight_one_and_not_for_a_square_model(tmp
     assert first.height < 34  # cut to the ink, framed with a line's margins
     (shard,) = pack(labels, tmp_path / "as_is")
     assert [s.image.size for s in iter_samples([shard])] == [(80, 34), (300, 200)]
-    with pytest.raises(ValueError, match="trim frames a line of text, and a hanzi model"):
-        pack(labels, tmp_path / "hanzi", check=LabelCheck(frozenset("123+"), task="hanzi"),
+    with pytest.raises(ValueError, match="trim frames a line of text or a hanzi, and a short"):
+        pack(labels, tmp_path / "short", check=LabelCheck(frozenset("123+"), task="short"),
              trim=True)  # fmt: skip

@@ -1069,11 +1069,23 @@ def test_trim_reads_a_loosely_cropped_line_as_the_tight_one(checkpoints, cjk_fon
     assert readings["tight.png"] == readings["loose.png"], readings
 
 
-@pytest.mark.parametrize("task", ["hanzi", "short"])
-def test_trim_is_refused_for_a_model_that_reads_a_square_image(checkpoints, task):
-    # the reader's text is anywhere in its image, the classifier's character centred in its
-    # own: they take their input as it is
-    with pytest.raises(ValueError, match=r"trim frames a line of text, and .* reads square"):
-        load_recognizer(checkpoints[task], device="cpu", trim=True)
-    proc = _cli(str(checkpoints[task]), "--trim", str(checkpoints[task]))
+def test_trim_centres_a_hanzi_as_the_classifier_learned_them(checkpoints, cjk_font):
+    # the classifier learned characters centred in their square: one off centre in a larger
+    # image is cut to its ink and centred as the loose and the tight crop alike
+    font = ImageFont.truetype(str(cjk_font), 40)
+    tight = Image.new("L", (64, 64), 250)
+    ImageDraw.Draw(tight).text((32, 32), "三", font=font, fill=0, anchor="mm")
+    loose = Image.new("L", (300, 200), 250)
+    loose.paste(tight, (200, 20))
+    recognizer = load_recognizer(checkpoints["hanzi"], device="cpu", trim=True)
+    a, b = recognizer.load(tight), recognizer.load(loose)
+    assert a.width == a.height and np.array_equal(np.asarray(a), np.asarray(b))
+    assert recognizer([tight])[0].top_k == recognizer([loose])[0].top_k
+
+
+def test_trim_is_refused_for_the_reader(checkpoints):
+    # its text is anywhere in its image, as its training drew it: taken as it is
+    with pytest.raises(ValueError, match=r"trim frames a line of text or a hanzi, and reader"):
+        load_recognizer(checkpoints["short"], device="cpu", trim=True)
+    proc = _cli(str(checkpoints["short"]), "--trim", str(checkpoints["short"]))
     assert proc.returncode == 1 and "error: trim frames a line of text" in proc.stderr
