@@ -574,6 +574,31 @@ def test_trim_centres_a_hanzi_in_a_square_it_fills_as_the_training_ones():
     assert (trimmed[5:45, 10:40] == 0).all() and (trimmed == 0).sum() == 30 * 40
 
 
+def test_trim_leaves_a_line_framed_as_the_training_ones_as_it_is():
+    # ink over 40% of the height or more: trimming such images cost 2 points of a line model's
+    # accuracy and 10 of an expr model's (session 59). A line of short glyphs alone has room
+    # around its ink, and is trimmed: an "=" blown up to the full height can misread.
+    page = np.full((40, 200), 240, np.uint8)
+    page[12:28, 10:190] = 20  # 16 px of ink in 40: as it is
+    image = Image.fromarray(page)
+    assert trim_to_ink(image) is image
+    page[12:28, :] = 240
+    page[18:22, 10:30] = 20  # a 4 px "=" alone
+    assert trim_to_ink(Image.fromarray(page)).height == 1 + 4 + 0
+
+
+def test_trim_finds_an_expressions_ink_under_its_noise():
+    # a textured captcha-like background: its darkest pixels are noise, and the box was the
+    # whole image; a 3x3 median finds the text, and the margins come from the image itself
+    rng = np.random.default_rng(0)
+    page = rng.integers(200, 256, (120, 200)).astype(np.uint8)
+    page[rng.random(page.shape) < 0.01] = 0  # salt
+    page[50:70, 60:140] = 10
+    trimmed = trim_to_ink(Image.fromarray(page), "expr")
+    assert trimmed.size == (80 + 2 * 8, 5 + 20 + 8)
+    assert np.array_equal(np.asarray(trimmed), page[45:78, 52:148])
+
+
 @pytest.mark.parametrize("fill", ["blank", "faint", "empty"])
 def test_trim_leaves_an_image_without_ink_as_it_is(fill):
     page = {

@@ -19,6 +19,7 @@ from models.checkpoint import ModelMeta, save_model
 from models.evaluate import iter_samples
 from models.evaluate import main as evaluate_main
 from models.export import export_onnx
+from models.images import trim_to_ink
 from models.pack import LabelCheck, PackError, label_check, main, pack, read_labels
 from models.registry import build_model
 from models.tesseract import main as tesseract_main
@@ -475,19 +476,19 @@ def test_trim_packs_a_loose_crop_as_the_tight_one_and_not_for_the_reader(tmp_pat
     # Scored as `models.recognize --trim` reads them: both crops of one line are one image.
     root = tmp_path / "own"
     root.mkdir()
-    tight = _text_image("12+3", size=(80, 34))
     loose = Image.new("L", (300, 200), 255)
-    loose.paste(tight, (100, 80))
+    loose.paste(_text_image("12+3", size=(80, 34)), (100, 80))
+    tight = trim_to_ink(loose)  # framed as the training lines: packed as it is
     tight.save(root / "tight.png")
     loose.save(root / "loose.png")
     labels = root / "labels.tsv"
     labels.write_text("tight.png\t12+3\nloose.png\t12+3\n", encoding="utf-8")
     (shard,) = pack(labels, tmp_path / "out", trim=True)
     first, second = (s.image for s in iter_samples([shard]))
-    assert first.size == second.size and np.array_equal(np.asarray(first), np.asarray(second))
-    assert first.height < 34  # cut to the ink, framed with a line's margins
+    assert np.array_equal(np.asarray(first), np.asarray(tight))
+    assert np.array_equal(np.asarray(second), np.asarray(tight))
     (shard,) = pack(labels, tmp_path / "as_is")
-    assert [s.image.size for s in iter_samples([shard])] == [(80, 34), (300, 200)]
+    assert [s.image.size for s in iter_samples([shard])] == [tight.size, (300, 200)]
     with pytest.raises(ValueError, match="trim frames a line of text or a hanzi, and a short"):
         pack(labels, tmp_path / "short", check=LabelCheck(frozenset("123+"), task="short"),
              trim=True)  # fmt: skip

@@ -23,7 +23,7 @@ from test_images import cut_short_tiff
 from models.checkpoint import ModelMeta, save_model
 from models.cli import INTERRUPTED
 from models.families import Prediction, make_family
-from models.images import ImageLoadError
+from models.images import ImageLoadError, trim_to_ink
 from models.preprocess import prepare_image, to_tensor_batch
 from models.recognize import (
     EXIT_SOME_FAILED,
@@ -1051,16 +1051,18 @@ def test_each_damaged_file_of_a_run_gets_its_own_warning_line(checkpoints, tmp_p
 
 def test_trim_reads_a_loosely_cropped_line_as_the_tight_one(checkpoints, cjk_font, tmp_path):
     """A line with room above and below it, scaled to the model's height, had its text shrunk
-    to a few pixels: --trim cuts each image to its ink, framed as the training lines are, so
-    the same line cropped loosely or tightly is the same input, and the same reading."""
-    tight = _line(cjk_font)
-    loose = Image.new("L", (tight.width + 300, tight.height * 5), 240)
-    loose.paste(tight, (120, 2 * tight.height))
-    tight.save(tmp_path / "tight.png")
-    loose.save(tmp_path / "loose.png")
+    to a few pixels: --trim cuts it to its ink, framed as the training lines are, so the loose
+    crop is the tight one's input and reading; a line framed so already is read as it is."""
+    line = _line(cjk_font)
+    loose = Image.new("L", (line.width + 300, line.height * 5), 240)
+    loose.paste(line, (120, 2 * line.height))
+    tight = trim_to_ink(loose)
+    assert tight.height < line.height
+    for name, image in (("line", line), ("tight", tight), ("loose", loose)):
+        image.save(tmp_path / f"{name}.png")
     recognizer = load_recognizer(checkpoints["line"], device="cpu", trim=True)
-    a, b = (recognizer.load(tmp_path / name) for name in ("tight.png", "loose.png"))
-    assert np.array_equal(np.asarray(a), np.asarray(b))
+    for name, image in (("line", line), ("tight", tight), ("loose", tight)):
+        assert np.array_equal(np.asarray(recognizer.load(tmp_path / f"{name}.png")), image), name
     untrimmed = load_recognizer(checkpoints["line"], device="cpu").load(tmp_path / "loose.png")
     assert untrimmed.size == loose.size
     proc = _cli(str(checkpoints["line"]), "--trim", str(tmp_path), "--format", "json")
@@ -1073,10 +1075,9 @@ def test_trim_centres_a_hanzi_as_the_classifier_learned_them(checkpoints, cjk_fo
     # the classifier learned characters centred in their square: one off centre in a larger
     # image is cut to its ink and centred as the loose and the tight crop alike
     font = ImageFont.truetype(str(cjk_font), 40)
-    tight = Image.new("L", (64, 64), 250)
-    ImageDraw.Draw(tight).text((32, 32), "三", font=font, fill=0, anchor="mm")
     loose = Image.new("L", (300, 200), 250)
-    loose.paste(tight, (200, 20))
+    ImageDraw.Draw(loose).text((230, 50), "三", font=font, fill=0, anchor="mm")
+    tight = trim_to_ink(loose, "hanzi")
     recognizer = load_recognizer(checkpoints["hanzi"], device="cpu", trim=True)
     a, b = recognizer.load(tight), recognizer.load(loose)
     assert a.width == a.height and np.array_equal(np.asarray(a), np.asarray(b))
