@@ -269,6 +269,17 @@ TRIM_MEDIAN_TASKS = ("expr",)  # noise textures its background; a line's thin st
 MIN_INK_CONTRAST = 32  # grey levels between paper and the darkest pixel, under which: no ink
 
 
+def trim_refusal(task: str | None, model: str) -> str | None:
+    """Why a ``task``'s ``model`` (how the message names it) takes no trimming, or None: the
+    reader's text is anywhere in its image, as its training drew it (`TRIM_TASKS`)."""
+    if task is None or task in TRIM_TASKS:
+        return None
+    return (
+        f"trim frames a line of text or a hanzi, and {model} reads its text anywhere in its "
+        "image, as its training drew it: leave it out"
+    )
+
+
 def trim_to_ink(gray: Image.Image, task: str = "line") -> Image.Image:
     """``gray`` (mode ``L``, dark on light) cut to its ink's bounding box and the margins the
     ``task``'s training images have around it (`TRIM_MARGINS`; ``line`` for a task not there),

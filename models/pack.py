@@ -52,10 +52,10 @@ from models.images import (
     DEFAULT_MAX_PIXELS,
     MAX_ASPECT,
     POLARITIES,
-    TRIM_TASKS,
     ImageLoadError,
     label_proportion_problem,
     load_gray,
+    trim_refusal,
     trim_to_ink,
 )
 from synth.atomic import unwritable_why
@@ -231,11 +231,9 @@ def pack(
     """
     if not SPLIT_NAME.fullmatch(split):
         raise ValueError(f"split {split!r}: use letters, digits, '_' and '-' (no dot)")
-    if trim and check is not None and check.task and check.task not in TRIM_TASKS:
-        raise ValueError(
-            f"trim frames a line of text or a hanzi, and a {check.task} model reads its text "
-            "anywhere in its image, as its training drew it: leave it out"
-        )
+    task = check.task if check is not None and check.task else None
+    if trim and (why := trim_refusal(task, f"a {task} model")):
+        raise ValueError(why)
     if samples_per_shard < 1:
         raise ValueError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
     out = Path(out)
@@ -248,7 +246,7 @@ def pack(
     def load(e: Entry) -> np.ndarray:
         gray = load_gray(e.path, polarity=polarity, max_pixels=max_pixels, max_aspect=max_aspect)
         if trim:  # framed as `models.recognize --trim` frames it: scored as it would be read
-            gray = trim_to_ink(gray, check.task if check is not None and check.task else "line")
+            gray = trim_to_ink(gray, task or "line")
         if why := label_proportion_problem(gray.size, e.text):  # training would refuse it
             raise ImageLoadError(str(e.path), why)  # and scaled to height, it fills memory
         return _scaled(gray, height)
@@ -274,7 +272,6 @@ def pack(
         raise PackError(str(labels), [msg for _, msg in sorted(problems)])
 
     out.mkdir(parents=True, exist_ok=True)
-    task = check.task if check is not None else None
     n_shards = math.ceil(len(entries) / samples_per_shard)
     # The shards are written in a hidden folder beside their places, then put in place together:
     # a packing stopped while it writes (Ctrl-C, a kill) leaves the folder as the last finished

@@ -79,11 +79,11 @@ from models.images import (
     DEFAULT_MAX_PIXELS,
     MAX_ASPECT,
     POLARITIES,
-    TRIM_TASKS,
     ImageLoadError,
     ImageSource,
     find_images,
     load_gray,
+    trim_refusal,
     trim_to_ink,
 )
 from models.predict import predict
@@ -188,11 +188,8 @@ class Recognizer:
         self.polarity = polarity
         self.max_pixels = max_pixels
         self.max_aspect = max_aspect
-        if trim and meta.task not in TRIM_TASKS:
-            raise ValueError(
-                f"trim frames a line of text or a hanzi, and {meta.model} ({meta.task}) reads its "
-                "text anywhere in its image, as its training drew it: leave it out"
-            )
+        if trim and (why := trim_refusal(meta.task, f"{meta.model} ({meta.task})")):
+            raise ValueError(why)
         self.trim = trim
         self.decoder = decoder
         self.use_task_settings(task_settings)
