@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -633,6 +634,37 @@ def test_device_check_summary_of_a_training_its_time_limit_stopped(repo_root, tm
     assert row["source"] == "resume/0123abcd/history.csv" and not row["finished"], row
     assert (row["steps"], row["first_loss"], row["last_loss"]) == (200, 2.5, 0.7), row
     assert row["images_per_s"] == 1000.0 and row["val_acc"] == 0.61 and row["loss_fell"], row
+
+
+def test_device_check_summary_reads_the_history_of_the_run_its_log_names(repo_root, tmp_path):
+    """A reused folder can hold an older run's resume state, written later than the stopped
+    run's last checkpoint: the summary reads the history of the run the training log names."""
+    work = tmp_path / "work"
+    folder = work / "train" / "models" / "expr_crnn"
+    for run, rows in [
+        ("0123abcd89abcdef", "100,2.5,900.0,\n200,0.7,1100.0,0.61\n"),
+        ("fedc9876543210fe", "50,9.0,10.0,\n"),
+    ]:
+        (folder / "resume" / run).mkdir(parents=True)
+        (folder / "resume" / run / "history.csv").write_text(
+            "step,train_loss,images_per_s,val_acc\n" + rows
+        )
+        time.sleep(0.05)  # the other run's history is the newer file
+    (work / "stages.tsv").write_text("train\texpr_crnn\ttimeout\t124\t40.0\n")
+    (work / "logs").mkdir()
+    (work / "logs" / "train-expr_crnn.log").write_text(
+        "INFO models.train: experiment expr_crnn: model expr_crnn on cuda (rank 0/1), "
+        "run 0123abcd89abcdef\n"
+        "INFO models.train: step 300/20000 loss=0.5\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
+    kit = repo_root / "bench" / "device_check" / "kit.py"
+    cmd = [sys.executable, kit, "summarize", "--work", work, "--out", tmp_path, "--device", "cuda"]
+    proc = subprocess.run([*map(str, cmd)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = json.loads((tmp_path / "summary.json").read_text())["train"]["expr_crnn"]
+    assert row["source"] == "resume/0123abcd89abcdef/history.csv", row
+    assert (row["steps"], row["first_loss"], row["last_loss"]) == (200, 2.5, 0.7), row
 
 
 def test_device_check_summary_cut_short_keeps_the_last_whole_one(repo_root, tmp_path):

@@ -46,6 +46,8 @@ FULL_RUNS = {"reader": "short_reader", "expr": "expr_crnn"}
 FIVE_MINUTES = 300
 PIPELINE_TARGET = 0.9  # bench_train's: the pipeline's share of the in-memory rate
 LOG_ROW = re.compile(r"step (\d+)/(\d+) (.*)$")
+# The run a training log names (models.train: "..., run KEY" and "resuming run KEY from ...").
+RUN_NAMED = re.compile(r"\brun ([0-9a-f]{16})\b")
 
 
 def _value(text: str) -> Any:
@@ -412,9 +414,14 @@ def _log_rows(log: Path) -> list[dict[str, Any]]:
 def _history(folder: Path, log: Path) -> tuple[list[dict[str, Any]], str]:
     """The training's history rows and where they were read: its history.csv, written when
     training ends; for a run stopped by its time limit, the copy written with its last
-    checkpoint (``resume/<run>/history.csv``), else its log."""
-    kept = sorted(folder.glob("resume/*/history.csv"), key=lambda p: p.stat().st_mtime)
-    for path in [folder / "history.csv", *kept[-1:]]:
+    checkpoint (``resume/<run>/history.csv``, the run its log names: a reused folder can hold
+    an older run's), else its log."""
+    runs = RUN_NAMED.findall(log.read_text(errors="replace")) if log.is_file() else []
+    if runs:
+        kept = [folder / "resume" / runs[-1] / "history.csv"]
+    else:  # a log that names no run: the newest kept history
+        kept = sorted(folder.glob("resume/*/history.csv"), key=lambda p: p.stat().st_mtime)[-1:]
+    for path in [folder / "history.csv", *kept]:
         if path.is_file():
             with open(path, newline="") as f:
                 rows = [{k: _value(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
