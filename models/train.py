@@ -1037,7 +1037,9 @@ def _train(
                 bad_vals += 1
                 if spec.early_stop_patience and bad_vals >= spec.early_stop_patience:
                     stopped_early = True
-                    log.info("early stop at step %d: best val loss at step %s", step, best_step)
+                    # every rank stops; rank 0 says so (others' lines print over its bar)
+                    if env.is_main:
+                        log.info("early stop at step %d: best val loss at step %s", step, best_step)
         if row:
             row.update(
                 step=step,

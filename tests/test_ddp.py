@@ -314,6 +314,22 @@ def test_rank0_reads_every_training_label_for_all_ranks(tmp_path):
 
 
 @pytest.mark.slow
+def test_every_rank_stops_early_at_one_step_and_rank0_alone_says_so(tmp_path):
+    """Early stopping is rank 0's validation, shared: every rank stops after the same step, and
+    only rank 0 logs it (another rank's line would print over rank 0's progress bar)."""
+    _torchrun(tmp_path, tmp_path / "first")  # writes the shards and job.json
+    job = json.loads((tmp_path / "job.json").read_text())
+    job["train"].update(steps=40, val_every=1, early_stop_patience=1, lr=0.05)
+    job["out_dir"] = str(tmp_path / "out")
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    ranks, logs = _two_ranks_by_hand(tmp_path / "job.json")
+    assert [p.returncode for p in ranks] == [0, 0], logs
+    assert "early stop at step" in logs[0] and "early stop" not in logs[1], logs
+    info = json.loads((tmp_path / "out" / "train.json").read_text())
+    assert info["stopped_early"] and info["steps"] < 40, info
+
+
+@pytest.mark.slow
 def test_sigterm_to_one_rank_stops_every_rank_at_one_step_with_its_state_saved(tmp_path):
     """SIGTERM reaches the ranks at different moments (here rank 1 alone): each rank learns of
     it in the step's all-reduce, so all stop after the same step, rank 0 saves that step's
