@@ -19,11 +19,12 @@ The shards are streamed in order (no shuffling), so row ``i`` of ``predictions.c
      "per_font_file": {"wqy-zenhei.ttc": {"n": 600, ...}, ...},  # the font files' (not own tests)
      "eval_img_per_s": 812.0, "eval_wall_s": 1.2, "device": "cuda", "decoder": "greedy",
      "batch_size": 128, "params_m": 4.2, "seed": 20171204, "train_steps": 3000,
-     "train_wall_s": 610.0}
+     "train_wall_s": 610.0, "train_settings": {"batch_size": 32, "lr": 0.002}}
 
 ``seed`` is the run's training seed (its ``train.json``; null without one): seed copies of an
-experiment differ by it alone. ``decoder`` is the one the readings were decoded with (the
-classifier's, an argmax over its classes, always ``greedy``).
+experiment differ by it alone. ``train_settings`` holds the run's other training settings that
+differ from their defaults (`models.specs.distinct_settings`). ``decoder`` is the one the
+readings were decoded with (the classifier's, an argmax over its classes, always ``greedy``).
 
 With ``"decoder": "grammar"`` also ``"grammar"``: what the readings were held to, ``"evaluates"``
 (any expression that parses) or the task's settings (``{"operand_counts": [2, 3, 4],
@@ -509,8 +510,11 @@ def training_record(meta: Any, train_info: str | os.PathLike | None = None) -> d
     """``seed`` (the run's training seed, from its ``train.json``, `models.train`: what tells
     seed copies of one experiment apart; the checkpoint does not hold it, so None without the
     file), ``train_steps`` (from the checkpoint), ``train_wall_s`` (from ``train.json``; None
-    without it) and ``init_from``: the checkpoint the run started from (``train.init_from``,
-    fine-tuning; None from random weights), whose own steps and time the other two leave out.
+    without it), ``init_from``: the checkpoint the run started from (``train.init_from``,
+    fine-tuning; None from random weights), whose own steps and time the other two leave out,
+    and ``train_settings``: the run's other training settings that differ from their defaults
+    (`models.specs.distinct_settings`: what tells two experiments of one model apart when only
+    their learning rate differs, say; None for a checkpoint without its settings).
 
     Args:
         meta: The checkpoint's `models.checkpoint.ModelMeta`.
@@ -530,8 +534,18 @@ def training_record(meta: Any, train_info: str | os.PathLike | None = None) -> d
             steps = int(info["steps"])
         if info.get("seed") is not None:
             seed = int(info["seed"])
-    init_from = (getattr(meta, "train", None) or {}).get("init_from")
-    return {"seed": seed, "train_steps": steps, "train_wall_s": wall, "init_from": init_from}
+    # here, not at the top: models.specs reads the config schema (jsonschema), a fifth of a
+    # second that every importer of this module (pack, plots, the reports) would pay
+    from models.specs import distinct_settings
+
+    train = getattr(meta, "train", None) or {}
+    return {
+        "seed": seed,
+        "train_steps": steps,
+        "train_wall_s": wall,
+        "init_from": train.get("init_from"),
+        "train_settings": distinct_settings(train) if train else None,
+    }
 
 
 def evaluate(

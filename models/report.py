@@ -11,8 +11,10 @@
 Rows are ordered experiments first (by name), Tesseract last, then by split (``test_seen``,
 ``test_heldout``). Beside each row's experiment and model stand its training ``seed`` (seed
 copies of an experiment differ by it alone) and, but in the hanzi table (a classifier reads its
-most likely class), its ``decoder``; Tesseract's are empty. Undefined values (a metric that
-does not apply, a time not recorded, Tesseract not installed) are empty cells.
+most likely class), its ``decoder``; after its ``model_kwargs``, its ``train_settings`` (the
+training settings that differ from their defaults: what tells apart two experiments of one
+model that differ in their learning rate alone); Tesseract's are empty. Undefined values (a
+metric that does not apply, a time not recorded, Tesseract not installed) are empty cells.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ CRNN_COLUMNS = (
     "eval_img_per_s",
     "device",
     "model_kwargs",
+    "train_settings",
     "init_from",
 )
 HANZI_COLUMNS = (
@@ -74,6 +77,7 @@ HANZI_COLUMNS = (
     "eval_img_per_s",
     "device",
     "model_kwargs",
+    "train_settings",
     "init_from",
 )
 READER_COLUMNS = (
@@ -95,6 +99,7 @@ READER_COLUMNS = (
     "eval_img_per_s",
     "device",
     "model_kwargs",
+    "train_settings",
     "init_from",
 )
 ALL_FONTS = "all"
@@ -136,12 +141,14 @@ def _row(record: Mapping[str, Any], columns: Sequence[str], **override: Any) -> 
         row["interval_95"] = interval_text(record.get(headline), record.get("n"))
     if "per_file" in columns:
         row["per_file"] = font_file_mean(record, headline)
-    if isinstance(row.get("model_kwargs"), Mapping):
-        # one cell, what tells two experiments of one model apart: "hidden=96 width=0.25"
-        row["model_kwargs"] = " ".join(
-            f"{k}={json.dumps(v, separators=(',', ':'))}"
-            for k, v in sorted(row["model_kwargs"].items())
-        )
+    for column in ("model_kwargs", "train_settings"):
+        if isinstance(row.get(column), Mapping):
+            # one cell, what tells two experiments of one model apart: "hidden=96 width=0.25",
+            # "lr=0.002 warmup_steps=200"
+            row[column] = " ".join(
+                f"{k}={json.dumps(v, separators=(',', ':'))}"
+                for k, v in sorted(row[column].items())
+            )
     row.update(override)
     return row
 
@@ -408,7 +415,8 @@ def summary_markdown(
         "its faces alike, so a file of several faces of one design (a `.ttc` collection) "
         "weighs as many times a file of one in the split's own figure (`per_file` is empty for "
         "a split of your own images, which come from no font file). `seed` is the training "
-        "seed: seed copies of an experiment differ by it alone.\n",
+        "seed: seed copies of an experiment differ by it alone; `train_settings` the run's "
+        "other training settings that differ from their defaults (`lr`, `batch_size`, ...).\n",
     ]
     if any("not installed" in note for note in tesseract_notes):
         parts.append("**Tesseract is not installed here: its rows are empty.**\n")

@@ -297,6 +297,31 @@ def recorded_settings(spec: TrainSpec, threads: int) -> dict[str, Any]:
     }
 
 
+def distinct_settings(train: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's training settings (a checkpoint's ``train``, `recorded_settings`) that key it
+    (all but `NOT_HASHED`) and differ from their defaults, less ``steps`` and ``init_from``, which
+    the reports give columns of their own: what tells two experiments of one model and kwargs
+    apart (``{"lr": 0.002}``), the report tables' ``train_settings``. A setting only other
+    schedules read, or one this release does not know (a checkpoint of another), is left out.
+
+    Args:
+        train: The recorded settings, a plain dict.
+
+    Returns:
+        Setting -> value, sorted by name.
+    """
+    defaults = TrainSpec().to_dict()
+    schedule = train.get("schedule", defaults["schedule"])
+    return {
+        k: v
+        for k, v in sorted(train.items())
+        if k in defaults
+        and k not in (*NOT_HASHED, "steps", "init_from")
+        and v != defaults[k]
+        and _schedule_reads(k, schedule)
+    }
+
+
 def settings_drift(
     recorded: Mapping[str, Any],
     experiment: Mapping[str, Any],

@@ -29,9 +29,11 @@ from models.evaluate import (
     iter_samples,
     read_predictions,
     sample_metrics,
+    training_record,
     write_metrics,
 )
 from models.registry import build_model
+from models.specs import TrainSpec, recorded_settings
 from synth.shards import REBUILD_HINT, write_samples
 from synth.shards import Sample as ShardSample
 from synth.text import evaluate as evaluate_expression
@@ -416,6 +418,24 @@ def _scores_from_predictions(rows, task):
         ]
         out["value_acc"] = sum(hits) / n
     return out
+
+
+def test_the_training_record_names_the_settings_that_tell_two_runs_apart():
+    """Two experiments of one model and kwargs that differ in their learning rate alone: the
+    record of each names its own (the report tables' ``train_settings``), and leaves out what
+    has a column of its own (steps, init_from), what schedules a job (threads), what the
+    schedule does not read (decay_fraction under cosine) and a setting this release lacks."""
+    spec = TrainSpec(steps=6, lr=0.002, threads=1, decay_fraction=0.5, init_from="a.pt")
+    train = {**recorded_settings(spec, threads=1), "from_a_later_release": 1}
+    meta = ModelMeta("crnn_vgg", {}, list("ab"), "line", train=train, step=6)
+    assert training_record(meta)["train_settings"] == {"lr": 0.002}
+    wsd = recorded_settings(TrainSpec(schedule="wsd", decay_fraction=0.5), threads=0)
+    meta = ModelMeta("crnn_vgg", {}, list("ab"), "line", train=wsd)
+    assert training_record(meta)["train_settings"] == {"decay_fraction": 0.5, "schedule": "wsd"}
+    defaults = ModelMeta("crnn_vgg", {}, list("ab"), "line", train=TrainSpec().to_dict())
+    assert training_record(defaults)["train_settings"] == {}
+    # a checkpoint without its settings (an export's metadata) says nothing rather than "none"
+    assert training_record(ModelMeta("crnn_vgg", {}, list("ab"), "line"))["train_settings"] is None
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,7 @@ _HEADER_BACK = [
     "eval_img_per_s",
     "device",
     "model_kwargs",
+    "train_settings",
     "init_from",
 ]
 HANZI_HEADER = [
@@ -77,6 +78,7 @@ def metrics_files(tmp_path):
                 "test_heldout",
                 seq_acc=0.4,
                 model_kwargs={"width": 0.25, "hidden": 96},
+                train_settings={"schedule": "wsd", "lr": 0.002},
             ),
             _record("line_crnn_vgg", "crnn_vgg", "line", "test_seen"),
             *(
@@ -201,6 +203,7 @@ def test_crnn_report_columns_and_rows(tmp_path, metrics_files):
         "eval_img_per_s",
         "device",
         "model_kwargs",
+        "train_settings",
         "init_from",
     ]
     # experiments by name, Tesseract last, test_seen before test_heldout
@@ -220,6 +223,10 @@ def test_crnn_report_columns_and_rows(tmp_path, metrics_files):
     assert rows[3]["interval_95"] == f"{low:.4f}-{high:.4f}"
     assert rows[3]["model_kwargs"] == "hidden=96 width=0.25"  # what tells variants apart
     assert rows[4]["model_kwargs"] == ""  # Tesseract
+    # what tells two experiments of one model and kwargs apart: the training settings that
+    # differ from their defaults (a learning rate); Tesseract and a record without them, none
+    assert rows[3]["train_settings"] == 'lr=0.002 schedule="wsd"'
+    assert rows[2]["train_settings"] == rows[4]["train_settings"] == ""
     # what tells seed copies of one experiment apart, and how the readings were decoded;
     # Tesseract has neither (a placeholder row, without the keys, neither)
     assert [(r["seed"], r["decoder"]) for r in rows] == [
