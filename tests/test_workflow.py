@@ -26,6 +26,7 @@ from conftest import REPO, run_snakemake, snakemake_command
 
 from models import tesseract
 from models.checkpoint import load_model
+from models.configcheck import read_workflow_config
 from models.train import main as train_main
 from synth.charset import is_hanzi
 from synth.schema import (
@@ -599,6 +600,27 @@ def test_every_config_key_has_a_description_and_a_default():
     }
     assert not undescribed, sorted(undescribed)
     assert generic == UNSET_KEYS
+
+
+def test_the_readmes_variant_is_the_default_experiment_it_varies_but_for_what_it_compares(
+    tmp_path,
+):
+    """README, Configuration: a new experiment takes nothing from the one it varies (a copy that
+    gave only its learning rate trained a crnn_vgg of width 1 for 1000 steps without the
+    alignment loss beside line_crnn_vgg), so the README's example copies it whole: the copy is
+    the default config's line_crnn_vgg but for lr, and its seed copy that one but for seed."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```yaml\n(# mine/vgg_lr\.yaml:.*?)```", readme, re.S)
+    assert block, "README, Configuration: the mine/vgg_lr.yaml example is gone"
+    (tmp_path / "configs").symlink_to(REPO / "configs")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "vgg_lr.yaml").write_text(block.group(1), encoding="utf-8")
+    _, filled = read_workflow_config([tmp_path / "mine" / "vgg_lr.yaml"])
+    experiments = filled["experiments"]
+    base, copy = experiments["line_crnn_vgg"], experiments["line_crnn_vgg_lr4"]
+    assert copy["train"]["lr"] == 2 * base["train"]["lr"]
+    assert {**copy, "train": {**copy["train"], "lr": base["train"]["lr"]}} == base
+    assert experiments["line_crnn_vgg_lr4_s2"] == {**copy, "seed": 2}
 
 
 def test_a_config_of_one_key_takes_the_schemas_defaults_for_the_rest(
