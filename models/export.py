@@ -35,6 +35,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -455,6 +456,10 @@ class OnnxModel(nn.Module):
         threads: onnxruntime intra-op threads (0: its default).
         disabled_optimizers: onnxruntime graph optimizers to leave out, as an int8 file's
             metadata names them (`models.quantize`).
+
+    Raises:
+        ExportError: onnxruntime cannot load the file (naming it, its opset and the
+            onnxruntime version).
     """
 
     def __init__(
@@ -472,12 +477,15 @@ class OnnxModel(nn.Module):
             self.path.encode("utf-8")
         except UnicodeEncodeError:  # a path of other bytes than UTF-8's: onnxruntime takes none
             model = Path(path).read_bytes()
-        self.session = ort.InferenceSession(
-            model,
-            sess_options=options,
-            providers=["CPUExecutionProvider"],
-            disabled_optimizers=self.disabled_optimizers,
-        )
+        try:
+            self.session = ort.InferenceSession(
+                model,
+                sess_options=options,
+                providers=["CPUExecutionProvider"],
+                disabled_optimizers=self.disabled_optimizers,
+            )
+        except _onnxruntime_errors() as e:
+            raise ExportError(_unloadable_why(self.path, e)) from None
         # the file's synthocr metadata (`onnx_metadata`; an int8 file's ``quantization`` too)
         self.info = json.loads(self.session.get_modelmeta().custom_metadata_map.get(META_KEY, "{}"))
         self.family = self.info.get("family")
@@ -491,6 +499,39 @@ class OnnxModel(nn.Module):
         if self.family == "attention":
             return outputs[0], outputs[2]
         return outputs[0]
+
+
+def _onnxruntime_errors() -> tuple[type[Exception], ...]:
+    """The exceptions onnxruntime raises for a model it cannot load: its own classes, which
+    derive from ``Exception`` alone (no ``RuntimeError``), so they escaped every handler as a
+    traceback."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile")
+    names += ("NotImplemented", "RuntimeException", "EPFail", "NoModel", "EngineError")
+    return tuple(getattr(state, n) for n in names if hasattr(state, n))
+
+
+def _unloadable_why(path: str, error: Exception) -> str:
+    """Why onnxruntime cannot load ``path``, with the file's IR version and opset and the
+    installed onnxruntime's version: a file written for a newer onnxruntime (a higher opset or
+    IR version) is the usual cause on a deployment machine."""
+    import onnxruntime as ort
+
+    try:
+        proto = onnx.load(path, load_external_data=False)
+        opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+        stamp = f"IR version {proto.ir_version}, opset {opset}"
+    except (OSError, DecodeError):
+        stamp = "not readable by onnx either"
+    # onnxruntime's message names the file and its own C++ source and function: keep what
+    # follows them
+    said = str(error).split(" failed:", 1)[-1].strip()
+    said = re.sub(r"^/\S+:\d+ [^(]*\([^)]*\) ", "", said)
+    return (
+        f"{path}: onnxruntime {ort.__version__} cannot load it ({stamp}): {said} (a file "
+        "exported for a newer onnxruntime can be exported again with a lower --opset)"
+    )
 
 
 # The largest stride or offset (px) a file's frame rule may give: any network's is a few pixels.

@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 from models.checkpoint import CheckpointError, ModelMeta, load_model, save_model
 from models.export import (
     META_KEY,
+    OPSET,
     ExportError,
     OnnxModel,
     check_parity,
@@ -38,6 +39,7 @@ from models.export import (
 from models.families import make_family
 from models.preprocess import bucket_width, min_width, pad_batch, prepare_image, to_tensor_batch
 from models.recognize import load_recognizer
+from models.recognize import main as recognize_main
 from models.registry import MODELS, build_model, family_of, output_length
 
 # Small enough to export in a second or two: each model's small instance (its entry's ``tiny``),
@@ -379,6 +381,36 @@ def test_an_export_whose_metadata_does_not_describe_its_graph_is_refused(tmp_pat
     ]:
         with pytest.raises(ExportError, match=rf"{path.name}: .*{error}"):
             load_recognizer(path)
+
+
+def test_a_file_onnxruntime_cannot_load_is_named_with_its_opset(tmp_path, capsys, cjk_font):
+    """A file stamped for a newer onnxruntime (a higher IR version or opset than the installed
+    one takes, as on a deployment machine with an older runtime) is an error line naming the
+    file, its stamp and the runtime's version: onnxruntime's errors derive from ``Exception``
+    alone, and the command printed a traceback."""
+    import onnxruntime as ort
+
+    ckpt = tmp_path / "model.pt"
+    tiny_checkpoint(ckpt, "crnn_vgg")
+    good = export_onnx(ckpt, tmp_path / "good.onnx", check=False)
+    image = tmp_path / "line.png"
+    _images(load_model(ckpt)[1], cjk_font)[0].save(image)
+    for name, field, value in [("ir.onnx", "ir", 99), ("opset.onnx", "opset", 99)]:
+        proto = onnx.load(str(good))
+        if field == "ir":
+            proto.ir_version = value
+        else:
+            proto.opset_import[0].version = value
+        path = tmp_path / name
+        onnx.save(proto, str(path))
+        stamp = f"(IR version 99, opset {OPSET})" if field == "ir" else ", opset 99)"
+        with pytest.raises(ExportError, match=rf"{name}: onnxruntime {ort.__version__} cannot"):
+            load_recognizer(path)
+        assert recognize_main([str(path), str(image)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}: onnxruntime {ort.__version__} cannot load it (")
+        assert stamp in err and "Traceback" not in err
+        assert "--opset" in err and "onnxruntime_src" not in err
 
 
 def onnx_standalone_block(repo_root) -> str:
