@@ -729,7 +729,8 @@ def _export_int8(args: argparse.Namespace) -> Path:
         if args.calibration_images is not None
         else DEFAULT_CALIBRATION_IMAGES
     )
-    check_int8_args(out, ops, args.int8, limit)  # before the float export (a minute, for some)
+    # before the float export (a minute, for some)
+    check_int8_args(out, ops, args.int8, limit, opset=args.opset)
     with tempfile.TemporaryDirectory(prefix="synthocr-export-") as work:
         plain = export_onnx(
             args.checkpoint, Path(work) / "float.onnx", opset=args.opset, check=not args.no_check

@@ -78,6 +78,9 @@ QUANTIZABLE_OPS = tuple(ONNX_OPS)
 DEFAULT_CALIBRATION_IMAGES = 256
 # Below this share of the calibration images read alike, the export warns.
 AGREEMENT_WARNING = 0.95
+# The lowest opset of an int8 file: weights per output channel are DequantizeLinear's ``axis``,
+# which opset 13 added (below it onnxruntime refuses the quantized graph).
+MIN_INT8_OPSET = 13
 
 
 def check_int8_args(
@@ -85,11 +88,13 @@ def check_int8_args(
     ops: Sequence[str],
     sources: Sequence[str | os.PathLike],
     limit: int,
+    opset: int | None = None,
 ) -> None:
     """What `quantize_onnx` can check of its arguments before any work (the export command
     checks them before its float export too): an ``.onnx`` output that can be written
     (`models.export.output_problem`), ops of `QUANTIZABLE_OPS`,
-    calibration sources that exist, a limit of at least one image.
+    calibration sources that exist, a limit of at least one image, and an ``opset`` the
+    float export is to be written at (None: not known yet) of `MIN_INT8_OPSET` or more.
 
     Raises:
         ExportError: Naming the argument at fault.
@@ -107,6 +112,17 @@ def check_int8_args(
             raise ExportError(f"calibration: {source} {missing_why(source)}")
     if limit < 1:
         raise ExportError(f"the calibration needs at least one image, got a limit of {limit}")
+    if opset is not None and opset < MIN_INT8_OPSET:
+        raise ExportError(_opset_problem(f"--opset {opset}", opset))
+
+
+def _opset_problem(what: str, opset: int) -> str:
+    """Why an int8 file cannot be written at ``opset`` (``what`` names where it comes from)."""
+    return (
+        f"{what}: an int8 file needs opset {MIN_INT8_OPSET} or later (its weights' scales per "
+        f"output channel), not {opset}; export at opset {MIN_INT8_OPSET} or later, or leave "
+        "out --int8 for a float file at a lower opset"
+    )
 
 
 CALIBRATION_ASPECT_ADVICE = (
@@ -306,9 +322,10 @@ def quantize_onnx(
         The ``quantization`` entry written into the file's metadata.
 
     Raises:
-        ExportError: ``src`` is not a synthocr export, or is one already quantized; ``out`` is
-            not an ``.onnx`` path, or cannot be written; an unknown op; a calibration source at
-            fault (`calibration_images`); or onnxruntime's quantizer fails.
+        ExportError: ``src`` is not a synthocr export, is one already quantized or one of an
+            opset under `MIN_INT8_OPSET`; ``out`` is not an ``.onnx`` path, or cannot be
+            written; an unknown op; a calibration source at fault (`calibration_images`); or
+            onnxruntime's quantizer fails.
     """
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -326,6 +343,9 @@ def quantize_onnx(
     info = metadata_of(proto, src)
     if "quantization" in info:
         raise ExportError(f"{src} is already quantized: quantize the float export instead")
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and opset < MIN_INT8_OPSET:
+        raise ExportError(_opset_problem(f"{src}: it is exported at opset {opset}", opset))
     onnx_ops = [t for op in ops for t in ONNX_OPS[op]]
     present = {node.op_type for node in proto.graph.node}
     for op in ops:

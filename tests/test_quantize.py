@@ -424,6 +424,30 @@ def test_the_export_command_writes_an_int8_file(
     assert "go with --int8" in capsys.readouterr().err
 
 
+def test_an_opset_too_low_for_int8_is_refused_before_any_work(
+    float_exports, tmp_path, capsys, monkeypatch
+):
+    """Per-channel int8 weights need opset 13 (DequantizeLinear's axis): ``--opset 11 --int8``
+    exported the float file, then failed in a traceback from onnxruntime ("Unrecognized
+    attribute: axis for operator DequantizeLinear"), and `quantize_onnx` on such a file too."""
+    images = float_exports["crnn_vgg"][2]
+    ckpt = tmp_path / "model.pt"
+    tiny_checkpoint(ckpt, "crnn_vgg")
+    low = export_onnx(ckpt, tmp_path / "opset11.onnx", opset=11, check=False)
+    with pytest.raises(ExportError) as e:
+        quantize_onnx(low, tmp_path / "int8.onnx", [images], limit=2)
+    assert str(e.value).startswith(f"{low}: it is exported at opset 11: an int8 file needs ")
+    assert f"opset {quantize_module.MIN_INT8_OPSET} or later" in str(e.value)
+    assert not (tmp_path / "int8.onnx").exists()
+    # the command says so before its float export, which is then not run
+    export_calls = []
+    monkeypatch.setattr(export_module, "export_onnx", lambda *a, **k: export_calls.append(a))
+    argv = [str(ckpt), str(tmp_path / "w.onnx"), "--opset", "11", "--int8", str(images)]
+    assert main(argv) == 1
+    assert capsys.readouterr().err.startswith("error: --opset 11: an int8 file needs opset ")
+    assert export_calls == [] and not (tmp_path / "w.onnx").exists()
+
+
 def test_the_readmes_standalone_block_reads_an_int8_file_as_recognize_does(
     float_exports, tmp_path, repo_root, cjk_font
 ):
