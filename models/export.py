@@ -13,7 +13,9 @@ grayscale in [0, 1], normalised to ``(x - 0.5) / 0.5``) and whose outputs are
 The batch axis is dynamic for every model; the width axis too for line models (CTC), whose
 frame axis follows it. The checkpoint's meta (model, kwargs, charset, task, input geometry,
 training step and spec, its ``init_from`` reduced to the file's name so that no path of the
-training machine ships), the family, the axes and the normalisation are stored as JSON in the
+training machine ships), the family, the axes, how an image becomes the input
+(`input_description`: scale, normalisation, polarity, resampling, a line's padding) and the
+class that is no character (the blank, the terminal symbol) are stored as JSON in the
 model's ``metadata_props`` under ``synthocr``, so the file alone says how to feed it and read
 its output (`read_onnx_meta`); for CTC models also how many of the output frames are those of
 an image of a given width, the rest reading its padding (`frame_rule`), and for the reader the
@@ -51,10 +53,11 @@ from torch import nn
 
 from models.checkpoint import CheckpointError, ModelMeta, check_meta, load_model, read_meta
 from models.cli import command_name, positive_int, print_path, stops_on_interrupt
-from models.families import make_family
-from models.preprocess import MEAN, STD, min_width
+from models.families import BLANK, EOS, make_family
+from models.preprocess import MEAN, RESAMPLE, STD, min_width
 from models.registry import (
     FAMILIES,
+    FIXED_WIDTH_TASKS,
     DescribedEntry,
     FrameRule,
     add_described,
@@ -179,6 +182,31 @@ def _frame_rule(meta: ModelMeta) -> tuple[dict[str, int] | None, str]:
     return {"stride": stride, "offset": offset}, ""
 
 
+def input_description(meta: ModelMeta) -> dict[str, Any]:
+    """How an image becomes the graph's input, in the numbers a reader of the file alone needs
+    (`models.preprocess` and `models.predict.batches` do this): gray levels ``x`` of 0..255
+    (``scale``), dark text on a light background, resized with ``resample`` (a line to the
+    model's height, its aspect ratio kept), then ``(x / scale - mean) / std``. A line is padded
+    on the right with its own background (the median of its border pixels) to at least
+    ``min_width``, then to a multiple of ``pad_multiple`` (None: read at its own width, as a
+    task drawn at one width is, so that its last frames are its own); lines of one padded width
+    batch together, each read as alone."""
+    described: dict[str, Any] = {
+        "name": INPUT_NAME,
+        "layout": "N,1,H,W",
+        "scale": 255,
+        "mean": MEAN,
+        "std": STD,
+        "polarity": "dark-on-light",
+        "resample": RESAMPLE.name.lower(),
+    }
+    if meta.input["kind"] == "line":
+        own_width = meta.task in FIXED_WIDTH_TASKS
+        described["min_width"] = min_width(meta.input)
+        described["pad_multiple"] = None if own_width else min_width(meta.input)
+    return described
+
+
 def onnx_metadata(meta: ModelMeta) -> dict[str, Any]:
     """What the ONNX file says about itself (stored as JSON under `META_KEY`)."""
     family = family_of(meta.model)
@@ -196,13 +224,17 @@ def onnx_metadata(meta: ModelMeta) -> dict[str, Any]:
         # class i of the outputs is charset[i - class_offset]; for CTC class 0 is the blank,
         # for the reader the terminal symbol
         "class_offset": 0 if family == "classification" else 1,
-        "input": {"name": INPUT_NAME, "layout": "N,1,H,W", "mean": MEAN, "std": STD},
+        "input": input_description(meta),
         "outputs": output_names(family),
         "dynamic_axes": {
             k: {str(a): n for a, n in v.items()}
             for k, v in dynamic_axes(family, meta.input).items()
         },
     }
+    if family == "ctc":
+        info["blank"] = BLANK
+    elif family == "attention":
+        info["terminal"] = EOS
     if family == "attention":
         # the steps it runs, less the terminal symbol's: needed to read its outputs without
         # its registry entry (`described_entry`)

@@ -36,11 +36,12 @@ from models.export import (
     onnx_metadata,
     read_onnx_meta,
 )
-from models.families import make_family
+from models.families import ctc_greedy_decode, make_family
+from models.predict import batches
 from models.preprocess import bucket_width, min_width, pad_batch, prepare_image, to_tensor_batch
 from models.recognize import load_recognizer
 from models.recognize import main as recognize_main
-from models.registry import MODELS, build_model, family_of, output_length
+from models.registry import FIXED_WIDTH_TASKS, MODELS, build_model, family_of, output_length
 
 # Small enough to export in a second or two: each model's small instance (its entry's ``tiny``),
 # its task (expr_crnn's own; a task of its family for the others) and characters the tests' CJK
@@ -477,6 +478,41 @@ def test_the_frame_rule_in_the_metadata_counts_as_output_length(name):
     for other in (n for n in MODELS if family_of(n) != "ctc"):
         kwargs, task, chars = TINY[other]
         assert "frames" not in onnx_metadata(ModelMeta(other, kwargs, list(chars), task))
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODELS if family_of(n) == "ctc"))
+def test_the_metadata_says_how_recognition_feeds_a_line(name):
+    """A reader of the file alone resizes, pads and normalises a line from the metadata's
+    ``input`` entry as `models.predict.batches` does: the same padded width for every width
+    (a fixed-width task's lines unpadded: padding cost expr_crnn its last character), the
+    same input bit for bit; and its blank is the class CTC decoding drops."""
+    kwargs, task, chars = TINY[name]
+    meta = ModelMeta(name, kwargs, list(chars), task)
+    info = onnx_metadata(meta)
+    inp, height = info["input"], meta.input["height"]
+    assert info["blank"] == 0 and inp["polarity"] == "dark-on-light"
+    rng = np.random.default_rng(0)
+    resample = Image.Resampling[inp["resample"].upper()]
+    for width in [1, 5, inp["min_width"] - 1, inp["min_width"] + 1, 47, 100, 333]:
+        # drawn 1.5 times the model's height: resized as the metadata says
+        drawn = rng.integers(0, 256, (height * 3 // 2, width * 3 // 2), dtype=np.uint8)
+        scaled = max(1, round(drawn.shape[1] * height / drawn.shape[0]))
+        x = np.asarray(Image.fromarray(drawn).resize((scaled, height), resample))
+        padded = max(scaled, inp["min_width"])
+        if inp["pad_multiple"]:
+            padded = -(-padded // inp["pad_multiple"]) * inp["pad_multiple"]
+        background = int(np.median(np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])))
+        x = np.pad(x, ((0, 0), (0, padded - scaled)), constant_values=background)
+        x = x.astype(np.float32) * (1 / (inp["scale"] * inp["std"])) - inp["mean"] / inp["std"]
+        [(_, batch, _)] = batches(meta, [drawn])
+        assert np.array_equal(batch.numpy()[0, 0], x), (width, batch.shape, x.shape)
+    # a line task's lines are padded to a multiple, a fixed-width task's are not
+    assert (inp["pad_multiple"] is None) == (task in FIXED_WIDTH_TASKS)
+    # the blank is the class the families' CTC decoding drops
+    log_probs = np.log(np.full((6, len(chars) + 1), 0.01, np.float32))
+    for t, c in enumerate([info["blank"], 2, 2, info["blank"], 2, 3]):
+        log_probs[t, c] = 0.0
+    assert ctc_greedy_decode(log_probs)[0] == [2, 2, 3]
 
 
 def test_a_frame_rule_that_does_not_fit_is_left_out(monkeypatch, caplog):
