@@ -83,6 +83,18 @@ def test_a_charset_with_the_space_reads_spaced_as_labels_are() -> None:
     assert pred.text == "a中b"
 
 
+def test_merged_readings_are_ranked_by_their_summed_probability() -> None:
+    """Two beams reading alike (" b" and "b") merge into one reading worth their sum, which can
+    outrank a beam that came before either: the n-best list is ordered after merging."""
+    family = make_family("crnn_vgg", ["a", "b", " "])
+    ranked = [("a", 0.4), (" b", 0.35), ("b", 0.25)]
+    hypotheses = [(family.label_indices(t), math.log(p)) for t, p in ranked]
+    top = family.readings_of(hypotheses, k=5)
+    assert [t for t, _ in top] == ["b", "a"]
+    assert [p for _, p in top] == pytest.approx([0.6, 0.4])
+    assert family.readings_of(hypotheses, k=1) == [("b", pytest.approx(0.6))]
+
+
 def test_ctc_beam_sums_alignments_where_greedy_does_not() -> None:
     # Two frames, blank 0.55 and "7" 0.45 each: the best path is "" (0.3025), but "7" has three
     # alignments (7 7, 7 -, - 7) worth 0.2025 + 0.2475 + 0.2475 = 0.6975.
@@ -338,6 +350,14 @@ def test_classification_top_k() -> None:
         family.encode(["啊阿"])
     with pytest.raises(LabelError, match="'吖'"):
         family.encode(["吖"])
+
+
+def test_a_classifier_refuses_an_empty_label() -> None:
+    # An empty label would give a batch one target short of its images (a size mismatch deep in
+    # the loss), not an error naming the label.
+    family = make_family("hanzi_cnn", list("啊阿"))
+    with pytest.raises(LabelError, match="expected one character, got 0"):
+        family.encode(["啊", ""])
 
 
 def test_attention_encode_layout() -> None:
