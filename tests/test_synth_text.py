@@ -332,6 +332,15 @@ def test_short_text_and_balanced_classes():
     assert seen[:n] != list(range(n))  # shuffled, not code order
 
 
+def test_short_text_draws_every_length_of_its_inclusive_range():
+    # length is an inclusive range: tasks.short's longest labels, which the reader must read,
+    # are drawn too
+    rng = np.random.default_rng(5)
+    texts = [short_text(rng, "0123456789", (2, 5)) for _ in range(400)]
+    assert {len(t) for t in texts} == {2, 3, 4, 5}
+    assert set("".join(texts)) == set("0123456789")
+
+
 def test_line_corpus_errors_name_the_file_and_line(tmp_path):
     bad = tmp_path / "words.txt"
     bad.write_text("中国 50 ns\n人民\n", encoding="utf-8")  # line 2 has no frequency
