@@ -402,6 +402,22 @@ def test_writer_matches_webdataset_tarwriter_bytes():
     assert ours.getvalue() == theirs.getvalue()
 
 
+def test_a_shard_that_fails_half_way_leaves_the_old_shard_and_no_part_of_the_new(setup, tmp_path):
+    """A shard job stopped by an error after some samples (a font that cannot draw a text,
+    say) leaves the shard as it was, not a shorter tar that reads as whole."""
+    path = _write(setup, tmp_path, "expr", samples=4)
+    before = path.read_bytes()
+
+    def failing():
+        yield shards.Sample("expr_train_000000_000000", np.full((8, 8), 255, np.uint8), {})
+        raise ValueError("font cannot draw the second text")
+
+    with pytest.raises(ValueError, match="second text"):
+        shards.write_samples(path, failing())
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+
+
 def test_manifest_lists_shards_with_counts_and_sha256(setup, tmp_path):
     paths = [
         _write(setup, tmp_path, "expr", split="train", shard=0, samples=7, name="train-000000.tar"),
