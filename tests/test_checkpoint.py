@@ -91,6 +91,15 @@ def test_truncated_and_foreign_checkpoints(tmp_path):
         load_checkpoint(empty)
 
 
+def test_a_checkpoint_of_another_version_is_refused_naming_it(tmp_path):
+    model = build_model("hanzi_cnn", 3, width=0.125)
+    ckpt = make_checkpoint(model, _meta("hanzi_cnn", {"width": 0.125}, list("abc"), "hanzi"))
+    path = tmp_path / "future.pt"
+    save_atomic({**ckpt, "version": 2}, path)
+    with pytest.raises(CheckpointError, match=r"future\.pt has version 2; this code reads 1"):
+        load_model(path)
+
+
 def test_weights_must_fit_the_model(tmp_path):
     model = build_model("hanzi_cnn", 3, width=0.125)
     ckpt = make_checkpoint(model, _meta("hanzi_cnn", {"width": 0.125}, list("abcd"), "hanzi"))
@@ -319,3 +328,19 @@ def test_only_parallel_wrappers_are_taken_off():
     assert keys == ["head.bias", "head.weight", "module.bias", "module.weight"]
     assert unwrap(model) is model  # make_checkpoint stores unwrap(model).state_dict()
     assert unwrap(torch.nn.DataParallel(model)) is model
+
+
+def test_a_wrapped_models_checkpoint_loads_into_the_plain_model(tmp_path):
+    """A model trained under a parallel wrapper is saved with the plain model's keys (no
+    ``module.`` prefix), so its model.pt loads without the wrapper."""
+    torch.manual_seed(0)
+    model = build_model("hanzi_cnn", 3, width=0.125)
+    meta = _meta("hanzi_cnn", {"width": 0.125}, list("abc"), "hanzi")
+    wrapped = torch.nn.DataParallel(model)
+    assert all(k.startswith("module.") for k in wrapped.state_dict())
+    path = tmp_path / "model.pt"
+    save_model(path, wrapped, meta)
+    assert sorted(load_checkpoint(path)["state_dict"]) == sorted(model.state_dict())
+    loaded, _ = load_model(path)
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, model.state_dict()[key]), key
