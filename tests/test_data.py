@@ -26,6 +26,7 @@ from models.data import (
     eval_batches,
     iter_examples,
     label_length,
+    read_shard,
     train_loader,
     within_length,
 )
@@ -187,6 +188,15 @@ def test_a_short_validation_set_is_the_first_samples(line_shards):
     batches = list(eval_batches(line_shards, LINE, batch_size=4, max_batches=2))
     keys = sorted(k for b in batches for k in b.keys)
     assert keys == [f"t_train_000000_{i:06d}" for i in range(8)]
+
+
+def test_a_shard_read_from_an_offset_starts_at_that_sample(line_shards):
+    # the training stream starts each shard it draws at a random sample offset
+    url = line_shards[0]
+    keys = [s["__key__"] for s in read_shard(url)]
+    assert keys == [f"t_train_000000_{i:06d}" for i in range(30)]
+    for offset in (1, 2, 29):
+        assert [s["__key__"] for s in read_shard(url, offset)] == keys[offset:]
 
 
 def test_label_outside_charset_names_shard_and_key(tmp_path):
@@ -574,6 +584,13 @@ def test_label_length_reads_the_json_without_decoding():
     # A bad or missing JSON passes as 0: decode_sample raises the error that names it.
     assert label_length({"json": b"{oops"}) == 0
     assert label_length({"png": b""}) == 0
+
+
+def test_label_length_counts_characters_not_bytes():
+    # shards hold their JSON as UTF-8 text (a hanzi is three bytes): the curriculum's limit is
+    # in characters
+    line = json.dumps({"text": "中文1"}, ensure_ascii=False).encode()
+    assert label_length({"json": line, "png": b""}) == 3
 
 
 def test_the_curriculum_gives_up_only_on_long_labels_in_a_row(monkeypatch):
