@@ -27,6 +27,7 @@ from models.evaluate import (
     backbone_name,
     evaluate,
     iter_samples,
+    prediction_rows,
     read_predictions,
     sample_metrics,
     training_record,
@@ -361,6 +362,33 @@ def test_sample_metrics_overall_and_per_font():
     assert out["per_font"]["A"]["seq_acc"] == 0.5
     assert out["per_font"]["A"]["cer"] == pytest.approx(1 / 6)
     assert out["per_font"]["B"]["value_acc"] == 0.0
+
+
+def test_a_rows_value_is_correct_when_its_reading_has_the_labels_value():
+    """predictions.csv's value_correct is by value, as value_acc is: another expression with
+    the label's value is read right."""
+    image = Image.new("L", (4, 4))
+    samples = [Sample("k0", image, "(7+5)+4", "A", 16), Sample("k1", image, "3*4", "A", 12)]
+    readings = [Reading("4+(5+7)", 0.9), Reading("3*3", 0.5)]
+    rows = prediction_rows(samples, readings, "expr")
+    assert [(r["correct"], r["reading_value"], r["value_correct"]) for r in rows] == [
+        (0, 16, 1),
+        (0, 9, 0),
+    ]
+    assert sample_metrics(samples, readings, "expr", with_topk=False)["value_acc"] == 0.5
+
+
+def test_per_font_file_figures_only_when_every_sample_names_its_file():
+    image = Image.new("L", (4, 4))
+    named = [
+        Sample("k0", image, "1", "A", meta={"font_file": "a.ttf"}),
+        Sample("k1", image, "2", "A", meta={"font_file": "b.ttc"}),
+    ]
+    readings = [Reading("1", 0.9), Reading("3", 0.5)]
+    out = sample_metrics(named, readings, "line", with_topk=False)
+    assert {k: v["seq_acc"] for k, v in out["per_font_file"].items()} == {"a.ttf": 1, "b.ttc": 0}
+    mixed = [named[0], Sample("k1", image, "2", "A", meta={})]  # an image packed from a file
+    assert "per_font_file" not in sample_metrics(mixed, readings, "line", with_topk=False)
 
 
 def test_backbone_names():
@@ -731,3 +759,21 @@ def test_metrics_of_a_model_under_a_name_of_other_bytes_than_utf8_are_written(tm
     assert record["seq_acc"] == 0.5
     write_metrics(path, {"experiment": "算式", "seq_acc": 1.0})  # readable names stay readable
     assert '"experiment": "算式"' in path.read_text(encoding="utf-8")
+
+
+def test_undefined_figures_are_written_as_null_not_nan(tmp_path):
+    # JSON has no NaN: a strict reader (a browser, jq) refuses the whole file
+    path = tmp_path / "metrics.json"
+    nan = float("nan")
+    write_metrics(
+        path,
+        {
+            "experiment": "x",
+            "task": "line",
+            "split": "s",
+            "cer": nan,
+            "per_font": {"A": {"ned": nan}},
+        },
+    )
+    record = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{c} written"))
+    assert record["cer"] is None and record["per_font"]["A"]["ned"] is None
