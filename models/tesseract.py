@@ -328,7 +328,11 @@ def read_images(
             Path(list_file).write_text("\n".join(paths) + "\n", encoding="utf-8")
             cmd = _command(spec, executable, list_file)
             try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+                # Tesseract writes UTF-8 whatever the locale: decoded as the locale's encoding,
+                # a Latin-1 locale would read each hanzi as three other characters
+                proc = subprocess.run(
+                    cmd, capture_output=True, encoding="utf-8", env=env, timeout=timeout
+                )
             except subprocess.TimeoutExpired:
                 return f"timed out after {timeout:g} s"
             if proc.returncode < 0 or proc.returncode > 128:

@@ -190,6 +190,42 @@ def test_the_whitelist_holds_tesseract_to_the_tasks_charset(latin_font):
     assert all(set(text) <= set(charset) for text in readings), readings
 
 
+# read_images with a fake Tesseract in another process: argv = executable; prints the readings.
+_READ_IN_ANOTHER_LOCALE = """
+import json, sys
+from PIL import Image
+from models import tesseract
+spec = tesseract.TesseractSpec(task="hanzi", split="test_seen", lang="chi_sim", psm=10,
+                               executable=sys.argv[1])
+images = [Image.new("L", (64, 64), 255) for _ in range(2)]
+print(json.dumps([r.text for r in tesseract.read_images(images, spec)]))
+"""
+
+
+def test_readings_are_the_same_in_a_locale_that_is_not_utf8(tmp_path):
+    """Tesseract writes UTF-8 whatever the locale: its hanzi read as hanzi in a process whose
+    locale is ASCII (LC_ALL=C without Python's UTF-8 mode; a Latin-1 locale read each as three
+    wrong characters, and every hanzi reading missed)."""
+    fake = tmp_path / "tesseract"  # one word, 中, on each page of the list
+    fake.write_text(
+        "#!/bin/sh\n"
+        "page=0\n"
+        'while read -r image; do page=$((page + 1)); printf "5\\t%d\\t1\\t1\\t1\\t1\\t0\\t0\\t9\\t9'
+        '\\t91.5\\t中\\n" "$page"; done < "$1"\n',
+        encoding="utf-8",
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _READ_IN_ANOTHER_LOCALE, str(fake)],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
+    assert json.loads(proc.stdout) == ["中", "中"]
+
+
 def test_an_image_tesseract_dies_or_hangs_on_reads_as_nothing_and_the_others_are_read(
     tmp_path, latin_font, caplog, monkeypatch
 ):
