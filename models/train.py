@@ -1346,7 +1346,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     if args.spec:
         try:
-            text = Path(args.spec[1:]).read_text() if args.spec.startswith("@") else args.spec
+            # JSON is UTF-8 (RFC 8259), whatever the locale: its paths may hold any character
+            spec = args.spec
+            text = Path(spec[1:]).read_text(encoding="utf-8") if spec.startswith("@") else spec
             job = TrainJob.from_dict(json.loads(text))
         except (OSError, ValueError, TypeError, KeyError) as e:
             hint = f" (a file: give it as --spec @{args.spec})" if _names_file(args.spec) else ""

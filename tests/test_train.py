@@ -348,6 +348,37 @@ def test_a_spec_file_given_without_its_at_sign_is_pointed_out(tmp_path, capsys, 
         assert ("(a file: give it as --spec @job.json)" in err) == hint, err
 
 
+def test_a_spec_file_is_read_as_utf8_whatever_the_locale(tmp_path):
+    """A spec file is JSON, UTF-8: its paths read the same in a process whose locale is ASCII
+    (LC_ALL=C without Python's UTF-8 mode), where a Latin-1 locale read 字 as three other
+    characters and an ASCII one refused the file."""
+    job = {
+        "experiment": "x",
+        "task": "line",
+        "model": "crnn_vgg",
+        "model_kwargs": dict(TINY_CRNN),
+        "train": {"steps": 2},
+        "seed": 7,
+        "device": "cpu",
+        "charset": "字符/line.txt",
+        "train_shards": ["t.tar"],
+        "val_shards": [],
+        "out_dir": "out",
+    }
+    (tmp_path / "spec.json").write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "models.train", "--spec", "@spec.json"],
+        cwd=tmp_path,
+        env={**env, "PYTHONIOENCODING": "utf-8"},
+        capture_output=True,
+        timeout=120,
+    )
+    err = proc.stderr.decode("utf-8")
+    assert proc.returncode == 1, err
+    assert "error: x needs 字符/line.txt, t.tar" in err, err
+
+
 @pytest.mark.parametrize(
     ("given", "option"),
     [
