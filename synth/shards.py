@@ -18,7 +18,8 @@ Each sample is ``{key}.png`` (8-bit grayscale) and ``{key}.json``; the key is
 - ``drawn`` (line only, when it differs from ``text``): the text as the image shows it, in its
   source's forms (``今天，天气``, labelled ``今天,天气``); see `generate`.
 - ``task``, ``split``: as in the path.
-- ``font``: the face's family and style, ``font_file``: the file's base name, ``face``: face index.
+- ``font``: the face's family and style, ``font_file``: the file's base name (`recorded_name`),
+  ``face``: face index.
 - ``width``, ``height``: the image size in px; ``font_size``: the font size in px the text was
   drawn at (a hanzi glyph too large for its image: times the scale it was then shrunk by).
 - ``seed``: the words of the shard's ``SeedSequence``, ``[seed, task_id, split_id, shard]``: with
@@ -105,6 +106,15 @@ def _pick_face(text: str, faces: Sequence[Face], rng: np.random.Generator) -> Fa
     if not candidates:
         return None
     return candidates[int(rng.integers(0, len(candidates)))]
+
+
+def recorded_name(path: str) -> str:
+    """A font file's base name as a sample records it (``font_file``): the name's bytes read as
+    UTF-8, a byte that is no UTF-8 as ``\\xNN``. Python reads file names in the locale's
+    encoding, so ``字体.ttf`` read each hanzi as three Latin-1 characters under
+    ``en_US.ISO-8859-1`` and as other hanzi under ``zh_CN.GB18030``; read as UTF-8, the same
+    file name gives the same bytes under any locale."""
+    return os.fsencode(Path(path).name).decode("utf-8", "backslashreplace")
 
 
 def _forms_drawn_by(drawn: str, face: Face) -> str:
@@ -282,7 +292,7 @@ def generate(
             "task": shard.task,
             "split": shard.split,
             "font": face.name,
-            "font_file": Path(face.path).name,
+            "font_file": recorded_name(face.path),
             "face": face.index,
             "height": int(image.shape[0]),
             "width": int(image.shape[1]),

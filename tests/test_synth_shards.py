@@ -168,6 +168,44 @@ def test_same_bytes_in_another_process_and_environment(setup, tmp_path, task):
     assert there.read_bytes() == here.read_bytes()
 
 
+# A shard drawn with the one font file in a folder, as the locale lists it: argv = folder, out.
+_NAMED_FONT = """
+import glob, sys
+from synth.fonts import Face
+from synth.shards import write_shard
+from synth.specs import ShardSpec, task_spec
+(path,) = glob.glob(sys.argv[1] + "/*.ttf")
+spec = task_spec("expr", {})
+charset = spec.charset.build()
+face = Face(path, 0, "DejaVu Sans", "Book", frozenset(charset))
+write_shard(sys.argv[2], spec, ShardSpec("expr", "train", 0, 4, 11), charset, [face])
+"""
+
+
+def test_a_font_file_named_in_hanzi_is_recorded_alike_in_any_locale(tmp_path, latin_font):
+    """A sample's ``font_file`` is the file name's bytes read as UTF-8, not as the locale reads
+    file names: under a Latin-1 locale 字.ttf was recorded as three Latin-1 characters, under
+    GB18030 as other hanzi, and under an ASCII one the shard job failed."""
+    (tmp_path / "fonts").mkdir()
+    (tmp_path / "fonts" / "字体.ttf").write_bytes(latin_font.read_bytes())
+    tests = Path(__file__).resolve().parent
+    shards_written = []
+    for name, locale in (("utf8.tar", {"PYTHONUTF8": "1"}), ("ascii.tar", {"PYTHONUTF8": "0"})):
+        env = {**os.environ, "PYTHONPATH": str(tests.parent), "LC_ALL": "C", "LANG": "C", **locale}
+        proc = subprocess.run(
+            [sys.executable, "-c", _NAMED_FONT, "fonts", name],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
+        shards_written.append((tmp_path / name).read_bytes())
+    assert shards_written[0] == shards_written[1]
+    files = {json.loads(r["json"])["font_file"] for r in shards.iter_records(tmp_path / "utf8.tar")}
+    assert files == {"字体.ttf"}
+
+
 def test_oldstyle_draws_from_the_generator_only_for_faces_that_have_old_style_digits(setup):
     """tasks.expr.oldstyle: a face whose digits onum changes (Lato) draws them old-style with
     its probability; a face without (the fixture's DejaVu Sans and WenQuanYi) draws exactly
