@@ -267,17 +267,23 @@ def resolve_font_files(
                     key,
                 )
             out.setdefault(str(Path(pattern).resolve()), []).append(FontFile(pattern, True))
-    return sorted((_one_spelling(found, note) for found in out.values()), key=lambda f: f.path)
+    # In the order of the paths' bytes, not of the strings the locale decodes them to: under
+    # zh_CN.GB18030 the UTF-8 names 华文楷体 and 微软雅黑 read as other characters, in another order
+    return sorted(
+        (_one_spelling(found, note) for found in out.values()), key=lambda f: os.fsencode(f.path)
+    )
 
 
 def _one_spelling(found: list[FontFile], note: Callable[..., None]) -> FontFile:
     """One file the patterns reach by several paths (a link, ``..``): the path named outright,
-    else the first in sorted order, whichever pattern came first; the files' order (their
-    paths', which orders the faces that draw each sample) then follows the file, not the
-    order of the patterns. Different paths get a note naming them."""
-    explicit = sorted(f.path for f in found if f.explicit)
+    else the first in sorted order (of the paths' bytes), whichever pattern came first; the
+    files' order (their paths', which orders the faces that draw each sample) then follows the
+    file, not the order of the patterns. Different paths get a note naming them."""
+    explicit = sorted((f.path for f in found if f.explicit), key=os.fsencode)
     chosen = (
-        FontFile(explicit[0], True) if explicit else FontFile(min(f.path for f in found), False)
+        FontFile(explicit[0], True)
+        if explicit
+        else FontFile(min((f.path for f in found), key=os.fsencode), False)
     )
     others = sorted({f.path for f in found} - {chosen.path})
     if others:

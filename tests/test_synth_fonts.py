@@ -9,6 +9,8 @@ import os
 import re
 import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -960,6 +962,54 @@ def test_a_font_replaced_behind_snakemakes_back_stops_its_shards(tmp_path, latin
     os.utime(font, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     with pytest.raises(FontError, match=r"Mine\.ttf changed after .*--forcerun coverage"):
         read_coverage(out, "expr", EXPR, "train")
+
+
+# The font files a glob resolves to, in order, each as its path's bytes: argv = pattern.
+_RESOLVED = """
+import os, sys
+from synth.fonts import resolve_font_files
+print(" ".join(os.fsencode(f.path).hex() for f in resolve_font_files([sys.argv[1]])))
+"""
+
+
+def test_font_files_are_in_the_order_of_their_paths_bytes_in_any_locale(tmp_path, latin_font):
+    """The faces that draw each sample are taken in the order of their files' paths, as bytes:
+    Python reads file names in the locale's encoding, and under zh_CN.GB18030 the UTF-8 names
+    华文楷体, 华文仿宋 and 微软雅黑 read as other characters, in another order (their shards
+    drew other faces for some samples)."""
+    locales = tmp_path / "locales"
+    if shutil.which("localedef") is None or not Path("/usr/share/i18n/locales/zh_CN").is_file():
+        pytest.skip("localedef and glibc's locale sources are needed to make a GB18030 locale")
+    locales.mkdir()
+    subprocess.run(
+        ["localedef", "-i", "zh_CN", "-f", "GB18030", str(locales / "zh_CN.GB18030")],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    if not (locales / "zh_CN.GB18030").is_dir():
+        pytest.skip("localedef made no zh_CN.GB18030 locale")
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    for name in ("华文楷体.ttf", "华文仿宋.ttf", "微软雅黑.ttf"):
+        shutil.copy(latin_font, fonts / name)
+    orders = []
+    for env in (
+        {"LC_ALL": "C.UTF-8", "PYTHONUTF8": "1"},
+        {"LC_ALL": "zh_CN.GB18030", "LOCPATH": str(locales), "PYTHONUTF8": "0"},
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-c", _RESOLVED, "fonts/*.ttf"],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        orders.append([bytes.fromhex(h).decode() for h in proc.stdout.split()])
+    assert orders[0] == ["fonts/华文仿宋.ttf", "fonts/华文楷体.ttf", "fonts/微软雅黑.ttf"]
+    assert orders[1] == orders[0]
 
 
 def test_fonts_in_subfolders_are_found_and_broken_links_skipped(tmp_path, latin_font, caplog):
