@@ -267,14 +267,24 @@ def config_files(
     except FontError as e:  # explicitly named files: split_roles stops at the first
         found.problems += _named_font_problems(fonts, origins) or [_font_problem(e, fonts, origins)]
     else:
-        # Snakemake reads braces in an input's path as wildcards: its own error names no file
         for name, files in (("paths", found.train_fonts), ("test_fonts", found.test_fonts)):
-            found.problems += [
-                f"fonts.{name}: {f.path}: braces in a path are Snakemake's wildcards: rename it"
-                + from_files(origins, ["fonts", name])
-                for f in files
-                if "{" in f.path or "}" in f.path
-            ]
+            for f in files:
+                # Snakemake reads braces in an input's path as wildcards: its own error names no
+                # file
+                if "{" in f.path or "}" in f.path:
+                    found.problems.append(
+                        f"fonts.{name}: {f.path}: braces in a path are Snakemake's wildcards: "
+                        "rename it" + from_files(origins, ["fonts", name])
+                    )
+                # A name in another encoding (GBK, from a Windows archive): Snakemake writes its
+                # inputs' paths as UTF-8 and stopped with a traceback naming no file
+                shown = os.fsencode(f.path).decode("utf-8", "backslashreplace")
+                if shown != f.path:
+                    found.problems.append(
+                        f"fonts.{name}: {shown}: its name is not UTF-8 (bytes shown as \\xNN), "
+                        "which Snakemake needs of every path: rename it (convmv -f gbk -t utf-8 "
+                        "renames a GBK name)" + from_files(origins, ["fonts", name])
+                    )
         if not found.train_fonts:
             found.problems.append(
                 f"fonts.paths: {fonts['paths']} match no font file to train with"

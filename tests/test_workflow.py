@@ -2725,6 +2725,39 @@ def test_a_font_path_with_braces_is_named_when_the_config_is_read(
     )
 
 
+def test_a_font_named_in_another_encoding_is_named_when_the_config_is_read(
+    tmp_path, capsys, monkeypatch, latin_font, heldout_font
+):
+    """A font file whose name is GBK (from a Windows archive), not UTF-8: Snakemake stopped
+    writing its lock file with "UnicodeEncodeError: surrogates not allowed", naming neither the
+    file nor the key; the config check names both, the name's bytes shown as \\xNN."""
+    mine, held = tmp_path / "fonts", tmp_path / "held"
+    mine.mkdir()
+    held.mkdir()
+    gbk = os.fsdecode("你好".encode("gbk"))  # b"\xc4\xe3\xba\xc3", no UTF-8
+    (mine / f"{gbk}.ttf").write_bytes(latin_font.read_bytes())
+    (held / f"{gbk}.ttc").write_bytes(heldout_font.read_bytes())
+
+    def edit(c):
+        c["fonts"]["paths"].append("fonts")
+        c["fonts"]["test_fonts"] = [str(held / f"{gbk}.ttc")]
+
+    config = _write_config(tmp_path, edit)
+    monkeypatch.chdir(tmp_path)
+    said = (
+        r"\xc4\xe3\xba\xc3.tt{}: its name is not UTF-8 (bytes shown as \xNN), which Snakemake "
+        "needs of every path: rename it (convmv -f gbk -t utf-8 renames a GBK name)"
+    )
+    _configcheck_lists(
+        capsys,
+        config,
+        [
+            "  fonts.paths: fonts/" + said.format("f"),
+            f"  fonts.test_fonts: {held}/" + said.format("c"),
+        ],
+    )
+
+
 def test_a_font_path_from_home_says_that_tilde_is_not_expanded(
     tmp_path, capsys, monkeypatch, caplog
 ):
