@@ -576,6 +576,16 @@ def test_device_check_draws_the_workflows_images_from_cut_down_faces(
                 assert any("UKai" in f for f in faces), faces
 
 
+def _summarize_on_cuda(repo_root, work, out):
+    """The device check kit's summary of the stages under ``work``, written to ``out``, as on
+    a GPU machine."""
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
+    kit = repo_root / "bench" / "device_check" / "kit.py"
+    cmd = [sys.executable, kit, "summarize", "--work", work, "--out", out, "--device", "cuda"]
+    proc = subprocess.run([*map(str, cmd)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 @pytest.mark.parametrize("seq_acc, met", [(0.9993, "met"), (0.9987, "not met")])
 def test_device_check_summary_of_a_full_size_stage(repo_root, tmp_path, seq_acc, met):
     """run.sh's expr stage (gpu.yaml's expr_crnn in full): the summary reads its training and
@@ -595,11 +605,7 @@ def test_device_check_summary_of_a_full_size_stage(repo_root, tmp_path, seq_acc,
                "train_steps": 20000}  # fmt: skip
     (work / "expr" / "eval" / "metrics.json").write_text(json.dumps(metrics))
     shutil.copy(repo_root / "configs" / "gpu.yaml", work / "expr.yaml")  # its report.targets
-    env = {**os.environ, "PYTHONPATH": str(repo_root)}
-    kit = repo_root / "bench" / "device_check" / "kit.py"
-    cmd = [sys.executable, kit, "summarize", "--work", work, "--out", tmp_path, "--device", "cuda"]
-    proc = subprocess.run([*map(str, cmd)], capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _summarize_on_cuda(repo_root, work, tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["reader"] == {}  # not run
     expr = summary["expr"]
@@ -625,11 +631,7 @@ def test_device_check_summary_of_a_training_its_time_limit_stopped(repo_root, tm
     (folder / "resume" / "0123abcd" / "history.csv").write_text(
         "step,train_loss,images_per_s,val_acc\n100,2.5,900.0,\n200,0.7,1100.0,0.61\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(repo_root)}
-    kit = repo_root / "bench" / "device_check" / "kit.py"
-    cmd = [sys.executable, kit, "summarize", "--work", work, "--out", tmp_path, "--device", "cuda"]
-    proc = subprocess.run([*map(str, cmd)], capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _summarize_on_cuda(repo_root, work, tmp_path)
     row = json.loads((tmp_path / "summary.json").read_text())["train"]["expr_crnn"]
     assert row["source"] == "resume/0123abcd/history.csv" and not row["finished"], row
     assert (row["steps"], row["first_loss"], row["last_loss"]) == (200, 2.5, 0.7), row
@@ -657,11 +659,7 @@ def test_device_check_summary_reads_the_history_of_the_run_its_log_names(repo_ro
         "run 0123abcd89abcdef\n"
         "INFO models.train: step 300/20000 loss=0.5\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(repo_root)}
-    kit = repo_root / "bench" / "device_check" / "kit.py"
-    cmd = [sys.executable, kit, "summarize", "--work", work, "--out", tmp_path, "--device", "cuda"]
-    proc = subprocess.run([*map(str, cmd)], capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _summarize_on_cuda(repo_root, work, tmp_path)
     row = json.loads((tmp_path / "summary.json").read_text())["train"]["expr_crnn"]
     assert row["source"] == "resume/0123abcd89abcdef/history.csv", row
     assert (row["steps"], row["first_loss"], row["last_loss"]) == (200, 2.5, 0.7), row
