@@ -27,7 +27,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib import font_manager
-from matplotlib.ticker import MaxNLocator
+from matplotlib.lines import Line2D
+from matplotlib.ticker import LogFormatter, MaxNLocator
 from PIL import Image
 
 from models import metrics
@@ -144,6 +145,171 @@ def plot_curves(history_csv: str | os.PathLike, out: str | os.PathLike, title: s
             ax.legend(fontsize=8)
         fig.suptitle(title or Path(history_csv).parent.name)
         _save(fig, out)
+
+
+# ------------------------------------------------------------------ training curves compared
+
+# The validation columns of ``history.csv`` (models.train.HISTORY_COLUMNS), compared across
+# experiments: the loss on the left (log scale), the score on the right.
+VALIDATION_COLUMNS = ("val_loss", "val_acc")
+# An experiment's line: its colour, and past ten experiments its dash too, the same in both of
+# its panels.
+COMPARE_COLORS = tuple(plt.get_cmap("tab10").colors)
+COMPARE_DASHES = ("-", "--", ":", "-.")
+
+
+class _PlainLogFormatter(LogFormatter):
+    """A log axis's tick labels as plain numbers (0.3, 13.5, 0.01), not 3e-01 or 1.35x10^1: the
+    ticks `LogFormatter` labels (minor ones too when the axis spans little more than a decade,
+    as a short run's losses do), each to 3 significant digits."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return f"{x:.3g}" if super().__call__(x, pos) else ""
+
+
+def validation_table(histories: Mapping[str, tuple[str, str | os.PathLike]]) -> pd.DataFrame:
+    """The validation rows of every experiment's ``history.csv``.
+
+    Args:
+        histories: Experiment -> (its task, its ``history.csv``).
+
+    Returns:
+        One row per experiment and step at which it was validated: ``experiment``, ``task``,
+        ``step``, ``val_loss``, ``val_acc`` (NaN where a row has no value, a column is missing
+        or a value is not finite), experiments in panel order (`_panel_order`: task by task,
+        each task's by name). An experiment never validated has no rows.
+
+    Raises:
+        ValueError: A history without a ``step`` column, or with a validation column that is
+            not numbers, naming the file and the column.
+    """
+    columns = ["experiment", "task", "step", *VALIDATION_COLUMNS]
+    parts = []
+    for experiment in sorted(histories, key=lambda e: _panel_order(histories[e][0], e)):
+        task, path = histories[experiment]
+        history = pd.read_csv(path)
+        if "step" not in history.columns:
+            raise ValueError(f"{path}: no 'step' column (columns: {list(history.columns)})")
+        for col in VALIDATION_COLUMNS:
+            if col not in history.columns:
+                history[col] = math.nan
+            elif not pd.api.types.is_numeric_dtype(history[col]):
+                raise ValueError(f"{path}: column {col!r} holds values that are not numbers")
+        rows = history[["step", *VALIDATION_COLUMNS]].astype(float)
+        rows = rows.where(np.isfinite(rows))  # an infinite loss is no point on the curve
+        rows = rows[rows[list(VALIDATION_COLUMNS)].notna().any(axis=1)]
+        if not rows.empty:
+            parts.append(rows.assign(experiment=experiment, task=task)[columns])
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True).astype({"step": int})
+
+
+def _missing_note(drawn: Sequence[str]) -> str:
+    """What a legend entry says of an experiment drawn in only some panels, or in none."""
+    if not drawn:
+        return " (no validation rows)"
+    missing = [c for c in VALIDATION_COLUMNS if c not in drawn]
+    return f" (no {', '.join(missing)})" if missing else ""
+
+
+def plot_compare_curves(
+    histories: Mapping[str, tuple[str, str | os.PathLike]],
+    out: str | os.PathLike,
+    title: str = "Validation curves, every experiment",
+) -> pd.DataFrame:
+    """The validation curves of every experiment of a task overlaid, a row of panels per task:
+    ``val_loss`` left (log scale when every value is positive), ``val_acc`` right, against
+    the step.
+
+    Tasks go by name (as `plot_accuracy_by_experiment`'s panels), each task's experiments by
+    name; each experiment keeps its colour in both panels and is named in its row's legend,
+    right of the panels. Each line is drawn over its own validation steps, so runs of
+    different lengths share an axis. An experiment without validation rows (or without one of
+    the columns) has no line there, and its legend entry says so; a task with one experiment
+    is drawn too.
+
+    Args:
+        histories: Experiment -> (its task, its ``history.csv``).
+        out: The PNG.
+        title: Figure title.
+
+    Returns:
+        The points drawn (`validation_table`).
+    """
+    table = validation_table(histories)
+    order = sorted(histories, key=lambda e: _panel_order(histories[e][0], e))
+    tasks = list(dict.fromkeys(histories[e][0] for e in order))
+    with _style():
+        if not tasks:
+            fig, ax = plt.subplots(figsize=(6, 2))
+            _empty(ax, "no experiments")
+            _save(fig, out)
+            return table
+        fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 3.4 * len(tasks)), squeeze=False)
+        for (loss_ax, score_ax), task in zip(axes, tasks, strict=True):
+            experiments = [e for e in order if histories[e][0] == task]
+            drawn: dict[str, list[str]] = {e: [] for e in experiments}
+            handles = []
+            for experiment in experiments:
+                i = order.index(experiment)
+                style = {
+                    "color": COMPARE_COLORS[i % len(COMPARE_COLORS)],
+                    "linestyle": COMPARE_DASHES[i // len(COMPARE_COLORS) % len(COMPARE_DASHES)],
+                }
+                rows = table[table["experiment"] == experiment]
+                style["marker"] = "o" if len(rows) < 30 else None  # a point per validation
+                for ax, col in ((loss_ax, "val_loss"), (score_ax, "val_acc")):
+                    part = rows[["step", col]].dropna()
+                    if part.empty:
+                        continue
+                    # unclipped, over the frame: a score of 0 (early validations) is drawn on
+                    # the bottom edge, not hidden under it
+                    ax.plot(
+                        part["step"],
+                        part[col],
+                        label=experiment,
+                        markersize=3,
+                        clip_on=col != "val_acc",
+                        zorder=3,
+                        **style,
+                    )
+                    drawn[experiment].append(col)
+                handles.append(Line2D([], [], markersize=3, **style))
+                if not drawn[experiment]:
+                    log.warning(
+                        "%s: no validation rows in %s", experiment, histories[experiment][1]
+                    )
+            for ax, col in ((loss_ax, "val_loss"), (score_ax, "val_acc")):
+                values = [ln.get_ydata() for ln in ax.lines]
+                if not values:
+                    _empty(ax, f"{task}: no {col} values")
+                    continue
+                if col == "val_loss" and all((np.asarray(v) > 0).all() for v in values):
+                    ax.set_yscale("log")
+                    ax.yaxis.set_major_formatter(_PlainLogFormatter())
+                    ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
+                if col == "val_acc":
+                    top = max(np.max(v) for v in values)
+                    ax.set_ylim(0, None if top > 0 else 1)  # all 0 on 0..1, not 0..0.055
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                ax.set_xlabel("step")
+                ax.set_ylabel(col)
+                ax.set_title(f"{task}: {col}", fontsize=10)
+            score_ax.legend(
+                handles,
+                [e + _missing_note(drawn[e]) for e in experiments],
+                loc="upper left",
+                bbox_to_anchor=(1.02, 1),
+                borderaxespad=0,
+                fontsize=8,
+                title=task,
+                title_fontsize=8,
+            )
+        fig.suptitle(title)
+        fig.tight_layout()
+        _save(fig, out)
+    return table
 
 
 # ----------------------------------------------------------------------------- prediction grid

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -473,6 +474,194 @@ def test_plot_curves_draws_positive_losses_on_a_log_scale(tmp_path, monkeypatch)
     history.write_text(rows + "4,0.0,,\n")  # a loss of 0 cannot be drawn on a log scale
     plots.plot_curves(history, tmp_path / "b.png")
     assert scales == ["log", "linear"]
+
+
+def _history_csv(path, steps, validated, columns=None):
+    """A history.csv as training writes it (models.train._write_history): a row per step up to
+    ``steps``, ``validated`` step -> (val_loss, val_acc) on its validation rows; ``columns``
+    keeps only those (a file without a column)."""
+    from models import train
+
+    rows = [
+        {
+            "step": s,
+            "lr": 0.001,
+            "train_loss": 3.0 / s,
+            "grad_norm": 1.0,
+            "images_per_s": 50.0,
+            "elapsed_s": 0.1 * s,
+            **dict(zip(("val_loss", "val_acc"), validated.get(s, (None, None)), strict=True)),
+        }
+        for s in range(1, steps + 1)
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    train._write_history(path, rows)
+    if columns is not None:
+        with open(path, newline="") as f:
+            kept = [{k: r[k] for k in columns} for r in csv.DictReader(f)]
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(kept)
+    return path
+
+
+def _lines(ax):
+    return [(ln.get_label(), ln.get_xdata().tolist(), ln.get_ydata().tolist()) for ln in ax.lines]
+
+
+def _compare_figure(monkeypatch, histories, out):
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, out: (figures.append(fig), save(fig, out)))
+    table = plots.plot_compare_curves(histories, out)
+    [fig] = figures
+    return fig, table
+
+
+def test_plot_compare_curves_overlays_each_tasks_experiments(tmp_path, monkeypatch):
+    """A row per task (by name, as the accuracy plots' panels), validation loss left on a log
+    scale, val_acc right; a line per experiment over its own validation steps (runs of
+    different lengths), the same colour in both panels, named in a legend right of the
+    panels; a task of one experiment drawn too."""
+    models = tmp_path / "models"
+    histories = {
+        "line_crnn_vgg": ("line", {3: (2.5, 0.25), 6: (1.25, 0.5)}, 6),
+        "line_crnn_grcnn": ("line", {3: (2.0, 0.125), 6: (1.0, 0.375), 9: (0.5, 0.625)}, 9),
+        "expr_crnn": ("expr", {2: (1.5, 0.5), 4: (0.75, 1.0)}, 4),
+    }
+    written = {
+        e: (task, _history_csv(models / e / "history.csv", steps, validated))
+        for e, (task, validated, steps) in histories.items()
+    }
+    out = tmp_path / "plots" / "compare_curves.png"
+    fig, table = _compare_figure(monkeypatch, written, out)
+
+    assert _is_png(out)
+    with Image.open(out) as im:
+        lo, hi = im.convert("L").getextrema()
+    assert hi - lo > 100, "the figure is blank"
+    expected = [
+        (e, histories[e][0], step, loss, acc)
+        for e in ("expr_crnn", "line_crnn_grcnn", "line_crnn_vgg")
+        for step, (loss, acc) in histories[e][1].items()
+    ]
+    assert list(table.itertuples(index=False, name=None)) == expected
+    assert [ax.get_title() for ax in fig.axes] == [
+        "expr: val_loss",
+        "expr: val_acc",
+        "line: val_loss",
+        "line: val_acc",
+    ]
+    assert [ax.get_ylabel() for ax in fig.axes] == ["val_loss", "val_acc"] * 2
+    for i, (task, experiments) in enumerate(
+        [("expr", ["expr_crnn"]), ("line", ["line_crnn_grcnn", "line_crnn_vgg"])]
+    ):
+        for column, ax in enumerate(fig.axes[2 * i : 2 * i + 2]):
+            assert _lines(ax) == [
+                (
+                    e,
+                    list(histories[e][1]),
+                    [v[column] for v in histories[e][1].values()],
+                )
+                for e in experiments
+            ], (task, ax.get_title())
+    assert [ax.get_yscale() for ax in fig.axes] == ["log", "linear", "log", "linear"]
+    assert all(ax.get_ylim()[0] == 0 for ax in fig.axes[1::2])  # a share never below 0
+    # a score of 0 (early validations) drawn over the bottom edge, not hidden under it
+    assert all(not ln.get_clip_on() for ax in fig.axes[1::2] for ln in ax.lines)
+
+    # one colour per experiment, the same in its two panels, another for each of its task's
+    colors = {}
+    for ax in fig.axes:
+        for ln in ax.lines:
+            colors.setdefault(ln.get_label(), set()).add(ln.get_color())
+    assert all(len(c) == 1 for c in colors.values()), colors
+    assert colors["line_crnn_grcnn"] != colors["line_crnn_vgg"]
+
+    # a legend per task, right of its panels, over no panel
+    legends = [ax.get_legend() for ax in fig.axes]
+    assert legends[0] is None and legends[2] is None
+    assert [[t.get_text() for t in lg.get_texts()] for lg in legends[1::2]] == [
+        ["expr_crnn"],
+        ["line_crnn_grcnn", "line_crnn_vgg"],
+    ]
+    for legend in legends[1::2]:
+        handles = legend.legend_handles
+        assert [h.get_color() for h in handles] == [
+            colors[t.get_text()].copy().pop() for t in legend.get_texts()
+        ]
+    canvas = FigureCanvasAgg(fig)  # closed: its own canvas draws no more
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    for legend in legends[1::2]:
+        box = legend.get_window_extent(renderer)
+        for ax in fig.axes:
+            assert not box.overlaps(ax.get_window_extent(renderer)), ax.get_title()
+    # losses within a decade: labelled ticks between the powers of ten, as plain numbers
+    for ax in fig.axes[::2]:
+        low, high = ax.get_ylim()
+        shown = [
+            label.get_text()
+            for label, y in zip(
+                ax.get_yticklabels() + ax.get_yticklabels(minor=True),
+                [*ax.get_yticks(), *ax.get_yticks(minor=True)],
+                strict=True,
+            )
+            if low <= y <= high and label.get_text()
+        ]
+        assert len(shown) >= 2 and all(float(t) > 0 for t in shown), (ax.get_title(), shown)
+
+
+def test_plot_compare_curves_says_which_experiment_has_no_validation(tmp_path, monkeypatch):
+    """An experiment never validated (train.val_every past its steps) has no line and its
+    legend entry says so; one whose history has no val_acc column is drawn on the loss panel
+    alone, and says that; a NaN or infinite value is no point; a task none of whose experiments
+    has a value in a panel says so in the panel."""
+    models = tmp_path / "models"
+    histories = {
+        "line_a": ("line", _history_csv(models / "a.csv", 6, {3: (2.0, 0.25), 6: (1.0, 0.5)})),
+        "line_b": ("line", _history_csv(models / "b.csv", 4, {})),
+        "line_c": (
+            "line",
+            _history_csv(
+                models / "c.csv",
+                6,
+                {2: (math.nan, 0.1), 4: (4.0, 0.2), 6: (math.inf, 0.3)},
+                columns=["step", "lr", "train_loss", "val_loss"],
+            ),
+        ),
+        "short_reader": ("short", _history_csv(models / "d.csv", 4, {})),
+    }
+    fig, table = _compare_figure(monkeypatch, histories, tmp_path / "compare_curves.png")
+
+    assert sorted(set(table["experiment"])) == ["line_a", "line_c"]
+    line_loss, line_acc, short_loss, short_acc = fig.axes
+    assert _lines(line_loss) == [("line_a", [3, 6], [2.0, 1.0]), ("line_c", [4], [4.0])]
+    assert _lines(line_acc) == [("line_a", [3, 6], [0.25, 0.5])]
+    assert [t.get_text() for t in line_acc.get_legend().get_texts()] == [
+        "line_a",
+        "line_b (no validation rows)",
+        "line_c (no val_acc)",
+    ]
+    for ax, column in ((short_loss, "val_loss"), (short_acc, "val_acc")):
+        assert not ax.lines
+        assert [t.get_text() for t in ax.texts] == [f"short: no {column} values"]
+    assert [t.get_text() for t in short_acc.get_legend().get_texts()] == [
+        "short_reader (no validation rows)"
+    ]
+
+
+def test_plot_compare_curves_names_the_history_at_fault(tmp_path):
+    no_step = tmp_path / "no_step.csv"
+    no_step.write_text("lr,val_loss\n0.1,2.0\n")
+    with pytest.raises(ValueError, match=rf"{no_step}: no 'step' column"):
+        plots.plot_compare_curves({"a": ("line", no_step)}, tmp_path / "x.png")
+    words = tmp_path / "words.csv"
+    words.write_text("step,val_loss,val_acc\n1,high,0.5\n")
+    with pytest.raises(ValueError, match=rf"{words}: column 'val_loss' holds values that are"):
+        plots.plot_compare_curves({"a": ("line", words)}, tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_prediction_grid_and_confusions(tmp_path, cjk_font, monkeypatch):
