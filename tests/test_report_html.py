@@ -96,6 +96,12 @@ def test_report_embeds_the_tables(report_html):
     for experiment in ("expr_crnn", "line_crnn_vgg", "line_crnn_grcnn", "tesseract"):
         assert f"\n{experiment}," in crnn
     assert "summary.md" in html
+    # every experiment's validation curves in one figure, beside each one's own (Training curves)
+    png = re.search(
+        r"image/png;charset=utf8;filename=compare_curves\.png;base64,([A-Za-z0-9+/=]+)", html
+    )
+    assert png, "compare_curves.png is not in the report"
+    assert base64.b64decode(png.group(1)).startswith(b"\x89PNG\r\n")
 
 
 @pytest.mark.slow

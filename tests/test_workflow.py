@@ -832,7 +832,10 @@ def test_the_smoke_run_makes_every_output_the_readme_lists(smoke_run):
                 results / "eval" / "tesseract" / task / split / name
                 for name in ("metrics.json", "predictions.csv")
             ]
-    plots = {results / "plots" / n for n in ("accuracy_by_font.png", "accuracy_by_experiment.png")}
+    plots = {
+        results / "plots" / n
+        for n in ("accuracy_by_font.png", "accuracy_by_experiment.png", "compare_curves.png")
+    }
     gifs = SMOKE_CONFIG["report"]["reader_gifs"]
     for e in _smoke_experiments():
         folder = results / "models" / e

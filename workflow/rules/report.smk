@@ -54,6 +54,7 @@ ATTENTION_GIFS = [
 PLOTS = [
     "results/plots/accuracy_by_font.png",
     "results/plots/accuracy_by_experiment.png",
+    "results/plots/compare_curves.png",
 ] + [
     f"results/plots/{e}/{name}"
     for e in EXPERIMENTS
@@ -200,6 +201,33 @@ rule plot_curves:
         mem_mb=1000,
     script:
         "../scripts/plots_curves.py"
+
+
+# Every experiment's validation curves in one figure, a row per task: variants side by side.
+rule plot_compare_curves:
+    input:
+        [f"results/models/{e}/history.csv" for e in EXPERIMENTS],
+    output:
+        report(
+            "results/plots/compare_curves.png",
+            caption="../report/compare_curves.rst",
+            category="Training curves",
+            labels={"experiment": "every experiment, compared"},
+        ),
+    log:
+        "logs/plots/compare_curves.log",
+    benchmark:
+        "logs/plots/compare_curves.benchmark.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        experiments=EXPERIMENTS,
+        tasks=[experiment_task(e) for e in EXPERIMENTS],
+    script:
+        "../scripts/plots_compare_curves.py"
 
 
 rule plot_predictions:
