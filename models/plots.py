@@ -161,10 +161,17 @@ COMPARE_DASHES = ("-", "--", ":", "-.")
 class _PlainLogFormatter(LogFormatter):
     """A log axis's tick labels as plain numbers (0.3, 13.5, 0.01), not 3e-01 or 1.35x10^1: the
     ticks `LogFormatter` labels (minor ones too when the axis spans little more than a decade,
-    as a short run's losses do), each to 3 significant digits."""
+    as a short run's losses do), each to 3 significant digits, or as many more as tell apart
+    ticks a tenth of the axis apart (2.288 and 2.286 on an axis from 2.281 to 2.292)."""
 
     def __call__(self, x: float, pos: int | None = None) -> str:
-        return f"{x:.3g}" if super().__call__(x, pos) else ""
+        if not super().__call__(x, pos):
+            return ""
+        low, high = self.axis.get_view_interval()
+        digits = 3
+        if x > 0 and high > low:
+            digits = max(digits, math.ceil(math.log10(x / ((high - low) / 10))) + 1)
+        return f"{x:.{digits}g}"
 
 
 def validation_table(histories: Mapping[str, tuple[str, str | os.PathLike]]) -> pd.DataFrame:

@@ -600,17 +600,36 @@ def test_plot_compare_curves_overlays_each_tasks_experiments(tmp_path, monkeypat
             assert not box.overlaps(ax.get_window_extent(renderer)), ax.get_title()
     # losses within a decade: labelled ticks between the powers of ten, as plain numbers
     for ax in fig.axes[::2]:
-        low, high = ax.get_ylim()
-        shown = [
-            label.get_text()
-            for label, y in zip(
-                ax.get_yticklabels() + ax.get_yticklabels(minor=True),
-                [*ax.get_yticks(), *ax.get_yticks(minor=True)],
-                strict=True,
-            )
-            if low <= y <= high and label.get_text()
-        ]
+        shown = _tick_labels(ax)
         assert len(shown) >= 2 and all(float(t) > 0 for t in shown), (ax.get_title(), shown)
+
+
+def _tick_labels(ax):
+    """The y tick labels an axis shows (its figure drawn), major and minor, bottom to top."""
+    low, high = ax.get_ylim()
+    ticks = zip(
+        ax.get_yticklabels() + ax.get_yticklabels(minor=True),
+        [*ax.get_yticks(), *ax.get_yticks(minor=True)],
+        strict=True,
+    )
+    return [
+        t.get_text()
+        for t, y in sorted(ticks, key=lambda p: p[1])
+        if low <= y <= high and t.get_text()
+    ]
+
+
+def test_plot_compare_curves_tells_close_losses_apart(tmp_path, monkeypatch):
+    """A few steps' losses a hundredth apart (the smoke run's hanzi classifier): each labelled
+    tick of the log axis says a number of its own; at 3 digits they read 2.29, 2.29, 2.28."""
+    history = _history_csv(tmp_path / "history.csv", 6, {3: (2.2915, 0.125), 6: (2.2817, 0.125)})
+    fig, _ = _compare_figure(monkeypatch, {"hanzi_cnn": ("hanzi", history)}, tmp_path / "c.png")
+    FigureCanvasAgg(fig).draw()
+    shown = _tick_labels(fig.axes[0])
+    assert fig.axes[0].get_yscale() == "log"
+    assert len(shown) >= 3 and len(set(shown)) == len(shown), shown
+    values = [float(t) for t in shown]
+    assert values == sorted(values) and values[0] >= 2.28 and values[-1] <= 2.2925, shown
 
 
 def test_plot_compare_curves_says_which_experiment_has_no_validation(tmp_path, monkeypatch):
