@@ -99,6 +99,22 @@ def _empty(ax: plt.Axes, message: str) -> None:
 # ----------------------------------------------------------------------------- training curves
 
 
+class _PlainLogFormatter(LogFormatter):
+    """A log axis's tick labels as plain numbers (0.3, 13.5, 0.01), not 3e-01 or 1.35x10^1: the
+    ticks `LogFormatter` labels (minor ones too when the axis spans little more than a decade,
+    as a short run's losses do), each to 3 significant digits, or as many more as tell apart
+    ticks a tenth of the axis apart (2.288 and 2.286 on an axis from 2.281 to 2.292)."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        if not super().__call__(x, pos):
+            return ""
+        low, high = self.axis.get_view_interval()
+        digits = 3
+        if x > 0 and high > low:
+            digits = max(digits, math.ceil(math.log10(x / ((high - low) / 10))) + 1)
+        return f"{x:.{digits}g}"
+
+
 def plot_curves(history_csv: str | os.PathLike, out: str | os.PathLike, title: str = "") -> None:
     """Training and validation curves from ``history.csv``.
 
@@ -118,7 +134,8 @@ def plot_curves(history_csv: str | os.PathLike, out: str | os.PathLike, title: s
         if c not in losses and any(m in c for m in ("acc", "cer", "ned", "top1", "top5"))
     ]
     with _style():
-        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+        # one step axis for both panels (the scores start at the first validation)
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharex=True)
         for ax, cols, ylabel in ((axes[0], losses, "loss"), (axes[1], scores, "score")):
             drawn = False
             for col in cols:
@@ -135,6 +152,8 @@ def plot_curves(history_csv: str | os.PathLike, out: str | os.PathLike, title: s
             # training rows are not values: NaN > 0 is False)
             if ylabel == "loss" and all((history[c].dropna() > 0).all() for c in cols):
                 ax.set_yscale("log")
+                ax.yaxis.set_major_formatter(_PlainLogFormatter())
+                ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
             if ylabel == "score":
                 # shares and rates: none below 0; all 0 (early validation) on 0..1, not 0..0.055
                 top = max(history[c].max() for c in cols if history[c].notna().any())
@@ -156,22 +175,6 @@ VALIDATION_COLUMNS = ("val_loss", "val_acc")
 # its panels.
 COMPARE_COLORS = tuple(plt.get_cmap("tab10").colors)
 COMPARE_DASHES = ("-", "--", ":", "-.")
-
-
-class _PlainLogFormatter(LogFormatter):
-    """A log axis's tick labels as plain numbers (0.3, 13.5, 0.01), not 3e-01 or 1.35x10^1: the
-    ticks `LogFormatter` labels (minor ones too when the axis spans little more than a decade,
-    as a short run's losses do), each to 3 significant digits, or as many more as tell apart
-    ticks a tenth of the axis apart (2.288 and 2.286 on an axis from 2.281 to 2.292)."""
-
-    def __call__(self, x: float, pos: int | None = None) -> str:
-        if not super().__call__(x, pos):
-            return ""
-        low, high = self.axis.get_view_interval()
-        digits = 3
-        if x > 0 and high > low:
-            digits = max(digits, math.ceil(math.log10(x / ((high - low) / 10))) + 1)
-        return f"{x:.{digits}g}"
 
 
 def validation_table(histories: Mapping[str, tuple[str, str | os.PathLike]]) -> pd.DataFrame:

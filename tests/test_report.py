@@ -476,6 +476,28 @@ def test_plot_curves_draws_positive_losses_on_a_log_scale(tmp_path, monkeypatch)
     assert scales == ["log", "linear"]
 
 
+def test_plot_curves_labels_its_log_axis_plainly_on_the_steps_of_both_panels(tmp_path, monkeypatch):
+    """A smoke run's losses, a hundredth apart, on the log axis: plain numbers, each its own
+    (they read 2.29, 2.29, 2.28, or 10^0 for 1); the scores, validated from step 3, on the
+    losses' step axis (it began at 3, so the two panels' ticks did not line up)."""
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, out: (figures.append(fig), save(fig, out)))
+    history = tmp_path / "history.csv"
+    history.write_text(
+        "step,train_loss,val_loss,val_acc\n1,2.2921,,\n2,2.2905,,\n3,2.2893,2.2915,0.125\n"
+        "4,2.2874,,\n5,2.2851,,\n6,2.2838,2.2817,0.125\n"
+    )
+    plots.plot_curves(history, tmp_path / "curves.png")
+    [fig] = figures
+    FigureCanvasAgg(fig).draw()
+    shown = _tick_labels(fig.axes[0])
+    assert fig.axes[0].get_yscale() == "log"
+    assert len(shown) >= 3 and len(set(shown)) == len(shown), shown
+    assert all(float(t) > 0 for t in shown), shown  # no mathtext such as $10^{0}$
+    assert fig.axes[0].get_xlim() == fig.axes[1].get_xlim()
+
+
 def _history_csv(path, steps, validated, columns=None):
     """A history.csv as training writes it (models.train._write_history): a row per step up to
     ``steps``, ``validated`` step -> (val_loss, val_acc) on its validation rows; ``columns``
