@@ -5,7 +5,9 @@ Every image becomes grayscale and is resized to the model's geometry (``models.r
 input_spec``) without ever being squashed:
 
 - ``{"kind": "square", "size": S}`` (hanzi, reader): an image that is not square is resized so
-  that its longer side is ``S``, then centred on an ``S x S`` square of its own background.
+  that its longer side is ``S`` (each side ``round(side * S / longer)``, half to even, at least
+  1 px), then pasted at ``((S - w) // 2, (S - h) // 2)`` on an ``S x S`` square of its own
+  background (`background_level` of the image before it was resized).
 - ``{"kind": "line", "height": H}`` (CRNNs): resized to height ``H`` keeping the aspect ratio,
   so the width follows the text; a batch is padded on the right to its widest image with each
   image's own background (the median of its border pixels), and the widths before padding are
@@ -42,7 +44,9 @@ def _as_gray(image: ImageLike) -> Image.Image:
 
 
 def background_level(arr: np.ndarray) -> int:
-    """The image's background grey level: the median of its border pixels (``H, W`` uint8)."""
+    """The image's background grey level: the median of its border pixels (``H, W`` uint8): its
+    first and last rows and columns, corners counted twice, a median halfway between two levels
+    rounded down."""
     if arr.size == 0:
         return 255
     border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
@@ -69,9 +73,13 @@ def prepare_image(image: ImageLike, geometry: Mapping[str, Any]) -> np.ndarray:
         size = int(geometry["size"])
         if w != h:
             # Scaled first, then padded: padding a long strip to a square first would make an
-            # image of its longer side squared.
-            scale = size / max(w, h)
-            small = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), RESAMPLE)
+            # image of its longer side squared. ``side * size / longer``, not ``side * (size /
+            # longer)``: the rounded ratio is off by an ulp, and an exact half (a 117 px side of
+            # 624 at 40: 7.5) then rounds down or up as that ulp falls, not half to even.
+            longer = max(w, h)
+            small = img.resize(
+                (max(1, round(w * size / longer)), max(1, round(h * size / longer))), RESAMPLE
+            )
             canvas = Image.new("L", (size, size), background_level(np.asarray(img)))
             canvas.paste(small, ((size - small.width) // 2, (size - small.height) // 2))
             img = canvas

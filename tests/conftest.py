@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import itertools
+import math
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -35,6 +38,24 @@ def model_task(name: str) -> str:
     from models.registry import get_entry
 
     return {"expr_crnn": "expr"}.get(name, TASK[get_entry(name).family])
+
+
+def exact_halves(size: int, count: int) -> list[tuple[int, int]]:
+    """``count`` shapes ``(longer, side)`` whose ``side``, scaled so that ``longer`` becomes
+    ``size`` px, is exactly ``k + 1/2`` px, and which ``side * (size / longer)`` rounds the other
+    way (that ratio rounded to a float first is off by an ulp): where a square model's fit must
+    say how a half rounds."""
+    found: list[tuple[int, int]] = []
+    for longer in itertools.count(size + 1):
+        step = longer // math.gcd(longer, 2 * size)  # the sides that make a half or a whole
+        for side in range(step, longer, step):
+            exact = Fraction(side * size, longer)
+            if exact.denominator == 2 and round(side * (size / longer)) != round(exact):
+                found.append((longer, side))
+                if len(found) == count:
+                    return found
+                break
+    raise AssertionError("unreachable")
 
 
 def _require(path: Path) -> Path:

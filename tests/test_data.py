@@ -7,12 +7,14 @@ import itertools
 import json
 import re
 import tarfile
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import webdataset as wds
+from conftest import exact_halves
 from PIL import Image, ImageDraw, ImageFont
 from test_images import bomb_png
 
@@ -149,6 +151,23 @@ def test_square_images_are_padded_to_square_not_squashed():
     cols = np.where(out.min(axis=0) < 128)[0]
     assert 11 <= rows.min() <= 13 and 26 <= rows.max() <= 28
     assert cols.min() <= 3 and cols.max() >= 36
+
+
+@pytest.mark.parametrize("size", [40, 64])
+def test_a_square_fit_rounds_an_exact_half_to_even(size):
+    """An image that is not square is scaled so that its longer side is the square's, each side
+    ``round(side * S / longer)`` of the exact ratio, a half to even (as a line's width is): the
+    rule an export's metadata states. Not as ``side * (S / longer)`` rounds it, a float off by
+    an ulp (624 x 117 px at 40: 7.5 px, to 7 rows, not 8)."""
+    for longer, side in exact_halves(size, 3):
+        for w, h in ((longer, side), (side, longer)):
+            im = Image.new("L", (w, h), 0)
+            ImageDraw.Draw(im).rectangle([0, 0, w - 1, h - 1], outline=255)  # a white border
+            out = prepare_image(im, {"kind": "square", "size": size})
+            dark = out < 128  # the scaled image, dark to its edges, on its white background
+            got = (int(dark.any(0).sum()), int(dark.any(1).sum()))
+            expected = tuple(round(Fraction(s * size, max(w, h))) for s in (w, h))
+            assert got == expected, (w, h)
 
 
 def test_image_modes_and_float_arrays():
