@@ -14,16 +14,17 @@ The batch axis is dynamic for every model; the width axis too for line models (C
 frame axis follows it. The checkpoint's meta (model, kwargs, charset, task, input geometry,
 training step and spec, its ``init_from`` reduced to the file's name so that no path of the
 training machine ships), the family, the axes, how an image becomes the input
-(`input_description`: scale, normalisation, polarity, resampling, a line's padding) and the
-class that is no character (the blank, the terminal symbol) are stored as JSON in the
-model's ``metadata_props`` under ``synthocr``, so the file alone says how to feed it and read
-its output (`read_onnx_meta`); for CTC models also how many of the output frames are those of
-an image of a given width, the rest reading its padding (`frame_rule`), and for the reader the
+(`input_description`: scale, normalisation, polarity, resampling and its rounding, the
+background padding takes, a line's padding, a square model's fit and centring) and the class
+that is no character (the blank, the terminal symbol) are stored as JSON in the model's
+``metadata_props`` under ``synthocr``, so the file alone says how to feed it and read its
+output (`read_onnx_meta`); for CTC models also how many of the output frames are those of an
+image of a given width, the rest reading its padding (`frame_rule`), and for the reader the
 longest text it reads (``max_len``). So a file whose model is not registered where it is read
 (a model of a package not installed there) is still read, from its description alone
-(`load_onnx`, `described_entry`). The TorchScript-based
-exporter (``dynamo=False``) is used: it needs no extra package and exports LSTM/GRU layers as
-single ONNX ops with dynamic batch and length.
+(`load_onnx`, `described_entry`). The TorchScript-based exporter (``dynamo=False``) is used:
+it needs no extra package and exports LSTM/GRU layers as single ONNX ops with dynamic batch
+and length.
 
 The file is written atomically and, by default, checked against PyTorch on random batches
 (`check_parity`: every output within 1e-4 of its largest magnitude) before it is moved into
@@ -54,7 +55,17 @@ from torch import nn
 from models.checkpoint import CheckpointError, ModelMeta, check_meta, load_model, read_meta
 from models.cli import command_name, positive_int, print_path, stops_on_interrupt
 from models.families import BLANK, EOS, make_family
-from models.preprocess import MEAN, RESAMPLE, STD, min_width
+from models.preprocess import (
+    BACKGROUND,
+    BACKGROUND_OF,
+    MEAN,
+    RESAMPLE,
+    ROUNDING,
+    SQUARE_ALIGN,
+    SQUARE_FIT,
+    STD,
+    min_width,
+)
 from models.registry import (
     FAMILIES,
     FIXED_WIDTH_TASKS,
@@ -185,12 +196,17 @@ def _frame_rule(meta: ModelMeta) -> tuple[dict[str, int] | None, str]:
 def input_description(meta: ModelMeta) -> dict[str, Any]:
     """How an image becomes the graph's input, in the numbers a reader of the file alone needs
     (`models.preprocess` and `models.predict.batches` do this): gray levels ``x`` of 0..255
-    (``scale``), dark text on a light background, resized with ``resample`` (a line to the
-    model's height, its aspect ratio kept), then ``(x / scale - mean) / std``. A line is padded
-    on the right with its own background (the median of its border pixels) to at least
-    ``min_width``, then to a multiple of ``pad_multiple`` (None: read at its own width, as a
-    task drawn at one width is, so that its last frames are its own); lines of one padded width
-    batch together, each read as alone."""
+    (``scale``), dark text on a light background, resized with ``resample``, each side rounded
+    as ``rounding`` says, then ``(x / scale - mean) / std``. ``background`` is the grey level
+    padding takes, measured on the image ``background_of`` says (`models.preprocess.
+    background_level`: the median of its border pixels).
+
+    A line is resized to the model's height, its aspect ratio kept, and padded on the right to
+    at least ``min_width``, then to a multiple of ``pad_multiple`` (None: read at its own width,
+    as a task drawn at one width is, so that its last frames are its own); lines of one padded
+    width batch together, each read as alone. A square model's image is resized so that its
+    longer side is the square's (``fit``), then centred on the square (``align``)."""
+    kind = meta.input["kind"]
     described: dict[str, Any] = {
         "name": INPUT_NAME,
         "layout": "N,1,H,W",
@@ -199,11 +215,17 @@ def input_description(meta: ModelMeta) -> dict[str, Any]:
         "std": STD,
         "polarity": "dark-on-light",
         "resample": RESAMPLE.name.lower(),
+        "rounding": ROUNDING,
+        "background": BACKGROUND,
+        "background_of": BACKGROUND_OF[kind],
     }
-    if meta.input["kind"] == "line":
+    if kind == "line":
         own_width = meta.task in FIXED_WIDTH_TASKS
         described["min_width"] = min_width(meta.input)
         described["pad_multiple"] = None if own_width else min_width(meta.input)
+    else:
+        described["fit"] = SQUARE_FIT
+        described["align"] = SQUARE_ALIGN
     return described
 
 

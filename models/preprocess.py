@@ -30,6 +30,16 @@ from models.images import array_to_image, to_gray
 MEAN = 0.5
 STD = 0.5
 RESAMPLE = Image.Resampling.BILINEAR
+# How `prepare_image` does what it does, in the words `models.export` writes into an ONNX file's
+# metadata, so that a reader of the file alone can do the same: a square model's image scaled
+# so its longer side is the square's, each side rounded as Python's `round` rounds an exact
+# ratio (half to even), centred, on its background (`background_level`) taken before scaling;
+# a line padded with its background taken after.
+SQUARE_FIT = "longer-side"
+SQUARE_ALIGN = "centre"
+ROUNDING = "half-even"
+BACKGROUND = "border-median"
+BACKGROUND_OF = {"square": "unscaled", "line": "scaled"}
 
 ImageLike = Image.Image | np.ndarray
 
@@ -46,7 +56,7 @@ def _as_gray(image: ImageLike) -> Image.Image:
 def background_level(arr: np.ndarray) -> int:
     """The image's background grey level: the median of its border pixels (``H, W`` uint8): its
     first and last rows and columns, corners counted twice, a median halfway between two levels
-    rounded down."""
+    rounded down (`BACKGROUND`)."""
     if arr.size == 0:
         return 255
     border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])

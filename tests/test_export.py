@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from fractions import Fraction
 from importlib import metadata
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import onnx
 import pytest
 import torch
 import yaml
-from conftest import model_task
+from conftest import exact_halves, model_task
 from PIL import Image, ImageDraw, ImageFont
 
 from models.checkpoint import CheckpointError, ModelMeta, load_model, save_model
@@ -461,6 +462,45 @@ def test_the_readme_reads_a_line_export_without_synthocr(tmp_path, cjk_font, rep
     assert any(padding_read)
 
 
+@pytest.mark.parametrize("name", ["hanzi_cnn", "reader"])
+def test_the_readme_reads_a_square_export_without_synthocr(tmp_path, cjk_font, repo_root, name):
+    """The README's standalone block for the square models, run as a user would, reads as
+    recognize does (the classifier's three likeliest, with their probabilities), on images of
+    other sizes and shapes than the square, one with a side that scales to an exact half."""
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    marker = "<!-- onnx-standalone-square: tests/test_export.py runs this block -->\n```python\n"
+    block = readme[readme.index(marker) + len(marker) :].split("```", 1)[0]
+    # the classifier untrained, so that its probabilities are not 1 and 0 (ranked apart)
+    meta = tiny_checkpoint(tmp_path / "model.pt", name, seed=1, reads=name == "reader")
+    export_onnx(tmp_path / "model.pt", tmp_path / "square.onnx", check=False)
+    recognizer = load_recognizer(tmp_path / "square.onnx", polarity="dark-on-light", top_k=3)
+    size, chars = meta.input["size"], meta.charset
+    font = ImageFont.truetype(str(cjk_font), size // 2)
+    [tie] = exact_halves(size, 1)
+    texts = []
+    for i, (w, h) in enumerate([(size, size), (3 * size // 2, size), (size // 2, 2 * size), tie]):
+        im = Image.new("L", (w, h), 230)
+        ImageDraw.Draw(im).text((2, 2), chars[i] + chars[-i], font=font, fill=25)
+        im.save(tmp_path / "char.png")
+        # the block's input to the graph, kept to be compared bit for bit
+        kept = block + "\nnp.save('x.npy', x)\n"
+        proc = subprocess.run(
+            [sys.executable, "-c", kept], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr
+        [(_, batch, _)] = batches(meta, [im])
+        assert np.array_equal(np.load(tmp_path / "x.npy"), batch.numpy()[0, 0]), (w, h)
+        [ours] = recognizer([im])
+        if meta.task == "hanzi":
+            top = proc.stdout.split()
+            assert top[::2] == [t for t, _ in ours.top_k], (w, h)
+            assert [float(p) for p in top[1::2]] == [round(p, 4) for _, p in ours.top_k]
+        else:
+            assert proc.stdout == ours.text + "\n", (w, h)
+        texts.append(ours.top_k)
+    assert len(set(map(str, texts))) == len(texts)  # each image reads otherwise: its fit counts
+
+
 @pytest.mark.parametrize("name", sorted(n for n in MODELS if family_of(n) == "ctc"))
 def test_the_frame_rule_in_the_metadata_counts_as_output_length(name):
     """Every CTC model's frames are ``(W + offset) // stride``, at the widths of its real lines
@@ -491,6 +531,12 @@ def test_the_metadata_says_how_recognition_feeds_a_line(name):
     info = onnx_metadata(meta)
     inp, height = info["input"], meta.input["height"]
     assert info["blank"] == 0 and inp["polarity"] == "dark-on-light"
+    # Python's round, half to even, of the exact ratio; the background of the scaled line
+    assert (inp["rounding"], inp["background"], inp["background_of"]) == (
+        "half-even",
+        "border-median",
+        "scaled",
+    )
     rng = np.random.default_rng(0)
     resample = Image.Resampling[inp["resample"].upper()]
     for width in [1, 5, inp["min_width"] - 1, inp["min_width"] + 1, 47, 100, 333]:
@@ -513,6 +559,50 @@ def test_the_metadata_says_how_recognition_feeds_a_line(name):
     for t, c in enumerate([info["blank"], 2, 2, info["blank"], 2, 3]):
         log_probs[t, c] = 0.0
     assert ctc_greedy_decode(log_probs)[0] == [2, 2, 3]
+
+
+def fit_to_square(drawn: np.ndarray, info: dict) -> np.ndarray:
+    """An ``H, W`` uint8 image -> a square model's normalised ``S, S`` input, from the export's
+    metadata alone (as the README says a reader without synthocr does it)."""
+    inp, size = info["input"], info["meta"]["input"]["size"]
+    assert (inp["fit"], inp["align"], inp["rounding"]) == ("longer-side", "centre", "half-even")
+    assert (inp["background"], inp["background_of"]) == ("border-median", "unscaled")
+    h, w = drawn.shape
+    # the longer side becomes the square's; each side the exact ratio, a half to even, >= 1 px
+    sw, sh = (max(1, round(Fraction(side * size, max(w, h)))) for side in (w, h))
+    resample = Image.Resampling[inp["resample"].upper()]
+    small = np.asarray(Image.fromarray(drawn).resize((sw, sh), resample))
+    # the median of the first and last rows and columns, corners twice, a half rounded down
+    border = np.concatenate([drawn[0], drawn[-1], drawn[:, 0], drawn[:, -1]])
+    x = np.full((size, size), np.floor(np.median(border)), np.uint8)
+    top, left = (size - sh) // 2, (size - sw) // 2  # centred
+    x[top : top + sh, left : left + sw] = small
+    return x.astype(np.float32) * (1 / (inp["scale"] * inp["std"])) - inp["mean"] / inp["std"]
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODELS if family_of(n) != "ctc"))
+def test_the_metadata_says_how_recognition_fits_a_square(name):
+    """A reader of the file alone fits an image of any shape to a square model's input from the
+    metadata's ``input`` entry as `models.predict.batches` does, bit for bit: scaled, smaller
+    or larger, a wide or a tall one (to a side of 1 px), one whose side scales to an exact half
+    (rounded half to even), centred on its unscaled border's median."""
+    kwargs, task, chars = TINY[name]
+    meta = ModelMeta(name, kwargs, list(chars), task)
+    info = onnx_metadata(meta)
+    size = meta.input["size"]
+    assert info["input"]["polarity"] == "dark-on-light"
+    shapes = [(size, size), (17, 17), (3 * size, 3 * size), (2 * size + 7, size // 2 + 3)]
+    shapes += [(size // 2 + 5, 5 * size), (300, 1), (1, 3), (size + 1, size)]
+    shapes += exact_halves(size, 3)
+    rng = np.random.default_rng(0)
+    halves = 0
+    for w, h in shapes + [s[::-1] for s in shapes]:
+        drawn = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        [(_, batch, _)] = batches(meta, [drawn])
+        assert np.array_equal(batch.numpy()[0, 0], fit_to_square(drawn, info)), (w, h)
+        border = np.concatenate([drawn[0], drawn[-1], drawn[:, 0], drawn[:, -1]])
+        halves += np.median(border) % 1 == 0.5
+    assert halves  # a background halfway between two levels was among them
 
 
 def test_a_frame_rule_that_does_not_fit_is_left_out(monkeypatch, caplog):
