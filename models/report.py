@@ -6,7 +6,8 @@
 - `reader_table`: ``results/reader_report.csv``, the attention reader per split and font,
   Tesseract (one line, the image scaled up) beside it.
 - `summary_markdown`: ``results/summary.md``, the three tables and the published figures of the
-  reference systems beside ours (config ``report.references``).
+  reference systems beside ours (config ``report.references``), and, where the config has seed
+  copies of an experiment, the spread of their headline figure over the seeds (`seed_table`).
 
 Rows are ordered experiments first (by name), Tesseract last, then by split (``test_seen``,
 ``test_heldout``). Beside each row's experiment and model stand its training ``seed`` (seed
@@ -24,6 +25,7 @@ import io
 import json
 import math
 import os
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -364,6 +366,98 @@ def targets_table(
     return _frame(rows, TARGET_COLUMNS)
 
 
+SEED_COLUMNS = (
+    "experiments",
+    "model",
+    "task",
+    "decoder",
+    "split",
+    "metric",
+    "seeds",
+    "mean",
+    "sd",
+    "min",
+    "max",
+    "model_kwargs",
+    "train_settings",
+    "train_steps",
+    "init_from",
+)
+# What seed copies share: all a table row says of its experiment's run but its name and seed.
+_SEED_COPY_KEY = (
+    "task",
+    "model",
+    "decoder",
+    "model_kwargs",
+    "train_settings",
+    "train_steps",
+    "init_from",
+)
+
+
+def _split_rank(split: str) -> tuple[int, str]:
+    """A split's place: the synthetic test splits in `TEST_SPLITS` order, then own tests by name."""
+    return (TEST_SPLITS.index(split) if split in TEST_SPLITS else len(TEST_SPLITS), split)
+
+
+def _cell(value: Any) -> Any:
+    """A table cell as a grouping key: an undefined one (None, or NaN from a CSV) is None."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def seed_table(*tables: pd.DataFrame) -> pd.DataFrame:
+    """The spread over seed copies: experiments that differ in their ``seed`` (and name) alone.
+
+    Args:
+        tables: Report tables (`crnn_table`, `hanzi_table`, `reader_table`, or their CSVs
+            read back with ``pandas.read_csv``); only their overall rows are read
+            (``font = all``) and Tesseract's are left out.
+
+    Returns:
+        Columns `SEED_COLUMNS`: a row per group of two or more experiments of one task, model,
+        decoder (the hanzi table has none: its classifier's argmax has no other),
+        ``model_kwargs``, ``train_settings``, ``train_steps`` and ``init_from``, and per split,
+        with ``seeds`` (how many experiments: one per seed), the ``mean``, sample standard
+        deviation ``sd`` (ddof 1), ``min`` and ``max`` of the table's headline figure
+        (``metric``: ``top1`` for the classifier, ``seq_acc`` else) and the ``experiments``
+        (by name). Rows are ordered by the group's first experiment, then by split
+        (`TEST_SPLITS`, then own tests by name). An experiment without the headline figure on
+        a split is left out of it.
+    """
+    groups: dict[tuple, list[tuple[str, float]]] = {}
+    for table in tables:
+        if not len(table):
+            continue
+        metric = _headline_column(table.columns)
+        for _, row in table.iterrows():
+            if row["experiment"] == TESSERACT or _cell(row.get("font", ALL_FONTS)) != ALL_FONTS:
+                continue
+            value = _cell(row.get(metric))
+            if value is None:
+                continue
+            key = (metric, row["split"], *(_cell(row.get(c)) for c in _SEED_COPY_KEY))
+            groups.setdefault(key, []).append((str(row["experiment"]), float(value)))
+    rows = []
+    for (metric, split, *shared), members in groups.items():
+        if len(members) < 2:
+            continue
+        names = sorted(name for name, _ in members)
+        values = [value for _, value in members]
+        row = {
+            **dict(zip(_SEED_COPY_KEY, shared, strict=True)),
+            "experiments": ", ".join(names),
+            "split": split,
+            "metric": metric,
+            "seeds": len(members),
+            "mean": statistics.mean(values),
+            "sd": statistics.stdev(values),
+            "min": min(values),
+            "max": max(values),
+        }
+        rows.append(((names, _split_rank(split)), row))
+    return _frame([row for _, row in sorted(rows, key=lambda r: r[0])], SEED_COLUMNS)
+
+
 def summary_markdown(
     crnn: pd.DataFrame,
     hanzi: pd.DataFrame,
@@ -384,6 +478,8 @@ def summary_markdown(
         plots: Plot files to link.
         base: Folder the links are relative to (the summary's folder).
         targets: `targets_table` (the section is left out when it is None or empty).
+            The seed copies' section (`seed_table` of the three tables) is left out likewise
+            when the config has none.
         fine_tuned: `fine_tuned`: experiments that started from another checkpoint, whose
             ``train_steps`` and ``train_wall_s`` count only their own training.
     """
@@ -454,6 +550,18 @@ def summary_markdown(
         "## Attention reader (`reader_report.csv`, per-font rows in the CSV)\n",
         markdown_table(reader_all),
     ]
+    seeds = seed_table(crnn, hanzi_all, reader_all)
+    if len(seeds):
+        parts += [
+            "## Seed copies\n",
+            "Experiments that differ in their training `seed` alone (one task, model, "
+            "`decoder`, `model_kwargs`, `train_settings`, `train_steps` and `init_from`), per "
+            "split: how many (`seeds`), and the `mean`, sample standard deviation (`sd`), `min` "
+            "and `max` of their headline figure (`metric`). A gap between two models that is "
+            "within a group's `min`-`max` can be the seed's alone: the tables' `interval_95` "
+            "covers the images only, not this spread.\n",
+            markdown_table(seeds),
+        ]
     if plots:
         parts.append("## Plots\n")
         for p in plots:

@@ -1310,3 +1310,109 @@ def test_summary_gives_each_rows_figure_per_font_file_beside_its_headline(tmp_pa
     low, high = wilson_interval(0.8, 20)
     assert f"| test_seen | 20 | 0.8000 | {low:.4f}-{high:.4f} | 0.7000 |  |" in text  # top-1's
     assert "`per_file` the figure with each font file of the split weighted alike" in text
+
+
+def _seed_copies():
+    """Three seed copies of one CTC model, one more at another learning rate (train_settings),
+    one more of other model_kwargs, and a hanzi classifier of two seeds; with Tesseract."""
+    kwargs = {"width": 0.25, "hidden": 96}
+    settings = {"lr": 0.002, "schedule": "wsd"}
+    scores = {  # experiment -> (seed, test_seen, test_heldout)
+        "line_vgg": (1, 0.5, 0.4),
+        "line_vgg_s3": (3, 0.75, 0.35),
+        "line_vgg_s2": (2, 0.625, 0.45),
+        "line_vgg_lr4": (1, 0.9, 0.8),
+        "line_vgg_wide": (1, 0.3, 0.2),
+    }
+    crnn = [
+        _record(
+            name,
+            "crnn_vgg",
+            "line",
+            split,
+            seed=seed,
+            seq_acc=acc,
+            model_kwargs={**kwargs, "width": 0.5} if name == "line_vgg_wide" else kwargs,
+            train_settings={**settings, "lr": 0.004} if name == "line_vgg_lr4" else settings,
+        )
+        for name, (seed, *accs) in scores.items()
+        for split, acc in zip(("test_seen", "test_heldout"), accs, strict=True)
+    ]
+    crnn.append(_record("tesseract", "tesseract 5.3.0", "line", "test_seen", seed=None))
+    hanzi = [
+        _record("hanzi_a", "hanzi_cnn", "hanzi", "test_seen", seed=1, top1=0.9, top5=0.99),
+        _record("hanzi_b", "hanzi_cnn", "hanzi", "test_seen", seed=2, top1=0.8, top5=0.98),
+    ]
+    return scores, crnn, hanzi
+
+
+def test_summary_gives_the_spread_over_seed_copies(tmp_path):
+    """summary.md groups the experiments that differ in their seed alone and gives, per split,
+    how many, the mean, sample standard deviation, min and max of their headline figure;
+    an experiment with another learning rate or other model kwargs is not of the group."""
+    import statistics
+
+    scores, crnn, hanzi = _seed_copies()
+    seeds = report.seed_table(report.crnn_table(crnn), report.hanzi_table(hanzi))
+    assert list(seeds.columns) == list(report.SEED_COLUMNS)
+    copies = ["line_vgg", "line_vgg_s2", "line_vgg_s3"]
+    assert seeds[["experiments", "split", "metric"]].values.tolist() == [
+        ["hanzi_a, hanzi_b", "test_seen", "top1"],  # the classifier's headline figure
+        [", ".join(copies), "test_seen", "seq_acc"],
+        [", ".join(copies), "test_heldout", "seq_acc"],
+    ]
+    for row, column in ((seeds.iloc[1], 1), (seeds.iloc[2], 2)):
+        values = [scores[name][column] for name in copies]
+        assert row["seeds"] == 3
+        assert row["mean"] == pytest.approx(statistics.mean(values))
+        assert row["sd"] == pytest.approx(np.std(values, ddof=1))
+        assert (row["min"], row["max"]) == (min(values), max(values))
+        assert row["model_kwargs"] == "hidden=96 width=0.25"
+        assert row["train_settings"] == 'lr=0.002 schedule="wsd"'
+    assert seeds.iloc[0]["mean"] == pytest.approx((0.9 + 0.8) / 2)
+    # the same rows whatever the order of the tables and of the records
+    again = report.seed_table(report.hanzi_table(hanzi[::-1]), report.crnn_table(crnn[::-1]))
+    assert again.values.tolist() == seeds.values.tolist()
+
+    paths = {}
+    for kind, records in (("crnn", crnn), ("hanzi", hanzi)):
+        paths[kind] = []
+        for i, record in enumerate(records):
+            paths[kind].append(tmp_path / kind / str(i) / "metrics.json")
+            write_metrics(paths[kind][-1], record)
+    text = report.build_reports(paths["crnn"], paths["hanzi"], [], [], tmp_path / "summary.md")
+    section = text.split("## Seed copies\n", 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| line_vgg")]
+    values = [scores[name][1] for name in copies]
+    assert rows[0].startswith(
+        f"| {', '.join(copies)} | crnn_vgg | line | greedy | test_seen | seq_acc | 3 | "
+        f"{statistics.mean(values):.4f} | {statistics.stdev(values):.4f} | "
+        f"{min(values):.4f} | {max(values):.4f} | hidden=96 width=0.25 |"
+    )
+    assert len(rows) == 2 and "| test_heldout |" in rows[1]
+    assert "lr4" not in section and "wide" not in section and "tesseract" not in section
+
+
+def test_summary_without_seed_copies_has_no_seed_section(tmp_path, metrics_files):
+    """No two experiments differ in their seed alone (line_crnn_vgg and short_reader have one
+    each; the fixture's one-seed experiments stay out): no section, and no empty table."""
+    records = report.load_records(metrics_files["crnn"])
+    assert report.seed_table(report.crnn_table(records)).empty
+    text = report.build_reports(
+        metrics_files["crnn"],
+        metrics_files["hanzi"],
+        metrics_files["reader"],
+        [],
+        tmp_path / "summary.md",
+    )
+    assert "## Seed copies" not in text
+    # the same experiment once more under another seed makes a group of two
+    again = {**records[1], "experiment": "line_crnn_vgg_s2", "seed": 2, "seq_acc": 0.25}
+    with_copy = report.summary_markdown(
+        report.crnn_table([*records, again], per_file=True),
+        report.hanzi_table([]),
+        report.reader_table([]),
+        report.references_table([], []),
+    )
+    assert "## Seed copies" in with_copy
+    assert "| line_crnn_vgg, line_crnn_vgg_s2 | crnn_vgg | line | greedy | test_seen |" in with_copy
