@@ -252,6 +252,16 @@ class ConfigFiles:
     problems: list[str] = field(default_factory=list)
 
 
+def _utf8_writable(path: str) -> bool:
+    """Whether ``path`` can be written as UTF-8, as Snakemake writes its inputs' paths: not when
+    it holds the surrogates Python reads a file name's undecodable bytes as."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def config_files(
     config: Mapping[str, Any], origins: Mapping[str, Any] | None = None
 ) -> ConfigFiles:
@@ -276,10 +286,12 @@ def config_files(
                         f"fonts.{name}: {f.path}: braces in a path are Snakemake's wildcards: "
                         "rename it" + from_files(origins, ["fonts", name])
                     )
-                # A name in another encoding (GBK, from a Windows archive): Snakemake writes its
-                # inputs' paths as UTF-8 and stopped with a traceback naming no file
-                shown = os.fsencode(f.path).decode("utf-8", "backslashreplace")
-                if shown != f.path:
+                # A name the locale's encoding could not decode (a GBK name from a Windows
+                # archive under a UTF-8 locale) holds surrogates, which Snakemake cannot write as
+                # UTF-8: it stopped with a traceback naming no file. A name the locale decodes
+                # (a UTF-8 one under Latin-1 or GB18030, read as other characters) it writes.
+                if not _utf8_writable(f.path):
+                    shown = os.fsencode(f.path).decode("utf-8", "backslashreplace")
                     found.problems.append(
                         f"fonts.{name}: {shown}: its name is not UTF-8 (bytes shown as \\xNN), "
                         "which Snakemake needs of every path: rename it (convmv -f gbk -t utf-8 "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import shutil
 import subprocess
 import sys
 from fractions import Fraction
@@ -56,6 +57,25 @@ def exact_halves(size: int, count: int) -> list[tuple[int, int]]:
                     return found
                 break
     raise AssertionError("unreachable")
+
+
+def made_locale(folder: Path, source: str, charmap: str) -> dict[str, str]:
+    """The environment of a process in a locale of another encoding than UTF-8 (``zh_CN`` in
+    ``GB18030``, ``en_US`` in ``ISO-8859-1``), compiled into ``folder`` with glibc's
+    ``localedef``, Python's UTF-8 mode off; the test is skipped where it cannot be made."""
+    name = f"{source}.{charmap}"
+    if shutil.which("localedef") is None or not Path(f"/usr/share/i18n/locales/{source}").is_file():
+        pytest.skip(f"localedef and glibc's locale sources are needed to make {name}")
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["localedef", "-i", source, "-f", charmap, str(folder / name)],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    if not (folder / name).is_dir():
+        pytest.skip(f"localedef made no {name} locale")
+    return {"LC_ALL": name, "LOCPATH": str(folder), "PYTHONUTF8": "0"}
 
 
 def _require(path: Path) -> Path:

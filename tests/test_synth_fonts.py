@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import font_with_damaged_outlines
+from conftest import font_with_damaged_outlines, made_locale
 from fontTools.ttLib import TTCollection, TTFont
 
 from synth.charset import build_charset, gb2312_hanzi
@@ -977,18 +977,7 @@ def test_font_files_are_in_the_order_of_their_paths_bytes_in_any_locale(tmp_path
     Python reads file names in the locale's encoding, and under zh_CN.GB18030 the UTF-8 names
     华文楷体, 华文仿宋 and 微软雅黑 read as other characters, in another order (their shards
     drew other faces for some samples)."""
-    locales = tmp_path / "locales"
-    if shutil.which("localedef") is None or not Path("/usr/share/i18n/locales/zh_CN").is_file():
-        pytest.skip("localedef and glibc's locale sources are needed to make a GB18030 locale")
-    locales.mkdir()
-    subprocess.run(
-        ["localedef", "-i", "zh_CN", "-f", "GB18030", str(locales / "zh_CN.GB18030")],
-        capture_output=True,
-        check=False,
-        timeout=120,
-    )
-    if not (locales / "zh_CN.GB18030").is_dir():
-        pytest.skip("localedef made no zh_CN.GB18030 locale")
+    gb18030 = made_locale(tmp_path / "locales", "zh_CN", "GB18030")
     fonts = tmp_path / "fonts"
     fonts.mkdir()
     for name in ("华文楷体.ttf", "华文仿宋.ttf", "微软雅黑.ttf"):
@@ -996,7 +985,7 @@ def test_font_files_are_in_the_order_of_their_paths_bytes_in_any_locale(tmp_path
     orders = []
     for env in (
         {"LC_ALL": "C.UTF-8", "PYTHONUTF8": "1"},
-        {"LC_ALL": "zh_CN.GB18030", "LOCPATH": str(locales), "PYTHONUTF8": "0"},
+        gb18030,
     ):
         proc = subprocess.run(
             [sys.executable, "-c", _RESOLVED, "fonts/*.ttf"],

@@ -22,7 +22,7 @@ import pytest
 import torch
 import webdataset as wds
 import yaml
-from conftest import REPO, run_snakemake, snakemake_command
+from conftest import REPO, made_locale, run_snakemake, snakemake_command
 
 from models import tesseract
 from models.checkpoint import load_model
@@ -2759,6 +2759,24 @@ def test_a_font_named_in_another_encoding_is_named_when_the_config_is_read(
             f"  fonts.test_fonts: {held}/" + said.format("c"),
         ],
     )
+
+
+def test_a_font_named_in_utf8_passes_the_config_check_in_a_latin1_locale(tmp_path, latin_font):
+    """A UTF-8 name (字体.ttf) under a Latin-1 locale is read as other characters, which
+    Snakemake writes (as the reruns of a hanzi-named font under en_US.ISO-8859-1 did): the
+    check refuses only a name the locale cannot decode (it refused this one as not UTF-8)."""
+    latin1 = made_locale(tmp_path / "locales", "en_US", "ISO-8859-1")
+    (tmp_path / "fonts").mkdir()
+    (tmp_path / "fonts" / "字体.ttf").write_bytes(latin_font.read_bytes())
+    config = _write_config(tmp_path, lambda c: c["fonts"]["paths"].append("fonts"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "models.configcheck", str(config)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), **latin1},
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr.decode("latin-1")[-2000:]
 
 
 def test_a_font_path_from_home_says_that_tilde_is_not_expanded(
