@@ -1298,18 +1298,25 @@ def test_summary_gives_each_rows_figure_per_font_file_beside_its_headline(tmp_pa
     ]
     assert "per_file" not in report.crnn_table(crnn).columns  # the CSV's columns stay
 
-    paths = {}
-    for kind, records in (("crnn", crnn), ("hanzi", hanzi)):
-        paths[kind] = []
-        for i, record in enumerate(records):
-            paths[kind].append(tmp_path / kind / str(i) / "metrics.json")
-            write_metrics(paths[kind][-1], record)
+    paths = _metrics_files(tmp_path, crnn=crnn, hanzi=hanzi)
     text = report.build_reports(paths["crnn"], paths["hanzi"], [], [], tmp_path / "summary.md")
     low, high = wilson_interval(0.5, 40)
     assert f"| 0.5000 | {low:.4f}-{high:.4f} | 0.8000 | 0.2500 |" in text  # seq_acc, per_file, cer
     low, high = wilson_interval(0.8, 20)
     assert f"| test_seen | 20 | 0.8000 | {low:.4f}-{high:.4f} | 0.7000 |  |" in text  # top-1's
     assert "`per_file` the figure with each font file of the split weighted alike" in text
+
+
+def _metrics_files(folder, **records):
+    """Each kind's records (``crnn=[...]``) written as metrics.json files under ``folder``:
+    kind -> their paths, as `models.report.build_reports` takes them."""
+    paths = {}
+    for kind, kind_records in records.items():
+        paths[kind] = []
+        for i, record in enumerate(kind_records):
+            paths[kind].append(folder / kind / str(i) / "metrics.json")
+            write_metrics(paths[kind][-1], record)
+    return paths
 
 
 def _seed_copies():
@@ -1374,12 +1381,7 @@ def test_summary_gives_the_spread_over_seed_copies(tmp_path):
     again = report.seed_table(report.hanzi_table(hanzi[::-1]), report.crnn_table(crnn[::-1]))
     assert again.values.tolist() == seeds.values.tolist()
 
-    paths = {}
-    for kind, records in (("crnn", crnn), ("hanzi", hanzi)):
-        paths[kind] = []
-        for i, record in enumerate(records):
-            paths[kind].append(tmp_path / kind / str(i) / "metrics.json")
-            write_metrics(paths[kind][-1], record)
+    paths = _metrics_files(tmp_path, crnn=crnn, hanzi=hanzi)
     text = report.build_reports(paths["crnn"], paths["hanzi"], [], [], tmp_path / "summary.md")
     section = text.split("## Seed copies\n", 1)[1]
     rows = [line for line in section.splitlines() if line.startswith("| line_vgg")]
