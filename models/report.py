@@ -422,9 +422,11 @@ def seed_table(*tables: pd.DataFrame) -> pd.DataFrame:
         (``metric``: ``top1`` for the classifier, ``seq_acc`` else) and the ``experiments``
         (by name). Rows are ordered by the group's first experiment, then by split
         (`TEST_SPLITS`, then own tests by name). An experiment without the headline figure on
-        a split is left out of it.
+        a split is left out of it, and so is one whose ``seed`` another experiment of its group
+        (the first by name) has, or whose seed is not recorded as another's is not: the same
+        run under two names, not two seeds.
     """
-    groups: dict[tuple, list[tuple[str, float]]] = {}
+    groups: dict[tuple, list[tuple[str, Any, float]]] = {}
     for table in tables:
         if not len(table):
             continue
@@ -436,9 +438,16 @@ def seed_table(*tables: pd.DataFrame) -> pd.DataFrame:
             if value is None:
                 continue
             key = (metric, row["split"], *(_cell(row.get(c)) for c in _SEED_COPY_KEY))
-            groups.setdefault(key, []).append((str(row["experiment"]), float(value)))
+            seed = _cell(row.get("seed"))
+            groups.setdefault(key, []).append((str(row["experiment"]), seed, float(value)))
     rows = []
-    for (metric, split, *shared), members in groups.items():
+    for (metric, split, *shared), found in groups.items():
+        # one experiment per seed: two of one seed (or of none recorded) are one run named twice
+        # (experiments that differ in their evaluation alone), whose spread is no seed's
+        per_seed: dict[Any, tuple[str, float]] = {}
+        for name, seed, value in sorted(found, key=lambda m: m[0]):
+            per_seed.setdefault(seed, (name, value))
+        members = list(per_seed.values())
         if len(members) < 2:
             continue
         names = sorted(name for name, _ in members)

@@ -1395,6 +1395,26 @@ def test_summary_gives_the_spread_over_seed_copies(tmp_path):
     assert "lr4" not in section and "wide" not in section and "tesseract" not in section
 
 
+def test_experiments_of_one_seed_are_not_seed_copies():
+    """Two experiments that differ in their evaluation alone (its threads, say) train the same
+    run under two names: of one seed, or of none recorded, they are one seed in a group, not
+    two copies whose spread is 0."""
+    _, crnn, _ = _seed_copies()
+    again = [
+        {**r, "experiment": "line_vgg_eval2"}
+        for r in crnn
+        if r["experiment"] == "line_vgg"  # seed 1, as line_vgg
+    ]
+    seeds = report.seed_table(report.crnn_table(crnn + again))
+    copies = "line_vgg, line_vgg_s2, line_vgg_s3"  # line_vgg_eval2 is line_vgg's seed again
+    assert seeds["experiments"].tolist() == [copies, copies]
+    assert seeds["seeds"].tolist() == [3, 3]
+    one_run = [r for r in crnn + again if r["experiment"] in ("line_vgg", "line_vgg_eval2")]
+    assert report.seed_table(report.crnn_table(one_run)).empty
+    unknown = [{**r, "seed": None} for r in crnn]  # evaluations made before seed was recorded
+    assert report.seed_table(report.crnn_table(unknown)).empty
+
+
 def test_summary_without_seed_copies_has_no_seed_section(tmp_path, metrics_files):
     """No two experiments differ in their seed alone (line_crnn_vgg and short_reader have one
     each; the fixture's one-seed experiments stay out): no section, and no empty table."""
