@@ -940,7 +940,7 @@ def test_the_smoke_runs_report_rows_are_their_metrics_files(smoke_run):
                     continue
                 value = record.get(column)
                 where = (kind, row["experiment"], row["split"], row.get("font"), column)
-                if column == "model_kwargs":
+                if column in ("model_kwargs", "train_settings"):
                     pairs = (kv.split("=", 1) for kv in cell.split())
                     assert {k: json.loads(v) for k, v in pairs} == (value or {}), where
                 elif column == "interval_95":
