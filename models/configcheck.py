@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -262,6 +263,26 @@ def _utf8_writable(path: str) -> bool:
     return True
 
 
+def _undecodable_name(path: str) -> str:
+    """What is wrong with a font ``path`` the locale could not decode, and what to do: a name
+    that is UTF-8 under a locale that is not (``LC_ALL=C`` with Python's UTF-8 mode off) is the
+    locale's fault; another (a GBK name from a Windows archive) the name's."""
+    raw = os.fsencode(path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return (
+            f"{raw.decode('utf-8', 'backslashreplace')}: its name is not UTF-8 (bytes shown as "
+            "\\xNN), which Snakemake needs of every path: rename it (convmv -f gbk -t utf-8 "
+            "renames a GBK name)"
+        )
+    return (
+        f"{text}: its name is UTF-8, which this locale's encoding "
+        f"({sys.getfilesystemencoding()}) cannot read, and Snakemake cannot write it: run under "
+        "a UTF-8 locale (LC_ALL=C.UTF-8)"
+    )
+
+
 def config_files(
     config: Mapping[str, Any], origins: Mapping[str, Any] | None = None
 ) -> ConfigFiles:
@@ -291,11 +312,9 @@ def config_files(
                 # UTF-8: it stopped with a traceback naming no file. A name the locale decodes
                 # (a UTF-8 one under Latin-1 or GB18030, read as other characters) it writes.
                 if not _utf8_writable(f.path):
-                    shown = os.fsencode(f.path).decode("utf-8", "backslashreplace")
                     found.problems.append(
-                        f"fonts.{name}: {shown}: its name is not UTF-8 (bytes shown as \\xNN), "
-                        "which Snakemake needs of every path: rename it (convmv -f gbk -t utf-8 "
-                        "renames a GBK name)" + from_files(origins, ["fonts", name])
+                        f"fonts.{name}: {_undecodable_name(f.path)}"
+                        + from_files(origins, ["fonts", name])
                     )
         if not found.train_fonts:
             found.problems.append(

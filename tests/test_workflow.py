@@ -2779,6 +2779,29 @@ def test_a_font_named_in_utf8_passes_the_config_check_in_a_latin1_locale(tmp_pat
     assert proc.returncode == 0, proc.stderr.decode("latin-1")[-2000:]
 
 
+def test_a_utf8_font_name_in_an_ascii_locale_is_the_locales_fault(tmp_path, latin_font):
+    """Under LC_ALL=C with Python's UTF-8 mode off, a UTF-8 name (字体.ttf) cannot be read, and
+    Snakemake cannot write it: the check says the locale is at fault (it said the name was not
+    UTF-8, and to rename it from GBK)."""
+    (tmp_path / "fonts").mkdir()
+    (tmp_path / "fonts" / "字体.ttf").write_bytes(latin_font.read_bytes())
+    config = _write_config(tmp_path, lambda c: c["fonts"]["paths"].append("fonts"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "models.configcheck", str(config)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), "LC_ALL": "C", "PYTHONUTF8": "0"},
+        capture_output=True,
+        timeout=120,
+    )
+    said = proc.stderr.decode("ascii", "backslashreplace")
+    assert proc.returncode == 1, said[-2000:]
+    assert (
+        "fonts.paths: fonts/\\u5b57\\u4f53.ttf: its name is UTF-8, which this locale's encoding "
+        "(ascii) cannot read, and Snakemake cannot write it: run under a UTF-8 locale "
+        "(LC_ALL=C.UTF-8)"
+    ) in said, said[-2000:]
+
+
 def test_a_font_path_from_home_says_that_tilde_is_not_expanded(
     tmp_path, capsys, monkeypatch, caplog
 ):
