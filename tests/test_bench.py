@@ -16,8 +16,11 @@ import sys
 import time
 
 import pytest
+import torch
 
+from models.checkpoint import ModelMeta, save_model
 from models.data import read_shard
+from models.registry import build_model
 from synth.fonts import Face
 from synth.shards import ShardSpec, write_shard
 from synth.specs import task_spec
@@ -985,3 +988,63 @@ def test_device_check_configs_are_checked_before_the_device_trains(repo_root, tm
         kit.cmd_config(args)
     assert str(e.value) == "error: --only names an unknown experiment 'nope'"
     assert not out.exists()
+
+
+def test_bench_reader_parity_compares_each_step_of_each_engine(repo_root, tmp_path, cjk_font):
+    charset = list("ABCDEFGH")
+    face = Face(str(cjk_font), 0, "WenQuanYi Micro Hei", "Regular", frozenset(charset))
+    shard = tmp_path / "test_heldout-000000.tar"
+    write_shard(
+        shard, task_spec("short", {}), ShardSpec("short", "test_heldout", 0, 7, 0), charset, [face]
+    )
+    torch.manual_seed(0)
+    model = build_model("reader", len(charset), width=0.25, hidden=32)
+    save_model(
+        tmp_path / "model.pt",
+        model,
+        ModelMeta("reader", {"width": 0.25, "hidden": 32}, charset, "short", step=3),
+    )
+    out = _run_bench(
+        repo_root, "bench_reader_parity.py", tmp_path / "model.pt", shard, "--batch", 3
+    )
+    assert "reader, step 3; 7 images" in out
+    rows = [line for line in out.splitlines() if " vs " in line]
+    assert [row.split("|")[1].strip() for row in rows] == [
+        "onnx_all vs torch32",
+        "onnx_none vs torch32",
+        "onnx_all vs onnx_none",
+        "torch32 vs torch64",
+        "onnx_all vs torch64",
+        "onnx_none vs torch64",
+    ]
+    for row in rows:
+        logits, masks, over, texts, confidence = (c.strip() for c in row.strip("|").split("|")[1:])
+        # a value per step (max_len 4: five), the first mask all ones in every engine
+        assert len(logits.split()) == len(masks.split()) == 5
+        assert all(0 <= float(v) < 1e-3 for v in logits.split() + masks.split())
+        assert float(masks.split()[0]) == 0
+        assert 0 <= int(over) <= 7 and 0 <= int(texts) <= 7 and float(confidence) >= 0
+
+
+def test_bench_reader_parity_names_a_model_that_is_no_reader(repo_root, tmp_path):
+    save_model(
+        tmp_path / "model.pt",
+        build_model("expr_crnn", 4, width=0.25, hidden=16, dense=16),
+        ModelMeta("expr_crnn", {"width": 0.25, "hidden": 16, "dense": 16}, list("0123"), "expr"),
+    )
+    shard = tmp_path / "test_heldout-000000.tar"
+    shard.write_bytes(b"")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(repo_root / "bench" / "bench_reader_parity.py"),
+            tmp_path / "model.pt",
+            shard,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=repo_root,
+    )
+    assert proc.returncode == 1
+    assert "model 'expr_crnn' is no attention reader" in proc.stderr
