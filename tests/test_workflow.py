@@ -2761,21 +2761,27 @@ def test_a_font_named_in_another_encoding_is_named_when_the_config_is_read(
     )
 
 
+def _configcheck_of_a_hanzi_named_font(tmp_path, font, locale):
+    """``python -m models.configcheck`` of a config whose fonts.paths adds a folder holding
+    ``font`` as 字体.ttf, run in the environment ``locale`` adds."""
+    (tmp_path / "fonts").mkdir()
+    (tmp_path / "fonts" / "字体.ttf").write_bytes(font.read_bytes())
+    config = _write_config(tmp_path, lambda c: c["fonts"]["paths"].append("fonts"))
+    return subprocess.run(
+        [sys.executable, "-m", "models.configcheck", str(config)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), **locale},
+        capture_output=True,
+        timeout=120,
+    )
+
+
 def test_a_font_named_in_utf8_passes_the_config_check_in_a_latin1_locale(tmp_path, latin_font):
     """A UTF-8 name (字体.ttf) under a Latin-1 locale is read as other characters, which
     Snakemake writes (as the reruns of a hanzi-named font under en_US.ISO-8859-1 did): the
     check refuses only a name the locale cannot decode (it refused this one as not UTF-8)."""
     latin1 = made_locale(tmp_path / "locales", "en_US", "ISO-8859-1")
-    (tmp_path / "fonts").mkdir()
-    (tmp_path / "fonts" / "字体.ttf").write_bytes(latin_font.read_bytes())
-    config = _write_config(tmp_path, lambda c: c["fonts"]["paths"].append("fonts"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "models.configcheck", str(config)],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO), **latin1},
-        capture_output=True,
-        timeout=120,
-    )
+    proc = _configcheck_of_a_hanzi_named_font(tmp_path, latin_font, latin1)
     assert proc.returncode == 0, proc.stderr.decode("latin-1")[-2000:]
 
 
@@ -2783,15 +2789,8 @@ def test_a_utf8_font_name_in_an_ascii_locale_is_the_locales_fault(tmp_path, lati
     """Under LC_ALL=C with Python's UTF-8 mode off, a UTF-8 name (字体.ttf) cannot be read, and
     Snakemake cannot write it: the check says the locale is at fault (it said the name was not
     UTF-8, and to rename it from GBK)."""
-    (tmp_path / "fonts").mkdir()
-    (tmp_path / "fonts" / "字体.ttf").write_bytes(latin_font.read_bytes())
-    config = _write_config(tmp_path, lambda c: c["fonts"]["paths"].append("fonts"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "models.configcheck", str(config)],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO), "LC_ALL": "C", "PYTHONUTF8": "0"},
-        capture_output=True,
-        timeout=120,
+    proc = _configcheck_of_a_hanzi_named_font(
+        tmp_path, latin_font, {"LC_ALL": "C", "PYTHONUTF8": "0"}
     )
     said = proc.stderr.decode("ascii", "backslashreplace")
     assert proc.returncode == 1, said[-2000:]
