@@ -115,6 +115,22 @@ class _PlainLogFormatter(LogFormatter):
         return f"{x:.{digits}g}"
 
 
+def read_history(path: str | os.PathLike) -> pd.DataFrame:
+    """A training's ``history.csv``, its columns of numbers read as numbers even without rows
+    (a header alone reads as text columns otherwise).
+
+    Raises:
+        ValueError: An empty file, or one that is not CSV, naming it.
+    """
+    try:
+        history = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a training history (history.csv): {e}") from None
+    if history.empty:
+        history = history.astype(float)
+    return history
+
+
 def plot_curves(history_csv: str | os.PathLike, out: str | os.PathLike, title: str = "") -> None:
     """Training and validation curves from ``history.csv``.
 
@@ -123,7 +139,7 @@ def plot_curves(history_csv: str | os.PathLike, out: str | os.PathLike, title: s
     one; the learning rate, gradient norm, throughput and times are left out. Validation
     columns are only filled on validation rows: each column is drawn over its own rows.
     """
-    history = pd.read_csv(history_csv)
+    history = read_history(history_csv)
     if "step" not in history.columns:
         raise ValueError(f"{history_csv}: no 'step' column (columns: {list(history.columns)})")
     numeric = [c for c in history.columns if pd.api.types.is_numeric_dtype(history[c])]
@@ -197,7 +213,7 @@ def validation_table(histories: Mapping[str, tuple[str, str | os.PathLike]]) -> 
     parts = []
     for experiment in sorted(histories, key=lambda e: _panel_order(histories[e][0], e)):
         task, path = histories[experiment]
-        history = pd.read_csv(path)
+        history = read_history(path)
         if "step" not in history.columns:
             raise ValueError(f"{path}: no 'step' column (columns: {list(history.columns)})")
         for col in VALIDATION_COLUMNS:

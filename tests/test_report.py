@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import warnings
 from pathlib import Path
 
@@ -496,6 +497,28 @@ def test_plot_curves_labels_its_log_axis_plainly_on_the_steps_of_both_panels(tmp
     assert len(shown) >= 3 and len(set(shown)) == len(shown), shown
     assert all(float(t) > 0 for t in shown), shown  # no mathtext such as $10^{0}$
     assert fig.axes[0].get_xlim() == fig.axes[1].get_xlim()
+
+
+def test_a_history_without_rows_or_without_anything_is_named(tmp_path):
+    """A history.csv holding its header alone is drawn as one without validation rows (its
+    columns read as text said "not numbers"); an empty one (cut short) is an error naming it
+    (it was pandas' "No columns to parse from file")."""
+    header = tmp_path / "header" / "history.csv"
+    header.parent.mkdir()
+    header.write_text("step,train_loss,val_loss,val_acc\n")
+    table = plots.plot_compare_curves({"e": ("line", header)}, tmp_path / "c.png")
+    assert table.empty and _is_png(tmp_path / "c.png")
+    plots.plot_curves(header, tmp_path / "h.png")
+    assert _is_png(tmp_path / "h.png")
+    empty = tmp_path / "empty" / "history.csv"
+    empty.parent.mkdir()
+    empty.write_text("")
+    for draw in (
+        lambda: plots.plot_curves(empty, tmp_path / "x.png"),
+        lambda: plots.plot_compare_curves({"e": ("line", empty)}, tmp_path / "y.png"),
+    ):
+        with pytest.raises(ValueError, match=f"{re.escape(str(empty))}: not a training history"):
+            draw()
 
 
 def _history_csv(path, steps, validated, columns=None):
