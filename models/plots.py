@@ -120,15 +120,25 @@ def read_history(path: str | os.PathLike) -> pd.DataFrame:
     (a header alone reads as text columns otherwise).
 
     Raises:
-        ValueError: An empty file, or one that is not CSV, naming it.
+        ValueError: An empty file, one that is not CSV, or one without a ``step`` column,
+            naming it.
     """
     try:
         history = pd.read_csv(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not a training history (history.csv): {e}") from None
+    if "step" not in history.columns:
+        raise ValueError(f"{path}: no 'step' column (columns: {list(history.columns)})")
     if history.empty:
         history = history.astype(float)
     return history
+
+
+def _plain_log_scale(ax: plt.Axes) -> None:
+    """A log y axis labelled in plain numbers (`_PlainLogFormatter`), its minor ticks too."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(_PlainLogFormatter())
+    ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
 
 
 def plot_curves(history_csv: str | os.PathLike, out: str | os.PathLike, title: str = "") -> None:
@@ -140,8 +150,6 @@ def plot_curves(history_csv: str | os.PathLike, out: str | os.PathLike, title: s
     columns are only filled on validation rows: each column is drawn over its own rows.
     """
     history = read_history(history_csv)
-    if "step" not in history.columns:
-        raise ValueError(f"{history_csv}: no 'step' column (columns: {list(history.columns)})")
     numeric = [c for c in history.columns if pd.api.types.is_numeric_dtype(history[c])]
     losses = [c for c in numeric if "loss" in c]
     scores = [
@@ -167,9 +175,7 @@ def plot_curves(history_csv: str | os.PathLike, out: str | os.PathLike, title: s
             # every loss value drawn positive (a validation column's empty cells on the
             # training rows are not values: NaN > 0 is False)
             if ylabel == "loss" and all((history[c].dropna() > 0).all() for c in cols):
-                ax.set_yscale("log")
-                ax.yaxis.set_major_formatter(_PlainLogFormatter())
-                ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
+                _plain_log_scale(ax)
             if ylabel == "score":
                 # shares and rates: none below 0; all 0 (early validation) on 0..1, not 0..0.055
                 top = max(history[c].max() for c in cols if history[c].notna().any())
@@ -214,8 +220,6 @@ def validation_table(histories: Mapping[str, tuple[str, str | os.PathLike]]) -> 
     for experiment in sorted(histories, key=lambda e: _panel_order(histories[e][0], e)):
         task, path = histories[experiment]
         history = read_history(path)
-        if "step" not in history.columns:
-            raise ValueError(f"{path}: no 'step' column (columns: {list(history.columns)})")
         for col in VALIDATION_COLUMNS:
             if col not in history.columns:
                 history[col] = math.nan
@@ -312,9 +316,7 @@ def plot_compare_curves(
                     _empty(ax, f"{task}: no {col} values")
                     continue
                 if col == "val_loss" and all((np.asarray(v) > 0).all() for v in values):
-                    ax.set_yscale("log")
-                    ax.yaxis.set_major_formatter(_PlainLogFormatter())
-                    ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
+                    _plain_log_scale(ax)
                 if col == "val_acc":
                     top = max(np.max(v) for v in values)
                     ax.set_ylim(0, None if top > 0 else 1)  # all 0 on 0..1, not 0..0.055
