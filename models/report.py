@@ -112,9 +112,18 @@ def load_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
     return [read_metrics(p) for p in paths]
 
 
+def _split_rank(split: str) -> tuple[int, str]:
+    """A split's place: the synthetic test splits in `TEST_SPLITS` order, then own tests by name."""
+    return (TEST_SPLITS.index(split) if split in TEST_SPLITS else len(TEST_SPLITS), split)
+
+
+def _cell(value: Any) -> Any:
+    """A table cell's value, None where it is undefined (None, or NaN as a CSV reads back)."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
 def _order(record: Mapping[str, Any]) -> tuple:
-    split = record.get("split", "")
-    split_rank = TEST_SPLITS.index(split) if split in TEST_SPLITS else len(TEST_SPLITS)
+    split_rank = _split_rank(record.get("split", ""))[0]
     return (record["experiment"] == TESSERACT, record["experiment"], record["task"], split_rank)
 
 
@@ -213,7 +222,7 @@ COLUMN_FORMATS = {
 
 
 def _format(value: Any, digits: int = 4, column: str = "") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _cell(value) is None:
         return ""
     if isinstance(value, bool):
         return str(value)
@@ -227,7 +236,7 @@ def _format(value: Any, digits: int = 4, column: str = "") -> str:
 
 
 def _csv_cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _cell(value) is None:
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
@@ -393,16 +402,6 @@ _SEED_COPY_KEY = (
     "train_steps",
     "init_from",
 )
-
-
-def _split_rank(split: str) -> tuple[int, str]:
-    """A split's place: the synthetic test splits in `TEST_SPLITS` order, then own tests by name."""
-    return (TEST_SPLITS.index(split) if split in TEST_SPLITS else len(TEST_SPLITS), split)
-
-
-def _cell(value: Any) -> Any:
-    """A table cell as a grouping key: an undefined one (None, or NaN from a CSV) is None."""
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
 def seed_table(*tables: pd.DataFrame) -> pd.DataFrame:
