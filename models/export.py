@@ -566,6 +566,12 @@ def _onnxruntime_errors() -> tuple[type[Exception], ...]:
     return tuple(getattr(state, n) for n in names if hasattr(state, n))
 
 
+def model_opset(proto: onnx.ModelProto) -> int | None:
+    """The opset of the default (``ai.onnx``) domain a model is written at; None if it names
+    none."""
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
 def _unloadable_why(path: str, error: Exception) -> str:
     """Why onnxruntime cannot load ``path``, with the file's IR version and opset and the
     installed onnxruntime's version: a file written for a newer onnxruntime (a higher opset or
@@ -574,8 +580,7 @@ def _unloadable_why(path: str, error: Exception) -> str:
 
     try:
         proto = onnx.load(path, load_external_data=False)
-        opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-        stamp = f"IR version {proto.ir_version}, opset {opset}"
+        stamp = f"IR version {proto.ir_version}, opset {model_opset(proto)}"
     except (OSError, DecodeError):
         stamp = "not readable by onnx either"
     # onnxruntime's message names the file and its own C++ source and function: keep what

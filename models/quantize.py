@@ -55,6 +55,7 @@ from models.export import (
     ExportError,
     load_onnx,
     metadata_of,
+    model_opset,
     output_problem,
     unreadable_onnx,
 )
@@ -343,7 +344,7 @@ def quantize_onnx(
     info = metadata_of(proto, src)
     if "quantization" in info:
         raise ExportError(f"{src} is already quantized: quantize the float export instead")
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    opset = model_opset(proto)
     if opset is not None and opset < MIN_INT8_OPSET:
         raise ExportError(_opset_problem(f"{src}: it is exported at opset {opset}", opset))
     onnx_ops = [t for op in ops for t in ONNX_OPS[op]]
