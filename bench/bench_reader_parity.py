@@ -19,6 +19,7 @@ decoded differently (greedy) and the largest relative difference of their confid
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import sys
 import tempfile
@@ -105,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.exit(f"error: {e}")
         engines = {
             "torch32": _torch_engine(model, torch.float32),
-            "torch64": _torch_engine(load_model(args.checkpoint)[0], torch.float64),
+            "torch64": _torch_engine(copy.deepcopy(model), torch.float64),
             "onnx_all": _onnx_engine(path, ort.GraphOptimizationLevel.ORT_ENABLE_ALL),
             "onnx_none": _onnx_engine(path, ort.GraphOptimizationLevel.ORT_DISABLE_ALL),
         }
