@@ -18,13 +18,15 @@ The shards are streamed in order (no shuffling), so row ``i`` of ``predictions.c
      "per_font": {"WenQuanYi Zen Hei": {"n": 500, "seq_acc": ..., ...}, ...},
      "per_font_file": {"wqy-zenhei.ttc": {"n": 600, ...}, ...},  # the font files' (not own tests)
      "eval_img_per_s": 812.0, "eval_wall_s": 1.2, "device": "cuda", "decoder": "greedy",
-     "batch_size": 128, "params_m": 4.2, "seed": 20171204, "train_steps": 3000,
-     "train_wall_s": 610.0, "train_settings": {"batch_size": 32, "lr": 0.002}}
+     "batch_size": 128, "params_m": 4.2, "seed": 20171204, "budget_steps": 3000,
+     "train_steps": 3000, "train_wall_s": 610.0, "train_settings": {"batch_size": 32, "lr": 0.002}}
 
 ``seed`` is the run's training seed (its ``train.json``; null without one): seed copies of an
-experiment differ by it alone. ``train_settings`` holds the run's other training settings that
-differ from their defaults (`models.specs.distinct_settings`). ``decoder`` is the one the
-readings were decoded with (the classifier's, an argmax over its classes, always ``greedy``).
+experiment differ by it alone. ``budget_steps`` is the steps the run was configured for (its
+``train.steps``), ``train_steps`` those it ran: fewer when early stopping ended it.
+``train_settings`` holds the run's other training settings that differ from their defaults
+(`models.specs.distinct_settings`). ``decoder`` is the one the readings were decoded with (the
+classifier's, an argmax over its classes, always ``greedy``).
 
 With ``"decoder": "grammar"`` also ``"grammar"``: what the readings were held to, ``"evaluates"``
 (any expression that parses) or the task's settings (``{"operand_counts": [2, 3, 4],
@@ -512,9 +514,12 @@ def training_record(meta: Any, train_info: str | os.PathLike | None = None) -> d
     file), ``train_steps`` (from the checkpoint), ``train_wall_s`` (from ``train.json``; None
     without it), ``init_from``: the checkpoint the run started from (``train.init_from``,
     fine-tuning; None from random weights), whose own steps and time the other two leave out,
-    and ``train_settings``: the run's other training settings that differ from their defaults
+    ``budget_steps``: the steps the run was configured for (the checkpoint's recorded
+    ``train.steps``), of which early stopping may have run fewer (``train_steps``), and
+    ``train_settings``: the run's other training settings that differ from their defaults
     (`models.specs.distinct_settings`: what tells two experiments of one model apart when only
-    their learning rate differs, say; None for a checkpoint without its settings).
+    their learning rate differs, say). The last two are None for a checkpoint without its
+    settings.
 
     Args:
         meta: The checkpoint's `models.checkpoint.ModelMeta`.
@@ -541,6 +546,7 @@ def training_record(meta: Any, train_info: str | os.PathLike | None = None) -> d
     train = getattr(meta, "train", None) or {}
     return {
         "seed": seed,
+        "budget_steps": train.get("steps"),
         "train_steps": steps,
         "train_wall_s": wall,
         "init_from": train.get("init_from"),

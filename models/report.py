@@ -54,6 +54,7 @@ CRNN_COLUMNS = (
     "ned",
     "value_acc",
     "params_m",
+    "budget_steps",
     "train_steps",
     "train_wall_s",
     "eval_img_per_s",
@@ -74,6 +75,7 @@ HANZI_COLUMNS = (
     "interval_95",
     "top5",
     "params_m",
+    "budget_steps",
     "train_steps",
     "train_wall_s",
     "eval_img_per_s",
@@ -96,6 +98,7 @@ READER_COLUMNS = (
     "cer",
     "ned",
     "params_m",
+    "budget_steps",
     "train_steps",
     "train_wall_s",
     "eval_img_per_s",
@@ -389,19 +392,38 @@ SEED_COLUMNS = (
     "max",
     "model_kwargs",
     "train_settings",
+    "budget_steps",
     "train_steps",
     "init_from",
 )
-# What seed copies share: all a table row says of its experiment's run but its name and seed.
+# What seed copies share: all a table row says of its experiment's configured run but its name and
+# seed. The steps configured (budget_steps), not those run (train_steps): early stopping ends two
+# copies of one configuration at different steps, and their spread is the very one sought.
 _SEED_COPY_KEY = (
     "task",
     "model",
     "decoder",
     "model_kwargs",
     "train_settings",
-    "train_steps",
+    "budget_steps",
     "init_from",
 )
+
+
+def _steps(value: Any) -> int | None:
+    """A step count of a table cell as an integer (a CSV read back holds 3000.0 in a column with
+    empty cells), None where it is undefined."""
+    value = _cell(value)
+    return None if value is None else int(value)
+
+
+def _steps_run(steps: Iterable[int | None]) -> int | str | None:
+    """The steps a group's runs ran: the number when they agree, ``"min-max"`` when early
+    stopping ended them at different steps, None when none is recorded."""
+    known = sorted({s for s in steps if s is not None})
+    if not known:
+        return None
+    return known[0] if len(known) == 1 else f"{known[0]}-{known[-1]}"
 
 
 def seed_table(*tables: pd.DataFrame) -> pd.DataFrame:
@@ -415,17 +437,20 @@ def seed_table(*tables: pd.DataFrame) -> pd.DataFrame:
     Returns:
         Columns `SEED_COLUMNS`: a row per group of two or more experiments of one task, model,
         decoder (the hanzi table has none: its classifier's argmax has no other),
-        ``model_kwargs``, ``train_settings``, ``train_steps`` and ``init_from``, and per split,
-        with ``seeds`` (how many experiments: one per seed), the ``mean``, sample standard
-        deviation ``sd`` (ddof 1), ``min`` and ``max`` of the table's headline figure
-        (``metric``: ``top1`` for the classifier, ``seq_acc`` else) and the ``experiments``
-        (by name). Rows are ordered by the group's first experiment, then by split
-        (`TEST_SPLITS`, then own tests by name). An experiment without the headline figure on
-        a split is left out of it, and so is one whose ``seed`` another experiment of its group
-        (the first by name) has, or whose seed is not recorded as another's is not: the same
-        run under two names, not two seeds.
+        ``model_kwargs``, ``train_settings``, ``budget_steps`` (the steps configured, however
+        many early stopping let each run) and ``init_from``, and per split, with ``seeds`` (how
+        many experiments: one per seed), the ``mean``, sample standard deviation ``sd`` (ddof
+        1), ``min`` and ``max`` of the table's headline figure (``metric``: ``top1`` for the
+        classifier, ``seq_acc`` else), the ``experiments`` (by name) and the ``train_steps``
+        they ran (`_steps_run`: ``"min-max"`` where they differ). A row without
+        ``budget_steps`` (an evaluation made before it was recorded) is grouped by the steps
+        it ran instead, as it was then. Rows are ordered by the group's first experiment, then
+        by split (`TEST_SPLITS`, then own tests by name). An experiment without the headline
+        figure on a split is left out of it, and so is one whose ``seed`` another experiment of
+        its group (the first by name) has, or whose seed is not recorded as another's is not:
+        the same run under two names, not two seeds.
     """
-    groups: dict[tuple, list[tuple[str, Any, float]]] = {}
+    groups: dict[tuple, list[tuple[str, Any, float, int | None]]] = {}
     for table in tables:
         if not len(table):
             continue
@@ -436,23 +461,29 @@ def seed_table(*tables: pd.DataFrame) -> pd.DataFrame:
             value = _cell(row.get(metric))
             if value is None:
                 continue
-            key = (metric, row["split"], *(_cell(row.get(c)) for c in _SEED_COPY_KEY))
+            shared = {c: _cell(row.get(c)) for c in _SEED_COPY_KEY}
+            shared["budget_steps"] = _steps(shared["budget_steps"])
+            ran = _steps(row.get("train_steps"))
+            # without a recorded budget, the steps run are all that tells two budgets apart
+            unbudgeted = ran if shared["budget_steps"] is None else None
+            key = (metric, row["split"], unbudgeted, *shared.values())
             seed = _cell(row.get("seed"))
-            groups.setdefault(key, []).append((str(row["experiment"]), seed, float(value)))
+            groups.setdefault(key, []).append((str(row["experiment"]), seed, float(value), ran))
     rows = []
-    for (metric, split, *shared), found in groups.items():
+    for (metric, split, _, *shared), found in groups.items():
         # one experiment per seed: two of one seed (or of none recorded) are one run named twice
         # (experiments that differ in their evaluation alone), whose spread is no seed's
-        per_seed: dict[Any, tuple[str, float]] = {}
-        for name, seed, value in sorted(found, key=lambda m: m[0]):
-            per_seed.setdefault(seed, (name, value))
+        per_seed: dict[Any, tuple[str, float, int | None]] = {}
+        for name, seed, value, ran in sorted(found, key=lambda m: m[0]):
+            per_seed.setdefault(seed, (name, value, ran))
         members = list(per_seed.values())
         if len(members) < 2:
             continue
-        names = sorted(name for name, _ in members)
-        values = [value for _, value in members]
+        names = sorted(name for name, _, _ in members)
+        values = [value for _, value, _ in members]
         row = {
             **dict(zip(_SEED_COPY_KEY, shared, strict=True)),
+            "train_steps": _steps_run(ran for _, _, ran in members),
             "experiments": ", ".join(names),
             "split": split,
             "metric": metric,
@@ -519,8 +550,10 @@ def summary_markdown(
         "its faces alike, so a file of several faces of one design (a `.ttc` collection) "
         "weighs as many times a file of one in the split's own figure (`per_file` is empty for "
         "a split of your own images, which come from no font file). `seed` is the training "
-        "seed: seed copies of an experiment differ by it alone; `train_settings` the run's "
-        "other training settings that differ from their defaults (`lr`, `batch_size`, ...).\n",
+        "seed: seed copies of an experiment differ by it alone; `budget_steps` the steps the "
+        "run was configured for (`train.steps`), `train_steps` those it ran (fewer when early "
+        "stopping ended it); `train_settings` the run's other training settings that differ "
+        "from their defaults (`lr`, `batch_size`, ...).\n",
     ]
     if any("not installed" in note for note in tesseract_notes):
         parts.append("**Tesseract is not installed here: its rows are empty.**\n")
@@ -563,11 +596,13 @@ def summary_markdown(
         parts += [
             "## Seed copies\n",
             "Experiments that differ in their training `seed` alone (one task, model, "
-            "`decoder`, `model_kwargs`, `train_settings`, `train_steps` and `init_from`), per "
+            "`decoder`, `model_kwargs`, `train_settings`, `budget_steps` and `init_from`), per "
             "split: how many (`seeds`), and the `mean`, sample standard deviation (`sd`), `min` "
-            "and `max` of their headline figure (`metric`). A gap between two models that is "
-            "within a group's `min`-`max` can be the seed's alone: the tables' `interval_95` "
-            "covers the images only, not this spread.\n",
+            "and `max` of their headline figure (`metric`). `budget_steps` are the steps "
+            "configured and `train_steps` those run (`min-max` where early stopping ended the "
+            "copies at different steps: a spread of when they stop is the seed's too). A gap "
+            "between two models that is within a group's `min`-`max` can be the seed's alone: "
+            "the tables' `interval_95` covers the images only, not this spread.\n",
             markdown_table(seeds),
         ]
     if plots:

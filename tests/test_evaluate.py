@@ -466,6 +466,21 @@ def test_the_training_record_names_the_settings_that_tell_two_runs_apart():
     assert training_record(ModelMeta("crnn_vgg", {}, list("ab"), "line"))["train_settings"] is None
 
 
+def test_the_training_record_gives_the_steps_configured_beside_those_run(tmp_path):
+    """A run that early stopping ended before its budget: ``budget_steps`` is the checkpoint's
+    recorded ``train.steps`` (what seed copies of one configuration share), ``train_steps``
+    the steps it ran (its ``train.json``'s, else the checkpoint's)."""
+    spec = TrainSpec(steps=6, early_stop_patience=1, val_every=2)
+    meta = ModelMeta("crnn_vgg", {}, list("ab"), "line", train=recorded_settings(spec, 1), step=4)
+    assert (training_record(meta)["budget_steps"], training_record(meta)["train_steps"]) == (6, 4)
+    info = tmp_path / "train.json"
+    info.write_text(json.dumps({"steps": 4, "stopped_early": True, "seed": 7}))
+    record = training_record(meta, info)
+    assert (record["budget_steps"], record["train_steps"]) == (6, 4)
+    assert "steps" not in record["train_settings"]  # a column of its own
+    assert training_record(ModelMeta("crnn_vgg", {}, list("ab"), "line"))["budget_steps"] is None
+
+
 @pytest.mark.parametrize(
     ("case", "decoder"),
     [
@@ -495,7 +510,7 @@ def test_evaluate_writes_metrics_and_predictions(tmp_path, cjk_font, case, decod
     assert record["device"] == "cpu"
     assert record["decoder"] == (decoder if task in ("expr", "line", "short") else "greedy")
     assert record["eval_img_per_s"] > 0
-    assert record["train_steps"] == 6
+    assert record["train_steps"] == record["budget_steps"] == 6
     assert record["train_wall_s"] == 12.5
     assert record["seed"] == 7  # the run's training seed: what tells seed copies apart
     assert record["params_m"] > 0

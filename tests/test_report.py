@@ -38,6 +38,7 @@ def _record(experiment, model, task, split, **extra):
         "decoder": "greedy",
         "params_m": 1.5,
         "seed": 1,
+        "budget_steps": 6,
         "train_steps": 6,
         "train_wall_s": 3.25,
     }
@@ -50,6 +51,7 @@ def _record(experiment, model, task, split, **extra):
 # text scores and value_acc, and no decoder (its argmax has no other).
 _HEADER_BACK = [
     "params_m",
+    "budget_steps",
     "train_steps",
     "train_wall_s",
     "eval_img_per_s",
@@ -105,6 +107,7 @@ def metrics_files(tmp_path):
                 seed=None,
                 decoder=None,
                 params_m=None,
+                budget_steps=None,
                 train_steps=None,
                 train_wall_s=None,
             ),
@@ -158,6 +161,7 @@ def metrics_files(tmp_path):
                 seed=None,
                 decoder=None,
                 params_m=None,
+                budget_steps=None,
                 train_steps=None,
                 train_wall_s=None,
                 per_font={"Font C": {"n": 20, "seq_acc": 0.75}},
@@ -200,6 +204,7 @@ def test_crnn_report_columns_and_rows(tmp_path, metrics_files):
         "ned",
         "value_acc",
         "params_m",
+        "budget_steps",
         "train_steps",
         "train_wall_s",
         "eval_img_per_s",
@@ -241,6 +246,7 @@ def test_crnn_report_columns_and_rows(tmp_path, metrics_files):
     ]
     assert rows[0]["init_from"] == "a.pt" and rows[2]["init_from"] == ""  # fine-tuned, or not
     assert rows[0]["train_steps"] == "6" and rows[0]["train_wall_s"] == "3.25"
+    assert rows[0]["budget_steps"] == "6" and rows[4]["budget_steps"] == ""  # as configured
     assert rows[4]["params_m"] == "" and rows[4]["model"] == "tesseract 5.3.0"
     missing = rows[5]
     assert missing["model"] == "tesseract (not installed)"
@@ -1416,6 +1422,54 @@ def test_summary_gives_the_spread_over_seed_copies(tmp_path):
     )
     assert len(rows) == 2 and "| test_heldout |" in rows[1]
     assert "lr4" not in section and "wide" not in section and "tesseract" not in section
+
+
+def test_seed_copies_are_grouped_by_the_steps_configured_not_those_run(tmp_path):
+    """Early stopping ends seed copies of one configuration at different steps: they are one
+    group (their ``budget_steps``), whose ``train_steps`` gives the steps run as min-max; copies
+    of another budget are another group, even where one of them stopped at a step the first
+    group's ran. The same from the report CSV read back (steps as floats there)."""
+    _, crnn, _ = _seed_copies()
+    ran = {"line_vgg_s2": 4, "line_vgg_s3": 5}  # budget 6, as line_vgg, which ran all 6
+    copies = [
+        {**r, "train_steps": ran.get(r["experiment"], r["train_steps"])}
+        for r in crnn
+        if r["experiment"].startswith("line_vgg") or r["experiment"] == "tesseract"
+    ]
+    longer = [  # budget 12: seed 1 stopped at 6 (line_vgg's steps), seed 2 ran all 12
+        {**r, "experiment": name, "seed": seed, "budget_steps": 12, "train_steps": steps}
+        for r in crnn
+        if r["experiment"] == "line_vgg"
+        for name, seed, steps in (("line_vgg_long", 1, 6), ("line_vgg_long_s2", 2, 12))
+    ]
+    table = report.crnn_table(copies + longer)
+    report.write_table(table, tmp_path / "crnn_report.csv")
+    import pandas as pd
+
+    for seeds in (
+        report.seed_table(table),
+        report.seed_table(pd.read_csv(tmp_path / "crnn_report.csv")),
+    ):
+        cells = seeds[["experiments", "split", "seeds", "budget_steps", "train_steps"]]
+        group, long = "line_vgg, line_vgg_s2, line_vgg_s3", "line_vgg_long, line_vgg_long_s2"
+        assert cells.values.tolist() == [
+            [group, "test_seen", 3, 6, "4-6"],
+            [group, "test_heldout", 3, 6, "4-6"],
+            [long, "test_seen", 2, 12, "6-12"],
+            [long, "test_heldout", 2, 12, "6-12"],
+        ]
+    # copies that all ran their budget give it as one number
+    full = report.seed_table(
+        report.crnn_table([r for r in crnn if r["experiment"] != "line_vgg_lr4"])
+    )
+    assert full["train_steps"].tolist() == [6, 6]
+    # evaluations made before budget_steps was recorded: grouped by the steps run, as then
+    unbudgeted = [{k: v for k, v in r.items() if k != "budget_steps"} for r in copies]
+    assert report.seed_table(report.crnn_table(unbudgeted)).empty
+    ran_alike = [{**r, "train_steps": 6} for r in unbudgeted]
+    old = report.seed_table(report.crnn_table(ran_alike))
+    assert old["experiments"].tolist() == [group, group]
+    assert old["budget_steps"].tolist() == [None, None] and old["train_steps"].tolist() == [6, 6]
 
 
 def test_experiments_of_one_seed_are_not_seed_copies():

@@ -28,13 +28,13 @@ CHROMIUM_FLAGS = [
 ]
 TABLES = {
     "crnn_report.csv": "experiment,model,backbone,seed,decoder,task,split,n,seq_acc,interval_95,"
-    "cer,ned,value_acc,params_m,train_steps,train_wall_s,eval_img_per_s,device,model_kwargs,"
-    "train_settings,init_from",
+    "cer,ned,value_acc,params_m,budget_steps,train_steps,train_wall_s,eval_img_per_s,device,"
+    "model_kwargs,train_settings,init_from",
     "hanzi_report.csv": "experiment,model,seed,task,split,font,n,top1,interval_95,top5,"
-    "params_m,train_steps,train_wall_s,eval_img_per_s,device,model_kwargs,train_settings,"
-    "init_from",
+    "params_m,budget_steps,train_steps,train_wall_s,eval_img_per_s,device,model_kwargs,"
+    "train_settings,init_from",
     "reader_report.csv": "experiment,model,seed,decoder,task,split,font,n,seq_acc,interval_95,"
-    "cer,ned,params_m,train_steps,train_wall_s,eval_img_per_s,device,model_kwargs,"
+    "cer,ned,params_m,budget_steps,train_steps,train_wall_s,eval_img_per_s,device,model_kwargs,"
     "train_settings,init_from",
 }
 CATEGORIES = [
