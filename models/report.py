@@ -410,6 +410,21 @@ _SEED_COPY_KEY = (
 )
 
 
+def _weight_settings(cell: Any) -> str | None:
+    """A ``train_settings`` cell as seed copies compare it: without the settings that cannot
+    change the weights (`models.specs.WEIGHT_NEUTRAL`: ``log_every``), None where none is left
+    (as an empty cell reads back from a CSV)."""
+    # here, not at the top: models.specs reads the config schema, which the reports need not
+    from models.specs import WEIGHT_NEUTRAL
+
+    text = _cell(cell)
+    if text is None:
+        return None
+    # "k=v k=v", each value compact JSON (`_row`): a setting's name is what precedes its "="
+    kept = [part for part in str(text).split(" ") if part.split("=", 1)[0] not in WEIGHT_NEUTRAL]
+    return " ".join(kept) or None
+
+
 def _steps(value: Any) -> int | None:
     """A step count of a table cell as an integer (a CSV read back holds 3000.0 in a column with
     empty cells), None where it is undefined."""
@@ -437,12 +452,13 @@ def seed_table(*tables: pd.DataFrame) -> pd.DataFrame:
     Returns:
         Columns `SEED_COLUMNS`: a row per group of two or more experiments of one task, model,
         decoder (the hanzi table has none: its classifier's argmax has no other),
-        ``model_kwargs``, ``train_settings``, ``budget_steps`` (the steps configured, however
-        many early stopping let each run) and ``init_from``, and per split, with ``seeds`` (how
-        many experiments: one per seed), the ``mean``, sample standard deviation ``sd`` (ddof
-        1), ``min`` and ``max`` of the table's headline figure (``metric``: ``top1`` for the
-        classifier, ``seq_acc`` else), the ``experiments`` (by name) and the ``train_steps``
-        they ran (`_steps_run`: ``"min-max"`` where they differ). A row without
+        ``model_kwargs``, ``train_settings`` (less those that cannot change the weights,
+        `_weight_settings`), ``budget_steps`` (the steps configured, however many early stopping
+        let each run) and ``init_from``, and per split, with ``seeds`` (how many experiments:
+        one per seed), the ``mean``, sample standard deviation ``sd`` (ddof 1), ``min`` and
+        ``max`` of the table's headline figure (``metric``: ``top1`` for the classifier,
+        ``seq_acc`` else), the ``experiments`` (by name) and the ``train_steps`` they ran
+        (`_steps_run`: ``"min-max"`` where they differ). A row without
         ``budget_steps`` (an evaluation made before it was recorded) is grouped by the steps
         it ran instead, as it was then. Rows are ordered by the group's first experiment, then
         by split (`TEST_SPLITS`, then own tests by name). An experiment without the headline
@@ -462,6 +478,7 @@ def seed_table(*tables: pd.DataFrame) -> pd.DataFrame:
             if value is None:
                 continue
             shared = {c: _cell(row.get(c)) for c in _SEED_COPY_KEY}
+            shared["train_settings"] = _weight_settings(shared["train_settings"])
             shared["budget_steps"] = _steps(shared["budget_steps"])
             ran = _steps(row.get("train_steps"))
             # without a recorded budget, the steps run are all that tells two budgets apart
@@ -596,13 +613,15 @@ def summary_markdown(
         parts += [
             "## Seed copies\n",
             "Experiments that differ in their training `seed` alone (one task, model, "
-            "`decoder`, `model_kwargs`, `train_settings`, `budget_steps` and `init_from`), per "
-            "split: how many (`seeds`), and the `mean`, sample standard deviation (`sd`), `min` "
-            "and `max` of their headline figure (`metric`). `budget_steps` are the steps "
-            "configured and `train_steps` those run (`min-max` where early stopping ended the "
-            "copies at different steps: a spread of when they stop is the seed's too). A gap "
-            "between two models that is within a group's `min`-`max` can be the seed's alone: "
-            "the tables' `interval_95` covers the images only, not this spread.\n",
+            "`decoder`, `model_kwargs`, `train_settings`, `budget_steps` and `init_from`; "
+            "`log_every`, which changes the logged curves and not the weights, is left out of "
+            "`train_settings` here), per split: how many (`seeds`), and the `mean`, sample "
+            "standard deviation (`sd`), `min` and `max` of their headline figure (`metric`). "
+            "`budget_steps` are the steps configured and `train_steps` those run (`min-max` "
+            "where early stopping ended the copies at different steps: a spread of when they "
+            "stop is the seed's too). A gap between two models that is within a group's "
+            "`min`-`max` can be the seed's alone: the tables' `interval_95` covers the images "
+            "only, not this spread.\n",
             markdown_table(seeds),
         ]
     if plots:

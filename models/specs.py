@@ -20,6 +20,14 @@ SCHEDULES = ("cosine", "onecycle", "constant", "wsd")
 SCHEDULING = ("mem_mb", "threads", "priority")
 # Settings that change neither the weights nor the history: editing them resumes the same run.
 NOT_HASHED = (*SCHEDULING, "tensorboard")
+# Settings that change the history but cannot change the weights: log_every only chooses the steps
+# that write a history row. Seed copies that differ in one of these are copies still
+# (`models.report.seed_table`). Every other hashed setting reaches the weights: checkpoint_every is
+# the data stream's segment length and num_workers its number of lanes (each segment and lane a
+# freshly seeded pipeline, `models.data.TrainStream`), shuffle_buffer the samples' order, amp the
+# arithmetic on a GPU, and val_every, val_batches and early_stop_patience decide where early
+# stopping ends a run.
+WEIGHT_NEUTRAL = ("log_every",)
 # Settings added after runs were first keyed: hashed only when they differ from their default, so
 # a run keeps its key (and its finished weights) when an upgrade adds a setting it did not use.
 HASHED_WHEN_SET = ("label_smoothing", "ema_decay", "decay_fraction", "align_weight", "align_steps")

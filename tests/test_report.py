@@ -1472,6 +1472,49 @@ def test_seed_copies_are_grouped_by_the_steps_configured_not_those_run(tmp_path)
     assert old["budget_steps"].tolist() == [None, None] and old["train_steps"].tolist() == [6, 6]
 
 
+def test_seed_copies_that_differ_in_a_setting_the_weights_do_not_depend_on_are_one_group(
+    tmp_path,
+):
+    """log_every chooses the history's rows alone (`models.specs.WEIGHT_NEUTRAL`): copies that
+    differ in it, one of them at its default (no cell), are one group, whose train_settings
+    leave it out; copies that differ in their validation (val_every: where early stopping can
+    end them) are not. From the tables and from their CSVs read back alike."""
+    _, crnn, _ = _seed_copies()
+    logged = {"line_vgg_s2": 1, "line_vgg_s3": 10}  # line_vgg's log_every: the default
+    records = []
+    for r in crnn:
+        settings = dict(r.get("train_settings") or {})
+        if r["experiment"] in logged:
+            settings["log_every"] = logged[r["experiment"]]
+        if r["experiment"] == "line_vgg_lr4":  # line_vgg_s2 but for its seed and val_every
+            settings.update(lr=0.002, val_every=100, log_every=1)
+            r = {**r, "seed": 4}
+        records.append({**r, "train_settings": settings})
+    table = report.crnn_table(records)
+    cells = dict(zip(table["experiment"], table["train_settings"], strict=True))
+    assert cells["line_vgg_s2"] == 'log_every=1 lr=0.002 schedule="wsd"'  # the tables keep it
+    assert cells["line_vgg_lr4"] == 'log_every=1 lr=0.002 schedule="wsd" val_every=100'
+    report.write_table(table, tmp_path / "crnn_report.csv")
+    import pandas as pd
+
+    copies = "line_vgg, line_vgg_s2, line_vgg_s3"
+    for seeds in (
+        report.seed_table(table),
+        report.seed_table(pd.read_csv(tmp_path / "crnn_report.csv")),
+    ):
+        assert seeds["experiments"].tolist() == [copies, copies]
+        assert seeds["seeds"].tolist() == [3, 3]
+        assert seeds["train_settings"].tolist() == ['lr=0.002 schedule="wsd"'] * 2
+    # one copy at every default, the other at another log_every alone: one group still
+    plain = [
+        {**r, "train_settings": {"log_every": 1} if r["experiment"] == "line_vgg_s2" else {}}
+        for r in crnn
+        if r["experiment"] in ("line_vgg", "line_vgg_s2")
+    ]
+    both = report.seed_table(report.crnn_table(plain))
+    assert both["experiments"].tolist() == ["line_vgg, line_vgg_s2"] * 2
+
+
 def test_experiments_of_one_seed_are_not_seed_copies():
     """Two experiments that differ in their evaluation alone (its threads, say) train the same
     run under two names: of one seed, or of none recorded, they are one seed in a group, not

@@ -39,6 +39,7 @@ from models.devices import DistEnv, dist_env, resolve_device
 from models.families import CTCFamily, make_family
 from models.registry import build_model
 from models.specs import (
+    WEIGHT_NEUTRAL,
     TrainJob,
     TrainSpec,
     hashed_settings,
@@ -1392,6 +1393,38 @@ def test_outputs_not_finite_in_eval_mode_stop_training_at_the_validation(
     family = make_family("crnn_vgg", list("0123"))
     with pytest.raises(ValueError, match=r"'crnn_vgg' gave outputs that are not finite .* 2 of 2"):
         family.decode(torch.full((8, 2, 5), float("nan")))
+
+
+# Another value of each `WEIGHT_NEUTRAL` setting than line_job's (log_every 2).
+_NEUTRAL_VALUES = {"log_every": 3}
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    return torch.load(out / "model.pt", weights_only=True)["state_dict"]
+
+
+@pytest.mark.parametrize("setting", WEIGHT_NEUTRAL)
+def test_a_weight_neutral_setting_changes_the_history_and_not_the_weights(
+    line_data, tmp_path, setting
+):
+    """Seed copies that differ in a `WEIGHT_NEUTRAL` setting are grouped as copies
+    (`models.report.seed_table`): the same run with another value of it ends with the same
+    weights (its history rows at other steps), where another checkpoint_every, which cuts the
+    data stream into other freshly seeded segments, ends with other weights."""
+    baseline = line_job(line_data, tmp_path / "baseline")
+    other = _NEUTRAL_VALUES[setting]
+    assert getattr(baseline.train, setting) != other
+    train(baseline)
+    train(line_job(line_data, tmp_path / "neutral", **{setting: other}))
+    a, b = _weights(tmp_path / "baseline"), _weights(tmp_path / "neutral")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # the setting was used: the history's rows are at other steps
+    assert _history_scalars(tmp_path / "baseline", "train_loss") != _history_scalars(
+        tmp_path / "neutral", "train_loss"
+    )
+    train(line_job(line_data, tmp_path / "segments", checkpoint_every=4))
+    c = _weights(tmp_path / "segments")
+    assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_early_stopping(line_data, tmp_path, monkeypatch):
