@@ -180,15 +180,10 @@ def _plainly_empty(charset: Mapping[str, Any]) -> bool:
 
 def cwd_hint(paths: Sequence[Any] = ()) -> str:
     """The words a message about ``paths`` adds: where relative paths are read from; nothing
-    when every one of them is absolute (none given: the words). A path that starts with ``~``
-    is relative: only ``extends`` expands it, so the words say so."""
+    when every one of them is absolute (none given: the words). The config's paths come here
+    with their ``~`` and ``$VARS`` expanded (`synth.schema.expand_paths`)."""
     if paths and all(os.path.isabs(str(p)) for p in paths):
         return ""
-    if any(str(p).startswith("~") for p in paths):
-        return (
-            f" (~ is not expanded here, only in extends: write the path out; relative paths "
-            f"are read from {os.getcwd()})"
-        )
     return f" (relative paths are read from {os.getcwd()})"
 
 

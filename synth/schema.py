@@ -16,7 +16,9 @@ one (or, when none is close, all of them)::
       tasks.hanzi.splits.train.samples: -3 is less than the minimum of 1
 
 Then ``validate`` fills in the schema's defaults (`with_defaults` does the same outside the
-workflow, for ``python -m models.train --config``).
+workflow, for ``python -m models.train --config``), and the keys that hold a path (those the
+schema marks ``x-path``) get their ``~`` and ``$VARS`` expanded, as ``extends`` does; a variable
+that is not set is a problem naming the key and the variable (`path_problem`).
 """
 
 from __future__ import annotations
@@ -100,6 +102,16 @@ def _ordered(validator: Any, ordered: bool, instance: Any, schema: Any) -> Itera
         yield jsonschema.ValidationError(f"{list(instance)}: low is above high (give [low, high])")
 
 
+def _path(validator: Any, marked: bool, instance: Any, schema: Any) -> Iterator[Any]:
+    """The schema's own keyword ``x-path``: a key that holds a filesystem path (a font, a charset
+    or corpus file, a checkpoint), whose ``~`` and ``$VARS`` `check_schema` expands
+    (`expand_path`). One it cannot expand is an error naming the variable: left as written, the
+    path named a file ``$FONT_DIR/x.ttf`` in the working folder, a glob of which matched nothing
+    (a warning) and a run drew without those fonts."""
+    if marked and isinstance(instance, str) and (problem := path_problem(instance)):
+        yield jsonschema.ValidationError(problem)
+
+
 def _is_integer(checker: Any, instance: Any) -> bool:
     """``type: integer`` is an int (not a bool): JSON Schema's own also takes a float with
     nothing after its point (``2.0``), which then fails deep in the job that counts with it
@@ -109,7 +121,7 @@ def _is_integer(checker: Any, instance: Any) -> bool:
 
 _Validator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
-    {"ordered": _ordered},
+    {"ordered": _ordered, "x-path": _path},
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
 )
 
@@ -342,7 +354,7 @@ def _with_base(
     if not isinstance(extends, str) or not extends.strip():
         raise ValueError(f"{path}: extends: {extends!r}: give the path of a config file")
     here = path.resolve()
-    base_path = (here.parent / os.path.expandvars(os.path.expanduser(extends))).resolve()
+    base_path = (here.parent / expand_path(extends)).resolve()
     if base_path in (*chain, here):
         loop = " -> ".join(str(p) for p in (*chain, here, base_path))
         raise ValueError(f"{path}: extends: {extends}: the configs extend each other: {loop}")
@@ -354,6 +366,60 @@ def _with_base(
         raise ValueError(f"{path}: extends: {extends}: no such file ({base_path}){why}")
     base, base_origins = _load(base_path, (*chain, here))
     return merge_config(base, own), _merge_origins(base_origins, _origins(own, _shown(path)))
+
+
+def expand_path(path: str) -> str:
+    """A path as a config file gives it, with a leading ``~`` (or ``~user``) and each ``$NAME``
+    or ``${NAME}`` expanded as a shell expands them (`os.path.expanduser`, then
+    `os.path.expandvars`): ``extends`` and the keys the schema marks ``x-path``. A variable that
+    is not set, or a user who is not known, is left as written (`path_problem` says so)."""
+    return os.path.expandvars(os.path.expanduser(path))
+
+
+def path_problem(path: str) -> str | None:
+    """Why `expand_path` cannot expand ``path`` in full, naming what is missing: the environment
+    variables it names that are not set, or the ``~user`` whose home folder is not known; None
+    when it can (or there is nothing to expand)."""
+    unset = _unset_variables(path)
+    if unset:
+        names = ", ".join(f"${name}" for name in unset)
+        return (
+            f"{path}: {names} {'is' if len(unset) == 1 else 'are'} not set in the environment "
+            "(a path's ~ and $VARS are expanded: set it, or write the path out)"
+        )
+    if path.startswith("~") and os.path.expanduser(path) == path:
+        user = path[1:].split("/", 1)[0]
+        whose = f"no user {user!r} is known" if user else "HOME is not set"
+        return f"{path}: ~{user} cannot be expanded: {whose}"
+    return None
+
+
+def _path_found(validator: Any, marked: bool, instance: Any, schema: Any) -> Iterator[Any]:
+    """``x-path`` for `expand_paths`: a marker at each path `expand_path` changes."""
+    if marked and isinstance(instance, str) and expand_path(instance) != instance:
+        yield jsonschema.ValidationError("a path to expand")
+
+
+# Walks the config as the schema does ($ref, items, additionalProperties), to find its paths
+_PathFinder = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"x-path": _path_found})
+
+
+def expand_paths(config: dict[str, Any], schema: Mapping[str, Any]) -> None:
+    """Expand ``~`` and ``$VARS`` (`expand_path`) in place in every value of ``config`` at a key
+    that ``schema`` marks ``x-path`` (``fonts.paths``, ``train.init_from``, ...), so that the
+    jobs read, and Snakemake takes as inputs, the files the user meant; a path without either
+    is left as it is, and so is one `path_problem` finds fault with (the schema check names
+    it)."""
+    found = [
+        list(error.absolute_path)
+        for error in _PathFinder(schema).iter_errors(config)
+        if error.validator == "x-path"
+    ]
+    for path in found:
+        node: Any = config
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = expand_path(node[path[-1]])
 
 
 def _unset_variables(text: str) -> list[str]:
@@ -567,7 +633,8 @@ class SchemaCheck:
 
     Attributes:
         config: A copy of the config with the schema's defaults filled in wherever the config
-            has a mapping to fill, as the workflow sees it.
+            has a mapping to fill, and the ``~`` and ``$VARS`` of its paths expanded
+            (`expand_paths`), as the workflow sees it.
         problems: `config_problems`' lines (empty: valid).
         paths: The path of the key each problem is about.
     """
@@ -590,9 +657,10 @@ def check_schema(
 ) -> SchemaCheck:
     """``config`` checked against the schema, without raising: its problems, and a copy with
     the defaults filled in (an experiment without a ``train`` or ``eval`` block gets one, as
-    in common.smk), so that the checks past the schema (``models.registry.validate_experiment``)
-    can look at every part of it the schema finds nothing wrong with (`SchemaCheck.holds`) and
-    every problem be listed at once (`problems_error`). ``origins`` as `config_problems`."""
+    in common.smk) and the ``~`` and ``$VARS`` of its paths expanded (`expand_paths`), so that
+    the checks past the schema (``models.registry.validate_experiment``) can look at every part
+    of it the schema finds nothing wrong with (`SchemaCheck.holds`) and every problem be listed
+    at once (`problems_error`). ``origins`` as `config_problems`."""
     schema = load_schema(schema_path)
     at = _problems_at(config, schema)
     filled = copy.deepcopy(dict(config))
@@ -605,6 +673,7 @@ def check_schema(
         pass  # the problems are `at`'s: this pass fills in the defaults
     _keep_split_degrades(config, filled)
     drop_written_defaults(filled)
+    expand_paths(filled, schema)
     return SchemaCheck(
         filled, [_with_files(line, path, origins) for line, path in at], [path for _, path in at]
     )

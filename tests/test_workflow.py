@@ -2801,28 +2801,119 @@ def test_a_utf8_font_name_in_an_ascii_locale_is_the_locales_fault(tmp_path, lati
     ) in said, said[-2000:]
 
 
-def test_a_font_path_from_home_says_that_tilde_is_not_expanded(
-    tmp_path, capsys, monkeypatch, caplog
-):
-    """Only extends expands ~: a font listed as ~/fonts/Mine.ttf 'does not exist', and the
-    message added no word of where it was looked for (the hint took ~ for absolute), though it
-    was read from the working folder. It says so now, and so does a glob's warning."""
-    from models.configcheck import main
-    from synth.fonts import resolve_font_files
+def test_every_key_that_holds_a_path_expands_tilde_and_variables(tmp_path, monkeypatch):
+    """Only extends expanded ~ and $VARS: a font listed as ~/fonts/Mine.ttf 'did not exist', and
+    a glob such as ${FONT_DIR}/*.ttf matched nothing (a warning) and the run drew without those
+    fonts. Every key the schema marks as a path is expanded now, as extends is; a path with
+    neither is left as it is."""
+    home, data = tmp_path / "home", tmp_path / "data"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("SYNTHOCR_DATA", str(data))
 
     def edit(c):
-        c["fonts"]["paths"] = ["~/fonts/Mine.ttf"]
+        c["fonts"]["paths"] = ["~/fonts/*.ttf", "$HOME/x.ttf", "/usr/share/fonts/a.ttf", "f/*"]
+        c["fonts"]["test_fonts"] = ["${SYNTHOCR_DATA}/held.ttf"]
+        c["tasks"]["expr"]["charset"]["files"] = ["~/chars.txt"]
+        c["tasks"]["line"]["corpus"] = ["$SYNTHOCR_DATA/corpus.txt"]
+        c["experiments"]["expr_crnn"]["train"] = {"init_from": "~/models/model.pt"}
+        c["own_tests"] = {"test_mine": {"task": "expr", "labels": "${SYNTHOCR_DATA}/l.tsv"}}
 
+    config = yaml.safe_load(SMOKE.read_text())
+    edit(config)
+    checked = check_schema(config)
+    assert checked.problems == []
+    filled = checked.config
+    assert filled["fonts"]["paths"] == [
+        f"{home}/fonts/*.ttf",
+        f"{home}/x.ttf",
+        "/usr/share/fonts/a.ttf",
+        "f/*",
+    ]
+    assert filled["fonts"]["test_fonts"] == [f"{data}/held.ttf"]
+    assert filled["tasks"]["expr"]["charset"]["files"] == [f"{home}/chars.txt"]
+    assert filled["tasks"]["line"]["corpus"] == [f"{data}/corpus.txt"]
+    assert filled["experiments"]["expr_crnn"]["train"]["init_from"] == f"{home}/models/model.pt"
+    assert filled["own_tests"]["test_mine"]["labels"] == f"{data}/l.tsv"
+    assert config["fonts"]["paths"][0] == "~/fonts/*.ttf"  # the config given is left as it was
+
+
+def test_fonts_named_from_home_and_a_variable_are_the_jobs_inputs(
+    tmp_path, monkeypatch, cjk_font, heldout_font, capsys
+):
+    """Real fonts copied into a home folder and a folder a variable names: the config check
+    finds them, and Snakemake takes the expanded files as the coverage jobs' inputs."""
+    from models.configcheck import main
+
+    home, held = tmp_path / "home", tmp_path / "held"
+    (home / "fonts").mkdir(parents=True)
+    held.mkdir()
+    shutil.copy(cjk_font, home / "fonts" / "Mine.ttc")
+    shutil.copy(heldout_font, held / "Held.ttc")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("SYNTHOCR_HELD", str(held))
+    work = tmp_path / "work"
+    work.mkdir()
+    overlay = tmp_path / "mine.yaml"
+    overlay.write_text(
+        f"extends: {SMOKE}\n"
+        "fonts: {paths: ['~/fonts/Mine.ttc'], test_fonts: ['${SYNTHOCR_HELD}/*.ttc']}\n"
+    )
+    monkeypatch.chdir(work)
+    assert main([str(overlay)]) == 0, capsys.readouterr().err
+    proc = run_snakemake(
+        work, "-n", "results/fonts/line/train.tsv", "results/fonts/line/test.tsv", config=overlay
+    )
+    inputs = re.findall(r"^\s*input: (.*)$", proc.stdout, re.MULTILINE)
+    assert sorted(inputs) == sorted([str(home / "fonts" / "Mine.ttc"), str(held / "Held.ttc")])
+    assert "matches no font file" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "path"),
+    [
+        (
+            lambda c: c["fonts"].update(test_fonts=["${SYNTHOCR_NO_FONTS}/x.ttf"]),
+            "fonts.test_fonts.0",
+            "${SYNTHOCR_NO_FONTS}/x.ttf",
+        ),
+        (
+            lambda c: c["experiments"]["expr_crnn"].update(
+                train={"init_from": "$SYNTHOCR_NO_MODELS/model.pt"}
+            ),
+            "experiments.expr_crnn.train.init_from",
+            "$SYNTHOCR_NO_MODELS/model.pt",
+        ),
+    ],
+)
+def test_a_path_naming_a_variable_that_is_not_set_is_an_error_naming_key_and_variable(
+    tmp_path, monkeypatch, capsys, edit, key, path
+):
+    """Left as written, ${SYNTHOCR_NO_FONTS}/x.ttf named a folder '${SYNTHOCR_NO_FONTS}' in the
+    working folder; a glob of it matched nothing, and the run went on without those files."""
+    from models.configcheck import main
+
+    variable = re.search(r"\w+", path.split("$", 1)[1]).group()
+    monkeypatch.delenv(variable, raising=False)
     config = _write_config(tmp_path, edit)
     monkeypatch.chdir(tmp_path)
+    line = (
+        f"{key}: {path}: ${variable} is not set in the environment (a path's ~ and $VARS are "
+        "expanded: set it, or write the path out)"
+    )
     assert main([str(config)]) == 1
-    assert capsys.readouterr().err.splitlines()[1:] == [
-        "  font file ~/fonts/Mine.ttf does not exist (fonts.paths) (~ is not expanded here, "
-        f"only in extends: write the path out; relative paths are read from {tmp_path})"
+    assert capsys.readouterr().err.splitlines()[1:] == [f"  {line}"]
+    proc = run_snakemake(tmp_path, "-n", config=config, check=False)
+    assert proc.returncode != 0
+    assert line in proc.stdout + proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_path_from_the_home_of_no_known_user_is_an_error(tmp_path):
+    config = yaml.safe_load(SMOKE.read_text())
+    config["fonts"]["paths"] = ["~synthocr_no_such_user/fonts/*.ttf"]
+    assert check_schema(config).problems == [
+        "fonts.paths.0: ~synthocr_no_such_user/fonts/*.ttf: ~synthocr_no_such_user cannot be "
+        "expanded: no user 'synthocr_no_such_user' is known"
     ]
-    with caplog.at_level("WARNING", logger="synth.fonts.files"):
-        assert resolve_font_files(["~/fonts/*.ttf"]) == []
-    assert "~/fonts/*.ttf matches no font file (~ is not expanded here" in caplog.text
 
 
 def test_the_config_check_command_lists_every_init_from_problem(tmp_path, capsys, monkeypatch):

@@ -42,10 +42,10 @@ _filled, _problems = workflow_config_problems(
 )
 if _problems:
     raise problems_error(_problems, files=workflow.configfiles)
+# The config with the schema's defaults, as check_schema filled them, and the ~ and $VARS of its
+# paths expanded (synth.schema.expand_paths): the jobs' inputs and params hold the files meant.
 config.clear()
-config.update(
-    _filled
-)  # the config with the schema's defaults, as check_schema filled them
+config.update(_filled)
 joblog.console("synth.workflow")
 for _warning in renamed_models(config, _origins):
     logging.getLogger("synth.workflow").warning("%s", _warning)
