@@ -18,12 +18,15 @@ The shards are streamed in order (no shuffling), so row ``i`` of ``predictions.c
      "per_font": {"WenQuanYi Zen Hei": {"n": 500, "seq_acc": ..., ...}, ...},
      "per_font_file": {"wqy-zenhei.ttc": {"n": 600, ...}, ...},  # the font files' (not own tests)
      "eval_img_per_s": 812.0, "eval_wall_s": 1.2, "device": "cuda", "decoder": "greedy",
-     "batch_size": 128, "params_m": 4.2, "seed": 20171204, "budget_steps": 3000,
-     "train_steps": 3000, "train_wall_s": 610.0, "train_settings": {"batch_size": 32, "lr": 0.002}}
+     "batch_size": 128, "params_m": 4.2, "seed": 20171204, "train_shards": 8,
+     "budget_steps": 3000, "train_steps": 3000, "train_wall_s": 610.0,
+     "train_settings": {"batch_size": 32, "lr": 0.002}}
 
 ``seed`` is the run's training seed (its ``train.json``; null without one): seed copies of an
-experiment differ by it alone. ``budget_steps`` is the steps the run was configured for (its
-``train.steps``), ``train_steps`` those it ran: fewer when early stopping ended it.
+experiment differ by it alone. ``train_shards`` is how many training shards the run read (its
+``train.json``'s: ``train.shards``, or all of the split's; null without it). ``budget_steps`` is
+the steps the run was configured for (its ``train.steps``), ``train_steps`` those it ran: fewer
+when early stopping ended it.
 ``train_settings`` holds the run's other training settings that differ from their defaults
 (`models.specs.distinct_settings`). ``decoder`` is the one the readings were decoded with (the
 classifier's, an argmax over its classes, always ``greedy``).
@@ -511,9 +514,12 @@ def backbone_name(model: Any) -> str:
 def training_record(meta: Any, train_info: str | os.PathLike | None = None) -> dict[str, Any]:
     """``seed`` (the run's training seed, from its ``train.json``, `models.train`: what tells
     seed copies of one experiment apart; the checkpoint does not hold it, so None without the
-    file), ``train_steps`` (from the checkpoint), ``train_wall_s`` (from ``train.json``; None
-    without it), ``init_from``: the checkpoint the run started from (``train.init_from``,
-    fine-tuning; None from random weights), whose own steps and time the other two leave out,
+    file), ``train_shards`` (how many training shards the run read, from ``train.json``: what
+    tells apart the runs of a data-scaling study, as the settings leave ``train.shards`` out;
+    None without it, or from a run that predates its record), ``train_steps`` (from the
+    checkpoint), ``train_wall_s`` (from ``train.json``; None without it), ``init_from``: the
+    checkpoint the run started from (``train.init_from``, fine-tuning; None from random
+    weights), whose own steps and time the other two leave out,
     ``budget_steps``: the steps the run was configured for (the checkpoint's recorded
     ``train.steps``), of which early stopping may have run fewer (``train_steps``), and
     ``train_settings``: the run's other training settings that differ from their defaults
@@ -526,7 +532,7 @@ def training_record(meta: Any, train_info: str | os.PathLike | None = None) -> d
         train_info: ``results/models/{experiment}/train.json``, if known.
     """
     steps = getattr(meta, "step", None)
-    wall = seed = None
+    wall = seed = shards = None
     if train_info is not None:
         path = Path(train_info)
         try:
@@ -539,6 +545,8 @@ def training_record(meta: Any, train_info: str | os.PathLike | None = None) -> d
             steps = int(info["steps"])
         if info.get("seed") is not None:
             seed = int(info["seed"])
+        if info.get("train_shards") is not None:
+            shards = int(info["train_shards"])
     # here, not at the top: models.specs reads the config schema (jsonschema), a fifth of a
     # second that every importer of this module (pack, plots, the reports) would pay
     from models.specs import distinct_settings
@@ -546,6 +554,7 @@ def training_record(meta: Any, train_info: str | os.PathLike | None = None) -> d
     train = getattr(meta, "train", None) or {}
     return {
         "seed": seed,
+        "train_shards": shards,
         "budget_steps": train.get("steps"),
         "train_steps": steps,
         "train_wall_s": wall,

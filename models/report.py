@@ -54,6 +54,7 @@ CRNN_COLUMNS = (
     "ned",
     "value_acc",
     "params_m",
+    "train_shards",
     "budget_steps",
     "train_steps",
     "train_wall_s",
@@ -75,6 +76,7 @@ HANZI_COLUMNS = (
     "interval_95",
     "top5",
     "params_m",
+    "train_shards",
     "budget_steps",
     "train_steps",
     "train_wall_s",
@@ -98,6 +100,7 @@ READER_COLUMNS = (
     "cer",
     "ned",
     "params_m",
+    "train_shards",
     "budget_steps",
     "train_steps",
     "train_wall_s",
@@ -567,10 +570,11 @@ def summary_markdown(
         "its faces alike, so a file of several faces of one design (a `.ttc` collection) "
         "weighs as many times a file of one in the split's own figure (`per_file` is empty for "
         "a split of your own images, which come from no font file). `seed` is the training "
-        "seed: seed copies of an experiment differ by it alone; `budget_steps` the steps the "
-        "run was configured for (`train.steps`), `train_steps` those it ran (fewer when early "
-        "stopping ended it); `train_settings` the run's other training settings that differ "
-        "from their defaults (`lr`, `batch_size`, ...).\n",
+        "seed: seed copies of an experiment differ by it alone; `train_shards` how many "
+        "training shards the run read (`train.shards`, or all of the split's); `budget_steps` "
+        "the steps the run was configured for (`train.steps`), `train_steps` those it ran "
+        "(fewer when early stopping ended it); `train_settings` the run's other training "
+        "settings that differ from their defaults (`lr`, `batch_size`, ...).\n",
     ]
     if any("not installed" in note for note in tesseract_notes):
         parts.append("**Tesseract is not installed here: its rows are empty.**\n")

@@ -503,6 +503,7 @@ def evaluate_tesseract(
             # no training run, and no decoder of ours: Tesseract's reading is its own (lang, psm)
             "seed": None,
             "decoder": None,
+            "train_shards": None,
             "budget_steps": None,
             "train_steps": None,
             "train_wall_s": None,

@@ -481,6 +481,27 @@ def test_the_training_record_gives_the_steps_configured_beside_those_run(tmp_pat
     assert training_record(ModelMeta("crnn_vgg", {}, list("ab"), "line"))["budget_steps"] is None
 
 
+def test_the_training_record_gives_the_training_shards_the_run_read(tmp_path):
+    """The settings leave ``train.shards`` out (the rule gives the job its shards): the record's
+    ``train_shards`` is the count the run's ``train.json`` holds, what tells apart the runs of a
+    data-scaling study; None without the file, or from a run that predates the count."""
+    meta = ModelMeta("crnn_vgg", {}, list("ab"), "line", train=recorded_settings(TrainSpec(), 1))
+    records = {}
+    for n in (4, 16):
+        info = tmp_path / f"train-{n}.json"
+        info.write_text(json.dumps({"steps": 6, "seed": 7, "train_shards": n}))
+        records[n] = training_record(meta, info)
+    assert [records[n]["train_shards"] for n in (4, 16)] == [4, 16]
+    # all else the two runs record alike: the shard count alone tells them apart
+    assert {k: v for k, v in records[4].items() if k != "train_shards"} == {
+        k: v for k, v in records[16].items() if k != "train_shards"
+    }
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps({"steps": 6, "seed": 7}))
+    assert training_record(meta, older)["train_shards"] is None
+    assert training_record(meta)["train_shards"] is None
+
+
 @pytest.mark.parametrize(
     ("case", "decoder"),
     [
@@ -496,7 +517,9 @@ def test_evaluate_writes_metrics_and_predictions(tmp_path, cjk_font, case, decod
     shard = make_shard(tmp_path / "test_seen-000000.tar", task, "test_seen", texts, cjk_font, size)
     ckpt = make_checkpoint(tmp_path / "model.pt", case)
     train_info = tmp_path / "train.json"
-    train_info.write_text(json.dumps({"steps": 6, "wall_s": 12.5, "device": "cpu", "seed": 7}))
+    train_info.write_text(
+        json.dumps({"steps": 6, "wall_s": 12.5, "device": "cpu", "seed": 7, "train_shards": 3})
+    )
     spec = EvalSpec(f"{case}_exp", "test_seen", batch_size=2, decoder=decoder, device="cpu")
     out = tmp_path / "eval"
     record = evaluate(
@@ -513,6 +536,7 @@ def test_evaluate_writes_metrics_and_predictions(tmp_path, cjk_font, case, decod
     assert record["train_steps"] == record["budget_steps"] == 6
     assert record["train_wall_s"] == 12.5
     assert record["seed"] == 7  # the run's training seed: what tells seed copies apart
+    assert record["train_shards"] == 3  # the shards it read: what tells data-scaling runs apart
     assert record["params_m"] > 0
     assert ("value_acc" in record) == (task == "expr")
     assert ("top1" in record and "top5" in record) == (task == "hanzi")

@@ -38,6 +38,7 @@ def _record(experiment, model, task, split, **extra):
         "decoder": "greedy",
         "params_m": 1.5,
         "seed": 1,
+        "train_shards": 4,
         "budget_steps": 6,
         "train_steps": 6,
         "train_wall_s": 3.25,
@@ -51,6 +52,7 @@ def _record(experiment, model, task, split, **extra):
 # text scores and value_acc, and no decoder (its argmax has no other).
 _HEADER_BACK = [
     "params_m",
+    "train_shards",
     "budget_steps",
     "train_steps",
     "train_wall_s",
@@ -107,6 +109,7 @@ def metrics_files(tmp_path):
                 seed=None,
                 decoder=None,
                 params_m=None,
+                train_shards=None,
                 budget_steps=None,
                 train_steps=None,
                 train_wall_s=None,
@@ -161,6 +164,7 @@ def metrics_files(tmp_path):
                 seed=None,
                 decoder=None,
                 params_m=None,
+                train_shards=None,
                 budget_steps=None,
                 train_steps=None,
                 train_wall_s=None,
@@ -204,6 +208,7 @@ def test_crnn_report_columns_and_rows(tmp_path, metrics_files):
         "ned",
         "value_acc",
         "params_m",
+        "train_shards",
         "budget_steps",
         "train_steps",
         "train_wall_s",
@@ -247,6 +252,7 @@ def test_crnn_report_columns_and_rows(tmp_path, metrics_files):
     assert rows[0]["init_from"] == "a.pt" and rows[2]["init_from"] == ""  # fine-tuned, or not
     assert rows[0]["train_steps"] == "6" and rows[0]["train_wall_s"] == "3.25"
     assert rows[0]["budget_steps"] == "6" and rows[4]["budget_steps"] == ""  # as configured
+    assert rows[0]["train_shards"] == "4" and rows[4]["train_shards"] == ""  # the shards read
     assert rows[4]["params_m"] == "" and rows[4]["model"] == "tesseract 5.3.0"
     missing = rows[5]
     assert missing["model"] == "tesseract (not installed)"

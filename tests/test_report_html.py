@@ -7,6 +7,9 @@ Chromium is absent and the CI environment variable is unset; in CI a missing Chr
 from __future__ import annotations
 
 import base64
+import csv
+import io
+import json
 import os
 import re
 import shutil
@@ -28,14 +31,14 @@ CHROMIUM_FLAGS = [
 ]
 TABLES = {
     "crnn_report.csv": "experiment,model,backbone,seed,decoder,task,split,n,seq_acc,interval_95,"
-    "cer,ned,value_acc,params_m,budget_steps,train_steps,train_wall_s,eval_img_per_s,device,"
-    "model_kwargs,train_settings,init_from",
+    "cer,ned,value_acc,params_m,train_shards,budget_steps,train_steps,train_wall_s,"
+    "eval_img_per_s,device,model_kwargs,train_settings,init_from",
     "hanzi_report.csv": "experiment,model,seed,task,split,font,n,top1,interval_95,top5,"
-    "params_m,budget_steps,train_steps,train_wall_s,eval_img_per_s,device,model_kwargs,"
-    "train_settings,init_from",
+    "params_m,train_shards,budget_steps,train_steps,train_wall_s,eval_img_per_s,device,"
+    "model_kwargs,train_settings,init_from",
     "reader_report.csv": "experiment,model,seed,decoder,task,split,font,n,seq_acc,interval_95,"
-    "cer,ned,params_m,budget_steps,train_steps,train_wall_s,eval_img_per_s,device,model_kwargs,"
-    "train_settings,init_from",
+    "cer,ned,params_m,train_shards,budget_steps,train_steps,train_wall_s,eval_img_per_s,device,"
+    "model_kwargs,train_settings,init_from",
 }
 CATEGORIES = [
     "Tables",
@@ -95,6 +98,14 @@ def test_report_embeds_the_tables(report_html):
     ).decode()
     for experiment in ("expr_crnn", "line_crnn_vgg", "line_crnn_grcnn", "tesseract"):
         assert f"\n{experiment}," in crnn
+    # the training shards each run read, as its train.json records them (Tesseract: none)
+    results = report_html.parent
+    for row in csv.DictReader(io.StringIO(crnn)):
+        if row["experiment"] == "tesseract":
+            assert row["train_shards"] == "", row
+            continue
+        info = json.loads((results / "models" / row["experiment"] / "train.json").read_text())
+        assert row["train_shards"] == str(info["train_shards"]), row
     assert "summary.md" in html
     # every experiment's validation curves in one figure, beside each one's own (Training curves)
     png = re.search(

@@ -347,8 +347,11 @@ def test_evaluate_tesseract_on_a_shard(tmp_path, latin_font, monkeypatch):
     assert record["value_acc"] >= 2 / 3  # clean renders: Tesseract gets most of them
     assert list(record["per_font"]) == ["DejaVu Sans"]
     assert record["crashed"] == 0  # images tesseract died on (read as nothing)
-    # no training run and no decoder of ours: the report's seed and decoder cells stay empty
+    # no training run and no decoder of ours: the report's seed and decoder cells stay empty,
+    # and so do those of the training run's data and steps
     assert record["seed"] is None and record["decoder"] is None
+    training = ("train_shards", "budget_steps", "train_steps", "train_wall_s")
+    assert [record[k] for k in training] == [None] * len(training)
     # the language model read with, by its bytes (fast or best, which release)
     [(lang, digest)] = record["traineddata"].items()
     assert lang == "eng" and len(digest) == 64
