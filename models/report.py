@@ -395,19 +395,23 @@ SEED_COLUMNS = (
     "max",
     "model_kwargs",
     "train_settings",
+    "train_shards",
     "budget_steps",
     "train_steps",
     "init_from",
 )
 # What seed copies share: all a table row says of its experiment's configured run but its name and
-# seed. The steps configured (budget_steps), not those run (train_steps): early stopping ends two
-# copies of one configuration at different steps, and their spread is the very one sought.
+# seed. The shards read (train_shards), which the settings leave out (train.shards picks the job's
+# inputs): runs of one model on 4, 8 and 16 shards are a data-scaling study, not seed copies. The
+# steps configured (budget_steps), not those run (train_steps): early stopping ends two copies of
+# one configuration at different steps, and their spread is the very one sought.
 _SEED_COPY_KEY = (
     "task",
     "model",
     "decoder",
     "model_kwargs",
     "train_settings",
+    "train_shards",
     "budget_steps",
     "init_from",
 )
@@ -428,9 +432,9 @@ def _weight_settings(cell: Any) -> str | None:
     return " ".join(kept) or None
 
 
-def _steps(value: Any) -> int | None:
-    """A step count of a table cell as an integer (a CSV read back holds 3000.0 in a column with
-    empty cells), None where it is undefined."""
+def _count(value: Any) -> int | None:
+    """A count of steps or shards of a table cell as an integer (a CSV read back holds 3000.0 in
+    a column with empty cells), None where it is undefined."""
     value = _cell(value)
     return None if value is None else int(value)
 
@@ -456,18 +460,20 @@ def seed_table(*tables: pd.DataFrame) -> pd.DataFrame:
         Columns `SEED_COLUMNS`: a row per group of two or more experiments of one task, model,
         decoder (the hanzi table has none: its classifier's argmax has no other),
         ``model_kwargs``, ``train_settings`` (less those that cannot change the weights,
-        `_weight_settings`), ``budget_steps`` (the steps configured, however many early stopping
-        let each run) and ``init_from``, and per split, with ``seeds`` (how many experiments:
-        one per seed), the ``mean``, sample standard deviation ``sd`` (ddof 1), ``min`` and
-        ``max`` of the table's headline figure (``metric``: ``top1`` for the classifier,
-        ``seq_acc`` else), the ``experiments`` (by name) and the ``train_steps`` they ran
-        (`_steps_run`: ``"min-max"`` where they differ). A row without
-        ``budget_steps`` (an evaluation made before it was recorded) is grouped by the steps
-        it ran instead, as it was then. Rows are ordered by the group's first experiment, then
-        by split (`TEST_SPLITS`, then own tests by name). An experiment without the headline
-        figure on a split is left out of it, and so is one whose ``seed`` another experiment of
-        its group (the first by name) has, or whose seed is not recorded as another's is not:
-        the same run under two names, not two seeds.
+        `_weight_settings`), ``train_shards`` (the training shards read: copies of an
+        evaluation made before it was recorded, whose cell is empty, group as they did then),
+        ``budget_steps`` (the steps configured, however many early stopping let each run) and
+        ``init_from``, and per split, with ``seeds`` (how many experiments: one per seed), the
+        ``mean``, sample standard deviation ``sd`` (ddof 1), ``min`` and ``max`` of the table's
+        headline figure (``metric``: ``top1`` for the classifier, ``seq_acc`` else), the
+        ``experiments`` (by name) and the ``train_steps`` they ran (`_steps_run`:
+        ``"min-max"`` where they differ). A row without ``budget_steps`` (an evaluation made
+        before it was recorded) is grouped by the steps it ran instead, as it was then. Rows
+        are ordered by the group's first experiment, then by split (`TEST_SPLITS`, then own
+        tests by name). An experiment without the headline figure on a split is left out of
+        it, and so is one whose ``seed`` another experiment of its group (the first by name)
+        has, or whose seed is not recorded as another's is not: the same run under two names,
+        not two seeds.
     """
     groups: dict[tuple, list[tuple[str, Any, float, int | None]]] = {}
     for table in tables:
@@ -482,8 +488,9 @@ def seed_table(*tables: pd.DataFrame) -> pd.DataFrame:
                 continue
             shared = {c: _cell(row.get(c)) for c in _SEED_COPY_KEY}
             shared["train_settings"] = _weight_settings(shared["train_settings"])
-            shared["budget_steps"] = _steps(shared["budget_steps"])
-            ran = _steps(row.get("train_steps"))
+            shared["train_shards"] = _count(shared["train_shards"])
+            shared["budget_steps"] = _count(shared["budget_steps"])
+            ran = _count(row.get("train_steps"))
             # without a recorded budget, the steps run are all that tells two budgets apart
             unbudgeted = ran if shared["budget_steps"] is None else None
             key = (metric, row["split"], unbudgeted, *shared.values())
@@ -617,15 +624,16 @@ def summary_markdown(
         parts += [
             "## Seed copies\n",
             "Experiments that differ in their training `seed` alone (one task, model, "
-            "`decoder`, `model_kwargs`, `train_settings`, `budget_steps` and `init_from`; "
-            "`log_every`, which changes the logged curves and not the weights, is left out of "
-            "`train_settings` here), per split: how many (`seeds`), and the `mean`, sample "
-            "standard deviation (`sd`), `min` and `max` of their headline figure (`metric`). "
-            "`budget_steps` are the steps configured and `train_steps` those run (`min-max` "
-            "where early stopping ended the copies at different steps: a spread of when they "
-            "stop is the seed's too). A gap between two models that is within a group's "
-            "`min`-`max` can be the seed's alone: the tables' `interval_95` covers the images "
-            "only, not this spread.\n",
+            "`decoder`, `model_kwargs`, `train_settings`, `train_shards`, `budget_steps` and "
+            "`init_from`; `log_every`, which changes the logged curves and not the weights, is "
+            "left out of `train_settings` here), per split: how many (`seeds`), and the `mean`, "
+            "sample standard deviation (`sd`), `min` and `max` of their headline figure "
+            "(`metric`). Runs on other numbers of training shards (`train_shards`) are a "
+            "data-scaling study, not seed copies. `budget_steps` are the steps configured and "
+            "`train_steps` those run (`min-max` where early stopping ended the copies at "
+            "different steps: a spread of when they stop is the seed's too). A gap between two "
+            "models that is within a group's `min`-`max` can be the seed's alone: the tables' "
+            "`interval_95` covers the images only, not this spread.\n",
             markdown_table(seeds),
         ]
     if plots:

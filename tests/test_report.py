@@ -1521,6 +1521,104 @@ def test_seed_copies_that_differ_in_a_setting_the_weights_do_not_depend_on_are_o
     assert both["experiments"].tolist() == ["line_vgg, line_vgg_s2"] * 2
 
 
+def test_runs_on_other_numbers_of_training_shards_are_not_seed_copies(tmp_path):
+    """A data-scaling study: one model, settings and budget trained on 4 and on 16 shards
+    (``train.shards``, which ``train_settings`` leave out). Two runs that differ in their
+    ``train_shards`` (and seed) alone are no seed copies; each count's copies are a group of
+    their own, which gives the count. From the table and its CSV read back alike (counts as
+    floats there, beside Tesseract's empty cell); evaluations made before ``train_shards`` was
+    recorded (no key) group as they did then."""
+    import pandas as pd
+
+    _, crnn, _ = _seed_copies()
+    base = [r for r in crnn if r["experiment"] in ("line_vgg", "tesseract")]
+
+    def runs(named: dict[str, tuple[int, int]]) -> list[dict]:
+        """``base``'s line_vgg rows as experiment -> (seed, train_shards), and Tesseract's
+        (which records no shards: an empty cell in the CSV)."""
+        return [{**r, "train_shards": None} for r in base if r["experiment"] == "tesseract"] + [
+            {**r, "experiment": name, "seed": seed, "train_shards": n}
+            for r in base
+            if r["experiment"] == "line_vgg"
+            for name, (seed, n) in named.items()
+        ]
+
+    scaling = runs({"line_vgg_4": (1, 4), "line_vgg_16": (2, 16)})
+    assert report.seed_table(report.crnn_table(scaling)).empty
+    copies = runs(
+        {
+            "line_vgg_4": (1, 4),
+            "line_vgg_4_s2": (2, 4),
+            "line_vgg_16": (1, 16),
+            "line_vgg_16_s2": (2, 16),
+        }
+    )
+    table = report.crnn_table(copies)
+    report.write_table(table, tmp_path / "crnn_report.csv")
+    for seeds in (
+        report.seed_table(table),
+        report.seed_table(pd.read_csv(tmp_path / "crnn_report.csv")),
+    ):
+        sixteen, four = "line_vgg_16, line_vgg_16_s2", "line_vgg_4, line_vgg_4_s2"
+        assert seeds[["experiments", "split", "seeds", "train_shards"]].values.tolist() == [
+            [sixteen, "test_seen", 2, 16],
+            [sixteen, "test_heldout", 2, 16],
+            [four, "test_seen", 2, 4],
+            [four, "test_heldout", 2, 4],
+        ]
+        assert {type(n) for n in seeds["train_shards"]} == {int}  # 16, not 16.0
+    # metrics.json files that predate train_shards: nothing tells the runs apart, as then
+    older = [{k: v for k, v in r.items() if k != "train_shards"} for r in scaling]
+    old = report.seed_table(report.crnn_table(older))
+    assert old["experiments"].tolist() == ["line_vgg_16, line_vgg_4"] * 2
+    assert old["train_shards"].tolist() == [None, None]
+
+
+def test_a_data_scaling_study_is_told_apart_by_the_shards_each_run_read(tmp_path, cjk_font):
+    """Evaluations of the runs of a data-scaling study (two seeds on 4 training shards, one run
+    on 16, each as its ``train.json`` records it, and one whose ``train.json`` predates the
+    count): each report table's ``train_shards`` column holds the count its run's ``train.json``
+    records (`models.evaluate.training_record`), empty for the older run, and only the two
+    runs of one count are seed copies."""
+    import pandas as pd
+
+    from models.evaluate import EvalSpec, evaluate
+
+    runs = {"scale_4": (1, 4), "scale_4_s2": (2, 4), "scale_16": (3, 16), "scale_old": (4, None)}
+    for case, kind in (("line", "crnn"), ("hanzi", "hanzi"), ("short", "reader")):
+        _, _, _, task, size, texts = CASES[case]
+        folder = tmp_path / case
+        shard = make_shard(
+            folder / "test_seen-000000.tar", task, "test_seen", texts, cjk_font, size
+        )
+        ckpt = make_checkpoint(folder / "model.pt", case)
+        metrics = []
+        for name, (seed, shards) in runs.items():
+            info = folder / name / "train.json"
+            info.parent.mkdir()
+            read = {} if shards is None else {"train_shards": shards}
+            info.write_text(json.dumps({"steps": 6, "seed": seed, **read}))
+            out = folder / "eval" / name
+            spec = EvalSpec(name, "test_seen", batch_size=4, device="cpu")
+            evaluate(ckpt, [shard], out / "metrics.json", out / "predictions.csv", spec, info)
+            metrics.append(out / "metrics.json")
+        csv_path = folder / f"{kind}_report.csv"
+        table = report.build_table(kind, metrics, csv_path)
+        _, rows = _read_csv(csv_path)
+        overall = [r for r in rows if r.get("font", report.ALL_FONTS) == report.ALL_FONTS]
+        recorded = {
+            name: str(
+                json.loads((folder / name / "train.json").read_text()).get("train_shards", "")
+            )
+            for name in runs
+        }
+        assert {r["experiment"]: r["train_shards"] for r in overall} == recorded, kind
+        assert recorded["scale_16"] == "16" and recorded["scale_old"] == ""
+        for seeds in (report.seed_table(table), report.seed_table(pd.read_csv(csv_path))):
+            assert seeds["experiments"].tolist() == ["scale_4, scale_4_s2"], kind
+            assert seeds["train_shards"].tolist() == [4], kind
+
+
 def test_experiments_of_one_seed_are_not_seed_copies():
     """Two experiments that differ in their evaluation alone (its threads, say) train the same
     run under two names: of one seed, or of none recorded, they are one seed in a group, not
