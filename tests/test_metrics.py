@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -52,6 +53,8 @@ def test_empty_inputs_give_nan():
 def test_length_mismatch_is_an_error():
     with pytest.raises(ValueError, match="2 readings but 1 references"):
         metrics.sequence_accuracy(["a", "b"], ["a"])
+    with pytest.raises(ValueError, match="1 readings but 2 references"):
+        metrics.character_error_rate(["a"], ["a", "b"])
 
 
 def test_topk_accuracy():
@@ -94,6 +97,10 @@ def test_text_metrics_adds_topk_and_value_acc_on_request():
     }
     out = metrics.text_metrics(["中"], ["中"], candidates=[["中", "申"]])
     assert out["top1"] == 1.0 and out["top5"] == 1.0
+    # top5 counts a reference at rank 5, and none at rank 6
+    fifth = [["甲", "乙", "丙", "丁", "中", "戊"], ["甲", "乙", "丙", "丁", "戊", "中"]]
+    out = metrics.text_metrics(["甲", "甲"], ["中", "中"], candidates=fifth)
+    assert out["top1"] == 0.0 and out["top5"] == 0.5
 
 
 def test_grouped_metrics_per_font():
@@ -125,6 +132,13 @@ def test_confused_pairs_most_frequent_first():
     ]
 
 
+def test_a_cell_without_a_figure_or_images_has_no_interval():
+    assert metrics.share_interval(0.5, 100) == metrics.wilson_interval(0.5, 100)
+    assert metrics.share_interval("0.5", "100") == metrics.wilson_interval(0.5, 100)  # CSV text
+    for share, n in ((None, 100), (0.5, None), (math.nan, 100), (0.5, 0), ("", 100)):
+        assert metrics.share_interval(share, n) is None, (share, n)
+
+
 def test_wilson_interval_bounds_a_share_of_n_samples():
     # The textbook case (Wilson 1927; Newcombe 1998): 50 of 100 gives 0.4038 to 0.5962.
     assert metrics.wilson_interval(0.5, 100) == pytest.approx((0.40383, 0.59617), abs=1e-5)
@@ -137,6 +151,10 @@ def test_wilson_interval_bounds_a_share_of_n_samples():
     # More samples, a narrower interval around the same share.
     wide, narrow = metrics.wilson_interval(0.9, 100), metrics.wilson_interval(0.9, 10000)
     assert wide[0] < narrow[0] < 0.9 < narrow[1] < wide[1]
+    # Never past 0 or 1, where rounding takes the formula (0 of 2: a lower bound of -5.6e-17)
+    for share, n in itertools.product((0.0, 1.0), range(1, 50)):
+        low, high = metrics.wilson_interval(share, n)
+        assert 0.0 <= low <= high <= 1.0, (share, n)
     for share, n in ((0.5, 0), (1.2, 10), (-0.1, 10)):
         with pytest.raises(ValueError, match="wilson_interval"):
             metrics.wilson_interval(share, n)

@@ -12,7 +12,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from synth.charset import build_charset, drop_spaces_by_wide
+from synth.charset import build_charset, drop_spaces_by_wide, is_hanzi
 from synth.text import (
     MAX_DEPTH,
     MAX_NUMBER_DIGITS,
@@ -83,7 +83,9 @@ def test_evaluate_rejects_malformed(expr):
     assert expression_value(expr) is None
 
 
-@pytest.mark.parametrize(("expr", "at"), [("3/0", 1), ("1+2/(1-1)", 3), ("(4*0)/(0*2)+1", 5)])
+@pytest.mark.parametrize(
+    ("expr", "at"), [("3/0", 1), ("1+2/(1-1)", 3), ("(4*0)/(0*2)+1", 5), ("1/0+2/0", 1)]
+)
 def test_division_by_zero_is_an_error_naming_the_expression_and_the_slash(expr, at):
     with pytest.raises(DivisionByZeroError, match=rf"division by zero at position {at} in "):
         evaluate(expr)
@@ -117,6 +119,12 @@ def test_expressions_within_the_limits_evaluate():
     assert evaluate("1" * MAX_NUMBER_DIGITS + "-" + "1" * MAX_NUMBER_DIGITS) == 0
     big = evaluate("*".join(["9" * 999] * 4))  # 3996 digits
     assert len(str(big)) == 3996 and isinstance(value_json(big), int)
+    # 10**4000 - 1, the largest value of 4000 digits, reached without a larger part on the way;
+    # 10**4000 has 4001
+    power = "*".join(["1" + "0" * 999] * 4)  # 10**3996
+    assert evaluate(f"({power}*1000-1)*10+9") == 10**4000 - 1
+    with pytest.raises(ExpressionError, match="a value of more than 4000 digits"):
+        evaluate(f"{power}*10000")
     grammar = ExpressionGrammar()
     assert grammar_accepts(grammar, "(" * MAX_DEPTH + "7" + ")" * MAX_DEPTH)
     assert not grammar_accepts(grammar, "(" * (MAX_DEPTH + 1) + "7" + ")" * (MAX_DEPTH + 1))
@@ -234,6 +242,9 @@ def test_drawn_grammar_refuses_what_the_settings_never_draw():
         assert grammar_accepts(ExpressionGrammar(), text), text  # each parses
         assert not grammar_accepts(grammar, text), why
     assert not grammar_accepts(task_grammar("expr", {**DRAWN, "baidu_fraction": 1.0}), "12+3*4")
+    # No Baidu-style expressions drawn: three operands only where operands holds 3
+    longer = task_grammar("expr", {**DRAWN, "baidu_fraction": 0.0, "operands": [4, 5]})
+    assert grammar_accepts(longer, "1+2*3-4") and not grammar_accepts(longer, "1+2*3")
 
 
 def test_drawn_grammar_reads_exactly_the_drawn_texts_of_small_settings():
@@ -266,6 +277,8 @@ def test_drawn_grammar_names_the_settings_at_fault():
         DrawnExpressionGrammar({"operands": [3, 2]})
     with pytest.raises(ValueError, match=r"tasks\.expr: .*must be numbers"):
         DrawnExpressionGrammar({"max_digits": "two"})
+    with pytest.raises(ValueError, match=r"tasks\.expr: .*max_digits 0 at least 1"):
+        DrawnExpressionGrammar({"max_digits": 0})
     with pytest.raises(ValueError, match="operators"):
         DrawnExpressionGrammar({"operators": "+x"})
 
@@ -454,6 +467,21 @@ def test_words_a_corpus_runs_together_are_counted_unless_the_charset_has_the_spa
     assert "spaces between words" not in caplog.text
 
 
+def test_a_word_taken_out_of_a_spaced_corpus_leaves_one_space_and_is_counted(tmp_path, caplog):
+    # A word the charset lacks leaves one space between its neighbours, not two; and the
+    # warning's "1 of its 7 characters (besides whitespace)" counts no space the text keeps.
+    corpus = tmp_path / "spaced.txt"
+    corpus.write_text("ab cd 龘 ef\n", encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        sampler = LineSampler(
+            build_charset("line", space=True), (1, 4), corpus_fraction=1.0, texts=[str(corpus)]
+        )
+    assert sampler.text == "ab cd ef"
+    assert f"tasks.line.corpus: {corpus}: 1 of its 7 characters (besides whitespace)" in (
+        caplog.text
+    )
+
+
 def test_with_the_space_no_line_puts_one_beside_a_wide_character(tmp_path):
     """Two corpus files were joined with a space between the first's '。' and the second's
     hanzi, and wide punctuation mixed into a line could land beside a space: labels such as
@@ -532,3 +560,24 @@ def test_mixed_in_punctuation_is_drawn_full_width_and_ascii_each_labelled_ascii(
     # Without ',' in the charset, neither comma is drawn.
     small = [*build_charset("line", limit=60), "。"]
     assert LineSampler(small, (2, 10), 0.0, 1.0).punct == ["。"]
+
+
+def test_what_is_mixed_in_stays_in_the_line_wherever_it_lands():
+    # A number, word or mark inserted at a line's end is kept, and the line cut before it
+    # instead: with mix_fraction 1 every line holds something besides its hanzi.
+    charset = build_charset("line")
+    sampler = LineSampler(charset, (1, 6), corpus_fraction=0.0, mix_fraction=1.0)
+    rng = np.random.default_rng(4)
+    labels = [sampler.sample(rng) for _ in range(500)]
+    assert all(not all(is_hanzi(c) for c in label) for label in labels)
+
+
+def test_a_corpus_saved_with_a_byte_order_mark_reads_without_it(tmp_path, caplog):
+    # Windows editors start UTF-8 files with U+FEFF: not text, and not a character the
+    # charset lacks
+    corpus = tmp_path / "bom.txt"
+    corpus.write_text("今天天气很好。我们去公园。", encoding="utf-8-sig")
+    with caplog.at_level("INFO"):
+        sampler = LineSampler(build_charset("line"), (1, 4), 1.0, texts=[str(corpus)])
+    assert sampler.text == "今天天气很好。我们去公园。"
+    assert "U+FEFF" not in caplog.text and "taken out" not in caplog.text
