@@ -23,9 +23,11 @@ from models.data import (
     SampleLabelError,
     ShardError,
     TrainStream,
+    check_labels,
     close_loader,
     curriculum_max_len,
     eval_batches,
+    index_shard,
     iter_examples,
     label_length,
     read_shard,
@@ -34,7 +36,7 @@ from models.data import (
 )
 from models.families import make_family
 from models.preprocess import MEAN, STD, background_level, pad_batch, prepare_image, to_tensor_batch
-from synth.shards import REBUILD_HINT
+from synth.shards import REBUILD_HINT, ShardReadError, iter_records
 
 LINE = {"kind": "line", "height": 32}
 SQUARE = {"kind": "square", "size": 40}
@@ -240,6 +242,10 @@ def test_training_checks_every_label_before_its_first_step(tmp_path):
     assert message.startswith(f"{len(bad)} training samples cannot be trained on:")
     assert f"shard {paths[0]}: sample {bad[0]!r}" in message and "'x'" in message
     assert f"... and {len(bad) - 20} more" in message
+    # As many at fault as are shown: every one listed, and no "... and 0 more"
+    with pytest.raises(SampleLabelError) as e:
+        check_labels([index_shard(p) for p in paths], family, shown=len(bad))
+    assert str(e.value).count("\n  ") == len(bad) and "more" not in str(e.value)
     # One sample at fault: its own message.
     one = write_shards(tmp_path / "one", "train", 1, 40, "01", LINE, seed=3)
     with tarfile.open(tmp_path / "one" / "bad-000000.tar", "w", format=tarfile.USTAR_FORMAT) as t:
@@ -247,7 +253,7 @@ def test_training_checks_every_label_before_its_first_step(tmp_path):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
-    with pytest.raises(SampleLabelError, match=r"bad-000000\.tar: sample 'k0': .*'x'"):
+    with pytest.raises(SampleLabelError, match=r"^shard \S*bad-000000\.tar: sample 'k0': .*'x'"):
         TrainStream([*one, str(tmp_path / "one" / "bad-000000.tar")], LINE, family, 1, 0, 1)
     TrainStream(one, LINE, family, 1, seed=0, steps=1)  # all good: no error
 
@@ -378,6 +384,8 @@ def test_a_duplicate_key_is_an_error_naming_shard_and_key(tmp_path, case):
         list(iter_examples([path], LINE))
     with pytest.raises(ShardError, match=error):
         TrainStream([path], LINE, None, 1, seed=0, steps=1)
+    with pytest.raises(ShardReadError, match=error):  # evaluation's reader, alike
+        list(iter_records(path))
 
 
 def test_truncated_and_missing_shards_are_named(tmp_path, line_shards):
@@ -392,6 +400,13 @@ def test_truncated_and_missing_shards_are_named(tmp_path, line_shards):
     cut.write_bytes(data[:boundary])  # cut between samples: no end-of-archive marker
     with pytest.raises(ShardError, match=r"no end-of-archive marker.*byte for byte"):
         TrainStream([str(cut)], LINE, None, 4, seed=0, steps=1)
+    # indexed whole, then cut under a running training (a shard rebuilt, a full disk)
+    later = tmp_path / "later-000000.tar"
+    later.write_bytes(data)
+    index = index_shard(str(later))
+    later.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ShardError, match=r"later-000000\.tar: truncated inside sample 't_train_"):
+        list(read_shard(str(later), index=index))
     with pytest.raises(ShardError, match=r"nope\.tar"):
         list(iter_examples([str(tmp_path / "nope.tar")], LINE))
     with pytest.raises(ShardError, match=r"nope\.tar"):
@@ -801,3 +816,14 @@ def test_curriculum_stages_that_end_inside_a_segment_change_the_limit_on_time(li
     # A curriculum of whole segments is cut as before, so its runs draw what they drew.
     whole = _stream(line_shards, steps=20, curriculum_steps=10, family=reader)
     assert [whole.piece_start(s) for s in (4, 5, 9, 10, 14)] == [0, 5, 5, 10, 10]
+
+
+def test_a_piece_cut_inside_a_segment_draws_samples_of_its_own(tmp_path):
+    """A piece that starts inside a segment is seeded by its first step too: seeded as its
+    segment, it would draw the first piece's samples again. With labels of one character every
+    stage lets them all through, so that would show as the same batches twice."""
+    paths = write_shards(tmp_path, "train", 2, 30, "0123", LINE, length=(1, 1), seed=4)
+    stream = _stream(paths, steps=10, segment_steps=10, curriculum_steps=5)
+    assert [stream.piece_start(s) for s in (4, 5, 9)] == [0, 5, 5]
+    keys = _keys(stream)
+    assert len(keys) == 10 and keys[5:] != keys[:5]

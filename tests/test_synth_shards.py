@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import unicodedata
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -405,6 +406,14 @@ def test_hanzi_classes_are_balanced(setup):
         )
         texts += [s.meta["text"] for s in gen]
     assert sorted(texts) == sorted(charsets["hanzi"] * 2)
+    # Shards of another size than the charset continue the order where the last one stopped:
+    # 60 samples of 50 classes draw each once or twice
+    spec_shards = [ShardSpec("hanzi", "val", shard, 20, 1) for shard in range(3)]
+    faces = _faces(setup, "hanzi")
+    counts = Counter(
+        s.meta["text"] for one in spec_shards for s in generate(spec, one, charsets["hanzi"], faces)
+    )
+    assert set(counts) == set(charsets["hanzi"]) and set(counts.values()) == {1, 2}
 
 
 def test_hanzi_classes_stay_balanced_when_the_faces_lack_some(setup, cjk_font):
@@ -462,7 +471,7 @@ def test_manifest_lists_shards_with_counts_and_sha256(setup, tmp_path):
         _write(setup, tmp_path, "expr", split="val", shard=0, samples=5, name="val-000000.tar"),
     ]
     out = tmp_path / "expr" / "manifest.tsv"
-    write_manifest(paths, out)
+    write_manifest(paths[::-1], out)  # rows sorted by path, whatever order they come in
     rows = read_manifest(out)
     assert [(r["split"], r["shard"], r["samples"]) for r in rows] == [
         ("train", "train-000000.tar", 7),
@@ -679,6 +688,21 @@ def test_line_shards_draw_their_corpus_lines_from_the_users_own_text(setup, tmp_
     # Without it, jieba's words: other texts, from the same seed
     default = _write(setup, tmp_path, "line", samples=40, corpus_fraction=1.0, name="c.tar")
     assert default.read_bytes() != path.read_bytes()
+
+
+def test_only_the_first_training_shard_warns_of_what_a_corpus_loses(setup, tmp_path, caplog):
+    """Every line shard job reads the corpus; what the charset takes out of it is a warning from
+    the first training shard's job and INFO in the others' logs: one line on the console per
+    run, not one per shard."""
+    hanzi = [c for c in setup[0]["line"] if "\u4e00" <= c <= "\u9fff"]
+    corpus = tmp_path / "mine.txt"
+    corpus.write_text("".join(np.random.default_rng(1).choice(hanzi, 400)) + "龘\n", "utf-8")
+    mine = {"corpus_fraction": 1.0, "mix_fraction": 0.0, "corpus": [str(corpus)]}
+    with caplog.at_level("INFO"):
+        for shard in (1, 0):
+            _write(setup, tmp_path, "line", shard=shard, samples=2, name=f"{shard}.tar", **mine)
+    said = [r.levelname for r in caplog.records if "not in the charset" in r.getMessage()]
+    assert said == ["INFO", "WARNING"]
 
 
 def test_a_split_whose_fonts_draw_nothing_of_the_charset_says_which_fonts(setup, tmp_path):
