@@ -9,6 +9,7 @@ import pytest
 
 from synth.augment import DEFAULTS, degrade, degrade_line, resolve, stroke_weight
 from synth.render import (
+    DoesNotFit,
     FontFace,
     draw_line,
     has_oldstyle_digits,
@@ -114,6 +115,28 @@ def test_expr_and_short_geometry(face):
     assert border.min() >= 200  # scaled down to fit, not clipped
     img = render_short("Ab3Z", face, 40, _rng())
     assert img.shape == (40, 40) and img.dtype == np.uint8 and img.min() < 80
+
+
+def test_every_renderer_keeps_background_around_its_ink(face):
+    """A hanzi scaled down to fit its square, a line with room above and below its ink and a
+    few characters at a random place keep a pixel of background at every edge; an expression
+    keeps two, by its ink: where it stands taller than the image allows at the size drawn, and
+    where a glyph reaches left of its pen (EB Garamond's italic 3 and 5)."""
+    italic = FontFace(EB_GARAMOND.with_name("EBGaramond08-Italic.otf"))
+
+    def edges(img: np.ndarray, k: int) -> np.ndarray:
+        return np.concatenate([img[:k], img[-k:], img[:, :k].T, img[:, -k:].T], axis=None)
+
+    for seed in range(30):
+        assert edges(render_hanzi("啊", face, 40, _rng(seed), font_size=(80, 80)), 1).min() >= 200
+        assert edges(render_line("因为", face, 32, _rng(seed)), 1).min() >= 200
+        assert edges(render_short("Ab3Z", face, 40, _rng(seed)), 1).min() >= 200
+        tall = render_expr("(7+5)*4", face, (24, 400), _rng(seed), font_size=(40, 40))
+        assert edges(tall, 2).min() >= 200, seed
+        assert edges(render_expr("35*53-35+53*35", italic, (32, 128), _rng(seed)), 2).min() >= 200
+    # too long to fit even at the smallest size: an error, not a clipped text under its label
+    with pytest.raises(DoesNotFit, match="the smallest size, in an image of 16 px"):
+        render_short("W" * 25, face, 16, _rng())
 
 
 def test_renderers_say_the_font_size_they_drew_at(face):
@@ -260,6 +283,33 @@ def test_degrade_line_names_the_degradations_it_applies_and_draws_nothing_for_it
     assert applied == ["gaussian_noise", "legible"]
 
 
+def test_page_degradations_reach_the_strength_configured():
+    """``background.strength`` is how much of its brightness the page loses where the
+    gradient is darkest, and ``brightness`` the share of 255 the whole image moves by at most."""
+    page = np.full((32, 64), 255, np.uint8)
+    off = {"legible": {"min_contrast": 0, "min_snr": 0}}
+    bg = {**off, "background": {"p": 1.0, "strength": [0.4, 0.4]}}
+    darkest = [int(degrade(page, bg, _rng(seed)).min()) for seed in range(20)]
+    assert min(darkest) == 153 and all(d >= 153 for d in darkest)  # 255 * (1 - 0.4)
+    grey = np.full((32, 64), 128, np.uint8)
+    bc = {**off, "brightness_contrast": {"p": 1.0, "brightness": 0.3, "contrast": [1, 1]}}
+    shifts = [abs(float(degrade(grey, bc, _rng(seed)).mean()) - 128) for seed in range(50)]
+    assert 65 < max(shifts) <= 0.3 * 255 + 0.5
+
+
+def test_poisson_noise_takes_an_image_brightness_moved_past_black_and_white(face):
+    # brightness can move pixels below 0 or past 255 before the noise: photon counts of those
+    # are counts of black and white, not an error of the generator
+    img = render_line("因为天监", face, 32, _rng())
+    cfg = {
+        "brightness_contrast": {"p": 1.0, "brightness": 1.0, "contrast": [2, 2]},
+        "poisson_noise": {"p": 1.0},
+    }
+    for seed in range(10):
+        out = degrade(img, cfg, _rng(seed))
+        assert out.shape == img.shape and out.dtype == np.uint8
+
+
 def test_a_jpeg_quality_range_of_one_value_draws_that_quality(face):
     """``quality: [q, q]`` is one quality, inclusive as every range of the config: a lower
     quality leaves more of the JPEG's blocks in the image."""
@@ -350,6 +400,8 @@ def test_legible_stretches_faint_ink_to_the_contrast_floor(face):
     dark = 50 - (50 - img * 50 / 255) * 0.2
     out = legible(dark, None, 64, 3)
     assert out.min() >= -1e-3 and abs(_contrast(out) - 64) < 1
+    # a blank image has no ink to stretch: left as it is
+    assert legible(np.full((32, 128), 200, np.float32), None, 64, 3) is None
 
 
 def test_legible_can_measure_the_strokes_rather_than_their_darkest_pixels(face):
@@ -424,6 +476,9 @@ def test_degrade_holds_every_image_to_the_floors(face):
     held = [snr(on, s) for s in range(8)]
     assert max(c for c, _ in drowned) < 64 and max(r for _, r in drowned) < 3
     assert all(c >= 63 and r >= 2.8 for c, r in held), held
+    # either floor alone still holds: min_snr 0 turns off the noise's, not the contrast's
+    contrast_only = {**harsh, "legible": {"min_contrast": 64, "min_snr": 0}}
+    assert all(snr(contrast_only, s)[0] >= 63 for s in range(8))
 
 
 def test_legible_settings_are_checked_and_named():
