@@ -262,8 +262,9 @@ def test_ctc_widths_trim_padding_frames() -> None:
     untrimmed, _ = family.decode(frames)
     trimmed, other = family.decode(frames, widths=[16, 40])
     assert untrimmed.text == "39" and trimmed.text == "3" and other.text == "5"
-    with pytest.raises(ValueError, match="before padding"):
-        family.decode(frames, widths=[16, 80])
+    for widths in ([16, 80], [-8, 40]):  # 21 frames of 11; -1 frames (no image has fewer than 1)
+        with pytest.raises(ValueError, match=r"frame counts \[-?\d+, \d+\] outside 1\.\.11"):
+            family.decode(frames, widths=widths)
 
 
 def test_align_loss_reads_each_character_at_the_frame_over_its_centre() -> None:
@@ -345,6 +346,8 @@ def test_classification_top_k() -> None:
     probs = logits.softmax(-1)[0]
     assert pred.text == "阿" and pred.confidence == pytest.approx(probs[1].item())
     assert [t for t, _ in pred.top_k] == ["阿", "哎", "埃"]
+    [every] = family.decode(logits, k=8)  # more asked than there are classes: all five
+    assert [t for t, _ in every.top_k] == ["阿", "哎", "埃", "啊", "挨"]
     assert family.encode(["埃", "啊"]).indices.tolist() == [2, 0]
     with pytest.raises(LabelError, match="one character"):
         family.encode(["啊阿"])

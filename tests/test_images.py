@@ -21,6 +21,7 @@ from models.images import (
     decode_png,
     find_images,
     is_light_on_dark,
+    label_proportion_problem,
     load_gray,
     normalize_polarity,
     trim_to_ink,
@@ -307,6 +308,17 @@ def test_polarity_can_be_forced(cjk_font):
         normalize_polarity(normal, "upside-down")
 
 
+def test_a_scan_framed_by_a_thin_dark_line_is_not_taken_for_light_on_dark(cjk_font):
+    # the background is the median of a ring 6% of the shorter side deep, not the outer pixel
+    font = ImageFont.truetype(str(cjk_font), 60)
+    im = Image.new("L", (400, 100), 235)
+    draw = ImageDraw.Draw(im)
+    draw.text((20, 15), "中文识别", font=font, fill=20)
+    draw.rectangle((0, 0, 399, 99), outline=20)  # a 1-px frame
+    assert not is_light_on_dark(np.asarray(im))
+    assert normalize_polarity(im)[1] is False
+
+
 def test_uniform_and_tiny_images_are_not_inverted():
     assert not is_light_on_dark(np.full((10, 10), 0, np.uint8))
     assert not is_light_on_dark(np.full((1, 1), 255, np.uint8))
@@ -335,6 +347,13 @@ def test_bad_files_raise_errors_naming_them(tmp_path):
         assert info.value.name == str(path)
         assert str(path) in str(info.value)
     _check_page(load_gray(good))
+
+
+def test_an_image_as_long_as_its_label_allows_is_read_and_a_pixel_longer_is_not():
+    # 200:1 and 20:1 per character: a 3-character label's image may be 260 times as long
+    assert label_proportion_problem((260 * 32, 32), "abc") is None
+    assert label_proportion_problem((32, 260 * 32), "abc") is None
+    assert "more than 260:1" in label_proportion_problem((260 * 32 + 1, 32), "abc")
 
 
 def test_decode_png_loads_the_bytes_or_names_the_sample():
@@ -599,11 +618,14 @@ def test_trim_finds_an_expressions_ink_under_its_noise():
     assert np.array_equal(np.asarray(trimmed), page[45:78, 52:148])
 
 
-@pytest.mark.parametrize("fill", ["blank", "faint", "empty"])
+@pytest.mark.parametrize("fill", ["blank", "faint", "smudge", "empty"])
 def test_trim_leaves_an_image_without_ink_as_it_is(fill):
+    smudge = np.full((40, 200), 250, np.uint8)
+    smudge[16:22, 50:100] = 230  # 20 levels darker, rows of it: no ink all the same
     page = {
         "blank": np.full((40, 200), 255, np.uint8),
         "faint": np.where(np.eye(40, 200, dtype=bool), 230, 250).astype(np.uint8),  # 20 levels
+        "smudge": smudge,
         "empty": np.zeros((0, 0), np.uint8),
     }[fill]
     image = Image.fromarray(page)

@@ -263,6 +263,9 @@ def test_small_confidences_never_print_as_zero():
         "x.png", Prediction("abc", 3.2e-9, [("abc", 3.2e-9), ("ab", 0.25)]), False, True
     )
     assert line.split("\t") == ["x.png", "abc", "3.20e-09", "abc", "3.20e-09", "ab", "0.2500"]
+    # four decimals from 0.001 up; 0 for a product of frames' probabilities that underflowed
+    line = format_tsv("x.png", Prediction("ab", 1e-3, [("ab", 1e-3), ("a", 0.0)]), False, True)
+    assert line.split("\t") == ["x.png", "ab", "0.0010", "ab", "0.0010", "a", "0"]
 
 
 def test_cli_grammar_decoder_for_expr_models(checkpoints, image_folder, capsys):

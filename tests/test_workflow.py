@@ -454,6 +454,11 @@ def test_the_checks_past_the_schema_name_the_file_too(tmp_path, capsys):
             "tasks.line.charset.space: only lines of your own text hold spaces",
         ),
         (
+            "unread",  # a corpus the lines never draw from (its file is not even read)
+            "tasks: {line: {corpus: [nowhere.txt], corpus_fraction: 0, charset: {space: true}}}",
+            "tasks.line.charset.space: only lines of your own text hold spaces",
+        ),
+        (
             "init",
             "experiments: {expr_crnn: {train: {init_from: nowhere.pt}}}",
             "experiments.expr_crnn.train.init_from: nowhere.pt does not exist",
@@ -1150,6 +1155,19 @@ def test_a_line_corpus_that_cannot_be_read_fails_at_parse_time_naming_it(tmp_pat
     proc = run_snakemake(tmp_path, "-n", config=config, check=False)
     assert proc.returncode != 0
     assert f"tasks.line.corpus: news.txt {message}" in proc.stdout + proc.stderr
+
+
+def test_a_corpus_the_lines_never_draw_from_is_not_read(tmp_path, capsys):
+    """With corpus_fraction 0 the shard jobs never read tasks.line.corpus, nor does the check
+    when the workflow starts: a corpus switched off keeps its path, there or not."""
+    from models.configcheck import main as configcheck
+
+    config = tmp_path / "off.yaml"
+    config.write_text(
+        f"extends: {os.path.relpath(SMOKE, tmp_path)}\n"
+        "tasks: {line: {corpus: [nowhere.txt], corpus_fraction: 0}}\n"
+    )
+    assert configcheck([str(config)]) == 0, capsys.readouterr().err
 
 
 def test_an_overlay_takes_back_its_bases_corpus_with_null(smoke_run, tmp_path):
