@@ -112,7 +112,9 @@ def legible(
     light before inversion), or with ``ink="stroke"`` the median of the pixels nearer that
     darkest level than the paper: the strokes' own grey, not where they cross. Ink closer than
     ``min_contrast`` grey levels to the paper is stretched away from it (the image moves up if
-    the ink would go below 0); noise whose standard deviation (as it shows, clipped to 0..255)
+    the ink would go below 0), after moving an image whose paper is past white down until it is
+    white (a brightness shift clips a pale face's ink to white with it, or leaves the image blank);
+    noise whose standard deviation (as it shows, clipped to 0..255)
     is above the contrast / ``min_snr`` is scaled down to that or a little below. The noise
     keeps its pattern and kind.
 
@@ -129,11 +131,19 @@ def legible(
     """
     base = original = clean.astype(np.float32)
     levels = np.clip(original, 0, 255)
-    darkest, paper = _percentiles(levels, (INK_PERCENTILE, PAPER_PERCENTILE))
-    contrast = paper - darkest
-    if ink == "stroke" and contrast > 0:
-        contrast = paper - float(np.median(levels[levels < paper - contrast / 2]))
+    paper, contrast = _shown_contrast(levels, ink)
     changed = False
+    moved = 0.0  # how far the image was moved down (below)
+    past = _percentiles(original, (PAPER_PERCENTILE,))[0] - 255 if contrast < min_contrast else 0
+    if past > 0:
+        # A brightness shift can take the paper past white, and a pale face's ink (a hairline's
+        # strokes are a light grey) with it: clipped, the image shows less contrast than it has,
+        # none at all when the ink is past white too (a blank image under its label). Moved
+        # down until its paper is white, it shows what it has.
+        base, moved = original - past, past
+        levels = np.clip(base, 0, 255)
+        paper, contrast = _shown_contrast(levels, ink)
+        changed = True
     if 0 < contrast < min_contrast:  # (0: a blank image, nothing to stretch)
         base = paper + (base - paper) * (min_contrast / contrast)
         base -= min(0.0, paper - min_contrast)  # ink below black: move the whole image up
@@ -141,12 +151,23 @@ def legible(
     if noisy is None:
         return base if changed else None
     noise = noisy - original
-    sigma = float((np.clip(noisy, 0, 255) - levels).std())  # the noise as it shows (clipped)
+    shown = noisy - moved if moved else noisy  # moved down with the image
+    sigma = float((np.clip(shown, 0, 255) - levels).std())  # the noise as it shows (clipped)
     if min_snr and sigma > 0 and 0 < contrast < min_snr * sigma:
         # Scaled so the unclipped noise has the floor's deviation: clipped, it shows no more.
         noise *= contrast / (min_snr * float(noise.std()))
         changed = True
     return base + noise if changed else None
+
+
+def _shown_contrast(levels: np.ndarray, ink: str) -> tuple[float, float]:
+    """The paper's grey level and the ink's contrast to it in an image clipped to 0..255
+    (`legible`'s measure: the darkest pixels, or with ``ink="stroke"`` the strokes)."""
+    darkest, paper = _percentiles(levels, (INK_PERCENTILE, PAPER_PERCENTILE))
+    contrast = paper - darkest
+    if ink == "stroke" and contrast > 0:
+        contrast = paper - float(np.median(levels[levels < paper - contrast / 2]))
+    return paper, contrast
 
 
 def _percentiles(values: np.ndarray, qs: tuple[float, ...]) -> list[float]:

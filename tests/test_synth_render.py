@@ -404,6 +404,32 @@ def test_legible_stretches_faint_ink_to_the_contrast_floor(face):
     assert legible(np.full((32, 128), 200, np.float32), None, 64, 3) is None
 
 
+def test_legible_brings_back_ink_a_brightness_shift_took_past_white(face):
+    """A pale face (a hairline's strokes are a light grey) made brighter: its paper and its ink
+    past white, clipped to a blank image under its label. The floor moves it down until its
+    paper is white, then holds its ink to the contrast floor; its noise is measured there."""
+    from synth.augment import legible
+
+    img = render_expr("(7+5)*4-12", face, (32, 128), _rng(2))
+    pale = np.rint(240 - (240 - img.astype(np.float32)) * 0.25).astype(np.uint8)
+    assert 30 < _contrast(pale) < 64
+    bright = pale.astype(np.float32) + 80  # paper 320, the darkest ink past 255 too
+    assert _contrast(bright) == 0  # as it shows: blank
+    out = legible(bright, None, 64, 3)
+    assert out is not None and abs(_contrast(out) - 64) < 1
+    assert abs(float(np.percentile(out, 80)) - 255) < 1  # the paper white, not past it
+    noise = 40 * _rng(5).standard_normal(img.shape).astype(np.float32)
+    out = legible(bright, bright + noise, 64, 3)
+    shown = np.clip(out, 0, 255) - np.clip(legible(bright, None, 64, 3), 0, 255)
+    assert 5 < shown.std() <= 64 / 2.9  # the noise scaled to the ink it now shows, not gone
+    # through degrade: every brightness shift of the range leaves the ink on the page
+    cfg = {"brightness_contrast": {"p": 1.0, "brightness": 0.35, "contrast": [1.0, 1.0]}}
+    off = {**cfg, "legible": {"min_contrast": 0, "min_snr": 0}}
+    assert any(_contrast(degrade(pale, off, _rng(s))) == 0 for s in range(40))  # blank ones
+    for seed in range(40):
+        assert _contrast(degrade(pale, cfg, _rng(seed))) >= 63, seed
+
+
 def test_legible_can_measure_the_strokes_rather_than_their_darkest_pixels(face):
     """A thin face drawn small: pale strokes, darker where they cross. Measured at its darkest
     pixels it passes both floors; measured at its strokes it is stretched until they pass."""
