@@ -105,6 +105,13 @@ def has_oldstyle_digits(path: str, index: int = 0) -> bool:
     return drawn[0] != drawn[1]
 
 
+def _bbox(font: ImageFont.FreeTypeFont, text: str, aliased: bool) -> tuple[int, int, int, int]:
+    """``text``'s ink box as `_draw` draws it: ``aliased``, in FreeType's monochrome mode, whose
+    glyphs (a face's embedded bitmap strikes, AR PL UKai's) can reach a pixel past the
+    anti-aliased box, which drew a short text's last column on the image's edge or past it."""
+    return font.getbbox(text, mode="1" if aliased else "")
+
+
 def _draw(mask: Image.Image, aliased: bool) -> ImageDraw.ImageDraw:
     """A drawing context on ``mask``; ``aliased`` turns anti-aliasing off (1-bit glyphs)."""
     draw = ImageDraw.Draw(mask)
@@ -279,11 +286,11 @@ def draw_line(
     """
     fs = max(4, round(height * float(rng.uniform(font_size[0], font_size[1]))))
     f = load_font(font.path, font.index, fs)
-    left, top, right, bottom = f.getbbox(text)
+    left, top, right, bottom = _bbox(f, text, aliased)
     if bottom - top > height - 2:
         fs = max(4, int(fs * (height - 2) / (bottom - top)))
         f = load_font(font.path, font.index, fs)
-        left, top, right, bottom = f.getbbox(text)
+        left, top, right, bottom = _bbox(f, text, aliased)
     w, h = max(right - left, 1), max(bottom - top, 1)
     n_label = len(text) if chars is None else chars
     ml, mr = (int(v) for v in rng.integers(1, max(2, fs // 3), size=2))
@@ -429,11 +436,11 @@ def render_short(
     """
     fs = int(rng.integers(int(font_size[0]), int(font_size[1]) + 1))
     f = load_font(font.path, font.index, fs)
-    left, top, right, bottom = f.getbbox(text)
+    left, top, right, bottom = _bbox(f, text, aliased)
     while (right - left > size - 2 or bottom - top > size - 2) and fs > 4:
         fs -= 1
         f = load_font(font.path, font.index, fs)
-        left, top, right, bottom = f.getbbox(text)
+        left, top, right, bottom = _bbox(f, text, aliased)
     w, h = right - left, bottom - top
     if w > size or h > size:
         raise DoesNotFit(

@@ -139,6 +139,18 @@ def test_every_renderer_keeps_background_around_its_ink(face):
         render_short("W" * 25, face, 16, _rng())
 
 
+def test_aliased_text_is_measured_as_drawn(heldout_font):
+    """Drawn without anti-aliasing, AR PL UKai's embedded bitmap strikes reach a pixel past the
+    anti-aliased ink box: measured in the mode it is drawn in, a short text at a random place
+    (and a line) keeps its pixel of background at every edge."""
+    ukai = FontFace(heldout_font, 0)
+    for seed in range(60):
+        short = render_short("MMMM", ukai, 24, _rng(seed), font_size=(10, 10), aliased=True)
+        assert np.concatenate([short[:, 0], short[:, -1], short[0], short[-1]]).min() >= 200, seed
+        line = render_line("MMMM", ukai, 12, _rng(seed), font_size=(0.85, 0.85), aliased=True)
+        assert np.concatenate([line[:, 0], line[:, -1]]).min() >= 200, seed
+
+
 def test_renderers_say_the_font_size_they_drew_at(face):
     # a sample's font_size: the size drawn from the range, or the smaller one a shrink to fit took
     sizes = {}
