@@ -1771,6 +1771,28 @@ def test_a_run_killed_during_training_recovers_to_the_outputs_of_one_never_stopp
         theirs = load_model(reference / path.relative_to(results))[0].state_dict()
         assert ours.keys() == theirs.keys()
         assert all(torch.equal(ours[k], theirs[k]) for k in ours), path
+        # README, "What a rerun reproduces": model.pt byte for byte; train.json and history.csv
+        # but for their clock readings, and train.json's resumed_from, which says where it resumed
+        assert sha256_file(path) == sha256_file(reference / path.relative_to(results)), path
+        info, ref_info = (
+            json.loads((p.parent / "train.json").read_text())
+            for p in (path, reference / path.relative_to(results))
+        )
+        if path.parent.name in caught:
+            assert info["resumed_from"] > 0, info
+        assert ref_info["resumed_from"] == 0, ref_info
+        skip = {"wall_s", "images_per_s", "resumed_from"}
+        assert {k: v for k, v in info.items() if k not in skip} == {
+            k: v for k, v in ref_info.items() if k not in skip
+        }, path
+        ours, theirs = (
+            [
+                {k: v for k, v in row.items() if k not in {"images_per_s", "elapsed_s"}}
+                for row in csv.DictReader((p.parent / "history.csv").read_text().splitlines())
+            ]
+            for p in (path, reference / path.relative_to(results))
+        )
+        assert ours == theirs, path
     metrics = sorted(results.glob("eval/*/*/metrics.json"))
     assert len(metrics) >= 10
     for path in metrics:
