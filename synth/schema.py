@@ -425,7 +425,8 @@ def expand_paths(config: dict[str, Any], schema: Mapping[str, Any]) -> None:
 def _unset_variables(text: str) -> list[str]:
     """The environment variables ``text`` names (``$NAME`` or ``${NAME}``, as `os.path.expandvars`
     reads them) that are not set: expandvars leaves those as written."""
-    names = re.findall(r"\$(?:\{([^}]+)\}|(\w+))", text)
+    # expandvars' own pattern is ASCII: ``$HOME字体`` names $HOME, ``价$元`` no variable at all
+    names = re.findall(r"\$(?:\{([^}]+)\}|(\w+))", text, re.ASCII)
     unset = [braced or bare for braced, bare in names if (braced or bare) not in os.environ]
     return list(dict.fromkeys(unset))
 

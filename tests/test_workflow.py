@@ -2947,6 +2947,18 @@ def test_a_path_naming_a_variable_that_is_not_set_is_an_error_naming_key_and_var
     assert line in proc.stdout + proc.stderr, proc.stderr[-2000:]
 
 
+def test_a_variable_is_named_in_a_path_as_expandvars_reads_it(monkeypatch):
+    """expandvars reads a name of ASCII letters, digits and _ (``$HOME字体`` is $HOME and 字体;
+    ``价$元.ttf`` names no variable): the check reads it so too, and neither refuses a path that
+    expands in full nor says that a variable it expanded is not set."""
+    monkeypatch.setenv("SYNTHOCR_FONTS", "/data/fonts")
+    config = yaml.safe_load(SMOKE.read_text())
+    config["fonts"]["paths"] = ["$SYNTHOCR_FONTS字体/*.ttf", "fonts/价$元.ttf"]
+    checked = check_schema(config)
+    assert checked.problems == []
+    assert checked.config["fonts"]["paths"] == ["/data/fonts字体/*.ttf", "fonts/价$元.ttf"]
+
+
 def test_a_path_from_the_home_of_no_known_user_is_an_error(tmp_path):
     config = yaml.safe_load(SMOKE.read_text())
     config["fonts"]["paths"] = ["~synthocr_no_such_user/fonts/*.ttf"]
