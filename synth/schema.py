@@ -395,8 +395,14 @@ def path_problem(path: str) -> str | None:
 
 
 def _path_found(validator: Any, marked: bool, instance: Any, schema: Any) -> Iterator[Any]:
-    """``x-path`` for `expand_paths`: a marker at each path `expand_path` changes."""
-    if marked and isinstance(instance, str) and expand_path(instance) != instance:
+    """``x-path`` for `expand_paths`: a marker at each path `expand_path` changes in full (one
+    it expands in part, `path_problem`, stays as the schema check's message shows it)."""
+    if (
+        marked
+        and isinstance(instance, str)
+        and expand_path(instance) != instance
+        and path_problem(instance) is None
+    ):
         yield jsonschema.ValidationError("a path to expand")
 
 

@@ -2959,6 +2959,20 @@ def test_a_variable_is_named_in_a_path_as_expandvars_reads_it(monkeypatch):
     assert checked.config["fonts"]["paths"] == ["/data/fonts字体/*.ttf", "fonts/价$元.ttf"]
 
 
+def test_a_path_that_cannot_be_expanded_in_full_is_left_as_written(monkeypatch):
+    """A path of which one variable is set and another not is a problem naming the one not set,
+    and the config `check_schema` gives keeps the path as its message shows it, not half
+    expanded (`expand_paths`)."""
+    monkeypatch.setenv("SYNTHOCR_FONTS", "/data/fonts")
+    monkeypatch.delenv("SYNTHOCR_NO_FONTS", raising=False)
+    config = yaml.safe_load(SMOKE.read_text())
+    written = "$SYNTHOCR_FONTS/$SYNTHOCR_NO_FONTS/*.ttf"
+    config["fonts"]["paths"] = [written]
+    checked = check_schema(config)
+    assert [p.split(": ", 2)[:2] for p in checked.problems] == [["fonts.paths.0", written]]
+    assert checked.config["fonts"]["paths"] == [written]
+
+
 def test_a_path_from_the_home_of_no_known_user_is_an_error(tmp_path):
     config = yaml.safe_load(SMOKE.read_text())
     config["fonts"]["paths"] = ["~synthocr_no_such_user/fonts/*.ttf"]
