@@ -13,7 +13,8 @@ same problems, all at once.
 checks the FILEs as ``snakemake --configfile FILE...`` reads them (each with the files it
 extends, each laid over the ones before it), so that a typo is named before a run starts; the
 Makefile runs it on ``CONFIG``. ``--each`` checks every FILE alone instead; ``--no-files`` the
-keys alone (a config for another machine's fonts): no file the config names is read. A file
+keys alone (a config for another machine's fonts): no file the config names is read, and a path
+may name a variable this environment does not set. A file
 that is not YAML at all is named with its line and column (Snakemake's own message for an
 unreadable ``--configfile`` names no file).
 """
@@ -54,12 +55,16 @@ def workflow_config_problems(
     config: Mapping[str, Any],
     origins: Mapping[str, Any] | None = None,
     schema_path: str | os.PathLike = SCHEMA_PATH,
+    *,
+    files: bool = True,
 ) -> tuple[dict[str, Any], list[str]]:
     """The config with the schema's defaults filled in, and every problem of it, one line each:
     the schema's, then those of the checks past it, run on every experiment and task the schema
     finds nothing wrong with (an experiment's train or eval block left out starts empty, so every
-    experiment has them in full). ``origins`` as `synth.schema.config_with_origins` gives them."""
-    checked = check_schema(config, schema_path, origins)
+    experiment has them in full). ``origins`` as `synth.schema.config_with_origins` gives them.
+    Without ``files`` (``--no-files``: a config for another machine), a path naming a variable
+    that is not set here is no problem (`synth.schema.check_schema`'s ``environment``)."""
+    checked = check_schema(config, schema_path, origins, environment=files)
     problems = list(checked.problems)
     filled = checked.config
     experiments = filled.get("experiments")
@@ -680,7 +685,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="check the keys alone, not the files the config names (fonts, charset, corpus and "
         "own_tests labels files, train.init_from checkpoints, read from the working folder as "
-        "the workflow reads them)",
+        "the workflow reads them), nor whether this environment sets the variables their paths "
+        "name",
     )
     args = parser.parse_args(argv)
     # The fonts' and charsets' warnings (a pattern matching nothing, a file that is no font) and
@@ -695,7 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             status = 1
             continue
-        filled, problems = workflow_config_problems(config, origins)
+        filled, problems = workflow_config_problems(config, origins, files=not args.no_files)
         if not problems:  # the checks of a config whose keys hold, its files unless --no-files
             problems = start_check(filled, origins, files=not args.no_files).problems
         if problems:

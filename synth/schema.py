@@ -197,8 +197,11 @@ def _with_files(line: str, path: list[Any], origins: Mapping[str, Any] | None) -
     return line + files
 
 
-def _problems_at(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[tuple[str, list]]:
-    """`config_problems`' lines (without the files), each with the path of its key."""
+def _problems_at(
+    config: Mapping[str, Any], schema: Mapping[str, Any], environment: bool = True
+) -> list[tuple[str, list]]:
+    """`config_problems`' lines (without the files), each with the path of its key; without
+    ``environment``, none about a path this environment cannot expand (`check_schema`)."""
     validator = _Validator(schema, format_checker=_Validator.FORMAT_CHECKER)  # regexes compile
     # A NaN passes every bound (each comparison with it is false) and an infinity passes a
     # minimum: both are said here, once, and the schema's other words about them left out.
@@ -207,6 +210,8 @@ def _problems_at(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[t
     for error in validator.iter_errors(config):
         path = list(error.absolute_path)
         if any(path == at for _, at in not_finite):
+            continue
+        if error.validator == "x-path" and not environment:
             continue
         if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
             lines.extend(_unknown_keys(error))
@@ -661,15 +666,20 @@ def check_schema(
     config: Mapping[str, Any],
     schema_path: str | os.PathLike = SCHEMA_PATH,
     origins: Mapping[str, Any] | None = None,
+    *,
+    environment: bool = True,
 ) -> SchemaCheck:
     """``config`` checked against the schema, without raising: its problems, and a copy with
     the defaults filled in (an experiment without a ``train`` or ``eval`` block gets one, as
     in common.smk) and the ``~`` and ``$VARS`` of its paths expanded (`expand_paths`), so that
     the checks past the schema (``models.registry.validate_experiment``) can look at every part
     of it the schema finds nothing wrong with (`SchemaCheck.holds`) and every problem be listed
-    at once (`problems_error`). ``origins`` as `config_problems`."""
+    at once (`problems_error`). ``origins`` as `config_problems`. ``environment`` False: a path
+    naming a variable that is not set here, or a ``~user`` not known here (`path_problem`), is
+    no problem and stays as written (a config for another machine, whose files are not read:
+    ``python -m models.configcheck --no-files``)."""
     schema = load_schema(schema_path)
-    at = _problems_at(config, schema)
+    at = _problems_at(config, schema, environment)
     filled = copy.deepcopy(dict(config))
     experiments = filled.get("experiments")
     for exp in experiments.values() if isinstance(experiments, dict) else ():

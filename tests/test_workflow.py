@@ -2959,6 +2959,33 @@ def test_a_variable_is_named_in_a_path_as_expandvars_reads_it(monkeypatch):
     assert checked.config["fonts"]["paths"] == ["/data/fonts字体/*.ttf", "fonts/价$元.ttf"]
 
 
+def test_the_check_without_files_takes_a_variable_this_machine_does_not_set(
+    tmp_path, monkeypatch, capsys
+):
+    """--no-files checks a config for another machine's fonts: its paths may name a variable
+    that machine sets and this one does not (or a user of its own). Without --no-files, or in
+    `check_schema`, that is still the error naming key and variable."""
+    from models.configcheck import main
+
+    monkeypatch.delenv("SYNTHOCR_CLUSTER_FONTS", raising=False)
+    mine = tmp_path / "cluster.yaml"
+    mine.write_text(
+        f"extends: {SMOKE}\n"
+        "fonts: {paths: ['$SYNTHOCR_CLUSTER_FONTS/*.ttf', '~synthocr_no_such_user/f.ttf']}\n"
+    )
+    assert main(["--no-files", str(mine)]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out == f"{mine}: valid (5 experiments)\n"
+    assert main([str(mine)]) == 1
+    err = capsys.readouterr().err
+    assert "fonts.paths.0: $SYNTHOCR_CLUSTER_FONTS/*.ttf: $SYNTHOCR_CLUSTER_FONTS is not set" in err
+    assert "fonts.paths.1: ~synthocr_no_such_user/f.ttf: ~synthocr_no_such_user cannot" in err
+    config = load_config_file(mine)
+    assert len(check_schema(config).problems) == 2
+    unchecked = check_schema(config, environment=False)
+    assert unchecked.problems == []
+    assert unchecked.config["fonts"]["paths"] == config["fonts"]["paths"]  # as written
+
+
 def test_a_path_that_cannot_be_expanded_in_full_is_left_as_written(monkeypatch):
     """A path of which one variable is set and another not is a problem naming the one not set,
     and the config `check_schema` gives keeps the path as its message shows it, not half
