@@ -17,6 +17,7 @@ import time
 
 import pytest
 import torch
+import yaml
 
 from models.checkpoint import ModelMeta, save_model
 from models.data import read_shard
@@ -924,7 +925,9 @@ def _run_sh_defaults(repo_root) -> list[tuple[str, str]]:
     return [(name, value.replace("$SMALL", small)) for name, value in found]
 
 
-def test_device_check_configs_are_checked_before_the_device_trains(repo_root, tmp_path):
+def test_device_check_configs_are_checked_before_the_device_trains(
+    repo_root, tmp_path, monkeypatch
+):
     """kit.py config wrote whatever --set gave it: a misspelt key or a bad value was found only
     on the device, by the training it stopped. Every default of run.sh makes a valid config of
     gpu.yaml; a typo is named, every problem at once, and nothing is written."""
@@ -988,6 +991,16 @@ def test_device_check_configs_are_checked_before_the_device_trains(repo_root, tm
         kit.cmd_config(args)
     assert str(e.value) == "error: --only names an unknown experiment 'nope'"
     assert not out.exists()
+    # a path naming a variable the device sets (its files are the device's too): the keys alone,
+    # as configcheck --no-files checks them, and the copy holds the path as written
+    monkeypatch.delenv("SYNTHOCR_DEVICE_MODELS", raising=False)
+    theirs = "$SYNTHOCR_DEVICE_MODELS/model.pt"
+    args = argparse.Namespace(
+        base=str(base), out=str(out), set=[f"init_from={theirs}"], steps=[], only="expr_crnn"
+    )
+    kit.cmd_config(args)
+    written = yaml.safe_load(out.read_text(encoding="utf-8"))
+    assert written["experiments"]["expr_crnn"]["train"]["init_from"] == theirs
 
 
 def test_bench_reader_parity_compares_each_step_of_each_engine(repo_root, tmp_path, cjk_font):

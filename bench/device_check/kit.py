@@ -79,11 +79,12 @@ def cmd_config(args: argparse.Namespace) -> None:
             train["steps"] = int(steps[name])
     # checked here, as the workflow and models.train check it: a misspelt --set key or a bad
     # value stops the script before any device time goes to a training that refuses it (the
-    # keys alone, as python -m models.configcheck --no-files: the files are the device's)
+    # keys alone, as python -m models.configcheck --no-files: the files, and the variables a
+    # path names, are the device's)
     from models.configcheck import start_check, workflow_config_problems
     from synth.schema import problems_error
 
-    filled, problems = workflow_config_problems(config)
+    filled, problems = workflow_config_problems(config, files=False)
     if not problems:
         problems = start_check(filled, files=False).problems
     if problems:
