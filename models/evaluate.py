@@ -516,10 +516,11 @@ def training_record(meta: Any, train_info: str | os.PathLike | None = None) -> d
     seed copies of one experiment apart; the checkpoint does not hold it, so None without the
     file), ``train_shards`` (how many training shards the run read, from ``train.json``: what
     tells apart the runs of a data-scaling study, as the settings leave ``train.shards`` out;
-    None without it, or from a run that predates its record), ``train_steps`` (from the
-    checkpoint), ``train_wall_s`` (from ``train.json``; None without it), ``init_from``: the
-    checkpoint the run started from (``train.init_from``, fine-tuning; None from random
-    weights), whose own steps and time the other two leave out,
+    None without it, or from a run that predates its record), ``train_steps`` (the steps it
+    ran: ``train.json``'s, else the checkpoint's), ``train_wall_s`` (from ``train.json``;
+    None without it), ``init_from``: the checkpoint the run started from
+    (``train.init_from``, fine-tuning; None from random weights), whose own steps and time the
+    other two leave out,
     ``budget_steps``: the steps the run was configured for (the checkpoint's recorded
     ``train.steps``), of which early stopping may have run fewer (``train_steps``), and
     ``train_settings``: the run's other training settings that differ from their defaults
