@@ -383,8 +383,9 @@ def expand_path(path: str) -> str:
 
 def path_problem(path: str) -> str | None:
     """Why `expand_path` cannot expand ``path`` in full, naming what is missing: the environment
-    variables it names that are not set, or the ``~user`` whose home folder is not known; None
-    when it can (or there is nothing to expand)."""
+    variables it names that are not set, the ``~user`` whose home folder is not known, or a
+    variable whose value starts with a ``~`` that stays as written; None when it can (or there
+    is nothing to expand)."""
     unset = _unset_variables(path)
     if unset:
         names = ", ".join(f"${name}" for name in unset)
@@ -396,6 +397,14 @@ def path_problem(path: str) -> str | None:
         user = path[1:].split("/", 1)[0]
         whose = f"no user {user!r} is known" if user else "HOME is not set"
         return f"{path}: ~{user} cannot be expanded: {whose}"
+    expanded = expand_path(path)
+    if expanded.startswith("~") and not path.startswith("~"):
+        # FONT_DIR="~/fonts" (quoted, a shell keeps the ~): as in a shell, a variable's ~ is not
+        # expanded, and a glob under it would match nothing (a warning) and a run draw without it
+        return (
+            f"{path}: expands to {expanded}, whose ~ a variable's value leaves unexpanded (as a "
+            "shell does): set the variable to the path written out"
+        )
     return None
 
 

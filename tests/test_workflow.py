@@ -3009,6 +3009,24 @@ def test_a_path_from_the_home_of_no_known_user_is_an_error(tmp_path):
     ]
 
 
+def test_a_variable_holding_a_tilde_is_an_error_not_a_glob_of_nothing(monkeypatch):
+    """FONT_DIR="~/fonts" (quoted, as a shell keeps it): a variable's ~ is not expanded, as in a
+    shell, and ``$FONT_DIR/*.ttf`` would match nothing (a warning), the run drawing without the
+    fonts: a problem naming the key and what it expands to, the path kept as written."""
+    monkeypatch.setenv("SYNTHOCR_FONTS", "~/fonts")
+    config = yaml.safe_load(SMOKE.read_text())
+    written = "$SYNTHOCR_FONTS/*.ttf"
+    config["fonts"]["paths"] = [written]
+    checked = check_schema(config)
+    assert checked.problems == [
+        f"fonts.paths.0: {written}: expands to ~/fonts/*.ttf, whose ~ a variable's value leaves "
+        "unexpanded (as a shell does): set the variable to the path written out"
+    ]
+    assert checked.config["fonts"]["paths"] == [written]
+    monkeypatch.setenv("SYNTHOCR_FONTS", "fonts~old")  # a ~ past the start is a name's own
+    assert check_schema(config).problems == []
+
+
 def test_the_config_check_command_lists_every_init_from_problem(tmp_path, capsys, monkeypatch):
     """train.init_from was checked only when the workflow started, one problem a run: the
     command lists every experiment's, each naming its key and file (a cycle once), and
