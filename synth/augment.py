@@ -8,6 +8,10 @@ degradations the reference systems used. What we need (noise of four kinds, blur
 perspective warps, brightness/contrast, gradient and texture backgrounds, JPEG, inversion) is a few
 lines each here.
 
+The warps (affine, perspective) keep the ink in the image: one that would carry a line's end or a
+tall glyph past the edge is eased back until every ink pixel stays in (:func:`affine`), so a label
+never names ink the image lost; in the default config that redraws about 2% of the line renders.
+
 The order is fixed: stroke weight, warps, background, blur, brightness/contrast, noises, JPEG,
 inversion. Each degradation draws one uniform number for its gate whether or not it applies, so the
 random stream stays aligned when one probability changes; stroke weight, added after the others,
@@ -44,7 +48,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -217,7 +221,8 @@ def stroke_weight(img: np.ndarray, amount: float) -> np.ndarray:
 def affine(
     img: np.ndarray, rng: np.random.Generator, shear: float, scale
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Horizontal shear and isotropic scale about the image centre.
+    """Horizontal shear and isotropic scale about the image centre, eased back toward none as
+    far as keeps the ink in the image (`_inside`).
 
     Returns:
         The image, and the ``3 x 3`` matrix mapping its points to the input's (`moved_x`).
@@ -226,46 +231,90 @@ def affine(
     s = float(rng.uniform(-shear, shear))
     k = float(rng.uniform(scale[0], scale[1]))
     cx, cy = w / 2, h / 2
-    # PIL maps output (x, y) to input (a x + b y + c, d x + e y + f).
-    a, b, d, e = 1 / k, s / k, 0.0, 1 / k
-    c = cx - a * cx - b * cy
-    f = cy - d * cx - e * cy
+
+    def to_input(t: float) -> np.ndarray:
+        # PIL maps output (x, y) to input (a x + b y + c, d x + e y + f).
+        kt = k if t == 1 else 1 + t * (k - 1)  # k itself at 1: the bytes of an unclipped warp
+        a, b, d, e = 1 / kt, t * s / kt, 0.0, 1 / kt
+        return np.array([[a, b, cx - a * cx - b * cy], [d, e, cy - d * cx - e * cy], [0, 0, 1.0]])
+
+    m = _inside(img, to_input)
     out = Image.fromarray(img).transform(
         (w, h),
         Image.Transform.AFFINE,
-        (a, b, c, d, e, f),
+        tuple(float(v) for v in m[:2].ravel()),
         resample=Image.Resampling.BILINEAR,
         fillcolor=_border_level(img),
     )
-    return np.asarray(out), np.array([[a, b, c], [d, e, f], [0.0, 0.0, 1.0]])
+    return np.asarray(out), m
 
 
 def perspective(
     img: np.ndarray, rng: np.random.Generator, strength: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Move the four corners independently by up to ``strength`` x the image size.
+    """Move the four corners independently by up to ``strength`` x the image size, eased back
+    toward none as far as keeps the ink in the image (`_inside`).
 
     Returns:
         The image, and the ``3 x 3`` matrix mapping its points to the input's (`moved_x`).
     """
     h, w = img.shape
     src = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64)
-    dst = src + rng.uniform(-strength, strength, size=(4, 2)) * np.array([w, h])
-    # Coefficients mapping output (dst) to input (src) points.
-    rows, rhs = [], []
-    for (x, y), (u, v) in zip(dst, src, strict=True):
-        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
-        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
-        rhs += [u, v]
-    coeffs = np.linalg.solve(np.asarray(rows), np.asarray(rhs))
+    moves = rng.uniform(-strength, strength, size=(4, 2)) * np.array([w, h])
+
+    def to_input(t: float) -> np.ndarray:
+        # Coefficients mapping output (dst) to input (src) points.
+        rows, rhs = [], []
+        for (x, y), (u, v) in zip(src + t * moves, src, strict=True):
+            rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+            rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+            rhs += [u, v]
+        return np.append(np.linalg.solve(np.asarray(rows), np.asarray(rhs)), 1.0).reshape(3, 3)
+
+    m = _inside(img, to_input)
     out = Image.fromarray(img).transform(
         (w, h),
         Image.Transform.PERSPECTIVE,
-        tuple(float(c) for c in coeffs),
+        tuple(float(c) for c in m.ravel()[:8]),
         resample=Image.Resampling.BILINEAR,
         fillcolor=_border_level(img),
     )
-    return np.asarray(out), np.append(coeffs, 1.0).reshape(3, 3)
+    return np.asarray(out), m
+
+
+# How many halvings `_inside` narrows a warp's strength down by (to 1/4096 of it).
+_HALVINGS = 12
+
+
+def _inside(img: np.ndarray, to_input: Callable[[float], np.ndarray]) -> np.ndarray:
+    """The warp ``to_input(1)`` (output points to input ones, homogeneous ``3 x 3``), or, when
+    it would carry ink out of the image, ``to_input(t)`` at the largest ``t`` below 1 found (by
+    halving; ``to_input(0)`` is no warp) that keeps every ink pixel's centre within it. A line's
+    end or a tall glyph scaled up or sheared past the edge would lose ink its label still names.
+    Nothing is drawn from the generator: an image whose ink stays in is warped as before.
+    """
+    full = to_input(1.0)
+    ys, xs = np.nonzero(img < _border_level(img))  # ink: darker than the paper
+    if not len(xs):
+        return full
+    h, w = img.shape
+    pts = np.stack([xs + 0.5, ys + 0.5, np.ones(len(xs))])
+
+    def fits(m: np.ndarray) -> bool:
+        out = np.linalg.solve(m, pts)
+        x, y = out[0] / out[2], out[1] / out[2]
+        return bool((x >= 0).all() and (x <= w).all() and (y >= 0).all() and (y <= h).all())
+
+    if fits(full):
+        return full
+    lo, hi = 0.0, 1.0  # lo fits (no warp), hi does not
+    for _ in range(_HALVINGS):
+        mid = (lo + hi) / 2
+        if fits(to_input(mid)):
+            lo = mid
+        else:
+            hi = mid
+    return to_input(lo)
 
 
 def moved_x(xs: Sequence[float], to_input: np.ndarray, y: float) -> tuple[float, ...]:

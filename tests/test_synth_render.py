@@ -7,7 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synth.augment import DEFAULTS, degrade, degrade_line, resolve, stroke_weight
+from synth.augment import (
+    DEFAULTS,
+    affine,
+    degrade,
+    degrade_line,
+    perspective,
+    resolve,
+    stroke_weight,
+)
 from synth.render import (
     DoesNotFit,
     FontFace,
@@ -105,6 +113,39 @@ def test_warps_move_the_centres_with_the_ink():
                 assert abs(darkest + 0.5 - x) <= 1.5, (name, seed, x, darkest)
     # no warp: the centres are as drawn
     assert degrade_line(img, xs, resolve({"blur": {"p": 1.0}}), _rng())[1] == xs
+
+
+def _ink_moved(img: np.ndarray, to_input: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where a warp (output points to input ones) puts the centres of the image's ink pixels."""
+    ys, xs = np.nonzero(img < 240)
+    out = np.linalg.solve(to_input, np.stack([xs + 0.5, ys + 0.5, np.ones(len(xs))]))
+    return out[0] / out[2], out[1] / out[2]
+
+
+def test_warps_keep_the_ink_in_the_image():
+    """A warp that would carry ink past the image's edge (a line's end scaled up, a tall glyph
+    sheared or a corner pulled in) is eased back until every ink pixel stays in, but not to no
+    warp at all; one whose ink stays in is the warp drawn, as before."""
+    img = np.full((32, 120), 240, np.uint8)
+    img[1:31, 1:4] = 10  # ink a pixel from the left, top and bottom edges
+    img[1:31, 116:119] = 10  # and from the right
+    h, w = img.shape
+    for seed in range(6):
+        for warp, args in ((affine, (0.15, (1.1, 1.1))), (perspective, (0.08,))):
+            out, m = warp(img, _rng(seed), *args)
+            x, y = _ink_moved(img, m)
+            assert (x >= 0).all() and (x <= w).all() and (y >= 0).all() and (y <= h).all()
+            assert not np.allclose(m, np.eye(3)), (warp.__name__, seed)  # eased, not undone
+            assert out.min() < 60 and (out[:, :8] < 60).any() and (out[:, -8:] < 60).any()
+    # Ink in the middle, far from the edges: the warp is the one drawn from the generator.
+    middle = np.full((32, 120), 240, np.uint8)
+    middle[12:20, 50:70] = 10
+    for seed in range(4):
+        rng = _rng(seed)
+        s, k = rng.uniform(-0.15, 0.15), rng.uniform(0.9, 1.1)
+        _, m = affine(middle, _rng(seed), 0.15, (0.9, 1.1))
+        expected = [[1 / k, s / k, 60 - 60 / k - 16 * s / k], [0, 1 / k, 16 - 16 / k], [0, 0, 1]]
+        assert np.allclose(m, expected), seed
 
 
 def test_expr_and_short_geometry(face):
