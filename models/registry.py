@@ -30,18 +30,18 @@ from __future__ import annotations
 import ast
 import difflib
 import functools
-import hashlib
 import importlib
 import importlib.util
 import inspect
 import math
 import numbers
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from synth.code import imported_modules, module_file, source_digest
 
 if TYPE_CHECKING:
     from torch import nn
@@ -488,7 +488,7 @@ def _defined_names(module: str) -> set[str] | None:
     import *``, a module ``__getattr__``, or names made as it runs: ``globals()``, ``vars()``,
     ``setattr``, ``exec``)."""
     try:
-        path = _module_file(module)
+        path = module_file(module)
         if not path.endswith(".py"):
             return None
         tree = ast.parse(Path(path).read_bytes(), filename=path)
@@ -533,77 +533,18 @@ def model_sources(name: str) -> list[str]:
     if (problem := factory_problem(entry, names=False)) is not None:
         raise ValueError(f"model {name!r} ({entry_source(name)}): {problem}")
     try:
-        factory_file = _module_file(module)
+        files = {module_file(module), *(module_file(m) for m in imported_modules(module))}
     except ImportError as e:  # a module of no file (built in, frozen, in a zip)
         raise ValueError(f"model {name!r} ({entry_source(name)}): {e}") from None
-    files = {factory_file}
-    if factory_file.endswith(".py"):  # a compiled module's imports are not read
-        top = module.partition(".")[0]
-        package = module if _is_package(module) else module.rpartition(".")[0]
-        for imported in _imports(factory_file, package, top):
-            if imported != module and not _is_package_safely(imported):  # its modules, not it
-                try:
-                    files.add(_module_file(imported))
-                except (ImportError, ValueError, AttributeError):
-                    continue  # a name imported from a package, not a module of its own
     return sorted(files)
 
 
 def model_code(name: str) -> str:
     """The sha256 (16 hex digits) of model ``name``'s source files (`model_sources`), by name
-    and bytes: a train job's params and its run's key hold it, so that an edit to the model's
-    code trains it afresh (the same bytes, touched, or moved under the same file names, do
-    not)."""
-    digest = hashlib.sha256()
-    for path in model_sources(name):
-        data = Path(path).read_bytes()
-        digest.update(f"{Path(path).name}\0{len(data)}\0".encode())
-        digest.update(data)
-    return digest.hexdigest()[:16]
-
-
-def _module_file(module: str) -> str:
-    """The file a module is loaded from (its source, or a compiled extension)."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
-        raise ImportError(f"the module {module} is loaded from no file of its own")
-    return spec.origin
-
-
-def _is_package(module: str) -> bool:
-    spec = importlib.util.find_spec(module)
-    return spec is not None and spec.submodule_search_locations is not None
-
-
-def _is_package_safely(module: str) -> bool:
-    try:
-        return _is_package(module)
-    except (ImportError, ValueError):
-        return False
-
-
-def _imports(path: str, package: str, top: str) -> list[str]:
-    """The modules of package ``top`` a source file imports (``import a.b``, ``from a.b import
-    c``, relative ones resolved against ``package``), and ``a.b.c`` for each ``from a.b import
-    c`` where ``a.b`` is a package (``c`` may be a submodule; looking one up in a module would
-    import the module). Other packages' modules are not looked up (that imports them)."""
-    tree = ast.parse(Path(path).read_bytes(), filename=path)
-    out: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out.extend(a.name for a in node.names if a.name.partition(".")[0] == top)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                try:
-                    base = importlib.util.resolve_name("." * node.level + base, package)
-                except ImportError:
-                    continue
-            if base.partition(".")[0] == top:
-                out.append(base)
-                if _is_package_safely(base):
-                    out.extend(f"{base}.{a.name}" for a in node.names if a.name != "*")
-    return out
+    and code (`synth.code.source_digest`): a train job's params and its run's key hold it, so
+    that an edit to the model's code trains it afresh (the same code, touched, moved under the
+    same file names, or with other comments and docstrings, does not)."""
+    return source_digest(model_sources(name))
 
 
 def models_of_family(family: str) -> list[str]:

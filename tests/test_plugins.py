@@ -269,6 +269,22 @@ def test_a_models_code_is_its_factorys_module_and_the_package_modules_it_imports
     assert [Path(p).name for p in model_sources("crnn_vgg")] == ["backbones.py", "crnn.py"]
 
 
+def test_a_models_code_is_what_its_modules_do_not_how_they_are_documented(install):
+    """A comment, a docstring or a blank line more in a model's module trains nothing afresh;
+    an edit of what it does does."""
+    from models.registry import model_code, model_sources
+
+    site = install(GOOD)
+    nets = site / PACKAGE / "nets.py"
+    assert model_sources("plugin_ctc") == [str(nets)]
+    before = model_code("plugin_ctc")
+    source = nets.read_text()
+    nets.write_text('"""The nets, documented."""\n\n# a note\n' + source + "\n\n")
+    assert model_code("plugin_ctc") == before
+    nets.write_text(source + "\nEXTRA = 1\n")
+    assert model_code("plugin_ctc") != before
+
+
 def test_a_runs_key_holds_its_models_code(monkeypatch):
     from models import specs
 

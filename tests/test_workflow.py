@@ -2181,6 +2181,50 @@ def test_an_experiments_own_seed_trains_it_again_on_the_same_shards(smoke_run, t
     assert not any(rule in ("shard", "coverage", "charset") for rule, _ in jobs), jobs
 
 
+def _repo_copy(tmp_path: Path) -> Path:
+    """The workflow and its packages copied, to be edited: Snakemake runs it with the copy's
+    packages first on the path."""
+    copy_ = tmp_path / "repo"
+    ignore = shutil.ignore_patterns("__pycache__")
+    for name in ("workflow", "synth", "models"):
+        shutil.copytree(REPO / name, copy_ / name, symlinks=True, ignore=ignore)
+    shutil.copy2(REPO / "Snakefile", copy_ / "Snakefile")
+    return copy_
+
+
+def _dry_run_of_copy(copy_: Path, workdir: Path) -> list[tuple[str, dict[str, str]]]:
+    cmd = snakemake_command(workdir, "-n", "--cores", "2", "all")
+    cmd[cmd.index("--snakefile") + 1] = str(copy_ / "Snakefile")
+    env = {**os.environ, "PYTHONPATH": str(copy_)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return _jobs(proc.stdout)
+
+
+@pytest.mark.slow
+def test_an_edit_of_the_drawing_code_draws_the_data_anew_and_a_comment_does_not(
+    smoke_run, tmp_path
+):
+    """The data jobs' params hold the digest of synth's drawing code (`synth.code.data_code`):
+    a synthocr that draws otherwise draws every coverage table, charset, shard and contact sheet
+    anew, and trains on them; one whose comments and docstrings alone changed reruns nothing."""
+    copy_ = _repo_copy(tmp_path)
+    augment = copy_ / "synth" / "augment.py"
+    source = augment.read_text(encoding="utf-8")
+    documented = source.replace(
+        '"""Degradations after rendering', '"""Degradations, after rendering'
+    )
+    assert documented != source
+    augment.write_text(documented + "\n# a comment of no consequence\n", encoding="utf-8")
+    assert _dry_run_of_copy(copy_, smoke_run) == []
+    augment.write_text(source.replace("_HALVINGS = 12", "_HALVINGS = 11"), encoding="utf-8")
+    jobs = _dry_run_of_copy(copy_, smoke_run)
+    rules = {rule for rule, _ in jobs}
+    assert {"coverage", "charset", "shard", "contact_sheet", "train", "evaluate"} <= rules, rules
+    tasks = {w["task"] for rule, w in jobs if rule == "shard"}
+    assert tasks == set(yaml.safe_load(SMOKE.read_text())["tasks"]), tasks
+
+
 @pytest.mark.slow
 def test_editing_scheduling_hints_reruns_nothing(smoke_run, tmp_path):
     # threads, mem_mb and priority say how to schedule a job, not what it makes. An eval block

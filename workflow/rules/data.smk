@@ -4,6 +4,7 @@
 # the held-out shards.
 
 
+from synth.code import data_code
 from synth.specs import canonical
 
 
@@ -27,6 +28,8 @@ rule coverage:
         charset=lambda w: canonical(config["tasks"][w.task]["charset"]),
         patterns=role_patterns,
         exclude_families=config["fonts"]["exclude_families"],
+        # synth's drawing code (synth.code.data_code): a release that draws otherwise redraws
+        code=data_code(),
     script:
         "../scripts/coverage.py"
 
@@ -51,6 +54,7 @@ rule charset:
         charset=lambda w: canonical(config["tasks"][w.task]["charset"]),
         exclude_families=lambda w: config["tasks"][w.task]["exclude_families"],
         uncovered=config["fonts"]["uncovered"],
+        code=data_code(),
     script:
         "../scripts/charset.py"
 
@@ -94,6 +98,7 @@ rule shard:
         task=lambda w: canonical(shard_config(w.task, w.split)),
         samples=lambda w: config["tasks"][w.task]["splits"][w.split]["samples"],
         seed=config["seed"],
+        code=data_code(),
     script:
         "../scripts/shard.py"
 
@@ -174,5 +179,6 @@ rule contact_sheet:
         mem_mb=1000,
     params:
         n=config["report"]["contact_sheet_samples"],
+        code=data_code(),
     script:
         "../scripts/contact_sheet.py"

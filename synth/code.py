@@ -1,0 +1,175 @@
+"""Digests of source code, as the workflow keys what it builds by the code that builds it.
+
+A job's params hold the digest of the code behind it, so that Snakemake reruns the job when that
+code changes: a model's (`models.registry.model_code`) for its training, synth's data modules'
+(`data_code`) for the coverage tables, charsets and shards. The digest reads what the code does,
+not how it is explained: a comment, a docstring, a blank line or trailing spaces change nothing
+(`code_text`), so documenting a module retrains and redraws nothing. Modules are found by
+reading their imports (`package_imports`), never by running them.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import importlib.util
+import io
+import os
+import tokenize
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+
+def code_text(data: bytes) -> bytes:
+    """Python source less its comments, its docstrings (a module's, class's or function's first
+    statement when that is a string), trailing spaces and blank lines: what the code does. Bytes
+    that do not read as Python (a compiled extension, a syntax error) come back as they are."""
+    try:
+        text = data.decode("utf-8")
+        tree = ast.parse(text)
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (UnicodeDecodeError, SyntaxError, ValueError, tokenize.TokenError):
+        return data
+    docstrings = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, _DOCUMENTED) and body:
+            first = body[0]
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                docstrings.add((first.lineno, first.col_offset))  # where its token starts
+    cuts = [
+        (t.start, t.end)
+        for t in tokens
+        if t.type == tokenize.COMMENT
+        or (t.type == tokenize.STRING and (t.start[0], _byte_col(t.line, t.start[1])) in docstrings)
+    ]
+    lines = text.split("\n")  # the rows tokenize counts
+    for (row0, col0), (row1, col1) in reversed(cuts):  # from the end: earlier places stay put
+        head, tail = lines[row0 - 1][:col0], lines[row1 - 1][col1:]
+        lines[row0 - 1 : row1] = [head + tail]
+    kept = (line.rstrip() for line in lines)
+    return "\n".join(line for line in kept if line).encode("utf-8")
+
+
+# The nodes whose first statement is their docstring.
+_DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _byte_col(line: str, col: int) -> int:
+    """The UTF-8 byte offset of character ``col`` of ``line`` (`ast` counts bytes, `tokenize`
+    characters)."""
+    return len(line[:col].encode("utf-8"))
+
+
+def source_digest(paths: Iterable[str | os.PathLike]) -> str:
+    """The sha256 (16 hex digits) of the files ``paths``, each by its name and its `code_text`:
+    the same code, touched, moved under the same file names or only documented anew, gives the
+    same digest."""
+    digest = hashlib.sha256()
+    for path in paths:
+        data = code_text(Path(path).read_bytes())
+        digest.update(f"{Path(path).name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()[:16]
+
+
+def module_file(module: str) -> str:
+    """The file a module is loaded from (its source, or a compiled extension).
+
+    Raises:
+        ImportError: The module is loaded from no file of its own (built in, frozen, in a zip).
+    """
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+        raise ImportError(f"the module {module} is loaded from no file of its own")
+    return spec.origin
+
+
+def is_package(module: str) -> bool:
+    """Whether ``module`` is a package (a folder of modules); finding it may import its parent."""
+    spec = importlib.util.find_spec(module)
+    return spec is not None and spec.submodule_search_locations is not None
+
+
+def is_package_safely(module: str) -> bool:
+    """`is_package`, False for a name that cannot be found."""
+    try:
+        return is_package(module)
+    except (ImportError, ValueError):
+        return False
+
+
+def package_imports(path: str, package: str, top: str) -> list[str]:
+    """The modules of package ``top`` a source file imports (``import a.b``, ``from a.b import
+    c``, relative ones resolved against ``package``), and ``a.b.c`` for each ``from a.b import
+    c`` where ``a.b`` is a package (``c`` may be a submodule; looking one up in a module would
+    import the module). Other packages' modules are not looked up (that imports them)."""
+    tree = ast.parse(Path(path).read_bytes(), filename=path)
+    out: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.extend(a.name for a in node.names if a.name.partition(".")[0] == top)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                try:
+                    base = importlib.util.resolve_name("." * node.level + base, package)
+                except ImportError:
+                    continue
+            if base.partition(".")[0] == top:
+                out.append(base)
+                if is_package_safely(base):
+                    out.extend(f"{base}.{a.name}" for a in node.names if a.name != "*")
+    return out
+
+
+def imported_modules(module: str) -> list[str]:
+    """The modules of ``module``'s own package that its source imports directly (not the package
+    itself, nor a name imported from it that is not a module)."""
+    path = module_file(module)
+    if not path.endswith(".py"):  # a compiled module's imports are not read
+        return []
+    top = module.partition(".")[0]
+    package = module if is_package(module) else module.rpartition(".")[0]
+    out = []
+    for name in package_imports(path, package, top):
+        if name == module or is_package_safely(name):  # its modules, not it
+            continue
+        try:
+            module_file(name)
+        except (ImportError, ValueError, AttributeError):
+            continue  # a name imported from a package, not a module of its own
+        out.append(name)
+    return sorted(set(out))
+
+
+def module_closure(modules: Sequence[str]) -> list[str]:
+    """The files of ``modules`` and of every module of their packages they import, in turn
+    (`imported_modules`), sorted."""
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(imported_modules(name))
+    return sorted({module_file(name) for name in seen})
+
+
+# What draws the data: the modules the workflow's data scripts call (workflow/scripts/coverage.py,
+# charset.py, shard.py, contact_sheet.py). Their job logging (synth.joblog) draws nothing.
+DATA_MODULES = ("synth.charset", "synth.fonts", "synth.preview", "synth.shards", "synth.specs")
+
+
+@functools.cache
+def data_code() -> str:
+    """`source_digest` of the modules that draw the workflow's data (`DATA_MODULES` and the synth
+    modules they import, in turn): the coverage, charset, shard and contact sheet jobs' params
+    hold it, so that a synthocr whose drawing changed draws the data anew (and trains on it)
+    rather than keeping the shards of the old code."""
+    return source_digest(module_closure(DATA_MODULES))

@@ -1,0 +1,123 @@
+"""The digests the workflow keys its jobs by: what the code does, not how it is documented."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+from synth.code import (
+    DATA_MODULES,
+    code_text,
+    data_code,
+    module_closure,
+    module_file,
+    source_digest,
+)
+
+SOURCE = '''"""A module's docstring."""
+
+import os  # a comment after code
+
+
+# a comment on a line of its own
+class Thing:
+    """A class's docstring,
+    on two lines."""
+
+    note = """not a docstring: an assignment"""
+
+    def method(self):  # trailing comment
+        'a one-quoted docstring'
+        return "# not a comment" + os.sep
+
+
+async def 函数(): "a docstring after a name outside ASCII"; return 1
+'''
+
+
+def test_code_text_keeps_the_code_and_drops_comments_docstrings_and_blank_lines():
+    text = code_text(SOURCE.encode()).decode()
+    assert text == (
+        "import os\n"
+        "class Thing:\n"
+        '    note = """not a docstring: an assignment"""\n'
+        "    def method(self):\n"
+        '        return "# not a comment" + os.sep\n'
+        "async def 函数(): ; return 1"
+    )
+
+
+def test_the_digest_is_of_the_code_not_of_its_comments_or_docstrings(tmp_path):
+    path = tmp_path / "mod.py"
+    path.write_text(SOURCE, encoding="utf-8")
+    digest = source_digest([path])
+    assert len(digest) == 16
+    path.write_text(
+        SOURCE.replace("A class's docstring", "Another docstring")
+        .replace("# a comment on a line of its own", "# another\n\n\n")
+        .replace("os  # a comment after code", "os   ")
+        .replace("\n", "\r\n"),
+        encoding="utf-8",
+    )
+    assert source_digest([path]) == digest
+    for edit in (
+        ("not a docstring", "still not a docstring"),  # a string the code holds
+        ('"# not a comment"', '"# not a comment either"'),
+        ("return 1", "return 2"),
+        ("    note =", "    other =\n    note ="),
+    ):
+        path.write_text(SOURCE.replace(*edit), encoding="utf-8")
+        assert source_digest([path]) != digest, edit
+    path.write_text(SOURCE, encoding="utf-8")
+    renamed = path.rename(tmp_path / "other.py")
+    assert source_digest([renamed]) != digest  # the file's name counts
+
+
+def test_what_does_not_read_as_python_is_hashed_as_its_bytes(tmp_path):
+    for data in (b"\xff\xfe not text", b"def broken(:\n    # a comment\n", b"\x7fELF\x00\x01"):
+        assert code_text(data) == data
+    path = tmp_path / "mod.py"
+    path.write_bytes(b"def broken(:\n    # a comment\n")
+    before = source_digest([path])
+    path.write_bytes(b"def broken(:\n    # another comment\n")
+    assert source_digest([path]) != before
+
+
+@pytest.fixture
+def package(tmp_path, monkeypatch):
+    """A package of three modules on the path: a imports b, b imports c (relatively)."""
+    root = tmp_path / "codepkg_test"
+    root.mkdir()
+    (root / "__init__.py").write_text("")
+    (root / "a.py").write_text("from codepkg_test import b\nimport os\n")
+    (root / "b.py").write_text("from . import c\n")
+    (root / "c.py").write_text("X = 1\n")
+    (root / "unused.py").write_text("Y = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    yield root
+    for name in [n for n in sys.modules if n.startswith("codepkg_test")]:
+        del sys.modules[name]
+
+
+def test_a_modules_closure_is_every_module_of_its_package_it_imports_in_turn(package):
+    files = module_closure(["codepkg_test.a"])
+    assert [Path(f).name for f in files] == ["a.py", "b.py", "c.py"]
+    before = source_digest(files)
+    (package / "c.py").write_text("X = 2\n")  # two imports down
+    assert source_digest(module_closure(["codepkg_test.a"])) != before
+    changed = source_digest(module_closure(["codepkg_test.a"]))
+    (package / "unused.py").write_text("Y = 2\n")  # not imported: not in it
+    assert source_digest(module_closure(["codepkg_test.a"])) == changed
+
+
+def test_the_data_code_is_of_synths_drawing_modules_alone():
+    names = {Path(f).name for f in module_closure(DATA_MODULES)}
+    assert {"render.py", "augment.py", "text.py", "shards.py", "fonts.py", "charset.py"} <= names
+    assert "joblog.py" not in names  # logging draws nothing
+    assert "code.py" not in names
+    assert data_code() == source_digest(module_closure(DATA_MODULES))
+    assert module_file("synth.render").endswith("render.py")
