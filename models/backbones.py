@@ -139,12 +139,12 @@ class VGGBackbone(nn.Module):
 
     Args:
         width: Channel multiplier.
-        batch_norm_all: Batch norm after all seven convolutions, not only the paper's three
-            (the convolutions then without bias). With it a slim CPU model (width 0.25) left
-            CTC's plateau of character frequencies in a run where the paper's layout stayed on
-            it; over six seeds it was leaving the plateau by step 3000 in five, the paper's
-            layout in three of five (BENCHMARKS.md, "Line models that read on a CPU", sessions
-            38-40).
+        batch_norm_all: Batch norm after all seven convolutions, not only the three of
+            meijieru's layout (the paper's table has two; the convolutions then without bias).
+            With it a slim CPU model (width 0.25) left CTC's plateau of character frequencies in
+            a run where that layout stayed on it; over six seeds it was leaving the plateau by
+            step 3000 in five, that layout in three of five (BENCHMARKS.md, "Line models that
+            read on a CPU", sessions 38-40).
     """
 
     def __init__(self, width: float = 1.0, batch_norm_all: bool = False) -> None:

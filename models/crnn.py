@@ -120,8 +120,9 @@ def crnn_vgg(
 ) -> CRNN:
     """CRNN with its original VGG backbone: ``N, 1, 32, W -> T, N, num_classes + 1``.
 
-    ``batch_norm_all`` puts batch norm after every convolution, not only the paper's three
-    (`VGGBackbone`); ``forget_bias`` starts the BiLSTM forget gates' biases there (`CRNN`).
+    ``batch_norm_all`` puts batch norm after every convolution, not only the three of
+    meijieru/crnn.pytorch's layout (`VGGBackbone`); ``forget_bias`` starts the BiLSTM forget
+    gates' biases there (`CRNN`).
     """
     return _crnn(
         VGGBackbone, num_classes, hidden, forget_bias, width=width, batch_norm_all=batch_norm_all
