@@ -437,11 +437,20 @@ def excluded_by(
     return next((p.pattern for p in patterns if p.search(family) or p.search(full)), None)
 
 
+def misdrawn_by(
+    misdrawn: Sequence[tuple[re.Pattern, str]], family: str, style: str, path: str = ""
+) -> set[str]:
+    """The characters ``misdrawn`` (regex, characters: ``fonts.misdrawn``) names for a face: of
+    every pattern found in its family or full name, as `excluded_by` finds them."""
+    return {c for p, chars in misdrawn if excluded_by([p], family, style, path) for c in chars}
+
+
 def scan_fonts(
     train: Sequence[str],
     test: Sequence[str],
     chars: Iterable[str],
     exclude_families: Sequence[str] = (),
+    misdrawn: Mapping[str, str] | None = None,
 ) -> list[FaceRecord]:
     """Read every face of the training and held-out fonts and what it covers of ``chars``.
 
@@ -452,6 +461,8 @@ def scan_fonts(
         chars: the characters to check (the union of the charsets).
         exclude_families: regexes searched in the family name and the full name (family and
         style; `excluded_by`); matching faces get status ``excluded``.
+        misdrawn: regex -> characters a matching face draws as others (``fonts.misdrawn``):
+        counted as missing from it (`misdrawn_by`).
 
     Returns:
         One record per face (and one per unreadable file, status ``error``), sorted by role and
@@ -461,8 +472,8 @@ def scan_fonts(
         FontError: an explicitly named file is missing or unreadable.
     """
     train_files, test_files = split_roles(train, test)
-    return scan_files(train_files, "train", chars, exclude_families) + scan_files(
-        test_files, "test", chars, exclude_families
+    return scan_files(train_files, "train", chars, exclude_families, misdrawn) + scan_files(
+        test_files, "test", chars, exclude_families, misdrawn
     )
 
 
@@ -471,6 +482,7 @@ def scan_files(
     role: str,
     chars: Iterable[str],
     exclude_families: Sequence[str] = (),
+    misdrawn: Mapping[str, str] | None = None,
 ) -> list[FaceRecord]:
     """Every face of ``files`` (one role's, as `split_roles` resolves them) and what it covers of
     ``chars``: `scan_fonts` for one role, as the workflow's coverage job of a task and role runs it.
@@ -480,7 +492,8 @@ def scan_files(
     """
     chars = sorted(set(chars))
     patterns = [re.compile(p) for p in exclude_families]
-    return [r for f in files for r in _scan_file(f, role, chars, patterns)]
+    wrong = [(re.compile(p), c) for p, c in (misdrawn or {}).items()]
+    return [r for f in files for r in _scan_file(f, role, chars, patterns, wrong)]
 
 
 def split_roles(
@@ -726,7 +739,7 @@ class _BytesIndex:
         return None
 
 
-def _scan_file(f: FontFile, role: str, chars: list[str], patterns) -> list[FaceRecord]:
+def _scan_file(f: FontFile, role: str, chars: list[str], patterns, misdrawn=()) -> list[FaceRecord]:
     """The records of every face of a file. A collection keeps its good faces when one of its
     faces cannot be read (a damaged table of its own): that face alone is left out, named by
     its index (and name, when its name table reads). A file that cannot be opened is one
@@ -734,10 +747,12 @@ def _scan_file(f: FontFile, role: str, chars: list[str], patterns) -> list[FaceR
     merged table gives it one row, `merge_coverage`). Named explicitly, either is a
     `FontError`."""
     with _fonttools_says(f.path):
-        return _scan_faces(f, role, chars, patterns)
+        return _scan_faces(f, role, chars, patterns, misdrawn)
 
 
-def _scan_faces(f: FontFile, role: str, chars: list[str], patterns) -> list[FaceRecord]:
+def _scan_faces(
+    f: FontFile, role: str, chars: list[str], patterns, misdrawn=()
+) -> list[FaceRecord]:
     try:
         faces = _open_faces(f.path)
     except FONT_ERRORS as e:
@@ -745,7 +760,7 @@ def _scan_faces(f: FontFile, role: str, chars: list[str], patterns) -> list[Face
     out = []
     for index, font in enumerate(faces):
         try:
-            out.append(_scan_face(f, index, font, role, chars, patterns))
+            out.append(_scan_face(f, index, font, role, chars, patterns, misdrawn))
         except FONT_ERRORS as e:
             reason = _reason(e)
             family, style = _face_names(font)
@@ -766,7 +781,7 @@ def _scan_faces(f: FontFile, role: str, chars: list[str], patterns) -> list[Face
 
 
 def _scan_face(
-    f: FontFile, index: int, font: TTFont, role: str, chars: list[str], patterns
+    f: FontFile, index: int, font: TTFont, role: str, chars: list[str], patterns, misdrawn=()
 ) -> FaceRecord:
     name = font["name"]
     family = name.getBestFamilyName() or ""
@@ -791,6 +806,15 @@ def _scan_face(
             f"its character map gives {mapped} of the task's characters, and not one of their "
             f"glyphs draws anything, nor any other of its glyphs: {_blank_why(font)}"
         )
+    if wrong := covered & misdrawn_by(misdrawn, family, style, f.path):
+        log.info(
+            "font file %s face %d (%s): fonts.misdrawn counts %s as missing",
+            f.path,
+            index,
+            f"{family} {style}".strip(),
+            " ".join(f"{c!r} U+{ord(c):04X}" for c in sorted(wrong)),
+        )
+        covered -= wrong
     return FaceRecord(f.path, index, family, style, role, "ok", "", covered)
 
 

@@ -13,8 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import font_with_damaged_outlines, made_locale
+from conftest import REPO, font_with_damaged_outlines, made_locale
 from fontTools.ttLib import TTCollection, TTFont
 
 from synth.charset import build_charset, gb2312_hanzi
@@ -321,6 +322,53 @@ def test_exclude_one_face_of_a_family_by_its_full_name(heldout_font):
     # Patterns written for family names keep matching them (anchored at the family's end).
     records = scan_fonts([], [str(heldout_font)], EXPR, [r"UKai CN$"])
     assert {r.status for r in records} == {"excluded", "ok"}
+
+
+CWTEX = Path("/usr/share/fonts/truetype/cwtex")
+
+
+def test_a_misdrawn_character_is_missing_from_the_faces_it_names_alone(caplog):
+    """``fonts.misdrawn``: cwTeXMing draws 沽 as 瀑, so it covers 瀑 and not 沽; cwTeXKai, which
+    draws both, is not named and keeps both; the job's log says what was counted missing."""
+    files = [str(CWTEX / "cwming.ttf"), str(CWTEX / "cwkai.ttf")]
+    chars = list("沽瀑沾")
+    plain = {r.family: r.covered for r in scan_fonts(files, [], chars)}
+    assert plain["cwTeXMing"] == plain["cwTeXKai"] == set(chars)
+    with caplog.at_level(logging.INFO, logger="synth.fonts"):
+        records = scan_fonts(files, [], chars, (), {"^cwTeXMing$": "沽X"})
+    covered = {r.family: r.covered for r in records}
+    assert covered == {"cwTeXMing": {"瀑", "沾"}, "cwTeXKai": set(chars)}
+    assert "fonts.misdrawn counts '沽' U+6CBD as missing" in caplog.text
+    assert "cwkai" not in caplog.text
+    # by the full name too, as exclude_families matches it
+    records = scan_fonts(files, [], chars, (), {"Kai Medium$": "沾"})
+    assert {r.family: r.covered for r in records}["cwTeXKai"] == {"沽", "瀑"}
+
+
+def test_the_shipped_configs_misdrawn_characters_are_drawn_as_others():
+    """What the shipped configs list in ``fonts.misdrawn`` is the font's fault, seen in its
+    pixels: cwTeXMing's 沽 is drawn as its 瀑 (the same strokes, a pixel apart), while the other
+    cwTeX faces' two differ as two characters do."""
+    from PIL import Image, ImageDraw
+
+    from synth.render import load_font
+
+    def drawn(path: Path, char: str) -> np.ndarray:
+        img = Image.new("L", (80, 80), 0)
+        ImageDraw.Draw(img).text((8, 0), char, font=load_font(str(path), 0, 64), fill=255)
+        return np.asarray(img, dtype=np.float64) / 255
+
+    def apart(path: Path, a: str, b: str) -> float:
+        x, y = drawn(path, a), drawn(path, b)
+        return float(np.abs(x - y).sum() / max(x.sum(), y.sum()))
+
+    for config in ("configs/config.yaml", "configs/gpu.yaml"):
+        misdrawn = load_config_file(REPO / config)["fonts"]["misdrawn"]
+        assert misdrawn == {"^cwTeXMing$": "沽"}, config
+    # a pixel's shift apart (0.30); the other cwTeX faces' two, 0.86 to 1.27
+    assert apart(CWTEX / "cwming.ttf", "沽", "瀑") < 0.4
+    for other in ("cwkai", "cwfs", "cwheib"):
+        assert apart(CWTEX / f"{other}.ttf", "沽", "瀑") > 0.8, other
 
 
 def test_a_font_with_only_a_symbol_character_map_covers_nothing(tmp_path, latin_font):

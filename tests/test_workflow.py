@@ -116,6 +116,8 @@ def test_lint_is_clean(tmp_path):
         (lambda c: c["tasks"]["expr"].update(operators="+-+"), "operators"),
         (lambda c: c["tasks"]["line"].update(length=[5, 2]), "tasks.line.length: [5, 2]: low is"),
         (lambda c: c["fonts"].update(exclude_families=["(x"]), "exclude_families.0: '(x' is not"),
+        (lambda c: c["fonts"].update(misdrawn={"(x": "沽"}), "fonts.misdrawn: '(x' is not"),
+        (lambda c: c["fonts"].update(misdrawn={"Ming": ""}), "fonts.misdrawn.Ming: '' should"),
         (
             lambda c: c["tasks"]["hanzi"]["charset"].update(space=True),
             "tasks.hanzi.charset.space: only the line task draws spaces",

@@ -28,6 +28,7 @@ rule coverage:
         charset=lambda w: canonical(config["tasks"][w.task]["charset"]),
         patterns=role_patterns,
         exclude_families=config["fonts"]["exclude_families"],
+        misdrawn=config["fonts"]["misdrawn"],
         # synth's drawing code (synth.code.data_code): a release that draws otherwise redraws
         code=data_code(),
     script:

@@ -30,5 +30,5 @@ for f in resolve_font_files(params.patterns):
             if w.role == "train"
             else "the same bytes as another held-out font",
         )
-records = scan_files(files, w.role, chars, params.exclude_families)
+records = scan_files(files, w.role, chars, params.exclude_families, params.misdrawn)
 write_coverage(records, {w.task: chars}, snakemake.output[0])
