@@ -58,32 +58,6 @@ def _pair(v) -> tuple:
 
 
 @dataclass(frozen=True)
-class FontsSpec:
-    """The ``fonts`` section: training and held-out fonts, family exclusions, uncovered policy."""
-
-    paths: tuple[str, ...] = ("fonts/*",)
-    test_fonts: tuple[str, ...] = ()
-    exclude_families: tuple[str, ...] = ()
-    misdrawn: tuple[tuple[str, str], ...] = ()  # (regex, characters), `synth.fonts.misdrawn_by`
-    uncovered: str = "error"
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | None) -> FontsSpec:
-        spec = _build(
-            cls,
-            cfg,
-            "fonts",
-            paths=tuple,
-            test_fonts=tuple,
-            exclude_families=tuple,
-            misdrawn=lambda m: tuple(dict(m).items()),
-        )
-        if spec.uncovered not in ("error", "drop"):
-            raise ValueError(f"fonts.uncovered must be error or drop, got {spec.uncovered!r}")
-        return spec
-
-
-@dataclass(frozen=True)
 class CharsetSpec:
     """How a task's charset is built (see :func:`synth.charset.build_charset`)."""
 
