@@ -62,6 +62,28 @@ def test_model_round_trip(tmp_path, name, kwargs, charset, task):
     assert list(tmp_path.iterdir()) == [path]  # no temporary left behind
 
 
+def test_model_pt_holds_float32_weights_whatever_the_model_trained_in(tmp_path):
+    name, kwargs, charset, task = CASES[2]
+    model = build_model(name, len(charset), **kwargs).to(torch.float64)
+    path = tmp_path / "model.pt"
+    save_model(path, model, _meta(name, kwargs, charset, task))
+    state = load_checkpoint(path)["state_dict"]
+    floats = {k: v.dtype for k, v in state.items() if v.is_floating_point()}
+    assert floats and set(floats.values()) == {torch.float32}
+    # counters (batch norm's num_batches_tracked) keep their integer type
+    counters = {v.dtype for v in state.values() if not v.is_floating_point()}
+    assert counters == {torch.int64}
+
+
+def test_a_built_in_models_meta_names_no_package(tmp_path):
+    # model.pt of a built-in model is as it was before models of packages existed
+    name, kwargs, charset, task = CASES[0]
+    path = tmp_path / "model.pt"
+    save_model(path, build_model(name, len(charset), **kwargs), _meta(name, kwargs, charset, task))
+    assert "package" not in load_checkpoint(path)["meta"]
+    assert read_meta(path).package == ""
+
+
 def test_untrusted_checkpoint_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format": "synthocr-checkpoint", "version": 1, "x": Payload()}, path)
@@ -91,6 +113,23 @@ def test_truncated_and_foreign_checkpoints(tmp_path):
         load_checkpoint(empty)
 
 
+def test_a_checkpoint_lacking_its_weights_or_a_meta_key_is_named(tmp_path):
+    name, kwargs, charset, task = CASES[0]
+    path = tmp_path / "model.pt"
+    save_model(path, build_model(name, len(charset), **kwargs), _meta(name, kwargs, charset, task))
+    ckpt = load_checkpoint(path)
+    del ckpt["state_dict"]
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match=rf"{path} lacks 'state_dict'"):
+        load_model(path)
+    save_model(path, build_model(name, len(charset), **kwargs), _meta(name, kwargs, charset, task))
+    ckpt = load_checkpoint(path)
+    del ckpt["meta"]["charset"], ckpt["meta"]["task"]
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match=rf"{path}: meta lacks charset, task$"):
+        load_model(path)
+
+
 def test_a_checkpoint_of_another_version_is_refused_naming_it(tmp_path):
     model = build_model("hanzi_cnn", 3, width=0.125)
     ckpt = make_checkpoint(model, _meta("hanzi_cnn", {"width": 0.125}, list("abc"), "hanzi"))
@@ -106,6 +145,31 @@ def test_weights_must_fit_the_model(tmp_path):
     path = tmp_path / "wrong.pt"
     save_atomic(ckpt, path)
     with pytest.raises(CheckpointError, match=r"wrong\.pt.*do not fit"):
+        load_model(path)
+
+
+def test_weights_that_do_not_fit_name_three_problems_and_count_the_rest(tmp_path):
+    name, kwargs, charset, task = CASES[2]
+    path = tmp_path / "model.pt"
+    save_model(path, build_model(name, len(charset), **kwargs), _meta(name, kwargs, charset, task))
+    ckpt = load_checkpoint(path)
+    gone = list(ckpt["state_dict"])[:5]  # in the model's own order, which the problems follow
+    ckpt["state_dict"] = {k: v for k, v in ckpt["state_dict"].items() if k not in gone}
+    torch.save(ckpt, path)
+    listed = "; ".join(f"missing {k}" for k in gone[:3])
+    with pytest.raises(CheckpointError, match=re.escape(f": {listed} (and 2 more)")):
+        load_model(path)
+
+
+def test_weights_holding_nan_are_refused_naming_the_weight(tmp_path):
+    name, kwargs, charset, task = CASES[2]
+    path = tmp_path / "model.pt"
+    save_model(path, build_model(name, len(charset), **kwargs), _meta(name, kwargs, charset, task))
+    ckpt = load_checkpoint(path)
+    key = next(k for k, v in ckpt["state_dict"].items() if v.is_floating_point())
+    ckpt["state_dict"][key][0] = float("nan")
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match=rf"{path}: weight {re.escape(key)} holds NaN"):
         load_model(path)
 
 
@@ -293,6 +357,18 @@ def test_a_checkpoint_holding_the_wrong_types_is_named_with_the_key(tmp_path, ed
         read_meta(path)
 
 
+@pytest.mark.parametrize("step", [-1, True, 2.0])
+def test_a_meta_step_that_is_no_whole_number_of_steps_is_refused(tmp_path, step):
+    name, kwargs, charset, task = CASES[0]
+    path = tmp_path / "model.pt"
+    save_model(path, build_model(name, len(charset), **kwargs), _meta(name, kwargs, charset, task))
+    ckpt = load_checkpoint(path)
+    ckpt["meta"]["step"] = step
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match=rf"meta\.step is the {type(step).__name__} "):
+        read_meta(path)
+
+
 def test_files_that_are_no_checkpoint_are_named_for_what_they_are(tmp_path):
     for i, body in enumerate(["not a checkpoint\n", "tasks:\n a: 1\n", "hello", "char count\n"]):
         text = tmp_path / f"notes{i}.pt"
@@ -344,3 +420,13 @@ def test_a_wrapped_models_checkpoint_loads_into_the_plain_model(tmp_path):
     loaded, _ = load_model(path)
     for key, value in loaded.state_dict().items():
         assert torch.equal(value, model.state_dict()[key]), key
+
+
+# torch.compile imports torch._dynamo, which warns about torch.jit's deprecation on import
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_a_compiled_models_checkpoint_has_the_plain_models_keys(tmp_path):
+    model = build_model("hanzi_cnn", 3, width=0.125)
+    compiled = torch.compile(model)  # wraps only: nothing is compiled until it is called
+    assert unwrap(compiled) is model
+    ckpt = make_checkpoint(compiled, _meta("hanzi_cnn", {"width": 0.125}, list("abc"), "hanzi"))
+    assert sorted(ckpt["state_dict"]) == sorted(model.state_dict())
