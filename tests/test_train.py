@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,7 +35,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 import models.train as train_module
 from models.checkpoint import CheckpointError, load_checkpoint, load_model, read_meta
 from models.crnn import CRNN
-from models.data import SampleLabelError, ShardError
+from models.data import SampleLabelError, ShardError, eval_batches
 from models.devices import DistEnv, dist_env, resolve_device
 from models.families import CTCFamily, make_family
 from models.registry import build_model
@@ -63,7 +64,9 @@ from models.train import (
     lr_at,
     main,
     output_lock,
+    param_groups,
     train,
+    validate,
 )
 from models.transfer import TransferError
 from synth.shards import sha256_file
@@ -811,6 +814,19 @@ def test_resume_state_that_does_not_fit_the_model_starts_afresh(line_data, tmp_p
     assert fresh.run_hash == again.run_hash and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resume_state_whose_tensors_changed_shape_alone_starts_afresh(line_data, tmp_path, caplog):
+    # The same keys, one of another shape (a layer's size changed in the model's code).
+    first = train(line_job(line_data, tmp_path, steps=3))
+    last = tmp_path / "resume" / first.run_hash / "last.pt"
+    ckpt = load_checkpoint(last)
+    key = next(k for k, v in ckpt["state_dict"].items() if v.dim() == 2)
+    ckpt["state_dict"][key] = ckpt["state_dict"][key][:, :1].clone()
+    torch.save(ckpt, last)
+    again = train(line_job(line_data, tmp_path, steps=3))
+    assert again.resumed_from == 0 and again.steps == 3
+    assert f"does not fit the model (1 tensors differ, e.g. {key})" in caplog.text
+
+
 def test_the_history_so_far_is_written_beside_each_checkpoint(line_data, tmp_path):
     """history.csv is a final output, written when training ends: a long run is followed, and a
     stopped one read, by the copy written with each checkpoint in its resume folder."""
@@ -1055,6 +1071,73 @@ def test_a_new_run_removes_the_stale_state_at_its_first_checkpoint(line_data, tm
     assert train(job).resumed_from == 0  # the old config now trains afresh
 
 
+def test_the_last_step_is_logged_and_validated_when_no_interval_ends_there(line_data, tmp_path):
+    result = train(line_job(line_data, tmp_path, steps=7, log_every=2, val_every=4))
+    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
+    assert [int(r["step"]) for r in rows] == [2, 4, 6, 7]
+    assert [int(r["step"]) for r in rows if r["val_loss"]] == [4, 7]
+    assert all(r["train_loss"] and r["grad_norm"] for r in rows)  # step 7's own window too
+    assert float(rows[-1]["val_loss"]) == pytest.approx(result.final_val_loss, rel=1e-5)
+    assert float(rows[-1]["val_acc"]) == pytest.approx(result.final_val_acc, rel=1e-5)
+    assert read_meta(tmp_path / "model.pt").step == 7
+
+
+def test_a_failed_checkpoint_write_keeps_the_last_good_one(line_data, tmp_path, monkeypatch):
+    """A full disk while last.pt is written: the one before it stays whole (written to a
+    temporary name, then renamed), and a rerun resumes from it."""
+    job = line_job(line_data, tmp_path, steps=7)
+    real_save = torch.save
+    saves = []
+
+    def fails_the_second(obj, f, *args, **kwargs):
+        saves.append(obj["meta"]["step"])
+        if len(saves) < 2:
+            return real_save(obj, f, *args, **kwargs)
+        with contextlib.ExitStack() as stack:
+            if isinstance(f, str | os.PathLike):
+                f = stack.enter_context(open(f, "wb"))
+            f.write(b"PK\x03\x04" + bytes(100))  # part of the file, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", fails_the_second)
+    with pytest.raises(OSError, match="No space left"):
+        train(job)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert saves == [3, 6]
+    (state,) = (tmp_path / "resume").iterdir()
+    assert load_checkpoint(state / "last.pt")["resume"]["step"] == 3
+    assert sorted(p.name for p in state.iterdir()) == ["history.csv", "last.pt", "run.json"]
+    assert train(job).resumed_from == 3
+
+
+def test_a_finished_run_found_again_removes_other_runs_state(line_data, tmp_path):
+    """State of another run left beside a run's own (a kill between a first checkpoint and the
+    removal of the others): the rerun that finds its run finished, and writes no checkpoint
+    again, removes it."""
+    job = line_job(line_data, tmp_path, steps=3)
+    result = train(job)
+    own = tmp_path / "resume" / result.run_hash
+    stale = tmp_path / "resume" / "0123456789abcdef"
+    shutil.copytree(own, stale)
+    info = json.loads((stale / "run.json").read_text())
+    other = {**info, "run_hash": stale.name, "one_process_hash": stale.name, "finished": False}
+    (stale / "run.json").write_text(json.dumps(other))
+    again = train(job)
+    assert again.resumed_from == 3 and again.run_hash == result.run_hash
+    assert [p.name for p in (tmp_path / "resume").iterdir()] == [own.name]
+
+
+def test_train_json_says_whether_the_command_line_ran_it(line_data, tmp_path):
+    job = line_job(line_data, tmp_path / "cli", steps=2)
+    main(["--spec", json.dumps(job.to_dict())])
+    train(replace(job, out_dir=str(tmp_path / "rule")))
+
+    def ran_by_command_line(run: str) -> bool:
+        return json.loads((tmp_path / run / "train.json").read_text())["command_line"]
+
+    assert (ran_by_command_line("cli"), ran_by_command_line("rule")) == (True, False)
+
+
 def _interrupt(job: TrainJob, at_step: int) -> None:
     """Run ``job`` and stop it, as a Ctrl-C would, when step ``at_step`` begins: its last
     checkpoint stays for a rerun to resume from."""
@@ -1167,6 +1250,44 @@ def _assert_same_run(ours: Path, theirs: Path) -> None:
             return [{k: v for k, v in r.items() if k not in timing} for r in csv.DictReader(f)]
 
     assert rows(ours) == rows(theirs)
+
+
+def test_a_resumed_run_draws_the_dropout_of_an_uninterrupted_one(tmp_path):
+    """The global RNG (dropout) is seeded by (seed, rank, step) at each step: a resumed run
+    draws what the uninterrupted one drew, whatever the set-up before its first step drew."""
+    shards = write_shards(tmp_path, "train", 1, 16, "0123", SQUARE64, length=(1, 1), seed=3)
+    charset = tmp_path / "charset.txt"
+    charset.write_text("0\n1\n2\n3\n", encoding="utf-8")
+
+    def job(out: str) -> TrainJob:
+        return TrainJob(
+            experiment="dropout",
+            task="hanzi",
+            model="hanzi_cnn",
+            model_kwargs={"width": 0.125, "dropout": 0.5},
+            train=TrainSpec(
+                steps=7,
+                batch_size=4,
+                warmup_steps=2,
+                val_every=4,
+                val_batches=1,
+                checkpoint_every=3,
+                log_every=2,
+                num_workers=0,
+                shuffle_buffer=8,
+            ),
+            seed=5,
+            device="cpu",
+            charset=str(charset),
+            train_shards=tuple(shards),
+            val_shards=tuple(shards),
+            out_dir=str(tmp_path / out),
+        )
+
+    train(job("full"))
+    _interrupt(job("part"), at_step=5)
+    assert train(job("part")).resumed_from == 3
+    _assert_same_run(tmp_path / "part", tmp_path / "full")
 
 
 @pytest.mark.parametrize("threads", [1, 2], ids=["same-threads", "other-threads"])
@@ -1292,6 +1413,19 @@ def test_the_weight_average_is_validated_and_shipped(line_data, tmp_path):
         TrainSpec(ema_decay=1)
 
 
+def test_the_weight_average_is_updated_at_every_step(line_data, tmp_path):
+    """With a decay near 0 the average is the trained weights of the last step, not the
+    initial weights it was made from."""
+    result = train(line_job(line_data, tmp_path, steps=4, ema_decay=1e-6))
+    trained = load_checkpoint(tmp_path / "resume" / result.run_hash / "last.pt")["state_dict"]
+    shipped = torch.load(tmp_path / "model.pt", weights_only=True)["state_dict"]
+    torch.manual_seed(11)  # line_job's seed: the initial weights
+    initial = build_model("crnn_vgg", 5, **TINY_CRNN).state_dict()
+    floats = [k for k in shipped if shipped[k].is_floating_point()]
+    assert all(torch.allclose(shipped[k], trained[k], rtol=1e-4, atol=1e-6) for k in floats)
+    assert not all(torch.allclose(shipped[k], initial[k]) for k in floats)
+
+
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(line_data, tmp_path, monkeypatch):
     calls = {"n": 0}
     real_loss = CTCFamily.loss
@@ -1316,6 +1450,22 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(line_data, tmp_
     assert all(
         torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point()
     )
+
+
+def test_a_loss_not_finite_at_the_first_step_points_at_the_model(line_data, tmp_path, monkeypatch):
+    real_loss = CTCFamily.loss
+
+    def poisoned(self, outputs, targets, widths=None, **kwargs):
+        loss = real_loss(self, outputs, targets, widths, **kwargs)
+        return loss * float("nan") if torch.is_grad_enabled() else loss
+
+    monkeypatch.setattr(CTCFamily, "loss", poisoned)
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"at step 0 .*Last good checkpoint: none\. At the first step: the model's forward",
+    ):
+        train(line_job(line_data, tmp_path))
+    assert not (tmp_path / "resume").exists() or not list((tmp_path / "resume").rglob("last.pt"))
 
 
 def test_each_step_clips_the_gradient_and_adamw_keeps_the_decay_out_of_it(line_data, tmp_path):
@@ -1359,6 +1509,23 @@ def test_clip_gradients_scales_to_clip_grad_and_zero_leaves_them(clip_grad):
     assert scale != 0.0
     for p, g in zip(layer.parameters(), before, strict=True):
         assert torch.allclose(p.grad, g * scale, rtol=1e-5)
+
+
+def test_adamw_decays_every_weight_matrix_and_kernel_and_no_bias_or_norm():
+    # A linear layer's or an LSTM's weight matrix (2 dimensions) decays as a conv kernel does.
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.Flatten(), torch.nn.Linear(8, 3)
+    )
+    decay, no_decay = param_groups(model, 0.5)
+    assert decay["weight_decay"] == 0.5 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[id(p)] for p in decay["params"]) == ["0.weight", "3.weight"]
+    assert sorted(names[id(p)] for p in no_decay["params"]) == [
+        "0.bias",
+        "1.bias",
+        "1.weight",
+        "3.bias",
+    ]
 
 
 @pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "log-file"])
@@ -1435,6 +1602,71 @@ def test_early_stopping(line_data, tmp_path, monkeypatch):
     # validations at steps 2, 4, 6, 8: best at 4, no gain at 6 and 8 -> stop at 8
     assert result.stopped_early and result.steps == 8 and result.best_step == 4
     assert json.loads((tmp_path / "early" / "train.json").read_text())["stopped_early"]
+
+
+@pytest.mark.parametrize("was_training", [True, False])
+def test_validation_gives_the_mean_over_samples_and_leaves_the_mode_as_it_was(
+    line_data, was_training
+):
+    _, _, val_shards, _ = line_data
+    family = make_family("crnn_vgg", list("0123"))
+    torch.manual_seed(0)
+    model = build_model("crnn_vgg", family.num_classes, **TINY_CRNN)
+    model.train(was_training)
+    batches = list(eval_batches(val_shards, LINE, 3, family))
+    sizes = [len(b.texts) for b in batches]
+    assert sum(sizes) == 8 and len(set(sizes)) > 1  # batches of unequal sizes
+    loss, acc = validate(model, family, batches, torch.device("cpu"), amp=False)
+    assert model.training == was_training
+    # the mean over the samples, each batch weighed by its size (not a mean of batch means)
+    model.eval()
+    with torch.no_grad():
+        losses = [
+            float(family.loss(model(b.images), family.encode(b.texts), b.widths)) for b in batches
+        ]
+        reads = [p.text for b in batches for p in family.decode(model(b.images), b.widths)]
+    assert loss == pytest.approx(sum(x * n for x, n in zip(losses, sizes, strict=True)) / 8)
+    assert loss != pytest.approx(sum(losses) / len(losses))
+    texts = [t for b in batches for t in b.texts]
+    assert acc == sum(r == t for r, t in zip(reads, texts, strict=True)) / 8
+
+
+def _validations_by_step(monkeypatch, losses: dict[int, float]) -> None:
+    """``validate`` gives ``losses[step]`` at the validation after optimizer step ``step``
+    (the step read from the schedule, which each step asks its rate of first)."""
+    now = {}
+    real_lr_at = train_module.lr_at
+
+    def recording(step, spec):
+        now["step"] = step
+        return real_lr_at(step, spec)
+
+    monkeypatch.setattr(train_module, "lr_at", recording)
+    monkeypatch.setattr(train_module, "validate", lambda *a, **k: (losses[now["step"] + 1], 0.0))
+
+
+def test_a_validation_loss_equal_to_the_best_is_no_gain(line_data, tmp_path, monkeypatch):
+    _validations_by_step(monkeypatch, {2: 1.0, 4: 1.0, 6: 1.0, 8: 1.0, 10: 1.0})
+    job = line_job(line_data, tmp_path, steps=10, val_every=2, early_stop_patience=2)
+    result = train(job)
+    assert result.stopped_early and result.steps == 6 and result.best_step == 2
+
+
+def test_early_stopping_state_survives_a_resume_and_a_stopped_run_stays_stopped(
+    line_data, tmp_path, monkeypatch
+):
+    # Best at 4, no gain at 6 and 8: stopped at 8 with patience 2, though step 10 would gain.
+    _validations_by_step(monkeypatch, {2: 1.0, 4: 0.5, 6: 0.6, 8: 0.7, 10: 0.4, 12: 0.3})
+    job = line_job(line_data, tmp_path, steps=12, val_every=2, early_stop_patience=2)
+    _interrupt(job, at_step=7)  # after the checkpoint at step 6, one validation without gain
+    resumed = train(job)
+    assert resumed.resumed_from == 6
+    assert (resumed.stopped_early, resumed.steps, resumed.best_step) == (True, 8, 4)
+    assert resumed.best_val_loss == 0.5
+    # The state at the stop was saved: a rerun finds the run finished and trains no further.
+    again = train(job)
+    assert (again.resumed_from, again.steps, again.stopped_early) == (8, 8, True)
+    assert json.loads((tmp_path / "train.json").read_text())["best_step"] == 4
 
 
 def test_the_loop_runs_under_bf16_autocast(line_data, tmp_path, monkeypatch):
@@ -1942,6 +2174,17 @@ def test_a_run_refused_for_other_settings_leaves_the_holders_outputs_unwritten(
     assert not (out / WANTED_FILE).exists()
     assert train(refused).resumed_from == 0  # the new ones train
     assert json.loads((out / "train.json").read_text())["train"]["lr"] == refused.train.lr
+
+
+def test_outputs_are_wanted_elsewhere_unless_the_wish_is_this_runs_or_there_is_none(tmp_path):
+    wanted = tmp_path / WANTED_FILE
+    assert not train_module._wanted_elsewhere(tmp_path, "abc")  # no training was refused meanwhile
+    for wish, elsewhere in (({"run": "abc"}, False), ({"run": "xyz"}, True), ({"run": None}, True)):
+        wanted.write_text(json.dumps(wish))
+        assert train_module._wanted_elsewhere(tmp_path, "abc") == elsewhere, wish
+    for unreadable in ("{not json", "[]"):  # a wish that cannot be read is another run's
+        wanted.write_text(unreadable)
+        assert train_module._wanted_elsewhere(tmp_path, "abc"), unreadable
 
 
 def test_under_torchrun_rank_0_alone_locks_and_tells_every_rank(tmp_path, monkeypatch):
