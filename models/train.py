@@ -252,7 +252,9 @@ def lr_at(step: int, spec: TrainSpec) -> float:
         return peak
     fall = warmup  # the step the fall from the peak starts at
     if spec.schedule == "wsd":
-        fall = max(warmup, spec.steps - max(1, round(spec.decay_fraction * spec.steps)))
+        # at least two steps: the decay's first is at the peak, and a decay of one would hold
+        # it to the end, never reaching lr * min_lr_ratio
+        fall = max(warmup, spec.steps - max(2, round(spec.decay_fraction * spec.steps)))
         if step < fall:
             return peak
     span = max(1, spec.steps - 1 - fall)

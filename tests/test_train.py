@@ -165,6 +165,23 @@ def test_wsd_holds_the_peak_until_its_decay_fraction_then_falls_linearly():
             TrainSpec(schedule="wsd", decay_fraction=bad)
 
 
+def test_a_wsd_decay_of_one_step_still_ends_at_the_lowest_rate():
+    # decay_fraction x steps rounding to 1: the decay's last step is the run's last, at the
+    # lowest rate, rather than a decay whose only step stays at the peak (no decay at all)
+    for steps, fraction in ((10, 0.1), (10, 0.05), (20, 0.07), (2, 0.2)):
+        spec = TrainSpec(
+            steps=steps,
+            lr=0.01,
+            warmup_steps=0,
+            schedule="wsd",
+            decay_fraction=fraction,
+            min_lr_ratio=0.1,
+        )
+        lrs = [lr_at(s, spec) for s in range(steps)]
+        assert lrs[:-1] == [0.01] * (steps - 1), (steps, fraction)
+        assert lrs[-1] == pytest.approx(0.001), (steps, fraction)
+
+
 def test_settings_added_later_stay_out_of_a_train_jobs_params_at_their_defaults():
     """A train job's Snakemake params: an upgrade that adds a setting (the schema fills in its
     default) must not rerun a model trained before it, nor change that run's key."""
