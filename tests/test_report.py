@@ -1662,3 +1662,140 @@ def test_summary_without_seed_copies_has_no_seed_section(tmp_path, metrics_files
     )
     assert "## Seed copies" in with_copy
     assert "| line_crnn_vgg, line_crnn_vgg_s2 | crnn_vgg | line | greedy | test_seen |" in with_copy
+
+
+def test_tesseracts_rows_go_task_by_task_each_tasks_splits_in_order():
+    """Tesseract has a row per task and split, all named ``tesseract``: they go last, task by
+    task, each task's test_seen before its test_heldout (not every task's test_seen first)."""
+    records = [
+        _record("tesseract", "tesseract 5.3.0", task, split, seed=None)
+        for split in ("test_heldout", "test_seen")
+        for task in ("line", "expr")
+    ] + [_record("expr_crnn", "expr_crnn", "expr", "test_seen")]
+    table = report.crnn_table(records)
+    assert table[["experiment", "task", "split"]].values.tolist() == [
+        ["expr_crnn", "expr", "test_seen"],
+        ["tesseract", "expr", "test_seen"],
+        ["tesseract", "expr", "test_heldout"],
+        ["tesseract", "line", "test_seen"],
+        ["tesseract", "line", "test_heldout"],
+    ]
+
+
+def test_report_csvs_keep_six_significant_digits(tmp_path):
+    """write_table gives floats to six significant digits: 0.9932567 is 0.993257, not rounded
+    to the four places summary.md shows."""
+    record = _record("expr_crnn", "expr_crnn", "expr", "test_seen", seq_acc=0.9932567, cer=1e-7)
+    out = tmp_path / "crnn_report.csv"
+    report.write_table(report.crnn_table([record]), out)
+    _, rows = _read_csv(out)
+    assert (rows[0]["seq_acc"], rows[0]["cer"]) == ("0.993257", "1e-07")
+
+
+def test_summary_shows_overall_rows_and_says_when_a_table_has_none(tmp_path):
+    """summary.md's hanzi and reader tables are their overall rows (the per-font rows are the
+    CSVs'), without the font column; a table without experiments says it has no rows rather
+    than showing a header over nothing."""
+    hanzi = [_record("hanzi_cnn", "hanzi_cnn", "hanzi", "test_seen", top1=0.9, top5=0.95)]
+    reader = [_record("short_reader", "reader", "short", "test_seen")]
+    text = report.summary_markdown(
+        report.crnn_table([]),
+        report.hanzi_table(hanzi),
+        report.reader_table(reader),
+        report.references_table([], []),
+    )
+    sections = text.split("\n## ")[1:]  # each section's heading and text
+
+    def section(heading):
+        (part,) = [p for p in sections if p.startswith(heading)]
+        return part
+
+    ctc = section("CTC recognizers")
+    assert "_no rows_" in ctc and "| experiment |" not in ctc
+    for heading, name in (("Printed hanzi", "hanzi_cnn"), ("Attention reader", "short_reader")):
+        part = section(heading)
+        rows = [line for line in part.splitlines() if line.startswith(f"| {name} |")]
+        assert len(rows) == 1, part  # the overall row, not Font A's and Font B's
+        assert "Font A" not in part and "| font |" not in part
+
+
+def test_build_reports_compares_targets_and_references_over_every_table(tmp_path):
+    """build_reports gives summary.md the config's targets and references, reached and
+    published beside ours by experiments of every table (a hanzi classifier's top-5, a
+    reader's accuracy), and links each plot with what it is of; a config without targets
+    has no targets section."""
+    paths = _metrics_files(
+        tmp_path,
+        crnn=[_record("expr_crnn", "expr_crnn", "expr", "test_seen", seq_acc=0.75)],
+        hanzi=[_record("hanzi_cnn", "hanzi_cnn", "hanzi", "test_seen", top1=0.9, top5=0.96)],
+        reader=[_record("short_reader", "reader", "short", "test_heldout", seq_acc=0.625)],
+    )
+    targets = [
+        {"experiment": "short_reader", "metric": "seq_acc", "split": "test_heldout", "value": 0.5}
+    ]
+    references = [{"experiment": "hanzi_cnn", "metric": "top5", "value": 0.99, "source": "CPS"}]
+    results = tmp_path / "results"
+    plots = [results / "plots" / "accuracy_by_font.png", results / "plots" / "x" / "curves.png"]
+    args = (paths["crnn"], paths["hanzi"], paths["reader"], references, results / "summary.md")
+    text = report.build_reports(*args, plots=[str(p) for p in plots], targets=targets)
+    assert "## Targets for this configuration" in text
+    assert "| short_reader | seq_acc | test_heldout | 0.5 | 0.6250 |" in text
+    assert "| hanzi_cnn | top5 | 0.99 | CPS | 0.9600 |  |" in text
+    assert "- [accuracy_by_font.png](plots/accuracy_by_font.png) (every experiment)" in text
+    assert "- [curves.png](plots/x/curves.png) (x)" in text
+    assert "## Targets" not in report.build_reports(*args)
+
+
+def test_a_target_on_its_intervals_bound_is_within_noise():
+    """The interval's bounds belong to it: a target exactly on one is met or missed within
+    noise."""
+    from models.metrics import share_interval
+
+    low, high = share_interval(0.99, 2000)
+    records = [{"experiment": "e", "split": "test_heldout", "n": 2000, "seq_acc": 0.99}]
+    targets = [
+        {"experiment": "e", "metric": "seq_acc", "split": "test_heldout", "value": bound}
+        for bound in (low, high)
+    ]
+    table = report.targets_table(targets, records)
+    assert list(table["met"]) == ["yes, within noise", "no, within noise"]
+
+
+def test_a_font_file_without_the_metric_gives_no_per_file_figure():
+    """Tesseract's hanzi records have no top-5 (its per-file figures hold None): the mean over
+    the files is no figure then, not a failure nor a mean of the files that have one."""
+    record = {"per_font_file": {"a.ttc": {"top1": 0.5, "top5": None}, "b.ttf": {"top1": 0.7}}}
+    assert report.font_file_mean(record, "top1") == pytest.approx(0.6)
+    assert report.font_file_mean(record, "top5") is None
+    assert report.font_file_mean({"per_font_file": {}}, "top1") is None
+
+
+def test_a_seed_copy_without_the_headline_figure_is_left_out_of_the_spread():
+    """A seed copy whose evaluation gave no headline figure (an empty cell) is left out of its
+    group on that split; the others' spread stands."""
+    _, crnn, _ = _seed_copies()
+    records = [
+        {**r, "seq_acc": None}
+        if (r["experiment"], r["split"]) == ("line_vgg_s3", "test_seen")
+        else r
+        for r in crnn
+    ]
+    seeds = report.seed_table(report.crnn_table(records))
+    assert seeds[["experiments", "split", "seeds"]].values.tolist() == [
+        ["line_vgg, line_vgg_s2", "test_seen", 2],
+        ["line_vgg, line_vgg_s2, line_vgg_s3", "test_heldout", 3],
+    ]
+    assert seeds["mean"][0] == pytest.approx((0.5 + 0.625) / 2)
+
+
+@pytest.mark.parametrize("table", ["font_accuracy_table", "experiment_accuracy_table"])
+def test_tesseract_is_drawn_after_every_model_of_its_task(tmp_path, table):
+    """Tesseract comes right after the models of its task in the accuracy plots, whatever
+    their names: a model named after ``tesseract`` in the alphabet too."""
+    records = [
+        _record(name, "reader", "short", "test_seen", seed=None if name == "tesseract" else 1)
+        for name in ("tesseract", "zh_reader", "a_reader")
+    ]
+    paths = _metrics_files(tmp_path, reader=records)["reader"]
+    rows = getattr(plots, table)(paths)
+    assert list(dict.fromkeys(rows["experiment"])) == ["a_reader", "zh_reader", "tesseract"]
