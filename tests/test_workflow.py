@@ -3338,3 +3338,116 @@ def test_tasks_that_are_not_a_mapping_are_a_problem_of_the_config(tmp_path, caps
     err = capsys.readouterr().err
     assert err.startswith(f"error: {config}: invalid config (1 problem):\n  tasks: "), err
     assert "is not of type 'object'" in err and "Traceback" not in err
+
+
+def test_only_an_experiments_model_file_is_taken_for_its_model(tmp_path, monkeypatch):
+    """results/models/X/model.pt is experiment X's model; another file of its folder (a copy
+    the user keeps beside it) or a model.pt deeper down is a file of the user's."""
+    from models.configcheck import experiment_of
+
+    monkeypatch.chdir(tmp_path)
+    assert experiment_of("results/models/expr_crnn/model.pt") == "expr_crnn"
+    for path in (
+        "results/models/expr_crnn/best.pt",
+        "results/models/expr_crnn/old/model.pt",
+        "results/models/model.pt",
+        "results/expr_crnn/model.pt",
+    ):
+        assert experiment_of(path) is None, path
+
+
+def test_the_start_check_takes_a_model_no_experiment_makes_for_a_file_of_yours(
+    tmp_path, monkeypatch, caplog
+):
+    """start_check tells the workflow where each experiment starts from: another experiment's
+    model (its train job makes it, even when the file is there already), or a file of the
+    user's (None), one left by an experiment the config no longer has too; it warns of that
+    one alone."""
+    from models.configcheck import start_check
+
+    _, config = read_workflow_config([SMOKE])
+    monkeypatch.chdir(tmp_path)
+    experiments = config["experiments"]
+    experiments["expr_tuned"] = copy.deepcopy(experiments["expr_crnn"])
+    experiments["expr_tuned"]["train"]["init_from"] = "results/models/expr_crnn/model.pt"
+    experiments["expr_crnn"]["train"]["init_from"] = "results/models/expr_old/model.pt"
+    for name in ("expr_crnn", "expr_old"):
+        made = tmp_path / "results/models" / name / "model.pt"
+        made.parent.mkdir(parents=True)
+        made.write_bytes(b"weights")
+    with caplog.at_level("WARNING", logger="models.configcheck"):
+        found = start_check(config)
+    assert found.problems == []
+    assert found.starts_from == {"expr_crnn": None, "expr_tuned": "expr_crnn"}
+    warned = [r.getMessage() for r in caplog.records if r.name == "models.configcheck"]
+    assert len(warned) == 1 and warned[0].startswith(
+        "experiments.expr_crnn.train.init_from: results/models/expr_old/model.pt was made by an "
+        "experiment 'expr_old' that the config no longer has"
+    ), warned
+
+
+def test_an_own_test_names_the_first_line_of_its_labels_with_braces(tmp_path, monkeypatch):
+    """Of the image paths with braces in an own test set's labels file, the first is named,
+    with its line."""
+    from models.configcheck import own_test
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.tsv").write_text(
+        "ok.png\t1\nfirst{1}.png\t2\nsecond{2}.png\t3\n", encoding="utf-8"
+    )
+    config = {
+        "own_tests": {"test_mine": {"task": "expr", "labels": "mine.tsv"}},
+        "experiments": {"expr_crnn": {"task": "expr"}},
+    }
+    assert own_test(config, "test_mine").problems == [
+        "own_tests.test_mine.labels: line 2: first{1}.png: braces in a path are Snakemake's "
+        "wildcards: rename the file"
+    ]
+
+
+def test_expr_operators_are_left_to_the_charset_files_that_may_hold_them(tmp_path, capsys):
+    """An expr charset of chars and files: an operator its chars lack may be in a file (read
+    when the workflow starts, checked by the shard job), so the keys alone refuse nothing;
+    chars alone that lack it are refused, naming the operator."""
+    from models.configcheck import main
+
+    mine = tmp_path / "mine.yaml"
+    charset = {"source": "chars", "chars": "0123456789()", "files": [str(tmp_path / "ops.txt")]}
+    mine.write_text(
+        yaml.safe_dump({"extends": str(SMOKE), "tasks": {"expr": {"charset": charset}}})
+    )
+    assert main(["--no-files", str(mine)]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    charset["files"] = []
+    mine.write_text(
+        yaml.safe_dump({"extends": str(SMOKE), "tasks": {"expr": {"charset": charset}}})
+    )
+    assert main(["--no-files", str(mine)]) == 1
+    assert (
+        "tasks.expr.operators: '+-*' is not in tasks.expr.charset.chars" in capsys.readouterr().err
+    )
+
+
+def test_a_corpus_up_to_the_size_read_at_start_is_read_whole(tmp_path, monkeypatch):
+    """A corpus of up to CORPUS_READ_AT_START bytes is read when the run starts (blank text is
+    named then); one byte more is left to the shard jobs."""
+    from models import configcheck
+
+    monkeypatch.setattr(configcheck, "CORPUS_READ_AT_START", 8)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(" " * 8, encoding="utf-8")
+    assert configcheck.corpus_problem(str(corpus)) == "holds only whitespace"
+    corpus.write_text(" " * 9, encoding="utf-8")
+    assert configcheck.corpus_problem(str(corpus)) is None
+
+
+def test_the_config_check_command_counts_one_experiment_as_one(tmp_path, capsys):
+    """``FILE: valid (1 experiment)``, not "1 experiments"."""
+    from models.configcheck import main
+
+    def one(c):
+        c["experiments"] = {"expr_crnn": c["experiments"]["expr_crnn"]}
+
+    config = _write_config(tmp_path, one)
+    assert main(["--no-files", str(config)]) == 0
+    assert capsys.readouterr().out == f"{config}: valid (1 experiment)\n"
