@@ -465,7 +465,8 @@ def check_parity(
 
     Raises:
         ExportError: A difference above ``tolerance`` times the output's largest magnitude, or
-            ``tolerance`` where that is below 1 (naming the output and the width).
+            ``tolerance`` where that is below 1 (naming the output and the width); a graph
+            onnxruntime cannot run at these sizes (one that kept a size of the traced input).
     """
     family = family_of(meta.model)
     onnx_model = OnnxModel(onnx_path)
@@ -474,7 +475,15 @@ def check_parity(
         x = example_batch(meta.input, batch=3, width=width, seed=1)
         with torch.inference_mode():
             expected = _ExportWrapper(model, family).eval()(x)
-        got = onnx_model.run(x.numpy())
+        try:
+            got = onnx_model.run(x.numpy())
+        except _onnxruntime_errors() as e:  # not RuntimeErrors: they escaped as a traceback
+            traced = tuple(example_batch(meta.input).shape)
+            raise ExportError(
+                f"{onnx_path}: onnxruntime cannot run the graph on input {tuple(x.shape)}, "
+                f"traced at {traced}: {str(e).strip()} (a size read from the input as a "
+                "number when traced, int(x.shape[0]) say, stays fixed in the graph)"
+            ) from None
         for name, e, g in zip(output_names(family), expected, got, strict=True):
             if tuple(e.shape) != g.shape:
                 raise ExportError(

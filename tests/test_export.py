@@ -722,3 +722,61 @@ def test_a_model_added_as_the_readme_says_is_checked_exported_and_read(
     assert [p.confidence for p in onnx_read] == pytest.approx(
         [p.confidence for p in torch_read], rel=1e-3, abs=0
     )
+
+
+BAKED_SIZE = {
+    # the batch read as a number: the graph reshapes every batch to the traced one's size
+    "batch": (
+        "f = f.reshape(int(f.shape[0]), -1, f.shape[-1]).permute(2, 0, 1)",
+        r"onnxruntime cannot run the graph on input \(3, 1, 32, \d+\), traced at "
+        r"\(2, 1, 32, 128\): .*int\(x\.shape\[0\]\)",
+    ),
+    # the width read as a number: the graph gives the traced width's frames at every width
+    "width": (
+        "f = f.flatten(1, 2).permute(2, 0, 1)[: int(f.shape[-1])]",
+        r"output logits has shape \(32, 3, 5\), PyTorch \(\d+, 3, 5\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("size", sorted(BAKED_SIZE))
+def test_a_graph_that_kept_the_traced_batch_or_width_is_refused_in_one_line(
+    tmp_path, monkeypatch, capsys, size
+):
+    """A model of one's own whose forward reads the batch or the width as a number when traced
+    (``int(x.shape[0])``) exports a graph that runs at those sizes alone: the parity check runs
+    it at another batch (onnxruntime's error, not a RuntimeError, is the export's, named, not a
+    traceback) and at other widths (the frames it gives are not PyTorch's)."""
+    from models.registry import ModelEntry
+
+    forward, said = BAKED_SIZE[size]
+    source = TINY_CTC.replace("f = f.flatten(1, 2).permute(2, 0, 1)", forward)
+    assert source != TINY_CTC
+    package = tmp_path / f"baked_{size}"  # a module of its own: one imported stays imported
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tiny_ctc.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    kwargs = {"width": 1.0, "hidden": 64}
+    entry = ModelEntry(
+        f"baked_{size}.tiny_ctc:tiny_ctc",
+        "ctc",
+        {"kind": "line", "height": 32},
+        kwargs,
+        output_length=lambda image_width, **kw: image_width // 4,
+    )
+    monkeypatch.setitem(MODELS, "baked", entry)
+    torch.manual_seed(0)
+    meta = ModelMeta("baked", kwargs, list("abcd"), "line", train={}, step=0)
+    save_model(tmp_path / "model.pt", build_model("baked", 4, **kwargs), meta)
+    out = tmp_path / "model.onnx"
+    assert main([str(tmp_path / "model.pt"), str(out)]) == 1
+    err = capsys.readouterr().err
+    assert re.search(said, err) and f"to {out} failed" in err, err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    # --no-check writes it: at the traced sizes it reads as PyTorch does
+    assert main([str(tmp_path / "model.pt"), str(out), "--no-check"]) == 0
+    x = example_batch(meta.input)
+    with torch.inference_mode():
+        expected = load_model(tmp_path / "model.pt")[0](x).numpy()
+    assert np.allclose(OnnxModel(out).run(x.numpy())[0], expected, atol=1e-4)
