@@ -724,6 +724,41 @@ def test_a_model_added_as_the_readme_says_is_checked_exported_and_read(
     )
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_the_graphs_axes_are_named_as_its_metadata_says(exported, name):
+    """Every input's and output's free axes carry the names the metadata's ``dynamic_axes``
+    gives (CTC frames too, the reader's masks' batch), and no other axis is free: a reader of
+    the file alone sizes its buffers from them."""
+    _, onnx_path = exported[name]
+    axes = read_onnx_meta(onnx_path)["dynamic_axes"]
+    graph = onnx.load(str(onnx_path)).graph
+    values = [*graph.input, *graph.output]
+    assert sorted(v.name for v in values) == sorted(axes)
+    for value in values:
+        dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+        free = {str(i): d for i, d in enumerate(dims) if isinstance(d, str)}
+        assert free == axes[value.name], value.name
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        lambda image_width, **kw: torch.clamp(image_width // 4 + 1, max=200),
+        lambda image_width, **kw: (image_width >= 1000).long() + 1,
+    ],
+    ids=["capped", "one-step"],
+)
+def test_a_frame_rule_of_whole_frames_but_not_the_form_is_left_out(monkeypatch, frames):
+    """Whole frames that grow by one every ``stride`` px at first but then stop (a cap on the
+    frames), or grow once only: no stride and offset count them, so the export gives none
+    rather than a rule read off the first steps."""
+    entry = dataclasses.replace(MODELS["crnn_vgg"], output_length=frames)
+    monkeypatch.setitem(MODELS, "crnn_vgg", entry)
+    meta = ModelMeta("crnn_vgg", {}, list("ab"), "line")
+    assert frame_rule(meta) is None
+    assert onnx_metadata(meta)["frames"] is None
+
+
 BAKED_SIZE = {
     # the batch read as a number: the graph reshapes every batch to the traced one's size
     "batch": (
