@@ -646,7 +646,13 @@ def described_entry(info: Mapping[str, Any], path: str | os.PathLike) -> Describ
             and isinstance(frames.get("offset"), int)
             and frames["stride"] > 0
         ):
-            said = "null" if "frames" in info and frames is None else "missing"
+            said = (
+                "missing"
+                if "frames" not in info
+                else "null"
+                if frames is None
+                else f"{frames!r}, not a whole stride of at least 1 px and a whole offset"
+            )
             raise ExportError(
                 f"{path}: model {name!r} is not registered here, and the file's frame rule "
                 f"('frames') is {said}, so how many output frames an image of a given width "

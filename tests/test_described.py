@@ -216,3 +216,24 @@ def test_a_checkpoint_of_an_unregistered_model_still_needs_its_package(exports, 
         load_recognizer(tmp_path / "mine.pt", device="cpu")
     with pytest.raises(CheckpointError, match=message):
         export_onnx(tmp_path / "mine.pt", tmp_path / "again.onnx")
+
+
+@pytest.mark.parametrize(
+    "frames, said",
+    [
+        # 16 px, the narrowest line, plus -13 is 3 px: no frame of stride 4
+        ({"stride": 4, "offset": -13}, r"gives 0 frames to an image 16 px wide, the narrowest"),
+        ({"stride": 0, "offset": 0}, r"\('frames'\) is \{'stride': 0, 'offset': 0\}, not a whole"),
+        ({"stride": 4.0, "offset": 4}, r"\('frames'\) is \{'stride': 4\.0, 'offset': 4\}, not a"),
+    ],
+    ids=["no-frame-at-the-narrowest", "stride-0", "float-stride"],
+)
+def test_a_frame_rule_at_its_bounds_is_refused_naming_what_it_says(exports, tmp_path, frames, said):
+    """A rule giving the narrowest image no frame, by a few px, is refused as one giving none by
+    far is; a stride of 0 (or not a whole number) is named as the file gives it, not said to be
+    missing."""
+    edit = lambda info: info.update(frames=frames)  # noqa: E731
+    odd = _renamed(exports["crnn_vgg"][1], tmp_path / "odd.onnx", edit=edit)
+    with pytest.raises(ExportError, match=r"odd\.onnx: .*" + said):
+        load_recognizer(odd)
+    assert "not registered" in entry_source("mine")
