@@ -815,3 +815,56 @@ def test_a_graph_that_kept_the_traced_batch_or_width_is_refused_in_one_line(
     with torch.inference_mode():
         expected = load_model(tmp_path / "model.pt")[0](x).numpy()
     assert np.allclose(OnnxModel(out).run(x.numpy())[0], expected, atol=1e-4)
+
+
+def test_parity_below_an_output_magnitude_of_one_is_held_to_1e4_absolute(tmp_path):
+    """An output whose largest magnitude is below 1 (an untrained model's logits) is held to
+    1e-4 itself, not to 1e-4 of its magnitude, which would ask the two runtimes for more digits
+    than float32 sums agree to."""
+    ckpt = tmp_path / "model.pt"
+    meta = tiny_checkpoint(ckpt, "crnn_vgg", seed=1)
+    model, _ = load_model(ckpt)
+    with torch.no_grad():
+        model.classifier.weight.mul_(1e-4)
+        model.classifier.bias.zero_()
+    save_model(ckpt, model, meta)
+    out = export_onnx(ckpt, tmp_path / "small.onnx")
+    x = example_batch(meta.input, batch=3, width=96, seed=1)
+    with torch.inference_mode():
+        assert float(model(x).abs().max()) < 1e-2
+    with torch.no_grad():
+        model.classifier.bias[1] += 5e-5  # within 1e-4: passes
+    assert 4e-5 < check_parity(model, meta, out) < 1e-4
+    with torch.no_grad():
+        model.classifier.bias[1] += 1e-4  # 1.5e-4 off: caught
+    with pytest.raises(ExportError, match=r"small\.onnx: output logits differs from PyTorch by"):
+        check_parity(model, meta, out)
+
+
+def test_an_example_batch_is_never_narrower_than_the_models_narrowest_input():
+    geometry = {"kind": "line", "height": 32}
+    assert example_batch(geometry, width=1).shape == (2, 1, 32, min_width(geometry))
+    assert example_batch(geometry, batch=3, width=200).shape == (3, 1, 32, 200)
+    assert example_batch({"kind": "square", "size": 40}).shape == (2, 1, 40, 40)
+
+
+def test_an_export_named_in_capitals_is_read_as_an_export(exported, tmp_path):
+    """``MODEL.ONNX`` is written by the export (its suffix is checked without case) and read
+    back as an export, not opened as a PyTorch checkpoint."""
+    from models.export import is_export, read_model_meta
+
+    ckpt, onnx_path = exported["hanzi_cnn"]
+    shouted = tmp_path / "MODEL.ONNX"
+    shouted.write_bytes(onnx_path.read_bytes())
+    assert is_export(shouted) and not is_export(ckpt)
+    assert read_model_meta(shouted) == load_model(ckpt)[1]
+
+
+def test_the_highest_opset_the_exporter_names_is_written(tmp_path):
+    from models.export import MAX_OPSET, model_opset
+
+    ckpt = tmp_path / "model.pt"
+    tiny_checkpoint(ckpt, "hanzi_cnn")
+    out = tmp_path / "model.onnx"
+    assert main([str(ckpt), str(out), "--opset", str(MAX_OPSET)]) == 0
+    assert model_opset(onnx.load(str(out))) == MAX_OPSET
