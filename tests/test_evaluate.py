@@ -816,3 +816,105 @@ def test_undefined_figures_are_written_as_null_not_nan(tmp_path):
     )
     record = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{c} written"))
     assert record["cer"] is None and record["per_font"]["A"]["ned"] is None
+
+
+def test_a_grammar_fallback_prefix_is_given_no_value_in_rows_or_metrics():
+    """The grammar decoder's fallback, the best prefix its grammar rejects, is scored as no
+    value even where its text evaluates (``12`` for ``3*4``): in predictions.csv as in
+    value_acc. The same text read grammatically has its value."""
+    image = Image.new("L", (4, 4))
+    samples = [Sample("k0", image, "3*4", "A", 12)]
+    for grammatical, value in [(False, ""), (True, 12)]:
+        readings = [Reading("12", 0.3, [("12", 0.3)], grammatical=grammatical)]
+        (row,) = prediction_rows(samples, readings, "expr")
+        assert (row["reading_value"], row["value_correct"]) == (value, int(grammatical))
+        scores = sample_metrics(samples, readings, "expr", with_topk=False)
+        assert scores["value_acc"] == scores["per_font"]["A"]["value_acc"] == int(grammatical)
+
+
+def test_a_reading_off_by_a_space_is_not_correct_in_its_row_as_in_seq_acc():
+    image = Image.new("L", (4, 4))
+    samples = [Sample("k0", image, "ab c", "A"), Sample("k1", image, "abc", "A")]
+    readings = [Reading("ab c ", 0.9), Reading("abc", 0.9)]
+    rows = prediction_rows(samples, readings, "line")
+    assert [(r["correct"], r["edit_distance"]) for r in rows] == [(0, 1), (1, 0)]
+    assert sample_metrics(samples, readings, "line", with_topk=False)["seq_acc"] == 0.5
+
+
+def test_a_reading_without_alternatives_is_its_own_top1_and_top5():
+    """Tesseract reads one character per image, with no candidates: its reading is its only
+    candidate, not none (which scored every right reading a miss in top1)."""
+    image = Image.new("L", (4, 4))
+    samples = [Sample("k0", image, "一", "A"), Sample("k1", image, "三", "A")]
+    readings = [Reading("一", 0.9, []), Reading("二", 0.5, [])]
+    scores = sample_metrics(samples, readings, "hanzi", with_topk=True)
+    assert scores["top1"] == scores["top5"] == scores["seq_acc"] == 0.5
+
+
+def test_a_limit_of_zero_reads_no_sample(tmp_path, cjk_font):
+    _, _, _, task, size, texts = CASES["line"]
+    shard = make_shard(tmp_path / "s.tar", task, "test_seen", texts, cjk_font, size)
+    assert list(iter_samples([shard], limit=0)) == []
+    assert len(list(iter_samples([shard], limit=1))) == 1
+
+
+def test_a_classifier_is_recorded_as_read_greedily_whatever_the_decoder(tmp_path, cjk_font):
+    """The hanzi classifier's reading is an argmax over its classes: a ``beam`` asked of it is
+    recorded as what it did, ``greedy``, so its rows compare with the other decoders'."""
+    _, _, _, task, size, texts = CASES["hanzi"]
+    shard = make_shard(tmp_path / "test_heldout-000000.tar", task, "x", texts, cjk_font, size)
+    ckpt = make_checkpoint(tmp_path / "model.pt", "hanzi")
+    out = tmp_path / "eval"
+    spec = EvalSpec("hanzi_exp", "test_heldout", batch_size=2, decoder="beam", device="cpu")
+    record = evaluate(ckpt, [shard], out / "metrics.json", out / "predictions.csv", spec)
+    assert record["decoder"] == "greedy" and record["split"] == "test_heldout"
+
+
+def test_throughput_leaves_out_the_warm_up_call(tmp_path, cjk_font, monkeypatch):
+    """``eval_img_per_s`` times the readings alone: the first call, which pays for kernel
+    selection and allocator growth, is made untimed (``eval_wall_s`` holds it)."""
+    import time
+
+    import models.predict
+
+    real = models.predict.predict
+    calls = []
+
+    def slow_first(*args, **kwargs):
+        if not calls:
+            time.sleep(1.0)
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(models.predict, "predict", slow_first)
+    _, _, _, task, size, texts = CASES["hanzi"]
+    shard = make_shard(tmp_path / "test_seen-000000.tar", task, "test_seen", texts, cjk_font, size)
+    ckpt = make_checkpoint(tmp_path / "model.pt", "hanzi")
+    out = tmp_path / "eval"
+    spec = EvalSpec("hanzi_exp", "test_seen", batch_size=2, device="cpu")
+    record = evaluate(ckpt, [shard], out / "metrics.json", out / "predictions.csv", spec)
+    assert len(calls) == 2 and record["eval_wall_s"] >= 1.0
+    assert record["eval_img_per_s"] > len(texts) / 1.0
+
+
+def test_cli_names_the_split_after_the_first_shard_less_its_number(tmp_path, cjk_font):
+    from models.evaluate import main
+
+    _, _, _, task, size, texts = CASES["expr"]
+    shard = make_shard(tmp_path / "my-fonts-000000.tar", task, "x", texts, cjk_font, size)
+    ckpt = make_checkpoint(tmp_path / "expr_tiny" / "model.pt", "expr")
+    out = tmp_path / "eval"
+    assert main([str(ckpt), str(shard), "--out", str(out), "--threads", "1"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["split"] == "my-fonts"
+
+
+def test_shards_without_a_sample_are_an_error_naming_the_split(tmp_path):
+    empty = tmp_path / "test_heldout-000000.tar"
+    with tarfile.open(empty, "w"):
+        pass
+    ckpt = make_checkpoint(tmp_path / "model.pt", "hanzi")
+    out = tmp_path / "eval"
+    spec = EvalSpec("hanzi_exp", "test_heldout", device="cpu")
+    with pytest.raises(ValueError, match=rf"no samples in the shards of test_heldout: {empty}$"):
+        evaluate(ckpt, [empty], out / "metrics.json", out / "predictions.csv", spec)
+    assert not out.exists()
