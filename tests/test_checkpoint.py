@@ -430,3 +430,55 @@ def test_a_compiled_models_checkpoint_has_the_plain_models_keys(tmp_path):
     assert unwrap(compiled) is model
     ckpt = make_checkpoint(compiled, _meta("hanzi_cnn", {"width": 0.125}, list("abc"), "hanzi"))
     assert sorted(ckpt["state_dict"]) == sorted(model.state_dict())
+
+
+@pytest.mark.parametrize(("name", "kwargs", "charset", "task"), CASES)
+def test_batches_hold_at_most_batch_size_images_each_read_once_narrowest_first(
+    name, kwargs, charset, task
+):
+    from models.predict import batches
+
+    meta = _meta(name, kwargs, charset, task)
+    images = [_text_image(w, 32) for w in (300, 40, 64, 41, 300, 40, 129, 40, 40)]
+    got = list(batches(meta, images, batch_size=2))
+    indices = [i for idx, _, _ in got for i in idx]
+    assert sorted(indices) == list(range(len(images)))  # each image once
+    for idx, batch, widths in got:
+        assert 1 <= len(idx) <= 2 and batch.shape[0] == len(widths) == len(idx)
+        assert idx == sorted(idx)  # input order within a bucket
+    padded = [batch.shape[-1] for _, batch, _ in got]
+    assert padded == sorted(padded)  # the narrowest bucket first
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        next(batches(meta, images, batch_size=0))
+
+
+def test_a_grammar_fallback_prefix_is_given_no_value(monkeypatch):
+    """``predict`` gives an ``expr`` reading its value, except the grammar decoder's fallback
+    prefix, which its grammar rejects even where its text evaluates (``12`` of ``12+``)."""
+    import models.predict
+    from models.families import Prediction
+
+    name, kwargs, charset, task = CASES[1]
+    model = build_model(name, len(charset), **kwargs)
+    meta = _meta(name, kwargs, charset, task)
+    real = models.predict.make_family
+
+    class Prefixes:
+        """The family's decoder, its readings replaced by a grammatical ``12`` and then a
+        fallback ``12``."""
+
+        def __init__(self, family):
+            self.family = family
+
+        def decode(self, outputs, widths, **kwargs):
+            n = len(self.family.decode(outputs, widths, **kwargs))
+            return [Prediction("12", 0.5, [("12", 0.5)], grammatical=i % 2 == 0) for i in range(n)]
+
+    monkeypatch.setattr(models.predict, "make_family", lambda *a: Prefixes(real(*a)))
+    images = [_text_image(100, 32), _text_image(100, 32)]
+    got = predict(model, meta, images, batch_size=2, device="cpu", decoder="grammar")
+    assert [(p.text, p.grammatical, p.value) for p in got] == [
+        ("12", True, expression_value("12")),
+        ("12", False, None),
+    ]
+    assert expression_value("12") is not None
