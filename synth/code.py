@@ -23,10 +23,13 @@ from pathlib import Path
 
 def code_text(data: bytes) -> bytes:
     """Python source less its comments, its docstrings (a module's, class's or function's first
-    statement when that is a string), trailing spaces and blank lines: what the code does. Bytes
-    that do not read as Python (a compiled extension, a syntax error) come back as they are."""
+    statement when that is a string), trailing spaces and blank lines (those outside strings: a
+    multi-line string's blank lines and trailing spaces are part of its value), with its line
+    ends read as ``\n``: what the code does. Bytes that do not read as Python (a compiled
+    extension, a syntax error) come back as they are."""
     try:
-        text = data.decode("utf-8")
+        # Python reads a source's line ends, "\r\n" or "\r", as "\n" (universal newlines)
+        text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
         tree = ast.parse(text)
         tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
     except (UnicodeDecodeError, SyntaxError, ValueError, tokenize.TokenError):
@@ -49,11 +52,21 @@ def code_text(data: bytes) -> bytes:
         or (t.type == tokenize.STRING and (t.start[0], _byte_col(t.line, t.start[1])) in docstrings)
     ]
     lines = text.split("\n")  # the rows tokenize counts
+    # A line that ends inside a token (a string's first or middle line) ends inside the string's
+    # value: its trailing spaces, or the line itself when blank, are code and stay.
+    in_string = [False] * len(lines)
+    for t in tokens:
+        for row in range(t.start[0], t.end[0]):
+            in_string[row - 1] = True
     for (row0, col0), (row1, col1) in reversed(cuts):  # from the end: earlier places stay put
         head, tail = lines[row0 - 1][:col0], lines[row1 - 1][col1:]
         lines[row0 - 1 : row1] = [head + tail]
-    kept = (line.rstrip() for line in lines)
-    return "\n".join(line for line in kept if line).encode("utf-8")
+        in_string[row0 - 1 : row1] = [in_string[row1 - 1]]  # the joined line ends as row1 does
+    kept = [
+        (line if inside else line.rstrip(), inside)
+        for line, inside in zip(lines, in_string, strict=True)
+    ]
+    return "\n".join(line for line, inside in kept if line or inside).encode("utf-8")
 
 
 # The nodes whose first statement is their docstring.

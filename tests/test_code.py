@@ -76,6 +76,21 @@ def test_the_digest_is_of_the_code_not_of_its_comments_or_docstrings(tmp_path):
     assert source_digest([renamed]) != digest  # the file's name counts
 
 
+def test_a_multi_line_strings_blank_lines_and_trailing_spaces_are_code(tmp_path):
+    """Inside a string, a blank line or a trailing space (an ideographic one, say) is part of
+    the value the program holds: a program that differs there is another program."""
+    source = 'def lines():\n    """Doc."""\n    return """一\u3000\n\n二  \n三"""\n'
+    path = tmp_path / "mod.py"
+    path.write_text(source, encoding="utf-8")
+    digest = source_digest([path])
+    for edit in (("\u3000\n", "\n"), ("\n\n二", "\n二"), ("二  \n", "二\n")):
+        path.write_text(source.replace(*edit), encoding="utf-8")
+        assert source_digest([path]) != digest, edit
+    for end in ("\r\n", "\r"):  # line ends Python reads as "\n"
+        path.write_bytes(source.replace("Doc.", "Other.").replace("\n", end).encode("utf-8"))
+        assert source_digest([path]) == digest, end  # the same program, its docstring aside
+
+
 def test_what_does_not_read_as_python_is_hashed_as_its_bytes(tmp_path):
     for data in (b"\xff\xfe not text", b"def broken(:\n    # a comment\n", b"\x7fELF\x00\x01"):
         assert code_text(data) == data
