@@ -2,10 +2,11 @@
 
 A job's params hold the digest of the code behind it, so that Snakemake reruns the job when that
 code changes: a model's (`models.registry.model_code`) for its training, synth's data modules'
-(`data_code`) for the coverage tables, charsets and shards. The digest reads what the code does,
-not how it is explained: a comment, a docstring, a blank line or trailing spaces change nothing
-(`code_text`), so documenting a module retrains and redraws nothing. Modules are found by
-reading their imports (`package_imports`), never by running them.
+(`data_code`) for the coverage tables, charsets and shards (and, with synth.preview's, the
+contact sheets). The digest reads what the code does, not how it is explained: a comment, a
+docstring, a blank line or trailing spaces change nothing (`code_text`), so documenting a module
+retrains and redraws nothing. Modules are found by reading their imports (`package_imports`),
+never by running them.
 """
 
 from __future__ import annotations
@@ -175,14 +176,20 @@ def module_closure(modules: Sequence[str]) -> list[str]:
 
 
 # What draws the data: the modules the workflow's data scripts call (workflow/scripts/coverage.py,
-# charset.py, shard.py, contact_sheet.py). Their job logging (synth.joblog) draws nothing.
-DATA_MODULES = ("synth.charset", "synth.fonts", "synth.preview", "synth.shards", "synth.specs")
+# charset.py, shard.py). Their job logging (synth.joblog) draws nothing, and the contact sheet's
+# layout (synth.preview) draws a picture of the data, not the data: an edit of it redraws the
+# contact sheets alone (`SHEET_MODULES`), not every shard, and retrains no model.
+DATA_MODULES = ("synth.charset", "synth.fonts", "synth.shards", "synth.specs")
+
+# What draws a contact sheet (workflow/scripts/contact_sheet.py): the data's modules and its own.
+SHEET_MODULES = (*DATA_MODULES, "synth.preview")
 
 
 @functools.cache
-def data_code() -> str:
-    """`source_digest` of the modules that draw the workflow's data (`DATA_MODULES` and the synth
-    modules they import, in turn): the coverage, charset, shard and contact sheet jobs' params
-    hold it, so that a synthocr whose drawing changed draws the data anew (and trains on it)
-    rather than keeping the shards of the old code."""
-    return source_digest(module_closure(DATA_MODULES))
+def data_code(modules: tuple[str, ...] = DATA_MODULES) -> str:
+    """`source_digest` of the modules that draw the workflow's data (``modules``, by default
+    `DATA_MODULES`, and the synth modules they import, in turn): the coverage, charset and shard
+    jobs' params hold it, and the contact sheet jobs' that of `SHEET_MODULES`, so that a
+    synthocr whose drawing changed draws the data anew (and trains on it) rather than keeping
+    the shards of the old code."""
+    return source_digest(module_closure(modules))

@@ -10,6 +10,7 @@ import pytest
 
 from synth.code import (
     DATA_MODULES,
+    SHEET_MODULES,
     code_text,
     data_code,
     module_closure,
@@ -136,3 +137,14 @@ def test_the_data_code_is_of_synths_drawing_modules_alone():
     assert "code.py" not in names
     assert data_code() == source_digest(module_closure(DATA_MODULES))
     assert module_file("synth.render").endswith("render.py")
+
+
+def test_the_contact_sheets_layout_keys_the_sheets_alone():
+    """synth.preview lays out a picture of the shards: an edit of it redraws the contact sheets
+    (`SHEET_MODULES`), not every table, charset and shard (`DATA_MODULES`), nor retrains."""
+    data = {Path(f).name for f in module_closure(DATA_MODULES)}
+    sheet = {Path(f).name for f in module_closure(SHEET_MODULES)}
+    assert "preview.py" not in data
+    assert sheet == data | {"preview.py"}
+    assert data_code(SHEET_MODULES) == source_digest(module_closure(SHEET_MODULES))
+    assert data_code(SHEET_MODULES) != data_code()

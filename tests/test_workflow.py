@@ -2228,6 +2228,20 @@ def test_an_edit_of_the_drawing_code_draws_the_data_anew_and_a_comment_does_not(
 
 
 @pytest.mark.slow
+def test_an_edit_of_the_contact_sheets_layout_redraws_the_sheets_alone(smoke_run, tmp_path):
+    """synth.preview draws a picture of the shards, not the data: an edit of it reruns the
+    contact sheet jobs, and no coverage table, charset, shard or training."""
+    copy_ = _repo_copy(tmp_path)
+    preview = copy_ / "synth" / "preview.py"
+    source = preview.read_text(encoding="utf-8")
+    preview.write_text(source + "\nSHEET_EDITED = 1\n", encoding="utf-8")
+    jobs = _dry_run_of_copy(copy_, smoke_run)
+    rules = {rule for rule, _ in jobs}
+    assert "contact_sheet" in rules, rules
+    assert not rules & {"coverage", "charset", "shard", "train", "evaluate"}, rules
+
+
+@pytest.mark.slow
 def test_editing_scheduling_hints_reruns_nothing(smoke_run, tmp_path):
     # threads, mem_mb and priority say how to schedule a job, not what it makes. An eval block
     # left out is its defaults in full, the same as one that spells them out.

@@ -4,7 +4,7 @@
 # the held-out shards.
 
 
-from synth.code import data_code
+from synth.code import SHEET_MODULES, data_code
 from synth.specs import canonical
 
 
@@ -180,6 +180,8 @@ rule contact_sheet:
         mem_mb=1000,
     params:
         n=config["report"]["contact_sheet_samples"],
-        code=data_code(),
+        # the data's drawing code and the sheet's own (synth.preview): an edit of the sheet's
+        # layout redraws the sheets, not the shards
+        code=data_code(SHEET_MODULES),
     script:
         "../scripts/contact_sheet.py"
