@@ -117,7 +117,7 @@ def test_lint_is_clean(tmp_path):
         (lambda c: c["tasks"]["line"].update(length=[5, 2]), "tasks.line.length: [5, 2]: low is"),
         (lambda c: c["fonts"].update(exclude_families=["(x"]), "exclude_families.0: '(x' is not"),
         (lambda c: c["fonts"].update(misdrawn={"(x": "沽"}), "fonts.misdrawn: '(x' is not"),
-        (lambda c: c["fonts"].update(misdrawn={"Ming": ""}), "fonts.misdrawn.Ming: '' should"),
+        (lambda c: c["fonts"].update(misdrawn={"Ming": ""}), "fonts.misdrawn.Ming: '' is not"),
         (
             lambda c: c["tasks"]["hanzi"]["charset"].update(space=True),
             "tasks.hanzi.charset.space: only the line task draws spaces",
@@ -149,6 +149,21 @@ def test_config_typo_fails_at_parse_time_naming_the_key(tmp_path, edit, key):
     proc = run_snakemake(tmp_path, "-n", config=config, check=False)
     assert proc.returncode != 0
     assert key in proc.stdout + proc.stderr
+
+
+def test_misdrawn_characters_are_written_with_no_space_among_them():
+    """``fonts.misdrawn: {Ming: 沽 瀑}`` would count the face's space as missing too, keeping it
+    from every line with a space: the schema refuses white space there, naming the key."""
+    _, config = read_workflow_config([SMOKE])
+    schema = load_schema(SCHEMA_PATH)
+    for chars in ("沽 瀑", "沽\t", " "):
+        config["fonts"]["misdrawn"] = {"Ming": chars}
+        assert config_problems(config, schema) == [
+            f"fonts.misdrawn.Ming: {chars!r} is not one or more characters, with no white space "
+            "among them"
+        ], chars
+    config["fonts"]["misdrawn"] = {"Ming": "沽瀑"}
+    assert config_problems(config, schema) == []
 
 
 def test_an_unreadable_config_is_named_before_snakemake_runs(tmp_path):
