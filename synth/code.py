@@ -25,15 +25,17 @@ from pathlib import Path
 def code_text(data: bytes) -> bytes:
     """Python source less its comments, its docstrings (a module's, class's or function's first
     statement when that is a string), trailing spaces and blank lines (those outside strings: a
-    multi-line string's blank lines and trailing spaces are part of its value), with its line
-    ends read as ``\n``: what the code does. Bytes that do not read as Python (a compiled
-    extension, a syntax error) come back as they are."""
+    multi-line string's blank lines and trailing spaces are part of its value), read as Python
+    reads it (in the encoding its coding line or byte order mark names, UTF-8 by default; each
+    line end as ``"\\n"``) and given as UTF-8: what the code does. Bytes that do not read as
+    Python (a compiled extension, a syntax error) come back as they are."""
     try:
-        # Python reads a source's line ends, "\r\n" or "\r", as "\n" (universal newlines)
-        text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+        # the coding line is a comment that says how the code reads: read by it before it goes
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        text = data.decode(encoding).replace("\r\n", "\n").replace("\r", "\n")
         tree = ast.parse(text)
         tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
-    except (UnicodeDecodeError, SyntaxError, ValueError, tokenize.TokenError):
+    except (UnicodeDecodeError, LookupError, SyntaxError, ValueError, tokenize.TokenError):
         return data
     docstrings = set()
     for node in ast.walk(tree):

@@ -92,6 +92,22 @@ def test_a_multi_line_strings_blank_lines_and_trailing_spaces_are_code(tmp_path)
         assert source_digest([path]) == digest, end  # the same program, its docstring aside
 
 
+def test_the_code_is_read_in_the_encoding_python_reads_it_in(tmp_path):
+    """A byte order mark and a coding line say how Python reads the bytes: a file saved with a
+    BOM is the same program, documented alike; a coding line that reads é's two UTF-8 bytes as
+    two Latin-1 characters makes another program (its value differs), though it is a comment."""
+    source = '"""Doc."""\nS = "é"\n'
+    path = tmp_path / "mod.py"
+    path.write_bytes(source.encode("utf-8"))
+    digest = source_digest([path])
+    path.write_bytes(b"\xef\xbb\xbf" + source.replace("Doc.", "Other.").encode("utf-8"))
+    assert source_digest([path]) == digest
+    path.write_bytes(b"# -*- coding: latin-1 -*-\n" + source.encode("utf-8"))
+    assert source_digest([path]) != digest
+    path.write_bytes(b"# -*- coding: utf-8 -*-\n" + source.encode("utf-8"))
+    assert source_digest([path]) == digest
+
+
 def test_what_does_not_read_as_python_is_hashed_as_its_bytes(tmp_path):
     for data in (b"\xff\xfe not text", b"def broken(:\n    # a comment\n", b"\x7fELF\x00\x01"):
         assert code_text(data) == data
