@@ -1170,7 +1170,11 @@ def uncovered_chars(charset: Sequence[str], faces: Sequence[Face | FaceRecord]) 
 
 
 def apply_uncovered_policy(
-    charset: Sequence[str], faces: Sequence[Face | FaceRecord], policy: str, what: str
+    charset: Sequence[str],
+    faces: Sequence[Face | FaceRecord],
+    policy: str,
+    what: str,
+    misdrawn: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Check that the training faces cover the charset.
 
@@ -1179,6 +1183,8 @@ def apply_uncovered_policy(
         faces: the usable training faces.
         policy: ``error`` (raise, listing the characters) or ``drop`` (remove them, logged).
         what: a name for messages (the task).
+        misdrawn: ``fonts.misdrawn``: the messages say which missing characters it names (a
+            face that draws them is not counted).
 
     Returns:
         The charset, without the uncovered characters when ``policy`` is ``drop``.
@@ -1207,6 +1213,11 @@ def apply_uncovered_policy(
         f" and {len(missing) - 50} more" if len(missing) > 50 else ""
     )
     count = f"{len(missing)} character{'s' if len(missing) > 1 else ''}"
+    named = "".join(
+        sorted(set(missing) & {c for chars in (misdrawn or {}).values() for c in chars})
+    )
+    if named:  # a face draws them, but draws them wrongly
+        listing += f" ({named} counted missing where fonts.misdrawn names them)"
     if policy == "drop":
         log.warning("%s: dropping %s no training font covers: %s", what, count, listing)
         gone = set(missing)

@@ -1110,6 +1110,22 @@ def test_uncovered_characters_error_or_drop(latin_font, cjk_font):
     assert apply_uncovered_policy(charset, both, "error", "line") == charset
 
 
+def test_a_character_missing_through_fonts_misdrawn_is_said_so(caplog):
+    """When the only face that draws a character draws it wrongly (``fonts.misdrawn``), the
+    uncovered-characters error and warning say that misdrawn counted it missing, not only that
+    no font has it."""
+    misdrawn = {"^cwTeXMing$": "沽"}
+    records = scan_fonts([str(CWTEX / "cwming.ttf")], [], list("沽瀑"), (), misdrawn)
+    with pytest.raises(ValueError, match=r"沽 \(U\+6CBD\) \(沽 counted missing where fonts\.mis"):
+        apply_uncovered_policy(list("沽瀑"), records, "error", "hanzi", misdrawn)
+    with caplog.at_level(logging.WARNING):
+        assert apply_uncovered_policy(list("沽瀑"), records, "drop", "hanzi", misdrawn) == ["瀑"]
+    assert "counted missing where fonts.misdrawn names them" in caplog.text
+    with pytest.raises(ValueError) as plain:  # misdrawn not given: no such words
+        apply_uncovered_policy(list("沽瀑"), records, "error", "hanzi")
+    assert "misdrawn" not in str(plain.value)
+
+
 def test_every_face_of_the_cjk_fonts_gets_a_record(cjk_fonts):
     # Three files, a collection among them: one record per face, each covering most of the
     # line charset (how long a scan takes is no test's business: bench/ measures speed).

@@ -55,6 +55,7 @@ rule charset:
         charset=lambda w: canonical(config["tasks"][w.task]["charset"]),
         exclude_families=lambda w: config["tasks"][w.task]["exclude_families"],
         uncovered=config["fonts"]["uncovered"],
+        misdrawn=config["fonts"]["misdrawn"],  # named in its message about uncovered characters
         code=data_code(),
     script:
         "../scripts/charset.py"
