@@ -280,8 +280,8 @@ def generate(
         applied: list[str] = []  # the degradations the workflow's image gets
         if weight:
             # the weighted image degraded from a copy of the generator, the workflow's image from
-            # the generator itself: some draws (Poisson and gamma noise) take as many numbers as
-            # the pixels ask, and the next samples must be the workflow's
+            # the generator itself: the next samples must be the workflow's, whatever the
+            # degradations draw
             weighted = degrade(stroke_weight(image, weight), spec.degrade, copy.deepcopy(rng))
             _, centers = degrade_line(image, centers, spec.degrade, rng, applied)
             image = weighted

@@ -363,6 +363,22 @@ def test_poisson_noise_takes_an_image_brightness_moved_past_black_and_white(face
         assert out.shape == img.shape and out.dtype == np.uint8
 
 
+def test_every_degradation_leaves_the_generator_where_any_image_would(face):
+    """The draws of every degradation are as many whatever the image's pixels (Poisson noise's
+    sampler, which takes as many as the values ask, draws from a generator of its own): two
+    different images leave the shard's generator in the same state, so an image drawn otherwise
+    (a warp eased, a glyph fixed) redraws no later sample of its shard."""
+    light = render_line("因为天监", face, 32, _rng())
+    dark = (light // 4).astype(np.uint8)
+    everything = {name: {"p": 1.0} for name in DEFAULTS} | {"weight": {"p": 0.0}}
+    for cfg in ({"poisson_noise": {"p": 1.0}}, everything):
+        for seed in range(5):
+            a, b = _rng(seed), _rng(seed)
+            degrade(light, cfg, a)
+            degrade(dark, cfg, b)
+            assert a.bit_generator.state == b.bit_generator.state, (sorted(cfg), seed)
+
+
 def test_a_jpeg_quality_range_of_one_value_draws_that_quality(face):
     """``quality: [q, q]`` is one quality, inclusive as every range of the config: a lower
     quality leaves more of the JPEG's blocks in the image."""
