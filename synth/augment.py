@@ -18,9 +18,8 @@ inversion. Each degradation draws one uniform number for its gate whether or not
 random stream stays aligned when one probability changes, and each draws as many numbers whatever
 the image's pixels (Poisson noise, whose sampler takes as many as the pixels' values ask, from a
 generator of its own seeded from the stream), so an image drawn otherwise (a warp eased) changes
-no later sample; stroke weight, added after the others,
-draws its gate only when its ``p`` is above 0, so the shards of configs that do not set it stay the
-same bytes.
+no later sample. Stroke weight, added after the others, draws its gate only when its ``p`` is
+above 0, so the shards of configs that do not set it stay the same bytes.
 
 Stroke weight (``weight``) makes the strokes of the clean render bolder or thinner by up to a pixel
 on each side (:func:`stroke_weight`), as bold and light cuts of a face, ink spread and faded print
