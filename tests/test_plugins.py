@@ -372,13 +372,17 @@ def test_the_workflow_trains_evaluates_and_exports_a_plugin_model(
     )
     assert export.returncode == 0, export.stderr
     assert (work / "tiny.onnx").stat().st_size > 0
-    # The model's code is part of the job: touched, nothing reruns; edited, its training (and
-    # what reads its model) reruns, from step 0, not from the finished run of the old code.
+    # The model's code is part of the job: touched or given a comment, nothing reruns; edited,
+    # its training (and what reads its model) reruns, from step 0, not from the finished run of
+    # the old code.
     nets = site / PACKAGE / "nets.py"
     os.utime(nets)
     proc = run_snakemake(work, "-n", "--cores", "2", target, config=path)
     assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout
-    nets.write_text(nets.read_text() + "\n# an edit\n")
+    nets.write_text(nets.read_text() + "\n# a comment\n")  # no edit of what it does
+    proc = run_snakemake(work, "-n", "--cores", "2", target, config=path)
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout
+    nets.write_text(nets.read_text() + "\nEDITED = True\n")
     proc = run_snakemake(work, "-n", "--cores", "2", target, config=path)
     planned = [line.strip() for line in proc.stdout.splitlines() if line.startswith("rule ")]
     assert planned and planned[0] == "rule train:", proc.stdout
