@@ -115,6 +115,57 @@ def stops_on_interrupt(
     return wrap
 
 
+def is_command_process(
+    argv: Sequence[str] | None = None, orig_argv: Sequence[str] | None = None
+) -> bool:
+    """Whether this process runs a ``models.*`` command: an installed ``synthocr-*`` script,
+    or ``python -m models.<name>`` (Python sets ``sys.argv[0]`` to ``-m`` while it finds the
+    module, when it imports ``models``; ``sys.orig_argv`` names the module), not another
+    program that imports ``models``."""
+    argv = sys.argv if argv is None else argv
+    if not argv:
+        return False
+    if Path(argv[0]).name.startswith("synthocr-"):
+        return True
+    return argv[0] == "-m" and run_module(orig_argv).startswith("models.")
+
+
+def run_module(orig_argv: Sequence[str] | None = None) -> str:
+    """The module ``python -m`` runs in this process (``sys.orig_argv``, the interpreter's own
+    command line), or ``""``."""
+    orig_argv = sys.orig_argv if orig_argv is None else orig_argv
+    for i, arg in enumerate(orig_argv[1:], start=1):
+        if arg.startswith("-m"):  # the interpreter's options come before it (-X, -u, ...)
+            return arg[2:] or (orig_argv[i + 1] if i + 1 < len(orig_argv) else "")
+    return ""
+
+
+def interrupted_while_starting(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+    """`sys.excepthook` of a command's process (`quiet_interrupts_while_starting`): Ctrl-C before
+    its ``main`` runs, while it imports (torch takes a second or more), is one line, not a
+    traceback; Python then ends the process by SIGINT, which the shell shows as status 130.
+    Any other exception goes to the hook it replaced."""
+    if not issubclass(kind, KeyboardInterrupt):
+        _previous_excepthook(kind, value, tb)
+        return
+    module = run_module()
+    print(f"{command_name(module)}: interrupted while starting; it wrote nothing", file=sys.stderr)
+
+
+_previous_excepthook = sys.excepthook
+
+
+def quiet_interrupts_while_starting() -> None:
+    """Answer Ctrl-C that reaches Python's top level with one line (`interrupted_while_starting`):
+    ``models/__init__.py`` calls it in a command's process (`is_command_process`), before the
+    command's imports, so that no moment of a command answers Ctrl-C with a traceback (its
+    ``main``, once running, answers it itself: `stops_on_interrupt`)."""
+    global _previous_excepthook
+    if sys.excepthook is not interrupted_while_starting:
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = interrupted_while_starting
+
+
 TASK_CONFIG_HELP = (
     "a workflow config (configs/config.yaml, or one that extends it): with --decoder grammar, "
     "keep only the texts its settings of the model's task draw (expr: its operand counts, "

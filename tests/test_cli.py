@@ -159,3 +159,66 @@ def test_the_export_refuses_an_opset_onnxruntime_cannot_run(tmp_path, capsys):
 
     assert export.main([str(tmp_path / "m.pt"), str(tmp_path / "o.onnx"), "--opset", "8"]) == 1
     assert "opset 8 is not one this exporter writes (9..20)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "orig_argv", "expected"),
+    [
+        (["-m"], ["python", "-m", "models.recognize", "a.png"], True),
+        (["-m"], ["python", "-X", "importtime", "-u", "-m", "models.train"], True),
+        (["-m"], ["python", "-mmodels.export"], True),
+        (["/usr/local/bin/synthocr-recognize", "a.png"], ["python", "synthocr-recognize"], True),
+        (["-m"], ["python", "-m", "pytest"], False),  # another program that imports models
+        (["-m"], ["python", "-m", "modelsx.tool"], False),
+        (["/usr/bin/snakemake"], ["python", "/usr/bin/snakemake"], False),
+        (["-c"], ["python", "-c", "import models"], False),
+        ([], [], False),
+    ],
+)
+def test_the_quiet_start_is_for_commands_alone(argv, orig_argv, expected):
+    from models.cli import is_command_process
+
+    assert is_command_process(argv, orig_argv) is expected
+
+
+def test_ctrl_c_while_a_command_still_imports_is_one_line_not_a_traceback():
+    """A real SIGINT while ``python -m models.recognize`` imports torch, before its ``main``
+    (and its own answer to Ctrl-C) runs: one line, and the process ends by SIGINT (the
+    shell's status 130), as ``python`` does."""
+    import os
+    import signal
+    import subprocess
+    import threading
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", "models.recognize", "--help"],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # Ctrl-C's default action, which a test run started in the background (SIGINT
+        # ignored, and so inherited) would otherwise leave out of Python's start-up
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    timer = threading.Timer(120, proc.kill)
+    timer.start()
+    try:
+        lines = []
+        for line in proc.stderr:  # -X importtime: a line as each module is imported
+            lines.append(line)
+            if line.rstrip().endswith("| models"):  # the package, before the command's imports
+                proc.send_signal(signal.SIGINT)
+                break
+        out, rest = proc.communicate(timeout=120)
+    finally:
+        timer.cancel()
+        proc.kill()
+    imported = [line.rpartition("|")[2].strip() for line in lines + rest.splitlines()]
+    assert "models" in imported, rest
+    assert "torch" not in imported  # stopped while importing it: before main
+    assert out == ""  # main never ran (it would have printed the usage)
+    err = [line for line in rest.splitlines() if not line.startswith("import time:")]
+    assert err == ["python -m models.recognize: interrupted while starting; it wrote nothing"]
+    assert proc.returncode == -signal.SIGINT  # the shell shows 130
