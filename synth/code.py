@@ -144,16 +144,17 @@ def package_imports(path: str, package: str, top: str) -> list[str]:
     return out
 
 
-def imported_modules(module: str) -> list[str]:
-    """The modules of ``module``'s own package that its source imports directly (not the package
-    itself, nor a name imported from it that is not a module)."""
+def imported_modules(module: str, tops: Sequence[str] = ()) -> list[str]:
+    """The modules of ``module``'s own package (and of the packages ``tops``) that its source
+    imports directly (not a package itself, nor a name imported from one that is not a module)."""
     path = module_file(module)
     if not path.endswith(".py"):  # a compiled module's imports are not read
         return []
-    top = module.partition(".")[0]
+    own = module.partition(".")[0]
     package = module if is_package(module) else module.rpartition(".")[0]
     out = []
-    for name in package_imports(path, package, top):
+    names = [n for top in dict.fromkeys((own, *tops)) for n in package_imports(path, package, top)]
+    for name in names:
         if name == module or is_package_safely(name):  # its modules, not it
             continue
         try:
@@ -164,16 +165,16 @@ def imported_modules(module: str) -> list[str]:
     return sorted(set(out))
 
 
-def module_closure(modules: Sequence[str]) -> list[str]:
-    """The files of ``modules`` and of every module of their packages they import, in turn
-    (`imported_modules`), sorted."""
+def module_closure(modules: Sequence[str], tops: Sequence[str] = ()) -> list[str]:
+    """The files of ``modules`` and of every module of their packages (and of the packages
+    ``tops``) they import, in turn (`imported_modules`), sorted."""
     seen: set[str] = set()
     todo = list(modules)
     while todo:
         name = todo.pop()
         if name not in seen:
             seen.add(name)
-            todo.extend(imported_modules(name))
+            todo.extend(imported_modules(name, tops))
     return sorted({module_file(name) for name in seen})
 
 
@@ -195,3 +196,22 @@ def data_code(modules: tuple[str, ...] = DATA_MODULES) -> str:
     synthocr whose drawing changed draws the data anew (and trains on it) rather than keeping
     the shards of the old code."""
     return source_digest(module_closure(modules))
+
+
+# synthocr's own packages: a job's code is theirs that it runs (`job_code`).
+FIRST_PARTY = ("synth", "models")
+
+# What scores a model (workflow/scripts/evaluate.py), Tesseract (tesseract.py) and packs the user's
+# own test images (pack.py): the modules the scripts call.
+EVAL_MODULES = ("models.evaluate",)
+TESSERACT_MODULES = ("models.tesseract",)
+PACK_MODULES = ("models.pack",)
+
+
+@functools.cache
+def job_code(modules: tuple[str, ...]) -> str:
+    """`source_digest` of ``modules`` and of the synthocr modules (`FIRST_PARTY`) they import,
+    in turn: the evaluation, Tesseract and packing jobs' params hold it, as the data jobs hold
+    `data_code`, so that a synthocr that reads, scores or packs otherwise does so anew (without
+    drawing or training anew: the model's code is not among them)."""
+    return source_digest(module_closure(modules, FIRST_PARTY))

@@ -10,9 +10,14 @@ import pytest
 
 from synth.code import (
     DATA_MODULES,
+    EVAL_MODULES,
+    FIRST_PARTY,
+    PACK_MODULES,
     SHEET_MODULES,
+    TESSERACT_MODULES,
     code_text,
     data_code,
+    job_code,
     module_closure,
     module_file,
     source_digest,
@@ -164,3 +169,50 @@ def test_the_contact_sheets_layout_keys_the_sheets_alone():
     assert sheet == data | {"preview.py"}
     assert data_code(SHEET_MODULES) == source_digest(module_closure(SHEET_MODULES))
     assert data_code(SHEET_MODULES) != data_code()
+
+
+def test_a_closure_follows_the_packages_it_is_given_as_well(package, tmp_path):
+    other = tmp_path / "codepkg_other"
+    other.mkdir()
+    (other / "__init__.py").write_text("")
+    (other / "x.py").write_text("from codepkg_test import c\n")  # and back into the first
+    (package / "a.py").write_text("from codepkg_test import b\nfrom codepkg_other import x\n")
+    importlib.invalidate_caches()
+    try:
+        alone = [Path(f).name for f in module_closure(["codepkg_test.a"])]
+        both = module_closure(["codepkg_test.a"], ("codepkg_test", "codepkg_other"))
+        assert alone == ["a.py", "b.py", "c.py"]  # its own package's modules alone
+        assert sorted(Path(f).name for f in both) == ["a.py", "b.py", "c.py", "x.py"]
+        before = source_digest(both)
+        (other / "x.py").write_text("from codepkg_test import c\nZ = 1\n")
+        assert source_digest(module_closure(["codepkg_test.a"], ("codepkg_other",))) != before
+    finally:
+        for name in [n for n in sys.modules if n.startswith("codepkg_other")]:
+            del sys.modules[name]
+
+
+def test_scoring_and_packing_are_keyed_by_their_code_and_not_the_models_or_the_reports():
+    """The evaluate, tesseract and pack jobs hold `job_code`: an edit of how a reading is scored
+    (models/metrics.py) or packed scores anew; a model's code retrains that model (and so scores
+    it anew) but does not rescore the others, and the reports' code is the report jobs' own."""
+    for modules, own in (
+        (EVAL_MODULES, "evaluate.py"),
+        (TESSERACT_MODULES, "tesseract.py"),
+        (PACK_MODULES, "pack.py"),
+    ):
+        files = module_closure(modules, FIRST_PARTY)
+        names = {str(Path(f).relative_to(Path(f).parents[1])) for f in files}
+        assert {f"models/{own}", "models/metrics.py", "models/images.py"} <= names
+        assert "synth/shards.py" in names
+        assert not names & {
+            "models/crnn.py",
+            "models/backbones.py",
+            "models/hanzi_cnn.py",
+            "models/reader.py",
+            "models/train.py",
+            "models/report.py",
+            "models/plots.py",
+        }
+        assert job_code(modules) == source_digest(files)
+    # synth's drawing modules import nothing of models: the data's digest is as it was
+    assert module_closure(DATA_MODULES, FIRST_PARTY) == module_closure(DATA_MODULES)

@@ -4,7 +4,7 @@
 # the held-out shards.
 
 
-from synth.code import SHEET_MODULES, data_code
+from synth.code import PACK_MODULES, SHEET_MODULES, data_code, job_code
 from synth.specs import canonical
 
 
@@ -135,6 +135,7 @@ rule pack:
         # them a frame per character of its label
         ctc_models=lambda w: own_ctc_models(OWN_TESTS[w.split]["task"]),
         content=lambda w: OWN_DIGEST[w.split],
+        code=job_code(PACK_MODULES),
     script:
         "../scripts/pack.py"
 

@@ -6,6 +6,7 @@
 import os
 
 from models.tesseract import TASKS as _TESSERACT_SETTINGS
+from synth.code import EVAL_MODULES, TESSERACT_MODULES, job_code
 from synth.specs import canonical
 
 # Tasks Tesseract has settings for (config tesseract.<task>).
@@ -40,6 +41,9 @@ rule evaluate:
     params:
         eval=eval_params,
         device=config["device"],
+        # the code that reads and scores (synth.code.job_code): a release that scores
+        # otherwise scores anew, without training anew
+        code=job_code(EVAL_MODULES),
     script:
         "../scripts/evaluate.py"
 
@@ -74,5 +78,6 @@ rule tesseract:
                 w.task: config["tesseract"][w.task],
             }
         ),
+        code=job_code(TESSERACT_MODULES),
     script:
         "../scripts/tesseract.py"
