@@ -206,12 +206,17 @@ FIRST_PARTY = ("synth", "models")
 EVAL_MODULES = ("models.evaluate",)
 TESSERACT_MODULES = ("models.tesseract",)
 PACK_MODULES = ("models.pack",)
+# What builds the report tables and the summary (report_table.py, report_summary.py), and what
+# draws the plots (plots_*.py).
+REPORT_MODULES = ("models.report",)
+PLOT_MODULES = ("models.plots",)
 
 
 @functools.cache
 def job_code(modules: tuple[str, ...]) -> str:
     """`source_digest` of ``modules`` and of the synthocr modules (`FIRST_PARTY`) they import,
-    in turn: the evaluation, Tesseract and packing jobs' params hold it, as the data jobs hold
-    `data_code`, so that a synthocr that reads, scores or packs otherwise does so anew (without
-    drawing or training anew: the model's code is not among them)."""
+    in turn: the evaluation, Tesseract, packing, report and plot jobs' params hold it, as the
+    data jobs hold `data_code`, so that a synthocr that reads, scores, packs, reports or plots
+    otherwise does so anew (without drawing or training anew: a model's code is not among
+    them)."""
     return source_digest(module_closure(modules, FIRST_PARTY))

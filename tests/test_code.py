@@ -13,6 +13,8 @@ from synth.code import (
     EVAL_MODULES,
     FIRST_PARTY,
     PACK_MODULES,
+    PLOT_MODULES,
+    REPORT_MODULES,
     SHEET_MODULES,
     TESSERACT_MODULES,
     code_text,
@@ -214,5 +216,11 @@ def test_scoring_and_packing_are_keyed_by_their_code_and_not_the_models_or_the_r
             "models/plots.py",
         }
         assert job_code(modules) == source_digest(files)
+    # the reports and the plots: their own code, not each other's, nor scoring's the other way
+    report = {Path(f).name for f in module_closure(REPORT_MODULES, FIRST_PARTY)}
+    plots = {Path(f).name for f in module_closure(PLOT_MODULES, FIRST_PARTY)}
+    assert "report.py" in report and "plots.py" not in report
+    assert "plots.py" in plots and "report.py" not in plots
+    assert job_code(REPORT_MODULES) != job_code(PLOT_MODULES)
     # synth's drawing modules import nothing of models: the data's digest is as it was
     assert module_closure(DATA_MODULES, FIRST_PARTY) == module_closure(DATA_MODULES)

@@ -1214,7 +1214,8 @@ def test_setting_a_line_corpus_reruns_only_the_line_jobs(smoke_run, tmp_path):
 def test_an_edit_of_the_scoring_code_scores_anew_and_draws_and_trains_nothing(smoke_run, tmp_path):
     """synthocr's code, copied and its scoring (models/metrics.py) edited, run against the smoke
     run: every evaluation and Tesseract job reruns, with the reports after them, and no data or
-    training job; a comment changes nothing. (Snakemake's own `code` trigger, which follows the
+    training job; a comment changes nothing; an edit of the plots' code (models/plots.py) redraws
+    the plots alone. (Snakemake's own `code` trigger, which follows the
     scripts' paths, is left out: the copy's scripts are the same code under another folder.)"""
     code = tmp_path / "code"
     code.mkdir()
@@ -1238,6 +1239,11 @@ def test_an_edit_of_the_scoring_code_scores_anew_and_draws_and_trains_nothing(sm
         return _jobs(proc.stdout)
 
     assert planned() == []  # the copy as it is: the same code
+    plots = code / "models" / "plots.py"
+    plots.write_text(plots.read_text(encoding="utf-8") + "EDITED = 1\n", encoding="utf-8")
+    redrawn = {rule for rule, _ in planned()} - {"all", "summary"}  # the summary links the plots
+    assert "plot_curves" in redrawn and all(r.startswith("plot_") for r in redrawn), redrawn
+    shutil.copy2(REPO / "models" / "plots.py", plots)
     metrics.write_text(metrics.read_text(encoding="utf-8") + "\n# a comment\n", encoding="utf-8")
     assert planned() == []
     metrics.write_text(metrics.read_text(encoding="utf-8") + "EDITED = 1\n", encoding="utf-8")

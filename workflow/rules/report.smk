@@ -6,7 +6,13 @@
 import os
 
 from models.registry import family_of
+from synth.code import PLOT_MODULES, REPORT_MODULES, job_code
 from synth.specs import canonical
+
+# The code that builds the tables and the summary, and that draws the plots (synth.code.job_code):
+# a release that reports otherwise reports anew.
+REPORT_CODE = job_code(REPORT_MODULES)
+PLOT_CODE = job_code(PLOT_MODULES)
 
 FAMILY = {e: family_of(experiment_config(e)["model"]) for e in EXPERIMENTS}
 REPORT_FAMILIES = {"crnn": "ctc", "hanzi": "classification", "reader": "attention"}
@@ -92,6 +98,7 @@ rule crnn_report:
         mem_mb=1000,
     params:
         kind="crnn",
+        code=REPORT_CODE,
     script:
         "../scripts/report_table.py"
 
@@ -117,6 +124,7 @@ rule hanzi_report:
         mem_mb=1000,
     params:
         kind="hanzi",
+        code=REPORT_CODE,
     script:
         "../scripts/report_table.py"
 
@@ -142,6 +150,7 @@ rule reader_report:
         mem_mb=1000,
     params:
         kind="reader",
+        code=REPORT_CODE,
     script:
         "../scripts/report_table.py"
 
@@ -176,6 +185,7 @@ rule summary:
     params:
         references=canonical(config["report"]["references"]),
         targets=canonical(config["report"]["targets"]),
+        code=REPORT_CODE,
     script:
         "../scripts/report_summary.py"
 
@@ -199,6 +209,8 @@ rule plot_curves:
     threads: 1
     resources:
         mem_mb=1000,
+    params:
+        code=PLOT_CODE,
     script:
         "../scripts/plots_curves.py"
 
@@ -226,6 +238,7 @@ rule plot_compare_curves:
     params:
         experiments=EXPERIMENTS,
         tasks=[experiment_task(e) for e in EXPERIMENTS],
+        code=PLOT_CODE,
     script:
         "../scripts/plots_compare_curves.py"
 
@@ -268,6 +281,7 @@ rule plot_predictions:
             shard_paths(experiment_task(w.experiment), s) for s in TEST_SPLITS
         ],
         n=config["report"]["prediction_grid_samples"],
+        code=PLOT_CODE,
     script:
         "../scripts/plots_predictions.py"
 
@@ -304,6 +318,7 @@ rule plot_own_predictions:
         splits=lambda w: [w.split],
         shards=lambda w: [shard_paths(experiment_task(w.experiment), w.split)],
         n=config["report"]["prediction_grid_samples"],
+        code=PLOT_CODE,
     script:
         "../scripts/plots_predictions.py"
 
@@ -332,6 +347,7 @@ rule plot_confusions:
         mem_mb=1000,
     params:
         top=config["report"]["confused_pairs"],
+        code=PLOT_CODE,
     script:
         "../scripts/plots_confusions.py"
 
@@ -359,6 +375,8 @@ rule plot_attention:
     threads: 1
     resources:
         mem_mb=2000,
+    params:
+        code=PLOT_CODE,
     script:
         "../scripts/plots_attention.py"
 
@@ -382,6 +400,8 @@ rule plot_fonts:
     threads: 1
     resources:
         mem_mb=1000,
+    params:
+        code=PLOT_CODE,
     script:
         "../scripts/plots_fonts.py"
 
@@ -405,5 +425,7 @@ rule plot_experiments:
     threads: 1
     resources:
         mem_mb=1000,
+    params:
+        code=PLOT_CODE,
     script:
         "../scripts/plots_experiments.py"
