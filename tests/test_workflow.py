@@ -1211,47 +1211,6 @@ def test_setting_a_line_corpus_reruns_only_the_line_jobs(smoke_run, tmp_path):
         assert wildcards.get("experiment", "line_").startswith("line_"), (rule, wildcards)
 
 
-def test_an_edit_of_the_scoring_code_scores_anew_and_draws_and_trains_nothing(smoke_run, tmp_path):
-    """synthocr's code, copied and its scoring (models/metrics.py) edited, run against the smoke
-    run: every evaluation and Tesseract job reruns, with the reports after them, and no data or
-    training job; a comment changes nothing; an edit of the plots' code (models/plots.py) redraws
-    the plots alone. (Snakemake's own `code` trigger, which follows the
-    scripts' paths, is left out: the copy's scripts are the same code under another folder.)"""
-    code = tmp_path / "code"
-    code.mkdir()
-    for name in ("Snakefile", "workflow", "synth", "models", "configs"):
-        src = REPO / name
-        if src.is_dir():
-            skip = shutil.ignore_patterns("__pycache__")
-            shutil.copytree(src, code / name, symlinks=True, ignore=skip)
-        else:
-            shutil.copy2(src, code / name)
-    metrics = code / "models" / "metrics.py"
-
-    def planned() -> list[tuple[str, dict[str, str]]]:
-        config = code / "configs" / "smoke.yaml"
-        cmd = snakemake_command(smoke_run, "-n", "--cores", "2", "all", config=config)
-        cmd += ["--rerun-triggers", "mtime", "params", "input"]
-        cmd[cmd.index("--snakefile") + 1] = str(code / "Snakefile")
-        env = {**os.environ, "PYTHONPATH": str(code)}  # before the installed (editable) synthocr
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=smoke_run, env=env)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        return _jobs(proc.stdout)
-
-    assert planned() == []  # the copy as it is: the same code
-    plots = code / "models" / "plots.py"
-    plots.write_text(plots.read_text(encoding="utf-8") + "EDITED = 1\n", encoding="utf-8")
-    redrawn = {rule for rule, _ in planned()} - {"all", "summary"}  # the summary links the plots
-    assert "plot_curves" in redrawn and all(r.startswith("plot_") for r in redrawn), redrawn
-    shutil.copy2(REPO / "models" / "plots.py", plots)
-    metrics.write_text(metrics.read_text(encoding="utf-8") + "\n# a comment\n", encoding="utf-8")
-    assert planned() == []
-    metrics.write_text(metrics.read_text(encoding="utf-8") + "EDITED = 1\n", encoding="utf-8")
-    rules = {rule for rule, _ in planned()}
-    assert {"evaluate", "tesseract"} <= rules
-    assert not rules & {"coverage", "charset", "font_table", "shard", "manifest", "train"}, rules
-
-
 def test_a_line_corpus_is_drawn_from_and_an_edit_of_it_redraws_the_line_shards(tmp_path):
     smoke_line = yaml.safe_load(SMOKE.read_text())["tasks"]["line"]
     hanzi = [c for c in task_spec("line", smoke_line).charset.build() if is_hanzi(c)]
@@ -2281,6 +2240,27 @@ def test_an_edit_of_the_drawing_code_draws_the_data_anew_and_a_comment_does_not(
     assert {"coverage", "charset", "shard", "contact_sheet", "train", "evaluate"} <= rules, rules
     tasks = {w["task"] for rule, w in jobs if rule == "shard"}
     assert tasks == set(yaml.safe_load(SMOKE.read_text())["tasks"]), tasks
+
+
+@pytest.mark.slow
+def test_an_edit_of_the_scoring_code_scores_anew_and_draws_and_trains_nothing(smoke_run, tmp_path):
+    """The evaluation, Tesseract, report and plot jobs' params hold the digest of their code
+    (`synth.code.job_code`): an edit of how readings are scored (models/metrics.py) reruns every
+    evaluation and Tesseract job, with the reports after them, and no data or training job; a
+    comment changes nothing; an edit of the plots' code (models/plots.py) redraws the plots
+    alone (and the summary, which links them)."""
+    copy_ = _repo_copy(tmp_path)
+    metrics, plots = copy_ / "models" / "metrics.py", copy_ / "models" / "plots.py"
+    metrics.write_text(metrics.read_text(encoding="utf-8") + "\n# a comment\n", encoding="utf-8")
+    assert _dry_run_of_copy(copy_, smoke_run) == []
+    plots.write_text(plots.read_text(encoding="utf-8") + "EDITED = 1\n", encoding="utf-8")
+    redrawn = {rule for rule, _ in _dry_run_of_copy(copy_, smoke_run)} - {"all", "summary"}
+    assert "plot_curves" in redrawn and all(r.startswith("plot_") for r in redrawn), redrawn
+    shutil.copy2(REPO / "models" / "plots.py", plots)
+    metrics.write_text(metrics.read_text(encoding="utf-8") + "EDITED = 1\n", encoding="utf-8")
+    rules = {rule for rule, _ in _dry_run_of_copy(copy_, smoke_run)}
+    assert {"evaluate", "tesseract"} <= rules, rules
+    assert not rules & {"coverage", "charset", "font_table", "shard", "manifest", "train"}, rules
 
 
 @pytest.mark.slow
