@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 
+@functools.lru_cache(maxsize=1024)  # the same files are digested for several jobs' code
 def code_text(data: bytes) -> bytes:
     """Python source less its comments, its docstrings (a module's, class's or function's first
     statement when that is a string), trailing spaces and blank lines (those outside strings: a
@@ -125,23 +126,36 @@ def package_imports(path: str, package: str, top: str) -> list[str]:
     c``, relative ones resolved against ``package``), and ``a.b.c`` for each ``from a.b import
     c`` where ``a.b`` is a package (``c`` may be a submodule; looking one up in a module would
     import the module). Other packages' modules are not looked up (that imports them)."""
-    tree = ast.parse(Path(path).read_bytes(), filename=path)
     out: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out.extend(a.name for a in node.names if a.name.partition(".")[0] == top)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                try:
-                    base = importlib.util.resolve_name("." * node.level + base, package)
-                except ImportError:
-                    continue
-            if base.partition(".")[0] == top:
-                out.append(base)
-                if is_package_safely(base):
-                    out.extend(f"{base}.{a.name}" for a in node.names if a.name != "*")
+    for module, level, names in _import_statements(Path(path).read_bytes(), path):
+        if level < 0:  # import a.b, ...
+            out.extend(name for name in names if name.partition(".")[0] == top)
+            continue
+        base = module
+        if level:
+            try:
+                base = importlib.util.resolve_name("." * level + base, package)
+            except ImportError:
+                continue
+        if base.partition(".")[0] == top:
+            out.append(base)
+            if is_package_safely(base):
+                out.extend(f"{base}.{name}" for name in names if name != "*")
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _import_statements(data: bytes, filename: str) -> tuple[tuple[str, int, tuple[str, ...]], ...]:
+    """Every import statement of the source ``data``: (module, level, names) for ``from``
+    imports, ("", -1, names) for plain ones. Kept by the source's bytes: the workflow digests
+    the same files for several jobs' code (`job_code`), and parsing is most of the work."""
+    out = []
+    for node in ast.walk(ast.parse(data, filename=filename)):
+        if isinstance(node, ast.Import):
+            out.append(("", -1, tuple(a.name for a in node.names)))
+        elif isinstance(node, ast.ImportFrom):
+            out.append((node.module or "", node.level, tuple(a.name for a in node.names)))
+    return tuple(out)
 
 
 def imported_modules(module: str, tops: Sequence[str] = ()) -> list[str]:
