@@ -2,8 +2,9 @@
 
 A job's params hold the digest of the code behind it, so that Snakemake reruns the job when that
 code changes: a model's (`models.registry.model_code`) for its training, synth's data modules'
-(`data_code`) for the coverage tables, charsets and shards (and, with synth.preview's, the
-contact sheets). The digest reads what the code does, not how it is explained: a comment, a
+(`job_code` of `DATA_MODULES`) for the coverage tables, charsets and shards (and, with
+synth.preview's, the contact sheets), and the scoring, packing, report and plot modules' for
+theirs. The digest reads what the code does, not how it is explained: a comment, a
 docstring, a blank line or trailing spaces change nothing (`code_text`), so documenting a module
 retrains and redraws nothing. Modules are found by reading their imports (`package_imports`),
 never by running them.
@@ -202,16 +203,6 @@ DATA_MODULES = ("synth.charset", "synth.fonts", "synth.shards", "synth.specs")
 SHEET_MODULES = (*DATA_MODULES, "synth.preview")
 
 
-@functools.cache
-def data_code(modules: tuple[str, ...] = DATA_MODULES) -> str:
-    """`source_digest` of the modules that draw the workflow's data (``modules``, by default
-    `DATA_MODULES`, and the synth modules they import, in turn): the coverage, charset and shard
-    jobs' params hold it, and the contact sheet jobs' that of `SHEET_MODULES`, so that a
-    synthocr whose drawing changed draws the data anew (and trains on it) rather than keeping
-    the shards of the old code."""
-    return source_digest(module_closure(modules))
-
-
 # synthocr's own packages: a job's code is theirs that it runs (`job_code`).
 FIRST_PARTY = ("synth", "models")
 
@@ -229,8 +220,11 @@ PLOT_MODULES = ("models.plots",)
 @functools.cache
 def job_code(modules: tuple[str, ...]) -> str:
     """`source_digest` of ``modules`` and of the synthocr modules (`FIRST_PARTY`) they import,
-    in turn: the evaluation, Tesseract, packing, report and plot jobs' params hold it, as the
-    data jobs hold `data_code`, so that a synthocr that reads, scores, packs, reports or plots
-    otherwise does so anew (without drawing or training anew: a model's code is not among
-    them)."""
+    in turn. The coverage, charset and shard jobs' params hold that of `DATA_MODULES` (synth's
+    drawing modules import nothing of models), the contact sheets' that of `SHEET_MODULES`, and
+    the evaluation, Tesseract, packing, report and plot jobs' that of their own modules, so that
+    a synthocr that draws, reads, scores, packs, reports or plots otherwise does so anew: a
+    drawing change redraws the data (and trains on it) rather than keeping the shards of the old
+    code; a scoring change scores anew without drawing or training anew (a model's code is not
+    among them)."""
     return source_digest(module_closure(modules, FIRST_PARTY))

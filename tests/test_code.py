@@ -18,7 +18,6 @@ from synth.code import (
     SHEET_MODULES,
     TESSERACT_MODULES,
     code_text,
-    data_code,
     job_code,
     module_closure,
     module_file,
@@ -153,12 +152,12 @@ def test_a_modules_closure_is_every_module_of_its_package_it_imports_in_turn(pac
     assert source_digest(module_closure(["codepkg_test.a"])) == changed
 
 
-def test_the_data_code_is_of_synths_drawing_modules_alone():
+def test_the_datas_code_is_of_synths_drawing_modules_alone():
     names = {Path(f).name for f in module_closure(DATA_MODULES)}
     assert {"render.py", "augment.py", "text.py", "shards.py", "fonts.py", "charset.py"} <= names
     assert "joblog.py" not in names  # logging draws nothing
     assert "code.py" not in names
-    assert data_code() == source_digest(module_closure(DATA_MODULES))
+    assert job_code(DATA_MODULES) == source_digest(module_closure(DATA_MODULES))
     assert module_file("synth.render").endswith("render.py")
 
 
@@ -169,8 +168,8 @@ def test_the_contact_sheets_layout_keys_the_sheets_alone():
     sheet = {Path(f).name for f in module_closure(SHEET_MODULES)}
     assert "preview.py" not in data
     assert sheet == data | {"preview.py"}
-    assert data_code(SHEET_MODULES) == source_digest(module_closure(SHEET_MODULES))
-    assert data_code(SHEET_MODULES) != data_code()
+    assert job_code(SHEET_MODULES) == source_digest(module_closure(SHEET_MODULES))
+    assert job_code(SHEET_MODULES) != job_code(DATA_MODULES)
 
 
 def test_a_closure_follows_the_packages_it_is_given_as_well(package, tmp_path):

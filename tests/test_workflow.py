@@ -2222,7 +2222,7 @@ def _dry_run_of_copy(copy_: Path, workdir: Path) -> list[tuple[str, dict[str, st
 def test_an_edit_of_the_drawing_code_draws_the_data_anew_and_a_comment_does_not(
     smoke_run, tmp_path
 ):
-    """The data jobs' params hold the digest of synth's drawing code (`synth.code.data_code`):
+    """The data jobs' params hold the digest of synth's drawing code (`synth.code.job_code`):
     a synthocr that draws otherwise draws every coverage table, charset, shard and contact sheet
     anew, and trains on them; one whose comments and docstrings alone changed reruns nothing."""
     copy_ = _repo_copy(tmp_path)

@@ -4,7 +4,7 @@
 # the held-out shards.
 
 
-from synth.code import PACK_MODULES, SHEET_MODULES, data_code, job_code
+from synth.code import DATA_MODULES, PACK_MODULES, SHEET_MODULES, job_code
 from synth.specs import canonical
 
 
@@ -29,8 +29,8 @@ rule coverage:
         patterns=role_patterns,
         exclude_families=config["fonts"]["exclude_families"],
         misdrawn=config["fonts"]["misdrawn"],
-        # synth's drawing code (synth.code.data_code): a release that draws otherwise redraws
-        code=data_code(),
+        # synth's drawing code (synth.code.job_code): a release that draws otherwise redraws
+        code=job_code(DATA_MODULES),
     script:
         "../scripts/coverage.py"
 
@@ -56,7 +56,7 @@ rule charset:
         exclude_families=lambda w: config["tasks"][w.task]["exclude_families"],
         uncovered=config["fonts"]["uncovered"],
         misdrawn=config["fonts"]["misdrawn"],  # named in its message about uncovered characters
-        code=data_code(),
+        code=job_code(DATA_MODULES),
     script:
         "../scripts/charset.py"
 
@@ -100,7 +100,7 @@ rule shard:
         task=lambda w: canonical(shard_config(w.task, w.split)),
         samples=lambda w: config["tasks"][w.task]["splits"][w.split]["samples"],
         seed=config["seed"],
-        code=data_code(),
+        code=job_code(DATA_MODULES),
     script:
         "../scripts/shard.py"
 
@@ -184,6 +184,6 @@ rule contact_sheet:
         n=config["report"]["contact_sheet_samples"],
         # the data's drawing code and the sheet's own (synth.preview): an edit of the sheet's
         # layout redraws the sheets, not the shards
-        code=data_code(SHEET_MODULES),
+        code=job_code(SHEET_MODULES),
     script:
         "../scripts/contact_sheet.py"
