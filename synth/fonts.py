@@ -1130,9 +1130,12 @@ def merge_coverage(tables: Sequence[str | os.PathLike], path) -> None:
     write_text_atomic(path, buf.getvalue())
 
 
-def with_forms(faces: Sequence[Face], forms: Iterable[str]) -> list[Face]:
+def with_forms(
+    faces: Sequence[Face], forms: Iterable[str], misdrawn: Mapping[str, str] | None = None
+) -> list[Face]:
     """``faces``, each covering also those of ``forms`` it draws (checked as the coverage table
-    is, `drawn_chars`: glyphs that leave no ink counting as missing).
+    is, `drawn_chars`: glyphs that leave no ink counting as missing), less those ``misdrawn``
+    (``fonts.misdrawn``, regex to characters, as `scan_files` reads it) names for it.
 
     ``forms`` are characters a text may show that are not in the task's charset, each standing
     for its NFKC form, which is (a line's full-width ``，``, labelled ``,``: see
@@ -1144,7 +1147,17 @@ def with_forms(faces: Sequence[Face], forms: Iterable[str]) -> list[Face]:
     forms = tuple(sorted(set(forms)))
     if not forms:
         return list(faces)
-    return [replace(f, covered=f.covered | _forms_drawn(f.path, f.index, forms)) for f in faces]
+    wrong = [(re.compile(p), c) for p, c in (misdrawn or {}).items()]
+    return [
+        replace(
+            f,
+            covered=f.covered
+            | (
+                _forms_drawn(f.path, f.index, forms) - misdrawn_by(wrong, f.family, f.style, f.path)
+            ),
+        )
+        for f in faces
+    ]
 
 
 @functools.lru_cache(maxsize=256)

@@ -138,6 +138,7 @@ def generate(
     charset: Sequence[str],
     faces: Sequence[Face],
     weight: float = 0.0,
+    misdrawn: Mapping[str, str] | None = None,
 ) -> Iterator[Sample]:
     """Render a shard's samples in order.
 
@@ -163,6 +164,9 @@ def generate(
             workflow's shard leaves it, so the shard holds the same texts, faces and degradation
             settings as with 0, which writes what the workflow writes (bench/bench_weight.py's
             probe of a model's robustness).
+        misdrawn: ``fonts.misdrawn`` (regex to characters): the forms it names for a face count
+            as ones that face lacks (`synth.fonts.with_forms`), as the coverage table counts
+            the charset's characters it names as missing.
 
     Yields:
         :class:`Sample` objects, ``shard.samples`` of them.
@@ -214,7 +218,7 @@ def generate(
             texts=spec.corpus,
             loud=first,
         )
-        faces = with_forms(faces, sampler.forms)
+        faces = with_forms(faces, sampler.forms, misdrawn)
         if lacking := [
             f"{f.name} ({''.join(sorted(sampler.forms - f.covered))})"
             for f in faces
@@ -590,9 +594,12 @@ def write_shard(
     charset: Sequence[str],
     faces: Sequence[Face],
     weight: float = 0.0,
+    misdrawn: Mapping[str, str] | None = None,
 ) -> int:
-    """Render and write one shard (``weight``: as `generate`); returns the number of samples."""
-    n = write_samples(path, generate(spec, shard, charset, faces, weight), spec.png_level)
+    """Render and write one shard (``weight``, ``misdrawn``: as `generate`); returns the number
+    of samples."""
+    samples = generate(spec, shard, charset, faces, weight, misdrawn)
+    n = write_samples(path, samples, spec.png_level)
     log.info("wrote %s: %d samples", path, n)
     return n
 

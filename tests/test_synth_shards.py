@@ -23,7 +23,7 @@ from PIL import Image
 from synth import shards
 from synth.augment import ORDER, stroke_weight
 from synth.charset import build_charset
-from synth.fonts import read_coverage, scan_fonts, write_coverage
+from synth.fonts import read_coverage, scan_fonts, with_forms, write_coverage
 from synth.preview import contact_sheet
 from synth.render import FontFace
 from synth.shards import (
@@ -968,6 +968,49 @@ def test_line_shards_draw_the_corpus_full_width_forms_labelled_in_nfkc(
     for path in (a, b):
         write_shard(path, spec, ShardSpec("line", "train", 0, 40, 5), charset, faces)
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_a_form_fonts_misdrawn_names_for_a_face_is_drawn_in_its_nfkc_form_there(tmp_path, cjk_font):
+    """``fonts.misdrawn`` reaches the forms a line shows beside its charset's: a face it names
+    for ``，`` draws the label's ``,`` in its place (as a face lacking the form does), its other
+    forms as before, and the faces it does not name are as they were."""
+    charset = build_charset("chars", chars=FW_HANZI + ",!()")
+    write_coverage(
+        scan_fonts([str(cjk_font)], [], charset, ["Mono"]), {"line": charset}, tmp_path / "c.tsv"
+    )
+    faces = read_coverage(tmp_path / "c.tsv", "line", charset, "train")
+    forms = set("，！（）")
+    assert all(forms <= f.covered for f in with_forms(faces, forms))
+    wrong = {"^WenQuanYi Micro Hei$": "，"}
+    for f in with_forms(faces, forms, wrong):
+        assert "，" not in f.covered and set("！（）") <= f.covered
+        assert f.covered - set(charset) == set("！（）")
+    assert with_forms(faces, forms, {"^Other$": "，"}) == with_forms(faces, forms)
+    corpus = tmp_path / "zh.txt"
+    corpus.write_text("今天，天气很好！我们一起去公园（散步），好的，走吧！\n" * 20, "utf-8")
+    cfg = {
+        "charset": {"source": "chars", "chars": "".join(charset)},
+        "corpus": [str(corpus)],
+        "corpus_fraction": 1.0,
+        "mix_fraction": 0.0,
+        "length": [2, 8],
+    }
+    spec = task_spec("line", cfg)
+    shard = ShardSpec("line", "train", 0, 60, 5)
+    plain = list(generate(spec, shard, charset, faces))
+    told = list(generate(spec, shard, charset, faces, misdrawn=wrong))
+    drawn = [s.meta.get("drawn", s.meta["text"]) for s in told]
+    assert "，" in "".join(s.meta.get("drawn", "") for s in plain)
+    assert "，" not in "".join(drawn) and "！" in "".join(drawn)
+    # the same texts, labels and faces: only how the comma is drawn differs
+    assert [s.meta["text"] for s in told] == [s.meta["text"] for s in plain]
+    assert [d.replace(",", "，") for d in drawn] == [
+        s.meta.get("drawn", s.meta["text"]).replace(",", "，") for s in plain
+    ]
+    a = tmp_path / "a.tar"
+    write_shard(a, spec, ShardSpec("line", "train", 0, 20, 5), charset, faces, misdrawn=wrong)
+    records = [json.loads(r["json"]) for r in wds.WebDataset(str(a), shardshuffle=False)]
+    assert len(records) == 20 and "，" not in "".join(r.get("drawn", "") for r in records)
 
 
 def _generate_before_full_width_forms(spec, shard, charset, faces):

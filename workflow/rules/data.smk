@@ -100,6 +100,8 @@ rule shard:
         task=lambda w: canonical(shard_config(w.task, w.split)),
         samples=lambda w: config["tasks"][w.task]["splits"][w.split]["samples"],
         seed=config["seed"],
+        # the forms a line shows beside its charset's (a full-width ，) that a face misdraws
+        misdrawn=config["fonts"]["misdrawn"],
         code=job_code(DATA_MODULES),
     script:
         "../scripts/shard.py"

@@ -13,4 +13,4 @@ shard = ShardSpec(w.task, w.split, int(w.shard), snakemake.params.samples, snake
 charset = read_charset(snakemake.input.charset)
 role = "test" if w.split == "test_heldout" else "train"
 faces = read_coverage(snakemake.input.coverage, w.task, charset, role, spec.exclude_families)
-write_shard(snakemake.output[0], spec, shard, charset, faces)
+write_shard(snakemake.output[0], spec, shard, charset, faces, misdrawn=snakemake.params.misdrawn)
