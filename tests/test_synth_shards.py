@@ -919,6 +919,20 @@ def no_fullwidth_font(tmp_path_factory, cjk_font):
     return path
 
 
+def _full_width_line_spec(tmp_path, charset):
+    """A line task drawing a Chinese text's lines alone: its ``，！（）`` are full-width."""
+    corpus = tmp_path / "zh.txt"
+    corpus.write_text("今天，天气很好！我们一起去公园（散步），好的，走吧！\n" * 20, "utf-8")
+    cfg = {
+        "charset": {"source": "chars", "chars": "".join(charset)},
+        "corpus": [str(corpus)],
+        "corpus_fraction": 1.0,
+        "mix_fraction": 0.0,
+        "length": [2, 8],
+    }
+    return task_spec("line", cfg)
+
+
 def test_line_shards_draw_the_corpus_full_width_forms_labelled_in_nfkc(
     tmp_path, cjk_font, no_fullwidth_font
 ):
@@ -935,16 +949,7 @@ def test_line_shards_draw_the_corpus_full_width_forms_labelled_in_nfkc(
     )
     faces = read_coverage(tmp_path / "c.tsv", "line", charset, "train")
     assert {f.family for f in faces} == {"WenQuanYi Micro Hei", "No Fullwidth"}
-    corpus = tmp_path / "zh.txt"
-    corpus.write_text("今天，天气很好！我们一起去公园（散步），好的，走吧！\n" * 20, "utf-8")
-    cfg = {
-        "charset": {"source": "chars", "chars": "".join(charset)},
-        "corpus": [str(corpus)],
-        "corpus_fraction": 1.0,
-        "mix_fraction": 0.0,
-        "length": [2, 8],
-    }
-    spec = task_spec("line", cfg)
+    spec = _full_width_line_spec(tmp_path, charset)
     samples = list(generate(spec, ShardSpec("line", "train", 0, 120, 5), charset, faces))
     cmaps = {f.name: TTFont(f.path, fontNumber=f.index).getBestCmap() for f in faces}
     drawn_by: dict[str, str] = {name: "" for name in cmaps}
@@ -986,16 +991,7 @@ def test_a_form_fonts_misdrawn_names_for_a_face_is_drawn_in_its_nfkc_form_there(
         assert "，" not in f.covered and set("！（）") <= f.covered
         assert f.covered - set(charset) == set("！（）")
     assert with_forms(faces, forms, {"^Other$": "，"}) == with_forms(faces, forms)
-    corpus = tmp_path / "zh.txt"
-    corpus.write_text("今天，天气很好！我们一起去公园（散步），好的，走吧！\n" * 20, "utf-8")
-    cfg = {
-        "charset": {"source": "chars", "chars": "".join(charset)},
-        "corpus": [str(corpus)],
-        "corpus_fraction": 1.0,
-        "mix_fraction": 0.0,
-        "length": [2, 8],
-    }
-    spec = task_spec("line", cfg)
+    spec = _full_width_line_spec(tmp_path, charset)
     shard = ShardSpec("line", "train", 0, 60, 5)
     plain = list(generate(spec, shard, charset, faces))
     told = list(generate(spec, shard, charset, faces, misdrawn=wrong))
