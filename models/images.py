@@ -32,6 +32,9 @@ images come in every shape, so `load_gray` brings any of them to that form befor
   becomes enormous).
 
 Every failure is an `ImageLoadError` naming the image (its path, or what the caller calls it).
+What a TIFF's decoder, libtiff, prints to stderr about a file, naming none, comes back naming it:
+a warning for damaged pixels it reads all the same, the error's reason for a file it cannot read
+(`_decoder_messages`).
 `decode_png` decodes the images the workflow itself wrote (a shard's ``.png`` member) for
 training and evaluation, which name the shard and the sample when it fails.
 """
@@ -45,6 +48,9 @@ import logging
 import os
 import select
 import stat
+import sys
+import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,6 +127,7 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         ImageLoadError: Missing, empty, truncated, not an image, or too large; names the file.
     """
     name = str(path)
+    said: list[str] = []  # a TIFF decoder's own messages (`_decoder_messages`)
     if "\x00" in name:  # os and Pillow say "embedded null byte", which read as corrupt data
         raise ImageLoadError(name, "a file name cannot hold a NUL byte (a listing's stray byte?)")
     try:
@@ -142,7 +149,10 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
                     f"{max_pixels:,} (a decompression bomb?); raise max_pixels "
                     "(--max-pixels) if the image is genuine",
                 )
-            im.load()
+            with _decoder_messages(im, said):
+                im.load()
+            for message in said:  # read all the same; named, once each, by _warnings_naming
+                warnings.warn(f"its decoder says: {message}", stacklevel=2)
             return upright(im, name)
     except ImageLoadError:
         raise
@@ -172,11 +182,53 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:
             raise ImageLoadError(name, "file name too long for the file system") from None
         # Truncated or corrupt data (Pillow raises OSError, and SyntaxError from some plugins).
-        raise ImageLoadError(name, f"corrupt image: {e}") from None
+        detail = f" ({'; '.join(said)})" if said else ""  # decoder error -2 (ZIPDecode: ...)
+        raise ImageLoadError(name, f"corrupt image: {e}{detail}") from None
     except MemoryError:
         raise
     except Exception as e:  # a decoder's own: RuntimeError (AVIF), struct.error, TypeError
         raise ImageLoadError(name, f"corrupt image: {type(e).__name__}: {e}") from None
+
+
+@contextlib.contextmanager
+def _decoder_messages(im: Image.Image, said: list[str]) -> Iterator[None]:
+    """What a TIFF's decoder, libtiff, prints to the process's stderr while ``im`` is decoded
+    (``Fax4Decode: Bad code word at line 26 of strip 0 (x 0).`` for damaged pixels, which are
+    read all the same; the detail behind a ``decoder error -2`` Pillow raises), taken off
+    stderr and added to ``said`` on exit, each line once, so that the caller can say which
+    image it is about: libtiff's own lines do not say, and in a folder's run they land anywhere
+    among the readings. Only for a TIFF (the one format whose decoder prints), and only while no
+    other Python thread runs, since file descriptor 2 is the whole process's: what another
+    thread wrote meanwhile would be taken for the decoder's. Else, or when stderr cannot be
+    taken (no file descriptor 2, no temporary file), the decoder prints as before."""
+    with contextlib.ExitStack() as stack:
+        saved = None
+        if im.format == "TIFF" and threading.active_count() == 1:
+            try:
+                sys.stderr.flush()
+                capture = stack.enter_context(tempfile.TemporaryFile())
+                saved = os.dup(2)
+            except (OSError, ValueError, AttributeError):  # no stderr, no temporary file
+                saved = None
+        if saved is None:
+            yield
+            return
+        try:
+            os.dup2(capture.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode("utf-8", "replace").splitlines():
+                # libtiff names the file as Pillow opened it: "tempfile.tif", not its own name
+                line = line.strip().removeprefix(f"{_PILLOW_TIFF_NAME}: ")
+                if line and line not in said:
+                    said.append(line)
+
+
+# The name Pillow gives libtiff for a TIFF it reads from a file object (in its C decoder).
+_PILLOW_TIFF_NAME = "tempfile.tif"
 
 
 @contextlib.contextmanager

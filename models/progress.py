@@ -2,7 +2,11 @@
 nothing otherwise (a pipe, a file) or in a workflow job (`synth.joblog.start`: Snakemake runs
 several on one console, and each job's bar would write over the others' and Snakemake's lines),
 where the logs and the structured files (history.csv, metrics.json) carry the numbers. While a
-bar shows, the console's log records, and lines given to `write_line`, print above it."""
+bar shows, the console's log records, and lines given to `write_line`, print above it. tqdm's
+monitor thread is not started (``tqdm.monitor_interval = 0``; a bar then redraws at its next
+update alone): a bar, even a disabled one, would leave that thread running for the rest of the
+process, and `models.images` reads a TIFF decoder's messages off stderr only while no other
+Python thread runs."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ def progress_bar(
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    tqdm.monitor_interval = 0  # no monitor thread (see the module's docstring)
     if not enabled or not sys.stderr.isatty() or in_job():
         return tqdm(total=total, initial=initial, unit=unit, desc=desc, disable=True)
 

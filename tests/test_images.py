@@ -242,6 +242,70 @@ def test_pillows_own_warnings_name_the_file_each_once(tmp_path):
     assert len(messages) == 1 and messages[0].startswith(f"{path}: Corrupt EXIF data"), messages
 
 
+def damaged_tiff(path, compression):
+    """A TIFF whose compressed pixels have bytes overwritten, at ``path``: a ``group4`` one libtiff
+    reads all the same, printing ``Fax4Decode: Bad code word ...`` on stderr; a
+    ``tiff_adobe_deflate`` one it cannot read (``ZIPDecode: Decoding error ...``)."""
+    page = np.full((40, 200), 255, np.uint8)
+    page[10:30, 20:180:7] = 0
+    whole = io.BytesIO()
+    image = Image.fromarray(page)
+    (image.convert("1") if compression == "group4" else image).save(
+        whole, "TIFF", compression=compression
+    )
+    data = bytearray(whole.getvalue())
+    data[16:24] = b"\xaa" * 8  # the pixels follow the 8-byte header
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.fixture
+def one_thread(monkeypatch):
+    """As the recognition command runs: no other Python thread (pytest's may have some)."""
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+
+
+def test_a_tiff_decoders_messages_come_back_naming_the_file(tmp_path, capfd, one_thread):
+    # libtiff prints to the process's stderr, without the file's name, anywhere among a folder's
+    # readings: its lines come back as a warning naming the file, or in the error's reason.
+    read = damaged_tiff(tmp_path / "fax.tif", "group4")
+    with pytest.warns(UserWarning) as caught:
+        gray = load_gray(read)
+    assert gray.size == (200, 40)
+    messages = [str(w.message) for w in caught]
+    said = f"{read}: its decoder says: Fax4Decode: Bad code word"
+    assert messages and all(m.startswith(said) for m in messages), messages
+    assert len(set(messages)) == len(messages)  # each once
+    failed = damaged_tiff(tmp_path / "zip.tif", "tiff_adobe_deflate")
+    with pytest.raises(ImageLoadError) as refused, warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning besides the error
+        load_gray(failed)
+    assert refused.value.name == str(failed)
+    assert refused.value.reason.startswith("corrupt image: decoder error"), refused.value.reason
+    assert "(ZIPDecode: Decoding error" in refused.value.reason, refused.value.reason
+    assert "Decode" not in capfd.readouterr().err  # nothing of libtiff's own left on stderr
+    # what the process wrote to stderr before and after a decode is left where it was
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
+
+
+def test_a_tiff_decoder_prints_as_before_while_another_thread_runs(tmp_path, capfd):
+    # File descriptor 2 is the whole process's: while another thread might write to it, what is
+    # written is not taken for the decoder's.
+    read = damaged_tiff(tmp_path / "fax.tif", "group4")
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert load_gray(read).size == (200, 40)
+    finally:
+        stop.set()
+        other.join()
+    assert "Fax4Decode: Bad code word" in capfd.readouterr().err
+
+
 @pytest.mark.parametrize(
     "silenced",
     [{"message": "Corrupt EXIF data"}, {"module": "PIL"}],

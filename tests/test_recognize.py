@@ -18,7 +18,7 @@ import torch
 import yaml
 from conftest import Terminal
 from PIL import Image, ImageDraw, ImageFont
-from test_images import cut_short_tiff
+from test_images import cut_short_tiff, damaged_tiff
 
 from models.checkpoint import ModelMeta, save_model
 from models.cli import INTERRUPTED
@@ -1050,6 +1050,26 @@ def test_each_damaged_file_of_a_run_gets_its_own_warning_line(checkpoints, tmp_p
         warned = [line for line in err if line.startswith(f"warning: {path}: Corrupt EXIF data")]
         assert len(warned) == 1, err
         assert f"error: {path}: not an image Pillow can read" in "\n".join(err)
+
+
+def test_a_tiff_decoders_own_lines_name_the_file_they_are_about(checkpoints, tmp_path):
+    """libtiff prints its complaints to stderr without naming the file, anywhere among a
+    folder's readings: the command gives each as a warning naming the file it read anyway, or in
+    the error's reason for one it could not."""
+    read = damaged_tiff(tmp_path / "a.tif", "group4")
+    failed = damaged_tiff(tmp_path / "b.tif", "tiff_adobe_deflate")
+    proc = _cli(str(checkpoints["line"]), str(tmp_path))
+    assert proc.returncode == EXIT_SOME_FAILED, proc.stderr
+    assert [line.split("\t")[0] for line in proc.stdout.splitlines()] == [str(read)]
+    err = proc.stderr.splitlines()
+    warned = [line for line in err if "Fax4Decode" in line]
+    assert warned and all(
+        line.startswith(f"warning: {read}: its decoder says: Fax4Decode: Bad code word")
+        for line in warned
+    ), err
+    failing = [line for line in err if "ZIPDecode" in line]
+    assert len(failing) == 1, err
+    assert failing[0].startswith(f"error: {failed}: corrupt image: decoder error"), err
 
 
 def test_trim_reads_a_loosely_cropped_line_as_the_tight_one(checkpoints, cjk_font, tmp_path):
