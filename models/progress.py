@@ -40,7 +40,10 @@ def progress_bar(
                 if redirect is not None:
                     redirect.__exit__(None, None, None)
 
-    bar = Bar(total=total, initial=initial, unit=unit, desc=desc, dynamic_ncols=True)
+    # miniters=1: each update may redraw (at most every 0.1 s), where tqdm's own count of
+    # updates between redraws, fitted to a fast start, would leave a slowed bar stale for long
+    # without the monitor thread that resets it
+    bar = Bar(total=total, initial=initial, unit=unit, desc=desc, dynamic_ncols=True, miniters=1)
     bar.redirect = logging_redirect_tqdm(tqdm_class=tqdm)
     bar.redirect.__enter__()
     return bar

@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 from conftest import Terminal
 
@@ -62,3 +64,24 @@ def test_a_workflow_job_shows_no_bar_on_the_console_it_shares(tmp_path):
         "True",
         "False",
     ], proc.stdout
+
+
+def test_a_bar_starts_no_thread_and_redraws_at_an_update_after_a_slow_step(monkeypatch):
+    # tqdm's monitor thread, started by any bar (a disabled one too), stayed for the rest of the
+    # process, and models.images takes a TIFF decoder's stderr only while no other thread runs.
+    # Without it a bar redraws at its updates alone: each one may (at most every 0.1 s), not
+    # every so many fitted to a fast start, which left a slowed bar stale.
+    stderr = Terminal()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    before = {t.ident for t in threading.enumerate()}
+    with progress_bar(None, " images", enabled=False):
+        pass
+    bar = progress_bar(None, " steps")
+    start = time.monotonic()
+    while time.monotonic() - start < 0.35:  # a fast start, redrawn on the way
+        bar.update(1)
+    time.sleep(0.15)
+    bar.update(1)  # then a slow step: drawn at once
+    assert re.split(r"[\r\n]+", stderr.getvalue().rstrip())[-1].startswith(f"{bar.n} steps ")
+    bar.close()
+    assert {t.ident for t in threading.enumerate()} <= before
