@@ -200,31 +200,39 @@ def _decoder_messages(im: Image.Image, said: list[str]) -> Iterator[None]:
     among the readings. Only for a TIFF (the one format whose decoder prints), and only while no
     other Python thread runs, since file descriptor 2 is the whole process's: what another
     thread wrote meanwhile would be taken for the decoder's. Else, or when stderr cannot be
-    taken (no file descriptor 2, no temporary file), the decoder prints as before."""
-    with contextlib.ExitStack() as stack:
-        saved = None
-        if im.format == "TIFF" and threading.active_count() == 1:
+    taken (no file descriptor 2, no temporary file), the decoder prints as before. Python's
+    warnings meanwhile (Pillow's) are held and given after, as they would have been shown: shown
+    then, they would go to the file descriptor too."""
+    held: list[warnings.WarningMessage] = []
+    try:
+        with contextlib.ExitStack() as stack:
+            saved = None
+            if im.format == "TIFF" and threading.active_count() == 1:
+                try:
+                    sys.stderr.flush()
+                    capture = stack.enter_context(tempfile.TemporaryFile())
+                    saved = os.dup(2)
+                except (OSError, ValueError, AttributeError):  # no stderr, no temporary file
+                    saved = None
+            if saved is None:
+                yield
+                return
+            held = stack.enter_context(warnings.catch_warnings(record=True))
             try:
-                sys.stderr.flush()
-                capture = stack.enter_context(tempfile.TemporaryFile())
-                saved = os.dup(2)
-            except (OSError, ValueError, AttributeError):  # no stderr, no temporary file
-                saved = None
-        if saved is None:
-            yield
-            return
-        try:
-            os.dup2(capture.fileno(), 2)
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            for line in capture.read().decode("utf-8", "replace").splitlines():
-                # libtiff names the file as Pillow opened it: "tempfile.tif", not its own name
-                line = line.strip().removeprefix(f"{_PILLOW_TIFF_NAME}: ")
-                if line and line not in said:
-                    said.append(line)
+                os.dup2(capture.fileno(), 2)
+                yield
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                capture.seek(0)
+                for line in capture.read().decode("utf-8", "replace").splitlines():
+                    # libtiff names the file as Pillow opened it: "tempfile.tif", not its name
+                    line = line.strip().removeprefix(f"{_PILLOW_TIFF_NAME}: ")
+                    if line and line not in said:
+                        said.append(line)
+    finally:  # whether it was read or not: the caller's filters and showwarning, on stderr
+        for w in held:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 # The name Pillow gives libtiff for a TIFF it reads from a file object (in its C decoder).

@@ -6,6 +6,9 @@ from __future__ import annotations
 import io
 import os
 import struct
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import warnings
@@ -287,6 +290,51 @@ def test_a_tiff_decoders_messages_come_back_naming_the_file(tmp_path, capfd, one
     # what the process wrote to stderr before and after a decode is left where it was
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "after\n"
+
+
+def test_pillows_warnings_while_a_tiff_decodes_are_shown_as_before(tmp_path):
+    # While the decoder's stderr is taken, a Python warning shown then would be taken with it
+    # (and given as the decoder's words): it is held and shown after, named, whether the file
+    # is read or not. In a process of its own, as the command runs: pytest's capture would keep
+    # the warning's text off file descriptor 2.
+    script = textwrap.dedent(
+        """
+        import sys, warnings
+        from PIL import TiffImagePlugin
+        from models.images import ImageLoadError, load_gray
+        load = TiffImagePlugin.TiffImageFile.load
+        def warning_load(self):
+            warnings.warn("a warning of Pillow's while it decodes", UserWarning)
+            return load(self)
+        TiffImagePlugin.TiffImageFile.load = warning_load
+        warnings.simplefilter("always")
+        def shown(message, category, filename, lineno, file=None, line=None):
+            sys.stderr.write(f"{category.__name__}: {message}\\n")  # as models.recognize
+        warnings.showwarning = shown
+        for path in sys.argv[1:]:
+            try:
+                load_gray(path)
+                print("read", path)
+            except ImageLoadError as e:
+                print("error", e.reason)
+        """
+    )
+    read = damaged_tiff(tmp_path / "fax.tif", "group4")
+    failed = damaged_tiff(tmp_path / "zip.tif", "tiff_adobe_deflate")
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(read), str(failed)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    err = proc.stderr.splitlines()
+    for path in (read, failed):
+        assert f"UserWarning: {path}: a warning of Pillow's while it decodes" in err, err
+    assert any(
+        line.startswith(f"UserWarning: {read}: its decoder says: Fax4Decode") for line in err
+    )
+    assert not [line for line in err if "says" in line and "a warning of" in line], err
+    out = proc.stdout.splitlines()
+    assert out[0] == f"read {read}" and out[1].startswith("error corrupt image: decoder error")
+    assert "(ZIPDecode" in out[1] and "a warning of" not in out[1], out
 
 
 def test_a_tiff_decoder_prints_as_before_while_another_thread_runs(tmp_path, capfd):
