@@ -1148,16 +1148,11 @@ def with_forms(
     if not forms:
         return list(faces)
     wrong = [(re.compile(p), c) for p, c in (misdrawn or {}).items()]
-    return [
-        replace(
-            f,
-            covered=f.covered
-            | (
-                _forms_drawn(f.path, f.index, forms) - misdrawn_by(wrong, f.family, f.style, f.path)
-            ),
-        )
-        for f in faces
-    ]
+    out = []
+    for f in faces:
+        drawn = _forms_drawn(f.path, f.index, forms) - misdrawn_by(wrong, f.family, f.style, f.path)
+        out.append(replace(f, covered=f.covered | drawn))
+    return out
 
 
 @functools.lru_cache(maxsize=256)
