@@ -437,6 +437,11 @@ def excluded_by(
     return next((p.pattern for p in patterns if p.search(family) or p.search(full)), None)
 
 
+def misdrawn_patterns(misdrawn: Mapping[str, str] | None) -> list[tuple[re.Pattern, str]]:
+    """``fonts.misdrawn`` (regex -> characters) compiled, for `misdrawn_by`."""
+    return [(re.compile(p), c) for p, c in (misdrawn or {}).items()]
+
+
 def misdrawn_by(
     misdrawn: Sequence[tuple[re.Pattern, str]], family: str, style: str, path: str = ""
 ) -> set[str]:
@@ -492,7 +497,7 @@ def scan_files(
     """
     chars = sorted(set(chars))
     patterns = [re.compile(p) for p in exclude_families]
-    wrong = [(re.compile(p), c) for p, c in (misdrawn or {}).items()]
+    wrong = misdrawn_patterns(misdrawn)
     return [r for f in files for r in _scan_file(f, role, chars, patterns, wrong)]
 
 
@@ -1147,7 +1152,7 @@ def with_forms(
     forms = tuple(sorted(set(forms)))
     if not forms:
         return list(faces)
-    wrong = [(re.compile(p), c) for p, c in (misdrawn or {}).items()]
+    wrong = misdrawn_patterns(misdrawn)
     out = []
     for f in faces:
         drawn = _forms_drawn(f.path, f.index, forms) - misdrawn_by(wrong, f.family, f.style, f.path)
